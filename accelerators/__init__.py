@@ -1,0 +1,1 @@
+"""The machines hwsim models, one subpackage per target (see ``hwsim.targets``)."""

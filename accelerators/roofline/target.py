@@ -1,0 +1,88 @@
+"""Roofline spec, lowering and energy table (see the package docstring)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hwsim.energy import EnergyTable, Price
+from hwsim.engine import Task
+from hwsim.errors import InputError
+from hwsim.ir.kinds import KINDS, flops, read_bytes, write_bytes
+from hwsim.spec import spec_field
+from hwsim.targets import Target
+
+# Which peak an op of a given dtype runs at: integer and boolean bookkeeping runs
+# at the int32 rate; every float type needs its own entry (no silent fallback).
+_DTYPE_CLASS = {"int64": "int32", "int16": "int32", "uint8": "int32", "bool": "int32"}
+
+
+@dataclass(frozen=True)
+class RooflineSpec:
+    peak_flops_per_s: dict[str, float] = spec_field(
+        help="peak arithmetic rate per data type (fp16, bf16, fp32, int8, int32, ...)")
+    dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth")
+    op_overhead_s: float = spec_field(0.0, help="fixed time added to every op (launch, sync)")
+    dram_pj_per_byte: float = spec_field(0.0, help="DRAM access energy per byte")
+    pj_per_flop: dict[str, float] = spec_field(
+        {}, help="arithmetic energy per FLOP, per data type")
+    static_power_w: float = spec_field(0.0, help="power drawn whenever the machine runs")
+    dram_bytes: float = spec_field(0.0, help="DRAM capacity (0: not checked)")
+
+
+class RooflineTarget(Target):
+    name = "roofline"
+    description = "max(compute, memory) per op, from peak FLOP/s and DRAM bandwidth"
+    spec_class = RooflineSpec
+    default_preset = "roofline-v100"
+    presets_dir = Path(__file__).parent / "presets"
+
+    def compute_dtype(self, op, graph) -> str:
+        tid = op.inputs[0] if op.kind in ("matmul", "attention") and op.inputs else (
+            op.outputs[0] if op.outputs else None)
+        dtype = graph.tensors[tid].dtype if tid is not None else "fp32"
+        return _DTYPE_CLASS.get(dtype, dtype)
+
+    def lower(self, op, graph, spec: RooflineSpec, tiling=None) -> list[Task]:
+        if op.kind not in KINDS:
+            from hwsim.errors import UnsupportedOpError
+            raise UnsupportedOpError(self.name, op.kind, op.line(graph))
+        n_flops = flops(op)
+        rd, wr = read_bytes(op, graph), write_bytes(op, graph)
+        compute_s = 0.0
+        actions: dict[str, float] = {}
+        if n_flops:
+            dtype = self.compute_dtype(op, graph)
+            peak = spec.peak_flops_per_s.get(dtype)
+            if not peak:
+                raise InputError(
+                    f"no peak_flops_per_s for dtype {dtype!r}, needed by op: {op.line(graph)}",
+                    field="spec.peak_flops_per_s")
+            compute_s = n_flops / peak
+            actions[f"flop_{dtype}"] = n_flops
+        memory_s = (rd + wr) / spec.dram_bw_bytes_per_s
+        actions["dram_byte"] = rd + wr
+        overhead = spec.op_overhead_s if op.kind != "view" else 0.0
+        if op.kind == "view":
+            bound = "latency"
+        elif overhead > max(compute_s, memory_s):
+            bound = "latency"
+        else:
+            bound = "compute" if compute_s >= memory_s else "memory"
+        return [Task("chip", max(compute_s, memory_s) + overhead,
+                     {"dram_read": rd, "dram_write": wr}, actions, (), bound)]
+
+    def energy_table(self, spec: RooflineSpec) -> EnergyTable:
+        prices = {"dram_byte": Price(spec.dram_pj_per_byte, "dram", "preset dram_pj_per_byte")}
+        for dtype in spec.peak_flops_per_s:
+            prices[f"flop_{dtype}"] = Price(spec.pj_per_flop.get(dtype, 0.0), "compute",
+                                            "preset pj_per_flop")
+        return EnergyTable(prices, spec.static_power_w, "preset static_power_w")
+
+    def headline(self, spec: RooflineSpec) -> str:
+        peaks = ", ".join(f"{k} {v / 1e12:.1f}" for k, v in spec.peak_flops_per_s.items()
+                          if not k.startswith("int"))
+        return f"peak TFLOP/s: {peaks}; DRAM {spec.dram_bw_bytes_per_s / 1e9:.0f} GB/s"
+
+
+TARGET = RooflineTarget()

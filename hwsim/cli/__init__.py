@@ -1,0 +1,1 @@
+"""The ``hwsim`` command line. It only parses, calls the API and writes."""

@@ -1,0 +1,164 @@
+"""``hwsim`` subcommands: simulate, trace, targets, validate.
+
+Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
+line on stderr with exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .. import errors
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwsim", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="simulate a workload on one or more targets")
+    s.add_argument("workload", help="workload YAML file")
+    s.add_argument("--target", "-t", default="roofline",
+                   help="target, preset or hardware YAML; several separated by commas")
+    s.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a workload field (seq_len=4096) or target.FIELD")
+    s.add_argument("--json", metavar="PATH", help="write the JSON report ('-' for stdout)")
+    s.add_argument("--csv", metavar="PATH", help="write one row per op")
+    s.add_argument("--chrome-trace", metavar="PATH", help="write a chrome://tracing timeline")
+    s.add_argument("--plot", metavar="PATH", help="plot latency by op kind (png, pdf, svg)")
+    s.add_argument("--fidelity", default="event", choices=["event", "analytical"])
+    s.add_argument("--top", type=int, default=10, help="ops shown in the table")
+    s.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    t = sub.add_parser("trace", help="trace a PyTorch model into a graph (needs torch)")
+    t.add_argument("model", help="zoo model name or module:factory")
+    t.add_argument("--seq", type=int, default=128, help="prompt tokens / new tokens")
+    t.add_argument("--phase", default="prefill", choices=["prefill", "decode"])
+    t.add_argument("--kv-len", type=int, default=0, help="tokens in the KV cache (decode)")
+    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--dtype", default="fp16")
+    t.add_argument("--template", action="store_true",
+                   help="write a size template (traced on a grid of sizes) instead")
+    t.add_argument("-o", "--output", help="output file (.json.gz); default: print the graph")
+    t.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    g = sub.add_parser("targets", help="list targets and presets")
+    g.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+
+    v = sub.add_parser("validate", help="run the reference cases")
+    v.add_argument("--target", help="only cases of this target")
+    v.add_argument("--cases", help="folder or file of cases (default: the shipped set)")
+    v.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except errors.HwsimError as e:
+        if args.debug:
+            raise
+        print(f"hwsim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _simulate(args) -> int:
+    from ..simulate import simulate  # noqa: PLC0415
+
+    names = [t.strip() for t in args.target.split(",") if t.strip()]
+    if not names:
+        raise errors.InputError("no target given", source="--target")
+    reports = [simulate(args.workload, name, sets=args.sets, fidelity=args.fidelity)
+               for name in names]
+    to_stdout = args.json == "-"
+    out = sys.stderr if to_stdout else sys.stdout
+    for i, r in enumerate(reports):
+        if i:
+            print(file=out)
+        print(r.table(args.top), file=out)
+    if args.json:
+        docs = [r.to_dict() for r in reports]
+        text = json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, allow_nan=False)
+        _write(args.json, text + "\n")
+    for r in reports:
+        suffix = f".{r.target.preset}" if len(reports) > 1 else ""
+        if args.csv:
+            r.to_csv(_with_suffix(args.csv, suffix))
+        if args.chrome_trace:
+            from ..report.chrome import write_chrome_trace  # noqa: PLC0415
+
+            write_chrome_trace(r, _with_suffix(args.chrome_trace, suffix))
+    if args.plot:
+        from ..report.plot import plot_by_kind  # noqa: PLC0415
+
+        plot_by_kind(reports, args.plot)
+    return 0
+
+
+def _with_suffix(path: str, suffix: str) -> str:
+    if not suffix:
+        return path
+    stem, dot, ext = path.rpartition(".")
+    return f"{stem}{suffix}.{ext}" if dot else path + suffix
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def _trace(args) -> int:
+    try:
+        from .. import trace as tracing  # noqa: PLC0415
+    except ImportError as e:
+        raise errors.InputError(f"tracing needs torch and transformers "
+                                f"(pip install 'hwsim[trace]'): {e}", source="hwsim trace")
+    from ..ir import save  # noqa: PLC0415
+
+    if args.template:
+        graph = tracing.trace_template(args.model, args.phase)
+    else:
+        graph = tracing.trace(args.model, seq_len=args.seq, phase=args.phase,
+                              kv_len=args.kv_len, batch=args.batch, dtype=args.dtype)
+    if args.output:
+        save(graph, args.output)
+        print(f"wrote {args.output}: {len(graph.ops)} ops, {graph.flops():,} FLOPs",
+              file=sys.stderr)
+    else:
+        print(graph.format())
+    return 0
+
+
+def _targets(args) -> int:
+    from ..targets import registry, resolve  # noqa: PLC0415
+
+    for name, target in registry().items():
+        print(f"{name}: {target.description}")
+        for preset in target.presets():
+            spec = resolve(preset).spec
+            mark = " (default)" if preset == target.default_preset else ""
+            print(f"  {preset}{mark}: {target.headline(spec)}")
+    return 0
+
+
+def _validate(args) -> int:
+    from ..validate import format_results, run_cases  # noqa: PLC0415
+
+    results = run_cases(target=args.target, path=args.cases)
+    print(format_results(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+_COMMANDS = {"simulate": _simulate, "trace": _trace, "targets": _targets,
+             "validate": _validate}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,250 @@
+"""The operation graph: a header, a table of tensors, and an ordered list of ops.
+
+Like a flattened torch.fx graph, a :class:`Graph` is a flat list of nodes in
+topological order; every op names the tensors it reads and writes by id, and
+every tensor is written by at most one op (graph inputs and parameters by none).
+Each op keeps the layer it belongs to and the PyTorch module path it came from,
+so reports can be read per layer and per module.
+
+Printing a graph gives one line per op::
+
+    %12 matmul       L3  model.layers.3.self_attn.q_proj  (t40 fp16[1,2048,4096], t9 fp16[4096,4096]) -> t41 fp16[1,2048,4096]  m=2048 n=4096 k=4096 batch=1
+
+The same one-line form (:meth:`Op.line`) is used in error messages.
+
+A graph whose sizes are :class:`~hwsim.ir.expr.Expr` rather than ints is a
+*template*; :meth:`Graph.instantiate` evaluates it at a concrete size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
+
+from . import kinds as _kinds
+from .dtypes import is_known, nbytes
+from .expr import Expr, Size, evaluate
+
+TENSOR_KINDS = ("param", "activation", "kv_cache", "input")
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A value in the graph. ``shape`` entries are ints (or Exprs in a template)."""
+
+    id: int
+    shape: tuple[Size, ...]
+    dtype: str
+    kind: str = "activation"  # param | activation | kv_cache | input
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)  # type: ignore[arg-type]
+
+    @property
+    def bytes(self) -> int:
+        return nbytes(self.numel, self.dtype)
+
+    def short(self) -> str:
+        dims = ",".join(str(d) for d in self.shape)
+        return f"t{self.id} {self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One operator: a canonical ``kind`` with attributes, reading and writing tensors."""
+
+    id: int
+    kind: str
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    layer: int | None = None
+    module: str = ""
+    name: str = ""
+
+    def line(self, graph: "Graph | None" = None) -> str:
+        """The one-line form used by the printer and in error messages."""
+        layer = f"L{self.layer}" if self.layer is not None else "L-"
+        attrs = " ".join(f"{k}={v}" for k, v in self.attrs.items())
+        if graph is not None:
+            ins = ", ".join(_tensor_ref(graph, i) for i in self.inputs)
+            outs = ", ".join(_tensor_ref(graph, o) for o in self.outputs)
+        else:
+            ins = ", ".join(f"t{i}" for i in self.inputs)
+            outs = ", ".join(f"t{o}" for o in self.outputs)
+        module = self.module or "-"
+        return (f"%{self.id:<4} {self.kind:<11} {layer:<4} {module}  ({ins}) -> {outs}"
+                + (f"  {attrs}" if attrs else ""))
+
+
+def _tensor_ref(graph: "Graph", tid: int) -> str:
+    t = graph.tensors.get(tid)
+    return t.short() if t is not None else f"t{tid}?"
+
+
+class Graph:
+    """A traced or hand-written workload graph.
+
+    ``header`` holds what describes the whole graph: ``name``, ``model``,
+    ``phase``, ``batch``, ``seq_len``, ``kv_len``, ``dtype``, ``segments``
+    (name -> [start, end) token ranges) and free-form records (``pruning``
+    schedules applied, tracing provenance).
+    """
+
+    __slots__ = ("header", "tensors", "ops")
+
+    def __init__(self, header: Mapping[str, Any] | None = None,
+                 tensors: Iterable[Tensor] = (), ops: Iterable[Op] = ()):
+        self.header: dict[str, Any] = dict(header or {})
+        self.tensors: dict[int, Tensor] = {t.id: t for t in tensors}
+        self.ops: list[Op] = list(ops)
+
+    # ------------------------------------------------------------------ build
+    def add_tensor(self, shape: Iterable[Size], dtype: str, kind: str = "activation") -> int:
+        tid = len(self.tensors)
+        while tid in self.tensors:
+            tid += 1
+        self.tensors[tid] = Tensor(tid, tuple(shape), dtype, kind)
+        return tid
+
+    def add_op(self, kind: str, inputs: Iterable[int], outputs: Iterable[int],
+               attrs: Mapping[str, Any] | None = None, *, layer: int | None = None,
+               module: str = "", name: str = "") -> Op:
+        op = Op(len(self.ops), kind, tuple(inputs), tuple(outputs), dict(attrs or {}),
+                layer, module, name or (module.rsplit(".", 1)[-1] if module else kind))
+        self.ops.append(op)
+        return op
+
+    # ------------------------------------------------------------------ query
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __iter__(self):
+        return iter(self.ops)
+
+    @property
+    def is_template(self) -> bool:
+        return any(isinstance(d, Expr) for t in self.tensors.values() for d in t.shape) or any(
+            isinstance(v, Expr) for op in self.ops for v in op.attrs.values())
+
+    @property
+    def num_layers(self) -> int:
+        layers = [op.layer for op in self.ops if op.layer is not None]
+        return max(layers) + 1 if layers else 0
+
+    def flops(self) -> int:
+        return sum(_kinds.flops(op) for op in self.ops)
+
+    def flops_by_kind(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for op in self.ops:
+            out[op.kind] = out.get(op.kind, 0) + _kinds.flops(op)
+        return out
+
+    def op_flops(self, op: Op) -> int:
+        return _kinds.flops(op)
+
+    def op_read_bytes(self, op: Op) -> int:
+        return _kinds.read_bytes(op, self)
+
+    def op_write_bytes(self, op: Op) -> int:
+        return _kinds.write_bytes(op, self)
+
+    def param_bytes(self) -> int:
+        return sum(t.bytes for t in self.tensors.values() if t.kind == "param")
+
+    def replace_ops(self, ops: Iterable[Op], tensors: Iterable[Tensor] | None = None,
+                    header: Mapping[str, Any] | None = None) -> "Graph":
+        """A new graph with these ops (renumbered in order); tensors kept unless given."""
+        new_ops = [replace(op, id=i) for i, op in enumerate(ops)]
+        return Graph(self.header if header is None else header,
+                     self.tensors.values() if tensors is None else tensors, new_ops)
+
+    # ------------------------------------------------------------------ check
+    def verify(self) -> list[str]:
+        """All structural problems, each prefixed with the op's line. Empty when valid.
+
+        Checks: unique op ids in order, every input defined before use (graph
+        inputs and parameters are defined by no op), every tensor written once,
+        known dtypes and tensor kinds, and each op's attributes and sizes against
+        its kind (:func:`hwsim.ir.kinds.check`). Templates are checked at a
+        sample size.
+        """
+        g = self.instantiate(batch=2, seq_len=13, kv_len=7) if self.is_template else self
+        problems: list[str] = []
+        for t in g.tensors.values():
+            if t.kind not in TENSOR_KINDS:
+                problems.append(f"tensor t{t.id}: kind {t.kind!r} not one of {TENSOR_KINDS}")
+            if not is_known(t.dtype):
+                problems.append(f"tensor t{t.id}: unknown dtype {t.dtype!r}")
+            if any((not isinstance(d, int)) or d < 0 for d in t.shape):
+                problems.append(f"tensor t{t.id}: bad shape {t.shape}")
+        written: set[int] = set()
+        produced_by_op: set[int] = set()
+        for op in g.ops:
+            produced_by_op.update(op.outputs)
+        sources = {tid for tid, t in g.tensors.items() if tid not in produced_by_op}
+        defined = set(sources)
+        for idx, op in enumerate(g.ops):
+            where = op.line(g)
+            if op.id != idx:
+                problems.append(f"{where}: id {op.id} out of order (expected {idx})")
+            for tid in op.inputs:
+                if tid not in g.tensors:
+                    problems.append(f"{where}: input t{tid} is not in the tensor table")
+                elif tid not in defined:
+                    problems.append(f"{where}: input t{tid} is used before it is written")
+            for tid in op.outputs:
+                if tid not in g.tensors:
+                    problems.append(f"{where}: output t{tid} is not in the tensor table")
+                elif tid in written:
+                    problems.append(f"{where}: output t{tid} is written twice")
+                written.add(tid)
+                defined.add(tid)
+            if all(t in g.tensors for t in op.inputs + op.outputs):
+                problems.extend(f"{where}: {msg}" for msg in _kinds.check(op, g))
+        return problems
+
+    # ------------------------------------------------------------------ templates
+    def instantiate(self, batch: int = 1, seq_len: int = 1, kv_len: int = 0) -> "Graph":
+        """Evaluate a template at a concrete size (a concrete graph is returned as is)."""
+        if not self.is_template:
+            return self
+        env = {"batch": batch, "seq_len": seq_len, "kv_len": kv_len}
+        tensors = [Tensor(t.id, tuple(evaluate(d, env) for d in t.shape), t.dtype, t.kind)
+                   for t in self.tensors.values()]
+        ops = [replace(op, attrs={k: (v.evaluate(env) if isinstance(v, Expr) else v)
+                                  for k, v in op.attrs.items()})
+               for op in self.ops]
+        header = _eval_tree(self.header, env)
+        header.update(batch=batch, seq_len=seq_len, kv_len=kv_len)
+        header.pop("template", None)
+        return Graph(header, tensors, ops)
+
+    # ------------------------------------------------------------------ print
+    def format(self, limit: int | None = None) -> str:
+        lines = [f"# graph {self.header.get('name', '')}  ({len(self.ops)} ops, "
+                 f"{len(self.tensors)} tensors)"]
+        for op in self.ops[:limit]:
+            lines.append(op.line(self))
+        if limit is not None and len(self.ops) > limit:
+            lines.append(f"... {len(self.ops) - limit} more ops")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.header.get('name', '')!r}: {len(self.ops)} ops>"
+
+
+def _eval_tree(value: Any, env: Mapping[str, int]) -> Any:
+    if isinstance(value, Expr):
+        return value.evaluate(env)
+    if isinstance(value, dict):
+        return {k: _eval_tree(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_eval_tree(v, env) for v in value]
+    return value

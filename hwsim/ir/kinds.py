@@ -1,0 +1,241 @@
+"""The canonical operator kinds, their attributes, and their FLOP and byte counts.
+
+hwsim does not speak aten. A traced model is reduced to a small vocabulary of
+kinds that every target knows how to cost:
+
+==============  ==========================================  =======================
+kind            attributes                                  FLOPs
+==============  ==========================================  =======================
+matmul          batch, m, n, k                              2·batch·m·n·k
+attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·kv_len
+                kv_len, causal [, v_head_dim]               ·(head_dim + v_head_dim)
+softmax         rows, cols                                  5·rows·cols
+layernorm       rows, cols                                  8·rows·cols
+rmsnorm         rows, cols                                  4·rows·cols
+elementwise     fn, elements                                elements·FN_FLOPS[fn]
+reduce          fn, elements, out_elements                  elements
+embedding       tokens, dim                                 0
+rope            elements                                    3·elements
+topk            rows, n, k                                  rows·n
+gather          elements                                    0
+concat          elements                                    0
+kv_write        elements                                    0
+view            (none)                                      0
+==============  ==========================================  =======================
+
+``attention`` is fused: its FLOPs are those of its two GEMMs (Q·Kᵀ and P·V) over
+the whole score matrix, masked or not; the softmax and scaling inside it are
+vector work a target costs from ``batch·heads·q_len·kv_len`` score elements. A
+causal attention still counts the full matrix (the convention of FLOP counters
+and of the FastV/DivPrune papers); a target that skips masked blocks saves time,
+not counted FLOPs.
+
+Other per-element conventions: softmax = max, subtract, exp, sum, divide;
+layernorm = mean, subtract, square, sum, rsqrt-scale, affine mul and add (8);
+rmsnorm = square, sum, scale, weight (4); rope = x·cos + rotate(x)·sin (3).
+
+Bytes are the *compulsory* traffic of the op as written: each input read once,
+each output written once, except where a kind reads less than its inputs
+(``embedding`` and ``gather`` read only the selected rows, ``kv_write`` writes
+only the new entries into the cache, ``view`` moves nothing). What a target
+really moves (re-reads, tiling, caches) is the target's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .graph import Graph, Op
+
+# FLOPs per output element of an elementwise function. Transcendentals count as
+# one operation (a special-function-unit op), as PyTorch's and fvcore's counters do.
+FN_FLOPS: dict[str, int] = {
+    "add": 1, "sub": 1, "mul": 1, "div": 1, "neg": 1, "abs": 1, "max": 1, "min": 1,
+    "relu": 1, "exp": 1, "log": 1, "sqrt": 1, "rsqrt": 1, "pow": 1, "tanh": 1,
+    "sigmoid": 1, "erf": 1, "sin": 1, "cos": 1, "reciprocal": 1, "square": 1,
+    "where": 1, "compare": 1, "clamp": 1, "fma": 2,
+    "gelu": 5,  # 0.5·x·(1 + erf(x/√2)): mul, erf, add, mul, mul
+    "gelu_tanh": 8,  # tanh approximation: x³, mul, add, mul, tanh, add, mul, mul
+    "silu": 2,  # x·sigmoid(x)
+    "swiglu": 3,  # silu(a)·b
+    "copy": 0, "cast": 0, "fill": 0,
+}
+
+REDUCE_FNS = ("sum", "mean", "max", "min", "argmax", "argmin", "prod", "any", "all", "norm")
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What hwsim knows about one op kind."""
+
+    name: str
+    required: tuple[str, ...]  # attributes every op of this kind carries
+    optional: tuple[str, ...]
+    flops: Callable[["Op"], int]
+    doc: str
+
+
+def _a(op: "Op", key: str, default=None):
+    return op.attrs.get(key, default)
+
+
+def _attention_flops(op: "Op") -> int:
+    a = op.attrs
+    dv = a.get("v_head_dim", a["head_dim"])
+    return 2 * a["batch"] * a["heads"] * a["q_len"] * a["kv_len"] * (a["head_dim"] + dv)
+
+
+KINDS: dict[str, KindSpec] = {
+    k.name: k
+    for k in [
+        KindSpec("matmul", ("batch", "m", "n", "k"), ("bias",),
+                 lambda op: 2 * op.attrs["batch"] * op.attrs["m"] * op.attrs["n"] * op.attrs["k"],
+                 "C[batch, m, n] = A[batch?, m, k] @ B[batch?, k, n] (+ bias)"),
+        KindSpec("attention",
+                 ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
+                 ("v_head_dim", "scale", "masked"),
+                 _attention_flops,
+                 "softmax(Q Kᵀ · scale + mask) V, fused"),
+        KindSpec("softmax", ("rows", "cols"), (),
+                 lambda op: 5 * op.attrs["rows"] * op.attrs["cols"], "softmax over the last dim"),
+        KindSpec("layernorm", ("rows", "cols"), (),
+                 lambda op: 8 * op.attrs["rows"] * op.attrs["cols"], "LayerNorm"),
+        KindSpec("rmsnorm", ("rows", "cols"), (),
+                 lambda op: 4 * op.attrs["rows"] * op.attrs["cols"], "RMSNorm"),
+        KindSpec("elementwise", ("fn", "elements"), (),
+                 lambda op: op.attrs["elements"] * FN_FLOPS[op.attrs["fn"]],
+                 "an elementwise function"),
+        KindSpec("reduce", ("fn", "elements", "out_elements"), (),
+                 lambda op: op.attrs["elements"], "a reduction"),
+        KindSpec("embedding", ("tokens", "dim"), (), lambda op: 0, "table lookup"),
+        KindSpec("rope", ("elements",), (), lambda op: 3 * op.attrs["elements"],
+                 "rotary position embedding"),
+        KindSpec("topk", ("rows", "n", "k"), (), lambda op: op.attrs["rows"] * op.attrs["n"],
+                 "k largest of n, per row"),
+        KindSpec("gather", ("elements",), (), lambda op: 0, "index select"),
+        KindSpec("concat", ("elements",), (), lambda op: 0, "concatenation"),
+        KindSpec("kv_write", ("elements",), (), lambda op: 0, "append to the KV cache"),
+        KindSpec("view", (), (), lambda op: 0, "reshape/transpose, free"),
+    ]
+}
+
+
+def flops(op: "Op") -> int:
+    """FLOPs of ``op`` (executed by this op as written)."""
+    return KINDS[op.kind].flops(op)
+
+
+def read_bytes(op: "Op", graph: "Graph") -> int:
+    """Compulsory bytes ``op`` reads (see the module docstring)."""
+    t = graph.tensors
+    kind = op.kind
+    if kind == "view":
+        return 0
+    if kind == "embedding":
+        table, idx = t[op.inputs[0]], t[op.inputs[1]]
+        out = t[op.outputs[0]]
+        return out.bytes + idx.bytes if table.kind == "param" else table.bytes + idx.bytes
+    if kind == "gather":
+        out = t[op.outputs[0]]
+        return out.bytes + sum(t[i].bytes for i in op.inputs[1:])
+    if kind == "kv_write":
+        return t[op.inputs[0]].bytes
+    return sum(t[i].bytes for i in op.inputs)
+
+
+def write_bytes(op: "Op", graph: "Graph") -> int:
+    """Compulsory bytes ``op`` writes."""
+    t = graph.tensors
+    if op.kind == "view":
+        return 0
+    if op.kind == "kv_write":
+        return t[op.inputs[0]].bytes
+    return sum(t[o].bytes for o in op.outputs)
+
+
+def check(op: "Op", graph: "Graph") -> list[str]:
+    """Problems with ``op``'s attributes and tensor sizes (empty when fine)."""
+    spec = KINDS.get(op.kind)
+    if spec is None:
+        return [f"unknown op kind {op.kind!r} (known: {', '.join(KINDS)})"]
+    errs = [f"missing attribute {a!r}" for a in spec.required if a not in op.attrs]
+    extra = set(op.attrs) - set(spec.required) - set(spec.optional) - {"note"}
+    errs += [f"unexpected attribute {a!r}" for a in sorted(extra)]
+    if errs:
+        return errs
+    for key in spec.required + spec.optional:
+        v = op.attrs.get(key)
+        if key in ("fn", "causal", "bias", "masked", "scale", "note"):
+            continue
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            errs.append(f"attribute {key}={v!r} must be a non-negative integer")
+    if errs:
+        return errs
+    if op.kind == "elementwise" and op.attrs["fn"] not in FN_FLOPS:
+        return [f"unknown elementwise fn {op.attrs['fn']!r}"]
+    if op.kind == "reduce" and op.attrs["fn"] not in REDUCE_FNS:
+        return [f"unknown reduce fn {op.attrs['fn']!r}"]
+    try:
+        return _check_sizes(op, graph)
+    except (IndexError, KeyError) as e:
+        return [f"wrong number of inputs/outputs for {op.kind} ({e})"]
+
+
+def _n(graph: "Graph", tid: int) -> int:
+    return graph.tensors[tid].numel
+
+
+def _check_sizes(op: "Op", g: "Graph") -> list[str]:
+    a, k = op.attrs, op.kind
+    ins, outs = op.inputs, op.outputs
+    errs: list[str] = []
+
+    def want(what: str, got: int, *allowed: int) -> None:
+        if got not in allowed:
+            errs.append(f"{what} has {got} elements, expected "
+                        + " or ".join(str(x) for x in allowed))
+
+    if k == "matmul":
+        b, m, n, kk = a["batch"], a["m"], a["n"], a["k"]
+        want("input A", _n(g, ins[0]), b * m * kk, m * kk)
+        want("input B", _n(g, ins[1]), b * kk * n, kk * n)
+        want("output", _n(g, outs[0]), b * m * n)
+    elif k == "attention":
+        b, h, hk, d = a["batch"], a["heads"], a["kv_heads"], a["head_dim"]
+        dv = a.get("v_head_dim", d)
+        if hk == 0 or h % hk:
+            errs.append(f"heads={h} is not a multiple of kv_heads={hk}")
+        want("query", _n(g, ins[0]), b * h * a["q_len"] * d)
+        want("key", _n(g, ins[1]), b * hk * a["kv_len"] * d)
+        want("value", _n(g, ins[2]), b * hk * a["kv_len"] * dv)
+        want("output", _n(g, outs[0]), b * h * a["q_len"] * dv)
+    elif k in ("softmax", "layernorm", "rmsnorm"):
+        want("input", _n(g, ins[0]), a["rows"] * a["cols"])
+        want("output", _n(g, outs[0]), a["rows"] * a["cols"])
+    elif k == "elementwise":
+        want("output", _n(g, outs[0]), a["elements"])
+    elif k == "reduce":
+        want("input", _n(g, ins[0]), a["elements"])
+        want("output", _n(g, outs[0]), a["out_elements"])
+    elif k == "embedding":
+        want("indices", _n(g, ins[1]), a["tokens"])
+        want("output", _n(g, outs[0]), a["tokens"] * a["dim"])
+    elif k == "rope":
+        want("output", _n(g, outs[0]), a["elements"])
+    elif k == "topk":
+        want("input", _n(g, ins[0]), a["rows"] * a["n"])
+        want("output", _n(g, outs[0]), a["rows"] * a["k"])
+        if a["k"] > a["n"]:
+            errs.append(f"k={a['k']} exceeds n={a['n']}")
+    elif k == "gather":
+        want("output", _n(g, outs[0]), a["elements"])
+    elif k == "concat":
+        want("output", _n(g, outs[0]), a["elements"])
+        want("inputs together", sum(_n(g, i) for i in ins), a["elements"])
+    elif k == "kv_write":
+        want("new entries", _n(g, ins[0]), a["elements"])
+    elif k == "view":
+        want("output", _n(g, outs[0]), _n(g, ins[0]))
+    return errs

@@ -1,0 +1,127 @@
+"""Reading and writing graphs as gzip-compressed JSON.
+
+The format is plain JSON (no pickle, no torch), versioned by its ``schema``
+key::
+
+    {"schema": "hwsim.graph/1",
+     "header": {...},
+     "tensors": {"id": [...], "shape": [[...], ...], "dtype": [...], "kind": [...]},
+     "ops": [{"id", "kind", "inputs", "outputs", "attrs", "layer", "module", "name"}, ...]}
+
+Tensor tables are stored column-wise (they are long and regular). A size that
+is a template expression is written as ``{"$expr": "batch*seq_len"}``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from typing import Any
+
+from ..errors import InputError
+from .expr import Expr
+from .graph import Graph, Op, Tensor
+
+SCHEMA = "hwsim.graph/1"
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, Expr):
+        return {"$expr": str(value)}
+    if isinstance(value, dict):
+        return {k: _enc(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_enc(v) for v in value]
+    return value
+
+
+def _dec(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$expr"}:
+            return Expr.parse(value["$expr"])
+        return {k: _dec(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dec(v) for v in value]
+    return value
+
+
+def to_dict(graph: Graph) -> dict:
+    ts = list(graph.tensors.values())
+    return {
+        "schema": SCHEMA,
+        "header": _enc(graph.header),
+        "tensors": {
+            "id": [t.id for t in ts],
+            "shape": [_enc(list(t.shape)) for t in ts],
+            "dtype": [t.dtype for t in ts],
+            "kind": [t.kind for t in ts],
+        },
+        "ops": [
+            {"id": op.id, "kind": op.kind, "inputs": list(op.inputs),
+             "outputs": list(op.outputs), "attrs": _enc(dict(op.attrs)),
+             "layer": op.layer, "module": op.module, "name": op.name}
+            for op in graph.ops
+        ],
+    }
+
+
+def from_dict(data: Any, source: str = "<graph>") -> Graph:
+    """Build a graph from its JSON form; malformed input is an :class:`InputError`."""
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object with a 'schema' key", source=source)
+    schema = data.get("schema")
+    if schema != SCHEMA:
+        raise InputError(f"unsupported schema {schema!r} (expected {SCHEMA!r})",
+                         source=source, field="schema")
+    try:
+        cols = data["tensors"]
+        tensors = [
+            Tensor(int(i), tuple(_dec(s)), str(d), str(k))
+            for i, s, d, k in zip(cols["id"], cols["shape"], cols["dtype"], cols["kind"],
+                                  strict=True)
+        ]
+        ops = [
+            Op(int(o["id"]), str(o["kind"]), tuple(int(x) for x in o["inputs"]),
+               tuple(int(x) for x in o["outputs"]), _dec(o.get("attrs", {})),
+               None if o.get("layer") is None else int(o["layer"]),
+               str(o.get("module", "")), str(o.get("name", "")))
+            for o in data["ops"]
+        ]
+        header = _dec(data.get("header", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"malformed graph ({type(e).__name__}: {e})", source=source) from None
+    return Graph(header, tensors, ops)
+
+
+def save(graph: Graph, path: str | os.PathLike) -> None:
+    """Write ``graph`` to ``path`` (gzip JSON when the name ends in .gz)."""
+    text = json.dumps(to_dict(graph), separators=(",", ":"))
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    if path.endswith(".gz"):
+        with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=9) as f:
+            f.write(text)
+    else:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    os.replace(tmp, path)
+
+
+def load(path: str | os.PathLike) -> Graph:
+    """Read a graph written by :func:`save`. Bad files raise :class:`InputError`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError("trace file not found", source=path)
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8") as f:
+                data = json.load(f)
+        else:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"not a readable graph file ({type(e).__name__}: {e})",
+                         source=path) from None
+    return from_dict(data, source=path)

@@ -1,0 +1,118 @@
+"""The :class:`Report` object and its JSON and CSV forms."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cached_property
+from typing import Any
+
+import pandas as pd
+
+from ..energy import COMPONENTS
+
+REPORT_SCHEMA = "hwsim.report/1"
+OP_COLUMNS = ["id", "name", "kind", "layer", "start_s", "latency_s", "flops",
+              "dram_read_bytes", "dram_write_bytes", "energy_j", "bound"]
+SUM_COLUMNS = ["latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j"]
+
+
+class Report:
+    """Results of one simulation of one workload on one target."""
+
+    def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
+                 fidelity: str):
+        self.ops = pd.DataFrame(rows)
+        if self.ops.empty:
+            self.ops = pd.DataFrame(columns=OP_COLUMNS)
+        self.ops["layer"] = self.ops["layer"].astype("Int64")
+        self.graph = graph
+        self.workload = workload
+        self.target = target
+        self.dense_flops = int(dense_flops)
+        self.fidelity = fidelity
+
+    # ------------------------------------------------------------------ views
+    @cached_property
+    def totals(self) -> dict[str, Any]:
+        ops = self.ops
+        latency = float(ops["latency_s"].sum())
+        clock = getattr(self.target.spec, "clock_hz", None)
+        breakdown = {c: float(ops[f"energy_{c}_j"].sum()) if f"energy_{c}_j" in ops else 0.0
+                     for c in COMPONENTS}
+        return {
+            "latency_s": latency,
+            "cycles": int(round(latency * clock)) if clock else None,
+            "flops": int(ops["flops"].sum()),
+            "dense_flops": self.dense_flops,
+            "dram_read_bytes": int(ops["dram_read_bytes"].sum()),
+            "dram_write_bytes": int(ops["dram_write_bytes"].sum()),
+            "energy_j": float(ops["energy_j"].sum()),
+            "energy_breakdown_j": breakdown,
+        }
+
+    @cached_property
+    def layers(self) -> pd.DataFrame:
+        """Sums per layer; ops outside any layer are the row with layer <NA>."""
+        cols = SUM_COLUMNS
+        if self.ops.empty:
+            return pd.DataFrame(columns=["layer", *cols])
+        grouped = self.ops.groupby("layer", dropna=False, sort=True)[cols].sum().reset_index()
+        return grouped
+
+    def by_kind(self) -> pd.DataFrame:
+        return self.ops.groupby("kind")[SUM_COLUMNS].sum().sort_values(
+            "latency_s", ascending=False)
+
+    # ------------------------------------------------------------------ output
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON report of DESIGN.md (schema ``hwsim.report/1``)."""
+        layers = []
+        for row in self.layers.itertuples(index=False):
+            layers.append({"layer": None if pd.isna(row.layer) else int(row.layer),
+                           "latency_s": float(row.latency_s), "flops": int(row.flops),
+                           "dram_read_bytes": int(row.dram_read_bytes),
+                           "dram_write_bytes": int(row.dram_write_bytes),
+                           "energy_j": float(row.energy_j)})
+        ops = []
+        for r in self.ops[OP_COLUMNS].itertuples(index=False):
+            ops.append({"id": int(r.id), "name": r.name, "kind": r.kind,
+                        "layer": None if pd.isna(r.layer) else int(r.layer),
+                        "start_s": float(r.start_s), "latency_s": float(r.latency_s),
+                        "flops": int(r.flops), "dram_read_bytes": int(r.dram_read_bytes),
+                        "dram_write_bytes": int(r.dram_write_bytes),
+                        "energy_j": float(r.energy_j), "bound": r.bound})
+        workload = self.workload.to_dict() if self.workload is not None else {}
+        workload["segments"] = _plain(self.graph.header.get("segments", {}))
+        return {"schema": REPORT_SCHEMA, "workload": _plain(workload),
+                "target": self.target.to_dict(), "fidelity": self.fidelity,
+                "totals": self.totals, "layers": layers, "ops": ops}
+
+    def to_json(self, indent: int | None = 1) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_csv(self, path) -> None:
+        cols = [c for c in self.ops.columns if c != "tasks"]
+        self.ops[cols].to_csv(path, index=False)
+
+    def table(self, top: int = 10) -> str:
+        from .table import format_table  # noqa: PLC0415
+
+        return format_table(self, top)
+
+    def __repr__(self) -> str:
+        t = self.totals
+        return (f"<Report {self.graph.header.get('name', '')} on {self.target.preset}: "
+                f"{t['latency_s'] * 1e3:.3f} ms, {len(self.ops)} ops>")
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v

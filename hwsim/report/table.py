@@ -1,0 +1,51 @@
+"""The terminal table: totals, then the top operators by latency."""
+
+from __future__ import annotations
+
+
+def si(value: float | None, unit: str) -> str:
+    """``si(0.00123, "s")`` -> ``"1.23 ms"``."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return f"0 {unit}"
+    prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""),
+                (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
+    for scale, p in prefixes:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {p}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+def format_table(report, top: int = 10) -> str:
+    t = report.totals
+    name = report.graph.header.get("name", "")
+    lines = [
+        f"{name} on {report.target.preset} ({report.target.name}), "
+        f"{len(report.ops)} ops, fidelity {report.fidelity}",
+        f"  latency      {si(t['latency_s'], 's')}"
+        + (f"  ({t['cycles']:,} cycles)" if t["cycles"] else ""),
+        f"  flops        {si(t['flops'], 'FLOP')}  (dense {si(t['dense_flops'], 'FLOP')})",
+        f"  dram read    {si(t['dram_read_bytes'], 'B')}",
+        f"  dram write   {si(t['dram_write_bytes'], 'B')}",
+        f"  energy       {si(t['energy_j'], 'J')}  ("
+        + ", ".join(f"{k} {si(v, 'J')}" for k, v in t["energy_breakdown_j"].items() if v)
+        + ")",
+    ]
+    if t["latency_s"] > 0:
+        lines.append(f"  throughput   {si(t['flops'] / t['latency_s'], 'FLOP/s')}")
+    ops = report.ops.sort_values("latency_s", ascending=False).head(top)
+    if len(ops):
+        lines.append("")
+        lines.append(f"  top {len(ops)} ops by latency:")
+        lines.append(f"  {'id':>5}  {'kind':<11} {'layer':>5}  {'latency':>10}  {'share':>6}  "
+                     f"{'flops':>10}  {'dram':>10}  {'bound':<8} name")
+        total = t["latency_s"] or 1.0
+        for r in ops.itertuples(index=False):
+            layer = "-" if r.layer is None or str(r.layer) == "<NA>" else str(r.layer)
+            lines.append(
+                f"  {r.id:>5}  {r.kind:<11} {layer:>5}  {si(r.latency_s, 's'):>10}  "
+                f"{100 * r.latency_s / total:5.1f}%  {si(r.flops, 'FLOP'):>10}  "
+                f"{si(r.dram_read_bytes + r.dram_write_bytes, 'B'):>10}  {r.bound:<8} "
+                f"{r.module or r.name}")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""The target protocol and the one registry of targets.
+
+A *target* is a model of one machine. It provides:
+
+- ``spec_class``: a frozen dataclass of hardware parameters (units in names),
+  loaded from YAML presets shipped in the target's ``presets/`` folder;
+- ``lower(op, graph, spec, tiling) -> list[Task]``: the op cut into tiles, each
+  with its unit, duration, bytes per memory level, actions and bound; an op kind
+  it cannot cost raises :class:`~hwsim.errors.UnsupportedOpError`;
+- ``energy_table(spec)``: prices per action and static power;
+- ``headline(spec)``: one line of headline numbers for ``hwsim targets``.
+
+Targets are found through the entry-point group ``hwsim.targets`` (so a
+third-party package can add one); the built-in ones are also registered
+directly, so a source checkout works without installation.
+
+A target is named on the command line by its name (its default preset), by a
+preset name, or by the path of a hardware YAML file whose ``target:`` key names
+the model it uses.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import Collector, InputError, Problem
+from .spec import build_spec, spec_to_dict, suggest
+
+BUILTIN = {"roofline": "accelerators.roofline:TARGET"}
+
+
+class Target:
+    """Base class of targets. Subclasses set the class attributes and ``lower``."""
+
+    name: str = ""
+    description: str = ""
+    spec_class: type = object
+    default_preset: str = ""
+    presets_dir: Path = Path()
+
+    def lower(self, op, graph, spec, tiling) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def energy_table(self, spec):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def headline(self, spec) -> str:
+        return ""
+
+    def presets(self) -> dict[str, Path]:
+        out = {}
+        for p in sorted(self.presets_dir.glob("*.yaml")):
+            out[p.stem] = p
+        return out
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    target: Target
+    preset: str  # preset name, or the file path for a user YAML
+    spec: Any
+    source: str  # file the spec was read from
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def to_dict(self) -> dict:
+        return {"name": self.target.name, "preset": self.preset, "spec": spec_to_dict(self.spec)}
+
+
+def _load(ref: str) -> Target:
+    module, _, attr = ref.partition(":")
+    mod = __import__(module, fromlist=[attr])
+    return getattr(mod, attr)
+
+
+@functools.lru_cache(maxsize=1)
+def registry() -> dict[str, Target]:
+    """All targets by name: the built-ins, then entry points of ``hwsim.targets``."""
+    targets: dict[str, Target] = {}
+    for name, ref in BUILTIN.items():
+        targets[name] = _load(ref)
+    try:
+        eps = metadata.entry_points(group="hwsim.targets")
+    except TypeError:  # pragma: no cover - python < 3.10 API
+        eps = metadata.entry_points().get("hwsim.targets", [])
+    for ep in eps:
+        if ep.name not in targets:
+            targets[ep.name] = ep.load()
+    return targets
+
+
+def all_presets() -> dict[str, tuple[Target, Path]]:
+    out = {}
+    for t in registry().values():
+        for preset, path in t.presets().items():
+            out[preset] = (t, path)
+    return out
+
+
+def read_preset(path: Path | str) -> dict:
+    """Parse a hardware YAML file (safe loader) and check its top-level keys."""
+    path = str(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise InputError("hardware file not found", source=path) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"not valid YAML ({e})".replace("\n", " "), source=path) from None
+    errs = Collector(path)
+    if not isinstance(data, dict):
+        errs.add("", "expected a mapping with keys target, name, spec")
+        errs.raise_if_any()
+    for key in data:
+        if key not in ("target", "name", "description", "spec", "sources"):
+            errs.add(str(key), "unknown key" + suggest(str(key), ["target", "name", "spec"]))
+    if "target" not in data:
+        errs.add("target", f"missing (one of: {', '.join(registry())})")
+    elif data["target"] not in registry():
+        errs.add("target", f"unknown target {data['target']!r} (known: {', '.join(registry())})")
+    if not isinstance(data.get("spec"), dict):
+        errs.add("spec", "missing or not a mapping")
+    errs.raise_if_any()
+    return data
+
+
+def resolve(text: str, overrides: Mapping[str, Any] | None = None) -> ResolvedTarget:
+    """A target name, preset name or hardware YAML path -> target and its spec.
+
+    ``overrides`` maps spec field names (no ``target.`` prefix) to values.
+    """
+    reg = registry()
+    presets = all_presets()
+    if text in reg:
+        target = reg[text]
+        preset = target.default_preset
+        path = presets[preset][1]
+    elif text in presets:
+        target, path = presets[text]
+        preset = text
+    elif text.endswith((".yaml", ".yml")) or os.path.sep in text:
+        path = Path(text)
+        preset = str(path)
+        target = reg[read_preset(path)["target"]]
+    else:
+        known = sorted(set(reg) | set(presets))
+        raise InputError(f"unknown target {text!r}{suggest(text, known)} "
+                         f"(known: {', '.join(known)})", source="--target")
+    data = read_preset(path)
+    if data["target"] != target.name:
+        raise InputError(f"preset is for target {data['target']!r}, not {target.name!r}",
+                         source=str(path), field="target")
+    spec_data = dict(data["spec"])
+    overrides = dict(overrides or {})
+    spec_data.update(overrides)
+    try:
+        spec = build_spec(target.spec_class, spec_data, str(path))
+    except InputError as e:
+        # a problem with an overridden field is the command line's, not the preset's
+        raise InputError([
+            Problem("--set", "target." + p.field.split(".", 1)[1], p.message)
+            if p.field.split(".", 1)[-1] in overrides else p
+            for p in e.problems]) from None
+    return ResolvedTarget(target, preset, spec, str(path))

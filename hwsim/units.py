@@ -1,0 +1,77 @@
+"""Quantities with units, as people write them in YAML.
+
+Inside hwsim every quantity is a plain SI number and its unit lives in the
+field's name (``clock_hz``, ``dram_bw_bytes_per_s``, ``l1_bytes``). In YAML a
+user may write either the number or a string with a unit::
+
+    clock_hz: 1.8 GHz
+    l1_bytes: 512 KiB
+    dram_bw_bytes_per_s: 1.6 TB/s
+
+:func:`parse_quantity` turns such a string into the SI number, checking that the
+unit matches the field's suffix.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
+       "m": 1e-3, "u": 1e-6, "µ": 1e-6, "n": 1e-9, "p": 1e-12, "f": 1e-15}
+_BIN = {"Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40}
+
+# field-name suffix -> accepted unit spellings (after the prefix)
+_UNITS = {
+    "_hz": ("Hz",),
+    "_bytes": ("B", "byte", "bytes"),
+    "_bytes_per_s": ("B/s", "Bps"),
+    "_s": ("s",),
+    "_w": ("W",),
+    "_j": ("J",),
+    "_pj": ("pJ",),
+    "_flops_per_s": ("FLOP/s", "FLOPS", "flop/s"),
+}
+
+_RX = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ/]*)\s*$")
+
+
+def _suffix(field: str) -> str | None:
+    for suf in sorted(_UNITS, key=len, reverse=True):
+        if field.endswith(suf):
+            return suf
+    return None
+
+
+def parse_quantity(value: object, field: str) -> float:
+    """Return ``value`` as an SI float for the field named ``field``.
+
+    Numbers pass through. Strings like ``"64 KiB"`` or ``"1.8 GHz"`` are parsed;
+    the unit must agree with the field's suffix. Raises ``ValueError`` with a
+    message naming what was expected.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a number or a quantity string, got {value!r}")
+    m = _RX.match(value)
+    if not m:
+        raise ValueError(f"expected a quantity like '64 KiB' or '1.8 GHz', got {value!r}")
+    number, unit = float(m.group(1)), m.group(2)
+    if not unit:
+        return number
+    suf = _suffix(field)
+    if suf is None:
+        raise ValueError(f"field {field!r} takes a plain number, got {value!r}")
+    if suf == "_pj" and unit == "pJ":
+        return number
+    for base in _UNITS[suf]:
+        if unit.endswith(base):
+            prefix = unit[: -len(base)]
+            if prefix in _BIN:
+                return number * _BIN[prefix]
+            if prefix in _SI:
+                return number * _SI[prefix]
+    raise ValueError(f"unit of {value!r} does not fit field {field!r} "
+                     f"(expected {' or '.join(_UNITS[suf])} with an optional prefix)")

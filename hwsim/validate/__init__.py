@@ -1,0 +1,22 @@
+"""The validation set: reference cases, run against the simulator.
+
+A case is data (YAML files in ``hwsim/validate/cases/``)::
+
+    - name: V100 fp16 GEMM reaches the tensor-core peak
+      source: "REFERENCES.md, Volta: peak fp16 tensor 125 TFLOP/s (S)"
+      target: roofline-v100          # omit for graph-only metrics
+      workload: {ops: [{kind: matmul, m: 8192, n: 8192, k: 8192}]}   # or a YAML path
+      metric: flops_per_s
+      expected: 125e12
+      tolerance: 0.01                # relative
+
+Metrics are the report's totals (``latency_s``, ``dram_read_bytes``, ...),
+derived rates (``flops_per_s``, ``dram_bytes_per_s``), or graph counts that
+need no target (``graph_flops``, optionally restricted with ``kinds:``).
+:func:`run_cases` runs them; ``hwsim validate`` prints expected, simulated and
+the error of each, and exits 1 when one is outside its tolerance.
+"""
+
+from .runner import Case, Result, format_results, load_cases, run_cases
+
+__all__ = ["Case", "Result", "format_results", "load_cases", "run_cases"]

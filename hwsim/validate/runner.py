@@ -1,0 +1,168 @@
+"""Loading, running and printing validation cases (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import Collector, InputError
+from ..simulate import run_graph
+from ..targets import resolve
+from ..workload import build_graph, load_workload, workload_from_dict
+from ..pruning import apply as apply_pruning
+
+CASES_DIR = Path(__file__).parent / "cases"
+CASE_KEYS = ("name", "source", "target", "workload", "metric", "expected", "tolerance",
+             "kinds", "sets", "note")
+GRAPH_METRICS = ("graph_flops", "graph_dense_flops", "graph_ops", "graph_param_bytes")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    source: str  # where the expected value comes from, with its confidence mark
+    metric: str
+    expected: float
+    tolerance: float  # relative
+    workload: Any  # a mapping or a YAML path
+    target: str = ""
+    kinds: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    note: str = ""
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    case: Case
+    simulated: float | None
+    error: float | None  # relative
+    ok: bool
+    message: str = field(default="")
+
+
+def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
+    root = Path(path) if path else CASES_DIR
+    files = sorted(root.glob("*.yaml")) if root.is_dir() else [root]
+    cases: list[Case] = []
+    for f in files:
+        try:
+            data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise InputError(f"cannot read cases: {e}", source=str(f)) from None
+        if not isinstance(data, list):
+            raise InputError("expected a list of cases", source=str(f))
+        errs = Collector(str(f))
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                errs.add(f"[{i}]", "expected a mapping")
+                continue
+            for k in item:
+                if k not in CASE_KEYS:
+                    errs.add(f"[{i}].{k}", f"unknown key (known: {', '.join(CASE_KEYS)})")
+            for k in ("name", "source", "metric", "expected", "tolerance", "workload"):
+                if k not in item:
+                    errs.add(f"[{i}].{k}", "missing")
+            if errs.problems:
+                continue
+            cases.append(Case(
+                name=str(item["name"]), source=str(item["source"]), metric=str(item["metric"]),
+                expected=float(item["expected"]), tolerance=float(item["tolerance"]),
+                workload=item["workload"], target=str(item.get("target", "")),
+                kinds=tuple(item.get("kinds", ())), sets=tuple(item.get("sets", ())),
+                note=str(item.get("note", "")), file=str(f)))
+        errs.raise_if_any()
+    return cases
+
+
+def _workload(case: Case):
+    if isinstance(case.workload, str):
+        path = case.workload
+        if not os.path.isabs(path):
+            path = str(Path(case.file).parent / path)
+            if not os.path.exists(path):
+                path = str(Path(__file__).resolve().parents[2] / case.workload)
+        from ..workload import parse_sets, split_target  # noqa: PLC0415
+
+        wl_sets, _ = split_target(parse_sets(case.sets))
+        return load_workload(path, wl_sets)
+    data = dict(case.workload)
+    data.setdefault("name", case.name)
+    return workload_from_dict(data, f"{case.file}: case {case.name!r}")
+
+
+def measure(case: Case) -> float:
+    wl = _workload(case)
+    dense = build_graph(wl)
+    graph = apply_pruning(dense, wl.pruning, wl.source)
+    if case.metric in GRAPH_METRICS:
+        g = dense if case.metric == "graph_dense_flops" else graph
+        if case.metric == "graph_ops":
+            return float(len(g.ops))
+        if case.metric == "graph_param_bytes":
+            return float(g.param_bytes())
+        return float(sum(g.op_flops(op) for op in g.ops
+                         if not case.kinds or op.kind in case.kinds))
+    if not case.target:
+        raise InputError(f"metric {case.metric!r} needs a target", source=case.file,
+                         field=case.name)
+    from ..workload import parse_sets, split_target  # noqa: PLC0415
+
+    _, target_sets = split_target(parse_sets(case.sets))
+    report = run_graph(graph, resolve(case.target, target_sets), wl,
+                       dense_flops=dense.flops())
+    t = report.totals
+    if case.metric == "flops_per_s":
+        return t["flops"] / t["latency_s"]
+    if case.metric == "dram_bytes_per_s":
+        return (t["dram_read_bytes"] + t["dram_write_bytes"]) / t["latency_s"]
+    if case.metric in t and isinstance(t[case.metric], (int, float)):
+        return float(t[case.metric])
+    raise InputError(f"unknown metric {case.metric!r}", source=case.file, field=case.name)
+
+
+def run_cases(target: str | None = None, path: str | None = None) -> list[Result]:
+    results = []
+    for case in load_cases(path):
+        if target and not _matches(case.target, target):
+            continue
+        try:
+            value = measure(case)
+        except InputError as e:
+            results.append(Result(case, None, None, False, f"error: {e}"))
+            continue
+        err = (value - case.expected) / case.expected if case.expected else value
+        results.append(Result(case, value, err, abs(err) <= case.tolerance))
+    return results
+
+
+def _matches(case_target: str, wanted: str) -> bool:
+    if not case_target:
+        return wanted in ("graph", "none")
+    if case_target == wanted or case_target.startswith(wanted + "-"):
+        return True
+    try:
+        return resolve(case_target).target.name == wanted
+    except InputError:
+        return False
+
+
+def format_results(results: list[Result]) -> str:
+    lines = [f"{'case':<58} {'target':<20} {'metric':<17} {'expected':>12} "
+             f"{'simulated':>12} {'error':>8} {'tol':>6}  ok"]
+    for r in results:
+        c = r.case
+        sim = f"{r.simulated:12.5g}" if r.simulated is not None else f"{'-':>12}"
+        err = f"{100 * r.error:+7.2f}%" if r.error is not None else f"{'-':>8}"
+        lines.append(f"{c.name[:58]:<58} {(c.target or '(graph)')[:20]:<20} {c.metric[:17]:<17} "
+                     f"{c.expected:12.5g} {sim} {err} {100 * c.tolerance:5.1f}%  "
+                     f"{'yes' if r.ok else 'NO'}" + (f"  {r.message}" if r.message else ""))
+    bad = sum(not r.ok for r in results)
+    errs = [abs(r.error) for r in results if r.error is not None]
+    mae = f", mean |error| {100 * sum(errs) / len(errs):.2f}%" if errs else ""
+    lines.append(f"{len(results)} cases, {len(results) - bad} within tolerance, {bad} outside{mae}")
+    return "\n".join(lines)

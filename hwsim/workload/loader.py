@@ -1,0 +1,206 @@
+"""Reading and checking workload YAML files.
+
+:func:`load_workload` reads a file with ``yaml.safe_load``, applies ``--set``
+overrides, and checks every field against :mod:`hwsim.workload.schema`,
+collecting all problems (unknown keys, wrong types, impossible values, a segment
+past the sequence, an unknown model or pruning method) before raising one
+:class:`~hwsim.errors.InputError` that names the file and the fields.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from typing import Any, Mapping
+
+import yaml
+
+from ..errors import Collector, InputError
+from ..ir.dtypes import is_known
+from ..ir.kinds import FN_FLOPS, REDUCE_FNS
+from ..pruning import check_step
+from ..spec import suggest
+from . import zoo
+from .overrides import apply_sets
+from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
+
+
+def read_yaml(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise InputError("workload file not found", source=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a workload YAML file", source=path) from None
+    except yaml.YAMLError as e:
+        msg = " ".join(str(e).split())
+        raise InputError(f"not valid YAML: {msg}", source=path) from None
+
+
+def load_workload(path: str | os.PathLike, sets: list[tuple[str, Any]] = ()) -> Workload:
+    """Read, override and check a workload file."""
+    path = os.fspath(path)
+    data = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError("expected a mapping of workload fields", source=path)
+    data = apply_sets(data, list(sets))
+    data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    return workload_from_dict(data, path)
+
+
+def workload_from_dict(data: Mapping[str, Any], source: str = "<workload>") -> Workload:
+    errs = Collector(source)
+    wl_fields = {f.name: f for f in fields(Workload) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        f = wl_fields.get(key)
+        if f is None:
+            errs.add(str(key), "unknown key" + suggest(str(key), wl_fields))
+            continue
+        if key == "tiling":
+            values[key] = _tiling(value, errs)
+            continue
+        checked = _check_type(value, f.type, f.metadata.get("choices"), key, errs)
+        if checked is not None:
+            values[key] = checked
+    wl = Workload(**values, source=source)
+    _check_semantics(wl, errs, data)
+    errs.raise_if_any()
+    return wl
+
+
+_TYPES = {"str": str, "int": int, "list": list, "dict": dict, "bool": bool}
+
+
+def _check_type(value: Any, type_name: Any, choices, field: str, errs: Collector) -> Any:
+    want = _TYPES.get(type_name if isinstance(type_name, str) else type_name.__name__)
+    if want is int and (isinstance(value, bool) or not isinstance(value, int)):
+        errs.add(field, f"expected an integer, got {value!r}")
+        return None
+    if want is not int and want is not None and not isinstance(value, want):
+        errs.add(field, f"expected {'a mapping' if want is dict else 'a ' + want.__name__}, "
+                 f"got {value!r}")
+        return None
+    if choices and value not in choices:
+        errs.add(field, f"expected one of {', '.join(choices)}, got {value!r}")
+        return None
+    return value
+
+
+def _tiling(value: Any, errs: Collector) -> Tiling:
+    if not isinstance(value, dict):
+        errs.add("tiling", f"expected a mapping, got {value!r}")
+        return Tiling()
+    tf = {f.name: f for f in fields(Tiling)}
+    out = {}
+    for key, v in value.items():
+        f = tf.get(key)
+        if f is None:
+            errs.add(f"tiling.{key}", "unknown key" + suggest(str(key), tf))
+            continue
+        checked = _check_type(v, f.type, f.metadata.get("choices"), f"tiling.{key}", errs)
+        if checked is not None:
+            if f.type == "int" and checked < 0:
+                errs.add(f"tiling.{key}", f"must be >= 0, got {checked}")
+                continue
+            out[key] = checked
+    return Tiling(**out)
+
+
+def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> None:
+    given = [k for k in ("model", "trace", "ops") if raw.get(k)]
+    if len(given) != 1:
+        errs.add("model", "give exactly one of model, trace or ops" +
+                 (f" (got {', '.join(given)})" if given else ""))
+    if wl.model and not zoo.is_known(wl.model):
+        errs.add("model", f"unknown model {wl.model!r}{suggest(wl.model, zoo.names())} "
+                 f"(zoo: {', '.join(zoo.names())}; or give trace: FILE)")
+    elif wl.model and wl.phase not in zoo.phases(wl.model):
+        errs.add("phase", f"model {wl.model} has no {wl.phase} phase "
+                 f"(it has: {', '.join(zoo.phases(wl.model))})")
+    if wl.trace:
+        path = resolve_path(wl.trace, wl.source)
+        if not os.path.exists(path):
+            errs.add("trace", f"trace file not found: {path}")
+    if wl.batch < 1:
+        errs.add("batch", f"must be >= 1, got {wl.batch}")
+    if wl.seq_len < 1:
+        errs.add("seq_len", f"must be >= 1, got {wl.seq_len}")
+    if wl.kv_len < 0:
+        errs.add("kv_len", f"must be >= 0, got {wl.kv_len}")
+    if wl.phase == "prefill" and wl.kv_len and not wl.ops:
+        errs.add("kv_len", "a prefill starts from an empty KV cache; use phase: decode")
+    if not is_known(wl.dtype):
+        errs.add("dtype", f"unknown dtype {wl.dtype!r}")
+    for name, rng in wl.segments.items():
+        ok = (isinstance(rng, list) and len(rng) == 2
+              and all(isinstance(x, int) and not isinstance(x, bool) for x in rng))
+        if not ok:
+            errs.add(f"segments.{name}", f"expected [start, end] token indices, got {rng!r}")
+        elif not 0 <= rng[0] <= rng[1]:
+            errs.add(f"segments.{name}", f"start must be <= end and >= 0, got {rng}")
+        elif rng[1] > wl.seq_len:
+            errs.add(f"segments.{name}", f"ends at {rng[1]}, past the sequence "
+                     f"(seq_len={wl.seq_len})")
+    segments = dict(wl.segments)
+    if wl.model:
+        segments.update({k: v for k, v in zoo.segments(wl.model).items() if k not in segments})
+    num_layers = zoo.num_layers(wl.model) if wl.model and zoo.is_known(wl.model) else None
+    for i, step in enumerate(wl.pruning):
+        check_step(step, i, segments, num_layers, errs.add)
+    for i, op in enumerate(wl.ops):
+        _check_op(op, i, wl, errs)
+
+
+def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
+    where = f"ops.{i}"
+    if not isinstance(op, dict):
+        errs.add(where, "expected a mapping like {kind: matmul, m: 16, n: 16, k: 16}")
+        return
+    kind = op.get("kind")
+    if kind not in OP_PARAMS:
+        errs.add(f"{where}.kind", f"expected one of {', '.join(OP_PARAMS)}, got {kind!r}")
+        return
+    params = OP_PARAMS[kind]
+    for key, value in op.items():
+        if key in OP_COMMON:
+            continue
+        if key not in params:
+            errs.add(f"{where}.{key}", f"unknown parameter of {kind}{suggest(key, params)} "
+                     f"(takes: {', '.join(list(params) + list(OP_COMMON))})")
+        elif key == "fn":
+            ok = FN_FLOPS if kind == "elementwise" else REDUCE_FNS
+            if value not in ok:
+                errs.add(f"{where}.fn", f"unknown function {value!r} (known: {', '.join(ok)})")
+        elif key == "causal":
+            if not isinstance(value, bool):
+                errs.add(f"{where}.causal", f"expected true or false, got {value!r}")
+        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                    or value < (0 if key == "cache_elements" else 1)):
+            errs.add(f"{where}.{key}", f"expected a positive integer, got {value!r}")
+    for key, (default, help_) in params.items():
+        if default is ... and key not in op:
+            errs.add(f"{where}.{key}", f"missing: {help_}")
+    if "dtype" in op and not is_known(str(op["dtype"])):
+        errs.add(f"{where}.dtype", f"unknown dtype {op['dtype']!r}")
+    rep = op.get("repeat", 1)
+    if isinstance(rep, bool) or not isinstance(rep, int) or rep < 1:
+        errs.add(f"{where}.repeat", f"expected a positive integer, got {rep!r}")
+    if kind == "topk" and isinstance(op.get("k"), int) and isinstance(op.get("n"), int) \
+            and op["k"] > op["n"]:
+        errs.add(f"{where}.k", f"k={op['k']} exceeds n={op['n']}")
+    if kind == "attention":
+        h, hk = op.get("heads"), op.get("kv_heads") or op.get("heads")
+        if isinstance(h, int) and isinstance(hk, int) and hk > 0 and h % hk:
+            errs.add(f"{where}.kv_heads", f"heads={h} is not a multiple of kv_heads={hk}")
+
+
+def resolve_path(path: str, source: str) -> str:
+    """A path in a workload is relative to the workload file's folder."""
+    if os.path.isabs(path) or not source or source.startswith("<"):
+        return path
+    here = os.path.join(os.path.dirname(os.path.abspath(source)), path)
+    return here if os.path.exists(here) or not os.path.exists(path) else path

@@ -1,0 +1,101 @@
+"""The workload schema: every field, its type, its default and its meaning.
+
+This is the one place where workload defaults live. A workload is either a
+*model* workload (``model:`` a zoo name, or ``trace:`` a graph file) or a
+*kernel* workload (``ops:`` a list of operators). ``hwsim.workload.loader``
+checks a YAML file against these dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _f(default: Any, help: str, choices: tuple | None = None):
+    if isinstance(default, (dict, list)):
+        value = default
+        return field(default_factory=lambda: type(value)(value),
+                     metadata={"help": help, "choices": choices})
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+ATTENTION_STRATEGIES = ("auto", "standard", "flash", "fastattention")
+GEMM_STRATEGIES = ("auto", "openblas", "iaat", "autotsmm")
+PHASES = ("prefill", "decode")
+TRACE_FORMATS = ("hwsim",)
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How ops are tiled; each target reads the fields it understands."""
+
+    attention: str = _f("auto", "attention strategy", ATTENTION_STRATEGIES)
+    block_q: int = _f(0, "query block (rows) of tiled attention; 0 = chosen by the target")
+    block_kv: int = _f(0, "key/value block of tiled attention; 0 = chosen by the target")
+    gemm: str = _f("auto", "GEMM strategy (CPU targets)", GEMM_STRATEGIES)
+    tiling_mask: bool = _f(True, "causal mask built per tile instead of read from DRAM")
+    tiling_allreduce: bool = _f(False, "overlap tensor-parallel all-reduce with compute")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What to simulate."""
+
+    name: str = _f("", "workload name; default: the file's stem")
+    description: str = _f("", "free text")
+    model: str = _f("", "a model of the zoo (hwsim trace --list), e.g. llama-2-7b")
+    trace: str = _f("", "path of a traced graph (.json.gz), relative to the workload file")
+    trace_format: str = _f("hwsim", "format of `trace`", TRACE_FORMATS)
+    ops: list = _f([], "operators of a kernel study, instead of a model")
+    phase: str = _f("prefill", "prefill (whole prompt) or decode (one step)", PHASES)
+    batch: int = _f(1, "sequences processed together")
+    seq_len: int = _f(128, "prompt tokens (prefill) or new tokens (decode)")
+    kv_len: int = _f(0, "tokens already in the KV cache (decode)")
+    dtype: str = _f("fp16", "data type of weights and activations")
+    segments: dict = _f({}, "token ranges by name, e.g. {text: [0, 35], visual: [35, 611]}")
+    pruning: list = _f([], "pruning steps, applied in order: [{method: fastv, ...}]")
+    tiling: Tiling = field(default_factory=Tiling, metadata={"help": "tiling strategies"})
+    source: str = _f("", "the file this workload was read from (set by the loader)")
+
+    @property
+    def kind(self) -> str:
+        return "ops" if self.ops else "model"
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Tiling):
+                v = {tf.name: getattr(v, tf.name) for tf in fields(Tiling)}
+            out[f.name] = v
+        return out
+
+
+# Parameters of each operator kind in an `ops:` list: name -> (default, help).
+# A default of ... means required.
+OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
+    "matmul": {"m": (..., "rows of A and C"), "n": (..., "columns of B and C"),
+               "k": (..., "reduction dim"), "batch": (1, "independent products")},
+    "attention": {"heads": (..., "query heads"), "kv_heads": (None, "key/value heads (GQA); "
+                  "default heads"), "head_dim": (..., "per-head dim"),
+                  "q_len": (..., "queries"), "kv_len": (..., "keys"),
+                  "causal": (False, "causal mask"), "batch": (1, "sequences")},
+    "softmax": {"rows": (..., "rows"), "cols": (..., "row length")},
+    "layernorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
+    "rmsnorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
+    "elementwise": {"fn": (..., "function, e.g. exp, add, gelu"),
+                    "elements": (..., "output elements")},
+    "reduce": {"fn": ("sum", "sum, max, mean, ..."), "elements": (..., "input elements"),
+               "out_elements": (1, "output elements")},
+    "topk": {"n": (..., "candidates per row"), "k": (..., "kept per row"), "rows": (1, "rows")},
+    "gather": {"elements": (..., "elements gathered"), "rows": (1, "index count")},
+    "embedding": {"tokens": (..., "lookups"), "dim": (..., "row width"),
+                  "vocab": (32000, "table rows")},
+    "rope": {"elements": (..., "elements rotated")},
+    "concat": {"elements": (..., "output elements"), "parts": (2, "inputs")},
+    "kv_write": {"elements": (..., "new entries written"),
+                 "cache_elements": (0, "cache size after the write; default = elements")},
+}
+OP_COMMON = {"kind": "operator kind", "dtype": "data type (default: the workload's)",
+             "name": "label in reports", "repeat": "how many times the op runs (default 1)"}
