@@ -11,11 +11,12 @@ applies the pruning steps, resolves the target and its spec, lowers each op to
 tasks (identical ops are lowered once and reused), schedules them, prices the
 actions with the target's energy table, and returns a :class:`~hwsim.report.Report`.
 
-Ops run one after another in graph order. Within an op, tasks are scheduled by
-``hwsim.engine.analytical_latency``. The discrete-event engine that overlaps
-tasks on a machine's units is not built yet: for now ``fidelity="event"`` and
-``"analytical"`` share this schedule, and the report records which was asked.
-(For the roofline target every op is one task, where the two must agree.)
+Ops run one after another in graph order (a kernel boundary between them).
+Within an op, its tasks are scheduled by the event engine (``fidelity="event"``,
+:func:`hwsim.engine.run_events`) or bounded analytically
+(``fidelity="analytical"``, :func:`hwsim.engine.analytical_latency`); see
+:mod:`hwsim.engine`. Identical ops (same kind, attributes, tensor shapes and
+types) are lowered and scheduled once and reused.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     table = target.energy_table(spec)
     tiling = wl.tiling if wl is not None else None
     cache: dict[tuple, dict] = {}
+    timelines: dict[tuple, list] = {}
+    op_keys = []
     rows = []
     clock = 0.0
     for op in graph.ops:
@@ -92,7 +95,13 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                     raise
                 p = e.problems[0]
                 raise InputError(f"{p.message}", source=resolved.source, field=p.field) from None
-            latency = engine.analytical_latency(tasks)
+            pools = target.pools(spec)
+            if fidelity == "event":
+                sched = engine.run_events(tasks, pools)
+                latency = sched.latency_s
+            else:
+                sched = None
+                latency = engine.analytical_latency(tasks, pools)
             nbytes = engine.sum_bytes(tasks)
             actions = engine.sum_actions(tasks)
             dyn = table.dynamic_j(actions, target.name)
@@ -107,11 +116,14 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "energy_static_j": static,
                 "tasks": len(tasks),
             }
+            timelines[key] = [(t.unit, t.label, s0, s1) for t, s0, s1 in
+                              zip(tasks, sched.starts_s, sched.ends_s)] if sched else []
             cost["energy_j"] = sum(dyn.values()) + static
             cache[key] = cost
+        op_keys.append(key)
         rows.append({"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
                      "module": op.module, "start_s": clock, "flops": op_flops(op), **cost})
         clock += cost["latency_s"]
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
-                  fidelity=fidelity)
+                  fidelity=fidelity, lanes=[timelines[k] for k in op_keys])

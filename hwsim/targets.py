@@ -8,7 +8,9 @@ A *target* is a model of one machine. It provides:
   with its unit, duration, bytes per memory level, actions and bound; an op kind
   it cannot cost raises :class:`~hwsim.errors.UnsupportedOpError`;
 - ``energy_table(spec)``: prices per action and static power;
-- ``headline(spec)``: one line of headline numbers for ``hwsim targets``.
+- ``headline(spec)``: one line of headline numbers for ``hwsim targets``;
+- ``pools(spec)``: shared resources with a capacity (DRAM channels, links)
+  that tasks hold besides their unit.
 
 Targets are found through the entry-point group ``hwsim.targets`` (so a
 third-party package can add one); the built-in ones are also registered
@@ -53,6 +55,10 @@ class Target:
 
     def headline(self, spec) -> str:
         return ""
+
+    def pools(self, spec) -> dict[str, int]:
+        """Shared pools (name -> capacity) that tasks may name, e.g. DRAM channels."""
+        return {}
 
     def presets(self) -> dict[str, Path]:
         out = {}

@@ -1,64 +1,28 @@
-"""Running lowered ops: tasks, and the analytical scheduler.
+"""Running lowered ops: tasks on a machine's units, scheduled two ways.
 
 A target lowers each op to :class:`Task` objects (tiles): the unit a task
-occupies, how long it occupies it, the bytes it moves at each memory level, the
-actions it performs (priced later by the energy table) and what limits it.
-Tasks of one op may depend on earlier tasks of the same op (``deps``).
+occupies (``core3.cube``, ``core3.mte2``), how long it occupies it, the bytes it
+moves at each memory level, the actions it performs (priced later by the energy
+table), what limits it, the earlier tasks it waits for, and optionally a shared
+*pool* it must also hold (``dram``: a bounded number of concurrent transfers,
+the way DRAM channels bound a chip's bandwidth).
 
-:func:`analytical_latency` gives an op's latency from its tasks without an event
-simulation: the larger of the critical path through the dependencies and the
-busiest unit's total time. A roofline op is a single task, for which both are
-its duration.
+Two schedules share that lowering:
+
+- :func:`run_events` (fidelity ``event``): a discrete-event simulation on simpy.
+  Each unit is a resource of capacity one, each pool a resource of its declared
+  capacity; a task starts when its dependencies are done, its unit is free and
+  (if it names one) a pool slot is free. Double buffering, overlap between units
+  and queueing for DRAM come out of the run.
+- :func:`analytical_latency` (fidelity ``analytical``): no simulation; the
+  larger of the critical path through the dependencies, the busiest unit's total
+  time, and each pool's total time divided by its capacity. It is a lower bound
+  on the event schedule, and equal to it when one resource dominates.
 """
 
-from __future__ import annotations
+from .analytical import analytical_latency
+from .events import Schedule, run_events
+from .task import BOUNDS, Task, dominant_bound, sum_actions, sum_bytes
 
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
-
-BOUNDS = ("compute", "memory", "onchip", "latency", "interconnect")
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    unit: str  # resource the task occupies, e.g. "chip", "core3.cube", "core3.mte2"
-    duration_s: float
-    bytes: Mapping[str, int] = field(default_factory=dict)  # level -> bytes, e.g. dram_read
-    actions: Mapping[str, float] = field(default_factory=dict)  # action -> count
-    deps: tuple[int, ...] = ()  # indices of earlier tasks of the same op
-    bound: str = "compute"  # what limits this task (one of BOUNDS)
-
-
-def analytical_latency(tasks: Sequence[Task]) -> float:
-    """max(critical path through deps, busiest unit's total time)."""
-    finish: list[float] = []
-    busy: dict[str, float] = {}
-    for t in tasks:
-        start = max((finish[d] for d in t.deps), default=0.0)
-        finish.append(start + t.duration_s)
-        busy[t.unit] = busy.get(t.unit, 0.0) + t.duration_s
-    return max(max(finish, default=0.0), max(busy.values(), default=0.0))
-
-
-def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for t in tasks:
-        for level, n in t.bytes.items():
-            out[level] = out.get(level, 0) + n
-    return out
-
-
-def sum_actions(tasks: Sequence[Task]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for t in tasks:
-        for a, n in t.actions.items():
-            out[a] = out.get(a, 0.0) + n
-    return out
-
-
-def dominant_bound(tasks: Sequence[Task]) -> str:
-    """The bound of the tasks that take the most time together."""
-    by: dict[str, float] = {}
-    for t in tasks:
-        by[t.bound] = by.get(t.bound, 0.0) + t.duration_s
-    return max(by, key=by.get) if by else "latency"
+__all__ = ["analytical_latency", "Schedule", "run_events", "BOUNDS", "Task", "dominant_bound",
+           "sum_actions", "sum_bytes"]

@@ -1,21 +1,33 @@
 """Timelines for chrome://tracing and Perfetto (the Trace Event JSON format).
 
-Each op is a complete event (``"ph": "X"``) on its unit's lane, with its FLOPs,
-bytes and bound as arguments. Times are microseconds, as the format requires.
-Targets whose ops occupy one unit (the roofline's ``chip``) give one lane.
+With event fidelity, every task is a complete event (``"ph": "X"``) on the lane
+of the unit it occupied (``core3.cube``, ``core3.mte2``, ``chip``), labelled
+with its op; an ``ops`` lane above shows each op as a whole. With analytical
+fidelity (no schedule of tasks) only the ``ops`` lane is written. Times are
+microseconds, as the format requires.
 """
 
 from __future__ import annotations
 
 import json
+import re
+
+
+def _lane_key(unit: str):
+    # natural order: core2 before core10
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", unit)]
 
 
 def chrome_events(report) -> list[dict]:
-    pid = report.target.preset
+    pid = 1
+    units = sorted({u for lanes in report.lanes for (u, *_rest) in lanes}, key=_lane_key)
+    tid = {u: i + 2 for i, u in enumerate(units)}
     events = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
                "args": {"name": f"{report.target.preset} ({report.target.name})"}},
-              {"name": "thread_name", "ph": "M", "pid": pid, "tid": 1, "args": {"name": "chip"}}]
-    for r in report.ops.itertuples(index=False):
+              {"name": "thread_name", "ph": "M", "pid": pid, "tid": 1, "args": {"name": "ops"}}]
+    events += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid[u], "args": {"name": u}}
+               for u in units]
+    for r, lanes in zip(report.ops.itertuples(index=False), report.lanes):
         if r.latency_s <= 0:
             continue
         events.append({
@@ -25,6 +37,12 @@ def chrome_events(report) -> list[dict]:
                      "dram_read_bytes": int(r.dram_read_bytes),
                      "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound},
         })
+        for unit, label, s0, s1 in lanes:
+            if s1 <= s0:
+                continue
+            events.append({"name": label or r.name, "cat": r.kind, "ph": "X", "pid": pid,
+                           "tid": tid[unit], "ts": (r.start_s + s0) * 1e6,
+                           "dur": (s1 - s0) * 1e6, "args": {"op": int(r.id)}})
     return events
 
 

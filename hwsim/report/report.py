@@ -21,7 +21,7 @@ class Report:
     """Results of one simulation of one workload on one target."""
 
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
-                 fidelity: str):
+                 fidelity: str, lanes: list | None = None):
         self.ops = pd.DataFrame(rows)
         if self.ops.empty:
             self.ops = pd.DataFrame(columns=OP_COLUMNS)
@@ -31,6 +31,8 @@ class Report:
         self.target = target
         self.dense_flops = int(dense_flops)
         self.fidelity = fidelity
+        # per op: [(unit, label, start_s, end_s)] relative to the op's start
+        self.lanes = lanes or [[] for _ in range(len(self.ops))]
 
     # ------------------------------------------------------------------ views
     @cached_property

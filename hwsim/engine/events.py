@@ -1,0 +1,69 @@
+"""The event schedule: tasks as simpy processes on unit and pool resources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import simpy
+
+from .task import Task
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Start and end of every task of one op, relative to the op's start."""
+
+    latency_s: float
+    starts_s: tuple[float, ...]
+    ends_s: tuple[float, ...]
+
+
+def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Schedule:
+    """Simulate ``tasks`` and return when each ran.
+
+    A task waits for its dependencies, then queues for its unit (FIFO in the
+    order tasks become ready, ties in list order), then for a slot of its pool,
+    and holds both for its duration.
+    """
+    if not tasks:
+        return Schedule(0.0, (), ())
+    env = simpy.Environment()
+    units: dict[str, simpy.Resource] = {}
+    pool_res = {name: simpy.Resource(env, capacity=max(1, int(cap)))
+                for name, cap in (pools or {}).items()}
+    done = [env.event() for _ in tasks]
+    starts = [0.0] * len(tasks)
+    ends = [0.0] * len(tasks)
+
+    def run(i: int, task: Task):
+        if task.deps:
+            pending = [done[d] for d in task.deps if not done[d].processed]
+            if pending:
+                yield env.all_of(pending)
+        unit = units.get(task.unit)
+        if unit is None:
+            unit = units[task.unit] = simpy.Resource(env, capacity=1)
+        with unit.request() as req:
+            yield req
+            if task.pool:
+                pool = pool_res.get(task.pool)
+                if pool is None:
+                    pool = pool_res[task.pool] = simpy.Resource(env, capacity=1)
+                with pool.request() as preq:
+                    yield preq
+                    starts[i] = env.now
+                    yield env.timeout(task.duration_s)
+            else:
+                starts[i] = env.now
+                yield env.timeout(task.duration_s)
+        ends[i] = env.now
+        done[i].succeed()
+
+    for i, task in enumerate(tasks):
+        for d in task.deps:
+            if d >= i:
+                raise ValueError(f"task {i} depends on a later task {d}")
+        env.process(run(i, task))
+    env.run()
+    return Schedule(max(ends), tuple(starts), tuple(ends))

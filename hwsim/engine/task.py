@@ -1,0 +1,44 @@
+"""The unit of work a target lowers ops into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+BOUNDS = ("compute", "memory", "onchip", "latency", "interconnect")
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    unit: str  # resource the task occupies, e.g. "chip", "core3.cube", "core3.mte2"
+    duration_s: float
+    bytes: Mapping[str, int] = field(default_factory=dict)  # level -> bytes, e.g. dram_read
+    actions: Mapping[str, float] = field(default_factory=dict)  # action -> count
+    deps: tuple[int, ...] = ()  # indices of earlier tasks of the same op
+    bound: str = "compute"  # what limits this task (one of BOUNDS)
+    pool: str = ""  # shared pool held too (e.g. "dram"), "" for none
+    label: str = ""  # shown on the timeline
+
+
+def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for t in tasks:
+        for level, n in t.bytes.items():
+            out[level] = out.get(level, 0) + n
+    return out
+
+
+def sum_actions(tasks: Sequence[Task]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for t in tasks:
+        for a, n in t.actions.items():
+            out[a] = out.get(a, 0.0) + n
+    return out
+
+
+def dominant_bound(tasks: Sequence[Task]) -> str:
+    """The bound of the tasks that take the most time together."""
+    by: dict[str, float] = {}
+    for t in tasks:
+        by[t.bound] = by.get(t.bound, 0.0) + t.duration_s
+    return max(by, key=by.get) if by else "latency"
