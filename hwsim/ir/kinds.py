@@ -20,6 +20,7 @@ topk            rows, n, k                                  rows·n
 gather          elements                                    0
 concat          elements                                    0
 kv_write        elements                                    0
+allreduce       elements, devices                           0
 view            (none)                                      0
 ==============  ==========================================  =======================
 
@@ -37,7 +38,10 @@ rmsnorm = square, sum, scale, weight (4); rope = x·cos + rotate(x)·sin (3).
 Bytes are the *compulsory* traffic of the op as written: each input read once,
 each output written once, except where a kind reads less than its inputs
 (``embedding`` and ``gather`` read only the selected rows, ``kv_write`` writes
-only the new entries into the cache, ``view`` moves nothing). What a target
+only the new entries into the cache, ``view`` moves nothing). ``allreduce`` is
+the sum of a tensor over ``devices`` tensor-parallel devices: communication,
+whose additions are not counted as FLOPs; its IR bytes are the local read and
+write, and the bytes on the links are the target's to cost. What a target
 really moves (re-reads, tiling, caches) is the target's business.
 """
 
@@ -117,6 +121,8 @@ KINDS: dict[str, KindSpec] = {
         KindSpec("gather", ("elements",), (), lambda op: 0, "index select"),
         KindSpec("concat", ("elements",), (), lambda op: 0, "concatenation"),
         KindSpec("kv_write", ("elements",), (), lambda op: 0, "append to the KV cache"),
+        KindSpec("allreduce", ("elements", "devices"), (), lambda op: 0,
+                 "sum over tensor-parallel devices"),
         KindSpec("view", (), (), lambda op: 0, "reshape/transpose, free"),
     ]
 }
@@ -236,6 +242,11 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
         want("inputs together", sum(_n(g, i) for i in ins), a["elements"])
     elif k == "kv_write":
         want("new entries", _n(g, ins[0]), a["elements"])
+    elif k == "allreduce":
+        want("input", _n(g, ins[0]), a["elements"])
+        want("output", _n(g, outs[0]), a["elements"])
+        if a["devices"] < 2:
+            errs.append(f"devices={a['devices']} must be at least 2")
     elif k == "view":
         want("output", _n(g, outs[0]), _n(g, ins[0]))
     return errs

@@ -129,6 +129,8 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         errs.add("batch", f"must be >= 1, got {wl.batch}")
     if wl.seq_len < 1:
         errs.add("seq_len", f"must be >= 1, got {wl.seq_len}")
+    if wl.devices < 1:
+        errs.add("devices", f"must be >= 1, got {wl.devices}")
     if wl.kv_len < 0:
         errs.add("kv_len", f"must be >= 0, got {wl.kv_len}")
     if wl.phase == "prefill" and wl.kv_len and not wl.ops:

@@ -53,6 +53,7 @@ class Workload:
     seq_len: int = _f(128, "prompt tokens (prefill) or new tokens (decode)")
     kv_len: int = _f(0, "tokens already in the KV cache (decode)")
     dtype: str = _f("fp16", "data type of weights and activations")
+    devices: int = _f(1, "devices the model is split over, tensor-parallel (heads and FFN)")
     segments: dict = _f({}, "token ranges by name, e.g. {text: [0, 35], visual: [35, 611]}")
     pruning: list = _f([], "pruning steps, applied in order: [{method: fastv, ...}]")
     tiling: Tiling = field(default_factory=Tiling, metadata={"help": "tiling strategies"})
