@@ -1,0 +1,38 @@
+"""The validation set runs in the tests: every reference case within its tolerance."""
+
+import pytest
+
+from hwsim.validate import format_results, load_cases, run_cases
+from hwsim.validate.runner import measure
+
+CASES = load_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_reference_case(case):
+    value = measure(case)
+    assert value == pytest.approx(case.expected, rel=case.tolerance, abs=0), (
+        f"{case.name}: expected {case.expected:.6g}, simulated {value:.6g} ({case.source})")
+
+
+def test_every_case_names_its_source_with_a_confidence_mark_or_formula():
+    for case in CASES:
+        assert case.source.strip(), case.name
+        assert any(m in case.source for m in ("(V)", "(D)", "(S)", "(M)", "formula", "count")), (
+            f"{case.name}: source should carry a confidence mark: {case.source}")
+
+
+def test_a_case_outside_its_tolerance_fails(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "- name: deliberately wrong\n"
+        "  source: test (M)\n"
+        "  target: roofline-v100\n"
+        "  workload: {ops: [{kind: matmul, m: 8192, n: 8192, k: 8192}], dtype: fp16}\n"
+        "  metric: flops_per_s\n"
+        "  expected: 100e12\n"
+        "  tolerance: 0.05\n")
+    (r,) = run_cases(path=str(bad))
+    assert not r.ok
+    assert r.error == pytest.approx(0.2495, abs=1e-3)
+    assert "NO" in format_results([r])
