@@ -24,9 +24,7 @@ class Problem:
     message: str  # what is wrong / what was expected
 
     def __str__(self) -> str:
-        where = self.source
-        if self.field:
-            where = f"{where}: {self.field}"
+        where = ": ".join(x for x in (self.source, self.field) if x)
         return f"{where}: {self.message}" if where else self.message
 
 

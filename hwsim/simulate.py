@@ -28,6 +28,7 @@ from . import engine
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
 from .ir.kinds import flops as op_flops
+from .parallel import tensor_parallel
 from .pruning import apply as apply_pruning
 from .report import Report
 from .targets import ResolvedTarget, resolve
@@ -61,6 +62,7 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
     dense = build_graph(wl)
     graph = apply_pruning(dense, wl.pruning, wl.source)
+    graph = tensor_parallel(graph, wl.devices, wl.source)
     return run_graph(graph, resolved, wl, dense_flops=dense.flops(), fidelity=fidelity)
 
 

@@ -28,6 +28,10 @@ class RooflineSpec:
         {}, help="arithmetic energy per FLOP, per data type")
     static_power_w: float = spec_field(0.0, help="power drawn whenever the machine runs")
     dram_bytes: float = spec_field(0.0, help="DRAM capacity (0: not checked)")
+    link_bw_bytes_per_s: float = spec_field(
+        0.0, help="per-direction bandwidth a device has for an all-reduce ring (0: no links)")
+    link_latency_s: float = spec_field(0.0, help="latency of one ring step")
+    link_pj_per_byte: float = spec_field(0.0, help="energy per byte sent over a link")
 
 
 class RooflineTarget(Target):
@@ -47,6 +51,8 @@ class RooflineTarget(Target):
         if op.kind not in KINDS:
             from hwsim.errors import UnsupportedOpError
             raise UnsupportedOpError(self.name, op.kind, op.line(graph))
+        if op.kind == "allreduce":
+            return [self._allreduce(op, graph, spec)]
         n_flops = flops(op)
         rd, wr = read_bytes(op, graph), write_bytes(op, graph)
         compute_s = 0.0
@@ -72,8 +78,25 @@ class RooflineTarget(Target):
         return [Task("chip", max(compute_s, memory_s) + overhead,
                      {"dram_read": rd, "dram_write": wr}, actions, (), bound)]
 
+    def _allreduce(self, op, graph, spec: RooflineSpec) -> Task:
+        """Ring all-reduce: 2(N-1) steps, each moving 1/N of the tensor per device."""
+        n = op.attrs["devices"]
+        if not spec.link_bw_bytes_per_s:
+            raise InputError(f"this preset has no links, needed by an all-reduce over {n} "
+                             f"devices (set target.link_bw_bytes_per_s)",
+                             field="spec.link_bw_bytes_per_s")
+        nbytes = graph.tensors[op.inputs[0]].bytes
+        sent = 2 * (n - 1) * nbytes / n
+        time_s = sent / spec.link_bw_bytes_per_s + 2 * (n - 1) * spec.link_latency_s
+        rd, wr = read_bytes(op, graph), write_bytes(op, graph)
+        return Task("link", time_s + spec.op_overhead_s,
+                    {"dram_read": rd, "dram_write": wr, "link": int(sent)},
+                    {"link_byte": sent, "dram_byte": rd + wr}, (), "interconnect")
+
     def energy_table(self, spec: RooflineSpec) -> EnergyTable:
-        prices = {"dram_byte": Price(spec.dram_pj_per_byte, "dram", "preset dram_pj_per_byte")}
+        prices = {"dram_byte": Price(spec.dram_pj_per_byte, "dram", "preset dram_pj_per_byte"),
+                  "link_byte": Price(spec.link_pj_per_byte, "interconnect",
+                                     "preset link_pj_per_byte")}
         for dtype in spec.peak_flops_per_s:
             prices[f"flop_{dtype}"] = Price(spec.pj_per_flop.get(dtype, 0.0), "compute",
                                             "preset pj_per_flop")

@@ -35,27 +35,34 @@ class Report:
         self.lanes = lanes or [[] for _ in range(len(self.ops))]
 
     # ------------------------------------------------------------------ views
+    @property
+    def devices(self) -> int:
+        """Devices the graph was split over; op rows are one device's, totals all devices'."""
+        return int(self.graph.header.get("devices", 1))
+
     @cached_property
     def totals(self) -> dict[str, Any]:
+        """Whole-run figures: latency of one device, work and energy of all devices."""
         ops = self.ops
+        n = self.devices
         latency = float(ops["latency_s"].sum())
         clock = getattr(self.target.spec, "clock_hz", None)
-        breakdown = {c: float(ops[f"energy_{c}_j"].sum()) if f"energy_{c}_j" in ops else 0.0
-                     for c in COMPONENTS}
+        breakdown = {c: n * float(ops[f"energy_{c}_j"].sum()) if f"energy_{c}_j" in ops
+                     else 0.0 for c in COMPONENTS}
         return {
             "latency_s": latency,
             "cycles": int(round(latency * clock)) if clock else None,
-            "flops": int(ops["flops"].sum()),
+            "flops": n * int(ops["flops"].sum()),
             "dense_flops": self.dense_flops,
-            "dram_read_bytes": int(ops["dram_read_bytes"].sum()),
-            "dram_write_bytes": int(ops["dram_write_bytes"].sum()),
-            "energy_j": float(ops["energy_j"].sum()),
+            "dram_read_bytes": n * int(ops["dram_read_bytes"].sum()),
+            "dram_write_bytes": n * int(ops["dram_write_bytes"].sum()),
+            "energy_j": n * float(ops["energy_j"].sum()),
             "energy_breakdown_j": breakdown,
         }
 
     @cached_property
     def layers(self) -> pd.DataFrame:
-        """Sums per layer; ops outside any layer are the row with layer <NA>."""
+        """One device's sums per layer; ops outside any layer are the row with layer <NA>."""
         cols = SUM_COLUMNS
         if self.ops.empty:
             return pd.DataFrame(columns=["layer", *cols])
@@ -88,6 +95,7 @@ class Report:
         workload["segments"] = _plain(self.graph.header.get("segments", {}))
         return {"schema": REPORT_SCHEMA, "workload": _plain(workload),
                 "target": self.target.to_dict(), "fidelity": self.fidelity,
+                "devices": self.devices,
                 "totals": self.totals, "layers": layers, "ops": ops}
 
     def to_json(self, indent: int | None = 1) -> str:
