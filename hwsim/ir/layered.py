@@ -1,0 +1,121 @@
+"""Instantiating a template with a different size in each layer.
+
+Token pruning makes later layers run on fewer tokens; KV-cache pruning makes
+their attention read fewer keys; layer pruning removes blocks. All three are
+*size schedules* over the layers of a template: layer ``l`` is instantiated
+with its own ``seq_len`` / ``kv_len`` (:func:`instantiate_layers`).
+
+Where a tensor crosses from a layer with one size into a layer with another
+(the residual stream entering a pruned layer), the tokens that survive must be
+selected: a ``gather`` op is inserted, reading the surviving rows and writing a
+tensor of the new size. It is real work, costed by every target like any other
+op (the pruning machinery is never free).
+
+Sizes follow the op that computes a tensor; a graph input or parameter takes
+the size of its first reader. Ops outside the layers take the size of the
+nearest layer before them (the size at the start before the first layer).
+Dropped layers vanish, and readers of their output read their input instead:
+a block's output is its residual input plus its update, so without the update
+it is the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Iterable, Mapping
+
+from .expr import Expr, evaluate
+from .graph import Graph, Op, Tensor
+
+Env = Mapping[str, int]
+
+
+def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] | None = None,
+                       drop_layers: Iterable[int] = ()) -> Graph:
+    """A concrete graph: ``template`` at ``base`` sizes, overridden per layer."""
+    per_layer = dict(per_layer or {})
+    dropped = set(drop_layers)
+    ops = list(template.ops)
+    full = {"batch": 1, "seq_len": 1, "kv_len": 0, **base}
+
+    # size environment of every op
+    op_env: list[dict] = []
+    current = full
+    for op in ops:
+        if op.layer is not None:
+            current = {**full, **per_layer.get(op.layer, {})}
+        op_env.append(current)
+
+    producer: dict[int, int] = {}
+    first_reader: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        for o in op.outputs:
+            producer[o] = i
+        for t in op.inputs:
+            first_reader.setdefault(t, i)
+
+    alias = _drop_aliases(template, ops, dropped, producer)
+
+    # every template tensor keeps its id, sized where it is computed (or first read)
+    out = Graph(dict(template.header))
+    for tid, t in template.tensors.items():
+        env = op_env[producer[tid]] if tid in producer else op_env[first_reader.get(tid, 0)]
+        out.tensors[tid] = Tensor(tid, tuple(evaluate(d, env) for d in t.shape), t.dtype, t.kind)
+    next_id = max(template.tensors, default=-1) + 1
+    selected: dict[tuple[int, tuple], int] = {}  # (tensor, size) -> its token selection
+
+    def read(tid: int, env: Env, op: Op) -> int:
+        nonlocal next_id
+        tid = alias.get(tid, tid)
+        t = template.tensors[tid]
+        shape = tuple(evaluate(d, env) for d in t.shape)
+        if shape == out.tensors[tid].shape:
+            return tid
+        key = (tid, shape)
+        if key not in selected:
+            sel = next_id
+            next_id += 1
+            out.tensors[sel] = Tensor(sel, shape, t.dtype, t.kind)
+            out.ops.append(Op(len(out.ops), "gather", (tid,), (sel,),
+                              {"elements": out.tensors[sel].numel}, op.layer, op.module,
+                              "token_select"))
+            selected[key] = sel
+        return selected[key]
+
+    for i, op in enumerate(ops):
+        if op.layer in dropped:
+            continue
+        env = op_env[i]
+        ins = tuple(read(t, env, op) for t in op.inputs)
+        attrs = {k: (v.evaluate(env) if isinstance(v, Expr) else v) for k, v in op.attrs.items()}
+        out.ops.append(replace(op, id=len(out.ops), inputs=ins, attrs=attrs))
+    if dropped:
+        used = {t for op in out.ops for t in op.inputs + op.outputs}
+        out.tensors = {tid: t for tid, t in out.tensors.items() if tid in used}
+    out.header.update(batch=full["batch"], seq_len=full["seq_len"], kv_len=full["kv_len"])
+    out.header.pop("template", None)
+    return out
+
+
+def _drop_aliases(template: Graph, ops: list[Op], dropped: set[int],
+                  producer: dict[int, int]) -> dict[int, int]:
+    """For each dropped layer, its output tensor -> its residual input tensor."""
+    alias: dict[int, int] = {}
+    for layer in sorted(dropped):
+        idx = [i for i, op in enumerate(ops) if op.layer == layer]
+        if not idx:
+            raise ValueError(f"layer {layer} has no ops")
+        inside = set(idx)
+        produced = {o for i in idx for o in ops[i].outputs}
+        inputs = {t for i in idx for t in ops[i].inputs
+                  if t not in produced and t in producer and producer[t] not in inside}
+        outputs = {o for o in produced
+                   if any(o in ops[j].inputs for j in range(idx[-1] + 1, len(ops)))}
+        outputs = {o for o in outputs if template.tensors[o].kind != "kv_cache"}
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"layer {layer} is not a residual block with one input and one "
+                             f"output (inputs {sorted(inputs)}, outputs {sorted(outputs)})")
+        (src,) = inputs
+        (dst,) = outputs
+        alias[dst] = alias.get(src, src)
+    return alias
