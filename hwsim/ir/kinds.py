@@ -67,6 +67,11 @@ FN_FLOPS: dict[str, int] = {
     "copy": 0, "cast": 0, "fill": 0,
 }
 
+# Attributes any op may carry: a free-text note, and the pruning method whose
+# machinery the op is (importance scores, top-k, token selection), so reports
+# can show what pruning itself costs.
+COMMON_ATTRS = ("note", "pruning")
+
 REDUCE_FNS = ("sum", "mean", "max", "min", "argmax", "argmin", "prod", "any", "all", "norm")
 
 
@@ -167,13 +172,13 @@ def check(op: "Op", graph: "Graph") -> list[str]:
     if spec is None:
         return [f"unknown op kind {op.kind!r} (known: {', '.join(KINDS)})"]
     errs = [f"missing attribute {a!r}" for a in spec.required if a not in op.attrs]
-    extra = set(op.attrs) - set(spec.required) - set(spec.optional) - {"note"}
+    extra = set(op.attrs) - set(spec.required) - set(spec.optional) - set(COMMON_ATTRS)
     errs += [f"unexpected attribute {a!r}" for a in sorted(extra)]
     if errs:
         return errs
     for key in spec.required + spec.optional:
         v = op.attrs.get(key)
-        if key in ("fn", "causal", "bias", "masked", "scale", "note"):
+        if key in ("fn", "causal", "bias", "masked", "scale") or key in COMMON_ATTRS:
             continue
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
             errs.append(f"attribute {key}={v!r} must be a non-negative integer")

@@ -31,8 +31,11 @@ Env = Mapping[str, int]
 
 
 def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] | None = None,
-                       drop_layers: Iterable[int] = ()) -> Graph:
-    """A concrete graph: ``template`` at ``base`` sizes, overridden per layer."""
+                       drop_layers: Iterable[int] = (), method: str = "") -> Graph:
+    """A concrete graph: ``template`` at ``base`` sizes, overridden per layer.
+
+    Inserted token selections carry ``pruning=method`` when ``method`` is given.
+    """
     per_layer = dict(per_layer or {})
     dropped = set(drop_layers)
     ops = list(template.ops)
@@ -76,9 +79,11 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
             sel = next_id
             next_id += 1
             out.tensors[sel] = Tensor(sel, shape, t.dtype, t.kind)
-            out.ops.append(Op(len(out.ops), "gather", (tid,), (sel,),
-                              {"elements": out.tensors[sel].numel}, op.layer, op.module,
-                              "token_select"))
+            attrs = {"elements": out.tensors[sel].numel}
+            if method:
+                attrs["pruning"] = method
+            out.ops.append(Op(len(out.ops), "gather", (tid,), (sel,), attrs, op.layer,
+                              op.module, "token_select"))
             selected[key] = sel
         return selected[key]
 

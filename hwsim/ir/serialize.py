@@ -46,6 +46,12 @@ def _dec(value: Any) -> Any:
     return value
 
 
+def _mapping(value: Any, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise TypeError(f"{what} is a {type(value).__name__}, expected an object")
+    return value
+
+
 def to_dict(graph: Graph) -> dict:
     ts = list(graph.tensors.values())
     return {
@@ -83,13 +89,13 @@ def from_dict(data: Any, source: str = "<graph>") -> Graph:
         ]
         ops = [
             Op(int(o["id"]), str(o["kind"]), tuple(int(x) for x in o["inputs"]),
-               tuple(int(x) for x in o["outputs"]), _dec(o.get("attrs", {})),
+               tuple(int(x) for x in o["outputs"]), _mapping(_dec(o.get("attrs", {})), "attrs"),
                None if o.get("layer") is None else int(o["layer"]),
                str(o.get("module", "")), str(o.get("name", "")))
             for o in data["ops"]
         ]
-        header = _dec(data.get("header", {}))
-    except (KeyError, TypeError, ValueError) as e:
+        header = _mapping(_dec(data.get("header", {})), "header")
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError(f"malformed graph ({type(e).__name__}: {e})", source=source) from None
     return Graph(header, tensors, ops)
 

@@ -35,7 +35,8 @@ def build_graph(wl: Workload) -> Graph:
         graph = _from_trace(wl)
     else:
         graph = _from_model(wl)
-    graph = with_dtype(graph, wl.dtype)
+    if not wl.ops:  # an ops list already typed each op (its own dtype, else the workload's)
+        graph = with_dtype(graph, wl.dtype)
     segments = dict(graph.header.get("segments") or {})
     segments.update(wl.segments)
     for name, (start, end) in segments.items():

@@ -47,7 +47,7 @@ def _tracer_zoo() -> dict[str, tuple[str, ...]]:
         from ..trace import zoo_names  # noqa: PLC0415 - optional, imports torch
     except Exception:
         return {}
-    return {name: tuple(phases) for name, phases in zoo_names.PHASES.items()}
+    return {name: tuple(zoo_names.phases(name)) for name in zoo_names.ZOO_NAMES}
 
 
 def names() -> list[str]:
