@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import types
 import typing
 from typing import Any, Mapping
 
@@ -80,7 +81,7 @@ def _convert(value: Any, hint: Any, name: str, meta: Mapping[str, Any]) -> Any:
             raise ValueError(f"expected a list, got {value!r}")
         (et, *_) = typing.get_args(hint)
         return tuple(_convert(v, et, name, meta) for v in value)
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):  # Optional[X] and X | None
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if value is None:
             return None

@@ -21,7 +21,7 @@ _DTYPE_CLASS = {"int64": "int32", "int16": "int32", "uint8": "int32", "bool": "i
 class RooflineSpec:
     peak_flops_per_s: dict[str, float] = spec_field(
         help="peak arithmetic rate per data type (fp16, bf16, fp32, int8, int32, ...)")
-    dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth")
+    dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth", minimum=1.0)  # divides
     op_overhead_s: float = spec_field(0.0, help="fixed time added to every op (launch, sync)")
     dram_pj_per_byte: float = spec_field(0.0, help="DRAM access energy per byte")
     pj_per_flop: dict[str, float] = spec_field(

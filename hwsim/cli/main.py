@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PATH", help="plot latency by op kind (png, pdf, svg)")
     s.add_argument("--fidelity", default="event", choices=["event", "analytical"])
     s.add_argument("--top", type=int, default=10, help="ops shown in the table")
-    s.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     t = sub.add_parser("trace", help="trace a PyTorch model into a graph (needs torch)")
     t.add_argument("model", help="zoo model name or module:factory")
@@ -42,15 +43,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--template", action="store_true",
                    help="write a size template (traced on a grid of sizes) instead")
     t.add_argument("-o", "--output", help="output file (.json.gz); default: print the graph")
-    t.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     g = sub.add_parser("targets", help="list targets and presets")
-    g.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
     v = sub.add_parser("validate", help="run the reference cases")
     v.add_argument("--target", help="only cases of this target")
     v.add_argument("--cases", help="folder or file of cases (default: the shipped set)")
-    v.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     return p
 
 
