@@ -5,7 +5,7 @@ polynomial of the workload variables ``batch``, ``seq_len`` and ``kv_len`` with
 integer coefficients, multilinear (no variable squared), for example::
 
     4096                       # hidden size
-    seq_len + kv_len           # keys seen by a decode step
+    kv_len + seq_len           # keys seen by a decode step
     batch*seq_len              # rows of a projection: (batch, seq) flattened
 
 Multilinear rather than affine because frameworks flatten ``(batch, seq)`` into

@@ -8,7 +8,7 @@ so reports can be read per layer and per module.
 
 Printing a graph gives one line per op::
 
-    %12 matmul       L3  model.layers.3.self_attn.q_proj  (t40 fp16[1,2048,4096], t9 fp16[4096,4096]) -> t41 fp16[1,2048,4096]  m=2048 n=4096 k=4096 batch=1
+    %12   matmul      L3   model.layers.3.self_attn.q_proj  (t40 fp16[1,2048,4096], t9 fp16[4096,4096]) -> t41 fp16[1,2048,4096]  batch=1 m=2048 n=4096 k=4096
 
 The same one-line form (:meth:`Op.line`) is used in error messages.
 
@@ -169,10 +169,14 @@ class Graph:
         Checks: unique op ids in order, every input defined before use (graph
         inputs and parameters are defined by no op), every tensor written once,
         known dtypes and tensor kinds, and each op's attributes and sizes against
-        its kind (:func:`hwsim.ir.kinds.check`). Templates are checked at a
-        sample size.
+        its kind (:func:`hwsim.ir.kinds.check`). Templates are checked at the
+        last size they were traced at (inside their regime), else at a sample size.
         """
-        g = self.instantiate(batch=2, seq_len=13, kv_len=7) if self.is_template else self
+        g = self
+        if self.is_template:
+            points = (self.header.get("template") or {}).get("points") or [
+                {"batch": 2, "seq_len": 13, "kv_len": 7}]
+            g = self.instantiate(**{k: points[-1][k] for k in ("batch", "seq_len", "kv_len")})
         problems: list[str] = []
         for t in g.tensors.values():
             if t.kind not in TENSOR_KINDS:

@@ -253,5 +253,9 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
         if a["devices"] < 2:
             errs.append(f"devices={a['devices']} must be at least 2")
     elif k == "view":
-        want("output", _n(g, outs[0]), _n(g, ins[0]))
+        # a reshape keeps the element count; a slice has fewer, a broadcast a multiple
+        n_in, n_out = _n(g, ins[0]), _n(g, outs[0])
+        if n_out > n_in and (n_in == 0 or n_out % n_in):
+            errs.append(f"output has {n_out} elements: not a reshape, slice or broadcast "
+                        f"of the input's {n_in}")
     return errs
