@@ -52,7 +52,7 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     wl_sets, target_sets = split_target(pairs)
     if isinstance(workload, Workload):
         if wl_sets:
-            from .workload import workload_from_dict, apply_sets  # noqa: PLC0415
+            from .workload import apply_sets, workload_from_dict  # noqa: PLC0415
             data = apply_sets(workload.to_dict(), wl_sets)
             data.pop("source", None)
             workload = workload_from_dict(data, workload.source)

@@ -123,8 +123,8 @@ def _trace(args) -> int:
     try:
         from .. import trace as tracing  # noqa: PLC0415
     except ImportError as e:
-        raise errors.InputError(f"tracing needs torch and transformers "
-                                f"(pip install 'hwsim[trace]'): {e}", source="hwsim trace")
+        raise errors.InputError(f"tracing needs torch and transformers (pip install "
+                                f"'hwsim[trace]'): {e}", source="hwsim trace") from None
     from ..ir import save  # noqa: PLC0415
 
     if args.template:

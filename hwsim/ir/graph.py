@@ -8,7 +8,10 @@ so reports can be read per layer and per module.
 
 Printing a graph gives one line per op::
 
-    %12   matmul      L3   model.layers.3.self_attn.q_proj  (t40 fp16[1,2048,4096], t9 fp16[4096,4096]) -> t41 fp16[1,2048,4096]  batch=1 m=2048 n=4096 k=4096
+    %12   matmul      L3   model.layers.3.self_attn.q_proj  (t40 fp16[1,2048,4096],
+          t9 fp16[4096,4096]) -> t41 fp16[1,2048,4096]  batch=1 m=2048 n=4096 k=4096
+
+(wrapped here; it is one line).
 
 The same one-line form (:meth:`Op.line`) is used in error messages.
 

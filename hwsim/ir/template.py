@@ -76,7 +76,7 @@ def fit_template(graphs: Sequence[Graph], points: Sequence[Mapping[str, int]]) -
 def _fit_header(headers: list[dict], fitted) -> dict:
     skip = {"batch", "seq_len", "kv_len"}
     out: dict = {}
-    for key, value in headers[0].items():
+    for key in headers[0]:
         if key in skip:
             continue
         out[key] = _fit_value([h.get(key) for h in headers], f"header {key}", fitted)

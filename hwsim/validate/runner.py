@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 
 from ..errors import Collector, InputError
+from ..pruning import apply as apply_pruning
 from ..simulate import run_graph
 from ..targets import resolve
 from ..workload import build_graph, load_workload, workload_from_dict
-from ..pruning import apply as apply_pruning
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASE_KEYS = ("name", "source", "target", "workload", "metric", "expected", "tolerance",

@@ -39,7 +39,7 @@ def build_graph(wl: Workload) -> Graph:
         graph = with_dtype(graph, wl.dtype)
     segments = dict(graph.header.get("segments") or {})
     segments.update(wl.segments)
-    for name, (start, end) in segments.items():
+    for name, (_start, end) in segments.items():
         if end > wl.seq_len and not wl.ops and graph.header.get("seq_len") == wl.seq_len:
             raise InputError(f"segment {name!r} ends at {end}, past seq_len={wl.seq_len}",
                              source=wl.source, field=f"segments.{name}")
