@@ -1,0 +1,50 @@
+"""Tracing PyTorch models into hwsim operation graphs (the only place torch is used).
+
+A model is run once on *fake* tensors (shapes, no storage) while a recording
+dispatch mode writes down every aten call with the module it ran in; the record
+is fused (RMSNorm, rotary embedding, attention) and lowered to the canonical op
+kinds of :mod:`hwsim.ir`. A 7B model traces in about a second and costs no
+memory for its weights.
+
+::
+
+    from hwsim.trace import trace, trace_template, cached_trace
+    g = trace("llama-2-7b", seq_len=2048, phase="prefill")
+    g = trace("mypkg.models:factory", seq_len=128)     # factory -> (model, example_inputs)
+    t = trace_template("gpt2", "decode")             # sizes as expressions of batch/seq_len/kv_len
+
+Importing this package does not import torch: :data:`ZOO_NAMES` and
+:mod:`hwsim.trace.zoo_names` are plain data; the functions below import torch
+(and ``transformers``) on first use.
+
+Modules: :mod:`~hwsim.trace.zoo_names` (names, phases, dims),
+:mod:`~hwsim.trace.zoo` (building models), :mod:`~hwsim.trace.factory` (user
+models), :mod:`~hwsim.trace.recorder` (the recording modes and hooks),
+:mod:`~hwsim.trace.raw` (the raw record), :mod:`~hwsim.trace.fuse` (fusions),
+:mod:`~hwsim.trace.aten_map` (aten -> kinds), :mod:`~hwsim.trace.lower` (raw
+record -> Graph), :mod:`~hwsim.trace.stacks` (layer numbering),
+:mod:`~hwsim.trace.api` (``trace``), :mod:`~hwsim.trace.template` (templates),
+:mod:`~hwsim.trace.cache` (on-disk cache), :mod:`~hwsim.trace.ship` (shipped
+templates).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .zoo_names import ZOO, ZOO_NAMES
+
+__all__ = ["ZOO", "ZOO_NAMES", "trace", "trace_template", "cached_trace"]
+
+_LAZY = {"trace": "api", "trace_template": "template", "cached_trace": "cache"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hwsim.trace' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,123 @@
+"""``trace()``: one model, one size, one phase -> one :class:`hwsim.ir.Graph`.
+
+The steps, each in its own module:
+
+1. build the model and its inputs (:mod:`~hwsim.trace.zoo` or
+   :mod:`~hwsim.trace.factory`);
+2. run the forward pass on fake tensors while recording it
+   (:mod:`~hwsim.trace.recorder`);
+3. fuse RMSNorm, rotary, GELU and attention chains (:mod:`~hwsim.trace.fuse`);
+4. lower to canonical ops with layers and module paths
+   (:mod:`~hwsim.trace.lower`, :mod:`~hwsim.trace.aten_map`,
+   :mod:`~hwsim.trace.stacks`);
+5. verify the graph; a trace that does not verify is a bug in the tracer and
+   raises ``RuntimeError`` listing the problems.
+
+The graph header::
+
+    name, model, phase, batch, seq_len, kv_len, dtype,
+    segments     {"text": [0, 35], "visual": [35, 611], "question": [611, seq_len]} or {}
+    stacks       {"decoder": {"first_layer": 0, "num_layers": 32}}
+    config       {"hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "layers", ...}
+    traced_with  {"torch": "2.13.0+cpu", "transformers": "5.23.0"}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+)
+
+from ..errors import InputError
+from ..ir import Graph
+from . import factory, zoo
+from .fuse import fuse
+from .lower import lower
+from .recorder import Recorder
+from .stacks import find_stacks, stacks_header
+from .zoo_names import PHASES
+
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__}
+
+
+def check_size(phase: str, seq_len: int, kv_len: int, batch: int, dtype: str,
+               attn_implementation: str = "sdpa") -> None:
+    """Raise :class:`InputError` naming the first bad argument."""
+    if phase not in PHASES:
+        raise InputError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}",
+                         field="phase")
+    for name, value, low in (("seq_len", seq_len, 1), ("batch", batch, 1), ("kv_len", kv_len, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}", field=name)
+    if phase == "prefill" and kv_len != 0:
+        raise InputError(f"a prefill starts from an empty KV cache: kv_len must be 0, got "
+                         f"{kv_len}", field="kv_len")
+    if phase == "decode" and kv_len < 1:
+        raise InputError("a decode step needs a KV cache: kv_len must be >= 1", field="kv_len")
+    if dtype not in zoo.TORCH_DTYPES:
+        raise InputError(f"dtype must be one of {', '.join(zoo.TORCH_DTYPES)}, got {dtype!r}",
+                         field="dtype")
+    if attn_implementation not in ATTN_IMPLEMENTATIONS:
+        raise InputError(f"attn_implementation must be one of {', '.join(ATTN_IMPLEMENTATIONS)}"
+                         f", got {attn_implementation!r}", field="attn_implementation")
+
+
+def trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: int = 0, batch: int = 1,
+          dtype: str = "fp16", attn_implementation: str = "sdpa",
+          layers: int | None = None) -> Graph:
+    """Trace ``model`` (a zoo name or ``"package.module:factory"``) into a graph.
+
+    ``layers`` overrides a zoo model's number of blocks (for quick tests).
+    """
+    check_size(phase, seq_len, kv_len, batch, dtype, attn_implementation)
+    if factory.is_factory(model):
+        prepared = factory.load(model, zoo.TORCH_DTYPES[dtype])
+    else:
+        prepared = zoo.prepare(model, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                               dtype=dtype, attn_implementation=attn_implementation,
+                               layers=layers)
+    header: dict[str, Any] = {
+        "name": f"{model}.{phase}", "model": model, "phase": phase, "batch": batch,
+        "seq_len": seq_len, "kv_len": kv_len, "dtype": dtype,
+        "segments": prepared.segments, "stacks": {}, "config": prepared.config,
+        "traced_with": versions(),
+    }
+    return record(prepared, header)
+
+
+def record(prepared: zoo.Prepared, header: dict[str, Any]) -> Graph:
+    """Run ``prepared`` on fake tensors and return its verified graph."""
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        inputs = prepared.make_inputs()
+        recorder = Recorder(prepared.model)
+        for value in inputs.values():
+            if isinstance(value, torch.Tensor):
+                recorder.add_input(value)
+        with recorder.recording():
+            try:
+                prepared.run(inputs)
+            except (DataDependentOutputException, DynamicOutputShapeException) as e:
+                raise InputError(f"the forward of {header['model']} depends on tensor values "
+                                 f"({type(e).__name__}: {e}); hwsim traces on fake tensors, "
+                                 f"which have shapes but no values", field="model") from None
+    raw = recorder.trace
+    stacks = find_stacks(prepared.model, prepared.stack_names)
+    graph = lower(raw, fuse(raw), header, stacks)
+    graph.header["stacks"] = stacks_header(graph, stacks)
+    problems = graph.verify()
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        raise RuntimeError(f"hwsim.trace produced an invalid graph for {header['model']} "
+                           f"({len(problems)} problems):\n  {shown}")
+    return graph

@@ -1,0 +1,75 @@
+"""Traces made on the fly, kept on disk.
+
+With torch installed, a workload may ask for a size or a model that no shipped
+template covers; :func:`cached_trace` traces it once and keeps the graph as
+gzip JSON (:func:`hwsim.ir.save`). The file name carries the size and a hash of
+everything that determines the graph: model, phase, batch, seq_len, kv_len,
+dtype, the torch and transformers versions, :data:`TRACER_VERSION` (bumped when
+the tracer's output changes) and, for a user factory, the factory module's file
+size and modification time. A file that cannot be read is traced again.
+
+The cache folder is ``$HWSIM_CACHE_DIR`` if set, else ``~/.cache/hwsim/traces``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+from pathlib import Path
+
+from ..errors import InputError
+from ..ir import Graph, load, save
+from .api import trace, versions
+from .factory import is_factory
+
+TRACER_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$HWSIM_CACHE_DIR``, else ``~/.cache/hwsim/traces``."""
+    env = os.environ.get("HWSIM_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "hwsim" / "traces"
+
+
+def cache_path(model: str, *, seq_len: int, phase: str, kv_len: int, batch: int, dtype: str,
+               cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the trace of this model and size is kept."""
+    key = {"model": model, "phase": phase, "batch": batch, "seq_len": seq_len,
+           "kv_len": kv_len, "dtype": dtype, "tracer": TRACER_VERSION, **versions()}
+    if is_factory(model):
+        key["source"] = _source_stamp(model)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model)
+    name = f"{safe}.{phase}.b{batch}.s{seq_len}.kv{kv_len}.{dtype}.{digest}.json.gz"
+    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / name
+
+
+def _source_stamp(model: str) -> list[int]:
+    module = model.partition(":")[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin or not os.path.exists(spec.origin):
+        return []
+    st = os.stat(spec.origin)
+    return [st.st_size, st.st_mtime_ns]
+
+
+def cached_trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: int = 0,
+                 batch: int = 1, dtype: str = "fp16",
+                 cache_dir: str | os.PathLike | None = None) -> Graph:
+    """:func:`hwsim.trace.trace` with an on-disk cache (see the module docstring)."""
+    path = cache_path(model, seq_len=seq_len, phase=phase, kv_len=kv_len, batch=batch,
+                      dtype=dtype, cache_dir=cache_dir)
+    if path.exists():
+        try:
+            return load(path)
+        except InputError:
+            pass  # unreadable (an interrupted write): trace again
+    graph = trace(model, seq_len=seq_len, phase=phase, kv_len=kv_len, batch=batch, dtype=dtype)
+    save(graph, path)
+    return graph

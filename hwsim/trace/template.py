@@ -1,0 +1,83 @@
+"""Templates: trace a model at a few small sizes, fit one graph for every size.
+
+A shipped trace must work at any ``batch``, ``seq_len`` and ``kv_len`` without
+torch. :func:`trace_template` traces the model on a 2x2 grid of sizes,
+
+* prefill: ``batch`` in {1, 2} x ``seq_len`` in {s + 2, s + 8} (``kv_len = 0``),
+* decode: ``batch`` in {1, 2} x ``kv_len`` in {5, 11} (``seq_len = 1``),
+
+where ``s`` is the smallest prefill the template covers (2, or LLaVA's 611),
+and hands the four graphs to :func:`hwsim.ir.fit_template`, which turns
+every dimension that varies into a multilinear polynomial of the two varying
+sizes (``batch*seq_len``, ``kv_len + 1``). A 2x2 grid determines such a
+polynomial exactly, so one more trace, at a size outside the grid, checks the
+template: instantiated there it must be *identical* (ops, attributes, tensor ids
+and shapes, header) to the fresh trace, or :class:`TemplateMismatch` is raised
+naming the first difference. The template's header records its regime
+(``template.min_seq_len`` for a prefill, ``template.seq_len = 1`` for a decode
+step) and where it was checked (``template.checked_at``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..ir import Graph, fit_template, to_dict
+from ..ir.template import TemplateMismatch
+from .api import trace
+from .zoo_names import ZOO
+
+IGNORED_HEADER_KEYS = ("traced_with", "template")
+
+__all__ = ["trace_template", "grid", "compare", "TemplateMismatch"]
+
+
+def grid(model: str, phase: str) -> tuple[list[dict[str, int]], dict[str, int], dict[str, int]]:
+    """The fitting points, the check point and the regime note for ``model``/``phase``."""
+    if phase == "decode":
+        points = [{"batch": b, "seq_len": 1, "kv_len": k} for b in (1, 2) for k in (5, 11)]
+        return points, {"batch": 3, "seq_len": 1, "kv_len": 23}, {"seq_len": 1}
+    first = max(2, ZOO[model]["min_seq_len"]) if model in ZOO else 2
+    points = [{"batch": b, "seq_len": s, "kv_len": 0} for b in (1, 2)
+              for s in (first + 2, first + 8)]
+    return points, {"batch": 3, "seq_len": first + 15, "kv_len": 0}, {"min_seq_len": first}
+
+
+def trace_template(model: str, phase: str, *, dtype: str = "fp16",
+                   layers: int | None = None) -> Graph:
+    """A template graph of zoo ``model`` in ``phase``, checked at an unseen size."""
+    points, check, regime = grid(model, phase)
+    graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **p) for p in points]
+    template = fit_template(graphs, points)
+    fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **check)
+    problems = compare(template.instantiate(**check), fresh)
+    if problems:
+        raise TemplateMismatch(f"template of {model} {phase} differs from a trace at {check}: "
+                               + "; ".join(problems[:5]))
+    template.header["template"].update(regime, checked_at=dict(check))
+    return template
+
+
+def compare(a: Graph, b: Graph, ignore: Iterable[str] = IGNORED_HEADER_KEYS) -> list[str]:
+    """Differences between two concrete graphs (empty when they are the same graph)."""
+    da, db = to_dict(a), to_dict(b)
+    for d in (da, db):
+        for key in ignore:
+            d["header"].pop(key, None)
+    problems: list[str] = []
+    if da["header"] != db["header"]:
+        keys = sorted(set(da["header"]) | set(db["header"]))
+        problems += [f"header {k}: {da['header'].get(k)!r} != {db['header'].get(k)!r}"
+                     for k in keys if da["header"].get(k) != db["header"].get(k)]
+    ta, tb = da["tensors"], db["tensors"]
+    if ta != tb:
+        rows_a = list(zip(*ta.values()))
+        rows_b = list(zip(*tb.values()))
+        if len(rows_a) != len(rows_b):
+            problems.append(f"{len(rows_a)} tensors != {len(rows_b)}")
+        problems += [f"tensor {ra} != {rb}" for ra, rb in zip(rows_a, rows_b) if ra != rb][:5]
+    if len(da["ops"]) != len(db["ops"]):
+        problems.append(f"{len(da['ops'])} ops != {len(db['ops'])}")
+    problems += [f"op {oa['id']}: {oa} != {ob}" for oa, ob in zip(da["ops"], db["ops"])
+                 if oa != ob][:5]
+    return problems

@@ -1,0 +1,81 @@
+"""The model zoo by name, without torch: what exists, which phases, which sizes.
+
+This module is plain data so that the core (workload loading, the CLI) can
+validate ``model:`` names and phases and find shipped templates without
+importing torch. :mod:`hwsim.trace.zoo` builds the models from the same
+entries.
+
+Each entry gives the model's ``family`` (which ``transformers`` class builds
+it), the ``phases`` it can be traced in, its published dimensions (``dims``,
+the numbers in the papers and model cards), and ``min_seq_len``: the smallest
+``seq_len`` a prefill accepts (LLaVA's prompt always holds its 35-token text
+prefix and 576 image tokens; a ViT needs at least one patch after its CLS token)
+and, where the model cannot go further, ``max_seq_len`` (BERT's position ids
+are a 512-entry buffer). GPT-2 traces beyond its 1024 learned positions as if
+its position table were longer (:mod:`hwsim.trace.zoo`).
+
+Shipped templates (``traces/{model}.{phase}.json.gz``) are exact for prefill at
+``seq_len >= max(2, min_seq_len)`` and for decode at ``seq_len == 1``: at a
+single prefill token PyTorch skips a layout copy, so that graph differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_BERT_VOCAB = 30522
+_LLAMA_7B = {"layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 32, "ffn": 11008,
+             "max_positions": 4096}
+_LLAMA_13B = {"layers": 40, "hidden": 5120, "heads": 40, "kv_heads": 40, "ffn": 13824,
+              "max_positions": 4096}
+_CLIP_L14_336 = {"layers": 24, "hidden": 1024, "heads": 16, "ffn": 4096, "patch": 14,
+                 "image": 336}
+
+ZOO: dict[str, dict[str, Any]] = {
+    "bert-base": {"family": "bert", "phases": ("prefill",), "min_seq_len": 1, "max_seq_len": 512,
+                  "dims": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072,
+                           "vocab": _BERT_VOCAB, "max_positions": 512}},
+    "bert-large": {"family": "bert", "phases": ("prefill",), "min_seq_len": 1, "max_seq_len": 512,
+                   "dims": {"layers": 24, "hidden": 1024, "heads": 16, "ffn": 4096,
+                            "vocab": _BERT_VOCAB, "max_positions": 512}},
+    "minilm-l6": {"family": "bert", "phases": ("prefill",), "min_seq_len": 1, "max_seq_len": 512,
+                  "dims": {"layers": 6, "hidden": 384, "heads": 12, "ffn": 1536,
+                           "vocab": _BERT_VOCAB, "max_positions": 512}},
+    "gpt2": {"family": "gpt2", "phases": ("prefill", "decode"), "min_seq_len": 1,
+             "dims": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "vocab": 50257,
+                      "max_positions": 1024}},
+    "gpt2-medium": {"family": "gpt2", "phases": ("prefill", "decode"), "min_seq_len": 1,
+                    "dims": {"layers": 24, "hidden": 1024, "heads": 16, "ffn": 4096,
+                             "vocab": 50257, "max_positions": 1024}},
+    "llama-2-7b": {"family": "llama", "phases": ("prefill", "decode"), "min_seq_len": 1,
+                   "dims": {**_LLAMA_7B, "vocab": 32000}},
+    "llama-2-13b": {"family": "llama", "phases": ("prefill", "decode"), "min_seq_len": 1,
+                    "dims": {**_LLAMA_13B, "vocab": 32000}},
+    "vit-base": {"family": "vit", "phases": ("prefill",), "min_seq_len": 2,
+                 "dims": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "patch": 16,
+                          "image": 224}},
+    "deit-small": {"family": "vit", "phases": ("prefill",), "min_seq_len": 2,
+                   "dims": {"layers": 12, "hidden": 384, "heads": 6, "ffn": 1536, "patch": 16,
+                            "image": 224}},
+    "llava-1.5-7b": {"family": "llava", "phases": ("prefill", "decode"), "min_seq_len": 611,
+                     "dims": {**_LLAMA_7B, "vocab": 32064, "vision": _CLIP_L14_336,
+                              "text_prefix": 35, "image_tokens": 576}},
+    "llava-1.5-13b": {"family": "llava", "phases": ("prefill", "decode"), "min_seq_len": 611,
+                      "dims": {**_LLAMA_13B, "vocab": 32064, "vision": _CLIP_L14_336,
+                               "text_prefix": 35, "image_tokens": 576}},
+}
+
+ZOO_NAMES: tuple[str, ...] = tuple(ZOO)
+
+PHASES = ("prefill", "decode")
+
+
+def phases(model: str) -> tuple[str, ...]:
+    """The phases ``model`` can be traced in (``()`` for a name not in the zoo)."""
+    entry = ZOO.get(model)
+    return tuple(entry["phases"]) if entry else ()
+
+
+def template_path(model: str, phase: str) -> str:
+    """The shipped template's file name, relative to the ``traces/`` folder."""
+    return f"{model}.{phase}.json.gz"
