@@ -128,7 +128,7 @@ KINDS: dict[str, KindSpec] = {
         KindSpec("kv_write", ("elements",), (), lambda op: 0, "append to the KV cache"),
         KindSpec("allreduce", ("elements", "devices"), (), lambda op: 0,
                  "sum over tensor-parallel devices"),
-        KindSpec("view", (), (), lambda op: 0, "reshape/transpose, free"),
+        KindSpec("view", (), (), lambda op: 0, "reshape, slice or broadcast: free"),
     ]
 }
 
