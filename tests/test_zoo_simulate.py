@@ -1,0 +1,78 @@
+"""Every zoo model and phase, from its shipped template, on the roofline target.
+
+This is the issue's end-to-end check: `hwsim simulate` prints a table, and
+`--json -` a report that follows DESIGN.md's schema, whose per-op latencies
+follow the roofline formula.
+"""
+
+import json
+
+import pytest
+
+from hwsim.cli.main import main
+from hwsim.ir import read_bytes, write_bytes
+from hwsim.ir.kinds import flops
+from hwsim.targets import resolve
+from hwsim.workload import zoo
+
+SIZES = {"prefill": {"seq_len": 64}, "decode": {"seq_len": 1, "kv_len": 200}}
+MIN_SEQ = {"llava-1.5-7b": 640, "llava-1.5-13b": 640}
+CASES = [(m, p) for m in zoo.names() for p in zoo.phases(m) if zoo.shipped_path(m, p)]
+
+TOTALS = {"latency_s", "cycles", "flops", "dense_flops", "dram_read_bytes", "dram_write_bytes",
+          "energy_j", "energy_breakdown_j"}
+LAYER_KEYS = {"layer", "latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j"}
+OP_KEYS = {"id", "name", "kind", "layer", "start_s", "latency_s", "flops", "dram_read_bytes",
+           "dram_write_bytes", "energy_j", "bound"}
+
+
+def test_every_zoo_model_has_a_shipped_prefill_template():
+    expected = {"bert-base", "bert-large", "gpt2", "gpt2-medium", "llama-2-7b", "llama-2-13b",
+                "vit-base", "deit-small", "llava-1.5-7b"}
+    assert expected <= {m for m, p in CASES if p == "prefill"}
+    assert {"gpt2", "gpt2-medium", "llama-2-7b", "llama-2-13b", "llava-1.5-7b"} <= {
+        m for m, p in CASES if p == "decode"}
+
+
+@pytest.mark.parametrize("model,phase", CASES, ids=[f"{m}.{p}" for m, p in CASES])
+def test_simulate_zoo_model_on_roofline(model, phase, tmp_path, capsys):
+    sizes = dict(SIZES[phase])
+    if phase == "prefill" and model in MIN_SEQ:
+        sizes["seq_len"] = MIN_SEQ[model]
+    wl = tmp_path / "wl.yaml"
+    wl.write_text(f"model: {model}\nphase: {phase}\n"
+                  + "".join(f"{k}: {v}\n" for k, v in sizes.items()))
+    assert main(["simulate", str(wl), "--target", "roofline", "--json", "-"]) == 0
+    out = capsys.readouterr()
+    assert "top 10 ops by latency" in out.err  # the table goes to stderr with --json -
+    doc = json.loads(out.out)
+    assert doc["schema"] == "hwsim.report/1"
+    assert set(doc["totals"]) == TOTALS
+    assert set(doc["totals"]["energy_breakdown_j"]) == {"compute", "onchip", "dram", "static",
+                                                        "interconnect"}
+    assert doc["target"]["name"] == "roofline" and doc["target"]["preset"] == "roofline-v100"
+    assert doc["workload"]["model"] == model
+    assert all(set(r) == LAYER_KEYS for r in doc["layers"])
+    assert all(set(r) == OP_KEYS for r in doc["ops"])
+    assert doc["totals"]["flops"] == sum(r["flops"] for r in doc["ops"])
+    assert doc["totals"]["latency_s"] == pytest.approx(sum(r["latency_s"] for r in doc["ops"]))
+    # the roofline formula, op by op, recomputed from the graph
+    from hwsim.workload import build_graph, load_workload
+    graph = build_graph(load_workload(wl))
+    spec = resolve("roofline").spec
+    for row, op in zip(doc["ops"], graph.ops, strict=True):
+        assert row["kind"] == op.kind
+        if op.kind == "view":
+            assert row["latency_s"] == 0
+            continue
+        nbytes = read_bytes(op, graph) + write_bytes(op, graph)
+        n = flops(op)
+        compute_s = n / spec.peak_flops_per_s["fp16" if op.kind in ("matmul", "attention")
+                                              else _peak_key(graph, op)] if n else 0.0
+        expected = max(compute_s, nbytes / spec.dram_bw_bytes_per_s) + spec.op_overhead_s
+        assert row["latency_s"] == pytest.approx(expected, rel=1e-9)
+
+
+def _peak_key(graph, op):
+    dtype = graph.tensors[op.outputs[0]].dtype
+    return "int32" if dtype in ("int64", "int32", "bool") else dtype
