@@ -35,7 +35,8 @@ import yaml
 from .errors import Collector, InputError, Problem
 from .spec import build_spec, spec_to_dict, suggest
 
-BUILTIN = {"roofline": "accelerators.roofline:TARGET"}
+BUILTIN = {"roofline": "accelerators.roofline:TARGET",
+           "volta": "accelerators.volta:TARGET"}
 
 
 class Target:

@@ -11,8 +11,11 @@ A case is data (YAML files in ``hwsim/validate/cases/``)::
       tolerance: 0.01                # relative
 
 Metrics are the report's totals (``latency_s``, ``dram_read_bytes``, ...),
-derived rates (``flops_per_s``, ``dram_bytes_per_s``), or graph counts that
-need no target (``graph_flops``, optionally restricted with ``kinds:``).
+derived rates (``flops_per_s``, ``dram_bytes_per_s``), ``speedup`` (the
+latency of the workload run with the case's ``baseline:`` overrides divided by
+its own), or graph counts that need no target (``graph_flops``, optionally
+restricted with ``kinds:``). ``devices: N`` workloads run tensor-parallel, as
+in ``hwsim simulate``.
 :func:`run_cases` runs them; ``hwsim validate`` prints expected, simulated and
 the error of each, and exits 1 when one is outside its tolerance.
 """

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import Collector, InputError
+from ..parallel import tensor_parallel
 from ..pruning import apply as apply_pruning
 from ..simulate import run_graph
 from ..targets import resolve
@@ -17,7 +18,7 @@ from ..workload import build_graph, load_workload, workload_from_dict
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASE_KEYS = ("name", "source", "target", "workload", "metric", "expected", "tolerance",
-             "kinds", "sets", "note")
+             "kinds", "sets", "baseline", "note")
 GRAPH_METRICS = ("graph_flops", "graph_dense_flops", "graph_ops", "graph_param_bytes")
 
 
@@ -32,6 +33,7 @@ class Case:
     target: str = ""
     kinds: tuple[str, ...] = ()
     sets: tuple[str, ...] = ()
+    baseline: tuple[str, ...] = ()  # overrides of the baseline run of metric ``speedup``
     note: str = ""
     file: str = ""
 
@@ -74,25 +76,40 @@ def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
                 expected=float(item["expected"]), tolerance=float(item["tolerance"]),
                 workload=item["workload"], target=str(item.get("target", "")),
                 kinds=tuple(item.get("kinds", ())), sets=tuple(item.get("sets", ())),
+                baseline=tuple(item.get("baseline", ())),
                 note=str(item.get("note", "")), file=str(f)))
         errs.raise_if_any()
     return cases
 
 
-def _workload(case: Case):
+def _workload(case: Case, extra: tuple[str, ...] = ()):
+    from ..workload import apply_sets, parse_sets, split_target  # noqa: PLC0415
+
+    wl_sets, _ = split_target(parse_sets((*case.sets, *extra)))
     if isinstance(case.workload, str):
         path = case.workload
         if not os.path.isabs(path):
             path = str(Path(case.file).parent / path)
             if not os.path.exists(path):
                 path = str(Path(__file__).resolve().parents[2] / case.workload)
-        from ..workload import parse_sets, split_target  # noqa: PLC0415
-
-        wl_sets, _ = split_target(parse_sets(case.sets))
         return load_workload(path, wl_sets)
     data = dict(case.workload)
     data.setdefault("name", case.name)
+    if wl_sets:
+        data = apply_sets(data, wl_sets)
     return workload_from_dict(data, f"{case.file}: case {case.name!r}")
+
+
+def _latency(case: Case, extra: tuple[str, ...]) -> float:
+    """Latency of the case's workload with ``extra`` overrides (the speedup baseline)."""
+    from ..workload import parse_sets, split_target  # noqa: PLC0415
+
+    wl = _workload(case, extra)
+    dense = build_graph(wl)
+    graph = tensor_parallel(apply_pruning(dense, wl.pruning, wl.source), wl.devices, wl.source)
+    _, target_sets = split_target(parse_sets((*case.sets, *extra)))
+    report = run_graph(graph, resolve(case.target, target_sets), wl, dense_flops=dense.flops())
+    return report.totals["latency_s"]
 
 
 def measure(case: Case) -> float:
@@ -110,9 +127,23 @@ def measure(case: Case) -> float:
     if not case.target:
         raise InputError(f"metric {case.metric!r} needs a target", source=case.file,
                          field=case.name)
+    if case.metric == "speedup":
+        if not case.baseline:
+            raise InputError("metric 'speedup' needs a baseline (overrides of the baseline run)",
+                             source=case.file, field=case.name)
+        return _latency(case, case.baseline) / _latency(case, ())
+    if case.metric == "fits":  # 1 when the workload fits the target's memory, 0 when not
+        try:
+            _latency(case, ())
+        except InputError as e:
+            if "does not fit" not in str(e):
+                raise
+            return 0.0
+        return 1.0
     from ..workload import parse_sets, split_target  # noqa: PLC0415
 
     _, target_sets = split_target(parse_sets(case.sets))
+    graph = tensor_parallel(graph, wl.devices, wl.source)
     report = run_graph(graph, resolve(case.target, target_sets), wl,
                        dense_flops=dense.flops())
     t = report.totals

@@ -1,0 +1,207 @@
+"""GEMM kernels as a cuBLAS-like library would pick them on Volta.
+
+Tile shapes are those of the Volta kernels of cuBLAS and CUTLASS (names like
+``volta_fp16_s884gemm_fp16_256x128_ldg8``): fp16 operands on the tensor cores
+(HMMA.884, fp32 accumulation) with block tiles 256x128, 128x256, 128x128,
+128x64, 64x128 and 64x64, K step 32, two shared-memory stages; fp32 (and
+bf16, which Volta has no tensor-core or native path for) on the CUDA cores
+with SGEMM tiles 128x128, 128x64 and 64x64, K step 8. A skinny product (M of
+at most 8) may instead use a GEMV-like CUDA-core kernel.
+
+For each candidate tile and split-K factor (1, 2, 4, 8, 16) the selector
+estimates the kernel time from waves, occupancy and per-block work (the same
+model the tasks use) and keeps the fastest, as cuBLAS's heuristics aim to.
+Split-K writes fp32 partials and adds a reduction kernel.
+
+L2 reuse: the blocks of one wave walk K in step, so a wave reads each distinct
+row panel of A and column panel of B from HBM once and the L2 (6 MiB) serves
+the other blocks; successive waves re-read (an operand that fits in half the
+L2 is read once in all). Blocks are launched M-tile fastest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gpu import Gpu, Kernel, Work, cdiv
+
+
+@dataclass(frozen=True)
+class Tile:
+    tm: int
+    tn: int
+    tk: int
+    warps: int
+    regs: int
+    wm: int  # warp tile
+    wn: int
+    tensor: bool = True
+    stages: int = 2
+
+
+TENSOR_TILES = (
+    Tile(256, 128, 32, 8, 232, 64, 64),
+    Tile(128, 256, 32, 8, 232, 64, 64),
+    Tile(128, 128, 32, 8, 128, 64, 32),
+    Tile(128, 64, 32, 4, 128, 64, 32),
+    Tile(64, 128, 32, 4, 128, 32, 64),
+    Tile(64, 64, 32, 4, 96, 32, 32),
+)
+SIMT_TILES = (
+    Tile(128, 128, 8, 8, 128, 64, 32, tensor=False),
+    Tile(128, 64, 8, 4, 128, 64, 32, tensor=False),
+    Tile(64, 64, 8, 2, 128, 32, 32, tensor=False),
+)
+SPLITS = (1, 2, 4, 8, 16)
+ELEM = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Gemm:
+    batch: int
+    m: int
+    n: int
+    k: int
+    dtype: str
+    out_dtype: str
+    a_shared: bool = False  # one A for every batch item
+    b_shared: bool = False  # one B for every batch item (a weight)
+    name: str = "gemm"
+
+
+def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
+    """The kernels of the fastest configuration for ``g``."""
+    best = None
+    for cand in candidates(gpu, g):
+        t = estimate(gpu, cand)
+        if best is None or t < best[0]:
+            best = (t, cand)
+    return best[1]
+
+
+def candidates(gpu: Gpu, g: Gemm):
+    tensor = gpu.has_tensor(g.dtype)
+    tiles = TENSOR_TILES if tensor else SIMT_TILES
+    for tile in tiles:
+        for split in SPLITS:
+            if split > 1 and (g.k // split < 4 * tile.tk):
+                continue
+            yield build(gpu, g, tile, split)
+    if g.m <= 8:
+        yield [gemv(gpu, g)]
+
+
+def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
+    """Seconds of ``ks``: the busiest SM's groups, or all HBM traffic at the achievable
+    bandwidth, whichever is longer (the selector's estimate)."""
+    spec = gpu.spec
+    total = 0.0
+    for k in ks:
+        occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+        if occ < 1:
+            return float("inf")
+        grid = k.grid
+        active = min(spec.sms, grid)
+        full, rest = divmod(cdiv(grid, spec.sms), occ)
+        work = k.blocks[0][1]
+        t = 0.0
+        for n, reps in ((occ, full), (rest, 1 if rest else 0)):
+            if reps:
+                sm_s, hbm_s, _ = gpu.group_times(k, work.scaled(n), n, active)
+                t += reps * max(sm_s, hbm_s)
+        hbm_floor = grid * (work.hbm_read + work.hbm_write) / spec.hbm_bw_bytes_per_s
+        total += max(t, hbm_floor) + spec.kernel_launch_s
+    return total
+
+
+def _wave_traffic(g: Gemm, tile: Tile, split: int, wave_blocks: int, e: int,
+                  l2_bytes: float) -> tuple[float, float]:
+    """HBM bytes of A and B for one batch item (see the module docstring)."""
+    gm, gn = cdiv(g.m, tile.tm), cdiv(g.n, tile.tn)
+    kk = g.k / split
+    a_all, b_all = g.m * g.k * e, g.k * g.n * e
+    grid = gm * gn
+    a = b = 0.0
+    start = 0
+    while start < grid:
+        end = min(grid, start + wave_blocks)
+        dm = min(gm, end - start)
+        dn = (end - 1) // gm - start // gm + 1
+        a += min(dm * tile.tm, g.m) * kk * e
+        b += min(dn * tile.tn, g.n) * kk * e
+        start = end
+    a, b = a * split, b * split
+    if a_all <= l2_bytes / 2:
+        a = a_all
+    if b_all <= l2_bytes / 2:
+        b = b_all
+    return max(a, a_all), max(b, b_all)
+
+
+def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
+    spec = gpu.spec
+    e = ELEM.get(g.dtype, 2)
+    eo = ELEM.get(g.out_dtype, 2)
+    gm, gn = cdiv(g.m, tile.tm), cdiv(g.n, tile.tn)
+    blocks = gm * gn * split * g.batch
+    kk = cdiv(g.k, split)
+    threads = tile.warps * 32
+    smem = tile.stages * (tile.tm + tile.tn) * tile.tk * e
+    occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
+    wave = max(1, spec.sms * max(occ, 1))
+    # HBM traffic: per batch item by waves, an operand shared by the batch read once
+    per_item_wave = max(1, wave // max(1, min(g.batch, wave)))
+    a_hbm, b_hbm = _wave_traffic(g, tile, split, per_item_wave if g.batch > 1 else wave, e,
+                                 spec.l2_bytes)
+    a_total = a_hbm if g.a_shared else a_hbm * g.batch
+    b_total = b_hbm if g.b_shared else b_hbm * g.batch
+    part_e = 4 if split > 1 else eo
+    out_bytes = g.batch * g.m * g.n * part_e * split
+    macs = tile.tm * tile.tn * kk
+    w = Work()
+    if tile.tensor:
+        w.tensor_flops = 2.0 * macs
+    else:
+        w.cuda_flops = 2.0 * macs
+    loads = tile.warps * (tile.wm + tile.wn) * e * kk
+    if not tile.tensor:  # each thread of an 8x8 thread tile reads 8 + 8 values per k
+        loads = threads * 16 * e * kk
+    stores = (tile.tm + tile.tn) * kk * e
+    w.smem_bytes = loads + stores
+    w.smem_wavefront_bytes = loads + stores
+    w.l2_bytes = (tile.tm + tile.tn) * kk * e + tile.tm * tile.tn * part_e
+    w.hbm_read = (a_total + b_total) / blocks
+    w.hbm_write = out_bytes / blocks
+    kind = "s884gemm" if tile.tensor else "sgemm"
+    name = f"{g.name}:{kind}" + (f" splitK={split}" if split > 1 else "")
+    main = Kernel(name, f"{tile.tm}x{tile.tn}x{tile.tk}", threads, tile.regs, smem,
+                  [(blocks, w)], dtype=g.dtype, tensor=tile.tensor,
+                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split})
+    if split == 1:
+        return [main]
+    # split-K reduction: read the fp32 partials, write the output
+    elems = g.batch * g.m * g.n
+    rblocks = cdiv(elems, 256 * 4)
+    rw = Work(cuda_flops=split * elems / rblocks,
+              hbm_read=split * elems * 4 / rblocks, hbm_write=elems * eo / rblocks,
+              l2_bytes=(split * 4 + eo) * elems / rblocks)
+    red = Kernel(f"{g.name}:splitKreduce", "256x4", 256, 32, 0, [(rblocks, rw)],
+                 dtype="fp32", tensor=False)
+    return [main, red]
+
+
+def gemv(gpu: Gpu, g: Gemm) -> Kernel:
+    """A skinny product on the CUDA cores: each block owns 64 columns of B for all M rows."""
+    e = ELEM.get(g.dtype, 2)
+    eo = ELEM.get(g.out_dtype, 2)
+    cols = 64
+    blocks = cdiv(g.n, cols) * g.batch
+    w = Work(cuda_flops=2.0 * g.m * cols * g.k,
+             hbm_read=(g.k * g.n * e * (1 if g.b_shared else g.batch)
+                       + g.m * g.k * e * (1 if g.a_shared else g.batch)) / blocks,
+             hbm_write=g.batch * g.m * g.n * eo / blocks)
+    w.l2_bytes = w.hbm_read + w.hbm_write + g.m * g.k * e
+    w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * e
+    return Kernel(f"{g.name}:gemv", f"{g.m}x{cols}", 256, 64, min(g.m * g.k * e, 48 * 1024),
+                  [(blocks, w)], dtype="fp32", tensor=False,
+                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": 1})

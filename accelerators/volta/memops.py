@@ -1,0 +1,85 @@
+"""Memory-bound kernels: elementwise, softmax, norms, reductions, copies, top-k.
+
+Each is a grid of thread blocks that stream their share of the op's bytes from
+HBM and back at the achievable bandwidth (the ``hbm`` pool of the engine), with
+their arithmetic on the CUDA cores and transcendentals on the special-function
+units. Block shapes follow common PyTorch kernels: a grid-stride elementwise
+kernel of 256 threads with 8 elements each (128-bit accesses); a row-wise
+softmax or norm with one block per row (one warp per row for rows of up to
+1,024 elements, four rows a block); a radix-select top-k with one block per row
+that reads its row once and makes two 8-bit passes over it in shared memory.
+Bytes are the op's compulsory traffic from the IR (each kernel starts with a
+cold L2).
+"""
+
+from __future__ import annotations
+
+from hwsim.ir.kinds import FN_FLOPS, flops, read_bytes, write_bytes
+
+from .gpu import Kernel, Work, cdiv
+
+TRANSCENDENTAL = {"exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "erf", "sin", "cos",
+                  "reciprocal", "pow", "div", "gelu", "gelu_tanh", "silu", "swiglu"}
+ELEMS_PER_BLOCK = 256 * 8
+
+
+def compute_dtype(dtype: str) -> str:
+    return dtype if dtype in ("fp16", "fp32", "fp64") else "fp32"
+
+
+def _stream(name: str, tile: str, blocks: int, threads: int, total_flops: float,
+            sfu: float, rd: float, wr: float, dtype: str, smem_bytes: float = 0.0,
+            smem: int = 0, regs: int = 32) -> Kernel:
+    blocks = max(1, int(blocks))
+    w = Work(cuda_flops=total_flops / blocks, sfu_ops=sfu / blocks,
+             hbm_read=rd / blocks, hbm_write=wr / blocks, l2_bytes=(rd + wr) / blocks,
+             smem_bytes=smem_bytes / blocks, smem_wavefront_bytes=smem_bytes / blocks)
+    return Kernel(name, tile, threads, regs, smem, [(blocks, w)], dtype=compute_dtype(dtype),
+                  tensor=False)
+
+
+def lower(op, graph) -> list[Kernel]:
+    a = op.attrs
+    kind = op.kind
+    out = graph.tensors[op.outputs[0]] if op.outputs else None
+    dtype = out.dtype if out is not None else "fp32"
+    rd, wr = read_bytes(op, graph), write_bytes(op, graph)
+    name = op.name or kind
+    n_flops = flops(op)
+    if kind == "elementwise":
+        n = a["elements"]
+        fn = a["fn"]
+        sfu = n if fn in TRANSCENDENTAL else 0.0
+        return [_stream(f"{name}:{fn}", "256x8", cdiv(max(n, 1), ELEMS_PER_BLOCK), 256,
+                        n * FN_FLOPS.get(fn, 1), sfu, rd, wr, dtype)]
+    if kind in ("rope", "gather", "concat", "kv_write", "embedding"):
+        n = {"rope": a.get("elements"), "gather": a.get("elements"),
+             "concat": a.get("elements"), "kv_write": a.get("elements")}.get(kind)
+        if kind == "embedding":
+            n = a["tokens"] * a["dim"]
+        sfu = 0.0
+        return [_stream(f"{name}:{kind}", "256x8", cdiv(max(n, 1), ELEMS_PER_BLOCK), 256,
+                        n_flops, sfu, rd, wr, dtype)]
+    if kind in ("softmax", "layernorm", "rmsnorm"):
+        rows, cols = a["rows"], a["cols"]
+        if cols <= 1024:
+            blocks, threads, tile = cdiv(rows, 4), 128, "4 rows x 1 warp"
+        else:
+            threads = 1024 if cols >= 8192 else 256
+            blocks, tile = rows, f"1 row x {threads}"
+        sfu = rows * cols if kind == "softmax" else rows
+        return [_stream(f"{name}:{kind}", tile, blocks, threads, n_flops, sfu, rd, wr,
+                        dtype, smem=1024)]
+    if kind == "reduce":
+        n = a["elements"]
+        return [_stream(f"{name}:reduce", "256x8", cdiv(max(n, 1), ELEMS_PER_BLOCK), 256,
+                        n_flops, 0.0, rd, wr, dtype)]
+    if kind == "topk":
+        rows, n = a["rows"], a["n"]
+        src = graph.tensors[op.inputs[0]]
+        e = src.bytes / max(1, src.numel)
+        # radix select: histogram passes over the row in shared memory, then a scan
+        smem_bytes = 3 * rows * n * e
+        return [_stream(f"{name}:topk", "1 row x 256", rows, 256, 4.0 * rows * n, 0.0, rd, wr,
+                        "fp32", smem_bytes=smem_bytes, smem=min(int(n * e), 48 * 1024) + 1024)]
+    raise KeyError(kind)

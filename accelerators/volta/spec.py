@@ -1,0 +1,101 @@
+"""The Volta hardware specification: one frozen dataclass, loaded from a preset.
+
+Units live in the field names. Per-SM rates are per clock of ``clock_hz``; memory
+rates are *achievable* bandwidths (what microbenchmarks reach), with the
+datasheet peak kept beside them for reports. The presets say where each number
+comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwsim.spec import spec_field
+
+LAYOUTS = ("row", "padded", "permuted")
+
+
+@dataclass(frozen=True, kw_only=True)
+class VoltaSpec:
+    # ------------------------------------------------------------ organisation
+    sms: int = spec_field(help="streaming multiprocessors", minimum=1)
+    clock_hz: float = spec_field(help="SM clock (boost)", minimum=1.0)
+    tensor_flops_per_clock_per_sm: dict[str, float] = spec_field(
+        help="tensor-core FLOP per clock per SM by input dtype (fp16: 8 cores x 64 FMA x 2)")
+    cuda_flops_per_clock_per_sm: dict[str, float] = spec_field(
+        help="CUDA-core FLOP per clock per SM by dtype (fp32: 64 FMA lanes x 2)")
+    sfu_ops_per_clock_per_sm: float = spec_field(
+        help="special-function (exp, rsqrt, ...) results per clock per SM", minimum=1.0)
+    mma_efficiency: float = spec_field(
+        help="fraction of the tensor-core peak a well-tuned GEMM main loop sustains "
+             "(issue slots, power-capped clock)", minimum=0.01)
+    fp32_efficiency: float = spec_field(
+        help="fraction of the CUDA-core FMA peak a well-tuned SGEMM main loop sustains",
+        minimum=0.01)
+    warps_for_peak: int = spec_field(
+        8, help="resident warps per SM needed to keep the tensor cores busy; fewer run "
+                "proportionally slower", minimum=1)
+    # ------------------------------------------------------------ per-SM limits
+    max_threads_per_sm: int = spec_field(help="resident threads per SM", minimum=32)
+    max_blocks_per_sm: int = spec_field(help="resident thread blocks per SM", minimum=1)
+    registers_per_sm: int = spec_field(help="32-bit registers per SM", minimum=1)
+    register_alloc_unit: int = spec_field(
+        256, help="registers are allocated per warp in multiples of this", minimum=1)
+    smem_per_sm_bytes: float = spec_field(help="shared memory per SM (carve-out maximum)")
+    smem_alloc_unit_bytes: int = spec_field(256, help="shared memory allocation granularity",
+                                            minimum=1)
+    # ------------------------------------------------------------ shared memory
+    smem_banks: int = spec_field(help="shared-memory banks", minimum=1)
+    smem_bank_bytes: int = spec_field(help="bytes per bank per clock", minimum=1)
+    smem_efficiency: float = spec_field(
+        help="achievable fraction of banks x bank_bytes per clock (microbenchmark)",
+        minimum=0.01)
+    smem_latency_cycles: float = spec_field(help="shared-memory load latency")
+    flash_smem_layout: str = spec_field(
+        "padded", help="shared-memory operand layout of the `flash` (xformers) kernel: "
+                       "row (unpadded), padded (+8 halves per row) or permuted (conflict-free)",
+        choices=LAYOUTS)
+    # ------------------------------------------------------------ L2 and HBM
+    l2_bytes: float = spec_field(help="L2 cache")
+    l2_bw_bytes_per_s: float = spec_field(help="achievable L2 load bandwidth, all SMs",
+                                          minimum=1.0)
+    l2_latency_cycles: float = spec_field(help="L2 hit latency")
+    hbm_bytes: float = spec_field(help="HBM capacity (0: not checked)")
+    hbm_peak_bw_bytes_per_s: float = spec_field(help="HBM datasheet bandwidth (reports only)")
+    hbm_bw_bytes_per_s: float = spec_field(help="achievable HBM bandwidth, all SMs",
+                                           minimum=1.0)
+    sm_hbm_bw_bytes_per_s: float = spec_field(
+        help="HBM bandwidth one SM can draw alone (bytes in flight / latency); sets the "
+             "number of concurrent HBM streams, hbm_bw / this", minimum=1.0)
+    dram_latency_cycles: float = spec_field(help="HBM load latency (L2 miss)")
+    kernel_launch_s: float = spec_field(help="launch overhead of every kernel")
+    # ------------------------------------------------------------ host and links
+    pcie_bw_bytes_per_s: float = spec_field(help="achievable host<->device bandwidth (pinned)",
+                                            minimum=1.0)
+    pcie_latency_s: float = spec_field(0.0, help="latency of one host<->device transfer")
+    host_kv_fraction: float = spec_field(
+        0.0, help="fraction of the KV cache kept in host memory (CPU-GPU cooperation); "
+                  "attention streams it over PCIe, overlapped with compute")
+    host_bytes: float = spec_field(0.0, help="host memory for the offloaded KV (0: not checked)")
+    link_bw_bytes_per_s: float = spec_field(
+        0.0, help="per-direction bandwidth of one ring step between GPUs (0: no links)")
+    link_latency_s: float = spec_field(0.0, help="latency of one ring step")
+    # ------------------------------------------------------------ energy
+    tensor_pj_per_flop: dict[str, float] = spec_field(
+        help="energy per tensor-core FLOP by dtype, operand delivery from registers included")
+    cuda_pj_per_flop: dict[str, float] = spec_field(help="energy per CUDA-core FLOP by dtype")
+    sfu_pj_per_op: float = spec_field(help="energy per special-function result")
+    smem_pj_per_byte: float = spec_field(help="shared memory byte read or written")
+    l2_pj_per_byte: float = spec_field(help="L2 byte read or written")
+    hbm_pj_per_byte: float = spec_field(help="HBM byte read or written")
+    pcie_pj_per_byte: float = spec_field(help="byte over PCIe")
+    link_pj_per_byte: float = spec_field(0.0, help="byte over NVLink")
+    static_power_w: float = spec_field(help="power drawn whenever the GPU runs (idle power)")
+    board_power_w: float = spec_field(help="board power limit (reports and checks)")
+
+    def __post_init__(self):
+        if not 0.0 <= self.host_kv_fraction <= 1.0:
+            from hwsim.errors import InputError
+
+            raise InputError(f"must be between 0 and 1, got {self.host_kv_fraction}",
+                             field="spec.host_kv_fraction")

@@ -1,0 +1,237 @@
+"""The Volta target: GEMM efficiency, HBM bandwidth, occupancy, waves, bank conflicts,
+capacity and offload, energy, and the two fidelities against each other."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import hwsim
+from accelerators.volta import TARGET
+from accelerators.volta.gpu import Builder, Gpu, Kernel, Work
+from accelerators.volta.smem import conflict_factor
+from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.targets import resolve
+from hwsim.workload import build_graph, workload_from_dict
+
+
+def spec(**sets):
+    return resolve("volta", sets).spec
+
+
+def workload(ops, **extra):
+    return workload_from_dict({"name": "t", "ops": ops, **extra}, "<test>")
+
+
+def sim(ops, sets=(), fidelity="event", **extra):
+    return hwsim.simulate(workload(ops, **extra), "volta", sets=list(sets), fidelity=fidelity)
+
+
+def kernels(ops, sets=None, **extra):
+    wl = workload(ops, **extra)
+    g = build_graph(wl)
+    s = resolve("volta", sets or {}).spec
+    return [k for op in g.ops for k in TARGET.kernels(op, g, s, wl.tiling)]
+
+
+def rate(ops, **kw):
+    t = sim(ops, **kw).totals
+    return t["flops"] / t["latency_s"]
+
+
+def matmul(m, n, k, dtype="fp16"):
+    return [{"kind": "matmul", "m": m, "n": n, "k": k, "dtype": dtype}]
+
+
+ATTN = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 4096, "kv_len": 4096,
+        "causal": True}
+
+
+def test_registered_with_two_presets():
+    assert resolve("volta").preset == "volta-v100-sxm2"
+    assert resolve("volta-v100-pcie").spec.hbm_bytes == pytest.approx(16e9)
+    assert "125 TFLOP/s" in TARGET.headline(spec())
+
+
+def test_large_fp16_gemm_near_peak_and_small_and_skinny_fall_off():
+    big = rate(matmul(8192, 8192, 8192))
+    assert 0.7 * 125e12 < big < 0.85 * 125e12  # cuBLAS measures 97 TFLOP/s (78 %)
+    small = rate(matmul(1024, 1024, 1024))
+    assert small < 0.75 * big  # under one wave of tiles plus a launch
+    skinny = rate(matmul(16, 4096, 4096))
+    assert skinny < 0.15 * big  # bound by reading the 32 MiB weight
+    assert rate(matmul(4096, 4096, 4096, "fp32")) == pytest.approx(14.3e12, rel=0.05)
+
+
+def test_gemm_kernel_report_names_tile_occupancy_waves_and_bound():
+    (k,) = kernels(matmul(8192, 8192, 8192))
+    assert k["block_tile"] == "256x128x32"
+    assert k["occupancy"] == 1 and k["limiter"] == "registers"
+    assert k["waves"] == pytest.approx(2048 / 80)
+    assert k["bound"] == "compute"
+
+
+def test_split_k_helps_a_deep_narrow_gemm():
+    ks = kernels(matmul(128, 128, 65536))
+    assert ks[0]["notes"]["split_k"] > 1
+    assert ks[1]["name"].endswith("splitKreduce")
+
+
+def test_streaming_copy_reaches_the_achievable_hbm_bandwidth():
+    t = sim([{"kind": "elementwise", "fn": "copy", "elements": 2**28}]).totals
+    bw = (t["dram_read_bytes"] + t["dram_write_bytes"]) / t["latency_s"]
+    assert bw == pytest.approx(750e9, rel=0.03)
+    assert bw < 900e9
+
+
+def test_eighty_one_blocks_on_eighty_sms_take_two_waves():
+    gpu = Gpu(spec())
+    w = Work(tensor_flops=1.0e9)
+
+    def latency(blocks):
+        bld = Builder(gpu, lambda k, w: {}, "t")
+        bld.kernel(Kernel("k", "t", 256, 232, 49152, [(blocks, w)]))
+        from hwsim.engine import run_events
+        return run_events(bld.tasks, TARGET.pools(spec())).latency_s - spec().kernel_launch_s
+
+    one, two = latency(80), latency(81)
+    assert two == pytest.approx(2 * one, rel=0.01)
+    assert latency(160) == pytest.approx(two, rel=0.01)
+
+
+def test_occupancy_is_limited_by_shared_memory_or_registers():
+    gpu = Gpu(spec())
+    assert gpu.occupancy(128, 32, 48 * 1024).limiter == "shared memory"
+    assert gpu.occupancy(128, 32, 48 * 1024).blocks_per_sm == 2
+    occ = gpu.occupancy(256, 128, 1024)
+    assert (occ.blocks_per_sm, occ.limiter) == (2, "registers")
+    assert gpu.occupancy(1024, 32, 0).blocks_per_sm == 2  # threads
+
+
+def test_bank_conflicts_from_addresses():
+    assert conflict_factor("row", 128) == 8.0
+    assert conflict_factor("padded", 128) == 2.0
+    assert conflict_factor("permuted", 128) == 1.0
+
+
+def test_flash_is_slower_than_fastattention_through_its_layout():
+    tiling = {"attention": "flash", "block_q": 128, "block_kv": 64}
+    same = {"attention": "fastattention", "block_q": 128, "block_kv": 64}
+    fa = sim([ATTN], tiling=same).totals["latency_s"]
+    # same tiles: only the shared-memory layout differs
+    row = sim([ATTN], ["target.flash_smem_layout=row"], tiling=tiling).totals["latency_s"]
+    permuted = sim([ATTN], ["target.flash_smem_layout=permuted"],
+                   tiling=tiling).totals["latency_s"]
+    assert permuted == pytest.approx(fa, rel=1e-9)
+    assert row > 1.5 * fa
+    (k,) = kernels([ATTN], tiling={"attention": "flash"})
+    assert k["notes"]["bank_conflicts_qk"] == 2.0
+    default = sim([ATTN], tiling={"attention": "flash"}).totals["latency_s"]
+    assert 1.1 < default / sim([ATTN], tiling={"attention": "fastattention"}).totals[
+        "latency_s"] < 1.8
+
+
+def test_standard_attention_materializes_scores():
+    std = sim([ATTN], tiling={"attention": "standard"}).totals
+    fa = sim([ATTN], tiling={"attention": "fastattention"}).totals
+    scores = 32 * 4096 * 4096 * 2
+    assert std["dram_write_bytes"] > 2 * scores
+    assert fa["dram_write_bytes"] == pytest.approx(32 * 4096 * 128 * 2)  # O only
+    assert std["latency_s"] > fa["latency_s"]
+
+
+def test_capacity_error_says_by_how_much():
+    ops = [dict(ATTN, q_len=65536, kv_len=65536)]
+    with pytest.raises(InputError, match=r"does not fit in 32\.0 GB of HBM.* GB over"):
+        sim(ops, tiling={"attention": "standard"})
+    sim(ops, tiling={"attention": "fastattention"})  # no score matrix: fits
+
+
+def test_256k_on_8_gpus_fits_only_with_offload():
+    wl = workload_from_dict({"name": "t", "model": "llama-2-7b", "seq_len": 262144,
+                             "devices": 8, "tiling": {"attention": "fastattention"}}, "<t>")
+    pytest.importorskip("gzip")
+    from hwsim.workload import zoo
+    if zoo.shipped_path("llama-2-7b", "prefill") is None:
+        pytest.skip("no shipped llama-2-7b template")
+    with pytest.raises(InputError, match="GB over"):
+        hwsim.simulate(wl, "volta", fidelity="analytical")
+    r = hwsim.simulate(wl, "volta", sets=["target.host_kv_fraction=0.5"],
+                       fidelity="analytical")
+    assert r.totals["energy_breakdown_j"]["interconnect"] > 0  # PCIe and NVLink
+
+
+def test_host_kv_streams_over_pcie_overlapped():
+    dec = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 1, "kv_len": 32768,
+           "causal": True}
+    base = sim([dec]).totals["latency_s"]
+    off = sim([dec], ["target.host_kv_fraction=0.5"]).totals["latency_s"]
+    pcie_s = 0.5 * 32768 * 32 * 256 * 2 / 12e9
+    assert off == pytest.approx(pcie_s + spec().kernel_launch_s, rel=0.1)  # PCIe-bound
+    assert off > base
+
+
+def test_energy_sums_and_a_long_gemm_draws_near_board_power():
+    t = sim(matmul(8192, 8192, 8192)).totals
+    assert sum(t["energy_breakdown_j"].values()) == pytest.approx(t["energy_j"])
+    power = t["energy_j"] / t["latency_s"]
+    assert 240 < power <= 300
+    idle = sim([{"kind": "elementwise", "fn": "add", "elements": 64}]).totals
+    assert idle["energy_j"] / idle["latency_s"] == pytest.approx(40, rel=0.05)
+
+
+@pytest.mark.parametrize("ops", [matmul(4096, 4096, 4096), [ATTN],
+                                 [{"kind": "elementwise", "fn": "copy", "elements": 2**26}],
+                                 [{"kind": "softmax", "rows": 4096, "cols": 4096}]])
+def test_event_and_analytical_agree(ops):
+    ev = sim(ops).totals["latency_s"]
+    an = sim(ops, fidelity="analytical").totals["latency_s"]
+    assert an <= ev * (1 + 1e-9)
+    assert ev == pytest.approx(an, rel=0.08)
+
+
+def test_view_is_free_and_unknown_kinds_are_errors():
+    from hwsim.ir import Graph
+
+    g = Graph({"name": "t"})
+    a = g.add_tensor([4], "fp16", "input")
+    b = g.add_tensor([4], "fp16")
+    op = g.add_op("view", [a], [b], {})
+    assert TARGET.lower(op, g, spec()) == []
+    bad = dataclasses.replace(op, kind="fft")
+    with pytest.raises(UnsupportedOpError, match="fft"):
+        TARGET.lower(bad, g, spec())
+
+
+def test_allreduce_is_a_ring_over_nvlink():
+    from hwsim.ir import Graph
+
+    g = Graph({"name": "t"})
+    a = g.add_tensor([4096, 4096], "fp16")
+    b = g.add_tensor([4096, 4096], "fp16")
+    op = g.add_op("allreduce", [a], [b], {"elements": 4096 * 4096, "devices": 8})
+    (task,) = TARGET.lower(op, g, spec())
+    s = spec()
+    sent = 2 * 7 * 4096 * 4096 * 2 / 8
+    assert task.bound == "interconnect" and task.unit == "nvlink"
+    assert task.duration_s == pytest.approx(sent / s.link_bw_bytes_per_s
+                                            + 14 * s.link_latency_s + s.kernel_launch_s)
+
+
+def test_validation_cases_pass():
+    from hwsim.validate import run_cases
+
+    results = run_cases(target="volta", path=str(
+        __import__("pathlib").Path(__file__).resolve().parents[1]
+        / "hwsim/validate/cases/volta.yaml"))
+    assert len(results) >= 10
+    assert [r.case.name for r in results if not r.ok] == []
+
+
+def test_chrome_trace_labels_carry_occupancy_and_waves(tmp_path):
+    from hwsim.report.chrome import chrome_events
+
+    events = chrome_events(sim(matmul(4096, 4096, 4096)))
+    names = [e["name"] for e in events if e.get("ph") == "X"]
+    assert any("occ=" in n and "waves=" in n for n in names)
