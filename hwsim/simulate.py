@@ -117,6 +117,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
                 "energy_static_j": static,
                 "tasks": len(tasks),
+                "detail": target.describe(op, graph, spec, tiling),
             }
             timelines[key] = [(t.unit, t.label, s0, s1) for t, s0, s1 in
                               zip(tasks, sched.starts_s, sched.ends_s)] if sched else []

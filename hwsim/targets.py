@@ -9,6 +9,8 @@ A *target* is a model of one machine. It provides:
   it cannot cost raises :class:`~hwsim.errors.UnsupportedOpError`;
 - ``energy_table(spec)``: prices per action and static power;
 - ``headline(spec)``: one line of headline numbers for ``hwsim targets``;
+- ``describe(op, graph, spec, tiling)``: optionally, one line on how an op
+  runs (kernels and occupancy, tiles, time split), shown in tables and CSV;
 - ``pools(spec)``: shared resources with a capacity (DRAM channels, links)
   that tasks hold besides their unit.
 
@@ -55,6 +57,10 @@ class Target:
         raise NotImplementedError
 
     def headline(self, spec) -> str:
+        return ""
+
+    def describe(self, op, graph, spec, tiling) -> str:
+        """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports."""
         return ""
 
     def pools(self, spec) -> dict[str, int]:

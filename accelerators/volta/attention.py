@@ -129,7 +129,9 @@ def fused(gpu: Gpu, p: dict, name: str, strategy: str, block_q: int, block_kv: i
     b, h, hk, d, dv, q, kv = p["b"], p["h"], p["hk"], p["d"], p["dv"], p["q"], p["kv"]
     e = ELEM.get(p["dtype"], 2)
     bq0, bkv0 = default_tiles(strategy, d)
-    bq = block_q or bq0
+    # a library shrinks the query tile to the queries there are (decode: one), in
+    # steps of the m8n8k4 tile's 8 rows, rather than padding to the default
+    bq = block_q or min(bq0, max(8, cdiv(q, 8) * 8))
     bkv = block_kv or bkv0
     warps = max(1, (bq * bkv) // 1024)
     threads = 32 * warps

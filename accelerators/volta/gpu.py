@@ -169,7 +169,11 @@ class Gpu:
         fill_latency = self.dram_latency_s if (work.hbm_read or work.l2_bytes) else 0.0
         sm_s = busy + fill_latency
         hbm_s = (work.hbm_read + work.hbm_write) / self.stream_bw
-        if hbm_s >= busy:
+        # the bound: the SMs running together share the HBM pool, so this group's
+        # share of the aggregate bandwidth decides it, not one stream's rate
+        share = self.spec.hbm_bw_bytes_per_s / max(1, min(active_sms, self.spec.sms))
+        hbm_shared_s = (work.hbm_read + work.hbm_write) / share
+        if max(hbm_s, hbm_shared_s) >= busy:
             bound = "memory"
         elif busy <= fill_latency:
             bound = "latency"

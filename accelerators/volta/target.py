@@ -74,6 +74,13 @@ class VoltaTarget(Target):
             return []
         return [r.to_dict() for r in self._build(op, graph, spec, tiling).reports]
 
+    def describe(self, op, graph, spec: VoltaSpec, tiling=None) -> str:
+        """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound."""
+        return "; ".join(
+            f"{k['name'].rsplit(':', 1)[-1]} {k['block_tile']} grid {k['grid']} "
+            f"occ {k['occupancy']} ({k['limiter']}) {k['waves']:g} waves {k['bound']}"
+            for k in self.kernels(op, graph, spec, tiling))
+
     def _build(self, op, graph, spec, tiling) -> Builder:
         bld = Builder(self.gpu(spec), actions, op.name or op.kind)
         for k in self.kernels_of(op, graph, spec, tiling):

@@ -47,5 +47,6 @@ def format_table(report, top: int = 10) -> str:
                 f"  {r.id:>5}  {r.kind:<11} {layer:>5}  {si(r.latency_s, 's'):>10}  "
                 f"{100 * r.latency_s / total:5.1f}%  {si(r.flops, 'FLOP'):>10}  "
                 f"{si(r.dram_read_bytes + r.dram_write_bytes, 'B'):>10}  {r.bound:<8} "
-                f"{r.module or r.name}")
+                f"{r.module or r.name}"
+                + (f"  [{r.detail}]" if getattr(r, "detail", "") else ""))
     return "\n".join(lines)
