@@ -38,7 +38,8 @@ from .errors import Collector, InputError, Problem
 from .spec import build_spec, spec_to_dict, suggest
 
 BUILTIN = {"roofline": "accelerators.roofline:TARGET",
-           "volta": "accelerators.volta:TARGET"}
+           "volta": "accelerators.volta:TARGET",
+           "ascend": "accelerators.ascend:TARGET"}
 
 
 class Target:

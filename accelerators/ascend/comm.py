@@ -1,0 +1,85 @@
+"""The all-reduce between NPUs, and Tiling-AllReduce.
+
+A tensor-parallel graph (``devices: N``, :mod:`hwsim.parallel`) has an
+``allreduce`` after each row-parallel matmul. It is costed as a ring over the
+preset's links: each device sends and receives ``2(N-1)/N`` of the tensor in
+``2(N-1)`` steps::
+
+    time = 2(N-1)/N · bytes / link_bw + 2(N-1) · link_latency
+
+plus a kernel start. The vector cores add the received chunks (reduce-scatter),
+and every byte is read from and written back to HBM.
+
+With ``tiling.tiling_allreduce`` (FastAttention's Tiling-AllReduce, like CANN's
+fused MatmulAllReduce), the all-reduce of the output tiles a wave of the matmul
+has finished overlaps the matmul's remaining waves: chunk i (of C) is ready at
+``(i+1)/C`` of the matmul's time, the link sends chunks in order, and the op
+costs only what sticks out after the matmul ends. C is chosen among the
+divisors of the matmul's wave count to minimise that. Ops run one after
+another, so the all-reduce op carries that exposed time; the matmul's time is
+taken from the same lowering, analytically.
+"""
+
+from __future__ import annotations
+
+from hwsim.engine import Task, analytical_latency
+from hwsim.errors import InputError
+from hwsim.ir.dtypes import dtype_bits
+
+from .chip import Chip, cdiv
+
+
+def ring_time(spec, nbytes: float, devices: int) -> float:
+    n = devices
+    return 2 * (n - 1) / n * nbytes / spec.link_bw_bytes_per_s + 2 * (n - 1) * spec.link_latency_s
+
+
+def exposed_time(spec, nbytes: float, devices: int, producer_s: float,
+                 waves: int) -> tuple[float, int]:
+    """(time the all-reduce adds after its producer, chunks) with tiling-AllReduce."""
+    best = (ring_time(spec, nbytes, devices), 1)
+    for c in range(2, max(1, waves) + 1):
+        if waves % c:
+            continue
+        done = 0.0
+        for i in range(c):
+            done = max(done, (i + 1) / c * producer_s) + ring_time(spec, nbytes / c, devices)
+        best = min(best, (max(0.0, done - producer_s), c))
+    return best
+
+
+def _producer(op, graph):
+    src = op.inputs[0]
+    for prev in graph.ops:
+        if src in prev.outputs:
+            return prev
+    return None
+
+
+def lower_allreduce(op, graph, chip: Chip, tiling, target) -> list[Task]:
+    spec = chip.spec
+    n = op.attrs["devices"]
+    if not spec.link_bw_bytes_per_s:
+        raise InputError(f"this preset has no links, needed by an all-reduce over {n} devices "
+                         f"(set target.link_bw_bytes_per_s)", field="spec.link_bw_bytes_per_s")
+    tensor = graph.tensors[op.inputs[0]]
+    nbytes = tensor.bytes
+    sent = 2 * (n - 1) / n * nbytes
+    time_s = ring_time(spec, nbytes, n) + spec.kernel_launch_s
+    label = "allreduce (ring)"
+    prod = _producer(op, graph) if getattr(tiling, "tiling_allreduce", False) else None
+    if prod is not None and prod.kind == "matmul":
+        tasks = target.lower(prod, graph, spec, tiling)
+        prod_s = analytical_latency(tasks, target.pools(spec))
+        from .gemm import search  # noqa: PLC0415
+
+        a = prod.attrs
+        t = search(chip, a["batch"], a["m"], a["n"], a["k"], graph.tensors[prod.inputs[0]].dtype)
+        waves = cdiv(a["batch"] * cdiv(a["m"], t.om) * cdiv(a["n"], t.on), chip.n_cube)
+        time_s, chunks = exposed_time(spec, nbytes, n, prod_s, waves)
+        label = f"allreduce (tiling-AllReduce, {chunks} chunks, exposed part)"
+    adds = tensor.numel * (n - 1) / n
+    lanes = spec.vector_bytes_per_cycle / (dtype_bits(tensor.dtype) / 8)
+    return [Task("link", time_s, {"dram_read": nbytes, "dram_write": nbytes, "link": int(sent)},
+                 {"link_byte": sent, "hbm_byte": 2 * nbytes + 2 * sent, "l2_byte": 2 * sent,
+                  "vector_cycle": adds / lanes}, (), "interconnect", "", label)]

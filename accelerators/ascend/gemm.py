@@ -1,0 +1,240 @@
+"""GEMM on the cube cores: a tiling search, then tiles in waves over the cores.
+
+``C[m, n] = A[m, k] · B[k, n]`` (per batch) is cut into output tiles of
+``om × on``, one tile per cube core at a time, in waves (tile ``t`` on core
+``t mod cores``). For each tile the core streams the A row panel and the B
+column panel through L1 in stages of ``tk`` (MTE2, double buffered), feeds the
+cube from L1 through L0A/L0B in base blocks of ``bk`` (MTE1, double buffered),
+accumulates in L0C and drains the tile through FixPipe.
+
+The search picks ``(om, on, bk, tk)`` within the buffers::
+
+    L0A: om·bk·bytes·2   L0B: bk·on·bytes·2   L0C: om·on·4   L1: (om + on)·tk·bytes·2
+
+and minimises the estimated time of the busiest pipe over the waves. Cube time
+is ``⌈om/16⌉·⌈on/16⌉·⌈k/kf⌉`` fractal cycles (kf = 16 for fp16, 32 for int8)
+plus a start-up per MMAD instruction, so a 17-wide dimension costs what 32 does.
+
+Re-reads of a panel by later tiles hit L2 (the B panel is re-read by every row
+of tiles, the A panel by every column) when it is still resident
+(:class:`~accelerators.ascend.chip.L2`); first reads come from HBM.
+
+Events are tiles, never cycles: each core's tiles go through
+:func:`~accelerators.ascend.pipeline.emit_pipeline` as a few segments of MTE2,
+cube and FixPipe tasks (MTE1 is folded into the cube task: it overlaps the cube
+through L0 double buffering, and when it is the slower the task is
+``onchip``-bound).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwsim.ir.dtypes import dtype_bits
+
+from .chip import L2, Builder, Chip, cdiv
+from .pipeline import Item, append, emit_pipeline
+
+ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
+
+
+@dataclass(frozen=True)
+class GemmTiling:
+    om: int
+    on: int
+    bk: int
+    tk: int
+    est_s: float
+
+
+def dtype_bytes(dtype: str) -> float:
+    return dtype_bits(dtype) / 8
+
+
+def k_fractal(chip: Chip, dtype: str) -> int:
+    """Reduction depth of one fractal: 32 bytes of k (16 fp16, 32 int8, 8 fp32)."""
+    return max(1, int(32 // dtype_bytes(chip.cube_dtype(dtype))))
+
+
+def cube_cycles(chip: Chip, rows: int, cols: int, k: int, dtype: str) -> float:
+    """Cycles of the MMADs of a rows × cols × k block (dims rounded up to fractals)."""
+    e = chip.spec.dim_align
+    kf = k_fractal(chip, dtype)
+    per_fractal = e * e * kf / chip.macs_per_cycle(dtype)
+    return cdiv(rows, e) * cdiv(cols, e) * cdiv(k, kf) * per_fractal
+
+
+def padded_macs(chip: Chip, rows: int, cols: int, k: int, dtype: str) -> int:
+    e = chip.spec.dim_align
+    kf = k_fractal(chip, dtype)
+    return cdiv(rows, e) * e * cdiv(cols, e) * e * cdiv(k, kf) * kf
+
+
+def _lcm(a: int, b: int) -> int:
+    from math import gcd
+
+    return a * b // gcd(a, b)
+
+
+def _choices(limit: int, align: int) -> list[int]:
+    out = [c for c in (16, 32, 64, 128, 256, 512, 1024) if c >= align and c < limit + align]
+    return out or [align]
+
+
+def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTiling:
+    """The tiling with the least estimated time (see the module docstring)."""
+    s = chip.spec
+    b = dtype_bytes(dtype)
+    e = s.dim_align
+    kf = k_fractal(chip, dtype)
+    mp, np_, kp = cdiv(m, e) * e, cdiv(n, e) * e, cdiv(k, kf) * kf
+    best = None
+    unique = (batch * m * k + batch * k * n) * b  # upper bound of first-touch bytes
+    for om in _choices(mp, e):
+        for on in _choices(np_, e):
+            if om * on * ACC_BYTES > s.l0c_bytes:
+                continue
+            tiles = batch * cdiv(m, om) * cdiv(n, on)
+            waves = cdiv(tiles, chip.n_cube)
+            cores = min(tiles, chip.n_cube)
+            for bk in (c for c in (32, 64, 128, 256, 512) if c % kf == 0):
+                bk = min(bk, kp)
+                if om * bk * b * 2 > s.l0a_bytes or bk * on * b * 2 > s.l0b_bytes:
+                    continue
+                tk_max = int(s.l1_bytes // ((om + on) * b * 2))
+                step = _lcm(bk, max(1, int(s.transfer_align_bytes // b)))
+                if tk_max < step:
+                    step = bk  # the stage cannot hold an aligned burst per row
+                tk = min((tk_max // step) * step, cdiv(kp, bk) * bk)
+                if tk < bk:
+                    continue
+                cube = cube_cycles(chip, om, on, k, dtype) + s.cube_issue_cycles * cdiv(k, bk)
+                mte1 = (om * kp * b / s.mte1_l0a_bytes_per_cycle
+                        + kp * on * b / s.mte1_l0b_bytes_per_cycle)
+                row_run = kp * b if tk >= kp else cdiv(kp, tk) * chip.burst(1, tk * b)
+                loaded = tiles * (om * row_run + kp * chip.burst(1, on * b, on >= n))
+                first = min(unique, loaded)
+                mte2_s = (first / chip.hbm_stream_bw + (loaded - first) / chip.l2_read_bw) / cores
+                fix_s = om * on * b / chip.fixpipe_bw
+                per_tile = max(chip.cycles(max(cube, mte1)), fix_s)
+                est = max(waves * per_tile, mte2_s)
+                key = (round(est, 12), -om * on, -tk)
+                if best is None or key < best[0]:
+                    best = (key, GemmTiling(om, on, bk, tk, est))
+    if best is None:
+        from hwsim.errors import InputError
+
+        raise InputError(f"no GEMM tile fits the buffers (L0A {s.l0a_bytes:.0f} B, L0B "
+                         f"{s.l0b_bytes:.0f} B, L0C {s.l0c_bytes:.0f} B, L1 {s.l1_bytes:.0f} B) "
+                         f"for {dtype}", field="spec.l1_bytes")
+    return best[1]
+
+
+def tile_order(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str, t: GemmTiling):
+    """Output tiles in issue order: row-major within groups of columns whose B panels
+    fit in half the L2, so the B panel re-read by every row of tiles stays resident
+    (the L2 blocking a good library does for large shapes)."""
+    tm, tn = cdiv(m, t.om), cdiv(n, t.on)
+    panel = k * t.on * dtype_bytes(dtype)
+    group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
+    for bi in range(batch):
+        for j0 in range(0, tn, group):
+            for i in range(tm):
+                for j in range(j0, min(tn, j0 + group)):
+                    yield bi, i, j
+
+
+def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype: str,
+              out_dtype: str | None = None, a: str = "A", b: str = "B", out: str = "C",
+              a_group: int = 1, b_group: int = 1, deps=(), label: str = "gemm",
+              tiling: GemmTiling | None = None) -> list[int]:
+    """Tasks of a (batched) GEMM; returns the indices of each core's last tasks.
+
+    ``a_group``/``b_group``: how many consecutive batch entries share one A/B
+    matrix (``b_group = batch`` for a weight shared by the whole batch).
+    """
+    chip = bld.chip
+    s = chip.spec
+    t = tiling or search(chip, batch, m, n, k, dtype)
+    by = dtype_bytes(dtype)
+    ob = dtype_bytes(out_dtype or dtype)
+    e = s.dim_align
+    kf = k_fractal(chip, dtype)
+    kp = cdiv(k, kf) * kf
+    stages = cdiv(kp, t.tk)
+    resident = l2.write(out, batch * m * n * ob)
+    cores = chip.n_cube
+    issue = s.cube_issue_cycles * cdiv(k, t.bk)
+    full_k = t.tk >= kp
+    action = f"mac_{chip.cube_dtype(dtype)}"
+    shapes: dict[tuple[int, int], tuple] = {}
+
+    def shape(rows: int, cols: int) -> tuple:
+        got = shapes.get((rows, cols))
+        if got is None:
+            mma = cube_cycles(chip, rows, cols, k, dtype) + issue
+            rp, cp = cdiv(rows, e) * e, cdiv(cols, e) * e
+            mte1 = (rp * kp * by / s.mte1_l0a_bytes_per_cycle
+                    + kp * cp * by / s.mte1_l0b_bytes_per_cycle)
+            a_bytes = chip.burst(rows, k * by, contiguous=True) if full_k else \
+                stages * chip.burst(rows, t.tk * by)
+            b_bytes = chip.burst(k, cols * by, contiguous=cols == n)
+            out_bytes = chip.burst(rows, cols * ob, contiguous=cols == n)
+            macs = padded_macs(chip, rows, cols, k, dtype)
+            fractals = macs / (e * e * kf)
+            # L0: operand fractals read by the cube, MTE1 writes, L0C read-modify-write
+            l0 = fractals * 2 * e * kf * by + (rp * kp + kp * cp) * by \
+                + rp * cp * ACC_BYTES * 2 * cdiv(k, t.bk)
+            actions = {action: macs, "l0_byte": l0, "l1_byte": (rp * kp + kp * cp) * by}
+            got = shapes[(rows, cols)] = (chip.cycles(max(mma, mte1)),
+                                          "onchip" if mte1 > mma else "compute",
+                                          a_bytes, b_bytes, out_bytes, actions)
+        return got
+
+    tiles_per_batch = cdiv(m, t.om) * cdiv(n, t.on)
+    cap = max(stages, cdiv(batch * tiles_per_batch, cores) * stages // 16)
+    per_core: list[list[Item]] = [[] for _ in range(cores)]
+    a_b = m * k * by
+    b_b = k * n * by
+    if batch == 1 or (a_b + b_b) * 4 > l2.capacity:
+        # tile by tile through the L2 model
+        for idx, (bi, i, j) in enumerate(tile_order(chip, batch, m, n, k, dtype, t)):
+            cube_s, bound, ab, bb, ob_, actions = shape(min(t.om, m - i * t.om),
+                                                        min(t.on, n - j * t.on))
+            hbm = l2.read(a, (bi // a_group, i), ab) + l2.read(b, (bi // b_group, j), bb)
+            append(per_core[idx % cores], Item(stages, hbm, ab + bb - hbm, 0.0, cube_s, ob_,
+                                               actions, bound), cap)
+    else:
+        # small matrices per batch entry: each entry's panels are read from HBM the first
+        # time and hit L2 after; the cores' shares repeat, so sum them once per residue
+        variants: dict[tuple[bool, bool], list[Item]] = {}
+        for a_first in (True, False) if a_group > 1 else (True,):
+            for b_first in (True, False) if b_group > 1 else (True,):
+                sums = [Item(0, streamed=True) for _ in range(cores)]
+                seen_a, seen_b = set(), set()
+                for loc, (_, i, j) in enumerate(tile_order(chip, 1, m, n, k, dtype, t)):
+                    cube_s, bound, ab, bb, ob_, actions = shape(min(t.om, m - i * t.om),
+                                                                min(t.on, n - j * t.on))
+                    hbm = (ab if a_first and i not in seen_a and a not in l2.resident else 0.0) \
+                        + (bb if b_first and j not in seen_b and b not in l2.resident else 0.0)
+                    seen_a.add(i)
+                    seen_b.add(j)
+                    sums[loc % cores].absorb(Item(stages, hbm, ab + bb - hbm, 0.0, cube_s, ob_,
+                                                  actions, bound))
+                variants[(a_first, b_first)] = sums
+        for bi in range(batch):
+            sums = variants[(bi % a_group == 0, bi % b_group == 0)]
+            off = (bi * tiles_per_batch) % cores
+            for c in range(cores):
+                item = sums[(c - off) % cores]
+                if item.stages:
+                    append(per_core[c], item, cap)
+    last: list[int] = []
+    for c, items in enumerate(per_core):
+        end = emit_pipeline(bld, items, load_unit=chip.aic(c, "mte2"),
+                            compute_unit=chip.aic(c, "cube"), store_unit=chip.aic(c, "fixpipe"),
+                            store_bw=chip.fixpipe_bw, store_to_hbm=not resident, deps=deps,
+                            dest="l1", src="l0", label=label)
+        if end is not None:
+            last.append(end)
+    return last

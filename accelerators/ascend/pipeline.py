@@ -1,0 +1,181 @@
+"""One core's double-buffered load → compute → store pipeline, as a few tasks.
+
+A core works through a sequence of *items* (GEMM output tiles, UB tiles of a
+vector kernel, query blocks of an attention), each made of one or more
+*stages* (the k stages of a tile through L1, the key/value blocks of a query
+block). On the chip, the load of stage s+1 overlaps the compute of stage s
+(two buffers), and a finished item is stored while the next one is computed.
+
+Events are tiles, never cycles: the stages are cut into a handful of segments
+S_0 = the first stage alone (the pipeline fill), then about equal segments.
+The load task L_g carries the rest of segment g-1 after its first stage plus
+the first stage of segment g (the one-stage look-ahead of double buffering),
+so compute C_g waits for L_g, L_g runs while C_{g-1} computes, and L_g may
+start once C_{g-2} has freed its buffer. The time therefore comes out as
+fill + Σ max(compute, load) per segment, with queueing for the shared HBM
+slots between cores coming out of the run.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from .chip import Builder
+
+SEGMENTS = 6
+
+
+@dataclass
+class Item:
+    """One item's work: loads (HBM misses, L2 hits), compute, its output store."""
+
+    stages: int = 1
+    load_hbm: float = 0.0
+    load_l2: float = 0.0
+    mask_hbm: float = 0.0
+    compute_s: float = 0.0
+    store_bytes: float = 0.0
+    actions: dict = field(default_factory=dict)
+    bound: str = "compute"
+    streamed: bool = False  # every stage stores its share (a vector tile), not the last
+    shadow_s: float = 0.0  # busy time of companion units (the AIVs of an attention chain)
+
+    def absorb(self, o: "Item") -> None:
+        """Add ``o`` to this item (consecutive items of one core, merged)."""
+        self.stages += o.stages
+        self.load_hbm += o.load_hbm
+        self.load_l2 += o.load_l2
+        self.mask_hbm += o.mask_hbm
+        if o.bound != self.bound and o.compute_s > self.compute_s:
+            self.bound = o.bound
+        self.compute_s += o.compute_s
+        self.store_bytes += o.store_bytes
+        self.shadow_s += o.shadow_s
+        self.streamed = True  # its output leaves tile by tile, spread over its stages
+        for a, v in o.actions.items():
+            self.actions[a] = self.actions.get(a, 0.0) + v
+
+
+def append(items: list[Item], item: Item, cap_stages: int) -> None:
+    """Append ``item`` to a core's list, merged into the last one while it stays small."""
+    if items and len(items) > 1 and items[-1].stages + item.stages <= cap_stages:
+        items[-1].absorb(item)
+    else:
+        items.append(Item(item.stages, item.load_hbm, item.load_l2, item.mask_hbm,
+                          item.compute_s, item.store_bytes, dict(item.actions), item.bound,
+                          item.streamed, item.shadow_s))
+
+
+FIELDS = ("load_hbm", "load_l2", "mask_hbm", "compute_s", "streamed_store", "shadow_s")
+
+
+def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_unit: str,
+                  store_unit: str, store_bw: float, store_to_hbm: bool, deps=(),
+                  dest: str = "l1", src: str = "l0", label: str = "",
+                  segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
+                  shadow_label: str = "", compute_bound: str | None = None) -> int | None:
+    """Emit the tasks of one core; returns the index of its last task.
+
+    ``shadow_units`` (the vector cores of an attention chain) get, beside each
+    compute segment, a task as long as the items' ``shadow_s`` in it: the lanes
+    show their work, whose timing the compute task already includes.
+    ``compute_bound`` overrides the compute tasks' bound (a kernel limited by
+    the shared HBM rather than by its compute units says ``memory``).
+    """
+    if not items:
+        return None
+    offs = [0]
+    for it in items:
+        offs.append(offs[-1] + max(1, it.stages))
+    total = offs[-1]
+    bounds = [0, 1] if total > 1 else [0]
+    rest = total - 1
+    k = max(1, min(segments, rest)) if rest > 0 else 0
+    for s in range(1, k + 1):
+        bounds.append(1 + round(s * rest / k))
+    if bounds[-1] != total:
+        bounds.append(total)
+    n_seg = len(bounds) - 1
+    # load ranges: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up to the end
+    load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
+    comp = _sums(items, offs, bounds)
+    loads = _sums(items, offs, load_bounds)
+    # stores and actions follow the compute segment in which an item completes
+    stores = [0.0] * n_seg
+    acts: list[dict] = [dict() for _ in range(n_seg)]
+    by_bound: list[dict] = [dict() for _ in range(n_seg)]
+    for i, it in enumerate(items):
+        g = bisect_right(bounds, offs[i + 1] - 1) - 1
+        if not it.streamed:
+            stores[g] += it.store_bytes
+        for a, v in it.actions.items():
+            acts[g][a] = acts[g].get(a, 0.0) + v
+        by_bound[g][it.bound] = by_bound[g].get(it.bound, 0.0) + it.compute_s
+    for g in range(n_seg):
+        stores[g] += comp[g]["streamed_store"]
+    # whole bytes per task, rounded so that the segments add up to the items' totals
+    for name in ("load_hbm", "load_l2", "mask_hbm"):
+        _integral(loads, name)
+    stores = [x["s"] for x in _integral([{"s": v} for v in stores], "s")]
+    n_load = len(load_bounds) - 1
+    load_idx: list[int] = []
+    comp_idx: list[int] = []
+    for g in range(n_load):
+        buf = (comp_idx[g - 2],) if g >= 2 else ()
+        load_idx.append(bld.load(load_unit, loads[g]["load_hbm"], loads[g]["load_l2"],
+                                 deps=(*deps, *buf), dest=dest, label=f"{label} load",
+                                 mask_bytes=loads[g]["mask_hbm"]))
+        if g < n_seg:
+            seg = by_bound[g]
+            bound = compute_bound or (max(seg, key=seg.get) if seg else "compute")
+            comp_idx.append(bld.add(compute_unit, comp[g]["compute_s"], deps=(load_idx[g],),
+                                    bound=bound, label=label, actions=acts[g]))
+            for unit in shadow_units:
+                if comp[g]["shadow_s"] > 0:
+                    bld.add(unit, comp[g]["shadow_s"], deps=(load_idx[g],), bound=bound,
+                            label=shadow_label or label)
+            if stores[g] and g < n_seg - 1:
+                bld.store(store_unit, stores[g], store_bw, to_hbm=store_to_hbm,
+                          deps=(comp_idx[g],), src=src, label=f"{label} store")
+    end = (comp_idx[-1], load_idx[-1])
+    if stores[-1]:
+        return bld.store(store_unit, stores[-1], store_bw, to_hbm=store_to_hbm, deps=end,
+                         src=src, label=f"{label} store")
+    if load_idx[-1] > comp_idx[-1]:
+        return bld.add(compute_unit, 0.0, deps=end, label=label)
+    return comp_idx[-1]
+
+
+def _integral(rows: list[dict], name: str) -> list[dict]:
+    """Replace ``rows[g][name]`` by whole numbers whose running sums round the true ones."""
+    total = done = 0.0
+    for row in rows:
+        total += row[name]
+        whole = round(total)
+        row[name] = whole - done
+        done = whole
+    return rows
+
+
+def _sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
+    """Per range [bounds[g], bounds[g+1]): the stage-weighted sums of the item fields."""
+    out = [dict.fromkeys(FIELDS, 0.0) for _ in range(len(bounds) - 1)]
+    for i, it in enumerate(items):
+        lo, hi = offs[i], offs[i + 1]
+        n = hi - lo
+        g = bisect_right(bounds, lo) - 1
+        while g < len(out) and bounds[g] < hi:
+            ov = min(hi, bounds[g + 1]) - max(lo, bounds[g])
+            if ov > 0:
+                f = ov / n
+                o = out[g]
+                o["load_hbm"] += it.load_hbm * f
+                o["load_l2"] += it.load_l2 * f
+                o["mask_hbm"] += it.mask_hbm * f
+                o["compute_s"] += it.compute_s * f
+                o["shadow_s"] += it.shadow_s * f
+                if it.streamed:
+                    o["streamed_store"] += it.store_bytes * f
+            g += 1
+    return out

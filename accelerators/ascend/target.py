@@ -1,0 +1,108 @@
+"""The Ascend target: lowering by op kind, pools, energy table, headline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwsim.energy import EnergyTable
+from hwsim.engine import Task
+from hwsim.errors import UnsupportedOpError
+from hwsim.targets import Target
+
+from . import attention, comm, memory, vector
+from .chip import HBM_POOL, L2, Builder, Chip, cdiv
+from .energy import energy_table
+from .gemm import emit_gemm, search
+from .spec import AscendSpec
+
+VECTOR_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
+                "gather", "embedding", "concat", "kv_write")
+
+
+class AscendTarget(Target):
+    name = "ascend"
+    description = ("Huawei Ascend NPU: DaVinci cube and vector cores, MTE/FixPipe pipes, "
+                   "L1/L0/UB/L2, shared HBM, HCCS links")
+    spec_class = AscendSpec
+    default_preset = "ascend-910b"
+    presets_dir = Path(__file__).parent / "presets"
+
+    def __init__(self):
+        self._chips: dict[int, tuple[AscendSpec, Chip]] = {}
+
+    def chip(self, spec: AscendSpec) -> Chip:
+        hit = self._chips.get(id(spec))
+        if hit is None or hit[0] is not spec:
+            hit = (spec, Chip(spec))
+            self._chips = {id(spec): hit}
+        return hit[1]
+
+    def pools(self, spec: AscendSpec) -> dict[str, int]:
+        return {HBM_POOL: self.chip(spec).hbm_slots}
+
+    def lower(self, op, graph, spec: AscendSpec, tiling=None) -> list[Task]:
+        chip = self.chip(spec)
+        kind = op.kind
+        if kind == "view":
+            return []
+        memory.check_capacity(graph, spec, tiling)
+        if kind == "allreduce":
+            return comm.lower_allreduce(op, graph, chip, tiling, self)
+        bld = Builder(chip)
+        l2 = L2(spec.l2_bytes)
+        if kind == "matmul":
+            self._matmul(bld, l2, op, graph)
+        elif kind == "attention":
+            attention.lower_attention(bld, l2, op, graph, tiling)
+        elif kind in VECTOR_KINDS:
+            vector.lower_vector_op(bld, l2, op, graph)
+        else:
+            raise UnsupportedOpError(self.name, kind, op.line(graph))
+        return bld.tasks
+
+    def _matmul(self, bld: Builder, l2: L2, op, graph) -> None:
+        a = op.attrs
+        t = graph.tensors
+        ta, tb = t[op.inputs[0]], t[op.inputs[1]]
+        batch, m, n, k = a["batch"], a["m"], a["n"], a["k"]
+        dtype = ta.dtype
+        start = bld.launch()
+        b_shared = batch > 1 and tb.numel == k * n
+        a_shared = batch > 1 and ta.numel == m * k
+        emit_gemm(bld, l2, batch=batch, m=m, n=n, k=k, dtype=dtype,
+                  out_dtype=t[op.outputs[0]].dtype, a=f"t{ta.id}", b=f"t{tb.id}",
+                  out=f"t{op.outputs[0]}", a_group=batch if a_shared else 1,
+                  b_group=batch if b_shared else 1, deps=(start,), label=op.name or "matmul")
+
+    def describe(self, op, graph, spec: AscendSpec, tiling=None) -> str:
+        """One line on how ``op`` runs: its tiles and cores, or its strategy and blocks."""
+        chip = self.chip(spec)
+        a = op.attrs
+        if op.kind == "matmul":
+            dtype = graph.tensors[op.inputs[0]].dtype
+            t = search(chip, a["batch"], a["m"], a["n"], a["k"], dtype)
+            tiles = a["batch"] * cdiv(a["m"], t.om) * cdiv(a["n"], t.on)
+            return (f"tiles {t.om}x{t.on}, k {t.tk}/{t.bk}; {tiles} tiles in "
+                    f"{cdiv(tiles, chip.n_cube)} waves on {min(tiles, chip.n_cube)} cube cores")
+        if op.kind == "attention":
+            return attention.describe(chip, op, graph, tiling)
+        if op.kind == "allreduce":
+            ring = "tiling-AllReduce" if getattr(tiling, "tiling_allreduce", False) else "ring"
+            return f"{ring} over {a['devices']} NPUs"
+        if op.kind in VECTOR_KINDS:
+            return f"{chip.n_vec} vector cores"
+        return ""
+
+    def energy_table(self, spec: AscendSpec) -> EnergyTable:
+        return energy_table(spec)
+
+    def headline(self, spec: AscendSpec) -> str:
+        chip = self.chip(spec)
+        fp16 = spec.cube_macs_per_cycle.get("fp16", 0) * 2 * spec.clock_hz * spec.cube_cores
+        return (f"{spec.architecture}, {spec.cube_cores} cube / {chip.n_vec} vector cores at "
+                f"{spec.clock_hz / 1e9:.2f} GHz; fp16 {fp16 / 1e12:.0f} TFLOP/s; HBM "
+                f"{spec.hbm_bw_bytes_per_s / 1e12:.2f} TB/s, {spec.hbm_bytes / 2**30:.0f} GiB; "
+                f"L2 {spec.l2_bytes / 2**20:.0f} MiB")
+
+
+TARGET = AscendTarget()

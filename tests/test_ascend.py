@@ -1,0 +1,292 @@
+"""The Ascend target: presets, GEMM tiling and efficiency, alignment, pipes on the
+timeline, vector kernels, energy and power, capacity, all-reduce, validation.
+
+Expected numbers come from the presets (REFERENCES.md, Ascend NPUs) and the
+formulas of the model's docstrings; tolerances say which effect they allow.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import hwsim
+from accelerators.ascend import TARGET
+from accelerators.ascend.chip import Chip
+from accelerators.ascend.comm import ring_time
+from hwsim.engine import analytical_latency, run_events, sum_bytes
+from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.ir import Graph
+from hwsim.ir.graph import Op
+from hwsim.report.chrome import chrome_events
+from hwsim.simulate import run_graph
+from hwsim.targets import resolve
+from hwsim.validate import run_cases
+from hwsim.workload import build_graph, workload_from_dict
+
+PEAK_910B = 24 * 4096 * 2 * 1.8e9  # REFERENCES.md Ascend: 354 TFLOP/s (D)
+BOARD_910A_W = 310.0  # REFERENCES.md Ascend: 910 measured 310 W (S/M)
+
+
+def ops_workload(ops, **kw):
+    return workload_from_dict({"name": "t", "ops": ops, "dtype": "fp16", **kw}, "test")
+
+
+def lowered(op_dict, preset="ascend-910b", **kw):
+    """(tasks, pools, graph, op) of the first op of a one-op workload."""
+    wl = ops_workload([op_dict], **kw)
+    g = build_graph(wl)
+    spec = resolve(preset).spec
+    return TARGET.lower(g.ops[0], g, spec, wl.tiling), TARGET.pools(spec), g, spec
+
+
+def busy(tasks, suffix):
+    return sum(t.duration_s for t in tasks if t.unit.endswith(suffix))
+
+
+# ---------------------------------------------------------------- presets
+def test_presets_and_headline():
+    b = resolve("ascend").spec
+    assert resolve("ascend").preset == "ascend-910b"
+    assert (b.architecture, b.cube_cores, b.vector_cores) == ("split", 24, 48)
+    assert b.cube_macs_per_cycle["fp16"] * 2 * b.clock_hz * b.cube_cores == pytest.approx(
+        PEAK_910B)
+    a = resolve("ascend-910a").spec
+    assert (a.architecture, a.cube_cores, a.l0c_bytes, a.l1_bytes) == (
+        "coupled", 32, 256 * 1024, 2**20)
+    assert "354 TFLOP/s" in TARGET.headline(b)
+    # 1.6 TB/s shared by HBM streams of 64 B/cycle at 1.8 GHz: 14 of them
+    assert TARGET.pools(b) == {"hbm": 14}
+
+
+def test_every_preset_number_names_its_source():
+    for preset in ("ascend-910a", "ascend-910b"):
+        path = TARGET.presets()[preset]
+        for line in path.read_text().splitlines():
+            body = line.split("#")[0]
+            if ":" in body and body.split(":", 1)[1].strip() and body.startswith("  "):
+                assert "#" in line, f"{preset}: no source for {line.strip()}"
+
+
+# ---------------------------------------------------------------- GEMM
+def gemm_rate(m, n, k, preset="ascend-910b", fidelity="event"):
+    r = hwsim.simulate(ops_workload([{"kind": "matmul", "m": m, "n": n, "k": k}]), preset,
+                       fidelity=fidelity)
+    return r.totals["flops"] / r.totals["latency_s"], r
+
+
+def test_large_gemm_reaches_75_to_95_percent_and_small_much_less():
+    big, r = gemm_rate(4096, 4096, 4096)
+    assert 0.75 * PEAK_910B <= big <= 0.95 * PEAK_910B
+    assert r.ops.bound[0] == "compute"
+    small, _ = gemm_rate(256, 256, 256)
+    assert small < 0.05 * PEAK_910B
+    mid, _ = gemm_rate(1024, 1024, 1024)
+    assert small < mid < big
+
+
+def test_decode_gemv_is_memory_bound_at_the_hbm_bandwidth():
+    tasks, pools, g, spec = lowered({"kind": "matmul", "m": 1, "n": 4096, "k": 4096})
+    lat = run_events(tasks, pools).latency_s
+    weights = 4096 * 4096 * 2
+    assert sum_bytes(tasks)["dram_read"] == pytest.approx(weights, rel=0.01)
+    # the weights streamed at 1.6 TB/s, plus the kernel start and pipeline fill
+    assert weights / spec.hbm_bw_bytes_per_s < lat < 1.4 * weights / spec.hbm_bw_bytes_per_s
+    assert max({t.bound for t in tasks}, key=lambda b: sum(
+        t.duration_s for t in tasks if t.bound == b)) == "memory"
+
+
+def test_a_17_wide_dimension_costs_what_32_does():
+    cube = {}
+    for m in (17, 32, 33):
+        tasks, *_ = lowered({"kind": "matmul", "m": m, "n": 2048, "k": 2048})
+        cube[m] = busy(tasks, ".cube")
+    assert cube[17] == pytest.approx(cube[32], rel=1e-9)
+    assert cube[33] > 1.4 * cube[32]  # 33 rounds up to 48
+    chip = Chip(resolve("ascend").spec)
+    assert chip.burst(17, 34) == 17 * 512  # each 34-byte row costs a 512-byte burst
+    assert chip.burst(17, 34, contiguous=True) == 1024  # one contiguous run of 578 bytes
+
+
+def test_tiling_search_fits_the_buffers():
+    from accelerators.ascend.gemm import search
+
+    for preset in ("ascend-910a", "ascend-910b"):
+        spec = resolve(preset).spec
+        chip = Chip(spec)
+        for shape in [(4096, 4096, 4096), (4096, 11008, 4096), (17, 4096, 4096), (1, 4096, 11008)]:
+            t = search(chip, 1, *shape, "fp16")
+            assert t.om * t.bk * 2 * 2 <= spec.l0a_bytes
+            assert t.bk * t.on * 2 * 2 <= spec.l0b_bytes
+            assert t.om * t.on * 4 <= spec.l0c_bytes
+            assert (t.om + t.on) * t.tk * 2 * 2 <= spec.l1_bytes
+
+
+def test_mte2_overlaps_the_cube_on_the_timeline():
+    _, r = gemm_rate(4096, 4096, 4096)
+    ev = chrome_events(r)
+    lane = {e["tid"]: e["args"]["name"] for e in ev if e["name"] == "thread_name"}
+    for name in lane.values():
+        assert re.fullmatch(r"ops|launch|core\d+\.(cube|mte2|fixpipe)", name), name
+    spans = {}
+    for e in ev:
+        if e["ph"] == "X" and lane.get(e["tid"], "").startswith("core3."):
+            spans.setdefault(lane[e["tid"]], []).append((e["ts"], e["ts"] + e["dur"]))
+    overlap = sum(max(0.0, min(b1, b2) - max(a1, a2))
+                  for a1, b1 in spans["core3.mte2"] for a2, b2 in spans["core3.cube"])
+    assert overlap > 0.5 * sum(b - a for a, b in spans["core3.mte2"])
+
+
+def test_event_and_analytical_agree_on_steady_state_kernels():
+    for op in ({"kind": "matmul", "m": 4096, "n": 4096, "k": 4096},
+               {"kind": "softmax", "rows": 65536, "cols": 4096},
+               {"kind": "elementwise", "fn": "exp", "elements": 2**26},
+               {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 4096,
+                "kv_len": 4096, "causal": True}):
+        tasks, pools, *_ = lowered(op)
+        event = run_events(tasks, pools).latency_s
+        analytical = analytical_latency(tasks, pools)
+        assert analytical == pytest.approx(event, rel=0.15), op["kind"]
+        assert analytical <= event * (1 + 1e-9), op["kind"]
+
+
+# ---------------------------------------------------------------- vector kernels
+def test_vector_functions_cost_by_function():
+    def vec(fn):
+        tasks, *_ = lowered({"kind": "elementwise", "fn": fn, "elements": 2**24})
+        return busy(tasks, ".vector")
+
+    assert vec("exp") == pytest.approx(4 * vec("relu"))
+    assert vec("silu") > vec("exp") > vec("add")
+
+
+def test_long_softmax_is_memory_bound_and_lanes_are_vector_cores():
+    wl = ops_workload([{"kind": "softmax", "rows": 131072, "cols": 4096}])
+    r = hwsim.simulate(wl, "ascend")
+    assert r.ops.bound[0] == "memory"
+    moved = r.totals["dram_read_bytes"] + r.totals["dram_write_bytes"]
+    assert moved == pytest.approx(2 * 131072 * 4096 * 2, rel=1e-3)
+    assert moved / r.totals["latency_s"] == pytest.approx(1.6e12, rel=0.1)
+    lanes = {u for lane in r.lanes for (u, *_) in lane}
+    assert {"vec0.vector", "vec47.vector", "vec7.mte2", "vec7.mte3"} <= lanes
+
+
+def test_every_kernel_kind_runs_and_view_is_free():
+    ops = [{"kind": "matmul", "m": 64, "n": 64, "k": 64},
+           {"kind": "attention", "heads": 2, "head_dim": 64, "q_len": 256, "kv_len": 256},
+           {"kind": "softmax", "rows": 64, "cols": 64},
+           {"kind": "layernorm", "rows": 64, "cols": 64},
+           {"kind": "rmsnorm", "rows": 64, "cols": 64},
+           {"kind": "elementwise", "fn": "gelu", "elements": 4096},
+           {"kind": "reduce", "fn": "max", "elements": 4096}, {"kind": "rope", "elements": 4096},
+           {"kind": "topk", "rows": 4, "n": 1024, "k": 16},
+           {"kind": "gather", "elements": 4096, "rows": 64},
+           {"kind": "embedding", "tokens": 16, "dim": 64}, {"kind": "concat", "elements": 4096},
+           {"kind": "kv_write", "elements": 4096}]
+    for preset in ("ascend-910b", "ascend-910a"):
+        r = hwsim.simulate(ops_workload(ops), preset)
+        assert (r.ops.latency_s > 0).all()
+    g = Graph({})
+    x = g.add_tensor([4, 4], "fp16", "input")
+    y = g.add_tensor([16], "fp16")
+    view = g.add_op("view", [x], [y])
+    assert TARGET.lower(view, g, resolve("ascend").spec, None) == []
+    odd = Op(1, "fft", (x,), (y,), {})
+    with pytest.raises(UnsupportedOpError, match="fft"):
+        TARGET.lower(odd, g, resolve("ascend").spec, None)
+
+
+def test_cube_dtypes():
+    # 910A has no fp32 cube mode: CANN's default allow_fp32_to_fp16 runs it as fp16
+    tasks, *_ = lowered({"kind": "matmul", "m": 256, "n": 256, "k": 256, "dtype": "fp32"},
+                        preset="ascend-910a")
+    assert any("mac_fp16" in t.actions for t in tasks)
+    with pytest.raises(InputError, match="cube_macs_per_cycle"):
+        lowered({"kind": "matmul", "m": 256, "n": 256, "k": 256, "dtype": "bf16"},
+                preset="ascend-910a")
+
+
+# ---------------------------------------------------------------- energy
+def test_energy_breakdown_sums_to_the_total():
+    r = hwsim.simulate(ops_workload([{"kind": "matmul", "m": 2048, "n": 2048, "k": 2048},
+                                     {"kind": "softmax", "rows": 2048, "cols": 2048}]), "ascend")
+    t = r.totals
+    assert sum(t["energy_breakdown_j"].values()) == pytest.approx(t["energy_j"], rel=1e-9)
+    assert all(t["energy_breakdown_j"][c] > 0 for c in ("compute", "onchip", "dram", "static"))
+
+
+def test_910a_long_gemm_draws_less_than_the_board_power():
+    r = hwsim.simulate(ops_workload([{"kind": "matmul", "m": 8192, "n": 8192, "k": 8192}]),
+                       "ascend-910a")
+    watts = r.totals["energy_j"] / r.totals["latency_s"]
+    assert 0.5 * BOARD_910A_W < watts < BOARD_910A_W
+
+
+# ---------------------------------------------------------------- capacity
+def test_a_workload_that_does_not_fit_says_by_how_much():
+    # standard attention at 32K materialises 2 x 32 heads x 32K^2 fp16 (128 GiB) + the mask
+    att = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 32768, "kv_len": 32768,
+           "causal": True}
+    wl = ops_workload([att], tiling={"attention": "standard"})
+    gib = 2**30
+    need = 4 * 32 * 32768 * 128 * 2 + 2 * 32 * 32768**2 * 2 + 32768**2 * 2
+    with pytest.raises(InputError) as e:
+        hwsim.simulate(wl, "ascend")
+    msg = str(e.value)
+    assert "spec.hbm_bytes" in msg
+    assert f"needs {need / gib:.2f} GiB" in msg
+    assert f"{(need - 64 * gib) / gib:.2f} GiB too little" in msg
+    hwsim.simulate(ops_workload([att], tiling={"attention": "fastattention"}), "ascend",
+                   fidelity="analytical")  # the fused kernel fits
+
+
+# ---------------------------------------------------------------- all-reduce
+def tp_graph(rows=4096, hidden=4096, ffn=11008, devices=8):
+    """A row-parallel matmul (one device's share) followed by its all-reduce."""
+    g = Graph({"name": "tp", "devices": devices})
+    x = g.add_tensor([rows, ffn // devices], "fp16", "input")
+    w = g.add_tensor([ffn // devices, hidden], "fp16", "param")
+    y = g.add_tensor([rows, hidden], "fp16")
+    z = g.add_tensor([rows, hidden], "fp16")
+    g.add_op("matmul", [x, w], [y], dict(batch=1, m=rows, n=hidden, k=ffn // devices),
+             layer=0, name="down")
+    g.add_op("allreduce", [y], [z], dict(elements=rows * hidden, devices=devices), layer=0,
+             name="down.allreduce")
+    assert g.verify() == []
+    return g
+
+
+def test_allreduce_is_a_ring_over_the_links():
+    g = tp_graph()
+    rt = resolve("ascend")
+    r = run_graph(g, rt)
+    spec = rt.spec
+    nbytes = 4096 * 4096 * 2
+    ar = r.ops[r.ops.kind == "allreduce"].iloc[0]
+    expect = 2 * 7 / 8 * nbytes / spec.link_bw_bytes_per_s + 14 * spec.link_latency_s
+    assert ring_time(spec, nbytes, 8) == pytest.approx(expect)
+    assert ar.latency_s == pytest.approx(expect + spec.kernel_launch_s)
+    assert ar.bound == "interconnect"
+    assert r.totals["energy_breakdown_j"]["interconnect"] > 0
+
+
+def test_tiling_allreduce_hides_part_of_it_behind_the_matmul():
+    from hwsim.workload.schema import Tiling
+
+    g = tp_graph()
+    spec = resolve("ascend").spec
+    plain = TARGET.lower(g.ops[1], g, spec, Tiling(tiling_allreduce=False))[0].duration_s
+    tiled = TARGET.lower(g.ops[1], g, spec, Tiling(tiling_allreduce=True))[0].duration_s
+    matmul = analytical_latency(TARGET.lower(g.ops[0], g, spec, None), TARGET.pools(spec))
+    assert tiled < plain
+    # it hides at most the matmul's time (and the kernel start of a separate all-reduce)
+    assert tiled >= plain - spec.kernel_launch_s - matmul - 1e-12
+
+
+# ---------------------------------------------------------------- validation
+def test_validation_cases_of_ascend_pass():
+    results = run_cases(target="ascend")
+    assert len(results) >= 5
+    bad = [(r.case.name, r.simulated, r.message) for r in results if not r.ok]
+    assert not bad

@@ -1,0 +1,121 @@
+"""Attention on the Ascend target: the three strategies, tiling-mask, block sizes
+that do not fit, FastAttention's speedup trend, and Llama-2-7B end to end."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TRACES
+
+import hwsim
+from accelerators.ascend import TARGET
+from hwsim.engine import run_events, sum_bytes
+from hwsim.errors import InputError
+from hwsim.targets import resolve
+from hwsim.workload import build_graph, workload_from_dict
+
+
+def attention(n, heads=4, causal=True, **tiling):
+    return workload_from_dict({"name": "att", "dtype": "fp16", "tiling": tiling, "ops": [
+        {"kind": "attention", "heads": heads, "head_dim": 128, "q_len": n, "kv_len": n,
+         "causal": causal}]}, "test")
+
+
+def lower(wl, preset="ascend-910b"):
+    g = build_graph(wl)
+    spec = resolve(preset).spec
+    return TARGET.lower(g.ops[0], g, spec, wl.tiling), TARGET.pools(spec)
+
+
+def latency(wl, preset="ascend-910b"):
+    tasks, pools = lower(wl, preset)
+    return run_events(tasks, pools).latency_s
+
+
+def test_each_strategy_runs_and_orders_as_expected():
+    lat = {s: latency(attention(4096, attention=s))
+           for s in ("standard", "flash", "fastattention", "auto")}
+    assert lat["auto"] == lat["fastattention"]
+    assert lat["fastattention"] < lat["flash"] < lat["standard"]
+    for preset in ("ascend-910a", "ascend-910b"):  # coupled cores too
+        for s in ("standard", "flash", "fastattention"):
+            assert latency(attention(1024, attention=s), preset) > 0
+
+
+def test_fastattention_speedup_grows_with_sequence_length():
+    speedup = [latency(attention(n, attention="standard")) /
+               latency(attention(n, attention="fastattention")) for n in (1024, 4096, 16384)]
+    assert speedup[0] < speedup[1] < speedup[2]
+    assert speedup[2] > 8  # the paper's 10.7x range at long sequences (see the validation case)
+
+
+def test_tiling_mask_removes_the_n_by_n_mask_bytes_exactly():
+    n = 2048
+    for strategy in ("flash", "fastattention"):
+        off, _ = lower(attention(n, attention=strategy, tiling_mask=False))
+        on, _ = lower(attention(n, attention=strategy, tiling_mask=True))
+        b_off, b_on = sum_bytes(off), sum_bytes(on)
+        # without tiling-mask the N x N fp16 mask is read from HBM once (L2 catches the
+        # other heads' re-reads); with it only one small mask tile is
+        assert b_off["mask_dram_read"] == n * n * 2
+        tile = b_on["mask_dram_read"]
+        assert 0 < tile <= 256 * 512 * 2
+        assert b_off["dram_read"] - b_on["dram_read"] == n * n * 2 - tile
+    std, _ = lower(attention(n, attention="standard"))
+    assert sum_bytes(std)["mask_dram_read"] == n * n * 2
+    free, _ = lower(attention(n, causal=False, attention="fastattention"))
+    assert sum_bytes(free).get("mask_dram_read", 0) == 0
+
+
+def test_tiling_mask_skips_fully_masked_blocks():
+    on = latency(attention(8192, attention="fastattention", tiling_mask=True))
+    off = latency(attention(8192, attention="fastattention", tiling_mask=False))
+    assert 1.6 < off / on < 2.2  # about half of the blocks are above the diagonal
+
+
+def test_block_sizes_that_do_not_fit_name_the_buffer():
+    with pytest.raises(InputError, match="does not fit the UB buffer") as e:
+        lower(attention(4096, attention="flash", block_q=128, block_kv=512))
+    assert "tiling.block_kv" in str(e.value)
+    with pytest.raises(InputError, match="does not fit the (UB|L0A|L0C|L1) buffer"):
+        lower(attention(4096, attention="fastattention", block_q=1024, block_kv=1024))
+    tasks, _ = lower(attention(4096, attention="fastattention", block_q=128, block_kv=1024))
+    assert tasks
+
+
+def test_lanes_show_cube_and_vector_cores():
+    r = hwsim.simulate(attention(2048, heads=8, attention="fastattention"), "ascend")
+    lanes = {u for lane in r.lanes for (u, *_) in lane}
+    assert {"core3.cube", "core3.mte2", "vec7.vector", "vec6.mte3"} <= lanes
+
+
+def test_grouped_query_and_decode_attention():
+    gqa = workload_from_dict({"name": "g", "ops": [
+        {"kind": "attention", "heads": 32, "kv_heads": 8, "head_dim": 128, "q_len": 2048,
+         "kv_len": 2048, "causal": True}]}, "t")
+    mha = attention(2048, heads=32)
+    t_gqa, _ = lower(gqa)
+    t_mha, _ = lower(mha)
+    assert sum_bytes(t_gqa)["dram_read"] < sum_bytes(t_mha)["dram_read"]
+    decode = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 1, "kv_len": 4096,
+              "causal": True}
+    for s in ("standard", "flash", "fastattention"):
+        wl = workload_from_dict({"name": "d", "ops": [decode], "tiling": {"attention": s}}, "t")
+        assert latency(wl) > 0
+
+
+@pytest.mark.skipif(not (TRACES / "llama-2-7b.prefill.json.gz").exists(),
+                    reason="shipped Llama-2-7B template not in traces/")
+def test_llama2_7b_prefill_with_each_strategy():
+    lat = {}
+    for s in ("standard", "flash", "fastattention"):
+        r = hwsim.simulate(str(TRACES.parent / "workloads" / "llama2-7b-prefill.yaml"), "ascend",
+                           sets=[f"tiling.attention={s}", "seq_len=2048"])
+        ops = r.ops
+        proj = ops[ops.name.str.endswith(("q_proj", "o_proj", "gate_proj", "down_proj"))]
+        assert len(proj) and (proj.bound == "compute").all()
+        att = ops[ops.kind == "attention"]
+        if s == "standard":
+            assert (att.bound == "memory").all()
+        assert sum(r.totals["energy_breakdown_j"].values()) == pytest.approx(r.totals["energy_j"])
+        lat[s] = r.totals["latency_s"]
+    assert lat["fastattention"] < lat["flash"] < lat["standard"]
