@@ -66,11 +66,19 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     return run_graph(graph, resolved, wl, dense_flops=dense.flops(), fidelity=fidelity)
 
 
-def _signature(op, graph: Graph) -> tuple:
+def _signature(op, graph: Graph, producer: dict | None = None) -> tuple:
+    """What makes two ops cost the same: kind, attributes, tensor shapes and types.
+
+    An all-reduce also depends on the op that produced its input (tiling-AllReduce
+    hides it behind that op's compute), so its producer's signature is part of it.
+    """
     t = graph.tensors
-    return (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
-            tuple((t[i].shape, t[i].dtype, t[i].kind) for i in op.inputs),
-            tuple((t[o].shape, t[o].dtype, t[o].kind) for o in op.outputs))
+    key = (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
+           tuple((t[i].shape, t[i].dtype, t[i].kind) for i in op.inputs),
+           tuple((t[o].shape, t[o].dtype, t[o].kind) for o in op.outputs))
+    if op.kind == "allreduce" and producer is not None and op.inputs[0] in producer:
+        key += (_signature(producer[op.inputs[0]], graph),)
+    return key
 
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
@@ -84,8 +92,10 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     op_keys = []
     rows = []
     clock = 0.0
+    producer = ({o: op for op in graph.ops for o in op.outputs}
+                if any(op.kind == "allreduce" for op in graph.ops) else None)
     for op in graph.ops:
-        key = _signature(op, graph)
+        key = _signature(op, graph, producer)
         cost = cache.get(key)
         if cost is None:
             try:
@@ -112,7 +122,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "latency_s": latency,
                 "dram_read_bytes": nbytes.get("dram_read", 0),
                 "dram_write_bytes": nbytes.get("dram_write", 0),
-                "bound": engine.dominant_bound(tasks) if tasks else "latency",
+                "bound": engine.dominant_bound(tasks, pools),
                 "energy_compute_j": dyn["compute"], "energy_onchip_j": dyn["onchip"],
                 "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
                 "energy_static_j": static,

@@ -57,3 +57,20 @@ def test_starts_and_ends_are_recorded():
 def test_forward_dependency_is_rejected():
     with pytest.raises(ValueError, match="later task"):
         run_events([Task("a", 1.0, deps=(1,)), Task("a", 1.0)])
+
+
+def test_bound_is_the_busiest_resource_counting_pools_per_slot():
+    from hwsim.engine import dominant_bound
+
+    # 48 vector cores each busy 1 s computing, all sharing 4 DRAM slots for 2 s of
+    # transfers each: the pool (48 x 2 / 4 = 24 s per slot) limits the op
+    tasks = []
+    for i in range(48):
+        tasks.append(Task(f"vec{i}", 1.0, bound="compute"))
+        tasks.append(Task(f"vec{i}.mte2", 2.0, pool="dram", bound="memory"))
+    assert dominant_bound(tasks, {"dram": 4}) == "memory"
+    # with as many slots as cores, each core's own work decides
+    tasks = [Task(f"vec{i}", 3.0, bound="compute") for i in range(4)] + [
+        Task(f"vec{i}.mte2", 1.0, pool="dram", bound="memory") for i in range(4)]
+    assert dominant_bound(tasks, {"dram": 4}) == "compute"
+    assert dominant_bound([]) == "latency"

@@ -36,9 +36,29 @@ def sum_actions(tasks: Sequence[Task]) -> dict[str, float]:
     return out
 
 
-def dominant_bound(tasks: Sequence[Task]) -> str:
-    """The bound of the tasks that take the most time together."""
-    by: dict[str, float] = {}
+def dominant_bound(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> str:
+    """What limits an op: the bound of the work on its busiest resource.
+
+    The busiest resource is the unit with the most busy time, or the pool with
+    the most busy time per slot (a DRAM pool shared by many cores limits an op
+    even when each core's own unit is busier than each slot). On that resource,
+    the bound that accounts for the most time wins.
+    """
+    if not tasks:
+        return "latency"
+    busy: dict[tuple[str, str], float] = {}
+    per: dict[tuple[str, str], dict[str, float]] = {}
     for t in tasks:
-        by[t.bound] = by.get(t.bound, 0.0) + t.duration_s
-    return max(by, key=by.get) if by else "latency"
+        keys = [("unit", t.unit)] + ([("pool", t.pool)] if t.pool else [])
+        for key in keys:
+            busy[key] = busy.get(key, 0.0) + t.duration_s
+            by = per.setdefault(key, {})
+            by[t.bound] = by.get(t.bound, 0.0) + t.duration_s
+    capacity = dict(pools or {})
+
+    def load(key: tuple[str, str]) -> float:
+        return busy[key] / max(1, capacity.get(key[1], 1)) if key[0] == "pool" else busy[key]
+
+    top = max(busy, key=load)
+    by = per[top]
+    return max(by, key=by.get)

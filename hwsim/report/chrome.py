@@ -3,8 +3,11 @@
 With event fidelity, every task is a complete event (``"ph": "X"``) on the lane
 of the unit it occupied (``core3.cube``, ``core3.mte2``, ``chip``), labelled
 with its op; an ``ops`` lane above shows each op as a whole. With analytical
-fidelity (no schedule of tasks) only the ``ops`` lane is written. Times are
-microseconds, as the format requires.
+fidelity (no schedule of tasks) only the ``ops`` lane is written. Identical ops
+are simulated once, so their task lanes are written for the first of them only
+(its ``ops`` event names the others' first instance in ``same_as``): a 32-layer
+model's timeline stays small enough to open. Times are microseconds, as the
+format requires.
 """
 
 from __future__ import annotations
@@ -27,16 +30,21 @@ def chrome_events(report) -> list[dict]:
               {"name": "thread_name", "ph": "M", "pid": pid, "tid": 1, "args": {"name": "ops"}}]
     events += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid[u], "args": {"name": u}}
                for u in units]
+    first: dict[int, int] = {}  # id of a shared timeline -> first op that ran it
     for r, lanes in zip(report.ops.itertuples(index=False), report.lanes):
         if r.latency_s <= 0:
             continue
+        same_as = first.setdefault(id(lanes), int(r.id)) if lanes else int(r.id)
         events.append({
             "name": r.name, "cat": r.kind, "ph": "X", "pid": pid, "tid": 1,
             "ts": r.start_s * 1e6, "dur": r.latency_s * 1e6,
             "args": {"id": int(r.id), "module": r.module, "flops": int(r.flops),
                      "dram_read_bytes": int(r.dram_read_bytes),
-                     "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound},
+                     "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound,
+                     **({"same_as": same_as} if same_as != int(r.id) else {})},
         })
+        if same_as != int(r.id):
+            continue
         for unit, label, s0, s1 in lanes:
             if s1 <= s0:
                 continue
