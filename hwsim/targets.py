@@ -39,7 +39,8 @@ from .spec import build_spec, spec_to_dict, suggest
 
 BUILTIN = {"roofline": "accelerators.roofline:TARGET",
            "volta": "accelerators.volta:TARGET",
-           "ascend": "accelerators.ascend:TARGET"}
+           "ascend": "accelerators.ascend:TARGET",
+           "armv8": "accelerators.armv8:TARGET"}
 
 
 class Target:

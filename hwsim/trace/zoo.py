@@ -10,7 +10,7 @@ from :mod:`hwsim.trace.zoo_names`; what each family runs:
     ``BertModel`` with its pooler, on ``input_ids`` of ``(batch, seq_len)``.
 ``gpt2`` (gpt2, gpt2-medium)
     ``GPT2LMHeadModel``: logits for every position.
-``llama`` (llama-2-7b, llama-2-13b)
+``llama`` (llama-2-7b, llama-2-13b, tinyllama-1.1b)
     ``LlamaForCausalLM``: logits for every position of a prefill (the hand
     count of the FLOPs includes the LM head over all ``seq_len`` rows).
 ``vit`` (vit-base, deit-small)

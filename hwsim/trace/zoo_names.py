@@ -51,6 +51,11 @@ ZOO: dict[str, dict[str, Any]] = {
                    "dims": {**_LLAMA_7B, "vocab": 32000}},
     "llama-2-13b": {"family": "llama", "phases": ("prefill", "decode"), "min_seq_len": 1,
                     "dims": {**_LLAMA_13B, "vocab": 32000}},
+    # TinyLlama-1.1B (model card config.json): a 1B-class Llama with grouped-query
+    # attention (32 query heads over 4 key/value heads), for CPU decode studies
+    "tinyllama-1.1b": {"family": "llama", "phases": ("prefill", "decode"), "min_seq_len": 1,
+                       "dims": {"layers": 22, "hidden": 2048, "heads": 32, "kv_heads": 4,
+                                "ffn": 5632, "vocab": 32000, "max_positions": 2048}},
     "vit-base": {"family": "vit", "phases": ("prefill",), "min_seq_len": 2,
                  "dims": {"layers": 12, "hidden": 768, "heads": 12, "ffn": 3072, "patch": 16,
                           "image": 224}},

@@ -1,0 +1,220 @@
+"""Per-thread work in the Execution-Cache-Memory (ECM) model, and its tasks.
+
+A lowered op is a :class:`Plan`: ``threads`` identical threads, each running the
+same list of :class:`Step` s (packing a block, a run of micro-kernels, a tile of
+a streaming loop). A step records what the ECM model needs:
+
+- ``arith_cycles``: the in-core time of the instructions on the FP/ASIMD pipes
+  (FMA throughput, FMA latency chains, front-end issue): ECM's T_OL;
+- ``port_cycles``: the L1 load and store ports: ECM's T_nOL;
+- ``l2_bytes`` and ``l3_bytes``: what the L2 must deliver to L1 and the last
+  level (or a peer core's cache, over the mesh) to L2;
+- ``dram_read`` / ``dram_write``: what comes from or goes to DRAM.
+
+Its time in cache is the ECM composition ``max(T_OL, T_nOL + T_L2 + T_L3)``:
+arithmetic overlaps with data transfers, but the transfers between cache levels
+do not overlap each other or the L1 accesses (the ECM rule). DRAM traffic is a
+separate task on the thread's memory lane that holds a slot of the socket-wide
+``dram`` pool; the core task of a tile waits for its data, and the next tile's
+data is fetched while the current one computes (hardware prefetch, one tile
+ahead), so DRAM overlaps with execution in cache and the contention between cores
+for the DDR channels comes out of the event run.
+
+Units: ``core{i}`` (tile execution in cache), ``core{i}.mem`` (its DRAM
+transfers), ``sync`` (fork, barriers, join), ``call`` (the library call before
+the threads start).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+
+from hwsim.engine import Task
+
+from .spec import DRAM_POOL, Machine
+
+
+@dataclass
+class Step:
+    label: str
+    arith_cycles: float = 0.0
+    port_cycles: float = 0.0
+    l1_bytes: float = 0.0
+    l2_bytes: float = 0.0
+    l3_bytes: float = 0.0
+    dram_read: float = 0.0
+    dram_write: float = 0.0
+    vfma: float = 0.0
+    vop: float = 0.0
+    barrier: bool = False  # every thread meets here after this step
+    rounds: int = 1  # the barriers (merged k-blocks, repetitions) this step stands for
+
+    def scaled(self, f: float) -> "Step":
+        out = replace(self)
+        for fl in fields(self):
+            if fl.type in ("float", float):
+                setattr(out, fl.name, getattr(self, fl.name) * f)
+        return out
+
+    def add(self, other: "Step") -> None:
+        for fl in fields(self):
+            if fl.type in ("float", float):
+                setattr(self, fl.name, getattr(self, fl.name) + getattr(other, fl.name))
+
+    def read(self, level: str, nbytes: float) -> None:
+        """Bytes that live at ``level`` brought into L1: they cross every level between."""
+        self.l1_bytes += nbytes
+        if level == "l1":
+            return
+        self.l2_bytes += nbytes
+        if level == "l2":
+            return
+        self.l3_bytes += nbytes
+        if level == "dram":
+            self.dram_read += nbytes
+
+    def write(self, level: str, nbytes: float) -> None:
+        """Bytes written back until they rest at ``level``."""
+        self.l1_bytes += nbytes
+        if level == "l1":
+            return
+        self.l2_bytes += nbytes
+        if level == "l2":
+            return
+        self.l3_bytes += nbytes
+        if level == "dram":
+            self.dram_write += nbytes
+
+
+@dataclass
+class Times:
+    """ECM terms of a step, in seconds."""
+
+    in_core: float
+    l1: float
+    l2: float
+    l3: float
+    dram: float  # at the rate of one DRAM stream (no contention)
+
+    @property
+    def in_cache(self) -> float:
+        return max(self.in_core, self.l1 + self.l2 + self.l3)
+
+    @property
+    def bound(self) -> str:
+        return "compute" if self.in_core >= self.l1 + self.l2 + self.l3 else "onchip"
+
+
+def times(step: Step, mach: Machine) -> Times:
+    return Times(step.arith_cycles * mach.cycle_s, step.port_cycles * mach.cycle_s,
+                 step.l2_bytes / mach.l2_bw, step.l3_bytes / mach.l3_bw,
+                 (step.dram_read + step.dram_write) / mach.slot_bw)
+
+
+@dataclass
+class Plan:
+    """One op's parallel execution: ``threads`` threads each running ``steps``."""
+
+    strategy: str
+    threads: int
+    steps: list[Step]
+    dtype: str
+    serial_s: float = 0.0  # the library call before the threads are woken
+    kernel: str = ""
+    detail: dict = field(default_factory=dict)
+
+
+def estimate(plan: Plan, mach: Machine) -> float:
+    """Latency without a simulation: each step at the slower of its time in cache and
+    its DRAM transfer, the threads taking turns for the pool's slots, plus fork,
+    barriers and join. Used to choose thread counts and strategies, as a tuned library would."""
+    t = plan.threads
+    # threads beyond the pool's slots take turns: T x n transfers in rounds of `slots`
+    n = sum(1 for s in plan.steps if s.dram_read or s.dram_write) or 1
+    share = math.ceil(t * n / mach.dram_slots) / n if t > mach.dram_slots else 1.0
+    total = plan.serial_s + mach.fork_s(t) + mach.barrier_s(t)
+    fill = 0.0  # the first tile's data arrives before it can run
+    for s in plan.steps:
+        tm = times(s, mach)
+        total += max(tm.in_cache, share * tm.dram)
+        if tm.dram and not fill:
+            fill = min(tm.in_cache, share * tm.dram)
+        if s.barrier:
+            total += mach.barrier_s(t) * s.rounds
+    return total + fill
+
+
+def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
+    """The plan as engine tasks (see the module docstring)."""
+    tasks: list[Task] = []
+    fma_action = f"vfma_{plan.dtype}"
+
+    def add(task: Task) -> int:
+        tasks.append(task)
+        return len(tasks) - 1
+
+    gate: tuple[int, ...] = ()
+    if plan.serial_s > 0:
+        gate = (add(Task("call", plan.serial_s, bound="latency", label=f"{label} call")),)
+    t = plan.threads
+    if t > 1:
+        gate = (add(Task("sync", mach.fork_s(t), deps=gate, bound="latency",
+                         label=f"{label} fork {t} threads")),)
+    last_core: list[list[int]] = [[] for _ in range(t)]
+    for j, step in enumerate(plan.steps):
+        tm = times(step, mach)
+        ends = []
+        for i in range(t):
+            deps = list(gate)
+            mine = last_core[i]
+            if step.dram_read or step.dram_write:
+                mdeps = list(gate)
+                if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
+                    mdeps.append(mine[-2])
+                mem = add(Task(f"core{i}.mem", tm.dram,
+                               {"dram_read": int(round(step.dram_read)),
+                                "dram_write": int(round(step.dram_write))},
+                               {"dram_byte": step.dram_read + step.dram_write},
+                               tuple(sorted(set(mdeps))), "memory", DRAM_POOL,
+                               f"{label} {step.label} dram"))
+                deps.append(mem)
+            if mine:
+                deps.append(mine[-1])
+            core = add(Task(f"core{i}", tm.in_cache,
+                            {"l2": int(step.l2_bytes), "l3": int(step.l3_bytes)},
+                            {fma_action: step.vfma, "vop": step.vop,
+                             "l1_byte": step.l1_bytes, "l2_byte": step.l2_bytes,
+                             "l3_byte": step.l3_bytes},
+                            tuple(sorted(set(deps))), tm.bound, "",
+                            f"{label} {step.label}"))
+            mine.append(core)
+            ends.append(core)
+        if step.barrier and t > 1 and j < len(plan.steps) - 1:
+            gate = (add(Task("sync", mach.barrier_s(t) * step.rounds, deps=tuple(ends),
+                             bound="latency", label=f"{label} barrier")),)
+    if t > 1:
+        add(Task("sync", mach.barrier_s(t), deps=tuple(m[-1] for m in last_core if m),
+                 bound="latency", label=f"{label} join"))
+    return tasks
+
+
+def repeat(steps: list[Step], times_: int) -> list[Step]:
+    """``steps`` run ``times_`` times in a row by each thread (e.g. GEMMs of a batch)."""
+    if times_ <= 1:
+        return steps
+    out = [s.scaled(times_) for s in steps]
+    for s in out:
+        s.rounds *= times_
+    return out
+
+
+def split(step: Step, parts: int) -> list[Step]:
+    """``step`` as ``parts`` equal tiles (so DRAM transfers overlap execution)."""
+    if parts <= 1:
+        return [step]
+    tiles = [step.scaled(1.0 / parts) for _ in range(parts)]
+    for i, s in enumerate(tiles):
+        s.label = f"{step.label} {i + 1}/{parts}"
+        s.barrier = step.barrier and i == parts - 1
+    return tiles

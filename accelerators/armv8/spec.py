@@ -1,0 +1,161 @@
+"""The ARMv8 socket's parameters (:class:`ARMv8Spec`) and the rates derived from
+them (:class:`Machine`).
+
+A spec describes one core type and the socket around it: the NEON pipes and
+ports of a core, its private caches, the shared last-level cache, and the DRAM
+channels every core shares. Every number in a preset names its source; the
+derived rates below (peak FLOP/s, bandwidths in bytes per second, the number of
+concurrent DRAM streams) are formulas over those numbers, never new constants.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.errors import InputError
+from hwsim.ir.dtypes import nbytes
+from hwsim.spec import spec_field
+
+# data types the NEON unit computes with; fp16 needs ARMv8.2 FP16 (spec.fp16_arith)
+FLOAT_DTYPES = ("fp64", "fp32", "fp16")
+INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
+DRAM_POOL = "dram"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ARMv8Spec:
+    core_name: str = spec_field(help="core microarchitecture, e.g. TaiShan v110")
+    cores: int = spec_field(help="cores of the socket (one thread each)", minimum=1)
+    clock_hz: float = spec_field(help="core clock", minimum=1.0)
+    # ---- one core
+    simd_bits: int = spec_field(128, help="NEON vector width", choices=(128,))
+    fma_pipes: int = spec_field(help="vector FP pipes that execute FMLA", minimum=1)
+    fma_latency_cycles: int = spec_field(
+        help="FMLA latency: a k-step of a micro-kernel takes at least this long", minimum=1)
+    issue_width: int = spec_field(help="instructions decoded per cycle", minimum=1)
+    vector_registers: int = spec_field(32, help="architectural vector registers", minimum=4)
+    load_ports: int = spec_field(help="128-bit vector loads per cycle from L1D", minimum=1)
+    store_ports: int = spec_field(help="128-bit vector stores per cycle to L1D", minimum=1)
+    fp16_arith: bool = spec_field(help="ARMv8.2 half-precision arithmetic (FMLA .8h)")
+    vexp_instructions: float = spec_field(
+        help="vector instructions of one vectorized exp (range reduction + polynomial)")
+    # ---- caches
+    line_bytes: int = spec_field(64, help="cache line", minimum=1)
+    l1d_bytes: int = spec_field(help="L1 data cache per core", minimum=1)
+    l2_bytes: int = spec_field(help="L2 cache (per core, or per cluster of l2_shared_by)",
+                               minimum=1)
+    l2_shared_by: int = spec_field(1, help="cores sharing one L2", minimum=1)
+    l3_bytes: int = spec_field(help="shared last-level cache of the socket (0: none)")
+    l2_bytes_per_cycle: float = spec_field(help="L2 -> L1 refill bandwidth per core",
+                                           minimum=1e-9)
+    l3_bytes_per_cycle: float = spec_field(
+        help="last level (or a peer cache) -> L2 bandwidth per core", minimum=1e-9)
+    core_to_core_latency_s: float = spec_field(
+        help="latency of a cache line moving between two cores (barriers, flags)")
+    # ---- DRAM
+    dram_channels: int = spec_field(help="DDR channels of the socket", minimum=1)
+    dram_mts: float = spec_field(help="DDR transfers per second per channel", minimum=1.0)
+    dram_channel_bytes: int = spec_field(8, help="bytes per transfer per channel", minimum=1)
+    dram_efficiency: float = spec_field(
+        help="sustained (STREAM-like) fraction of the channels' peak", minimum=1e-3)
+    core_dram_bw_bytes_per_s: float = spec_field(
+        help="DRAM bandwidth one core can draw alone (its outstanding misses)", minimum=1.0)
+    # ---- BLAS libraries
+    sgemm_kernel: tuple[int, ...] = spec_field(
+        help="OpenBLAS fp32 micro-kernel, rows x cols (GEMM_UNROLL_M, GEMM_UNROLL_N)")
+    dgemm_kernel: tuple[int, ...] = spec_field(help="OpenBLAS fp64 micro-kernel")
+    hgemm_kernel: tuple[int, ...] = spec_field(
+        (32, 4), help="fp16 micro-kernel of the packed path (no NEON HGEMM in OpenBLAS)")
+    gemm_p: dict[str, int] = spec_field(help="OpenBLAS GEMM_P (m-block) per dtype")
+    gemm_q: dict[str, int] = spec_field(help="OpenBLAS GEMM_Q (k-block) per dtype")
+    gemm_r: dict[str, int] = spec_field(help="OpenBLAS GEMM_R (n-block) per dtype")
+    switch_ratio: dict[str, int] = spec_field(
+        help="OpenBLAS SWITCH_RATIO: least rows (cols) per thread of the 2-D split")
+    call_cycles: dict[str, float] = spec_field(
+        help="fixed cost of one library call per strategy (openblas, iaat, autotsmm)")
+    # ---- energy
+    tdp_w: float = spec_field(help="published socket power (TDP)")
+    core_static_w: float = spec_field(help="leakage and clock power of one core")
+    uncore_static_w: float = spec_field(help="static power of the mesh, L3, DDR controllers")
+    vfma_pj: dict[str, float] = spec_field(
+        help="energy of one vector FMA instruction per dtype, with its share of the core")
+    vop_pj: float = spec_field(help="energy of another vector instruction (load, store, ALU)")
+    l1_pj_per_byte: float = spec_field(help="L1D access energy per byte")
+    l2_pj_per_byte: float = spec_field(help="L2 access energy per byte")
+    l3_pj_per_byte: float = spec_field(help="last-level cache and mesh energy per byte")
+    dram_pj_per_byte: float = spec_field(help="DRAM energy per byte (device, PHY, controller)")
+
+
+class Machine:
+    """Rates derived from a spec: seconds per cycle, bytes per second, pool slots."""
+
+    def __init__(self, spec: ARMv8Spec):
+        self.spec = spec
+        self.cycle_s = 1.0 / spec.clock_hz
+        self.vbytes = spec.simd_bits // 8
+        self.l2_bw = spec.l2_bytes_per_cycle * spec.clock_hz
+        self.l3_bw = spec.l3_bytes_per_cycle * spec.clock_hz
+        self.dram_peak = spec.dram_channels * spec.dram_mts * spec.dram_channel_bytes
+        self.dram_bw = self.dram_peak * spec.dram_efficiency
+        # a transfer that goes to DRAM holds one of `dram_slots` streams, each at the
+        # rate one core can draw alone: a few cores stream at their own limit, many
+        # cores together at the sustained socket bandwidth (the queueing is simulated)
+        self.dram_slots = max(1, round(self.dram_bw / spec.core_dram_bw_bytes_per_s))
+        self.slot_bw = self.dram_bw / self.dram_slots
+        self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
+        # the shared level data produced by another core is found in: the L3, or on a
+        # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
+        self.llc_bytes = spec.l3_bytes or spec.l2_bytes * (spec.cores // spec.l2_shared_by)
+        for name, shape in (("sgemm_kernel", spec.sgemm_kernel),
+                            ("dgemm_kernel", spec.dgemm_kernel),
+                            ("hgemm_kernel", spec.hgemm_kernel)):
+            if len(shape) != 2 or min(shape) < 1:
+                raise InputError(f"expected [rows, cols], got {list(shape)}",
+                                 field=f"spec.{name}")
+
+    def lanes(self, dtype: str) -> int:
+        return max(1, self.vbytes // nbytes(1, dtype))
+
+    def peak_flops(self, dtype: str) -> float:
+        """Peak FLOP/s of one core: pipes x lanes x 2 (FMA) x clock."""
+        return self.spec.fma_pipes * self.lanes(dtype) * 2 * self.spec.clock_hz
+
+    def check_dtype(self, dtype: str, what: str) -> None:
+        """An op the NEON unit cannot compute in ``dtype`` is the user's error."""
+        if dtype in ("fp64", "fp32") or dtype in INT_DTYPES:
+            return
+        if dtype == "fp16" and self.spec.fp16_arith:
+            return
+        why = ("has no ARMv8.2 FP16 arithmetic" if dtype == "fp16"
+               else "has no arithmetic in this type")
+        raise InputError(f"dtype {dtype!r} is not supported: {self.spec.core_name} {why}; "
+                         f"needed by {what} (use dtype: fp32)", field="dtype")
+
+    def kernel_shape(self, dtype: str) -> tuple[int, int]:
+        s = self.spec
+        shape = {"fp32": s.sgemm_kernel, "fp64": s.dgemm_kernel, "fp16": s.hgemm_kernel}
+        return tuple(shape.get(dtype, s.sgemm_kernel))  # type: ignore[return-value]
+
+    def blocking(self, dtype: str) -> tuple[int, int, int]:
+        s = self.spec
+        key = dtype if dtype in s.gemm_p else "fp32"
+        return s.gemm_p[key], s.gemm_q[key], s.gemm_r[key]
+
+    def switch_ratio(self, dtype: str) -> int:
+        return int(self.spec.switch_ratio.get(dtype, self.spec.switch_ratio.get("fp32", 2)))
+
+    def call_s(self, strategy: str) -> float:
+        return self.spec.call_cycles.get(strategy, 0.0) * self.cycle_s
+
+    def barrier_s(self, threads: int) -> float:
+        """A tree barrier: arrive and release, one cache-line hop per level."""
+        if threads <= 1:
+            return 0.0
+        return 2 * math.ceil(math.log2(threads)) * self.spec.core_to_core_latency_s
+
+    def fork_s(self, threads: int) -> float:
+        """Waking ``threads`` - 1 pooled workers: one hop per level of the wake-up tree."""
+        if threads <= 1:
+            return 0.0
+        return math.ceil(math.log2(threads)) * self.spec.core_to_core_latency_s

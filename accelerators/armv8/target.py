@@ -1,0 +1,164 @@
+"""The ARMv8 target: lowering by op kind, the DRAM pool, energy, headline, breakdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwsim.energy import EnergyTable
+from hwsim.engine import Task, analytical_latency
+from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.targets import Target
+
+from .attention import attention_plan
+from .ecm import Plan, emit, times
+from .energy import energy_table
+from .gemm import Gemm, plan_gemm
+from .spec import DRAM_POOL, INT_DTYPES, ARMv8Spec, Machine
+from .vector import vector_plan
+
+VECTOR_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
+                "gather", "embedding", "concat", "kv_write")
+
+
+class ARMv8Target(Target):
+    name = "armv8"
+    description = ("ARMv8 CPU socket: NEON cores with private L1/L2, a shared L3 and DDR "
+                   "channels; ECM kernel model, OpenBLAS / IAAT / AutoTSMM GEMM")
+    spec_class = ARMv8Spec
+    default_preset = "armv8-kunpeng920"
+    presets_dir = Path(__file__).parent / "presets"
+
+    def __init__(self):
+        self._machine: tuple[ARMv8Spec, Machine] | None = None
+        self._last: tuple | None = None
+
+    def machine(self, spec: ARMv8Spec) -> Machine:
+        if self._machine is None or self._machine[0] is not spec:
+            self._machine = (spec, Machine(spec))
+        return self._machine[1]
+
+    def pools(self, spec: ARMv8Spec) -> dict[str, int]:
+        return {DRAM_POOL: self.machine(spec).dram_slots}
+
+    # ------------------------------------------------------------------ lowering
+    def plan(self, op, graph, spec: ARMv8Spec, tiling=None) -> Plan | None:
+        """How ``op`` runs: threads, per-thread ECM steps, kernel (None for a view)."""
+        mach = self.machine(spec)
+        kind = op.kind
+        strategy = getattr(tiling, "gemm", "auto") if tiling is not None else "auto"
+        if kind == "view":
+            return None
+        if kind == "matmul":
+            return plan_gemm(self._gemm(op, graph, mach), mach, strategy, spec.cores)
+        if kind == "attention":
+            return attention_plan(op, graph, mach, tiling, strategy)
+        if kind in VECTOR_KINDS:
+            return vector_plan(op, graph, mach)
+        raise UnsupportedOpError(self.name, kind, op.line(graph) + (
+            " (one socket: tensor-parallel all-reduce across sockets is not modelled)"
+            if kind == "allreduce" else ""))
+
+    def lower(self, op, graph, spec: ARMv8Spec, tiling=None) -> list[Task]:
+        plan = self._plan_of(op, graph, spec, tiling)
+        if plan is None:
+            return []
+        return emit(plan, self.machine(spec), op.name or op.kind)
+
+    def _plan_of(self, op, graph, spec, tiling) -> Plan | None:
+        """:meth:`plan`, remembered for the op just lowered (``describe`` follows it)."""
+        t = graph.tensors
+        key = (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
+               tuple((t[i].shape, t[i].dtype, t[i].kind) for i in (*op.inputs, *op.outputs)),
+               tiling)
+        if self._last is None or self._last[0] != key or self._last[1] is not spec:
+            self._last = (key, spec, self.plan(op, graph, spec, tiling))
+        return self._last[2]
+
+    def describe(self, op, graph, spec: ARMv8Spec, tiling=None) -> str:
+        """One line for reports: strategy, kernel, threads and the per-thread ECM terms
+        (in-core, L1 ports, L2, L3, DRAM at its share of the socket's bandwidth)."""
+        plan = self._plan_of(op, graph, spec, tiling)
+        if plan is None:
+            return ""
+        t = self._terms(plan, self.machine(spec))
+        what = " ".join(x for x in (plan.strategy, plan.kernel) if x)
+        return (f"{what} x{plan.threads}: core {_us(t['in_core_s'])} L1 {_us(t['l1_s'])} "
+                f"L2 {_us(t['l2_s'])} L3 {_us(t['l3_s'])} DRAM {_us(t['dram_s'])}")
+
+    def _gemm(self, op, graph, mach: Machine) -> Gemm:
+        a = op.attrs
+        t = graph.tensors
+        ta, tb = t[op.inputs[0]], t[op.inputs[1]]
+        dtype = ta.dtype
+        if dtype in INT_DTYPES:
+            raise InputError(f"dtype {dtype!r}: integer GEMM is not modelled on "
+                             f"{mach.spec.core_name}; needed by {op.line(graph)}", field="dtype")
+        mach.check_dtype(dtype, op.line(graph))
+        return Gemm(a["batch"], a["m"], a["n"], a["k"], dtype, ta.kind, tb.kind,
+                    t[op.outputs[0]].kind, ta.bytes, tb.bytes)
+
+    # ------------------------------------------------------------------ reports
+    def breakdown(self, op, graph, spec: ARMv8Spec, tiling=None) -> dict:
+        """The ECM terms of ``op`` for one thread, in seconds, and how it ran.
+
+        ``in_core_s`` (FP pipes, of which ``pack_s`` packing), ``l1_s`` (load/store
+        ports), ``l2_s``, ``l3_s`` (cache transfers), ``dram_s`` (its DRAM bytes at
+        its share of the socket's bandwidth), ``sync_s`` (fork, barriers, join),
+        ``call_s`` (the library call), and ``latency_s`` (the analytical schedule of
+        the op's tasks). The terms overlap (ECM), so they do not add up to the latency.
+        """
+        mach = self.machine(spec)
+        plan = self.plan(op, graph, spec, tiling)
+        if plan is None:
+            return {"strategy": "", "threads": 0, "kernel": "", "in_core_s": 0.0,
+                    "pack_s": 0.0, "l1_s": 0.0, "l2_s": 0.0, "l3_s": 0.0, "dram_s": 0.0,
+                    "sync_s": 0.0, "call_s": 0.0, "latency_s": 0.0, "detail": {}}
+        n = plan.threads
+        barriers = sum(1 for s in plan.steps[:-1] if s.barrier)
+        tasks = emit(plan, mach, op.name or op.kind)
+        return {"strategy": plan.strategy, "threads": n, "kernel": plan.kernel,
+                **self._terms(plan, mach),
+                "sync_s": mach.fork_s(n) + (barriers + 1) * mach.barrier_s(n),
+                "call_s": plan.serial_s,
+                "latency_s": analytical_latency(tasks, self.pools(spec)),
+                "detail": plan.detail}
+
+    @staticmethod
+    def _terms(plan: Plan, mach: Machine) -> dict[str, float]:
+        """Per-thread ECM terms summed over the plan's steps, in seconds."""
+        n = plan.threads
+        rate = mach.slot_bw * min(n, mach.dram_slots) / n
+        out = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "dram_s"), 0.0)
+        for step in plan.steps:
+            tm = times(step, mach)
+            out["in_core_s"] += tm.in_core
+            if step.label.startswith(("pack", "pre-pack")):
+                out["pack_s"] += tm.in_core
+            out["l1_s"] += tm.l1
+            out["l2_s"] += tm.l2
+            out["l3_s"] += tm.l3
+            out["dram_s"] += (step.dram_read + step.dram_write) / rate
+        return out
+
+    def energy_table(self, spec: ARMv8Spec) -> EnergyTable:
+        return energy_table(spec)
+
+    def headline(self, spec: ARMv8Spec) -> str:
+        mach = self.machine(spec)
+        core = mach.peak_flops("fp32")
+        l3 = f"L3 {spec.l3_bytes / 2**20:.0f} MiB" if spec.l3_bytes else "no L3"
+        return (f"{spec.cores} x {spec.core_name} at {spec.clock_hz / 1e9:.2f} GHz; fp32 "
+                f"{core / 1e9:.1f} GFLOP/s per core, {core * spec.cores / 1e12:.2f} TFLOP/s; "
+                f"L1D {spec.l1d_bytes // 1024} KiB, L2 {spec.l2_bytes // 1024} KiB, {l3}; "
+                f"DDR {mach.dram_peak / 1e9:.0f} GB/s ({mach.dram_bw / 1e9:.0f} sustained)")
+
+
+def _us(seconds: float) -> str:
+    """A duration in the unit that keeps it short (ns, µs, ms, s)."""
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}"
+    return f"{seconds / 1e-9:.3g} ns" if seconds else "0"
+
+
+TARGET = ARMv8Target()

@@ -1,0 +1,146 @@
+"""Vector (non-GEMM) ops: streaming loops over NEON vectors, split over threads.
+
+Each element-wise, normalization or data-movement op is a loop over vectors of
+``lanes`` elements. Per vector it issues a number of FP/ASIMD instructions
+(:func:`fn_instructions`; a vectorized ``exp`` is ``vexp_instructions`` of range
+reduction and polynomial, the functions built on it add their own), loads and
+stores. Its in-core time is the busier of the FP pipes and the front end; its
+port time the loads and stores; its cache and DRAM traffic each input read once
+from where it lives and each output written once (:mod:`.placement`). Rows that
+a normalization or softmax passes over several times are re-read from L1 when a
+row fits there, else from the level that holds it.
+
+Threads: the element range is split over the number of threads (1, 2, 4, ...,
+all cores) that the estimate says finishes first, fork and join included, as an
+OpenMP runtime with a grain size would.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hwsim.errors import UnsupportedOpError
+from hwsim.ir.dtypes import nbytes
+
+from .ecm import Plan, Step, estimate, split
+from .gemm import thread_counts
+from .placement import level_of, resident
+from .spec import Machine
+
+DIVIDE = 5.0  # FRECPE + two Newton-Raphson steps (FRECPS, FMUL) + multiply: a divide, a
+# square root or a reciprocal square root in pipelined instructions
+
+
+def fn_instructions(fn: str, vexp: float) -> float:
+    """FP/ASIMD instructions per vector for an elementwise function."""
+    simple = {"add", "sub", "mul", "neg", "abs", "max", "min", "relu", "where", "compare",
+              "square", "fma"}
+    if fn in simple:
+        return 1.0
+    table = {
+        "clamp": 2.0, "cast": 1.0, "copy": 0.0, "fill": 0.0,
+        "div": DIVIDE, "sqrt": DIVIDE, "rsqrt": DIVIDE, "reciprocal": DIVIDE,
+        "exp": vexp, "log": vexp + 2, "sin": vexp, "cos": vexp, "pow": 2 * vexp + 2,
+        "tanh": vexp + DIVIDE + 2, "sigmoid": vexp + DIVIDE + 1, "erf": vexp + DIVIDE + 4,
+        "gelu": vexp + DIVIDE + 8, "gelu_tanh": vexp + DIVIDE + 8,
+        "silu": vexp + DIVIDE + 2, "swiglu": vexp + DIVIDE + 3,
+    }
+    return table.get(fn, vexp)
+
+
+def vector_plan(op, graph, mach: Machine) -> Plan:
+    """The plan of a non-GEMM, non-attention op (see the module docstring)."""
+    t = graph.tensors
+    a = op.attrs
+    kind = op.kind
+    out = t[op.outputs[0]]
+    dtype = out.dtype
+    s = nbytes(1, dtype)
+    lanes = mach.lanes(dtype)
+    vexp = mach.spec.vexp_instructions
+    # (elements, FP instructions / vector, loads / vector, stores / vector, passes, row bytes)
+    row_bytes = 0.0
+    passes = 1.0
+    if kind == "elementwise":
+        elements = a["elements"]
+        ops = fn_instructions(a["fn"], vexp)
+        loads = sum(1 for i in op.inputs if t[i].numel >= elements) or 1
+        stores = 1.0
+    elif kind == "softmax":
+        elements = a["rows"] * a["cols"]
+        ops, loads, stores, passes = 4.0 + vexp, 3.0, 2.0, 3.0  # max; exp and sum; scale
+        row_bytes = a["cols"] * s
+    elif kind == "layernorm":
+        elements = a["rows"] * a["cols"]
+        ops, loads, stores, passes = 6.0, 4.0, 1.0, 2.0  # sum and sum of squares; normalize
+        row_bytes = a["cols"] * s
+    elif kind == "rmsnorm":
+        elements = a["rows"] * a["cols"]
+        ops, loads, stores, passes = 4.0, 3.0, 1.0, 2.0
+        row_bytes = a["cols"] * s
+    elif kind == "reduce":
+        elements = a["elements"]
+        ops, loads, stores = 1.0, 1.0, a["out_elements"] / max(1, a["elements"])
+    elif kind == "rope":
+        elements = a["elements"]
+        ops, loads, stores = 4.0, 3.0, 1.0  # x*cos + rotate(x)*sin: 2 FMA, a permute, a negate
+    elif kind == "topk":
+        elements = a["rows"] * a["n"]
+        ops, loads, stores, passes = 3.0, 2.0, 0.0, 2.0  # compare, select, count: two passes
+        row_bytes = a["n"] * s                           # of quick-select on average
+    elif kind in ("embedding", "gather", "concat", "kv_write"):
+        elements = out.numel if kind != "kv_write" else a["elements"]
+        ops, loads, stores = 0.0, 1.0, 1.0
+    else:
+        raise UnsupportedOpError("armv8", kind, op.line(graph))
+    if ops:
+        mach.check_dtype(dtype, op.line(graph))
+    read_bytes, write_bytes = _io_bytes(op, graph)
+    vecs = math.ceil(elements / lanes)
+    plans = []
+    for threads in thread_counts(mach.spec.cores):
+        if threads > 1 and vecs < 2 * threads:
+            break
+        plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
+                         write_bytes, dtype, mach))
+    plan = min(plans, key=lambda p: estimate(p, mach))
+    plan.detail.update({"elements": elements, "instructions_per_vector": ops})
+    return plan
+
+
+def _io_bytes(op, graph) -> tuple[list[tuple[str, float, str]], list[tuple[str, float, str]]]:
+    """(tensor kind, bytes, name) read and written, as the IR counts compulsory traffic."""
+    t = graph.tensors
+    kind = op.kind
+    if kind in ("embedding", "gather"):
+        out = t[op.outputs[0]]
+        src = t[op.inputs[0]]
+        reads = [(src.kind, out.bytes, "rows")] + [(t[i].kind, t[i].bytes, "index")
+                                                    for i in op.inputs[1:]]
+        return reads, [(out.kind, out.bytes, "out")]
+    if kind == "kv_write":
+        new = t[op.inputs[0]]
+        return [(new.kind, new.bytes, "new")], [("kv_cache", new.bytes, "cache")]
+    reads = [(t[i].kind, t[i].bytes, f"in{j}") for j, i in enumerate(op.inputs)]
+    writes = [(t[o].kind, t[o].bytes, f"out{j}") for j, o in enumerate(op.outputs)]
+    return reads, writes
+
+
+def _at(threads: int, vecs: int, ops: float, loads: float, stores: float, passes: float,
+        row_bytes: float, reads, writes, dtype: str, mach: Machine) -> Plan:
+    spec = mach.spec
+    per = math.ceil(vecs / threads)
+    f = per / vecs if vecs else 0.0
+    st = Step("vector loop")
+    st.arith_cycles = per * max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width)
+    st.port_cycles = per * (loads / spec.load_ports + stores / spec.store_ports)
+    st.vop = per * (ops + loads + stores)
+    for kind, nb, _ in reads:
+        st.read(level_of(kind, nb, mach, threads), nb * f)
+    if passes > 1 and row_bytes:
+        again = sum(nb for _, nb, _ in reads) * f * (passes - 1)
+        st.read(resident(row_bytes, mach), again)
+    for kind, nb, _ in writes:
+        st.write(level_of(kind, nb, mach, threads), nb * f)
+    steps = split(st, 8 if st.dram_read or st.dram_write else 1)
+    return Plan("vector", threads, steps, dtype, mach.call_s("op"), "")

@@ -1,0 +1,336 @@
+"""The ARMv8 target: machine numbers, micro-kernels, GEMM strategies, energy.
+
+Expected numbers are derived in the comments from the presets
+(accelerators/armv8/presets/*.yaml) and the model (docs/targets/armv8.md);
+bands are used where a number is the model's composition of several terms.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import hwsim
+from accelerators.armv8 import TARGET
+from accelerators.armv8.gemm import is_tall_skinny, openblas_grid, power_parts
+from accelerators.armv8.kernels import Kernel, kstep_cycles, register_problem
+from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.ir import Graph
+from hwsim.simulate import run_graph
+from hwsim.targets import resolve
+from hwsim.workload import build_graph, workload_from_dict
+from hwsim.workload.schema import Tiling
+
+PRESETS = ("armv8-kunpeng920", "armv8-thunderx2", "armv8-ft2000plus", "armv8-graviton2")
+
+
+def ops_workload(ops, dtype="fp32", **extra):
+    return workload_from_dict({"name": "t", "ops": ops, "dtype": dtype, **extra}, "<test>")
+
+
+def sim(ops, target="armv8", sets=(), dtype="fp32", fidelity="event"):
+    return hwsim.simulate(ops_workload(ops, dtype), target, sets=list(sets), fidelity=fidelity)
+
+
+def gemm(m, n, k, batch=1):
+    return [{"kind": "matmul", "m": m, "n": n, "k": k, "batch": batch}]
+
+
+def flops_per_s(report):
+    return report.totals["flops"] / report.totals["latency_s"]
+
+
+def breakdown(ops, strategy="auto", target="armv8", cores=None, dtype="fp32"):
+    g = build_graph(ops_workload(ops, dtype))
+    spec = resolve(target, {"cores": cores} if cores else {}).spec
+    return TARGET.breakdown(g.ops[0], g, spec, Tiling(gemm=strategy))
+
+
+# ------------------------------------------------------------------ the machine
+@pytest.mark.parametrize("preset,peak", [("armv8-kunpeng920", 41.6e9),
+                                         ("armv8-thunderx2", 35.2e9),
+                                         ("armv8-ft2000plus", 17.6e9),
+                                         ("armv8-graviton2", 40.0e9)])
+def test_peak_per_core_is_pipes_times_lanes_times_two_times_clock(preset, peak):
+    spec = resolve(preset).spec
+    assert TARGET.machine(spec).peak_flops("fp32") == pytest.approx(peak, rel=1e-9)
+    # fp64 has half the lanes
+    assert TARGET.machine(spec).peak_flops("fp64") == pytest.approx(peak / 2, rel=1e-9)
+
+
+def test_every_preset_loads_and_has_a_headline():
+    for preset in PRESETS:
+        r = resolve(preset)
+        assert r.target.name == "armv8"
+        assert "GFLOP/s per core" in r.target.headline(r.spec)
+    assert resolve("armv8").preset == "armv8-kunpeng920"
+
+
+def test_dram_pool_slots_give_the_sustained_socket_bandwidth():
+    spec = resolve("armv8-kunpeng920").spec
+    mach = TARGET.machine(spec)
+    # 8 x 2933 MT/s x 8 B = 187.7 GB/s, x 0.75 sustained; 10 GB/s a core: 14 slots
+    assert mach.dram_peak == pytest.approx(187.7e9, rel=1e-3)
+    assert mach.dram_slots == 14
+    assert mach.dram_slots * mach.slot_bw == pytest.approx(0.75 * 187.7e9, rel=1e-3)
+    assert TARGET.pools(spec) == {"dram": 14}
+
+
+# ------------------------------------------------------------------ micro-kernels
+def test_openblas_16x4_kernel_fits_the_register_budget_and_is_fma_bound():
+    spec = resolve("armv8-kunpeng920").spec
+    k = Kernel(16, 4, 4)
+    assert (k.accumulators, k.vecs, k.bvecs, k.registers) == (16, 4, 1, 21)
+    assert register_problem(16, 4, 4, spec) == ""
+    # 16 FMAs on 2 pipes: 8 cycles; 5 loads on 2 ports: 2.5; latency 4; issue 21.25/4
+    assert kstep_cycles(k, spec) == 8.0
+
+
+def test_edge_kernels_expose_the_fma_latency():
+    spec = resolve("armv8-kunpeng920").spec
+    # 4x1: one accumulator, one FMA per k-step, but the chain waits 4 cycles
+    assert kstep_cycles(Kernel(4, 1, 4), spec) == spec.fma_latency_cycles
+    # per useful multiply-add the 4x4 edge kernel is twice as slow as 16x4
+    per = lambda k: kstep_cycles(k, spec) / (k.rows * k.cols)  # noqa: E731
+    assert per(Kernel(4, 4, 4)) == pytest.approx(2 * per(Kernel(16, 4, 4)))
+
+
+def test_a_kernel_over_the_register_budget_is_rejected_with_the_count():
+    spec = resolve("armv8-kunpeng920").spec
+    why = register_problem(16, 8, 4, spec)
+    assert "32 accumulator + 4 A + 2 B = 38 vector registers" in why
+    assert "has 32" in why
+    with pytest.raises(InputError, match=r"sgemm_kernel.*38 vector registers"):
+        sim(gemm(64, 64, 64), sets=["tiling.gemm=openblas", "target.sgemm_kernel=[16, 8]"])
+    # the fp64 kernel is checked too: 8x8 doubles = 4 vectors x 8 = 32 accumulators
+    with pytest.raises(InputError, match="dgemm_kernel"):
+        sim(gemm(64, 64, 64), dtype="fp64",
+            sets=["tiling.gemm=openblas", "target.dgemm_kernel=[8, 8]"])
+
+
+def test_openblas_split_and_grid_follow_its_source():
+    assert power_parts(100, 16) == [(16, 6), (4, 1)]  # 96 + M4 edge
+    assert power_parts(13, 16) == [(8, 1), (4, 1), (1, 1)]
+    assert power_parts(7, 4) == [(4, 1), (2, 1), (1, 1)]
+    # level3_thread.c with SWITCH_RATIO 2: 64 threads on 4096^2 settle on 8 x 8
+    assert openblas_grid(4096, 4096, 64, 2) == (8, 8)
+    assert openblas_grid(1, 4096, 64, 2) == (1, 64)
+
+
+# ------------------------------------------------------------------ GEMM strategies
+def test_one_core_l2_resident_gemm_runs_near_the_core_peak():
+    rep = sim(gemm(256, 256, 256), sets=["target.cores=1", "tiling.gemm=iaat"])
+    assert flops_per_s(rep) == pytest.approx(41.6e9, rel=0.05)
+    assert rep.ops["bound"][0] == "compute"
+
+
+def test_large_sgemm_one_core_efficiency_and_its_explanation():
+    """OpenBLAS 4096^3 on one Kunpeng 920 core: the 2 MiB packed A block (GEMM_P x
+    GEMM_Q) does not fit the 512 KiB L2 and streams from L3 once per 4-column B
+    panel; by the ECM rule the L1, L2 and L3 transfers (2.5 + 2 + 5.8 cycles per
+    k-step) outlast the 8 cycles of FMAs. Packing is a few percent."""
+    rep = sim(gemm(4096, 4096, 4096), sets=["target.cores=1", "tiling.gemm=openblas"])
+    eff = flops_per_s(rep) / 41.6e9
+    assert 0.65 <= eff <= 0.85  # measured 28.3 GFLOP/s = 0.68 (OpenBLAS issue #2630)
+    assert rep.ops["bound"][0] == "onchip"
+    b = breakdown(gemm(4096, 4096, 4096), "openblas", cores=1)
+    lat = b["latency_s"]
+    assert b["in_core_s"] / lat == pytest.approx(0.77, abs=0.05)  # the FMAs' share
+    assert b["pack_s"] / b["in_core_s"] < 0.02
+    assert b["l3_s"] > b["l2_s"] and b["l3_s"] > b["l1_s"]  # L3 is the biggest transfer
+    assert b["l1_s"] + b["l2_s"] + b["l3_s"] == pytest.approx(lat, rel=0.02)  # ECM sum
+    assert b["dram_s"] / lat < 0.05
+
+
+def test_large_sgemm_64_cores_is_dram_bound_with_paramh_blocking():
+    """With 64 threads the 8x8 grid gives each a 512-row, 2 MiB A block; 64 of them
+    overflow the 64 MiB L3, so re-streaming A comes from DRAM: efficiency falls
+    below 15 %, and the same GEMM is faster on 16 cores, whose blocks fit L3."""
+    rep64 = sim(gemm(4096, 4096, 4096), sets=["tiling.gemm=openblas"])
+    rep16 = sim(gemm(4096, 4096, 4096), sets=["tiling.gemm=openblas", "target.cores=16"])
+    eff = flops_per_s(rep64) / (64 * 41.6e9)
+    assert 0.05 <= eff <= 0.15
+    assert rep64.ops["bound"][0] == "memory"
+    assert rep16.totals["latency_s"] < rep64.totals["latency_s"]
+    b = breakdown(gemm(4096, 4096, 4096), "openblas")
+    assert b["dram_s"] == pytest.approx(b["latency_s"], rel=0.05)
+    assert b["in_core_s"] < 0.15 * b["latency_s"]
+
+
+def test_l2_sized_blocking_keeps_a_many_core_sgemm_compute_bound():
+    """ThunderX2's OpenBLAS blocking (P = 128, Q = 352: a 176 KiB A block in a
+    256 KiB L2) keeps 32 cores near their FMA rate."""
+    rep = sim(gemm(4096, 4096, 4096), "armv8-thunderx2", ["tiling.gemm=openblas"])
+    eff = flops_per_s(rep) / (32 * 35.2e9)
+    assert 0.65 <= eff <= 0.9
+    assert rep.ops["bound"][0] in ("compute", "onchip")
+
+
+def test_iaat_beats_openblas_on_small_gemms_and_the_gap_shrinks():
+    sizes = (8, 16, 24, 32, 48, 64)
+    speedups = []
+    for s in sizes:
+        ob = sim(gemm(s, s, s), sets=["target.cores=1", "tiling.gemm=openblas"])
+        ia = sim(gemm(s, s, s), sets=["target.cores=1", "tiling.gemm=iaat"])
+        speedups.append(ob.totals["latency_s"] / ia.totals["latency_s"])
+    assert all(x > 1.05 for x in speedups), speedups
+    assert speedups[1] > speedups[3] > speedups[5], speedups  # 16 > 32 > 64
+    assert speedups[1] == pytest.approx(2.9, rel=0.15)
+
+
+def test_iaat_avoids_boundary_kernels():
+    """m = n = k = 20: OpenBLAS runs 16 + 4 rows and 5 column panels, the 4-row edge
+    kernel at half its FMA rate; IAAT's tiler covers 20 x 20 without edges."""
+    b = breakdown(gemm(20, 20, 20), "openblas", cores=1)
+    assert b["detail"]["edge_rows"] == [4]
+    ia = breakdown(gemm(20, 20, 20), "iaat", cores=1)
+    rows = ia["detail"]["tiles"]["rows"]
+    assert sum(r * c for r, c in rows) == 20
+    assert ia["in_core_s"] < b["in_core_s"]
+
+
+def test_autotsmm_wins_on_tall_and_skinny_shapes():
+    assert is_tall_skinny(1, 4096) and is_tall_skinny(65536, 32)
+    assert not is_tall_skinny(512, 768)
+    for m, n, k in ((65536, 32, 32), (16, 4096, 4096), (4, 4096, 4096), (1, 5632, 2048)):
+        ob = sim(gemm(m, n, k), sets=["tiling.gemm=openblas"])
+        ts = sim(gemm(m, n, k), sets=["tiling.gemm=autotsmm"])
+        assert ts.totals["latency_s"] < ob.totals["latency_s"] / 1.05, (m, n, k)
+    b = breakdown(gemm(16, 4096, 4096), "autotsmm")
+    assert b["detail"]["prepacked"] == "A"
+    # not tall-and-skinny: AutoTSMM takes the OpenBLAS path
+    b = breakdown(gemm(512, 768, 768), "autotsmm")
+    assert "fallback" in b["detail"]
+
+
+def test_decode_projections_are_dram_bound_and_openblas_uses_few_threads():
+    """GPT-2's 1 x 2304 x 768 projection: OpenBLAS starts m n k / 262144 = 6 threads
+    (interface/gemm.c), too few to draw the DRAM bandwidth; AutoTSMM uses them all."""
+    g = Graph({"name": "t"})
+    x = g.add_tensor([1, 768], "fp32", "activation")
+    w = g.add_tensor([2304, 768], "fp32", "param")
+    y = g.add_tensor([1, 2304], "fp32")
+    g.add_op("matmul", [x, w], [y], {"batch": 1, "m": 1, "n": 2304, "k": 768})
+    spec = resolve("armv8").spec
+    ob = TARGET.breakdown(g.ops[0], g, spec, Tiling(gemm="openblas"))
+    ts = TARGET.breakdown(g.ops[0], g, spec, Tiling(gemm="autotsmm"))
+    assert ob["threads"] == 6
+    assert ts["threads"] > ob["threads"]
+    assert ts["latency_s"] < ob["latency_s"] / 2
+    rep = run_graph(g, resolve("armv8"), None)
+    assert rep.ops["bound"][0] == "memory"
+    assert rep.totals["dram_read_bytes"] >= 2304 * 768 * 4
+
+
+def test_auto_picks_the_fastest_strategy():
+    shapes = [(16, 16, 16, 1), (64, 64, 64, 1), (4096, 4096, 4096, 0), (1, 4096, 4096, 0),
+              (512, 3072, 768, 0), (65536, 32, 32, 0)]
+    for m, n, k, cores in shapes:
+        sets = [f"target.cores={cores}"] if cores else []
+        lat = {s: sim(gemm(m, n, k), sets=sets + [f"tiling.gemm={s}"]).totals["latency_s"]
+               for s in ("openblas", "iaat", "autotsmm", "auto")}
+        best = min(lat[s] for s in ("openblas", "iaat", "autotsmm"))
+        assert lat["auto"] <= best * 1.05, (m, n, k, lat)
+        b = breakdown(gemm(m, n, k), "auto", cores=cores or None)
+        est = b["detail"]["auto_estimates_s"]
+        assert b["strategy"] == min(est, key=est.get)
+
+
+def test_stream_copy_reaches_the_sustained_socket_bandwidth():
+    rep = sim([{"kind": "elementwise", "fn": "copy", "elements": 2**26}])
+    t = rep.totals
+    assert t["dram_read_bytes"] == 2**28 and t["dram_write_bytes"] == 2**28
+    bw = (t["dram_read_bytes"] + t["dram_write_bytes"]) / t["latency_s"]
+    assert bw == pytest.approx(140.8e9, rel=0.05)
+    assert rep.ops["bound"][0] == "memory"
+    one = sim([{"kind": "elementwise", "fn": "copy", "elements": 2**24}],
+              sets=["target.cores=1"]).totals
+    assert (one["dram_read_bytes"] + one["dram_write_bytes"]) / one["latency_s"] == \
+        pytest.approx(10e9, rel=0.10)
+
+
+def test_dram_contention_comes_out_of_the_event_run():
+    """More cores than DRAM slots: each core's transfers wait for the pool, so 64
+    cores copy only about 14 cores' worth faster than one."""
+    ops = [{"kind": "elementwise", "fn": "copy", "elements": 2**25}]
+    t64 = sim(ops).totals["latency_s"]
+    t1 = sim(ops, sets=["target.cores=1"]).totals["latency_s"]
+    assert 10 < t1 / t64 < 16
+
+
+# ------------------------------------------------------------------ energy
+def test_energy_breakdown_sums_to_the_total():
+    rep = sim(gemm(512, 512, 512) + [{"kind": "softmax", "rows": 4096, "cols": 4096}])
+    t = rep.totals
+    assert sum(t["energy_breakdown_j"].values()) == pytest.approx(t["energy_j"], rel=1e-9)
+    assert t["energy_breakdown_j"]["compute"] > 0 and t["energy_breakdown_j"]["static"] > 0
+    assert t["energy_breakdown_j"]["dram"] > 0
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_socket_power_at_full_fma_rate_is_within_the_tdp(preset):
+    """64 L2-resident GEMMs, one per core, keep every FMA pipe busy: the socket draws
+    close to, and not above, its published TDP (the calibration point)."""
+    spec = resolve(preset).spec
+    rep = sim(gemm(256, 256, 256, batch=spec.cores), preset, ["tiling.gemm=iaat"])
+    t = rep.totals
+    power = t["energy_j"] / t["latency_s"]
+    assert 0.85 * spec.tdp_w <= power <= spec.tdp_w
+    static = spec.cores * spec.core_static_w + spec.uncore_static_w
+    assert t["energy_breakdown_j"]["static"] / t["latency_s"] == pytest.approx(static)
+
+
+# ------------------------------------------------------------------ engine and errors
+@pytest.mark.parametrize("ops,sets", [
+    (gemm(256, 256, 256), ["target.cores=1"]),
+    (gemm(2048, 2048, 2048), ["tiling.gemm=iaat"]),
+    (gemm(1, 4096, 4096), ["tiling.gemm=autotsmm"]),
+    ([{"kind": "elementwise", "fn": "copy", "elements": 2**26}], []),
+    ([{"kind": "attention", "heads": 12, "head_dim": 64, "q_len": 512, "kv_len": 512}], []),
+])
+def test_event_and_analytical_fidelities_agree(ops, sets):
+    ev = sim(ops, sets=sets).totals["latency_s"]
+    an = sim(ops, sets=sets, fidelity="analytical").totals["latency_s"]
+    assert an <= ev * 1.0001  # the analytical schedule is a lower bound
+    assert ev == pytest.approx(an, rel=0.10)
+
+
+def test_unsupported_dtypes_are_input_errors_naming_the_dtype():
+    with pytest.raises(InputError, match="'fp16'.*no ARMv8.2 FP16"):
+        sim(gemm(64, 64, 64), "armv8-thunderx2", dtype="fp16")
+    with pytest.raises(InputError, match="'bf16'"):
+        sim(gemm(64, 64, 64), dtype="bf16")
+    with pytest.raises(InputError, match="'fp16'"):
+        sim([{"kind": "softmax", "rows": 4, "cols": 64}], "armv8-ft2000plus", dtype="fp16")
+    # Kunpeng 920 has ARMv8.2 FP16: 8 lanes, twice the fp32 rate
+    rep = sim(gemm(256, 256, 256), sets=["target.cores=1", "tiling.gemm=iaat"], dtype="fp16")
+    assert flops_per_s(rep) == pytest.approx(83.2e9, rel=0.06)
+    # moving fp16 data needs no arithmetic
+    sim([{"kind": "elementwise", "fn": "copy", "elements": 4096}], "armv8-thunderx2",
+        dtype="fp16")
+
+
+def test_allreduce_is_unsupported_and_view_is_free():
+    g = Graph({"name": "t"})
+    a = g.add_tensor([1024], "fp32")
+    b = g.add_tensor([1024], "fp32")
+    g.add_op("allreduce", [a], [b], {"elements": 1024, "devices": 2})
+    c = g.add_tensor([32, 32], "fp32")
+    g.add_op("view", [b], [c], {})
+    spec = resolve("armv8").spec
+    with pytest.raises(UnsupportedOpError, match="allreduce"):
+        TARGET.lower(g.ops[0], g, spec, None)
+    assert TARGET.lower(g.ops[1], g, spec, None) == []
+    assert TARGET.breakdown(g.ops[1], g, spec, None)["latency_s"] == 0.0
+
+
+def test_tasks_run_on_cores_with_their_ecm_bound_and_dram_in_the_pool():
+    g = build_graph(ops_workload(gemm(1, 4096, 4096)))
+    spec = resolve("armv8").spec
+    tasks = TARGET.lower(g.ops[0], g, spec, Tiling(gemm="autotsmm"))
+    units = {t.unit for t in tasks}
+    assert {"core0", "core0.mem", "sync"} <= units
+    mem = [t for t in tasks if t.unit.endswith(".mem")]
+    assert mem and all(t.pool == "dram" and t.bound == "memory" for t in mem)
+    assert all(t.bound in ("compute", "onchip") for t in tasks if t.unit.startswith("core")
+               and not t.unit.endswith(".mem"))
+    assert all(t.actions.get("vfma_fp32", 0) >= 0 for t in tasks)

@@ -1,0 +1,136 @@
+"""The ARMv8 target on attention, whole models and its validation cases."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT, run_hwsim
+
+import hwsim
+from accelerators.armv8 import TARGET
+from accelerators.armv8.attention import visible_pairs
+from hwsim.targets import resolve
+from hwsim.validate import run_cases
+from hwsim.workload import build_graph, workload_from_dict, zoo
+from hwsim.workload.schema import Tiling
+
+STRATEGIES = ("openblas", "iaat", "autotsmm", "auto")
+
+
+def attention(**kw):
+    op = {"kind": "attention", "heads": 12, "head_dim": 64, "q_len": 512, "kv_len": 512}
+    op.update(kw)
+    return op
+
+
+def sim(ops, sets=(), target="armv8", dtype="fp32"):
+    wl = workload_from_dict({"name": "t", "ops": ops, "dtype": dtype}, "<test>")
+    return hwsim.simulate(wl, target, sets=list(sets))
+
+
+def plan_detail(op, tiling=None, target="armv8"):
+    g = build_graph(workload_from_dict({"name": "t", "ops": [op], "dtype": "fp32"}, "<t>"))
+    return TARGET.breakdown(g.ops[0], g, resolve(target).spec, tiling or Tiling())
+
+
+# ------------------------------------------------------------------ attention
+def test_flash_blocks_fit_half_a_core_l2_and_threads_cover_heads_and_blocks():
+    b = plan_detail(attention())
+    d = b["detail"]
+    bq, bkv = d["block_q"], d["block_kv"]
+    # Q, K, Kᵀ, V, S and O blocks of one unit in half of the 512 KiB L2
+    assert 4 * (bq * 64 + bkv * 3 * 64 + bq * bkv + bq * 64) <= 256 * 1024
+    assert b["threads"] == 64
+    assert d["units"] == 12 * 512 // bq
+
+
+def test_causal_attention_skips_blocks_above_the_diagonal():
+    assert visible_pairs(512, 512, 64, 64, causal=False) == 64
+    assert visible_pairs(512, 512, 64, 64, causal=True) == 36  # 8 x 9 / 2
+    full = sim([attention(q_len=2048, kv_len=2048)]).totals["latency_s"]
+    causal = sim([attention(q_len=2048, kv_len=2048, causal=True)]).totals["latency_s"]
+    assert 0.45 < causal / full < 0.65
+
+
+def test_standard_attention_round_trips_the_scores_and_flash_does_not():
+    op = attention(heads=32, q_len=4096, kv_len=4096)  # S of all heads: 2 GiB in fp32
+    flash = sim([op], ["tiling.attention=flash"]).totals
+    std = sim([op], ["tiling.attention=standard"]).totals
+    assert flash["dram_read_bytes"] < std["dram_read_bytes"] / 3
+    assert flash["latency_s"] < std["latency_s"]
+
+
+def test_decode_attention_splits_the_keys_across_cores():
+    d = plan_detail(attention(q_len=1, kv_len=4096, causal=True))
+    assert d["detail"]["kv_split"] > 1
+    assert d["threads"] == 64
+
+
+def test_softmax_exp_is_vector_work_in_the_attention_time():
+    """The exp of every score is a vector polynomial; making it dearer slows the op."""
+    base = sim([attention()]).totals["latency_s"]
+    dear = sim([attention()], ["target.vexp_instructions=48"]).totals["latency_s"]
+    assert dear > 1.2 * base
+
+
+# ------------------------------------------------------------------ models
+@pytest.mark.parametrize("model,workload", [("bert-base", "bert-base.yaml"),
+                                            ("gpt2", "gpt2-small-generation.yaml")])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_zoo_models_run_with_each_gemm_strategy(model, workload, strategy):
+    phase = "decode" if model == "gpt2" else "prefill"
+    if zoo.shipped_path(model, phase) is None:
+        pytest.skip(f"no shipped {model} {phase} template in traces/")
+    rep = hwsim.simulate(ROOT / "workloads" / workload, "armv8",
+                         sets=["dtype=fp32", f"tiling.gemm={strategy}"])
+    t = rep.totals
+    assert t["latency_s"] > 0 and t["energy_j"] > 0
+    assert set(rep.ops["bound"]) <= {"compute", "memory", "onchip", "latency"}
+    if model == "gpt2":  # a decode step streams every weight from DRAM
+        assert t["dram_read_bytes"] > 124e6 * 4 * 0.9
+
+
+def test_bert_base_per_op_breakdown_separates_core_cache_and_dram():
+    if zoo.shipped_path("bert-base", "prefill") is None:
+        pytest.skip("no shipped bert-base template in traces/")
+    wl = workload_from_dict({"name": "b", "model": "bert-base", "seq_len": 512,
+                             "dtype": "fp32"}, "<t>")
+    g = build_graph(wl)
+    spec = resolve("armv8").spec
+    ffn = next(op for op in g.ops if op.module.endswith("intermediate.dense"))
+    b = TARGET.breakdown(ffn, g, spec, Tiling(gemm="openblas"))
+    assert b["threads"] == 64 and b["kernel"] == "16x4"
+    for key in ("in_core_s", "l1_s", "l2_s", "l3_s", "dram_s", "sync_s", "latency_s"):
+        assert b[key] >= 0
+    assert b["dram_s"] > 0  # the weights come from DRAM
+    assert max(b["in_core_s"], b["l1_s"] + b["l2_s"] + b["l3_s"]) <= b["latency_s"] * 1.01
+
+
+def test_tinyllama_decode_streams_its_weights_and_auto_beats_openblas():
+    rep = hwsim.simulate(ROOT / "workloads" / "armv8-tinyllama-decode.yaml", "armv8")
+    # 1.1 B parameters in fp32 stream from DRAM once per step
+    assert rep.totals["dram_read_bytes"] > 1.0e9 * 4
+    ob = hwsim.simulate(ROOT / "workloads" / "armv8-tinyllama-decode.yaml", "armv8",
+                        sets=["tiling.gemm=openblas"])
+    assert rep.totals["latency_s"] < ob.totals["latency_s"]
+
+
+@pytest.mark.parametrize("name", ["armv8-small-gemm.yaml", "armv8-tall-skinny.yaml"])
+def test_kernel_study_workloads_run(name):
+    rep = hwsim.simulate(ROOT / "workloads" / name, "armv8", sets=["tiling.gemm=auto"])
+    assert len(rep.ops) >= 9 and rep.totals["latency_s"] > 0
+
+
+# ------------------------------------------------------------------ validation
+def test_validation_cases_pass():
+    results = run_cases(target="armv8")
+    assert len(results) >= 12
+    bad = [f"{r.case.name}: {r.simulated} vs {r.case.expected} {r.message}"
+           for r in results if not r.ok]
+    assert not bad, bad
+
+
+def test_hwsim_validate_prints_the_armv8_cases():
+    proc = run_hwsim("validate", "--target", "armv8", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "armv8-kunpeng920" in proc.stdout and "IAAT" in proc.stdout
+    assert "0 outside" in proc.stdout
