@@ -22,16 +22,15 @@ taken from the same lowering, analytically.
 
 from __future__ import annotations
 
+from hwsim.collectives import ring_allreduce
 from hwsim.engine import Task, analytical_latency
-from hwsim.errors import InputError
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import Chip, cdiv
 
 
 def ring_time(spec, nbytes: float, devices: int) -> float:
-    n = devices
-    return 2 * (n - 1) / n * nbytes / spec.link_bw_bytes_per_s + 2 * (n - 1) * spec.link_latency_s
+    return ring_allreduce(nbytes, devices, spec.link_bw_bytes_per_s, spec.link_latency_s).time_s
 
 
 def exposed_time(spec, nbytes: float, devices: int, producer_s: float,
@@ -59,13 +58,11 @@ def _producer(op, graph):
 def lower_allreduce(op, graph, chip: Chip, tiling, target) -> list[Task]:
     spec = chip.spec
     n = op.attrs["devices"]
-    if not spec.link_bw_bytes_per_s:
-        raise InputError(f"this preset has no links, needed by an all-reduce over {n} devices "
-                         f"(set target.link_bw_bytes_per_s)", field="spec.link_bw_bytes_per_s")
     tensor = graph.tensors[op.inputs[0]]
     nbytes = tensor.bytes
-    sent = 2 * (n - 1) / n * nbytes
-    time_s = ring_time(spec, nbytes, n) + spec.kernel_launch_s
+    ring = ring_allreduce(nbytes, n, spec.link_bw_bytes_per_s, spec.link_latency_s)
+    sent = ring.sent_bytes
+    time_s = ring.time_s + spec.kernel_launch_s
     label = "allreduce (ring)"
     prod = _producer(op, graph) if getattr(tiling, "tiling_allreduce", False) else None
     if prod is not None and prod.kind == "matmul":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwsim.collectives import ring_allreduce
 from hwsim.energy import EnergyTable, Price
 from hwsim.engine import Task
 from hwsim.errors import InputError
@@ -80,16 +81,11 @@ class RooflineTarget(Target):
 
     def _allreduce(self, op, graph, spec: RooflineSpec) -> Task:
         """Ring all-reduce: 2(N-1) steps, each moving 1/N of the tensor per device."""
-        n = op.attrs["devices"]
-        if not spec.link_bw_bytes_per_s:
-            raise InputError(f"this preset has no links, needed by an all-reduce over {n} "
-                             f"devices (set target.link_bw_bytes_per_s)",
-                             field="spec.link_bw_bytes_per_s")
-        nbytes = graph.tensors[op.inputs[0]].bytes
-        sent = 2 * (n - 1) * nbytes / n
-        time_s = sent / spec.link_bw_bytes_per_s + 2 * (n - 1) * spec.link_latency_s
+        ring = ring_allreduce(graph.tensors[op.inputs[0]].bytes, op.attrs["devices"],
+                              spec.link_bw_bytes_per_s, spec.link_latency_s)
+        sent = ring.sent_bytes
         rd, wr = read_bytes(op, graph), write_bytes(op, graph)
-        return Task("link", time_s + spec.op_overhead_s,
+        return Task("link", ring.time_s + spec.op_overhead_s,
                     {"dram_read": rd, "dram_write": wr, "link": int(sent)},
                     {"link_byte": sent, "dram_byte": rd + wr}, (), "interconnect")
 

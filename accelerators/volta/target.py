@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hwsim.collectives import ring_allreduce
 from hwsim.energy import EnergyTable
 from hwsim.engine import Task
-from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.errors import UnsupportedOpError
 from hwsim.ir.kinds import read_bytes, write_bytes
 from hwsim.targets import Target
 
@@ -105,14 +106,10 @@ class VoltaTarget(Target):
     def _allreduce(self, op, graph, spec: VoltaSpec) -> Task:
         """Ring all-reduce: 2(N-1) steps, each sending 1/N of the tensor per GPU."""
         n = op.attrs["devices"]
-        if not spec.link_bw_bytes_per_s:
-            raise InputError(f"this preset has no GPU-to-GPU links, needed by an all-reduce "
-                             f"over {n} devices (set target.link_bw_bytes_per_s)",
-                             field="spec.link_bw_bytes_per_s")
-        nbytes = graph.tensors[op.inputs[0]].bytes
-        sent = 2 * (n - 1) * nbytes / n
-        time_s = (sent / spec.link_bw_bytes_per_s + 2 * (n - 1) * spec.link_latency_s
-                  + spec.kernel_launch_s)
+        ring = ring_allreduce(graph.tensors[op.inputs[0]].bytes, n, spec.link_bw_bytes_per_s,
+                              spec.link_latency_s)
+        sent = ring.sent_bytes
+        time_s = ring.time_s + spec.kernel_launch_s
         rd, wr = read_bytes(op, graph), write_bytes(op, graph)
         return Task("nvlink", time_s, {"dram_read": rd, "dram_write": wr, "link": int(sent)},
                     {"link_byte": sent, "hbm_byte": rd + wr, "l2_byte": rd + wr}, (),
