@@ -178,7 +178,10 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                     + kp * cp * by / s.mte1_l0b_bytes_per_cycle)
             a_bytes = chip.burst(rows, k * by, contiguous=True) if full_k else \
                 stages * chip.burst(rows, t.tk * by)
-            b_bytes = chip.burst(k, cols * by, contiguous=cols == n)
+            # the right operand is a weight, which CANN stores in the fractal NZ layout
+            # (e x e blocks, 512 B in fp16): a tile of whole fractal columns is read
+            # as whole bursts, not as k strided rows each rounded up to a burst
+            b_bytes = chip.burst(k, cols * by, contiguous=cols == n or cols % e == 0)
             out_bytes = chip.burst(rows, cols * ob, contiguous=cols == n)
             macs = padded_macs(chip, rows, cols, k, dtype)
             fractals = macs / (e * e * kf)
