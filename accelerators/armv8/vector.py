@@ -55,6 +55,10 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
     kind = op.kind
     out = t[op.outputs[0]]
     dtype = out.dtype
+    if kind == "elementwise" and a["fn"] == "cast" and op.inputs:
+        # a conversion (a quantizer's scale, round and pack) computes in its source
+        # type; the narrow result (fix6, int4) is only stored
+        dtype = t[op.inputs[0]].dtype
     s = nbytes(1, dtype)
     lanes = mach.lanes(dtype)
     vexp = mach.spec.vexp_instructions
