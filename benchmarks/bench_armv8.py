@@ -8,12 +8,12 @@ for people to compare, not asserted by tests.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import timed  # noqa: E402
 
 import hwsim  # noqa: E402
 from hwsim.workload import zoo  # noqa: E402
@@ -22,13 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 STRATEGIES = ("openblas", "iaat", "autotsmm", "auto")
 
 
-def timed(fn, repeat: int = 3):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

@@ -8,12 +8,13 @@ under 0.5 s), not asserted by tests.
 
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import timed  # noqa: E402
 
 import hwsim  # noqa: E402
 from hwsim.workload import zoo  # noqa: E402
@@ -21,13 +22,6 @@ from hwsim.workload import zoo  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(fn, repeat: int = 3) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:
@@ -45,8 +39,8 @@ def main() -> None:
         ("bert-base 512", ROOT / "workloads/bert-base.yaml", []),
     ]:
         for fidelity in ("event", "analytical"):
-            t, rep = timed(lambda: hwsim.simulate(path, "roofline", sets=sets,
-                                                  fidelity=fidelity))
+            t, rep = timed(lambda path=path, sets=sets, fidelity=fidelity: hwsim.simulate(
+                path, "roofline", sets=sets, fidelity=fidelity))
             print(f"simulate {name} on roofline ({fidelity}): {t * 1e3:.1f} ms "
                   f"({len(rep.ops)} ops, simulated latency {rep.totals['latency_s'] * 1e3:.2f} ms)")
     n = 50

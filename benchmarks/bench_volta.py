@@ -7,12 +7,12 @@ tests. Also times one decode step and each attention strategy.
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import timed  # noqa: E402
 
 import hwsim  # noqa: E402
 from hwsim.workload import zoo  # noqa: E402
@@ -20,13 +20,6 @@ from hwsim.workload import zoo  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def timed(fn, repeat: int = 3):
-    times, out = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def main() -> None:

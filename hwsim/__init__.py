@@ -9,6 +9,10 @@ energy per op, per layer and in total (:mod:`hwsim.report`)::
     report = hwsim.simulate("workloads/bert-base.yaml", target="roofline")
     print(report.table())
 
+Design-space sweeps (:func:`sweep`, :mod:`hwsim.sweep`) run many such
+simulations and stream one row per point to Parquet; :mod:`hwsim.plot` draws
+them for papers.
+
 The core never imports torch.
 """
 
@@ -16,6 +20,7 @@ from .errors import HwsimError, InputError, UnsupportedOpError
 from .ir import Graph, Op, Tensor, load, save
 from .report import Report
 from .simulate import run_graph, simulate
+from .sweep import sweep
 from .targets import registry, resolve
 from .workload import Workload, build_graph, load_workload
 
@@ -23,4 +28,4 @@ __version__ = "0.1.0"
 
 __all__ = ["HwsimError", "InputError", "UnsupportedOpError", "Graph", "Op", "Tensor", "load",
            "save", "Report", "run_graph", "simulate", "registry", "resolve", "Workload",
-           "build_graph", "load_workload", "__version__"]
+           "build_graph", "load_workload", "sweep", "__version__"]

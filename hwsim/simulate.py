@@ -39,11 +39,12 @@ FIDELITIES = ("event", "analytical")
 
 def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarget = "roofline",
              *, sets: Iterable[str] | Mapping[str, Any] = (),
-             fidelity: str = "event") -> Report:
+             fidelity: str = "event", baseline: bool = False) -> Report:
     """Simulate ``workload`` (a YAML path or a :class:`Workload`) on ``target``.
 
     ``sets`` are overrides: ``["seq_len=4096", "target.dram_bw_bytes_per_s=1e12"]``
-    or the same as a mapping.
+    or the same as a mapping. With ``baseline=True`` the unpruned graph is
+    simulated too, as ``report.baseline``, and the report compares the two.
     """
     if fidelity not in FIDELITIES:
         raise InputError(f"expected one of {', '.join(FIDELITIES)}, got {fidelity!r}",
@@ -63,7 +64,12 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     dense = build_graph(wl)
     graph = apply_pruning(dense, wl.pruning, wl.source)
     graph = tensor_parallel(graph, wl.devices, wl.source)
-    return run_graph(graph, resolved, wl, dense_flops=dense.flops(), fidelity=fidelity)
+    report = run_graph(graph, resolved, wl, dense_flops=dense.flops(), fidelity=fidelity)
+    if baseline:
+        unpruned = tensor_parallel(dense, wl.devices, wl.source)
+        report.baseline = run_graph(unpruned, resolved, wl, dense_flops=dense.flops(),
+                                    fidelity=fidelity)
+    return report
 
 
 def _signature(op, graph: Graph, producer: dict | None = None) -> tuple:
@@ -135,7 +141,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             cache[key] = cost
         op_keys.append(key)
         rows.append({"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
-                     "module": op.module, "start_s": clock, "flops": op_flops(op), **cost})
+                     "module": op.module, "pruning": op.attrs.get("pruning", ""),
+                     "start_s": clock, "flops": op_flops(op), **cost})
         clock += cost["latency_s"]
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,

@@ -12,7 +12,11 @@ A *target* is a model of one machine. It provides:
 - ``describe(op, graph, spec, tiling)``: optionally, one line on how an op
   runs (kernels and occupancy, tiles, time split), shown in tables and CSV;
 - ``pools(spec)``: shared resources with a capacity (DRAM channels, links)
-  that tasks hold besides their unit.
+  that tasks hold besides their unit;
+- ``metrics(report)``: optionally, figures of a finished report that the
+  generic report does not have (DRAM bytes by tensor class, engine cycles),
+  usable as validation metrics; ``summary_lines(report)`` prints the main
+  ones under the table's totals.
 
 Targets are found through the entry-point group ``hwsim.targets`` (so a
 third-party package can add one); the built-in ones are also registered
@@ -38,9 +42,8 @@ from .errors import Collector, InputError, Problem
 from .spec import build_spec, spec_to_dict, suggest
 
 BUILTIN = {"roofline": "accelerators.roofline:TARGET",
-           "volta": "accelerators.volta:TARGET",
-           "ascend": "accelerators.ascend:TARGET",
-           "armv8": "accelerators.armv8:TARGET"}
+           "ascend": "accelerators.ascend:TARGET", "volta": "accelerators.volta:TARGET",
+           "armv8": "accelerators.armv8:TARGET", "spatten": "accelerators.spatten:TARGET"}
 
 
 class Target:
@@ -68,6 +71,14 @@ class Target:
     def pools(self, spec) -> dict[str, int]:
         """Shared pools (name -> capacity) that tasks may name, e.g. DRAM channels."""
         return {}
+
+    def metrics(self, report) -> dict[str, Any]:
+        """Target-specific figures of a report on this target (validation metrics)."""
+        return {}
+
+    def summary_lines(self, report) -> list[str]:
+        """Lines the terminal table prints under its totals."""
+        return []
 
     def presets(self) -> dict[str, Path]:
         out = {}

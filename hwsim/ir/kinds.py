@@ -7,8 +7,8 @@ kinds that every target knows how to cost:
 kind            attributes                                  FLOPs
 ==============  ==========================================  =======================
 matmul          batch, m, n, k                              2·batch·m·n·k
-attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·kv_len
-                kv_len, causal [, v_head_dim]               ·(head_dim + v_head_dim)
+attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·(kv_len
+                kv_len, causal [, v_head_dim, v_len]        ·head_dim + v_len·v_head_dim)
 softmax         rows, cols                                  5·rows·cols
 layernorm       rows, cols                                  8·rows·cols
 rmsnorm         rows, cols                                  4·rows·cols
@@ -25,11 +25,13 @@ view            (none)                                      0
 ==============  ==========================================  =======================
 
 ``attention`` is fused: its FLOPs are those of its two GEMMs (Q·Kᵀ and P·V) over
-the whole score matrix, masked or not; the softmax and scaling inside it are
-vector work a target costs from ``batch·heads·q_len·kv_len`` score elements. A
-causal attention still counts the full matrix (the convention of FLOP counters
-and of the FastV/DivPrune papers); a target that skips masked blocks saves time,
-not counted FLOPs.
+the whole score matrix, masked or not; ``v_len`` (default ``kv_len``) is the
+number of value rows each query weights when local value pruning fetched fewer
+(the value operand then holds ``v_len`` rows per head); the softmax and scaling
+inside it are vector work a target costs from ``batch·heads·q_len·kv_len``
+score elements. A causal attention still counts the full matrix (the
+convention of FLOP counters and of the FastV/DivPrune papers); a target that
+skips masked blocks saves time, not counted FLOPs.
 
 Other per-element conventions: softmax = max, subtract, exp, sum, divide;
 layernorm = mean, subtract, square, sum, rsqrt-scale, affine mul and add (8);
@@ -93,7 +95,8 @@ def _a(op: "Op", key: str, default=None):
 def _attention_flops(op: "Op") -> int:
     a = op.attrs
     dv = a.get("v_head_dim", a["head_dim"])
-    return 2 * a["batch"] * a["heads"] * a["q_len"] * a["kv_len"] * (a["head_dim"] + dv)
+    v_len = a.get("v_len", a["kv_len"])
+    return 2 * a["batch"] * a["heads"] * a["q_len"] * (a["kv_len"] * a["head_dim"] + v_len * dv)
 
 
 KINDS: dict[str, KindSpec] = {
@@ -104,7 +107,7 @@ KINDS: dict[str, KindSpec] = {
                  "C[batch, m, n] = A[batch?, m, k] @ B[batch?, k, n] (+ bias)"),
         KindSpec("attention",
                  ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
-                 ("v_head_dim", "scale", "masked"),
+                 ("v_head_dim", "scale", "masked", "v_len"),
                  _attention_flops,
                  "softmax(Q Kᵀ · scale + mask) V, fused"),
         KindSpec("softmax", ("rows", "cols"), (),
@@ -220,7 +223,9 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
             errs.append(f"heads={h} is not a multiple of kv_heads={hk}")
         want("query", _n(g, ins[0]), b * h * a["q_len"] * d)
         want("key", _n(g, ins[1]), b * hk * a["kv_len"] * d)
-        want("value", _n(g, ins[2]), b * hk * a["kv_len"] * dv)
+        want("value", _n(g, ins[2]), b * hk * a.get("v_len", a["kv_len"]) * dv)
+        if a.get("v_len", 0) > a["kv_len"]:
+            errs.append(f"v_len={a['v_len']} exceeds kv_len={a['kv_len']}")
         want("output", _n(g, outs[0]), b * h * a["q_len"] * dv)
     elif k in ("softmax", "layernorm", "rmsnorm"):
         want("input", _n(g, ins[0]), a["rows"] * a["cols"])

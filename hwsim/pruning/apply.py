@@ -1,23 +1,93 @@
-"""Applying the workload's pruning steps to a graph, in order."""
+"""Applying the workload's pruning steps to a graph, in order.
+
+:func:`apply` builds a :class:`~hwsim.pruning.plan.Plan` from the dense graph,
+lets each step's method transform it, and materializes the result once.
+:data:`PASSES` offers each method as a ``Graph -> Graph`` pass as well; a
+pruned graph carries its plan, so ``PASSES["fastv"](PASSES["hawk"](g, a), b)``
+equals ``apply(g, [a, b])``.
+
+Resizing token counts per layer needs the dense graph's size template: a
+graph built from a ``model:`` or from a template trace carries a reference to
+it (``template_ref`` in its header, see :func:`hwsim.workload.build.template_of`).
+A concrete traced graph can still lose heads, layers, precision or attend
+sparsely, but token and KV methods are an error on it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
+from . import heads, kv, layers, quant, sparse, tokens
+from .materialize import materialize
+from .plan import Plan, Step
+from .registry import METHODS
 
-# method name -> pass(graph, step) -> graph; filled in as passes are implemented
-PASSES: dict[str, Any] = {}
+# method name -> plan transformation (plan, step) -> None
+PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
+    "spatten": tokens.spatten,
+    "fastv": tokens.fastv,
+    "hawk": tokens.hawk,
+    "divprune": tokens.divprune,
+    "topv": tokens.topv,
+    "lazyllm": tokens.lazyllm,
+    "zero-tprune": tokens.zero_tprune,
+    "spatten-heads": heads.spatten_heads,
+    "heads": heads.heads,
+    "layer-drop": layers.layer_drop,
+    "h2o": kv.h2o,
+    "kvcrush": kv.kvcrush,
+    "topk-attention": sparse.topk_attention,
+    "hip": sparse.hip,
+    "quant": quant.quant,
+}
+
+_PLAN_KEYS = ("pruning", "pruning_plan")
 
 
 def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "") -> Graph:
-    """Run each step's pass. A method without a pass yet is an error, not a no-op."""
-    for i, step in enumerate(steps):
-        fn = PASSES.get(step["method"])
-        if fn is None:
-            raise InputError(f"pruning method {step['method']!r} is recognised but its graph "
-                             f"pass is not implemented in this version of hwsim",
-                             source=source, field=f"pruning.{i}.method")
-        graph = fn(graph, step)
-    return graph
+    """``graph`` with every step applied in order (the graph itself when there are none)."""
+    if not steps:
+        return graph
+    from ..workload.build import template_of  # noqa: PLC0415 - workload imports pruning
+
+    template = template_of(graph.header)
+    if graph.header.get("pruning_plan") and template is None:
+        raise InputError("this graph was pruned already and has no size template to re-derive "
+                         "it from: give all steps to one apply()", source=source,
+                         field="pruning")
+    plan = Plan.from_graph(graph, resizable=template is not None)
+    if plan.num == 0 or not any(plan.heads):
+        raise InputError("pruning acts on the layers of a model; this graph has no "
+                         "transformer layers (an ops: kernel study?)", source=source,
+                         field="pruning")
+    for i, raw in enumerate(steps):
+        _check(raw, i, plan, source)
+        PLAN_PASSES[raw["method"]](plan, Step(raw, i, source))
+    dense = graph
+    if graph.header.get("pruning_plan"):
+        header = {k: v for k, v in graph.header.items() if k not in _PLAN_KEYS}
+        dense = Graph(header, graph.tensors.values(), graph.ops)
+    return materialize(plan, template, dense, source)
+
+
+def _check(step: Any, index: int, plan: Plan, source: str) -> None:
+    """The load-time checks, for steps given to the API directly."""
+    from ..errors import Collector  # noqa: PLC0415
+    from .registry import check_step  # noqa: PLC0415
+
+    errs = Collector(source)
+    segments = {b: None for b in plan.buckets if b != "other"}
+    check_step(step, index, segments if plan.phase == "prefill" else {}, plan.num, errs.add)
+    errs.raise_if_any()
+
+
+def _as_pass(method: str, graph: Graph, step: Mapping[str, Any], source: str = "") -> Graph:
+    return apply(graph, [{"method": method, **{k: v for k, v in step.items()
+                                                if k != "method"}}], source)
+
+
+# method name -> Graph -> Graph pass
+PASSES: dict[str, Callable[..., Graph]] = {m: partial(_as_pass, m) for m in METHODS}

@@ -1,52 +1,110 @@
-"""The pruning methods a workload may name, and the parameters of each."""
+"""The pruning methods a workload may name, their parameters, and the checks on them.
+
+Parameters that mean the same thing keep one name everywhere:
+
+- ``keep``: a fraction in (0, 1], or a list with one fraction per layer of the
+  pruned stack (the language model of a vision-language model);
+- ``at_layer``: a layer index of that stack (0-based);
+- ``segment``: a token segment of the workload (``visual`` for LLaVA);
+- ``layers``: a list of layer indices of that stack.
+
+:func:`check_step` runs when a workload is loaded (all problems are collected);
+what needs the graph (the phase, the token counts) is checked when the pass
+runs, with the same field names.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..ir.dtypes import is_known
 from ..spec import suggest
 
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """One pruning method: its parameters (name -> help) and what it acts on."""
+
     name: str
     params: Mapping[str, str]  # parameter -> help
     required: tuple[str, ...] = ()
     source: str = ""
+    acts_on: str = "tokens"  # tokens | heads | layers | kv | attention | precision
+    static: bool = False  # decided offline: no run-time machinery to cost
+    one_of: tuple[str, ...] = ()  # at least one of these must be given
+    summary: str = ""
 
 
 _KEEP = "fraction kept in (0, 1], or a list with one fraction per layer"
-_LAYER = "layer index (0-based) after which the method acts"
+_LAYER = "layer index (0-based, in the pruned stack) where the method acts"
 _SEG = "token segment the method acts on (e.g. visual); default all tokens"
-_LAYERS = "list of layer indices"
+_LAYERS = "list of layer indices (0-based, in the pruned stack)"
+_ITER = "iterations of the solver (a positive integer)"
 
 METHODS: dict[str, MethodSpec] = {m.name: m for m in [
-    MethodSpec("spatten", {"keep": _KEEP, "heads_keep": _KEEP, "schedule": "path of a schedule",
-                           "value_keep": "local value pruning: fraction of V rows kept"},
-               source="SpAtten, HPCA 2021"),
+    MethodSpec("spatten",
+               {"keep": _KEEP, "heads_keep": _KEEP, "schedule": "schedule file (keep list, JSON)",
+                "scores": "attention-scores file (hwsim trace --scores) to derive the schedule",
+                "mass": "with scores: cumulative importance each layer keeps (default 0.9)",
+                "value_keep": "local value pruning: fraction of V rows fetched per query"},
+               source="SpAtten, HPCA 2021 (arXiv 2012.09852)",
+               one_of=("keep", "schedule", "scores"),
+               summary="cascade token pruning by accumulated attention; optional heads and "
+                       "local value pruning"),
     MethodSpec("fastv", {"at_layer": _LAYER, "keep": _KEEP, "segment": _SEG},
-               ("at_layer", "keep"), "FastV, ECCV 2024"),
-    MethodSpec("hawk", {"keep": _KEEP, "segment": _SEG}, ("keep",), "HAWK"),
+               ("at_layer", "keep"), "FastV, ECCV 2024 (arXiv 2403.06764)",
+               summary="after layer K, keep the segment's tokens the last query attends most"),
+    MethodSpec("hawk", {"keep": _KEEP, "segment": _SEG}, ("keep",),
+               "HAWK, CVPR 2026 (arXiv 2604.07812)",
+               summary="before the language model, text-guided attention weighted by head "
+                       "importance"),
     MethodSpec("divprune", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER}, ("keep",),
-               "DivPrune, CVPR 2025"),
-    MethodSpec("topv", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER,
-                        "iterations": "Sinkhorn iterations"}, ("keep",), "TopV, CVPR 2025"),
-    MethodSpec("lazyllm", {"keep": _KEEP, "layers": _LAYERS}, ("keep",), "LazyLLM"),
-    MethodSpec("zero-tprune", {"keep": _KEEP, "layers": _LAYERS,
-                               "iterations": "PageRank iterations"}, ("keep",), "Zero-TPrune"),
-    MethodSpec("spatten-heads", {"keep": _KEEP}, ("keep",), "SpAtten cascade head pruning"),
-    MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",), "static head removal"),
-    MethodSpec("layer-drop", {"layers": _LAYERS, "keep": _KEEP}, (), "ShortGPT / E3-Pruner"),
+               "DivPrune, CVPR 2025 (arXiv 2503.02175)",
+               summary="greedy max-min diversity selection of the segment's tokens"),
+    MethodSpec("topv", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER, "iterations": _ITER},
+               ("keep",), "TopV, CVPR 2025",
+               summary="optimal-transport (Sinkhorn) token importance at layer K, once"),
+    MethodSpec("lazyllm", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
+               "LazyLLM (arXiv 2407.14057)",
+               summary="progressive top-k by the last token's attention, with an auxiliary cache"),
+    MethodSpec("zero-tprune", {"keep": _KEEP, "layers": _LAYERS, "iterations": _ITER},
+               ("keep",), "Zero-TPrune, CVPR 2024 (arXiv 2305.17328)",
+               summary="weighted PageRank over the attention graph of a ViT"),
+    MethodSpec("spatten-heads", {"keep": _KEEP}, ("keep",), "SpAtten cascade head pruning",
+               acts_on="heads", summary="cascade head pruning by accumulated head magnitude"),
+    MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
+               "static head removal (AMP, SHRP)", acts_on="heads", static=True,
+               summary="heads removed offline: smaller q/k/v/o projections"),
+    MethodSpec("layer-drop", {"layers": _LAYERS, "keep": _KEEP}, (),
+               "ShortGPT (arXiv 2403.03853), E3-Pruner", acts_on="layers", static=True,
+               one_of=("layers", "keep"), summary="whole transformer blocks removed offline"),
     MethodSpec("h2o", {"keep": _KEEP, "tokens": "KV budget in tokens",
-                       "per_head": "budget per head"}, (), "H2O"),
-    MethodSpec("kvcrush", {"keep": _KEEP, "tokens": "KV budget in tokens"}, (), "KVCrush"),
-    MethodSpec("topk-attention", {"k": "keys kept per query", "keep": _KEEP}, (),
-               "top-k sparse attention"),
-    MethodSpec("hip", {"k": "keys kept per query", "block": "block size"}, (), "HiP attention"),
-    MethodSpec("quant", {"tensors": "tensor class -> bits, e.g. {key: 6, value: 6}"},
-               ("tensors",), "per-tensor bit widths"),
+                       "per_head": "each head keeps its own tokens (default true)",
+                       "layers": _LAYERS},
+               (), "H2O, NeurIPS 2023 (arXiv 2306.14048)", acts_on="kv",
+               one_of=("keep", "tokens"),
+               summary="decode: heavy-hitter KV cache with accumulated-attention eviction"),
+    MethodSpec("kvcrush", {"keep": _KEEP, "tokens": "KV budget in tokens", "layers": _LAYERS},
+               (), "KVCrush (arXiv 2503.00022)", acts_on="kv", one_of=("keep", "tokens"),
+               summary="decode: KV budget with binary head-signature grouping"),
+    MethodSpec("topk-attention", {"k": "keys kept per query", "keep": _KEEP,
+                                  "layers": _LAYERS},
+               (), "top-k attention (Gupta et al. 2021, arXiv 2106.06899)", acts_on="attention",
+               one_of=("k", "keep"), summary="each query attends to its k best keys"),
+    MethodSpec("hip", {"k": "keys kept per query block", "keep": _KEEP,
+                       "block": "queries sharing one key selection (default 32)",
+                       "layers": _LAYERS},
+               (), "HiP attention (arXiv 2406.09827)", acts_on="attention", one_of=("k", "keep"),
+               summary="hierarchical top-k key selection, O(T log T)"),
+    MethodSpec("quant", {"tensors": "tensor class -> bits or dtype, e.g. {key: 6, value: 6}",
+                         "refetch": "fraction of key rows re-fetched with their LSBs",
+                         "lsb_bits": "bits of the LSB re-fetch (default 4)"},
+               ("tensors",), "SpAtten progressive quantization", acts_on="precision",
+               summary="per-tensor bit widths of queries, keys and values"),
 ]}
+
+TENSOR_CLASSES = ("query", "key", "value", "kv")
 
 
 def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: int | None,
@@ -73,15 +131,32 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     for key in spec.required:
         if key not in step:
             add(f"{where}.{key}", f"missing: {spec.params[key]}")
-    keep = step.get("keep")
-    if keep is not None:
-        values = keep if isinstance(keep, list) else [keep]
-        for v in values:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
-                add(f"{where}.keep", f"must be a fraction in (0, 1] or a list of them, got {keep!r}")
-                break
-        if isinstance(keep, list) and num_layers is not None and len(keep) != num_layers:
-            add(f"{where}.keep", f"has {len(keep)} entries, the model has {num_layers} layers")
+    if spec.one_of and not any(k in step for k in spec.one_of):
+        add(f"{where}.{spec.one_of[0]}", f"missing: {method} needs one of "
+            f"{', '.join(spec.one_of)}")
+    for key in ("keep", "heads_keep"):
+        if step.get(key) is not None:
+            _check_keep(step[key], f"{where}.{key}", num_layers, add)
+    for key in ("value_keep", "mass"):
+        v = step.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not 0 < v <= 1):
+            add(f"{where}.{key}", f"must be a fraction in (0, 1], got {v!r}")
+    v = step.get("refetch")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                          or not 0 <= v <= 1):
+        add(f"{where}.refetch", f"must be a fraction in [0, 1], got {v!r}")
+    for key in ("tokens", "k", "block", "iterations", "lsb_bits"):
+        v = step.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
+    if "per_head" in step and not isinstance(step["per_head"], bool):
+        add(f"{where}.per_head", f"expected true or false, got {step['per_head']!r}")
+    for key in ("schedule", "scores"):
+        if key in step and not (isinstance(step[key], str) and step[key]):
+            add(f"{where}.{key}", f"expected a file path, got {step[key]!r}")
+    if "tensors" in step:
+        _check_tensors(step["tensors"], f"{where}.tensors", add)
     at = step.get("at_layer")
     if at is not None:
         if isinstance(at, bool) or not isinstance(at, int) or at < 0:
@@ -95,7 +170,41 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
             add(f"{where}.layers", f"must be a list of layer indices, got {layers!r}")
         elif num_layers is not None and any(x < 0 or x >= num_layers for x in layers):
             add(f"{where}.layers", f"has a layer outside 0..{num_layers - 1}: {layers}")
+        elif len(set(layers)) != len(layers):
+            add(f"{where}.layers", f"lists a layer twice: {layers}")
     seg = step.get("segment")
     if seg is not None and seg not in segments:
         add(f"{where}.segment", f"unknown segment {seg!r} (workload has: "
             f"{', '.join(segments) or 'none'})")
+
+
+def _check_keep(keep: Any, field: str, num_layers: int | None, add) -> None:
+    values = keep if isinstance(keep, list) else [keep]
+    if not values:
+        add(field, "must be a fraction in (0, 1] or a non-empty list of them")
+        return
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1:
+            add(field, f"must be a fraction in (0, 1] or a list of them, got {keep!r}")
+            return
+    if isinstance(keep, list) and num_layers is not None and len(keep) != num_layers:
+        add(field, f"has {len(keep)} entries, the model has {num_layers} layers")
+
+
+def _check_tensors(tensors: Any, field: str, add) -> None:
+    if not isinstance(tensors, Mapping) or not tensors:
+        add(field, f"expected a mapping like {{key: 6, value: 6}}, got {tensors!r}")
+        return
+    for name, width in tensors.items():
+        if name not in TENSOR_CLASSES:
+            add(f"{field}.{name}", f"unknown tensor class{suggest(str(name), TENSOR_CLASSES)} "
+                f"(known: {', '.join(TENSOR_CLASSES)})")
+        elif isinstance(width, bool) or not (
+                (isinstance(width, int) and 1 <= width <= 32)
+                or (isinstance(width, str) and is_known(width))):
+            add(f"{field}.{name}", f"expected bits (1..32) or a dtype name, got {width!r}")
+
+
+def tensor_dtype(width: int | str) -> str:
+    """``6`` -> ``"fix6"`` (fixed point, as SpAtten stores keys); a dtype name as is."""
+    return width if isinstance(width, str) else f"fix{width}"

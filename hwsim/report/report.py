@@ -21,7 +21,7 @@ class Report:
     """Results of one simulation of one workload on one target."""
 
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
-                 fidelity: str, lanes: list | None = None):
+                 fidelity: str, lanes: list | None = None, baseline: "Report | None" = None):
         self.ops = pd.DataFrame(rows)
         if self.ops.empty:
             self.ops = pd.DataFrame(columns=OP_COLUMNS)
@@ -33,6 +33,8 @@ class Report:
         self.fidelity = fidelity
         # per op: [(unit, label, start_s, end_s)] relative to the op's start
         self.lanes = lanes or [[] for _ in range(len(self.ops))]
+        # the same workload unpruned, when simulated beside it (simulate(..., baseline=True))
+        self.baseline = baseline
 
     # ------------------------------------------------------------------ views
     @property
@@ -69,6 +71,13 @@ class Report:
         grouped = self.ops.groupby("layer", dropna=False, sort=True)[cols].sum().reset_index()
         return grouped
 
+    @property
+    def pruning(self) -> dict[str, Any] | None:
+        """Kept tokens/heads per layer per method, overhead share, change vs unpruned."""
+        from .pruning import pruning_summary  # noqa: PLC0415
+
+        return pruning_summary(self)
+
     def by_kind(self) -> pd.DataFrame:
         return self.ops.groupby("kind")[SUM_COLUMNS].sum().sort_values(
             "latency_s", ascending=False)
@@ -84,25 +93,36 @@ class Report:
                            "dram_write_bytes": int(row.dram_write_bytes),
                            "energy_j": float(row.energy_j)})
         ops = []
-        for r in self.ops[OP_COLUMNS].itertuples(index=False):
+        marks = (self.ops["pruning"] if "pruning" in self.ops
+                 else pd.Series([""] * len(self.ops), dtype=object))
+        for r, mark in zip(self.ops[OP_COLUMNS].itertuples(index=False), marks):
             ops.append({"id": int(r.id), "name": r.name, "kind": r.kind,
                         "layer": None if pd.isna(r.layer) else int(r.layer),
                         "start_s": float(r.start_s), "latency_s": float(r.latency_s),
                         "flops": int(r.flops), "dram_read_bytes": int(r.dram_read_bytes),
                         "dram_write_bytes": int(r.dram_write_bytes),
                         "energy_j": float(r.energy_j), "bound": r.bound})
+            if mark:  # the pruning method whose machinery the op is
+                ops[-1]["pruning"] = mark
         workload = self.workload.to_dict() if self.workload is not None else {}
         workload["segments"] = _plain(self.graph.header.get("segments", {}))
-        return {"schema": REPORT_SCHEMA, "workload": _plain(workload),
-                "target": self.target.to_dict(), "fidelity": self.fidelity,
-                "devices": self.devices,
-                "totals": self.totals, "layers": layers, "ops": ops}
+        doc = {"schema": REPORT_SCHEMA, "workload": _plain(workload),
+               "target": self.target.to_dict(), "fidelity": self.fidelity,
+               "devices": self.devices,
+               "totals": self.totals, "layers": layers, "ops": ops}
+        pruning = self.pruning
+        if pruning is not None:
+            doc["pruning"] = _plain(pruning)
+        if self.baseline is not None:
+            doc["baseline"] = {"totals": self.baseline.totals}
+        return doc
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def to_csv(self, path) -> None:
-        cols = [c for c in self.ops.columns if c != "tasks"]
+        unpruned = "pruning" in self.ops and not self.ops["pruning"].astype(bool).any()
+        cols = [c for c in self.ops.columns if c != "tasks" and not (c == "pruning" and unpruned)]
         self.ops[cols].to_csv(path, index=False)
 
     def table(self, top: int = 10) -> str:

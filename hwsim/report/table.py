@@ -34,6 +34,16 @@ def format_table(report, top: int = 10) -> str:
     ]
     if t["latency_s"] > 0:
         lines.append(f"  throughput   {si(t['flops'] / t['latency_s'], 'FLOP/s')}")
+    own = getattr(report.target.target, "summary_lines", None)  # the target's own figures
+    if own is not None:
+        lines.extend(own(report))
+    pruning = report.pruning
+    if pruning is not None:
+        from .pruning import format_comparison, format_pruning  # noqa: PLC0415
+
+        lines.extend(format_pruning(pruning, si))
+        if "vs_unpruned" in pruning:
+            lines.extend(format_comparison(pruning, si))
     ops = report.ops.sort_values("latency_s", ascending=False).head(top)
     if len(ops):
         lines.append("")

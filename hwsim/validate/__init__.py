@@ -13,9 +13,18 @@ A case is data (YAML files in ``hwsim/validate/cases/``)::
 Metrics are the report's totals (``latency_s``, ``dram_read_bytes``, ...),
 derived rates (``flops_per_s``, ``dram_bytes_per_s``), ``speedup`` (the
 latency of the workload run with the case's ``baseline:`` overrides divided by
-its own), or graph counts that need no target (``graph_flops``, optionally
-restricted with ``kinds:``). ``devices: N`` workloads run tensor-parallel, as
-in ``hwsim simulate``.
+its own), or graph counts that need no target (``graph_flops``,
+``graph_read_bytes``, ``graph_write_bytes``, optionally restricted with
+``kinds:``, which also restricts a target's ``latency_s``, ``flops``,
+``dram_read_bytes``, ``dram_write_bytes`` and ``energy_j`` to those op kinds),
+and ``paper_flops_ratio`` (the token-pruning papers' FLOPs formula over the
+applied schedule, :mod:`hwsim.pruning.paper`), and a target's own figures (its
+``metrics(report)``, e.g. SpAtten's ``kv_bits``). ``ratio_to: unpruned``
+divides a metric by its value for the same workload without pruning,
+``ratio_to: baseline`` by its value for the run with the ``baseline:``
+overrides. A case with ``requires: [paths]`` (data, repository-relative) is
+skipped when one of them is absent. ``devices: N`` workloads run
+tensor-parallel, as in ``hwsim simulate``.
 :func:`run_cases` runs them; ``hwsim validate`` prints expected, simulated and
 the error of each, and exits 1 when one is outside its tolerance.
 """

@@ -18,8 +18,11 @@ from ..workload import build_graph, load_workload, workload_from_dict
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASE_KEYS = ("name", "source", "target", "workload", "metric", "expected", "tolerance",
-             "kinds", "sets", "baseline", "note")
-GRAPH_METRICS = ("graph_flops", "graph_dense_flops", "graph_ops", "graph_param_bytes")
+             "kinds", "sets", "baseline", "note", "ratio_to", "requires")
+GRAPH_METRICS = ("graph_flops", "graph_dense_flops", "graph_ops", "graph_param_bytes",
+                 "graph_read_bytes", "graph_write_bytes", "paper_flops_ratio")
+OP_METRICS = ("latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j")
+RATIO_TO = ("unpruned", "baseline")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class Case:
     baseline: tuple[str, ...] = ()  # overrides of the baseline run of metric ``speedup``
     note: str = ""
     file: str = ""
+    ratio_to: str = ""  # "unpruned": the metric divided by the same metric without pruning;
+    # "baseline": divided by the same metric of the run with the ``baseline:`` overrides
+    requires: tuple[str, ...] = ()  # data paths (repository-relative); absent: case skipped
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
             for k in ("name", "source", "metric", "expected", "tolerance", "workload"):
                 if k not in item:
                     errs.add(f"[{i}].{k}", "missing")
+            if item.get("ratio_to", "unpruned") not in RATIO_TO:
+                errs.add(f"[{i}].ratio_to", f"expected one of {', '.join(RATIO_TO)}")
             if errs.problems:
                 continue
             cases.append(Case(
@@ -77,7 +85,9 @@ def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
                 workload=item["workload"], target=str(item.get("target", "")),
                 kinds=tuple(item.get("kinds", ())), sets=tuple(item.get("sets", ())),
                 baseline=tuple(item.get("baseline", ())),
-                note=str(item.get("note", "")), file=str(f)))
+                note=str(item.get("note", "")), file=str(f),
+                ratio_to=str(item.get("ratio_to", "")),
+                requires=tuple(str(p) for p in item.get("requires", ()))))
         errs.raise_if_any()
     return cases
 
@@ -112,18 +122,43 @@ def _latency(case: Case, extra: tuple[str, ...]) -> float:
     return report.totals["latency_s"]
 
 
-def measure(case: Case) -> float:
-    wl = _workload(case)
+def measure(case: Case, extra: tuple[str, ...] = ()) -> float:
+    wl = _workload(case, extra)
     dense = build_graph(wl)
     graph = apply_pruning(dense, wl.pruning, wl.source)
+    value = _metric(case, wl, dense, graph, extra)
+    if case.ratio_to == "baseline" and not extra:
+        base = measure(case, case.baseline)
+        if not base:
+            raise InputError(f"metric {case.metric!r} of the baseline run is 0: no ratio",
+                             source=case.file, field=case.name)
+        value /= base
+    if case.ratio_to == "unpruned":
+        base = _metric(case, wl, dense, dense, extra)
+        if not base:
+            raise InputError(f"metric {case.metric!r} of the unpruned workload is 0: no ratio",
+                             source=case.file, field=case.name)
+        value /= base
+    return value
+
+
+def _metric(case: Case, wl, dense, graph, extra: tuple[str, ...] = ()) -> float:
     if case.metric in GRAPH_METRICS:
         g = dense if case.metric == "graph_dense_flops" else graph
+        if case.metric == "paper_flops_ratio":
+            from ..pruning import paper_flops_ratio  # noqa: PLC0415
+
+            return paper_flops_ratio(g)
         if case.metric == "graph_ops":
             return float(len(g.ops))
         if case.metric == "graph_param_bytes":
             return float(g.param_bytes())
-        return float(sum(g.op_flops(op) for op in g.ops
-                         if not case.kinds or op.kind in case.kinds))
+        ops = [op for op in g.ops if not case.kinds or op.kind in case.kinds]
+        if case.metric == "graph_read_bytes":
+            return float(sum(g.op_read_bytes(op) for op in ops))
+        if case.metric == "graph_write_bytes":
+            return float(sum(g.op_write_bytes(op) for op in ops))
+        return float(sum(g.op_flops(op) for op in ops))
     if not case.target:
         raise InputError(f"metric {case.metric!r} needs a target", source=case.file,
                          field=case.name)
@@ -142,10 +177,17 @@ def measure(case: Case) -> float:
         return 1.0
     from ..workload import parse_sets, split_target  # noqa: PLC0415
 
-    _, target_sets = split_target(parse_sets(case.sets))
+    _, target_sets = split_target(parse_sets((*case.sets, *extra)))
     graph = tensor_parallel(graph, wl.devices, wl.source)
-    report = run_graph(graph, resolve(case.target, target_sets), wl,
-                       dense_flops=dense.flops())
+    resolved = resolve(case.target, target_sets)
+    report = run_graph(graph, resolved, wl, dense_flops=dense.flops())
+    if case.kinds:
+        if case.metric not in OP_METRICS:
+            raise InputError(f"kinds: restricts only {', '.join(OP_METRICS)}",
+                             source=case.file, field=case.name)
+        ops = report.ops[report.ops["kind"].isin(case.kinds)]
+        return float(report.devices * ops[case.metric].sum()) if case.metric != "latency_s" \
+            else float(ops[case.metric].sum())
     t = report.totals
     if case.metric == "flops_per_s":
         return t["flops"] / t["latency_s"]
@@ -153,6 +195,11 @@ def measure(case: Case) -> float:
         return (t["dram_read_bytes"] + t["dram_write_bytes"]) / t["latency_s"]
     if case.metric in t and isinstance(t[case.metric], (int, float)):
         return float(t[case.metric])
+    target_metrics = getattr(resolved.target, "metrics", None)  # a target's own figures
+    if target_metrics is not None:
+        extra_metrics = target_metrics(report)
+        if case.metric in extra_metrics:
+            return float(extra_metrics[case.metric])
     raise InputError(f"unknown metric {case.metric!r}", source=case.file, field=case.name)
 
 
@@ -160,6 +207,10 @@ def run_cases(target: str | None = None, path: str | None = None) -> list[Result
     results = []
     for case in load_cases(path):
         if target and not _matches(case.target, target):
+            continue
+        missing = [p for p in case.requires if not os.path.exists(_repo_path(p))]
+        if missing:
+            results.append(Result(case, None, None, True, f"skipped: {missing[0]} absent"))
             continue
         try:
             value = measure(case)
@@ -169,6 +220,10 @@ def run_cases(target: str | None = None, path: str | None = None) -> list[Result
         err = (value - case.expected) / case.expected if case.expected else value
         results.append(Result(case, value, err, abs(err) <= case.tolerance))
     return results
+
+
+def _repo_path(path: str) -> str:
+    return path if os.path.isabs(path) else str(Path(__file__).resolve().parents[2] / path)
 
 
 def _matches(case_target: str, wanted: str) -> bool:

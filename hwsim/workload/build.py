@@ -10,11 +10,17 @@
 Floating-point tensors take the workload's ``dtype``; integer and boolean
 tensors (token ids, masks) keep theirs. Segments from the model (e.g. LLaVA's
 ``text``/``visual``) are merged with the workload's, which win.
+
+A graph instantiated from a template records where that template came from
+(``template_ref`` in its header); :func:`template_of` gets it back, so that
+pruning passes can instantiate it again with a different size per layer.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from dataclasses import replace
 
 from ..errors import InputError
@@ -31,12 +37,18 @@ def build_graph(wl: Workload) -> Graph:
     """The dense (unpruned) graph of ``wl``."""
     if wl.ops:
         graph = ops_graph(wl)
+    elif wl.trace and wl.trace_format == "spatten-csv":
+        from .spatten_csv import read as read_spatten_csv  # noqa: PLC0415
+
+        graph = read_spatten_csv(resolve_path(wl.trace, wl.source), wl.dtype, wl.name)
     elif wl.trace:
         graph = _from_trace(wl)
     else:
         graph = _from_model(wl)
     if not wl.ops:  # an ops list already typed each op (its own dtype, else the workload's)
         graph = with_dtype(graph, wl.dtype)
+        if "template_ref" in graph.header:
+            graph.header["template_ref"] = {**graph.header["template_ref"], "dtype": wl.dtype}
     segments = dict(graph.header.get("segments") or {})
     segments.update(wl.segments)
     for name, (_start, end) in segments.items():
@@ -52,7 +64,9 @@ def _from_model(wl: Workload) -> Graph:
     tmpl = zoo.template(wl.model, wl.phase)
     if tmpl is not None:
         _check_regime(tmpl, wl, str(zoo.shipped_path(wl.model, wl.phase)))
-        return tmpl.instantiate(batch=wl.batch, seq_len=wl.seq_len, kv_len=wl.kv_len)
+        graph = tmpl.instantiate(batch=wl.batch, seq_len=wl.seq_len, kv_len=wl.kv_len)
+        graph.header["template_ref"] = {"model": wl.model, "phase": wl.phase}
+        return graph
     try:
         from ..trace import cached_trace  # noqa: PLC0415 - optional dependency
     except ImportError:
@@ -88,7 +102,9 @@ def _from_trace(wl: Workload) -> Graph:
                          source=path)
     if graph.is_template:
         _check_regime(graph, wl, path)
-        return graph.instantiate(batch=wl.batch, seq_len=wl.seq_len, kv_len=wl.kv_len)
+        out = graph.instantiate(batch=wl.batch, seq_len=wl.seq_len, kv_len=wl.kv_len)
+        out.header["template_ref"] = {"trace": os.path.abspath(path)}
+        return out
     for key in ("batch", "seq_len", "kv_len"):
         traced = graph.header.get(key)
         if traced is not None and traced != getattr(wl, key) and key in wl_given(wl):
@@ -96,6 +112,27 @@ def _from_trace(wl: Workload) -> Graph:
                              f"so it cannot be run at {key}={getattr(wl, key)}",
                              source=wl.source, field=key)
     return graph
+
+
+def template_of(header: dict) -> Graph | None:
+    """The size template a graph was instantiated from (typed as it was), or None."""
+    ref = header.get("template_ref") or {}
+    if "model" in ref:
+        tmpl = zoo.template(ref["model"], ref.get("phase", "prefill"))
+    elif "trace" in ref:
+        path = ref["trace"]
+        tmpl = _load_template(path, os.path.getmtime(path)) if os.path.exists(path) else None
+    else:
+        return None
+    if tmpl is None:
+        return None
+    return with_dtype(tmpl, ref["dtype"]) if ref.get("dtype") else tmpl
+
+
+@functools.lru_cache(maxsize=8)
+def _load_template(path: str, _mtime: float) -> Graph | None:
+    graph = load(path)
+    return graph if graph.is_template else None
 
 
 def wl_given(wl: Workload) -> set[str]:

@@ -23,7 +23,7 @@ def _f(default: Any, help: str, choices: tuple | None = None):
 ATTENTION_STRATEGIES = ("auto", "standard", "flash", "fastattention")
 GEMM_STRATEGIES = ("auto", "openblas", "iaat", "autotsmm")
 PHASES = ("prefill", "decode")
-TRACE_FORMATS = ("hwsim",)
+TRACE_FORMATS = ("hwsim", "spatten-csv")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ class Workload:
     description: str = _f("", "free text")
     model: str = _f("", "a model of the zoo (hwsim trace --list), e.g. llama-2-7b")
     trace: str = _f("", "path of a traced graph (.json.gz), relative to the workload file")
-    trace_format: str = _f("hwsim", "format of `trace`", TRACE_FORMATS)
+    trace_format: str = _f("hwsim", "format of `trace`: hwsim (a graph file) or spatten-csv "
+                               "(SpAtten's released CSV traces)", TRACE_FORMATS)
     ops: list = _f([], "operators of a kernel study, instead of a model")
     phase: str = _f("prefill", "prefill (whole prompt) or decode (one step)", PHASES)
     batch: int = _f(1, "sequences processed together")

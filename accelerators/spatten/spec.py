@@ -1,0 +1,131 @@
+"""The SpAtten hardware specification: one frozen dataclass, loaded from a preset.
+
+Units live in the field names. Compute rates follow from the multiplier counts:
+the Q·K array of ``qk_multipliers`` 12-bit multipliers is ``qk_multipliers /
+dot_width`` dot products of ``dot_width`` (64) lanes, so it scores 8 keys per
+cycle at head dim 64 with 512 multipliers; the prob·V array likewise weights 8
+value rows per cycle. DRAM is ``dram_channels`` HBM2 channels of
+``dram_channel_bytes_per_cycle`` each, reached by ``fetch_channels`` fetchers
+through a crossbar that interleaves addresses every ``dram_transaction_bytes``.
+Energy prices are derived in :mod:`.energy` from the sizes and scaling rules
+here. The presets say where each number comes from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwsim.errors import InputError
+from hwsim.spec import spec_field
+
+TOPK_MODES = ("expected", "seeded")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpattenSpec:
+    # ------------------------------------------------------------ compute
+    clock_hz: float = spec_field(help="clock of the whole accelerator", minimum=1.0)
+    qk_multipliers: int = spec_field(help="multipliers of the Q·K array", minimum=1)
+    pv_multipliers: int = spec_field(help="multipliers of the prob·V array", minimum=1)
+    multiplier_bits: int = spec_field(help="operand width of the fixed-point multipliers",
+                                      minimum=1)
+    dot_width: int = spec_field(
+        help="lanes of one dot product (the head dim the arrays are built for); a head "
+             "dim d takes ceil(d / dot_width) lane groups", minimum=1)
+    softmax_units: int = spec_field(help="softmax lanes (one score per lane per cycle)",
+                                    minimum=1)
+    qk_latency_cycles: int = spec_field(help="Q·K pipeline depth (SRAM, multiply, tree)")
+    softmax_latency_cycles: int = spec_field(
+        help="softmax pipeline depth (dequantize, exp, accumulate, divide, quantize)")
+    pv_latency_cycles: int = spec_field(help="prob·V pipeline depth")
+    requant_latency_cycles: int = spec_field(
+        1, help="progressive-quantization decision (max probability vs threshold)")
+    # ------------------------------------------------------------ buffers
+    key_buffer_tokens: int = spec_field(help="keys the key buffer holds (at buffer_bits)",
+                                        minimum=1)
+    value_buffer_tokens: int = spec_field(help="value rows the value buffer holds",
+                                          minimum=1)
+    buffer_bits: int = spec_field(help="width of a buffered key or value element", minimum=1)
+    query_block: int = spec_field(
+        help="queries that share one pass over the key chunks when a context is longer "
+             "than the key buffer (each block re-fetches the chunks)", minimum=1)
+    act_buffer_bytes: float = spec_field(
+        help="on-chip buffer for activations between matrix products (queries, hidden "
+             "states); a larger activation goes through DRAM")
+    # ------------------------------------------------------------ DRAM
+    dram_channels: int = spec_field(help="HBM2 channels", minimum=1)
+    dram_channel_bytes_per_cycle: float = spec_field(help="bytes per cycle of one channel",
+                                                     minimum=1.0)
+    dram_transaction_bytes: int = spec_field(
+        help="transaction size and channel-interleaving granularity", minimum=1)
+    dram_latency_cycles: int = spec_field(help="first-data latency of a DRAM access")
+    fetch_channels: int = spec_field(help="fetchers (crossbar masters) issuing DRAM reads",
+                                     minimum=1)
+    # ------------------------------------------------------------ top-k engine
+    topk_parallelism: int = spec_field(help="comparators of the top-k engine (P)", minimum=1)
+    topk_pass_overhead_cycles: int = spec_field(
+        help="fixed cycles of one quick-select pass besides ceil(n / P)")
+    topk_final_latency_cycles: int = spec_field(
+        help="pipeline depth of the final compare, prefix-sum and zero-eliminator pass")
+    topk_mode: str = spec_field(
+        "expected", help="expected: mean quick-select cycles over seeded random trials; "
+                         "seeded: one run of the algorithm on the scores (the workload's "
+                         "MiniLM scores when it names them, else seeded random ones)",
+        choices=TOPK_MODES)
+    topk_seed: int = spec_field(1, help="seed of the pivot choices and random scores")
+    topk_trials: int = spec_field(200, help="random trials averaged in expected mode",
+                                  minimum=1)
+    requant_threshold: float = spec_field(
+        0.05, help="a head whose max attention probability is below this re-fetches the "
+                   "key LSBs (used with real scores in seeded mode)")
+    # ------------------------------------------------------------ scheduling
+    request_overlap: bool = spec_field(
+        True, help="consecutive requests (heads, query blocks, trace rows) overlap in the "
+                   "pipeline, as the RTL controller streams them: an op costs its busiest "
+                   "stage and the pipeline depths are hidden; false charges each op its "
+                   "full dependency chain and depths (a lone kernel)")
+    # ------------------------------------------------------------ energy
+    logic_scale: float = spec_field(
+        help="45 nm -> this node factor for logic energy (C·V²)", minimum=0.0)
+    sram_scale: float = spec_field(
+        help="45 nm -> this node factor for SRAM and wire energy", minimum=0.0)
+    kv_buffer_bank_bytes: float = spec_field(
+        help="size of one SRAM macro of the key and value buffers (sets its energy)")
+    act_buffer_bank_bytes: float = spec_field(
+        help="size of one SRAM macro of the activation and query buffers")
+    fifo_bank_bytes: float = spec_field(help="size of the top-k and fetcher FIFO macros")
+    crossbar_pj_per_byte: float = spec_field(help="crossbar and fetcher energy per byte")
+    hbm_pj_per_bit: float = spec_field(help="HBM2 interface energy per bit")
+    static_power_w: float = spec_field(help="leakage and clock power whenever it runs")
+    published_power_w: float = spec_field(0.0, help="published total power (reports only)")
+
+    def __post_init__(self):
+        if self.query_block < 1:  # pragma: no cover - spec_field checks minimum
+            raise InputError("must be >= 1", field="spec.query_block")
+
+    # ------------------------------------------------------------ derived
+    @property
+    def cycle_s(self) -> float:
+        return 1.0 / self.clock_hz
+
+    @property
+    def qk_lanes(self) -> int:
+        """Dot products of ``dot_width`` lanes the Q·K array completes per cycle."""
+        return max(1, self.qk_multipliers // self.dot_width)
+
+    @property
+    def pv_lanes(self) -> int:
+        """Value rows (of ``dot_width``) the prob·V array weights per cycle."""
+        return max(1, self.pv_multipliers // self.dot_width)
+
+    @property
+    def dram_bw_bytes_per_s(self) -> float:
+        return self.dram_channels * self.dram_channel_bytes_per_cycle * self.clock_hz
+
+    @property
+    def key_buffer_bytes(self) -> int:
+        return self.key_buffer_tokens * self.dot_width * self.buffer_bits // 8
+
+    @property
+    def value_buffer_bytes(self) -> int:
+        return self.value_buffer_tokens * self.dot_width * self.buffer_bits // 8

@@ -1,0 +1,286 @@
+"""What one op asks of the machine, and how that becomes tasks on its units.
+
+Lowering an op first produces a :class:`Work`: an ordered list of *stages*.
+A stage is either compute on one unit (``qk``, ``softmax``, ``topk``, ``pv``,
+``mover``; cycles, the unit's pipeline depth, priced actions) or a DRAM
+*stream* (bytes of one tensor class read or written). Streams are cut into
+``dram_transaction_bytes`` transactions, interleaved over the HBM channels the
+way the crossbar maps addresses (every 32 B to the next channel), so each
+channel gets its share as a task on its own queue (``hbm3``: one unit per
+channel); reads also hold one of the ``fetch_channels`` fetchers (pool
+``fetch``). The stage list is also what ``describe`` and the target's metrics
+read, so the per-op report and the simulated bytes come from one place.
+
+:meth:`Work.tasks` schedules the stages two ways (spec ``request_overlap``):
+
+- **overlapped** (default): SpAtten streams requests (a head, a query block, a
+  trace row) through its fetchers, Q·K array, softmax, top-k engine and prob·V
+  array with FIFOs between them; with many requests in flight, one request costs
+  its busiest stage and the pipeline depths are hidden behind its neighbours.
+  Each stage is one task (one per channel for a stream), with no dependencies,
+  so the op's latency is the busiest unit or channel, contention included.
+- **lone** (``request_overlap: false``): one request alone; each stage is cut
+  into tiles that stream into the next stage (tile *i* of Q·K waits for tile *i*
+  of the key fetch), stages that need a whole result wait for it (the value
+  top-k needs every probability), the first fetch waits for the DRAM latency,
+  and each stage's last tile carries its pipeline depth.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from hwsim.engine import Task
+
+from .spec import SpattenSpec
+
+LONE_TILES = 4  # tiles per streaming stage in lone mode
+
+
+@dataclass
+class Stage:
+    name: str
+    unit: str = ""  # compute unit; "" for a DRAM stream
+    cycles: float = 0.0
+    depth: int = 0  # pipeline latency (charged in lone mode)
+    after: tuple[str, ...] = ()  # stages this one needs whole
+    streams_from: tuple[str, ...] = ()  # stages this one consumes tile by tile
+    actions: dict[str, float] = field(default_factory=dict)
+    # DRAM streams
+    cls: str = ""  # tensor class: key, value, query, lsb, weight, act
+    read_bytes: int = 0
+    write_bytes: int = 0
+
+
+class Work:
+    """The stages of one op, and notes for its one-line description."""
+
+    def __init__(self, spec: SpattenSpec, label: str):
+        self.spec = spec
+        self.label = label
+        self.stages: list[Stage] = []
+        self.notes: list[str] = []
+        self.stats: dict[str, float] = {}  # numbers the target's metrics sum
+
+    # ------------------------------------------------------------ building
+    def compute(self, name: str, unit: str, cycles: float, *, depth: int = 0,
+                after: tuple[str, ...] = (), streams_from: tuple[str, ...] = (),
+                actions: dict[str, float] | None = None) -> Stage:
+        st = Stage(name, unit, float(cycles), depth, tuple(after), tuple(streams_from),
+                   dict(actions or {}))
+        self.stages.append(st)
+        return st
+
+    def read(self, name: str, cls: str, nbytes: int, *, after: tuple[str, ...] = (),
+             sram: str = "") -> Stage | None:
+        """Read ``nbytes`` of tensor class ``cls`` from DRAM (into buffer ``sram``)."""
+        nbytes = self.round(nbytes)
+        if nbytes <= 0:
+            return None
+        actions = {"hbm_byte": nbytes, "xbar_byte": nbytes}
+        if sram:
+            actions[f"sram_{sram}_byte"] = nbytes
+        st = Stage(name, "", 0.0, 0, tuple(after), (), actions, cls, read_bytes=nbytes)
+        self.stages.append(st)
+        return st
+
+    def write(self, name: str, cls: str, nbytes: int, *, after: tuple[str, ...] = ()) -> None:
+        nbytes = self.round(nbytes)
+        if nbytes > 0:
+            self.stages.append(Stage(name, "", 0.0, 0, tuple(after), (),
+                                     {"hbm_byte": nbytes, "xbar_byte": nbytes}, cls,
+                                     write_bytes=nbytes))
+
+    def round(self, nbytes: float) -> int:
+        """Bytes rounded up to whole DRAM transactions."""
+        tx = self.spec.dram_transaction_bytes
+        return int(math.ceil(nbytes / tx) * tx) if nbytes > 0 else 0
+
+    def add_actions(self, stage_name: str, actions: dict[str, float]) -> None:
+        for st in self.stages:
+            if st.name == stage_name:
+                for a, n in actions.items():
+                    st.actions[a] = st.actions.get(a, 0.0) + n
+                return
+        raise KeyError(stage_name)
+
+    def has(self, name: str) -> bool:
+        return any(st.name == name for st in self.stages)
+
+    # ------------------------------------------------------------ reading
+    def bytes_by_class(self) -> dict[str, int]:
+        """``dram_read_<class>`` / ``dram_write_<class>`` totals."""
+        out: dict[str, int] = {}
+        for st in self.stages:
+            if st.read_bytes:
+                k = f"dram_read_{st.cls}"
+                out[k] = out.get(k, 0) + st.read_bytes
+            if st.write_bytes:
+                k = f"dram_write_{st.cls}"
+                out[k] = out.get(k, 0) + st.write_bytes
+        return out
+
+    def unit_cycles(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for st in self.stages:
+            if st.unit:
+                out[st.unit] = out.get(st.unit, 0.0) + st.cycles
+        return out
+
+    # ------------------------------------------------------------ scheduling
+    def tasks(self) -> list[Task]:
+        if self.spec.request_overlap:
+            return self._overlapped()
+        return self._lone()
+
+    def _channel_split(self, nbytes: int, offset: int) -> list[tuple[int, int]]:
+        """(channel, transactions) of a stream starting at channel ``offset``."""
+        s = self.spec
+        tx = math.ceil(nbytes / s.dram_transaction_bytes)
+        base, extra = divmod(tx, s.dram_channels)
+        out = []
+        for i in range(s.dram_channels):
+            n = base + (1 if i < extra else 0)
+            if n:
+                out.append(((offset + i) % s.dram_channels, n))
+        return out
+
+    def _stream_tasks(self, st: Stage, nbytes: int, offset: int, deps: tuple[int, ...],
+                      tasks: list[Task]) -> None:
+        """Append one task per HBM channel the stream's transactions fall on."""
+        s = self.spec
+        per_tx_cycles = s.dram_transaction_bytes / s.dram_channel_bytes_per_cycle
+        split = self._channel_split(nbytes, offset)
+        total_tx = sum(n for _, n in split)
+        out = []
+        for ch, n in split:
+            share = n / total_tx
+            b = int(round(nbytes * share))
+            if st.read_bytes:
+                nb = {"dram_read": b, f"dram_read_{st.cls}": b}
+            else:
+                nb = {"dram_write": b, f"dram_write_{st.cls}": b}
+            acts = {a: v * share for a, v in st.actions.items()}
+            out.append(Task(f"hbm{ch}", n * per_tx_cycles * s.cycle_s, nb, acts, deps,
+                            "memory", "fetch" if st.read_bytes else "",
+                            f"{self.label}:{st.name} {st.cls} {b} B"))
+        tasks.extend(out)
+
+    def _overlapped(self) -> list[Task]:
+        s = self.spec
+        tasks: list[Task] = []
+        offset = 0
+        for st in self.stages:
+            if st.unit:
+                if st.cycles > 0 or st.actions:
+                    tasks.append(Task(st.unit, st.cycles * s.cycle_s, {}, dict(st.actions), (),
+                                      _bound(st.unit), "", f"{self.label}:{st.name}"))
+            else:
+                nbytes = st.read_bytes or st.write_bytes
+                self._stream_tasks(st, nbytes, offset, (), tasks)
+                offset += math.ceil(nbytes / s.dram_transaction_bytes)
+        return _fix_bytes(tasks, self)
+
+    def _lone(self) -> list[Task]:
+        s = self.spec
+        tasks: list[Task] = []
+        tiles: dict[str, list[list[int]]] = {}  # stage -> per tile, its task indices
+        offset = 0
+        latency_idx: int | None = None
+        for st in self.stages:
+            streaming = bool(st.streams_from)
+            n_tiles = LONE_TILES if (streaming or _feeds_stream(self, st)) else 1
+            per_tile: list[list[int]] = []
+            whole = tuple(i for name in st.after for tile in tiles.get(name, [])
+                          for i in tile)
+            if not st.unit:
+                nbytes = st.read_bytes or st.write_bytes
+                deps_base = whole
+                if st.read_bytes and latency_idx is None:
+                    tasks.append(Task("hbm.latency", s.dram_latency_cycles * s.cycle_s, {}, {},
+                                      (), "latency", "", f"{self.label}: DRAM latency"))
+                    latency_idx = len(tasks) - 1
+                if st.read_bytes:
+                    deps_base = deps_base + (latency_idx,)
+                chunks = _split_bytes(nbytes, n_tiles, s.dram_transaction_bytes)
+                for i, b in enumerate(chunks):
+                    deps = deps_base + _stream_deps(st, tiles, i, len(chunks))
+                    start = len(tasks)
+                    part = Stage(st.name, "", 0.0, 0, st.after, st.streams_from,
+                                 {a: v * b / nbytes for a, v in st.actions.items()}, st.cls,
+                                 b if st.read_bytes else 0, b if st.write_bytes else 0)
+                    self._stream_tasks(part, b, offset, deps, tasks)
+                    offset += math.ceil(b / s.dram_transaction_bytes)
+                    per_tile.append(list(range(start, len(tasks))))
+            else:
+                if st.cycles <= 0 and not st.actions and not st.depth:
+                    continue
+                for i in range(n_tiles):
+                    deps = whole + _stream_deps(st, tiles, i, n_tiles)
+                    cyc = st.cycles / n_tiles + (st.depth if i == n_tiles - 1 else 0)
+                    acts = {a: v / n_tiles for a, v in st.actions.items()}
+                    tasks.append(Task(st.unit, cyc * s.cycle_s, {}, acts, deps,
+                                      _bound(st.unit), "", f"{self.label}:{st.name}"
+                                      + (f" {i + 1}/{n_tiles}" if n_tiles > 1 else "")))
+                    per_tile.append([len(tasks) - 1])
+            tiles[st.name] = per_tile
+        return _fix_bytes(tasks, self)
+
+
+def _bound(unit: str) -> str:
+    return "onchip" if unit == "mover" else "compute"
+
+
+def _feeds_stream(work: Work, st: Stage) -> bool:
+    return any(st.name in other.streams_from for other in work.stages)
+
+
+def _stream_deps(st: Stage, tiles: dict[str, list[list[int]]], i: int,
+                 n: int) -> tuple[int, ...]:
+    """Tile ``i`` of ``n`` waits for the matching tile of each stage it streams from."""
+    out: list[int] = []
+    for name in st.streams_from:
+        src = tiles.get(name)
+        if src:  # every source tile up to the matching one
+            upto = ((i + 1) * len(src) - 1) // n
+            for tile in src[:upto + 1]:
+                out.extend(tile)
+    return tuple(out)
+
+
+def _split_bytes(nbytes: int, n: int, tx: int) -> list[int]:
+    total_tx = math.ceil(nbytes / tx)
+    n = max(1, min(n, total_tx))
+    base, extra = divmod(total_tx, n)
+    parts = [(base + (1 if i < extra else 0)) * tx for i in range(n)]
+    parts[-1] -= sum(parts) - nbytes  # the stream's own byte count is exact
+    return [p for p in parts if p > 0]
+
+
+def _fix_bytes(tasks: list[Task], work: Work) -> list[Task]:
+    """Make the per-channel byte shares add up exactly to each stream's bytes."""
+    want = {"dram_read": 0, "dram_write": 0}
+    for k, v in work.bytes_by_class().items():
+        want[k] = v
+        want["dram_read" if k.startswith("dram_read") else "dram_write"] += v
+    have: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for i, t in enumerate(tasks):
+        for k, v in t.bytes.items():
+            have[k] = have.get(k, 0) + v
+            last[k] = i
+    fixes: dict[int, dict[str, int]] = {}
+    for k, v in want.items():
+        if v != have.get(k, 0) and k in last:
+            fixes.setdefault(last[k], {})[k] = v - have[k]
+    if not fixes:
+        return tasks
+    out = list(tasks)
+    for i, delta in fixes.items():
+        t = out[i]
+        nb = dict(t.bytes)
+        for k, d in delta.items():
+            nb[k] = nb.get(k, 0) + d
+        out[i] = Task(t.unit, t.duration_s, nb, t.actions, t.deps, t.bound, t.pool, t.label)
+    return out

@@ -1,0 +1,146 @@
+"""Stacked breakdowns: where the time (or energy, or traffic) goes.
+
+One bar per run, cut into the share of each op kind (``by="kind"``: attention,
+matmul, softmax, ...) or of each energy component (``by="energy"``: compute,
+on-chip memory, DRAM, static, interconnect, as in :mod:`hwsim.energy`)::
+
+    import hwsim, hwsim.plot
+    reports = {t: hwsim.simulate("workloads/bert-base.yaml", t) for t in ("roofline", "volta")}
+    hwsim.plot.breakdown(reports, by="kind", metric="latency_s")
+    hwsim.plot.breakdown(df, by="energy", label="seq_len")     # rows of a sweep
+
+The input is a :class:`~hwsim.report.Report`, a list of them, a mapping
+label -> Report, or a sweep's DataFrame (its ``by_kind`` column holds the sums
+per kind; ``label`` names the column that labels each bar, default the axes).
+``normalize=True`` draws shares (each bar sums to 100 %). Kinds beyond the
+``top`` largest are merged into "other" so the legend stays readable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from ..energy import COMPONENTS
+from .style import COLUMN_IN, PAGE_IN, ok_rows, paper, pyplot, quantity, save, value_label
+from .style import label as unit_label
+
+KIND_METRICS = ("latency_s", "energy_j", "dram_bytes", "flops")
+
+
+def breakdown_table(source: Any, by: str = "kind", metric: str = "latency_s",
+                    label: str | Sequence[str] | None = None) -> pd.DataFrame:
+    """The numbers a breakdown plots: one row per bar, one column per part."""
+    if by not in ("kind", "energy"):
+        raise ValueError(f"by must be 'kind' or 'energy', got {by!r}")
+    if by == "kind" and metric not in KIND_METRICS:
+        raise ValueError(f"metric must be one of {', '.join(KIND_METRICS)}, got {metric!r}")
+    if isinstance(source, pd.DataFrame):
+        return _from_frame(source, by, metric, label)
+    reports = _reports(source)
+    rows = {}
+    for name, r in reports.items():
+        if by == "energy":
+            rows[name] = dict(r.totals["energy_breakdown_j"])
+        else:
+            ops = r.ops.assign(dram_bytes=r.ops["dram_read_bytes"] + r.ops["dram_write_bytes"])
+            rows[name] = ops.groupby("kind")[metric].sum().to_dict()
+    return pd.DataFrame.from_dict(rows, orient="index").fillna(0.0)
+
+
+def _reports(source: Any) -> dict[str, Any]:
+    if isinstance(source, Mapping):
+        return {str(k): v for k, v in source.items()}
+    if not isinstance(source, (list, tuple)):
+        source = [source]
+    out = {}
+    for r in source:
+        name = r.target.preset
+        while name in out:
+            name += "'"
+        out[name] = r
+    return out
+
+
+def _from_frame(df: pd.DataFrame, by: str, metric: str, lab) -> pd.DataFrame:
+    df = ok_rows(df)
+    if lab is None:
+        lab = [a for a in df.attrs.get("axes", []) if a in df.columns] or ["index"]
+    cols = [lab] if isinstance(lab, str) else list(lab)
+    names = [", ".join(value_label(v) for v in vals)
+             for vals in zip(*(df[c].tolist() for c in cols))]
+    rows = []  # a list, not a dict: two bars may share a label
+    for _, r in df.iterrows():
+        if by == "energy":
+            rows.append({c: float(r.get(f"energy_{c}_j", 0.0)) for c in COMPONENTS})
+        else:
+            parts = json.loads(r["by_kind"]) if isinstance(r.get("by_kind"), str) else {}
+            rows.append({k: v[metric] for k, v in parts.items()})
+    table = pd.DataFrame(rows, index=names).fillna(0.0)
+    table.attrs["label"] = ", ".join(cols)
+    return table
+
+
+def breakdown(source: Any, by: str = "kind", metric: str = "latency_s", *,
+              label: str | Sequence[str] | None = None, normalize: bool = False,
+              top: int = 8, horizontal: bool | None = None, ax: Any = None,
+              path: str | None = None, title: str | None = None):
+    """Stacked bars of ``metric`` split by op kind or energy component; returns the figure."""
+    table = breakdown_table(source, by, metric if by == "kind" else "energy_j", label)
+    bar_label = table.attrs.get("label", "")
+    table = table.loc[:, (table != 0).any(axis=0)]
+    order = table.sum().sort_values(ascending=False).index.tolist()
+    if len(order) > top:
+        keep = order[: top - 1]
+        table = table[keep].assign(other=table.drop(columns=keep).sum(axis=1))
+    else:
+        table = table[order]
+    plt = pyplot()
+    unit_metric = metric if by == "kind" else "energy_j"
+    if normalize:
+        table = table.div(table.sum(axis=1).where(lambda s: s != 0, 1.0), axis=0) * 100
+        axis_label, factor = f"share of {quantity(unit_metric)[0]} (%)", 1.0
+    else:
+        axis_label, factor = unit_label(unit_metric, table.sum(axis=1))
+    n = len(table)
+    horizontal = n > 8 if horizontal is None else horizontal
+    with paper():
+        if ax is None:
+            width = COLUMN_IN if n <= 6 else PAGE_IN
+            height = max(2.4, 0.22 * n + 1.0) if horizontal else 2.6
+            fig, ax = plt.subplots(figsize=(width, height))
+        else:
+            fig = ax.figure
+        left = [0.0] * n
+        cmap = plt.get_cmap("tab10")
+        for i, part in enumerate(table.columns):
+            vals = (table[part] * factor).tolist()
+            color = "0.7" if part == "other" else cmap(i % 10)
+            # numeric positions: bars sharing a label must not merge into one category
+            if horizontal:
+                ax.barh(range(n), vals, left=left, label=part, color=color, height=0.7)
+            else:
+                ax.bar(range(n), vals, bottom=left, label=part, color=color, width=0.7)
+            left = [a + b for a, b in zip(left, vals)]
+        names = [str(i) for i in table.index]
+        if horizontal:
+            ax.set_yticks(range(n), names)
+            ax.set_xlabel(axis_label)
+            ax.set_ylabel(bar_label)
+            ax.invert_yaxis()
+            ax.grid(axis="y", visible=False)
+        else:
+            ax.set_xticks(range(n), names)
+            ax.set_ylabel(axis_label)
+            ax.set_xlabel(bar_label)
+            ax.grid(axis="x", visible=False)
+            if n > 3 or max((len(str(i)) for i in table.index), default=0) > 10:
+                plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        ax.legend(title="op kind" if by == "kind" else "energy component",
+                  bbox_to_anchor=(1.01, 1.0), loc="upper left", fontsize=7, title_fontsize=7)
+        if title:
+            ax.set_title(title)
+    return save(fig, path)
+

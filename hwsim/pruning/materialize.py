@@ -1,0 +1,156 @@
+"""From a plan to the graph the targets cost.
+
+1. :func:`~hwsim.ir.layered.instantiate_layers` instantiates the template
+   with each layer's token count (prompt tokens in a prefill, cached tokens in
+   a decode step) and without the dropped layers; the ``gather`` ops it
+   inserts where sizes change are marked with the method that shrank the layer.
+2. The methods' machinery blocks are inserted at the start (or end) of their
+   layer, as ordinary ops marked ``pruning=<method>``.
+3. Head counts, operand widths and sparse attention are rewritten in place
+   (:mod:`~hwsim.pruning.heads`, :mod:`~hwsim.pruning.quant`,
+   :mod:`~hwsim.pruning.sparse`).
+4. The header keeps the dense header, the step records (``pruning``) and the
+   plan itself (``pruning_plan``), so a later pass continues from it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from ..errors import InputError
+from ..ir import Graph, Op, Tensor
+from ..ir.layered import instantiate_layers
+from .heads import scale_heads
+from .plan import Plan
+from .quant import retype
+from .sparse import rewrite_attention
+
+_BLOCK_PREFIX = re.compile(r"^(.*?\.(?:layers|layer|h|blocks)\.\d+)(?:\.|$)")
+
+
+def materialize(plan: Plan, template: Graph | None, dense: Graph, source: str = "") -> Graph:
+    per_layer = {}
+    for layer in range(plan.num):
+        total = plan.tokens(layer)
+        if total != plan.dense_tokens():
+            per_layer[plan.first + layer] = {plan.axis: total}
+    drop = [plan.first + layer for layer in plan.dropped]
+    if per_layer and template is None:  # pragma: no cover - the passes check resizability
+        raise InputError("token counts changed on a graph that is not a template", source=source)
+    if template is not None or drop:
+        try:
+            g = instantiate_layers(template if template is not None else dense, plan.base,
+                                   per_layer, drop)
+        except ValueError as e:
+            raise InputError(f"cannot prune this graph: {e}", source=source,
+                             field="pruning") from None
+    else:
+        g = Graph(dense.header, dense.tensors.values(), dense.ops)
+    g = _label_selections(g, plan)
+    g = _insert_blocks(g, plan)
+    for layer in plan.alive():
+        if plan.heads[layer] < plan.dense_heads[layer]:
+            g = scale_heads(g, plan.first + layer, plan.heads[layer], source)
+    alive = {plan.first + layer for layer in plan.alive()}
+    g = retype(g, alive, plan.dtypes, plan.refetch)
+    g = _sparse(g, plan)
+    header = dict(dense.header)
+    header["pruning"] = _records(plan, g)
+    header["pruning_plan"] = plan.to_dict()
+    return Graph(header, g.tensors.values(), g.ops)
+
+
+def _label_selections(g: Graph, plan: Plan) -> Graph:
+    fallback = next(iter(plan.changed_by.values()), "")
+    ops = []
+    for op in g.ops:
+        if op.kind == "gather" and op.name == "token_select" and "pruning" not in op.attrs:
+            rel = (op.layer if op.layer is not None else plan.first) - plan.first
+            method = fallback
+            for layer in range(min(rel, plan.num - 1), -1, -1):
+                if layer in plan.changed_by:
+                    method = plan.changed_by[layer]
+                    break
+            if method:
+                op = replace(op, attrs={**op.attrs, "pruning": method},
+                             name=f"{method}.token_select")
+        ops.append(op)
+    return g.replace_ops(ops)
+
+
+def _insert_blocks(g: Graph, plan: Plan) -> Graph:
+    if not plan.blocks:
+        return g
+    alive = plan.alive()
+    first_op: dict[int, int] = {}
+    last_op: dict[int, int] = {}
+    for i, op in enumerate(g.ops):
+        if op.layer is not None:
+            first_op.setdefault(op.layer, i)
+            last_op[op.layer] = i
+    tensors = dict(g.tensors)
+    next_id = max(tensors, default=-1) + 1
+    before: dict[int, list[Op]] = {}
+    after: dict[int, list[Op]] = {}
+    for blk in plan.blocks:
+        rel, where = blk.layer, blk.where
+        if rel not in alive:
+            later = [x for x in alive if x > rel]
+            rel, where = (later[0], "start") if later else (alive[-1], "end")
+        layer = plan.first + rel
+        if layer not in first_op:
+            continue
+        prefix = _BLOCK_PREFIX.match(g.ops[first_op[layer]].module or "")
+        module = f"{prefix.group(1) if prefix else plan.stack}.pruning.{blk.method}"
+        ids = []
+        for shape, dtype, kind in blk.tensors:
+            tensors[next_id] = Tensor(next_id, tuple(shape), dtype, kind)
+            ids.append(next_id)
+            next_id += 1
+        ops = [Op(-1, o["kind"], tuple(ids[i] for i in o["ins"]),
+                  tuple(ids[i] for i in o["outs"]), {**o["attrs"], "pruning": blk.method},
+                  layer, module, o["name"]) for o in blk.ops]
+        if where == "end":
+            after.setdefault(last_op[layer], []).extend(ops)
+        else:
+            before.setdefault(first_op[layer], []).extend(ops)
+    out: list[Op] = []
+    for i, op in enumerate(g.ops):
+        out.extend(before.get(i, []))
+        out.append(op)
+        out.extend(after.get(i, []))
+    return g.replace_ops(out, tensors.values())
+
+
+def _sparse(g: Graph, plan: Plan) -> Graph:
+    if not plan.sparse:
+        return g
+    layers = {plan.first + layer: spec for layer, spec in plan.sparse.items()
+              if layer not in plan.dropped}
+    g = Graph(g.header, g.tensors.values(), g.ops)  # rewriting adds tensors
+    out: list[Op] = []
+    for i, op in enumerate(g.ops):
+        if op.kind == "attention" and op.layer in layers:
+            out.extend(rewrite_attention(g, i, layers[op.layer]))
+        else:
+            out.append(op)
+    return g.replace_ops(out)
+
+
+def _records(plan: Plan, g: Graph) -> list[dict]:
+    counts: dict[str, int] = {}
+    kinds: dict[str, dict[str, int]] = {}
+    for op in g.ops:
+        m = op.attrs.get("pruning")
+        if m:
+            counts[m] = counts.get(m, 0) + 1
+            kinds.setdefault(m, {})
+            kinds[m][op.kind] = kinds[m].get(op.kind, 0) + 1
+    out = []
+    for rec in plan.records:
+        rec = dict(rec)
+        rec["overhead_ops"] = counts.get(rec["method"], 0)
+        rec["overhead_kinds"] = dict(sorted(kinds.get(rec["method"], {}).items()))
+        out.append(rec)
+    return out

@@ -1,0 +1,385 @@
+"""The pruning plan: what the workload's steps have decided, before it becomes a graph.
+
+Pruning methods compose: HAWK may thin the visual tokens before the language
+model and FastV thin the survivors again after layer 2; a KV budget may meet
+head pruning and quantized keys. Each method therefore transforms a *plan*
+rather than a graph, and one final step (:mod:`hwsim.pruning.materialize`)
+turns the plan into the graph the targets cost. The plan holds:
+
+- the stack being pruned (the language model of a vision-language model, else
+  the decoder or encoder) and its layers, numbered from 0 inside the stack;
+- per layer, the tokens of each *bucket* (a workload segment, or ``other`` for
+  tokens in none) on the axis that pruning shrinks: the prompt in a prefill
+  (queries and keys), the KV cache in a decode step;
+- per layer, the attention heads kept; the layers dropped; the storage type of
+  queries, keys and values; sparse-attention rewrites per layer;
+- the *machinery*: overhead op blocks each method inserts (importance scores,
+  top-k, solver iterations), sized from the plan as it stood when the step ran;
+- one record per step, for the graph header and the report.
+
+A plan is plain data: it is written into the materialized graph's header
+(``pruning_plan``), so a pass applied to an already pruned graph continues
+from it (passes compose as ``Graph -> Graph`` functions too).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..errors import InputError
+from ..ir import Graph
+
+OTHER = "other"  # tokens in no named segment
+STACK_ORDER = ("language", "decoder", "encoder")
+
+
+def round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def kept(count: int, fraction: float) -> int:
+    """Tokens (heads, ...) left of ``count`` when keeping ``fraction``: at least one."""
+    if count <= 0:
+        return 0
+    return max(1, min(count, round_half_up(count * fraction)))
+
+
+@dataclass
+class Step:
+    """One workload step, with where it came from for error messages."""
+
+    params: Mapping[str, Any]
+    index: int
+    source: str = ""
+
+    @property
+    def method(self) -> str:
+        return self.params["method"]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.params.get(key, default)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.params
+
+    def error(self, key: str, message: str) -> InputError:
+        where = f"pruning.{self.index}" + (f".{key}" if key else "")
+        return InputError(f"{self.method}: {message}", source=self.source, field=where)
+
+
+@dataclass
+class Block:
+    """Overhead ops of one method at one layer: a small local graph.
+
+    ``tensors`` are ``[shape, dtype, kind]``; ops name them by local index. A
+    tensor no op of the block writes is read from memory (attention
+    probabilities the attention kernel wrote, the hidden states of the tokens).
+    """
+
+    method: str
+    layer: int  # layer of the stack the ops run at
+    where: str = "start"  # start | end of the layer
+    tensors: list = field(default_factory=list)
+    ops: list = field(default_factory=list)
+    dtype: str = "fp16"
+
+    def t(self, shape: Sequence[int], dtype: str | None = None, kind: str = "activation") -> int:
+        self.tensors.append([[int(d) for d in shape], dtype or self.dtype, kind])
+        return len(self.tensors) - 1
+
+    def op(self, kind: str, name: str, attrs: dict, ins: Sequence[int],
+           outs: Sequence[int]) -> None:
+        self.ops.append({"kind": kind, "name": name, "attrs": dict(attrs), "ins": list(ins),
+                         "outs": list(outs)})
+
+    # -- the kinds the machinery is made of; each returns its output tensor(s)
+    def matmul(self, name: str, batch: int, m: int, n: int, k: int, a: int | None = None,
+               b: int | None = None) -> int:
+        a = self.t([batch, m, k]) if a is None else a
+        b = self.t([batch, k, n]) if b is None else b
+        out = self.t([batch, m, n])
+        self.op("matmul", name, dict(batch=batch, m=m, n=n, k=k), [a, b], [out])
+        return out
+
+    def softmax(self, name: str, rows: int, cols: int, x: int | None = None) -> int:
+        x = self.t([rows, cols]) if x is None else x
+        out = self.t([rows, cols])
+        self.op("softmax", name, dict(rows=rows, cols=cols), [x], [out])
+        return out
+
+    def reduce(self, name: str, fn: str, elements: int, out_elements: int,
+               x: int | None = None, dtype: str | None = None) -> int:
+        x = self.t([elements]) if x is None else x
+        out = self.t([out_elements], "int64" if fn.startswith("arg") else dtype)
+        self.op("reduce", name, dict(fn=fn, elements=elements, out_elements=out_elements),
+                [x], [out])
+        return out
+
+    def elementwise(self, name: str, fn: str, elements: int, ins: Sequence[int | None] = (None,),
+                    dtype: str | None = None) -> int:
+        tids = [self.t([elements]) if i is None else i for i in ins]
+        out = self.t([elements], dtype)
+        self.op("elementwise", name, dict(fn=fn, elements=elements), tids, [out])
+        return out
+
+    def topk(self, name: str, rows: int, n: int, k: int, x: int | None = None) -> tuple[int, int]:
+        x = self.t([rows, n]) if x is None else x
+        vals, idx = self.t([rows, k]), self.t([rows, k], "int64")
+        self.op("topk", name, dict(rows=rows, n=n, k=k), [x], [vals, idx])
+        return vals, idx
+
+    def gather(self, name: str, elements: int, source_elements: int, index: int | None = None,
+               dtype: str | None = None) -> int:
+        src = self.t([source_elements], dtype)
+        idx = self.t([1], "int64") if index is None else index
+        out = self.t([elements], dtype)
+        self.op("gather", name, dict(elements=elements), [src, idx], [out])
+        return out
+
+    def kv_write(self, name: str, elements: int, cache_elements: int) -> int:
+        new = self.t([elements])
+        cache = self.t([max(cache_elements, elements)], kind="kv_cache")
+        self.op("kv_write", name, dict(elements=elements), [new], [cache])
+        return cache
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "layer": self.layer, "where": self.where,
+                "tensors": self.tensors, "ops": self.ops, "dtype": self.dtype}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Block":
+        return cls(d["method"], d["layer"], d.get("where", "start"),
+                   [list(t) for t in d["tensors"]], [dict(o) for o in d["ops"]],
+                   d.get("dtype", "fp16"))
+
+
+@dataclass
+class Plan:
+    """See the module docstring. Layers are indices inside the pruned stack."""
+
+    phase: str
+    base: dict  # batch, seq_len, kv_len of the dense graph
+    dtype: str
+    stack: str
+    first: int  # global index of the stack's layer 0
+    num: int
+    buckets: list  # bucket names, in token order
+    counts: list  # per layer: {bucket: tokens}
+    heads: list  # per layer: kept query heads
+    dense_heads: list
+    kv_heads: list
+    head_dim: list
+    hidden: int
+    ffn: int
+    resizable: bool  # a template exists, so per-layer sizes can change
+    dropped: list = field(default_factory=list)
+    dtypes: dict = field(default_factory=dict)  # query/key/value -> dtype
+    refetch: dict = field(default_factory=dict)  # {"fraction", "bits"} for key LSB re-fetch
+    sparse: dict = field(default_factory=dict)  # layer -> sparse attention spec
+    blocks: list = field(default_factory=list)  # Block
+    changed_by: dict = field(default_factory=dict)  # layer -> method that resized it
+    records: list = field(default_factory=list)
+
+    # ------------------------------------------------------------------ create
+    @classmethod
+    def from_graph(cls, graph: Graph, resizable: bool) -> "Plan":
+        """A plan in which nothing is pruned yet (or the one a pruned graph carries)."""
+        saved = graph.header.get("pruning_plan")
+        if saved:
+            return cls.from_dict(saved)
+        h = graph.header
+        phase = h.get("phase", "prefill")
+        base = {"batch": int(h.get("batch", 1)), "seq_len": int(h.get("seq_len", 1)),
+                "kv_len": int(h.get("kv_len", 0))}
+        stacks = h.get("stacks") or {}
+        stack = next((s for s in STACK_ORDER if s in stacks), None)
+        if stack is not None:
+            first, num = int(stacks[stack]["first_layer"]), int(stacks[stack]["num_layers"])
+        else:
+            stack, first, num = "layers", 0, graph.num_layers
+        heads, kv_heads, head_dim = [], [], []
+        attn = {}
+        for op in graph.ops:
+            if op.kind == "attention" and op.layer is not None and op.layer not in attn:
+                attn[op.layer] = op.attrs
+        for rel in range(num):
+            a = attn.get(first + rel, {})
+            heads.append(int(a.get("heads", 0)))
+            kv_heads.append(int(a.get("kv_heads", 0)))
+            head_dim.append(int(a.get("head_dim", 0)))
+        config = h.get("config") or {}
+        hidden = int(config.get("hidden") or (heads[0] * head_dim[0] if heads else 0))
+        ffn = int(config.get("ffn") or 4 * hidden)
+        total = base["seq_len"] if phase == "prefill" else base["kv_len"]
+        buckets, sizes = _buckets(h.get("segments") or {}, total, phase)
+        dtype = (h.get("template_ref") or {}).get("dtype") or _float_dtype(graph)
+        return cls(phase=phase, base=base, dtype=dtype, stack=stack, first=first, num=num,
+                   buckets=buckets, counts=[dict(sizes) for _ in range(num)], heads=list(heads),
+                   dense_heads=list(heads), kv_heads=kv_heads, head_dim=head_dim,
+                   hidden=hidden, ffn=ffn, resizable=resizable)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in (
+            "phase", "base", "dtype", "stack", "first", "num", "buckets", "counts", "heads",
+            "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "dropped",
+            "dtypes", "refetch", "records")}
+        d["sparse"] = {str(k): v for k, v in self.sparse.items()}
+        d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}
+        d["blocks"] = [b.to_dict() for b in self.blocks]
+        return _copy(d)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Plan":
+        d = _copy(dict(d))
+        blocks = [Block.from_dict(b) for b in d.pop("blocks", [])]
+        sparse = {int(k): v for k, v in d.pop("sparse", {}).items()}
+        changed = {int(k): v for k, v in d.pop("changed_by", {}).items()}
+        return cls(**d, sparse=sparse, blocks=blocks, changed_by=changed)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def axis(self) -> str:
+        """The size variable pruning shrinks: the prompt (prefill) or the KV cache (decode)."""
+        return "seq_len" if self.phase == "prefill" else "kv_len"
+
+    @property
+    def batch(self) -> int:
+        return self.base["batch"]
+
+    def alive(self) -> list[int]:
+        return [layer for layer in range(self.num) if layer not in self.dropped]
+
+    def tokens(self, layer: int, bucket: str | None = None) -> int:
+        c = self.counts[layer]
+        return sum(c.values()) if bucket is None else c.get(bucket, 0)
+
+    def keys(self, layer: int) -> int:
+        """Keys the layer's attention reads per query: prompt tokens, or cache + new tokens."""
+        if self.phase == "prefill":
+            return self.tokens(layer)
+        return self.tokens(layer) + self.base["seq_len"]
+
+    def queries(self, layer: int) -> int:
+        return self.tokens(layer) if self.phase == "prefill" else self.base["seq_len"]
+
+    def tokens_per_layer(self) -> list:
+        return [None if layer in self.dropped else self.tokens(layer) for layer in range(self.num)]
+
+    def dense_tokens(self) -> int:
+        return self.base["seq_len"] if self.phase == "prefill" else self.base["kv_len"]
+
+    # ------------------------------------------------------------------ changes
+    def require_resizable(self, step: Step) -> None:
+        if not self.resizable:
+            raise step.error("", "this graph is a concrete trace, not a size template, so its "
+                             "token counts cannot change per layer (use model:, or a trace "
+                             "made with hwsim trace --template)")
+
+    def bucket_of(self, step: Step) -> str | None:
+        seg = step.get("segment")
+        if seg is None:
+            return None
+        if self.phase != "prefill":
+            raise step.error("segment", "segments are token ranges of a prompt; a decode step "
+                             "prunes its KV cache as a whole (leave segment out)")
+        if seg not in self.buckets:
+            raise step.error("segment", f"unknown segment {seg!r} (graph has: "
+                             f"{', '.join(b for b in self.buckets if b != OTHER) or 'none'})")
+        return seg
+
+    def scale_tokens(self, step: Step, factors: Mapping[int, float], bucket: str | None) -> None:
+        """Multiply the tokens of ``bucket`` (all tokens if None) at each layer by its factor.
+
+        Composition: a later step keeps a fraction of what reaches it. In a
+        prefill, tokens flow from layer to layer, so a layer may not hold more
+        tokens than the one before it (pruned tokens do not come back).
+        """
+        self.require_resizable(step)
+        for layer, f in sorted(factors.items()):
+            if f >= 1:
+                continue
+            c = self.counts[layer]
+            if bucket is not None:
+                c[bucket] = kept(c[bucket], f)
+            else:
+                total = sum(c.values())
+                _distribute(c, self.buckets, kept(total, f))
+            self.changed_by[layer] = step.method
+        if self.phase == "prefill":
+            alive = self.alive()
+            for a, b in zip(alive, alive[1:]):
+                if self.tokens(b) > self.tokens(a):
+                    raise step.error("keep", f"layer {b} would run on {self.tokens(b)} tokens, "
+                                     f"more than layer {a} ({self.tokens(a)}): pruned tokens do "
+                                     f"not come back, so the kept fraction cannot grow with depth")
+
+    def block(self, step: Step, layer: int, where: str = "start") -> Block:
+        b = Block(step.method, layer, where, dtype=self.dtype)
+        self.blocks.append(b)
+        return b
+
+    def record(self, step: Step, **extra: Any) -> dict:
+        rec = {"method": step.method,
+               "params": {k: v for k, v in step.params.items() if k != "method"},
+               "stack": self.stack, "first_layer": self.first, "phase": self.phase,
+               "dense_tokens": self.dense_tokens(),
+               "tokens_per_layer": self.tokens_per_layer(),
+               "kv_per_layer": [None if layer in self.dropped else self.keys(layer)
+                                for layer in range(self.num)],
+               "heads_per_layer": [None if layer in self.dropped else self.heads[layer]
+                                   for layer in range(self.num)],
+               "dropped_layers": sorted(self.dropped), **extra}
+        self.records.append(_copy(rec))
+        return rec
+
+
+def _buckets(segments: Mapping[str, Any], total: int, phase: str) -> tuple[list, dict]:
+    if phase != "prefill" or not segments:
+        return [OTHER], {OTHER: total}
+    spans = sorted(((int(s), int(e), name) for name, (s, e) in segments.items()),
+                   key=lambda t: (t[0], t[1]))
+    names, sizes, pos, other = [], {}, 0, 0
+    for s, e, name in spans:
+        e = min(e, total)
+        if s < pos:
+            raise InputError(f"segments overlap at token {s} ({name!r}); token pruning needs "
+                             f"disjoint segments", field="segments")
+        other += max(0, s - pos)
+        names.append(name)
+        sizes[name] = max(0, e - s)
+        pos = max(pos, e)
+    other += max(0, total - pos)
+    names.append(OTHER)
+    sizes[OTHER] = other
+    return names, sizes
+
+
+def _distribute(counts: dict, order: Iterable[str], total: int) -> None:
+    """Spread ``total`` kept tokens over buckets in proportion (largest remainder)."""
+    order = [b for b in order if counts.get(b, 0) > 0]
+    have = sum(counts[b] for b in order)
+    if have == 0:
+        return
+    shares = {b: counts[b] * total / have for b in order}
+    out = {b: int(math.floor(s)) for b, s in shares.items()}
+    rest = total - sum(out.values())
+    for b in sorted(order, key=lambda b: shares[b] - out[b], reverse=True)[:rest]:
+        out[b] += 1
+    counts.update(out)
+
+
+def _float_dtype(graph: Graph) -> str:
+    for t in graph.tensors.values():
+        if t.kind == "param" and t.dtype.startswith(("fp", "bf")):
+            return t.dtype
+    return "fp16"
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy(v) for v in value]
+    return value

@@ -1,0 +1,291 @@
+"""Token pruning: fewer tokens from some layer on, and the machinery that chooses them.
+
+Every pass here shrinks the token counts of the plan (the prompt in a
+prefill, the KV cache in a decode step) and adds the ops its method runs to
+decide which tokens survive, sized from its paper's algorithm:
+
+==============  ===========================================================
+method          machinery (per pruning point)
+==============  ===========================================================
+spatten         importance = attention probabilities summed over heads and
+                queries (``reduce``), accumulated across layers
+                (``elementwise add``), ``topk``
+fastv           the last query's scores against layer K-1's keys
+                (``matmul`` + ``softmax``), mean over heads restricted to the
+                segment (``reduce``), ``topk``
+hawk            text-token queries and segment keys (two ``matmul``), their
+                scores (``matmul`` + ``softmax``), mean over text queries,
+                head-importance weighting (``elementwise mul``), sum over
+                heads, ``topk``
+divprune        norms and normalization, then k greedy max-min steps: the
+                distances of the last pick to all n tokens (``matmul``
+                1 x n x d), the running minimum (``elementwise min``) and the
+                next pick (``reduce argmax``): O(n k d)
+topv            the cost matrix between segment and text tokens (``matmul``),
+                its Gibbs kernel (``elementwise exp``), per Sinkhorn
+                iteration two matrix-vector products and two divisions,
+                the transport plan's row mass (``reduce``), ``topk``
+lazyllm         the last token's attention (``matmul`` + ``softmax``), mean
+                over heads, ``topk``; pruned tokens' hidden states written to
+                the auxiliary cache (``kv_write``)
+zero-tprune     the head-averaged attention graph (``reduce``), per PageRank
+                iteration a vector-matrix product and the damping
+                (``matmul`` + ``elementwise fma``), ``topk``
+==============  ===========================================================
+
+plus, in every case, the ``gather`` of the surviving tokens that
+:func:`hwsim.ir.layered.instantiate_layers` inserts where the size changes.
+"""
+
+from __future__ import annotations
+
+from .common import keep_list, layer_param, progressive_factors, quarter_layers, scalar_keep
+from .plan import Plan, Step
+
+TOPV_ITERATIONS = 10  # Sinkhorn iterations when the step does not say (M)
+PAGERANK_ITERATIONS = 30  # weighted-PageRank iterations when the step does not say (M)
+
+
+def _prefill_only(plan: Plan, step: Step, what: str) -> None:
+    if plan.phase != "prefill":
+        raise step.error("", f"{what}; this workload is a decode step (use a KV-cache method "
+                         f"such as h2o or kvcrush, or simulate the prefill)")
+
+
+def _last_query_scores(blk, name: str, b: int, h: int, d: int, n: int, n_seg: int) -> int:
+    """Scores of the last query over ``n`` keys, softmax, mean over heads of ``n_seg`` of them."""
+    s = blk.matmul(f"{name}.last_query_scores", batch=b * h, m=1, n=n, k=d)
+    p = blk.softmax(f"{name}.last_query_softmax", rows=b * h, cols=n, x=s)
+    if n_seg != n:
+        seg = blk.t([b * h * n_seg])
+        blk.op("view", f"{name}.segment_columns", {"note": "slice"}, [p], [seg])
+        p = seg
+    return blk.reduce(f"{name}.head_mean", "mean", b * h * n_seg, b * n_seg, x=p)
+
+
+# ---------------------------------------------------------------------------- FastV
+def fastv(plan: Plan, step: Step) -> None:
+    """After layer K, keep ``keep`` of the segment's tokens, ranked by the last query."""
+    _prefill_only(plan, step, "FastV prunes the prompt during the prefill")
+    K = layer_param(plan, step)
+    if K < 1:
+        raise step.error("at_layer", "FastV ranks tokens by the attention of layer K-1, so K "
+                         "must be >= 1 (to prune before the language model use hawk or "
+                         "divprune)")
+    keep = scalar_keep(step)
+    bucket = plan.bucket_of(step)
+    n_seg, n_keys = plan.tokens(K, bucket), plan.keys(K - 1)
+    plan.scale_tokens(step, {layer: keep for layer in range(K, plan.num)}, bucket)
+    k = plan.tokens(K, bucket)
+    b, h, d = plan.batch, plan.heads[K - 1], plan.head_dim[K - 1]
+    blk = plan.block(step, K)
+    imp = _last_query_scores(blk, "fastv", b, h, d, n_keys, n_seg)
+    blk.topk("fastv.topk", rows=b, n=n_seg, k=k, x=imp)
+    plan.record(step, selected=f"{k} of {n_seg}")
+
+
+# ---------------------------------------------------------------------------- HAWK
+def hawk(plan: Plan, step: Step) -> None:
+    """Before the language model: text-guided attention weighted by head importance."""
+    _prefill_only(plan, step, "HAWK prunes the prompt's visual tokens before the language model")
+    keep = scalar_keep(step)
+    bucket = plan.bucket_of(step)
+    first = plan.alive()[0]
+    n_seg = plan.tokens(first, bucket)
+    n_text = max(1, plan.tokens(first) - n_seg)
+    plan.scale_tokens(step, {layer: keep for layer in range(plan.num)}, bucket)
+    k = plan.tokens(first, bucket)
+    b, h, d, D = plan.batch, plan.heads[first], plan.head_dim[first], plan.hidden
+    blk = plan.block(step, first)
+    q = blk.matmul("hawk.text_queries", batch=1, m=b * n_text, n=h * d, k=D)
+    key = blk.matmul("hawk.segment_keys", batch=1, m=b * n_seg, n=h * d, k=D)
+    s = blk.matmul("hawk.text_guided_scores", batch=b * h, m=n_text, n=n_seg, k=d, a=q, b=key)
+    p = blk.softmax("hawk.text_guided_softmax", rows=b * h * n_text, cols=n_seg, x=s)
+    r = blk.reduce("hawk.text_mean", "mean", b * h * n_text * n_seg, b * h * n_seg, x=p)
+    w = blk.elementwise("hawk.head_weighting", "mul", b * h * n_seg, ins=[r, blk.t([h])])
+    imp = blk.reduce("hawk.head_sum", "sum", b * h * n_seg, b * n_seg, x=w)
+    blk.topk("hawk.topk", rows=b, n=n_seg, k=k, x=imp)
+    plan.record(step, selected=f"{k} of {n_seg}")
+
+
+# ---------------------------------------------------------------------------- DivPrune
+def divprune(plan: Plan, step: Step) -> None:
+    """Greedy max-min diversity: k picks, each O(n d), from layer ``at_layer`` (0) on."""
+    _prefill_only(plan, step, "DivPrune prunes the prompt's visual tokens during the prefill")
+    K = layer_param(plan, step, default=0)
+    keep = scalar_keep(step)
+    bucket = plan.bucket_of(step)
+    n = plan.tokens(K, bucket)
+    plan.scale_tokens(step, {layer: keep for layer in range(K, plan.num)}, bucket)
+    k = plan.tokens(K, bucket)
+    b, D = plan.batch, plan.hidden
+    blk = plan.block(step, K)
+    x = blk.t([b * n * D])
+    norms = blk.reduce("divprune.norms", "norm", b * n * D, b * n, x=x)
+    xn = blk.elementwise("divprune.normalize", "div", b * n * D, ins=[x, norms])
+    best = blk.t([b * n])
+    for _ in range(k):
+        dist = blk.matmul("divprune.distances", batch=b, m=1, n=n, k=D, b=xn)
+        best = blk.elementwise("divprune.min_distance", "min", b * n, ins=[dist, best])
+        blk.reduce("divprune.argmax", "argmax", b * n, b, x=best)
+    plan.record(step, selected=f"{k} of {n}", greedy_steps=k)
+
+
+# ---------------------------------------------------------------------------- TopV
+def topv(plan: Plan, step: Step) -> None:
+    """Once at layer K (2): Sinkhorn optimal transport between segment and text tokens."""
+    _prefill_only(plan, step, "TopV prunes the prompt during the prefill")
+    K = layer_param(plan, step, default=min(2, plan.num - 1))
+    keep = scalar_keep(step)
+    iters = int(step.get("iterations", TOPV_ITERATIONS))
+    bucket = plan.bucket_of(step)
+    n = plan.tokens(K, bucket)
+    m = max(1, plan.tokens(K) - n)
+    plan.scale_tokens(step, {layer: keep for layer in range(K, plan.num)}, bucket)
+    k = plan.tokens(K, bucket)
+    b, D = plan.batch, plan.hidden
+    blk = plan.block(step, K)
+    cost = blk.matmul("topv.cost", batch=b, m=n, n=m, k=D)
+    kern = blk.elementwise("topv.gibbs_kernel", "exp", b * n * m, ins=[cost])
+    v = blk.t([b, m, 1])
+    u = None
+    for _ in range(iters):
+        kv = blk.matmul("topv.sinkhorn_Kv", batch=b, m=n, n=1, k=m, a=kern, b=v)
+        u = blk.elementwise("topv.sinkhorn_u", "div", b * n, ins=[blk.t([b * n]), kv])
+        ktu = blk.matmul("topv.sinkhorn_KTu", batch=b, m=m, n=1, k=n, a=kern, b=u)
+        v = blk.elementwise("topv.sinkhorn_v", "div", b * m, ins=[blk.t([b * m]), ktu])
+    plan_t = blk.elementwise("topv.transport_plan", "mul", b * n * m,
+                             ins=[kern, u if u is not None else blk.t([b * n])])
+    imp = blk.reduce("topv.token_mass", "sum", b * n * m, b * n, x=plan_t)
+    blk.topk("topv.topk", rows=b, n=n, k=k, x=imp)
+    plan.record(step, selected=f"{k} of {n}", iterations=iters)
+
+
+# ---------------------------------------------------------------------------- SpAtten
+def spatten(plan: Plan, step: Step) -> None:
+    """Cascade token pruning (and, optionally, head and local value pruning)."""
+    from .heads import spatten_heads_schedule  # noqa: PLC0415 - sibling module
+    from .schedules import resolve_schedule  # noqa: PLC0415
+
+    fractions, origin = _spatten_fractions(plan, step, resolve_schedule)
+    if plan.phase == "prefill" and fractions[0] < 1:
+        raise step.error("keep", "SpAtten ranks tokens by the attention of earlier layers, so "
+                         "in a prefill layer 0 runs on every token (keep[0] must be 1)")
+    if any(f < 1 for f in fractions):
+        before = [plan.tokens(layer) for layer in range(plan.num)]
+        plan.scale_tokens(step, dict(enumerate(fractions)), None)
+        _spatten_machinery(plan, step, before)
+    if step.get("heads_keep") is not None:
+        spatten_heads_schedule(plan, step, "heads_keep")
+    if step.get("value_keep") is not None:
+        for layer in plan.alive():
+            plan.sparse[layer] = {"method": "spatten", "mode": "value",
+                                  "keep": float(step.get("value_keep"))}
+    plan.record(step, schedule=origin, keep_fractions=fractions)
+
+
+def _spatten_fractions(plan: Plan, step: Step, resolve_schedule) -> tuple[list[float], str]:
+    if step.get("schedule") is not None or step.get("scores") is not None:
+        return resolve_schedule(plan, step)
+    lst = keep_list(plan, step)
+    if lst is not None:
+        return lst, "keep list"
+    keep = float(step.get("keep"))
+    if plan.phase == "prefill":
+        return [1.0] + [keep] * (plan.num - 1), "keep from layer 1"
+    return [keep] * plan.num, "keep at every layer"
+
+
+def _spatten_machinery(plan: Plan, step: Step, before: list[int]) -> None:
+    b = plan.batch
+    alive = plan.alive()
+    for i, layer in enumerate(alive):
+        n_l = plan.tokens(layer)
+        prev = alive[i - 1] if i else None
+        if plan.phase == "prefill":
+            if prev is None or n_l >= plan.tokens(prev):
+                continue
+            n_prev, h = plan.tokens(prev), plan.heads[prev]
+            blk = plan.block(step, layer)
+            imp = blk.reduce("spatten.importance", "sum", b * h * n_prev * n_prev, b * n_prev)
+            acc = blk.elementwise("spatten.accumulate", "add", b * n_prev, ins=[imp, None])
+            blk.topk("spatten.topk", rows=b, n=n_prev, k=n_l, x=acc)
+        else:
+            if n_l >= before[layer]:
+                continue
+            n_keys, h = plan.keys(layer), plan.heads[layer]
+            n_all = plan.tokens(prev) if prev is not None else before[layer]
+            n_all = max(n_all, n_l)
+            blk = plan.block(step, layer)
+            imp = blk.reduce("spatten.importance", "sum", b * h * n_keys, b * n_keys)
+            blk.elementwise("spatten.accumulate", "add", b * n_keys, ins=[imp, None])
+            blk.topk("spatten.topk", rows=b, n=n_all, k=n_l)
+
+
+# ---------------------------------------------------------------------------- LazyLLM
+def lazyllm(plan: Plan, step: Step) -> None:
+    """Progressive pruning by the last token's attention; pruned states go to an aux cache."""
+    before = [plan.tokens(layer) for layer in range(plan.num)]
+    prev_keys = [plan.keys(layer) for layer in range(plan.num)]
+    factors = progressive_factors(plan, step, quarter_layers(plan.num))
+    if plan.phase == "prefill" and factors.get(0, 1.0) < 1:
+        raise step.error("keep", "LazyLLM ranks tokens by the attention of the layer before, "
+                         "so in a prefill layer 0 runs on every token")
+    plan.scale_tokens(step, factors, None)
+    b, D = plan.batch, plan.hidden
+    alive = plan.alive()
+    points = []
+    for i, layer in enumerate(alive):
+        prev = alive[i - 1] if i else None
+        n_prev = plan.tokens(prev) if prev is not None else before[layer]
+        n_l = plan.tokens(layer)
+        if n_l >= n_prev:
+            continue
+        points.append(layer)
+        src = prev if prev is not None else layer
+        h, d = plan.heads[src], plan.head_dim[src]
+        keys = plan.keys(prev) if prev is not None else prev_keys[layer]
+        blk = plan.block(step, layer)
+        if plan.phase == "prefill":
+            imp = _last_query_scores(blk, "lazyllm", b, h, d, n_prev, n_prev)
+            blk.topk("lazyllm.topk", rows=b, n=n_prev, k=n_l, x=imp)
+            pruned = b * (n_prev - n_l) * D
+            blk.kv_write("lazyllm.aux_cache_write", pruned, pruned)
+        else:
+            imp = _last_query_scores(blk, "lazyllm", b, h, d, keys, keys)
+            cand = blk.t([b * n_prev])
+            blk.op("view", "lazyllm.cached_columns", {"note": "slice"}, [imp], [cand])
+            blk.topk("lazyllm.topk", rows=b, n=n_prev, k=n_l, x=cand)
+            new = b * plan.base["seq_len"] * D
+            blk.kv_write("lazyllm.aux_cache_write", new, b * (n_prev - n_l + 1) * D)
+    plan.record(step, pruning_layers=points)
+
+
+# ---------------------------------------------------------------------------- Zero-TPrune
+def zero_tprune(plan: Plan, step: Step) -> None:
+    """ViT token pruning by weighted PageRank over the attention graph."""
+    _prefill_only(plan, step, "Zero-TPrune prunes a ViT's tokens in its forward pass")
+    iters = int(step.get("iterations", PAGERANK_ITERATIONS))
+    factors = progressive_factors(plan, step, quarter_layers(plan.num))
+    if factors.get(0, 1.0) < 1:
+        raise step.error("keep", "Zero-TPrune ranks tokens by the attention of the layer "
+                         "before, so layer 0 runs on every token")
+    plan.scale_tokens(step, factors, None)
+    b = plan.batch
+    alive = plan.alive()
+    points = []
+    for prev, layer in zip(alive, alive[1:]):
+        n, n_l = plan.tokens(prev), plan.tokens(layer)
+        if n_l >= n:
+            continue
+        points.append(layer)
+        h = plan.heads[prev]
+        blk = plan.block(step, layer)
+        graph = blk.reduce("zero-tprune.attention_graph", "mean", b * h * n * n, b * n * n)
+        s = blk.t([b, 1, n])
+        for _ in range(iters):
+            s = blk.matmul("zero-tprune.pagerank_step", batch=b, m=1, n=n, k=n, a=s, b=graph)
+            s = blk.elementwise("zero-tprune.damping", "fma", b * n, ins=[s])
+        blk.topk("zero-tprune.topk", rows=b, n=n, k=n_l, x=s)
+    plan.record(step, pruning_layers=points, iterations=iters)
+
