@@ -16,6 +16,10 @@ def test_reference_case(case):
     if missing:
         pytest.skip(f"data {missing[0]} absent")
     value = measure(case)
+    if case.minimum is not None or case.maximum is not None:
+        assert case.within(value), (f"{case.name}: simulated {value:.6g} outside "
+                                    f"[{case.minimum}, {case.maximum}] ({case.source})")
+        return
     assert value == pytest.approx(case.expected, rel=case.tolerance, abs=0), (
         f"{case.name}: expected {case.expected:.6g}, simulated {value:.6g} ({case.source})")
 
@@ -41,3 +45,22 @@ def test_a_case_outside_its_tolerance_fails(tmp_path):
     assert not r.ok
     assert r.error == pytest.approx(0.2495, abs=1e-3)
     assert "NO" in format_results([r])
+
+
+def test_a_bound_case_checks_the_finding_not_a_magnitude(tmp_path):
+    case = tmp_path / "bound.yaml"
+    text = ("- name: a large GEMM is compute-bound on the roofline\n"
+            "  source: formula\n"
+            "  target: roofline-v100\n"
+            "  workload: {ops: [{kind: matmul, m: 4096, n: 4096, k: 4096}], dtype: fp16}\n"
+            "  metric: flops_per_s\n"
+            "  expected: 125e12\n"
+            "  tolerance: 0\n"
+            "  minimum: {lo}\n")
+    case.write_text(text.replace("{lo}", "100e12"))
+    (r,) = run_cases(path=str(case))
+    assert r.ok and r.simulated < 125e12  # off the expected value, yet within the bound
+    assert ">=1e+14" in format_results([r])
+    case.write_text(text.replace("{lo}", "130e12"))
+    (r,) = run_cases(path=str(case))
+    assert not r.ok

@@ -24,7 +24,13 @@ divides a metric by its value for the same workload without pruning,
 ``ratio_to: baseline`` by its value for the run with the ``baseline:``
 overrides. A case with ``requires: [paths]`` (data, repository-relative) is
 skipped when one of them is absent. ``devices: N`` workloads run
-tensor-parallel, as in ``hwsim simulate``.
+tensor-parallel, as in ``hwsim simulate``; ``fits`` is 1 when the workload fits
+the target's memory and 0 when it does not.
+
+A published *finding* without a magnitude ("IAAT beats OpenBLAS on small
+GEMMs") is a bound, not a number: ``minimum:`` and/or ``maximum:`` replace the
+tolerance, so a case never checks the model against its own output.
+
 :func:`run_cases` runs them; ``hwsim validate`` prints expected, simulated and
 the error of each, and exits 1 when one is outside its tolerance.
 """
