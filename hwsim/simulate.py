@@ -102,6 +102,9 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 if any(op.kind == "allreduce" for op in graph.ops) else None)
     for op in graph.ops:
         key = _signature(op, graph, producer)
+        data_key = target.cache_key(op, graph, spec)
+        if data_key is not None:
+            key += (data_key,)
         cost = cache.get(key)
         if cost is None:
             try:

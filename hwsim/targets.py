@@ -64,6 +64,13 @@ class Target:
     def headline(self, spec) -> str:
         return ""
 
+    def cache_key(self, op, graph, spec):
+        """Besides shapes and types, what an op's cost depends on (None: nothing).
+
+        Identical ops are simulated once; a target whose costs follow the data
+        (a top-k engine run on each layer's real scores) names what differs."""
+        return None
+
     def describe(self, op, graph, spec, tiling) -> str:
         """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports."""
         return ""

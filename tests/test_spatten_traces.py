@@ -104,6 +104,13 @@ def test_topk_cycles_follow_real_minilm_scores(tmp_path):
     assert list(tk_s["latency_s"]) != list(tk_e["latency_s"])
     again = hwsim.simulate(wl, "spatten", sets=["target.topk_mode=seeded"], fidelity="analytical")
     assert list(again.ops["latency_s"]) == list(seeded.ops["latency_s"])  # reproducible
+    # same-shaped top-ks of different layers run on different scores: never shared
+    from accelerators.spatten import TARGET
+    spec = seeded.target.spec
+    ops = [op for op in seeded.graph.ops if op.kind == "topk" and op.layer is not None]
+    assert [TARGET.cache_key(op, seeded.graph, spec) for op in ops] == [
+        ("layer", op.layer) for op in ops]
+    assert TARGET.cache_key(ops[0], expected.graph, expected.target.spec) is None
 
 
 def test_cases_needing_absent_data_are_skipped(tmp_path):

@@ -56,6 +56,13 @@ class SpattenTarget(Target):
         w = self.work(op, graph, spec, tiling)
         return [] if w is None else w.tasks()
 
+    def cache_key(self, op, graph, spec: SpattenSpec):
+        """In seeded mode on real scores a top-k's cycles follow its layer's scores."""
+        if spec.topk_mode != "expected" and op.layer is not None \
+                and self.context(graph, spec).scores is not None:
+            return ("layer", op.layer)
+        return None
+
     def pools(self, spec: SpattenSpec) -> dict[str, int]:
         return {FETCH_POOL: spec.fetch_channels}
 
