@@ -64,27 +64,19 @@ class Step:
 
     def read(self, level: str, nbytes: float) -> None:
         """Bytes that live at ``level`` brought into L1: they cross every level between."""
-        self.l1_bytes += nbytes
-        if level == "l1":
-            return
-        self.l2_bytes += nbytes
-        if level == "l2":
-            return
-        self.l3_bytes += nbytes
-        if level == "dram":
-            self.dram_read += nbytes
+        self._cross(level, nbytes, "dram_read")
 
     def write(self, level: str, nbytes: float) -> None:
         """Bytes written back until they rest at ``level``."""
-        self.l1_bytes += nbytes
-        if level == "l1":
-            return
-        self.l2_bytes += nbytes
-        if level == "l2":
-            return
-        self.l3_bytes += nbytes
+        self._cross(level, nbytes, "dram_write")
+
+    def _cross(self, level: str, nbytes: float, dram_field: str) -> None:
+        for here, field_name in (("l1", "l1_bytes"), ("l2", "l2_bytes"), ("l3", "l3_bytes")):
+            setattr(self, field_name, getattr(self, field_name) + nbytes)
+            if level == here:
+                return
         if level == "dram":
-            self.dram_write += nbytes
+            setattr(self, dram_field, getattr(self, dram_field) + nbytes)
 
 
 @dataclass
