@@ -257,18 +257,24 @@ def tp_graph(rows=4096, hidden=4096, ffn=11008, devices=8):
     return g
 
 
-def test_allreduce_is_a_ring_over_the_links():
+def test_allreduce_uses_every_hccs_link_of_the_full_mesh():
     g = tp_graph()
     rt = resolve("ascend")
     r = run_graph(g, rt)
     spec = rt.spec
+    assert spec.link_topology == "mesh"
     nbytes = 4096 * 4096 * 2
     ar = r.ops[r.ops.kind == "allreduce"].iloc[0]
-    expect = 2 * 7 / 8 * nbytes / spec.link_bw_bytes_per_s + 14 * spec.link_latency_s
+    expect = 2 * 7 / 8 * nbytes / (7 * spec.link_bw_bytes_per_s) + 2 * spec.link_latency_s
     assert ring_time(spec, nbytes, 8) == pytest.approx(expect)
     assert ar.latency_s == pytest.approx(expect + spec.kernel_launch_s)
     assert ar.bound == "interconnect"
     assert r.totals["energy_breakdown_j"]["interconnect"] > 0
+    ring = run_graph(g, resolve("ascend", {"link_topology": "ring"}))
+    ring_ar = ring.ops[ring.ops.kind == "allreduce"].iloc[0]
+    assert ring_ar.latency_s == pytest.approx(
+        2 * 7 / 8 * nbytes / spec.link_bw_bytes_per_s + 14 * spec.link_latency_s
+        + spec.kernel_launch_s)
 
 
 def test_tiling_allreduce_hides_part_of_it_behind_the_matmul():

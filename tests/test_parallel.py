@@ -100,3 +100,16 @@ def test_roofline_costs_the_ring_allreduce():
 def test_roofline_without_links_refuses_an_allreduce():
     with pytest.raises(InputError, match="no links"):
         run_graph(tensor_parallel(block(), 2), resolve("roofline-910b"))
+
+
+def test_mesh_allreduce_spreads_the_same_bytes_over_every_peer_link():
+    from hwsim.collectives import allreduce
+
+    nbytes, n, bw, lat = 64e6, 8, 56e9, 2e-6
+    ring = allreduce(nbytes, n, bw, lat, "ring")
+    mesh = allreduce(nbytes, n, bw, lat, "mesh")
+    assert ring.sent_bytes == mesh.sent_bytes == pytest.approx(2 * 7 / 8 * nbytes)
+    assert ring.time_s == pytest.approx(ring.sent_bytes / bw + 14 * lat)
+    assert mesh.time_s == pytest.approx(mesh.sent_bytes / (7 * bw) + 2 * lat)
+    with pytest.raises(InputError, match="ring, mesh"):
+        allreduce(nbytes, n, bw, lat, "torus")

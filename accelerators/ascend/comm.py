@@ -22,7 +22,7 @@ taken from the same lowering, analytically.
 
 from __future__ import annotations
 
-from hwsim.collectives import ring_allreduce
+from hwsim.collectives import allreduce
 from hwsim.engine import Task, analytical_latency
 from hwsim.ir.dtypes import dtype_bits
 
@@ -30,7 +30,9 @@ from .chip import Chip, cdiv
 
 
 def ring_time(spec, nbytes: float, devices: int) -> float:
-    return ring_allreduce(nbytes, devices, spec.link_bw_bytes_per_s, spec.link_latency_s).time_s
+    """All-reduce time over the preset's links (a ring, or HCCS's full mesh)."""
+    return allreduce(nbytes, devices, spec.link_bw_bytes_per_s, spec.link_latency_s,
+                     spec.link_topology).time_s
 
 
 def exposed_time(spec, nbytes: float, devices: int, producer_s: float,
@@ -60,7 +62,8 @@ def lower_allreduce(op, graph, chip: Chip, tiling, target) -> list[Task]:
     n = op.attrs["devices"]
     tensor = graph.tensors[op.inputs[0]]
     nbytes = tensor.bytes
-    ring = ring_allreduce(nbytes, n, spec.link_bw_bytes_per_s, spec.link_latency_s)
+    ring = allreduce(nbytes, n, spec.link_bw_bytes_per_s, spec.link_latency_s,
+                     spec.link_topology)
     sent = ring.sent_bytes
     time_s = ring.time_s + spec.kernel_launch_s
     label = "allreduce (ring)"

@@ -80,8 +80,10 @@ class AscendSpec:
         0.0, help="scalar address set-up per gathered row (embedding, gather)")
     # ------------------------------------------------------------ links
     link_bw_bytes_per_s: float = spec_field(
-        0.0, help="per-direction bandwidth of one ring step between NPUs (0: no links)")
-    link_latency_s: float = spec_field(0.0, help="latency of one ring step")
+        0.0, help="per-direction bandwidth of one link between two NPUs (0: no links)")
+    link_latency_s: float = spec_field(0.0, help="latency of one all-reduce step")
+    link_topology: str = spec_field("ring", help="ring, or mesh: a link to every other NPU",
+                                    choices=("ring", "mesh"))
     # ------------------------------------------------------------ energy
     mac_pj: dict[str, float] = spec_field(help="energy per cube MAC, by input dtype")
     vector_pj_per_cycle: float = spec_field(help="energy of one vector repeat-cycle (256 B)")
