@@ -143,17 +143,17 @@ def test_large_sgemm_one_core_efficiency_and_its_explanation():
 
 def test_large_sgemm_64_cores_is_dram_bound_with_paramh_blocking():
     """With 64 threads the 8x8 grid gives each a 512-row, 2 MiB A block; 64 of them
-    overflow the 64 MiB L3, so re-streaming A comes from DRAM: efficiency falls
-    below 15 %, and the same GEMM is faster on 16 cores, whose blocks fit L3."""
+    overflow the 64 MiB L3, so half the re-streaming of A comes from DRAM: efficiency
+    falls below 25 %, and the same GEMM is faster on 32 cores, whose blocks fit L3."""
     rep64 = sim(gemm(4096, 4096, 4096), sets=["tiling.gemm=openblas"])
-    rep16 = sim(gemm(4096, 4096, 4096), sets=["tiling.gemm=openblas", "target.cores=16"])
+    rep32 = sim(gemm(4096, 4096, 4096), sets=["tiling.gemm=openblas", "target.cores=32"])
     eff = flops_per_s(rep64) / (64 * 41.6e9)
-    assert 0.05 <= eff <= 0.15
+    assert 0.1 <= eff <= 0.25
     assert rep64.ops["bound"][0] == "memory"
-    assert rep16.totals["latency_s"] < rep64.totals["latency_s"]
+    assert rep32.totals["latency_s"] < rep64.totals["latency_s"]
     b = breakdown(gemm(4096, 4096, 4096), "openblas")
     assert b["dram_s"] == pytest.approx(b["latency_s"], rel=0.05)
-    assert b["in_core_s"] < 0.15 * b["latency_s"]
+    assert b["in_core_s"] < 0.25 * b["latency_s"]
 
 
 def test_l2_sized_blocking_keeps_a_many_core_sgemm_compute_bound():
@@ -334,3 +334,18 @@ def test_tasks_run_on_cores_with_their_ecm_bound_and_dram_in_the_pool():
     assert all(t.bound in ("compute", "onchip") for t in tasks if t.unit.startswith("core")
                and not t.unit.endswith(".mem"))
     assert all(t.actions.get("vfma_fp32", 0) >= 0 for t in tasks)
+
+
+def test_no_residency_cliff_when_the_threads_blocks_outgrow_the_last_level():
+    # GPT-2's LM head on 64 threads: OpenBLAS gives each thread a private packed A
+    # block. Past the L3 the re-reads spill gradually (capacity over working set), so
+    # one more token never multiplies DRAM traffic (it once read 56 weights' worth).
+    weight = 768 * 50257 * 4
+    reads = {}
+    for m in (144, 218, 400):
+        wl = workload_from_dict({"ops": [{"kind": "matmul", "m": m, "n": 50257, "k": 768}],
+                                 "dtype": "fp32", "tiling": {"gemm": "openblas"}})
+        reads[m] = hwsim.simulate(wl, "armv8", fidelity="analytical").totals["dram_read_bytes"]
+    assert reads[144] == pytest.approx(weight, rel=0.1)
+    assert reads[218] == pytest.approx(weight, rel=0.1)  # 64 x 670 KB still fit the 64 MiB L3
+    assert weight < reads[400] < 20 * weight  # 64 x 1.2 MB = 79 MB: a partial spill

@@ -33,7 +33,7 @@ from hwsim.ir.dtypes import nbytes
 from .ecm import Plan, Step, estimate, split
 from .gemm import KERNEL_FIELD, STRATEGIES, pack_step, power_parts, run_kernels, tile_kernels
 from .kernels import checked_kernel
-from .placement import level_of, nearer, resident
+from .placement import level_of, reread
 from .spec import Machine
 
 BLOCK_Q = (256, 128, 64, 32, 16, 8, 4, 2, 1)
@@ -164,7 +164,7 @@ def _plan(mach: Machine, dtype: str, b, h, hk, d, dv, q, kv, causal, mode, bq, b
     st.read(k_lvl, kv_reads * (1.0 / nq if kv_split == 1 else 1.0))
     if kv_split == 1 and nq > 1:
         heads_live = min(threads, b * hk)  # threads take units head-major
-        st.read(nearer(resident(head_kv, mach, heads_live), k_lvl), kv_reads * (1 - 1.0 / nq))
+        reread(st, head_kv, kv_reads * (1 - 1.0 / nq), mach, heads_live, k_lvl)
     st.write(o_lvl, per_thread * bq_u * dv * s)
     if mode == "standard":  # S written, read by the softmax, P written, read by P V
         s_bytes = bq_u * kv * s

@@ -38,7 +38,7 @@ from hwsim.ir.dtypes import nbytes
 
 from .ecm import Plan, Step, estimate, repeat, split
 from .kernels import Kernel, checked_kernel, fastest_kernels, kernel_counts, kernel_cycles
-from .placement import level_of, nearer, resident
+from .placement import level_of, reread, resident
 from .spec import Machine
 
 STRATEGIES = ("openblas", "iaat", "autotsmm")
@@ -260,7 +260,8 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
         pk.barrier = tm * tn > 1
         kr = Step("kernels")
         run_kernels(kr, rows, cols, kc, lanes, mach)
-        kr.read(a_home, -(-n_t // nr) * m_t * kc * s)  # A block once per B micro-panel
+        # the A block once per B micro-panel
+        reread(kr, min_i * kc * s, -(-n_t // nr) * m_t * kc * s, mach, threads)
         b_total = kc * n_t * s
         kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
         if tm > 1:
@@ -308,13 +309,13 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
     panels = -(-width // max(ker.cols, 1))
     _shared_read(st, v_lvl, v_t, v_share)
     if panels > 1:
-        st.read(nearer(resident(v_t, mach, used), v_lvl), (panels - 1) * v_t)
+        reread(st, v_t, (panels - 1) * v_t, mach, used, v_lvl)
     _shared_read(st, w_lvl, w_t, w_share)
     row_bytes = max(1, min(ker.cols, width) * s)
     if w_t > mach.spec.l1d_bytes / 2 and row_bytes < line and g.k * line * (line / row_bytes) > \
             mach.spec.l1d_bytes / 2:
         # a panel's rows share lines with the next panels, evicted before they come
-        st.read(nearer(resident(w_t, mach, used), w_lvl), (line / row_bytes - 1) * w_t)
+        reread(st, w_t, (line / row_bytes - 1) * w_t, mach, used, w_lvl)
     st.write(c_lvl, m_t * n_t * s)
     steps = split(st, 4 if st.dram_read or st.dram_write else 1)
     steps = repeat(steps, per)
@@ -361,7 +362,7 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int) -> Plan:
     col_panels = -(-small // max(ker.cols, 1))
     st.read(big_lvl, big_t * g.k * s)  # the long operand, once
     if col_panels > 1:
-        st.read(resident(big_panel, mach, used), (col_panels - 1) * big_t * g.k * s)
+        reread(st, big_panel, (col_panels - 1) * big_t * g.k * s, mach, used)
     row_panels = -(-big_t // max(ker.rows, 1))
     st.read("l3" if used > 1 else resident(packed * s, mach), row_panels * packed * s)
     st.write(c_lvl, big_t * small * s)

@@ -13,6 +13,15 @@ left there. The rule, by tensor kind and size:
 
 Data in one core's L1 or L2 that other threads read comes to them over the mesh,
 at the last level's rate: with more than one thread, ``l1``/``l2`` become ``l3``.
+
+A block that each thread sweeps again and again (a packed A block once per B
+micro-panel) is re-read from the nearest level that holds it (:func:`reread`).
+When the blocks of all threads together overflow the shared last level, the
+last level still holds a share of them: a cyclic sweep under its pseudo-random
+replacement hits in proportion to capacity over working set, and only the rest
+comes from DRAM. Without that share, one more token can flip every re-read from
+L3 to DRAM (GPT-2's LM head at 218 tokens on 64 threads read its 154 MB weight's
+worth of A blocks 56 times from DRAM).
 """
 
 from __future__ import annotations
@@ -47,6 +56,18 @@ def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
     if nbytes * threads <= mach.llc_bytes / 2:
         return "l3"
     return "dram"
+
+
+def reread(step, block_bytes: float, total_bytes: float, mach: Machine, threads: int = 1,
+           home: str = "dram") -> None:
+    """``total_bytes`` of re-reads of a ``block_bytes`` block per thread (module doc)."""
+    level = nearer(resident(block_bytes, mach, threads), home)
+    if level != "dram" or total_bytes <= 0:
+        step.read(level, total_bytes)
+        return
+    hit = min(1.0, mach.llc_bytes / max(1.0, block_bytes * threads))
+    step.read("l3", hit * total_bytes)
+    step.read("dram", (1.0 - hit) * total_bytes)
 
 
 def nearer(a: str, b: str) -> str:
