@@ -1,13 +1,16 @@
 """Package list for setuptools; all other metadata is in pyproject.toml.
 
 ``traces/`` (the shipped graph templates) is installed as ``hwsim/_traces`` so
-that a non-editable install can simulate zoo models without torch.
+that a non-editable install can simulate zoo models without torch, and
+``workloads/`` as ``hwsim/_workloads`` so that the validation cases that name
+a workload file run from an installed copy too.
 """
 
 from setuptools import find_packages, setup
 
 setup(
     packages=find_packages(include=["hwsim", "hwsim.*", "accelerators", "accelerators.*"])
-    + ["hwsim._traces"],
-    package_dir={"hwsim._traces": "traces"},
+    + ["hwsim._traces", "hwsim._workloads", "hwsim._workloads.schedules"],
+    package_dir={"hwsim._traces": "traces", "hwsim._workloads": "workloads",
+                 "hwsim._workloads.schedules": "workloads/schedules"},
 )

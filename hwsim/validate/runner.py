@@ -109,17 +109,31 @@ def _workload(case: Case, extra: tuple[str, ...] = ()):
 
     wl_sets, _ = split_target(parse_sets((*case.sets, *extra)))
     if isinstance(case.workload, str):
-        path = case.workload
-        if not os.path.isabs(path):
-            path = str(Path(case.file).parent / path)
-            if not os.path.exists(path):
-                path = str(Path(__file__).resolve().parents[2] / case.workload)
-        return load_workload(path, wl_sets)
+        return load_workload(_workload_path(case), wl_sets)
     data = dict(case.workload)
     data.setdefault("name", case.name)
     if wl_sets:
         data = apply_sets(data, wl_sets)
     return workload_from_dict(data, f"{case.file}: case {case.name!r}")
+
+
+def _workload_path(case: Case) -> str:
+    """A case's workload file: beside the case, in the repository, or packaged.
+
+    Case files name shipped workloads as ``workloads/NAME.yaml``; an installed
+    (non-editable) hwsim carries that folder as ``hwsim/_workloads``.
+    """
+    path = case.workload
+    if os.path.isabs(path):
+        return path
+    here = Path(__file__).resolve()
+    candidates = [Path(case.file).parent / path, here.parents[2] / path]
+    if path.startswith("workloads/"):
+        candidates.append(here.parents[1] / "_workloads" / path[len("workloads/"):])
+    for candidate in candidates:
+        if candidate.exists():
+            return str(candidate)
+    return str(candidates[1])
 
 
 def _resolved(case: Case, extra: tuple[str, ...]):
@@ -269,9 +283,12 @@ def format_results(results: list[Result]) -> str:
                      f"{c.expected:12.5g} {sim} {err} {_tolerance(c)}  "
                      f"{'yes' if r.ok else 'NO'}" + (f"  {r.message}" if r.message else ""))
     bad = sum(not r.ok for r in results)
+    skipped = sum(r.simulated is None and r.ok for r in results)
     # bound cases (a finding, not a magnitude) have no error to average
     errs = [abs(r.error) for r in results if r.error is not None
             and r.case.minimum is None and r.case.maximum is None]
     mae = f", mean |error| {100 * sum(errs) / len(errs):.2f}%" if errs else ""
-    lines.append(f"{len(results)} cases, {len(results) - bad} within tolerance, {bad} outside{mae}")
+    lines.append(f"{len(results)} cases, {len(results) - bad - skipped} within tolerance, "
+                 f"{bad} outside" + (f", {skipped} skipped (data absent)" if skipped else "")
+                 + mae)
     return "\n".join(lines)
