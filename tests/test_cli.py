@@ -125,7 +125,11 @@ def test_validate_prints_each_case(capsys):
     for case in cases:
         assert case.name[:58] in out
     last = out.splitlines()[-1]
-    assert last.startswith(f"{len(cases)} cases, {len(cases)} within tolerance, 0 outside")
+    # cases needing ../shared/data are skipped, and counted so, where it is absent
+    skipped = sum("skipped:" in line for line in out.splitlines())
+    assert last.startswith(f"{len(cases)} cases, {len(cases) - skipped} within tolerance, "
+                           f"0 outside")
+    assert (f"{skipped} skipped (data absent)" in last) == bool(skipped)
 
 
 def test_validate_one_target(capsys):
