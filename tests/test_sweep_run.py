@@ -224,3 +224,23 @@ def test_killed_sweep_resumes_without_losing_or_repeating_points(tmp_path):
     resumed = read_results(out)
     cols = [c for c in whole.columns if c != "index"]
     pd.testing.assert_frame_equal(resumed[cols], whole[cols])
+
+
+def test_without_pyarrow_a_sweep_says_which_extra_to_install(tmp_path):
+    """pyarrow is in the dist and dev extras, not the core: a core-only install gets one
+    line and exit 2, not a traceback."""
+    out = tmp_path / "x.parquet"
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'pyarrow' or name.startswith('pyarrow.'):\n"
+        "            raise ImportError('hidden')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from hwsim.cli.main import main\n"
+        f"sys.exit(main(['sweep', 'sweeps/bert-seq-bw.yaml', '-o', r'{out}']))\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "needs pyarrow (pip install 'hwsim[dist]')" in res.stderr

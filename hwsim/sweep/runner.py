@@ -42,7 +42,7 @@ from ..errors import InputError
 from .point import Base, Point, prepare, run_point
 from .progress import Progress
 from .spec import SweepSpec, load_sweep
-from .store import MemoryStore, ResultStore, encode, read_results, schema
+from .store import MemoryStore, ResultStore, encode, read_results, require_pyarrow, schema
 
 IN_FLIGHT_PER_WORKER = 4
 CONNECT_TIMEOUT_S = 10
@@ -73,6 +73,7 @@ def sweep(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec,
     ``df.attrs["run"]`` what this call did (points run, failed, skipped,
     seconds, points per second).
     """
+    require_pyarrow()
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
     if sets:

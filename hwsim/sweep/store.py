@@ -53,6 +53,15 @@ _STR_RESULTS = ("status", "error", "target", "preset", "fidelity", "workload", "
 META_KEY = b"hwsim.sweep"
 
 
+def require_pyarrow() -> None:
+    """Sweeps store Parquet through pyarrow, an extra: without it, say which one."""
+    try:
+        import pyarrow  # noqa: F401, PLC0415
+    except ImportError:
+        raise InputError("sweeps write and read Parquet, which needs pyarrow "
+                         "(pip install 'hwsim[dist]')", source="hwsim sweep") from None
+
+
 def schema(spec: SweepSpec):
     """The Arrow schema of a sweep's rows: index, id, axes, status, results."""
     import pyarrow as pa  # noqa: PLC0415
@@ -219,6 +228,7 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     sweep that wrote them (from the Parquet metadata). A plain Parquet file is
     read as it is.
     """
+    require_pyarrow()
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     path = os.fspath(path)
