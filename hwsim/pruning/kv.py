@@ -62,16 +62,19 @@ def _apply_budgets(plan: Plan, step: Step, budgets: dict[int, int]) -> None:
         c[plan.buckets[-1]] = budget
 
 
+def _evictions(plan: Plan, step: Step, budgets: dict[int, int]):
+    """Apply the budgets; then, per live layer: (budget, keys, heads, its overhead block)."""
+    _apply_budgets(plan, step, budgets)
+    for layer, budget in budgets.items():
+        if layer not in plan.dropped:
+            yield budget, plan.keys(layer), plan.heads[layer], plan.block(step, layer, "end")
+
+
 def h2o(plan: Plan, step: Step) -> None:
     budgets = _budgets(plan, step)
-    _apply_budgets(plan, step, budgets)
     per_head = bool(step.get("per_head", True))
     b = plan.batch
-    for layer, budget in budgets.items():
-        if layer in plan.dropped:
-            continue
-        n, h = plan.keys(layer), plan.heads[layer]
-        blk = plan.block(step, layer, "end")
+    for budget, n, h, blk in _evictions(plan, step, budgets):
         acc = blk.elementwise("h2o.accumulate", "add", b * h * n, ins=[None, None])
         if per_head:
             blk.topk("h2o.evict_topk", rows=b * h, n=n, k=budget, x=acc)
@@ -83,13 +86,8 @@ def h2o(plan: Plan, step: Step) -> None:
 
 def kvcrush(plan: Plan, step: Step) -> None:
     budgets = _budgets(plan, step)
-    _apply_budgets(plan, step, budgets)
     b = plan.batch
-    for layer, budget in budgets.items():
-        if layer in plan.dropped:
-            continue
-        n, h = plan.keys(layer), plan.heads[layer]
-        blk = plan.block(step, layer, "end")
+    for budget, n, h, blk in _evictions(plan, step, budgets):
         probs = blk.t([b * h * n])
         acc = blk.elementwise("kvcrush.accumulate", "add", b * h * n, ins=[probs, None])
         tot = blk.reduce("kvcrush.head_sum", "sum", b * h * n, b * n, x=acc)
