@@ -114,7 +114,11 @@ class _Splitter:
             for key in _SCALED.get(kind, ()):
                 attrs[key] = self.div(op, attrs[key], key)
             for t, s in zip(op.inputs, ins_sharded):
-                if not s and self.tensors[t].kind == "param" and self.tensors[t].numel > 1:
+                if not s and self.tensors[t].numel > 1 and (
+                        self.tensors[t].kind == "param"
+                        or (kind == "kv_write" and self.tensors[t].kind == "kv_cache")):
+                    # a sharded layer's weights, and the cache a KV write appends to (each
+                    # device keeps its own heads' keys and values)
                     self.shard(t, op)
         for o in op.outputs:
             self.shard(o, op)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Mapping
 
-from . import engine
+from . import capacity, engine
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
 from .ir.kinds import flops as op_flops
@@ -93,6 +93,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     target, spec = resolved.target, resolved.spec
     table = target.energy_table(spec)
     tiling = wl.tiling if wl is not None else None
+    memory = check_memory(graph, resolved, tiling)
     cache: dict[tuple, dict] = {}
     timelines: dict[tuple, list] = {}
     op_keys = []
@@ -136,6 +137,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
                 "energy_static_j": static,
                 "tasks": len(tasks),
+                "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
                 "detail": target.describe(op, graph, spec, tiling),
             }
             timelines[key] = [(t.unit, t.label, s0, s1) for t, s0, s1 in
@@ -149,4 +151,16 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
         clock += cost["latency_s"]
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
-                  fidelity=fidelity, lanes=[timelines[k] for k in op_keys])
+                  fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory)
+
+
+def check_memory(graph: Graph, resolved: ResolvedTarget, tiling) -> dict:
+    """One device's footprint against its capacity (:mod:`hwsim.capacity`); raises
+    when it does not fit, else returns the account for the report."""
+    target, spec = resolved.target, resolved.spec
+    fp = target.footprint(graph, spec, tiling)
+    cap = target.capacity_bytes(spec)
+    capacity.check(fp, cap, devices=int(graph.header.get("devices", 1)),
+                   memory=target.memory_name, source=resolved.source,
+                   field=f"spec.{target.capacity_field}", hint=target.capacity_hint(spec))
+    return {**fp.to_dict(), "capacity_bytes": cap}

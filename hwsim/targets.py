@@ -9,8 +9,16 @@ A *target* is a model of one machine. It provides:
   it cannot cost raises :class:`~hwsim.errors.UnsupportedOpError`;
 - ``energy_table(spec)``: prices per action and static power;
 - ``headline(spec)``: one line of headline numbers for ``hwsim targets``;
+- ``executed_flops(op, graph, spec, tiling)``: the FLOPs the op's kernels
+  execute (a causal or windowed attention skips wholly masked tiles; the
+  default counts visible score elements exactly, a tiled target counts its
+  tiles); throughput and utilisation use it;
 - ``describe(op, graph, spec, tiling)``: optionally, one line on how an op
   runs (kernels and occupancy, tiles, time split), shown in tables and CSV;
+- ``capacity_field`` and ``footprint(graph, spec, tiling)``: the spec field
+  that holds the device's DRAM capacity, and what one device must hold
+  (:mod:`hwsim.capacity`: weights, KV cache, the largest op's working set plus
+  the target's workspace); every simulation checks one against the other;
 - ``pools(spec)``: shared resources with a capacity (DRAM channels, links)
   that tasks hold besides their unit;
 - ``metrics(report)``: optionally, figures of a finished report that the
@@ -54,6 +62,8 @@ class Target:
     spec_class: type = object
     default_preset: str = ""
     presets_dir: Path = Path()
+    capacity_field: str = ""  # spec field with the DRAM capacity in bytes ("": unchecked)
+    memory_name: str = "DRAM"  # what that memory is called in messages (HBM, DDR4)
 
     def lower(self, op, graph, spec, tiling) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -70,6 +80,31 @@ class Target:
         Identical ops are simulated once; a target whose costs follow the data
         (a top-k engine run on each layer's real scores) names what differs."""
         return None
+
+    def executed_flops(self, op, graph, spec, tiling) -> int:
+        """FLOPs ``op``'s kernels execute: the counted FLOPs, except that a causal or
+        sliding-window attention skips what is masked. The default is exact (a
+        kernel that skips every masked element); a target whose kernels compute
+        whole tiles overrides it with its tile sizes
+        (:func:`hwsim.ir.kinds.executed_flops`)."""
+        from .ir.kinds import executed_flops  # noqa: PLC0415
+
+        return executed_flops(op)
+
+    def footprint(self, graph, spec, tiling):
+        """What one device holds (:class:`hwsim.capacity.Footprint`). A target adds
+        its kernels' workspace or keeps part of the KV cache elsewhere."""
+        from .capacity import footprint  # noqa: PLC0415
+
+        return footprint(graph)
+
+    def capacity_bytes(self, spec) -> float:
+        """The device's DRAM capacity (0: not checked)."""
+        return float(getattr(spec, self.capacity_field, 0) or 0) if self.capacity_field else 0.0
+
+    def capacity_hint(self, spec) -> str:
+        """What to try when a workload does not fit (appended to the error)."""
+        return "; use more devices, a shorter sequence or a fused attention"
 
     def describe(self, op, graph, spec, tiling) -> str:
         """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports."""

@@ -235,8 +235,8 @@ def test_a_workload_that_does_not_fit_says_by_how_much():
         hwsim.simulate(wl, "ascend")
     msg = str(e.value)
     assert "spec.hbm_bytes" in msg
-    assert f"needs {need / gib:.2f} GiB" in msg
-    assert f"{(need - 64 * gib) / gib:.2f} GiB too little" in msg
+    assert f"= {need / gib:.2f} GiB" in msg
+    assert f"{(need - 64 * gib) / gib:.2f} GiB over" in msg
     hwsim.simulate(ops_workload([att], tiling={"attention": "fastattention"}), "ascend",
                    fidelity="analytical")  # the fused kernel fits
 

@@ -15,12 +15,13 @@ from hwsim.report.chrome import chrome_events, write_chrome_trace
 # DESIGN.md, "JSON report (--json)"
 TOP_KEYS = {"schema", "workload", "target", "totals", "layers", "ops"}
 # keys the report adds beyond DESIGN.md's list (run metadata, not figures)
-TOP_EXTRAS = {"fidelity", "devices"}
-TOTALS_KEYS = {"latency_s", "cycles", "flops", "dense_flops", "dram_read_bytes",
+TOP_EXTRAS = {"fidelity", "devices", "memory"}
+TOTALS_KEYS = {"latency_s", "cycles", "flops", "dense_flops", "executed_flops", "dram_read_bytes",
                "dram_write_bytes", "energy_j", "energy_breakdown_j"}
 BREAKDOWN_KEYS = {"compute", "onchip", "dram", "static", "interconnect"}
 LAYER_KEYS = {"layer", "latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j"}
-OP_KEYS = {"id", "name", "kind", "layer", "start_s", "latency_s", "flops", "dram_read_bytes",
+OP_KEYS = {"id", "name", "kind", "layer", "start_s", "latency_s", "flops", "executed_flops",
+           "dram_read_bytes",
            "dram_write_bytes", "energy_j", "bound"}
 BOUNDS = {"compute", "memory", "onchip", "latency", "interconnect"}
 REL = 1e-12  # sums of the same floats in another order
@@ -121,7 +122,7 @@ def test_csv_one_row_per_op_with_unit_columns(model_report, tmp_path):
     df = pd.read_csv(path)
     assert len(df) == len(model_report.ops) == 23
     assert OP_KEYS <= set(df.columns)
-    labels = {"id", "name", "kind", "layer", "module", "bound", "flops", "detail"}
+    labels = {"id", "name", "kind", "layer", "module", "bound", "flops", "executed_flops", "detail"}
     for col in set(df.columns) - labels:
         assert col.endswith(("_s", "_bytes", "_j")), col
     assert {"energy_compute_j", "energy_dram_j", "energy_static_j"} <= set(df.columns)

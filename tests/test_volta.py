@@ -50,7 +50,7 @@ ATTN = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 4096, "kv_le
 
 def test_registered_with_two_presets():
     assert resolve("volta").preset == "volta-v100-sxm2"
-    assert resolve("volta-v100-pcie").spec.hbm_bytes == pytest.approx(16e9)
+    assert resolve("volta-v100-pcie").spec.hbm_bytes == 16 * 2**30
     assert "125 TFLOP/s" in TARGET.headline(spec())
 
 
@@ -143,7 +143,7 @@ def test_standard_attention_materializes_scores():
 
 def test_capacity_error_says_by_how_much():
     ops = [dict(ATTN, q_len=65536, kv_len=65536)]
-    with pytest.raises(InputError, match=r"does not fit in 32\.0 GB of HBM.* GB over"):
+    with pytest.raises(InputError, match=r"does not fit in 32\.00 GiB of HBM.* GiB over"):
         sim(ops, tiling={"attention": "standard"})
     sim(ops, tiling={"attention": "fastattention"})  # no score matrix: fits
 
@@ -155,7 +155,7 @@ def test_256k_on_8_gpus_fits_only_with_offload():
     from hwsim.workload import zoo
     if zoo.shipped_path("llama-2-7b", "prefill") is None:
         pytest.skip("no shipped llama-2-7b template")
-    with pytest.raises(InputError, match="GB over"):
+    with pytest.raises(InputError, match="GiB over"):
         hwsim.simulate(wl, "volta", fidelity="analytical")
     r = hwsim.simulate(wl, "volta", sets=["target.host_kv_fraction=0.5"],
                        fidelity="analytical")

@@ -11,7 +11,7 @@ import pytest
 
 from hwsim.cli.main import main
 from hwsim.ir import read_bytes, write_bytes
-from hwsim.ir.kinds import flops
+from hwsim.ir.kinds import executed_flops, flops
 from hwsim.targets import resolve
 from hwsim.workload import zoo
 
@@ -19,10 +19,12 @@ SIZES = {"prefill": {"seq_len": 64}, "decode": {"seq_len": 1, "kv_len": 200}}
 MIN_SEQ = {"llava-1.5-7b": 640, "llava-1.5-13b": 640}
 CASES = [(m, p) for m in zoo.names() for p in zoo.phases(m) if zoo.shipped_path(m, p)]
 
-TOTALS = {"latency_s", "cycles", "flops", "dense_flops", "dram_read_bytes", "dram_write_bytes",
+TOTALS = {"latency_s", "cycles", "flops", "dense_flops", "executed_flops",
+          "dram_read_bytes", "dram_write_bytes",
           "energy_j", "energy_breakdown_j"}
 LAYER_KEYS = {"layer", "latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j"}
-OP_KEYS = {"id", "name", "kind", "layer", "start_s", "latency_s", "flops", "dram_read_bytes",
+OP_KEYS = {"id", "name", "kind", "layer", "start_s", "latency_s", "flops", "executed_flops",
+           "dram_read_bytes",
            "dram_write_bytes", "energy_j", "bound"}
 
 
@@ -66,7 +68,8 @@ def test_simulate_zoo_model_on_roofline(model, phase, tmp_path, capsys):
             assert row["latency_s"] == 0
             continue
         nbytes = read_bytes(op, graph) + write_bytes(op, graph)
-        n = flops(op)
+        n = executed_flops(op)  # a causal attention skips its masked scores
+        assert row["executed_flops"] == n <= row["flops"] == flops(op)
         compute_s = n / spec.peak_flops_per_s["fp16" if op.kind in ("matmul", "attention")
                                               else _peak_key(graph, op)] if n else 0.0
         expected = max(compute_s, nbytes / spec.dram_bw_bytes_per_s) + spec.op_overhead_s

@@ -61,6 +61,7 @@ class ARMv8Spec:
         help="sustained (STREAM-like) fraction of the channels' peak", minimum=1e-3)
     core_dram_bw_bytes_per_s: float = spec_field(
         help="DRAM bandwidth one core can draw alone (its outstanding misses)", minimum=1.0)
+    dram_bytes: float = spec_field(0.0, help="DRAM installed on the socket (0: not checked)")
     # ---- BLAS libraries
     sgemm_kernel: tuple[int, ...] = spec_field(
         help="OpenBLAS fp32 micro-kernel, rows x cols (GEMM_UNROLL_M, GEMM_UNROLL_N)")

@@ -5,7 +5,8 @@ Per op::
     latency_s = max(flops / peak_flops_per_s[dtype], bytes / dram_bw_bytes_per_s)
                 + op_overhead_s
 
-where ``bytes`` is the op's compulsory traffic (each input read once, each
+where ``flops`` are the executed FLOPs (a causal or sliding-window attention
+skips every masked score: an ideal kernel) and ``bytes`` the op's compulsory traffic (each input read once, each
 output written once; see :mod:`hwsim.ir.kinds`). ``bound`` is ``compute`` or
 ``memory`` by which term is larger, or ``latency`` when the fixed overhead
 exceeds both. No caches, no tiling, no overlap between ops: it is the reference

@@ -9,7 +9,7 @@ from hwsim.collectives import ring_allreduce
 from hwsim.energy import EnergyTable, Price
 from hwsim.engine import Task
 from hwsim.errors import InputError
-from hwsim.ir.kinds import KINDS, flops, read_bytes, write_bytes
+from hwsim.ir.kinds import KINDS, executed_flops, read_bytes, write_bytes
 from hwsim.spec import spec_field
 from hwsim.targets import Target
 
@@ -41,6 +41,8 @@ class RooflineTarget(Target):
     spec_class = RooflineSpec
     default_preset = "roofline-v100"
     presets_dir = Path(__file__).parent / "presets"
+    capacity_field = "dram_bytes"
+    memory_name = "DRAM"
 
     def compute_dtype(self, op, graph) -> str:
         tid = op.inputs[0] if op.kind in ("matmul", "attention") and op.inputs else (
@@ -54,7 +56,7 @@ class RooflineTarget(Target):
             raise UnsupportedOpError(self.name, op.kind, op.line(graph))
         if op.kind == "allreduce":
             return [self._allreduce(op, graph, spec)]
-        n_flops = flops(op)
+        n_flops = executed_flops(op)  # an ideal kernel skips every masked score
         rd, wr = read_bytes(op, graph), write_bytes(op, graph)
         compute_s = 0.0
         actions: dict[str, float] = {}

@@ -59,6 +59,7 @@ class SpattenSpec:
     dram_transaction_bytes: int = spec_field(
         help="transaction size and channel-interleaving granularity", minimum=1)
     dram_latency_cycles: int = spec_field(help="first-data latency of a DRAM access")
+    dram_bytes: float = spec_field(0.0, help="HBM capacity (0: not checked)")
     fetch_channels: int = spec_field(help="fetchers (crossbar masters) issuing DRAM reads",
                                      minimum=1)
     # ------------------------------------------------------------ top-k engine

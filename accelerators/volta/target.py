@@ -16,7 +16,7 @@ from .energy import actions, energy_table
 from .gemm import Gemm
 from .gemm import kernels as gemm_kernels
 from .gpu import HBM_POOL, Builder, Gpu, Kernel
-from .memory import check_capacity
+from .memory import volta_footprint
 from .spec import VoltaSpec
 
 MEMORY_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
@@ -30,10 +30,11 @@ class VoltaTarget(Target):
     spec_class = VoltaSpec
     default_preset = "volta-v100-sxm2"
     presets_dir = Path(__file__).parent / "presets"
+    capacity_field = "hbm_bytes"
+    memory_name = "HBM"
 
     def __init__(self):
         self._gpu: tuple[VoltaSpec, Gpu] | None = None
-        self._checked: tuple | None = None
 
     def gpu(self, spec: VoltaSpec) -> Gpu:
         if self._gpu is None or self._gpu[0] is not spec:
@@ -62,7 +63,6 @@ class VoltaTarget(Target):
     def lower(self, op, graph, spec: VoltaSpec, tiling=None) -> list[Task]:
         if op.kind == "view":
             return []
-        self._check(graph, spec, tiling)
         if op.kind == "allreduce":
             return [self._allreduce(op, graph, spec)]
         bld = self._build(op, graph, spec, tiling)
@@ -88,11 +88,12 @@ class VoltaTarget(Target):
             bld.kernel(k)
         return bld
 
-    def _check(self, graph, spec, tiling) -> None:
-        c = self._checked  # holding the graph keeps its id from being reused
-        if c is None or c[0] is not graph or c[1] is not spec or c[2] is not tiling:
-            check_capacity(graph, spec, tiling)
-            self._checked = (graph, spec, tiling)
+    def footprint(self, graph, spec: VoltaSpec, tiling):
+        return volta_footprint(graph, spec, tiling)
+
+    def capacity_hint(self, spec: VoltaSpec) -> str:
+        return ("; keep part of the KV cache in host memory with "
+                "--set target.host_kv_fraction=F" if spec.host_kv_fraction < 1 else "")
 
     def _gemm(self, op, graph) -> Gemm:
         a = op.attrs

@@ -8,7 +8,8 @@ kind            attributes                                  FLOPs
 ==============  ==========================================  =======================
 matmul          batch, m, n, k                              2·batch·m·n·k
 attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·(kv_len
-                kv_len, causal [, v_head_dim, v_len]        ·head_dim + v_len·v_head_dim)
+                kv_len, causal [, v_head_dim, v_len,        ·head_dim + v_len·v_head_dim)
+                window]
 softmax         rows, cols                                  5·rows·cols
 layernorm       rows, cols                                  8·rows·cols
 rmsnorm         rows, cols                                  4·rows·cols
@@ -31,7 +32,14 @@ number of value rows each query weights when local value pruning fetched fewer
 inside it are vector work a target costs from ``batch·heads·q_len·kv_len``
 score elements. A causal attention still counts the full matrix (the
 convention of FLOP counters and of the FastV/DivPrune papers); a target that
-skips masked blocks saves time, not counted FLOPs.
+skips masked blocks saves time, not counted FLOPs. ``window`` (sliding-window
+attention, Mistral's 4,096) lets a query see only the ``window`` most recent
+keys up to its own position (``pos - key < window``, as Hugging Face's
+sliding-window mask); it too is a mask: counted FLOPs stay those of the full
+matrix. What a kernel *executes* is :func:`executed_flops`: the score blocks
+that hold at least one visible element, every element of such a block
+computed (a diagonal block is executed whole), wholly masked blocks skipped.
+Throughput and utilisation are computed from executed FLOPs.
 
 Other per-element conventions: softmax = max, subtract, exp, sum, divide;
 layernorm = mean, subtract, square, sum, rsqrt-scale, affine mul and add (8);
@@ -107,7 +115,7 @@ KINDS: dict[str, KindSpec] = {
                  "C[batch, m, n] = A[batch?, m, k] @ B[batch?, k, n] (+ bias)"),
         KindSpec("attention",
                  ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
-                 ("v_head_dim", "scale", "masked", "v_len"),
+                 ("v_head_dim", "scale", "masked", "v_len", "window"),
                  _attention_flops,
                  "softmax(Q Kᵀ · scale + mask) V, fused"),
         KindSpec("softmax", ("rows", "cols"), (),
@@ -137,8 +145,67 @@ KINDS: dict[str, KindSpec] = {
 
 
 def flops(op: "Op") -> int:
-    """FLOPs of ``op`` (executed by this op as written)."""
+    """FLOPs of ``op`` in the counting convention (attention: the full score matrix)."""
     return KINDS[op.kind].flops(op)
+
+
+def visible_scores(q_len: int, kv_len: int, causal: bool, window: int = 0,
+                   block_q: int = 1, block_kv: int = 1) -> int:
+    """Score elements of one head a kernel with ``block_q x block_kv`` tiles computes.
+
+    Query ``i`` sits at position ``i + kv_len - q_len`` (bottom-right aligned, as
+    a decode step or a chunk of prefill over a cache); it sees the keys at or
+    before that position when ``causal``, and only the ``window`` most recent of
+    them (``pos - key < window``) when ``window`` > 0; without ``causal`` a window
+    is symmetric (``|pos - key| < window``). A tile holding at least one visible
+    element is computed whole; other tiles are skipped. With 1 x 1 tiles the
+    count is exact: ``q·(q+1)/2`` for a square causal attention.
+    """
+    import numpy as np  # noqa: PLC0415 - numpy is a core dependency, imported when needed
+
+    q, kv = int(q_len), int(kv_len)
+    if q <= 0 or kv <= 0:
+        return 0
+    if not causal and window <= 0:
+        return q * kv
+    bq, bkv = max(1, int(block_q)), max(1, int(block_kv))
+    off = kv - q
+    first = np.arange(0, q, bq, dtype=np.int64)  # first query row of each block
+    last = np.minimum(first + bq, q) - 1
+    rows = last - first + 1
+    hi = np.minimum(kv - 1, last + off) if causal else np.full_like(first, kv - 1)
+    if window > 0:
+        lo = np.maximum(0, first + off - int(window) + 1)
+        if not causal:
+            hi = np.minimum(kv - 1, last + off + int(window) - 1)
+    else:
+        lo = np.zeros_like(first)
+    ok = hi >= lo
+    b0, b1 = lo // bkv, hi // bkv
+    width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
+    if bq == 1 and bkv == 1:
+        width = hi - lo + 1
+    return int(np.sum(np.where(ok, rows * width, 0)))
+
+
+def executed_flops(op: "Op", block_q: int = 1, block_kv: int = 1) -> int:
+    """FLOPs a kernel executes for ``op``: as :func:`flops`, except that an
+    attention with a causal or sliding-window mask skips the score tiles
+    (``block_q x block_kv``) that lie wholly under the mask."""
+    if op.kind != "attention":
+        return flops(op)
+    a = op.attrs
+    causal, window = bool(a["causal"]), int(a.get("window", 0) or 0)
+    if not causal and window <= 0:
+        return flops(op)
+    q, kv = a["q_len"], a["kv_len"]
+    seen = visible_scores(q, kv, causal, window, block_q, block_kv)
+    d = a["head_dim"]
+    dv = a.get("v_head_dim", d)
+    v_len = a.get("v_len", kv)
+    # Q·Kᵀ over the visible scores; P·V over the same share of the value rows
+    per_head = 2 * seen * d + 2 * seen * dv * v_len / kv
+    return int(round(a["batch"] * a["heads"] * per_head))
 
 
 def read_bytes(op: "Op", graph: "Graph") -> int:
@@ -156,7 +223,25 @@ def read_bytes(op: "Op", graph: "Graph") -> int:
         return out.bytes + sum(t[i].bytes for i in op.inputs[1:])
     if kind == "kv_write":
         return t[op.inputs[0]].bytes
+    if kind == "attention" and op.attrs.get("window"):
+        # keys and values outside every query's window are never read
+        a = op.attrs
+        kv = a["kv_len"]
+        seen = window_keys(a["q_len"], kv, int(a["window"]), bool(a["causal"]))
+        k_t, v_t = t[op.inputs[1]], t[op.inputs[2]]
+        return (t[op.inputs[0]].bytes + (k_t.bytes + v_t.bytes) * seen // kv
+                + sum(t[i].bytes for i in op.inputs[3:]))
     return sum(t[i].bytes for i in op.inputs)
+
+
+def window_keys(q_len: int, kv_len: int, window: int, causal: bool) -> int:
+    """Keys that at least one of ``q_len`` queries sees under a sliding window
+    (bottom-right aligned, as :func:`visible_scores`): ``q + window - 1`` at most
+    when causal, ``q + 2·window - 2`` when symmetric."""
+    if window <= 0:
+        return kv_len
+    span = q_len + window - 1 if causal else q_len + 2 * window - 2
+    return max(0, min(kv_len, span))
 
 
 def write_bytes(op: "Op", graph: "Graph") -> int:

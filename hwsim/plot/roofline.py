@@ -98,11 +98,15 @@ def _count(values: dict, thing: str) -> float:
 
 
 def points_of(report) -> pd.DataFrame:
-    """One row per op of a report: intensity, achieved FLOP/s, kind, time share."""
+    """One row per op of a report: intensity, achieved FLOP/s, kind, time share.
+
+    FLOPs are the executed ones (a causal attention's masked tiles skipped), so
+    no point sits above the ceiling its machine allows."""
     ops = report.ops
     nbytes = (ops["dram_read_bytes"] + ops["dram_write_bytes"]).astype(float)
     lat = ops["latency_s"].astype(float)
-    return pd.DataFrame({"kind": ops["kind"], "flops": ops["flops"].astype(float),
+    executed = ops["executed_flops"] if "executed_flops" in ops else ops["flops"]
+    return pd.DataFrame({"kind": ops["kind"], "flops": executed.astype(float),
                          "bytes": nbytes, "latency_s": lat,
                          "share": lat / lat.sum() if lat.sum() else lat})
 
@@ -119,7 +123,8 @@ def roofline(source: Any, *, hue: str | None = None, dtype: str | None = None,
     plt = pyplot()
     if isinstance(source, pd.DataFrame):
         df = ok_rows(source)
-        pts = pd.DataFrame({"flops": df["flops"].astype(float),
+        executed = df["executed_flops"] if "executed_flops" in df else df["flops"]
+        pts = pd.DataFrame({"flops": executed.astype(float),
                             "bytes": df["dram_bytes"].astype(float),
                             "latency_s": df["latency_s"].astype(float),
                             "kind": df[hue] if hue else "point", "share": 0.0})

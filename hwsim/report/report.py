@@ -12,7 +12,7 @@ import pandas as pd
 from ..energy import COMPONENTS
 
 REPORT_SCHEMA = "hwsim.report/1"
-OP_COLUMNS = ["id", "name", "kind", "layer", "start_s", "latency_s", "flops",
+OP_COLUMNS = ["id", "name", "kind", "layer", "start_s", "latency_s", "flops", "executed_flops",
               "dram_read_bytes", "dram_write_bytes", "energy_j", "bound"]
 SUM_COLUMNS = ["latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j"]
 
@@ -21,7 +21,8 @@ class Report:
     """Results of one simulation of one workload on one target."""
 
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
-                 fidelity: str, lanes: list | None = None, baseline: "Report | None" = None):
+                 fidelity: str, lanes: list | None = None, baseline: "Report | None" = None,
+                 memory: dict | None = None):
         self.ops = pd.DataFrame(rows)
         if self.ops.empty:
             self.ops = pd.DataFrame(columns=OP_COLUMNS)
@@ -35,6 +36,8 @@ class Report:
         self.lanes = lanes or [[] for _ in range(len(self.ops))]
         # the same workload unpruned, when simulated beside it (simulate(..., baseline=True))
         self.baseline = baseline
+        # what one device holds: weights, KV cache, activations, capacity (hwsim.capacity)
+        self.memory = dict(memory or {})
 
     # ------------------------------------------------------------------ views
     @property
@@ -56,6 +59,9 @@ class Report:
             "cycles": int(round(latency * clock)) if clock else None,
             "flops": n * int(ops["flops"].sum()),
             "dense_flops": self.dense_flops,
+            # what the kernels execute (masked attention tiles skipped): throughput uses it
+            "executed_flops": n * int(ops["executed_flops"].sum()) if "executed_flops" in ops
+            else n * int(ops["flops"].sum()),
             "dram_read_bytes": n * int(ops["dram_read_bytes"].sum()),
             "dram_write_bytes": n * int(ops["dram_write_bytes"].sum()),
             "energy_j": n * float(ops["energy_j"].sum()),
@@ -99,7 +105,8 @@ class Report:
             ops.append({"id": int(r.id), "name": r.name, "kind": r.kind,
                         "layer": None if pd.isna(r.layer) else int(r.layer),
                         "start_s": float(r.start_s), "latency_s": float(r.latency_s),
-                        "flops": int(r.flops), "dram_read_bytes": int(r.dram_read_bytes),
+                        "flops": int(r.flops), "executed_flops": int(r.executed_flops),
+                        "dram_read_bytes": int(r.dram_read_bytes),
                         "dram_write_bytes": int(r.dram_write_bytes),
                         "energy_j": float(r.energy_j), "bound": r.bound})
             if mark:  # the pruning method whose machinery the op is
@@ -109,7 +116,8 @@ class Report:
         doc = {"schema": REPORT_SCHEMA, "workload": _plain(workload),
                "target": self.target.to_dict(), "fidelity": self.fidelity,
                "devices": self.devices,
-               "totals": self.totals, "layers": layers, "ops": ops}
+               "totals": self.totals,
+               "memory": _plain({k: v for k, v in self.memory.items() if k != "peak_op"}), "layers": layers, "ops": ops}
         pruning = self.pruning
         if pruning is not None:
             doc["pruning"] = _plain(pruning)

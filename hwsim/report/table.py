@@ -33,7 +33,19 @@ def format_table(report, top: int = 10) -> str:
         + ")",
     ]
     if t["latency_s"] > 0:
-        lines.append(f"  throughput   {si(t['flops'] / t['latency_s'], 'FLOP/s')}")
+        executed = t.get("executed_flops", t["flops"])
+        note = (f"  (executed {si(executed, 'FLOP')}: masked attention tiles skipped)"
+                if executed != t["flops"] else "")
+        lines.append(f"  throughput   {si(executed / t['latency_s'], 'FLOP/s')}{note}")
+    mem = report.memory
+    if mem:
+        cap = mem.get("capacity_bytes") or 0
+        per = " per device" if report.devices > 1 else ""
+        lines.append(
+            f"  memory       {si(mem['total_bytes'], 'B')}{per}"
+            + (f" of {si(cap, 'B')}" if cap else "")
+            + f"  (weights {si(mem['weights_bytes'], 'B')}, KV cache "
+            f"{si(mem['kv_cache_bytes'], 'B')}, activations {si(mem['activations_bytes'], 'B')})")
     own = getattr(report.target.target, "summary_lines", None)  # the target's own figures
     if own is not None:
         lines.extend(own(report))

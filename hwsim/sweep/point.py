@@ -38,7 +38,8 @@ from ..workload.loader import resolve_path
 from .sampling import points as sample_points
 from .spec import SPECIAL_AXES, SweepSpec
 
-RESULT_COLUMNS = ("latency_s", "cycles", "flops", "dense_flops", "dram_read_bytes",
+RESULT_COLUMNS = ("latency_s", "cycles", "flops", "dense_flops", "executed_flops",
+                  "dram_read_bytes",
                   "dram_write_bytes", "dram_bytes", "energy_j", "energy_compute_j",
                   "energy_onchip_j", "energy_dram_j", "energy_static_j",
                   "energy_interconnect_j")
@@ -216,7 +217,7 @@ def _row(report, target: str, fidelity: str) -> dict[str, Any]:
                            "preset": report.target.preset, "fidelity": fidelity,
                            "workload": report.workload.name if report.workload else ""}
     row.update({k: t[k] for k in ("latency_s", "cycles", "flops", "dense_flops",
-                                  "dram_read_bytes", "dram_write_bytes", "energy_j")})
+                                  "executed_flops", "dram_read_bytes", "dram_write_bytes", "energy_j")})
     row["dram_bytes"] = t["dram_read_bytes"] + t["dram_write_bytes"]
     for comp, joules in t["energy_breakdown_j"].items():
         row[f"energy_{comp}_j"] = joules

@@ -30,7 +30,9 @@ it (BERT's transposed heads) belong to the chain too: a fused kernel reads the
 operands where they are. The mask is not an input of the fused op: ``causal``
 says what it is, taken from the attention module's ``is_causal`` (an
 architectural fact, so a decode step of a causal model is ``causal`` too,
-although its single query row sees the whole cache).
+although its single query row sees the whole cache), and ``window`` the
+sliding window of a windowed layer (the module's or its config's
+``sliding_window``: Mistral's 4,096).
 
 Q, K and V of the fused op are the tensors as stored, found by walking a view
 chain back while it does not gain elements: through ``transpose``/``view``
@@ -214,6 +216,9 @@ def _attention(trace: RawTrace, q: int, k: int, v: int, out: int, module: str, *
              "q_len": q_len, "kv_len": kv_len, "causal": causal}
     if v_head_dim != head_dim:
         attrs["v_head_dim"] = v_head_dim
+    window = trace.window_of(module)
+    if window:  # a sliding-window mask: part of the op, as causal is
+        attrs["window"] = window
     # the fused op writes its canonical layout, however the pieces it replaces laid it out
     trace.tensors[out] = replace(trace.tensors[out], shape=(batch, heads, q_len, v_head_dim))
     return RawNode("hwsim.attention", (q, k, v), (out,), module, attrs=attrs)

@@ -106,6 +106,7 @@ class RawTrace:
     nodes: list[RawNode] = field(default_factory=list)
     regions: list[Region] = field(default_factory=list)
     causal: dict[str, bool] = field(default_factory=dict)  # module path -> is_causal
+    window: dict[str, int] = field(default_factory=dict)  # module path -> sliding window
 
     def root(self, tid: int) -> int:
         """The non-view tensor that ``tid`` is a view of (``tid`` itself if none)."""
@@ -113,6 +114,17 @@ class RawTrace:
         while t.base is not None:
             t = self.tensors[t.base]
         return t.id
+
+    def window_of(self, module: str) -> int:
+        """The sliding window of ``module`` or of its nearest ancestor that has one
+        (0: attention over every key)."""
+        path = module
+        while True:
+            if path in self.window:
+                return self.window[path]
+            if not path:
+                return 0
+            path = path.rsplit(".", 1)[0] if "." in path else ""
 
     def is_causal(self, module: str) -> bool | None:
         """The ``is_causal`` flag of ``module`` or of its nearest ancestor that has one."""

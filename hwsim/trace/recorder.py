@@ -115,6 +115,9 @@ class Recorder:
             flag = getattr(m, "is_causal", None)
             if isinstance(flag, bool):
                 self.trace.causal[path] = flag
+                window = _sliding_window(m)
+                if window:
+                    self.trace.window[path] = window
         self._rope_modules = _rope_modules(model)
 
     # ---------------------------------------------------------------- tensors
@@ -336,6 +339,22 @@ class _FunctionRecorder(TorchFunctionMode):
         if func is _SDPA and not self.recorder.suppress:
             return self.recorder.on_sdpa(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+def _sliding_window(module: torch.nn.Module) -> int:
+    """The sliding window an attention module applies (0: none).
+
+    Hugging Face attention modules that mix window and full layers keep their own
+    ``sliding_window`` (None on a full-attention layer: Qwen2, Gemma); Mistral's
+    read it from the config (``sliding_window: 4096`` in Mistral-7B-v0.1's
+    config.json), so the module's own attribute wins when it has one.
+    """
+    if hasattr(module, "sliding_window"):
+        window = module.sliding_window
+    else:
+        window = getattr(getattr(module, "config", None), "sliding_window", None)
+    return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 \
+        else 0
 
 
 def _rope_modules(model: torch.nn.Module) -> list[Any]:

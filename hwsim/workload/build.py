@@ -182,6 +182,8 @@ def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: i
         outs = [t([b, h, p["q_len"], d], "activation")]
         attrs = dict(batch=b, heads=h, kv_heads=hk, head_dim=d, q_len=p["q_len"],
                      kv_len=p["kv_len"], causal=p["causal"])
+        if p["window"]:
+            attrs["window"] = p["window"]
     elif kind in ("softmax", "layernorm", "rmsnorm"):
         rows, cols = p["rows"], p["cols"]
         ins, outs = [t([rows, cols])], [t([rows, cols], "activation")]

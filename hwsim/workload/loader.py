@@ -181,7 +181,8 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
             if not isinstance(value, bool):
                 errs.add(f"{where}.causal", f"expected true or false, got {value!r}")
         elif value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                    or value < (0 if key == "cache_elements" else 1)):
+                                    or value < (0 if key in ("cache_elements", "window")
+                                                 else 1)):
             errs.add(f"{where}.{key}", f"expected a positive integer, got {value!r}")
     for key, (default, help_) in params.items():
         if default is ... and key not in op:

@@ -82,7 +82,9 @@ OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
     "attention": {"heads": (..., "query heads"), "kv_heads": (None, "key/value heads (GQA); "
                   "default heads"), "head_dim": (..., "per-head dim"),
                   "q_len": (..., "queries"), "kv_len": (..., "keys"),
-                  "causal": (False, "causal mask"), "batch": (1, "sequences")},
+                  "causal": (False, "causal mask"), "batch": (1, "sequences"),
+                  "window": (0, "sliding window: a query sees only the window most recent "
+                             "keys up to its position (0: every key)")},
     "softmax": {"rows": (..., "rows"), "cols": (..., "row length")},
     "layernorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
     "rmsnorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
