@@ -117,7 +117,8 @@ class Report:
                "target": self.target.to_dict(), "fidelity": self.fidelity,
                "devices": self.devices,
                "totals": self.totals,
-               "memory": _plain({k: v for k, v in self.memory.items() if k != "peak_op"}), "layers": layers, "ops": ops}
+               "memory": _plain({k: v for k, v in self.memory.items() if k != "peak_op"}),
+               "layers": layers, "ops": ops}
         pruning = self.pruning
         if pruning is not None:
             doc["pruning"] = _plain(pruning)

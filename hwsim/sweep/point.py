@@ -217,7 +217,8 @@ def _row(report, target: str, fidelity: str) -> dict[str, Any]:
                            "preset": report.target.preset, "fidelity": fidelity,
                            "workload": report.workload.name if report.workload else ""}
     row.update({k: t[k] for k in ("latency_s", "cycles", "flops", "dense_flops",
-                                  "executed_flops", "dram_read_bytes", "dram_write_bytes", "energy_j")})
+                                  "executed_flops", "dram_read_bytes", "dram_write_bytes",
+                                  "energy_j")})
     row["dram_bytes"] = t["dram_read_bytes"] + t["dram_write_bytes"]
     for comp, joules in t["energy_breakdown_j"].items():
         row[f"energy_{comp}_j"] = joules

@@ -44,8 +44,8 @@ from ..errors import InputError
 from .spec import SweepSpec
 
 COMPACT_ABOVE = 32
-_INT_RESULTS = ("cycles", "flops", "dense_flops", "executed_flops", "dram_read_bytes", "dram_write_bytes",
-                "dram_bytes")
+_INT_RESULTS = ("cycles", "flops", "dense_flops", "executed_flops", "dram_read_bytes",
+                "dram_write_bytes", "dram_bytes")
 _FLOAT_RESULTS = ("latency_s", "energy_j", "energy_compute_j", "energy_onchip_j",
                   "energy_dram_j", "energy_static_j", "energy_interconnect_j")
 _STR_RESULTS = ("status", "error", "target", "preset", "fidelity", "workload", "by_kind",
