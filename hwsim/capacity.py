@@ -13,7 +13,8 @@ graph one device runs (after the tensor-parallel split):
   inputs and outputs plus the workspace its kernel needs on this target (the
   score matrix of an unfused attention, a materialized mask). Tensors dead
   between ops are not summed across ops (no liveness analysis: the largest op
-  bounds the peak from below).
+  bounds the peak from below). A ``view``'s output is an alias of its input
+  and holds nothing of its own (:meth:`hwsim.ir.Graph.root`).
 
 A target names its capacity (:meth:`hwsim.targets.Target.capacity_bytes`, 0 for
 unchecked) and may add workspace or move part of the KV cache off the device
@@ -80,8 +81,8 @@ def footprint(graph, workspace: Callable | None = None) -> Footprint:
     for op in graph.ops:
         if op.kind == "view":
             continue
-        live = float(sum(t[i].bytes for i in {*op.inputs, *op.outputs}
-                         if t[i].kind not in PERSISTENT))
+        roots = {graph.root(i) for i in (*op.inputs, *op.outputs)}
+        live = float(sum(t[r].bytes for r in roots if t[r].kind not in PERSISTENT))
         if workspace is not None:
             live += float(workspace(op))
         if live > peak:

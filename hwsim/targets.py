@@ -19,6 +19,10 @@ A *target* is a model of one machine. It provides:
   that holds the device's DRAM capacity, and what one device must hold
   (:mod:`hwsim.capacity`: weights, KV cache, the largest op's working set plus
   the target's workspace); every simulation checks one against the other;
+- ``peak_flops_per_s(spec, dtype)`` and ``peak_dram_bw_bytes_per_s(spec)``:
+  the machine's ceilings (its fastest unit for that type; the datasheet DRAM
+  bandwidth), which no op may exceed (the property tests hold every target to
+  them) and which roofline plots draw;
 - ``pools(spec)``: shared resources with a capacity (DRAM channels, links)
   that tasks hold besides their unit;
 - ``metrics(report)``: optionally, figures of a finished report that the
@@ -97,6 +101,14 @@ class Target:
         from .capacity import footprint  # noqa: PLC0415
 
         return footprint(graph)
+
+    def peak_flops_per_s(self, spec, dtype: str) -> float:
+        """The fastest rate any unit of the machine computes ``dtype`` at (0: none)."""
+        raise NotImplementedError(f"target {self.name!r} does not state its peak FLOP/s")
+
+    def peak_dram_bw_bytes_per_s(self, spec) -> float:
+        """The DRAM bandwidth of the datasheet: no op moves DRAM bytes faster."""
+        raise NotImplementedError(f"target {self.name!r} does not state its DRAM bandwidth")
 
     def capacity_bytes(self, spec) -> float:
         """The device's DRAM capacity (0: not checked)."""

@@ -173,3 +173,18 @@ def run_hwsim(*args: str, env: dict | None = None, cwd: Path | None = None,
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "hwsim", *args], capture_output=True,
                           text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout)
+
+
+# ---------------------------------------------------------------- slow tests
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False,
+                     help="also run tests marked slow (long property runs)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -239,15 +239,18 @@ def test_kv_budget_reads_a_quarter_of_the_keys_with_eviction_per_head():
     assert len(signatures) == 32 and signatures[0].attrs["fn"] == "compare"
 
 
-def test_topk_attention_scores_every_key_and_multiplies_k_values():
-    _, g = pruned(LLAMA_DECODE, {"method": "topk-attention", "k": 256})
-    assert not [op for op in g.ops if op.kind == "attention"]
+def test_topk_attention_scores_every_key_and_attends_to_k():
+    dense, g = pruned(LLAMA_DECODE, {"method": "topk-attention", "k": 256})
     layer0 = [op for op in g.ops if op.layer == 0 and op.module.endswith("self_attn")]
-    names = [op.name for op in layer0 if op.kind in ("matmul", "topk", "softmax", "gather")]
-    assert names == ["scores", "topk-attention.topk", "softmax", "topk-attention.gather_values",
-                     "probs_values"]
-    pv = next(op for op in layer0 if op.name == "probs_values")
-    assert (pv.attrs["batch"], pv.attrs["k"]) == (32, 256)
+    names = [op.name for op in layer0 if op.kind in ("matmul", "topk", "attention")]
+    assert names == ["topk-attention.scores", "topk-attention.topk", "sparse_attention"]
+    att = next(op for op in layer0 if op.kind == "attention")
+    assert (att.attrs["sparse_keys"], att.attrs["sparse_block"]) == (256, 1)
+    # it reads K and V where they lie: no gathered copy, one cache per layer
+    dense_att = next(op for op in dense.ops if op.layer == 0 and op.kind == "attention")
+    assert att.inputs == dense_att.inputs
+    assert g.op_read_bytes(att) <= g.op_read_bytes(dense_att)
+    assert g.op_flops(att) == 2 * 32 * 1 * 256 * (128 + 128)
 
 
 def test_hip_selects_hierarchically_in_log_iterations():
@@ -258,8 +261,9 @@ def test_hip_selects_hierarchically_in_log_iterations():
     scores = next(op for op in ops if op.kind == "matmul")
     assert (scores.attrs["batch"], scores.attrs["m"], scores.attrs["n"]) == (32 * 128, 32, 1024)
     att = layer_attention(g)
-    assert (att[0]["batch"], att[0]["q_len"], att[0]["kv_len"]) == (128, 32, 512)
-    assert att[1]["kv_len"] == 4096
+    assert (att[0]["batch"], att[0]["q_len"], att[0]["kv_len"]) == (1, 4096, 4096)
+    assert (att[0]["sparse_keys"], att[0]["sparse_block"]) == (512, 32)
+    assert "sparse_keys" not in att[1] and att[1]["kv_len"] == 4096
 
 
 def test_quant_stores_the_kv_cache_narrow():

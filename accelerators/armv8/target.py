@@ -142,6 +142,12 @@ class ARMv8Target(Target):
             out["dram_s"] += (step.dram_read + step.dram_write) / rate
         return out
 
+    def peak_flops_per_s(self, spec: ARMv8Spec, dtype: str) -> float:
+        return self.machine(spec).peak_flops(dtype) * spec.cores
+
+    def peak_dram_bw_bytes_per_s(self, spec: ARMv8Spec) -> float:
+        return float(self.machine(spec).dram_peak)
+
     def energy_table(self, spec: ARMv8Spec) -> EnergyTable:
         return energy_table(spec)
 

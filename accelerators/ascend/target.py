@@ -97,6 +97,18 @@ class AscendTarget(Target):
             return f"{chip.n_vec} vector cores"
         return ""
 
+    def peak_flops_per_s(self, spec: AscendSpec, dtype: str) -> float:
+        """The cube's MACs for ``dtype``, or the vector units' lanes (2 FLOP for an FMA)."""
+        from hwsim.ir.dtypes import nbytes  # noqa: PLC0415
+
+        cube = spec.cube_macs_per_cycle.get(dtype, 0.0) * 2 * spec.clock_hz * spec.cube_cores
+        lanes = spec.vector_bytes_per_cycle / max(1, nbytes(1, dtype))
+        vector = 2 * lanes * spec.clock_hz * self.chip(spec).n_vec
+        return max(cube, vector)
+
+    def peak_dram_bw_bytes_per_s(self, spec: AscendSpec) -> float:
+        return float(spec.hbm_bw_bytes_per_s)
+
     def energy_table(self, spec: AscendSpec) -> EnergyTable:
         return energy_table(spec)
 

@@ -81,6 +81,12 @@ class RooflineTarget(Target):
         return [Task("chip", max(compute_s, memory_s) + overhead,
                      {"dram_read": rd, "dram_write": wr}, actions, (), bound)]
 
+    def peak_flops_per_s(self, spec: RooflineSpec, dtype: str) -> float:
+        return float(spec.peak_flops_per_s.get(_DTYPE_CLASS.get(dtype, dtype), 0.0))
+
+    def peak_dram_bw_bytes_per_s(self, spec: RooflineSpec) -> float:
+        return float(spec.dram_bw_bytes_per_s)
+
     def _allreduce(self, op, graph, spec: RooflineSpec) -> Task:
         """Ring all-reduce: 2(N-1) steps, each moving 1/N of the tensor per device."""
         ring = ring_allreduce(graph.tensors[op.inputs[0]].bytes, op.attrs["devices"],

@@ -82,6 +82,13 @@ class SpattenTarget(Target):
 
         return summary(self.metrics(report), si)
 
+    def peak_flops_per_s(self, spec: SpattenSpec, dtype: str) -> float:
+        """Both multiplier arrays at one multiply-accumulate (2 FLOP) per cycle."""
+        return 2.0 * (spec.qk_multipliers + spec.pv_multipliers) * spec.clock_hz
+
+    def peak_dram_bw_bytes_per_s(self, spec: SpattenSpec) -> float:
+        return float(spec.dram_bw_bytes_per_s)
+
     def energy_table(self, spec: SpattenSpec) -> EnergyTable:
         return energy_table(spec)
 

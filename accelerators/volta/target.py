@@ -116,6 +116,14 @@ class VoltaTarget(Target):
                     {"link_byte": sent, "hbm_byte": rd + wr, "l2_byte": rd + wr}, (),
                     "interconnect", label=f"{op.name or 'allreduce'}: ring over {n} GPUs")
 
+    def peak_flops_per_s(self, spec: VoltaSpec, dtype: str) -> float:
+        per_clock = max(spec.tensor_flops_per_clock_per_sm.get(dtype, 0.0),
+                        spec.cuda_flops_per_clock_per_sm.get(dtype, 0.0))
+        return per_clock * spec.sms * spec.clock_hz
+
+    def peak_dram_bw_bytes_per_s(self, spec: VoltaSpec) -> float:
+        return float(spec.hbm_peak_bw_bytes_per_s)
+
     # ------------------------------------------------------------ energy, headline
     def energy_table(self, spec: VoltaSpec) -> EnergyTable:
         return energy_table(spec)

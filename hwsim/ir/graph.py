@@ -96,13 +96,14 @@ class Graph:
     schedules applied, tracing provenance).
     """
 
-    __slots__ = ("header", "tensors", "ops")
+    __slots__ = ("header", "tensors", "ops", "_roots")
 
     def __init__(self, header: Mapping[str, Any] | None = None,
                  tensors: Iterable[Tensor] = (), ops: Iterable[Op] = ()):
         self.header: dict[str, Any] = dict(header or {})
         self.tensors: dict[int, Tensor] = {t.id: t for t in tensors}
         self.ops: list[Op] = list(ops)
+        self._roots: tuple[int, dict[int, int]] | None = None
 
     # ------------------------------------------------------------------ build
     def add_tensor(self, shape: Iterable[Size], dtype: str, kind: str = "activation") -> int:
@@ -154,6 +155,28 @@ class Graph:
 
     def op_write_bytes(self, op: Op) -> int:
         return _kinds.write_bytes(op, self)
+
+    def root(self, tid: int) -> int:
+        """The tensor whose storage ``tid`` is: a ``view`` op's output is an alias of
+        its input (a reshape, slice or broadcast moves and holds nothing), so an op
+        reading an alias reads at most its root's bytes, and memory holds the root."""
+        cached = self._roots
+        if cached is None or cached[0] != len(self.ops):
+            parent = {op.outputs[0]: op.inputs[0] for op in self.ops
+                      if op.kind == "view" and op.inputs and op.outputs}
+            cached = self._roots = (len(self.ops), parent)
+        parent = cached[1]
+        seen = 0
+        while tid in parent and seen < len(parent):
+            tid = parent[tid]
+            seen += 1
+        return tid
+
+    def stored_bytes(self, tid: int) -> int:
+        """Bytes of ``tid`` that exist in memory: at most its root's (see :meth:`root`)."""
+        t = self.tensors[tid]
+        r = self.root(tid)
+        return t.bytes if r == tid else min(t.bytes, self.tensors[r].bytes)
 
     def param_bytes(self) -> int:
         return sum(t.bytes for t in self.tensors.values() if t.kind == "param")

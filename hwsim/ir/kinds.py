@@ -7,9 +7,9 @@ kinds that every target knows how to cost:
 kind            attributes                                  FLOPs
 ==============  ==========================================  =======================
 matmul          batch, m, n, k                              2·batch·m·n·k
-attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·(kv_len
-                kv_len, causal [, v_head_dim, v_len,        ·head_dim + v_len·v_head_dim)
-                window]
+attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·(keys
+                kv_len, causal [, v_head_dim, v_len,        ·head_dim + values·v_head_dim)
+                window, sparse_keys, sparse_block]
 softmax         rows, cols                                  5·rows·cols
 layernorm       rows, cols                                  8·rows·cols
 rmsnorm         rows, cols                                  4·rows·cols
@@ -26,11 +26,16 @@ view            (none)                                      0
 ==============  ==========================================  =======================
 
 ``attention`` is fused: its FLOPs are those of its two GEMMs (Q·Kᵀ and P·V) over
-the whole score matrix, masked or not; ``v_len`` (default ``kv_len``) is the
-number of value rows each query weights when local value pruning fetched fewer
-(the value operand then holds ``v_len`` rows per head); the softmax and scaling
-inside it are vector work a target costs from ``batch·heads·q_len·kv_len``
-score elements. A causal attention still counts the full matrix (the
+the whole score matrix, masked or not. Its key and value operands always hold
+the ``kv_len`` rows of each key/value head (the cache, or the keys of this
+call); two attributes say that each query uses fewer of them, selected at run
+time: ``v_len`` (default ``kv_len``) is the number of value rows each query
+weights (SpAtten's local value pruning: the top-``v_len`` probabilities of the
+row, found inside the attention), and ``sparse_keys`` the number of keys each
+block of ``sparse_block`` queries (default 1) attends to (block-sparse
+attention: HiP, top-k attention), for scores and values alike. FLOPs count
+``keys = sparse_keys or kv_len`` and ``values = min(v_len, keys)``. The softmax
+and scaling inside it are vector work a target costs from the score elements. A causal attention still counts the full matrix (the
 convention of FLOP counters and of the FastV/DivPrune papers); a target that
 skips masked blocks saves time, not counted FLOPs. ``window`` (sliding-window
 attention, Mistral's 4,096) lets a query see only the ``window`` most recent
@@ -100,11 +105,18 @@ def _a(op: "Op", key: str, default=None):
     return op.attrs.get(key, default)
 
 
+def attention_keys(a) -> tuple[int, int]:
+    """(keys, values) each query of an attention with attributes ``a`` uses."""
+    kv = a["kv_len"]
+    keys = min(kv, a["sparse_keys"]) if a.get("sparse_keys") else kv
+    return keys, min(keys, a.get("v_len", kv))
+
+
 def _attention_flops(op: "Op") -> int:
     a = op.attrs
     dv = a.get("v_head_dim", a["head_dim"])
-    v_len = a.get("v_len", a["kv_len"])
-    return 2 * a["batch"] * a["heads"] * a["q_len"] * (a["kv_len"] * a["head_dim"] + v_len * dv)
+    keys, values = attention_keys(a)
+    return 2 * a["batch"] * a["heads"] * a["q_len"] * (keys * a["head_dim"] + values * dv)
 
 
 KINDS: dict[str, KindSpec] = {
@@ -115,7 +127,8 @@ KINDS: dict[str, KindSpec] = {
                  "C[batch, m, n] = A[batch?, m, k] @ B[batch?, k, n] (+ bias)"),
         KindSpec("attention",
                  ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
-                 ("v_head_dim", "scale", "masked", "v_len", "window"),
+                 ("v_head_dim", "scale", "masked", "v_len", "window", "sparse_keys",
+                  "sparse_block"),
                  _attention_flops,
                  "softmax(Q Kᵀ · scale + mask) V, fused"),
         KindSpec("softmax", ("rows", "cols"), (),
@@ -196,8 +209,8 @@ def executed_flops(op: "Op", block_q: int = 1, block_kv: int = 1) -> int:
         return flops(op)
     a = op.attrs
     causal, window = bool(a["causal"]), int(a.get("window", 0) or 0)
-    if not causal and window <= 0:
-        return flops(op)
+    if (not causal and window <= 0) or a.get("sparse_keys"):
+        return flops(op)  # a block-sparse attention computes what it selected
     q, kv = a["q_len"], a["kv_len"]
     seen = visible_scores(q, kv, causal, window, block_q, block_kv)
     d = a["head_dim"]
@@ -223,15 +236,35 @@ def read_bytes(op: "Op", graph: "Graph") -> int:
         return out.bytes + sum(t[i].bytes for i in op.inputs[1:])
     if kind == "kv_write":
         return t[op.inputs[0]].bytes
-    if kind == "attention" and op.attrs.get("window"):
-        # keys and values outside every query's window are never read
+    if kind == "attention":
         a = op.attrs
-        kv = a["kv_len"]
-        seen = window_keys(a["q_len"], kv, int(a["window"]), bool(a["causal"]))
-        k_t, v_t = t[op.inputs[1]], t[op.inputs[2]]
-        return (t[op.inputs[0]].bytes + (k_t.bytes + v_t.bytes) * seen // kv
-                + sum(t[i].bytes for i in op.inputs[3:]))
-    return sum(t[i].bytes for i in op.inputs)
+        kv = max(1, a["kv_len"])
+        k_rows, v_rows = attention_rows(a)
+        return (graph.stored_bytes(op.inputs[0])
+                + graph.stored_bytes(op.inputs[1]) * k_rows // kv
+                + graph.stored_bytes(op.inputs[2]) * v_rows // kv
+                + sum(graph.stored_bytes(i) for i in op.inputs[3:]))
+    return sum(graph.stored_bytes(i) for i in op.inputs)
+
+
+def attention_rows(a) -> tuple[int, int]:
+    """(key rows, value rows) of each key/value head that some query of an
+    attention with attributes ``a`` uses, so that the op must read: all
+    ``kv_len``, or fewer under a sliding window, a block-sparse selection
+    (``ceil(q / sparse_block)`` blocks of each of the group's query heads select
+    ``sparse_keys`` each) or local value pruning (``v_len`` per query row)."""
+    kv, q = a["kv_len"], a["q_len"]
+    group = max(1, a["heads"] // max(1, a["kv_heads"]))
+    k_rows = kv
+    if a.get("window"):
+        k_rows = window_keys(q, kv, int(a["window"]), bool(a["causal"]))
+    if a.get("sparse_keys"):
+        blocks = -(-q // max(1, int(a.get("sparse_block", 1) or 1)))
+        k_rows = min(k_rows, blocks * group * int(a["sparse_keys"]))
+    v_rows = k_rows
+    if a.get("v_len") is not None and a["v_len"] < kv:
+        v_rows = min(v_rows, group * q * int(a["v_len"]))
+    return k_rows, v_rows
 
 
 def window_keys(q_len: int, kv_len: int, window: int, causal: bool) -> int:
@@ -308,9 +341,12 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
             errs.append(f"heads={h} is not a multiple of kv_heads={hk}")
         want("query", _n(g, ins[0]), b * h * a["q_len"] * d)
         want("key", _n(g, ins[1]), b * hk * a["kv_len"] * d)
-        want("value", _n(g, ins[2]), b * hk * a.get("v_len", a["kv_len"]) * dv)
-        if a.get("v_len", 0) > a["kv_len"]:
-            errs.append(f"v_len={a['v_len']} exceeds kv_len={a['kv_len']}")
+        want("value", _n(g, ins[2]), b * hk * a["kv_len"] * dv)
+        for key in ("v_len", "sparse_keys"):
+            if a.get(key, 0) > a["kv_len"]:
+                errs.append(f"{key}={a[key]} exceeds kv_len={a['kv_len']}")
+        if a.get("sparse_block") and not a.get("sparse_keys"):
+            errs.append("sparse_block without sparse_keys")
         want("output", _n(g, outs[0]), b * h * a["q_len"] * dv)
     elif k in ("softmax", "layernorm", "rmsnorm"):
         want("input", _n(g, ins[0]), a["rows"] * a["cols"])
@@ -343,9 +379,11 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
         if a["devices"] < 2:
             errs.append(f"devices={a['devices']} must be at least 2")
     elif k == "view":
-        # a reshape keeps the element count; a slice has fewer, a broadcast a multiple
+        # a reshape keeps the element count; a slice has fewer, a broadcast a multiple;
+        # a strided view (as_strided: overlapping windows of its input) any count
         n_in, n_out = _n(g, ins[0]), _n(g, outs[0])
-        if n_out > n_in and (n_in == 0 or n_out % n_in):
+        strided = str(a.get("note", "")).startswith("strided")
+        if n_out > n_in and not strided and (n_in == 0 or n_out % n_in):
             errs.append(f"output has {n_out} elements: not a reshape, slice or broadcast "
                         f"of the input's {n_in}")
     return errs

@@ -3,26 +3,32 @@
 The passes record per layer what to keep; :func:`rewrite_attention` then
 replaces the layer's fused ``attention`` by what the method runs:
 
-- ``topk-attention`` (and SpAtten's local value pruning, ``value_keep``): the
-  full score matrix (``matmul`` Q·Kᵀ, needed to know the best keys), a
-  ``topk`` per query row, the ``softmax`` of the kept scores (SpAtten: of the
-  whole row, before the top-k), a ``gather`` of the kept value rows per
-  query, and the product with them (``matmul``). The score matrix is written
-  and read: top-k attention cannot be one fused kernel over the kept keys,
-  because which keys those are is known only after all scores are.
+- ``topk-attention``: the full score matrix (``matmul`` Q·Kᵀ, needed to know
+  the best keys) and a ``topk`` per query row are the method's machinery
+  (the scores are written and read: which keys are best is known only after
+  all scores are); then the attention over each query's ``k`` keys, read
+  where they lie in K and V (``attention`` with ``sparse_keys=k``).
+- SpAtten's local value pruning (``value_keep``): one fused attention with
+  ``v_len``: the pass that scores every key picks, per query row, the
+  ``v_len`` largest probabilities (SpAtten's top-k engine, inside the
+  attention), and only those value rows are fetched and weighted. The value
+  rows a prefill fetches are the union of its queries' selections, at most V.
 - ``hip`` (hierarchical pruning): queries in blocks of ``block`` share a
   selection of ``k`` keys, refined over ceil(log2(T / k)) iterations: each
   scores 2k candidate keys, one representative per half of each kept span
   (``matmul`` block x 2k x d, ``reduce max`` over the block's queries), and
   keeps k (``topk``): O(T log T) in all. Then each block attends to its k keys
-  (``attention``, batched over blocks). HiP's kernels read the representative
-  and selected keys where they lie in the cache, without copying them: those
-  operands are tensors of the size the kernel reads, with no gather.
+  (``attention`` with ``sparse_keys=k, sparse_block=block``). HiP's kernels read
+  the representative and selected keys where they lie in the cache, without
+  copying them: the representative keys are a ``view`` of K (an alias: it
+  holds no memory and an op reads at most K's bytes through it), and the
+  block-sparse attention reads K and V themselves.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..ir import Graph, Op, Tensor
 from .common import layers_param
@@ -94,64 +100,84 @@ def rewrite_attention(graph: Graph, idx: int, spec: dict) -> list[Op]:
     """The ops replacing ``graph.ops[idx]`` (an attention); new tensors go into ``graph``."""
     att = graph.ops[idx]
     a = att.attrs
-    b, h, hk, d = a["batch"], a["heads"], a["kv_heads"], a["head_dim"]
-    dv, q, kv = a.get("v_head_dim", d), a["q_len"], a["kv_len"]
+    kv = a["kv_len"]
     kk = spec_keys(spec, kv)
     if kk >= kv:
         return [att]
-    Q, K, V = att.inputs[:3]
-    (out_t,) = att.outputs[:1]
-    dt = graph.tensors[Q].dtype
     bld = _Builder(graph, att, spec["method"])
-    if hk != h:  # grouped keys and values, shared by the heads of a group
-        K2, V2 = bld.t([b, h, kv, d], graph.tensors[K].dtype), bld.t([b, h, kv, dv],
-                                                                     graph.tensors[V].dtype)
-        bld.op("view", "expand_kv", {"note": "broadcast"}, [K], [K2], False)
-        bld.op("view", "expand_kv", {"note": "broadcast"}, [V], [V2], False)
-        K, V = K2, V2
+    if spec["mode"] == "value":
+        # SpAtten: one pass scores all keys, the top-k engine picks the v_len largest
+        # probabilities of each row inside the attention, and only those values are
+        # fetched and weighted
+        bld.ops.append(replace(att, attrs={**a, "v_len": kk}))
+        return bld.ops
     if spec["mode"] == "hip":
-        _hip(bld, graph, Q, K, V, out_t, b, h, d, dv, q, kv, kk, spec["block"], a, dt)
+        _hip(bld, graph, att, kk, spec["block"])
     else:
-        _topk(bld, Q, K, V, out_t, b, h, d, dv, q, kv, kk, spec["mode"] == "value", dt,
-              graph.tensors[V].dtype)
+        _topk(bld, graph, att, kk)
     return bld.ops
 
 
-def _topk(bld: _Builder, Q, K, V, out_t, b, h, d, dv, q, kv, kk, softmax_first: bool, dt, vdt):
+def _sparse_attention(bld: _Builder, att: Op, keys: int, block: int) -> None:
+    """The attention over the selected keys, reading them where they lie in K and V."""
+    attrs = {k: v for k, v in att.attrs.items() if k not in ("window", "v_len")}
+    attrs.update(sparse_keys=keys, sparse_block=block)
+    bld.ops.append(Op(-1, "attention", att.inputs[:3], att.outputs[:1], attrs, att.layer,
+                      att.module, "sparse_attention"))
+
+
+def _expanded_keys(bld: _Builder, graph: Graph, att: Op) -> int:
+    """K as every query head sees it: a broadcast of grouped keys (a view, no copy)."""
+    a = att.attrs
+    K = att.inputs[1]
+    if a["kv_heads"] == a["heads"]:
+        return K
+    K2 = bld.t([a["batch"], a["heads"], a["kv_len"], a["head_dim"]], graph.tensors[K].dtype)
+    bld.op("view", "expand_kv", {"note": "broadcast"}, [K], [K2], False)
+    return K2
+
+
+def _topk(bld: _Builder, graph: Graph, att: Op, kk: int) -> None:
+    """Top-k attention: the full score matrix (machinery: which keys are best is known
+    only after all scores are), a top-k per query row, then the attention over each
+    query's k keys."""
+    a = att.attrs
+    b, h, d, q, kv = a["batch"], a["heads"], a["head_dim"], a["q_len"], a["kv_len"]
+    Q = att.inputs[0]
+    dt = graph.tensors[Q].dtype
+    K = _expanded_keys(bld, graph, att)
     rows = b * h * q
     s = bld.t([b * h, q, kv], dt)
-    bld.op("matmul", "scores", dict(batch=b * h, m=q, n=kv, k=d), [Q, K], [s], False)
-    if softmax_first:  # SpAtten: probabilities of the whole row, then the top-k of them
-        p = bld.t([rows, kv], dt)
-        bld.op("softmax", "softmax", dict(rows=rows, cols=kv), [s], [p], False)
-        vals, idx = bld.t([rows, kk], dt), bld.t([rows, kk], "int64")
-        bld.op("topk", "topk", dict(rows=rows, n=kv, k=kk), [p], [vals, idx], True)
-        probs = vals
-    else:
-        vals, idx = bld.t([rows, kk], dt), bld.t([rows, kk], "int64")
-        bld.op("topk", "topk", dict(rows=rows, n=kv, k=kk), [s], [vals, idx], True)
-        probs = bld.t([rows, kk], dt)
-        bld.op("softmax", "softmax", dict(rows=rows, cols=kk), [vals], [probs], False)
-    vsel = bld.t([rows, kk, dv], vdt)
-    bld.op("gather", "gather_values", dict(elements=rows * kk * dv), [V, idx], [vsel], True)
-    bld.op("matmul", "probs_values", dict(batch=rows, m=1, n=dv, k=kk), [probs, vsel], [out_t],
-           False)
+    bld.op("matmul", "scores", dict(batch=b * h, m=q, n=kv, k=d), [Q, K], [s], True)
+    vals, idx = bld.t([rows, kk], dt), bld.t([rows, kk], "int64")
+    bld.op("topk", "topk", dict(rows=rows, n=kv, k=kk), [s], [vals, idx], True)
+    _sparse_attention(bld, att, kk, 1)
 
 
-def _hip(bld: _Builder, graph: Graph, Q, K, V, out_t, b, h, d, dv, q, kv, kk, block, a, dt):
+def _hip(bld: _Builder, graph: Graph, att: Op, kk: int, block: int) -> None:
+    """HiP: per block of queries, ceil(log2(T / k)) refinements of a key selection
+    (each scores 2k representative keys read where they lie in the cache, keeps k),
+    then the block-sparse attention over the k selected keys."""
+    a = att.attrs
+    b, h, d, q, kv = a["batch"], a["heads"], a["head_dim"], a["q_len"], a["kv_len"]
+    Q = att.inputs[0]
+    dt = graph.tensors[Q].dtype
     bq = min(block, q)
     nqb = math.ceil(q / bq)
-    kdt, vdt = graph.tensors[K].dtype, graph.tensors[V].dtype
     groups = b * h * nqb
-    qb = bld.t([b * nqb, h, bq, d], dt)
+    K = _expanded_keys(bld, graph, att)
+    kdt = graph.tensors[K].dtype
+    qb = bld.t([b * h * nqb, bq, d], dt)  # the queries by block
     if nqb * bq == q:
-        bld.op("view", "query_blocks", {}, [Q], [qb], False)
+        bld.op("view", "query_blocks", {"note": "reshape"}, [Q], [qb], False)
     else:  # the last block is padded: a copy
         bld.op("gather", "query_blocks", dict(elements=groups * bq * d), [Q], [qb], True)
     iters = max(1, math.ceil(math.log2(kv / kk)))
     cand = min(2 * kk, kv)
     for _ in range(iters):
-        reps = bld.t([groups, d, cand], kdt)  # representative keys, read where they lie
+        reps = bld.t([groups, d, cand], kdt)  # representative keys: a view of the cache
+        bld.op("view", "representative_keys", {"note": "strided view of K"}, [K], [reps],
+               False)
         s = bld.t([groups, bq, cand], dt)
         bld.op("matmul", "representative_scores", dict(batch=groups, m=bq, n=cand, k=d),
                [qb, reps], [s], True)
@@ -160,15 +186,4 @@ def _hip(bld: _Builder, graph: Graph, Q, K, V, out_t, b, h, d, dv, q, kv, kk, bl
                                            out_elements=groups * cand), [s], [m], True)
         vals, idx = bld.t([groups, kk], dt), bld.t([groups, kk], "int64")
         bld.op("topk", "topk", dict(rows=groups, n=cand, k=kk), [m], [vals, idx], True)
-    # the block-sparse kernel reads each block's selected keys and values where they lie
-    ks, vs = bld.t([b * nqb, h, kk, d], kdt), bld.t([b * nqb, h, kk, dv], vdt)
-    attrs = dict(batch=b * nqb, heads=h, kv_heads=h, head_dim=d, q_len=bq, kv_len=kk,
-                 causal=a["causal"])
-    if dv != d:
-        attrs["v_head_dim"] = dv
-    if nqb * bq == q:
-        bld.op("attention", "block_sparse_attention", attrs, [qb, ks, vs], [out_t], False)
-    else:
-        out = bld.t([b * nqb, h, bq, dv], graph.tensors[out_t].dtype)
-        bld.op("attention", "block_sparse_attention", attrs, [qb, ks, vs], [out], False)
-        bld.op("view", "unpad", {"note": "slice"}, [out], [out_t], False)
+    _sparse_attention(bld, att, kk, bq)

@@ -133,7 +133,7 @@ def read(path: str, dtype: str = "fp32", name: str = "") -> Graph:
         module = f"h.{layer}.attn.head{head}"
         q = g.add_tensor([1, 1, 1, d], _width(r["quant_query_bit"], dtype), "input")
         k = g.add_tensor([1, 1, kv, d], _width(r["quant_key_bit"], dtype), "kv_cache")
-        v = g.add_tensor([1, 1, nv, d], _width(r["quant_value_bit"], dtype), "kv_cache")
+        v = g.add_tensor([1, 1, kv, d], _width(r["quant_value_bit"], dtype), "kv_cache")
         o = g.add_tensor([1, 1, 1, d], IMPORTANCE_DTYPE)
         attrs = {"batch": 1, "heads": 1, "kv_heads": 1, "head_dim": d, "q_len": 1,
                  "kv_len": kv, "causal": False}

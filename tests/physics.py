@@ -1,0 +1,117 @@
+"""The physics a report must obey, as checks that return what they found wrong.
+
+Used by tests/test_invariants.py (random workloads on every target and preset)
+and by regression tests. Each function returns a list of violations, one line
+each, so a failing test prints all of them at once.
+
+What holds (issue 11):
+
+- an op's executed FLOPs over its latency stay under the machine's peak for the
+  op's data type (its fastest unit: :meth:`Target.peak_flops_per_s`);
+- an op's DRAM bytes over its latency stay under the datasheet DRAM bandwidth;
+- an op moves at least its compulsory bytes (each input read once, each output
+  written once: :func:`hwsim.ir.kinds.read_bytes`), unless the target says in
+  the op's ``detail`` that the tensor stays on chip (``resident``) or moves
+  compressed (``quantized``);
+- work takes time: an op with FLOPs or bytes has a positive latency;
+- the energy breakdown sums to the total.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hwsim.ir.dtypes import dtype_bits
+from hwsim.ir.kinds import read_bytes, write_bytes
+
+REL = 1e-6  # float round-off of rates computed from rounded byte counts
+ON_CHIP_WORDS = ("resident", "on chip", "quantized")
+
+
+def compute_dtype(op, graph) -> str:
+    """The type an op computes in: its first floating-point input (else output)."""
+    t = graph.tensors
+    for tid in (*op.inputs, *op.outputs):
+        dt = t[tid].dtype
+        if dt.startswith(("fp", "bf", "tf")):
+            return dt
+    return t[op.outputs[0]].dtype if op.outputs else "fp32"
+
+
+def peak_for(report, op) -> float:
+    tgt, spec = report.target.target, report.target.spec
+    peak = tgt.peak_flops_per_s(spec, compute_dtype(op, report.graph))
+    if not peak:  # integer bookkeeping or a type the units widen: the fastest unit bounds it
+        peak = max(tgt.peak_flops_per_s(spec, dt) for dt in ("fp16", "fp32", "int8"))
+    return peak
+
+
+def op_violations(report) -> list[str]:
+    """Per-op physics of one report."""
+    tgt, spec = report.target.target, report.target.spec
+    bw = tgt.peak_dram_bw_bytes_per_s(spec)
+    graph = report.graph
+    out = []
+    detail = report.ops["detail"] if "detail" in report.ops else None
+    for i, (op, row) in enumerate(zip(graph.ops, report.ops.itertuples(index=False))):
+        assert row.id == op.id
+        where = f"{report.target.preset}: op {op.id} {op.kind} {op.name!r}"
+        lat = float(row.latency_s)
+        nbytes = int(row.dram_read_bytes) + int(row.dram_write_bytes)
+        if not math.isfinite(lat) or lat < 0:
+            out.append(f"{where}: latency {lat}")
+            continue
+        if op.kind == "view":
+            continue
+        if lat == 0:
+            if row.executed_flops or nbytes:
+                out.append(f"{where}: {row.executed_flops} FLOP and {nbytes} B in 0 s")
+            continue
+        peak = peak_for(report, op)
+        rate = row.executed_flops / lat
+        if rate > peak * (1 + REL):
+            out.append(f"{where}: {rate / 1e12:.4g} TFLOP/s executed above the peak "
+                       f"{peak / 1e12:.4g}")
+        if row.executed_flops > row.flops * (1 + REL) and op.kind == "attention":
+            out.append(f"{where}: executes {row.executed_flops} of {row.flops} counted FLOPs")
+        if nbytes / lat > bw * (1 + REL):
+            out.append(f"{where}: {nbytes / lat / 1e9:.4g} GB/s of DRAM above the peak "
+                       f"{bw / 1e9:.4g}")
+        if op.kind == "allreduce":
+            continue
+        why = str(detail.iloc[i]) if detail is not None else ""
+        if any(w in why for w in ON_CHIP_WORDS):
+            continue
+        need_r, need_w = read_bytes(op, graph), write_bytes(op, graph)
+        if row.dram_read_bytes < need_r * (1 - REL) - 64:
+            out.append(f"{where}: reads {row.dram_read_bytes} B of DRAM, fewer than the "
+                       f"{need_r} B its inputs hold, and detail says nothing on chip: {why!r}")
+        if row.dram_write_bytes < need_w * (1 - REL) - 64:
+            out.append(f"{where}: writes {row.dram_write_bytes} B of DRAM, fewer than the "
+                       f"{need_w} B of its outputs, and detail says nothing on chip: {why!r}")
+    return out
+
+
+def total_violations(report) -> list[str]:
+    t = report.totals
+    out = []
+    parts = sum(t["energy_breakdown_j"].values())
+    if not math.isclose(parts, t["energy_j"], rel_tol=1e-9, abs_tol=1e-18):
+        out.append(f"{report.target.preset}: energy breakdown sums to {parts}, total "
+                   f"{t['energy_j']}")
+    if t["executed_flops"] > t["flops"] * (1 + REL) + 1:
+        out.append(f"{report.target.preset}: executed {t['executed_flops']} > counted "
+                   f"{t['flops']} FLOPs")
+    mem = report.memory
+    if mem and mem.get("capacity_bytes") and mem["total_bytes"] > mem["capacity_bytes"]:
+        out.append(f"{report.target.preset}: holds {mem['total_bytes']} B of "
+                   f"{mem['capacity_bytes']}")
+    return out
+
+
+def violations(report) -> list[str]:
+    return op_violations(report) + total_violations(report)
+
+
+def element_bytes(dtype: str) -> float:
+    return dtype_bits(dtype) / 8
