@@ -35,9 +35,10 @@ row, found inside the attention), and ``sparse_keys`` the number of keys each
 block of ``sparse_block`` queries (default 1) attends to (block-sparse
 attention: HiP, top-k attention), for scores and values alike. FLOPs count
 ``keys = sparse_keys or kv_len`` and ``values = min(v_len, keys)``. The softmax
-and scaling inside it are vector work a target costs from the score elements. A causal attention still counts the full matrix (the
-convention of FLOP counters and of the FastV/DivPrune papers); a target that
-skips masked blocks saves time, not counted FLOPs. ``window`` (sliding-window
+and scaling inside it are vector work a target costs from the score elements.
+A causal attention still counts the full matrix (the convention of FLOP
+counters and of the FastV/DivPrune papers); a target that skips masked blocks
+saves time, not counted FLOPs. ``window`` (sliding-window
 attention, Mistral's 4,096) lets a query see only the ``window`` most recent
 keys up to its own position (``pos - key < window``, as Hugging Face's
 sliding-window mask); it too is a mask: counted FLOPs stay those of the full
