@@ -33,6 +33,7 @@ from .pruning import apply as apply_pruning
 from .report import Report
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
+from .workload.logits import select_logits
 
 FIDELITIES = ("event", "analytical")
 
@@ -62,7 +63,8 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
         wl = load_workload(workload, wl_sets)
     resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
     dense = build_graph(wl)
-    graph = apply_pruning(dense, wl.pruning, wl.source)
+    graph = select_logits(apply_pruning(dense, wl.pruning, wl.source), wl.logits)
+    dense = select_logits(dense, wl.logits)
     graph = tensor_parallel(graph, wl.devices, wl.source)
     report = run_graph(graph, resolved, wl, dense_flops=dense.flops(), fidelity=fidelity)
     if baseline:

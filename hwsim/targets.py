@@ -241,13 +241,21 @@ def resolve(text: str, overrides: Mapping[str, Any] | None = None) -> ResolvedTa
                          source=str(path), field="target")
     spec_data = dict(data["spec"])
     overrides = dict(overrides or {})
-    spec_data.update(overrides)
+    for key, value in overrides.items():
+        head, _, entry = key.partition(".")
+        if entry and isinstance(spec_data.get(head), dict):
+            # one entry of a mapping field: target.vector_cycles_per_repeat.exp=8
+            spec_data[head] = {**spec_data[head], entry: value}
+        else:
+            spec_data[key] = value
     try:
         spec = build_spec(target.spec_class, spec_data, str(path))
     except InputError as e:
         # a problem with an overridden field is the command line's, not the preset's
         raise InputError([
             Problem("--set", "target." + p.field.split(".", 1)[1], p.message)
-            if p.field.split(".", 1)[-1] in overrides else p
+            if p.field.split(".", 1)[-1] in overrides
+            or any(k.partition(".")[0] == p.field.partition(".")[2].partition(".")[0]
+                   for k in overrides) else p
             for p in e.problems]) from None
     return ResolvedTarget(target, preset, spec, str(path))

@@ -127,21 +127,30 @@ def test_validate_prints_each_case(capsys):
     last = out.splitlines()[-1]
     # cases needing ../shared/data are skipped, and counted so, where it is absent
     skipped = sum("skipped:" in line for line in out.splitlines())
+    assert all(" skip  skipped:" in line for line in out.splitlines() if "skipped:" in line)
+    assert "per target:" in out and "volta      measured: MAPE" in out
     assert last.startswith(f"{len(cases)} cases, {len(cases) - skipped} within tolerance, "
                            f"0 outside")
     assert (f"{skipped} skipped (data absent)" in last) == bool(skipped)
 
 
 def test_validate_one_target(capsys):
-    rc, out, _ = cli(capsys, "validate", "--target", "roofline-910b")
+    rc, out, _ = cli(capsys, "validate", "--target", "ascend-910b")
     assert rc == 0
-    body = out.splitlines()[1:-1]
-    assert body and all("roofline-910b" in line for line in body)
+    body = [line for line in out.splitlines() if line and line[0] not in "=c " and
+            not line.startswith(("per target", "  "))][:-1]
+    assert body and all("ascend-910b" in line for line in body), body
+
+
+def test_validate_an_unknown_target_is_an_error(capsys):
+    rc, _, err = cli(capsys, "validate", "--target", "bogus")
+    assert rc == 2 and "bogus" in err
 
 
 def test_validate_exits_1_when_a_case_is_outside(capsys, tmp_path):
     cases = dump_yaml(tmp_path / "cases.yaml", [{
-        "name": "wrong on purpose", "source": "test", "target": "roofline-v100",
+        "name": "wrong on purpose", "kind": "measured", "source": "test",
+        "target": "roofline-v100",
         "workload": {"ops": [{"kind": "matmul", "m": 16, "n": 16, "k": 16}]},
         "metric": "latency_s", "expected": 1.0, "tolerance": 0.01}])
     rc, out, _ = cli(capsys, "validate", "--cases", cases)

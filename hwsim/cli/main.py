@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="run the reference cases")
     v.add_argument("--target", help="only cases of this target")
     v.add_argument("--cases", help="folder or file of cases (default: the shipped set)")
+    v.add_argument("--sensitivity", action="store_true",
+                   help="also rerun each case with its unsourced constants at their stated "
+                        "values (slower)")
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -193,9 +196,15 @@ def _targets(args) -> int:
 
 def _validate(args) -> int:
     from ..validate import format_results, run_cases  # noqa: PLC0415
+    from ..validate.runner import known_case_target, sensitivity  # noqa: PLC0415
 
+    if args.target and not known_case_target(args.target):
+        raise errors.InputError(f"no target or preset named {args.target!r} (see hwsim targets; "
+                         f"'graph' selects the cases that need no target)", source="--target")
     results = run_cases(target=args.target, path=args.cases)
-    print(format_results(results))
+    sens = ({r.case.name: sensitivity(r.case) for r in results
+             if r.case.sensitivity and r.simulated is not None} if args.sensitivity else None)
+    print(format_results(results, sens))
     return 0 if all(r.ok for r in results) else 1
 
 

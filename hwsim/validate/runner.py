@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,20 @@ from ..pruning import apply as apply_pruning
 from ..simulate import simulate
 from ..targets import resolve
 from ..workload import build_graph, load_workload, workload_from_dict
+from ..workload.logits import select_logits
 
 CASES_DIR = Path(__file__).parent / "cases"
-CASE_KEYS = ("name", "source", "target", "workload", "metric", "expected", "tolerance",
-             "kinds", "sets", "baseline", "note", "ratio_to", "requires", "minimum", "maximum")
+CASE_KEYS = ("name", "kind", "source", "target", "workload", "metric", "expected", "tolerance",
+             "kinds", "sets", "baseline", "note", "ratio_to", "requires", "minimum", "maximum",
+             "sensitivity")
+# What a case is evidence of (docs/validation.md):
+#   measured:    an external measurement of a real machine, with its source;
+#   published:   a paper's claim, in the paper's stated setting;
+#   calibration: a measurement a constant of the model was set from: not evidence;
+#   identity:    hwsim's own arithmetic (its constants, formulas, counts): a test, never
+#                a shipped case.
+CASE_KINDS = ("measured", "published", "calibration", "identity")
+EVIDENCE = ("measured", "published")
 GRAPH_METRICS = ("graph_flops", "graph_dense_flops", "graph_ops", "graph_param_bytes",
                  "graph_read_bytes", "graph_write_bytes", "paper_flops_ratio")
 OP_METRICS = ("latency_s", "flops", "dram_read_bytes", "dram_write_bytes", "energy_j")
@@ -27,6 +37,7 @@ RATIO_TO = ("unpruned", "baseline")
 @dataclass(frozen=True)
 class Case:
     name: str
+    kind: str  # measured | published | calibration | identity (CASE_KINDS)
     source: str  # where the expected value comes from, with its confidence mark
     metric: str
     expected: float
@@ -45,6 +56,8 @@ class Case:
     # the case passes when minimum <= value <= maximum, whatever the tolerance
     minimum: float | None = None
     maximum: float | None = None
+    # constants without a public source the value depends on: (label, set key, values)
+    sensitivity: tuple[tuple[str, str, tuple], ...] = ()
 
     def within(self, value: float) -> bool:
         if self.minimum is not None or self.maximum is not None:
@@ -82,15 +95,21 @@ def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
             for k in item:
                 if k not in CASE_KEYS:
                     errs.add(f"[{i}].{k}", f"unknown key (known: {', '.join(CASE_KEYS)})")
-            for k in ("name", "source", "metric", "expected", "tolerance", "workload"):
+            for k in ("name", "kind", "source", "metric", "expected", "tolerance", "workload"):
                 if k not in item:
-                    errs.add(f"[{i}].{k}", "missing")
+                    errs.add(f"[{i}].{k}", "missing" + (f" (one of: {', '.join(CASE_KINDS)})"
+                                                        if k == "kind" else ""))
+            if "kind" in item and item["kind"] not in CASE_KINDS:
+                errs.add(f"[{i}].kind", f"expected one of {', '.join(CASE_KINDS)}, "
+                         f"got {item['kind']!r}")
+            sens = _sensitivity(item.get("sensitivity", []), f"[{i}].sensitivity", errs)
             if item.get("ratio_to", "unpruned") not in RATIO_TO:
                 errs.add(f"[{i}].ratio_to", f"expected one of {', '.join(RATIO_TO)}")
             if errs.problems:
                 continue
             cases.append(Case(
-                name=str(item["name"]), source=str(item["source"]), metric=str(item["metric"]),
+                name=str(item["name"]), kind=str(item["kind"]), source=str(item["source"]),
+                metric=str(item["metric"]), sensitivity=sens,
                 expected=float(item["expected"]), tolerance=float(item["tolerance"]),
                 workload=item["workload"], target=str(item.get("target", "")),
                 kinds=tuple(item.get("kinds", ())), sets=tuple(item.get("sets", ())),
@@ -102,6 +121,35 @@ def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
                 maximum=None if item.get("maximum") is None else float(item["maximum"])))
         errs.raise_if_any()
     return cases
+
+
+def _sensitivity(value: Any, where: str, errs: Collector) -> tuple:
+    """``[{constant: label, set: target.field, values: [a, b]}, ...]``."""
+    if not isinstance(value, list):
+        errs.add(where, "expected a list of {constant, set, values}")
+        return ()
+    out = []
+    for j, item in enumerate(value):
+        ok = (isinstance(item, dict) and set(item) == {"constant", "set", "values"}
+              and isinstance(item["values"], list) and item["values"])
+        if not ok:
+            errs.add(f"{where}[{j}]", "expected {constant: label, set: key, values: [...]}")
+            continue
+        out.append((str(item["constant"]), str(item["set"]), tuple(item["values"])))
+    return tuple(out)
+
+
+def sensitivity(case: Case) -> list[tuple[str, str, list[tuple[Any, float]]]]:
+    """The case's metric with each unsourced constant at each of its values:
+    ``[(label, key, [(value, metric), ...]), ...]``."""
+    out = []
+    for label, key, values in case.sensitivity:
+        points = []
+        for v in values:
+            # case.sets apply to the baseline run of a speedup too
+            points.append((v, measure(replace(case, sets=(*case.sets, f"{key}={v}")))))
+        out.append((label, key, points))
+    return out
 
 
 def _workload(case: Case, extra: tuple[str, ...] = ()):
@@ -151,7 +199,8 @@ def _latency(case: Case, extra: tuple[str, ...]) -> float:
 def measure(case: Case, extra: tuple[str, ...] = ()) -> float:
     wl = _workload(case, extra)
     dense = build_graph(wl)
-    graph = apply_pruning(dense, wl.pruning, wl.source)
+    graph = select_logits(apply_pruning(dense, wl.pruning, wl.source), wl.logits)
+    dense = select_logits(dense, wl.logits)
     value = _metric(case, wl, dense, graph, extra)
     if case.ratio_to == "baseline" and not extra:
         base = measure(case, case.baseline)
@@ -251,6 +300,13 @@ def _repo_path(path: str) -> str:
     return path if os.path.isabs(path) else str(Path(__file__).resolve().parents[2] / path)
 
 
+def known_case_target(name: str) -> bool:
+    """A ``--target`` filter names a target, a preset, or ``graph`` (no target)."""
+    from ..targets import all_presets, registry  # noqa: PLC0415
+
+    return name in ("graph", "none") or name in registry() or name in all_presets()
+
+
 def _matches(case_target: str, wanted: str) -> bool:
     if not case_target:
         return wanted in ("graph", "none")
@@ -272,23 +328,76 @@ def _tolerance(c: Case) -> str:
     return f"{100 * c.tolerance:5.1f}%"
 
 
-def format_results(results: list[Result]) -> str:
-    lines = [f"{'case':<58} {'target':<20} {'metric':<17} {'expected':>12} "
-             f"{'simulated':>12} {'error':>8} {'tol':>6}  ok"]
+def _status(r: Result) -> str:
+    if r.simulated is None and r.ok:
+        return "skip"
+    return "yes" if r.ok else "NO"
+
+
+def _target_name(case: Case) -> str:
+    if not case.target:
+        return "(graph)"
+    try:
+        return resolve(case.target).target.name
+    except InputError:
+        return case.target
+
+
+def mape_by_target(results: list[Result], kind: str = "measured") -> dict[str, tuple[float, int]]:
+    """Per target: mean |relative error| over the cases of ``kind`` that ran, and
+    how many. Bound cases (a finding without a magnitude) have no error to average."""
+    errs: dict[str, list[float]] = {}
     for r in results:
         c = r.case
-        sim = f"{r.simulated:12.5g}" if r.simulated is not None else f"{'-':>12}"
-        err = f"{100 * r.error:+7.2f}%" if r.error is not None else f"{'-':>8}"
-        lines.append(f"{c.name[:58]:<58} {(c.target or '(graph)')[:20]:<20} {c.metric[:17]:<17} "
-                     f"{c.expected:12.5g} {sim} {err} {_tolerance(c)}  "
-                     f"{'yes' if r.ok else 'NO'}" + (f"  {r.message}" if r.message else ""))
+        if c.kind != kind or r.error is None or c.minimum is not None or c.maximum is not None:
+            continue
+        errs.setdefault(_target_name(c), []).append(abs(r.error))
+    return {t: (sum(e) / len(e), len(e)) for t, e in sorted(errs.items())}
+
+
+def format_results(results: list[Result], sensitivities: dict | None = None) -> str:
+    """The table of cases, grouped by kind, then per target the MAPE over measured
+    cases, the published claims, and the calibration points (not evidence)."""
+    head = (f"{'case':<58} {'target':<20} {'metric':<17} {'expected':>12} "
+            f"{'simulated':>12} {'error':>8} {'tol':>8}  ok")
+    lines = []
+    titles = {"measured": "measured on real machines (evidence)",
+              "published": "published claims, in the papers' settings (evidence)",
+              "calibration": "calibration points: constants were set from these (not evidence)",
+              "identity": "identities: hwsim's own arithmetic (tests, not evidence)"}
+    for kind in CASE_KINDS:
+        group = [r for r in results if r.case.kind == kind]
+        if not group:
+            continue
+        lines += ["", f"== {titles[kind]}", head]
+        for r in group:
+            c = r.case
+            sim = f"{r.simulated:12.5g}" if r.simulated is not None else f"{'-':>12}"
+            err = f"{100 * r.error:+7.2f}%" if r.error is not None else f"{'-':>8}"
+            lines.append(f"{c.name[:58]:<58} {(c.target or '(graph)')[:20]:<20} "
+                         f"{c.metric[:17]:<17} {c.expected:12.5g} {sim} {err} "
+                         f"{_tolerance(c):>8}  {_status(r)}"
+                         + (f"  {r.message}" if r.message else ""))
+            for label, key, points in (sensitivities or {}).get(c.name, []):
+                vals = ", ".join(f"{v} -> {m:.4g}" for v, m in points)
+                lines.append(f"    sensitivity to {label} ({key}): {vals}")
+    lines += ["", "per target:"]
+    measured = mape_by_target(results, "measured")
+    calibration = mape_by_target(results, "calibration")
+    targets = sorted({_target_name(r.case) for r in results})
+    for t in targets:
+        rs = [r for r in results if _target_name(r.case) == t]
+        pub = [r for r in rs if r.case.kind == "published" and r.simulated is not None]
+        m = measured.get(t)
+        c = calibration.get(t)
+        lines.append(
+            f"  {t:<10} measured: " + (f"MAPE {100 * m[0]:.1f}% over {m[1]} case"
+                                       f"{'s' if m[1] != 1 else ''}" if m else "none")
+            + f"; published claims: {sum(r.ok for r in pub)} of {len(pub)} within tolerance"
+            + (f"; calibration points: {c[1]} (error {100 * c[0]:.1f}%, not evidence)"
+               if c else ""))
     bad = sum(not r.ok for r in results)
     skipped = sum(r.simulated is None and r.ok for r in results)
-    # bound cases (a finding, not a magnitude) have no error to average
-    errs = [abs(r.error) for r in results if r.error is not None
-            and r.case.minimum is None and r.case.maximum is None]
-    mae = f", mean |error| {100 * sum(errs) / len(errs):.2f}%" if errs else ""
     lines.append(f"{len(results)} cases, {len(results) - bad - skipped} within tolerance, "
-                 f"{bad} outside" + (f", {skipped} skipped (data absent)" if skipped else "")
-                 + mae)
-    return "\n".join(lines)
+                 f"{bad} outside" + (f", {skipped} skipped (data absent)" if skipped else ""))
+    return "\n".join(lines[1:] if lines and lines[0] == "" else lines)

@@ -23,6 +23,7 @@ def _f(default: Any, help: str, choices: tuple | None = None):
 ATTENTION_STRATEGIES = ("auto", "standard", "flash", "fastattention")
 GEMM_STRATEGIES = ("auto", "openblas", "iaat", "autotsmm")
 PHASES = ("prefill", "decode")
+LOGITS = ("last", "all")
 TRACE_FORMATS = ("hwsim", "spatten-csv")
 
 
@@ -55,6 +56,10 @@ class Workload:
     kv_len: int = _f(0, "tokens already in the KV cache (decode)")
     dtype: str = _f("fp16", "data type of weights and activations")
     devices: int = _f(1, "devices the model is split over, tensor-parallel (heads and FFN)")
+    logits: str = _f("last", "positions whose next-token logits a prefill computes: last (what "
+                             "inference computes before sampling: Hugging Face generate's "
+                             "logits_to_keep=1, vLLM) or all (scoring, perplexity, training)",
+                     LOGITS)
     segments: dict = _f({}, "token ranges by name, e.g. {text: [0, 35], visual: [35, 611]}")
     pruning: list = _f([], "pruning steps, applied in order: [{method: fastv, ...}]")
     tiling: Tiling = field(default_factory=Tiling, metadata={"help": "tiling strategies"})
