@@ -2,8 +2,9 @@
 
 :class:`Context` is built once per (graph, spec) by the target. It answers the
 top-k engine's cycles for an op (expected or seeded, on real scores when the
-workload's ``spatten`` step names a MiniLM scores file) and says where a
-tensor lives.
+workload's ``spatten`` step names a MiniLM scores file), the share of flat
+attention rows that re-fetch their keys' LSBs (:mod:`.requant`, on the same
+real scores in seeded mode), and where a tensor lives (:mod:`.residency`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import topk
-from .roles import Roles, in_dram
+from . import requant, topk
+from .residency import REASON, Residency
+from .roles import Roles
 from .spec import SpattenSpec
 
 SEEDED_ROWS = 16  # rows of a many-row top-k that seeded mode runs (the rest take their mean)
@@ -27,10 +29,26 @@ class Context:
     spec: SpattenSpec
     graph: object
     roles: Roles
+    residency: Residency
     scores: "ScoreSource | None" = None
 
     def dram(self, tid: int) -> bool:
-        return in_dram(self.graph.tensors[tid], self.spec)
+        """Does ``tid`` live in HBM (else on chip, see :mod:`.residency`)?"""
+        return self.residency.dram(tid)
+
+    def on_chip(self, tid: int) -> str:
+        """Where on chip ``tid`` stays and why ("" when it lives in HBM)."""
+        return REASON.get(self.residency.place(tid), "")
+
+    def flat_fraction(self, op, keys: int) -> tuple[float, str]:
+        """(share of ``op``'s attention rows whose largest probability is below
+        ``requant_threshold`` with ``keys`` keys per row, how it was decided)."""
+        s = self.spec
+        if s.topk_mode == "seeded" and self.scores is not None and op is not None \
+                and op.layer is not None:
+            return (self.scores.flat_fraction(op.layer, keys, s.requant_threshold),
+                    "seeded, real scores")
+        return requant.expected_flat_fraction(keys, s.requant_threshold), "expected"
 
     def topk(self, n: int, k: int, rows: int, op=None, what: str = "cascade") -> tuple:
         """(TopkCost per row averaged, source label) for ``rows`` selections of k of n."""
@@ -66,6 +84,7 @@ class ScoreSource:
         self.num = max(1, num_layers)
         self.label = label
         self.importance = np.cumsum(attention.sum(axis=(1, 2)), axis=0)  # [layer, token]
+        self._flat: dict[tuple, float] = {}
 
     def _layer(self, layer: int) -> int:
         local = max(0, layer - self.first)
@@ -84,6 +103,17 @@ class ScoreSource:
             heads, queries = att.shape[0], att.shape[1]
             values = att[r % heads, (r // heads) % queries]
         return _resample(values, n)
+
+
+    def flat_fraction(self, layer: int, n: int, threshold: float) -> float:
+        """Share of the (head, query) probability rows of ``layer`` whose largest
+        probability is below ``threshold`` once each row is stretched to ``n`` keys."""
+        key = (self._layer(layer), n, threshold)
+        if key not in self._flat:
+            att = self.attention[key[0]]
+            rows = att.reshape(-1, att.shape[-1])
+            self._flat[key] = requant.flat_share(rows, n, threshold)
+        return self._flat[key]
 
 
 def _resample(values: np.ndarray, n: int) -> np.ndarray:

@@ -31,13 +31,14 @@ from hwsim.ir.dtypes import nbytes
 from hwsim.ir.kinds import FN_FLOPS
 
 from . import attention
+from . import topk as topk_model
 from .context import Context
+from .residency import is_inline
 from .roles import class_of
 from .work import Work
 
 VECTOR_PASSES = {"softmax": 1, "layernorm": 2, "rmsnorm": 2, "rope": 1}
 ACC_BYTES = 4  # a partial sum of a matrix product (12 x 12-bit products accumulated)
-INLINE = ("spatten", "quant", "spatten-heads")
 
 
 def plan(op, ctx: Context, target: str = "spatten") -> Work:
@@ -66,18 +67,25 @@ def plan(op, ctx: Context, target: str = "spatten") -> Work:
 
 # ---------------------------------------------------------------------------- I/O helpers
 def _read_inputs(w: Work, op, ctx: Context, skip: tuple[int, ...] = ()) -> list[str]:
+    """Read each input that lives in HBM (an alias at most its root's bytes); note the
+    resident ones. Returns the names of the read streams."""
     names = []
+    g = ctx.graph
     for pos, tid in enumerate(op.inputs):
-        if tid in skip or not ctx.dram(tid):
+        if tid in skip:
+            continue
+        if not ctx.dram(tid):
+            w.keep(f"in{pos}", g.stored_bytes(tid), ctx.on_chip(tid))
             continue
         name = f"fetch_in{pos}"
         cls = class_of(ctx.roles, tid)
-        if w.read(name, cls, ctx.graph.tensors[tid].bytes, sram="act") is not None:
+        if w.read(name, cls, g.stored_bytes(tid), sram="act") is not None:
             names.append(name)
     return names
 
 
 def _write_outputs(w: Work, op, ctx: Context, after: tuple[str, ...]) -> None:
+    """Write each output that goes to HBM; the resident ones go to their buffer."""
     elt = ctx.spec.buffer_bits / 8
     on_chip = 0.0
     for pos, tid in enumerate(op.outputs):
@@ -86,6 +94,7 @@ def _write_outputs(w: Work, op, ctx: Context, after: tuple[str, ...]) -> None:
             w.write(f"write_out{pos}", class_of(ctx.roles, tid), t.bytes, after=after)
         else:
             on_chip += t.numel * elt
+            w.keep("out" if len(op.outputs) == 1 else f"out{pos}", t.bytes, ctx.on_chip(tid))
     if on_chip and after:
         w.add_actions(after[-1], {"sram_act_byte": on_chip})
 
@@ -97,7 +106,7 @@ def matmul(op, ctx: Context) -> Work:
     b, m, n, k = a["batch"], a["m"], a["n"], a["k"]
     g = ctx.graph
     A, B = op.inputs[0], op.inputs[1]
-    tA, tB = g.tensors[A], g.tensors[B]
+    tB = g.tensors[B]
     w = Work(s, op.name or "matmul")
     dots = b * m * n
     per = math.ceil(k / s.dot_width)
@@ -110,21 +119,28 @@ def matmul(op, ctx: Context) -> Work:
         q_share = round(lanes_total * s.qk_lanes / (s.qk_lanes + s.pv_lanes))
         split = {"qk": q_share, "pv": lanes_total - q_share}
     a_dram, b_dram = ctx.dram(A), ctx.dram(B)
-    a_times, b_times = _reuse(m, n, tA.bytes if a_dram else 0, tB.bytes if b_dram else 0,
-                              int(s.act_buffer_bytes // ACC_BYTES),
-                              s.key_buffer_bytes + s.value_buffer_bytes)
+    a_bytes, b_bytes = g.stored_bytes(A), g.stored_bytes(B)
+    free = ctx.residency.free_bytes(op.id)  # what resident tensors leave for partial sums
+    a_times, b_times = _reuse(m, n, a_bytes if a_dram else 0, b_bytes if b_dram else 0,
+                              int(free // ACC_BYTES), s.key_buffer_bytes + s.value_buffer_bytes)
     streams = []
     if a_dram:
-        w.read("fetch_a", class_of(ctx.roles, A), tA.bytes * a_times, sram="act")
+        w.read("fetch_a", class_of(ctx.roles, A), a_bytes * a_times, sram="act")
         streams.append("fetch_a")
+    else:
+        w.keep("A", a_bytes, ctx.on_chip(A))
     if b_dram:
         w.read("fetch_b", class_of(ctx.roles, B, "weight" if tB.kind == "param" else "act"),
-               tB.bytes * b_times, sram="kv")
+               b_bytes * b_times, sram="kv")
         streams.append("fetch_b")
+    else:
+        w.keep("B", b_bytes, ctx.on_chip(B))
     for extra in op.inputs[2:]:
         if ctx.dram(extra):
-            w.read(f"fetch_bias{extra}", class_of(ctx.roles, extra), g.tensors[extra].bytes,
+            w.read(f"fetch_bias{extra}", class_of(ctx.roles, extra), g.stored_bytes(extra),
                    sram="act")
+        else:
+            w.keep("bias", g.stored_bytes(extra), ctx.on_chip(extra))
     elt = s.buffer_bits / 8
     names = []
     for unit, lane_count in split.items():
@@ -178,6 +194,13 @@ def _reuse(m: int, n: int, a_bytes: int, b_bytes: int, outputs: int,
 
 
 # ---------------------------------------------------------------------------- vector work
+def in_line(op, ctx: Context) -> bool:
+    """SpAtten's own machinery that runs in the attention's datapath (importance
+    accumulation, the flatness check, the quantizer at an array's output): it reads
+    nothing from HBM, and its work happens while the attention streams its inputs."""
+    return is_inline(op) and not any(ctx.dram(i) for i in op.inputs)
+
+
 def vector(op, ctx: Context) -> Work:
     s = ctx.spec
     a = op.attrs
@@ -189,7 +212,7 @@ def vector(op, ctx: Context) -> Work:
         elements = a["elements"]
     else:
         elements = a["elements"]
-    inline = a.get("pruning") in INLINE and kind in ("elementwise", "reduce")
+    inline = in_line(op, ctx)
     if kind == "softmax":
         actions = {"softmax_elem": elements}
     elif kind == "elementwise":
@@ -200,13 +223,22 @@ def vector(op, ctx: Context) -> Work:
         actions = {"vector_op": 3 * elements}
     else:
         actions = {"vector_op": elements}
+    streams = _read_inputs(w, op, ctx)
+    unit = "softmax"
     if inline:
         cycles, depth = float(s.requant_latency_cycles), 0
-        w.notes.append(f"in-line with the softmax output: {elements} elements, "
-                       f"{s.requant_latency_cycles} cycle of depth")
-        streams: list[str] = []
+        w.notes.append(f"in-line in the datapath: {elements} elements added or compared by "
+                       f"the accumulators beside the softmax lanes as the attention streams "
+                       f"them (executed there), {s.requant_latency_cycles} cycle of depth")
+    elif kind == "elementwise" and FN_FLOPS.get(a["fn"], 1) == 0:
+        # a copy, cast or fill computes nothing: it streams through the mover (the zero
+        # eliminator's path, one key-buffer line per cycle) like any on-chip copy
+        elt = s.buffer_bits / 8
+        unit, depth = "mover", 1
+        cycles = math.ceil(elements * elt / (s.qk_multipliers * elt))
+        actions = {"sram_act_byte": 2 * elements * elt}
+        w.notes.append(f"{elements} elements ({a['fn']}) through the mover: {cycles:.0f} cyc")
     else:
-        streams = _read_inputs(w, op, ctx)
         passes = VECTOR_PASSES.get(kind, 1)
         if kind == "softmax":
             cycles = a["rows"] * math.ceil(a["cols"] / s.softmax_units)
@@ -219,10 +251,9 @@ def vector(op, ctx: Context) -> Work:
             depth = 1
         w.notes.append(f"{elements} elements on {s.softmax_units} softmax lanes: "
                        f"{cycles:.0f} cyc")
-    w.compute("vector", "softmax", cycles, depth=depth, streams_from=tuple(streams),
+    w.compute("vector", unit, cycles, depth=depth, streams_from=tuple(streams),
               actions=actions)
-    if not inline:
-        _write_outputs(w, op, ctx, ("vector",))
+    _write_outputs(w, op, ctx, ("vector",))
     if kind == "softmax":
         w.stats.update(softmax_cycles=cycles)
     return w
@@ -237,6 +268,11 @@ def topk(op, ctx: Context) -> Work:
     what = ("values" if a.get("pruning") == "spatten" and ".attn" in op.module
             and ".pruning." not in op.module else "cascade")
     cost, how = ctx.topk(n, k, rows, op, what)
+    if cost.cycles == 0 and n > 0:
+        # keeping all n selects nothing, but the scores and their indices still stream
+        # once through the engine's compare and zero-eliminator pass
+        cost = topk_model.TopkCost(0.0, topk_model.final_pass(
+            n, s.topk_parallelism, s.topk_final_latency_cycles), 0.0, float(n))
     streams = _read_inputs(w, op, ctx)
     elt = s.buffer_bits / 8
     w.compute("topk", "topk", rows * cost.cycles, depth=0, streams_from=tuple(streams),
@@ -262,22 +298,33 @@ def copy(op, ctx: Context, fetch_class: str = "") -> Work:
     elt = s.buffer_bits / 8
     line = s.qk_multipliers * elt  # one key-buffer line per cycle through the zero eliminator
     if op.kind in ("embedding", "gather"):
+        streams: tuple[str, ...] = ()
         if ctx.dram(src):
             cls = fetch_class or class_of(ctx.roles, src,
                                           "weight" if g.tensors[src].kind == "param" else "act")
-            w.read("fetch_rows", cls, out.bytes, sram="kv" if cls == "value" else "act")
-            streams: tuple[str, ...] = ("fetch_rows",)
+            table = g.stored_bytes(src)
+            if table < out.bytes and table <= s.act_buffer_bytes:
+                # a table smaller than the rows it gives (token types): read it once,
+                # then every token's row comes from the on-chip copy
+                w.read("fetch_rows", cls, table, sram="act")
+                w.keep("repeated rows", out.bytes - table, "re-read from the table held in "
+                       "the activation buffer")
+            else:
+                w.read("fetch_rows", cls, out.bytes, sram="kv" if cls == "value" else "act")
+            streams = ("fetch_rows",)
         else:
-            streams = ()
+            w.keep("rows", out.bytes, ctx.on_chip(src))
+        streams += tuple(_read_inputs(w, op, ctx, skip=(src,)))  # the indices
         moved = out.numel * elt
+        how = "fetched" if ctx.dram(src) else "selected from an on-chip tensor"
     else:  # concat
         streams = tuple(_read_inputs(w, op, ctx))
         moved = out.numel * elt
+        how = "concatenated"
     w.compute("move", "mover", math.ceil(moved / line), depth=1, streams_from=streams,
               actions={"sram_act_byte": 2 * moved})
     _write_outputs(w, op, ctx, ("move",))
-    w.notes.append(f"{out.numel} elements " + ("fetched" if streams and op.kind != "concat"
-                                              else "moved on chip"))
+    w.notes.append(f"{out.numel} elements {how}")
     return w
 
 
@@ -286,7 +333,7 @@ def kv_write(op, ctx: Context) -> Work:
     g = ctx.graph
     w = Work(s, op.name or "kv_write")
     new = g.tensors[op.inputs[0]]
-    streams = _read_inputs(w, op, ctx, skip=tuple(op.inputs[1:]))
+    streams = _read_inputs(w, op, ctx, skip=tuple(op.inputs[1:]))  # the cache is appended to
     elt = s.buffer_bits / 8
     w.compute("pack", "mover", math.ceil(new.numel * elt / (s.qk_multipliers * elt)), depth=1,
               streams_from=tuple(streams), actions={"sram_act_byte": new.numel * elt})

@@ -1,10 +1,8 @@
 """What each tensor and op of a graph is to SpAtten: keys, values, queries, weights.
 
-SpAtten moves a tensor through DRAM when it lives there: parameters, the KV
-cache, graph inputs (a trace's queries, keys and values), and any activation
-larger than the on-chip activation buffer; a smaller activation stays on chip
-between ops. DRAM traffic is reported by tensor class, so the graph is read
-once (per graph object) to name the classes:
+Where a tensor lives (HBM or an on-chip buffer) is :mod:`.residency`'s plan.
+DRAM traffic is reported by tensor class, so the graph is read once (per graph
+object) to name the classes:
 
 - ``query``, ``key``, ``value``: the operands of an ``attention`` op, the
   KV-cache entries a ``kv_write`` appends to them, and the operands of the
@@ -23,10 +21,6 @@ re-fetch its query count and head dim.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from .spec import SpattenSpec
-
-DRAM_KINDS = ("param", "kv_cache", "input")
 
 
 @dataclass
@@ -118,11 +112,6 @@ def _downstream_class(tid: int, consumers, cls) -> str | None:
 def _nearest(candidates: list, op):
     """The attention (or Q·K product) of the same module nearest to ``op``."""
     return min(candidates, key=lambda o: abs(o.id - op.id), default=None)
-
-
-def in_dram(tensor, spec: SpattenSpec) -> bool:
-    """Does this tensor live in DRAM (rather than in an on-chip buffer)?"""
-    return tensor.kind in DRAM_KINDS or tensor.bytes > spec.act_buffer_bytes
 
 
 def class_of(roles: Roles, tid: int, default: str = "act") -> str:

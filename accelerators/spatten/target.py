@@ -11,9 +11,10 @@ from hwsim.errors import UnsupportedOpError
 from hwsim.ir.kinds import KINDS
 from hwsim.targets import Target
 
-from . import ops
+from . import attention, ops
 from .context import Context, score_source
 from .energy import energy_table
+from .residency import plan as residency_plan
 from .roles import analyse
 from .spec import SpattenSpec
 from .work import Work
@@ -41,7 +42,8 @@ class SpattenTarget(Target):
         """Roles and scores of ``graph`` (computed once per graph and spec)."""
         c = self._ctx  # holding the graph keeps its id from being reused
         if c is None or c[0] is not graph or c[1] is not spec:
-            ctx = Context(spec, graph, analyse(graph), score_source(graph))
+            ctx = Context(spec, graph, analyse(graph), residency_plan(graph, spec),
+                          score_source(graph))
             self._ctx = (graph, spec, ctx)
             return ctx
         return c[2]
@@ -59,11 +61,29 @@ class SpattenTarget(Target):
         return [] if w is None else w.tasks()
 
     def cache_key(self, op, graph, spec: SpattenSpec):
-        """In seeded mode on real scores a top-k's cycles follow its layer's scores."""
-        if spec.topk_mode != "expected" and op.layer is not None \
-                and self.context(graph, spec).scores is not None:
-            return ("layer", op.layer)
-        return None
+        """Besides its shapes, an op's cost follows where its tensors live (HBM or a
+        buffer, :mod:`.residency`), the activation buffer a matrix product has left
+        for partial sums, and, in seeded mode on real scores, its layer's scores."""
+        ctx = self.context(graph, spec)
+        res = ctx.residency
+        key: tuple = (tuple(res.place(i) for i in op.inputs),
+                      tuple(res.place(o) for o in op.outputs))
+        if op.kind == "matmul":
+            key += (res.free_bytes(op.id),)
+        if spec.topk_mode != "expected" and op.layer is not None and ctx.scores is not None:
+            key += (("layer", op.layer),)
+        return key
+
+    def executed_flops(self, op, graph, spec: SpattenSpec, tiling=None) -> int:
+        """An attention executes exactly the rows its arrays compute (:mod:`.attention`);
+        SpAtten's in-line machinery (importance accumulation, flatness check) none of
+        its own: its adds happen in the accumulators beside the softmax lanes while the
+        attention streams; other ops their counted FLOPs."""
+        if op.kind == "attention":
+            return attention.executed_flops(op)
+        if ops.in_line(op, self.context(graph, spec)):
+            return 0  # executed by the attention's datapath as it streams (see its detail)
+        return super().executed_flops(op, graph, spec, tiling)
 
     def pools(self, spec: SpattenSpec) -> dict[str, int]:
         return {FETCH_POOL: spec.fetch_channels}
@@ -72,10 +92,18 @@ class SpattenTarget(Target):
         w = self.work(op, graph, spec, tiling)
         if w is None:
             return ""
-        split = {k.split("_", 2)[2]: v for k, v in w.bytes_by_class().items()
-                 if k.startswith("dram_read_")}
-        traffic = ", ".join(f"{c} {_si(v)}B" for c, v in split.items())
-        return "; ".join(w.notes) + (f"; DRAM read {traffic}" if traffic else "")
+        parts = list(w.notes)
+        by_where: dict[str, list[str]] = {}
+        for what, nbytes, where in w.resident:
+            by_where.setdefault(where, []).append(f"{what} {_si(nbytes)}B")
+        parts += [f"resident: {', '.join(v)} {where}" for where, v in by_where.items()]
+        for way in ("read", "write"):
+            split = {k.split("_", 2)[2]: v for k, v in w.bytes_by_class().items()
+                     if k.startswith(f"dram_{way}_")}
+            if split:
+                parts.append(f"DRAM {way} " + ", ".join(f"{c} {_si(v)}B"
+                                                       for c, v in split.items()))
+        return "; ".join(parts)
 
     def summary_lines(self, report) -> list[str]:
         from hwsim.report.table import si  # noqa: PLC0415
@@ -132,7 +160,7 @@ class SpattenTarget(Target):
         energy = rows["energy_j"].tolist()
         dram_r, dram_w = rows["dram_read_bytes"].tolist(), rows["dram_write_bytes"].tolist()
         for i, op in enumerate(graph.ops):
-            key = _key(op, graph)
+            key = _key(op, graph) + (self.cache_key(op, graph, spec),)
             if key not in cache:
                 cache[key] = self.work(op, graph, spec)
             w = cache[key]

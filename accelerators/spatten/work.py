@@ -62,6 +62,7 @@ class Work:
         self.stages: list[Stage] = []
         self.notes: list[str] = []
         self.stats: dict[str, float] = {}  # numbers the target's metrics sum
+        self.resident: list[tuple[str, float, str]] = []  # (tensor, bytes, where and why)
 
     # ------------------------------------------------------------ building
     def compute(self, name: str, unit: str, cycles: float, *, depth: int = 0,
@@ -91,6 +92,11 @@ class Work:
             self.stages.append(Stage(name, "", 0.0, 0, tuple(after), (),
                                      {"hbm_byte": nbytes, "xbar_byte": nbytes}, cls,
                                      write_bytes=nbytes))
+
+    def keep(self, what: str, nbytes: float, where: str) -> None:
+        """Note that tensor ``what`` (``nbytes``) is neither read from nor written to
+        DRAM by this op: it stays on chip (``where``: which buffer, and why)."""
+        self.resident.append((what, float(nbytes), where))
 
     def round(self, nbytes: float) -> int:
         """Bytes rounded up to whole DRAM transactions."""
