@@ -227,9 +227,13 @@ def vector(op, ctx: Context) -> Work:
     unit = "softmax"
     if inline:
         cycles, depth = float(s.requant_latency_cycles), 0
-        w.notes.append(f"in-line in the datapath: {elements} elements added or compared by "
-                       f"the accumulators beside the softmax lanes as the attention streams "
-                       f"them (executed there), {s.requant_latency_cycles} cycle of depth")
+        how = ("quantized by the quantizer at the producing array's output as it writes"
+               if a.get("fn") == "cast" else
+               "compared by the re-quantization max tree as the softmax streams them"
+               if a.get("fn") in ("compare", "max") else
+               "accumulated beside the softmax lanes as the attention streams them")
+        w.notes.append(f"in-line in the datapath: {elements} elements {how} (executed "
+                       f"there), {s.requant_latency_cycles} cycle of depth")
     elif kind == "elementwise" and FN_FLOPS.get(a["fn"], 1) == 0:
         # a copy, cast or fill computes nothing: it streams through the mover (the zero
         # eliminator's path, one key-buffer line per cycle) like any on-chip copy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,8 @@ class SpattenTarget(Target):
         out.update({f"dram_write_{c}_bytes": 0 for c in CLASSES})
         stats: dict[str, float] = {}
         cache: dict[tuple, Work | None] = {}
+        limits: dict[tuple, str] = {}
+        limited: dict[str, float] = {}
         att_lat = att_energy = att_dram = att_ops = 0.0
         lat = rows["latency_s"].tolist()
         energy = rows["energy_j"].tolist()
@@ -163,9 +166,11 @@ class SpattenTarget(Target):
             key = _key(op, graph) + (self.cache_key(op, graph, spec),)
             if key not in cache:
                 cache[key] = self.work(op, graph, spec)
+                limits[key] = limiting_unit(cache[key], spec) if cache[key] else ""
             w = cache[key]
             if w is None:
                 continue
+            limited[limits[key]] = limited.get(limits[key], 0.0) + lat[i]
             for k, v in w.bytes_by_class().items():
                 out[f"{k}_bytes"] = out.get(f"{k}_bytes", 0) + v
             for k, v in w.stats.items():
@@ -194,6 +199,10 @@ class SpattenTarget(Target):
         out["dram_utilization"] = dram / (latency * spec.dram_bw_bytes_per_s)
         mem = rows.loc[rows["bound"] == "memory", "latency_s"].sum()
         out["memory_bound_share"] = float(mem) / latency
+        out["limiting_units"] = {u: v / latency for u, v in
+                                 sorted(limited.items(), key=lambda kv: -kv[1])}
+        out["limiting_unit"] = next(iter(out["limiting_units"]), "")
+        out["limiting_unit_share"] = out["limiting_units"].get(out["limiting_unit"], 0.0)
         out["attention_ops_per_s"] = att_ops / att_lat if att_lat else 0.0
         dense_ops = (graph.header.get("trace") or {}).get("dense_attention_ops")
         baseline = getattr(report, "baseline", None)
@@ -224,6 +233,10 @@ def summary(m: dict[str, Any], si) -> list[str]:
     lines.append(f"  power           {si(m['power_w'], 'W')} ({si(m['chip_power_w'], 'W')} "
                  f"without HBM); DRAM {100 * m['dram_utilization']:.0f}% busy, "
                  f"{100 * m['memory_bound_share']:.0f}% of latency memory-bound")
+    if m["limiting_units"]:
+        lines.append("  limited by      " + ", ".join(
+            f"{u} {100 * v:.0f}%" for u, v in m["limiting_units"].items() if v >= 0.005)
+            + " of latency (the busiest unit of each op)")
     return lines
 
 
@@ -231,6 +244,22 @@ def _is_attention(op, ctx: Context) -> bool:
     """Attention proper: the fused op, its split products, softmax, top-k, pruning machinery."""
     return (op.kind in ("attention", "softmax", "topk") or bool(op.attrs.get("pruning"))
             or op.id in ctx.roles.qk_matmuls or op.id in ctx.roles.pv_matmuls)
+
+
+def limiting_unit(w: Work, spec: SpattenSpec) -> str:
+    """The unit that limits an op with ``request_overlap`` (its busiest): a compute unit,
+    ``hbm`` (the busiest channel) or ``fetch`` (the fetchers, per fetcher), as the
+    report's ``bound`` column judges it."""
+    busy = dict(w.unit_cycles())
+    tx_cycles = spec.dram_transaction_bytes / spec.dram_channel_bytes_per_cycle
+    tx = [math.ceil((st.read_bytes or st.write_bytes) / spec.dram_transaction_bytes)
+          for st in w.stages if not st.unit]
+    if tx:
+        busy["hbm"] = math.ceil(sum(tx) / spec.dram_channels) * tx_cycles
+        reads = sum(t for t, st in zip(tx, [st for st in w.stages if not st.unit])
+                    if st.read_bytes)
+        busy["fetch"] = reads * tx_cycles / spec.fetch_channels
+    return max(busy, key=busy.get) if busy else ""
 
 
 def _key(op, graph) -> tuple:
