@@ -1,44 +1,147 @@
 """Fused attention on the CPU: per-head GEMMs and a softmax, tiled to stay in L2.
 
-``softmax(Q Kᵀ · scale + mask) V`` for ``heads`` query heads sharing
-``kv_heads`` key/value heads. The queries of the heads that share a K/V head are
-stacked (``q_len x group`` rows), so K and V are read once per group.
+``softmax(Q Kᵀ · scale + mask) V`` for ``heads`` query heads sharing ``kv_heads``
+key/value heads. The query rows of the heads that share a K/V head are stacked,
+position-major (a position's ``heads / kv_heads`` rows together), so one block of
+query rows walks that K/V head once for the whole group (grouped-query and
+multi-query attention read each K/V head once, prefill and decode alike; a decode
+step's query tile is the group's rows).
 
 ``flash`` (``tiling.attention``: ``flash``, ``fastattention`` or ``auto``)
-    FlashAttention-style: a block of ``block_q`` query rows walks the K/V blocks
-    of ``block_kv`` keys; ``S = Q Kᵀ`` of the block, its online softmax (a
-    vectorized exp per score, the running max and sum, the rescale of the output
-    rows) and ``O += P V`` stay in L1/L2. Blocks are chosen (when the workload
-    leaves them at 0) as the largest that fit in half of a core's L2. A causal
-    mask skips the blocks above the diagonal (FLOPs are still counted in full).
+    FlashAttention-style: a block of ``block_q`` query rows walks the K/V blocks of
+    ``block_kv`` keys; ``S = Q Kᵀ`` of the block, its online softmax (a vectorized
+    exp per score, the running max and sum, the rescale of the output rows) and
+    ``O += P V`` stay in L1/L2. Blocks are chosen (when the workload leaves them at
+    0) as the largest that fit in half of a core's L2. Tiles that a causal or
+    sliding-window mask hides entirely are skipped (a tile with one visible score
+    is computed whole), so the executed FLOPs are the visible tiles'
+    (:meth:`.target.ARMv8Target.executed_flops`); the op reads only the keys some
+    query's window covers.
 ``standard``
-    Unfused: ``S`` of every head for all keys is written out, read by the softmax,
-    written as ``P`` and read again by ``P V``; the score matrices of all heads
-    travel to the level that holds them (the last level, or DRAM).
+    Unfused: ``S`` of every head over the visible keys is written out, read by the
+    softmax, written as ``P`` and read again by ``P V``, from the level that holds
+    it (the last level, or DRAM).
 
-Threads take (batch, K/V head, query block) units in head-major order, so the
-blocks of one head share that head's K/V in their L2; when there are fewer units
-than cores (decode), the keys are split too (split-K, flash-decoding style) and
-the partial outputs merged after a barrier. The per-block GEMMs use the
-workload's GEMM strategy: OpenBLAS kernels with their edge kernels and packing of
-both operands, or IAAT/AutoTSMM exact-size kernels that only transpose K.
+The attributes that prune inside the attention are costed for what they run:
+
+``v_len`` (SpAtten's local value pruning)
+    The scores pass is as above, with the row block's scores kept; then each query
+    row selects its ``v_len`` largest probabilities (a quick-select over its
+    visible scores: two passes of compare, select and count per vector, as the
+    ``topk`` op) and weights only those value rows: a gathered matrix-vector
+    product per row, one vector load per FMA. A row's selection needs all its
+    scores, so the keys are not split across threads.
+``sparse_keys`` / ``sparse_block`` (block-sparse attention: HiP, top-k attention)
+    Each block of ``sparse_block`` query positions of one head attends to its
+    ``sparse_keys`` selected keys, gathered row by row where they lie in K and V
+    (a copy into a contiguous tile; a page-table walk per row once a block's rows
+    span more pages than the TLB holds), then the same tiled GEMMs and softmax.
+
+Data: Q is read from DRAM once, K and V once per row some query uses
+(:func:`hwsim.ir.kinds.attention_rows`) and again, for every other query block
+that walks them, from the nearest level that holds them by reuse distance; O is
+written back to DRAM. Threads take (batch, K/V head, query block) units; with
+fewer units than cores (decode) the keys are split too (split-K, flash-decoding
+style) and the partial outputs merged after a barrier. The per-block GEMMs use
+the workload's GEMM strategy: OpenBLAS kernels with their edge kernels and
+packing of both operands, or IAAT/AutoTSMM exact-size kernels that only
+transpose K.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+
+import numpy as np
 
 from hwsim.ir.dtypes import nbytes
+from hwsim.ir.kinds import attention_rows
 
 from .ecm import Plan, Step, estimate, split
 from .gemm import KERNEL_FIELD, STRATEGIES, pack_step, power_parts, run_kernels, tile_kernels
 from .kernels import checked_kernel
-from .placement import level_of, reread
+from .placement import reread, scratch
 from .spec import Machine
 
 BLOCK_Q = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 BLOCK_KV = (1024, 512, 256, 128, 64)
 SOFTMAX_OPS = 5.0  # max, subtract, sum, the running-max rescale, a convert/select
+SELECT_OPS, SELECT_PASSES = 3.0, 2.0  # quick-select: compare, select, count; two passes
+MIN_SPLIT_KEYS = 64  # split-K gives each thread at least this many keys
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One attention op's sizes, its stored operand bytes and compulsory rows."""
+
+    b: int
+    h: int
+    hk: int
+    d: int
+    dv: int
+    q: int
+    kv: int
+    causal: bool
+    window: int
+    sparse_keys: int
+    sparse_block: int
+    v_len: int  # values each query weights (kv_len: all)
+    dtype: str
+    q_bytes: float
+    k_bytes: float
+    v_bytes: float
+    o_bytes: float
+    extra_bytes: float  # other inputs (a mask), read once
+    k_rows: int  # rows of each K/V head that some query uses
+    v_rows: int
+
+    @property
+    def s(self) -> int:
+        return nbytes(1, self.dtype)
+
+    @property
+    def group(self) -> int:
+        return self.h // self.hk
+
+
+def shape_of(op, graph) -> Shape:
+    a = op.attrs
+    t = graph.tensors
+    d = a["head_dim"]
+    kv = a["kv_len"]
+    sk = int(a.get("sparse_keys") or 0)
+    k_rows, v_rows = attention_rows(a)
+    v_len = a.get("v_len")
+    return Shape(a["batch"], a["heads"], a["kv_heads"], d, a.get("v_head_dim", d), a["q_len"],
+                 kv, bool(a["causal"]), int(a.get("window") or 0), min(sk, kv),
+                 max(1, int(a.get("sparse_block") or 1)) if sk else 0,
+                 kv if v_len is None else min(int(v_len), kv), t[op.inputs[0]].dtype,
+                 graph.stored_bytes(op.inputs[0]), graph.stored_bytes(op.inputs[1]),
+                 graph.stored_bytes(op.inputs[2]), t[op.outputs[0]].bytes,
+                 sum(graph.stored_bytes(i) for i in op.inputs[3:]), k_rows, v_rows)
+
+
+def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
+    """Per block of ``bq_pos`` query positions: its rows, the first and last key block
+    it computes and the keys those blocks hold (clipped at ``kv_len``), for the tiles
+    a causal or sliding-window mask leaves work in, as
+    :func:`hwsim.ir.kinds.visible_scores` counts them (queries bottom-right aligned)."""
+    first = np.arange(0, q, bq_pos, dtype=np.int64)
+    last = np.minimum(first + bq_pos, q) - 1
+    rows = last - first + 1
+    off = kv - q
+    hi = np.minimum(kv - 1, last + off) if causal else np.full_like(first, kv - 1)
+    if window > 0:
+        lo = np.maximum(0, first + off - window + 1)
+        if not causal:
+            hi = np.minimum(kv - 1, last + off + window - 1)
+    else:
+        lo = np.zeros_like(first)
+    ok = hi >= lo
+    b0, b1 = lo // bkv, hi // bkv
+    width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
+    return rows[ok], (b1 - b0 + 1)[ok], width[ok]
 
 
 def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
@@ -57,41 +160,24 @@ def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
     return out or [(max(1, min(block_q or 1, rows)), max(1, min(block_kv or 64, kv)))]
 
 
-def visible_pairs(q: int, kv: int, bq_pos: int, bkv: int, causal: bool) -> float:
-    """(query block, key block) pairs a causal mask leaves work in, summed."""
-    nq, nkv = math.ceil(q / bq_pos), math.ceil(kv / bkv)
-    if not causal:
-        return float(nq * nkv)
-    off = kv - q  # queries are the last q of the kv positions
-    total = 0
-    for i in range(nq):
-        last = min(q, (i + 1) * bq_pos) - 1 + off
-        total += min(nkv, last // bkv + 1)
-    return float(total)
-
-
 def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
-    a = op.attrs
-    t = graph.tensors
-    qt, kt, vt = (t[i] for i in op.inputs[:3])
-    ot = t[op.outputs[0]]
-    dtype = qt.dtype
-    mach.check_dtype(dtype, op.line(graph))
-    b, h, hk, d = a["batch"], a["heads"], a["kv_heads"], a["head_dim"]
-    dv = a.get("v_head_dim", d)
-    q, kv, causal = a["q_len"], a["kv_len"], bool(a["causal"])
+    sh = shape_of(op, graph)
+    mach.check_dtype(sh.dtype, op.line(graph))
     mode = getattr(tiling, "attention", "auto") if tiling is not None else "auto"
-    mode = "standard" if mode == "standard" else "flash"
+    mode = "standard" if mode == "standard" and not sh.sparse_keys else "flash"
     bq_set = getattr(tiling, "block_q", 0) if tiling is not None else 0
     bkv_set = getattr(tiling, "block_kv", 0) if tiling is not None else 0
     strategies = STRATEGIES if strategy == "auto" else (strategy,)
-    rows, s = q * (h // hk), nbytes(1, dtype)
-    if mode == "standard":  # row blocks over the whole key range; S is materialized
-        blocks = sorted({(max(1, min(x, rows)), kv) for x in ([bq_set] if bq_set else BLOCK_Q)})
+    if sh.sparse_keys:  # a block of positions of one head over its gathered keys
+        rows, keys = sh.sparse_block, sh.sparse_keys
     else:
-        blocks = block_options(rows, kv, d, dv, s, mach, bq_set, bkv_set)
-    plans = [_plan(mach, dtype, b, h, hk, d, dv, q, kv, causal, mode, bq, bkv, strat,
-                   (qt, kt, vt, ot)) for strat in strategies for bq, bkv in blocks]
+        rows, keys = sh.q * sh.group, sh.kv
+    if mode == "standard":  # row blocks over the whole key range; S is materialized
+        blocks = sorted({(max(1, min(x, rows)), keys)
+                         for x in ([bq_set] if bq_set else BLOCK_Q)})
+    else:
+        blocks = block_options(rows, keys, sh.d, sh.dv, sh.s, mach, bq_set, bkv_set)
+    plans = [_plan(mach, sh, mode, bq, bkv, strat) for strat in strategies for bq, bkv in blocks]
     best = min(plans, key=lambda p: estimate(p, mach))
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
@@ -99,91 +185,186 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     return best
 
 
-def _plan(mach: Machine, dtype: str, b, h, hk, d, dv, q, kv, causal, mode, bq, bkv,
-          strategy: str, tensors) -> Plan:
-    """One (strategy, block_q, block_kv) choice: see the module docstring."""
-    qt, kt, vt, ot = tensors
-    spec = mach.spec
-    s = nbytes(1, dtype)
-    lanes = mach.lanes(dtype)
-    group = h // hk
-    rows = q * group
-    nq = math.ceil(rows / bq)
-    units = b * hk * nq
-    kv_split = 1
-    if units < spec.cores and mode == "flash" and kv > 64:
-        kv_split = min(math.ceil(spec.cores / units), math.ceil(kv / 64))
-        bkv = min(bkv, math.ceil(kv / kv_split))
-    threads = min(spec.cores, units * kv_split)
-    per_thread = math.ceil(units * kv_split / threads)
-    bq_pos = max(1, bq // group)  # query positions per block
-    pairs = visible_pairs(q, kv, bq_pos, bkv, causal)  # per (batch, K/V head)
-    blocks_per_unit = pairs / nq / kv_split
-    rows_u = rows / nq
-    bq_u = max(1, round(rows_u))
+def executed_flops(plan: Plan) -> int:
+    """FLOPs the plan's kernels execute (its ``detail``): every score of a computed
+    tile, and for ``P V`` the values each row weights."""
+    return int(round(plan.detail["executed_flops"]))
 
-    st = Step("blocks")
-    # ---- the two GEMMs of one (query block, key block)
+
+def _block_kernels(mach: Machine, sh: Shape, bq_u: int, bkv: int, strategy: str,
+                   pv: bool) -> tuple[Step, str, float]:
+    """The in-core work of one (query block, key block) tile: ``S = Q Kᵀ``, its online
+    softmax and, when ``pv``, ``O += P V``; with the operands each strategy packs.
+    Returns the step, the kernel name and the elements of Q packed once per block."""
+    spec = mach.spec
+    lanes = mach.lanes(sh.dtype)
     if strategy == "openblas":
-        mr, nr = mach.kernel_shape(dtype)
-        checked_kernel(mr, nr, lanes, spec, f"spec.{KERNEL_FIELD.get(dtype, 'sgemm_kernel')}")
+        mr, nr = mach.kernel_shape(sh.dtype)
+        checked_kernel(mr, nr, lanes, spec, f"spec.{KERNEL_FIELD.get(sh.dtype, 'sgemm_kernel')}")
         qk_rows, qk_cols = power_parts(bq_u, mr), power_parts(bkv, nr)
-        pv_rows, pv_cols = power_parts(bq_u, mr), power_parts(dv, nr)
+        pv_rows, pv_cols = power_parts(bq_u, mr), power_parts(sh.dv, nr)
         kname = f"{mr}x{nr}"
-        packs = bkv * d + bq_u * bkv + bkv * dv  # K block, P, V block (Q once per unit)
-        once = bq_u * d
+        packs = bkv * sh.d + (bq_u * bkv + bkv * sh.dv if pv else 0)  # K, P, V blocks
+        once = bq_u * sh.d
     else:
-        ker, qk_rows, qk_cols, _, _ = tile_kernels(bq_u, bkv, d, lanes, mach)
-        pv_ker, pv_rows, pv_cols, _, _ = tile_kernels(bq_u, dv, bkv, lanes, mach)
-        kname = f"{ker.name()}/{pv_ker.name()}"
-        packs = bkv * d  # Kᵀ of the block
+        ker, qk_rows, qk_cols, _, _ = tile_kernels(bq_u, bkv, sh.d, lanes, mach)
+        kname = ker.name()
+        if pv:
+            pv_ker, pv_rows, pv_cols, _, _ = tile_kernels(bq_u, sh.dv, bkv, lanes, mach)
+            kname = f"{ker.name()}/{pv_ker.name()}"
+        packs = bkv * sh.d  # Kᵀ of the block
         once = 0
     blk = Step("block")
-    run_kernels(blk, qk_rows, qk_cols, d, lanes, mach)
-    run_kernels(blk, pv_rows, pv_cols, bkv, lanes, mach)
-    pk = pack_step("pack", packs, lanes, mach)
-    blk.add(pk)
+    run_kernels(blk, qk_rows, qk_cols, sh.d, lanes, mach)
+    if pv:
+        run_kernels(blk, pv_rows, pv_cols, bkv, lanes, mach)
+    blk.add(pack_step("pack", packs, lanes, mach))
     # online softmax of the block and the rescale of the output rows
     sm_vecs = math.ceil(bq_u * bkv / lanes)
-    sm_ops = sm_vecs * (spec.vexp_instructions + SOFTMAX_OPS) + math.ceil(bq_u * dv / lanes)
+    sm_ops = sm_vecs * (spec.vexp_instructions + SOFTMAX_OPS) + math.ceil(bq_u * sh.dv / lanes)
     blk.arith_cycles += max(sm_ops / spec.fma_pipes, (sm_ops + 2 * sm_vecs) / spec.issue_width)
     blk.port_cycles += sm_vecs * (1 / spec.load_ports + 1 / spec.store_ports)
     blk.vop += sm_ops + 2 * sm_vecs
-    st.add(blk.scaled(blocks_per_unit * per_thread))
+    return blk, kname, once
+
+
+def _select_and_weigh(mach: Machine, sh: Shape, rows: float, keys: float, values: float) -> Step:
+    """``rows`` query rows each selecting ``values`` of ``keys`` scores (quick-select)
+    and weighting those value rows: a gathered matrix-vector product per row."""
+    spec = mach.spec
+    lanes = mach.lanes(sh.dtype)
+    st = Step("select and weigh values")
+    vecs = rows * math.ceil(keys / lanes)
+    ops = vecs * SELECT_PASSES * SELECT_OPS
+    loads = vecs * SELECT_PASSES
+    fmas = rows * values * math.ceil(sh.dv / lanes)  # one V vector loaded per FMA
+    st.arith_cycles = max((ops + fmas) / spec.fma_pipes,
+                          (ops + loads + 2 * fmas) / spec.issue_width)
+    st.port_cycles = (loads + fmas) / spec.load_ports
+    st.vfma = fmas
+    st.vop = ops + loads + fmas
+    return st
+
+
+def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str) -> Plan:
+    """One (strategy, block_q, block_kv) choice: see the module docstring."""
+    spec = mach.spec
+    s = sh.s
+    lanes = mach.lanes(sh.dtype)
+    g = sh.group
+    select = sh.v_len < (sh.sparse_keys or sh.kv)  # rows weigh fewer values than keys
+    if sh.sparse_keys:
+        # problems: (batch, query head, block of positions), each over its own keys
+        rows = min(sh.sparse_block, sh.q)
+        problems = sh.b * sh.h * math.ceil(sh.q / rows)
+        bq_u = max(1, min(bq, rows))
+        bq_pos, sub = bq_u, 1
+        nq = math.ceil(rows / bq_u)
+        span_keys = sh.sparse_keys
+    else:
+        # problems: (batch, K/V head); its query rows, the group's stacked by position
+        rows = sh.q * g
+        problems = sh.b * sh.hk
+        bq_u = max(1, min(bq, rows))
+        bq_pos = max(1, bq_u // g)
+        sub = math.ceil(g / bq_u) if bq_u < g else 1  # blocks sharing one position
+        nq = math.ceil(sh.q / bq_pos) * sub
+        _, widest, _ = key_spans(sh.q, sh.kv, sh.causal, sh.window, bq_pos, 1)
+        span_keys = int(widest.max()) if len(widest) else 0
+    units = problems * nq
+    kv_split = 1
+    if units < spec.cores and mode == "flash" and not select and span_keys > MIN_SPLIT_KEYS:
+        kv_split = min(math.ceil(spec.cores / units), math.ceil(span_keys / MIN_SPLIT_KEYS))
+        bkv = min(bkv, math.ceil(span_keys / kv_split))
+    if sh.sparse_keys:
+        p_rows, p_blocks, p_width = key_spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        pairs = float(p_blocks.sum()) * problems  # tiles of the op
+        seen_qk = float((p_rows * p_width).sum())  # per problem
+        seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum())
+        # the last block of positions of a head may hold fewer than `rows` queries
+        frac = sh.q / (math.ceil(sh.q / rows) * rows)
+        flops = 2.0 * problems * frac * (seen_qk * sh.d + seen_pv * sh.dv)
+    else:
+        p_rows, p_blocks, p_width = key_spans(sh.q, sh.kv, sh.causal, sh.window, bq_pos, bkv)
+        pairs = float(p_blocks.sum()) * sub * problems
+        seen_qk = float((p_rows * p_width).sum())  # per query head
+        seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum()) if select else seen_qk
+        flops = 2.0 * sh.b * sh.h * (seen_qk * sh.d + seen_pv * sh.dv)
+    keys_row = seen_qk / max(1.0, float(p_rows.sum()))  # keys a query row scores
+    values_row = seen_pv / max(1.0, float(p_rows.sum()))
+    threads = max(1, min(spec.cores, units * kv_split))
+    per_thread = math.ceil(units * kv_split / threads)
+    share = per_thread / (units * kv_split)  # one thread's fraction of the op's work
+
+    st = Step("blocks")
+    blk, kname, once = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
+    st.add(blk.scaled(pairs * share))
     if once:
         st.add(pack_step("pack Q", once, lanes, mach).scaled(per_thread))
+    if select:  # each row picks its values and weighs them
+        st.add(_select_and_weigh(mach, sh, units * bq_u * share * kv_split, keys_row,
+                                 values_row))
 
-    # ---- data: Q and O once per unit, K/V blocks per visible block
-    q_lvl = level_of(qt.kind, qt.bytes, mach, threads)
-    k_lvl = level_of(kt.kind, kt.bytes + vt.bytes, mach, threads)
-    o_lvl = level_of(ot.kind, ot.bytes, mach, threads)
-    st.read(q_lvl, per_thread * bq_u * d * s)
-    kv_block = bkv * (d + dv) * s
-    kv_reads = per_thread * blocks_per_unit * kv_block
-    head_kv = kv * (d + dv) * s
-    st.read(k_lvl, kv_reads * (1.0 / nq if kv_split == 1 else 1.0))
-    if kv_split == 1 and nq > 1:
-        heads_live = min(threads, b * hk)  # threads take units head-major
-        reread(st, head_kv, kv_reads * (1 - 1.0 / nq), mach, heads_live, k_lvl)
-    st.write(o_lvl, per_thread * bq_u * dv * s)
-    if mode == "standard":  # S written, read by the softmax, P written, read by P V
-        s_bytes = bq_u * kv * s
-        s_home = level_of("activation", b * h * q * kv * s, mach, threads)
-        st.write(s_home, 2 * per_thread * s_bytes)
-        st.read(s_home, 2 * per_thread * s_bytes)
-    # the L1 <-> L2 traffic of the working blocks (scores and the output rows)
-    st.read("l2", per_thread * blocks_per_unit * (bq_u * dv * s))
-    steps = split(st, 4 if st.dram_read or st.dram_write else 1)
+    # ---- data. Q and a mask from DRAM once (split-K: the other splits find Q in L3)
+    st.read("dram", (sh.q_bytes + sh.extra_bytes) * share)
     if kv_split > 1:
+        st.read("l3", sh.q_bytes * share * (kv_split - 1))
+    # K and V: the rows some query uses come from DRAM once; what the tiles touch
+    # beyond them comes again from where it stays (reuse distance: the live heads' keys)
+    heads = sh.b * sh.hk
+    k_need = heads * sh.k_rows * sh.d * s
+    v_need = heads * sh.v_rows * sh.dv * s
+    if sh.sparse_keys:
+        # each problem gathers its keys' rows (and its rows' values) into tiles
+        k_touch = problems * sh.sparse_keys * sh.d * s
+        v_touch = problems * (seen_pv if select else sh.sparse_keys) * sh.dv * s
+        st.add(pack_step("gather K, V rows", (k_touch + v_touch) / s, lanes, mach,
+                         transpose=False).scaled(share))
+        band = sh.kv * (sh.d + sh.dv) * s  # selected rows lie anywhere in their head
+        pages = min(sh.sparse_keys, sh.kv * sh.d * s / spec.page_bytes) + min(
+            sh.sparse_keys, sh.kv * sh.dv * s / spec.page_bytes)
+        if pages > spec.tlb_entries:  # a block's rows span more pages than the TLB holds
+            st.tlb_walks += (k_touch / (sh.d * s) + v_touch / (sh.dv * s)) * share
+    else:
+        k_touch = pairs * bkv * sh.d * s
+        v_touch = (pairs * bkv if not select else sh.b * sh.h * seen_pv) * sh.dv * s
+        band = (sh.k_rows * sh.d + sh.v_rows * sh.dv) * s
+        if sh.window:  # one query block's band: its window and its own span
+            band = min(band, (sh.window + bq_pos + bkv) * (sh.d + sh.dv) * s)
+    again = max(0.0, k_touch - k_need) + max(0.0, v_touch - v_need)
+    st.read("dram", (k_need + v_need) * share)
+    reread(st, band, again * share, mach, max(1, min(threads, heads)))
+    # O: written back to DRAM (split-K: partial blocks to the last level, merged later)
+    if kv_split == 1:
+        st.write("dram", sh.o_bytes * share)
+    else:
+        st.write("l3", sh.o_bytes * share * kv_split)
+    if mode == "standard":  # S written, read by the softmax, P written, read by P V
+        s_all = sh.b * sh.h * seen_qk * s
+        home = scratch(s_all, mach, threads)
+        st.write(home, 2 * s_all * share)
+        st.read(home, 2 * s_all * share)
+    elif select:  # the row block's scores wait in cache (or spill) for the selection
+        s_blk = bq_u * keys_row * s
+        home = "l2" if s_blk <= mach.l2_per_core / 2 else scratch(s_blk * threads, mach, threads)
+        st.write(home, units * s_blk * share * kv_split)
+        st.read(home, units * s_blk * share * kv_split)
+    # the L1 <-> L2 traffic of the working blocks (scores and the output rows)
+    st.read("l2", pairs * share * (bq_u * sh.dv * s))
+    steps = split(st, 4 if st.dram_read or st.dram_write else 1)
+    if kv_split > 1:  # each thread merges its share of the rows from every split
         merge = Step("merge partial outputs")
-        elems = bq_u * dv  # kv_split partial blocks, merged by kv_split threads
-        mv = math.ceil(elems / lanes) * 3
+        out_elems = sh.o_bytes / s * share
+        mv = math.ceil(out_elems * kv_split / lanes) * 3  # max, rescale, add
         merge.arith_cycles = mv / spec.fma_pipes
         merge.port_cycles = mv / spec.load_ports
         merge.vop = mv
-        merge.read("l3", elems * s)
+        merge.read("l3", out_elems * kv_split * s)
+        merge.write("dram", out_elems * s)
         steps[-1].barrier = True
         steps.append(merge)
-    return Plan(strategy, threads, steps, dtype, mach.call_s("op"), kname,
-                {"mode": mode, "block_q": bq, "block_kv": bkv, "kv_split": kv_split,
-                 "units": units, "causal_blocks": pairs})
+    return Plan(strategy, threads, steps, sh.dtype, mach.call_s(), kname,
+                {"mode": mode, "block_q": bq_u, "block_kv": bkv, "kv_split": kv_split,
+                 "units": units, "tiles": pairs, "executed_flops": flops,
+                 **({"v_len": sh.v_len} if select else {}),
+                 **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})})

@@ -9,11 +9,15 @@ a streaming loop). A step records what the ECM model needs:
 - ``port_cycles``: the L1 load and store ports: ECM's T_nOL;
 - ``l2_bytes`` and ``l3_bytes``: what the L2 must deliver to L1 and the last
   level (or a peer core's cache, over the mesh) to L2;
-- ``dram_read`` / ``dram_write``: what comes from or goes to DRAM.
+- ``dram_read`` / ``dram_write``: what comes from or goes to DRAM (written
+  results included: the caches write back, so every written line reaches DRAM);
+- ``tlb_walks``: page-table walks after TLB misses (a kernel walking an unpacked
+  operand with a stride of a page or more, :func:`.placement.strided_walk`).
 
-Its time in cache is the ECM composition ``max(T_OL, T_nOL + T_L2 + T_L3)``:
+Its time in cache is the ECM composition ``max(T_OL, T_nOL + T_L2 + T_L3 + T_TLB)``:
 arithmetic overlaps with data transfers, but the transfers between cache levels
-do not overlap each other or the L1 accesses (the ECM rule). DRAM traffic is a
+do not overlap each other or the L1 accesses (the ECM rule), and a load whose
+page is not in the TLB waits for its walk (``tlb_walk_s`` each, one at a time). DRAM traffic is a
 separate task on the thread's memory lane that holds a slot of the socket-wide
 ``dram`` pool; the core task of a tile waits for its data, and the next tile's
 data is fetched while the current one computes (hardware prefetch, one tile
@@ -45,6 +49,7 @@ class Step:
     l3_bytes: float = 0.0
     dram_read: float = 0.0
     dram_write: float = 0.0
+    tlb_walks: float = 0.0
     vfma: float = 0.0
     vop: float = 0.0
     barrier: bool = False  # every thread meets here after this step
@@ -88,20 +93,26 @@ class Times:
     l2: float
     l3: float
     dram: float  # at the rate of one DRAM stream (no contention)
+    tlb: float = 0.0  # page-table walks
+
+    @property
+    def transfers(self) -> float:
+        return self.l1 + self.l2 + self.l3 + self.tlb
 
     @property
     def in_cache(self) -> float:
-        return max(self.in_core, self.l1 + self.l2 + self.l3)
+        return max(self.in_core, self.transfers)
 
     @property
     def bound(self) -> str:
-        return "compute" if self.in_core >= self.l1 + self.l2 + self.l3 else "onchip"
+        return "compute" if self.in_core >= self.transfers else "onchip"
 
 
 def times(step: Step, mach: Machine) -> Times:
     return Times(step.arith_cycles * mach.cycle_s, step.port_cycles * mach.cycle_s,
                  step.l2_bytes / mach.l2_bw, step.l3_bytes / mach.l3_bw,
-                 (step.dram_read + step.dram_write) / mach.slot_bw)
+                 (step.dram_read + step.dram_write) / mach.slot_bw,
+                 step.tlb_walks * mach.spec.tlb_walk_s)
 
 
 @dataclass

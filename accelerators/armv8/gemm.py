@@ -18,15 +18,24 @@ what each cache level must deliver:
     No packing: kernels of every size are generated at install time, and the
     input-aware tiler picks, for each thread's tile, the main kernel whose
     remainders run as exact-size kernels, so there are no boundary kernels. The
-    operands are read in place: B's panels pull whole cache lines, which costs
-    once the tile no longer fits in L1.
+    operands are read in place, so a large GEMM pays what packing avoids: the
+    operand along the vectors is walked at a stride of its leading dimension, a
+    page-table walk per k-step once a walk's pages exceed the TLB, and lines lost
+    to set conflicts before the next row tile uses their rest. ``auto`` considers
+    it only for small GEMMs, its paper's domain (:func:`is_small`).
 ``autotsmm``
     For tall-and-skinny shapes (the small side of C at most 64 and the large one
     at least 8 times longer): the small operand is pre-packed once, cooperatively,
     the large one streams through the threads in place, and the inner kernel was
-    chosen at install time for the small side. Other shapes take the OpenBLAS path.
+    chosen at install time for the small side. Other shapes run (and are named)
+    the OpenBLAS path.
 ``auto``
-    The fastest of the three for each op (:func:`plan_gemm` estimates them all).
+    What a tuned library would pick: the fastest by the plan estimate among
+    OpenBLAS, IAAT when the GEMM is small and AutoTSMM when C is tall and skinny.
+
+Every operand arrives cold from DRAM and C is written back to DRAM
+(:mod:`.placement`); no library call cost is modelled beyond a framework's
+dispatch, the same for all three (none has a measured or counted source).
 """
 
 from __future__ import annotations
@@ -38,16 +47,18 @@ from hwsim.ir.dtypes import nbytes
 
 from .ecm import Plan, Step, estimate, repeat, split
 from .kernels import Kernel, checked_kernel, fastest_kernels, kernel_counts, kernel_cycles
-from .placement import level_of, reread, resident
+from .placement import reread, resident, shared_read, strided_walk
 from .spec import Machine
 
 STRATEGIES = ("openblas", "iaat", "autotsmm")
 SMP_MNK = 65536 * 4  # OpenBLAS interface/gemm.c: SMP_THRESHOLD_MIN x GEMM_MULTITHREAD_THRESHOLD
 TS_SMALL = 64  # AutoTSMM: the short side of C ...
 TS_RATIO = 8  # ... and how much longer the long side is
+SMALL_MNK = 80 ** 3  # IAAT's domain, small GEMM: (m n k)^(1/3) <= 80 (see is_small)
 PACK_PERMUTES = 2.0  # ZIP/TRN per packed vector: a 4x4 transpose is 8 permutes for 4 vectors
 KERNEL_FIELD = {"fp32": "sgemm_kernel", "fp64": "dgemm_kernel", "fp16": "hgemm_kernel"}
 PHASES = 4  # most (pack, barrier, kernels) phases of an OpenBLAS plan in the event run
+TILES = 8  # a streaming kernel step as tiles, so that DRAM (prefetched a tile ahead) overlaps
 
 
 @dataclass(frozen=True)
@@ -57,11 +68,8 @@ class Gemm:
     n: int
     k: int
     dtype: str
-    a_kind: str = "activation"
-    b_kind: str = "param"
-    c_kind: str = "activation"
-    a_bytes: float = 0.0  # the whole tensor (all batch entries), for placement
-    b_bytes: float = 0.0
+    a_broadcast: bool = False  # one A (B) for every batch entry: read from DRAM once
+    b_broadcast: bool = False
 
     @property
     def s(self) -> int:
@@ -201,18 +209,20 @@ def square_grid(m: int, n: int, threads: int) -> tuple[int, int]:
 
 
 def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
-                 along_n: bool | None = None) -> tuple[Kernel, list, list, float, bool]:
+                 along_n: bool | None = None, min_cols: int = 1
+                 ) -> tuple[Kernel, list, list, float, bool]:
     """The input-aware tiler: the main kernel (and its exact remainders) that runs an
     ``m_t x n_t`` tile in the fewest cycles, with its vectors along m, along n
-    (``along_n``), or whichever is faster (None; a single row wants them along n).
-    Returns the kernel, the row and column parts in the kernel's orientation, the
-    cycles, and whether the vectors run along n."""
+    (``along_n``), or whichever is faster (None; a single row wants them along n),
+    among kernels of at least ``min_cols`` columns. Returns the kernel, the row and
+    column parts in the kernel's orientation, the cycles, and whether the vectors
+    run along n."""
     best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
         cap = -(-max(rows_n, 1) // lanes) * lanes
         for ker in fastest_kernels(lanes, mach.spec):
-            if ker.rows > cap or ker.cols > max(cols_n, 1):
+            if ker.rows > cap or ker.cols > max(cols_n, 1) or ker.cols < min(min_cols, cols_n):
                 continue
             rows, cols = exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols)
             cyc = sum(nr_ * nc_ * kernel_cycles(Kernel(r, c, lanes), depth, mach.spec)
@@ -225,6 +235,19 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
 
 
 # ---------------------------------------------------------------- strategies
+def _cold(step: Step, nbytes_: float, sharers: int, reps: int, broadcast: bool, mach: Machine,
+          threads: int) -> None:
+    """A cold operand slice read once per repetition (batch entry) of a thread: from DRAM
+    (``sharers`` threads reading the same slice bring it once), except that an operand
+    broadcast over the batch comes from DRAM only once, later repetitions finding it in
+    the last level at the sweep hit rate of all threads' slices."""
+    if not broadcast or reps <= 1:
+        shared_read(step, nbytes_, sharers)
+        return
+    shared_read(step, nbytes_ / reps, sharers)
+    reread(step, nbytes_, nbytes_ * (reps - 1) / reps, mach, threads)
+
+
 def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     spec = mach.spec
     lanes, s = mach.lanes(g.dtype), g.s
@@ -238,9 +261,6 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     threads = tb * tm * tn
     m_t, n_t = -(-g.m // tm), -(-g.n // tn)
     rows, cols = power_parts(m_t, mr), power_parts(n_t, nr)
-    a_lvl = level_of(g.a_kind, g.a_bytes, mach, threads)
-    b_lvl = level_of(g.b_kind, g.b_bytes, mach, threads)
-    c_lvl = level_of(g.c_kind, g.batch * g.m * g.n * s, mach, threads)
     min_i = m_block(m_t, p, mr)
     b_share = -(-n_t // tm)
     steps: list[Step] = []
@@ -252,16 +272,20 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     for idx, kc in enumerate(kcs):
         ea, eb = m_t * kc, kc * b_share
         pk = pack_step("pack A, B", ea + eb, lanes, mach)
-        _shared_read(pk, a_lvl, ea * s, tn)  # the tn column groups each pack these rows
-        pk.read(b_lvl, eb * s)
+        # A and B arrive cold; the tn column groups each pack these rows of A
+        _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
+        _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
         a_home = resident(min_i * kc * s, mach, threads)
         pk.write(a_home, ea * s)
         pk.write("l2", eb * s)
         pk.barrier = tm * tn > 1
         kr = Step("kernels")
         run_kernels(kr, rows, cols, kc, lanes, mach)
-        # the A block once per B micro-panel
-        reread(kr, min_i * kc * s, -(-n_t // nr) * m_t * kc * s, mach, threads)
+        # the A block once per B micro-panel; between two sweeps of a line every thread
+        # brings its A block, a B micro-panel and a C micro-tile into the last level
+        a_block = min_i * kc * s
+        reuse = threads * (a_block + kc * nr * s + min_i * nr * s)
+        reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse)
         b_total = kc * n_t * s
         kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
         if tm > 1:
@@ -270,7 +294,8 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
         c_home = resident(c_bytes, mach, threads)
         if idx:
             kr.read(c_home, c_bytes)
-        kr.write(c_lvl if idx == len(kcs) - 1 else c_home, c_bytes)
+        # C is written back to DRAM after the last k-block
+        kr.write("dram" if idx == len(kcs) - 1 else c_home, c_bytes)
         if pk_acc is None:
             pk_acc, kr_acc = pk, kr
         else:
@@ -279,18 +304,28 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
             pk_acc.rounds += 1
         if (idx + 1) % group == 0 or idx == len(kcs) - 1:
             steps += split(pk_acc, 2 if pk_acc.dram_read else 1)
-            steps += split(kr_acc, 4 if kr_acc.dram_read or kr_acc.dram_write else 1)
+            steps += split(kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write else 1)
             pk_acc = kr_acc = None
     steps = repeat(steps, per)
-    return Plan("openblas", threads, steps, g.dtype, mach.call_s("openblas"), f"{mr}x{nr}",
+    return Plan("openblas", threads, steps, g.dtype, mach.call_s(), f"{mr}x{nr}",
                 {"grid": f"{tb}x{tm}x{tn}", "kc": kcs, "mc": min_i,
                  "edge_rows": [r for r, _ in rows if r != mr],
                  "edge_cols": [c for c, _ in cols if c != nr]})
 
 
 def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
+    """IAAT on ``threads`` threads (an output split of its single-threaded kernels) with
+    the kernel's vectors along m or n (``along_n``).
+
+    Operands are read in place, BLAS column-major: the operand along the vectors (V)
+    gives each k-step a piece of one of its columns, ``ker.rows`` elements, the next
+    k-step's piece one leading dimension (its full row count) further on; the
+    broadcast operand (W) gives ``ker.cols`` elements that are consecutive along k in
+    their own columns. The kernels run column panel by column panel of W, row tile by
+    row tile of V, so V's tile is swept once per W panel (:func:`.placement.strided_walk`:
+    its TLB and set-conflict costs) and each W panel is re-read by every row tile."""
     lanes, s = mach.lanes(g.dtype), g.s
-    line = mach.spec.line_bytes
+    spec = mach.spec
     tb, per, t_in = batch_split(g.batch, threads)
     tm, tn = square_grid(g.m, g.n, t_in)
     used = tb * tm * tn
@@ -298,37 +333,49 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
     ker, rows, cols, _, swapped = tile_kernels(m_t, n_t, g.k, lanes, mach, along_n)
     st = Step("kernels (no packing)")
     run_kernels(st, rows, cols, g.k, lanes, mach)
-    a = (m_t * g.k * s, level_of(g.a_kind, g.a_bytes, mach, used), tn)
-    b = (g.k * n_t * s, level_of(g.b_kind, g.b_bytes, mach, used), tm)
-    c_lvl = level_of(g.c_kind, g.batch * g.m * g.n * s, mach, used)
-    # the operand along the kernel's vectors is re-streamed once per panel of the
-    # broadcast operand; threads that share an operand's slice bring it from its
-    # level once, the others find it in the last level
-    (v_t, v_lvl, v_share), (w_t, w_lvl, w_share) = (b, a) if swapped else (a, b)
-    width = m_t if swapped else n_t
-    panels = -(-width // max(ker.cols, 1))
-    _shared_read(st, v_lvl, v_t, v_share)
-    if panels > 1:
-        reread(st, v_t, (panels - 1) * v_t, mach, used, v_lvl)
-    _shared_read(st, w_lvl, w_t, w_share)
-    row_bytes = max(1, min(ker.cols, width) * s)
-    if w_t > mach.spec.l1d_bytes / 2 and row_bytes < line and g.k * line * (line / row_bytes) > \
-            mach.spec.l1d_bytes / 2:
-        # a panel's rows share lines with the next panels, evicted before they come
-        reread(st, w_t, (line / row_bytes - 1) * w_t, mach, used, w_lvl)
-    st.write(c_lvl, m_t * n_t * s)
-    steps = split(st, 4 if st.dram_read or st.dram_write else 1)
+    # V (along the vectors) and W (broadcast), in the kernel's orientation
+    if swapped:
+        v_rows, w_cols, v_ld, v_share, w_share = n_t, m_t, g.n, tm, tn
+        v_bcast, w_bcast = g.b_broadcast, g.a_broadcast
+    else:
+        v_rows, w_cols, v_ld, v_share, w_share = m_t, n_t, g.m, tn, tm
+        v_bcast, w_bcast = g.a_broadcast, g.b_broadcast
+    calls = -(-v_rows // max(ker.rows, 1))
+    panels = -(-w_cols // max(ker.cols, 1))
+    w_panel = g.k * min(ker.cols, w_cols) * s
+    v_tile = v_rows * g.k * s
+    w_pages = min(ker.cols, w_cols) * math.ceil(g.k * s / spec.page_bytes)
+    # threads sharing V's slice bring it from DRAM once; so does a batch sharing V
+    walk = strided_walk(st, mach, k=g.k, stride_bytes=v_ld * s,
+                        piece_bytes=min(ker.rows, v_rows) * s, tile_bytes=v_tile,
+                        calls=calls, sweeps=panels,
+                        other_pages=w_pages, home_reuse_bytes=used * (v_tile + w_panel),
+                        threads=used,
+                        cold_share=1 / v_share / (per if v_bcast else 1))
+    _cold(st, w_cols * g.k * s, w_share, per, w_bcast, mach, used)
+    if calls > 1:  # each row tile reads the W panel again, from where it stays
+        reread(st, w_panel, panels * (calls - 1) * w_panel, mach, used)
+    st.write("dram", m_t * n_t * s)
+    steps = split(st, TILES if st.dram_read or st.dram_write else 1)
     steps = repeat(steps, per)
-    return Plan("iaat", used, steps, g.dtype, mach.call_s("iaat"), ker.name(),
+    return Plan("iaat", used, steps, g.dtype, mach.call_s(), ker.name(),
                 {"grid": f"{tb}x{tm}x{tn}", "vectors_along": "n" if swapped else "m",
-                 "tiles": {"rows": rows, "cols": cols}})
+                 "tiles": {"rows": rows, "cols": cols}, "walk": walk})
 
 
 def iaat(g: Gemm, mach: Machine, max_threads: int) -> Plan:
-    """The best thread count and kernel orientation (the operand re-streamed per
-    panel is the one along the vectors, so the orientation decides the traffic)."""
+    """The best thread count and kernel orientation (the operand walked in place along
+    the vectors is the one whose stride costs TLB walks and conflicts)."""
     return _best([_iaat_at(g, mach, t, along_n) for t in thread_counts(max_threads)
                   for along_n in (False, True)], mach)
+
+
+def is_small(g: Gemm) -> bool:
+    """IAAT's domain, its paper's title: small GEMM. Small as the small-GEMM libraries
+    define it, ``(m n k)^(1/3) <= 80`` per GEMM (LIBXSMM's documented threshold at
+    IAAT's time), where OpenBLAS also runs one thread (``m n k <= 65536 x 4``,
+    ``interface/gemm.c``)."""
+    return g.m * g.n * g.k <= SMALL_MNK
 
 
 def is_tall_skinny(m: int, n: int) -> bool:
@@ -336,8 +383,11 @@ def is_tall_skinny(m: int, n: int) -> bool:
     return small <= TS_SMALL and large >= TS_RATIO * small
 
 
-def _tsmm_at(g: Gemm, mach: Machine, threads: int) -> Plan:
+def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
+    """AutoTSMM on ``threads`` threads; with ``span`` its inner kernel spans the whole
+    short side (when the register budget allows), so the long operand streams once."""
     lanes, s = mach.lanes(g.dtype), g.s
+    spec = mach.spec
     small_is_a = g.m <= g.n
     small, big = (g.m, g.n) if small_is_a else (g.n, g.m)
     tb, per, t_in = batch_split(g.batch, threads)
@@ -345,50 +395,63 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int) -> Plan:
     used = tb * t_in
     big_t = -(-big // t_in)
     # kernel coordinates: rows along the long side (vectors), columns the short side
-    ker, rows, cols, _, _ = tile_kernels(big_t, small, g.k, lanes, mach, along_n=False)
-    big_kind, small_kind = (g.b_kind, g.a_kind) if small_is_a else (g.a_kind, g.b_kind)
-    big_bytes, small_bytes = (g.b_bytes, g.a_bytes) if small_is_a else (g.a_bytes, g.b_bytes)
-    big_lvl = level_of(big_kind, big_bytes, mach, used)
-    small_lvl = level_of(small_kind, small_bytes, mach, used)
-    c_lvl = level_of(g.c_kind, g.batch * g.m * g.n * s, mach, used)
+    widest = max(k_.cols for k_ in fastest_kernels(lanes, spec))
+    ker, rows, cols, _, _ = tile_kernels(big_t, small, g.k, lanes, mach, along_n=False,
+                                         min_cols=min(small, widest) if span else 1)
+    small_bcast = g.a_broadcast if small_is_a else g.b_broadcast
+    big_bcast = g.b_broadcast if small_is_a else g.a_broadcast
     packed = small * g.k
     pre = pack_step("pre-pack", packed / used, lanes, mach)
-    pre.read(small_lvl, packed * s / used)
+    _cold(pre, packed * s / used, 1, per, small_bcast, mach, used)
     pre.write("l2", packed * s / used)
     pre.barrier = used > 1
     st = Step("kernels (streamed)")
     run_kernels(st, rows, cols, g.k, lanes, mach)
-    big_panel = ker.rows * g.k * s
+    # the long operand streams in place: each thread walks its rows once per column
+    # panel of the short side (usually one), a column piece per k-step
     col_panels = -(-small // max(ker.cols, 1))
-    st.read(big_lvl, big_t * g.k * s)  # the long operand, once
-    if col_panels > 1:
-        reread(st, big_panel, (col_panels - 1) * big_t * g.k * s, mach, used)
     row_panels = -(-big_t // max(ker.rows, 1))
-    st.read("l3" if used > 1 else resident(packed * s, mach), row_panels * packed * s)
-    st.write(c_lvl, big_t * small * s)
-    steps = [pre] + split(st, 4 if st.dram_read or st.dram_write else 1)
+    panel_bytes = min(ker.cols, small) * g.k * s
+    walk = strided_walk(st, mach, k=g.k, stride_bytes=big * s,
+                        piece_bytes=min(ker.rows, big_t) * s, tile_bytes=big_t * g.k * s,
+                        calls=row_panels,
+                        sweeps=col_panels, other_pages=math.ceil(packed * s / spec.page_bytes),
+                        home_reuse_bytes=used * (big_t * g.k * s + panel_bytes), threads=used,
+                        cold_share=1 / (per if big_bcast else 1))
+    # the packed short operand: the other threads' shares from the last level, then
+    # every row panel's kernel reads it again from where it stays
+    if used > 1:
+        st.read("l3", packed * s * (used - 1) / used)
+    reread(st, packed * s, max(0, row_panels - 1) * packed * s, mach, used)
+    st.write("dram", big_t * small * s)
+    steps = [pre] + split(st, TILES if st.dram_read or st.dram_write else 1)
     steps = repeat(steps, per)
-    return Plan("autotsmm", used, steps, g.dtype, mach.call_s("autotsmm"), ker.name(),
+    return Plan("autotsmm", used, steps, g.dtype, mach.call_s(), ker.name(),
                 {"threads_over": "n" if small_is_a else "m", "tiles": {"rows": rows, "cols": cols},
-                 "prepacked": "A" if small_is_a else "B"})
+                 "prepacked": "A" if small_is_a else "B", "walk": walk})
 
 
 def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
+    """AutoTSMM on a tall-and-skinny shape; on any other shape it is not what runs (its
+    plans exist only for tall-and-skinny C), so the OpenBLAS path runs and is named."""
     if not is_tall_skinny(g.m, g.n):
         plan = openblas(g, mach, max_threads)
-        plan.strategy = "autotsmm"
-        plan.serial_s = mach.call_s("autotsmm")
-        plan.detail["fallback"] = "openblas (not tall-and-skinny)"
+        plan.detail["requested"] = "autotsmm: not tall-and-skinny, the OpenBLAS path runs"
         return plan
-    return _best([_tsmm_at(g, mach, t) for t in thread_counts(max_threads)], mach)
+    return _best([_tsmm_at(g, mach, t, span) for t in thread_counts(max_threads)
+                  for span in (False, True)], mach)
 
 
 def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
-    """The plan of ``strategy``; ``auto`` is the fastest of the three."""
+    """The plan of ``strategy``; ``auto`` picks as a tuned library would: the fastest of
+    OpenBLAS, IAAT where the GEMM is small (its paper's domain) and AutoTSMM where C
+    is tall and skinny (its paper's domain)."""
     builders = {"openblas": openblas, "iaat": iaat, "autotsmm": autotsmm}
     if strategy in builders:
         return builders[strategy](g, mach, max_threads)
-    plans = [builders[name](g, mach, max_threads) for name in STRATEGIES]
+    names = ["openblas"] + (["iaat"] if is_small(g) else []) + (
+        ["autotsmm"] if is_tall_skinny(g.m, g.n) else [])
+    plans = [builders[name](g, mach, max_threads) for name in names]
     best = _best(plans, mach)
     best.detail["auto_estimates_s"] = {p.strategy: estimate(p, mach) for p in plans}
     return best
@@ -396,13 +459,3 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
 
 def _best(plans: list[Plan], mach: Machine) -> Plan:
     return min(plans, key=lambda p: estimate(p, mach))
-
-
-def _shared_read(step: Step, level: str, nbytes_: float, sharers: int) -> None:
-    """``sharers`` threads read the same bytes: one fetch from ``level``, the rest
-    from the last level (where the first brought them)."""
-    if sharers <= 1 or level in ("l1", "l2", "l3"):
-        step.read(level, nbytes_)
-        return
-    step.read(level, nbytes_ / sharers)
-    step.read("l3", nbytes_ * (sharers - 1) / sharers)

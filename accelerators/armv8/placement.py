@@ -1,53 +1,61 @@
-"""Where an op's operands live when it starts, and where its results go.
+"""Where an op's bytes come from: cold operands, write-back results, re-reads by
+reuse distance, and the cost of walking an unpacked operand with a large stride.
 
-Ops run one after another, so an op finds in the caches what the previous ops
-left there. The rule, by tensor kind and size:
+**Ops start cold.** The simulator runs ops one after another with nothing carried
+between them, so every operand an op reads is fetched from DRAM the first time
+(its stored bytes: a ``view`` aliases its root, :meth:`hwsim.ir.Graph.stored_bytes`)
+and every result it writes is written back to DRAM: the caches are write-back,
+so a written line reaches DRAM when it is evicted, and that transfer is counted
+and timed on the DRAM pool like a read. Nothing is reported as staying on chip.
 
-- weights (``param``) and the KV cache (``kv_cache``) come from DRAM: a forward
-  pass or a decode step touches each once, long after it was last used;
-- activations and kernel-study inputs were just produced (or, in a kernel
-  benchmark, are warm from the previous repetition): they are in the smallest
-  cache that holds them at half occupancy, L1 or L2 of the core that made them,
-  else the shared last level, else DRAM;
-- a result rests in the same way: in cache when it fits, else written to DRAM.
+**Re-reads inside an op** (a packed block swept once per micro-panel, the K/V
+blocks of a head shared by its query blocks, a row a normalization passes over
+twice) come from the nearest level that still holds the data. A block of one
+thread stays in L1 or L2 when it fits at half occupancy; otherwise the shared last
+level holds it with the hit rate of a *cyclic sweep* of its reuse distance ``D``
+(the bytes all threads bring into the last level between two uses of a line) in a
+cache of ``C`` bytes under pseudo-random replacement, :func:`sweep_hit`:
 
-Data in one core's L1 or L2 that other threads read comes to them over the mesh,
-at the last level's rate: with more than one thread, ``l1``/``l2`` become ``l3``.
+    h = exp(-(D / C) (1 - h))      (h = 1 while D <= C)
 
-A block that each thread sweeps again and again (a packed A block once per B
-micro-panel) is re-read from the nearest level that holds it (:func:`reread`).
-When the blocks of all threads together overflow the shared last level, the
-last level still holds a share of them: a cyclic sweep under its pseudo-random
-replacement hits in proportion to capacity over working set, and only the rest
-comes from DRAM. Without that share, one more token can flip every re-read from
-L3 to DRAM (GPT-2's LM head at 218 tokens on 64 threads read its 154 MB weight's
-worth of A blocks 56 times from DRAM).
+Only misses insert lines, so ``D (1 - h)`` lines enter between two uses and each
+evicts a given line with probability ``1 / C``. The law is continuous in ``D``
+(one more token never flips every re-read to DRAM), and it is what the Kunpeng
+920's lmbench ``lat_mem_rd`` curves show beyond the last level: a 64 B-stride
+chase (a cyclic sweep) of 1.5 and 2 times the capacity still hits about 48 % and
+25 % of the time (the law: 42 % and 20 %), where a capacity-over-size ratio would
+give 67 % and 50 % (openeuler-mirror/wayca-scheduler, tools/log.lat_mem_rd.NUMA.1.txt;
+checked by tests/test_armv8_physics.py when the measurements are at hand).
+
+**Strided walks** (:func:`strided_walk`). A kernel that does not pack (IAAT,
+AutoTSMM's streamed operand) walks an operand in place: each k-step loads a piece
+of one column at a stride of the operand's leading dimension. Three things the
+packed path avoids then cost:
+
+- *TLB*: with a stride of a page or more every k-step touches a new page; once the
+  pages of one walk exceed the TLB, every touch is a page-table walk
+  (``tlb_walk_s``, which does not overlap the next one);
+- *set conflicts*: addresses a power-of-two stride apart fall in a few sets of
+  L1 and L2 (``ways`` lines each), so a walk's lines are evicted before the next
+  row tile uses the rest of each line, and come again from farther away;
+- *prefetch*: hardware prefetchers do not follow a stream across pages, so each
+  line is a demand miss (the last level's bandwidth here is already the Little's
+  law rate of demand misses, ``l3_bytes_per_cycle``).
 """
 
 from __future__ import annotations
+
+import math
 
 from .spec import Machine
 
 LEVELS = ("l1", "l2", "l3", "dram")
 
 
-def level_of(kind: str, nbytes: float, mach: Machine, threads: int = 1) -> str:
-    if kind in ("param", "kv_cache"):
-        return "dram"
-    spec = mach.spec
-    if nbytes <= spec.l1d_bytes / 2:
-        level = "l1"
-    elif nbytes <= mach.l2_per_core / 2:
-        level = "l2"
-    elif nbytes <= mach.llc_bytes / 2:
-        level = "l3"
-    else:
-        return "dram"
-    return "l3" if threads > 1 else level
-
-
 def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
-    """The level a block of ``nbytes`` that one thread re-reads stays in."""
+    """The level a block of ``nbytes`` that each of ``threads`` threads re-reads stays
+    in: L1 or L2 at half occupancy, else the last level when all threads' blocks fit
+    half of it, else DRAM (from which :func:`reread` still recovers the hits)."""
     spec = mach.spec
     if nbytes <= spec.l1d_bytes / 2:
         return "l1"
@@ -58,18 +66,126 @@ def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
     return "dram"
 
 
+def sweep_hit(reuse_bytes: float, capacity_bytes: float) -> float:
+    """Hit rate of a cyclic sweep whose reuse distance is ``reuse_bytes`` in a cache of
+    ``capacity_bytes`` under pseudo-random replacement (module docstring)."""
+    if capacity_bytes <= 0:
+        return 0.0
+    x = reuse_bytes / capacity_bytes
+    if x <= 1.0:
+        return 1.0
+    lo, hi = 0.0, 1.0 - 1e-12  # f(h) = h - exp(-x (1 - h)): f(0) < 0 < f(1-)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if mid - math.exp(-x * (1.0 - mid)) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def reread(step, block_bytes: float, total_bytes: float, mach: Machine, threads: int = 1,
-           home: str = "dram") -> None:
-    """``total_bytes`` of re-reads of a ``block_bytes`` block per thread (module doc)."""
-    level = nearer(resident(block_bytes, mach, threads), home)
-    if level != "dram" or total_bytes <= 0:
+           reuse_bytes: float | None = None) -> None:
+    """``total_bytes`` of re-reads of a block of ``block_bytes`` per thread: from L1/L2
+    when it stays there, else from the last level at the sweep hit rate of its reuse
+    distance (``reuse_bytes``, by default all threads' blocks) and the rest from DRAM."""
+    if total_bytes <= 0:
+        return
+    level = resident(block_bytes, mach, threads)
+    if level in ("l1", "l2"):
         step.read(level, total_bytes)
         return
-    hit = min(1.0, mach.llc_bytes / max(1.0, block_bytes * threads))
+    reuse = block_bytes * threads if reuse_bytes is None else reuse_bytes
+    hit = sweep_hit(reuse, mach.llc_bytes)
     step.read("l3", hit * total_bytes)
     step.read("dram", (1.0 - hit) * total_bytes)
 
 
-def nearer(a: str, b: str) -> str:
-    """The closer to the core of two levels."""
-    return a if LEVELS.index(a) <= LEVELS.index(b) else b
+def scratch(nbytes: float, mach: Machine, threads: int = 1) -> str:
+    """Where an intermediate an op writes and reads back itself rests (the score
+    matrix of an unfused attention): the smallest cache that holds it at half
+    occupancy (the last level when several threads share it), else DRAM."""
+    spec = mach.spec
+    if threads <= 1 and nbytes <= spec.l1d_bytes / 2:
+        return "l1"
+    if threads <= 1 and nbytes <= mach.l2_per_core / 2:
+        return "l2"
+    if nbytes <= mach.llc_bytes / 2:
+        return "l3"
+    return "dram"
+
+
+def shared_read(step, nbytes: float, sharers: int) -> None:
+    """A cold operand slice that ``sharers`` threads all read: one of them brings it
+    from DRAM, the others find it in the last level."""
+    if sharers <= 1:
+        step.read("dram", nbytes)
+        return
+    step.read("dram", nbytes / sharers)
+    step.read("l3", nbytes * (sharers - 1) / sharers)
+
+
+def set_capacity_lines(stride_bytes: float, cache_bytes: float, ways: int, line: int) -> float:
+    """Lines of a walk at ``stride_bytes`` that one cache holds at once: the walk's
+    addresses fall in ``sets / (stride / line)`` of the sets when the stride is a
+    multiple of the line (all sets when it is not), ``ways`` lines each."""
+    sets = max(1, int(cache_bytes // (ways * line)))
+    span = sets * line
+    step = int(round(stride_bytes))
+    if step <= 0 or step % line:
+        return float(sets * ways)
+    g = math.gcd(step, span)
+    return float(max(1, span // g) * ways)
+
+
+def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_bytes: float,
+                 tile_bytes: float, calls: int, sweeps: float, other_pages: float,
+                 home_reuse_bytes: float, threads: int = 1, cold_share: float = 1.0) -> dict:
+    """Costs of ``sweeps`` sweeps of an operand tile (``tile_bytes`` used per sweep)
+    walked in place by ``calls`` kernel calls per sweep, each loading a piece of
+    ``piece_bytes`` (the last call's may be shorter) per k-step for ``k`` k-steps at
+    ``stride_bytes`` (module docstring). Adds to ``step``: the lines each sweep brings
+    from the tile's home (DRAM the first time, then L1 or L2 when the tile stays there,
+    else the last level at the hit rate of ``home_reuse_bytes``; of the first sweep
+    only ``cold_share`` comes from DRAM when other threads or batch entries read the
+    same tile and bring the rest); the lines
+    that two consecutive calls share (a piece boundary inside a line), fetched again
+    by the second call from wherever set conflicts left them; and the page-table
+    walks. Returns what it found."""
+    spec = mach.spec
+    line = spec.line_bytes
+    if k <= 0 or calls <= 0 or sweeps <= 0 or tile_bytes <= 0:
+        return {}
+    piece = max(1, int(round(piece_bytes)))
+    step.read("dram", tile_bytes * cold_share)  # the first sweep: cold
+    step.read("l3", tile_bytes * (1 - cold_share))
+    if sweeps > 1:
+        reread(step, tile_bytes, (sweeps - 1) * tile_bytes, mach, threads, home_reuse_bytes)
+    # a boundary between two calls' pieces falls inside a line unless it is a multiple
+    # of the line; the next call wants that line again after the walk touched
+    # `lines_per_call` lines, which stay where the walk's conflict-limited capacity
+    # holds them (at half occupancy)
+    where = "l1"
+    shared_lines = (calls - 1) * (1 - math.gcd(piece, line) / line) if stride_bytes >= line \
+        else 0.0
+    if shared_lines > 0:
+        lines_per_call = float(k * math.ceil(piece / line))
+        if lines_per_call > set_capacity_lines(stride_bytes, spec.l1d_bytes, spec.l1d_ways,
+                                               line) / 2:
+            where = "l2"
+            if lines_per_call > set_capacity_lines(stride_bytes, mach.l2_per_core,
+                                                   spec.l2_ways, line) / 2:
+                where = "l3"
+        if where != "l1":
+            step.read(where, sweeps * k * shared_lines * line)
+    # address translation: the pages of one call's walk, with the other operand's
+    pages_per_call = k if stride_bytes >= spec.page_bytes else math.ceil(
+        k * stride_bytes / spec.page_bytes)
+    if pages_per_call + other_pages > spec.tlb_entries:  # every touch walks
+        walks = sweeps * calls * pages_per_call
+    else:
+        tile_pages = max(pages_per_call, math.ceil(tile_bytes / spec.page_bytes))
+        walks = sweeps * tile_pages if tile_pages + other_pages > spec.tlb_entries else \
+            float(tile_pages)
+    step.tlb_walks += walks
+    return {"conflict_level": where, "pages_per_call": pages_per_call, "tlb_walks": walks}

@@ -46,11 +46,22 @@ class ARMv8Spec:
     l2_bytes: int = spec_field(help="L2 cache (per core, or per cluster of l2_shared_by)",
                                minimum=1)
     l2_shared_by: int = spec_field(1, help="cores sharing one L2", minimum=1)
+    l1d_ways: int = spec_field(help="L1D associativity (ways): strided walks conflict in its sets",
+                               minimum=1)
+    l2_ways: int = spec_field(help="L2 associativity (ways)", minimum=1)
     l3_bytes: int = spec_field(help="shared last-level cache of the socket (0: none)")
     l2_bytes_per_cycle: float = spec_field(help="L2 -> L1 refill bandwidth per core",
                                            minimum=1e-9)
     l3_bytes_per_cycle: float = spec_field(
         help="last level (or a peer cache) -> L2 bandwidth per core", minimum=1e-9)
+    # ---- address translation
+    page_bytes: int = spec_field(4096, help="virtual-memory page (the OS's translation granule)",
+                                 minimum=1)
+    tlb_entries: int = spec_field(
+        help="last-level data TLB entries: pages a core translates without a table walk",
+        minimum=1)
+    tlb_walk_s: float = spec_field(
+        help="one page-table walk after a TLB miss (its leaf-entry load); walks do not overlap")
     core_to_core_latency_s: float = spec_field(
         help="latency of a cache line moving between two cores (barriers, flags)")
     # ---- DRAM
@@ -74,7 +85,7 @@ class ARMv8Spec:
     switch_ratio: dict[str, int] = spec_field(
         help="OpenBLAS SWITCH_RATIO: least rows (cols) per thread of the 2-D split")
     call_cycles: dict[str, float] = spec_field(
-        help="fixed cost of one library call per strategy (openblas, iaat, autotsmm)")
+        help="fixed cost of dispatching one op (key op), the same for every GEMM library")
     # ---- energy
     tdp_w: float = spec_field(help="published socket power (TDP)")
     core_static_w: float = spec_field(help="leakage and clock power of one core")
@@ -107,7 +118,7 @@ class Machine:
         self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
-        self.llc_bytes = spec.l3_bytes or spec.l2_bytes * (spec.cores // spec.l2_shared_by)
+        self.llc_bytes = spec.l3_bytes or spec.l2_bytes * math.ceil(spec.cores / spec.l2_shared_by)
         for name, shape in (("sgemm_kernel", spec.sgemm_kernel),
                             ("dgemm_kernel", spec.dgemm_kernel),
                             ("hgemm_kernel", spec.hgemm_kernel)):
@@ -146,8 +157,10 @@ class Machine:
     def switch_ratio(self, dtype: str) -> int:
         return int(self.spec.switch_ratio.get(dtype, self.spec.switch_ratio.get("fp32", 2)))
 
-    def call_s(self, strategy: str) -> float:
-        return self.spec.call_cycles.get(strategy, 0.0) * self.cycle_s
+    def call_s(self) -> float:
+        """A framework's dispatch of one op: the same for every kernel library (no
+        per-library call cost is modelled: none has a measured or counted source)."""
+        return self.spec.call_cycles.get("op", 0.0) * self.cycle_s
 
     def barrier_s(self, threads: int) -> float:
         """A tree barrier: arrive and release, one cache-line hop per level."""

@@ -10,6 +10,7 @@ from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.targets import Target
 
 from .attention import attention_plan
+from .attention import executed_flops as attention_executed_flops
 from .ecm import Plan, emit, times
 from .energy import energy_table
 from .gemm import Gemm, plan_gemm
@@ -76,16 +77,27 @@ class ARMv8Target(Target):
             self._last = (key, spec, self.plan(op, graph, spec, tiling))
         return self._last[2]
 
+    def executed_flops(self, op, graph, spec: ARMv8Spec, tiling=None) -> int:
+        """FLOPs the kernels execute: an attention computes whole tiles of its own
+        blocks (``block_q`` rows, ``block_kv`` keys) and skips those a causal or
+        sliding-window mask hides entirely; other ops execute their counted FLOPs."""
+        if op.kind != "attention":
+            return super().executed_flops(op, graph, spec, tiling)
+        return attention_executed_flops(self._plan_of(op, graph, spec, tiling))
+
     def describe(self, op, graph, spec: ARMv8Spec, tiling=None) -> str:
         """One line for reports: strategy, kernel, threads and the per-thread ECM terms
-        (in-core, L1 ports, L2, L3, DRAM at its share of the socket's bandwidth)."""
+        (in-core, L1 ports, L2, L3, page-table walks when there are any, DRAM at its
+        share of the socket's bandwidth)."""
         plan = self._plan_of(op, graph, spec, tiling)
         if plan is None:
             return ""
         t = self._terms(plan, self.machine(spec))
         what = " ".join(x for x in (plan.strategy, plan.kernel) if x)
         return (f"{what} x{plan.threads}: core {_us(t['in_core_s'])} L1 {_us(t['l1_s'])} "
-                f"L2 {_us(t['l2_s'])} L3 {_us(t['l3_s'])} DRAM {_us(t['dram_s'])}")
+                f"L2 {_us(t['l2_s'])} L3 {_us(t['l3_s'])} "
+                + (f"TLB {_us(t['tlb_s'])} " if t["tlb_s"] else "")
+                + f"DRAM {_us(t['dram_s'])}")
 
     def _gemm(self, op, graph, mach: Machine) -> Gemm:
         a = op.attrs
@@ -96,15 +108,18 @@ class ARMv8Target(Target):
             raise InputError(f"dtype {dtype!r}: integer GEMM is not modelled on "
                              f"{mach.spec.core_name}; needed by {op.line(graph)}", field="dtype")
         mach.check_dtype(dtype, op.line(graph))
-        return Gemm(a["batch"], a["m"], a["n"], a["k"], dtype, ta.kind, tb.kind,
-                    t[op.outputs[0]].kind, ta.bytes, tb.bytes)
+        b, m, n, k = a["batch"], a["m"], a["n"], a["k"]
+        # an operand without the batch dimension is one matrix every batch entry uses
+        return Gemm(b, m, n, k, dtype, a_broadcast=b > 1 and ta.numel == m * k,
+                    b_broadcast=b > 1 and tb.numel == k * n)
 
     # ------------------------------------------------------------------ reports
     def breakdown(self, op, graph, spec: ARMv8Spec, tiling=None) -> dict:
         """The ECM terms of ``op`` for one thread, in seconds, and how it ran.
 
         ``in_core_s`` (FP pipes, of which ``pack_s`` packing), ``l1_s`` (load/store
-        ports), ``l2_s``, ``l3_s`` (cache transfers), ``dram_s`` (its DRAM bytes at
+        ports), ``l2_s``, ``l3_s`` (cache transfers), ``tlb_s`` (page-table walks),
+        ``dram_s`` (its DRAM bytes at
         its share of the socket's bandwidth), ``sync_s`` (fork, barriers, join),
         ``call_s`` (the library call), and ``latency_s`` (the analytical schedule of
         the op's tasks). The terms overlap (ECM), so they do not add up to the latency.
@@ -113,7 +128,8 @@ class ARMv8Target(Target):
         plan = self.plan(op, graph, spec, tiling)
         if plan is None:
             return {"strategy": "", "threads": 0, "kernel": "", "in_core_s": 0.0,
-                    "pack_s": 0.0, "l1_s": 0.0, "l2_s": 0.0, "l3_s": 0.0, "dram_s": 0.0,
+                    "pack_s": 0.0, "l1_s": 0.0, "l2_s": 0.0, "l3_s": 0.0, "tlb_s": 0.0,
+                    "dram_s": 0.0,
                     "sync_s": 0.0, "call_s": 0.0, "latency_s": 0.0, "detail": {}}
         n = plan.threads
         barriers = sum(1 for s in plan.steps[:-1] if s.barrier)
@@ -130,7 +146,8 @@ class ARMv8Target(Target):
         """Per-thread ECM terms summed over the plan's steps, in seconds."""
         n = plan.threads
         rate = mach.slot_bw * min(n, mach.dram_slots) / n
-        out = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "dram_s"), 0.0)
+        out = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
+                            0.0)
         for step in plan.steps:
             tm = times(step, mach)
             out["in_core_s"] += tm.in_core
@@ -139,6 +156,7 @@ class ARMv8Target(Target):
             out["l1_s"] += tm.l1
             out["l2_s"] += tm.l2
             out["l3_s"] += tm.l3
+            out["tlb_s"] += tm.tlb
             out["dram_s"] += (step.dram_read + step.dram_write) / rate
         return out
 

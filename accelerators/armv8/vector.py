@@ -5,10 +5,10 @@ Each element-wise, normalization or data-movement op is a loop over vectors of
 (:func:`fn_instructions`; a vectorized ``exp`` is ``vexp_instructions`` of range
 reduction and polynomial, the functions built on it add their own), loads and
 stores. Its in-core time is the busier of the FP pipes and the front end; its
-port time the loads and stores; its cache and DRAM traffic each input read once
-from where it lives and each output written once (:mod:`.placement`). Rows that
-a normalization or softmax passes over several times are re-read from L1 when a
-row fits there, else from the level that holds it.
+port time the loads and stores; its traffic each input read once from DRAM (the
+op starts cold) and each output written back to DRAM once (:mod:`.placement`).
+Rows that a normalization or softmax passes over several times are re-read from
+L1 when a row fits there, else from the level that holds it.
 
 Threads: the element range is split over the number of threads (1, 2, 4, ...,
 all cores) that the estimate says finishes first, fork and join included, as an
@@ -24,7 +24,7 @@ from hwsim.ir.dtypes import nbytes
 
 from .ecm import Plan, Step, estimate, split
 from .gemm import thread_counts
-from .placement import level_of, resident
+from .placement import reread
 from .spec import Machine
 
 DIVIDE = 5.0  # FRECPE + two Newton-Raphson steps (FRECPS, FMUL) + multiply: a divide, a
@@ -99,7 +99,7 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
         raise UnsupportedOpError("armv8", kind, op.line(graph))
     if ops:
         mach.check_dtype(dtype, op.line(graph))
-    read_bytes, write_bytes = _io_bytes(op, graph)
+    read_bytes, write_bytes = _io_bytes(op, graph)  # cold: from and back to DRAM
     vecs = math.ceil(elements / lanes)
     plans = []
     for threads in thread_counts(mach.spec.cores):
@@ -112,22 +112,25 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
     return plan
 
 
-def _io_bytes(op, graph) -> tuple[list[tuple[str, float, str]], list[tuple[str, float, str]]]:
-    """(tensor kind, bytes, name) read and written, as the IR counts compulsory traffic."""
+def _io_bytes(op, graph) -> tuple[list[float], list[float]]:
+    """Bytes read from DRAM and written back to it, operand by operand: the op starts
+    cold, so each input comes from DRAM once (its stored bytes: a view reads at most
+    its root), and each output reaches DRAM through the write-back caches. An
+    embedding or gather reads only the selected rows of its source, as the IR
+    counts it (an embedding over a non-weight table reads the table)."""
     t = graph.tensors
     kind = op.kind
     if kind in ("embedding", "gather"):
         out = t[op.outputs[0]]
-        src = t[op.inputs[0]]
-        reads = [(src.kind, out.bytes, "rows")] + [(t[i].kind, t[i].bytes, "index")
-                                                    for i in op.inputs[1:]]
-        return reads, [(out.kind, out.bytes, "out")]
+        rows = out.bytes
+        if kind == "embedding" and t[op.inputs[0]].kind != "param":
+            rows = graph.stored_bytes(op.inputs[0])
+        return [rows] + [graph.stored_bytes(i) for i in op.inputs[1:]], [out.bytes]
     if kind == "kv_write":
-        new = t[op.inputs[0]]
-        return [(new.kind, new.bytes, "new")], [("kv_cache", new.bytes, "cache")]
-    reads = [(t[i].kind, t[i].bytes, f"in{j}") for j, i in enumerate(op.inputs)]
-    writes = [(t[o].kind, t[o].bytes, f"out{j}") for j, o in enumerate(op.outputs)]
-    return reads, writes
+        new = graph.stored_bytes(op.inputs[0])
+        return [new], [new]
+    return ([graph.stored_bytes(i) for i in op.inputs],
+            [t[o].bytes for o in op.outputs])
 
 
 def _at(threads: int, vecs: int, ops: float, loads: float, stores: float, passes: float,
@@ -139,12 +142,12 @@ def _at(threads: int, vecs: int, ops: float, loads: float, stores: float, passes
     st.arith_cycles = per * max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width)
     st.port_cycles = per * (loads / spec.load_ports + stores / spec.store_ports)
     st.vop = per * (ops + loads + stores)
-    for kind, nb, _ in reads:
-        st.read(level_of(kind, nb, mach, threads), nb * f)
-    if passes > 1 and row_bytes:
-        again = sum(nb for _, nb, _ in reads) * f * (passes - 1)
-        st.read(resident(row_bytes, mach), again)
-    for kind, nb, _ in writes:
-        st.write(level_of(kind, nb, mach, threads), nb * f)
+    for nb in reads:
+        st.read("dram", nb * f)
+    if passes > 1 and row_bytes:  # later passes over a row, from where it stays
+        again = sum(reads) * f * (passes - 1)
+        reread(st, row_bytes, again, mach, threads)
+    for nb in writes:
+        st.write("dram", nb * f)
     steps = split(st, 8 if st.dram_read or st.dram_write else 1)
-    return Plan("vector", threads, steps, dtype, mach.call_s("op"), "")
+    return Plan("vector", threads, steps, dtype, mach.call_s(), "")
