@@ -16,7 +16,13 @@ request at a time through a pipeline of units, each a simpy resource here:
   real (MiniLM) scores;
 - **prob·V array** (``pv``): 512 multipliers, 8 value rows per cycle;
 - key and value buffers of 2,048 tokens: longer contexts run in chunks that
-  re-fetch per block of queries (:mod:`.attention`).
+  re-fetch per block of queries; causal, sliding-window and block-sparse rows
+  are scored and fetched as they are (:mod:`.attention`);
+- an activation buffer that keeps activations on chip between ops when they
+  fit beside the others still needed (:mod:`.residency`); everything else goes
+  through HBM, and each op's description names what stayed resident;
+- progressive quantization's decision (:mod:`.requant`): rows whose largest
+  probability is below ``requant_threshold`` re-fetch their keys' LSBs.
 
 Cascade token and head pruning, local value pruning and bit widths reach it
 through the workload's pruning steps (``spatten``, ``spatten-heads``,
@@ -26,7 +32,7 @@ on the same arrays as matrix products (:mod:`.ops`). Energy is Horowitz's
 45 nm scaled to 40 nm, 12-bit multipliers, SRAM by macro size, HBM2 per bit
 (:mod:`.energy`). ``TARGET.metrics(report)`` gives DRAM bytes by tensor class
 (keys, values, queries, LSB re-fetch, weights), top-k cycles, re-fetch counts,
-attention-only figures and power. Presets: ``spatten`` (full) and
+attention-only figures, power and the units that limit the latency. Presets: ``spatten`` (full) and
 ``spatten-eighth`` (the 1/8 configuration compared with A3 and MNNFast).
 """
 

@@ -7,19 +7,26 @@
   and value buffers; when both operands are too big for them, the cheaper
   order re-reads one of them per tile of the other.
 - ``softmax``, norms, ``elementwise``, ``reduce`` and ``rope`` run on the
-  softmax lanes (one element per lane per cycle; norms take two passes). The
-  importance accumulation and re-quantization check that SpAtten does inside
-  its datapath (``reduce``/``elementwise`` ops marked ``pruning=spatten`` or
-  ``pruning=quant``) run in-line on the softmax output: they cost their adds'
-  and compares' energy and one cycle of pipeline depth, their streaming time
-  overlaps the softmax that produces their inputs.
+  softmax lanes (one element per lane per cycle; norms take two passes); a
+  copy, cast or fill computes nothing and streams through the mover. The
+  importance accumulation, head magnitude and re-quantization check that
+  SpAtten does inside its datapath, and the quantizer at an array's output
+  (``reduce``/``elementwise`` ops marked ``pruning=spatten``, ``spatten-heads``
+  or ``quant`` whose inputs are on chip) run in-line: they cost their adds'
+  and compares' energy and one cycle of pipeline depth, and execute no FLOPs
+  of their own (they happen while the attention streams their inputs).
 - ``topk`` runs on the top-k engine (:mod:`.topk`), one selection per row.
 - ``gather``: the key-LSB re-fetch of progressive quantization (see
   :func:`.attention.lsb_refetch`), the fetch of the value rows local value
   pruning kept, or a compaction of surviving tokens on chip (the zero
   eliminator, one buffer line per cycle) or from DRAM.
-- ``embedding`` reads its rows, ``kv_write`` writes the new cache entries,
-  ``concat`` copies, ``view`` is free.
+- ``embedding`` reads its rows (a table smaller than its rows, once) and its
+  indices, ``kv_write`` writes the new cache entries, ``concat`` copies,
+  ``view`` is free.
+
+Every op reads the inputs that live in HBM and writes the outputs that go
+there (:mod:`.residency`); what stays on chip is listed, with where and why,
+in its description.
 """
 
 from __future__ import annotations

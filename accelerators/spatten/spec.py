@@ -77,8 +77,10 @@ class SpattenSpec:
     topk_trials: int = spec_field(200, help="random trials averaged in expected mode",
                                   minimum=1)
     requant_threshold: float = spec_field(
-        0.05, help="a head whose max attention probability is below this re-fetches the "
-                   "key LSBs (used with real scores in seeded mode)")
+        0.05, help="an attention row whose largest probability is below this re-fetches "
+                   "its keys' LSBs (decided on real scores in seeded mode, from the "
+                   "expected distribution otherwise: accelerators/spatten/requant.py)",
+        minimum=0.0)
     # ------------------------------------------------------------ scheduling
     request_overlap: bool = spec_field(
         True, help="consecutive requests (heads, query blocks, trace rows) overlap in the "

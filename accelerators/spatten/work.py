@@ -8,8 +8,10 @@ A stage is either compute on one unit (``qk``, ``softmax``, ``topk``, ``pv``,
 way the crossbar maps addresses (every 32 B to the next channel), so each
 channel gets its share as a task on its own queue (``hbm3``: one unit per
 channel); reads also hold one of the ``fetch_channels`` fetchers (pool
-``fetch``). The stage list is also what ``describe`` and the target's metrics
-read, so the per-op report and the simulated bytes come from one place.
+``fetch``). A tensor the op neither reads nor writes because it stays on chip
+is noted with :meth:`Work.keep` (which buffer, and why). The stage list and
+those notes are what ``describe`` and the target's metrics read, so the
+per-op report and the simulated bytes come from one place.
 
 :meth:`Work.tasks` schedules the stages two ways (spec ``request_overlap``):
 
