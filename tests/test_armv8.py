@@ -68,11 +68,17 @@ def test_every_preset_loads_and_has_a_headline():
 def test_dram_pool_slots_give_the_sustained_socket_bandwidth():
     spec = resolve("armv8-kunpeng920").spec
     mach = TARGET.machine(spec)
-    # 8 x 2933 MT/s x 8 B = 187.7 GB/s, x 0.75 sustained; 10 GB/s a core: 14 slots
+    # 8 x 2933 MT/s x 8 B = 187.7 GB/s, x 0.75 sustained; 10 GB/s a core: 14 slots of
+    # one core's rate, 140 GB/s (the sustained bandwidth within half a core's)
     assert mach.dram_peak == pytest.approx(187.7e9, rel=1e-3)
     assert mach.dram_slots == 14
-    assert mach.dram_slots * mach.slot_bw == pytest.approx(0.75 * 187.7e9, rel=1e-3)
+    assert mach.slot_bw == spec.core_dram_bw_bytes_per_s
+    assert abs(mach.dram_slots * mach.slot_bw - 0.75 * 187.7e9) <= mach.slot_bw / 2
     assert TARGET.pools(spec) == {"dram": 14}
+    # more DRAM bandwidth never slows one core: a slot stays one core's rate
+    for mts in (2933e6, 3200e6, 2 * 2933e6):
+        m2 = TARGET.machine(resolve("armv8-kunpeng920", {"dram_mts": mts}).spec)
+        assert m2.slot_bw == spec.core_dram_bw_bytes_per_s
 
 
 # ------------------------------------------------------------------ micro-kernels
@@ -195,10 +201,14 @@ def test_iaat_avoids_boundary_kernels():
 def test_autotsmm_wins_on_tall_and_skinny_shapes():
     assert is_tall_skinny(1, 4096) and is_tall_skinny(65536, 32)
     assert not is_tall_skinny(512, 768)
-    for m, n, k in ((65536, 32, 32), (16, 4096, 4096), (4, 4096, 4096), (1, 5632, 2048)):
+    # cold operands make these DRAM-bound for both libraries: AutoTSMM is never slower,
+    # and clearly faster where OpenBLAS's thread rule (m n k / 262144 threads) or its
+    # packing phases leave DRAM idle
+    for m, n, k, margin in ((65536, 32, 32, 1.0), (16, 4096, 4096, 1.05), (4, 4096, 4096, 1.1),
+                            (1, 5632, 2048, 1.2)):
         ob = sim(gemm(m, n, k), sets=["tiling.gemm=openblas"])
         ts = sim(gemm(m, n, k), sets=["tiling.gemm=autotsmm"])
-        assert ts.totals["latency_s"] < ob.totals["latency_s"] / 1.01, (m, n, k)
+        assert ts.totals["latency_s"] <= ob.totals["latency_s"] / margin, (m, n, k)
     b = breakdown(gemm(16, 4096, 4096), "autotsmm")
     assert b["detail"]["prepacked"] == "A"
     # the 4096-deep weight streams in place at a 16 KiB stride: a page-table walk per

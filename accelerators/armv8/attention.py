@@ -59,7 +59,15 @@ from hwsim.ir.dtypes import nbytes
 from hwsim.ir.kinds import attention_rows
 
 from .ecm import Plan, Step, estimate, split
-from .gemm import KERNEL_FIELD, STRATEGIES, pack_step, power_parts, run_kernels, tile_kernels
+from .gemm import (
+    KERNEL_FIELD,
+    STRATEGIES,
+    pack_step,
+    power_parts,
+    run_kernels,
+    thread_counts,
+    tile_kernels,
+)
 from .kernels import checked_kernel
 from .placement import reread, scratch
 from .spec import Machine
@@ -68,7 +76,6 @@ BLOCK_Q = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 BLOCK_KV = (1024, 512, 256, 128, 64)
 SOFTMAX_OPS = 5.0  # max, subtract, sum, the running-max rescale, a convert/select
 SELECT_OPS, SELECT_PASSES = 3.0, 2.0  # quick-select: compare, select, count; two passes
-MIN_SPLIT_KEYS = 64  # split-K gives each thread at least this many keys
 
 
 @dataclass(frozen=True)
@@ -179,6 +186,12 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
         blocks = block_options(rows, keys, sh.d, sh.dv, sh.s, mach, bq_set, bkv_set)
     plans = [_plan(mach, sh, mode, bq, bkv, strat) for strat in strategies for bq, bkv in blocks]
     best = min(plans, key=lambda p: estimate(p, mach))
+    top = best.detail["kv_split"]
+    if top > 1:  # fewer splits (and threads) may finish first: fork, merge and join cost
+        bq, bkv = best.detail["block_q"], best.detail["block_kv_asked"]
+        fewer = [_plan(mach, sh, mode, bq, bkv, best.strategy, ways)
+                 for ways in thread_counts(top)[:-1]]
+        best = min([best, *fewer], key=lambda p: estimate(p, mach))
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
             st: min(estimate(p, mach) for p in plans if p.strategy == st) for st in strategies}
@@ -246,8 +259,11 @@ def _select_and_weigh(mach: Machine, sh: Shape, rows: float, keys: float, values
     return st
 
 
-def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str) -> Plan:
-    """One (strategy, block_q, block_kv) choice: see the module docstring."""
+def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
+          ways: int = 0) -> Plan:
+    """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
+    many as fill the cores): see the module docstring."""
+    bkv_asked = bkv
     spec = mach.spec
     s = sh.s
     lanes = mach.lanes(sh.dtype)
@@ -273,8 +289,9 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str)
         span_keys = int(widest.max()) if len(widest) else 0
     units = problems * nq
     kv_split = 1
-    if units < spec.cores and mode == "flash" and not select and span_keys > MIN_SPLIT_KEYS:
-        kv_split = min(math.ceil(spec.cores / units), math.ceil(span_keys / MIN_SPLIT_KEYS))
+    if units < spec.cores and mode == "flash" and not select and span_keys > 1:
+        kv_split = min(spec.cores // units, span_keys)
+        kv_split = max(1, min(kv_split, ways) if ways else kv_split)
         bkv = min(bkv, math.ceil(span_keys / kv_split))
     if sh.sparse_keys:
         p_rows, p_blocks, p_width = key_spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
@@ -364,7 +381,8 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str)
         steps[-1].barrier = True
         steps.append(merge)
     return Plan(strategy, threads, steps, sh.dtype, mach.call_s(), kname,
-                {"mode": mode, "block_q": bq_u, "block_kv": bkv, "kv_split": kv_split,
+                {"mode": mode, "block_q": bq_u, "block_kv": bkv, "block_kv_asked": bkv_asked,
+                 "kv_split": kv_split,
                  "units": units, "tiles": pairs, "executed_flops": flops,
                  **({"v_len": sh.v_len} if select else {}),
                  **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})})

@@ -175,9 +175,10 @@ def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
                 mdeps = list(gate)
                 if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
                     mdeps.append(mine[-2])
+                # whole bytes, rounded up: a tile's share of a small tensor is never 0
                 mem = add(Task(f"core{i}.mem", tm.dram,
-                               {"dram_read": int(round(step.dram_read)),
-                                "dram_write": int(round(step.dram_write))},
+                               {"dram_read": math.ceil(step.dram_read - 1e-6),
+                                "dram_write": math.ceil(step.dram_write - 1e-6)},
                                {"dram_byte": step.dram_read + step.dram_write},
                                tuple(sorted(set(mdeps))), "memory", DRAM_POOL,
                                f"{label} {step.label} dram"))

@@ -112,9 +112,11 @@ class Machine:
         self.dram_bw = self.dram_peak * spec.dram_efficiency
         # a transfer that goes to DRAM holds one of `dram_slots` streams, each at the
         # rate one core can draw alone: a few cores stream at their own limit, many
-        # cores together at the sustained socket bandwidth (the queueing is simulated)
-        self.dram_slots = max(1, round(self.dram_bw / spec.core_dram_bw_bytes_per_s))
-        self.slot_bw = self.dram_bw / self.dram_slots
+        # cores together at the sustained socket bandwidth (the queueing is simulated).
+        # The slots are that bandwidth in whole cores' worth (within half a core's);
+        # a slot is never faster than a core, so more bandwidth never slows one core.
+        self.slot_bw = min(spec.core_dram_bw_bytes_per_s, self.dram_bw)
+        self.dram_slots = max(1, round(self.dram_bw / self.slot_bw))
         self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh

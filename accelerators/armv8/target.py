@@ -52,7 +52,12 @@ class ARMv8Target(Target):
         if kind == "view":
             return None
         if kind == "matmul":
-            return plan_gemm(self._gemm(op, graph, mach), mach, strategy, spec.cores)
+            plan = plan_gemm(self._gemm(op, graph, mach), mach, strategy, spec.cores)
+            extra = sum(graph.stored_bytes(i) for i in op.inputs[2:])  # a bias
+            if extra:  # read cold, each thread its share, with its first tile
+                first = next((st for st in plan.steps if st.dram_read), plan.steps[0])
+                first.read("dram", extra / plan.threads)
+            return plan
         if kind == "attention":
             return attention_plan(op, graph, mach, tiling, strategy)
         if kind in VECTOR_KINDS:
