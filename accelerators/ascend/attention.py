@@ -1,13 +1,17 @@
 """Attention on Ascend: three strategies (workload ``tiling.attention``).
 
 ``standard``
-    The unfused implementation: four kernels one after another. A batched GEMM
+    The unfused implementation, kernels one after another. A batched GEMM
     writes the scores ``S = Q·Kᵀ`` (fp16) to GM; a vector kernel scales them and
-    adds the N × N causal mask read from GM (fp16, broadcast over heads); a
-    softmax kernel writes ``P``; a batched GEMM computes ``P·V``. Every causal
-    block is computed. Intermediates that fit in half the L2 stay there
-    (:class:`~accelerators.ascend.chip.L2`), which is why short sequences suffer
-    less than long ones.
+    adds the N × N mask read from GM (fp16, broadcast over heads; causal and
+    sliding-window masks alike); a softmax kernel writes ``P``; a batched GEMM
+    computes ``P·V``. Every block is computed. The intermediates stay in L2 as
+    far as they fit (:class:`~accelerators.ascend.chip.L2`: a smooth fraction),
+    which is why short sequences suffer less than long ones. A block-sparse
+    attention first gathers each query block's selected key (and value) rows
+    into contiguous buffers; a value-pruned one (``v_len``) adds a top-k kernel
+    over ``P`` and a kernel that gathers each row's selected value rows and
+    weights them on the vector cores.
 
 ``flash``
     One-level FlashAttention-2: query blocks of ``block_q`` rows, key/value
@@ -25,36 +29,89 @@
     block, and the cube runs one block ahead (QKᵀ of block j+1 while the
     vectors do softmax j), so cube and vectors overlap.
 
-``tiling_mask`` (default on) applies to the fused strategies: no N × N mask in
-HBM, fully masked blocks are skipped, and the diagonal blocks are masked on
-chip with one small mask tile. With ``tiling_mask: false`` the kernel reads
-the mask block of every block from GM and computes every block. Mask bytes
-read from HBM are also counted under ``mask_dram_read``.
+What the fused kernels share:
+
+* **Grouped queries (GQA/MQA).** A key/value head serves ``heads / kv_heads``
+  query heads. Their queries are packed into the cube's query tile, rows
+  ordered position by position (FlashAttention-2's and flash-decoding's GQA
+  packing; CANN's IncreFlashAttention does the same for decode): a tile holds
+  ``block_q // group`` positions of all the group's heads, so the head's K and
+  V stream through the cube once for the whole group. A decode step's tile is
+  the group's ``group`` query rows.
+* **Split-KV (flash-decoding).** When there are fewer query tiles than cube
+  cores (a decode step, a short prompt on few heads), each tile's walk over
+  its keys is cut into ``cores // tiles`` chunks on different cores; each
+  writes a partial output with its row max and sum to a GM workspace (in L2),
+  and after a cross-core flag the vector cores combine them and write O.
+* **Masks.** With ``tiling_mask`` (default on) no N × N mask is in HBM: key
+  blocks wholly under a causal or sliding-window mask are skipped, the blocks
+  the mask crosses are masked on chip with one small mask tile (a ``select``
+  per score); a walk starts and ends at the second-level block (``block_kv`` for
+  one-level flash) holding the first and last key some query of the tile sees.
+  Off: every block is computed and reads its mask rows from GM
+  (mask bytes read from HBM are also counted under ``mask_dram_read``).
+* **Sparse keys.** ``sparse_keys`` keys per block of ``sparse_block`` queries,
+  each query head its own selection: a tile is one head's block of queries,
+  walking its selected key rows, gathered where they lie in K and V (each row
+  its own transfer: a row shorter than a 512-byte burst costs a burst's time).
+* **Value pruning.** With ``v_len`` each query row weights only the ``v_len``
+  values of its largest probabilities (SpAtten's local value pruning): the
+  kernel walks the keys as usual (QKᵀ on the cube; scale, max, exp and sum and
+  the sort unit's runs of 32 on the vector cores), then merges the runs into
+  the row's top ``v_len`` (the cost of :func:`~.vector.topk_cycles`), gathers
+  those value rows and weights them on the vector cores (the rows differ from
+  query to query, so the cube has no GEMM to run).
+* **K/V re-reads and the L2.** A head's keys and values come from HBM the first
+  time (only the rows some query uses: the window's, the selected ones); the
+  other tiles of the head re-read them, from L2 as far as the heads in flight
+  fit in the half of the L2 kept for reuse: in flight are the heads the cube
+  cores are working on, ``cores / tiles per head + 1`` of them (one for a
+  one-head op); when they do not fit, the fraction that does is hit and the
+  rest re-read from HBM (:func:`~.chip.reuse_hit_fraction`), so the traffic
+  grows smoothly with the length instead of jumping.
 
 ``auto`` is ``fastattention``, what the vendor's fused kernel does on Ascend.
 Block sizes come from the workload (``block_q``, ``block_kv``) or from a search
-over sizes that fit the buffers. A given size that does not fit is an error
-naming the buffer.
+over sizes that fit the buffers (by steady-state throughput, the same for every
+length, as a library's tiling table is). A given size that does not fit is an
+error naming the buffer.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 from hwsim.errors import InputError
+from hwsim.ir.kinds import flops as op_flops
+from hwsim.ir.kinds import visible_scores
 
-from .chip import L2, Builder, Chip, cdiv
+from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
 from .gemm import cube_cycles, emit_gemm, padded_macs
-from .pipeline import Item, emit_pipeline
-from .vector import ROW_TAIL_CYCLES, SOFTMAX, In, cycles_per_element, emit_vector_kernel, nbytes
+from .pipeline import Item, append, emit_pipeline, hbm_demand
+from .vector import (
+    ROW_TAIL_CYCLES,
+    SOFTMAX,
+    In,
+    cycles_per_element,
+    emit_vector_kernel,
+    nbytes,
+    topk_cycles,
+)
 
 STRATEGIES = ("standard", "flash", "fastattention")
 # online softmax per score: scale, row max, subtract it, exp, row sum, to fp16
 ONLINE_SOFTMAX = ("mul", "reduce", "sub", "exp", "reduce", "cast")
+# value pruning: the same statistics, no P (the scores are sorted instead)
+SCORE_STATS = ("mul", "reduce", "sub", "exp", "reduce")
 UPDATE = ("mul", "add")  # O = O·exp(m_old - m_new) + P·V
 FINAL = ("mul", "cast")  # O / l, to fp16
+GATHER_FMA = ("cast", "fma")  # a gathered fp16 value row to fp32, times its probability
+PROB = ("sub", "exp", "mul")  # a selected score to its probability
 ACC = 4  # fp32 scores and accumulators
+SORTED = 8  # one (score, index) pair of the sort unit
+CAP_STAGES = 64  # identical consecutive tiles of a core are merged up to this many blocks
 
 
 @dataclass(frozen=True)
@@ -64,12 +121,66 @@ class Blocks:
     b2: int  # second-level block (the vector cores'); b1 for one-level flash
 
 
+@dataclass(frozen=True)
+class Att:
+    """An attention op as the kernels see it."""
+
+    b: int
+    h: int
+    hk: int
+    d: int
+    dv: int
+    q: int
+    kv: int
+    causal: bool
+    window: int  # 0: none
+    sk: int  # keys each query block attends to when block-sparse (0: dense)
+    sb: int  # queries sharing one selection of keys
+    vl: int | None  # values each query row weights (None: all the keys it scores)
+    dtype: str
+
+    @property
+    def group(self) -> int:
+        return max(1, self.h // max(1, self.hk))
+
+    @property
+    def by(self) -> float:
+        return nbytes(self.dtype)
+
+    @property
+    def off(self) -> int:
+        return self.kv - self.q  # query i sits at key position off + i
+
+    @property
+    def masked(self) -> bool:
+        return self.causal or self.window > 0
+
+
+def shape_of(op, graph) -> Att:
+    a = op.attrs
+    d = a["head_dim"]
+    kv = a["kv_len"]
+    sk = min(kv, int(a.get("sparse_keys") or 0))
+    vl = a.get("v_len")
+    keys = sk or kv
+    return Att(a["batch"], a["heads"], a["kv_heads"], d, a.get("v_head_dim", d), a["q_len"],
+               kv, bool(a["causal"]), int(a.get("window") or 0), sk,
+               max(1, int(a.get("sparse_block") or 1)) if sk else 1,
+               None if vl is None or vl >= keys else int(vl),
+               graph.tensors[op.inputs[0]].dtype)
+
+
 def strategy_of(tiling) -> str:
     name = getattr(tiling, "attention", "auto") if tiling is not None else "auto"
     return "fastattention" if name == "auto" else name
 
 
+def tiling_mask_of(tiling) -> bool:
+    return bool(getattr(tiling, "tiling_mask", True)) if tiling is not None else True
+
+
 def lower_attention(bld: Builder, l2: L2, op, graph, tiling) -> None:
+    _check_dtype(bld.chip, graph.tensors[op.inputs[0]].dtype)
     strategy = strategy_of(tiling)
     if strategy == "standard":
         _standard(bld, l2, op, graph)
@@ -77,59 +188,210 @@ def lower_attention(bld: Builder, l2: L2, op, graph, tiling) -> None:
         _fused(bld, l2, op, graph, tiling, two_level=strategy == "fastattention")
 
 
+def _check_dtype(chip: Chip, dtype: str) -> None:
+    chip.cube_dtype(dtype)  # raises for a type the cube has no mode for
+
+
 def describe(chip: Chip, op, graph, tiling) -> str:
-    """The strategy and the block sizes an attention op runs with."""
+    """The strategy, block sizes, packing and split an attention op runs with."""
     strategy = strategy_of(tiling)
+    att = shape_of(op, graph)
+    extra = []
+    if att.sk:
+        extra.append(f"{att.sk} gathered keys per {att.sb} queries")
+    if att.vl is not None:
+        extra.append(f"top-{att.vl} values per row")
     if strategy == "standard":
-        return "standard: bmm, scale+mask, softmax, bmm"
-    b, h, _, d, dv, q, kv, causal, dtype = _shape(op, graph)
-    two = strategy == "fastattention"
-    mask_tile = bool(getattr(tiling, "tiling_mask", True)) if tiling is not None else True
-    skip = causal and mask_tile
-    work = b * h * q * (kv if not skip else max(1, kv - q / 2))
-    blk = _choose_blocks(chip, tiling, d, dv, q, kv, dtype, two, skip, work)
-    level2 = f"/{blk.b2}" if two else ""
-    mask = (", tiling-mask" if mask_tile else ", N x N mask from HBM") if causal else ""
-    return f"{strategy}: blocks q {blk.bq} x kv {blk.b1}{level2}{mask}"
+        kernels = "bmm, scale+mask, softmax, bmm" if att.masked and not att.sk else \
+            "bmm, scale, softmax, bmm"
+        if att.sk:
+            kernels = "gather K, " + kernels.replace("softmax, bmm", "softmax, gather V, bmm")
+        if att.vl is not None:
+            kernels = kernels.replace(", bmm", ", top-k, gather+weigh V").replace(
+                "gather V, top-k", "top-k")
+        return "; ".join([f"standard: {kernels}", *extra])
+    plan = _plan(chip, att, tiling, strategy == "fastattention")
+    blk = plan.blocks
+    level2 = f"/{blk.b2}" if strategy == "fastattention" else ""
+    parts = [f"{strategy}: blocks q {blk.bq} x kv {blk.b1}{level2}"]
+    if att.masked and not att.sk:
+        parts.append("tiling-mask" if plan.skip else "N x N mask from HBM")
+    if att.group > 1 and not att.sk:
+        parts.append(f"{att.group} query heads per K/V head in one tile")
+    if plan.split > 1:
+        parts.append(f"split-KV over {plan.split} cores")
+    return "; ".join(parts + extra)
 
 
-def _shape(op, graph):
-    a = op.attrs
-    d = a["head_dim"]
-    return (a["batch"], a["heads"], a["kv_heads"], d, a.get("v_head_dim", d), a["q_len"],
-            a["kv_len"], bool(a["causal"]), graph.tensors[op.inputs[0]].dtype)
+def executed_flops(chip: Chip, op, graph, tiling) -> int:
+    """FLOPs the kernels execute: every element of each score block they compute.
+
+    The standard kernels, and the fused ones without tiling-mask, compute every
+    block (the counted FLOPs); with tiling-mask the fused kernels skip the key
+    blocks wholly under a causal or sliding-window mask, at the granularity of
+    their tiles (``block_q // group`` query positions by one second-level block of
+    keys: a first-level block is computed up to the last second-level block some
+    query of the tile sees, :func:`hwsim.ir.kinds.visible_scores`); value pruning weights
+    ``min(v_len, keys walked)`` values per query row.
+    """
+    att = shape_of(op, graph)
+    strategy = strategy_of(tiling)
+    if strategy == "standard" or att.sk:
+        return op_flops(op)
+    plan = _plan(chip, att, tiling, strategy == "fastattention")
+    if not plan.skip:
+        return op_flops(op)
+    # per K/V head: the score elements its tiles compute, and the values they weight
+    scores = values = 0
+    for t in plan.tiles:
+        walk = t.k1 - t.k0
+        scores += t.rows * walk
+        values += t.rows * (walk if att.vl is None else min(att.vl, walk))
+    assert scores == att.group * visible_scores(att.q, att.kv, att.causal, att.window,
+                                                plan.positions, plan.blocks.b2)
+    return int(att.b * att.hk * (2 * scores * att.d + 2 * values * att.dv))
 
 
 # ---------------------------------------------------------------------- standard
 def _standard(bld: Builder, l2: L2, op, graph) -> None:
-    b, h, hk, d, dv, q, kv, causal, dtype = _shape(op, graph)
-    spec = bld.chip.spec
-    group = h // hk
-    by = nbytes(dtype)
+    att = shape_of(op, graph)
+    chip = bld.chip
+    spec = chip.spec
+    b, h, hk, d, dv, q, kv, g = att.b, att.h, att.hk, att.d, att.dv, att.q, att.kv, att.group
+    by = att.by
     name = op.name or "attention"
-    start = bld.launch(label="launch bmm QK")
-    ends = emit_gemm(bld, l2, batch=b * h, m=q, n=kv, k=d, dtype=dtype, a="Q", b="K",
-                     out="S", b_group=group, deps=(start,), label=f"{name} QK")
-    start = bld.launch(deps=ends, label="launch scale+mask")
+    _extra_inputs(bld, op, graph, deps=(), share=True)
     rows = b * h * q
-    ins = [In("S", kv * by)]
+    if att.sk:  # each block of sb queries of a head scores its own sk gathered keys
+        nblk = cdiv(q, att.sb)
+        start = bld.launch(label="launch gather K")
+        ends = _gather_rows(bld, l2, att, "K", att.d, att.sk, deps=(start,),
+                            label=f"{name} gather K")
+        start = bld.launch(deps=ends, label="launch bmm QK")
+        ends = emit_gemm(bld, l2, batch=b * h * nblk, m=min(att.sb, q), n=att.sk, k=d,
+                         dtype=att.dtype, a="Q", b="K'", out="S", deps=(start,),
+                         label=f"{name} QK", keep_out_in_l2=True)
+        l2.release("K'")
+        cols = att.sk
+    else:  # the group's query heads as the rows of one GEMM per K/V head
+        start = bld.launch(label="launch bmm QK")
+        ends = emit_gemm(bld, l2, batch=b * hk, m=g * q, n=kv, k=d, dtype=att.dtype, a="Q",
+                         b="K", out="S", deps=(start,), label=f"{name} QK",
+                         keep_out_in_l2=True)
+        cols = kv
+    start = bld.launch(deps=ends, label="launch scale+mask")
+    ins = [In("S", cols * by)]
     fns: tuple[str, ...] = ("mul",)
-    if causal:
+    if att.masked and not att.sk:  # the N x N mask (causal and/or window), shared by heads
         ins.append(In("mask", kv * by, period=q, mask=True))
         fns = ("mul", "add")
-    ends = emit_vector_kernel(bld, l2, units=rows, ins=ins, out="S2", out_bytes_per_unit=kv * by,
-                              cycles_per_unit=cycles_per_element(spec, fns, dtype) * kv,
-                              ub_per_unit=kv * by * (len(ins) + 1), label=f"{name} scale+mask",
-                              deps=(start,), reread_fraction=0.0, release=("S",))
+    ends = emit_vector_kernel(bld, l2, units=rows, ins=ins, out="S2",
+                              out_bytes_per_unit=cols * by,
+                              cycles_per_unit=cycles_per_element(spec, fns, att.dtype) * cols,
+                              ub_per_unit=cols * by * (len(ins) + 1), label=f"{name} scale+mask",
+                              deps=(start,), reread_fraction=0.0, release=("S",),
+                              keep_out_in_l2=True)
     start = bld.launch(deps=ends, label="launch softmax")
-    per = cycles_per_element(spec, SOFTMAX, "fp32") * kv + 2 * ROW_TAIL_CYCLES
-    ends = emit_vector_kernel(bld, l2, units=rows, ins=[In("S2", kv * by)], out="P",
-                              out_bytes_per_unit=kv * by, cycles_per_unit=per,
-                              ub_per_unit=kv * (2 * by + 2 * ACC), label=f"{name} softmax",
-                              deps=(start,), reread_fraction=1.0, release=("S2",))
+    per = cycles_per_element(spec, SOFTMAX, "fp32") * cols + 2 * ROW_TAIL_CYCLES
+    ends = emit_vector_kernel(bld, l2, units=rows, ins=[In("S2", cols * by)], out="P",
+                              out_bytes_per_unit=cols * by, cycles_per_unit=per,
+                              ub_per_unit=cols * (2 * by + 2 * ACC), label=f"{name} softmax",
+                              deps=(start,), reread_fraction=1.0, release=("S2",),
+                              keep_out_in_l2=True)
+    if att.vl is not None:
+        # the top v_len probabilities of each row (values and key indices) ...
+        start = bld.launch(deps=ends, label="launch top-k")
+        vl = att.vl
+        ends = emit_vector_kernel(bld, l2, units=rows, ins=[In("P", cols * by)], out="Ptop",
+                                  out_bytes_per_unit=vl * (by + 4),
+                                  cycles_per_unit=topk_cycles(spec, cols),
+                                  ub_per_unit=cols * (by + SORTED), label=f"{name} top-k",
+                                  deps=(start,), reread_fraction=1.0, release=("P",),
+                                  keep_out_in_l2=True)
+        # ... then each row gathers its v_len value rows and weighs them (vector FMAs)
+        start = bld.launch(deps=ends, label="launch gather+weigh V")
+        row = dv * by
+        frac = _gather_hbm_fraction(l2, att, rows * vl * row, _value_rows(att) * row)
+        per = vl * dv * cycles_per_element(spec, GATHER_FMA, "fp32") \
+            + dv * cycles_per_element(spec, FINAL, "fp32")
+        emit_vector_kernel(bld, l2, units=rows,
+                           ins=[In("Ptop", vl * (by + 4)), In("V", vl * row, hbm_fraction=frac)],
+                           out="O", out_bytes_per_unit=row, cycles_per_unit=per,
+                           fixed_cycles_per_unit=vl * spec.gather_row_cycles,
+                           ub_per_unit=vl * (by + 4) + 2 * row + dv * ACC,
+                           label=f"{name} gather+weigh V", deps=(start,), release=("Ptop",),
+                           pad_per_unit=vl * (chip.burst(1, row) - row))
+        return
+    if att.sk:
+        start = bld.launch(deps=ends, label="launch gather V")
+        ends = _gather_rows(bld, l2, att, "V", att.dv, att.sk, deps=(start,),
+                            label=f"{name} gather V")
+        start = bld.launch(deps=ends, label="launch bmm PV")
+        emit_gemm(bld, l2, batch=b * h * cdiv(q, att.sb), m=min(att.sb, q), n=dv, k=att.sk,
+                  dtype=att.dtype, a="P", b="V'", out="O", deps=(start,), label=f"{name} PV")
+        return
     start = bld.launch(deps=ends, label="launch bmm PV")
-    emit_gemm(bld, l2, batch=b * h, m=q, n=dv, k=kv, dtype=dtype, a="P", b="V", out="O",
-              b_group=group, deps=(start,), label=f"{name} PV")
+    emit_gemm(bld, l2, batch=b * hk, m=g * q, n=dv, k=kv, dtype=att.dtype, a="P", b="V",
+              out="O", deps=(start,), label=f"{name} PV")
+
+
+def _key_rows(att: Att) -> int:
+    """Key rows of one K/V head that some query of the op uses (read from HBM once)."""
+    k = att.kv
+    if att.window:
+        span = att.q + att.window - 1 if att.causal else att.q + 2 * att.window - 2
+        k = max(1, min(k, span))
+    if att.sk:
+        k = min(k, cdiv(att.q, att.sb) * att.group * att.sk)
+    return k
+
+
+def _value_rows(att: Att) -> int:
+    """Value rows of one K/V head that some query weights."""
+    k = _key_rows(att)
+    return k if att.vl is None else min(k, att.group * att.q * att.vl)
+
+
+def _gather_hbm_fraction(l2: L2, att: Att, moved: float, unique_per_head: float) -> float:
+    """Fraction of ``moved`` gathered bytes that come from HBM: each head's distinct
+    rows once, the re-reads from L2 as far as a head's rows fit."""
+    heads = att.b * att.hk
+    if moved <= 0:
+        return 1.0
+    unique = min(moved, heads * unique_per_head)
+    hit = reuse_hit_fraction(unique_per_head, l2.reuse_bytes())
+    return (unique + (moved - unique) * (1.0 - hit)) / moved
+
+
+def _gather_rows(bld: Builder, l2: L2, att: Att, what: str, width: int, keys: int, *, deps,
+                 label: str) -> list[int]:
+    """A vector kernel copying each query block's selected rows of ``what`` (K or V)
+    into a contiguous buffer (``what'``, kept in L2 as far as it fits)."""
+    chip = bld.chip
+    row = width * att.by
+    units = att.b * att.h * cdiv(att.q, att.sb) * keys
+    unique = (_key_rows(att) if what == "K" else _value_rows(att)) * row
+    frac = _gather_hbm_fraction(l2, att, units * row, unique)
+    return emit_vector_kernel(bld, l2, units=units, ins=[In(what, row, hbm_fraction=frac)],
+                              out=f"{what}'", out_bytes_per_unit=row, cycles_per_unit=0.0,
+                              fixed_cycles_per_unit=chip.spec.gather_row_cycles,
+                              ub_per_unit=row, label=label, deps=deps, keep_out_in_l2=True,
+                              pad_per_unit=chip.burst(1, row) - row)
+
+
+def _extra_bytes(op, graph) -> float:
+    return float(sum(graph.stored_bytes(i) for i in op.inputs[3:]))
+
+
+def _extra_inputs(bld: Builder, op, graph, deps, share: bool = False) -> None:
+    """Inputs beyond Q, K and V (an explicit mask): read once from HBM by core 0 (with
+    ``share``, as a kernel of its own)."""
+    extra = _extra_bytes(op, graph)
+    if extra:
+        unit = bld.chip.aic(0, "mte2")
+        if share:
+            bld.share_hbm({unit: (extra, 0.0)})
+        bld.load(unit, extra, 0.0, deps=deps, label="attention inputs")
 
 
 # ---------------------------------------------------------------------- fused
@@ -166,12 +428,16 @@ class _Costs:
         free = self.chip.spec.l0c_bytes - self.blocks.bq * self.dv * ACC
         return max(16, int(free // (self.blocks.bq * ACC)) // 16 * 16)
 
-    def softmax(self, rb: int, w: int, mask_op: str | None) -> float:
-        """One block's online softmax on one vector core (its share of the rows)."""
+    def softmax(self, rb: int, w: int, mask_op: str | None, sort: bool = False) -> float:
+        """One block's online softmax on one vector core (its share of the rows); with
+        ``sort`` (value pruning) the statistics and the sort unit's runs of 32."""
         c, s = self.chip, self.chip.spec
         rv = cdiv(rb, c.vec_per_cube)
-        fns = ONLINE_SOFTMAX + ((mask_op,) if mask_op else ())
+        fns = (SCORE_STATS if sort else ONLINE_SOFTMAX) + ((mask_op,) if mask_op else ())
         cpe = cycles_per_element(s, fns, "fp32")
+        if sort:
+            cpe += s.vector_cycles_per_repeat["sort32"] / 32
+        out_bytes = SORTED if sort else nbytes(self.dtype)
         total = 0.0
         first_in = last_out = 0.0
         w2 = self.blocks.b2
@@ -179,7 +445,7 @@ class _Costs:
             ww = min(w2, w - lo)
             tin = rv * ww * ACC / c.l2_read_bw if c.split else 0.0
             comp = c.cycles(rv * ww * cpe + 2 * ROW_TAIL_CYCLES * cdiv(rv, 8))
-            tout = rv * ww * nbytes(self.dtype) / c.mte3_bw
+            tout = rv * ww * out_bytes / c.mte3_bw
             total += max(tin, comp, tout)
             if lo == 0:
                 first_in = tin
@@ -211,28 +477,59 @@ class _Costs:
         rv = cdiv(rb, c.vec_per_cube)
         return c.cycles(rv * self.dv * cycles_per_element(c.spec, FINAL, "fp32"))
 
+    def vtail(self, rb: int, walk: int, values: int) -> float:
+        """Value pruning after the walk, on one vector core's rows: merge the sorted
+        runs of ``walk`` scores into the row's top ones, turn the ``values`` selected
+        scores into probabilities, and weigh their gathered value rows."""
+        c, s = self.chip, self.chip.spec
+        rv = cdiv(rb, c.vec_per_cube)
+        merge = topk_cycles(s, walk) - cdiv(walk, 32) * s.vector_cycles_per_repeat["sort32"]
+        runs_in = rv * walk * SORTED / c.l2_read_bw if c.split else 0.0
+        cyc = rv * (merge + values * cycles_per_element(s, PROB, "fp32")
+                    + values * self.dv * cycles_per_element(s, GATHER_FMA, "fp32")
+                    + values * s.gather_row_cycles)
+        return runs_in + c.cycles(cyc)
+
 
 def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, ...],
-           two_level: bool, warm: bool = False) -> tuple[float, float, float]:
-    """(latency, cube busy, vector busy) of one query block's walk over its key blocks.
+           two_level: bool, warm: bool = False, finish: bool = True,
+           vtail: tuple[int, int] | None = None) -> tuple[float, float, float]:
+    """(latency, cube busy, vector busy) of one query tile's walk over its key blocks.
 
-    With ``warm``, the block follows another on the same core (the kernel's loop
-    over blocks runs on without a break): the latency is the extra time over a
+    With ``warm``, the tile follows another on the same core (the kernel's loop
+    over tiles runs on without a break): the latency is the extra time over a
     full-width block alone, so the pipeline fill is paid once per core.
+    ``finish``: the tile ends with O / l (a split-KV chunk leaves that to the
+    combine). ``vtail`` = (keys walked, values weighted): value pruning, whose
+    walk has no P·V on the cube and ends with the selection on the vectors.
     """
     if warm:
         b1 = costs.blocks.b1
-        whole = _chain(costs, rb, (b1, *widths), ("", *masked), two_level)
-        key = ("alone", rb, two_level)
+        whole = _chain(costs, rb, (b1, *widths), ("", *masked), two_level, False, finish, vtail)
+        key = ("alone", rb, two_level, finish, vtail is not None)
         alone = costs.memo.get(key)
         if alone is None:
-            alone = costs.memo[key] = _chain(costs, rb, (b1,), ("",), two_level)
-        return whole[0] - alone[0], whole[1] - alone[1], whole[2] - alone[2]
+            alone = costs.memo[key] = _chain(costs, rb, (b1,), ("",), two_level, False, finish,
+                                             (0, 0) if vtail is not None else None)
+        return (max(0.0, whole[0] - alone[0]), max(0.0, whole[1] - alone[1]),
+                max(0.0, whole[2] - alone[2]))
     sync = costs.chip.spec.cv_sync_s
     J = len(widths)
     stage = costs.stage
+    fin = stage("final", rb) if finish else 0.0
     qk = [stage("qk", rb, w) for w in widths]
     fs = [stage("fix_s", rb, w) for w in widths]
+    if vtail is not None:
+        sm = [stage("softmax", rb, w, m or None, True) for w, m in zip(widths, masked)]
+        c_end = v_end = 0.0
+        for j in range(J):
+            if not two_level:  # one level: the cube waits for the vectors' block
+                c_end = max(c_end, v_end)
+            c_end += qk[j]
+            v_end = max(v_end, c_end + fs[j] + sync) + sm[j]
+        tail = stage("vtail", rb, *vtail)
+        latency = v_end + tail + fin
+        return latency, sum(qk) + sum(fs), sum(sm) + tail + fin
     sm = [stage("softmax", rb, w, m or None) for w, m in zip(widths, masked)]
     pv = [stage("pv", rb, w) for w in widths]
     fo = stage("fix_o", rb)
@@ -277,7 +574,6 @@ def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, .
             run_sm(j)
             run_pv(j)
             run_up(j)
-    fin = stage("final", rb)
     latency = st["v"] + fin
     cube = sum(qk) + sum(pv) + sum(fs) + J * fo
     vec = sum(sm) + J * up + fin
@@ -316,32 +612,33 @@ def _fits(chip, blk, d, dv, dtype, mask_tile, two_level) -> bool:
     return True
 
 
-def _choose_blocks(chip: Chip, tiling, d: int, dv: int, q: int, kv: int, dtype: str,
-                   two_level: bool, mask_tile: bool, work: float) -> Blocks:
-    """The workload's block sizes (checked), or the best fitting ones by estimate."""
+def _choose_blocks(chip: Chip, tiling, d: int, dv: int, dtype: str, two_level: bool,
+                   mask_tile: bool) -> Blocks:
+    """The workload's block sizes (checked), or the fitting ones of the best steady-state
+    throughput. The choice does not depend on the lengths (a tiling table of a
+    library), so a longer sequence runs the same tiles over more blocks."""
+    key = (id(chip.spec), d, dv, dtype, two_level, mask_tile,
+           getattr(tiling, "block_q", 0) or 0, getattr(tiling, "block_kv", 0) or 0)
+    got = _BLOCKS.get(key)
+    if got is not None and got[0] is chip.spec:
+        return got[1]
     bq_given = getattr(tiling, "block_q", 0) or 0
     b1_given = getattr(tiling, "block_kv", 0) or 0
-    e = chip.spec.dim_align
-    qmax = max(e, cdiv(q, e) * e)
-    kvmax = max(e, cdiv(kv, e) * e)
-    bqs = [bq_given] if bq_given else [x for x in (64, 128, 256) if x <= max(64, qmax)] or [64]
+    bqs = [bq_given] if bq_given else [64, 128, 256]
     if two_level:
-        b1s = [b1_given] if b1_given else [x for x in (256, 512, 1024, 2048)
-                                            if x <= max(256, kvmax)]
+        b1s = [b1_given] if b1_given else [256, 512, 1024, 2048]
     else:
-        b1s = [b1_given] if b1_given else [x for x in (64, 128, 256) if x <= max(64, kvmax)]
+        b1s = [b1_given] if b1_given else [64, 128, 256]
     best = None
     for bq in bqs:
-        bq = min(bq, qmax) if not bq_given else bq
         for b1 in b1s:
-            b1 = min(b1, kvmax) if not b1_given else b1
             b2s = [x for x in (512, 256, 128, 64) if x <= b1 and b1 % x == 0] if two_level \
                 else [b1]
             for b2 in b2s or [b1]:
                 blk = Blocks(bq, b1, b2)
                 if not _fits(chip, blk, d, dv, dtype, mask_tile, two_level):
                     continue
-                est = _estimate(chip, blk, d, dv, dtype, two_level, work)
+                est = _estimate(chip, blk, d, dv, dtype, two_level)
                 if best is None or est < best[0]:
                     best = (est, blk)
                 break  # the largest fitting second level
@@ -350,11 +647,17 @@ def _choose_blocks(chip: Chip, tiling, d: int, dv: int, q: int, kv: int, dtype: 
         _check_blocks(chip, blk, d, dv, dtype, mask_tile, two_level)
         raise InputError("no attention block size fits the buffers", source="workload",
                          field="tiling.block_kv")
+    if len(_BLOCKS) > 256:
+        _BLOCKS.clear()
+    _BLOCKS[key] = (chip.spec, best[1])
     return best[1]
 
 
-def _estimate(chip, blk, d, dv, dtype, two_level, work) -> float:
-    """Steady-state time of ``work`` score elements with these blocks (for the search)."""
+_BLOCKS: dict = {}
+
+
+def _estimate(chip, blk, d, dv, dtype, two_level) -> float:
+    """Steady-state time per score element with these blocks (for the search)."""
     rv = cdiv(blk.bq, chip.vec_per_cube)
     costs = _Costs(chip, d, dv, dtype, blk, rv)
     w = blk.b1
@@ -365,120 +668,348 @@ def _estimate(chip, blk, d, dv, dtype, two_level, work) -> float:
         step = max(qk + pv + fs + fo, sm + up, (qk + fs + sync + sm + sync + pv + fo + sync) / 2)
     else:
         step = qk + fs + sync + sm + sync + pv + fo + sync + up
-    return work / (blk.bq * w) * step / chip.n_cube
+    return step / (blk.bq * w)
 
 
-def _query_blocks(b: int, h: int, q: int, kv: int, blk: Blocks, causal: bool, skip: bool,
-                  mask_op: str | None, mask_all: bool):
-    """Query blocks in issue order: (batch, head, index, rows, key length, widths, masks).
+@dataclass(frozen=True)
+class Tile:
+    """One query tile of a K/V head (or one split-KV chunk of it)."""
 
-    Heads one after another (their keys and values stay in L2 while in use);
-    inside a head a zig-zag order (0, n-1, 1, n-2, ...) mixes long and short
-    causal blocks. With ``skip`` the fully masked key blocks are left out.
-    """
-    off = kv - q  # query i sits at key position off + i
-    nq = cdiv(q, blk.bq)
+    rows: int  # query rows in the cube's tile (positions x query heads)
+    positions: int  # query positions they span (rows of the mask)
+    heads: int  # query heads in the tile (runs of Q and O)
+    k0: int  # its key range [k0, k1): whole key blocks of the walk
+    k1: int
+    widths: tuple[int, ...]  # key blocks walked
+    masks: tuple[str, ...]  # on-chip mask op per block ("": none)
+    gathered: bool  # the keys are selected rows (block-sparse), not a contiguous range
+    first: bool  # the first chunk of its tile (it loads Q)
+    mask_key: tuple  # identifies the mask rows it reads (shared by the group's heads)
+    full: int  # keys the whole tile walks (a split-KV chunk walks part of them)
+    need: tuple[int, int] = (0, 0)  # keys every query of the tile sees (unmasked blocks)
+
+
+@dataclass(frozen=True)
+class Plan:
+    blocks: Blocks
+    positions: int  # query positions per tile (0: block-sparse tiles)
+    skip: bool  # key blocks wholly under the mask are skipped (tiling-mask)
+    mask_from_gm: bool
+    split: int  # split-KV chunks per tile
+    tiles: tuple[Tile, ...]  # the tiles of one K/V head, before the split
+    items: tuple[Tile, ...]  # the same after the split, in issue order
+
+
+def _plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
+    mask_tile = tiling_mask_of(tiling)
+    blk = _choose_blocks(chip, tiling, att.d, att.dv, att.dtype, two_level, mask_tile)
+    skip = att.masked and mask_tile and not att.sk
+    mask_from_gm = att.masked and not mask_tile and not att.sk
+    mask_op = "select" if mask_tile else "add"
+    tiles: list[Tile] = []
+    if att.sk:  # each query head's blocks of sb queries, each its own selection of keys
+        positions = 0
+        nblk = cdiv(att.q, att.sb)
+        inner = "select" if att.causal and att.sb > 1 else ""
+        for hd in range(att.group):
+            for qb in range(nblk):
+                p_lo, p_hi = qb * att.sb, min(att.q, (qb + 1) * att.sb)
+                for p0 in range(p_lo, p_hi, blk.bq):
+                    n = min(blk.bq, p_hi - p0)
+                    widths = _widths(0, att.sk, blk.b1)
+                    tiles.append(Tile(n, n, 1, 0, att.sk, widths, (inner,) * len(widths), True,
+                                      True, (hd, qb, p0), att.sk))
+    else:
+        g = att.group
+        if g <= blk.bq:
+            positions, chunks = max(1, blk.bq // g), [g]
+        else:
+            positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
+        npos = cdiv(att.q, positions)
+        for pi in _zigzag(npos):
+            p0, p1 = pi * positions, min(att.q, (pi + 1) * positions)
+            lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
+            if skip:  # whole second-level blocks: the cube's block ends at the last one seen
+                k0, k1 = lo // blk.b2 * blk.b2, min(att.kv, (hi // blk.b2 + 1) * blk.b2)
+            else:
+                k0, k1 = 0, att.kv
+            if k1 <= k0:
+                continue
+            widths = _widths(k0, k1, blk.b1)
+            masks = _masks(k0, widths, need_lo, need_hi, mask_op, att.masked)
+            for c in chunks:
+                tiles.append(Tile((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks, False,
+                                  True, (pi,), k1 - k0, (need_lo, need_hi)))
+    n_tiles = att.b * att.hk * len(tiles)
+    split = max(1, chip.n_cube // n_tiles) if 0 < n_tiles < chip.n_cube else 1
+    items = tiles if split == 1 else [c for t in tiles for c in _split(
+        t, split, blk, mask_op, att.masked)]
+    split = split if any(not it.first for it in items) else 1
+    return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
+
+
+def _zigzag(n: int) -> list[int]:
+    """0, n-1, 1, n-2, ...: long and short causal tiles alternate."""
     order = []
-    for i in range(cdiv(nq, 2)):
+    for i in range(cdiv(n, 2)):
         order.append(i)
-        if nq - 1 - i != i:
-            order.append(nq - 1 - i)
-    for bi in range(b):
-        for hi in range(h):
-            for qi in order:
-                r0 = qi * blk.bq
-                rb = min(blk.bq, q - r0)
-                length = min(kv, max(0, off + r0 + rb)) if skip else kv
-                if length <= 0:
-                    continue
-                widths = [blk.b1] * (length // blk.b1) + ([length % blk.b1] if length % blk.b1
-                                                          else [])
-                masks, lo = [], 0
-                for w in widths:  # a block reaching past the first row's last key is masked
-                    crosses = causal and lo + w > off + r0 + 1
-                    masks.append(mask_op if (crosses or mask_all) else "")
-                    lo += w
-                yield bi, hi, qi, rb, length, tuple(widths), tuple(masks)
+        if n - 1 - i != i:
+            order.append(n - 1 - i)
+    return order
+
+
+def _key_range(att: Att, p0: int, p1: int) -> tuple[int, int, int, int]:
+    """Keys seen by query positions [p0, p1): (first, last) seen by some query, and
+    (first, last) seen by every query (outside those, the mask crosses the block)."""
+    off, kv, w = att.off, att.kv, att.window
+    first_pos, last_pos = off + p0, off + p1 - 1
+    if att.causal:
+        hi, need_hi = min(kv - 1, last_pos), min(kv - 1, first_pos)
+    elif w:
+        hi, need_hi = min(kv - 1, last_pos + w - 1), min(kv - 1, first_pos + w - 1)
+    else:
+        hi, need_hi = kv - 1, kv - 1
+    if w:
+        lo, need_lo = max(0, first_pos - w + 1), max(0, last_pos - w + 1)
+    else:
+        lo, need_lo = 0, 0
+    return lo, hi, need_lo, need_hi
+
+
+def _widths(k0: int, k1: int, b1: int) -> tuple[int, ...]:
+    n = k1 - k0
+    return (b1,) * (n // b1) + ((n % b1,) if n % b1 else ())
+
+
+def _masks(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
+           masked: bool) -> tuple[str, ...]:
+    """The mask op of each block: blocks the mask crosses (all of them when the mask
+    comes from GM: the kernel adds it to every block)."""
+    out, s = [], k0
+    for w in widths:
+        crosses = masked and (mask_op == "add" or s < need_lo or s + w - 1 > need_hi)
+        out.append(mask_op if crosses else "")
+        s += w
+    return tuple(out)
+
+
+def _split(t: Tile, split: int, blk: Blocks, mask_op: str, masked: bool) -> list[Tile]:
+    """A tile's walk cut into at most ``split`` chunks of whole second-level blocks (the
+    longest first), each walked in first-level blocks."""
+    walk = t.k1 - t.k0
+    chunk = cdiv(cdiv(walk, split), blk.b2) * blk.b2
+    if chunk >= walk:
+        return [t]
+    out = []
+    for s in range(t.k0, t.k1, chunk):
+        e = min(t.k1, s + chunk)
+        widths = _widths(s, e, blk.b1)
+        masks = (t.masks[0],) * len(widths) if t.gathered else \
+            _masks(s, widths, t.need[0], t.need[1], mask_op, masked)
+        out.append(replace(t, k0=s, k1=e, widths=widths, masks=masks, first=s == t.k0,
+                           mask_key=t.mask_key + (s,)))
+    return out
 
 
 def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     chip = bld.chip
-    b, h, hk, d, dv, q, kv, causal, dtype = _shape(op, graph)
-    by = nbytes(dtype)
-    group = h // hk
-    mask_tile = bool(getattr(tiling, "tiling_mask", True)) if tiling is not None else True
-    skip = causal and mask_tile
-    mask_from_gm = causal and not mask_tile
-    work = b * h * q * (kv if not skip else max(1, kv - q / 2))
-    blk = _choose_blocks(chip, tiling, d, dv, q, kv, dtype, two_level, skip, work)
-    costs = _Costs(chip, d, dv, dtype, blk, cdiv(blk.bq, chip.vec_per_cube))
+    att = shape_of(op, graph)
+    by = att.by
+    plan = _plan(chip, att, tiling, two_level)
+    blk = plan.blocks
+    costs = _Costs(chip, att.d, att.dv, att.dtype, blk, cdiv(blk.bq, chip.vec_per_cube))
     name = op.name or "attention"
     start = bld.launch(label=f"launch {name}")
-    mask_op = "select" if skip else ("add" if mask_from_gm else None)
+    heads = att.b * att.hk
+    items = plan.items
+    # ---- K/V traffic per K/V head: the first tile to need a row reads it from HBM, the
+    # re-reads of the others hit L2 as far as the heads in flight fit (else HBM again)
+    k_row, v_row = att.d * by, att.dv * by
+
+    def values_of(t: Tile) -> float:  # value rows a tile (chunk) moves
+        walk = t.k1 - t.k0
+        if att.vl is None:
+            return walk
+        return t.rows * min(att.vl, t.full) * walk / max(1, t.full)
+
+    vals = [values_of(t) for t in items]
+    first = _first_touch(att, plan, vals)
+    unique_kv = sum(fk * k_row + fv * v_row for fk, fv, _ in first)
+    mask_unique = sum(fm for _, _, fm in first) * by
+    in_flight = min(float(heads), chip.n_cube / max(1, len(items)) + 1.0)
+    hit = reuse_hit_fraction(in_flight * unique_kv + mask_unique, l2.reuse_bytes())
+    # ---- the combine of split-KV chunks: partial O, row max and sum in a GM workspace
+    split = plan.split > 1
+    partial_row = (att.dv + 2) * ACC
+    partial_rows = heads * sum(t.rows for t in items) if split else 0
+    part_hbm = 1.0 - l2.write("partials", partial_rows * partial_row) if split else 1.0
+    # ---- tiles to cores: the least loaded cube core takes the next tile
     chains: dict[tuple, tuple[float, float, float, int]] = {}
     per_core: list[list[Item]] = [[] for _ in range(chip.n_cube)]
     load = [0.0] * chip.n_cube
     free = [(0.0, c) for c in range(chip.n_cube)]
-    seen: dict[tuple[int, int], int] = {}  # (batch, kv head) -> keys already read into L2
-    l2_ok = 4 * kv * (d + dv) * by <= l2.capacity / 2  # the heads in flight fit in L2
-    mask_fits = 2 * q * kv * by <= l2.capacity / 2
-    mask_seen: set[int] = set()
     tile_seen: set[int] = set()
-    out_resident = l2.write("O", b * h * q * dv * by)
-    macs_action = f"mac_{chip.cube_dtype(dtype)}"
-    for bi, hi, qi, rb, length, widths, masks in _query_blocks(
-            b, h, q, kv, blk, causal, skip, mask_op, mask_from_gm):
-        core = heapq.heappop(free)[1]  # the least loaded cube core takes the block
-        warm = bool(per_core[core])
-        key = (rb, widths, masks, warm)
-        ch = chains.get(key)
-        if ch is None:
-            macs = sum(padded_macs(chip, rb, w, d, dtype) + padded_macs(chip, rb, dv, w, dtype)
-                       for w in widths)
-            ch = chains[key] = (*_chain(costs, rb, widths, masks, two_level, warm), macs)
-        latency, cube_s, vec_s, macs = ch
-        load[core] += latency
-        heapq.heappush(free, (load[core], core))
-        # loads: the Q block from HBM; K/V blocks from HBM the first time a head's block
-        # is read, from L2 after
-        head = (bi, hi // group)
-        kv_bytes = length * (d + dv) * by
-        new = max(0, length - seen.get(head, 0)) * (d + dv) * by if l2_ok else kv_bytes
-        seen[head] = max(seen.get(head, 0), length)
-        hbm = chip.burst(1, rb * d * by) + new
-        l2b = kv_bytes - new
-        mask_hbm = 0.0
-        if mask_from_gm:  # this block's rows of the N x N mask, shared by all heads
-            mb = rb * length * by
-            if qi in mask_seen and mask_fits:
-                l2b += mb
-            else:
-                hbm += mb
-                mask_hbm = mb
-                mask_seen.add(qi)
-        elif skip and core not in tile_seen:  # the one small mask tile, once per core
-            tb = blk.bq * blk.b2 * by
-            if tile_seen:
-                l2b += tb
-            else:
-                hbm += tb
-                mask_hbm = tb
-            tile_seen.add(core)
-        elems = rb * length
-        workspace = elems * (ACC + by) * 2 + len(widths) * rb * dv * ACC * 2 if chip.split else 0
-        actions = {macs_action: macs,
-                   "vector_cycle": vec_s / chip.cycle_s * chip.vec_per_cube,
-                   "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
-                   "l1_byte": 2 * (kv_bytes + elems * by),
-                   "ub_byte": elems * (ACC + by) * 2 + rb * dv * ACC * 4,
-                   "l2_byte": hbm + l2b + workspace}
-        bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
-        per_core[core].append(Item(len(widths), hbm, l2b, mask_hbm, latency,
-                                   chip.burst(1, rb * dv * by), actions, bound, shadow_s=vec_s))
-    for c, items in enumerate(per_core):
+    macs_action = f"mac_{chip.cube_dtype(att.dtype)}"
+    k_pad = chip.burst(1, k_row) - k_row
+    v_pad = chip.burst(1, v_row) - v_row
+    for head in range(heads):
+        for t, nv, (fk, fv, fm) in zip(items, vals, first):
+            core = heapq.heappop(free)[1]
+            warm = bool(per_core[core])
+            vt = None
+            if att.vl is not None:
+                vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
+            key = (t.rows, t.widths, t.masks, warm, vt)
+            ch = chains.get(key)
+            if ch is None:
+                macs = sum(padded_macs(chip, t.rows, w, att.d, att.dtype) for w in t.widths)
+                if att.vl is None:
+                    macs += sum(padded_macs(chip, t.rows, att.dv, w, att.dtype)
+                                for w in t.widths)
+                ch = chains[key] = (*_chain(costs, t.rows, t.widths, t.masks, two_level, warm,
+                                            not split, vt), macs)
+            latency, cube_s, vec_s, macs = ch
+            load[core] += latency
+            heapq.heappush(free, (load[core], core))
+            walk = t.k1 - t.k0
+            kv_bytes = walk * k_row + nv * v_row
+            new_kv = fk * k_row + fv * v_row
+            hbm = new_kv + (kv_bytes - new_kv) * (1.0 - hit)
+            q_bytes = t.rows * att.d * by
+            q_pad = chip.burst(t.heads, t.positions * att.d * by) - q_bytes
+            if t.first:
+                hbm += q_bytes
+            l2b = kv_bytes + q_bytes - hbm
+            pad = q_pad
+            if t.gathered:
+                pad += walk * k_pad + nv * v_pad
+            elif att.vl is not None:
+                pad += nv * v_pad
+            mask_hbm = 0.0
+            if plan.mask_from_gm:  # this tile's rows of the N x N mask, shared by the heads
+                mb = t.positions * walk * by
+                new_m = fm * by if head == 0 else 0.0
+                mask_hbm = new_m + (mb - new_m) * (1.0 - hit)
+                hbm += mask_hbm
+                l2b += mb - mask_hbm
+            elif plan.skip and any(t.masks) and core not in tile_seen:
+                tb = blk.bq * blk.b2 * by  # the one small mask tile, once per core
+                if tile_seen:
+                    l2b += tb
+                else:
+                    hbm += tb
+                    mask_hbm = tb
+                tile_seen.add(core)
+            elems = t.rows * walk
+            workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.dv * ACC * 2 \
+                if chip.split else 0
+            actions = {macs_action: macs,
+                       "vector_cycle": vec_s / chip.cycle_s * chip.vec_per_cube,
+                       "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
+                       "l1_byte": 2 * (kv_bytes + elems * by),
+                       "ub_byte": elems * (ACC + by) * 2 + t.rows * att.dv * ACC * 4,
+                       "l2_byte": hbm + l2b + workspace}
+            bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
+            share = hbm / (hbm + l2b) if hbm + l2b else 1.0
+            store = t.rows * partial_row if split else t.rows * att.dv * by
+            # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
+            # _check_blocks): the load of one overlaps the compute of the previous
+            stages = sum(cdiv(w, blk.b2) for w in t.widths)
+            append(per_core[core], Item(stages, hbm, l2b, mask_hbm, latency, store,
+                                        actions, bound, shadow_s=min(vec_s, latency),
+                                        pad_hbm=pad * share,
+                                        pad_l2=pad * (1.0 - share)), CAP_STAGES)
+    demand: dict = {}
+    for c, core_items in enumerate(per_core):
+        hbm_demand(bld, core_items, chip.aic(c, "mte2"), chip.aiv(chip.vecs_of(c)[0], "mte3"),
+                   chip.mte3_bw * len(chip.vecs_of(c)), part_hbm, demand)
+    extra = _extra_bytes(op, graph)
+    if extra:  # inputs beyond Q, K and V, read by core 0 beside its tiles
+        b0, o0 = demand.get(chip.aic(0, "mte2"), (0.0, 0.0))
+        demand[chip.aic(0, "mte2")] = (b0 + extra, o0)
+    bld.share_hbm(demand)
+    _extra_inputs(bld, op, graph, deps=(start,))
+    ends = []
+    for c, core_items in enumerate(per_core):
         vecs = chip.vecs_of(c)
-        emit_pipeline(bld, items, load_unit=chip.aic(c, "mte2"), compute_unit=chip.aic(c, "cube"),
-                      store_unit=chip.aiv(vecs[0], "mte3"), store_bw=chip.mte3_bw * len(vecs),
-                      store_to_hbm=not out_resident, deps=(start,), dest="l1", src="ub",
-                      label=name, shadow_units=tuple(chip.aiv(v, "vector") for v in vecs),
-                      shadow_label=f"{name} softmax")
+        end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
+                            compute_unit=chip.aic(c, "cube"),
+                            store_unit=chip.aiv(vecs[0], "mte3"),
+                            store_bw=chip.mte3_bw * len(vecs), store_hbm_fraction=part_hbm,
+                            deps=(start,), dest="l1", src="ub", label=name,
+                            shadow_units=tuple(chip.aiv(v, "vector") for v in vecs),
+                            shadow_label=f"{name} softmax")
+        if end is not None:
+            ends.append(end)
+    if split:
+        _combine(bld, l2, att, plan, ends, partial_rows, name)
+
+
+def _first_touch(att: Att, plan: Plan, vals: list[float]) -> list[tuple[float, float, float]]:
+    """Per item (in issue order, the same for every K/V head): the key rows, value rows
+    and mask elements it is the first to read. A contiguous walk reads the keys of
+    its range not read before; a gathered one (block-sparse, value pruning) new
+    rows until the head's distinct rows (:func:`_key_rows`, :func:`_value_rows`)
+    are all read; the mask rows of a tile's positions are read by the first head."""
+    covered: list[list[int]] = []  # disjoint key intervals already read
+    k_left = float(_key_rows(att)) if att.sk else 0.0
+    v_left = float(_value_rows(att))
+    seen_mask: set = set()
+    out = []
+    for t, nv in zip(plan.items, vals):
+        walk = t.k1 - t.k0
+        if t.gathered:
+            fk = min(float(walk), k_left)
+            k_left -= fk
+        else:
+            fk = float(_cover(covered, t.k0, t.k1))
+        if att.vl is None:  # the value rows of the keys walked
+            fv = fk
+        else:  # the selected value rows: new ones until the head's distinct ones are read
+            fv = min(nv, v_left)
+            v_left -= fv
+        fm = 0.0
+        if plan.mask_from_gm and t.mask_key not in seen_mask:
+            seen_mask.add(t.mask_key)
+            fm = float(t.positions * walk)
+        out.append((fk, fv, fm))
+    return out
+
+
+def _cover(covered: list[list[int]], a: int, b: int) -> int:
+    """Add [a, b) to the sorted disjoint intervals ``covered``; returns the length of
+    it that was not covered before."""
+    new = b - a
+    merged = [a, b]
+    keep = []
+    for lo, hi in covered:
+        if hi < merged[0] or lo > merged[1]:
+            keep.append([lo, hi])
+            continue
+        new -= max(0, min(hi, b) - max(lo, a))
+        merged = [min(lo, merged[0]), max(hi, merged[1])]
+    keep.append(merged)
+    keep.sort()
+    covered[:] = keep
+    return max(0, new)
+
+
+def _combine(bld: Builder, l2: L2, att: Att, plan: Plan, ends: list[int], rows: int,
+             name: str) -> None:
+    """Split-KV: after a cross-core flag, the vector cores rescale and add each row's
+    partial outputs (``split`` of them at most) and write O to HBM; with value
+    pruning they first merge the chunks' candidate lists into the row's top v_len."""
+    chip = bld.chip
+    spec = chip.spec
+    sync = bld.add("launch", spec.cv_sync_s, deps=ends, bound="latency", label="split-KV flag")
+    chunks = sum(1 for t in plan.items) / max(1, len(plan.tiles))
+    per_row_in = chunks * (att.dv + 2) * ACC
+    cyc = chunks * att.dv * cycles_per_element(spec, UPDATE, "fp32") \
+        + att.dv * cycles_per_element(spec, FINAL, "fp32") + 2 * ROW_TAIL_CYCLES
+    if att.vl is not None:
+        cyc += chunks * att.vl * SORTED / spec.vector_bytes_per_cycle
+    out_rows = att.b * att.hk * sum(t.rows for t in plan.tiles)
+    emit_vector_kernel(bld, l2, units=out_rows, ins=[In("partials", per_row_in)], out="O",
+                       out_bytes_per_unit=att.dv * att.by, cycles_per_unit=cyc,
+                       ub_per_unit=per_row_in + att.dv * (att.by + ACC),
+                       label=f"{name} split-KV combine", deps=(sync,), release=("partials",))

@@ -15,11 +15,20 @@ cores, which run in parallel and synchronise through flags:
 ``link``            the NPU-to-NPU links (all-reduce)
 ==================  ========================================================
 
-HBM bandwidth is shared: a transfer that misses L2 holds one slot of the pool
-``hbm``, whose capacity is ``hbm_bw / (mte2_hbm_bytes_per_cycle · clock)``
-streams (28 on the 910B), each running at ``hbm_bw / slots``. So a few cores
-stream at the per-core rate of the CANN configuration, and many cores together
-at most at the HBM bandwidth; the queueing comes out of the event run.
+HBM bandwidth is shared in proportion to demand. Within one kernel, each pipe
+that moves HBM bytes (a core's MTE2 loading, its FixPipe or MTE3 writing back)
+gets the rate at which all of them would finish together if they streamed at
+once (``Σ bytes / (T - time busy with L2 hits) = hbm_bw``), or an equal share
+``hbm_bw / pipes`` if that is more (a small write-back is not stretched over
+the kernel), at most one stream's rate (``mte2_hbm_bytes_per_cycle · clock``,
+the per-core figure of the CANN configuration): the memory controllers
+interleave the requests of all cores, so the streams of a memory-bound kernel
+finish together at its bytes over the HBM bandwidth and a lone stream runs at
+the per-core rate. The pipes that set T get no more than their share, so no
+kernel moves its HBM bytes faster than the HBM bandwidth. (A pool of equal
+slots served first come, first served would instead quantise concurrent
+transfers into rounds: 32 equal loads on 19 slots take two rounds, on 15 slots
+three, so a faster clock, with fewer but faster slots, ran slower.)
 """
 
 from __future__ import annotations
@@ -31,8 +40,6 @@ from typing import Mapping
 from hwsim.engine import Task
 
 from .spec import AscendSpec
-
-HBM_POOL = "hbm"
 
 
 def ceil_to(x: float, step: int) -> int:
@@ -54,9 +61,9 @@ class Chip:
         self.n_cube = spec.cube_cores
         self.n_vec = spec.vector_cores if self.split else spec.cube_cores
         self.vec_per_cube = max(1, self.n_vec // self.n_cube) if self.split else 1
-        stream = spec.mte2_hbm_bytes_per_cycle * clk
-        self.hbm_slots = max(1, round(spec.hbm_bw_bytes_per_s / stream))
-        self.hbm_stream_bw = spec.hbm_bw_bytes_per_s / self.hbm_slots
+        self.hbm_bw = spec.hbm_bw_bytes_per_s
+        # one core's stream to or from HBM (an L2 miss, a write-back)
+        self.hbm_stream_bw = min(spec.mte2_hbm_bytes_per_cycle * clk, self.hbm_bw)
         self.l2_read_bw = spec.mte2_l2_bytes_per_cycle * clk
         self.l2_write_bw = spec.l2_write_bytes_per_cycle * clk
         self.fixpipe_bw = spec.fixpipe_bytes_per_cycle * clk
@@ -82,21 +89,22 @@ class Chip:
         return n * self.cycle_s
 
     def cube_dtype(self, dtype: str) -> str:
-        """The type the cube computes a ``dtype`` matmul in.
+        """The type the cube computes a ``dtype`` matmul or attention in: ``dtype`` itself.
 
-        A type the cube lacks is an error, except fp32 on a cube without an fp32
-        mode (the 910A): CANN's default precision mode there,
-        ``allow_fp32_to_fp16``, casts it to fp16 (operands stay fp32 in GM).
+        A type the cube has no mode for (fp32 and bf16 on the 910A) is an error:
+        the vector units could run it at a fraction of the rate, and CANN's
+        ``allow_fp32_to_fp16`` precision mode would cast it to fp16 (a different
+        computation), so neither is done silently.
         """
         rates = self.spec.cube_macs_per_cycle
         if rates.get(dtype):
             return dtype
-        if dtype == "fp32" and rates.get("fp16"):
-            return "fp16"
-        from hwsim.errors import InputError
+        from hwsim.errors import InputError  # noqa: PLC0415
 
+        hint = " (CANN's allow_fp32_to_fp16 precision mode casts it to fp16: use dtype fp16)" \
+            if dtype == "fp32" and rates.get("fp16") else ""
         raise InputError(f"the cube has no {dtype} mode (cube_macs_per_cycle has "
-                         f"{', '.join(rates)})", field="spec.cube_macs_per_cycle")
+                         f"{', '.join(rates)}){hint}", source="workload", field="dtype")
 
     def macs_per_cycle(self, dtype: str) -> float:
         return self.spec.cube_macs_per_cycle[self.cube_dtype(dtype)]
@@ -111,27 +119,48 @@ class Chip:
 
 
 class L2:
-    """Which GM reads hit the shared L2: an LRU over named blocks of tensors.
+    """Which GM reads hit the shared L2, within one op (the L2 starts empty at each op).
 
-    A read of a block seen before (and not evicted since) is a hit; otherwise it
-    is a miss that fills the block. A written tensor that fits in half the L2
-    stays resident (write-back), so a later kernel reading it hits; a bigger one
-    streams out to HBM as it is written.
+    Two mechanisms:
+
+    * an LRU over named blocks of tensors (GEMM panels): a read of a block seen
+      before and not evicted since is a hit, otherwise a miss that fills it;
+    * *intermediates* of a multi-kernel op (the standard attention's scores):
+      a tensor one kernel writes and the next reads stays in L2 as far as it
+      fits in the half of the L2 kept for reuse (the other half for the streams
+      passing through, M), the rest is written back to HBM and re-read from it.
+      The fraction is smooth, not all-or-nothing: of a tensor twice the space,
+      half stays (the part written last, which an LRU keeps).
+
+    An op's own outputs always go to HBM (the next op starts with a cold L2), so
+    only intermediates are registered here.
     """
 
     def __init__(self, capacity: float):
         self.capacity = float(capacity)
         self.lines: OrderedDict = OrderedDict()
         self.used = 0.0
-        self.resident: dict[str, float] = {}
+        self.resident: dict[str, float] = {}  # tensor -> fraction of it held in L2
+        self.sizes: dict[str, float] = {}
+
+    def held_bytes(self) -> float:
+        return sum(self.resident[t] * self.sizes[t] for t in self.resident)
+
+    def reuse_bytes(self) -> float:
+        """The L2 space left for reuse: half the L2 less the intermediates held."""
+        return max(0.0, self.capacity / 2 - self.held_bytes())
 
     def _limit(self) -> float:
-        return self.capacity - sum(self.resident.values())
+        return self.capacity - self.held_bytes()
+
+    def hit_fraction(self, tensor: str) -> float:
+        """Fraction of an intermediate ``tensor`` a later kernel finds in L2."""
+        return self.resident.get(tensor, 0.0)
 
     def read(self, tensor: str, block, nbytes: float) -> float:
         """Bytes of ``block`` of ``tensor`` that come from HBM (0 on a hit)."""
         if tensor in self.resident:
-            return 0.0
+            return float(nbytes) * (1.0 - self.resident[tensor])
         key = (tensor, block)
         if key in self.lines:
             self.lines.move_to_end(key)
@@ -144,12 +173,30 @@ class L2:
             self.used -= old
         return float(nbytes)
 
-    def write(self, tensor: str, nbytes: float) -> bool:
-        """Register a tensor being written; True when it stays resident in L2."""
-        if nbytes <= self.capacity / 2 - sum(self.resident.values()):
-            self.resident[tensor] = float(nbytes)
-            return True
-        return False
+    def write(self, tensor: str, nbytes: float) -> float:
+        """Register an intermediate being written; returns the fraction that stays in
+        L2 (the rest streams to HBM as it is written)."""
+        if nbytes <= 0:
+            return 1.0
+        frac = min(1.0, self.reuse_bytes() / nbytes)
+        self.resident[tensor] = frac
+        self.sizes[tensor] = float(nbytes)
+        return frac
+
+    def release(self, tensor: str) -> None:
+        """A dead intermediate frees its L2 space (it is overwritten, never written back)."""
+        self.resident.pop(tensor, None)
+        self.sizes.pop(tensor, None)
+
+
+def reuse_hit_fraction(working_set_bytes: float, capacity_bytes: float) -> float:
+    """Fraction of re-reads that hit an L2 of ``capacity_bytes`` when the data being
+    re-read spans ``working_set_bytes``: all of them while it fits, then the
+    fraction of it that stays (capacity / working set), the rest re-read from HBM.
+    Smooth in both sizes: a working set 1 % too large loses about 1 % of the hits."""
+    if working_set_bytes <= capacity_bytes:
+        return 1.0
+    return max(0.0, capacity_bytes / working_set_bytes)
 
 
 class Builder:
@@ -158,6 +205,56 @@ class Builder:
     def __init__(self, chip: Chip):
         self.chip = chip
         self.tasks: list[Task] = []
+        self.hbm_rate: dict[str, float] = {}
+
+    def share_hbm(self, demand: Mapping[str, tuple[float, float]],
+                  sequential: bool = False) -> None:
+        """Set the HBM rate of each unit of the kernel about to be emitted.
+
+        ``demand[unit] = (bytes, other_s)``: the bytes (with burst padding) the unit
+        moves to or from HBM, and the time it is busy otherwise (L2 hits). The rates
+        are those at which every unit finishes at the same time T, all streaming at
+        once within the HBM bandwidth: ``Σ bytes_u / (T - other_u) = hbm_bw``, each at
+        most one stream; a unit below an equal share gets the equal share (a small
+        write-back is not stretched over the kernel; the units that set T keep
+        theirs, so the kernel's bytes still take at least bytes / bandwidth).
+        With ``sequential`` (every core loads, computes, then stores, one stage
+        each: the loads and the stores are two phases), the floor is instead the
+        unit's share of its own phase: the loads share the bandwidth among them,
+        then the stores.
+        """
+        busy = {u: (b, o) for u, (b, o) in demand.items() if b > 0}
+        self.hbm_rate = {}
+        if not busy:
+            return
+        cap, bw = self.chip.hbm_stream_bw, self.chip.hbm_bw
+
+        def rates(t: float) -> dict[str, float]:
+            return {u: min(cap, b / (t - o)) for u, (b, o) in busy.items()}
+
+        lo = max(o for _, o in busy.values())
+        hi = lo + sum(b for b, _ in busy.values()) / min(bw, cap) + 1e-12
+        if sum(rates(hi).values()) <= bw:  # bisect T: the rates fall as T grows
+            for _ in range(60):
+                mid = (lo + hi) / 2
+                if mid <= lo or sum(rates(mid).values()) > bw:
+                    lo = mid
+                else:
+                    hi = mid
+        if sequential:
+            phase = {}
+            for u, (b, _) in busy.items():
+                phase[u.rsplit(".", 1)[-1]] = phase.get(u.rsplit(".", 1)[-1], 0.0) + b
+            floor = {u: bw * b / phase[u.rsplit(".", 1)[-1]] for u, (b, _) in busy.items()}
+        else:
+            floor = dict.fromkeys(busy, bw / len(busy))
+        self.hbm_rate = {u: min(cap, max(r, floor[u])) for u, r in rates(hi).items()}
+
+    def _hbm_rate(self, unit: str) -> float:
+        rate = self.hbm_rate.get(unit)
+        if rate is None:  # pragma: no cover - a lowering bug, not an input problem
+            raise RuntimeError(f"HBM transfer on {unit} outside its kernel's share_hbm")
+        return rate
 
     def add(self, unit: str, duration_s: float, *, deps=(), bound: str = "compute",
             pool: str = "", label: str = "", nbytes: Mapping[str, int] | None = None,
@@ -172,44 +269,52 @@ class Builder:
                         label=label)
 
     def load(self, unit: str, hbm_bytes: float, l2_bytes: float, *, deps=(), dest: str = "l1",
-             label: str = "load", mask_bytes: float = 0.0) -> int:
-        """MTE2: ``hbm_bytes`` missing L2 (an HBM stream slot each) then ``l2_bytes`` hitting.
+             label: str = "load", mask_bytes: float = 0.0, hbm_pad: float = 0.0,
+             l2_pad: float = 0.0) -> int:
+        """MTE2: ``hbm_bytes`` missing L2 (at the unit's HBM rate) and ``l2_bytes``
+        hitting it, one task (the bound is the larger part).
 
-        Returns the index of the last task (the one consumers wait for).
+        ``hbm_pad``/``l2_pad``: bytes of burst the MTE2 spends beyond the data (runs
+        shorter than ``transfer_align_bytes``, gathered rows): time, not traffic.
         """
         chip = self.chip
-        last = None
-        deps = tuple(deps)
+        hbm_s = (hbm_bytes + hbm_pad) / self._hbm_rate(unit) if hbm_bytes > 0 else 0.0
+        l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw
+        nb = {}
         if hbm_bytes > 0:
-            nb = {"dram_read": int(hbm_bytes)}
+            nb["dram_read"] = int(round(hbm_bytes))
             if mask_bytes:
-                nb["mask_dram_read"] = int(mask_bytes)
-            last = self.add(unit, hbm_bytes / chip.hbm_stream_bw, deps=deps, bound="memory",
-                            pool=HBM_POOL, label=label + " (HBM)", nbytes=nb,
-                            actions={"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes,
-                                     f"{dest}_byte": hbm_bytes})
-            deps = (last,)
-        if l2_bytes > 0 or last is None:
-            last = self.add(unit, l2_bytes / chip.l2_read_bw, deps=deps, bound="onchip",
-                            label=label + " (L2)", nbytes={"l2_read": int(l2_bytes)},
-                            actions={"l2_byte": l2_bytes, f"{dest}_byte": l2_bytes})
-        return last
+                nb["mask_dram_read"] = int(round(mask_bytes))
+        if l2_bytes > 0:
+            nb["l2_read"] = int(round(l2_bytes))
+        hbm_bytes = max(0.0, hbm_bytes)
+        return self.add(unit, hbm_s + l2_s, deps=deps,
+                        bound="memory" if hbm_s >= l2_s and hbm_s > 0 else "onchip",
+                        label=label + (" (HBM)" if hbm_s >= l2_s and hbm_s > 0 else " (L2)"),
+                        nbytes=nb, actions={"hbm_byte": hbm_bytes,
+                                            "l2_byte": hbm_bytes + l2_bytes,
+                                            f"{dest}_byte": hbm_bytes + l2_bytes})
 
-    def store(self, unit: str, nbytes: float, unit_bw: float, *, to_hbm: bool, deps=(),
-              src: str = "ub", label: str = "store") -> int:
-        """Write ``nbytes`` to GM: into L2 at the unit's rate, or streaming to HBM.
-
-        Every GM write reaches HBM in the end (write-back), so it counts as DRAM
-        written; its time is the L2's unless the tensor does not fit there.
+    def store(self, unit: str, nbytes: float, unit_bw: float, *, hbm_fraction: float = 1.0,
+              deps=(), src: str = "ub", label: str = "store") -> int:
+        """Write ``nbytes`` to GM: ``hbm_fraction`` of it streams to HBM (at the unit's
+        HBM rate, counted as DRAM written), the rest stays in L2 (an intermediate that
+        the op's next kernel reads: written at the L2 rate, never counted as DRAM).
         """
         chip = self.chip
-        if to_hbm:
-            bw, pool, bound = min(unit_bw, chip.hbm_stream_bw), HBM_POOL, "memory"
-        else:
-            bw, pool, bound = min(unit_bw, chip.l2_write_bw), "", "onchip"
-        return self.add(unit, nbytes / bw, deps=deps, bound=bound, pool=pool, label=label,
-                        nbytes={"dram_write": int(nbytes)},
-                        actions={f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": nbytes})
+        hbm = float(nbytes) * min(1.0, max(0.0, hbm_fraction))
+        l2b = float(nbytes) - hbm
+        hbm_s = hbm / min(unit_bw, self._hbm_rate(unit)) if hbm > 0 else 0.0
+        l2_s = l2b / min(unit_bw, chip.l2_write_bw)
+        nb = {}
+        if hbm > 0:
+            nb["dram_write"] = int(round(hbm))
+        if l2b > 0:
+            nb["l2_write"] = int(round(l2b))
+        memory = hbm_s >= l2_s and hbm_s > 0
+        return self.add(unit, hbm_s + l2_s, deps=deps, bound="memory" if memory else "onchip",
+                        label=label + (" (HBM)" if memory else " (L2)"), nbytes=nb,
+                        actions={f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm})
 
 
 def segments(n_items: int, n_segments: int) -> list[tuple[int, int]]:

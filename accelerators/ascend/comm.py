@@ -8,7 +8,8 @@ preset's links: each device sends and receives ``2(N-1)/N`` of the tensor in
     time = 2(N-1)/N · bytes / link_bw + 2(N-1) · link_latency
 
 plus a kernel start. The vector cores add the received chunks (reduce-scatter),
-and every byte is read from and written back to HBM.
+reading the local tensor from HBM and writing the sum back while the links run:
+those HBM bytes are timed on the vector cores, beside the link.
 
 With ``tiling.tiling_allreduce`` (FastAttention's Tiling-AllReduce, like CANN's
 fused MatmulAllReduce), the all-reduce of the output tiles a wave of the matmul
@@ -26,7 +27,8 @@ from hwsim.collectives import allreduce
 from hwsim.engine import Task, analytical_latency
 from hwsim.ir.dtypes import dtype_bits
 
-from .chip import Chip, cdiv
+from .chip import L2, Builder, Chip, cdiv
+from .vector import In, cycles_per_element, emit_vector_kernel
 
 
 def ring_time(spec, nbytes: float, devices: int) -> float:
@@ -78,8 +80,19 @@ def lower_allreduce(op, graph, chip: Chip, tiling, target) -> list[Task]:
         waves = cdiv(a["batch"] * cdiv(a["m"], t.om) * cdiv(a["n"], t.on), chip.n_cube)
         time_s, chunks = exposed_time(spec, nbytes, n, prod_s, waves)
         label = f"allreduce (tiling-AllReduce, {chunks} chunks, exposed part)"
-    adds = tensor.numel * (n - 1) / n
-    lanes = spec.vector_bytes_per_cycle / (dtype_bits(tensor.dtype) / 8)
-    return [Task("link", time_s, {"dram_read": nbytes, "dram_write": nbytes, "link": int(sent)},
-                 {"link_byte": sent, "hbm_byte": 2 * nbytes + 2 * sent, "l2_byte": 2 * sent,
-                  "vector_cycle": adds / lanes}, (), "interconnect", "", label)]
+    # the NPU's share of the reduction: the vector cores read the local tensor, add the
+    # received chunks and write the result, at the same time as the links run; those
+    # HBM bytes are timed there (the op lasts as long as the longer of the two)
+    bld = Builder(chip)
+    bld.tasks.append(Task("link", time_s, {"link": int(sent)},
+                          {"link_byte": sent, "hbm_byte": 2 * sent, "l2_byte": 2 * sent},
+                          (), "interconnect", "", label))
+    eb = dtype_bits(tensor.dtype) / 8
+    emit_vector_kernel(bld, L2(spec.l2_bytes), units=tensor.numel,
+                       ins=[In(f"t{tensor.id}", eb)], out=f"t{op.outputs[0]}",
+                       out_bytes_per_unit=eb,
+                       cycles_per_unit=(n - 1) / n * cycles_per_element(spec, ("add",),
+                                                                         tensor.dtype),
+                       ub_per_unit=3 * eb, label="allreduce (local reduce)",
+                       align_units=max(1, int(spec.ub_align_bytes // eb)))
+    return bld.tasks

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from hwsim.ir.dtypes import dtype_bits
 
-from .chip import L2, Builder, Chip, cdiv
-from .pipeline import Item, append, emit_pipeline
+from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
+from .pipeline import Item, append, emit_pipeline, hbm_demand
 
 ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
 
@@ -114,7 +114,9 @@ def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTi
                 row_run = kp * b if tk >= kp else cdiv(kp, tk) * chip.burst(1, tk * b)
                 loaded = tiles * (om * row_run + kp * chip.burst(1, on * b, on >= n))
                 first = min(unique, loaded)
-                mte2_s = (first / chip.hbm_stream_bw + (loaded - first) / chip.l2_read_bw) / cores
+                # first reads share the HBM (at most one stream per core), re-reads hit L2
+                mte2_s = max(first / chip.hbm_bw, first / cores / chip.hbm_stream_bw) \
+                    + (loaded - first) / chip.l2_read_bw / cores
                 fix_s = om * on * b / chip.fixpipe_bw
                 per_tile = max(chip.cycles(max(cube, mte1)), fix_s)
                 est = max(waves * per_tile, mte2_s)
@@ -147,11 +149,21 @@ def tile_order(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str, t: Ge
 def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype: str,
               out_dtype: str | None = None, a: str = "A", b: str = "B", out: str = "C",
               a_group: int = 1, b_group: int = 1, deps=(), label: str = "gemm",
-              tiling: GemmTiling | None = None) -> list[int]:
+              tiling: GemmTiling | None = None, keep_out_in_l2: bool = False,
+              bias: str | None = None, bias_dtype: str | None = None, bias_full: bool = False,
+              a_unique: float | None = None, b_unique: float | None = None) -> list[int]:
     """Tasks of a (batched) GEMM; returns the indices of each core's last tasks.
 
     ``a_group``/``b_group``: how many consecutive batch entries share one A/B
     matrix (``b_group = batch`` for a weight shared by the whole batch).
+    ``keep_out_in_l2``: C is an intermediate the op's next kernel reads (the
+    standard attention's scores), so the part of it that fits stays in L2; an
+    op's output always goes to HBM. ``bias``: a row of n added to every row of C
+    (FixPipe's bias add), read once per column tile; with ``bias_full`` a whole
+    matrix added to C (``baddbmm``), read tile by tile with the output. ``a_unique``/``b_unique``:
+    the bytes an operand's storage holds when it is a view (a broadcast or a
+    strided view of a smaller tensor): HBM serves at most those once, re-reads
+    of them hit L2 as far as they fit (:func:`~.chip.reuse_hit_fraction`).
     """
     chip = bld.chip
     s = chip.spec
@@ -162,11 +174,12 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     kf = k_fractal(chip, dtype)
     kp = cdiv(k, kf) * kf
     stages = cdiv(kp, t.tk)
-    resident = l2.write(out, batch * m * n * ob)
+    out_hbm = 1.0 - (l2.write(out, batch * m * n * ob) if keep_out_in_l2 else 0.0)
     cores = chip.n_cube
     issue = s.cube_issue_cycles * cdiv(k, t.bk)
     full_k = t.tk >= kp
     action = f"mac_{chip.cube_dtype(dtype)}"
+    bias_by = dtype_bytes(bias_dtype or out_dtype or dtype)
     shapes: dict[tuple[int, int], tuple] = {}
 
     def shape(rows: int, cols: int) -> tuple:
@@ -183,6 +196,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             # as whole bursts, not as k strided rows each rounded up to a burst
             b_bytes = chip.burst(k, cols * by, contiguous=cols == n or cols % e == 0)
             out_bytes = chip.burst(rows, cols * ob, contiguous=cols == n)
+            bias_bytes = 0 if not bias else chip.burst(
+                rows if bias_full else 1, cols * bias_by, contiguous=cols == n)
             macs = padded_macs(chip, rows, cols, k, dtype)
             fractals = macs / (e * e * kf)
             # L0: operand fractals read by the cube, MTE1 writes, L0C read-modify-write
@@ -191,7 +206,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             actions = {action: macs, "l0_byte": l0, "l1_byte": (rp * kp + kp * cp) * by}
             got = shapes[(rows, cols)] = (chip.cycles(max(mma, mte1)),
                                           "onchip" if mte1 > mma else "compute",
-                                          a_bytes, b_bytes, out_bytes, actions)
+                                          a_bytes, b_bytes, out_bytes, actions, bias_bytes)
         return got
 
     tiles_per_batch = cdiv(m, t.om) * cdiv(n, t.on)
@@ -201,43 +216,75 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     b_b = k * n * by
     if batch == 1 or (a_b + b_b) * 4 > l2.capacity:
         # tile by tile through the L2 model
+        tiles = []
         for idx, (bi, i, j) in enumerate(tile_order(chip, batch, m, n, k, dtype, t)):
-            cube_s, bound, ab, bb, ob_, actions = shape(min(t.om, m - i * t.om),
-                                                        min(t.on, n - j * t.on))
-            hbm = l2.read(a, (bi // a_group, i), ab) + l2.read(b, (bi // b_group, j), bb)
-            append(per_core[idx % cores], Item(stages, hbm, ab + bb - hbm, 0.0, cube_s, ob_,
-                                               actions, bound), cap)
+            sh = shape(min(t.om, m - i * t.om), min(t.on, n - j * t.on))
+            ab, bb, bias_b = sh[2], sh[3], sh[6]
+            tiles.append((idx % cores, l2.read(a, (bi // a_group, i), ab),
+                          l2.read(b, (bi // b_group, j), bb),
+                          l2.read(bias, (bi, i, j) if bias_full else j, bias_b) if bias
+                          else 0.0, ab + bb + bias_b, sh))
+        # an operand that is a view of a smaller tensor: HBM serves its storage once
+        ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
+        rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
+        for core, ha, hb, hx, total, sh in tiles:
+            hbm = ha * ra + hb * rb + hx
+            append(per_core[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5],
+                                        sh[1]), cap)
     else:
         # small matrices per batch entry: each entry's panels are read from HBM the first
-        # time and hit L2 after; the cores' shares repeat, so sum them once per residue
-        variants: dict[tuple[bool, bool], list[Item]] = {}
-        for a_first in (True, False) if a_group > 1 else (True,):
-            for b_first in (True, False) if b_group > 1 else (True,):
-                sums = [Item(0, streamed=True) for _ in range(cores)]
+        # time and hit L2 after (an intermediate of the op: as far as it stayed there);
+        # the cores' shares repeat, so sum them once per residue
+        miss_a, miss_b = 1.0 - l2.hit_fraction(a), 1.0 - l2.hit_fraction(b)
+        order = list(tile_order(chip, 1, m, n, k, dtype, t))
+        rows_a = {i: shape(min(t.om, m - i * t.om), t.on)[2] for _, i, _ in order}
+        cols_b = {j: shape(t.om, min(t.on, n - j * t.on))[3] for _, _, j in order}
+        ra = _alias_scale(cdiv(batch, a_group) * sum(rows_a.values()) * miss_a, a_unique, l2)
+        rb = _alias_scale(cdiv(batch, b_group) * sum(cols_b.values()) * miss_b, b_unique, l2)
+        variants: dict[tuple[bool, bool, bool], list[Item]] = {}
+        for bi in range(batch):
+            key = (bi % a_group == 0, bi % b_group == 0, bi == 0 and bool(bias))
+            sums = variants.get(key)
+            if sums is None:
+                a_first, b_first, x_first = key
+                sums = variants[key] = [Item(0, streamed=True) for _ in range(cores)]
                 seen_a, seen_b = set(), set()
-                for loc, (_, i, j) in enumerate(tile_order(chip, 1, m, n, k, dtype, t)):
-                    cube_s, bound, ab, bb, ob_, actions = shape(min(t.om, m - i * t.om),
-                                                                min(t.on, n - j * t.on))
-                    hbm = (ab if a_first and i not in seen_a and a not in l2.resident else 0.0) \
-                        + (bb if b_first and j not in seen_b and b not in l2.resident else 0.0)
+                for loc, (_, i, j) in enumerate(order):
+                    cube_s, bound, ab, bb, ob_, actions, bias_b = shape(
+                        min(t.om, m - i * t.om), min(t.on, n - j * t.on))
+                    hbm = (ab * miss_a * ra if a_first and i not in seen_a else 0.0) \
+                        + (bb * miss_b * rb if b_first and j not in seen_b else 0.0) \
+                        + (bias_b if bias_full or (x_first and j not in seen_b) else 0.0)
                     seen_a.add(i)
                     seen_b.add(j)
-                    sums[loc % cores].absorb(Item(stages, hbm, ab + bb - hbm, 0.0, cube_s, ob_,
-                                                  actions, bound))
-                variants[(a_first, b_first)] = sums
-        for bi in range(batch):
-            sums = variants[(bi % a_group == 0, bi % b_group == 0)]
+                    sums[loc % cores].absorb(Item(stages, hbm, ab + bb + bias_b - hbm, 0.0,
+                                                  cube_s, ob_, actions, bound))
             off = (bi * tiles_per_batch) % cores
             for c in range(cores):
                 item = sums[(c - off) % cores]
                 if item.stages:
                     append(per_core[c], item, cap)
+    demand: dict = {}
+    for c, items in enumerate(per_core):
+        hbm_demand(bld, items, chip.aic(c, "mte2"), chip.aic(c, "fixpipe"), chip.fixpipe_bw,
+                   out_hbm, demand)
+    bld.share_hbm(demand, sequential=all(sum(it.stages for it in items) <= 1
+                                          for items in per_core))
     last: list[int] = []
     for c, items in enumerate(per_core):
         end = emit_pipeline(bld, items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"), store_unit=chip.aic(c, "fixpipe"),
-                            store_bw=chip.fixpipe_bw, store_to_hbm=not resident, deps=deps,
+                            store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm, deps=deps,
                             dest="l1", src="l0", label=label)
         if end is not None:
             last.append(end)
     return last
+
+
+def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:
+    """Factor on an operand's HBM bytes when it is a view holding only ``unique`` bytes:
+    those come from HBM once, the re-reads of them from L2 as far as they fit."""
+    if unique is None or hbm_bytes <= unique or hbm_bytes <= 0:
+        return 1.0
+    hit = reuse_hit_fraction(unique, l2.reuse_bytes())
+    return (unique + (hbm_bytes - unique) * (1.0 - hit)) / hbm_bytes

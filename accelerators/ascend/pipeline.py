@@ -7,13 +7,15 @@ block). On the chip, the load of stage s+1 overlaps the compute of stage s
 (two buffers), and a finished item is stored while the next one is computed.
 
 Events are tiles, never cycles: the stages are cut into a handful of segments
-S_0 = the first stage alone (the pipeline fill), then about equal segments.
+S_0 = the first stage alone (the pipeline fill), then about equal segments,
+then the last stage alone (the drain).
 The load task L_g carries the rest of segment g-1 after its first stage plus
 the first stage of segment g (the one-stage look-ahead of double buffering),
 so compute C_g waits for L_g, L_g runs while C_{g-1} computes, and L_g may
-start once C_{g-2} has freed its buffer. The time therefore comes out as
-fill + Σ max(compute, load) per segment, with queueing for the shared HBM
-slots between cores coming out of the run.
+start once C_{g-2} has freed its buffer. Stores mirror the loads: the store
+task after C_g carries what C_g's last stage and C_{g+1}'s other stages
+write, so it runs beside C_{g+1}. The time therefore comes out as
+fill + Σ max(compute, load, store) per segment + drain.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Item:
     bound: str = "compute"
     streamed: bool = False  # every stage stores its share (a vector tile), not the last
     shadow_s: float = 0.0  # busy time of companion units (the AIVs of an attention chain)
+    pad_hbm: float = 0.0  # burst bytes the MTE2 spends beyond the data: time, not traffic
+    pad_l2: float = 0.0
 
     def absorb(self, o: "Item") -> None:
         """Add ``o`` to this item (consecutive items of one core, merged)."""
@@ -52,6 +56,8 @@ class Item:
         self.compute_s += o.compute_s
         self.store_bytes += o.store_bytes
         self.shadow_s += o.shadow_s
+        self.pad_hbm += o.pad_hbm
+        self.pad_l2 += o.pad_l2
         self.streamed = True  # its output leaves tile by tile, spread over its stages
         for a, v in o.actions.items():
             self.actions[a] = self.actions.get(a, 0.0) + v
@@ -64,14 +70,34 @@ def append(items: list[Item], item: Item, cap_stages: int) -> None:
     else:
         items.append(Item(item.stages, item.load_hbm, item.load_l2, item.mask_hbm,
                           item.compute_s, item.store_bytes, dict(item.actions), item.bound,
-                          item.streamed, item.shadow_s))
+                          item.streamed, item.shadow_s, item.pad_hbm, item.pad_l2))
 
 
-FIELDS = ("load_hbm", "load_l2", "mask_hbm", "compute_s", "streamed_store", "shadow_s")
+def hbm_demand(bld: Builder, items: list[Item], load_unit: str, store_unit: str,
+               store_bw: float, store_hbm_fraction: float = 1.0, into: dict | None = None
+               ) -> dict:
+    """What one core's items ask of the HBM, by unit: (bytes with burst padding, time
+    busy otherwise), as :meth:`~.chip.Builder.share_hbm` takes it."""
+    chip = bld.chip
+    out = into if into is not None else {}
+    loads = sum(it.load_hbm + it.pad_hbm for it in items)
+    l2_s = sum(it.load_l2 + it.pad_l2 for it in items) / chip.l2_read_bw
+    stored = sum(it.store_bytes for it in items)
+    stores = stored * store_hbm_fraction
+    store_l2_s = (stored - stores) / min(store_bw, chip.l2_write_bw)
+    for unit, b, o in ((load_unit, loads, l2_s), (store_unit, stores, store_l2_s)):
+        if b > 0:
+            ob, oo = out.get(unit, (0.0, 0.0))
+            out[unit] = (ob + b, oo + o)
+    return out
+
+
+FIELDS = ("load_hbm", "load_l2", "mask_hbm", "compute_s", "streamed_store", "shadow_s",
+          "pad_hbm", "pad_l2")
 
 
 def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_unit: str,
-                  store_unit: str, store_bw: float, store_to_hbm: bool, deps=(),
+                  store_unit: str, store_bw: float, store_hbm_fraction: float = 1.0, deps=(),
                   dest: str = "l1", src: str = "l0", label: str = "",
                   segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
                   shadow_label: str = "", compute_bound: str | None = None) -> int | None:
@@ -82,6 +108,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     show their work, whose timing the compute task already includes.
     ``compute_bound`` overrides the compute tasks' bound (a kernel limited by
     the shared HBM rather than by its compute units says ``memory``).
+    ``store_hbm_fraction``: the share of the stored bytes that goes to HBM (1 for
+    an op's output; an intermediate the op's next kernel reads may stay in L2).
     """
     if not items:
         return None
@@ -89,8 +117,10 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
     total = offs[-1]
+    # the first stage alone (the fill), the middle in segments, the last stage alone (the
+    # drain: only its store is left when the loads are done)
     bounds = [0, 1] if total > 1 else [0]
-    rest = total - 1
+    rest = total - 2
     k = max(1, min(segments, rest)) if rest > 0 else 0
     for s in range(1, k + 1):
         bounds.append(1 + round(s * rest / k))
@@ -112,8 +142,13 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         for a, v in it.actions.items():
             acts[g][a] = acts[g].get(a, 0.0) + v
         by_bound[g][it.bound] = by_bound[g].get(it.bound, 0.0) + it.compute_s
+    # a streamed store (vector tiles) leaves stage by stage, one stage behind the compute:
+    # the task after C_g carries the last stage of segment g and the others of segment g+1,
+    # running beside C_{g+1}; the last task only the last stage (the drain)
+    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
+    streamed = _sums(items, offs, store_bounds)
     for g in range(n_seg):
-        stores[g] += comp[g]["streamed_store"]
+        stores[g] += streamed[g]["streamed_store"]
     # whole bytes per task, rounded so that the segments add up to the items' totals
     for name in ("load_hbm", "load_l2", "mask_hbm"):
         _integral(loads, name)
@@ -125,7 +160,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         buf = (comp_idx[g - 2],) if g >= 2 else ()
         load_idx.append(bld.load(load_unit, loads[g]["load_hbm"], loads[g]["load_l2"],
                                  deps=(*deps, *buf), dest=dest, label=f"{label} load",
-                                 mask_bytes=loads[g]["mask_hbm"]))
+                                 mask_bytes=loads[g]["mask_hbm"], hbm_pad=loads[g]["pad_hbm"],
+                                 l2_pad=loads[g]["pad_l2"]))
         if g < n_seg:
             seg = by_bound[g]
             bound = compute_bound or (max(seg, key=seg.get) if seg else "compute")
@@ -136,12 +172,12 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                     bld.add(unit, comp[g]["shadow_s"], deps=(load_idx[g],), bound=bound,
                             label=shadow_label or label)
             if stores[g] and g < n_seg - 1:
-                bld.store(store_unit, stores[g], store_bw, to_hbm=store_to_hbm,
+                bld.store(store_unit, stores[g], store_bw, hbm_fraction=store_hbm_fraction,
                           deps=(comp_idx[g],), src=src, label=f"{label} store")
     end = (comp_idx[-1], load_idx[-1])
     if stores[-1]:
-        return bld.store(store_unit, stores[-1], store_bw, to_hbm=store_to_hbm, deps=end,
-                         src=src, label=f"{label} store")
+        return bld.store(store_unit, stores[-1], store_bw, hbm_fraction=store_hbm_fraction,
+                         deps=end, src=src, label=f"{label} store")
     if load_idx[-1] > comp_idx[-1]:
         return bld.add(compute_unit, 0.0, deps=end, label=label)
     return comp_idx[-1]
@@ -175,6 +211,8 @@ def _sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
                 o["mask_hbm"] += it.mask_hbm * f
                 o["compute_s"] += it.compute_s * f
                 o["shadow_s"] += it.shadow_s * f
+                o["pad_hbm"] += it.pad_hbm * f
+                o["pad_l2"] += it.pad_l2 * f
                 if it.streamed:
                     o["streamed_store"] += it.store_bytes * f
             g += 1

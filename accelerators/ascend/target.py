@@ -10,7 +10,7 @@ from hwsim.errors import UnsupportedOpError
 from hwsim.targets import Target
 
 from . import attention, comm, memory, vector
-from .chip import HBM_POOL, L2, Builder, Chip, cdiv
+from .chip import L2, Builder, Chip, cdiv
 from .energy import energy_table
 from .gemm import emit_gemm, search
 from .spec import AscendSpec
@@ -43,7 +43,8 @@ class AscendTarget(Target):
         return memory.ascend_footprint(graph, tiling)
 
     def pools(self, spec: AscendSpec) -> dict[str, int]:
-        return {HBM_POOL: self.chip(spec).hbm_slots}
+        """None: the HBM is shared by rates set per kernel (:meth:`.chip.Builder.share_hbm`)."""
+        return {}
 
     def lower(self, op, graph, spec: AscendSpec, tiling=None) -> list[Task]:
         chip = self.chip(spec)
@@ -73,10 +74,26 @@ class AscendTarget(Target):
         start = bld.launch()
         b_shared = batch > 1 and tb.numel == k * n
         a_shared = batch > 1 and ta.numel == m * k
+        bias = t[op.inputs[2]] if len(op.inputs) > 2 else None
+
+        def unique(x):  # a view of a smaller tensor holds only its root's bytes
+            return float(graph.stored_bytes(x.id)) if graph.root(x.id) != x.id else None
+
         emit_gemm(bld, l2, batch=batch, m=m, n=n, k=k, dtype=dtype,
                   out_dtype=t[op.outputs[0]].dtype, a=f"t{ta.id}", b=f"t{tb.id}",
                   out=f"t{op.outputs[0]}", a_group=batch if a_shared else 1,
-                  b_group=batch if b_shared else 1, deps=(start,), label=op.name or "matmul")
+                  b_group=batch if b_shared else 1, deps=(start,), label=op.name or "matmul",
+                  bias=f"t{bias.id}" if bias is not None else None,
+                  bias_dtype=bias.dtype if bias is not None else None,
+                  bias_full=bias is not None and bias.numel > n,
+                  a_unique=unique(ta), b_unique=unique(tb))
+
+    def executed_flops(self, op, graph, spec: AscendSpec, tiling=None) -> int:
+        """Attention: the score blocks the strategy's kernels compute (whole tiles;
+        the fused kernels with tiling-mask skip the wholly masked ones)."""
+        if op.kind == "attention":
+            return attention.executed_flops(self.chip(spec), op, graph, tiling)
+        return super().executed_flops(op, graph, spec, tiling)
 
     def describe(self, op, graph, spec: AscendSpec, tiling=None) -> str:
         """One line on how ``op`` runs: its tiles and cores, or its strategy and blocks."""

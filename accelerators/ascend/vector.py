@@ -12,9 +12,11 @@ The vector unit works on 256-byte repeats, one per cycle for simple functions
 (:data:`RECIPES`). Reductions add a per-row tail. Softmax and the norms
 compute in fp32 (cast in and out), as the CANN kernels do for fp16 inputs.
 
-Inputs read by every row (a norm's weight, rope's cos/sin, a broadcast mask)
-hit the L2 after their first read when they fit; streamed inputs come from
-HBM unless an earlier kernel of the same op left them resident in the L2.
+Inputs re-read by many rows (a broadcast mask) hit the L2 after their first
+read as far as they fit; streamed inputs come from HBM unless an earlier
+kernel of the same op left them in the L2. Every op starts with a cold L2 and
+writes its output to HBM (timed on the HBM streams): only the intermediates of
+a multi-kernel op (the standard attention) stay in L2.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from dataclasses import dataclass
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.dtypes import dtype_bits
 
-from .chip import L2, Builder, cdiv
-from .pipeline import Item, emit_pipeline
+from .chip import L2, Builder, cdiv, reuse_hit_fraction
+from .pipeline import Item, emit_pipeline, hbm_demand
 
 # composite functions as primitives of the cost table (M: the usual expansions)
 RECIPES: dict[str, tuple[str, ...]] = {
@@ -72,6 +74,16 @@ def cycles_per_element(spec, fns: tuple[str, ...], dtype: str) -> float:
     return total / lanes
 
 
+def topk_cycles(spec, n: int) -> float:
+    """Vector cycles to find the top-k of a row of ``n`` values: the sort unit orders
+    runs of 32 (``sort32`` each), then 4-way merges of (value, index) pairs, 8 bytes
+    each, at one 256-byte repeat per cycle, until one sorted run is left."""
+    groups = cdiv(int(n), 32)
+    merges = math.ceil(math.log(groups, 4) - 1e-12) if groups > 1 else 0
+    return (groups * spec.vector_cycles_per_repeat["sort32"]
+            + merges * cdiv(int(n) * 8, int(spec.vector_bytes_per_cycle)))
+
+
 @dataclass
 class In:
     """An input stream: ``bytes_per_unit`` per work unit; ``period`` > 0 when the
@@ -81,38 +93,47 @@ class In:
     bytes_per_unit: float
     period: int = 0
     mask: bool = False  # an attention mask: its HBM bytes are also counted as mask_dram_read
+    hbm_fraction: float | None = None  # known share from HBM (gathers with re-reads)
 
 
 def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: str,
                        out_bytes_per_unit: float, cycles_per_unit: float, ub_per_unit: float,
                        label: str, deps=(), align_units: int = 1, reread_fraction: float = 0.0,
-                       fixed_cycles_per_unit: float = 0.0, release: tuple[str, ...] = ()
+                       fixed_cycles_per_unit: float = 0.0, release: tuple[str, ...] = (),
+                       keep_out_in_l2: bool = False, pad_per_unit: float = 0.0
                        ) -> list[int]:
     """Tasks of a streaming vector kernel over ``units`` rows or elements.
 
     ``ub_per_unit``: UB bytes one unit needs in a tile (single copy; the tile
     is double buffered). When one unit does not fit, it is processed in chunks
     and ``reread_fraction`` of its input is read a second time (from L2).
+    The output goes to HBM (an op's output: the next op starts with a cold L2),
+    unless ``keep_out_in_l2`` (an intermediate the op's next kernel reads: the
+    part that fits stays in L2, :class:`~.chip.L2`). ``release``: inputs dead
+    after this kernel, whose L2 space the output may take. ``pad_per_unit``:
+    burst bytes per unit the MTE2 spends beyond the data (gathered rows).
     """
     chip = bld.chip
     spec = chip.spec
     if units <= 0:
         return []
     total_out = units * out_bytes_per_unit
-    # L2 behaviour of each input: fraction of its bytes that come from HBM
+    # L2 behaviour of each input: the fraction of its bytes that come from HBM
     hbm_frac = []
-    avail = l2.capacity - sum(l2.resident.values())
     for s in ins:
-        if s.name in l2.resident:
-            hbm_frac.append(0.0)
-        elif s.period and s.period < units:
-            unique = s.period * s.bytes_per_unit
-            hbm_frac.append(s.period / units if 2 * unique <= avail else 1.0)
+        if s.hbm_fraction is not None:
+            hbm_frac.append(s.hbm_fraction)
+        elif s.name in l2.resident:  # an intermediate of this op, as far as it stayed in L2
+            hbm_frac.append(1.0 - l2.hit_fraction(s.name))
+        elif s.period and s.period < units:  # broadcast: read once, re-read from L2
+            first = s.period / units
+            hit = reuse_hit_fraction(s.period * s.bytes_per_unit, l2.reuse_bytes())
+            hbm_frac.append(first + (1.0 - first) * (1.0 - hit))
         else:
             hbm_frac.append(1.0)
     for name in release:  # inputs dead after this kernel free their L2 space
-        l2.resident.pop(name, None)
-    resident_out = l2.write(out, total_out)
+        l2.release(name)
+    out_hbm = 1.0 - (l2.write(out, total_out) if keep_out_in_l2 else 0.0)
     in_bytes = sum(s.bytes_per_unit for s in ins)
     hbm_per_unit = sum(s.bytes_per_unit * f for s, f in zip(ins, hbm_frac))
     mask_per_unit = sum(s.bytes_per_unit * f for s, f in zip(ins, hbm_frac) if s.mask)
@@ -123,14 +144,15 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
         reread = reread_fraction * in_bytes  # a row in chunks: read again from L2
     nv = chip.n_vec
     # the kernel is memory-bound when the shared HBM needs longer than each core's compute
-    hbm_s = units * (hbm_per_unit + (0 if resident_out else out_bytes_per_unit)) / \
-        spec.hbm_bw_bytes_per_s
+    hbm_s = units * (hbm_per_unit + out_bytes_per_unit * out_hbm) / spec.hbm_bw_bytes_per_s
     core_s = units / nv * (cycles_per_unit + fixed_cycles_per_unit) * chip.cycle_s
     bound = "memory" if hbm_s > core_s else "compute"
     base, extra = divmod(units // align_units, nv)
     rest = units - (units // align_units) * align_units
-    last: list[int] = []
     vec_rate = chip.cycle_s
+    hbm_share = hbm_per_unit / in_bytes if in_bytes else 0.0
+    work: list[tuple[int, Item]] = []
+    demand: dict = {}
     for v in range(nv):
         u = (base + (v < extra)) * align_units + (rest if v == nv - 1 else 0)
         if u <= 0:
@@ -142,10 +164,17 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
                   store_bytes=u * out_bytes_per_unit,
                   actions={"vector_cycle": u * cycles_per_unit,
                            "ub_byte": u * (2 * in_bytes + reread + 2 * out_bytes_per_unit)},
-                  streamed=True)
+                  streamed=True, pad_hbm=u * pad_per_unit * hbm_share,
+                  pad_l2=u * pad_per_unit * (1.0 - hbm_share))
+        work.append((v, it))
+        hbm_demand(bld, [it], chip.aiv(v, "mte2"), chip.aiv(v, "mte3"), chip.mte3_bw, out_hbm,
+                   demand)
+    bld.share_hbm(demand, sequential=all(it.stages == 1 for _, it in work))
+    last: list[int] = []
+    for v, it in work:
         end = emit_pipeline(bld, [it], load_unit=chip.aiv(v, "mte2"),
                             compute_unit=chip.aiv(v, "vector"), store_unit=chip.aiv(v, "mte3"),
-                            store_bw=chip.mte3_bw, store_to_hbm=not resident_out, deps=deps,
+                            store_bw=chip.mte3_bw, store_hbm_fraction=out_hbm, deps=deps,
                             dest="ub", src="ub", label=label, compute_bound=bound,
                             segments=VECTOR_SEGMENTS)
         if end is not None:
@@ -208,10 +237,7 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
     elif kind == "topk":
         rows, n = a["rows"], a["n"]
         x = t[op.inputs[0]]
-        groups = cdiv(n, 32)
-        merges = math.ceil(math.log(groups, 4)) if groups > 1 else 0
-        table = spec.vector_cycles_per_repeat
-        per = groups * table["sort32"] + merges * cdiv(n * 8, int(spec.vector_bytes_per_cycle))
+        per = topk_cycles(spec, n)
         outb = sum(t[o].bytes for o in op.outputs) / rows
         emit_vector_kernel(bld, l2, units=rows, ins=[In(f"t{x.id}", n * nbytes(x.dtype))],
                            out=out, out_bytes_per_unit=outb, cycles_per_unit=per,
@@ -223,12 +249,13 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
         rows = max(1, rows)
         row_bytes = out_t.bytes / rows
         idx_bytes = sum(t[i].bytes for i in op.inputs[1:]) / rows
+        # each row is its own transfer: a row shorter than a burst costs the burst's time
         emit_vector_kernel(bld, l2, units=rows,
-                           ins=[In(f"t{op.inputs[0]}", bld.chip.burst(1, row_bytes)),
-                                In("idx", idx_bytes)],
+                           ins=[In(f"t{op.inputs[0]}", row_bytes), In("idx", idx_bytes)],
                            out=out, out_bytes_per_unit=row_bytes, cycles_per_unit=0.0,
                            fixed_cycles_per_unit=spec.gather_row_cycles,
-                           ub_per_unit=row_bytes + idx_bytes, label=label, deps=deps)
+                           ub_per_unit=row_bytes + idx_bytes, label=label, deps=deps,
+                           pad_per_unit=bld.chip.burst(1, row_bytes) - row_bytes)
     elif kind in ("concat", "kv_write"):
         n = a["elements"]
         src = t[op.inputs[0]]
