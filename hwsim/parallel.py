@@ -104,7 +104,7 @@ class _Splitter:
             attrs["heads"] = self.div(op, attrs["heads"], "heads")
             kv = attrs["kv_heads"]
             attrs["kv_heads"] = kv if kv < self.n else self.div(op, kv, "kv_heads")
-            for t in op.inputs[:3]:
+            for t in op.inputs[:4 if attrs.get("lsb_bits") else 3]:  # Q, K, V (+ K's LSBs)
                 self.shard(t, op)
         elif kind == "matmul":  # two activations (eager attention's products)
             attrs["batch"] = self.div(op, attrs["batch"], "batch")

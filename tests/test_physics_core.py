@@ -234,3 +234,27 @@ def test_query_selections_read_at_most_the_cache(method):
                 and op.attrs.get("pruning") != "spatten"]
     assert math.isclose(flops(att[0]) / flops(d_att), 0.25 if "value_keep" not in method
                         else 0.625, rel_tol=1e-2)
+
+
+# ---------------------------------------------------------------- progressive quantization
+def test_refetch_auto_leaves_the_decision_to_the_target():
+    """refetch: auto puts the keys' low-bit plane beside the attention and lets the target
+    decide per row from the probabilities (SpAtten reads its re-quantization threshold);
+    the plane is held in memory, and no fixed-fraction gather is inserted."""
+    base = {"name": "t", "model": "gpt2", "phase": "decode", "seq_len": 1, "kv_len": 511}
+    quant = {"method": "quant", "tensors": {"kv": 6}}
+    auto = workload_from_dict({**base, "pruning": [{**quant, "refetch": "auto"}]}, "<t>")
+    fixed = workload_from_dict({**base, "pruning": [{**quant, "refetch": 0.1}]}, "<t>")
+    g = apply(build_graph(auto), auto.pruning, auto.source)
+    att = [op for op in g.ops if op.kind == "attention"]
+    assert att and all(op.attrs["lsb_bits"] == 4 and len(op.inputs) == 4 for op in att)
+    assert not [op for op in g.ops if op.name == "quant.lsb_refetch"]
+    plane = g.tensors[att[0].inputs[3]]
+    assert plane.kind == "kv_cache" and plane.dtype == "int4" and g.verify() == []
+    r = hwsim.simulate(auto, "spatten", fidelity="analytical")
+    assert "LSB re-fetch" in " ".join(r.ops["detail"])
+    assert r.memory["kv_cache_bytes"] == 12 * 512 * 768 * (6 + 6 + 4) // 8
+    rf = hwsim.simulate(fixed, "spatten", fidelity="analytical")
+    assert [op for op in rf.graph.ops if op.name == "quant.lsb_refetch"]
+    with pytest.raises(InputError, match="refetch: must be a fraction in \\[0, 1\\] or auto"):
+        workload_from_dict({**base, "pruning": [{**quant, "refetch": "sometimes"}]}, "<t>")

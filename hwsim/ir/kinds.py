@@ -34,7 +34,10 @@ weights (SpAtten's local value pruning: the top-``v_len`` probabilities of the
 row, found inside the attention), and ``sparse_keys`` the number of keys each
 block of ``sparse_block`` queries (default 1) attends to (block-sparse
 attention: HiP, top-k attention), for scores and values alike. FLOPs count
-``keys = sparse_keys or kv_len`` and ``values = min(v_len, keys)``. The softmax
+``keys = sparse_keys or kv_len`` and ``values = min(v_len, keys)``. With
+``lsb_bits`` (SpAtten's progressive quantization) a fourth operand holds the
+keys' low bits; which rows re-fetch them depends on the probabilities, so it is
+no compulsory traffic, and the recomputed scores are the target's to count. The softmax
 and scaling inside it are vector work a target costs from the score elements.
 A causal attention still counts the full matrix (the convention of FLOP
 counters and of the FastV/DivPrune papers); a target that skips masked blocks
@@ -129,7 +132,7 @@ KINDS: dict[str, KindSpec] = {
         KindSpec("attention",
                  ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
                  ("v_head_dim", "scale", "masked", "v_len", "window", "sparse_keys",
-                  "sparse_block"),
+                  "sparse_block", "lsb_bits"),
                  _attention_flops,
                  "softmax(Q Kᵀ · scale + mask) V, fused"),
         KindSpec("softmax", ("rows", "cols"), (),
@@ -241,10 +244,11 @@ def read_bytes(op: "Op", graph: "Graph") -> int:
         a = op.attrs
         kv = max(1, a["kv_len"])
         k_rows, v_rows = attention_rows(a)
+        extra = op.inputs[4:] if a.get("lsb_bits") else op.inputs[3:]  # LSBs: data-dependent
         return (graph.stored_bytes(op.inputs[0])
                 + graph.stored_bytes(op.inputs[1]) * k_rows // kv
                 + graph.stored_bytes(op.inputs[2]) * v_rows // kv
-                + sum(graph.stored_bytes(i) for i in op.inputs[3:]))
+                + sum(graph.stored_bytes(i) for i in extra))
     return sum(graph.stored_bytes(i) for i in op.inputs)
 
 
@@ -348,6 +352,11 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
                 errs.append(f"{key}={a[key]} exceeds kv_len={a['kv_len']}")
         if a.get("sparse_block") and not a.get("sparse_keys"):
             errs.append("sparse_block without sparse_keys")
+        if a.get("lsb_bits"):
+            if len(ins) < 4:
+                errs.append("lsb_bits needs a fourth input, the keys' low-bit plane")
+            else:
+                want("key LSB plane", _n(g, ins[3]), b * hk * a["kv_len"] * d)
         want("output", _n(g, outs[0]), b * h * a["q_len"] * dv)
     elif k in ("softmax", "layernorm", "rmsnorm"):
         want("input", _n(g, ins[0]), a["rows"] * a["cols"])

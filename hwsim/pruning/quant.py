@@ -9,12 +9,17 @@ is cached (so the cache itself is narrow, and so is what a decode step
 reads), else just before the attention.
 
 Progressive quantization re-fetches the low bits of the keys where the
-attention is flat (SpAtten: max probability under 0.05). With ``refetch``
-(the fraction of key rows re-fetched) each attention also costs the flatness
-check and the ``gather`` of ``lsb_bits`` more bits for those rows. The check
-needs no pass over the probabilities: a softmax keeps each row's maximum
-score and exponential sum, and the largest probability is 1 / sum, so it is
-one ``elementwise compare`` per query row.
+attention is flat (SpAtten: max probability under 0.05). Which rows are flat
+depends on the data, so the decision belongs to the machine running the
+attention: with ``refetch: auto`` each attention carries ``lsb_bits`` and a
+fourth operand, the keys' low-bit plane (a ``kv_cache`` tensor: it is held in
+memory beside the MSB plane), and the target decides per row from the
+probabilities against its re-quantization threshold which rows re-fetch it.
+With a number, ``refetch`` is a fixed fraction of key rows: each attention then
+also costs the flatness check and the ``gather`` of ``lsb_bits`` more bits for
+those rows. The check needs no pass over the probabilities: a softmax keeps
+each row's maximum score and exponential sum, and the largest probability is
+1 / sum, so it is one ``elementwise compare`` per query row.
 
 The attention's arithmetic runs at the query's type; a target must know how
 to price a narrow type it is asked to compute with (the roofline presets know
@@ -40,7 +45,9 @@ def quant(plan: Plan, step: Step) -> None:
             plan.dtypes["key"] = plan.dtypes["value"] = dt
         else:
             plan.dtypes[name] = dt
-    if step.get("refetch") is not None:
+    if step.get("refetch") == "auto":
+        plan.refetch = {"auto": True, "bits": int(step.get("lsb_bits", 4))}
+    elif step.get("refetch") is not None:
         plan.refetch = {"fraction": float(step.get("refetch")),
                         "bits": int(step.get("lsb_bits", 4))}
     plan.record(step, dtypes=dict(plan.dtypes), refetch=dict(plan.refetch))
@@ -75,6 +82,7 @@ def retype(graph: Graph, layers: set[int], dtypes: dict, refetch: dict) -> Graph
         return out
 
     done: set[int] = set()
+    auto_lsb: dict[int, tuple[int, int]] = {}  # attention index -> (LSB plane, bits)
     for i, op in enumerate(graph.ops):
         if op.kind != "attention" or op.layer not in layers:
             continue
@@ -96,7 +104,12 @@ def retype(graph: Graph, layers: set[int], dtypes: dict, refetch: dict) -> Graph
                 new_inputs.setdefault(p, {})[0] = q
             else:
                 new_inputs.setdefault(i, {})[pos] = cast(i, tid, dt, op.layer, op.module, what)
-        if refetch.get("fraction"):
+        if refetch.get("auto"):
+            a = op.attrs
+            plane = fresh([a["batch"], a["kv_heads"], a["kv_len"], a["head_dim"]],
+                          f"int{refetch['bits']}", "kv_cache")
+            auto_lsb[i] = (plane, refetch["bits"])
+        elif refetch.get("fraction"):
             a = op.attrs
             rows = a["batch"] * a["heads"] * a["q_len"]
             sums = fresh([rows], "fp32")
@@ -120,5 +133,8 @@ def retype(graph: Graph, layers: set[int], dtypes: dict, refetch: dict) -> Graph
             for pos, tid in new_inputs[i].items():
                 ins[pos] = tid
             op = replace(op, inputs=tuple(ins))
+        if i in auto_lsb:
+            plane, bits = auto_lsb[i]
+            op = replace(op, inputs=(*op.inputs[:3], plane), attrs={**op.attrs, "lsb_bits": bits})
         ops.append(op)
     return graph.replace_ops(ops, tensors.values())

@@ -98,7 +98,9 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                (), "HiP attention (arXiv 2406.09827)", acts_on="attention", one_of=("k", "keep"),
                summary="hierarchical top-k key selection, O(T log T)"),
     MethodSpec("quant", {"tensors": "tensor class -> bits or dtype, e.g. {key: 6, value: 6}",
-                         "refetch": "fraction of key rows re-fetched with their LSBs",
+                         "refetch": "key rows re-fetched with their LSBs: a fraction, or auto "
+                                    "(the target decides per row from the probabilities, "
+                                    "against its re-quantization threshold)",
                          "lsb_bits": "bits of the LSB re-fetch (default 4)"},
                ("tensors",), "SpAtten progressive quantization", acts_on="precision",
                summary="per-tensor bit widths of queries, keys and values"),
@@ -143,9 +145,9 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
                               or not 0 < v <= 1):
             add(f"{where}.{key}", f"must be a fraction in (0, 1], got {v!r}")
     v = step.get("refetch")
-    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                          or not 0 <= v <= 1):
-        add(f"{where}.refetch", f"must be a fraction in [0, 1], got {v!r}")
+    if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                          or not 0 <= v <= 1):
+        add(f"{where}.refetch", f"must be a fraction in [0, 1] or auto, got {v!r}")
     for key in ("tokens", "k", "block", "iterations", "lsb_bits"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):

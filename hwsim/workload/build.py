@@ -182,8 +182,11 @@ def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: i
         outs = [t([b, h, p["q_len"], d], "activation")]
         attrs = dict(batch=b, heads=h, kv_heads=hk, head_dim=d, q_len=p["q_len"],
                      kv_len=p["kv_len"], causal=p["causal"])
-        if p["window"]:
-            attrs["window"] = p["window"]
+        for key in ("window", "v_len", "sparse_keys", "sparse_block", "lsb_bits"):
+            if p[key]:
+                attrs[key] = p[key]
+        if p["lsb_bits"]:
+            ins.append(t([b, hk, p["kv_len"], d], "kv_cache", f"int{p['lsb_bits']}"))
     elif kind in ("softmax", "layernorm", "rmsnorm"):
         rows, cols = p["rows"], p["cols"]
         ins, outs = [t([rows, cols])], [t([rows, cols], "activation")]

@@ -157,6 +157,10 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         _check_op(op, i, wl, errs)
 
 
+# op parameters for which 0 means "not used"
+OPTIONAL_ZERO = ("cache_elements", "window", "v_len", "sparse_keys", "sparse_block", "lsb_bits")
+
+
 def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
     where = f"ops.{i}"
     if not isinstance(op, dict):
@@ -181,8 +185,7 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
             if not isinstance(value, bool):
                 errs.add(f"{where}.causal", f"expected true or false, got {value!r}")
         elif value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                    or value < (0 if key in ("cache_elements", "window")
-                                                 else 1)):
+                                    or value < (0 if key in OPTIONAL_ZERO else 1)):
             errs.add(f"{where}.{key}", f"expected a positive integer, got {value!r}")
     for key, (default, help_) in params.items():
         if default is ... and key not in op:

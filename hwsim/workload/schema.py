@@ -89,7 +89,15 @@ OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
                   "q_len": (..., "queries"), "kv_len": (..., "keys"),
                   "causal": (False, "causal mask"), "batch": (1, "sequences"),
                   "window": (0, "sliding window: a query sees only the window most recent "
-                             "keys up to its position (0: every key)")},
+                             "keys up to its position (0: every key)"),
+                  "v_len": (0, "value rows each query weights, chosen per row by a top-k of "
+                               "its probabilities (local value pruning; 0: all)"),
+                  "sparse_keys": (0, "keys each block of sparse_block queries attends to, "
+                                     "selected at run time (0: all)"),
+                  "sparse_block": (0, "queries sharing one key selection (with sparse_keys; "
+                                      "0: 1)"),
+                  "lsb_bits": (0, "progressive quantization: low bits of the keys re-fetched "
+                                  "for rows the target finds flat (0: none)")},
     "softmax": {"rows": (..., "rows"), "cols": (..., "row length")},
     "layernorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
     "rmsnorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
