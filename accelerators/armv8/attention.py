@@ -184,14 +184,15 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
                          for x in ([bq_set] if bq_set else BLOCK_Q)})
     else:
         blocks = block_options(rows, keys, sh.d, sh.dv, sh.s, mach, bq_set, bkv_set)
-    plans = [_plan(mach, sh, mode, bq, bkv, strat) for strat in strategies for bq, bkv in blocks]
+    plans = []
+    for strat in strategies:
+        for bq, bkv in blocks:
+            most = _plan(mach, sh, mode, bq, bkv, strat)
+            plans.append(most)
+            # fewer key splits (and threads) may finish first: fork, merge and join cost
+            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways)
+                      for ways in thread_counts(most.detail["kv_split"])[:-1]]
     best = min(plans, key=lambda p: estimate(p, mach))
-    top = best.detail["kv_split"]
-    if top > 1:  # fewer splits (and threads) may finish first: fork, merge and join cost
-        bq, bkv = best.detail["block_q"], best.detail["block_kv_asked"]
-        fewer = [_plan(mach, sh, mode, bq, bkv, best.strategy, ways)
-                 for ways in thread_counts(top)[:-1]]
-        best = min([best, *fewer], key=lambda p: estimate(p, mach))
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
             st: min(estimate(p, mach) for p in plans if p.strategy == st) for st in strategies}

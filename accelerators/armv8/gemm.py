@@ -217,6 +217,21 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
     among kernels of at least ``min_cols`` columns. Returns the kernel, the row and
     column parts in the kernel's orientation, the cycles, and whether the vectors
     run along n."""
+    sp = mach.spec
+    key = (m_t, n_t, depth, lanes, along_n, min_cols, sp.fma_pipes, sp.fma_latency_cycles,
+           sp.load_ports, sp.store_ports, sp.issue_width, sp.vector_registers)
+    hit = _TILER_CACHE.get(key)
+    if hit is None:
+        if len(_TILER_CACHE) > 100_000:  # a long sweep over many sizes
+            _TILER_CACHE.clear()
+        hit = _TILER_CACHE[key] = _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols)
+    return hit
+
+
+_TILER_CACHE: dict = {}  # the tiler's choice depends only on the sizes and the core
+
+
+def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
     best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
