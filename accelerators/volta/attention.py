@@ -2,16 +2,18 @@
 
 ``standard``
     What eager PyTorch runs: a batched GEMM ``S = Q·Kᵀ`` that writes the scores
-    to HBM, a softmax kernel over them (the causal mask applied there), and a
-    batched GEMM ``O = P·V``. Scores cost ``2·b·h·q·kv`` bytes of HBM each way.
+    to HBM, a softmax kernel over them (a causal or sliding-window mask applied
+    there: the GEMMs compute every score), and a batched GEMM ``O = P·V``.
+    Scores cost ``2·b·h·q·kv`` bytes of HBM each way.
 ``flash``
     A fused kernel as xformers' memory-efficient attention runs on sm_70 (the
     CUTLASS kernel PyTorch also ships; FlashAttention itself needs sm_80): one
-    block per ``block_q`` queries of a head, looping over ``block_kv`` keys;
+    block per ``block_q`` query rows, looping over ``block_kv`` keys;
     ``kNumWarpsPerBlock = block_q·block_kv / 1024`` and at least
     ``12 / warps`` blocks per SM (its launch bounds). Default tiles: 64x64 for
-    head_dim <= 64, else 32x128 with the output accumulated through an fp32
-    buffer in global memory (its ``_gmem`` variant). Operands go through shared
+    head_dim <= 64, else 32x128, the output kept in registers up to head_dim 128
+    and beyond that accumulated through an fp32 buffer in global memory (its
+    ``_gmem`` variant). Operands go through shared
     memory with plain loads (Volta has no ``ldmatrix``) in a row-major layout
     padded by 8 halves: the m8n8k4 quad pairs then load with 2-way bank
     conflicts (:mod:`.smem`; ``flash_smem_layout`` in the preset).
@@ -26,21 +28,49 @@ so a warp's own shared-memory loads and MMAs serialize and only the other
 resident warps hide them (``serial_operands``): the bank conflicts of ``flash``
 cost time whenever shared memory is not already hidden.
 
-Per kv-block iteration a block does ``2·bq·bkv·(d + dv)`` FLOP on the tensor
-cores, about 8 CUDA-core FLOP and one exp (SFU) per score for the online
-softmax, stores K, V and P tiles to shared memory and loads the m8n8k4
-fragments of Q, K, P and V (each warp a 32x32 tile of S, and its share of O),
-and reads the K and V tiles from L2. A causal block skips the key blocks
-wholly above the diagonal (bottom-right aligned when kv_len > q_len), so blocks
+**Grouped-query attention.** The fused kernels pack a KV head's query group
+into the query tile, position-major (row ``r`` is query ``r // group`` of head
+``r % group``), as flash-decoding and FlashAttention-2's GQA kernels do: one
+block streams a KV head's K and V once for all ``heads / kv_heads`` query
+heads, and a decode step's tile is the group's rows (not one row padded to 8).
+The standard path does the same with its GEMMs: batch ``b·kv_heads``, ``M =
+group·q``. So K and V cross L2 once per group, not once per query head.
+
+**The tiles a kernel computes.** A query tile covers the query positions of
+its rows; with a causal mask (bottom-right aligned when kv_len > q_len) or a
+sliding ``window`` it visits only the key blocks that hold a key some row of
+the tile sees, and computes each visited block whole. Those tiles are both
+the kernel's time and its executed FLOPs (:func:`executed_flops`): a tile
+skipped is neither timed nor counted, a diagonal tile is both, whole. Blocks
 differ in length; they are scheduled greedily, as the hardware does.
 
-HBM: the blocks of one head that run in the same wave share its K and V
-through L2 (a key/value head is read once per wave that holds its query
-blocks, grouped-query heads together); Q is read and O written once.
+**Block-sparse attention** (``sparse_keys`` per block of ``sparse_block``
+queries: HiP, top-k attention): each query head has its own selection, so the
+tile is one head's block of queries (rounded up to m8n8k4's 8 rows); it
+gathers its ``sparse_keys`` K and V rows where they lie (whole rows, so no
+sector is wasted for head_dim >= 16) in ``block_kv`` chunks. HBM reads the
+distinct rows the selections cover; L2 serves the repeats.
 
-With few query blocks (decoding), the key range is split across blocks
+**Local value pruning** (``v_len``: each query weights its ``v_len`` largest
+probabilities, SpAtten): the selection needs every score of a row, so the
+block holds whole rows (no split-KV) and finds each row's threshold by a radix
+select on the fp16 scores: two 8-bit digit passes, each recomputing ``Q·Kᵀ``
+and counting a histogram in shared memory (scores are never written out),
+then a last pass forms the probabilities above the threshold and weights the
+selected value rows on the CUDA cores (tensor cores cannot take a different
+set of V rows per query row): streaming the tile's V blocks or gathering each
+row's rows, whichever reads fewer bytes. The recomputations are time, not
+executed FLOPs (each score is counted once, as tile padding is not counted).
+
+HBM: the blocks of a KV head that run in the same wave share its K and V
+through L2 (read once per wave that holds them: the rows the wave's tiles
+visit); an op whose K and V fit in half the L2 reads them once. Q is read and
+O written once; operands are counted at their stored width (a quantized KV
+cache is read packed and widened to fp16 in registers: :mod:`.dtypes`).
+
+With few query tiles (decoding), the key range is split across blocks
 (split-KV) until the grid fills the SMs, and a small kernel combines the
-partial results.
+partial results, which stay in L2 when they fit in half of it.
 
 With ``host_kv_fraction`` > 0 (CPU-GPU cooperation), that fraction of the KV
 cache lives in host memory: the entries already cached stream in over PCIe and
@@ -49,14 +79,26 @@ the new entries of this call stream out, overlapped with the kernel.
 
 from __future__ import annotations
 
-from .gemm import ELEM, Gemm
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.ir.kinds import attention_keys, attention_rows
+
+from .dtypes import UNPACK_OPS_PER_ELEMENT, attention_datapath, element_bytes
+from .gemm import Gemm
 from .gemm import kernels as gemm_kernels
-from .gpu import Gpu, Kernel, Work, cdiv
+from .gpu import Gpu, Kernel, Work, cdiv, estimate
 from .memops import _stream
 from .smem import conflict_factor
 
 STRATEGIES = ("standard", "flash", "fastattention")
 ALU_FLOPS_PER_SCORE = 8  # scale, running max, subtract, rescale, sum, convert (online softmax)
+SELECT_PASSES = 2  # radix select of fp16 scores: two 8-bit digits
+SELECT_OPS_PER_SCORE = 4  # order-preserving key, shift, mask, compare with the prefix
+HIST_SMEM_BYTES_PER_SCORE = 8  # one shared-memory atomic add: a 4-byte read and write
+INDEX_BYTES = 4  # int32 key index
+MAX_CLASSES = 50_000  # block classes listed one by one (launch order); beyond, per tile
 
 
 def default_tiles(strategy: str, d: int) -> tuple[int, int]:
@@ -72,147 +114,569 @@ def choose(strategy: str, q_len: int, kv_len: int) -> str:
     return "fastattention"
 
 
-def attrs(op, graph):
+# ---------------------------------------------------------------- the op
+@dataclass(frozen=True)
+class Shape:
+    """An attention op as the kernels see it."""
+
+    b: int
+    h: int
+    hk: int
+    d: int
+    dv: int
+    q: int
+    kv: int
+    causal: bool
+    window: int
+    keys: int  # keys each query attends to (sparse_keys, else kv_len)
+    values: int  # value rows each query weights (v_len, else keys)
+    sparse: bool  # a block-sparse selection of keys
+    sblock: int  # queries sharing one selection
+    dtype: str  # the query's type
+    compute: str  # what the kernel computes in
+    tensor: bool  # on the tensor cores
+    eq: float  # bytes per stored element of Q, K, V, O
+    ek: float
+    ev: float
+    eo: float
+    extra_read: float  # other inputs (a mask), read once
+    k_rows: int  # rows of each KV head some query uses (hwsim.ir.kinds.attention_rows)
+    v_rows: int
+
+    @property
+    def group(self) -> int:
+        return max(1, self.h // max(1, self.hk))
+
+    @property
+    def vsel(self) -> bool:
+        return self.values < self.keys
+
+
+def shape(op, graph) -> Shape:
     a = op.attrs
+    t = graph.tensors
     d = a["head_dim"]
-    return dict(b=a["batch"], h=a["heads"], hk=a["kv_heads"], d=d, dv=a.get("v_head_dim", d),
-                q=a["q_len"], kv=a["kv_len"], causal=bool(a["causal"]),
-                dtype=graph.tensors[op.inputs[0]].dtype)
+    dv = a.get("v_head_dim", d)
+    b, h, hk, q, kv = a["batch"], a["heads"], a["kv_heads"], a["q_len"], a["kv_len"]
+    keys, values = attention_keys(a)
+    dtype = t[op.inputs[0]].dtype
+    compute, tensor = attention_datapath(dtype)
+    k_rows, v_rows = attention_rows(a)
+
+    def per_elem(tid: int, n: int) -> float:  # stored bytes per element (aliases included)
+        return graph.stored_bytes(tid) / max(1, n)
+
+    return Shape(b=b, h=h, hk=hk, d=d, dv=dv, q=q, kv=kv, causal=bool(a["causal"]),
+                 window=int(a.get("window", 0) or 0), keys=keys, values=values,
+                 sparse=bool(a.get("sparse_keys")) and keys < kv,
+                 sblock=max(1, int(a.get("sparse_block", 1) or 1)), dtype=dtype,
+                 compute=compute, tensor=tensor, eq=element_bytes(dtype),
+                 ek=per_elem(op.inputs[1], b * hk * kv * d),
+                 ev=per_elem(op.inputs[2], b * hk * kv * dv),
+                 eo=element_bytes(t[op.outputs[0]].dtype),
+                 extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[3:])),
+                 k_rows=k_rows, v_rows=v_rows)
 
 
-def host_bytes(p: dict, fraction: float) -> float:
-    """PCIe bytes of the host-resident part of this call's KV cache."""
-    if fraction <= 0:
-        return 0.0
-    e = ELEM.get(p["dtype"], 2)
-    per_token = p["b"] * p["hk"] * (p["d"] + p["dv"]) * e
-    old = max(0, p["kv"] - p["q"])
-    new = min(p["q"], p["kv"])
-    return fraction * per_token * (old + new)
+# ---------------------------------------------------------------- query tiles
+@dataclass
+class Tiles:
+    """The query tiles of one *unit* (a KV head's packed group, or one query head of
+    a block-sparse attention) and the keys each visits."""
+
+    bq: int
+    bkv: int
+    units: int
+    rows: np.ndarray  # real query rows of each tile
+    iters: np.ndarray  # key blocks each tile visits
+    width: np.ndarray  # keys each tile computes (its visited blocks, clipped)
+    lo: np.ndarray  # first key each tile reads (block aligned)
+    hi: np.ndarray  # one past the last key it reads
 
 
+def tiles(s: Shape, bq: int, bkv: int) -> Tiles:
+    if s.sparse:
+        sb = min(s.sblock, s.q)
+        nblk = cdiv(s.q, sb)
+        blk_rows = np.minimum(sb, s.q - np.arange(nblk) * sb)
+        per = cdiv(sb, bq)
+        rows = np.minimum(bq, blk_rows[:, None] - np.arange(per)[None, :] * bq).ravel()
+        rows = rows[rows > 0]
+        n = len(rows)
+        iters = np.full(n, cdiv(s.keys, bkv))
+        width = np.full(n, s.keys)
+        return Tiles(bq, bkv, s.b * s.h, rows, iters, width, np.zeros(n, np.int64),
+                     np.full(n, s.kv))
+    g = s.group
+    total = g * s.q
+    r0 = np.arange(0, total, bq, dtype=np.int64)
+    r1 = np.minimum(r0 + bq, total) - 1
+    rows = r1 - r0 + 1
+    off = s.kv - s.q  # bottom-right aligned positions
+    p0, p1 = r0 // g + off, r1 // g + off
+    hi = np.minimum(s.kv - 1, p1) if s.causal else np.full_like(r0, s.kv - 1)
+    lo = np.zeros_like(r0)
+    if s.window > 0:
+        lo = np.maximum(0, p0 - s.window + 1)
+        if not s.causal:
+            hi = np.minimum(s.kv - 1, p1 + s.window - 1)
+    ok = hi >= lo
+    b0, b1 = lo // bkv, hi // bkv
+    iters = np.where(ok, b1 - b0 + 1, 0)
+    first = b0 * bkv
+    last = np.minimum(s.kv, (b1 + 1) * bkv)
+    width = np.where(ok, last - first, 0)
+    return Tiles(bq, bkv, s.b * s.hk, rows, iters, width, np.where(ok, first, 0),
+                 np.where(ok, last, 0))
+
+
+def executed(s: Shape, t: Tiles) -> int:
+    """FLOPs the fused kernel executes: each tile's rows against the keys it computes
+    (whole visited blocks); value pruning weights ``values`` rows per query."""
+    qk = float(np.sum(t.rows * t.width)) * 2 * s.d
+    pv = float(np.sum(t.rows * np.minimum(t.width, s.values))) * 2 * s.dv
+    return int(round(t.units * (qk + pv)))
+
+
+def _kv_rows_read(s: Shape, t: Tiles, chunk: int) -> tuple[float, float]:
+    """K and V rows of one unit read from HBM when ``chunk`` consecutive query tiles
+    share a wave (each wave reads the rows its tiles visit)."""
+    n = len(t.rows)
+    k = v = 0.0
+    for c0 in range(0, n, chunk):
+        sl = slice(c0, min(n, c0 + chunk))
+        vis = t.iters[sl] > 0
+        if not vis.any():
+            continue
+        span = float(t.hi[sl][vis].max() - t.lo[sl][vis].min())
+        k += span
+        v += min(span, float(np.sum(t.rows[sl])) * s.values) if s.vsel else span
+    # never below the rows some query uses (hwsim.ir.kinds.attention_rows)
+    return max(k, float(s.k_rows)), max(v, float(s.v_rows))
+
+
+def _selection_rows(s: Shape, t: Tiles, chunk: int, once: bool) -> tuple[float, float]:
+    """Block-sparse: rows a KV head's gathers read from HBM (per query head's unit)."""
+    n = len(t.rows)
+    waves = 1 if once else cdiv(s.group * n, chunk)  # waves holding the KV head's tiles
+    gathered = s.group * n * s.keys  # every tile's rows, were nothing shared
+    k = min(gathered, s.k_rows * waves)
+    v = min(gathered, s.v_rows * waves)
+    return k / s.group, v / s.group
+
+
+# ---------------------------------------------------------------- lowering
 def lower(gpu: Gpu, op, graph, strategy: str, block_q: int, block_kv: int,
           host_fraction: float) -> list[Kernel]:
-    p = attrs(op, graph)
+    s = shape(op, graph)
     name = op.name or "attention"
     if strategy == "standard":
-        ks = standard(gpu, p, name)
+        ks = standard(gpu, s, name)
     else:
-        ks = fused(gpu, p, name, strategy, block_q, block_kv)
-    pcie = host_bytes(p, host_fraction)
+        ks = fused(gpu, s, name, strategy, block_q, block_kv)
+    pcie = host_bytes(s, host_fraction)
     if pcie:
         ks[0].pcie_bytes += pcie
     return ks
 
 
-def standard(gpu: Gpu, p: dict, name: str) -> list[Kernel]:
-    bh = p["b"] * p["h"]
-    dt = p["dtype"]
-    s = gemm_kernels(gpu, Gemm(bh, p["q"], p["kv"], p["d"], dt, dt, name=f"{name}.QK"))
-    e = ELEM.get(dt, 2)
-    rows, cols = bh * p["q"], p["kv"]
-    nbytes = rows * cols * e
-    if cols <= 1024:
-        blocks, threads, tile = cdiv(rows, 4), 128, "4 rows x 1 warp"
-    else:
-        threads = 1024 if cols >= 8192 else 256
-        blocks, tile = rows, f"1 row x {threads}"
-    sm = [_stream(f"{name}.softmax", tile, blocks, threads, 5.0 * rows * cols, rows * cols,
-                  nbytes, nbytes, dt, smem=1024)]
-    o = gemm_kernels(gpu, Gemm(bh, p["q"], p["dv"], p["kv"], dt, dt, name=f"{name}.PV"))
-    return s + sm + o
+def host_bytes(s: Shape, fraction: float) -> float:
+    """PCIe bytes of the host-resident part of this call's KV cache."""
+    if fraction <= 0:
+        return 0.0
+    per_token = s.b * s.hk * (s.d * s.ek + s.dv * s.ev)
+    old = max(0, s.kv - s.q)
+    new = min(s.q, s.kv)
+    return fraction * per_token * (old + new)
 
 
-def fused(gpu: Gpu, p: dict, name: str, strategy: str, block_q: int, block_kv: int
-          ) -> list[Kernel]:
+def executed_flops(gpu: Gpu, op, graph, strategy: str, block_q: int, block_kv: int) -> int:
+    """The FLOPs the kernels of ``strategy`` execute for ``op`` (see the docstring)."""
+    s = shape(op, graph)
+    if strategy == "standard":
+        # the GEMMs compute every score (the mask is the softmax's); value pruning
+        # weights v_len gathered rows, a sparse selection its gathered keys
+        rows = s.b * s.h * s.q
+        return int(2 * rows * (s.keys * s.d + s.values * s.dv))
+    geo = _geometry(gpu, s, strategy, block_q, block_kv)
+    return executed(s, geo["tiles"])
+
+
+def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) -> dict:
+    """Tiles, block shape, occupancy, split-KV and (for value pruning) the mode."""
     spec = gpu.spec
-    b, h, hk, d, dv, q, kv = p["b"], p["h"], p["hk"], p["d"], p["dv"], p["q"], p["kv"]
-    e = ELEM.get(p["dtype"], 2)
-    bq0, bkv0 = default_tiles(strategy, d)
-    # a library shrinks the query tile to the queries there are (decode: one), in
-    # steps of the m8n8k4 tile's 8 rows, rather than padding to the default
-    bq = block_q or min(bq0, max(8, cdiv(q, 8) * 8))
+    bq0, bkv0 = default_tiles(strategy, s.d)
+    e = element_bytes(s.compute)  # operands in shared memory, widened to the compute type
+    # a library shrinks the query tile to the rows there are (a decode step's packed
+    # group; a sparse block), in steps of the m8n8k4 tile's 8 rows, not padding to 128
+    natural = min(s.sblock, s.q) if s.sparse else s.group * s.q
+    bq = block_q or min(bq0, max(8, cdiv(natural, 8) * 8))
     bkv = block_kv or bkv0
+    mode = "dense"
+    if s.vsel:
+        # the scores of every tile in an L2 buffer (fp16), when they fit in half of it
+        t = tiles(s, bq, bkv)
+        buffered = t.units * float(np.sum(t.rows * t.width)) * 2 <= spec.l2_bytes / 2
+        mode = "buffered" if buffered else "recompute"
+
+    def smem_of(bq: int, bkv: int) -> int:
+        # P plus a two-stage main loop over 32-wide slices of the reduction dim (Q and K
+        # slices for S = QKᵀ, V slices for O += PV), as CUTLASS does; the recomputing
+        # selection adds a 256-bin histogram of 16-bit counters per row
+        return int(bq * bkv * e + 2 * max((bq + bkv) * 32, 32 * s.dv) * e + 2 * bq * 4
+                   + (bq * 256 * 2 if mode == "recompute" else 0))
+
+    # wider types (fp32, fp64) and the histogram get smaller tiles when the default
+    # ones overflow an SM's shared memory
+    while smem_of(bq, bkv) > spec.smem_per_sm_bytes and not (block_q and block_kv):
+        if not block_q and bq > 8 and (bq >= bkv or block_kv or bkv <= 16):
+            bq //= 2
+        elif not block_kv and bkv > 16:
+            bkv //= 2
+        else:
+            break
     warps = max(1, (bq * bkv) // 1024)
     threads = 32 * warps
     min_blocks = max(1, 12 // warps)  # xformers' launch bounds on sm_70
     regs = min(255, (spec.registers_per_sm // (min_blocks * threads)) // 8 * 8)
-    gmem_acc = strategy == "flash" and dv > bkv0 and not block_kv and d > 64
-    layout = spec.flash_smem_layout if strategy == "flash" else "permuted"
-    # shared memory: P (fp16) plus a two-stage main loop over 32-wide slices of the
-    # reduction dim (Q and K slices for S = QKᵀ, V slices for O += PV), as CUTLASS does
-    smem = bq * bkv * e + 2 * max((bq + bkv) * 32, 32 * dv) * e + 2 * bq * 4
-    n_q = cdiv(q, bq)
-    n_kv_all = cdiv(kv, bkv)
-    offset = kv - q  # causal, bottom-right aligned
-    # split-KV when the query blocks cannot fill the GPU
+    smem = smem_of(bq, bkv)
+    t = tiles(s, bq, bkv)
     occ = max(1, gpu.occupancy(threads, regs, smem).blocks_per_sm)
-    base_blocks = b * h * n_q
-    split = 1
-    while base_blocks * split < spec.sms and n_kv_all >= 2 * split * 2:
-        split *= 2
-    # per-iteration work of one block
+    splits = [1]
+    if mode != "recompute":  # split-KV while the tiles cannot fill the GPU
+        longest = int(t.iters.max()) if len(t.iters) else 0
+        # the fp32 partial rows (and their statistics) must fit in half the L2, where
+        # the combine reads them back: a split never sends traffic to HBM
+        row_part = s.b * s.h * s.q * (s.dv * 4.0 + 8.0)
+        fit = int(spec.l2_bytes / 2 // max(1.0, row_part))
+        splits = split_candidates(t.units * len(t.rows), spec.sms * occ, longest,
+                                  max_splits=max(1, min(128, fit)))
+    return dict(bq=bq, bkv=bkv, bkv0=bkv0, warps=warps, threads=threads, regs=regs, smem=smem,
+                e=e, tiles=t, occ=occ, splits=splits, mode=mode)
+
+
+def split_candidates(blocks: int, slots: int, key_blocks: int, max_splits: int = 128
+                     ) -> list[int]:
+    """The split-KV factors worth estimating, as FlashAttention-2's heuristic counts
+    them (``num_splits_heuristic``, flash_api.cpp): none when the query tiles already
+    fill 80 % of the slots (SMs x resident blocks; FlashAttention's blocks fill an SM,
+    the Volta kernels' are smaller), else each factor up to ``max_splits`` that
+    changes the key blocks per split. Where FlashAttention then keeps the fewest
+    splits within 85 % of the best wave efficiency, :func:`fused` keeps the one its
+    own estimate says is fastest, so that a longer key range never picks a faster
+    configuration than a shorter one could."""
+    if blocks >= 0.8 * slots or key_blocks < 2 or max_splits < 2:
+        return [1]
+    top = min(max_splits, slots, key_blocks)
+    return [n for n in range(1, top + 1)
+            if n == 1 or cdiv(key_blocks, n) != cdiv(key_blocks, n - 1)]
+
+
+def _kv_chunk(s: Shape, t: Tiles, spec, wave: int, split: int) -> tuple[int, bool]:
+    """(query tiles of a unit whose K and V rows are read from HBM once, whether that
+    is all of them). Those in one wave; all of them when the K and V of the units a
+    wave holds fit in half the L2 (they then stay there while the unit's later
+    waves run)."""
+    n_qt = len(t.rows)
+    units_in_wave = cdiv(wave, n_qt * split) + 1  # a wave may straddle one more unit
+    span = float((t.hi - t.lo).max()) if len(t.hi) else float(s.kv)
+    rows = min(float(s.kv), max(span, float(s.k_rows)))
+    if units_in_wave * rows * (s.d * s.ek + s.dv * s.ev) <= spec.l2_bytes / 2:
+        return max(1, n_qt), True
+    return max(1, wave // split), False
+
+
+def fused(gpu: Gpu, s: Shape, name: str, strategy: str, block_q: int, block_kv: int
+          ) -> list[Kernel]:
+    geo = _geometry(gpu, s, strategy, block_q, block_kv)
+    best = None
+    for split in geo["splits"]:
+        ks = _fused_kernels(gpu, s, geo, split, name, strategy, block_kv)
+        t = estimate(gpu, ks) if len(geo["splits"]) > 1 else 0.0
+        if best is None or t < best[0]:
+            best = (t, ks)
+    return best[1]
+
+
+def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strategy: str,
+                   block_kv: int) -> list[Kernel]:
+    spec = gpu.spec
+    bq, bkv, warps, e, t = geo["bq"], geo["bkv"], geo["warps"], geo["e"], geo["tiles"]
+    occ, mode = geo["occ"], geo["mode"]
+    d, dv = s.d, s.dv
+    gmem_acc = strategy == "flash" and dv > geo["bkv0"] and not block_kv and d > 64
+    layout = spec.flash_smem_layout if strategy == "flash" else "permuted"
+    n_qt = len(t.rows)
+    blocks_per_unit = n_qt * split
+    # ---- per key block of one tile
+    passes = 1 + (SELECT_PASSES if mode == "recompute" else 0)  # Q·Kᵀ per selection pass
+    pv_dense = mode == "dense"
     wm = min(bq, 32)
     wn = max(1, (bq * dv) // (warps * wm))
     f_qk = conflict_factor(layout, d)
     f_pv = conflict_factor(layout, max(bkv, dv))
-    loads_qk = warps * (32 + 32) * e * d
-    loads_pv = warps * (wm + wn) * e * bkv
-    stores = (bkv * d + bkv * dv + bq * bkv) * e
+    loads_qk = warps * (32 + 32) * e * d * passes
+    stores_k = bkv * d * e * passes
+    loads_pv = warps * (wm + wn) * e * bkv if pv_dense else 0.0
+    stores_pv = (bkv * dv + bq * bkv) * e if pv_dense else 0.0
+    hist = HIST_SMEM_BYTES_PER_SCORE * bq * bkv * SELECT_PASSES if mode == "recompute" else 0.0
+    unpack = UNPACK_OPS_PER_ELEMENT * bkv * ((d * passes if s.ek < e else 0)
+                                             + (dv if s.ev < e and pv_dense else 0))
     per_iter = Work(
-        tensor_flops=2.0 * bq * bkv * (d + dv),
-        cuda_flops=ALU_FLOPS_PER_SCORE * bq * bkv + 2.0 * bq * dv,
+        tensor_flops=2.0 * bq * bkv * (d * passes + (dv if pv_dense else 0)),
+        cuda_flops=(ALU_FLOPS_PER_SCORE * bq * bkv + (2.0 * bq * dv if pv_dense else 0)
+                    + (SELECT_OPS_PER_SCORE * bq * bkv * SELECT_PASSES
+                       if mode == "recompute" else 0) + unpack),
         sfu_ops=float(bq * bkv),
-        smem_bytes=loads_qk + loads_pv + stores,
-        smem_wavefront_bytes=loads_qk * f_qk + loads_pv * f_pv + stores,
-        l2_bytes=bkv * (d + dv) * e + (2 * bq * dv * 4 if gmem_acc else 0))
-    # iterations per query block (causal blocks skip what lies above the diagonal)
-    iters = []
-    for i in range(n_q):
-        if p["causal"]:
-            last_key = min(kv, offset + min(q, (i + 1) * bq))
-            n = max(1, cdiv(max(last_key, 1), bkv))
-        else:
-            n = n_kv_all
-        iters.append(max(1, cdiv(n, split)))
-    # HBM: K/V of a kv head read once per wave holding its query blocks
+        smem_bytes=loads_qk + loads_pv + stores_k + stores_pv + hist,
+        smem_wavefront_bytes=loads_qk * f_qk + loads_pv * f_pv + stores_k + stores_pv + hist,
+        l2_bytes=bkv * d * s.ek * passes + (bkv * dv * s.ev if pv_dense else 0)
+        + (2 * bq * dv * 4 if gmem_acc else 0))
+    # ---- HBM: K and V per unit, by waves; Q and O per tile
     wave = spec.sms * occ
-    group = max(1, h // hk)
-    kv_head_bytes = kv * (d + dv) * e
-    reads_per_kvhead = max(1, cdiv(n_q * group * split, wave))
-    kv_hbm = b * hk * kv_head_bytes * min(reads_per_kvhead, max(1, n_q * group))
-    q_bytes = b * h * q * d * e
-    o_bytes = b * h * q * dv * e
-    total_iters = b * h * split * sum(iters)
-    out_part = 4 if split > 1 else e
-    works = []
-    for n in (iters if p["causal"] else iters[:1]):
-        w = per_iter.scaled(n)
-        w.hbm_read = kv_hbm * n / total_iters + q_bytes / (b * h * n_q * split)
-        w.hbm_write = o_bytes * (out_part / e) / (b * h * n_q)
-        w.l2_bytes += bq * d * e + bq * dv * out_part
-        works.append(w)
-    heads = b * h * split
-    if not p["causal"]:
-        classes = [(heads * n_q, works[0])]
-    elif heads * n_q <= 50_000:  # launch order: query blocks of a head, head after head
-        classes = [(1, w) for _ in range(heads) for w in works]
+    chunk, once = _kv_chunk(s, t, spec, wave, split)
+    if s.sparse:
+        k_rows, v_rows = _selection_rows(s, t, chunk, once)
     else:
-        classes = [(heads, w) for w in works]
+        k_rows, v_rows = _kv_rows_read(s, t, chunk)
+    k_reads = 1
+    if mode == "recompute" and not once:
+        k_reads = passes  # K does not stay in L2: each selection pass streams it again
+    kv_hbm_unit = k_rows * d * s.ek * k_reads + (v_rows * dv * s.ev if mode != "buffered" else 0)
+    unit_iters = float(np.sum(t.iters))
+    partials = s.b * s.h * s.q * (dv * 4.0 + 8.0) * split if split > 1 and mode == "dense" else 0.0
+    partials_in_l2 = partials <= spec.l2_bytes / 2  # always, by the choice of split
+    works = []
+    for i in range(n_qt):
+        rows, n_i = int(t.rows[i]), int(t.iters[i])
+        for n in _split_iters(n_i, split):
+            w = per_iter.scaled(n)
+            share = (n / unit_iters) if unit_iters else (1.0 / blocks_per_unit)
+            w.hbm_read = kv_hbm_unit * share + rows * d * s.eq / split
+            w.l2_bytes += rows * d * s.eq / split
+            if mode == "buffered":  # fp16 scores and row statistics into the L2 buffer
+                w.l2_bytes += rows * n * bkv * 2.0 + rows * 8.0
+            elif split == 1:
+                w.hbm_write = rows * dv * s.eo
+                w.l2_bytes += rows * dv * s.eo
+            else:
+                part = rows * dv * 4.0 + rows * 8.0  # fp32 partial output and row stats
+                w.l2_bytes += part
+                if not partials_in_l2:
+                    w.hbm_write = part
+            if mode == "recompute" and n_i:  # weigh the selected values, once per tile
+                _weigh_selected(w, s, rows, float(t.width[i]), e)
+            works.append(w)
+    units = t.units
+    extra = s.extra_read / max(1, units * len(works))
+    for w in works:
+        w.hbm_read += extra
     label = "fastattention" if strategy == "fastattention" else "xformers-fmha"
-    k = Kernel(f"{name}:{label}", f"{bq}x{bkv}", threads, regs, smem, classes,
-               dtype=p["dtype"], tensor=gpu.has_tensor(p["dtype"]), serial_operands=True,
+    if mode == "buffered":
+        label += " scores"
+    k = Kernel(f"{name}:{label}", f"{bq}x{bkv}", geo["threads"], geo["regs"], geo["smem"],
+               _classes(units, works), dtype=s.compute, tensor=s.tensor, serial_operands=True,
+               detail=_detail(s, t, split, bq, mode),
                notes={"strategy": strategy, "layout": layout, "bank_conflicts_qk": f_qk,
-                      "bank_conflicts_pv": f_pv, "split_kv": split,
-                      "kv_reads_per_head": reads_per_kvhead})
+                      "bank_conflicts_pv": f_pv, "split_kv": split, "mode": mode,
+                      "heads_per_tile": s.group if not s.sparse else 1,
+                      "kv_reads_per_head": round(k_rows / max(1, s.kv), 3)})
     if not k.tensor:
         for _, w in k.blocks:
             w.cuda_flops += w.tensor_flops
             w.tensor_flops = 0.0
     ks = [k]
-    if split > 1:
-        elems = b * h * q * dv
-        ks.append(_stream(f"{name}:combine", "256x8", cdiv(elems, 2048), 256,
-                          3.0 * split * elems, split * b * h * q,
-                          split * elems * 4, elems * e, "fp32"))
+    if mode == "buffered":
+        ks.append(_select_kernel(s, t, name, e, v_rows))
+    elif split > 1:
+        # flash-decoding's combine: one block per query row rescales and sums its
+        # split partial rows (dv fp32 values and two row statistics each)
+        cb = s.b * s.h * s.q
+        part = split * (dv * 4.0 + 8.0)
+        cw = Work(cuda_flops=3.0 * split * dv, sfu_ops=float(split),
+                  hbm_read=0.0 if partials_in_l2 else part, hbm_write=dv * s.eo,
+                  l2_bytes=part + dv * s.eo)
+        ks.append(Kernel(f"{name}:combine", f"1 row x {dv}", min(1024, max(32, dv)), 32, 0,
+                         [(cb, cw)], dtype="fp32", tensor=False,
+                         detail="partials in L2" if partials_in_l2 else ""))
     return ks
+
+
+def _weigh_selected(w: Work, s: Shape, rows: int, width: float, e: float) -> None:
+    """Add to ``w`` the weighing of each row's selected value rows on the CUDA cores:
+    the tile streams its V blocks or gathers each row's rows, whichever is fewer."""
+    vals = min(width, s.values)
+    touched = min(width, rows * vals)  # V rows the tile reads
+    w.cuda_flops += 2.0 * rows * vals * s.dv
+    w.l2_bytes += touched * s.dv * s.ev
+    w.smem_bytes += touched * s.dv * e + rows * vals * s.dv * e
+    w.smem_wavefront_bytes += touched * s.dv * e + rows * vals * s.dv * e
+    if s.ev < e:
+        w.cuda_flops += UNPACK_OPS_PER_ELEMENT * touched * s.dv
+
+
+def _select_kernel(s: Shape, t: Tiles, name: str, e: float, v_rows: float) -> Kernel:
+    """Value pruning over buffered scores: one block per query tile reads its rows'
+    scores from L2 (two histogram passes and the pass that forms the selected
+    probabilities), then weighs the selected value rows (:func:`_weigh_selected`)."""
+    works = []
+    v_total = float(np.sum(t.rows))
+    for i in range(len(t.rows)):
+        rows, width = int(t.rows[i]), float(t.width[i])
+        scores = rows * width
+        w = Work(cuda_flops=SELECT_OPS_PER_SCORE * scores * SELECT_PASSES
+                 + ALU_FLOPS_PER_SCORE * rows * min(width, s.values),
+                 sfu_ops=rows * min(width, s.values),
+                 smem_bytes=HIST_SMEM_BYTES_PER_SCORE * scores * SELECT_PASSES,
+                 smem_wavefront_bytes=HIST_SMEM_BYTES_PER_SCORE * scores * SELECT_PASSES,
+                 l2_bytes=scores * 2.0 * (1 + SELECT_PASSES) + rows * 8.0 + rows * s.dv * s.eo,
+                 hbm_read=v_rows * s.dv * s.ev * rows / v_total,
+                 hbm_write=rows * s.dv * s.eo)
+        if t.iters[i]:
+            _weigh_selected(w, s, rows, width, e)
+        works.append(w)
+    return Kernel(f"{name}:select", "tile x 256", 256, 64, 256 * 4 + 1024,
+                  _classes(t.units, works), dtype="fp32", tensor=False,
+                  detail=f"top-{s.values} values of buffered scores, "
+                         f"{SELECT_PASSES} histogram passes")
+
+
+def _classes(units: int, works: list[Work]) -> list[tuple[int, Work]]:
+    if all(_same(w, works[0]) for w in works):
+        return [(units * len(works), works[0])]
+    if units * len(works) <= MAX_CLASSES:  # launch order: a unit's tiles, unit after unit
+        return [(1, w) for _ in range(units) for w in works]
+    return [(units, w) for w in works]
+
+
+def _split_iters(n: int, split: int) -> list[int]:
+    """``n`` key blocks over ``split`` blocks, as evenly as whole blocks allow."""
+    if split == 1:
+        return [n]
+    base, extra = divmod(n, split)
+    return [base + 1] * extra + [base] * (split - extra)
+
+
+def _same(a: Work, b: Work) -> bool:
+    return a == b
+
+
+def _detail(s: Shape, t: Tiles, split: int, bq: int, mode: str) -> str:
+    parts = []
+    if not s.sparse and s.group > 1:
+        parts.append(f"{min(s.group, bq)} heads/tile" if s.group <= bq
+                     else f"{s.group} heads over {cdiv(s.group, bq)} tiles")
+    if s.window:
+        parts.append(f"window {s.window}")
+    if s.sparse:
+        parts.append(f"gathers {s.keys} keys/{min(s.sblock, s.q)} queries")
+    if mode == "recompute":
+        parts.append(f"top-{s.values} values, {SELECT_PASSES} select passes recompute QK")
+    elif mode == "buffered":
+        parts.append("scores buffered in L2")
+    longest = int(t.iters.max()) if len(t.iters) else 0
+    if split > 1:
+        parts.append(f"split-KV {split}")
+        longest = cdiv(longest, split)
+    parts.append(f"<={longest} key blocks")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- standard
+def standard(gpu: Gpu, s: Shape, name: str) -> list[Kernel]:
+    """Eager PyTorch: GEMMs through HBM (GQA packed into the GEMMs' M)."""
+    dt = s.dtype
+    kdt, vdt = _stored(s.ek, dt), _stored(s.ev, dt)
+    g = s.group
+    ks: list[Kernel] = []
+    rows = s.b * s.h * s.q
+    if s.sparse:
+        sb = min(s.sblock, s.q)
+        nblk = cdiv(s.q, sb)
+        items = s.b * s.h * nblk
+        ks += _gather_rows(s, f"{name}.gatherK", items * s.keys, s.d, s.ek, s.k_rows)
+        if not s.vsel:  # value pruning gathers its own value rows after the selection
+            ks += _gather_rows(s, f"{name}.gatherV", items * s.keys, s.dv, s.ev, s.v_rows)
+        ks += gemm_kernels(gpu, Gemm(items, sb, s.keys, s.d, dt, dt, name=f"{name}.QK",
+                                     b_dtype=kdt, extra_read=s.extra_read))
+        cols = s.keys
+    else:
+        ks += gemm_kernels(gpu, Gemm(s.b * s.hk, g * s.q, s.kv, s.d, dt, dt,
+                                     name=f"{name}.QK", b_dtype=kdt, extra_read=s.extra_read))
+        cols = s.kv
+    nbytes = rows * cols * s.eq
+    if cols <= 1024:
+        blocks, threads, tile = cdiv(rows, 4), 128, "4 rows x 1 warp"
+    else:
+        threads = 1024 if cols >= 8192 else 256
+        blocks, tile = rows, f"1 row x {threads}"
+    ks.append(_stream(f"{name}.softmax", tile, blocks, threads, 5.0 * rows * cols,
+                      rows * cols, nbytes, nbytes, s.compute, smem=1024))
+    if s.vsel:
+        ks += _select_and_weigh(s, name, rows, cols)
+    elif s.sparse:
+        ks += gemm_kernels(gpu, Gemm(s.b * s.h * cdiv(s.q, min(s.sblock, s.q)),
+                                     min(s.sblock, s.q), s.dv, s.keys, dt, dt,
+                                     name=f"{name}.PV", b_dtype=vdt))
+    else:
+        ks += gemm_kernels(gpu, Gemm(s.b * s.hk, g * s.q, s.dv, s.kv, dt, dt, name=f"{name}.PV",
+                                     b_dtype=vdt))
+    return ks
+
+
+def _stored(e: float, dt: str) -> str:
+    """A dtype name for a stored width (only its size matters to the GEMM's bytes)."""
+    return dt if e == element_bytes(dt) else f"fix{int(round(e * 8))}"
+
+
+def _gather_rows(s: Shape, name: str, n_rows: int, width: int, e: float,
+                 distinct_rows: int) -> list[Kernel]:
+    """Copy the selected rows of K or V into one contiguous tensor per query block:
+    HBM reads each distinct row once (L2 serves the repeats), writes every copy."""
+    elems = n_rows * width
+    rd = s.b * s.hk * distinct_rows * width * e + n_rows * INDEX_BYTES
+    wr = elems * e
+    k = _stream(f"{name}", "256x8", cdiv(max(elems, 1), 2048), 256, 0.0, 0.0, rd, wr, "fp32")
+    for _, w in k.blocks:
+        w.l2_bytes = (elems * e + n_rows * INDEX_BYTES + wr) / k.grid
+    return [k]
+
+
+def _select_and_weigh(s: Shape, name: str, rows: int, cols: int) -> list[Kernel]:
+    """Value pruning after a softmax: a radix select per row over the probabilities
+    (one block per row, the row in shared memory, two 8-bit passes), writing the
+    ``v_len`` selected probabilities and indices; then one warp per query row weighs
+    its selected V rows on the CUDA cores (gathered from L2; HBM reads the rows the
+    selections cover)."""
+    e = s.eq
+    sel = rows * s.values * (e + INDEX_BYTES)
+    topk = _stream(f"{name}.topv", "1 row x 256", rows, 256,
+                   SELECT_OPS_PER_SCORE * SELECT_PASSES * rows * cols, 0.0,
+                   rows * cols * e, sel, "fp32",
+                   smem_bytes=(1 + SELECT_PASSES) * rows * cols * e,
+                   smem=int(min(cols * e, 48 * 1024)) + 1024)
+    v_hbm = s.b * s.hk * s.v_rows * s.dv * s.ev
+    blocks = cdiv(rows, 8)
+    w = Work(cuda_flops=2.0 * rows * s.values * s.dv / blocks,
+             hbm_read=(sel + v_hbm) / blocks, hbm_write=rows * s.dv * s.eo / blocks,
+             l2_bytes=(sel + rows * s.values * s.dv * s.ev + rows * s.dv * s.eo) / blocks)
+    pv = Kernel(f"{name}.PVgather", "8 rows x 1 warp", 256, 64, 0, [(blocks, w)],
+                dtype="fp32", tensor=False, detail=f"top-{s.values} values gathered")
+    return [topk, pv]
+
+
+def standard_workspace(op, graph) -> float:
+    """HBM the standard path needs beyond the op's tensors: scores and probabilities
+    (and the gathered K and V of a sparse selection, the selected values of v_len)."""
+    s = shape(op, graph)
+    rows = s.b * s.h * s.q
+    if s.sparse:
+        items = s.b * s.h * cdiv(s.q, min(s.sblock, s.q))
+        cols = s.keys
+        extra = items * s.keys * (s.d * s.ek + s.dv * s.ev)
+    else:
+        cols = s.kv
+        extra = 0.0
+    if s.vsel:
+        extra += rows * s.values * (s.eq + INDEX_BYTES)
+    return 2.0 * rows * cols * s.eq + extra

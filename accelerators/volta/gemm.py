@@ -3,26 +3,35 @@
 Tile shapes are those of the Volta kernels of cuBLAS and CUTLASS (names like
 ``volta_fp16_s884gemm_fp16_256x128_ldg8``): fp16 operands on the tensor cores
 (HMMA.884, fp32 accumulation) with block tiles 256x128, 128x256, 128x128,
-128x64, 64x128 and 64x64, K step 32, two shared-memory stages; fp32 (and
-bf16, which Volta has no tensor-core or native path for) on the CUDA cores
-with SGEMM tiles 128x128, 128x64 and 64x64, K step 8. A skinny product (M of
-at most 8) may instead use a GEMV-like CUDA-core kernel.
+128x64, 64x128 and 64x64, K step 32, two shared-memory stages; fp32, tf32 and
+bf16 (which sm_70 computes in fp32, :mod:`.dtypes`) and fp64 on the CUDA cores
+with SGEMM tiles 128x128, 128x64 and 64x64, K step 8; int8 on the CUDA cores'
+``dp4a`` with the same tiles, K step 32 (CUTLASS's SIMT ``igemm``). A skinny
+product (M of at most 8) may instead use a GEMV-like CUDA-core kernel.
 
 For each candidate tile and split-K factor (1, 2, 4, 8, 16) the selector
 estimates the kernel time from waves, occupancy and per-block work (the same
 model the tasks use) and keeps the fastest, as cuBLAS's heuristics aim to.
-Split-K writes fp32 partials and adds a reduction kernel.
+Split-K writes fp32 partials and adds a reduction kernel; cuBLAS keeps them in
+its workspace, 4 MiB by default before Hopper (cuBLAS documentation,
+``cublasSetWorkspace``), so a split is a candidate only when its partials fit
+there *and* in half the L2: they are then written to and read back from L2 by
+the reduction kernel that follows at once, and never reach HBM. (A split whose
+partials went through HBM would make a GEMM with fewer rows move more DRAM
+bytes than one with more: pruning tokens would cost traffic.)
 
 L2 reuse: the blocks of one wave walk K in step, so a wave reads each distinct
 row panel of A and column panel of B from HBM once and the L2 (6 MiB) serves
 the other blocks; successive waves re-read (an operand that fits in half the
-L2 is read once in all). Blocks are launched M-tile fastest.
+L2 is read once in all). Blocks are launched M-tile fastest. Each operand's
+bytes are those of its stored type; a bias is read once by the epilogue.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
 from .gpu import Gpu, Kernel, Work, cdiv
 
 
@@ -52,8 +61,12 @@ SIMT_TILES = (
     Tile(128, 64, 8, 4, 128, 64, 32, tensor=False),
     Tile(64, 64, 8, 2, 128, 32, 32, tensor=False),
 )
+# dp4a consumes 4 int8 of K per instruction: the SIMT tiles with a K step of 32
+IGEMM_TILES = tuple(Tile(t.tm, t.tn, 32, t.warps, t.regs, t.wm, t.wn, tensor=False)
+                    for t in SIMT_TILES)
 SPLITS = (1, 2, 4, 8, 16)
-ELEM = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8, "int8": 1}
+ELEM = {"fp16": 2, "bf16": 2, "fp32": 4, "tf32": 4, "fp64": 8, "int8": 1}
+SPLITK_WORKSPACE_BYTES = 4 * 2**20  # cuBLAS default workspace before Hopper (cublasSetWorkspace)
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,20 @@ class Gemm:
     a_shared: bool = False  # one A for every batch item
     b_shared: bool = False  # one B for every batch item (a weight)
     name: str = "gemm"
+    b_dtype: str = ""  # stored type of B when it differs from A's (a narrow weight or key)
+    extra_read: float = 0.0  # bytes the epilogue reads once (a bias)
+
+    @property
+    def a_bytes(self) -> float:
+        return element_bytes(self.dtype)
+
+    @property
+    def b_bytes(self) -> float:
+        return element_bytes(self.b_dtype or self.dtype)
+
+    @property
+    def out_bytes(self) -> float:
+        return element_bytes(self.out_dtype)
 
 
 def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
@@ -80,11 +107,14 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
 
 
 def candidates(gpu: Gpu, g: Gemm):
-    tensor = gpu.has_tensor(g.dtype)
-    tiles = TENSOR_TILES if tensor else SIMT_TILES
+    compute, tensor = datapath(g.dtype, "matmul")
+    tensor = tensor and gpu.has_tensor(compute)
+    tiles = TENSOR_TILES if tensor else IGEMM_TILES if compute == "int8" else SIMT_TILES
+    workspace = min(SPLITK_WORKSPACE_BYTES, gpu.spec.l2_bytes / 2)
     for tile in tiles:
         for split in SPLITS:
-            if split > 1 and (g.k // split < 4 * tile.tk):
+            if split > 1 and (g.k // split < 4 * tile.tk
+                              or split * g.batch * g.m * g.n * 4 > workspace):
                 continue
             yield build(gpu, g, tile, split)
     if g.m <= 8:
@@ -101,25 +131,25 @@ def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
         if occ < 1:
             return float("inf")
         grid = k.grid
-        active = min(spec.sms, grid)
         full, rest = divmod(cdiv(grid, spec.sms), occ)
         work = k.blocks[0][1]
         t = 0.0
         for n, reps in ((occ, full), (rest, 1 if rest else 0)):
             if reps:
-                sm_s, hbm_s, _ = gpu.group_times(k, work.scaled(n), n, active)
-                t += reps * max(sm_s, hbm_s)
-        hbm_floor = grid * (work.hbm_read + work.hbm_write) / spec.hbm_bw_bytes_per_s
-        total += max(t, hbm_floor) + spec.kernel_launch_s
+                sm_s, _ = gpu.group_time(k, work.scaled(n), n)
+                t += reps * sm_s
+        floor_s, _ = gpu.kernel_floor(work.scaled(grid))
+        total += max(t, floor_s) + spec.kernel_launch_s
     return total
 
 
-def _wave_traffic(g: Gemm, tile: Tile, split: int, wave_blocks: int, e: int,
+def _wave_traffic(g: Gemm, tile: Tile, split: int, wave_blocks: int,
                   l2_bytes: float) -> tuple[float, float]:
     """HBM bytes of A and B for one batch item (see the module docstring)."""
     gm, gn = cdiv(g.m, tile.tm), cdiv(g.n, tile.tn)
     kk = g.k / split
-    a_all, b_all = g.m * g.k * e, g.k * g.n * e
+    ea, eb = g.a_bytes, g.b_bytes
+    a_all, b_all = g.m * g.k * ea, g.k * g.n * eb
     grid = gm * gn
     a = b = 0.0
     start = 0
@@ -127,8 +157,8 @@ def _wave_traffic(g: Gemm, tile: Tile, split: int, wave_blocks: int, e: int,
         end = min(grid, start + wave_blocks)
         dm = min(gm, end - start)
         dn = (end - 1) // gm - start // gm + 1
-        a += min(dm * tile.tm, g.m) * kk * e
-        b += min(dn * tile.tn, g.n) * kk * e
+        a += min(dm * tile.tm, g.m) * kk * ea
+        b += min(dn * tile.tn, g.n) * kk * eb
         start = end
     a, b = a * split, b * split
     if a_all <= l2_bytes / 2:
@@ -140,51 +170,55 @@ def _wave_traffic(g: Gemm, tile: Tile, split: int, wave_blocks: int, e: int,
 
 def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     spec = gpu.spec
-    e = ELEM.get(g.dtype, 2)
-    eo = ELEM.get(g.out_dtype, 2)
+    compute, _ = datapath(g.dtype, "matmul")
+    ea, eb, eo = g.a_bytes, g.b_bytes, g.out_bytes
     gm, gn = cdiv(g.m, tile.tm), cdiv(g.n, tile.tn)
     blocks = gm * gn * split * g.batch
     kk = cdiv(g.k, split)
     threads = tile.warps * 32
-    smem = tile.stages * (tile.tm + tile.tn) * tile.tk * e
+    smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
     occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
     wave = max(1, spec.sms * max(occ, 1))
     # HBM traffic: per batch item by waves, an operand shared by the batch read once
     per_item_wave = max(1, wave // max(1, min(g.batch, wave)))
-    a_hbm, b_hbm = _wave_traffic(g, tile, split, per_item_wave if g.batch > 1 else wave, e,
+    a_hbm, b_hbm = _wave_traffic(g, tile, split, per_item_wave if g.batch > 1 else wave,
                                  spec.l2_bytes)
     a_total = a_hbm if g.a_shared else a_hbm * g.batch
     b_total = b_hbm if g.b_shared else b_hbm * g.batch
-    part_e = 4 if split > 1 else eo
-    out_bytes = g.batch * g.m * g.n * part_e * split
+    part_e = 4 if split > 1 else eo  # split-K: fp32 partials (in L2, see the docstring)
     macs = tile.tm * tile.tn * kk
     w = Work()
     if tile.tensor:
         w.tensor_flops = 2.0 * macs
     else:
         w.cuda_flops = 2.0 * macs
-    loads = tile.warps * (tile.wm + tile.wn) * e * kk
-    if not tile.tensor:  # each thread of an 8x8 thread tile reads 8 + 8 values per k
-        loads = threads * 16 * e * kk
-    stores = (tile.tm + tile.tn) * kk * e
+    if g.b_dtype and g.b_dtype != g.dtype and eb < ea:  # narrow B widened in registers
+        w.cuda_flops += UNPACK_OPS_PER_ELEMENT * tile.tn * kk
+    if tile.tensor:
+        loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
+    else:  # each thread of an 8x8 thread tile reads 8 + 8 values per k
+        loads = threads * 8 * (ea + eb) * kk
+    stores = (tile.tm * ea + tile.tn * eb) * kk
     w.smem_bytes = loads + stores
     w.smem_wavefront_bytes = loads + stores
-    w.l2_bytes = (tile.tm + tile.tn) * kk * e + tile.tm * tile.tn * part_e
-    w.hbm_read = (a_total + b_total) / blocks
-    w.hbm_write = out_bytes / blocks
-    kind = "s884gemm" if tile.tensor else "sgemm"
+    w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk + tile.tm * tile.tn * part_e
+    w.hbm_read = (a_total + b_total + (g.extra_read if split == 1 else 0.0)) / blocks
+    w.hbm_write = g.batch * g.m * g.n * eo / blocks if split == 1 else 0.0
+    kind = ("s884gemm" if tile.tensor else
+            {"int8": "igemm", "fp64": "dgemm"}.get(compute, "sgemm"))
     name = f"{g.name}:{kind}" + (f" splitK={split}" if split > 1 else "")
     main = Kernel(name, f"{tile.tm}x{tile.tn}x{tile.tk}", threads, tile.regs, smem,
-                  [(blocks, w)], dtype=g.dtype, tensor=tile.tensor,
+                  [(blocks, w)], dtype=compute, tensor=tile.tensor,
                   notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split})
     if split == 1:
         return [main]
-    # split-K reduction: read the fp32 partials, write the output
+    main.detail = "fp32 partials in L2"
+    # split-K reduction: read the fp32 partials from L2, write the output (and bias)
     elems = g.batch * g.m * g.n
     rblocks = cdiv(elems, 256 * 4)
-    rw = Work(cuda_flops=split * elems / rblocks,
-              hbm_read=split * elems * 4 / rblocks, hbm_write=elems * eo / rblocks,
-              l2_bytes=(split * 4 + eo) * elems / rblocks)
+    rw = Work(cuda_flops=split * elems / rblocks, hbm_read=g.extra_read / rblocks,
+              hbm_write=elems * eo / rblocks,
+              l2_bytes=(split * 4 + eo) * elems / rblocks + g.extra_read / rblocks)
     red = Kernel(f"{g.name}:splitKreduce", "256x4", 256, 32, 0, [(rblocks, rw)],
                  dtype="fp32", tensor=False)
     return [main, red]
@@ -192,16 +226,18 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
 
 def gemv(gpu: Gpu, g: Gemm) -> Kernel:
     """A skinny product on the CUDA cores: each block owns 64 columns of B for all M rows."""
-    e = ELEM.get(g.dtype, 2)
-    eo = ELEM.get(g.out_dtype, 2)
+    compute, _ = datapath(g.dtype, "matmul")
+    ea, eb, eo = g.a_bytes, g.b_bytes, g.out_bytes
     cols = 64
     blocks = cdiv(g.n, cols) * g.batch
     w = Work(cuda_flops=2.0 * g.m * cols * g.k,
-             hbm_read=(g.k * g.n * e * (1 if g.b_shared else g.batch)
-                       + g.m * g.k * e * (1 if g.a_shared else g.batch)) / blocks,
+             hbm_read=(g.k * g.n * eb * (1 if g.b_shared else g.batch)
+                       + g.m * g.k * ea * (1 if g.a_shared else g.batch) + g.extra_read) / blocks,
              hbm_write=g.batch * g.m * g.n * eo / blocks)
-    w.l2_bytes = w.hbm_read + w.hbm_write + g.m * g.k * e
-    w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * e
-    return Kernel(f"{g.name}:gemv", f"{g.m}x{cols}", 256, 64, min(g.m * g.k * e, 48 * 1024),
-                  [(blocks, w)], dtype="fp32", tensor=False,
+    if g.b_dtype and g.b_dtype != g.dtype and eb < ea:
+        w.cuda_flops += UNPACK_OPS_PER_ELEMENT * cols * g.k
+    w.l2_bytes = w.hbm_read + w.hbm_write + g.m * g.k * ea
+    w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * ea
+    return Kernel(f"{g.name}:gemv", f"{g.m}x{cols}", 256, 64, int(min(g.m * g.k * ea, 48 * 1024)),
+                  [(blocks, w)], dtype="int8" if compute == "int8" else "fp32", tensor=False,
                   notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": 1})

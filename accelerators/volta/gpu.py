@@ -8,19 +8,30 @@ runs in *waves* of ``sms x occupancy`` blocks; a last, partial wave (the tail)
 leaves SMs idle.
 
 Each SM runs its blocks in *groups*: the blocks resident together. A group's
-time on the SM is the largest of its tensor-core, CUDA-core, shared-memory and
-L2 times (a software-pipelined main loop overlaps them), plus the exposed
-part of its vector work and one memory latency to fill the pipeline. Its HBM
-traffic is a separate task on the SM's memory lane that holds one stream of
-the shared ``hbm`` pool: ``hbm_bw / sm_hbm_bw`` streams, each at the rate one
-SM can draw alone. So a lone SM streams at its own rate, all SMs together at
-most at the achievable HBM bandwidth, and the queueing comes out of the event
-run. The next group on an SM starts when both tasks of the previous one are
-done (a block slot frees when the block ends).
+task on its SM lasts the largest of its pipes (a software-pipelined main loop
+overlaps them): tensor-core or CUDA-core time, shared-memory wavefronts, and
+what the SM can draw from L2 and from HBM *on its own* (bytes in flight over
+latency, Little's law: ``sm_hbm_bw`` for HBM, the same bytes in flight over the
+shorter L2 latency for L2); plus the exposed part of its vector work and one
+memory latency to fill the pipeline.
 
-Units (timeline lanes): ``sm7`` (the SM's pipes), ``sm7.mem`` (its HBM
-stream), ``stream`` (kernel launches, in order), ``pcie`` (host transfers),
-``nvlink`` (the all-reduce ring).
+L2 and HBM are shared by all SMs: each is a unit of the event engine (``l2``,
+``hbm``) that serves bytes at its achievable aggregate bandwidth. A group's
+traffic is cut into pieces of one size per kernel, chained per SM, so the
+units serve the SMs round robin (fair sharing, as the memory controllers
+interleave the SMs' requests). A lone SM is limited by its own draw (inside
+its SM task), many SMs together by the unit: the tail of a kernel and its
+imbalance come out of the run, and an SM that finishes early leaves its share
+of the bandwidth to the others. The next group on an SM starts when its
+previous group's SM task and traffic are done (a block slot frees when the
+block ends).
+
+DRAM bytes are integers on the tasks, distributed over a kernel's groups by
+cumulative rounding, so an op's total is its kernels' exact total.
+
+Units (timeline lanes): ``sm7`` (the SM's pipes), ``hbm`` and ``l2`` (the
+shared memories), ``stream`` (kernel launches, in order), ``pcie`` (host
+transfers), ``nvlink`` (the all-reduce ring).
 """
 
 from __future__ import annotations
@@ -33,8 +44,10 @@ from hwsim.engine import Task
 
 from .spec import VoltaSpec
 
-HBM_POOL = "hbm"
-MAX_CHUNKS_PER_SM = 6  # merged task pairs per SM and kernel (keeps ops to ~1000 tasks)
+HBM_UNIT = "hbm"
+L2_UNIT = "l2"
+MAX_CHUNKS_PER_SM = 6  # merged SM tasks per SM and kernel (keeps ops to ~1000 tasks)
+PIECES_PER_KERNEL = 160  # pieces of a kernel's traffic on each shared unit (fair sharing)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -61,6 +74,10 @@ class Work:
         for f in fields(Work):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
+    @property
+    def hbm_bytes(self) -> float:
+        return self.hbm_read + self.hbm_write
+
 
 @dataclass
 class Kernel:
@@ -77,6 +94,7 @@ class Kernel:
     bound_hint: str = ""  # forced bound (e.g. "latency") when set
     pcie_bytes: float = 0.0  # host transfers overlapped with the kernel
     serial_operands: bool = False  # fragments loaded just before use (no register double buffer)
+    detail: str = ""  # what the op's one-line description adds for this kernel
     notes: dict = field(default_factory=dict)
 
     @property
@@ -105,8 +123,14 @@ class Gpu:
         self.clock = s.clock_hz
         self.smem_bw_sm = s.smem_banks * s.smem_bank_bytes * s.clock_hz * s.smem_efficiency
         self.sfu_rate_sm = s.sfu_ops_per_clock_per_sm * s.clock_hz
-        self.hbm_streams = max(1, round(s.hbm_bw_bytes_per_s / s.sm_hbm_bw_bytes_per_s))
-        self.stream_bw = s.hbm_bw_bytes_per_s / self.hbm_streams
+        self.hbm_bw = s.hbm_bw_bytes_per_s
+        self.l2_bw = s.l2_bw_bytes_per_s
+        self.sm_hbm_bw = min(s.sm_hbm_bw_bytes_per_s, self.hbm_bw)
+        # Little's law again: the bytes one SM keeps in flight (sm_hbm_bw x DRAM latency)
+        # returned after the L2 hit latency instead (D; 50 GB/s x 400 / 193 = 104 GB/s,
+        # 68 B per clock at 1.53 GHz)
+        self.sm_l2_bw = min(self.l2_bw, s.sm_hbm_bw_bytes_per_s * s.dram_latency_cycles
+                            / max(1.0, s.l2_latency_cycles))
         self.dram_latency_s = s.dram_latency_cycles / s.clock_hz
         self.l2_latency_s = s.l2_latency_cycles / s.clock_hz
         self.smem_latency_s = s.smem_latency_cycles / s.clock_hz
@@ -141,9 +165,9 @@ class Gpu:
         return Occupancy(max(0, limits[limiter]), limiter)
 
     # ------------------------------------------------------------ group time
-    def group_times(self, kernel: Kernel, work: Work, n_blocks: int, active_sms: int
-                    ) -> tuple[float, float, str]:
-        """(SM-pipe seconds, HBM-stream seconds, bound) of ``n_blocks`` resident together."""
+    def group_time(self, kernel: Kernel, work: Work, n_blocks: int) -> tuple[float, str]:
+        """(seconds on the SM, bound) of ``n_blocks`` resident together: the SM's own
+        pipes, its own L2 and HBM draw included (the shared units come on top)."""
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
@@ -154,37 +178,57 @@ class Gpu:
             alu_s = 0.0
         alu_s += work.sfu_ops / (self.sfu_rate_sm * fill)
         smem_s = work.smem_wavefront_bytes / self.smem_bw_sm
-        l2_share = self.spec.l2_bw_bytes_per_s / max(1, min(active_sms, self.spec.sms))
-        l2_s = work.l2_bytes / l2_share
+        l2_s = work.l2_bytes / self.sm_l2_bw
+        hbm_s = work.hbm_bytes / self.sm_hbm_bw
         # vector work (softmax between the two GEMMs of attention) overlaps with the
         # other resident blocks' matrix work, not with its own block's
-        exposed_alu = alu_s / max(1, n_blocks)
-        pipes = {"compute": matrix_s + exposed_alu, "onchip": max(smem_s, l2_s)}
-        busy = max(pipes["compute"], pipes["onchip"])
+        compute_s = matrix_s + alu_s / max(1, n_blocks)
+        busy = max(compute_s, smem_s, l2_s, hbm_s)
         if kernel.serial_operands:
-            # operands loaded right before the MMAs that use them: a warp's own loads and
-            # MMAs serialize; other resident warps (per SM partition) hide the rest
+            # fragments loaded from shared memory right before the MMAs that use them: a
+            # warp's own loads and MMAs serialize; other resident warps (per SM partition)
+            # hide the rest
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
-            busy += (1.0 - hidden) * min(pipes["compute"], pipes["onchip"])
-        fill_latency = self.dram_latency_s if (work.hbm_read or work.l2_bytes) else 0.0
-        sm_s = busy + fill_latency
-        hbm_s = (work.hbm_read + work.hbm_write) / self.stream_bw
-        # the bound: the SMs running together share the HBM pool, so this group's
-        # share of the aggregate bandwidth decides it, not one stream's rate
-        share = self.spec.hbm_bw_bytes_per_s / max(1, min(active_sms, self.spec.sms))
-        hbm_shared_s = (work.hbm_read + work.hbm_write) / share
-        if max(hbm_s, hbm_shared_s) >= busy:
-            bound = "memory"
-        elif busy <= fill_latency:
+            busy += (1.0 - hidden) * min(compute_s, smem_s)
+        if work.hbm_bytes:
+            fill_latency = self.dram_latency_s
+        elif work.l2_bytes:
+            fill_latency = self.l2_latency_s
+        else:
+            fill_latency = 0.0
+        if busy <= fill_latency:
             bound = "latency"
         else:
-            bound = "compute" if pipes["compute"] >= pipes["onchip"] else "onchip"
-        return sm_s, hbm_s, bound
+            bound = max((("compute", compute_s), ("onchip", max(smem_s, l2_s)),
+                         ("memory", hbm_s)), key=lambda kv: kv[1])[0]
+        return busy + fill_latency, bound
+
+    def kernel_floor(self, total: Work) -> tuple[float, str]:
+        """The shared units' time for a kernel's whole traffic, and its bound."""
+        hbm_s = total.hbm_bytes / self.hbm_bw
+        l2_s = total.l2_bytes / self.l2_bw
+        return (hbm_s, "memory") if hbm_s >= l2_s else (l2_s, "onchip")
 
     # ------------------------------------------------------------ schedule
+    def block_cost(self, kernel: Kernel, work: Work, occ: int) -> float:
+        """Seconds of the SM one block of ``work`` takes while ``occ`` blocks share it
+        (its share of a full group), or its share of the shared units, if longer."""
+        occ = max(1, occ)
+        sm_s = self.group_time(kernel, work.scaled(occ), occ)[0] / occ
+        resident = max(1, min(kernel.grid, self.spec.sms * occ))
+        share_s = max(work.hbm_bytes * resident / self.hbm_bw,
+                      work.l2_bytes * resident / self.l2_bw) / occ
+        return max(sm_s, share_s)
+
     def assign(self, kernel: Kernel, occ: int) -> list[list[int]]:
-        """Block classes per SM, in the order each SM runs them (greedy, like the
-        hardware's block scheduler: each block to the slot that frees first)."""
+        """Block classes per SM, in the order each SM runs them.
+
+        A uniform grid goes round robin. Blocks of different lengths (causal tiles)
+        go, in launch order, each to the SM with the least work so far: the
+        hardware hands a block to whichever SM has a slot free first, and an SM's
+        resident blocks share its pipes, so the SMs stay about equally loaded
+        (work-conserving). Each SM then runs its blocks longest first, so the blocks
+        resident together are of similar length (:func:`plan_groups`)."""
         sms = self.spec.sms
         per_sm: list[list[int]] = [[] for _ in range(sms)]
         if len(kernel.blocks) == 1:
@@ -193,18 +237,17 @@ class Gpu:
             for i in range(sms):
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
-        est = []
-        for _, w in kernel.blocks:
-            sm_s, hbm_s, _ = self.group_times(kernel, w, 1, sms)
-            est.append(max(sm_s, hbm_s * sms / self.hbm_streams / max(occ, 1)))
-        heap = [(0.0, i, slot) for slot in range(occ) for i in range(sms)]
+        est = [self.block_cost(kernel, w, occ) for _, w in kernel.blocks]
+        heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
         for cls, (count, _) in enumerate(kernel.blocks):
             d = est[cls]
             for _ in range(count):
-                t, sm, slot = heapq.heappop(heap)
+                t, sm = heapq.heappop(heap)
                 per_sm[sm].append(cls)
-                heapq.heappush(heap, (t + d, sm, slot))
+                heapq.heappush(heap, (t + d, sm))
+        for classes in per_sm:
+            classes.sort(key=lambda c: -est[c])
         return per_sm
 
 
@@ -223,10 +266,26 @@ class KernelReport:
     waves: float
     bound: str
     est_s: float = 0.0
+    detail: str = ""
     notes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class _Counter:
+    """Cumulative rounding of float byte counts to integers: the integers handed out
+    sum to the rounded float total, whatever the number of parts."""
+
+    def __init__(self):
+        self.acc = 0.0
+        self.given = 0
+
+    def take(self, x: float) -> int:
+        self.acc += x
+        n = int(round(self.acc)) - self.given
+        self.given += n
+        return n
 
 
 class Builder:
@@ -249,6 +308,19 @@ class Builder:
         return self.add(Task("stream", spec.kernel_launch_s, deps=tuple(deps), bound="latency",
                              label=f"{self.label}: launch {name}"))
 
+    def _pieces(self, unit: str, nbytes: float, piece: float, rate: float, deps, bound: str,
+                label: str, first_bytes: dict) -> int:
+        """``nbytes`` on a shared unit as a chain of pieces; returns the last task."""
+        n = max(1, int(round(nbytes / piece))) if piece > 0 else 1
+        dur = nbytes / rate / n
+        prev = tuple(deps)
+        last = -1
+        for i in range(n):
+            last = self.add(Task(unit, dur, first_bytes if i == 0 else {}, {}, prev, bound, "",
+                                 label))
+            prev = (last,)
+        return last
+
     def kernel(self, k: Kernel) -> KernelReport:
         gpu, spec = self.gpu, self.gpu.spec
         occ = gpu.occupancy(k.threads, k.regs, k.smem)
@@ -264,40 +336,38 @@ class Builder:
         start = self.launch(k.name, self._last)
         ends: list[int] = []
         bounds: dict[str, float] = {}
+        total = k.total()
         est = 0.0
         if grid:
-            active = min(spec.sms, grid)
             tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
-            plan = []  # per SM: chunks of (sm_s, hbm_s, work, blocks, bound-times)
-            for runs in self._groups(k, per):
+            hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
+            l2_piece = total.l2_bytes / PIECES_PER_KERNEL
+            rd, wr, l2c = _Counter(), _Counter(), _Counter()
+            for sm, runs in enumerate(self._groups(k, per)):
                 chunks = []
                 for reps, w, n in runs:
-                    sm_s, hbm_s, bound = gpu.group_times(k, w, n, active)
+                    sm_s, bound = gpu.group_time(k, w, n)
                     for r in _split(reps):
-                        chunks.append((sm_s * r, hbm_s * r, w.scaled(r), n * r,
-                                       {bound: max(sm_s, hbm_s) * r}))
-                plan.append(_merge(chunks))
-            n_mem = sum(1 for chunks in plan for c in chunks if c[1] > 0)
-            pieces = max(1, -(-32 * gpu.hbm_streams // max(1, n_mem))) if n_mem else 1
-            for sm, chunks in enumerate(plan):
+                        chunks.append((sm_s * r, w.scaled(r), n * r, {bound: sm_s * r}))
                 deps = (start,)
                 sm_total = 0.0
-                for sm_s, hbm_s, w, nblocks, by in chunks:
+                for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
                         bounds[b] = bounds.get(b, 0.0) + t
                     bound = max(by, key=by.get)
-                    a = self.add(Task(f"sm{sm}", sm_s, {"l2_read": int(w.l2_bytes)},
+                    a = self.add(Task(f"sm{sm}", sm_s, {"l2_read": l2c.take(w.l2_bytes)},
                                       self.energy(k, w), deps, bound, "", f"{tag} x{nblocks}"))
-                    last = a
-                    if hbm_s > 0:
-                        nb = {"dram_read": int(w.hbm_read), "dram_write": int(w.hbm_write)}
-                        for i in range(pieces):
-                            last = self.add(Task(
-                                f"sm{sm}.mem", hbm_s / pieces, nb if i == 0 else {}, {},
-                                deps, "memory", HBM_POOL, f"{tag} HBM"))
-                    deps = (a, last) if last != a else (a,)
-                    sm_total += max(sm_s, hbm_s)
-                if chunks:
+                    nxt = [a]
+                    if w.hbm_bytes > 0:
+                        nb = {"dram_read": rd.take(w.hbm_read), "dram_write": wr.take(w.hbm_write)}
+                        nxt.append(self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
+                                                deps, "memory", f"{tag} HBM", nb))
+                    if w.l2_bytes > 0:
+                        nxt.append(self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw, deps,
+                                                "onchip", f"{tag} L2", {}))
+                    deps = tuple(nxt)
+                    sm_total += sm_s
+                if sm_total:
                     ends.extend(deps)
                 est = max(est, sm_total)
         if k.pcie_bytes:
@@ -306,45 +376,21 @@ class Builder:
             ends = [start]
         self._last = tuple(ends)
         bound = k.bound_hint or (max(bounds, key=bounds.get) if bounds else "latency")
-        total = k.total()
-        hbm_floor = (total.hbm_read + total.hbm_write) / spec.hbm_bw_bytes_per_s
+        floor_s, floor_bound = gpu.kernel_floor(total)
+        if floor_s > est and not k.bound_hint:
+            bound = floor_bound
         pcie_s = k.pcie_bytes / spec.pcie_bw_bytes_per_s
-        est = max(est, hbm_floor, pcie_s)
+        est = max(est, floor_s, pcie_s)
         if k.pcie_bytes and pcie_s >= est:
             bound = "interconnect"
         rep = KernelReport(k.name, grid, k.tile, k.threads, k.regs, k.smem, per, occ.limiter,
-                           round(waves, 3), bound, est + spec.kernel_launch_s, dict(k.notes))
+                           round(waves, 3), bound, est + spec.kernel_launch_s, k.detail,
+                           dict(k.notes))
         self.reports.append(rep)
         return rep
 
     def _groups(self, k: Kernel, per: int) -> list[list[tuple[int, Work, int]]]:
-        """Per SM, runs of identical groups: (repetitions, work of one group, blocks)."""
-        sms = self.gpu.spec.sms
-        out: list[list[tuple[int, Work, int]]] = []
-        if len(k.blocks) == 1:
-            count, w = k.blocks[0]
-            base, extra = divmod(count, sms)
-            for i in range(sms):
-                c = base + (1 if i < extra else 0)
-                full, rest = divmod(c, per)
-                runs = []
-                if full:
-                    runs.append((full, w.scaled(per), per))
-                if rest:
-                    runs.append((1, w.scaled(rest), rest))
-                out.append(runs)
-            return out
-        works = [w for _, w in k.blocks]
-        for classes in self.gpu.assign(k, per):
-            runs = []
-            for g0 in range(0, len(classes), per):
-                members = classes[g0:g0 + per]
-                w = Work()
-                for c in members:
-                    w.add(works[c])
-                runs.append((1, w, len(members)))
-            out.append(runs)
-        return out
+        return plan_groups(self.gpu, k, per)
 
     def pcie(self, nbytes: float, deps, name: str, chunks: int = 8) -> list[int]:
         """Host transfers in chunks on the ``pcie`` lane (overlapping the SMs)."""
@@ -360,6 +406,54 @@ class Builder:
             prev = (t,)
             out.append(t)
         return out[-1:]
+
+
+def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[tuple[int, Work, int]]]:
+    """Per SM, runs of identical groups: (repetitions, work of one group, blocks)."""
+    sms = gpu.spec.sms
+    out: list[list[tuple[int, Work, int]]] = []
+    if len(k.blocks) == 1:
+        count, w = k.blocks[0]
+        base, extra = divmod(count, sms)
+        for i in range(sms):
+            c = base + (1 if i < extra else 0)
+            full, rest = divmod(c, per)
+            runs = []
+            if full:
+                runs.append((full, w.scaled(per), per))
+            if rest:
+                runs.append((1, w.scaled(rest), rest))
+            out.append(runs)
+        return out
+    works = [w for _, w in k.blocks]
+    for classes in gpu.assign(k, per):
+        runs = []
+        for g0 in range(0, len(classes), per):
+            members = classes[g0:g0 + per]
+            w = Work()
+            for c in members:
+                w.add(works[c])
+            runs.append((1, w, len(members)))
+        out.append(runs)
+    return out
+
+
+def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
+    """Seconds of ``kernels`` run one after another, without a simulation: per kernel
+    the busiest SM's groups or the shared units' floor, whichever is longer, plus the
+    launch (what a library's heuristic would estimate; the tasks refine it)."""
+    total = 0.0
+    for k in kernels:
+        occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+        if occ < 1:
+            return float("inf")
+        busiest = 0.0
+        for runs in plan_groups(gpu, k, occ):
+            busiest = max(busiest, sum(reps * gpu.group_time(k, w, n)[0] for reps, w, n in runs))
+        floor_s, _ = gpu.kernel_floor(k.total())
+        total += max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
+        total += gpu.spec.kernel_launch_s
+    return total
 
 
 def _split(reps: int) -> list[int]:
@@ -384,9 +478,8 @@ def _merge(chunks: list) -> list:
         w = Work()
         by: dict[str, float] = {}
         for c in part:
-            w.add(c[2])
-            for b, t in c[4].items():
+            w.add(c[1])
+            for b, t in c[3].items():
                 by[b] = by.get(b, 0.0) + t
-        out.append((sum(c[0] for c in part), sum(c[1] for c in part), w,
-                    sum(c[3] for c in part), by))
+        out.append((sum(c[0] for c in part), w, sum(c[2] for c in part), by))
     return out + [last]

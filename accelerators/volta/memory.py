@@ -2,7 +2,9 @@
 what is Volta's own:
 
 - workspace: the score matrix ``b·h·q·kv`` and its softmax when attention runs
-  the ``standard`` way (eager PyTorch materializes both in HBM);
+  the ``standard`` way (eager PyTorch materializes both in HBM), plus the
+  gathered keys and values of a block-sparse selection and the selected
+  probabilities of value pruning (:func:`.attention.standard_workspace`);
 - CPU-GPU cooperation: ``host_kv_fraction`` of the KV cache lives in host
   memory (FastAttention's cooperative strategy), checked against
   ``host_bytes``.
@@ -15,8 +17,7 @@ from dataclasses import replace
 from hwsim.capacity import GIB, Footprint, footprint
 from hwsim.errors import InputError
 
-from .attention import choose
-from .gemm import ELEM
+from .attention import choose, standard_workspace
 
 
 def volta_footprint(graph, spec, tiling) -> Footprint:
@@ -28,8 +29,7 @@ def volta_footprint(graph, spec, tiling) -> Footprint:
         a = op.attrs
         if choose(strategy, a["q_len"], a["kv_len"]) != "standard":
             return 0.0
-        e = ELEM.get(graph.tensors[op.inputs[0]].dtype, 2)
-        return 2.0 * a["batch"] * a["heads"] * a["q_len"] * a["kv_len"] * e
+        return standard_workspace(op, graph)
 
     fp = footprint(graph, workspace)
     host = fp.kv_cache_bytes * spec.host_kv_fraction

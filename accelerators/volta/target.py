@@ -1,4 +1,8 @@
-"""The Volta target: ops to kernels, kernels to tasks, pools, energy, headline."""
+"""The Volta target: ops to kernels, kernels to tasks, energy, peaks, headline.
+
+An op is lowered once per (op, graph, spec, tiling): ``lower`` (the tasks),
+``kernels``/``describe`` (the report) and ``executed_flops`` share that build.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,16 @@ from hwsim.collectives import ring_allreduce
 from hwsim.energy import EnergyTable
 from hwsim.engine import Task
 from hwsim.errors import UnsupportedOpError
+from hwsim.ir.kinds import executed_flops as counted_executed_flops
 from hwsim.ir.kinds import read_bytes, write_bytes
 from hwsim.targets import Target
 
 from . import attention, memops
+from .dtypes import DATAPATH
 from .energy import actions, energy_table
 from .gemm import Gemm
 from .gemm import kernels as gemm_kernels
-from .gpu import HBM_POOL, Builder, Gpu, Kernel
+from .gpu import Builder, Gpu, Kernel
 from .memory import volta_footprint
 from .spec import VoltaSpec
 
@@ -35,14 +41,12 @@ class VoltaTarget(Target):
 
     def __init__(self):
         self._gpu: tuple[VoltaSpec, Gpu] | None = None
+        self._built: list[tuple[tuple, tuple, Builder]] = []  # (key, objects kept alive, build)
 
     def gpu(self, spec: VoltaSpec) -> Gpu:
         if self._gpu is None or self._gpu[0] is not spec:
             self._gpu = (spec, Gpu(spec))
         return self._gpu[1]
-
-    def pools(self, spec: VoltaSpec) -> dict[str, int]:
-        return {HBM_POOL: self.gpu(spec).hbm_streams}
 
     # ------------------------------------------------------------ lowering
     def kernels_of(self, op, graph, spec: VoltaSpec, tiling=None) -> list[Kernel]:
@@ -52,9 +56,8 @@ class VoltaTarget(Target):
         if kind == "matmul":
             return gemm_kernels(gpu, self._gemm(op, graph))
         if kind == "attention":
-            strategy = attention.choose(getattr(tiling, "attention", "auto"),
-                                        op.attrs["q_len"], op.attrs["kv_len"])
-            return attention.lower(gpu, op, graph, strategy, getattr(tiling, "block_q", 0),
+            return attention.lower(gpu, op, graph, self._strategy(op, tiling),
+                                   getattr(tiling, "block_q", 0),
                                    getattr(tiling, "block_kv", 0), spec.host_kv_fraction)
         if kind in MEMORY_KINDS:
             return memops.lower(op, graph)
@@ -76,16 +79,38 @@ class VoltaTarget(Target):
         return [r.to_dict() for r in self._build(op, graph, spec, tiling).reports]
 
     def describe(self, op, graph, spec: VoltaSpec, tiling=None) -> str:
-        """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound."""
+        """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound,
+        and what the kernel adds (GQA packing, split-KV, key blocks, partials in L2)."""
         return "; ".join(
             f"{k['name'].rsplit(':', 1)[-1]} {k['block_tile']} grid {k['grid']} "
             f"occ {k['occupancy']} ({k['limiter']}) {k['waves']:g} waves {k['bound']}"
+            + (f" [{k['detail']}]" if k["detail"] else "")
             for k in self.kernels(op, graph, spec, tiling))
 
+    def executed_flops(self, op, graph, spec: VoltaSpec, tiling=None) -> int:
+        """What the kernels compute: an attention's visited tiles, whole
+        (:func:`.attention.executed_flops`); other ops their counted FLOPs."""
+        if op.kind == "attention":
+            return attention.executed_flops(self.gpu(spec), op, graph, self._strategy(op, tiling),
+                                            getattr(tiling, "block_q", 0),
+                                            getattr(tiling, "block_kv", 0))
+        return counted_executed_flops(op)
+
+    @staticmethod
+    def _strategy(op, tiling) -> str:
+        return attention.choose(getattr(tiling, "attention", "auto"), op.attrs["q_len"],
+                                op.attrs["kv_len"])
+
     def _build(self, op, graph, spec, tiling) -> Builder:
+        key = (id(op), id(graph), id(spec), repr(tiling))
+        for k, _, bld in self._built:
+            if k == key:
+                return bld
         bld = Builder(self.gpu(spec), actions, op.name or op.kind)
         for k in self.kernels_of(op, graph, spec, tiling):
             bld.kernel(k)
+        # the objects stay referenced while cached, so their ids cannot be reused
+        self._built = [(key, (op, graph, spec, tiling), bld)] + self._built[:3]
         return bld
 
     def footprint(self, graph, spec: VoltaSpec, tiling):
@@ -102,7 +127,9 @@ class VoltaTarget(Target):
         batch, m, n, k = a["batch"], a["m"], a["n"], a["k"]
         return Gemm(batch, m, n, k, ta.dtype, t[op.outputs[0]].dtype,
                     a_shared=batch > 1 and ta.numel == m * k,
-                    b_shared=batch > 1 and tb.numel == k * n, name=op.name or "matmul")
+                    b_shared=batch > 1 and tb.numel == k * n, name=op.name or "matmul",
+                    b_dtype=tb.dtype if tb.dtype != ta.dtype else "",
+                    extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[2:])))
 
     def _allreduce(self, op, graph, spec: VoltaSpec) -> Task:
         """Ring all-reduce: 2(N-1) steps, each sending 1/N of the tensor per GPU."""
@@ -117,8 +144,11 @@ class VoltaTarget(Target):
                     "interconnect", label=f"{op.name or 'allreduce'}: ring over {n} GPUs")
 
     def peak_flops_per_s(self, spec: VoltaSpec, dtype: str) -> float:
-        per_clock = max(spec.tensor_flops_per_clock_per_sm.get(dtype, 0.0),
-                        spec.cuda_flops_per_clock_per_sm.get(dtype, 0.0))
+        """The fastest unit for ``dtype``: tensor cores for fp16, the CUDA cores for the
+        types sm_70 computes there (bf16 and tf32 in fp32, int8 on dp4a), 0 for none."""
+        compute, _ = DATAPATH.get(dtype, (dtype, False))
+        per_clock = max(spec.tensor_flops_per_clock_per_sm.get(compute, 0.0),
+                        spec.cuda_flops_per_clock_per_sm.get(compute, 0.0))
         return per_clock * spec.sms * spec.clock_hz
 
     def peak_dram_bw_bytes_per_s(self, spec: VoltaSpec) -> float:
