@@ -70,7 +70,9 @@ def test_tiling_mask_removes_the_n_by_n_mask_bytes_exactly():
 def test_tiling_mask_skips_fully_masked_blocks():
     on = latency(attention(8192, attention="fastattention", tiling_mask=True))
     off = latency(attention(8192, attention="fastattention", tiling_mask=False))
-    assert 1.6 < off / on < 2.2  # about half of the blocks are above the diagonal
+    # about half of the blocks are above the diagonal; without tiling-mask each block also
+    # adds its mask rows (one vector op more per score on the nine of the online softmax)
+    assert 1.6 < off / on < 2.5
 
 
 def test_block_sizes_that_do_not_fit_name_the_buffer():

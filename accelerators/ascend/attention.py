@@ -89,7 +89,7 @@ from hwsim.ir.kinds import visible_scores
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
 from .gemm import cube_cycles, emit_gemm, padded_macs
-from .pipeline import Item, append, emit_pipeline, hbm_demand
+from .pipeline import Item, append, emit_pipeline
 from .vector import (
     ROW_TAIL_CYCLES,
     SOFTMAX,
@@ -220,6 +220,9 @@ def describe(chip: Chip, op, graph, tiling) -> str:
         parts.append(f"{att.group} query heads per K/V head in one tile")
     if plan.split > 1:
         parts.append(f"split-KV over {plan.split} cores")
+    rounds = cdiv(att.b * att.hk * len(plan.items), chip.n_cube)
+    if rounds > 1:
+        parts.append(f"{rounds} rounds of tiles on {chip.n_cube} cube cores")
     return "; ".join(parts + extra)
 
 
@@ -260,7 +263,7 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
     b, h, hk, d, dv, q, kv, g = att.b, att.h, att.hk, att.d, att.dv, att.q, att.kv, att.group
     by = att.by
     name = op.name or "attention"
-    _extra_inputs(bld, op, graph, deps=(), share=True)
+    _extra_inputs(bld, op, graph, deps=())
     rows = b * h * q
     if att.sk:  # each block of sb queries of a head scores its own sk gathered keys
         nblk = cdiv(q, att.sb)
@@ -383,15 +386,11 @@ def _extra_bytes(op, graph) -> float:
     return float(sum(graph.stored_bytes(i) for i in op.inputs[3:]))
 
 
-def _extra_inputs(bld: Builder, op, graph, deps, share: bool = False) -> None:
-    """Inputs beyond Q, K and V (an explicit mask): read once from HBM by core 0 (with
-    ``share``, as a kernel of its own)."""
+def _extra_inputs(bld: Builder, op, graph, deps) -> None:
+    """Inputs beyond Q, K and V (an explicit mask): read once from HBM by core 0."""
     extra = _extra_bytes(op, graph)
     if extra:
-        unit = bld.chip.aic(0, "mte2")
-        if share:
-            bld.share_hbm({unit: (extra, 0.0)})
-        bld.load(unit, extra, 0.0, deps=deps, label="attention inputs")
+        bld.load(bld.chip.aic(0, "mte2"), extra, 0.0, deps=deps, label="attention inputs")
 
 
 # ---------------------------------------------------------------------- fused
@@ -726,7 +725,7 @@ def _plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
         else:
             positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
         npos = cdiv(att.q, positions)
-        for pi in _zigzag(npos):
+        for pi in range(npos):
             p0, p1 = pi * positions, min(att.q, (pi + 1) * positions)
             lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
             if skip:  # whole second-level blocks: the cube's block ends at the last one seen
@@ -740,22 +739,15 @@ def _plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
             for c in chunks:
                 tiles.append(Tile((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks, False,
                                   True, (pi,), k1 - k0, (need_lo, need_hi)))
+    # longest first (LPT: the cores' loads even out, and one more query position or key
+    # can only put a longer tile into the first round), by position among equals
+    tiles.sort(key=lambda t: -t.rows * (t.k1 - t.k0))
     n_tiles = att.b * att.hk * len(tiles)
     split = max(1, chip.n_cube // n_tiles) if 0 < n_tiles < chip.n_cube else 1
     items = tiles if split == 1 else [c for t in tiles for c in _split(
         t, split, blk, mask_op, att.masked)]
     split = split if any(not it.first for it in items) else 1
     return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
-
-
-def _zigzag(n: int) -> list[int]:
-    """0, n-1, 1, n-2, ...: long and short causal tiles alternate."""
-    order = []
-    for i in range(cdiv(n, 2)):
-        order.append(i)
-        if n - 1 - i != i:
-            order.append(n - 1 - i)
-    return order
 
 
 def _key_range(att: Att, p0: int, p1: int) -> tuple[int, int, int, int]:
@@ -838,6 +830,13 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     mask_unique = sum(fm for _, _, fm in first) * by
     in_flight = min(float(heads), chip.n_cube / max(1, len(items)) + 1.0)
     hit = reuse_hit_fraction(in_flight * unique_kv + mask_unique, l2.reuse_bytes())
+    # which tile's read of a row is the first is a matter of timing (the tiles of a head
+    # run at once on many cores): each tile takes the head's share of HBM bytes
+    moved_kv = sum((t.k1 - t.k0) * k_row + nv * v_row for t, nv in zip(items, vals))
+    rho_kv = (unique_kv + (moved_kv - unique_kv) * (1.0 - hit)) / moved_kv if moved_kv else 1.0
+    moved_mask = heads * sum(t.positions * (t.k1 - t.k0) for t in items) * by
+    rho_mask = (mask_unique + (moved_mask - mask_unique) * (1.0 - hit)) / moved_mask \
+        if moved_mask else 1.0
     # ---- the combine of split-KV chunks: partial O, row max and sum in a GM workspace
     split = plan.split > 1
     partial_row = (att.dv + 2) * ACC
@@ -852,8 +851,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     macs_action = f"mac_{chip.cube_dtype(att.dtype)}"
     k_pad = chip.burst(1, k_row) - k_row
     v_pad = chip.burst(1, v_row) - v_row
-    for head in range(heads):
-        for t, nv, (fk, fv, fm) in zip(items, vals, first):
+    for _ in range(heads):
+        for t, nv in zip(items, vals):
             core = heapq.heappop(free)[1]
             warm = bool(per_core[core])
             vt = None
@@ -873,13 +872,19 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             heapq.heappush(free, (load[core], core))
             walk = t.k1 - t.k0
             kv_bytes = walk * k_row + nv * v_row
-            new_kv = fk * k_row + fv * v_row
-            hbm = new_kv + (kv_bytes - new_kv) * (1.0 - hit)
+            # K/V (and mask) rows: the head's share comes from HBM, the rest hits L2; which
+            # tile's read is the first is a matter of timing (a head's tiles run at once
+            # on many cores, the others wait for that fetch), so every tile moves them at
+            # one HBM stream's rate
+            hbm = kv_bytes * rho_kv
+            slow = kv_bytes - hbm
             q_bytes = t.rows * att.d * by
             q_pad = chip.burst(t.heads, t.positions * att.d * by) - q_bytes
+            l2b = 0.0
             if t.first:
                 hbm += q_bytes
-            l2b = kv_bytes + q_bytes - hbm
+            else:  # a later split-KV chunk finds its Q in L2
+                l2b += q_bytes
             pad = q_pad
             if t.gathered:
                 pad += walk * k_pad + nv * v_pad
@@ -888,10 +893,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             mask_hbm = 0.0
             if plan.mask_from_gm:  # this tile's rows of the N x N mask, shared by the heads
                 mb = t.positions * walk * by
-                new_m = fm * by if head == 0 else 0.0
-                mask_hbm = new_m + (mb - new_m) * (1.0 - hit)
+                mask_hbm = mb * rho_mask
                 hbm += mask_hbm
-                l2b += mb - mask_hbm
+                slow += mb - mask_hbm
             elif plan.skip and any(t.masks) and core not in tile_seen:
                 tb = blk.bq * blk.b2 * by  # the one small mask tile, once per core
                 if tile_seen:
@@ -908,26 +912,17 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                        "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
                        "l1_byte": 2 * (kv_bytes + elems * by),
                        "ub_byte": elems * (ACC + by) * 2 + t.rows * att.dv * ACC * 4,
-                       "l2_byte": hbm + l2b + workspace}
+                       "l2_byte": hbm + l2b + slow + workspace}
             bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
-            share = hbm / (hbm + l2b) if hbm + l2b else 1.0
+            share = hbm / (hbm + l2b + slow) if hbm + l2b + slow else 1.0
             store = t.rows * partial_row if split else t.rows * att.dv * by
             # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
             # _check_blocks): the load of one overlaps the compute of the previous
             stages = sum(cdiv(w, blk.b2) for w in t.widths)
             append(per_core[core], Item(stages, hbm, l2b, mask_hbm, latency, store,
                                         actions, bound, shadow_s=min(vec_s, latency),
-                                        pad_hbm=pad * share,
-                                        pad_l2=pad * (1.0 - share)), CAP_STAGES)
-    demand: dict = {}
-    for c, core_items in enumerate(per_core):
-        hbm_demand(bld, core_items, chip.aic(c, "mte2"), chip.aiv(chip.vecs_of(c)[0], "mte3"),
-                   chip.mte3_bw * len(chip.vecs_of(c)), part_hbm, demand)
-    extra = _extra_bytes(op, graph)
-    if extra:  # inputs beyond Q, K and V, read by core 0 beside its tiles
-        b0, o0 = demand.get(chip.aic(0, "mte2"), (0.0, 0.0))
-        demand[chip.aic(0, "mte2")] = (b0 + extra, o0)
-    bld.share_hbm(demand)
+                                        pad_hbm=pad * share, pad_l2=pad * (1.0 - share),
+                                        load_l2_slow=slow), CAP_STAGES)
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     for c, core_items in enumerate(per_core):
@@ -939,8 +934,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                             deps=(start,), dest="l1", src="ub", label=name,
                             shadow_units=tuple(chip.aiv(v, "vector") for v in vecs),
                             shadow_label=f"{name} softmax")
-        if end is not None:
-            ends.append(end)
+        ends.extend(end)
     if split:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
 

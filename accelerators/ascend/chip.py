@@ -15,20 +15,18 @@ cores, which run in parallel and synchronise through flags:
 ``link``            the NPU-to-NPU links (all-reduce)
 ==================  ========================================================
 
-HBM bandwidth is shared in proportion to demand. Within one kernel, each pipe
-that moves HBM bytes (a core's MTE2 loading, its FixPipe or MTE3 writing back)
-gets the rate at which all of them would finish together if they streamed at
-once (``Σ bytes / (T - time busy with L2 hits) = hbm_bw``), or an equal share
-``hbm_bw / pipes`` if that is more (a small write-back is not stretched over
-the kernel), at most one stream's rate (``mte2_hbm_bytes_per_cycle · clock``,
-the per-core figure of the CANN configuration): the memory controllers
-interleave the requests of all cores, so the streams of a memory-bound kernel
-finish together at its bytes over the HBM bandwidth and a lone stream runs at
-the per-core rate. The pipes that set T get no more than their share, so no
-kernel moves its HBM bytes faster than the HBM bandwidth. (A pool of equal
-slots served first come, first served would instead quantise concurrent
-transfers into rounds: 32 equal loads on 19 slots take two rounds, on 15 slots
-three, so a faster clock, with fewer but faster slots, ran slower.)
+The HBM is one more unit, ``hbm``, that serves every transfer missing the L2 at
+the full HBM bandwidth, one after another (first come, first served). A
+transfer holds its pipe (a core's MTE2, FixPipe or MTE3) for its bytes at one
+stream's rate (``mte2_hbm_bytes_per_cycle · clock``, the per-core figure of the
+CANN configuration) and, beside it, the ``hbm`` unit for its bytes at the HBM
+bandwidth; what waits for the data waits for both. So a lone core streams at
+its per-core rate, many together at exactly the HBM bandwidth (the ``hbm``
+unit is then busy all the time, work-conserving), and every byte counted as
+DRAM traffic is one the ``hbm`` unit timed. (A pool of equal slots instead
+quantised concurrent transfers into rounds: 32 equal loads on 19 slots take
+two rounds, on 15 slots three, so a faster clock, with fewer but faster
+slots, ran slower.)
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from hwsim.engine import Task
 
 from .spec import AscendSpec
 
+HBM_UNIT = "hbm"
 
 def ceil_to(x: float, step: int) -> int:
     return int(-(-int(math.ceil(x)) // step) * step)
@@ -205,56 +204,6 @@ class Builder:
     def __init__(self, chip: Chip):
         self.chip = chip
         self.tasks: list[Task] = []
-        self.hbm_rate: dict[str, float] = {}
-
-    def share_hbm(self, demand: Mapping[str, tuple[float, float]],
-                  sequential: bool = False) -> None:
-        """Set the HBM rate of each unit of the kernel about to be emitted.
-
-        ``demand[unit] = (bytes, other_s)``: the bytes (with burst padding) the unit
-        moves to or from HBM, and the time it is busy otherwise (L2 hits). The rates
-        are those at which every unit finishes at the same time T, all streaming at
-        once within the HBM bandwidth: ``Σ bytes_u / (T - other_u) = hbm_bw``, each at
-        most one stream; a unit below an equal share gets the equal share (a small
-        write-back is not stretched over the kernel; the units that set T keep
-        theirs, so the kernel's bytes still take at least bytes / bandwidth).
-        With ``sequential`` (every core loads, computes, then stores, one stage
-        each: the loads and the stores are two phases), the floor is instead the
-        unit's share of its own phase: the loads share the bandwidth among them,
-        then the stores.
-        """
-        busy = {u: (b, o) for u, (b, o) in demand.items() if b > 0}
-        self.hbm_rate = {}
-        if not busy:
-            return
-        cap, bw = self.chip.hbm_stream_bw, self.chip.hbm_bw
-
-        def rates(t: float) -> dict[str, float]:
-            return {u: min(cap, b / (t - o)) for u, (b, o) in busy.items()}
-
-        lo = max(o for _, o in busy.values())
-        hi = lo + sum(b for b, _ in busy.values()) / min(bw, cap) + 1e-12
-        if sum(rates(hi).values()) <= bw:  # bisect T: the rates fall as T grows
-            for _ in range(60):
-                mid = (lo + hi) / 2
-                if mid <= lo or sum(rates(mid).values()) > bw:
-                    lo = mid
-                else:
-                    hi = mid
-        if sequential:
-            phase = {}
-            for u, (b, _) in busy.items():
-                phase[u.rsplit(".", 1)[-1]] = phase.get(u.rsplit(".", 1)[-1], 0.0) + b
-            floor = {u: bw * b / phase[u.rsplit(".", 1)[-1]] for u, (b, _) in busy.items()}
-        else:
-            floor = dict.fromkeys(busy, bw / len(busy))
-        self.hbm_rate = {u: min(cap, max(r, floor[u])) for u, r in rates(hi).items()}
-
-    def _hbm_rate(self, unit: str) -> float:
-        rate = self.hbm_rate.get(unit)
-        if rate is None:  # pragma: no cover - a lowering bug, not an input problem
-            raise RuntimeError(f"HBM transfer on {unit} outside its kernel's share_hbm")
-        return rate
 
     def add(self, unit: str, duration_s: float, *, deps=(), bound: str = "compute",
             pool: str = "", label: str = "", nbytes: Mapping[str, int] | None = None,
@@ -268,53 +217,67 @@ class Builder:
         return self.add("launch", self.chip.spec.kernel_launch_s, deps=deps, bound="latency",
                         label=label)
 
+    def _hbm(self, nbytes: dict, deps, label: str, nb: float) -> int:
+        """The HBM's share of a transfer: ``nb`` bytes at the full HBM bandwidth."""
+        return self.add(HBM_UNIT, nb / self.chip.hbm_bw, deps=deps, bound="memory",
+                        label=label, nbytes=nbytes)
+
     def load(self, unit: str, hbm_bytes: float, l2_bytes: float, *, deps=(), dest: str = "l1",
              label: str = "load", mask_bytes: float = 0.0, hbm_pad: float = 0.0,
-             l2_pad: float = 0.0) -> int:
-        """MTE2: ``hbm_bytes`` missing L2 (at the unit's HBM rate) and ``l2_bytes``
-        hitting it, one task (the bound is the larger part).
+             l2_pad: float = 0.0, l2_counted: float = 0.0) -> tuple[int, ...]:
+        """MTE2: ``hbm_bytes`` missing L2 and ``l2_bytes`` hitting it. The pipe moves
+        them at one HBM stream's rate and the L2 rate; the missing bytes also take
+        the ``hbm`` unit at the HBM bandwidth, beside it.
 
         ``hbm_pad``/``l2_pad``: bytes of burst the MTE2 spends beyond the data (runs
-        shorter than ``transfer_align_bytes``, gathered rows): time, not traffic.
+        shorter than ``transfer_align_bytes``, gathered rows, L2 hits that wait for
+        another core's fetch): the pipe's time, not traffic. ``l2_counted``: L2 hits
+        whose time is in ``hbm_pad`` (counted as L2 reads, not timed twice).
+        Returns the indices of the tasks that consumers wait for.
         """
         chip = self.chip
-        hbm_s = (hbm_bytes + hbm_pad) / self._hbm_rate(unit) if hbm_bytes > 0 else 0.0
+        deps = tuple(deps)
+        hbm_bytes = max(0.0, hbm_bytes)
+        hbm_s = (hbm_bytes + hbm_pad) / chip.hbm_stream_bw
         l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw
         nb = {}
-        if hbm_bytes > 0:
-            nb["dram_read"] = int(round(hbm_bytes))
-            if mask_bytes:
-                nb["mask_dram_read"] = int(round(mask_bytes))
+        l2_bytes = max(0.0, l2_bytes) + l2_counted
         if l2_bytes > 0:
             nb["l2_read"] = int(round(l2_bytes))
-        hbm_bytes = max(0.0, hbm_bytes)
-        return self.add(unit, hbm_s + l2_s, deps=deps,
-                        bound="memory" if hbm_s >= l2_s and hbm_s > 0 else "onchip",
-                        label=label + (" (HBM)" if hbm_s >= l2_s and hbm_s > 0 else " (L2)"),
-                        nbytes=nb, actions={"hbm_byte": hbm_bytes,
-                                            "l2_byte": hbm_bytes + l2_bytes,
-                                            f"{dest}_byte": hbm_bytes + l2_bytes})
+        memory = hbm_s >= l2_s and hbm_s > 0
+        pipe = self.add(unit, hbm_s + l2_s, deps=deps, bound="memory" if memory else "onchip",
+                        label=label + (" (HBM)" if memory else " (L2)"), nbytes=nb,
+                        actions={"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes + l2_bytes,
+                                 f"{dest}_byte": hbm_bytes + l2_bytes})
+        if hbm_bytes <= 0:
+            return (pipe,)
+        dram = {"dram_read": int(round(hbm_bytes))}
+        if mask_bytes:
+            dram["mask_dram_read"] = int(round(mask_bytes))
+        return (pipe, self._hbm(dram, deps, f"{label} (HBM read)", hbm_bytes))
 
     def store(self, unit: str, nbytes: float, unit_bw: float, *, hbm_fraction: float = 1.0,
-              deps=(), src: str = "ub", label: str = "store") -> int:
-        """Write ``nbytes`` to GM: ``hbm_fraction`` of it streams to HBM (at the unit's
-        HBM rate, counted as DRAM written), the rest stays in L2 (an intermediate that
-        the op's next kernel reads: written at the L2 rate, never counted as DRAM).
+              deps=(), src: str = "ub", label: str = "store") -> tuple[int, ...]:
+        """Write ``nbytes`` to GM: ``hbm_fraction`` of it streams to HBM (at one
+        stream's rate on the pipe, and on the ``hbm`` unit; counted as DRAM written),
+        the rest stays in L2 (an intermediate that the op's next kernel reads:
+        written at the L2 rate, never counted as DRAM).
         """
         chip = self.chip
+        deps = tuple(deps)
         hbm = float(nbytes) * min(1.0, max(0.0, hbm_fraction))
         l2b = float(nbytes) - hbm
-        hbm_s = hbm / min(unit_bw, self._hbm_rate(unit)) if hbm > 0 else 0.0
+        hbm_s = hbm / min(unit_bw, chip.hbm_stream_bw)
         l2_s = l2b / min(unit_bw, chip.l2_write_bw)
-        nb = {}
-        if hbm > 0:
-            nb["dram_write"] = int(round(hbm))
-        if l2b > 0:
-            nb["l2_write"] = int(round(l2b))
+        nb = {"l2_write": int(round(l2b))} if l2b > 0 else {}
         memory = hbm_s >= l2_s and hbm_s > 0
-        return self.add(unit, hbm_s + l2_s, deps=deps, bound="memory" if memory else "onchip",
+        pipe = self.add(unit, hbm_s + l2_s, deps=deps, bound="memory" if memory else "onchip",
                         label=label + (" (HBM)" if memory else " (L2)"), nbytes=nb,
                         actions={f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm})
+        if hbm <= 0:
+            return (pipe,)
+        return (pipe, self._hbm({"dram_write": int(round(hbm))}, deps, f"{label} (HBM write)",
+                                hbm))
 
 
 def segments(n_items: int, n_segments: int) -> list[tuple[int, int]]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .pipeline import Item, append, emit_pipeline, hbm_demand
+from .pipeline import Item, append, emit_pipeline
 
 ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
 
@@ -89,7 +89,6 @@ def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTi
     kf = k_fractal(chip, dtype)
     mp, np_, kp = cdiv(m, e) * e, cdiv(n, e) * e, cdiv(k, kf) * kf
     best = None
-    unique = (batch * m * k + batch * k * n) * b  # upper bound of first-touch bytes
     for om in _choices(mp, e):
         for on in _choices(np_, e):
             if om * on * ACC_BYTES > s.l0c_bytes:
@@ -111,15 +110,24 @@ def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTi
                 cube = cube_cycles(chip, om, on, k, dtype) + s.cube_issue_cycles * cdiv(k, bk)
                 mte1 = (om * kp * b / s.mte1_l0a_bytes_per_cycle
                         + kp * on * b / s.mte1_l0b_bytes_per_cycle)
-                row_run = kp * b if tk >= kp else cdiv(kp, tk) * chip.burst(1, tk * b)
-                loaded = tiles * (om * row_run + kp * chip.burst(1, on * b, on >= n))
-                first = min(unique, loaded)
+                # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
+                stages = cdiv(kp, tk)
+                a_t = chip.burst(om, k * b, contiguous=True) if tk >= kp else \
+                    stages * chip.burst(om, tk * b)
+                b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
+                out_t = chip.burst(om, on * b, contiguous=on >= n)
+                loaded = tiles * (a_t + b_t)
+                # first touches: each row panel of A and column panel of B once per batch
+                # entry (whole bursts), at most every byte of the operands once
+                first = min(loaded, batch * (cdiv(m, om) * a_t + cdiv(n, on) * b_t))
                 # first reads share the HBM (at most one stream per core), re-reads hit L2
-                mte2_s = max(first / chip.hbm_bw, first / cores / chip.hbm_stream_bw) \
-                    + (loaded - first) / chip.l2_read_bw / cores
-                fix_s = om * on * b / chip.fixpipe_bw
-                per_tile = max(chip.cycles(max(cube, mte1)), fix_s)
-                est = max(waves * per_tile, mte2_s)
+                rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
+                mte2_s = (first / rate + (loaded - first) / chip.l2_read_bw) / cores
+                compute = chip.cycles(max(cube, mte1))
+                fix_s = out_t / min(chip.fixpipe_bw, rate)
+                # the fill (a tile's first stage) and the drain (the last tile's store)
+                fill = (a_t + b_t) / stages * (first / loaded) / rate
+                est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
                 key = (round(est, 12), -om * on, -tk)
                 if best is None or key < best[0]:
                     best = (key, GemmTiling(om, on, bk, tk, est))
@@ -264,20 +272,13 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                 item = sums[(c - off) % cores]
                 if item.stages:
                     append(per_core[c], item, cap)
-    demand: dict = {}
-    for c, items in enumerate(per_core):
-        hbm_demand(bld, items, chip.aic(c, "mte2"), chip.aic(c, "fixpipe"), chip.fixpipe_bw,
-                   out_hbm, demand)
-    bld.share_hbm(demand, sequential=all(sum(it.stages for it in items) <= 1
-                                          for items in per_core))
     last: list[int] = []
     for c, items in enumerate(per_core):
         end = emit_pipeline(bld, items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"), store_unit=chip.aic(c, "fixpipe"),
                             store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm, deps=deps,
                             dest="l1", src="l0", label=label)
-        if end is not None:
-            last.append(end)
+        last.extend(end)
     return last
 
 

@@ -44,6 +44,7 @@ class Item:
     shadow_s: float = 0.0  # busy time of companion units (the AIVs of an attention chain)
     pad_hbm: float = 0.0  # burst bytes the MTE2 spends beyond the data: time, not traffic
     pad_l2: float = 0.0
+    load_l2_slow: float = 0.0  # L2 hits the MTE2 moves at one HBM stream's rate
 
     def absorb(self, o: "Item") -> None:
         """Add ``o`` to this item (consecutive items of one core, merged)."""
@@ -58,6 +59,7 @@ class Item:
         self.shadow_s += o.shadow_s
         self.pad_hbm += o.pad_hbm
         self.pad_l2 += o.pad_l2
+        self.load_l2_slow += o.load_l2_slow
         self.streamed = True  # its output leaves tile by tile, spread over its stages
         for a, v in o.actions.items():
             self.actions[a] = self.actions.get(a, 0.0) + v
@@ -70,38 +72,20 @@ def append(items: list[Item], item: Item, cap_stages: int) -> None:
     else:
         items.append(Item(item.stages, item.load_hbm, item.load_l2, item.mask_hbm,
                           item.compute_s, item.store_bytes, dict(item.actions), item.bound,
-                          item.streamed, item.shadow_s, item.pad_hbm, item.pad_l2))
-
-
-def hbm_demand(bld: Builder, items: list[Item], load_unit: str, store_unit: str,
-               store_bw: float, store_hbm_fraction: float = 1.0, into: dict | None = None
-               ) -> dict:
-    """What one core's items ask of the HBM, by unit: (bytes with burst padding, time
-    busy otherwise), as :meth:`~.chip.Builder.share_hbm` takes it."""
-    chip = bld.chip
-    out = into if into is not None else {}
-    loads = sum(it.load_hbm + it.pad_hbm for it in items)
-    l2_s = sum(it.load_l2 + it.pad_l2 for it in items) / chip.l2_read_bw
-    stored = sum(it.store_bytes for it in items)
-    stores = stored * store_hbm_fraction
-    store_l2_s = (stored - stores) / min(store_bw, chip.l2_write_bw)
-    for unit, b, o in ((load_unit, loads, l2_s), (store_unit, stores, store_l2_s)):
-        if b > 0:
-            ob, oo = out.get(unit, (0.0, 0.0))
-            out[unit] = (ob + b, oo + o)
-    return out
+                          item.streamed, item.shadow_s, item.pad_hbm, item.pad_l2,
+                          item.load_l2_slow))
 
 
 FIELDS = ("load_hbm", "load_l2", "mask_hbm", "compute_s", "streamed_store", "shadow_s",
-          "pad_hbm", "pad_l2")
+          "pad_hbm", "pad_l2", "load_l2_slow")
 
 
 def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_unit: str,
                   store_unit: str, store_bw: float, store_hbm_fraction: float = 1.0, deps=(),
                   dest: str = "l1", src: str = "l0", label: str = "",
                   segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
-                  shadow_label: str = "", compute_bound: str | None = None) -> int | None:
-    """Emit the tasks of one core; returns the index of its last task.
+                  shadow_label: str = "", compute_bound: str | None = None) -> tuple[int, ...]:
+    """Emit the tasks of one core; returns the indices of its last tasks.
 
     ``shadow_units`` (the vector cores of an attention chain) get, beside each
     compute segment, a task as long as the items' ``shadow_s`` in it: the lanes
@@ -112,7 +96,7 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     an op's output; an intermediate the op's next kernel reads may stay in L2).
     """
     if not items:
-        return None
+        return ()
     offs = [0]
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
@@ -154,33 +138,34 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         _integral(loads, name)
     stores = [x["s"] for x in _integral([{"s": v} for v in stores], "s")]
     n_load = len(load_bounds) - 1
-    load_idx: list[int] = []
+    load_idx: list[tuple[int, ...]] = []
     comp_idx: list[int] = []
     for g in range(n_load):
         buf = (comp_idx[g - 2],) if g >= 2 else ()
         load_idx.append(bld.load(load_unit, loads[g]["load_hbm"], loads[g]["load_l2"],
                                  deps=(*deps, *buf), dest=dest, label=f"{label} load",
-                                 mask_bytes=loads[g]["mask_hbm"], hbm_pad=loads[g]["pad_hbm"],
-                                 l2_pad=loads[g]["pad_l2"]))
+                                 mask_bytes=loads[g]["mask_hbm"],
+                                 hbm_pad=loads[g]["pad_hbm"] + loads[g]["load_l2_slow"],
+                                 l2_pad=loads[g]["pad_l2"], l2_counted=loads[g]["load_l2_slow"]))
         if g < n_seg:
             seg = by_bound[g]
             bound = compute_bound or (max(seg, key=seg.get) if seg else "compute")
-            comp_idx.append(bld.add(compute_unit, comp[g]["compute_s"], deps=(load_idx[g],),
+            comp_idx.append(bld.add(compute_unit, comp[g]["compute_s"], deps=load_idx[g],
                                     bound=bound, label=label, actions=acts[g]))
             for unit in shadow_units:
                 if comp[g]["shadow_s"] > 0:
-                    bld.add(unit, comp[g]["shadow_s"], deps=(load_idx[g],), bound=bound,
+                    bld.add(unit, comp[g]["shadow_s"], deps=load_idx[g], bound=bound,
                             label=shadow_label or label)
             if stores[g] and g < n_seg - 1:
                 bld.store(store_unit, stores[g], store_bw, hbm_fraction=store_hbm_fraction,
                           deps=(comp_idx[g],), src=src, label=f"{label} store")
-    end = (comp_idx[-1], load_idx[-1])
+    end = (comp_idx[-1], *load_idx[-1])
     if stores[-1]:
         return bld.store(store_unit, stores[-1], store_bw, hbm_fraction=store_hbm_fraction,
                          deps=end, src=src, label=f"{label} store")
-    if load_idx[-1] > comp_idx[-1]:
-        return bld.add(compute_unit, 0.0, deps=end, label=label)
-    return comp_idx[-1]
+    if max(load_idx[-1]) > comp_idx[-1]:
+        return (bld.add(compute_unit, 0.0, deps=end, label=label),)
+    return (comp_idx[-1],)
 
 
 def _integral(rows: list[dict], name: str) -> list[dict]:
@@ -213,6 +198,7 @@ def _sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
                 o["shadow_s"] += it.shadow_s * f
                 o["pad_hbm"] += it.pad_hbm * f
                 o["pad_l2"] += it.pad_l2 * f
+                o["load_l2_slow"] += it.load_l2_slow * f
                 if it.streamed:
                     o["streamed_store"] += it.store_bytes * f
             g += 1

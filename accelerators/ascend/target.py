@@ -43,7 +43,7 @@ class AscendTarget(Target):
         return memory.ascend_footprint(graph, tiling)
 
     def pools(self, spec: AscendSpec) -> dict[str, int]:
-        """None: the HBM is shared by rates set per kernel (:meth:`.chip.Builder.share_hbm`)."""
+        """None: the HBM is a unit of its own (``hbm``), see :mod:`.chip`."""
         return {}
 
     def lower(self, op, graph, spec: AscendSpec, tiling=None) -> list[Task]:

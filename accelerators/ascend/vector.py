@@ -28,7 +28,7 @@ from hwsim.errors import UnsupportedOpError
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import L2, Builder, cdiv, reuse_hit_fraction
-from .pipeline import Item, emit_pipeline, hbm_demand
+from .pipeline import Item, emit_pipeline
 
 # composite functions as primitives of the cost table (M: the usual expansions)
 RECIPES: dict[str, tuple[str, ...]] = {
@@ -151,8 +151,7 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
     rest = units - (units // align_units) * align_units
     vec_rate = chip.cycle_s
     hbm_share = hbm_per_unit / in_bytes if in_bytes else 0.0
-    work: list[tuple[int, Item]] = []
-    demand: dict = {}
+    last: list[int] = []
     for v in range(nv):
         u = (base + (v < extra)) * align_units + (rest if v == nv - 1 else 0)
         if u <= 0:
@@ -166,19 +165,11 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
                            "ub_byte": u * (2 * in_bytes + reread + 2 * out_bytes_per_unit)},
                   streamed=True, pad_hbm=u * pad_per_unit * hbm_share,
                   pad_l2=u * pad_per_unit * (1.0 - hbm_share))
-        work.append((v, it))
-        hbm_demand(bld, [it], chip.aiv(v, "mte2"), chip.aiv(v, "mte3"), chip.mte3_bw, out_hbm,
-                   demand)
-    bld.share_hbm(demand, sequential=all(it.stages == 1 for _, it in work))
-    last: list[int] = []
-    for v, it in work:
-        end = emit_pipeline(bld, [it], load_unit=chip.aiv(v, "mte2"),
-                            compute_unit=chip.aiv(v, "vector"), store_unit=chip.aiv(v, "mte3"),
-                            store_bw=chip.mte3_bw, store_hbm_fraction=out_hbm, deps=deps,
-                            dest="ub", src="ub", label=label, compute_bound=bound,
-                            segments=VECTOR_SEGMENTS)
-        if end is not None:
-            last.append(end)
+        last.extend(emit_pipeline(bld, [it], load_unit=chip.aiv(v, "mte2"),
+                                  compute_unit=chip.aiv(v, "vector"),
+                                  store_unit=chip.aiv(v, "mte3"), store_bw=chip.mte3_bw,
+                                  store_hbm_fraction=out_hbm, deps=deps, dest="ub", src="ub",
+                                  label=label, compute_bound=bound, segments=VECTOR_SEGMENTS))
     return last
 
 
