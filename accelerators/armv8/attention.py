@@ -130,10 +130,13 @@ def shape_of(op, graph) -> Shape:
 
 
 def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
-    """Per block of ``bq_pos`` query positions: its rows, the first and last key block
-    it computes and the keys those blocks hold (clipped at ``kv_len``), for the tiles
-    a causal or sliding-window mask leaves work in, as
-    :func:`hwsim.ir.kinds.visible_scores` counts them (queries bottom-right aligned)."""
+    """Per block of ``bq_pos`` query positions that some key is visible to: its rows,
+    the key blocks it computes and the keys those blocks hold (clipped at ``kv_len``).
+    Queries are bottom-right aligned and masks read as in
+    :func:`hwsim.ir.kinds.visible_scores`; a causal mask's blocks are aligned to
+    ``block_kv`` (those above the diagonal skipped), a sliding window's start at the
+    first key of the block's band, so the blocks a window needs never depend on where
+    the band falls against a block boundary."""
     first = np.arange(0, q, bq_pos, dtype=np.int64)
     last = np.minimum(first + bq_pos, q) - 1
     rows = last - first + 1
@@ -146,9 +149,14 @@ def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int)
     else:
         lo = np.zeros_like(first)
     ok = hi >= lo
-    b0, b1 = lo // bkv, hi // bkv
-    width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
-    return rows[ok], (b1 - b0 + 1)[ok], width[ok]
+    if window > 0:  # a band: its key blocks start where the band does
+        blocks = (hi - lo + bkv) // bkv
+        width = np.minimum(kv - lo, blocks * bkv)
+    else:
+        b0, b1 = lo // bkv, hi // bkv
+        blocks = b1 - b0 + 1
+        width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
+    return rows[ok], blocks[ok], width[ok]
 
 
 def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
@@ -159,11 +167,12 @@ def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
     budget = mach.l2_per_core / 2
     out = []
     for bq in sorted({max(1, min(x, rows)) for x in ([block_q] if block_q else BLOCK_Q)}):
-        fits = [max(1, min(x, kv)) for x in ([block_kv] if block_kv else BLOCK_KV)
-                if block_kv or s * (bq * d + min(x, kv) * (2 * d + dv) + bq * min(x, kv)
-                                    + bq * dv) <= budget]
+        # the largest key block that fits, whatever the key count (a block longer than
+        # the keys is cut to them): one more key never changes the options
+        fits = [x for x in ([block_kv] if block_kv else BLOCK_KV)
+                if block_kv or s * (bq * d + x * (2 * d + dv) + bq * x + bq * dv) <= budget]
         if fits:
-            out.append((bq, max(fits)))
+            out.append((bq, max(1, min(max(fits), kv))))
     return out or [(max(1, min(block_q or 1, rows)), max(1, min(block_kv or 64, kv)))]
 
 
@@ -310,9 +319,12 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
         flops = 2.0 * sh.b * sh.h * (seen_qk * sh.d + seen_pv * sh.dv)
     keys_row = seen_qk / max(1.0, float(p_rows.sum()))  # keys a query row scores
     values_row = seen_pv / max(1.0, float(p_rows.sum()))
-    threads = max(1, min(spec.cores, units * kv_split))
-    per_thread = math.ceil(units * kv_split / threads)
+    # static chunks of the units: as many threads as the chunks need
+    per_thread = math.ceil(units * kv_split / min(spec.cores, units * kv_split))
+    threads = math.ceil(units * kv_split / per_thread)
     share = per_thread / (units * kv_split)  # one thread's fraction of the op's work
+    # the op-wide bytes (Q, K and V rows, O) are spread over the threads that run
+    dshare = 1.0 / threads
 
     st = Step("blocks")
     blk, kname, once = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
@@ -324,9 +336,9 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
                                  values_row))
 
     # ---- data. Q and a mask from DRAM once (split-K: the other splits find Q in L3)
-    st.read("dram", (sh.q_bytes + sh.extra_bytes) * share)
+    st.read("dram", (sh.q_bytes + sh.extra_bytes) * dshare)
     if kv_split > 1:
-        st.read("l3", sh.q_bytes * share * (kv_split - 1))
+        st.read("l3", sh.q_bytes * dshare * (kv_split - 1))
     # K and V: the rows some query uses come from DRAM once; what the tiles touch
     # beyond them comes again from where it stays (reuse distance: the live heads' keys)
     heads = sh.b * sh.hk
@@ -350,13 +362,13 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
         if sh.window:  # one query block's band: its window and its own span
             band = min(band, (sh.window + bq_pos + bkv) * (sh.d + sh.dv) * s)
     again = max(0.0, k_touch - k_need) + max(0.0, v_touch - v_need)
-    st.read("dram", (k_need + v_need) * share)
+    st.read("dram", (k_need + v_need) * dshare)
     reread(st, band, again * share, mach, max(1, min(threads, heads)))
     # O: written back to DRAM (split-K: partial blocks to the last level, merged later)
     if kv_split == 1:
-        st.write("dram", sh.o_bytes * share)
+        st.write("dram", sh.o_bytes * dshare)
     else:
-        st.write("l3", sh.o_bytes * share * kv_split)
+        st.write("l3", sh.o_bytes * dshare * kv_split)
     if mode == "standard":  # S written, read by the softmax, P written, read by P V
         s_all = sh.b * sh.h * seen_qk * s
         home = scratch(s_all, mach, threads)
@@ -372,7 +384,7 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
     steps = split(st, 4 if st.dram_read or st.dram_write else 1)
     if kv_split > 1:  # each thread merges its share of the rows from every split
         merge = Step("merge partial outputs")
-        out_elems = sh.o_bytes / s * share
+        out_elems = sh.o_bytes / s * dshare
         mv = math.ceil(out_elems * kv_split / lanes) * 3  # max, rescale, add
         merge.arith_cycles = mv / spec.fma_pipes
         merge.port_cycles = mv / spec.load_ports

@@ -129,23 +129,32 @@ class Plan:
 
 
 def estimate(plan: Plan, mach: Machine) -> float:
-    """Latency without a simulation: each step at the slower of its time in cache and
-    its DRAM transfer, the threads taking turns for the pool's slots, plus fork,
-    barriers and join. Used to choose thread counts and strategies, as a tuned library would."""
+    """Latency without a simulation: the schedule :func:`emit` gives one thread (its
+    DRAM transfers on its memory lane, each waiting for the tile two before it; each
+    tile's execution waiting for its data and the tile before; fork, barriers and
+    join), with every transfer stretched by the turns the threads take for the DRAM
+    pool's slots. Exact while the threads do not outnumber the slots. Used to choose
+    thread counts, blocks and strategies, as a tuned library would."""
     t = plan.threads
     # threads beyond the pool's slots take turns: T x n transfers in rounds of `slots`
     n = sum(1 for s in plan.steps if s.dram_read or s.dram_write) or 1
     share = math.ceil(t * n / mach.dram_slots) / n if t > mach.dram_slots else 1.0
-    total = plan.serial_s + mach.fork_s(t) + mach.barrier_s(t)
-    fill = 0.0  # the first tile's data arrives before it can run
-    for s in plan.steps:
+    gate = plan.serial_s + mach.fork_s(t)
+    mem_end = gate
+    ends: list[float] = []
+    last = len(plan.steps) - 1
+    for j, s in enumerate(plan.steps):
         tm = times(s, mach)
-        total += max(tm.in_cache, share * tm.dram)
-        if tm.dram and not fill:
-            fill = min(tm.in_cache, share * tm.dram)
-        if s.barrier:
-            total += mach.barrier_s(t) * s.rounds
-    return total + fill
+        start = gate
+        if s.dram_read or s.dram_write:
+            mem_end = max(gate, mem_end, ends[-2] if len(ends) >= 2 else gate) + share * tm.dram
+            start = max(start, mem_end)
+        if ends:
+            start = max(start, ends[-1])
+        ends.append(start + tm.in_cache)
+        if s.barrier and t > 1 and j < last:
+            gate = ends[-1] + mach.barrier_s(t) * s.rounds
+    return (ends[-1] if ends else gate) + mach.barrier_s(t)
 
 
 def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:

@@ -415,10 +415,10 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
                                          min_cols=min(small, widest) if span else 1)
     small_bcast = g.a_broadcast if small_is_a else g.b_broadcast
     big_bcast = g.b_broadcast if small_is_a else g.a_broadcast
-    packed = small * g.k
-    pre = pack_step("pre-pack", packed / used, lanes, mach)
-    _cold(pre, packed * s / used, 1, per, small_bcast, mach, used)
-    pre.write("l2", packed * s / used)
+    packed = small * g.k  # one GEMM's short operand, packed by its t_in threads
+    pre = pack_step("pre-pack", packed / t_in, lanes, mach)
+    _cold(pre, packed * s / t_in, 1, per, small_bcast, mach, used)
+    pre.write("l2", packed * s / t_in)
     pre.barrier = used > 1
     st = Step("kernels (streamed)")
     run_kernels(st, rows, cols, g.k, lanes, mach)
@@ -435,8 +435,8 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
                         cold_share=1 / (per if big_bcast else 1))
     # the packed short operand: the other threads' shares from the last level, then
     # every row panel's kernel reads it again from where it stays
-    if used > 1:
-        st.read("l3", packed * s * (used - 1) / used)
+    if t_in > 1:
+        st.read("l3", packed * s * (t_in - 1) / t_in)
     reread(st, packed * s, max(0, row_panels - 1) * packed * s, mach, used)
     st.write("dram", big_t * small * s)
     steps = [pre] + split(st, TILES if st.dram_read or st.dram_write else 1)
@@ -464,9 +464,13 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     builders = {"openblas": openblas, "iaat": iaat, "autotsmm": autotsmm}
     if strategy in builders:
         return builders[strategy](g, mach, max_threads)
-    names = ["openblas"] + (["iaat"] if is_small(g) else []) + (
-        ["autotsmm"] if is_tall_skinny(g.m, g.n) else [])
-    plans = [builders[name](g, mach, max_threads) for name in names]
+    # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
+    # caller caps them (openblas_set_num_threads) at the count that runs fastest
+    plans = [_best([openblas(g, mach, cap) for cap in thread_counts(max_threads)], mach)]
+    if is_small(g):
+        plans.append(iaat(g, mach, max_threads))
+    if is_tall_skinny(g.m, g.n):
+        plans.append(autotsmm(g, mach, max_threads))
     best = _best(plans, mach)
     best.detail["auto_estimates_s"] = {p.strategy: estimate(p, mach) for p in plans}
     return best

@@ -137,6 +137,7 @@ def _at(threads: int, vecs: int, ops: float, loads: float, stores: float, passes
         row_bytes: float, reads, writes, dtype: str, mach: Machine) -> Plan:
     spec = mach.spec
     per = math.ceil(vecs / threads)
+    threads = max(1, math.ceil(vecs / per)) if vecs else 1  # static chunks: as many as needed
     f = per / vecs if vecs else 0.0
     st = Step("vector loop")
     st.arith_cycles = per * max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width)
