@@ -510,8 +510,10 @@ def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, .
         if alone is None:
             alone = costs.memo[key] = _chain(costs, rb, (b1,), ("",), two_level, False, finish,
                                              (0, 0) if vtail is not None else None)
-        return (max(0.0, whole[0] - alone[0]), max(0.0, whole[1] - alone[1]),
-                max(0.0, whole[2] - alone[2]))
+        cube, vec = max(0.0, whole[1] - alone[1]), max(0.0, whole[2] - alone[2])
+        # the added time is at least the added work of each engine (the block alone may
+        # have left the cube idle where the longer walk fills it)
+        return max(whole[0] - alone[0], cube, vec), cube, vec
     sync = costs.chip.spec.cv_sync_s
     J = len(widths)
     stage = costs.stage

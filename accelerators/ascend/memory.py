@@ -1,8 +1,10 @@
 """HBM capacity: the one account of :mod:`hwsim.capacity` (weights, KV cache,
 the largest op's working set), with the workspace of Ascend's attention
 strategies: the standard attention materialises the scores and the
-probabilities, ``batch·heads·q·kv`` each, and the N × N mask; a fused attention
-without tiling-mask reads an N × N mask from HBM.
+probabilities, ``batch·heads·q·kv`` each, and the N × N mask (a block-sparse
+one its gathered keys and values instead, a value-pruned one the top-k of each
+row); a fused attention without tiling-mask reads an N × N mask from HBM. The
+fused kernels' split-KV partials stay in L2.
 """
 
 from __future__ import annotations
@@ -13,16 +15,23 @@ from hwsim.ir.dtypes import dtype_bits
 
 def attention_workspace(op, graph, tiling) -> float:
     """HBM bytes an attention op needs beyond its inputs and output."""
-    from .attention import strategy_of  # noqa: PLC0415
+    from .attention import shape_of, strategy_of, tiling_mask_of  # noqa: PLC0415
 
-    a = op.attrs
-    eb = dtype_bits(graph.tensors[op.inputs[0]].dtype) / 8
-    n2 = a["q_len"] * a["kv_len"] * eb
-    strategy = strategy_of(tiling)
-    if strategy == "standard":
-        return 2 * a["batch"] * a["heads"] * n2 + (n2 if a["causal"] else 0)
-    mask_tile = getattr(tiling, "tiling_mask", True) if tiling is not None else True
-    return n2 if a["causal"] and not mask_tile else 0.0
+    att = shape_of(op, graph)
+    eb = dtype_bits(att.dtype) / 8
+    mask = att.q * att.kv * eb  # the N x N mask in GM (causal and/or window)
+    if strategy_of(tiling) == "standard":
+        cols = att.sk or att.kv
+        rows = att.b * att.h * att.q
+        need = 2 * rows * cols * eb  # the scores and the probabilities
+        if att.sk:  # the gathered keys and values of each query block
+            need += att.b * att.h * -(-att.q // att.sb) * att.sk * (att.d + att.dv) * eb
+        elif att.masked:
+            need += mask
+        if att.vl is not None:  # each row's top v_len probabilities and their indices
+            need += rows * att.vl * (eb + 4)
+        return need
+    return mask if att.masked and not att.sk and not tiling_mask_of(tiling) else 0.0
 
 
 def ascend_footprint(graph, tiling) -> Footprint:
