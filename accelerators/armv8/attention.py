@@ -185,7 +185,7 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     bkv_set = getattr(tiling, "block_kv", 0) if tiling is not None else 0
     strategies = STRATEGIES if strategy == "auto" else (strategy,)
     if sh.sparse_keys:  # a block of positions of one head over its gathered keys
-        rows, keys = sh.sparse_block, sh.sparse_keys
+        rows, keys = min(sh.sparse_block, sh.q), sh.sparse_keys
     else:
         rows, keys = sh.q * sh.group, sh.kv
     if mode == "standard":  # row blocks over the whole key range; S is materialized
