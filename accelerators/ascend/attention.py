@@ -702,6 +702,24 @@ class Plan:
 
 
 def _plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
+    """The tiles of one K/V head (the lowering, the detail line and the executed FLOPs
+    share one plan per op)."""
+    key = (id(chip.spec), att, two_level, tiling_mask_of(tiling),
+           getattr(tiling, "block_q", 0) or 0, getattr(tiling, "block_kv", 0) or 0)
+    got = _PLANS.get(key)
+    if got is not None and got[0] is chip.spec:
+        return got[1]
+    plan = _make_plan(chip, att, tiling, two_level)
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    _PLANS[key] = (chip.spec, plan)
+    return plan
+
+
+_PLANS: dict = {}
+
+
+def _make_plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
     mask_tile = tiling_mask_of(tiling)
     blk = _choose_blocks(chip, tiling, att.d, att.dv, att.dtype, two_level, mask_tile)
     skip = att.masked and mask_tile and not att.sk
