@@ -13,10 +13,10 @@ those HBM bytes are timed on the vector cores, beside the link.
 
 With ``tiling.tiling_allreduce`` (FastAttention's Tiling-AllReduce, like CANN's
 fused MatmulAllReduce), the all-reduce of the output tiles a wave of the matmul
-has finished overlaps the matmul's remaining waves: chunk i (of C) is ready at
-``(i+1)/C`` of the matmul's time, the link sends chunks in order, and the op
-costs only what sticks out after the matmul ends. C is chosen among the
-divisors of the matmul's wave count to minimise that. Ops run one after
+has finished overlaps the matmul's remaining waves: chunk i (of C) is ready
+when its last wave is done, the link sends chunks in order, and the op
+costs only what sticks out after the matmul ends. C (chunks of whole waves,
+not necessarily equal) is chosen to minimise that. Ops run one after
 another, so the all-reduce op carries that exposed time; the matmul's time is
 taken from the same lowering, analytically.
 """
@@ -39,16 +39,26 @@ def ring_time(spec, nbytes: float, devices: int) -> float:
 
 def exposed_time(spec, nbytes: float, devices: int, producer_s: float,
                  waves: int) -> tuple[float, int]:
-    """(time the all-reduce adds after its producer, chunks) with tiling-AllReduce."""
+    """(time the all-reduce adds after its producer, chunks) with tiling-AllReduce.
+
+    Chunk i of C holds the output tiles of waves [i·W/C, (i+1)·W/C) (rounded: the
+    chunks need not be equal), is ready when its last wave is done, and is sent
+    after the chunk before it."""
+    waves = max(1, waves)
     best = (ring_time(spec, nbytes, devices), 1)
-    for c in range(2, max(1, waves) + 1):
-        if waves % c:
-            continue
+    for c in range(2, min(waves, MAX_CHUNKS) + 1):
         done = 0.0
+        lo = 0
         for i in range(c):
-            done = max(done, (i + 1) / c * producer_s) + ring_time(spec, nbytes / c, devices)
+            hi = round((i + 1) * waves / c)
+            done = max(done, hi / waves * producer_s) + ring_time(
+                spec, nbytes * (hi - lo) / waves, devices)
+            lo = hi
         best = min(best, (max(0.0, done - producer_s), c))
     return best
+
+
+MAX_CHUNKS = 128  # beyond this the per-chunk link latency outweighs any overlap
 
 
 def _producer(op, graph):
