@@ -68,7 +68,13 @@ What the fused kernels share:
   cores are working on, ``cores / tiles per head + 1`` of them (one for a
   one-head op); when they do not fit, the fraction that does is hit and the
   rest re-read from HBM (:func:`~.chip.reuse_hit_fraction`), so the traffic
-  grows smoothly with the length instead of jumping.
+  grows smoothly with the length instead of jumping. Which tile's read of a
+  row is the first is a matter of timing (the tiles of a head run at once on
+  many cores, the others waiting for that fetch), so each tile takes the
+  head's share of the HBM bytes and moves all its rows at one HBM stream's
+  rate: the L2 saves HBM traffic, not MTE2 time.
+* **Order.** A head's tiles go longest first (LPT) to the least loaded cube
+  core, heads one after another; with fewer tiles than cores, split-KV.
 
 ``auto`` is ``fastattention``, what the vendor's fused kernel does on Ascend.
 Block sizes come from the workload (``block_q``, ``block_kv``) or from a search
