@@ -192,7 +192,7 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
         fns = {"softmax": SOFTMAX, "layernorm": LAYERNORM, "rmsnorm": RMSNORM}[kind]
         per = cycles_per_element(spec, fns, "fp32") * cols + 2 * ROW_TAIL_CYCLES
         # the input rows, and a norm's weight (read once, then from L2 by every row)
-        ins = [In(f"t{op.inputs[0]}", cols * b)] + [In(f"t{i}", t[i].bytes / rows)
+        ins = [In(f"t{op.inputs[0]}", cols * b)] + [In(f"t{i}", graph.stored_bytes(i) / rows)
                                                      for i in op.inputs[1:]]
         emit_vector_kernel(bld, l2, units=rows, ins=ins, out=out, out_bytes_per_unit=cols * b,
                            cycles_per_unit=per, ub_per_unit=cols * (2 * b + 2 * 4), label=label,
@@ -201,7 +201,8 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
         n = a["elements"]
         per = cycles_per_element(spec, (a["fn"],), dtype)
         # operands smaller than the output are broadcast: read once, re-read from L2
-        ins = [In(f"t{i}", t[i].bytes / n) for i in op.inputs]
+        # (a view of a smaller tensor, a broadcast, holds only its root's bytes)
+        ins = [In(f"t{i}", graph.stored_bytes(i) / n) for i in op.inputs]
         emit_vector_kernel(bld, l2, units=n, ins=ins, out=out, out_bytes_per_unit=b,
                            cycles_per_unit=per, ub_per_unit=sum(s.bytes_per_unit for s in ins) + b,
                            label=label, deps=deps,
@@ -210,7 +211,7 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
         n = a["elements"]
         x = t[op.inputs[0]]
         per = cycles_per_element(spec, ROPE, dtype)
-        ins = [In(f"t{x.id}", nbytes(x.dtype))] + [In(f"t{i}", t[i].bytes / n)
+        ins = [In(f"t{x.id}", nbytes(x.dtype))] + [In(f"t{i}", graph.stored_bytes(i) / n)
                                                     for i in op.inputs[1:]]
         emit_vector_kernel(bld, l2, units=n, ins=ins, out=out, out_bytes_per_unit=b,
                            cycles_per_unit=per, ub_per_unit=sum(s.bytes_per_unit for s in ins)
