@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from .chip import Builder
+from .chip import HBM_UNIT, Builder
 
 SEGMENTS = 6
 
@@ -97,6 +97,9 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     """
     if not items:
         return ()
+    if len(items) == 1 and items[0].stages <= 1 and not shadow_units:
+        return _one_stage(bld, items[0], compute_unit, store_bw, store_hbm_fraction, deps,
+                          dest, src, label, compute_bound)
     offs = [0]
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
@@ -166,6 +169,47 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     if max(load_idx[-1]) > comp_idx[-1]:
         return (bld.add(compute_unit, 0.0, deps=end, label=label),)
     return (comp_idx[-1],)
+
+
+def _one_stage(bld: Builder, it: Item, unit: str, store_bw: float, store_hbm_fraction: float,
+               deps, dest: str, src: str, label: str, compute_bound: str | None
+               ) -> tuple[int, ...]:
+    """A core with a single stage (a small kernel's one tile) has no pipeline to fill:
+    load, compute and store follow one another. One task on the compute unit carries
+    the three (its pipes' times added up), and one on the ``hbm`` unit its HBM bytes
+    (:mod:`.chip`), so small kernels spread over many cores stay a few events each."""
+    chip = bld.chip
+    load_hbm = it.load_hbm + it.pad_hbm + it.load_l2_slow
+    store_hbm = it.store_bytes * store_hbm_fraction
+    store_l2 = it.store_bytes - store_hbm
+    memory_s = load_hbm / chip.hbm_stream_bw + store_hbm / min(store_bw, chip.hbm_stream_bw)
+    onchip_s = (it.load_l2 + it.pad_l2) / chip.l2_read_bw \
+        + store_l2 / min(store_bw, chip.l2_write_bw)
+    parts = {"memory": memory_s, "onchip": onchip_s, "compute": it.compute_s}
+    bound = compute_bound or max(parts, key=parts.get)
+    moved = it.load_hbm + it.load_l2 + it.load_l2_slow
+    actions = dict(it.actions)
+    for a, v in (("hbm_byte", it.load_hbm + store_hbm), ("l2_byte", moved + it.store_bytes),
+                 (f"{dest}_byte", moved), (f"{src}_byte", it.store_bytes)):
+        actions[a] = actions.get(a, 0.0) + v
+    nb = {}
+    if it.load_l2 + it.load_l2_slow > 0:
+        nb["l2_read"] = int(round(it.load_l2 + it.load_l2_slow))
+    if store_l2 > 0:
+        nb["l2_write"] = int(round(store_l2))
+    task = bld.add(unit, memory_s + onchip_s + it.compute_s, deps=deps, bound=bound,
+                   label=label, nbytes=nb, actions=actions)
+    if it.load_hbm + store_hbm <= 0:
+        return (task,)
+    dram = {}
+    if it.load_hbm > 0:
+        dram["dram_read"] = int(round(it.load_hbm))
+        if it.mask_hbm:
+            dram["mask_dram_read"] = int(round(it.mask_hbm))
+    if store_hbm > 0:
+        dram["dram_write"] = int(round(store_hbm))
+    return (task, bld.add(HBM_UNIT, (it.load_hbm + store_hbm) / chip.hbm_bw, deps=deps,
+                          bound="memory", label=f"{label} (HBM)", nbytes=dram))
 
 
 def _integral(rows: list[dict], name: str) -> list[dict]:
