@@ -72,6 +72,9 @@ def test_throughput_uses_executed_flops_and_stays_under_peak():
 def test_a_window_reads_only_the_keys_some_query_sees():
     assert window_keys(1, 32768, 4096, True) == 4096
     assert window_keys(4096, 32768, 4096, True) == 8191
+    # a symmetric window at the end of the sequence sees no keys past the last one
+    assert window_keys(1, 1000, 256, False) == 256 == visible_scores(1, 1000, False, 256)
+    assert window_keys(8, 8, 2, False) == 8
     g = build_graph(ops_wl([attention(q_len=1, kv_len=32768, causal=True, window=4096)]))
     full = build_graph(ops_wl([attention(q_len=1, kv_len=32768, causal=True)]))
     q = 32 * 128 * 2

@@ -274,12 +274,14 @@ def attention_rows(a) -> tuple[int, int]:
 
 def window_keys(q_len: int, kv_len: int, window: int, causal: bool) -> int:
     """Keys that at least one of ``q_len`` queries sees under a sliding window
-    (bottom-right aligned, as :func:`visible_scores`): ``q + window - 1`` at most
-    when causal, ``q + 2·window - 2`` when symmetric."""
+    (bottom-right aligned, as :func:`visible_scores`: the queries sit at positions
+    ``kv - q .. kv - 1``): from ``kv - q - window + 1`` to the last query's position,
+    or ``window - 1`` past it when the window is symmetric, clipped to the keys."""
     if window <= 0:
         return kv_len
-    span = q_len + window - 1 if causal else q_len + 2 * window - 2
-    return max(0, min(kv_len, span))
+    lo = max(0, kv_len - q_len - window + 1)
+    hi = min(kv_len - 1, kv_len - 1 + (0 if causal else window - 1))
+    return max(0, hi - lo + 1)
 
 
 def write_bytes(op: "Op", graph: "Graph") -> int:
