@@ -165,9 +165,23 @@ class Gpu:
         return Occupancy(max(0, limits[limiter]), limiter)
 
     # ------------------------------------------------------------ group time
-    def group_time(self, kernel: Kernel, work: Work, n_blocks: int) -> tuple[float, str]:
+    def group_time(self, kernel: Kernel, work: Work, n_blocks: int,
+                   longest: Work | None = None) -> tuple[float, str]:
         """(seconds on the SM, bound) of ``n_blocks`` resident together: the SM's own
-        pipes, its own L2 and HBM draw included (the shared units come on top)."""
+        pipes, its own L2 and HBM draw included (the shared units come on top).
+
+        Never less than the ``longest`` block (default: their average) would take
+        alone: more resident warps hide latency and vector work, but a block cannot
+        finish sooner because others share its SM."""
+        t, bound = self._pipes(kernel, work, n_blocks)
+        if n_blocks > 1:
+            one = longest if longest is not None else work.scaled(1.0 / n_blocks)
+            alone, alone_bound = self._pipes(kernel, one, 1)
+            if alone > t:
+                return alone, alone_bound
+        return t, bound
+
+    def _pipes(self, kernel: Kernel, work: Work, n_blocks: int) -> tuple[float, str]:
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
@@ -210,11 +224,17 @@ class Gpu:
         return (hbm_s, "memory") if hbm_s >= l2_s else (l2_s, "onchip")
 
     # ------------------------------------------------------------ schedule
-    def block_cost(self, kernel: Kernel, work: Work, occ: int) -> float:
-        """Seconds of the SM one block of ``work`` takes while ``occ`` blocks share it
-        (its share of a full group), or its share of the shared units, if longer."""
+    def block_share(self, kernel: Kernel, work: Work, occ: int) -> tuple[float, str]:
+        """(seconds, bound) of the SM one block of ``work`` takes while ``occ`` blocks
+        like it share the SM: its share of a full group."""
         occ = max(1, occ)
-        sm_s = self.group_time(kernel, work.scaled(occ), occ)[0] / occ
+        t, bound = self._pipes(kernel, work.scaled(occ), occ)
+        return t / occ, bound
+
+    def block_cost(self, kernel: Kernel, work: Work, occ: int) -> float:
+        """:meth:`block_share`, or the block's share of the shared units, if longer."""
+        occ = max(1, occ)
+        sm_s = self.block_share(kernel, work, occ)[0]
         resident = max(1, min(kernel.grid, self.spec.sms * occ))
         share_s = max(work.hbm_bytes * resident / self.hbm_bw,
                       work.l2_bytes * resident / self.l2_bw) / occ
@@ -345,30 +365,43 @@ class Builder:
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
             for sm, runs in enumerate(self._groups(k, per)):
                 chunks = []
-                for reps, w, n in runs:
-                    sm_s, bound = gpu.group_time(k, w, n)
+                for reps, w, n, sm_s, bound in runs:
                     for r in _split(reps):
                         chunks.append((sm_s * r, w.scaled(r), n * r, {bound: sm_s * r}))
+                # groups (uniform grids) start when the previous group's blocks are
+                # done; blocks of unequal lengths come and go (plan_groups), so each of
+                # the SM's lanes, its pipes and its traffic, just runs its parts in turn
+                grouped = len(k.blocks) == 1
                 deps = (start,)
+                lanes = {"sm": (start,), "hbm": (start,), "l2": (start,)}
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
                         bounds[b] = bounds.get(b, 0.0) + t
                     bound = max(by, key=by.get)
                     a = self.add(Task(f"sm{sm}", sm_s, {"l2_read": l2c.take(w.l2_bytes)},
-                                      self.energy(k, w), deps, bound, "", f"{tag} x{nblocks}"))
+                                      self.energy(k, w), deps if grouped else lanes["sm"],
+                                      bound, "", f"{tag} x{nblocks}"))
                     nxt = [a]
+                    lanes["sm"] = (a,)
                     if w.hbm_bytes > 0:
                         nb = {"dram_read": rd.take(w.hbm_read), "dram_write": wr.take(w.hbm_write)}
-                        nxt.append(self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                deps, "memory", f"{tag} HBM", nb))
+                        last = self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
+                                            deps if grouped else lanes["hbm"], "memory",
+                                            f"{tag} HBM", nb)
+                        nxt.append(last)
+                        lanes["hbm"] = (last,)
                     if w.l2_bytes > 0:
-                        nxt.append(self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw, deps,
-                                                "onchip", f"{tag} L2", {}))
+                        last = self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
+                                            deps if grouped else lanes["l2"], "onchip",
+                                            f"{tag} L2", {})
+                        nxt.append(last)
+                        lanes["l2"] = (last,)
                     deps = tuple(nxt)
                     sm_total += sm_s
                 if sm_total:
-                    ends.extend(deps)
+                    ends.extend(deps if grouped else
+                                tuple(sorted({x for lane in lanes.values() for x in lane})))
                 est = max(est, sm_total)
         if k.pcie_bytes:
             ends.extend(self.pcie(k.pcie_bytes, (start,), k.name))
@@ -389,7 +422,7 @@ class Builder:
         self.reports.append(rep)
         return rep
 
-    def _groups(self, k: Kernel, per: int) -> list[list[tuple[int, Work, int]]]:
+    def _groups(self, k: Kernel, per: int) -> list[list[Run]]:
         return plan_groups(self.gpu, k, per)
 
     def pcie(self, nbytes: float, deps, name: str, chunks: int = 8) -> list[int]:
@@ -408,10 +441,19 @@ class Builder:
         return out[-1:]
 
 
-def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[tuple[int, Work, int]]]:
-    """Per SM, runs of identical groups: (repetitions, work of one group, blocks)."""
+Run = tuple[int, Work, int, float, str]  # repetitions, work, blocks, seconds each, bound
+
+
+def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
+    """Per SM, what it runs: (repetitions, work, blocks, seconds of one repetition, bound).
+
+    A uniform grid runs in groups of ``per`` blocks resident together (the last
+    possibly smaller). Blocks of different lengths share the SM as they come and
+    go (a slot freed is refilled at once): the SM's time is its blocks' shares of
+    a full SM, added up (work-conserving), and never less than its longest block
+    alone; it is cut into at most ``MAX_CHUNKS_PER_SM - 1`` runs, longest first."""
     sms = gpu.spec.sms
-    out: list[list[tuple[int, Work, int]]] = []
+    out: list[list[Run]] = []
     if len(k.blocks) == 1:
         count, w = k.blocks[0]
         base, extra = divmod(count, sms)
@@ -419,21 +461,33 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[tuple[int, Work, int
             c = base + (1 if i < extra else 0)
             full, rest = divmod(c, per)
             runs = []
-            if full:
-                runs.append((full, w.scaled(per), per))
-            if rest:
-                runs.append((1, w.scaled(rest), rest))
+            for reps, n in ((full, per), (1 if rest else 0, rest)):
+                if reps:
+                    t, bound = gpu.group_time(k, w.scaled(n), n, w)
+                    runs.append((reps, w.scaled(n), n, t, bound))
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]
-    for classes in gpu.assign(k, per):
+    shares = [gpu.block_share(k, w, per) for w in works]
+    for classes in gpu.assign(k, per):  # longest first
+        if not classes:
+            out.append([])
+            continue
+        total = sum(shares[c][0] for c in classes)
+        alone, alone_bound = gpu.group_time(k, works[classes[0]], 1)
+        stretch = max(1.0, alone / total) if total else 1.0
+        size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
         runs = []
-        for g0 in range(0, len(classes), per):
-            members = classes[g0:g0 + per]
+        for c0 in range(0, len(classes), size):
+            members = classes[c0:c0 + size]
             w = Work()
+            by: dict[str, float] = {}
             for c in members:
                 w.add(works[c])
-            runs.append((1, w, len(members)))
+                by[shares[c][1]] = by.get(shares[c][1], 0.0) + shares[c][0]
+            t = sum(shares[c][0] for c in members) * stretch
+            bound = alone_bound if stretch > 1.0 else max(by, key=by.get)
+            runs.append((1, w, len(members), t, bound))
         out.append(runs)
     return out
 
@@ -449,7 +503,7 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
             return float("inf")
         busiest = 0.0
         for runs in plan_groups(gpu, k, occ):
-            busiest = max(busiest, sum(reps * gpu.group_time(k, w, n)[0] for reps, w, n in runs))
+            busiest = max(busiest, sum(reps * t for reps, _, _, t, _ in runs))
         floor_s, _ = gpu.kernel_floor(k.total())
         total += max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
         total += gpu.spec.kernel_launch_s
