@@ -60,7 +60,9 @@ def test_simulate_zoo_model_on_roofline(model, phase, tmp_path, capsys):
     assert doc["totals"]["latency_s"] == pytest.approx(sum(r["latency_s"] for r in doc["ops"]))
     # the roofline formula, op by op, recomputed from the graph
     from hwsim.workload import build_graph, load_workload
-    graph = build_graph(load_workload(wl))
+    from hwsim.workload.logits import select_logits
+    loaded = load_workload(wl)
+    graph = select_logits(build_graph(loaded), loaded.logits)
     spec = resolve("roofline").spec
     for row, op in zip(doc["ops"], graph.ops, strict=True):
         assert row["kind"] == op.kind
