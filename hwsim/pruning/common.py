@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .plan import Plan, Step, kept
+from .plan import Plan, Step, round_half_up
 
 
 def layer_param(plan: Plan, step: Step, key: str = "at_layer", default: int | None = None) -> int:
@@ -78,9 +78,30 @@ def quarter_layers(num: int) -> list[int]:
     return sorted({max(1, round(num * q)) for q in (0.25, 0.5, 0.75) if round(num * q) < num})
 
 
-def kept_heads(heads: int, kv_heads: int, fraction: float) -> int:
-    """Heads left when keeping ``fraction``: whole groups of a grouped-query attention."""
+def kept_heads(plan: Plan, step: Step, layer: int, fraction: float, key: str = "keep") -> int:
+    """Query heads layer ``layer`` keeps when keeping ``fraction`` of the heads it has.
+
+    Heads go in whole groups: a key/value head together with the query heads
+    that share it (grouped-query attention; a group is one head without it), so
+    the attention keeps ``heads`` a multiple of ``kv_heads`` and the KV cache
+    shrinks with the query heads. The kept groups are ``fraction`` of the groups
+    rounded half up (TinyLlama's 4 groups of 8: keep 0.3 keeps 1 group, 0.4
+    keeps 2). A fraction that rounds to no group cannot be honoured (keeping a
+    whole group instead would keep several times what was asked): an error.
+    """
+    heads = plan.heads[layer]
     if heads <= 0:
         return heads
-    group = heads // kv_heads if kv_heads else 1
-    return kept(heads // group, fraction) * group
+    group = plan.group(layer)
+    groups = heads // group
+    n = min(groups, round_half_up(groups * fraction))
+    if n < 1:
+        if group > 1:
+            what = (f"{groups} groups (grouped-query attention: {group} query heads share "
+                    f"each key/value head, and heads go in whole groups)")
+        else:
+            what = f"{groups} heads"
+        raise step.error(key, f"keep {fraction:g} of layer {layer}'s {what} rounds to none and "
+                         f"cannot be honoured: keep at least {0.5 / groups:.4g} (one "
+                         f"{'group' if group > 1 else 'head'})")
+    return n * group

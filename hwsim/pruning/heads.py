@@ -9,6 +9,15 @@ Two passes decide how many heads each layer keeps:
 - ``heads``: static removal (AMP, SHRP): heads removed offline, nothing to
   decide at run time.
 
+With grouped-query attention (TinyLlama: 32 query heads over 4 key/value
+heads) both remove **whole groups**: a key/value head with the query heads that
+share it (:func:`~hwsim.pruning.common.kept_heads`), so the attention keeps
+``heads`` a multiple of ``kv_heads``, the K and V projections and the KV cache
+shrink with the query heads, and a keep that rounds to no group is an error.
+SpAtten (designed for multi-head attention) then ranks groups: the magnitudes
+of a group's query heads are summed (``reduce``, ``spatten.group_score``) and
+the ``topk`` runs over the groups.
+
 :func:`scale_heads` then rewrites one layer of a concrete graph, found from
 its structure like the tensor-parallel pass does (:mod:`hwsim.parallel`):
 walking back from the attention's query, key and value through views, rotary
@@ -16,7 +25,9 @@ embeddings, KV-cache writes and copies to the projections whose weights they
 come from (their output width shrinks, a fused QKV projection included), and
 forward from the attention's output to the projection that reads it (its
 input width shrinks). The attention runs ``heads`` and ``kv_heads`` scaled
-alike, so grouped-query attention keeps whole groups.
+alike, so grouped-query attention keeps whole groups (a count that is not
+whole groups is rounded down to them: the attention never runs a number of
+heads that is not a multiple of its ``kv_heads``).
 """
 
 from __future__ import annotations
@@ -46,17 +57,20 @@ def spatten_heads_schedule(plan: Plan, step: Step, key: str) -> None:
     b = plan.batch
     alive = plan.alive()
     for i, layer in enumerate(alive):
-        new = kept_heads(plan.heads[layer], plan.kv_heads[layer], lst[layer])
+        new = kept_heads(plan, step, layer, lst[layer], key)
         if new >= plan.heads[layer]:
             continue
         src = alive[i - 1] if i else layer
         q, h, d = plan.queries(src), plan.heads[src], plan.head_dim[src]
+        n, g = plan.heads[layer], plan.group(layer)
         blk = plan.block(step, layer)
         mag = blk.reduce("spatten.head_magnitude", "norm", b * q * h * d, b * h)
         acc = blk.elementwise("spatten.head_accumulate", "add", b * h, ins=[mag, None])
-        if h != plan.heads[layer]:
+        if h != n:
             acc = None
-        blk.topk("spatten.head_topk", rows=b, n=plan.heads[layer], k=new, x=acc)
+        if g > 1:  # rank whole groups: the sum of their query heads' scores
+            acc = blk.reduce("spatten.group_score", "sum", b * n, b * (n // g), x=acc)
+        blk.topk("spatten.head_topk", rows=b, n=n // g, k=new // g, x=acc)
         plan.heads[layer] = new
 
 
@@ -69,7 +83,7 @@ def heads(plan: Plan, step: Step) -> None:
     layers = layers_param(plan, step)
     for layer in layers:
         f = lst[layer] if lst is not None else float(step.get("keep"))
-        plan.heads[layer] = kept_heads(plan.heads[layer], plan.kv_heads[layer], f)
+        plan.heads[layer] = kept_heads(plan, step, layer, f)
     plan.record(step)
 
 

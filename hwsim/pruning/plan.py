@@ -11,7 +11,9 @@ turns the plan into the graph the targets cost. The plan holds:
 - per layer, the tokens of each *bucket* (a workload segment, or ``other`` for
   tokens in none) on the axis that pruning shrinks: the prompt in a prefill
   (queries and keys), the KV cache in a decode step;
-- per layer, the attention heads kept; the layers dropped; the storage type of
+- per layer, the attention heads kept, the key/value heads they share
+  (grouped-query attention: ``dense_heads / kv_heads`` query heads per group)
+  and the sliding window (0: none); the layers dropped; the storage type of
   queries, keys and values; sparse-attention rewrites per layer;
 - the *machinery*: overhead op blocks each method inserts (importance scores,
   top-k, solver iterations), sized from the plan as it stood when the step ran;
@@ -174,6 +176,7 @@ class Plan:
     hidden: int
     ffn: int
     resizable: bool  # a template exists, so per-layer sizes can change
+    window: list = field(default_factory=list)  # per layer: sliding window (0: none)
     dropped: list = field(default_factory=list)
     dtypes: dict = field(default_factory=dict)  # query/key/value -> dtype
     refetch: dict = field(default_factory=dict)  # {"fraction", "bits"} for key LSB re-fetch
@@ -199,7 +202,7 @@ class Plan:
             first, num = int(stacks[stack]["first_layer"]), int(stacks[stack]["num_layers"])
         else:
             stack, first, num = "layers", 0, graph.num_layers
-        heads, kv_heads, head_dim = [], [], []
+        heads, kv_heads, head_dim, window = [], [], [], []
         attn = {}
         for op in graph.ops:
             if op.kind == "attention" and op.layer is not None and op.layer not in attn:
@@ -209,6 +212,7 @@ class Plan:
             heads.append(int(a.get("heads", 0)))
             kv_heads.append(int(a.get("kv_heads", 0)))
             head_dim.append(int(a.get("head_dim", 0)))
+            window.append(int(a.get("window", 0) or 0))
         config = h.get("config") or {}
         hidden = int(config.get("hidden") or (heads[0] * head_dim[0] if heads else 0))
         ffn = int(config.get("ffn") or 4 * hidden)
@@ -218,12 +222,13 @@ class Plan:
         return cls(phase=phase, base=base, dtype=dtype, stack=stack, first=first, num=num,
                    buckets=buckets, counts=[dict(sizes) for _ in range(num)], heads=list(heads),
                    dense_heads=list(heads), kv_heads=kv_heads, head_dim=head_dim,
-                   hidden=hidden, ffn=ffn, resizable=resizable)
+                   hidden=hidden, ffn=ffn, resizable=resizable, window=window)
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in (
             "phase", "base", "dtype", "stack", "first", "num", "buckets", "counts", "heads",
-            "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "dropped",
+            "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "window",
+            "dropped",
             "dtypes", "refetch", "records")}
         d["sparse"] = {str(k): v for k, v in self.sparse.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}
@@ -263,6 +268,27 @@ class Plan:
 
     def queries(self, layer: int) -> int:
         return self.tokens(layer) if self.phase == "prefill" else self.base["seq_len"]
+
+    def visible_keys(self, layer: int) -> int:
+        """Keys one query of the layer can attend to: all of them, or the sliding window's.
+
+        A window counts cached entries (Mistral's rolling-buffer cache, Hugging
+        Face's mask by cache position), so after token pruning it spans the
+        ``window`` most recent *kept* tokens; a pruned sequence shorter than the
+        window is just causal.
+        """
+        keys = self.keys(layer)
+        w = self.window[layer] if layer < len(self.window) else 0
+        return min(keys, w) if w > 0 else keys
+
+    def group(self, layer: int) -> int:
+        """Query heads per key/value head (1 without grouped-query attention)."""
+        dense, kv = self.dense_heads[layer], self.kv_heads[layer]
+        return max(1, dense // kv) if kv > 0 else 1
+
+    def kv_kept(self, layer: int) -> int:
+        """Key/value heads the layer keeps: head pruning removes whole groups."""
+        return self.heads[layer] // self.group(layer)
 
     def tokens_per_layer(self) -> list:
         return [None if layer in self.dropped else self.tokens(layer) for layer in range(self.num)]
@@ -330,6 +356,8 @@ class Plan:
                                 for layer in range(self.num)],
                "heads_per_layer": [None if layer in self.dropped else self.heads[layer]
                                    for layer in range(self.num)],
+               "kv_heads_per_layer": [None if layer in self.dropped else self.kv_kept(layer)
+                                      for layer in range(self.num)],
                "dropped_layers": sorted(self.dropped), **extra}
         self.records.append(_copy(rec))
         return rec
