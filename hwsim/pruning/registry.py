@@ -79,8 +79,11 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
     MethodSpec("layer-drop", {"layers": _LAYERS, "keep": _KEEP}, (),
                "ShortGPT (arXiv 2403.03853), E3-Pruner", acts_on="layers", static=True,
                one_of=("layers", "keep"), summary="whole transformer blocks removed offline"),
-    MethodSpec("h2o", {"keep": _KEEP, "tokens": "KV budget in tokens",
-                       "per_head": "each head keeps its own tokens (default true)",
+    MethodSpec("h2o", {"keep": _KEEP, "tokens": "KV budget in tokens (per key/value head)",
+                       "per_head": "each key/value head keeps its own tokens (default true)",
+                       "group_score": "grouped-query attention: score a key/value head by the "
+                                      "first query head of its group (first, default, as "
+                                      "H2O's Llama-3 port) or the group's sum (sum)",
                        "layers": _LAYERS},
                (), "H2O, NeurIPS 2023 (arXiv 2306.14048)", acts_on="kv",
                one_of=("keep", "tokens"),
@@ -107,6 +110,7 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
 ]}
 
 TENSOR_CLASSES = ("query", "key", "value", "kv")
+GROUP_SCORES = ("first", "sum")  # how H2O scores a KV head from its group of query heads
 
 
 def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: int | None,
@@ -154,6 +158,9 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
     if "per_head" in step and not isinstance(step["per_head"], bool):
         add(f"{where}.per_head", f"expected true or false, got {step['per_head']!r}")
+    if "group_score" in step and step["group_score"] not in GROUP_SCORES:
+        add(f"{where}.group_score", f"expected one of {', '.join(GROUP_SCORES)}, got "
+            f"{step['group_score']!r}")
     for key in ("schedule", "scores"):
         if key in step and not (isinstance(step[key], str) and step[key]):
             add(f"{where}.{key}", f"expected a file path, got {step[key]!r}")
