@@ -35,6 +35,15 @@ zero-tprune     the head-averaged attention graph (``reduce``), per PageRank
 
 plus, in every case, the ``gather`` of the surviving tokens that
 :func:`hwsim.ir.layered.instantiate_layers` inserts where the size changes.
+
+Scores are per query head; with grouped-query attention the keys they are
+computed against are the key/value heads' (TinyLlama: 4 heads of keys for 32
+query heads). The group's query heads are the rows of one product against
+their key/value head's keys (``matmul`` with ``batch = b·kv_heads`` and
+``m = group x queries``: the same FLOPs as one product per query head over a
+broadcast of the keys, as ``repeat_kv`` does in the models' code, with no copy
+of the keys), so each head's keys are read once. A token selection is one per
+sequence, shared by every head (the pruned tokens leave the hidden states).
 """
 
 from __future__ import annotations
@@ -52,9 +61,17 @@ def _prefill_only(plan: Plan, step: Step, what: str) -> None:
                          f"such as h2o or kvcrush, or simulate the prefill)")
 
 
-def _last_query_scores(blk, name: str, b: int, h: int, d: int, n: int, n_seg: int) -> int:
-    """Scores of the last query over ``n`` keys, softmax, mean over heads of ``n_seg`` of them."""
-    s = blk.matmul(f"{name}.last_query_scores", batch=b * h, m=1, n=n, k=d)
+def _last_query_scores(blk, name: str, b: int, h: int, hk: int, d: int, n: int,
+                       n_seg: int) -> int:
+    """Scores of the last query over ``n`` keys, softmax, mean over heads of ``n_seg`` of them.
+
+    The ``h`` query heads score the keys of the ``hk`` key/value heads (grouped-query
+    attention): one product per key/value head whose rows are its group's query heads,
+    so each head's keys are read once (``batch = b·hk``, ``m = h / hk``)."""
+    g = h // hk
+    q = blk.t([b * hk, g, d])
+    keys = blk.t([b * hk, d, n])
+    s = blk.matmul(f"{name}.last_query_scores", batch=b * hk, m=g, n=n, k=d, a=q, b=keys)
     p = blk.softmax(f"{name}.last_query_softmax", rows=b * h, cols=n, x=s)
     if n_seg != n:
         seg = blk.t([b * h * n_seg])
@@ -79,7 +96,7 @@ def fastv(plan: Plan, step: Step) -> None:
     k = plan.tokens(K, bucket)
     b, h, d = plan.batch, plan.heads[K - 1], plan.head_dim[K - 1]
     blk = plan.block(step, K)
-    imp = _last_query_scores(blk, "fastv", b, h, d, n_keys, n_seg)
+    imp = _last_query_scores(blk, "fastv", b, h, plan.kv_kept(K - 1), d, n_keys, n_seg)
     blk.topk("fastv.topk", rows=b, n=n_seg, k=k, x=imp)
     plan.record(step, selected=f"{k} of {n_seg}")
 
@@ -96,10 +113,14 @@ def hawk(plan: Plan, step: Step) -> None:
     plan.scale_tokens(step, {layer: keep for layer in range(plan.num)}, bucket)
     k = plan.tokens(first, bucket)
     b, h, d, D = plan.batch, plan.heads[first], plan.head_dim[first], plan.hidden
+    hk = plan.kv_kept(first)
     blk = plan.block(step, first)
     q = blk.matmul("hawk.text_queries", batch=1, m=b * n_text, n=h * d, k=D)
-    key = blk.matmul("hawk.segment_keys", batch=1, m=b * n_seg, n=h * d, k=D)
-    s = blk.matmul("hawk.text_guided_scores", batch=b * h, m=n_text, n=n_seg, k=d, a=q, b=key)
+    # the keys through the key projection: one per key/value head (hk x d wide); a
+    # group's query heads are the rows of one product against their head's keys
+    key = blk.matmul("hawk.segment_keys", batch=1, m=b * n_seg, n=hk * d, k=D)
+    s = blk.matmul("hawk.text_guided_scores", batch=b * hk, m=(h // hk) * n_text, n=n_seg,
+                   k=d, a=q, b=key)
     p = blk.softmax("hawk.text_guided_softmax", rows=b * h * n_text, cols=n_seg, x=s)
     r = blk.reduce("hawk.text_mean", "mean", b * h * n_text * n_seg, b * h * n_seg, x=p)
     w = blk.elementwise("hawk.head_weighting", "mul", b * h * n_seg, ins=[r, blk.t([h])])
@@ -243,16 +264,16 @@ def lazyllm(plan: Plan, step: Step) -> None:
             continue
         points.append(layer)
         src = prev if prev is not None else layer
-        h, d = plan.heads[src], plan.head_dim[src]
+        h, hk, d = plan.heads[src], plan.kv_kept(src), plan.head_dim[src]
         keys = plan.keys(prev) if prev is not None else prev_keys[layer]
         blk = plan.block(step, layer)
         if plan.phase == "prefill":
-            imp = _last_query_scores(blk, "lazyllm", b, h, d, n_prev, n_prev)
+            imp = _last_query_scores(blk, "lazyllm", b, h, hk, d, n_prev, n_prev)
             blk.topk("lazyllm.topk", rows=b, n=n_prev, k=n_l, x=imp)
             pruned = b * (n_prev - n_l) * D
             blk.kv_write("lazyllm.aux_cache_write", pruned, pruned)
         else:
-            imp = _last_query_scores(blk, "lazyllm", b, h, d, keys, keys)
+            imp = _last_query_scores(blk, "lazyllm", b, h, hk, d, keys, keys)
             cand = blk.t([b * n_prev])
             blk.op("view", "lazyllm.cached_columns", {"note": "slice"}, [imp], [cand])
             blk.topk("lazyllm.topk", rows=b, n=n_prev, k=n_l, x=cand)
