@@ -23,6 +23,22 @@ replaces the layer's fused ``attention`` by what the method runs:
   copying them: the representative keys are a ``view`` of K (an alias: it
   holds no memory and an op reads at most K's bytes through it), and the
   block-sparse attention reads K and V themselves.
+
+Grouped-query attention: selections are per query head, as the attention
+that follows reads them (each query row picks its own keys); the scores are
+computed against the key/value heads' keys without copying them: top-k
+attention's product packs each group's query heads as the rows of one product
+against their key/value head's K (``batch = b·kv_heads``, ``m = group x q``,
+as GQA kernels pack them), HiP's representative keys are a broadcast view of
+K, and the sparse attention keeps ``kv_heads``, so K and V stay one cache per
+key/value head.
+
+Sliding windows: the rewritten attention keeps every attribute of the dense
+one (``window``, ``kv_heads``, ``v_len``, ...). A query of a windowed layer
+sees at most ``window`` keys, so ``keep`` is a fraction of those and a ``k``
+that is not smaller than the window changes nothing; top-k attention scores
+only the keys some query of the call can see (a decode step's window, not the
+whole cache).
 """
 
 from __future__ import annotations
@@ -31,6 +47,7 @@ import math
 from dataclasses import replace
 
 from ..ir import Graph, Op, Tensor
+from ..ir.kinds import window_keys
 from .common import layers_param
 from .plan import Plan, Step
 
@@ -61,7 +78,7 @@ def _sparse(plan: Plan, step: Step, spec: dict) -> None:
     keys = []
     for layer in layers:
         plan.sparse[layer] = dict(spec)
-        keys.append(min(plan.keys(layer), spec_keys(spec, plan.keys(layer))))
+        keys.append(spec_keys(spec, plan.visible_keys(layer)))
     plan.record(step, sparse_layers=layers, keys_per_query=sorted(set(keys)))
 
 
@@ -96,13 +113,20 @@ class _Builder:
                            self.att.module, f"{self.method}.{name}" if machinery else name))
 
 
+def visible(a) -> int:
+    """Keys one query of an attention with attributes ``a`` sees at most: all
+    ``kv_len``, or the sliding window's."""
+    kv, w = a["kv_len"], int(a.get("window", 0) or 0)
+    return min(kv, w) if w > 0 else kv
+
+
 def rewrite_attention(graph: Graph, idx: int, spec: dict) -> list[Op]:
     """The ops replacing ``graph.ops[idx]`` (an attention); new tensors go into ``graph``."""
     att = graph.ops[idx]
     a = att.attrs
-    kv = a["kv_len"]
-    kk = spec_keys(spec, kv)
-    if kk >= kv:
+    seen = visible(a)
+    kk = spec_keys(spec, seen)
+    if kk >= seen:
         return [att]
     bld = _Builder(graph, att, spec["method"])
     if spec["mode"] == "value":
@@ -119,8 +143,12 @@ def rewrite_attention(graph: Graph, idx: int, spec: dict) -> list[Op]:
 
 
 def _sparse_attention(bld: _Builder, att: Op, keys: int, block: int) -> None:
-    """The attention over the selected keys, reading them where they lie in K and V."""
-    attrs = {k: v for k, v in att.attrs.items() if k not in ("window", "v_len")}
+    """The attention over the selected keys, reading them where they lie in K and V.
+
+    Every attribute of the dense attention stays (``kv_heads``, ``window``,
+    ``v_len``, ...): the selection is made among the keys the mask lets a query
+    see."""
+    attrs = dict(att.attrs)
     attrs.update(sparse_keys=keys, sparse_block=block)
     bld.ops.append(Op(-1, "attention", att.inputs[:3], att.outputs[:1], attrs, att.layer,
                       att.module, "sparse_attention"))
@@ -140,17 +168,29 @@ def _expanded_keys(bld: _Builder, graph: Graph, att: Op) -> int:
 def _topk(bld: _Builder, graph: Graph, att: Op, kk: int) -> None:
     """Top-k attention: the full score matrix (machinery: which keys are best is known
     only after all scores are), a top-k per query row, then the attention over each
-    query's k keys."""
+    query's k keys.
+
+    The scores cover the keys some query can see (all of them, or under a sliding
+    window the window's span: a decode step's last ``window`` keys, a slice of the
+    cache). Each key/value head's keys are scored by its group's query heads packed
+    as rows (``batch = b·kv_heads``, ``m = group x q``), so they are read once."""
     a = att.attrs
-    b, h, d, q, kv = a["batch"], a["heads"], a["head_dim"], a["q_len"], a["kv_len"]
-    Q = att.inputs[0]
+    b, h, hk, d, q, kv = (a["batch"], a["heads"], a["kv_heads"], a["head_dim"], a["q_len"],
+                          a["kv_len"])
+    Q, K = att.inputs[0], att.inputs[1]
     dt = graph.tensors[Q].dtype
-    K = _expanded_keys(bld, graph, att)
+    w = int(a.get("window", 0) or 0)
+    n = window_keys(q, kv, w, bool(a["causal"])) if w > 0 else kv  # keys some query sees
+    if n < kv:  # the window's keys: the last n rows of each key/value head's cache
+        Kw = bld.t([b, hk, n, d], graph.tensors[K].dtype)
+        bld.op("view", "window_keys", {"note": "slice"}, [K], [Kw], False)
+        K = Kw
     rows = b * h * q
-    s = bld.t([b * h, q, kv], dt)
-    bld.op("matmul", "scores", dict(batch=b * h, m=q, n=kv, k=d), [Q, K], [s], True)
+    s = bld.t([b * hk, (h // hk) * q, n], dt)
+    bld.op("matmul", "scores", dict(batch=b * hk, m=(h // hk) * q, n=n, k=d), [Q, K], [s],
+           True)
     vals, idx = bld.t([rows, kk], dt), bld.t([rows, kk], "int64")
-    bld.op("topk", "topk", dict(rows=rows, n=kv, k=kk), [s], [vals, idx], True)
+    bld.op("topk", "topk", dict(rows=rows, n=n, k=kk), [s], [vals, idx], True)
     _sparse_attention(bld, att, kk, 1)
 
 
@@ -159,7 +199,7 @@ def _hip(bld: _Builder, graph: Graph, att: Op, kk: int, block: int) -> None:
     (each scores 2k representative keys read where they lie in the cache, keeps k),
     then the block-sparse attention over the k selected keys."""
     a = att.attrs
-    b, h, d, q, kv = a["batch"], a["heads"], a["head_dim"], a["q_len"], a["kv_len"]
+    b, h, d, q = a["batch"], a["heads"], a["head_dim"], a["q_len"]
     Q = att.inputs[0]
     dt = graph.tensors[Q].dtype
     bq = min(block, q)
@@ -172,8 +212,9 @@ def _hip(bld: _Builder, graph: Graph, att: Op, kk: int, block: int) -> None:
         bld.op("view", "query_blocks", {"note": "reshape"}, [Q], [qb], False)
     else:  # the last block is padded: a copy
         bld.op("gather", "query_blocks", dict(elements=groups * bq * d), [Q], [qb], True)
-    iters = max(1, math.ceil(math.log2(kv / kk)))
-    cand = min(2 * kk, kv)
+    seen = visible(a)  # the span a block's selection refines: all keys, or the window's
+    iters = max(1, math.ceil(math.log2(seen / kk)))
+    cand = min(2 * kk, seen)
     for _ in range(iters):
         reps = bld.t([groups, d, cand], kdt)  # representative keys: a view of the cache
         bld.op("view", "representative_keys", {"note": "strided view of K"}, [K], [reps],
