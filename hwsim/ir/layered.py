@@ -17,6 +17,14 @@ nearest layer before them (the size at the start before the first layer).
 Dropped layers vanish, and readers of their output read their input instead:
 a block's output is its residual input plus its update, so without the update
 it is the input.
+
+Every attribute of an op survives the re-instantiation, evaluated at the
+layer's sizes: an attention keeps ``heads`` and ``kv_heads`` (grouped-query
+attention), ``causal`` and its sliding ``window``. A window counts cached
+entries, so a layer whose pruned sequence is shorter than the window simply
+attends causally (:func:`hwsim.ir.kinds.visible_scores`). The per-query key
+counts ``v_len`` and ``sparse_keys`` are capped at the layer's ``kv_len``: a
+query cannot weight more keys than the pruned layer holds.
 """
 
 from __future__ import annotations
@@ -93,6 +101,8 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
         env = op_env[i]
         ins = tuple(read(t, env, op) for t in op.inputs)
         attrs = {k: (v.evaluate(env) if isinstance(v, Expr) else v) for k, v in op.attrs.items()}
+        if op.kind == "attention":
+            _cap_keys(attrs)
         out.ops.append(replace(op, id=len(out.ops), inputs=ins, attrs=attrs))
     if dropped:
         used = {t for op in out.ops for t in op.inputs + op.outputs}
@@ -100,6 +110,14 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     out.header.update(batch=full["batch"], seq_len=full["seq_len"], kv_len=full["kv_len"])
     out.header.pop("template", None)
     return out
+
+
+def _cap_keys(attrs: dict) -> None:
+    """Per-query key counts of an attention capped at the keys its layer holds."""
+    kv = attrs.get("kv_len")
+    for key in ("v_len", "sparse_keys"):
+        if isinstance(attrs.get(key), int) and isinstance(kv, int) and attrs[key] > kv:
+            attrs[key] = kv
 
 
 def _drop_aliases(template: Graph, ops: list[Op], dropped: set[int],
