@@ -316,6 +316,7 @@ TOKEN_STEPS = [
     {"method": "zero-tprune", "keep": 0.4, "iterations": 2},
     {"method": "layer-drop", "keep": 0.75},
     {"method": "heads", "keep": 0.5},
+    {"method": "quant", "tensors": {"kv": "int8"}},
 ]
 
 
@@ -337,7 +338,7 @@ def test_token_passes_keep_window_and_gqa_and_a_short_sequence_is_causal(win_pre
             assert executed_flops(op) == a["heads"] * per_score * n * (n + 1) // 2
     assert len(attentions(g)) == len(attentions(dense)) - len(
         g.header["pruning"][0]["dropped_layers"])
-    if step["method"] not in ("layer-drop", "heads"):
+    if step["method"] not in ("layer-drop", "heads", "quant"):
         assert short > 0  # the pruned layers run on fewer tokens than the window
 
 
