@@ -2,8 +2,10 @@
 
 The steps, each in its own module:
 
-1. build the model and its inputs (:mod:`~hwsim.trace.zoo` or
-   :mod:`~hwsim.trace.factory`);
+1. build the model and its inputs: a zoo model (:mod:`~hwsim.trace.zoo`), a
+   model from a ``config.json`` path or a cached Hugging Face id
+   (:mod:`~hwsim.trace.hub`, built by :func:`hwsim.trace.zoo.prepare_config`)
+   or a user's factory (:mod:`~hwsim.trace.factory`);
 2. run the forward pass on fake tensors while recording it
    (:mod:`~hwsim.trace.recorder`);
 3. fuse RMSNorm, rotary, GELU and attention chains (:mod:`~hwsim.trace.fuse`);
@@ -20,6 +22,10 @@ The graph header::
     stacks       {"decoder": {"first_layer": 0, "num_layers": 32}}
     config       {"hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab", "layers", ...}
     traced_with  {"torch": "2.13.0+cpu", "transformers": "5.23.0"}
+
+A model from a config adds ``config_digest`` (:func:`hwsim.trace.hfconfig.digest`)
+and its config facts include ``max_positions`` (the context limit) and any
+``rope_scaling``.
 """
 
 from __future__ import annotations
@@ -35,12 +41,12 @@ from torch._subclasses.fake_tensor import (
 
 from ..errors import InputError
 from ..ir import Graph
-from . import factory, zoo
+from . import factory, hub, zoo
 from .fuse import fuse
 from .lower import lower
 from .recorder import Recorder
 from .stacks import find_stacks, stacks_header
-from .zoo_names import PHASES
+from .zoo_names import PHASES, ZOO
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 
@@ -76,22 +82,36 @@ def check_size(phase: str, seq_len: int, kv_len: int, batch: int, dtype: str,
 def trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: int = 0, batch: int = 1,
           dtype: str = "fp16", attn_implementation: str = "sdpa",
           layers: int | None = None) -> Graph:
-    """Trace ``model`` (a zoo name or ``"package.module:factory"``) into a graph.
+    """Trace ``model`` into a graph: a zoo name, a ``config.json`` path (or its folder), a
+    Hugging Face id in the local cache, or ``"package.module:factory"``.
 
-    ``layers`` overrides a zoo model's number of blocks (for quick tests).
+    ``layers`` overrides a zoo or config model's number of blocks (for quick tests).
     """
     check_size(phase, seq_len, kv_len, batch, dtype, attn_implementation)
-    if factory.is_factory(model):
-        prepared = factory.load(model, zoo.TORCH_DTYPES[dtype])
-    else:
+    extra: dict[str, Any] = {}
+    if model in ZOO:
         prepared = zoo.prepare(model, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
                                dtype=dtype, attn_implementation=attn_implementation,
                                layers=layers)
+    elif factory.is_factory(model):
+        prepared = factory.load(model, zoo.TORCH_DTYPES[dtype], batch=batch, seq_len=seq_len,
+                                kv_len=kv_len, phase=phase)
+    else:
+        source = hub.resolve(model)
+        if source is None:  # not a config either: the zoo's error lists what there is
+            zoo.prepare(model, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                        dtype=dtype, attn_implementation=attn_implementation)
+        model = source.model
+        prepared = zoo.prepare_config(source.config, phase=phase, batch=batch, seq_len=seq_len,
+                                      kv_len=kv_len, dtype=dtype,
+                                      attn_implementation=attn_implementation, layers=layers,
+                                      where=source.path)
+        extra["config_digest"] = source.digest
     header: dict[str, Any] = {
         "name": f"{model}.{phase}", "model": model, "phase": phase, "batch": batch,
         "seq_len": seq_len, "kv_len": kv_len, "dtype": dtype,
         "segments": prepared.segments, "stacks": {}, "config": prepared.config,
-        "traced_with": versions(),
+        "traced_with": versions(), **extra,
     }
     return record(prepared, header)
 

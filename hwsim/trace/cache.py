@@ -1,4 +1,4 @@
-"""Traces made on the fly, kept on disk.
+"""Traces and templates made on the fly, kept on disk.
 
 With torch installed, a workload may ask for a size or a model that no shipped
 template covers; :func:`cached_trace` traces it once and keeps the graph as
@@ -7,6 +7,12 @@ everything that determines the graph: model, phase, batch, seq_len, kv_len,
 dtype, the torch and transformers versions, :data:`TRACER_VERSION` (bumped when
 the tracer's output changes) and, for a user factory, the factory module's file
 size and modification time. A file that cannot be read is traced again.
+
+A model given by its config (a ``config.json`` path or a cached Hugging Face
+id, :mod:`hwsim.trace.hub`) is traced once into a *template*
+(:func:`cached_template`), so that every later run, at any size, instantiates
+it without torch; the file is named by a hash of the config's content and of
+the tracing environment (:func:`hwsim.trace.hub.template_cache_path`).
 
 The cache folder is ``$HWSIM_CACHE_DIR`` if set, else ``~/.cache/hwsim/traces``.
 """
@@ -23,15 +29,11 @@ from pathlib import Path
 from ..errors import InputError
 from ..ir import Graph, load, save
 from .api import trace, versions
-from .factory import is_factory
+from .factory import cwd_importable, is_factory
+from .hub import TRACER_VERSION, ConfigSource, default_cache_dir, template_cache_path
 
-TRACER_VERSION = 1
-
-
-def default_cache_dir() -> Path:
-    """``$HWSIM_CACHE_DIR``, else ``~/.cache/hwsim/traces``."""
-    env = os.environ.get("HWSIM_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "hwsim" / "traces"
+__all__ = ["TRACER_VERSION", "cache_path", "cached_template", "cached_trace",
+           "default_cache_dir"]
 
 
 def cache_path(model: str, *, seq_len: int, phase: str, kv_len: int, batch: int, dtype: str,
@@ -50,7 +52,8 @@ def cache_path(model: str, *, seq_len: int, phase: str, kv_len: int, batch: int,
 def _source_stamp(model: str) -> list[int]:
     module = model.partition(":")[0]
     try:
-        spec = importlib.util.find_spec(module)
+        with cwd_importable():
+            spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.origin or not os.path.exists(spec.origin):
@@ -73,3 +76,20 @@ def cached_trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: in
     graph = trace(model, seq_len=seq_len, phase=phase, kv_len=kv_len, batch=batch, dtype=dtype)
     save(graph, path)
     return graph
+
+
+def cached_template(source: ConfigSource, phase: str,
+                    cache_dir: str | os.PathLike | None = None) -> Graph:
+    """The template of config model ``source`` in ``phase``: read from the cache, or
+    traced (:func:`hwsim.trace.template.trace_template`) and written there."""
+    from .template import trace_template  # noqa: PLC0415 - template imports api too
+
+    path = template_cache_path(source, phase, cache_dir)
+    if path.exists():
+        try:
+            return load(path)
+        except InputError:
+            pass  # unreadable (an interrupted write): trace again
+    template = trace_template(source.model, phase)
+    save(template, path)
+    return template

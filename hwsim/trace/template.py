@@ -16,14 +16,25 @@ and shapes, header) to the fresh trace, or :class:`TemplateMismatch` is raised
 naming the first difference. The template's header records its regime
 (``template.min_seq_len`` for a prefill, ``template.seq_len = 1`` for a decode
 step) and where it was checked (``template.checked_at``).
+
+Any model :func:`hwsim.trace.trace` takes has a template: a zoo model, a model
+from a config (kept in the trace cache by :func:`hwsim.trace.cache.cached_template`)
+and a user's factory that takes the sizes (``batch`` and ``seq_len``, or
+``kv_len`` for a decode step; :mod:`hwsim.trace.factory`). A factory that does
+not, or a model whose graph is not multilinear in the sizes (it branches on a
+size, or keeps a number of tokens fixed by a ratio), is an :class:`InputError`
+that says why; a zoo model that fails the check is a bug in the tracer
+(:class:`TemplateMismatch`).
 """
 
 from __future__ import annotations
 
 from typing import Iterable
 
+from ..errors import InputError
 from ..ir import Graph, fit_template, to_dict
 from ..ir.template import TemplateMismatch
+from . import factory
 from .api import trace
 from .zoo_names import ZOO
 
@@ -45,17 +56,36 @@ def grid(model: str, phase: str) -> tuple[list[dict[str, int]], dict[str, int], 
 
 def trace_template(model: str, phase: str, *, dtype: str = "fp16",
                    layers: int | None = None) -> Graph:
-    """A template graph of zoo ``model`` in ``phase``, checked at an unseen size."""
+    """A template graph of ``model`` in ``phase``, checked at an unseen size."""
+    if factory.is_factory(model):
+        _check_factory(model, phase)
     points, check, regime = grid(model, phase)
-    graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **p) for p in points]
-    template = fit_template(graphs, points)
-    fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **check)
-    problems = compare(template.instantiate(**check), fresh)
-    if problems:
-        raise TemplateMismatch(f"template of {model} {phase} differs from a trace at {check}: "
-                               + "; ".join(problems[:5]))
+    try:
+        graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **p) for p in points]
+        template = fit_template(graphs, points)
+        fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **check)
+        problems = compare(template.instantiate(**check), fresh)
+        if problems:
+            raise TemplateMismatch(f"template of {model} {phase} differs from a trace at "
+                                   f"{check}: " + "; ".join(problems[:5]))
+    except TemplateMismatch as e:
+        if model in ZOO:
+            raise
+        raise InputError(f"no size template of {model} ({phase}): its graph is not a "
+                         f"multilinear function of the sizes ({e}); trace it at each size "
+                         f"instead", field="model") from None
     template.header["template"].update(regime, checked_at=dict(check))
     return template
+
+
+def _check_factory(model: str, phase: str) -> None:
+    """A factory must take the sizes the grid varies, or its template cannot be fitted."""
+    need = ("batch", "kv_len") if phase == "decode" else ("batch", "seq_len")
+    missing = [n for n in need if n not in factory.size_parameters(model)]
+    if missing:
+        raise InputError(f"--template needs the factory to build any size: {model} takes no "
+                         f"{' or '.join(missing)} keyword parameter (a template is fitted from "
+                         f"traces at several sizes; see docs/models.md)", field="model")
 
 
 def compare(a: Graph, b: Graph, ignore: Iterable[str] = IGNORED_HEADER_KEYS) -> list[str]:

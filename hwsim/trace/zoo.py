@@ -22,6 +22,12 @@ from :mod:`hwsim.trace.zoo_names`; what each family runs:
     ``seq_len`` rows, so every size is a native size and every dimension of the
     graph is a polynomial of ``seq_len`` (at 197 tokens the graph is the 224 px
     model's, except the shape of the pixel input).
+``hf`` (llama-3.1-8b, llama-3.1-70b, llama-3.2-1b, mistral-7b-v0.1, qwen2.5-7b)
+    Built from the model card's ``config.json`` shipped in
+    :mod:`hwsim.trace.configs`, exactly as a config given by path or hub id is
+    (:func:`prepare_config`): ``transformers.AutoConfig`` makes the config and
+    ``AutoModelForCausalLM`` the model, so each architecture's own code runs
+    (Qwen2's q/k/v biases, Mistral's sliding window, Llama 3's RoPE scaling).
 ``llava`` (llava-1.5-7b, llava-1.5-13b)
     ``LlavaForConditionalGeneration``: CLIP ViT-L/14 at 336 px (24 layers, 577
     positions), the two-layer GELU projector, and the Llama-2 language model
@@ -47,6 +53,21 @@ and the parameter keeps its published shape); BERT's position ids are a
 
 ``layers=`` overrides the number of blocks (of each tower for LLaVA), for
 quick tests; every other dimension stays published.
+
+**Models from a config** (:func:`prepare_config`: a zoo ``hf`` entry, a
+``config.json`` path, a cached hub id; see :mod:`hwsim.trace.hub`). What is
+built depends on the architecture's kind (:mod:`hwsim.trace.hfconfig`): a
+decoder LM with ``AutoModelForCausalLM`` (LM head included), traced on
+``input_ids`` like the ``llama`` family (prefill with ``use_cache=True``,
+decode over a pre-filled ``DynamicCache``, with the key/value heads and head
+dimension the config states); an encoder with ``AutoModel``, on
+``input_ids``. Its one block stack is named ``decoder`` or ``encoder``. An
+architecture that needs more (a vision-language model's image inputs, a mixture
+of experts' routing) registers a builder in :data:`ARCHITECTURES` under its
+architecture class name or model type; the builder gets the config dict and
+the size and returns a :class:`Prepared`. A config whose ``model_type`` this
+``transformers`` does not know is an error naming the version (configs that
+need ``trust_remote_code`` are never run).
 """
 
 from __future__ import annotations
@@ -57,6 +78,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import InputError
+from . import configs, hfconfig
 from .zoo_names import ZOO, ZOO_NAMES
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -80,7 +102,9 @@ def prepare(name: str, *, phase: str, batch: int, seq_len: int, kv_len: int, dty
     entry = ZOO.get(name)
     if entry is None:
         raise InputError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO_NAMES)} "
-                         f"(or give a factory as 'package.module:function')", field="model")
+                         f"(or give a config.json path, a Hugging Face id in the local cache "
+                         f"as ORG/NAME, or a factory as 'package.module:function')",
+                         field="model")
     if phase not in entry["phases"]:
         raise InputError(f"model {name!r} has no {phase} phase (it has: "
                          f"{', '.join(entry['phases'])})", field="phase")
@@ -90,6 +114,10 @@ def prepare(name: str, *, phase: str, batch: int, seq_len: int, kv_len: int, dty
     if seq_len + kv_len > entry.get("max_seq_len", seq_len + kv_len):
         raise InputError(f"model {name!r} handles at most {entry['max_seq_len']} tokens, got "
                          f"{seq_len + kv_len}", field="seq_len")
+    if entry["family"] == "hf":
+        return prepare_config(configs.load(entry["config"]), phase=phase, batch=batch,
+                              seq_len=seq_len, kv_len=kv_len, dtype=dtype,
+                              attn_implementation=attn_implementation, layers=layers)
     dims = dict(entry["dims"])
     if layers is not None:
         dims["layers"] = layers
@@ -135,15 +163,26 @@ def _facts(dims: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def _decoder_inputs(phase: str, batch: int, seq_len: int, kv_len: int, dims: dict[str, Any],
-                    dtype: torch.dtype) -> Callable[[], dict[str, Any]]:
+                    dtype: torch.dtype, cache_kwarg: str = "past_key_values",
+                    ) -> Callable[[], dict[str, Any]]:
+    head_dim = dims.get("head_dim") or dims["hidden"] // dims["heads"]
+
     def make() -> dict[str, Any]:
         inputs: dict[str, Any] = {"input_ids": _ids(batch, seq_len), "use_cache": True}
         if phase == "decode":
-            inputs["past_key_values"] = _past(batch, kv_len, dims["layers"],
-                                              dims.get("kv_heads", dims["heads"]),
-                                              dims["hidden"] // dims["heads"], dtype)
+            inputs[cache_kwarg] = _past(batch, kv_len, dims["layers"],
+                                        dims.get("kv_heads", dims["heads"]), head_dim, dtype)
         return inputs
     return make
+
+
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The forward's name for the KV cache: ``cache`` in transformers 5.x (where
+    ``past_key_values`` is deprecated), ``past_key_values`` before."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _call(model: torch.nn.Module) -> Callable[[dict[str, Any]], Any]:
@@ -172,7 +211,8 @@ def _gpt2(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
                      n_inner=dims["ffn"])
     cfg._attn_implementation = attn
     model = _build(GPT2LMHeadModel, cfg, dtype)
-    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype),
+    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
+                                           cache_kwarg(model)),
                     _call(model), config=_facts(dims, "vocab"),
                     stack_names={"transformer.h": "decoder"})
 
@@ -192,7 +232,8 @@ def _llama(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
     from transformers import LlamaForCausalLM
 
     model = _build(LlamaForCausalLM, _llama_config(dims, attn), dtype)
-    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype),
+    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
+                                           cache_kwarg(model)),
                     _call(model), config=_facts(dims, "vocab"),
                     stack_names={"model.layers": "decoder"})
 
@@ -236,7 +277,8 @@ def _llava(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
               "model.vision_tower.vision_model.encoder.layers": "vision",
               "model.language_model.layers": "language"}
     if phase == "decode":
-        return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype),
+        return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
+                                               cache_kwarg(model)),
                         _call(model), config=config, stack_names=stacks)
 
     def make() -> dict[str, Any]:
@@ -264,3 +306,106 @@ def _llava(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
 _FAMILIES: dict[str, Callable[..., Prepared]] = {
     "bert": _bert, "gpt2": _gpt2, "llama": _llama, "vit": _vit, "llava": _llava,
 }
+
+
+# ---------------------------------------------------------------------- from a config
+# Builders for architectures the generic path cannot trace, by architecture class
+# name (``architectures[0]``) or ``model_type``: f(config dict, phase=, batch=,
+# seq_len=, kv_len=, dtype=, attn=) -> Prepared. Vision-language models and mixtures
+# of experts register here.
+ARCHITECTURES: dict[str, Callable[..., Prepared]] = {}
+
+# Config keys that are bookkeeping, not architecture: not passed to AutoConfig.
+_BOOKKEEPING = ("transformers_version", "_name_or_path", "auto_map", "architectures",
+                "torch_dtype", "dtype", "model_type")
+
+
+def prepare_config(config: dict[str, Any], *, phase: str, batch: int, seq_len: int,
+                   kv_len: int, dtype: str, attn_implementation: str,
+                   layers: int | None = None, where: str = "") -> Prepared:
+    """Build the model a ``config.json`` dict describes, with its inputs for one size.
+
+    ``layers`` overrides ``num_hidden_layers`` (per-layer lists such as
+    ``layer_types`` are cut to match); ``where`` names the config in errors."""
+    config = configs._copy(config)
+    if layers is not None:
+        _set_layers(hfconfig.text_config(config), layers)
+    kind = hfconfig.kind(config)
+    if phase not in hfconfig.phases(config):
+        raise InputError(f"a {kind} model has no {phase} phase (it has: "
+                         f"{', '.join(hfconfig.phases(config)) or 'none'})", field="phase")
+    hook = ARCHITECTURES.get(hfconfig.architecture(config)) or ARCHITECTURES.get(
+        str(config.get("model_type")))
+    if hook is not None:
+        return hook(config, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                    dtype=TORCH_DTYPES[dtype], attn=attn_implementation)
+    if kind not in ("causal-lm", "encoder"):
+        raise InputError(f"hwsim has no builder for the {kind} architecture "
+                         f"{hfconfig.architecture(config)} yet ({where or 'config'}); trace it "
+                         f"from a factory (docs/models.md)", field="model")
+    cfg = auto_config(config, attn_implementation, where)
+    head = hfconfig.headline(config)
+    torch_dtype = TORCH_DTYPES[dtype]
+    if kind == "causal-lm":
+        from transformers import AutoModelForCausalLM
+
+        model = _build(AutoModelForCausalLM.from_config, cfg, torch_dtype)
+        dims = {"layers": cfg.num_hidden_layers, "heads": head["heads"],
+                "kv_heads": head["kv_heads"], "hidden": head["hidden"],
+                "head_dim": getattr(cfg, "head_dim", None) or head["head_dim"]}
+        make = _decoder_inputs(phase, batch, seq_len, kv_len, dims, torch_dtype,
+                               cache_kwarg(model))
+        stack = "decoder"
+    else:
+        from transformers import AutoModel
+
+        model = _build(AutoModel.from_config, cfg, torch_dtype)
+
+        def make() -> dict[str, Any]:
+            return {"input_ids": _ids(batch, seq_len)}
+        stack = "encoder"
+    from .stacks import find_stacks
+
+    found = find_stacks(model)
+    names = {found[0].prefix: stack} if len(found) == 1 else {}
+    facts = {k: head[k] for k in ("hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
+                                  "max_positions", "window")}
+    facts["layers"] = cfg.num_hidden_layers
+    if head["rope_scaling"]:
+        facts["rope_scaling"] = head["rope_scaling"]
+    return Prepared(model, make, _call(model), config=facts, stack_names=names)
+
+
+def auto_config(config: dict[str, Any], attn: str, where: str = "") -> Any:
+    """``transformers.AutoConfig`` for a config dict, with the attention implementation set
+    on it and on every sub-config."""
+    import transformers
+    from transformers import AutoConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    model_type = config.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise InputError(f"transformers {transformers.__version__} has no model type "
+                         f"{model_type!r} ({where or 'config'}); hwsim never runs remote code: "
+                         f"upgrade transformers or trace a factory", field="model_type")
+    kwargs = {k: v for k, v in config.items() if k not in _BOOKKEEPING}
+    try:
+        cfg = AutoConfig.for_model(model_type, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"transformers rejects the config ({where or 'config'}): {e}",
+                         field="model") from None
+    for c in (cfg, *(getattr(cfg, k) for k in getattr(cfg, "sub_configs", {}) or {})):
+        if c is not None:
+            c._attn_implementation = attn
+    return cfg
+
+
+def _set_layers(cfg: dict[str, Any], layers: int) -> None:
+    """Set the number of blocks of a config dict, cutting per-layer lists to match."""
+    old = cfg.get("num_hidden_layers")
+    cfg["num_hidden_layers"] = layers
+    for key, value in list(cfg.items()):
+        if isinstance(value, list) and old and len(value) == old:
+            cfg[key] = value[:layers]
+    if isinstance(cfg.get("max_window_layers"), int):
+        cfg["max_window_layers"] = min(cfg["max_window_layers"], layers)

@@ -14,6 +14,14 @@ and, where the model cannot go further, ``max_seq_len`` (BERT's position ids
 are a 512-entry buffer). GPT-2 traces beyond its 1024 learned positions as if
 its position table were longer (:mod:`hwsim.trace.zoo`).
 
+Models of the ``hf`` family (Llama-3.1, Llama-3.2, Mistral, Qwen2.5) are built
+from a published ``config.json`` shipped in :mod:`hwsim.trace.configs`
+(``"config": name``); their ``dims`` are read from that file
+(:func:`hwsim.trace.hfconfig.headline`), so the config is the one source of
+their numbers. ``max_positions`` is the context a model handles (the warning
+threshold of a longer workload): the published position table, or what a RoPE
+scaling extends it to.
+
 Shipped templates (``traces/{model}.{phase}.json.gz``) are exact for prefill at
 ``seq_len >= max(2, min_seq_len)`` and for decode at ``seq_len == 1``: at a
 single prefill token PyTorch skips a layout copy, so that graph differs.
@@ -22,6 +30,8 @@ single prefill token PyTorch skips a layout copy, so that graph differs.
 from __future__ import annotations
 
 from typing import Any
+
+from . import configs, hfconfig
 
 _BERT_VOCAB = 30522
 _LLAMA_7B = {"layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 32, "ffn": 11008,
@@ -69,6 +79,23 @@ ZOO: dict[str, dict[str, Any]] = {
                       "dims": {**_LLAMA_13B, "vocab": 32064, "vision": _CLIP_L14_336,
                                "text_prefix": 35, "image_tokens": 576}},
 }
+
+
+
+def _from_config(name: str) -> dict[str, Any]:
+    """A zoo entry built from shipped config ``name`` (hwsim/trace/configs/name.yaml)."""
+    cfg = configs.load(name)
+    head = hfconfig.headline(cfg)
+    dims = {k: head[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn",
+                                 "vocab", "max_positions", "window")}
+    return {"family": "hf", "config": name, "phases": hfconfig.phases(cfg), "min_seq_len": 1,
+            "dims": dims}
+
+
+# Today's decoder LMs, each from its model card's config.json (hwsim/trace/configs/).
+for _name in ("llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b", "mistral-7b-v0.1",
+              "qwen2.5-7b"):
+    ZOO[_name] = _from_config(_name)
 
 ZOO_NAMES: tuple[str, ...] = tuple(ZOO)
 
