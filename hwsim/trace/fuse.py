@@ -25,14 +25,25 @@ through elementwise score ops (scale, mask add, ``where``, casts) to a
 ``bmm`` (Q·Kᵀ), forwards through casts to a ``bmm`` that reads the
 probabilities as its left operand (P·V). Every intermediate must have no other
 reader (a model that returns its attention probabilities keeps the chain
-unfused). The copies ``torch.matmul`` makes of a strided Q, K or V to batch
-it (BERT's transposed heads) belong to the chain too: a fused kernel reads the
-operands where they are. The mask is not an input of the fused op: ``causal``
-says what it is, taken from the attention module's ``is_causal`` (an
-architectural fact, so a decode step of a causal model is ``causal`` too,
-although its single query row sees the whole cache), and ``window`` the
-sliding window of a windowed layer (the module's or its config's
-``sliding_window``: Mistral's 4,096).
+unfused), except a head-average of the probabilities that nothing reads:
+``nn.MultiheadAttention`` computes it by default (``need_weights=True``)
+and a model that discards the weights leaves it dead, so it is dropped with
+the chain. Q·Kᵀ may be a ``baddbmm`` whose added term is the mask
+(``nn.MultiheadAttention``'s eager path). The copies ``torch.matmul`` makes
+of a strided Q, K or V to batch it (BERT's transposed heads) belong to the
+chain too: a fused kernel reads the operands where they are.
+
+The mask is not an input of the fused op: ``causal`` says what it is, taken
+from the attention module's ``is_causal`` (an architectural fact, so a decode
+step of a causal model is ``causal`` too, although its single query row sees
+the whole cache), and ``window`` the sliding window of a windowed layer (the
+module's or its config's ``sliding_window``: Mistral's 4,096). A module without
+an ``is_causal`` flag (a user's model) is read from its call instead: SDPA's
+``is_causal`` and the pattern of its mask, or of the mask added to (``add``,
+``baddbmm``), ``where``-selected in or ``masked_fill``-ed into the scores of an
+eager chain (:func:`hwsim.trace.masks.attention_attrs`: causal, a sliding
+window, no mask, or ``masked: true`` for a mask it cannot read, costed as
+dense).
 
 Q, K and V of the fused op are the tensors as stored, found by walking a view
 chain back while it does not gain elements: through ``transpose``/``view``
@@ -49,11 +60,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from . import masks
 from .aten_map import packet
 from .raw import RawNode, RawTrace, Region, TRef
 
 SOFTMAXES = ("_softmax", "_safe_softmax", "softmax")
-BMMS = ("bmm",)
+BMMS = ("bmm", "baddbmm")
 # ops allowed between Q·Kᵀ and the softmax (the data operand is the scores)
 SCORE_OPS = ("mul", "div", "add", "sub", "where", "masked_fill", "_to_copy", "clone",
              "mul_", "div_", "add_", "masked_fill_")
@@ -204,7 +216,7 @@ def stored(trace: RawTrace, tid: int) -> int:
 
 def _attention(trace: RawTrace, q: int, k: int, v: int, out: int, module: str, *, batch: int,
                heads: int, q_len: int, kv_len: int, head_dim: int, v_head_dim: int,
-               causal: bool) -> RawNode:
+               causal: bool, mask: dict | None = None) -> RawNode:
     q, k, v = stored(trace, q), stored(trace, k), stored(trace, v)
     kv_heads = heads
     per_head = batch * kv_len * head_dim
@@ -219,6 +231,8 @@ def _attention(trace: RawTrace, q: int, k: int, v: int, out: int, module: str, *
     window = trace.window_of(module)
     if window:  # a sliding-window mask: part of the op, as causal is
         attrs["window"] = window
+    if mask:  # read from a user model's mask (hwsim.trace.masks)
+        attrs.update(mask)
     # the fused op writes its canonical layout, however the pieces it replaces laid it out
     trace.tensors[out] = replace(trace.tensors[out], shape=(batch, heads, q_len, v_head_dim))
     return RawNode("hwsim.attention", (q, k, v), (out,), module, attrs=attrs)
@@ -238,11 +252,15 @@ def _sdpa(node: RawNode, trace: RawTrace) -> RawNode:
                 and (bs[0], bs[3]) == (qs[0], qs[3]) and ks[1] == heads):
             heads, q_len = bs[1], 1
     causal = trace.is_causal(node.module)
-    if causal is None:
+    mask = None
+    if causal is None:  # not a Hugging Face attention module: the call says
         causal = node.attrs.get("is_causal", False)
+        if "mask" in node.attrs and not causal:
+            mask = masks.attention_attrs(trace.values.get(node.attrs["mask"]),
+                                         node.attrs["mask_convention"], q_len, ks[-2])
     return _attention(trace, q, k, v, node.outputs[0], node.module, batch=batch, heads=heads,
                       q_len=q_len, kv_len=ks[-2], head_dim=qs[-1], v_head_dim=vs[-1],
-                      causal=bool(causal))
+                      causal=bool(causal), mask=mask)
 
 
 def _fuse_eager_attention(trace: RawTrace, nodes: list[RawNode]) -> list[RawNode]:
@@ -261,9 +279,9 @@ def _fuse_eager_attention(trace: RawTrace, nodes: list[RawNode]) -> list[RawNode
         found = _match(trace, nodes, i, producer, readers)
         if found is None:
             continue
-        chain, fused = found
+        chain, fused, at = found
         drop.update(chain)
-        replace[max(chain)] = fused
+        replace[at] = fused  # where P·V ran: its readers come after it
     if not replace:
         return nodes
     return [replace.get(i, n) for i, n in enumerate(nodes) if i not in drop or i in replace]
@@ -304,7 +322,8 @@ def _match(trace: RawTrace, nodes: list[RawNode], s_idx: int, producer: dict[int
     # forwards: probabilities -> casts -> bmm(P, V)
     cur = softmax.outputs[0]
     while True:
-        rs = readers.get(cur, [])
+        rs = [r for r in readers.get(cur, []) if not _dead_average(trace, nodes[r], readers)]
+        chain.extend(r for r in readers.get(cur, []) if r not in rs)
         if len(rs) != 1:
             return None
         node = nodes[rs[0]]
@@ -318,7 +337,7 @@ def _match(trace: RawTrace, nodes: list[RawNode], s_idx: int, producer: dict[int
         chain.append(rs[0])
         cur = node.outputs[0]
     qk, pv = nodes[qk_idx], nodes[pv_idx]
-    a1, b1 = qk.inputs[:2]
+    a1, b1 = qk.inputs[1:3] if packet(qk.target) == "baddbmm" else qk.inputs[:2]
     b2 = pv.inputs[1]
 
     def operand(tid: int, reader: int) -> int:
@@ -341,11 +360,52 @@ def _match(trace: RawTrace, nodes: list[RawNode], s_idx: int, producer: dict[int
     kv_len = trace.tensors[b1].shape[-1]
     v_head_dim = trace.tensors[b2].shape[-1]
     batch, heads = _batch_heads(trace, a1, (q_len, head_dim))
+    merged = trace.heads.get(softmax.module)
+    if heads == 1 and merged and batch % merged == 0:  # (batch·heads, q, d) operands
+        batch, heads = batch // merged, merged
     causal = trace.is_causal(softmax.module)
+    mask = None
+    if causal is None:  # not a Hugging Face attention module: read the chain's mask
+        mask = _chain_mask(trace, [nodes[i] for i in chain], q_len, kv_len)
     fused = _attention(trace, q, k, v, pv.outputs[0], pv.module, batch=batch, heads=heads,
                        q_len=q_len, kv_len=kv_len, head_dim=head_dim, v_head_dim=v_head_dim,
-                       causal=bool(causal))
-    return chain, fused
+                       causal=bool(causal), mask=mask)
+    return chain, fused, pv_idx
+
+
+def _dead_average(trace: RawTrace, node: RawNode, readers: dict[int, list[int]]) -> bool:
+    """A mean or sum of the probabilities that nothing reads (``nn.MultiheadAttention``'s
+    head-averaged weights when the model discards them)."""
+    return (packet(node.target) in ("mean", "sum")
+            and not any(readers.get(trace.root(o)) for o in node.outputs))
+
+
+def _chain_mask(trace: RawTrace, chain: list[RawNode], q_len: int, kv_len: int) -> dict:
+    """Attention attributes from the masks an eager chain applies to its scores."""
+    found: list[dict] = []
+    for node in chain:
+        name = packet(node.target).rstrip("_")
+        consts = [t for t in node.inputs if not trace.tensors[t].data]
+        if not consts:
+            continue
+        if name == "baddbmm" and node.inputs[0] in consts:
+            found.append(masks.attention_attrs(trace.values.get(node.inputs[0]), "additive",
+                                               q_len, kv_len))
+        elif name in ("add", "sub"):
+            found += [masks.attention_attrs(trace.values.get(t), "additive", q_len, kv_len)
+                      for t in consts]
+        elif name == "masked_fill" and len(node.inputs) > 1 and node.inputs[1] in consts:
+            found.append(masks.attention_attrs(trace.values.get(node.inputs[1]), "hide",
+                                               q_len, kv_len))
+        elif name == "where" and node.inputs[0] in consts:
+            data_first = len(node.inputs) > 1 and trace.tensors[node.inputs[1]].data
+            found.append(masks.attention_attrs(trace.values.get(node.inputs[0]),
+                                               "keep" if data_first else "hide", q_len, kv_len))
+    if not found:
+        return {}
+    if all(f == found[0] for f in found):
+        return found[0]
+    return {"masked": True}
 
 
 def _batch_heads(trace: RawTrace, tid: int, last2: tuple[int, int]) -> tuple[int, int]:

@@ -107,6 +107,9 @@ class RawTrace:
     regions: list[Region] = field(default_factory=list)
     causal: dict[str, bool] = field(default_factory=dict)  # module path -> is_causal
     window: dict[str, int] = field(default_factory=dict)  # module path -> sliding window
+    heads: dict[str, int] = field(default_factory=dict)  # nn.MultiheadAttention path -> heads
+    # constant tensor id -> its abstract value (hwsim.trace.masks), for reading masks
+    values: dict[int, Any] = field(default_factory=dict)
 
     def root(self, tid: int) -> int:
         """The non-view tensor that ``tid`` is a view of (``tid`` itself if none)."""

@@ -18,13 +18,21 @@ memory and its forward runs in about a second. It listens at four places:
    broadcast is a layout artefact of PyTorch's reshape (it appears for some
    batch sizes and not others) and is recorded as a view too. Nodes whose
    inputs carry no data (masks, position ids, rotary tables) are not recorded
-   at all; their results are ``const`` tensors.
+   at all; their results are ``const`` tensors, each with an abstract value
+   when it is one that masks are built from (:mod:`hwsim.trace.masks`).
 2. **A function mode** (:class:`torch.overrides.TorchFunctionMode`) catches
    ``F.scaled_dot_product_attention`` before it is decomposed and records it as
    one ``hwsim.sdpa`` node. Its result is made as an empty tensor of the output
    shape (``(*batch, q_len, v_head_dim)``) instead of running the decomposition:
    the values are fake anyway, and the decomposition is a quarter of the time
-   of a 7B trace.
+   of a 7B trace. A function mode does not see calls made *inside* another
+   torch function (``nn.MultiheadAttention``'s
+   ``F.multi_head_attention_forward`` calls SDPA there), so the aten
+   attention kernels SDPA dispatches to (``_scaled_dot_product_flash_attention_for_cpu``,
+   ``_efficient_``, ``_cudnn_``...) are recorded as ``hwsim.sdpa`` nodes too.
+   Either node keeps the call's ``is_causal`` and its ``attn_mask`` (read by
+   :mod:`hwsim.trace.masks`: which scores the mask hides, from how constants
+   were built, since fake tensors have no values).
 3. **Global module hooks** keep the stack of module paths
    (``model.layers.3.self_attn``), so every node knows where it ran, and close
    *regions*: everything recorded inside a module whose class name ends in
@@ -54,6 +62,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from . import masks
 from .raw import RawNode, RawTensor, RawTrace, Region, TRef
 
 DTYPES: dict[torch.dtype, str] = {
@@ -79,6 +88,12 @@ _COPIES = ("aten.clone.default", "aten._to_copy.default")
 _VIEW_LIKE = frozenset(("aten._unsafe_view.default", "aten.dropout.default",
                         "aten.feature_dropout.default", "aten.alpha_dropout.default"))
 _SDPA = torch.nn.functional.scaled_dot_product_attention
+# The aten kernels F.scaled_dot_product_attention dispatches to (output first).
+SDPA_ATEN = frozenset(("scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
+                       "_scaled_dot_product_flash_attention_for_cpu",
+                       "_scaled_dot_product_efficient_attention",
+                       "_scaled_dot_product_cudnn_attention",
+                       "_scaled_dot_product_fused_attention_overrideable"))
 
 
 def hw_dtype(dtype: torch.dtype) -> str:
@@ -112,6 +127,8 @@ class Recorder:
         self._starts: list[int] = []
         self._names: dict[Any, str] = {}
         for path, m in model.named_modules():
+            if isinstance(m, torch.nn.MultiheadAttention):
+                self.trace.heads[path] = m.num_heads  # its eager path merges batch and heads
             flag = getattr(m, "is_causal", None)
             if isinstance(flag, bool):
                 self.trace.causal[path] = flag
@@ -177,13 +194,27 @@ class Recorder:
                 or (name in _COPIES and ins and self._is_reshaping_copy(name, ins[0], args, out))):
             base = ins[0] if ins else None
             expand = name.startswith("aten.expand")
+            value = self.trace.values.get(base) if base is not None and not data else None
             for o in outs:
-                t = tensors[self._new(o, "view" if base is not None else "const", data, base)]
+                tid = self._new(o, "view" if base is not None else "const", data, base)
+                t = tensors[tid]
                 t.module, t.expand = self.module, expand
+                if value is not None and masks.view_keeps(name.split(".")[1], enc_args,
+                                                          tensors[base].shape, t.shape):
+                    self.trace.values[tid] = value
             return
         if not data:
+            value = None
+            if len(outs) == 1:
+                value = masks.evaluate(name.split(".")[1], enc_args, enc_kwargs,
+                                       self.trace.values.get, outs[0].dtype == torch.bool)
             for o in outs:
-                self._new(o, "const", False)
+                tid = self._new(o, "const", False)
+                if value is not None:
+                    self.trace.values[tid] = value
+            return
+        if name.split(".")[1] in SDPA_ATEN:
+            self._aten_sdpa(func, args, kwargs, ins, outs)
             return
         out_ids = tuple(self._new(o, "op", True) for o in outs)
         self.trace.nodes.append(RawNode(name, tuple(ins), out_ids, self.module, enc_args,
@@ -197,6 +228,28 @@ class Recorder:
         return name != "aten._to_copy.default" or out.dtype == args[0].dtype
 
     # ---------------------------------------------------------------- synthesised nodes
+    def _sdpa_attrs(self, bound: dict[str, Any]) -> dict[str, Any]:
+        """``is_causal`` and the mask (a tensor id, or None) of an SDPA call."""
+        mask = bound.get("attn_mask", bound.get("attn_bias"))
+        attrs: dict[str, Any] = {"is_causal": bool(bound.get("is_causal", False))}
+        if isinstance(mask, torch.Tensor):
+            attrs["mask"] = self.tensor_id(mask)
+            attrs["mask_convention"] = "keep" if mask.dtype == torch.bool else "additive"
+        return attrs
+
+    def _aten_sdpa(self, func: Any, args: tuple, kwargs: dict, ins: list[int],
+                   outs: list[torch.Tensor]) -> None:
+        """An aten attention kernel (SDPA called inside another torch function)."""
+        names = [a.name for a in func._schema.arguments]
+        bound = dict(zip(names, args))
+        bound.update(kwargs)
+        q, k, v = (self.tensor_id(bound[n]) for n in ("query", "key", "value"))
+        oid = self._new(outs[0], "op", True)
+        for extra in outs[1:]:  # log-sum-exp and friends: for a backward pass only
+            self._new(extra, "const", False)
+        self.trace.nodes.append(RawNode("hwsim.sdpa", (q, k, v), (oid,), self.module,
+                                        attrs=self._sdpa_attrs(bound)))
+
     def on_sdpa(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
         bound = dict(zip(names, args))
@@ -215,8 +268,8 @@ class Recorder:
         finally:
             self.suppress -= 1
         oid = self._new(out, "op", True)
-        attrs = {"is_causal": bool(bound.get("is_causal", False))}
-        self.trace.nodes.append(RawNode("hwsim.sdpa", ins, (oid,), self.module, attrs=attrs))
+        self.trace.nodes.append(RawNode("hwsim.sdpa", ins, (oid,), self.module,
+                                        attrs=self._sdpa_attrs(bound)))
         return out
 
     def on_cache_update(self, orig: Callable, cache: Any, key: torch.Tensor,
