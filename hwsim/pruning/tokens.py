@@ -68,6 +68,7 @@ def _last_query_scores(blk, name: str, b: int, h: int, hk: int, d: int, n: int,
     The ``h`` query heads score the keys of the ``hk`` key/value heads (grouped-query
     attention): one product per key/value head whose rows are its group's query heads,
     so each head's keys are read once (``batch = b·hk``, ``m = h / hk``)."""
+    hk = max(1, hk)
     g = h // hk
     q = blk.t([b * hk, g, d])
     keys = blk.t([b * hk, d, n])
@@ -113,7 +114,7 @@ def hawk(plan: Plan, step: Step) -> None:
     plan.scale_tokens(step, {layer: keep for layer in range(plan.num)}, bucket)
     k = plan.tokens(first, bucket)
     b, h, d, D = plan.batch, plan.heads[first], plan.head_dim[first], plan.hidden
-    hk = plan.kv_kept(first)
+    hk = max(1, plan.kv_kept(first))
     blk = plan.block(step, first)
     q = blk.matmul("hawk.text_queries", batch=1, m=b * n_text, n=h * d, k=D)
     # the keys through the key projection: one per key/value head (hk x d wide); a
