@@ -253,7 +253,7 @@ def test_validation_cases_pass():
 
 
 # Published claims the model does not reproduce, reported to whoever owns the case file
-# (never tuned toward): FastAttention's 1.43x over xformers gives 0.94x since issue 11.
+# (never tuned toward): FastAttention's 1.43x over xformers gives 1.00x since issue 11.
 # The L2 became a unit shared by the SMs: xformers' 32x128 tile is bound by its aggregate
 # bandwidth, behind which its bank conflicts hide (the old per-SM L2 share added the
 # fragment-load stalls on top of the L2 time); the mechanism is tested above

@@ -22,9 +22,11 @@ units serve the SMs round robin (fair sharing, as the memory controllers
 interleave the SMs' requests). A lone SM is limited by its own draw (inside
 its SM task), many SMs together by the unit: the tail of a kernel and its
 imbalance come out of the run, and an SM that finishes early leaves its share
-of the bandwidth to the others. The next group on an SM starts when its
-previous group's SM task and traffic are done (a block slot frees when the
-block ends).
+of the bandwidth to the others. On each SM the pipes run its groups one after
+another, and so does its traffic: a group's loads stream while the previous
+group computes (the kernels double-buffer), and a unit is never idle while a
+piece is waiting, so its total time is its bytes over its bandwidth, whatever
+the number of SMs.
 
 DRAM bytes are integers on the tasks, distributed over a kernel's groups by
 cumulative rounding, so an op's total is its kernels' exact total.
@@ -244,11 +246,11 @@ class Gpu:
         """Block classes per SM, in the order each SM runs them.
 
         A uniform grid goes round robin. Blocks of different lengths (causal tiles)
-        go, in launch order, each to the SM with the least work so far: the
-        hardware hands a block to whichever SM has a slot free first, and an SM's
-        resident blocks share its pipes, so the SMs stay about equally loaded
-        (work-conserving). Each SM then runs its blocks longest first, so the blocks
-        resident together are of similar length (:func:`plan_groups`)."""
+        go, longest first, each to the SM with the least work so far: the hardware
+        hands a block to whichever SM has a slot free first, and an SM's resident
+        blocks share its pipes, so the SMs end up about equally loaded
+        (work-conserving), as longest-processing-time-first balances them. Each SM
+        runs its blocks longest first (:func:`plan_groups`)."""
         sms = self.spec.sms
         per_sm: list[list[int]] = [[] for _ in range(sms)]
         if len(kernel.blocks) == 1:
@@ -260,9 +262,10 @@ class Gpu:
         est = [self.block_cost(kernel, w, occ) for _, w in kernel.blocks]
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
-        for cls, (count, _) in enumerate(kernel.blocks):
+        # longest first (LPT): the balance a scheduler that refills free slots reaches
+        for cls in sorted(range(len(est)), key=lambda c: (-est[c], c)):
             d = est[cls]
-            for _ in range(count):
+            for _ in range(kernel.blocks[cls][0]):
                 t, sm = heapq.heappop(heap)
                 per_sm[sm].append(cls)
                 heapq.heappush(heap, (t + d, sm))
@@ -368,11 +371,10 @@ class Builder:
                 for reps, w, n, sm_s, bound in runs:
                     for r in _split(reps):
                         chunks.append((sm_s * r, w.scaled(r), n * r, {bound: sm_s * r}))
-                # groups (uniform grids) start when the previous group's blocks are
-                # done; blocks of unequal lengths come and go (plan_groups), so each of
-                # the SM's lanes, its pipes and its traffic, just runs its parts in turn
-                grouped = len(k.blocks) == 1
-                deps = (start,)
+                # each lane of the SM, its pipes and its traffic on the shared units,
+                # runs its parts in turn: a group's loads stream while the previous
+                # group computes (double buffering), and the units serve the SMs' chains
+                # round robin, never idle while a piece is waiting
                 lanes = {"sm": (start,), "hbm": (start,), "l2": (start,)}
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
@@ -380,28 +382,19 @@ class Builder:
                         bounds[b] = bounds.get(b, 0.0) + t
                     bound = max(by, key=by.get)
                     a = self.add(Task(f"sm{sm}", sm_s, {"l2_read": l2c.take(w.l2_bytes)},
-                                      self.energy(k, w), deps if grouped else lanes["sm"],
-                                      bound, "", f"{tag} x{nblocks}"))
-                    nxt = [a]
+                                      self.energy(k, w), lanes["sm"], bound, "",
+                                      f"{tag} x{nblocks}"))
                     lanes["sm"] = (a,)
                     if w.hbm_bytes > 0:
                         nb = {"dram_read": rd.take(w.hbm_read), "dram_write": wr.take(w.hbm_write)}
-                        last = self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                            deps if grouped else lanes["hbm"], "memory",
-                                            f"{tag} HBM", nb)
-                        nxt.append(last)
-                        lanes["hbm"] = (last,)
+                        lanes["hbm"] = (self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
+                                                     lanes["hbm"], "memory", f"{tag} HBM", nb),)
                     if w.l2_bytes > 0:
-                        last = self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                            deps if grouped else lanes["l2"], "onchip",
-                                            f"{tag} L2", {})
-                        nxt.append(last)
-                        lanes["l2"] = (last,)
-                    deps = tuple(nxt)
+                        lanes["l2"] = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
+                                                    lanes["l2"], "onchip", f"{tag} L2", {}),)
                     sm_total += sm_s
                 if sm_total:
-                    ends.extend(deps if grouped else
-                                tuple(sorted({x for lane in lanes.values() for x in lane})))
+                    ends.extend(sorted({x for lane in lanes.values() for x in lane}))
                 est = max(est, sm_total)
         if k.pcie_bytes:
             ends.extend(self.pcie(k.pcie_bytes, (start,), k.name))
@@ -474,8 +467,9 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             out.append([])
             continue
         total = sum(shares[c][0] for c in classes)
-        alone, alone_bound = gpu.group_time(k, works[classes[0]], 1)
-        stretch = max(1.0, alone / total) if total else 1.0
+        sm_s = _shared_sm_time(gpu, k, [works[c] for c in classes],
+                               [shares[c][0] * per for c in classes], per)
+        stretch = sm_s / total if total else 1.0
         size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
         runs = []
         for c0 in range(0, len(classes), size):
@@ -486,10 +480,36 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                 w.add(works[c])
                 by[shares[c][1]] = by.get(shares[c][1], 0.0) + shares[c][0]
             t = sum(shares[c][0] for c in members) * stretch
-            bound = alone_bound if stretch > 1.0 else max(by, key=by.get)
-            runs.append((1, w, len(members), t, bound))
+            runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def _shared_sm_time(gpu: Gpu, k: Kernel, works: list[Work], full: list[float],
+                    per: int) -> float:
+    """Seconds an SM takes for blocks of unequal length, ``per`` slots refilled as
+    blocks finish. ``full[i]`` is block i's time while ``per`` blocks share the SM;
+    with fewer resident (the SM's tail) a block runs as fast as a group of that many
+    blocks lets it (the group time of r average blocks over that of ``per``): a
+    fluid schedule, event by event."""
+    avg = Work()
+    for w in works:
+        avg.add(w)
+    avg = avg.scaled(1.0 / len(works))
+    t_full = gpu.group_time(k, avg.scaled(per), per)[0]
+    ratio = {r: (gpu.group_time(k, avg.scaled(r), r)[0] / t_full if t_full else 1.0)
+             for r in range(1, per + 1)}
+    waiting = list(full)
+    waiting.reverse()  # pop() takes the next block in run order
+    resident = [waiting.pop() for _ in range(min(per, len(waiting)))]
+    t = 0.0
+    while resident:
+        step = min(resident)
+        t += step * ratio[len(resident)]
+        resident = [x - step for x in resident if x - step > 1e-15]
+        while waiting and len(resident) < per:
+            resident.append(waiting.pop())
+    return t
 
 
 def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
