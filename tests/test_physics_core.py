@@ -261,3 +261,14 @@ def test_refetch_auto_leaves_the_decision_to_the_target():
     assert [op for op in rf.graph.ops if op.name == "quant.lsb_refetch"]
     with pytest.raises(InputError, match="refetch: must be a fraction in \\[0, 1\\] or auto"):
         workload_from_dict({**base, "pruning": [{**quant, "refetch": "sometimes"}]}, "<t>")
+
+
+def test_a_broadcast_of_a_slice_holds_no_more_than_the_slice():
+    g = Graph({"name": "chain"})
+    k = g.add_tensor([1, 4, 1024, 64], "fp16", "kv_cache")
+    window = g.add_tensor([1, 4, 256, 64], "fp16")
+    g.add_op("view", [k], [window], {"note": "slice"})
+    group = g.add_tensor([1, 32, 256, 64], "fp16")
+    g.add_op("view", [window], [group], {"note": "broadcast"})
+    assert g.root(group) == k
+    assert g.stored_bytes(group) == g.tensors[window].bytes < g.tensors[k].bytes

@@ -173,10 +173,17 @@ class Graph:
         return tid
 
     def stored_bytes(self, tid: int) -> int:
-        """Bytes of ``tid`` that exist in memory: at most its root's (see :meth:`root`)."""
-        t = self.tensors[tid]
-        r = self.root(tid)
-        return t.bytes if r == tid else min(t.bytes, self.tensors[r].bytes)
+        """Bytes of ``tid`` that exist in memory: at most those of every tensor it is a
+        view of (a broadcast of a slice holds no more than the slice; see :meth:`root`)."""
+        best = self.tensors[tid].bytes
+        self.root(tid)  # builds the view map
+        parent = self._roots[1] if self._roots else {}
+        seen = 0
+        while tid in parent and seen < len(parent):
+            tid = parent[tid]
+            best = min(best, self.tensors[tid].bytes)
+            seen += 1
+        return best
 
     def param_bytes(self) -> int:
         return sum(t.bytes for t in self.tensors.values() if t.kind == "param")
