@@ -308,9 +308,10 @@ def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) ->
     bq0, bkv0 = default_tiles(strategy, s.d)
     e = element_bytes(s.compute)  # operands in shared memory, widened to the compute type
     # a library shrinks the query tile to the rows there are (a decode step's packed
-    # group; a sparse block), in steps of the m8n8k4 tile's 8 rows, not padding to 128
+    # group; a sparse block) among the tiles it instantiates, 8 (m8n8k4's rows), 16,
+    # 32, 64 and 128 rows (M), rather than padding to the default
     natural = min(s.sblock, s.q) if s.sparse else s.group * s.q
-    bq = block_q or min(bq0, max(8, cdiv(natural, 8) * 8))
+    bq = block_q or min(bq0, max(8, 1 << max(0, natural - 1).bit_length()))
     bkv = block_kv or bkv0
     mode = "dense"
     if s.vsel:
