@@ -1,4 +1,4 @@
-"""``hwsim`` subcommands: simulate, trace, targets, validate, sweep, plot.
+"""``hwsim`` subcommands: simulate, trace, models, targets, validate, sweep, plot.
 
 Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
 line on stderr with exit status 2; ``--debug`` shows the traceback instead.
@@ -36,11 +36,13 @@ def _parser() -> argparse.ArgumentParser:
                    help=argparse.SUPPRESS)
 
     t = sub.add_parser("trace", help="trace a PyTorch model into a graph (needs torch)")
-    t.add_argument("model", help="zoo model name or module:factory")
-    t.add_argument("--seq", type=int, default=128, help="prompt tokens / new tokens")
+    t.add_argument("model", help="zoo model, config.json path (or its folder), Hugging Face id "
+                                 "in the local cache, or package.module:factory")
+    t.add_argument("--seq", type=int, default=None,
+                   help="prompt tokens / new tokens (default 128; 1 for a decode step)")
     t.add_argument("--phase", default="prefill", choices=["prefill", "decode"])
     t.add_argument("--kv-len", type=int, default=0, help="tokens in the KV cache (decode)")
-    t.add_argument("--batch", type=int, default=1)
+    t.add_argument("--batch", type=int, default=None, help="sequences (default 1)")
     t.add_argument("--dtype", default="fp16")
     t.add_argument("--template", action="store_true",
                    help="write a size template (traced on a grid of sizes) instead")
@@ -50,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--text", metavar="FILE", help="text file the model reads (with --scores)")
     t.add_argument("-o", "--output", help="output file (.json.gz); default: print the graph")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+
+    m = sub.add_parser("models", help="list the model zoo: shapes, context and templates")
+    m.add_argument("extra", nargs="*", metavar="MODEL",
+                   help="also show these: config.json paths or Hugging Face ids in the cache")
+    m.add_argument("--json", action="store_true", help="one JSON object per model instead")
+    m.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
     g = sub.add_parser("targets", help="list targets and presets")
@@ -142,18 +151,97 @@ def _trace(args) -> int:
 
     if args.scores or args.text:
         return _trace_scores(args)
+    _check_factory_sizes(args)
     if args.template:
         graph = tracing.trace_template(args.model, args.phase)
     else:
-        graph = tracing.trace(args.model, seq_len=args.seq, phase=args.phase,
-                              kv_len=args.kv_len, batch=args.batch, dtype=args.dtype)
+        seq = args.seq if args.seq is not None else (1 if args.phase == "decode" else 128)
+        graph = tracing.trace(args.model, seq_len=seq, phase=args.phase, kv_len=args.kv_len,
+                              batch=args.batch or 1, dtype=args.dtype)
     if args.output:
         save(graph, args.output)
-        print(f"wrote {args.output}: {len(graph.ops)} ops, {graph.flops():,} FLOPs",
-              file=sys.stderr)
+        what = (f"a template over {', '.join(graph.header['template']['variables'])}"
+                if graph.is_template else f"{graph.flops():,} FLOPs")
+        print(f"wrote {args.output}: {len(graph.ops)} ops, {what}", file=sys.stderr)
     else:
         print(graph.format())
     return 0
+
+
+def _check_factory_sizes(args) -> None:
+    """A factory that cannot build the size asked for would be traced at its own
+    size: say so instead (its contract is in docs/models.md)."""
+    from ..trace import factory  # noqa: PLC0415 - imports torch
+
+    if not factory.is_factory(args.model) or args.template:
+        return  # --template checks the factory itself
+    takes = factory.size_parameters(args.model)
+    asked = {"seq_len": ("--seq", args.seq), "batch": ("--batch", args.batch),
+             "kv_len": ("--kv-len", args.kv_len or None)}
+    missing = [name for name, (_, value) in asked.items()
+               if value is not None and name not in takes]
+    if missing:
+        flags = ", ".join(asked[name][0] for name in missing)
+        raise errors.InputError(
+            f"factory {args.model} takes no {' or '.join(missing)} keyword parameter, so "
+            f"{flags} would be ignored (its example inputs fix the shapes); add the "
+            f"parameters (docs/models.md) or drop the option", source="hwsim trace")
+
+
+def _models(args) -> int:
+    from ..workload import zoo  # noqa: PLC0415 - no torch: the zoo's data and templates
+
+    rows = []
+    for name in [*zoo.names(), *args.extra]:
+        problem = zoo.model_problem(name)
+        if problem:
+            raise errors.InputError(problem, source="hwsim models", field=name)
+        if problem is not None:
+            raise errors.InputError(f"unknown model {name!r} (not in the zoo, not a config path "
+                                    f"or cached Hugging Face id)", source="hwsim models")
+        facts = zoo.headline(name) or {}
+        rows.append({"model": name, **facts, "phases": list(zoo.phases(name)),
+                     "template": zoo.template_source(name)})
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return 0
+    print(_models_table(rows))
+    return 0
+
+
+def _models_table(rows: list[dict]) -> str:
+    def n(v) -> str:
+        return "-" if v in (None, 0) else f"{v:,}" if isinstance(v, int) else str(v)
+
+    def ctx(r) -> str:
+        if not r.get("max_positions"):
+            return "-"
+        scaled = " (RoPE " + r["rope_scaling"]["rope_type"] + ")" if r.get("rope_scaling") else ""
+        window = f", window {r['window']:,}" if r.get("window") else ""
+        return f"{r['max_positions']:,}{scaled}{window}"
+
+    def layers(r) -> str:
+        extra = f" + {r['vision_layers']} vision" if r.get("vision_layers") else ""
+        return n(r.get("layers")) + extra
+
+    def experts(r) -> str:
+        if not r.get("experts"):
+            return "-"
+        return f"{r['experts']} (top {r['experts_per_token']})" if r.get(
+            "experts_per_token") else str(r["experts"])
+
+    cols = [("model", lambda r: r["model"]), ("layers", layers),
+            ("heads/kv", lambda r: f"{n(r.get('heads'))}/{n(r.get('kv_heads'))}"),
+            ("hidden", lambda r: n(r.get("hidden"))), ("ffn", lambda r: n(r.get("ffn"))),
+            ("experts", experts), ("vocab", lambda r: n(r.get("vocab"))), ("context", ctx),
+            ("phases", lambda r: ",".join(r["phases"])), ("template", lambda r: r["template"])]
+    cells = [[fn(r) for _, fn in cols] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, (h, _) in enumerate(cols)]
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(cols, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
 
 
 def _trace_scores(args) -> int:
@@ -220,7 +308,7 @@ def _plot(args) -> int:
     return run_plot(args)
 
 
-_COMMANDS = {"simulate": _simulate, "trace": _trace, "targets": _targets,
+_COMMANDS = {"simulate": _simulate, "trace": _trace, "models": _models, "targets": _targets,
              "validate": _validate, "sweep": _sweep, "plot": _plot}
 
 if __name__ == "__main__":  # pragma: no cover

@@ -60,6 +60,7 @@ def trace_template(model: str, phase: str, *, dtype: str = "fp16",
     if factory.is_factory(model):
         _check_factory(model, phase)
     points, check, regime = grid(model, phase)
+    graphs: list[Graph] = []
     try:
         graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **p) for p in points]
         template = fit_template(graphs, points)
@@ -71,11 +72,38 @@ def trace_template(model: str, phase: str, *, dtype: str = "fp16",
     except TemplateMismatch as e:
         if model in ZOO:
             raise
+        why = _structure_difference(graphs, points) or str(e)
         raise InputError(f"no size template of {model} ({phase}): its graph is not a "
-                         f"multilinear function of the sizes ({e}); trace it at each size "
+                         f"multilinear function of the sizes ({why}); trace it at each size "
                          f"instead", field="model") from None
     template.header["template"].update(regime, checked_at=dict(check))
     return template
+
+
+def _structure_difference(graphs: list[Graph], points: list[dict[str, int]]) -> str:
+    """Where two traces of the grid first differ in their ops (kind and module)."""
+    import difflib
+
+    def ops(g: Graph) -> list[str]:
+        return [f"{op.kind} in {op.module or '<root>'}" for op in g.ops]
+
+    def at(p: dict[str, int]) -> str:
+        return ", ".join(f"{k}={p[k]}" for k in ("batch", "seq_len", "kv_len"))
+
+    a = ops(graphs[0]) if graphs else []
+    for gb, pb in zip(graphs[1:], points[1:]):
+        b = ops(gb)
+        if a == b:
+            continue
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+            if tag == "equal":
+                continue
+            what = (f"{'; '.join(b[j1:j2][:2])} appears" if tag == "insert" else
+                    f"{'; '.join(a[i1:i2][:2])} disappears" if tag == "delete" else
+                    f"{a[i1]} becomes {b[j1]}")
+            return (f"{len(a)} ops at {at(points[0])}, {len(b)} at {at(pb)}: op {i1}, "
+                    f"{what}")
+    return ""
 
 
 def _check_factory(model: str, phase: str) -> None:

@@ -66,6 +66,8 @@ def workload_from_dict(data: Mapping[str, Any], source: str = "<workload>") -> W
         checked = _check_type(value, f.type, f.metadata.get("choices"), key, errs)
         if checked is not None:
             values[key] = checked
+    if values.get("model"):
+        values["model"] = model_path(values["model"], source)
     wl = Workload(**values, source=source)
     _check_semantics(wl, errs, data)
     errs.raise_if_any()
@@ -115,9 +117,13 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
     if len(given) != 1:
         errs.add("model", "give exactly one of model, trace or ops" +
                  (f" (got {', '.join(given)})" if given else ""))
-    if wl.model and not zoo.is_known(wl.model):
+    problem = zoo.model_problem(wl.model) if wl.model else None
+    if problem:  # a config path or Hugging Face id that cannot be read
+        errs.add("model", problem)
+    elif problem is not None:
         errs.add("model", f"unknown model {wl.model!r}{suggest(wl.model, zoo.names())} "
-                 f"(zoo: {', '.join(zoo.names())}; or give trace: FILE)")
+                 f"(zoo: {', '.join(zoo.names())}; or a config.json path, a Hugging Face id "
+                 f"in the local cache, or trace: FILE)")
     elif wl.model and wl.phase not in zoo.phases(wl.model):
         errs.add("phase", f"model {wl.model} has no {wl.phase} phase "
                  f"(it has: {', '.join(zoo.phases(wl.model))})")
@@ -202,6 +208,18 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
         h, hk = op.get("heads"), op.get("kv_heads") or op.get("heads")
         if isinstance(h, int) and isinstance(hk, int) and hk > 0 and h % hk:
             errs.add(f"{where}.kv_heads", f"heads={h} is not a multiple of kv_heads={hk}")
+
+
+def model_path(model: str, source: str) -> str:
+    """``model:`` as a config path relative to the workload file's folder (then the
+    working directory), made absolute; zoo names and Hugging Face ids unchanged."""
+    if zoo.in_zoo(model) or os.path.isabs(model) or not source or source.startswith("<"):
+        return model
+    here = os.path.join(os.path.dirname(os.path.abspath(source)), os.path.expanduser(model))
+    for candidate in (here, os.path.expanduser(model)):
+        if os.path.exists(candidate):
+            return os.path.abspath(candidate)
+    return model
 
 
 def resolve_path(path: str, source: str) -> str:

@@ -1,10 +1,25 @@
 """The model zoo as the simulator sees it, without torch.
 
-The shipped templates in ``traces/`` (``{model}.{phase}.json.gz``) are the
-torch-free truth about which models and phases exist: their headers give the
-number of layers, the token segments and the layer stacks. With torch installed
-the tracer's zoo (:mod:`hwsim.trace`) may know more models, which are traced on
-the fly.
+A workload's ``model:`` is one of:
+
+- a **zoo model** with a shipped template in ``traces/``
+  (``{model}.{phase}.json.gz``): the torch-free truth about which models and
+  phases exist; the headers give the number of layers, the token segments and
+  the layer stacks. The tracer's zoo (:mod:`hwsim.trace.zoo_names`, plain data)
+  may know more, which are traced on the fly when torch is installed;
+- a **model from a config**: a path to a ``config.json`` (or a folder holding
+  one) or a Hugging Face id whose config is in the local Hugging Face cache
+  (:mod:`hwsim.trace.hub`, which never downloads). Its phases, layers and
+  context limit come from the config itself; its graph is a template traced
+  once (with torch) and kept in hwsim's trace cache, so any later run, at any
+  size, instantiates it without torch.
+
+Every model also has a **context limit** (:func:`context_limit`): the
+positions it handles, from the zoo's dims, the config (with its RoPE scaling:
+Llama-3.1's 131,072) or a traced graph's header. A workload that runs past it
+is simulated all the same (the graph is the same arithmetic) but gets a
+warning (:func:`context_warnings`): its positions beyond the limit are
+extrapolated, which the model was not trained for.
 """
 
 from __future__ import annotations
@@ -12,8 +27,12 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
+from ..errors import InputError
 from ..ir import Graph, load
+from ..trace import hfconfig, hub
+from ..trace import zoo_names as tracer_zoo
 
 
 def traces_dirs() -> list[Path]:
@@ -40,44 +59,144 @@ def _shipped() -> dict[str, dict[str, Path]]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
 def _tracer_zoo() -> dict[str, tuple[str, ...]]:
-    """Models the tracer knows (needs torch); empty without torch."""
-    try:
-        from ..trace import zoo_names  # noqa: PLC0415 - optional, imports torch
-    except Exception:
-        return {}
-    return {name: tuple(zoo_names.phases(name)) for name in zoo_names.ZOO_NAMES}
+    """Models the tracer's zoo knows (plain data: no torch needed)."""
+    return {name: tuple(tracer_zoo.phases(name)) for name in tracer_zoo.ZOO_NAMES}
 
 
 def names() -> list[str]:
+    """The zoo: models with a shipped template or a tracer zoo entry."""
     return sorted(set(_shipped()) | set(_tracer_zoo()))
 
 
+def in_zoo(model: str) -> bool:
+    return model in _shipped() or model in tracer_zoo.ZOO
+
+
+# ---------------------------------------------------------------------- configs
+def config_source(model: str) -> hub.ConfigSource | None:
+    """The config behind ``model`` (a zoo model built from a shipped config, a
+    config path or a cached hub id), or None. Raises :class:`InputError` for a
+    path or hub id that cannot be found or read."""
+    entry = tracer_zoo.ZOO.get(model)
+    if entry is not None:
+        return hub.resolve(model, zoo_config=entry["config"]) if "config" in entry else None
+    if model in _shipped():
+        return None
+    return _resolve(model, *_stamp(model))
+
+
+def _stamp(model: str) -> tuple[int, int]:
+    """(size, mtime) of a config path, so an edited file is read again."""
+    p = Path(model).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+    try:
+        st = p.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve(model: str, _size: int, _mtime: int) -> hub.ConfigSource | None:
+    return hub.resolve(model)
+
+
+def model_problem(model: str) -> str | None:
+    """Why ``model`` cannot be used (None when it can): the resolver's message for a
+    config path or hub id, "" for a name that is nothing at all (the caller lists
+    the zoo)."""
+    if in_zoo(model):
+        return None
+    try:
+        source = config_source(model)
+    except InputError as e:
+        return e.problems[0].message
+    return None if source is not None else ""
+
+
 def is_known(model: str) -> bool:
-    return model in _shipped() or model in _tracer_zoo()
+    return model_problem(model) is None
 
 
 def phases(model: str) -> tuple[str, ...]:
     shipped = tuple(_shipped().get(model, {}))
-    return tuple(sorted(set(shipped) | set(_tracer_zoo().get(model, ()))))
+    known = set(shipped) | set(_tracer_zoo().get(model, ()))
+    if not known and not in_zoo(model):
+        try:
+            source = config_source(model)
+        except InputError:
+            source = None
+        if source is not None:
+            known = set(hfconfig.phases(source.config))
+    return tuple(p for p in ("prefill", "decode") if p in known)
 
 
 def shipped_path(model: str, phase: str) -> Path | None:
     return _shipped().get(model, {}).get(phase)
 
 
-@functools.lru_cache(maxsize=None)
+# ---------------------------------------------------------------------- templates
 def template(model: str, phase: str) -> Graph | None:
+    """The size template of ``model`` in ``phase``: shipped, or (a config model)
+    cached, or traced now and cached (needs torch). None for a zoo model without
+    a shipped template (the workload builder traces it at its size)."""
     path = shipped_path(model, phase)
-    return load(path) if path else None
+    if path is not None:
+        return _load(str(path))
+    if in_zoo(model):
+        return None
+    source = config_source(model)
+    if source is None:
+        return None
+    return _config_template(source, phase)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str) -> Graph:
+    return load(path)
+
+
+def _clear_template_caches() -> None:
+    """Forget loaded templates and resolved configs (tests that swap $HWSIM_TRACES)."""
+    _load.cache_clear()
+    _config_template_cached.cache_clear()
+    _resolve.cache_clear()
+
+
+template.cache_clear = _clear_template_caches  # type: ignore[attr-defined]
+
+
+@functools.lru_cache(maxsize=16)
+def _config_template_cached(source: hub.ConfigSource, phase: str) -> Graph:
+    cached = hub.cached_template_path(source, phase)
+    if cached is not None:
+        try:
+            return load(cached)
+        except InputError:
+            pass  # unreadable: trace again below
+    try:
+        from ..trace.cache import cached_template  # noqa: PLC0415 - needs torch
+    except ImportError:
+        raise InputError(f"no cached template of {source.model} ({phase}) and torch is not "
+                         f"installed to trace it once (pip install 'hwsim[trace]'; later runs "
+                         f"then need no torch)", field="model") from None
+    return cached_template(source, phase)
+
+
+def _config_template(source: hub.ConfigSource, phase: str) -> Graph:
+    if phase not in hfconfig.phases(source.config):
+        raise InputError(f"model {source.model} ({hfconfig.kind(source.config)}) has no "
+                         f"{phase} phase", field="phase")
+    return _config_template_cached(source, phase)
 
 
 def _any_template(model: str) -> Graph | None:
     for phase in ("prefill", "decode"):
-        g = template(model, phase)
-        if g is not None:
-            return g
+        path = shipped_path(model, phase)
+        if path is not None:
+            return _load(str(path))
     return None
 
 
@@ -85,7 +204,8 @@ def num_layers(model: str) -> int | None:
     """Layers of the stack pruning acts on: the language model's when there are several."""
     g = _any_template(model)
     if g is None:
-        return None
+        facts = headline(model)
+        return facts.get("layers") if facts else None
     stacks = g.header.get("stacks") or {}
     for name in ("language", "decoder", "encoder"):
         if name in stacks:
@@ -98,3 +218,83 @@ def segments(model: str) -> dict:
     if g is None:
         return {}
     return {k: v for k, v in (g.header.get("segments") or {}).items()}
+
+
+# ---------------------------------------------------------------------- facts
+def headline(model: str) -> dict[str, Any] | None:
+    """The shape of ``model`` (layers, heads, kv_heads, hidden, ffn, experts, vocab,
+    max_positions, ...; see :func:`hwsim.trace.hfconfig.headline`), without torch."""
+    entry = tracer_zoo.ZOO.get(model)
+    if entry is not None and "config" not in entry:
+        dims = dict(entry["dims"])
+        out: dict[str, Any] = {
+            "kind": "causal-lm" if "decode" in entry["phases"] else "encoder",
+            "layers": dims.get("layers"), "hidden": dims.get("hidden"),
+            "heads": dims.get("heads"), "kv_heads": dims.get("kv_heads", dims.get("heads")),
+            "head_dim": (dims["hidden"] // dims["heads"]) if dims.get("heads") else None,
+            "ffn": dims.get("ffn"), "vocab": dims.get("vocab"), "experts": None,
+            "experts_per_token": None, "max_positions": dims.get("max_positions"),
+            "context_source": "the model's position table" if dims.get("max_positions")
+            else "no position limit (the position table is made for the size traced)",
+            "window": 0, "rope_scaling": None}
+        if "vision" in dims:
+            out["kind"] = "vision-language"
+            out["vision_layers"] = dims["vision"]["layers"]
+            out["vision_hidden"] = dims["vision"]["hidden"]
+        return out
+    try:
+        source = config_source(model)
+    except InputError:
+        return None
+    if source is not None:
+        return hfconfig.headline(source.config)
+    g = _any_template(model)
+    if g is not None:
+        cfg = dict(g.header.get("config") or {})
+        return {**cfg, "context_source": "the template's header"} if cfg else None
+    return None
+
+
+def template_source(model: str) -> str:
+    """Where the templates of ``model`` come from: ``shipped``, ``cached`` (a config
+    model traced before) or ``traced on demand`` (needs torch, once)."""
+    have = [p for p in phases(model) if shipped_path(model, p)]
+    if have and len(have) == len(phases(model)):
+        return "shipped"
+    try:
+        source = config_source(model) if not have else None
+    except InputError:
+        source = None
+    if source is not None and all(hub.cached_template_path(source, p)
+                                  for p in hfconfig.phases(source.config)):
+        return "cached"
+    return "shipped, rest traced on demand" if have else "traced on demand"
+
+
+def context_limit(model: str = "", header: Mapping[str, Any] | None = None,
+                  ) -> tuple[int | None, str]:
+    """(positions ``model`` handles, why); from a graph ``header`` when no model is
+    named (a ``trace:`` workload). ``(None, why)`` when nothing states a limit."""
+    facts = headline(model) if model else None
+    if facts is None and header is not None:
+        facts = {**dict(header.get("config") or {}), "context_source": "the trace's header"}
+    if not facts or not facts.get("max_positions"):
+        return None, "no stated limit"
+    return int(facts["max_positions"]), str(facts.get("context_source", ""))
+
+
+def context_warnings(wl: Any, header: Mapping[str, Any] | None = None) -> list[str]:
+    """Warnings for a workload (``model``/``trace``, ``phase``, ``seq_len``,
+    ``kv_len``) whose sequence is longer than its model's context."""
+    if getattr(wl, "ops", None):
+        return []
+    model = getattr(wl, "model", "") or ""
+    tokens = int(wl.seq_len) + (int(wl.kv_len) if wl.phase == "decode" else 0)
+    limit, why = context_limit(model, header)
+    if limit is None or tokens <= limit:
+        return []
+    name = model or (header or {}).get("model") or "the model"
+    what = f"{wl.kv_len:,} cached + {wl.seq_len:,} new" if wl.phase == "decode" else \
+        f"{wl.seq_len:,} prompt"
+    return [f"{tokens:,} tokens ({what}) exceed the context of {name}: {limit:,} positions "
+            f"({why}); positions past it are extrapolated, which the model was not trained for"]
