@@ -30,7 +30,13 @@ from ..errors import InputError
 from ..ir import Graph, load, save
 from .api import trace, versions
 from .factory import cwd_importable, is_factory
-from .hub import TRACER_VERSION, ConfigSource, default_cache_dir, template_cache_path
+from .hub import (
+    TRACER_VERSION,
+    ConfigSource,
+    cached_template_path,
+    default_cache_dir,
+    template_cache_path,
+)
 
 __all__ = ["TRACER_VERSION", "cache_path", "cached_template", "cached_trace",
            "default_cache_dir"]
@@ -84,12 +90,12 @@ def cached_template(source: ConfigSource, phase: str,
     traced (:func:`hwsim.trace.template.trace_template`) and written there."""
     from .template import trace_template  # noqa: PLC0415 - template imports api too
 
-    path = template_cache_path(source, phase, cache_dir)
-    if path.exists():
+    found = cached_template_path(source, phase, cache_dir)
+    if found is not None:
         try:
-            return load(path)
+            return load(found)
         except InputError:
             pass  # unreadable (an interrupted write): trace again
     template = trace_template(source.model, phase)
-    save(template, path)
+    save(template, template_cache_path(source, phase, cache_dir))
     return template

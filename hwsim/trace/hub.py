@@ -220,30 +220,31 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def _env_digest() -> str:
+    return hashlib.sha256(json.dumps(environment(), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def template_cache_path(source: ConfigSource, phase: str,
                         cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the template of ``source`` in ``phase`` is cached for this environment."""
-    env = json.dumps(environment(), sort_keys=True).encode()
-    env_digest = hashlib.sha256(env).hexdigest()[:12]
+    """Where the template of ``source`` in ``phase`` is written for this environment:
+    ``{label}.{phase}.template.{config digest}.t{tracer}.{environment digest}.json.gz``
+    (the label is for people; lookups go by the digests)."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     return folder / (f"{source.label}.{phase}.template.{source.digest}.t{TRACER_VERSION}."
-                     f"{env_digest}.json.gz")
+                     f"{_env_digest()}.json.gz")
 
 
 def cached_template_path(source: ConfigSource, phase: str,
                          cache_dir: str | os.PathLike | None = None) -> Path | None:
-    """A cached template to use: this environment's; without torch, the newest
-    of this config and tracer from any environment. None when there is none."""
-    exact = template_cache_path(source, phase, cache_dir)
-    if exact.is_file():
-        return exact
-    env = environment()
-    if env["torch"] is not None and env["transformers"] is not None:
-        return None  # torch is here: trace with it rather than reuse another version's
-    folder = exact.parent
+    """A cached template to use: this config's (from whatever path or id it was
+    traced) made in this environment; without torch, the newest made by this
+    tracer in any environment. None when there is none."""
+    folder = template_cache_path(source, phase, cache_dir).parent
     if not folder.is_dir():
         return None
-    pattern = f"*.{phase}.template.{source.digest}.t{TRACER_VERSION}.*.json.gz"
-    found = sorted(folder.glob(pattern),
-                   key=lambda p: p.stat().st_mtime, reverse=True)
+    env = environment()
+    here = env["torch"] is not None and env["transformers"] is not None
+    tail = _env_digest() if here else "*"  # with torch: trace rather than reuse another's
+    pattern = f"*.{phase}.template.{source.digest}.t{TRACER_VERSION}.{tail}.json.gz"
+    found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     return found[0] if found else None
