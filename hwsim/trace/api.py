@@ -131,6 +131,13 @@ def record(prepared: zoo.Prepared, header: dict[str, Any]) -> Graph:
                 raise InputError(f"the forward of {header['model']} depends on tensor values "
                                  f"({type(e).__name__}: {e}); hwsim traces on fake tensors, "
                                  f"which have shapes but no values", field="model") from None
+            except Exception as e:
+                if not factory.is_factory(str(header["model"])):
+                    raise  # a zoo or config model that fails is hwsim's bug: keep the traceback
+                msg = " ".join(str(e).split())
+                raise InputError(f"the forward of {header['model']} failed on fake tensors "
+                                 f"of the example inputs' shapes: {type(e).__name__}: {msg}",
+                                 field="model") from None
     raw = recorder.trace
     stacks = find_stacks(prepared.model, prepared.stack_names)
     graph = lower(raw, fuse(raw), header, stacks)

@@ -18,8 +18,11 @@ from constants (``torch.ones(s, s).tril()``,
     ``Band(d, None, v, 0)``, and both together make the band of a sliding window.
 
 Casts, copies, broadcasts and reshapes that keep the last two dims keep the
-value; ``logical_not``, ``masked_fill``, ``where`` and arithmetic with a scalar
-map ``inside`` and ``outside``; anything else has no abstract value (unknown).
+value; ``logical_not``, ``masked_fill``, ``where``, arithmetic and comparisons
+with a scalar (``mask == 0``) map ``inside`` and ``outside``; anything else
+has no abstract value (unknown). A buffer that holds real values when the
+trace starts (nanoGPT's ``bias``, a ``tril`` registered at ``__init__`` of a
+CPU model) is read once from its values (:func:`hwsim.trace.recorder.mask_buffers`).
 
 An attention then reads its mask with the mask's convention (a boolean SDPA
 mask lets ``True`` through; an additive mask lets ``0`` through and hides
@@ -30,7 +33,9 @@ mask lets ``True`` through; an additive mask lets ``0`` through and hides
 mask it cannot read is ``masked: true``: the op is costed as dense attention
 (every score computed, as a kernel that applies an arbitrary mask does).
 Regions are top-left aligned, as PyTorch's masks are; for ``q_len != kv_len``
-only the all-visible mask is read.
+only the all-visible mask is read. A band is read as written, so a window wider
+than the sequence traced is still a ``window`` (an op's attributes must not
+depend on the size, or no template fits).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ _SAME = ("_to_copy", "clone", "contiguous", "alias", "lift_fresh", "lift_fresh_c
 _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "rsub": lambda a, b: b - a,
     "mul": lambda a, b: a * b, "div": lambda a, b: a / b,
+    "eq": lambda a, b: a == b, "ne": lambda a, b: a != b, "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b,
 }
 
 
@@ -237,9 +244,8 @@ def attention_attrs(value: Value | None, convention: str, q_len: int,
             return {"masked": True}
     elif not (seen.inside and not seen.outside):
         return {} if seen.inside else {"masked": True}
-    n = kv_len
-    lo = None if lo is None or lo <= -(n - 1) else lo
-    hi = None if hi is None or hi >= n - 1 else hi
+    # the band as written, not clipped to this size: a window wider than the sequence
+    # is still a window (the op's attributes must not depend on the size traced)
     if lo is None and hi is None:
         return {}
     if hi == 0:

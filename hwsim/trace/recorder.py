@@ -136,6 +136,7 @@ class Recorder:
                 if window:
                     self.trace.window[path] = window
         self._rope_modules = _rope_modules(model)
+        self._buffer_values = mask_buffers(model)
 
     # ---------------------------------------------------------------- tensors
     @property
@@ -162,7 +163,11 @@ class Recorder:
             return tid
         if id(t) in self._params:
             return self._new(t, "param", True)
-        return self._new(t, role, role == "kv_cache")
+        tid = self._new(t, role, role == "kv_cache")
+        value = self._buffer_values.get(id(t))
+        if value is not None:
+            self.trace.values[tid] = value
+        return tid
 
     def _encode(self, value: Any, ins: list[int]) -> Any:
         if isinstance(value, torch.Tensor):
@@ -408,6 +413,45 @@ def _sliding_window(module: torch.nn.Module) -> int:
         window = getattr(getattr(module, "config", None), "sliding_window", None)
     return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 \
         else 0
+
+
+def mask_buffers(model: torch.nn.Module, limit: int = 1 << 24) -> dict[int, Any]:
+    """Abstract values (:mod:`hwsim.trace.masks`) of the buffers that hold a mask:
+    buffers with values (not on the meta device) whose last two dims, the same in
+    every leading slice, are one value or two values split by a diagonal band
+    (``tril``, ``triu``, a sliding window). Read before the fake forward starts."""
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
+
+    out: dict[int, Any] = {}
+    with unset_fake_temporarily(), torch.no_grad():
+        for buf in model.buffers():
+            if (buf.device.type == "meta" or buf.dim() < 2 or buf.numel() > limit
+                    or min(buf.shape[-2:]) < 2 or buf.is_complex()):
+                continue
+            flat = buf.detach().reshape(-1, *buf.shape[-2:])
+            if not bool((flat == flat[:1]).all()):
+                continue
+            value = _band_of(flat[0])
+            if value is not None:
+                out[id(buf)] = value
+    return out
+
+
+def _band_of(m: torch.Tensor) -> Any:
+    values = torch.unique(m)
+    if values.numel() == 1:
+        return masks.Fill(values[0].item())
+    if values.numel() != 2:
+        return None
+    n, k = m.shape
+    d = torch.arange(k)[None, :] - torch.arange(n)[:, None]  # j - i
+    for inside, outside in ((values[0], values[1]), (values[1], values[0])):
+        hit = m == inside
+        lo, hi = int(d[hit].min()), int(d[hit].max())
+        if bool((hit == ((d >= lo) & (d <= hi))).all()):
+            return masks.Band(None if lo <= -(n - 1) else lo, None if hi >= k - 1 else hi,
+                              inside.item(), outside.item())
+    return None
 
 
 def _rope_modules(model: torch.nn.Module) -> list[Any]:
