@@ -127,10 +127,12 @@ def test_validate_prints_each_case(capsys):
     last = out.splitlines()[-1]
     # cases needing ../shared/data are skipped, and counted so, where it is absent
     skipped = sum("skipped:" in line for line in out.splitlines())
+    missed = sum(" MISS  known miss:" in line for line in out.splitlines())  # said, not hidden
     assert all(" skip  skipped:" in line for line in out.splitlines() if "skipped:" in line)
     assert "per target:" in out and "volta      measured: MAPE" in out
-    assert last.startswith(f"{len(cases)} cases, {len(cases) - skipped} within tolerance, "
-                           f"0 outside")
+    assert last.startswith(f"{len(cases)} cases, {len(cases) - skipped - missed} within "
+                           f"tolerance, 0 outside")
+    assert (f"{missed} known miss" in last) == bool(missed)
     assert (f"{skipped} skipped (data absent)" in last) == bool(skipped)
 
 
