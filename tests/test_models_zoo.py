@@ -307,3 +307,28 @@ def test_every_new_model_runs_on_every_target_without_torch():
     # the counted FLOPs are the graph's, whichever target runs it
     assert all(len(v) == 1 for v in flops.values()), flops
     assert len(flops) == 2 * len(NEW)
+
+
+# ---------------------------------------------------------------- example workloads
+def test_example_workloads_of_the_new_models():
+    import hwsim
+
+    wl = ROOT / "workloads"
+    decode = hwsim.simulate(wl / "llama3.1-8b-decode.yaml", "roofline", fidelity="analytical")
+    # the cache after the step: 32 layers x (K, V) x 8 KV heads x 128 x 32,768 x 2 bytes
+    assert decode.memory["kv_cache_bytes"] == 32 * 2 * 8 * 128 * 32768 * 2 == 4_294_967_296
+    qwen = hwsim.simulate(wl / "qwen2.5-7b-decode.yaml", "roofline", fidelity="analytical")
+    assert qwen.memory["kv_cache_bytes"] == 28 * 2 * 4 * 128 * 32768 * 2
+    tp = hwsim.simulate(wl / "llama3.1-70b-prefill-8dev.yaml", "volta", fidelity="analytical")
+    assert tp.devices == 8 and (tp.ops["kind"] == "allreduce").sum() == 2 * 80
+    edge = hwsim.simulate(wl / "llama3.2-1b-armv8-decode.yaml", "armv8", fidelity="analytical")
+    assert edge.memory["weights_bytes"] == 2 * 1_235_814_400  # the tied table once
+    # Mistral at 16K: query i sees min(i + 1, 4096) keys, so the roofline (which
+    # executes visible scores exactly) runs w·s - w(w-1)/2 of them per head, 44 % of
+    # the causal triangle; counted FLOPs stay the full square (the convention)
+    mistral = hwsim.simulate(wl / "mistral-7b-prefill-16k.yaml", "roofline",
+                             fidelity="analytical")
+    att = mistral.ops[mistral.ops["kind"] == "attention"]
+    s, d, w = 16384, 4096, 4096
+    assert int(att["flops"].sum()) == 32 * 4 * s * s * d
+    assert int(att["executed_flops"].sum()) == 32 * 4 * d * (w * s - w * (w - 1) // 2)
