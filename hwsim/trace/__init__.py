@@ -10,22 +10,30 @@ memory for its weights.
 
     from hwsim.trace import trace, trace_template, cached_trace
     g = trace("llama-2-7b", seq_len=2048, phase="prefill")
+    g = trace("llama-3.1-8b", seq_len=8192)           # built from its shipped config.json
+    g = trace("path/to/config.json", seq_len=512)     # any transformers config (or its folder,
+    g = trace("Qwen/Qwen2.5-7B", seq_len=512)          # or a Hugging Face id in the local cache)
     g = trace("mypkg.models:factory", seq_len=128)     # factory -> (model, example_inputs)
     t = trace_template("gpt2", "decode")             # sizes as expressions of batch/seq_len/kv_len
 
-Importing this package does not import torch: :data:`ZOO_NAMES` and
-:mod:`hwsim.trace.zoo_names` are plain data; the functions below import torch
-(and ``transformers``) on first use.
+Importing this package does not import torch: :data:`ZOO_NAMES`,
+:mod:`hwsim.trace.zoo_names`, :mod:`hwsim.trace.configs`,
+:mod:`hwsim.trace.hfconfig` and :mod:`hwsim.trace.hub` are plain data and
+Python; the functions below import torch (and ``transformers``) on first use.
 
 Modules: :mod:`~hwsim.trace.zoo_names` (names, phases, dims),
-:mod:`~hwsim.trace.zoo` (building models), :mod:`~hwsim.trace.factory` (user
-models), :mod:`~hwsim.trace.recorder` (the recording modes and hooks),
+:mod:`~hwsim.trace.configs` (published config.json files shipped as data),
+:mod:`~hwsim.trace.hfconfig` (what a config says, without torch),
+:mod:`~hwsim.trace.hub` (config paths, Hugging Face ids, the template cache's
+names), :mod:`~hwsim.trace.zoo` (building models), :mod:`~hwsim.trace.factory`
+(user models), :mod:`~hwsim.trace.recorder` (the recording modes and hooks),
+:mod:`~hwsim.trace.masks` (reading attention masks without values),
 :mod:`~hwsim.trace.raw` (the raw record), :mod:`~hwsim.trace.fuse` (fusions),
 :mod:`~hwsim.trace.aten_map` (aten -> kinds), :mod:`~hwsim.trace.lower` (raw
 record -> Graph), :mod:`~hwsim.trace.stacks` (layer numbering),
 :mod:`~hwsim.trace.api` (``trace``), :mod:`~hwsim.trace.template` (templates),
-:mod:`~hwsim.trace.cache` (on-disk cache), :mod:`~hwsim.trace.ship` (shipped
-templates).
+:mod:`~hwsim.trace.cache` (on-disk cache of traces and of config models'
+templates), :mod:`~hwsim.trace.ship` (shipped templates).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 For every zoo model and each of its phases (prefill for all; decode for the
 decoder language models and LLaVA, where a decode step is one language-model
-step), :func:`hwsim.trace.template.trace_template` traces a 2x2 grid of small
+step; the ``hf`` models are built from their configs in
+:mod:`hwsim.trace.configs`), :func:`hwsim.trace.template.trace_template` traces a 2x2 grid of small
 sizes, fits the template and checks it at an unseen size; the result is written
 to ``traces/{model}.{phase}.json.gz`` at the repository root, where the
 simulator finds it without torch and instantiates it at any size with
