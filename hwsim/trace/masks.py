@@ -22,7 +22,8 @@ value; ``logical_not``, ``masked_fill``, ``where``, arithmetic and comparisons
 with a scalar (``mask == 0``) map ``inside`` and ``outside``; anything else
 has no abstract value (unknown). A buffer that holds real values when the
 trace starts (nanoGPT's ``bias``, a ``tril`` registered at ``__init__`` of a
-CPU model) is read once from its values (:func:`hwsim.trace.recorder.mask_buffers`).
+CPU model) is read once from its values
+(:func:`hwsim.trace.recorder.mask_buffers`).
 
 An attention then reads its mask with the mask's convention (a boolean SDPA
 mask lets ``True`` through; an additive mask lets ``0`` through and hides
