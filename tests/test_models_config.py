@@ -307,3 +307,21 @@ def test_a_model_type_transformers_does_not_know_is_one_line(cache, tmp_path, ca
     assert err.count("\n") == 1
     assert f"transformers {transformers.__version__} has no model type 'no-such-arch'" in err
     assert "never runs remote code" in err
+
+
+def test_hwsim_models_needs_no_torch(tmp_path):
+    script = NO_TORCH.split("import hwsim")[0] + textwrap.dedent("""
+        from hwsim.cli.main import main
+        rc = main(["models", "--json"])
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
+        print(json.dumps({"rc": rc, "torch": loaded}))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    *rows, last = res.stdout.splitlines()
+    assert json.loads(last) == {"rc": 0, "torch": []}
+    models = {json.loads(r)["model"]: json.loads(r) for r in rows}
+    assert models["llama-3.1-70b"]["template"] == "shipped"
+    assert (models["qwen2.5-7b"]["heads"], models["qwen2.5-7b"]["kv_heads"]) == (28, 4)
