@@ -325,3 +325,21 @@ def test_hwsim_models_needs_no_torch(tmp_path):
     models = {json.loads(r)["model"]: json.loads(r) for r in rows}
     assert models["llama-3.1-70b"]["template"] == "shipped"
     assert (models["qwen2.5-7b"]["heads"], models["qwen2.5-7b"]["kv_heads"]) == (28, 4)
+
+
+@pytest.mark.trace
+def test_a_config_whose_forward_fails_on_fake_tensors_is_one_line(cache, tmp_path, capsys,
+                                                                  monkeypatch):
+    pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("needs\nreal values")
+
+    monkeypatch.setattr(transformers.Qwen2ForCausalLM, "forward", broken)
+    write(tmp_path / "q.json", SMALL_QWEN2)
+    assert main(["simulate", str(workload(tmp_path, model="q.json", seq_len=32))]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"hwsim cannot trace {tmp_path / 'q.json'} from its config" in err
+    assert "RuntimeError: needs real values" in err

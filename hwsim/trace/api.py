@@ -30,7 +30,9 @@ and its config facts include ``max_positions`` (the context limit) and any
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging
+from typing import Any, Iterator
 
 import torch
 from torch._subclasses.fake_tensor import (
@@ -118,7 +120,8 @@ def trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: int = 0, 
 
 def record(prepared: zoo.Prepared, header: dict[str, Any]) -> Graph:
     """Run ``prepared`` on fake tensors and return its verified graph."""
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    # A failing op logs its traceback before raising; the error below says it in a line.
+    with _quiet("torch._subclasses.fake_tensor"), FakeTensorMode(allow_non_fake_inputs=True):
         inputs = prepared.make_inputs()
         recorder = Recorder(prepared.model)
         for value in inputs.values():
@@ -132,12 +135,17 @@ def record(prepared: zoo.Prepared, header: dict[str, Any]) -> Graph:
                                  f"({type(e).__name__}: {e}); hwsim traces on fake tensors, "
                                  f"which have shapes but no values", field="model") from None
             except Exception as e:
-                if not factory.is_factory(str(header["model"])):
-                    raise  # a zoo or config model that fails is hwsim's bug: keep the traceback
                 msg = " ".join(str(e).split())
-                raise InputError(f"the forward of {header['model']} failed on fake tensors "
-                                 f"of the example inputs' shapes: {type(e).__name__}: {msg}",
-                                 field="model") from None
+                if factory.is_factory(str(header["model"])):
+                    raise InputError(f"the forward of {header['model']} failed on fake tensors "
+                                     f"of the example inputs' shapes: {type(e).__name__}: {msg}",
+                                     field="model") from None
+                if "config_digest" in header:  # a user's config of an architecture we cannot
+                    raise InputError(f"hwsim cannot trace {header['model']} from its config "
+                                     f"(its forward fails on fake tensors: "
+                                     f"{type(e).__name__}: {msg}); trace it from a factory "
+                                     f"(docs/models.md)", field="model") from None
+                raise  # a zoo model that fails is hwsim's bug: keep the traceback
     raw = recorder.trace
     stacks = find_stacks(prepared.model, prepared.stack_names)
     graph = lower(raw, fuse(raw), header, stacks)
@@ -148,3 +156,15 @@ def record(prepared: zoo.Prepared, header: dict[str, Any]) -> Graph:
         raise RuntimeError(f"hwsim.trace produced an invalid graph for {header['model']} "
                            f"({len(problems)} problems):\n  {shown}")
     return graph
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Silence ``logger`` below CRITICAL for the duration."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
