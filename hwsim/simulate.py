@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 from . import capacity, engine
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
+from .ir.kinds import EXPANDED_KINDS
 from .ir.kinds import flops as op_flops
 from .parallel import tensor_parallel
 from .pruning import apply as apply_pruning
@@ -110,6 +111,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             key += (data_key,)
         cost = cache.get(key)
         if cost is None:
+            if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
+                raise UnsupportedOpError(target.name, op.kind, op.line(graph))
             try:
                 tasks = target.lower(op, graph, spec, tiling)
             except UnsupportedOpError:

@@ -23,6 +23,8 @@ concat          elements                                    0
 kv_write        elements                                    0
 allreduce       elements, devices                           0
 view            (none)                                      0
+moe_experts     tokens, hidden, ffn, experts, top_k, act    tokens·k·(2·hidden·g·ffn
+                [, gated, active_k, kept]                   + 2·ffn·hidden + a·ffn)
 ==============  ==========================================  =======================
 
 ``attention`` is fused: its FLOPs are those of its two GEMMs (Q·Kᵀ and P·V) over
@@ -53,6 +55,33 @@ Throughput and utilisation are computed from executed FLOPs.
 Other per-element conventions: softmax = max, subtract, exp, sum, divide;
 layernorm = mean, subtract, square, sum, rsqrt-scale, affine mul and add (8);
 rmsnorm = square, sum, scale, weight (4); rope = x·cos + rotate(x)·sin (3).
+
+``moe_experts`` is a mixture-of-experts FFN block after its router (Mixtral's
+``MixtralSparseMoeBlock`` less the gate): inputs, in order, ``x`` [tokens,
+hidden], ``index`` [tokens, top_k] (int64, the router's top-k expert ids),
+``weight`` [tokens, top_k] (the normalized routing weights), and the experts'
+weights as parameters, ``w_in`` [experts, g·ffn, hidden] (with ``gated``, the
+default, g = 2: gate and up projections stacked, as transformers'
+``MixtralExperts.gate_up_proj``; else g = 1) and ``w_out`` [experts, hidden, ffn]
+(``down_proj``); output [tokens, hidden]. ``act`` is ``silu`` (gated: SwiGLU,
+silu(gate)·up) or ``gelu``/``gelu_tanh``/``relu`` (gated: GeGLU-like act(gate)·up).
+Every routed token runs ``k`` expert FFNs, whoever the experts are, so the FLOPs
+are independent of how balanced the routing is: ``k = active_k`` (default
+``top_k``; fewer when experts are skipped or top-k is reduced, the router still
+computes its ``top_k``), a = FN_FLOPS[act] (+1 for the gate's product when gated;
+SwiGLU's 3 = FN_FLOPS["swiglu"]). The combine (scaling by the routing weights
+and the sum over the k experts) is not in these FLOPs; it is counted once the op
+is expanded, as the ``elementwise`` mul and ``reduce`` sum it is
+(:mod:`hwsim.workload.moe`). ``kept`` lists the original ids of the experts that
+remain after expert pruning (its length is ``experts``: the weight tensors hold
+only those). Compulsory bytes: ``x``, ``index``, ``weight`` and the output, plus
+the weights of the experts that receive at least one token under *balanced*
+routing, ``min(experts, tokens·k)`` of them (a decode step of one token with
+top-2 reads two experts). Targets never cost this op: it is expanded before
+simulation into the gather / per-expert matmuls / combine that grouped-GEMM MoE
+kernels run (:mod:`hwsim.workload.moe`), so that the per-expert token counts of
+the workload's routing decide what each expert costs; a target given one raises
+:class:`~hwsim.errors.UnsupportedOpError`.
 
 Bytes are the *compulsory* traffic of the op as written: each input read once,
 each output written once, except where a kind reads less than its inputs
@@ -123,6 +152,43 @@ def _attention_flops(op: "Op") -> int:
     return 2 * a["batch"] * a["heads"] * a["q_len"] * (keys * a["head_dim"] + values * dv)
 
 
+# Kinds no target costs: a graph pass expands them into the kinds above before
+# simulation (moe_experts: hwsim.workload.moe), and the simulator refuses them.
+EXPANDED_KINDS = frozenset({"moe_experts"})
+
+MOE_ACTS = ("silu", "gelu", "gelu_tanh", "relu")
+
+
+def moe_active_k(a) -> int:
+    """Experts each token of a ``moe_experts`` op with attributes ``a`` runs."""
+    k = a.get("active_k")
+    return int(a["top_k"] if k is None else k)
+
+
+def moe_act_flops(a) -> int:
+    """FLOPs per ffn element of a ``moe_experts`` activation: the function, and the
+    product with the up projection when gated (SwiGLU: 2 + 1 = FN_FLOPS["swiglu"])."""
+    return FN_FLOPS[a["act"]] + (1 if a.get("gated", True) else 0)
+
+
+def moe_expert_flops(a, tokens: int) -> int:
+    """FLOPs of one expert FFN run on ``tokens`` tokens: the input projection
+    (hidden -> g·ffn), the activation, the output projection (ffn -> hidden)."""
+    h, f = a["hidden"], a["ffn"]
+    g = 2 if a.get("gated", True) else 1
+    return tokens * (2 * h * g * f + 2 * f * h + moe_act_flops(a) * f)
+
+
+def moe_active_experts(a) -> int:
+    """Experts that receive at least one token under balanced routing."""
+    return min(a["experts"], a["tokens"] * moe_active_k(a))
+
+
+def _moe_flops(op: "Op") -> int:
+    a = op.attrs
+    return moe_expert_flops(a, a["tokens"] * moe_active_k(a))
+
+
 KINDS: dict[str, KindSpec] = {
     k.name: k
     for k in [
@@ -157,6 +223,9 @@ KINDS: dict[str, KindSpec] = {
         KindSpec("allreduce", ("elements", "devices"), (), lambda op: 0,
                  "sum over tensor-parallel devices"),
         KindSpec("view", (), (), lambda op: 0, "reshape, slice or broadcast: free"),
+        KindSpec("moe_experts", ("tokens", "hidden", "ffn", "experts", "top_k", "act"),
+                 ("gated", "active_k", "kept"), _moe_flops,
+                 "routed expert FFNs (expanded before simulation)"),
     ]
 }
 
@@ -249,6 +318,12 @@ def read_bytes(op: "Op", graph: "Graph") -> int:
                 + graph.stored_bytes(op.inputs[1]) * k_rows // kv
                 + graph.stored_bytes(op.inputs[2]) * v_rows // kv
                 + sum(graph.stored_bytes(i) for i in extra))
+    if kind == "moe_experts":
+        a = op.attrs
+        per_expert = (graph.stored_bytes(op.inputs[3]) + graph.stored_bytes(op.inputs[4])) \
+            // max(1, a["experts"])
+        return (sum(graph.stored_bytes(i) for i in op.inputs[:3])
+                + per_expert * moe_active_experts(a))
     return sum(graph.stored_bytes(i) for i in op.inputs)
 
 
@@ -306,7 +381,8 @@ def check(op: "Op", graph: "Graph") -> list[str]:
         return errs
     for key in spec.required + spec.optional:
         v = op.attrs.get(key)
-        if key in ("fn", "causal", "bias", "masked", "scale") or key in COMMON_ATTRS:
+        if key in ("fn", "causal", "bias", "masked", "scale", "act", "gated", "kept") \
+                or key in COMMON_ATTRS:
             continue
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
             errs.append(f"attribute {key}={v!r} must be a non-negative integer")
@@ -316,10 +392,38 @@ def check(op: "Op", graph: "Graph") -> list[str]:
         return [f"unknown elementwise fn {op.attrs['fn']!r}"]
     if op.kind == "reduce" and op.attrs["fn"] not in REDUCE_FNS:
         return [f"unknown reduce fn {op.attrs['fn']!r}"]
+    if op.kind == "moe_experts":
+        errs = _check_moe_attrs(op.attrs)
+        if errs:
+            return errs
     try:
         return _check_sizes(op, graph)
     except (IndexError, KeyError) as e:
         return [f"wrong number of inputs/outputs for {op.kind} ({e})"]
+
+
+def _check_moe_attrs(a) -> list[str]:
+    errs = []
+    if a["act"] not in MOE_ACTS:
+        errs.append(f"act={a['act']!r} is not one of {', '.join(MOE_ACTS)}")
+    if not isinstance(a.get("gated", True), bool):
+        errs.append(f"gated={a['gated']!r} must be true or false")
+    if a["experts"] < 1:
+        errs.append("experts must be at least 1")
+    if a["top_k"] < 1:
+        errs.append("top_k must be at least 1")
+    k = moe_active_k(a)
+    if k > min(a["top_k"], a["experts"]):
+        errs.append(f"active_k={k} exceeds top_k={a['top_k']} or experts={a['experts']}")
+    kept = a.get("kept")
+    if kept is not None:
+        ok = isinstance(kept, (list, tuple)) and all(
+            isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in kept)
+        if not ok or len(set(kept)) != len(kept):
+            errs.append(f"kept={kept!r} must be a list of distinct non-negative expert ids")
+        elif len(kept) != a["experts"]:
+            errs.append(f"kept lists {len(kept)} experts, expected experts={a['experts']}")
+    return errs
 
 
 def _n(graph: "Graph", tid: int) -> int:
@@ -390,6 +494,21 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
         want("output", _n(g, outs[0]), a["elements"])
         if a["devices"] < 2:
             errs.append(f"devices={a['devices']} must be at least 2")
+    elif k == "moe_experts":
+        t, h, f, e, tk = a["tokens"], a["hidden"], a["ffn"], a["experts"], a["top_k"]
+        gm = 2 if a.get("gated", True) else 1
+        if len(ins) != 5:
+            errs.append(f"expected 5 inputs (x, index, weight, w_in, w_out), got {len(ins)}")
+            return errs
+        want("input x", _n(g, ins[0]), t * h)
+        want("index", _n(g, ins[1]), t * tk)
+        want("routing weights", _n(g, ins[2]), t * tk)
+        want("w_in", _n(g, ins[3]), e * gm * f * h)
+        want("w_out", _n(g, ins[4]), e * h * f)
+        want("output", _n(g, outs[0]), t * h)
+        for name, tid in (("w_in", ins[3]), ("w_out", ins[4])):
+            if g.tensors[g.root(tid)].kind != "param":
+                errs.append(f"{name} must be a parameter (the experts' weights)")
     elif k == "view":
         # a reshape keeps the element count; a slice has fewer, a broadcast a multiple;
         # a strided view (as_strided: overlapping windows of its input) any count
