@@ -51,12 +51,11 @@ transpose K.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import nbytes
-from hwsim.ir.kinds import attention_rows
 
 from .ecm import Plan, Step, estimate, split
 from .gemm import (
@@ -76,57 +75,6 @@ BLOCK_Q = (256, 128, 64, 32, 16, 8, 4, 2, 1)
 BLOCK_KV = (1024, 512, 256, 128, 64)
 SOFTMAX_OPS = 5.0  # max, subtract, sum, the running-max rescale, a convert/select
 SELECT_OPS, SELECT_PASSES = 3.0, 2.0  # quick-select: compare, select, count; two passes
-
-
-@dataclass(frozen=True)
-class Shape:
-    """One attention op's sizes, its stored operand bytes and compulsory rows."""
-
-    b: int
-    h: int
-    hk: int
-    d: int
-    dv: int
-    q: int
-    kv: int
-    causal: bool
-    window: int
-    sparse_keys: int
-    sparse_block: int
-    v_len: int  # values each query weights (kv_len: all)
-    dtype: str
-    q_bytes: float
-    k_bytes: float
-    v_bytes: float
-    o_bytes: float
-    extra_bytes: float  # other inputs (a mask), read once
-    k_rows: int  # rows of each K/V head that some query uses
-    v_rows: int
-
-    @property
-    def s(self) -> int:
-        return nbytes(1, self.dtype)
-
-    @property
-    def group(self) -> int:
-        return self.h // self.hk
-
-
-def shape_of(op, graph) -> Shape:
-    a = op.attrs
-    t = graph.tensors
-    d = a["head_dim"]
-    kv = a["kv_len"]
-    sk = int(a.get("sparse_keys") or 0)
-    k_rows, v_rows = attention_rows(a)
-    v_len = a.get("v_len")
-    return Shape(a["batch"], a["heads"], a["kv_heads"], d, a.get("v_head_dim", d), a["q_len"],
-                 kv, bool(a["causal"]), int(a.get("window") or 0), min(sk, kv),
-                 max(1, int(a.get("sparse_block") or 1)) if sk else 0,
-                 kv if v_len is None else min(int(v_len), kv), t[op.inputs[0]].dtype,
-                 graph.stored_bytes(op.inputs[0]), graph.stored_bytes(op.inputs[1]),
-                 graph.stored_bytes(op.inputs[2]), t[op.outputs[0]].bytes,
-                 sum(graph.stored_bytes(i) for i in op.inputs[3:]), k_rows, v_rows)
 
 
 def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
@@ -177,7 +125,7 @@ def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
 
 
 def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
-    sh = shape_of(op, graph)
+    sh = AttentionShape.of(op, graph)
     mach.check_dtype(sh.dtype, op.line(graph))
     mode = getattr(tiling, "attention", "auto") if tiling is not None else "auto"
     mode = "standard" if mode == "standard" and not sh.sparse_keys else "flash"
@@ -185,14 +133,15 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     bkv_set = getattr(tiling, "block_kv", 0) if tiling is not None else 0
     strategies = STRATEGIES if strategy == "auto" else (strategy,)
     if sh.sparse_keys:  # a block of positions of one head over its gathered keys
-        rows, keys = min(sh.sparse_block, sh.q), sh.sparse_keys
+        rows, keys = min(sh.sparse_block, sh.q_len), sh.sparse_keys
     else:
-        rows, keys = sh.q * sh.group, sh.kv
+        rows, keys = sh.q_len * sh.group, sh.kv_len
     if mode == "standard":  # row blocks over the whole key range; S is materialized
         blocks = sorted({(max(1, min(x, rows)), keys)
                          for x in ([bq_set] if bq_set else BLOCK_Q)})
     else:
-        blocks = block_options(rows, keys, sh.d, sh.dv, sh.s, mach, bq_set, bkv_set)
+        blocks = block_options(rows, keys, sh.head_dim, sh.v_head_dim, nbytes(1, sh.dtype),
+                               mach, bq_set, bkv_set)
     plans = []
     for strat in strategies:
         for bq, bkv in blocks:
@@ -214,7 +163,7 @@ def executed_flops(plan: Plan) -> int:
     return int(round(plan.detail["executed_flops"]))
 
 
-def _block_kernels(mach: Machine, sh: Shape, bq_u: int, bkv: int, strategy: str,
+def _block_kernels(mach: Machine, sh: AttentionShape, bq_u: int, bkv: int, strategy: str,
                    pv: bool) -> tuple[Step, str, float]:
     """The in-core work of one (query block, key block) tile: ``S = Q Kᵀ``, its online
     softmax and, when ``pv``, ``O += P V``; with the operands each strategy packs.
@@ -225,33 +174,36 @@ def _block_kernels(mach: Machine, sh: Shape, bq_u: int, bkv: int, strategy: str,
         mr, nr = mach.kernel_shape(sh.dtype)
         checked_kernel(mr, nr, lanes, spec, f"spec.{KERNEL_FIELD.get(sh.dtype, 'sgemm_kernel')}")
         qk_rows, qk_cols = power_parts(bq_u, mr), power_parts(bkv, nr)
-        pv_rows, pv_cols = power_parts(bq_u, mr), power_parts(sh.dv, nr)
+        pv_rows, pv_cols = power_parts(bq_u, mr), power_parts(sh.v_head_dim, nr)
         kname = f"{mr}x{nr}"
-        packs = bkv * sh.d + (bq_u * bkv + bkv * sh.dv if pv else 0)  # K, P, V blocks
-        once = bq_u * sh.d
+        # K, P, V blocks
+        packs = bkv * sh.head_dim + (bq_u * bkv + bkv * sh.v_head_dim if pv else 0)
+        once = bq_u * sh.head_dim
     else:
-        ker, qk_rows, qk_cols, _, _ = tile_kernels(bq_u, bkv, sh.d, lanes, mach)
+        ker, qk_rows, qk_cols, _, _ = tile_kernels(bq_u, bkv, sh.head_dim, lanes, mach)
         kname = ker.name()
         if pv:
-            pv_ker, pv_rows, pv_cols, _, _ = tile_kernels(bq_u, sh.dv, bkv, lanes, mach)
+            pv_ker, pv_rows, pv_cols, _, _ = tile_kernels(bq_u, sh.v_head_dim, bkv, lanes, mach)
             kname = f"{ker.name()}/{pv_ker.name()}"
-        packs = bkv * sh.d  # Kᵀ of the block
+        packs = bkv * sh.head_dim  # Kᵀ of the block
         once = 0
     blk = Step("block")
-    run_kernels(blk, qk_rows, qk_cols, sh.d, lanes, mach)
+    run_kernels(blk, qk_rows, qk_cols, sh.head_dim, lanes, mach)
     if pv:
         run_kernels(blk, pv_rows, pv_cols, bkv, lanes, mach)
     blk.add(pack_step("pack", packs, lanes, mach))
     # online softmax of the block and the rescale of the output rows
     sm_vecs = math.ceil(bq_u * bkv / lanes)
-    sm_ops = sm_vecs * (spec.vexp_instructions + SOFTMAX_OPS) + math.ceil(bq_u * sh.dv / lanes)
+    sm_ops = (sm_vecs * (spec.vexp_instructions + SOFTMAX_OPS)
+              + math.ceil(bq_u * sh.v_head_dim / lanes))
     blk.arith_cycles += max(sm_ops / spec.fma_pipes, (sm_ops + 2 * sm_vecs) / spec.issue_width)
     blk.port_cycles += sm_vecs * (1 / spec.load_ports + 1 / spec.store_ports)
     blk.vop += sm_ops + 2 * sm_vecs
     return blk, kname, once
 
 
-def _select_and_weigh(mach: Machine, sh: Shape, rows: float, keys: float, values: float) -> Step:
+def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: float,
+                      values: float) -> Step:
     """``rows`` query rows each selecting ``values`` of ``keys`` scores (quick-select)
     and weighting those value rows: a gathered matrix-vector product per row."""
     spec = mach.spec
@@ -260,7 +212,7 @@ def _select_and_weigh(mach: Machine, sh: Shape, rows: float, keys: float, values
     vecs = rows * math.ceil(keys / lanes)
     ops = vecs * SELECT_PASSES * SELECT_OPS
     loads = vecs * SELECT_PASSES
-    fmas = rows * values * math.ceil(sh.dv / lanes)  # one V vector loaded per FMA
+    fmas = rows * values * math.ceil(sh.v_head_dim / lanes)  # one V vector loaded per FMA
     st.arith_cycles = max((ops + fmas) / spec.fma_pipes,
                           (ops + loads + 2 * fmas) / spec.issue_width)
     st.port_cycles = (loads + fmas) / spec.load_ports
@@ -269,33 +221,33 @@ def _select_and_weigh(mach: Machine, sh: Shape, rows: float, keys: float, values
     return st
 
 
-def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
+def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
           ways: int = 0) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
     many as fill the cores): see the module docstring."""
     bkv_asked = bkv
     spec = mach.spec
-    s = sh.s
+    s = nbytes(1, sh.dtype)  # bytes per element
     lanes = mach.lanes(sh.dtype)
     g = sh.group
-    select = sh.v_len < (sh.sparse_keys or sh.kv)  # rows weigh fewer values than keys
+    select = sh.selects_values  # rows weigh fewer values than keys
     if sh.sparse_keys:
         # problems: (batch, query head, block of positions), each over its own keys
-        rows = min(sh.sparse_block, sh.q)
-        problems = sh.b * sh.h * math.ceil(sh.q / rows)
+        rows = min(sh.sparse_block, sh.q_len)
+        problems = sh.batch * sh.heads * math.ceil(sh.q_len / rows)
         bq_u = max(1, min(bq, rows))
         bq_pos, sub = bq_u, 1
         nq = math.ceil(rows / bq_u)
         span_keys = sh.sparse_keys
     else:
         # problems: (batch, K/V head); its query rows, the group's stacked by position
-        rows = sh.q * g
-        problems = sh.b * sh.hk
+        rows = sh.q_len * g
+        problems = sh.batch * sh.kv_heads
         bq_u = max(1, min(bq, rows))
         bq_pos = max(1, bq_u // g)
         sub = math.ceil(g / bq_u) if bq_u < g else 1  # blocks sharing one position
-        nq = math.ceil(sh.q / bq_pos) * sub
-        _, widest, _ = key_spans(sh.q, sh.kv, sh.causal, sh.window, bq_pos, 1)
+        nq = math.ceil(sh.q_len / bq_pos) * sub
+        _, widest, _ = key_spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, 1)
         span_keys = int(widest.max()) if len(widest) else 0
     units = problems * nq
     kv_split = 1
@@ -309,14 +261,15 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
         seen_qk = float((p_rows * p_width).sum())  # per problem
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum())
         # the last block of positions of a head may hold fewer than `rows` queries
-        frac = sh.q / (math.ceil(sh.q / rows) * rows)
-        flops = 2.0 * problems * frac * (seen_qk * sh.d + seen_pv * sh.dv)
+        frac = sh.q_len / (math.ceil(sh.q_len / rows) * rows)
+        flops = 2.0 * problems * frac * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     else:
-        p_rows, p_blocks, p_width = key_spans(sh.q, sh.kv, sh.causal, sh.window, bq_pos, bkv)
+        p_rows, p_blocks, p_width = key_spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos,
+                                              bkv)
         pairs = float(p_blocks.sum()) * sub * problems
         seen_qk = float((p_rows * p_width).sum())  # per query head
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum()) if select else seen_qk
-        flops = 2.0 * sh.b * sh.h * (seen_qk * sh.d + seen_pv * sh.dv)
+        flops = 2.0 * sh.batch * sh.heads * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     keys_row = seen_qk / max(1.0, float(p_rows.sum()))  # keys a query row scores
     values_row = seen_pv / max(1.0, float(p_rows.sum()))
     # static chunks of the units: as many threads as the chunks need
@@ -341,26 +294,27 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
         st.read("l3", sh.q_bytes * dshare * (kv_split - 1))
     # K and V: the rows some query uses come from DRAM once; what the tiles touch
     # beyond them comes again from where it stays (reuse distance: the live heads' keys)
-    heads = sh.b * sh.hk
-    k_need = heads * sh.k_rows * sh.d * s
-    v_need = heads * sh.v_rows * sh.dv * s
+    heads = sh.batch * sh.kv_heads
+    k_need = heads * sh.key_rows * sh.head_dim * s
+    v_need = heads * sh.value_rows * sh.v_head_dim * s
     if sh.sparse_keys:
         # each problem gathers its keys' rows (and its rows' values) into tiles
-        k_touch = problems * sh.sparse_keys * sh.d * s
-        v_touch = problems * (seen_pv if select else sh.sparse_keys) * sh.dv * s
+        k_touch = problems * sh.sparse_keys * sh.head_dim * s
+        v_touch = problems * (seen_pv if select else sh.sparse_keys) * sh.v_head_dim * s
         st.add(pack_step("gather K, V rows", (k_touch + v_touch) / s, lanes, mach,
                          transpose=False).scaled(share))
-        band = sh.kv * (sh.d + sh.dv) * s  # selected rows lie anywhere in their head
-        pages = min(sh.sparse_keys, sh.kv * sh.d * s / spec.page_bytes) + min(
-            sh.sparse_keys, sh.kv * sh.dv * s / spec.page_bytes)
+        # selected rows lie anywhere in their head
+        band = sh.kv_len * (sh.head_dim + sh.v_head_dim) * s
+        pages = min(sh.sparse_keys, sh.kv_len * sh.head_dim * s / spec.page_bytes) + min(
+            sh.sparse_keys, sh.kv_len * sh.v_head_dim * s / spec.page_bytes)
         if pages > spec.tlb_entries:  # a block's rows span more pages than the TLB holds
-            st.tlb_walks += (k_touch / (sh.d * s) + v_touch / (sh.dv * s)) * share
+            st.tlb_walks += (k_touch / (sh.head_dim * s) + v_touch / (sh.v_head_dim * s)) * share
     else:
-        k_touch = pairs * bkv * sh.d * s
-        v_touch = (pairs * bkv if not select else sh.b * sh.h * seen_pv) * sh.dv * s
-        band = (sh.k_rows * sh.d + sh.v_rows * sh.dv) * s
+        k_touch = pairs * bkv * sh.head_dim * s
+        v_touch = (pairs * bkv if not select else sh.batch * sh.heads * seen_pv) * sh.v_head_dim * s
+        band = (sh.key_rows * sh.head_dim + sh.value_rows * sh.v_head_dim) * s
         if sh.window:  # one query block's band: its window and its own span
-            band = min(band, (sh.window + bq_pos + bkv) * (sh.d + sh.dv) * s)
+            band = min(band, (sh.window + bq_pos + bkv) * (sh.head_dim + sh.v_head_dim) * s)
     again = max(0.0, k_touch - k_need) + max(0.0, v_touch - v_need)
     st.read("dram", (k_need + v_need) * dshare)
     reread(st, band, again * share, mach, max(1, min(threads, heads)))
@@ -370,7 +324,7 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
     else:
         st.write("l3", sh.o_bytes * dshare * kv_split)
     if mode == "standard":  # S written, read by the softmax, P written, read by P V
-        s_all = sh.b * sh.h * seen_qk * s
+        s_all = sh.batch * sh.heads * seen_qk * s
         home = scratch(s_all, mach, threads)
         st.write(home, 2 * s_all * share)
         st.read(home, 2 * s_all * share)
@@ -380,7 +334,7 @@ def _plan(mach: Machine, sh: Shape, mode: str, bq: int, bkv: int, strategy: str,
         st.write(home, units * s_blk * share * kv_split)
         st.read(home, units * s_blk * share * kv_split)
     # the L1 <-> L2 traffic of the working blocks (scores and the output rows)
-    st.read("l2", pairs * share * (bq_u * sh.dv * s))
+    st.read("l2", pairs * share * (bq_u * sh.v_head_dim * s))
     steps = split(st, 4 if st.dram_read or st.dram_write else 1)
     if kv_split > 1:  # each thread merges its share of the rows from every split
         merge = Step("merge partial outputs")
