@@ -57,6 +57,8 @@ def build_graph(wl: Workload) -> Graph:
                              source=wl.source, field=f"segments.{name}")
     graph.header["segments"] = segments
     graph.header["name"] = wl.name
+    if wl.routing:  # for the MoE passes: expert pruning by frequency, the expansion
+        graph.header["routing"] = dict(wl.routing)
     return graph
 
 

@@ -21,6 +21,7 @@ from ..ir.kinds import FN_FLOPS, REDUCE_FNS
 from ..pruning import check_step
 from ..spec import suggest
 from . import zoo
+from .moe import check_routing
 from .overrides import apply_sets
 from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
 
@@ -161,6 +162,7 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         check_step(step, i, segments, num_layers, errs.add)
     for i, op in enumerate(wl.ops):
         _check_op(op, i, wl, errs)
+    check_routing(wl.routing, errs.add)
 
 
 # op parameters for which 0 means "not used"

@@ -62,6 +62,9 @@ class Workload:
                      LOGITS)
     segments: dict = _f({}, "token ranges by name, e.g. {text: [0, 35], visual: [35, 611]}")
     pruning: list = _f([], "pruning steps, applied in order: [{method: fastv, ...}]")
+    routing: dict = _f({}, "mixture of experts: tokens per expert, {mode: balanced} (default), "
+                           "{mode: skew, alpha: 1.2} (Zipf-like) or {mode: histogram, shares: "
+                           "[...]} / {mode: histogram, layers: {3: [...]}} (hwsim.workload.moe)")
     tiling: Tiling = field(default_factory=Tiling, metadata={"help": "tiling strategies"})
     source: str = _f("", "the file this workload was read from (set by the loader)")
 
