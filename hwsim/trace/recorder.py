@@ -3,7 +3,7 @@
 The recorder watches one forward pass of a model whose tensors are *fake*
 (:class:`torch._subclasses.fake_tensor.FakeTensorMode`): every tensor has a
 shape, a dtype and a device but no storage, so a 7B model in fp16 costs no
-memory and its forward runs in about a second. It listens at four places:
+memory and its forward runs in about a second. It listens at five places:
 
 1. **A dispatch mode** (:class:`torch.utils._python_dispatch.TorchDispatchMode`)
    sees every aten call below the autograd layer, after composite ops such as
@@ -44,6 +44,14 @@ memory and its forward runs in about a second. It listens at four places:
    a cache implementation's concatenations say nothing about which tensors are
    the cache, so each update becomes two ``hwsim.kv_write`` nodes (K and V),
    reading the new entries and the past cache, writing the full cache.
+5. **Experts modules** (:mod:`hwsim.trace.moe`): a mixture-of-experts bank
+   (``MixtralExperts``, ``Qwen2MoeExperts``... with 3-D ``gate_up_proj`` and
+   ``down_proj``) is a leaf. Its ``forward`` is replaced, for the duration of
+   the recording, by one that records a single ``hwsim.moe_experts`` node (the
+   tokens, the router's top-k ids and weights, the two weight parameters) and
+   returns an empty tensor of the tokens' shape: the eager forward loops over
+   the experts the routing hit, which depends on values fake tensors do not
+   have. The router before it is ordinary tensor code and is recorded as such.
 
 Recorded tensor identity is by Python object: the recorder keeps every tensor
 it has seen alive for the duration of the trace, so ``id()`` is never reused.
@@ -62,7 +70,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from . import masks
+from . import masks, moe
 from .raw import RawNode, RawTensor, RawTrace, Region, TRef
 
 DTYPES: dict[torch.dtype, str] = {
@@ -137,6 +145,8 @@ class Recorder:
                     self.trace.window[path] = window
         self._rope_modules = _rope_modules(model)
         self._buffer_values = mask_buffers(model)
+        self._experts = moe.find_experts(model)
+        self._experts_modules = [m for m in model.modules() if id(m) in self._experts]
 
     # ---------------------------------------------------------------- tensors
     @property
@@ -301,6 +311,25 @@ class Recorder:
                 hint="kv_write_" + "kv"[which]))
         return result
 
+    def on_experts(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+        """An experts module's call (:mod:`hwsim.trace.moe`): one ``moe_experts`` node; its
+        forward (a loop over the experts the routing hit) is not run."""
+        x, index, weight = moe.call_operands(args, kwargs)
+        _, static = self._experts[id(module)]
+        top_k = index.shape[-1]
+        ins = (self.tensor_id(x), self.tensor_id(index), self.tensor_id(weight),
+               self.tensor_id(module.gate_up_proj), self.tensor_id(module.down_proj))
+        self.suppress += 1
+        try:
+            out = x.new_empty(x.shape)
+        finally:
+            self.suppress -= 1
+        oid = self._new(out, "op", True)
+        attrs = {"tokens": index.numel() // top_k, **static, "top_k": top_k}
+        self.trace.nodes.append(RawNode("hwsim.moe_experts", ins, (oid,), self.module,
+                                        attrs=attrs))
+        return out
+
     # ---------------------------------------------------------------- regions
     def _region(self, kind: str, start: int, outputs: Iterable[torch.Tensor], module: str,
                 hints: tuple[str, ...] = (), fn: str = "") -> None:
@@ -324,6 +353,11 @@ class Recorder:
         elif cls in ACTIVATION_REGIONS:
             self._region("elementwise", start, _flat_tensors(output), path,
                          fn=ACTIVATION_REGIONS[cls])
+
+    def _experts_forward(self, module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+        if self.suppress:
+            return type(module).forward(module, *args, **kwargs)
+        return self.on_experts(module, args, kwargs)
 
     def _wrap_rope(self, fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -355,6 +389,9 @@ class Recorder:
                     if callable(orig):
                         setattr(mod, name, self._wrap_rope(orig))
                         stack.callback(setattr, mod, name, orig)
+            for mod in self._experts_modules:
+                stack.callback(_unpatch, mod, "forward", mod.__dict__.get("forward"))
+                mod.forward = functools.partial(self._experts_forward, mod)
             cache_cls = _cache_class()
             if cache_cls is not None:
                 orig_update = cache_cls.update
@@ -397,6 +434,14 @@ class _FunctionRecorder(TorchFunctionMode):
         if func is _SDPA and not self.recorder.suppress:
             return self.recorder.on_sdpa(func, args, kwargs)
         return func(*args, **kwargs)
+
+
+def _unpatch(obj: Any, name: str, old: Any) -> None:
+    """Undo an instance attribute set over a class attribute (``old`` None: there was none)."""
+    if old is None:
+        obj.__dict__.pop(name, None)
+    else:
+        setattr(obj, name, old)
 
 
 def _sliding_window(module: torch.nn.Module) -> int:
