@@ -15,6 +15,16 @@ axis). Inside transformer blocks (ops with a layer index):
   replicated, as Megatron does for grouped-query attention);
 - any other op with a sharded input works on 1/N of the elements.
 
+Mixture of experts (``moe_experts``, split before it is expanded, so the
+expansion sees one device's share): *tensor-parallel experts*, as vLLM runs
+Mixtral under tensor parallelism (its ``FusedMoE`` layer shards every expert's
+intermediate size over the ranks): each device holds all experts, each with
+``ffn / N`` of its gate/up rows and of its down-projection columns, runs every
+routed token through its share, and the partial outputs are all-reduced, as
+after a dense MLP. The router (the gate's matmul, softmax, top-k and
+normalization, found as the ops that lead from the block's input to the expert
+ids and weights) is small and stays replicated, as vLLM's replicated gate.
+
 Ops outside the blocks (embeddings, the final norm, the LM head, LLaVA's
 projector) stay replicated on every device. The result is the graph one device
 runs; every device runs the same. Sizes that do not divide by ``devices`` are
@@ -77,7 +87,16 @@ class _Splitter:
         self.tensors[tid] = replace(t, shape=tuple(shape))
         self.sharded.add(tid)
 
+    def shard_axis(self, tid: int, axis: int, op: Op) -> None:
+        """Split tensor ``tid`` along ``axis``."""
+        t = self.tensors[tid]
+        shape = list(t.shape)
+        shape[axis] = self.div(op, shape[axis], f"dimension {axis} of t{tid}")
+        self.tensors[tid] = replace(t, shape=tuple(shape))
+        self.sharded.add(tid)
+
     def run(self) -> Graph:
+        self.router = _router_ops(self.graph)
         out: list[Op] = []
         for op in self.graph.ops:
             if self.redirect:
@@ -95,6 +114,12 @@ class _Splitter:
             return [op]
         attrs = dict(op.attrs)
         kind = op.kind
+        if op.id in self.router:
+            if any(ins_sharded):
+                raise self.fail(op, "a mixture-of-experts router reads a sharded tensor")
+            return [op]
+        if kind == "moe_experts":
+            return self.split_experts(op, attrs, ins_sharded)
         if kind == "matmul" and len(op.inputs) >= 2 and \
                 self.tensors[op.inputs[1]].kind == "param":
             return self.split_linear(op, attrs, ins_sharded[0])
@@ -124,6 +149,29 @@ class _Splitter:
             self.shard(o, op)
         return [replace(op, attrs=attrs)]
 
+    def split_experts(self, op: Op, attrs: dict, ins_sharded: list) -> list[Op]:
+        """Tensor-parallel experts: ``ffn / N`` of every expert, then an all-reduce."""
+        if any(ins_sharded[:3]):
+            raise self.fail(op, "the experts' input or routing is sharded")
+        attrs["ffn"] = self.div(op, attrs["ffn"], "ffn")
+        w_in, w_out = op.inputs[3], op.inputs[4]
+        self.shard_axis(w_in, 1, op)  # [experts, g·ffn, hidden]
+        self.shard_axis(w_out, 2, op)  # [experts, hidden, ffn]
+        return self.all_reduced(replace(op, attrs=attrs))
+
+    def all_reduced(self, op: Op) -> list[Op]:
+        """``op`` (whose output is a partial sum) followed by the all-reduce of it."""
+        partial = op.outputs[0]
+        t = self.tensors[partial]
+        reduced = self.next_tid
+        self.next_tid += 1
+        self.tensors[reduced] = Tensor(reduced, t.shape, t.dtype, t.kind)
+        self.redirect[partial] = reduced
+        allreduce = Op(-1, "allreduce", (partial,), (reduced,),
+                       {"elements": t.numel, "devices": self.n}, op.layer, op.module,
+                       (op.name or op.kind) + ".allreduce")
+        return [op, allreduce]
+
     def split_linear(self, op: Op, attrs: dict, input_sharded: bool) -> list[Op]:
         weight = op.inputs[1]
         self.shard(weight, op, first_axis=input_sharded)
@@ -136,16 +184,28 @@ class _Splitter:
                 self.shard(o, op)
             return [replace(op, attrs=attrs)]
         attrs["k"] = self.div(op, attrs["k"], "k")  # row-parallel, then all-reduce
-        partial = op.outputs[0]
-        t = self.tensors[partial]
-        reduced = self.next_tid
-        self.next_tid += 1
-        self.tensors[reduced] = Tensor(reduced, t.shape, t.dtype, t.kind)
-        self.redirect[partial] = reduced
-        allreduce = Op(-1, "allreduce", (partial,), (reduced,),
-                       {"elements": t.numel, "devices": self.n}, op.layer, op.module,
-                       (op.name or "matmul") + ".allreduce")
-        return [replace(op, attrs=attrs), allreduce]
+        return self.all_reduced(replace(op, attrs=attrs))
+
+
+def _router_ops(graph: Graph) -> set[int]:
+    """Ids of the ops of every MoE router: those inside the op's layer that lead from
+    its input ``x`` to the expert ids and weights it reads (not ``x``'s own producers)."""
+    if not any(op.kind == "moe_experts" for op in graph.ops):
+        return set()
+    producer = {o: op for op in graph.ops for o in op.outputs}
+    out: set[int] = set()
+    for op in graph.ops:
+        if op.kind != "moe_experts":
+            continue
+        x = op.inputs[0]
+        todo = list(op.inputs[1:3])
+        while todo:
+            p = producer.get(todo.pop())
+            if p is None or p.id in out or x in p.outputs or p.layer != op.layer:
+                continue
+            out.add(p.id)
+            todo.extend(p.inputs)
+    return out
 
 
 def device_bytes(graph: Graph) -> int:

@@ -7,7 +7,9 @@
     report.totals["latency_s"], report.ops.head()
 
 It loads the workload (applying ``sets`` overrides), builds the dense graph,
-applies the pruning steps, resolves the target and its spec, lowers each op to
+applies the pruning steps, splits it over the devices and expands its mixture-of-experts
+layers by the workload's routing (:func:`prepare`, the one pipeline that
+``hwsim validate`` uses too), resolves the target and its spec, lowers each op to
 tasks (identical ops are lowered once and reused), schedules them, prices the
 actions with the target's energy table, and returns a :class:`~hwsim.report.Report`.
 
@@ -35,6 +37,7 @@ from .report import Report
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
 from .workload.logits import select_logits
+from .workload.moe import expand as expand_moe
 
 FIDELITIES = ("event", "analytical")
 
@@ -63,16 +66,43 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     else:
         wl = load_workload(workload, wl_sets)
     resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
-    dense = build_graph(wl)
-    graph = select_logits(apply_pruning(dense, wl.pruning, wl.source), wl.logits)
-    dense = select_logits(dense, wl.logits)
-    graph = tensor_parallel(graph, wl.devices, wl.source)
-    report = run_graph(graph, resolved, wl, dense_flops=dense.flops(), fidelity=fidelity)
+    pruned, dense = model_graphs(wl)
+    dense_flops = expand_moe(dense, wl.routing, wl.source).flops()
+    report = run_graph(device_graph(pruned, wl), resolved, wl, dense_flops=dense_flops,
+                       fidelity=fidelity)
     if baseline:
-        unpruned = tensor_parallel(dense, wl.devices, wl.source)
-        report.baseline = run_graph(unpruned, resolved, wl, dense_flops=dense.flops(),
-                                    fidelity=fidelity)
+        report.baseline = run_graph(device_graph(dense, wl), resolved, wl,
+                                    dense_flops=dense_flops, fidelity=fidelity)
     return report
+
+
+def model_graphs(wl: Workload) -> tuple[Graph, Graph]:
+    """The workload's model, pruned and unpruned: built (:func:`build_graph`), pruned
+    by its steps (the dense one not), the logits' positions selected; whole (not yet
+    split over devices) and with its ``moe_experts`` ops as traced."""
+    dense = build_graph(wl)
+    pruned = select_logits(apply_pruning(dense, wl.pruning, wl.source), wl.logits)
+    return pruned, select_logits(dense, wl.logits)
+
+
+def device_graph(graph: Graph, wl: Workload, *, split: bool = True) -> Graph:
+    """What one device runs of a model graph: split over ``wl.devices`` (tensor
+    parallelism, :mod:`hwsim.parallel`; not with ``split=False``), then every
+    ``moe_experts`` op expanded into its per-expert kernels by the workload's routing
+    (:mod:`hwsim.workload.moe`). The split comes first so that the expansion sees one
+    device's share of each expert."""
+    if split:
+        graph = tensor_parallel(graph, wl.devices, wl.source)
+    return expand_moe(graph, wl.routing, wl.source)
+
+
+def prepare(wl: Workload, *, split: bool = True) -> tuple[Graph, Graph]:
+    """The one pipeline from a workload to the graphs that are costed: (pruned, dense),
+    each built, pruned (the dense one not), logits selected, split over the devices
+    (unless ``split=False``: graph-level metrics count the whole model) and MoE
+    expanded. :func:`simulate` and ``hwsim validate`` both go through it."""
+    pruned, dense = model_graphs(wl)
+    return device_graph(pruned, wl, split=split), device_graph(dense, wl, split=split)
 
 
 def _signature(op, graph: Graph, producer: dict | None = None) -> tuple:

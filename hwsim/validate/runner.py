@@ -10,11 +10,9 @@ from typing import Any
 import yaml
 
 from ..errors import Collector, InputError
-from ..pruning import apply as apply_pruning
-from ..simulate import simulate
+from ..simulate import prepare, simulate
 from ..targets import resolve
-from ..workload import build_graph, load_workload, workload_from_dict
-from ..workload.logits import select_logits
+from ..workload import load_workload, workload_from_dict
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASE_KEYS = ("name", "kind", "source", "target", "workload", "metric", "expected", "tolerance",
@@ -208,9 +206,7 @@ def _latency(case: Case, extra: tuple[str, ...]) -> float:
 
 def measure(case: Case, extra: tuple[str, ...] = ()) -> float:
     wl = _workload(case, extra)
-    dense = build_graph(wl)
-    graph = select_logits(apply_pruning(dense, wl.pruning, wl.source), wl.logits)
-    dense = select_logits(dense, wl.logits)
+    graph, dense = prepare(wl, split=False)  # graph metrics count the whole model
     value = _metric(case, wl, dense, graph, extra)
     if case.ratio_to == "baseline" and not extra:
         base = measure(case, case.baseline)
