@@ -83,19 +83,26 @@ def check_size(phase: str, seq_len: int, kv_len: int, batch: int, dtype: str,
 
 def trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: int = 0, batch: int = 1,
           dtype: str = "fp16", attn_implementation: str = "sdpa",
-          layers: int | None = None) -> Graph:
+          layers: int | None = None, image: tuple[int, int] | None = None,
+          frames: int = 0) -> Graph:
     """Trace ``model`` into a graph: a zoo name, a ``config.json`` path (or its folder), a
     Hugging Face id in the local cache, or ``"package.module:factory"``.
 
     ``layers`` overrides a zoo or config model's number of blocks (for quick tests).
+    A vision-language model reads ``image`` (``(height, width)`` px, None: its default,
+    :mod:`hwsim.trace.images`) and ``frames`` (video; 0: a still image); the header's
+    ``image`` records the processed size and the frames.
     """
     check_size(phase, seq_len, kv_len, batch, dtype, attn_implementation)
     extra: dict[str, Any] = {}
     if model in ZOO:
         prepared = zoo.prepare(model, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
                                dtype=dtype, attn_implementation=attn_implementation,
-                               layers=layers)
+                               layers=layers, image=image, frames=frames)
     elif factory.is_factory(model):
+        if image is not None or frames:
+            raise InputError("image and frames are for a vision-language model of the zoo or "
+                             "a config; a factory builds its own inputs", field="image")
         prepared = factory.load(model, zoo.TORCH_DTYPES[dtype], batch=batch, seq_len=seq_len,
                                 kv_len=kv_len, phase=phase)
     else:
@@ -107,8 +114,12 @@ def trace(model: str, *, seq_len: int, phase: str = "prefill", kv_len: int = 0, 
         prepared = zoo.prepare_config(source.config, phase=phase, batch=batch, seq_len=seq_len,
                                       kv_len=kv_len, dtype=dtype,
                                       attn_implementation=attn_implementation, layers=layers,
-                                      where=source.path)
+                                      where=source.path, image=image, frames=frames)
         extra["config_digest"] = source.digest
+    rule = zoo.vision_rule(model) if not factory.is_factory(model) else None
+    if rule is not None and phase == "prefill" and not rule.fixed_size:
+        h, w = rule.canonical(image, frames)
+        extra["image"] = {"height": h, "width": w, "frames": frames}
     header: dict[str, Any] = {
         "name": f"{model}.{phase}", "model": model, "phase": phase, "batch": batch,
         "seq_len": seq_len, "kv_len": kv_len, "dtype": dtype,

@@ -248,3 +248,38 @@ def cached_template_path(source: ConfigSource, phase: str,
     pattern = f"*.{phase}.template.{source.digest}.t{TRACER_VERSION}.{tail}.json.gz"
     found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     return found[0] if found else None
+
+
+def image_template_path(model: str, phase: str, tag: str, source: ConfigSource | None = None,
+                        cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the template of a vision-language model for the image ``tag``
+    (:func:`hwsim.trace.images.tag`) is written for this environment:
+    ``{label}.{phase}.{tag}.template.{key}.t{tracer}.{environment digest}.json.gz``,
+    the key being the config's digest (a model from a config) or the zoo name's."""
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    label, key = _image_key(model, source)
+    return folder / (f"{label}.{phase}.{tag}.template.{key}.t{TRACER_VERSION}."
+                     f"{_env_digest()}.json.gz")
+
+
+def cached_image_template_path(model: str, phase: str, tag: str,
+                               source: ConfigSource | None = None,
+                               cache_dir: str | os.PathLike | None = None) -> Path | None:
+    """A cached template of that image to use (as :func:`cached_template_path`), or None."""
+    folder = image_template_path(model, phase, tag, source, cache_dir).parent
+    if not folder.is_dir():
+        return None
+    env = environment()
+    here = env["torch"] is not None and env["transformers"] is not None
+    tail = _env_digest() if here else "*"
+    _, key = _image_key(model, source)
+    pattern = f"*.{phase}.{tag}.template.{key}.t{TRACER_VERSION}.{tail}.json.gz"
+    found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+    return found[0] if found else None
+
+
+def _image_key(model: str, source: ConfigSource | None) -> tuple[str, str]:
+    if source is not None:
+        return source.label, source.digest
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", model) or "model"
+    return label, "zoo-" + hashlib.sha256(model.encode()).hexdigest()[:16]

@@ -36,6 +36,7 @@ from ..ir import Graph, fit_template, to_dict
 from ..ir.template import TemplateMismatch
 from . import factory
 from .api import trace
+from .zoo import vision_rule
 from .zoo_names import ZOO
 
 IGNORED_HEADER_KEYS = ("traced_with", "template")
@@ -43,28 +44,37 @@ IGNORED_HEADER_KEYS = ("traced_with", "template")
 __all__ = ["trace_template", "grid", "compare", "TemplateMismatch"]
 
 
-def grid(model: str, phase: str) -> tuple[list[dict[str, int]], dict[str, int], dict[str, int]]:
-    """The fitting points, the check point and the regime note for ``model``/``phase``."""
+def grid(model: str, phase: str, image: tuple[int, int] | None = None, frames: int = 0,
+         ) -> tuple[list[dict[str, int]], dict[str, int], dict[str, int]]:
+    """The fitting points, the check point and the regime note for ``model``/``phase``
+    (a vision-language prefill starts at its image's text prefix + visual tokens)."""
     if phase == "decode":
         points = [{"batch": b, "seq_len": 1, "kv_len": k} for b in (1, 2) for k in (5, 11)]
         return points, {"batch": 3, "seq_len": 1, "kv_len": 23}, {"seq_len": 1}
     first = max(2, ZOO[model]["min_seq_len"]) if model in ZOO else 2
+    rule = None if factory.is_factory(model) else vision_rule(model)
+    if rule is not None:
+        first = max(first, rule.layout(image, frames).min_seq_len)
     points = [{"batch": b, "seq_len": s, "kv_len": 0} for b in (1, 2)
               for s in (first + 2, first + 8)]
     return points, {"batch": 3, "seq_len": first + 15, "kv_len": 0}, {"min_seq_len": first}
 
 
 def trace_template(model: str, phase: str, *, dtype: str = "fp16",
-                   layers: int | None = None) -> Graph:
-    """A template graph of ``model`` in ``phase``, checked at an unseen size."""
+                   layers: int | None = None, image: tuple[int, int] | None = None,
+                   frames: int = 0) -> Graph:
+    """A template graph of ``model`` in ``phase``, checked at an unseen size; a
+    vision-language model's for one ``image`` (None: its default) and ``frames``."""
     if factory.is_factory(model):
         _check_factory(model, phase)
-    points, check, regime = grid(model, phase)
+    points, check, regime = grid(model, phase, image, frames)
     graphs: list[Graph] = []
+    seen = {"image": image, "frames": frames} if image is not None or frames else {}
     try:
-        graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **p) for p in points]
+        graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **seen, **p)
+                  for p in points]
         template = fit_template(graphs, points)
-        fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **check)
+        fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **seen, **check)
         problems = compare(template.instantiate(**check), fresh)
         if problems:
             raise TemplateMismatch(f"template of {model} {phase} differs from a trace at "

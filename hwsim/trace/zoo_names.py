@@ -14,7 +14,7 @@ and, where the model cannot go further, ``max_seq_len`` (BERT's position ids
 are a 512-entry buffer). GPT-2 traces beyond its 1024 learned positions as if
 its position table were longer (:mod:`hwsim.trace.zoo`).
 
-Models of the ``hf`` family (Llama-3.1, Llama-3.2, Mistral, Qwen2.5) are built
+Models of the ``hf`` family (Llama-3.1, Llama-3.2, Mistral, Qwen2.5, Mixtral) are built
 from a published ``config.json`` shipped in :mod:`hwsim.trace.configs`
 (``"config": name``); their ``dims`` are read from that file
 (:func:`hwsim.trace.hfconfig.headline`), so the config is the one source of
@@ -72,10 +72,12 @@ ZOO: dict[str, dict[str, Any]] = {
     "deit-small": {"family": "vit", "phases": ("prefill",), "min_seq_len": 2,
                    "dims": {"layers": 12, "hidden": 384, "heads": 6, "ffn": 1536, "patch": 16,
                             "image": 224}},
-    "llava-1.5-7b": {"family": "llava", "phases": ("prefill", "decode"), "min_seq_len": 611,
+    "llava-1.5-7b": {"family": "llava", "vision": "llava", "phases": ("prefill", "decode"),
+                     "min_seq_len": 611,
                      "dims": {**_LLAMA_7B, "vocab": 32064, "vision": _CLIP_L14_336,
                               "text_prefix": 35, "image_tokens": 576}},
-    "llava-1.5-13b": {"family": "llava", "phases": ("prefill", "decode"), "min_seq_len": 611,
+    "llava-1.5-13b": {"family": "llava", "vision": "llava", "phases": ("prefill", "decode"),
+                      "min_seq_len": 611,
                       "dims": {**_LLAMA_13B, "vocab": 32064, "vision": _CLIP_L14_336,
                                "text_prefix": 35, "image_tokens": 576}},
 }
@@ -88,13 +90,15 @@ def _from_config(name: str) -> dict[str, Any]:
     head = hfconfig.headline(cfg)
     dims = {k: head[k] for k in ("layers", "hidden", "heads", "kv_heads", "head_dim", "ffn",
                                  "vocab", "max_positions", "window")}
+    if head["experts"]:  # a mixture of experts: experts per layer, and how many a token runs
+        dims.update(experts=head["experts"], experts_per_token=head["experts_per_token"])
     return {"family": "hf", "config": name, "phases": hfconfig.phases(cfg), "min_seq_len": 1,
             "dims": dims}
 
 
 # Today's decoder LMs, each from its model card's config.json (hwsim/trace/configs/).
 for _name in ("llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b", "mistral-7b-v0.1",
-              "qwen2.5-7b"):
+              "qwen2.5-7b", "mixtral-8x7b"):
     ZOO[_name] = _from_config(_name)
 
 ZOO_NAMES: tuple[str, ...] = tuple(ZOO)

@@ -26,6 +26,7 @@ from dataclasses import replace
 from ..errors import InputError
 from ..ir import Graph, load
 from ..ir.kinds import check as check_op
+from ..trace import images
 from . import zoo
 from .loader import resolve_path
 from .schema import OP_PARAMS, Workload
@@ -63,11 +64,17 @@ def build_graph(wl: Workload) -> Graph:
 
 
 def _from_model(wl: Workload) -> Graph:
-    tmpl = zoo.template(wl.model, wl.phase)
+    image = images.image_of(wl.image)
+    tmpl = zoo.template(wl.model, wl.phase, image, wl.frames)
     if tmpl is not None:
-        _check_regime(tmpl, wl, str(zoo.shipped_path(wl.model, wl.phase)))
+        tag = zoo.image_tag(wl.model, wl.phase, image, wl.frames)
+        _check_regime(tmpl, wl, str(zoo.shipped_path(wl.model, wl.phase, tag) or
+                                    "the trace cache"))
         graph = tmpl.instantiate(batch=wl.batch, seq_len=wl.seq_len, kv_len=wl.kv_len)
         graph.header["template_ref"] = {"model": wl.model, "phase": wl.phase}
+        if image is not None or wl.frames:
+            graph.header["template_ref"].update(image=list(image) if image else None,
+                                                frames=wl.frames)
         return graph
     try:
         from ..trace import cached_trace  # noqa: PLC0415 - optional dependency
@@ -76,7 +83,7 @@ def _from_model(wl: Workload) -> Graph:
                          f"installed to trace it (pip install 'hwsim[trace]')",
                          source=wl.source, field="model") from None
     return cached_trace(wl.model, seq_len=wl.seq_len, phase=wl.phase, kv_len=wl.kv_len,
-                        batch=wl.batch, dtype=wl.dtype)
+                        batch=wl.batch, dtype=wl.dtype, image=image, frames=wl.frames)
 
 
 def _check_regime(tmpl: Graph, wl: Workload, source: str) -> None:
@@ -120,7 +127,9 @@ def template_of(header: dict) -> Graph | None:
     """The size template a graph was instantiated from (typed as it was), or None."""
     ref = header.get("template_ref") or {}
     if "model" in ref:
-        tmpl = zoo.template(ref["model"], ref.get("phase", "prefill"))
+        image = tuple(ref["image"]) if ref.get("image") else None
+        tmpl = zoo.template(ref["model"], ref.get("phase", "prefill"), image,  # type: ignore
+                            ref.get("frames", 0))
     elif "trace" in ref:
         path = ref["trace"]
         tmpl = _load_template(path, os.path.getmtime(path)) if os.path.exists(path) else None

@@ -20,6 +20,7 @@ from ..ir.dtypes import is_known
 from ..ir.kinds import FN_FLOPS, REDUCE_FNS
 from ..pruning import check_step
 from ..spec import suggest
+from ..trace import images
 from . import zoo
 from .moe import check_routing
 from .overrides import apply_sets
@@ -69,6 +70,7 @@ def workload_from_dict(data: Mapping[str, Any], source: str = "<workload>") -> W
             values[key] = checked
     if values.get("model"):
         values["model"] = model_path(values["model"], source)
+    _vision(values, data, errs)
     wl = Workload(**values, source=source)
     _check_semantics(wl, errs, data)
     errs.raise_if_any()
@@ -163,6 +165,84 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
     for i, op in enumerate(wl.ops):
         _check_op(op, i, wl, errs)
     check_routing(wl.routing, errs.add)
+
+
+def _vision(values: dict[str, Any], raw: Mapping[str, Any], errs: Collector) -> None:
+    """Check ``image``, ``frames`` and ``text_len`` (a vision-language model's), turn
+    ``text_len`` into ``seq_len`` and check a prefill's minimum ``seq_len`` (the text
+    prefix and the image's visual tokens): :mod:`hwsim.trace.images`."""
+    given = [k for k in ("image", "frames", "text_len") if k in raw]
+    image = _image_field(values, raw, errs)
+    for key, low, high in (("frames", 1, images.MAX_FRAMES), ("text_len", 1, None)):
+        v = values.get(key)
+        if key in raw and isinstance(v, int) and not (low <= v <= (high or v)):
+            errs.add(key, f"expected an integer from {low}" + (f" to {high:,}" if high else
+                                                               " up") + f", got {v}")
+            values.pop(key)
+    model = values.get("model") or ""
+    rule = zoo.vision_inputs(model) if model and zoo.is_known(model) else None
+    if rule is None:
+        if given:
+            what = (f"model {model} reads no image" if model else
+                    "only a model: workload (a vision-language model) reads an image")
+            errs.add(given[0], f"{what}; {', '.join(given)} are for vision-language models "
+                     f"({', '.join(n for n in zoo.names() if zoo.vision_inputs(n)) or 'none'})")
+        return
+    frames = values.get("frames", 0)
+    problem = rule.check(image, frames)
+    if problem:
+        errs.add("frames" if frames and not rule.takes_frames else "image", problem)
+        return
+    if values.get("phase", "prefill") != "prefill":
+        if "text_len" in raw:
+            errs.add("text_len", "text_len sizes a prefill; a decode step is seq_len new tokens "
+                     "over kv_len cached ones (the prefill's seq_len, see its report)")
+        return
+    layout = rule.layout(image, frames)
+    pic = "its default image" if image is None else f"a {image[0]}x{image[1]} image"
+    reads = (f"{model} with {pic} reads {layout.text_prefix:,} text-prefix + "
+             f"{layout.visual:,} visual tokens ({layout.detail})")
+    if "text_len" in values:
+        if "seq_len" in raw:
+            errs.add("text_len", "give seq_len (the language model's whole sequence) or "
+                     "text_len (its text tokens), not both")
+        elif values["text_len"] < layout.text_prefix:
+            errs.add("text_len", f"{reads}: text_len counts the {layout.text_prefix} prefix "
+                     f"tokens and the question, so it must be >= {layout.text_prefix}, got "
+                     f"{values['text_len']}")
+        else:
+            values["seq_len"] = values["text_len"] + layout.visual
+        return
+    seq_len = values.get("seq_len", Workload.seq_len)
+    if isinstance(seq_len, int) and 1 <= seq_len < layout.min_seq_len:
+        errs.add("seq_len", f"{reads}, so a prefill needs seq_len >= {layout.min_seq_len:,} "
+                 f"(the language model's whole sequence; the question is the rest), got "
+                 f"{seq_len:,}; or give text_len (prefix + question) instead")
+
+
+def _image_field(values: dict[str, Any], raw: Mapping[str, Any],
+                 errs: Collector) -> tuple[int, int] | None:
+    """``image: {height: H, width: W}`` as (H, W); None (and errors) otherwise."""
+    if "image" not in raw or "image" not in values:
+        return None
+    value = values["image"]
+    bad = [k for k in value if k not in ("height", "width")]
+    for k in bad:
+        errs.add(f"image.{k}", "unknown key (an image takes height and width, in pixels)")
+    ok = not bad
+    for k in ("height", "width"):
+        v = value.get(k)
+        if v is None:
+            errs.add(f"image.{k}", "missing: the image's " + k + " in pixels")
+            ok = False
+        elif isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= images.MAX_SIDE_PX:
+            errs.add(f"image.{k}", f"expected a whole number of pixels from 1 to "
+                     f"{images.MAX_SIDE_PX:,}, got {v!r}")
+            ok = False
+    if not ok:
+        values.pop("image")
+        return None
+    return images.image_of(value)
 
 
 # op parameters for which 0 means "not used"

@@ -54,6 +54,13 @@ class Workload:
     batch: int = _f(1, "sequences processed together")
     seq_len: int = _f(128, "prompt tokens (prefill) or new tokens (decode)")
     kv_len: int = _f(0, "tokens already in the KV cache (decode)")
+    image: dict = _f({}, "a vision-language model's image, {height: H, width: W} in pixels as "
+                         "given to its processor (which resizes it); {}: the model's default. "
+                         "The visual tokens follow from it (docs/workloads.md)")
+    frames: int = _f(0, "video frames a vision-language model reads (0: a still image)")
+    text_len: int = _f(0, "a vision-language prefill's text tokens (the chat template's prefix "
+                          "and the question), instead of seq_len: seq_len is then text_len + "
+                          "the image's visual tokens (0: give seq_len, the whole sequence)")
     dtype: str = _f("fp16", "data type of weights and activations")
     devices: int = _f(1, "devices the model is split over, tensor-parallel (heads and FFN)")
     logits: str = _f("last", "positions whose next-token logits a prefill computes: last (what "

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import InputError
 from ..ir import Graph, load
-from ..trace import hfconfig, hub
+from ..trace import hfconfig, hub, images
 from ..trace import zoo_names as tracer_zoo
 
 
@@ -47,6 +48,9 @@ def traces_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
+_IMAGE_TAG = re.compile(r"^[0-9]+x[0-9]+(-f[0-9]+)?$")
+
+
 @functools.lru_cache(maxsize=None)
 def _shipped() -> dict[str, dict[str, Path]]:
     out: dict[str, dict[str, Path]] = {}
@@ -56,6 +60,11 @@ def _shipped() -> dict[str, dict[str, Path]]:
             model, dot, phase = stem.rpartition(".")
             if dot and phase in ("prefill", "decode"):
                 out.setdefault(model, {}).setdefault(phase, p)
+                continue
+            # a vision-language model's other image: {model}.{phase}.{tag}.json.gz
+            model, dot, phase = model.rpartition(".")
+            if dot and phase in ("prefill", "decode") and _IMAGE_TAG.match(stem.rpartition(".")[2]):
+                out.setdefault(model, {}).setdefault(f"{phase}.{stem.rpartition('.')[2]}", p)
     return out
 
 
@@ -133,24 +142,94 @@ def phases(model: str) -> tuple[str, ...]:
     return tuple(p for p in ("prefill", "decode") if p in known)
 
 
-def shipped_path(model: str, phase: str) -> Path | None:
-    return _shipped().get(model, {}).get(phase)
+def shipped_path(model: str, phase: str, tag: str = "") -> Path | None:
+    """The shipped template of ``model`` in ``phase``; ``tag`` names a vision-language
+    model's image other than its default (:func:`hwsim.trace.images.tag`)."""
+    return _shipped().get(model, {}).get(f"{phase}.{tag}" if tag else phase)
+
+
+def shipped_tags(model: str, phase: str) -> list[str]:
+    """The images a vision-language model's shipped ``phase`` templates cover
+    (``""``: the default image)."""
+    return sorted(k.partition(".")[2] for k in _shipped().get(model, {})
+                  if k.partition(".")[0] == phase)
+
+
+# ---------------------------------------------------------------------- images
+def vision_inputs(model: str) -> images.VisionInputs | None:
+    """How ``model`` reads images (:mod:`hwsim.trace.images`); None for a model
+    that takes none (or that cannot be resolved)."""
+    entry = tracer_zoo.ZOO.get(model)
+    if entry is not None and "vision" in entry:
+        return images.RULES.get(entry["vision"])
+    try:
+        source = config_source(model)
+    except InputError:
+        return None
+    if source is None or hfconfig.kind(source.config) != "vision-language":
+        return None
+    return images.rule_for_config(source.config)
+
+
+def image_tag(model: str, phase: str, image: tuple[int, int] | None, frames: int = 0) -> str:
+    """The template tag of ``image``/``frames`` for ``model`` in ``phase`` ("" for the
+    default image, and for a decode step, which is one language-model step)."""
+    rule = vision_inputs(model)
+    if rule is None or phase != "prefill":
+        return ""
+    return images.tag(rule, image, frames)
 
 
 # ---------------------------------------------------------------------- templates
-def template(model: str, phase: str) -> Graph | None:
+def template(model: str, phase: str, image: tuple[int, int] | None = None,
+             frames: int = 0) -> Graph | None:
     """The size template of ``model`` in ``phase``: shipped, or (a config model)
     cached, or traced now and cached (needs torch). None for a zoo model without
-    a shipped template (the workload builder traces it at its size)."""
-    path = shipped_path(model, phase)
+    a shipped template (the workload builder traces it at its size).
+
+    A vision-language model's prefill depends on its ``image`` (``(height, width)``
+    px; None: the model's default) and ``frames``: another image's template is
+    shipped as ``{model}.{phase}.{tag}.json.gz`` or traced once into the trace
+    cache (needs torch; without it, an error listing the shipped images)."""
+    tag = image_tag(model, phase, image, frames)
+    path = shipped_path(model, phase, tag)
     if path is not None:
         return _load(str(path))
+    if tag:
+        return _image_template(model, phase, image, frames, tag)
     if in_zoo(model):
         return None
     source = config_source(model)
     if source is None:
         return None
     return _config_template(source, phase)
+
+
+def _image_template(model: str, phase: str, image: tuple[int, int] | None, frames: int,
+                    tag: str) -> Graph:
+    """The template of a vision-language model's non-default image: from the trace
+    cache, else traced there (torch)."""
+    source = config_source(model)  # None for a zoo family without a config (LLaVA-1.5)
+    cached = hub.cached_image_template_path(model, phase, tag, source)
+    if cached is not None:
+        try:
+            return _load(str(cached))
+        except InputError:
+            pass  # unreadable: trace again below
+    try:
+        from ..trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
+    except ImportError:
+        shipped = [t or "the default image" for t in shipped_tags(model, phase)]
+        rule = vision_inputs(model)
+        default = "x".join(map(str, rule.canonical(None))) if rule else "?"
+        raise InputError(f"no template of {model} ({phase}) for a {tag} image (after the "
+                         f"processor's resize) and torch is not installed to trace it once: "
+                         f"shipped images: {', '.join(shipped) or 'none'} (default "
+                         f"{default}); install torch (pip install 'hwsim[trace]') to trace "
+                         f"other sizes (cached, later runs need no torch) or ship one with "
+                         f"python -m hwsim.trace.ship --models {model} --image HxW",
+                         field="image") from None
+    return cached_image_template(model, phase, image, frames)
 
 
 @functools.lru_cache(maxsize=None)
