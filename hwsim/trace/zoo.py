@@ -78,7 +78,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import InputError
-from . import configs, hfconfig
+from . import configs, hfconfig, images
 from .zoo_names import ZOO, ZOO_NAMES
 
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
@@ -96,9 +96,46 @@ class Prepared:
     stack_names: dict[str, str] = field(default_factory=dict)
 
 
+def vision_rule(model: str) -> images.VisionInputs | None:
+    """How zoo model or config ``model`` reads images (None: it reads none)."""
+    entry = ZOO.get(model)
+    if entry is not None:
+        if "vision" in entry:
+            return images.RULES.get(entry["vision"])
+        if "config" not in entry:
+            return None
+        config = configs.load(entry["config"])
+    else:
+        from . import hub
+
+        source = hub.resolve(model)
+        if source is None:
+            return None
+        config = source.config
+    if hfconfig.kind(config) != "vision-language":
+        return None
+    return images.rule_for_config(config)
+
+
+def check_image(model: str, phase: str, image: tuple[int, int] | None, frames: int,
+                rule: images.VisionInputs | None) -> None:
+    """Raise :class:`InputError` when ``model`` cannot read ``image``/``frames``."""
+    if image is None and not frames:
+        return
+    if rule is None:
+        raise InputError(f"model {model!r} reads no image: image and frames are for a "
+                         f"vision-language model", field="image" if image else "frames")
+    problem = rule.check(image, frames)
+    if problem:
+        raise InputError(problem, field="frames" if frames and not rule.takes_frames
+                         else "image")
+
+
 def prepare(name: str, *, phase: str, batch: int, seq_len: int, kv_len: int, dtype: str,
-            attn_implementation: str, layers: int | None = None) -> Prepared:
-    """Build zoo model ``name`` and its inputs for one size."""
+            attn_implementation: str, layers: int | None = None,
+            image: tuple[int, int] | None = None, frames: int = 0) -> Prepared:
+    """Build zoo model ``name`` and its inputs for one size (and, for a vision-language
+    model, one ``image`` of ``(height, width)`` px, None for its default, and ``frames``)."""
     entry = ZOO.get(name)
     if entry is None:
         raise InputError(f"unknown model {name!r}; the zoo has: {', '.join(ZOO_NAMES)} "
@@ -108,8 +145,13 @@ def prepare(name: str, *, phase: str, batch: int, seq_len: int, kv_len: int, dty
     if phase not in entry["phases"]:
         raise InputError(f"model {name!r} has no {phase} phase (it has: "
                          f"{', '.join(entry['phases'])})", field="phase")
-    if phase == "prefill" and seq_len < entry["min_seq_len"]:
-        raise InputError(f"model {name!r} needs seq_len >= {entry['min_seq_len']}, got {seq_len}",
+    rule = vision_rule(name)
+    check_image(name, phase, image, frames, rule)
+    minimum = entry["min_seq_len"]
+    if rule is not None:
+        minimum = max(minimum, rule.layout(image, frames).min_seq_len)
+    if phase == "prefill" and seq_len < minimum:
+        raise InputError(f"model {name!r} needs seq_len >= {minimum}, got {seq_len}",
                          field="seq_len")
     if seq_len + kv_len > entry.get("max_seq_len", seq_len + kv_len):
         raise InputError(f"model {name!r} handles at most {entry['max_seq_len']} tokens, got "
@@ -117,7 +159,8 @@ def prepare(name: str, *, phase: str, batch: int, seq_len: int, kv_len: int, dty
     if entry["family"] == "hf":
         return prepare_config(configs.load(entry["config"]), phase=phase, batch=batch,
                               seq_len=seq_len, kv_len=kv_len, dtype=dtype,
-                              attn_implementation=attn_implementation, layers=layers)
+                              attn_implementation=attn_implementation, layers=layers,
+                              image=image, frames=frames)
     dims = dict(entry["dims"])
     if layers is not None:
         dims["layers"] = layers
@@ -312,7 +355,11 @@ _FAMILIES: dict[str, Callable[..., Prepared]] = {
 # Builders for architectures the generic path cannot trace, by architecture class
 # name (``architectures[0]``) or ``model_type``: f(config dict, phase=, batch=,
 # seq_len=, kv_len=, dtype=, attn=) -> Prepared. Vision-language models and mixtures
-# of experts register here.
+# of experts register here. A vision-language builder (kind ``vision-language``)
+# also gets ``image=`` ((height, width) px as the workload gives it, None for the
+# default of its rule in hwsim.trace.images) and ``frames=`` (0: a still image); it
+# counts the visual tokens with that rule's layout(image, frames), so the loader's
+# checks (torch-free) and the traced segments agree.
 ARCHITECTURES: dict[str, Callable[..., Prepared]] = {}
 
 # Config keys that are bookkeeping, not architecture: not passed to AutoConfig.
@@ -322,11 +369,14 @@ _BOOKKEEPING = ("transformers_version", "_name_or_path", "auto_map", "architectu
 
 def prepare_config(config: dict[str, Any], *, phase: str, batch: int, seq_len: int,
                    kv_len: int, dtype: str, attn_implementation: str,
-                   layers: int | None = None, where: str = "") -> Prepared:
+                   layers: int | None = None, where: str = "",
+                   image: tuple[int, int] | None = None, frames: int = 0) -> Prepared:
     """Build the model a ``config.json`` dict describes, with its inputs for one size.
 
     ``layers`` overrides ``num_hidden_layers`` (per-layer lists such as
-    ``layer_types`` are cut to match); ``where`` names the config in errors."""
+    ``layer_types`` are cut to match); ``where`` names the config in errors. A
+    vision-language model's builder also gets ``image`` (``(height, width)`` px as
+    given, None for the rule's default: :mod:`hwsim.trace.images`) and ``frames``."""
     config = configs._copy(config)
     if layers is not None:
         _set_layers(hfconfig.text_config(config), layers)
@@ -334,11 +384,14 @@ def prepare_config(config: dict[str, Any], *, phase: str, batch: int, seq_len: i
     if phase not in hfconfig.phases(config):
         raise InputError(f"a {kind} model has no {phase} phase (it has: "
                          f"{', '.join(hfconfig.phases(config)) or 'none'})", field="phase")
+    rule = images.rule_for_config(config) if kind == "vision-language" else None
+    check_image(where or str(config.get("model_type")), phase, image, frames, rule)
     hook = ARCHITECTURES.get(hfconfig.architecture(config)) or ARCHITECTURES.get(
         str(config.get("model_type")))
     if hook is not None:
+        extra = {"image": image, "frames": frames} if kind == "vision-language" else {}
         return hook(config, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
-                    dtype=TORCH_DTYPES[dtype], attn=attn_implementation)
+                    dtype=TORCH_DTYPES[dtype], attn=attn_implementation, **extra)
     if kind not in ("causal-lm", "encoder"):
         raise InputError(f"hwsim has no builder for the {kind} architecture "
                          f"{hfconfig.architecture(config)} yet ({where or 'config'}); trace it "
