@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
-from . import heads, kv, layers, quant, sparse, tokens
+from . import experts, heads, kv, layers, quant, sparse, tokens
 from .materialize import materialize
 from .plan import Plan, Step
 from .registry import METHODS
@@ -42,6 +42,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "topk-attention": sparse.topk_attention,
     "hip": sparse.hip,
     "quant": quant.quant,
+    "experts": experts.experts,
 }
 
 _PLAN_KEYS = ("pruning", "pruning_plan")

@@ -6,9 +6,10 @@
    inserts where sizes change are marked with the method that shrank the layer.
 2. The methods' machinery blocks are inserted at the start (or end) of their
    layer, as ordinary ops marked ``pruning=<method>``.
-3. Head counts, operand widths and sparse attention are rewritten in place
-   (:mod:`~hwsim.pruning.heads`, :mod:`~hwsim.pruning.quant`,
-   :mod:`~hwsim.pruning.sparse`).
+3. Head counts, operand widths, sparse attention and the experts of
+   mixture-of-experts layers are rewritten in place (:mod:`~hwsim.pruning.heads`,
+   :mod:`~hwsim.pruning.quant`, :mod:`~hwsim.pruning.sparse`,
+   :mod:`~hwsim.pruning.experts`).
 4. The header keeps the dense header, the step records (``pruning``) and the
    plan itself (``pruning_plan``), so a later pass continues from it.
 """
@@ -21,6 +22,7 @@ from dataclasses import replace
 from ..errors import InputError
 from ..ir import Graph, Op, Tensor
 from ..ir.layered import instantiate_layers
+from .experts import prune_experts
 from .heads import scale_heads
 from .plan import Plan
 from .quant import retype
@@ -55,6 +57,7 @@ def materialize(plan: Plan, template: Graph | None, dense: Graph, source: str = 
     alive = {plan.first + layer for layer in plan.alive()}
     g = retype(g, alive, plan.dtypes, plan.refetch)
     g = _sparse(g, plan)
+    g = prune_experts(g, plan)
     header = dict(dense.header)
     header["pruning"] = _records(plan, g)
     header["pruning_plan"] = plan.to_dict()

@@ -11,6 +11,9 @@ turns the plan into the graph the targets cost. The plan holds:
 - per layer, the tokens of each *bucket* (a workload segment, or ``other`` for
   tokens in none) on the axis that pruning shrinks: the prompt in a prefill
   (queries and keys), the KV cache in a decode step;
+- per mixture-of-experts layer, its experts and the router's top-k, the
+  experts kept and the experts each token runs (:mod:`hwsim.pruning.experts`),
+  with the workload's routing that ranks them;
 - per layer, the attention heads kept, the key/value heads they share
   (grouped-query attention: ``dense_heads / kv_heads`` query heads per group)
   and the sliding window (0: none); the layers dropped; the storage type of
@@ -184,6 +187,9 @@ class Plan:
     blocks: list = field(default_factory=list)  # Block
     changed_by: dict = field(default_factory=dict)  # layer -> method that resized it
     records: list = field(default_factory=list)
+    # MoE layer -> {experts, top_k (the router's), kept (original ids), active_k}
+    moe: dict = field(default_factory=dict)
+    routing: dict = field(default_factory=dict)  # the workload's routing (hwsim.workload.moe)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -219,18 +225,28 @@ class Plan:
         total = base["seq_len"] if phase == "prefill" else base["kv_len"]
         buckets, sizes = _buckets(h.get("segments") or {}, total, phase)
         dtype = (h.get("template_ref") or {}).get("dtype") or _float_dtype(graph)
+        moe = {}
+        for op in graph.ops:
+            rel = (op.layer - first) if op.layer is not None else -1
+            if op.kind == "moe_experts" and 0 <= rel < num and rel not in moe:
+                a = op.attrs
+                ids = list(a.get("kept") or range(int(a["experts"])))
+                moe[rel] = {"experts": int(a["experts"]), "top_k": int(a["top_k"]),
+                            "kept": ids, "active_k": int(a.get("active_k") or a["top_k"])}
         return cls(phase=phase, base=base, dtype=dtype, stack=stack, first=first, num=num,
                    buckets=buckets, counts=[dict(sizes) for _ in range(num)], heads=list(heads),
                    dense_heads=list(heads), kv_heads=kv_heads, head_dim=head_dim,
-                   hidden=hidden, ffn=ffn, resizable=resizable, window=window)
+                   hidden=hidden, ffn=ffn, resizable=resizable, window=window, moe=moe,
+                   routing=dict(h.get("routing") or {}))
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in (
             "phase", "base", "dtype", "stack", "first", "num", "buckets", "counts", "heads",
             "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "window",
             "dropped",
-            "dtypes", "refetch", "records")}
+            "dtypes", "refetch", "records", "routing")}
         d["sparse"] = {str(k): v for k, v in self.sparse.items()}
+        d["moe"] = {str(k): v for k, v in self.moe.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}
         d["blocks"] = [b.to_dict() for b in self.blocks]
         return _copy(d)
@@ -241,7 +257,8 @@ class Plan:
         blocks = [Block.from_dict(b) for b in d.pop("blocks", [])]
         sparse = {int(k): v for k, v in d.pop("sparse", {}).items()}
         changed = {int(k): v for k, v in d.pop("changed_by", {}).items()}
-        return cls(**d, sparse=sparse, blocks=blocks, changed_by=changed)
+        moe = {int(k): v for k, v in d.pop("moe", {}).items()}
+        return cls(**d, sparse=sparse, blocks=blocks, changed_by=changed, moe=moe)
 
     # ------------------------------------------------------------------ queries
     @property

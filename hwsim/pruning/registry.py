@@ -30,7 +30,7 @@ class MethodSpec:
     params: Mapping[str, str]  # parameter -> help
     required: tuple[str, ...] = ()
     source: str = ""
-    acts_on: str = "tokens"  # tokens | heads | layers | kv | attention | precision
+    acts_on: str = "tokens"  # tokens | heads | layers | kv | attention | precision | experts
     static: bool = False  # decided offline: no run-time machinery to cost
     one_of: tuple[str, ...] = ()  # at least one of these must be given
     summary: str = ""
@@ -107,6 +107,17 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                          "lsb_bits": "bits of the LSB re-fetch (default 4)"},
                ("tensors",), "SpAtten progressive quantization", acts_on="precision",
                summary="per-tensor bit widths of queries, keys and values"),
+    MethodSpec("experts", {"drop": "experts removed from each MoE layer (a positive integer)",
+                           "keep": "fraction of each MoE layer's experts kept in (0, 1], or a "
+                                   "list with one fraction per layer",
+                           "by": "which experts go with drop or keep: frequency (the least "
+                                 "routed under the workload's routing; default)",
+                           "experts": "the experts dropped per layer: {layer: [expert ids]}",
+                           "top_k": "experts each token runs (reduced top-k), or one per layer",
+                           "layers": _LAYERS},
+               (), "Lu et al., ACL 2024 (arXiv 2402.14800)", acts_on="experts", static=True,
+               one_of=("drop", "keep", "experts", "top_k"),
+               summary="mixture of experts: experts removed offline, fewer experts per token"),
 ]}
 
 TENSOR_CLASSES = ("query", "key", "value", "kv")
@@ -181,10 +192,43 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
             add(f"{where}.layers", f"has a layer outside 0..{num_layers - 1}: {layers}")
         elif len(set(layers)) != len(layers):
             add(f"{where}.layers", f"lists a layer twice: {layers}")
+    if method == "experts":
+        _check_experts(step, where, num_layers, add)
     seg = step.get("segment")
     if seg is not None and seg not in segments:
         add(f"{where}.segment", f"unknown segment {seg!r} (workload has: "
             f"{', '.join(segments) or 'none'})")
+
+
+def _check_experts(step: Mapping[str, Any], where: str, num_layers: int | None, add) -> None:
+    """The ``experts`` method's own parameters (what needs the graph is checked later)."""
+    v = step.get("drop")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+        add(f"{where}.drop", f"must be a positive integer, got {v!r}")
+    if "by" in step and step["by"] != "frequency":
+        add(f"{where}.by", f"expected frequency, got {step['by']!r}")
+    given = [k for k in ("drop", "keep", "experts") if step.get(k) is not None]
+    if len(given) > 1:
+        add(f"{where}.{given[1]}", f"give one of drop, keep or experts, not "
+            f"{' and '.join(given)}")
+    ex = step.get("experts")
+    if ex is not None:
+        ok = isinstance(ex, Mapping) and ex and all(
+            (isinstance(k, int) and not isinstance(k, bool) and k >= 0
+             or isinstance(k, str) and k.isdigit())
+            and isinstance(ids, list) and ids and len(set(ids)) == len(ids)
+            and all(isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in ids)
+            for k, ids in ex.items())
+        if not ok:
+            add(f"{where}.experts", f"expected {{layer: [distinct expert ids]}}, got {ex!r}")
+    k = step.get("top_k")
+    if k is not None:
+        values = k if isinstance(k, list) else [k]
+        if not values or any(isinstance(x, bool) or not isinstance(x, int) or x < 1
+                             for x in values):
+            add(f"{where}.top_k", f"must be a positive integer or a list of them, got {k!r}")
+        elif isinstance(k, list) and num_layers is not None and len(k) != num_layers:
+            add(f"{where}.top_k", f"has {len(k)} entries, the model has {num_layers} layers")
 
 
 def _check_keep(keep: Any, field: str, num_layers: int | None, add) -> None:
