@@ -79,11 +79,11 @@ the new entries of this call stream out, overlapped with the kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwsim.ir.kinds import attention_keys, attention_rows
+from hwsim.ir import AttentionShape
 
 from .dtypes import UNPACK_OPS_PER_ELEMENT, attention_datapath, element_bytes
 from .gemm import Gemm
@@ -116,66 +116,33 @@ def choose(strategy: str, q_len: int, kv_len: int) -> str:
 
 # ---------------------------------------------------------------- the op
 @dataclass(frozen=True)
-class Shape:
-    """An attention op as the kernels see it."""
+class Shape(AttentionShape):
+    """An attention op as the kernels see it: the shared shape
+    (:class:`hwsim.ir.AttentionShape`, built with ``Shape.of(op, graph)``) and what
+    Volta's datapath derives from its operands."""
 
-    b: int
-    h: int
-    hk: int
-    d: int
-    dv: int
-    q: int
-    kv: int
-    causal: bool
-    window: int
-    keys: int  # keys each query attends to (sparse_keys, else kv_len)
-    values: int  # value rows each query weights (v_len, else keys)
-    sparse: bool  # a block-sparse selection of keys
-    sblock: int  # queries sharing one selection
-    dtype: str  # the query's type
-    compute: str  # what the kernel computes in
-    tensor: bool  # on the tensor cores
-    eq: float  # bytes per stored element of Q, K, V, O
-    ek: float
-    ev: float
-    eo: float
-    extra_read: float  # other inputs (a mask), read once
-    k_rows: int  # rows of each KV head some query uses (hwsim.ir.kinds.attention_rows)
-    v_rows: int
+    compute: str = field(init=False)  # what the kernel computes in
+    tensor: bool = field(init=False)  # on the tensor cores
+    eq: float = field(init=False)  # bytes per stored element of Q, K, V, O (aliases: the
+    ek: float = field(init=False)  # bytes stored, spread over the elements they stand for)
+    ev: float = field(init=False)
+    eo: float = field(init=False)
+    extra_read: float = field(init=False)  # other inputs (a mask), read once
+    gathers: bool = field(init=False)  # a block-sparse selection of fewer than kv_len keys
 
-    @property
-    def group(self) -> int:
-        return max(1, self.h // max(1, self.hk))
-
-    @property
-    def vsel(self) -> bool:
-        return self.values < self.keys
-
-
-def shape(op, graph) -> Shape:
-    a = op.attrs
-    t = graph.tensors
-    d = a["head_dim"]
-    dv = a.get("v_head_dim", d)
-    b, h, hk, q, kv = a["batch"], a["heads"], a["kv_heads"], a["q_len"], a["kv_len"]
-    keys, values = attention_keys(a)
-    dtype = t[op.inputs[0]].dtype
-    compute, tensor = attention_datapath(dtype)
-    k_rows, v_rows = attention_rows(a)
-
-    def per_elem(tid: int, n: int) -> float:  # stored bytes per element (aliases included)
-        return graph.stored_bytes(tid) / max(1, n)
-
-    return Shape(b=b, h=h, hk=hk, d=d, dv=dv, q=q, kv=kv, causal=bool(a["causal"]),
-                 window=int(a.get("window", 0) or 0), keys=keys, values=values,
-                 sparse=bool(a.get("sparse_keys")) and keys < kv,
-                 sblock=max(1, int(a.get("sparse_block", 1) or 1)), dtype=dtype,
-                 compute=compute, tensor=tensor, eq=element_bytes(dtype),
-                 ek=per_elem(op.inputs[1], b * hk * kv * d),
-                 ev=per_elem(op.inputs[2], b * hk * kv * dv),
-                 eo=element_bytes(t[op.outputs[0]].dtype),
-                 extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[3:])),
-                 k_rows=k_rows, v_rows=v_rows)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        put = object.__setattr__  # a frozen dataclass sets its own derived fields
+        compute, tensor = attention_datapath(self.dtype)
+        put(self, "compute", compute)
+        put(self, "tensor", tensor)
+        put(self, "eq", element_bytes(self.dtype))
+        kv_rows = self.batch * self.kv_heads * self.kv_len
+        put(self, "ek", self.k_bytes / max(1, kv_rows * self.head_dim))
+        put(self, "ev", self.v_bytes / max(1, kv_rows * self.v_head_dim))
+        put(self, "eo", element_bytes(self.o_dtype))
+        put(self, "extra_read", float(self.extra_bytes))
+        put(self, "gathers", self.sparse and self.keys < self.kv_len)
 
 
 # ---------------------------------------------------------------- query tiles
@@ -195,46 +162,46 @@ class Tiles:
 
 
 def tiles(s: Shape, bq: int, bkv: int) -> Tiles:
-    if s.sparse:
-        sb = min(s.sblock, s.q)
-        nblk = cdiv(s.q, sb)
-        blk_rows = np.minimum(sb, s.q - np.arange(nblk) * sb)
+    if s.gathers:
+        sb = min(s.sparse_block, s.q_len)
+        nblk = cdiv(s.q_len, sb)
+        blk_rows = np.minimum(sb, s.q_len - np.arange(nblk) * sb)
         per = cdiv(sb, bq)
         rows = np.minimum(bq, blk_rows[:, None] - np.arange(per)[None, :] * bq).ravel()
         rows = rows[rows > 0]
         n = len(rows)
         iters = np.full(n, cdiv(s.keys, bkv))
         width = np.full(n, s.keys)
-        return Tiles(bq, bkv, s.b * s.h, rows, iters, width, np.zeros(n, np.int64),
-                     np.full(n, s.kv))
+        return Tiles(bq, bkv, s.batch * s.heads, rows, iters, width, np.zeros(n, np.int64),
+                     np.full(n, s.kv_len))
     g = s.group
-    total = g * s.q
+    total = g * s.q_len
     r0 = np.arange(0, total, bq, dtype=np.int64)
     r1 = np.minimum(r0 + bq, total) - 1
     rows = r1 - r0 + 1
-    off = s.kv - s.q  # bottom-right aligned positions
+    off = s.kv_len - s.q_len  # bottom-right aligned positions
     p0, p1 = r0 // g + off, r1 // g + off
-    hi = np.minimum(s.kv - 1, p1) if s.causal else np.full_like(r0, s.kv - 1)
+    hi = np.minimum(s.kv_len - 1, p1) if s.causal else np.full_like(r0, s.kv_len - 1)
     lo = np.zeros_like(r0)
     if s.window > 0:
         lo = np.maximum(0, p0 - s.window + 1)
         if not s.causal:
-            hi = np.minimum(s.kv - 1, p1 + s.window - 1)
+            hi = np.minimum(s.kv_len - 1, p1 + s.window - 1)
     ok = hi >= lo
     b0, b1 = lo // bkv, hi // bkv
     iters = np.where(ok, b1 - b0 + 1, 0)
     first = b0 * bkv
-    last = np.minimum(s.kv, (b1 + 1) * bkv)
+    last = np.minimum(s.kv_len, (b1 + 1) * bkv)
     width = np.where(ok, last - first, 0)
-    return Tiles(bq, bkv, s.b * s.hk, rows, iters, width, np.where(ok, first, 0),
+    return Tiles(bq, bkv, s.batch * s.kv_heads, rows, iters, width, np.where(ok, first, 0),
                  np.where(ok, last, 0))
 
 
 def executed(s: Shape, t: Tiles) -> int:
     """FLOPs the fused kernel executes: each tile's rows against the keys it computes
     (whole visited blocks); value pruning weights ``values`` rows per query."""
-    qk = float(np.sum(t.rows * t.width)) * 2 * s.d
-    pv = float(np.sum(t.rows * np.minimum(t.width, s.values))) * 2 * s.dv
+    qk = float(np.sum(t.rows * t.width)) * 2 * s.head_dim
+    pv = float(np.sum(t.rows * np.minimum(t.width, s.values))) * 2 * s.v_head_dim
     return int(round(t.units * (qk + pv)))
 
 
@@ -250,9 +217,9 @@ def _kv_rows_read(s: Shape, t: Tiles, chunk: int) -> tuple[float, float]:
             continue
         span = float(t.hi[sl][vis].max() - t.lo[sl][vis].min())
         k += span
-        v += min(span, float(np.sum(t.rows[sl])) * s.values) if s.vsel else span
+        v += min(span, float(np.sum(t.rows[sl])) * s.values) if s.selects_values else span
     # never below the rows some query uses (hwsim.ir.kinds.attention_rows)
-    return max(k, float(s.k_rows)), max(v, float(s.v_rows))
+    return max(k, float(s.key_rows)), max(v, float(s.value_rows))
 
 
 def _selection_rows(s: Shape, t: Tiles, chunk: int, once: bool) -> tuple[float, float]:
@@ -260,15 +227,15 @@ def _selection_rows(s: Shape, t: Tiles, chunk: int, once: bool) -> tuple[float, 
     n = len(t.rows)
     waves = 1 if once else cdiv(s.group * n, chunk)  # waves holding the KV head's tiles
     gathered = s.group * n * s.keys  # every tile's rows, were nothing shared
-    k = min(gathered, s.k_rows * waves)
-    v = min(gathered, s.v_rows * waves)
+    k = min(gathered, s.key_rows * waves)
+    v = min(gathered, s.value_rows * waves)
     return k / s.group, v / s.group
 
 
 # ---------------------------------------------------------------- lowering
 def lower(gpu: Gpu, op, graph, strategy: str, block_q: int, block_kv: int,
           host_fraction: float) -> list[Kernel]:
-    s = shape(op, graph)
+    s = Shape.of(op, graph)
     name = op.name or "attention"
     if strategy == "standard":
         ks = standard(gpu, s, name)
@@ -284,20 +251,20 @@ def host_bytes(s: Shape, fraction: float) -> float:
     """PCIe bytes of the host-resident part of this call's KV cache."""
     if fraction <= 0:
         return 0.0
-    per_token = s.b * s.hk * (s.d * s.ek + s.dv * s.ev)
-    old = max(0, s.kv - s.q)
-    new = min(s.q, s.kv)
+    per_token = s.batch * s.kv_heads * (s.head_dim * s.ek + s.v_head_dim * s.ev)
+    old = max(0, s.kv_len - s.q_len)
+    new = min(s.q_len, s.kv_len)
     return fraction * per_token * (old + new)
 
 
 def executed_flops(gpu: Gpu, op, graph, strategy: str, block_q: int, block_kv: int) -> int:
     """The FLOPs the kernels of ``strategy`` execute for ``op`` (see the docstring)."""
-    s = shape(op, graph)
+    s = Shape.of(op, graph)
     if strategy == "standard":
         # the GEMMs compute every score (the mask is the softmax's); value pruning
         # weights v_len gathered rows, a sparse selection its gathered keys
-        rows = s.b * s.h * s.q
-        return int(2 * rows * (s.keys * s.d + s.values * s.dv))
+        rows = s.batch * s.heads * s.q_len
+        return int(2 * rows * (s.keys * s.head_dim + s.values * s.v_head_dim))
     geo = _geometry(gpu, s, strategy, block_q, block_kv)
     return executed(s, geo["tiles"])
 
@@ -305,16 +272,16 @@ def executed_flops(gpu: Gpu, op, graph, strategy: str, block_q: int, block_kv: i
 def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) -> dict:
     """Tiles, block shape, occupancy, split-KV and (for value pruning) the mode."""
     spec = gpu.spec
-    bq0, bkv0 = default_tiles(strategy, s.d)
+    bq0, bkv0 = default_tiles(strategy, s.head_dim)
     e = element_bytes(s.compute)  # operands in shared memory, widened to the compute type
     # a library shrinks the query tile to the rows there are (a decode step's packed
     # group; a sparse block) among the tiles it instantiates, 8 (m8n8k4's rows), 16,
     # 32, 64 and 128 rows (M), rather than padding to the default
-    natural = min(s.sblock, s.q) if s.sparse else s.group * s.q
+    natural = min(s.sparse_block, s.q_len) if s.gathers else s.group * s.q_len
     bq = block_q or min(bq0, max(8, 1 << max(0, natural - 1).bit_length()))
     bkv = block_kv or bkv0
     mode = "dense"
-    if s.vsel:
+    if s.selects_values:
         # the scores of every tile in an L2 buffer (fp16), when they fit in half of it
         t = tiles(s, bq, bkv)
         buffered = t.units * float(np.sum(t.rows * t.width)) * 2 <= spec.l2_bytes / 2
@@ -324,7 +291,7 @@ def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) ->
         # P plus a two-stage main loop over 32-wide slices of the reduction dim (Q and K
         # slices for S = QKᵀ, V slices for O += PV), as CUTLASS does; the recomputing
         # selection adds a 256-bin histogram of 16-bit counters per row
-        return int(bq * bkv * e + 2 * max((bq + bkv) * 32, 32 * s.dv) * e + 2 * bq * 4
+        return int(bq * bkv * e + 2 * max((bq + bkv) * 32, 32 * s.v_head_dim) * e + 2 * bq * 4
                    + (bq * 256 * 2 if mode == "recompute" else 0))
 
     # wider types (fp32, fp64) and the histogram get smaller tiles when the default
@@ -348,7 +315,7 @@ def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) ->
         longest = int(t.iters.max()) if len(t.iters) else 0
         # the fp32 partial rows (and their statistics) must fit in half the L2, where
         # the combine reads them back: a split never sends traffic to HBM
-        row_part = s.b * s.h * s.q * (s.dv * 4.0 + 8.0)
+        row_part = s.batch * s.heads * s.q_len * (s.v_head_dim * 4.0 + 8.0)
         fit = int(spec.l2_bytes / 2 // max(1.0, row_part))
         splits = split_candidates(t.units * len(t.rows), spec.sms * occ, longest,
                                   max_splits=max(1, min(128, fit)))
@@ -380,9 +347,9 @@ def _kv_chunk(s: Shape, t: Tiles, spec, wave: int, split: int) -> tuple[int, boo
     waves run)."""
     n_qt = len(t.rows)
     units_in_wave = cdiv(wave, n_qt * split) + 1  # a wave may straddle one more unit
-    span = float((t.hi - t.lo).max()) if len(t.hi) else float(s.kv)
-    rows = min(float(s.kv), max(span, float(s.k_rows)))
-    if units_in_wave * rows * (s.d * s.ek + s.dv * s.ev) <= spec.l2_bytes / 2:
+    span = float((t.hi - t.lo).max()) if len(t.hi) else float(s.kv_len)
+    rows = min(float(s.kv_len), max(span, float(s.key_rows)))
+    if units_in_wave * rows * (s.head_dim * s.ek + s.v_head_dim * s.ev) <= spec.l2_bytes / 2:
         return max(1, n_qt), True
     return max(1, wave // split), False
 
@@ -404,7 +371,7 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
     spec = gpu.spec
     bq, bkv, warps, e, t = geo["bq"], geo["bkv"], geo["warps"], geo["e"], geo["tiles"]
     occ, mode = geo["occ"], geo["mode"]
-    d, dv = s.d, s.dv
+    d, dv = s.head_dim, s.v_head_dim
     gmem_acc = strategy == "flash" and dv > geo["bkv0"] and not block_kv and d > 64
     layout = spec.flash_smem_layout if strategy == "flash" else "permuted"
     n_qt = len(t.rows)
@@ -436,7 +403,7 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
     # ---- HBM: K and V per unit, by waves; Q and O per tile
     wave = spec.sms * occ
     chunk, once = _kv_chunk(s, t, spec, wave, split)
-    if s.sparse:
+    if s.gathers:
         k_rows, v_rows = _selection_rows(s, t, chunk, once)
     else:
         k_rows, v_rows = _kv_rows_read(s, t, chunk)
@@ -445,7 +412,8 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
         k_reads = passes  # K does not stay in L2: each selection pass streams it again
     kv_hbm_unit = k_rows * d * s.ek * k_reads + (v_rows * dv * s.ev if mode != "buffered" else 0)
     unit_iters = float(np.sum(t.iters))
-    partials = s.b * s.h * s.q * (dv * 4.0 + 8.0) * split if split > 1 and mode == "dense" else 0.0
+    partials = (s.batch * s.heads * s.q_len * (dv * 4.0 + 8.0) * split
+                if split > 1 and mode == "dense" else 0.0)
     partials_in_l2 = partials <= spec.l2_bytes / 2  # always, by the choice of split
     works = []
     for i in range(n_qt):
@@ -480,8 +448,8 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                detail=_detail(s, t, split, bq, mode),
                notes={"strategy": strategy, "layout": layout, "bank_conflicts_qk": f_qk,
                       "bank_conflicts_pv": f_pv, "split_kv": split, "mode": mode,
-                      "heads_per_tile": s.group if not s.sparse else 1,
-                      "kv_reads_per_head": round(k_rows / max(1, s.kv), 3)})
+                      "heads_per_tile": s.group if not s.gathers else 1,
+                      "kv_reads_per_head": round(k_rows / max(1, s.kv_len), 3)})
     if not k.tensor:
         for _, w in k.blocks:
             w.cuda_flops += w.tensor_flops
@@ -492,7 +460,7 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
     elif split > 1:
         # flash-decoding's combine: one block per query row rescales and sums its
         # split partial rows (dv fp32 values and two row statistics each)
-        cb = s.b * s.h * s.q
+        cb = s.batch * s.heads * s.q_len
         part = split * (dv * 4.0 + 8.0)
         cw = Work(cuda_flops=3.0 * split * dv, sfu_ops=float(split),
                   hbm_read=0.0 if partials_in_l2 else part, hbm_write=dv * s.eo,
@@ -508,12 +476,12 @@ def _weigh_selected(w: Work, s: Shape, rows: int, width: float, e: float) -> Non
     the tile streams its V blocks or gathers each row's rows, whichever is fewer."""
     vals = min(width, s.values)
     touched = min(width, rows * vals)  # V rows the tile reads
-    w.cuda_flops += 2.0 * rows * vals * s.dv
-    w.l2_bytes += touched * s.dv * s.ev
-    w.smem_bytes += touched * s.dv * e + rows * vals * s.dv * e
-    w.smem_wavefront_bytes += touched * s.dv * e + rows * vals * s.dv * e
+    w.cuda_flops += 2.0 * rows * vals * s.v_head_dim
+    w.l2_bytes += touched * s.v_head_dim * s.ev
+    w.smem_bytes += touched * s.v_head_dim * e + rows * vals * s.v_head_dim * e
+    w.smem_wavefront_bytes += touched * s.v_head_dim * e + rows * vals * s.v_head_dim * e
     if s.ev < e:
-        w.cuda_flops += UNPACK_OPS_PER_ELEMENT * touched * s.dv
+        w.cuda_flops += UNPACK_OPS_PER_ELEMENT * touched * s.v_head_dim
 
 
 def _select_kernel(s: Shape, t: Tiles, name: str, e: float, v_rows: float) -> Kernel:
@@ -530,9 +498,10 @@ def _select_kernel(s: Shape, t: Tiles, name: str, e: float, v_rows: float) -> Ke
                  sfu_ops=rows * min(width, s.values),
                  smem_bytes=HIST_SMEM_BYTES_PER_SCORE * scores * SELECT_PASSES,
                  smem_wavefront_bytes=HIST_SMEM_BYTES_PER_SCORE * scores * SELECT_PASSES,
-                 l2_bytes=scores * 2.0 * (1 + SELECT_PASSES) + rows * 8.0 + rows * s.dv * s.eo,
-                 hbm_read=v_rows * s.dv * s.ev * rows / v_total,
-                 hbm_write=rows * s.dv * s.eo)
+                 l2_bytes=(scores * 2.0 * (1 + SELECT_PASSES) + rows * 8.0
+                           + rows * s.v_head_dim * s.eo),
+                 hbm_read=v_rows * s.v_head_dim * s.ev * rows / v_total,
+                 hbm_write=rows * s.v_head_dim * s.eo)
         if t.iters[i]:
             _weigh_selected(w, s, rows, width, e)
         works.append(w)
@@ -564,13 +533,13 @@ def _same(a: Work, b: Work) -> bool:
 
 def _detail(s: Shape, t: Tiles, split: int, bq: int, mode: str) -> str:
     parts = []
-    if not s.sparse and s.group > 1:
+    if not s.gathers and s.group > 1:
         parts.append(f"{min(s.group, bq)} heads/tile" if s.group <= bq
                      else f"{s.group} heads over {cdiv(s.group, bq)} tiles")
     if s.window:
         parts.append(f"window {s.window}")
-    if s.sparse:
-        parts.append(f"gathers {s.keys} keys/{min(s.sblock, s.q)} queries")
+    if s.gathers:
+        parts.append(f"gathers {s.keys} keys/{min(s.sparse_block, s.q_len)} queries")
     if mode == "recompute":
         parts.append(f"top-{s.values} values, {SELECT_PASSES} select passes recompute QK")
     elif mode == "buffered":
@@ -590,21 +559,23 @@ def standard(gpu: Gpu, s: Shape, name: str) -> list[Kernel]:
     kdt, vdt = _stored(s.ek, dt), _stored(s.ev, dt)
     g = s.group
     ks: list[Kernel] = []
-    rows = s.b * s.h * s.q
-    if s.sparse:
-        sb = min(s.sblock, s.q)
-        nblk = cdiv(s.q, sb)
-        items = s.b * s.h * nblk
-        ks += _gather_rows(s, f"{name}.gatherK", items * s.keys, s.d, s.ek, s.k_rows)
-        if not s.vsel:  # value pruning gathers its own value rows after the selection
-            ks += _gather_rows(s, f"{name}.gatherV", items * s.keys, s.dv, s.ev, s.v_rows)
-        ks += gemm_kernels(gpu, Gemm(items, sb, s.keys, s.d, dt, dt, name=f"{name}.QK",
+    rows = s.batch * s.heads * s.q_len
+    if s.gathers:
+        sb = min(s.sparse_block, s.q_len)
+        nblk = cdiv(s.q_len, sb)
+        items = s.batch * s.heads * nblk
+        ks += _gather_rows(s, f"{name}.gatherK", items * s.keys, s.head_dim, s.ek, s.key_rows)
+        if not s.selects_values:  # value pruning gathers its own value rows after the selection
+            ks += _gather_rows(s, f"{name}.gatherV", items * s.keys, s.v_head_dim, s.ev,
+                               s.value_rows)
+        ks += gemm_kernels(gpu, Gemm(items, sb, s.keys, s.head_dim, dt, dt, name=f"{name}.QK",
                                      b_dtype=kdt, extra_read=s.extra_read))
         cols = s.keys
     else:
-        ks += gemm_kernels(gpu, Gemm(s.b * s.hk, g * s.q, s.kv, s.d, dt, dt,
-                                     name=f"{name}.QK", b_dtype=kdt, extra_read=s.extra_read))
-        cols = s.kv
+        ks += gemm_kernels(gpu, Gemm(s.batch * s.kv_heads, g * s.q_len, s.kv_len, s.head_dim, dt,
+                                     dt, name=f"{name}.QK", b_dtype=kdt,
+                                     extra_read=s.extra_read))
+        cols = s.kv_len
     nbytes = rows * cols * s.eq
     if cols <= 1024:
         blocks, threads, tile = cdiv(rows, 4), 128, "4 rows x 1 warp"
@@ -613,15 +584,16 @@ def standard(gpu: Gpu, s: Shape, name: str) -> list[Kernel]:
         blocks, tile = rows, f"1 row x {threads}"
     ks.append(_stream(f"{name}.softmax", tile, blocks, threads, 5.0 * rows * cols,
                       rows * cols, nbytes, nbytes, s.compute, smem=1024))
-    if s.vsel:
+    if s.selects_values:
         ks += _select_and_weigh(s, name, rows, cols)
-    elif s.sparse:
-        ks += gemm_kernels(gpu, Gemm(s.b * s.h * cdiv(s.q, min(s.sblock, s.q)),
-                                     min(s.sblock, s.q), s.dv, s.keys, dt, dt,
+    elif s.gathers:
+        sb = min(s.sparse_block, s.q_len)
+        ks += gemm_kernels(gpu, Gemm(s.batch * s.heads * cdiv(s.q_len, sb),
+                                     sb, s.v_head_dim, s.keys, dt, dt,
                                      name=f"{name}.PV", b_dtype=vdt))
     else:
-        ks += gemm_kernels(gpu, Gemm(s.b * s.hk, g * s.q, s.dv, s.kv, dt, dt, name=f"{name}.PV",
-                                     b_dtype=vdt))
+        ks += gemm_kernels(gpu, Gemm(s.batch * s.kv_heads, g * s.q_len, s.v_head_dim, s.kv_len, dt,
+                                     dt, name=f"{name}.PV", b_dtype=vdt))
     return ks
 
 
@@ -635,7 +607,7 @@ def _gather_rows(s: Shape, name: str, n_rows: int, width: int, e: float,
     """Copy the selected rows of K or V into one contiguous tensor per query block:
     HBM reads each distinct row once (L2 serves the repeats), writes every copy."""
     elems = n_rows * width
-    rd = s.b * s.hk * distinct_rows * width * e + n_rows * INDEX_BYTES
+    rd = s.batch * s.kv_heads * distinct_rows * width * e + n_rows * INDEX_BYTES
     wr = elems * e
     k = _stream(f"{name}", "256x8", cdiv(max(elems, 1), 2048), 256, 0.0, 0.0, rd, wr, "fp32")
     for _, w in k.blocks:
@@ -656,11 +628,12 @@ def _select_and_weigh(s: Shape, name: str, rows: int, cols: int) -> list[Kernel]
                    rows * cols * e, sel, "fp32",
                    smem_bytes=(1 + SELECT_PASSES) * rows * cols * e,
                    smem=int(min(cols * e, 48 * 1024)) + 1024)
-    v_hbm = s.b * s.hk * s.v_rows * s.dv * s.ev
+    v_hbm = s.batch * s.kv_heads * s.value_rows * s.v_head_dim * s.ev
     blocks = cdiv(rows, 8)
-    w = Work(cuda_flops=2.0 * rows * s.values * s.dv / blocks,
-             hbm_read=(sel + v_hbm) / blocks, hbm_write=rows * s.dv * s.eo / blocks,
-             l2_bytes=(sel + rows * s.values * s.dv * s.ev + rows * s.dv * s.eo) / blocks)
+    w = Work(cuda_flops=2.0 * rows * s.values * s.v_head_dim / blocks,
+             hbm_read=(sel + v_hbm) / blocks, hbm_write=rows * s.v_head_dim * s.eo / blocks,
+             l2_bytes=(sel + rows * s.values * s.v_head_dim * s.ev
+                       + rows * s.v_head_dim * s.eo) / blocks)
     pv = Kernel(f"{name}.PVgather", "8 rows x 1 warp", 256, 64, 0, [(blocks, w)],
                 dtype="fp32", tensor=False, detail=f"top-{s.values} values gathered")
     return [topk, pv]
@@ -669,15 +642,15 @@ def _select_and_weigh(s: Shape, name: str, rows: int, cols: int) -> list[Kernel]
 def standard_workspace(op, graph) -> float:
     """HBM the standard path needs beyond the op's tensors: scores and probabilities
     (and the gathered K and V of a sparse selection, the selected values of v_len)."""
-    s = shape(op, graph)
-    rows = s.b * s.h * s.q
-    if s.sparse:
-        items = s.b * s.h * cdiv(s.q, min(s.sblock, s.q))
+    s = Shape.of(op, graph)
+    rows = s.batch * s.heads * s.q_len
+    if s.gathers:
+        items = s.batch * s.heads * cdiv(s.q_len, min(s.sparse_block, s.q_len))
         cols = s.keys
-        extra = items * s.keys * (s.d * s.ek + s.dv * s.ev)
+        extra = items * s.keys * (s.head_dim * s.ek + s.v_head_dim * s.ev)
     else:
-        cols = s.kv
+        cols = s.kv_len
         extra = 0.0
-    if s.vsel:
+    if s.selects_values:
         extra += rows * s.values * (s.eq + INDEX_BYTES)
     return 2.0 * rows * cols * s.eq + extra
