@@ -22,12 +22,14 @@ from :mod:`hwsim.trace.zoo_names`; what each family runs:
     ``seq_len`` rows, so every size is a native size and every dimension of the
     graph is a polynomial of ``seq_len`` (at 197 tokens the graph is the 224 px
     model's, except the shape of the pixel input).
-``hf`` (llama-3.1-8b, llama-3.1-70b, llama-3.2-1b, mistral-7b-v0.1, qwen2.5-7b)
+``hf`` (llama-3.1-8b, llama-3.1-70b, llama-3.2-1b, mistral-7b-v0.1, qwen2.5-7b, mixtral-8x7b)
     Built from the model card's ``config.json`` shipped in
     :mod:`hwsim.trace.configs`, exactly as a config given by path or hub id is
     (:func:`prepare_config`): ``transformers.AutoConfig`` makes the config and
     ``AutoModelForCausalLM`` the model, so each architecture's own code runs
-    (Qwen2's q/k/v biases, Mistral's sliding window, Llama 3's RoPE scaling).
+    (Qwen2's q/k/v biases, Mistral's sliding window, Llama 3's RoPE scaling,
+    Mixtral's router; its experts become one ``moe_experts`` op per layer,
+    :mod:`hwsim.trace.moe`).
 ``llava`` (llava-1.5-7b, llava-1.5-13b)
     ``LlavaForConditionalGeneration``: CLIP ViT-L/14 at 336 px (24 layers, 577
     positions), the two-layer GELU projector, and the Llama-2 language model
@@ -427,6 +429,8 @@ def prepare_config(config: dict[str, Any], *, phase: str, batch: int, seq_len: i
     if head["rope_scaling"]:
         facts["rope_scaling"] = head["rope_scaling"]
     return Prepared(model, make, _call(model), config=facts, stack_names=names)
+    if head["experts"]:  # a mixture of experts (hwsim.trace.moe)
+        facts.update(experts=head["experts"], experts_per_token=head["experts_per_token"])
 
 
 def auto_config(config: dict[str, Any], attn: str, where: str = "") -> Any:
