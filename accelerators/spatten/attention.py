@@ -46,8 +46,8 @@ import math
 
 import numpy as np
 
+from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import dtype_bits
-from hwsim.ir.kinds import attention_rows
 
 from .context import Context
 from .work import Work
@@ -81,33 +81,27 @@ def row_lengths(n: int, q: int, causal: bool, window: int = 0, sparse: int = 0) 
     return np.minimum(lens, sparse) if sparse else lens
 
 
-def _shape(a) -> dict:
-    n, q = a["kv_len"], a["q_len"]
-    sparse = min(n, int(a.get("sparse_keys") or 0))
-    window = int(a.get("window") or 0)
-    lens = row_lengths(n, q, bool(a.get("causal")), window, sparse)
-    nv = min(int(a.get("v_len", n)), n)
-    return {"n": n, "q": q, "sparse": sparse, "window": window, "lens": lens, "nv": nv,
-            "vlens": np.minimum(lens, nv)}
+def row_keys(sh: AttentionShape) -> tuple[np.ndarray, np.ndarray]:
+    """(keys scored, values weighted) by each query row of one head: the keys its
+    masks leave visible (at most ``sparse_keys``), of which at most ``v_len`` values."""
+    lens = row_lengths(sh.kv_len, sh.q_len, sh.causal, sh.window, sh.sparse_keys)
+    return lens, np.minimum(lens, sh.v_len)
 
 
 def executed_flops(op) -> int:
     """2 x the multiply-accumulates of the Q·K and prob·V arrays for ``op``'s rows."""
-    a = op.attrs
-    sh = _shape(a)
-    d = a["head_dim"]
-    dv = a.get("v_head_dim", d)
-    bh = a["batch"] * a["heads"]
-    return int(2 * bh * (int(sh["lens"].sum()) * d + int(sh["vlens"].sum()) * dv))
+    sh = AttentionShape.from_attrs(op.attrs)
+    lens, vlens = row_keys(sh)
+    bh = sh.batch * sh.heads
+    return int(2 * bh * (int(lens.sum()) * sh.head_dim + int(vlens.sum()) * sh.v_head_dim))
 
 
-def fetched_rows(a, spec) -> tuple[int, int, int]:
+def fetched_rows(sh: AttentionShape, spec) -> tuple[int, int, int]:
     """(key rows, value rows, query blocks) fetched per key/value head."""
-    sh = _shape(a)
-    q, n, nv, sparse = sh["q"], sh["n"], sh["nv"], sh["sparse"]
-    group = max(1, a["heads"] // max(1, a["kv_heads"]))
-    k_union, v_union = attention_rows(a)
-    lo, hi = row_spans(q, n, bool(a.get("causal")), sh["window"])
+    q, n, nv, sparse = sh.q_len, sh.kv_len, sh.v_len, sh.sparse_keys
+    group = sh.group
+    k_union, v_union = sh.key_rows, sh.value_rows
+    lo, hi = row_spans(q, n, sh.causal, sh.window)
     per_block = max(1, spec.query_block // group)  # positions per block (all group heads)
     splits = math.ceil(group / spec.query_block)  # blocks per position when group > block
     firsts = np.arange(0, q, per_block, dtype=np.int64)
@@ -116,7 +110,7 @@ def fetched_rows(a, spec) -> tuple[int, int, int]:
     spans = np.maximum(0, hi[lasts] - lo[firsts] + 1)
     blocks = len(firsts) * splits
     if sparse:  # each selection block (sparse_block queries of one head) fetches its own
-        sb = max(1, int(a.get("sparse_block") or 1))
+        sb = sh.sparse_block
         sel = math.ceil(q / sb) * group
         k_blocks = sel * sparse
         v_blocks = sel * min(sparse, sb * nv)
@@ -130,13 +124,11 @@ def fetched_rows(a, spec) -> tuple[int, int, int]:
 
 def plan(op, ctx: Context) -> Work:
     s = ctx.spec
-    a = op.attrs
     g_ = ctx.graph
-    b, h, hk, d = a["batch"], a["heads"], a["kv_heads"], a["head_dim"]
-    dv = a.get("v_head_dim", d)
-    sh = _shape(a)
-    q, n, nv, lens, vlens = sh["q"], sh["n"], sh["nv"], sh["lens"], sh["vlens"]
-    tq, tk, tv = (g_.tensors[i] for i in op.inputs[:3])
+    sh = AttentionShape.of(op, g_)
+    b, h, hk, d, dv = sh.batch, sh.heads, sh.kv_heads, sh.head_dim, sh.v_head_dim
+    q, n, nv = sh.q_len, sh.kv_len, sh.v_len
+    lens, vlens = row_keys(sh)
     w = Work(s, op.name or "attention")
 
     heads_rows = b * h  # query heads, each with q rows
@@ -147,12 +139,11 @@ def plan(op, ctx: Context) -> Work:
     macs = heads_rows * (int(lens.sum()) * d + int(vlens.sum()) * dv)
     elt = s.buffer_bits / 8
 
-    k_rows, v_rows, blocks = fetched_rows(a, s)
-    kbits, vbits, qbits = dtype_bits(tk.dtype), dtype_bits(tv.dtype), dtype_bits(tq.dtype)
-    k_row_bytes = g_.stored_bytes(op.inputs[1]) / max(1, b * hk * n)
-    v_row_bytes = g_.stored_bytes(op.inputs[2]) / max(1, b * hk * n)
-    _operand(w, ctx, op.inputs[0], "fetch_q", "query", g_.stored_bytes(op.inputs[0]), "act",
-             "Q")
+    k_rows, v_rows, blocks = fetched_rows(sh, s)
+    kbits, vbits, qbits = dtype_bits(sh.k_dtype), dtype_bits(sh.v_dtype), dtype_bits(sh.dtype)
+    k_row_bytes = sh.k_bytes / max(1, b * hk * n)
+    v_row_bytes = sh.v_bytes / max(1, b * hk * n)
+    _operand(w, ctx, op.inputs[0], "fetch_q", "query", sh.q_bytes, "act", "Q")
     _operand(w, ctx, op.inputs[1], "fetch_k", "key", b * hk * k_rows * k_row_bytes, "kv", "K")
     w.compute("qk", "qk", qk, depth=s.qk_latency_cycles,
               after=("fetch_q",) if w.has("fetch_q") else (),
@@ -178,9 +169,8 @@ def plan(op, ctx: Context) -> Work:
         w.notes.append(f"value top-k {nv}/{n_row} x{rows}: {cost.select_cycles:.0f}+"
                        f"{cost.final_cycles:.0f} cyc ({how})")
         value_after = ("topk",)
-    lsb_bits = int(a.get("lsb_bits") or 0)
-    if lsb_bits:
-        _lsb_in_attention(w, ctx, op, sh, lsb_bits, d)
+    if sh.lsb_bits:
+        _lsb_in_attention(w, ctx, op, lens, sh.lsb_bits, d)
     _operand(w, ctx, op.inputs[2], "fetch_v", "value", b * hk * v_rows * v_row_bytes, "kv",
              "V", after=value_after if selecting.any() else ())
     w.compute("pv", "pv", pv, depth=s.pv_latency_cycles, after=value_after,
@@ -199,10 +189,10 @@ def plan(op, ctx: Context) -> Work:
                    pv_cycles=pv, macs=macs, scores=scores, keys=b * hk * k_rows,
                    values=b * hk * v_rows, key_passes=blocks)
     what = []
-    if sh["window"]:
-        what.append(f"window {sh['window']}")
-    if sh["sparse"]:
-        what.append(f"{sh['sparse']} selected keys per {a.get('sparse_block') or 1} queries")
+    if sh.window:
+        what.append(f"window {sh.window}")
+    if sh.sparse:
+        what.append(f"{sh.sparse_keys} selected keys per {sh.sparse_block} queries")
     if k_rows > n or v_rows > n:
         what.append(f"K {k_rows} V {v_rows} rows fetched in {blocks} query blocks")
     elif k_rows < n:
@@ -222,11 +212,11 @@ def _operand(w: Work, ctx: Context, tid: int, name: str, cls: str, nbytes: float
         w.keep(label, nbytes, ctx.on_chip(tid))
 
 
-def _lsb_in_attention(w: Work, ctx: Context, op, sh: dict, bits: int, d: int) -> None:
-    """Flat rows re-fetch the LSBs of the keys they scored and recompute Q·K and softmax."""
+def _lsb_in_attention(w: Work, ctx: Context, op, lens: np.ndarray, bits: int, d: int) -> None:
+    """Flat rows re-fetch the LSBs of the keys they scored (``lens`` per query row of
+    a head) and recompute Q·K and softmax."""
     s = ctx.spec
     a = op.attrs
-    lens = sh["lens"]
     keys = int(round(float(lens.mean()))) if len(lens) else 0
     p, how = ctx.flat_fraction(op, keys)
     heads_rows = a["batch"] * a["heads"]
@@ -259,9 +249,9 @@ def lsb_refetch(op, ctx: Context) -> Work:
     att = ctx.roles.consumer_attention.get(op.id)
     keys = 0
     if att is not None and att.kind == "attention":
-        a = att.attrs
-        d, q, group = a["head_dim"], a["q_len"], a["heads"] // a["kv_heads"]
-        keys = int(attention_rows(a)[0])
+        ash = AttentionShape.from_attrs(att.attrs)
+        d, q, group = ash.head_dim, ash.q_len, ash.group
+        keys = int(ash.key_rows)
     elif att is not None:  # a Q·K matrix product: batch (heads) x m (queries) x k (head dim)
         d, q, group = att.attrs["k"], att.attrs["m"], 1
         keys = int(att.attrs["n"])
