@@ -50,6 +50,14 @@ from typing import Any, Mapping, Sequence
 
 # llava-hf/llava-onevision-qwen2-7b-ov-hf, config.json ``vision_aspect_ratio``
 DEFAULT_ASPECT = "anyres_max_9"
+# The same config.json's ``image_grid_pinpoints`` (also transformers'
+# LlavaOnevisionConfig default, shared by the 0.5B, 7B and 72B checkpoints): every
+# (height, width) from 384 to 2304 px in steps of 384, 1x1 to 6x6 crops.
+PINPOINTS: tuple[tuple[int, int], ...] = tuple(
+    (h, w) for h in range(384, 2305, 384) for w in range(384, 2305, 384))
+# vision_config image_size and patch_size: SigLIP so400m/14 at 384 px
+TILE_PX = 384
+PATCH_PX = 14
 # ratio above which pack_image_features downscales the crops' map
 # (modeling_llava_onevision.py: ``if ratio > 1.1``)
 REDUCE_ABOVE = 1.1
@@ -141,8 +149,9 @@ def reduce(rows: int, cols: int, side: int, aspect: str = DEFAULT_ASPECT) -> tup
     return rows, cols
 
 
-def plan_image(height: int, width: int, *, pinpoints: Sequence[Sequence[int]],
-               tile: int = 384, patch: int = 14, aspect: str = DEFAULT_ASPECT) -> ImagePlan:
+def plan_image(height: int, width: int, *, pinpoints: Sequence[Sequence[int]] = PINPOINTS,
+               tile: int = TILE_PX, patch: int = PATCH_PX,
+               aspect: str = DEFAULT_ASPECT) -> ImagePlan:
     """Every count of an image of ``height x width`` pixels (see the module docstring)."""
     if height < 1 or width < 1:
         raise ValueError(f"image must be at least 1x1 pixels, got {height}x{width}")
@@ -154,14 +163,14 @@ def plan_image(height: int, width: int, *, pinpoints: Sequence[Sequence[int]],
     return ImagePlan(height, width, (gh, gw), crops, side, (rows, cols), reduced)
 
 
-def video_tokens_per_frame(tile: int = 384, patch: int = 14) -> int:
+def video_tokens_per_frame(tile: int = TILE_PX, patch: int = PATCH_PX) -> int:
     """Tokens of one video frame: the ``side x side`` map pooled 2x2 by bilinear
     interpolation to ``ceil(side/2)`` per side (``apply_pooling``): 14² = 196."""
     pooled = math.ceil((tile // patch) / 2)
     return pooled * pooled
 
 
-def video_tokens(frames: int, tile: int = 384, patch: int = 14) -> int:
+def video_tokens(frames: int, tile: int = TILE_PX, patch: int = PATCH_PX) -> int:
     """Visual tokens of a video of ``frames`` frames: 196 per frame and one newline."""
     if frames < 1:
         raise ValueError(f"a video needs at least one frame, got {frames}")
@@ -169,15 +178,26 @@ def video_tokens(frames: int, tile: int = 384, patch: int = 14) -> int:
 
 
 def config_geometry(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers the counts need, from a LLaVA-OneVision ``config.json`` dict."""
+    """The numbers the counts need, from a LLaVA-OneVision ``config.json`` dict (the
+    defaults of transformers' LlavaOnevisionConfig where it states none)."""
     vision = config.get("vision_config") or {}
-    return {"pinpoints": [list(p) for p in config["image_grid_pinpoints"]],
-            "tile": int(vision.get("image_size", 384)),
-            "patch": int(vision.get("patch_size", 14)),
+    pins = config.get("image_grid_pinpoints") or PINPOINTS
+    return {"pinpoints": [tuple(p) for p in pins],
+            "tile": int(vision.get("image_size", TILE_PX)),
+            "patch": int(vision.get("patch_size", PATCH_PX)),
             "aspect": str(config.get("vision_aspect_ratio", DEFAULT_ASPECT))}
 
 
-def max_image_tokens(pinpoints: Sequence[Sequence[int]], tile: int = 384, patch: int = 14,
+def is_default_geometry(config: Mapping[str, Any]) -> bool:
+    """Whether a config tiles images as the shipped LLaVA-OneVision configs do (the
+    torch-free rule, :data:`hwsim.trace.images.RULES`, counts with those numbers)."""
+    geo = config_geometry(config)
+    return (geo["pinpoints"] == list(PINPOINTS) and geo["tile"] == TILE_PX
+            and geo["patch"] == PATCH_PX and geo["aspect"] == DEFAULT_ASPECT)
+
+
+def max_image_tokens(pinpoints: Sequence[Sequence[int]] = PINPOINTS, tile: int = TILE_PX,
+                     patch: int = PATCH_PX,
                      aspect: str = DEFAULT_ASPECT) -> tuple[int, tuple[int, int]]:
     """The most visual tokens one image can give, and an image size (height, width)
     that gives it.

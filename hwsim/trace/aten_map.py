@@ -27,6 +27,8 @@ pooling (max_pool2d, avg_pool2d, adaptive_avg_pool2d)
 topk, sort                                             topk
 index, index_select, gather, scatter, index_put...     gather
 cat, stack                                             concat
+upsample_bilinear2d, upsample_nearest2d (resampling)   elementwise (``fma`` / ``copy``
+                                                       per output element)
 =====================================================  ============================
 
 A ``_to_copy`` that reads a parameter is a weight cast that a deployment does
@@ -297,6 +299,20 @@ def _sort(node: RawNode, trace: RawTrace) -> Mapped:
     return Mapped("topk", {"rows": math.prod(shape) // n, "n": n, "k": n}, (src,), node.outputs)
 
 
+def _upsample(node: RawNode, trace: RawTrace) -> Mapped:
+    """A resampling (``F.interpolate``): one output element per position, read from
+    the whole input (LLaVA-OneVision's bilinear downscales of its feature maps).
+
+    Bilinear blends the 4 nearest inputs with 2 x 2 weights; it is counted as one
+    fused multiply-add per output element (``fma``, 2 FLOPs), the nearest entry
+    as a ``copy``. The 4-tap blend's full count (4 multiplies, 3 adds) needs a
+    ``bilinear`` entry in ``hwsim.ir.kinds.FN_FLOPS``; these ops are a few MFLOPs
+    beside the vision tower's TFLOPs."""
+    src, out = node.inputs[0], node.outputs[0]
+    fn = "copy" if "nearest" in packet(node.target) else "fma"
+    return Mapped("elementwise", {"fn": fn, "elements": _numel(trace, out)}, (src,), (out,))
+
+
 def _cat(node: RawNode, trace: RawTrace) -> Mapped:
     out = node.outputs[0]
     return Mapped("concat", {"elements": _numel(trace, out)}, node.inputs, (out,))
@@ -309,4 +325,6 @@ _HANDLERS: dict[str, Callable[[RawNode, RawTrace], Any]] = {
     "rms_norm": _rms_norm, "_fused_rms_norm": _rms_norm,
     "_native_batch_norm_legit_no_training": _batch_norm, "native_batch_norm": _batch_norm,
     "topk": _topk, "sort": _sort, "cat": _cat, "stack": _cat, "_to_copy": _to_copy,
+    "upsample_bilinear2d": _upsample, "_upsample_bilinear2d_aa": _upsample,
+    "upsample_nearest2d": _upsample, "_upsample_nearest_exact2d": _upsample,
 }
