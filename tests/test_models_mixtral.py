@@ -397,3 +397,40 @@ def test_an_experts_layout_hwsim_cannot_represent_is_one_line(tmp_path, cache):
     m.is_transposed = False
     with pytest.raises(InputError, match=r"expected \[experts, 2\*ffn, hidden\]"):
         moe.experts_attrs(m, "blocks.0.experts")
+
+
+# ---------------------------------------------------------------- example workloads
+def test_example_decode_reads_two_experts_and_holds_eight():
+    import hwsim
+
+    r = hwsim.simulate(ROOT / "workloads" / "mixtral-8x7b-decode.yaml", "roofline",
+                       fidelity="analytical")
+    assert r.devices == 4
+    # per device (tensor-parallel over 4): q/k/v/o and every expert's gate/up rows and
+    # down columns in quarters; embeddings, LM head, router and norms replicated
+    f4 = FFN // 4
+    layer = (2 * D * D + 2 * D * KV_DIM) // 4 + EXPERTS * D + 2 * D + EXPERTS * 3 * D * f4
+    assert r.memory["weights_bytes"] == 2 * (LAYERS * layer + 2 * VOCAB * D + D) \
+        == 23_746_584_576
+    # one token, top-2: in each layer 2 experts run, each reading its quarter of w_in
+    # (2·f4 x D) and w_out (D x f4), and the token's row (D) and activations (f4)
+    ops = r.ops[(r.ops["kind"] == "matmul") & r.ops["name"].str.startswith("experts.")]
+    assert len(ops) == LAYERS * 2 * 2
+    per_expert = 2 * (2 * f4 * D + D * f4 + D + f4)
+    assert int(ops["dram_read_bytes"].sum()) == LAYERS * 2 * per_expert == 5_638_127_616
+
+
+def test_example_prefill_reaches_every_expert_and_a_skewed_router_costs_time():
+    import hwsim
+
+    wl = ROOT / "workloads" / "mixtral-8x7b-prefill.yaml"
+    flat = hwsim.simulate(wl, "volta", fidelity="analytical")
+    skew = hwsim.simulate(wl, "volta", sets=["routing.mode=skew", "routing.alpha=1.2"],
+                          fidelity="analytical")
+    for r in (flat, skew):  # 2,048 tokens x top-2 reach all 8 experts in all 32 layers
+        ops = r.ops[(r.ops["kind"] == "matmul") & r.ops["name"].str.startswith("experts.")]
+        assert len(ops) == LAYERS * EXPERTS * 2
+    # the same FLOPs (every token runs 2 expert FFNs whoever the experts are); the
+    # busiest experts' GEMMs under the skew take longer than the balanced ones save
+    assert skew.totals["flops"] == flat.totals["flops"]
+    assert skew.totals["latency_s"] > flat.totals["latency_s"]
