@@ -207,6 +207,29 @@ def qwen25vl_grid(height: int, width: int) -> tuple[int, int]:
     return height // QWEN25VL_PATCH, width // QWEN25VL_PATCH
 
 
+def qwen25vl_windows(height: int, width: int, window_px: int = 112) -> dict[int, int]:
+    """The attention windows of a *resized* Qwen2.5-VL image: {patches in a window:
+    windows of that size}, largest first.
+
+    The vision tower's windowed blocks attend within windows of ``window_px``
+    (``window_size: 112`` in the config.json's vision_config) = 112 / 2 / 14 = 4x4
+    merged tokens = 8x8 = 64 patches, tiled from the top-left corner; the windows
+    at the bottom and right edges hold what is left (transformers'
+    ``get_vision_window_index``: the grid is padded to whole windows and the
+    padding dropped, so an edge window is smaller, never padded). A 1092x1932
+    image (39x69 merged tokens) has 9x17 = 153 windows of 64 patches, 17 of 48
+    (3 rows of 4), 9 of 16 (4 rows of 1) and one of 12: 10,764 patches.
+    """
+    side = window_px // QWEN25VL_MERGE // QWEN25VL_PATCH  # merged tokens per window side
+    rows, cols = (n // QWEN25VL_MERGE for n in qwen25vl_grid(height, width))
+    out: dict[int, int] = {}
+    for r in range(0, rows, side):
+        for c in range(0, cols, side):
+            n = min(side, rows - r) * min(side, cols - c) * QWEN25VL_MERGE ** 2
+            out[n] = out.get(n, 0) + 1
+    return dict(sorted(out.items(), reverse=True))
+
+
 def _qwen25vl_count(height: int, width: int, frames: int) -> int:
     rows, cols = qwen25vl_grid(height, width)
     return (rows // QWEN25VL_MERGE) * (cols // QWEN25VL_MERGE)  # 2x2 patches -> one token

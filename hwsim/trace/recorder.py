@@ -89,7 +89,9 @@ ACTIVATION_REGIONS: dict[str, str] = {
     "GELUActivation": "gelu",
 }
 
-ROPE_FUNCTIONS = ("apply_rotary_pos_emb",)
+# Rotary functions of transformers' modeling files, wrapped into one ``rope`` op per
+# result: the language models' and Qwen2.5-VL's vision tower's (2-D rotary).
+ROPE_FUNCTIONS = ("apply_rotary_pos_emb", "apply_rotary_pos_emb_vision")
 
 _COPIES = ("aten.clone.default", "aten._to_copy.default")
 # Not views by schema, but free aliases at inference time.

@@ -359,7 +359,9 @@ _FAMILIES: dict[str, Callable[..., Prepared]] = {
 # seq_len=, kv_len=, dtype=, attn=) -> Prepared. Vision-language models and mixtures
 # of experts register here. A vision-language builder (kind ``vision-language``)
 # also gets ``image=`` ((height, width) px as the workload gives it, None for the
-# default of its rule in hwsim.trace.images) and ``frames=`` (0: a still image); it
+# default of its rule in hwsim.trace.images), ``frames=`` (0: a still image) and
+# ``layers=`` (the cut already applied to the language model, None when not cut:
+# the builder cuts its vision tower to match, as LLaVA-1.5's does); it
 # counts the visual tokens with that rule's layout(image, frames), so the loader's
 # checks (torch-free) and the traced segments agree.
 ARCHITECTURES: dict[str, Callable[..., Prepared]] = {}
@@ -391,7 +393,8 @@ def prepare_config(config: dict[str, Any], *, phase: str, batch: int, seq_len: i
     hook = ARCHITECTURES.get(hfconfig.architecture(config)) or ARCHITECTURES.get(
         str(config.get("model_type")))
     if hook is not None:
-        extra = {"image": image, "frames": frames} if kind == "vision-language" else {}
+        extra = {"image": image, "frames": frames, "layers": layers} \
+            if kind == "vision-language" else {}
         return hook(config, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
                     dtype=TORCH_DTYPES[dtype], attn=attn_implementation, **extra)
     if kind not in ("causal-lm", "encoder"):
@@ -466,3 +469,6 @@ def _set_layers(cfg: dict[str, Any], layers: int) -> None:
             cfg[key] = value[:layers]
     if isinstance(cfg.get("max_window_layers"), int):
         cfg["max_window_layers"] = min(cfg["max_window_layers"], layers)
+
+
+from . import qwen25vl  # noqa: E402,F401 - registers its builder in ARCHITECTURES
