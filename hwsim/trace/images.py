@@ -43,6 +43,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+from . import anyres
+
 # Bounds of a workload's image and frames: far beyond any processor's limits
 # (Qwen2.5-VL's max_pixels is 12,845,056, e.g. 3584x3584), small enough that a
 # typo (an extra zero) is caught rather than traced.
@@ -252,10 +254,42 @@ QWEN25_VL = VisionInputs(
     count_source="patches of 14 px, 2x2 patches merged into one token")
 
 
+# ---------------------------------------------------------------------- LLaVA-OneVision
+def _onevision_resize(height: int, width: int, frames: int) -> tuple[int, int]:
+    # AnyRes keeps the image's own size: its grid, unpadding and reduction all follow
+    # the size as given (hwsim.trace.anyres). Video frames are resized to the tower's
+    # 384x384 (LlavaOnevisionVideoProcessor's size), whatever their size.
+    if min(height, width) < 1:
+        raise ValueError(f"an image needs positive sides, got {height}x{width}")
+    return (anyres.TILE_PX, anyres.TILE_PX) if frames else (height, width)
+
+
+def _onevision_count(height: int, width: int, frames: int) -> int:
+    if frames:
+        return anyres.video_tokens(frames)
+    return anyres.plan_image(height, width).tokens
+
+
+LLAVA_ONEVISION = VisionInputs(
+    name="LLaVA-OneVision", default_image=(899, 1024),
+    default_source="the LLaVA radar chart (llava_v1_5_radar.jpg, 899x1024 px) that the model "
+                   "card's example and transformers' convert_llava_onevision_weights_to_hf.py "
+                   "run (image_sizes [[899, 1024]]): a 2x3 crop grid, 6,551 visual tokens",
+    # <|im_start|> system \n You are a helpful assistant . <|im_end|> \n <|im_start|> user
+    # \n: the prompt the conversion script checks the model with, before <image>; 14
+    # tokens of Qwen2's tokenizer (each special token one id).
+    text_prefix=14, prefix_source="the default system turn and the user turn before <image> "
+                                  "(Qwen2 chat format): 14 tokens",
+    takes_frames=True, resize=_onevision_resize, count=_onevision_count,
+    count_source="AnyRes: 729 base + the crops' unpadded map (anyres_max_9) + a newline per "
+                 "row; video: 196 per frame + 1")
+
+
 # The rules by zoo family or config model_type.
 RULES: dict[str, VisionInputs] = {
     "llava": LLAVA_15,
     "qwen2_5_vl": QWEN25_VL,
+    "llava_onevision": LLAVA_ONEVISION,
 }
 
 

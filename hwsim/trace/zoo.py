@@ -366,6 +366,16 @@ _FAMILIES: dict[str, Callable[..., Prepared]] = {
 # checks (torch-free) and the traced segments agree.
 ARCHITECTURES: dict[str, Callable[..., Prepared]] = {}
 
+
+def _llava_onevision(config: dict[str, Any], **kwargs: Any) -> Prepared:
+    """LLaVA-OneVision: AnyRes tiles or video frames (:mod:`hwsim.trace.onevision`)."""
+    from .onevision import build  # noqa: PLC0415 - onevision imports this module
+
+    return build(config, **kwargs)
+
+
+ARCHITECTURES["LlavaOnevisionForConditionalGeneration"] = _llava_onevision
+
 # Config keys that are bookkeeping, not architecture: not passed to AutoConfig.
 _BOOKKEEPING = ("transformers_version", "_name_or_path", "auto_map", "architectures",
                 "torch_dtype", "dtype", "model_type")

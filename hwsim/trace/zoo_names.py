@@ -100,6 +100,7 @@ def _from_config(name: str) -> dict[str, Any]:
 for _name in ("llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b", "mistral-7b-v0.1",
               "qwen2.5-7b", "mixtral-8x7b"):
     ZOO[_name] = _from_config(_name)
+ZOO["llava-onevision-7b"] = _from_config("llava-onevision-7b")  # AnyRes tiles, video frames
 
 # Today's vision-language models, from their config.json: Qwen2.5-VL-7B (its image
 # preprocessing and default image: hwsim.trace.images; min_seq_len follows the image).
