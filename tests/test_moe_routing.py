@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -119,8 +120,9 @@ def test_all_routing_problems_are_collected_with_the_other_fields():
 
 
 def test_histogram_of_the_wrong_length_is_caught_at_expansion(tmp_path):
-    from hwsim.simulate import prepare
     from test_moe_model import moe_workload
+
+    from hwsim.simulate import prepare
 
     wl = workload_from_dict({**moe_workload(tmp_path), "routing": {
         "mode": "histogram", "layers": {1: [1, 2, 3]}}}, "w.yaml")
@@ -132,7 +134,8 @@ def test_histogram_of_the_wrong_length_is_caught_at_expansion(tmp_path):
 def test_cli_bad_routing_exits_2_without_traceback(tmp_path):
     path = tmp_path / "w.yaml"
     path.write_text(yaml.safe_dump({**BASE, "routing": {"mode": "skew", "alpha": -1}}))
-    r = subprocess.run([sys.executable, "-m", "hwsim", "simulate", str(path)],
+    root = Path(__file__).resolve().parents[1]  # the checkout's hwsim, not an installed one
+    r = subprocess.run([sys.executable, "-m", "hwsim", "simulate", str(path)], cwd=root,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
