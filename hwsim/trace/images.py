@@ -274,7 +274,7 @@ LLAVA_ONEVISION = VisionInputs(
     name="LLaVA-OneVision", default_image=(899, 1024),
     default_source="the LLaVA radar chart (llava_v1_5_radar.jpg, 899x1024 px) that the model "
                    "card's example and transformers' convert_llava_onevision_weights_to_hf.py "
-                   "run (image_sizes [[899, 1024]]): a 2x3 crop grid, 6,551 visual tokens",
+                   "run (image_sizes [[899, 1024]]): a 3x3 crop grid, 6,551 visual tokens",
     # <|im_start|> system \n You are a helpful assistant . <|im_end|> \n <|im_start|> user
     # \n: the prompt the conversion script checks the model with, before <image>; 14
     # tokens of Qwen2's tokenizer (each special token one id).
