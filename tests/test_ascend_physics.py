@@ -14,7 +14,8 @@ from physics import violations
 
 import hwsim
 from accelerators.ascend import TARGET
-from accelerators.ascend.attention import _plan, shape_of
+from accelerators.ascend.attention import _plan
+from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import executed_flops, flops, read_bytes, visible_scores
 from hwsim.targets import resolve
 from hwsim.workload import workload_from_dict
@@ -88,7 +89,7 @@ def test_causal_attention_executes_whole_tiles_and_stays_under_the_peak():
     r, row = one(op)
     g = r.graph
     chip = TARGET.chip(r.target.spec)
-    plan = _plan(chip, shape_of(g.ops[0], g), r.workload.tiling, True)
+    plan = _plan(chip, AttentionShape.of(g.ops[0], g), r.workload.tiling, True)
     # the tiles: block_q query positions by one second-level block of keys; the diagonal
     # tiles are executed whole, the tiles wholly above it skipped
     tiles = executed_flops(g.ops[0], plan.positions, plan.blocks.b2)
@@ -106,7 +107,8 @@ def test_windowed_and_grouped_tiles_count_what_the_kernel_computes():
     op = attention(q_len=4096, kv_len=4096, window=1024)
     r, row = one(op)
     g = r.graph
-    plan = _plan(TARGET.chip(r.target.spec), shape_of(g.ops[0], g), r.workload.tiling, True)
+    plan = _plan(TARGET.chip(r.target.spec), AttentionShape.of(g.ops[0], g),
+                 r.workload.tiling, True)
     assert plan.positions == plan.blocks.bq // 4  # 4 query heads share a tile
     per_head = visible_scores(4096, 4096, True, 1024, plan.positions, plan.blocks.b2)
     assert row.executed_flops == 32 * per_head * 2 * (128 + 128)

@@ -90,6 +90,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from hwsim.errors import InputError
+from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import flops as op_flops
 from hwsim.ir.kinds import visible_scores
 
@@ -127,55 +128,6 @@ class Blocks:
     b2: int  # second-level block (the vector cores'); b1 for one-level flash
 
 
-@dataclass(frozen=True)
-class Att:
-    """An attention op as the kernels see it."""
-
-    b: int
-    h: int
-    hk: int
-    d: int
-    dv: int
-    q: int
-    kv: int
-    causal: bool
-    window: int  # 0: none
-    sk: int  # keys each query block attends to when block-sparse (0: dense)
-    sb: int  # queries sharing one selection of keys
-    vl: int | None  # values each query row weights (None: all the keys it scores)
-    dtype: str
-
-    @property
-    def group(self) -> int:
-        return max(1, self.h // max(1, self.hk))
-
-    @property
-    def by(self) -> float:
-        return nbytes(self.dtype)
-
-    @property
-    def off(self) -> int:
-        return self.kv - self.q  # query i sits at key position off + i
-
-    @property
-    def masked(self) -> bool:
-        return self.causal or self.window > 0
-
-
-def shape_of(op, graph) -> Att:
-    a = op.attrs
-    d = a["head_dim"]
-    kv = a["kv_len"]
-    sk = min(kv, int(a.get("sparse_keys") or 0))
-    vl = a.get("v_len")
-    keys = sk or kv
-    return Att(a["batch"], a["heads"], a["kv_heads"], d, a.get("v_head_dim", d), a["q_len"],
-               kv, bool(a["causal"]), int(a.get("window") or 0), sk,
-               max(1, int(a.get("sparse_block") or 1)) if sk else 1,
-               None if vl is None or vl >= keys else int(vl),
-               graph.tensors[op.inputs[0]].dtype)
-
-
 def strategy_of(tiling) -> str:
     name = getattr(tiling, "attention", "auto") if tiling is not None else "auto"
     return "fastattention" if name == "auto" else name
@@ -201,18 +153,18 @@ def _check_dtype(chip: Chip, dtype: str) -> None:
 def describe(chip: Chip, op, graph, tiling) -> str:
     """The strategy, block sizes, packing and split an attention op runs with."""
     strategy = strategy_of(tiling)
-    att = shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     extra = []
-    if att.sk:
-        extra.append(f"{att.sk} gathered keys per {att.sb} queries")
-    if att.vl is not None:
-        extra.append(f"top-{att.vl} values per row")
+    if att.sparse_keys:
+        extra.append(f"{att.sparse_keys} gathered keys per {att.sparse_block} queries")
+    if att.selects_values:
+        extra.append(f"top-{att.values} values per row")
     if strategy == "standard":
-        kernels = "bmm, scale+mask, softmax, bmm" if att.masked and not att.sk else \
+        kernels = "bmm, scale+mask, softmax, bmm" if att.masked and not att.sparse_keys else \
             "bmm, scale, softmax, bmm"
-        if att.sk:
+        if att.sparse_keys:
             kernels = "gather K, " + kernels.replace("softmax, bmm", "softmax, gather V, bmm")
-        if att.vl is not None:
+        if att.selects_values:
             kernels = kernels.replace(", bmm", ", top-k, gather+weigh V").replace(
                 "gather V, top-k", "top-k")
         return "; ".join([f"standard: {kernels}", *extra])
@@ -220,13 +172,13 @@ def describe(chip: Chip, op, graph, tiling) -> str:
     blk = plan.blocks
     level2 = f"/{blk.b2}" if strategy == "fastattention" else ""
     parts = [f"{strategy}: blocks q {blk.bq} x kv {blk.b1}{level2}"]
-    if att.masked and not att.sk:
+    if att.masked and not att.sparse_keys:
         parts.append("tiling-mask" if plan.skip else "N x N mask from HBM")
-    if att.group > 1 and not att.sk:
+    if att.group > 1 and not att.sparse_keys:
         parts.append(f"{att.group} query heads per K/V head in one tile")
     if plan.split > 1:
         parts.append(f"split-KV over {plan.split} cores")
-    rounds = cdiv(att.b * att.hk * len(plan.items), chip.n_cube)
+    rounds = cdiv(att.batch * att.kv_heads * len(plan.items), chip.n_cube)
     if rounds > 1:
         parts.append(f"{rounds} rounds of tiles on {chip.n_cube} cube cores")
     return "; ".join(parts + extra)
@@ -243,9 +195,9 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
     query of the tile sees, :func:`hwsim.ir.kinds.visible_scores`); value pruning weights
     ``min(v_len, keys walked)`` values per query row.
     """
-    att = shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     strategy = strategy_of(tiling)
-    if strategy == "standard" or att.sk:
+    if strategy == "standard" or att.sparse_keys:
         return op_flops(op)
     plan = _plan(chip, att, tiling, strategy == "fastattention")
     if not plan.skip:
@@ -255,33 +207,35 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
     for t in plan.tiles:
         walk = t.k1 - t.k0
         scores += t.rows * walk
-        values += t.rows * (walk if att.vl is None else min(att.vl, walk))
-    assert scores == att.group * visible_scores(att.q, att.kv, att.causal, att.window,
+        values += t.rows * (walk if not att.selects_values else min(att.values, walk))
+    assert scores == att.group * visible_scores(att.q_len, att.kv_len, att.causal, att.window,
                                                 plan.positions, plan.blocks.b2)
-    return int(att.b * att.hk * (2 * scores * att.d + 2 * values * att.dv))
+    return int(att.batch * att.kv_heads * (2 * scores * att.head_dim + 2 * values * att.v_head_dim))
 
 
 # ---------------------------------------------------------------------- standard
 def _standard(bld: Builder, l2: L2, op, graph) -> None:
-    att = shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     chip = bld.chip
     spec = chip.spec
-    b, h, hk, d, dv, q, kv, g = att.b, att.h, att.hk, att.d, att.dv, att.q, att.kv, att.group
-    by = att.by
+    b, h, hk, d, dv = att.batch, att.heads, att.kv_heads, att.head_dim, att.v_head_dim
+    q, kv, g = att.q_len, att.kv_len, att.group
+    by = nbytes(att.dtype)
     name = op.name or "attention"
     _extra_inputs(bld, op, graph, deps=())
     rows = b * h * q
-    if att.sk:  # each block of sb queries of a head scores its own sk gathered keys
-        nblk = cdiv(q, att.sb)
+    if att.sparse_keys:  # each block of sb queries of a head scores its own sk gathered keys
+        nblk = cdiv(q, att.sparse_block)
         start = bld.launch(label="launch gather K")
-        ends = _gather_rows(bld, l2, att, "K", att.d, att.sk, deps=(start,),
+        ends = _gather_rows(bld, l2, att, "K", att.head_dim, att.sparse_keys, deps=(start,),
                             label=f"{name} gather K")
         start = bld.launch(deps=ends, label="launch bmm QK")
-        ends = emit_gemm(bld, l2, batch=b * h * nblk, m=min(att.sb, q), n=att.sk, k=d,
+        ends = emit_gemm(bld, l2, batch=b * h * nblk, m=min(att.sparse_block, q),
+                         n=att.sparse_keys, k=d,
                          dtype=att.dtype, a="Q", b="K'", out="S", deps=(start,),
                          label=f"{name} QK", keep_out_in_l2=True)
         l2.release("K'")
-        cols = att.sk
+        cols = att.sparse_keys
     else:  # the group's query heads as the rows of one GEMM per K/V head
         start = bld.launch(label="launch bmm QK")
         ends = emit_gemm(bld, l2, batch=b * hk, m=g * q, n=kv, k=d, dtype=att.dtype, a="Q",
@@ -291,7 +245,7 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
     start = bld.launch(deps=ends, label="launch scale+mask")
     ins = [In("S", cols * by)]
     fns: tuple[str, ...] = ("mul",)
-    if att.masked and not att.sk:  # the N x N mask (causal and/or window), shared by heads
+    if att.masked and not att.sparse_keys:  # the N x N mask (causal and/or window), shared by heads
         ins.append(In("mask", kv * by, period=q, mask=True))
         fns = ("mul", "add")
     ends = emit_vector_kernel(bld, l2, units=rows, ins=ins, out="S2",
@@ -307,10 +261,10 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
                               ub_per_unit=cols * (2 * by + 2 * ACC), label=f"{name} softmax",
                               deps=(start,), reread_fraction=1.0, release=("S2",),
                               keep_out_in_l2=True)
-    if att.vl is not None:
+    if att.selects_values:
         # the top v_len probabilities of each row (values and key indices) ...
         start = bld.launch(deps=ends, label="launch top-k")
-        vl = att.vl
+        vl = att.values
         ends = emit_vector_kernel(bld, l2, units=rows, ins=[In("P", cols * by)], out="Ptop",
                                   out_bytes_per_unit=vl * (by + 4),
                                   cycles_per_unit=topk_cycles(spec, cols),
@@ -331,12 +285,13 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
                            label=f"{name} gather+weigh V", deps=(start,), release=("Ptop",),
                            pad_per_unit=vl * (chip.burst(1, row) - row))
         return
-    if att.sk:
+    if att.sparse_keys:
         start = bld.launch(deps=ends, label="launch gather V")
-        ends = _gather_rows(bld, l2, att, "V", att.dv, att.sk, deps=(start,),
+        ends = _gather_rows(bld, l2, att, "V", att.v_head_dim, att.sparse_keys, deps=(start,),
                             label=f"{name} gather V")
         start = bld.launch(deps=ends, label="launch bmm PV")
-        emit_gemm(bld, l2, batch=b * h * cdiv(q, att.sb), m=min(att.sb, q), n=dv, k=att.sk,
+        emit_gemm(bld, l2, batch=b * h * cdiv(q, att.sparse_block), m=min(att.sparse_block, q),
+                  n=dv, k=att.sparse_keys,
                   dtype=att.dtype, a="P", b="V'", out="O", deps=(start,), label=f"{name} PV")
         return
     start = bld.launch(deps=ends, label="launch bmm PV")
@@ -344,27 +299,28 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
               out="O", deps=(start,), label=f"{name} PV")
 
 
-def _key_rows(att: Att) -> int:
+def _key_rows(att: AttentionShape) -> int:
     """Key rows of one K/V head that some query of the op uses (read from HBM once)."""
-    k = att.kv
+    k = att.kv_len
     if att.window:
-        span = att.q + att.window - 1 if att.causal else att.q + 2 * att.window - 2
+        span = att.q_len + att.window - 1 if att.causal else att.q_len + 2 * att.window - 2
         k = max(1, min(k, span))
-    if att.sk:
-        k = min(k, cdiv(att.q, att.sb) * att.group * att.sk)
+    if att.sparse_keys:
+        k = min(k, cdiv(att.q_len, att.sparse_block) * att.group * att.sparse_keys)
     return k
 
 
-def _value_rows(att: Att) -> int:
+def _value_rows(att: AttentionShape) -> int:
     """Value rows of one K/V head that some query weights."""
     k = _key_rows(att)
-    return k if att.vl is None else min(k, att.group * att.q * att.vl)
+    return k if not att.selects_values else min(k, att.group * att.q_len * att.values)
 
 
-def _gather_hbm_fraction(l2: L2, att: Att, moved: float, unique_per_head: float) -> float:
+def _gather_hbm_fraction(l2: L2, att: AttentionShape, moved: float,
+                         unique_per_head: float) -> float:
     """Fraction of ``moved`` gathered bytes that come from HBM: each head's distinct
     rows once, the re-reads from L2 as far as a head's rows fit."""
-    heads = att.b * att.hk
+    heads = att.batch * att.kv_heads
     if moved <= 0:
         return 1.0
     unique = min(moved, heads * unique_per_head)
@@ -372,13 +328,13 @@ def _gather_hbm_fraction(l2: L2, att: Att, moved: float, unique_per_head: float)
     return (unique + (moved - unique) * (1.0 - hit)) / moved
 
 
-def _gather_rows(bld: Builder, l2: L2, att: Att, what: str, width: int, keys: int, *, deps,
-                 label: str) -> list[int]:
+def _gather_rows(bld: Builder, l2: L2, att: AttentionShape, what: str, width: int, keys: int,
+                 *, deps, label: str) -> list[int]:
     """A vector kernel copying each query block's selected rows of ``what`` (K or V)
     into a contiguous buffer (``what'``, kept in L2 as far as it fits)."""
     chip = bld.chip
-    row = width * att.by
-    units = att.b * att.h * cdiv(att.q, att.sb) * keys
+    row = width * nbytes(att.dtype)
+    units = att.batch * att.heads * cdiv(att.q_len, att.sparse_block) * keys
     unique = (_key_rows(att) if what == "K" else _value_rows(att)) * row
     frac = _gather_hbm_fraction(l2, att, units * row, unique)
     return emit_vector_kernel(bld, l2, units=units, ins=[In(what, row, hbm_fraction=frac)],
@@ -707,7 +663,7 @@ class Plan:
     items: tuple[Tile, ...]  # the same after the split, in issue order
 
 
-def _plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
+def _plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan:
     """The tiles of one K/V head (the lowering, the detail line and the executed FLOPs
     share one plan per op)."""
     key = (id(chip.spec), att, two_level, tiling_mask_of(tiling),
@@ -725,39 +681,40 @@ def _plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
 _PLANS: dict = {}
 
 
-def _make_plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
+def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan:
     mask_tile = tiling_mask_of(tiling)
-    blk = _choose_blocks(chip, tiling, att.d, att.dv, att.dtype, two_level, mask_tile)
-    skip = att.masked and mask_tile and not att.sk
-    mask_from_gm = att.masked and not mask_tile and not att.sk
+    blk = _choose_blocks(chip, tiling, att.head_dim, att.v_head_dim, att.dtype, two_level,
+                         mask_tile)
+    skip = att.masked and mask_tile and not att.sparse_keys
+    mask_from_gm = att.masked and not mask_tile and not att.sparse_keys
     mask_op = "select" if mask_tile else "add"
     tiles: list[Tile] = []
-    if att.sk:  # each query head's blocks of sb queries, each its own selection of keys
+    if att.sparse_keys:  # each query head's blocks of sb queries, each its own selection of keys
         positions = 0
-        nblk = cdiv(att.q, att.sb)
-        inner = "select" if att.causal and att.sb > 1 else ""
+        nblk = cdiv(att.q_len, att.sparse_block)
+        inner = "select" if att.causal and att.sparse_block > 1 else ""
         for hd in range(att.group):
             for qb in range(nblk):
-                p_lo, p_hi = qb * att.sb, min(att.q, (qb + 1) * att.sb)
+                p_lo, p_hi = qb * att.sparse_block, min(att.q_len, (qb + 1) * att.sparse_block)
                 for p0 in range(p_lo, p_hi, blk.bq):
                     n = min(blk.bq, p_hi - p0)
-                    widths = _widths(0, att.sk, blk.b1)
-                    tiles.append(Tile(n, n, 1, 0, att.sk, widths, (inner,) * len(widths), True,
-                                      True, (hd, qb, p0), att.sk))
+                    widths = _widths(0, att.sparse_keys, blk.b1)
+                    tiles.append(Tile(n, n, 1, 0, att.sparse_keys, widths, (inner,) * len(widths),
+                                      True, True, (hd, qb, p0), att.sparse_keys))
     else:
         g = att.group
         if g <= blk.bq:
             positions, chunks = max(1, blk.bq // g), [g]
         else:
             positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
-        npos = cdiv(att.q, positions)
+        npos = cdiv(att.q_len, positions)
         for pi in range(npos):
-            p0, p1 = pi * positions, min(att.q, (pi + 1) * positions)
+            p0, p1 = pi * positions, min(att.q_len, (pi + 1) * positions)
             lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
             if skip:  # whole second-level blocks: the cube's block ends at the last one seen
-                k0, k1 = lo // blk.b2 * blk.b2, min(att.kv, (hi // blk.b2 + 1) * blk.b2)
+                k0, k1 = lo // blk.b2 * blk.b2, min(att.kv_len, (hi // blk.b2 + 1) * blk.b2)
             else:
-                k0, k1 = 0, att.kv
+                k0, k1 = 0, att.kv_len
             if k1 <= k0:
                 continue
             widths = _widths(k0, k1, blk.b1)
@@ -768,7 +725,7 @@ def _make_plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
     # longest first (LPT: the cores' loads even out, and one more query position or key
     # can only put a longer tile into the first round), by position among equals
     tiles.sort(key=lambda t: -t.rows * (t.k1 - t.k0))
-    n_tiles = att.b * att.hk * len(tiles)
+    n_tiles = att.batch * att.kv_heads * len(tiles)
     split = max(1, chip.n_cube // n_tiles) if 0 < n_tiles < chip.n_cube else 1
     items = tiles if split == 1 else [c for t in tiles for c in _split(
         t, split, blk, mask_op, att.masked)]
@@ -776,10 +733,10 @@ def _make_plan(chip: Chip, att: Att, tiling, two_level: bool) -> Plan:
     return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
 
 
-def _key_range(att: Att, p0: int, p1: int) -> tuple[int, int, int, int]:
+def _key_range(att: AttentionShape, p0: int, p1: int) -> tuple[int, int, int, int]:
     """Keys seen by query positions [p0, p1): (first, last) seen by some query, and
     (first, last) seen by every query (outside those, the mask crosses the block)."""
-    off, kv, w = att.off, att.kv, att.window
+    off, kv, w = att.q_offset, att.kv_len, att.window
     first_pos, last_pos = off + p0, off + p1 - 1
     if att.causal:
         hi, need_hi = min(kv - 1, last_pos), min(kv - 1, first_pos)
@@ -831,24 +788,25 @@ def _split(t: Tile, split: int, blk: Blocks, mask_op: str, masked: bool) -> list
 
 def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     chip = bld.chip
-    att = shape_of(op, graph)
-    by = att.by
+    att = AttentionShape.of(op, graph)
+    by = nbytes(att.dtype)
     plan = _plan(chip, att, tiling, two_level)
     blk = plan.blocks
-    costs = _Costs(chip, att.d, att.dv, att.dtype, blk, cdiv(blk.bq, chip.vec_per_cube))
+    costs = _Costs(chip, att.head_dim, att.v_head_dim, att.dtype, blk,
+                   cdiv(blk.bq, chip.vec_per_cube))
     name = op.name or "attention"
     start = bld.launch(label=f"launch {name}")
-    heads = att.b * att.hk
+    heads = att.batch * att.kv_heads
     items = plan.items
     # ---- K/V traffic per K/V head: the first tile to need a row reads it from HBM, the
     # re-reads of the others hit L2 as far as the heads in flight fit (else HBM again)
-    k_row, v_row = att.d * by, att.dv * by
+    k_row, v_row = att.head_dim * by, att.v_head_dim * by
 
     def values_of(t: Tile) -> float:  # value rows a tile (chunk) moves
         walk = t.k1 - t.k0
-        if att.vl is None:
+        if not att.selects_values:
             return walk
-        return t.rows * min(att.vl, t.full) * walk / max(1, t.full)
+        return t.rows * min(att.values, t.full) * walk / max(1, t.full)
 
     vals = [values_of(t) for t in items]
     first = _first_touch(att, plan, vals)
@@ -865,7 +823,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         if moved_mask else 1.0
     # ---- the combine of split-KV chunks: partial O, row max and sum in a GM workspace
     split = plan.split > 1
-    partial_row = (att.dv + 2) * ACC
+    partial_row = (att.v_head_dim + 2) * ACC
     partial_rows = heads * sum(t.rows for t in items) if split else 0
     part_hbm = 1.0 - l2.write("partials", partial_rows * partial_row) if split else 1.0
     # ---- tiles to cores: the least loaded cube core takes the next tile
@@ -882,14 +840,14 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             core = heapq.heappop(free)[1]
             warm = bool(per_core[core])
             vt = None
-            if att.vl is not None:
+            if att.selects_values:
                 vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
             key = (t.rows, t.widths, t.masks, warm, vt)
             ch = chains.get(key)
             if ch is None:
-                macs = sum(padded_macs(chip, t.rows, w, att.d, att.dtype) for w in t.widths)
-                if att.vl is None:
-                    macs += sum(padded_macs(chip, t.rows, att.dv, w, att.dtype)
+                macs = sum(padded_macs(chip, t.rows, w, att.head_dim, att.dtype) for w in t.widths)
+                if not att.selects_values:
+                    macs += sum(padded_macs(chip, t.rows, att.v_head_dim, w, att.dtype)
                                 for w in t.widths)
                 ch = chains[key] = (*_chain(costs, t.rows, t.widths, t.masks, two_level, warm,
                                             not split, vt), macs)
@@ -904,8 +862,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             # one HBM stream's rate
             hbm = kv_bytes * rho_kv
             slow = kv_bytes - hbm
-            q_bytes = t.rows * att.d * by
-            q_pad = chip.burst(t.heads, t.positions * att.d * by) - q_bytes
+            q_bytes = t.rows * att.head_dim * by
+            q_pad = chip.burst(t.heads, t.positions * att.head_dim * by) - q_bytes
             l2b = 0.0
             if t.first:
                 hbm += q_bytes
@@ -914,7 +872,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             pad = q_pad
             if t.gathered:
                 pad += walk * k_pad + nv * v_pad
-            elif att.vl is not None:
+            elif att.selects_values:
                 pad += nv * v_pad
             mask_hbm = 0.0
             if plan.mask_from_gm:  # this tile's rows of the N x N mask, shared by the heads
@@ -931,17 +889,17 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                     mask_hbm = tb
                 tile_seen.add(core)
             elems = t.rows * walk
-            workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.dv * ACC * 2 \
+            workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.v_head_dim * ACC * 2 \
                 if chip.split else 0
             actions = {macs_action: macs,
                        "vector_cycle": vec_s / chip.cycle_s * chip.vec_per_cube,
                        "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
                        "l1_byte": 2 * (kv_bytes + elems * by),
-                       "ub_byte": elems * (ACC + by) * 2 + t.rows * att.dv * ACC * 4,
+                       "ub_byte": elems * (ACC + by) * 2 + t.rows * att.v_head_dim * ACC * 4,
                        "l2_byte": hbm + l2b + slow + workspace}
             bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
             share = hbm / (hbm + l2b + slow) if hbm + l2b + slow else 1.0
-            store = t.rows * partial_row if split else t.rows * att.dv * by
+            store = t.rows * partial_row if split else t.rows * att.v_head_dim * by
             # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
             # _check_blocks): the load of one overlaps the compute of the previous
             stages = sum(cdiv(w, blk.b2) for w in t.widths)
@@ -965,14 +923,15 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
 
 
-def _first_touch(att: Att, plan: Plan, vals: list[float]) -> list[tuple[float, float, float]]:
+def _first_touch(att: AttentionShape, plan: Plan,
+                 vals: list[float]) -> list[tuple[float, float, float]]:
     """Per item (in issue order, the same for every K/V head): the key rows, value rows
     and mask elements it is the first to read. A contiguous walk reads the keys of
     its range not read before; a gathered one (block-sparse, value pruning) new
     rows until the head's distinct rows (:func:`_key_rows`, :func:`_value_rows`)
     are all read; the mask rows of a tile's positions are read by the first head."""
     covered: list[list[int]] = []  # disjoint key intervals already read
-    k_left = float(_key_rows(att)) if att.sk else 0.0
+    k_left = float(_key_rows(att)) if att.sparse_keys else 0.0
     v_left = float(_value_rows(att))
     seen_mask: set = set()
     out = []
@@ -983,7 +942,7 @@ def _first_touch(att: Att, plan: Plan, vals: list[float]) -> list[tuple[float, f
             k_left -= fk
         else:
             fk = float(_cover(covered, t.k0, t.k1))
-        if att.vl is None:  # the value rows of the keys walked
+        if not att.selects_values:  # the value rows of the keys walked
             fv = fk
         else:  # the selected value rows: new ones until the head's distinct ones are read
             fv = min(nv, v_left)
@@ -1014,7 +973,7 @@ def _cover(covered: list[list[int]], a: int, b: int) -> int:
     return max(0, new)
 
 
-def _combine(bld: Builder, l2: L2, att: Att, plan: Plan, ends: list[int], rows: int,
+def _combine(bld: Builder, l2: L2, att: AttentionShape, plan: Plan, ends: list[int], rows: int,
              name: str) -> None:
     """Split-KV: after a cross-core flag, the vector cores rescale and add each row's
     partial outputs (``split`` of them at most) and write O to HBM; with value
@@ -1023,13 +982,13 @@ def _combine(bld: Builder, l2: L2, att: Att, plan: Plan, ends: list[int], rows: 
     spec = chip.spec
     sync = bld.add("launch", spec.cv_sync_s, deps=ends, bound="latency", label="split-KV flag")
     chunks = sum(1 for t in plan.items) / max(1, len(plan.tiles))
-    per_row_in = chunks * (att.dv + 2) * ACC
-    cyc = chunks * att.dv * cycles_per_element(spec, UPDATE, "fp32") \
-        + att.dv * cycles_per_element(spec, FINAL, "fp32") + 2 * ROW_TAIL_CYCLES
-    if att.vl is not None:
-        cyc += chunks * att.vl * SORTED / spec.vector_bytes_per_cycle
-    out_rows = att.b * att.hk * sum(t.rows for t in plan.tiles)
+    per_row_in = chunks * (att.v_head_dim + 2) * ACC
+    cyc = chunks * att.v_head_dim * cycles_per_element(spec, UPDATE, "fp32") \
+        + att.v_head_dim * cycles_per_element(spec, FINAL, "fp32") + 2 * ROW_TAIL_CYCLES
+    if att.selects_values:
+        cyc += chunks * att.values * SORTED / spec.vector_bytes_per_cycle
+    out_rows = att.batch * att.kv_heads * sum(t.rows for t in plan.tiles)
     emit_vector_kernel(bld, l2, units=out_rows, ins=[In("partials", per_row_in)], out="O",
-                       out_bytes_per_unit=att.dv * att.by, cycles_per_unit=cyc,
-                       ub_per_unit=per_row_in + att.dv * (att.by + ACC),
+                       out_bytes_per_unit=att.v_head_dim * nbytes(att.dtype), cycles_per_unit=cyc,
+                       ub_per_unit=per_row_in + att.v_head_dim * (nbytes(att.dtype) + ACC),
                        label=f"{name} split-KV combine", deps=(sync,), release=("partials",))

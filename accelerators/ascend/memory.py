@@ -10,28 +10,31 @@ fused kernels' split-KV partials stay in L2.
 from __future__ import annotations
 
 from hwsim.capacity import Footprint, footprint
+from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import dtype_bits
 
 
 def attention_workspace(op, graph, tiling) -> float:
     """HBM bytes an attention op needs beyond its inputs and output."""
-    from .attention import shape_of, strategy_of, tiling_mask_of  # noqa: PLC0415
+    from .attention import strategy_of, tiling_mask_of  # noqa: PLC0415
 
-    att = shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     eb = dtype_bits(att.dtype) / 8
-    mask = att.q * att.kv * eb  # the N x N mask in GM (causal and/or window)
+    mask = att.q_len * att.kv_len * eb  # the N x N mask in GM (causal and/or window)
     if strategy_of(tiling) == "standard":
-        cols = att.sk or att.kv
-        rows = att.b * att.h * att.q
+        cols = att.sparse_keys or att.kv_len
+        rows = att.batch * att.heads * att.q_len
         need = 2 * rows * cols * eb  # the scores and the probabilities
-        if att.sk:  # the gathered keys and values of each query block
-            need += att.b * att.h * -(-att.q // att.sb) * att.sk * (att.d + att.dv) * eb
+        if att.sparse_keys:  # the gathered keys and values of each query block
+            blocks = -(-att.q_len // att.sparse_block)
+            need += (att.batch * att.heads * blocks * att.sparse_keys
+                     * (att.head_dim + att.v_head_dim) * eb)
         elif att.masked:
             need += mask
-        if att.vl is not None:  # each row's top v_len probabilities and their indices
-            need += rows * att.vl * (eb + 4)
+        if att.selects_values:  # each row's top v_len probabilities and their indices
+            need += rows * att.values * (eb + 4)
         return need
-    return mask if att.masked and not att.sk and not tiling_mask_of(tiling) else 0.0
+    return mask if att.masked and not att.sparse_keys and not tiling_mask_of(tiling) else 0.0
 
 
 def ascend_footprint(graph, tiling) -> Footprint:
