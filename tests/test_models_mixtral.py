@@ -372,6 +372,60 @@ def test_a_small_qwen2_moe_config_keeps_its_shared_expert_and_dense_layer(tmp_pa
     assert r.totals["latency_s"] > 0 and "moe_experts" not in set(r.ops["kind"])
 
 
+SMALL_QWEN3_MOE = {
+    "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "hidden_size": 64,
+    "intermediate_size": 160, "moe_intermediate_size": 32, "num_experts": 8,
+    "num_experts_per_tok": 2, "norm_topk_prob": True, "head_dim": 32, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+    "max_position_embeddings": 512, "hidden_act": "silu", "tie_word_embeddings": False}
+SMALL_OLMOE = {
+    "architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "hidden_size": 64,
+    "intermediate_size": 48, "num_experts": 16, "num_experts_per_tok": 4,
+    "norm_topk_prob": False, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "num_key_value_heads": 4, "vocab_size": 100, "eos_token_id": 1, "pad_token_id": 1,
+    "max_position_embeddings": 512, "hidden_act": "silu", "tie_word_embeddings": False}
+
+
+@pytest.mark.trace
+@pytest.mark.parametrize("cfg,experts,top_k,ffn,renormalised", [
+    (SMALL_QWEN3_MOE, 8, 2, 32, True), (SMALL_OLMOE, 16, 4, 48, False)],
+    ids=["qwen3-moe", "olmoe"])
+def test_qwen3_moe_and_olmoe_experts_are_moe_experts_ops(tmp_path, cfg, experts, top_k, ffn,
+                                                         renormalised):
+    pytest.importorskip("transformers")
+    from hwsim.trace import trace
+
+    s = 12
+    g = trace(str(_config(tmp_path, cfg["model_type"], cfg)), seq_len=s)
+    moe = [op for op in g.ops if op.kind == "moe_experts"]
+    assert [op.layer for op in moe] == [0, 1]
+    assert all(op.attrs == {"tokens": s, "hidden": 64, "ffn": ffn, "experts": experts,
+                            "top_k": top_k, "act": "silu", "gated": True} for op in moe)
+    assert all(flops(op) == s * top_k * (2 * 64 * 2 * ffn + 2 * ffn * 64 + 3 * ffn)
+               for op in moe)
+    router = [op.kind for op in g.ops if op.layer == 0 and op.module.endswith("mlp.gate")]
+    assert router.count("topk") == 1 and ("reduce" in router) == renormalised
+
+
+@pytest.mark.trace
+def test_eager_and_sdpa_give_the_same_mixtral_and_the_model_is_left_as_it_was():
+    pytest.importorskip("transformers")
+    from hwsim.trace import trace
+    from hwsim.trace import zoo as tracer_zoo
+    from hwsim.trace.recorder import Recorder
+    from hwsim.trace.template import compare
+
+    eager = trace(MODEL, seq_len=16, layers=2, attn_implementation="eager")
+    assert compare(eager, trace(MODEL, seq_len=16, layers=2)) == []
+    prepared = tracer_zoo.prepare(MODEL, phase="prefill", batch=1, seq_len=4, kv_len=0,
+                                  dtype="fp16", attn_implementation="sdpa", layers=1)
+    experts = prepared.model.model.layers[0].mlp.experts
+    recorder = Recorder(prepared.model)
+    with recorder.recording():
+        assert "forward" in vars(experts)  # the leaf's stand-in, for the recording only
+    assert "forward" not in vars(experts)
+
+
 @pytest.mark.trace
 def test_an_experts_layout_hwsim_cannot_represent_is_one_line(tmp_path, cache):
     """An experts bank stored transposed (as some architectures do) is refused before the
