@@ -28,6 +28,7 @@ Modules: :mod:`~hwsim.trace.zoo_names` (names, phases, dims),
 names), :mod:`~hwsim.trace.zoo` (building models), :mod:`~hwsim.trace.factory`
 (user models), :mod:`~hwsim.trace.recorder` (the recording modes and hooks),
 :mod:`~hwsim.trace.masks` (reading attention masks without values),
+:mod:`~hwsim.trace.moe` (a mixture of experts' experts module as one op),
 :mod:`~hwsim.trace.raw` (the raw record), :mod:`~hwsim.trace.fuse` (fusions),
 :mod:`~hwsim.trace.aten_map` (aten -> kinds), :mod:`~hwsim.trace.lower` (raw
 record -> Graph), :mod:`~hwsim.trace.stacks` (layer numbering),
