@@ -274,7 +274,7 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
         # ... then each row gathers its v_len value rows and weighs them (vector FMAs)
         start = bld.launch(deps=ends, label="launch gather+weigh V")
         row = dv * by
-        frac = _gather_hbm_fraction(l2, att, rows * vl * row, _value_rows(att) * row)
+        frac = _gather_hbm_fraction(l2, att, rows * vl * row, att.value_rows * row)
         per = vl * dv * cycles_per_element(spec, GATHER_FMA, "fp32") \
             + dv * cycles_per_element(spec, FINAL, "fp32")
         emit_vector_kernel(bld, l2, units=rows,
@@ -299,23 +299,6 @@ def _standard(bld: Builder, l2: L2, op, graph) -> None:
               out="O", deps=(start,), label=f"{name} PV")
 
 
-def _key_rows(att: AttentionShape) -> int:
-    """Key rows of one K/V head that some query of the op uses (read from HBM once)."""
-    k = att.kv_len
-    if att.window:
-        span = att.q_len + att.window - 1 if att.causal else att.q_len + 2 * att.window - 2
-        k = max(1, min(k, span))
-    if att.sparse_keys:
-        k = min(k, cdiv(att.q_len, att.sparse_block) * att.group * att.sparse_keys)
-    return k
-
-
-def _value_rows(att: AttentionShape) -> int:
-    """Value rows of one K/V head that some query weights."""
-    k = _key_rows(att)
-    return k if not att.selects_values else min(k, att.group * att.q_len * att.values)
-
-
 def _gather_hbm_fraction(l2: L2, att: AttentionShape, moved: float,
                          unique_per_head: float) -> float:
     """Fraction of ``moved`` gathered bytes that come from HBM: each head's distinct
@@ -335,7 +318,7 @@ def _gather_rows(bld: Builder, l2: L2, att: AttentionShape, what: str, width: in
     chip = bld.chip
     row = width * nbytes(att.dtype)
     units = att.batch * att.heads * cdiv(att.q_len, att.sparse_block) * keys
-    unique = (_key_rows(att) if what == "K" else _value_rows(att)) * row
+    unique = (att.key_rows if what == "K" else att.value_rows) * row
     frac = _gather_hbm_fraction(l2, att, units * row, unique)
     return emit_vector_kernel(bld, l2, units=units, ins=[In(what, row, hbm_fraction=frac)],
                               out=f"{what}'", out_bytes_per_unit=row, cycles_per_unit=0.0,
@@ -928,11 +911,12 @@ def _first_touch(att: AttentionShape, plan: Plan,
     """Per item (in issue order, the same for every K/V head): the key rows, value rows
     and mask elements it is the first to read. A contiguous walk reads the keys of
     its range not read before; a gathered one (block-sparse, value pruning) new
-    rows until the head's distinct rows (:func:`_key_rows`, :func:`_value_rows`)
-    are all read; the mask rows of a tile's positions are read by the first head."""
+    rows until the head's distinct rows (``key_rows``, ``value_rows`` of
+    :class:`hwsim.ir.AttentionShape`) are all read; the mask rows of a tile's
+    positions are read by the first head."""
     covered: list[list[int]] = []  # disjoint key intervals already read
-    k_left = float(_key_rows(att)) if att.sparse_keys else 0.0
-    v_left = float(_value_rows(att))
+    k_left = float(att.key_rows) if att.sparse_keys else 0.0
+    v_left = float(att.value_rows)
     seen_mask: set = set()
     out = []
     for t, nv in zip(plan.items, vals):
