@@ -16,11 +16,10 @@ from hwsim.targets import resolve
 from hwsim.workload import zoo
 
 SIZES = {"prefill": {"seq_len": 64}, "decode": {"seq_len": 1, "kv_len": 200}}
-MIN_SEQ = {"llava-1.5-7b": 640, "llava-1.5-13b": 640}
 # Weights larger than one roofline-v100's 32 GiB: this test checks the roofline
 # formula op by op on one device, so it lends the device the memory (capacity
 # itself is tested in tests/test_physics_core.py and tests/test_models_zoo.py).
-BIG = {"llama-3.1-70b": "target.dram_bytes=256GiB"}
+BIG = {"llama-3.1-70b": "target.dram_bytes=256GiB", "mixtral-8x7b": "target.dram_bytes=128GiB"}
 CASES = [(m, p) for m in zoo.names() for p in zoo.phases(m) if zoo.shipped_path(m, p)]
 
 TOTALS = {"latency_s", "cycles", "flops", "dense_flops", "executed_flops",
@@ -43,8 +42,9 @@ def test_every_zoo_model_has_a_shipped_prefill_template():
 @pytest.mark.parametrize("model,phase", CASES, ids=[f"{m}.{p}" for m, p in CASES])
 def test_simulate_zoo_model_on_roofline(model, phase, tmp_path, capsys):
     sizes = dict(SIZES[phase])
-    if phase == "prefill" and model in MIN_SEQ:
-        sizes["seq_len"] = MIN_SEQ[model]
+    minimum = (zoo.template(model, phase).header.get("template") or {}).get("min_seq_len")
+    if minimum:  # a vision-language prefill holds its visual tokens and a question
+        sizes["seq_len"] = minimum + 29
     wl = tmp_path / "wl.yaml"
     wl.write_text(f"model: {model}\nphase: {phase}\n"
                   + "".join(f"{k}: {v}\n" for k, v in sizes.items()))
@@ -64,10 +64,11 @@ def test_simulate_zoo_model_on_roofline(model, phase, tmp_path, capsys):
     assert doc["totals"]["flops"] == sum(r["flops"] for r in doc["ops"])
     assert doc["totals"]["latency_s"] == pytest.approx(sum(r["latency_s"] for r in doc["ops"]))
     # the roofline formula, op by op, recomputed from the graph
+    from hwsim.simulate import device_graph
     from hwsim.workload import build_graph, load_workload
     from hwsim.workload.logits import select_logits
-    loaded = load_workload(wl)
-    graph = select_logits(build_graph(loaded), loaded.logits)
+    loaded = load_workload(wl)  # the graph the target runs: MoE experts expanded
+    graph = device_graph(select_logits(build_graph(loaded), loaded.logits), loaded)
     spec = resolve("roofline").spec
     for row, op in zip(doc["ops"], graph.ops, strict=True):
         assert row["kind"] == op.kind
