@@ -439,11 +439,11 @@ def prepare_config(config: dict[str, Any], *, phase: str, batch: int, seq_len: i
     facts = {k: head[k] for k in ("hidden", "heads", "kv_heads", "head_dim", "ffn", "vocab",
                                   "max_positions", "window")}
     facts["layers"] = cfg.num_hidden_layers
+    if head["experts"]:  # a mixture of experts (hwsim.trace.moe)
+        facts.update(experts=head["experts"], experts_per_token=head["experts_per_token"])
     if head["rope_scaling"]:
         facts["rope_scaling"] = head["rope_scaling"]
     return Prepared(model, make, _call(model), config=facts, stack_names=names)
-    if head["experts"]:  # a mixture of experts (hwsim.trace.moe)
-        facts.update(experts=head["experts"], experts_per_token=head["experts_per_token"])
 
 
 def auto_config(config: dict[str, Any], attn: str, where: str = "") -> Any:
