@@ -175,3 +175,39 @@ def test_no_target_costs_an_unexpanded_moe_op(target):
     """The simulator refuses it by name: no silent zero and no target-specific guess."""
     with pytest.raises(UnsupportedOpError, match="moe_experts"):
         run_graph(tiny_moe(layers=1), resolve(target))
+
+
+# ---------------------------------------------------------------------------- ops: kernel
+def test_a_kernel_study_moe_layer_is_expanded_by_the_routing():
+    """``ops: [{kind: moe_experts, ...}]``: one Mixtral MoE layer (hidden 4096, ffn
+    14336, 8 experts, top-2) on 512 tokens; the GEMMs' FLOPs do not depend on routing."""
+    import hwsim
+    from hwsim.workload import workload_from_dict
+
+    op = {"kind": "moe_experts", "tokens": 512, "hidden": 4096, "ffn": 14336, "experts": 8}
+    flops_ = {}
+    for name, routing in (("balanced", {}), ("skew", {"mode": "skew", "alpha": 1.2})):
+        wl = workload_from_dict({"ops": [op], "routing": routing}, "k.yaml")
+        r = hwsim.simulate(wl, "roofline", sets=["target.dram_bytes=1e12"])
+        gemm = r.ops[r.ops["kind"] == "matmul"]
+        assert len(gemm) == 2 * 8  # every expert reached, up and down
+        flops_[name] = int(gemm["flops"].sum())
+        rows = 512 * 2
+        # the GEMMs, SwiGLU's 3 per ffn element, the combine's mul and sum per hidden element
+        assert int(r.ops["flops"].sum()) == flops_[name] + rows * 3 * 14336 + rows * 2 * 4096
+    assert flops_["balanced"] == flops_["skew"] == 512 * 2 * (2 * 4096 * 2 * 14336
+                                                            + 2 * 14336 * 4096)
+
+
+def test_kernel_study_moe_parameters_are_checked_in_one_line():
+    from hwsim.errors import InputError
+    from hwsim.workload import workload_from_dict
+
+    bad = {"kind": "moe_experts", "tokens": 4, "hidden": 4, "ffn": 4, "experts": 2,
+           "top_k": 3, "act": "swish", "gated": 1}
+    with pytest.raises(InputError) as e:
+        workload_from_dict({"ops": [bad]}, "k.yaml")
+    fields = {p.field: p.message for p in e.value.problems}
+    assert fields == {"ops.0.act": "expected one of silu, gelu, gelu_tanh, relu, got 'swish'",
+                      "ops.0.gated": "expected true or false, got 1",
+                      "ops.0.top_k": "top_k=3 exceeds experts=2"}

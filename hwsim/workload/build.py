@@ -240,6 +240,14 @@ def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: i
         ins = [t([n])]
         outs = [t([max(p["cache_elements"], n)], "kv_cache")]
         attrs = dict(elements=n)
+    elif kind == "moe_experts":  # expanded by the workload's routing before simulation
+        tk, h, f, e, k = p["tokens"], p["hidden"], p["ffn"], p["experts"], p["top_k"]
+        g_ = 2 if p["gated"] else 1
+        ins = [t([tk, h]), t([tk, k], dt="int64"), t([tk, k]), t([e, g_ * f, h], "param"),
+               t([e, h, f], "param")]
+        outs = [t([tk, h], "activation")]
+        attrs = dict(tokens=tk, hidden=h, ffn=f, experts=e, top_k=k, act=p["act"],
+                     gated=p["gated"])
     else:  # pragma: no cover - the loader rejects unknown kinds
         raise InputError(f"unknown op kind {kind!r}")
     return g.add_op(kind, ins, outs, attrs, module=label, name=label)

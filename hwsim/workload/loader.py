@@ -17,7 +17,7 @@ import yaml
 
 from ..errors import Collector, InputError
 from ..ir.dtypes import is_known
-from ..ir.kinds import FN_FLOPS, REDUCE_FNS
+from ..ir.kinds import FN_FLOPS, MOE_ACTS, REDUCE_FNS
 from ..pruning import check_step
 from ..spec import suggest
 from ..trace import images
@@ -269,9 +269,12 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
             ok = FN_FLOPS if kind == "elementwise" else REDUCE_FNS
             if value not in ok:
                 errs.add(f"{where}.fn", f"unknown function {value!r} (known: {', '.join(ok)})")
-        elif key == "causal":
+        elif key in ("causal", "gated"):
             if not isinstance(value, bool):
-                errs.add(f"{where}.causal", f"expected true or false, got {value!r}")
+                errs.add(f"{where}.{key}", f"expected true or false, got {value!r}")
+        elif key == "act":
+            if value not in MOE_ACTS:
+                errs.add(f"{where}.act", f"expected one of {', '.join(MOE_ACTS)}, got {value!r}")
         elif value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                     or value < (0 if key in OPTIONAL_ZERO else 1)):
             errs.add(f"{where}.{key}", f"expected a positive integer, got {value!r}")
@@ -286,6 +289,9 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
     if kind == "topk" and isinstance(op.get("k"), int) and isinstance(op.get("n"), int) \
             and op["k"] > op["n"]:
         errs.add(f"{where}.k", f"k={op['k']} exceeds n={op['n']}")
+    if kind == "moe_experts" and isinstance(op.get("experts"), int) \
+            and isinstance(op.get("top_k", 2), int) and op.get("top_k", 2) > op["experts"]:
+        errs.add(f"{where}.top_k", f"top_k={op.get('top_k', 2)} exceeds experts={op['experts']}")
     if kind == "attention":
         h, hk = op.get("heads"), op.get("kv_heads") or op.get("heads")
         if isinstance(h, int) and isinstance(hk, int) and hk > 0 and h % hk:

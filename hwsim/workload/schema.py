@@ -123,6 +123,13 @@ OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
     "concat": {"elements": (..., "output elements"), "parts": (2, "inputs")},
     "kv_write": {"elements": (..., "new entries written"),
                  "cache_elements": (0, "cache size after the write; default = elements")},
+    "moe_experts": {"tokens": (..., "tokens routed"), "hidden": (..., "model width"),
+                    "ffn": (..., "each expert's intermediate size"),
+                    "experts": (..., "experts of the layer"),
+                    "top_k": (2, "experts each token runs"),
+                    "act": ("silu", "silu (SwiGLU when gated), gelu, gelu_tanh or relu"),
+                    "gated": (True, "gate and up projections (SwiGLU); false: one input "
+                                    "projection")},
 }
 OP_COMMON = {"kind": "operator kind", "dtype": "data type (default: the workload's)",
              "name": "label in reports", "repeat": "how many times the op runs (default 1)"}
