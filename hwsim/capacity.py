@@ -3,7 +3,10 @@
 Every target checks its DRAM (HBM, DDR) capacity with the same account, on the
 graph one device runs (after the tensor-parallel split):
 
-- **weights**: every ``param`` tensor;
+- **weights**: every ``param`` tensor, once, however many ``view`` ops read
+  slices of it (an expanded mixture of experts reads each expert's slice of
+  the stacked expert weights through a view: all experts are held, only the
+  routed ones are read);
 - **KV cache**: the keys and values the attention layers keep. A layer's cache
   is the ``kv_cache`` tensor its attention reads after this call's
   ``kv_write`` (a decode step appends to the cache in place: the cache before
