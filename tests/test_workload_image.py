@@ -7,6 +7,8 @@ whose processor makes every image 336x336, is unchanged.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from test_workload import one_problem
 
@@ -126,3 +128,29 @@ def test_shipped_templates_of_other_images_are_found(tmp_path, monkeypatch):
     finally:
         monkeypatch.delenv("HWSIM_TRACES")
         zoo._shipped.cache_clear()
+
+
+@pytest.mark.parametrize("extra", [{"model": "llama-2-7b", "seq_len": 64},
+                                   {**LLAVA, "text_len": 64},
+                                   {**LLAVA, "seq_len": 700,
+                                    "image": {"height": 1080, "width": 1920}}])
+def test_a_workload_reads_back_from_its_dict(extra):
+    """Sweeps and --set rebuild a loaded workload from to_dict(): it must load back equal
+    (unset image fields and the text_len already turned into seq_len are left out)."""
+    from hwsim.workload import workload_from_dict
+
+    wl = workload_from_dict(extra, "<t>")
+    data = wl.to_dict()
+    data.pop("source", None)
+    assert "text_len" not in data
+    back = workload_from_dict(data, "<t>")
+    assert dataclasses.replace(back, text_len=wl.text_len) == wl and back.seq_len == wl.seq_len
+
+
+def test_set_text_len_replaces_seq_len_and_back():
+    from hwsim.workload import apply_sets, workload_from_dict
+
+    wl = workload_from_dict({**LLAVA, "seq_len": 640}, "<t>")
+    data = {k: v for k, v in wl.to_dict().items() if k != "source"}
+    assert workload_from_dict(apply_sets(data, [("text_len", 100)]), "<t>").seq_len == 676
+    assert workload_from_dict(apply_sets(data, [("seq_len", 700)]), "<t>").seq_len == 700

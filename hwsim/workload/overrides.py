@@ -42,10 +42,17 @@ def split_target(sets: list[tuple[str, Any]]) -> tuple[list[tuple[str, Any]], di
     return workload, target
 
 
+# A vision-language prefill is sized by seq_len or by text_len, never both: setting one
+# replaces the other.
+_SIZES_OF_A_PREFILL = {"seq_len": "text_len", "text_len": "seq_len"}
+
+
 def apply_sets(data: dict, sets: list[tuple[str, Any]]) -> dict:
     """A copy of ``data`` with each override applied."""
     data = copy.deepcopy(data)
     for key, value in sets:
+        if key in _SIZES_OF_A_PREFILL:  # text_len and seq_len size the same sequence
+            data.pop(_SIZES_OF_A_PREFILL[key], None)
         parts = key.split(".")
         node: Any = data
         for i, part in enumerate(parts):

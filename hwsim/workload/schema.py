@@ -80,9 +80,15 @@ class Workload:
         return "ops" if self.ops else "model"
 
     def to_dict(self) -> dict:
+        """The workload as a mapping the loader reads back to an equal workload.
+
+        ``text_len`` is left out (the loader has turned it into ``seq_len``), and so
+        are ``image`` and ``frames`` while unset, since giving them names an image."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.name == "text_len" or (f.name in ("image", "frames") and not v):
+                continue
             if isinstance(v, Tiling):
                 v = {tf.name: getattr(v, tf.name) for tf in fields(Tiling)}
             out[f.name] = v
