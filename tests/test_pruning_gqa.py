@@ -388,7 +388,9 @@ PHYSICS = {
 def test_every_method_is_in_the_gqa_physics():
     from hwsim.pruning import METHODS
 
-    assert set(PHYSICS) == set(METHODS)
+    # `experts` prunes a mixture of experts' FFNs, which TinyLlama has not: its physics on
+    # every target are held in tests/test_moe_pruning.py and tests/test_pruning_targets.py
+    assert set(PHYSICS) == {m for m in METHODS if METHODS[m].acts_on != "experts"}
 
 
 @pytest.mark.parametrize("target", sorted(registry()))

@@ -16,6 +16,12 @@ the target, not about pruning.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 import hwsim
@@ -28,6 +34,7 @@ PREFILL = {"model": "minilm-l6", "seq_len": 512, "batch": 16,
            "segments": {"text": [0, 32], "visual": [32, 480], "question": [480, 512]}}
 DECODE = {"model": "gpt2", "phase": "decode", "seq_len": 1, "kv_len": 511, "batch": 4}
 VIT = {"model": "deit-small", "seq_len": 197, "batch": 8}
+MOE = "tiny mixture of experts"  # made on first use: _moe_base()
 
 # method -> (workload, step at the lower keep, step at the higher keep)
 CASES = {
@@ -51,12 +58,24 @@ CASES = {
     "hip": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
     "quant": (PREFILL, {"tensors": {"kv": "int8"}, "refetch": 0.1},
               {"tensors": {"kv": "int16"}, "refetch": 0.1}),
+    "experts": (MOE, {"top_k": 1}, {"top_k": 2}),
 }
 TARGETS = sorted(registry())
 
 
 def test_every_method_is_covered():
     assert set(CASES) == set(METHODS)
+
+
+@functools.lru_cache(maxsize=1)
+def _moe_base() -> dict:
+    """Two blocks of attention + 8 experts (top-2) over 128 tokens, hidden 256, ffn 512
+    (tests/test_moe_model.py), saved once for the session: no zoo MoE fits every preset."""
+    from test_moe_model import moe_workload
+
+    folder = Path(tempfile.mkdtemp(prefix="hwsim-moe-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return moe_workload(folder, tokens=128, hidden=256, ffn=512)
 
 
 def _simulate(base: dict, step: dict, target):
@@ -66,6 +85,7 @@ def _simulate(base: dict, step: dict, target):
 
 def _run(method: str, target_name: str):
     base, low, high = CASES[method]
+    base = _moe_base() if base is MOE else base
     try:
         target = resolve(target_name)
     except Exception as e:  # pragma: no cover - a target under construction
