@@ -320,3 +320,17 @@ def test_average_power_is_energy_over_time():
     chip = t["energy_j"] - t["energy_breakdown_j"]["dram"]
     assert m["chip_power_w"] == pytest.approx(chip / t["latency_s"])
     assert 2.0 < m["chip_power_w"] < 5.0 and m["chip_power_w"] < m["power_w"] < 8.30
+
+
+def test_an_experts_weight_slice_is_fetched_as_a_weight(tmp_path):
+    """A mixture of experts' expert GEMM reads its weights through a view of the stacked
+    expert tensor: SpAtten files those bytes as weights, not activations (regression)."""
+    from test_moe_model import BYTES, F, H, moe_workload
+
+    from hwsim.simulate import prepare
+
+    g, _ = prepare(workload_from_dict(moe_workload(tmp_path), "w.yaml"), split=False)
+    up = next(op for op in g.ops if op.kind == "matmul" and op.name.endswith(".up"))
+    by = TARGET.work(up, g, spec()).bytes_by_class()
+    assert by["dram_read_weight"] == H * 2 * F * BYTES  # one expert's gate and up rows
+    assert "dram_read_act" not in by or by["dram_read_act"] < by["dram_read_weight"]

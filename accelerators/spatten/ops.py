@@ -113,7 +113,6 @@ def matmul(op, ctx: Context) -> Work:
     b, m, n, k = a["batch"], a["m"], a["n"], a["k"]
     g = ctx.graph
     A, B = op.inputs[0], op.inputs[1]
-    tB = g.tensors[B]
     w = Work(s, op.name or "matmul")
     dots = b * m * n
     per = math.ceil(k / s.dot_width)
@@ -137,7 +136,8 @@ def matmul(op, ctx: Context) -> Work:
     else:
         w.keep("A", a_bytes, ctx.on_chip(A))
     if b_dram:
-        w.read("fetch_b", class_of(ctx.roles, B, "weight" if tB.kind == "param" else "act"),
+        # a view of a weight (an expert's slice of stacked expert weights) is a weight
+        w.read("fetch_b", class_of(ctx.roles, B, "weight" if _is_param(g, B) else "act"),
                b_bytes * b_times, sram="kv")
         streams.append("fetch_b")
     else:
@@ -312,7 +312,7 @@ def copy(op, ctx: Context, fetch_class: str = "") -> Work:
         streams: tuple[str, ...] = ()
         if ctx.dram(src):
             cls = fetch_class or class_of(ctx.roles, src,
-                                          "weight" if g.tensors[src].kind == "param" else "act")
+                                          "weight" if _is_param(g, src) else "act")
             table = g.stored_bytes(src)
             if table < out.bytes and table <= s.act_buffer_bytes:
                 # a table smaller than the rows it gives (token types): read it once,
@@ -353,3 +353,8 @@ def kv_write(op, ctx: Context) -> Work:
     w.write("write_cache", cls, nbytes(new.numel, g.tensors[cache].dtype), after=("pack",))
     w.notes.append(f"{new.numel} new {cls} entries written")
     return w
+
+
+def _is_param(g, tid: int) -> bool:
+    """``tid`` is a weight, or a view of one (its root is a parameter)."""
+    return g.tensors[g.root(tid)].kind == "param"
