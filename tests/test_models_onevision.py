@@ -219,12 +219,12 @@ def test_small_traces_fit_templates_for_other_images_and_video():
     video = trace_template("llava-onevision-7b", "prefill", layers=2, frames=8)
     assert video.header["template"]["min_seq_len"] == 14 + 8 * 196 + 1
     pooled = [op for op in video.instantiate(batch=1, seq_len=1600, kv_len=0).ops
-              if op.kind == "elementwise" and op.attrs["fn"] == "fma"]
+              if op.kind == "elementwise" and op.attrs["fn"] == "bilinear"]
     assert [op.attrs["elements"] for op in pooled] == [8 * 196 * 3584]  # 2x2 bilinear pooling
     wide = trace_template("llava-onevision-7b", "prefill", layers=2, image=(1092, 1932))
     g = wide.instantiate(batch=1, seq_len=7300, kv_len=0)
     assert g.header["segments"]["visual"] == [14, 14 + 7269]
-    resample = [op for op in g.ops if op.kind == "elementwise" and op.attrs["fn"] == "fma"]
+    resample = [op for op in g.ops if op.kind == "elementwise" and op.attrs["fn"] == "bilinear"]
     assert [op.attrs["elements"] for op in resample] == [3584 * 60 * 108]  # anyres_max_9
     tower = [op for op in g.ops if op.kind == "attention" and "vision_tower" in op.module]
     assert {op.attrs["batch"] for op in tower} == {19}

@@ -112,6 +112,7 @@ FN_FLOPS: dict[str, int] = {
     "gelu_tanh": 8,  # tanh approximation: x³, mul, add, mul, tanh, add, mul, mul
     "silu": 2,  # x·sigmoid(x)
     "swiglu": 3,  # silu(a)·b
+    "bilinear": 7,  # a 2x2-tap blend: 4 weight multiplies, 3 adds (one output element)
     "copy": 0, "cast": 0, "fill": 0,
 }
 

@@ -303,13 +303,12 @@ def _upsample(node: RawNode, trace: RawTrace) -> Mapped:
     """A resampling (``F.interpolate``): one output element per position, read from
     the whole input (LLaVA-OneVision's bilinear downscales of its feature maps).
 
-    Bilinear blends the 4 nearest inputs with 2 x 2 weights; it is counted as one
-    fused multiply-add per output element (``fma``, 2 FLOPs), the nearest entry
-    as a ``copy``. The 4-tap blend's full count (4 multiplies, 3 adds) needs a
-    ``bilinear`` entry in ``hwsim.ir.kinds.FN_FLOPS``; these ops are a few MFLOPs
-    beside the vision tower's TFLOPs."""
+    Bilinear blends the 4 nearest inputs with 2 x 2 weights: ``bilinear``, 4
+    multiplies and 3 adds per output element (``hwsim.ir.kinds.FN_FLOPS``); the
+    nearest entry is a ``copy``. These ops are a few MFLOPs beside the vision
+    tower's TFLOPs."""
     src, out = node.inputs[0], node.outputs[0]
-    fn = "copy" if "nearest" in packet(node.target) else "fma"
+    fn = "copy" if "nearest" in packet(node.target) else "bilinear"
     return Mapped("elementwise", {"fn": fn, "elements": _numel(trace, out)}, (src,), (out,))
 
 
