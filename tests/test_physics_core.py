@@ -272,3 +272,19 @@ def test_a_broadcast_of_a_slice_holds_no_more_than_the_slice():
     g.add_op("view", [window], [group], {"note": "broadcast"})
     assert g.root(group) == k
     assert g.stored_bytes(group) == g.tensors[window].bytes < g.tensors[k].bytes
+
+
+@pytest.mark.parametrize("target", ["roofline", "ascend", "volta", "armv8", "spatten"])
+def test_every_elementwise_function_is_costed_on_every_target(target):
+    """A function the IR counts (hwsim.ir.kinds.FN_FLOPS) is one every target prices: a
+    new one (bilinear resampling came with LLaVA-OneVision) must reach each target's
+    tables, never a KeyError; each takes time and obeys the physics checks."""
+    from hwsim.ir.kinds import FN_FLOPS
+
+    ops = [{"kind": "elementwise", "fn": fn, "elements": 1 << 20, "name": fn}
+           for fn in sorted(FN_FLOPS)]
+    dtype = "fp32" if target == "armv8" else "fp16"
+    r = hwsim.simulate(ops_wl(ops, dtype=dtype), target, fidelity="analytical")
+    assert len(r.ops) == len(ops)
+    assert (r.ops["latency_s"] > 0).all(), r.ops.loc[r.ops["latency_s"] <= 0, "name"].tolist()
+    assert violations(r) == []

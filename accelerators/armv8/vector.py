@@ -44,6 +44,7 @@ def fn_instructions(fn: str, vexp: float) -> float:
         "tanh": vexp + DIVIDE + 2, "sigmoid": vexp + DIVIDE + 1, "erf": vexp + DIVIDE + 4,
         "gelu": vexp + DIVIDE + 8, "gelu_tanh": vexp + DIVIDE + 8,
         "silu": vexp + DIVIDE + 2, "swiglu": vexp + DIVIDE + 3,
+        "bilinear": 4.0,  # a 2x2-tap blend: one FMUL and three FMLA per vector
     }
     return table.get(fn, vexp)
 

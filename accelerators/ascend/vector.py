@@ -44,6 +44,7 @@ RECIPES: dict[str, tuple[str, ...]] = {
                   "mul"),
     "silu": ("neg", "exp", "add", "reciprocal", "mul"),  # x·sigmoid(x)
     "swiglu": ("neg", "exp", "add", "reciprocal", "mul", "mul"),  # silu(a)·b
+    "bilinear": ("mul", "fma", "fma", "fma"),  # w00·a, then + w01·b, w10·c, w11·d
 }
 ROW_TAIL_CYCLES = 8  # folding a row's last repeat to one value (M)
 VECTOR_SEGMENTS = 2  # middle segments per vector core (plus the one-stage fill and drain): a
