@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from no_torch import run_without_torch
 
 from hwsim.cli.main import main
 from hwsim.errors import InputError
@@ -43,21 +41,12 @@ SMALL_QWEN2 = {
     "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
     "use_sliding_window": False, "sliding_window": 8192}
 
-NO_TORCH = textwrap.dedent("""
-    import json, sys
-
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is hidden by the test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
+# The workload at sys.argv[1] simulated with torch and transformers hidden: its FLOPs.
+SIMULATE = """
     import hwsim
     r = hwsim.simulate(sys.argv[1], "roofline", fidelity="analytical")
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-    print(json.dumps({"flops": r.totals["flops"], "torch": loaded}))
-""")
+    result = r.totals["flops"]
+"""
 
 
 @pytest.fixture
@@ -242,12 +231,7 @@ def test_phi3_config_simulates_from_its_path(cache, tmp_path, monkeypatch):
     assert matmul_attention(select_logits(again, "last")) == PHI3_2048
 
     # ... and without torch
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", NO_TORCH, str(wl_path)], capture_output=True,
-                         text=True, cwd=tmp_path, env=env, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.splitlines()[-1])
-    assert out["torch"] == [] and out["flops"] == g.flops()
+    assert run_without_torch(SIMULATE, wl_path, cwd=tmp_path, timeout=300) == g.flops()
 
 
 @pytest.mark.trace
@@ -310,19 +294,15 @@ def test_a_model_type_transformers_does_not_know_is_one_line(cache, tmp_path, ca
 
 
 def test_hwsim_models_needs_no_torch(tmp_path):
-    script = NO_TORCH.split("import hwsim")[0] + textwrap.dedent("""
+    out = run_without_torch("""
+        import contextlib, io
         from hwsim.cli.main import main
-        rc = main(["models", "--json"])
-        loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-        print(json.dumps({"rc": rc, "torch": loaded}))
-    """)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=tmp_path, env=env, timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
-    *rows, last = res.stdout.splitlines()
-    assert json.loads(last) == {"rc": 0, "torch": []}
-    models = {json.loads(r)["model"]: json.loads(r) for r in rows}
+        with contextlib.redirect_stdout(io.StringIO()) as printed:
+            rc = main(["models", "--json"])
+        result = {"rc": rc, "rows": printed.getvalue().splitlines()}
+    """, cwd=tmp_path, timeout=120)
+    assert out["rc"] == 0
+    models = {json.loads(r)["model"]: json.loads(r) for r in out["rows"]}
     assert models["llama-3.1-70b"]["template"] == "shipped"
     assert (models["qwen2.5-7b"]["heads"], models["qwen2.5-7b"]["kv_heads"]) == (28, 4)
 

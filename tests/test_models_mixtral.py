@@ -12,14 +12,11 @@ Qwen2-MoE-like configs check that a user's own MoE config traces from its path.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from no_torch import simulate_without_torch
 
 from hwsim.cli.main import main
 from hwsim.ir.kinds import flops
@@ -206,37 +203,15 @@ SIZES = {"prefill": {"seq_len": 256}, "decode": {"seq_len": 1, "kv_len": 1024}}
 REMEDY = {"roofline": {"devices": 4}, "volta": {"devices": 4}, "ascend": {"devices": 2},
           "spatten": {"sets": ["target.dram_bytes=128 GiB"]}}
 
-SCRIPT = textwrap.dedent("""
-    import json, sys
-
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is hidden by the test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    import hwsim
-    from hwsim.workload import workload_from_dict
-
-    out = []
-    for case in json.loads(sys.argv[1]):
-        wl = workload_from_dict({"model": case["model"], "phase": case["phase"],
-                                 "devices": case.get("devices", 1), **case["size"]})
-        try:
-            r = hwsim.simulate(wl, case["target"], sets=case.get("sets", []),
-                               fidelity="analytical")
-            kinds = list(r.ops["kind"])
-            out.append({**case, "flops": r.totals["flops"], "latency_s": r.totals["latency_s"],
-                        "weights": r.memory["weights_bytes"],
-                        "moe_left": kinds.count("moe_experts"),
-                        "expert_matmuls": sum(1 for k, n in zip(kinds, r.ops["name"])
-                                              if k == "matmul" and n.startswith("experts."))})
-        except hwsim.InputError as e:
-            out.append({**case, "error": str(e)})
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-    print(json.dumps({"runs": out, "torch": loaded}))
-""")
+# What the test reads from each run: the model's weights, the moe_experts nodes left
+# unexpanded and the experts' GEMMs.
+MEASURE = """
+    def measure(r):
+        kinds = list(r.ops["kind"])
+        return {"weights": r.memory["weights_bytes"], "moe_left": kinds.count("moe_experts"),
+                "expert_matmuls": sum(1 for k, n in zip(kinds, r.ops["name"])
+                                      if k == "matmul" and n.startswith("experts."))}
+"""
 
 
 def test_mixtral_runs_on_every_target_without_torch():
@@ -247,14 +222,8 @@ def test_mixtral_runs_on_every_target_without_torch():
             if target in REMEDY:
                 cases.append({**base, "expect_refusal": True})
             cases.append({**base, **REMEDY.get(target, {})})
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cases)], capture_output=True,
-                         text=True, cwd=ROOT, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.splitlines()[-1])
-    assert out["torch"] == []
     flops_seen: dict[str, set] = {}
-    for run in out["runs"]:
+    for run in simulate_without_torch(cases, MEASURE):
         where = f"{run['phase']} on {run['target']}"
         if run.get("expect_refusal"):  # the preset refuses cleanly: capacity, one line
             assert "does not fit" in run.get("error", ""), where

@@ -8,16 +8,12 @@ importable. The graph is checked without torch from the shipped templates.
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
-import textwrap
 import types
 from pathlib import Path
 
 import pytest
+from no_torch import simulate_without_torch
 
 from hwsim.trace import anyres, configs, hfconfig, images
 
@@ -231,48 +227,24 @@ def test_small_traces_fit_templates_for_other_images_and_video():
 
 
 # ---------------------------------------------------------------- workloads, no torch
-SCRIPT = textwrap.dedent("""
-    import json, sys
-
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is hidden by the test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    import hwsim
-
-    out = []
-    for case in json.loads(sys.argv[1]):
-        try:
-            r = hwsim.simulate(case["workload"], case["target"], sets=case.get("sets", []),
-                               fidelity="analytical")
-            ops = r.ops
-            lm = [(int(f), int(b), k, p) for f, b, m, k, p in zip(
-                  ops["flops"], ops["dram_read_bytes"], ops["module"], ops["kind"],
-                  ops["pruning"]) if "language_model" in str(m) or str(m) == "lm_head"]
-            plain = [(f, b) for f, b, k, p in lm if k in ("matmul", "attention")
-                     and (not isinstance(p, str) or not p)]
-            out.append({**case, "flops": r.totals["flops"], "latency_s": r.totals["latency_s"],
-                        "lm_mm": sum(f for f, _ in plain), "lm_read": sum(x[1] for x in lm)})
-        except hwsim.InputError as e:
-            out.append({**case, "error": str(e)})
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-    print(json.dumps({"runs": out, "torch": loaded}))
-""")
+# What the tests read from each run: the language model's matmul and attention FLOPs
+# outside the pruning machinery, and all its DRAM reads.
+MEASURE = """
+    def measure(r):
+        ops = r.ops
+        lm = [(int(f), int(b), k, p) for f, b, m, k, p in zip(
+              ops["flops"], ops["dram_read_bytes"], ops["module"], ops["kind"],
+              ops["pruning"]) if "language_model" in str(m) or str(m) == "lm_head"]
+        plain = [(f, b) for f, b, k, p in lm if k in ("matmul", "attention")
+                 and (not isinstance(p, str) or not p)]
+        return {"lm_mm": sum(f for f, _ in plain), "lm_read": sum(x[1] for x in lm)}
+"""
 
 REMEDY = {"spatten": ["target.dram_bytes=32 GiB"]}  # 16 GB weights beyond its 8 GiB HBM2
 
 
 def _run(cases):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cases)], capture_output=True,
-                         text=True, cwd=ROOT, env=env, timeout=900)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.splitlines()[-1])
-    assert out["torch"] == []
-    return out["runs"]
+    return simulate_without_torch(cases, MEASURE, timeout=900)
 
 
 def test_every_target_without_torch_prefill_decode_divprune_and_video():

@@ -10,16 +10,12 @@ interpreter where torch cannot be imported.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from test_models_zoo import SCRIPT
+from no_torch import run_without_torch, simulate_without_torch
 from test_workload import one_problem
 
 import hwsim
@@ -141,27 +137,18 @@ def test_image_errors(write_workload, extra, field, needles):
 
 def test_another_image_without_torch_is_one_line_naming_the_shipped_ones(tmp_path):
     """A size no shipped template covers, torch absent: which sizes exist, how to trace."""
-    script = """
-import sys
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "transformers"):
-            raise ImportError(name)
-sys.meta_path.insert(0, NoTorch())
-import hwsim
-try:
-    hwsim.simulate(sys.argv[1], "roofline", fidelity="analytical")
-except hwsim.InputError as e:
-    print(str(e))
-"""
     wl = tmp_path / "wl.yaml"
     wl.write_text(yaml.safe_dump({"model": MODEL, "text_len": 40,
                                   "image": {"height": 448, "width": 448}}))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HWSIM_CACHE_DIR": str(tmp_path / "c")}
-    res = subprocess.run([sys.executable, "-c", script, str(wl)], capture_output=True,
-                         text=True, env=env, timeout=300)
-    msg = res.stdout.strip()
-    assert "\n" not in msg and "448x448" in msg, res.stderr[-2000:]
+    msg = run_without_torch("""
+        import hwsim
+        result = ""
+        try:
+            hwsim.simulate(sys.argv[1], "roofline", fidelity="analytical")
+        except hwsim.InputError as e:
+            result = str(e)
+    """, wl, env={"HWSIM_CACHE_DIR": str(tmp_path / "c")}, timeout=300)
+    assert "\n" not in msg and "448x448" in msg, msg
     assert "the default image" in msg and "1092x1932" in msg
     assert "pip install 'hwsim[trace]'" in msg and "python -m hwsim.trace.ship" in msg
 
@@ -286,14 +273,8 @@ def test_runs_on_every_target_without_torch():
                 cases.append({**case, "expect_refusal": True})
                 case = {**case, "sets": ["target.dram_bytes=32 GiB"]}
             cases.append(case)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cases)], capture_output=True,
-                         text=True, cwd=ROOT, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.splitlines()[-1])
-    assert out["torch"] == []
     flops: dict[str, set] = {}
-    for run in out["runs"]:
+    for run in simulate_without_torch(cases):
         where = f"{run['phase']} on {run['target']}"
         if run.get("expect_refusal"):
             assert "does not fit" in run.get("error", ""), where

@@ -8,15 +8,13 @@ simulations run in a fresh interpreter where torch cannot be imported.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from no_torch import simulate_without_torch
 
 from hwsim.trace import configs, hfconfig
 from hwsim.trace.zoo_names import ZOO
@@ -247,35 +245,6 @@ REMEDY = {("llama-3.1-70b", "roofline"): {"devices": 8},
           **{(m, "spatten"): {"sets": ["target.dram_bytes=32 GiB"]}
              for m in ("llama-3.1-8b", "mistral-7b-v0.1", "qwen2.5-7b")}}
 
-SCRIPT = textwrap.dedent("""
-    import json, sys
-
-    class NoTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is hidden by the test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    import hwsim
-    from hwsim.workload import workload_from_dict
-
-    out = []
-    for case in json.loads(sys.argv[1]):
-        wl = workload_from_dict({"model": case["model"], "phase": case["phase"],
-                                 "devices": case.get("devices", 1), **case["size"]})
-        try:
-            r = hwsim.simulate(wl, case["target"], sets=case.get("sets", []),
-                               fidelity="analytical")
-            out.append({**case, "flops": r.totals["flops"], "latency_s": r.totals["latency_s"],
-                        "kv_read": sum(int(x) for x, k in zip(r.ops["dram_read_bytes"],
-                                       r.ops["kind"]) if k == "attention")})
-        except hwsim.InputError as e:
-            out.append({**case, "error": str(e)})
-    loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-    print(json.dumps({"runs": out, "torch": loaded}))
-""")
-
 
 def test_every_new_model_runs_on_every_target_without_torch():
     cases = []
@@ -287,14 +256,8 @@ def test_every_new_model_runs_on_every_target_without_torch():
                 if remedy:
                     cases.append({**base, "expect_refusal": True})
                 cases.append({**base, **(remedy or {})})
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(cases)], capture_output=True,
-                         text=True, cwd=ROOT, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-2000:]
-    out = json.loads(res.stdout.splitlines()[-1])
-    assert out["torch"] == []
     flops: dict[tuple, set] = {}
-    for run in out["runs"]:
+    for run in simulate_without_torch(cases):
         where = f"{run['model']} {run['phase']} on {run['target']}"
         if run.get("expect_refusal"):  # the preset refuses cleanly: capacity, one line
             assert "does not fit" in run.get("error", ""), where
