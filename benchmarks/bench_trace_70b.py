@@ -17,14 +17,13 @@ resident set (``ru_maxrss``, imports included) and, in a separate run under
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
-import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import print_hand_count, print_trace_run, time_trace  # noqa: E402
 
 # Llama-3.1-70B (config.json): d=8192, 80 layers, 64 heads over 8 KV heads of 128,
 # SwiGLU FFN 28672, vocabulary 128256; the trace computes logits at every position.
@@ -45,39 +44,13 @@ def main() -> int:
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # transformers' deprecation notices
 
-    start = time.perf_counter()
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-    import transformers.models.llama.modeling_llama  # noqa: F401
-
-    import hwsim.trace.api  # noqa: F401
-    from hwsim.trace import trace
-    imports_s = time.perf_counter() - start
-    print(f"imports (excluded)           {imports_s:6.2f} s")
-
-    times = []
-    for i in range(args.repeat):
-        start = time.perf_counter()
-        graph = trace("llama-3.1-70b", seq_len=args.seq, phase="prefill")
-        times.append(time.perf_counter() - start)
-        print(f"build + trace, run {i + 1}        {times[-1]:6.2f} s   ({len(graph.ops)} ops)")
-
-    by_kind = graph.flops_by_kind()
+    run = time_trace("llama-3.1-70b", args.seq, args.repeat,
+                     "transformers.models.llama.modeling_llama")
+    by_kind = run.graph.flops_by_kind()
     flops = by_kind.get("matmul", 0) + by_kind.get("attention", 0)
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    tracemalloc.start()
-    trace("llama-3.1-70b", seq_len=args.seq, phase="prefill")
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-
-    print(f"first run                    {times[0]:6.2f} s   (target < 10 s)")
-    print(f"best run                     {min(times):6.2f} s")
-    print(f"peak RSS, process            {rss_mib:6.0f} MiB (target < 2048 MiB)")
-    print(f"peak Python allocations      {peak / 2**20:6.1f} MiB (tracemalloc, one trace)")
+    print_trace_run(run, first_goal_s=10, rss_goal_mib=2048)
     print(f"matmul + attention FLOPs     {flops:,}")
-    expected = hand_count(args.seq)
-    print(f"hand count                   {expected:,}  "
-          f"({'equal' if flops == expected else 'DIFFERENT'})")
+    print_hand_count(flops, hand_count(args.seq))
     return 0
 
 

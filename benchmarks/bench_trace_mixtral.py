@@ -19,14 +19,14 @@ fit and check that ``python -m hwsim.trace.ship`` runs.
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
-import tracemalloc
 import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from timing import print_hand_count, print_trace_run, time_trace  # noqa: E402
 
 # Mixtral-8x7B (config.json): d=4096, 32 layers, 32 heads over 8 KV heads of 128,
 # 8 SwiGLU experts of width 14336 per layer, top-2, vocabulary 32000; the trace
@@ -51,40 +51,15 @@ def main() -> int:
     args = parser.parse_args()
     warnings.simplefilter("ignore")  # transformers' deprecation notices
 
-    start = time.perf_counter()
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
-    import transformers.models.mixtral.modeling_mixtral  # noqa: F401
-
-    import hwsim.trace.api  # noqa: F401
-    from hwsim.trace import trace
-    imports_s = time.perf_counter() - start
-    print(f"imports (excluded)           {imports_s:6.2f} s")
-
-    times = []
-    for i in range(args.repeat):
-        start = time.perf_counter()
-        graph = trace("mixtral-8x7b", seq_len=args.seq, phase="prefill")
-        times.append(time.perf_counter() - start)
-        print(f"build + trace, run {i + 1}        {times[-1]:6.2f} s   ({len(graph.ops)} ops)")
-
+    run = time_trace("mixtral-8x7b", args.seq, args.repeat,
+                     "transformers.models.mixtral.modeling_mixtral")
+    graph = run.graph
     by_kind = graph.flops_by_kind()
     flops = sum(by_kind.get(k, 0) for k in ("matmul", "attention", "moe_experts"))
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    tracemalloc.start()
-    trace("mixtral-8x7b", seq_len=args.seq, phase="prefill")
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-
-    print(f"first run                    {times[0]:6.2f} s")
-    print(f"best run                     {min(times):6.2f} s")
-    print(f"peak RSS, process            {rss_mib:6.0f} MiB")
-    print(f"peak Python allocations      {peak / 2**20:6.1f} MiB (tracemalloc, one trace)")
+    print_trace_run(run)
     print(f"moe_experts ops              {sum(op.kind == 'moe_experts' for op in graph.ops)}")
     print(f"matmul + attention + moe     {flops:,}")
-    expected = hand_count(args.seq)
-    print(f"hand count                   {expected:,}  "
-          f"({'equal' if flops == expected else 'DIFFERENT'})")
+    print_hand_count(flops, hand_count(args.seq))
     if args.template:
         from hwsim.trace import trace_template
 
