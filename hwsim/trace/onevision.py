@@ -52,7 +52,7 @@ import torch
 
 from ..errors import InputError
 from . import anyres, hfconfig, images
-from .zoo import Prepared, _build, _call, _decoder_inputs, _ids, auto_config, cache_kwarg
+from .zoo import LLAVA_STACKS, Prepared, _build, _decoder, _ids, auto_config
 
 
 def build(config: dict[str, Any], *, phase: str, batch: int, seq_len: int, kv_len: int,
@@ -82,13 +82,9 @@ def build(config: dict[str, Any], *, phase: str, batch: int, seq_len: int, kv_le
     facts["vision"] = {"layers": vis.num_hidden_layers, "hidden": vis.hidden_size,
                        "heads": vis.num_attention_heads, "ffn": vis.intermediate_size,
                        "patch": vis.patch_size, "image": vis.image_size}
-    stacks = {"model.vision_tower.encoder.layers": "vision",
-              "model.vision_tower.vision_model.encoder.layers": "vision",
-              "model.language_model.layers": "language"}
     if phase == "decode":
-        return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
-                                               cache_kwarg(model)),
-                        _call(model), config=facts, stack_names=stacks)
+        return _decoder(model, dims, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                        dtype=dtype, config=facts, stacks=LLAVA_STACKS)
 
     if not anyres.is_default_geometry(config):
         raise InputError("this LLaVA-OneVision config tiles images with other grid pinpoints, "
@@ -132,7 +128,7 @@ def build(config: dict[str, Any], *, phase: str, batch: int, seq_len: int, kv_le
         return model(inputs_embeds=embeds, use_cache=True)
 
     return Prepared(model, make, run, segments=layout.segments(seq_len), config=facts,
-                    stack_names=stacks)
+                    stack_names=LLAVA_STACKS)
 
 
 def _pack_image(inner: Any, features: torch.Tensor, batch: int,

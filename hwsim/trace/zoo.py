@@ -234,6 +234,24 @@ def _call(model: torch.nn.Module) -> Callable[[dict[str, Any]], Any]:
     return lambda inputs: model(**inputs)
 
 
+def _decoder(model: torch.nn.Module, dims: dict[str, Any], *, phase: str, batch: int,
+             seq_len: int, kv_len: int, dtype: torch.dtype, config: dict[str, Any],
+             stacks: dict[str, str]) -> Prepared:
+    """A decoder run on token ids: ``seq_len`` of them, after a KV cache of ``kv_len``
+    tokens to decode (:func:`_decoder_inputs`), with the model's facts and stacks."""
+    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
+                                           cache_kwarg(model)),
+                    _call(model), config=config, stack_names=stacks)
+
+
+# The layer stacks of a LLaVA model (LLaVA-1.5 and LLaVA-OneVision): the vision tower's
+# encoder layers, whether or not the tower nests them in a ``vision_model``, and the
+# language model's layers.
+LLAVA_STACKS = {"model.vision_tower.encoder.layers": "vision",
+                "model.vision_tower.vision_model.encoder.layers": "vision",
+                "model.language_model.layers": "language"}
+
+
 # ---------------------------------------------------------------------- families
 def _bert(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
     from transformers import BertConfig, BertModel
@@ -256,10 +274,9 @@ def _gpt2(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
                      n_inner=dims["ffn"])
     cfg._attn_implementation = attn
     model = _build(GPT2LMHeadModel, cfg, dtype)
-    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
-                                           cache_kwarg(model)),
-                    _call(model), config=_facts(dims, "vocab"),
-                    stack_names={"transformer.h": "decoder"})
+    return _decoder(model, dims, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                    dtype=dtype, config=_facts(dims, "vocab"),
+                    stacks={"transformer.h": "decoder"})
 
 
 def _llama_config(dims: dict[str, Any], attn: str) -> Any:
@@ -277,10 +294,8 @@ def _llama(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
     from transformers import LlamaForCausalLM
 
     model = _build(LlamaForCausalLM, _llama_config(dims, attn), dtype)
-    return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
-                                           cache_kwarg(model)),
-                    _call(model), config=_facts(dims, "vocab"),
-                    stack_names={"model.layers": "decoder"})
+    return _decoder(model, dims, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                    dtype=dtype, config=_facts(dims, "vocab"), stacks={"model.layers": "decoder"})
 
 
 def _vit(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
@@ -318,13 +333,9 @@ def _llava(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
     model = _build(LlavaForConditionalGeneration, cfg, dtype)
     prefix, image_tokens = dims["text_prefix"], dims["image_tokens"]
     config = {**_facts(dims, "vocab"), "vision": _facts(vis, "patch", "image")}
-    stacks = {"model.vision_tower.encoder.layers": "vision",
-              "model.vision_tower.vision_model.encoder.layers": "vision",
-              "model.language_model.layers": "language"}
     if phase == "decode":
-        return Prepared(model, _decoder_inputs(phase, batch, seq_len, kv_len, dims, dtype,
-                                               cache_kwarg(model)),
-                        _call(model), config=config, stack_names=stacks)
+        return _decoder(model, dims, phase=phase, batch=batch, seq_len=seq_len, kv_len=kv_len,
+                        dtype=dtype, config=config, stacks=LLAVA_STACKS)
 
     def make() -> dict[str, Any]:
         return {"pixel_values": torch.zeros(batch, 3, vis["image"], vis["image"], dtype=dtype,
@@ -345,7 +356,8 @@ def _llava(dims, *, phase, batch, seq_len, kv_len, dtype, attn) -> Prepared:
 
     segments = {"text": [0, prefix], "visual": [prefix, prefix + image_tokens],
                 "question": [prefix + image_tokens, seq_len]}
-    return Prepared(model, make, run, segments=segments, config=config, stack_names=stacks)
+    return Prepared(model, make, run, segments=segments, config=config,
+                    stack_names=LLAVA_STACKS)
 
 
 _FAMILIES: dict[str, Callable[..., Prepared]] = {
