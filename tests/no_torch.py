@@ -10,7 +10,8 @@ imported, and hand back what the script computed.
 - :func:`run_without_torch`: any script body that sets ``result``.
 - :func:`simulate_without_torch`: a list of cases (a zoo model at a size, or a
   workload file, on a target) simulated analytically, each with its totals and
-  what a ``measure`` function reads from the result, or its one-line InputError.
+  what a ``measure`` function reads from the result, or its one-line InputError;
+  :func:`simulated` checks one such run against what its case expected.
 """
 
 from __future__ import annotations
@@ -101,3 +102,17 @@ def simulate_without_torch(cases: list[dict], measure: str = KV_READ,
     dict of JSON values read from the simulation result ``r``."""
     body = textwrap.dedent(measure) + textwrap.dedent(SIMULATE)
     return run_without_torch(body, json.dumps(cases), timeout=timeout)
+
+
+def simulated(run: dict, where: str) -> bool:
+    """Whether ``run`` (one of :func:`simulate_without_torch`'s) simulated. A case marked
+    ``expect_refusal`` must have been refused for capacity ("does not fit") in one line,
+    and is not simulated; any other must have run, with a positive latency and FLOPs.
+    ``where`` names the case in a failure."""
+    if run.get("expect_refusal"):  # the preset refuses cleanly: capacity, one line
+        assert "does not fit" in run.get("error", ""), where
+        assert "\n" not in run["error"], where
+        return False
+    assert "error" not in run, f"{where}: {run.get('error')}"
+    assert run["latency_s"] > 0 and run["flops"] > 0, where
+    return True

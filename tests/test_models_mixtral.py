@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from no_torch import simulate_without_torch
+from no_torch import simulate_without_torch, simulated
+from test_models_zoo import check_shipped_template
 
 from hwsim.cli.main import main
 from hwsim.ir.kinds import flops
@@ -181,16 +182,7 @@ def test_parameters_are_46_7b_of_which_12_9b_active():
 @pytest.mark.parametrize("phase,batch,seq_len,kv_len", [
     ("prefill", 1, 77, 0), ("prefill", 2, 19, 0), ("decode", 2, 1, 300)])
 def test_shipped_template_equals_a_fresh_trace(phase, batch, seq_len, kv_len):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from hwsim.trace import trace
-    from hwsim.trace.template import compare
-
-    size = {"batch": batch, "seq_len": seq_len, "kv_len": kv_len}
-    tmpl = zoo.template(MODEL, phase)
-    assert size not in tmpl.header["template"]["points"]
-    assert size != tmpl.header["template"]["checked_at"]
-    assert compare(tmpl.instantiate(**size), trace(MODEL, phase=phase, **size)) == []
+    check_shipped_template(MODEL, phase, batch=batch, seq_len=seq_len, kv_len=kv_len)
 
 
 # ---------------------------------------------------------------- every target, no torch
@@ -225,12 +217,8 @@ def test_mixtral_runs_on_every_target_without_torch():
     flops_seen: dict[str, set] = {}
     for run in simulate_without_torch(cases, MEASURE):
         where = f"{run['phase']} on {run['target']}"
-        if run.get("expect_refusal"):  # the preset refuses cleanly: capacity, one line
-            assert "does not fit" in run.get("error", ""), where
-            assert "\n" not in run["error"]
+        if not simulated(run, where):
             continue
-        assert "error" not in run, f"{where}: {run.get('error')}"
-        assert run["latency_s"] > 0 and run["flops"] > 0, where
         assert run["moe_left"] == 0, where  # expanded before any target costs it
         if "devices" not in run:
             # balanced routing: 256 prefill tokens x top-2 reach all 8 experts, one decode

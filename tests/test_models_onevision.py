@@ -13,7 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
-from no_torch import simulate_without_torch
+from no_torch import simulate_without_torch, simulated
 
 from hwsim.trace import anyres, configs, hfconfig, images
 
@@ -261,11 +261,8 @@ def test_every_target_without_torch_prefill_decode_divprune_and_video():
     flops: dict[str, set] = {}
     for run in _run(cases):
         where = f"{Path(run['workload']).stem} on {run['target']}"
-        if run.get("expect_refusal"):
-            assert "does not fit" in run.get("error", "") and "\n" not in run["error"], where
+        if not simulated(run, where):
             continue
-        assert "error" not in run, f"{where}: {run.get('error')}"
-        assert run["latency_s"] > 0 and run["flops"] > 0, where
         flops.setdefault(run["workload"], set()).add(run["flops"])
     assert all(len(v) == 1 for v in flops.values()), flops  # the graph's, on any target
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from no_torch import simulate_without_torch
+from no_torch import simulate_without_torch, simulated
 
 from hwsim.trace import configs, hfconfig
 from hwsim.trace.zoo_names import ZOO
@@ -220,12 +220,17 @@ def test_llama31_model_is_built_with_llama3_rope():
     ("mistral-7b-v0.1", "prefill", 1, 50, 0), ("qwen2.5-7b", "prefill", 3, 21, 0),
     ("qwen2.5-7b", "decode", 1, 1, 64)])
 def test_shipped_template_equals_a_fresh_trace(model, phase, batch, seq_len, kv_len):
+    check_shipped_template(model, phase, batch=batch, seq_len=seq_len, kv_len=kv_len)
+
+
+def check_shipped_template(model: str, phase: str, **size: int) -> None:
+    """The shipped template of ``model``'s ``phase``, instantiated at ``size`` (a size it
+    was neither fitted at nor checked at), equals a fresh trace of that size."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from hwsim.trace import trace
     from hwsim.trace.template import compare
 
-    size = {"batch": batch, "seq_len": seq_len, "kv_len": kv_len}
     tmpl = zoo.template(model, phase)
     assert size not in tmpl.header["template"]["points"]
     assert size != tmpl.header["template"]["checked_at"]
@@ -259,12 +264,9 @@ def test_every_new_model_runs_on_every_target_without_torch():
     flops: dict[tuple, set] = {}
     for run in simulate_without_torch(cases):
         where = f"{run['model']} {run['phase']} on {run['target']}"
-        if run.get("expect_refusal"):  # the preset refuses cleanly: capacity, one line
-            assert "does not fit" in run.get("error", ""), where
-            assert "\n" not in run["error"]
+        if not simulated(run, where):
             continue
-        assert "error" not in run, f"{where}: {run.get('error')}"
-        assert run["latency_s"] > 0 and run["flops"] > 0 and run["kv_read"] > 0, where
+        assert run["kv_read"] > 0, where
         if "devices" not in run:
             flops.setdefault((run["model"], run["phase"]), set()).add(run["flops"])
     # the counted FLOPs are the graph's, whichever target runs it

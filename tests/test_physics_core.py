@@ -91,42 +91,56 @@ def test_a_window_is_part_of_the_op_and_a_bad_one_is_refused():
     assert g.ops[0].attrs["window"] == 256 and g.verify() == []
 
 
-@pytest.mark.trace
-def test_sliding_window_is_traced_from_the_config_and_kept_by_templates(tmp_path, monkeypatch):
-    pytest.importorskip("transformers")
+def tiny_mistral(tmp_path, monkeypatch, module: str, *, layers: int, window: int,
+                 max_positions: int, seqs: tuple[int, int], extra: tuple = ()):
+    """A small Mistral (hidden 64, FFN 128, 4 query heads over 2 KV heads, vocabulary 100,
+    ``layers`` layers, sliding window ``window``), built from transformers' MistralConfig
+    on the meta device by a factory module written to ``tmp_path`` as ``module``, traced
+    at the 2x2 grid ``seqs`` x batch (1, 2) and at each ``(seq_len, batch)`` of
+    ``extra``. Returns (the grid's fitted template, {(seq_len, batch): graph})."""
     import sys
 
-    (tmp_path / "tiny_mistral.py").write_text(
-        "import torch\n"
-        "from transformers import MistralConfig, MistralForCausalLM\n"
-        "def make(seq, batch):\n"
-        "    cfg = MistralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,\n"
-        "                        num_attention_heads=4, num_key_value_heads=2, vocab_size=100,\n"
-        "                        sliding_window=4, max_position_embeddings=64)\n"
-        "    with torch.device('meta'):\n"
-        "        m = MistralForCausalLM(cfg)\n"
-        "    return m, {'input_ids': torch.zeros(batch, seq, dtype=torch.long)}\n"
-        + "".join(f"def s{s}b{b}():\n    return make({s}, {b})\n"
-                  for s in (8, 16, 11) for b in (1, 2)))
-    monkeypatch.syspath_prepend(str(tmp_path))
     from hwsim.ir import fit_template
     from hwsim.trace import trace
 
-    graphs, points = [], []
-    for b in (1, 2):
-        for s in (8, 16):
-            g = trace(f"tiny_mistral:s{s}b{b}", seq_len=s, batch=b)
+    grid = [(s, b) for b in (1, 2) for s in seqs]
+    (tmp_path / f"{module}.py").write_text(
+        "import torch\n"
+        "from transformers import MistralConfig, MistralForCausalLM\n"
+        "def make(seq, batch):\n"
+        f"    cfg = MistralConfig(hidden_size=64, intermediate_size=128, "
+        f"num_hidden_layers={layers},\n"
+        "                        num_attention_heads=4, num_key_value_heads=2, vocab_size=100,\n"
+        f"                        sliding_window={window}, "
+        f"max_position_embeddings={max_positions})\n"
+        "    with torch.device('meta'):\n"
+        "        m = MistralForCausalLM(cfg)\n"
+        "    return m, {'input_ids': torch.zeros(batch, seq, dtype=torch.long)}\n"
+        + "".join(f"def s{s}b{b}():\n    return make({s}, {b})\n" for s, b in grid + list(extra)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graphs = {}
+    try:
+        for s, b in grid + list(extra):
+            g = trace(f"{module}:s{s}b{b}", seq_len=s, batch=b)
             g.header.update(name="tiny-mistral", model="tiny-mistral")
-            graphs.append(g)
-            points.append({"batch": b, "seq_len": s, "kv_len": 0})
-    tmpl = fit_template(graphs, points)
-    fresh = trace("tiny_mistral:s11b2", seq_len=11, batch=2)
+            graphs[s, b] = g
+    finally:
+        sys.modules.pop(module, None)
+    tmpl = fit_template([graphs[p] for p in grid],
+                        [{"batch": b, "seq_len": s, "kv_len": 0} for s, b in grid])
+    return tmpl, graphs
+
+
+@pytest.mark.trace
+def test_sliding_window_is_traced_from_the_config_and_kept_by_templates(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    tmpl, graphs = tiny_mistral(tmp_path, monkeypatch, "tiny_mistral", layers=2, window=4,
+                                max_positions=64, seqs=(8, 16), extra=[(11, 2)])
     inst = tmpl.instantiate(batch=2, seq_len=11)
-    for g in (graphs[0], inst, fresh):
+    for g in (graphs[8, 1], inst, graphs[11, 2]):
         att = [op for op in g.ops if op.kind == "attention"]
         assert len(att) == 2 and all(op.attrs["window"] == 4 for op in att)
         assert all(op.attrs["kv_heads"] == 2 for op in att)
-    sys.modules.pop("tiny_mistral", None)
 
 
 # ---------------------------------------------------------------- memory account

@@ -35,9 +35,10 @@ GPT2_DECODE = {"model": "gpt2", "phase": "decode", "seq_len": 1, "kv_len": 255}
 LLAMA_DECODE = {"model": "llama-2-7b", "phase": "decode", "seq_len": 1, "kv_len": 4095}
 
 
-def pruned(base: dict, *steps: dict):
-    """(dense graph, pruned graph) of ``base`` with ``steps``."""
-    wl = workload_from_dict({**base, "pruning": list(steps)})
+def pruned(base: dict, *steps: dict, source: str = "<workload>"):
+    """(dense graph, pruned graph) of ``base`` with ``steps``, the workload read as if from
+    ``source`` (errors name it); the pruned graph verifies."""
+    wl = workload_from_dict({**base, "pruning": list(steps)}, source)
     dense = build_graph(wl)
     graph = apply(dense, wl.pruning, wl.source)
     assert graph.verify() == []

@@ -19,15 +19,16 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from test_physics_core import tiny_mistral
+from test_pruning import pruned
 
 import hwsim
 from hwsim.errors import InputError
 from hwsim.ir import Graph, save
 from hwsim.ir.kinds import executed_flops, visible_scores
 from hwsim.ir.layered import instantiate_layers
-from hwsim.pruning import apply
 from hwsim.targets import registry
-from hwsim.workload import build_graph, load_workload, workload_from_dict, zoo
+from hwsim.workload import load_workload, workload_from_dict, zoo
 
 FP16 = 2  # bytes
 H, HK, D, LAYERS = 32, 4, 64, 22  # TinyLlama's query heads, KV heads, head_dim, layers
@@ -36,19 +37,6 @@ PREFILL = {"model": "tinyllama-1.1b", "seq_len": 512,
            "segments": {"text": [0, 32], "visual": [32, 480]}}
 DECODE_4K = {"model": "tinyllama-1.1b", "phase": "decode", "seq_len": 1, "kv_len": 4095}
 WINDOW = 256
-
-
-def pruned(base: dict, *steps: dict, source: str = "<gqa>"):
-    """(dense graph, pruned graph) of ``base`` with ``steps``; the pruned graph verifies."""
-    wl = workload_from_dict({**base, "pruning": list(steps)}, source)
-    dense = build_graph(wl)
-    graph = apply(dense, wl.pruning, wl.source)
-    assert graph.verify() == []
-    return dense, graph
-
-
-def machinery(graph: Graph, method: str) -> list:
-    return [op for op in graph.ops if op.attrs.get("pruning") == method]
 
 
 def named(graph: Graph, name: str) -> list:
@@ -420,37 +408,10 @@ def test_a_traced_mistral_keeps_its_window_through_pruning(tmp_path, monkeypatch
     """A small Mistral (sliding window 8, 4 query heads over 2 KV heads) traced on the meta
     device at a 2x2 grid, fitted into a template and pruned."""
     pytest.importorskip("transformers")
-    import sys
-
-    from hwsim.ir import fit_template
-    from hwsim.trace import trace
-
-    mod = "pruning12_tiny_mistral"
-    (tmp_path / f"{mod}.py").write_text(
-        "import torch\n"
-        "from transformers import MistralConfig, MistralForCausalLM\n"
-        "def make(seq, batch):\n"
-        "    cfg = MistralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=4,\n"
-        "                        num_attention_heads=4, num_key_value_heads=2, vocab_size=100,\n"
-        "                        sliding_window=8, max_position_embeddings=128)\n"
-        "    with torch.device('meta'):\n"
-        "        m = MistralForCausalLM(cfg)\n"
-        "    return m, {'input_ids': torch.zeros(batch, seq, dtype=torch.long)}\n"
-        + "".join(f"def s{s}b{b}():\n    return make({s}, {b})\n"
-                  for s in (16, 32) for b in (1, 2)))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        graphs, points = [], []
-        for b in (1, 2):
-            for s in (16, 32):
-                g = trace(f"{mod}:s{s}b{b}", seq_len=s, batch=b)
-                g.header.update(name="tiny-mistral", model="tiny-mistral")
-                graphs.append(g)
-                points.append({"batch": b, "seq_len": s, "kv_len": 0})
-        path = tmp_path / "tiny-mistral.prefill.json.gz"
-        save(fit_template(graphs, points), path)
-    finally:
-        sys.modules.pop(mod, None)
+    tmpl, _ = tiny_mistral(tmp_path, monkeypatch, "pruning12_tiny_mistral", layers=4, window=8,
+                           max_positions=128, seqs=(16, 32))
+    path = tmp_path / "tiny-mistral.prefill.json.gz"
+    save(tmpl, path)
     base = {"trace": str(path), "seq_len": 40}
     for step in ({"method": "spatten", "keep": 0.5}, {"method": "layer-drop", "layers": [2]},
                  {"method": "heads", "keep": 0.5}, {"method": "hip", "k": 4, "block": 4}):
