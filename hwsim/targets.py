@@ -29,6 +29,10 @@ A *target* is a model of one machine. It provides:
   generic report does not have (DRAM bytes by tensor class, engine cycles),
   usable as validation metrics; ``summary_lines(report)`` prints the main
   ones under the table's totals.
+- ``calibration_cases(spec)``: the target's microbenchmark reproductions
+  (:class:`hwsim.calibrate.CalibrationCase`), by default from the module
+  ``calibration`` of the target's package (``accelerators/<target>/
+  calibration.py``) when there is one; ``hwsim calibrate`` prints them.
 
 Targets are found through the entry-point group ``hwsim.targets`` (so a
 third-party package can add one); the built-in ones are also registered
@@ -133,6 +137,32 @@ class Target:
     def summary_lines(self, report) -> list[str]:
         """Lines the terminal table prints under its totals."""
         return []
+
+    def calibration_module(self):
+        """The module ``<target package>.calibration``, imported on first use (None: none)."""
+        import importlib  # noqa: PLC0415
+
+        package = type(self).__module__.rpartition(".")[0] or type(self).__module__
+        name = f"{package}.calibration"
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name in (name, package):
+                return None
+            raise  # the module exists but something it imports does not: a bug, not "none"
+
+    def calibration_cases(self, spec) -> list:
+        """Microbenchmark points run through ``spec`` (:class:`hwsim.calibrate.CalibrationCase`).
+
+        The default calls ``cases(spec)`` of :meth:`calibration_module`; no module,
+        or absent data files, give no cases."""
+        mod = self.calibration_module()
+        return list(mod.cases(spec)) if mod is not None else []
+
+    def calibration_files(self) -> list[str]:
+        """The data files the calibration module reads (relative to the calibration folder)."""
+        mod = self.calibration_module()
+        return list(getattr(mod, "FILES", ())) if mod is not None else []
 
     def presets(self) -> dict[str, Path]:
         out = {}
