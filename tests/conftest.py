@@ -188,3 +188,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def model_cache(tmp_path, monkeypatch):
+    """An empty hwsim trace cache and Hugging Face hub cache, and fresh zoo caches; the
+    hwsim cache folder (where traced templates land)."""
+    from hwsim.workload import zoo
+
+    monkeypatch.setenv("HWSIM_CACHE_DIR", str(tmp_path / "hwsim-cache"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))
+    zoo.template.cache_clear()
+    yield tmp_path / "hwsim-cache"
+    zoo.template.cache_clear()

@@ -49,15 +49,6 @@ SIMULATE = """
 """
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty hwsim trace cache and Hugging Face cache, and fresh zoo caches."""
-    monkeypatch.setenv("HWSIM_CACHE_DIR", str(tmp_path / "hwsim-cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))
-    zoo.template.cache_clear()
-    yield tmp_path / "hwsim-cache"
-    zoo.template.cache_clear()
-
 
 def write(path: Path, config: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +105,7 @@ def test_context_limit_counts_rope_scaling():
     assert hfconfig.context_limit({"model_type": "x"})[0] is None
 
 
-def test_hub_id_is_found_in_the_local_cache(cache, tmp_path):
+def test_hub_id_is_found_in_the_local_cache(model_cache, tmp_path):
     hf = tmp_path / "hf-hub"
     old = hub_snapshot(hf, "acme/tiny-qwen", "aaa111", SMALL_QWEN2)
     newer = hub_snapshot(hf, "acme/tiny-qwen", "bbb222", {**SMALL_QWEN2, "num_hidden_layers": 2})
@@ -148,7 +139,7 @@ def test_hf_home_and_xdg_cache_are_honoured(tmp_path, monkeypatch):
     ("no-type.json", "expected a transformers config with a model_type"),
     ("t5.json", "encoder-decoder model"),
 ])
-def test_a_config_that_cannot_be_read_is_one_clear_line(cache, tmp_path, capsys, model,
+def test_a_config_that_cannot_be_read_is_one_clear_line(model_cache, tmp_path, capsys, model,
                                                           expected):
     (tmp_path / "empty-folder").mkdir()
     (tmp_path / "bad.json").write_text("{not json")
@@ -164,7 +155,7 @@ def test_a_config_that_cannot_be_read_is_one_clear_line(cache, tmp_path, capsys,
         assert str(tmp_path / "hf-hub" / "models--nobody--no-such-model" / "snapshots") in err
 
 
-def test_hwsim_models_lists_the_zoo_and_configs(cache, tmp_path, capsys):
+def test_hwsim_models_lists_the_zoo_and_configs(model_cache, tmp_path, capsys):
     phi = write(tmp_path / "phi3" / "config.json", PHI3_MINI)
     assert main(["models", str(phi.parent)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -196,7 +187,7 @@ PHI3_2048 = 32 * PHI3_LAYER + 2 * PHI3_D * PHI3_VOCAB  # LM head on the last pos
 
 
 @pytest.mark.trace
-def test_phi3_config_simulates_from_its_path(cache, tmp_path, monkeypatch):
+def test_phi3_config_simulates_from_its_path(model_cache, tmp_path, monkeypatch):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     write(tmp_path / "models" / "phi3-mini.json", PHI3_MINI)
@@ -209,7 +200,7 @@ def test_phi3_config_simulates_from_its_path(cache, tmp_path, monkeypatch):
     att = [op.attrs for op in g.ops if op.kind == "attention"]
     assert len(att) == 32 and all(a["window"] == 2047 and a["causal"] for a in att)
     assert g.header["stacks"] == {"decoder": {"first_layer": 0, "num_layers": 32}}
-    cached = sorted(cache.glob("phi3-mini.prefill.template.*.json.gz"))
+    cached = sorted(model_cache.glob("phi3-mini.prefill.template.*.json.gz"))
     assert len(cached) == 1 and hfconfig.digest(PHI3_MINI) in cached[0].name
 
     # later runs, at any size, read the cached template: no tracing
@@ -235,7 +226,7 @@ def test_phi3_config_simulates_from_its_path(cache, tmp_path, monkeypatch):
 
 
 @pytest.mark.trace
-def test_a_qwen2_of_other_sizes_from_its_folder_and_an_edit_retraces(cache, tmp_path):
+def test_a_qwen2_of_other_sizes_from_its_folder_and_an_edit_retraces(model_cache, tmp_path):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     folder = tmp_path / "qwen2-small"
@@ -250,16 +241,16 @@ def test_a_qwen2_of_other_sizes_from_its_folder_and_an_edit_retraces(cache, tmp_
         assert biased == {"q_proj", "k_proj", "v_proj"}
         if phase == "decode":
             assert {a["kv_len"] for a in att} == {301}
-    assert len(list(cache.glob("qwen2-small.*.template.*.json.gz"))) == 2
+    assert len(list(model_cache.glob("qwen2-small.*.template.*.json.gz"))) == 2
     # an edited config is another model: traced again, with its new depth
     write(folder / "config.json", {**SMALL_QWEN2, "num_hidden_layers": 2})
     g = build_graph(load_workload(workload(tmp_path, model=str(folder), seq_len=100)))
     assert sum(op.kind == "attention" for op in g.ops) == 2
-    assert len(list(cache.glob("qwen2-small.prefill.template.*.json.gz"))) == 2
+    assert len(list(model_cache.glob("qwen2-small.prefill.template.*.json.gz"))) == 2
 
 
 @pytest.mark.trace
-def test_a_hub_id_simulates_and_an_encoder_has_no_decode(cache, tmp_path, capsys):
+def test_a_hub_id_simulates_and_an_encoder_has_no_decode(model_cache, tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     hub_snapshot(tmp_path / "hf-hub", "acme/tiny-qwen", "abc", SMALL_QWEN2)
@@ -280,7 +271,7 @@ def test_a_hub_id_simulates_and_an_encoder_has_no_decode(cache, tmp_path, capsys
 
 
 @pytest.mark.trace
-def test_a_model_type_transformers_does_not_know_is_one_line(cache, tmp_path, capsys):
+def test_a_model_type_transformers_does_not_know_is_one_line(model_cache, tmp_path, capsys):
     pytest.importorskip("transformers")
     import transformers
 
@@ -308,7 +299,7 @@ def test_hwsim_models_needs_no_torch(tmp_path):
 
 
 @pytest.mark.trace
-def test_a_config_whose_forward_fails_on_fake_tensors_is_one_line(cache, tmp_path, capsys,
+def test_a_config_whose_forward_fails_on_fake_tensors_is_one_line(model_cache, tmp_path, capsys,
                                                                   monkeypatch):
     pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")

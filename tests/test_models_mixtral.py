@@ -256,15 +256,6 @@ SMALL_QWEN2_MOE = {
     "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "use_sliding_window": False}
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    """An empty hwsim trace cache and fresh zoo caches."""
-    monkeypatch.setenv("HWSIM_CACHE_DIR", str(tmp_path / "hwsim-cache"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))
-    zoo.template.cache_clear()
-    yield tmp_path / "hwsim-cache"
-    zoo.template.cache_clear()
-
 
 def _config(tmp_path: Path, name: str, cfg: dict) -> Path:
     path = tmp_path / name / "config.json"
@@ -274,7 +265,7 @@ def _config(tmp_path: Path, name: str, cfg: dict) -> Path:
 
 
 @pytest.mark.trace
-def test_a_small_mixtral_config_traces_and_simulates_from_its_path(tmp_path, cache):
+def test_a_small_mixtral_config_traces_and_simulates_from_its_path(tmp_path, model_cache):
     pytest.importorskip("transformers")
     import hwsim
 
@@ -294,13 +285,13 @@ def test_a_small_mixtral_config_traces_and_simulates_from_its_path(tmp_path, cac
                        fidelity="analytical")
     assert r.totals["latency_s"] > 0 and "moe_experts" not in set(r.ops["kind"])
     # the template is cached: another size instantiates it without tracing
-    assert any(cache.rglob("*.json.gz"))
+    assert any(model_cache.rglob("*.json.gz"))
     g2 = graph(str(path), seq_len=2 * s)
     assert {op.attrs["tokens"] for op in g2.ops if op.kind == "moe_experts"} == {2 * s}
 
 
 @pytest.mark.trace
-def test_a_small_qwen2_moe_config_keeps_its_shared_expert_and_dense_layer(tmp_path, cache):
+def test_a_small_qwen2_moe_config_keeps_its_shared_expert_and_dense_layer(tmp_path, model_cache):
     pytest.importorskip("transformers")
     import hwsim
 
@@ -384,7 +375,7 @@ def test_eager_and_sdpa_give_the_same_mixtral_and_the_model_is_left_as_it_was():
 
 
 @pytest.mark.trace
-def test_an_experts_layout_hwsim_cannot_represent_is_one_line(tmp_path, cache):
+def test_an_experts_layout_hwsim_cannot_represent_is_one_line(tmp_path, model_cache):
     """An experts bank stored transposed (as some architectures do) is refused before the
     forward runs, naming the module and what differs; never costed as something else."""
     pytest.importorskip("transformers")
