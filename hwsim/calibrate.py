@@ -17,9 +17,12 @@ and its upstream source.
 A target provides its cases in ``accelerators/<target>/calibration.py`` (for a
 target of another package: ``<its package>.calibration``), a module with
 
-- ``cases(spec) -> list[CalibrationCase]``: the shipped microbenchmarks run
-  through ``spec``; a data file that is absent gives no cases (not an error):
-  the files are not shipped with the project (see :func:`data_path`);
+- ``cases(spec, preset) -> list[CalibrationCase]``: the shipped microbenchmarks
+  of the machine ``preset`` names (a preset name such as ``"volta-v100-pcie"``,
+  or a YAML path), run through ``spec`` (which may carry ``--set`` overrides);
+  a module may take ``cases(spec)`` alone. A data file that is absent gives no
+  cases (not an error): the files are not shipped with the project (see
+  :func:`data_path`); a preset the data does not describe gives none either;
 - optionally ``FILES``: the data files it reads, relative to the calibration
   folder (``"v100/v100_rrze_stream_bandwidth.csv"``), so that ``hwsim
   calibrate`` can say which were absent;
@@ -84,6 +87,20 @@ class CalibrationCase:
         d["x"] = dict(self.x)
         d["error"] = None if math.isnan(self.error) else self.error
         return d
+
+
+def call_cases(fn, spec, preset: str = "") -> list[CalibrationCase]:
+    """``fn(spec, preset)``, or ``fn(spec)`` for a function of one parameter; each case
+    without a preset gets ``preset``."""
+    import inspect  # noqa: PLC0415
+    from dataclasses import replace  # noqa: PLC0415
+
+    try:
+        n = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        n = 2
+    out = list(fn(spec, preset) if n >= 2 else fn(spec))
+    return [c if c.preset or not preset else replace(c, preset=preset) for c in out]
 
 
 def repo_root() -> Path:

@@ -29,7 +29,7 @@ A *target* is a model of one machine. It provides:
   generic report does not have (DRAM bytes by tensor class, engine cycles),
   usable as validation metrics; ``summary_lines(report)`` prints the main
   ones under the table's totals.
-- ``calibration_cases(spec)``: the target's microbenchmark reproductions
+- ``calibration_cases(spec, preset)``: the target's microbenchmark reproductions
   (:class:`hwsim.calibrate.CalibrationCase`), by default from the module
   ``calibration`` of the target's package (``accelerators/<target>/
   calibration.py``) when there is one; ``hwsim calibrate`` prints them.
@@ -151,13 +151,18 @@ class Target:
                 return None
             raise  # the module exists but something it imports does not: a bug, not "none"
 
-    def calibration_cases(self, spec) -> list:
+    def calibration_cases(self, spec, preset: str = "") -> list:
         """Microbenchmark points run through ``spec`` (:class:`hwsim.calibrate.CalibrationCase`).
 
-        The default calls ``cases(spec)`` of :meth:`calibration_module`; no module,
-        or absent data files, give no cases."""
+        The default calls ``cases(spec, preset)`` of :meth:`calibration_module`
+        (``cases(spec)`` if it takes one argument); ``preset`` names the machine the
+        spec was read for (a preset name or a YAML path), so that a module gives only
+        the measurements of that machine. No module, or absent data files, give no
+        cases."""
+        from .calibrate import call_cases  # noqa: PLC0415
+
         mod = self.calibration_module()
-        return list(mod.cases(spec)) if mod is not None else []
+        return call_cases(mod.cases, spec, preset) if mod is not None else []
 
     def calibration_files(self) -> list[str]:
         """The data files the calibration module reads (relative to the calibration folder)."""
