@@ -25,6 +25,9 @@ GEMM_STRATEGIES = ("auto", "openblas", "iaat", "autotsmm")
 PHASES = ("prefill", "decode")
 LOGITS = ("last", "all")
 TRACE_FORMATS = ("hwsim", "spatten-csv")
+# how the host issues the ops (hwsim.runtime): a vendor library called from compiled code,
+# PyTorch eager, a captured graph (CUDA Graphs / ACL graph), a fused engine (TensorRT, MindIE)
+RUNTIMES = ("library", "eager", "graph", "fused")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,10 @@ class Workload:
     routing: dict = _f({}, "mixture of experts: tokens per expert, {mode: balanced} (default), "
                            "{mode: skew, alpha: 1.2} (Zipf-like) or {mode: histogram, shares: "
                            "[...]} / {mode: histogram, layers: {3: [...]}} (hwsim.workload.moe)")
+    runtime: str = _f("library", "how the host issues the ops: library (a vendor library called "
+                      "from compiled code, as the measured kernel benchmarks), eager (PyTorch "
+                      "eager), graph (CUDA Graphs / ACL graph), fused (TensorRT-like engine); "
+                      "host cost per op in hwsim/runtime.py", RUNTIMES)
     tiling: Tiling = field(default_factory=Tiling, metadata={"help": "tiling strategies"})
     source: str = _f("", "the file this workload was read from (set by the loader)")
 
