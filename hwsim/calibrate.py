@@ -103,6 +103,17 @@ def call_cases(fn, spec, preset: str = "") -> list[CalibrationCase]:
     return [c if c.preset or not preset else replace(c, preset=preset) for c in out]
 
 
+def op_latency_s(target, spec, graph, op=None) -> float:
+    """The time ``target`` takes for one op of ``graph`` (its last by default): the op
+    lowered to tasks and scheduled on the event engine with the target's pools, the
+    same path :func:`hwsim.simulate.run_graph` takes for every op."""
+    from . import engine  # noqa: PLC0415
+
+    op = graph.ops[-1] if op is None else op
+    tasks = target.lower(op, graph, spec, None)
+    return engine.run_events(tasks, target.pools(spec)).latency_s
+
+
 def repo_root() -> Path:
     """The project's root (the folder holding ``hwsim/``)."""
     return Path(__file__).resolve().parents[1]
@@ -173,3 +184,300 @@ def header(path: Path | str) -> list[str]:
         raise InputError("calibration file not found", source=path) from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"not a valid CSV text file ({e})", source=path) from None
+
+
+# --------------------------------------------------------------------------- running the cases
+@dataclass
+class PresetRun:
+    """The cases of one target on one preset, and the data files that were absent."""
+
+    target: str
+    preset: str
+    cases: list[CalibrationCase]
+    files: list[str]  # the data files the target's module reads
+    absent: list[str]  # those not found in the calibration folder
+
+    def by_parameter(self) -> dict[str, list[CalibrationCase]]:
+        out: dict[str, list[CalibrationCase]] = {}
+        for c in self.cases:
+            out.setdefault(c.parameter, []).append(c)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "preset": self.preset, "files": self.files,
+                "absent": self.absent,
+                "parameters": {p: {"cases": len(cs), "mape": mape(cs)}
+                               for p, cs in self.by_parameter().items()},
+                "cases": [c.to_dict() for c in self.cases]}
+
+
+def mape(cases: Iterable[CalibrationCase]) -> float | None:
+    """Mean absolute relative error of the model over ``cases`` (None: no case with a
+    non-zero measurement)."""
+    errs = [abs(c.error) for c in cases if not math.isnan(c.error)]
+    return sum(errs) / len(errs) if errs else None
+
+
+def select(target: str | None = None, preset: str | None = None) -> list[tuple[Any, str]]:
+    """(target, preset) pairs to run: every preset of every target, of one target, or one
+    preset (a preset name or a hardware YAML path); ``target`` may also name a preset."""
+    from .targets import registry, resolve  # noqa: PLC0415
+
+    reg = registry()
+    if preset:
+        r = resolve(preset)
+        if target and target not in (r.target.name, r.preset):
+            raise InputError(f"preset {preset!r} is for target {r.target.name!r}, "
+                             f"not {target!r}", source="--preset")
+        return [(r.target, r.preset)]
+    if target and target not in reg:
+        r = resolve(target)  # a preset name or a YAML path: one machine
+        return [(r.target, r.preset)]
+    names = [target] if target else list(reg)
+    return [(reg[n], p) for n in names for p in reg[n].presets()]
+
+
+def run(target: str | None = None, preset: str | None = None,
+        sets: Mapping[str, Any] | None = None) -> list[PresetRun]:
+    """The calibration cases of the selected targets and presets (``sets``: spec
+    overrides, as ``--set target.FIELD=VALUE`` gives them, applied to every preset)."""
+    from .targets import resolve  # noqa: PLC0415
+
+    out = []
+    for t, p in select(target, preset):
+        spec = resolve(p, sets).spec
+        files = t.calibration_files()
+        absent = [f for f in files if data_path(f) is None]
+        out.append(PresetRun(t.name, p, t.calibration_cases(spec, p), files, absent))
+    return out
+
+
+_SI_UNITS = ("B/s", "FLOP/s", "s", "B", "W", "J", "Hz", "B/cycle")
+_PREFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""), (1e-3, "m"),
+             (1e-6, "u"), (1e-9, "n"))
+
+
+def fmt_value(value: float, unit: str) -> str:
+    """``value`` with an SI prefix for SI units (``812 GB/s``, ``42.1 us``), else as is."""
+    if math.isnan(value):
+        return "n/a"
+    if unit in _SI_UNITS and value:
+        for scale, prefix in _PREFIXES:
+            if abs(value) >= scale * 0.9995:
+                return f"{value / scale:.4g} {prefix}{unit}"
+        return f"{value:.4g} {unit}"
+    return f"{value:.4g} {unit}".rstrip()
+
+
+def _fmt_x(x: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                     for k, v in x.items())
+
+
+def format_runs(runs: list[PresetRun]) -> str:
+    """The terminal report: per target and preset, per parameter, the cases and MAPE."""
+    lines: list[str] = []
+    without = []
+    for r in runs:
+        if not r.cases:
+            without.append(r)
+            continue
+        lines.append(f"{r.target} / {r.preset}")
+        for param, cs in r.by_parameter().items():
+            m = mape(cs)
+            lines.append(f"  {param}: {len(cs)} case(s), MAPE "
+                         + ("n/a" if m is None else f"{100 * m:.1f} %"))
+            rows = [("case", "x", "measured", "modelled", "error")]
+            for c in cs:
+                err = "n/a" if math.isnan(c.error) else f"{100 * c.error:+.1f} %"
+                rows.append((c.name, _fmt_x(c.x), fmt_value(c.measured, c.unit),
+                             fmt_value(c.modelled, c.unit), err))
+            widths = [max(len(row[i]) for row in rows) for i in range(5)]
+            for row in rows:
+                lines.append("    " + "  ".join(
+                    cell.ljust(w) if i < 2 else cell.rjust(w)
+                    for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+            sources = sorted({c.source for c in cs})
+            lines.append("    source: " + "; ".join(sources))
+            notes = sorted({c.note for c in cs if c.note})
+            if len(notes) == 1:
+                lines.append("    note: " + notes[0])
+        lines.append("")
+    if without:
+        lines.append("no calibration cases: " + ", ".join(
+            f"{r.target}/{r.preset}" for r in without))
+    absent = sorted({f for r in runs for f in r.absent})
+    if absent:
+        lines.append(f"absent calibration files (looked in {data_dir()}): " + ", ".join(absent))
+    return "\n".join(lines).rstrip()
+
+
+def runs_to_dict(runs: list[PresetRun], fits: list | None = None) -> dict[str, Any]:
+    """The JSON document of ``hwsim calibrate --json`` (schema ``hwsim.calibrate/1``)."""
+    doc: dict[str, Any] = {"schema": "hwsim.calibrate/1", "data_dir": str(data_dir()),
+                           "runs": [r.to_dict() for r in runs],
+                           "absent": sorted({f for r in runs for f in r.absent})}
+    if fits is not None:
+        doc["fits"] = [f.to_dict() for f in fits]
+    return doc
+
+
+# --------------------------------------------------------------------------- refitting a preset
+@dataclass(frozen=True)
+class Fit:
+    """One preset parameter refit from a user's microbenchmarks (or why it was not)."""
+
+    parameter: str
+    before: float | None  # the preset's value
+    after: float | None  # the least-squares value (None: not refit, see message)
+    cases: int
+    mape_before: float | None
+    mape_after: float | None
+    message: str = ""  # why the parameter could not be refit
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def get_param(spec, name: str) -> Any:
+    """A spec field, or one entry of a mapping field (``peak_flops_per_s.fp64``)."""
+    head, _, entry = name.partition(".")
+    if not hasattr(spec, head):
+        raise KeyError(name)
+    value = getattr(spec, head)
+    if entry:
+        if not isinstance(value, Mapping) or entry not in value:
+            raise KeyError(name)
+        value = value[entry]
+    return value
+
+
+def with_param(spec, name: str, value: float):
+    """``spec`` with the field (or mapping entry) ``name`` set to ``value``."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    head, _, entry = name.partition(".")
+    if entry:
+        return replace(spec, **{head: {**getattr(spec, head), entry: value}})
+    return replace(spec, **{head: value})
+
+
+def refit(target, spec, preset: str, path: Path | str) -> list[Fit]:
+    """Refit the parameters a user's microbenchmark file grounds, through the target's model.
+
+    The target's calibration module reads ``path`` (``cases_from(spec, path, preset)``)
+    into cases, each naming the spec field it grounds. The parameters are then set
+    by nonlinear least squares on the relative errors: minimise
+    ``sum_i (modelled_i(p) / measured_i - 1)^2`` over ``p`` (in log space, so that
+    it stays positive), every ``modelled_i`` recomputed by the target's own model
+    at each step. A parameter whose cases do not move when it changes (the model
+    does not depend on it there), that is not a number, or whose preset value is
+    not positive, is not refit, and the fit says why. Data generated by the model
+    itself at some ``p*`` gives back ``p*`` (to the solver's tolerance, 1e-12).
+    """
+    import numpy as np  # noqa: PLC0415
+    from scipy.optimize import least_squares  # noqa: PLC0415
+
+    mod = target.calibration_module()
+    reader = getattr(mod, "cases_from", None) if mod is not None else None
+    if reader is None:
+        raise InputError(f"target {target.name!r} reads no microbenchmark files of a user "
+                         f"(its calibration module has no cases_from)", source="--fit")
+
+    def cases_at(s) -> list[CalibrationCase]:
+        return call_cases(lambda sp, pr: reader(sp, path, pr), s, preset)
+
+    base = cases_at(spec)
+    if not base:
+        raise InputError("no cases in the file (no row the target's reader uses)",
+                         source=str(path))
+    params = list(dict.fromkeys(c.parameter for c in base))
+    fits: dict[str, Fit] = {}
+    free: list[str] = []
+    p0: list[float] = []
+    for name in params:
+        mine = [c for c in base if c.parameter == name]
+        common = dict(parameter=name, cases=len(mine), mape_before=mape(mine))
+        try:
+            value = get_param(spec, name)
+        except KeyError:
+            fits[name] = Fit(before=None, after=None, mape_after=None, **common,
+                             message=f"not a field of the {target.name} spec")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            fits[name] = Fit(before=None, after=None, mape_after=None, **common,
+                             message=f"preset value {value!r} is not a positive number")
+            continue
+        moved = [c for c in cases_at(with_param(spec, name, value * 1.01))
+                 if c.parameter == name]
+        if all(abs(a.modelled - b.modelled) <= 1e-12 * abs(b.modelled)
+               for a, b in zip(moved, mine)):
+            fits[name] = Fit(before=float(value), after=None, mape_after=None, **common,
+                             message="the model's value for these cases does not depend on "
+                                     "it: it cannot be refit from them")
+            continue
+        free.append(name)
+        p0.append(float(value))
+
+    if free:
+        def spec_at(z) -> Any:
+            s = spec
+            for name, v0, zi in zip(free, p0, z):
+                s = with_param(s, name, v0 * math.exp(zi))
+            return s
+
+        measured = np.array([c.measured for c in base if c.parameter in free])
+
+        def residuals(z):
+            got = [c.modelled for c in cases_at(spec_at(z)) if c.parameter in free]
+            return np.array(got) / measured - 1.0
+
+        sol = least_squares(residuals, np.zeros(len(free)), method="trf",
+                            bounds=(np.full(len(free), -math.log(1e3)),
+                                    np.full(len(free), math.log(1e3))),
+                            x_scale=1.0, xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=400)
+        after = cases_at(spec_at(sol.x))
+        for name, v0, zi in zip(free, p0, sol.x):
+            mine = [c for c in base if c.parameter == name]
+            at_bound = abs(abs(zi) - math.log(1e3)) < 1e-6
+            fits[name] = Fit(name, v0, v0 * math.exp(zi), len(mine), mape(mine),
+                             mape([c for c in after if c.parameter == name]),
+                             "hit the search bound (1000x the preset value): the cases do "
+                             "not determine it" if at_bound else "")
+    return [fits[n] for n in params]
+
+
+def format_fits(target: str, preset: str, path: str, fits: list[Fit]) -> str:
+    """The refit as text: each parameter before and after, ``--set`` lines and a YAML snippet."""
+    def pct(m):
+        return "n/a" if m is None else f"{100 * m:.1f} %"
+
+    lines = [f"refit of {target} / {preset} from {path}:"]
+    done = [f for f in fits if f.after is not None and not f.message]
+    for f in fits:
+        if f.after is not None and not f.message:
+            lines.append(f"  {f.parameter}: {f.before:.6g} -> {f.after:.6g} ({f.cases} case(s); "
+                         f"MAPE {pct(f.mape_before)} -> {pct(f.mape_after)})")
+        else:
+            lines.append(f"  {f.parameter}: not refit ({f.cases} case(s)): {f.message}")
+    if not done:
+        lines.append("nothing to override")
+        return "\n".join(lines)
+    lines.append("override on the command line:")
+    lines.append("  " + " ".join(f"--set target.{f.parameter}={f.after:.6g}" for f in done))
+    lines.append(f"or in the spec: section of a hardware YAML (target: {target}):")
+    nested: dict[str, Any] = {}
+    for f in done:
+        head, _, entry = f.parameter.partition(".")
+        if entry:
+            nested.setdefault(head, {})[entry] = f.after
+        else:
+            nested[head] = f.after
+    src = f"  # refit from {Path(path).name} by hwsim calibrate --fit"
+    for head, value in nested.items():
+        if isinstance(value, dict):
+            lines.append(f"  {head}:")
+            lines += [f"    {k}: {v:.6g}{src}" for k, v in value.items()]
+        else:
+            lines.append(f"  {head}: {value:.6g}{src}")
+    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""``hwsim`` subcommands: simulate, trace, models, targets, validate, sweep, plot.
+"""``hwsim`` subcommands: simulate, trace, models, targets, validate, calibrate, sweep, plot.
 
 Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
 line on stderr with exit status 2; ``--debug`` shows the traceback instead.
@@ -74,7 +74,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
+    from .calibrate_cmd import add_parser as add_calibrate_parser  # noqa: PLC0415
     from .sweep_cmd import add_parsers as add_sweep_parsers  # noqa: PLC0415
+
+    add_calibrate_parser(sub)
 
     add_sweep_parsers(sub)
     return p
@@ -296,6 +299,12 @@ def _validate(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _calibrate(args) -> int:
+    from .calibrate_cmd import run_calibrate  # noqa: PLC0415
+
+    return run_calibrate(args)
+
+
 def _sweep(args) -> int:
     from .sweep_cmd import run_sweep  # noqa: PLC0415
 
@@ -309,7 +318,7 @@ def _plot(args) -> int:
 
 
 _COMMANDS = {"simulate": _simulate, "trace": _trace, "models": _models, "targets": _targets,
-             "validate": _validate, "sweep": _sweep, "plot": _plot}
+             "validate": _validate, "calibrate": _calibrate, "sweep": _sweep, "plot": _plot}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
