@@ -184,9 +184,43 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                      "module": op.module, "pruning": op.attrs.get("pruning", ""),
                      "start_s": clock, "flops": op_flops(op), **cost})
         clock += cost["latency_s"]
+    host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w)
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
-                  fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory)
+                  fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory,
+                  host_lane=host_lane)
+
+
+def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
+                    wl: Workload | None, static_power_w: float) -> list:
+    """Place the ops behind the host that issues them (:mod:`hwsim.runtime`).
+
+    The host lane and the device lane run in the engine; each row's ``start_s``
+    becomes its start on the device and ``host_wait_s`` the time the device idled
+    before it, waiting for the host (drawing its static power, added to the row's
+    energy). Returns the host lane for the timeline ([] when the target has no host
+    or the runtime costs nothing)."""
+    from . import runtime  # noqa: PLC0415
+
+    target, spec = resolved.target, resolved.spec
+    platform = runtime.PLATFORMS.get(target.host_platform(spec))
+    name = wl.runtime if wl is not None else "library"
+    host_s = runtime.host_times([op.kind for op in graph.ops], platform, name)
+    for row in rows:
+        row["host_s"] = 0.0
+        row["host_wait_s"] = 0.0
+    if not any(host_s):
+        return []
+    sched = runtime.schedule([op.name for op in graph.ops], host_s,
+                             [r["latency_s"] for r in rows], overlaps=platform.overlaps)
+    for row, h, start, wait in zip(rows, host_s, sched.start_s, sched.wait_s):
+        row["start_s"] = start
+        row["host_s"] = h
+        row["host_wait_s"] = wait
+        if wait:
+            row["energy_static_j"] += static_power_w * wait
+            row["energy_j"] += static_power_w * wait
+    return sched.host_lane
 
 
 def check_memory(graph: Graph, resolved: ResolvedTarget, tiling) -> dict:

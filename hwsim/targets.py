@@ -61,6 +61,9 @@ BUILTIN = {"roofline": "accelerators.roofline:TARGET",
            "ascend": "accelerators.ascend:TARGET", "volta": "accelerators.volta:TARGET",
            "armv8": "accelerators.armv8:TARGET", "spatten": "accelerators.spatten:TARGET"}
 
+# The host each built-in target's ops are issued from (hwsim.runtime.PLATFORMS).
+HOST_PLATFORMS = {"volta": "cuda", "ascend": "cann", "armv8": "cpu"}
+
 
 class Target:
     """Base class of targets. Subclasses set the class attributes and ``lower``."""
@@ -168,6 +171,12 @@ class Target:
         """The data files the calibration module reads (relative to the calibration folder)."""
         mod = self.calibration_module()
         return list(getattr(mod, "FILES", ())) if mod is not None else []
+
+    def host_platform(self, spec) -> str:
+        """The kind of host that issues this machine's ops (:mod:`hwsim.runtime`):
+        ``cuda``, ``cann``, ``cpu``, or "" for a machine without a host lane (an
+        accelerator that sequences its own ops, a roofline bound)."""
+        return HOST_PLATFORMS.get(self.name, "")
 
     def presets(self) -> dict[str, Path]:
         out = {}

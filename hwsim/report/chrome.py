@@ -3,7 +3,9 @@
 With event fidelity, every task is a complete event (``"ph": "X"``) on the lane
 of the unit it occupied (``core3.cube``, ``core3.mte2``, ``chip``), labelled
 with its op; an ``ops`` lane above shows each op as a whole. With analytical
-fidelity (no schedule of tasks) only the ``ops`` lane is written. Identical ops
+fidelity (no schedule of tasks) only the ``ops`` lane is written. When a host
+issues the ops (:mod:`hwsim.runtime`), a ``host`` lane shows each op's issue,
+and an op on the ``ops`` lane starts no earlier than its issue ends. Identical ops
 are simulated once, so their task lanes are written for the first of them only
 (its ``ops`` event names the others' first instance in ``same_as``): a 32-layer
 model's timeline stays small enough to open. Times are microseconds, as the
@@ -30,6 +32,14 @@ def chrome_events(report) -> list[dict]:
               {"name": "thread_name", "ph": "M", "pid": pid, "tid": 1, "args": {"name": "ops"}}]
     events += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid[u], "args": {"name": u}}
                for u in units]
+    host_lane = getattr(report, "host_lane", [])
+    if host_lane:  # the host issuing the ops (hwsim.runtime), above the device's lanes
+        hid = len(units) + 2
+        events.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": hid,
+                       "args": {"name": "host"}})
+        events += [{"name": label, "cat": "host", "ph": "X", "pid": pid, "tid": hid,
+                    "ts": s0 * 1e6, "dur": (s1 - s0) * 1e6, "args": {}}
+                   for label, s0, s1 in host_lane]
     first: dict[int, int] = {}  # id of a shared timeline -> first op that ran it
     for r, lanes in zip(report.ops.itertuples(index=False), report.lanes):
         if r.latency_s <= 0:

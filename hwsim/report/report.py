@@ -22,7 +22,7 @@ class Report:
 
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
                  fidelity: str, lanes: list | None = None, baseline: "Report | None" = None,
-                 memory: dict | None = None):
+                 memory: dict | None = None, host_lane: list | None = None):
         self.ops = pd.DataFrame(rows)
         if self.ops.empty:
             self.ops = pd.DataFrame(columns=OP_COLUMNS)
@@ -38,6 +38,8 @@ class Report:
         self.baseline = baseline
         # what one device holds: weights, KV cache, activations, capacity (hwsim.capacity)
         self.memory = dict(memory or {})
+        # the host's issue of each op: [(label, start_s, end_s)] (hwsim.runtime), [] if none
+        self.host_lane = list(host_lane or [])
 
     # ------------------------------------------------------------------ views
     @property
@@ -50,7 +52,10 @@ class Report:
         """Whole-run figures: latency of one device, work and energy of all devices."""
         ops = self.ops
         n = self.devices
-        latency = float(ops["latency_s"].sum())
+        # the device runs the ops one after another, idling where the host had not yet
+        # issued the next one (hwsim.runtime): the run is its ops plus those waits
+        wait = float(ops["host_wait_s"].sum()) if "host_wait_s" in ops else 0.0
+        latency = float(ops["latency_s"].sum()) + wait
         clock = getattr(self.target.spec, "clock_hz", None)
         breakdown = {c: n * float(ops[f"energy_{c}_j"].sum()) if f"energy_{c}_j" in ops
                      else 0.0 for c in COMPONENTS}
@@ -68,13 +73,28 @@ class Report:
             "energy_breakdown_j": breakdown,
         }
 
+    @property
+    def host_wait_s(self) -> float:
+        """Time the device idled waiting for the host to issue the next op
+        (:mod:`hwsim.runtime`); part of ``totals["latency_s"]``."""
+        return float(self.ops["host_wait_s"].sum()) if "host_wait_s" in self.ops else 0.0
+
+    @property
+    def power_w(self) -> float:
+        """One device's average power over the run: its energy over the latency."""
+        latency = self.totals["latency_s"]
+        return self.totals["energy_j"] / self.devices / latency if latency > 0 else 0.0
+
     @cached_property
     def layers(self) -> pd.DataFrame:
         """One device's sums per layer; ops outside any layer are the row with layer <NA>."""
         cols = SUM_COLUMNS
         if self.ops.empty:
             return pd.DataFrame(columns=["layer", *cols])
-        grouped = self.ops.groupby("layer", dropna=False, sort=True)[cols].sum().reset_index()
+        ops = self.ops
+        if "host_wait_s" in ops:  # a layer's time includes the device's waits for the host
+            ops = ops.assign(latency_s=ops["latency_s"] + ops["host_wait_s"])
+        grouped = ops.groupby("layer", dropna=False, sort=True)[cols].sum().reset_index()
         return grouped
 
     @property

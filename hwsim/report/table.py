@@ -37,6 +37,11 @@ def format_table(report, top: int = 10) -> str:
         note = (f"  (executed {si(executed, 'FLOP')}: masked attention tiles skipped)"
                 if executed != t["flops"] else "")
         lines.append(f"  throughput   {si(executed / t['latency_s'], 'FLOP/s')}{note}")
+        lines.append(f"  power        {si(report.power_w, 'W')} average per device")
+    if report.host_wait_s:
+        runtime = report.workload.runtime if report.workload is not None else "library"
+        lines.append(f"  host         {si(report.host_wait_s, 's')} of the device waiting for "
+                     f"the host to issue ops (runtime {runtime})")
     mem = report.memory
     if mem:
         cap = mem.get("capacity_bytes") or 0

@@ -1,0 +1,169 @@
+"""The host: who issues each op to the device, and what that costs.
+
+A model does not run by itself: a host thread walks the graph and, for every op,
+runs a framework's or a library's code (Python, the dispatcher, the library's
+shape checks and algorithm choice) and then enqueues the kernel. The device runs
+a kernel when it has been enqueued *and* the previous one is done. So two lanes
+run side by side::
+
+    host    |h0|h1|h2|h3|h4|h5|h6| ...             (issue time per op)
+    device     [ op0 ][op1][ op2 ......... ][op3]  (op i starts at max(issue i,
+                                                    end of op i-1))
+
+Large kernels hide the host (it runs ahead and the queue fills); small ones wait
+for it (the op is *host-bound*, and the device idles: the gap is the report's
+``host_wait_s``). :func:`schedule` builds those two lanes as engine tasks (units
+``host`` and ``device``) and runs them in :mod:`hwsim.engine`, so the waiting is
+on the timeline, not added as a formula. On a CPU target the host *is* the
+device (the same cores run the framework and the kernel): the lanes do not
+overlap, and each op waits for its own dispatch.
+
+The workload's ``runtime`` says who the host is:
+
+``library``
+    a vendor library called from compiled code (cuBLAS, aclnn, OpenBLAS), as the
+    kernel benchmarks the measured validation cases time: the launch API per op.
+    The default, so that those cases keep what they assume.
+``eager``
+    PyTorch eager: Python, the binding, autograd and ATen dispatch, the library's
+    host path and the launch, per op.
+``graph``
+    a captured graph (CUDA Graphs, ACL graph mode, torch.compile's graph on a
+    CPU): the host launches the whole graph once; the device runs its nodes back
+    to back.
+``fused``
+    an inference engine (TensorRT, MindIE/ATB): compiled code enqueues each
+    kernel (the launch API), and pointwise ops that follow a producer are fused
+    into it (no launch of their own).
+
+The device side of a kernel start (the GPU's command processor, the NPU's task
+scheduler) is the target's own ``kernel_launch_s`` inside each op, and stays as
+the target lowers it. Targets without a host (the SpAtten accelerator sequences
+its own ops; the roofline is a bound) have no host lane.
+
+Every per-op cost below names its source; ``(M)`` marks a value without a
+measurement behind it (a sensitivity, not a calibration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import engine
+from .engine import Task
+
+RUNTIMES = ("library", "eager", "graph", "fused")
+
+# PyTorch eager's host path per op, from the per-layer costs of the dispatch chain in
+# "From PyTorch op to kernel launch" (jiahuanglin.xyz gpu_kernel_serving lesson 18, M: a
+# walk-through with typical costs, not one measurement): Python bytecode ~1 us, pybind11
+# ~1 us, autograd dispatch 1-3 us, ATen dispatcher 1-2 us, the backend's algorithm choice
+# 1-5 us, cudaLaunchKernel 1-3 us; totals 5-25 us per op. Midpoints:
+_PY_BYTECODE_S = 1.0e-6
+_PYBIND_S = 1.0e-6
+_AUTOGRAD_S = 2.0e-6
+_ATEN_DISPATCH_S = 1.5e-6
+_BACKEND_HOST_S = 3.0e-6
+# One kernel launch issued back to back from C++ on a V100: NVIDIA's "Getting Started with
+# CUDA Graphs" (A. Gray, NVIDIA Technical Blog, 2019) times a 2.9 us kernel at 3.8 us per
+# kernel when launched in a loop without synchronisation (the host's launch rate bounds it)
+# and 3.4 us per kernel inside a CUDA graph (S).
+_CUDA_LAUNCH_S = 3.8e-6
+_CUDA_GRAPH_LAUNCH_S = 3.8e-6  # cudaGraphLaunch: one launch call for the whole graph (M: as one
+# kernel launch; the blog's per-node cost inside the graph is device-side)
+# CANN: no public per-op host measurement of aclnn or torch_npu was found (M throughout). The
+# aclnn call is two host calls (aclnnXxxGetWorkspaceSize, then aclnnXxx, which launches the
+# kernel through the runtime): taken as two CUDA-like launches; torch_npu eager adds the same
+# Python and ATen path as PyTorch eager on CUDA. Sensitivity: hwsim simulate --set runtime=...
+_ACLNN_CALL_S = 2 * _CUDA_LAUNCH_S
+
+# A kind that launches no kernel (metadata only): no host cost in any runtime.
+FREE_KINDS = ("view",)
+# Pointwise kinds a fused engine folds into the op before them (TensorRT's pointwise and
+# elementwise fusion; MindIE/ATB fused operators): no launch of their own.
+FUSABLE_KINDS = ("elementwise", "rope")
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Host cost per op of each runtime on one kind of machine, in seconds."""
+
+    name: str
+    per_op_s: dict  # runtime -> host time per issued op
+    graph_launch_s: float  # runtime graph: one launch of the whole graph
+    overlaps: bool  # the host runs on other hardware than the device (a GPU, an NPU)
+
+
+_EAGER_PY_S = _PY_BYTECODE_S + _PYBIND_S + _AUTOGRAD_S + _ATEN_DISPATCH_S
+
+PLATFORMS = {
+    "cuda": Platform("cuda", {"library": _CUDA_LAUNCH_S,
+                              "eager": _EAGER_PY_S + _BACKEND_HOST_S + _CUDA_LAUNCH_S,
+                              "fused": _CUDA_LAUNCH_S, "graph": 0.0},
+                     _CUDA_GRAPH_LAUNCH_S, True),
+    "cann": Platform("cann", {"library": _ACLNN_CALL_S,
+                              "eager": _EAGER_PY_S + _BACKEND_HOST_S + _ACLNN_CALL_S,
+                              "fused": _CUDA_LAUNCH_S, "graph": 0.0},
+                     _ACLNN_CALL_S, True),
+    # A CPU: the library call is already in the target's own per-op dispatch (armv8's
+    # call_cycles); eager adds PyTorch's Python and dispatch path (no launch, no device
+    # library host path); a compiled graph keeps the ATen dispatch per op.
+    "cpu": Platform("cpu", {"library": 0.0, "eager": _EAGER_PY_S, "fused": 0.0,
+                            "graph": _ATEN_DISPATCH_S}, 0.0, False),
+}
+
+
+def host_times(kinds: list[str], platform: Platform | None, runtime: str) -> list[float]:
+    """Host time to issue each op (in graph order) under ``runtime``."""
+    if platform is None:
+        return [0.0] * len(kinds)
+    per = platform.per_op_s[runtime]
+    out = []
+    issued = False
+    for i, kind in enumerate(kinds):
+        if kind in FREE_KINDS:
+            out.append(0.0)
+        elif runtime == "graph":
+            out.append(0.0 if issued else platform.graph_launch_s + per)
+            issued = True
+        elif runtime == "fused" and kind in FUSABLE_KINDS and i > 0 \
+                and kinds[i - 1] not in FREE_KINDS:
+            out.append(0.0)
+        else:
+            out.append(per)
+    return out
+
+
+@dataclass(frozen=True)
+class HostSchedule:
+    """Where each op ran once the host issues it (seconds from the first issue)."""
+
+    issue_end_s: list  # the host finished issuing op i
+    start_s: list  # op i starts on the device
+    wait_s: list  # the device idled before op i, waiting for the host
+    host_lane: list  # (label, start_s, end_s) of each host task with a duration
+    latency_s: float  # end of the last op
+
+
+def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
+             overlaps: bool = True) -> HostSchedule:
+    """Run the host lane and the device lane in the event engine.
+
+    Host task i (unit ``host``) follows host task i-1; device task i (unit
+    ``device``) waits for host task i and for device task i-1. Without overlap (a
+    CPU, where the host is the device) host task i also waits for device task i-1.
+    """
+    tasks = []
+    for i, (h, d) in enumerate(zip(host_s, device_s)):
+        host_deps = ((2 * i - 2,) if i else ()) + ((2 * i - 1,) if i and not overlaps else ())
+        tasks.append(Task("host", h, deps=host_deps, bound="latency", label=f"issue {names[i]}"))
+        tasks.append(Task("device", d, deps=(2 * i,) + ((2 * i - 1,) if i else ()),
+                          label=names[i]))
+    sched = engine.run_events(tasks)
+    issue = sched.ends_s[0::2]
+    start = sched.starts_s[1::2]
+    ends = sched.ends_s[1::2]
+    wait = [start[0]] + [max(0.0, start[i] - ends[i - 1]) for i in range(1, len(start))]
+    lane = [(t.label, s0, s1) for t, s0, s1 in zip(tasks[0::2], sched.starts_s[0::2], issue)
+            if s1 > s0]
+    return HostSchedule(list(issue), list(start), wait, lane, max(ends) if ends else 0.0)
