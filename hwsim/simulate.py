@@ -162,6 +162,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             nbytes = engine.sum_bytes(tasks)
             actions = engine.sum_actions(tasks)
             dyn = table.dynamic_j(actions, target.name)
+            latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
+                                     target.power_limit_w(spec))
             static = table.static_j(latency)
             cost = {
                 "latency_s": latency,
@@ -189,6 +191,20 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
                   fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory,
                   host_lane=host_lane)
+
+
+def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w: float) -> float:
+    """An op's time under the board's power limit.
+
+    Power management (NVIDIA's board power cap, a CPU's TDP governor) lowers the
+    clock until the board draws no more than ``limit_w``; the op's dynamic energy
+    (its actions, counted by the target) is then spent over at least
+    ``dynamic_j / (limit_w - static_w)`` seconds. To first order the energy per
+    action is kept (a lower clock at the same voltage), and the static power is
+    drawn for the longer time. No limit (0), or an op under it: unchanged."""
+    if limit_w <= static_w or dynamic_j <= 0:
+        return latency_s
+    return max(latency_s, dynamic_j / (limit_w - static_w))
 
 
 def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
