@@ -75,6 +75,11 @@ class CalibrationCase:
     note: str = ""  # caveats: secondary source, clock differs, what the model omits
     kind: str = field(default="check")  # "check" or "calibration" (a constant was set from it)
 
+    def __post_init__(self):
+        if self.kind not in ("check", "calibration"):
+            raise ValueError(f"CalibrationCase {self.name!r}: kind must be 'check' or "
+                             f"'calibration', not {self.kind!r}")
+
     @property
     def error(self) -> float:
         """Relative error of the model, (modelled - measured) / measured (nan if 0)."""
@@ -206,7 +211,10 @@ class PresetRun:
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "preset": self.preset, "files": self.files,
                 "absent": self.absent,
-                "parameters": {p: {"cases": len(cs), "mape": mape(cs)}
+                "parameters": {p: {"cases": len(cs), "mape": mape(cs),
+                                   "mape_checks": mape([c for c in cs if c.kind == "check"]),
+                                   "calibration_points": sum(c.kind == "calibration"
+                                                             for c in cs)}
                                for p, cs in self.by_parameter().items()},
                 "cases": [c.to_dict() for c in self.cases]}
 
@@ -216,6 +224,19 @@ def mape(cases: Iterable[CalibrationCase]) -> float | None:
     non-zero measurement)."""
     errs = [abs(c.error) for c in cases if not math.isnan(c.error)]
     return sum(errs) / len(errs) if errs else None
+
+
+def summary(cases: list[CalibrationCase]) -> str:
+    """MAPE over the checks and, apart, over the calibration points (the cases a preset
+    value was set from: their agreement is by construction, not evidence)."""
+    parts = []
+    for kind, label in (("check", "check"), ("calibration", "calibration point")):
+        cs = [c for c in cases if c.kind == kind]
+        if cs:
+            m = mape(cs)
+            parts.append(("n/a" if m is None else f"{100 * m:.1f} %")
+                         + f" over {len(cs)} {label}{'s' if len(cs) != 1 else ''}")
+    return "MAPE " + "; ".join(parts) if parts else "no cases"
 
 
 def select(target: str | None = None, preset: str | None = None) -> list[tuple[Any, str]]:
@@ -284,18 +305,17 @@ def format_runs(runs: list[PresetRun]) -> str:
             continue
         lines.append(f"{r.target} / {r.preset}")
         for param, cs in r.by_parameter().items():
-            m = mape(cs)
-            lines.append(f"  {param}: {len(cs)} case(s), MAPE "
-                         + ("n/a" if m is None else f"{100 * m:.1f} %"))
-            rows = [("case", "x", "measured", "modelled", "error")]
+            lines.append(f"  {param}: {summary(cs)}")
+            rows = [("case", "x", "measured", "modelled", "error", "")]
             for c in cs:
                 err = "n/a" if math.isnan(c.error) else f"{100 * c.error:+.1f} %"
                 rows.append((c.name, _fmt_x(c.x), fmt_value(c.measured, c.unit),
-                             fmt_value(c.modelled, c.unit), err))
-            widths = [max(len(row[i]) for row in rows) for i in range(5)]
+                             fmt_value(c.modelled, c.unit), err,
+                             "calibration" if c.kind == "calibration" else ""))
+            widths = [max(len(row[i]) for row in rows) for i in range(6)]
             for row in rows:
                 lines.append("    " + "  ".join(
-                    cell.ljust(w) if i < 2 else cell.rjust(w)
+                    cell.ljust(w) if i in (0, 1, 5) else cell.rjust(w)
                     for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
             sources = sorted({c.source for c in cs})
             lines.append("    source: " + "; ".join(sources))

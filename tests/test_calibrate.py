@@ -138,7 +138,7 @@ def test_command_prints_per_parameter_table_and_mape(capsys):
     assert main(["calibrate", "--preset", "roofline-v100"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("roofline / roofline-v100\n")
-    assert "  dram_bw_bytes_per_s: 6 case(s), MAPE 8.9 %" in out
+    assert "  dram_bw_bytes_per_s: MAPE 8.9 % over 6 checks" in out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("stream-triad"))
     assert line.split()[-6:] == ["788", "GB/s", "899.6", "GB/s", "+14.2", "%"]
     assert "source: RRZE-HPC/gpu-benches@1038c5d:gpu-stream/v100.txt" in out
@@ -154,7 +154,9 @@ def test_command_json_schema(capsys, tmp_path):
                                                   "roofline-v100"]
     run = doc["runs"][2]
     assert run["files"] == ["v100/v100_rrze_stream_bandwidth.csv"] and run["absent"] == []
-    assert run["parameters"]["dram_bw_bytes_per_s"]["cases"] == 6
+    assert run["parameters"]["dram_bw_bytes_per_s"] == {
+        "cases": 6, "mape": pytest.approx(0.089, abs=1e-3),
+        "mape_checks": pytest.approx(0.089, abs=1e-3), "calibration_points": 0}
     for c in run["cases"]:
         assert set(c) == {"name", "target", "preset", "parameter", "x", "measured", "unit",
                           "modelled", "source", "note", "kind", "error"}
@@ -284,6 +286,31 @@ def test_missing_and_binary_files(tmp_path):
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00a,b\n")
     with pytest.raises(InputError, match="bin.csv: not a UTF-8 text CSV file"):
         cal.read_csv(tmp_path / "bin.csv", ["a"])
+
+
+def test_calibration_points_are_reported_apart_from_checks():
+    def case(name, kind, modelled):
+        return cal.CalibrationCase(name, "t", "p", "lat", {"n": 1.0}, 100.0, "cycles", modelled,
+                                   "src", kind=kind)
+
+    cases = [case("a", "check", 110.0), case("b", "check", 80.0),
+             case("c", "calibration", 101.0)]
+    assert cal.summary(cases) == "MAPE 15.0 % over 2 checks; 1.0 % over 1 calibration point"
+    text = cal.format_runs([cal.PresetRun("t", "p", cases, [], [])])
+    assert "  lat: MAPE 15.0 % over 2 checks; 1.0 % over 1 calibration point" in text
+    assert text.splitlines()[-2].split()[-1] == "calibration"  # case c is marked
+    with pytest.raises(ValueError, match="kind must be 'check' or 'calibration'"):
+        case("d", "measured", 1.0)
+
+
+@needs_stream
+def test_validate_shows_the_microbenchmarks_per_target_apart(capsys):
+    assert main(["validate", "--target", "roofline"]) == 0
+    out = capsys.readouterr().out
+    assert ("  roofline   measured: none; published claims: none; microbenchmarks of 1 "
+            "parameter: MAPE 8.9% over 6 checks (hwsim calibrate; parts, not evidence)") in out
+    assert main(["validate", "--target", "roofline", "--no-microbenchmarks"]) == 0
+    assert "microbenchmarks" not in capsys.readouterr().out
 
 
 def test_values_print_with_si_prefixes():

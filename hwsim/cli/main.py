@@ -71,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--sensitivity", action="store_true",
                    help="also rerun each case with its unsourced constants at their stated "
                         "values (slower)")
+    v.add_argument("--no-microbenchmarks", action="store_true",
+                   help="leave out the per-target line of hwsim calibrate's cases")
     v.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -295,7 +297,12 @@ def _validate(args) -> int:
     results = run_cases(target=args.target, path=args.cases)
     sens = ({r.case.name: sensitivity(r.case) for r in results
              if r.case.sensitivity and r.simulated is not None} if args.sensitivity else None)
-    print(format_results(results, sens))
+    runs = None
+    if not args.no_microbenchmarks and args.target not in ("graph", "none"):
+        from ..calibrate import run as run_calibration  # noqa: PLC0415
+
+        runs = run_calibration(target=args.target)
+    print(format_results(results, sens, runs))
     return 0 if all(r.ok for r in results) else 1
 
 

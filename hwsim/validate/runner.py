@@ -369,9 +369,31 @@ def mape_by_target(results: list[Result], kind: str = "measured") -> dict[str, t
     return {t: (sum(e) / len(e), len(e)) for t, e in sorted(errs.items())}
 
 
-def format_results(results: list[Result], sensitivities: dict | None = None) -> str:
+def microbenchmark_summary(runs) -> dict[str, str]:
+    """Per target, the ``hwsim calibrate`` cases of ``runs``
+    (:class:`hwsim.calibrate.PresetRun`) in a phrase: MAPE over the checks, and over
+    the calibration points apart, and how many parameters they ground."""
+    from ..calibrate import summary  # noqa: PLC0415
+
+    by_target: dict[str, list] = {}
+    for r in runs:
+        by_target.setdefault(r.target, []).extend(r.cases)
+    out = {}
+    for t, cs in sorted(by_target.items()):
+        if cs:
+            n = len({c.parameter for c in cs})
+            out[t] = (f"microbenchmarks of {n} parameter{'s' if n != 1 else ''}: "
+                      f"{summary(cs).replace(' %', '%')} (hwsim calibrate; parts, not evidence)")
+    return out
+
+
+def format_results(results: list[Result], sensitivities: dict | None = None,
+                   calibration_runs: list | None = None) -> str:
     """The table of cases, grouped by kind, then per target the MAPE over measured
-    cases, the published claims, and the calibration points (not evidence)."""
+    cases, the published claims, the calibration points (not evidence), and, given
+    ``calibration_runs`` (:func:`hwsim.calibrate.run`), the microbenchmarks of the
+    machine's parts that ``hwsim calibrate`` reproduces (grounding, not evidence:
+    constants were set from some of them)."""
     head = (f"{'case':<58} {'target':<20} {'metric':<17} {'expected':>12} "
             f"{'simulated':>12} {'error':>8} {'tol':>8}  ok")
     lines = []
@@ -398,7 +420,8 @@ def format_results(results: list[Result], sensitivities: dict | None = None) -> 
     lines += ["", "per target:"]
     measured = mape_by_target(results, "measured")
     calibration = mape_by_target(results, "calibration")
-    targets = sorted({_target_name(r.case) for r in results})
+    micro = microbenchmark_summary(calibration_runs or [])
+    targets = sorted({_target_name(r.case) for r in results} | set(micro))
     for t in targets:
         rs = [r for r in results if _target_name(r.case) == t]
         pub = [r for r in rs if r.case.kind == "published" and r.simulated is not None]
@@ -408,11 +431,12 @@ def format_results(results: list[Result], sensitivities: dict | None = None) -> 
         lines.append(
             f"  {t:<10} measured: " + (f"MAPE {100 * m[0]:.1f}% over {m[1]} case"
                                        f"{'s' if m[1] != 1 else ''}" if m else "none")
-            + f"; published claims: {sum(r.ok and not r.missed for r in pub)} of {len(pub)} "
-              f"within tolerance" + (f" ({misses} known miss{'es' if misses != 1 else ''})"
-                                     if misses else "")
+            + (f"; published claims: {sum(r.ok and not r.missed for r in pub)} of {len(pub)} "
+               f"within tolerance" + (f" ({misses} known miss{'es' if misses != 1 else ''})"
+                                      if misses else "") if pub else "; published claims: none")
             + (f"; calibration points: {c[1]} (error {100 * c[0]:.1f}%, not evidence)"
-               if c else ""))
+               if c else "")
+            + (f"; {micro[t]}" if t in micro else ""))
     bad = sum(not r.ok for r in results)
     skipped = sum(r.simulated is None and r.ok for r in results)
     missed = sum(r.missed for r in results)
