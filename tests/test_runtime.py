@@ -1,0 +1,93 @@
+"""The host lane (hwsim.runtime): an op starts on the device when the host has
+issued it and the device is free; small kernels wait for the host, large ones
+hide it. Read from the Chrome trace and the op table."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import dump_yaml
+
+import hwsim
+from hwsim.report.chrome import chrome_events
+from hwsim.runtime import PLATFORMS, host_times
+
+SMALL = {"kind": "matmul", "m": 16, "n": 16, "k": 16, "dtype": "fp16"}
+LARGE = {"kind": "matmul", "m": 4096, "n": 4096, "k": 4096, "dtype": "fp16"}
+
+
+def _run(tmp_path, ops, runtime, target="volta-v100-sxm2"):
+    wl = dump_yaml(tmp_path / f"{runtime}.yaml", {"name": "rt", "runtime": runtime, "ops": ops})
+    return hwsim.simulate(wl, target)
+
+
+def test_small_kernels_wait_for_the_host_large_ones_hide_it(tmp_path):
+    report = _run(tmp_path, [SMALL, SMALL, LARGE, SMALL, SMALL], "eager")
+    events = chrome_events(report)
+    lanes = {e["tid"]: e["args"]["name"] for e in events if e["ph"] == "M" and e["tid"]}
+    host = [e for e in events if e["ph"] == "X" and lanes[e["tid"]] == "host"]
+    ops = [e for e in events if e["ph"] == "X" and e["tid"] == 1]
+    assert len(host) == len(ops) == 5
+    h = PLATFORMS["cuda"].per_op_s["eager"] * 1e6
+    for i, (issue, op) in enumerate(zip(host, ops)):
+        assert op["ts"] >= issue["ts"] + issue["dur"] - 1e-6  # never before its issue
+        assert issue["ts"] == pytest.approx(i * h)  # the host issues back to back
+    # the small ones before the large GEMM start when issued: host-bound
+    for issue, op in zip(host[:3], ops[:3]):
+        assert op["ts"] == pytest.approx(issue["ts"] + issue["dur"])
+    # the host issued the two after it long before the GEMM ended: they start at its end
+    gemm_end = ops[2]["ts"] + ops[2]["dur"]
+    assert host[4]["ts"] + host[4]["dur"] < gemm_end
+    assert ops[3]["ts"] == pytest.approx(gemm_end)
+    assert report.ops["host_wait_s"].iloc[3] == 0.0
+    # the run: the device's ops plus its waits
+    t = report.totals["latency_s"]
+    assert t == pytest.approx(report.ops["latency_s"].sum() + report.host_wait_s)
+    assert t == pytest.approx((ops[-1]["ts"] + ops[-1]["dur"]) * 1e-6)
+
+
+def test_runtimes_order_small_kernels(tmp_path):
+    """Many small kernels: eager is host-bound, a captured graph hides the host; the
+    per-kernel device work is the same in all."""
+    lat = {rt: _run(tmp_path, [SMALL] * 20, rt).totals["latency_s"]
+           for rt in ("eager", "library", "fused", "graph")}
+    assert lat["eager"] > lat["library"] >= lat["graph"]
+    assert lat["eager"] == pytest.approx(20 * PLATFORMS["cuda"].per_op_s["eager"]
+                                         + _run(tmp_path, [SMALL], "graph").ops
+                                         ["latency_s"].iloc[0], rel=0.01)
+
+
+def test_waits_draw_static_power(tmp_path):
+    eager = _run(tmp_path, [SMALL] * 5, "eager")
+    graph = _run(tmp_path, [SMALL] * 5, "graph")
+    static = eager.target.spec.static_power_w
+    extra = eager.totals["energy_j"] - graph.totals["energy_j"]
+    assert extra == pytest.approx(static * (eager.host_wait_s - graph.host_wait_s), rel=1e-9)
+
+
+def test_fused_engine_folds_pointwise_ops():
+    kinds = ["matmul", "elementwise", "rope", "view", "elementwise", "matmul"]
+    cuda = PLATFORMS["cuda"]
+    fused = host_times(kinds, cuda, "fused")
+    assert fused == [cuda.per_op_s["fused"], 0.0, 0.0, 0.0, cuda.per_op_s["fused"],
+                     cuda.per_op_s["fused"]]
+    assert host_times(kinds, cuda, "graph")[1:] == [0.0] * 5
+    assert host_times(kinds, None, "eager") == [0.0] * 6  # a target without a host
+
+
+def test_no_host_lane_on_targets_without_one(tmp_path):
+    report = _run(tmp_path, [SMALL] * 3, "eager", target="roofline-v100")
+    assert report.host_lane == [] and report.host_wait_s == 0.0
+
+
+def test_bad_runtime_is_one_line(tmp_path):
+    with pytest.raises(hwsim.errors.InputError, match="runtime"):
+        _run(tmp_path, [SMALL], "jit")
+
+
+def test_on_a_cpu_the_host_does_not_overlap(tmp_path):
+    """On a CPU the framework runs on the cores that run the kernels: each op waits for
+    its own dispatch, so eager adds its host time to every op."""
+    ops = [dict(SMALL, dtype="fp32"), dict(LARGE, m=256, n=256, k=256, dtype="fp32")]
+    eager = _run(tmp_path, ops, "eager", target="armv8-kunpeng920")
+    h = PLATFORMS["cpu"].per_op_s["eager"]
+    assert eager.totals["latency_s"] == pytest.approx(eager.ops["latency_s"].sum() + 2 * h)
