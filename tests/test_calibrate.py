@@ -247,6 +247,39 @@ def test_fit_says_which_parameters_cannot_be_refit(fake, tmp_path):
     assert "  gains:\n    g: 3  # refit from toy.csv" in text
 
 
+FILES_ONLY = '''
+from hwsim.calibrate import CalibrationCase, data_path, read_csv
+
+FILES = ("toy/other.csv", "toy/chase.csv")
+
+def cases(spec, preset):
+    path = data_path("toy/chase.csv")
+    if path is None:
+        return []
+    return [CalibrationCase(f"c{r['x']:g}", "fakecal", preset, "a", {"x": r["x"]}, r["y"], "s",
+                            spec.a * r["x"] + spec.c0, "toy")
+            for r in read_csv(path, [], ["x", "y"])]
+'''
+
+
+def test_fit_reads_the_users_file_as_a_shipped_one_when_the_module_has_no_reader(
+        fake, tmp_path, monkeypatch):
+    import tempfile  # noqa: PLC0415
+
+    (tmp_path / "fakecal_pkg" / "calibration.py").write_text(FILES_ONLY)
+    (tmp_path / "t").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "t"))
+    path = tmp_path / "mine.csv"
+    path.write_text("x,y\n1,4.5\n3,12.5\n")  # y = 4 x + 0.5
+    (fit,) = cal.refit(fake.TARGET, fake.Spec(), "toy", path)
+    assert (fit.parameter, fit.cases) == ("a", 2) and fit.after == pytest.approx(4.0, rel=1e-12)
+    assert not list((tmp_path / "t").iterdir())  # the stand-in calibration folder is gone
+    path.write_text("u,v\n1,2\n")
+    with pytest.raises(InputError, match="no reader of this target takes this file's columns "
+                                         r"\(u, v\); its files: toy/other.csv, toy/chase.csv"):
+        cal.refit(fake.TARGET, fake.Spec(), "toy", path)
+
+
 def test_fit_needs_a_machine_and_a_reader(capsys, tmp_path):
     assert main(["calibrate", "--fit", "x.csv"]) == 2
     assert "--fit: name the machine to refit: --target or --preset" in capsys.readouterr().err
