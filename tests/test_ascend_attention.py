@@ -45,7 +45,10 @@ def test_fastattention_speedup_grows_with_sequence_length():
     speedup = [latency(attention(n, attention="standard")) /
                latency(attention(n, attention="fastattention")) for n in (1024, 4096, 16384)]
     assert speedup[0] < speedup[1] < speedup[2]
-    assert speedup[2] > 8  # the paper's 10.7x range at long sequences (see the validation case)
+    # the fused kernel's cube/vector hand-offs run as engine tasks (flags, FixPipe, the
+    # workspace in L2): about 5x at 16K; the paper's 10.7x is against its own baseline
+    # (see the validation case and its known_miss)
+    assert speedup[2] > 4
 
 
 def test_tiling_mask_removes_the_n_by_n_mask_bytes_exactly():
@@ -59,8 +62,11 @@ def test_tiling_mask_removes_the_n_by_n_mask_bytes_exactly():
         assert b_off["mask_dram_read"] == n * n * 2
         tile = b_on["mask_dram_read"]
         assert 0 < tile <= 256 * 512 * 2
-        # (K/V bytes are shared out over the tiles: each core rounds its own to whole bytes)
-        assert b_off["dram_read"] - b_on["dram_read"] == pytest.approx(n * n * 2 - tile, abs=24)
+        # (K/V bytes are shared out over the tiles and their blocks: each load task rounds
+        # its own to whole bytes, half a byte at most)
+        loads = sum(1 for t in (*off, *on) if t.unit == "hbm")
+        assert b_off["dram_read"] - b_on["dram_read"] == pytest.approx(n * n * 2 - tile,
+                                                                       abs=loads / 2)
     std, _ = lower(attention(n, attention="standard"))
     assert sum_bytes(std)["mask_dram_read"] == n * n * 2
     free, _ = lower(attention(n, causal=False, attention="fastattention"))

@@ -95,6 +95,7 @@ from hwsim.ir.kinds import flops as op_flops
 from hwsim.ir.kinds import visible_scores
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
+from .cv_pipeline import Block, emit_cv_pipeline
 from .gemm import cube_cycles, emit_gemm, padded_macs
 from .pipeline import Item, append, emit_pipeline
 from .vector import (
@@ -734,9 +735,26 @@ def _key_range(att: AttentionShape, p0: int, p1: int) -> tuple[int, int, int, in
     return lo, hi, need_lo, need_hi
 
 
-def _widths(k0: int, k1: int, b1: int) -> tuple[int, ...]:
+def _widths(k0: int, k1: int, b1: int, unit: int = 16) -> tuple[int, ...]:
+    """The key blocks of a walk over [k0, k1): as few as ``b1`` allows, of about equal
+    width (multiples of the cube's ``unit``): a remainder is spread over the blocks,
+    not walked as a thin block of its own, which would cost a whole cube/vector
+    hand-off round (flags, FixPipe, workspace) for a few keys; and at least two
+    blocks, so that the cube runs ahead of the vectors within the walk."""
     n = k1 - k0
-    return (b1,) * (n // b1) + ((n % b1,) if n % b1 else ())
+    if n <= 0:
+        return ()
+    # at least two blocks where the walk allows (the cube's QK of the second overlaps
+    # the vectors' softmax of the first: a one-block walk has nothing to overlap)
+    nb = max(cdiv(n, b1), 2 if n >= 2 * unit else 1)
+    w = min(b1, cdiv(cdiv(n, nb), unit) * unit)
+    full = min(nb, n // w)
+    rest = n - full * w
+    out = [w] * full
+    while rest > 0:
+        out.append(min(w, rest))
+        rest -= out[-1]
+    return tuple(out)
 
 
 def _masks(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
@@ -812,6 +830,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # ---- tiles to cores: the least loaded cube core takes the next tile
     chains: dict[tuple, tuple[float, float, float, int]] = {}
     per_core: list[list[Item]] = [[] for _ in range(chip.n_cube)]
+    per_core_blocks: list[list[Block]] = [[] for _ in range(chip.n_cube)]
     load = [0.0] * chip.n_cube
     free = [(0.0, c) for c in range(chip.n_cube)]
     tile_seen: set[int] = set()
@@ -886,6 +905,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
             # _check_blocks): the load of one overlaps the compute of the previous
             stages = sum(cdiv(w, blk.b2) for w in t.widths)
+            if not att.selects_values:
+                per_core_blocks[core].extend(_blocks(
+                    costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b, slow=slow,
+                    mask_hbm=mask_hbm, pad=pad, share=share, store=store, actions=actions))
             append(per_core[core], Item(stages, hbm, l2b, mask_hbm, latency, store,
                                         actions, bound, shadow_s=min(vec_s, latency),
                                         pad_hbm=pad * share, pad_l2=pad * (1.0 - share),
@@ -894,6 +917,12 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     ends = []
     for c, core_items in enumerate(per_core):
         vecs = chip.vecs_of(c)
+        if not att.selects_values:  # the cube/vector hand-offs as engine tasks
+            ends.extend(emit_cv_pipeline(
+                bld, per_core_blocks[c], core=c, vecs=vecs, preload=1 if two_level else 0,
+                sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
+                store_hbm_fraction=part_hbm, deps=(start,), label=name))
+            continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),
                             store_unit=chip.aiv(vecs[0], "mte3"),
@@ -904,6 +933,32 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         ends.extend(end)
     if split:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
+
+
+def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
+            slow: float, mask_hbm: float, pad: float, share: float, store: float,
+            actions: dict) -> list[Block]:
+    """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
+    share of the rows for the vector stages) and their share of the tile's loads (by
+    width; Q, when the tile loads it, with the first block). ``first`` is unused by
+    the costs: a tile following another on its core continues that core's pipeline."""
+    del first
+    rb, walk = t.rows, max(1, t.k1 - t.k0)
+    st = costs.stage
+    out = []
+    for j, (w, m) in enumerate(zip(t.widths, t.masks)):
+        f = w / walk
+        last = j == len(t.widths) - 1
+        out.append(Block(
+            qk_s=st("qk", rb, w), fix_s_s=st("fix_s", rb, w),
+            softmax_s=st("softmax", rb, w, m or None), pv_s=st("pv", rb, w),
+            fix_o_s=st("fix_o", rb), update_s=st("update", rb),
+            final_s=st("final", rb) if (last and finish) else 0.0,
+            load_hbm=hbm * f, load_l2=l2b * f, load_l2_slow=slow * f,
+            mask_hbm=mask_hbm * f, pad_hbm=pad * share * f, pad_l2=pad * (1.0 - share) * f,
+            store_bytes=store if last else 0.0,
+            actions={a: v * f for a, v in actions.items()}))
+    return out
 
 
 def _first_touch(att: AttentionShape, plan: Plan,

@@ -1,0 +1,61 @@
+"""Ascend microbenchmarks reproduced by the model (``hwsim calibrate``).
+
+``ascend/fa_pto_percore.csv``: a hand-written FlashAttention forward kernel
+(fp16 in, fp32 accumulation, non-causal, one head, head_dim 128) on 1, 2, 4
+and 8 cube cores, S_q = 128 x cores, S_kv 1K-8K; measured task time.
+Upstream: hw-native-sys/pto-isa@3186c381bd49e1164092e67ff1b3564302754e76
+``kernels/manual/common/flash_atten/README.md`` (Tables (A2/A3)). Each row is
+run through the target's own fused-attention lowering (the cube/vector
+pipeline of :mod:`.cv_pipeline`) on the 910B preset restricted to that many
+cube cores (and twice as many vector cores): nothing is set from these rows,
+they are checks (``kind="check"``).
+"""
+
+from __future__ import annotations
+
+from hwsim.calibrate import CalibrationCase, data_path, read_csv
+
+FILES = ("ascend/fa_pto_percore.csv",)
+SOURCE = ("hw-native-sys/pto-isa@3186c381bd49e1164092e67ff1b3564302754e76:"
+          "kernels/manual/common/flash_atten/README.md (Tables (A2/A3))")
+
+
+def _latency_s(spec, cores: int, q: int, kv: int, d: int) -> float:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from hwsim.engine import run_events  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    from .target import TARGET  # noqa: PLC0415
+
+    sub = replace(spec, cube_cores=cores,
+                  vector_cores=cores * max(1, spec.vector_cores // spec.cube_cores))
+    wl = workload_from_dict({"name": "fa-percore", "dtype": "fp16",
+                             "tiling": {"attention": "fastattention"},
+                             "ops": [{"kind": "attention", "heads": 1, "kv_heads": 1,
+                                      "head_dim": d, "q_len": q, "kv_len": kv,
+                                      "causal": False}]}, "calibration")
+    g = build_graph(wl)
+    tasks = TARGET.lower(g.ops[0], g, sub, wl.tiling)
+    return run_events(tasks, TARGET.pools(sub)).latency_s
+
+
+def cases_from(spec, path, preset: str = "ascend-910b") -> list[CalibrationCase]:
+    rows = read_csv(path, ["cores_used", "seq_q", "seq_kv", "head_dim", "time_us"],
+                    numeric=["cores_used", "seq_q", "seq_kv", "head_dim", "time_us"])
+    out = []
+    for r in rows:
+        n, q, kv, d = int(r["cores_used"]), int(r["seq_q"]), int(r["seq_kv"]), int(r["head_dim"])
+        out.append(CalibrationCase(
+            name=f"fa-percore-c{n}-kv{kv}", target="ascend", preset=preset,
+            parameter="cv_sync_s, fixpipe_bytes_per_cycle, vector_cycles_per_repeat",
+            x={"cube_cores": n, "seq_q": q, "seq_kv": kv}, measured=r["time_us"] * 1e-6,
+            unit="s", modelled=_latency_s(spec, n, q, kv, d),
+            source=str(r.get("source") or SOURCE),
+            note="kernel task time incl. its start; SKU not stated (A2/A3)"))
+    return out
+
+
+def cases(spec) -> list[CalibrationCase]:
+    path = data_path(FILES[0])
+    return cases_from(spec, path) if path else []

@@ -1,0 +1,190 @@
+"""A fused attention's tile loop as engine tasks: the cube and its vector cores hand blocks over.
+
+A cube core (AIC) of the 910B and its two vector cores (AIV) run a query
+tile's walk over its key/value blocks as four stages per block, on separate
+units that wait for one another through flags (the FlashAttention kernels of
+CANN and of the open PTO kernel, hw-native-sys/pto-isa
+``kernels/manual/common/flash_atten/README.md``, "Inter Cube Core and Vector
+Core pipelines"):
+
+==========  ===================  =============================================
+stage       unit                 work
+==========  ===================  =============================================
+load        ``core3.mte2``       K and V of the block (and Q at a tile's start)
+                                 GM to L1, double buffered
+QK          ``core3.cube``       S = Q·Kᵀ (MMADs, MTE1 L1 to L0A/L0B)
+S out       ``core3.fixpipe``    S (fp32) L0C to the GM workspace (in L2)
+softmax     ``vec6.vector``,     each AIV its half of the rows: S in from L2,
+            ``vec7.vector``      online softmax (scale, max, exp, sum), P out
+PV          ``core3.cube``       O_j = P·V (P in from L2, MMADs)
+O out       ``core3.fixpipe``    O_j (fp32) to the workspace
+update      ``vec6.vector``, …   O = O·exp(m_old - m_new) + O_j; at a tile's
+                                 end O / l, to fp16
+store       ``vec6.mte3``, …     O out to GM
+==========  ===================  =============================================
+
+Each hand-off between the AIC and an AIV is a cross-core flag: a task of
+``cv_sync_s`` on the lane ``core3.flag`` (cube to vector) or ``vec6.flag``
+(vector to cube) between the producer's task and the consumer's, so the wait
+is visible on the timeline.
+
+**Preload.** The cube's program order is what makes the overlap. With
+``preload`` = p the cube issues QK for p blocks before the first PV, then
+alternates QK(j + p), PV(j) (FastAttention's "the cube runs one block ahead",
+p = 1; the PTO kernel's ``qkPreloadNum``); the vectors alternate softmax(j + p),
+update(j). The S/P workspace is a FIFO of p + 1 slots: QK(j) waits until the
+softmax of block j - p - 1 has freed its slot. One-level flash (p = 0) has
+no run-ahead: QK(j + 1) follows PV(j), which waits for softmax(j); so the
+cube idles while the vectors work and the other way round, and every
+hand-off's flag is on the critical path. Both come out of the run.
+
+**Aggregation (events are steps, not blocks).** A core's blocks (of all the
+tiles it runs, one after another: the loop goes on from tile to tile without
+draining) are grouped into at most ``MAX_STEPS`` steps: the first
+``EDGE_STEPS`` blocks and the last ``EDGE_STEPS`` alone (the fill and the
+drain), the middle ones in about equal groups of consecutive blocks. A step's
+tasks carry the sum of its blocks' work. In the steady state the stages of
+consecutive blocks repeat, so a group of r blocks overlaps like one block r
+times longer; what aggregation loses is the flags inside a group: with
+run-ahead (p ≥ 1) they are hidden by the overlap, without it (one-level
+flash) each costs its latency on the critical path, so the grouped softmax
+and PV tasks of a flash step carry the ``(r - 1)`` inner flags in their time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .chip import Builder
+
+MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
+EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
+
+
+@dataclass
+class Block:
+    """One key/value block of a query tile on one core (times in seconds)."""
+
+    qk_s: float  # cube: S = Q·Kᵀ
+    fix_s_s: float  # FixPipe: S out
+    softmax_s: float  # one AIV's online softmax of its rows
+    pv_s: float  # cube: P·V (P in from L2 included)
+    fix_o_s: float  # FixPipe: O_j out
+    update_s: float  # one AIV's rescale-and-add of O_j
+    final_s: float = 0.0  # one AIV's O / l at the tile's end (0 elsewhere)
+    load_hbm: float = 0.0  # bytes into L1 missing L2
+    load_l2: float = 0.0  # bytes hitting L2
+    load_l2_slow: float = 0.0  # L2 hits moved at one HBM stream's rate (see Builder.load)
+    mask_hbm: float = 0.0
+    pad_hbm: float = 0.0
+    pad_l2: float = 0.0
+    store_bytes: float = 0.0  # O (or the split-KV partial) written at the tile's end
+    actions: dict = field(default_factory=dict)
+
+
+def _steps(n: int) -> list[tuple[int, int]]:
+    """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups."""
+    if n <= MAX_STEPS:
+        return [(i, i + 1) for i in range(n)]
+    head = [(i, i + 1) for i in range(EDGE_STEPS)]
+    tail = [(n - EDGE_STEPS + i, n - EDGE_STEPS + i + 1) for i in range(EDGE_STEPS)]
+    lo, hi = EDGE_STEPS, n - EDGE_STEPS
+    k = MAX_STEPS - 2 * EDGE_STEPS
+    cuts = [lo + round(i * (hi - lo) / k) for i in range(k + 1)]
+    mid = [(cuts[i], cuts[i + 1]) for i in range(k) if cuts[i + 1] > cuts[i]]
+    return head + mid + tail
+
+
+def _sum(blocks: list[Block]) -> Block:
+    out = Block(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    for b in blocks:
+        for name in ("qk_s", "fix_s_s", "softmax_s", "pv_s", "fix_o_s", "update_s", "final_s",
+                     "load_hbm", "load_l2", "load_l2_slow", "mask_hbm", "pad_hbm", "pad_l2",
+                     "store_bytes"):
+            setattr(out, name, getattr(out, name) + getattr(b, name))
+        for a, v in b.actions.items():
+            out.actions[a] = out.actions.get(a, 0.0) + v
+    return out
+
+
+def emit_cv_pipeline(bld: Builder, blocks: list[Block], *, core: int, vecs: list[int],
+                     preload: int, sync_s: float, store_bw: float,
+                     store_hbm_fraction: float = 1.0, deps=(), label: str = "attention"
+                     ) -> tuple[int, ...]:
+    """Emit one cube core's walk (``blocks`` in order) with its vector cores ``vecs``;
+    returns the tasks its end waits for."""
+    if not blocks:
+        return ()
+    chip = bld.chip
+    ranges = _steps(len(blocks))
+    steps = [_sum(blocks[a:b]) for a, b in ranges]
+    inner_flags = [(b - a - 1) * sync_s if preload == 0 else 0.0 for a, b in ranges]
+    n = len(steps)
+    nbuf = max(2, preload + 1)  # K/V buffers in L1: double buffered, one per block run ahead
+    mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
+    c_flag = chip.aic(core, "flag")
+    deps = tuple(deps)
+    load: list[tuple[int, ...]] = [()] * n
+    qk = [0] * n
+    fs = [0] * n
+    pv = [0] * n
+    fo = [0] * n
+    sm: list[list[int]] = [[] for _ in range(n)]
+    up: list[list[int]] = [[] for _ in range(n)]
+    last_cube: list[int] = []
+    last_vec: dict[int, list[int]] = {v: [] for v in vecs}
+    ends: list[int] = []
+
+    def emit_load(s: int) -> None:
+        st = steps[s]
+        free = (pv[s - nbuf],) if s >= nbuf else ()  # the L1 buffer it reuses
+        load[s] = bld.load(mte2, st.load_hbm, st.load_l2, deps=(*deps, *free), dest="l1",
+                           label=f"{label} K/V load", mask_bytes=st.mask_hbm,
+                           hbm_pad=st.pad_hbm + st.load_l2_slow, l2_pad=st.pad_l2,
+                           l2_counted=st.load_l2_slow)
+
+    def emit_qk(s: int) -> None:
+        st = steps[s]
+        slot = [v_end for v_end in sm[s - preload - 1]] if s - preload - 1 >= 0 else []
+        qk[s] = bld.add(cube, st.qk_s, deps=(*load[s], *last_cube, *slot), label=f"{label} QK",
+                        actions=st.actions)
+        last_cube[:] = [qk[s]]
+        fs[s] = bld.add(fix, st.fix_s_s, deps=(qk[s],), bound="onchip", label=f"{label} S out")
+        flag = bld.add(c_flag, sync_s, deps=(fs[s],), bound="latency", label=f"{label} flag S")
+        for v in vecs:
+            t = bld.add(chip.aiv(v, "vector"), st.softmax_s + inner_flags[s],
+                        deps=(flag, *last_vec[v]), label=f"{label} softmax")
+            sm[s].append(t)
+            last_vec[v] = [t]
+
+    def emit_pv(s: int) -> None:
+        st = steps[s]
+        flags = [bld.add(chip.aiv(v, "flag"), sync_s, deps=(t,), bound="latency",
+                         label=f"{label} flag P") for v, t in zip(vecs, sm[s])]
+        pv[s] = bld.add(cube, st.pv_s + inner_flags[s], deps=(*flags, *load[s], *last_cube),
+                        label=f"{label} PV")
+        last_cube[:] = [pv[s]]
+        fo[s] = bld.add(fix, st.fix_o_s, deps=(pv[s],), bound="onchip", label=f"{label} O out")
+        flag = bld.add(c_flag, sync_s, deps=(fo[s],), bound="latency", label=f"{label} flag O")
+        for v in vecs:
+            t = bld.add(chip.aiv(v, "vector"), st.update_s + st.final_s,
+                        deps=(flag, *last_vec[v]), label=f"{label} update")
+            up[s].append(t)
+            last_vec[v] = [t]
+            if st.store_bytes:
+                ends.extend(bld.store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs),
+                                      store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
+                                      deps=(t,), src="ub", label=f"{label} O store"))
+
+    # MTE2 runs ahead by its buffers; the cube and the vectors in program order
+    for s in range(min(n, nbuf)):
+        emit_load(s)
+    for s in range(min(n, preload)):
+        emit_qk(s)
+    for s in range(n):
+        if s + preload < n:
+            emit_qk(s + preload)
+        emit_pv(s)
+        if s + nbuf < n:
+            emit_load(s + nbuf)
+    return tuple(ends) + tuple(t for v in vecs for t in last_vec[v])
