@@ -1,0 +1,72 @@
+"""The fused attention's cube/vector pipeline as engine tasks: lanes that wait on each
+other in the Chrome trace, run-ahead against one-level flash, the per-core microbenchmark."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import hwsim
+from accelerators.ascend.calibration import cases
+from hwsim.calibrate import data_path
+from hwsim.report.chrome import write_chrome_trace
+from hwsim.targets import resolve
+
+
+def one_head(tmp_path, n=4096, strategy="fastattention"):
+    wl = tmp_path / f"fa-{n}-{strategy}.yaml"
+    wl.write_text(f"name: fa\ndtype: fp16\ntiling: {{attention: {strategy}}}\nops:\n"
+                  f"  - {{kind: attention, heads: 1, head_dim: 128, q_len: {n}, kv_len: {n},"
+                  f" causal: false}}\n")
+    return hwsim.simulate(str(wl), target="ascend-910b")
+
+
+def test_chrome_trace_has_cube_and_vector_lanes_that_wait_on_each_other(tmp_path):
+    path = tmp_path / "fa.json"
+    write_chrome_trace(one_head(tmp_path), str(path))
+    ev = json.loads(path.read_text())["traceEvents"]
+    lane = {e["tid"]: e["args"]["name"] for e in ev if e["name"] == "thread_name"}
+    spans: dict[str, list] = {}
+    for e in ev:
+        if e["ph"] == "X" and lane.get(e["tid"], "") in ("core3.cube", "vec6.vector",
+                                                           "vec7.vector"):
+            spans.setdefault(lane[e["tid"]], []).append((e["ts"], e["ts"] + e["dur"], e["name"]))
+    assert set(spans) == {"core3.cube", "vec6.vector", "vec7.vector"}
+    cube, vec = sorted(spans["core3.cube"]), sorted(spans["vec6.vector"])
+    # the vector's first softmax starts after the cube's first QK has ended (it waits)
+    assert vec[0][0] >= cube[0][1]
+    # ... and the cube's first PV starts after that softmax has ended
+    pv = [s for s in cube if "PV" in s[2]]
+    assert pv and pv[0][0] >= vec[0][1]
+    # bubbles: the cube is idle somewhere while the vectors work, and the other way round
+    gaps = [(a[1], b[0]) for a, b in zip(cube, cube[1:]) if b[0] - a[1] > 1e-3]
+    assert gaps and any(v[0] < g1 and v[1] > g0 for g0, g1 in gaps for v in vec)
+    # overlap: some softmax runs while the cube computes (FastAttention's run-ahead)
+    assert any(c[0] < v[1] and v[0] < c[1] for c in cube for v in vec)
+
+
+def test_run_ahead_beats_one_level_flash(tmp_path):
+    fa = one_head(tmp_path, 8192, "fastattention").totals["latency_s"]
+    flash = one_head(tmp_path, 8192, "flash").totals["latency_s"]
+    assert fa < flash
+
+
+def test_per_core_flash_attention_microbenchmark():
+    """fa_pto_percore (hw-native-sys/pto-isa@3186c38, see accelerators/ascend/calibration.py).
+    Nothing is set from it. Modelled today (the kernel's tasks alone, 910B preset):
+    17-88 us against 33-107 us measured, MAPE 34 %: within 2-25 % from 4K keys on,
+    but the model misses a fixed ~25-45 us per kernel at 1K-2K keys (the kernel's
+    start and GM FIFO set-up, not modelled; more on 8 cores); the rows are
+    not monotone in S_kv (2K slower than 4K on every core count), which no tiling
+    that grows with the work reproduces. The issue's 15 % is not met: this test
+    holds the present figures so that a change shows."""
+    if data_path("ascend/fa_pto_percore.csv") is None:
+        pytest.skip("calibration data absent")
+    got = cases(resolve("ascend-910b").spec)
+    assert len(got) == 16
+    errs = [abs(c.error) for c in got]
+    assert sum(errs) / len(errs) < 0.40
+    assert max(errs) < 0.80
+    big = [c for c in got if c.x["seq_kv"] >= 4096]
+    assert max(abs(c.error) for c in big) < 0.30  # the long rows within 30 %
