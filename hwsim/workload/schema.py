@@ -22,6 +22,7 @@ def _f(default: Any, help: str, choices: tuple | None = None):
 
 ATTENTION_STRATEGIES = ("auto", "standard", "flash", "fastattention")
 GEMM_STRATEGIES = ("auto", "openblas", "iaat", "autotsmm")
+PLACEMENTS = ("spread", "compact", "interleave")
 PHASES = ("prefill", "decode")
 LOGITS = ("last", "all")
 TRACE_FORMATS = ("hwsim", "spatten-csv")
@@ -38,6 +39,11 @@ class Tiling:
     block_q: int = _f(0, "query block (rows) of tiled attention; 0 = chosen by the target")
     block_kv: int = _f(0, "key/value block of tiled attention; 0 = chosen by the target")
     gemm: str = _f("auto", "GEMM strategy (CPU targets)", GEMM_STRATEGIES)
+    threads: int = _f(0, "threads an op may use (CPU targets; OMP_NUM_THREADS); 0 = every core")
+    placement: str = _f("spread", "where threads run and their pages live (CPU targets): "
+                                  "spread (round-robin over dies, pages local), compact (fill "
+                                  "a die first, pages local), interleave (spread, pages "
+                                  "interleaved over every die)", PLACEMENTS)
     tiling_mask: bool = _f(True, "causal mask built per tile instead of read from DRAM")
     tiling_allreduce: bool = _f(False, "overlap tensor-parallel all-reduce with compute")
 
