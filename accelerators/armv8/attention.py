@@ -251,8 +251,8 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         span_keys = int(widest.max()) if len(widest) else 0
     units = problems * nq
     kv_split = 1
-    if units < spec.cores and mode == "flash" and not select and span_keys > 1:
-        kv_split = min(spec.cores // units, span_keys)
+    if units < mach.cores and mode == "flash" and not select and span_keys > 1:
+        kv_split = min(mach.cores // units, span_keys)
         kv_split = max(1, min(kv_split, ways) if ways else kv_split)
         bkv = min(bkv, math.ceil(span_keys / kv_split))
     if sh.sparse_keys:
@@ -273,7 +273,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     keys_row = seen_qk / max(1.0, float(p_rows.sum()))  # keys a query row scores
     values_row = seen_pv / max(1.0, float(p_rows.sum()))
     # static chunks of the units: as many threads as the chunks need
-    per_thread = math.ceil(units * kv_split / min(spec.cores, units * kv_split))
+    per_thread = math.ceil(units * kv_split / min(mach.cores, units * kv_split))
     threads = math.ceil(units * kv_split / per_thread)
     share = per_thread / (units * kv_split)  # one thread's fraction of the op's work
     # the op-wide bytes (Q, K and V rows, O) are spread over the threads that run

@@ -18,11 +18,13 @@ Its time in cache is the ECM composition ``max(T_OL, T_nOL + T_L2 + T_L3 + T_TLB
 arithmetic overlaps with data transfers, but the transfers between cache levels
 do not overlap each other or the L1 accesses (the ECM rule), and a load whose
 page is not in the TLB waits for its walk (``tlb_walk_s`` each, one at a time). DRAM traffic is a
-separate task on the thread's memory lane that holds a slot of the socket-wide
-``dram`` pool; the core task of a tile waits for its data, and the next tile's
-data is fetched while the current one computes (hardware prefetch, one tile
-ahead), so DRAM overlaps with execution in cache and the contention between cores
-for the DDR channels comes out of the event run.
+separate task on the thread's memory lane, at the rate that thread streams while
+all the op's threads stream (:mod:`.memory`: Little's law over its lines in
+flight, the queueing at its cluster's port, its node's DDR channels and, for
+remote pages, the links); the core task of a tile waits for its data, and the next
+tile's data is fetched while the current one computes (hardware prefetch, one tile
+ahead), so DRAM overlaps with execution in cache and a thread slowed by its
+neighbours delays the join.
 
 Units: ``core{i}`` (tile execution in cache), ``core{i}.mem`` (its DRAM
 transfers), ``sync`` (fork, barriers, join), ``call`` (the library call before
@@ -92,7 +94,7 @@ class Times:
     l1: float
     l2: float
     l3: float
-    dram: float  # at the rate of one DRAM stream (no contention)
+    dram: float  # at the rate of one core streaming alone from local DRAM (no contention)
     tlb: float = 0.0  # page-table walks
 
     @property
@@ -136,9 +138,9 @@ def estimate(plan: Plan, mach: Machine) -> float:
     pool's slots. Exact while the threads do not outnumber the slots. Used to choose
     thread counts, blocks and strategies, as a tuned library would."""
     t = plan.threads
-    # threads beyond the pool's slots take turns: T x n transfers in rounds of `slots`
-    n = sum(1 for s in plan.steps if s.dram_read or s.dram_write) or 1
-    share = math.ceil(t * n / mach.dram_slots) / n if t > mach.dram_slots else 1.0
+    # the slowest thread's transfers: its rate with all the op's threads streaming
+    # (memory.stream_rates), against one core's alone in times()
+    share = mach.slot_bw / min(mach.thread_rates(t))
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
     ends: list[float] = []
@@ -174,6 +176,9 @@ def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
         gate = (add(Task("sync", mach.fork_s(t), deps=gate, bound="latency",
                          label=f"{label} fork {t} threads")),)
     last_core: list[list[int]] = [[] for _ in range(t)]
+    # each thread streams at its rate with all the op's threads streaming: the
+    # queueing at its cluster, node and links for their placement (memory.py)
+    slow = [mach.slot_bw / r for r in mach.thread_rates(t)]
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)
         ends = []
@@ -185,7 +190,7 @@ def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
                 if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
                     mdeps.append(mine[-2])
                 # whole bytes, rounded up: a tile's share of a small tensor is never 0
-                mem = add(Task(f"core{i}.mem", tm.dram,
+                mem = add(Task(f"core{i}.mem", tm.dram * slow[i],
                                {"dram_read": math.ceil(step.dram_read - 1e-6),
                                 "dram_write": math.ceil(step.dram_write - 1e-6)},
                                {"dram_byte": step.dram_read + step.dram_write},

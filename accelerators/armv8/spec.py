@@ -17,6 +17,8 @@ from hwsim.errors import InputError
 from hwsim.ir.dtypes import nbytes
 from hwsim.spec import spec_field
 
+from .memory import PLACEMENTS, Topology, stream_rates
+
 # data types the NEON unit computes with; fp16 needs ARMv8.2 FP16 (spec.fp16_arith)
 FLOAT_DTYPES = ("fp64", "fp32", "fp16")
 INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "bool")
@@ -70,8 +72,26 @@ class ARMv8Spec:
     dram_channel_bytes: int = spec_field(8, help="bytes per transfer per channel", minimum=1)
     dram_efficiency: float = spec_field(
         help="sustained (STREAM-like) fraction of the channels' peak", minimum=1e-3)
-    core_dram_bw_bytes_per_s: float = spec_field(
-        help="DRAM bandwidth one core can draw alone (its outstanding misses)", minimum=1.0)
+    core_lines_in_flight: float = spec_field(
+        help="cache-line misses one core keeps in flight to DRAM (miss buffers and "
+             "prefetches): Little's law gives its bandwidth, lines x line / latency",
+        minimum=1e-3)
+    numa_latency_s: tuple[float, ...] = spec_field(
+        help="effective DRAM stream latency from a core of node 0 to each node (entry 0: "
+             "local); other nodes by symmetry", minimum=1e-12)
+    # ---- dies and NUMA (accelerators/armv8/memory.py)
+    numa_nodes: int = spec_field(
+        1, help="memory nodes: dies with their own DDR channels; cores and channels split "
+                "evenly", minimum=1)
+    dies_per_socket: int = spec_field(1, help="nodes (dies) per socket", minimum=1)
+    cluster_cores: int = spec_field(
+        1, help="cores sharing one port onto the die's interconnect", minimum=1)
+    cluster_bw_bytes_per_s: float = spec_field(
+        0.0, help="bandwidth of a cluster's port for DRAM lines (0: not limited)")
+    die_link_bw_bytes_per_s: float = spec_field(
+        0.0, help="link between two dies of a socket, for remote lines (0: not limited)")
+    socket_link_bw_bytes_per_s: float = spec_field(
+        0.0, help="link between two sockets, for remote lines (0: not limited)")
     dram_bytes: float = spec_field(0.0, help="DRAM installed on the socket (0: not checked)")
     # ---- BLAS libraries
     sgemm_kernel: tuple[int, ...] = spec_field(
@@ -110,13 +130,16 @@ class Machine:
         self.l3_bw = spec.l3_bytes_per_cycle * spec.clock_hz
         self.dram_peak = spec.dram_channels * spec.dram_mts * spec.dram_channel_bytes
         self.dram_bw = self.dram_peak * spec.dram_efficiency
-        # a transfer that goes to DRAM holds one of `dram_slots` streams, each at the
-        # rate one core can draw alone: a few cores stream at their own limit, many
-        # cores together at the sustained socket bandwidth (the queueing is simulated).
-        # The slots are that bandwidth in whole cores' worth (within half a core's);
-        # a slot is never faster than a core, so more bandwidth never slows one core.
-        self.slot_bw = min(spec.core_dram_bw_bytes_per_s, self.dram_bw)
-        self.dram_slots = max(1, round(self.dram_bw / self.slot_bw))
+        # DRAM: the nodes' controllers, each with its share of the channels; one core's
+        # rate is Little's law over its lines in flight (memory.py), and the threads of
+        # an op stream at the rates memory.stream_rates gives for their placement
+        self.topology = Topology(spec)
+        self.node_bw = self.dram_bw / spec.numa_nodes
+        self.slot_bw = min(spec.core_lines_in_flight * spec.line_bytes
+                           / spec.numa_latency_s[0], self.node_bw)
+        self.cores = spec.cores  # threads an op may use (workload tiling.threads)
+        self.placement = "spread"
+        self._rates: dict[int, tuple[float, ...]] = {}
         self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
@@ -175,3 +198,25 @@ class Machine:
         if threads <= 1:
             return 0.0
         return math.ceil(math.log2(threads)) * self.spec.core_to_core_latency_s
+
+    def for_run(self, threads: int, placement: str) -> "Machine":
+        """This machine with an op's threads capped at ``threads`` (0: every core) and
+        placed by ``placement`` (workload ``tiling.threads`` / ``tiling.placement``)."""
+        if placement not in PLACEMENTS:
+            raise InputError(f"unknown placement {placement!r}; expected one of "
+                             f"{', '.join(PLACEMENTS)}", field="tiling.placement")
+        cores = min(threads, self.spec.cores) if threads else self.spec.cores
+        if cores == self.cores and placement == self.placement:
+            return self
+        other = Machine(self.spec)
+        other.cores, other.placement = cores, placement
+        return other
+
+    def thread_rates(self, threads: int) -> tuple[float, ...]:
+        """DRAM bytes per second of each of ``threads`` threads streaming together,
+        placed by :attr:`placement` (memory.stream_rates)."""
+        rates = self._rates.get(threads)
+        if rates is None:
+            placed = self.topology.place(threads, self.placement)
+            rates = self._rates[threads] = tuple(stream_rates(self, placed))
+        return rates

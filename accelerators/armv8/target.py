@@ -32,27 +32,35 @@ class ARMv8Target(Target):
     memory_name = "DRAM"
 
     def __init__(self):
-        self._machine: tuple[ARMv8Spec, Machine] | None = None
+        self._machine: tuple[ARMv8Spec, Machine, dict] | None = None
         self._last: tuple | None = None
 
-    def machine(self, spec: ARMv8Spec) -> Machine:
+    def machine(self, spec: ARMv8Spec, tiling=None) -> Machine:
+        """The machine of ``spec``, with the workload's thread cap and placement."""
         if self._machine is None or self._machine[0] is not spec:
-            self._machine = (spec, Machine(spec))
-        return self._machine[1]
+            self._machine = (spec, Machine(spec), {})
+        base, runs = self._machine[1], self._machine[2]
+        key = (getattr(tiling, "threads", 0), getattr(tiling, "placement", "spread"))
+        if key not in runs:
+            runs[key] = base.for_run(*key)
+        return runs[key]
 
     def pools(self, spec: ARMv8Spec) -> dict[str, int]:
-        return {DRAM_POOL: self.machine(spec).dram_slots}
+        # every thread's DRAM transfer is marked on the `dram` pool; its rate already
+        # carries the queueing of all the op's threads (memory.stream_rates), so the
+        # pool has a slot for each core and never makes a transfer wait twice
+        return {DRAM_POOL: spec.cores}
 
     # ------------------------------------------------------------------ lowering
     def plan(self, op, graph, spec: ARMv8Spec, tiling=None) -> Plan | None:
         """How ``op`` runs: threads, per-thread ECM steps, kernel (None for a view)."""
-        mach = self.machine(spec)
+        mach = self.machine(spec, tiling)
         kind = op.kind
         strategy = getattr(tiling, "gemm", "auto") if tiling is not None else "auto"
         if kind == "view":
             return None
         if kind == "matmul":
-            plan = plan_gemm(self._gemm(op, graph, mach), mach, strategy, spec.cores)
+            plan = plan_gemm(self._gemm(op, graph, mach), mach, strategy, mach.cores)
             extra = sum(graph.stored_bytes(i) for i in op.inputs[2:])  # a bias
             if extra:  # read cold, each thread its share, with its first tile
                 first = next((st for st in plan.steps if st.dram_read), plan.steps[0])
@@ -70,7 +78,7 @@ class ARMv8Target(Target):
         plan = self._plan_of(op, graph, spec, tiling)
         if plan is None:
             return []
-        return emit(plan, self.machine(spec), op.name or op.kind)
+        return emit(plan, self.machine(spec, tiling), op.name or op.kind)
 
     def _plan_of(self, op, graph, spec, tiling) -> Plan | None:
         """:meth:`plan`, remembered for the op just lowered (``describe`` follows it)."""
@@ -97,7 +105,7 @@ class ARMv8Target(Target):
         plan = self._plan_of(op, graph, spec, tiling)
         if plan is None:
             return ""
-        t = self._terms(plan, self.machine(spec))
+        t = self._terms(plan, self.machine(spec, tiling))
         what = " ".join(x for x in (plan.strategy, plan.kernel) if x)
         return (f"{what} x{plan.threads}: core {_us(t['in_core_s'])} L1 {_us(t['l1_s'])} "
                 f"L2 {_us(t['l2_s'])} L3 {_us(t['l3_s'])} "
@@ -129,7 +137,7 @@ class ARMv8Target(Target):
         ``call_s`` (the library call), and ``latency_s`` (the analytical schedule of
         the op's tasks). The terms overlap (ECM), so they do not add up to the latency.
         """
-        mach = self.machine(spec)
+        mach = self.machine(spec, tiling)
         plan = self.plan(op, graph, spec, tiling)
         if plan is None:
             return {"strategy": "", "threads": 0, "kernel": "", "in_core_s": 0.0,
@@ -150,7 +158,7 @@ class ARMv8Target(Target):
     def _terms(plan: Plan, mach: Machine) -> dict[str, float]:
         """Per-thread ECM terms summed over the plan's steps, in seconds."""
         n = plan.threads
-        rate = mach.slot_bw * min(n, mach.dram_slots) / n
+        rate = min(mach.thread_rates(n))  # the slowest thread's, all streaming
         out = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
                             0.0)
         for step in plan.steps:

@@ -103,7 +103,7 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
     read_bytes, write_bytes = _io_bytes(op, graph)  # cold: from and back to DRAM
     vecs = math.ceil(elements / lanes)
     plans = []
-    for threads in thread_counts(mach.spec.cores):
+    for threads in thread_counts(mach.cores):
         if threads > 1 and vecs < 2 * threads:
             break
         plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,

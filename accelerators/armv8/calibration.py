@@ -1,0 +1,90 @@
+"""Kunpeng 920 memory microbenchmarks reproduced by the ARMv8 target's own memory path.
+
+lmbench ``lat_mem_rd`` walks a linked list whose nodes lie one stride apart. At a
+64 B stride the prefetcher runs ahead of the dependent loads, so beyond the caches
+the reported time per load is the time a core takes to stream one line, i.e.
+``line / bandwidth`` of one core (or of each of ``-P`` copies running together),
+not the load-to-use latency. Each case runs the threads the command binds
+(``--physcpubind``) with pages on the nodes it names (``--membind`` /
+``--interleave``) through :func:`.memory.stream_rates`, the rates the event run
+gives every DRAM transfer, and compares ``line / rate`` with the plateau (the mean
+over working sets of 96 MB and more). Upstream: openeuler-mirror/wayca-scheduler,
+``tools/log.lat_mem_rd.*.txt`` (commit in the file's ``commit`` column). The
+``-P 4`` runs use lmbench's default stride, not 64 B, so they mix a prefetcher
+effect the model does not have: the checks among them read 15-20 % fast.
+"""
+
+from __future__ import annotations
+
+import re
+from statistics import mean
+
+from hwsim.calibrate import CalibrationCase, data_path, read_csv
+
+from .memory import stream_rates
+from .spec import Machine
+
+FILES = ("kunpeng920/kp920_lat_mem_rd.csv",)
+PLATEAU_MB = 96.0  # working sets past the 64 MiB L3
+# the points preset constants were solved from (armv8-kunpeng920.yaml)
+CALIBRATED = {"--physcpubind=0 --membind=0": "core_lines_in_flight",
+              "--physcpubind=0-3": "cluster_bw_bytes_per_s",
+              "--physcpubind=0 --membind=1": "numa_latency_s",
+              "--physcpubind=0 --membind=2": "numa_latency_s",
+              "--physcpubind=0 --membind=3": "numa_latency_s"}
+
+
+def _cpus(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def cases(spec, preset: str = "") -> list[CalibrationCase]:
+    if preset and "kunpeng920" not in preset:
+        return []
+    path = data_path(FILES[0])
+    if path is None:
+        return []
+    rows = read_csv(path, ("source_file", "commit", "command", "working_set_MB", "latency_ns"),
+                    numeric=("working_set_MB", "latency_ns"))
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["working_set_MB"] >= PLATEAU_MB:
+            groups.setdefault(r["command"], []).append(r)
+    out = []
+    for command, rs in sorted(groups.items()):
+        cpus = _cpus(re.search(r"--physcpubind=(\S+)", command).group(1))
+        copies = int(re.search(r"-P (\d+)", command).group(1))
+        wide = len(cpus) > copies  # the scheduler picks where the copies run: unknown
+        cpus = cpus[::max(1, len(cpus) // copies)][:copies]
+        mem = re.search(r"--(?:membind|interleave)=(\S+)", command)
+        nodes = _cpus(mem.group(1)) if mem else None
+        need = max([*(nodes or [0]), 0]) + 1
+        # a binding to a node beyond the preset's socket runs on a machine with as
+        # many sockets as it needs (the preset's nodes, cores and channels repeated)
+        reps = -(-need // spec.numa_nodes)
+        from hwsim.targets import resolve
+        s = spec if reps == 1 else resolve(preset or "armv8-kunpeng920", {
+            "cores": spec.cores * reps, "numa_nodes": spec.numa_nodes * reps,
+            "dram_channels": spec.dram_channels * reps}).spec
+        mach = Machine(s)
+        threads = mach.topology.pinned(cpus, nodes or [mach.topology.node_of(cpus[0])])
+        rate = min(stream_rates(mach, threads))
+        key = " ".join(re.findall(r"--(?:physcpubind|membind|interleave)=\S+", command))
+        out.append(CalibrationCase(
+            name=f"lat_mem_rd {key}", target="armv8", preset=preset or "armv8-kunpeng920",
+            parameter=CALIBRATED.get(key, "core_lines_in_flight"),
+            x={"threads": len(cpus), "nodes": len(nodes or [0])},
+            measured=mean(r["latency_ns"] for r in rs) * 1e-9, unit="s",
+            modelled=s.line_bytes / rate,
+            source=f"openeuler-mirror/wayca-scheduler@{rs[0]['commit'][:7]}:{rs[0]['source_file']}",
+            note="time per line of a prefetched chase (not load-to-use latency)"
+                 + ("; copies placed one per cluster by assumption (the scheduler chose)"
+                    if wide else "")
+                 + ("; default stride, not 64 B" if " 64" not in command.split("lat_mem_rd")[1]
+                    else ""),
+            kind="calibration" if key in CALIBRATED else "check"))
+    return out

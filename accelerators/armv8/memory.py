@@ -1,0 +1,214 @@
+"""Where a thread runs, where its memory lives, and how fast it streams from DRAM.
+
+A core does not stream from DRAM at a fixed rate. It keeps a number of cache-line
+misses in flight (its miss buffers and the prefetcher's requests,
+``core_lines_in_flight``), and each line takes the memory latency to come back, so
+by Little's law one core alone draws::
+
+    bandwidth = lines in flight x line bytes / latency
+
+On the Kunpeng 920 the lmbench ``lat_mem_rd`` chase at a 64 B stride measures
+5.10 ns per line from local DRAM: the prefetcher runs ahead of the dependent loads,
+so that figure is not the load-to-use latency but the latency divided by the lines
+in flight, i.e. a core's streaming rate (64 B / 5.10 ns = 12.5 GB/s). With the
+100 ns latency of a local line (M) that is 19.6 lines in flight. The same chase
+bound to a remote node (another die, another socket) runs at 13.5-17.2 ns a line:
+we keep the lines in flight and read the ratio as a longer effective latency
+(``numa_latency_s``); the true remote load-to-use latency is lower and the
+prefetcher keeps fewer lines in flight to it, which the data cannot tell apart.
+
+**Where the lines queue.** Every line a core asks for passes shared servers:
+
+- its *cluster*'s port onto the die's ring (``cluster_cores`` cores share it,
+  ``cluster_bw_bytes_per_s``; four TSV110 cores per cluster on the Kunpeng 920);
+- the *memory controllers of the node* that holds the page (a die's share of the
+  DDR channels at their sustained bandwidth);
+- the *link* between two nodes when the page is remote (the dies of a socket share
+  an on-package link, the sockets a coherent socket link).
+
+The threads of an op form a closed queueing network: each thread is a class of
+``core_lines_in_flight`` customers that cycle between the latency (a delay) and
+those servers, each visited by the share of the thread's lines that pass it.
+:func:`stream_rates` solves it by approximate mean-value analysis (Schweitzer's
+iteration, Lazowska et al., *Quantitative System Performance*, 1984, ch. 7): the
+throughput of each thread follows from its loaded latency, the unloaded latency
+plus the queueing at every server it visits. The bandwidth of a node therefore
+rises gradually as threads are added and approaches the node's sustained
+bandwidth without passing it, and threads that share a cluster or a node slow
+each other, as threads on separate clusters and dies do not.
+
+**Placement** (workload ``tiling.placement``) decides the cores the threads run on
+and the nodes their pages live on:
+
+- ``compact``: threads fill the cores in order (a cluster, then the next, a die,
+  then the next: ``OMP_PROC_BIND=close``); pages first-touched, so local;
+- ``spread``: threads go round-robin over the nodes and, inside a node, share its
+  clusters evenly, ``ceil(threads / clusters)`` a cluster (``OMP_PROC_BIND=spread``
+  places; the Linux scheduler's load balancing also spreads unbound threads over
+  the nodes); pages local. The default;
+- ``interleave``: threads as ``spread``, pages interleaved over all nodes
+  (``numactl --interleave=all``): a share ``1/nodes`` of every thread's lines is
+  local, the rest crosses the links.
+
+The rates are those of all the op's threads streaming together (every thread of
+a plan runs the same steps); an op whose threads stream at different moments is
+charged the loaded latency throughout, which over-states queueing for ops
+whose DRAM traffic is a small share of their time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwsim.errors import InputError
+
+PLACEMENTS = ("spread", "compact", "interleave")
+
+
+@dataclass(frozen=True)
+class Thread:
+    """One thread: the core it runs on and the share of its lines each node holds."""
+
+    core: int
+    node: int
+    cluster: int
+    pages: tuple[tuple[int, float], ...]  # (node, share of the thread's lines)
+
+
+class Topology:
+    """Cores, clusters, nodes (dies with their own DDR channels) and sockets of a spec."""
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.nodes = spec.numa_nodes
+        if spec.dies_per_socket < 1 or self.nodes % spec.dies_per_socket:
+            raise InputError(f"numa_nodes {self.nodes} is not a whole number of sockets of "
+                             f"{spec.dies_per_socket} dies", field="spec.dies_per_socket")
+        if len(spec.numa_latency_s) < self.nodes:
+            raise InputError(f"needs {self.nodes} latencies (node 0 to each node), got "
+                             f"{len(spec.numa_latency_s)}", field="spec.numa_latency_s")
+        self.cores_per_node = math.ceil(spec.cores / self.nodes)
+        self.cluster_cores = max(1, min(spec.cluster_cores, self.cores_per_node))
+        self.clusters_per_node = math.ceil(self.cores_per_node / self.cluster_cores)
+
+    def node_of(self, core: int) -> int:
+        return min(core // self.cores_per_node, self.nodes - 1)
+
+    def cluster_of(self, core: int) -> int:
+        return core // self.cluster_cores
+
+    def socket_of(self, node: int) -> int:
+        return node // self.spec.dies_per_socket
+
+    def latency_s(self, node: int, mem: int) -> float:
+        """Effective stream latency of a core of ``node`` to a page of ``mem``: the preset
+        gives node 0's row; another node's follows by symmetry (``node XOR mem``)."""
+        return float(self.spec.numa_latency_s[node ^ mem])
+
+    def cores_of(self, threads: int, placement: str) -> list[int]:
+        """The cores ``threads`` threads run on under ``placement``."""
+        n = self.spec.cores
+        threads = min(threads, n)
+        if placement == "compact":
+            return list(range(threads))
+        if placement not in PLACEMENTS:
+            raise InputError(f"unknown placement {placement!r}; expected one of "
+                             f"{', '.join(PLACEMENTS)}", field="tiling.placement")
+        # spread: round-robin over the nodes; inside a node the threads share the
+        # clusters evenly (ceil(threads / clusters) a cluster, OpenMP's spread places)
+        counts = [threads // self.nodes + (1 if j < threads % self.nodes else 0)
+                  for j in range(self.nodes)]
+        out: list[int] = []
+        for node, count in enumerate(counts):
+            first = node * self.cores_per_node
+            cores = list(range(first, min(n, first + self.cores_per_node)))
+            if not count or not cores:
+                continue
+            clusters = [cores[i:i + self.cluster_cores]
+                        for i in range(0, len(cores), self.cluster_cores)]
+            per = math.ceil(count / len(clusters))
+            for cl in clusters:
+                take = cl[:min(per, count - sum(1 for c in out if self.node_of(c) == node))]
+                out.extend(take)
+        return out
+
+    def place(self, threads: int, placement: str) -> list[Thread]:
+        out = []
+        for core in self.cores_of(threads, placement):
+            node = self.node_of(core)
+            pages = (tuple((j, 1.0 / self.nodes) for j in range(self.nodes))
+                     if placement == "interleave" else ((node, 1.0),))
+            out.append(Thread(core, node, self.cluster_of(core), pages))
+        return out
+
+    def pinned(self, cores: list[int], mem_nodes: list[int]) -> list[Thread]:
+        """Threads bound to ``cores`` with pages interleaved over ``mem_nodes`` (numactl)."""
+        share = 1.0 / len(mem_nodes)
+        return [Thread(c, self.node_of(c), self.cluster_of(c),
+                       tuple((j, share) for j in mem_nodes)) for c in cores]
+
+
+def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[float]:
+    """Bytes per second each thread streams from DRAM when all stream together.
+
+    Approximate mean-value analysis of the closed network described in the module
+    docstring. One thread alone gets ``lines x line / latency`` (Little's law); the
+    sum over the threads a server carries never exceeds its bandwidth.
+    """
+    if not threads:
+        return []
+    spec, topo = mach.spec, mach.topology
+    line = float(spec.line_bytes)
+    k = float(spec.core_lines_in_flight)
+    stations: dict[tuple, int] = {}
+    demand: list[dict[int, float]] = []
+    think = np.zeros(len(threads))
+
+    def station(key: tuple) -> int:
+        return stations.setdefault(key, len(stations))
+
+    for c, th in enumerate(threads):
+        d: dict[int, float] = {}
+        if spec.cluster_bw_bytes_per_s > 0 and topo.cluster_cores > 1:
+            d[station(("cluster", th.cluster))] = line / spec.cluster_bw_bytes_per_s
+        latency = 0.0
+        for node, share in th.pages:
+            latency += share * topo.latency_s(th.node, node)
+            s = station(("node", node))
+            d[s] = d.get(s, 0.0) + share * line / mach.node_bw
+            if node != th.node:
+                a, b = sorted((th.node, node))
+                same_socket = topo.socket_of(a) == topo.socket_of(b)
+                bw = (spec.die_link_bw_bytes_per_s if same_socket
+                      else spec.socket_link_bw_bytes_per_s)
+                if bw > 0:
+                    s = station(("link", a, b))
+                    d[s] = d.get(s, 0.0) + share * line / bw
+        demand.append(d)
+        # the unloaded latency includes one service at each server: the rest is delay
+        think[c] = max(0.0, latency - sum(d.values()))
+    D = np.zeros((len(threads), len(stations)))
+    for c, d in enumerate(demand):
+        for s, v in d.items():
+            D[c, s] = v
+    Q = D / np.maximum(D.sum(1, keepdims=True) + think[:, None], 1e-30) * k
+    X = np.zeros(len(threads))
+    for _ in range(iterations):
+        Qs = Q.sum(0)
+        R = D * (1.0 + Qs[None, :] - Q / k)
+        X_new = k / (think + R.sum(1))
+        Q = X_new[:, None] * R
+        if np.allclose(X_new, X, rtol=1e-10, atol=0.0):
+            X = X_new
+            break
+        X = X_new
+    # a server never carries more than its bandwidth (the iteration's fixed point
+    # keeps utilisation below 1; this guards the arithmetic)
+    util = (X[:, None] * D).sum(0)
+    over = util.max(initial=0.0)
+    if over > 1.0:
+        X = X / over
+    return [float(x * line) for x in X]
