@@ -449,7 +449,9 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                notes={"strategy": strategy, "layout": layout, "bank_conflicts_qk": f_qk,
                       "bank_conflicts_pv": f_pv, "split_kv": split, "mode": mode,
                       "heads_per_tile": s.group if not s.gathers else 1,
-                      "kv_reads_per_head": round(k_rows / max(1, s.kv_len), 3)})
+                      "kv_reads_per_head": round(k_rows / max(1, s.kv_len), 3)},
+               # in flight: the next key block, loaded while this one computes
+               inflight_bytes_per_thread=bkv * d * s.ek / geo["threads"])
     if not k.tensor:
         for _, w in k.blocks:
             w.cuda_flops += w.tensor_flops
@@ -615,6 +617,9 @@ def _gather_rows(s: Shape, name: str, n_rows: int, width: int, e: float,
     return [k]
 
 
+GATHER_UNROLL = 8  # selected rows a warp's gather loop keeps in flight (M)
+
+
 def _select_and_weigh(s: Shape, name: str, rows: int, cols: int) -> list[Kernel]:
     """Value pruning after a softmax: a radix select per row over the probabilities
     (one block per row, the row in shared memory, two 8-bit passes), writing the
@@ -634,8 +639,11 @@ def _select_and_weigh(s: Shape, name: str, rows: int, cols: int) -> list[Kernel]
              hbm_read=(sel + v_hbm) / blocks, hbm_write=rows * s.v_head_dim * s.eo / blocks,
              l2_bytes=(sel + rows * s.values * s.v_head_dim * s.ev
                        + rows * s.v_head_dim * s.eo) / blocks)
+    # in flight: a warp's gather loop unrolled over 8 selected V rows (independent
+    # loads; the unroll is the kernel's design, M), each row spread over its 32 lanes
     pv = Kernel(f"{name}.PVgather", "8 rows x 1 warp", 256, 64, 0, [(blocks, w)],
-                dtype="fp32", tensor=False, detail=f"top-{s.values} values gathered")
+                dtype="fp32", tensor=False, detail=f"top-{s.values} values gathered",
+                inflight_bytes_per_thread=GATHER_UNROLL * s.v_head_dim * s.ev / 32)
     return [topk, pv]
 
 

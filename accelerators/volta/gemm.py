@@ -207,9 +207,12 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     kind = ("s884gemm" if tile.tensor else
             {"int8": "igemm", "fp64": "dgemm"}.get(compute, "sgemm"))
     name = f"{g.name}:{kind}" + (f" splitK={split}" if split > 1 else "")
+    # in flight: the next K step's A and B tiles, loaded (LDG) while this one computes
+    stage_bytes = (tile.tm * ea + tile.tn * eb) * tile.tk
     main = Kernel(name, f"{tile.tm}x{tile.tn}x{tile.tk}", threads, tile.regs, smem,
                   [(blocks, w)], dtype=compute, tensor=tile.tensor,
-                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split})
+                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split},
+                  inflight_bytes_per_thread=stage_bytes / threads)
     if split == 1:
         return [main]
     main.detail = "fp32 partials in L2"

@@ -68,6 +68,7 @@ class Work:
     l2_bytes: float = 0.0  # traffic between the SM and L2 (HBM traffic included)
     hbm_read: float = 0.0
     hbm_write: float = 0.0
+    l1_bytes: float = 0.0  # loads that hit in L1 (a working set within l1_bytes)
 
     def scaled(self, k: float) -> "Work":
         return Work(*(getattr(self, f.name) * k for f in fields(Work)))
@@ -98,6 +99,9 @@ class Kernel:
     serial_operands: bool = False  # fragments loaded just before use (no register double buffer)
     detail: str = ""  # what the op's one-line description adds for this kernel
     notes: dict = field(default_factory=dict)
+    # bytes of global loads one thread has issued before it waits on the first (its
+    # memory-level parallelism): one 128-bit load unless the kernel says more
+    inflight_bytes_per_thread: float = 16.0
 
     @property
     def grid(self) -> int:
@@ -127,14 +131,10 @@ class Gpu:
         self.sfu_rate_sm = s.sfu_ops_per_clock_per_sm * s.clock_hz
         self.hbm_bw = s.hbm_bw_bytes_per_s
         self.l2_bw = s.l2_bw_bytes_per_s
-        self.sm_hbm_bw = min(s.sm_hbm_bw_bytes_per_s, self.hbm_bw)
-        # Little's law again: the bytes one SM keeps in flight (sm_hbm_bw x DRAM latency)
-        # returned after the L2 hit latency instead (D; 50 GB/s x 400 / 193 = 104 GB/s,
-        # 68 B per clock at 1.53 GHz)
-        self.sm_l2_bw = min(self.l2_bw, s.sm_hbm_bw_bytes_per_s * s.dram_latency_cycles
-                            / max(1.0, s.l2_latency_cycles))
         self.dram_latency_s = s.dram_latency_cycles / s.clock_hz
         self.l2_latency_s = s.l2_latency_cycles / s.clock_hz
+        self.l1_latency_s = s.l1_latency_cycles / s.clock_hz
+        self.turnover_s = s.block_turnover_cycles / s.clock_hz
         self.smem_latency_s = s.smem_latency_cycles / s.clock_hz
 
     # ------------------------------------------------------------ rates
@@ -183,7 +183,63 @@ class Gpu:
                 return alone, alone_bound
         return t, bound
 
+    # ------------------------------------------------------------ memory (Little's law)
+    def level_of(self, working_set_bytes: float) -> str:
+        """Where loads over a working set of this size hit: ``l1``, ``l2`` or ``dram``."""
+        if working_set_bytes <= self.spec.l1_bytes:
+            return "l1"
+        return "l2" if working_set_bytes <= self.spec.l2_bytes else "dram"
+
+    def inflight_bytes(self, kernel: Kernel, n_blocks: int) -> float:
+        """Bytes of loads an SM has in flight with ``n_blocks`` of ``kernel`` resident:
+        its threads times what each issues before it waits (resident warps set it)."""
+        return max(1, n_blocks) * kernel.threads * kernel.inflight_bytes_per_thread
+
+    def loaded_latency(self, kernel: Kernel, n_blocks: int) -> tuple[float, float, float]:
+        """(L1, L2, DRAM) load latency in seconds while ``kernel`` runs with ``n_blocks``
+        resident per SM.
+
+        L2 and DRAM loads cross the SM-to-L2 crossbar and the L2 slices, which serve
+        every SM's requests at ``l2_bw``: a load waits behind the bytes in flight on all
+        busy SMs (processor sharing), ``Q / l2_bw`` on top of the unloaded latency. At
+        low occupancy the pointer-chase latencies hold; as bytes in flight grow the
+        latency stretches and each SM's draw, ``inflight / latency``, bends over before
+        the HBM unit caps the sum (RRZE's gpu-stream read kernel on a V100 bends the same
+        way, within 5 % up to half occupancy: ``calibration.py``)."""
+        occ = max(1, n_blocks, self.occupancy(kernel.threads, kernel.regs,
+                                              kernel.smem).blocks_per_sm)
+        resident = min(max(kernel.grid, 1), self.spec.sms * occ)  # blocks on the GPU
+        queue_s = self.inflight_bytes(kernel, 1) * resident / self.l2_bw
+        return (self.l1_latency_s, self.l2_latency_s + queue_s,
+                self.dram_latency_s + queue_s)
+
+    def memory_time(self, kernel: Kernel, work: Work, n_blocks: int) -> tuple[float, str]:
+        """(seconds, bound) of ``work``'s loads on one SM by Little's law: every byte
+        holds an in-flight slot for its level's loaded latency, so the time is the
+        bytes' summed latency over the bytes in flight, and at least one round trip of
+        the slowest level touched. Stores are posted (they hold no slot); their cost
+        is on the shared units. ``bound``: ``memory`` (DRAM latency dominates),
+        ``onchip`` (L1/L2), ``latency`` (one round trip or less)."""
+        misses = work.hbm_read
+        loads = max(work.l2_bytes - work.hbm_write, misses)
+        hits = loads - misses
+        if not (loads or work.l1_bytes):
+            return 0.0, "latency"
+        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
+        inflight = self.inflight_bytes(kernel, n_blocks)
+        dram_part = misses * dram_s
+        chip_part = hits * l2_s + work.l1_bytes * l1_s
+        t = (dram_part + chip_part) / inflight
+        one_trip = dram_s if misses else l2_s if hits else l1_s
+        if t <= one_trip:
+            return one_trip, "latency"
+        return t, "memory" if dram_part >= chip_part else "onchip"
+
     def _pipes(self, kernel: Kernel, work: Work, n_blocks: int) -> tuple[float, str]:
+        """(seconds, bound) of ``n_blocks`` resident together on one SM: the largest of
+        the compute pipes (after the first operands arrive: one load latency) and the
+        loads by Little's law (:meth:`memory_time`), plus one block turnover (the slots
+        are refilled when the group ends)."""
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
@@ -194,30 +250,30 @@ class Gpu:
             alu_s = 0.0
         alu_s += work.sfu_ops / (self.sfu_rate_sm * fill)
         smem_s = work.smem_wavefront_bytes / self.smem_bw_sm
-        l2_s = work.l2_bytes / self.sm_l2_bw
-        hbm_s = work.hbm_bytes / self.sm_hbm_bw
         # vector work (softmax between the two GEMMs of attention) overlaps with the
         # other resident blocks' matrix work, not with its own block's
         compute_s = matrix_s + alu_s / max(1, n_blocks)
-        busy = max(compute_s, smem_s, l2_s, hbm_s)
+        busy = max(compute_s, smem_s)
         if kernel.serial_operands:
             # fragments loaded from shared memory right before the MMAs that use them: a
             # warp's own loads and MMAs serialize; other resident warps (per SM partition)
             # hide the rest
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
             busy += (1.0 - hidden) * min(compute_s, smem_s)
-        if work.hbm_bytes:
-            fill_latency = self.dram_latency_s
+        if work.hbm_read:
+            first_s = self.dram_latency_s
         elif work.l2_bytes:
-            fill_latency = self.l2_latency_s
+            first_s = self.l2_latency_s
         else:
-            fill_latency = 0.0
-        if busy <= fill_latency:
-            bound = "latency"
+            first_s = 0.0
+        mem_s, mem_bound = self.memory_time(kernel, work, n_blocks)
+        if busy + first_s >= mem_s:
+            t = busy + first_s
+            bound = ("latency" if busy <= first_s else
+                     "compute" if compute_s >= smem_s else "onchip")
         else:
-            bound = max((("compute", compute_s), ("onchip", max(smem_s, l2_s)),
-                         ("memory", hbm_s)), key=lambda kv: kv[1])[0]
-        return busy + fill_latency, bound
+            t, bound = mem_s, mem_bound
+        return t + self.turnover_s, bound
 
     def kernel_floor(self, total: Work) -> tuple[float, str]:
         """The shared units' time for a kernel's whole traffic, and its bound."""

@@ -34,8 +34,11 @@ def _stream(name: str, tile: str, blocks: int, threads: int, total_flops: float,
     w = Work(cuda_flops=total_flops / blocks, sfu_ops=sfu / blocks,
              hbm_read=rd / blocks, hbm_write=wr / blocks, l2_bytes=(rd + wr) / blocks,
              smem_bytes=smem_bytes / blocks, smem_wavefront_bytes=smem_bytes / blocks)
+    # a thread's loads are independent (unrolled elements, a row's slice): all in flight
+    # at once, up to eight 128-bit loads (the unroll of PyTorch's vectorized kernels)
+    per_thread = rd / blocks / max(1, threads)
     return Kernel(name, tile, threads, regs, smem, [(blocks, w)], dtype=compute_dtype(dtype),
-                  tensor=False)
+                  tensor=False, inflight_bytes_per_thread=max(4.0, min(128.0, per_thread)))
 
 
 def lower(op, graph) -> list[Kernel]:

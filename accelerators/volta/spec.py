@@ -64,10 +64,14 @@ class VoltaSpec:
     hbm_peak_bw_bytes_per_s: float = spec_field(help="HBM datasheet bandwidth (reports only)")
     hbm_bw_bytes_per_s: float = spec_field(help="achievable HBM bandwidth, all SMs",
                                            minimum=1.0)
-    sm_hbm_bw_bytes_per_s: float = spec_field(
-        help="HBM bandwidth one SM can draw alone (bytes in flight / latency); sets the "
-             "number of concurrent HBM streams, hbm_bw / this", minimum=1.0)
-    dram_latency_cycles: float = spec_field(help="HBM load latency (L2 miss)")
+    dram_latency_cycles: float = spec_field(help="HBM load latency (L2 miss), unloaded")
+    l1_bytes: float = spec_field(
+        help="L1 data cache an SM's loads hit in (the unified L1/shared memory less the "
+             "shared-memory carve-out of the kernel that measured it)")
+    l1_latency_cycles: float = spec_field(help="L1 hit latency")
+    block_turnover_cycles: float = spec_field(
+        help="clocks between a thread block's last instruction and its successor's first on "
+             "the freed slot (retire and launch)")
     kernel_launch_s: float = spec_field(help="launch overhead of every kernel")
     # ------------------------------------------------------------ host and links
     pcie_bw_bytes_per_s: float = spec_field(help="achievable host<->device bandwidth (pinned)",
