@@ -56,6 +56,13 @@ def cases_from(spec, path, preset: str = "ascend-910b") -> list[CalibrationCase]
     return out
 
 
-def cases(spec) -> list[CalibrationCase]:
+# The kernel ran on an A2/A3-class part (910B family); the 910A is another chip, so its
+# preset gets no cases. A preset given as a YAML file is the user's to judge.
+MEASURED_ON = ("ascend-910b",)
+
+
+def cases(spec, preset: str = "") -> list[CalibrationCase]:
+    if preset and preset not in MEASURED_ON and not preset.endswith((".yaml", ".yml")):
+        return []
     path = data_path(FILES[0])
-    return cases_from(spec, path) if path else []
+    return cases_from(spec, path, preset or MEASURED_ON[0]) if path else []
