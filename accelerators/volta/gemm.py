@@ -55,12 +55,32 @@ TENSOR_TILES = (
     Tile(128, 64, 32, 4, 128, 64, 32),
     Tile(64, 128, 32, 4, 128, 32, 64),
     Tile(64, 64, 32, 4, 96, 32, 32),
+    # small tiles for skinny products (cuBLAS's *_64x32 / 32x32 Volta kernels, S):
+    # a warp tile of 32x32 per warp
+    Tile(64, 32, 32, 2, 96, 32, 32),
+    Tile(32, 64, 32, 2, 96, 32, 32),
+    Tile(32, 32, 32, 1, 96, 32, 32),
 )
 SIMT_TILES = (
     Tile(128, 128, 8, 8, 128, 64, 32, tensor=False),
     Tile(128, 64, 8, 4, 128, 64, 32, tensor=False),
     Tile(64, 64, 8, 2, 128, 32, 32, tensor=False),
+    # cuBLAS's small SGEMM tiles (sgemm_32x32 / 64x32 kernel families, S): 64 threads
+    # of 4x8 or 4x4 outputs
+    Tile(64, 32, 8, 2, 64, 32, 32, tensor=False),
+    Tile(32, 64, 8, 2, 64, 32, 32, tensor=False),
+    Tile(32, 32, 8, 2, 64, 16, 32, tensor=False),
 )
+# cuBLAS on sm_70 runs fp16 GEMMs on the tensor cores only when m, n and k (so the
+# leading dimensions) are multiples of 8 halves, 16 bytes (cuBLAS documentation, "Tensor
+# Core Usage", CUDA 9-10; S); otherwise the HFMA2 kernels on the CUDA cores
+TENSOR_ALIGN = 8
+# the tiles under 64 wide are candidates only when M or N is under this: cuBLAS's
+# heuristic picks its 32-wide kernels for narrow products (M: no public rule; a square
+# 1024^3 SGEMM runs 64x64-or-larger tiles in profiles)
+SMALL_TILE_BELOW = 64
+GEMV_INFLIGHT_BYTES = 64.0  # a GEMV thread's loads of B in flight: 4 x 128-bit, unrolled (M)
+GEMV_MAX_ROWS = 16  # a product with at most this many rows (or columns) may run as GEMV
 # dp4a consumes 4 int8 of K per instruction: the SIMT tiles with a K step of 32
 IGEMM_TILES = tuple(Tile(t.tm, t.tn, 32, t.warps, t.regs, t.wm, t.wn, tensor=False)
                     for t in SIMT_TILES)
@@ -106,19 +126,33 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     return best[1]
 
 
+def tensor_aligned(g: Gemm) -> bool:
+    """Whether cuBLAS may take the tensor-core path on sm_70 (:data:`TENSOR_ALIGN`)."""
+    return all(d % TENSOR_ALIGN == 0 for d in (g.m, g.n, g.k))
+
+
 def candidates(gpu: Gpu, g: Gemm):
     compute, tensor = datapath(g.dtype, "matmul")
-    tensor = tensor and gpu.has_tensor(compute)
+    tensor = tensor and gpu.has_tensor(compute) and tensor_aligned(g)
     tiles = TENSOR_TILES if tensor else IGEMM_TILES if compute == "int8" else SIMT_TILES
     workspace = min(SPLITK_WORKSPACE_BYTES, gpu.spec.l2_bytes / 2)
+    narrow = min(g.m, g.n) < SMALL_TILE_BELOW
     for tile in tiles:
+        if min(tile.tm, tile.tn) < 64 and not narrow:
+            continue  # cuBLAS keeps its small tiles for narrow products (see SMALL_TILE_BELOW)
         for split in SPLITS:
             if split > 1 and (g.k // split < 4 * tile.tk
                               or split * g.batch * g.m * g.n * 4 > workspace):
                 continue
             yield build(gpu, g, tile, split)
-    if g.m <= 8:
+    if g.m <= GEMV_MAX_ROWS:
         yield [gemv(gpu, g)]
+    if g.n <= GEMV_MAX_ROWS and not g.b_dtype:
+        # few columns: the same kernel on the transposed product, C^T = B^T A^T, which
+        # streams A once with the N columns of B held on chip
+        yield [gemv(gpu, Gemm(g.batch, g.n, g.m, g.k, g.dtype, g.out_dtype,
+                              a_shared=g.b_shared, b_shared=g.a_shared, name=g.name,
+                              extra_read=g.extra_read))]
 
 
 def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
@@ -196,8 +230,9 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
         w.cuda_flops += UNPACK_OPS_PER_ELEMENT * tile.tn * kk
     if tile.tensor:
         loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
-    else:  # each thread of an 8x8 thread tile reads 8 + 8 values per k
-        loads = threads * 8 * (ea + eb) * kk
+    else:  # each thread of an r x c thread tile reads r + c values per k (8 + 8 for 8x8)
+        side = (tile.tm * tile.tn / threads) ** 0.5
+        loads = threads * side * (ea + eb) * kk
     stores = (tile.tm * ea + tile.tn * eb) * kk
     w.smem_bytes = loads + stores
     w.smem_wavefront_bytes = loads + stores
@@ -205,7 +240,7 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     w.hbm_read = (a_total + b_total + (g.extra_read if split == 1 else 0.0)) / blocks
     w.hbm_write = g.batch * g.m * g.n * eo / blocks if split == 1 else 0.0
     kind = ("s884gemm" if tile.tensor else
-            {"int8": "igemm", "fp64": "dgemm"}.get(compute, "sgemm"))
+            {"int8": "igemm", "fp64": "dgemm", "fp16": "hgemm"}.get(compute, "sgemm"))
     name = f"{g.name}:{kind}" + (f" splitK={split}" if split > 1 else "")
     # in flight: the next K step's A and B tiles, loaded (LDG) while this one computes
     stage_bytes = (tile.tm * ea + tile.tn * eb) * tile.tk
@@ -243,4 +278,5 @@ def gemv(gpu: Gpu, g: Gemm) -> Kernel:
     w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * ea
     return Kernel(f"{g.name}:gemv", f"{g.m}x{cols}", 256, 64, int(min(g.m * g.k * ea, 48 * 1024)),
                   [(blocks, w)], dtype="int8" if compute == "int8" else "fp32", tensor=False,
-                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": 1})
+                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": 1},
+                  inflight_bytes_per_thread=GEMV_INFLIGHT_BYTES)

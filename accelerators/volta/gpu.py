@@ -208,7 +208,11 @@ class Gpu:
         way, within 5 % up to half occupancy: ``calibration.py``)."""
         occ = max(1, n_blocks, self.occupancy(kernel.threads, kernel.regs,
                                               kernel.smem).blocks_per_sm)
-        resident = min(max(kernel.grid, 1), self.spec.sms * occ)  # blocks on the GPU
+        grid, slots = max(kernel.grid, 1), self.spec.sms * occ
+        # blocks on the GPU: a full wave, or the tail's (a group smaller than the
+        # occupancy is the last, partial wave)
+        tail = grid % slots
+        resident = tail if n_blocks < occ and tail else min(grid, slots)
         queue_s = self.inflight_bytes(kernel, 1) * resident / self.l2_bw
         return (self.l1_latency_s, self.l2_latency_s + queue_s,
                 self.dram_latency_s + queue_s)

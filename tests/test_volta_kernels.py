@@ -1,0 +1,52 @@
+"""V100 GEMMs as cuBLAS picks them for skinny and unaligned shapes (issue 13)."""
+
+from __future__ import annotations
+
+import pytest
+
+from accelerators.volta import gemm
+from accelerators.volta.gpu import Gpu
+from hwsim.targets import resolve
+
+SXM2 = resolve("volta-v100-sxm2").spec
+GPU = Gpu(SXM2)
+
+
+def pick(m, n, k, dtype):
+    g = gemm.Gemm(1, m, n, k, dtype, dtype)
+    ks = gemm.kernels(GPU, g)
+    return ks, gemm.estimate(GPU, ks)
+
+
+def test_few_columns_stream_a_once_as_a_gemv():
+    """fp32, N = 16, K = 4096: the transposed GEMV streams A (64 MiB) once, at close to
+    the HBM rate; the tiled kernels (at least 32 columns) waste half their FLOPs."""
+    ks, t = pick(4096, 16, 4096, "fp32")
+    assert ks[0].name.endswith(":gemv")
+    a_bytes = 4096 * 4096 * 4
+    assert t >= a_bytes / SXM2.hbm_bw_bytes_per_s
+    assert a_bytes / t > 0.8 * SXM2.hbm_bw_bytes_per_s
+    tiled = min(gemm.estimate(GPU, gemm.build(GPU, gemm.Gemm(1, 4096, 16, 4096, "fp32", "fp32"),
+                                              tile, split))
+                for tile in gemm.SIMT_TILES for split in gemm.SPLITS)
+    assert t < tiled
+
+
+@pytest.mark.parametrize("m,n,k", [(4096, 4096, 4100), (4095, 4096, 4096), (4096, 4092, 4096)])
+def test_fp16_dimensions_off_by_8_leave_the_tensor_cores(m, n, k):
+    ks, t = pick(m, n, k, "fp16")
+    assert "s884gemm" not in ks[0].name and "hgemm" in ks[0].name
+    aligned, t_aligned = pick(4096, 4096, 4096, "fp16")
+    assert "s884gemm" in aligned[0].name
+    # HFMA2 at 256 FLOP/clock/SM against HMMA at 1,024: about 4x slower
+    assert 3.0 < t / t_aligned < 5.0
+
+
+def test_small_tiles_for_narrow_products():
+    """32 x 96 x 8192 fp32: 32-row tiles (none padded) beat 64-row ones (half padding);
+    a square product keeps its large tiles."""
+    ks, _ = pick(32, 96, 8192, "fp32")
+    tm, tn = (int(x) for x in ks[0].tile.split("x")[:2])
+    assert min(tm, tn) == 32
+    big, _ = pick(1024, 1024, 1024, "fp32")
+    assert min(int(x) for x in big[0].tile.split("x")[:2]) >= 64
