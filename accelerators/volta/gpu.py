@@ -10,10 +10,11 @@ leaves SMs idle.
 Each SM runs its blocks in *groups*: the blocks resident together. A group's
 task on its SM lasts the largest of its pipes (a software-pipelined main loop
 overlaps them): tensor-core or CUDA-core time, shared-memory wavefronts, and
-what the SM can draw from L2 and from HBM *on its own* (bytes in flight over
-latency, Little's law: ``sm_hbm_bw`` for HBM, the same bytes in flight over the
-shorter L2 latency for L2); plus the exposed part of its vector work and one
-memory latency to fill the pipeline.
+what the SM can draw from L1, L2 and HBM *on its own*: Little's law, the bytes
+its resident threads keep in flight (``Kernel.inflight_bytes_per_thread``) over
+each level's loaded latency (:meth:`Gpu.memory_time`), so an SM with few warps
+draws little; plus the exposed part of its vector work, one memory latency to
+fill the pipeline and one block turnover.
 
 L2 and HBM are shared by all SMs: each is a unit of the event engine (``l2``,
 ``hbm``) that serves bytes at its achievable aggregate bandwidth. A group's
