@@ -94,3 +94,6 @@ class AscendSpec:
     hbm_pj_per_byte: float = spec_field(help="HBM byte read or written")
     link_pj_per_byte: float = spec_field(0.0, help="byte sent over an NPU link")
     static_power_w: float = spec_field(0.0, help="power drawn whenever the chip runs")
+    board_power_w: float = spec_field(
+        0.0, help="module power limit: firmware lowers the clock so that no op draws more "
+        "(hwsim.simulate.power_capped_s); 0 = no limit")
