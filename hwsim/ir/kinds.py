@@ -6,7 +6,7 @@ kinds that every target knows how to cost:
 ==============  ==========================================  =======================
 kind            attributes                                  FLOPs
 ==============  ==========================================  =======================
-matmul          batch, m, n, k                              2·batch·m·n·k
+matmul          batch, m, n, k [, bias, trans_a, trans_b]  2·batch·m·n·k
 attention       batch, heads, kv_heads, head_dim, q_len,    2·batch·heads·q_len·(keys
                 kv_len, causal [, v_head_dim, v_len,        ·head_dim + values·v_head_dim)
                 window, sparse_keys, sparse_block]
@@ -26,6 +26,16 @@ view            (none)                                      0
 moe_experts     tokens, hidden, ffn, experts, top_k, act    tokens·k·(2·hidden·g·ffn
                 [, gated, active_k, kept]                   + 2·ffn·hidden + a·ffn)
 ==============  ==========================================  =======================
+
+``matmul``'s ``trans_a`` and ``trans_b`` (booleans, default false) say how an
+operand is *stored*, not what is computed: C = A·B always, with A [batch?, m, k]
+and B [batch?, k, n] as math; ``trans_a`` means A's memory holds Aᵀ, row-major
+[k, m] (m contiguous), ``trans_b`` that B's holds Bᵀ, [n, k] (k contiguous). This
+is what the kernel reads: ``nn.Linear``'s weight is [out, in] and its product
+x·Wᵀ has ``trans_b`` (PyTorch hands the weight to ``cublasGemmEx`` as the
+transposed operand); Q·Kᵀ over a key cache stored [kv_len, head_dim] has it too.
+Element counts and FLOPs do not depend on them; a target may cost the layout
+(which library kernel variant runs, how its loads coalesce) or ignore it.
 
 ``attention`` is fused: its FLOPs are those of its two GEMMs (Q·Kᵀ and P·V) over
 the whole score matrix, masked or not. Its key and value operands always hold
@@ -193,9 +203,10 @@ def _moe_flops(op: "Op") -> int:
 KINDS: dict[str, KindSpec] = {
     k.name: k
     for k in [
-        KindSpec("matmul", ("batch", "m", "n", "k"), ("bias",),
+        KindSpec("matmul", ("batch", "m", "n", "k"), ("bias", "trans_a", "trans_b"),
                  lambda op: 2 * op.attrs["batch"] * op.attrs["m"] * op.attrs["n"] * op.attrs["k"],
-                 "C[batch, m, n] = A[batch?, m, k] @ B[batch?, k, n] (+ bias)"),
+                 "C[batch, m, n] = A[batch?, m, k] @ B[batch?, k, n] (+ bias); trans_a: A stored "
+                 "[k, m], trans_b: B stored [n, k]"),
         KindSpec("attention",
                  ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
                  ("v_head_dim", "scale", "masked", "v_len", "window", "sparse_keys",
@@ -382,6 +393,10 @@ def check(op: "Op", graph: "Graph") -> list[str]:
         return errs
     for key in spec.required + spec.optional:
         v = op.attrs.get(key)
+        if key in ("trans_a", "trans_b"):
+            if v is not None and not isinstance(v, bool):
+                errs.append(f"attribute {key}={v!r} must be true or false")
+            continue
         if key in ("fn", "causal", "bias", "masked", "scale", "act", "gated", "kept") \
                 or key in COMMON_ATTRS:
             continue
