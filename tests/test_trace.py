@@ -369,3 +369,18 @@ def test_cache_dir_from_environment(tmp_path, monkeypatch):
     path = cache_path("gpt2", seq_len=8, phase="decode", kv_len=4, batch=2, dtype="fp16")
     assert path.parent == tmp_path
     assert path.name.startswith("gpt2.decode.b2.s8.kv4.fp16.")
+
+
+def test_linear_weights_are_read_transposed():
+    """nn.Linear computes x·Wᵀ on its [out, in] weight, a transposed view that PyTorch hands
+    to the GEMM as is: every projection records trans_b; a convolution's im2col GEMM and
+    row-major operands record nothing."""
+    g = trace("_user_models:cnn", seq_len=1)
+    layout = {op.module: (op.attrs.get("trans_a"), op.attrs.get("trans_b"))
+              for op in g.ops if op.kind == "matmul"}
+    assert layout == {"conv": (None, None), "patch": (None, None), "fc": (None, True)}
+    g = trace("_user_models:factory", seq_len=16)
+    linears = [op for op in g.ops if op.kind == "matmul"]
+    assert len(linears) == 9 and all(op.attrs.get("trans_b") is True for op in linears)
+    assert not any("trans_a" in op.attrs for op in linears)
+    assert g.verify() == []

@@ -13,7 +13,9 @@ What maps to what:
 aten                                                   kind
 =====================================================  ============================
 mm, addmm (bias), bmm, baddbmm (bias), convolution     matmul (a convolution is
-                                                       its im2col GEMM)
+                                                       its im2col GEMM; an operand
+                                                       that is a transposed view:
+                                                       trans_a / trans_b)
 embedding                                              embedding (table, indices)
 native_layer_norm                                      layernorm (mean and rstd,
                                                        training-only outputs, dropped)
@@ -202,29 +204,38 @@ def _gather(node: RawNode, trace: RawTrace) -> Mapped:
     return Mapped("gather", {"elements": _numel(trace, out)}, node.inputs, (out,))
 
 
+def _layout(node: RawNode) -> dict[str, bool]:
+    """The operands' storage order the recorder saw (``trans_a`` / ``trans_b`` when
+    true: a transposed view handed to the kernel as is,
+    :func:`hwsim.trace.recorder.stored_transposed`)."""
+    return {k: True for k in ("trans_a", "trans_b") if node.attrs.get(k)}
+
+
 def _mm(node: RawNode, trace: RawTrace) -> Mapped:
     a, b = node.inputs[:2]
     (m, k), n = _shape(trace, a), _shape(trace, b)[1]
-    return Mapped("matmul", {"batch": 1, "m": m, "n": n, "k": k}, (a, b), node.outputs)
+    return Mapped("matmul", {"batch": 1, "m": m, "n": n, "k": k, **_layout(node)}, (a, b),
+                  node.outputs)
 
 
 def _addmm(node: RawNode, trace: RawTrace) -> Mapped:
     bias, a, b = (_tid(_arg(node, i, key)) for i, key in enumerate(("self", "mat1", "mat2")))
     (m, k), n = _shape(trace, a), _shape(trace, b)[1]
-    return Mapped("matmul", {"batch": 1, "m": m, "n": n, "k": k, "bias": True}, (a, b, bias),
-                  node.outputs)
+    return Mapped("matmul", {"batch": 1, "m": m, "n": n, "k": k, "bias": True, **_layout(node)},
+                  (a, b, bias), node.outputs)
 
 
 def _bmm(node: RawNode, trace: RawTrace) -> Mapped:
     a, b = node.inputs[:2]
     (bt, m, k), n = _shape(trace, a), _shape(trace, b)[2]
-    return Mapped("matmul", {"batch": bt, "m": m, "n": n, "k": k}, (a, b), node.outputs)
+    return Mapped("matmul", {"batch": bt, "m": m, "n": n, "k": k, **_layout(node)}, (a, b),
+                  node.outputs)
 
 
 def _baddbmm(node: RawNode, trace: RawTrace) -> Mapped:
     bias, a, b = (_tid(_arg(node, i, key)) for i, key in enumerate(("self", "batch1", "batch2")))
     (bt, m, k), n = _shape(trace, a), _shape(trace, b)[2]
-    attrs = {"batch": bt, "m": m, "n": n, "k": k}
+    attrs = {"batch": bt, "m": m, "n": n, "k": k, **_layout(node)}
     ins: tuple[int, ...] = (a, b)
     if _arg(node, 3, "beta", 1) != 0:
         attrs["bias"] = True

@@ -113,6 +113,34 @@ def hw_dtype(dtype: torch.dtype) -> str:
         raise ValueError(f"hwsim has no name for torch dtype {dtype}") from None
 
 
+# aten matrix products -> the positions of their A and B operands
+_MATMUL_OPERANDS = {"mm": (0, 1), "bmm": (0, 1), "addmm": (1, 2), "baddbmm": (1, 2)}
+
+
+def stored_transposed(t: torch.Tensor) -> bool:
+    """Whether the matrix in the last two dims of ``t`` is stored column-major: a
+    transposed view (``w.t()``, ``k.transpose(-2, -1)``) whose rows are not contiguous
+    but whose columns are. A kernel reads such an operand as the transposed one (PyTorch
+    passes it to cuBLAS as 'T' instead of copying it). A dim of size 1 has no order."""
+    if t.dim() < 2 or t.shape[-1] == 1 or t.shape[-2] == 1:
+        return False
+    return t.stride(-1) != 1 and t.stride(-2) == 1
+
+
+def _operand_layout(packet: str, args: tuple, kwargs: dict) -> dict[str, bool]:
+    """``trans_a`` / ``trans_b`` of an aten matrix product (only those that are true,
+    so a product of row-major operands records nothing)."""
+    pos = _MATMUL_OPERANDS.get(packet)
+    if pos is None:
+        return {}
+    out = {}
+    for key, i in zip(("trans_a", "trans_b"), pos):
+        t = args[i] if len(args) > i else None
+        if isinstance(t, torch.Tensor) and stored_transposed(t):
+            out[key] = True
+    return out
+
+
 def _flat_tensors(value: Any) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
@@ -234,8 +262,9 @@ class Recorder:
             self._aten_sdpa(func, args, kwargs, ins, outs)
             return
         out_ids = tuple(self._new(o, "op", True) for o in outs)
+        attrs = _operand_layout(name.split(".")[1], args, kwargs)
         self.trace.nodes.append(RawNode(name, tuple(ins), out_ids, self.module, enc_args,
-                                        enc_kwargs))
+                                        enc_kwargs, attrs=attrs))
 
     def _is_reshaping_copy(self, name: str, tid: int, args: tuple, out: Any) -> bool:
         """A same-dtype copy of a slice or broadcast view (PyTorch's reshape of such a view)."""
