@@ -184,8 +184,13 @@ def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: i
     label = name or f"{kind}{index}"
     if kind == "matmul":
         b, m, n, k = p["batch"], p["m"], p["n"], p["k"]
-        ins, outs = [t([b, m, k]), t([b, k, n])], [t([b, m, n], "activation")]
+        ins = [t([b, k, m] if p["trans_a"] else [b, m, k]),
+               t([b, n, k] if p["trans_b"] else [b, k, n])]
+        outs = [t([b, m, n], "activation")]
         attrs = dict(batch=b, m=m, n=n, k=k)
+        for key in ("trans_a", "trans_b"):
+            if p[key]:
+                attrs[key] = True
     elif kind == "attention":
         b, h, d = p["batch"], p["heads"], p["head_dim"]
         hk = p["kv_heads"] or h

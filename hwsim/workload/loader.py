@@ -269,7 +269,7 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
             ok = FN_FLOPS if kind == "elementwise" else REDUCE_FNS
             if value not in ok:
                 errs.add(f"{where}.fn", f"unknown function {value!r} (known: {', '.join(ok)})")
-        elif key in ("causal", "gated"):
+        elif key in ("causal", "gated", "trans_a", "trans_b"):
             if not isinstance(value, bool):
                 errs.add(f"{where}.{key}", f"expected true or false, got {value!r}")
         elif key == "act":

@@ -112,7 +112,9 @@ class Workload:
 # A default of ... means required.
 OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
     "matmul": {"m": (..., "rows of A and C"), "n": (..., "columns of B and C"),
-               "k": (..., "reduction dim"), "batch": (1, "independent products")},
+               "k": (..., "reduction dim"), "batch": (1, "independent products"),
+               "trans_a": (False, "A is stored transposed, [k, m] (the kernel's read order)"),
+               "trans_b": (False, "B is stored transposed, [n, k], as nn.Linear's weight")},
     "attention": {"heads": (..., "query heads"), "kv_heads": (None, "key/value heads (GQA); "
                   "default heads"), "head_dim": (..., "per-head dim"),
                   "q_len": (..., "queries"), "kv_len": (..., "keys"),
