@@ -50,3 +50,39 @@ def test_small_tiles_for_narrow_products():
     assert min(tm, tn) == 32
     big, _ = pick(1024, 1024, 1024, "fp32")
     assert min(int(x) for x in big[0].tile.split("x")[:2]) >= 64
+
+
+@pytest.mark.parametrize("m,n,k,dtype", [(1, 4096, 4096, "fp16"), (4096, 16, 4096, "fp32"),
+                                         (4096, 4096, 4096, "fp16"), (128, 1024, 4096, "fp32")])
+def test_operand_layout_names_the_variant_and_keeps_the_time(m, n, k, dtype):
+    """cuBLAS has every GEMM and GEMV kernel in the NN/NT/TN/TT storage orders, each
+    reading its operands coalesced along their stored rows: the layout picks the variant
+    (notes["op"]) and leaves the time alone (M, see accelerators/volta/gemm.py)."""
+    times = {}
+    for ta in (False, True):
+        for tb in (False, True):
+            g = gemm.Gemm(1, m, n, k, dtype, dtype, trans_a=ta, trans_b=tb)
+            ks = gemm.kernels(GPU, g)
+            times[g.op] = gemm.estimate(GPU, ks)
+            if ks[0].name.endswith(":gemv") and m > gemm.GEMV_MAX_ROWS:
+                # the transposed product C^T = B^T A^T: roles swap, stored orders flip
+                assert ks[0].notes["op"] == ("N" if tb else "T") + ("N" if ta else "T")
+            else:
+                assert ks[0].notes["op"] == g.op
+    assert max(times.values()) == pytest.approx(min(times.values()), rel=1e-12)
+
+
+def test_linear_layout_reaches_the_kernel_from_a_workload():
+    """An ops workload's trans_b reaches the GEMV as its gemv2T variant (B read along K)."""
+    from hwsim.workload.build import build_graph
+    from hwsim.workload.loader import workload_from_dict
+
+    wl = workload_from_dict({"name": "linear", "dtype": "fp16", "ops": [
+        {"kind": "matmul", "m": 1, "n": 4096, "k": 4096, "trans_b": True},
+        {"kind": "matmul", "m": 1, "n": 4096, "k": 4096}]})
+    g = build_graph(wl)
+    vt = resolve("volta-v100-sxm2")
+    (wt,), (w,) = (vt.target.kernels_of(op, g, vt.spec) for op in g.ops)
+    assert (wt.notes["variant"], wt.notes["op"]) == ("gemv2T", "NT")
+    assert (w.notes["variant"], w.notes["op"]) == ("gemv2N", "NN")
+    assert gemm.estimate(GPU, [wt]) == pytest.approx(gemm.estimate(GPU, [w]), rel=1e-12)

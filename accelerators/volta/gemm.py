@@ -20,6 +20,19 @@ the reduction kernel that follows at once, and never reach HBM. (A split whose
 partials went through HBM would make a GEMM with fewer rows move more DRAM
 bytes than one with more: pruning tokens would cost traffic.)
 
+Operand layout (``trans_a`` / ``trans_b``, :mod:`hwsim.ir.kinds`): cuBLAS ships each
+of its Volta GEMM kernels in the four storage orders (the NN/NT/TN/TT variants of
+``cublasGemmEx``'s ``transa``/``transb``), and CUTLASS's Volta tiles load a tile with
+128-bit vectors along whichever dimension is contiguous, into a shared-memory layout
+made for it (its "congruous" and "crosswise" layouts), so a tile's global loads are
+coalesced either way and the tile costs the same (M: no public V100 figure separates
+the variants). The GEMV kernels exist in both orders too (cuBLAS's ``gemv2N`` /
+``gemv2T`` families): the streamed matrix is read with 128-bit loads along its stored
+rows, along the output columns (B stored [k, n]) or along K (B stored [n, k], a dot
+product per column whose partial sums a warp adds up), the same bytes in flight either
+way. So on this target the layout names the kernel variant (``notes["op"]``, cuBLAS's
+letters for A then B, "N" row-major as the math, "T" transposed) and does not move time.
+
 L2 reuse: the blocks of one wave walk K in step, so a wave reads each distinct
 row panel of A and column panel of B from HBM once and the L2 (6 MiB) serves
 the other blocks; successive waves re-read (an operand that fits in half the
@@ -102,6 +115,13 @@ class Gemm:
     name: str = "gemm"
     b_dtype: str = ""  # stored type of B when it differs from A's (a narrow weight or key)
     extra_read: float = 0.0  # bytes the epilogue reads once (a bias)
+    trans_a: bool = False  # A stored [k, m] (hwsim.ir.kinds)
+    trans_b: bool = False  # B stored [n, k] (nn.Linear's weight)
+
+    @property
+    def op(self) -> str:
+        """cuBLAS-style letters of the kernel variant: A's then B's storage (N or T)."""
+        return ("T" if self.trans_a else "N") + ("T" if self.trans_b else "N")
 
     @property
     def a_bytes(self) -> float:
@@ -150,9 +170,11 @@ def candidates(gpu: Gpu, g: Gemm):
     if g.n <= GEMV_MAX_ROWS and not g.b_dtype:
         # few columns: the same kernel on the transposed product, C^T = B^T A^T, which
         # streams A once with the N columns of B held on chip
+        # (C^T = B^T A^T: the operands swap roles and each one's stored order flips)
         yield [gemv(gpu, Gemm(g.batch, g.n, g.m, g.k, g.dtype, g.out_dtype,
                               a_shared=g.b_shared, b_shared=g.a_shared, name=g.name,
-                              extra_read=g.extra_read))]
+                              extra_read=g.extra_read, trans_a=not g.trans_b,
+                              trans_b=not g.trans_a))]
 
 
 def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
@@ -246,7 +268,8 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     stage_bytes = (tile.tm * ea + tile.tn * eb) * tile.tk
     main = Kernel(name, f"{tile.tm}x{tile.tn}x{tile.tk}", threads, tile.regs, smem,
                   [(blocks, w)], dtype=compute, tensor=tile.tensor,
-                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split},
+                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split,
+                         "op": g.op},
                   inflight_bytes_per_thread=stage_bytes / threads)
     if split == 1:
         return [main]
@@ -278,5 +301,8 @@ def gemv(gpu: Gpu, g: Gemm) -> Kernel:
     w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * ea
     return Kernel(f"{g.name}:gemv", f"{g.m}x{cols}", 256, 64, int(min(g.m * g.k * ea, 48 * 1024)),
                   [(blocks, w)], dtype="int8" if compute == "int8" else "fp32", tensor=False,
-                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": 1},
+                  notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": 1,
+                         "op": g.op,
+                         # gemv2T: B read along K (dot products); gemv2N: along the columns
+                         "variant": "gemv2T" if g.trans_b else "gemv2N"},
                   inflight_bytes_per_thread=GEMV_INFLIGHT_BYTES)

@@ -129,7 +129,8 @@ class VoltaTarget(Target):
                     a_shared=batch > 1 and ta.numel == m * k,
                     b_shared=batch > 1 and tb.numel == k * n, name=op.name or "matmul",
                     b_dtype=tb.dtype if tb.dtype != ta.dtype else "",
-                    extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[2:])))
+                    extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[2:])),
+                    trans_a=bool(a.get("trans_a", False)), trans_b=bool(a.get("trans_b", False)))
 
     def _allreduce(self, op, graph, spec: VoltaSpec) -> Task:
         """Ring all-reduce: 2(N-1) steps, each sending 1/N of the tensor per GPU."""
