@@ -14,6 +14,9 @@ What holds (issue 11):
   the op's ``detail`` that the tensor stays on chip (``resident``) or moves
   compressed (``quantized``);
 - work takes time: an op with FLOPs or bytes has a positive latency;
+- no op draws more than the board's power limit (:meth:`Target.power_limit_w`):
+  its energy over its time on the device, waits for the host included, stays
+  under the board power or TDP (issue 13's power cap);
 - the energy breakdown sums to the total.
 """
 
@@ -50,6 +53,7 @@ def op_violations(report) -> list[str]:
     """Per-op physics of one report."""
     tgt, spec = report.target.target, report.target.spec
     bw = tgt.peak_dram_bw_bytes_per_s(spec)
+    limit_w = tgt.power_limit_w(spec)  # an op row is one device's
     graph = report.graph
     out = []
     detail = report.ops["detail"] if "detail" in report.ops else None
@@ -67,6 +71,10 @@ def op_violations(report) -> list[str]:
             if row.executed_flops or nbytes:
                 out.append(f"{where}: {row.executed_flops} FLOP and {nbytes} B in 0 s")
             continue
+        busy = lat + float(getattr(row, "host_wait_s", 0.0) or 0.0)
+        if limit_w and row.energy_j / busy > limit_w * (1 + REL):
+            out.append(f"{where}: draws {row.energy_j / busy:.4g} W, above the board's "
+                       f"{limit_w:.4g} W")
         peak = peak_for(report, op)
         rate = row.executed_flops / lat
         if rate > peak * (1 + REL):
