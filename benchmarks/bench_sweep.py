@@ -54,7 +54,8 @@ def spec(target: str, points: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--target", default="roofline", help="roofline (default), volta, ascend or armv8")
+    ap.add_argument("--target", default="roofline",
+                    help="roofline (default), volta, ascend or armv8")
     ap.add_argument("--points", type=int, default=200)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
