@@ -133,7 +133,7 @@ def test_mte2_overlaps_the_cube_on_the_timeline():
     ev = chrome_events(r)
     lane = {e["tid"]: e["args"]["name"] for e in ev if e["name"] == "thread_name"}
     for name in lane.values():
-        assert re.fullmatch(r"ops|launch|hbm|core\d+\.(cube|mte2|fixpipe)", name), name
+        assert re.fullmatch(r"ops|host|launch|hbm|core\d+\.(cube|mte2|fixpipe)", name), name
     spans = {}
     for e in ev:
         if e["ph"] == "X" and lane.get(e["tid"], "").startswith("core3."):
