@@ -118,7 +118,7 @@ def _fold_bias(trace: RawTrace, nodes: list[RawNode]) -> list[RawNode]:
             mm = nodes[p]
             a, w = mm.inputs
             folded[p] = RawNode("aten.addmm.default", (bias, a, w), mm.outputs, mm.module,
-                                (TRef(bias), TRef(a), TRef(w)))
+                                (TRef(bias), TRef(a), TRef(w)), attrs=dict(mm.attrs))
             out = n.outputs[0]
             trace.tensors[out] = replace(trace.tensors[out], role="view", base=mm_out)
             drop.add(i)
