@@ -68,7 +68,8 @@ def test_given_values_are_kept(write_workload):
     wl = load_workload(path)
     assert (wl.name, wl.phase, wl.batch, wl.seq_len, wl.kv_len, wl.dtype) == (
         "n", "decode", 4, 1, 100, "bf16")
-    assert wl.tiling == Tiling("flash", 64, 256, "iaat", False, False)
+    assert wl.tiling == Tiling(attention="flash", block_q=64, block_kv=256, gemm="iaat",
+                               tiling_mask=False)
     assert wl.to_dict()["tiling"]["block_kv"] == 256
 
 

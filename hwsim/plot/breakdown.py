@@ -28,6 +28,7 @@ from .style import COLUMN_IN, PAGE_IN, ok_rows, paper, pyplot, quantity, save, v
 from .style import label as unit_label
 
 KIND_METRICS = ("latency_s", "energy_j", "dram_bytes", "flops")
+HOST_WAIT = "host wait"  # a latency part of its own: the device waiting for ops to be issued
 
 
 def breakdown_table(source: Any, by: str = "kind", metric: str = "latency_s",
@@ -47,6 +48,8 @@ def breakdown_table(source: Any, by: str = "kind", metric: str = "latency_s",
         else:
             ops = r.ops.assign(dram_bytes=r.ops["dram_read_bytes"] + r.ops["dram_write_bytes"])
             rows[name] = ops.groupby("kind")[metric].sum().to_dict()
+            if metric == "latency_s" and r.host_wait_s:  # the device idling for its host
+                rows[name][HOST_WAIT] = r.host_wait_s
     return pd.DataFrame.from_dict(rows, orient="index").fillna(0.0)
 
 
