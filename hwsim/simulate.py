@@ -100,7 +100,10 @@ def prepare(wl: Workload, *, split: bool = True) -> tuple[Graph, Graph]:
     """The one pipeline from a workload to the graphs that are costed: (pruned, dense),
     each built, pruned (the dense one not), logits selected, split over the devices
     (unless ``split=False``: graph-level metrics count the whole model) and MoE
-    expanded. :func:`simulate` and ``hwsim validate`` both go through it."""
+    expanded. ``hwsim validate`` and the tests use it; :func:`simulate` runs the same
+    two steps (:func:`model_graphs`, then :func:`device_graph` per graph it costs),
+    since it also needs the whole model's dense FLOPs and the baseline only on
+    request."""
     pruned, dense = model_graphs(wl)
     return device_graph(pruned, wl, split=split), device_graph(dense, wl, split=split)
 
