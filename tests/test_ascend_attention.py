@@ -128,3 +128,21 @@ def test_llama2_7b_prefill_with_each_strategy():
         assert sum(r.totals["energy_breakdown_j"].values()) == pytest.approx(r.totals["energy_j"])
         lat[s] = r.totals["latency_s"]
     assert lat["fastattention"] < lat["flash"] < lat["standard"]
+
+
+@pytest.mark.parametrize("preset", ["ascend-910b", "ascend-910a"])
+def test_a_wider_softmax_block_never_takes_less_time(preset):
+    """The vectors' softmax of a block runs in second-level pieces, each coming in,
+    computed and going out double buffered (while piece k computes, k + 1 comes in
+    and k - 1 goes out). One key more is never faster, also where it adds a narrow
+    last piece (a sum of each piece's max(in, compute, out) plus the first in and the
+    last out dropped there: the last out shrank to the narrow piece's)."""
+    from accelerators.ascend.attention import Blocks, _Costs  # noqa: PLC0415
+    from accelerators.ascend.chip import Chip  # noqa: PLC0415
+
+    chip = Chip(resolve(preset).spec)
+    costs = _Costs(chip, 128, 128, "fp16", Blocks(bq=128, b1=2048, b2=128), 64)
+    times = [costs.softmax(128, w, None) for w in range(1, 700)]
+    assert all(b >= a for a, b in zip(times, times[1:]))
+    # and the pieces overlap: a block of four pieces takes less than four alone
+    assert costs.softmax(128, 512, None) < 4 * costs.softmax(128, 128, None)

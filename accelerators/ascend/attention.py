@@ -366,10 +366,12 @@ class _Costs:
         return c.cycles(max(mma, mte1))
 
     def fix_s(self, rb: int, w: int) -> float:
-        """FixPipe writing the block's scores (fp32) from L0C to the GM workspace, all
-        of them: the vector cores read every score from there (the PTO kernel's
-        ``compute_qk`` stores each S tile whole before its flag)."""
-        return rb * w * ACC / self.chip.fixpipe_bw
+        return rb * min(w, self.piece_cols()) * ACC / self.chip.fixpipe_bw
+
+    def piece_cols(self) -> int:
+        """Score columns L0C holds beside the P·V accumulator, a multiple of 16."""
+        free = self.chip.spec.l0c_bytes - self.blocks.bq * self.dv * ACC
+        return max(16, int(free // (self.blocks.bq * ACC)) // 16 * 16)
 
     def softmax(self, rb: int, w: int, mask_op: str | None, sort: bool = False) -> float:
         """One block's online softmax on one vector core (its share of the rows); with
@@ -381,20 +383,21 @@ class _Costs:
         if sort:
             cpe += s.vector_cycles_per_repeat["sort32"] / 32
         out_bytes = SORTED if sort else nbytes(self.dtype)
-        total = 0.0
-        first_in = last_out = 0.0
+        # the block in second-level pieces, double buffered: while piece k computes,
+        # piece k + 1 comes in and piece k - 1 goes out (S in from the workspace, P out)
         w2 = self.blocks.b2
+        ins, comps, outs = [], [], []
         for lo in range(0, w, w2):
             ww = min(w2, w - lo)
-            tin = rv * ww * ACC / c.l2_read_bw if c.split else 0.0
-            comp = c.cycles(rv * ww * cpe + 2 * ROW_TAIL_CYCLES * cdiv(rv, 8))
-            tout = rv * ww * out_bytes / c.mte3_bw
-            total += max(tin, comp, tout)
-            if lo == 0:
-                first_in = tin
-            last_out = tout
+            ins.append(rv * ww * ACC / c.l2_read_bw if c.split else 0.0)
+            comps.append(c.cycles(rv * ww * cpe + 2 * ROW_TAIL_CYCLES * cdiv(rv, 8)))
+            outs.append(rv * ww * out_bytes / c.mte3_bw)
+        m = len(comps)
+        total = ins[0] + outs[-1] + sum(
+            max(ins[k + 1] if k + 1 < m else 0.0, comps[k], outs[k - 1] if k else 0.0)
+            for k in range(m))
         stats = c.cycles(4 * cdiv(rv, 64) * s.vector_cycles_per_repeat["exp"])
-        return first_in + total + last_out + stats
+        return total + stats
 
     def pv(self, rb: int, w: int) -> float:
         c, s = self.chip, self.chip.spec
@@ -402,17 +405,9 @@ class _Costs:
         mma = cube_cycles(c, rb, self.dv, w, self.dtype) + s.cube_issue_cycles * cdiv(w, 128)
         mte1 = (w * self.dv * by / s.mte1_l0b_bytes_per_cycle
                 + rb * w * by / s.mte1_l0a_bytes_per_cycle)
-        return c.cycles(max(mma, mte1))
-
-    def p_bytes(self, rb: int, w: int) -> float:
-        """P (fp16) the cube copies from the L2 workspace into L1 before P·V: on the
-        split 910B the vector cores write it to GM; coupled cores hand it over in-core."""
-        return float(rb * w * nbytes(self.dtype)) if self.chip.split else 0.0
-
-    def p_in(self, rb: int, w: int) -> float:
-        """MTE2's time for :meth:`p_bytes` (one copy into L1)."""
-        nb = self.p_bytes(rb, w)
-        return nb / self.chip.l2_read_bw + self.chip.l1_start_s if nb else 0.0
+        p_load = rb * w * by / c.l2_read_bw if c.split else 0.0
+        fill = rb * min(w, self.blocks.b2) * by / c.l2_read_bw if c.split else 0.0
+        return max(c.cycles(max(mma, mte1)), p_load) + fill
 
     def fix_o(self, rb: int) -> float:
         return rb * self.dv * ACC / self.chip.fixpipe_bw
@@ -484,7 +479,7 @@ def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, .
         latency = v_end + tail + fin
         return latency, sum(qk) + sum(fs), sum(sm) + tail + fin
     sm = [stage("softmax", rb, w, m or None) for w, m in zip(widths, masked)]
-    pv = [stage("pv", rb, w) + stage("p_in", rb, w) for w in widths]
+    pv = [stage("pv", rb, w) for w in widths]
     fo = stage("fix_o", rb)
     up = stage("update", rb)
     st = {"c": 0.0, "v": 0.0}
@@ -614,8 +609,7 @@ def _estimate(chip, blk, d, dv, dtype, two_level) -> float:
     rv = cdiv(blk.bq, chip.vec_per_cube)
     costs = _Costs(chip, d, dv, dtype, blk, rv)
     w = blk.b1
-    qk, sm = costs.qk(blk.bq, w), costs.softmax(blk.bq, w, None)
-    pv = costs.pv(blk.bq, w) + costs.p_in(blk.bq, w)
+    qk, sm, pv = costs.qk(blk.bq, w), costs.softmax(blk.bq, w, None), costs.pv(blk.bq, w)
     fs, fo, up = costs.fix_s(blk.bq, w), costs.fix_o(blk.bq), costs.update(blk.bq)
     sync = chip.spec.cv_sync_s
     if two_level:
@@ -679,16 +673,6 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
     skip = att.masked and mask_tile and not att.sparse_keys
     mask_from_gm = att.masked and not mask_tile and not att.sparse_keys
     mask_op = "select" if mask_tile else "add"
-    costs = _Costs(chip, att.head_dim, att.v_head_dim, att.dtype, blk,
-                   cdiv(blk.bq, chip.vec_per_cube))
-    counts: dict[int, int] = {}
-
-    def widths_of(k0: int, k1: int) -> tuple[int, ...]:
-        n = k1 - k0
-        if n not in counts:
-            counts[n] = _block_count(costs, blk.bq, n, blk.b1, two_level)
-        return _widths(k0, k1, blk.b1, nb=counts[n])
-
     tiles: list[Tile] = []
     if att.sparse_keys:  # each query head's blocks of sb queries, each its own selection of keys
         positions = 0
@@ -699,7 +683,7 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
                 p_lo, p_hi = qb * att.sparse_block, min(att.q_len, (qb + 1) * att.sparse_block)
                 for p0 in range(p_lo, p_hi, blk.bq):
                     n = min(blk.bq, p_hi - p0)
-                    widths = widths_of(0, att.sparse_keys)
+                    widths = _widths(0, att.sparse_keys, blk.b1)
                     tiles.append(Tile(n, n, 1, 0, att.sparse_keys, widths, (inner,) * len(widths),
                                       True, True, (hd, qb, p0), att.sparse_keys))
     else:
@@ -718,7 +702,7 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
                 k0, k1 = 0, att.kv_len
             if k1 <= k0:
                 continue
-            widths = widths_of(k0, k1)
+            widths = _widths(k0, k1, blk.b1)
             masks = _masks(k0, widths, need_lo, need_hi, mask_op, att.masked)
             for c in chunks:
                 tiles.append(Tile((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks, False,
@@ -752,47 +736,18 @@ def _key_range(att: AttentionShape, p0: int, p1: int) -> tuple[int, int, int, in
     return lo, hi, need_lo, need_hi
 
 
-def _min_blocks(n: int, b1: int, unit: int = 16) -> int:
-    """The fewest key blocks a walk of ``n`` keys takes: as many as ``b1`` needs, and at
-    least two where the walk allows (the cube's QK of the second overlaps the vectors'
-    softmax of the first: a one-block walk has nothing to overlap)."""
-    return max(cdiv(n, b1), 2 if n >= 2 * unit else 1)
-
-
-BLOCK_COUNT_CHOICES = 4  # block counts tried per walk length, from the fewest up
-
-
-def _block_count(costs: _Costs, rows: int, n: int, b1: int, two_level: bool,
-                 unit: int = 16) -> int:
-    """How many key blocks a walk of ``n`` keys is cut into: of the fewest possible
-    (:func:`_min_blocks`) and the next few, the count whose walk :func:`_chain` finds
-    fastest, as a kernel's tiling search picks its tile from a cost model (the PTO
-    kernel's ``fa_cost_model.py`` searches its S1 tile the same way). Fewer, wider
-    blocks pay fewer hand-offs; more, narrower ones fill and drain the cube/vector
-    pipeline sooner. Choosing by cost keeps one more key from buying a finer, faster
-    pipeline that the walk before it could have had as well."""
-    lo = _min_blocks(n, b1, unit)
-    best = (math.inf, lo)
-    for nb in range(lo, lo + BLOCK_COUNT_CHOICES):
-        if nb > lo and cdiv(n, nb) < unit:
-            break
-        widths = _widths(0, n, b1, unit, nb)
-        lat = _chain(costs, rows, widths, ("",) * len(widths), two_level)[0]
-        if lat < best[0] * (1 - 1e-9):
-            best = (lat, nb)
-    return best[1]
-
-
-def _widths(k0: int, k1: int, b1: int, unit: int = 16, nb: int = 0) -> tuple[int, ...]:
-    """The key blocks of a walk over [k0, k1): ``nb`` of them (at least
-    :func:`_min_blocks`), of about equal width (multiples of the cube's ``unit``): a
-    remainder is spread over the blocks, not walked as a thin block of its own, which
-    would cost a whole cube/vector hand-off round (flags, FixPipe, workspace) for a few
-    keys."""
+def _widths(k0: int, k1: int, b1: int, unit: int = 16) -> tuple[int, ...]:
+    """The key blocks of a walk over [k0, k1): as few as ``b1`` allows, of about equal
+    width (multiples of the cube's ``unit``): a remainder is spread over the blocks,
+    not walked as a thin block of its own, which would cost a whole cube/vector
+    hand-off round (flags, FixPipe, workspace) for a few keys; and at least two
+    blocks, so that the cube runs ahead of the vectors within the walk."""
     n = k1 - k0
     if n <= 0:
         return ()
-    nb = max(nb, _min_blocks(n, b1, unit))
+    # at least two blocks where the walk allows (the cube's QK of the second overlaps
+    # the vectors' softmax of the first: a one-block walk has nothing to overlap)
+    nb = max(cdiv(n, b1), 2 if n >= 2 * unit else 1)
     w = min(b1, cdiv(cdiv(n, nb), unit) * unit)
     full = min(nb, n // w)
     rest = n - full * w
@@ -954,8 +909,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             if not att.selects_values:
                 per_core_blocks[core].extend(_blocks(
                     costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b, slow=slow,
-                    mask_hbm=mask_hbm, pad=pad, share=share, store=store, actions=actions,
-                    k_share=att.head_dim / (att.head_dim + att.v_head_dim)))
+                    mask_hbm=mask_hbm, pad=pad, share=share, store=store, actions=actions))
             append(per_core[core], Item(stages, hbm, l2b, mask_hbm, latency, store,
                                         actions, bound, shadow_s=min(vec_s, latency),
                                         pad_hbm=pad * share, pad_l2=pad * (1.0 - share),
@@ -984,11 +938,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
 def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
             slow: float, mask_hbm: float, pad: float, share: float, store: float,
-            actions: dict, k_share: float = 0.5) -> list[Block]:
+            actions: dict) -> list[Block]:
     """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
     share of the rows for the vector stages) and their share of the tile's loads (by
-    width; Q, when the tile loads it, with the first block; of each, ``k_share`` =
-    d / (d + d_v) is K's, which QK waits for, the rest V's). ``first`` is unused by
+    width; Q, when the tile loads it, with the first block). ``first`` is unused by
     the costs: a tile following another on its core continues that core's pipeline."""
     del first
     rb, walk = t.rows, max(1, t.k1 - t.k0)
@@ -1004,8 +957,7 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
             final_s=st("final", rb) if (last and finish) else 0.0,
             load_hbm=hbm * f, load_l2=l2b * f, load_l2_slow=slow * f,
             mask_hbm=mask_hbm * f, pad_hbm=pad * share * f, pad_l2=pad * (1.0 - share) * f,
-            store_bytes=store if last else 0.0, k_share=k_share,
-            p_bytes=costs.p_bytes(rb, w),
+            store_bytes=store if last else 0.0,
             actions={a: v * f for a, v in actions.items()}))
     return out
 

@@ -65,7 +65,6 @@ class Chip:
         self.hbm_stream_bw = min(spec.mte2_hbm_bytes_per_cycle * clk, self.hbm_bw)
         self.l2_read_bw = spec.mte2_l2_bytes_per_cycle * clk
         self.l2_write_bw = spec.l2_write_bytes_per_cycle * clk
-        self.l1_start_s = spec.mte2_l1_start_cycles / spec.clock_hz
         self.fixpipe_bw = spec.fixpipe_bytes_per_cycle * clk
         self.mte3_bw = min(spec.mte3_bytes_per_cycle, spec.l2_write_bytes_per_cycle) * clk
         self.mte1_a_bw = spec.mte1_l0a_bytes_per_cycle * clk
@@ -225,12 +224,10 @@ class Builder:
 
     def load(self, unit: str, hbm_bytes: float, l2_bytes: float, *, deps=(), dest: str = "l1",
              label: str = "load", mask_bytes: float = 0.0, hbm_pad: float = 0.0,
-             l2_pad: float = 0.0, l2_counted: float = 0.0, copies: float = 0.0
-             ) -> tuple[int, ...]:
+             l2_pad: float = 0.0, l2_counted: float = 0.0) -> tuple[int, ...]:
         """MTE2: ``hbm_bytes`` missing L2 and ``l2_bytes`` hitting it. The pipe moves
         them at one HBM stream's rate and the L2 rate; the missing bytes also take
-        the ``hbm`` unit at the HBM bandwidth, beside it. Into L1 (``dest="l1"``)
-        each of the transfer's ``copies`` (ND to NZ) starts with ``mte2_l1_start_cycles``.
+        the ``hbm`` unit at the HBM bandwidth, beside it.
 
         ``hbm_pad``/``l2_pad``: bytes of burst the MTE2 spends beyond the data (runs
         shorter than ``transfer_align_bytes``, gathered rows, L2 hits that wait for
@@ -242,8 +239,7 @@ class Builder:
         deps = tuple(deps)
         hbm_bytes = max(0.0, hbm_bytes)
         hbm_s = (hbm_bytes + hbm_pad) / chip.hbm_stream_bw
-        l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw \
-            + (copies * chip.l1_start_s if dest == "l1" else 0.0)
+        l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw
         nb = {}
         l2_bytes = max(0.0, l2_bytes) + l2_counted
         if l2_bytes > 0:

@@ -64,9 +64,6 @@ class AscendSpec:
         help="one core's MTE2 rate from L2 (a hit)", minimum=1.0)
     l2_write_bytes_per_cycle: float = spec_field(
         help="one core's write rate into L2", minimum=1.0)
-    mte2_l1_start_cycles: float = spec_field(
-        0.0, help="start-up of one MTE2 copy from GM into L1 (ND to NZ); counted for the "
-                  "fused attention's per-block copies of K, V and P")
     mte1_l0a_bytes_per_cycle: float = spec_field(help="MTE1 L1 to L0A", minimum=1.0)
     mte1_l0b_bytes_per_cycle: float = spec_field(help="MTE1 L1 to L0B", minimum=1.0)
     fixpipe_bytes_per_cycle: float = spec_field(help="FixPipe out of L0C", minimum=1.0)
