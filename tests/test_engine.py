@@ -74,3 +74,64 @@ def test_bound_is_the_busiest_resource_counting_pools_per_slot():
         Task(f"vec{i}.mte2", 1.0, pool="dram", bound="memory") for i in range(4)]
     assert dominant_bound(tasks, {"dram": 4}) == "compute"
     assert dominant_bound([]) == "latency"
+
+
+def random_tasks(rng, n: int) -> tuple[list[Task], dict[str, int]]:
+    """A random op: few units and pools (so tasks queue), durations drawn from a
+    small set with zeros (so events tie), dependencies on earlier tasks (some
+    repeated, so a task waits twice on one)."""
+    units = [f"u{k}" for k in range(rng.randint(1, 5))]
+    pool_names = ["dram", "l2", "bus"][: rng.randint(0, 3)]
+    pools = {p: rng.randint(1, 3) for p in pool_names if rng.random() < 0.7}
+    grid = [0.0, 0.5, 1.0, 1.5, 2.0, 0.1 + 0.2, 1 / 3]
+    tasks = []
+    for i in range(n):
+        deps = tuple(rng.randrange(i) for _ in range(rng.choice([0, 0, 1, 2, 3]))) if i else ()
+        dur = rng.choice(grid) if rng.random() < 0.8 else rng.random()
+        pool = rng.choice(pool_names + [""] * 2) if pool_names else ""
+        tasks.append(Task(rng.choice(units), dur, deps=deps, pool=pool))
+    return tasks, pools
+
+
+def test_the_event_core_gives_simpys_schedule_to_the_last_bit():
+    import random
+
+    from hwsim.engine.simpy_events import run_events_simpy
+
+    rng = random.Random(20261206)
+    for trial in range(400):
+        tasks, pools = random_tasks(rng, rng.randint(1, 60))
+        fast, ref = run_events(tasks, pools), run_events_simpy(tasks, pools)
+        assert fast.starts_s == ref.starts_s, trial
+        assert fast.ends_s == ref.ends_s, trial
+        assert fast.latency_s == ref.latency_s, trial
+
+
+def test_the_event_core_gives_simpys_schedule_on_lowered_ops():
+    """The same on ops as the targets lower them (pipelines, cores, DRAM pools)."""
+    from hwsim import targets
+    from hwsim.engine.simpy_events import run_events_simpy
+    from hwsim.ir import Graph
+    from hwsim.workload import build_graph, workload_from_dict
+
+    wl = workload_from_dict({"name": "t", "model": "bert-base", "phase": "prefill",
+                             "seq_len": 96, "dtype": "fp16"}, "test")
+    g: Graph = build_graph(wl)
+    seen = set()
+    for name in ("ascend", "volta", "armv8", "spatten"):
+        r = targets.resolve(name)
+        for op in g.ops:
+            if (op.kind, str(op.attrs)) in seen or op.layer not in (None, 0):
+                continue
+            try:
+                tasks = r.target.lower(op, g, r.spec, wl.tiling)
+            except Exception:  # an op this target does not cost
+                continue
+            pools = r.target.pools(r.spec)
+            fast, ref = run_events(tasks, pools), run_events_simpy(tasks, pools)
+            assert (fast.starts_s, fast.ends_s) == (ref.starts_s, ref.ends_s), (name, op.name)
+
+
+def test_a_negative_duration_is_rejected():
+    with pytest.raises(ValueError, match="duration"):
+        run_events([Task("a", -1.0)])

@@ -1,11 +1,41 @@
-"""The event schedule: tasks as simpy processes on unit and pool resources."""
+"""The event schedule: tasks on unit and pool resources, without a process per task.
+
+Every task follows one pattern: wait for its dependencies, queue for its unit
+(capacity one, first come first served), then for a slot of its pool if it names
+one, hold both for its duration, release them. :func:`run_events` runs that
+pattern directly on a heap of events, with no coroutine, condition event or
+request object per task, and gives the schedule that
+:func:`hwsim.engine.simpy_events.run_events_simpy` (the same tasks as simpy
+processes on simpy resources) gives, to the last bit: a test holds the two equal
+on random task graphs.
+
+Equal to the last bit means the same order of events at equal times, so the
+heap keeps simpy's order: events sorted by (time, priority, creation number),
+and created in the order simpy creates them:
+
+- all tasks start at time 0, in list order, before anything else happens at 0
+  (simpy's ``Initialize`` events are urgent); a task with dependencies then
+  waits for all of them (none is done yet);
+- the last dependency's completion, when it is processed, schedules the task's
+  wake-up (simpy's ``AllOf`` condition), which queues it for its unit;
+- a request is granted when it is at the head of the queue and a slot is free,
+  checked when it is made and when a release is *processed* (simpy's
+  ``_trigger_put``: the head only, one grant per check); a grant is an event,
+  and the task proceeds when it is processed;
+- at the end of its duration a task releases its pool slot, then its unit (a
+  slot is free at once; the next request is granted when the release event is
+  processed), then completes (an event that wakes the tasks that wait for it).
+
+Events that change nothing (a completion no task waits for) are not made: the
+order of the others is kept because creation numbers only need to be increasing.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from typing import Mapping, Sequence
-
-import simpy
 
 from .task import Task
 
@@ -19,6 +49,10 @@ class Schedule:
     ends_s: tuple[float, ...]
 
 
+# Event kinds on the heap (the priority of all of them is simpy's NORMAL).
+_WAKE, _UNIT_GRANT, _POOL_GRANT, _END, _UNIT_FREE, _POOL_FREE, _DONE = range(7)
+
+
 def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Schedule:
     """Simulate ``tasks`` and return when each ran.
 
@@ -26,44 +60,124 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
     order tasks become ready, ties in list order), then for a slot of its pool,
     and holds both for its duration.
     """
-    if not tasks:
+    n = len(tasks)
+    if not n:
         return Schedule(0.0, (), ())
-    env = simpy.Environment()
-    units: dict[str, simpy.Resource] = {}
-    pool_res = {name: simpy.Resource(env, capacity=max(1, int(cap)))
-                for name, cap in (pools or {}).items()}
-    done = [env.event() for _ in tasks]
-    starts = [0.0] * len(tasks)
-    ends = [0.0] * len(tasks)
-
-    def run(i: int, task: Task):
-        if task.deps:
-            pending = [done[d] for d in task.deps if not done[d].processed]
-            if pending:
-                yield env.all_of(pending)
-        unit = units.get(task.unit)
-        if unit is None:
-            unit = units[task.unit] = simpy.Resource(env, capacity=1)
-        with unit.request() as req:
-            yield req
-            if task.pool:
-                pool = pool_res.get(task.pool)
-                if pool is None:
-                    pool = pool_res[task.pool] = simpy.Resource(env, capacity=1)
-                with pool.request() as preq:
-                    yield preq
-                    starts[i] = env.now
-                    yield env.timeout(task.duration_s)
-            else:
-                starts[i] = env.now
-                yield env.timeout(task.duration_s)
-        ends[i] = env.now
-        done[i].succeed()
-
+    unit_of: list[int] = []
+    pool_of: list[int] = []
+    unit_ids: dict[str, int] = {}
+    pool_ids: dict[str, int] = {}
+    pool_cap: list[int] = []
+    for name, cap in (pools or {}).items():
+        pool_ids[name] = len(pool_cap)
+        pool_cap.append(max(1, int(cap)))
+    waiters: list[list[int] | None] = [None] * n
+    missing = [0] * n
     for i, task in enumerate(tasks):
+        u = unit_ids.get(task.unit)
+        if u is None:
+            u = unit_ids[task.unit] = len(unit_ids)
+        unit_of.append(u)
+        if task.pool:
+            p = pool_ids.get(task.pool)
+            if p is None:
+                p = pool_ids[task.pool] = len(pool_cap)
+                pool_cap.append(1)
+            pool_of.append(p)
+        else:
+            pool_of.append(-1)
         for d in task.deps:
             if d >= i:
                 raise ValueError(f"task {i} depends on a later task {d}")
-        env.process(run(i, task))
-    env.run()
+            w = waiters[d]
+            if w is None:
+                waiters[d] = [i]
+            else:
+                w.append(i)
+        missing[i] = len(task.deps)
+        if not task.duration_s >= 0:
+            raise ValueError(f"task {i} has duration {task.duration_s!r}; expected >= 0")
+    durations = [t.duration_s for t in tasks]
+    unit_busy = [False] * len(unit_ids)
+    unit_queue = [deque() for _ in unit_ids]
+    pool_used = [0] * len(pool_cap)
+    pool_queue = [deque() for _ in pool_cap]
+    starts = [0.0] * n
+    ends = [0.0] * n
+    heap: list[tuple[float, int, int, int]] = []
+    eid = 0
+    now = 0.0
+
+    # Time 0: every task starts, in list order; those without dependencies ask
+    # for their unit at once (a grant is an event, processed after all starts).
+    for i in range(n):
+        if missing[i]:
+            continue
+        u = unit_of[i]
+        q = unit_queue[u]
+        q.append(i)
+        if not unit_busy[u]:
+            unit_busy[u] = True
+            heappush(heap, (now, eid, _UNIT_GRANT, q.popleft()))
+            eid += 1
+
+    while heap:
+        now, _, kind, x = heappop(heap)
+        if kind == _END:
+            # The task's duration is over: pool slot, then unit, then completion.
+            p = pool_of[x]
+            if p >= 0:
+                pool_used[p] -= 1
+                heappush(heap, (now, eid, _POOL_FREE, p))
+                eid += 1
+            unit_busy[unit_of[x]] = False
+            heappush(heap, (now, eid, _UNIT_FREE, unit_of[x]))
+            eid += 1
+            ends[x] = now
+            if waiters[x] is not None:
+                heappush(heap, (now, eid, _DONE, x))
+                eid += 1
+        elif kind == _UNIT_GRANT:
+            p = pool_of[x]
+            if p < 0:
+                starts[x] = now
+                heappush(heap, (now + durations[x], eid, _END, x))
+                eid += 1
+            else:
+                q = pool_queue[p]
+                q.append(x)
+                if pool_used[p] < pool_cap[p]:
+                    pool_used[p] += 1
+                    heappush(heap, (now, eid, _POOL_GRANT, q.popleft()))
+                    eid += 1
+        elif kind == _POOL_GRANT:
+            starts[x] = now
+            heappush(heap, (now + durations[x], eid, _END, x))
+            eid += 1
+        elif kind == _UNIT_FREE:
+            q = unit_queue[x]
+            if q and not unit_busy[x]:
+                unit_busy[x] = True
+                heappush(heap, (now, eid, _UNIT_GRANT, q.popleft()))
+                eid += 1
+        elif kind == _POOL_FREE:
+            q = pool_queue[x]
+            if q and pool_used[x] < pool_cap[x]:
+                pool_used[x] += 1
+                heappush(heap, (now, eid, _POOL_GRANT, q.popleft()))
+                eid += 1
+        elif kind == _DONE:
+            for j in waiters[x]:
+                missing[j] -= 1
+                if not missing[j]:
+                    heappush(heap, (now, eid, _WAKE, j))
+                    eid += 1
+        else:  # _WAKE: all dependencies done; queue for the unit
+            u = unit_of[x]
+            q = unit_queue[u]
+            q.append(x)
+            if not unit_busy[u]:
+                unit_busy[u] = True
+                heappush(heap, (now, eid, _UNIT_GRANT, q.popleft()))
+                eid += 1
     return Schedule(max(ends), tuple(starts), tuple(ends))
