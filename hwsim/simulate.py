@@ -34,6 +34,7 @@ from .ir.kinds import flops as op_flops
 from .parallel import tensor_parallel
 from .pruning import apply as apply_pruning
 from .report import Report
+from .report.lanes import Lane
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
 from .workload.logits import select_logits
@@ -156,15 +157,15 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 p = e.problems[0]
                 raise InputError(f"{p.message}", source=resolved.source, field=p.field) from None
             pools = target.pools(spec)
+            summary = engine.summarize(tasks, pools)
             if fidelity == "event":
                 sched = engine.run_events(tasks, pools)
                 latency = sched.latency_s
             else:
                 sched = None
-                latency = engine.analytical_latency(tasks, pools)
-            nbytes = engine.sum_bytes(tasks)
-            actions = engine.sum_actions(tasks)
-            dyn = table.dynamic_j(actions, target.name)
+                latency = summary.analytical_latency_s
+            nbytes = summary.bytes
+            dyn = table.dynamic_j(summary.actions, target.name)
             latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
                                      target.power_limit_w(spec))
             static = table.static_j(latency)
@@ -172,7 +173,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "latency_s": latency,
                 "dram_read_bytes": nbytes.get("dram_read", 0),
                 "dram_write_bytes": nbytes.get("dram_write", 0),
-                "bound": engine.dominant_bound(tasks, pools),
+                "bound": summary.bound,
                 "energy_compute_j": dyn["compute"], "energy_onchip_j": dyn["onchip"],
                 "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
                 "energy_static_j": static,
@@ -180,8 +181,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
                 "detail": target.describe(op, graph, spec, tiling),
             }
-            timelines[key] = [(t.unit, t.label, s0, s1) for t, s0, s1 in
-                              zip(tasks, sched.starts_s, sched.ends_s)] if sched else []
+            timelines[key] = Lane([t.unit for t in tasks], [t.label for t in tasks],
+                                  sched.starts_s, sched.ends_s) if sched else []
             cost["energy_j"] = sum(dyn.values()) + static
             cache[key] = cost
         op_keys.append(key)

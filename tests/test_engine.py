@@ -135,3 +135,23 @@ def test_the_event_core_gives_simpys_schedule_on_lowered_ops():
 def test_a_negative_duration_is_rejected():
     with pytest.raises(ValueError, match="duration"):
         run_events([Task("a", -1.0)])
+
+
+def test_summarize_equals_the_four_passes_it_replaces():
+    import random
+
+    from hwsim.engine import dominant_bound, sum_actions, sum_bytes, summarize
+
+    rng = random.Random(7)
+    bounds = ["compute", "memory", "onchip"]
+    for trial in range(300):
+        tasks, pools = random_tasks(rng, rng.randint(1, 40))
+        tasks = [Task(t.unit, t.duration_s, {"dram_read": rng.randint(0, 9)} if rng.random() < .5
+                      else {}, {"mac": rng.random()} if rng.random() < .5 else {}, t.deps,
+                      rng.choice(bounds), t.pool) for t in tasks]
+        s = summarize(tasks, pools)
+        assert s.bytes == sum_bytes(tasks), trial
+        assert s.actions == sum_actions(tasks), trial
+        assert s.bound == dominant_bound(tasks, pools), trial
+        assert s.analytical_latency_s == analytical_latency(tasks, pools), trial
+    assert summarize([]).bound == dominant_bound([]) == "latency"

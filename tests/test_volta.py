@@ -267,3 +267,18 @@ def test_chrome_trace_labels_carry_occupancy_and_waves(tmp_path):
     events = chrome_events(sim(matmul(4096, 4096, 4096)))
     names = [e["name"] for e in events if e.get("ph") == "X"]
     assert any("occ=" in n and "waves=" in n for n in names)
+
+
+def test_work_scaled_and_add_cover_every_field():
+    """Work.scaled and Work.add name the fields one by one (fast); a field added later
+    must be added there too."""
+    from dataclasses import astuple
+
+    from accelerators.volta.gpu import Work
+
+    w = Work(*[float(i + 1) for i in range(len(astuple(Work())))])
+    assert astuple(w.scaled(2.0)) == tuple(2.0 * x for x in astuple(w))
+    acc = Work()
+    acc.add(w)
+    acc.add(w)
+    assert astuple(acc) == astuple(w.scaled(2.0))

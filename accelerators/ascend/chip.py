@@ -33,11 +33,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from types import MappingProxyType
 from typing import Mapping
 
 from hwsim.engine import Task
 
 from .spec import AscendSpec
+
+_NO_BYTES = _NO_ACTIONS = MappingProxyType({})  # a task that moves or does nothing counted
 
 HBM_UNIT = "hbm"
 
@@ -208,9 +211,13 @@ class Builder:
     def add(self, unit: str, duration_s: float, *, deps=(), bound: str = "compute",
             pool: str = "", label: str = "", nbytes: Mapping[str, int] | None = None,
             actions: Mapping[str, float] | None = None) -> int:
-        self.tasks.append(Task(unit, max(0.0, duration_s), dict(nbytes or {}),
-                               dict(actions or {}), tuple(sorted(set(deps))), bound, pool, label))
-        return len(self.tasks) - 1
+        # (the fast paths matter: ops lower to thousands of tasks)
+        deps = tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps)))
+        tasks = self.tasks
+        tasks.append(Task(unit, duration_s if duration_s > 0.0 else 0.0,
+                          dict(nbytes) if nbytes else _NO_BYTES,
+                          dict(actions) if actions else _NO_ACTIONS, deps, bound, pool, label))
+        return len(tasks) - 1
 
     def launch(self, deps=(), label: str = "launch") -> int:
         """A kernel start: everything of the kernel depends on it."""

@@ -42,6 +42,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 from hwsim.engine import Task
 
@@ -72,11 +73,20 @@ class Work:
     l1_bytes: float = 0.0  # loads that hit in L1 (a working set within l1_bytes)
 
     def scaled(self, k: float) -> "Work":
-        return Work(*(getattr(self, f.name) * k for f in fields(Work)))
+        return Work(self.tensor_flops * k, self.cuda_flops * k, self.sfu_ops * k,
+                    self.smem_bytes * k, self.smem_wavefront_bytes * k, self.l2_bytes * k,
+                    self.hbm_read * k, self.hbm_write * k, self.l1_bytes * k)
 
     def add(self, other: "Work") -> None:
-        for f in fields(Work):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        self.tensor_flops += other.tensor_flops
+        self.cuda_flops += other.cuda_flops
+        self.sfu_ops += other.sfu_ops
+        self.smem_bytes += other.smem_bytes
+        self.smem_wavefront_bytes += other.smem_wavefront_bytes
+        self.l2_bytes += other.l2_bytes
+        self.hbm_read += other.hbm_read
+        self.hbm_write += other.hbm_write
+        self.l1_bytes += other.l1_bytes
 
     @property
     def hbm_bytes(self) -> float:
@@ -104,8 +114,9 @@ class Kernel:
     # memory-level parallelism): one 128-bit load unless the kernel says more
     inflight_bytes_per_thread: float = 16.0
 
-    @property
+    @cached_property
     def grid(self) -> int:
+        """Thread blocks in all (``blocks`` is not changed once the kernel is built)."""
         return sum(c for c, _ in self.blocks)
 
     def total(self) -> Work:

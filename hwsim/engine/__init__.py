@@ -25,7 +25,8 @@ Two schedules share that lowering:
 
 from .analytical import analytical_latency
 from .events import Schedule, run_events
+from .summary import Summary, summarize
 from .task import BOUNDS, Task, dominant_bound, sum_actions, sum_bytes
 
 __all__ = ["analytical_latency", "Schedule", "run_events", "BOUNDS", "Task", "dominant_bound",
-           "sum_actions", "sum_bytes"]
+           "sum_actions", "sum_bytes", "Summary", "summarize"]

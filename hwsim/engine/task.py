@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Sequence
 
 BOUNDS = ("compute", "memory", "onchip", "latency", "interconnect")
+_NONE: Mapping = MappingProxyType({})  # the shared, read-only default of bytes and actions
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
+class Task(NamedTuple):
+    """One tile of an op on one unit. A named tuple (immutable, made in a third of
+    the time of a frozen dataclass: ops lower to thousands of tasks); ``bytes`` and
+    ``actions`` are read, never changed, once the task is made."""
+
     unit: str  # resource the task occupies, e.g. "chip", "core3.cube", "core3.mte2"
     duration_s: float
-    bytes: Mapping[str, int] = field(default_factory=dict)  # level -> bytes, e.g. dram_read
-    actions: Mapping[str, float] = field(default_factory=dict)  # action -> count
+    bytes: Mapping[str, int] = _NONE  # level -> bytes, e.g. dram_read
+    actions: Mapping[str, float] = _NONE  # action -> count
     deps: tuple[int, ...] = ()  # indices of earlier tasks of the same op
     bound: str = "compute"  # what limits this task (one of BOUNDS)
     pool: str = ""  # shared pool held too (e.g. "dram"), "" for none
