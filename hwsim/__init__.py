@@ -16,13 +16,41 @@ them for papers.
 The core never imports torch.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from .errors import HwsimError, InputError, UnsupportedOpError
-from .ir import Graph, Op, Tensor, load, save
-from .report import Report
+
+# a function named as its module is bound here, so that importing the module later
+# (``import hwsim.simulate``) cannot put the module in the function's place
 from .simulate import run_graph, simulate
 from .sweep import sweep
-from .targets import registry, resolve
-from .workload import Workload, build_graph, load_workload
+
+if TYPE_CHECKING:
+    from .ir import Graph, Op, Tensor, load, save
+    from .report import Report
+    from .targets import registry, resolve
+    from .workload import Workload, build_graph, load_workload
+
+# The API's names, imported when first used (PEP 562): ``import hwsim`` stays quick,
+# and pandas (reports), the sweep machinery and the targets load on first need.
+_LAZY = {"Graph": "ir", "Op": "ir", "Tensor": "ir", "load": "ir", "save": "ir",
+         "Report": "report", "registry": "targets", "resolve": "targets",
+         "Workload": "workload", "build_graph": "workload", "load_workload": "workload"}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hwsim' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

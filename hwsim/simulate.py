@@ -24,21 +24,23 @@ types) are lowered and scheduled once and reused.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import capacity, engine
+from .engine.lanes import Lane
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
 from .ir.kinds import EXPANDED_KINDS
 from .ir.kinds import flops as op_flops
 from .parallel import tensor_parallel
 from .pruning import apply as apply_pruning
-from .report import Report
-from .report.lanes import Lane
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
 from .workload.logits import select_logits
 from .workload.moe import expand as expand_moe
+
+if TYPE_CHECKING:
+    from .report import Report
 
 FIDELITIES = ("event", "analytical")
 
@@ -191,6 +193,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                      "start_s": clock, "flops": op_flops(op), **cost})
         clock += cost["latency_s"]
     host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w)
+    from .report import Report  # noqa: PLC0415 (pandas: loaded on first need)
+
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
                   fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory,

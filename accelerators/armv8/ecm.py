@@ -182,30 +182,34 @@ def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)
         ends = []
+        # what every thread's tasks of this step share (read-only once made)
+        moves = step.dram_read or step.dram_write
+        if moves:
+            # whole bytes, rounded up: a tile's share of a small tensor is never 0
+            mem_bytes = {"dram_read": math.ceil(step.dram_read - 1e-6),
+                         "dram_write": math.ceil(step.dram_write - 1e-6)}
+            mem_actions = {"dram_byte": step.dram_read + step.dram_write}
+            mem_label = f"{label} {step.label} dram"
+        core_bytes = {"l2": int(step.l2_bytes), "l3": int(step.l3_bytes)}
+        core_actions = {fma_action: step.vfma, "vop": step.vop, "l1_byte": step.l1_bytes,
+                        "l2_byte": step.l2_bytes, "l3_byte": step.l3_bytes}
+        core_label = f"{label} {step.label}"
         for i in range(t):
             deps = list(gate)
             mine = last_core[i]
-            if step.dram_read or step.dram_write:
+            if moves:
                 mdeps = list(gate)
                 if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
                     mdeps.append(mine[-2])
-                # whole bytes, rounded up: a tile's share of a small tensor is never 0
-                mem = add(Task(f"core{i}.mem", tm.dram * slow[i],
-                               {"dram_read": math.ceil(step.dram_read - 1e-6),
-                                "dram_write": math.ceil(step.dram_write - 1e-6)},
-                               {"dram_byte": step.dram_read + step.dram_write},
-                               tuple(sorted(set(mdeps))), "memory", DRAM_POOL,
-                               f"{label} {step.label} dram"))
+                mem = add(Task(f"core{i}.mem", tm.dram * slow[i], mem_bytes, mem_actions,
+                               tuple(sorted(set(mdeps))) if len(mdeps) > 1 else tuple(mdeps),
+                               "memory", DRAM_POOL, mem_label))
                 deps.append(mem)
             if mine:
                 deps.append(mine[-1])
-            core = add(Task(f"core{i}", tm.in_cache,
-                            {"l2": int(step.l2_bytes), "l3": int(step.l3_bytes)},
-                            {fma_action: step.vfma, "vop": step.vop,
-                             "l1_byte": step.l1_bytes, "l2_byte": step.l2_bytes,
-                             "l3_byte": step.l3_bytes},
-                            tuple(sorted(set(deps))), tm.bound, "",
-                            f"{label} {step.label}"))
+            core = add(Task(f"core{i}", tm.in_cache, core_bytes, core_actions,
+                            tuple(sorted(set(deps))) if len(deps) > 1 else tuple(deps),
+                            tm.bound, "", core_label))
             mine.append(core)
             ends.append(core)
         if step.barrier and t > 1 and j < len(plan.steps) - 1:

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import itertools
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..errors import InputError
 from .constraints import ConstraintError
@@ -46,6 +47,8 @@ def points(spec: SweepSpec) -> list[dict[str, Any]]:
             raise InputError("no point of the grid satisfies the constraints",
                              source=spec.source, field="constraints")
         return out
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+
     rng = np.random.Generator(np.random.PCG64(spec.seed))
     out: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -36,9 +36,10 @@ import json
 import os
 import time
 import uuid
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from ..errors import InputError
 from .spec import SweepSpec
@@ -112,6 +113,8 @@ class MemoryStore:
         pass
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # noqa: PLC0415 (loaded on first need)
+
         return pd.DataFrame(self.rows)
 
 
@@ -260,6 +263,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def _concat(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd  # noqa: PLC0415 (loaded on first need)
+
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
