@@ -45,6 +45,7 @@ the model it uses.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 from dataclasses import dataclass
@@ -240,12 +241,25 @@ def all_presets() -> dict[str, tuple[Target, Path]]:
     return out
 
 
+_PARSED: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> ((mtime_ns, size), data)
+
+
 def read_preset(path: Path | str) -> dict:
-    """Parse a hardware YAML file (safe loader) and check its top-level keys."""
+    """Parse a hardware YAML file (safe loader) and check its top-level keys.
+
+    The parse is kept per path while the file's modification time and size stay
+    the same (a sweep resolves its target once per point); callers get a copy."""
     path = str(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        st = os.stat(path)
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = _PARSED.get(path)
+        if hit is not None and hit[0] == stamp:
+            data = copy.deepcopy(hit[1])
+        else:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f)
+            _PARSED[path] = (stamp, copy.deepcopy(data))
     except FileNotFoundError:
         raise InputError("hardware file not found", source=path) from None
     except yaml.YAMLError as e:

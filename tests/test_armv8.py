@@ -431,7 +431,9 @@ def test_tasks_run_on_cores_with_their_ecm_bound_and_dram_in_the_pool():
     spec = resolve("armv8").spec
     tasks = TARGET.lower(g.ops[0], g, spec, Tiling(gemm="autotsmm"))
     units = {t.unit for t in tasks}
-    assert {"core0", "core0.mem", "sync"} <= units
+    # the 64 threads stream at one rate: one group, on units named by its cores
+    assert {"core0-63", "core0-63.mem", "sync"} <= units
+    assert all(t.copies == 64 for t in tasks if t.unit.startswith("core"))
     mem = [t for t in tasks if t.unit.endswith(".mem")]
     assert mem and all(t.pool == "dram" and t.bound == "memory" for t in mem)
     assert all(t.bound in ("compute", "onchip") for t in tasks if t.unit.startswith("core")
@@ -459,3 +461,40 @@ def test_no_residency_cliff_when_the_threads_blocks_outgrow_the_last_level():
     assert all(b >= a for a, b in zip(seq, seq[1:]))
     assert max(b - a for a, b in zip(seq, seq[1:])) < 0.6 * weight
     assert weight < reads(400) < 40 * weight
+
+
+@pytest.mark.parametrize("preset,threads,placement", [
+    ("armv8-kunpeng920", 0, "spread"), ("armv8-kunpeng920", 24, "compact"),
+    ("armv8-kunpeng920", 40, "interleave"), ("armv8-ft2000plus", 0, "spread"),
+    ("armv8-graviton2", 7, "spread"), ("armv8-thunderx2", 0, "spread")])
+def test_threads_in_groups_give_what_one_lane_per_thread_gives(preset, threads, placement):
+    """Threads of equal rate emitted as one group (tasks with copies) against one lane
+    per thread: the same schedule, to the last bit, and the same totals (the pool's
+    busy time, d x 64 against 64 additions of d, to the rounding of a float)."""
+    from accelerators.armv8.ecm import emit
+    from hwsim.engine import run_events, summarize
+
+    wl = workload_from_dict({"name": "t", "model": "bert-base", "phase": "prefill",
+                             "seq_len": 200, "dtype": "fp32",
+                             "tiling": {"threads": threads, "placement": placement}}, "test")
+    g = build_graph(wl)
+    r = resolve(preset)
+    mach = TARGET.machine(r.spec, wl.tiling)
+    pools = TARGET.pools(r.spec)
+    checked = 0
+    for op in g.ops:
+        if op.layer not in (None, 0):
+            continue
+        plan = TARGET.plan(op, g, r.spec, wl.tiling)
+        if plan is None:
+            continue
+        grouped = emit(plan, mach, "op")
+        each = emit(plan, mach, "op", grouped=False)
+        a, b = run_events(grouped, pools), run_events(each, pools)
+        assert a.latency_s == b.latency_s, op.name
+        sa, sb = summarize(grouped, pools), summarize(each, pools)
+        assert sa.analytical_latency_s == pytest.approx(sb.analytical_latency_s, rel=1e-12)
+        assert sa.bytes == sb.bytes and sa.bound == sb.bound, op.name
+        assert sa.actions == pytest.approx(sb.actions, rel=1e-12), op.name
+        checked += 1
+    assert checked >= 10

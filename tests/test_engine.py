@@ -155,3 +155,69 @@ def test_summarize_equals_the_four_passes_it_replaces():
         assert s.bound == dominant_bound(tasks, pools), trial
         assert s.analytical_latency_s == analytical_latency(tasks, pools), trial
     assert summarize([]).bound == dominant_bound([]) == "latency"
+
+
+def grouped_tasks(rng, n: int) -> tuple[list[Task], list[Task], list[list[int]]]:
+    """A random op with groups: tasks on per-member units stand for ``copies`` members,
+    the others are on shared units. Returns it, its expansion (each copy a task on
+    its member's own unit, depending on the same member of its grouped
+    dependencies) and, per task, the indices of its expansion."""
+    grouped, expanded, index = [], [], []
+    sizes = {f"g{j}": rng.randint(1, 4) for j in range(rng.randint(1, 3))}
+    shared = [f"s{j}" for j in range(rng.randint(1, 2))]
+    for i in range(n):
+        deps = tuple(sorted({rng.randrange(i) for _ in range(rng.choice([0, 1, 2]))})) if i else ()
+        dur = rng.random()  # continuous: no two events tie
+        pool = "dram" if rng.random() < 0.3 else ""
+        if rng.random() < 0.6:  # a group's task: its deps must be of the same group or shared
+            name = rng.choice(list(sizes))
+            k = sizes[name]
+            deps = tuple(d for d in deps if grouped[d].copies in (1, k)
+                         and (grouped[d].copies == 1 or grouped[d].unit.startswith(name)))
+            grouped.append(Task(f"{name}.u{rng.randint(0, 1)}", dur, {"b": 1}, {"a": 1.0},
+                                deps, pool=pool, copies=k))
+            mine = []
+            for m in range(k):
+                edeps = tuple(sorted(index[d][m] if grouped[d].copies > 1 else index[d][0]
+                                     for d in deps))
+                mine.append(len(expanded))
+                expanded.append(Task(f"{grouped[-1].unit}#{m}", dur, {"b": 1}, {"a": 1.0},
+                                     edeps, pool=pool))
+            index.append(mine)
+        else:
+            grouped.append(Task(rng.choice(shared), dur, {"b": 1}, {"a": 1.0}, deps, pool=pool))
+            edeps = tuple(sorted({e for d in deps for e in index[d]}))
+            index.append([len(expanded)])
+            expanded.append(Task(grouped[-1].unit, dur, {"b": 1}, {"a": 1.0}, edeps, pool=pool))
+    return grouped, expanded, index
+
+
+def test_a_task_with_copies_runs_as_its_members_would():
+    """Grouped and expanded give the same times for every member, the same totals and
+    the same analytical latency, while the pool has a slot for every copy."""
+    import random
+
+    from hwsim.engine import summarize
+
+    rng = random.Random(11)
+    for trial in range(300):
+        grouped, expanded, index = grouped_tasks(rng, rng.randint(1, 30))
+        pools = {"dram": 10**6}
+        g, e = run_events(grouped, pools), run_events(expanded, pools)
+        for i, members in enumerate(index):
+            for j in members:
+                assert (g.starts_s[i], g.ends_s[i]) == (e.starts_s[j], e.ends_s[j]), trial
+        sg, se = summarize(grouped, pools), summarize(expanded, pools)
+        assert sg.bytes == se.bytes and sg.actions == se.actions, trial
+        assert sg.analytical_latency_s == se.analytical_latency_s, trial
+
+
+def test_copies_hold_as_many_pool_slots():
+    # two groups of 3 on a pool of 4 slots: the second waits for the first
+    tasks = [Task("a", 1.0, pool="dram", copies=3), Task("b", 1.0, pool="dram", copies=3)]
+    assert run_events(tasks, {"dram": 4}).latency_s == 2.0
+    assert run_events(tasks, {"dram": 6}).latency_s == 1.0
+    with pytest.raises(ValueError, match="copies"):
+        run_events([Task("a", 1.0, pool="dram", copies=5)], {"dram": 4})
+    with pytest.raises(ValueError, match="copies"):
+        run_events([Task("a", 1.0, copies=0)])

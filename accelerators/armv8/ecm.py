@@ -28,13 +28,15 @@ neighbours delays the join.
 
 Units: ``core{i}`` (tile execution in cache), ``core{i}.mem`` (its DRAM
 transfers), ``sync`` (fork, barriers, join), ``call`` (the library call before
-the threads start).
+the threads start). Threads that stream at the same rate run in step and are
+emitted as one group (:func:`thread_groups`): its units are named by its cores
+(``core0-63``, ``core0-63.mem``) and its tasks carry the group's size as copies.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 
 from hwsim.engine import Task
 
@@ -58,16 +60,15 @@ class Step:
     rounds: int = 1  # the barriers (merged k-blocks, repetitions) this step stands for
 
     def scaled(self, f: float) -> "Step":
-        out = replace(self)
-        for fl in fields(self):
-            if fl.type in ("float", float):
-                setattr(out, fl.name, getattr(self, fl.name) * f)
+        out = object.__new__(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
+        out.__dict__.update(self.__dict__)
+        for name in _AMOUNTS:
+            setattr(out, name, getattr(self, name) * f)
         return out
 
     def add(self, other: "Step") -> None:
-        for fl in fields(self):
-            if fl.type in ("float", float):
-                setattr(self, fl.name, getattr(self, fl.name) + getattr(other, fl.name))
+        for name in _AMOUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def read(self, level: str, nbytes: float) -> None:
         """Bytes that live at ``level`` brought into L1: they cross every level between."""
@@ -84,6 +85,9 @@ class Step:
                 return
         if level == "dram":
             setattr(self, dram_field, getattr(self, dram_field) + nbytes)
+
+
+_AMOUNTS = tuple(f.name for f in fields(Step) if f.type in ("float", float))  # scaled, added
 
 
 @dataclass
@@ -159,8 +163,34 @@ def estimate(plan: Plan, mach: Machine) -> float:
     return (ends[-1] if ends else gate) + mach.barrier_s(t)
 
 
-def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
-    """The plan as engine tasks (see the module docstring)."""
+def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
+    """The threads in groups of equal DRAM rate, in order of their first member.
+
+    Threads run the same steps; those that also stream at the same rate have the
+    same schedule (their memory lanes are their own and the ``dram`` pool has a slot
+    for every core), so each group is emitted once, as tasks with ``copies``
+    (:class:`hwsim.engine.Task`): the same times, bytes and actions as one task per
+    thread, in a fraction of the tasks."""
+    groups: dict[float, list[int]] = {}
+    for i, r in enumerate(rates):
+        groups.setdefault(r, []).append(i)
+    return list(groups.values())
+
+
+def group_unit(members: list[int]) -> str:
+    """The unit of a group of threads: ``core3`` alone, ``core0-63`` for a run of
+    cores, ``core0+15`` (the first and how many more) otherwise."""
+    first, k = members[0], len(members)
+    if k == 1:
+        return f"core{first}"
+    if members[-1] - first == k - 1:
+        return f"core{first}-{members[-1]}"
+    return f"core{first}+{k - 1}"
+
+
+def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list[Task]:
+    """The plan as engine tasks (see the module docstring); threads of equal rate as
+    one group (:func:`thread_groups`; ``grouped=False``: one lane per thread)."""
     tasks: list[Task] = []
     fma_action = f"vfma_{plan.dtype}"
 
@@ -175,10 +205,12 @@ def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
     if t > 1:
         gate = (add(Task("sync", mach.fork_s(t), deps=gate, bound="latency",
                          label=f"{label} fork {t} threads")),)
-    last_core: list[list[int]] = [[] for _ in range(t)]
     # each thread streams at its rate with all the op's threads streaming: the
     # queueing at its cluster, node and links for their placement (memory.py)
     slow = [mach.slot_bw / r for r in mach.thread_rates(t)]
+    groups = thread_groups(slow) if grouped else [[i] for i in range(t)]
+    units = [group_unit(m) for m in groups]
+    last_core: list[list[int]] = [[] for _ in groups]
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)
         ends = []
@@ -194,22 +226,24 @@ def emit(plan: Plan, mach: Machine, label: str) -> list[Task]:
         core_actions = {fma_action: step.vfma, "vop": step.vop, "l1_byte": step.l1_bytes,
                         "l2_byte": step.l2_bytes, "l3_byte": step.l3_bytes}
         core_label = f"{label} {step.label}"
-        for i in range(t):
+        for g, members in enumerate(groups):
+            k = len(members)
             deps = list(gate)
-            mine = last_core[i]
+            mine = last_core[g]
             if moves:
                 mdeps = list(gate)
                 if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
                     mdeps.append(mine[-2])
-                mem = add(Task(f"core{i}.mem", tm.dram * slow[i], mem_bytes, mem_actions,
+                mem = add(Task(f"{units[g]}.mem", tm.dram * slow[members[0]], mem_bytes,
+                               mem_actions,
                                tuple(sorted(set(mdeps))) if len(mdeps) > 1 else tuple(mdeps),
-                               "memory", DRAM_POOL, mem_label))
+                               "memory", DRAM_POOL, mem_label, k))
                 deps.append(mem)
             if mine:
                 deps.append(mine[-1])
-            core = add(Task(f"core{i}", tm.in_cache, core_bytes, core_actions,
+            core = add(Task(units[g], tm.in_cache, core_bytes, core_actions,
                             tuple(sorted(set(deps))) if len(deps) > 1 else tuple(deps),
-                            tm.bound, "", core_label))
+                            tm.bound, "", core_label, k))
             mine.append(core)
             ends.append(core)
         if step.barrier and t > 1 and j < len(plan.steps) - 1:

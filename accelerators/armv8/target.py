@@ -37,7 +37,9 @@ class ARMv8Target(Target):
 
     def machine(self, spec: ARMv8Spec, tiling=None) -> Machine:
         """The machine of ``spec``, with the workload's thread cap and placement."""
-        if self._machine is None or self._machine[0] is not spec:
+        # kept while the spec is equal (a sweep's points resolve equal specs anew): the
+        # threads' stream rates are solved once
+        if self._machine is None or (self._machine[0] is not spec and self._machine[0] != spec):
             self._machine = (spec, Machine(spec), {})
         base, runs = self._machine[1], self._machine[2]
         key = (getattr(tiling, "threads", 0), getattr(tiling, "placement", "spread"))

@@ -30,13 +30,13 @@ class AscendTarget(Target):
     memory_name = "HBM"
 
     def __init__(self):
-        self._chips: dict[int, tuple[AscendSpec, Chip]] = {}
+        self._chip: tuple[AscendSpec, Chip] | None = None
 
     def chip(self, spec: AscendSpec) -> Chip:
-        hit = self._chips.get(id(spec))
-        if hit is None or hit[0] is not spec:
-            hit = (spec, Chip(spec))
-            self._chips = {id(spec): hit}
+        # kept while the spec is equal (a sweep's points resolve equal specs anew)
+        hit = self._chip
+        if hit is None or (hit[0] is not spec and hit[0] != spec):
+            hit = self._chip = (spec, Chip(spec))
         return hit[1]
 
     def footprint(self, graph, spec: AscendSpec, tiling):

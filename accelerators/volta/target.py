@@ -44,7 +44,7 @@ class VoltaTarget(Target):
         self._built: list[tuple[tuple, tuple, Builder]] = []  # (key, objects kept alive, build)
 
     def gpu(self, spec: VoltaSpec) -> Gpu:
-        if self._gpu is None or self._gpu[0] is not spec:
+        if self._gpu is None or (self._gpu[0] is not spec and self._gpu[0] != spec):
             self._gpu = (spec, Gpu(spec))
         return self._gpu[1]
 

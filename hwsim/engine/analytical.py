@@ -16,8 +16,8 @@ def analytical_latency(tasks: Sequence[Task], pools: Mapping[str, int] | None = 
         start = max((finish[d] for d in t.deps), default=0.0)
         finish.append(start + t.duration_s)
         busy[t.unit] = busy.get(t.unit, 0.0) + t.duration_s
-        if t.pool:
-            pool_busy[t.pool] = pool_busy.get(t.pool, 0.0) + t.duration_s
+        if t.pool:  # each copy holds a slot (see Task)
+            pool_busy[t.pool] = pool_busy.get(t.pool, 0.0) + t.duration_s * t.copies
     bound = max(max(finish, default=0.0), max(busy.values(), default=0.0))
     for name, total in pool_busy.items():
         capacity = (pools or {}).get(name, 1)

@@ -38,16 +38,23 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
     pool_by: dict[str, dict[str, float]] = {}
     order: list[tuple[str, str]] = []  # resources in the order first met (ties)
     for t in tasks:
-        for level, n in t.bytes.items():
-            nbytes[level] = nbytes.get(level, 0) + n
-        for a, n in t.actions.items():
-            actions[a] = actions.get(a, 0.0) + n
+        k = t.copies
+        if k == 1:
+            for level, n in t.bytes.items():
+                nbytes[level] = nbytes.get(level, 0) + n
+            for a, n in t.actions.items():
+                actions[a] = actions.get(a, 0.0) + n
+        else:  # each copy counts (see Task)
+            for level, n in t.bytes.items():
+                nbytes[level] = nbytes.get(level, 0) + n * k
+            for a, n in t.actions.items():
+                actions[a] = actions.get(a, 0.0) + n * k
         d = t.duration_s
         deps = t.deps
         if deps:
             start = finish[deps[0]]
-            for k in deps[1:]:
-                f = finish[k]
+            for j in deps[1:]:
+                f = finish[j]
                 if f > start:
                     start = f
             finish.append(start + d)
@@ -62,12 +69,13 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
         by[b] = by.get(b, 0.0) + d
         if t.pool:
             p = t.pool
-            pool_busy[p] = pool_busy.get(p, 0.0) + d
+            dk = d * k  # each copy holds a slot
+            pool_busy[p] = pool_busy.get(p, 0.0) + dk
             by = pool_by.get(p)
             if by is None:
                 by = pool_by[p] = {}
                 order.append(("pool", p))
-            by[b] = by.get(b, 0.0) + d
+            by[b] = by.get(b, 0.0) + dk
     capacity = dict(pools or {})
     latency = max(max(finish), max(unit_busy.values()))
     for name, total in pool_busy.items():

@@ -12,7 +12,15 @@ _NONE: Mapping = MappingProxyType({})  # the shared, read-only default of bytes 
 class Task(NamedTuple):
     """One tile of an op on one unit. A named tuple (immutable, made in a third of
     the time of a frozen dataclass: ops lower to thousands of tasks); ``bytes`` and
-    ``actions`` are read, never changed, once the task is made."""
+    ``actions`` are read, never changed, once the task is made.
+
+    ``copies``: the task stands for that many identical tasks, one on each of as
+    many identical units that run in step (a group of cores or threads with the same
+    work: the target emits one representative instead of one per member). Each copy
+    counts its bytes and actions and holds a slot of the pool; the unit's busy time
+    is one copy's (each member has its own unit). The schedule is the one that the
+    members, expanded onto their own units, would get wherever they do not contend
+    for a pool slot (a test holds the two equal)."""
 
     unit: str  # resource the task occupies, e.g. "chip", "core3.cube", "core3.mte2"
     duration_s: float
@@ -22,21 +30,24 @@ class Task(NamedTuple):
     bound: str = "compute"  # what limits this task (one of BOUNDS)
     pool: str = ""  # shared pool held too (e.g. "dram"), "" for none
     label: str = ""  # shown on the timeline
+    copies: int = 1  # identical members it stands for (see above)
 
 
 def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
     out: dict[str, int] = {}
     for t in tasks:
+        k = t.copies
         for level, n in t.bytes.items():
-            out[level] = out.get(level, 0) + n
+            out[level] = out.get(level, 0) + n * k
     return out
 
 
 def sum_actions(tasks: Sequence[Task]) -> dict[str, float]:
     out: dict[str, float] = {}
     for t in tasks:
+        k = t.copies
         for a, n in t.actions.items():
-            out[a] = out.get(a, 0.0) + n
+            out[a] = out.get(a, 0.0) + n * k
     return out
 
 
@@ -55,9 +66,11 @@ def dominant_bound(tasks: Sequence[Task], pools: Mapping[str, int] | None = None
     for t in tasks:
         keys = [("unit", t.unit)] + ([("pool", t.pool)] if t.pool else [])
         for key in keys:
-            busy[key] = busy.get(key, 0.0) + t.duration_s
+            # each copy has its own unit, and holds a slot of the pool
+            d = t.duration_s * (t.copies if key[0] == "pool" else 1)
+            busy[key] = busy.get(key, 0.0) + d
             by = per.setdefault(key, {})
-            by[t.bound] = by.get(t.bound, 0.0) + t.duration_s
+            by[t.bound] = by.get(t.bound, 0.0) + d
     capacity = dict(pools or {})
 
     def load(key: tuple[str, str]) -> float:
