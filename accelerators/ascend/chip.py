@@ -11,6 +11,8 @@ cores, which run in parallel and synchronise through flags:
 ``vec7.mte2``       MTE2 of vector core 7: GM into UB (``core7.mte2`` when coupled)
 ``vec7.vector``     the vector unit, on UB (``core7.vector`` when coupled)
 ``vec7.mte3``       MTE3: UB out to GM (``core7.mte3`` when coupled)
+``vec0-46.vector``  the same pipe of a group of cores with the same work (one
+                    member's tasks stand for all of theirs: ``Task.copies``)
 ``launch``          kernel start (task dispatch) before each kernel
 ``link``            the NPU-to-NPU links (all-reduce)
 ==================  ========================================================
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Mapping
 
@@ -78,8 +81,13 @@ class Chip:
     def aic(self, core: int, pipe: str) -> str:
         return f"core{core}.{pipe}"
 
-    def aiv(self, vec: int, pipe: str) -> str:
-        return f"vec{vec}.{pipe}" if self.split else f"core{vec}.{pipe}"
+    def aiv(self, vec: int, pipe: str, last: int | None = None) -> str:
+        """A vector core's pipe; with ``last``, the pipe of the group of vector cores
+        ``vec..last`` that run the same work (``vec0-46.vector``)."""
+        name = f"vec{vec}" if self.split else f"core{vec}"
+        if last is not None and last > vec:
+            name += f"-{last}"
+        return f"{name}.{pipe}"
 
     def vecs_of(self, core: int) -> list[int]:
         """The vector cores that work with cube core ``core`` (two AIV on the 910B)."""
@@ -202,11 +210,26 @@ def reuse_hit_fraction(working_set_bytes: float, capacity_bytes: float) -> float
 
 
 class Builder:
-    """Collects the tasks of one op, with helpers for transfers through L2 and HBM."""
+    """Collects the tasks of one op, with helpers for transfers through L2 and HBM.
+
+    While :attr:`copies` is above one, the tasks being added are those of one member
+    of a group of cores with the same work (:meth:`group`): tasks on the member's own
+    pipes stand for every member's (``Task.copies``), and its transfers on the shared
+    ``hbm`` unit for the members' shares taking turns there (``serial``)."""
 
     def __init__(self, chip: Chip):
         self.chip = chip
         self.tasks: list[Task] = []
+        self.copies = 1
+
+    @contextmanager
+    def group(self, members: int):
+        """Add the tasks of one member of ``members`` cores with the same work."""
+        before, self.copies = self.copies, members
+        try:
+            yield self
+        finally:
+            self.copies = before
 
     def add(self, unit: str, duration_s: float, *, deps=(), bound: str = "compute",
             pool: str = "", label: str = "", nbytes: Mapping[str, int] | None = None,
@@ -214,9 +237,11 @@ class Builder:
         # (the fast paths matter: ops lower to thousands of tasks)
         deps = tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps)))
         tasks = self.tasks
+        k = self.copies
         tasks.append(Task(unit, duration_s if duration_s > 0.0 else 0.0,
                           dict(nbytes) if nbytes else _NO_BYTES,
-                          dict(actions) if actions else _NO_ACTIONS, deps, bound, pool, label))
+                          dict(actions) if actions else _NO_ACTIONS, deps, bound, pool, label,
+                          k, k > 1 and unit == HBM_UNIT))
         return len(tasks) - 1
 
     def launch(self, deps=(), label: str = "launch") -> int:

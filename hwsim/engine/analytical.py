@@ -15,7 +15,7 @@ def analytical_latency(tasks: Sequence[Task], pools: Mapping[str, int] | None = 
     for t in tasks:
         start = max((finish[d] for d in t.deps), default=0.0)
         finish.append(start + t.duration_s)
-        busy[t.unit] = busy.get(t.unit, 0.0) + t.duration_s
+        busy[t.unit] = busy.get(t.unit, 0.0) + t.duration_s * (t.copies if t.serial else 1)
         if t.pool:  # each copy holds a slot (see Task)
             pool_busy[t.pool] = pool_busy.get(t.pool, 0.0) + t.duration_s * t.copies
     bound = max(max(finish, default=0.0), max(busy.values(), default=0.0))

@@ -23,7 +23,8 @@ and created in the order simpy creates them:
   ``_trigger_put``: the head only, one grant per check); a grant is an event,
   and the task proceeds when it is processed;
 - a task that stands for ``copies`` members (:class:`~hwsim.engine.Task`) asks for
-  as many slots of its pool at once, granted when they are all free;
+  as many slots of its pool at once, granted when they are all free (``serial``
+  copies, which take turns on their one unit, hold one slot for all their turns);
 - at the end of its duration a task releases its pool slot, then its unit (a
   slot is free at once; the next request is granted when the release event is
   processed), then completes (an event that wakes the tasks that wait for it).
@@ -74,6 +75,7 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
         pool_ids[name] = len(pool_cap)
         pool_cap.append(max(1, int(cap)))
     copies = [t.copies for t in tasks]
+    slots = [1 if t.serial else t.copies for t in tasks]
     waiters: list[list[int] | None] = [None] * n
     missing = [0] * n
     for i, task in enumerate(tasks):
@@ -87,8 +89,8 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
                 p = pool_ids[task.pool] = len(pool_cap)
                 pool_cap.append(1)
             pool_of.append(p)
-            if copies[i] > pool_cap[p]:
-                raise ValueError(f"task {i} stands for {copies[i]} copies, more than the "
+            if slots[i] > pool_cap[p]:
+                raise ValueError(f"task {i} stands for {slots[i]} copies, more than the "
                                  f"{pool_cap[p]} slots of pool {task.pool!r}")
         else:
             pool_of.append(-1)
@@ -105,7 +107,7 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
             raise ValueError(f"task {i} has duration {task.duration_s!r}; expected >= 0")
         if not (isinstance(copies[i], int) and copies[i] >= 1):
             raise ValueError(f"task {i} has copies {copies[i]!r}; expected an integer >= 1")
-    durations = [t.duration_s for t in tasks]
+    durations = [t.duration_s * t.copies if t.serial else t.duration_s for t in tasks]
     unit_busy = [False] * len(unit_ids)
     unit_queue = [deque() for _ in unit_ids]
     pool_used = [0] * len(pool_cap)
@@ -135,7 +137,7 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
             # The task's duration is over: pool slot, then unit, then completion.
             p = pool_of[x]
             if p >= 0:
-                pool_used[p] -= copies[x]
+                pool_used[p] -= slots[x]
                 heappush(heap, (now, eid, _POOL_FREE, p))
                 eid += 1
             unit_busy[unit_of[x]] = False
@@ -155,8 +157,8 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
                 q = pool_queue[p]
                 q.append(x)
                 head = q[0]
-                if pool_used[p] + copies[head] <= pool_cap[p]:
-                    pool_used[p] += copies[head]
+                if pool_used[p] + slots[head] <= pool_cap[p]:
+                    pool_used[p] += slots[head]
                     heappush(heap, (now, eid, _POOL_GRANT, q.popleft()))
                     eid += 1
         elif kind == _POOL_GRANT:
@@ -171,8 +173,8 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
                 eid += 1
         elif kind == _POOL_FREE:
             q = pool_queue[x]
-            if q and pool_used[x] + copies[q[0]] <= pool_cap[x]:
-                pool_used[x] += copies[q[0]]
+            if q and pool_used[x] + slots[q[0]] <= pool_cap[x]:
+                pool_used[x] += slots[q[0]]
                 heappush(heap, (now, eid, _POOL_GRANT, q.popleft()))
                 eid += 1
         elif kind == _DONE:

@@ -20,8 +20,12 @@ def run_events_simpy(tasks: Sequence[Task], pools: Mapping[str, int] | None = No
 
     A task waits for its dependencies, then queues for its unit (FIFO in the
     order tasks become ready, ties in list order), then for a slot of its pool,
-    and holds both for its duration.
+    and holds both for its duration. A task with ``copies`` holds its unit for one
+    copy's duration, or all of theirs when ``serial``; one that also names a pool
+    (its copies would hold as many slots) is beyond this reference.
     """
+    if any(t.copies > 1 and t.pool and not t.serial for t in tasks):
+        raise NotImplementedError("copies that hold several pool slots: see run_events")
     if not tasks:
         return Schedule(0.0, (), ())
     env = simpy.Environment()
@@ -37,6 +41,7 @@ def run_events_simpy(tasks: Sequence[Task], pools: Mapping[str, int] | None = No
             pending = [done[d] for d in task.deps if not done[d].processed]
             if pending:
                 yield env.all_of(pending)
+        hold = task.duration_s * task.copies if task.serial else task.duration_s
         unit = units.get(task.unit)
         if unit is None:
             unit = units[task.unit] = simpy.Resource(env, capacity=1)
@@ -49,10 +54,10 @@ def run_events_simpy(tasks: Sequence[Task], pools: Mapping[str, int] | None = No
                 with pool.request() as preq:
                     yield preq
                     starts[i] = env.now
-                    yield env.timeout(task.duration_s)
+                    yield env.timeout(hold)
             else:
                 starts[i] = env.now
-                yield env.timeout(task.duration_s)
+                yield env.timeout(hold)
         ends[i] = env.now
         done[i].succeed()
 

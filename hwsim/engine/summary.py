@@ -61,12 +61,13 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
         else:
             finish.append(0.0 + d)
         u, b = t.unit, t.bound
-        unit_busy[u] = unit_busy.get(u, 0.0) + d
+        du = d * k if t.serial else d  # serial copies take turns on the one unit
+        unit_busy[u] = unit_busy.get(u, 0.0) + du
         by = unit_by.get(u)
         if by is None:
             by = unit_by[u] = {}
             order.append(("unit", u))
-        by[b] = by.get(b, 0.0) + d
+        by[b] = by.get(b, 0.0) + du
         if t.pool:
             p = t.pool
             dk = d * k  # each copy holds a slot

@@ -14,13 +14,18 @@ class Task(NamedTuple):
     the time of a frozen dataclass: ops lower to thousands of tasks); ``bytes`` and
     ``actions`` are read, never changed, once the task is made.
 
-    ``copies``: the task stands for that many identical tasks, one on each of as
-    many identical units that run in step (a group of cores or threads with the same
-    work: the target emits one representative instead of one per member). Each copy
-    counts its bytes and actions and holds a slot of the pool; the unit's busy time
-    is one copy's (each member has its own unit). The schedule is the one that the
-    members, expanded onto their own units, would get wherever they do not contend
-    for a pool slot (a test holds the two equal)."""
+    ``copies``: the task stands for that many identical tasks of as many identical
+    members (a group of cores or threads with the same work: the target emits one
+    representative instead of one per member). Each copy counts its bytes and
+    actions and holds a slot of the pool. By default each copy has a unit of its own
+    (the member's core), so the unit's busy time is one copy's, and the schedule is
+    the one the members, expanded onto their own units, would get wherever they do
+    not contend for a pool slot (a test holds the two equal). With ``serial`` the
+    copies share this one unit (the members' transfers over a shared link) and run
+    one after another: the task holds the unit for ``copies x duration_s`` in the
+    event schedule, which ends with its last member's share; the analytical
+    schedule counts that busy time and, on the critical path, the first member's
+    ``duration_s``, as it would for the members' own tasks."""
 
     unit: str  # resource the task occupies, e.g. "chip", "core3.cube", "core3.mte2"
     duration_s: float
@@ -31,6 +36,7 @@ class Task(NamedTuple):
     pool: str = ""  # shared pool held too (e.g. "dram"), "" for none
     label: str = ""  # shown on the timeline
     copies: int = 1  # identical members it stands for (see above)
+    serial: bool = False  # the copies share this unit, one after another (see above)
 
 
 def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
@@ -66,8 +72,8 @@ def dominant_bound(tasks: Sequence[Task], pools: Mapping[str, int] | None = None
     for t in tasks:
         keys = [("unit", t.unit)] + ([("pool", t.pool)] if t.pool else [])
         for key in keys:
-            # each copy has its own unit, and holds a slot of the pool
-            d = t.duration_s * (t.copies if key[0] == "pool" else 1)
+            # each copy holds a slot of the pool, and has its own unit unless serial
+            d = t.duration_s * (t.copies if key[0] == "pool" or t.serial else 1)
             busy[key] = busy.get(key, 0.0) + d
             by = per.setdefault(key, {})
             by[t.bound] = by.get(t.bound, 0.0) + d
