@@ -42,7 +42,8 @@ def lowered(op_dict, preset="ascend-910b", **kw):
 
 
 def busy(tasks, suffix):
-    return sum(t.duration_s for t in tasks if t.unit.endswith(suffix))
+    """Busy time of all the units named ``*suffix`` (a group's task once per member)."""
+    return sum(t.duration_s * t.copies for t in tasks if t.unit.endswith(suffix))
 
 
 # ---------------------------------------------------------------- presets
@@ -104,7 +105,7 @@ def test_a_17_wide_dimension_costs_what_32_does():
     for m in (17, 32, 33):
         tasks, *_ = lowered({"kind": "matmul", "m": m, "n": 2048, "k": 2048})
         cube[m] = busy(tasks, ".cube")
-        macs[m] = sum(t.actions.get("mac_fp16", 0) for t in tasks)
+        macs[m] = sum(t.actions.get("mac_fp16", 0) * t.copies for t in tasks)
     assert cube[17] == pytest.approx(cube[32], rel=1e-9)
     assert macs[17] == macs[32] == 32 * 2048 * 2048
     assert macs[33] == 48 * 2048 * 2048  # 33 rounds up to 48 (3 fractal rows)
@@ -132,15 +133,17 @@ def test_mte2_overlaps_the_cube_on_the_timeline():
     _, r = gemm_rate(4096, 4096, 4096)
     ev = chrome_events(r)
     lane = {e["tid"]: e["args"]["name"] for e in ev if e["name"] == "thread_name"}
-    for name in lane.values():
-        assert re.fullmatch(r"ops|host|launch|hbm|core\d+\.(cube|mte2|fixpipe)", name), name
+    for name in lane.values():  # a core, or a group of cores with the same work
+        assert re.fullmatch(r"ops|host|launch|hbm|core\d+([-+]\d+)?\.(cube|mte2|fixpipe)",
+                            name), name
+    core = sorted(n.split(".")[0] for n in lane.values() if n.endswith(".cube"))[0]
     spans = {}
     for e in ev:
-        if e["ph"] == "X" and lane.get(e["tid"], "").startswith("core3."):
+        if e["ph"] == "X" and lane.get(e["tid"], "").startswith(core + "."):
             spans.setdefault(lane[e["tid"]], []).append((e["ts"], e["ts"] + e["dur"]))
     overlap = sum(max(0.0, min(b1, b2) - max(a1, a2))
-                  for a1, b1 in spans["core3.mte2"] for a2, b2 in spans["core3.cube"])
-    assert overlap > 0.5 * sum(b - a for a, b in spans["core3.mte2"])
+                  for a1, b1 in spans[core + ".mte2"] for a2, b2 in spans[core + ".cube"])
+    assert overlap > 0.5 * sum(b - a for a, b in spans[core + ".mte2"])
 
 
 def test_event_and_analytical_agree_on_steady_state_kernels():
@@ -332,3 +335,41 @@ def test_skinny_gemm_reads_its_weights_once_in_fractal_layout():
         reads.append(hwsim.simulate(wl, "ascend").totals["dram_read_bytes"])
     assert reads == sorted(reads)
     assert reads[0] == pytest.approx(weight, rel=0.05)
+
+
+@pytest.mark.parametrize("workload", ["workloads/bert-base.yaml",
+                                      "workloads/gpt2-small-spatten.yaml",
+                                      "workloads/qwen2.5-7b-decode.yaml",
+                                      "workloads/attention-kernels.yaml"])
+def test_cores_in_groups_against_one_lane_per_core(workload, monkeypatch):
+    """Cores with the same work emitted as one group (Task.copies; their HBM shares
+    taking turns on the hbm unit) against one lane per core. Bytes and the analytical
+    schedule are the same; the event schedule differs where the per-core lanes queue on
+    the hbm unit in a different order: a core's small first load behind the other
+    cores' large second ones (first come, first served), which the group does not
+    wait for. Measured: between 13.4 % faster (a decode GEMV) and 0.2 % slower."""
+    from accelerators.ascend import TARGET as ASCEND
+    from hwsim.engine import run_events, summarize
+    from hwsim.simulate import prepare
+    from hwsim.workload import load_workload
+
+    wl = load_workload(workload)
+    g, _ = prepare(wl)
+    spec = resolve("ascend").spec
+    seen, fewer = set(), 0
+    for op in g.ops:
+        key = (op.kind, str(op.attrs), tuple(g.tensors[i].shape for i in op.inputs))
+        if key in seen or op.kind in ("view", "allreduce"):
+            continue
+        seen.add(key)
+        monkeypatch.setattr(ASCEND, "grouping", True)
+        grouped = ASCEND.lower(op, g, spec, wl.tiling)
+        monkeypatch.setattr(ASCEND, "grouping", False)
+        each = ASCEND.lower(op, g, spec, wl.tiling)
+        a, b = summarize(grouped), summarize(each)
+        assert a.bytes == b.bytes, op.name
+        assert a.analytical_latency_s == pytest.approx(b.analytical_latency_s, rel=1e-9)
+        ratio = run_events(grouped).latency_s / run_events(each).latency_s
+        assert 0.85 <= ratio <= 1.005, (op.name, ratio)
+        fewer += len(grouped) < len(each)
+    assert fewer >= 2

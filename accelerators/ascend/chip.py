@@ -81,13 +81,30 @@ class Chip:
     def aic(self, core: int, pipe: str) -> str:
         return f"core{core}.{pipe}"
 
-    def aiv(self, vec: int, pipe: str, last: int | None = None) -> str:
-        """A vector core's pipe; with ``last``, the pipe of the group of vector cores
-        ``vec..last`` that run the same work (``vec0-46.vector``)."""
-        name = f"vec{vec}" if self.split else f"core{vec}"
-        if last is not None and last > vec:
-            name += f"-{last}"
-        return f"{name}.{pipe}"
+    def aic_group(self, cores: list[int], pipe: str) -> str:
+        """The pipe of a group of cube cores with the same work: ``core3.cube`` alone,
+        ``core0-7.cube`` for a run, ``core2+5.cube`` (the first and how many more)."""
+        first, k = cores[0], len(cores)
+        if k == 1:
+            return self.aic(first, pipe)
+        if cores[-1] - first == k - 1:
+            return f"core{first}-{cores[-1]}.{pipe}"
+        return f"core{first}+{k - 1}.{pipe}"
+
+    def aiv(self, vec: int, pipe: str) -> str:
+        return f"vec{vec}.{pipe}" if self.split else f"core{vec}.{pipe}"
+
+    def aiv_group(self, vecs: list[int], pipe: str) -> str:
+        """The pipe of a group of vector cores with the same work (``vec0-46.vector``;
+        named as :meth:`aic_group` names cube cores)."""
+        if not self.split:
+            return self.aic_group(vecs, pipe)
+        first, k = vecs[0], len(vecs)
+        if k == 1:
+            return self.aiv(first, pipe)
+        if vecs[-1] - first == k - 1:
+            return f"vec{first}-{vecs[-1]}.{pipe}"
+        return f"vec{first}+{k - 1}.{pipe}"
 
     def vecs_of(self, core: int) -> list[int]:
         """The vector cores that work with cube core ``core`` (two AIV on the 910B)."""
@@ -217,10 +234,16 @@ class Builder:
     pipes stand for every member's (``Task.copies``), and its transfers on the shared
     ``hbm`` unit for the members' shares taking turns there (``serial``)."""
 
-    def __init__(self, chip: Chip):
+    def __init__(self, chip: Chip, *, grouping: bool = True):
         self.chip = chip
         self.tasks: list[Task] = []
         self.copies = 1
+        self.grouping = grouping  # False: one lane per core (the reference of the tests)
+
+    def groups(self, members: list[int]) -> list[list[int]]:
+        """``members`` (cores with the same work) as the groups to emit: one group, or
+        each core alone when grouping is off."""
+        return [members] if self.grouping else [[m] for m in members]
 
     @contextmanager
     def group(self, members: int):

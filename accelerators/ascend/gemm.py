@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .pipeline import Item, append, emit_pipeline
+from .pipeline import Item, append, emit_pipeline, same_work
 
 ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
 
@@ -273,12 +273,16 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                 if item.stages:
                     append(per_core[c], item, cap)
     last: list[int] = []
-    for c, items in enumerate(per_core):
-        end = emit_pipeline(bld, items, load_unit=chip.aic(c, "mte2"),
-                            compute_unit=chip.aic(c, "cube"), store_unit=chip.aic(c, "fixpipe"),
-                            store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm, deps=deps,
-                            dest="l1", src="l0", label=label)
-        last.extend(end)
+    # cores with the same items (the same tiles, L2 hits and misses) run as one group
+    groups = same_work(per_core) if bld.grouping else [[c] for c, it in enumerate(per_core) if it]
+    for members in groups:
+        c = members[0]
+        with bld.group(len(members)):
+            last.extend(emit_pipeline(
+                bld, per_core[c], load_unit=chip.aic_group(members, "mte2"),
+                compute_unit=chip.aic_group(members, "cube"),
+                store_unit=chip.aic_group(members, "fixpipe"), store_bw=chip.fixpipe_bw,
+                store_hbm_fraction=out_hbm, deps=deps, dest="l1", src="l0", label=label))
     return last
 
 

@@ -76,6 +76,20 @@ def append(items: list[Item], item: Item, cap_stages: int) -> None:
                           item.load_l2_slow))
 
 
+def same_work(per_core: list[list[Item]]) -> list[list[int]]:
+    """The cores in groups of equal item lists (in order of their first member): a
+    group's pipelines are the same, so it is emitted once (``Builder.group``)."""
+    groups: dict[tuple, list[int]] = {}
+    for c, items in enumerate(per_core):
+        if not items:
+            continue
+        key = tuple((it.stages, it.load_hbm, it.load_l2, it.mask_hbm, it.compute_s,
+                     it.store_bytes, tuple(it.actions.items()), it.bound, it.streamed,
+                     it.shadow_s, it.pad_hbm, it.pad_l2, it.load_l2_slow) for it in items)
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
 FIELDS = ("load_hbm", "load_l2", "mask_hbm", "compute_s", "streamed_store", "shadow_s",
           "pad_hbm", "pad_l2", "load_l2_slow")
 

@@ -31,6 +31,9 @@ class AscendTarget(Target):
 
     def __init__(self):
         self._chip: tuple[AscendSpec, Chip] | None = None
+        # cores with the same work emitted as one group (Builder); False: one lane per
+        # core, the reference the tests hold the groups to
+        self.grouping = True
 
     def chip(self, spec: AscendSpec) -> Chip:
         # kept while the spec is equal (a sweep's points resolve equal specs anew)
@@ -53,7 +56,7 @@ class AscendTarget(Target):
             return []
         if kind == "allreduce":
             return comm.lower_allreduce(op, graph, chip, tiling, self)
-        bld = Builder(chip)
+        bld = Builder(chip, grouping=self.grouping)
         l2 = L2(spec.l2_bytes)
         if kind == "matmul":
             self._matmul(bld, l2, op, graph)

@@ -157,14 +157,14 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
     # the cores in runs of the same share: each run is emitted once, as a group
     shares = [(base + (v < extra)) * align_units + (rest if v == nv - 1 else 0)
               for v in range(nv)]
-    runs: list[tuple[int, int]] = []  # (first, last) core
+    runs: list[list[int]] = []
     for v, u in enumerate(shares):
         if runs and shares[runs[-1][0]] == u:
-            runs[-1] = (runs[-1][0], v)
+            runs[-1].append(v)
         else:
-            runs.append((v, v))
-    for v, v_last in runs:
-        u = shares[v]
+            runs.append([v])
+    for members in (g for run in runs for g in bld.groups(run)):
+        u = shares[members[0]]
         if u <= 0:
             continue
         stages = cdiv(u, tile)
@@ -176,10 +176,10 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
                            "ub_byte": u * (2 * in_bytes + reread + 2 * out_bytes_per_unit)},
                   streamed=True, pad_hbm=u * pad_per_unit * hbm_share,
                   pad_l2=u * pad_per_unit * (1.0 - hbm_share))
-        with bld.group(v_last - v + 1):
-            last.extend(emit_pipeline(bld, [it], load_unit=chip.aiv(v, "mte2", v_last),
-                                      compute_unit=chip.aiv(v, "vector", v_last),
-                                      store_unit=chip.aiv(v, "mte3", v_last),
+        with bld.group(len(members)):
+            last.extend(emit_pipeline(bld, [it], load_unit=chip.aiv_group(members, "mte2"),
+                                      compute_unit=chip.aiv_group(members, "vector"),
+                                      store_unit=chip.aiv_group(members, "mte3"),
                                       store_bw=chip.mte3_bw, store_hbm_fraction=out_hbm,
                                       deps=deps, dest="ub", src="ub", label=label,
                                       compute_bound=bound, segments=VECTOR_SEGMENTS))
