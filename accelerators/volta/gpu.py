@@ -92,6 +92,12 @@ class Work:
     def hbm_bytes(self) -> float:
         return self.hbm_read + self.hbm_write
 
+    def key(self) -> tuple:
+        """The counts as a tuple (equal works, equal keys)."""
+        return (self.tensor_flops, self.cuda_flops, self.sfu_ops, self.smem_bytes,
+                self.smem_wavefront_bytes, self.l2_bytes, self.hbm_read, self.hbm_write,
+                self.l1_bytes)
+
 
 @dataclass
 class Kernel:
@@ -382,14 +388,31 @@ class _Counter:
         self.given += n
         return n
 
+    def share(self, x: float, members: int) -> int:
+        """Each of ``members``' whole share of ``x`` bytes each: what the members take
+        together, split equally; the remainder goes to later takes (or :meth:`left`)."""
+        if members == 1:
+            return self.take(x)
+        together = self.take(x * members)
+        each = together // members
+        self.given -= together - each * members  # not handed out yet
+        return each
+
+    def left(self) -> int:
+        """Whole bytes taken in total but not handed out by :meth:`share`."""
+        return int(round(self.acc)) - self.given
+
 
 class Builder:
     """Turns kernels into tasks, one kernel after another."""
 
-    def __init__(self, gpu: Gpu, energy: "callable", label: str):
+    def __init__(self, gpu: Gpu, energy: "callable", label: str, *, grouping: bool = True):
         self.gpu = gpu
         self.energy = energy  # (kernel, work) -> actions
         self.label = label
+        # SMs with the same runs emitted as one group (Task.copies; their traffic as
+        # serial copies on the shared units); False: one lane per SM (the tests' reference)
+        self.grouping = grouping
         self.tasks: list[Task] = []
         self.reports: list[KernelReport] = []
         self._last: tuple[int, ...] = ()
@@ -404,15 +427,16 @@ class Builder:
                              label=f"{self.label}: launch {name}"))
 
     def _pieces(self, unit: str, nbytes: float, piece: float, rate: float, deps, bound: str,
-                label: str, first_bytes: dict) -> int:
-        """``nbytes`` on a shared unit as a chain of pieces; returns the last task."""
+                label: str, first_bytes: dict, copies: int = 1) -> int:
+        """``nbytes`` on a shared unit as a chain of pieces; returns the last task.
+        ``copies``: the pieces of that many SMs with the same work, taking turns."""
         n = max(1, int(round(nbytes / piece))) if piece > 0 else 1
         dur = nbytes / rate / n
         prev = tuple(deps)
         last = -1
         for i in range(n):
             last = self.add(Task(unit, dur, first_bytes if i == 0 else {}, {}, prev, bound, "",
-                                 label))
+                                 label, copies, copies > 1))
             prev = (last,)
         return last
 
@@ -438,7 +462,11 @@ class Builder:
             hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
             l2_piece = total.l2_bytes / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
-            for sm, runs in enumerate(self._groups(k, per)):
+            per_sm = self._groups(k, per)
+            for members in self._sm_groups(per_sm):
+                sm, copies = members[0], len(members)
+                runs = per_sm[sm]
+                unit = _sm_unit(members)
                 chunks = []
                 for reps, w, n, sm_s, bound in runs:
                     for r in _split(reps):
@@ -451,23 +479,31 @@ class Builder:
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
-                        bounds[b] = bounds.get(b, 0.0) + t
+                        bounds[b] = bounds.get(b, 0.0) + t * copies
                     bound = max(by, key=by.get)
-                    a = self.add(Task(f"sm{sm}", sm_s, {"l2_read": l2c.take(w.l2_bytes)},
+                    a = self.add(Task(unit, sm_s, {"l2_read": l2c.share(w.l2_bytes, copies)},
                                       self.energy(k, w), lanes["sm"], bound, "",
-                                      f"{tag} x{nblocks}"))
+                                      f"{tag} x{nblocks}", copies))
                     lanes["sm"] = (a,)
                     if w.hbm_bytes > 0:
-                        nb = {"dram_read": rd.take(w.hbm_read), "dram_write": wr.take(w.hbm_write)}
+                        nb = {"dram_read": rd.share(w.hbm_read, copies),
+                              "dram_write": wr.share(w.hbm_write, copies)}
                         lanes["hbm"] = (self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                     lanes["hbm"], "memory", f"{tag} HBM", nb),)
+                                                     lanes["hbm"], "memory", f"{tag} HBM", nb,
+                                                     copies),)
                     if w.l2_bytes > 0:
                         lanes["l2"] = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                    lanes["l2"], "onchip", f"{tag} L2", {}),)
+                                                    lanes["l2"], "onchip", f"{tag} L2", {},
+                                                    copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({x for lane in lanes.values() for x in lane}))
                 est = max(est, sm_total)
+            # what the groups' equal shares of whole bytes left over (under one per member)
+            left = {"dram_read": rd.left(), "dram_write": wr.left(), "l2_read": l2c.left()}
+            if any(left.values()):
+                self.add(Task(HBM_UNIT, 0.0, {n: b for n, b in left.items() if b}, {}, (start,),
+                              "memory", "", f"{tag} bytes left over by the groups' shares"))
         if k.pcie_bytes:
             ends.extend(self.pcie(k.pcie_bytes, (start,), k.name))
         if not ends:
@@ -490,6 +526,17 @@ class Builder:
     def _groups(self, k: Kernel, per: int) -> list[list[Run]]:
         return plan_groups(self.gpu, k, per)
 
+    def _sm_groups(self, per_sm: list[list[Run]]) -> list[list[int]]:
+        """The SMs in groups of equal runs, in order of their first member (each SM
+        alone when grouping is off)."""
+        if not self.grouping:
+            return [[sm] for sm in range(len(per_sm))]
+        groups: dict[tuple, list[int]] = {}
+        for sm, runs in enumerate(per_sm):
+            key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
+            groups.setdefault(key, []).append(sm)
+        return list(groups.values())
+
     def pcie(self, nbytes: float, deps, name: str, chunks: int = 8) -> list[int]:
         """Host transfers in chunks on the ``pcie`` lane (overlapping the SMs)."""
         spec = self.gpu.spec
@@ -507,6 +554,17 @@ class Builder:
 
 
 Run = tuple[int, Work, int, float, str]  # repetitions, work, blocks, seconds each, bound
+
+
+def _sm_unit(members: list[int]) -> str:
+    """The lane of a group of SMs with the same work: ``sm3`` alone, ``sm0-39`` for a run,
+    ``sm2+5`` (the first and how many more) otherwise."""
+    first, k = members[0], len(members)
+    if k == 1:
+        return f"sm{first}"
+    if members[-1] - first == k - 1:
+        return f"sm{first}-{members[-1]}"
+    return f"sm{first}+{k - 1}"
 
 
 def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:

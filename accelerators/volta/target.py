@@ -42,6 +42,9 @@ class VoltaTarget(Target):
     def __init__(self):
         self._gpu: tuple[VoltaSpec, Gpu] | None = None
         self._built: list[tuple[tuple, tuple, Builder]] = []  # (key, objects kept alive, build)
+        # SMs with the same work emitted as one group (gpu.Builder); False: one lane per
+        # SM, the reference the tests hold the groups to
+        self.grouping = True
 
     def gpu(self, spec: VoltaSpec) -> Gpu:
         if self._gpu is None or (self._gpu[0] is not spec and self._gpu[0] != spec):
@@ -102,11 +105,11 @@ class VoltaTarget(Target):
                                 op.attrs["kv_len"])
 
     def _build(self, op, graph, spec, tiling) -> Builder:
-        key = (id(op), id(graph), id(spec), repr(tiling))
+        key = (id(op), id(graph), id(spec), repr(tiling), self.grouping)
         for k, _, bld in self._built:
             if k == key:
                 return bld
-        bld = Builder(self.gpu(spec), actions, op.name or op.kind)
+        bld = Builder(self.gpu(spec), actions, op.name or op.kind, grouping=self.grouping)
         for k in self.kernels_of(op, graph, spec, tiling):
             bld.kernel(k)
         # the objects stay referenced while cached, so their ids cannot be reused
