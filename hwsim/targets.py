@@ -49,7 +49,6 @@ import copy
 import functools
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -223,6 +222,8 @@ def registry() -> dict[str, Target]:
     targets: dict[str, Target] = {}
     for name, ref in BUILTIN.items():
         targets[name] = _load(ref)
+    from importlib import metadata  # noqa: PLC0415 (only when every target is asked for)
+
     try:
         eps = metadata.entry_points(group="hwsim.targets")
     except TypeError:  # pragma: no cover - python < 3.10 API
@@ -231,6 +232,24 @@ def registry() -> dict[str, Target]:
         if ep.name not in targets:
             targets[ep.name] = ep.load()
     return targets
+
+
+def _builtin_of(text: str) -> tuple[Target, str, Path] | None:
+    """A built-in target's name or one of its presets: (target, preset, path), importing
+    that target alone (the five import numpy, simpy and their models: a run on one
+    should not pay for the others). None for anything else."""
+    import importlib.util  # noqa: PLC0415
+
+    for name, ref in BUILTIN.items():
+        if text == name:
+            target = _load(ref)
+            return target, target.default_preset, target.presets()[target.default_preset]
+        spec = importlib.util.find_spec(ref.partition(":")[0])  # the package, not run
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            path = Path(folder) / "presets" / f"{text}.yaml"
+            if path.is_file():
+                return _load(ref), text, path
+    return None
 
 
 def all_presets() -> dict[str, tuple[Target, Path]]:
@@ -273,7 +292,7 @@ def read_preset(path: Path | str) -> dict:
             errs.add(str(key), "unknown key" + suggest(str(key), ["target", "name", "spec"]))
     if "target" not in data:
         errs.add("target", f"missing (one of: {', '.join(registry())})")
-    elif data["target"] not in registry():
+    elif data["target"] not in BUILTIN and data["target"] not in registry():
         errs.add("target", f"unknown target {data['target']!r} (known: {', '.join(registry())})")
     if not isinstance(data.get("spec"), dict):
         errs.add("spec", "missing or not a mapping")
@@ -281,28 +300,36 @@ def read_preset(path: Path | str) -> dict:
     return data
 
 
+def _resolve_other(text: str) -> tuple[Target, str, Path]:
+    """A target or preset of an installed plugin, or a hardware YAML path (all
+    targets loaded)."""
+    reg = registry()
+    presets = all_presets()
+    if text in reg:
+        target = reg[text]
+        return target, target.default_preset, presets[target.default_preset][1]
+    if text in presets:
+        target, path = presets[text]
+        return target, text, path
+    if text.endswith((".yaml", ".yml")) or os.path.sep in text:
+        path = Path(text)
+        return reg[read_preset(path)["target"]], str(path), path
+    known = sorted(set(reg) | set(presets))
+    raise InputError(f"unknown target {text!r}{suggest(text, known)} "
+                     f"(known: {', '.join(known)})", source="--target")
+
+
 def resolve(text: str, overrides: Mapping[str, Any] | None = None) -> ResolvedTarget:
     """A target name, preset name or hardware YAML path -> target and its spec.
 
     ``overrides`` maps spec field names (no ``target.`` prefix) to values.
     """
-    reg = registry()
-    presets = all_presets()
-    if text in reg:
-        target = reg[text]
-        preset = target.default_preset
-        path = presets[preset][1]
-    elif text in presets:
-        target, path = presets[text]
-        preset = text
-    elif text.endswith((".yaml", ".yml")) or os.path.sep in text:
-        path = Path(text)
-        preset = str(path)
-        target = reg[read_preset(path)["target"]]
+    builtin = _builtin_of(text) if os.path.sep not in text and "/" not in text \
+        and not text.endswith((".yaml", ".yml")) else None
+    if builtin is not None:
+        target, preset, path = builtin
     else:
-        known = sorted(set(reg) | set(presets))
-        raise InputError(f"unknown target {text!r}{suggest(text, known)} "
-                         f"(known: {', '.join(known)})", source="--target")
+        target, preset, path = _resolve_other(text)
     data = read_preset(path)
     if data["target"] != target.name:
         raise InputError(f"preset is for target {data['target']!r}, not {target.name!r}",

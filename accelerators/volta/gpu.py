@@ -144,6 +144,7 @@ class Gpu:
     def __init__(self, spec: VoltaSpec):
         self.spec = spec
         s = spec
+        self._occupancy: dict[tuple[int, int, int], Occupancy] = {}  # (threads, regs, smem)
         self.clock = s.clock_hz
         self.smem_bw_sm = s.smem_banks * s.smem_bank_bytes * s.clock_hz * s.smem_efficiency
         self.sfu_rate_sm = s.sfu_ops_per_clock_per_sm * s.clock_hz
@@ -171,6 +172,13 @@ class Gpu:
 
     # ------------------------------------------------------------ occupancy
     def occupancy(self, threads: int, regs: int, smem: int) -> Occupancy:
+        key = (threads, regs, smem)
+        got = self._occupancy.get(key)
+        if got is None:
+            got = self._occupancy[key] = self._occupancy_of(threads, regs, smem)
+        return got
+
+    def _occupancy_of(self, threads: int, regs: int, smem: int) -> Occupancy:
         s = self.spec
         warps = cdiv(threads, 32)
         regs_per_warp = cdiv(regs * 32, s.register_alloc_unit) * s.register_alloc_unit
@@ -580,14 +588,17 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     if len(k.blocks) == 1:
         count, w = k.blocks[0]
         base, extra = divmod(count, sms)
+        by_count: dict[int, list[Run]] = {}  # SMs with as many blocks run the same
         for i in range(sms):
             c = base + (1 if i < extra else 0)
-            full, rest = divmod(c, per)
-            runs = []
-            for reps, n in ((full, per), (1 if rest else 0, rest)):
-                if reps:
-                    t, bound = gpu.group_time(k, w.scaled(n), n, w)
-                    runs.append((reps, w.scaled(n), n, t, bound))
+            runs = by_count.get(c)
+            if runs is None:
+                full, rest = divmod(c, per)
+                runs = by_count[c] = []
+                for reps, n in ((full, per), (1 if rest else 0, rest)):
+                    if reps:
+                        t, bound = gpu.group_time(k, w.scaled(n), n, w)
+                        runs.append((reps, w.scaled(n), n, t, bound))
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]

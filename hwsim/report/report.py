@@ -1,15 +1,21 @@
-"""The :class:`Report` object and its JSON and CSV forms."""
+"""The :class:`Report` object and its JSON and CSV forms.
+
+The rows are kept as the simulation made them; the per-op DataFrame
+(:attr:`Report.ops`) is built, and pandas imported, when first asked for, so that
+what needs only the totals (a sweep point, ``hwsim simulate --json``'s totals) does
+not pay for it."""
 
 from __future__ import annotations
 
 import json
 import math
 from functools import cached_property
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from ..energy import COMPONENTS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPORT_SCHEMA = "hwsim.report/1"
 OP_COLUMNS = ["id", "name", "kind", "layer", "start_s", "latency_s", "flops", "executed_flops",
@@ -23,17 +29,14 @@ class Report:
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
                  fidelity: str, lanes: list | None = None, baseline: "Report | None" = None,
                  memory: dict | None = None, host_lane: list | None = None):
-        self.ops = pd.DataFrame(rows)
-        if self.ops.empty:
-            self.ops = pd.DataFrame(columns=OP_COLUMNS)
-        self.ops["layer"] = self.ops["layer"].astype("Int64")
+        self.rows = rows  # one dict per op, the columns of ops
         self.graph = graph
         self.workload = workload
         self.target = target
         self.dense_flops = int(dense_flops)
         self.fidelity = fidelity
         # per op: [(unit, label, start_s, end_s)] relative to the op's start
-        self.lanes = lanes or [[] for _ in range(len(self.ops))]
+        self.lanes = lanes or [[] for _ in range(len(rows))]
         # the same workload unpruned, when simulated beside it (simulate(..., baseline=True))
         self.baseline = baseline
         # what one device holds: weights, KV cache, activations, capacity (hwsim.capacity)
@@ -42,6 +45,24 @@ class Report:
         self.host_lane = list(host_lane or [])
 
     # ------------------------------------------------------------------ views
+    @cached_property
+    def ops(self) -> pd.DataFrame:
+        """One row per op (one device's), unit-suffixed columns."""
+        import pandas as pd  # noqa: PLC0415 (loaded on first need)
+
+        ops = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=OP_COLUMNS)
+        ops["layer"] = ops["layer"].astype("Int64")
+        return ops
+
+    def _sum(self, column: str, whole: bool = False) -> float | int:
+        """One device's sum of an op column (0 when no op has it): exact for whole
+        numbers, correctly rounded (math.fsum) for seconds and joules."""
+        values = [r[column] for r in self.rows if column in r]
+        return sum(int(v) for v in values) if whole else math.fsum(values)
+
+    def _has(self, column: str) -> bool:
+        return bool(self.rows) and column in self.rows[0]
+
     @property
     def devices(self) -> int:
         """Devices the graph was split over; op rows are one device's, totals all devices'."""
@@ -50,26 +71,24 @@ class Report:
     @cached_property
     def totals(self) -> dict[str, Any]:
         """Whole-run figures: latency of one device, work and energy of all devices."""
-        ops = self.ops
         n = self.devices
+        s = self._sum
         # the device runs the ops one after another, idling where the host had not yet
         # issued the next one (hwsim.runtime): the run is its ops plus those waits
-        wait = float(ops["host_wait_s"].sum()) if "host_wait_s" in ops else 0.0
-        latency = float(ops["latency_s"].sum()) + wait
+        latency = s("latency_s") + s("host_wait_s")
         clock = getattr(self.target.spec, "clock_hz", None)
-        breakdown = {c: n * float(ops[f"energy_{c}_j"].sum()) if f"energy_{c}_j" in ops
-                     else 0.0 for c in COMPONENTS}
+        breakdown = {c: n * s(f"energy_{c}_j") for c in COMPONENTS}
         return {
             "latency_s": latency,
             "cycles": int(round(latency * clock)) if clock else None,
-            "flops": n * int(ops["flops"].sum()),
+            "flops": n * s("flops", whole=True),
             "dense_flops": self.dense_flops,
             # what the kernels execute (masked attention tiles skipped): throughput uses it
-            "executed_flops": n * int(ops["executed_flops"].sum()) if "executed_flops" in ops
-            else n * int(ops["flops"].sum()),
-            "dram_read_bytes": n * int(ops["dram_read_bytes"].sum()),
-            "dram_write_bytes": n * int(ops["dram_write_bytes"].sum()),
-            "energy_j": n * float(ops["energy_j"].sum()),
+            "executed_flops": n * s("executed_flops" if self._has("executed_flops")
+                                    else "flops", whole=True),
+            "dram_read_bytes": n * s("dram_read_bytes", whole=True),
+            "dram_write_bytes": n * s("dram_write_bytes", whole=True),
+            "energy_j": n * s("energy_j"),
             "energy_breakdown_j": breakdown,
         }
 
@@ -77,7 +96,7 @@ class Report:
     def host_wait_s(self) -> float:
         """Time the device idled waiting for the host to issue the next op
         (:mod:`hwsim.runtime`); part of ``totals["latency_s"]``."""
-        return float(self.ops["host_wait_s"].sum()) if "host_wait_s" in self.ops else 0.0
+        return self._sum("host_wait_s")
 
     @property
     def power_w(self) -> float:
@@ -88,6 +107,8 @@ class Report:
     @cached_property
     def layers(self) -> pd.DataFrame:
         """One device's sums per layer; ops outside any layer are the row with layer <NA>."""
+        import pandas as pd  # noqa: PLC0415 (loaded on first need)
+
         cols = SUM_COLUMNS
         if self.ops.empty:
             return pd.DataFrame(columns=["layer", *cols])
@@ -111,6 +132,8 @@ class Report:
     # ------------------------------------------------------------------ output
     def to_dict(self) -> dict[str, Any]:
         """The JSON report of DESIGN.md (schema ``hwsim.report/1``)."""
+        import pandas as pd  # noqa: PLC0415 (loaded on first need)
+
         layers = []
         for row in self.layers.itertuples(index=False):
             layers.append({"layer": None if pd.isna(row.layer) else int(row.layer),
@@ -162,7 +185,7 @@ class Report:
     def __repr__(self) -> str:
         t = self.totals
         return (f"<Report {self.graph.header.get('name', '')} on {self.target.preset}: "
-                f"{t['latency_s'] * 1e3:.3f} ms, {len(self.ops)} ops>")
+                f"{t['latency_s'] * 1e3:.3f} ms, {len(self.rows)} ops>")
 
 
 def _plain(v: Any) -> Any:

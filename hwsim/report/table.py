@@ -22,7 +22,7 @@ def format_table(report, top: int = 10) -> str:
     name = report.graph.header.get("name", "")
     lines = [
         f"{name} on {report.target.preset} ({report.target.name}), "
-        f"{len(report.ops)} ops, fidelity {report.fidelity}",
+        f"{len(report.rows)} ops, fidelity {report.fidelity}",
         f"  latency      {si(t['latency_s'], 's')}"
         + (f"  ({t['cycles']:,} cycles)" if t["cycles"] else ""),
         f"  flops        {si(t['flops'], 'FLOP')}  (dense {si(t['dense_flops'], 'FLOP')})",
@@ -61,19 +61,21 @@ def format_table(report, top: int = 10) -> str:
         lines.extend(format_pruning(pruning, si))
         if "vs_unpruned" in pruning:
             lines.extend(format_comparison(pruning, si))
-    ops = report.ops.sort_values("latency_s", ascending=False).head(top)
-    if len(ops):
+    # the top ops from the report's rows (no DataFrame: pandas stays unloaded); ties in
+    # the order of the ops, as a stable sort of the table would give them
+    ops = sorted(report.rows, key=lambda r: -r["latency_s"])[:top]
+    if ops:
         lines.append("")
         lines.append(f"  top {len(ops)} ops by latency:")
         lines.append(f"  {'id':>5}  {'kind':<11} {'layer':>5}  {'latency':>10}  {'share':>6}  "
                      f"{'flops':>10}  {'dram':>10}  {'bound':<8} name")
         total = t["latency_s"] or 1.0
-        for r in ops.itertuples(index=False):
-            layer = "-" if r.layer is None or str(r.layer) == "<NA>" else str(r.layer)
+        for r in ops:
+            layer = "-" if r.get("layer") is None else str(r["layer"])
             lines.append(
-                f"  {r.id:>5}  {r.kind:<11} {layer:>5}  {si(r.latency_s, 's'):>10}  "
-                f"{100 * r.latency_s / total:5.1f}%  {si(r.flops, 'FLOP'):>10}  "
-                f"{si(r.dram_read_bytes + r.dram_write_bytes, 'B'):>10}  {r.bound:<8} "
-                f"{r.module or r.name}"
-                + (f"  [{r.detail}]" if getattr(r, "detail", "") else ""))
+                f"  {r['id']:>5}  {r['kind']:<11} {layer:>5}  {si(r['latency_s'], 's'):>10}  "
+                f"{100 * r['latency_s'] / total:5.1f}%  {si(r['flops'], 'FLOP'):>10}  "
+                f"{si(r['dram_read_bytes'] + r['dram_write_bytes'], 'B'):>10}  {r['bound']:<8} "
+                f"{r.get('module') or r['name']}"
+                + (f"  [{r['detail']}]" if r.get("detail") else ""))
     return "\n".join(lines)

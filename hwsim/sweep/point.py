@@ -222,13 +222,14 @@ def _row(report, target: str, fidelity: str) -> dict[str, Any]:
     row["dram_bytes"] = t["dram_read_bytes"] + t["dram_write_bytes"]
     for comp, joules in t["energy_breakdown_j"].items():
         row[f"energy_{comp}_j"] = joules
-    ops = report.ops
     n = report.devices  # op rows are one device's; work and energy count all devices
     by_kind: dict[str, dict[str, Any]] = {}
     by_bound: dict[str, float] = {}
-    # plain loops: a groupby per point would cost more than the simulation itself
-    cols = [ops[c].tolist() for c in ("kind", "bound", "latency_s", "flops", "dram_read_bytes",
-                                       "dram_write_bytes", "energy_j")]
+    # plain loops over the report's rows: a DataFrame and a groupby per point would
+    # cost more than the simulation itself
+    cols = [[r[c] for r in report.rows] for c in ("kind", "bound", "latency_s", "flops",
+                                                  "dram_read_bytes", "dram_write_bytes",
+                                                  "energy_j")]
     for kind, bound, lat, flops, rd, wr, energy in zip(*cols):
         k = by_kind.setdefault(str(kind), {"latency_s": 0.0, "flops": 0, "dram_bytes": 0,
                                            "energy_j": 0.0})
