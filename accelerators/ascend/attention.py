@@ -831,7 +831,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # ---- tiles to cores: the least loaded cube core takes the next tile
     chains: dict[tuple, tuple[float, float, float, int]] = {}
     per_core: list[list[Item]] = [[] for _ in range(chip.n_cube)]
-    per_core_blocks: list[list[Block]] = [[] for _ in range(chip.n_cube)]
+    per_core_blocks: list[list[tuple[Block, int]]] = [[] for _ in range(chip.n_cube)]
     load = [0.0] * chip.n_cube
     free = [(0.0, c) for c in range(chip.n_cube)]
     tile_seen: set[int] = set()
@@ -938,19 +938,28 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
 def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
             slow: float, mask_hbm: float, pad: float, share: float, store: float,
-            actions: dict) -> list[Block]:
+            actions: dict) -> list[tuple[Block, int]]:
     """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
     share of the rows for the vector stages) and their share of the tile's loads (by
-    width; Q, when the tile loads it, with the first block). ``first`` is unused by
-    the costs: a tile following another on its core continues that core's pipeline."""
+    width; Q, when the tile loads it, with the first block), as runs of equal blocks
+    (block, how many): a 32K walk has a hundred blocks of one width and mask. ``first``
+    is unused by the costs: a tile following another on its core continues that core's
+    pipeline."""
     del first
     rb, walk = t.rows, max(1, t.k1 - t.k0)
     st = costs.stage
-    out = []
-    for j, (w, m) in enumerate(zip(t.widths, t.masks)):
+    out: list[tuple[Block, int]] = []
+    n = len(t.widths)
+    j = 0
+    while j < n:
+        w, m = t.widths[j], t.masks[j]
+        k = 1  # the blocks after it of the same width and mask, the tile's last apart
+        while j + k < n - 1 and t.widths[j + k] == w and t.masks[j + k] == m:
+            k += 1
         f = w / walk
-        last = j == len(t.widths) - 1
-        out.append(Block(
+        last = j + k == n
+        j += k
+        out.append((Block(
             qk_s=st("qk", rb, w), fix_s_s=st("fix_s", rb, w),
             softmax_s=st("softmax", rb, w, m or None), pv_s=st("pv", rb, w),
             fix_o_s=st("fix_o", rb), update_s=st("update", rb),
@@ -958,7 +967,7 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
             load_hbm=hbm * f, load_l2=l2b * f, load_l2_slow=slow * f,
             mask_hbm=mask_hbm * f, pad_hbm=pad * share * f, pad_l2=pad * (1.0 - share) * f,
             store_bytes=store if last else 0.0,
-            actions={a: v * f for a, v in actions.items()}))
+            actions={a: v * f for a, v in actions.items()}), k))
     return out
 
 

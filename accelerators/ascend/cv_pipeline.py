@@ -95,29 +95,61 @@ def _steps(n: int) -> list[tuple[int, int]]:
     return head + mid + tail
 
 
-def _sum(blocks: list[Block]) -> Block:
-    out = Block(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    for b in blocks:
-        for name in ("qk_s", "fix_s_s", "softmax_s", "pv_s", "fix_o_s", "update_s", "final_s",
-                     "load_hbm", "load_l2", "load_l2_slow", "mask_hbm", "pad_hbm", "pad_l2",
-                     "store_bytes"):
-            setattr(out, name, getattr(out, name) + getattr(b, name))
-        for a, v in b.actions.items():
-            out.actions[a] = out.actions.get(a, 0.0) + v
+def _add(out: Block, b: Block, k: int) -> None:
+    """``out`` += ``k`` blocks ``b``."""
+    out.qk_s += b.qk_s * k
+    out.fix_s_s += b.fix_s_s * k
+    out.softmax_s += b.softmax_s * k
+    out.pv_s += b.pv_s * k
+    out.fix_o_s += b.fix_o_s * k
+    out.update_s += b.update_s * k
+    out.final_s += b.final_s * k
+    out.load_hbm += b.load_hbm * k
+    out.load_l2 += b.load_l2 * k
+    out.load_l2_slow += b.load_l2_slow * k
+    out.mask_hbm += b.mask_hbm * k
+    out.pad_hbm += b.pad_hbm * k
+    out.pad_l2 += b.pad_l2 * k
+    out.store_bytes += b.store_bytes * k
+    acts = out.actions
+    for a, v in b.actions.items():
+        acts[a] = acts.get(a, 0.0) + v * k
+
+
+def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[Block]:
+    """Per range [a, b) of the walk's blocks (given as runs of equal blocks), their sum."""
+    out = []
+    r, start = 0, 0  # the run at the cursor and the index of its first block
+    for a, b in ranges:
+        acc = Block(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        while r < len(runs) and start + runs[r][1] <= a:  # runs wholly before the range
+            start += runs[r][1]
+            r += 1
+        i, s = r, start
+        while i < len(runs) and s < b:
+            blk, k = runs[i]
+            overlap = min(b, s + k) - max(a, s)
+            if overlap > 0:
+                _add(acc, blk, overlap)
+            s += k
+            i += 1
+        out.append(acc)
     return out
 
 
-def emit_cv_pipeline(bld: Builder, blocks: list[Block], *, core: int, vecs: list[int],
+def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]], *,
+                     core: int, vecs: list[int],
                      preload: int, sync_s: float, store_bw: float,
                      store_hbm_fraction: float = 1.0, deps=(), label: str = "attention"
                      ) -> tuple[int, ...]:
-    """Emit one cube core's walk (``blocks`` in order) with its vector cores ``vecs``;
-    returns the tasks its end waits for."""
+    """Emit one cube core's walk (``blocks`` in order, or as runs ``(block, count)`` of
+    equal ones) with its vector cores ``vecs``; returns the tasks its end waits for."""
     if not blocks:
         return ()
+    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
     chip = bld.chip
-    ranges = _steps(len(blocks))
-    steps = [_sum(blocks[a:b]) for a, b in ranges]
+    ranges = _steps(sum(k for _, k in runs))
+    steps = _sums(runs, ranges)
     inner_flags = [(b - a - 1) * sync_s if preload == 0 else 0.0 for a, b in ranges]
     n = len(steps)
     nbuf = max(2, preload + 1)  # K/V buffers in L1: double buffered, one per block run ahead
