@@ -63,7 +63,7 @@ def one(workload: str, target: str, fidelity: str) -> None:
     t0 = time.perf_counter()
     try:
         r = hwsim.simulate(workload, target, fidelity=fidelity)
-        out = {"s": time.perf_counter() - t0, "ops": len(r.rows),
+        out = {"s": time.perf_counter() - t0, "ops": len(r.ops),
                "latency_s": r.totals["latency_s"]}
     except hwsim.HwsimError as e:
         out = {"error": str(e).splitlines()[0][:160]}

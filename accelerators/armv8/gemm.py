@@ -263,15 +263,22 @@ def _cold(step: Step, nbytes_: float, sharers: int, reps: int, broadcast: bool, 
     reread(step, nbytes_, nbytes_ * (reps - 1) / reps, mach, threads)
 
 
+def openblas_threads(g: Gemm, max_threads: int) -> tuple[int, int, int]:
+    """(threads over the batch, GEMMs per such thread, threads per GEMM) OpenBLAS uses
+    when given ``max_threads``: all it decides the plan by (two caps with the same
+    three give the same plan)."""
+    tb, per, avail = batch_split(g.batch, max_threads)
+    mnk = g.m * g.n * g.k
+    return tb, per, 1 if mnk <= SMP_MNK else max(1, min(avail, int(mnk // SMP_MNK)))
+
+
 def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     spec = mach.spec
     lanes, s = mach.lanes(g.dtype), g.s
     mr, nr = mach.kernel_shape(g.dtype)
     checked_kernel(mr, nr, lanes, spec, f"spec.{KERNEL_FIELD.get(g.dtype, 'sgemm_kernel')}")
     p, q, _ = mach.blocking(g.dtype)
-    tb, per, avail = batch_split(g.batch, max_threads)
-    mnk = g.m * g.n * g.k
-    t_in = 1 if mnk <= SMP_MNK else max(1, min(avail, int(mnk // SMP_MNK)))
+    tb, per, t_in = openblas_threads(g, max_threads)
     tm, tn = openblas_grid(g.m, g.n, t_in, mach.switch_ratio(g.dtype))
     threads = tb * tm * tn
     m_t, n_t = -(-g.m // tm), -(-g.n // tn)
@@ -466,7 +473,11 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
         return builders[strategy](g, mach, max_threads)
     # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
     # caller caps them (openblas_set_num_threads) at the count that runs fastest
-    plans = [_best([openblas(g, mach, cap) for cap in thread_counts(max_threads)], mach)]
+    # the caps that change OpenBLAS's thread split, each planned once (the smallest)
+    caps: dict[tuple[int, int, int], int] = {}
+    for cap in thread_counts(max_threads):
+        caps.setdefault(openblas_threads(g, cap), cap)
+    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
