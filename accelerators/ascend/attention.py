@@ -841,7 +841,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     for _ in range(heads):
         for t, nv in zip(items, vals):
             core = heapq.heappop(free)[1]
-            warm = bool(per_core[core])
+            warm = bool(per_core[core] or per_core_blocks[core])  # a tile ran here before
             vt = None
             if att.selects_values:
                 vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
@@ -903,13 +903,14 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
             share = hbm / (hbm + l2b + slow) if hbm + l2b + slow else 1.0
             store = t.rows * partial_row if split else t.rows * att.v_head_dim * by
-            # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
-            # _check_blocks): the load of one overlaps the compute of the previous
-            stages = sum(cdiv(w, blk.b2) for w in t.widths)
-            if not att.selects_values:
+            if not att.selects_values:  # the walk's blocks, for the cube/vector pipeline
                 per_core_blocks[core].extend(_blocks(
                     costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b, slow=slow,
                     mask_hbm=mask_hbm, pad=pad, share=share, store=store, actions=actions))
+                continue
+            # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
+            # _check_blocks): the load of one overlaps the compute of the previous
+            stages = sum(cdiv(w, blk.b2) for w in t.widths)
             append(per_core[core], Item(stages, hbm, l2b, mask_hbm, latency, store,
                                         actions, bound, shadow_s=min(vec_s, latency),
                                         pad_hbm=pad * share, pad_l2=pad * (1.0 - share),
