@@ -161,7 +161,11 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     pv = [0] * n
     sm: list[list[int]] = [[] for _ in range(n)]
     last_cube: list[int] = []
-    last_vec: dict[int, list[int]] = {v: [] for v in vecs}
+    # the AIVs of the core run the same program on their halves of the rows: one group
+    # (their tasks with copies; each has its own lanes, so nothing changes) unless the
+    # builder keeps one lane per core
+    teams = bld.groups(list(vecs))
+    last_vec: dict[int, list[int]] = {team[0]: [] for team in teams}
     ends: list[int] = []
 
     def emit_load(s: int) -> None:
@@ -178,11 +182,12 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         out = bld.add(fix, fix_s, deps=(src,), bound="onchip", label=f"{label} {what} out")
         flag = bld.add(c_flag, sync_s, deps=(out,), bound="latency", label=f"{label} flag {what}")
         tasks = []
-        for v in vecs:
-            t = bld.add(chip.aiv(v, "vector"), vec_s, deps=(flag, *last_vec[v]),
-                        label=f"{label} {work}")
+        for team in teams:
+            with bld.group(len(team)):
+                t = bld.add(chip.aiv_group(team, "vector"), vec_s,
+                            deps=(flag, *last_vec[team[0]]), label=f"{label} {work}")
             tasks.append(t)
-            last_vec[v] = [t]
+            last_vec[team[0]] = [t]
         return tasks
 
     def emit_qk(s: int) -> None:
@@ -195,17 +200,21 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
 
     def emit_pv(s: int) -> None:
         st = steps[s]
-        flags = [bld.add(chip.aiv(v, "flag"), sync_s, deps=(t,), bound="latency",
-                         label=f"{label} flag P") for v, t in zip(vecs, sm[s])]
+        flags = []
+        for team, t in zip(teams, sm[s]):
+            with bld.group(len(team)):
+                flags.append(bld.add(chip.aiv_group(team, "flag"), sync_s, deps=(t,),
+                                     bound="latency", label=f"{label} flag P"))
         pv[s] = bld.add(cube, st.pv_s + inner_flags[s], deps=(*flags, *load[s], *last_cube),
                         label=f"{label} PV")
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
-        for v, t in zip(vecs, updates):
-            if st.store_bytes:
-                ends.extend(bld.store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs),
-                                      store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
-                                      deps=(t,), src="ub", label=f"{label} O store"))
+        for team, t in zip(teams, updates):
+            if st.store_bytes:  # each AIV stores its rows (its own transfer on the hbm unit)
+                for v in team:
+                    ends.extend(bld.store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs),
+                                          store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
+                                          deps=(t,), src="ub", label=f"{label} O store"))
 
     # MTE2 runs ahead by its buffers; the cube and the vectors in program order
     for s in range(min(n, nbuf)):
@@ -218,4 +227,4 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         emit_pv(s)
         if s + nbuf < n:
             emit_load(s + nbuf)
-    return tuple(ends) + tuple(t for v in vecs for t in last_vec[v])
+    return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
