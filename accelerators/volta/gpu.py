@@ -319,16 +319,20 @@ class Gpu:
         t, bound = self._pipes(kernel, work.scaled(occ), occ)
         return t / occ, bound
 
-    def block_cost(self, kernel: Kernel, work: Work, occ: int) -> float:
-        """:meth:`block_share`, or the block's share of the shared units, if longer."""
+    def block_cost(self, kernel: Kernel, work: Work, occ: int,
+                   sm_s: float | None = None) -> float:
+        """:meth:`block_share` (``sm_s`` when already known), or the block's share of the
+        shared units, if longer."""
         occ = max(1, occ)
-        sm_s = self.block_share(kernel, work, occ)[0]
+        if sm_s is None:
+            sm_s = self.block_share(kernel, work, occ)[0]
         resident = max(1, min(kernel.grid, self.spec.sms * occ))
         share_s = max(work.hbm_bytes * resident / self.hbm_bw,
                       work.l2_bytes * resident / self.l2_bw) / occ
         return max(sm_s, share_s)
 
-    def assign(self, kernel: Kernel, occ: int) -> list[list[int]]:
+    def assign(self, kernel: Kernel, occ: int,
+               shares: list[tuple[float, str]] | None = None) -> list[list[int]]:
         """Block classes per SM, in the order each SM runs them.
 
         A uniform grid goes round robin. Blocks of different lengths (causal tiles)
@@ -336,7 +340,8 @@ class Gpu:
         hands a block to whichever SM has a slot free first, and an SM's resident
         blocks share its pipes, so the SMs end up about equally loaded
         (work-conserving), as longest-processing-time-first balances them. Each SM
-        runs its blocks longest first (:func:`plan_groups`)."""
+        runs its blocks longest first (:func:`plan_groups`). ``shares``: each class's
+        :meth:`block_share` at ``occ``, when the caller has them."""
         sms = self.spec.sms
         per_sm: list[list[int]] = [[] for _ in range(sms)]
         if len(kernel.blocks) == 1:
@@ -345,7 +350,8 @@ class Gpu:
             for i in range(sms):
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
-        est = [self.block_cost(kernel, w, occ) for _, w in kernel.blocks]
+        est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
+               for c, (_, w) in enumerate(kernel.blocks)]
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
         # longest first (LPT): the balance a scheduler that refills free slots reaches
@@ -603,7 +609,7 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         return out
     works = [w for _, w in k.blocks]
     shares = [gpu.block_share(k, w, per) for w in works]
-    for classes in gpu.assign(k, per):  # longest first
+    for classes in gpu.assign(k, per, shares):  # longest first
         if not classes:
             out.append([])
             continue
