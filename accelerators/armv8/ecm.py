@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from hwsim.engine import Task
+from hwsim.engine import Task, group_name
 
 from .spec import DRAM_POOL, Machine
 
@@ -177,17 +177,6 @@ def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
     return list(groups.values())
 
 
-def group_unit(members: list[int]) -> str:
-    """The unit of a group of threads: ``core3`` alone, ``core0-63`` for a run of
-    cores, ``core0+15`` (the first and how many more) otherwise."""
-    first, k = members[0], len(members)
-    if k == 1:
-        return f"core{first}"
-    if members[-1] - first == k - 1:
-        return f"core{first}-{members[-1]}"
-    return f"core{first}+{k - 1}"
-
-
 def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list[Task]:
     """The plan as engine tasks (see the module docstring); threads of equal rate as
     one group (:func:`thread_groups`; ``grouped=False``: one lane per thread)."""
@@ -209,7 +198,7 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
     # queueing at its cluster, node and links for their placement (memory.py)
     slow = [mach.slot_bw / r for r in mach.thread_rates(t)]
     groups = thread_groups(slow) if grouped else [[i] for i in range(t)]
-    units = [group_unit(m) for m in groups]
+    units = [group_name("core", m) for m in groups]
     last_core: list[list[int]] = [[] for _ in groups]
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)

@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import Mapping
 
-from hwsim.engine import Task
+from hwsim.engine import Task, group_name
 
 from .spec import AscendSpec
 
@@ -84,12 +84,7 @@ class Chip:
     def aic_group(self, cores: list[int], pipe: str) -> str:
         """The pipe of a group of cube cores with the same work: ``core3.cube`` alone,
         ``core0-7.cube`` for a run, ``core2+5.cube`` (the first and how many more)."""
-        first, k = cores[0], len(cores)
-        if k == 1:
-            return self.aic(first, pipe)
-        if cores[-1] - first == k - 1:
-            return f"core{first}-{cores[-1]}.{pipe}"
-        return f"core{first}+{k - 1}.{pipe}"
+        return f"{group_name('core', cores)}.{pipe}"
 
     def aiv(self, vec: int, pipe: str) -> str:
         return f"vec{vec}.{pipe}" if self.split else f"core{vec}.{pipe}"
@@ -97,14 +92,7 @@ class Chip:
     def aiv_group(self, vecs: list[int], pipe: str) -> str:
         """The pipe of a group of vector cores with the same work (``vec0-46.vector``;
         named as :meth:`aic_group` names cube cores)."""
-        if not self.split:
-            return self.aic_group(vecs, pipe)
-        first, k = vecs[0], len(vecs)
-        if k == 1:
-            return self.aiv(first, pipe)
-        if vecs[-1] - first == k - 1:
-            return f"vec{first}-{vecs[-1]}.{pipe}"
-        return f"vec{first}+{k - 1}.{pipe}"
+        return f"{group_name('vec' if self.split else 'core', vecs)}.{pipe}"
 
     def vecs_of(self, core: int) -> list[int]:
         """The vector cores that work with cube core ``core`` (two AIV on the 910B)."""

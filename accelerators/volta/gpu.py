@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 
-from hwsim.engine import Task
+from hwsim.engine import Task, group_name
 
 from .spec import VoltaSpec
 
@@ -480,7 +480,7 @@ class Builder:
             for members in self._sm_groups(per_sm):
                 sm, copies = members[0], len(members)
                 runs = per_sm[sm]
-                unit = _sm_unit(members)
+                unit = group_name("sm", members)
                 chunks = []
                 for reps, w, n, sm_s, bound in runs:
                     for r in _split(reps):
@@ -570,15 +570,6 @@ class Builder:
 Run = tuple[int, Work, int, float, str]  # repetitions, work, blocks, seconds each, bound
 
 
-def _sm_unit(members: list[int]) -> str:
-    """The lane of a group of SMs with the same work: ``sm3`` alone, ``sm0-39`` for a run,
-    ``sm2+5`` (the first and how many more) otherwise."""
-    first, k = members[0], len(members)
-    if k == 1:
-        return f"sm{first}"
-    if members[-1] - first == k - 1:
-        return f"sm{first}-{members[-1]}"
-    return f"sm{first}+{k - 1}"
 
 
 def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:

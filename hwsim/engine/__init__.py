@@ -26,7 +26,7 @@ Two schedules share that lowering:
 from .analytical import analytical_latency
 from .events import Schedule, run_events
 from .summary import Summary, summarize
-from .task import BOUNDS, Task, dominant_bound, sum_actions, sum_bytes
+from .task import BOUNDS, Task, dominant_bound, group_name, sum_actions, sum_bytes
 
 __all__ = ["analytical_latency", "Schedule", "run_events", "BOUNDS", "Task", "dominant_bound",
-           "sum_actions", "sum_bytes", "Summary", "summarize"]
+           "sum_actions", "sum_bytes", "Summary", "summarize", "group_name"]

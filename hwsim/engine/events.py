@@ -114,22 +114,13 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
     pool_queue = [deque() for _ in pool_cap]
     starts = [0.0] * n
     ends = [0.0] * n
-    heap: list[tuple[float, int, int, int]] = []
-    eid = 0
-    now = 0.0
-
-    # Time 0: every task starts, in list order; those without dependencies ask
-    # for their unit at once (a grant is an event, processed after all starts).
-    for i in range(n):
-        if missing[i]:
-            continue
-        u = unit_of[i]
-        q = unit_queue[u]
-        q.append(i)
-        if not unit_busy[u]:
-            unit_busy[u] = True
-            heappush(heap, (now, eid, _UNIT_GRANT, q.popleft()))
-            eid += 1
+    # Time 0: every task starts, in list order; those without dependencies ask for
+    # their unit at once. Their wake-ups come first in the heap (time 0, the lowest
+    # creation numbers; a sorted list is a heap), so all of them are processed before
+    # any grant they make, as simpy's urgent process starts are.
+    heap: list[tuple[float, int, int, int]] = [
+        (0.0, e, _WAKE, i) for e, i in enumerate(i for i in range(n) if not missing[i])]
+    eid = len(heap)
 
     while heap:
         now, _, kind, x = heappop(heap)

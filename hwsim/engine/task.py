@@ -39,6 +39,17 @@ class Task(NamedTuple):
     serial: bool = False  # the copies share this unit, one after another (see above)
 
 
+def group_name(prefix: str, members: Sequence[int]) -> str:
+    """The unit name of a group of members (tasks with ``copies``): ``core3`` alone,
+    ``core0-7`` for a run, ``core2+5`` (the first and how many more) otherwise."""
+    first, k = members[0], len(members)
+    if k == 1:
+        return f"{prefix}{first}"
+    if members[-1] - first == k - 1:
+        return f"{prefix}{first}-{members[-1]}"
+    return f"{prefix}{first}+{k - 1}"
+
+
 def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
     out: dict[str, int] = {}
     for t in tasks:
