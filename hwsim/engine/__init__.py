@@ -5,7 +5,9 @@ occupies (``core3.cube``, ``core3.mte2``), how long it occupies it, the bytes it
 moves at each memory level, the actions it performs (priced later by the energy
 table), what limits it, the earlier tasks it waits for, and optionally a shared
 *pool* it must also hold (``dram``: a bounded number of concurrent transfers,
-the way DRAM channels bound a chip's bandwidth).
+the way DRAM channels bound a chip's bandwidth). A task may stand for a group of
+identical members (``copies``: cores with the same work, emitted once, their lane
+named by :func:`group_name`), see :class:`Task`.
 
 Two schedules share that lowering:
 
@@ -21,6 +23,8 @@ Two schedules share that lowering:
   larger of the critical path through the dependencies, the busiest unit's total
   time, and each pool's total time divided by its capacity. It is a lower bound
   on the event schedule, and equal to it when one resource dominates.
+  :func:`summarize` gives it together with an op's bytes, actions and bound in
+  one pass over the tasks.
 """
 
 from .analytical import analytical_latency
