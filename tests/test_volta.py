@@ -316,3 +316,27 @@ def test_sms_in_groups_give_what_one_lane_per_sm_gives(workload, monkeypatch):
             run_events(each, pools).latency_s, rel=1e-9), op.name
         fewer += len(grouped) < len(each) / 4
     assert fewer >= 3
+
+
+def test_block_shares_at_once_equal_one_by_one():
+    """Gpu.block_shares (numpy over a causal attention's block classes) gives the floats
+    and bounds that block_share gives class by class."""
+    import random
+
+    gpu = Gpu(resolve("volta").spec)
+    rng = random.Random(3)
+    for tensor, serial in ((True, False), (True, True), (False, False)):
+        k = Kernel("k", "64x64", 128, 64, 16384, [(1, Work())], tensor=tensor,
+                   serial_operands=serial)
+        works = []
+        for _ in range(400):
+            pick = rng.random
+            works.append(Work(pick() * 1e7 * (rng.random() < .8), pick() * 1e5, pick() * 1e4,
+                              pick() * 1e5, pick() * 1e5 * (rng.random() < .9),
+                              pick() * 1e6 * (rng.random() < .8),
+                              pick() * 1e5 * (rng.random() < .5), pick() * 1e4,
+                              pick() * 1e5 * (rng.random() < .5)))
+        works.append(Work())
+        k.blocks = [(1, w) for w in works]
+        for occ in (1, 2, 3):
+            assert gpu.block_shares(k, works, occ) == [gpu.block_share(k, w, occ) for w in works]

@@ -319,6 +319,64 @@ class Gpu:
         t, bound = self._pipes(kernel, work.scaled(occ), occ)
         return t / occ, bound
 
+    def block_shares(self, kernel: Kernel, works: list[Work], occ: int
+                     ) -> list[tuple[float, str]]:
+        """:meth:`block_share` of every work in ``works`` at once (numpy, element by
+        element the same operations in the same order, so the same floats: a test
+        holds them equal): a causal attention has thousands of block classes."""
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+        occ = max(1, occ)
+        if len(works) < 16:
+            return [self.block_share(kernel, w, occ) for w in works]
+        cols = np.array([w.key() for w in works], dtype=float).T * occ  # scaled(occ)
+        tensor, cuda, sfu, _, smem_wf, l2b, hbm_r, hbm_w, l1b = cols
+        n_blocks = occ
+        warps = n_blocks * cdiv(kernel.threads, 32)
+        fill = min(1.0, warps / self.spec.warps_for_peak)
+        if kernel.tensor:
+            matrix_s = tensor / (self.tensor_rate_sm(kernel.dtype) * fill)
+            alu_s = cuda / (self.cuda_rate_sm("fp32") * fill)
+        else:
+            matrix_s = cuda / (self.cuda_rate_sm(kernel.dtype) * fill)
+            alu_s = np.zeros(len(works))
+        alu_s = alu_s + sfu / (self.sfu_rate_sm * fill)
+        smem_s = smem_wf / self.smem_bw_sm
+        compute_s = matrix_s + alu_s / max(1, n_blocks)
+        busy = np.maximum(compute_s, smem_s)
+        if kernel.serial_operands:
+            hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
+            busy = busy + (1.0 - hidden) * np.minimum(compute_s, smem_s)
+        first_s = np.where(hbm_r != 0, self.dram_latency_s,
+                           np.where(l2b != 0, self.l2_latency_s, 0.0))
+        # memory_time, element by element
+        misses = hbm_r
+        loads = np.maximum(l2b - hbm_w, misses)
+        hits = loads - misses
+        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
+        inflight = self.inflight_bytes(kernel, n_blocks)
+        dram_part = misses * dram_s
+        chip_part = hits * l2_s + l1b * l1_s
+        t_mem = (dram_part + chip_part) / inflight
+        one_trip = np.where(misses != 0, dram_s, np.where(hits != 0, l2_s, l1_s))
+        none = (loads == 0) & (l1b == 0)
+        trip = ~none & (t_mem <= one_trip)
+        mem_s = np.where(none, 0.0, np.where(trip, one_trip, t_mem))
+        start = busy + first_s
+        pipes = start >= mem_s
+        t = np.where(pipes, start, mem_s) + self.turnover_s
+        out = []
+        for i, tt in enumerate((t / occ).tolist()):
+            if pipes[i]:
+                bound = ("latency" if busy[i] <= first_s[i] else
+                         "compute" if compute_s[i] >= smem_s[i] else "onchip")
+            elif none[i] or trip[i]:
+                bound = "latency"
+            else:
+                bound = "memory" if dram_part[i] >= chip_part[i] else "onchip"
+            out.append((tt, bound))
+        return out
+
     def block_cost(self, kernel: Kernel, work: Work, occ: int,
                    sm_s: float | None = None) -> float:
         """:meth:`block_share` (``sm_s`` when already known), or the block's share of the
@@ -599,7 +657,7 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]
-    shares = [gpu.block_share(k, w, per) for w in works]
+    shares = gpu.block_shares(k, works, per)
     for classes in gpu.assign(k, per, shares):  # longest first
         if not classes:
             out.append([])
