@@ -82,7 +82,19 @@ def _choices(limit: int, align: int) -> list[int]:
 
 
 def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTiling:
-    """The tiling with the least estimated time (see the module docstring)."""
+    """The tiling with the least estimated time (see the module docstring); kept per
+    chip and shape (the lowering and the detail line ask for the same one)."""
+    memo = chip.__dict__.setdefault("_gemm_tilings", {})
+    key = (batch, m, n, k, dtype)
+    got = memo.get(key)
+    if got is None:
+        if len(memo) > 4096:  # a long sweep's shapes: bounded
+            memo.clear()
+        got = memo[key] = _search(chip, batch, m, n, k, dtype)
+    return got
+
+
+def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTiling:
     s = chip.spec
     b = dtype_bytes(dtype)
     e = s.dim_align
