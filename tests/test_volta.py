@@ -319,8 +319,8 @@ def test_sms_in_groups_give_what_one_lane_per_sm_gives(workload, monkeypatch):
 
 
 def test_block_shares_at_once_equal_one_by_one():
-    """Gpu.block_shares (numpy over a causal attention's block classes) gives the floats
-    and bounds that block_share gives class by class."""
+    """Gpu.block_shares and Gpu.group_times (numpy over a causal attention's block classes
+    or SMs) give the floats and bounds that block_share and group_time give one by one."""
     import random
 
     gpu = Gpu(resolve("volta").spec)
@@ -340,3 +340,5 @@ def test_block_shares_at_once_equal_one_by_one():
         k.blocks = [(1, w) for w in works]
         for occ in (1, 2, 3):
             assert gpu.block_shares(k, works, occ) == [gpu.block_share(k, w, occ) for w in works]
+            assert gpu.group_times(k, works, occ) == [gpu.group_time(k, w, occ)[0]
+                                                      for w in works]

@@ -329,9 +329,28 @@ class Gpu:
         occ = max(1, occ)
         if len(works) < 16:
             return [self.block_share(kernel, w, occ) for w in works]
-        cols = np.array([w.key() for w in works], dtype=float).T * occ  # scaled(occ)
+        p = self._pipes_many(kernel, np.array([w.key() for w in works], dtype=float).T * occ,
+                             occ)
+        return list(zip((p["t"] / occ).tolist(), p["bounds"]()))
+
+    def group_times(self, kernel: Kernel, works: list[Work], n_blocks: int) -> list[float]:
+        """:meth:`group_time` (its seconds) of every work in ``works`` at once, as
+        :meth:`block_shares` does it: the same floats."""
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+        cols = np.array([w.key() for w in works], dtype=float).T
+        t = self._pipes_many(kernel, cols, n_blocks)["t"]
+        if n_blocks > 1:  # never faster than one block alone (the average one)
+            alone = self._pipes_many(kernel, cols * (1.0 / n_blocks), 1)["t"]
+            t = np.where(alone > t, alone, t)
+        return t.tolist()
+
+    def _pipes_many(self, kernel: Kernel, cols, n_blocks: int) -> dict:
+        """:meth:`_pipes` over the columns of ``cols`` (the fields of :class:`Work`, one
+        column per work), element by element; ``bounds()`` gives the bounds."""
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
+
         tensor, cuda, sfu, _, smem_wf, l2b, hbm_r, hbm_w, l1b = cols
-        n_blocks = occ
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
@@ -339,7 +358,7 @@ class Gpu:
             alu_s = cuda / (self.cuda_rate_sm("fp32") * fill)
         else:
             matrix_s = cuda / (self.cuda_rate_sm(kernel.dtype) * fill)
-            alu_s = np.zeros(len(works))
+            alu_s = np.zeros(cols.shape[1])
         alu_s = alu_s + sfu / (self.sfu_rate_sm * fill)
         smem_s = smem_wf / self.smem_bw_sm
         compute_s = matrix_s + alu_s / max(1, n_blocks)
@@ -364,18 +383,20 @@ class Gpu:
         mem_s = np.where(none, 0.0, np.where(trip, one_trip, t_mem))
         start = busy + first_s
         pipes = start >= mem_s
-        t = np.where(pipes, start, mem_s) + self.turnover_s
-        out = []
-        for i, tt in enumerate((t / occ).tolist()):
-            if pipes[i]:
-                bound = ("latency" if busy[i] <= first_s[i] else
-                         "compute" if compute_s[i] >= smem_s[i] else "onchip")
-            elif none[i] or trip[i]:
-                bound = "latency"
-            else:
-                bound = "memory" if dram_part[i] >= chip_part[i] else "onchip"
-            out.append((tt, bound))
-        return out
+
+        def bounds() -> list[str]:
+            out = []
+            for i in range(len(pipes)):
+                if pipes[i]:
+                    out.append("latency" if busy[i] <= first_s[i] else
+                               "compute" if compute_s[i] >= smem_s[i] else "onchip")
+                elif none[i] or trip[i]:
+                    out.append("latency")
+                else:
+                    out.append("memory" if dram_part[i] >= chip_part[i] else "onchip")
+            return out
+
+        return {"t": np.where(pipes, start, mem_s) + self.turnover_s, "bounds": bounds}
 
     def block_cost(self, kernel: Kernel, work: Work, occ: int,
                    sm_s: float | None = None) -> float:
@@ -658,13 +679,15 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         return out
     works = [w for _, w in k.blocks]
     shares = gpu.block_shares(k, works, per)
-    for classes in gpu.assign(k, per, shares):  # longest first
+    assigned = gpu.assign(k, per, shares)  # longest first
+    busy = [classes for classes in assigned if classes]
+    ratios = iter(_tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per))
+    for classes in assigned:
         if not classes:
             out.append([])
             continue
         total = sum(shares[c][0] for c in classes)
-        sm_s = _shared_sm_time(gpu, k, [works[c] for c in classes],
-                               [shares[c][0] * per for c in classes], per)
+        sm_s = _shared_sm_time(next(ratios), [shares[c][0] * per for c in classes], per)
         stretch = sm_s / total if total else 1.0
         size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
         runs = []
@@ -681,20 +704,12 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     return out
 
 
-def _shared_sm_time(gpu: Gpu, k: Kernel, works: list[Work], full: list[float],
-                    per: int) -> float:
+def _shared_sm_time(ratio: dict[int, float], full: list[float], per: int) -> float:
     """Seconds an SM takes for blocks of unequal length, ``per`` slots refilled as
     blocks finish. ``full[i]`` is block i's time while ``per`` blocks share the SM;
     with fewer resident (the SM's tail) a block runs as fast as a group of that many
-    blocks lets it (the group time of r average blocks over that of ``per``): a
-    fluid schedule, event by event."""
-    avg = Work()
-    for w in works:
-        avg.add(w)
-    avg = avg.scaled(1.0 / len(works))
-    t_full = gpu.group_time(k, avg.scaled(per), per)[0]
-    ratio = {r: (gpu.group_time(k, avg.scaled(r), r)[0] / t_full if t_full else 1.0)
-             for r in range(1, per + 1)}
+    blocks lets it: ``ratio[r]``, the group time of r average blocks over that of
+    ``per`` (:func:`_tail_ratios`): a fluid schedule, event by event."""
     waiting = list(full)
     waiting.reverse()  # pop() takes the next block in run order
     resident = [waiting.pop() for _ in range(min(per, len(waiting)))]
@@ -706,6 +721,24 @@ def _shared_sm_time(gpu: Gpu, k: Kernel, works: list[Work], full: list[float],
         while waiting and len(resident) < per:
             resident.append(waiting.pop())
     return t
+
+
+def _tail_ratios(gpu: Gpu, k: Kernel, per_sm: list[list[Work]], per: int
+                 ) -> list[dict[int, float]]:
+    """Per SM (its blocks' works): the group time of r of its average blocks over that
+    of ``per`` of them, r = 1..per; every SM at once (:meth:`Gpu.group_times`)."""
+    avgs = []
+    for works in per_sm:
+        avg = Work()
+        for w in works:
+            avg.add(w)
+        avgs.append(avg.scaled(1.0 / len(works)))
+    times = {r: gpu.group_times(k, [a.scaled(r) for a in avgs], r) for r in range(1, per + 1)}
+    out = []
+    for i in range(len(avgs)):
+        t_full = times[per][i]
+        out.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
+    return out
 
 
 def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
