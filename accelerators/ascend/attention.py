@@ -838,83 +838,100 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     macs_action = f"mac_{chip.cube_dtype(att.dtype)}"
     k_pad = chip.burst(1, k_row) - k_row
     v_pad = chip.burst(1, v_row) - v_row
+    masked_items = [any(t.masks) for t in items]
+
+    def tile_values(t: Tile, nv: float, warm: bool, mask_case: int):
+        """A tile's chain, traffic, actions and stores: the same for every head (and
+        every core of the same warmth and mask case)."""
+        vt = None
+        if att.selects_values:
+            vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
+        key = (t.rows, t.widths, t.masks, warm, vt)
+        ch = chains.get(key)
+        if ch is None:
+            macs = sum(padded_macs(chip, t.rows, w, att.head_dim, att.dtype) for w in t.widths)
+            if not att.selects_values:
+                macs += sum(padded_macs(chip, t.rows, att.v_head_dim, w, att.dtype)
+                            for w in t.widths)
+            ch = chains[key] = (*_chain(costs, t.rows, t.widths, t.masks, two_level, warm,
+                                        not split, vt), macs)
+        latency, cube_s, vec_s, macs = ch
+        walk = t.k1 - t.k0
+        kv_bytes = walk * k_row + nv * v_row
+        # K/V (and mask) rows: the head's share comes from HBM, the rest hits L2; which
+        # tile's read is the first is a matter of timing (a head's tiles run at once
+        # on many cores, the others wait for that fetch), so every tile moves them at
+        # one HBM stream's rate
+        hbm = kv_bytes * rho_kv
+        slow = kv_bytes - hbm
+        q_bytes = t.rows * att.head_dim * by
+        q_pad = chip.burst(t.heads, t.positions * att.head_dim * by) - q_bytes
+        l2b = 0.0
+        if t.first:
+            hbm += q_bytes
+        else:  # a later split-KV chunk finds its Q in L2
+            l2b += q_bytes
+        pad = q_pad
+        if t.gathered:
+            pad += walk * k_pad + nv * v_pad
+        elif att.selects_values:
+            pad += nv * v_pad
+        mask_hbm = 0.0
+        if plan.mask_from_gm:  # this tile's rows of the N x N mask, shared by the heads
+            mb = t.positions * walk * by
+            mask_hbm = mb * rho_mask
+            hbm += mask_hbm
+            slow += mb - mask_hbm
+        elif mask_case:  # the one small mask tile, once per core: from L2 or HBM
+            tb = blk.bq * blk.b2 * by
+            if mask_case == 1:
+                l2b += tb
+            else:
+                hbm += tb
+                mask_hbm = tb
+        elems = t.rows * walk
+        workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.v_head_dim * ACC * 2 \
+            if chip.split else 0
+        actions = {macs_action: macs,
+                   "vector_cycle": vec_s / chip.cycle_s * chip.vec_per_cube,
+                   "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
+                   "l1_byte": 2 * (kv_bytes + elems * by),
+                   "ub_byte": elems * (ACC + by) * 2 + t.rows * att.v_head_dim * ACC * 4,
+                   "l2_byte": hbm + l2b + slow + workspace}
+        bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
+        share = hbm / (hbm + l2b + slow) if hbm + l2b + slow else 1.0
+        store = t.rows * partial_row if split else t.rows * att.v_head_dim * by
+        if not att.selects_values:  # the walk's blocks, for the cube/vector pipeline
+            return latency, _blocks(costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b,
+                                    slow=slow, mask_hbm=mask_hbm, pad=pad, share=share,
+                                    store=store, actions=actions)
+        # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
+        # _check_blocks): the load of one overlaps the compute of the previous
+        stages = sum(cdiv(w, blk.b2) for w in t.widths)
+        return latency, Item(stages, hbm, l2b, mask_hbm, latency, store, actions, bound,
+                             shadow_s=min(vec_s, latency), pad_hbm=pad * share,
+                             pad_l2=pad * (1.0 - share), load_l2_slow=slow)
+
+    memo: dict[tuple[int, bool, int], tuple] = {}
     for _ in range(heads):
-        for t, nv in zip(items, vals):
+        for i, (t, nv) in enumerate(zip(items, vals)):
             core = heapq.heappop(free)[1]
             warm = bool(per_core[core] or per_core_blocks[core])  # a tile ran here before
-            vt = None
-            if att.selects_values:
-                vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
-            key = (t.rows, t.widths, t.masks, warm, vt)
-            ch = chains.get(key)
-            if ch is None:
-                macs = sum(padded_macs(chip, t.rows, w, att.head_dim, att.dtype) for w in t.widths)
-                if not att.selects_values:
-                    macs += sum(padded_macs(chip, t.rows, att.v_head_dim, w, att.dtype)
-                                for w in t.widths)
-                ch = chains[key] = (*_chain(costs, t.rows, t.widths, t.masks, two_level, warm,
-                                            not split, vt), macs)
-            latency, cube_s, vec_s, macs = ch
+            mask_case = 0
+            if not plan.mask_from_gm and plan.skip and masked_items[i] \
+                    and core not in tile_seen:
+                mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
+                tile_seen.add(core)
+            got = memo.get((i, warm, mask_case))
+            if got is None:
+                got = memo[(i, warm, mask_case)] = tile_values(t, nv, warm, mask_case)
+            latency, work = got
             load[core] += latency
             heapq.heappush(free, (load[core], core))
-            walk = t.k1 - t.k0
-            kv_bytes = walk * k_row + nv * v_row
-            # K/V (and mask) rows: the head's share comes from HBM, the rest hits L2; which
-            # tile's read is the first is a matter of timing (a head's tiles run at once
-            # on many cores, the others wait for that fetch), so every tile moves them at
-            # one HBM stream's rate
-            hbm = kv_bytes * rho_kv
-            slow = kv_bytes - hbm
-            q_bytes = t.rows * att.head_dim * by
-            q_pad = chip.burst(t.heads, t.positions * att.head_dim * by) - q_bytes
-            l2b = 0.0
-            if t.first:
-                hbm += q_bytes
-            else:  # a later split-KV chunk finds its Q in L2
-                l2b += q_bytes
-            pad = q_pad
-            if t.gathered:
-                pad += walk * k_pad + nv * v_pad
-            elif att.selects_values:
-                pad += nv * v_pad
-            mask_hbm = 0.0
-            if plan.mask_from_gm:  # this tile's rows of the N x N mask, shared by the heads
-                mb = t.positions * walk * by
-                mask_hbm = mb * rho_mask
-                hbm += mask_hbm
-                slow += mb - mask_hbm
-            elif plan.skip and any(t.masks) and core not in tile_seen:
-                tb = blk.bq * blk.b2 * by  # the one small mask tile, once per core
-                if tile_seen:
-                    l2b += tb
-                else:
-                    hbm += tb
-                    mask_hbm = tb
-                tile_seen.add(core)
-            elems = t.rows * walk
-            workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.v_head_dim * ACC * 2 \
-                if chip.split else 0
-            actions = {macs_action: macs,
-                       "vector_cycle": vec_s / chip.cycle_s * chip.vec_per_cube,
-                       "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
-                       "l1_byte": 2 * (kv_bytes + elems * by),
-                       "ub_byte": elems * (ACC + by) * 2 + t.rows * att.v_head_dim * ACC * 4,
-                       "l2_byte": hbm + l2b + slow + workspace}
-            bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
-            share = hbm / (hbm + l2b + slow) if hbm + l2b + slow else 1.0
-            store = t.rows * partial_row if split else t.rows * att.v_head_dim * by
-            if not att.selects_values:  # the walk's blocks, for the cube/vector pipeline
-                per_core_blocks[core].extend(_blocks(
-                    costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b, slow=slow,
-                    mask_hbm=mask_hbm, pad=pad, share=share, store=store, actions=actions))
-                continue
-            # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
-            # _check_blocks): the load of one overlaps the compute of the previous
-            stages = sum(cdiv(w, blk.b2) for w in t.widths)
-            append(per_core[core], Item(stages, hbm, l2b, mask_hbm, latency, store,
-                                        actions, bound, shadow_s=min(vec_s, latency),
-                                        pad_hbm=pad * share, pad_l2=pad * (1.0 - share),
-                                        load_l2_slow=slow), CAP_STAGES)
+            if att.selects_values:
+                append(per_core[core], work, CAP_STAGES)
+            else:
+                per_core_blocks[core].extend(work)
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     for c, core_items in enumerate(per_core):
