@@ -6,9 +6,11 @@ and end. :func:`timeline` draws them as a Gantt chart, one lane per unit,
 coloured by the op kind the task belongs to, so double buffering (a DMA lane
 busy while the compute lane is), pipeline bubbles and contention are visible.
 
-Machines have many identical units (80 SMs, 24 cube cores); past
-``max_lanes`` lanes, units that differ only by their first number are drawn on
-one lane (``core*.cube``), where overlapping bars mean several units were busy.
+Machines have many identical units (80 SMs, 24 cube cores); cores with the same
+work already share a lane (``sm0-47``, ``vec0-31.vector``: one group's tasks). Past
+``max_lanes`` lanes, units that differ only by their first number (or range) are
+drawn on one lane (``core*.cube``), where overlapping bars mean several units were
+busy.
 Bars are coloured by op kind, or by unit when the tasks all belong to one kind.
 With ``fidelity="analytical"`` there are no tasks; the timeline then shows one
 bar per op on a lane per op kind::
@@ -55,7 +57,7 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
             bars.append((kind, kind, start, start + float(frame["latency_s"].iat[i])))
     lanes = sorted({b[0] for b in bars}, key=_natural)
     if len(lanes) > max_lanes:
-        merged = {lane: re.sub(r"\d+", "*", lane, count=1) for lane in lanes}
+        merged = {lane: re.sub(r"\d+([-+]\d+)?", "*", lane, count=1) for lane in lanes}
         bars = [(merged[b[0]], *b[1:]) for b in bars]
         lanes = sorted(set(merged.values()), key=_natural)
     kinds = list(dict.fromkeys(b[1] for b in bars))
