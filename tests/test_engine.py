@@ -57,6 +57,8 @@ def test_starts_and_ends_are_recorded():
 def test_forward_dependency_is_rejected():
     with pytest.raises(ValueError, match="later task"):
         run_events([Task("a", 1.0, deps=(1,)), Task("a", 1.0)])
+    with pytest.raises(ValueError, match="earlier task"):  # not an index from the end
+        run_events([Task("a", 1.0), Task("a", 1.0, deps=(-1,))])
 
 
 def test_bound_is_the_busiest_resource_counting_pools_per_slot():

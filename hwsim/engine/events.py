@@ -79,6 +79,8 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
     waiters: list[list[int] | None] = [None] * n
     missing = [0] * n
     for i, task in enumerate(tasks):
+        if not (isinstance(copies[i], int) and copies[i] >= 1):
+            raise ValueError(f"task {i} has copies {copies[i]!r}; expected an integer >= 1")
         u = unit_ids.get(task.unit)
         if u is None:
             u = unit_ids[task.unit] = len(unit_ids)
@@ -95,8 +97,9 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
         else:
             pool_of.append(-1)
         for d in task.deps:
-            if d >= i:
-                raise ValueError(f"task {i} depends on a later task {d}")
+            if not 0 <= d < i:
+                raise ValueError(f"task {i} depends on task {d}: expected an earlier task "
+                                 f"(0 to {i - 1}), not itself or a later task")
             w = waiters[d]
             if w is None:
                 waiters[d] = [i]
@@ -105,8 +108,6 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
         missing[i] = len(task.deps)
         if not task.duration_s >= 0:
             raise ValueError(f"task {i} has duration {task.duration_s!r}; expected >= 0")
-        if not (isinstance(copies[i], int) and copies[i] >= 1):
-            raise ValueError(f"task {i} has copies {copies[i]!r}; expected an integer >= 1")
     durations = [t.duration_s * t.copies if t.serial else t.duration_s for t in tasks]
     unit_busy = [False] * len(unit_ids)
     unit_queue = [deque() for _ in unit_ids]
