@@ -625,8 +625,12 @@ class Builder:
         if not self.grouping:
             return [[sm] for sm in range(len(per_sm))]
         groups: dict[tuple, list[int]] = {}
+        keys: dict[int, tuple] = {}  # SMs of one share hold the same runs list: keyed once
         for sm, runs in enumerate(per_sm):
-            key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
+            key = keys.get(id(runs))
+            if key is None:
+                key = keys[id(runs)] = tuple((reps, w.key(), n, t, b)
+                                             for reps, w, n, t, b in runs)
             groups.setdefault(key, []).append(sm)
         return list(groups.values())
 
