@@ -88,6 +88,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 
 from hwsim.errors import InputError
 from hwsim.ir import AttentionShape
@@ -968,12 +969,13 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
     st = costs.stage
     out: list[tuple[Block, int]] = []
     n = len(t.widths)
+    if not n:
+        return out
+    # runs of equal (width, mask), the tile's last block apart (it finishes the tile)
+    runs = [(wm, len(list(g))) for wm, g in groupby(zip(t.widths[:-1], t.masks[:-1]))]
+    runs.append(((t.widths[-1], t.masks[-1]), 1))
     j = 0
-    while j < n:
-        w, m = t.widths[j], t.masks[j]
-        k = 1  # the blocks after it of the same width and mask, the tile's last apart
-        while j + k < n - 1 and t.widths[j + k] == w and t.masks[j + k] == m:
-            k += 1
+    for (w, m), k in runs:
         f = w / walk
         last = j + k == n
         j += k
