@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 
@@ -849,11 +850,13 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
         key = (t.rows, t.widths, t.masks, warm, vt)
         ch = chains.get(key)
-        if ch is None:
-            macs = sum(padded_macs(chip, t.rows, w, att.head_dim, att.dtype) for w in t.widths)
+        if ch is None:  # (whole MAC counts: summed per distinct width)
+            counts = Counter(t.widths)
+            macs = sum(k * padded_macs(chip, t.rows, w, att.head_dim, att.dtype)
+                       for w, k in counts.items())
             if not att.selects_values:
-                macs += sum(padded_macs(chip, t.rows, att.v_head_dim, w, att.dtype)
-                            for w in t.widths)
+                macs += sum(k * padded_macs(chip, t.rows, att.v_head_dim, w, att.dtype)
+                            for w, k in counts.items())
             ch = chains[key] = (*_chain(costs, t.rows, t.widths, t.masks, two_level, warm,
                                         not split, vt), macs)
         latency, cube_s, vec_s, macs = ch
@@ -972,7 +975,7 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
     if not n:
         return out
     # runs of equal (width, mask), the tile's last block apart (it finishes the tile)
-    runs = [(wm, len(list(g))) for wm, g in groupby(zip(t.widths[:-1], t.masks[:-1]))]
+    runs = [(wm, sum(1 for _ in g)) for wm, g in groupby(zip(t.widths[:-1], t.masks[:-1]))]
     runs.append(((t.widths[-1], t.masks[-1]), 1))
     j = 0
     for (w, m), k in runs:

@@ -244,11 +244,13 @@ class Builder:
 
     def add(self, unit: str, duration_s: float, *, deps=(), bound: str = "compute",
             pool: str = "", label: str = "", nbytes: Mapping[str, int] | None = None,
-            actions: Mapping[str, float] | None = None) -> int:
+            actions: Mapping[str, float] | None = None, copies: int = 0) -> int:
+        """One task; ``copies``: of that many members (default: the current
+        :meth:`group`'s)."""
         # (the fast paths matter: ops lower to thousands of tasks)
         deps = tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps)))
         tasks = self.tasks
-        k = self.copies
+        k = copies or self.copies
         tasks.append(Task(unit, duration_s if duration_s > 0.0 else 0.0,
                           dict(nbytes) if nbytes else _NO_BYTES,
                           dict(actions) if actions else _NO_ACTIONS, deps, bound, pool, label,

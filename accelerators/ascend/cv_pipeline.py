@@ -183,9 +183,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         flag = bld.add(c_flag, sync_s, deps=(out,), bound="latency", label=f"{label} flag {what}")
         tasks = []
         for team in teams:
-            with bld.group(len(team)):
-                t = bld.add(chip.aiv_group(team, "vector"), vec_s,
-                            deps=(flag, *last_vec[team[0]]), label=f"{label} {work}")
+            t = bld.add(chip.aiv_group(team, "vector"), vec_s, deps=(flag, *last_vec[team[0]]),
+                        label=f"{label} {work}", copies=len(team))
             tasks.append(t)
             last_vec[team[0]] = [t]
         return tasks
@@ -202,9 +201,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         flags = []
         for team, t in zip(teams, sm[s]):
-            with bld.group(len(team)):
-                flags.append(bld.add(chip.aiv_group(team, "flag"), sync_s, deps=(t,),
-                                     bound="latency", label=f"{label} flag P"))
+            flags.append(bld.add(chip.aiv_group(team, "flag"), sync_s, deps=(t,),
+                                 bound="latency", label=f"{label} flag P", copies=len(team)))
         pv[s] = bld.add(cube, st.pv_s + inner_flags[s], deps=(*flags, *load[s], *last_cube),
                         label=f"{label} PV")
         last_cube[:] = [pv[s]]
