@@ -148,3 +148,20 @@ def test_a_wider_softmax_block_never_takes_less_time(preset):
     assert all(b >= a for a, b in zip(times, times[1:]))
     # and the pieces overlap: a block of four pieces takes less than four alone
     assert costs.softmax(128, 512, None) < 4 * costs.softmax(128, 128, None)
+
+
+def test_mask_runs_equal_the_block_by_block_definition():
+    import random
+
+    from accelerators.ascend.attention import _masks, _masks_by_block, _widths
+
+    rng = random.Random(5)
+    for _ in range(3000):
+        k0 = rng.randint(0, 5000)
+        k1 = k0 + rng.randint(1, 6000)
+        widths = _widths(k0, k1, rng.choice([16, 64, 256, 512])) if rng.random() < 0.8 \
+            else tuple(rng.choice([16, 32, 48]) for _ in range(rng.randint(1, 20)))
+        lo = rng.randint(k0 - 100, k1 + 100)
+        hi = rng.randint(lo - 50, k1 + 200)
+        args = (k0, widths, lo, hi, rng.choice(["select", "add"]), rng.random() < 0.9)
+        assert _masks(*args) == _masks_by_block(*args), args

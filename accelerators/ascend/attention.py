@@ -763,7 +763,28 @@ def _widths(k0: int, k1: int, b1: int, unit: int = 16) -> tuple[int, ...]:
 def _masks(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
            masked: bool) -> tuple[str, ...]:
     """The mask op of each block: blocks the mask crosses (all of them when the mask
-    comes from GM: the kernel adds it to every block)."""
+    comes from GM: the kernel adds it to every block). A run of equal widths is
+    crossed at its start (keys before ``need_lo``) and its end (after ``need_hi``),
+    so each run is three runs of ops, counted, not walked block by block."""
+    if not masked or mask_op == "add":
+        return (mask_op if masked else "",) * len(widths)
+    out: tuple[str, ...] = ()
+    s = k0
+    for w, g in groupby(widths):
+        c = sum(1 for _ in g)
+        # blocks j of the run start at s + j w: crossed while s + j w < need_lo, and
+        # from the first j with s + j w + w - 1 > need_hi
+        head = min(c, max(0, -(-(need_lo - s) // w)))
+        tail_from = max(head, min(c, (need_hi - w + 1 - s) // w + 1)) if need_hi - w + 1 - s >= 0 \
+            else head
+        out += (mask_op,) * head + ("",) * (tail_from - head) + (mask_op,) * (c - tail_from)
+        s += c * w
+    return out
+
+
+def _masks_by_block(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
+                    masked: bool) -> tuple[str, ...]:
+    """:func:`_masks` block by block (the definition; a test holds the two equal)."""
     out, s = [], k0
     for w in widths:
         crosses = masked and (mask_op == "add" or s < need_lo or s + w - 1 > need_hi)
