@@ -852,7 +852,15 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     partial_rows = heads * sum(t.rows for t in items) if split else 0
     part_hbm = 1.0 - l2.write("partials", partial_rows * partial_row) if split else 1.0
     # ---- tiles to cores: the least loaded cube core takes the next tile
-    chains: dict[tuple, tuple[float, float, float, int]] = {}
+    # a tile's chain (its walk's pipeline and MACs) depends only on these and the
+    # tile's rows, widths, masks and warmth: kept on the chip (one per equal spec) for
+    # every attention op, so the layers of a model, whose tiles walk the same blocks,
+    # compute each walk once
+    chains = chip.__dict__.setdefault("_attention_chains", {})
+    if len(chains) > 50_000:  # bounded: a walk's key holds its widths
+        chains.clear()
+    op_key = (att.head_dim, att.v_head_dim, att.dtype, att.selects_values, blk,
+              costs.rows_per_vec, two_level, split)
     per_core: list[list[Item]] = [[] for _ in range(chip.n_cube)]
     per_core_blocks: list[list[tuple[Block, int]]] = [[] for _ in range(chip.n_cube)]
     load = [0.0] * chip.n_cube
@@ -869,7 +877,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         vt = None
         if att.selects_values:
             vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
-        key = (t.rows, t.widths, t.masks, warm, vt)
+        key = (op_key, t.rows, t.widths, t.masks, warm, vt)
         ch = chains.get(key)
         if ch is None:  # (whole MAC counts: summed per distinct width)
             counts = Counter(t.widths)
@@ -937,7 +945,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                              shadow_s=min(vec_s, latency), pad_hbm=pad * share,
                              pad_l2=pad * (1.0 - share), load_l2_slow=slow)
 
-    memo: dict[tuple[int, bool, int], tuple] = {}
+    memo: dict[tuple, tuple] = {}
     for _ in range(heads):
         for i, (t, nv) in enumerate(zip(items, vals)):
             core = heapq.heappop(free)[1]
@@ -947,9 +955,13 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                     and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
                 tile_seen.add(core)
-            got = memo.get((i, warm, mask_case))
+            # what tile_values reads of a tile: the consecutive tiles of a causal walk
+            # that end in the same key block share all of it
+            key = (t.rows, t.positions, t.heads, t.k1 - t.k0, t.widths, t.masks, t.first,
+                   t.gathered, nv, warm, mask_case)
+            got = memo.get(key)
             if got is None:
-                got = memo[(i, warm, mask_case)] = tile_values(t, nv, warm, mask_case)
+                got = memo[key] = tile_values(t, nv, warm, mask_case)
             latency, work = got
             load[core] += latency
             heapq.heappush(free, (load[core], core))
