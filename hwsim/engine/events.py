@@ -29,8 +29,10 @@ and created in the order simpy creates them:
   slot is free at once; the next request is granted when the release event is
   processed), then completes (an event that wakes the tasks that wait for it).
 
-Events that change nothing (a completion no task waits for) are not made: the
-order of the others is kept because creation numbers only need to be increasing.
+Events that change nothing (a completion no task waits for, a release while no
+request is queued, which would be processed next and grant nothing) are not made:
+the order of the others is kept because creation numbers only need to be
+increasing.
 """
 
 from __future__ import annotations
@@ -127,14 +129,19 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
         now, _, kind, x = heappop(heap)
         if kind == _END:
             # The task's duration is over: pool slot, then unit, then completion.
+            # (a release with nobody queued would be processed next and grant nothing:
+            # it is not made)
             p = pool_of[x]
             if p >= 0:
                 pool_used[p] -= slots[x]
-                heappush(heap, (now, eid, _POOL_FREE, p))
+                if pool_queue[p]:
+                    heappush(heap, (now, eid, _POOL_FREE, p))
+                    eid += 1
+            u = unit_of[x]
+            unit_busy[u] = False
+            if unit_queue[u]:
+                heappush(heap, (now, eid, _UNIT_FREE, u))
                 eid += 1
-            unit_busy[unit_of[x]] = False
-            heappush(heap, (now, eid, _UNIT_FREE, unit_of[x]))
-            eid += 1
             ends[x] = now
             if waiters[x] is not None:
                 heappush(heap, (now, eid, _DONE, x))
