@@ -29,9 +29,10 @@ and created in the order simpy creates them:
   slot is free at once; the next request is granted when the release event is
   processed), then completes (an event that wakes the tasks that wait for it).
 
-Events that change nothing (a completion no task waits for, a release while no
-request is queued, which would be processed next and grant nothing) are not made:
-the order of the others is kept because creation numbers only need to be
+Events that change nothing (a completion no task waits for; a release while no
+request is queued, which grants nothing when processed, since a request made in
+between takes what was freed or queues behind the task that took it) are not
+made: the order of the others is kept because creation numbers only need to be
 increasing.
 """
 
@@ -129,8 +130,9 @@ def run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) ->
         now, _, kind, x = heappop(heap)
         if kind == _END:
             # The task's duration is over: pool slot, then unit, then completion.
-            # (a release with nobody queued would be processed next and grant nothing:
-            # it is not made)
+            # (a release with nobody queued would grant nothing when processed: a request
+            # made before then takes the freed unit or slots, or queues behind the task
+            # that took them, which ends after it; so it is not made)
             p = pool_of[x]
             if p >= 0:
                 pool_used[p] -= slots[x]
