@@ -99,6 +99,46 @@ class Work:
                 self.l1_bytes)
 
 
+def _fields(w: Work) -> tuple[float, ...]:
+    """The counts the pipe terms read (:meth:`Gpu._terms`), in its order."""
+    return (w.tensor_flops, w.cuda_flops, w.sfu_ops, w.smem_wavefront_bytes, w.l2_bytes,
+            w.hbm_read, w.hbm_write, w.l1_bytes)
+
+
+class _FLOATS:
+    """numpy's element operations that :meth:`Gpu._terms` uses, on plain floats."""
+
+    @staticmethod
+    def where(cond, a, b):
+        return a if cond else b
+
+    maximum = staticmethod(max)
+    minimum = staticmethod(min)
+
+    @staticmethod
+    def logical_and(a, b):
+        return bool(a) and bool(b)
+
+    @staticmethod
+    def logical_not(a):
+        return not a
+
+
+def _memory_bound(x: dict) -> str:
+    """What limits the loads of :meth:`Gpu.memory_time`, from its terms."""
+    if x["none"] or x["trip"]:
+        return "latency"
+    return "memory" if x["dram_part"] >= x["chip_part"] else "onchip"
+
+
+def _pipes_bound(x: dict) -> str:
+    """What limits :meth:`Gpu._pipes`, from its terms."""
+    if x["pipes"]:
+        return ("latency" if x["busy"] <= x["first_s"] else
+                "compute" if x["compute_s"] >= x["smem_s"] else "onchip")
+    return _memory_bound(x)
+
+
 @dataclass
 class Kernel:
     """A grid of thread blocks; ``blocks`` lists (count, work per block) in launch order."""
@@ -250,60 +290,64 @@ class Gpu:
         the slowest level touched. Stores are posted (they hold no slot); their cost
         is on the shared units. ``bound``: ``memory`` (DRAM latency dominates),
         ``onchip`` (L1/L2), ``latency`` (one round trip or less)."""
-        misses = work.hbm_read
-        loads = max(work.l2_bytes - work.hbm_write, misses)
-        hits = loads - misses
-        if not (loads or work.l1_bytes):
-            return 0.0, "latency"
-        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
-        inflight = self.inflight_bytes(kernel, n_blocks)
-        dram_part = misses * dram_s
-        chip_part = hits * l2_s + work.l1_bytes * l1_s
-        t = (dram_part + chip_part) / inflight
-        one_trip = dram_s if misses else l2_s if hits else l1_s
-        if t <= one_trip:
-            return one_trip, "latency"
-        return t, "memory" if dram_part >= chip_part else "onchip"
+        x = self._terms(kernel, _fields(work), n_blocks, _FLOATS)
+        return x["mem_s"], _memory_bound(x)
 
     def _pipes(self, kernel: Kernel, work: Work, n_blocks: int) -> tuple[float, str]:
         """(seconds, bound) of ``n_blocks`` resident together on one SM: the largest of
         the compute pipes (after the first operands arrive: one load latency) and the
         loads by Little's law (:meth:`memory_time`), plus one block turnover (the slots
         are refilled when the group ends)."""
+        x = self._terms(kernel, _fields(work), n_blocks, _FLOATS)
+        return x["t"], _pipes_bound(x)
+
+    def _terms(self, kernel: Kernel, w, n_blocks: int, xp) -> dict:
+        """The terms of :meth:`_pipes` and :meth:`memory_time` for the counts ``w``
+        (:func:`_fields`), floats (``xp`` = :data:`_FLOATS`) or numpy arrays of many
+        works (``xp`` = numpy), element by element: one formula for both."""
+        tensor, cuda, sfu, smem_wf, l2b, hbm_r, hbm_w, l1b = w
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
-            matrix_s = work.tensor_flops / (self.tensor_rate_sm(kernel.dtype) * fill)
-            alu_s = work.cuda_flops / (self.cuda_rate_sm("fp32") * fill)
+            matrix_s = tensor / (self.tensor_rate_sm(kernel.dtype) * fill)
+            alu_s = cuda / (self.cuda_rate_sm("fp32") * fill)
         else:
-            matrix_s = work.cuda_flops / (self.cuda_rate_sm(kernel.dtype) * fill)
-            alu_s = 0.0
-        alu_s += work.sfu_ops / (self.sfu_rate_sm * fill)
-        smem_s = work.smem_wavefront_bytes / self.smem_bw_sm
+            matrix_s = cuda / (self.cuda_rate_sm(kernel.dtype) * fill)
+            alu_s = 0.0 * cuda
+        alu_s = alu_s + sfu / (self.sfu_rate_sm * fill)
+        smem_s = smem_wf / self.smem_bw_sm
         # vector work (softmax between the two GEMMs of attention) overlaps with the
         # other resident blocks' matrix work, not with its own block's
         compute_s = matrix_s + alu_s / max(1, n_blocks)
-        busy = max(compute_s, smem_s)
+        busy = xp.maximum(compute_s, smem_s)
         if kernel.serial_operands:
             # fragments loaded from shared memory right before the MMAs that use them: a
             # warp's own loads and MMAs serialize; other resident warps (per SM partition)
             # hide the rest
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
-            busy += (1.0 - hidden) * min(compute_s, smem_s)
-        if work.hbm_read:
-            first_s = self.dram_latency_s
-        elif work.l2_bytes:
-            first_s = self.l2_latency_s
-        else:
-            first_s = 0.0
-        mem_s, mem_bound = self.memory_time(kernel, work, n_blocks)
-        if busy + first_s >= mem_s:
-            t = busy + first_s
-            bound = ("latency" if busy <= first_s else
-                     "compute" if compute_s >= smem_s else "onchip")
-        else:
-            t, bound = mem_s, mem_bound
-        return t + self.turnover_s, bound
+            busy = busy + (1.0 - hidden) * xp.minimum(compute_s, smem_s)
+        # the first operands arrive after one load latency
+        first_s = xp.where(hbm_r != 0, self.dram_latency_s,
+                           xp.where(l2b != 0, self.l2_latency_s, 0.0))
+        # Little's law over the loads (memory_time)
+        misses = hbm_r
+        loads = xp.maximum(l2b - hbm_w, misses)
+        hits = loads - misses
+        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
+        inflight = self.inflight_bytes(kernel, n_blocks)
+        dram_part = misses * dram_s
+        chip_part = hits * l2_s + l1b * l1_s
+        t_mem = (dram_part + chip_part) / inflight
+        one_trip = xp.where(misses != 0, dram_s, xp.where(hits != 0, l2_s, l1_s))
+        none = xp.logical_and(loads == 0, l1b == 0)  # no loads at all
+        trip = xp.logical_and(xp.logical_not(none), t_mem <= one_trip)  # one round trip
+        mem_s = xp.where(none, 0.0, xp.where(trip, one_trip, t_mem))
+        start = busy + first_s
+        pipes = start >= mem_s  # the pipes (after the first load), not the loads, decide
+        return {"t": xp.where(pipes, start, mem_s) + self.turnover_s, "mem_s": mem_s,
+                "pipes": pipes, "busy": busy, "first_s": first_s, "compute_s": compute_s,
+                "smem_s": smem_s, "none": none, "trip": trip, "dram_part": dram_part,
+                "chip_part": chip_part}
 
     def kernel_floor(self, total: Work) -> tuple[float, str]:
         """The shared units' time for a kernel's whole traffic, and its bound."""
@@ -321,82 +365,30 @@ class Gpu:
 
     def block_shares(self, kernel: Kernel, works: list[Work], occ: int
                      ) -> list[tuple[float, str]]:
-        """:meth:`block_share` of every work in ``works`` at once (numpy, element by
-        element the same operations in the same order, so the same floats: a test
-        holds them equal): a causal attention has thousands of block classes."""
+        """:meth:`block_share` of every work in ``works`` at once (the same terms on
+        numpy arrays, element by element: the same floats, a test holds them equal): a
+        causal attention has thousands of block classes."""
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         occ = max(1, occ)
         if len(works) < 16:
             return [self.block_share(kernel, w, occ) for w in works]
-        p = self._pipes_many(kernel, np.array([w.key() for w in works], dtype=float).T * occ,
-                             occ)
-        return list(zip((p["t"] / occ).tolist(), p["bounds"]()))
+        cols = np.array([_fields(w) for w in works], dtype=float).T * occ  # scaled(occ)
+        x = self._terms(kernel, cols, occ, np)
+        bounds = [_pipes_bound({k: v[i] for k, v in x.items()}) for i in range(len(works))]
+        return list(zip((x["t"] / occ).tolist(), bounds))
 
     def group_times(self, kernel: Kernel, works: list[Work], n_blocks: int) -> list[float]:
         """:meth:`group_time` (its seconds) of every work in ``works`` at once, as
         :meth:`block_shares` does it: the same floats."""
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
-        cols = np.array([w.key() for w in works], dtype=float).T
-        t = self._pipes_many(kernel, cols, n_blocks)["t"]
+        cols = np.array([_fields(w) for w in works], dtype=float).T
+        t = self._terms(kernel, cols, n_blocks, np)["t"]
         if n_blocks > 1:  # never faster than one block alone (the average one)
-            alone = self._pipes_many(kernel, cols * (1.0 / n_blocks), 1)["t"]
+            alone = self._terms(kernel, cols * (1.0 / n_blocks), 1, np)["t"]
             t = np.where(alone > t, alone, t)
         return t.tolist()
-
-    def _pipes_many(self, kernel: Kernel, cols, n_blocks: int) -> dict:
-        """:meth:`_pipes` over the columns of ``cols`` (the fields of :class:`Work`, one
-        column per work), element by element; ``bounds()`` gives the bounds."""
-        import numpy as np  # noqa: PLC0415 (loaded on first need)
-
-        tensor, cuda, sfu, _, smem_wf, l2b, hbm_r, hbm_w, l1b = cols
-        warps = n_blocks * cdiv(kernel.threads, 32)
-        fill = min(1.0, warps / self.spec.warps_for_peak)
-        if kernel.tensor:
-            matrix_s = tensor / (self.tensor_rate_sm(kernel.dtype) * fill)
-            alu_s = cuda / (self.cuda_rate_sm("fp32") * fill)
-        else:
-            matrix_s = cuda / (self.cuda_rate_sm(kernel.dtype) * fill)
-            alu_s = np.zeros(cols.shape[1])
-        alu_s = alu_s + sfu / (self.sfu_rate_sm * fill)
-        smem_s = smem_wf / self.smem_bw_sm
-        compute_s = matrix_s + alu_s / max(1, n_blocks)
-        busy = np.maximum(compute_s, smem_s)
-        if kernel.serial_operands:
-            hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
-            busy = busy + (1.0 - hidden) * np.minimum(compute_s, smem_s)
-        first_s = np.where(hbm_r != 0, self.dram_latency_s,
-                           np.where(l2b != 0, self.l2_latency_s, 0.0))
-        # memory_time, element by element
-        misses = hbm_r
-        loads = np.maximum(l2b - hbm_w, misses)
-        hits = loads - misses
-        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
-        inflight = self.inflight_bytes(kernel, n_blocks)
-        dram_part = misses * dram_s
-        chip_part = hits * l2_s + l1b * l1_s
-        t_mem = (dram_part + chip_part) / inflight
-        one_trip = np.where(misses != 0, dram_s, np.where(hits != 0, l2_s, l1_s))
-        none = (loads == 0) & (l1b == 0)
-        trip = ~none & (t_mem <= one_trip)
-        mem_s = np.where(none, 0.0, np.where(trip, one_trip, t_mem))
-        start = busy + first_s
-        pipes = start >= mem_s
-
-        def bounds() -> list[str]:
-            out = []
-            for i in range(len(pipes)):
-                if pipes[i]:
-                    out.append("latency" if busy[i] <= first_s[i] else
-                               "compute" if compute_s[i] >= smem_s[i] else "onchip")
-                elif none[i] or trip[i]:
-                    out.append("latency")
-                else:
-                    out.append("memory" if dram_part[i] >= chip_part[i] else "onchip")
-            return out
-
-        return {"t": np.where(pipes, start, mem_s) + self.turnover_s, "bounds": bounds}
 
     def block_cost(self, kernel: Kernel, work: Work, occ: int,
                    sm_s: float | None = None) -> float:
