@@ -24,13 +24,12 @@ Two schedules share that lowering:
   time, and each pool's total time divided by its capacity. It is a lower bound
   on the event schedule, and equal to it when one resource dominates.
   :func:`summarize` gives it together with an op's bytes, actions and bound in
-  one pass over the tasks.
+  one pass over the tasks (:mod:`hwsim.engine.summary`).
 """
 
-from .analytical import analytical_latency
 from .events import Schedule, run_events
-from .summary import Summary, summarize
-from .task import BOUNDS, Task, dominant_bound, group_name, sum_actions, sum_bytes
+from .summary import Summary, analytical_latency, dominant_bound, sum_actions, sum_bytes, summarize
+from .task import BOUNDS, Task, group_name
 
 __all__ = ["analytical_latency", "Schedule", "run_events", "BOUNDS", "Task", "dominant_bound",
            "sum_actions", "sum_bytes", "Summary", "summarize", "group_name"]

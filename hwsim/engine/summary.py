@@ -1,11 +1,21 @@
 """What an op's tasks add up to, in one pass over them.
 
 :func:`summarize` gives the bytes per level, the actions, the dominant bound and the
-analytical latency that :func:`~hwsim.engine.sum_bytes`,
-:func:`~hwsim.engine.sum_actions`, :func:`~hwsim.engine.dominant_bound` and
-:func:`~hwsim.engine.analytical_latency` give one by one (a test holds them equal),
-reading each task once: an op lowers to hundreds or thousands of tasks, and four
-passes over them cost as much as the event schedule itself.
+analytical latency of an op's tasks, reading each task once: an op lowers to hundreds
+or thousands of tasks, and a pass over them per figure cost as much as the event
+schedule itself. :func:`sum_bytes`, :func:`sum_actions`, :func:`dominant_bound` and
+:func:`analytical_latency` are its figures one at a time (a test holds them to the
+plain definitions, one pass each).
+
+- bytes and actions: summed over the tasks, once per copy (:class:`Task`);
+- the analytical latency (fidelity ``analytical``): no simulation; the larger of the
+  critical path through the dependencies, the busiest unit's total time, and each
+  pool's total time divided by its capacity: a lower bound on the event schedule;
+- the dominant bound: what limits the op, the bound of the work on its busiest
+  resource: the unit with the most busy time, or the pool with the most busy time
+  per slot (a DRAM pool shared by many cores limits an op even when each core's own
+  unit is busier than each slot); on it, the bound that accounts for the most time
+  wins, ties to the resource met first.
 """
 
 from __future__ import annotations
@@ -20,8 +30,8 @@ from .task import Task
 class Summary:
     bytes: dict[str, int]  # level -> bytes (dram_read, l2_write, ...)
     actions: dict[str, float]  # action -> count
-    bound: str  # what limits the op (see dominant_bound)
-    analytical_latency_s: float  # see analytical_latency
+    bound: str  # what limits the op
+    analytical_latency_s: float  # max(critical path, busiest unit, pools per slot)
 
 
 def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Summary:
@@ -31,59 +41,55 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
     nbytes: dict[str, int] = {}
     actions: dict[str, float] = {}
     finish: list[float] = []
-    unit_busy: dict[str, float] = {}
-    pool_busy: dict[str, float] = {}
-    # (kind, name) -> bound -> seconds, kept per resource for the dominant bound
-    unit_by: dict[str, dict[str, float]] = {}
-    pool_by: dict[str, dict[str, float]] = {}
-    order: list[tuple[str, str]] = []  # resources in the order first met (ties)
+    # ("unit" | "pool", name) -> busy seconds, and the same by bound; in the order met
+    busy: dict[tuple[str, str], float] = {}
+    per: dict[tuple[str, str], dict[str, float]] = {}
     for t in tasks:
-        k = t.copies
-        if k == 1:
-            for level, n in t.bytes.items():
-                nbytes[level] = nbytes.get(level, 0) + n
-            for a, n in t.actions.items():
-                actions[a] = actions.get(a, 0.0) + n
-        else:  # each copy counts (see Task)
-            for level, n in t.bytes.items():
-                nbytes[level] = nbytes.get(level, 0) + n * k
-            for a, n in t.actions.items():
-                actions[a] = actions.get(a, 0.0) + n * k
+        k = t.copies  # each copy counts its bytes and actions and holds a pool slot
+        for level, n in t.bytes.items():
+            nbytes[level] = nbytes.get(level, 0) + n * k
+        for a, n in t.actions.items():
+            actions[a] = actions.get(a, 0.0) + n * k
         d = t.duration_s
-        deps = t.deps
-        if deps:
-            start = finish[deps[0]]
-            for j in deps[1:]:
-                f = finish[j]
-                if f > start:
-                    start = f
-            finish.append(start + d)
-        else:
-            finish.append(0.0 + d)
-        u, b = t.unit, t.bound
-        du = d * k if t.serial else d  # serial copies take turns on the one unit
-        unit_busy[u] = unit_busy.get(u, 0.0) + du
-        by = unit_by.get(u)
-        if by is None:
-            by = unit_by[u] = {}
-            order.append(("unit", u))
-        by[b] = by.get(b, 0.0) + du
+        start = 0.0
+        for j in t.deps:
+            f = finish[j]
+            if f > start:
+                start = f
+        finish.append(start + d)
+        # a copy has a unit of its own, unless the copies take turns on this one
+        _account(busy, per, ("unit", t.unit), t.bound, d * k if t.serial else d)
         if t.pool:
-            p = t.pool
-            dk = d * k  # each copy holds a slot
-            pool_busy[p] = pool_busy.get(p, 0.0) + dk
-            by = pool_by.get(p)
-            if by is None:
-                by = pool_by[p] = {}
-                order.append(("pool", p))
-            by[b] = by.get(b, 0.0) + dk
+            _account(busy, per, ("pool", t.pool), t.bound, d * k)
     capacity = dict(pools or {})
-    latency = max(max(finish), max(unit_busy.values()))
-    for name, total in pool_busy.items():
-        latency = max(latency, total / capacity.get(name, 1))
-    # the busiest resource: units by their time, pools by their time per slot; ties
-    # go to the resource met first (a task's unit before its pool)
-    top_key = max(order, key=lambda k: unit_busy[k[1]] if k[0] == "unit"
-                  else pool_busy[k[1]] / max(1, capacity.get(k[1], 1)))
-    by = unit_by[top_key[1]] if top_key[0] == "unit" else pool_by[top_key[1]]
+    latency = max(finish)
+    for (kind, name), total in busy.items():
+        latency = max(latency, total if kind == "unit" else total / capacity.get(name, 1))
+    top = max(busy, key=lambda key: busy[key] if key[0] == "unit"
+              else busy[key] / max(1, capacity.get(key[1], 1)))
+    by = per[top]
     return Summary(nbytes, actions, max(by, key=by.get), latency)
+
+
+def _account(busy: dict, per: dict, key: tuple[str, str], bound: str, seconds: float) -> None:
+    busy[key] = busy.get(key, 0.0) + seconds
+    by = per.get(key)
+    if by is None:
+        by = per[key] = {}
+    by[bound] = by.get(bound, 0.0) + seconds
+
+
+def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
+    return summarize(tasks).bytes
+
+
+def sum_actions(tasks: Sequence[Task]) -> dict[str, float]:
+    return summarize(tasks).actions
+
+
+def dominant_bound(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> str:
+    return summarize(tasks, pools).bound
+
+
+def analytical_latency(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> float:
+    return summarize(tasks, pools).analytical_latency_s
