@@ -237,7 +237,9 @@ def registry() -> dict[str, Target]:
 def _builtin_of(text: str) -> tuple[Target, str, Path] | None:
     """A built-in target's name or one of its presets: (target, preset, path), importing
     that target alone (the five import numpy, simpy and their models: a run on one
-    should not pay for the others). None for anything else."""
+    should not pay for the others). A built-in's presets are the YAML files in its
+    package's ``presets`` folder (its ``presets_dir``; a test holds the two the same);
+    a name a built-in has wins over a plugin's. None for anything else."""
     import importlib.util  # noqa: PLC0415
 
     for name, ref in BUILTIN.items():

@@ -217,3 +217,24 @@ def test_resolve_errors_and_overrides(tmp_path):
         resolve(str(hw), {"op_overhead_s": 0})
     p = info.value.problems[0]
     assert (p.source, p.field) == (str(hw), "spec.dram_bw_bytes_per_s")
+
+
+def test_a_builtin_found_by_name_without_the_registry_is_the_registry_s():
+    """resolve finds a built-in target's presets in its package's presets folder without
+    importing the other targets: that folder must be the target's presets_dir, and
+    every preset must resolve to the target the registry gives it."""
+    import importlib.util
+    from pathlib import Path
+
+    from hwsim.targets import BUILTIN, _builtin_of, all_presets, registry
+
+    reg = registry()
+    for name, ref in BUILTIN.items():
+        spec = importlib.util.find_spec(ref.partition(":")[0])
+        folder = Path(spec.submodule_search_locations[0]) / "presets"
+        assert reg[name].presets_dir.resolve() == folder.resolve(), name
+        assert _builtin_of(name)[0] is reg[name]
+    for preset, (target, path) in all_presets().items():
+        got = _builtin_of(preset)
+        assert got is not None and got[0] is target and Path(got[2]).resolve() == path.resolve()
+    assert _builtin_of("no-such-preset") is None
