@@ -24,6 +24,7 @@ types) are lowered and scheduled once and reused.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import capacity, engine
@@ -38,6 +39,7 @@ from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
 from .workload.logits import select_logits
 from .workload.moe import expand as expand_moe
+from .workload.zoo import context_warnings
 
 if TYPE_CHECKING:
     from .report import Report
@@ -57,26 +59,38 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     if fidelity not in FIDELITIES:
         raise InputError(f"expected one of {', '.join(FIDELITIES)}, got {fidelity!r}",
                          source="--fidelity")
+    wl, target_sets = _load(workload, sets)
+    resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
+    if wl.phase == "generate":
+        from .generation import simulate_generation  # noqa: PLC0415
+
+        report = simulate_generation(wl, resolved, fidelity=fidelity, baseline=baseline)
+    else:
+        pruned, dense = model_graphs(wl)
+        dense_flops = expand_moe(dense, wl.routing, wl.source).flops()
+        report = run_graph(device_graph(pruned, wl), resolved, wl, dense_flops=dense_flops,
+                           fidelity=fidelity)
+        if baseline:
+            report.baseline = run_graph(device_graph(dense, wl), resolved, wl,
+                                        dense_flops=dense_flops, fidelity=fidelity)
+    report.warnings = context_warnings(wl, report.graph.header)
+    return report
+
+
+def _load(workload: str | os.PathLike | Workload,
+          sets: Iterable[str] | Mapping[str, Any]) -> tuple[Workload, list]:
+    """The workload with the overrides of ``sets`` that are its own applied, and the
+    ``target.`` ones left for the target."""
     pairs = list(sets.items()) if isinstance(sets, Mapping) else parse_sets(sets)
     wl_sets, target_sets = split_target(pairs)
-    if isinstance(workload, Workload):
-        if wl_sets:
-            from .workload import apply_sets, workload_from_dict  # noqa: PLC0415
-            data = apply_sets(workload.to_dict(), wl_sets)
-            data.pop("source", None)
-            workload = workload_from_dict(data, workload.source)
-        wl = workload
-    else:
-        wl = load_workload(workload, wl_sets)
-    resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
-    pruned, dense = model_graphs(wl)
-    dense_flops = expand_moe(dense, wl.routing, wl.source).flops()
-    report = run_graph(device_graph(pruned, wl), resolved, wl, dense_flops=dense_flops,
-                       fidelity=fidelity)
-    if baseline:
-        report.baseline = run_graph(device_graph(dense, wl), resolved, wl,
-                                    dense_flops=dense_flops, fidelity=fidelity)
-    return report
+    if not isinstance(workload, Workload):
+        return load_workload(workload, wl_sets), target_sets
+    if wl_sets:
+        from .workload import apply_sets, workload_from_dict  # noqa: PLC0415
+        data = apply_sets(workload.to_dict(), wl_sets)
+        data.pop("source", None)
+        workload = workload_from_dict(data, workload.source)
+    return workload, target_sets
 
 
 def model_graphs(wl: Workload) -> tuple[Graph, Graph]:
@@ -127,14 +141,22 @@ def _signature(op, graph: Graph, producer: dict | None = None) -> tuple:
 
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
-              dense_flops: int | None = None, fidelity: str = "event") -> Report:
-    """Lower, schedule and price every op of ``graph`` on ``resolved``."""
+              dense_flops: int | None = None, fidelity: str = "event",
+              memo: dict | None = None, kv_cache_fraction: float = 1.0) -> Report:
+    """Lower, schedule and price every op of ``graph`` on ``resolved``.
+
+    ``memo``: a dict kept between calls that run on the same target, fidelity and
+    tiling (a generation's steps): an op costed by one call is not costed again.
+    ``kv_cache_fraction``: the share of the graph's KV cache the device holds at its
+    peak, for the memory account (a KV policy that cuts each layer's cache as the
+    forward passes it, :mod:`hwsim.generation`)."""
     target, spec = resolved.target, resolved.spec
     table = target.energy_table(spec)
     tiling = wl.tiling if wl is not None else None
-    memory = check_memory(graph, resolved, tiling)
-    cache: dict[tuple, dict] = {}
-    timelines: dict[tuple, list] = {}
+    memory = check_memory(graph, resolved, tiling, kv_cache_fraction)
+    memo = {} if memo is None else memo
+    cache: dict[tuple, dict] = memo.setdefault("costs", {})
+    timelines: dict[tuple, list] = memo.setdefault("lanes", {})
     op_keys = []
     rows = []
     clock = 0.0
@@ -247,11 +269,15 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
     return sched.host_lane
 
 
-def check_memory(graph: Graph, resolved: ResolvedTarget, tiling) -> dict:
+def check_memory(graph: Graph, resolved: ResolvedTarget, tiling,
+                 kv_cache_fraction: float = 1.0) -> dict:
     """One device's footprint against its capacity (:mod:`hwsim.capacity`); raises
-    when it does not fit, else returns the account for the report."""
+    when it does not fit, else returns the account for the report. The KV cache
+    counts ``kv_cache_fraction`` of the graph's (:func:`run_graph`)."""
     target, spec = resolved.target, resolved.spec
     fp = target.footprint(graph, spec, tiling)
+    if kv_cache_fraction != 1.0:
+        fp = replace(fp, kv_cache_bytes=fp.kv_cache_bytes * kv_cache_fraction)
     cap = target.capacity_bytes(spec)
     capacity.check(fp, cap, devices=int(graph.header.get("devices", 1)),
                    memory=target.memory_name, source=resolved.source,

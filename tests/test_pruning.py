@@ -340,9 +340,9 @@ def test_wrong_parameters_are_errors_when_loading(write_workload, base, step, fi
 @pytest.mark.parametrize("base, step, field, needle", [
     (LLAVA, {"method": "fastv", "at_layer": 0, "keep": 0.5}, "pruning.0.at_layer",
      "K must be >= 1"),
-    (LLAVA, {"method": "h2o", "keep": 0.25}, "pruning.0", "use phase: decode"),
-    (LLAMA_DECODE, {"method": "h2o", "tokens": 5000}, "pruning.0.tokens",
-     "exceeds the KV cache"),
+    (LLAMA_DECODE, {"method": "snapkv", "tokens": 500}, "pruning.0", "use phase: generate"),
+    (LLAMA_DECODE, {"method": "h2o", "tokens": 500, "keep": 0.5}, "pruning.0.tokens",
+     "not both"),
     (LLAMA_DECODE, {"method": "fastv", "at_layer": 2, "keep": 0.5}, "pruning.0",
      "decode step"),
     (GPT2, {"method": "spatten", "keep": [0.5] * 12}, "pruning.0.keep", "keep[0] must be 1"),
@@ -491,9 +491,14 @@ PRUNING_WORKLOADS = [  # the pruning scenarios of docs/pruning.md
     "llama2-7b-decode-topk.yaml", "llama2-7b-heads.yaml", "mixtral-8x7b-experts.yaml"]
 
 
+GENERATION_WORKLOADS = [  # KV policies over a whole request (docs/generation.md)
+    "llama2-7b-generate-h2o.yaml", "llama2-7b-generate-streamingllm.yaml",
+    "llama2-7b-generate-snapkv.yaml"]
+
+
 def test_every_method_has_a_shipped_workload():
     methods = set()
-    for name in PRUNING_WORKLOADS:
+    for name in PRUNING_WORKLOADS + GENERATION_WORKLOADS:
         methods |= {s["method"] for s in yaml.safe_load((ROOT / "workloads" / name).read_text())[
             "pruning"]}
     assert methods == set(hwsim.pruning.METHODS)
@@ -507,3 +512,49 @@ def test_shipped_pruning_workloads_apply_and_verify(name):
     assert g.verify() == []
     assert [r["method"] for r in g.header["pruning"]] == [s["method"] for s in wl.pruning]
     assert g.flops() < dense.flops() or any(s["method"] == "quant" for s in wl.pruning)
+
+
+@pytest.mark.parametrize("name", GENERATION_WORKLOADS)
+def test_shipped_generation_workloads_read_and_hold_less_than_dense(name):
+    g = hwsim.simulate(ROOT / "workloads" / name, "roofline", baseline=True,
+                       fidelity="analytical")
+    t, d = g.totals, g.baseline.totals
+    assert t["tpot_s"] < d["tpot_s"] and t["kv_cache_bytes"] < d["kv_cache_bytes"]
+    assert t["dram_bytes_per_token"] < d["dram_bytes_per_token"]
+    assert g.pruning["overhead"]["ops"] > 0 or "streamingllm" in name
+
+
+@pytest.mark.parametrize("method, names", [
+    ("h2o", {"h2o.prompt_scores", "h2o.evict_topk"}),
+    ("kvcrush", {"kvcrush.prompt_scores", "kvcrush.evict_topk", "kvcrush.hamming_distance"}),
+    ("snapkv", {"snapkv.window_scores", "snapkv.window_softmax", "snapkv.select_topk",
+                "snapkv.gather_keys", "snapkv.gather_values"}),
+])
+def test_kv_policies_in_a_prefill_cost_the_selection_at_the_prompts_end(write_workload, method,
+                                                                         names):
+    """The prompt's attention runs over all of it; at its end each layer selects what
+    the cache keeps (the first step of a generation starts from it)."""
+    budget = {"tokens": 256}
+    wl = load_workload(write_workload({"model": "tinyllama-1.1b", "seq_len": 1024,
+                                       "pruning": [{"method": method, **budget}]}))
+    g = apply(build_graph(wl), wl.pruning, wl.source)
+    att = [op for op in g.ops if op.kind == "attention"]
+    assert all(op.attrs["q_len"] == 1024 and op.attrs["kv_len"] == 1024 for op in att)
+    assert names <= {op.name for op in g.ops}
+    per_layer = {op.layer for op in g.ops if op.attrs.get("pruning") == method}
+    assert len(per_layer) == len(att)
+    # a prompt within the budget selects nothing
+    small = load_workload(write_workload({"model": "tinyllama-1.1b", "seq_len": 200,
+                                          "pruning": [{"method": method, **budget}]}))
+    g = apply(build_graph(small), small.pruning, small.source)
+    assert not any(op.attrs.get("pruning") for op in g.ops)
+
+
+def test_a_decode_budget_above_the_cache_accumulates_without_evicting(write_workload):
+    wl = load_workload(write_workload({**LLAMA_DECODE, "pruning": [
+        {"method": "h2o", "tokens": LLAMA_DECODE["kv_len"] + 10}]}))
+    g = apply(build_graph(wl), wl.pruning, wl.source)
+    att = [op for op in g.ops if op.kind == "attention"]
+    assert all(op.attrs["kv_len"] == LLAMA_DECODE["kv_len"] + 1 for op in att)
+    kinds = {op.kind for op in g.ops if op.attrs.get("pruning") == "h2o"}
+    assert "elementwise" in kinds and "topk" not in kinds

@@ -370,6 +370,7 @@ PHYSICS = {
     "layer-drop": ("P", {"keep": 0.75}), "h2o": ("D", {"keep": 0.25}),
     "kvcrush": ("D", {"keep": 0.25}), "topk-attention": ("D", {"k": 64}),
     "hip": ("P", {"k": 64}), "quant": ("D", {"tensors": {"kv": "int8"}}),
+    "streamingllm": ("D", {"window": 124}), "snapkv": ("P", {"tokens": 128}),
 }
 
 

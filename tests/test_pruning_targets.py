@@ -34,6 +34,8 @@ PREFILL = {"model": "minilm-l6", "seq_len": 512, "batch": 16,
            "segments": {"text": [0, 32], "visual": [32, 480], "question": [480, 512]}}
 DECODE = {"model": "gpt2", "phase": "decode", "seq_len": 1, "kv_len": 511, "batch": 4}
 VIT = {"model": "deit-small", "seq_len": 197, "batch": 8}
+# SnapKV selects once, at the prompt's end: what it saves is in the steps after
+GENERATE = {"model": "gpt2", "phase": "generate", "seq_len": 512, "new_tokens": 8, "batch": 4}
 MOE = "tiny mixture of experts"  # made on first use: _moe_base()
 
 # method -> (workload, step at the lower keep, step at the higher keep)
@@ -54,6 +56,8 @@ CASES = {
     "layer-drop": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "h2o": (DECODE, {"keep": 0.25}, {"keep": 0.75}),
     "kvcrush": (DECODE, {"keep": 0.25}, {"keep": 0.75}),
+    "streamingllm": (DECODE, {"window": 124}, {"window": 380}),
+    "snapkv": (GENERATE, {"tokens": 128}, {"tokens": 384}),
     "topk-attention": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
     "hip": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
     "quant": (PREFILL, {"tensors": {"kv": "int8"}, "refetch": 0.1},

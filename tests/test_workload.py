@@ -127,7 +127,7 @@ def test_unknown_tiling_key(write_workload):
     ("dtype", 16, "expected a str"),
     ("segments", [0, 3], "expected a mapping"),
     ("pruning", {"method": "fastv"}, "expected a list"),
-    ("phase", "train", "expected one of prefill, decode, got 'train'"),
+    ("phase", "train", "expected one of prefill, decode, generate, got 'train'"),
 ])
 def test_wrong_type(write_workload, field, value, needle):
     path = write_workload({"ops": MATMUL, field: value})

@@ -27,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", metavar="PATH", help="write the JSON report ('-' for stdout)")
     s.add_argument("--csv", metavar="PATH", help="write one row per op")
     s.add_argument("--chrome-trace", metavar="PATH", help="write a chrome://tracing timeline")
-    s.add_argument("--plot", metavar="PATH", help="plot latency by op kind (png, pdf, svg)")
+    s.add_argument("--plot", metavar="PATH", help="plot latency by op kind (png, pdf, svg); a "
+                   "generation: latency and KV cache per step")
+    s.add_argument("--steps", metavar="PATH", help="a generation (phase: generate): write "
+                   "one row per decode step (CSV)")
     s.add_argument("--fidelity", default="event", choices=["event", "analytical"])
     s.add_argument("--top", type=int, default=10, help="ops shown in the table")
     s.add_argument("--baseline", action="store_true",
@@ -108,6 +111,12 @@ def _simulate(args) -> int:
                         baseline=args.baseline) for name in names]
     to_stdout = args.json == "-"
     out = sys.stderr if to_stdout else sys.stdout
+    for line in dict.fromkeys(w for r in reports for w in r.warnings):
+        print(f"hwsim: warning: {line}", file=sys.stderr)
+    generations = [r for r in reports if hasattr(r, "step_rows")]
+    if args.steps and len(generations) != len(reports):
+        raise errors.InputError("steps are a generation's (phase: generate); this workload is "
+                                "one forward", source="--steps")
     for i, r in enumerate(reports):
         if i:
             print(file=out)
@@ -124,7 +133,13 @@ def _simulate(args) -> int:
             from ..report.chrome import write_chrome_trace  # noqa: PLC0415
 
             write_chrome_trace(r, _with_suffix(args.chrome_trace, suffix))
-    if args.plot:
+        if args.steps:
+            r.steps.to_csv(_with_suffix(args.steps, suffix), index=False)
+    if args.plot and generations:
+        from ..report.plot import plot_generation  # noqa: PLC0415
+
+        plot_generation(reports, args.plot)
+    elif args.plot:
         from ..report.plot import plot_by_kind  # noqa: PLC0415
 
         plot_by_kind(reports, args.plot)

@@ -39,6 +39,8 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "layer-drop": layers.layer_drop,
     "h2o": kv.h2o,
     "kvcrush": kv.kvcrush,
+    "streamingllm": kv.streamingllm,
+    "snapkv": kv.snapkv,
     "topk-attention": sparse.topk_attention,
     "hip": sparse.hip,
     "quant": quant.quant,

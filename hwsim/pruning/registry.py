@@ -87,10 +87,29 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                        "layers": _LAYERS},
                (), "H2O, NeurIPS 2023 (arXiv 2306.14048)", acts_on="kv",
                one_of=("keep", "tokens"),
-               summary="decode: heavy-hitter KV cache with accumulated-attention eviction"),
+               summary="heavy-hitter KV cache with accumulated-attention eviction (decode; "
+                       "a prefill costs the selection at the prompt's end)"),
     MethodSpec("kvcrush", {"keep": _KEEP, "tokens": "KV budget in tokens", "layers": _LAYERS},
                (), "KVCrush (arXiv 2503.00022)", acts_on="kv", one_of=("keep", "tokens"),
                summary="decode: KV budget with binary head-signature grouping"),
+    MethodSpec("streamingllm", {"window": "recent tokens the cache keeps (besides the sinks)",
+                                "sinks": "initial tokens always kept (attention sinks; "
+                                         "default 4, the paper's)",
+                                "layers": _LAYERS},
+               ("window",), "StreamingLLM, ICLR 2024 (arXiv 2309.17453)", acts_on="kv",
+               summary="decode: attention sinks + a window of recent tokens; the cache's keys "
+                       "re-rotated every step"),
+    MethodSpec("snapkv", {"tokens": "capacity in tokens the prompt's cache keeps (the "
+                                    "observation window included)",
+                          "keep": "capacity as a fraction of the prompt in (0, 1]",
+                          "window": "observation window: the last prompt queries that vote "
+                                    "(default 64, the released SnapKVCluster's)",
+                          "kernel": "pooling kernel over the votes (default 5)",
+                          "layers": _LAYERS},
+               (), "SnapKV, NeurIPS 2024 (arXiv 2404.14469)", acts_on="kv",
+               one_of=("tokens", "keep"),
+               summary="prefill's end: the observation window's votes select the prompt's "
+                       "cache once"),
     MethodSpec("topk-attention", {"k": "keys kept per query", "keep": _KEEP,
                                   "layers": _LAYERS},
                (), "top-k attention (Gupta et al. 2021, arXiv 2106.06899)", acts_on="attention",
@@ -163,10 +182,13 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float))
                                           or not 0 <= v <= 1):
         add(f"{where}.refetch", f"must be a fraction in [0, 1] or auto, got {v!r}")
-    for key in ("tokens", "k", "block", "iterations", "lsb_bits"):
+    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
+    v = step.get("sinks")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+        add(f"{where}.sinks", f"must be an integer >= 0, got {v!r}")
     if "per_head" in step and not isinstance(step["per_head"], bool):
         add(f"{where}.per_head", f"expected true or false, got {step['per_head']!r}")
     if "group_score" in step and step["group_score"] not in GROUP_SCORES:

@@ -43,6 +43,8 @@ class Report:
         self.memory = dict(memory or {})
         # the host's issue of each op: [(label, start_s, end_s)] (hwsim.runtime), [] if none
         self.host_lane = list(host_lane or [])
+        # what the reader should know about the run (a sequence past the model's context)
+        self.warnings: list[str] = []
 
     # ------------------------------------------------------------------ views
     @cached_property
@@ -167,6 +169,8 @@ class Report:
             doc["pruning"] = _plain(pruning)
         if self.baseline is not None:
             doc["baseline"] = {"totals": self.baseline.totals}
+        if self.warnings:
+            doc["warnings"] = list(self.warnings)
         return doc
 
     def to_json(self, indent: int | None = 1) -> str:

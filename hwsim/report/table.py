@@ -79,3 +79,49 @@ def format_table(report, top: int = 10) -> str:
                 f"{r.get('module') or r['name']}"
                 + (f"  [{r['detail']}]" if r.get("detail") else ""))
     return "\n".join(lines)
+
+
+def format_generation(report, top: int = 10) -> str:
+    """A request: its figures, then the prefill's table, then the steps in brief."""
+    t = report.totals
+    wl = report.workload
+    name = wl.name or report.graph.header.get("name", "")
+    steps = report.step_rows
+    between = sum(1 for r in steps if not r["simulated"])
+    bound = (f"{t['simulated_steps']:,} cache length{'s' if t['simulated_steps'] != 1 else ''} "
+             f"simulated for {len(steps):,} steps")
+    if between:
+        bound += (f"; {between:,} steps interpolated between them, each within "
+                  f"{100 * t['step_error']:g} %")
+    lines = [
+        f"{name} on {report.target.preset} ({report.target.name}): a {wl.seq_len:,}-token "
+        f"prompt, {wl.new_tokens:,} new tokens, batch {wl.batch}, fidelity {report.fidelity}",
+        f"  latency      {si(t['latency_s'], 's')}  (TTFT {si(t['ttft_s'], 's')} + "
+        f"{t['decode_steps']:,} decode steps)",
+        f"  TPOT         {si(t['tpot_s'], 's')} mean, p50 {si(t['tpot_p50_s'], 's')}, "
+        f"p90 {si(t['tpot_p90_s'], 's')}, p99 {si(t['tpot_p99_s'], 's')}",
+        f"  throughput   {si(t['tokens_per_s'], 'token/s')}",
+        f"  per token    {si(t['energy_per_token_j'], 'J')}, "
+        f"{si(t['dram_bytes_per_token'], 'B')} of DRAM traffic",
+        f"  energy       {si(t['energy_j'], 'J')}",
+        f"  KV cache     {si(t['kv_cache_bytes'], 'B')} at most; peak memory "
+        f"{si(t['peak_memory_bytes'], 'B')}" + (" per device" if report.devices > 1 else ""),
+        f"  steps        {bound}",
+    ]
+    if steps:
+        first, last = steps[0], steps[-1]
+        lines.append(f"  step 1       cache {first['kv_len']:,} tokens, "
+                     f"{si(first['latency_s'], 's')};  step {last['step']:,}: cache "
+                     f"{last['kv_len']:,} tokens, {si(last['latency_s'], 's')}")
+    base = report.baseline
+    if base is not None:
+        b = base.totals
+        lines.append(f"  unpruned     TTFT {si(b['ttft_s'], 's')} -> {si(t['ttft_s'], 's')}, "
+                     + (f"TPOT {si(b['tpot_s'], 's')} -> {si(t['tpot_s'], 's')}, "
+                        if t["tpot_s"] and b["tpot_s"] else "")
+                     + f"peak memory {si(b['peak_memory_bytes'], 'B')} -> "
+                       f"{si(t['peak_memory_bytes'], 'B')}")
+    lines.append("")
+    lines.append("  the prefill (first token):")
+    lines.extend("  " + line for line in format_table(report.prefill, top).splitlines())
+    return "\n".join(lines)

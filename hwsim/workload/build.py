@@ -35,7 +35,11 @@ FLOAT_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8")
 
 
 def build_graph(wl: Workload) -> Graph:
-    """The dense (unpruned) graph of ``wl``."""
+    """The dense (unpruned) graph of ``wl``: one forward (a prefill or a decode step)."""
+    if wl.phase == "generate":
+        raise InputError("a generation is a prefill and then decode steps, simulated one "
+                         "forward at a time (hwsim.simulate, hwsim.generation); a graph is one "
+                         "forward: use phase: prefill or decode", source=wl.source, field="phase")
     if wl.ops:
         graph = ops_graph(wl)
     elif wl.trace and wl.trace_format == "spatten-csv":

@@ -9,6 +9,7 @@ past the sequence, an unknown model or pruning method) before raising one
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import fields
 from typing import Any, Mapping
@@ -77,7 +78,7 @@ def workload_from_dict(data: Mapping[str, Any], source: str = "<workload>") -> W
     return wl
 
 
-_TYPES = {"str": str, "int": int, "list": list, "dict": dict, "bool": bool}
+_TYPES = {"str": str, "int": int, "list": list, "dict": dict, "bool": bool, "float": float}
 
 
 def _check_type(value: Any, type_name: Any, choices, field: str, errs: Collector) -> Any:
@@ -85,6 +86,12 @@ def _check_type(value: Any, type_name: Any, choices, field: str, errs: Collector
     if want is int and (isinstance(value, bool) or not isinstance(value, int)):
         errs.add(field, f"expected an integer, got {value!r}")
         return None
+    if want is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not math.isfinite(value):
+            errs.add(field, f"expected a finite number, got {value!r}")
+            return None
+        return float(value)
     if want is not int and want is not None and not isinstance(value, want):
         errs.add(field, f"expected {'a mapping' if want is dict else 'a ' + want.__name__}, "
                  f"got {value!r}")
@@ -127,6 +134,12 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         errs.add("model", f"unknown model {wl.model!r}{suggest(wl.model, zoo.names())} "
                  f"(zoo: {', '.join(zoo.names())}; or a config.json path, a Hugging Face id "
                  f"in the local cache, or trace: FILE)")
+    elif wl.model and wl.phase == "generate":
+        missing = [p for p in ("prefill", "decode") if p not in zoo.phases(wl.model)]
+        if missing:
+            errs.add("phase", f"a generation runs the model's prefill and decode; model "
+                     f"{wl.model} has no {' or '.join(missing)} phase "
+                     f"(it has: {', '.join(zoo.phases(wl.model))})")
     elif wl.model and wl.phase not in zoo.phases(wl.model):
         errs.add("phase", f"model {wl.model} has no {wl.phase} phase "
                  f"(it has: {', '.join(zoo.phases(wl.model))})")
@@ -144,6 +157,7 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         errs.add("kv_len", f"must be >= 0, got {wl.kv_len}")
     if wl.phase == "prefill" and wl.kv_len and not wl.ops:
         errs.add("kv_len", "a prefill starts from an empty KV cache; use phase: decode")
+    _check_generation(wl, errs, raw)
     if not is_known(wl.dtype):
         errs.add("dtype", f"unknown dtype {wl.dtype!r}")
     for name, rng in wl.segments.items():
@@ -165,6 +179,34 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
     for i, op in enumerate(wl.ops):
         _check_op(op, i, wl, errs)
     check_routing(wl.routing, errs.add)
+
+
+# a generation's steps are bracketed to within at most this error (a step_error above it
+# would let one bracket span a whole generation whose last step costs twice its first)
+MAX_STEP_ERROR = 0.5
+
+
+def _check_generation(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> None:
+    """``phase: generate`` and its fields (``new_tokens``, ``exact``, ``step_error``)."""
+    if wl.phase != "generate":
+        for key in ("new_tokens", "exact", "step_error"):
+            if key in raw:
+                errs.add(key, f"belongs to a generation (phase: generate), not a {wl.phase}")
+        return
+    if wl.ops:
+        errs.add("phase", "a generation runs a model (model: or a template trace:), not an "
+                 "ops: list")
+    if wl.trace:
+        errs.add("trace", "a generation needs the model's prefill and decode templates: give "
+                 "model: (a zoo name or a config), not a trace")
+    if wl.new_tokens < 1:
+        errs.add("new_tokens", f"a generation produces at least 1 token, got {wl.new_tokens}")
+    if wl.kv_len:
+        errs.add("kv_len", "a generation starts from an empty KV cache (its prompt is "
+                 "seq_len tokens); leave kv_len out")
+    if not 0.0 < wl.step_error <= MAX_STEP_ERROR:
+        errs.add("step_error", f"expected a fraction in (0, {MAX_STEP_ERROR}], got "
+                 f"{wl.step_error!r}")
 
 
 def _vision(values: dict[str, Any], raw: Mapping[str, Any], errs: Collector) -> None:
@@ -193,7 +235,7 @@ def _vision(values: dict[str, Any], raw: Mapping[str, Any], errs: Collector) -> 
     if problem:
         errs.add("frames" if frames and not rule.takes_frames else "image", problem)
         return
-    if values.get("phase", "prefill") != "prefill":
+    if values.get("phase", "prefill") not in ("prefill", "generate"):
         if "text_len" in raw:
             errs.add("text_len", "text_len sizes a prefill; a decode step is seq_len new tokens "
                      "over kv_len cached ones (the prefill's seq_len, see its report)")

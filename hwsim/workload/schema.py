@@ -23,7 +23,7 @@ def _f(default: Any, help: str, choices: tuple | None = None):
 ATTENTION_STRATEGIES = ("auto", "standard", "flash", "fastattention")
 GEMM_STRATEGIES = ("auto", "openblas", "iaat", "autotsmm")
 PLACEMENTS = ("spread", "compact", "interleave")
-PHASES = ("prefill", "decode")
+PHASES = ("prefill", "decode", "generate")
 LOGITS = ("last", "all")
 TRACE_FORMATS = ("hwsim", "spatten-csv")
 # how the host issues the ops (hwsim.runtime): a vendor library called from compiled code,
@@ -59,10 +59,19 @@ class Workload:
     trace_format: str = _f("hwsim", "format of `trace`: hwsim (a graph file) or spatten-csv "
                                "(SpAtten's released CSV traces)", TRACE_FORMATS)
     ops: list = _f([], "operators of a kernel study, instead of a model")
-    phase: str = _f("prefill", "prefill (whole prompt) or decode (one step)", PHASES)
+    phase: str = _f("prefill", "prefill (whole prompt), decode (one step) or generate (the "
+                               "prompt's prefill, then new_tokens - 1 decode steps, each over "
+                               "the KV cache it has; hwsim.generation)", PHASES)
     batch: int = _f(1, "sequences processed together")
-    seq_len: int = _f(128, "prompt tokens (prefill) or new tokens (decode)")
+    seq_len: int = _f(128, "prompt tokens (prefill, generate) or new tokens (decode)")
     kv_len: int = _f(0, "tokens already in the KV cache (decode)")
+    new_tokens: int = _f(0, "tokens a generation produces: the prefill gives the first, each "
+                            "decode step one more (phase: generate)")
+    exact: bool = _f(False, "a generation simulates every decode step; false: steps of "
+                            "different KV length are bracketed, simulated at the ends of "
+                            "each bracket and interpolated within step_error (phase: generate)")
+    step_error: float = _f(0.01, "a bracketed generation's bound on any step's relative error "
+                                 "in latency, energy and DRAM bytes (phase: generate)")
     image: dict = _f({}, "a vision-language model's image, {height: H, width: W} in pixels as "
                          "given to its processor (which resizes it); {}: the model's default. "
                          "The visual tokens follow from it (docs/workloads.md)")

@@ -368,12 +368,14 @@ def context_warnings(wl: Any, header: Mapping[str, Any] | None = None) -> list[s
     if getattr(wl, "ops", None):
         return []
     model = getattr(wl, "model", "") or ""
-    tokens = int(wl.seq_len) + (int(wl.kv_len) if wl.phase == "decode" else 0)
+    tokens = int(wl.seq_len) + (int(wl.kv_len) if wl.phase == "decode" else 0) \
+        + (int(wl.new_tokens) - 1 if wl.phase == "generate" else 0)
     limit, why = context_limit(model, header)
     if limit is None or tokens <= limit:
         return []
     name = model or (header or {}).get("model") or "the model"
     what = f"{wl.kv_len:,} cached + {wl.seq_len:,} new" if wl.phase == "decode" else \
-        f"{wl.seq_len:,} prompt"
+        f"{wl.seq_len:,} prompt + {wl.new_tokens - 1:,} generated" if wl.phase == "generate" \
+        else f"{wl.seq_len:,} prompt"
     return [f"{tokens:,} tokens ({what}) exceed the context of {name}: {limit:,} positions "
             f"({why}); positions past it are extrapolated, which the model was not trained for"]

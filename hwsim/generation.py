@@ -1,0 +1,425 @@
+"""Whole requests: a prompt's prefill, then one decode step per further token.
+
+A workload with ``phase: generate`` is a prompt of ``seq_len`` tokens (batch
+``batch``) that produces ``new_tokens`` tokens: the prefill gives the first
+(its latency is the time to first token, TTFT), then decode step ``j`` (1 to
+``new_tokens - 1``) runs one token over the KV cache the request has by then,
+``P + j - 1`` tokens for a dense cache of a ``P``-token prompt.
+
+**KV policies.** A KV method among the workload's pruning steps decides that
+cache step by step, and its machinery is costed where it runs
+(:mod:`hwsim.pruning.kv`):
+
+=============  ===============================  =====================================
+method         cache before step j              machinery
+=============  ===============================  =====================================
+(none)         P + j - 1                        -
+h2o, kvcrush   min(P + j - 1, B)                at the prompt's end: scores from its
+                                                probabilities and a top-k to B (when
+                                                P > B); each step: scores accumulate,
+                                                a top-k evicts once the cache is full
+streamingllm   min(P + j - 1, sinks + window)   each step: the cache's keys re-rotated
+snapkv         min(P, B) + j - 1                at the prompt's end only: the window's
+                                                votes, pooling, top-k, gathers
+=============  ===============================  =====================================
+
+B is ``tokens``, or ``keep`` of the prompt. The other methods act as they do
+on a single forward: those that change the model (``heads``, ``layer-drop``,
+``experts``, ``quant``) and sparse attention (``topk-attention``, ``hip``)
+on the prefill and on every step. Methods that prune the prompt's tokens
+(FastV, SpAtten's cascade, LazyLLM and the others) are refused over a
+generation with a one-line error: what each leaves in the cache of every
+layer, and LazyLLM's revival of pruned tokens, are not modelled yet.
+
+**Steps simulated once, brackets in between.** A step's cost depends on its
+cache length only (its other shapes are the same every step), so steps with
+equal caches are simulated once: a full H2O cache makes every later step
+identical. Where the cache grows, ``exact: true`` simulates each length;
+otherwise the lengths are bracketed: both ends of the range are simulated,
+and a bracket whose ends differ by more than ``step_error`` (relative, in
+latency, energy and DRAM bytes) is halved until none does, or its ends are
+neighbours. A step inside a bracket takes the linear interpolation of its
+ends. More tokens never make a step cheaper (an invariant the property tests
+hold every target to, ``tests/test_invariants.py``), so a step's true figure
+lies between its bracket's ends, and the interpolation errs by at most
+``step_error`` of it: that is the stated bound (0 with ``exact``).
+
+The report (:class:`~hwsim.report.generation.GenerationReport`) keeps the
+prefill's ops, one row per step, and the request's figures: TTFT, TPOT (mean
+and percentiles), tokens per second, energy and DRAM bytes per token, KV
+cache and peak memory over the steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from .errors import InputError
+from .pruning.kv import snapkv_budget, streaming_cache
+from .pruning.plan import kept
+from .workload import Workload, workload_from_dict
+from .workload.moe import expand as expand_moe
+
+if TYPE_CHECKING:
+    from .report import Report
+    from .report.generation import GenerationReport
+    from .targets import ResolvedTarget
+
+KV_POLICIES = ("h2o", "kvcrush", "streamingllm", "snapkv")
+# methods that prune the prompt's tokens: what they leave in each layer's cache over a
+# generation is not modelled yet
+PROMPT_PRUNING = ("spatten", "fastv", "hawk", "divprune", "topv", "lazyllm", "zero-tprune",
+                  "spatten-heads")
+# the figures a step's row carries (summed over the steps into the request's totals)
+STEP_SUMS = ("latency_s", "flops", "dense_flops", "executed_flops", "dram_read_bytes",
+             "dram_write_bytes", "energy_j", "energy_compute_j", "energy_onchip_j",
+             "energy_dram_j", "energy_static_j", "energy_interconnect_j")
+# whole numbers among them (interpolated values are rounded)
+WHOLE = ("flops", "dense_flops", "executed_flops", "dram_read_bytes", "dram_write_bytes")
+# the figures whose brackets are held to step_error
+BRACKETED = ("latency_s", "energy_j", "dram_bytes")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The workload's KV policy: how many tokens the cache holds before each step."""
+
+    method: str  # one of KV_POLICIES, or "" (a dense cache)
+    prompt: int  # P, the prompt's tokens
+    budget: int  # B (h2o, kvcrush, snapkv) or sinks + window (streamingllm); 0: none
+    all_layers: bool  # the method acts on every layer (no ``layers`` list)
+
+    def cache(self, j: int) -> int:
+        """Tokens in the cache before decode step ``j`` (1-based)."""
+        p, b = self.prompt, self.budget
+        if self.method in ("h2o", "kvcrush", "streamingllm"):
+            return min(p + j - 1, b) if self.all_layers else p + j - 1
+        if self.method == "snapkv":
+            return min(p, b) + j - 1
+        return p + j - 1
+
+
+def policy_of(wl: Workload) -> Policy:
+    """The workload's KV policy, its steps checked for a generation."""
+    found = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in KV_POLICIES]
+    for i, s in enumerate(wl.pruning):
+        if s.get("method") in PROMPT_PRUNING:
+            raise InputError(f"{s['method']} prunes the prompt's tokens; over a generation what "
+                             f"it leaves in each layer's KV cache is not modelled yet (use a "
+                             f"prefill, or a KV policy: {', '.join(KV_POLICIES)})",
+                             source=wl.source, field=f"pruning.{i}.method")
+    if len(found) > 1:
+        i, s = found[1]
+        raise InputError(f"a generation runs one KV policy; {found[0][1]['method']} (pruning."
+                         f"{found[0][0]}) and {s['method']} both manage the cache",
+                         source=wl.source, field=f"pruning.{i}.method")
+    p = wl.seq_len
+    if not found:
+        return Policy("", p, 0, True)
+    i, s = found[0]
+    method = s["method"]
+    if isinstance(s.get("keep"), list):
+        raise InputError(f"{method} over a generation keeps one budget: give keep as one "
+                         f"fraction of the prompt, or tokens (per-layer budgets are not "
+                         f"modelled over a generation yet)", source=wl.source,
+                         field=f"pruning.{i}.keep")
+    all_layers = s.get("layers") is None
+    if method == "snapkv":
+        if not all_layers:
+            raise InputError("snapkv over a generation compresses every layer's cache "
+                             "(a layers list is not modelled over a generation yet)",
+                             source=wl.source, field=f"pruning.{i}.layers")
+        return Policy(method, p, snapkv_budget(p, s), True)
+    if method == "streamingllm":
+        return Policy(method, p, streaming_cache(s), all_layers)
+    budget = int(s["tokens"]) if s.get("tokens") is not None else kept(p, float(s["keep"]))
+    return Policy(method, p, budget, all_layers)
+
+
+def decode_steps(wl: Workload, policy: Policy) -> list[dict]:
+    """The pruning steps every decode step runs: the workload's, with an H2O or KVCrush
+    budget in tokens (it was a fraction of the prompt), and no SnapKV (its selection
+    ran at the prompt's end; the cache it left is the steps' cache)."""
+    out = []
+    for s in wl.pruning:
+        s = dict(s)
+        if s.get("method") == "snapkv":
+            continue
+        if s.get("method") in ("h2o", "kvcrush"):
+            s.pop("keep", None)
+            s["tokens"] = policy.budget
+        out.append(s)
+    return out
+
+
+def _phase(wl: Workload, phase: str, seq_len: int, kv_len: int, pruning: list) -> Workload:
+    data = wl.to_dict()
+    for key in ("source", "new_tokens", "exact", "step_error"):
+        data.pop(key, None)
+    data.update(phase=phase, seq_len=seq_len, kv_len=kv_len, pruning=pruning)
+    if phase == "decode":
+        for key in ("image", "frames", "segments"):  # they sized and named the prompt
+            data.pop(key, None)
+        data["name"] = f"{wl.name}-step" if wl.name else "step"
+    return workload_from_dict(data, wl.source)
+
+
+def simulate_generation(wl: Workload, resolved: ResolvedTarget, *, fidelity: str = "event",
+                        baseline: bool = False) -> GenerationReport:
+    """Simulate a ``phase: generate`` workload (see the module docstring)."""
+    report = _run(wl, resolved, fidelity)
+    if baseline:
+        dense = _phase_free(wl)
+        report.baseline = _run(dense, resolved, fidelity)
+    return report
+
+
+def _phase_free(wl: Workload) -> Workload:
+    """The same request with no pruning step."""
+    data = wl.to_dict()
+    data.pop("source", None)
+    data["pruning"] = []
+    return workload_from_dict(data, wl.source)
+
+
+def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationReport:
+    from .report.generation import GenerationReport  # noqa: PLC0415
+    from .simulate import device_graph, model_graphs, run_graph  # noqa: PLC0415
+
+    policy = policy_of(wl)
+    memo: dict = {}
+    first = _phase(wl, "prefill", wl.seq_len, 0, list(wl.pruning))
+    pruned, dense = model_graphs(first)
+    graph = device_graph(pruned, first)
+    prefill = run_graph(graph, resolved, first,
+                        dense_flops=expand_moe(dense, first.routing, first.source).flops(),
+                        fidelity=fidelity, memo=memo,
+                        kv_cache_fraction=prefill_kv_fraction(policy, graph))
+    steps = decode_steps(wl, policy)
+    n_steps = wl.new_tokens - 1
+    caches = [policy.cache(j) for j in range(1, n_steps + 1)]
+    points: dict[int, Report] = {}
+
+    def point(kv: int) -> dict[str, float]:
+        step_wl = _phase(wl, "decode", 1, kv, steps)
+        g_pruned, g_dense = model_graphs(step_wl)
+        rep = run_graph(device_graph(g_pruned, step_wl), resolved, step_wl,
+                        dense_flops=expand_moe(g_dense, step_wl.routing,
+                                               step_wl.source).flops(),
+                        fidelity=fidelity, memo=memo)
+        points[kv] = rep
+        return _figures(rep)
+
+    values = bracket(sorted(set(caches)), point, exact=wl.exact, step_error=wl.step_error)
+    dense_flops = _dense_step_flops(wl, n_steps)
+    rows = []
+    for j, kv in enumerate(caches, start=1):
+        row = {"step": j, "kv_len": kv, **values[kv]}
+        row["dense_flops"] = dense_flops(j)
+        row["simulated"] = kv in points
+        rows.append(row)
+    return GenerationReport(prefill, rows, points, workload=wl, fidelity=fidelity,
+                            step_error=0.0 if wl.exact else wl.step_error)
+
+
+def prefill_kv_fraction(policy: Policy, graph) -> float:
+    """The share of the prompt's KV cache a device holds at the prefill's peak. A KV
+    policy's release cuts each layer's cache in that layer's attention forward (H2O's
+    and SnapKV's ``update_kv`` run inside each layer's attention, StreamingLLM's
+    cache keeps its window), so by the last layer the others hold their budget:
+    ``((L - 1) min(B, P) + P) / (L P)`` of the whole prompt's cache, for L layers."""
+    if not policy.method or not policy.all_layers or policy.budget >= policy.prompt:
+        return 1.0
+    from .capacity import kv_cache_ids  # noqa: PLC0415
+
+    layers = max(1, len(kv_cache_ids(graph)) // 2)  # a key and a value cache per layer
+    p, b = policy.prompt, policy.budget
+    return ((layers - 1) * b + p) / (layers * p)
+
+
+def _figures(rep: Report) -> dict[str, float]:
+    t = rep.totals
+    out = {k: t[k] for k in ("latency_s", "flops", "executed_flops", "dram_read_bytes",
+                             "dram_write_bytes", "energy_j")}
+    for c, v in t["energy_breakdown_j"].items():
+        out[f"energy_{c}_j"] = v
+    mem = rep.memory
+    out["kv_cache_bytes"] = float(mem.get("kv_cache_bytes", 0.0))
+    out["memory_bytes"] = float(mem.get("total_bytes", 0.0))
+    return out
+
+
+def _dense_step_flops(wl: Workload, n_steps: int) -> Callable[[int], int]:
+    """The unpruned model's FLOPs at decode step j (its dense cache, P + j - 1 tokens):
+    affine in the cache length (attention's products grow by one key per step, the
+    rest is fixed), so two builds give every step; a third checks the line."""
+    if n_steps <= 0:
+        return lambda j: 0
+    from .simulate import model_graphs  # noqa: PLC0415
+
+    def flops(j: int) -> int:
+        step = _phase(wl, "decode", 1, wl.seq_len + j - 1, [])
+        _, dense = model_graphs(step)
+        return expand_moe(dense, step.routing, step.source).flops()
+
+    f1 = flops(1)
+    if n_steps == 1:
+        return lambda j: f1
+    fn = flops(n_steps)
+    slope = (fn - f1) // (n_steps - 1)
+    if f1 + slope * (n_steps - 1) != fn or (n_steps > 2 and flops(n_steps // 2 + 1) !=
+                                           f1 + slope * (n_steps // 2)):
+        # not affine (a model whose decode FLOPs grow otherwise): count every step
+        cache: dict[int, int] = {1: f1, n_steps: fn}
+        return lambda j: cache[j] if j in cache else cache.setdefault(j, flops(j))
+    return lambda j: f1 + slope * (j - 1)
+
+
+def bracket(lengths: list[int], simulate: Callable[[int], dict[str, float]], *,
+            exact: bool, step_error: float) -> dict[int, dict[str, float]]:
+    """Every length's figures: simulated, or interpolated inside a bracket whose simulated
+    ends differ by at most ``step_error`` in each of :data:`BRACKETED` (module
+    docstring). ``lengths`` sorted; returns {length: figures}."""
+    if not lengths:
+        return {}
+    if exact:
+        return {n: simulate(n) for n in lengths}
+    done: dict[int, dict[str, float]] = {}
+
+    def get(n: int) -> dict[str, float]:
+        if n not in done:
+            done[n] = simulate(n)
+        return done[n]
+
+    present = set(lengths)
+    todo = [(lengths[0], lengths[-1])]
+    while todo:
+        a, b = todo.pop()
+        fa, fb = get(a), get(b)
+        inner = [n for n in range(a + 1, b) if n in present] if b - a < 64 else None
+        if b - a <= 1 or inner == []:
+            continue
+        if not _close(fa, fb, step_error):
+            mid = (a + b) // 2
+            todo.append((mid, b))
+            todo.append((a, mid))
+    ends = sorted(done)
+    out: dict[int, dict[str, float]] = {}
+    k = 0
+    for n in lengths:
+        if n in done:
+            out[n] = done[n]
+            continue
+        while ends[k + 1] < n:
+            k += 1
+        a, b = ends[k], ends[k + 1]
+        out[n] = _interpolate(done[a], done[b], (n - a) / (b - a))
+    return out
+
+
+def _close(fa: dict[str, float], fb: dict[str, float], step_error: float) -> bool:
+    for key in BRACKETED:
+        x, y = _metric(fa, key), _metric(fb, key)
+        lo = min(x, y)
+        if abs(y - x) > step_error * lo or (lo <= 0 < max(x, y)):
+            return False
+    return True
+
+
+def _metric(f: dict[str, float], key: str) -> float:
+    if key == "dram_bytes":
+        return f["dram_read_bytes"] + f["dram_write_bytes"]
+    return f[key]
+
+
+def _interpolate(fa: dict[str, Any], fb: dict[str, Any], w: float) -> dict[str, Any]:
+    out = {}
+    for key, x in fa.items():
+        v = x + (fb[key] - x) * w
+        out[key] = int(round(v)) if key in WHOLE else v
+    return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between order statistics
+    (numpy's default method)."""
+    xs = sorted(values)
+    if not xs:
+        return math.nan
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline", *,
+              sets=(), limit: int = 65_536, prefill_together: bool = False) -> int:
+    """The largest batch of this request that fits one device's memory.
+
+    The batch decodes together; its last decode step (the largest cache) must fit.
+    Its prompts are prefilled one at a time, as a serving engine admits requests
+    (vLLM, TGI): while one prompt's prefill runs at its peak (its cache as the KV
+    policy leaves it then, :func:`prefill_kv_fraction`, and its activations), the
+    others hold the cache the policy left them after theirs. With
+    ``prefill_together`` the whole batch's prefill must fit at once instead (a
+    static batch prefilled together, as ``simulate`` times it). 0 when one sequence
+    does not fit; ``limit`` when that many do (or the target states no capacity).
+    Memory only: nothing is lowered."""
+    from .simulate import _load, device_graph, model_graphs  # noqa: PLC0415
+    from .targets import ResolvedTarget as _Resolved  # noqa: PLC0415
+    from .targets import resolve  # noqa: PLC0415
+
+    wl, target_sets = _load(workload, sets)
+    resolved = target if isinstance(target, _Resolved) else resolve(target, target_sets)
+    if wl.phase != "generate":
+        raise InputError(f"max_batch sizes a generation (phase: generate), got phase "
+                         f"{wl.phase}", source=wl.source, field="phase")
+    t, spec = resolved.target, resolved.spec
+    cap = t.capacity_bytes(spec)
+    policy = policy_of(wl)
+    steps = decode_steps(wl, policy)
+
+    def sized(batch: int) -> Workload:
+        data = wl.to_dict()
+        data.pop("source", None)
+        data["batch"] = batch
+        return workload_from_dict(data, wl.source)
+
+    def prefill_peak(one: Workload) -> float:
+        first = _phase(one, "prefill", one.seq_len, 0, list(one.pruning))
+        g = device_graph(model_graphs(first)[0], first)
+        fp = t.footprint(g, spec, first.tiling)
+        return fp.total_bytes - fp.kv_cache_bytes * (1.0 - prefill_kv_fraction(policy, g))
+
+    def step_fp(one: Workload, j: int):
+        step = _phase(one, "decode", 1, policy.cache(j), steps)
+        return t.footprint(device_graph(model_graphs(step)[0], step), spec, step.tiling)
+
+    single = sized(1)
+    alone = prefill_peak(single)
+    kv_left = step_fp(single, 1).kv_cache_bytes  # what one sequence keeps after its prefill
+
+    def need(batch: int) -> float:
+        one = sized(batch)
+        total = prefill_peak(one) if prefill_together else alone + (batch - 1) * kv_left
+        if one.new_tokens > 1:
+            total = max(total, step_fp(one, one.new_tokens - 1).total_bytes)
+        return total
+
+    if not cap:
+        return limit
+    if need(1) > cap:
+        return 0
+    lo, hi = 1, 2
+    while hi <= limit and need(hi) <= cap:
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit + 1)
+    while hi - lo > 1:  # need(lo) fits, need(hi) does not (or hi is past the limit)
+        mid = (lo + hi) // 2
+        if need(mid) <= cap:
+            lo = mid
+        else:
+            hi = mid
+    return lo
