@@ -244,3 +244,25 @@ def test_without_pyarrow_a_sweep_says_which_extra_to_install(tmp_path):
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     assert "needs pyarrow (pip install 'hwsim[dist]')" in res.stderr
+
+
+def test_a_generation_sweeps_its_request_figures(tmp_path):
+    """KV budget x batch of a generation: TTFT, TPOT, tokens/s and memory are columns,
+    equal to the generation's own report; a forward's sweep has none of them."""
+    gen = {"name": "gen", "model": "tinyllama-1.1b", "phase": "generate", "seq_len": 256,
+           "new_tokens": 16, "pruning": [{"method": "h2o", "keep": 0.5}]}
+    spec = {"workload": gen, "target": "roofline", "fidelity": "analytical",
+            "axes": {"pruning.0.keep": [0.25, 1.0], "batch": [1, 4]}}
+    out = str(tmp_path / "gen.parquet")
+    df = hwsim.sweep(spec, out, workers=1, progress=False)
+    assert list(df["status"]) == ["ok"] * 4
+    wl = dump_yaml(tmp_path / "gen.yaml", gen)
+    for _, row in df.iterrows():
+        r = hwsim.simulate(wl, "roofline", fidelity="analytical",
+                           sets={"pruning.0.keep": row["pruning.0.keep"], "batch": row["batch"]})
+        for key in ("ttft_s", "tpot_s", "tokens_per_s", "kv_cache_bytes", "peak_memory_bytes"):
+            assert row[key] == r.totals[key], key
+    from hwsim.sweep import read_results
+
+    assert read_results(out)["tpot_s"].notna().all()
+    assert "tpot_s" not in hwsim.sweep(kernel_sweep(), workers=1, progress=False)

@@ -1,4 +1,5 @@
-"""``hwsim`` subcommands: simulate, trace, models, targets, validate, calibrate, sweep, plot.
+"""``hwsim`` subcommands: simulate, serve, trace, models, targets, validate, calibrate, sweep,
+plot.
 
 Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
 line on stderr with exit status 2; ``--debug`` shows the traceback instead.
@@ -37,6 +38,28 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulate the unpruned workload too and print both side by side")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
+
+    sv = sub.add_parser("serve", help="serve a stream of requests of a generation workload "
+                        "with continuous batching (hwsim.serving)")
+    sv.add_argument("workload", help="workload YAML file with phase: generate")
+    sv.add_argument("--target", "-t", default="roofline", help="target, preset or hardware YAML")
+    sv.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a workload field or target.FIELD")
+    sv.add_argument("--rate", type=float, default=1.0,
+                    help="Poisson arrivals per second (default 1), requests of the workload's "
+                         "seq_len prompt and new_tokens output")
+    sv.add_argument("--requests", type=int, default=100, help="requests (default 100)")
+    sv.add_argument("--seed", type=int, default=0, help="seed of the arrival process")
+    sv.add_argument("--arrivals", metavar="CSV",
+                    help="requests from a CSV file (arrival_s, prompt_tokens, output_tokens) "
+                         "instead of --rate")
+    sv.add_argument("--max-batch", type=int, default=0,
+                    help="requests decoding at once (default 0: as many as memory allows)")
+    sv.add_argument("--fidelity", default="analytical", choices=["event", "analytical"])
+    sv.add_argument("--json", metavar="PATH", help="write the report ('-' for stdout)")
+    sv.add_argument("--csv", metavar="PATH", help="write one row per request")
+    sv.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                    help=argparse.SUPPRESS)
 
     t = sub.add_parser("trace", help="trace a PyTorch model into a graph (needs torch)")
     t.add_argument("model", help="zoo model, config.json path (or its folder), Hugging Face id "
@@ -143,6 +166,22 @@ def _simulate(args) -> int:
         from ..report.plot import plot_by_kind  # noqa: PLC0415
 
         plot_by_kind(reports, args.plot)
+    return 0
+
+
+def _serve(args) -> int:
+    from ..serving import read_arrivals, serve  # noqa: PLC0415
+
+    arrivals = read_arrivals(args.arrivals) if args.arrivals else None
+    report = serve(args.workload, args.target, arrivals=arrivals, rate_per_s=args.rate,
+                   requests=args.requests, seed=args.seed, max_batch=args.max_batch,
+                   sets=args.sets, fidelity=args.fidelity)
+    out = sys.stderr if args.json == "-" else sys.stdout
+    print(report.table(), file=out)
+    if args.json:
+        _write(args.json, json.dumps(report.to_dict(), indent=1, allow_nan=False) + "\n")
+    if args.csv:
+        report.requests.to_csv(args.csv, index=False)
     return 0
 
 
@@ -339,7 +378,8 @@ def _plot(args) -> int:
     return run_plot(args)
 
 
-_COMMANDS = {"simulate": _simulate, "trace": _trace, "models": _models, "targets": _targets,
+_COMMANDS = {"simulate": _simulate, "serve": _serve,
+             "trace": _trace, "models": _models, "targets": _targets,
              "validate": _validate, "calibrate": _calibrate, "sweep": _sweep, "plot": _plot}
 
 if __name__ == "__main__":  # pragma: no cover

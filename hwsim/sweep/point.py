@@ -211,6 +211,13 @@ def run_point(base: Base, point: Point) -> dict[str, Any]:
                 "fidelity": fidelity, "workload": base.workload.get("name", "")}
 
 
+# a generation's figures (hwsim.report.generation), columns of its sweep; by_kind and
+# by_bound are then its prefill's
+GENERATION_COLUMNS = ("ttft_s", "tpot_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s",
+                      "tokens_per_s", "energy_per_token_j", "dram_bytes_per_token",
+                      "kv_cache_bytes", "peak_memory_bytes")
+
+
 def _row(report, target: str, fidelity: str) -> dict[str, Any]:
     t = report.totals
     row: dict[str, Any] = {"status": "ok", "error": None, "target": target,
@@ -220,6 +227,9 @@ def _row(report, target: str, fidelity: str) -> dict[str, Any]:
                                   "executed_flops", "dram_read_bytes", "dram_write_bytes",
                                   "energy_j")})
     row["dram_bytes"] = t["dram_read_bytes"] + t["dram_write_bytes"]
+    for key in GENERATION_COLUMNS:  # a generation's request figures (phase: generate)
+        if key in t:
+            row[key] = t[key]
     for comp, joules in t["energy_breakdown_j"].items():
         row[f"energy_{comp}_j"] = joules
     n = report.devices  # op rows are one device's; work and energy count all devices

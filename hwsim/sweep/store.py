@@ -36,7 +36,7 @@ import json
 import os
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -81,8 +81,31 @@ def schema(spec: SweepSpec):
             if name not in names:
                 fields.append(pa.field(name, typ))
                 names.add(name)
+    if _generates(spec):  # a generation's request figures (hwsim.sweep.point)
+        from .point import GENERATION_COLUMNS  # noqa: PLC0415
+
+        fields.extend(pa.field(name, pa.float64()) for name in GENERATION_COLUMNS
+                      if name not in names)
     meta = {"axes": {a.name: a.dtype for a in spec.axes}, "sweep": spec.to_dict()}
     return pa.schema(fields, metadata={META_KEY: json.dumps(meta, default=str).encode()})
+
+
+def _generates(spec: SweepSpec) -> bool:
+    """Whether the sweep's points are generations (phase: generate): its workload's
+    phase, as the sweep's sets or a phase axis may change it."""
+    if "phase" in spec.axis_names:
+        return True
+    if "phase" in spec.sets:
+        return spec.sets["phase"] == "generate"
+    data = spec.workload
+    if not isinstance(data, Mapping):
+        from ..workload import load_workload  # noqa: PLC0415
+
+        try:
+            return load_workload(data).phase == "generate"
+        except InputError:
+            return False  # the points report the workload's problem
+    return data.get("phase") == "generate"
 
 
 def encode(value: Any, dtype: str) -> Any:

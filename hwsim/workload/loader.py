@@ -189,8 +189,8 @@ MAX_STEP_ERROR = 0.5
 def _check_generation(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> None:
     """``phase: generate`` and its fields (``new_tokens``, ``exact``, ``step_error``)."""
     if wl.phase != "generate":
-        for key in ("new_tokens", "exact", "step_error"):
-            if key in raw:
+        for key in ("new_tokens", "exact", "step_error"):  # (to_dict writes the defaults)
+            if key in raw and getattr(wl, key) != getattr(Workload, key):
                 errs.add(key, f"belongs to a generation (phase: generate), not a {wl.phase}")
         return
     if wl.ops:
