@@ -26,10 +26,11 @@ snapkv         min(P, B) + j - 1                at the prompt's end only: the wi
 B is ``tokens``, or ``keep`` of the prompt. The other methods act as they do
 on a single forward: those that change the model (``heads``, ``layer-drop``,
 ``experts``, ``quant``) and sparse attention (``topk-attention``, ``hip``)
-on the prefill and on every step. Methods that prune the prompt's tokens
-(FastV, SpAtten's cascade, LazyLLM and the others) are refused over a
-generation with a one-line error: what each leaves in the cache of every
-layer, and LazyLLM's revival of pruned tokens, are not modelled yet.
+on the prefill and on every step. One-shot prompt pruning (FastV, HAWK,
+DivPrune, TopV) runs in the prefill, and each layer's cache holds what reached
+it, growing by one token a step (:func:`prompt_cache`). SpAtten's cascade,
+LazyLLM (its revival of pruned tokens) and the rest of :data:`PER_STEP_PRUNING`
+are refused over a generation with a one-line error: not modelled yet.
 
 **Steps simulated once, brackets in between.** A step's cost depends on its
 cache length only (its other shapes are the same every step), so steps with
@@ -68,10 +69,13 @@ if TYPE_CHECKING:
     from .targets import ResolvedTarget
 
 KV_POLICIES = ("h2o", "kvcrush", "streamingllm", "snapkv")
-# methods that prune the prompt's tokens: what they leave in each layer's cache over a
-# generation is not modelled yet
-PROMPT_PRUNING = ("spatten", "fastv", "hawk", "divprune", "topv", "lazyllm", "zero-tprune",
-                  "spatten-heads")
+# methods that prune the prompt's tokens once, in the prefill: each layer's cache holds
+# what reached it, and the steps append to it
+ONE_SHOT = ("fastv", "hawk", "divprune", "topv")
+# methods whose machinery goes on over a generation (SpAtten's cascade, LazyLLM's
+# revival from its auxiliary cache, cascade head pruning), or that have no decode (a ViT's
+# Zero-TPrune): not modelled over a generation yet
+PER_STEP_PRUNING = ("spatten", "lazyllm", "zero-tprune", "spatten-heads")
 # the figures a step's row carries (summed over the steps into the request's totals)
 STEP_SUMS = ("latency_s", "flops", "dense_flops", "executed_flops", "dram_read_bytes",
              "dram_write_bytes", "energy_j", "energy_compute_j", "energy_onchip_j",
@@ -90,6 +94,7 @@ class Policy:
     prompt: int  # P, the prompt's tokens
     budget: int  # B (h2o, kvcrush, snapkv) or sinks + window (streamingllm); 0: none
     all_layers: bool  # the method acts on every layer (no ``layers`` list)
+    carries: bool = False  # a prefill's token pruning leaves each layer its own cache
 
     def cache(self, j: int) -> int:
         """Tokens in the cache before decode step ``j`` (1-based)."""
@@ -104,12 +109,20 @@ class Policy:
 def policy_of(wl: Workload) -> Policy:
     """The workload's KV policy, its steps checked for a generation."""
     found = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in KV_POLICIES]
+    shots = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in ONE_SHOT]
     for i, s in enumerate(wl.pruning):
-        if s.get("method") in PROMPT_PRUNING:
-            raise InputError(f"{s['method']} prunes the prompt's tokens; over a generation what "
-                             f"it leaves in each layer's KV cache is not modelled yet (use a "
-                             f"prefill, or a KV policy: {', '.join(KV_POLICIES)})",
-                             source=wl.source, field=f"pruning.{i}.method")
+        if s.get("method") in PER_STEP_PRUNING:
+            raise InputError(f"{s['method']} is not modelled over a generation yet (its "
+                             f"machinery goes on step by step, or it has no decode); simulate "
+                             f"its prefill or a decode step, or use a KV policy "
+                             f"({', '.join(KV_POLICIES)}) or a one-shot prompt pruning "
+                             f"({', '.join(ONE_SHOT)})", source=wl.source,
+                             field=f"pruning.{i}.method")
+    if shots and found:
+        i, s = found[0]
+        raise InputError(f"{s['method']} with {shots[0][1]['method']}'s prompt pruning: a KV "
+                         f"policy over a cache that differs per layer is not modelled over a "
+                         f"generation yet", source=wl.source, field=f"pruning.{i}.method")
     if len(found) > 1:
         i, s = found[1]
         raise InputError(f"a generation runs one KV policy; {found[0][1]['method']} (pruning."
@@ -117,7 +130,7 @@ def policy_of(wl: Workload) -> Policy:
                          source=wl.source, field=f"pruning.{i}.method")
     p = wl.seq_len
     if not found:
-        return Policy("", p, 0, True)
+        return Policy("", p, 0, True, carries=bool(shots))
     i, s = found[0]
     method = s["method"]
     if isinstance(s.get("keep"), list):
@@ -140,12 +153,13 @@ def policy_of(wl: Workload) -> Policy:
 
 def decode_steps(wl: Workload, policy: Policy) -> list[dict]:
     """The pruning steps every decode step runs: the workload's, with an H2O or KVCrush
-    budget in tokens (it was a fraction of the prompt), and no SnapKV (its selection
-    ran at the prompt's end; the cache it left is the steps' cache)."""
+    budget in tokens (it was a fraction of the prompt), and no SnapKV nor one-shot
+    prompt pruning (their selection ran in the prefill; the cache it left is the
+    steps' cache)."""
     out = []
     for s in wl.pruning:
         s = dict(s)
-        if s.get("method") == "snapkv":
+        if s.get("method") == "snapkv" or s.get("method") in ONE_SHOT:
             continue
         if s.get("method") in ("h2o", "kvcrush"):
             s.pop("keep", None)
@@ -201,10 +215,13 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
     n_steps = wl.new_tokens - 1
     caches = [policy.cache(j) for j in range(1, n_steps + 1)]
     points: dict[int, Report] = {}
+    kept = prompt_cache(pruned) if policy.carries else None
 
     def point(kv: int) -> dict[str, float]:
         step_wl = _phase(wl, "decode", 1, kv, steps)
-        g_pruned, g_dense = model_graphs(step_wl)
+        per_layer = None if kept is None else [
+            n + kv - wl.seq_len if n is not None else kv for n in kept]
+        g_pruned, g_dense = model_graphs(step_wl, cache_tokens=per_layer)
         rep = run_graph(device_graph(g_pruned, step_wl), resolved, step_wl,
                         dense_flops=expand_moe(g_dense, step_wl.routing,
                                                step_wl.source).flops(),
@@ -222,6 +239,17 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
         rows.append(row)
     return GenerationReport(prefill, rows, points, workload=wl, fidelity=fidelity,
                             step_error=0.0 if wl.exact else wl.step_error)
+
+
+def prompt_cache(prefill) -> list[int | None]:
+    """The tokens each layer of a pruned prefill computed (its cache after the prompt),
+    per layer of the pruned stack; None for a dropped layer."""
+    from .pruning.plan import Plan  # noqa: PLC0415
+
+    saved = prefill.header.get("pruning_plan")
+    if not saved:
+        return []
+    return Plan.from_dict(saved).tokens_per_layer()
 
 
 def prefill_kv_fraction(policy: Policy, graph) -> float:

@@ -93,12 +93,14 @@ def _load(workload: str | os.PathLike | Workload,
     return workload, target_sets
 
 
-def model_graphs(wl: Workload) -> tuple[Graph, Graph]:
+def model_graphs(wl: Workload, *, cache_tokens: list[int] | None = None) -> tuple[Graph, Graph]:
     """The workload's model, pruned and unpruned: built (:func:`build_graph`), pruned
     by its steps (the dense one not), the logits' positions selected; whole (not yet
-    split over devices) and with its ``moe_experts`` ops as traced."""
+    split over devices) and with its ``moe_experts`` ops as traced. ``cache_tokens``: a
+    decode step's cache per layer (:func:`hwsim.pruning.apply`)."""
     dense = build_graph(wl)
-    pruned = select_logits(apply_pruning(dense, wl.pruning, wl.source), wl.logits)
+    pruned = select_logits(apply_pruning(dense, wl.pruning, wl.source,
+                                         cache_tokens=cache_tokens), wl.logits)
     return pruned, select_logits(dense, wl.logits)
 
 

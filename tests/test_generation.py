@@ -19,6 +19,7 @@ from hwsim.workload import workload_from_dict
 
 TINY = {"name": "gen", "model": "tinyllama-1.1b", "phase": "generate", "dtype": "fp16"}
 LLAMA = {"name": "gen", "model": "llama-2-7b", "phase": "generate", "dtype": "fp16"}
+LLAVA = {"name": "gen", "model": "llava-1.5-7b", "phase": "generate", "dtype": "fp16"}
 
 
 def wl(base=TINY, **fields):
@@ -229,7 +230,10 @@ def test_generation_fields_are_checked(fields, field, needle):
 
 
 @pytest.mark.parametrize("pruning, field, needle", [
-    ([{"method": "fastv", "at_layer": 2, "keep": 0.5}], "pruning.0.method", "not modelled"),
+    ([{"method": "spatten", "keep": 0.5}], "pruning.0.method", "not modelled"),
+    ([{"method": "lazyllm", "keep": 0.5}], "pruning.0.method", "not modelled"),
+    ([{"method": "fastv", "at_layer": 2, "keep": 0.5}, {"method": "h2o", "keep": 0.5}],
+     "pruning.1.method", "differs per layer"),
     ([{"method": "h2o", "keep": 0.5}, {"method": "snapkv", "tokens": 100}], "pruning.1.method",
      "one KV policy"),
     ([{"method": "h2o", "keep": [0.5] * 22}], "pruning.0.keep", "one budget"),
@@ -245,3 +249,21 @@ def test_snapkv_in_a_single_decode_step_says_to_generate():
     with pytest.raises(InputError, match="phase: generate"):
         hwsim.simulate(decode_step(TINY, 500, [{"method": "snapkv", "tokens": 100}]),
                        "roofline")
+
+
+def test_a_prompt_pruning_leaves_each_layer_its_cache_and_the_steps_append():
+    """FastV at layer 2 keeping half of LLaVA-1.5's 576 visual tokens: the first two
+    layers cache the whole 640-token prompt, the others 352; every step appends one
+    token to each, and FastV's selection does not run again."""
+    g = hwsim.simulate(wl(LLAVA, seq_len=640, new_tokens=6, exact=True, pruning=[
+        {"method": "fastv", "at_layer": 2, "keep": 0.5, "segment": "visual"}]), "roofline",
+        baseline=True)
+    for j, kv in enumerate(sorted(g.points), start=1):
+        att = [op.attrs["kv_len"] for op in g.points[kv].graph.ops if op.kind == "attention"]
+        assert len(att) == 32  # the language model's layers, in order
+        assert att[0] == att[1] == 640 + j and set(att[2:]) == {352 + j}
+        assert not any("fastv" in (op.name or "") for op in g.points[kv].graph.ops)
+    assert "fastv" in "".join(g.ops["name"])
+    assert g.totals["kv_cache_bytes"] < 0.6 * g.baseline.totals["kv_cache_bytes"]
+    assert g.totals["tpot_s"] < g.baseline.totals["tpot_s"]
+    assert g.totals["ttft_s"] < g.baseline.totals["ttft_s"]

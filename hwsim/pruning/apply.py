@@ -50,9 +50,14 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
 _PLAN_KEYS = ("pruning", "pruning_plan")
 
 
-def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "") -> Graph:
-    """``graph`` with every step applied in order (the graph itself when there are none)."""
-    if not steps:
+def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "", *,
+          cache_tokens: Sequence[int] | None = None) -> Graph:
+    """``graph`` with every step applied in order (the graph itself when there are none).
+
+    ``cache_tokens``: a decode step's KV cache per layer of the pruned stack, where a
+    prefill's token pruning left fewer than the graph's ``kv_len`` (a generation,
+    :mod:`hwsim.generation`); set after the steps, never raised."""
+    if not steps and cache_tokens is None:
         return graph
     from ..workload.build import template_of  # noqa: PLC0415 - workload imports pruning
 
@@ -69,11 +74,29 @@ def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "") ->
     for i, raw in enumerate(steps):
         _check(raw, i, plan, source)
         PLAN_PASSES[raw["method"]](plan, Step(raw, i, source))
+    if cache_tokens is not None:
+        _set_cache(plan, cache_tokens, source)
     dense = graph
     if graph.header.get("pruning_plan"):
         header = {k: v for k, v in graph.header.items() if k not in _PLAN_KEYS}
         dense = Graph(header, graph.tensors.values(), graph.ops)
     return materialize(plan, template, dense, source)
+
+
+def _set_cache(plan: Plan, tokens: Sequence[int], source: str) -> None:
+    """Each layer's cache cut to ``tokens[layer]`` (a decode step's plan)."""
+    if plan.phase != "decode" or len(tokens) != plan.num:
+        raise InputError(f"a cache per layer is a decode step's, one per layer of the "
+                         f"{plan.stack} stack ({plan.num}); got {len(tokens)} for a "
+                         f"{plan.phase}", source=source, field="pruning")
+    for layer, n in enumerate(tokens):
+        if layer in plan.dropped or n >= plan.tokens(layer):
+            continue
+        c = plan.counts[layer]
+        c.clear()
+        c.update({b: 0 for b in plan.buckets})
+        c[plan.buckets[-1]] = int(n)
+        plan.changed_by.setdefault(layer, "prefill")
 
 
 def _check(step: Any, index: int, plan: Plan, source: str) -> None:

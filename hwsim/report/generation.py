@@ -59,7 +59,9 @@ class GenerationReport(Report):
     @cached_property
     def steps(self) -> pd.DataFrame:
         """One row per decode step: ``step`` (1 to new_tokens - 1), ``kv_len`` (tokens
-        cached before it; its attention reads them and its own), its figures (one
+        cached before it in its longest layer: every layer's under a KV policy, the
+        layers before the pruning's under a prompt pruning such as FastV; its attention
+        reads them and its own), its figures (one
         device's latency, all devices' FLOPs, bytes and energy), ``kv_cache_bytes`` and
         ``memory_bytes`` (one device's) and ``simulated`` (False: interpolated)."""
         import pandas as pd  # noqa: PLC0415
