@@ -28,9 +28,11 @@ on a single forward: those that change the model (``heads``, ``layer-drop``,
 ``experts``, ``quant``) and sparse attention (``topk-attention``, ``hip``)
 on the prefill and on every step. One-shot prompt pruning (FastV, HAWK,
 DivPrune, TopV) runs in the prefill, and each layer's cache holds what reached
-it, growing by one token a step (:func:`prompt_cache`). SpAtten's cascade,
-LazyLLM (its revival of pruned tokens) and the rest of :data:`PER_STEP_PRUNING`
-are refused over a generation with a one-line error: not modelled yet.
+it, growing by one token a step (:func:`prompt_cache`). SpAtten's cascades
+(:data:`CASCADES`) run in the prefill and again in every step, each step's
+pass cutting the cache of ``P + j - 1`` tokens (its machinery, the accumulated
+scores' top-k, costed each step). LazyLLM (its revival of pruned tokens) and
+Zero-TPrune are refused over a generation with a one-line error.
 
 **Steps simulated once, brackets in between.** A step's cost depends on its
 cache length only (its other shapes are the same every step), so steps with
@@ -72,10 +74,12 @@ KV_POLICIES = ("h2o", "kvcrush", "streamingllm", "snapkv")
 # methods that prune the prompt's tokens once, in the prefill: each layer's cache holds
 # what reached it, and the steps append to it
 ONE_SHOT = ("fastv", "hawk", "divprune", "topv")
-# methods whose machinery goes on over a generation (SpAtten's cascade, LazyLLM's
-# revival from its auxiliary cache, cascade head pruning), or that have no decode (a ViT's
-# Zero-TPrune): not modelled over a generation yet
-PER_STEP_PRUNING = ("spatten", "lazyllm", "zero-tprune", "spatten-heads")
+# SpAtten's cascades go on step by step: each decode step ranks the cache (or the heads)
+# by the scores accumulated so far and cuts it, the prefill having cut the prompt
+CASCADES = ("spatten", "spatten-heads")
+# LazyLLM's revival of pruned tokens from its auxiliary cache (how many come back is
+# data), and a ViT's Zero-TPrune (no decode): not modelled over a generation
+PER_STEP_PRUNING = ("lazyllm", "zero-tprune")
 # the figures a step's row carries (summed over the steps into the request's totals)
 STEP_SUMS = ("latency_s", "flops", "dense_flops", "executed_flops", "dram_read_bytes",
              "dram_write_bytes", "energy_j", "energy_compute_j", "energy_onchip_j",
@@ -110,6 +114,7 @@ def policy_of(wl: Workload) -> Policy:
     """The workload's KV policy, its steps checked for a generation."""
     found = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in KV_POLICIES]
     shots = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in ONE_SHOT]
+    cascades = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in CASCADES]
     for i, s in enumerate(wl.pruning):
         if s.get("method") in PER_STEP_PRUNING:
             raise InputError(f"{s['method']} is not modelled over a generation yet (its "
@@ -118,11 +123,17 @@ def policy_of(wl: Workload) -> Policy:
                              f"({', '.join(KV_POLICIES)}) or a one-shot prompt pruning "
                              f"({', '.join(ONE_SHOT)})", source=wl.source,
                              field=f"pruning.{i}.method")
-    if shots and found:
+    if (shots or cascades) and found:
         i, s = found[0]
-        raise InputError(f"{s['method']} with {shots[0][1]['method']}'s prompt pruning: a KV "
-                         f"policy over a cache that differs per layer is not modelled over a "
-                         f"generation yet", source=wl.source, field=f"pruning.{i}.method")
+        other = (shots or cascades)[0][1]["method"]
+        raise InputError(f"{s['method']} with {other}'s token pruning: a KV policy over a "
+                         f"cache that differs per layer is not modelled over a generation "
+                         f"yet", source=wl.source, field=f"pruning.{i}.method")
+    if shots and cascades:
+        i, s = cascades[0]
+        raise InputError(f"{s['method']}'s cascade over {shots[0][1]['method']}'s pruned "
+                         f"prompt is not modelled over a generation yet", source=wl.source,
+                         field=f"pruning.{i}.method")
     if len(found) > 1:
         i, s = found[1]
         raise InputError(f"a generation runs one KV policy; {found[0][1]['method']} (pruning."
