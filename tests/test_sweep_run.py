@@ -266,3 +266,9 @@ def test_a_generation_sweeps_its_request_figures(tmp_path):
 
     assert read_results(out)["tpot_s"].notna().all()
     assert "tpot_s" not in hwsim.sweep(kernel_sweep(), workers=1, progress=False)
+    from hwsim.plot import plot_results
+
+    names = {os.path.basename(p) for p in plot_results(out, tmp_path / "figs",
+                                                       kinds=("pareto", "trend"))}
+    assert {"pareto-tpot-kv.pdf", "trend-pruning-0-keep-tpot.pdf",
+            "trend-batch-ttft.pdf"} <= names

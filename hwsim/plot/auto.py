@@ -7,6 +7,8 @@ figures that apply:
   latency, energy and DRAM traffic, coloured by the first axis;
 - ``trend``: latency (and energy) against each numeric axis, one line per
   value of another axis, the remaining axes fixed at their most common value;
+  for a generation's sweep also TTFT and TPOT, and a Pareto front of TPOT
+  against the KV cache;
 - ``breakdown``: latency by op kind and energy by component, for the Pareto
   points (at most a dozen bars; eight points spread from fastest to slowest
   when the front has fewer than three);
@@ -62,9 +64,12 @@ def plot_results(results: str | os.PathLike | pd.DataFrame, outdir: str | os.Pat
 
     varying = [a for a in axes if ok[a].nunique() > 1]
     hue = varying[0] if varying else None
+    generation = "tpot_s" in ok.columns and ok["tpot_s"].notna().all()
     if "pareto" in kinds and len(ok) >= 2:
         emit(pareto(ok, ("latency_s", "energy_j"), hue=hue), "pareto")
         emit(pareto(ok, ("latency_s", "energy_j", "dram_bytes"), hue=hue), "pareto-3d")
+        if generation:
+            emit(pareto(ok, ("tpot_s", "kv_cache_bytes"), hue=hue), "pareto-tpot-kv")
     if "trend" in kinds:
         for x in varying:
             if not pd.api.types.is_numeric_dtype(ok[x]):
@@ -74,7 +79,8 @@ def plot_results(results: str | os.PathLike | pd.DataFrame, outdir: str | os.Pat
             part = _fix(ok, [a for a in others if a != line])
             if part[x].nunique() < 2:
                 continue
-            for y in ("latency_s", "energy_j"):
+            ys = ("latency_s", "energy_j") + (("ttft_s", "tpot_s") if generation else ())
+            for y in ys:
                 emit(trend(part, x, y, hue=line), f"trend-{_slug(x)}-{y.split('_')[0]}")
     if "breakdown" in kinds:
         front = ok[pareto_mask(ok, ("latency_s", "energy_j"))]

@@ -48,6 +48,16 @@ QUANTITIES: dict[str, tuple[str, str]] = {
     "intensity": ("arithmetic intensity", "FLOP/B"), "seq_len": ("sequence length", "tokens"),
     "kv_len": ("KV-cache length", "tokens"), "batch": ("batch", "sequences"),
     "edp_js": ("energy-delay product", "J·s"),
+    # a generation's request figures (hwsim.report.generation)
+    "ttft_s": ("time to first token", "s"), "tpot_s": ("time per output token", "s"),
+    "tpot_p50_s": ("median time per output token", "s"),
+    "tpot_p90_s": ("p90 time per output token", "s"),
+    "tpot_p99_s": ("p99 time per output token", "s"),
+    "tokens_per_s": ("throughput", "token/s"),
+    "energy_per_token_j": ("energy per token", "J"),
+    "dram_bytes_per_token": ("DRAM traffic per token", "B"),
+    "kv_cache_bytes": ("KV cache", "B"), "peak_memory_bytes": ("peak memory", "B"),
+    "new_tokens": ("new tokens", "tokens"),
 }
 _PREFIXES = {-12: "p", -9: "n", -6: "µ", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T",
              15: "P"}
