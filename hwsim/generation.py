@@ -88,6 +88,7 @@ STEP_SUMS = ("latency_s", "flops", "dense_flops", "executed_flops", "dram_read_b
 WHOLE = ("flops", "dense_flops", "executed_flops", "dram_read_bytes", "dram_write_bytes")
 # the figures whose brackets are held to step_error
 BRACKETED = ("latency_s", "energy_j", "dram_bytes")
+MAX_EXACT = 65_536  # distinct steps an exact generation may simulate (about 30 ms each)
 
 
 @dataclass(frozen=True)
@@ -240,15 +241,21 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
         points[kv] = rep
         return _figures(rep)
 
-    values = bracket(sorted(set(caches)), point, exact=wl.exact, step_error=wl.step_error)
-    dense_flops = _dense_step_flops(wl, n_steps)
-    rows = []
-    for j, kv in enumerate(caches, start=1):
-        row = {"step": j, "kv_len": kv, **values[kv]}
-        row["dense_flops"] = dense_flops(j)
-        row["simulated"] = kv in points
-        rows.append(row)
-    return GenerationReport(prefill, rows, points, workload=wl, fidelity=fidelity,
+    import numpy as np  # noqa: PLC0415
+
+    distinct = sorted(set(caches))
+    if wl.exact and len(distinct) > MAX_EXACT:
+        raise InputError(f"exact: true would simulate {len(distinct):,} distinct steps (at most "
+                         f"{MAX_EXACT:,}); bracket them instead (exact: false, step_error "
+                         f"sets the bound)", source=wl.source, field="exact")
+    done = bracket(distinct, point, exact=wl.exact, step_error=wl.step_error)
+    columns = {"step": np.arange(1, n_steps + 1, dtype=np.int64),
+               "kv_len": np.array(caches, dtype=np.int64)}
+    if n_steps:
+        columns.update(interpolate(columns["kv_len"], done))
+    columns["dense_flops"] = _dense_step_flops(wl, n_steps)
+    columns["simulated"] = np.isin(columns["kv_len"], list(points))
+    return GenerationReport(prefill, columns, points, workload=wl, fidelity=fidelity,
                             step_error=0.0 if wl.exact else wl.step_error)
 
 
@@ -290,12 +297,15 @@ def _figures(rep: Report) -> dict[str, float]:
     return out
 
 
-def _dense_step_flops(wl: Workload, n_steps: int) -> Callable[[int], int]:
-    """The unpruned model's FLOPs at decode step j (its dense cache, P + j - 1 tokens):
-    affine in the cache length (attention's products grow by one key per step, the
-    rest is fixed), so two builds give every step; a third checks the line."""
+def _dense_step_flops(wl: Workload, n_steps: int):
+    """The unpruned model's FLOPs at each decode step (its dense cache, P + j - 1 tokens),
+    an array: affine in the cache length (attention's products grow by one key per
+    step, the rest is fixed), so two builds give every step; a third checks the line,
+    and a model whose steps are not affine is counted step by step."""
+    import numpy as np  # noqa: PLC0415
+
     if n_steps <= 0:
-        return lambda j: 0
+        return np.zeros(0, dtype=np.int64)
     from .simulate import model_graphs  # noqa: PLC0415
 
     def flops(j: int) -> int:
@@ -304,23 +314,21 @@ def _dense_step_flops(wl: Workload, n_steps: int) -> Callable[[int], int]:
         return expand_moe(dense, step.routing, step.source).flops()
 
     f1 = flops(1)
-    if n_steps == 1:
-        return lambda j: f1
-    fn = flops(n_steps)
-    slope = (fn - f1) // (n_steps - 1)
-    if f1 + slope * (n_steps - 1) != fn or (n_steps > 2 and flops(n_steps // 2 + 1) !=
-                                           f1 + slope * (n_steps // 2)):
-        # not affine (a model whose decode FLOPs grow otherwise): count every step
-        cache: dict[int, int] = {1: f1, n_steps: fn}
-        return lambda j: cache[j] if j in cache else cache.setdefault(j, flops(j))
-    return lambda j: f1 + slope * (j - 1)
+    fn = flops(n_steps) if n_steps > 1 else f1
+    slope = (fn - f1) // max(1, n_steps - 1)
+    affine = f1 + slope * (n_steps - 1) == fn and (
+        n_steps <= 2 or flops(n_steps // 2 + 1) == f1 + slope * (n_steps // 2))
+    if affine:
+        return f1 + slope * np.arange(n_steps, dtype=np.int64)
+    return np.array([flops(j) for j in range(1, n_steps + 1)], dtype=np.int64)
 
 
 def bracket(lengths: list[int], simulate: Callable[[int], dict[str, float]], *,
             exact: bool, step_error: float) -> dict[int, dict[str, float]]:
-    """Every length's figures: simulated, or interpolated inside a bracket whose simulated
-    ends differ by at most ``step_error`` in each of :data:`BRACKETED` (module
-    docstring). ``lengths`` sorted; returns {length: figures}."""
+    """The lengths to simulate and their figures: every one (``exact``), or the ends of
+    brackets cut until the ends of each differ by at most ``step_error`` in each of
+    :data:`BRACKETED` (module docstring); :func:`interpolate` gives the lengths
+    between. ``lengths`` sorted and distinct; returns {length: figures}."""
     if not lengths:
         return {}
     if exact:
@@ -332,29 +340,34 @@ def bracket(lengths: list[int], simulate: Callable[[int], dict[str, float]], *,
             done[n] = simulate(n)
         return done[n]
 
-    present = set(lengths)
+    index = {n: i for i, n in enumerate(lengths)}
     todo = [(lengths[0], lengths[-1])]
     while todo:
         a, b = todo.pop()
         fa, fb = get(a), get(b)
-        inner = [n for n in range(a + 1, b) if n in present] if b - a < 64 else None
-        if b - a <= 1 or inner == []:
+        if index[b] - index[a] <= 1:  # no length lies between the ends
             continue
         if not _close(fa, fb, step_error):
-            mid = (a + b) // 2
+            mid = lengths[(index[a] + index[b]) // 2]
             todo.append((mid, b))
             todo.append((a, mid))
-    ends = sorted(done)
-    out: dict[int, dict[str, float]] = {}
-    k = 0
-    for n in lengths:
-        if n in done:
-            out[n] = done[n]
-            continue
-        while ends[k + 1] < n:
-            k += 1
-        a, b = ends[k], ends[k + 1]
-        out[n] = _interpolate(done[a], done[b], (n - a) / (b - a))
+    return done
+
+
+def interpolate(lengths, done: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """Each figure at each of ``lengths`` (a numpy array): the simulated value where it
+    was simulated, else the linear interpolation between its bracket's ends (the
+    neighbouring simulated lengths); whole numbers rounded."""
+    import numpy as np  # noqa: PLC0415
+
+    xs = np.array(sorted(done), dtype=float)
+    first = done[int(xs[0])]
+    out: dict[str, Any] = {}
+    at = np.asarray(lengths, dtype=float)
+    for key in first:
+        ys = np.array([done[int(x)][key] for x in xs], dtype=float)
+        v = np.interp(at, xs, ys)
+        out[key] = np.rint(v).astype(np.int64) if key in WHOLE else v
     return out
 
 
@@ -371,14 +384,6 @@ def _metric(f: dict[str, float], key: str) -> float:
     if key == "dram_bytes":
         return f["dram_read_bytes"] + f["dram_write_bytes"]
     return f[key]
-
-
-def _interpolate(fa: dict[str, Any], fb: dict[str, Any], w: float) -> dict[str, Any]:
-    out = {}
-    for key, x in fa.items():
-        v = x + (fb[key] - x) * w
-        out[key] = int(round(v)) if key in WHOLE else v
-    return out
 
 
 def percentile(values: list[float], q: float) -> float:

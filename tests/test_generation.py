@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 import hwsim
 from hwsim.errors import InputError
-from hwsim.generation import bracket, max_batch, percentile, policy_of
+from hwsim.generation import bracket, interpolate, max_batch, percentile, policy_of
 from hwsim.workload import workload_from_dict
 
 TINY = {"name": "gen", "model": "tinyllama-1.1b", "phase": "generate", "dtype": "fp16"}
@@ -101,15 +102,18 @@ def test_bracket_cuts_until_its_ends_agree():
                 "dram_write_bytes": 0}
 
     lengths = list(range(0, 1001))
-    got = bracket(lengths, f, exact=False, step_error=0.02)
+    done = bracket(lengths, f, exact=False, step_error=0.02)
     simulated = len(set(calls))
-    assert set(got) == set(lengths)
+    assert set(done) == set(calls) and {0, 1000} <= set(done)
+    got = interpolate(np.array(lengths), done)
     for n in lengths:  # a convex, increasing figure: interpolation errs within the bound
-        assert abs(got[n]["latency_s"] / f(n)["latency_s"] - 1) <= 0.02
+        assert abs(got["latency_s"][n] / f(n)["latency_s"] - 1) <= 0.02
+    assert got["dram_read_bytes"].dtype.kind == "i"
     assert simulated < len(lengths) / 2  # brackets of 2 % spread: ~1 in 3 simulated
     flat = bracket(lengths, lambda n: {"latency_s": 2.0, "energy_j": 1.0, "dram_read_bytes": 5,
                                        "dram_write_bytes": 5}, exact=False, step_error=0.01)
-    assert flat[500]["latency_s"] == 2.0
+    assert sorted(flat) == [0, 1000]
+    assert interpolate(np.array([500]), flat)["latency_s"][0] == 2.0
     exact_calls = []
     bracket([3, 4, 9], lambda n: exact_calls.append(n) or {"latency_s": n}, exact=True,
             step_error=0.01)
@@ -217,7 +221,8 @@ def test_report_json_steps_and_request_figures():
 
 
 @pytest.mark.parametrize("fields, field, needle", [
-    (dict(seq_len=64), "new_tokens", "at least 1 token"),
+    (dict(seq_len=64), "new_tokens", "1 to 1,048,576 tokens"),
+    (dict(seq_len=64, new_tokens=2 ** 21), "new_tokens", "1 to 1,048,576 tokens"),
     (dict(seq_len=64, new_tokens=4, kv_len=5), "kv_len", "empty KV cache"),
     (dict(phase="prefill", seq_len=64, new_tokens=4), "new_tokens", "belongs to a generation"),
     (dict(seq_len=64, new_tokens=4, step_error=0.0), "step_error", "fraction"),

@@ -44,7 +44,7 @@ STEP_COLUMNS = ["step", "kv_len", "latency_s", "flops", "executed_flops", "dram_
 class GenerationReport(Report):
     """A request: the prefill's report, the decode steps, the request's totals."""
 
-    def __init__(self, prefill: Report, steps: list[dict], points: dict[int, Report], *,
+    def __init__(self, prefill: Report, columns: dict, points: dict[int, Report], *,
                  workload, fidelity: str, step_error: float,
                  baseline: "GenerationReport | None" = None):
         super().__init__(prefill.rows, graph=prefill.graph, workload=workload,
@@ -52,7 +52,9 @@ class GenerationReport(Report):
                          fidelity=fidelity, lanes=prefill.lanes, baseline=baseline,
                          memory=prefill.memory, host_lane=prefill.host_lane)
         self.prefill = prefill
-        self.step_rows = steps
+        # the steps as columns (numpy arrays, one entry per step): a million steps stay
+        # a few hundred bytes each
+        self.columns = columns
         self.points = points
         self.step_error = step_error
 
@@ -66,47 +68,65 @@ class GenerationReport(Report):
         ``memory_bytes`` (one device's) and ``simulated`` (False: interpolated)."""
         import pandas as pd  # noqa: PLC0415
 
-        if not self.step_rows:
+        if not len(self.columns["step"]):
             return pd.DataFrame(columns=STEP_COLUMNS)
-        return pd.DataFrame(self.step_rows)
+        return pd.DataFrame(self.columns)
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.columns["step"])
+
+    def step(self, i: int) -> dict[str, Any]:
+        """The ``i``-th step (0-based; -1 the last) as plain numbers."""
+        return {k: v[i].item() for k, v in self.columns.items()}
+
+    @property
+    def step_rows(self) -> list[dict[str, Any]]:
+        """The steps as a list of dicts of plain numbers (the JSON report's ``steps``)."""
+        lists = {k: v.tolist() for k, v in self.columns.items()}
+        return [dict(zip(lists, vals)) for vals in zip(*lists.values())]
 
     @cached_property
     def totals(self) -> dict[str, Any]:
         first = self.prefill.totals
-        steps = self.step_rows
-        fsum = math.fsum
+        cols = self.columns
+        n = self.n_steps
 
-        def whole(key: str) -> int:
-            return first[key] + sum(int(r[key]) for r in steps)
+        def fsum(key: str) -> float:  # correctly rounded (math.fsum)
+            return math.fsum(cols[key].tolist()) if n else 0.0
 
-        latency = first["latency_s"] + fsum(r["latency_s"] for r in steps)
-        breakdown = {c: first["energy_breakdown_j"][c] + fsum(r[f"energy_{c}_j"] for r in steps)
+        def whole(key: str) -> int:  # exact: Python integers (a long run passes 2**63)
+            return first[key] + (sum(cols[key].tolist()) if n else 0)
+
+        latency = first["latency_s"] + fsum("latency_s")
+        breakdown = {c: first["energy_breakdown_j"][c] + fsum(f"energy_{c}_j")
                      for c in COMPONENTS}
-        energy = first["energy_j"] + fsum(r["energy_j"] for r in steps)
+        energy = first["energy_j"] + fsum("energy_j")
         clock = getattr(self.target.spec, "clock_hz", None)
         wl = self.workload
         tokens = wl.batch * wl.new_tokens
-        step_s = [r["latency_s"] for r in steps]
+        step_s = cols["latency_s"].tolist() if n else []
         dram = whole("dram_read_bytes") + whole("dram_write_bytes")
         first_mem = self.prefill.memory
-        kv = max((r["kv_cache_bytes"] for r in steps),
-                 default=float(first_mem.get("kv_cache_bytes", 0.0)))
-        peak = max([float(first_mem.get("total_bytes", 0.0))]
-                   + [r["memory_bytes"] for r in steps])
+        kv = float(cols["kv_cache_bytes"].max()) if n else \
+            float(first_mem.get("kv_cache_bytes", 0.0))
+        peak = max(float(first_mem.get("total_bytes", 0.0)),
+                   float(cols["memory_bytes"].max()) if n else 0.0)
         from ..generation import percentile  # noqa: PLC0415
 
         return {
             "latency_s": latency,
             "cycles": int(round(latency * clock)) if clock else None,
             "flops": whole("flops"),
-            "dense_flops": self.prefill.dense_flops + sum(int(r["dense_flops"]) for r in steps),
+            "dense_flops": self.prefill.dense_flops + (sum(cols["dense_flops"].tolist())
+                                                       if n else 0),
             "executed_flops": whole("executed_flops"),
             "dram_read_bytes": whole("dram_read_bytes"),
             "dram_write_bytes": whole("dram_write_bytes"),
             "energy_j": energy,
             "energy_breakdown_j": breakdown,
             "ttft_s": first["latency_s"],
-            "tpot_s": fsum(step_s) / len(step_s) if step_s else None,
+            "tpot_s": fsum("latency_s") / n if n else None,
             "tpot_p50_s": percentile(step_s, 50) if step_s else None,
             "tpot_p90_s": percentile(step_s, 90) if step_s else None,
             "tpot_p99_s": percentile(step_s, 99) if step_s else None,
@@ -116,7 +136,7 @@ class GenerationReport(Report):
             "kv_cache_bytes": kv,
             "peak_memory_bytes": peak,
             "new_tokens": wl.new_tokens,
-            "decode_steps": len(steps),
+            "decode_steps": n,
             "simulated_steps": len(self.points),
             "step_error": self.step_error,
         }

@@ -86,10 +86,10 @@ def format_generation(report, top: int = 10) -> str:
     t = report.totals
     wl = report.workload
     name = wl.name or report.graph.header.get("name", "")
-    steps = report.step_rows
-    between = sum(1 for r in steps if not r["simulated"])
+    n = report.n_steps
+    between = int(n - report.columns["simulated"].sum()) if n else 0
     bound = (f"{t['simulated_steps']:,} cache length{'s' if t['simulated_steps'] != 1 else ''} "
-             f"simulated for {len(steps):,} steps")
+             f"simulated for {n:,} steps")
     if between:
         bound += (f"; {between:,} steps interpolated between them, each within "
                   f"{100 * t['step_error']:g} %")
@@ -108,8 +108,8 @@ def format_generation(report, top: int = 10) -> str:
         f"{si(t['peak_memory_bytes'], 'B')}" + (" per device" if report.devices > 1 else ""),
         f"  steps        {bound}",
     ]
-    if steps:
-        first, last = steps[0], steps[-1]
+    if n:
+        first, last = report.step(0), report.step(-1)
         lines.append(f"  step 1       cache {first['kv_len']:,} tokens, "
                      f"{si(first['latency_s'], 's')};  step {last['step']:,}: cache "
                      f"{last['kv_len']:,} tokens, {si(last['latency_s'], 's')}")

@@ -184,6 +184,9 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
 # a generation's steps are bracketed to within at most this error (a step_error above it
 # would let one bracket span a whole generation whose last step costs twice its first)
 MAX_STEP_ERROR = 0.5
+# tokens a generation may produce (1 Mi: past every model's context today; a step's row
+# is a few hundred bytes of columns)
+MAX_NEW_TOKENS = 1 << 20
 
 
 def _check_generation(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> None:
@@ -199,8 +202,9 @@ def _check_generation(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> 
     if wl.trace:
         errs.add("trace", "a generation needs the model's prefill and decode templates: give "
                  "model: (a zoo name or a config), not a trace")
-    if wl.new_tokens < 1:
-        errs.add("new_tokens", f"a generation produces at least 1 token, got {wl.new_tokens}")
+    if not 1 <= wl.new_tokens <= MAX_NEW_TOKENS:
+        errs.add("new_tokens", f"a generation produces 1 to {MAX_NEW_TOKENS:,} tokens, got "
+                 f"{wl.new_tokens}")
     if wl.kv_len:
         errs.add("kv_len", "a generation starts from an empty KV cache (its prompt is "
                  "seq_len tokens); leave kv_len out")
