@@ -342,3 +342,67 @@ def test_block_shares_at_once_equal_one_by_one():
             assert gpu.block_shares(k, works, occ) == [gpu.block_share(k, w, occ) for w in works]
             assert gpu.group_times(k, works, occ) == [gpu.group_time(k, w, occ)[0]
                                                       for w in works]
+
+
+def test_the_planners_arrays_equal_their_loops():
+    """The numpy paths of the planners (a causal attention's thousands of classes) give
+    the floats of the per-object loops: Kernel.total against Work.add, block costs
+    against block_cost, each tile's work against the loop over tiles."""
+    import random
+
+    import numpy as np
+
+    from accelerators.volta.attention import Tiles, _split_iters, _tile_works
+
+    gpu = Gpu(resolve("volta").spec)
+    rng = random.Random(5)
+    works = [Work(*(rng.random() * 10 ** rng.randint(0, 8) for _ in range(9)))
+             for _ in range(300)]
+    k = Kernel("k", "64x64", 128, 64, 16384, [(rng.randint(1, 4), w) for w in works])
+    ref = Work()
+    for count, w in k.blocks:
+        ref.add(w.scaled(count))
+    assert k.total() == ref
+    shares = gpu.block_shares(k, works, 2)
+    assert gpu.block_costs(k, 2, [t for t, _ in shares]) == [
+        gpu.block_cost(k, w, 2, shares[c][0]) for c, w in enumerate(works)]
+    per_iter = Work(*(rng.random() * 1e6 for _ in range(9)))
+    n = 200
+    t = Tiles(64, 64, 1, np.array([rng.randint(1, 64) for _ in range(n)]),
+              np.array([rng.randint(0, 300) for _ in range(n)]), np.zeros(n), np.zeros(n),
+              np.zeros(n))
+    for split, mode, in_l2 in ((1, "dense", True), (3, "dense", True), (4, "dense", False),
+                               (1, "buffered", True)):
+        unit_iters = float(np.sum(t.iters))
+        runs, matrix = _tile_works(per_iter, t, split, unit_iters, n * split, 3.5e6, 128, 128,
+                                   2.0, 2.0, 64, mode, in_l2, 7.5)
+        got = [w for count, w in runs for _ in range(count)]
+        want = []
+        for i in range(n):  # the loop of _fused_kernels
+            rows, n_i = int(t.rows[i]), int(t.iters[i])
+            for it in _split_iters(n_i, split):
+                w = per_iter.scaled(it)
+                w.hbm_read = 3.5e6 * (it / unit_iters) + rows * 128 * 2.0 / split
+                w.l2_bytes += rows * 128 * 2.0 / split
+                if mode == "buffered":
+                    w.l2_bytes += rows * it * 64 * 2.0 + rows * 8.0
+                elif split == 1:
+                    w.hbm_write = rows * 128 * 2.0
+                    w.l2_bytes += rows * 128 * 2.0
+                else:
+                    part = rows * 128 * 4.0 + rows * 8.0
+                    w.l2_bytes += part
+                    if not in_l2:
+                        w.hbm_write = part
+                w.hbm_read += 7.5
+                want.append(w)
+        assert got == want, (split, mode)
+        kernel = Kernel("k", "64x64", 128, 64, 16384, runs)
+        assert (matrix == kernel.matrix).all()
+        assert all(a != b for (_, a), (_, b) in zip(runs, runs[1:]))  # runs are maximal
+
+
+def test_a_works_fields_are_in_the_order_the_matrix_reads_them():
+    from accelerators.volta.gpu import WORK_FIELDS
+
+    assert tuple(vars(Work()).keys()) == WORK_FIELDS

@@ -415,8 +415,11 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
     partials = (s.batch * s.heads * s.q_len * (dv * 4.0 + 8.0) * split
                 if split > 1 and mode == "dense" else 0.0)
     partials_in_l2 = partials <= spec.l2_bytes / 2  # always, by the choice of split
-    works = []
-    for i in range(n_qt):
+    runs, matrix = ([], None) if mode == "recompute" else _tile_works(
+        per_iter, t, split, unit_iters, blocks_per_unit, kv_hbm_unit, d, dv, s.eq, s.eo, bkv,
+        mode, partials_in_l2, s.extra_read / max(1, t.units * len(t.rows) * split), s.tensor)
+    works: list[Work] = []  # (the recompute mode's loop below fills it)
+    for i in range(n_qt if mode == "recompute" else 0):
         rows, n_i = int(t.rows[i]), int(t.iters[i])
         for n in _split_iters(n_i, split):
             w = per_iter.scaled(n)
@@ -437,14 +440,16 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                 _weigh_selected(w, s, rows, float(t.width[i]), e)
             works.append(w)
     units = t.units
-    extra = s.extra_read / max(1, units * len(works))
-    for w in works:
-        w.hbm_read += extra
+    if matrix is None:  # (the tiles' own path added it, and the CUDA cores' share)
+        extra = s.extra_read / max(1, units * len(works))
+        for w in works:
+            w.hbm_read += extra
     label = "fastattention" if strategy == "fastattention" else "xformers-fmha"
     if mode == "buffered":
         label += " scores"
     k = Kernel(f"{name}:{label}", f"{bq}x{bkv}", geo["threads"], geo["regs"], geo["smem"],
-               _classes(units, works), dtype=s.compute, tensor=s.tensor, serial_operands=True,
+               _classes(units, works, runs=runs if matrix is not None else None),
+               dtype=s.compute, tensor=s.tensor, serial_operands=True,
                detail=_detail(s, t, split, bq, mode),
                notes={"strategy": strategy, "layout": layout, "bank_conflicts_qk": f_qk,
                       "bank_conflicts_pv": f_pv, "split_kv": split, "mode": mode,
@@ -452,10 +457,12 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                       "kv_reads_per_head": round(k_rows / max(1, s.kv_len), 3)},
                # in flight: the next key block, loaded while this one computes
                inflight_bytes_per_thread=bkv * d * s.ek / geo["threads"])
-    if not k.tensor:
+    if not k.tensor and matrix is None:
         for _, w in k.blocks:
             w.cuda_flops += w.tensor_flops
             w.tensor_flops = 0.0
+    if matrix is not None and len(k.blocks) == len(runs):  # (else Kernel.matrix reads it)
+        k.__dict__["matrix"] = matrix
     ks = [k]
     if mode == "buffered":
         ks.append(_select_kernel(s, t, name, e, v_rows))
@@ -471,6 +478,58 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                          [(cb, cw)], dtype="fp32", tensor=False,
                          detail="partials in L2" if partials_in_l2 else ""))
     return ks
+
+
+def _tile_works(per_iter: Work, t: Tiles, split: int, unit_iters: float, blocks_per_unit: int,
+                kv_hbm_unit: float, d: int, dv: int, eq: float, eo: float, bkv: int, mode: str,
+                partials_in_l2: bool, extra: float = 0.0, tensor: bool = True):
+    """Each tile's (split part's) work, as :func:`_fused_kernels`' loop over tiles made it
+    (the same floats: each count the same operations in the same order, on numpy
+    arrays): a long causal attention has thousands of tiles. ``extra``: HBM bytes each
+    tile reads besides (its share of the op's extra inputs); without tensor cores the
+    matrix work moves to the CUDA cores. Returns the works and their matrix
+    (:attr:`~accelerators.volta.gpu.Kernel.matrix` rows)."""
+    rows = t.rows.astype(np.int64)
+    iters = t.iters.astype(np.int64)
+    if split == 1:
+        n, rows_n = iters, rows
+    else:  # _split_iters: each tile's keys over split blocks, the first ones one longer
+        base, longer = np.divmod(iters, split)
+        k = np.arange(split)
+        n = (base[:, None] + (k[None, :] < longer[:, None])).reshape(-1)
+        rows_n = np.repeat(rows, split)
+    nf = n.astype(float)
+    share = nf / unit_iters if unit_iters else np.full(len(n), 1.0 / blocks_per_unit)
+    q = rows_n * d * eq / split
+    cols = {f: getattr(per_iter, f) * nf for f in
+            ("tensor_flops", "cuda_flops", "sfu_ops", "smem_bytes", "smem_wavefront_bytes",
+             "l2_bytes", "hbm_read", "hbm_write", "l1_bytes")}
+    cols["hbm_read"] = kv_hbm_unit * share + q
+    l2 = cols["l2_bytes"] + q
+    if mode == "buffered":  # fp16 scores and row statistics into the L2 buffer
+        l2 = l2 + (rows_n * n * bkv * 2.0 + rows_n * 8.0)
+    elif split == 1:
+        out = rows_n * dv * eo
+        cols["hbm_write"] = out * 1.0
+        l2 = l2 + out
+    else:
+        part = rows_n * dv * 4.0 + rows_n * 8.0  # fp32 partial output and row stats
+        l2 = l2 + part
+        if not partials_in_l2:
+            cols["hbm_write"] = part
+    cols["l2_bytes"] = l2
+    cols["hbm_read"] = cols["hbm_read"] + extra
+    if not tensor:
+        cols["cuda_flops"] = cols["cuda_flops"] + cols["tensor_flops"]
+        cols["tensor_flops"] = cols["tensor_flops"] * 0.0
+    matrix = np.array([np.broadcast_to(cols[f], (len(n),)) for f in cols], dtype=float).T
+    if not len(matrix):
+        return [], matrix
+    # runs of equal tiles (:func:`_runs`): a Work per run
+    starts = np.flatnonzero(np.concatenate(([True], np.any(matrix[1:] != matrix[:-1], axis=1))))
+    counts = np.diff(np.append(starts, len(matrix)))
+    heads = matrix[starts]
+    return [(c, Work(*vals)) for c, vals in zip(counts.tolist(), heads.tolist())], heads
 
 
 def _weigh_selected(w: Work, s: Shape, rows: int, width: float, e: float) -> None:
@@ -513,12 +572,31 @@ def _select_kernel(s: Shape, t: Tiles, name: str, e: float, v_rows: float) -> Ke
                          f"{SELECT_PASSES} histogram passes")
 
 
-def _classes(units: int, works: list[Work]) -> list[tuple[int, Work]]:
-    if all(_same(w, works[0]) for w in works):
-        return [(units * len(works), works[0])]
-    if units * len(works) <= MAX_CLASSES:  # launch order: a unit's tiles, unit after unit
-        return [(1, w) for _ in range(units) for w in works]
-    return [(units, w) for w in works]
+def _classes(units: int, works: list[Work] | None = None, *,
+             runs: list[tuple[int, Work]] | None = None) -> list[tuple[int, Work]]:
+    """The kernel's block classes: a unit's tiles in launch order, unit after unit;
+    equal tiles in a row (a causal walk's GQA-packed tiles) as one class of that many,
+    which keeps the launch order and the LPT order (equal blocks in a row stay in a row)
+    with fewer classes to plan. ``runs``: the tiles already as (how many, work)."""
+    if runs is None:
+        runs = _runs(works or [])
+    n = sum(c for c, _ in runs)
+    if len(runs) == 1:
+        return [(units * n, runs[0][1])]
+    if units * n <= MAX_CLASSES:
+        return [run for _ in range(units) for run in runs]
+    return [(units * c, w) for c, w in runs]
+
+
+def _runs(works: list[Work]) -> list[tuple[int, Work]]:
+    """Consecutive equal works as (how many, work)."""
+    out: list[tuple[int, Work]] = []
+    for w in works:
+        if out and _same(out[-1][1], w):
+            out[-1] = (out[-1][0] + 1, w)
+        else:
+            out.append((1, w))
+    return out
 
 
 def _split_iters(n: int, split: int) -> list[int]:

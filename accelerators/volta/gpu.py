@@ -60,7 +60,8 @@ def cdiv(a: int, b: int) -> int:
 
 @dataclass
 class Work:
-    """What one thread block (or a group of them) does, in counts."""
+    """What one thread block (or a group of them) does, in counts (:data:`WORK_FIELDS`,
+    in this order; :attr:`Kernel.matrix` reads them as ``vars(work)``)."""
 
     tensor_flops: float = 0.0
     cuda_flops: float = 0.0
@@ -97,6 +98,19 @@ class Work:
         return (self.tensor_flops, self.cuda_flops, self.sfu_ops, self.smem_bytes,
                 self.smem_wavefront_bytes, self.l2_bytes, self.hbm_read, self.hbm_write,
                 self.l1_bytes)
+
+
+WORK_FIELDS = ("tensor_flops", "cuda_flops", "sfu_ops", "smem_bytes", "smem_wavefront_bytes",
+               "l2_bytes", "hbm_read", "hbm_write", "l1_bytes")  # Work's, in its order
+# _fields' columns of a Work matrix (WORK_FIELDS order)
+TERM_COLUMNS = (0, 1, 2, 4, 5, 6, 7, 8)
+MANY = 16  # classes from which the planners work on numpy arrays
+
+
+def running_sum(rows) -> list[float]:
+    """The sum of a matrix's rows, added one after another as :meth:`Work.add` adds them
+    (numpy's ``cumsum`` is sequential; ``sum`` pairs): the same floats."""
+    return rows.cumsum(axis=0)[-1].tolist() if len(rows) else [0.0] * rows.shape[1]
 
 
 def _fields(w: Work) -> tuple[float, ...]:
@@ -165,11 +179,33 @@ class Kernel:
         """Thread blocks in all (``blocks`` is not changed once the kernel is built)."""
         return sum(c for c, _ in self.blocks)
 
+    @cached_property
+    def matrix(self):
+        """The classes' counts as a numpy matrix (a row per class, :data:`WORK_FIELDS`),
+        for the planners that treat thousands of classes at once."""
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+        rows: dict[int, int] = {}  # a work listed for many blocks (one per unit): one row
+        distinct: list[list[float]] = []
+        index = []
+        for _, w in self.blocks:
+            r = rows.get(id(w))
+            if r is None:
+                r = rows[id(w)] = len(distinct)
+                distinct.append(list(vars(w).values()))  # a dataclass's fields, in order
+            index.append(r)
+        return np.array(distinct, dtype=float)[index]
+
     def total(self) -> Work:
-        w = Work()
-        for count, work in self.blocks:
-            w.add(work.scaled(count))
-        return w
+        if len(self.blocks) < MANY:
+            w = Work()
+            for count, work in self.blocks:
+                w.add(work.scaled(count))
+            return w
+        import numpy as np  # noqa: PLC0415
+
+        counts = np.array([c for c, _ in self.blocks], dtype=float)
+        return Work(*running_sum(self.matrix * counts[:, None]))
 
 
 @dataclass(frozen=True)
@@ -371,12 +407,28 @@ class Gpu:
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         occ = max(1, occ)
-        if len(works) < 16:
+        if len(works) < MANY:
             return [self.block_share(kernel, w, occ) for w in works]
-        cols = np.array([_fields(w) for w in works], dtype=float).T * occ  # scaled(occ)
-        x = self._terms(kernel, cols, occ, np)
-        bounds = [_pipes_bound({k: v[i] for k, v in x.items()}) for i in range(len(works))]
-        return list(zip((x["t"] / occ).tolist(), bounds))
+        cols = np.array([_fields(w) for w in works], dtype=float).T
+        t, bounds = self.share_arrays(kernel, cols, occ)
+        return list(zip(t.tolist(), bounds.tolist()))
+
+    def share_arrays(self, kernel: Kernel, cols, occ: int):
+        """:meth:`block_shares` on the columns of many works (:func:`_fields` rows):
+        (seconds, bounds) as numpy arrays."""
+        import numpy as np  # noqa: PLC0415
+
+        x = self._terms(kernel, cols * occ, occ, np)  # scaled(occ)
+        n = cols.shape[1]
+
+        def full(v):
+            return np.broadcast_to(np.asarray(v), (n,))
+
+        memory = np.where(full(x["none"]) | full(x["trip"]), "latency",
+                          np.where(full(x["dram_part"] >= x["chip_part"]), "memory", "onchip"))
+        pipes = np.where(full(x["busy"] <= x["first_s"]), "latency",
+                         np.where(full(x["compute_s"] >= x["smem_s"]), "compute", "onchip"))
+        return full(x["t"] / occ), np.where(full(x["pipes"]), pipes, memory).astype(object)
 
     def group_times(self, kernel: Kernel, works: list[Work], n_blocks: int) -> list[float]:
         """:meth:`group_time` (its seconds) of every work in ``works`` at once, as
@@ -384,11 +436,17 @@ class Gpu:
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         cols = np.array([_fields(w) for w in works], dtype=float).T
+        return self.group_times_cols(kernel, cols, n_blocks)
+
+    def group_times_cols(self, kernel: Kernel, cols, n_blocks: int) -> list[float]:
+        """:meth:`group_times` on the columns of many works (:func:`_fields` rows)."""
+        import numpy as np  # noqa: PLC0415
+
         t = self._terms(kernel, cols, n_blocks, np)["t"]
         if n_blocks > 1:  # never faster than one block alone (the average one)
             alone = self._terms(kernel, cols * (1.0 / n_blocks), 1, np)["t"]
             t = np.where(alone > t, alone, t)
-        return t.tolist()
+        return np.broadcast_to(t, (cols.shape[1],)).tolist()
 
     def block_cost(self, kernel: Kernel, work: Work, occ: int,
                    sm_s: float | None = None) -> float:
@@ -401,6 +459,18 @@ class Gpu:
         share_s = max(work.hbm_bytes * resident / self.hbm_bw,
                       work.l2_bytes * resident / self.l2_bw) / occ
         return max(sm_s, share_s)
+
+    def block_costs(self, kernel: Kernel, occ: int, sm_s: list[float]) -> list[float]:
+        """:meth:`block_cost` of every class of ``kernel`` at once (``sm_s``: their
+        shares): the same floats."""
+        import numpy as np  # noqa: PLC0415
+
+        occ = max(1, occ)
+        m = kernel.matrix
+        resident = max(1, min(kernel.grid, self.spec.sms * occ))
+        hbm = m[:, 6] + m[:, 7]  # hbm_read + hbm_write
+        share_s = np.maximum(hbm * resident / self.hbm_bw, m[:, 5] * resident / self.l2_bw) / occ
+        return np.maximum(np.array(sm_s, dtype=float), share_s).tolist()
 
     def assign(self, kernel: Kernel, occ: int,
                shares: list[tuple[float, str]] | None = None) -> list[list[int]]:
@@ -421,17 +491,24 @@ class Gpu:
             for i in range(sms):
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
-        est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
-               for c, (_, w) in enumerate(kernel.blocks)]
+        if shares is not None and len(kernel.blocks) >= MANY:
+            est = self.block_costs(kernel, occ, [t for t, _ in shares])
+        else:
+            est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
+                   for c, (_, w) in enumerate(kernel.blocks)]
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
+        replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
-        for cls in sorted(range(len(est)), key=lambda c: (-est[c], c)):
+        # (ties by class: a stable sort of the negated estimates)
+        order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
+            if len(set(est)) == len(est) else sorted(range(len(est)), key=lambda c: (-est[c], c))
+        for cls in order:
             d = est[cls]
             for _ in range(kernel.blocks[cls][0]):
-                t, sm = heapq.heappop(heap)
+                t, sm = heap[0]
                 per_sm[sm].append(cls)
-                heapq.heappush(heap, (t + d, sm))
+                replace(heap, (t + d, sm))
         for classes in per_sm:
             classes.sort(key=lambda c: -est[c])
         return per_sm
@@ -674,27 +751,45 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]
-    shares = gpu.block_shares(k, works, per)
+    many = len(works) >= MANY
+    if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
+        m = k.matrix
+        t_arr, b_arr = gpu.share_arrays(k, m[:, TERM_COLUMNS].T, max(1, per))
+        shares = list(zip(t_arr.tolist(), b_arr.tolist()))
+    else:
+        shares = gpu.block_shares(k, works, per)
     assigned = gpu.assign(k, per, shares)  # longest first
     busy = [classes for classes in assigned if classes]
-    ratios = iter(_tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per))
+    if many:
+        sums = [running_sum(m[classes]) for classes in busy]
+        ratios = iter(_ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
+                                       for row, c in zip(sums, busy)], per))
+    else:
+        ratios = iter(_tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy],
+                                   per))
+    share_s = [t for t, _ in shares]
+    share_b = [b for _, b in shares]
     for classes in assigned:
         if not classes:
             out.append([])
             continue
-        total = sum(shares[c][0] for c in classes)
-        sm_s = _shared_sm_time(next(ratios), [shares[c][0] * per for c in classes], per)
+        total = sum(share_s[c] for c in classes)
+        sm_s = _shared_sm_time(next(ratios), [share_s[c] * per for c in classes], per)
         stretch = sm_s / total if total else 1.0
         size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
         runs = []
         for c0 in range(0, len(classes), size):
             members = classes[c0:c0 + size]
-            w = Work()
+            if many:
+                w = Work(*running_sum(m[members]))
+            else:
+                w = Work()
+                for c in members:
+                    w.add(works[c])
             by: dict[str, float] = {}
             for c in members:
-                w.add(works[c])
-                by[shares[c][1]] = by.get(shares[c][1], 0.0) + shares[c][0]
-            t = sum(shares[c][0] for c in members) * stretch
+                by[share_b[c]] = by.get(share_b[c], 0.0) + share_s[c]
+            t = sum(share_s[c] for c in members) * stretch
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
@@ -728,10 +823,22 @@ def _tail_ratios(gpu: Gpu, k: Kernel, per_sm: list[list[Work]], per: int
         avg = Work()
         for w in works:
             avg.add(w)
-        avgs.append(avg.scaled(1.0 / len(works)))
-    times = {r: gpu.group_times(k, [a.scaled(r) for a in avgs], r) for r in range(1, per + 1)}
+        avgs.append(_fields(avg.scaled(1.0 / len(works))))
+    return _ratios(gpu, k, avgs, per)
+
+
+def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]:
+    """:func:`_tail_ratios` from each SM's average block, as :func:`_fields` rows or
+    as full :data:`WORK_FIELDS` rows (the matrix path)."""
+    import numpy as np  # noqa: PLC0415
+
+    cols = np.array(avgs, dtype=float)
+    if cols.shape[1] == len(WORK_FIELDS):
+        cols = cols[:, TERM_COLUMNS]
+    cols = cols.T
+    times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
     out = []
-    for i in range(len(avgs)):
+    for i in range(cols.shape[1]):
         t_full = times[per][i]
         out.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
     return out
