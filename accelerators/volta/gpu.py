@@ -105,6 +105,7 @@ WORK_FIELDS = ("tensor_flops", "cuda_flops", "sfu_ops", "smem_bytes", "smem_wave
 # _fields' columns of a Work matrix (WORK_FIELDS order)
 TERM_COLUMNS = (0, 1, 2, 4, 5, 6, 7, 8)
 MANY = 16  # classes from which the planners work on numpy arrays
+MANY_SUMS = 256  # ... and sum each SM's classes there (below, Python's adds are quicker)
 
 
 def running_sum(rows) -> list[float]:
@@ -751,7 +752,7 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]
-    many = len(works) >= MANY
+    many = len(works) >= MANY_SUMS
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
         m = k.matrix
         t_arr, b_arr = gpu.share_arrays(k, m[:, TERM_COLUMNS].T, max(1, per))
