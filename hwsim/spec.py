@@ -27,11 +27,29 @@ from typing import Any, Mapping
 from .errors import Collector
 from .units import parse_quantity
 
+# the range a spec number takes unless its field says otherwise. No machine quantity in
+# SI units reaches 1e21 (a zettaflop per second, a zettabyte, a zettahertz) nor, when not
+# zero, falls below 1e-15 (a femtosecond, a femtojoule); products of a few such numbers
+# stay far inside a float's range, so no time or energy can overflow to infinity.
+SPEC_MAXIMUM = 1e21
+SPEC_SMALLEST = 1e-15
+# a count (cores, channels, ways, trials, ...) is at most this (a million of a unit),
+# unless its field says otherwise: loops over counts stay bounded
+SPEC_MAX_COUNT = 1 << 20
+
+
+def _default_maximum(name: str, hint: Any) -> float:
+    if hint is int and not name.endswith("_bytes") and "seed" not in name:
+        return SPEC_MAX_COUNT
+    return SPEC_MAXIMUM
+
 
 def spec_field(default: Any = dataclasses.MISSING, *, help: str, minimum: float | None = 0.0,
-               choices: tuple[Any, ...] | None = None) -> Any:
-    """A dataclass field with help text and a range check (``minimum`` inclusive)."""
-    meta = {"help": help, "minimum": minimum, "choices": choices}
+               choices: tuple[Any, ...] | None = None, maximum: float | None = None) -> Any:
+    """A dataclass field with help text and a range check (``minimum`` and ``maximum``
+    inclusive; the maximum defaults to :data:`SPEC_MAXIMUM`, or :data:`SPEC_MAX_COUNT`
+    for a count)."""
+    meta = {"help": help, "minimum": minimum, "choices": choices, "maximum": maximum}
     if isinstance(default, (dict, list)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta)
@@ -98,14 +116,21 @@ def _convert(value: Any, hint: Any, name: str, meta: Mapping[str, Any]) -> Any:
             raise ValueError(f"expected true or false, got {value!r}")
         return value
     if hint in (int, float):
-        number = parse_quantity(value, name)
+        number = parse_quantity(value, name)  # a finite number (or ValueError)
+        if number != 0 and abs(number) < SPEC_SMALLEST:
+            raise ValueError(f"must be 0 or at least {SPEC_SMALLEST:g} in size, got {value!r}")
         if hint is int:
             if number != int(number):
                 raise ValueError(f"expected an integer, got {value!r}")
             number = int(number)
         minimum = meta.get("minimum")
-        if minimum is not None and number < minimum:
+        if minimum is not None and not number >= minimum:
             raise ValueError(f"must be >= {minimum}, got {value!r}")
+        maximum = meta.get("maximum")
+        if maximum is None:
+            maximum = _default_maximum(name, hint)
+        if not number <= maximum:
+            raise ValueError(f"must be <= {maximum:,g}, got {value!r}")
         if choices and number not in choices:
             raise ValueError(f"expected one of {', '.join(map(str, choices))}, got {value!r}")
         return number

@@ -52,8 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
+from . import yamlfile
 from .errors import Collector, InputError, Problem
 from .spec import build_spec, spec_to_dict, suggest
 
@@ -278,13 +277,10 @@ def read_preset(path: Path | str) -> dict:
         if hit is not None and hit[0] == stamp:
             data = copy.deepcopy(hit[1])
         else:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f)
+            data = yamlfile.read(path, "hardware file")
             _PARSED[path] = (stamp, copy.deepcopy(data))
     except FileNotFoundError:
         raise InputError("hardware file not found", source=path) from None
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML ({e})".replace("\n", " "), source=path) from None
     errs = Collector(path)
     if not isinstance(data, dict):
         errs.add("", "expected a mapping with keys target, name, spec")

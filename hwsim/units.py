@@ -14,6 +14,7 @@ unit matches the field's suffix.
 
 from __future__ import annotations
 
+import math
 import re
 
 _SI = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15,
@@ -49,16 +50,35 @@ def parse_quantity(value: object, field: str) -> float:
     the unit must agree with the field's suffix. Raises ``ValueError`` with a
     message naming what was expected.
     """
+    number = _parse(value, field)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, got {_short(value)}")
+    return number
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _float(text_or_number) -> float:
+    try:
+        return float(text_or_number)
+    except OverflowError:  # an integer past float's range (a 400-digit number)
+        return math.inf
+
+
+def _parse(value: object, field: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got {value!r}")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _float(value)
     if not isinstance(value, str):
-        raise ValueError(f"expected a number or a quantity string, got {value!r}")
+        raise ValueError(f"expected a number or a quantity string, got {_short(value)}")
     m = _RX.match(value)
     if not m:
-        raise ValueError(f"expected a quantity like '64 KiB' or '1.8 GHz', got {value!r}")
-    number, unit = float(m.group(1)), m.group(2)
+        raise ValueError(f"expected a quantity like '64 KiB' or '1.8 GHz', got {_short(value)}")
+    number, unit = _float(m.group(1)), m.group(2)
     if not unit:
         return number
     suf = _suffix(field)

@@ -214,3 +214,19 @@ def test_constraints_that_reject_everything_are_an_error():
     with pytest.raises(InputError, match="constraints: no drawn point"):
         points(spec_of(axes={"x": {"range": [0.0, 1.0]}}, mode="random", samples=5,
                        constraints=["x > 2"]))
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"mode": "random", "samples": 10 ** 9, "axes": {"seq_len": {"range": [64, 512]}}},
+     "samples"),
+    ({"axes": {"seq_len": {"range": [64, 512], "steps": 10 ** 9}}}, "axes.seq_len.steps"),
+    ({"axes": {"seq_len": {"range": [64, 4096], "steps": 2000},
+               "batch": {"range": [1, 1000], "steps": 1000}}}, "axes"),
+])
+def test_sweeps_are_counted_before_anything_is_allocated(extra, field):
+    """A billion samples or steps once allocated 16-24 GB; a sweep of more than a
+    million points is refused when it is read, naming the field."""
+    with pytest.raises(InputError) as e:
+        load_sweep({"workload": str(ROOT / "workloads" / "bert-base.yaml"),
+                    "target": "roofline", **extra})
+    assert e.value.problems[0].field == field and "1,000,000" in str(e.value)

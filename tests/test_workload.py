@@ -237,7 +237,7 @@ def test_unknown_tiling_strategy(write_workload):
     ({"kind": "matmul", "m": 16, "n": 16, "k": 16, "dtype": "fp7"}, "ops.0.dtype",
      "unknown dtype"),
     ({"kind": "matmul", "m": 16, "n": 16, "k": 16, "repeat": 0}, "ops.0.repeat",
-     "expected a positive integer"),
+     "expected an integer from 1 to"),
     ({"kind": "topk", "n": 100, "k": 128}, "ops.0.k", "k=128 exceeds n=100"),
     ({"kind": "attention", "heads": 32, "kv_heads": 5, "head_dim": 128, "q_len": 1,
       "kv_len": 1024}, "ops.0.kv_heads", "heads=32 is not a multiple of kv_heads=5"),

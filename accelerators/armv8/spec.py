@@ -99,11 +99,11 @@ class ARMv8Spec:
     dgemm_kernel: tuple[int, ...] = spec_field(help="OpenBLAS fp64 micro-kernel")
     hgemm_kernel: tuple[int, ...] = spec_field(
         (32, 4), help="fp16 micro-kernel of the packed path (no NEON HGEMM in OpenBLAS)")
-    gemm_p: dict[str, int] = spec_field(help="OpenBLAS GEMM_P (m-block) per dtype")
-    gemm_q: dict[str, int] = spec_field(help="OpenBLAS GEMM_Q (k-block) per dtype")
-    gemm_r: dict[str, int] = spec_field(help="OpenBLAS GEMM_R (n-block) per dtype")
+    gemm_p: dict[str, int] = spec_field(help="OpenBLAS GEMM_P (m-block) per dtype", minimum=1)
+    gemm_q: dict[str, int] = spec_field(help="OpenBLAS GEMM_Q (k-block) per dtype", minimum=1)
+    gemm_r: dict[str, int] = spec_field(help="OpenBLAS GEMM_R (n-block) per dtype", minimum=1)
     switch_ratio: dict[str, int] = spec_field(
-        help="OpenBLAS SWITCH_RATIO: least rows (cols) per thread of the 2-D split")
+        help="OpenBLAS SWITCH_RATIO: least rows (cols) per thread of the 2-D split", minimum=1)
     call_cycles: dict[str, float] = spec_field(
         help="fixed cost of dispatching one op (key op), the same for every GEMM library")
     # ---- energy

@@ -44,7 +44,8 @@ class AscendSpec:
     cube_issue_cycles: float = spec_field(
         0.0, help="cube pipeline start-up per MMAD instruction (one base block)")
     vector_bytes_per_cycle: float = spec_field(
-        256.0, help="bytes one vector repeat covers per cycle (128 fp16 lanes = 256 B)")
+        256.0, help="bytes one vector repeat covers per cycle (128 fp16 lanes = 256 B)",
+        minimum=1.0)
     vector_cycles_per_repeat: dict[str, float] = spec_field(
         dict(DEFAULT_VECTOR_CYCLES), help="cycles per 256-B repeat, by primitive function")
     # ------------------------------------------------------------ buffers

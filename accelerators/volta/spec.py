@@ -21,9 +21,11 @@ class VoltaSpec:
     sms: int = spec_field(help="streaming multiprocessors", minimum=1)
     clock_hz: float = spec_field(help="SM clock (boost)", minimum=1.0)
     tensor_flops_per_clock_per_sm: dict[str, float] = spec_field(
-        help="tensor-core FLOP per clock per SM by input dtype (fp16: 8 cores x 64 FMA x 2)")
+        help="tensor-core FLOP per clock per SM by input dtype (fp16: 8 cores x 64 FMA x 2); "
+             "a dtype the cores lack is left out", minimum=1e-9)
     cuda_flops_per_clock_per_sm: dict[str, float] = spec_field(
-        help="CUDA-core FLOP per clock per SM by dtype (fp32: 64 FMA lanes x 2)")
+        help="CUDA-core FLOP per clock per SM by dtype (fp32: 64 FMA lanes x 2); a dtype the "
+             "cores lack is left out", minimum=1e-9)
     sfu_ops_per_clock_per_sm: float = spec_field(
         help="special-function (exp, rsqrt, ...) results per clock per SM", minimum=1.0)
     mma_efficiency: float = spec_field(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import zlib
 from typing import Any
 
 from ..errors import InputError
@@ -115,19 +116,38 @@ def save(graph: Graph, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
+MAX_GRAPH_BYTES = 256 << 20  # JSON of one graph, uncompressed
+
+
 def load(path: str | os.PathLike) -> Graph:
     """Read a graph written by :func:`save`. Bad files raise :class:`InputError`."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError("trace file not found", source=path)
+    if os.path.isdir(path):
+        raise InputError("is a directory, expected a graph file (.json.gz)", source=path)
     try:
         if path.endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                data = json.load(f)
+            with gzip.open(path, "rb") as f:
+                raw = f.read(MAX_GRAPH_BYTES + 1)  # bounded: a gzip bomb stops here
         else:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"not a readable graph file ({type(e).__name__}: {e})",
+            with open(path, "rb") as f:
+                raw = f.read(MAX_GRAPH_BYTES + 1)
+        if len(raw) > MAX_GRAPH_BYTES:
+            raise InputError(f"more than {MAX_GRAPH_BYTES:,} bytes of JSON: a graph file holds "
+                             f"one forward's ops (a 70B model's are under 10 MB)", source=path)
+        data = json.loads(raw.decode("utf-8"))
+    except InputError:
+        raise
+    except (OSError, EOFError, zlib.error, json.JSONDecodeError, UnicodeDecodeError,
+            RecursionError, ValueError) as e:
+        message = " ".join(str(e).split())[:160]
+        raise InputError(f"not a readable graph file ({type(e).__name__}: {message})",
                          source=path) from None
-    return from_dict(data, source=path)
+    try:
+        return from_dict(data, source=path)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as e:
+        raise InputError(f"not a graph file hwsim wrote ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:120]})", source=path) from None

@@ -154,6 +154,10 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if method is None:
         add(f"{where}.method", f"missing (one of: {', '.join(METHODS)})")
         return
+    if not isinstance(method, str):
+        add(f"{where}.method", f"expected a method name (one of: {', '.join(METHODS)}), got "
+            f"{method!r}")
+        return
     spec = METHODS.get(method)
     if spec is None:
         add(f"{where}.method",
@@ -161,9 +165,14 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
             f"(known: {', '.join(METHODS)})")
         return
     for key in step:
-        if key != "method" and key not in spec.params:
+        if not isinstance(key, str):
+            add(where, f"a parameter name must be text, got {key!r}")
+        elif key != "method" and key not in spec.params:
             add(f"{where}.{key}", f"unknown parameter of {method}{suggest(str(key), spec.params)}"
                 f" (takes: {', '.join(spec.params)})")
+        elif step[key] is None:
+            add(f"{where}.{key}", "expected a value, got null (leave the parameter out for its "
+                "default)")
     for key in spec.required:
         if key not in step:
             add(f"{where}.{key}", f"missing: {spec.params[key]}")

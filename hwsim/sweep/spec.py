@@ -59,8 +59,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import yaml
-
+from .. import yamlfile
 from ..errors import Collector, InputError
 from ..spec import suggest
 from .constraints import Constraint, ConstraintError, parse
@@ -68,6 +67,7 @@ from .constraints import Constraint, ConstraintError, parse
 MODES = ("grid", "random", "lhs")
 FIDELITIES = ("analytical", "event")
 SPECIAL_AXES = ("target", "fidelity")
+MAX_POINTS = 1_000_000  # points of one sweep (its rows are kept and written as they finish)
 KEYS = ("name", "description", "workload", "target", "fidelity", "mode", "samples", "seed",
         "set", "axes", "constraints")
 
@@ -155,15 +155,7 @@ def load_sweep(source: str | os.PathLike | Mapping[str, Any]) -> SweepSpec:
     if isinstance(source, Mapping):
         return sweep_from_dict(source, "<sweep>", os.getcwd())
     path = os.fspath(source)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise InputError("sweep file not found", source=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a sweep YAML file", source=path) from None
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML: {' '.join(str(e).split())}", source=path) from None
+    data = yamlfile.read(path, "sweep file")
     if not isinstance(data, Mapping):
         raise InputError("expected a mapping with workload, target and axes", source=path)
     data = dict(data)
@@ -229,6 +221,8 @@ def sweep_from_dict(data: Mapping[str, Any], source: str, base_dir: str) -> Swee
     if mode != "grid":
         if not _is_int(samples) or samples < 1:
             errs.add("samples", f"{mode} mode needs samples: a positive integer, got {samples!r}")
+        elif samples > MAX_POINTS:
+            errs.add("samples", f"at most {MAX_POINTS:,} points in one sweep, got {samples:,}")
         else:
             out["samples"] = samples
     elif samples is not None:
@@ -262,6 +256,11 @@ def sweep_from_dict(data: Mapping[str, Any], source: str, base_dir: str) -> Swee
             if isinstance(sets, Mapping) and name in sets:
                 errs.add(f"axes.{name}", "is also fixed under set:")
     out["axes"] = tuple(parsed)
+    if mode == "grid" and parsed and all(a.values for a in parsed):
+        total = math.prod(len(a.values) for a in parsed)
+        if total > MAX_POINTS:
+            errs.add("axes", f"a grid of {total:,} points: at most {MAX_POINTS:,} in one sweep "
+                     f"(fewer values per axis, or mode: random / lhs with samples)")
 
     raw = data.get("constraints", [])
     if isinstance(raw, str):
@@ -376,6 +375,9 @@ def _axis(name: str, spec: Any, mode: str, errs: Collector, base_dir: str) -> Ax
         if not _is_int(steps) or steps < 1:
             errs.add(f"{where}.steps", f"expected an integer >= 1, got {steps!r}")
             return None
+        if steps > MAX_POINTS:
+            errs.add(f"{where}.steps", f"at most {MAX_POINTS:,} values, got {steps:,}")
+            return None
         if steps == 1:
             raw = [lo]
         elif log:
@@ -390,14 +392,16 @@ def _axis(name: str, spec: Any, mode: str, errs: Collector, base_dir: str) -> Ax
                      f"got {step!r}")
             return None
         count = int(math.floor((hi - lo) / step + 1e-9)) + 1
-        if count > 1_000_000:
-            errs.add(f"{where}.step", f"makes {count} values; more than a million")
+        if count > MAX_POINTS:
+            errs.add(f"{where}.step", f"makes {count:,} values: at most {MAX_POINTS:,}")
             return None
         raw = [lo + i * step for i in range(count)]
     values: list = []
+    seen: set = set()
     for v in raw:
         v = int(round(v)) if integer else clean_float(v)
-        if v not in values:
+        if v not in seen:
+            seen.add(v)
             values.append(v)
     return Axis(name, values=tuple(values), log=log, integer=integer,
                 dtype="int" if integer else "float")

@@ -14,8 +14,7 @@ import os
 from dataclasses import fields
 from typing import Any, Mapping
 
-import yaml
-
+from .. import yamlfile
 from ..errors import Collector, InputError
 from ..ir.dtypes import is_known
 from ..ir.kinds import FN_FLOPS, MOE_ACTS, REDUCE_FNS
@@ -29,16 +28,7 @@ from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
 
 
 def read_yaml(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except FileNotFoundError:
-        raise InputError("workload file not found", source=path) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a workload YAML file", source=path) from None
-    except yaml.YAMLError as e:
-        msg = " ".join(str(e).split())
-        raise InputError(f"not valid YAML: {msg}", source=path) from None
+    return yamlfile.read(path, "workload file")
 
 
 def load_workload(path: str | os.PathLike, sets: list[tuple[str, Any]] = ()) -> Workload:
@@ -295,17 +285,26 @@ def _image_field(values: dict[str, Any], raw: Mapping[str, Any],
 OPTIONAL_ZERO = ("cache_elements", "window", "v_len", "sparse_keys", "sparse_block", "lsb_bits")
 
 
+# the largest size an op parameter may give (2**40: a terabyte-class tensor dimension;
+# past what any machine here holds, and where float arithmetic of byte counts stays exact)
+MAX_OP_SIZE = 1 << 40
+MAX_REPEAT = 1 << 20  # how many times one op of an ops: list may run
+
+
 def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
     where = f"ops.{i}"
     if not isinstance(op, dict):
         errs.add(where, "expected a mapping like {kind: matmul, m: 16, n: 16, k: 16}")
         return
     kind = op.get("kind")
-    if kind not in OP_PARAMS:
+    if not isinstance(kind, str) or kind not in OP_PARAMS:
         errs.add(f"{where}.kind", f"expected one of {', '.join(OP_PARAMS)}, got {kind!r}")
         return
     params = OP_PARAMS[kind]
     for key, value in op.items():
+        if not isinstance(key, str):
+            errs.add(f"{where}", f"a parameter name must be text, got {key!r}")
+            continue
         if key in OP_COMMON:
             continue
         if key not in params:
@@ -313,25 +312,32 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
                      f"(takes: {', '.join(list(params) + list(OP_COMMON))})")
         elif key == "fn":
             ok = FN_FLOPS if kind == "elementwise" else REDUCE_FNS
-            if value not in ok:
+            if not isinstance(value, str) or value not in ok:
                 errs.add(f"{where}.fn", f"unknown function {value!r} (known: {', '.join(ok)})")
         elif key in ("causal", "gated", "trans_a", "trans_b"):
             if not isinstance(value, bool):
                 errs.add(f"{where}.{key}", f"expected true or false, got {value!r}")
         elif key == "act":
-            if value not in MOE_ACTS:
+            if not isinstance(value, str) or value not in MOE_ACTS:
                 errs.add(f"{where}.act", f"expected one of {', '.join(MOE_ACTS)}, got {value!r}")
-        elif value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                    or value < (0 if key in OPTIONAL_ZERO else 1)):
+        elif value is None and params[key][0] is None:
+            continue  # (an optional size left to its default, e.g. kv_heads)
+        elif isinstance(value, bool) or not isinstance(value, int) \
+                or value < (0 if key in OPTIONAL_ZERO else 1):
             errs.add(f"{where}.{key}", f"expected a positive integer, got {value!r}")
+        elif value > MAX_OP_SIZE:
+            errs.add(f"{where}.{key}", f"at most {MAX_OP_SIZE:,} (2**40), got {value:,}")
+    for key in [k for k in ("name", "dtype") if k in op]:
+        if not isinstance(op[key], str):
+            errs.add(f"{where}.{key}", f"expected text, got {op[key]!r}")
     for key, (default, help_) in params.items():
         if default is ... and key not in op:
             errs.add(f"{where}.{key}", f"missing: {help_}")
     if "dtype" in op and not is_known(str(op["dtype"])):
         errs.add(f"{where}.dtype", f"unknown dtype {op['dtype']!r}")
     rep = op.get("repeat", 1)
-    if isinstance(rep, bool) or not isinstance(rep, int) or rep < 1:
-        errs.add(f"{where}.repeat", f"expected a positive integer, got {rep!r}")
+    if isinstance(rep, bool) or not isinstance(rep, int) or not 1 <= rep <= MAX_REPEAT:
+        errs.add(f"{where}.repeat", f"expected an integer from 1 to {MAX_REPEAT:,}, got {rep!r}")
     if kind == "topk" and isinstance(op.get("k"), int) and isinstance(op.get("n"), int) \
             and op["k"] > op["n"]:
         errs.add(f"{where}.k", f"k={op['k']} exceeds n={op['n']}")

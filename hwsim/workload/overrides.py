@@ -11,8 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterable
 
-import yaml
-
+from .. import yamlfile
 from ..errors import InputError
 
 
@@ -24,8 +23,11 @@ def parse_sets(items: Iterable[str]) -> list[tuple[str, Any]]:
         if not eq or not key.strip():
             raise InputError(f"expected key=value, got {item!r}", source="--set")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = yamlfile.parse(raw, "--set", "a value") if raw.strip() else ""
+        except InputError as e:
+            if "not valid YAML" not in str(e):
+                raise InputError(f"{key.strip()}: {e.problems[0].message}",
+                                 source="--set") from None
             value = raw
         out.append((key.strip(), value))
     return out
