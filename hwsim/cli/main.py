@@ -111,8 +111,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: what is finished is written (a sweep flushes its
+    rows and releases its results), workers stop, the exit status says so (143)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    import signal  # noqa: PLC0415
+
+    previous = None
+    try:  # only the main thread may set a handler (an embedding program may call main)
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        pass
     try:
         return _COMMANDS[args.command](args)
     except errors.HwsimError as e:
@@ -120,8 +136,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hwsim: error: {e}", file=sys.stderr)
         return 2
+    except _Terminated:
+        return 143
     except KeyboardInterrupt:
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _simulate(args) -> int:

@@ -107,11 +107,15 @@ def sweep(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec,
             bar.update(failed=row["status"] != "ok")
         finished = True
     finally:
-        if finished:
-            store.close()
-        else:
-            store.flush()
-        bar.close()
+        try:
+            if finished:
+                store.close()
+            else:
+                store.flush()
+        finally:
+            if hasattr(store, "release"):
+                store.release()
+            bar.close()
     df = _frame(spec, store, points, output)
     df.attrs["run"] = {"points": len(points), "ran": bar.done, "failed_now": bar.failed,
                        "skipped": bar.skipped, "elapsed_s": time.monotonic() - bar.start,
@@ -147,16 +151,38 @@ def _execute(base: Base, todo: list[Point], *, workers: int | None, client: Any,
     return _pool(base, todo, min(n, len(todo)))
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C is the parent's to handle (it stops the pool)."""
+def _worker_init(parent: int) -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (it stops the pool), and a
+    worker dies with its parent, however the parent ends (``kill -9`` included): the
+    kernel signals it (Linux ``prctl(PR_SET_PDEATHSIG)``), and a watcher thread
+    checks the parent every second where that is missing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes  # noqa: PLC0415
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+    if os.getppid() != parent:  # the parent died before the watch was set
+        os._exit(1)
+    import threading  # noqa: PLC0415
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="hwsim-parent-watch", daemon=True).start()
 
 
 def _pool(base: Base, todo: list[Point], n: int) -> Iterator[tuple[Point, dict]]:
     queue = list(reversed(todo))
     suspects: list[Point] = []  # in flight when a worker died: rerun one at a time
     while queue or suspects:
-        pool = ProcessPoolExecutor(max_workers=n, initializer=_ignore_sigint)
+        pool = ProcessPoolExecutor(max_workers=n, initializer=_worker_init,
+                                   initargs=(os.getpid(),))
         pending: dict = {}
         clean = False
         try:

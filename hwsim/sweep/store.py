@@ -152,6 +152,7 @@ class ResultStore(MemoryStore):
             raise InputError("exists and is not a sweep results directory (a sweep writes "
                              "FILE.parquet as a directory of part files)", source=self.path)
         os.makedirs(self.path, exist_ok=True)
+        self._lock = _lock(self.path)  # one sweep writes a directory at a time
         for name in os.listdir(self.path):
             if name.startswith(".tmp-") or (fresh and _is_part(name)):
                 os.remove(os.path.join(self.path, name))
@@ -210,6 +211,15 @@ class ResultStore(MemoryStore):
         _fsync_dir(self.path)
         return final
 
+    def release(self) -> None:
+        """Let another sweep write the directory (after :meth:`close` or an interruption)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            lock.close()  # closing the file drops its lock
+
+    def __del__(self):
+        self.release()
+
     def close(self) -> None:
         """Flush, then merge the parts into one when there are many."""
         self.flush()
@@ -228,6 +238,34 @@ class ResultStore(MemoryStore):
             for part in parts:
                 os.remove(part)
             _fsync_dir(self.path)
+
+
+LOCK_NAME = ".lock"
+
+
+def _lock(path: str):
+    """An exclusive lock on the results directory ``path`` (``fcntl.flock`` on its
+    ``.lock`` file, released when the process ends however it ends), or one-line
+    error when another sweep holds it. Where ``fcntl`` is missing (Windows) no lock."""
+    try:
+        import fcntl  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - not POSIX
+        return None
+    f = open(os.path.join(path, LOCK_NAME), "a+")  # noqa: SIM115 - held while writing
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        who = f" (pid {holder})" if holder else ""
+        raise InputError(f"another sweep is writing these results{who}; wait for it, or "
+                         "write elsewhere", source=path) from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
 
 
 def _is_part(name: str) -> bool:
