@@ -225,3 +225,27 @@ def test_a_directory_is_not_a_workload_or_a_target(tmp_path):
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             rc = main(argv)
         assert rc == 2 and err.getvalue().count("\n") == 1, err.getvalue()
+
+
+def test_names_from_input_files_never_leave_the_output_folder():
+    from hwsim.cli.main import _with_suffix, safe_name
+
+    assert safe_name("../../etc/passwd") == "_.._etc_passwd"
+    assert "/" not in safe_name("a/b\\c") and not safe_name("..x").startswith(".")
+    assert _with_suffix("out/ops.csv", ".../../evil") == "out/ops._.._evil.csv"
+
+
+@pytest.mark.parametrize("cell, needle", [
+    ("nan", "finite"), ("inf", "finite"), ("1e300", "at most"), ("x" * 200000, "CSV")])
+def test_a_damaged_spatten_trace_is_one_line(tmp_path, cell, needle):
+    header = ("iteration_id,layer_id,head_id,embedding_length_D,sentence_length_L,"
+              "key_fetch_num,quant_key_bit,quant_query_bit,auto_requant_thres,if_requant,"
+              "auto_requant_incre,value_fetch_num,quant_value_bit,if_accumulate_importance,"
+              "if_rescale_previous_importance,if_topk,topk")
+    row = "0,0,0,64.0,{L},993,-1,-1,-1,False,-1,993,-1,False,False,False,-1"
+    (tmp_path / "t.csv").write_text(header + "\n" + row.format(L=cell) + "\n")
+    (tmp_path / "w.yaml").write_text("name: t\ntrace: t.csv\ntrace_format: spatten-csv\n")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["simulate", str(tmp_path / "w.yaml"), "-t", "spatten"])
+    assert rc == 2 and needle in err.getvalue() and err.getvalue().count("\n") == 1, err.getvalue()

@@ -206,9 +206,20 @@ def _serve(args) -> int:
     return 0
 
 
+def safe_name(name: str) -> str:
+    """``name`` (from an input file: a preset's, a sweep's) as one harmless file-name
+    part: letters, digits, ``.``, ``_`` and ``-`` kept, the rest ``_``, no leading dot,
+    so that it never leaves the folder it is put in."""
+    import re  # noqa: PLC0415
+
+    out = re.sub(r"[^A-Za-z0-9._-]", "_", str(name))[:120].lstrip(".")
+    return out or "unnamed"
+
+
 def _with_suffix(path: str, suffix: str) -> str:
     if not suffix:
         return path
+    suffix = "." + safe_name(suffix.lstrip("."))
     stem, dot, ext = path.rpartition(".")
     return f"{stem}{suffix}.{ext}" if dot else path + suffix
 

@@ -68,7 +68,9 @@ def run_sweep(args) -> int:
     from ..workload import parse_sets  # noqa: PLC0415
 
     spec = load_sweep(args.sweep)
-    output = args.output or os.path.join("results", f"{spec.name}.parquet")
+    from .main import safe_name  # noqa: PLC0415
+
+    output = args.output or os.path.join("results", f"{safe_name(spec.name)}.parquet")
     sets = dict(parse_sets(args.sets))
     if args.flush_every < 1:
         raise InputError(f"expected N >= 1, got {args.flush_every}", source="--flush-every")

@@ -40,6 +40,7 @@ the pruning passes leave them.
 from __future__ import annotations
 
 import csv
+import math
 import os
 
 from ..errors import InputError
@@ -66,14 +67,26 @@ def _bool(text: str, path: str, where: str) -> bool:
     raise InputError(f"expected True or False, got {text!r}", source=path, field=where)
 
 
+MAX_VALUE = 1 << 40  # a size or count in a trace (the ops list's bound, loader.MAX_OP_SIZE)
+
+
 def _int(text: str, path: str, where: str) -> int:
+    v = _number(text, path, where)
+    if v != int(v) or not -MAX_VALUE <= v <= MAX_VALUE:  # (-1 marks "not used")
+        raise InputError(f"expected a whole number of at most {MAX_VALUE:,}, got {text[:40]!r}",
+                         source=path, field=where)
+    return int(v)
+
+
+def _number(text: str, path: str, where: str) -> float:
     try:
         v = float(text)
-    except ValueError:
-        raise InputError(f"expected a number, got {text!r}", source=path, field=where) from None
-    if v != int(v):
-        raise InputError(f"expected a whole number, got {text!r}", source=path, field=where)
-    return int(v)
+    except (ValueError, OverflowError):
+        raise InputError(f"expected a number, got {text[:40]!r}", source=path,
+                         field=where) from None
+    if not math.isfinite(v):
+        raise InputError(f"expected a finite number, got {text[:40]!r}", source=path, field=where)
+    return v
 
 
 def read_rows(path: str) -> list[dict]:
@@ -99,14 +112,19 @@ def read_rows(path: str) -> list[dict]:
                     if c.startswith("if_"):
                         row[c] = _bool(v, path, f"{where}.{c}")
                     elif c == "auto_requant_thres":
-                        row[c] = float(v) if v.strip() else -1.0
+                        row[c] = _number(v, path, f"{where}.{c}") if v.strip() else -1.0
                     else:
                         row[c] = _int(v, path, f"{where}.{c}")
                 rows.append(row)
     except FileNotFoundError:
         raise InputError("SpAtten trace not found", source=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a SpAtten trace (CSV)", source=path) from None
     except UnicodeDecodeError as e:
         raise InputError(f"not a text CSV file ({e.reason})", source=path) from None
+    except csv.Error as e:  # a field over the csv module's limit, a NUL byte, ...
+        raise InputError(f"not a readable CSV file ({' '.join(str(e).split())[:120]})",
+                         source=path) from None
     if not rows:
         raise InputError("no data rows (rows whose iteration_id is a number)", source=path)
     return rows
