@@ -249,3 +249,11 @@ def test_a_damaged_spatten_trace_is_one_line(tmp_path, cell, needle):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(["simulate", str(tmp_path / "w.yaml"), "-t", "spatten"])
     assert rc == 2 and needle in err.getvalue() and err.getvalue().count("\n") == 1, err.getvalue()
+
+
+def test_an_ops_list_is_bounded_with_its_repeats(tmp_path):
+    """A report holds a row per op: an ops list of more than 100,000 ops (repeats
+    included) is refused when it is read, not listed for minutes."""
+    wl = {"name": "w", "ops": [{"kind": "matmul", "m": 1, "n": 1, "k": 1, "repeat": 60000}] * 2}
+    rc, err, _ = run(tmp_path, wl, "roofline")
+    assert rc == 2 and "at most 100,000" in err

@@ -168,6 +168,13 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         check_step(step, i, segments, num_layers, errs.add)
     for i, op in enumerate(wl.ops):
         _check_op(op, i, wl, errs)
+    expanded = sum(op.get("repeat", 1) if isinstance(op, dict) and isinstance(
+        op.get("repeat", 1), int) else 1 for op in wl.ops)
+    if expanded > MAX_OPS:
+        errs.add("ops", f"{expanded:,} ops (repeats included): at most {MAX_OPS:,} in one "
+                 f"workload")
+    if len(wl.pruning) > MAX_STEPS:
+        errs.add("pruning", f"{len(wl.pruning)} steps: at most {MAX_STEPS}")
     check_routing(wl.routing, errs.add)
 
 
@@ -288,7 +295,11 @@ OPTIONAL_ZERO = ("cache_elements", "window", "v_len", "sparse_keys", "sparse_blo
 # the largest size an op parameter may give (2**40: a terabyte-class tensor dimension;
 # past what any machine here holds, and where float arithmetic of byte counts stays exact)
 MAX_OP_SIZE = 1 << 40
-MAX_REPEAT = 1 << 20  # how many times one op of an ops: list may run
+MAX_REPEAT = 1 << 16  # how many times one op of an ops: list may run
+# ops an ops: list expands to (repeats included): a report holds a row per op, so a
+# kernel study stays within what a laptop lists at once (a 70B model is ~10,000 ops)
+MAX_OPS = 100_000
+MAX_STEPS = 64  # pruning steps of one workload
 
 
 def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
