@@ -290,10 +290,16 @@ def read_preset(path: Path | str) -> dict:
             errs.add(str(key), "unknown key" + suggest(str(key), ["target", "name", "spec"]))
     if "target" not in data:
         errs.add("target", f"missing (one of: {', '.join(registry())})")
+    elif not isinstance(data["target"], str):
+        errs.add("target", f"expected a target name (one of: {', '.join(registry())}), got "
+                 f"{data['target']!r}")
     elif data["target"] not in BUILTIN and data["target"] not in registry():
         errs.add("target", f"unknown target {data['target']!r} (known: {', '.join(registry())})")
     if not isinstance(data.get("spec"), dict):
         errs.add("spec", "missing or not a mapping")
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str):
+            errs.add(key, f"expected text, got {data[key]!r}")
     errs.raise_if_any()
     return data
 

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import math
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwsim.cli.main import main
+
+BERT = str(Path(__file__).resolve().parents[1] / "workloads" / "bert-base.yaml")
 
 BASES = [
     {"name": "w", "model": "gpt2", "seq_len": 64},
@@ -220,7 +223,7 @@ def test_damaged_graph_files_are_one_line(tmp_path, data, needle):
 
 def test_a_directory_is_not_a_workload_or_a_target(tmp_path):
     for argv in (["simulate", str(tmp_path)],
-                 ["simulate", "workloads/bert-base.yaml", "-t", str(tmp_path)]):
+                 ["simulate", BERT, "-t", str(tmp_path)]):
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             rc = main(argv)
@@ -257,3 +260,16 @@ def test_an_ops_list_is_bounded_with_its_repeats(tmp_path):
     wl = {"name": "w", "ops": [{"kind": "matmul", "m": 1, "n": 1, "k": 1, "repeat": 60000}] * 2}
     rc, err, _ = run(tmp_path, wl, "roofline")
     assert rc == 2 and "at most 100,000" in err
+
+
+@pytest.mark.parametrize("preset, field", [
+    ("target: [volta]\nname: x\nspec: {}\n", "target"),
+    ("target: {a: 1}\nspec: 5\n", "target"),
+    ("target: roofline\nname: [x]\nspec: {}\n", "name"),
+])
+def test_a_malformed_preset_is_one_line(tmp_path, preset, field):
+    (tmp_path / "hw.yaml").write_text(preset)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["simulate", BERT, "-t", str(tmp_path / "hw.yaml")])
+    assert rc == 2 and f": {field}:" in err.getvalue() and err.getvalue().count("\n") == 1

@@ -28,14 +28,18 @@ def run_measured(workload, target: str) -> tuple[int, str, int]:
     return out["rc"], res.stderr, out["rss"]
 
 
+def big(tmp_path, phase: str, batch: int):
+    """Llama-3.1-70B at 128K tokens on 8 devices: the prefill, or a decode step."""
+    sizes = {"seq_len": 131072} if phase == "prefill" else {"seq_len": 1, "kv_len": 131071}
+    return dump_yaml(tmp_path / "w.yaml", {"name": "big", "model": "llama-3.1-70b",
+                                            "phase": phase, "batch": batch, "devices": 8,
+                                            "dtype": "fp16", "tiling": {"attention": "flash"},
+                                            **sizes})
+
+
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_70b_at_128k_batch_64_is_refused_naming_the_capacity(tmp_path, phase):
-    sizes = {"seq_len": 131072} if phase == "prefill" else {"seq_len": 1, "kv_len": 131071}
-    wl = dump_yaml(tmp_path / "w.yaml", {"name": "big", "model": "llama-3.1-70b",
-                                          "phase": phase, "batch": 64, "devices": 8,
-                                          "dtype": "fp16", "tiling": {"attention": "flash"},
-                                          **sizes})
-    rc, err, rss = run_measured(wl, "ascend")
+    rc, err, rss = run_measured(big(tmp_path, phase, 64), "ascend")
     assert rc == 2 and err.count("\n") == 1
     assert "spec.hbm_bytes: does not fit in 64.00 GiB" in err and "KV cache 320.00 GiB" in err
     assert rss < MAX_RSS_BYTES
@@ -43,11 +47,6 @@ def test_70b_at_128k_batch_64_is_refused_naming_the_capacity(tmp_path, phase):
 
 @pytest.mark.parametrize("phase", ["prefill", "decode"])
 def test_70b_at_128k_that_fits_runs_in_bounded_memory(tmp_path, phase):
-    sizes = {"seq_len": 131072} if phase == "prefill" else {"seq_len": 1, "kv_len": 131071}
-    wl = dump_yaml(tmp_path / "w.yaml", {"name": "big", "model": "llama-3.1-70b",
-                                          "phase": phase, "batch": 4, "devices": 8,
-                                          "dtype": "fp16", "tiling": {"attention": "flash"},
-                                          **sizes})
-    rc, err, rss = run_measured(wl, "ascend")
+    rc, err, rss = run_measured(big(tmp_path, phase, 4), "ascend")
     assert rc == 0, err
     assert rss < MAX_RSS_BYTES
