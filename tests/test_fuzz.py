@@ -273,3 +273,69 @@ def test_a_malformed_preset_is_one_line(tmp_path, preset, field):
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(["simulate", BERT, "-t", str(tmp_path / "hw.yaml")])
     assert rc == 2 and f": {field}:" in err.getvalue() and err.getvalue().count("\n") == 1
+
+
+# ---------------------------------------------------------------- graph files, sweeps
+GRAPH_HOSTILE = [None, [], {}, -1, 0, "x", 1e308, float("nan"), 10 ** 30, [1, 2], {"$expr": "x"},
+                 {"$expr": "batch**99"}, {"$expr": "__import__('os')"}, True, 2 ** 40]
+
+
+@st.composite
+def mutated_graph(draw):
+    import gzip
+
+    path = Path(__file__).resolve().parents[1] / "traces" / "gpt2.prefill.json.gz"
+    data = json.loads(gzip.decompress(path.read_bytes()))
+    op = draw(st.integers(0, len(data["ops"]) - 1))
+    where = draw(st.sampled_from(["op", "attrs", "tensor", "header"]))
+    value = json.loads(json.dumps(draw(st.sampled_from(GRAPH_HOSTILE))))
+    if where == "op":
+        data["ops"][op][draw(st.sampled_from(["kind", "inputs", "outputs", "layer"]))] = value
+    elif where == "attrs" and data["ops"][op]["attrs"]:
+        data["ops"][op]["attrs"][draw(st.sampled_from(sorted(data["ops"][op]["attrs"])))] = value
+    elif where == "tensor":
+        column = draw(st.sampled_from(sorted(data["tensors"])))
+        i = draw(st.integers(0, len(data["tensors"][column]) - 1))
+        data["tensors"][column][i] = value
+    else:
+        data["header"][draw(st.sampled_from(sorted(data["header"])))] = value
+    return data
+
+
+@FUZZ
+@given(graph=mutated_graph(), target=st.sampled_from(TARGETS))
+def test_mutated_graph_files_end_cleanly(tmp_path, graph, target):
+    import gzip
+
+    (tmp_path / "g.json.gz").write_bytes(gzip.compress(json.dumps(graph).encode()))
+    wl = {"name": "g", "trace": str(tmp_path / "g.json.gz"), "seq_len": 32}
+    assert_clean(*run(tmp_path, wl, target))
+
+
+SWEEP_BASE = {"workload": {"name": "w", "ops": [{"kind": "matmul", "m": 16, "n": 16, "k": 16}]},
+              "target": "roofline", "fidelity": "analytical",
+              "axes": {"ops.0.m": [16, 32], "target.dram_bw_bytes_per_s": {
+                  "range": [1e11, 1e12], "steps": 2}},
+              "constraints": ["ops.0.m < 64"]}
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_sweeps_end_cleanly(tmp_path, data):
+    spec = json.loads(json.dumps(SWEEP_BASE))
+    paths: list = []
+    _walk(spec, [], paths)
+    path = data.draw(st.sampled_from(paths))
+    node = spec
+    for k in path[:-1]:
+        node = node[k]
+    node[path[-1]] = json.loads(json.dumps(data.draw(st.sampled_from(HOSTILE))))
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(["sweep", str(tmp_path / "s.yaml"), "-o", str(tmp_path / "r.parquet"),
+                   "--workers", "1", "--quiet", "--fresh"])
+    lines = [x for x in err.getvalue().splitlines() if x.startswith("hwsim: error")]
+    assert rc in (0, 1, 2), err.getvalue()
+    if rc == 2:
+        assert len(lines) == 1, err.getvalue()

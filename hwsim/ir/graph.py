@@ -87,6 +87,9 @@ def _tensor_ref(graph: "Graph", tid: int) -> str:
     return t.short() if t is not None else f"t{tid}?"
 
 
+MAX_DIM = 1 << 40  # a tensor dimension (the ops' size bound)
+
+
 class Graph:
     """A traced or hand-written workload graph.
 
@@ -216,8 +219,11 @@ class Graph:
                 problems.append(f"tensor t{t.id}: kind {t.kind!r} not one of {TENSOR_KINDS}")
             if not is_known(t.dtype):
                 problems.append(f"tensor t{t.id}: unknown dtype {t.dtype!r}")
-            if any((not isinstance(d, int)) or d < 0 for d in t.shape):
+            if any((not isinstance(d, int)) or isinstance(d, bool) or not 0 <= d <= MAX_DIM
+                   for d in t.shape):
                 problems.append(f"tensor t{t.id}: bad shape {t.shape}")
+        if problems:  # (the ops' sizes are products of these)
+            return problems
         written: set[int] = set()
         produced_by_op: set[int] = set()
         for op in g.ops:

@@ -381,11 +381,16 @@ def write_bytes(op: "Op", graph: "Graph") -> int:
     return sum(t[o].bytes for o in op.outputs)
 
 
+MAX_SIZE = 1 << 40  # an op's size attribute (the workload loader's bound, MAX_OP_SIZE)
+
+
 def check(op: "Op", graph: "Graph") -> list[str]:
     """Problems with ``op``'s attributes and tensor sizes (empty when fine)."""
     spec = KINDS.get(op.kind)
     if spec is None:
         return [f"unknown op kind {op.kind!r} (known: {', '.join(KINDS)})"]
+    if not op.outputs:
+        return [f"a {op.kind} op writes no tensor (outputs is empty)"]
     errs = [f"missing attribute {a!r}" for a in spec.required if a not in op.attrs]
     extra = set(op.attrs) - set(spec.required) - set(spec.optional) - set(COMMON_ATTRS)
     errs += [f"unexpected attribute {a!r}" for a in sorted(extra)]
@@ -397,11 +402,18 @@ def check(op: "Op", graph: "Graph") -> list[str]:
             if v is not None and not isinstance(v, bool):
                 errs.append(f"attribute {key}={v!r} must be true or false")
             continue
-        if key in ("fn", "causal", "bias", "masked", "scale", "act", "gated", "kept") \
-                or key in COMMON_ATTRS:
+        if key in ("fn", "act"):
+            if key in op.attrs and not isinstance(v, str):
+                errs.append(f"attribute {key}={v!r} must be a name")
             continue
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-            errs.append(f"attribute {key}={v!r} must be a non-negative integer")
+        if key in ("causal", "bias", "masked", "scale", "gated", "kept") or key in COMMON_ATTRS:
+            continue
+        if v is None and key in spec.required:
+            errs.append(f"attribute {key} must be a non-negative integer, got null")
+        elif v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0
+                                or v > MAX_SIZE):
+            errs.append(f"attribute {key}={v!r} must be a non-negative integer of at most "
+                        f"{MAX_SIZE:,}")
     if errs:
         return errs
     if op.kind == "elementwise" and op.attrs["fn"] not in FN_FLOPS:

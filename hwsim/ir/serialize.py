@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 from .expr import Expr
-from .graph import Graph, Op, Tensor
+from .graph import MAX_DIM, Graph, Op, Tensor
 
 SCHEMA = "hwsim.graph/1"
 
@@ -96,9 +96,49 @@ def from_dict(data: Any, source: str = "<graph>") -> Graph:
             for o in data["ops"]
         ]
         header = _mapping(_dec(data.get("header", {})), "header")
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise InputError(f"malformed graph ({type(e).__name__}: {e})", source=source) from None
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise InputError(f"malformed graph ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:120]})", source=source) from None
+    _check_structure(header, ops, source)
     return Graph(header, tensors, ops)
+
+
+MAX_LAYERS = 100_000  # a layer index of a graph file
+
+
+# header fields a graph file may carry, by the type they must have
+_HEADER_MAPPINGS = ("segments", "config", "template", "template_ref", "stacks", "routing",
+                    "pruning_plan", "image")
+_HEADER_COUNTS = ("batch", "seq_len", "kv_len", "devices")
+
+
+def _check_structure(header: dict, ops: list, source: str) -> None:
+    """The header's fields and the ops' layers have the types the rest of hwsim reads
+    (a graph file is checked once, here, where it enters)."""
+    for key in _HEADER_MAPPINGS:
+        if key in header and header[key] is not None and not isinstance(header[key], dict):
+            raise InputError(f"expected a mapping, got {header[key]!r:.60}", source=source,
+                             field=f"header.{key}")
+    for key in _HEADER_COUNTS:
+        v = header.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                              or not 0 <= v <= MAX_DIM):
+            raise InputError(f"expected a whole number from 0 to {MAX_DIM:,}, got {v!r:.60}",
+                             source=source, field=f"header.{key}")
+    for key in ("name", "phase", "model"):
+        if key in header and header[key] is not None and not isinstance(header[key], str):
+            raise InputError(f"expected text, got {header[key]!r:.60}", source=source,
+                             field=f"header.{key}")
+    for name, rng in (header.get("segments") or {}).items():
+        if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(
+                isinstance(x, Expr) or (isinstance(x, int) and not isinstance(x, bool)
+                                        and 0 <= x <= MAX_DIM) for x in rng)):
+            raise InputError(f"expected [start, end] token indices, got {rng!r:.60}",
+                             source=source, field=f"header.segments.{name}")
+    for op in ops:
+        if op.layer is not None and not 0 <= op.layer <= MAX_LAYERS:
+            raise InputError(f"op {op.id}: layer {op.layer} outside 0..{MAX_LAYERS:,}",
+                             source=source, field="ops.layer")
 
 
 def save(graph: Graph, path: str | os.PathLike) -> None:
