@@ -373,3 +373,36 @@ def test_cores_in_groups_against_one_lane_per_core(workload, monkeypatch):
         assert 0.85 <= ratio <= 1.005, (op.name, ratio)
         fewer += len(grouped) < len(each)
     assert fewer >= 2
+
+
+def test_a_gemms_items_on_arrays_equal_the_append_loop():
+    """The per-core items of a GEMM with thousands of tiles (gemm._merge_tiles) are those
+    pipeline.append makes tile by tile: the same sums to the last bit, the same bounds
+    (a later tile longer than the sum before it switches the bound, as absorb does)."""
+    import random
+
+    from accelerators.ascend.gemm import _merge_tiles
+    from accelerators.ascend.pipeline import Item, append
+
+    rng = random.Random(11)
+    cores, stages = 5, 3
+    shapes = []
+    for _ in range(4):
+        acts = {"mac_fp16": rng.random() * 1e6, "l0_byte": rng.random() * 1e5,
+                "l1_byte": rng.random() * 1e5}
+        shapes.append((rng.random() * 1e-5, rng.choice(["compute", "onchip"]), 0, 0,
+                       rng.random() * 1e4, acts, 0))
+    tiles = []
+    for idx in range(2000):
+        sh = shapes[0] if rng.random() < 0.9 else rng.choice(shapes)
+        tiles.append((idx % cores, rng.random() * 1e4, rng.random() * 1e4,
+                      rng.random() * 10 * (rng.random() < 0.3), rng.random() * 3e4, sh))
+    for cap in (stages, 7 * stages + 2, 400):
+        want: list[list[Item]] = [[] for _ in range(cores)]
+        for core, ha, hb, hx, total, sh in tiles:
+            hbm = ha * 0.7 + hb * 1.0 + hx
+            append(want[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5], sh[1]),
+                   cap)
+        got: list[list[Item]] = [[] for _ in range(cores)]
+        _merge_tiles(got, tiles, 0.7, 1.0, stages, cap)
+        assert got == want, cap

@@ -85,6 +85,7 @@ error naming the buffer.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from collections import Counter
@@ -770,8 +771,7 @@ def _masks(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
         return (mask_op if masked else "",) * len(widths)
     out: tuple[str, ...] = ()
     s = k0
-    for w, g in groupby(widths):
-        c = sum(1 for _ in g)
+    for w, c in _width_runs(widths):
         # blocks j of the run start at s + j w: crossed while s + j w < need_lo, and
         # from the first j with s + j w + w - 1 > need_hi
         head = min(c, max(0, -(-(need_lo - s) // w)))
@@ -780,6 +780,13 @@ def _masks(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
         out += (mask_op,) * head + ("",) * (tail_from - head) + (mask_op,) * (c - tail_from)
         s += c * w
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _width_runs(widths: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The runs of equal widths of a walk, as (width, count): a causal op's tiles walk
+    the same few width tuples, each hundreds of blocks long."""
+    return tuple((w, sum(1 for _ in g)) for w, g in groupby(widths))
 
 
 def _masks_by_block(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,

@@ -247,10 +247,13 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         # an operand that is a view of a smaller tensor: HBM serves its storage once
         ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
         rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
-        for core, ha, hb, hx, total, sh in tiles:
-            hbm = ha * ra + hb * rb + hx
-            append(per_core[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5],
-                                        sh[1]), cap)
+        if len(tiles) >= MANY_TILES:
+            _merge_tiles(per_core, tiles, ra, rb, stages, cap)
+        else:
+            for core, ha, hb, hx, total, sh in tiles:
+                hbm = ha * ra + hb * rb + hx
+                append(per_core[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5],
+                                            sh[1]), cap)
     else:
         # small matrices per batch entry: each entry's panels are read from HBM the first
         # time and hit L2 after (an intermediate of the op: as far as it stayed there);
@@ -296,6 +299,84 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                 store_unit=chip.aic_group(members, "fixpipe"), store_bw=chip.fixpipe_bw,
                 store_hbm_fraction=out_hbm, deps=deps, dest="l1", src="l0", label=label))
     return last
+
+
+MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed on numpy arrays
+
+
+def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, stages: int,
+                 cap: int) -> None:
+    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order, on
+    numpy arrays (a 32K-token GEMM has thousands of tiles per core): a core's first
+    tile alone, then items of ``cap // stages`` tiles, each the sequential sum of its
+    tiles (``cumsum``: the floats ``Item.absorb`` adds), its bound switched as
+    ``absorb`` switches it (by a later tile whose time exceeds the sum before it)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+    cores = len(per_core)
+    keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
+    for core in range(cores):
+        mine = tiles[core::cores]
+        if not mine:
+            continue
+        items = per_core[core]
+        if items:  # (a GEMM's cores start empty; fall back when they do not)
+            for _, ha, hb, hx, total, sh in mine:
+                hbm = ha * ra + hb * rb + hx
+                append(items, Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5], sh[1]),
+                       cap)
+            continue
+        ha = np.array([x[1] for x in mine], dtype=float)
+        hb = np.array([x[2] for x in mine], dtype=float)
+        hx = np.array([x[3] for x in mine], dtype=float)
+        total = np.array([x[4] for x in mine], dtype=float)
+        hbm = ha * ra + hb * rb + hx
+        l2 = total - hbm
+        comp = np.array([x[5][0] for x in mine], dtype=float)
+        store = np.array([x[5][4] for x in mine], dtype=float)
+        acts = np.array([[x[5][5][k] for k in keys] for x in mine], dtype=float)
+        bounds = [x[5][1] for x in mine]
+        per = max(1, cap // stages)
+        # the first tile alone
+        items.append(Item(stages, float(hbm[0]), float(l2[0]), 0.0, float(comp[0]),
+                          float(store[0]), dict(zip(keys, acts[0].tolist())), bounds[0]))
+        body = len(mine) - 1
+        full, rest = divmod(body, per)
+        chunks = [(1 + c * per, 1 + (c + 1) * per) for c in range(full)]
+        if rest:
+            chunks.append((1 + full * per, len(mine)))
+        if not chunks:
+            continue
+        if full:  # the full chunks at once: a row each, summed along it (sequential)
+            end = 1 + full * per
+            sums = {name: col[1:end].reshape(full, per).cumsum(axis=1)[:, -1].tolist()
+                    for name, col in (("hbm", hbm), ("l2", l2), ("store", store))}
+            run = comp[1:end].reshape(full, per).cumsum(axis=1)
+            sums["comp"] = run[:, -1].tolist()
+            act_sums = acts[1:end].reshape(full, per, len(keys)).cumsum(axis=1)[:, -1].tolist()
+            longer = comp[1:end].reshape(full, per)[:, 1:] > run[:, :-1]
+        for c, (a, b) in enumerate(chunks):
+            if b - a == 1:  # a tile alone: its own item
+                items.append(Item(stages, float(hbm[a]), float(l2[a]), 0.0, float(comp[a]),
+                                  float(store[a]), dict(zip(keys, acts[a].tolist())),
+                                  bounds[a]))
+                continue
+            if c < full:
+                h, w, st, cp, ac = (sums["hbm"][c], sums["l2"][c], sums["store"][c],
+                                    sums["comp"][c], act_sums[c])
+                switch = np.flatnonzero(longer[c]).tolist()
+            else:
+                part = comp[a:b].cumsum()
+                h, w, st = (float(hbm[a:b].cumsum()[-1]), float(l2[a:b].cumsum()[-1]),
+                            float(store[a:b].cumsum()[-1]))
+                cp, ac = float(part[-1]), acts[a:b].cumsum(axis=0)[-1].tolist()
+                switch = np.flatnonzero(comp[a + 1:b] > part[:-1]).tolist()
+            bound = bounds[a]
+            for k in switch:  # absorb's test, before the add: a later, longer tile
+                if bounds[a + 1 + k] != bound:
+                    bound = bounds[a + 1 + k]
+            items.append(Item(stages * (b - a), h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                              streamed=True))
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:
