@@ -103,7 +103,7 @@ def test_sigterm_writes_what_finished_and_stops_the_workers(tmp_path):
 
 def test_two_sweeps_never_write_one_directory(tmp_path):
     out = tmp_path / "r.parquet"
-    sweep = slow_sweep(tmp_path, points=4)
+    sweep = slow_sweep(tmp_path, points=6)
     first = start(sweep, out, "--workers", "1")
     wait_for(lambda: os.path.exists(out / ".lock") and len(children(first.pid)) == 0
              and first.poll() is None)
@@ -113,4 +113,4 @@ def test_two_sweeps_never_write_one_directory(tmp_path):
     assert second.returncode == 2 and "another sweep is writing" in err
     assert err.count("\n") == 1
     first.communicate(timeout=300)
-    assert first.returncode == 0 and rows(out) == 4
+    assert first.returncode == 0 and rows(out) == 6
