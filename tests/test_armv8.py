@@ -498,3 +498,17 @@ def test_threads_in_groups_give_what_one_lane_per_thread_gives(preset, threads, 
         assert sa.actions == pytest.approx(sb.actions, rel=1e-12), op.name
         checked += 1
     assert checked >= 10
+
+
+def test_a_steps_amounts_are_the_ones_scaled_and_added():
+    """Step.scaled and Step.add name the amounts one by one: every float field of Step."""
+    from dataclasses import fields
+
+    from accelerators.armv8.ecm import _AMOUNTS, Step
+
+    step = Step("s", **{name: float(i + 1) for i, name in enumerate(_AMOUNTS)})
+    twice = step.scaled(2.0)
+    assert all(getattr(twice, n) == 2.0 * getattr(step, n) for n in _AMOUNTS)
+    step.add(twice)
+    assert all(getattr(step, n) == 3.0 * (i + 1) for i, n in enumerate(_AMOUNTS))
+    assert set(_AMOUNTS) == {f.name for f in fields(Step) if f.type in ("float", float)}
