@@ -339,3 +339,28 @@ def test_mutated_sweeps_end_cleanly(tmp_path, data):
     assert rc in (0, 1, 2), err.getvalue()
     if rc == 2:
         assert len(lines) == 1, err.getvalue()
+
+
+CSV_HEADER = ("iteration_id,layer_id,head_id,embedding_length_D,sentence_length_L,key_fetch_num,"
+              "quant_key_bit,quant_query_bit,auto_requant_thres,if_requant,auto_requant_incre,"
+              "value_fetch_num,quant_value_bit,if_accumulate_importance,"
+              "if_rescale_previous_importance,if_topk,topk")
+CSV_ROWS = ["0,0,0,64.0,993,993,-1,-1,-1,False,-1,993,-1,False,False,False,-1",
+            "0,0,1,64.0,993,993,-1,-1,-1,False,-1,993,-1,True,False,True,500",
+            "1,1,0,64.0,500,500,8,8,0.1,True,4,500,8,True,True,True,250"]
+CSV_HOSTILE = ["", "nan", "inf", "-1e400", "1e400", "x", "True", "0", "-5", "3.5", "9" * 400,
+               '"', "1,2", "\x00", "1099511627777"]
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_spatten_traces_end_cleanly(tmp_path, data):
+    rows = [r.split(",") for r in CSV_ROWS]
+    for _ in range(data.draw(st.integers(1, 3))):
+        row = data.draw(st.integers(0, len(rows) - 1))
+        col = data.draw(st.integers(0, len(rows[row]) - 1))
+        rows[row][col] = data.draw(st.sampled_from(CSV_HOSTILE))
+    (tmp_path / "t.csv").write_text(CSV_HEADER + "\n" + "\n".join(",".join(r) for r in rows)
+                                    + "\n")
+    wl = {"name": "t", "trace": str(tmp_path / "t.csv"), "trace_format": "spatten-csv"}
+    assert_clean(*run(tmp_path, wl, data.draw(st.sampled_from(TARGETS))))

@@ -89,6 +89,32 @@ def _number(text: str, path: str, where: str) -> float:
     return v
 
 
+# the columns' ranges (-1 marks a feature off; bit widths are those a fixed-point type has)
+_BITS = ("quant_key_bit", "quant_query_bit", "quant_value_bit")
+_POSITIVE = ("embedding_length_D", "sentence_length_L")
+_COUNTS = ("iteration_id", "layer_id", "head_id", "key_fetch_num", "value_fetch_num")
+
+
+def _check_ranges(row: dict, path: str, where: str) -> None:
+    for c in _BITS:
+        if not (row[c] == -1 or 1 <= row[c] <= 32):
+            raise InputError(f"a bit width of 1 to 32 (or -1: not quantized), got {row[c]}",
+                             source=path, field=f"{where}.{c}")
+    for c in _POSITIVE:
+        if row[c] < 1:
+            raise InputError(f"must be >= 1, got {row[c]}", source=path, field=f"{where}.{c}")
+    for c in _COUNTS:
+        if row[c] < 0:
+            raise InputError(f"must be >= 0, got {row[c]}", source=path, field=f"{where}.{c}")
+    if not (row["topk"] == -1 or row["topk"] >= 1):
+        raise InputError(f"k of at least 1 (or -1: no top-k), got {row['topk']}", source=path,
+                         field=f"{where}.topk")
+    incre = row["auto_requant_incre"]
+    if not (incre == -1 or 0 <= incre <= 32):
+        raise InputError(f"bits added on re-quantization, 0 to 32 (or -1), got {incre}",
+                         source=path, field=f"{where}.auto_requant_incre")
+
+
 def read_rows(path: str) -> list[dict]:
     """The data rows of a SpAtten CSV, typed; config lines skipped."""
     try:
@@ -115,6 +141,7 @@ def read_rows(path: str) -> list[dict]:
                         row[c] = _number(v, path, f"{where}.{c}") if v.strip() else -1.0
                     else:
                         row[c] = _int(v, path, f"{where}.{c}")
+                _check_ranges(row, path, where)
                 rows.append(row)
     except FileNotFoundError:
         raise InputError("SpAtten trace not found", source=path) from None
