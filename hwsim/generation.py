@@ -180,7 +180,10 @@ def decode_steps(wl: Workload, policy: Policy) -> list[dict]:
     return out
 
 
-def _phase(wl: Workload, phase: str, seq_len: int, kv_len: int, pruning: list) -> Workload:
+def phase_workload(wl: Workload, phase: str, seq_len: int, kv_len: int,
+                   pruning: list) -> Workload:
+    """The forward a generation runs: its prefill, or one of its decode steps (one token
+    over ``kv_len`` cached), with ``pruning`` as the steps it applies."""
     data = wl.to_dict()
     for key in ("source", "new_tokens", "exact", "step_error"):
         data.pop(key, None)
@@ -197,12 +200,12 @@ def simulate_generation(wl: Workload, resolved: ResolvedTarget, *, fidelity: str
     """Simulate a ``phase: generate`` workload (see the module docstring)."""
     report = _run(wl, resolved, fidelity)
     if baseline:
-        dense = _phase_free(wl)
+        dense = _unpruned(wl)
         report.baseline = _run(dense, resolved, fidelity)
     return report
 
 
-def _phase_free(wl: Workload) -> Workload:
+def _unpruned(wl: Workload) -> Workload:
     """The same request with no pruning step."""
     data = wl.to_dict()
     data.pop("source", None)
@@ -216,7 +219,7 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
 
     policy = policy_of(wl)
     memo: dict = {}
-    first = _phase(wl, "prefill", wl.seq_len, 0, list(wl.pruning))
+    first = phase_workload(wl, "prefill", wl.seq_len, 0, list(wl.pruning))
     pruned, dense = model_graphs(first)
     graph = device_graph(pruned, first)
     prefill = run_graph(graph, resolved, first,
@@ -230,7 +233,7 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
     kept = prompt_cache(pruned) if policy.carries else None
 
     def point(kv: int) -> dict[str, float]:
-        step_wl = _phase(wl, "decode", 1, kv, steps)
+        step_wl = phase_workload(wl, "decode", 1, kv, steps)
         per_layer = None if kept is None else [
             n + kv - wl.seq_len if n is not None else kv for n in kept]
         g_pruned, g_dense = model_graphs(step_wl, cache_tokens=per_layer)
@@ -309,7 +312,7 @@ def _dense_step_flops(wl: Workload, n_steps: int):
     from .simulate import model_graphs  # noqa: PLC0415
 
     def flops(j: int) -> int:
-        step = _phase(wl, "decode", 1, wl.seq_len + j - 1, [])
+        step = phase_workload(wl, "decode", 1, wl.seq_len + j - 1, [])
         _, dense = model_graphs(step)
         return expand_moe(dense, step.routing, step.source).flops()
 
@@ -411,11 +414,11 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline
     static batch prefilled together, as ``simulate`` times it). 0 when one sequence
     does not fit; ``limit`` when that many do (or the target states no capacity).
     Memory only: nothing is lowered."""
-    from .simulate import _load, device_graph, model_graphs  # noqa: PLC0415
+    from .simulate import device_graph, load_with_sets, model_graphs  # noqa: PLC0415
     from .targets import ResolvedTarget as _Resolved  # noqa: PLC0415
     from .targets import resolve  # noqa: PLC0415
 
-    wl, target_sets = _load(workload, sets)
+    wl, target_sets = load_with_sets(workload, sets)
     resolved = target if isinstance(target, _Resolved) else resolve(target, target_sets)
     if wl.phase != "generate":
         raise InputError(f"max_batch sizes a generation (phase: generate), got phase "
@@ -432,13 +435,13 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline
         return workload_from_dict(data, wl.source)
 
     def prefill_peak(one: Workload) -> float:
-        first = _phase(one, "prefill", one.seq_len, 0, list(one.pruning))
+        first = phase_workload(one, "prefill", one.seq_len, 0, list(one.pruning))
         g = device_graph(model_graphs(first)[0], first)
         fp = t.footprint(g, spec, first.tiling)
         return fp.total_bytes - fp.kv_cache_bytes * (1.0 - prefill_kv_fraction(policy, g))
 
     def step_fp(one: Workload, j: int):
-        step = _phase(one, "decode", 1, policy.cache(j), steps)
+        step = phase_workload(one, "decode", 1, policy.cache(j), steps)
         return t.footprint(device_graph(model_graphs(step)[0], step), spec, step.tiling)
 
     single = sized(1)

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import InputError
-from .generation import _phase, decode_steps, percentile, policy_of
+from .generation import decode_steps, percentile, phase_workload, policy_of
 from .workload import Workload, workload_from_dict
 
 if TYPE_CHECKING:
@@ -144,7 +144,7 @@ class _Costs:
             from .simulate import device_graph, model_graphs, run_graph  # noqa: PLC0415
 
             one = self._sized(batch=1, seq_len=prompt)
-            first = _phase(one, "prefill", prompt, 0, list(one.pruning))
+            first = phase_workload(one, "prefill", prompt, 0, list(one.pruning))
             g = device_graph(model_graphs(first)[0], first)
             self.prefills[prompt] = run_graph(g, self.resolved, first, dense_flops=0,
                                               fidelity=self.fidelity,
@@ -158,7 +158,7 @@ class _Costs:
 
             one = self._sized(batch=batch, seq_len=prompt)
             steps = decode_steps(one, policy_of(one))
-            step = _phase(one, "decode", 1, kv, steps)
+            step = phase_workload(one, "decode", 1, kv, steps)
             g = device_graph(model_graphs(step)[0], step)
             self.decodes[key] = run_graph(g, self.resolved, step, dense_flops=0,
                                           fidelity=self.fidelity,
@@ -175,9 +175,9 @@ def _memory(wl: Workload, resolved: ResolvedTarget, longest_prompt: int):
     data.pop("source", None)
     data.update(batch=1, seq_len=longest_prompt)
     one = workload_from_dict(data, wl.source)
-    first = _phase(one, "prefill", longest_prompt, 0, list(one.pruning))
+    first = phase_workload(one, "prefill", longest_prompt, 0, list(one.pruning))
     fp = t.footprint(device_graph(model_graphs(first)[0], first), spec, first.tiling)
-    step = _phase(one, "decode", 1, 1023, [])  # a dense step: 1,024 tokens after its write
+    step = phase_workload(one, "decode", 1, 1023, [])  # a dense step: 1,024 tokens after its write
     kv_per_token = t.footprint(device_graph(model_graphs(step)[0], step), spec,
                                step.tiling).kv_cache_bytes / 1024
     cap = t.capacity_bytes(spec)
@@ -194,11 +194,11 @@ def serve(workload: Workload | str, target: str | ResolvedTarget = "roofline", *
     ``max_batch``: requests decoding at once (0: as many as memory allows)."""
     import simpy  # noqa: PLC0415
 
-    from .simulate import FIDELITIES, _load  # noqa: PLC0415
+    from .simulate import FIDELITIES, load_with_sets  # noqa: PLC0415
     from .targets import ResolvedTarget as _Resolved  # noqa: PLC0415
     from .targets import resolve  # noqa: PLC0415
 
-    wl, target_sets = _load(workload, sets)
+    wl, target_sets = load_with_sets(workload, sets)
     if wl.phase != "generate":
         raise InputError(f"serving runs generations: the workload needs phase: generate "
                          f"(its model, pruning and sizes), got {wl.phase}", source=wl.source,

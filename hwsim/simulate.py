@@ -59,7 +59,7 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     if fidelity not in FIDELITIES:
         raise InputError(f"expected one of {', '.join(FIDELITIES)}, got {fidelity!r}",
                          source="--fidelity")
-    wl, target_sets = _load(workload, sets)
+    wl, target_sets = load_with_sets(workload, sets)
     resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
     if wl.phase == "generate":
         from .generation import simulate_generation  # noqa: PLC0415
@@ -77,7 +77,7 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     return report
 
 
-def _load(workload: str | os.PathLike | Workload,
+def load_with_sets(workload: str | os.PathLike | Workload,
           sets: Iterable[str] | Mapping[str, Any]) -> tuple[Workload, list]:
     """The workload with the overrides of ``sets`` that are its own applied, and the
     ``target.`` ones left for the target."""
