@@ -78,7 +78,7 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
 
 
 def load_with_sets(workload: str | os.PathLike | Workload,
-          sets: Iterable[str] | Mapping[str, Any]) -> tuple[Workload, list]:
+                   sets: Iterable[str] | Mapping[str, Any]) -> tuple[Workload, list]:
     """The workload with the overrides of ``sets`` that are its own applied, and the
     ``target.`` ones left for the target."""
     pairs = list(sets.items()) if isinstance(sets, Mapping) else parse_sets(sets)
