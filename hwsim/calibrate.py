@@ -139,11 +139,12 @@ def data_path(relpath: str) -> Path | None:
 
 
 def read_csv(path: Path | str, columns: Iterable[str],
-             numeric: Iterable[str] = ()) -> list[dict[str, Any]]:
+             numeric: Iterable[str] = (), what: str = "calibration file") -> list[dict[str, Any]]:
     """Rows of a CSV file as dicts; ``columns`` must be present, ``numeric`` ones parse as floats.
 
     A missing file or column, or a value that is not a number, raises a one-line
-    :class:`InputError` naming the file, the column and (for values) the row.
+    :class:`InputError` naming the file (``what`` it is), the column and (for values)
+    the row.
     """
     path = str(path)
     columns, numeric = list(columns), list(numeric)
@@ -169,7 +170,11 @@ def read_csv(path: Path | str, columns: Iterable[str],
                                          source=path, field=c)
                 rows.append(row)
     except FileNotFoundError:
-        raise InputError("calibration file not found", source=path) from None
+        raise InputError(f"{what} not found", source=path) from None
+    except IsADirectoryError:
+        raise InputError(f"is a directory, not a {what} (CSV)", source=path) from None
+    except PermissionError:
+        raise InputError(f"{what} cannot be read (permission denied)", source=path) from None
     except UnicodeDecodeError:
         raise InputError("not a UTF-8 text CSV file", source=path) from None
     except csv.Error as e:

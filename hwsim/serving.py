@@ -91,7 +91,7 @@ def read_arrivals(path: str) -> list[Request]:
     from .calibrate import read_csv  # noqa: PLC0415 (the checked CSV reader)
 
     cols = ["arrival_s", "prompt_tokens", "output_tokens"]
-    rows = read_csv(path, cols, numeric=cols)
+    rows = read_csv(path, cols, numeric=cols, what="arrivals file")
     _check_count(len(rows), "rows", source=path)
     out = []
     for i, r in enumerate(rows, start=2):

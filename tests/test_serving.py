@@ -133,3 +133,10 @@ def test_cli_serve_prints_and_writes_json(tmp_path):
     assert (tmp_path / "req.csv").read_text().startswith("id,arrival_s")
     bad = run_hwsim("serve", str(path), "--rate", "0")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_an_arrivals_path_that_is_not_a_file_is_one_line(tmp_path):
+    for path, needle in ((tmp_path / "none.csv", "arrivals file not found"),
+                         (tmp_path, "is a directory")):
+        with pytest.raises(InputError, match=needle):
+            read_arrivals(str(path))
