@@ -57,6 +57,9 @@ if TYPE_CHECKING:
     from .targets import ResolvedTarget
 
 MAX_REQUESTS = 100_000  # a run's requests (each is a few objects and simpy events)
+# tokens a run generates in all: at worst one decode iteration each (a batch of one), a
+# few microseconds of the scheduler's loop apiece
+MAX_TOKENS = 1 << 22
 KV_GRID_STEPS = 64  # the decode step's cache is rounded up to 1/64 of the longest cache
 
 
@@ -213,6 +216,11 @@ def serve(workload: Workload | str, target: str | ResolvedTarget = "roofline", *
     reqs = list(arrivals) if arrivals is not None else poisson_arrivals(
         rate_per_s, requests, wl.seq_len, wl.new_tokens, seed=seed)
     _check_count(len(reqs), "requests")
+    tokens = sum(r.output_tokens for r in reqs)
+    if tokens > MAX_TOKENS:
+        raise InputError(f"the requests generate {tokens:,} tokens in all: at most "
+                         f"{MAX_TOKENS:,} in one run (fewer requests or shorter outputs)",
+                         source="arrivals", field="output_tokens")
     costs = _Costs(wl, resolved, fidelity)
     longest = max(r.prompt_tokens for r in reqs)
     free, kv_per_token = _memory(wl, resolved, longest)

@@ -140,3 +140,8 @@ def test_an_arrivals_path_that_is_not_a_file_is_one_line(tmp_path):
                          (tmp_path, "is a directory")):
         with pytest.raises(InputError, match=needle):
             read_arrivals(str(path))
+
+
+def test_a_run_generates_a_bounded_number_of_tokens():
+    with pytest.raises(InputError, match="at most 4,194,304"):
+        serve(wl(TINY, new_tokens=1024), "roofline", rate_per_s=1.0, requests=5000)
