@@ -364,3 +364,18 @@ def test_mutated_spatten_traces_end_cleanly(tmp_path, data):
                                     + "\n")
     wl = {"name": "t", "trace": str(tmp_path / "t.csv"), "trace_format": "spatten-csv"}
     assert_clean(*run(tmp_path, wl, data.draw(st.sampled_from(TARGETS))))
+
+
+def test_a_yaml_of_many_entries_is_refused_by_size_and_segments_are_bounded(tmp_path):
+    """A few megabytes of YAML took PyYAML half a minute and 660 MB: files are at most
+    256 KiB, and a workload names at most 64 segments."""
+    big = "name: w\nmodel: gpt2\nseq_len: 64\nsegments:\n" + "".join(
+        f"  s{i}: [0, 1]\n" for i in range(40000))
+    many = "name: w\nmodel: gpt2\nseq_len: 64\nsegments:\n" + "".join(
+        f"  s{i}: [0, 1]\n" for i in range(100))
+    for text, needle in ((big, "at most 262,144"), (many, "at most 64")):
+        (tmp_path / "w.yaml").write_text(text)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = main(["simulate", str(tmp_path / "w.yaml")])
+        assert rc == 2 and needle in err.getvalue() and err.getvalue().count("\n") == 1

@@ -150,7 +150,11 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
     _check_generation(wl, errs, raw)
     if not is_known(wl.dtype):
         errs.add("dtype", f"unknown dtype {wl.dtype!r}")
-    for name, rng in wl.segments.items():
+    ranges = list(wl.segments.items())
+    if len(ranges) > MAX_SEGMENTS:
+        errs.add("segments", f"{len(ranges):,} segments: at most {MAX_SEGMENTS}")
+        ranges = []
+    for name, rng in ranges:
         ok = (isinstance(rng, list) and len(rng) == 2
               and all(isinstance(x, int) and not isinstance(x, bool) for x in rng))
         if not ok:
@@ -300,6 +304,7 @@ MAX_REPEAT = 1 << 16  # how many times one op of an ops: list may run
 # kernel study stays within what a laptop lists at once (a 70B model is ~10,000 ops)
 MAX_OPS = 100_000
 MAX_STEPS = 64  # pruning steps of one workload
+MAX_SEGMENTS = 64  # named token ranges of one workload
 
 
 def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
