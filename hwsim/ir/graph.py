@@ -87,9 +87,6 @@ def _tensor_ref(graph: "Graph", tid: int) -> str:
     return t.short() if t is not None else f"t{tid}?"
 
 
-MAX_DIM = 1 << 40  # a tensor dimension (the ops' size bound)
-
-
 class Graph:
     """A traced or hand-written workload graph.
 
@@ -219,7 +216,7 @@ class Graph:
                 problems.append(f"tensor t{t.id}: kind {t.kind!r} not one of {TENSOR_KINDS}")
             if not is_known(t.dtype):
                 problems.append(f"tensor t{t.id}: unknown dtype {t.dtype!r}")
-            if any((not isinstance(d, int)) or isinstance(d, bool) or not 0 <= d <= MAX_DIM
+            if any((not isinstance(d, int)) or isinstance(d, bool) or not 0 <= d <= _kinds.MAX_SIZE
                    for d in t.shape):
                 problems.append(f"tensor t{t.id}: bad shape {t.shape}")
         if problems:  # (the ops' sizes are products of these)

@@ -381,7 +381,10 @@ def write_bytes(op: "Op", graph: "Graph") -> int:
     return sum(t[o].bytes for o in op.outputs)
 
 
-MAX_SIZE = 1 << 40  # an op's size attribute (the workload loader's bound, MAX_OP_SIZE)
+# the largest size any input may give: an op's size attribute, a tensor dimension, an ops
+# list's or a trace's sizes (2**40: a terabyte-class dimension, past what any machine here
+# holds, and where float arithmetic of byte counts stays exact); one bound for every reader
+MAX_SIZE = 1 << 40
 
 
 def check(op: "Op", graph: "Graph") -> list[str]:

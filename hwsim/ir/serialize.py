@@ -22,7 +22,8 @@ from typing import Any
 
 from ..errors import InputError
 from .expr import Expr
-from .graph import MAX_DIM, Graph, Op, Tensor
+from .graph import Graph, Op, Tensor
+from .kinds import MAX_SIZE
 
 SCHEMA = "hwsim.graph/1"
 
@@ -122,8 +123,8 @@ def _check_structure(header: dict, ops: list, source: str) -> None:
     for key in _HEADER_COUNTS:
         v = header.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int)
-                              or not 0 <= v <= MAX_DIM):
-            raise InputError(f"expected a whole number from 0 to {MAX_DIM:,}, got {v!r:.60}",
+                              or not 0 <= v <= MAX_SIZE):
+            raise InputError(f"expected a whole number from 0 to {MAX_SIZE:,}, got {v!r:.60}",
                              source=source, field=f"header.{key}")
     for key in ("name", "phase", "model"):
         if key in header and header[key] is not None and not isinstance(header[key], str):
@@ -132,7 +133,7 @@ def _check_structure(header: dict, ops: list, source: str) -> None:
     for name, rng in (header.get("segments") or {}).items():
         if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and all(
                 isinstance(x, Expr) or (isinstance(x, int) and not isinstance(x, bool)
-                                        and 0 <= x <= MAX_DIM) for x in rng)):
+                                        and 0 <= x <= MAX_SIZE) for x in rng)):
             raise InputError(f"expected [start, end] token indices, got {rng!r:.60}",
                              source=source, field=f"header.segments.{name}")
     for op in ops:

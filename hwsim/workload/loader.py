@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from .. import yamlfile
 from ..errors import Collector, InputError
 from ..ir.dtypes import is_known
-from ..ir.kinds import FN_FLOPS, MOE_ACTS, REDUCE_FNS
+from ..ir.kinds import FN_FLOPS, MAX_SIZE, MOE_ACTS, REDUCE_FNS
 from ..pruning import check_step
 from ..spec import suggest
 from ..trace import images
@@ -296,9 +296,6 @@ def _image_field(values: dict[str, Any], raw: Mapping[str, Any],
 OPTIONAL_ZERO = ("cache_elements", "window", "v_len", "sparse_keys", "sparse_block", "lsb_bits")
 
 
-# the largest size an op parameter may give (2**40: a terabyte-class tensor dimension;
-# past what any machine here holds, and where float arithmetic of byte counts stays exact)
-MAX_OP_SIZE = 1 << 40
 MAX_REPEAT = 1 << 16  # how many times one op of an ops: list may run
 # ops an ops: list expands to (repeats included): a report holds a row per op, so a
 # kernel study stays within what a laptop lists at once (a 70B model is ~10,000 ops)
@@ -341,8 +338,8 @@ def _check_op(op: Any, i: int, wl: Workload, errs: Collector) -> None:
         elif isinstance(value, bool) or not isinstance(value, int) \
                 or value < (0 if key in OPTIONAL_ZERO else 1):
             errs.add(f"{where}.{key}", f"expected a positive integer, got {value!r}")
-        elif value > MAX_OP_SIZE:
-            errs.add(f"{where}.{key}", f"at most {MAX_OP_SIZE:,} (2**40), got {value:,}")
+        elif value > MAX_SIZE:
+            errs.add(f"{where}.{key}", f"at most {MAX_SIZE:,} (2**40), got {value:,}")
     for key in [k for k in ("name", "dtype") if k in op]:
         if not isinstance(op[key], str):
             errs.add(f"{where}.{key}", f"expected text, got {op[key]!r}")

@@ -45,6 +45,7 @@ import os
 
 from ..errors import InputError
 from ..ir import Graph
+from ..ir.kinds import MAX_SIZE
 from ..ir.kinds import check as check_op
 
 COLUMNS = ("iteration_id", "layer_id", "head_id", "embedding_length_D", "sentence_length_L",
@@ -67,13 +68,12 @@ def _bool(text: str, path: str, where: str) -> bool:
     raise InputError(f"expected True or False, got {text!r}", source=path, field=where)
 
 
-MAX_VALUE = 1 << 40  # a size or count in a trace (the ops list's bound, loader.MAX_OP_SIZE)
 
 
 def _int(text: str, path: str, where: str) -> int:
     v = _number(text, path, where)
-    if v != int(v) or not -MAX_VALUE <= v <= MAX_VALUE:  # (-1 marks "not used")
-        raise InputError(f"expected a whole number of at most {MAX_VALUE:,}, got {text[:40]!r}",
+    if v != int(v) or not -MAX_SIZE <= v <= MAX_SIZE:  # (-1 marks "not used")
+        raise InputError(f"expected a whole number of at most {MAX_SIZE:,}, got {text[:40]!r}",
                          source=path, field=where)
     return int(v)
 
