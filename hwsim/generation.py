@@ -85,10 +85,6 @@ CASCADES = ("spatten", "spatten-heads")
 # LazyLLM's revival of pruned tokens from its auxiliary cache (how many come back is
 # data), and a ViT's Zero-TPrune (no decode): not modelled over a generation
 PER_STEP_PRUNING = ("lazyllm", "zero-tprune")
-# the figures a step's row carries (summed over the steps into the request's totals)
-STEP_SUMS = ("latency_s", "flops", "dense_flops", "executed_flops", "dram_read_bytes",
-             "dram_write_bytes", "energy_j", "energy_compute_j", "energy_onchip_j",
-             "energy_dram_j", "energy_static_j", "energy_interconnect_j")
 # whole numbers among them (interpolated values are rounded)
 WHOLE = ("flops", "dense_flops", "executed_flops", "dram_read_bytes", "dram_write_bytes")
 # the figures whose brackets are held to step_error
@@ -185,6 +181,14 @@ def decode_steps(wl: Workload, policy: Policy) -> list[dict]:
     return out
 
 
+def with_fields(wl: Workload, **fields: Any) -> Workload:
+    """``wl`` with ``fields`` changed, checked again as a workload (the same source)."""
+    data = wl.to_dict()
+    data.pop("source", None)
+    data.update(fields)
+    return workload_from_dict(data, wl.source)
+
+
 def phase_workload(wl: Workload, phase: str, seq_len: int, kv_len: int,
                    pruning: list) -> Workload:
     """The forward a generation runs: its prefill, or one of its decode steps (one token
@@ -205,17 +209,9 @@ def simulate_generation(wl: Workload, resolved: ResolvedTarget, *, fidelity: str
     """Simulate a ``phase: generate`` workload (see the module docstring)."""
     report = _run(wl, resolved, fidelity)
     if baseline:
-        dense = _unpruned(wl)
+        dense = with_fields(wl, pruning=[])  # the same request, unpruned
         report.baseline = _run(dense, resolved, fidelity)
     return report
-
-
-def _unpruned(wl: Workload) -> Workload:
-    """The same request with no pruning step."""
-    data = wl.to_dict()
-    data.pop("source", None)
-    data["pruning"] = []
-    return workload_from_dict(data, wl.source)
 
 
 def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationReport:
@@ -394,16 +390,12 @@ def _metric(f: dict[str, float], key: str) -> float:
     return f[key]
 
 
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation between order statistics
-    (numpy's default method)."""
-    xs = sorted(values)
-    if not xs:
-        return math.nan
-    pos = (len(xs) - 1) * q / 100.0
-    lo = int(math.floor(pos))
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+def percentile(values, q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values``, linear between order statistics
+    (numpy's default method); NaN for no value."""
+    import numpy as np  # noqa: PLC0415
+
+    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline", *,
@@ -434,10 +426,7 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline
     steps = decode_steps(wl, policy)
 
     def sized(batch: int) -> Workload:
-        data = wl.to_dict()
-        data.pop("source", None)
-        data["batch"] = batch
-        return workload_from_dict(data, wl.source)
+        return with_fields(wl, batch=batch)
 
     def prefill_peak(one: Workload) -> float:
         first = phase_workload(one, "prefill", one.seq_len, 0, list(one.pruning))

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import InputError
-from .generation import decode_steps, percentile, phase_workload, policy_of
-from .workload import Workload, workload_from_dict
+from .generation import decode_steps, percentile, phase_workload, policy_of, with_fields
+from .workload import Workload
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,17 +136,11 @@ class _Costs:
         self.prefills: dict[int, float] = {}
         self.decodes: dict[tuple[int, int], float] = {}
 
-    def _sized(self, **fields: Any) -> Workload:
-        data = self.wl.to_dict()
-        data.pop("source", None)
-        data.update(fields)
-        return workload_from_dict(data, self.wl.source)
-
     def prefill_s(self, prompt: int) -> float:
         if prompt not in self.prefills:
             from .simulate import device_graph, model_graphs, run_graph  # noqa: PLC0415
 
-            one = self._sized(batch=1, seq_len=prompt)
+            one = with_fields(self.wl, batch=1, seq_len=prompt)
             first = phase_workload(one, "prefill", prompt, 0, list(one.pruning))
             g = device_graph(model_graphs(first)[0], first)
             self.prefills[prompt] = run_graph(g, self.resolved, first, dense_flops=0,
@@ -159,7 +153,7 @@ class _Costs:
         if key not in self.decodes:
             from .simulate import device_graph, model_graphs, run_graph  # noqa: PLC0415
 
-            one = self._sized(batch=batch, seq_len=prompt)
+            one = with_fields(self.wl, batch=batch, seq_len=prompt)
             steps = decode_steps(one, policy_of(one))
             step = phase_workload(one, "decode", 1, kv, steps)
             g = device_graph(model_graphs(step)[0], step)
@@ -174,10 +168,7 @@ def _memory(wl: Workload, resolved: ResolvedTarget, longest_prompt: int):
     from .simulate import device_graph, model_graphs  # noqa: PLC0415
 
     t, spec = resolved.target, resolved.spec
-    data = wl.to_dict()
-    data.pop("source", None)
-    data.update(batch=1, seq_len=longest_prompt)
-    one = workload_from_dict(data, wl.source)
+    one = with_fields(wl, batch=1, seq_len=longest_prompt)
     first = phase_workload(one, "prefill", longest_prompt, 0, list(one.pruning))
     fp = t.footprint(device_graph(model_graphs(first)[0], first), spec, first.tiling)
     step = phase_workload(one, "decode", 1, 1023, [])  # a dense step: 1,024 tokens after its write
@@ -310,10 +301,8 @@ def _policy(wl: Workload, r: Request):
     """The KV policy of a request of its own prompt length."""
     if r.prompt_tokens == wl.seq_len:
         return policy_of(wl)
-    data = wl.to_dict()
-    data.pop("source", None)
-    data.update(seq_len=r.prompt_tokens, new_tokens=max(1, r.output_tokens))
-    return policy_of(workload_from_dict(data, wl.source))
+    return policy_of(with_fields(wl, seq_len=r.prompt_tokens,
+                                 new_tokens=max(1, r.output_tokens)))
 
 
 class ServingReport:

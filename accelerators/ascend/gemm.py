@@ -319,13 +319,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
         mine = tiles[core::cores]
         if not mine:
             continue
-        items = per_core[core]
-        if items:  # (a GEMM's cores start empty; fall back when they do not)
-            for _, ha, hb, hx, total, sh in mine:
-                hbm = ha * ra + hb * rb + hx
-                append(items, Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5], sh[1]),
-                       cap)
-            continue
+        items = per_core[core]  # (empty: a GEMM's cores start with no item)
         ha = np.array([x[1] for x in mine], dtype=float)
         hb = np.array([x[2] for x in mine], dtype=float)
         hx = np.array([x[3] for x in mine], dtype=float)
