@@ -159,8 +159,8 @@ def test_summarize_equals_the_four_passes_it_replaces():
                       else {}, {"mac": rng.random()} if rng.random() < .5 else {}, t.deps,
                       rng.choice(bounds), t.pool) for t in tasks]
         s = summarize(tasks, pools)
-        assert s.bytes == ref_sum_bytes(tasks), trial
-        assert s.actions == ref_sum_actions(tasks), trial
+        assert s.bytes == ref_sum(tasks, "bytes", 0), trial
+        assert s.actions == ref_sum(tasks, "actions", 0.0), trial
         assert s.bound == ref_dominant_bound(tasks, pools), trial
         assert s.analytical_latency_s == ref_analytical_latency(tasks, pools), trial
     assert summarize([]).bound == ref_dominant_bound([]) == "latency"
@@ -257,21 +257,12 @@ def test_serial_copies_keep_the_analytical_schedule_of_their_members():
 
 
 # ---- the plain definitions, one pass per figure: the reference summarize is held to
-def ref_sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
-    out: dict[str, int] = {}
+def ref_sum(tasks: Sequence[Task], what: str, zero) -> dict:
+    """The tasks' ``bytes`` or ``actions`` added up, each copy counted."""
+    out: dict = {}
     for t in tasks:
-        k = t.copies
-        for level, n in t.bytes.items():
-            out[level] = out.get(level, 0) + n * k
-    return out
-
-
-def ref_sum_actions(tasks: Sequence[Task]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for t in tasks:
-        k = t.copies
-        for a, n in t.actions.items():
-            out[a] = out.get(a, 0.0) + n * k
+        for key, n in getattr(t, what).items():
+            out[key] = out.get(key, zero) + n * t.copies
     return out
 
 
