@@ -296,3 +296,39 @@ def test_spattens_cascade_runs_in_the_prefill_and_in_every_step():
     long = dict(seq_len=1000, new_tokens=8, pruning=[{"method": "spatten", "keep": 0.5}])
     acc = hwsim.simulate(wl(base, **long), "spatten", baseline=True, fidelity="analytical")
     assert acc.totals["tpot_s"] < acc.baseline.totals["tpot_s"]
+
+
+# ---------------------------------------------------------------- physics of a request
+# Known violation, a finding: on ascend, doubling the HBM bandwidth makes the GEMM tiling
+# search (gemm._search, a formula) pick 64x256 tiles in two waves for TinyLlama's
+# 256 x 2048 x 2048 projections instead of 128x256 in one, which the engine then runs 24 %
+# slower (18.5 -> 22.9 us; TTFT 5.26 -> 5.28 ms event, 4.47 -> 4.61 ms analytical). The
+# search must rank tilings as the engine runs them (docs/targets/ascend.md).
+ASCEND_SEARCH = pytest.mark.xfail(strict=True, reason="the Ascend GEMM tiling search ranks by "
+                                  "a formula the engine disagrees with")
+
+
+@pytest.mark.parametrize("target, bigger", [
+    ("roofline", "target.dram_bw_bytes_per_s=1.8e12"),
+    ("volta", "target.hbm_bw_bytes_per_s=1.5e12"),
+    pytest.param("ascend", "target.hbm_bw_bytes_per_s=3.2e12", marks=ASCEND_SEARCH),
+    ("armv8", "target.dram_mts=5.866e9"), ("spatten", "target.dram_channels=32")])
+def test_a_generation_obeys_each_forwards_physics_and_a_bigger_machine(target, bigger):
+    """The prefill and every simulated step stay under the machine's peak compute, DRAM
+    bandwidth and power and read their compulsory bytes (tests/physics.py); the request
+    adds them up; more DRAM bandwidth never makes TTFT or TPOT longer."""
+    from physics import op_violations
+
+    workload = wl(seq_len=256, new_tokens=200, pruning=[{"method": "h2o", "keep": 0.5}])
+    g = hwsim.simulate(workload, target, fidelity="analytical")
+    assert op_violations(g.prefill) == []
+    for point in g.points.values():
+        assert op_violations(point) == []
+    t = g.totals
+    assert t["latency_s"] == pytest.approx(t["ttft_s"] + t["tpot_s"] * t["decode_steps"],
+                                           rel=1e-9)
+    assert t["dram_bytes_per_token"] * 200 == pytest.approx(
+        t["dram_read_bytes"] + t["dram_write_bytes"], rel=1e-12)
+    big = hwsim.simulate(workload, target, fidelity="analytical", sets=[bigger]).totals
+    assert big["ttft_s"] <= t["ttft_s"] * (1 + 1e-9)
+    assert big["tpot_s"] <= t["tpot_s"] * (1 + 1e-9)
