@@ -9,7 +9,7 @@ a workload file run from an installed copy too.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["hwsim", "hwsim.*", "accelerators", "accelerators.*"])
+    packages=find_packages(include=["hwsim", "hwsim.*"])
     + ["hwsim._traces", "hwsim._workloads", "hwsim._workloads.schedules"],
     package_dir={"hwsim._traces": "traces", "hwsim._workloads": "workloads",
                  "hwsim._workloads.schedules": "workloads/schedules"},

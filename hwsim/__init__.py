@@ -2,7 +2,7 @@
 
 Trace a PyTorch model into an operation graph (:mod:`hwsim.trace`, needs torch),
 describe a workload in YAML (:mod:`hwsim.workload`), and simulate it on a target
-(:mod:`hwsim.targets`, :mod:`accelerators`) to get latency, DRAM traffic and
+(:mod:`hwsim.targets`, :mod:`hwsim.accelerators`) to get latency, DRAM traffic and
 energy per op, per layer and in total (:mod:`hwsim.report`)::
 
     import hwsim

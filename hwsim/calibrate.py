@@ -14,7 +14,7 @@ for the comparison: a case that disagrees with the model is then a statement
 about the model). Each case names the preset field it grounds (``parameter``)
 and its upstream source.
 
-A target provides its cases in ``accelerators/<target>/calibration.py`` (for a
+A target provides its cases in ``hwsim/accelerators/<target>/calibration.py`` (for a
 target of another package: ``<its package>.calibration``), a module with
 
 - ``cases(spec, preset) -> list[CalibrationCase]``: the shipped microbenchmarks

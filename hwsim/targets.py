@@ -31,7 +31,7 @@ A *target* is a model of one machine. It provides:
   ones under the table's totals.
 - ``calibration_cases(spec, preset)``: the target's microbenchmark reproductions
   (:class:`hwsim.calibrate.CalibrationCase`), by default from the module
-  ``calibration`` of the target's package (``accelerators/<target>/
+  ``calibration`` of the target's package (``hwsim/accelerators/<target>/
   calibration.py``) when there is one; ``hwsim calibrate`` prints them.
 
 Targets are found through the entry-point group ``hwsim.targets`` (so a
@@ -56,9 +56,8 @@ from . import yamlfile
 from .errors import Collector, InputError, Problem
 from .spec import build_spec, spec_to_dict, suggest
 
-BUILTIN = {"roofline": "accelerators.roofline:TARGET",
-           "ascend": "accelerators.ascend:TARGET", "volta": "accelerators.volta:TARGET",
-           "armv8": "accelerators.armv8:TARGET", "spatten": "accelerators.spatten:TARGET"}
+BUILTIN = {name: f"hwsim.accelerators.{name}:TARGET"
+           for name in ("roofline", "ascend", "volta", "armv8", "spatten")}
 
 # The host each built-in target's ops are issued from (hwsim.runtime.PLATFORMS).
 HOST_PLATFORMS = {"volta": "cuda", "ascend": "cann", "armv8": "cpu"}

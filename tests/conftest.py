@@ -16,7 +16,7 @@ from hwsim.ir import Graph, save
 ROOT = Path(__file__).resolve().parents[1]
 TRACES = ROOT / "traces"
 
-# roofline-v100 preset (accelerators/roofline/presets/roofline-v100.yaml);
+# roofline-v100 preset (hwsim/accelerators/roofline/presets/roofline-v100.yaml);
 # tests/test_roofline.py::test_v100_preset_numbers holds the preset to these.
 V100 = {
     "fp16": 125e12,

@@ -1,7 +1,7 @@
 """The ARMv8 target: machine numbers, micro-kernels, GEMM strategies, energy.
 
 Expected numbers are derived in the comments from the presets
-(accelerators/armv8/presets/*.yaml) and the model (docs/targets/armv8.md);
+(hwsim/accelerators/armv8/presets/*.yaml) and the model (docs/targets/armv8.md);
 bands are used where a number is the model's composition of several terms.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 import hwsim
-from accelerators.armv8 import TARGET
-from accelerators.armv8.gemm import is_tall_skinny, openblas_grid, power_parts
-from accelerators.armv8.kernels import Kernel, kstep_cycles, register_problem
+from hwsim.accelerators.armv8 import TARGET
+from hwsim.accelerators.armv8.gemm import is_tall_skinny, openblas_grid, power_parts
+from hwsim.accelerators.armv8.kernels import Kernel, kstep_cycles, register_problem
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.ir import Graph
 from hwsim.simulate import run_graph
@@ -113,7 +113,7 @@ def test_cluster_and_die_placement_decide_the_bandwidth():
 def test_remote_memory_is_slower_than_local():
     spec = resolve("armv8-kunpeng920").spec
     mach = TARGET.machine(spec)
-    from accelerators.armv8.memory import stream_rates
+    from hwsim.accelerators.armv8.memory import stream_rates
     topo = mach.topology
     local = stream_rates(mach, topo.pinned([0], [0]))[0]
     remote = stream_rates(mach, topo.pinned([0], [1]))[0]
@@ -471,7 +471,7 @@ def test_threads_in_groups_give_what_one_lane_per_thread_gives(preset, threads, 
     """Threads of equal rate emitted as one group (tasks with copies) against one lane
     per thread: the same schedule, to the last bit, and the same totals (the pool's
     busy time, d x 64 against 64 additions of d, to the rounding of a float)."""
-    from accelerators.armv8.ecm import emit
+    from hwsim.accelerators.armv8.ecm import emit
     from hwsim.engine import run_events, summarize
 
     wl = workload_from_dict({"name": "t", "model": "bert-base", "phase": "prefill",
@@ -504,7 +504,7 @@ def test_a_steps_amounts_are_the_ones_scaled_and_added():
     """Step.scaled and Step.add name the amounts one by one: every float field of Step."""
     from dataclasses import fields
 
-    from accelerators.armv8.ecm import _AMOUNTS, Step
+    from hwsim.accelerators.armv8.ecm import _AMOUNTS, Step
 
     step = Step("s", **{name: float(i + 1) for i, name in enumerate(_AMOUNTS)})
     twice = step.scaled(2.0)

@@ -1,7 +1,7 @@
 """ARMv8 regressions of issue 11: the target obeys physics.
 
 Each test names the defect it guards against. Figures come from the presets
-(accelerators/armv8/presets/*.yaml); the tolerances are the issue's acceptance
+(hwsim/accelerators/armv8/presets/*.yaml); the tolerances are the issue's acceptance
 bounds or say why they are what they are. Tests that read the Kunpeng 920 lmbench
 measurements (../shared/calibration/kunpeng920/, from
 openeuler-mirror/wayca-scheduler) skip when they are absent.
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import hwsim
-from accelerators.armv8 import TARGET
-from accelerators.armv8.placement import sweep_hit
+from hwsim.accelerators.armv8 import TARGET
+from hwsim.accelerators.armv8.placement import sweep_hit
 from hwsim.ir import Graph
 from hwsim.ir.kinds import attention_rows, flops
 from hwsim.simulate import run_graph

@@ -12,9 +12,9 @@ import re
 import pytest
 
 import hwsim
-from accelerators.ascend import TARGET
-from accelerators.ascend.chip import Chip
-from accelerators.ascend.comm import ring_time
+from hwsim.accelerators.ascend import TARGET
+from hwsim.accelerators.ascend.chip import Chip
+from hwsim.accelerators.ascend.comm import ring_time
 from hwsim.engine import analytical_latency, run_events, sum_bytes
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.ir import Graph
@@ -116,7 +116,7 @@ def test_a_17_wide_dimension_costs_what_32_does():
 
 
 def test_tiling_search_fits_the_buffers():
-    from accelerators.ascend.gemm import search
+    from hwsim.accelerators.ascend.gemm import search
 
     for preset in ("ascend-910a", "ascend-910b"):
         spec = resolve(preset).spec
@@ -348,7 +348,7 @@ def test_cores_in_groups_against_one_lane_per_core(workload, monkeypatch):
     the hbm unit in a different order: a core's small first load behind the other
     cores' large second ones (first come, first served), which the group does not
     wait for. Measured: between 13.4 % faster (a decode GEMV) and 0.2 % slower."""
-    from accelerators.ascend import TARGET as ASCEND
+    from hwsim.accelerators.ascend import TARGET as ASCEND
     from hwsim.engine import run_events, summarize
     from hwsim.simulate import prepare
     from hwsim.workload import load_workload
@@ -381,8 +381,8 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
     (a later tile longer than the sum before it switches the bound, as absorb does)."""
     import random
 
-    from accelerators.ascend.gemm import _merge_tiles
-    from accelerators.ascend.pipeline import Item, append
+    from hwsim.accelerators.ascend.gemm import _merge_tiles
+    from hwsim.accelerators.ascend.pipeline import Item, append
 
     rng = random.Random(11)
     cores, stages = 5, 3

@@ -7,7 +7,7 @@ import pytest
 from conftest import TRACES
 
 import hwsim
-from accelerators.ascend import TARGET
+from hwsim.accelerators.ascend import TARGET
 from hwsim.engine import run_events, sum_bytes
 from hwsim.errors import InputError
 from hwsim.targets import resolve
@@ -139,8 +139,8 @@ def test_a_wider_softmax_block_never_takes_less_time(preset):
     and k - 1 goes out). One key more is never faster, also where it adds a narrow
     last piece (a sum of each piece's max(in, compute, out) plus the first in and the
     last out dropped there: the last out shrank to the narrow piece's)."""
-    from accelerators.ascend.attention import Blocks, _Costs  # noqa: PLC0415
-    from accelerators.ascend.chip import Chip  # noqa: PLC0415
+    from hwsim.accelerators.ascend.attention import Blocks, _Costs  # noqa: PLC0415
+    from hwsim.accelerators.ascend.chip import Chip  # noqa: PLC0415
 
     chip = Chip(resolve(preset).spec)
     costs = _Costs(chip, 128, 128, "fp16", Blocks(bq=128, b1=2048, b2=128), 64)
@@ -153,7 +153,7 @@ def test_a_wider_softmax_block_never_takes_less_time(preset):
 def test_mask_runs_equal_the_block_by_block_definition():
     import random
 
-    from accelerators.ascend.attention import _masks, _masks_by_block, _widths
+    from hwsim.accelerators.ascend.attention import _masks, _masks_by_block, _widths
 
     rng = random.Random(5)
     for _ in range(3000):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 import hwsim
-from accelerators.ascend.calibration import cases
+from hwsim.accelerators.ascend.calibration import cases
 from hwsim.calibrate import data_path
 from hwsim.report.chrome import write_chrome_trace
 from hwsim.targets import resolve
@@ -53,7 +53,7 @@ def test_run_ahead_beats_one_level_flash(tmp_path):
 
 
 def test_per_core_flash_attention_microbenchmark():
-    """fa_pto_percore (hw-native-sys/pto-isa@3186c38, see accelerators/ascend/calibration.py).
+    """fa_pto_percore (hw-native-sys/pto-isa@3186c38, see hwsim/accelerators/ascend/calibration.py).
     Nothing is set from it. Modelled today (the kernel's tasks alone, 910B preset):
     17-88 us against 33-107 us measured, MAPE 34 %: within 2-25 % from 4K keys on,
     at 1K-2K keys the model is 25-45 us short, but those rows disagree with the same

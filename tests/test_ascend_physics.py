@@ -13,8 +13,8 @@ import pytest
 from physics import violations
 
 import hwsim
-from accelerators.ascend import TARGET
-from accelerators.ascend.attention import _plan
+from hwsim.accelerators.ascend import TARGET
+from hwsim.accelerators.ascend.attention import _plan
 from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import executed_flops, flops, read_bytes, visible_scores
 from hwsim.targets import resolve
@@ -283,7 +283,7 @@ def test_value_pruning_pays_for_its_selection(strategy):
 def test_tiling_allreduce_overlap_does_not_depend_on_the_wave_count_dividing():
     # 48K tokens on 8 NPUs: the gain fell from 4.40x to 3.76x at 128 tokens more, because
     # the chunks had to divide the matmul's wave count (257 waves: one chunk or 257)
-    from accelerators.ascend.comm import exposed_time
+    from hwsim.accelerators.ascend.comm import exposed_time
 
     spec = resolve("ascend-910b").spec
     nbytes, producer = 49152 * 4096 * 2, 1.67e-3  # down_proj's output and matmul time

@@ -81,7 +81,7 @@ def test_configs_and_templates_travel_in_a_wheel(tmp_path):
     src.mkdir()
     for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
-    for folder in ("hwsim", "accelerators", "traces", "workloads"):
+    for folder in ("hwsim", "traces", "workloads"):
         shutil.copytree(ROOT / folder, src / folder,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",

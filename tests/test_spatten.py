@@ -10,9 +10,9 @@ import pytest
 from conftest import ROOT, run_hwsim
 
 import hwsim
-from accelerators.spatten import TARGET
-from accelerators.spatten import topk as topk_model
-from accelerators.spatten.energy import prices_pj
+from hwsim.accelerators.spatten import TARGET
+from hwsim.accelerators.spatten import topk as topk_model
+from hwsim.accelerators.spatten.energy import prices_pj
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.ir.kinds import check
 from hwsim.targets import resolve

@@ -16,11 +16,11 @@ from conftest import ROOT
 from physics import violations
 
 import hwsim
-from accelerators.spatten import TARGET, requant
-from accelerators.spatten import topk as topk_model
-from accelerators.spatten.attention import executed_flops as attention_executed_flops
-from accelerators.spatten.context import ScoreSource
-from accelerators.spatten.residency import ACT
+from hwsim.accelerators.spatten import TARGET, requant
+from hwsim.accelerators.spatten import topk as topk_model
+from hwsim.accelerators.spatten.attention import executed_flops as attention_executed_flops
+from hwsim.accelerators.spatten.context import ScoreSource
+from hwsim.accelerators.spatten.residency import ACT
 from hwsim.ir.kinds import attention_rows, check, read_bytes, visible_scores, write_bytes
 from hwsim.simulate import _signature, run_graph
 from hwsim.targets import resolve

@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 import hwsim
-from accelerators.spatten import TARGET
+from hwsim.accelerators.spatten import TARGET
 from hwsim.validate import format_results, run_cases
 
 DATA = ROOT.parent / "shared" / "data" / "spatten"
@@ -125,7 +125,7 @@ def test_topk_cycles_follow_real_minilm_scores(tmp_path):
     again = hwsim.simulate(wl, "spatten", sets=["target.topk_mode=seeded"], fidelity="analytical")
     assert list(again.ops["latency_s"]) == list(seeded.ops["latency_s"])  # reproducible
     # same-shaped top-ks of different layers run on different scores: never shared
-    from accelerators.spatten import TARGET
+    from hwsim.accelerators.spatten import TARGET
     spec = seeded.target.spec
     ops = [op for op in seeded.graph.ops if op.kind == "topk" and op.layer is not None]
     assert [TARGET.cache_key(op, seeded.graph, spec)[-1] for op in ops] == [

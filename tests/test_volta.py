@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 
 import hwsim
-from accelerators.volta import TARGET
-from accelerators.volta.gpu import Builder, Gpu, Kernel, Work
-from accelerators.volta.smem import conflict_factor
+from hwsim.accelerators.volta import TARGET
+from hwsim.accelerators.volta.gpu import Builder, Gpu, Kernel, Work
+from hwsim.accelerators.volta.smem import conflict_factor
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.targets import resolve
 from hwsim.workload import build_graph, workload_from_dict
@@ -274,7 +274,7 @@ def test_work_scaled_and_add_cover_every_field():
     must be added there too."""
     from dataclasses import astuple
 
-    from accelerators.volta.gpu import Work
+    from hwsim.accelerators.volta.gpu import Work
 
     w = Work(*[float(i + 1) for i in range(len(astuple(Work())))])
     assert astuple(w.scaled(2.0)) == tuple(2.0 * x for x in astuple(w))
@@ -291,7 +291,7 @@ def test_sms_in_groups_give_what_one_lane_per_sm_gives(workload, monkeypatch):
     """SMs with the same runs emitted as one group (Task.copies; their pieces on the
     hbm and l2 units as serial copies) against one lane per SM: the same bytes, and
     the same latency in both schedules to float rounding (measured: 1e-14)."""
-    from accelerators.volta import TARGET as VOLTA
+    from hwsim.accelerators.volta import TARGET as VOLTA
     from hwsim.engine import run_events, summarize
     from hwsim.simulate import prepare
     from hwsim.targets import resolve
@@ -352,7 +352,7 @@ def test_the_planners_arrays_equal_their_loops():
 
     import numpy as np
 
-    from accelerators.volta.attention import Tiles, _split_iters, _tile_works
+    from hwsim.accelerators.volta.attention import Tiles, _split_iters, _tile_works
 
     gpu = Gpu(resolve("volta").spec)
     rng = random.Random(5)
@@ -403,6 +403,6 @@ def test_the_planners_arrays_equal_their_loops():
 
 
 def test_a_works_fields_are_in_the_order_the_matrix_reads_them():
-    from accelerators.volta.gpu import WORK_FIELDS
+    from hwsim.accelerators.volta.gpu import WORK_FIELDS
 
     assert tuple(vars(Work()).keys()) == WORK_FIELDS

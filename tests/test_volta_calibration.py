@@ -2,7 +2,7 @@
 
 RRZE-HPC/gpu-benches@1038c5d, a Tesla V100 PCIe: gpu-stream's read kernel
 against occupancy and gpu-latency's single-warp pointer chase, reproduced by the
-target's own kernels, Little's law and event run (accelerators/volta/calibration.py).
+target's own kernels, Little's law and event run (hwsim/accelerators/volta/calibration.py).
 The data is not shipped: these tests skip when the calibration folder is absent.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from accelerators.volta import calibration
-from accelerators.volta.gpu import Gpu, Kernel, Work
+from hwsim.accelerators.volta import calibration
+from hwsim.accelerators.volta.gpu import Gpu, Kernel, Work
 from hwsim.calibrate import data_path
 from hwsim.targets import resolve
 

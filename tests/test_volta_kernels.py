@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from accelerators.volta import gemm
-from accelerators.volta.gpu import Gpu
+from hwsim.accelerators.volta import gemm
+from hwsim.accelerators.volta.gpu import Gpu
 from hwsim.targets import resolve
 
 SXM2 = resolve("volta-v100-sxm2").spec
@@ -57,7 +57,7 @@ def test_small_tiles_for_narrow_products():
 def test_operand_layout_names_the_variant_and_keeps_the_time(m, n, k, dtype):
     """cuBLAS has every GEMM and GEMV kernel in the NN/NT/TN/TT storage orders, each
     reading its operands coalesced along their stored rows: the layout picks the variant
-    (notes["op"]) and leaves the time alone (M, see accelerators/volta/gemm.py)."""
+    (notes["op"]) and leaves the time alone (M, see hwsim/accelerators/volta/gemm.py)."""
     times = {}
     for ta in (False, True):
         for tb in (False, True):

@@ -16,7 +16,7 @@ import pytest
 from physics import violations
 
 import hwsim
-from accelerators.volta import TARGET
+from hwsim.accelerators.volta import TARGET
 from hwsim.errors import InputError
 from hwsim.ir.kinds import check, read_bytes, visible_scores
 from hwsim.simulate import run_graph

@@ -6,7 +6,7 @@
     adds the N × N mask read from GM (fp16, broadcast over heads; causal and
     sliding-window masks alike); a softmax kernel writes ``P``; a batched GEMM
     computes ``P·V``. Every block is computed. The intermediates stay in L2 as
-    far as they fit (:class:`~accelerators.ascend.chip.L2`: a smooth fraction),
+    far as they fit (:class:`~hwsim.accelerators.ascend.chip.L2`: a smooth fraction),
     which is why short sequences suffer less than long ones. A block-sparse
     attention first gathers each query block's selected key (and value) rows
     into contiguous buffers; a value-pruned one (``v_len``) adds a top-k kernel

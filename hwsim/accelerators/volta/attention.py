@@ -488,7 +488,7 @@ def _tile_works(per_iter: Work, t: Tiles, split: int, unit_iters: float, blocks_
     arrays): a long causal attention has thousands of tiles. ``extra``: HBM bytes each
     tile reads besides (its share of the op's extra inputs); without tensor cores the
     matrix work moves to the CUDA cores. Returns the works and their matrix
-    (:attr:`~accelerators.volta.gpu.Kernel.matrix` rows)."""
+    (:attr:`~hwsim.accelerators.volta.gpu.Kernel.matrix` rows)."""
     rows = t.rows.astype(np.int64)
     iters = t.iters.astype(np.int64)
     if split == 1:

@@ -79,7 +79,7 @@ class ARMv8Spec:
     numa_latency_s: tuple[float, ...] = spec_field(
         help="effective DRAM stream latency from a core of node 0 to each node (entry 0: "
              "local); other nodes by symmetry", minimum=1e-12)
-    # ---- dies and NUMA (accelerators/armv8/memory.py)
+    # ---- dies and NUMA (hwsim/accelerators/armv8/memory.py)
     numa_nodes: int = spec_field(
         1, help="memory nodes: dies with their own DDR channels; cores and channels split "
                 "evenly", minimum=1)

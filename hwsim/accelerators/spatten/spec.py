@@ -79,7 +79,7 @@ class SpattenSpec:
     requant_threshold: float = spec_field(
         0.05, help="an attention row whose largest probability is below this re-fetches "
                    "its keys' LSBs (decided on real scores in seeded mode, from the "
-                   "expected distribution otherwise: accelerators/spatten/requant.py)",
+                   "expected distribution otherwise: hwsim/accelerators/spatten/requant.py)",
         minimum=0.0)
     # ------------------------------------------------------------ scheduling
     request_overlap: bool = spec_field(

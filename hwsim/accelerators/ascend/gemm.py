@@ -17,10 +17,10 @@ plus a start-up per MMAD instruction, so a 17-wide dimension costs what 32 does.
 
 Re-reads of a panel by later tiles hit L2 (the B panel is re-read by every row
 of tiles, the A panel by every column) when it is still resident
-(:class:`~accelerators.ascend.chip.L2`); first reads come from HBM.
+(:class:`~hwsim.accelerators.ascend.chip.L2`); first reads come from HBM.
 
 Events are tiles, never cycles: each core's tiles go through
-:func:`~accelerators.ascend.pipeline.emit_pipeline` as a few segments of MTE2,
+:func:`~hwsim.accelerators.ascend.pipeline.emit_pipeline` as a few segments of MTE2,
 cube and FixPipe tasks (MTE1 is folded into the cube task: it overlaps the cube
 through L0 double buffering, and when it is the slower the task is
 ``onchip``-bound).
