@@ -18,10 +18,12 @@ file of ``arrival_s, prompt_tokens, output_tokens`` (:func:`read_arrivals`).
 fewer than ``max_batch`` run and their KV caches fit: a request reserves, when
 admitted, the largest cache its policy lets it reach (``prompt + output - 1``
 tokens dense, the budget under H2O, ...), so a running request never has to
-be preempted; the device's capacity less the weights and the largest
-activations of a forward (a prefill of the longest prompt) is what the caches
-may fill. ``memory_batch`` in the totals is how many requests of the
-workload's own size fit that way.
+be preempted, and its share of a decode step's activations (they grow with
+the batch); the device's capacity less the weights and the activations that do
+not grow with the batch (the larger of the longest prompt's prefill and a decode
+step's fixed part) is what the requests may fill. ``memory_batch`` in the totals
+is how many requests of the workload's own size fit that way, so a decode step
+of that many fits the device.
 
 **Iterations.** Admitted requests are prefilled first (one after another, as
 an engine without chunked prefill runs them: each prompt's prefill at batch 1;
@@ -60,6 +62,9 @@ MAX_REQUESTS = 100_000  # a run's requests (each is a few objects and simpy even
 # tokens a run generates in all: at worst one decode iteration each (a batch of one), a
 # few microseconds of the scheduler's loop apiece
 MAX_TOKENS = 1 << 22
+# the latest arrival a run takes (about 32 years): the engine's clock is a float in
+# seconds, and at 1e9 s its resolution (about 0.1 us) still resolves a decode step
+MAX_ARRIVAL_S = 1e9
 KV_GRID_STEPS = 64  # the decode step's cache is rounded up to 1/64 of the longest cache
 
 
@@ -85,6 +90,10 @@ def poisson_arrivals(rate_per_s: float, count: int, prompt_tokens: int, output_t
     for i in range(count):
         out.append(Request(i, t, int(prompt_tokens), int(output_tokens)))
         t += rng.expovariate(rate_per_s)
+    if out[-1].arrival_s > MAX_ARRIVAL_S:
+        raise InputError(f"{count:,} requests at {rate_per_s:g} per second arrive over "
+                         f"{out[-1].arrival_s:.3g} s: at most {MAX_ARRIVAL_S:g} s (a higher "
+                         f"rate or fewer requests)", source="arrivals", field="rate_per_s")
     return out
 
 
@@ -99,8 +108,9 @@ def read_arrivals(path: str) -> list[Request]:
     out = []
     for i, r in enumerate(rows, start=2):
         t, p, o = r["arrival_s"], r["prompt_tokens"], r["output_tokens"]
-        if not math.isfinite(t) or t < 0:
-            raise InputError(f"row {i}: arrival_s must be a finite time >= 0, got {t!r}",
+        if not 0 <= t <= MAX_ARRIVAL_S:  # NaN fails too
+            raise InputError(f"row {i}: arrival_s must be a time from 0 to "
+                             f"{MAX_ARRIVAL_S:g} s, got {t!r}",
                              source=path, field="arrival_s")
         for name, v in (("prompt_tokens", p), ("output_tokens", o)):
             if v != int(v) or v < 1:
@@ -163,20 +173,38 @@ class _Costs:
         return self.decodes[key]
 
 
-def _memory(wl: Workload, resolved: ResolvedTarget, longest_prompt: int):
-    """(bytes the KV caches may fill, KV bytes per cached token of one sequence)."""
+def _memory(wl: Workload, resolved: ResolvedTarget, longest_prompt: int, longest_cache: int):
+    """(bytes the requests may fill, KV bytes per cached token of one sequence,
+    activation bytes per decoding sequence).
+
+    A decode step's activations grow with its batch (each sequence brings its rows
+    of every activation, and with an unfused attention its scores over its cache),
+    so a request reserves its share of them beside its KV cache: the slope of the
+    step's activations between batch 1 and 2 at the longest cache. What is left for
+    the requests is the capacity less the weights and the larger of the longest
+    prompt's prefill activations (decodes pause while a prompt prefills) and the
+    decode step's activations that do not grow with the batch."""
     from .simulate import device_graph, model_graphs  # noqa: PLC0415
 
     t, spec = resolved.target, resolved.spec
+
+    def footprint(w: Workload):
+        return t.footprint(device_graph(model_graphs(w)[0], w), spec, w.tiling)
+
     one = with_fields(wl, batch=1, seq_len=longest_prompt)
-    first = phase_workload(one, "prefill", longest_prompt, 0, list(one.pruning))
-    fp = t.footprint(device_graph(model_graphs(first)[0], first), spec, first.tiling)
+    fp = footprint(phase_workload(one, "prefill", longest_prompt, 0, list(one.pruning)))
     step = phase_workload(one, "decode", 1, 1023, [])  # a dense step: 1,024 tokens after its write
-    kv_per_token = t.footprint(device_graph(model_graphs(step)[0], step), spec,
-                               step.tiling).kv_cache_bytes / 1024
+    kv_per_token = footprint(step).kv_cache_bytes / 1024
+    acts = []
+    for batch in (1, 2):
+        b = with_fields(wl, batch=batch, seq_len=longest_prompt)
+        acts.append(footprint(phase_workload(b, "decode", 1, max(1, longest_cache - 1),
+                                             decode_steps(b, policy_of(b)))).activations_bytes)
+    per_seq = max(0.0, acts[1] - acts[0])
+    fixed = max(fp.activations_bytes, acts[0] - per_seq)
     cap = t.capacity_bytes(spec)
-    free = cap - fp.weights_bytes - fp.activations_bytes if cap else math.inf
-    return free, kv_per_token
+    free = cap - fp.weights_bytes - fixed if cap else math.inf
+    return free, kv_per_token, per_seq
 
 
 def serve(workload: Workload | str, target: str | ResolvedTarget = "roofline", *,
@@ -214,17 +242,19 @@ def serve(workload: Workload | str, target: str | ResolvedTarget = "roofline", *
                          source="arrivals", field="output_tokens")
     costs = _Costs(wl, resolved, fidelity)
     longest = max(r.prompt_tokens for r in reqs)
-    free, kv_per_token = _memory(wl, resolved, longest)
     longest_cache = max(_policy(wl, r).cache(max(1, r.output_tokens - 1)) + 1 for r in reqs)
+    free, kv_per_token, act_per_seq = _memory(wl, resolved, longest, longest_cache)
     grid = max(1, math.ceil(longest_cache / KV_GRID_STEPS))
 
     def reserve(r: Request) -> float:
-        return kv_per_token * (_policy(wl, r).cache(max(1, r.output_tokens - 1)) + 1)
+        return (kv_per_token * (_policy(wl, r).cache(max(1, r.output_tokens - 1)) + 1)
+                + act_per_seq)
 
     for r in reqs:
         if reserve(r) > free:
             raise InputError(f"request {r.id} ({r.prompt_tokens} prompt + {r.output_tokens} "
-                             f"output tokens) needs {reserve(r) / 2**30:.2f} GiB of KV cache; "
+                             f"output tokens) needs {reserve(r) / 2**30:.2f} GiB of KV cache "
+                             f"and decode activations; "
                              f"{max(0.0, free) / 2**30:.2f} GiB are left beside the weights on "
                              f"{resolved.preset}", source=resolved.source,
                              field=f"spec.{resolved.target.capacity_field}")

@@ -379,3 +379,68 @@ def test_a_yaml_of_many_entries_is_refused_by_size_and_segments_are_bounded(tmp_
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             rc = main(["simulate", str(tmp_path / "w.yaml")])
         assert rc == 2 and needle in err.getvalue() and err.getvalue().count("\n") == 1
+
+
+# ---------------------------------------------------------------- serving
+SERVE_BASE = {"name": "s", "model": "tinyllama-1.1b", "phase": "generate", "seq_len": 32,
+              "new_tokens": 3}
+ARRIVALS = ["0.0,32,3", "0.5,16,2", "0.25,8,4"]
+SERVE_OPTIONS = {"--rate": ["nan", "inf", "-1", "0", "1e308", "1e-308", "5", "x"],
+                 "--requests": ["0", "-3", "2", "100001", "99999999999999999999", "1.5"],
+                 "--max-batch": ["-1", "0", "1", "99999999999999999999", "x"],
+                 "--seed": ["-1", "0", "99999999999999999999", "x"]}
+
+
+def run_serve(tmp_path, args) -> tuple[int, str, dict | None]:
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(SERVE_BASE))
+    out = tmp_path / "s.json"
+    if out.exists():
+        out.unlink()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(["serve", str(tmp_path / "s.yaml"), "-t", "roofline", "--json",
+                       str(out), *args])
+        except SystemExit as e:  # argparse's own refusal of a malformed number
+            assert e.code == 2 and "error: argument" in err.getvalue(), err.getvalue()
+            return 2, err.getvalue().strip().splitlines()[-1], None
+    return rc, err.getvalue(), json.loads(out.read_text()) if rc == 0 else None
+
+
+def assert_served(rc: int, err: str, doc: dict | None) -> None:
+    if rc == 0:
+        t = doc["totals"]
+        assert t["requests"] >= 1 and math.isfinite(t["makespan_s"]) and t["makespan_s"] >= 0
+        for key in ("ttft_mean_s", "throughput_tokens_per_s", "saturation_tokens_per_s"):
+            assert t[key] is None or (math.isfinite(t[key]) and t[key] > 0), (key, t[key])
+    else:
+        assert rc == 2, (rc, err)
+        lines = [x for x in err.splitlines() if not x.startswith("hwsim: warning:")]
+        assert len(lines) == 1 and "error" in lines[0], err
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_arrival_files_end_cleanly(tmp_path, data):
+    """``hwsim serve --arrivals``: a CSV of arrival times and token counts, mutated."""
+    rows = [r.split(",") for r in ARRIVALS]
+    for _ in range(data.draw(st.integers(1, 3))):
+        row = data.draw(st.integers(0, len(rows) - 1))
+        col = data.draw(st.integers(0, len(rows[row]) - 1))
+        rows[row][col] = data.draw(st.sampled_from(CSV_HOSTILE + ["1e9", "4194305"]))
+    header = data.draw(st.sampled_from(["arrival_s,prompt_tokens,output_tokens",
+                                        "arrival_s,prompt_tokens", "a,b,c", ""]))
+    (tmp_path / "a.csv").write_text(header + "\n" + "\n".join(",".join(r) for r in rows)
+                                    + "\n")
+    assert_served(*run_serve(tmp_path, ["--arrivals", str(tmp_path / "a.csv")]))
+
+
+@FUZZ
+@given(data=st.data())
+def test_hostile_serve_options_end_cleanly(tmp_path, data):
+    """``hwsim serve`` options: rates, counts, batch caps and seeds out of range."""
+    args = ["--requests", "2"]
+    for option in data.draw(st.lists(st.sampled_from(sorted(SERVE_OPTIONS)), min_size=1,
+                                     max_size=3, unique=True)):
+        args += [option, data.draw(st.sampled_from(SERVE_OPTIONS[option]))]
+    assert_served(*run_serve(tmp_path, args))

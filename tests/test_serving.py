@@ -58,6 +58,33 @@ def test_h2o_fits_more_requests_and_raises_the_saturated_throughput():
             <= 1.01 * t["saturation_tokens_per_s"]
 
 
+def test_the_memory_limited_batch_counts_the_activations_that_grow_with_it():
+    """Short requests (64 + 4 tokens of TinyLlama on a 32 GB V100): KV caches alone would
+    let some 400,000 decode together, but each sequence also brings its rows of every
+    activation; ``memory_batch`` counts them, so a decode step of that many fits the
+    device (before, the saturation figure simulated a step that did not fit and the
+    report ended in a capacity error) and a few more do not."""
+    from hwsim.generation import decode_steps, phase_workload, policy_of, with_fields
+    from hwsim.simulate import device_graph, model_graphs
+    from hwsim.targets import resolve
+
+    small = wl(TINY, seq_len=64, new_tokens=4)
+    t = serve(small, "volta", rate_per_s=1.0, requests=3).totals
+    b = t["memory_batch"]
+    assert 1_000 < b < 100_000 and t["saturation_tokens_per_s"] > 0
+    res = resolve("volta")
+
+    def fits(batch: int) -> bool:
+        w = with_fields(small, batch=batch)
+        step = phase_workload(w, "decode", 1, 66, decode_steps(w, policy_of(w)))
+        fp = res.target.footprint(device_graph(model_graphs(step)[0], step), res.spec,
+                                  step.tiling)
+        return fp.total_bytes <= res.target.capacity_bytes(res.spec)
+
+    assert fits(b)
+    assert not fits(int(b * 1.3))
+
+
 def test_a_slow_stream_runs_each_request_alone():
     """Arrivals far apart: every request's TTFT is its prefill and its TPOT the batch-1
     decode step at its mean cache (within the cache grid's rounding)."""
@@ -85,6 +112,14 @@ def test_poisson_arrivals_are_reproducible_and_have_the_rate():
     assert a[0].arrival_s == 0.0
     rate = (len(a) - 1) / a[-1].arrival_s
     assert rate == pytest.approx(2.0, rel=0.05)  # 4,000 gaps: about 1.6 % standard error
+
+
+def test_arrivals_past_the_clock_horizon_are_refused():
+    """A rate so low that the arrivals overflow to infinity ran with NaN percentiles and an
+    infinite makespan: arrivals are at most MAX_ARRIVAL_S apart from the start."""
+    with pytest.raises(InputError, match="at most 1e.09 s"):
+        poisson_arrivals(1e-308, 2, 10, 2)
+    assert poisson_arrivals(1e-6, 2, 10, 2)[-1].arrival_s < 1e9
 
 
 def test_arrivals_from_a_csv_file(tmp_path):
