@@ -183,7 +183,8 @@ def test_a_generation_shows_its_request_and_steps():
                              "new_tokens": 6})
     g = hwsim.simulate(wl, "roofline")
     page = g.to_html()
-    assert "Decode steps" in page and "ttft" in page and "tpot" in page
+    assert "Decode steps" in page and "TTFT" in page and "TPOT p99" in page
+    assert "gpt2 on roofline-v100 (roofline)" in page  # named by its model
     assert si(g.totals["ttft_s"], "s") in page
     steps = next(f for f in svgs(page) if f.get("aria-label") == "latency per decode step")
     assert steps.find("{http://www.w3.org/2000/svg}path") is not None

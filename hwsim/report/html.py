@@ -145,7 +145,16 @@ def _value(key: str, v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+LABELS = {"ttft_s": "TTFT", "tpot_s": "TPOT mean", "tpot_p50_s": "TPOT p50",
+          "tpot_p90_s": "TPOT p90", "tpot_p99_s": "TPOT p99", "tokens_per_s": "tokens/s",
+          "kv_cache_bytes": "KV cache (largest)", "dram_read_bytes": "DRAM read",
+          "dram_write_bytes": "DRAM write", "peak_memory_bytes": "peak memory",
+          "step_error": "step error (bound)"}
+
+
 def _label(key: str) -> str:
+    if key in LABELS:
+        return LABELS[key]
     for end in ("_bytes", "_s", "_j", "_w"):
         if key.endswith(end) and not key.endswith("_per_s"):
             key = key[: -len(end)]
@@ -525,10 +534,7 @@ def section(report, *, colour: dict[str, str] | None = None, full: bool = True,
     no list of every op, and ``top`` rows of the ops table)."""
     colour = colour or _kind_colours([report])
     uid = f"hwsim{next(_ids)}"
-    name = report.graph.header.get("name", "")
-    if report.workload is not None and getattr(report.workload, "name", None):
-        name = report.workload.name
-    title = f"{name} on {report.target.preset} ({report.target.name})"
+    title = f"{_name(report)} on {report.target.preset} ({report.target.name})"
     body = [_run_section(report), _totals_section(report), _comparison_section(report),
             _pruning_section(report), _steps_section(report)]
     ops_report = getattr(report, "prefill", report)
@@ -539,6 +545,13 @@ def section(report, *, colour: dict[str, str] | None = None, full: bool = True,
     body.append(_ops_section(ops_report, colour, None if full else top))
     return (f'<section class="hwsim-section" id="{uid}"><h1>{escape(title)}</h1>'
             + "".join(body) + "</section>")
+
+
+def _name(report) -> str:
+    """The workload's name, else its graph's, else its model's."""
+    wl = report.workload
+    return (getattr(wl, "name", None) or report.graph.header.get("name")
+            or getattr(wl, "model", None) or "workload")
 
 
 def _summary(reports) -> str:
@@ -571,9 +584,7 @@ def to_html(reports, *, title: str | None = None) -> str:
     reports = _as_list(reports)
     colour = _kind_colours(reports)
     if title is None:
-        first = reports[0]
-        name = getattr(first.workload, "name", None) or first.graph.header.get("name", "")
-        title = f"hwsim: {name} on " + ", ".join(r.target.preset for r in reports)
+        title = f"hwsim: {_name(reports[0])} on " + ", ".join(r.target.preset for r in reports)
     parts = [_summary(reports)] if len(reports) > 1 else []
     parts += [section(r, colour=colour, full=True) for r in reports]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
