@@ -34,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--fidelity", default="event", choices=["event", "analytical"])
     s.add_argument("--top", type=int, default=10, help="ops shown in the table")
     s.add_argument("--ops", choices=["grouped", "all"], default="grouped",
-                   help="the table's ops: identical ops as one row with a count (default), "
-                        "or all: every op, one row each")
+                   help="the table's ops: grouped (default): identical ops as one row with "
+                        "their count, the --top rows; all: every op, one row each")
     s.add_argument("--html", metavar="PATH", help="write a self-contained HTML report "
                    "(totals, breakdowns, roofline, timeline, pruning); one page for all targets")
     s.add_argument("--baseline", action="store_true",
