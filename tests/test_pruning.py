@@ -475,7 +475,7 @@ def test_cli_baseline_prints_both_side_by_side():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     header = next(i for i, x in enumerate(lines) if x.split() == ["unpruned", "pruned", "ratio"])
-    row = lines[header + 1:]
+    row = lines[header + 1:lines.index("", header)]
     assert [x.split()[0] for x in row] == ["latency", "energy", "flops", "dram", "dram"]
     assert float(row[0].split()[-1]) < 1  # pruned over unpruned latency
     assert "h2o(keep=0.25, per_head=True)" in r.stdout and "tokens/layer  L0-31 1024" in r.stdout

@@ -183,9 +183,13 @@ def test_table(kernel_report):
     assert lines[0] == "kernels on roofline-v100 (roofline), 6 ops, fidelity event"
     assert lines[1].split()[:1] == ["latency"]
     assert "174 µs" in lines[1]  # 174.28 us, see test_roofline for the per-op numbers
-    assert "top 3 ops by latency:" in text
-    rows = lines[lines.index("  top 3 ops by latency:") + 2:]
+    head = next(i for i, x in enumerate(lines) if x.startswith("  top 3 ops by latency:"))
+    assert "6 distinct of 6 ops" in lines[head]
+    assert lines[head + 1].split() == ["count", "kind", "layers", "each", "total", "share",
+                                       "flops", "dram", "bound", "name"]
+    rows = lines[head + 2:head + 5]
     assert [r.split()[1] for r in rows] == ["softmax", "attention", "elementwise"]
+    assert [r.split()[0] for r in rows] == ["1", "1", "1"]
     assert "memory" in rows[0] and "compute" in rows[1]
 
 

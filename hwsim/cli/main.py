@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
                    "one row per decode step (CSV)")
     s.add_argument("--fidelity", default="event", choices=["event", "analytical"])
     s.add_argument("--top", type=int, default=10, help="ops shown in the table")
+    s.add_argument("--ops", choices=["grouped", "all"], default="grouped",
+                   help="the table's ops: grouped (default): identical ops as one row with "
+                        "their count, the --top rows; all: every op, one row each")
+    s.add_argument("--html", metavar="PATH", help="write a self-contained HTML report "
+                   "(totals, breakdowns, roofline, timeline, pruning); one page for all targets")
     s.add_argument("--baseline", action="store_true",
                    help="simulate the unpruned workload too and print both side by side")
     s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -163,7 +168,8 @@ def _simulate(args) -> int:
     for i, r in enumerate(reports):
         if i:
             print(file=out)
-        print(r.table(args.top), file=out)
+        print(r.table(None if args.ops == "all" else args.top, detail=args.ops == "all"),
+              file=out)
     if args.json:
         docs = [r.to_dict() for r in reports]
         text = json.dumps(docs[0] if len(docs) == 1 else docs, indent=1, allow_nan=False)
@@ -178,6 +184,10 @@ def _simulate(args) -> int:
             write_chrome_trace(r, _with_suffix(args.chrome_trace, suffix))
         if args.steps:
             r.steps.to_csv(_with_suffix(args.steps, suffix), index=False)
+    if args.html:
+        from ..report.html import write_html  # noqa: PLC0415
+
+        write_html(reports, args.html)
     if args.plot and generations:
         from ..report.plot import plot_generation  # noqa: PLC0415
 

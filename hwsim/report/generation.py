@@ -148,10 +148,10 @@ class GenerationReport(Report):
                          if k in STEP_COLUMNS} for r in self.step_rows]
         return _plain(doc)
 
-    def table(self, top: int = 10) -> str:
+    def table(self, top: int | None = 10, detail: bool = False) -> str:
         from .table import format_generation  # noqa: PLC0415
 
-        return format_generation(self, top)
+        return format_generation(self, top, detail)
 
     def __repr__(self) -> str:
         t = self.totals

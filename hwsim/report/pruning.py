@@ -102,9 +102,9 @@ def format_comparison(summary: dict[str, Any], si) -> list[str]:
              "dram_write_bytes": "B"}
     names = {"latency_s": "latency", "energy_j": "energy", "flops": "flops",
              "dram_read_bytes": "dram read", "dram_write_bytes": "dram write"}
-    lines = ["", f"  {'':<12} {'unpruned':>12} {'pruned':>12} {'ratio':>8}"]
-    for k, v in summary["vs_unpruned"].items():
-        ratio = f"{v['ratio']:.3f}" if v["ratio"] is not None else "-"
-        lines.append(f"  {names[k]:<12} {si(v['unpruned'], units[k]):>12} "
-                     f"{si(v['pruned'], units[k]):>12} {ratio:>8}")
-    return lines
+    from .table import format_table  # noqa: PLC0415
+
+    rows = [[names[k], si(v["unpruned"], units[k]), si(v["pruned"], units[k]),
+             f"{v['ratio']:.3f}" if v["ratio"] is not None else "-"]
+            for k, v in summary["vs_unpruned"].items()]
+    return ["", *format_table(["", "unpruned", "pruned", "ratio"], rows).splitlines()]

@@ -181,10 +181,33 @@ class Report:
         cols = [c for c in self.ops.columns if c != "tasks" and not (c == "pruning" and unpruned)]
         self.ops[cols].to_csv(path, index=False)
 
-    def table(self, top: int = 10) -> str:
-        from .table import format_table  # noqa: PLC0415
+    def table(self, top: int | None = 10, detail: bool = False) -> str:
+        """The terminal table: totals, then latency by op kind and by layer, then the
+        ``top`` ops by latency (None: all) with identical ops as one row and their
+        count; ``detail=True``: one row per op instead (:mod:`hwsim.report.table`)."""
+        from .table import format_report  # noqa: PLC0415
 
-        return format_table(self, top)
+        return format_report(self, top, detail)
+
+    def to_html(self) -> str:
+        """A self-contained HTML page of the report: totals, breakdowns, roofline,
+        timeline, pruning and baseline (:mod:`hwsim.report.html`); opens offline."""
+        from .html import to_html  # noqa: PLC0415
+
+        return to_html(self)
+
+    def html(self, path) -> None:
+        """Write :meth:`to_html` to ``path``."""
+        from .html import write_html  # noqa: PLC0415
+
+        write_html(self, str(path))
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: the page's content without its script and
+        timeline (:func:`hwsim.report.html.fragment`)."""
+        from .html import fragment  # noqa: PLC0415
+
+        return fragment(self)
 
     def __repr__(self) -> str:
         t = self.totals

@@ -1,6 +1,35 @@
-"""The terminal table: totals, then the top operators by latency."""
+"""Terminal tables: one plain-text table formatter, and the report's table.
+
+:func:`format_table` lays out any rows under headers, each column padded to its
+widest cell (left- or right-aligned), and is what every table hwsim prints is
+made with. It is hand-written on purpose (docs/architecture.md, "Decisions"): the
+libraries that do this are not dependencies of hwsim (``tabulate``), or arrive only
+with the optional ``trace`` extra and fold wide rows to an 80-column console
+when the output is not a terminal (``rich``); padding columns is a few lines.
+
+:func:`format_report` is a :class:`~hwsim.report.Report`'s table
+(:meth:`Report.table`): the totals, the target's own figures, the pruning
+schedule and its comparison with the unpruned run, then where the time goes: by
+op kind, by layer (equal consecutive layers in one row), and the ops by latency
+with identical ops (same kind, shapes and cost, :mod:`hwsim.report.groups`) in one
+row with their count; a closing line says what the fidelity means.
+"""
 
 from __future__ import annotations
+
+import textwrap
+from typing import Sequence
+
+# what each fidelity means, for the table's last line, the HTML report and the docs
+FIDELITY = {
+    "event": ("each op's tasks ran on a discrete-event schedule of the machine's units "
+              "and shared pools, so overlap, double buffering and DRAM queueing come out "
+              "of the run; ops run one after another"),
+    "analytical": ("each op's time is a bound computed from its tasks without a schedule "
+                   "(the longest of the critical path, the busiest unit, and each shared "
+                   "pool's work per slot): never above the event schedule and at most 25 % "
+                   "below it; there is no task timeline"),
+}
 
 
 def si(value: float | None, unit: str) -> str:
@@ -17,7 +46,51 @@ def si(value: float | None, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-def format_table(report, top: int = 10) -> str:
+def format_table(headers: Sequence[str], rows: Sequence[Sequence], align: str | None = None,
+                 indent: str = "  ", gap: int = 2) -> str:
+    """``rows`` under ``headers``, each column as wide as its widest cell.
+
+    ``align`` has one letter per column, ``l`` (left) or ``r`` (right); by default
+    the first column is left-aligned and the others right-aligned (numbers). Cells
+    are converted with ``str`` (``None`` prints as ``-``); a left-aligned last column
+    is not padded, so no line ends in spaces. Returns the lines joined by newlines,
+    each starting with ``indent``::
+
+        >>> print(format_table(["kind", "ops"], [["matmul", 72], ["softmax", 12]]))
+          kind     ops
+          matmul    72
+          softmax   12
+    """
+    n = len(headers)
+    if align is None:
+        align = "l" + "r" * (n - 1)
+    if len(align) != n or set(align) - {"l", "r"}:
+        raise ValueError(f"align must be {n} letters l or r, not {align!r}")
+    cells = [[str(h) for h in headers]]
+    for row in rows:
+        if len(row) != n:
+            raise ValueError(f"a row of {len(row)} cells under {n} headers: {row!r}")
+        cells.append(["-" if c is None else str(c) for c in row])
+    widths = [max(len(r[i]) for r in cells) for i in range(n)]
+    sep = " " * gap
+    lines = []
+    for r in cells:
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)]
+        lines.append((indent + sep.join(parts)).rstrip())
+    return "\n".join(lines)
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def format_report(report, top: int | None = 10, detail: bool = False) -> str:
+    """The report's table (:meth:`Report.table`).
+
+    ``top``: rows of the ops table (None: all). ``detail``: one row per op, in the
+    order they ran (largest ``top`` by latency), instead of identical ops grouped."""
+    from .groups import by_kind, by_layer, collapse_layers, group_ops, top_groups  # noqa: PLC0415
+
     t = report.totals
     name = report.graph.header.get("name", "")
     lines = [
@@ -61,27 +134,71 @@ def format_table(report, top: int = 10) -> str:
         lines.extend(format_pruning(pruning, si))
         if "vs_unpruned" in pruning:
             lines.extend(format_comparison(pruning, si))
-    # the top ops from the report's rows (no DataFrame: pandas stays unloaded); ties in
-    # the order of the ops, as a stable sort of the table would give them
-    ops = sorted(report.rows, key=lambda r: -r["latency_s"])[:top]
-    if ops:
-        lines.append("")
-        lines.append(f"  top {len(ops)} ops by latency:")
-        lines.append(f"  {'id':>5}  {'kind':<11} {'layer':>5}  {'latency':>10}  {'share':>6}  "
-                     f"{'flops':>10}  {'dram':>10}  {'bound':<8} name")
-        total = t["latency_s"] or 1.0
-        for r in ops:
-            layer = "-" if r.get("layer") is None else str(r["layer"])
-            lines.append(
-                f"  {r['id']:>5}  {r['kind']:<11} {layer:>5}  {si(r['latency_s'], 's'):>10}  "
-                f"{100 * r['latency_s'] / total:5.1f}%  {si(r['flops'], 'FLOP'):>10}  "
-                f"{si(r['dram_read_bytes'] + r['dram_write_bytes'], 'B'):>10}  {r['bound']:<8} "
-                f"{r.get('module') or r['name']}"
-                + (f"  [{r['detail']}]" if r.get("detail") else ""))
+    per = " (one device's)" if report.devices > 1 else ""
+    kinds = by_kind(report)
+    if kinds:
+        lines += ["", f"  by op kind{per}:", format_table(
+            ["kind", "ops", "latency", "share", "dram", "energy"],
+            [[k["kind"], f"{k['ops']:,}", si(k["latency_s"], "s"), _percent(k["share"]),
+              si(k["dram_bytes"], "B"), si(k["energy_j"], "J")] for k in kinds],
+            indent="    ")]
+    layers = collapse_layers(by_layer(report))
+    if layers:
+        shown = layers[:LAYER_ROWS]
+        lines += ["", f"  by layer{per}, each layer's figures (equal consecutive layers in "
+                      "one row):", format_table(
+            ["layers", "ops", "latency", "share", "dram", "energy"],
+            [[label, f"{k['ops']:,}", si(k["latency_s"], "s"), _percent(k["share"]),
+              si(k["dram_bytes"], "B"), si(k["energy_j"], "J")] for label, k in shown],
+            indent="    ")]
+        if len(layers) > len(shown):
+            lines.append(f"    ... {len(layers) - len(shown)} more rows (report.layers, --json)")
+    total = t["latency_s"] or 1.0
+    if detail:
+        ranked = sorted(report.rows, key=lambda r: -r["latency_s"])
+        chosen = {id(r) for r in (ranked if top is None else ranked[:max(top, 0)])}
+        ops = [r for r in report.rows if id(r) in chosen]  # in the order they ran
+        if ops:
+            which = ("every op" if len(ops) == len(report.rows)
+                     else f"the {len(ops)} longest ops")
+            lines += ["", f"  {which}, one row each, in the order they ran:"]
+            lines.append(format_table(
+                ["id", "kind", "layer", "latency", "share", "flops", "dram", "bound", "name"],
+                [[r["id"], r["kind"], r.get("layer"), si(r["latency_s"], "s"),
+                  _percent(r["latency_s"] / total), si(r["flops"], "FLOP"),
+                  si(r["dram_read_bytes"] + r["dram_write_bytes"], "B"), r["bound"],
+                  (r.get("module") or r["name"])
+                  + (f"  [{r['detail']}]" if r.get("detail") else "")] for r in ops],
+                align="rlrrrrrll", indent="    "))
+    else:
+        groups = group_ops(report)
+        shown_groups = top_groups(groups, top)
+        if shown_groups:
+            lines += ["", f"  top {len(shown_groups)} ops by latency: identical ops (same kind, "
+                          f"shapes and cost) are one row; {len(groups):,} distinct of "
+                          f"{len(report.rows):,} ops"]
+            lines.append(format_table(
+                ["count", "kind", "layers", "each", "total", "share", "flops", "dram", "bound",
+                 "name"],
+                [[f"{g.count:,}", g.kind, g.layer_label, si(g.latency_s, "s"),
+                  si(g.total_latency_s, "s"), _percent(g.total_latency_s / total),
+                  si(g.flops, "FLOP"), si(g.dram_bytes, "B"), g.bound,
+                  g.name + (f"  [{g.detail}]" if g.detail else "")] for g in shown_groups],
+                align="rllrrrrrll", indent="    "))
+            lines.append("    each, flops, dram: one op's; total and share: the row's "
+                         "count of ops together")
+    lines.append("")
+    lines.extend(textwrap.wrap(f"fidelity {report.fidelity}: "
+                               f"{FIDELITY.get(report.fidelity, 'as the target defines it')}.",
+                               width=100, initial_indent="  ", subsequent_indent="    "))
     return "\n".join(lines)
 
 
-def format_generation(report, top: int = 10) -> str:
+# rows of the terminal table's per-layer section (after equal layers are merged)
+LAYER_ROWS = 40
+
+
+def format_generation(report, top: int | None = 10, detail: bool = False) -> str:
     """A request: its figures, then the prefill's table, then the steps in brief."""
     t = report.totals
     wl = report.workload
@@ -123,5 +240,6 @@ def format_generation(report, top: int = 10) -> str:
                        f"{si(t['peak_memory_bytes'], 'B')}")
     lines.append("")
     lines.append("  the prefill (first token):")
-    lines.extend("  " + line for line in format_table(report.prefill, top).splitlines())
+    lines.extend("  " + line for line in
+                 format_report(report.prefill, top, detail).splitlines())
     return "\n".join(lines)
