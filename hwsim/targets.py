@@ -177,14 +177,10 @@ class Target:
         return HOST_PLATFORMS.get(self.name, "")
 
     def power_limit_w(self, spec) -> float:
-        """The board's power limit (0: none stated): a GPU's board power, a CPU
+        """The spec's ``power_limit_w`` (0: none stated): a GPU's board power, a CPU
         socket's TDP. Firmware lowers the clock to stay under it, so no op runs
         faster than its energy allows (:func:`hwsim.simulate.power_capped_s`)."""
-        for name in ("board_power_w", "tdp_w"):
-            value = getattr(spec, name, 0.0)
-            if value:
-                return float(value)
-        return 0.0
+        return float(getattr(spec, "power_limit_w", 0.0) or 0.0)
 
     def presets(self) -> dict[str, Path]:
         out = {}

@@ -31,6 +31,7 @@ _UNITS = {
     "_j": ("J",),
     "_pj": ("pJ",),
     "_flops_per_s": ("FLOP/s", "FLOPS", "flop/s"),
+    "_transfers_per_s": ("T/s",),  # DDR4-2933: "2933 MT/s"
 }
 
 _RX = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ/]*)\s*$")

@@ -29,7 +29,7 @@ from .spec import INT_DTYPES, ARMv8Spec
 
 
 def energy_table(spec: ARMv8Spec) -> EnergyTable:
-    src = "preset (calibrated to tdp_w, see the preset's comments)"
+    src = "preset (calibrated to power_limit_w, see the preset's comments)"
     prices = {
         "vop": Price(spec.vop_pj, "compute", src),
         "l1_byte": Price(spec.l1_pj_per_byte, "onchip", "preset l1_pj_per_byte"),
@@ -41,5 +41,6 @@ def energy_table(spec: ARMv8Spec) -> EnergyTable:
         prices[f"vfma_{dtype}"] = Price(pj, "compute", src)
     for dtype in INT_DTYPES:  # integer ops count no FMAs; priced like other vector work
         prices.setdefault(f"vfma_{dtype}", Price(spec.vop_pj, "compute", src))
-    static = spec.cores * spec.core_static_w + spec.uncore_static_w
-    return EnergyTable(prices, static, "preset cores x core_static_w + uncore_static_w")
+    static = spec.cores * spec.core_static_power_w + spec.uncore_static_power_w
+    return EnergyTable(prices, static,
+                       "preset cores x core_static_power_w + uncore_static_power_w")

@@ -20,7 +20,7 @@ MICRO 2017, S):
   20 pJ at 32 KB, 100 pJ at 1 MB (Horowitz), interpolated log-log (below 8 KB,
   the 8-32 KB slope continues).
 - ``xbar_byte``: a byte through a fetcher and the crossbar (preset, M).
-- ``hbm_byte``: 8 x ``hbm_pj_per_bit`` (3.9 pJ/bit for HBM2).
+- ``hbm_byte``: ``dram_pj_per_byte`` (3.9 pJ/bit x 8 for HBM2).
 
 Logic scales from 45 to 40 nm with C·V² (``logic_scale``; capacitance with the
 feature size, 40/45 = 0.89, at the same supply); SRAM and wires scale worse
@@ -79,7 +79,7 @@ def prices_pj(spec: SpattenSpec) -> dict[str, float]:
         "sram_act_byte": sram_pj_per_64bit(spec.act_buffer_bank_bytes) / 8 * sram,
         "sram_fifo_byte": sram_pj_per_64bit(spec.fifo_bank_bytes) / 8 * sram,
         "xbar_byte": spec.crossbar_pj_per_byte,
-        "hbm_byte": 8 * spec.hbm_pj_per_bit,
+        "hbm_byte": spec.dram_pj_per_byte,
     }
 
 
@@ -95,7 +95,7 @@ SOURCE = {
     "sram_act_byte": "Horowitz SRAM by macro size (act_buffer_bank_bytes), x sram_scale",
     "sram_fifo_byte": "Horowitz SRAM by macro size (fifo_bank_bytes), x sram_scale",
     "xbar_byte": "preset crossbar_pj_per_byte",
-    "hbm_byte": "preset hbm_pj_per_bit x 8 (HBM2, O'Connor et al.)",
+    "hbm_byte": "preset dram_pj_per_byte (HBM2 3.9 pJ/bit x 8, O'Connor et al.)",
 }
 
 
