@@ -17,8 +17,9 @@ Static power is the leakage and clock power of every core (idle or not) and of
 the uncore (mesh, L3, DDR controllers), drawn for the whole op. The per-
 instruction energies are calibrated so that all cores running the SGEMM micro-
 kernel at its FMA rate, with the static power, come to the socket's published
-TDP (each preset shows the arithmetic); the per-byte energies come from
-REFERENCES.md (Horowitz's SRAM and DRAM figures, scaled).
+TDP (each preset shows the arithmetic); the per-byte energies are Horowitz's
+SRAM figures (ISSCC 2014, 45 nm, scaled to the core's node) and a commonly quoted
+DDR4 figure (15-20 pJ/bit, M), as each preset line says.
 """
 
 from __future__ import annotations

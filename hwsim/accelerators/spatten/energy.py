@@ -1,8 +1,8 @@
 """SpAtten's energy table: 40 nm at 1 GHz, from Horowitz's 45 nm numbers.
 
-Actions the lowering counts, and how each is priced (REFERENCES.md "Energy per
-operation": Horowitz, ISSCC 2014, 45 nm, S; HBM2 per bit, O'Connor et al.,
-MICRO 2017, S):
+Actions the lowering counts, and how each is priced (M. Horowitz, "Computing's
+Energy Problem (and what we can do about it)", ISSCC 2014, its 45 nm table, S;
+HBM2 per bit: O'Connor et al., "Fine-Grained DRAM", MICRO 2017, S):
 
 - ``mac``: one 12-bit multiply and its add in the reduction tree. A multiplier's
   energy grows with the square of its width (Horowitz: int8 mul 0.2 pJ, int32
@@ -35,7 +35,7 @@ from hwsim.energy import EnergyTable, Price
 
 from .spec import SpattenSpec
 
-# Horowitz, ISSCC 2014, 45 nm (REFERENCES.md "Energy per operation", S)
+# Horowitz, ISSCC 2014, 45 nm energy per operation (S: as widely reproduced)
 INT8_ADD, INT32_ADD, INT8_MUL, INT32_MUL = 0.03, 0.1, 0.2, 3.1
 FP32_ADD, FP32_MUL = 0.9, 3.7
 SRAM_POINTS = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))  # bytes, pJ/64 bit
