@@ -397,11 +397,14 @@ def preset_sources(path: Path | str) -> tuple[list[str], dict[str, str]]:
 def field_rows(resolved: ResolvedTarget) -> list[dict[str, str]]:
     """Every settable field of a resolved target: name, unit, value (the preset's, or
     the spec's default), what it means (its ``spec_field`` help) and its source (the
-    preset's comment, or that the value is the spec's default)."""
+    hardware file's ``sources:`` entry for the field and the comment on its line, or
+    that the value is the spec's default)."""
     from .units import format_quantity, unit_of  # noqa: PLC0415
 
     _, comments = preset_sources(resolved.source)
-    in_preset = read_preset(resolved.source)["spec"]
+    data = read_preset(resolved.source)
+    in_preset = data["spec"]
+    declared = data.get("sources") if isinstance(data.get("sources"), dict) else {}
     rows = []
     for f in dataclass_fields(resolved.spec):
         unit = unit_of(f.name)
@@ -413,7 +416,9 @@ def field_rows(resolved: ResolvedTarget) -> list[dict[str, str]]:
         else:
             shown = format_quantity(value, unit)
         if f.name in in_preset:
-            source = comments.get(f.name, "(the preset gives no source)")
+            given = [str(declared[f.name])] if f.name in declared else []
+            given += [comments[f.name]] if f.name in comments else []
+            source = "; ".join(given) or "(the preset gives no source)"
         else:
             source = f"the {type(resolved.spec).__name__} default (not set by the preset)"
         rows.append({"field": f.name, "unit": unit, "value": shown,

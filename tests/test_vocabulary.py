@@ -179,3 +179,22 @@ def test_cli_targets_fields():
     assert p.returncode == 2
     assert p.stderr.startswith("hwsim: error: --fields: unknown target 'bogus'")
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_fields_of_a_users_hardware_file_show_its_sources_key_and_comments(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("# my lab's V100\n"
+                    "target: roofline\n"
+                    "name: mine\n"
+                    "sources: {dram_bw_bytes_per_s: our STREAM run of 2024-05-01}\n"
+                    "spec:\n"
+                    "  peak_flops_per_s: {fp16: 1.0e+14}  # datasheet\n"
+                    "  dram_bw_bytes_per_s: 8.1e+11  # triad, 4 GiB arrays\n", encoding="utf-8")
+    rows = {row["field"]: row for row in field_rows(resolve(str(path)))}
+    assert rows["dram_bw_bytes_per_s"]["source"] == \
+        "our STREAM run of 2024-05-01; triad, 4 GiB arrays"
+    assert rows["dram_bw_bytes_per_s"]["value"] == "810 GB/s"
+    assert rows["peak_flops_per_s"]["source"] == "datasheet"
+    assert rows["kernel_launch_s"]["source"] == \
+        "the RooflineSpec default (not set by the preset)"
+    assert preset_sources(path)[0] == ["my lab's V100"]
