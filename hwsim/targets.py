@@ -435,9 +435,10 @@ def format_fields(text: str) -> str:
                           else p for p in e.problems]) from None
     header, _ = preset_sources(resolved.source)
     rows = field_rows(resolved)
+    example = next((f"; a unit may be written: --set target.{r['field']}='{r['value']}'"
+                    for r in rows if r["unit"] in ("B/s", "Hz")), "")
     lines = [f"{resolved.name}: {len(rows)} fields, values of preset {resolved.preset} "
-             f"(set one with --set target.FIELD=VALUE; a unit may be written: "
-             f"--set target.dram_bw_bytes_per_s='1.2 TB/s')"]
+             f"(set one with --set target.FIELD=VALUE{example})"]
     if header:
         lines += ["", "The preset's header (it names the sources cited below):"]
         lines += [f"  {h}" for h in header]
