@@ -36,8 +36,8 @@ GOAL = 20.0
 # on the accelerators; DDR transfers per second per channel on the ARMv8 CPUs
 # (DDR4-1600 to DDR4-3200)
 BANDWIDTH_FIELDS = (("dram_bw_bytes_per_s", 3e11, 1.5e12),
-                    ("hbm_bw_bytes_per_s", 3e11, 1.5e12),
-                    ("dram_mts", 1.6e9, 3.2e9))
+                    ("dram_bw_bytes_per_s", 3e11, 1.5e12),
+                    ("dram_transfers_per_s", 1.6e9, 3.2e9))
 
 
 def spec(target: str, points: int) -> dict:

@@ -8,7 +8,7 @@ their units (``clock_hz``, ``dram_bw_bytes_per_s``, ``l1_bytes``) and whose
     name: roofline-v100
     description: NVIDIA V100 SXM2 seen as a roofline
     spec:
-      dram_bw_bytes_per_s: 900 GB/s     # REFERENCES.md, Volta (S)
+      dram_bw_bytes_per_s: 900 GB/s     # V100 whitepaper (NVIDIA, 2017)
       peak_flops_per_s: {fp16: 125e12, fp32: 15.7e12}
 
 :func:`build_spec` checks every field (unknown keys, missing values, wrong types,
@@ -36,6 +36,42 @@ SPEC_SMALLEST = 1e-15
 # a count (cores, channels, ways, trials, ...) is at most this (a million of a unit),
 # unless its field says otherwise: loops over counts stay bounded
 SPEC_MAX_COUNT = 1 << 20
+
+
+# Fields renamed so that one quantity has one name on every target (issue 17: a sweep
+# axis such as ``dram_bw_bytes_per_s`` then spans targets). An old name is refused with
+# the new one in the message, never accepted beside it: two names for one field would
+# let a file set both, and a sweep axis of the old name would silently not compare.
+# old name -> (new name, what else changed or "")
+RENAMED: dict[str, tuple[str, str]] = {
+    "hbm_bw_bytes_per_s": ("dram_bw_bytes_per_s", ""),
+    "hbm_peak_bw_bytes_per_s": ("dram_peak_bw_bytes_per_s", ""),
+    "hbm_bytes": ("dram_bytes", ""),
+    "hbm_pj_per_byte": ("dram_pj_per_byte", ""),
+    "hbm_pj_per_bit": ("dram_pj_per_byte", "per byte now: 8 x the per-bit value"),
+    "mte2_hbm_bytes_per_cycle": ("mte2_dram_bytes_per_cycle", ""),
+    "dram_mts": ("dram_transfers_per_s", "the same number, transfers per second; "
+                 "'2933 MT/s' is accepted"),
+    "dram_channel_bytes": ("dram_channel_bytes_per_transfer", ""),
+    "l1d_bytes": ("l1_bytes", ""),
+    "l1d_ways": ("l1_ways", ""),
+    "tdp_w": ("power_limit_w", ""),
+    "board_power_w": ("power_limit_w", ""),
+    "op_overhead_s": ("kernel_launch_s", ""),
+    "core_static_w": ("core_static_power_w", ""),
+    "uncore_static_w": ("uncore_static_power_w", ""),
+    "tensor_flops_per_clock_per_sm": ("tensor_flops_per_cycle_per_sm", ""),
+    "cuda_flops_per_clock_per_sm": ("cuda_flops_per_cycle_per_sm", ""),
+    "sfu_ops_per_clock_per_sm": ("sfu_ops_per_cycle_per_sm", ""),
+}
+
+
+def renamed_message(old: str) -> str | None:
+    """The one-line message for a field name that was renamed, or None."""
+    if old not in RENAMED:
+        return None
+    new, note = RENAMED[old]
+    return f"field `{old}` was renamed `{new}`" + (f" ({note})" if note else "")
 
 
 def _default_maximum(name: str, hint: Any) -> float:
@@ -72,7 +108,11 @@ def build_spec(cls: type, data: Mapping[str, Any], source: str, prefix: str = "s
     values: dict[str, Any] = {}
     for key in data:
         if key not in fields:
-            errs.add(f"{prefix}.{key}", "unknown field" + suggest(str(key), fields))
+            renamed = renamed_message(str(key))
+            if renamed and RENAMED[str(key)][0] in fields:
+                errs.add(f"{prefix}.{key}", renamed)
+            else:
+                errs.add(f"{prefix}.{key}", "unknown field" + suggest(str(key), fields))
     for name, f in fields.items():
         path = f"{prefix}.{name}"
         if name not in data:

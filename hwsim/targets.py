@@ -48,7 +48,9 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -177,14 +179,10 @@ class Target:
         return HOST_PLATFORMS.get(self.name, "")
 
     def power_limit_w(self, spec) -> float:
-        """The board's power limit (0: none stated): a GPU's board power, a CPU
+        """The spec's ``power_limit_w`` (0: none stated): a GPU's board power, a CPU
         socket's TDP. Firmware lowers the clock to stay under it, so no op runs
         faster than its energy allows (:func:`hwsim.simulate.power_capped_s`)."""
-        for name in ("board_power_w", "tdp_w"):
-            value = getattr(spec, name, 0.0)
-            if value:
-                return float(value)
-        return 0.0
+        return float(getattr(spec, "power_limit_w", 0.0) or 0.0)
 
     def presets(self) -> dict[str, Path]:
         out = {}
@@ -357,3 +355,97 @@ def resolve(text: str, overrides: Mapping[str, Any] | None = None) -> ResolvedTa
                    for k in overrides) else p
             for p in e.problems]) from None
     return ResolvedTarget(target, preset, spec, str(path))
+
+
+# ---------------------------------------------------------------- hwsim targets --fields
+_LINE = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_][\w.-]*)\s*:(?P<value>[^#]*?)\s*"
+                   r"(?:#\s?(?P<comment>.*))?$")
+
+
+def preset_sources(path: Path | str) -> tuple[list[str], dict[str, str]]:
+    """The sources a preset file states as comments: its header (the comment lines
+    before the first key, where abbreviations are defined) and, per spec field, the
+    comment on the field's line (for a mapping field, each entry's comment after
+    its key). Comments are the file's only record of where a number comes from."""
+    header: list[str] = []
+    by_field: dict[str, list[str]] = {}
+    seen_key, in_spec, field, field_indent = False, False, "", 0
+    for raw in Path(path).read_text(encoding="utf-8").splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("#") and not seen_key:
+            header.append(stripped.lstrip("#").strip())
+        m = _LINE.match(raw)
+        if not stripped or stripped.startswith("#") or m is None:
+            continue
+        seen_key = True
+        indent = len(m["indent"])
+        if indent == 0:
+            in_spec, field = m["key"] == "spec", ""
+            continue
+        if not in_spec:
+            continue
+        comment = (m["comment"] or "").strip()
+        if field and indent > field_indent:  # an entry of a mapping field
+            if comment:
+                by_field[field].append(f"{m['key']}: {comment}")
+            continue
+        field, field_indent = m["key"], indent
+        by_field[field] = [comment] if comment else []
+    return [h for h in header if h], {k: "; ".join(v) for k, v in by_field.items() if v}
+
+
+def field_rows(resolved: ResolvedTarget) -> list[dict[str, str]]:
+    """Every settable field of a resolved target: name, unit, value (the preset's, or
+    the spec's default), what it means (its ``spec_field`` help) and its source (the
+    hardware file's ``sources:`` entry for the field and the comment on its line, or
+    that the value is the spec's default)."""
+    from .units import format_quantity, unit_of  # noqa: PLC0415
+
+    _, comments = preset_sources(resolved.source)
+    data = read_preset(resolved.source)
+    in_preset = data["spec"]
+    declared = data.get("sources") if isinstance(data.get("sources"), dict) else {}
+    rows = []
+    for f in dataclass_fields(resolved.spec):
+        unit = unit_of(f.name)
+        value = getattr(resolved.spec, f.name)
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k}: {format_quantity(v, unit)}" for k, v in value.items())
+        elif isinstance(value, tuple):
+            shown = "[" + ", ".join(format_quantity(v, unit) for v in value) + "]"
+        else:
+            shown = format_quantity(value, unit)
+        if f.name in in_preset:
+            given = [str(declared[f.name])] if f.name in declared else []
+            given += [comments[f.name]] if f.name in comments else []
+            source = "; ".join(given) or "(the preset gives no source)"
+        else:
+            source = f"the {type(resolved.spec).__name__} default (not set by the preset)"
+        rows.append({"field": f.name, "unit": unit, "value": shown,
+                     "help": f.metadata.get("help", ""), "source": source})
+    return rows
+
+
+def format_fields(text: str) -> str:
+    """``hwsim targets --fields T``: the settable fields of target (or preset) ``T``."""
+    try:
+        resolved = resolve(text)
+    except InputError as e:  # name the option the user typed
+        raise InputError([Problem("--fields", p.field, p.message) if p.source == "--target"
+                          else p for p in e.problems]) from None
+    header, _ = preset_sources(resolved.source)
+    rows = field_rows(resolved)
+    example = next((f"; a unit may be written: --set target.{r['field']}='{r['value']}'"
+                    for r in rows if r["unit"] in ("B/s", "Hz")), "")
+    lines = [f"{resolved.name}: {len(rows)} fields, values of preset {resolved.preset} "
+             f"(set one with --set target.FIELD=VALUE{example})"]
+    if header:
+        lines += ["", "The preset's header (it names the sources cited below):"]
+        lines += [f"  {h}" for h in header]
+    lines.append("")
+    for r in rows:
+        unit = f" [{r['unit']}]" if r["unit"] else ""
+        lines.append(f"{r['field']}{unit} = {r['value']}")
+        lines.append(f"    {r['help']}")
+        lines.append(f"    source: {r['source']}")
+    return "\n".join(lines)

@@ -31,6 +31,7 @@ _UNITS = {
     "_j": ("J",),
     "_pj": ("pJ",),
     "_flops_per_s": ("FLOP/s", "FLOPS", "flop/s"),
+    "_transfers_per_s": ("T/s",),  # DDR4-2933: "2933 MT/s"
 }
 
 _RX = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-zµ/]*)\s*$")
@@ -95,3 +96,49 @@ def _parse(value: object, field: str) -> float:
                 return number * _SI[prefix]
     raise ValueError(f"unit of {value!r} does not fit field {field!r} "
                      f"(expected {' or '.join(_UNITS[suf])} with an optional prefix)")
+
+
+# ---------------------------------------------------------------- display
+# field-name ending -> the unit shown for it (``hwsim targets --fields``), longest first;
+# a name with none of these is a count, a ratio or a choice
+_DISPLAY = (
+    ("_bytes_per_s", "B/s"), ("_flops_per_s", "FLOP/s"), ("_transfers_per_s", "T/s"),
+    ("_pj_per_byte", "pJ/B"), ("_pj_per_bit", "pJ/bit"), ("_pj_per_flop", "pJ/FLOP"),
+    ("_pj_per_op", "pJ/op"), ("_pj_per_cycle", "pJ/cycle"),
+    ("_flops_per_cycle_per_sm", "FLOP/cycle/SM"), ("_ops_per_cycle_per_sm", "op/cycle/SM"),
+    ("_macs_per_cycle", "MAC/cycle"), ("_bytes_per_cycle", "B/cycle"),
+    ("_cycles_per_repeat", "cycles/repeat"), ("_cycles", "cycles"), ("_bytes_per_transfer", "B"),
+    ("_hz", "Hz"), ("_bytes", "B"), ("_bits", "bit"), ("_tokens", "tokens"),
+    ("_pj", "pJ"), ("_j", "J"), ("_w", "W"), ("_s", "s"),
+)
+# units that take SI prefixes when shown (a cycle count or pJ reads better plain)
+_PREFIXED = {"B/s", "FLOP/s", "T/s", "Hz", "s", "W", "J"}
+
+
+def unit_of(field: str) -> str:
+    """The unit a field's name states ("" for a count, ratio or choice)."""
+    for ending, unit in _DISPLAY:
+        if field.endswith(ending) or field == ending[1:]:
+            return unit
+    return ""
+
+
+def format_quantity(value: object, unit: str) -> str:
+    """``value`` as people write it: ``900 GB/s``, ``64 KiB``, ``1.53 GHz``, ``4 us``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if value == 0:
+        return f"0 {unit}".rstrip()
+    if unit == "B" and value == int(value):
+        for prefix in ("Ti", "Gi", "Mi", "Ki"):
+            if value % _BIN[prefix] == 0:
+                return f"{int(value // _BIN[prefix])} {prefix}B"
+        return f"{int(value)} B"
+    if unit in _PREFIXED:
+        for prefix in ("P", "T", "G", "M", "k", "", "m", "u", "n", "p"):
+            scale = 1.0 if prefix == "" else _SI[prefix]
+            if abs(value) >= scale * (1 - 1e-12):
+                return f"{value / scale:.4g} {prefix}{unit}"
+        return f"{value:.4g} {unit}"
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}".rstrip()

@@ -54,7 +54,8 @@ def run(g, preset="armv8-kunpeng920", **overrides):
 
 def sustained_bw(preset="armv8-kunpeng920"):
     s = resolve(preset).spec
-    return s.dram_channels * s.dram_mts * s.dram_channel_bytes * s.dram_efficiency
+    return (s.dram_channels * s.dram_transfers_per_s * s.dram_channel_bytes_per_transfer
+            * s.dram_efficiency)
 
 
 # ------------------------------------------------------------------ 1. GQA / MQA
@@ -251,7 +252,7 @@ def test_random_replacement_sweep_law():
      "kv_len": 64, "causal": False, "batch": 2},
     {"kind": "softmax", "rows": 1, "cols": 64},
 ])
-@pytest.mark.parametrize("change", ["dram_mts", "cores", "l3_bytes", "clock_hz"])
+@pytest.mark.parametrize("change", ["dram_transfers_per_s", "cores", "l3_bytes", "clock_hz"])
 def test_regressions_of_a_bigger_socket_being_slower(op, change):
     """Found by the property tests: OpenBLAS given 20 threads on an 80-core socket
     (its rule) beat by its 16-thread plan; one more DRAM MT/s making a lone core

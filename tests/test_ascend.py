@@ -95,7 +95,7 @@ def test_decode_gemv_is_memory_bound_at_the_hbm_bandwidth():
     weights = 4096 * 4096 * 2
     assert sum_bytes(tasks)["dram_read"] == pytest.approx(weights, rel=0.01)
     # the weights streamed at 1.6 TB/s, plus the kernel start and pipeline fill
-    assert weights / spec.hbm_bw_bytes_per_s < lat < 1.4 * weights / spec.hbm_bw_bytes_per_s
+    assert weights / spec.dram_bw_bytes_per_s < lat < 1.4 * weights / spec.dram_bw_bytes_per_s
     assert max({t.bound for t in tasks}, key=lambda b: sum(
         t.duration_s for t in tasks if t.bound == b)) == "memory"
 
@@ -251,7 +251,7 @@ def test_a_workload_that_does_not_fit_says_by_how_much():
     with pytest.raises(InputError) as e:
         hwsim.simulate(wl, "ascend")
     msg = str(e.value)
-    assert "spec.hbm_bytes" in msg
+    assert "spec.dram_bytes" in msg
     assert f"= {need / gib:.2f} GiB" in msg
     assert f"{(need - 64 * gib) / gib:.2f} GiB over" in msg
     hwsim.simulate(ops_workload([att], tiling={"attention": "fastattention"}), "ascend",

@@ -94,12 +94,12 @@ def test_output_files_per_target(capsys, kernel_workload, tmp_path):
 
 def test_set_reaches_workload_and_target(capsys, kernel_workload):
     rc, out, _ = cli(capsys, "simulate", kernel_workload, "--json", "-",
-                     "--set", "ops.3.rows=8192", "--set", "target.op_overhead_s=0")
+                     "--set", "ops.3.rows=8192", "--set", "target.kernel_launch_s=0")
     assert rc == 0
     doc = json.loads(out)
     softmax = doc["ops"][3]
     assert softmax["flops"] == 5 * 8192 * 4096
-    assert doc["target"]["spec"]["op_overhead_s"] == 0
+    assert doc["target"]["spec"]["kernel_launch_s"] == 0
     assert softmax["latency_s"] == pytest.approx(2 * 8192 * 4096 * 2 / 900e9, rel=1e-12)
 
 

@@ -310,9 +310,9 @@ ASCEND_SEARCH = pytest.mark.xfail(strict=True, reason="the Ascend GEMM tiling se
 
 @pytest.mark.parametrize("target, bigger", [
     ("roofline", "target.dram_bw_bytes_per_s=1.8e12"),
-    ("volta", "target.hbm_bw_bytes_per_s=1.5e12"),
-    pytest.param("ascend", "target.hbm_bw_bytes_per_s=3.2e12", marks=ASCEND_SEARCH),
-    ("armv8", "target.dram_mts=5.866e9"), ("spatten", "target.dram_channels=32")])
+    ("volta", "target.dram_bw_bytes_per_s=1.5e12"),
+    pytest.param("ascend", "target.dram_bw_bytes_per_s=3.2e12", marks=ASCEND_SEARCH),
+    ("armv8", "target.dram_transfers_per_s=5.866e9"), ("spatten", "target.dram_channels=32")])
 def test_a_generation_obeys_each_forwards_physics_and_a_bigger_machine(target, bigger):
     """The prefill and every simulated step stay under the machine's peak compute, DRAM
     bandwidth and power and read their compulsory bytes (tests/physics.py); the request

@@ -133,11 +133,12 @@ def test_ops_obey_peak_bandwidth_and_compulsory_bytes(preset, op, data):
 # left for work, so it is not bigger in every resource and may rightly be slower.
 BIGGER = {
     "roofline": ["dram_bw_bytes_per_s*2"],
-    "volta": ["hbm_bw_bytes_per_s*2", "hbm_peak_bw_bytes_per_s*2", "l2_bytes*2",
-              "clock_hz*1.25", "sms*1.2,board_power_w*1.2"],
-    "ascend": ["hbm_bw_bytes_per_s*2", "l2_bytes*2", "clock_hz*1.25",
+    "volta": ["dram_bw_bytes_per_s*2", "dram_peak_bw_bytes_per_s*2", "l2_bytes*2",
+              "clock_hz*1.25", "sms*1.2,power_limit_w*1.2"],
+    "ascend": ["dram_bw_bytes_per_s*2", "l2_bytes*2", "clock_hz*1.25",
                "cube_cores*1.25,vector_cores*1.25"],
-    "armv8": ["dram_mts*2", "l3_bytes*2", "clock_hz*1.25", "cores*1.25,tdp_w*1.25"],
+    "armv8": ["dram_transfers_per_s*2", "l3_bytes*2", "clock_hz*1.25",
+              "cores*1.25,power_limit_w*1.25"],
     "spatten": ["dram_channels*2", "clock_hz*1.25"],
 }
 

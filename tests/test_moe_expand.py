@@ -18,7 +18,7 @@ from hwsim.workload.moe import expand
 
 EXPERT_BYTES = 3 * F * H * BYTES  # gate, up and down projections of one expert
 TARGETS = sorted(registry())
-CAPACITY = {"roofline": "dram_bytes", "ascend": "hbm_bytes", "volta": "hbm_bytes",
+CAPACITY = {"roofline": "dram_bytes", "ascend": "dram_bytes", "volta": "dram_bytes",
             "armv8": None, "spatten": "dram_bytes"}
 
 

@@ -90,7 +90,7 @@ def test_roofline_costs_the_ring_allreduce():
     row = rep.ops[rep.ops["kind"] == "allreduce"].iloc[0]
     nbytes = S * D * 2
     expected = (2 * 1 * nbytes / 2) / spec.link_bw_bytes_per_s + 2 * spec.link_latency_s \
-        + spec.op_overhead_s
+        + spec.kernel_launch_s
     assert row.latency_s == pytest.approx(expected)
     assert row.bound == "interconnect"
     # totals count both devices' work

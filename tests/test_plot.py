@@ -86,7 +86,7 @@ def test_roofline_places_ops_under_the_spec_ceilings(tmp_path):
     r = hwsim.simulate(BERT, "volta", fidelity="analytical")
     roofs = hp.ceilings(r.target.spec, "fp16")
     assert roofs["peak"][0][1] == pytest.approx(1024 * 80 * 1.53e9)  # tensor cores
-    assert roofs["bandwidth"][0][1] == pytest.approx(r.target.spec.hbm_bw_bytes_per_s)
+    assert roofs["bandwidth"][0][1] == pytest.approx(r.target.spec.dram_bw_bytes_per_s)
     roof = hwsim.resolve("roofline").spec
     assert hp.ceilings(roof, "fp16")["peak"] == [("peak fp16", 125e12)]
     fig = hp.roofline(r, path=tmp_path / "roof.png")

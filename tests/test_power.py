@@ -2,7 +2,7 @@
 power matches the cuda-roofline measurement (RRZE-HPC/gpu-benches README,
 4 x Tesla V100 PCIe 16GB, three arithmetic intensities).
 
-The 0.125 FLOP/B point is the calibration point of ``hbm_pj_per_byte`` (the
+The 0.125 FLOP/B point is the calibration point of ``dram_pj_per_byte`` (the
 preset says so); 1.125 and 8.125 FLOP/B then check the compute side.
 """
 

@@ -55,7 +55,7 @@ def test_v100_preset_numbers():
     assert spec.peak_flops_per_s["fp32"] == V100["fp32"]
     assert spec.peak_flops_per_s["int32"] == V100["int32"]
     assert spec.dram_bw_bytes_per_s == V100["bw"]
-    assert spec.op_overhead_s == pytest.approx(V100["overhead"], rel=EXACT)
+    assert spec.kernel_launch_s == pytest.approx(V100["overhead"], rel=EXACT)
     assert spec.pj_per_flop == {"fp16": V100["pj_fp16"], "fp32": V100["pj_fp32"],
                                 "fp64": 4.6, "int32": V100["pj_int32"]}
     assert spec.dram_pj_per_byte == V100["pj_dram"]
@@ -200,7 +200,7 @@ def test_set_dram_bandwidth_scales_memory_bound_latency(tmp_path, value, bw):
 
 def test_set_overhead_and_peak(tmp_path):
     path = dump_yaml(tmp_path / "m.yaml", {"ops": [KERNEL_OPS[0]]})  # 16^3 fp32
-    r = hwsim.simulate(path, "roofline", sets=["target.op_overhead_s=0",
+    r = hwsim.simulate(path, "roofline", sets=["target.kernel_launch_s=0",
                                                "target.peak_flops_per_s={fp32: 1e6}"])
     row = r.ops.iloc[0]
     assert row["bound"] == "compute"
@@ -211,7 +211,7 @@ def test_static_power_and_a_hardware_file(tmp_path):
     hw = dump_yaml(tmp_path / "my-gpu.yaml", {
         "target": "roofline", "name": "my-gpu",
         "spec": {"peak_flops_per_s": {"fp16": "100e12"}, "dram_bw_bytes_per_s": "1 TB/s",
-                 "op_overhead_s": "2 us", "dram_pj_per_byte": 10,
+                 "kernel_launch_s": "2 us", "dram_pj_per_byte": 10,
                  "pj_per_flop": {"fp16": 0.5}, "static_power_w": "250 W"}})
     wl = dump_yaml(tmp_path / "w.yaml", {"ops": [KERNEL_OPS[1], KERNEL_OPS[3]]})
     r = hwsim.simulate(wl, str(hw))

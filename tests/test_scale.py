@@ -41,7 +41,7 @@ def big(tmp_path, phase: str, batch: int):
 def test_70b_at_128k_batch_64_is_refused_naming_the_capacity(tmp_path, phase):
     rc, err, rss = run_measured(big(tmp_path, phase, 64), "ascend")
     assert rc == 2 and err.count("\n") == 1
-    assert "spec.hbm_bytes: does not fit in 64.00 GiB" in err and "KV cache 320.00 GiB" in err
+    assert "spec.dram_bytes: does not fit in 64.00 GiB" in err and "KV cache 320.00 GiB" in err
     assert rss < MAX_RSS_BYTES
 
 

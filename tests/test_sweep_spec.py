@@ -71,13 +71,30 @@ def test_random_and_lhs_are_reproducible_and_sized():
         assert all(0.1 <= p["pruning_like"] <= 1.0 for p in a)
 
 
-def test_lhs_stratifies_every_axis():
-    s = spec_of(axes={"u": {"range": [0.0, 1.0]}, "v": {"range": [0.0, 1.0]}}, mode="lhs",
-                samples=20, seed=1)
+@pytest.mark.parametrize(("samples", "dims", "seed"), [(20, 2, 1), (7, 5, 0), (64, 3, 12345),
+                                                     (1, 1, 9)])
+def test_lhs_stratifies_every_axis(samples, dims, seed):
+    names = [f"u{i}" for i in range(dims)]
+    s = spec_of(axes={n: {"range": [0.0, 1.0]} for n in names}, mode="lhs",
+                samples=samples, seed=seed)
     pts = points(s)
-    for name in ("u", "v"):
-        strata = sorted(int(p[name] * 20) for p in pts)
-        assert strata == list(range(20))  # one point in each twentieth of the range
+    assert len(pts) == samples
+    for name in names:
+        strata = sorted(int(p[name] * samples) for p in pts)
+        assert strata == list(range(samples))  # one point in each 1/samples of the range
+
+
+def test_lhs_is_scipys_hypercube_seeded_by_the_sweep():
+    """The points are SciPy's LatinHypercube drawn from PCG64(seed), axes in file order."""
+    import numpy as np
+    from scipy.stats import qmc
+
+    s = spec_of(axes={"a": {"range": [0.0, 1.0]}, "b": {"range": [10.0, 20.0]}},
+                mode="lhs", samples=12, seed=42)
+    cube = qmc.LatinHypercube(d=2, rng=np.random.Generator(np.random.PCG64(42))).random(12)
+    pts = points(s)
+    assert [p["a"] for p in pts] == pytest.approx(cube[:, 0], rel=1e-11)  # 12 digits kept
+    assert [p["b"] for p in pts] == pytest.approx(10 + 10 * cube[:, 1], rel=1e-11)
 
 
 def test_random_mode_redraws_until_constraints_pass():

@@ -27,10 +27,10 @@ REL = 1e-15  # one decimal-to-binary rounding
     ("1530 MHz", "clock_hz", 1.53e9),
     ("1.6 TB/s", "dram_bw_bytes_per_s", 1.6e12),
     ("900 GB/s", "dram_bw_bytes_per_s", 900e9),
-    ("5 us", "op_overhead_s", 5e-6),
-    ("5 µs", "op_overhead_s", 5e-6),
-    ("2 ms", "op_overhead_s", 2e-3),
-    ("3 ns", "op_overhead_s", 3e-9),
+    ("5 us", "kernel_launch_s", 5e-6),
+    ("5 µs", "kernel_launch_s", 5e-6),
+    ("2 ms", "kernel_launch_s", 2e-3),
+    ("3 ns", "kernel_launch_s", 3e-9),
     ("250 W", "static_power_w", 250.0),
     ("15 mW", "static_power_w", 0.015),
     ("125 TFLOP/s", "peak_flops_per_s", 125e12),
@@ -53,10 +53,10 @@ def test_parse_quantity(value, field, expected):
     ("1.8 GHz", "l1_bytes", "does not fit field 'l1_bytes'"),
     ("64 KiB", "clock_hz", "does not fit field 'clock_hz'"),
     ("5 us", "dram_bw_bytes_per_s", "does not fit field"),
-    ("1.6 TB/s", "op_overhead_s", "does not fit field"),
+    ("1.6 TB/s", "kernel_launch_s", "does not fit field"),
     ("1 B/s", "l1_bytes", "does not fit field"),
     ("5 MB", "static_power_w", "does not fit field"),
-    ("1 Xs", "op_overhead_s", "does not fit field"),
+    ("1 Xs", "kernel_launch_s", "does not fit field"),
     ("3 GHz", "cores", "field 'cores' takes a plain number"),
     ("fast", "clock_hz", "expected a quantity like '64 KiB' or '1.8 GHz'"),
     ("GHz", "clock_hz", "expected a quantity"),
@@ -174,7 +174,7 @@ def test_every_preset_number_names_its_source(preset):
 def test_preset_numbers_parsed_from_units():
     spec = resolve("roofline-910b").spec
     assert spec.dram_bw_bytes_per_s == pytest.approx(1.6e12, rel=REL)
-    assert spec.op_overhead_s == pytest.approx(5e-6, rel=REL)
+    assert spec.kernel_launch_s == pytest.approx(5e-6, rel=REL)
     assert spec.dram_bytes == 64 * 2**30
     assert resolve("roofline-kunpeng920").spec.dram_bw_bytes_per_s == pytest.approx(187.7e9,
                                                                                     rel=REL)
@@ -207,14 +207,14 @@ def test_resolve_errors_and_overrides(tmp_path):
     spec = resolve("roofline", {"dram_bw_bytes_per_s": "1.2 TB/s"}).spec
     assert spec.dram_bw_bytes_per_s == pytest.approx(1.2e12, rel=REL)
     with pytest.raises(InputError) as info:
-        resolve("roofline", {"op_overhead_s": "1 GHz"})
+        resolve("roofline", {"kernel_launch_s": "1 GHz"})
     p = info.value.problems[0]
-    assert (p.source, p.field) == ("--set", "target.op_overhead_s")
+    assert (p.source, p.field) == ("--set", "target.kernel_launch_s")
     # a bad value in the file itself is the file's problem, not --set's
     hw = dump_yaml(tmp_path / "hw.yaml", {"target": "roofline", "spec": {
         "peak_flops_per_s": {"fp16": 1e12}, "dram_bw_bytes_per_s": "lots"}})
     with pytest.raises(InputError) as info:
-        resolve(str(hw), {"op_overhead_s": 0})
+        resolve(str(hw), {"kernel_launch_s": 0})
     p = info.value.problems[0]
     assert (p.source, p.field) == (str(hw), "spec.dram_bw_bytes_per_s")
 

@@ -50,7 +50,7 @@ ATTN = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 4096, "kv_le
 
 def test_registered_with_two_presets():
     assert resolve("volta").preset == "volta-v100-sxm2"
-    assert resolve("volta-v100-pcie").spec.hbm_bytes == 16 * 2**30
+    assert resolve("volta-v100-pcie").spec.dram_bytes == 16 * 2**30
     assert "125 TFLOP/s" in TARGET.headline(spec())
 
 
@@ -178,8 +178,8 @@ def test_256k_on_8_gpus_fits_only_with_offload():
     if zoo.shipped_path("llama-2-7b", "prefill") is None:
         pytest.skip("no shipped llama-2-7b template")
     with pytest.raises(InputError, match="GiB over"):
-        hwsim.simulate(wl, "volta", sets=["target.hbm_bytes=16 GiB"], fidelity="analytical")
-    r = hwsim.simulate(wl, "volta", sets=["target.hbm_bytes=16 GiB",
+        hwsim.simulate(wl, "volta", sets=["target.dram_bytes=16 GiB"], fidelity="analytical")
+    r = hwsim.simulate(wl, "volta", sets=["target.dram_bytes=16 GiB",
                                           "target.host_kv_fraction=0.5"],
                        fidelity="analytical")
     assert r.totals["energy_breakdown_j"]["interconnect"] > 0  # PCIe and NVLink

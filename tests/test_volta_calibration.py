@@ -40,7 +40,7 @@ def test_stream_read_bandwidth_against_occupancy_within_10_percent():
     assert by[16].modelled * 20 < by[512].modelled
     # ... and bends over before the cap: 32x the threads give less than 32x the bytes
     assert by[512].modelled < 32 * by[16].modelled * 0.85
-    assert by[2048].modelled <= PCIE.spec.hbm_bw_bytes_per_s * 1.0001
+    assert by[2048].modelled <= PCIE.spec.dram_bw_bytes_per_s * 1.0001
 
 
 def test_pointer_chase_plateaus_within_10_percent():

@@ -66,7 +66,7 @@ def test_gqa_decode_streams_the_kv_cache_once_at_hbm_speed(strategy):
     kv_bytes = 2 * 8 * 32768 * 128 * 2
     att = r.ops[r.ops.kind == "attention"]
     assert int(att.dram_read_bytes.sum()) == pytest.approx(kv_bytes, rel=0.10)
-    assert r.totals["latency_s"] <= 1.3 * kv_bytes / spec().hbm_bw_bytes_per_s
+    assert r.totals["latency_s"] <= 1.3 * kv_bytes / spec().dram_bw_bytes_per_s
     assert violations(r) == []
 
 
@@ -349,7 +349,7 @@ def test_a_spread_of_ops_obeys_peak_bandwidth_and_compulsory_bytes(preset, dtype
 
 
 @pytest.mark.parametrize("change", ["sms=96", "clock_hz=1.9e9", "l2_bytes=12582912",
-                                    "hbm_bw_bytes_per_s=1.5e12"])
+                                    "dram_bw_bytes_per_s=1.5e12"])
 def test_a_bigger_gpu_is_never_slower(change):
     base = sim(SPREAD)
     big = sim(SPREAD, sets=[f"target.{change}"])
@@ -364,7 +364,7 @@ def test_l2_and_hbm_are_units_the_sms_share():
     r = sim([{"kind": "elementwise", "fn": "copy", "elements": 2**26}])
     t = r.totals
     assert (t["dram_read_bytes"] + t["dram_write_bytes"]) / t["latency_s"] == pytest.approx(
-        spec().hbm_bw_bytes_per_s, rel=0.05)
+        spec().dram_bw_bytes_per_s, rel=0.05)
     wl = workload([{"kind": "elementwise", "fn": "copy", "elements": 2**26}])
     g = build_graph(wl)
     units = {task.unit for task in TARGET.lower(g.ops[0], g, spec(), wl.tiling)}

@@ -80,7 +80,7 @@ def test_simulate_zoo_model_on_roofline(model, phase, tmp_path, capsys):
         assert row["executed_flops"] == n <= row["flops"] == flops(op)
         compute_s = n / spec.peak_flops_per_s["fp16" if op.kind in ("matmul", "attention")
                                               else _peak_key(graph, op)] if n else 0.0
-        expected = max(compute_s, nbytes / spec.dram_bw_bytes_per_s) + spec.op_overhead_s
+        expected = max(compute_s, nbytes / spec.dram_bw_bytes_per_s) + spec.kernel_launch_s
         assert row["latency_s"] == pytest.approx(expected, rel=1e-9)
 
 

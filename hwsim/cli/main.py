@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                    help=argparse.SUPPRESS)
 
     g = sub.add_parser("targets", help="list targets and presets")
+    g.add_argument("--fields", metavar="T",
+                   help="list the settable spec fields of target or preset T: unit, value "
+                        "(the preset's) and source")
     g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
 
@@ -371,8 +374,11 @@ def _trace_scores(args) -> int:
 
 
 def _targets(args) -> int:
-    from ..targets import registry, resolve  # noqa: PLC0415
+    from ..targets import format_fields, registry, resolve  # noqa: PLC0415
 
+    if args.fields:
+        print(format_fields(args.fields))
+        return 0
     for name, target in registry().items():
         print(f"{name}: {target.description}")
         for preset in target.presets():

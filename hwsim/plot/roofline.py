@@ -27,7 +27,7 @@ import pandas as pd
 
 from .style import COLUMN_IN, categorical, label, ok_rows, paper, pyplot, save, value_label
 
-_BW_FIELDS = ("dram_bw_bytes_per_s", "hbm_bw_bytes_per_s", "hbm_peak_bw_bytes_per_s",
+_BW_FIELDS = ("dram_bw_bytes_per_s", "dram_peak_bw_bytes_per_s",
               "ddr_bw_bytes_per_s")
 
 
@@ -35,10 +35,10 @@ def ceilings(spec: Any, dtype: str | None = None) -> dict[str, Any]:
     """Peak FLOP/s and DRAM bandwidth a spec states, found by common field names.
 
     Peak compute is read from ``peak_flops_per_s`` (a number or a mapping by
-    dtype), or computed from ``<unit>_flops_per_clock_per_<thing>`` x
+    dtype), or computed from ``<unit>_flops_per_cycle_per_<thing>`` x
     ``clock_hz`` x the count of ``<thing>`` (``sms``, ``cores``), or from
     ``<unit>_macs_per_cycle`` x 2 x ``clock_hz`` x ``<unit>_cores``. Bandwidth
-    is the first of ``dram_bw_bytes_per_s``, ``hbm_bw_bytes_per_s``, ... or any
+    is the first of ``dram_bw_bytes_per_s``, ``dram_peak_bw_bytes_per_s``, ... or any
     ``*_bw_bytes_per_s`` field naming DRAM, HBM or memory. Returns
     ``{"peak": [(label, FLOP/s)], "bandwidth": [(label, B/s)]}``; a list is
     empty when the spec has no such field.

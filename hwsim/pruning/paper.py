@@ -1,7 +1,9 @@
 """FLOPs as the token-pruning papers count them, for comparing with their tables.
 
-FastV and DivPrune (their code, REFERENCES.md "Pruning schedules") count, for
-a language model of T layers, hidden size d and FFN width m, on n tokens::
+FastV (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024,
+arXiv 2403.06764: its FLOPs estimate and code) and DivPrune (Alvar et al.,
+CVPR 2025: its code) count, for a language model of T layers, hidden size d and
+FFN width m, on n tokens::
 
     FLOPs(n) = T (4 n d² + 2 n² d + 2 n d m)
 

@@ -10,13 +10,17 @@ points, each a dict axis name -> value, in a fixed order:
 - ``lhs``: a Latin hypercube of ``samples`` points: each axis is cut into
   ``samples`` equal strata and every stratum holds exactly one point, with the
   strata of different axes paired at random. It covers each axis evenly with
-  far fewer points than a grid.
+  far fewer points than a grid. The hypercube is SciPy's
+  (:class:`scipy.stats.qmc.LatinHypercube`, one dimension per axis in the
+  file's order, a uniform point inside each stratum), mapped onto each axis
+  like a random draw.
 
 Random and lhs draws come from NumPy's PCG64 generator seeded with the sweep's
-``seed``, so the same file always gives the same points, which is what lets an
-interrupted sweep resume. Points failing a constraint are dropped; random and
-lhs modes draw again until ``samples`` distinct points pass (an error when
-none does; fewer points when the categories hold fewer distinct combinations).
+``seed`` (the hypercube draws from it too), so the same file always gives the
+same points, which is what lets an interrupted sweep resume. Points failing a
+constraint are dropped; random and lhs modes draw again until ``samples``
+distinct points pass (an error when none does; fewer points when the categories
+hold fewer distinct combinations).
 Duplicate points (a random draw of categories can repeat) are kept once.
 """
 
@@ -50,10 +54,20 @@ def points(spec: SweepSpec) -> list[dict[str, Any]]:
     import numpy as np  # noqa: PLC0415 (loaded on first need)
 
     rng = np.random.Generator(np.random.PCG64(spec.seed))
+    if spec.mode == "lhs":
+        from scipy.stats import qmc  # noqa: PLC0415 (loaded on first need)
+
+        cube = qmc.LatinHypercube(d=len(spec.axes), rng=rng)
+
+        def draw(n: int) -> np.ndarray:  # n x axes, each column stratified
+            return cube.random(n)
+    else:
+        def draw(n: int) -> np.ndarray:  # n x axes, independent and uniform
+            return rng.random((len(spec.axes), n)).T
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
     for _ in range(_MAX_ROUNDS):
-        for p in _draw(spec, rng, spec.samples):
+        for p in _points_at(spec, draw(spec.samples)):
             key = _key(p)
             if key not in seen and _accept(spec, p):
                 seen.add(key)
@@ -67,14 +81,9 @@ def points(spec: SweepSpec) -> list[dict[str, Any]]:
     return out
 
 
-def _draw(spec: SweepSpec, rng: np.random.Generator, n: int) -> list[dict[str, Any]]:
-    cols = []
-    for axis in spec.axes:
-        if spec.mode == "lhs":
-            u = (rng.permutation(n) + rng.random(n)) / n
-        else:
-            u = rng.random(n)
-        cols.append([axis.value_at(float(x)) for x in u])
+def _points_at(spec: SweepSpec, unit: np.ndarray) -> list[dict[str, Any]]:
+    """Points from a sample of the unit cube (one row per point, one column per axis)."""
+    cols = [[axis.value_at(float(x)) for x in unit[:, i]] for i, axis in enumerate(spec.axes)]
     return [dict(zip(spec.axis_names, row)) for row in zip(*cols)]
 
 

@@ -6,7 +6,7 @@ workloads``): one row per (generation step, layer, kept head), with the keys
 and values fetched, their bit widths, and what the pruning machinery does on
 that row. A workload reads one with::
 
-    trace: ../../shared/data/spatten/gpt2-small-wikitext2-pruned.csv
+    trace: gpt2-small-wikitext2-pruned.csv   # a path relative to the workload file
     trace_format: spatten-csv
     dtype: fp32          # the width of an uncompressed (-1) tensor
 

@@ -17,8 +17,9 @@ Static power is the leakage and clock power of every core (idle or not) and of
 the uncore (mesh, L3, DDR controllers), drawn for the whole op. The per-
 instruction energies are calibrated so that all cores running the SGEMM micro-
 kernel at its FMA rate, with the static power, come to the socket's published
-TDP (each preset shows the arithmetic); the per-byte energies come from
-REFERENCES.md (Horowitz's SRAM and DRAM figures, scaled).
+TDP (each preset shows the arithmetic); the per-byte energies are Horowitz's
+SRAM figures (ISSCC 2014, 45 nm, scaled to the core's node) and a commonly quoted
+DDR4 figure (15-20 pJ/bit, M), as each preset line says.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .spec import INT_DTYPES, ARMv8Spec
 
 
 def energy_table(spec: ARMv8Spec) -> EnergyTable:
-    src = "preset (calibrated to tdp_w, see the preset's comments)"
+    src = "preset (calibrated to power_limit_w, see the preset's comments)"
     prices = {
         "vop": Price(spec.vop_pj, "compute", src),
         "l1_byte": Price(spec.l1_pj_per_byte, "onchip", "preset l1_pj_per_byte"),
@@ -41,5 +42,6 @@ def energy_table(spec: ARMv8Spec) -> EnergyTable:
         prices[f"vfma_{dtype}"] = Price(pj, "compute", src)
     for dtype in INT_DTYPES:  # integer ops count no FMAs; priced like other vector work
         prices.setdefault(f"vfma_{dtype}", Price(spec.vop_pj, "compute", src))
-    static = spec.cores * spec.core_static_w + spec.uncore_static_w
-    return EnergyTable(prices, static, "preset cores x core_static_w + uncore_static_w")
+    static = spec.cores * spec.core_static_power_w + spec.uncore_static_power_w
+    return EnergyTable(prices, static,
+                       "preset cores x core_static_power_w + uncore_static_power_w")

@@ -57,7 +57,7 @@ def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
     in: L1 or L2 at half occupancy, else the last level when all threads' blocks fit
     half of it, else DRAM (from which :func:`reread` still recovers the hits)."""
     spec = mach.spec
-    if nbytes <= spec.l1d_bytes / 2:
+    if nbytes <= spec.l1_bytes / 2:
         return "l1"
     if nbytes <= mach.l2_per_core / 2:
         return "l2"
@@ -106,7 +106,7 @@ def scratch(nbytes: float, mach: Machine, threads: int = 1) -> str:
     matrix of an unfused attention): the smallest cache that holds it at half
     occupancy (the last level when several threads share it), else DRAM."""
     spec = mach.spec
-    if threads <= 1 and nbytes <= spec.l1d_bytes / 2:
+    if threads <= 1 and nbytes <= spec.l1_bytes / 2:
         return "l1"
     if threads <= 1 and nbytes <= mach.l2_per_core / 2:
         return "l2"
@@ -170,7 +170,7 @@ def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_byte
         else 0.0
     if shared_lines > 0:
         lines_per_call = float(k * math.ceil(piece / line))
-        if lines_per_call > set_capacity_lines(stride_bytes, spec.l1d_bytes, spec.l1d_ways,
+        if lines_per_call > set_capacity_lines(stride_bytes, spec.l1_bytes, spec.l1_ways,
                                                line) / 2:
             where = "l2"
             if lines_per_call > set_capacity_lines(stride_bytes, mach.l2_per_core,

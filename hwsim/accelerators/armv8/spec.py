@@ -44,11 +44,12 @@ class ARMv8Spec:
         help="vector instructions of one vectorized exp (range reduction + polynomial)")
     # ---- caches
     line_bytes: int = spec_field(64, help="cache line", minimum=1)
-    l1d_bytes: int = spec_field(help="L1 data cache per core", minimum=1)
+    l1_bytes: int = spec_field(help="L1 data cache per core", minimum=1)
     l2_bytes: int = spec_field(help="L2 cache (per core, or per cluster of l2_shared_by)",
                                minimum=1)
     l2_shared_by: int = spec_field(1, help="cores sharing one L2", minimum=1)
-    l1d_ways: int = spec_field(help="L1D associativity (ways): strided walks conflict in its sets",
+    l1_ways: int = spec_field(help="L1 data cache associativity (ways): strided walks conflict "
+                                   "in its sets",
                                minimum=1)
     l2_ways: int = spec_field(help="L2 associativity (ways)", minimum=1)
     l3_bytes: int = spec_field(help="shared last-level cache of the socket (0: none)")
@@ -68,8 +69,11 @@ class ARMv8Spec:
         help="latency of a cache line moving between two cores (barriers, flags)")
     # ---- DRAM
     dram_channels: int = spec_field(help="DDR channels of the socket", minimum=1)
-    dram_mts: float = spec_field(help="DDR transfers per second per channel", minimum=1.0)
-    dram_channel_bytes: int = spec_field(8, help="bytes per transfer per channel", minimum=1)
+    dram_transfers_per_s: float = spec_field(
+        help="DDR transfers per second per channel (DDR4-2933: 2.933e9, written '2933 MT/s')",
+        minimum=1.0)
+    dram_channel_bytes_per_transfer: int = spec_field(8, help="bytes per transfer per channel",
+                                                      minimum=1)
     dram_efficiency: float = spec_field(
         help="sustained (STREAM-like) fraction of the channels' peak", minimum=1e-3)
     core_lines_in_flight: float = spec_field(
@@ -107,9 +111,11 @@ class ARMv8Spec:
     call_cycles: dict[str, float] = spec_field(
         help="fixed cost of dispatching one op (key op), the same for every GEMM library")
     # ---- energy
-    tdp_w: float = spec_field(help="published socket power (TDP)")
-    core_static_w: float = spec_field(help="leakage and clock power of one core")
-    uncore_static_w: float = spec_field(help="static power of the mesh, L3, DDR controllers")
+    power_limit_w: float = spec_field(
+        help="socket power limit: the published TDP, which firmware holds the socket under "
+             "(hwsim.simulate.power_capped_s)")
+    core_static_power_w: float = spec_field(help="leakage and clock power of one core")
+    uncore_static_power_w: float = spec_field(help="static power of the mesh, L3, DDR controllers")
     vfma_pj: dict[str, float] = spec_field(
         help="energy of one vector FMA instruction per dtype, with its share of the core")
     vop_pj: float = spec_field(help="energy of another vector instruction (load, store, ALU)")
@@ -128,7 +134,8 @@ class Machine:
         self.vbytes = spec.simd_bits // 8
         self.l2_bw = spec.l2_bytes_per_cycle * spec.clock_hz
         self.l3_bw = spec.l3_bytes_per_cycle * spec.clock_hz
-        self.dram_peak = spec.dram_channels * spec.dram_mts * spec.dram_channel_bytes
+        self.dram_peak = (spec.dram_channels * spec.dram_transfers_per_s
+                          * spec.dram_channel_bytes_per_transfer)
         self.dram_bw = self.dram_peak * spec.dram_efficiency
         # DRAM: the nodes' controllers, each with its share of the channels; one core's
         # rate is Little's law over its lines in flight (memory.py), and the threads of

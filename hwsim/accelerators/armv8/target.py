@@ -190,7 +190,7 @@ class ARMv8Target(Target):
         l3 = f"L3 {spec.l3_bytes / 2**20:.0f} MiB" if spec.l3_bytes else "no L3"
         return (f"{spec.cores} x {spec.core_name} at {spec.clock_hz / 1e9:.2f} GHz; fp32 "
                 f"{core / 1e9:.1f} GFLOP/s per core, {core * spec.cores / 1e12:.2f} TFLOP/s; "
-                f"L1D {spec.l1d_bytes // 1024} KiB, L2 {spec.l2_bytes // 1024} KiB, {l3}; "
+                f"L1D {spec.l1_bytes // 1024} KiB, L2 {spec.l2_bytes // 1024} KiB, {l3}; "
                 f"DDR {mach.dram_peak / 1e9:.0f} GB/s ({mach.dram_bw / 1e9:.0f} sustained)")
 
 

@@ -20,7 +20,7 @@ cores, which run in parallel and synchronise through flags:
 The HBM is one more unit, ``hbm``, that serves every transfer missing the L2 at
 the full HBM bandwidth, one after another (first come, first served). A
 transfer holds its pipe (a core's MTE2, FixPipe or MTE3) for its bytes at one
-stream's rate (``mte2_hbm_bytes_per_cycle · clock``, the per-core figure of the
+stream's rate (``mte2_dram_bytes_per_cycle · clock``, the per-core figure of the
 CANN configuration) and, beside it, the ``hbm`` unit for its bytes at the HBM
 bandwidth; what waits for the data waits for both. So a lone core streams at
 its per-core rate, many together at exactly the HBM bandwidth (the ``hbm``
@@ -66,9 +66,9 @@ class Chip:
         self.n_cube = spec.cube_cores
         self.n_vec = spec.vector_cores if self.split else spec.cube_cores
         self.vec_per_cube = max(1, self.n_vec // self.n_cube) if self.split else 1
-        self.hbm_bw = spec.hbm_bw_bytes_per_s
+        self.hbm_bw = spec.dram_bw_bytes_per_s
         # one core's stream to or from HBM (an L2 miss, a write-back)
-        self.hbm_stream_bw = min(spec.mte2_hbm_bytes_per_cycle * clk, self.hbm_bw)
+        self.hbm_stream_bw = min(spec.mte2_dram_bytes_per_cycle * clk, self.hbm_bw)
         self.l2_read_bw = spec.mte2_l2_bytes_per_cycle * clk
         self.l2_write_bw = spec.l2_write_bytes_per_cycle * clk
         self.fixpipe_bw = spec.fixpipe_bytes_per_cycle * clk

@@ -26,7 +26,7 @@ def energy_table(spec: AscendSpec) -> EnergyTable:
         "l1_byte": Price(spec.l1_pj_per_byte, "onchip", "preset l1_pj_per_byte"),
         "ub_byte": Price(spec.ub_pj_per_byte, "onchip", "preset ub_pj_per_byte"),
         "l2_byte": Price(spec.l2_pj_per_byte, "onchip", "preset l2_pj_per_byte"),
-        "hbm_byte": Price(spec.hbm_pj_per_byte, "dram", "preset hbm_pj_per_byte"),
+        "hbm_byte": Price(spec.dram_pj_per_byte, "dram", "preset dram_pj_per_byte"),
         "link_byte": Price(spec.link_pj_per_byte, "interconnect", "preset link_pj_per_byte"),
     })
     return EnergyTable(prices, spec.static_power_w, "preset static_power_w")

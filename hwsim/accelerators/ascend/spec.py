@@ -55,12 +55,13 @@ class AscendSpec:
     l1_bytes: float = spec_field(help="L1 buffer per cube core")
     ub_bytes: float = spec_field(help="unified buffer per vector core")
     l2_bytes: float = spec_field(help="L2 cache shared by all cores (catches GM re-reads)")
-    hbm_bytes: float = spec_field(help="HBM capacity (0: not checked)")
+    dram_bytes: float = spec_field(help="HBM (the device DRAM) capacity (0: not checked)")
     # ------------------------------------------------------------ data movers
-    hbm_bw_bytes_per_s: float = spec_field(help="HBM bandwidth shared by all cores", minimum=1.0)
-    mte2_hbm_bytes_per_cycle: float = spec_field(
+    dram_bw_bytes_per_s: float = spec_field(
+        help="HBM (the device DRAM) bandwidth shared by all cores", minimum=1.0)
+    mte2_dram_bytes_per_cycle: float = spec_field(
         help="rate of one HBM stream (an L2 miss or a write-back); the HBM pool has "
-             "hbm_bw / (this x clock) concurrent streams", minimum=1.0)
+             "dram_bw_bytes_per_s / (this x clock) concurrent streams", minimum=1.0)
     mte2_l2_bytes_per_cycle: float = spec_field(
         help="one core's MTE2 rate from L2 (a hit)", minimum=1.0)
     l2_write_bytes_per_cycle: float = spec_field(
@@ -92,9 +93,9 @@ class AscendSpec:
     l1_pj_per_byte: float = spec_field(help="L1 byte read or written")
     ub_pj_per_byte: float = spec_field(help="UB byte read or written")
     l2_pj_per_byte: float = spec_field(help="L2 byte read or written")
-    hbm_pj_per_byte: float = spec_field(help="HBM byte read or written")
+    dram_pj_per_byte: float = spec_field(help="HBM (DRAM) byte read or written")
     link_pj_per_byte: float = spec_field(0.0, help="byte sent over an NPU link")
     static_power_w: float = spec_field(0.0, help="power drawn whenever the chip runs")
-    board_power_w: float = spec_field(
+    power_limit_w: float = spec_field(
         0.0, help="module power limit: firmware lowers the clock so that no op draws more "
         "(hwsim.simulate.power_capped_s); 0 = no limit")

@@ -26,7 +26,7 @@ class AscendTarget(Target):
     spec_class = AscendSpec
     default_preset = "ascend-910b"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "hbm_bytes"
+    capacity_field = "dram_bytes"
     memory_name = "HBM"
 
     def __init__(self):
@@ -127,7 +127,7 @@ class AscendTarget(Target):
         return max(cube, vector)
 
     def peak_dram_bw_bytes_per_s(self, spec: AscendSpec) -> float:
-        return float(spec.hbm_bw_bytes_per_s)
+        return float(spec.dram_bw_bytes_per_s)
 
     def energy_table(self, spec: AscendSpec) -> EnergyTable:
         return energy_table(spec)
@@ -137,7 +137,7 @@ class AscendTarget(Target):
         fp16 = spec.cube_macs_per_cycle.get("fp16", 0) * 2 * spec.clock_hz * spec.cube_cores
         return (f"{spec.architecture}, {spec.cube_cores} cube / {chip.n_vec} vector cores at "
                 f"{spec.clock_hz / 1e9:.2f} GHz; fp16 {fp16 / 1e12:.0f} TFLOP/s; HBM "
-                f"{spec.hbm_bw_bytes_per_s / 1e12:.2f} TB/s, {spec.hbm_bytes / 2**30:.0f} GiB; "
+                f"{spec.dram_bw_bytes_per_s / 1e12:.2f} TB/s, {spec.dram_bytes / 2**30:.0f} GiB; "
                 f"L2 {spec.l2_bytes / 2**20:.0f} MiB")
 
 

@@ -146,7 +146,7 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
         reread = reread_fraction * in_bytes  # a row in chunks: read again from L2
     nv = chip.n_vec
     # the kernel is memory-bound when the shared HBM needs longer than each core's compute
-    hbm_s = units * (hbm_per_unit + out_bytes_per_unit * out_hbm) / spec.hbm_bw_bytes_per_s
+    hbm_s = units * (hbm_per_unit + out_bytes_per_unit * out_hbm) / spec.dram_bw_bytes_per_s
     core_s = units / nv * (cycles_per_unit + fixed_cycles_per_unit) * chip.cycle_s
     bound = "memory" if hbm_s > core_s else "compute"
     base, extra = divmod(units // align_units, nv)

@@ -3,7 +3,7 @@
 Per op::
 
     latency_s = max(flops / peak_flops_per_s[dtype], bytes / dram_bw_bytes_per_s)
-                + op_overhead_s
+                + kernel_launch_s
 
 where ``flops`` are the executed FLOPs (a causal or sliding-window attention
 skips every masked score: an ideal kernel) and ``bytes`` the op's compulsory

@@ -23,7 +23,8 @@ class RooflineSpec:
     peak_flops_per_s: dict[str, float] = spec_field(
         help="peak arithmetic rate per data type (fp16, bf16, fp32, int8, int32, ...)")
     dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth", minimum=1.0)  # divides
-    op_overhead_s: float = spec_field(0.0, help="fixed time added to every op (launch, sync)")
+    kernel_launch_s: float = spec_field(
+        0.0, help="launch cost: fixed time added to every op, one kernel each (launch, sync)")
     dram_pj_per_byte: float = spec_field(0.0, help="DRAM access energy per byte")
     pj_per_flop: dict[str, float] = spec_field(
         {}, help="arithmetic energy per FLOP, per data type")
@@ -71,7 +72,7 @@ class RooflineTarget(Target):
             actions[f"flop_{dtype}"] = n_flops
         memory_s = (rd + wr) / spec.dram_bw_bytes_per_s
         actions["dram_byte"] = rd + wr
-        overhead = spec.op_overhead_s if op.kind != "view" else 0.0
+        overhead = spec.kernel_launch_s if op.kind != "view" else 0.0
         if op.kind == "view":
             bound = "latency"
         elif overhead > max(compute_s, memory_s):
@@ -93,7 +94,7 @@ class RooflineTarget(Target):
                               spec.link_bw_bytes_per_s, spec.link_latency_s)
         sent = ring.sent_bytes
         rd, wr = read_bytes(op, graph), write_bytes(op, graph)
-        return Task("link", ring.time_s + spec.op_overhead_s,
+        return Task("link", ring.time_s + spec.kernel_launch_s,
                     {"dram_read": rd, "dram_write": wr, "link": int(sent)},
                     {"link_byte": sent, "dram_byte": rd + wr}, (), "interconnect")
 

@@ -1,8 +1,8 @@
 """SpAtten's energy table: 40 nm at 1 GHz, from Horowitz's 45 nm numbers.
 
-Actions the lowering counts, and how each is priced (REFERENCES.md "Energy per
-operation": Horowitz, ISSCC 2014, 45 nm, S; HBM2 per bit, O'Connor et al.,
-MICRO 2017, S):
+Actions the lowering counts, and how each is priced (M. Horowitz, "Computing's
+Energy Problem (and what we can do about it)", ISSCC 2014, its 45 nm table, S;
+HBM2 per bit: O'Connor et al., "Fine-Grained DRAM", MICRO 2017, S):
 
 - ``mac``: one 12-bit multiply and its add in the reduction tree. A multiplier's
   energy grows with the square of its width (Horowitz: int8 mul 0.2 pJ, int32
@@ -20,7 +20,7 @@ MICRO 2017, S):
   20 pJ at 32 KB, 100 pJ at 1 MB (Horowitz), interpolated log-log (below 8 KB,
   the 8-32 KB slope continues).
 - ``xbar_byte``: a byte through a fetcher and the crossbar (preset, M).
-- ``hbm_byte``: 8 x ``hbm_pj_per_bit`` (3.9 pJ/bit for HBM2).
+- ``hbm_byte``: ``dram_pj_per_byte`` (3.9 pJ/bit x 8 for HBM2).
 
 Logic scales from 45 to 40 nm with C·V² (``logic_scale``; capacitance with the
 feature size, 40/45 = 0.89, at the same supply); SRAM and wires scale worse
@@ -35,7 +35,7 @@ from hwsim.energy import EnergyTable, Price
 
 from .spec import SpattenSpec
 
-# Horowitz, ISSCC 2014, 45 nm (REFERENCES.md "Energy per operation", S)
+# Horowitz, ISSCC 2014, 45 nm energy per operation (S: as widely reproduced)
 INT8_ADD, INT32_ADD, INT8_MUL, INT32_MUL = 0.03, 0.1, 0.2, 3.1
 FP32_ADD, FP32_MUL = 0.9, 3.7
 SRAM_POINTS = ((8 * 1024, 10.0), (32 * 1024, 20.0), (1024 * 1024, 100.0))  # bytes, pJ/64 bit
@@ -79,7 +79,7 @@ def prices_pj(spec: SpattenSpec) -> dict[str, float]:
         "sram_act_byte": sram_pj_per_64bit(spec.act_buffer_bank_bytes) / 8 * sram,
         "sram_fifo_byte": sram_pj_per_64bit(spec.fifo_bank_bytes) / 8 * sram,
         "xbar_byte": spec.crossbar_pj_per_byte,
-        "hbm_byte": 8 * spec.hbm_pj_per_bit,
+        "hbm_byte": spec.dram_pj_per_byte,
     }
 
 
@@ -95,7 +95,7 @@ SOURCE = {
     "sram_act_byte": "Horowitz SRAM by macro size (act_buffer_bank_bytes), x sram_scale",
     "sram_fifo_byte": "Horowitz SRAM by macro size (fifo_bank_bytes), x sram_scale",
     "xbar_byte": "preset crossbar_pj_per_byte",
-    "hbm_byte": "preset hbm_pj_per_bit x 8 (HBM2, O'Connor et al.)",
+    "hbm_byte": "preset dram_pj_per_byte (HBM2 3.9 pJ/bit x 8, O'Connor et al.)",
 }
 
 

@@ -98,7 +98,7 @@ class SpattenSpec:
         help="size of one SRAM macro of the activation and query buffers")
     fifo_bank_bytes: float = spec_field(help="size of the top-k and fetcher FIFO macros")
     crossbar_pj_per_byte: float = spec_field(help="crossbar and fetcher energy per byte")
-    hbm_pj_per_bit: float = spec_field(help="HBM2 interface energy per bit")
+    dram_pj_per_byte: float = spec_field(help="HBM2 interface energy per byte")
     static_power_w: float = spec_field(help="leakage and clock power whenever it runs")
     published_power_w: float = spec_field(0.0, help="published total power (reports only)")
 

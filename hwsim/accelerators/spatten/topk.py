@@ -15,8 +15,9 @@ Two ways to get the cycles:
 
 - :func:`expected_cycles`: the mean over ``trials`` runs on distinct random
   scores with seeded pivots. Only ranks matter then, so a run is a walk over
-  (candidates, target) pairs; results are cached. REFERENCES.md's table (mean
-  of 200 trials, P = 16) is reproduced within a few per cent.
+  (candidates, target) pairs; results are cached. A table of the quick-select
+  model's mean cycles computed apart from this code (P = 16, 200 random trials;
+  ``TOPK_TABLE`` in tests/test_spatten.py) is reproduced within a few per cent.
 - :func:`run`: one run on given scores (quantized to the datapath's width, so
   ties count as they do in hardware), pivots drawn from a seeded generator.
 """

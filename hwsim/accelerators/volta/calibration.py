@@ -15,7 +15,7 @@ written for the comparison:
   ``hbm`` and ``l2`` units of the event run. The lowest point (16 threads per
   SM) set ``block_turnover_cycles``; the rest check how the per-SM draw grows
   with resident warps and bends over under load (``dram_latency_cycles``,
-  ``l2_bw_bytes_per_s``) up to the HBM unit's cap (``hbm_bw_bytes_per_s``).
+  ``l2_bw_bytes_per_s``) up to the HBM unit's cap (``dram_bw_bytes_per_s``).
 - ``gpu-latency/v100.txt``, a single-warp random **pointer chase** over a
   growing working set: one dependent 8-byte load at a time. Here a one-warp
   kernel with 8 bytes in flight whose loads hit the level the working set falls

@@ -40,7 +40,7 @@ def energy_table(spec: VoltaSpec) -> EnergyTable:
         "sfu_op": Price(spec.sfu_pj_per_op, "compute", f"{src} sfu_pj_per_op"),
         "smem_byte": Price(spec.smem_pj_per_byte, "onchip", f"{src} smem_pj_per_byte"),
         "l2_byte": Price(spec.l2_pj_per_byte, "onchip", f"{src} l2_pj_per_byte"),
-        "hbm_byte": Price(spec.hbm_pj_per_byte, "dram", f"{src} hbm_pj_per_byte"),
+        "hbm_byte": Price(spec.dram_pj_per_byte, "dram", f"{src} dram_pj_per_byte"),
         "pcie_byte": Price(spec.pcie_pj_per_byte, "interconnect", f"{src} pcie_pj_per_byte"),
         "link_byte": Price(spec.link_pj_per_byte, "interconnect", f"{src} link_pj_per_byte"),
     }

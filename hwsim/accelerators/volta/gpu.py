@@ -224,8 +224,8 @@ class Gpu:
         self._occupancy: dict[tuple[int, int, int], Occupancy] = {}  # (threads, regs, smem)
         self.clock = s.clock_hz
         self.smem_bw_sm = s.smem_banks * s.smem_bank_bytes * s.clock_hz * s.smem_efficiency
-        self.sfu_rate_sm = s.sfu_ops_per_clock_per_sm * s.clock_hz
-        self.hbm_bw = s.hbm_bw_bytes_per_s
+        self.sfu_rate_sm = s.sfu_ops_per_cycle_per_sm * s.clock_hz
+        self.hbm_bw = s.dram_bw_bytes_per_s
         self.l2_bw = s.l2_bw_bytes_per_s
         self.dram_latency_s = s.dram_latency_cycles / s.clock_hz
         self.l2_latency_s = s.l2_latency_cycles / s.clock_hz
@@ -235,17 +235,17 @@ class Gpu:
 
     # ------------------------------------------------------------ rates
     def tensor_rate_sm(self, dtype: str) -> float:
-        per_clock = self.spec.tensor_flops_per_clock_per_sm.get(dtype, 0.0)
+        per_clock = self.spec.tensor_flops_per_cycle_per_sm.get(dtype, 0.0)
         return per_clock * self.clock * self.spec.mma_efficiency
 
     def cuda_rate_sm(self, dtype: str) -> float:
-        per_clock = self.spec.cuda_flops_per_clock_per_sm.get(dtype)
+        per_clock = self.spec.cuda_flops_per_cycle_per_sm.get(dtype)
         if per_clock is None:
-            per_clock = self.spec.cuda_flops_per_clock_per_sm.get("fp32", 128.0)
+            per_clock = self.spec.cuda_flops_per_cycle_per_sm.get("fp32", 128.0)
         return per_clock * self.clock * self.spec.fp32_efficiency
 
     def has_tensor(self, dtype: str) -> bool:
-        return self.spec.tensor_flops_per_clock_per_sm.get(dtype, 0.0) > 0
+        return self.spec.tensor_flops_per_cycle_per_sm.get(dtype, 0.0) > 0
 
     # ------------------------------------------------------------ occupancy
     def occupancy(self, threads: int, regs: int, smem: int) -> Occupancy:

@@ -20,14 +20,14 @@ class VoltaSpec:
     # ------------------------------------------------------------ organisation
     sms: int = spec_field(help="streaming multiprocessors", minimum=1)
     clock_hz: float = spec_field(help="SM clock (boost)", minimum=1.0)
-    tensor_flops_per_clock_per_sm: dict[str, float] = spec_field(
-        help="tensor-core FLOP per clock per SM by input dtype (fp16: 8 cores x 64 FMA x 2); "
+    tensor_flops_per_cycle_per_sm: dict[str, float] = spec_field(
+        help="tensor-core FLOP per cycle per SM by input dtype (fp16: 8 cores x 64 FMA x 2); "
              "a dtype the cores lack is left out", minimum=1e-9)
-    cuda_flops_per_clock_per_sm: dict[str, float] = spec_field(
-        help="CUDA-core FLOP per clock per SM by dtype (fp32: 64 FMA lanes x 2); a dtype the "
+    cuda_flops_per_cycle_per_sm: dict[str, float] = spec_field(
+        help="CUDA-core FLOP per cycle per SM by dtype (fp32: 64 FMA lanes x 2); a dtype the "
              "cores lack is left out", minimum=1e-9)
-    sfu_ops_per_clock_per_sm: float = spec_field(
-        help="special-function (exp, rsqrt, ...) results per clock per SM", minimum=1.0)
+    sfu_ops_per_cycle_per_sm: float = spec_field(
+        help="special-function (exp, rsqrt, ...) results per cycle per SM", minimum=1.0)
     mma_efficiency: float = spec_field(
         help="fraction of the tensor-core peak a well-tuned GEMM main loop sustains "
              "(issue slots, power-capped clock)", minimum=0.01)
@@ -62,10 +62,11 @@ class VoltaSpec:
     l2_bw_bytes_per_s: float = spec_field(help="achievable L2 load bandwidth, all SMs",
                                           minimum=1.0)
     l2_latency_cycles: float = spec_field(help="L2 hit latency")
-    hbm_bytes: float = spec_field(help="HBM capacity (0: not checked)")
-    hbm_peak_bw_bytes_per_s: float = spec_field(help="HBM datasheet bandwidth (reports only)")
-    hbm_bw_bytes_per_s: float = spec_field(help="achievable HBM bandwidth, all SMs",
-                                           minimum=1.0)
+    dram_bytes: float = spec_field(help="HBM2 (the device DRAM) capacity (0: not checked)")
+    dram_peak_bw_bytes_per_s: float = spec_field(
+        help="HBM2 datasheet bandwidth: the ceiling of reports and plots")
+    dram_bw_bytes_per_s: float = spec_field(help="achievable HBM2 bandwidth, all SMs",
+                                            minimum=1.0)
     dram_latency_cycles: float = spec_field(help="HBM load latency (L2 miss), unloaded")
     l1_bytes: float = spec_field(
         help="L1 data cache an SM's loads hit in (the unified L1/shared memory less the "
@@ -93,11 +94,13 @@ class VoltaSpec:
     sfu_pj_per_op: float = spec_field(help="energy per special-function result")
     smem_pj_per_byte: float = spec_field(help="shared memory byte read or written")
     l2_pj_per_byte: float = spec_field(help="L2 byte read or written")
-    hbm_pj_per_byte: float = spec_field(help="HBM byte read or written")
+    dram_pj_per_byte: float = spec_field(help="HBM2 (DRAM) byte read or written")
     pcie_pj_per_byte: float = spec_field(help="byte over PCIe")
     link_pj_per_byte: float = spec_field(0.0, help="byte over NVLink")
     static_power_w: float = spec_field(help="power drawn whenever the GPU runs (idle power)")
-    board_power_w: float = spec_field(help="board power limit (reports and checks)")
+    power_limit_w: float = spec_field(
+        help="board power limit: firmware lowers the clock so that no op draws more "
+             "(hwsim.simulate.power_capped_s)")
 
     def __post_init__(self):
         if not 0.0 <= self.host_kv_fraction <= 1.0:

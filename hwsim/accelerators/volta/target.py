@@ -36,7 +36,7 @@ class VoltaTarget(Target):
     spec_class = VoltaSpec
     default_preset = "volta-v100-sxm2"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "hbm_bytes"
+    capacity_field = "dram_bytes"
     memory_name = "HBM"
 
     def __init__(self):
@@ -151,25 +151,25 @@ class VoltaTarget(Target):
         """The fastest unit for ``dtype``: tensor cores for fp16, the CUDA cores for the
         types sm_70 computes there (bf16 and tf32 in fp32, int8 on dp4a), 0 for none."""
         compute, _ = DATAPATH.get(dtype, (dtype, False))
-        per_clock = max(spec.tensor_flops_per_clock_per_sm.get(compute, 0.0),
-                        spec.cuda_flops_per_clock_per_sm.get(compute, 0.0))
+        per_clock = max(spec.tensor_flops_per_cycle_per_sm.get(compute, 0.0),
+                        spec.cuda_flops_per_cycle_per_sm.get(compute, 0.0))
         return per_clock * spec.sms * spec.clock_hz
 
     def peak_dram_bw_bytes_per_s(self, spec: VoltaSpec) -> float:
-        return float(spec.hbm_peak_bw_bytes_per_s)
+        return float(spec.dram_peak_bw_bytes_per_s)
 
     # ------------------------------------------------------------ energy, headline
     def energy_table(self, spec: VoltaSpec) -> EnergyTable:
         return energy_table(spec)
 
     def headline(self, spec: VoltaSpec) -> str:
-        fp16 = spec.tensor_flops_per_clock_per_sm.get("fp16", 0) * spec.sms * spec.clock_hz
-        fp32 = spec.cuda_flops_per_clock_per_sm.get("fp32", 0) * spec.sms * spec.clock_hz
+        fp16 = spec.tensor_flops_per_cycle_per_sm.get("fp16", 0) * spec.sms * spec.clock_hz
+        fp32 = spec.cuda_flops_per_cycle_per_sm.get("fp32", 0) * spec.sms * spec.clock_hz
         return (f"{spec.sms} SMs at {spec.clock_hz / 1e9:.2f} GHz; fp16 tensor "
                 f"{fp16 / 1e12:.0f} TFLOP/s, fp32 {fp32 / 1e12:.1f}; HBM2 "
-                f"{spec.hbm_peak_bw_bytes_per_s / 1e9:.0f} GB/s peak "
-                f"({spec.hbm_bw_bytes_per_s / 1e9:.0f} achievable), "
-                f"{spec.hbm_bytes / 1e9:.0f} GB; L2 {spec.l2_bytes / 2**20:.0f} MiB")
+                f"{spec.dram_peak_bw_bytes_per_s / 1e9:.0f} GB/s peak "
+                f"({spec.dram_bw_bytes_per_s / 1e9:.0f} achievable), "
+                f"{spec.dram_bytes / 1e9:.0f} GB; L2 {spec.l2_bytes / 2**20:.0f} MiB")
 
 
 TARGET = VoltaTarget()
