@@ -352,14 +352,20 @@ CSV_HOSTILE = ["", "nan", "inf", "-1e400", "1e400", "x", "True", "0", "-5", "3.5
                '"', "1,2", "\x00", "1099511627777"]
 
 
+def mutated_cells(data, rows: list[str], values: list[str]) -> list[list[str]]:
+    """CSV ``rows`` with one to three cells replaced by drawn ``values``."""
+    out = [r.split(",") for r in rows]
+    for _ in range(data.draw(st.integers(1, 3))):
+        row = data.draw(st.integers(0, len(out) - 1))
+        col = data.draw(st.integers(0, len(out[row]) - 1))
+        out[row][col] = data.draw(st.sampled_from(values))
+    return out
+
+
 @FUZZ
 @given(data=st.data())
 def test_mutated_spatten_traces_end_cleanly(tmp_path, data):
-    rows = [r.split(",") for r in CSV_ROWS]
-    for _ in range(data.draw(st.integers(1, 3))):
-        row = data.draw(st.integers(0, len(rows) - 1))
-        col = data.draw(st.integers(0, len(rows[row]) - 1))
-        rows[row][col] = data.draw(st.sampled_from(CSV_HOSTILE))
+    rows = mutated_cells(data, CSV_ROWS, CSV_HOSTILE)
     (tmp_path / "t.csv").write_text(CSV_HEADER + "\n" + "\n".join(",".join(r) for r in rows)
                                     + "\n")
     wl = {"name": "t", "trace": str(tmp_path / "t.csv"), "trace_format": "spatten-csv"}
@@ -423,11 +429,7 @@ def assert_served(rc: int, err: str, doc: dict | None) -> None:
 @given(data=st.data())
 def test_mutated_arrival_files_end_cleanly(tmp_path, data):
     """``hwsim serve --arrivals``: a CSV of arrival times and token counts, mutated."""
-    rows = [r.split(",") for r in ARRIVALS]
-    for _ in range(data.draw(st.integers(1, 3))):
-        row = data.draw(st.integers(0, len(rows) - 1))
-        col = data.draw(st.integers(0, len(rows[row]) - 1))
-        rows[row][col] = data.draw(st.sampled_from(CSV_HOSTILE + ["1e9", "4194305"]))
+    rows = mutated_cells(data, ARRIVALS, CSV_HOSTILE + ["1e9", "4194305"])
     header = data.draw(st.sampled_from(["arrival_s,prompt_tokens,output_tokens",
                                         "arrival_s,prompt_tokens", "a,b,c", ""]))
     (tmp_path / "a.csv").write_text(header + "\n" + "\n".join(",".join(r) for r in rows)
