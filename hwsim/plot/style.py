@@ -149,8 +149,9 @@ def _tick_formatter_class():
         ``plain`` writes counts as they are (4096, not 4.096 k). As the minor
         formatter (``minor=True``) it labels a log axis's minor ticks only when
         the axis spans about a decade or less (where there would otherwise be
-        one labelled tick or none), and then only at 2 and 5 (every minor tick
-        below half a decade); on a linear axis it labels none."""
+        one labelled tick or none), and then only at 2, 3 and 5 (every minor
+        tick below a third of a decade, where they are few and far apart); on a
+        linear axis it labels none."""
 
         def __init__(self, *, plain: bool = False, minor: bool = False):
             super().__init__(sep=" ", places=None, useMathText=False)
@@ -164,7 +165,7 @@ def _tick_formatter_class():
                 lo, hi = sorted(abs(v) for v in self.axis.get_view_interval())
                 span = math.log10(hi / lo) if lo > 0 else math.inf
                 mantissa = round(x / 10 ** math.floor(math.log10(x) + 1e-9), 6)
-                if span > 1.3 or (span > 0.5 and mantissa not in (2.0, 5.0)):
+                if span > 1.3 or (span > 0.35 and mantissa not in (2.0, 3.0, 5.0)):
                     return ""
             if self.plain:
                 return plain_number(x)
@@ -226,9 +227,10 @@ def si_number(v: float, digits: int = 3, unit: str = "") -> str:
 
 
 # ---------------------------------------------------------------- colours
-# tab10, then tab20's lighter shades: twenty colours told apart in print
+# tab10 (its grey swapped for an olive: grey is "other" and "dense"), then tab20's lighter
+# shades: twenty colours told apart in print
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-            "#bcbd22", "#17becf", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+            "#bcbd22", "#17becf", "#637939", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
             "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5", "#393b79"]
 FIXED_COLORS = {"dense": "#404040", "other": "#b0b0b0"}
 _ASSIGNED: dict[Any, str] = {}
