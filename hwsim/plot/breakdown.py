@@ -171,5 +171,8 @@ def breakdown(source: Any, by: str = "kind", metric: str = "latency_s", *,
                   bbox_to_anchor=(1.01, 1.0), loc="upper left", fontsize=7, title_fontsize=7)
         what = (f"{quantity(unit_metric)[0]} by op kind" if by == "kind"
                 else "energy by component")
-        ax.set_title(title or (f"{what} ({shared})" if shared else what), fontsize=8)
+        text = title or what
+        if shared and shared not in text:  # what every bar shares, always said
+            text += f" ({shared})"
+        ax.set_title(text, fontsize=8)
     return save(fig, path)

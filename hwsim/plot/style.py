@@ -117,9 +117,11 @@ def quantity(column: str) -> tuple[str, str]:
 
 def label(column: str, values: Iterable[float] | None = None,
           name: str | None = None) -> tuple[str, float]:
-    """An axis label with its unit, and the factor to multiply the values by.
+    """A label with a prefixed unit, and the factor to multiply the values by.
 
-    ``label("latency_s", [2e-4, 4e-2])`` is ``("latency (ms)", 1e3)``.
+    ``label("latency_s", [2e-4, 4e-2])`` is ``("latency (ms)", 1e3)``: for text
+    outside an axis (a table's header). Axes keep SI values and use
+    :func:`axis_label` with :func:`si_axis` instead.
     """
     qty, unit = quantity(column)
     qty = name or qty
