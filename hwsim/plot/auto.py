@@ -4,17 +4,21 @@
 figures that apply:
 
 - ``pareto``: latency against energy, and the three-objective front of
-  latency, energy and DRAM traffic, coloured by the first axis;
+  latency, energy and DRAM traffic; one front per group of points doing the
+  same work (an axis that changes the sequence length or batch makes groups);
+  for a generation's sweep also TPOT against the KV cache;
 - ``trend``: latency (and energy) against each numeric axis, one line per
-  value of another axis, the remaining axes fixed at their most common value;
-  for a generation's sweep also TTFT and TPOT, and a Pareto front of TPOT
-  against the KV cache;
+  value of another axis, the remaining axes fixed at their most common value
+  (the title says which); for a generation's sweep also TTFT and TPOT;
 - ``breakdown``: latency by op kind and energy by component, for the Pareto
   points (at most a dozen bars; eight points spread from fastest to slowest
-  when the front has fewer than three);
-- ``roofline``: every point placed by its totals;
+  when the fronts hold fewer than three), each bar labelled by its
+  configuration;
+- ``roofline``: every point placed by its totals under its own machine's
+  ceilings;
 - ``compare``: when the target varies, one bar per target at each target's
-  best point.
+  fastest point (among points doing the same work), each bar naming its
+  configuration.
 
 Each figure is written as ``<kind>[-<detail>].<format>`` (PDF by default:
 vector output for papers) and the list of paths is returned.
@@ -23,7 +27,7 @@ vector output for papers) and the list of paths is returned.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +35,7 @@ import pandas as pd
 from ..sweep.store import read_results
 from .breakdown import breakdown
 from .compare import compare
+from .labels import common, work_groups
 from .pareto import pareto, pareto_mask
 from .roofline import roofline
 from .style import ok_rows, pyplot
@@ -42,34 +47,45 @@ KINDS = ("pareto", "trend", "breakdown", "roofline", "compare")
 def plot_results(results: str | os.PathLike | pd.DataFrame, outdir: str | os.PathLike, *,
                  kinds: Sequence[str] = KINDS, fmt: str = "pdf") -> list[str]:
     """Write the figures of ``kinds`` that apply to ``results``; return their paths."""
+    from .style import save  # noqa: PLC0415
+
     df = results if isinstance(results, pd.DataFrame) else read_results(results)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"unknown plot kind {bad[0]!r} (kinds: {', '.join(KINDS)})")
     os.makedirs(outdir, exist_ok=True)
-    ok = ok_rows(df)
-    axes = [a for a in df.attrs.get("axes", []) if a in df.columns]
-    out: list[str] = []
-    if ok.empty:
-        return out
     plt = pyplot()
-
-    def emit(fig, name: str) -> None:
+    out: list[str] = []
+    for name, fig in figures(df, kinds):
         path = os.path.join(os.fspath(outdir), f"{name}.{fmt}")
-        from .style import save  # noqa: PLC0415
-
         save(fig, path)
         plt.close(fig)
         out.append(path)
+    return out
 
-    varying = [a for a in axes if ok[a].nunique() > 1]
+
+def figures(df: pd.DataFrame, kinds: Sequence[str] = KINDS) -> Iterator[tuple[str, object]]:
+    """The figures :func:`plot_results` writes, as (name, figure) pairs, one at a time
+    (close each once written: a sweep's figures can be many)."""
+    ok = ok_rows(df)
+    axes = [a for a in df.attrs.get("axes", []) if a in df.columns]
+    if ok.empty:
+        return
+
+    def emit(fig, name: str):
+        return name, fig
+
+    varying = [a for a in axes if ok[a].astype(str).nunique() > 1]
     hue = varying[0] if varying else None
+    work, work_names = work_groups(ok)
+    # the Pareto plots colour by work group when there are several, else by the first axis
+    phue = None if len(work_names) > 1 else hue
     generation = "tpot_s" in ok.columns and ok["tpot_s"].notna().all()
     if "pareto" in kinds and len(ok) >= 2:
-        emit(pareto(ok, ("latency_s", "energy_j"), hue=hue), "pareto")
-        emit(pareto(ok, ("latency_s", "energy_j", "dram_bytes"), hue=hue), "pareto-3d")
+        yield emit(pareto(ok, ("latency_s", "energy_j"), hue=phue), "pareto")
+        yield emit(pareto(ok, ("latency_s", "energy_j", "dram_bytes"), hue=phue), "pareto-3d")
         if generation:
-            emit(pareto(ok, ("tpot_s", "kv_cache_bytes"), hue=hue), "pareto-tpot-kv")
+            yield emit(pareto(ok, ("tpot_s", "kv_cache_bytes"), hue=phue), "pareto-tpot-kv")
     if "trend" in kinds:
         for x in varying:
             if not pd.api.types.is_numeric_dtype(ok[x]):
@@ -80,24 +96,51 @@ def plot_results(results: str | os.PathLike | pd.DataFrame, outdir: str | os.Pat
             if part[x].nunique() < 2:
                 continue
             ys = ("latency_s", "energy_j") + (("ttft_s", "tpot_s") if generation else ())
+            fixed = common(part, [a for a in varying if a not in (x, line)])
             for y in ys:
-                emit(trend(part, x, y, hue=line), f"trend-{_slug(x)}-{y.split('_')[0]}")
+                what = f"{_name(y)} against {_name(x)}"
+                fig = trend(part, x, y, hue=line, title=f"{what} ({fixed})" if fixed else what)
+                yield emit(fig, f"trend-{_slug(x)}-{y.split('_')[0]}")
     if "breakdown" in kinds:
-        front = ok[pareto_mask(ok, ("latency_s", "energy_j"))]
+        mask = np.zeros(len(ok), dtype=bool)
+        for g in work_names:  # each group's front: only points of equal work compete
+            m = (work == g).to_numpy()
+            mask[m] = pareto_mask(ok[m], ("latency_s", "energy_j"))
+        front = ok[mask]
+        which = "Pareto points of latency and energy"
         if len(front) < 3:  # a front of one or two: show the spread of the sweep instead
             ranked = ok.sort_values("latency_s")
             picks = sorted({int(round(i)) for i in np.linspace(0, len(ranked) - 1, 8)})
             front = ranked.iloc[picks]
+            which = f"{len(front)} points from fastest to slowest"
+        elif len(front) > 12:
+            which += ", the 12 fastest"
         front = front.sort_values("latency_s").head(12)
         label = varying or None
-        emit(breakdown(front, by="kind", metric="latency_s", label=label), "breakdown-kind")
-        emit(breakdown(front, by="energy", label=label), "breakdown-energy")
+        yield emit(breakdown(front, by="kind", metric="latency_s", label=label,
+                       title=f"latency by op kind: {which}"), "breakdown-kind")
+        yield emit(breakdown(front, by="energy", label=label,
+                       title=f"energy by component: {which}"), "breakdown-energy")
     if "roofline" in kinds:
-        emit(roofline(ok, hue=hue), "roofline")
+        yield emit(roofline(ok, hue=hue), "roofline")
     if "compare" in kinds and "target" in ok.columns and ok["target"].nunique() > 1:
-        best = ok.loc[ok.groupby("target")["latency_s"].idxmin()]
-        emit(compare(best, by="target"), "compare")
-    return out
+        pool, note = ok, ""
+        if len(work_names) > 1:  # each target's fastest point among points of equal work
+            counts = {g: (ok.loc[work == g, "target"].nunique(), int((work == g).sum()))
+                      for g in work_names}
+            g = max(work_names, key=lambda k: counts[k])
+            pool, note = ok[work == g], work_names[g]
+        best = pool.loc[pool.groupby("target")["latency_s"].idxmin()]
+        config = [a for a in varying if a != "target"]
+        title = "fastest configuration per target (least latency)"
+        yield emit(compare(best, by="target", configuration=config,
+                     title=f"{title}, {note}" if note else title), "compare")
+
+
+def _name(column: str) -> str:
+    from .style import quantity  # noqa: PLC0415
+
+    return quantity(column)[0]
 
 
 def _fix(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

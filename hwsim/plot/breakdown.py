@@ -11,21 +11,37 @@ on-chip memory, DRAM, static, interconnect, as in :mod:`hwsim.energy`)::
 
 The input is a :class:`~hwsim.report.Report`, a list of them, a mapping
 label -> Report, or a sweep's DataFrame (its ``by_kind`` column holds the sums
-per kind; ``label`` names the column that labels each bar, default the axes).
+per kind; ``label`` names the columns that describe each bar, default the
+axes). A sweep's bars are labelled by the shortest description that tells them
+apart (:func:`hwsim.plot.labels.describe`: ``ascend, hawk``, not the pruning
+axis's JSON), what they all share goes in the title, and past six bars (or with
+long labels) the bars lie horizontally so their labels read left to right.
 ``normalize=True`` draws shares (each bar sums to 100 %). Kinds beyond the
-``top`` largest are merged into "other" so the legend stays readable.
+``top`` largest are merged into "other" so the legend stays readable; an op
+kind or energy component has the same colour in every figure.
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from ..energy import COMPONENTS
-from .style import COLUMN_IN, PAGE_IN, ok_rows, paper, pyplot, quantity, save, value_label
-from .style import label as unit_label
+from .style import (
+    COLUMN_IN,
+    PAGE_IN,
+    axis_label,
+    category_colors,
+    ok_rows,
+    paper,
+    pyplot,
+    quantity,
+    save,
+    si_axis,
+)
 
 KIND_METRICS = ("latency_s", "energy_j", "dram_bytes", "flops")
 HOST_WAIT = "host wait"  # a latency part of its own: the device waiting for ops to be issued
@@ -68,12 +84,15 @@ def _reports(source: Any) -> dict[str, Any]:
 
 
 def _from_frame(df: pd.DataFrame, by: str, metric: str, lab) -> pd.DataFrame:
+    from .labels import candidate_columns, common, describe  # noqa: PLC0415
+
     df = ok_rows(df)
     if lab is None:
-        lab = [a for a in df.attrs.get("axes", []) if a in df.columns] or ["index"]
+        lab = candidate_columns(df)
     cols = [lab] if isinstance(lab, str) else list(lab)
-    names = [", ".join(value_label(v) for v in vals)
-             for vals in zip(*(df[c].tolist() for c in cols))]
+    names = describe(df, cols) if cols else [""] * len(df)
+    if not any(names):  # nothing tells the rows apart: number them
+        names = [f"#{i + 1}" for i in range(len(df))]
     rows = []  # a list, not a dict: two bars may share a label
     for _, r in df.iterrows():
         if by == "energy":
@@ -82,7 +101,8 @@ def _from_frame(df: pd.DataFrame, by: str, metric: str, lab) -> pd.DataFrame:
             parts = json.loads(r["by_kind"]) if isinstance(r.get("by_kind"), str) else {}
             rows.append({k: v[metric] for k, v in parts.items()})
     table = pd.DataFrame(rows, index=names).fillna(0.0)
-    table.attrs["label"] = ", ".join(cols)
+    table.attrs["label"] = "configuration" if len(cols) > 1 else (cols[0] if cols else "")
+    table.attrs["common"] = common(df, cols) if len(df) > 1 else ""
     return table
 
 
@@ -93,6 +113,7 @@ def breakdown(source: Any, by: str = "kind", metric: str = "latency_s", *,
     """Stacked bars of ``metric`` split by op kind or energy component; returns the figure."""
     table = breakdown_table(source, by, metric if by == "kind" else "energy_j", label)
     bar_label = table.attrs.get("label", "")
+    shared = table.attrs.get("common", "")
     table = table.loc[:, (table != 0).any(axis=0)]
     order = table.sum().sort_values(ascending=False).index.tolist()
     if len(order) > top:
@@ -104,46 +125,54 @@ def breakdown(source: Any, by: str = "kind", metric: str = "latency_s", *,
     unit_metric = metric if by == "kind" else "energy_j"
     if normalize:
         table = table.div(table.sum(axis=1).where(lambda s: s != 0, 1.0), axis=0) * 100
-        axis_label, factor = f"share of {quantity(unit_metric)[0]} (%)", 1.0
+        axis_text = f"share of {quantity(unit_metric)[0]} (%)"
     else:
-        axis_label, factor = unit_label(unit_metric, table.sum(axis=1))
+        axis_text = axis_label(unit_metric)
     n = len(table)
-    horizontal = n > 8 if horizontal is None else horizontal
+    names = ["\n".join(textwrap.wrap(str(i), 28)) or str(i) for i in table.index]
+    longest = max((len(str(i)) for i in table.index), default=0)
+    horizontal = (n > 6 or longest > 14) if horizontal is None else horizontal
+    colors = category_colors(list(table.columns), "part")
     with paper():
         if ax is None:
-            width = COLUMN_IN if n <= 6 else PAGE_IN
-            height = max(2.4, 0.22 * n + 1.0) if horizontal else 2.6
+            width = COLUMN_IN + 1.2 if n <= 6 and not horizontal else PAGE_IN
+            lines = sum(name.count("\n") + 1 for name in names)
+            height = max(2.4, 0.17 * lines + 0.08 * n + 1.0) if horizontal else 2.6
             fig, ax = plt.subplots(figsize=(width, height))
         else:
             fig = ax.figure
         left = [0.0] * n
-        cmap = plt.get_cmap("tab10")
-        for i, part in enumerate(table.columns):
-            vals = (table[part] * factor).tolist()
-            color = "0.7" if part == "other" else cmap(i % 10)
+        for part in table.columns:
+            vals = table[part].tolist()
             # numeric positions: bars sharing a label must not merge into one category
             if horizontal:
-                ax.barh(range(n), vals, left=left, label=part, color=color, height=0.7)
+                ax.barh(range(n), vals, left=left, label=part, color=colors[part], height=0.7)
             else:
-                ax.bar(range(n), vals, bottom=left, label=part, color=color, width=0.7)
+                ax.bar(range(n), vals, bottom=left, label=part, color=colors[part], width=0.7)
             left = [a + b for a, b in zip(left, vals)]
-        names = [str(i) for i in table.index]
         if horizontal:
-            ax.set_yticks(range(n), names)
-            ax.set_xlabel(axis_label)
+            ax.set_yticks(range(n), names, fontsize=7)
+            ax.set_xlabel(axis_text)
             ax.set_ylabel(bar_label)
             ax.invert_yaxis()
             ax.grid(axis="y", visible=False)
+            if not normalize:
+                si_axis(ax, "x", unit_metric)
         else:
             ax.set_xticks(range(n), names)
-            ax.set_ylabel(axis_label)
+            ax.set_ylabel(axis_text)
             ax.set_xlabel(bar_label)
             ax.grid(axis="x", visible=False)
-            if n > 3 or max((len(str(i)) for i in table.index), default=0) > 10:
+            if n > 3 or longest > 10:
                 plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+            if not normalize:
+                si_axis(ax, "y", unit_metric)
         ax.legend(title="op kind" if by == "kind" else "energy component",
                   bbox_to_anchor=(1.01, 1.0), loc="upper left", fontsize=7, title_fontsize=7)
-        if title:
-            ax.set_title(title)
+        what = (f"{quantity(unit_metric)[0]} by op kind" if by == "kind"
+                else "energy by component")
+        text = title or what
+        if shared and shared not in text:  # what every bar shares, always said
+            text += f" ({shared})"
+        ax.set_title(text, fontsize=8)
     return save(fig, path)
-

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .style import PAGE_IN, label, paper, pyplot, save
+from .style import PAGE_IN, axis_label, category_colors, paper, pyplot, save, si_axis
 
 
 def _natural(s: str) -> list:
@@ -65,25 +65,26 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
     if by_lane:
         bars = [(lane, lane, s0, s1) for lane, _, s0, s1 in bars]
         kinds = list(dict.fromkeys(b[1] for b in bars))
-    t_label, factor = label("start_s", [b[3] for b in bars] or [0.0])
+    colors = category_colors(kinds, "unit" if by_lane else None)
     with paper():
         if ax is None:
             fig, ax = plt.subplots(figsize=(PAGE_IN, max(1.8, 0.2 * len(lanes) + 1.0)))
         else:
             fig = ax.figure
         row = {lane: i for i, lane in enumerate(lanes)}
-        for k, kind in enumerate(kinds):
+        for kind in kinds:
             per_lane: dict[str, list] = {}
             for lane, kd, s0, s1 in bars:
                 if kd == kind:
-                    per_lane.setdefault(lane, []).append((s0 * factor, (s1 - s0) * factor))
+                    per_lane.setdefault(lane, []).append((s0, s1 - s0))
             for lane, spans in per_lane.items():
-                ax.broken_barh(spans, (row[lane] - 0.4, 0.8), facecolors=f"C{k % 10}",
+                ax.broken_barh(spans, (row[lane] - 0.4, 0.8), facecolors=colors[kind],
                                alpha=0.85, label=kind if lane == next(iter(per_lane)) else None)
         ax.set_yticks(range(len(lanes)))
         ax.set_yticklabels(lanes, fontsize=6.5 if len(lanes) > 12 else 8)
         ax.set_ylim(len(lanes) - 0.5, -0.5)
-        ax.set_xlabel(t_label)
+        ax.set_xlabel(axis_label("start_s"))
+        si_axis(ax, "x", "start_s")
         ax.set_ylabel("unit" if have_tasks else "op kind")
         ax.grid(axis="y", visible=False)
         if kinds and not by_lane:
@@ -91,5 +92,5 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
                       bbox_to_anchor=(1.01, 1.0), loc="upper left")
         name = report.graph.header.get("name", "")
         note = "" if have_tasks else " (analytical fidelity: ops only)"
-        ax.set_title(title or f"{name} on {report.target.preset}{note}")
+        ax.set_title(title or f"{name} on {report.target.preset}{note}", fontsize=8)
     return save(fig, path)

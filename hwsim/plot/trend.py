@@ -20,7 +20,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .style import COLUMN_IN, PAGE_IN, label, ok_rows, paper, pyplot, save, value_label
+from .style import (
+    COLUMN_IN,
+    PAGE_IN,
+    axis_label,
+    category_colors,
+    format_value,
+    ok_rows,
+    paper,
+    pyplot,
+    quantity,
+    save,
+    si_axis,
+    value_label,
+)
 
 
 def trend(df: pd.DataFrame, x: str, y: str = "latency_s", *, hue: str | None = None,
@@ -44,49 +57,60 @@ def trend(df: pd.DataFrame, x: str, y: str = "latency_s", *, hue: str | None = N
         xs = df[x]
         logx = bool(pd.api.types.is_numeric_dtype(xs) and (xs > 0).all()
                     and xs.max() / max(xs.min(), 1e-300) >= 16)
-    ylab, yf = label(y, df[y])
+    ylab = axis_label(y)
     if relative_to is not None:
-        ylab, yf = f"{ylab.split(' (')[0]} relative to {x} = {value_label(relative_to)}", 1.0
-    xlab, xf = label(x, df[x] if pd.api.types.is_numeric_dtype(df[x]) else None)
+        ylab = f"{quantity(y)[0]} relative to {x} = {value_label(relative_to, x)}"
+    numeric_x = pd.api.types.is_numeric_dtype(df[x])
+    colors = category_colors([h for h in hues if h is not None], hue) if hue else {}
     with paper():
         if ax is not None:
             fig, axes = ax.figure, [ax]
         else:
-            width = COLUMN_IN if len(cols) == 1 else min(PAGE_IN, 2.4 * len(cols))
+            width = COLUMN_IN + (1.0 if hue else 0.0) if len(cols) == 1 \
+                else min(PAGE_IN, 2.4 * len(cols) + (1.0 if hue else 0.0))
             fig, axs = plt.subplots(1, len(cols), figsize=(width, 2.5), squeeze=False,
                                     sharey=True)
             axes = list(axs[0])
         for a, c in zip(axes, cols):
             part = df if c is None else df[df[col] == c]
-            for j, h in enumerate(hues):
+            for h in hues:
                 line = part if h is None else part[part[hue] == h]
                 line = line.sort_values(x)
                 ys = line[y].to_numpy(float)
                 if relative_to is not None:
                     ref = line[line[x] == relative_to][y]
                     ys = ys / float(ref.iloc[0]) if len(ref) else ys * np.nan
-                xv = line[x].to_numpy(float) * xf if xf != 1.0 else line[x]
-                a.plot(xv, ys * yf, marker="o", color=f"C{j % 10}",
-                       label=value_label(h) if h is not None else None)
+                xv = line[x].to_numpy(float) if numeric_x else line[x]
+                a.plot(xv, ys, marker="o", color=colors.get(h, "C0"),
+                       label=value_label(h, hue) if h is not None else None)
             if logx:
                 a.set_xscale("log")
             if logy:
                 a.set_yscale("log")
-            a.set_xlabel(xlab)
+            a.set_xlabel(axis_label(x))
+            if numeric_x:
+                si_axis(a, "x", x)
+            si_axis(a, "y", y, plain=True if relative_to is not None else None)
             if c is not None:
-                a.set_title(f"{label(col)[0]} = {value_label(c)}")
+                a.set_title(f"{quantity(col)[0]} = {format_value(col, c)}", fontsize=8)
         axes[0].set_ylabel(ylab)
         if hue:
-            axes[-1].legend(title=label(hue)[0], fontsize=7, title_fontsize=7)
+            # beside the axes: a legend inside would cover lines
+            axes[-1].legend(title=axis_label(hue), fontsize=7, title_fontsize=7,
+                            loc="upper left", bbox_to_anchor=(1.02, 1.0))
         if title:
-            fig.suptitle(title)
+            (axes[0].set_title if len(axes) == 1 and col is None else fig.suptitle)(
+                title, fontsize=8)
     return save(fig, path)
 
 
 def heatmap(df: pd.DataFrame, x: str, y: str, value: str = "latency_s", *,
-            fmt: str = "{:.3g}", cmap: str = "viridis_r", best: str | None = "min",
+            fmt: str | None = None, cmap: str = "viridis_r", best: str | None = "min",
             ax: Any = None, path: str | None = None, title: str | None = None):
     """``value`` over the grid of ``x`` by ``y``, each cell labelled; returns the figure.
+
+    Cells read with an SI prefix (``1.2 m`` for 1.2 ms; the unit is on the colour
+    bar) unless ``fmt`` (``"{:.3g}"``) says otherwise.
 
     The best cell (``best="min"``, or ``"max"`` for a speed-up; ``None`` for
     none) is outlined in red. Cells without a successful point stay blank.
@@ -96,21 +120,22 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str = "latency_s", *,
     if df.duplicated([x, y]).any():
         raise ValueError(f"several points per {x} x {y}: filter the other axes first")
     grid = df.pivot(index=y, columns=x, values=value).sort_index().sort_index(axis=1)
-    vlab, vf = label(value, grid.to_numpy().ravel())
-    data = grid.to_numpy(float) * vf
+    data = grid.to_numpy(float)
+    cell = _cell_format(fmt, value)
     with paper():
         if ax is None:
             fig, ax = plt.subplots(figsize=(COLUMN_IN + 0.5, 2.4 + 0.12 * len(grid)))
         else:
             fig = ax.figure
         im = ax.imshow(data, cmap=cmap, aspect="auto", origin="lower")
-        fig.colorbar(im, ax=ax, label=vlab)
+        bar = fig.colorbar(im, ax=ax, label=axis_label(value))
+        si_axis(bar.ax, "y", value)
         ax.set_xticks(range(grid.shape[1]))
-        ax.set_xticklabels([value_label(v) for v in grid.columns])
+        ax.set_xticklabels([value_label(v, x) for v in grid.columns])
         ax.set_yticks(range(grid.shape[0]))
-        ax.set_yticklabels([value_label(v) for v in grid.index])
-        ax.set_xlabel(label(x)[0])
-        ax.set_ylabel(label(y)[0])
+        ax.set_yticklabels([value_label(v, y) for v in grid.index])
+        ax.set_xlabel(axis_label(x))
+        ax.set_ylabel(axis_label(y))
         ax.grid(False)
         finite = np.isfinite(data)
         if finite.any():
@@ -118,7 +143,7 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str = "latency_s", *,
                 if np.isfinite(v):
                     r, g, b, _ = im.cmap(im.norm(v))
                     dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # text contrasts the cell
-                    ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=6.5,
+                    ax.text(j, i, cell(v), ha="center", va="center", fontsize=6.5,
                             color="white" if dark else "black")
             if best in ("min", "max"):
                 pick = np.nanargmin if best == "min" else np.nanargmax
@@ -127,5 +152,16 @@ def heatmap(df: pd.DataFrame, x: str, y: str, value: str = "latency_s", *,
                 ax.add_patch(plt.Rectangle((bj - 0.5, bi - 0.5), 1, 1, fill=False,
                                            edgecolor="red", linewidth=1.5))
         if title:
-            ax.set_title(title)
+            ax.set_title(title, fontsize=8)
     return save(fig, path)
+
+
+def _cell_format(fmt: str | None, column: str):
+    """A cell's text: ``fmt`` when given, else the value with an SI prefix (``1.2 m``)."""
+    if fmt:
+        return fmt.format
+    from .style import _NO_PREFIX, plain_number, si_number  # noqa: PLC0415
+
+    if quantity(column)[1] in _NO_PREFIX:
+        return lambda v: plain_number(float(f"{v:.3g}"))
+    return si_number
