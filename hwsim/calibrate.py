@@ -172,7 +172,7 @@ def read_csv(path: Path | str, columns: Iterable[str],
     except FileNotFoundError:
         raise InputError(f"{what} not found", source=path) from None
     except IsADirectoryError:
-        raise InputError(f"is a directory, not a {what} (CSV)", source=path) from None
+        raise InputError(f"is a directory; expected the {what} (CSV)", source=path) from None
     except PermissionError:
         raise InputError(f"{what} cannot be read (permission denied)", source=path) from None
     except UnicodeDecodeError:
@@ -192,6 +192,11 @@ def header(path: Path | str) -> list[str]:
             return next(csv.reader(f), [])
     except FileNotFoundError:
         raise InputError("calibration file not found", source=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a calibration file (CSV)", source=path) from None
+    except PermissionError:
+        raise InputError("calibration file cannot be read (permission denied)",
+                         source=path) from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"not a valid CSV text file ({e})", source=path) from None
 

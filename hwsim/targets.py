@@ -252,6 +252,29 @@ def _builtin_of(text: str) -> tuple[Target, str, Path] | None:
     return None
 
 
+def known_names() -> list[str]:
+    """Every target and preset name (all targets imported: for messages)."""
+    return sorted(set(registry()) | set(all_presets()))
+
+
+def is_known(text: str) -> bool:
+    """Whether ``text`` names a target or a preset (not a hardware YAML path). A
+    built-in name or preset is found from the file names alone, importing no
+    target; only other names load the registry (plugins' entry points)."""
+    import importlib.util  # noqa: PLC0415
+
+    if text in BUILTIN:
+        return True
+    if not text or "/" in text or os.path.sep in text or text.startswith("."):
+        return False
+    for ref in BUILTIN.values():
+        spec = importlib.util.find_spec(ref.partition(":")[0])
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(folder) / "presets" / f"{text}.yaml").is_file():
+                return True
+    return text in known_names()
+
+
 def all_presets() -> dict[str, tuple[Target, Path]]:
     out = {}
     for t in registry().values():
