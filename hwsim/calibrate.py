@@ -193,7 +193,8 @@ def header(path: Path | str) -> list[str]:
     except FileNotFoundError:
         raise InputError("calibration file not found", source=path) from None
     except IsADirectoryError:
-        raise InputError("is a directory, not a calibration file (CSV)", source=path) from None
+        raise InputError("is a directory; expected the calibration file (CSV)",
+                         source=path) from None
     except PermissionError:
         raise InputError("calibration file cannot be read (permission denied)",
                          source=path) from None

@@ -398,7 +398,7 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
-def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline", *,
+def max_batch(workload: Workload | str, target: str | ResolvedTarget | None = None, *,
               sets=(), limit: int = 65_536, prefill_together: bool = False) -> int:
     """The largest batch of this request that fits one device's memory.
 
@@ -411,12 +411,10 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline
     static batch prefilled together, as ``simulate`` times it). 0 when one sequence
     does not fit; ``limit`` when that many do (or the target states no capacity).
     Memory only: nothing is lowered."""
-    from .simulate import device_graph, load_with_sets, model_graphs  # noqa: PLC0415
-    from .targets import ResolvedTarget as _Resolved  # noqa: PLC0415
-    from .targets import resolve  # noqa: PLC0415
+    from .simulate import device_graph, load_with_sets, model_graphs, resolve_target  # noqa: PLC0415
 
     wl, target_sets = load_with_sets(workload, sets)
-    resolved = target if isinstance(target, _Resolved) else resolve(target, target_sets)
+    resolved = resolve_target(target, wl, target_sets)
     if wl.phase != "generate":
         raise InputError(f"max_batch sizes a generation (phase: generate), got phase "
                          f"{wl.phase}", source=wl.source, field="phase")

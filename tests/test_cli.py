@@ -87,7 +87,7 @@ def test_output_files_of_several_targets_are_one_file_each(capsys, kernel_worklo
     rc, _, _ = cli(capsys, "simulate", kernel_workload, "-t", "roofline-v100,roofline-910b",
                    "--csv", tmp_path / "r.csv", "--json", tmp_path / "r.json")
     assert rc == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernels.yaml", "r.csv", "r.json"]
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].startswith("target,preset,id,")
     assert len(lines) == 1 + 2 * len(KERNEL_OPS)

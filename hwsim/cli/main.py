@@ -294,7 +294,7 @@ def _trace(args) -> int:
     from ..ir import save  # noqa: PLC0415
 
     check_output(args.output, "--output")
-    with _needs_torch():
+    with tracing.needs_torch():
         if args.scores or args.text:
             return _trace_scores(args)
         _check_factory_sizes(args)
@@ -313,30 +313,6 @@ def _trace(args) -> int:
     else:
         print(graph.format())
     return 0
-
-
-class _needs_torch:
-    """Tracing imports torch and transformers on first use: their absence is one line
-    saying how to install them, not a traceback from deep inside the tracer."""
-
-    def __enter__(self):
-        try:
-            import torch  # noqa: F401, PLC0415
-        except ImportError as e:
-            raise _no_torch("torch", e) from None
-        return self
-
-    def __exit__(self, kind, value, tb):
-        if isinstance(value, ImportError) and (value.name or "").split(".")[0] in (
-                "torch", "transformers"):
-            raise _no_torch(value.name.split(".")[0], value) from None
-        return False
-
-
-def _no_torch(package: str, e: ImportError) -> errors.InputError:
-    return errors.InputError(f"tracing needs {package} (pip install 'hwsim[trace]'; the README "
-                             f"says how to get the CPU build of torch): {e}",
-                             source="hwsim trace")
 
 
 def _check_factory_sizes(args) -> None:
