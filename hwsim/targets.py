@@ -246,10 +246,20 @@ def _builtin_of(text: str) -> tuple[Target, str, Path] | None:
             return target, target.default_preset, target.presets()[target.default_preset]
         spec = importlib.util.find_spec(ref.partition(":")[0])  # the package, not run
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            path = Path(folder) / "presets" / f"{text}.yaml"
-            if path.is_file():
+            path = _preset_file(folder, text)
+            if path is not None:
                 return _load(ref), text, path
     return None
+
+
+def _preset_file(folder: str, name: str) -> Path | None:
+    """``folder/presets/NAME.yaml`` if that file exists; None for any other ``name``
+    (one too long for a file name, or holding a NUL, is no preset either)."""
+    try:
+        path = Path(folder) / "presets" / f"{name}.yaml"
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
 
 
 def known_names() -> list[str]:
@@ -270,7 +280,7 @@ def is_known(text: str) -> bool:
     for ref in BUILTIN.values():
         spec = importlib.util.find_spec(ref.partition(":")[0])
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            if (Path(folder) / "presets" / f"{text}.yaml").is_file():
+            if _preset_file(folder, text) is not None:
                 return True
     return text in known_names()
 

@@ -147,6 +147,7 @@ def test_a_good_plot_suffix_writes_the_figure(capsys, kernel_workload, tmp_path)
     (["calibrate", "--json", "{folder}/no/c.json"], ["--json: cannot write"]),
     (["serve", "{wl}", "--csv", "{folder}/no/r.csv"], ["--csv: cannot write"]),
     (["trace", "gpt2", "-o", "{folder}/no/g.json.gz"], ["--output: cannot write"]),
+    (["simulate", "{wl}", "-t", "x" * 5000], ["--target: unknown target 'xxx"]),
 ])
 def test_other_bad_arguments_are_one_line(capsys, kernel_workload, tmp_path, argv, needles):
     argv = [a.format(folder=tmp_path, wl=kernel_workload) for a in argv]
