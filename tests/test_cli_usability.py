@@ -298,6 +298,15 @@ def test_validate_shows_one_bar_of_cases(capsys, tmp_path):
     assert "simulate on" not in err  # only the outermost bar is drawn
 
 
+def test_a_generation_counts_its_forwards(capsys):
+    wl = ROOT / "workloads" / "llama2-7b-generate.yaml"
+    rc, _, err = cli(capsys, "--progress", "simulate", wl,
+                     "--set", "new_tokens=8", "--set", "seq_len=64", "--fidelity", "analytical")
+    assert rc == 0
+    assert "generate on roofline-v100: 0forward [" in err
+    assert "simulate on" not in err  # each forward's own bar stays inside the generation's
+
+
 def test_plot_counts_each_figure_saved(tmp_path):
     import matplotlib
 
