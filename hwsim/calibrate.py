@@ -44,7 +44,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -257,7 +257,11 @@ def select(target: str | None = None, preset: str | None = None) -> list[tuple[A
 
     reg = registry()
     if preset:
-        r = resolve(preset)
+        try:
+            r = resolve(preset)
+        except InputError as e:  # the unknown name came from --preset
+            raise InputError([replace(p, source="--preset") if p.source == "--target" else p
+                              for p in e.problems]) from None
         if target and target not in (r.target.name, r.preset):
             raise InputError(f"preset {preset!r} is for target {r.target.name!r}, "
                              f"not {target!r}", source="--preset")

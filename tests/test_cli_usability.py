@@ -145,6 +145,7 @@ def test_a_good_plot_suffix_writes_the_figure(capsys, kernel_workload, tmp_path)
     (["calibrate", "--fit", "{folder}", "-t", "volta"], ["is a directory; expected the "
                                                          "calibration file (CSV)"]),
     (["calibrate", "--json", "{folder}/no/c.json"], ["--json: cannot write"]),
+    (["calibrate", "--preset", "bogus"], ["--preset: unknown target 'bogus'"]),
     (["serve", "{wl}", "--csv", "{folder}/no/r.csv"], ["--csv: cannot write"]),
     (["trace", "gpt2", "-o", "{folder}/no/g.json.gz"], ["--output: cannot write"]),
     (["simulate", "{wl}", "-t", "x" * 5000], ["--target: unknown target 'xxx"]),
