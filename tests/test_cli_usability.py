@@ -68,6 +68,22 @@ def test_several_targets_side_by_side(capsys, kernel_workload):
     assert out.index("kernels on roofline-v100") < out.index("kernels on 2 targets")
 
 
+def test_side_by_side_with_a_baseline_and_a_generation():
+    from hwsim.report.several import side_by_side
+
+    pruned = ROOT / "workloads" / "llama2-7b-generate-h2o.yaml"
+    sets = ["new_tokens=4", "seq_len=64"]
+    reports = [hwsim.simulate(pruned, t, sets=sets, fidelity="analytical", baseline=True)
+               for t in ("roofline", "volta")]
+    lines = side_by_side(reports).splitlines()
+    rows = {line[2:17].strip(): line[17:].split() for line in lines[2:]}
+    assert rows["TTFT"] == " ".join(si(r.totals["ttft_s"], "s") for r in reports).split()
+    assert rows["TPOT"] == " ".join(si(r.totals["tpot_s"], "s") for r in reports).split()
+    assert rows["pruning speedup"] == [
+        f"{r.baseline.totals['latency_s'] / r.totals['latency_s']:.2f}x" for r in reports]
+    assert rows["ops (prefill)"] == [f"{len(r.rows):,}" for r in reports]
+
+
 def test_one_target_prints_no_comparison(capsys, kernel_workload):
     rc, out, _ = cli(capsys, "simulate", kernel_workload)
     assert rc == 0 and "targets, fidelity" not in out

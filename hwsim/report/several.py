@@ -4,7 +4,8 @@
 target. :func:`side_by_side` prints their headline figures in one table, a
 column per target (latency, throughput, FLOPs, DRAM bytes, energy, power,
 memory; a generation's TTFT, TPOT and per-token figures), with each latency
-also as a multiple of the fastest. :func:`write_ops_csv` and
+also as a multiple of the fastest and, when the unpruned run was simulated
+too (``--baseline``), the speedup pruning gives on each target. :func:`write_ops_csv` and
 :func:`write_steps_csv` write one CSV for all targets, whose first columns
 ``target`` and ``preset`` say which run a row belongs to, so one
 ``pandas.read_csv`` and a ``groupby("preset")`` compare them; the Chrome trace
@@ -68,14 +69,14 @@ def _rows(reports) -> list[tuple[str, Callable]]:
         ("energy", lambda r: si(r.totals["energy_j"], "J")),
         ("power", lambda r: si(r.power_w, "W")),
         ("memory" + (" (peak)" if generation else ""), memory),
-        ("ops", lambda r: f"{len(r.rows):,}"),
+        ("ops" + (" (prefill)" if generation else ""), lambda r: f"{len(r.rows):,}"),
     ]
     if all(r.baseline is not None for r in reports):
         def speedup(r) -> str:
             base, own = r.baseline.totals["latency_s"], r.totals["latency_s"]
             return f"{base / own:.2f}x" if own > 0 else "-"
 
-        rows.append(("vs unpruned", speedup))
+        rows.append(("pruning speedup", speedup))  # unpruned latency / pruned latency
     return rows
 
 
