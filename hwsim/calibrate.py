@@ -44,7 +44,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -172,7 +172,7 @@ def read_csv(path: Path | str, columns: Iterable[str],
     except FileNotFoundError:
         raise InputError(f"{what} not found", source=path) from None
     except IsADirectoryError:
-        raise InputError(f"is a directory, not a {what} (CSV)", source=path) from None
+        raise InputError(f"is a directory; expected the {what} (CSV)", source=path) from None
     except PermissionError:
         raise InputError(f"{what} cannot be read (permission denied)", source=path) from None
     except UnicodeDecodeError:
@@ -192,6 +192,12 @@ def header(path: Path | str) -> list[str]:
             return next(csv.reader(f), [])
     except FileNotFoundError:
         raise InputError("calibration file not found", source=path) from None
+    except IsADirectoryError:
+        raise InputError("is a directory; expected the calibration file (CSV)",
+                         source=path) from None
+    except PermissionError:
+        raise InputError("calibration file cannot be read (permission denied)",
+                         source=path) from None
     except (UnicodeDecodeError, csv.Error) as e:
         raise InputError(f"not a valid CSV text file ({e})", source=path) from None
 
@@ -251,7 +257,11 @@ def select(target: str | None = None, preset: str | None = None) -> list[tuple[A
 
     reg = registry()
     if preset:
-        r = resolve(preset)
+        try:
+            r = resolve(preset)
+        except InputError as e:  # the unknown name came from --preset
+            raise InputError([replace(p, source="--preset") if p.source == "--target" else p
+                              for p in e.problems]) from None
         if target and target not in (r.target.name, r.preset):
             raise InputError(f"preset {preset!r} is for target {r.target.name!r}, "
                              f"not {target!r}", source="--preset")

@@ -207,14 +207,19 @@ def phase_workload(wl: Workload, phase: str, seq_len: int, kv_len: int,
 def simulate_generation(wl: Workload, resolved: ResolvedTarget, *, fidelity: str = "event",
                         baseline: bool = False) -> GenerationReport:
     """Simulate a ``phase: generate`` workload (see the module docstring)."""
-    report = _run(wl, resolved, fidelity)
-    if baseline:
-        dense = with_fields(wl, pruning=[])  # the same request, unpruned
-        report.baseline = _run(dense, resolved, fidelity)
+    from .progress import task  # noqa: PLC0415
+
+    # one bar counting the forwards simulated (the prefill, then each distinct step)
+    with task(f"generate on {resolved.preset}", unit="forward"):
+        report = _run(wl, resolved, fidelity)
+        if baseline:
+            dense = with_fields(wl, pruning=[])  # the same request, unpruned
+            report.baseline = _run(dense, resolved, fidelity)
     return report
 
 
 def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationReport:
+    from .progress import advance  # noqa: PLC0415
     from .report.generation import GenerationReport  # noqa: PLC0415
     from .simulate import device_graph, model_graphs, run_graph  # noqa: PLC0415
 
@@ -227,6 +232,7 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
                         dense_flops=expand_moe(dense, first.routing, first.source).flops(),
                         fidelity=fidelity, memo=memo,
                         kv_cache_fraction=prefill_kv_fraction(policy, graph))
+    advance()  # a forward more on the generation's progress bar
     steps = decode_steps(wl, policy)
     n_steps = wl.new_tokens - 1
     caches = [policy.cache(j) for j in range(1, n_steps + 1)]
@@ -243,6 +249,7 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
                                                step_wl.source).flops(),
                         fidelity=fidelity, memo=memo)
         points[kv] = rep
+        advance()
         return _figures(rep)
 
     import numpy as np  # noqa: PLC0415
@@ -398,7 +405,7 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else math.nan
 
 
-def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline", *,
+def max_batch(workload: Workload | str, target: str | ResolvedTarget | None = None, *,
               sets=(), limit: int = 65_536, prefill_together: bool = False) -> int:
     """The largest batch of this request that fits one device's memory.
 
@@ -411,12 +418,10 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget = "roofline
     static batch prefilled together, as ``simulate`` times it). 0 when one sequence
     does not fit; ``limit`` when that many do (or the target states no capacity).
     Memory only: nothing is lowered."""
-    from .simulate import device_graph, load_with_sets, model_graphs  # noqa: PLC0415
-    from .targets import ResolvedTarget as _Resolved  # noqa: PLC0415
-    from .targets import resolve  # noqa: PLC0415
+    from .simulate import device_graph, load_with_sets, model_graphs, resolve_target  # noqa: PLC0415
 
     wl, target_sets = load_with_sets(workload, sets)
-    resolved = target if isinstance(target, _Resolved) else resolve(target, target_sets)
+    resolved = resolve_target(target, wl, target_sets)
     if wl.phase != "generate":
         raise InputError(f"max_batch sizes a generation (phase: generate), got phase "
                          f"{wl.phase}", source=wl.source, field="phase")

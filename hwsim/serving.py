@@ -207,18 +207,17 @@ def _memory(wl: Workload, resolved: ResolvedTarget, longest_prompt: int, longest
     return free, kv_per_token, per_seq
 
 
-def serve(workload: Workload | str, target: str | ResolvedTarget = "roofline", *,
+def serve(workload: Workload | str, target: str | ResolvedTarget | None = None, *,
           arrivals: Iterable[Request] | None = None, rate_per_s: float = 0.0,
           requests: int = 100, seed: int = 0, max_batch: int = 0, sets=(),
           fidelity: str = "analytical") -> ServingReport:
     """Serve a request stream (module docstring). ``arrivals``: the requests (else a
     Poisson stream of ``requests`` at ``rate_per_s`` with the workload's sizes);
-    ``max_batch``: requests decoding at once (0: as many as memory allows)."""
+    ``max_batch``: requests decoding at once (0: as many as memory allows);
+    ``target`` None: the workload's ``target:`` field, else roofline."""
     import simpy  # noqa: PLC0415
 
-    from .simulate import FIDELITIES, load_with_sets  # noqa: PLC0415
-    from .targets import ResolvedTarget as _Resolved  # noqa: PLC0415
-    from .targets import resolve  # noqa: PLC0415
+    from .simulate import FIDELITIES, load_with_sets, resolve_target  # noqa: PLC0415
 
     wl, target_sets = load_with_sets(workload, sets)
     if wl.phase != "generate":
@@ -231,7 +230,7 @@ def serve(workload: Workload | str, target: str | ResolvedTarget = "roofline", *
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 0:
         raise InputError(f"expected a whole number >= 0, got {max_batch!r}",
                          source="--max-batch")
-    resolved = target if isinstance(target, _Resolved) else resolve(target, target_sets)
+    resolved = resolve_target(target, wl, target_sets)
     reqs = list(arrivals) if arrivals is not None else poisson_arrivals(
         rate_per_s, requests, wl.seq_len, wl.new_tokens, seed=seed)
     _check_count(len(reqs), "requests")

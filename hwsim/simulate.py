@@ -34,6 +34,7 @@ from .ir import Graph
 from .ir.kinds import EXPANDED_KINDS
 from .ir.kinds import flops as op_flops
 from .parallel import tensor_parallel
+from .progress import bar
 from .pruning import apply as apply_pruning
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
@@ -47,20 +48,29 @@ if TYPE_CHECKING:
 FIDELITIES = ("event", "analytical")
 
 
-def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarget = "roofline",
+DEFAULT_TARGET = "roofline"
+
+
+def simulate(workload: str | os.PathLike | Workload | Mapping[str, Any],
+             target: str | ResolvedTarget | None = None,
              *, sets: Iterable[str] | Mapping[str, Any] = (),
              fidelity: str = "event", baseline: bool = False) -> Report:
-    """Simulate ``workload`` (a YAML path or a :class:`Workload`) on ``target``.
+    """Simulate ``workload`` on ``target``.
 
+    ``workload``: a YAML path, a :class:`Workload`, or a mapping of the same fields
+    a workload file has (``{"model": "bert-base", "seq_len": 128}``), checked as a
+    file is. ``target``: a target, preset or hardware YAML path, or a resolved
+    target; ``None`` runs the workload's own ``target:`` field, else roofline.
     ``sets`` are overrides: ``["seq_len=4096", "target.dram_bw_bytes_per_s=1e12"]``
-    or the same as a mapping. With ``baseline=True`` the unpruned graph is
-    simulated too, as ``report.baseline``, and the report compares the two.
+    or the same as a mapping; the workload's name then says which
+    (:func:`hwsim.workload.overrides.label`). With ``baseline=True`` the unpruned
+    graph is simulated too, as ``report.baseline``, and the report compares the two.
     """
     if fidelity not in FIDELITIES:
         raise InputError(f"expected one of {', '.join(FIDELITIES)}, got {fidelity!r}",
                          source="--fidelity")
     wl, target_sets = load_with_sets(workload, sets)
-    resolved = target if isinstance(target, ResolvedTarget) else resolve(target, target_sets)
+    resolved = resolve_target(target, wl, target_sets)
     if wl.phase == "generate":
         from .generation import simulate_generation  # noqa: PLC0415
 
@@ -77,17 +87,41 @@ def simulate(workload: str | os.PathLike | Workload, target: str | ResolvedTarge
     return report
 
 
-def load_with_sets(workload: str | os.PathLike | Workload,
+def resolve_target(target: str | ResolvedTarget | None, wl: Workload,
+                   target_sets: Mapping[str, Any]) -> ResolvedTarget:
+    """The target to run: ``target`` as given, else the workload's ``target:`` field
+    (a hardware file's path is relative to the workload file), else roofline."""
+    if isinstance(target, ResolvedTarget):
+        return target
+    if target is None:
+        from .workload.loader import target_of  # noqa: PLC0415
+
+        target = target_of(wl) or DEFAULT_TARGET
+    elif not isinstance(target, str):
+        raise InputError(f"expected a target, preset or hardware YAML path (text), got "
+                         f"{type(target).__name__} {target!r}", source="target")
+    return resolve(target, target_sets)
+
+
+def load_with_sets(workload: str | os.PathLike | Workload | Mapping[str, Any],
                    sets: Iterable[str] | Mapping[str, Any]) -> tuple[Workload, list]:
-    """The workload with the overrides of ``sets`` that are its own applied, and the
-    ``target.`` ones left for the target."""
+    """The workload with the overrides of ``sets`` that are its own applied (its name
+    saying so), and the ``target.`` ones left for the target. A mapping is read as a
+    workload file's contents (source ``<workload>``)."""
+    from .workload import apply_sets, label, workload_from_dict  # noqa: PLC0415
+
     pairs = list(sets.items()) if isinstance(sets, Mapping) else parse_sets(sets)
     wl_sets, target_sets = split_target(pairs)
+    if isinstance(workload, Mapping):
+        data = label(apply_sets(dict(workload), wl_sets), wl_sets, default="workload")
+        return workload_from_dict(data, "<workload>"), target_sets
+    if not isinstance(workload, (Workload, str, os.PathLike)):
+        raise InputError(f"expected a workload: a YAML path, a mapping of workload fields or "
+                         f"a hwsim.Workload, got {type(workload).__name__}", source="workload")
     if not isinstance(workload, Workload):
         return load_workload(workload, wl_sets), target_sets
     if wl_sets:
-        from .workload import apply_sets, workload_from_dict  # noqa: PLC0415
-        data = apply_sets(workload.to_dict(), wl_sets)
+        data = label(apply_sets(workload.to_dict(), wl_sets), wl_sets)
         data.pop("source", None)
         workload = workload_from_dict(data, workload.source)
     return workload, target_sets
@@ -164,7 +198,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     clock = 0.0
     producer = ({o: op for op in graph.ops for o in op.outputs}
                 if any(op.kind == "allreduce" for op in graph.ops) else None)
-    for op in graph.ops:
+    for op in bar(graph.ops, f"simulate on {resolved.preset}", unit="op"):
         key = _signature(op, graph, producer)
         data_key = target.cache_key(op, graph, spec)
         if data_key is not None:

@@ -244,10 +244,43 @@ def _builtin_of(text: str) -> tuple[Target, str, Path] | None:
             return target, target.default_preset, target.presets()[target.default_preset]
         spec = importlib.util.find_spec(ref.partition(":")[0])  # the package, not run
         for folder in (spec.submodule_search_locations or []) if spec else []:
-            path = Path(folder) / "presets" / f"{text}.yaml"
-            if path.is_file():
+            path = _preset_file(folder, text)
+            if path is not None:
                 return _load(ref), text, path
     return None
+
+
+def _preset_file(folder: str, name: str) -> Path | None:
+    """``folder/presets/NAME.yaml`` if that file exists; None for any other ``name``
+    (one too long for a file name, or holding a NUL, is no preset either)."""
+    try:
+        path = Path(folder) / "presets" / f"{name}.yaml"
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def known_names() -> list[str]:
+    """Every target and preset name (all targets imported: for messages)."""
+    return sorted(set(registry()) | set(all_presets()))
+
+
+def is_known(text: str) -> bool:
+    """Whether ``text`` names a target or a preset (not a hardware YAML path). A
+    built-in name or preset is found from the file names alone, importing no
+    target; only other names load the registry (plugins' entry points)."""
+    import importlib.util  # noqa: PLC0415
+
+    if text in BUILTIN:
+        return True
+    if not text or "/" in text or os.path.sep in text or text.startswith("."):
+        return False
+    for ref in BUILTIN.values():
+        spec = importlib.util.find_spec(ref.partition(":")[0])
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            if _preset_file(folder, text) is not None:
+                return True
+    return text in known_names()
 
 
 def all_presets() -> dict[str, tuple[Target, Path]]:

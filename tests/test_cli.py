@@ -83,12 +83,14 @@ def test_output_files(capsys, kernel_workload, tmp_path):
     assert json.loads((tmp_path / "t.json").read_text())["traceEvents"]
 
 
-def test_output_files_per_target(capsys, kernel_workload, tmp_path):
+def test_output_files_of_several_targets_are_one_file_each(capsys, kernel_workload, tmp_path):
     rc, _, _ = cli(capsys, "simulate", kernel_workload, "-t", "roofline-v100,roofline-910b",
                    "--csv", tmp_path / "r.csv", "--json", tmp_path / "r.json")
     assert rc == 0
-    assert (tmp_path / "r.roofline-v100.csv").exists()
-    assert (tmp_path / "r.roofline-910b.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernels.yaml", "r.csv", "r.json"]
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("target,preset,id,")
+    assert len(lines) == 1 + 2 * len(KERNEL_OPS)
     assert len(json.loads((tmp_path / "r.json").read_text())) == 2
 
 

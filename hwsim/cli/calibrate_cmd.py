@@ -14,6 +14,7 @@ import json
 import sys
 
 from .. import errors
+from .options import add_common
 
 
 def add_parser(sub) -> None:
@@ -28,14 +29,7 @@ def add_parser(sub) -> None:
     c.add_argument("--fit", metavar="DATA.csv",
                    help="refit the preset's parameters from your microbenchmark CSV (the "
                         "columns of the shipped file of the same benchmark)")
-    c.add_argument("--debug", action="store_true", default=argparse_suppress(),
-                   help=argparse_suppress())
-
-
-def argparse_suppress():
-    import argparse  # noqa: PLC0415
-
-    return argparse.SUPPRESS
+    add_common(c)
 
 
 def _target_sets(items: list[str]) -> dict:
@@ -50,8 +44,9 @@ def _target_sets(items: list[str]) -> dict:
 
 def run_calibrate(args) -> int:
     from .. import calibrate as cal  # noqa: PLC0415
-    from .main import _write  # noqa: PLC0415
+    from .options import check_output, write_text  # noqa: PLC0415
 
+    check_output(args.json, "--json", stdout_ok=True)
     sets = _target_sets(args.sets)
     out = sys.stderr if args.json == "-" else sys.stdout
     fits = None
@@ -74,6 +69,6 @@ def run_calibrate(args) -> int:
         runs = cal.run(args.target, args.preset, sets)
         print(cal.format_runs(runs), file=out)
     if args.json:
-        _write(args.json, json.dumps(cal.runs_to_dict(runs, fits), indent=1,
-                                     allow_nan=False) + "\n")
+        write_text(args.json, json.dumps(cal.runs_to_dict(runs, fits), indent=1,
+                                         allow_nan=False) + "\n", "--json")
     return 0

@@ -16,9 +16,10 @@ without running them.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+
+from .options import add_common
 
 
 def add_parsers(sub) -> None:
@@ -43,9 +44,9 @@ def add_parsers(sub) -> None:
                    help="print the points (and which are done) without running them")
     s.add_argument("--flush-every", type=int, default=64, metavar="N",
                    help="write a part file every N finished points (and every 2 s)")
-    s.add_argument("--quiet", "-q", action="store_true", help="no progress line")
-    s.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+    s.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress line (as --no-progress)")
+    add_common(s)
 
     p = sub.add_parser("plot", help="plot a sweep's results (Pareto fronts, breakdowns, ...)")
     p.add_argument("results", help="results of hwsim sweep (FILE.parquet)")
@@ -57,8 +58,7 @@ def add_parsers(sub) -> None:
                         "default all that apply)")
     p.add_argument("--format", default="pdf", choices=["pdf", "svg", "png"],
                    help="pdf and svg are vector output (default pdf)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
+    add_common(p)
 
 
 def run_sweep(args) -> int:
@@ -90,8 +90,9 @@ def run_sweep(args) -> int:
               file=sys.stderr)
         return 0
     df = sweep(spec, output, workers=args.workers, scheduler=args.scheduler,
-               progress=not args.quiet, retry_failed=args.retry_failed, fresh=args.fresh,
-               sets=sets, flush_every=args.flush_every)
+               progress=not args.quiet and args.progress is not False,
+               retry_failed=args.retry_failed, fresh=args.fresh, sets=sets,
+               flush_every=args.flush_every)
     run = df.attrs["run"]
     failed = int((df["status"] != "ok").sum()) if len(df) else 0
     print(f"wrote {output}: {run['points']} points ({run['points'] - failed} ok, {failed} "
@@ -115,8 +116,11 @@ def run_plot(args) -> int:
 
         raise InputError(f"unknown plot kind {bad[0]!r} (kinds: {', '.join(KINDS)})",
                          source="--kind")
+    from ..progress import task  # noqa: PLC0415
+
     out = args.output or (args.results.rstrip("/").removesuffix(".parquet") + "-figures")
-    paths = plot_results(args.results, out, kinds=kinds, fmt=args.format)
+    with task("plot", unit="figure"):  # each figure saved counts (hwsim.progress.advance)
+        paths = plot_results(args.results, out, kinds=kinds, fmt=args.format)
     for path in paths:
         print(path)
     if not paths:

@@ -289,6 +289,9 @@ def save(fig: Any, path: str | os.PathLike | None) -> Any:
         os.makedirs(folder, exist_ok=True)
     with paper():
         fig.savefig(path, dpi=200 if path.lower().endswith(".png") else None)
+    from ..progress import advance  # noqa: PLC0415
+
+    advance()  # a figure more on hwsim plot's progress bar, if one is drawn
     return fig
 
 

@@ -23,8 +23,8 @@ def _lane_key(unit: str):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", unit)]
 
 
-def chrome_events(report) -> list[dict]:
-    pid = 1
+def chrome_events(report, pid: int = 1) -> list[dict]:
+    """The events of one report, as process ``pid``."""
     units = sorted({u for lanes in report.lanes for (u, *_rest) in lanes}, key=_lane_key)
     tid = {u: i + 2 for i, u in enumerate(units)}
     events = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
@@ -65,5 +65,12 @@ def chrome_events(report) -> list[dict]:
 
 
 def write_chrome_trace(report, path: str) -> None:
+    """Write the timeline of ``report``, or of a list of reports (one workload on
+    several targets) as one file with a process per report, in the list's order."""
+    reports = report if isinstance(report, (list, tuple)) else [report]
+    events = [e for pid, r in enumerate(reports, start=1) for e in chrome_events(r, pid)]
+    events += [{"name": "process_sort_index", "ph": "M", "pid": pid, "tid": 0,
+                "args": {"sort_index": pid}} for pid in range(1, len(reports) + 1)
+               if len(reports) > 1]
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"traceEvents": chrome_events(report), "displayTimeUnit": "ns"}, f)
+        json.dump({"traceEvents": events, "displayTimeUnit": "ns"}, f)

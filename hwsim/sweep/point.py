@@ -29,11 +29,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from ..errors import Collector, InputError
-from ..workload import apply_sets, load_workload, workload_from_dict
+from ..workload import apply_sets, label, load_workload, workload_from_dict
 from ..workload.loader import resolve_path
 from .sampling import points as sample_points
 from .spec import SPECIAL_AXES, SweepSpec
@@ -98,9 +98,13 @@ def prepare(spec: SweepSpec) -> tuple[Base, list[Point]]:
     if isinstance(spec.workload, str):
         wl = load_workload(spec.workload, wl_fixed)
     else:
-        data = apply_sets(dict(spec.workload), wl_fixed)
-        data.setdefault("name", spec.name)
+        data = label(apply_sets(dict(spec.workload), wl_fixed), wl_fixed, default=spec.name)
         wl = workload_from_dict(data, spec.source)
+    if not spec.target:  # the sweep names no target: the workload's, else roofline
+        from ..simulate import DEFAULT_TARGET  # noqa: PLC0415
+        from ..workload.loader import target_of  # noqa: PLC0415
+
+        spec = replace(spec, target=target_of(wl) or DEFAULT_TARGET)
     wl_data = {k: v for k, v in wl.to_dict().items() if k != "source"}
     trace_digest = _file_digest(resolve_path(wl.trace, wl.source)) if wl.trace else ""
     wl_key = digest({"workload": wl_data, "trace": trace_digest})
@@ -202,13 +206,22 @@ def run_point(base: Base, point: Point) -> dict[str, Any]:
         resolved = _target(target, json.dumps({**base.target_sets, **tgt_sets},
                                               sort_keys=True))
         report = simulate(_workload(base), resolved, sets=dict(wl_sets), fidelity=fidelity)
-        return _row(report, target, fidelity)
+        return {**_row(report, target, fidelity), "workload": point_name(base)}
     except Exception as e:  # noqa: BLE001 - a failed point is data, never a stop
         message = " ".join(str(e).split()) or type(e).__name__
         if not isinstance(e, InputError):
             message = f"{type(e).__name__}: {message}"
         return {"status": "error", "error": message, "target": target, "preset": None,
-                "fidelity": fidelity, "workload": base.workload.get("name", "")}
+                "fidelity": fidelity, "workload": point_name(base)}
+
+
+def point_name(base: Base) -> str:
+    """A row's ``workload``: the sweep's workload as every point shares it, its name with
+    the fixed ``set:`` overrides (:func:`hwsim.workload.overrides.label`). The point's
+    own workload axes are not appended: each is a column of the same row (``seq_len``,
+    ``pruning``, ...), and a column that names what the rows share lets a plot tell the
+    points that do the same work (a report of the point alone names them all)."""
+    return str(base.workload.get("name", ""))
 
 
 # a generation's figures (hwsim.report.generation), columns of its sweep; by_kind and

@@ -3,8 +3,8 @@
 On a terminal the line is redrawn in place (``\\r``) at most ten times a
 second; in a log file or CI output, where ``\\r`` does not redraw, a new line
 is printed at most every ``log_every_s`` seconds, so a long sweep leaves a
-readable log. When ``tqdm`` is installed and stderr is a terminal, tqdm draws
-the bar instead. ``Progress(enabled=False)`` prints nothing.
+readable log. When stderr is a terminal, tqdm draws the bar instead.
+``Progress(enabled=False)`` prints nothing.
 
 Example line::
 
@@ -37,13 +37,10 @@ class Progress:
         self._last_draw = 0.0
         self._bar = None
         if enabled and self.tty and stream is None:
-            try:
-                from tqdm import tqdm  # noqa: PLC0415
+            from tqdm import tqdm  # noqa: PLC0415
 
-                self._bar = tqdm(total=total, initial=skipped, desc=name, unit="pt",
-                                 file=self.stream, dynamic_ncols=True)
-            except ImportError:
-                self._bar = None
+            self._bar = tqdm(total=total, initial=skipped, desc=name, unit="pt",
+                             file=self.stream, dynamic_ncols=True)
 
     @property
     def rate(self) -> float:

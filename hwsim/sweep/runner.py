@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from ..errors import InputError
-from .point import Base, Point, prepare, run_point
+from .point import Base, Point, point_name, prepare, run_point
 from .progress import Progress
 from .spec import SweepSpec, load_sweep
 from .store import MemoryStore, ResultStore, encode, read_results, require_pyarrow, schema
@@ -97,14 +97,17 @@ def sweep(spec: str | os.PathLike | Mapping[str, Any] | SweepSpec,
 
     axes = [(a.name, a.dtype) for a in spec.axes]
     finished = False
-    try:
-        for point, result in _execute(base, todo, workers=workers, client=client,
-                                      scheduler=scheduler):
-            row = {"index": point.index, "point_id": point.id,
-                   **{name: encode(point.values[name], dtype) for name, dtype in axes},
-                   **result, "hwsim_version": __version__}
-            store.add(row)
-            bar.update(failed=row["status"] != "ok")
+    from ..progress import enabled as progress_enabled  # noqa: PLC0415
+
+    try:  # the sweep's bar is the only one: no simulation's bar inside it
+        with progress_enabled(False):
+            for point, result in _execute(base, todo, workers=workers, client=client,
+                                          scheduler=scheduler):
+                row = {"index": point.index, "point_id": point.id,
+                       **{name: encode(point.values[name], dtype) for name, dtype in axes},
+                       **result, "hwsim_version": __version__}
+                store.add(row)
+                bar.update(failed=row["status"] != "ok")
         finished = True
     finally:
         try:
@@ -213,7 +216,7 @@ def _error(base: Base, point: Point, message: str) -> dict:
     return {"status": "error", "error": message,
             "target": point.values.get("target", base.target), "preset": None,
             "fidelity": point.values.get("fidelity", base.fidelity),
-            "workload": base.workload.get("name", "")}
+            "workload": point_name(base)}
 
 
 def _dask(base: Base, todo: list[Point], client: Any,

@@ -4,7 +4,8 @@ A sweep file (YAML, read with ``yaml.safe_load``) looks like this::
 
     name: bert-seq-bw                  # default: the file's stem
     workload: workloads/bert-base.yaml # a path, or an inline workload mapping
-    target: roofline                   # a target, preset or hardware YAML
+    target: roofline                   # a target, preset or hardware YAML (default:
+                                       # the workload's target: field, else roofline)
     fidelity: analytical               # analytical (default for sweeps) | event
     mode: grid                         # grid | random | lhs
     samples: 200                       # points drawn in random and lhs modes
@@ -200,11 +201,11 @@ def sweep_from_dict(data: Mapping[str, Any], source: str, base_dir: str) -> Swee
     else:
         errs.add("workload", f"expected a file path or a mapping, got {wl!r}")
 
-    target = data.get("target", "roofline")
-    if not isinstance(target, str) or not target:
+    target = data.get("target", "")  # "": the workload's target: field, else roofline
+    if not isinstance(target, str) or ("target" in data and not target):
         errs.add("target", f"expected a target, preset or hardware YAML path, got {target!r}")
     else:
-        out["target"] = _target_ref(target, base_dir)
+        out["target"] = _target_ref(target, base_dir) if target else ""
 
     fid = data.get("fidelity", "analytical")
     if fid not in FIDELITIES:

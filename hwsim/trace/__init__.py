@@ -39,11 +39,41 @@ templates), :mod:`~hwsim.trace.ship` (shipped templates).
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from .zoo_names import ZOO, ZOO_NAMES
 
-__all__ = ["ZOO", "ZOO_NAMES", "trace", "trace_template", "cached_trace"]
+__all__ = ["ZOO", "ZOO_NAMES", "trace", "trace_template", "cached_trace", "needs_torch"]
+
+# what tracing imports on first use; without them tracing stops with one line
+TRACE_PACKAGES = ("torch", "transformers")
+
+
+@contextmanager
+def needs_torch(where: str = "hwsim trace") -> Iterator[None]:
+    """Run a block that traces: torch missing (checked first), or torch or
+    transformers failing to import inside the block, is one
+    :class:`~hwsim.errors.InputError` saying how to install them, not a traceback
+    from deep inside the tracer."""
+    try:
+        import torch  # noqa: F401, PLC0415
+    except ImportError as e:
+        raise _missing("torch", e, where) from None
+    try:
+        yield
+    except ImportError as e:
+        package = (e.name or "").split(".")[0]
+        if package not in TRACE_PACKAGES:
+            raise
+        raise _missing(package, e, where) from None
+
+
+def _missing(package: str, e: ImportError, where: str):
+    from ..errors import InputError  # noqa: PLC0415
+
+    return InputError(f"tracing needs {package} (pip install 'hwsim[trace]'; the README says "
+                      f"how to get the CPU build of torch): {e}", source=where)
 
 _LAZY = {"trace": "api", "trace_template": "template", "cached_trace": "cache"}
 

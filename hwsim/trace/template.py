@@ -70,11 +70,16 @@ def trace_template(model: str, phase: str, *, dtype: str = "fp16",
     points, check, regime = grid(model, phase, image, frames)
     graphs: list[Graph] = []
     seen = {"image": image, "frames": frames} if image is not None or frames else {}
+    from ..progress import task  # noqa: PLC0415
+
     try:
-        graphs = [trace(model, phase=phase, dtype=dtype, layers=layers, **seen, **p)
-                  for p in points]
-        template = fit_template(graphs, points)
-        fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **seen, **check)
+        with task(f"trace {model} {phase}", total=len(points) + 1, unit="trace") as shown:
+            for p in points:
+                graphs.append(trace(model, phase=phase, dtype=dtype, layers=layers, **seen, **p))
+                shown.update()
+            template = fit_template(graphs, points)
+            fresh = trace(model, phase=phase, dtype=dtype, layers=layers, **seen, **check)
+            shown.update()
         problems = compare(template.instantiate(**check), fresh)
         if problems:
             raise TemplateMismatch(f"template of {model} {phase} differs from a trace at "

@@ -77,6 +77,12 @@ class Result:
     message: str = field(default="")
 
     @property
+    def skipped(self) -> bool:
+        """Not run (its data is absent; ``message`` says which): neither a pass nor a
+        failure, and printed as ``skip`` with the reason, never as ok."""
+        return self.simulated is None and self.ok
+
+    @property
     def missed(self) -> bool:
         """A known miss: a published claim outside tolerance, with its reason stated."""
         return bool(self.case.known_miss) and self.simulated is not None and \
@@ -86,6 +92,8 @@ class Result:
 def load_cases(path: str | os.PathLike | None = None) -> list[Case]:
     root = Path(path) if path else CASES_DIR
     files = sorted(root.glob("*.yaml")) if root.is_dir() else [root]
+    if not files:
+        raise InputError("no case files (*.yaml) in this folder", source=str(root))
     cases: list[Case] = []
     for f in files:
         try:
@@ -284,10 +292,20 @@ def _metric(case: Case, wl, dense, graph, extra: tuple[str, ...] = (),
 
 
 def run_cases(target: str | None = None, path: str | None = None) -> list[Result]:
+    """Run the cases (of ``path``, default the shipped set) of ``target`` (a target,
+    a preset, or ``graph`` for those that need none; ``None``: all). A target no case
+    could match is an error, never an empty run."""
+    from ..progress import bar  # noqa: PLC0415
+
+    if target and not known_case_target(target):
+        from ..targets import known_names  # noqa: PLC0415
+
+        raise InputError(f"no target or preset named {target!r} (known: "
+                         f"{', '.join(known_names())}; 'graph' selects the cases that need no "
+                         f"target)", source="--target")
     results = []
-    for case in load_cases(path):
-        if target and not _matches(case.target, target):
-            continue
+    cases = [c for c in load_cases(path) if not target or _matches(c.target, target)]
+    for case in bar(cases, "validate", unit="case"):
         missing = [p for p in case.requires if not os.path.exists(_repo_path(p))]
         if missing:
             results.append(Result(case, None, None, True, f"skipped: {missing[0]} absent"))
@@ -341,7 +359,7 @@ def _tolerance(c: Case) -> str:
 
 
 def _status(r: Result) -> str:
-    if r.simulated is None and r.ok:
+    if r.skipped:
         return "skip"
     if r.missed:
         return "MISS"
@@ -438,7 +456,7 @@ def format_results(results: list[Result], sensitivities: dict | None = None,
                if c else "")
             + (f"; {micro[t]}" if t in micro else ""))
     bad = sum(not r.ok for r in results)
-    skipped = sum(r.simulated is None and r.ok for r in results)
+    skipped = sum(r.skipped for r in results)
     missed = sum(r.missed for r in results)
     lines.append(f"{len(results)} cases, {len(results) - bad - skipped - missed} within "
                  f"tolerance, {bad} outside"

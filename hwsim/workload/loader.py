@@ -23,7 +23,7 @@ from ..spec import suggest
 from ..trace import images
 from . import zoo
 from .moe import check_routing
-from .overrides import apply_sets
+from .overrides import apply_sets, label
 from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
 
 
@@ -39,8 +39,9 @@ def load_workload(path: str | os.PathLike, sets: list[tuple[str, Any]] = ()) -> 
         data = {}
     if not isinstance(data, dict):
         raise InputError("expected a mapping of workload fields", source=path)
-    data = apply_sets(data, list(sets))
-    data.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    sets = list(sets)
+    data = label(apply_sets(data, sets), sets,
+                 default=os.path.splitext(os.path.basename(path))[0])
     return workload_from_dict(data, path)
 
 
@@ -137,6 +138,8 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
         path = resolve_path(wl.trace, wl.source)
         if not os.path.exists(path):
             errs.add("trace", f"trace file not found: {path}")
+    if wl.target:
+        _check_target(wl, errs)
     if wl.batch < 1:
         errs.add("batch", f"must be >= 1, got {wl.batch}")
     if wl.seq_len < 1:
@@ -180,6 +183,31 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
     if len(wl.pruning) > MAX_STEPS:
         errs.add("pruning", f"{len(wl.pruning)} steps: at most {MAX_STEPS}")
     check_routing(wl.routing, errs.add)
+
+
+def _check_target(wl: Workload, errs: Collector) -> None:
+    """``target:`` names a target or preset, or a hardware YAML file that exists (its
+    contents are checked when it is resolved, with that file named)."""
+    from .. import targets  # noqa: PLC0415 - the registry, only for a workload naming one
+
+    text = wl.target
+    if text.endswith((".yaml", ".yml")) or "/" in text or os.path.sep in text:
+        path = resolve_path(text, wl.source)
+        if not os.path.isfile(path):
+            errs.add("target", f"hardware file not found: {path}")
+    elif not targets.is_known(text):
+        known = targets.known_names()
+        errs.add("target", f"unknown target {text!r}{suggest(text, known)} (known: "
+                 f"{', '.join(known)}; or a hardware YAML path)")
+
+
+def target_of(wl: Workload) -> str:
+    """The target the workload names, a hardware file's path made relative to the
+    working directory; '' when it names none."""
+    text = wl.target
+    if text.endswith((".yaml", ".yml")) or "/" in text or os.path.sep in text:
+        return resolve_path(text, wl.source)
+    return text
 
 
 # a generation's steps are bracketed to within at most this error (a step_error above it

@@ -94,8 +94,31 @@ class Workload:
                       "from compiled code, as the measured kernel benchmarks), eager (PyTorch "
                       "eager), graph (CUDA Graphs / ACL graph), fused (TensorRT-like engine); "
                       "host cost per op in hwsim/runtime.py", RUNTIMES)
+    target: str = _f("", "the machine this workload is written for: a target (volta), a preset "
+                         "(volta-v100-sxm2) or a hardware YAML path (relative to the workload "
+                         "file), used when the command line or the API names none (--target "
+                         "wins); '': roofline")
     tiling: Tiling = field(default_factory=Tiling, metadata={"help": "tiling strategies"})
     source: str = _f("", "the file this workload was read from (set by the loader)")
+
+    def __post_init__(self) -> None:
+        # Workload(tiling={"attention": "flash"}) is what a YAML file says: accept the
+        # mapping, checked as the loader checks a file's (one InputError naming the keys)
+        if isinstance(self.tiling, Tiling):
+            return
+        from ..errors import Collector  # noqa: PLC0415
+        from .loader import _tiling  # noqa: PLC0415 - the loader imports this module
+
+        errs = Collector(self.source or "Workload(...)")
+        if isinstance(self.tiling, dict):
+            tiling = _tiling(self.tiling, errs)
+        else:
+            tiling = None
+            errs.add("tiling", f"expected a hwsim.workload.Tiling or a mapping of its fields "
+                               f"({', '.join(f.name for f in fields(Tiling))}), got "
+                               f"{type(self.tiling).__name__} {self.tiling!r}")
+        errs.raise_if_any()
+        object.__setattr__(self, "tiling", tiling)
 
     @property
     def kind(self) -> str:
