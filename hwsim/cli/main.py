@@ -1,4 +1,5 @@
-"""``hwsim`` subcommands: simulate, serve, trace, models, targets, validate, calibrate, sweep, plot.
+"""``hwsim`` subcommands: simulate, serve, trace, models, workloads, targets, validate, calibrate,
+sweep, plot.
 
 Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
 line on stderr with exit status 2; ``--debug`` shows the traceback instead.
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     from .sweep_cmd import add_parsers as add_sweep_parsers  # noqa: PLC0415
 
     add_calibrate_parser(sub)
+    from .workloads_cmd import add_parser as add_workloads_parser  # noqa: PLC0415
+
+    add_workloads_parser(sub)
 
     add_sweep_parsers(sub)
     return p
@@ -391,6 +395,12 @@ def _validate(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _workloads(args) -> int:
+    from .workloads_cmd import run  # noqa: PLC0415
+
+    return run(args)
+
+
 def _calibrate(args) -> int:
     from .calibrate_cmd import run_calibrate  # noqa: PLC0415
 
@@ -411,7 +421,8 @@ def _plot(args) -> int:
 
 _COMMANDS = {"simulate": _simulate, "serve": _serve,
              "trace": _trace, "models": _models, "targets": _targets,
-             "validate": _validate, "calibrate": _calibrate, "sweep": _sweep, "plot": _plot}
+             "validate": _validate, "calibrate": _calibrate, "sweep": _sweep, "plot": _plot,
+             "workloads": _workloads}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

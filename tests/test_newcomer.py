@@ -1,0 +1,208 @@
+"""A newcomer's first hour (issue 17, "Done when"): install the wheel into a fresh
+virtual environment outside the repository and run every shell command of the
+README and of docs/ by copy and paste, from an empty folder.
+
+The wheel is built once (``built_wheel`` in conftest) and installed with
+``--no-deps`` into a venv made with ``--system-site-packages`` (no network here: the
+dependencies come from this environment's site-packages; hwsim itself is imported
+from the venv, which the test checks). ``PYTHONPATH`` and hwsim's data variables
+are removed from the commands' environment, so nothing of the checkout is
+visible to them.
+
+The commands are every line of a fenced code block (plain, ``bash``, ``sh``,
+``shell`` or ``console``) that starts with ``hwsim `` or ``$ hwsim `` (backslash
+continuations joined), run in document order in one folder per document, so a
+``hwsim plot`` reads what the ``hwsim sweep`` before it wrote. Each must exit 0,
+except:
+
+- :data:`NOT_RUN`: a placeholder for the reader's own module or measurements, or
+  a service that must already run; skipped, each with its reason;
+- :data:`EXPECTED`: a command documented to stop without data hwsim does not
+  ship; it must exit 2 with a one-line message that names the missing file and
+  where to get it, never a traceback;
+- :data:`INPUTS`: files a command reads that the reader provides (a prompt, a
+  CSV of arrivals), written into the folder first in the format the docs give;
+- commands that need torch (``hwsim trace``) run when torch is importable and are
+  skipped, saying so, when it is not;
+- :data:`SHORTER`: the quick run (the default) makes the long commands shorter by
+  a stated substitution and leaves the torch commands (each imports torch: ~10 s)
+  to the full run, which is marked slow (``--runslow``) and runs every command as
+  written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "docs").glob("*/*.md"))]
+SHELL_BLOCKS = ("", "bash", "sh", "shell", "console")
+
+#: command prefix -> why it is not run here
+NOT_RUN = {
+    "hwsim trace mypkg.models:factory": "mypkg.models:factory stands for the reader's own module",
+    "hwsim calibrate -p volta-v100-pcie --fit": "reads the reader's own measurements of a board "
+                                                "(its columns are in docs/calibration.md)",
+    "hwsim sweep bert-seq-bw --scheduler tcp://": "needs a dask scheduler already running at "
+                                                  "that address",
+}
+#: command prefix -> (exit status, text stderr must hold)
+EXPECTED = {
+    "hwsim simulate spatten-gpt2-small-trace-pruned":
+        (2, "summary-gpt2-small-wikitext2-per8.csv in github.com/mit-han-lab/spatten"),
+}
+#: files the reader provides, written into the folder before the commands run
+INPUTS = {
+    "prompt.txt": "The quick brown fox jumps over the lazy dog while the cat watches the "
+                  "birds in the garden and the sun sets behind the hills.\n",
+    # docs/generation.md: a CSV of arrival_s, prompt_tokens, output_tokens
+    "arrivals.csv": "arrival_s,prompt_tokens,output_tokens\n0.0,512,16\n0.5,1024,8\n"
+                    "1.0,256,32\n",
+}
+NEEDS_TORCH = ("hwsim trace ",)
+#: the quick run's substitutions: (text in a command, its replacement, why)
+SHORTER = [
+    ("hwsim validate --sensitivity", "hwsim validate --sensitivity --target volta",
+     "every target's reruns take ~20 s; volta's cases run the same machinery in ~2 s"),
+    ("--requests 200", "--requests 20", "a tenth of the requests through the same scheduler"),
+]
+
+
+def doc_commands(path: Path) -> list[str]:
+    """The hwsim command lines of ``path``'s shell code blocks, in order."""
+    out: list[str] = []
+    lang = None  # None: outside a block
+    pending = ""
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        fence = re.match(r"^\s*```\s*([\w-]*)", raw)
+        if fence:
+            lang = None if lang is not None else fence.group(1).lower()
+            pending = ""
+            continue
+        if lang is None or lang not in SHELL_BLOCKS:
+            continue
+        line = raw.strip()
+        if pending:
+            line = pending + " " + line
+            pending = ""
+        elif line.startswith("$ "):
+            line = line[2:].lstrip()
+        elif not line.startswith("hwsim "):
+            continue
+        if line.endswith("\\"):
+            pending = line[:-1].rstrip()
+            continue
+        if line.startswith("hwsim "):
+            out.append(line)
+    return out
+
+
+def test_the_extractor_reads_blocks_prompts_and_continuations(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("text hwsim simulate not-a-command\n"
+                   "```bash\nhwsim simulate a --set x=1 \\\n      --json -   # note\n"
+                   "pip install .\n```\n"
+                   "```python\nhwsim.simulate('b')\n```\n"
+                   "```\n$ hwsim models\nmodel  layers\n```\n"
+                   "```yaml\nhwsim targets\n```\n", encoding="utf-8")
+    assert doc_commands(doc) == ["hwsim simulate a --set x=1 --json -   # note",
+                                 "hwsim models"]
+
+
+def test_the_docs_have_commands_to_run():
+    """The extractor finds the README's commands (an empty list would pass vacuously)."""
+    readme = doc_commands(ROOT / "README.md")
+    assert len(readme) >= 15
+    assert any(c.startswith("hwsim simulate bert-base ") for c in readme)
+    assert any(c.startswith("hwsim sweep ") for c in readme)
+
+
+@pytest.fixture(scope="module")
+def venv(built_wheel, tmp_path_factory) -> dict:
+    """A fresh venv with the wheel installed; returns the environment to run in."""
+    where = tmp_path_factory.mktemp("newcomer") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                    str(where)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "HWSIM_TRACES", "HWSIM_CALIBRATION_DIR")}
+    env["PATH"] = str(where / "bin") + os.pathsep + env.get("PATH", "")
+    env["MPLBACKEND"] = "Agg"
+    env["COLUMNS"] = "120"
+    py = str(where / "bin" / "python")
+    res = subprocess.run([py, "-m", "pip", "install", "--no-deps", "--no-index",
+                          "--force-reinstall", "-q", str(built_wheel)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    probe = subprocess.run([py, "-c", "import hwsim; print(hwsim.__file__)"],
+                           capture_output=True, text=True, env=env, timeout=60,
+                           cwd=tmp_path_factory.mktemp("probe"))
+    assert probe.stdout.strip().startswith(str(where)), probe  # the wheel's, not the checkout's
+    assert shutil.which("hwsim", path=env["PATH"]) == str(where / "bin" / "hwsim")
+    torch = subprocess.run([py, "-c", "import torch, transformers"], env=env,
+                           capture_output=True, timeout=120).returncode == 0
+    return {"env": env, "python": py, "torch": torch}
+
+
+def _run(cmd: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+
+
+def test_installed_hwsim_lists_every_shipped_workload_and_sweep(venv, tmp_path):
+    """``hwsim workloads`` of the installed wheel: every file of workloads/ and
+    sweeps/, read from the package data, not from the checkout."""
+    res = _run("hwsim workloads --json", venv["env"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    import json  # noqa: PLC0415
+
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert {r["name"] for r in rows} == {p.stem for p in (ROOT / "workloads").glob("*.yaml")}
+    assert all("/site-packages/hwsim/_workloads/" in r["path"] for r in rows)
+    res = _run("hwsim workloads --sweeps --json", venv["env"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    sweeps = [json.loads(line) for line in res.stdout.splitlines()]
+    assert {r["name"] for r in sweeps} == {p.stem for p in (ROOT / "sweeps").glob("*.yaml")}
+
+
+@pytest.mark.parametrize("mode", ["quick", pytest.param("full", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("doc", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
+def test_every_documented_command_runs_from_an_installed_wheel(doc, mode, venv, tmp_path):
+    commands = doc_commands(doc)
+    if not commands:
+        pytest.skip(f"{doc.name} has no hwsim commands")
+    for name, text in INPUTS.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    skipped = []
+    for cmd in commands:
+        reason = next((why for prefix, why in NOT_RUN.items() if cmd.startswith(prefix)), None)
+        if reason is None and cmd.startswith(NEEDS_TORCH):
+            if not venv["torch"]:
+                reason = "needs torch and transformers (the trace extra)"
+            elif mode == "quick":
+                reason = "imports torch (~10 s): run in the full (slow) run"
+        if reason:
+            skipped.append(f"{cmd}: {reason}")
+            continue
+        if mode == "quick":
+            for text, shorter, _why in SHORTER:
+                cmd = cmd.replace(text, shorter)
+        res = _run(cmd, venv["env"], tmp_path)
+        assert "Traceback" not in res.stderr, f"{cmd}\n{res.stderr[-3000:]}"
+        expected = next((e for prefix, e in EXPECTED.items() if cmd.startswith(prefix)), None)
+        if expected:
+            status, text = expected
+            assert res.returncode == status, f"{cmd}\n{res.stderr[-3000:]}"
+            assert text in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+            continue
+        assert res.returncode == 0, f"{doc.name}: {cmd}\nexit {res.returncode}\n" \
+                                    f"{res.stderr[-3000:]}\n{res.stdout[-1500:]}"
+    for line in skipped:
+        print(f"not run: {line}")
