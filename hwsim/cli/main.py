@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate a workload on one or more targets")
-    s.add_argument("workload", help="workload YAML file")
+    s.add_argument("workload", help="workload YAML file, or a shipped workload's name "
+                   "(bert-base; hwsim workloads lists them)")
     s.add_argument("--target", "-t", default="roofline",
                    help="target, preset or hardware YAML; several separated by commas")
     s.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="serve a stream of requests of a generation workload "
                         "with continuous batching (hwsim.serving)")
-    sv.add_argument("workload", help="workload YAML file with phase: generate")
+    sv.add_argument("workload", help="workload YAML file with phase: generate, or a shipped "
+                    "one's name (llama2-7b-generate)")
     sv.add_argument("--target", "-t", default="roofline", help="target, preset or hardware YAML")
     sv.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                     help="override a workload field or target.FIELD")
