@@ -21,13 +21,19 @@ except:
   ship; it must exit 2 with a one-line message that names the missing file and
   where to get it, never a traceback;
 - :data:`INPUTS`: files a command reads that the reader provides (a prompt, a
-  CSV of arrivals), written into the folder first in the format the docs give;
+  CSV of arrivals, a board's pointer-chase measurements), written into the folder
+  first in the format the docs give; and every Python block of the docs whose
+  first line is a file name (``# mypkg/models.py``), written there as the docs
+  ask the reader to;
 - commands that need torch (``hwsim trace``) run when torch is importable and are
   skipped, saying so, when it is not;
 - :data:`SHORTER`: the quick run (the default) makes the long commands shorter by
   a stated substitution and leaves the torch commands (each imports torch: ~10 s)
   to the full run, which is marked slow (``--runslow``) and runs every command as
   written.
+
+The Python blocks that start with ``import hwsim`` run too, as scripts of the
+venv's interpreter in the same folder, after the document's commands.
 """
 
 from __future__ import annotations
@@ -48,9 +54,6 @@ SHELL_BLOCKS = ("", "bash", "sh", "shell", "console")
 
 #: command prefix -> why it is not run here
 NOT_RUN = {
-    "hwsim trace mypkg.models:factory": "mypkg.models:factory stands for the reader's own module",
-    "hwsim calibrate -p volta-v100-pcie --fit": "reads the reader's own measurements of a board "
-                                                "(its columns are in docs/calibration.md)",
     "hwsim sweep bert-seq-bw --scheduler tcp://": "needs a dask scheduler already running at "
                                                   "that address",
 }
@@ -67,6 +70,16 @@ INPUTS = {
     "arrivals.csv": "arrival_s,prompt_tokens,output_tokens\n0.0,512,16\n0.5,1024,8\n"
                     "1.0,256,32\n",
 }
+# A board's single-warp pointer chase (docs/calibration.md: the columns of gpu-latency's
+# file), invented for the test: L1, L2 and DRAM plateaus near a V100's.
+_CHASE = [(8, 28.0), (16, 28.1), (32, 28.0), (64, 28.2), (512, 212.0), (1024, 213.0),
+          (2048, 212.5), (4096, 214.0), (65536, 440.0), (131072, 445.0), (262144, 452.0)]
+_CHASE_CSV = ("benchmark,iters,sm_clock_MHz,working_set_kB,total_time_ms,latency_cycles_mean,"
+              "latency_cycles_median,latency_cycles_p5,latency_cycles_p95,latency_ns_mean,"
+              "source\n" + "".join(f"pointer chase,1000000,1380,{kb},0,{c},{c},{c},{c},"
+                                   f"{c / 1.38:.2f},my board\n" for kb, c in _CHASE))
+for _name in ("mine.csv", "my_pointer_chase.csv", "my_chase.csv"):
+    INPUTS[_name] = _CHASE_CSV
 NEEDS_TORCH = ("hwsim trace ",)
 #: the quick run's substitutions: (text in a command, its replacement, why)
 SHORTER = [
@@ -105,6 +118,24 @@ def doc_commands(path: Path) -> list[str]:
     return out
 
 
+def doc_python(path: Path) -> list[str]:
+    """The Python blocks of ``path``: ``(text)`` of each ``python`` block, in order."""
+    text = path.read_text(encoding="utf-8")
+    return [m.group(1) for m in re.finditer(r"^```python\n(.*?)^```", text, re.M | re.S)]
+
+
+def doc_files() -> dict[str, str]:
+    """Files the docs ask the reader to write: Python blocks whose first line names one
+    (``# mypkg/models.py``)."""
+    out = {}
+    for doc in DOCS:
+        for block in doc_python(doc):
+            m = re.match(r"# ([\w/]+\.py)\n", block)
+            if m:
+                out[m.group(1)] = block
+    return out
+
+
 def test_the_extractor_reads_blocks_prompts_and_continuations(tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("text hwsim simulate not-a-command\n"
@@ -123,6 +154,7 @@ def test_the_docs_have_commands_to_run():
     assert len(readme) >= 15
     assert any(c.startswith("hwsim simulate bert-base ") for c in readme)
     assert any(c.startswith("hwsim sweep ") for c in readme)
+    assert "mypkg/models.py" in doc_files()  # what hwsim trace mypkg.models:factory imports
 
 
 @pytest.fixture(scope="module")
@@ -176,9 +208,11 @@ def test_installed_hwsim_lists_every_shipped_workload_and_sweep(venv, tmp_path):
 @pytest.mark.parametrize("doc", DOCS, ids=[str(p.relative_to(ROOT)) for p in DOCS])
 def test_every_documented_command_runs_from_an_installed_wheel(doc, mode, venv, tmp_path):
     commands = doc_commands(doc)
-    if not commands:
+    scripts = [b for b in doc_python(doc) if b.startswith("import hwsim")]
+    if not commands and not scripts:
         pytest.skip(f"{doc.name} has no hwsim commands")
-    for name, text in INPUTS.items():
+    for name, text in {**INPUTS, **doc_files()}.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text, encoding="utf-8")
     skipped = []
     for cmd in commands:
@@ -204,5 +238,10 @@ def test_every_documented_command_runs_from_an_installed_wheel(doc, mode, venv, 
             continue
         assert res.returncode == 0, f"{doc.name}: {cmd}\nexit {res.returncode}\n" \
                                     f"{res.stderr[-3000:]}\n{res.stdout[-1500:]}"
+    for i, script in enumerate(scripts):
+        (tmp_path / f"snippet{i}.py").write_text(script, encoding="utf-8")
+        res = subprocess.run([venv["python"], f"snippet{i}.py"], capture_output=True,
+                             text=True, env=venv["env"], cwd=tmp_path, timeout=600)
+        assert res.returncode == 0, f"{doc.name}: python block\n{script}\n{res.stderr[-3000:]}"
     for line in skipped:
         print(f"not run: {line}")
