@@ -1,5 +1,4 @@
-"""``hwsim`` subcommands: simulate, serve, trace, models, workloads, targets, validate, calibrate,
-sweep, plot.
+"""``hwsim`` subcommands: simulate, serve, trace, models, targets, validate, calibrate, sweep, plot.
 
 Errors in the user's input (:class:`~hwsim.errors.HwsimError`) are printed as one
 line on stderr with exit status 2; ``--debug`` shows the traceback instead.
