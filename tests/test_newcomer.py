@@ -245,3 +245,44 @@ def test_every_documented_command_runs_from_an_installed_wheel(doc, mode, venv, 
         assert res.returncode == 0, f"{doc.name}: python block\n{script}\n{res.stderr[-3000:]}"
     for line in skipped:
         print(f"not run: {line}")
+
+
+def test_the_wheel_holds_hwsim_alone_with_its_examples_and_license(built_wheel):
+    """One top-level package (hwsim: no generic names such as ``accelerators`` that
+    another distribution could own), the shipped workloads and sweeps as its package
+    data, and the Apache-2.0 LICENSE file in its metadata."""
+    import zipfile  # noqa: PLC0415
+
+    z = zipfile.ZipFile(built_wheel)
+    names = set(z.namelist())
+    tops = {n.split("/", 1)[0] for n in names}
+    assert tops == {"hwsim", "hwsim-0.1.0.dist-info"}, tops
+    for p in (ROOT / "workloads").glob("*.yaml"):
+        assert f"hwsim/_workloads/{p.name}" in names
+    for p in (ROOT / "sweeps").glob("*.yaml"):
+        assert f"hwsim/_sweeps/{p.name}" in names
+    assert z.read("hwsim-0.1.0.dist-info/licenses/LICENSE") == (ROOT / "LICENSE").read_bytes()
+    license_text = " ".join((ROOT / "LICENSE").read_text(encoding="utf-8").split())
+    assert license_text.startswith("Apache License Version 2.0, January 2004")
+    assert "END OF TERMS AND CONDITIONS" in license_text
+    meta = z.read("hwsim-0.1.0.dist-info/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in meta and "License-File: LICENSE" in meta
+
+
+def test_ci_installs_the_way_the_readme_says():
+    """.ci/run installs torch's CPU build and the extras with the README's commands
+    (the plain pin where a local CPU wheel exists, the CPU index on other Linux
+    machines) and runs the README's test command; sweeps' pyarrow is in the README."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (pin,) = [d for d in project["optional-dependencies"]["trace"] if d.startswith("torch")]
+    assert f"pip install {pin} --index-url https://download.pytorch.org/whl/cpu" in readme
+    assert f"`pip install {pin}`" in readme
+    assert f"\npython -m pip install {pin}\n" in ci
+    assert 'pip install ".[trace,dist,dev]" && python -m pytest -q' in readme
+    assert '\npython -m pip install ".[trace,dist,dev]"\n' in ci and "\npython -m pytest -q\n" in ci
+    assert any(d.startswith("pyarrow") for d in project["optional-dependencies"]["dist"])
+    assert "sweeps need pyarrow" in readme and 'pip install "hwsim[dist]"' in readme
