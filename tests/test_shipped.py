@@ -228,3 +228,5 @@ def test_first_sentence():
     assert shipped.first_sentence("Lin et al. 2024 show it. More.") == \
         "Lin et al. 2024 show it."
     assert shipped.first_sentence("no full stop: 3.5 GB") == "no full stop: 3.5 GB"
+    assert shipped.first_sentence("at 512 (128 .. 512) with it, e.g. this. Then") == \
+        "at 512 (128 .. 512) with it, e.g. this."

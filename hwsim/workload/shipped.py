@@ -130,19 +130,21 @@ def description(p: Path | str, data: Any = None) -> str:
                 if not s.startswith("#"):
                     break
                 s = s.lstrip("#")
-                if s.startswith("   ") or not s.strip():  # an indented example command
-                    break
+                if s.startswith("   ") or s.lstrip().startswith("- ") or not s.strip():
+                    break  # an indented example command, a list, a blank comment line
                 lines.append(s.strip())
         text = " ".join(lines)
     return first_sentence(" ".join(text.split()))
 
 
 def first_sentence(text: str) -> str:
-    """``text`` up to the end of its first sentence (a full stop before a space or
-    the end; a colon that ends a clause does not end it)."""
+    """``text`` up to the end of its first sentence: a full stop at the end, or before
+    a space and a capital letter (so "et al. 2024", "e.g. the" and "128 .. 512" go on)."""
     for i, ch in enumerate(text):
-        if ch == "." and (i + 1 == len(text) or text[i + 1] == " ") \
-                and not text[max(0, i - 2):i].lower().endswith(("e.g", "i.e", "vs", "al")):
+        if ch != "." or (i and text[i - 1] == "."):
+            continue
+        rest = text[i + 1:]
+        if not rest.strip() or (rest.startswith(" ") and rest.lstrip()[:1].isupper()):
             return text[:i + 1]
     return text
 
