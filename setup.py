@@ -2,15 +2,18 @@
 
 ``traces/`` (the shipped graph templates) is installed as ``hwsim/_traces`` so
 that a non-editable install can simulate zoo models without torch, and
-``workloads/`` as ``hwsim/_workloads`` so that the validation cases that name
-a workload file run from an installed copy too.
+``workloads/`` as ``hwsim/_workloads`` and ``sweeps/`` as ``hwsim/_sweeps`` so
+that an installed hwsim names them without a path (``hwsim simulate bert-base``,
+``hwsim sweep bert-seq-bw``: hwsim.workload.shipped) and the validation cases that
+name a workload file run from an installed copy too.
 """
 
 from setuptools import find_packages, setup
 
 setup(
     packages=find_packages(include=["hwsim", "hwsim.*"])
-    + ["hwsim._traces", "hwsim._workloads", "hwsim._workloads.schedules"],
+    + ["hwsim._traces", "hwsim._workloads", "hwsim._workloads.schedules", "hwsim._sweeps"],
     package_dir={"hwsim._traces": "traces", "hwsim._workloads": "workloads",
-                 "hwsim._workloads.schedules": "workloads/schedules"},
+                 "hwsim._workloads.schedules": "workloads/schedules",
+                 "hwsim._sweeps": "sweeps"},
 )

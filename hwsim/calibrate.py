@@ -344,6 +344,8 @@ def format_runs(runs: list[PresetRun]) -> str:
     absent = sorted({f for r in runs for f in r.absent})
     if absent:
         lines.append(f"absent calibration files (looked in {data_dir()}): " + ", ".join(absent))
+        lines.append(f"  (the measurements are not shipped with hwsim; set {ENV_DIR} to a folder "
+                     f"holding them: docs/calibration.md names each file's upstream source)")
     return "\n".join(lines).rstrip()
 
 

@@ -175,6 +175,34 @@ def run_hwsim(*args: str, env: dict | None = None, cwd: Path | None = None,
                           text=True, cwd=cwd or ROOT, env=full_env, timeout=timeout)
 
 
+# ---------------------------------------------------------------- the wheel
+WHEEL_SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE")
+WHEEL_FOLDERS = ("hwsim", "traces", "workloads", "sweeps")
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built once per session, offline (no build isolation: the
+    build backend is this environment's setuptools), from a copy of the files that
+    go into it, so that the checkout gets no build/ or egg-info."""
+    import shutil  # noqa: PLC0415
+
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
+    src.mkdir()
+    for name in WHEEL_SOURCES:
+        shutil.copy(ROOT / name, src / name)
+    for folder in WHEEL_FOLDERS:
+        shutil.copytree(ROOT / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                          "--no-build-isolation", "-q", "-w", str(tmp / "dist"), str(src)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (wheel,) = (tmp / "dist").glob("hwsim-*.whl")
+    return wheel
+
+
 # ---------------------------------------------------------------- slow tests
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", default=False,

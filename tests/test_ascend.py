@@ -1,8 +1,9 @@
 """The Ascend target: presets, GEMM tiling and efficiency, alignment, pipes on the
 timeline, vector kernels, energy and power, capacity, all-reduce, validation.
 
-Expected numbers come from the presets (REFERENCES.md, Ascend NPUs) and the
-formulas of the model's docstrings; tolerances say which effect they allow.
+Expected numbers come from the presets (the CANN platform configuration of the 910B and
+Huawei's figures for the 910) and the formulas of the model's docstrings; tolerances say
+which effect they allow.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from hwsim.targets import resolve
 from hwsim.validate import run_cases
 from hwsim.workload import build_graph, workload_from_dict
 
-PEAK_910B = 24 * 4096 * 2 * 1.8e9  # REFERENCES.md Ascend: 354 TFLOP/s (D)
-BOARD_910A_W = 310.0  # REFERENCES.md Ascend: 910 measured 310 W (S/M)
+# CANN platform config: 24 cores x 16x16x16 fp16 MMAD at 1.8 GHz (S) = 354 TFLOP/s (D)
+PEAK_910B = 24 * 4096 * 2 * 1.8e9
+BOARD_910A_W = 310.0  # Ascend 910: 310 W, the maximum power Huawei gave at its launch (2019; S/M)
 
 
 def ops_workload(ops, **kw):

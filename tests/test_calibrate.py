@@ -1,7 +1,8 @@
 """``hwsim calibrate``: the calibration hook, the command's table and JSON, ``--fit``.
 
-The shipped microbenchmark files live outside the project (``../shared/calibration``
-from the repository root); tests that read them skip when they are absent. The
+The microbenchmark files are not shipped with hwsim (each is cited by its upstream
+source, docs/calibration.md): tests read them from ``../shared/calibration`` beside the
+checkout and skip when they are absent. The
 hook, the fit and the error messages are tested on files written here.
 """
 

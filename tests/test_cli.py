@@ -127,7 +127,7 @@ def test_validate_prints_each_case(capsys):
     for case in cases:
         assert case.name[:58] in out
     last = out.splitlines()[-1]
-    # cases needing ../shared/data are skipped, and counted so, where it is absent
+    # cases needing SpAtten's released traces (not shipped) are skipped, and counted so
     skipped = sum("skipped:" in line for line in out.splitlines())
     missed = sum(" MISS  known miss:" in line for line in out.splitlines())  # said, not hidden
     assert all(" skip  skipped:" in line for line in out.splitlines() if "skipped:" in line)

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 POWER_CSV = ROOT.parent / "shared" / "calibration" / "v100" / "v100_rrze_roofline_power.csv"
 
 # Datasheet power limits of presets whose spec has no power-limit field:
-# Atlas 800T A2 910B module 400 W (REFERENCES.md Ascend, S); Ascend 910 310 W measured (S/M).
+# Atlas 800T A2 910B module 400 W (Huawei's Atlas 800T A2 datasheet, S); Ascend 910 310 W,
+# the maximum power Huawei gave at its launch (2019; S/M).
 LIMITS_W = {"ascend-910b": 400.0, "ascend-910a": 310.0}
 KERNELS = [
     {"kind": "matmul", "m": 4096, "n": 4096, "k": 4096},

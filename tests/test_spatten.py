@@ -21,7 +21,8 @@ from hwsim.workload.spatten_csv import read as read_csv
 
 WORKLOADS = ROOT / "workloads"
 
-# REFERENCES.md "SpAtten": expected quick-select cycles, P = 16, mean of 200 trials (D)
+# SpAtten's quick-select top-k engine (mit-han-lab/spatten RTL: a pass costs ceil(n/P) + 3
+# cycles): expected cycles at P = 16, random keys, mean of 200 trials (D)
 TOPK_TABLE = [(64, 32, 36), (128, 64, 53), (256, 32, 75), (512, 64, 117), (1024, 128, 221),
               (1024, 512, 259), (2048, 64, 334), (4096, 32, 563)]
 

@@ -1,4 +1,5 @@
-"""SpAtten on its released GPT-2 traces (../shared/data/spatten/, skipped when absent),
+"""SpAtten on its released GPT-2 traces (github.com/mit-han-lab/spatten, not shipped with hwsim:
+read from the data folder beside the checkout, ../shared/data/spatten/, skipped when absent),
 its validation cases, and the top-k engine on real MiniLM attention (seeded mode)."""
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def replay(name: str, target: str = "spatten", fidelity: str = "analytical", set
 @pytest.mark.parametrize("size,dtype,ratio", [("small", "fp32", 28.9), ("small", "fp16", 14.4),
                                               ("medium", "fp32", 8.96)])
 def test_pruned_trace_moves_fewer_key_and_value_bits(size, dtype, ratio):
-    """REFERENCES.md: 28.9x (small; 14.4x against fp16) and 9.0x (8.96x, medium) fewer
-    key+value bits than the dense trace at fp32, LSB re-fetch included; within 1 %."""
+    """Counted in the released traces: 28.9x (small; 14.4x against fp16) and 9.0x (8.96x,
+    medium) fewer key+value bits than the dense trace at fp32, LSB re-fetch included; within 1 %."""
     dense = TARGET.metrics(replay(f"{size}-dense", sets=[f"dtype={dtype}"]))
     pruned = TARGET.metrics(replay(f"{size}-pruned", sets=[f"dtype={dtype}"]))
     assert dense["kv_bits"] / pruned["kv_bits"] == pytest.approx(ratio, rel=0.01)

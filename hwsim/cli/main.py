@@ -30,7 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                            title="commands")
 
     s = sub.add_parser("simulate", help="simulate a workload on one or more targets")
-    s.add_argument("workload", help="workload YAML file")
+    s.add_argument("workload", help="workload YAML file, or a shipped workload's name "
+                   "(bert-base; hwsim workloads lists them)")
     s.add_argument("--target", "-t", default=None,
                    help="target, preset or hardware YAML; several separated by commas "
                         "(a table side by side). Default: the workload's target: field, "
@@ -62,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sv = sub.add_parser("serve", help="serve a stream of requests of a generation workload "
                         "with continuous batching (hwsim.serving)")
-    sv.add_argument("workload", help="workload YAML file with phase: generate")
+    sv.add_argument("workload", help="workload YAML file with phase: generate, or a shipped "
+                    "one's name (llama2-7b-generate)")
     sv.add_argument("--target", "-t", default=None,
                     help="target, preset or hardware YAML (default: the workload's target: "
                          "field, else roofline)")
@@ -133,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     from .sweep_cmd import add_parsers as add_sweep_parsers  # noqa: PLC0415
 
     add_calibrate_parser(sub)
+    from .workloads_cmd import add_parser as add_workloads_parser  # noqa: PLC0415
+
+    add_workloads_parser(sub)
 
     add_sweep_parsers(sub)
     return p
@@ -463,6 +468,12 @@ def _validate(args) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _workloads(args) -> int:
+    from .workloads_cmd import run  # noqa: PLC0415
+
+    return run(args)
+
+
 def _calibrate(args) -> int:
     from .calibrate_cmd import run_calibrate  # noqa: PLC0415
 
@@ -483,7 +494,8 @@ def _plot(args) -> int:
 
 _COMMANDS = {"simulate": _simulate, "serve": _serve,
              "trace": _trace, "models": _models, "targets": _targets,
-             "validate": _validate, "calibrate": _calibrate, "sweep": _sweep, "plot": _plot}
+             "validate": _validate, "calibrate": _calibrate, "sweep": _sweep, "plot": _plot,
+             "workloads": _workloads}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -25,7 +25,8 @@ from .options import add_common
 def add_parsers(sub) -> None:
     """Add the ``sweep`` and ``plot`` subcommands to ``hwsim``'s subparsers."""
     s = sub.add_parser("sweep", help="run a design-space sweep (a sweep YAML) to Parquet")
-    s.add_argument("sweep", help="sweep YAML file")
+    s.add_argument("sweep", help="sweep YAML file, or a shipped sweep's name (bert-seq-bw; "
+                   "hwsim workloads --sweeps lists them)")
     s.add_argument("-o", "--output", metavar="FILE.parquet",
                    help="results (a Parquet dataset directory); default "
                         "results/<sweep name>.parquet")

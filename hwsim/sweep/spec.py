@@ -47,7 +47,10 @@ points that break them; random and lhs draws are repeated until ``samples``
 points pass.
 
 Relative paths (``workload:``, a hardware YAML as ``target:``) are looked up
-beside the sweep file first, then in the current directory.
+beside the sweep file first, then in the current directory; a ``workload:`` found
+in neither that names a shipped workload (``bert-base``, ``workloads/bert-base.yaml``)
+is the shipped file (:mod:`hwsim.workload.shipped`). The sweep file itself may be
+named the same way (``hwsim sweep bert-seq-bw``).
 
 Every problem in the file is collected and raised as one
 :class:`~hwsim.errors.InputError` that names the file and the field.
@@ -155,7 +158,9 @@ def load_sweep(source: str | os.PathLike | Mapping[str, Any]) -> SweepSpec:
     """Read and check a sweep file (a path) or a sweep given as a mapping."""
     if isinstance(source, Mapping):
         return sweep_from_dict(source, "<sweep>", os.getcwd())
-    path = os.fspath(source)
+    from ..workload import shipped  # noqa: PLC0415
+
+    path = shipped.find(source, "sweep")
     data = yamlfile.read(path, "sweep file")
     if not isinstance(data, Mapping):
         raise InputError("expected a mapping with workload, target and axes", source=path)
@@ -170,6 +175,15 @@ def find_file(ref: str, base_dir: str) -> str | None:
         if os.path.exists(candidate):
             return os.path.normpath(candidate)
     return None
+
+
+def _shipped_workload(ref: str) -> str | None:
+    """The shipped workload ``ref`` names (``workloads/bert-base.yaml``, ``bert-base``),
+    so that a sweep file runs from any folder and from an installed hwsim."""
+    from ..workload import shipped  # noqa: PLC0415
+
+    found = shipped.path(ref)
+    return None if found is None else str(found)
 
 
 def sweep_from_dict(data: Mapping[str, Any], source: str, base_dir: str) -> SweepSpec:
@@ -192,10 +206,11 @@ def sweep_from_dict(data: Mapping[str, Any], source: str, base_dir: str) -> Swee
     elif isinstance(wl, Mapping):
         out["workload"] = dict(wl)
     elif isinstance(wl, str) and wl:
-        found = find_file(wl, base_dir)
+        found = find_file(wl, base_dir) or _shipped_workload(wl)
         if found is None:
             errs.add("workload", f"workload file not found: {wl} (looked beside the sweep "
-                     f"file and in the current directory)")
+                     f"file, in the current directory and among the shipped workloads: "
+                     f"hwsim workloads)")
         else:
             out["workload"] = found
     else:

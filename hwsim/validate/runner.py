@@ -12,7 +12,7 @@ import yaml
 from ..errors import Collector, InputError
 from ..simulate import prepare, simulate
 from ..targets import resolve
-from ..workload import load_workload, workload_from_dict
+from ..workload import load_workload, shipped, workload_from_dict
 
 CASES_DIR = Path(__file__).parent / "cases"
 CASE_KEYS = ("name", "kind", "source", "target", "workload", "metric", "expected", "tolerance",
@@ -182,22 +182,20 @@ def _workload(case: Case, extra: tuple[str, ...] = ()):
 
 
 def _workload_path(case: Case) -> str:
-    """A case's workload file: beside the case, in the repository, or packaged.
+    """A case's workload file: beside the case file, else the shipped workload it names.
 
-    Case files name shipped workloads as ``workloads/NAME.yaml``; an installed
-    (non-editable) hwsim carries that folder as ``hwsim/_workloads``.
+    Case files name shipped workloads as ``workloads/NAME.yaml``: the repository's
+    folder in a checkout, ``hwsim/_workloads`` in an installed copy
+    (:mod:`hwsim.workload.shipped`).
     """
     path = case.workload
     if os.path.isabs(path):
         return path
-    here = Path(__file__).resolve()
-    candidates = [Path(case.file).parent / path, here.parents[2] / path]
-    if path.startswith("workloads/"):
-        candidates.append(here.parents[1] / "_workloads" / path[len("workloads/"):])
-    for candidate in candidates:
-        if candidate.exists():
-            return str(candidate)
-    return str(candidates[1])
+    beside = Path(case.file).parent / path
+    if beside.exists():
+        return str(beside)
+    found = shipped.path(path)
+    return str(found) if found is not None else str(beside)
 
 
 def _resolved(case: Case, extra: tuple[str, ...]):
@@ -308,7 +306,8 @@ def run_cases(target: str | None = None, path: str | None = None) -> list[Result
     for case in bar(cases, "validate", unit="case"):
         missing = [p for p in case.requires if not os.path.exists(_repo_path(p))]
         if missing:
-            results.append(Result(case, None, None, True, f"skipped: {missing[0]} absent"))
+            results.append(Result(case, None, None, True,
+                                  f"skipped: data absent ({os.path.basename(missing[0])})"))
             continue
         try:
             value = measure(case)

@@ -21,7 +21,7 @@ from ..ir.kinds import FN_FLOPS, MAX_SIZE, MOE_ACTS, REDUCE_FNS
 from ..pruning import check_step
 from ..spec import suggest
 from ..trace import images
-from . import zoo
+from . import shipped, zoo
 from .moe import check_routing
 from .overrides import apply_sets, label
 from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
@@ -32,8 +32,9 @@ def read_yaml(path: str) -> Any:
 
 
 def load_workload(path: str | os.PathLike, sets: list[tuple[str, Any]] = ()) -> Workload:
-    """Read, override and check a workload file."""
-    path = os.fspath(path)
+    """Read, override and check a workload file: a path, or the name of a shipped
+    workload (``bert-base``; :mod:`hwsim.workload.shipped`)."""
+    path = shipped.find(path)
     data = read_yaml(path)
     if data is None:
         data = {}
@@ -137,7 +138,11 @@ def _check_semantics(wl: Workload, errs: Collector, raw: Mapping[str, Any]) -> N
     if wl.trace:
         path = resolve_path(wl.trace, wl.source)
         if not os.path.exists(path):
-            errs.add("trace", f"trace file not found: {path}")
+            hint = ""
+            if wl.trace_format == "spatten-csv":
+                from .spatten_csv import where_to_get  # noqa: PLC0415
+                hint = where_to_get(path)
+            errs.add("trace", f"trace file not found: {os.path.normpath(path)}{hint}")
     if wl.target:
         _check_target(wl, errs)
     if wl.batch < 1:

@@ -6,9 +6,15 @@ workloads``): one row per (generation step, layer, kept head), with the keys
 and values fetched, their bit widths, and what the pruning machinery does on
 that row. A workload reads one with::
 
-    trace: gpt2-small-wikitext2-pruned.csv   # a path relative to the workload file
+    trace: gpt2-small-wikitext2-pruned.csv   # relative to the workload file
     trace_format: spatten-csv
     dtype: fp32          # the width of an uncompressed (-1) tensor
+
+The files are not shipped with hwsim (they are the authors' data). The shipped
+``spatten-*-trace-*`` workloads name them by the short names of :data:`RELEASED`
+in a data folder beside a source checkout; anywhere else, download the file
+from the authors' repository and give its path (``--set trace=PATH``). A missing
+file is an error that says so (:func:`where_to_get`).
 
 Each data row becomes one ``attention`` op (batch 1, one head of
 ``embedding_length_D``, one query, ``key_fetch_num`` keys, and
@@ -53,6 +59,35 @@ COLUMNS = ("iteration_id", "layer_id", "head_id", "embedding_length_D", "sentenc
            "if_requant", "auto_requant_incre", "value_fetch_num", "quant_value_bit",
            "if_accumulate_importance", "if_rescale_previous_importance", "if_topk", "topk")
 IMPORTANCE_DTYPE = "fix12"  # the datapath's width (SpAtten, 12-bit fixed point)
+
+#: the authors' repository and the commit the released traces were taken from
+UPSTREAM = "github.com/mit-han-lab/spatten@b5669e2"
+#: the shipped workloads' short file names -> the released files in UPSTREAM
+RELEASED = {
+    "gpt2-small-wikitext2-dense.csv":
+        "spatten_hardware/hardware/workloads/summary-gpt2-small-wikitext2-per8-step1+dedic.csv",
+    "gpt2-small-wikitext2-pruned.csv":
+        "spatten_hardware/hardware/workloads/summary-gpt2-small-wikitext2-per8.csv",
+    "gpt2-medium-ptb-dense.csv":
+        "spatten_hardware/hardware/workloads/summary-gpt2-medium-ptb-per0.csv",
+    "gpt2-medium-wikitext2-pruned.csv":
+        "spatten_hardware/hardware/workloads/summary-gpt2-medium-wikitext2-per0-hp-step5"
+        "+dedic+glob_p+local_p+hp+topk+quant.csv",
+}
+
+
+def where_to_get(path: str) -> str:
+    """What to tell a user whose SpAtten trace ``path`` is missing: which released
+    file it is and where it comes from (a sentence to append to "not found")."""
+    name = os.path.basename(path)
+    upstream = RELEASED.get(name)
+    if upstream:
+        what = f"SpAtten's released trace {name} is {upstream} in {UPSTREAM}"
+    else:
+        what = (f"SpAtten's released traces are in {UPSTREAM}, folder "
+                f"spatten_hardware/hardware/workloads")
+    return (f" ({what} (Wang, Zhang, Han, HPCA 2021, arXiv 2012.09852); hwsim does not "
+            f"ship it: download it and give its path with --set trace=PATH)")
 
 
 def _width(bits: int, dtype: str) -> str:

@@ -43,7 +43,9 @@ def traces_dirs() -> list[Path]:
     if env:
         dirs.append(Path(env))
     here = Path(__file__).resolve()
-    dirs.append(here.parents[2] / "traces")  # source checkout or editable install
+    root = here.parents[2]
+    if (root / "pyproject.toml").is_file():  # a source checkout, not site-packages, whose
+        dirs.append(root / "traces")  # "traces" folder could belong to any distribution
     dirs.append(here.parents[1] / "_traces")  # packaged copy in a wheel
     return [d for d in dirs if d.is_dir()]
 
