@@ -117,6 +117,14 @@ def phases(model: str) -> tuple[str, ...]:
     return tuple(entry["phases"]) if entry else ()
 
 
+# A decode step of several new tokens per sequence (seq_len > 1: speculative decoding's
+# verification, a chunked prefill's chunk, LazyLLM's revived tokens over a generation)
+# has its own template, traced at seq_len >= 2 and shipped as traces/{model}.extend.json.gz
+# (its header says phase: decode): at one row PyTorch skips a layout copy, so the one-row
+# decode template cannot grow rows (hwsim.trace.template).
+EXTEND = "extend"
+
+
 def template_path(model: str, phase: str) -> str:
     """The shipped template's file name, relative to the ``traces/`` folder."""
     return f"{model}.{phase}.json.gz"
