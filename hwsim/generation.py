@@ -320,7 +320,13 @@ class LazySchedule:
     first, ``P + j - 1``. With ``revive = 0`` every layer's cache grows by one token
     a step. The rows change at a few steps only (a pool falls below ``revive``, then
     empties): between those, a *run*, the caches grow linearly, so a run's steps are
-    bracketed as a growing cache is (:func:`bracket`)."""
+    bracketed as a growing cache is (:func:`bracket`).
+
+    A step's attention at a layer reads that layer's whole cache (what it computed):
+    the selection decides which pruned tokens come back, not a mask over the
+    computed ones. A generated token runs every layer in its own step (it is the
+    query), so a step writes nothing to the auxiliary cache; its selection's ops are
+    :func:`hwsim.pruning.tokens.lazyllm_step`'s."""
 
     runs_: tuple  # (first step, last step, caches before the first, rows), per run
     layers: int

@@ -8,6 +8,8 @@ at some layers (the model's ``extend`` template, :mod:`hwsim.trace.template`).""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import hwsim
@@ -275,12 +277,15 @@ def test_the_shipped_extend_template_equals_a_fresh_trace():
 
 
 def test_a_model_without_an_extend_template_and_no_torch_is_one_line(monkeypatch, tmp_path):
-    """gpt2 ships no extend template: without torch (and nothing in the trace cache)
-    a decode step of several tokens says what to do, in one line."""
+    """A model whose extend template is not shipped, without torch (and nothing in
+    the trace cache): a decode step of several tokens says what to do, in one line."""
     import sys
 
     from hwsim.workload import zoo
 
+    shipped = zoo.shipped_path
+    monkeypatch.setattr(zoo, "shipped_path", lambda model, phase, tag="": None
+                        if phase == "extend" else shipped(model, phase, tag))
     monkeypatch.setenv("HWSIM_CACHE_DIR", str(tmp_path))
     monkeypatch.setitem(sys.modules, "hwsim.trace.cache", None)  # import fails: no torch
     zoo.extend_template.cache_clear()
@@ -308,3 +313,24 @@ def test_a_one_row_decode_template_file_refuses_several_tokens(tmp_path):
     with pytest.raises(InputError, match="extend") as e:
         build_graph(w)
     assert e.value.problems[0].field == "seq_len"
+
+
+EXTENDS = sorted(p.name[:-len(".extend.json.gz")] for p in
+                 (Path(__file__).resolve().parents[1] / "traces").glob("*.extend.json.gz"))
+
+
+@pytest.mark.parametrize("model", EXTENDS)
+def test_every_shipped_extend_template_is_its_decode_template_at_one_row(model):
+    """Each shipped extend template, at one row, is its model's one-token decode
+    template op for op (kinds, names, layers, attributes, operand shapes), and at four
+    rows every attention runs four queries over the cache and them."""
+    from hwsim.trace.template import compare_ops
+    from hwsim.workload import zoo
+
+    size = {"batch": 2, "seq_len": 1, "kv_len": 50}
+    ext, one = zoo.template(model, "extend"), zoo.template(model, "decode")
+    assert ext.header["template"]["one_row_views"] > 0
+    assert compare_ops(ext.instantiate(**size), one.instantiate(**size)) == []
+    four = ext.instantiate(**{**size, "seq_len": 4})
+    assert {(op.attrs["q_len"], op.attrs["kv_len"]) for op in four.ops
+            if op.kind == "attention"} == {(4, 54)}
