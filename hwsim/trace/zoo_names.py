@@ -24,7 +24,8 @@ scaling extends it to.
 
 Shipped templates (``traces/{model}.{phase}.json.gz``) are exact for prefill at
 ``seq_len >= max(2, min_seq_len)`` and for decode at ``seq_len == 1``: at a
-single prefill token PyTorch skips a layout copy, so that graph differs.
+single prefill token PyTorch skips a layout copy, so that graph differs. A decode
+step of several tokens has its own template (:data:`EXTEND`).
 """
 
 from __future__ import annotations
