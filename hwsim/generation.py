@@ -21,6 +21,10 @@ h2o, kvcrush   min(P + j - 1, B)                at the prompt's end: scores from
 streamingllm   min(P + j - 1, sinks + window)   each step: the cache's keys re-rotated
 snapkv         min(P, B) + j - 1                at the prompt's end only: the window's
                                                 votes, pooling, top-k, gathers
+lazyllm        per layer: what the prefill      each step, at each pruning layer: the
+               computed there, plus the rows    last token's scores over the layer
+               of the steps so far              before, top-k; revived tokens' states
+                                                read from the auxiliary cache
 =============  ===============================  =====================================
 
 B is ``tokens``, or ``keep`` of the prompt. The other methods act as they do
@@ -31,8 +35,18 @@ DivPrune, TopV) runs in the prefill, and each layer's cache holds what reached
 it, growing by one token a step (:func:`prompt_cache`). SpAtten's cascades
 (:data:`CASCADES`) run in the prefill and again in every step, each step's
 pass cutting the cache of ``P + j - 1`` tokens (its machinery, the accumulated
-scores' top-k, costed each step). LazyLLM (its revival of pruned tokens) and
-Zero-TPrune are refused over a generation with a one-line error.
+scores' top-k, costed each step). Zero-TPrune (a ViT's) is refused over a
+generation with a one-line error.
+
+**LazyLLM** (Fu et al. 2024, arXiv 2407.14057) prunes the prompt progressively in
+the prefill; every step selects again at each pruning layer and may *revive* a
+token pruned there: its hidden state comes from the auxiliary cache and it is
+computed from that layer on, an extra query row of every later layer (that step
+is a decode step of several tokens there: the model's ``extend`` template). How
+many revive is data, so the step states it (``revive``: tokens per step at each
+pruning layer, at most those pruned there and not yet revived; 0 by default).
+:class:`LazySchedule` gives each step's cache and rows per layer; a run of steps
+with equal rows grows its caches linearly and is bracketed like a growing cache.
 
 **Steps simulated once, brackets in between.** A step's cost depends on its
 cache length only (its other shapes are the same every step), so steps with
@@ -82,9 +96,11 @@ ONE_SHOT = ("fastv", "hawk", "divprune", "topv")
 # SpAtten's cascades go on step by step: each decode step ranks the cache (or the heads)
 # by the scores accumulated so far and cuts it, the prefill having cut the prompt
 CASCADES = ("spatten", "spatten-heads")
-# LazyLLM's revival of pruned tokens from its auxiliary cache (how many come back is
-# data), and a ViT's Zero-TPrune (no decode): not modelled over a generation
-PER_STEP_PRUNING = ("lazyllm", "zero-tprune")
+# LazyLLM prunes the prompt progressively in the prefill, then selects again in every
+# step, reviving pruned tokens from its auxiliary cache (:class:`LazySchedule`)
+PROGRESSIVE = ("lazyllm",)
+# a ViT's Zero-TPrune (no decode): not modelled over a generation
+PER_STEP_PRUNING = ("zero-tprune",)
 # whole numbers among them (interpolated values are rounded)
 WHOLE = ("flops", "dense_flops", "executed_flops", "dram_read_bytes", "dram_write_bytes")
 # the figures whose brackets are held to step_error
@@ -101,6 +117,8 @@ class Policy:
     budget: int  # B (h2o, kvcrush, snapkv) or sinks + window (streamingllm); 0: none
     all_layers: bool  # the method acts on every layer (no ``layers`` list)
     carries: bool = False  # a prefill's token pruning leaves each layer its own cache
+    lazy: bool = False  # LazyLLM: it selects again in every step (carries too)
+    revive: int = 0  # LazyLLM: tokens each step revives at each pruning layer, at most
 
     def cache(self, j: int) -> int:
         """Tokens in the cache before decode step ``j`` (1-based)."""
@@ -117,14 +135,21 @@ def policy_of(wl: Workload) -> Policy:
     found = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in KV_POLICIES]
     shots = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in ONE_SHOT]
     cascades = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in CASCADES]
+    lazy = [(i, s) for i, s in enumerate(wl.pruning) if s.get("method") in PROGRESSIVE]
     for i, s in enumerate(wl.pruning):
         if s.get("method") in PER_STEP_PRUNING:
-            raise InputError(f"{s['method']} is not modelled over a generation yet (its "
-                             f"machinery goes on step by step, or it has no decode); simulate "
-                             f"its prefill or a decode step, or use a KV policy "
-                             f"({', '.join(KV_POLICIES)}) or a one-shot prompt pruning "
-                             f"({', '.join(ONE_SHOT)})", source=wl.source,
+            raise InputError(f"{s['method']} is not modelled over a generation (a ViT's token "
+                             f"pruning: it has no decode); simulate its prefill, or use a KV "
+                             f"policy ({', '.join(KV_POLICIES)}), a prompt pruning "
+                             f"({', '.join(ONE_SHOT + PROGRESSIVE)}) or a cascade "
+                             f"({', '.join(CASCADES)})", source=wl.source,
                              field=f"pruning.{i}.method")
+    if lazy and (found or shots or cascades or len(lazy) > 1):
+        i, s = lazy[-1] if len(lazy) > 1 else lazy[0]
+        other = (found or shots or cascades or lazy)[0][1]["method"]
+        raise InputError(f"lazyllm with {other}'s pruning over a generation is not modelled "
+                         f"(LazyLLM selects each layer's tokens itself, step by step); give "
+                         f"one of them", source=wl.source, field=f"pruning.{i}.method")
     if (shots or cascades) and found:
         i, s = found[0]
         other = (shots or cascades)[0][1]["method"]
@@ -142,6 +167,9 @@ def policy_of(wl: Workload) -> Policy:
                          f"{found[0][0]}) and {s['method']} both manage the cache",
                          source=wl.source, field=f"pruning.{i}.method")
     p = wl.seq_len
+    if lazy:
+        return Policy("", p, 0, True, carries=True, lazy=True,
+                      revive=int(lazy[0][1].get("revive", 0)))
     if not found:
         return Policy("", p, 0, True, carries=bool(shots))
     i, s = found[0]
@@ -238,12 +266,17 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
     caches = [policy.cache(j) for j in range(1, n_steps + 1)]
     points: dict[int, Report] = {}
     kept = prompt_cache(pruned) if policy.carries else None
+    lazy = LazySchedule.of(kept, policy.revive, n_steps) if policy.lazy else None
 
     def point(kv: int) -> dict[str, float]:
         step_wl = phase_workload(wl, "decode", 1, kv, steps)
-        per_layer = None if kept is None else [
-            n + kv - wl.seq_len if n is not None else kv for n in kept]
-        g_pruned, g_dense = model_graphs(step_wl, cache_tokens=per_layer)
+        rows = None
+        if lazy is not None:
+            per_layer, rows = lazy.step(kv - wl.seq_len + 1, kv)
+        else:
+            per_layer = None if kept is None else [
+                n + kv - wl.seq_len if n is not None else kv for n in kept]
+        g_pruned, g_dense = model_graphs(step_wl, cache_tokens=per_layer, rows=rows)
         rep = run_graph(device_graph(g_pruned, step_wl), resolved, step_wl,
                         dense_flops=expand_moe(g_dense, step_wl.routing,
                                                step_wl.source).flops(),
@@ -259,15 +292,99 @@ def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationRep
         raise InputError(f"exact: true would simulate {len(distinct):,} distinct steps (at most "
                          f"{MAX_EXACT:,}); bracket them instead (exact: false, step_error "
                          f"sets the bound)", source=wl.source, field="exact")
-    done = bracket(distinct, point, exact=wl.exact, step_error=wl.step_error)
+    if lazy is None:
+        done = bracket(distinct, point, exact=wl.exact, step_error=wl.step_error)
+    else:  # bracketed within each run of equal rows (a step's figures jump between runs)
+        done = {}
+        for first_j, last_j in lazy.runs():
+            done.update(bracket(list(range(wl.seq_len + first_j - 1, wl.seq_len + last_j)),
+                                point, exact=wl.exact, step_error=wl.step_error))
     columns = {"step": np.arange(1, n_steps + 1, dtype=np.int64),
                "kv_len": np.array(caches, dtype=np.int64)}
+    if lazy is not None:
+        columns["revived_tokens"] = lazy.revived_column()
     if n_steps:
         columns.update(interpolate(columns["kv_len"], done))
     columns["dense_flops"] = _dense_step_flops(wl, n_steps)
     columns["simulated"] = np.isin(columns["kv_len"], list(points))
     return GenerationReport(prefill, columns, points, workload=wl, fidelity=fidelity,
                             step_error=0.0 if wl.exact else wl.step_error)
+
+
+@dataclass(frozen=True)
+class LazySchedule:
+    """LazyLLM's per-layer sizes over a generation's decode steps.
+
+    The prefill leaves layer ``l`` the ``n_l`` prompt tokens it computed (fewer past
+    each pruning layer). Before step ``j`` layer ``l`` caches ``c_l(j)`` tokens, and
+    the step runs ``q_l(j)`` query rows there: the new token (``q = 1`` before the
+    first pruning layer), plus at each pruning layer ``l`` (its predecessor ``k``)
+    ``r_l = min(revive, c_k - c_l)`` tokens the selection revives from the
+    auxiliary cache, computed from ``l`` on: ``q_l = q_k + r_l``. Every layer's cache
+    grows by its rows, ``c_l(j + 1) = c_l(j) + q_l(j)``, so the pool a pruning layer
+    can revive from, ``c_k - c_l``, shrinks by ``r_l`` a step until it is empty:
+    a token is computed at most once per layer, and no layer caches more than the
+    first, ``P + j - 1``. With ``revive = 0`` every layer's cache grows by one token
+    a step. The rows change at a few steps only (a pool falls below ``revive``, then
+    empties): between those, a *run*, the caches grow linearly, so a run's steps are
+    bracketed as a growing cache is (:func:`bracket`).
+
+    A step's attention at a layer reads that layer's whole cache (what it computed):
+    the selection decides which pruned tokens come back, not a mask over the
+    computed ones. A generated token runs every layer in its own step (it is the
+    query), so a step writes nothing to the auxiliary cache; its selection's ops are
+    :func:`hwsim.pruning.tokens.lazyllm_step`'s."""
+
+    runs_: tuple  # (first step, last step, caches before the first, rows), per run
+    layers: int
+
+    @classmethod
+    def of(cls, prompt: list[int | None], revive: int, n_steps: int) -> "LazySchedule":
+        alive = [i for i, n in enumerate(prompt) if n is not None]
+        c = {i: int(prompt[i]) for i in alive}
+        pairs = list(zip(alive, alive[1:]))  # (the layer before, the layer)
+        points = [(prev, at) for prev, at in pairs if c[at] < c[prev]]
+        runs, j = [], 1
+        while j <= n_steps:
+            pools = {at: c[prev] - c[at] for prev, at in points}
+            take = {at: min(revive, pool) for at, pool in pools.items()}
+            rows = dict.fromkeys(alive, 1)
+            for prev, at in pairs:
+                rows[at] = rows[prev] + take.get(at, 0)
+            # steps until a pool falls below revive (then what it gives changes)
+            length = min([pool // revive if pool >= revive else 1
+                          for at, pool in pools.items() if take[at] > 0] or [n_steps])
+            length = min(length, n_steps - j + 1)
+            runs.append((j, j + length - 1, dict(c), rows))
+            for i in alive:
+                c[i] += length * rows[i]
+            j += length
+        return cls(tuple(runs), len(prompt))
+
+    def runs(self) -> list[tuple[int, int]]:
+        """(first step, last step) of each run of equal rows."""
+        return [(a, b) for a, b, _, _ in self.runs_]
+
+    def step(self, j: int, kv: int) -> tuple[list[int], list[int]]:
+        """(cache, rows) per layer of the pruned stack before step ``j``; a dropped
+        layer takes ``kv`` and one row (it is not built)."""
+        for a, b, c0, rows in self.runs_:
+            if a <= j <= b:
+                cache = [c0[i] + (j - a) * rows[i] if i in c0 else kv
+                         for i in range(self.layers)]
+                return cache, [rows.get(i, 1) for i in range(self.layers)]
+        raise ValueError(f"step {j} is outside the generation")
+
+    def revived_column(self):
+        """Tokens each step revives (summed over its pruning layers), an array by step."""
+        import numpy as np  # noqa: PLC0415
+
+        parts = []
+        for a, b, _, rows in self.runs_:
+            alive = sorted(rows)
+            revived = sum(rows[at] - rows[prev] for prev, at in zip(alive, alive[1:]))
+            parts.append(np.full(b - a + 1, revived, dtype=np.int64))
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def prompt_cache(prefill) -> list[int | None]:
@@ -439,9 +556,17 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget | None = No
         fp = t.footprint(g, spec, first.tiling)
         return fp.total_bytes - fp.kv_cache_bytes * (1.0 - prefill_kv_fraction(policy, g))
 
+    lazy = None
+    if policy.lazy:  # LazyLLM's caches differ per layer (the prefill's, then its schedule)
+        first = phase_workload(wl, "prefill", wl.seq_len, 0, list(wl.pruning))
+        lazy = LazySchedule.of(prompt_cache(model_graphs(first)[0]), policy.revive,
+                               max(1, wl.new_tokens - 1))
+
     def step_fp(one: Workload, j: int):
         step = phase_workload(one, "decode", 1, policy.cache(j), steps)
-        return t.footprint(device_graph(model_graphs(step)[0], step), spec, step.tiling)
+        cache, rows = lazy.step(j, policy.cache(j)) if lazy is not None else (None, None)
+        graph = model_graphs(step, cache_tokens=cache, rows=rows)[0]
+        return t.footprint(device_graph(graph, step), spec, step.tiling)
 
     single = sized(1)
     alone = prefill_peak(single)

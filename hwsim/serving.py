@@ -227,6 +227,12 @@ def serve(workload: Workload | str, target: str | ResolvedTarget | None = None, 
     if fidelity not in FIDELITIES:
         raise InputError(f"expected one of {', '.join(FIDELITIES)}, got {fidelity!r}",
                          source="--fidelity")
+    if policy_of(wl).lazy:  # a batch's step is costed at one cache length, not per layer
+        i = next(i for i, s in enumerate(wl.pruning) if s.get("method") == "lazyllm")
+        raise InputError("lazyllm is not modelled by the serving scheduler (its caches differ "
+                         "per layer and per step); simulate the generation instead (hwsim "
+                         "simulate, phase: generate)", source=wl.source,
+                         field=f"pruning.{i}.method")
     if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 0:
         raise InputError(f"expected a whole number >= 0, got {max_batch!r}",
                          source="--max-batch")

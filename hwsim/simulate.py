@@ -127,14 +127,16 @@ def load_with_sets(workload: str | os.PathLike | Workload | Mapping[str, Any],
     return workload, target_sets
 
 
-def model_graphs(wl: Workload, *, cache_tokens: list[int] | None = None) -> tuple[Graph, Graph]:
+def model_graphs(wl: Workload, *, cache_tokens: list[int] | None = None,
+                 rows: list[int] | None = None) -> tuple[Graph, Graph]:
     """The workload's model, pruned and unpruned: built (:func:`build_graph`), pruned
     by its steps (the dense one not), the logits' positions selected; whole (not yet
-    split over devices) and with its ``moe_experts`` ops as traced. ``cache_tokens``: a
-    decode step's cache per layer (:func:`hwsim.pruning.apply`)."""
+    split over devices) and with its ``moe_experts`` ops as traced. ``cache_tokens``
+    and ``rows``: a decode step's cache and query rows per layer
+    (:func:`hwsim.pruning.apply`)."""
     dense = build_graph(wl)
     pruned = select_logits(apply_pruning(dense, wl.pruning, wl.source,
-                                         cache_tokens=cache_tokens), wl.logits)
+                                         cache_tokens=cache_tokens, rows=rows), wl.logits)
     return pruned, select_logits(dense, wl.logits)
 
 

@@ -237,7 +237,8 @@ def test_generation_fields_are_checked(fields, field, needle):
 @pytest.mark.parametrize("pruning, field, needle", [
     ([{"method": "spatten", "keep": 0.5}, {"method": "h2o", "keep": 0.5}], "pruning.1.method",
      "differs per layer"),
-    ([{"method": "lazyllm", "keep": 0.5}], "pruning.0.method", "not modelled"),
+    ([{"method": "lazyllm", "keep": 0.5}, {"method": "h2o", "keep": 0.5}], "pruning.0.method",
+     "not modelled"),
     ([{"method": "fastv", "at_layer": 2, "keep": 0.5}, {"method": "h2o", "keep": 0.5}],
      "pruning.1.method", "differs per layer"),
     ([{"method": "h2o", "keep": 0.5}, {"method": "snapkv", "tokens": 100}], "pruning.1.method",

@@ -253,11 +253,18 @@ class Graph:
         if not self.is_template:
             return self
         env = {"batch": batch, "seq_len": seq_len, "kv_len": kv_len}
+        source, alias = self.ops, {}
+        if seq_len == 1 and any(ONE_ROW_VIEW in op.attrs for op in self.ops):
+            source, alias = one_row_views(self.ops)
+        used = {alias.get(t, t) for op in source for t in op.inputs + op.outputs} \
+            if alias else None
         tensors = [Tensor(t.id, tuple(evaluate(d, env) for d in t.shape), t.dtype, t.kind)
-                   for t in self.tensors.values()]
-        ops = [replace(op, attrs={k: (v.evaluate(env) if isinstance(v, Expr) else v)
-                                  for k, v in op.attrs.items()})
-               for op in self.ops]
+                   for t in self.tensors.values() if used is None or t.id in used]
+        ops = [replace(op, id=i if alias else op.id,
+                       inputs=tuple(alias.get(x, x) for x in op.inputs),
+                       attrs={k: (v.evaluate(env) if isinstance(v, Expr) else v)
+                              for k, v in op.attrs.items() if k != ONE_ROW_VIEW})
+               for i, op in enumerate(source)]
         header = _eval_tree(self.header, env)
         header.update(batch=batch, seq_len=seq_len, kv_len=kv_len)
         header.pop("template", None)
@@ -288,3 +295,22 @@ def _eval_tree(value: Any, env: Mapping[str, int]) -> Any:
     if isinstance(value, list):
         return [_eval_tree(v, env) for v in value]
     return value
+
+
+# An op of a multi-token decode template that PyTorch runs only for several query rows:
+# at one row the layout copy after the attention is a view (no kernel). Such ops carry
+# this attribute (set by hwsim.trace.template), and an instantiation at seq_len = 1 drops
+# them, their readers reading the op's input (a copy's output equals its input).
+ONE_ROW_VIEW = "view_at_one_row"
+
+
+def one_row_views(ops: Iterable[Op]) -> tuple[list[Op], dict[int, int]]:
+    """``ops`` without those marked :data:`ONE_ROW_VIEW`, and {dropped output: input}."""
+    kept, alias = [], {}
+    for op in ops:
+        if op.attrs.get(ONE_ROW_VIEW):
+            (src,), (dst,) = op.inputs, op.outputs
+            alias[dst] = alias.get(src, src)
+        else:
+            kept.append(op)
+    return kept, alias

@@ -18,6 +18,12 @@ Dropped layers vanish, and readers of their output read their input instead:
 a block's output is its residual input plus its update, so without the update
 it is the input.
 
+A multi-token decode template (several query rows per sequence, each layer its
+own ``seq_len``) marks the ops PyTorch runs only for several rows
+(:data:`hwsim.ir.graph.ONE_ROW_VIEW`: the attention output's layout copy, a view
+at one row); a layer instantiated at ``seq_len = 1`` leaves them out, as a
+one-row trace has them.
+
 Every attribute of an op survives the re-instantiation, evaluated at the
 layer's sizes: an attention keeps ``heads`` and ``kv_heads`` (grouped-query
 attention), ``causal`` and its sliding ``window``. A window counts cached
@@ -33,7 +39,7 @@ from dataclasses import replace
 from typing import Iterable, Mapping
 
 from .expr import Expr, evaluate
-from .graph import Graph, Op, Tensor
+from .graph import ONE_ROW_VIEW, Graph, Op, Tensor
 
 Env = Mapping[str, int]
 
@@ -95,16 +101,23 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
             selected[key] = sel
         return selected[key]
 
+    skipped = False
     for i, op in enumerate(ops):
         if op.layer in dropped:
             continue
         env = op_env[i]
+        if op.attrs.get(ONE_ROW_VIEW) and env["seq_len"] == 1:  # a view at one row
+            (src,), (dst,) = op.inputs, op.outputs
+            alias[dst] = alias.get(src, src)
+            skipped = True
+            continue
         ins = tuple(read(t, env, op) for t in op.inputs)
-        attrs = {k: (v.evaluate(env) if isinstance(v, Expr) else v) for k, v in op.attrs.items()}
+        attrs = {k: (v.evaluate(env) if isinstance(v, Expr) else v) for k, v in op.attrs.items()
+                 if k != ONE_ROW_VIEW}
         if op.kind == "attention":
             _cap_keys(attrs)
         out.ops.append(replace(op, id=len(out.ops), inputs=ins, attrs=attrs))
-    if dropped:
+    if dropped or skipped:
         used = {t for op in out.ops for t in op.inputs + op.outputs}
         out.tensors = {tid: t for tid, t in out.tensors.items() if tid in used}
     out.header.update(batch=full["batch"], seq_len=full["seq_len"], kv_len=full["kv_len"])

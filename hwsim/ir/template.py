@@ -1,13 +1,15 @@
 """Templates: one graph for every size, recovered from traces at a few sizes.
 
 Tracing a model at sizes ``(batch, seq_len, kv_len)`` that form a grid (for a
-prefill, batch in {b1, b2} x seq_len in {s1, s2}; for a decode, batch x kv_len)
+prefill, batch in {b1, b2} x seq_len in {s1, s2}; for a decode, batch x kv_len;
+for a decode step of several tokens, batch x seq_len x kv_len)
 gives graphs with identical structure whose integers differ. :func:`fit_template`
 checks that the structure is identical and replaces every integer that varies
 by the multilinear polynomial (:func:`hwsim.ir.expr.fit`) that reproduces it at
 every traced size. The template is then exact at any size inside the traced
-regime (prefill: seq_len >= 2; decode: seq_len = 1), which the tests check by
-tracing at sizes that were not used for fitting.
+regime (prefill: seq_len >= 2; decode: seq_len = 1; extend: seq_len >= 2, and 1
+once its one-row views are marked, :mod:`hwsim.trace.template`), which the tests
+check by tracing at sizes that were not used for fitting.
 """
 
 from __future__ import annotations

@@ -51,17 +51,24 @@ _PLAN_KEYS = ("pruning", "pruning_plan")
 
 
 def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "", *,
-          cache_tokens: Sequence[int] | None = None) -> Graph:
+          cache_tokens: Sequence[int] | None = None, rows: Sequence[int] | None = None,
+          ) -> Graph:
     """``graph`` with every step applied in order (the graph itself when there are none).
 
     ``cache_tokens``: a decode step's KV cache per layer of the pruned stack, where a
     prefill's token pruning left fewer than the graph's ``kv_len`` (a generation,
-    :mod:`hwsim.generation`); set after the steps, never raised."""
+    :mod:`hwsim.generation`); set after the steps, never raised. ``rows``: with it, a
+    generation's LazyLLM step: each layer's query rows (the new token and the tokens
+    revived at or before it), the cache and rows set *before* the steps, whose LazyLLM
+    step then costs its selection over them (:func:`hwsim.pruning.tokens.lazyllm`); a
+    layer of several rows instantiates the model's ``extend`` template."""
     if not steps and cache_tokens is None:
         return graph
     from ..workload.build import template_of  # noqa: PLC0415 - workload imports pruning
 
     template = template_of(graph.header)
+    if rows is not None and any(r > 1 for r in rows):
+        template = _extend_template(graph, source)
     if graph.header.get("pruning_plan") and template is None:
         raise InputError("this graph was pruned already and has no size template to re-derive "
                          "it from: give all steps to one apply()", source=source,
@@ -71,16 +78,33 @@ def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "", *,
         raise InputError("pruning acts on the layers of a model; this graph has no "
                          "transformer layers (an ops: kernel study?)", source=source,
                          field="pruning")
+    if rows is not None:
+        _set_cache(plan, cache_tokens if cache_tokens is not None else
+                   [plan.tokens(layer) for layer in range(plan.num)], source)
+        plan.rows = [int(r) for r in rows]
     for i, raw in enumerate(steps):
         _check(raw, i, plan, source)
         PLAN_PASSES[raw["method"]](plan, Step(raw, i, source))
-    if cache_tokens is not None:
+    if cache_tokens is not None and rows is None:
         _set_cache(plan, cache_tokens, source)
     dense = graph
     if graph.header.get("pruning_plan"):
         header = {k: v for k, v in graph.header.items() if k not in _PLAN_KEYS}
         dense = Graph(header, graph.tensors.values(), graph.ops)
     return materialize(plan, template, dense, source)
+
+
+def _extend_template(graph: Graph, source: str) -> Graph:
+    """The ``extend`` template (several query rows per sequence) of ``graph``'s model."""
+    from ..trace.zoo_names import EXTEND  # noqa: PLC0415
+    from ..workload.build import template_of  # noqa: PLC0415
+
+    ref = graph.header.get("template_ref") or {}
+    if "model" not in ref:
+        raise InputError("a step that computes several tokens per layer (LazyLLM's revival) "
+                         "needs the model's multi-token decode template: use model:, not a "
+                         "trace file", source=source, field="pruning")
+    return template_of({**graph.header, "template_ref": {**ref, "phase": EXTEND}})
 
 
 def _set_cache(plan: Plan, tokens: Sequence[int], source: str) -> None:

@@ -2,7 +2,8 @@
 
 1. :func:`~hwsim.ir.layered.instantiate_layers` instantiates the template
    with each layer's token count (prompt tokens in a prefill, cached tokens in
-   a decode step) and without the dropped layers; the ``gather`` ops it
+   a decode step, and a decode step's query rows where a generation's LazyLLM
+   step revives tokens) and without the dropped layers; the ``gather`` ops it
    inserts where sizes change are marked with the method that shrank the layer.
 2. The methods' machinery blocks are inserted at the start (or end) of their
    layer, as ordinary ops marked ``pruning=<method>``.
@@ -37,6 +38,8 @@ def materialize(plan: Plan, template: Graph | None, dense: Graph, source: str = 
         total = plan.tokens(layer)
         if total != plan.dense_tokens():
             per_layer[plan.first + layer] = {plan.axis: total}
+        if plan.rows and plan.rows_at(layer) != plan.base["seq_len"]:
+            per_layer.setdefault(plan.first + layer, {})["seq_len"] = plan.rows_at(layer)
     drop = [plan.first + layer for layer in plan.dropped]
     if per_layer and template is None:  # pragma: no cover - the passes check resizability
         raise InputError("token counts changed on a graph that is not a template", source=source)

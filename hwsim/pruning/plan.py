@@ -190,6 +190,9 @@ class Plan:
     # MoE layer -> {experts, top_k (the router's), kept (original ids), active_k}
     moe: dict = field(default_factory=dict)
     routing: dict = field(default_factory=dict)  # the workload's routing (hwsim.workload.moe)
+    # per layer: the decode step's query rows (empty: base seq_len at every layer); a
+    # generation's LazyLLM step computes revived tokens from their pruning layer on
+    rows: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -249,6 +252,8 @@ class Plan:
         d["moe"] = {str(k): v for k, v in self.moe.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}
         d["blocks"] = [b.to_dict() for b in self.blocks]
+        if self.rows:
+            d["rows"] = list(self.rows)
         return _copy(d)
 
     @classmethod
@@ -281,10 +286,15 @@ class Plan:
         """Keys the layer's attention reads per query: prompt tokens, or cache + new tokens."""
         if self.phase == "prefill":
             return self.tokens(layer)
-        return self.tokens(layer) + self.base["seq_len"]
+        return self.tokens(layer) + self.rows_at(layer)
 
     def queries(self, layer: int) -> int:
-        return self.tokens(layer) if self.phase == "prefill" else self.base["seq_len"]
+        return self.tokens(layer) if self.phase == "prefill" else self.rows_at(layer)
+
+    def rows_at(self, layer: int) -> int:
+        """A decode step's query rows per sequence at ``layer`` (its new tokens, plus any
+        a generation's LazyLLM step revived at or before it)."""
+        return int(self.rows[layer]) if self.rows else self.base["seq_len"]
 
     def visible_keys(self, layer: int) -> int:
         """Keys one query of the layer can attend to: all of them, or the sliding window's.

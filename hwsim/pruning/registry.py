@@ -65,7 +65,12 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
     MethodSpec("topv", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER, "iterations": _ITER},
                ("keep",), "TopV, CVPR 2025",
                summary="optimal-transport (Sinkhorn) token importance at layer K, once"),
-    MethodSpec("lazyllm", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
+    MethodSpec("lazyllm", {"keep": _KEEP, "layers": _LAYERS,
+                           "revive": "over a generation: prompt tokens each decode step "
+                                     "revives from the auxiliary cache at each pruning "
+                                     "layer (an integer >= 0, default 0: every step "
+                                     "attends to what the prefill computed plus the "
+                                     "generated tokens, revives none)"}, ("keep",),
                "LazyLLM (arXiv 2407.14057)",
                summary="progressive top-k by the last token's attention, with an auxiliary cache"),
     MethodSpec("zero-tprune", {"keep": _KEEP, "layers": _LAYERS, "iterations": _ITER},
@@ -140,6 +145,7 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
 ]}
 
 TENSOR_CLASSES = ("query", "key", "value", "kv")
+MAX_REVIVE = 1 << 20  # LazyLLM: tokens revived per step and pruning layer (past any context)
 GROUP_SCORES = ("first", "sum")  # how H2O scores a KV head from its group of query heads
 
 
@@ -198,6 +204,11 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     v = step.get("sinks")
     if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
         add(f"{where}.sinks", f"must be an integer >= 0, got {v!r}")
+    v = step.get("revive")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                          or not 0 <= v <= MAX_REVIVE):
+        add(f"{where}.revive", f"must be an integer in 0..{MAX_REVIVE:,} (tokens revived per "
+            f"decode step at each pruning layer), got {v!r}")
     if "per_head" in step and not isinstance(step["per_head"], bool):
         add(f"{where}.per_head", f"expected true or false, got {step['per_head']!r}")
     if "group_score" in step and step["group_score"] not in GROUP_SCORES:

@@ -27,7 +27,9 @@ topv            the cost matrix between segment and text tokens (``matmul``),
                 the transport plan's row mass (``reduce``), ``topk``
 lazyllm         the last token's attention (``matmul`` + ``softmax``), mean
                 over heads, ``topk``; pruned tokens' hidden states written to
-                the auxiliary cache (``kv_write``)
+                the auxiliary cache (``kv_write``); in a generation's decode
+                step the same ranking, and revived tokens' states read back
+                from the auxiliary cache (``gather``, :func:`lazyllm_step`)
 zero-tprune     the head-averaged attention graph (``reduce``), per PageRank
                 iteration a vector-matrix product and the damping
                 (``matmul`` + ``elementwise fma``), ``topk``
@@ -49,7 +51,7 @@ sequence, shared by every head (the pruned tokens leave the hidden states).
 from __future__ import annotations
 
 from .common import keep_list, layer_param, progressive_factors, quarter_layers, scalar_keep
-from .plan import Plan, Step
+from .plan import Plan, Step, kept
 
 TOPV_ITERATIONS = 10  # Sinkhorn iterations when the step does not say (M)
 PAGERANK_ITERATIONS = 30  # weighted-PageRank iterations when the step does not say (M)
@@ -246,7 +248,18 @@ def _spatten_machinery(plan: Plan, step: Step, before: list[int]) -> None:
 
 # ---------------------------------------------------------------------------- LazyLLM
 def lazyllm(plan: Plan, step: Step) -> None:
-    """Progressive pruning by the last token's attention; pruned states go to an aux cache."""
+    """Progressive pruning by the last token's attention; pruned states go to an aux cache.
+
+    A prefill prunes the prompt at each pruning layer; a decode step (one forward)
+    prunes its cache there. A generation's decode step (the plan's ``rows`` set, its
+    cache per layer what the generation computed so far, :mod:`hwsim.generation`) only
+    costs the selection: :func:`lazyllm_step`."""
+    if plan.phase == "decode" and plan.rows:
+        lazyllm_step(plan, step)
+        return
+    if plan.phase == "decode" and step.get("revive", 0):
+        raise step.error("revive", "tokens revive over a generation's decode steps (phase: "
+                         "generate); a single decode step prunes its cache (leave revive out)")
     before = [plan.tokens(layer) for layer in range(plan.num)]
     prev_keys = [plan.keys(layer) for layer in range(plan.num)]
     factors = progressive_factors(plan, step, quarter_layers(plan.num))
@@ -281,6 +294,52 @@ def lazyllm(plan: Plan, step: Step) -> None:
             new = b * plan.base["seq_len"] * D
             blk.kv_write("lazyllm.aux_cache_write", new, b * (n_prev - n_l + 1) * D)
     plan.record(step, pruning_layers=points)
+
+
+def lazyllm_points(plan: Plan, step: Step) -> list[int]:
+    """LazyLLM's pruning layers: where its kept fraction falls (its ``layers``, by default a
+    quarter, half and three quarters in; or where a ``keep`` list falls)."""
+    factors = progressive_factors(plan, step, quarter_layers(plan.num))
+    alive = plan.alive()
+    return [layer for prev, layer in zip(alive, alive[1:])
+            if factors.get(layer, 1.0) < factors.get(prev, 1.0)]
+
+
+def lazyllm_step(plan: Plan, step: Step) -> None:
+    """A generation's decode step under LazyLLM (Fu et al. 2024, arXiv 2407.14057, Sec. 3).
+
+    At each pruning layer the step ranks again the tokens present at the layer
+    before (its cache plus the step's rows there) by the last token's attention
+    (``matmul`` + ``softmax`` + head mean) and keeps the top ``keep`` of them
+    (``topk``). A selected token that this layer never computed is *revived*: its
+    hidden state at this layer is read from the auxiliary cache (``gather``) and it is
+    computed from here on, a query row of every later layer (the plan's ``rows``,
+    set by the generation with the caches; never more than were pruned, so each token
+    is computed at most once per layer). The pruned stack's sizes are not changed
+    here: the generation set them."""
+    factors = progressive_factors(plan, step, quarter_layers(plan.num))
+    b, D = plan.batch, plan.hidden
+    alive = plan.alive()
+    points, revived = [], []
+    for prev, layer in zip(alive, alive[1:]):
+        if factors.get(layer, 1.0) >= factors.get(prev, 1.0):
+            continue
+        points.append(layer)
+        plan.changed_by[layer] = step.method  # its rows' selection is LazyLLM's
+        n_prev = plan.keys(prev)  # the tokens present at the layer before, this step's too
+        k = kept(n_prev, factors[layer] / factors.get(prev, 1.0))
+        h, hk, d = plan.heads[prev], plan.kv_kept(prev), plan.head_dim[prev]
+        blk = plan.block(step, layer)
+        imp = _last_query_scores(blk, "lazyllm", b, h, hk, d, n_prev, n_prev)
+        blk.topk("lazyllm.topk", rows=b, n=n_prev, k=k, x=imp)
+        r = plan.rows_at(layer) - plan.rows_at(prev)
+        revived.append(r)
+        if r > 0:
+            pool = max(r, plan.tokens(prev) - plan.tokens(layer))  # pruned here, not revived
+            blk.gather("lazyllm.aux_cache_read", b * r * D, b * pool * D)
+    plan.record(step, pruning_layers=points, revived_per_layer=revived,
+                rows_per_layer=[None if layer in plan.dropped else plan.rows_at(layer)
+                                for layer in range(plan.num)])
 
 
 # ---------------------------------------------------------------------------- Zero-TPrune

@@ -255,11 +255,17 @@ def image_template_path(model: str, phase: str, tag: str, source: ConfigSource |
     """Where the template of a vision-language model for the image ``tag``
     (:func:`hwsim.trace.images.tag`) is written for this environment:
     ``{label}.{phase}.{tag}.template.{key}.t{tracer}.{environment digest}.json.gz``,
-    the key being the config's digest (a model from a config) or the zoo name's."""
+    the key being the config's digest (a model from a config) or the zoo name's. An
+    empty ``tag`` is a template that depends on no image (a multi-token decode step's,
+    ``phase = "extend"``): ``{label}.{phase}.template...``."""
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     label, key = _image_key(model, source)
-    return folder / (f"{label}.{phase}.{tag}.template.{key}.t{TRACER_VERSION}."
+    return folder / (f"{label}.{_phase_tag(phase, tag)}.template.{key}.t{TRACER_VERSION}."
                      f"{_env_digest()}.json.gz")
+
+
+def _phase_tag(phase: str, tag: str) -> str:
+    return f"{phase}.{tag}" if tag else phase
 
 
 def cached_image_template_path(model: str, phase: str, tag: str,
@@ -273,7 +279,7 @@ def cached_image_template_path(model: str, phase: str, tag: str,
     here = env["torch"] is not None and env["transformers"] is not None
     tail = _env_digest() if here else "*"
     _, key = _image_key(model, source)
-    pattern = f"*.{phase}.{tag}.template.{key}.t{TRACER_VERSION}.{tail}.json.gz"
+    pattern = f"*.{_phase_tag(phase, tag)}.template.{key}.t{TRACER_VERSION}.{tail}.json.gz"
     found = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     return found[0] if found else None
 

@@ -5,7 +5,10 @@ decoder language models and LLaVA, where a decode step is one language-model
 step; the ``hf`` models are built from their configs in
 :mod:`hwsim.trace.configs`), :func:`hwsim.trace.template.trace_template` traces a 2x2 grid of small
 sizes, fits the template and checks it at an unseen size; the result is written
-to ``traces/{model}.{phase}.json.gz`` at the repository root (a vision-language
+to ``traces/{model}.{phase}.json.gz`` at the repository root. A model with a
+decode phase also has an ``extend`` template (a decode step of several new tokens,
+a 2x2x2 grid; ``traces/{model}.extend.json.gz``): ``--phases extend`` writes only
+those. (A vision-language
 model's other images, ``--image HxW``: ``{model}.prefill.{HxW}.json.gz``), where the
 simulator finds it without torch and instantiates it at any size with
 ``hwsim.ir.load(path).instantiate(batch=..., seq_len=..., kv_len=...)``.
@@ -21,7 +24,7 @@ from ..ir import save
 from . import images
 from .template import trace_template
 from .zoo import vision_rule
-from .zoo_names import ZOO_NAMES, phases, template_path
+from .zoo_names import EXTEND, ZOO_NAMES, phases, template_path
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "traces"
 
@@ -39,7 +42,7 @@ def ship(models: list[str], out: Path, phase_filter: list[str] | None = None,
         rule = vision_rule(model) if image is not None else None
         if image is not None and rule is None:
             raise SystemExit(f"--image: {model} reads no image")
-        for phase in phases(model):
+        for phase in phases(model) + ((EXTEND,) if "decode" in phases(model) else ()):
             if phase_filter and phase not in phase_filter:
                 continue
             tag = images.tag(rule, image) if rule is not None and phase == "prefill" else ""
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Regenerate the shipped trace templates.")
     parser.add_argument("--models", nargs="+", default=list(ZOO_NAMES), choices=ZOO_NAMES,
                         metavar="MODEL", help="zoo models (default: all)")
-    parser.add_argument("--phases", nargs="+", choices=("prefill", "decode"),
+    parser.add_argument("--phases", nargs="+", choices=("prefill", "decode", EXTEND),
                         help="only these phases")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"output folder (default: {DEFAULT_OUT})")

@@ -24,7 +24,8 @@ scaling extends it to.
 
 Shipped templates (``traces/{model}.{phase}.json.gz``) are exact for prefill at
 ``seq_len >= max(2, min_seq_len)`` and for decode at ``seq_len == 1``: at a
-single prefill token PyTorch skips a layout copy, so that graph differs.
+single prefill token PyTorch skips a layout copy, so that graph differs. A decode
+step of several tokens has its own template (:data:`EXTEND`).
 """
 
 from __future__ import annotations
@@ -115,6 +116,14 @@ def phases(model: str) -> tuple[str, ...]:
     """The phases ``model`` can be traced in (``()`` for a name not in the zoo)."""
     entry = ZOO.get(model)
     return tuple(entry["phases"]) if entry else ()
+
+
+# A decode step of several new tokens per sequence (seq_len > 1: speculative decoding's
+# verification, a chunked prefill's chunk, LazyLLM's revived tokens over a generation)
+# has its own template, traced at seq_len >= 2 and shipped as traces/{model}.extend.json.gz
+# (its header says phase: decode): at one row PyTorch skips a layout copy, so the one-row
+# decode template cannot grow rows (hwsim.trace.template).
+EXTEND = "extend"
 
 
 def template_path(model: str, phase: str) -> str:

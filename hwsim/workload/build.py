@@ -2,7 +2,9 @@
 
 - ``model:`` instantiates the shipped template at the workload's size (no
   torch needed); a model or phase without a shipped template is traced on the
-  fly when torch is installed (cached on disk), and is an error otherwise.
+  fly when torch is installed (cached on disk), and is an error otherwise. A
+  decode step of several new tokens (``seq_len > 1``) instantiates the model's
+  ``extend`` template (:func:`template_phase`).
 - ``trace:`` loads a graph file; a template is instantiated, a concrete graph
   is used as traced (its size must then agree with the workload's).
 - ``ops:`` builds one op per entry, with its operands as graph inputs.
@@ -27,6 +29,7 @@ from ..errors import InputError
 from ..ir import Graph, load
 from ..ir.kinds import check as check_op
 from ..trace import images
+from ..trace.zoo_names import EXTEND
 from . import zoo
 from .loader import resolve_path
 from .schema import OP_PARAMS, Workload
@@ -69,13 +72,14 @@ def build_graph(wl: Workload) -> Graph:
 
 def _from_model(wl: Workload) -> Graph:
     image = images.image_of(wl.image)
-    tmpl = zoo.template(wl.model, wl.phase, image, wl.frames)
+    phase = template_phase(wl.phase, wl.seq_len)
+    tmpl = zoo.template(wl.model, phase, image, wl.frames)
     if tmpl is not None:
-        tag = zoo.image_tag(wl.model, wl.phase, image, wl.frames)
-        _check_regime(tmpl, wl, str(zoo.shipped_path(wl.model, wl.phase, tag) or
+        tag = zoo.image_tag(wl.model, phase, image, wl.frames)
+        _check_regime(tmpl, wl, str(zoo.shipped_path(wl.model, phase, tag) or
                                     "the trace cache"))
         graph = tmpl.instantiate(batch=wl.batch, seq_len=wl.seq_len, kv_len=wl.kv_len)
-        graph.header["template_ref"] = {"model": wl.model, "phase": wl.phase}
+        graph.header["template_ref"] = {"model": wl.model, "phase": phase}
         if image is not None or wl.frames:
             graph.header["template_ref"].update(image=list(image) if image else None,
                                                 frames=wl.frames)
@@ -90,12 +94,24 @@ def _from_model(wl: Workload) -> Graph:
                         batch=wl.batch, dtype=wl.dtype, image=image, frames=wl.frames)
 
 
+def template_phase(phase: str, seq_len: int) -> str:
+    """The template a forward instantiates: its phase's, or for a decode step of several
+    new tokens per sequence (``seq_len > 1``) the ``extend`` template
+    (:mod:`hwsim.trace.template`)."""
+    return EXTEND if phase == "decode" and seq_len > 1 else phase
+
+
 def _check_regime(tmpl: Graph, wl: Workload, source: str) -> None:
-    """A template is exact only in the regime it was traced in (see hwsim.ir.template)."""
+    """A template is exact only in the regime it was traced in (see hwsim.ir.template):
+    a decode template at one new token per sequence, unless it is an ``extend``
+    template (its regime states ``min_seq_len``)."""
     phase = tmpl.header.get("phase")
-    if phase == "decode" and wl.seq_len != 1:
-        raise InputError(f"the shipped decode template is one step (seq_len=1), got "
-                         f"seq_len={wl.seq_len}", source=wl.source, field="seq_len")
+    regime = tmpl.header.get("template") or {}
+    if phase == "decode" and wl.seq_len != 1 and "min_seq_len" not in regime:
+        raise InputError(f"this decode template is one new token per sequence (seq_len=1), "
+                         f"got seq_len={wl.seq_len} (from {source}); several need a template "
+                         f"traced at seq_len >= 2 (hwsim.trace.template, phase extend)",
+                         source=wl.source, field="seq_len")
     if phase == "prefill" and wl.seq_len < 2:
         raise InputError("a prefill template needs seq_len >= 2 (for one token use "
                          "phase: decode)", source=wl.source, field="seq_len")

@@ -3,8 +3,9 @@
 A workload's ``model:`` is one of:
 
 - a **zoo model** with a shipped template in ``traces/``
-  (``{model}.{phase}.json.gz``): the torch-free truth about which models and
-  phases exist; the headers give the number of layers, the token segments and
+  (``{model}.{phase}.json.gz``; a decode step of several new tokens has its own,
+  ``{model}.extend.json.gz``, :func:`extend_template`): the torch-free truth
+  about which models and phases exist; the headers give the number of layers, the token segments and
   the layer stacks. The tracer's zoo (:mod:`hwsim.trace.zoo_names`, plain data)
   may know more, which are traced on the fly when torch is installed;
 - a **model from a config**: a path to a ``config.json`` (or a folder holding
@@ -60,7 +61,7 @@ def _shipped() -> dict[str, dict[str, Path]]:
         for p in sorted(d.glob("*.json.gz")):
             stem = p.name[: -len(".json.gz")]
             model, dot, phase = stem.rpartition(".")
-            if dot and phase in ("prefill", "decode"):
+            if dot and phase in ("prefill", "decode", tracer_zoo.EXTEND):
                 out.setdefault(model, {}).setdefault(phase, p)
                 continue
             # a vision-language model's other image: {model}.{phase}.{tag}.json.gz
@@ -192,7 +193,13 @@ def template(model: str, phase: str, image: tuple[int, int] | None = None,
     A vision-language model's prefill depends on its ``image`` (``(height, width)``
     px; None: the model's default) and ``frames``: another image's template is
     shipped as ``{model}.{phase}.{tag}.json.gz`` or traced once into the trace
-    cache (needs torch; without it, an error listing the shipped images)."""
+    cache (needs torch; without it, an error listing the shipped images).
+
+    ``phase = "extend"`` is a decode step of several new tokens per sequence
+    (``seq_len > 1``): shipped as ``{model}.extend.json.gz``, else traced once into
+    the trace cache (:func:`extend_template`)."""
+    if phase == tracer_zoo.EXTEND:
+        return extend_template(model)
     tag = image_tag(model, phase, image, frames)
     path = shipped_path(model, phase, tag)
     if path is not None:
@@ -234,6 +241,34 @@ def _image_template(model: str, phase: str, image: tuple[int, int] | None, frame
     return cached_image_template(model, phase, image, frames)
 
 
+@functools.lru_cache(maxsize=16)
+def extend_template(model: str) -> Graph:
+    """The template of ``model``'s decode step of several new tokens (``seq_len >= 1``
+    rows per sequence, :mod:`hwsim.trace.template`): shipped, else from the trace
+    cache, else traced there once (needs torch; without it, a one-line error)."""
+    path = shipped_path(model, tracer_zoo.EXTEND)
+    if path is not None:
+        return _load(str(path))
+    source = config_source(model)  # None for a zoo model without a config
+    cached = hub.cached_image_template_path(model, tracer_zoo.EXTEND, "", source)
+    if cached is not None:
+        try:
+            return _load(str(cached))
+        except InputError:
+            pass  # unreadable: trace again below
+    try:
+        from ..trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
+    except ImportError:
+        name = tracer_zoo.template_path(model, tracer_zoo.EXTEND)
+        raise InputError(f"no template of {model} for a decode step of several tokens "
+                         f"(seq_len > 1): none shipped ({name}) and torch is not installed "
+                         f"to trace it once (pip install 'hwsim[trace]'; later runs need no "
+                         f"torch), or ship it: "
+                         f"python -m hwsim.trace.ship --models {model} --phases extend",
+                         field="seq_len") from None
+    return cached_image_template(model, tracer_zoo.EXTEND, None)
+
+
 @functools.lru_cache(maxsize=None)
 def _load(path: str) -> Graph:
     return load(path)
@@ -242,6 +277,7 @@ def _load(path: str) -> Graph:
 def _clear_template_caches() -> None:
     """Forget loaded templates and resolved configs (tests that swap $HWSIM_TRACES)."""
     _load.cache_clear()
+    extend_template.cache_clear()
     _config_template_cached.cache_clear()
     _resolve.cache_clear()
 
