@@ -98,6 +98,16 @@ def test_hawk_and_divprune_prune_before_the_language_model():
     _, g = pruned(LLAVA, {"method": "divprune", "keep": 0.098, "segment": "visual"})
     assert g.header["pruning"][0]["tokens_per_layer"] == [35 + 56 + 29] * 32
     ops = machinery(g, "divprune")
+    # as released: the whole 576 x 576 similarity once, then 55 picks re-reducing the
+    # rows picked so far (a gather of i x 576 and its column minimum), O(n² d + k² n)
+    (sim,) = [op for op in ops if op.kind == "matmul"]
+    assert (sim.attrs["m"], sim.attrs["n"], sim.attrs["k"]) == (576, 576, 4096)
+    rows = [op for op in ops if op.name == "divprune.picked_rows"]
+    assert [op.attrs["elements"] for op in rows] == [i * 576 for i in range(1, 56)]
+    assert kinds(ops)["reduce"] == 1 + 56 + 55  # norms, an argmax per pick, the minima
+    _, g = pruned(LLAVA, {"method": "divprune", "keep": 0.098, "segment": "visual",
+                          "algorithm": "incremental"})
+    ops = machinery(g, "divprune")
     steps = [op for op in ops if op.kind == "matmul"]
     assert len(steps) == 56  # one greedy step per kept token: O(n k d) in all
     assert all((op.attrs["m"], op.attrs["n"], op.attrs["k"]) == (1, 576, 4096) for op in steps)
@@ -431,14 +441,19 @@ def test_threshold_schedule_keeps_the_mass_of_the_alive_tokens():
 def test_spatten_takes_a_schedule_file_or_a_scores_file(tmp_path, write_workload):
     write_schedule(tmp_path / "s.json", [1.0, 0.5])
     assert read_schedule(tmp_path / "s.json") == [1.0, 0.5]
-    write_scores(tmp_path / "scores.npz", Scores(_toy_attention(), ("a", "b", "c", "d")))
-    for step in ({"method": "spatten", "schedule": "s.json"},
-                 {"method": "spatten", "scores": "scores.npz", "mass": 0.5}):
-        wl = load_workload(write_workload({**GPT2, "pruning": [step]}))
-        g = apply(build_graph(wl), wl.pruning, wl.source)
-        rec = g.header["pruning"][0]
-        assert rec["tokens_per_layer"] == [64] * 6 + [32 if "schedule" in step else 16] * 6
-        assert "stretched to 12" in rec["schedule"]
+    wl = load_workload(write_workload({**GPT2, "pruning": [{"method": "spatten",
+                                                            "schedule": "s.json"}]}))
+    g = apply(build_graph(wl), wl.pruning, wl.source)
+    rec = g.header["pruning"][0]
+    assert rec["tokens_per_layer"] == [64] * 6 + [32] * 6
+    assert "stretched to 12" in rec["schedule"]
+    # scores are of one model: a 2-layer file is not GPT-2's (tests/test_scores_files.py)
+    write_scores(tmp_path / "scores.npz", Scores(_toy_attention(), ("a", "b", "c", "d"),
+                                                 "gpt2"))
+    wl = load_workload(write_workload({**GPT2, "pruning": [
+        {"method": "spatten", "scores": "scores.npz", "mass": 0.5}]}))
+    with pytest.raises(InputError, match="layers 2, expected 12"):
+        apply(build_graph(wl), wl.pruning, wl.source)
 
 
 def test_the_shipped_scores_schedule_is_a_cascade():

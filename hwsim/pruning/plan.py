@@ -193,6 +193,7 @@ class Plan:
     # per layer: the decode step's query rows (empty: base seq_len at every layer); a
     # generation's LazyLLM step computes revived tokens from their pruning layer on
     rows: list = field(default_factory=list)
+    model: str = ""  # the workload's model name (a scores file must be of this model)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -240,14 +241,14 @@ class Plan:
                    buckets=buckets, counts=[dict(sizes) for _ in range(num)], heads=list(heads),
                    dense_heads=list(heads), kv_heads=kv_heads, head_dim=head_dim,
                    hidden=hidden, ffn=ffn, resizable=resizable, window=window, moe=moe,
-                   routing=dict(h.get("routing") or {}))
+                   routing=dict(h.get("routing") or {}), model=str(h.get("model") or ""))
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in (
             "phase", "base", "dtype", "stack", "first", "num", "buckets", "counts", "heads",
             "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "window",
             "dropped",
-            "dtypes", "refetch", "records", "routing")}
+            "dtypes", "refetch", "records", "routing", "model")}
         d["sparse"] = {str(k): v for k, v in self.sparse.items()}
         d["moe"] = {str(k): v for k, v in self.moe.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}

@@ -59,8 +59,12 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                "HAWK, CVPR 2026 (arXiv 2604.07812)",
                summary="before the language model, text-guided attention weighted by head "
                        "importance"),
-    MethodSpec("divprune", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER}, ("keep",),
-               "DivPrune, CVPR 2025 (arXiv 2503.02175)",
+    MethodSpec("divprune", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER,
+                            "algorithm": "released (default: the n x n similarity, then the "
+                                         "greedy picks, O(n² d + k² n), as github.com/vbdi/"
+                                         "divprune's DivPrune) or incremental (a running "
+                                         "minimum, O(n k d))"},
+               ("keep",), "DivPrune, CVPR 2025 (arXiv 2503.02175)",
                summary="greedy max-min diversity selection of the segment's tokens"),
     MethodSpec("topv", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER, "iterations": _ITER},
                ("keep",), "TopV, CVPR 2025",
@@ -73,9 +77,14 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                                      "generated tokens, revives none)"}, ("keep",),
                "LazyLLM (arXiv 2407.14057)",
                summary="progressive top-k by the last token's attention, with an auxiliary cache"),
-    MethodSpec("zero-tprune", {"keep": _KEEP, "layers": _LAYERS, "iterations": _ITER},
+    MethodSpec("zero-tprune", {"keep": _KEEP, "layers": _LAYERS, "iterations": _ITER,
+                               "similarity_share": "share of each pruning layer's removed "
+                                                   "tokens that the similarity stage (S-stage) "
+                                                   "removes, in [0, 1] (default 0.5; 0: the "
+                                                   "PageRank stage alone)"},
                ("keep",), "Zero-TPrune, CVPR 2024 (arXiv 2305.17328)",
-               summary="weighted PageRank over the attention graph of a ViT"),
+               summary="weighted PageRank over the attention graph of a ViT, then "
+                       "similarity-based pruning of the survivors"),
     MethodSpec("spatten-heads", {"keep": _KEEP}, ("keep",), "SpAtten cascade head pruning",
                acts_on="heads", summary="cascade head pruning by accumulated head magnitude"),
     MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
@@ -147,6 +156,7 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
 TENSOR_CLASSES = ("query", "key", "value", "kv")
 MAX_REVIVE = 1 << 20  # LazyLLM: tokens revived per step and pruning layer (past any context)
 GROUP_SCORES = ("first", "sum")  # how H2O scores a KV head from its group of query heads
+DIVPRUNE_ALGORITHMS = ("released", "incremental")  # how DivPrune's greedy loop is written
 
 
 def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: int | None,
@@ -193,6 +203,10 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                               or not 0 < v <= 1):
             add(f"{where}.{key}", f"must be a fraction in (0, 1], got {v!r}")
+    v = step.get("similarity_share")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                          or not 0 <= v <= 1):
+        add(f"{where}.similarity_share", f"must be a fraction in [0, 1], got {v!r}")
     v = step.get("refetch")
     if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float))
                                           or not 0 <= v <= 1):
@@ -217,6 +231,9 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     for key in ("schedule", "scores"):
         if key in step and not (isinstance(step[key], str) and step[key]):
             add(f"{where}.{key}", f"expected a file path, got {step[key]!r}")
+    if "algorithm" in step and step["algorithm"] not in DIVPRUNE_ALGORITHMS:
+        add(f"{where}.algorithm", f"expected one of {', '.join(DIVPRUNE_ALGORITHMS)}, got "
+            f"{step['algorithm']!r}")
     if "tensors" in step:
         _check_tensors(step["tensors"], f"{where}.tensors", add)
     at = step.get("at_layer")

@@ -17,10 +17,13 @@ hawk            text-token queries and segment keys (two ``matmul``), their
                 scores (``matmul`` + ``softmax``), mean over text queries,
                 head-importance weighting (``elementwise mul``), sum over
                 heads, ``topk``
-divprune        norms and normalization, then k greedy max-min steps: the
-                distances of the last pick to all n tokens (``matmul``
-                1 x n x d), the running minimum (``elementwise min``) and the
-                next pick (``reduce argmax``): O(n k d)
+divprune        as released: norms and normalization, the n x n cosine
+                similarity (``matmul``) and distance (``elementwise sub``),
+                then k greedy max-min picks, each a ``gather`` of the i picked
+                rows, their column minimum (``reduce min``) and the next pick
+                (``reduce argmax``): O(n² d + k² n); ``algorithm:
+                incremental``: k picks of O(n d) each (``matmul`` 1 x n x d,
+                ``elementwise min``, ``reduce argmax``): O(n k d)
 topv            the cost matrix between segment and text tokens (``matmul``),
                 its Gibbs kernel (``elementwise exp``), per Sinkhorn
                 iteration two matrix-vector products and two divisions,
@@ -30,9 +33,13 @@ lazyllm         the last token's attention (``matmul`` + ``softmax``), mean
                 the auxiliary cache (``kv_write``); in a generation's decode
                 step the same ranking, and revived tokens' states read back
                 from the auxiliary cache (``gather``, :func:`lazyllm_step`)
-zero-tprune     the head-averaged attention graph (``reduce``), per PageRank
-                iteration a vector-matrix product and the damping
-                (``matmul`` + ``elementwise fma``), ``topk``
+zero-tprune     I-stage: the head-averaged attention graph (``reduce``), per
+                PageRank iteration a vector-matrix product and the damping
+                (``matmul`` + ``elementwise fma``), ``topk``; S-stage: the
+                survivors' keys in importance order (``gather``), norms,
+                the similarity of the less important half to the rest
+                (``matmul``), each one's best match (``reduce max``),
+                ``topk`` of the most similar: O(h n² + t n² + n² D / 4)
 ==============  ===========================================================
 
 plus, in every case, the ``gather`` of the surviving tokens that
@@ -50,11 +57,15 @@ sequence, shared by every head (the pruned tokens leave the hidden states).
 
 from __future__ import annotations
 
+import os
+
 from .common import keep_list, layer_param, progressive_factors, quarter_layers, scalar_keep
-from .plan import Plan, Step, kept
+from .plan import Plan, Step, kept, round_half_up
+from .registry import DIVPRUNE_ALGORITHMS
 
 TOPV_ITERATIONS = 10  # Sinkhorn iterations when the step does not say (M)
 PAGERANK_ITERATIONS = 30  # weighted-PageRank iterations when the step does not say (M)
+ZERO_TPRUNE_SIMILARITY_SHARE = 0.5  # share of a layer's pruned tokens the S-stage removes (M)
 
 
 def _prefill_only(plan: Plan, step: Step, what: str) -> None:
@@ -134,10 +145,46 @@ def hawk(plan: Plan, step: Step) -> None:
 
 # ---------------------------------------------------------------------------- DivPrune
 def divprune(plan: Plan, step: Step) -> None:
-    """Greedy max-min diversity: k picks, each O(n d), from layer ``at_layer`` (0) on."""
+    """Greedy max-min diversity selection of k of the segment's n tokens, at layer K (0).
+
+    DivPrune (Alvar et al., "DivPrune: Diversity-based Visual Token Pruning for Large
+    Multimodal Models", CVPR 2025, arXiv 2503.02175) keeps the k tokens that solve a
+    max-min diversity problem greedily: each pick is the token farthest (cosine distance)
+    from all the tokens picked so far. How much that costs depends on how the greedy loop
+    is written, so the step names the algorithm:
+
+    ``algorithm: released`` (the default) follows the released code, github.com/vbdi/divprune,
+    function ``DivPrune`` with ``pairwise_cosine_similarity``. On the n x d hidden states of
+    the candidates (d: the model's hidden size) it computes
+
+    1. the row norms and the normalized rows (``reduce norm``, ``elementwise div``: n d);
+    2. the whole n x n cosine similarity by one product (``matmul`` n x n x d: 2 n² d
+       FLOPs) and the distance matrix ``1 - similarity`` (``elementwise sub``, n²);
+    3. pick 0: per column the second smallest distance over the whole matrix (``topk`` 2
+       of n along dim 0, for n columns) and its argmax (``reduce argmax`` over n);
+    4. pick i = 1 .. k-1: the i rows of the tokens picked so far (``gather`` i x n from
+       the n x n matrix, ``index_select``), their minimum per column (``reduce min``
+       i x n -> n) and the argmax over the n columns (``reduce argmax``).
+
+    So O(n² d + k² n): 2 n² d FLOPs for the similarity, sum over i of i·n = k(k-1)/2 · n
+    elements gathered and reduced. It emits 4 + 3k ops (each greedy step reads a
+    different number of rows, so the steps are distinct ops, not one repeated). With k in
+    the thousands that is thousands of ops per pruning point and the k² n gathers dominate
+    the machinery: n = 4,096, k = 2,048 gathers 8.6 G elements (17 GB at fp16) where the
+    similarity is 137 GFLOP.
+
+    ``algorithm: incremental`` is the O(n k d) variant that keeps a running minimum
+    instead of re-reducing the picked rows: per pick, the distances of the last pick to
+    all n tokens (``matmul`` 1 x n x d), the running minimum (``elementwise min``) and the
+    next pick (``reduce argmax``); no n x n matrix. It selects the same tokens.
+    """
     _prefill_only(plan, step, "DivPrune prunes the prompt's visual tokens during the prefill")
     K = layer_param(plan, step, default=0)
     keep = scalar_keep(step)
+    algorithm = step.get("algorithm", "released")
+    if algorithm not in DIVPRUNE_ALGORITHMS:
+        raise step.error("algorithm", f"expected one of {', '.join(DIVPRUNE_ALGORITHMS)}, "
+                         f"got {algorithm!r}")
     bucket = plan.bucket_of(step)
     n = plan.tokens(K, bucket)
     plan.scale_tokens(step, {layer: keep for layer in range(K, plan.num)}, bucket)
@@ -147,12 +194,29 @@ def divprune(plan: Plan, step: Step) -> None:
     x = blk.t([b * n * D])
     norms = blk.reduce("divprune.norms", "norm", b * n * D, b * n, x=x)
     xn = blk.elementwise("divprune.normalize", "div", b * n * D, ins=[x, norms])
-    best = blk.t([b * n])
-    for _ in range(k):
-        dist = blk.matmul("divprune.distances", batch=b, m=1, n=n, k=D, b=xn)
-        best = blk.elementwise("divprune.min_distance", "min", b * n, ins=[dist, best])
-        blk.reduce("divprune.argmax", "argmax", b * n, b, x=best)
-    plan.record(step, selected=f"{k} of {n}", greedy_steps=k)
+    if algorithm == "incremental":
+        best = blk.t([b * n])
+        for _ in range(k):
+            dist = blk.matmul("divprune.distances", batch=b, m=1, n=n, k=D, b=xn)
+            best = blk.elementwise("divprune.min_distance", "min", b * n, ins=[dist, best])
+            blk.reduce("divprune.argmax", "argmax", b * n, b, x=best)
+    else:
+        xt = blk.t([b, D, n])
+        blk.op("view", "divprune.transpose", {"note": "transpose"}, [xn], [xt])
+        sim = blk.matmul("divprune.similarity", batch=b, m=n, n=n, k=D, a=xn, b=xt)
+        dist = blk.elementwise("divprune.distance", "sub", b * n * n, ins=[sim])
+        two, _ = blk.topk("divprune.second_smallest", rows=b * n, n=n, k=2, x=dist)
+        second = blk.t([b * n])
+        blk.op("view", "divprune.second_column", {"note": "slice"}, [two], [second])
+        blk.reduce("divprune.argmax", "argmax", b * n, b, x=second)
+        for i in range(1, k):
+            picked = blk.t([b * i], "int64")
+            rows = blk.t([b * i * n])
+            blk.op("gather", "divprune.picked_rows", {"elements": b * i * n}, [dist, picked],
+                   [rows])
+            low = blk.reduce("divprune.min_over_picked", "min", b * i * n, b * n, x=rows)
+            blk.reduce("divprune.argmax", "argmax", b * n, b, x=low)
+    plan.record(step, selected=f"{k} of {n}", greedy_steps=k, algorithm=algorithm)
 
 
 # ---------------------------------------------------------------------------- TopV
@@ -205,7 +269,12 @@ def spatten(plan: Plan, step: Step) -> None:
         for layer in plan.alive():
             plan.sparse[layer] = {"method": "spatten", "mode": "value",
                                   "keep": float(step.get("value_keep"))}
-    plan.record(step, schedule=origin, keep_fractions=fractions)
+    extra = {}
+    if step.get("scores") is not None:  # the SpAtten target's seeded top-k reads them too
+        from ..workload.loader import resolve_path  # noqa: PLC0415
+
+        extra["scores_path"] = os.path.abspath(resolve_path(step.get("scores"), step.source))
+    plan.record(step, schedule=origin, keep_fractions=fractions, **extra)
 
 
 def _spatten_fractions(plan: Plan, step: Step, resolve_schedule) -> tuple[list[float], str]:
@@ -344,17 +413,45 @@ def lazyllm_step(plan: Plan, step: Step) -> None:
 
 # ---------------------------------------------------------------------------- Zero-TPrune
 def zero_tprune(plan: Plan, step: Step) -> None:
-    """ViT token pruning by weighted PageRank over the attention graph."""
+    """ViT token pruning: weighted PageRank (I-stage), then similarity (S-stage).
+
+    Zero-TPrune (Wang, Dedhia and Jha, "Zero-TPrune: Zero-Shot Token Pruning through
+    Leveraging of the Attention Graph in Pre-Trained Transformers", CVPR 2024, arXiv
+    2305.17328) ranks tokens by the attention graph and then prunes by similarity: the
+    importance distribution "guides the partition of tokens into two groups" whose
+    similarity decides which tokens go (the paper's abstract). At each pruning layer,
+    with n tokens reaching it, n' kept, r = round(``similarity_share`` x (n - n')) of the
+    removed ones removed by similarity (capped at half the I-stage's survivors), h heads
+    and D = the hidden size:
+
+    I-stage (weighted PageRank): the head-averaged attention graph of the layer before
+    (``reduce`` mean, h x n x n), per iteration a vector-matrix product (``matmul``
+    1 x n x n) and the damping (``elementwise fma``), the I-stage's ``topk`` keeping
+    m = n' + r: O(h n² + t n²) for t iterations.
+
+    S-stage (similarity): the m survivors, already in importance order from the top-k,
+    split into two groups, the less important half (source, s = ceil(m/2)) and the rest
+    (target, m - s): a ``gather`` of their features (the layer's keys, D wide, in the
+    order of the partition), their norms and normalization (``reduce norm``,
+    ``elementwise div``), the source x target cosine similarity (``matmul`` s x (m - s) x
+    D), each source token's largest similarity (``reduce max`` over the target group), and
+    the ``topk`` of the r most similar source tokens, which are pruned: O(m² D / 4).
+
+    ``similarity_share: 0`` is the I-stage alone. The share (default 0.5) and the
+    features (keys) are assumptions (M): the paper's abstract states the two stages and
+    the partition, not the split of the pruned tokens between them.
+    """
     _prefill_only(plan, step, "Zero-TPrune prunes a ViT's tokens in its forward pass")
     iters = int(step.get("iterations", PAGERANK_ITERATIONS))
+    share = float(step.get("similarity_share", ZERO_TPRUNE_SIMILARITY_SHARE))
     factors = progressive_factors(plan, step, quarter_layers(plan.num))
     if factors.get(0, 1.0) < 1:
         raise step.error("keep", "Zero-TPrune ranks tokens by the attention of the layer "
                          "before, so layer 0 runs on every token")
     plan.scale_tokens(step, factors, None)
-    b = plan.batch
+    b, D = plan.batch, plan.hidden
     alive = plan.alive()
-    points = []
+    points, by_similarity = [], []
     for prev, layer in zip(alive, alive[1:]):
         n, n_l = plan.tokens(prev), plan.tokens(layer)
         if n_l >= n:
@@ -367,6 +464,23 @@ def zero_tprune(plan: Plan, step: Step) -> None:
         for _ in range(iters):
             s = blk.matmul("zero-tprune.pagerank_step", batch=b, m=1, n=n, k=n, a=s, b=graph)
             s = blk.elementwise("zero-tprune.damping", "fma", b * n, ins=[s])
-        blk.topk("zero-tprune.topk", rows=b, n=n, k=n_l, x=s)
-    plan.record(step, pruning_layers=points, iterations=iters)
-
+        r = min(round_half_up(share * (n - n_l)), n_l)  # at most the source half of n_l + r
+        m = n_l + r
+        blk.topk("zero-tprune.topk", rows=b, n=n, k=m, x=s)
+        by_similarity.append(r)
+        if r:
+            src = (m + 1) // 2
+            feats = blk.gather("zero-tprune.partition", b * m * D, b * n * D)
+            norms = blk.reduce("zero-tprune.norms", "norm", b * m * D, b * m, x=feats)
+            xn = blk.elementwise("zero-tprune.normalize", "div", b * m * D, ins=[feats, norms])
+            a_grp, b_grp = blk.t([b, src, D]), blk.t([b, D, m - src])
+            blk.op("view", "zero-tprune.source_group", {"note": "slice"}, [xn], [a_grp])
+            blk.op("view", "zero-tprune.target_group", {"note": "slice, transpose"}, [xn],
+                   [b_grp])
+            sim = blk.matmul("zero-tprune.similarity", batch=b, m=src, n=m - src, k=D,
+                             a=a_grp, b=b_grp)
+            best = blk.reduce("zero-tprune.most_similar", "max", b * src * (m - src), b * src,
+                              x=sim)
+            blk.topk("zero-tprune.similar_topk", rows=b, n=src, k=r, x=best)
+    plan.record(step, pruning_layers=points, iterations=iters, similarity_share=share,
+                pruned_by_similarity=by_similarity)
