@@ -167,8 +167,9 @@ def divprune(plan: Plan, step: Step) -> None:
        i x n -> n) and the argmax over the n columns (``reduce argmax``).
 
     So O(n² d + k² n): 2 n² d FLOPs for the similarity, sum over i of i·n = k(k-1)/2 · n
-    elements gathered and reduced. It emits 4 + 3k ops (each greedy step reads a
-    different number of rows, so the steps are distinct ops, not one repeated). With k in
+    elements gathered and reduced. It emits 3k + 3 ops (and two free views; each greedy
+    step reads a different number of rows, so the steps are distinct ops of growing
+    size, not one op repeated). With k in
     the thousands that is thousands of ops per pruning point and the k² n gathers dominate
     the machinery: n = 4,096, k = 2,048 gathers 8.6 G elements (17 GB at fp16) where the
     similarity is 137 GFLOP.
