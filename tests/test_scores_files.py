@@ -103,6 +103,8 @@ def test_gpt2_scores_drive_the_schedule_and_a_seeded_spatten_run(tmp_path):
     other = hwsim.simulate(path, "spatten", sets=["target.topk_mode=seeded"],
                            fidelity="analytical")
     assert other.graph.header["pruning"][0]["scores_path"] == str(tmp_path / "gpt2.npz")
+    tk_o = other.ops[other.ops["kind"] == "topk"]
+    assert tk_o["detail"].str.contains("real scores").all()
 
 
 def test_tinyllama_scores_drive_a_tinyllama_schedule(tmp_path):

@@ -45,7 +45,8 @@ _ITER = "iterations of the solver (a positive integer)"
 METHODS: dict[str, MethodSpec] = {m.name: m for m in [
     MethodSpec("spatten",
                {"keep": _KEEP, "heads_keep": _KEEP, "schedule": "schedule file (keep list, JSON)",
-                "scores": "attention-scores file (hwsim trace --scores) to derive the schedule",
+                "scores": "attention-scores file of the workload's model (python -m "
+                          "hwsim.trace.record_scores) to derive the schedule",
                 "mass": "with scores: cumulative importance each layer keeps (default 0.9)",
                 "value_keep": "local value pruning: fraction of V rows fetched per query"},
                source="SpAtten, HPCA 2021 (arXiv 2012.09852)",

