@@ -214,17 +214,26 @@ def template(model: str, phase: str, image: tuple[int, int] | None = None,
     return _config_template(source, phase)
 
 
+def _cached(model: str, phase: str, tag: str) -> Graph | None:
+    """A template traced before into the trace cache, or None (absent or unreadable:
+    the caller traces it again)."""
+    source = config_source(model)  # None for a zoo family without a config (LLaVA-1.5)
+    path = hub.cached_image_template_path(model, phase, tag, source)
+    if path is None:
+        return None
+    try:
+        return _load(str(path))
+    except InputError:
+        return None
+
+
 def _image_template(model: str, phase: str, image: tuple[int, int] | None, frames: int,
                     tag: str) -> Graph:
     """The template of a vision-language model's non-default image: from the trace
     cache, else traced there (torch)."""
-    source = config_source(model)  # None for a zoo family without a config (LLaVA-1.5)
-    cached = hub.cached_image_template_path(model, phase, tag, source)
+    cached = _cached(model, phase, tag)
     if cached is not None:
-        try:
-            return _load(str(cached))
-        except InputError:
-            pass  # unreadable: trace again below
+        return cached
     try:
         from ..trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
     except ImportError:
@@ -249,13 +258,9 @@ def extend_template(model: str) -> Graph:
     path = shipped_path(model, tracer_zoo.EXTEND)
     if path is not None:
         return _load(str(path))
-    source = config_source(model)  # None for a zoo model without a config
-    cached = hub.cached_image_template_path(model, tracer_zoo.EXTEND, "", source)
+    cached = _cached(model, tracer_zoo.EXTEND, "")
     if cached is not None:
-        try:
-            return _load(str(cached))
-        except InputError:
-            pass  # unreadable: trace again below
+        return cached
     try:
         from ..trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
     except ImportError:
