@@ -292,7 +292,8 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
                     run_latency_s: list[float] | None = None) -> list:
     """Place the ops behind the host that issues them (:mod:`hwsim.runtime`).
 
-    The host lane and the device lane run in the engine; each row's ``start_s``
+    The host lane and the device lane run as the engine runs two chains of tasks
+    (:func:`hwsim.runtime.schedule`); each row's ``start_s``
     becomes its start on the device and ``host_wait_s`` the time the device idled
     before it, waiting for the host (drawing its static power, added to the row's
     energy). A repeated op's row (``count`` runs of ``run_latency_s`` each, default its

@@ -21,7 +21,7 @@ from physics import violations
 import hwsim
 from hwsim.errors import InputError
 from hwsim.ir import Graph, flops, from_dict, to_dict
-from hwsim.report.chrome import chrome_events
+from hwsim.report.chrome import chrome_events, op_spans
 from hwsim.report.groups import by_kind, group_ops
 from hwsim.workload import build_graph, workload_from_dict
 
@@ -115,6 +115,11 @@ def test_the_host_issues_every_run(target, runtime):
     rep = run(ENTRIES, target, runtime=runtime)
     out = run(written_out(ENTRIES), target, runtime=runtime)
     assert_same_totals(rep, out)
+    # each op's bar ends where its last run ends: the next op starts after it, and the
+    # last ends with the run
+    ends = [r["start_s"] + span for r, span in zip(rep.rows, op_spans(rep))]
+    assert ends[-1] == pytest.approx(rep.totals["latency_s"], rel=REL)
+    assert all(r["start_s"] >= end * (1 - REL) for r, end in zip(rep.rows[1:], ends))
     lane = chrome_events(rep)
     host = [e for e in lane if e.get("cat") == "host"]
     assert all(e["dur"] > 0 for e in host)

@@ -43,13 +43,9 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
                     "ts": s0 * 1e6, "dur": (s1 - s0) * 1e6, "args": {}}
                    for label, s0, s1 in host_lane]
     first: dict[int, int] = {}  # id of a shared timeline -> first op that ran it
-    prev_end = 0.0  # where the previous op's last run ended
-    for r, row, lanes in zip(report.ops.itertuples(index=False), report.rows, report.lanes):
+    for r, row, lanes, span in zip(report.ops.itertuples(index=False), report.rows,
+                                   report.lanes, op_spans(report)):
         count = int(row.get("count", 1))
-        span = r.latency_s
-        if count != 1:  # its runs, and the device's waits for the host between them
-            span += row.get("host_wait_s", 0.0) - (r.start_s - prev_end)
-        prev_end = r.start_s + span
         if r.latency_s <= 0:
             continue
         same_as = first.setdefault(id(lanes), int(r.id)) if lanes else int(r.id)
@@ -71,6 +67,21 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
                            "tid": tid[unit], "ts": (r.start_s + s0) * 1e6,
                            "dur": (s1 - s0) * 1e6, "args": {"op": int(r.id)}})
     return events
+
+
+def op_spans(report) -> list[float]:
+    """Seconds from each op's start to its end on the device: its latency, and for an
+    op that ran ``count`` times also the device's waits for the host between its runs
+    (its ``host_wait_s`` less the wait before its first run)."""
+    out = []
+    prev_end = 0.0  # where the previous op's last run ended
+    for row in report.rows:
+        span = row["latency_s"]
+        if row.get("count", 1) != 1:
+            span += row.get("host_wait_s", 0.0) - (row["start_s"] - prev_end)
+        prev_end = row["start_s"] + span
+        out.append(span)
+    return out
 
 
 def write_chrome_trace(report, path: str) -> None:
