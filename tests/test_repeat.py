@@ -128,7 +128,7 @@ def test_the_host_issues_every_run(target, runtime):
         assert any(" x" in e["name"] for e in host)
 
 
-def test_devices_count_a_repeated_op_on_each(tmp_path):
+def test_devices_count_a_repeated_op_on_each():
     rep = run(ENTRIES, "volta", devices=2)
     out = run(written_out(ENTRIES), "volta", devices=2)
     assert_same_totals(rep, out)
@@ -180,9 +180,9 @@ def test_report_forms_say_the_count(tmp_path):
 
 
 def test_a_large_repeat_is_two_rows_in_small_memory():
-    """65,536 runs each of two entries (131,072 ops written out, a limit's worth of
-    rows before) lower two ops and make two rows: the memory a run takes does not
-    grow with the count."""
+    """65,536 runs each of two entries (131,072 ops written out, past the 100,000 the
+    expansion allowed) lower two ops and make two rows: the memory a run takes does
+    not grow with the count."""
     entries = [{"kind": "matmul", "m": 64, "n": 64, "k": 64, "repeat": 65536},
                {"kind": "elementwise", "fn": "add", "elements": 4096, "repeat": 65536}]
     warm = run(entries[:1], "volta")  # the target's, pandas' imports are not the run's
