@@ -19,6 +19,11 @@ graph one device runs (after the tensor-parallel split):
   bounds the peak from below). A ``view``'s output is an alias of its input
   and holds nothing of its own (:meth:`hwsim.ir.Graph.root`).
 
+An op that runs ``repeat`` times (:attr:`hwsim.ir.Op.repeat`: each run on its own
+operands) holds its weights and KV cache once per run (:meth:`hwsim.ir.Graph.copies`),
+as the same op written out that many times would; its activations are one run's,
+since its runs follow one another and are not live at once.
+
 A target names its capacity (:meth:`hwsim.targets.Target.capacity_bytes`, 0 for
 unchecked) and may add workspace or move part of the KV cache off the device
 (:meth:`hwsim.targets.Target.footprint`). A workload that does not fit is an
@@ -78,8 +83,9 @@ def footprint(graph, workspace: Callable | None = None) -> Footprint:
     ``workspace(op) -> bytes`` adds what a target's kernel for ``op`` needs
     beyond the op's own tensors."""
     t = graph.tensors
-    weights = float(sum(x.bytes for x in t.values() if x.kind == "param"))
-    kv = float(sum(t[i].bytes for i in kv_cache_ids(graph)))
+    copies = graph.copies
+    weights = float(sum(x.bytes * copies(x.id) for x in t.values() if x.kind == "param"))
+    kv = float(sum(t[i].bytes * copies(i) for i in kv_cache_ids(graph)))
     peak, peak_op = 0.0, ""
     for op in graph.ops:
         if op.kind == "view":

@@ -12,9 +12,10 @@ run side by side::
 
 Large kernels hide the host (it runs ahead and the queue fills); small ones wait
 for it (the op is *host-bound*, and the device idles: the gap is the report's
-``host_wait_s``). :func:`schedule` builds those two lanes as engine tasks (units
-``host`` and ``device``) and runs them in :mod:`hwsim.engine`, so the waiting is
-on the timeline, not added as a formula. On a CPU target the host *is* the
+``host_wait_s``). :func:`schedule` runs those two lanes as the event engine
+(:mod:`hwsim.engine`) would run them as tasks (units ``host`` and ``device``), so
+the waiting is on the timeline, not added as a formula; an op that runs many times
+(``repeat``) is scheduled in closed form, whatever its count. On a CPU target the host *is* the
 device (the same cores run the framework and the kernel): the lanes do not
 overlap, and each op waits for its own dispatch.
 
@@ -48,9 +49,6 @@ measurement behind it (a sensitivity, not a calibration).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from . import engine
-from .engine import Task
 
 RUNTIMES = ("library", "eager", "graph", "fused")
 
@@ -145,25 +143,69 @@ class HostSchedule:
     latency_s: float  # end of the last op
 
 
-def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
-             overlaps: bool = True) -> HostSchedule:
-    """Run the host lane and the device lane in the event engine.
+def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str) -> list[float]:
+    """Host time to issue each run of op i after its first (an op's ``repeat``,
+    :attr:`hwsim.ir.Op.repeat`): the run before it is the same op, so a captured graph
+    issues nothing more and a fused engine folds a pointwise op into the run before."""
+    if platform is None:
+        return [0.0] * len(kinds)
+    per = platform.per_op_s[runtime]
+    return [0.0 if kind in FREE_KINDS or runtime == "graph"
+            or (runtime == "fused" and kind in FUSABLE_KINDS) else per for kind in kinds]
 
-    Host task i (unit ``host``) follows host task i-1; device task i (unit
-    ``device``) waits for host task i and for device task i-1. Without overlap (a
-    CPU, where the host is the device) host task i also waits for device task i-1.
+
+def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
+             overlaps: bool = True, repeats: list[int] | None = None,
+             repeat_host_s: list[float] | None = None) -> HostSchedule:
+    """The host lane and the device lane, op by op.
+
+    Host task i follows host task i-1; device task i waits for host task i and for
+    device task i-1. Without overlap (a CPU, where the host is the device) host task
+    i also waits for device task i-1. Each lane is a chain, so this is the event
+    engine's schedule of those tasks (:mod:`hwsim.engine`: a task starts when its
+    last dependency ends) computed directly: start = max of the ends it waits for, end
+    = start + duration, the same floating-point operations to the last bit.
+
+    ``repeats[i]``: op i runs that many times back to back (device time
+    ``device_s[i]`` each; host time ``host_s[i]`` for the first run and
+    ``repeat_host_s[i]`` for each later one). Its later runs follow in closed form:
+    with overlap the host issues them every ``h`` seconds and the device runs them
+    every ``d``, so the last starts at ``max(start of the second + (n-2) d, the
+    first's issue + (n-1) h)``; without overlap each run is its issue then its
+    kernel. Its ``start_s`` is the first run's, its ``wait_s`` the device's idle time
+    before and between its runs, and its ``host_lane`` entry spans all its issues.
     """
-    tasks = []
-    for i, (h, d) in enumerate(zip(host_s, device_s)):
-        host_deps = ((2 * i - 2,) if i else ()) + ((2 * i - 1,) if i and not overlaps else ())
-        tasks.append(Task("host", h, deps=host_deps, bound="latency", label=f"issue {names[i]}"))
-        tasks.append(Task("device", d, deps=(2 * i,) + ((2 * i - 1,) if i else ()),
-                          label=names[i]))
-    sched = engine.run_events(tasks)
-    issue = sched.ends_s[0::2]
-    start = sched.starts_s[1::2]
-    ends = sched.ends_s[1::2]
-    wait = [start[0]] + [max(0.0, start[i] - ends[i - 1]) for i in range(1, len(start))]
-    lane = [(t.label, s0, s1) for t, s0, s1 in zip(tasks[0::2], sched.starts_s[0::2], issue)
-            if s1 > s0]
-    return HostSchedule(list(issue), list(start), wait, lane, max(ends) if ends else 0.0)
+    n_ops = len(device_s)
+    repeats = repeats or [1] * n_ops
+    repeat_host_s = repeat_host_s or [0.0] * n_ops
+    issue, start, wait, lane = [], [], [], []
+    host_end = 0.0  # the host finished issuing the previous run
+    dev_end = 0.0  # the device finished the previous run
+    for i in range(n_ops):
+        h, d, n = host_s[i], device_s[i], repeats[i]
+        h0 = max(host_end, dev_end) if i and not overlaps else host_end
+        h1 = h0 + h
+        s = max(h1, dev_end) if i else h1
+        waited = s - dev_end if i else s
+        last = s
+        end_issue = h1
+        if n > 1:
+            h_rest = repeat_host_s[i]
+            if overlaps:
+                first = max(h1 + h_rest, s + d)  # the second run's start
+                end_issue = h1 + (n - 1) * h_rest
+                busy = first + (n - 2) * d  # the last run's start if the device never waits
+                last = max(busy, end_issue)
+                waited += (first - (s + d)) + (last - busy)  # 0 exactly when device-bound
+            else:
+                last = s + (n - 1) * (h_rest + d)
+                end_issue = last
+                waited += (n - 1) * h_rest  # each later run waits for its own issue
+        issue.append(h1)
+        start.append(s)
+        wait.append(waited)
+        if end_issue > h0:
+            lane.append((f"issue {names[i]}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
+        host_end = end_issue
+        dev_end = last + d
+    return HostSchedule(issue, start, wait, lane, dev_end if n_ops else 0.0)

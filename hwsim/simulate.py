@@ -248,17 +248,29 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             cost["energy_j"] = sum(dyn.values()) + static
             cache[key] = cost
         op_keys.append(key)
-        rows.append({"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
-                     "module": op.module, "pruning": op.attrs.get("pruning", ""),
-                     "start_s": clock, "flops": op_flops(op), **cost})
-        clock += cost["latency_s"]
-    host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w)
+        row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
+               "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
+               "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
+        if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
+            for name in RUN_SUMS:
+                row[name] = cost[name] * op.repeat
+        rows.append(row)
+        clock += row["latency_s"]
+    host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w,
+                                [cache[k]["latency_s"] for k in op_keys])
     from .report import Report  # noqa: PLC0415 (pandas: loaded on first need)
 
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
                   fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory,
                   host_lane=host_lane)
+
+
+# A row's figures that are sums over an op's runs: a repeated op's row (``count`` runs)
+# is its cost times the count; ``bound``, ``tasks`` and ``detail`` describe one run.
+RUN_SUMS = ("latency_s", "dram_read_bytes", "dram_write_bytes", "energy_compute_j",
+            "energy_onchip_j", "energy_dram_j", "energy_interconnect_j", "energy_static_j",
+            "energy_j", "executed_flops")
 
 
 def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w: float) -> float:
@@ -276,30 +288,41 @@ def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w:
 
 
 def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
-                    wl: Workload | None, static_power_w: float) -> list:
+                    wl: Workload | None, static_power_w: float,
+                    run_latency_s: list[float] | None = None) -> list:
     """Place the ops behind the host that issues them (:mod:`hwsim.runtime`).
 
-    The host lane and the device lane run in the engine; each row's ``start_s``
+    The host lane and the device lane run as the engine runs two chains of tasks
+    (:func:`hwsim.runtime.schedule`); each row's ``start_s``
     becomes its start on the device and ``host_wait_s`` the time the device idled
     before it, waiting for the host (drawing its static power, added to the row's
-    energy). Returns the host lane for the timeline ([] when the target has no host
-    or the runtime costs nothing)."""
+    energy). A repeated op's row (``count`` runs of ``run_latency_s`` each, default its
+    latency) gets its first run's start and the waits before and between its runs.
+    Returns the host lane for the timeline ([] when the target has no host or the
+    runtime costs nothing)."""
     from . import runtime  # noqa: PLC0415
 
     target, spec = resolved.target, resolved.spec
     platform = runtime.PLATFORMS.get(target.host_platform(spec))
     name = wl.runtime if wl is not None else "library"
-    host_s = runtime.host_times([op.kind for op in graph.ops], platform, name)
+    kinds = [op.kind for op in graph.ops]
+    host_s = runtime.host_times(kinds, platform, name)
+    repeats = [op.repeat for op in graph.ops]
+    rest_s = (runtime.repeat_host_times(kinds, platform, name) if any(n != 1 for n in repeats)
+              else [0.0] * len(repeats))
     for row in rows:
         row["host_s"] = 0.0
         row["host_wait_s"] = 0.0
-    if not any(host_s):
+    if not any(host_s) and not any(rest_s):
         return []
-    sched = runtime.schedule([op.name for op in graph.ops], host_s,
-                             [r["latency_s"] for r in rows], overlaps=platform.overlaps)
-    for row, h, start, wait in zip(rows, host_s, sched.start_s, sched.wait_s):
+    if run_latency_s is None:
+        run_latency_s = [r["latency_s"] for r in rows]
+    sched = runtime.schedule([op.name for op in graph.ops], host_s, run_latency_s,
+                             overlaps=platform.overlaps, repeats=repeats, repeat_host_s=rest_s)
+    for row, h, h_rest, n, start, wait in zip(rows, host_s, rest_s, repeats, sched.start_s,
+                                              sched.wait_s):
         row["start_s"] = start
-        row["host_s"] = h
+        row["host_s"] = h + (n - 1) * h_rest
         row["host_wait_s"] = wait
         if wait:
             row["energy_static_j"] += static_power_w * wait

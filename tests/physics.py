@@ -91,7 +91,8 @@ def op_violations(report) -> list[str]:
         why = str(detail.iloc[i]) if detail is not None else ""
         if any(w in why for w in ON_CHIP_WORDS):
             continue
-        need_r, need_w = read_bytes(op, graph), write_bytes(op, graph)
+        runs = int(getattr(row, "count", 1))  # a repeated op's row is all its runs
+        need_r, need_w = read_bytes(op, graph) * runs, write_bytes(op, graph) * runs
         if row.dram_read_bytes < need_r * (1 - REL) - 64:
             out.append(f"{where}: reads {row.dram_read_bytes} B of DRAM, fewer than the "
                        f"{need_r} B its inputs hold, and detail says nothing on chip: {why!r}")

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwsim.cli.main import main
+from hwsim.errors import InputError
 
 BERT = str(Path(__file__).resolve().parents[1] / "workloads" / "bert-base.yaml")
 
@@ -255,11 +256,23 @@ def test_a_damaged_spatten_trace_is_one_line(tmp_path, cell, needle):
 
 
 def test_an_ops_list_is_bounded_with_its_repeats(tmp_path):
-    """A report holds a row per op: an ops list of more than 100,000 ops (repeats
-    included) is refused when it is read, not listed for minutes."""
-    wl = {"name": "w", "ops": [{"kind": "matmul", "m": 1, "n": 1, "k": 1, "repeat": 60000}] * 2}
+    """A repeated op is one op (one row, lowered once), so 65,536 runs each of two
+    entries are two rows, not a report of 131,072 rows listed for minutes; a repeat
+    past 2**30 and an ops list of more than 100,000 entries are refused when read."""
+    wl = {"name": "w", "ops": [{"kind": "matmul", "m": 1, "n": 1, "k": 1, "repeat": 65536}] * 2}
+    rc, err, doc = run(tmp_path, wl, "roofline")
+    assert rc == 0, err
+    assert [op["count"] for op in doc["ops"]] == [65536, 65536]
+    assert doc["totals"]["flops"] == 2 * 65536 * 2
+    wl["ops"] = [{"kind": "matmul", "m": 1, "n": 1, "k": 1, "repeat": 2**30 + 1}]
     rc, err, _ = run(tmp_path, wl, "roofline")
-    assert rc == 2 and "at most 100,000" in err
+    assert rc == 2 and "ops.0.repeat" in err and "1,073,741,824" in err
+    assert err.count("\n") == 1
+    from hwsim.workload import workload_from_dict  # (no file of 100,001 entries fits 256 KiB)
+
+    with pytest.raises(InputError, match="100,001 entries: at most 100,000"):
+        workload_from_dict({"name": "w", "ops": [{"kind": "rope", "elements": 8}] * 100_001},
+                           "<w>")
 
 
 @pytest.mark.parametrize("preset, field", [

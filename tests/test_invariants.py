@@ -127,6 +127,27 @@ def test_ops_obey_peak_bandwidth_and_compulsory_bytes(preset, op, data):
     assert violations(report) == []
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+@settings(max_examples=6, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(op=any_op, repeat=st.integers(2, 5), data=st.data())
+def test_a_repeated_op_obeys_physics_and_is_its_runs(preset, op, repeat, data):
+    """An op that runs ``repeat`` times (one row with its count) obeys the same physics
+    and costs what that many written-out copies cost (tests/test_repeat.py has the
+    fixed cases)."""
+    dtype = data.draw(st.sampled_from(DTYPES[TARGET_OF[preset]]))
+    report = run_or_skip([op, {**op, "repeat": repeat}], preset, dtype)
+    if report is None:
+        return
+    assert violations(report) == []
+    out = simulate_ops([op] * (1 + repeat), preset, dtype)
+    for key in ("flops", "executed_flops", "dram_read_bytes", "dram_write_bytes"):
+        assert report.totals[key] == out.totals[key], key
+    for key in ("latency_s", "energy_j"):
+        assert report.totals[key] == pytest.approx(out.totals[key], rel=1e-12), key
+    assert report.memory["total_bytes"] == out.memory["total_bytes"]
+
+
 # bigger machines, per target: spec overrides that grow one resource each. More cores
 # (SMs) come with their power budget: under a board power cap (hwsim.simulate.
 # power_capped_s) a chip with more cores at the same TDP has more static power and less

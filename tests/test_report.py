@@ -122,7 +122,8 @@ def test_csv_one_row_per_op_with_unit_columns(model_report, tmp_path):
     df = pd.read_csv(path)
     assert len(df) == len(model_report.ops) == 23
     assert OP_KEYS <= set(df.columns)
-    labels = {"id", "name", "kind", "layer", "module", "bound", "flops", "executed_flops", "detail"}
+    labels = {"id", "name", "kind", "layer", "module", "bound", "flops", "executed_flops", "detail",
+              "count"}  # count: how many times the op ran (its repeat)
     for col in set(df.columns) - labels:
         assert col.endswith(("_s", "_bytes", "_j")), col
     assert {"energy_compute_j", "energy_dram_j", "energy_static_j"} <= set(df.columns)

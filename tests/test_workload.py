@@ -334,15 +334,20 @@ def test_ops_graph_shapes_and_repeat(write_workload):
         {"kind": "kv_write", "elements": 512, "cache_elements": 4096},
     ], "dtype": "bf16"})
     g = build_graph(load_workload(path))
-    assert [op.kind for op in g.ops] == ["matmul"] * 3 + ["attention", "kv_write"]
-    assert [op.name for op in g.ops[:3]] == ["mm"] * 3
+    # a repeated entry is one op that runs `repeat` times (not three copies of it)
+    assert [op.kind for op in g.ops] == ["matmul", "attention", "kv_write"]
+    assert [op.repeat for op in g.ops] == [3, 1, 1]
+    assert g.runs == 5 and len(g) == 3
+    assert g.ops[0].name == "mm"
     assert g.verify() == []
     assert g.ops[0].attrs == {"batch": 2, "m": 16, "n": 8, "k": 4}
-    assert g.ops[3].attrs["kv_heads"] == 2
+    assert g.ops[1].attrs["kv_heads"] == 2
     assert {t.dtype for t in g.tensors.values()} == {"bf16"}
     assert g.flops() == 3 * 2 * 2 * 16 * 8 * 4 + 2 * 8 * 1 * 100 * 32
-    kv = g.ops[4]
+    assert g.flops_by_kind()["matmul"] == 3 * 2 * 2 * 16 * 8 * 4
+    kv = g.ops[2]
     assert g.op_write_bytes(kv) == 512 * 2
+    assert "x3" in g.ops[0].line(g)
 
 
 def test_trace_workload_uses_the_graph_as_traced(write_workload, tiny_trace):

@@ -66,6 +66,9 @@ class Op:
     layer: int | None = None
     module: str = ""
     name: str = ""
+    # how many times the op runs, back to back, each run on its own operands (an ops:
+    # entry's ``repeat``); its tensors are one run's, its FLOPs and bytes one run's
+    repeat: int = 1
 
     def line(self, graph: "Graph | None" = None) -> str:
         """The one-line form used by the printer and in error messages."""
@@ -79,7 +82,8 @@ class Op:
             outs = ", ".join(f"t{o}" for o in self.outputs)
         module = self.module or "-"
         return (f"%{self.id:<4} {self.kind:<11} {layer:<4} {module}  ({ins}) -> {outs}"
-                + (f"  {attrs}" if attrs else ""))
+                + (f"  {attrs}" if attrs else "") + (f"  x{self.repeat}" if self.repeat != 1
+                                                     else ""))
 
 
 def _tensor_ref(graph: "Graph", tid: int) -> str:
@@ -96,7 +100,7 @@ class Graph:
     schedules applied, tracing provenance).
     """
 
-    __slots__ = ("header", "tensors", "ops", "_roots")
+    __slots__ = ("header", "tensors", "ops", "_roots", "_copies")
 
     def __init__(self, header: Mapping[str, Any] | None = None,
                  tensors: Iterable[Tensor] = (), ops: Iterable[Op] = ()):
@@ -104,6 +108,7 @@ class Graph:
         self.tensors: dict[int, Tensor] = {t.id: t for t in tensors}
         self.ops: list[Op] = list(ops)
         self._roots: tuple[int, dict[int, int]] | None = None
+        self._copies: tuple[int, dict[int, int]] | None = None
 
     # ------------------------------------------------------------------ build
     def add_tensor(self, shape: Iterable[Size], dtype: str, kind: str = "activation") -> int:
@@ -115,9 +120,9 @@ class Graph:
 
     def add_op(self, kind: str, inputs: Iterable[int], outputs: Iterable[int],
                attrs: Mapping[str, Any] | None = None, *, layer: int | None = None,
-               module: str = "", name: str = "") -> Op:
+               module: str = "", name: str = "", repeat: int = 1) -> Op:
         op = Op(len(self.ops), kind, tuple(inputs), tuple(outputs), dict(attrs or {}),
-                layer, module, name or (module.rsplit(".", 1)[-1] if module else kind))
+                layer, module, name or (module.rsplit(".", 1)[-1] if module else kind), repeat)
         self.ops.append(op)
         return op
 
@@ -138,13 +143,19 @@ class Graph:
         layers = [op.layer for op in self.ops if op.layer is not None]
         return max(layers) + 1 if layers else 0
 
+    @property
+    def runs(self) -> int:
+        """Ops the graph runs, each repeat counted (``len(graph)`` counts distinct ops)."""
+        return sum(op.repeat for op in self.ops)
+
     def flops(self) -> int:
-        return sum(_kinds.flops(op) for op in self.ops)
+        """FLOPs of the whole graph: every op's times its ``repeat``."""
+        return sum(_kinds.flops(op) * op.repeat for op in self.ops)
 
     def flops_by_kind(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for op in self.ops:
-            out[op.kind] = out.get(op.kind, 0) + _kinds.flops(op)
+            out[op.kind] = out.get(op.kind, 0) + _kinds.flops(op) * op.repeat
         return out
 
     def op_flops(self, op: Op) -> int:
@@ -185,8 +196,20 @@ class Graph:
             seen += 1
         return best
 
+    def copies(self, tid: int) -> int:
+        """How many copies of tensor ``tid`` the graph holds: the ``repeat`` of the op
+        that reads or writes it (each run of a repeated op has its own operands, so a
+        repeated op's weights and KV entries exist once per run), else 1."""
+        cached = self._copies
+        if cached is None or cached[0] != len(self.ops):
+            table = {i: op.repeat for op in self.ops if op.repeat != 1
+                     for i in (*op.inputs, *op.outputs)}
+            cached = self._copies = (len(self.ops), table)
+        return cached[1].get(tid, 1)
+
     def param_bytes(self) -> int:
-        return sum(t.bytes for t in self.tensors.values() if t.kind == "param")
+        return sum(t.bytes * self.copies(t.id) for t in self.tensors.values()
+                   if t.kind == "param")
 
     def replace_ops(self, ops: Iterable[Op], tensors: Iterable[Tensor] | None = None,
                     header: Mapping[str, Any] | None = None) -> "Graph":
@@ -221,6 +244,7 @@ class Graph:
                 problems.append(f"tensor t{t.id}: bad shape {t.shape}")
         if problems:  # (the ops' sizes are products of these)
             return problems
+        problems.extend(_check_repeats(g))
         written: set[int] = set()
         produced_by_op: set[int] = set()
         for op in g.ops:
@@ -285,6 +309,37 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.header.get('name', '')!r}: {len(self.ops)} ops>"
+
+
+# How many times one op may run (an ops: entry's ``repeat``). A repeated op is one op
+# whatever its count (lowered, simulated, reported and drawn once), so the bound is
+# not the work of a run but what keeps its figures exact and finite: counts stay far
+# below 2**53 (FLOPs and bytes are exact integers, seconds and joules one correctly
+# rounded product), and a billion runs of the largest op a workload admits are finite.
+MAX_REPEAT = 1 << 30
+
+
+def _check_repeats(g: "Graph") -> list[str]:
+    """A repeat is a whole number from 1 to :data:`MAX_REPEAT`, and every op that reads
+    or writes a tensor has the same repeat: each run of a repeated op has its own
+    operands, so a tensor of a repeated op exists once per run (:meth:`Graph.copies`)
+    and cannot also be one tensor of an op that runs once (a repeated MoE layer's
+    expanded kernels share their tensors, all repeated alike)."""
+    out = []
+    repeat_of: dict[int, int] = {}
+    for op in g.ops:
+        r = op.repeat
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_REPEAT:
+            out.append(f"{op.line(g)}: repeat {r!r} is not a whole number from 1 to "
+                       f"{MAX_REPEAT:,}")
+            continue
+        for i in (*op.inputs, *op.outputs):
+            if repeat_of.setdefault(i, r) != r:
+                out.append(f"{op.line(g)}: t{i} is also a tensor of an op repeated "
+                           f"{repeat_of[i]} times (a repeated op's runs have their own "
+                           f"operands)")
+                break
+    return out
 
 
 def _eval_tree(value: Any, env: Mapping[str, int]) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 from .expr import Expr
-from .graph import Graph, Op, Tensor
+from .graph import MAX_REPEAT, Graph, Op, Tensor
 from .kinds import MAX_SIZE
 
 SCHEMA = "hwsim.graph/1"
@@ -68,7 +68,8 @@ def to_dict(graph: Graph) -> dict:
         "ops": [
             {"id": op.id, "kind": op.kind, "inputs": list(op.inputs),
              "outputs": list(op.outputs), "attrs": _enc(dict(op.attrs)),
-             "layer": op.layer, "module": op.module, "name": op.name}
+             "layer": op.layer, "module": op.module, "name": op.name,
+             **({"repeat": op.repeat} if op.repeat != 1 else {})}
             for op in graph.ops
         ],
     }
@@ -93,7 +94,7 @@ def from_dict(data: Any, source: str = "<graph>") -> Graph:
             Op(int(o["id"]), str(o["kind"]), tuple(int(x) for x in o["inputs"]),
                tuple(int(x) for x in o["outputs"]), _mapping(_dec(o.get("attrs", {})), "attrs"),
                None if o.get("layer") is None else int(o["layer"]),
-               str(o.get("module", "")), str(o.get("name", "")))
+               str(o.get("module", "")), str(o.get("name", "")), o.get("repeat", 1))
             for o in data["ops"]
         ]
         header = _mapping(_dec(data.get("header", {})), "header")
@@ -140,6 +141,10 @@ def _check_structure(header: dict, ops: list, source: str) -> None:
         if op.layer is not None and not 0 <= op.layer <= MAX_LAYERS:
             raise InputError(f"op {op.id}: layer {op.layer} outside 0..{MAX_LAYERS:,}",
                              source=source, field="ops.layer")
+        r = op.repeat
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_REPEAT:
+            raise InputError(f"op {op.id}: repeat {r!r:.40} is not a whole number from 1 to "
+                             f"{MAX_REPEAT:,}", source=source, field="ops.repeat")
 
 
 def save(graph: Graph, path: str | os.PathLike) -> None:

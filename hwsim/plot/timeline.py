@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..report.chrome import op_spans
 from .style import PAGE_IN, axis_label, category_colors, paper, pyplot, save, si_axis
 
 
@@ -47,14 +48,15 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
         index = list(ops)
     bars: list[tuple[str, str, float, float]] = []  # lane, kind, start, end
     have_tasks = any(report.lanes[i] for i in index)
+    spans = op_spans(report)  # an op that ran several times: from its first run to its last
     for i in index:
         start = float(frame["start_s"].iat[i])
         kind = str(frame["kind"].iat[i])
-        if have_tasks:
+        if have_tasks:  # (a repeated op's tasks are its first run's: its runs are identical)
             for unit, _label, s0, s1 in report.lanes[i]:
                 bars.append((str(unit), kind, start + s0, start + s1))
         else:
-            bars.append((kind, kind, start, start + float(frame["latency_s"].iat[i])))
+            bars.append((kind, kind, start, start + spans[i]))
     lanes = sorted({b[0] for b in bars}, key=_natural)
     if len(lanes) > max_lanes:
         merged = {lane: re.sub(r"\d+([-+]\d+)?", "*", lane, count=1) for lane in lanes}

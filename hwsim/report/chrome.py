@@ -8,8 +8,10 @@ issues the ops (:mod:`hwsim.runtime`), a ``host`` lane shows each op's issue,
 and an op on the ``ops`` lane starts no earlier than its issue ends. Identical ops
 are simulated once, so their task lanes are written for the first of them only
 (its ``ops`` event names the others' first instance in ``same_as``): a 32-layer
-model's timeline stays small enough to open. Times are microseconds, as the
-format requires.
+model's timeline stays small enough to open. An op that ran ``count`` times (an
+``ops:`` entry's ``repeat``) is one event spanning all its runs, named ``name
+xCOUNT`` (``count`` in its args), with the first run's tasks under it: its runs are
+identical. Times are microseconds, as the format requires.
 """
 
 from __future__ import annotations
@@ -41,16 +43,19 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
                     "ts": s0 * 1e6, "dur": (s1 - s0) * 1e6, "args": {}}
                    for label, s0, s1 in host_lane]
     first: dict[int, int] = {}  # id of a shared timeline -> first op that ran it
-    for r, lanes in zip(report.ops.itertuples(index=False), report.lanes):
+    for r, row, lanes, span in zip(report.ops.itertuples(index=False), report.rows,
+                                   report.lanes, op_spans(report)):
+        count = int(row.get("count", 1))
         if r.latency_s <= 0:
             continue
         same_as = first.setdefault(id(lanes), int(r.id)) if lanes else int(r.id)
         events.append({
-            "name": r.name, "cat": r.kind, "ph": "X", "pid": pid, "tid": 1,
-            "ts": r.start_s * 1e6, "dur": r.latency_s * 1e6,
+            "name": r.name + (f" x{count:,}" if count != 1 else ""), "cat": r.kind, "ph": "X",
+            "pid": pid, "tid": 1, "ts": r.start_s * 1e6, "dur": span * 1e6,
             "args": {"id": int(r.id), "module": r.module, "flops": int(r.flops),
                      "dram_read_bytes": int(r.dram_read_bytes),
                      "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound,
+                     **({"count": count} if count != 1 else {}),
                      **({"same_as": same_as} if same_as != int(r.id) else {})},
         })
         if same_as != int(r.id):
@@ -62,6 +67,21 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
                            "tid": tid[unit], "ts": (r.start_s + s0) * 1e6,
                            "dur": (s1 - s0) * 1e6, "args": {"op": int(r.id)}})
     return events
+
+
+def op_spans(report) -> list[float]:
+    """Seconds from each op's start to its end on the device: its latency, and for an
+    op that ran ``count`` times also the device's waits for the host between its runs
+    (its ``host_wait_s`` less the wait before its first run)."""
+    out = []
+    prev_end = 0.0  # where the previous op's last run ended
+    for row in report.rows:
+        span = row["latency_s"]
+        if row.get("count", 1) != 1:
+            span += row.get("host_wait_s", 0.0) - (row["start_s"] - prev_end)
+        prev_end = row["start_s"] + span
+        out.append(span)
+    return out
 
 
 def write_chrome_trace(report, path: str) -> None:

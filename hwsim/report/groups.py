@@ -13,6 +13,10 @@ when they are the same work and cost the same:
   written, energy, bound and the target's description. A target whose cost
   depends on data besides the shapes (SpAtten's scores) splits a group there.
 
+A row of an op that runs ``count`` times (an ``ops:`` entry's ``repeat``) holds
+all its runs; it joins its group as ``count`` ops, with one run's figures (the
+row's over its count) as the group's "each".
+
 The op's name is not part of the key: ``layers.3.self_attn.q_proj`` and
 ``layers.4.self_attn.q_proj`` are one group, shown as ``layers.*.self_attn.q_proj``
 (:func:`name_pattern`), with the layers it runs in (``0-31``).
@@ -38,10 +42,12 @@ COST_FIELDS = ("latency_s", "flops", "executed_flops", "dram_read_bytes", "dram_
 @dataclass
 class OpGroup:
     """``count`` identical ops; the figures are one op's (multiply by ``count``, or use
-    the ``total_`` properties, for the group's)."""
+    the ``total_`` properties, for the group's). ``runs[i]``: how many times the op
+    ``ids[i]`` ran (its ``repeat``, usually 1)."""
 
     kind: str
     ids: list[int] = field(default_factory=list)
+    runs: list[int] = field(default_factory=list)
     layers: list[int | None] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     latency_s: float = 0.0
@@ -57,7 +63,7 @@ class OpGroup:
 
     @property
     def count(self) -> int:
-        return len(self.ids)
+        return sum(self.runs) if self.runs else len(self.ids)
 
     @property
     def dram_bytes(self) -> int:
@@ -109,22 +115,36 @@ def group_ops(report) -> list[OpGroup]:
     groups: dict[tuple, OpGroup] = {}
     for r in report.rows:
         op = by_id.get(r["id"])
-        cost = tuple(r.get(f, "") for f in COST_FIELDS)
+        n = int(r.get("count", 1))
+        one = r if n == 1 else _one_run(r, n)
+        cost = tuple(one.get(f, "") for f in COST_FIELDS)
         key = (_signature(op, graph), cost) if op is not None else ("id", r["id"])
         g = groups.get(key)
         if g is None:
             g = groups[key] = OpGroup(
-                kind=r["kind"], latency_s=r["latency_s"], flops=int(r["flops"]),
-                executed_flops=int(r.get("executed_flops", r["flops"])),
-                dram_read_bytes=int(r["dram_read_bytes"]),
-                dram_write_bytes=int(r["dram_write_bytes"]), energy_j=r["energy_j"],
+                kind=r["kind"], latency_s=one["latency_s"], flops=int(one["flops"]),
+                executed_flops=int(one.get("executed_flops", one["flops"])),
+                dram_read_bytes=int(one["dram_read_bytes"]),
+                dram_write_bytes=int(one["dram_write_bytes"]), energy_j=one["energy_j"],
                 bound=r.get("bound", ""), detail=r.get("detail") or "",
                 pruning=r.get("pruning") or "",
                 shapes=_shapes(op, graph) if op is not None else "")
         g.ids.append(int(r["id"]))
+        g.runs.append(n)
         g.layers.append(r.get("layer"))
         g.names.append(r.get("module") or r["name"])
     return list(groups.values())
+
+
+def _one_run(row: dict, n: int) -> dict:
+    """One run's figures of a row that holds ``n`` runs (whole numbers stay exact)."""
+    out = dict(row)
+    for f in ("latency_s", "energy_j"):
+        out[f] = row[f] / n
+    for f in ("flops", "executed_flops", "dram_read_bytes", "dram_write_bytes"):
+        if f in row:
+            out[f] = int(row[f]) // n
+    return out
 
 
 def top_groups(groups: list[OpGroup], top: int | None) -> list[OpGroup]:
@@ -146,7 +166,7 @@ def by_kind(report) -> list[dict[str, Any]]:
     for r in report.rows:
         k = rows.setdefault(r["kind"], {"kind": r["kind"], "ops": 0, "latency": [],
                                         "flops": 0, "dram_bytes": 0, "energy": []})
-        k["ops"] += 1
+        k["ops"] += int(r.get("count", 1))
         k["latency"].append(r["latency_s"])
         k["flops"] += int(r["flops"])
         k["dram_bytes"] += int(r["dram_read_bytes"]) + int(r["dram_write_bytes"])
@@ -170,7 +190,7 @@ def by_layer(report) -> list[dict[str, Any]]:
         layer = r.get("layer")
         k = rows.setdefault(layer, {"layer": layer, "ops": 0, "latency": [], "flops": 0,
                                     "dram_bytes": 0, "energy": []})
-        k["ops"] += 1
+        k["ops"] += int(r.get("count", 1))
         k["latency"].append(r["latency_s"] + r.get("host_wait_s", 0.0))
         k["flops"] += int(r["flops"])
         k["dram_bytes"] += int(r["dram_read_bytes"]) + int(r["dram_write_bytes"])

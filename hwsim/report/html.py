@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 from . import svg
 from .groups import by_kind, by_layer, collapse_layers, group_ops, top_groups
+from .report import ops_label
 from .table import FIDELITY, si
 
 # at most this many rows in the page's list of every op, op timelines, lanes per timeline
@@ -177,7 +178,7 @@ def _run_section(report) -> str:
                 fields.append(f"{k} {d[k]:,}" if isinstance(d.get(k), int) else f"{k} {d.get(k)}")
     devices = f", {report.devices} devices (figures per device unless totals)" \
         if report.devices > 1 else ""
-    out = [f'<p class="meta">{len(report.rows):,} ops{escape(devices)}; '
+    out = [f'<p class="meta">{ops_label(report)}{escape(devices)}; '
            f'{escape(", ".join(fields))}</p>',
            f'<p class="meta"><b>fidelity {escape(report.fidelity)}</b>: '
            f'{escape(FIDELITY.get(report.fidelity, "as the target defines it"))}.</p>']
@@ -479,14 +480,17 @@ def _ops_section(report, colour, top: int | None) -> str:
     total = report.totals["latency_s"] or 1.0
     shown = top_groups(groups, top)
     out = [f"<h2>Ops by latency</h2><p class=\"note\">{len(groups):,} distinct of "
-           f"{len(report.rows):,} ops: identical ops (same kind, shapes and cost) are one row "
+           f"{report.runs:,} ops: identical ops (same kind, shapes and cost) are one row "
            f"with their count; each, flops and dram are one op's, total, share and energy "
            f"the row's.</p>",
            '<div class="scroll">'
            + _table(GROUP_HEADERS, _group_rows(shown, total, colour), {1, 2, 9, 10, 11})
            + "</div>"]
     if top is None:
-        rows = [_td(r["id"], r["id"]) + _td(r["kind"], cls="l") + _td(r.get("layer"))
+        repeated = report.runs != len(report.rows)  # a count column only then
+        rows = [_td(r["id"], r["id"])
+                + (_td(f"{r.get('count', 1):,}", r.get("count", 1)) if repeated else "")
+                + _td(r["kind"], cls="l") + _td(r.get("layer"))
                 + _td(si(r["start_s"], "s"), r["start_s"])
                 + _td(si(r["latency_s"], "s"), r["latency_s"])
                 + _td(si(r["flops"], "FLOP"), r["flops"])
@@ -497,11 +501,17 @@ def _ops_section(report, colour, top: int | None) -> str:
                 for r in report.rows[:ALL_OPS_ROWS]]
         cut = (f", the first {ALL_OPS_ROWS:,} shown (all in --csv)"
                if len(report.rows) > ALL_OPS_ROWS else "")
+        headers = ["id", "kind", "layer", "start", "latency", "flops", "dram", "energy", "bound",
+                   "name"]
+        text_columns = {1, 8, 9}
+        if repeated:
+            headers.insert(1, "count")
+            text_columns = {2, 9, 10}
         out.append(f"<details><summary>every op, in the order they ran "
-                   f"({len(report.rows):,}{cut})</summary>"
-                   + '<div class="scroll">'
-                   + _table(["id", "kind", "layer", "start", "latency", "flops", "dram",
-                             "energy", "bound", "name"], rows, {1, 8, 9}) + "</div></details>")
+                   f"({len(report.rows):,}{cut}"
+                   + ("; count: its runs, the row's figures all of them" if repeated else "")
+                   + ")</summary>" + '<div class="scroll">'
+                   + _table(headers, rows, text_columns) + "</div></details>")
     return "".join(out)
 
 

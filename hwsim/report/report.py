@@ -49,7 +49,9 @@ class Report:
     # ------------------------------------------------------------------ views
     @cached_property
     def ops(self) -> pd.DataFrame:
-        """One row per op (one device's), unit-suffixed columns."""
+        """One row per op (one device's), unit-suffixed columns. ``count``: how many
+        times the op ran (its ``repeat``); the row's figures are all its runs' (from
+        ``start_s``, the first run's start), so sums over rows are the run's."""
         import pandas as pd  # noqa: PLC0415 (loaded on first need)
 
         ops = pd.DataFrame(self.rows) if self.rows else pd.DataFrame(columns=OP_COLUMNS)
@@ -64,6 +66,13 @@ class Report:
 
     def _has(self, column: str) -> bool:
         return bool(self.rows) and column in self.rows[0]
+
+    @property
+    def runs(self) -> int:
+        """Ops one device ran, each repeat counted: a row of an op that ran ``count``
+        times (an ``ops:`` entry's ``repeat``) holds all its runs, so ``len(rows)``
+        counts distinct ops and this counts what ran."""
+        return sum(int(r.get("count", 1)) for r in self.rows)
 
     @property
     def devices(self) -> int:
@@ -146,7 +155,8 @@ class Report:
         ops = []
         marks = (self.ops["pruning"] if "pruning" in self.ops
                  else pd.Series([""] * len(self.ops), dtype=object))
-        for r, mark in zip(self.ops[OP_COLUMNS].itertuples(index=False), marks):
+        counts = [r.get("count", 1) for r in self.rows]
+        for r, mark, count in zip(self.ops[OP_COLUMNS].itertuples(index=False), marks, counts):
             ops.append({"id": int(r.id), "name": r.name, "kind": r.kind,
                         "layer": None if pd.isna(r.layer) else int(r.layer),
                         "start_s": float(r.start_s), "latency_s": float(r.latency_s),
@@ -156,6 +166,8 @@ class Report:
                         "energy_j": float(r.energy_j), "bound": r.bound})
             if mark:  # the pruning method whose machinery the op is
                 ops[-1]["pruning"] = mark
+            if count != 1:  # an op that ran count times: its figures are all the runs'
+                ops[-1]["count"] = int(count)
         workload = self.workload.to_dict() if self.workload is not None else {}
         workload["segments"] = _plain(self.graph.header.get("segments", {}))
         doc = {"schema": REPORT_SCHEMA, "workload": _plain(workload),
@@ -212,7 +224,13 @@ class Report:
     def __repr__(self) -> str:
         t = self.totals
         return (f"<Report {self.graph.header.get('name', '')} on {self.target.preset}: "
-                f"{t['latency_s'] * 1e3:.3f} ms, {len(self.rows)} ops>")
+                f"{t['latency_s'] * 1e3:.3f} ms, {ops_label(self)}>")
+
+
+def ops_label(report) -> str:
+    """"12 ops", or "2 ops (99,536 runs)" when some op ran several times."""
+    n, runs = len(report.rows), report.runs
+    return f"{n:,} ops" + (f" ({runs:,} runs)" if runs != n else "")
 
 
 def _plain(v: Any) -> Any:

@@ -69,7 +69,7 @@ def _rows(reports) -> list[tuple[str, Callable]]:
         ("energy", lambda r: si(r.totals["energy_j"], "J")),
         ("power", lambda r: si(r.power_w, "W")),
         ("memory" + (" (peak)" if generation else ""), memory),
-        ("ops" + (" (prefill)" if generation else ""), lambda r: f"{len(r.rows):,}"),
+        ("ops" + (" (prefill)" if generation else ""), lambda r: f"{r.runs:,}"),
     ]
     if all(r.baseline is not None for r in reports):
         def speedup(r) -> str:

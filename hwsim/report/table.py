@@ -90,12 +90,13 @@ def format_report(report, top: int | None = 10, detail: bool = False) -> str:
     ``top``: rows of the ops table (None: all). ``detail``: one row per op, in the
     order they ran (largest ``top`` by latency), instead of identical ops grouped."""
     from .groups import by_kind, by_layer, collapse_layers, group_ops, top_groups  # noqa: PLC0415
+    from .report import ops_label  # noqa: PLC0415
 
     t = report.totals
     name = report.graph.header.get("name", "")
     lines = [
         f"{name} on {report.target.preset} ({report.target.name}), "
-        f"{len(report.rows)} ops, fidelity {report.fidelity}",
+        f"{ops_label(report)}, fidelity {report.fidelity}",
         f"  latency      {si(t['latency_s'], 's')}"
         + (f"  ({t['cycles']:,} cycles)" if t["cycles"] else ""),
         f"  flops        {si(t['flops'], 'FLOP')}  (dense {si(t['dense_flops'], 'FLOP')})",
@@ -161,22 +162,31 @@ def format_report(report, top: int | None = 10, detail: bool = False) -> str:
         if ops:
             which = ("every op" if len(ops) == len(report.rows)
                      else f"the {len(ops)} longest ops")
-            lines += ["", f"  {which}, one row each, in the order they ran:"]
-            lines.append(format_table(
-                ["id", "kind", "layer", "latency", "share", "flops", "dram", "bound", "name"],
-                [[r["id"], r["kind"], r.get("layer"), si(r["latency_s"], "s"),
-                  _percent(r["latency_s"] / total), si(r["flops"], "FLOP"),
-                  si(r["dram_read_bytes"] + r["dram_write_bytes"], "B"), r["bound"],
-                  (r.get("module") or r["name"])
-                  + (f"  [{r['detail']}]" if r.get("detail") else "")] for r in ops],
-                align="rlrrrrrll", indent="    "))
+            repeated = report.runs != len(report.rows)  # a count column only then
+            lines += ["", f"  {which}, one row each, in the order they ran"
+                          + (" (count: its runs; the row's figures are all of them)"
+                             if repeated else "") + ":"]
+            table = [[r["id"], r["kind"], r.get("layer"), si(r["latency_s"], "s"),
+                      _percent(r["latency_s"] / total), si(r["flops"], "FLOP"),
+                      si(r["dram_read_bytes"] + r["dram_write_bytes"], "B"), r["bound"],
+                      (r.get("module") or r["name"])
+                      + (f"  [{r['detail']}]" if r.get("detail") else "")] for r in ops]
+            headers = ["id", "kind", "layer", "latency", "share", "flops", "dram", "bound",
+                       "name"]
+            if repeated:
+                table = [[row[0], f"{r.get('count', 1):,}", *row[1:]]
+                         for row, r in zip(table, ops)]
+                headers.insert(1, "count")
+            lines.append(format_table(headers, table,
+                                      align=("rr" if repeated else "r") + "lrrrrrll",
+                                      indent="    "))
     else:
         groups = group_ops(report)
         shown_groups = top_groups(groups, top)
         if shown_groups:
             lines += ["", f"  top {len(shown_groups)} ops by latency: identical ops (same kind, "
                           f"shapes and cost) are one row; {len(groups):,} distinct of "
-                          f"{len(report.rows):,} ops"]
+                          f"{report.runs:,} ops"]
             lines.append(format_table(
                 ["count", "kind", "layers", "each", "total", "share", "flops", "dram", "bound",
                  "name"],

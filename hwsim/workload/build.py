@@ -7,7 +7,8 @@
   ``extend`` template (:func:`template_phase`).
 - ``trace:`` loads a graph file; a template is instantiated, a concrete graph
   is used as traced (its size must then agree with the workload's).
-- ``ops:`` builds one op per entry, with its operands as graph inputs.
+- ``ops:`` builds one op per entry, with its operands as graph inputs; an entry's
+  ``repeat`` stays one op that runs that many times (:attr:`hwsim.ir.Op.repeat`).
 
 Floating-point tensors take the workload's ``dtype``; integer and boolean
 tensors (token ids, masks) keep theirs. Segments from the model (e.g. LLaVA's
@@ -182,22 +183,26 @@ def with_dtype(graph: Graph, dtype: str) -> Graph:
 
 
 def ops_graph(wl: Workload) -> Graph:
-    """One op per ``ops:`` entry (``repeat`` copies), operands as graph inputs."""
+    """One op per ``ops:`` entry, operands as graph inputs. An entry's ``repeat`` is the
+    op's :attr:`~hwsim.ir.Op.repeat`: one op (checked, lowered and reported once) that
+    runs that many times back to back, each run on its own operands, not that many
+    ops (docs/architecture.md, "A repeated op is one op with a count")."""
     g = Graph({"name": wl.name, "phase": wl.phase, "batch": wl.batch, "seq_len": wl.seq_len,
                "kv_len": wl.kv_len, "dtype": wl.dtype, "segments": {}, "kernel_study": True})
     for i, entry in enumerate(wl.ops):
         p = {k: d for k, (d, _) in OP_PARAMS[entry["kind"]].items() if d is not ...}
         p.update({k: v for k, v in entry.items() if k in OP_PARAMS[entry["kind"]]})
         dtype = entry.get("dtype", wl.dtype)
-        for _ in range(entry.get("repeat", 1)):
-            op = _add_kernel_op(g, entry["kind"], p, dtype, entry.get("name", ""), i)
-            problems = check_op(op, g)
-            if problems:
-                raise InputError(problems[0], source=wl.source, field=f"ops.{i}")
+        op = _add_kernel_op(g, entry["kind"], p, dtype, entry.get("name", ""), i,
+                            entry.get("repeat", 1))
+        problems = check_op(op, g)
+        if problems:
+            raise InputError(problems[0], source=wl.source, field=f"ops.{i}")
     return g
 
 
-def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: int):
+def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: int,
+                   repeat: int = 1):
     def t(shape, kind_="input", dt=dtype):
         return g.add_tensor(shape, dt, kind_)
 
@@ -275,5 +280,5 @@ def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: i
                      gated=p["gated"])
     else:  # pragma: no cover - the loader rejects unknown kinds
         raise InputError(f"unknown op kind {kind!r}")
-    return g.add_op(kind, ins, outs, attrs, module=label, name=label)
+    return g.add_op(kind, ins, outs, attrs, module=label, name=label, repeat=repeat)
 

@@ -23,7 +23,10 @@ grouped GEMM, unpermute):
 Every new op keeps the layer, module and name prefix of the ``moe_experts`` op
 and a ``note`` naming its role and expert, so per-layer reports work. The
 expanded FLOPs are the op's (every routed row through one expert FFN) plus the
-combine's 2·tokens·k·hidden.
+combine's 2·tokens·k·hidden. A ``moe_experts`` op that runs ``repeat`` times (an
+``ops:`` entry's repeat) expands into kernels that each run ``repeat`` times: the
+same work and the same device time as the layer's kernels in turn, ``repeat``
+times over; only the host's issue order differs.
 
 Routing (the workload's ``routing`` field, :func:`check_routing`):
 
@@ -263,7 +266,7 @@ def _expand_one(g: Graph, op: Op, counts: Sequence[int]) -> list[Op]:
 
     def add(kind: str, ins, outs, attrs, name: str) -> None:
         new.append(Op(-1, kind, tuple(ins), tuple(outs), attrs, op.layer, op.module,
-                      f"{base}.{name}"))
+                      f"{base}.{name}", op.repeat))
 
     perm = g.add_tensor([rows, h], dt)
     add("gather", [x, index], [perm], {"elements": rows * h, "note": "moe permute"},

@@ -185,4 +185,6 @@ OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
                                     "projection")},
 }
 OP_COMMON = {"kind": "operator kind", "dtype": "data type (default: the workload's)",
-             "name": "label in reports", "repeat": "how many times the op runs (default 1)"}
+             "name": "label in reports",
+             "repeat": "how many times the op runs back to back (default 1; one op and one "
+                       "report row whatever the count)"}

@@ -171,16 +171,17 @@ class SpattenTarget(Target):
             if w is None:
                 continue
             limited[limits[key]] = limited.get(limits[key], 0.0) + lat[i]
+            n = op.repeat  # the row is all the op's runs; its work is one run's
             for k, v in w.bytes_by_class().items():
-                out[f"{k}_bytes"] = out.get(f"{k}_bytes", 0) + v
+                out[f"{k}_bytes"] = out.get(f"{k}_bytes", 0) + v * n
             for k, v in w.stats.items():
-                stats[k] = stats.get(k, 0.0) + v
+                stats[k] = stats.get(k, 0.0) + v * n
             if _is_attention(op, ctx):
                 att_lat += lat[i]
                 att_energy += energy[i]
                 att_dram += dram_r[i] + dram_w[i]
-                att_ops += 2 * w.stats.get("macs", 0.0) if op.kind in ("attention", "matmul") \
-                    else 0.0
+                att_ops += 2 * w.stats.get("macs", 0.0) * n \
+                    if op.kind in ("attention", "matmul") else 0.0
         t = report.totals
         latency = t["latency_s"] or float("nan")
         out["kv_bits"] = 8 * (out["dram_read_key_bytes"] + out["dram_read_value_bytes"]
