@@ -91,3 +91,34 @@ def test_on_a_cpu_the_host_does_not_overlap(tmp_path):
     eager = _run(tmp_path, ops, "eager", target="armv8-kunpeng920")
     h = PLATFORMS["cpu"].per_op_s["eager"]
     assert eager.totals["latency_s"] == pytest.approx(eager.ops["latency_s"].sum() + 2 * h)
+
+
+@pytest.mark.parametrize("overlaps", [True, False])
+def test_the_lanes_are_the_event_engines_schedule(overlaps):
+    """``schedule`` computes the two lanes directly (a repeated op in closed form); for
+    ops that run once it must be, to the last bit, what the event engine makes of the
+    same tasks: host issue i after issue i-1 (and, on a CPU, after kernel i-1), kernel
+    i after its issue and after kernel i-1."""
+    import random
+
+    from hwsim.engine import Task, run_events
+    from hwsim.runtime import schedule
+
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 12)
+        host = [rng.choice([0.0, rng.uniform(1e-7, 1e-4)]) for _ in range(n)]
+        dev = [rng.choice([0.0, rng.uniform(1e-7, 1e-4)]) for _ in range(n)]
+        tasks = []
+        for i in range(n):
+            deps = ((2 * i - 2,) if i else ()) + ((2 * i - 1,) if i and not overlaps else ())
+            tasks.append(Task("host", host[i], deps=deps, bound="latency"))
+            tasks.append(Task("device", dev[i], deps=(2 * i,) + ((2 * i - 1,) if i else ())))
+        ref = run_events(tasks)
+        got = schedule([f"op{i}" for i in range(n)], host, dev, overlaps=overlaps)
+        assert got.issue_end_s == list(ref.ends_s[0::2])
+        assert got.start_s == list(ref.starts_s[1::2])
+        assert got.latency_s == max(ref.ends_s[1::2])
+        starts, ends = ref.starts_s[1::2], ref.ends_s[1::2]
+        assert got.wait_s == [starts[0]] + [max(0.0, starts[i] - ends[i - 1])
+                                            for i in range(1, n)]
