@@ -45,8 +45,16 @@ from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, estimate, repeat, split
-from .kernels import Kernel, checked_kernel, fastest_kernels, kernel_counts, kernel_cycles
+from .ecm import Plan, Step, fastest, repeat, split
+from .kernels import (
+    Kernel,
+    checked_kernel,
+    fastest_kernels,
+    kernel_counts,
+    kernel_cycles,
+    kstep_cycles,
+    tile_cycles,
+)
 from .placement import reread, resident, shared_read, strided_walk
 from .spec import Machine
 
@@ -229,9 +237,25 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
 
 
 _TILER_CACHE: dict = {}  # the tiler's choice depends only on the sizes and the core
+# a kernel shape's (k-step, tile) cycles (kernel_cycles' two terms) for the core in "core"
+_CYCLES_CACHE: dict = {}
 
 
 def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
+    sp = mach.spec
+    core = (lanes, sp.fma_pipes, sp.fma_latency_cycles, sp.load_ports, sp.store_ports,
+            sp.issue_width)
+    if _CYCLES_CACHE.get("core") != core:
+        _CYCLES_CACHE.clear()
+        _CYCLES_CACHE["core"] = core
+
+    def cycles(r: int, c: int) -> float:  # kernel_cycles, its two terms kept per shape
+        terms = _CYCLES_CACHE.get((r, c))
+        if terms is None:
+            k = Kernel(r, c, lanes)
+            terms = _CYCLES_CACHE[(r, c)] = (kstep_cycles(k, sp), tile_cycles(k, sp))
+        return depth * terms[0] + terms[1]
+
     best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
@@ -240,8 +264,7 @@ def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
             if ker.rows > cap or ker.cols > max(cols_n, 1) or ker.cols < min(min_cols, cols_n):
                 continue
             rows, cols = exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols)
-            cyc = sum(nr_ * nc_ * kernel_cycles(Kernel(r, c, lanes), depth, mach.spec)
-                      for r, nr_ in rows for c, nc_ in cols)
+            cyc = sum(nr_ * nc_ * cycles(r, c) for r, nr_ in rows for c, nc_ in cols)
             if best is None or cyc < best[3]:
                 best = (ker, rows, cols, cyc, swapped)
     if best is None:  # a tile narrower than a vector: one exact kernel
@@ -477,15 +500,16 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     caps: dict[tuple[int, int, int], int] = {}
     for cap in thread_counts(max_threads):
         caps.setdefault(openblas_threads(g, cap), cap)
-    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach)]
+    memo: dict = {}  # each plan estimated once
+    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach, memo)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
         plans.append(autotsmm(g, mach, max_threads))
-    best = _best(plans, mach)
-    best.detail["auto_estimates_s"] = {p.strategy: estimate(p, mach) for p in plans}
+    best = _best(plans, mach, memo)
+    best.detail["auto_estimates_s"] = {p.strategy: memo[id(p)][1] for p in plans}
     return best
 
 
-def _best(plans: list[Plan], mach: Machine) -> Plan:
-    return min(plans, key=lambda p: estimate(p, mach))
+def _best(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
+    return fastest(plans, mach, memo)
