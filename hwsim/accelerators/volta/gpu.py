@@ -54,6 +54,9 @@ MAX_CHUNKS_PER_SM = 6  # merged SM tasks per SM and kernel (keeps ops to ~1000 t
 PIECES_PER_KERNEL = 160  # pieces of a kernel's traffic on each shared unit (fair sharing)
 
 
+_new_task = tuple.__new__  # a Task from its ten fields (Builder._pieces)
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-int(a) // int(b))
 
@@ -595,13 +598,16 @@ class Builder:
         ``copies``: the pieces of that many SMs with the same work, taking turns."""
         n = max(1, int(round(nbytes / piece))) if piece > 0 else 1
         dur = nbytes / rate / n
-        prev = tuple(deps)
-        last = -1
-        for i in range(n):
-            last = self.add(Task(unit, dur, first_bytes if i == 0 else {}, {}, prev, bound, "",
-                                 label, copies, copies > 1))
-            prev = (last,)
-        return last
+        tasks = self.tasks
+        first = len(tasks)
+        tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
+                          copies > 1))
+        # the rest: the same fields but the dependency (Task's fields in order, without
+        # its keyword-parsing constructor: a kernel has hundreds of pieces)
+        serial = copies > 1
+        tasks.extend([_new_task(Task, (unit, dur, {}, {}, (i,), bound, "", label, copies,
+                                       serial)) for i in range(first, first + n - 1)])
+        return len(tasks) - 1
 
     def kernel(self, k: Kernel) -> KernelReport:
         gpu, spec = self.gpu, self.gpu.spec
