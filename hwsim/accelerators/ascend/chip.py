@@ -214,6 +214,9 @@ def reuse_hit_fraction(working_set_bytes: float, capacity_bytes: float) -> float
     return max(0.0, capacity_bytes / working_set_bytes)
 
 
+_new_task = tuple.__new__  # a Task from its ten fields (Builder.add)
+
+
 class Builder:
     """Collects the tasks of one op, with helpers for transfers through L2 and HBM.
 
@@ -251,10 +254,11 @@ class Builder:
         deps = tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps)))
         tasks = self.tasks
         k = copies or self.copies
-        tasks.append(Task(unit, duration_s if duration_s > 0.0 else 0.0,
-                          dict(nbytes) if nbytes else _NO_BYTES,
-                          dict(actions) if actions else _NO_ACTIONS, deps, bound, pool, label,
-                          k, k > 1 and unit == HBM_UNIT))
+        # Task's fields in order, without its keyword-parsing constructor
+        tasks.append(_new_task(Task, (unit, duration_s if duration_s > 0.0 else 0.0,
+                                      dict(nbytes) if nbytes else _NO_BYTES,
+                                      dict(actions) if actions else _NO_ACTIONS, deps, bound,
+                                      pool, label, k, k > 1 and unit == HBM_UNIT)))
         return len(tasks) - 1
 
     def launch(self, deps=(), label: str = "launch") -> int:
