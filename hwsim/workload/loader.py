@@ -9,10 +9,8 @@ past the sequence, an unknown model or pruning method) before raising one
 
 from __future__ import annotations
 
-import copy
 import math
 import os
-import stat
 from dataclasses import fields
 from typing import Any, Mapping
 
@@ -28,28 +26,9 @@ from .moe import check_routing
 from .overrides import apply_sets, label
 from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
 
-_PARSED: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> ((mtime_ns, size), data)
-
 
 def read_yaml(path: str) -> Any:
-    """The file's YAML data. The parse is kept per path while the file's modification
-    time and size stay the same (a sweep reads its workload once per point); callers
-    get a copy."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        st = None
-    if st is None or not stat.S_ISREG(st.st_mode):  # yamlfile.read says what is wrong
-        return yamlfile.read(path, "workload file")
-    stamp = (st.st_mtime_ns, st.st_size)
-    hit = _PARSED.get(path)
-    if hit is None or hit[0] != stamp:
-        data = yamlfile.read(path, "workload file")
-        if len(_PARSED) > 256:  # many files: bounded
-            _PARSED.clear()
-        hit = _PARSED[path] = (stamp, copy.deepcopy(data))
-        return data
-    return copy.deepcopy(hit[1])
+    return yamlfile.read(path, "workload file")
 
 
 def load_workload(path: str | os.PathLike, sets: list[tuple[str, Any]] = ()) -> Workload:
