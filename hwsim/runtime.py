@@ -12,9 +12,9 @@ run side by side::
 
 Large kernels hide the host (it runs ahead and the queue fills); small ones wait
 for it (the op is *host-bound*, and the device idles: the gap is the report's
-``host_wait_s``). :func:`schedule` builds those two lanes as engine tasks (units
-``host`` and ``device``) and runs them in :mod:`hwsim.engine`, so the waiting is
-on the timeline, not added as a formula. On a CPU target the host *is* the
+``host_wait_s``). :func:`schedule` gives those two lanes the schedule the event
+engine gives them as tasks (units ``host`` and ``device``), so the waiting is on
+the timeline. On a CPU target the host *is* the
 device (the same cores run the framework and the kernel): the lanes do not
 overlap, and each op waits for its own dispatch.
 
@@ -48,9 +48,6 @@ measurement behind it (a sensitivity, not a calibration).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from . import engine
-from .engine import Task
 
 RUNTIMES = ("library", "eager", "graph", "fused")
 
@@ -147,23 +144,31 @@ class HostSchedule:
 
 def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
              overlaps: bool = True) -> HostSchedule:
-    """Run the host lane and the device lane in the event engine.
+    """The host lane and the device lane, as the event engine runs them.
 
     Host task i (unit ``host``) follows host task i-1; device task i (unit
     ``device``) waits for host task i and for device task i-1. Without overlap (a
     CPU, where the host is the device) host task i also waits for device task i-1.
-    """
-    tasks = []
+    Each unit only ever runs its own chain, so no task waits for a unit: each
+    starts when the last of its dependencies ends and ends its duration later, the
+    engine's schedule to the last bit (``tests/test_runtime.py`` holds it to
+    :func:`hwsim.engine.run_events` on random lanes), computed directly (a sweep
+    schedules hundreds of ops per point)."""
+    issue: list[float] = []
+    start: list[float] = []
+    ends: list[float] = []
+    lane = []
+    host_end = dev_end = 0.0
     for i, (h, d) in enumerate(zip(host_s, device_s)):
-        host_deps = ((2 * i - 2,) if i else ()) + ((2 * i - 1,) if i and not overlaps else ())
-        tasks.append(Task("host", h, deps=host_deps, bound="latency", label=f"issue {names[i]}"))
-        tasks.append(Task("device", d, deps=(2 * i,) + ((2 * i - 1,) if i else ()),
-                          label=names[i]))
-    sched = engine.run_events(tasks)
-    issue = sched.ends_s[0::2]
-    start = sched.starts_s[1::2]
-    ends = sched.ends_s[1::2]
-    wait = [start[0]] + [max(0.0, start[i] - ends[i - 1]) for i in range(1, len(start))]
-    lane = [(t.label, s0, s1) for t, s0, s1 in zip(tasks[0::2], sched.starts_s[0::2], issue)
-            if s1 > s0]
-    return HostSchedule(list(issue), list(start), wait, lane, max(ends) if ends else 0.0)
+        h0 = host_end if overlaps or not i else max(host_end, dev_end)
+        host_end = h0 + h
+        issue.append(host_end)
+        if host_end > h0:
+            lane.append((f"issue {names[i]}", h0, host_end))
+        d0 = max(host_end, dev_end) if i else host_end
+        dev_end = d0 + d
+        start.append(d0)
+        ends.append(dev_end)
+    wait = [start[0]] + [max(0.0, start[i] - ends[i - 1]) for i in range(1, len(start))] \
+        if start else []
+    return HostSchedule(issue, start, wait, lane, max(ends) if ends else 0.0)
