@@ -745,6 +745,7 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         count, w = k.blocks[0]
         base, extra = divmod(count, sms)
         by_count: dict[int, list[Run]] = {}  # SMs with as many blocks run the same
+        groups: dict[int, tuple] = {}  # a group of n blocks: its work, time and bound
         for i in range(sms):
             c = base + (1 if i < extra else 0)
             runs = by_count.get(c)
@@ -753,8 +754,11 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                 runs = by_count[c] = []
                 for reps, n in ((full, per), (1 if rest else 0, rest)):
                     if reps:
-                        t, bound = gpu.group_time(k, w.scaled(n), n, w)
-                        runs.append((reps, w.scaled(n), n, t, bound))
+                        g = groups.get(n)
+                        if g is None:  # (the full group is the same for both counts)
+                            wn = w.scaled(n)
+                            g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
+                        runs.append((reps, g[0], n, g[1], g[2]))
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]
