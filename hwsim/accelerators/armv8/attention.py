@@ -154,12 +154,13 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
         blocks = block_options(rows, keys, sh.head_dim, sh.v_head_dim, nbytes(1, sh.dtype),
                                mach, bq_set, bkv_set)
     plans = []
+    blocks_memo: dict = {}  # a tile's kernels, per (block_q, block_kv, strategy, P V)
     for strat in strategies:
         for bq, bkv in blocks:
-            most = _plan(mach, sh, mode, bq, bkv, strat)
+            most = _plan(mach, sh, mode, bq, bkv, strat, memo=blocks_memo)
             plans.append(most)
             # fewer key splits (and threads) may finish first: fork, merge and join cost
-            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways)
+            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways, memo=blocks_memo)
                       for ways in thread_counts(most.detail["kv_split"])[:-1]]
     memo: dict = {}  # each plan estimated once
     best = fastest(plans, mach, memo)
@@ -234,9 +235,10 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
 
 
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
-          ways: int = 0) -> Plan:
+          ways: int = 0, memo: dict | None = None) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
-    many as fill the cores): see the module docstring."""
+    many as fill the cores): see the module docstring. ``memo``: the tiles' kernels
+    (:func:`_block_kernels`) kept for the other choices of the same op."""
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
@@ -292,7 +294,13 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     dshare = 1.0 / threads
 
     st = Step("blocks")
-    blk, kname, once = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
+    key = (bq_u, bkv, strategy, not select)
+    got = memo.get(key) if memo is not None else None
+    if got is None:
+        got = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
+        if memo is not None:
+            memo[key] = got
+    blk, kname, once = got  # (blk is read, never changed)
     st.add(blk.scaled(pairs * share))
     if once:
         st.add(pack_step("pack Q", once, lanes, mach).scaled(per_thread))
