@@ -251,7 +251,14 @@ class Builder:
         """One task; ``copies``: of that many members (default: the current
         :meth:`group`'s)."""
         # (the fast paths matter: ops lower to thousands of tasks)
-        deps = tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps)))
+        n = len(deps)
+        if n < 2:
+            deps = tuple(deps)
+        elif n == 2:  # sorted, without repeats (as below), for the common pair
+            a, b = deps
+            deps = (a, b) if a < b else (b, a) if b < a else (a,)
+        else:
+            deps = tuple(sorted(set(deps)))
         tasks = self.tasks
         k = copies or self.copies
         # Task's fields in order, without its keyword-parsing constructor
