@@ -770,25 +770,37 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     else:
         shares = gpu.block_shares(k, works, per)
     assigned = gpu.assign(k, per, shares)  # longest first
-    busy = [classes for classes in assigned if classes]
+    # SMs given the same classes in the same order run the same: each such list is
+    # planned once (its runs shared by those SMs; every step below is per SM)
+    keys = [tuple(classes) for classes in assigned]
+    first: dict[tuple, int] = {}  # a list of classes -> its place among the distinct ones
+    busy = []
+    for key, classes in zip(keys, assigned):
+        if classes and key not in first:
+            first[key] = len(busy)
+            busy.append(classes)
     if many:
         sums = [running_sum(m[classes]) for classes in busy]
-        ratios = iter(_ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
-                                       for row, c in zip(sums, busy)], per))
+        ratios = _ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
+                                  for row, c in zip(sums, busy)], per)
     else:
-        ratios = iter(_tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy],
-                                   per))
+        ratios = _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
     share_s = [t for t, _ in shares]
     share_b = [b for _, b in shares]
-    for classes in assigned:
+    planned: dict[tuple, list[Run]] = {}
+    for key, classes in zip(keys, assigned):
         if not classes:
             out.append([])
             continue
+        runs = planned.get(key)
+        if runs is not None:
+            out.append(runs)
+            continue
         total = sum(share_s[c] for c in classes)
-        sm_s = _shared_sm_time(next(ratios), [share_s[c] * per for c in classes], per)
+        sm_s = _shared_sm_time(ratios[first[key]], [share_s[c] * per for c in classes], per)
         stretch = sm_s / total if total else 1.0
         size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
-        runs = []
+        runs = planned[key] = []
         for c0 in range(0, len(classes), size):
             members = classes[c0:c0 + size]
             if many:
