@@ -249,12 +249,25 @@ def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
         _CYCLES_CACHE.clear()
         _CYCLES_CACHE["core"] = core
 
+    at_depth: dict[tuple[int, int], float] = {}  # a shape's kernel_cycles at this depth
+
     def cycles(r: int, c: int) -> float:  # kernel_cycles, its two terms kept per shape
-        terms = _CYCLES_CACHE.get((r, c))
-        if terms is None:
-            k = Kernel(r, c, lanes)
-            terms = _CYCLES_CACHE[(r, c)] = (kstep_cycles(k, sp), tile_cycles(k, sp))
-        return depth * terms[0] + terms[1]
+        got = at_depth.get((r, c))
+        if got is None:
+            terms = _CYCLES_CACHE.get((r, c))
+            if terms is None:
+                k = Kernel(r, c, lanes)
+                terms = _CYCLES_CACHE[(r, c)] = (kstep_cycles(k, sp), tile_cycles(k, sp))
+            got = at_depth[(r, c)] = depth * terms[0] + terms[1]
+        return got
+
+    parts: dict[tuple[int, int], list] = {}  # exact_parts, asked again for many kernels
+
+    def parts_of(size: int, main: int) -> list:
+        got = parts.get((size, main))
+        if got is None:
+            got = parts[(size, main)] = exact_parts(size, main)
+        return got
 
     best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
@@ -263,8 +276,11 @@ def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
         for ker in fastest_kernels(lanes, mach.spec):
             if ker.rows > cap or ker.cols > max(cols_n, 1) or ker.cols < min(min_cols, cols_n):
                 continue
-            rows, cols = exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols)
-            cyc = sum(nr_ * nc_ * cycles(r, c) for r, nr_ in rows for c, nc_ in cols)
+            rows, cols = parts_of(rows_n, ker.rows), parts_of(cols_n, ker.cols)
+            cyc = 0  # (as sum() adds: from 0, in this order)
+            for r, nr_ in rows:
+                for c, nc_ in cols:
+                    cyc += nr_ * nc_ * cycles(r, c)
             if best is None or cyc < best[3]:
                 best = (ker, rows, cols, cyc, swapped)
     if best is None:  # a tile narrower than a vector: one exact kernel
