@@ -237,38 +237,70 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
 
 
 _TILER_CACHE: dict = {}  # the tiler's choice depends only on the sizes and the core
-# a kernel shape's (k-step, tile) cycles (kernel_cycles' two terms) for the core in "core"
-_CYCLES_CACHE: dict = {}
+_TABLES: dict = {}  # per core: the candidate kernels and every shape's cycle terms
+
+
+def _kernel_table(lanes: int, mach: Machine):
+    """The candidate kernels (:func:`fastest_kernels`, in order) as arrays of rows and
+    columns, and :func:`kstep_cycles` / :func:`tile_cycles` of every shape up to the
+    largest (index 0: no kernel, 0 cycles), kept per core."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+    sp = mach.spec
+    key = (lanes, sp.fma_pipes, sp.fma_latency_cycles, sp.load_ports, sp.store_ports,
+           sp.issue_width, sp.vector_registers)
+    got = _TABLES.get(key)
+    if got is None:
+        kers = fastest_kernels(lanes, sp)
+        rows = np.array([k.rows for k in kers], dtype=np.int64)
+        cols = np.array([k.cols for k in kers], dtype=np.int64)
+        ks = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1))
+        tc = np.zeros_like(ks)
+        for r in range(1, ks.shape[0]):
+            for c in range(1, ks.shape[1]):
+                k = Kernel(r, c, lanes)
+                ks[r, c], tc[r, c] = kstep_cycles(k, sp), tile_cycles(k, sp)
+        got = _TABLES[key] = (kers, rows, cols, ks, tc)
+    return got
 
 
 def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
-    sp = mach.spec
-    core = (lanes, sp.fma_pipes, sp.fma_latency_cycles, sp.load_ports, sp.store_ports,
-            sp.issue_width)
-    if _CYCLES_CACHE.get("core") != core:
-        _CYCLES_CACHE.clear()
-        _CYCLES_CACHE["core"] = core
+    """Every candidate kernel's cycles for the tile at once: a kernel of ``R x C``
+    runs ``exact_parts`` of the rows and columns, the terms added in the order
+    :func:`_tile_kernels_loop` adds them (a missing part adds 0.0, which changes no
+    sum), so the same floats and the same first fastest kernel."""
+    import numpy as np  # noqa: PLC0415
 
-    at_depth: dict[tuple[int, int], float] = {}  # a shape's kernel_cycles at this depth
+    if m_t <= 0 or n_t <= 0:
+        return _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols)
+    kers, R, C, ks, tc = _kernel_table(lanes, mach)
+    at = depth * ks + tc  # kernel_cycles of every shape at this depth
+    options = (False, True) if along_n is None else (along_n,)
+    cycs = []
+    for swapped in options:
+        rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
+        cap = -(-max(rows_n, 1) // lanes) * lanes
+        ok = (R <= cap) & (C <= max(cols_n, 1)) & (C >= min(min_cols, cols_n))
+        qr, rr = rows_n // R, rows_n % R
+        qc, cr = cols_n // C, cols_n % C
+        cyc = (qr * qc) * at[R, C]
+        cyc = cyc + qr * at[R, cr]
+        cyc = cyc + qc * at[rr, C]
+        cyc = cyc + at[rr, cr]
+        cycs.append(np.where(ok, cyc, np.inf))
+    allc = np.concatenate(cycs)
+    i = int(np.argmin(allc))  # the first of the fastest, as the loop keeps it
+    if not np.isfinite(allc[i]):  # a tile narrower than a vector: one exact kernel
+        return Kernel(m_t, n_t, lanes), [(m_t, 1)], [(n_t, 1)], 0.0, False
+    swapped = options[i // len(kers)]
+    ker = kers[i % len(kers)]
+    rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
+    return (ker, exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols), float(allc[i]),
+            swapped)
 
-    def cycles(r: int, c: int) -> float:  # kernel_cycles, its two terms kept per shape
-        got = at_depth.get((r, c))
-        if got is None:
-            terms = _CYCLES_CACHE.get((r, c))
-            if terms is None:
-                k = Kernel(r, c, lanes)
-                terms = _CYCLES_CACHE[(r, c)] = (kstep_cycles(k, sp), tile_cycles(k, sp))
-            got = at_depth[(r, c)] = depth * terms[0] + terms[1]
-        return got
 
-    parts: dict[tuple[int, int], list] = {}  # exact_parts, asked again for many kernels
-
-    def parts_of(size: int, main: int) -> list:
-        got = parts.get((size, main))
-        if got is None:
-            got = parts[(size, main)] = exact_parts(size, main)
-        return got
-
+def _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols):
+    """:func:`_tile_kernels` kernel by kernel (the definition; empty tiles use it)."""
     best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
@@ -276,11 +308,9 @@ def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
         for ker in fastest_kernels(lanes, mach.spec):
             if ker.rows > cap or ker.cols > max(cols_n, 1) or ker.cols < min(min_cols, cols_n):
                 continue
-            rows, cols = parts_of(rows_n, ker.rows), parts_of(cols_n, ker.cols)
-            cyc = 0  # (as sum() adds: from 0, in this order)
-            for r, nr_ in rows:
-                for c, nc_ in cols:
-                    cyc += nr_ * nc_ * cycles(r, c)
+            rows, cols = exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols)
+            cyc = sum(nr_ * nc_ * kernel_cycles(Kernel(r, c, lanes), depth, mach.spec)
+                      for r, nr_ in rows for c, nc_ in cols)
             if best is None or cyc < best[3]:
                 best = (ker, rows, cols, cyc, swapped)
     if best is None:  # a tile narrower than a vector: one exact kernel
