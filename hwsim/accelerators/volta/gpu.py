@@ -877,8 +877,12 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
         if occ < 1:
             return float("inf")
         busiest = 0.0
+        seen: dict[int, float] = {}  # SMs that share a runs list (plan_groups) share its sum
         for runs in plan_groups(gpu, k, occ):
-            busiest = max(busiest, sum(reps * t for reps, _, _, t, _ in runs))
+            sm_s = seen.get(id(runs))
+            if sm_s is None:
+                sm_s = seen[id(runs)] = sum(reps * t for reps, _, _, t, _ in runs)
+            busiest = max(busiest, sm_s)
         floor_s, _ = gpu.kernel_floor(k.total())
         total += max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
         total += gpu.spec.kernel_launch_s
