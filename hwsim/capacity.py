@@ -87,11 +87,18 @@ def footprint(graph, workspace: Callable | None = None) -> Footprint:
     weights = float(sum(x.bytes * copies(x.id) for x in t.values() if x.kind == "param"))
     kv = float(sum(t[i].bytes * copies(i) for i in kv_cache_ids(graph)))
     peak, peak_op = 0.0, ""
+    held: dict[int, int] = {}  # tensor -> the bytes it holds while live (0: persistent)
+    root = graph.root
     for op in graph.ops:
         if op.kind == "view":
             continue
-        roots = {graph.root(i) for i in (*op.inputs, *op.outputs)}
-        live = float(sum(t[r].bytes for r in roots if t[r].kind not in PERSISTENT))
+        total = 0
+        for r in {root(i) for i in (*op.inputs, *op.outputs)}:
+            b = held.get(r)
+            if b is None:
+                b = held[r] = t[r].bytes if t[r].kind not in PERSISTENT else 0
+            total += b
+        live = float(total)
         if workspace is not None:
             live += float(workspace(op))
         if live > peak:

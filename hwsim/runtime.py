@@ -164,7 +164,9 @@ def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
     i also waits for device task i-1. Each lane is a chain, so this is the event
     engine's schedule of those tasks (:mod:`hwsim.engine`: a task starts when its
     last dependency ends) computed directly: start = max of the ends it waits for, end
-    = start + duration, the same floating-point operations to the last bit.
+    = start + duration, the same floating-point operations to the last bit
+    (``tests/test_runtime.py`` holds it to :func:`hwsim.engine.run_events` on random
+    lanes; a sweep schedules hundreds of ops per point).
 
     ``repeats[i]``: op i runs that many times back to back (device time
     ``device_s[i]`` each; host time ``host_s[i]`` for the first run and

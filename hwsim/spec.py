@@ -97,6 +97,9 @@ def suggest(word: str, options) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+_HINTS: dict[type, dict[str, Any]] = {}  # a spec class's resolved annotations
+
+
 def build_spec(cls: type, data: Mapping[str, Any], source: str, prefix: str = "spec") -> Any:
     """Build a ``cls`` instance from ``data``, raising all problems at once."""
     errs = Collector(source)
@@ -104,7 +107,9 @@ def build_spec(cls: type, data: Mapping[str, Any], source: str, prefix: str = "s
         errs.add(prefix, f"expected a mapping of fields, got {type(data).__name__}")
         errs.raise_if_any()
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
+    hints = _HINTS.get(cls)
+    if hints is None:  # resolved once per class (it compiles every annotation)
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for key in data:
         if key not in fields:

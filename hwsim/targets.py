@@ -377,6 +377,12 @@ def resolve(text: str, overrides: Mapping[str, Any] | None = None) -> ResolvedTa
             spec_data[head] = {**spec_data[head], entry: value}
         else:
             spec_data[key] = value
+    # the same data gives the same (frozen) spec: built once and handed out again, so
+    # a sweep's points share it (and what the target keeps per spec)
+    key = (target.spec_class, str(path), repr(spec_data))
+    spec = _SPECS.get(key)
+    if spec is not None:
+        return ResolvedTarget(target, preset, spec, str(path))
     try:
         spec = build_spec(target.spec_class, spec_data, str(path))
     except InputError as e:
@@ -387,7 +393,13 @@ def resolve(text: str, overrides: Mapping[str, Any] | None = None) -> ResolvedTa
             or any(k.partition(".")[0] == p.field.partition(".")[2].partition(".")[0]
                    for k in overrides) else p
             for p in e.problems]) from None
+    if len(_SPECS) >= 256:  # a sweep over many specs: bounded
+        _SPECS.clear()
+    _SPECS[key] = spec
     return ResolvedTarget(target, preset, spec, str(path))
+
+
+_SPECS: dict[tuple, Any] = {}  # (spec class, file, repr of its data) -> the built spec
 
 
 # ---------------------------------------------------------------- hwsim targets --fields

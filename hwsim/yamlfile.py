@@ -18,6 +18,7 @@ naming the file, before anything else sees the data:
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
@@ -84,11 +85,29 @@ class _Limit(Exception):
     pass
 
 
+_PARSED: dict[str, Any] = {}  # text -> its data (a copy of it is handed out)
+_PARSED_MAX = 64  # texts kept (workloads, presets and sweeps of a session)
+
+
 def parse(text: str, source: str, what: str = "YAML") -> Any:
-    """``text`` as YAML data (None for an empty document); problems as one line."""
+    """``text`` as YAML data (None for an empty document); problems as one line.
+
+    A text parsed before is not parsed again (a sweep reads its workload and preset
+    once per point, and the pure-Python loader takes milliseconds): the data is kept
+    by the text itself, and the caller gets a copy of it."""
     if len(text) > MAX_BYTES:
         raise InputError(f"{what} of {len(text):,} characters: at most {MAX_BYTES:,}",
                          source=source)
+    if text in _PARSED:
+        return copy.deepcopy(_PARSED[text])
+    data = _parse(text, source, what)
+    if len(_PARSED) >= _PARSED_MAX:
+        _PARSED.clear()
+    _PARSED[text] = copy.deepcopy(data)
+    return data
+
+
+def _parse(text: str, source: str, what: str) -> Any:
     loader = _Loader(text)
     try:
         return loader.get_single_data()

@@ -136,3 +136,26 @@ def test_hwsim_validate_prints_the_armv8_cases():
     assert proc.returncode == 0, proc.stderr
     assert "armv8-kunpeng920" in proc.stdout and "IAAT" in proc.stdout
     assert "0 outside" in proc.stdout
+
+
+@pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-graviton2", "armv8-ft2000plus"])
+def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
+    """The tiler weighs every candidate kernel at once on arrays; kernel by kernel (its
+    definition) it picks the same first fastest kernel, parts and cycles, to the bit."""
+    import random
+
+    from hwsim.accelerators.armv8.gemm import _tile_kernels, _tile_kernels_loop
+    from hwsim.accelerators.armv8.spec import Machine
+
+    mach = Machine(resolve(preset).spec)
+    rng = random.Random(14)
+    sizes = [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 100, 127, 128, 129, 500, 4096]
+    for _ in range(300):
+        m, n = rng.choice(sizes + [rng.randint(1, 3000)]), rng.choice(sizes)
+        depth = rng.choice([1, 16, 64, 128, 777])
+        lanes = rng.choice([4, 8])
+        along_n = rng.choice([None, False, True])
+        min_cols = rng.choice([1, 1, 4, 8])
+        got = _tile_kernels(m, n, depth, lanes, mach, along_n, min_cols)
+        want = _tile_kernels_loop(m, n, depth, lanes, mach, along_n, min_cols)
+        assert got == want and type(got[3]) is type(want[3])

@@ -93,32 +93,41 @@ def test_on_a_cpu_the_host_does_not_overlap(tmp_path):
     assert eager.totals["latency_s"] == pytest.approx(eager.ops["latency_s"].sum() + 2 * h)
 
 
+def _schedule_in_engine(names, host_s, device_s, overlaps):
+    """The reference: the two lanes as engine tasks, run by the event engine."""
+    from hwsim import engine
+    from hwsim.engine import Task
+
+    tasks = []
+    for i, (h, d) in enumerate(zip(host_s, device_s)):
+        host_deps = ((2 * i - 2,) if i else ()) + ((2 * i - 1,) if i and not overlaps else ())
+        tasks.append(Task("host", h, deps=host_deps, bound="latency", label=f"issue {names[i]}"))
+        tasks.append(Task("device", d, deps=(2 * i,) + ((2 * i - 1,) if i else ()),
+                          label=names[i]))
+    sched = engine.run_events(tasks)
+    issue, start, ends = sched.ends_s[0::2], sched.starts_s[1::2], sched.ends_s[1::2]
+    wait = [start[0]] + [max(0.0, start[i] - ends[i - 1]) for i in range(1, len(start))]
+    lane = [(t.label, s0, s1) for t, s0, s1 in zip(tasks[0::2], sched.starts_s[0::2], issue)
+            if s1 > s0]
+    return list(issue), list(start), wait, lane, max(ends)
+
+
 @pytest.mark.parametrize("overlaps", [True, False])
-def test_the_lanes_are_the_event_engines_schedule(overlaps):
-    """``schedule`` computes the two lanes directly (a repeated op in closed form); for
-    ops that run once it must be, to the last bit, what the event engine makes of the
-    same tasks: host issue i after issue i-1 (and, on a CPU, after kernel i-1), kernel
-    i after its issue and after kernel i-1."""
+def test_the_lanes_are_the_event_engines_schedule_to_the_last_bit(overlaps):
+    """schedule() computes the two chains directly; the event engine, given them as
+    tasks, gives the same floats (host-bound and device-bound stretches, zero-length
+    issues and ops, equal times)."""
     import random
 
-    from hwsim.engine import Task, run_events
     from hwsim.runtime import schedule
 
-    rng = random.Random(7)
+    rng = random.Random(14)
     for _ in range(200):
-        n = rng.randint(1, 12)
-        host = [rng.choice([0.0, rng.uniform(1e-7, 1e-4)]) for _ in range(n)]
-        dev = [rng.choice([0.0, rng.uniform(1e-7, 1e-4)]) for _ in range(n)]
-        tasks = []
-        for i in range(n):
-            deps = ((2 * i - 2,) if i else ()) + ((2 * i - 1,) if i and not overlaps else ())
-            tasks.append(Task("host", host[i], deps=deps, bound="latency"))
-            tasks.append(Task("device", dev[i], deps=(2 * i,) + ((2 * i - 1,) if i else ())))
-        ref = run_events(tasks)
-        got = schedule([f"op{i}" for i in range(n)], host, dev, overlaps=overlaps)
-        assert got.issue_end_s == list(ref.ends_s[0::2])
-        assert got.start_s == list(ref.starts_s[1::2])
-        assert got.latency_s == max(ref.ends_s[1::2])
-        starts, ends = ref.starts_s[1::2], ref.ends_s[1::2]
-        assert got.wait_s == [starts[0]] + [max(0.0, starts[i] - ends[i - 1])
-                                            for i in range(1, n)]
+        n = rng.randint(1, 40)
+        pick = [0.0, 1e-6, 3e-6, 7.3e-6, 2.5e-5, 1e-3]
+        host_s = [rng.choice(pick) * rng.choice([1.0, rng.random()]) for _ in range(n)]
+        device_s = [rng.choice(pick) * rng.choice([1.0, rng.random()]) for _ in range(n)]
+        names = [f"op{i}" for i in range(n)]
+        got = schedule(names, host_s, device_s, overlaps=overlaps)
+        want = _schedule_in_engine(names, host_s, device_s, overlaps)
+        assert (got.issue_end_s, got.start_s, got.wait_s, got.host_lane, got.latency_s) == want

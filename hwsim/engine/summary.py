@@ -41,42 +41,50 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
     nbytes: dict[str, int] = {}
     actions: dict[str, float] = {}
     finish: list[float] = []
-    # ("unit" | "pool", name) -> busy seconds, and the same by bound; in the order met
-    busy: dict[tuple[str, str], float] = {}
-    per: dict[tuple[str, str], dict[str, float]] = {}
+    append = finish.append
+    # resource -> [busy seconds, {bound: seconds}], in the order met; a unit is keyed
+    # by its name, a pool by ("pool", name) (the two never equal)
+    busy: dict = {}
     for t in tasks:
         k = t.copies  # each copy counts its bytes and actions and holds a pool slot
-        for level, n in t.bytes.items():
-            nbytes[level] = nbytes.get(level, 0) + n * k
-        for a, n in t.actions.items():
-            actions[a] = actions.get(a, 0.0) + n * k
+        if t.bytes:
+            for level, n in t.bytes.items():
+                nbytes[level] = nbytes.get(level, 0) + n * k
+        if t.actions:
+            for a, n in t.actions.items():
+                actions[a] = actions.get(a, 0.0) + n * k
         d = t.duration_s
         start = 0.0
         for j in t.deps:
             f = finish[j]
             if f > start:
                 start = f
-        finish.append(start + d)
+        append(start + d)
         # a copy has a unit of its own, unless the copies take turns on this one
-        _account(busy, per, ("unit", t.unit), t.bound, d * k if t.serial else d)
+        seconds = d * k if t.serial else d
+        entry = busy.get(t.unit)
+        if entry is None:
+            entry = busy[t.unit] = [0.0, {}]
+        entry[0] += seconds
+        by = entry[1]
+        by[t.bound] = by.get(t.bound, 0.0) + seconds
         if t.pool:
-            _account(busy, per, ("pool", t.pool), t.bound, d * k)
+            seconds = d * k
+            key = ("pool", t.pool)
+            entry = busy.get(key)
+            if entry is None:
+                entry = busy[key] = [0.0, {}]
+            entry[0] += seconds
+            by = entry[1]
+            by[t.bound] = by.get(t.bound, 0.0) + seconds
     capacity = dict(pools or {})
     latency = max(finish)
-    for (kind, name), total in busy.items():
-        latency = max(latency, total if kind == "unit" else total / capacity.get(name, 1))
-    top = max(busy, key=lambda key: busy[key] if key[0] == "unit"
-              else busy[key] / max(1, capacity.get(key[1], 1)))
-    by = per[top]
+    for key, (total, _) in busy.items():
+        latency = max(latency, total / capacity.get(key[1], 1) if type(key) is tuple else total)
+    top = max(busy, key=lambda key: busy[key][0] / max(1, capacity.get(key[1], 1))
+              if type(key) is tuple else busy[key][0])
+    by = busy[top][1]
     return Summary(nbytes, actions, max(by, key=by.get), latency)
-
-
-def _account(busy: dict, per: dict, key: tuple[str, str], bound: str, seconds: float) -> None:
-    busy[key] = busy.get(key, 0.0) + seconds
-    by = per.get(key)
-    if by is None:
-        by = per[key] = {}
-    by[bound] = by.get(bound, 0.0) + seconds
 
 
 def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:

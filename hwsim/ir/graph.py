@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 
 from . import kinds as _kinds
 from .dtypes import is_known, nbytes
-from .expr import Expr, Size, evaluate
+from .expr import Expr, Size
 
 TENSOR_KINDS = ("param", "activation", "kv_cache", "input")
 
@@ -282,12 +282,24 @@ class Graph:
             source, alias = one_row_views(self.ops)
         used = {alias.get(t, t) for op in source for t in op.inputs + op.outputs} \
             if alias else None
-        tensors = [Tensor(t.id, tuple(evaluate(d, env) for d in t.shape), t.dtype, t.kind)
+        values: dict[Expr, int] = {}  # each distinct size evaluated once (layers repeat)
+
+        def size(d):
+            if not isinstance(d, Expr):
+                return d
+            v = values.get(d)
+            if v is None:
+                v = values[d] = d.evaluate(env)
+            return v
+
+        tensors = [Tensor(t.id, tuple(size(d) for d in t.shape), t.dtype, t.kind)
                    for t in self.tensors.values() if used is None or t.id in used]
-        ops = [replace(op, id=i if alias else op.id,
-                       inputs=tuple(alias.get(x, x) for x in op.inputs),
-                       attrs={k: (v.evaluate(env) if isinstance(v, Expr) else v)
-                              for k, v in op.attrs.items() if k != ONE_ROW_VIEW})
+        # (Op's fields in order: dataclasses.replace reads the fields on every call)
+        ops = [Op(i if alias else op.id, op.kind,
+                  tuple(alias.get(x, x) for x in op.inputs) if alias else tuple(op.inputs),
+                  op.outputs,
+                  {k: size(v) for k, v in op.attrs.items() if k != ONE_ROW_VIEW},
+                  op.layer, op.module, op.name)
                for i, op in enumerate(source)]
         header = _eval_tree(self.header, env)
         header.update(batch=batch, seq_len=seq_len, kv_len=kv_len)

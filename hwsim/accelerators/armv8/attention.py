@@ -50,6 +50,7 @@ transpose K.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -57,7 +58,7 @@ import numpy as np
 from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, estimate, split
+from .ecm import Plan, Step, fastest, split
 from .gemm import (
     KERNEL_FIELD,
     STRATEGIES,
@@ -107,6 +108,16 @@ def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int)
     return rows[ok], blocks[ok], width[ok]
 
 
+@functools.lru_cache(maxsize=1024)
+def _spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
+    """:func:`key_spans`, kept (read-only) for the planner: its strategies and key
+    splits ask again about the same blocks."""
+    out = key_spans(q, kv, causal, window, bq_pos, bkv)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
 def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
                   block_q: int = 0, block_kv: int = 0) -> list[tuple[int, int]]:
     """(block_q, block_kv) pairs to try: for each query block, the largest key block
@@ -143,17 +154,19 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
         blocks = block_options(rows, keys, sh.head_dim, sh.v_head_dim, nbytes(1, sh.dtype),
                                mach, bq_set, bkv_set)
     plans = []
+    blocks_memo: dict = {}  # a tile's kernels, per (block_q, block_kv, strategy, P V)
     for strat in strategies:
         for bq, bkv in blocks:
-            most = _plan(mach, sh, mode, bq, bkv, strat)
+            most = _plan(mach, sh, mode, bq, bkv, strat, memo=blocks_memo)
             plans.append(most)
             # fewer key splits (and threads) may finish first: fork, merge and join cost
-            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways)
+            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways, memo=blocks_memo)
                       for ways in thread_counts(most.detail["kv_split"])[:-1]]
-    best = min(plans, key=lambda p: estimate(p, mach))
+    memo: dict = {}  # each plan estimated once
+    best = fastest(plans, mach, memo)
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
-            st: min(estimate(p, mach) for p in plans if p.strategy == st) for st in strategies}
+            st: min(memo[id(p)][1] for p in plans if p.strategy == st) for st in strategies}
     return best
 
 
@@ -222,9 +235,10 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
 
 
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
-          ways: int = 0) -> Plan:
+          ways: int = 0, memo: dict | None = None) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
-    many as fill the cores): see the module docstring."""
+    many as fill the cores): see the module docstring. ``memo``: the tiles' kernels
+    (:func:`_block_kernels`) kept for the other choices of the same op."""
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
@@ -247,7 +261,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         bq_pos = max(1, bq_u // g)
         sub = math.ceil(g / bq_u) if bq_u < g else 1  # blocks sharing one position
         nq = math.ceil(sh.q_len / bq_pos) * sub
-        _, widest, _ = key_spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, 1)
+        _, widest, _ = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, 1)
         span_keys = int(widest.max()) if len(widest) else 0
     units = problems * nq
     kv_split = 1
@@ -256,7 +270,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         kv_split = max(1, min(kv_split, ways) if ways else kv_split)
         bkv = min(bkv, math.ceil(span_keys / kv_split))
     if sh.sparse_keys:
-        p_rows, p_blocks, p_width = key_spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        p_rows, p_blocks, p_width = _spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
         pairs = float(p_blocks.sum()) * problems  # tiles of the op
         seen_qk = float((p_rows * p_width).sum())  # per problem
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum())
@@ -264,7 +278,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         frac = sh.q_len / (math.ceil(sh.q_len / rows) * rows)
         flops = 2.0 * problems * frac * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     else:
-        p_rows, p_blocks, p_width = key_spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos,
+        p_rows, p_blocks, p_width = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos,
                                               bkv)
         pairs = float(p_blocks.sum()) * sub * problems
         seen_qk = float((p_rows * p_width).sum())  # per query head
@@ -280,7 +294,13 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     dshare = 1.0 / threads
 
     st = Step("blocks")
-    blk, kname, once = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
+    key = (bq_u, bkv, strategy, not select)
+    got = memo.get(key) if memo is not None else None
+    if got is None:
+        got = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
+        if memo is not None:
+            memo[key] = got
+    blk, kname, once = got  # (blk is read, never changed)
     st.add(blk.scaled(pairs * share))
     if once:
         st.add(pack_step("pack Q", once, lanes, mach).scaled(per_thread))

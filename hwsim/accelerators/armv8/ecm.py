@@ -164,27 +164,51 @@ def estimate(plan: Plan, mach: Machine) -> float:
     tile's execution waiting for its data and the tile before; fork, barriers and
     join), with every transfer stretched by the turns the threads take for the DRAM
     pool's slots. Exact while the threads do not outnumber the slots. Used to choose
-    thread counts, blocks and strategies, as a tuned library would."""
+    thread counts, blocks and strategies, as a tuned library would.
+
+    The terms of :func:`times` are computed inline, in its order (the same floats):
+    a planner estimates thousands of candidate plans per sweep point."""
     t = plan.threads
     # the slowest thread's transfers: its rate with all the op's threads streaming
     # (memory.stream_rates), against one core's alone in times()
     share = mach.slot_bw / min(mach.thread_rates(t))
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
-    ends: list[float] = []
-    last = len(plan.steps) - 1
-    for j, s in enumerate(plan.steps):
-        tm = times(s, mach)
+    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    walk_s = mach.spec.tlb_walk_s
+    barrier_s = mach.barrier_s(t) if t > 1 else 0.0
+    end1 = end2 = None  # the last two steps' ends
+    steps = plan.steps
+    last = len(steps) - 1
+    for j, s in enumerate(steps):
+        in_core = s.arith_cycles * cycle_s
+        transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw + s.l3_bytes / l3_bw
+                     + s.tlb_walks * walk_s)
         start = gate
         if s.dram_read or s.dram_write:
-            mem_end = max(gate, mem_end, ends[-2] if len(ends) >= 2 else gate) + share * tm.dram
+            mem_end = (max(gate, mem_end, end2 if end2 is not None else gate)
+                       + share * ((s.dram_read + s.dram_write) / slot_bw))
             start = max(start, mem_end)
-        if ends:
-            start = max(start, ends[-1])
-        ends.append(start + tm.in_cache)
+        if end1 is not None:
+            start = max(start, end1)
+        end2, end1 = end1, start + max(in_core, transfers)
         if s.barrier and t > 1 and j < last:
-            gate = ends[-1] + mach.barrier_s(t) * s.rounds
-    return (ends[-1] if ends else gate) + mach.barrier_s(t)
+            gate = end1 + barrier_s * s.rounds
+    return (end1 if end1 is not None else gate) + mach.barrier_s(t)
+
+
+def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
+    """The plan of least :func:`estimate` (the first of equals); ``memo`` keeps the
+    estimates by plan (``id``) for a caller that asks again about the same plans."""
+    memo = {} if memo is None else memo
+    best, best_s = None, 0.0
+    for p in plans:
+        got = memo.get(id(p))
+        if got is None or got[0] is not p:
+            got = memo[id(p)] = (p, estimate(p, mach))
+        if best is None or got[1] < best_s:
+            best, best_s = p, got[1]
+    return best
 
 
 def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
@@ -282,7 +306,12 @@ def split(step: Step, parts: int) -> list[Step]:
     """``step`` as ``parts`` equal tiles (so DRAM transfers overlap execution)."""
     if parts <= 1:
         return [step]
-    tiles = [step.scaled(1.0 / parts) for _ in range(parts)]
+    one = step.scaled(1.0 / parts)
+    tiles = [one]
+    for _ in range(parts - 1):  # copies of the first (the same amounts)
+        t = object.__new__(Step)
+        t.__dict__.update(one.__dict__)
+        tiles.append(t)
     for i, s in enumerate(tiles):
         s.label = f"{step.label} {i + 1}/{parts}"
         s.barrier = step.barrier and i == parts - 1

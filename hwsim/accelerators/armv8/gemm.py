@@ -45,8 +45,16 @@ from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, estimate, repeat, split
-from .kernels import Kernel, checked_kernel, fastest_kernels, kernel_counts, kernel_cycles
+from .ecm import Plan, Step, fastest, repeat, split
+from .kernels import (
+    Kernel,
+    checked_kernel,
+    fastest_kernels,
+    kernel_counts,
+    kernel_cycles,
+    kstep_cycles,
+    tile_cycles,
+)
 from .placement import reread, resident, shared_read, strided_walk
 from .spec import Machine
 
@@ -229,9 +237,70 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
 
 
 _TILER_CACHE: dict = {}  # the tiler's choice depends only on the sizes and the core
+_TABLES: dict = {}  # per core: the candidate kernels and every shape's cycle terms
+
+
+def _kernel_table(lanes: int, mach: Machine):
+    """The candidate kernels (:func:`fastest_kernels`, in order) as arrays of rows and
+    columns, and :func:`kstep_cycles` / :func:`tile_cycles` of every shape up to the
+    largest (index 0: no kernel, 0 cycles), kept per core."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+    sp = mach.spec
+    key = (lanes, sp.fma_pipes, sp.fma_latency_cycles, sp.load_ports, sp.store_ports,
+           sp.issue_width, sp.vector_registers)
+    got = _TABLES.get(key)
+    if got is None:
+        kers = fastest_kernels(lanes, sp)
+        rows = np.array([k.rows for k in kers], dtype=np.int64)
+        cols = np.array([k.cols for k in kers], dtype=np.int64)
+        ks = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1))
+        tc = np.zeros_like(ks)
+        for r in range(1, ks.shape[0]):
+            for c in range(1, ks.shape[1]):
+                k = Kernel(r, c, lanes)
+                ks[r, c], tc[r, c] = kstep_cycles(k, sp), tile_cycles(k, sp)
+        got = _TABLES[key] = (kers, rows, cols, ks, tc)
+    return got
 
 
 def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):
+    """Every candidate kernel's cycles for the tile at once: a kernel of ``R x C``
+    runs ``exact_parts`` of the rows and columns, the terms added in the order
+    :func:`_tile_kernels_loop` adds them (a missing part adds 0.0, which changes no
+    sum), so the same floats and the same first fastest kernel."""
+    import numpy as np  # noqa: PLC0415
+
+    if m_t <= 0 or n_t <= 0:
+        return _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols)
+    kers, R, C, ks, tc = _kernel_table(lanes, mach)
+    at = depth * ks + tc  # kernel_cycles of every shape at this depth
+    options = (False, True) if along_n is None else (along_n,)
+    cycs = []
+    for swapped in options:
+        rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
+        cap = -(-max(rows_n, 1) // lanes) * lanes
+        ok = (R <= cap) & (C <= max(cols_n, 1)) & (C >= min(min_cols, cols_n))
+        qr, rr = rows_n // R, rows_n % R
+        qc, cr = cols_n // C, cols_n % C
+        cyc = (qr * qc) * at[R, C]
+        cyc = cyc + qr * at[R, cr]
+        cyc = cyc + qc * at[rr, C]
+        cyc = cyc + at[rr, cr]
+        cycs.append(np.where(ok, cyc, np.inf))
+    allc = np.concatenate(cycs)
+    i = int(np.argmin(allc))  # the first of the fastest, as the loop keeps it
+    if not np.isfinite(allc[i]):  # a tile narrower than a vector: one exact kernel
+        return Kernel(m_t, n_t, lanes), [(m_t, 1)], [(n_t, 1)], 0.0, False
+    swapped = options[i // len(kers)]
+    ker = kers[i % len(kers)]
+    rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
+    return (ker, exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols), float(allc[i]),
+            swapped)
+
+
+def _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols):
+    """:func:`_tile_kernels` kernel by kernel (the definition; empty tiles use it)."""
     best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
@@ -477,15 +546,16 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     caps: dict[tuple[int, int, int], int] = {}
     for cap in thread_counts(max_threads):
         caps.setdefault(openblas_threads(g, cap), cap)
-    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach)]
+    memo: dict = {}  # each plan estimated once
+    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach, memo)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
         plans.append(autotsmm(g, mach, max_threads))
-    best = _best(plans, mach)
-    best.detail["auto_estimates_s"] = {p.strategy: estimate(p, mach) for p in plans}
+    best = _best(plans, mach, memo)
+    best.detail["auto_estimates_s"] = {p.strategy: memo[id(p)][1] for p in plans}
     return best
 
 
-def _best(plans: list[Plan], mach: Machine) -> Plan:
-    return min(plans, key=lambda p: estimate(p, mach))
+def _best(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
+    return fastest(plans, mach, memo)

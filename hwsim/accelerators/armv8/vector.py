@@ -22,7 +22,7 @@ import math
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, estimate, split
+from .ecm import Plan, Step, fastest, split
 from .gemm import thread_counts
 from .placement import reread
 from .spec import Machine
@@ -108,7 +108,7 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
             break
         plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
                          write_bytes, dtype, mach))
-    plan = min(plans, key=lambda p: estimate(p, mach))
+    plan = fastest(plans, mach)
     plan.detail.update({"elements": elements, "instructions_per_vector": ops})
     return plan
 

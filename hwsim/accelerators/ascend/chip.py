@@ -214,6 +214,9 @@ def reuse_hit_fraction(working_set_bytes: float, capacity_bytes: float) -> float
     return max(0.0, capacity_bytes / working_set_bytes)
 
 
+_new_task = tuple.__new__  # a Task from its ten fields (Builder.add)
+
+
 class Builder:
     """Collects the tasks of one op, with helpers for transfers through L2 and HBM.
 
@@ -248,13 +251,21 @@ class Builder:
         """One task; ``copies``: of that many members (default: the current
         :meth:`group`'s)."""
         # (the fast paths matter: ops lower to thousands of tasks)
-        deps = tuple(deps) if len(deps) < 2 else tuple(sorted(set(deps)))
+        n = len(deps)
+        if n < 2:
+            deps = tuple(deps)
+        elif n == 2:  # sorted, without repeats (as below), for the common pair
+            a, b = deps
+            deps = (a, b) if a < b else (b, a) if b < a else (a,)
+        else:
+            deps = tuple(sorted(set(deps)))
         tasks = self.tasks
         k = copies or self.copies
-        tasks.append(Task(unit, duration_s if duration_s > 0.0 else 0.0,
-                          dict(nbytes) if nbytes else _NO_BYTES,
-                          dict(actions) if actions else _NO_ACTIONS, deps, bound, pool, label,
-                          k, k > 1 and unit == HBM_UNIT))
+        # Task's fields in order, without its keyword-parsing constructor
+        tasks.append(_new_task(Task, (unit, duration_s if duration_s > 0.0 else 0.0,
+                                      dict(nbytes) if nbytes else _NO_BYTES,
+                                      dict(actions) if actions else _NO_ACTIONS, deps, bound,
+                                      pool, label, k, k > 1 and unit == HBM_UNIT)))
         return len(tasks) - 1
 
     def launch(self, deps=(), label: str = "launch") -> int:

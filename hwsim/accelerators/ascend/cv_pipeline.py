@@ -167,24 +167,32 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     teams = bld.groups(list(vecs))
     last_vec: dict[int, list[int]] = {team[0]: [] for team in teams}
     ends: list[int] = []
+    # unit names and labels, made once for the walk (hundreds of tasks use them)
+    vec_unit = {team[0]: chip.aiv_group(team, "vector") for team in teams}
+    vflag_unit = {team[0]: chip.aiv_group(team, "flag") for team in teams}
+    lb_load, lb_qk, lb_pv = f"{label} K/V load", f"{label} QK", f"{label} PV"
+    lb_out = {w: f"{label} {w} out" for w in ("S", "O")}
+    lb_flag = {w: f"{label} flag {w}" for w in ("S", "O")}
+    lb_work = {w: f"{label} {w}" for w in ("softmax", "update")}
+    lb_flag_p, lb_store = f"{label} flag P", f"{label} O store"
 
     def emit_load(s: int) -> None:
         st = steps[s]
         free = (pv[s - nbuf],) if s >= nbuf else ()  # the L1 buffer it reuses
         load[s] = bld.load(mte2, st.load_hbm, st.load_l2, deps=(*deps, *free), dest="l1",
-                           label=f"{label} K/V load", mask_bytes=st.mask_hbm,
+                           label=lb_load, mask_bytes=st.mask_hbm,
                            hbm_pad=st.pad_hbm + st.load_l2_slow, l2_pad=st.pad_l2,
                            l2_counted=st.load_l2_slow)
 
     def to_vectors(src: int, fix_s: float, what: str, vec_s: float, work: str) -> list[int]:
         """FixPipe writes ``what`` out after the cube task ``src``, a flag tells the
         vector cores, each then runs ``work`` in its program order; their tasks."""
-        out = bld.add(fix, fix_s, deps=(src,), bound="onchip", label=f"{label} {what} out")
-        flag = bld.add(c_flag, sync_s, deps=(out,), bound="latency", label=f"{label} flag {what}")
+        out = bld.add(fix, fix_s, deps=(src,), bound="onchip", label=lb_out[what])
+        flag = bld.add(c_flag, sync_s, deps=(out,), bound="latency", label=lb_flag[what])
         tasks = []
         for team in teams:
-            t = bld.add(chip.aiv_group(team, "vector"), vec_s, deps=(flag, *last_vec[team[0]]),
-                        label=f"{label} {work}", copies=len(team))
+            t = bld.add(vec_unit[team[0]], vec_s, deps=(flag, *last_vec[team[0]]),
+                        label=lb_work[work], copies=len(team))
             tasks.append(t)
             last_vec[team[0]] = [t]
         return tasks
@@ -192,7 +200,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     def emit_qk(s: int) -> None:
         st = steps[s]
         slot = [v_end for v_end in sm[s - preload - 1]] if s - preload - 1 >= 0 else []
-        qk[s] = bld.add(cube, st.qk_s, deps=(*load[s], *last_cube, *slot), label=f"{label} QK",
+        qk[s] = bld.add(cube, st.qk_s, deps=(*load[s], *last_cube, *slot), label=lb_qk,
                         actions=st.actions)
         last_cube[:] = [qk[s]]
         sm[s] = to_vectors(qk[s], st.fix_s_s, "S", st.softmax_s + inner_flags[s], "softmax")
@@ -201,10 +209,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         flags = []
         for team, t in zip(teams, sm[s]):
-            flags.append(bld.add(chip.aiv_group(team, "flag"), sync_s, deps=(t,),
-                                 bound="latency", label=f"{label} flag P", copies=len(team)))
+            flags.append(bld.add(vflag_unit[team[0]], sync_s, deps=(t,),
+                                 bound="latency", label=lb_flag_p, copies=len(team)))
         pv[s] = bld.add(cube, st.pv_s + inner_flags[s], deps=(*flags, *load[s], *last_cube),
-                        label=f"{label} PV")
+                        label=lb_pv)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         for team, t in zip(teams, updates):
@@ -212,7 +220,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                 for v in team:
                     ends.extend(bld.store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs),
                                           store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
-                                          deps=(t,), src="ub", label=f"{label} O store"))
+                                          deps=(t,), src="ub", label=lb_store))
 
     # MTE2 runs ahead by its buffers; the cube and the vectors in program order
     for s in range(min(n, nbuf)):

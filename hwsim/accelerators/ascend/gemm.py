@@ -29,6 +29,7 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import gcd
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -71,8 +72,6 @@ def padded_macs(chip: Chip, rows: int, cols: int, k: int, dtype: str) -> int:
 
 
 def _lcm(a: int, b: int) -> int:
-    from math import gcd
-
     return a * b // gcd(a, b)
 
 
@@ -100,6 +99,8 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmT
     e = s.dim_align
     kf = k_fractal(chip, dtype)
     mp, np_, kp = cdiv(m, e) * e, cdiv(n, e) * e, cdiv(k, kf) * kf
+    bks = [c for c in (32, 64, 128, 256, 512) if c % kf == 0]
+    align = max(1, int(s.transfer_align_bytes // b))
     best = None
     for om in _choices(mp, e):
         for on in _choices(np_, e):
@@ -108,35 +109,37 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmT
             tiles = batch * cdiv(m, om) * cdiv(n, on)
             waves = cdiv(tiles, chip.n_cube)
             cores = min(tiles, chip.n_cube)
-            for bk in (c for c in (32, 64, 128, 256, 512) if c % kf == 0):
+            # what does not depend on the k block (computed once per output tile)
+            tk_max = int(s.l1_bytes // ((om + on) * b * 2))
+            cube_mmad = cube_cycles(chip, om, on, k, dtype)
+            mte1 = (om * kp * b / s.mte1_l0a_bytes_per_cycle
+                    + kp * on * b / s.mte1_l0b_bytes_per_cycle)
+            b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
+            out_t = chip.burst(om, on * b, contiguous=on >= n)
+            # first reads share the HBM (at most one stream per core), re-reads hit L2
+            rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
+            fix_s = out_t / min(chip.fixpipe_bw, rate)
+            for bk in bks:
                 bk = min(bk, kp)
                 if om * bk * b * 2 > s.l0a_bytes or bk * on * b * 2 > s.l0b_bytes:
                     continue
-                tk_max = int(s.l1_bytes // ((om + on) * b * 2))
-                step = _lcm(bk, max(1, int(s.transfer_align_bytes // b)))
+                step = _lcm(bk, align)
                 if tk_max < step:
                     step = bk  # the stage cannot hold an aligned burst per row
                 tk = min((tk_max // step) * step, cdiv(kp, bk) * bk)
                 if tk < bk:
                     continue
-                cube = cube_cycles(chip, om, on, k, dtype) + s.cube_issue_cycles * cdiv(k, bk)
-                mte1 = (om * kp * b / s.mte1_l0a_bytes_per_cycle
-                        + kp * on * b / s.mte1_l0b_bytes_per_cycle)
+                cube = cube_mmad + s.cube_issue_cycles * cdiv(k, bk)
                 # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
                 stages = cdiv(kp, tk)
                 a_t = chip.burst(om, k * b, contiguous=True) if tk >= kp else \
                     stages * chip.burst(om, tk * b)
-                b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
-                out_t = chip.burst(om, on * b, contiguous=on >= n)
                 loaded = tiles * (a_t + b_t)
                 # first touches: each row panel of A and column panel of B once per batch
                 # entry (whole bursts), at most every byte of the operands once
                 first = min(loaded, batch * (cdiv(m, om) * a_t + cdiv(n, on) * b_t))
-                # first reads share the HBM (at most one stream per core), re-reads hit L2
-                rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
                 mte2_s = (first / rate + (loaded - first) / chip.l2_read_bw) / cores
                 compute = chip.cycles(max(cube, mte1))
-                fix_s = out_t / min(chip.fixpipe_bw, rate)
                 # the fill (a tile's first stage) and the drain (the last tile's store)
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
                 est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s

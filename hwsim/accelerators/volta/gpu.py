@@ -54,6 +54,9 @@ MAX_CHUNKS_PER_SM = 6  # merged SM tasks per SM and kernel (keeps ops to ~1000 t
 PIECES_PER_KERNEL = 160  # pieces of a kernel's traffic on each shared unit (fair sharing)
 
 
+_new_task = tuple.__new__  # a Task from its ten fields (Builder._pieces)
+
+
 def cdiv(a: int, b: int) -> int:
     return -(-int(a) // int(b))
 
@@ -595,13 +598,16 @@ class Builder:
         ``copies``: the pieces of that many SMs with the same work, taking turns."""
         n = max(1, int(round(nbytes / piece))) if piece > 0 else 1
         dur = nbytes / rate / n
-        prev = tuple(deps)
-        last = -1
-        for i in range(n):
-            last = self.add(Task(unit, dur, first_bytes if i == 0 else {}, {}, prev, bound, "",
-                                 label, copies, copies > 1))
-            prev = (last,)
-        return last
+        tasks = self.tasks
+        first = len(tasks)
+        tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
+                          copies > 1))
+        # the rest: the same fields but the dependency (Task's fields in order, without
+        # its keyword-parsing constructor: a kernel has hundreds of pieces)
+        serial = copies > 1
+        tasks.extend([_new_task(Task, (unit, dur, {}, {}, (i,), bound, "", label, copies,
+                                       serial)) for i in range(first, first + n - 1)])
+        return len(tasks) - 1
 
     def kernel(self, k: Kernel) -> KernelReport:
         gpu, spec = self.gpu, self.gpu.spec
@@ -739,6 +745,7 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         count, w = k.blocks[0]
         base, extra = divmod(count, sms)
         by_count: dict[int, list[Run]] = {}  # SMs with as many blocks run the same
+        groups: dict[int, tuple] = {}  # a group of n blocks: its work, time and bound
         for i in range(sms):
             c = base + (1 if i < extra else 0)
             runs = by_count.get(c)
@@ -747,8 +754,11 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                 runs = by_count[c] = []
                 for reps, n in ((full, per), (1 if rest else 0, rest)):
                     if reps:
-                        t, bound = gpu.group_time(k, w.scaled(n), n, w)
-                        runs.append((reps, w.scaled(n), n, t, bound))
+                        g = groups.get(n)
+                        if g is None:  # (the full group is the same for both counts)
+                            wn = w.scaled(n)
+                            g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
+                        runs.append((reps, g[0], n, g[1], g[2]))
             out.append(runs)
         return out
     works = [w for _, w in k.blocks]
@@ -760,25 +770,37 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     else:
         shares = gpu.block_shares(k, works, per)
     assigned = gpu.assign(k, per, shares)  # longest first
-    busy = [classes for classes in assigned if classes]
+    # SMs given the same classes in the same order run the same: each such list is
+    # planned once (its runs shared by those SMs; every step below is per SM)
+    keys = [tuple(classes) for classes in assigned]
+    first: dict[tuple, int] = {}  # a list of classes -> its place among the distinct ones
+    busy = []
+    for key, classes in zip(keys, assigned):
+        if classes and key not in first:
+            first[key] = len(busy)
+            busy.append(classes)
     if many:
         sums = [running_sum(m[classes]) for classes in busy]
-        ratios = iter(_ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
-                                       for row, c in zip(sums, busy)], per))
+        ratios = _ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
+                                  for row, c in zip(sums, busy)], per)
     else:
-        ratios = iter(_tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy],
-                                   per))
+        ratios = _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
     share_s = [t for t, _ in shares]
     share_b = [b for _, b in shares]
-    for classes in assigned:
+    planned: dict[tuple, list[Run]] = {}
+    for key, classes in zip(keys, assigned):
         if not classes:
             out.append([])
             continue
+        runs = planned.get(key)
+        if runs is not None:
+            out.append(runs)
+            continue
         total = sum(share_s[c] for c in classes)
-        sm_s = _shared_sm_time(next(ratios), [share_s[c] * per for c in classes], per)
+        sm_s = _shared_sm_time(ratios[first[key]], [share_s[c] * per for c in classes], per)
         stretch = sm_s / total if total else 1.0
         size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
-        runs = []
+        runs = planned[key] = []
         for c0 in range(0, len(classes), size):
             members = classes[c0:c0 + size]
             if many:
@@ -855,8 +877,12 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
         if occ < 1:
             return float("inf")
         busiest = 0.0
+        seen: dict[int, float] = {}  # SMs that share a runs list (plan_groups) share its sum
         for runs in plan_groups(gpu, k, occ):
-            busiest = max(busiest, sum(reps * t for reps, _, _, t, _ in runs))
+            sm_s = seen.get(id(runs))
+            if sm_s is None:
+                sm_s = seen[id(runs)] = sum(reps * t for reps, _, _, t, _ in runs)
+            busiest = max(busiest, sm_s)
         floor_s, _ = gpu.kernel_floor(k.total())
         total += max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
         total += gpu.spec.kernel_launch_s
