@@ -51,6 +51,7 @@ CASES = {
     "lazyllm": (PREFILL, {"keep": 0.5, "layers": [3]}, {"keep": 0.9, "layers": [3]}),
     "zero-tprune": (VIT, {"keep": 0.5, "layers": [6], "iterations": 5},
                     {"keep": 0.9, "layers": [6], "iterations": 5}),
+    "tome": (VIT, {"r": 32, "layers": [3, 6, 9]}, {"r": 8, "layers": [3, 6, 9]}),
     "spatten-heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "layer-drop": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),

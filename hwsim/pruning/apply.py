@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
-from . import experts, heads, kv, layers, quant, sparse, tokens
+from . import experts, heads, kv, layers, merging, quant, sparse, tokens
 from .materialize import materialize
 from .plan import Plan, Step
 from .registry import METHODS
@@ -34,6 +34,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "topv": tokens.topv,
     "lazyllm": tokens.lazyllm,
     "zero-tprune": tokens.zero_tprune,
+    "tome": merging.tome,
     "spatten-heads": heads.spatten_heads,
     "heads": heads.heads,
     "layer-drop": layers.layer_drop,

@@ -86,6 +86,18 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                ("keep",), "Zero-TPrune, CVPR 2024 (arXiv 2305.17328)",
                summary="weighted PageRank over the attention graph of a ViT, then "
                        "similarity-based pruning of the survivors"),
+    MethodSpec("tome", {"r": "tokens merged at each merging layer (ToMe's r, a positive "
+                             "integer; its DeiT-S setting is 13)",
+                        "layers": "layers (0-based) that run on r fewer tokens than the layer "
+                                  "before (default every layer from 1)",
+                        "protected": "leading tokens never merged (the class token; default "
+                                     "1)",
+                        "proportional_attention": "add log(size) to every attention logit "
+                                                  "after the first merge (default true, "
+                                                  "ToMe's prop_attn)"},
+               ("r",), "ToMe, ICLR 2023 (arXiv 2210.09461)",
+               summary="bipartite soft matching in a ViT: r tokens per layer averaged into "
+                       "their most similar ones"),
     MethodSpec("spatten-heads", {"keep": _KEEP}, ("keep",), "SpAtten cascade head pruning",
                acts_on="heads", summary="cascade head pruning by accumulated head magnitude"),
     MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
@@ -212,20 +224,22 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float))
                                           or not 0 <= v <= 1):
         add(f"{where}.refetch", f"must be a fraction in [0, 1] or auto, got {v!r}")
-    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel"):
+    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel", "r"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
-    v = step.get("sinks")
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-        add(f"{where}.sinks", f"must be an integer >= 0, got {v!r}")
+    for key in ("sinks", "protected"):
+        v = step.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            add(f"{where}.{key}", f"must be an integer >= 0, got {v!r}")
     v = step.get("revive")
     if v is not None and (isinstance(v, bool) or not isinstance(v, int)
                           or not 0 <= v <= MAX_REVIVE):
         add(f"{where}.revive", f"must be an integer in 0..{MAX_REVIVE:,} (tokens revived per "
             f"decode step at each pruning layer), got {v!r}")
-    if "per_head" in step and not isinstance(step["per_head"], bool):
-        add(f"{where}.per_head", f"expected true or false, got {step['per_head']!r}")
+    for key in ("per_head", "proportional_attention"):
+        if key in step and not isinstance(step[key], bool):
+            add(f"{where}.{key}", f"expected true or false, got {step[key]!r}")
     if "group_score" in step and step["group_score"] not in GROUP_SCORES:
         add(f"{where}.group_score", f"expected one of {', '.join(GROUP_SCORES)}, got "
             f"{step['group_score']!r}")
