@@ -35,6 +35,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "lazyllm": tokens.lazyllm,
     "zero-tprune": tokens.zero_tprune,
     "tome": merging.tome,
+    "fastervlm": tokens.fastervlm,
     "spatten-heads": heads.spatten_heads,
     "heads": heads.heads,
     "layer-drop": layers.layer_drop,

@@ -60,6 +60,12 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                "HAWK, CVPR 2026 (arXiv 2604.07812)",
                summary="before the language model, text-guided attention weighted by head "
                        "importance"),
+    MethodSpec("fastervlm", {"keep": "fraction of the segment's visual tokens kept, in (0, 1] "
+                                     "(the released int(): 0.1 of 576 keeps 57)",
+                             "segment": "the visual segment (default visual)"},
+               ("keep",), "FasterVLM (arXiv 2412.01818)",
+               summary="before the language model, the vision encoder's [CLS] attention "
+                       "ranks the visual tokens"),
     MethodSpec("divprune", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER,
                             "algorithm": "released (default: the n x n similarity, then the "
                                          "greedy picks, O(n² d + k² n), as github.com/vbdi/"
