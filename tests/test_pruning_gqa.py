@@ -371,7 +371,7 @@ PHYSICS = {
     "kvcrush": ("D", {"keep": 0.25}), "topk-attention": ("D", {"k": 64}),
     "hip": ("P", {"k": 64}), "quant": ("D", {"tensors": {"kv": "int8"}}),
     "streamingllm": ("D", {"window": 124}), "snapkv": ("P", {"tokens": 128}),
-    "tome": ("P", {"r": 4}),
+    "tome": ("P", {"r": 4}), "flap": ("D", {"keep": 0.5}),
 }
 
 

@@ -1,5 +1,6 @@
-"""Methods whose machinery is new to the library (issue 19 point 2): token merging (ToMe)
-and the vision encoder's [CLS] attention ranking visual tokens (FasterVLM).
+"""Methods whose machinery is new to the library (issue 19 point 2): token merging (ToMe),
+the vision encoder's [CLS] attention ranking visual tokens (FasterVLM), and structured
+width pruning of heads and FFN channels (FLAP).
 
 Each method's docs state the complexity of what it costs: here the token count is
 doubled and the machinery's FLOPs and elements must grow as stated; the shipped
@@ -180,16 +181,83 @@ def test_fastervlm_errors_name_the_field(base, step, match):
         _graph(base, step)
 
 
+# ---------------------------------------------------------------------------- FLAP
+def _param_bytes(g):
+    return sum(t.bytes for t in g.tensors.values() if t.kind == "param")
+
+
+def _layer_matmuls(g, layer):
+    return {op.name: op for op in g.ops if op.layer == layer and op.kind == "matmul"}
+
+
+def test_flap_llama2_7b_narrows_every_layer_and_shrinks_the_weights():
+    wl = load_workload(ROOT / "workloads" / "llama2-7b-flap.yaml")
+    dense = build_graph(wl)
+    g = apply(dense, wl.pruning, wl.source)
+    rec = g.header["pruning"][0]
+    assert rec["heads_per_layer"] == [26] * 32  # round(0.8 x 32)
+    assert rec["ffn_per_layer"] == [8806] * 32 and rec["dense_ffn"] == 11008
+    mm = _layer_matmuls(g, 5)
+    assert mm["gate_proj"].attrs["n"] == mm["up_proj"].attrs["n"] == 8806
+    assert mm["down_proj"].attrs["k"] == 8806
+    assert mm["q_proj"].attrs["n"] == mm["o_proj"].attrs["k"] == 26 * 128
+    assert g.tensors[mm["down_proj"].inputs[1]].shape == (4096, 8806)
+    # the layers' weights lose 20 %; embeddings, norms and the LM head stay
+    layer_w = 4 * 4096 * 4096 + 3 * 4096 * 11008
+    saved = 32 * (layer_w - (4 * 4096 * 26 * 128 + 3 * 4096 * 8806)) * 2
+    assert _param_bytes(dense) - _param_bytes(g) == saved - 32 * 2 * 4096 * 2  # + biases
+    assert 0.80 < _flops(g) / _flops(dense) < 0.82
+    aligned = apply(dense, [{"method": "flap", "keep": 0.8, "align": 8}], wl.source)
+    assert aligned.header["pruning"][0]["ffn_per_layer"] == [8800] * 32
+    bias = _ops(g, "flap")
+    assert len(bias) == 64 and {op.name for op in bias} == {"flap.attn_bias", "flap.mlp_bias"}
+
+
+def test_flap_bias_compensation_grows_with_tokens_and_the_savings_with_the_ffn():
+    cost = {}
+    for n in (256, 512):
+        g = _graph({"model": "tinyllama-1.1b", "seq_len": n},
+                   {"method": "flap", "heads_keep": 0.5, "ffn_keep": 0.25})
+        dense = build_graph(workload_from_dict({"model": "tinyllama-1.1b", "seq_len": n}))
+        bias = _ops(g, "flap")
+        assert all(op.attrs["elements"] == n * 2048 for op in bias)  # O(T D) per layer
+        mm, dm = _layer_matmuls(g, 3), _layer_matmuls(dense, 3)
+        assert mm["gate_proj"].attrs["n"] == 1408  # a quarter of 5,632
+        assert mm["q_proj"].attrs["n"] == 16 * 64  # 2 of 4 groups of 8 heads
+        ffn = ("gate_proj", "up_proj", "down_proj")
+        assert sum(g.op_flops(mm[k]) for k in ffn) * 4 == sum(dense.op_flops(dm[k])
+                                                              for k in ffn)
+        cost[n] = sum(g.op_flops(op) for op in bias)
+    assert cost[512] == 2 * cost[256]
+
+
+def test_flap_per_layer_list_and_errors():
+    g = _graph({"model": "gpt2", "seq_len": 128},
+               {"method": "flap", "keep": [1.0] * 6 + [0.5] * 6})
+    rec = g.header["pruning"][0]
+    assert rec["ffn_per_layer"] == [3072] * 6 + [1536] * 6
+    assert rec["heads_per_layer"] == [12] * 6 + [6] * 6
+    assert _layer_matmuls(g, 8)["c_fc"].attrs["n"] == 1536  # GPT-2's Conv1D FFN too
+    with pytest.raises(InputError, match=r"pruning\.0\.ffn_keep: must be a fraction"):
+        workload_from_dict({"model": "gpt2", "seq_len": 128,
+                            "pruning": [{"method": "flap", "ffn_keep": 1.5}]})
+    with pytest.raises(InputError, match=r"pruning\.0\.keep: has 3 entries"):
+        workload_from_dict({"model": "gpt2", "seq_len": 128,
+                            "pruning": [{"method": "flap", "keep": [0.5] * 3}]})
+
+
 # ---------------------------------------------------------------------------- every target
 SHIPPED = {
     "deit-small-tome": ("tome", ("tome.similarity", "tome.merge_scatter_add",
                                  "tome.proportional_attention")),
     "llava-1.5-7b-fastervlm": ("fastervlm", ("fastervlm.cls_scores", "fastervlm.topk",
                                              "fastervlm.token_select")),
+    "llama2-7b-flap": ("flap", ("flap.attn_bias", "flap.mlp_bias")),
 }
 # LLaVA-1.5-7B's fp16 weights (13.2 GiB) do not fit the SpAtten target's 8 GiB of HBM: the
 # shipped workload is a one-line capacity error there, and runs with 8-bit weights
-FIT = {("llava-1.5-7b-fastervlm", "spatten"): {"dtype": "int8"}}
+FIT = {("llava-1.5-7b-fastervlm", "spatten"): {"dtype": "int8"},
+       ("llama2-7b-flap", "spatten"): {"dtype": "int8"}}
 
 
 @pytest.mark.parametrize("target_name", TARGETS)

@@ -59,6 +59,7 @@ CASES = {
     "tome": (VIT, {"r": 32, "layers": [3, 6, 9]}, {"r": 8, "layers": [3, 6, 9]}),
     "spatten-heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
+    "flap": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "layer-drop": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "h2o": (DECODE, {"keep": 0.25}, {"keep": 0.75}),
     "kvcrush": (DECODE, {"keep": 0.25}, {"keep": 0.75}),

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
-from . import experts, heads, kv, layers, merging, quant, sparse, tokens
+from . import experts, heads, kv, layers, merging, quant, sparse, tokens, width
 from .materialize import materialize
 from .plan import Plan, Step
 from .registry import METHODS
@@ -38,6 +38,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "fastervlm": tokens.fastervlm,
     "spatten-heads": heads.spatten_heads,
     "heads": heads.heads,
+    "flap": width.flap,
     "layer-drop": layers.layer_drop,
     "h2o": kv.h2o,
     "kvcrush": kv.kvcrush,

@@ -197,6 +197,8 @@ class Plan:
     # the vision tower of a vision-language model, where FasterVLM reads its [CLS]
     # attention: {first, num, batch, heads, head_dim, tokens, cls}; empty without one
     vision: dict = field(default_factory=dict)
+    # per layer: FFN intermediate channels kept (FLAP; empty: every layer dense, ``ffn``)
+    ffn_width: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -252,7 +254,7 @@ class Plan:
             "phase", "base", "dtype", "stack", "first", "num", "buckets", "counts", "heads",
             "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "window",
             "dropped",
-            "dtypes", "refetch", "records", "routing", "model", "vision")}
+            "dtypes", "refetch", "records", "routing", "model", "vision", "ffn_width")}
         d["sparse"] = {str(k): v for k, v in self.sparse.items()}
         d["moe"] = {str(k): v for k, v in self.moe.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}

@@ -30,7 +30,8 @@ class MethodSpec:
     params: Mapping[str, str]  # parameter -> help
     required: tuple[str, ...] = ()
     source: str = ""
-    acts_on: str = "tokens"  # tokens | heads | layers | kv | attention | precision | experts
+    # tokens | heads | layers | kv | attention | precision | experts | width
+    acts_on: str = "tokens"
     static: bool = False  # decided offline: no run-time machinery to cost
     one_of: tuple[str, ...] = ()  # at least one of these must be given
     summary: str = ""
@@ -109,6 +110,17 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
     MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
                "static head removal (AMP, SHRP)", acts_on="heads", static=True,
                summary="heads removed offline: smaller q/k/v/o projections"),
+    MethodSpec("flap", {"keep": "fraction of each layer's attention heads and FFN channels "
+                                "kept, in (0, 1], or a list with one per layer (FLAP's 20 % "
+                                "pruning ratio: 0.8)",
+                        "heads_keep": "fraction of the heads kept (default keep)",
+                        "ffn_keep": "fraction of the FFN channels kept (default keep)",
+                        "align": "FFN channels kept rounded down to a multiple of this "
+                                 "(default 1; 8 keeps tensor-core shapes)"},
+               (), "FLAP, AAAI 2024 (arXiv 2312.11983)", acts_on="width",
+               one_of=("keep", "heads_keep", "ffn_keep"),
+               summary="structured width pruning: heads and FFN channels removed offline, "
+                       "a compensating bias added to the output projections"),
     MethodSpec("layer-drop", {"layers": _LAYERS, "keep": _KEEP}, (),
                "ShortGPT (arXiv 2403.03853), E3-Pruner", acts_on="layers", static=True,
                one_of=("layers", "keep"), summary="whole transformer blocks removed offline"),
@@ -214,7 +226,7 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if spec.one_of and not any(k in step for k in spec.one_of):
         add(f"{where}.{spec.one_of[0]}", f"missing: {method} needs one of "
             f"{', '.join(spec.one_of)}")
-    for key in ("keep", "heads_keep"):
+    for key in ("keep", "heads_keep", "ffn_keep"):
         if step.get(key) is not None:
             _check_keep(step[key], f"{where}.{key}", num_layers, add)
     for key in ("value_keep", "mass"):
@@ -230,7 +242,8 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float))
                                           or not 0 <= v <= 1):
         add(f"{where}.refetch", f"must be a fraction in [0, 1] or auto, got {v!r}")
-    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel", "r"):
+    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel", "r",
+                "align"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
