@@ -1,6 +1,7 @@
 """Methods whose machinery is new to the library (issue 19 point 2): token merging (ToMe),
 the vision encoder's [CLS] attention ranking visual tokens (FasterVLM), and structured
-width pruning of heads and FFN channels (FLAP).
+width pruning of heads and FFN channels (FLAP), and dynamic sparse prefill attention with
+its online pattern estimation (MInference).
 
 Each method's docs state the complexity of what it costs: here the token count is
 doubled and the machinery's FLOPs and elements must grow as stated; the shipped
@@ -246,6 +247,56 @@ def test_flap_per_layer_list_and_errors():
                             "pruning": [{"method": "flap", "keep": [0.5] * 3}]})
 
 
+# ---------------------------------------------------------------------------- MInference
+def test_minference_estimation_grows_linearly_and_the_attention_stops_growing_quadratically():
+    cost = {}
+    for n in (2048, 4096):
+        g = _graph({"model": "tinyllama-1.1b", "seq_len": n},
+                   {"method": "minference", "vertical": 256, "slash": 512, "layers": [4]})
+        dense = build_graph(workload_from_dict({"model": "tinyllama-1.1b", "seq_len": n}))
+        (scores,) = _ops(g, "minference", "minference.last_q_scores")
+        # the last 64 queries of each group's 8 query heads against each KV head's keys
+        assert (scores.attrs["batch"], scores.attrs["m"], scores.attrs["n"],
+                scores.attrs["k"]) == (4, 8 * 64, n, 64)
+        (vt,) = _ops(g, "minference", "minference.vertical_topk")
+        (st,) = _ops(g, "minference", "minference.slash_topk")
+        assert (vt.attrs["n"], vt.attrs["k"], st.attrs["k"]) == (n, 256, 512)
+        (idx,) = _ops(g, "minference", "minference.block_indexes")
+        assert idx.attrs["elements"] == 32 * (n // 64) * (256 + 512)
+        (att,) = [op for op in g.ops if op.layer == 4 and op.kind == "attention"]
+        assert (att.attrs["sparse_keys"], att.attrs["sparse_block"]) == (768, 64)
+        (datt,) = [op for op in dense.ops if op.layer == 4 and op.kind == "attention"]
+        machinery = [op for op in _ops(g, "minference") if op.kind != "view"]
+        assert len(machinery) == 9
+        cost[n] = (sum(g.op_flops(op) for op in machinery), g.op_flops(att),
+                   dense.op_flops(datt), idx.attrs["elements"])
+    assert cost[4096][0] / cost[2048][0] == pytest.approx(2, rel=0.01)  # O(64 T d) + O(T)
+    assert cost[4096][1] / cost[2048][1] == 2  # O(T (v + s) d)
+    assert cost[4096][2] / cost[2048][2] == 4  # dense: O(T² d)
+    assert cost[4096][3] == 2 * cost[2048][3]  # the block index lists: T / 64 x (v + s)
+
+
+def test_minference_shipped_64k_prefill_and_short_prompts_stay_dense():
+    wl = load_workload(ROOT / "workloads" / "llama3.1-8b-minference.yaml")
+    dense = build_graph(wl)
+    g = apply(dense, wl.pruning, wl.source)
+    rec = g.header["pruning"][0]
+    assert rec["keys_per_query"] == [7096] and rec["dense_layers"] == []
+    assert _flops(g) < 0.4 * _flops(dense)  # 0.366: the attention dominates at 64K
+    short = _graph({"model": "gpt2", "seq_len": 1024}, {"method": "minference"})
+    assert short.header["pruning"][0]["dense_layers"] == list(range(12))
+    assert not _ops(short, "minference")  # 7,096 keys per query cover every key
+
+
+def test_minference_errors():
+    with pytest.raises(InputError, match="MInference makes the prefill's attention sparse"):
+        _graph({"model": "gpt2", "phase": "decode", "seq_len": 1, "kv_len": 255},
+               {"method": "minference"})
+    with pytest.raises(InputError, match=r"pruning\.0\.vertical: must be a positive integer"):
+        workload_from_dict({"model": "gpt2", "seq_len": 128,
+                            "pruning": [{"method": "minference", "vertical": 0}]})
+
+
 # ---------------------------------------------------------------------------- every target
 SHIPPED = {
     "deit-small-tome": ("tome", ("tome.similarity", "tome.merge_scatter_add",
@@ -253,11 +304,16 @@ SHIPPED = {
     "llava-1.5-7b-fastervlm": ("fastervlm", ("fastervlm.cls_scores", "fastervlm.topk",
                                              "fastervlm.token_select")),
     "llama2-7b-flap": ("flap", ("flap.attn_bias", "flap.mlp_bias")),
+    "llama3.1-8b-minference": ("minference", ("minference.last_q_scores",
+                                              "minference.slash_topk", "minference.block_indexes")),
 }
 # LLaVA-1.5-7B's fp16 weights (13.2 GiB) do not fit the SpAtten target's 8 GiB of HBM: the
 # shipped workload is a one-line capacity error there, and runs with 8-bit weights
 FIT = {("llava-1.5-7b-fastervlm", "spatten"): {"dtype": "int8"},
-       ("llama2-7b-flap", "spatten"): {"dtype": "int8"}}
+       ("llama2-7b-flap", "spatten"): {"dtype": "int8"},
+       # Llama-3.1-8B (15 GiB in fp16, 7.5 in int8) with a 64K cache fits in no way: the
+       # error alone (MInference on SpAtten: tests/test_pruning_targets.py, on MiniLM)
+       ("llama3.1-8b-minference", "spatten"): None}
 
 
 @pytest.mark.parametrize("target_name", TARGETS)
@@ -265,11 +321,13 @@ FIT = {("llava-1.5-7b-fastervlm", "spatten"): {"dtype": "int8"},
 def test_shipped_workload_runs_on_every_target_and_its_machinery_costs(name, target_name):
     method, names = SHIPPED[name]
     path = ROOT / "workloads" / f"{name}.yaml"
-    fit = FIT.get((name, target_name))
-    if fit:
+    fit = FIT.get((name, target_name), {})
+    if fit != {}:
         with pytest.raises(InputError, match="does not fit") as e:
             hwsim.simulate(path, resolve(target_name), fidelity="analytical")
         assert "\n" not in str(e.value)
+        if fit is None:
+            return
         wl = load_workload(path)
         path = workload_from_dict({**{k: getattr(wl, k) for k in ("model", "phase", "seq_len",
                                                                  "pruning")}, **fit})

@@ -67,6 +67,7 @@ CASES = {
     "snapkv": (GENERATE, {"tokens": 128}, {"tokens": 384}),
     "topk-attention": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
     "hip": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
+    "minference": (PREFILL, {"vertical": 32, "slash": 64}, {"vertical": 64, "slash": 192}),
     "quant": (PREFILL, {"tensors": {"kv": "int8"}, "refetch": 0.1},
               {"tensors": {"kv": "int16"}, "refetch": 0.1}),
     "experts": (MOE, {"top_k": 1}, {"top_k": 2}),

@@ -46,6 +46,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "snapkv": kv.snapkv,
     "topk-attention": sparse.topk_attention,
     "hip": sparse.hip,
+    "minference": sparse.minference,
     "quant": quant.quant,
     "experts": experts.experts,
 }

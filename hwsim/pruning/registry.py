@@ -164,6 +164,13 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                        "layers": _LAYERS},
                (), "HiP attention (arXiv 2406.09827)", acts_on="attention", one_of=("k", "keep"),
                summary="hierarchical top-k key selection, O(T log T)"),
+    MethodSpec("minference", {"vertical": "vertical lines (keys every query attends) per head "
+                                          "(default 1000, the released fallback)",
+                               "slash": "slash lines (diagonals) per head (default 6096)",
+                               "layers": _LAYERS},
+               (), "MInference, NeurIPS 2024 (arXiv 2407.02490)", acts_on="attention",
+               summary="prefill: vertical-slash sparse attention, estimated online from the "
+                       "last 64 queries"),
     MethodSpec("quant", {"tensors": "tensor class -> bits or dtype, e.g. {key: 6, value: 6}",
                          "refetch": "key rows re-fetched with their LSBs: a fraction, or auto "
                                     "(the target decides per row from the probabilities, "
@@ -243,7 +250,7 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
                                           or not 0 <= v <= 1):
         add(f"{where}.refetch", f"must be a fraction in [0, 1] or auto, got {v!r}")
     for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel", "r",
-                "align"):
+                "align", "vertical", "slash"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
