@@ -40,6 +40,10 @@ zero-tprune     I-stage: the head-averaged attention graph (``reduce``), per
                 the similarity of the less important half to the rest
                 (``matmul``), each one's best match (``reduce max``),
                 ``topk`` of the most similar: O(h n² + t n² + n² D / 4)
+fastervlm       before the language model: the vision tower's [CLS] query
+                against its penultimate layer's keys (``matmul`` + ``softmax``),
+                the mean over heads of the patch columns (``reduce``),
+                ``topk`` per image: O(h n d_h)
 ==============  ===========================================================
 
 plus, in every case, the ``gather`` of the surviving tokens that
