@@ -341,3 +341,21 @@ def test_shipped_workload_runs_on_every_target_and_its_machinery_costs(name, tar
         assert len(rows) > 0, (target_name, op_name)
         assert (rows["latency_s"] > 0).all(), (target_name, op_name)
     assert r.totals["flops"] < r.baseline.totals["flops"]
+
+
+def test_the_new_methods_compose_as_passes_and_in_one_apply():
+    """FasterVLM before the language model, FastV inside it, FLAP's narrower layers: the
+    plan carries the vision tower and the FFN widths, so chained passes equal one apply."""
+    from hwsim.pruning import PASSES
+
+    g = build_graph(workload_from_dict(LLAVA))
+    a = {"method": "fastervlm", "keep": 0.5}
+    b = {"method": "fastv", "at_layer": 2, "keep": 0.5, "segment": "visual"}
+    c = {"method": "flap", "keep": 0.8}
+    one = apply(g, [a, b, c])
+    chain = PASSES["flap"](PASSES["fastv"](PASSES["fastervlm"](g, a), b), c)
+    assert one.flops() == chain.flops() and len(one.ops) == len(chain.ops)
+    last = one.header["pruning"][-1]
+    assert last["tokens_per_layer"][:3] == [64 + 288, 64 + 288, 64 + 144]
+    assert last["ffn_per_layer"] == [8806] * 32
+    assert one.flops() < apply(g, [a, b]).flops() < apply(g, [a]).flops() < g.flops()
