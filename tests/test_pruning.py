@@ -503,7 +503,9 @@ PRUNING_WORKLOADS = [  # the pruning scenarios of docs/pruning.md
     "llama2-7b-decode-h2o.yaml", "llama2-7b-decode-kvcrush.yaml", "llama2-7b-lazyllm.yaml",
     "deit-small-zero-tprune.yaml", "llama2-7b-layer-drop.yaml", "gpt2-small-spatten.yaml",
     "bert-base-spatten.yaml", "minilm-l6-spatten-scores.yaml", "llama2-7b-prefill-hip.yaml",
-    "llama2-7b-decode-topk.yaml", "llama2-7b-heads.yaml", "mixtral-8x7b-experts.yaml"]
+    "llama2-7b-decode-topk.yaml", "llama2-7b-heads.yaml", "mixtral-8x7b-experts.yaml",
+    "deit-small-tome.yaml", "llava-1.5-7b-fastervlm.yaml", "llama2-7b-flap.yaml",
+    "llama3.1-8b-minference.yaml"]
 
 
 GENERATION_WORKLOADS = [  # KV policies over a whole request (docs/generation.md)

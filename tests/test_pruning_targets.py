@@ -34,6 +34,10 @@ PREFILL = {"model": "minilm-l6", "seq_len": 512, "batch": 16,
            "segments": {"text": [0, 32], "visual": [32, 480], "question": [480, 512]}}
 DECODE = {"model": "gpt2", "phase": "decode", "seq_len": 1, "kv_len": 511, "batch": 4}
 VIT = {"model": "deit-small", "seq_len": 197, "batch": 8}
+# FasterVLM needs a vision tower with [CLS]: LLaVA-1.5-7B, whose fp16 weights (13.2 GiB)
+# do not fit the SpAtten target's 8 GiB of HBM (one chip, no links): 8-bit weights do
+VLM = {"model": "llava-1.5-7b", "seq_len": 640}
+FIT = {"spatten": {"dtype": "int8"}}  # workload fields a target needs to hold VLM
 # SnapKV selects once, at the prompt's end: what it saves is in the steps after
 GENERATE = {"model": "gpt2", "phase": "generate", "seq_len": 512, "new_tokens": 8, "batch": 4}
 MOE = "tiny mixture of experts"  # made on first use: _moe_base()
@@ -44,6 +48,7 @@ CASES = {
     "fastv": (PREFILL, {"at_layer": 2, "keep": 0.5, "segment": "visual"},
               {"at_layer": 2, "keep": 0.9, "segment": "visual"}),
     "hawk": (PREFILL, {"keep": 0.5, "segment": "visual"}, {"keep": 0.9, "segment": "visual"}),
+    "fastervlm": (VLM, {"keep": 0.25}, {"keep": 0.75}),
     "divprune": (PREFILL, {"keep": 0.5, "segment": "visual"},
                  {"keep": 0.9, "segment": "visual"}),
     "topv": (PREFILL, {"keep": 0.5, "segment": "visual", "iterations": 5},
@@ -51,8 +56,10 @@ CASES = {
     "lazyllm": (PREFILL, {"keep": 0.5, "layers": [3]}, {"keep": 0.9, "layers": [3]}),
     "zero-tprune": (VIT, {"keep": 0.5, "layers": [6], "iterations": 5},
                     {"keep": 0.9, "layers": [6], "iterations": 5}),
+    "tome": (VIT, {"r": 32, "layers": [3, 6, 9]}, {"r": 8, "layers": [3, 6, 9]}),
     "spatten-heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
+    "flap": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "layer-drop": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "h2o": (DECODE, {"keep": 0.25}, {"keep": 0.75}),
     "kvcrush": (DECODE, {"keep": 0.25}, {"keep": 0.75}),
@@ -60,6 +67,7 @@ CASES = {
     "snapkv": (GENERATE, {"tokens": 128}, {"tokens": 384}),
     "topk-attention": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
     "hip": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
+    "minference": (PREFILL, {"vertical": 32, "slash": 64}, {"vertical": 64, "slash": 192}),
     "quant": (PREFILL, {"tensors": {"kv": "int8"}, "refetch": 0.1},
               {"tensors": {"kv": "int16"}, "refetch": 0.1}),
     "experts": (MOE, {"top_k": 1}, {"top_k": 2}),
@@ -89,6 +97,8 @@ def _simulate(base: dict, step: dict, target):
 
 def _run(method: str, target_name: str):
     base, low, high = CASES[method]
+    if base is VLM:
+        base = {**base, **FIT.get(target_name, {})}
     base = _moe_base() if base is MOE else base
     try:
         target = resolve(target_name)

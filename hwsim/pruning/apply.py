@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
-from . import experts, heads, kv, layers, quant, sparse, tokens
+from . import experts, heads, kv, layers, merging, quant, sparse, tokens, width
 from .materialize import materialize
 from .plan import Plan, Step
 from .registry import METHODS
@@ -34,8 +34,11 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "topv": tokens.topv,
     "lazyllm": tokens.lazyllm,
     "zero-tprune": tokens.zero_tprune,
+    "tome": merging.tome,
+    "fastervlm": tokens.fastervlm,
     "spatten-heads": heads.spatten_heads,
     "heads": heads.heads,
+    "flap": width.flap,
     "layer-drop": layers.layer_drop,
     "h2o": kv.h2o,
     "kvcrush": kv.kvcrush,
@@ -43,6 +46,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "snapkv": kv.snapkv,
     "topk-attention": sparse.topk_attention,
     "hip": sparse.hip,
+    "minference": sparse.minference,
     "quant": quant.quant,
     "experts": experts.experts,
 }

@@ -7,9 +7,9 @@
    inserts where sizes change are marked with the method that shrank the layer.
 2. The methods' machinery blocks are inserted at the start (or end) of their
    layer, as ordinary ops marked ``pruning=<method>``.
-3. Head counts, operand widths, sparse attention and the experts of
-   mixture-of-experts layers are rewritten in place (:mod:`~hwsim.pruning.heads`,
-   :mod:`~hwsim.pruning.quant`, :mod:`~hwsim.pruning.sparse`,
+3. Head counts, FFN widths (:mod:`~hwsim.pruning.width`), operand widths,
+   sparse attention and the experts of mixture-of-experts layers are rewritten
+   in place (:mod:`~hwsim.pruning.heads`, :mod:`~hwsim.pruning.quant`, :mod:`~hwsim.pruning.sparse`,
    :mod:`~hwsim.pruning.experts`).
 4. The header keeps the dense header, the step records (``pruning``) and the
    plan itself (``pruning_plan``), so a later pass continues from it.
@@ -28,6 +28,7 @@ from .heads import scale_heads
 from .plan import Plan
 from .quant import retype
 from .sparse import rewrite_attention
+from .width import scale_ffn
 
 _BLOCK_PREFIX = re.compile(r"^(.*?\.(?:layers|layer|h|blocks)\.\d+)(?:\.|$)")
 
@@ -57,6 +58,9 @@ def materialize(plan: Plan, template: Graph | None, dense: Graph, source: str = 
     for layer in plan.alive():
         if plan.heads[layer] < plan.dense_heads[layer]:
             g = scale_heads(g, plan.first + layer, plan.heads[layer], source)
+    for layer in plan.alive() if plan.ffn_width else ():
+        if plan.ffn_width[layer] < plan.ffn:
+            g = scale_ffn(g, plan.first + layer, plan.ffn, plan.ffn_width[layer], source)
     alive = {plan.first + layer for layer in plan.alive()}
     g = retype(g, alive, plan.dtypes, plan.refetch)
     g = _sparse(g, plan)

@@ -194,6 +194,11 @@ class Plan:
     # generation's LazyLLM step computes revived tokens from their pruning layer on
     rows: list = field(default_factory=list)
     model: str = ""  # the workload's model name (a scores file must be of this model)
+    # the vision tower of a vision-language model, where FasterVLM reads its [CLS]
+    # attention: {first, num, batch, heads, head_dim, tokens, cls}; empty without one
+    vision: dict = field(default_factory=dict)
+    # per layer: FFN intermediate channels kept (FLAP; empty: every layer dense, ``ffn``)
+    ffn_width: list = field(default_factory=list)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -238,6 +243,7 @@ class Plan:
                 moe[rel] = {"experts": int(a["experts"]), "top_k": int(a["top_k"]),
                             "kept": ids, "active_k": int(a.get("active_k") or a["top_k"])}
         return cls(phase=phase, base=base, dtype=dtype, stack=stack, first=first, num=num,
+                   vision=_vision(graph, stacks),
                    buckets=buckets, counts=[dict(sizes) for _ in range(num)], heads=list(heads),
                    dense_heads=list(heads), kv_heads=kv_heads, head_dim=head_dim,
                    hidden=hidden, ffn=ffn, resizable=resizable, window=window, moe=moe,
@@ -248,7 +254,7 @@ class Plan:
             "phase", "base", "dtype", "stack", "first", "num", "buckets", "counts", "heads",
             "dense_heads", "kv_heads", "head_dim", "hidden", "ffn", "resizable", "window",
             "dropped",
-            "dtypes", "refetch", "records", "routing", "model")}
+            "dtypes", "refetch", "records", "routing", "model", "vision", "ffn_width")}
         d["sparse"] = {str(k): v for k, v in self.sparse.items()}
         d["moe"] = {str(k): v for k, v in self.moe.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}
@@ -389,6 +395,30 @@ class Plan:
                "dropped_layers": sorted(self.dropped), **extra}
         self.records.append(_copy(rec))
         return rec
+
+
+def _vision(graph: Graph, stacks: Mapping[str, Any]) -> dict:
+    """The vision tower's penultimate attention (LLaVA's ``mm_vision_select_layer = -2``,
+    whose [CLS] row FasterVLM reads) and whether the tower has a [CLS] token: CLIP's
+    embeddings concatenate a class embedding before the patches (a ``concat`` in the
+    embeddings module); SigLIP's and Qwen2.5-VL's towers have none."""
+    v = stacks.get("vision")
+    if not v:
+        return {}
+    first, num = int(v["first_layer"]), int(v["num_layers"])
+    layer = first + max(0, num - 2)
+    attn = next((op.attrs for op in graph.ops if op.kind == "attention" and op.layer == layer),
+                None)
+    if attn is None:
+        return {}
+    has_cls = False
+    for op in graph.ops:
+        if op.layer is not None:
+            break
+        has_cls = has_cls or (op.kind == "concat" and (op.module or "").endswith("embeddings"))
+    return {"first": first, "num": num, "layer": layer - first, "batch": int(attn["batch"]),
+            "heads": int(attn["heads"]), "head_dim": int(attn["head_dim"]),
+            "tokens": int(attn["kv_len"]), "cls": has_cls}
 
 
 def _buckets(segments: Mapping[str, Any], total: int, phase: str) -> tuple[list, dict]:

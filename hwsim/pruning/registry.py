@@ -30,7 +30,8 @@ class MethodSpec:
     params: Mapping[str, str]  # parameter -> help
     required: tuple[str, ...] = ()
     source: str = ""
-    acts_on: str = "tokens"  # tokens | heads | layers | kv | attention | precision | experts
+    # tokens | heads | layers | kv | attention | precision | experts | width
+    acts_on: str = "tokens"
     static: bool = False  # decided offline: no run-time machinery to cost
     one_of: tuple[str, ...] = ()  # at least one of these must be given
     summary: str = ""
@@ -60,6 +61,12 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                "HAWK, CVPR 2026 (arXiv 2604.07812)",
                summary="before the language model, text-guided attention weighted by head "
                        "importance"),
+    MethodSpec("fastervlm", {"keep": "fraction of the segment's visual tokens kept, in (0, 1] "
+                                     "(the released int(): 0.1 of 576 keeps 57)",
+                             "segment": "the visual segment (default visual)"},
+               ("keep",), "FasterVLM (arXiv 2412.01818)",
+               summary="before the language model, the vision encoder's [CLS] attention "
+                       "ranks the visual tokens"),
     MethodSpec("divprune", {"keep": _KEEP, "segment": _SEG, "at_layer": _LAYER,
                             "algorithm": "released (default: the n x n similarity, then the "
                                          "greedy picks, O(n² d + k² n), as github.com/vbdi/"
@@ -86,11 +93,34 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                ("keep",), "Zero-TPrune, CVPR 2024 (arXiv 2305.17328)",
                summary="weighted PageRank over the attention graph of a ViT, then "
                        "similarity-based pruning of the survivors"),
+    MethodSpec("tome", {"r": "tokens merged at each merging layer (ToMe's r, a positive "
+                             "integer; its DeiT-S setting is 13)",
+                        "layers": "layers (0-based) that run on r fewer tokens than the layer "
+                                  "before (default every layer from 1)",
+                        "protected": "leading tokens never merged (the class token; default "
+                                     "1)",
+                        "proportional_attention": "add log(size) to every attention logit "
+                                                  "after the first merge (default true, "
+                                                  "ToMe's prop_attn)"},
+               ("r",), "ToMe, ICLR 2023 (arXiv 2210.09461)",
+               summary="bipartite soft matching in a ViT: r tokens per layer averaged into "
+                       "their most similar ones"),
     MethodSpec("spatten-heads", {"keep": _KEEP}, ("keep",), "SpAtten cascade head pruning",
                acts_on="heads", summary="cascade head pruning by accumulated head magnitude"),
     MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
                "static head removal (AMP, SHRP)", acts_on="heads", static=True,
                summary="heads removed offline: smaller q/k/v/o projections"),
+    MethodSpec("flap", {"keep": "fraction of each layer's attention heads and FFN channels "
+                                "kept, in (0, 1], or a list with one per layer (FLAP's 20 % "
+                                "pruning ratio: 0.8)",
+                        "heads_keep": "fraction of the heads kept (default keep)",
+                        "ffn_keep": "fraction of the FFN channels kept (default keep)",
+                        "align": "FFN channels kept rounded down to a multiple of this "
+                                 "(default 1; 8 keeps tensor-core shapes)"},
+               (), "FLAP, AAAI 2024 (arXiv 2312.11983)", acts_on="width",
+               one_of=("keep", "heads_keep", "ffn_keep"),
+               summary="structured width pruning: heads and FFN channels removed offline, "
+                       "a compensating bias added to the output projections"),
     MethodSpec("layer-drop", {"layers": _LAYERS, "keep": _KEEP}, (),
                "ShortGPT (arXiv 2403.03853), E3-Pruner", acts_on="layers", static=True,
                one_of=("layers", "keep"), summary="whole transformer blocks removed offline"),
@@ -134,6 +164,13 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                        "layers": _LAYERS},
                (), "HiP attention (arXiv 2406.09827)", acts_on="attention", one_of=("k", "keep"),
                summary="hierarchical top-k key selection, O(T log T)"),
+    MethodSpec("minference", {"vertical": "vertical lines (keys every query attends) per head "
+                                          "(default 1000, the released fallback)",
+                               "slash": "slash lines (diagonals) per head (default 6096)",
+                               "layers": _LAYERS},
+               (), "MInference, NeurIPS 2024 (arXiv 2407.02490)", acts_on="attention",
+               summary="prefill: vertical-slash sparse attention, estimated online from the "
+                       "last 64 queries"),
     MethodSpec("quant", {"tensors": "tensor class -> bits or dtype, e.g. {key: 6, value: 6}",
                          "refetch": "key rows re-fetched with their LSBs: a fraction, or auto "
                                     "(the target decides per row from the probabilities, "
@@ -196,7 +233,7 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if spec.one_of and not any(k in step for k in spec.one_of):
         add(f"{where}.{spec.one_of[0]}", f"missing: {method} needs one of "
             f"{', '.join(spec.one_of)}")
-    for key in ("keep", "heads_keep"):
+    for key in ("keep", "heads_keep", "ffn_keep"):
         if step.get(key) is not None:
             _check_keep(step[key], f"{where}.{key}", num_layers, add)
     for key in ("value_keep", "mass"):
@@ -212,20 +249,23 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
     if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float))
                                           or not 0 <= v <= 1):
         add(f"{where}.refetch", f"must be a fraction in [0, 1] or auto, got {v!r}")
-    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel"):
+    for key in ("tokens", "k", "block", "iterations", "lsb_bits", "window", "kernel", "r",
+                "align", "vertical", "slash"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
-    v = step.get("sinks")
-    if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-        add(f"{where}.sinks", f"must be an integer >= 0, got {v!r}")
+    for key in ("sinks", "protected"):
+        v = step.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            add(f"{where}.{key}", f"must be an integer >= 0, got {v!r}")
     v = step.get("revive")
     if v is not None and (isinstance(v, bool) or not isinstance(v, int)
                           or not 0 <= v <= MAX_REVIVE):
         add(f"{where}.revive", f"must be an integer in 0..{MAX_REVIVE:,} (tokens revived per "
             f"decode step at each pruning layer), got {v!r}")
-    if "per_head" in step and not isinstance(step["per_head"], bool):
-        add(f"{where}.per_head", f"expected true or false, got {step['per_head']!r}")
+    for key in ("per_head", "proportional_attention"):
+        if key in step and not isinstance(step[key], bool):
+            add(f"{where}.{key}", f"expected true or false, got {step[key]!r}")
     if "group_score" in step and step["group_score"] not in GROUP_SCORES:
         add(f"{where}.group_score", f"expected one of {', '.join(GROUP_SCORES)}, got "
             f"{step['group_score']!r}")

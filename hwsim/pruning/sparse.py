@@ -24,6 +24,16 @@ replaces the layer's fused ``attention`` by what the method runs:
   holds no memory and an op reads at most K's bytes through it), and the
   block-sparse attention reads K and V themselves.
 
+- ``minference`` (MInference's vertical-slash pattern, Jiang et al., NeurIPS 2024,
+  arXiv 2407.02490): per head, an online estimate from the last 64 queries
+  (``matmul`` 64 x T x d and ``softmax``), their column sums (the *vertical*
+  lines, ``reduce``) and diagonal sums (the *slash* lines, ``reduce``), a
+  ``topk`` of each, the two index lists sorted (``topk`` of all of each) and
+  merged into each 64-row block's key list (``elementwise compare`` over
+  T/64 x (v + s)); then each query attends to at most v + s keys
+  (``attention`` with ``sparse_keys = v + s, sparse_block = 64``): O(64 T d)
+  estimation, O(T (v + s) d) attention per head, against O(T² d).
+
 Grouped-query attention: selections are per query head, as the attention
 that follows reads them (each query row picks its own keys); the scores are
 computed against the key/value heads' keys without copying them: top-k
@@ -61,6 +71,29 @@ def topk_attention(plan: Plan, step: Step) -> None:
 def hip(plan: Plan, step: Step) -> None:
     _sparse(plan, step, {"method": "hip", "mode": "hip",
                          "block": int(step.get("block", HIP_BLOCK))})
+
+
+MINFERENCE_VERTICAL = 1000  # the released per-head fallback ("vertical_and_slash", 1000, 6096)
+MINFERENCE_SLASH = 6096
+MINFERENCE_LAST_Q = 64  # queries whose attention estimates the pattern (last_q = 64)
+
+
+def minference(plan: Plan, step: Step) -> None:
+    """MInference's vertical-slash sparse prefill attention, with its online estimation."""
+    if plan.phase != "prefill":
+        raise step.error("", "MInference makes the prefill's attention sparse; a decode step "
+                         "attends densely in its released code (simulate the prefill)")
+    v = int(step.get("vertical", MINFERENCE_VERTICAL))
+    s_ = int(step.get("slash", MINFERENCE_SLASH))
+    spec = {"method": "minference", "mode": "minference", "vertical": v, "slash": s_,
+            "k": v + s_}
+    layers = layers_param(plan, step)
+    for layer in layers:
+        plan.sparse[layer] = dict(spec)
+    plan.record(step, sparse_layers=layers, vertical=v, slash=s_,
+                keys_per_query=sorted({spec_keys(spec, plan.visible_keys(layer))
+                                       for layer in layers}),
+                dense_layers=[layer for layer in layers if v + s_ >= plan.visible_keys(layer)])
 
 
 def _sparse(plan: Plan, step: Step, spec: dict) -> None:
@@ -137,6 +170,8 @@ def rewrite_attention(graph: Graph, idx: int, spec: dict) -> list[Op]:
         return bld.ops
     if spec["mode"] == "hip":
         _hip(bld, graph, att, kk, spec["block"])
+    elif spec["mode"] == "minference":
+        _minference(bld, graph, att, spec["vertical"], spec["slash"])
     else:
         _topk(bld, graph, att, kk)
     return bld.ops
@@ -228,3 +263,45 @@ def _hip(bld: _Builder, graph: Graph, att: Op, kk: int, block: int) -> None:
         vals, idx = bld.t([groups, kk], dt), bld.t([groups, kk], "int64")
         bld.op("topk", "topk", dict(rows=groups, n=cand, k=kk), [m], [vals, idx], True)
     _sparse_attention(bld, att, kk, bq)
+
+
+def _minference(bld: _Builder, graph: Graph, att: Op, vertical: int, slash: int) -> None:
+    """MInference's ``vertical_and_slash_kernel`` (github.com/microsoft/MInference,
+    ``minference/modules/minference_forward.py``): the last ``last_q = 64`` queries'
+    attention over all T keys estimates each head's vertical lines (column sums, the top
+    ``vertical``) and slash lines (sums along the diagonals, the top ``slash``), the
+    index lists are sorted and turned into per-64-row-block key lists
+    (``convert_vertical_slash_indexes``), and the sparse kernel attends each query to
+    those keys. The budgets are capped as released: ``min(T, max(vertical, 30))`` and
+    ``min(T, max(slash, 50))``. Each key/value head's keys are scored by its group's
+    query heads packed as rows (``batch = b·kv_heads``), as top-k attention does."""
+    a = att.attrs
+    b, h, hk, d, q, kv = (a["batch"], a["heads"], a["kv_heads"], a["head_dim"], a["q_len"],
+                          a["kv_len"])
+    Q, K = att.inputs[0], att.inputs[1]
+    dt = graph.tensors[Q].dtype
+    last = min(MINFERENCE_LAST_Q, q)
+    v, s = min(kv, max(vertical, 30)), min(kv, max(slash, 50))
+    ql = bld.t([b * hk, (h // hk) * last, d], dt)
+    bld.op("view", "last_queries", {"note": "slice: the last 64 query rows"}, [Q], [ql], False)
+    rows = b * h * last
+    sc = bld.t([b * hk, (h // hk) * last, kv], dt)
+    bld.op("matmul", "last_q_scores", dict(batch=b * hk, m=(h // hk) * last, n=kv, k=d),
+           [ql, K], [sc], True)
+    p = bld.t([rows, kv], "fp32")
+    bld.op("softmax", "last_q_softmax", dict(rows=rows, cols=kv), [sc], [p], True)
+    for name, n_lines, k_lines in (("vertical", kv, v), ("slash", kv, s)):
+        line = bld.t([b * h, n_lines], "fp32")
+        bld.op("reduce", f"{name}_sum", dict(fn="sum", elements=rows * kv,
+                                             out_elements=b * h * n_lines), [p], [line], True)
+        vals, idx = bld.t([b * h, k_lines], "fp32"), bld.t([b * h, k_lines], "int64")
+        bld.op("topk", f"{name}_topk", dict(rows=b * h, n=n_lines, k=k_lines), [line],
+               [vals, idx], True)
+        svals, sidx = bld.t([b * h, k_lines], "int64"), bld.t([b * h, k_lines], "int64")
+        bld.op("topk", f"{name}_sort", dict(rows=b * h, n=k_lines, k=k_lines), [idx],
+               [svals, sidx], True)
+    blocks = math.ceil(q / MINFERENCE_LAST_Q)
+    merged = bld.t([b * h * blocks * (v + s)], "int64")
+    bld.op("elementwise", "block_indexes", dict(fn="compare", elements=b * h * blocks * (v + s)),
+           [bld.t([b * h * (v + s)], "int64")], [merged], True)
+    _sparse_attention(bld, att, min(visible(a), v + s), MINFERENCE_LAST_Q)

@@ -40,6 +40,10 @@ zero-tprune     I-stage: the head-averaged attention graph (``reduce``), per
                 the similarity of the less important half to the rest
                 (``matmul``), each one's best match (``reduce max``),
                 ``topk`` of the most similar: O(h n² + t n² + n² D / 4)
+fastervlm       before the language model: the vision tower's [CLS] query
+                against its penultimate layer's keys (``matmul`` + ``softmax``),
+                the mean over heads of the patch columns (``reduce``),
+                ``topk`` per image: O(h n d_h)
 ==============  ===========================================================
 
 plus, in every case, the ``gather`` of the surviving tokens that
@@ -485,3 +489,69 @@ def zero_tprune(plan: Plan, step: Step) -> None:
             blk.topk("zero-tprune.similar_topk", rows=b, n=src, k=r, x=best)
     plan.record(step, pruning_layers=points, iterations=iters, similarity_share=share,
                 pruned_by_similarity=by_similarity)
+
+
+# ---------------------------------------------------------------------------- FasterVLM
+def fastervlm(plan: Plan, step: Step) -> None:
+    """Before the language model: the vision encoder's own [CLS] attention ranks the patches.
+
+    FasterVLM (Zhang et al., "[CLS] Attention is All You Need for Training-Free Visual
+    Token Pruning: Make VLM Inference Faster", arXiv 2412.01818) keeps the visual tokens
+    the vision tower's [CLS] token attends to most, so text-visual attention inside the
+    language model (FastV's signal) is never needed and the language model runs on the
+    kept tokens from its first layer. The released code (github.com/Theia-4869/FasterVLM,
+    ``clip_vision_tower_feature_select`` and ``LlavaMetaForCausalLM.encode_images``) takes
+    the attention of the layer LLaVA reads its features from (``mm_vision_select_layer =
+    -2``, the penultimate CLIP layer), its [CLS] row over the patch columns
+    (``attentions[:, :, 0, 1:]``), the mean over heads and a ``topk`` of
+    ``int(patches x retention_ratio)`` (truncated: 10 % of 576 keeps 57). Per image (or
+    crop) with n = patches + 1 tokens, h heads of width d_h:
+
+    - the [CLS] query's scores against the layer's n keys (``matmul`` per head 1 x n x
+      d_h) and their ``softmax``: a fused attention never writes its probabilities, so
+      the row is recomputed (the released code instead asks CLIP for ``output_attentions``,
+      which makes every layer write its h x n x n probabilities);
+    - the mean over heads of the patch columns (``reduce`` h x (n - 1) -> n - 1);
+    - the ``topk`` of the kept patches; the language model's gather of the survivors
+      (``fastervlm.token_select``).
+
+    O(h n d_h + n log k) per image: the cheapest ranking in the library. The projector
+    runs on every patch, as in the released code (it projects all of them and then
+    selects, ``image_features[index_mask]``). Only a vision tower with a [CLS] token
+    (CLIP, as in LLaVA-1.5) has the signal; SigLIP's and Qwen2.5-VL's have none.
+    """
+    _prefill_only(plan, step, "FasterVLM prunes the prompt's visual tokens before the "
+                  "language model")
+    v = plan.vision
+    if not v:
+        raise step.error("", "FasterVLM ranks visual tokens by the vision encoder's [CLS] "
+                         "attention; this model has no vision tower (use a vision-language "
+                         "model such as llava-1.5-7b)")
+    if not v["cls"]:
+        raise step.error("", f"FasterVLM ranks visual tokens by the [CLS] token's attention, "
+                         f"and the vision tower of {plan.model or 'this model'} has no [CLS] "
+                         f"token (SigLIP and Qwen2.5-VL towers have none): use hawk or "
+                         f"divprune")
+    seg = step.get("segment", "visual")
+    if seg not in plan.buckets:
+        raise step.error("segment", f"unknown segment {seg!r} (graph has: "
+                         f"{', '.join(b for b in plan.buckets if b != 'other') or 'none'})")
+    keep = scalar_keep(step)
+    first = plan.alive()[0]
+    n_seg = plan.tokens(first, seg)
+    k = max(1, int(n_seg * keep))  # the released int(num_visual_tokens * retention_ratio)
+    plan.scale_tokens(step, {layer: k / n_seg for layer in range(plan.num)}, seg)
+    k = plan.tokens(first, seg)
+    bv, h, dh, n = v["batch"], v["heads"], v["head_dim"], v["tokens"]
+    per_image = max(1, -(-k // max(1, bv // plan.batch)))  # kept patches per image (crop)
+    blk = plan.block(step, first)
+    q = blk.t([bv * h, 1, dh])
+    keys = blk.t([bv * h, dh, n])
+    s = blk.matmul("fastervlm.cls_scores", batch=bv * h, m=1, n=n, k=dh, a=q, b=keys)
+    p = blk.softmax("fastervlm.cls_softmax", rows=bv * h, cols=n, x=s)
+    patches = blk.t([bv * h * (n - 1)])
+    blk.op("view", "fastervlm.patch_columns", {"note": "slice [:, :, 0, 1:]"}, [p], [patches])
+    imp = blk.reduce("fastervlm.head_mean", "mean", bv * h * (n - 1), bv * (n - 1), x=patches)
+    blk.topk("fastervlm.topk", rows=bv, n=n - 1, k=min(n - 1, per_image), x=imp)
+    plan.record(step, selected=f"{k} of {n_seg}", vision_layer=v["first"] + v["layer"],
+                segment=seg)
