@@ -234,6 +234,17 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
     return st
 
 
+def _stored_width(sh: AttentionShape, s: int, which: str) -> float:
+    """Bytes per element of K (``which = "k"``) or V as stored: ``s`` (the query's
+    width) when they share the query's type, else their stored bytes per element."""
+    dtype = sh.k_dtype if which == "k" else sh.v_dtype
+    if dtype is None or dtype == sh.dtype:
+        return s
+    stored = sh.k_bytes if which == "k" else sh.v_bytes
+    width = sh.head_dim if which == "k" else sh.v_head_dim
+    return stored / max(1, sh.batch * sh.kv_heads * sh.kv_len * width)
+
+
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
           ways: int = 0, memo: dict | None = None) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
@@ -315,8 +326,11 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     # K and V: the rows some query uses come from DRAM once; what the tiles touch
     # beyond them comes again from where it stays (reuse distance: the live heads' keys)
     heads = sh.batch * sh.kv_heads
-    k_need = heads * sh.key_rows * sh.head_dim * s
-    v_need = heads * sh.value_rows * sh.v_head_dim * s
+    # K and V at their stored width (a quantized or bitmap-compressed cache is read
+    # packed: Mustafar's format, hwsim.ir.dtypes), the query's when they share its type
+    s_k, s_v = _stored_width(sh, s, "k"), _stored_width(sh, s, "v")
+    k_need = heads * sh.key_rows * sh.head_dim * s_k
+    v_need = heads * sh.value_rows * sh.v_head_dim * s_v
     if sh.sparse_keys:
         # each problem gathers its keys' rows (and its rows' values) into tiles
         k_touch = problems * sh.sparse_keys * sh.head_dim * s
@@ -330,9 +344,10 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         if pages > spec.tlb_entries:  # a block's rows span more pages than the TLB holds
             st.tlb_walks += (k_touch / (sh.head_dim * s) + v_touch / (sh.v_head_dim * s)) * share
     else:
-        k_touch = pairs * bkv * sh.head_dim * s
-        v_touch = (pairs * bkv if not select else sh.batch * sh.heads * seen_pv) * sh.v_head_dim * s
-        band = (sh.key_rows * sh.head_dim + sh.value_rows * sh.v_head_dim) * s
+        k_touch = pairs * bkv * sh.head_dim * s_k
+        v_touch = (pairs * bkv if not select else sh.batch * sh.heads * seen_pv) * sh.v_head_dim \
+            * s_v
+        band = sh.key_rows * sh.head_dim * s_k + sh.value_rows * sh.v_head_dim * s_v
         if sh.window:  # one query block's band: its window and its own span
             band = min(band, (sh.window + bq_pos + bkv) * (sh.head_dim + sh.v_head_dim) * s)
     again = max(0.0, k_touch - k_need) + max(0.0, v_touch - v_need)
