@@ -372,7 +372,7 @@ PHYSICS = {
     "hip": ("P", {"k": 64}), "quant": ("D", {"tensors": {"kv": "int8"}}),
     "streamingllm": ("D", {"window": 124}), "snapkv": ("P", {"tokens": 128}),
     "tome": ("P", {"r": 4}), "flap": ("D", {"keep": 0.5}),
-    "minference": ("P", {"vertical": 32, "slash": 64}),
+    "minference": ("P", {"vertical": 32, "slash": 64}), "mustafar": ("D", {"keep": 0.3}),
 }
 
 

@@ -10,7 +10,8 @@ scores, top-k, solver iterations, the gather of the survivors), marked
   ``lazyllm``, ``zero-tprune`` (:mod:`~hwsim.pruning.tokens`);
 - head pruning: ``spatten-heads``, ``heads`` (:mod:`~hwsim.pruning.heads`);
 - layer pruning: ``layer-drop`` (:mod:`~hwsim.pruning.layers`);
-- KV-cache pruning in decode: ``h2o``, ``kvcrush`` (:mod:`~hwsim.pruning.kv`);
+- KV-cache pruning in decode: ``h2o``, ``kvcrush``, ``streamingllm``, ``snapkv``, and
+  ``mustafar``'s bitmap-compressed cache (:mod:`~hwsim.pruning.kv`);
 - sparse attention: ``topk-attention``, ``hip`` (:mod:`~hwsim.pruning.sparse`);
 - precision: ``quant`` (:mod:`~hwsim.pruning.quant`).
 

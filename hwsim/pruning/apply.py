@@ -44,6 +44,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "kvcrush": kv.kvcrush,
     "streamingllm": kv.streamingllm,
     "snapkv": kv.snapkv,
+    "mustafar": kv.mustafar,
     "topk-attention": sparse.topk_attention,
     "hip": sparse.hip,
     "minference": sparse.minference,

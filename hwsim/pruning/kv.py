@@ -57,12 +57,35 @@ cache to the budget before the first decode step (a generation,
   ``snapkv/monkeypatch/snapkv_utils.py``: window 64, kernel 5, avgpool). A
   single decode step has no prompt to compress: use ``phase: generate``.
 
+- ``mustafar`` (Joo et al., NeurIPS 2025, arXiv 2505.22913): unstructured
+  sparsity *inside* each cached key and value row, not fewer tokens. Every
+  token's key and value rows are pruned by magnitude to ``keep`` of their
+  ``head_dim`` elements and stored in a bitmap format; the attention reads the
+  compressed cache. Followed as released (github.com/dhjoo98/mustafar,
+  ``models/llama_mustafar_kernel.py`` and ``kernel/compression.py``): a token's
+  kept elements are those whose magnitude is at least the ``int(sparsity·D)``-th
+  smallest (``torch.kthvalue`` of ``|x|`` per row, then a mask), so
+  ``D - int(sparsity·D) + 1`` stay; the format is 64-element tiles (a key tile
+  is one channel of 64 tokens, a value tile 64 channels of one token), each a
+  64-bit bitmap, a 32-bit running count and its kept fp16 values padded to a
+  multiple of 8; the most recent tokens stay dense (the ``residual`` window, 32
+  in the released scripts, which fills up to 256 more tokens before they are
+  pruned and compressed together). hwsim charges each decode step the write of
+  its own token (:func:`mustafar`), and stores the cache in a
+  ``bitmapV@B`` dtype (:mod:`hwsim.ir.dtypes`) whose B averages the compressed
+  tokens' bits and the dense window's, so every target reads, and every
+  capacity check holds, the compressed bytes.
+
 The probabilities are read as written by the attention kernel (one row per
 query head): their bytes are part of the cost.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from ..ir import Graph
+from ..ir.dtypes import bitmap_dtype, dtype_bits
 from .common import keep_list, layers_param, scalar_keep
 from .plan import Plan, Step, kept
 
@@ -276,3 +299,137 @@ def snapkv(plan: Plan, step: Step) -> None:
                        b * hk * n * d, index=idx)
     plan.record(step, budget_tokens=sorted(set(budgets.values())), window=window,
                 kernel=kernel, selection="per key/value head, once at the prompt's end")
+
+
+# Mustafar's released settings (github.com/dhjoo98/mustafar): mem_spd_test.py's kernel
+# benchmark prunes keys and values to 70 % sparsity (K_SPARSITY = V_SPARSITY = 0.7), keeps
+# the last GROUP_SIZE = 32 tokens dense (residual_length), and llama_mustafar_kernel.py
+# compresses the window's oldest 256 tokens at once
+MUSTAFAR_KEEP = 0.3
+MUSTAFAR_RESIDUAL = 32
+MUSTAFAR_GROUP = 256
+MUSTAFAR_TILE = 64  # elements per bitmap tile (a 64-bit bitmap)
+MUSTAFAR_TILE_META_BITS = 64 + 32  # the tile's bitmap and its int32 running count
+
+
+def mustafar_kept(head_dim: int, keep: float) -> int:
+    """Elements of a ``head_dim`` row the released ``dh_prune_key``/``dh_prune_value``
+    keep at sparsity ``1 - keep``: those at or above the ``max(1, int(s·D))``-th smallest
+    magnitude (``torch.kthvalue``), ``D - max(1, int(s·D)) + 1`` without ties."""
+    sparsity = round(1.0 - keep, 12)
+    return head_dim - max(1, int(sparsity * head_dim)) + 1
+
+
+def _pad8(n: int) -> int:
+    return (n + 7) & ~7  # the released count: padded to the nearest multiple of 8
+
+
+def _tiles_bits(tiles: int, kept_total: int, value_bits: float) -> int:
+    """Bits of ``tiles`` bitmap tiles holding ``kept_total`` values, spread as evenly as
+    the tiles allow (each tile's values padded to a multiple of 8)."""
+    q, r = divmod(kept_total, tiles)
+    values = r * _pad8(q + 1) + (tiles - r) * _pad8(q)
+    return tiles * MUSTAFAR_TILE_META_BITS + int(value_bits * values)
+
+
+def mustafar_bits(head_dim: int, kept: int, value_bits: float, what: str) -> float:
+    """Bits per element of a compressed key (``what = "key"``) or value cache: a key
+    tile is one channel of 64 tokens (the released ``convert_key_batched`` transposes
+    the cache), so 64 tokens' ``64·kept`` values spread over ``head_dim`` tiles; a value
+    tile is 64 channels of one token, so a row's ``kept`` values spread over
+    ``head_dim / 64`` tiles. The spread is the even one: where a channel is kept by
+    more tokens than another (the keys' outlier channels), padding differs (M)."""
+    if what == "key":
+        return _tiles_bits(head_dim, MUSTAFAR_TILE * kept, value_bits) / (
+            MUSTAFAR_TILE * head_dim)
+    return _tiles_bits(head_dim // MUSTAFAR_TILE, kept, value_bits) / head_dim
+
+
+def mustafar_window(cache: int, residual: int) -> int:
+    """Tokens a decode step's attention reads dense out of ``cache`` (its own
+    included): the released code compresses the oldest 256 of the window whenever
+    it reaches ``residual + 256`` tokens, after the step's attention, so a step sees
+    between ``residual + 1`` and ``residual + 256`` dense tokens; a cache within
+    ``residual + 256`` is all dense."""
+    if cache <= residual + MUSTAFAR_GROUP:
+        return cache
+    return (cache - residual - 1) % MUSTAFAR_GROUP + residual + 1
+
+
+def mustafar(plan: Plan, step: Step) -> None:
+    """Mustafar's per-token magnitude pruning of the KV cache, stored bitmap-compressed.
+
+    Per decode step and layer, the write of its own token's key and value rows (the
+    released code prunes and compresses the window's oldest 256 tokens every 256 steps:
+    per step, one token's share of that work): ``|x|`` (``elementwise abs``), the
+    threshold (``topk`` of ``kept`` of the ``head_dim`` magnitudes per KV head, the
+    released ``kthvalue``), the mask (``elementwise mul``), each 64-element tile's
+    bitmap and count (``reduce sum``), and the kept values packed (``gather``): O(b·hk·D)
+    per layer, whatever the cache length. The attention then reads a cache of
+    ``bitmapV@B``: O(n·D·B/16) bytes where the dense one reads O(n·D).
+    """
+    if plan.phase != "decode":
+        raise step.error("", "mustafar prunes and compresses the KV cache a decode step "
+                         "reads; the prompt's own attention runs dense in its released code "
+                         "(simulate a decode step)")
+    keep = scalar_keep(step) if step.get("keep") is not None else MUSTAFAR_KEEP
+    keep_k = float(step.get("keep_keys", keep))
+    keep_v = float(step.get("keep_values", keep))
+    residual = int(step.get("residual", MUSTAFAR_RESIDUAL))
+    b = plan.batch
+    value_bits = dtype_bits(plan.dtype)
+    windows, bits_out, kept_out = {}, {}, {}
+    for layer in layers_param(plan, step):
+        if layer in plan.dropped:
+            continue
+        d, hk = plan.head_dim[layer], plan.kv_kept(layer)
+        if d % MUSTAFAR_TILE:
+            raise step.error("", f"the released bitmap format tiles each row in "
+                             f"{MUSTAFAR_TILE}-element tiles: head_dim must be a multiple of "
+                             f"{MUSTAFAR_TILE}, layer {layer} has {d}")
+        n = plan.keys(layer)
+        window = mustafar_window(n, residual)
+        compressed = n - window
+        fmt = {}
+        for what, f in (("key", keep_k), ("value", keep_v)):
+            kk = mustafar_kept(d, f)
+            bits = mustafar_bits(d, kk, value_bits, what)
+            eff = (compressed * bits + window * value_bits) / n
+            fmt[what] = bitmap_dtype(value_bits, eff) if compressed else plan.dtype
+            bits_out[what], kept_out[what] = bits, kk
+            blk = plan.block(step, layer, "end")
+            rows = b * hk
+            x = blk.t([rows * d])
+            mag = blk.elementwise(f"mustafar.{what}_magnitude", "abs", rows * d, ins=[x])
+            thr, _ = blk.topk(f"mustafar.{what}_threshold_topk", rows=rows, n=d, k=kk, x=mag)
+            pruned = blk.elementwise(f"mustafar.{what}_mask", "mul", rows * d, ins=[x, mag])
+            blk.reduce(f"mustafar.{what}_bitmap", "sum", rows * d, rows * d // MUSTAFAR_TILE,
+                       x=pruned)
+            blk.gather(f"mustafar.{what}_pack", rows * kk, rows * d)
+        plan.kv_formats[layer] = fmt
+        windows[layer] = window
+    plan.record(step, keep_keys=keep_k, keep_values=keep_v, residual=residual,
+                kept_per_row=kept_out, compressed_bits_per_element=bits_out,
+                dense_window=sorted(set(windows.values())),
+                cache_dtypes=sorted({v for f in plan.kv_formats.values() for v in f.values()}))
+
+
+def apply_kv_formats(graph: Graph, formats: dict[int, dict[str, str]]) -> Graph:
+    """Store each listed layer's (global index) KV cache in its format: the tensors its
+    ``kv_write`` appends to and produces, which its attention reads. The new token's
+    own row is written as computed (it joins the dense window)."""
+    if not formats:
+        return graph
+    tensors = dict(graph.tensors)
+    producer = {o: op for op in graph.ops for o in op.outputs}
+    for op in graph.ops:
+        fmt = formats.get(op.layer) if op.kind == "attention" else None
+        if not fmt:
+            continue
+        for what, pos in (("key", 1), ("value", 2)):
+            kw = producer.get(op.inputs[pos])
+            if kw is None or kw.kind != "kv_write" or fmt[what] == tensors[op.inputs[pos]].dtype:
+                continue
+            for tid in (op.inputs[pos], *kw.inputs[1:]):
+                tensors[tid] = replace(tensors[tid], dtype=fmt[what])
+    return graph.replace_ops(list(graph.ops), tensors.values())

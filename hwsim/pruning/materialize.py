@@ -25,6 +25,7 @@ from ..ir import Graph, Op, Tensor
 from ..ir.layered import instantiate_layers
 from .experts import prune_experts
 from .heads import scale_heads
+from .kv import apply_kv_formats
 from .plan import Plan
 from .quant import retype
 from .sparse import rewrite_attention
@@ -63,6 +64,8 @@ def materialize(plan: Plan, template: Graph | None, dense: Graph, source: str = 
             g = scale_ffn(g, plan.first + layer, plan.ffn, plan.ffn_width[layer], source)
     alive = {plan.first + layer for layer in plan.alive()}
     g = retype(g, alive, plan.dtypes, plan.refetch)
+    g = apply_kv_formats(g, {plan.first + layer: f for layer, f in plan.kv_formats.items()
+                             if layer not in plan.dropped})
     g = _sparse(g, plan)
     g = prune_experts(g, plan)
     header = dict(dense.header)

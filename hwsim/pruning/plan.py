@@ -199,6 +199,9 @@ class Plan:
     vision: dict = field(default_factory=dict)
     # per layer: FFN intermediate channels kept (FLAP; empty: every layer dense, ``ffn``)
     ffn_width: list = field(default_factory=list)
+    # layer -> {"key": dtype, "value": dtype}: the storage format of the layer's KV cache
+    # (Mustafar's bitmap-compressed cache, :func:`hwsim.pruning.kv.mustafar`)
+    kv_formats: dict = field(default_factory=dict)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -256,6 +259,7 @@ class Plan:
             "dropped",
             "dtypes", "refetch", "records", "routing", "model", "vision", "ffn_width")}
         d["sparse"] = {str(k): v for k, v in self.sparse.items()}
+        d["kv_formats"] = {str(k): v for k, v in self.kv_formats.items()}
         d["moe"] = {str(k): v for k, v in self.moe.items()}
         d["changed_by"] = {str(k): v for k, v in self.changed_by.items()}
         d["blocks"] = [b.to_dict() for b in self.blocks]
@@ -268,9 +272,11 @@ class Plan:
         d = _copy(dict(d))
         blocks = [Block.from_dict(b) for b in d.pop("blocks", [])]
         sparse = {int(k): v for k, v in d.pop("sparse", {}).items()}
+        formats = {int(k): v for k, v in d.pop("kv_formats", {}).items()}
         changed = {int(k): v for k, v in d.pop("changed_by", {}).items()}
         moe = {int(k): v for k, v in d.pop("moe", {}).items()}
-        return cls(**d, sparse=sparse, blocks=blocks, changed_by=changed, moe=moe)
+        return cls(**d, sparse=sparse, blocks=blocks, changed_by=changed, moe=moe,
+                   kv_formats=formats)
 
     # ------------------------------------------------------------------ queries
     @property

@@ -155,6 +155,18 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                one_of=("tokens", "keep"),
                summary="prefill's end: the observation window's votes select the prompt's "
                        "cache once"),
+    MethodSpec("mustafar", {"keep": "fraction of each cached key and value row's elements "
+                                    "kept by magnitude, in (0, 1] (default 0.3: Mustafar's "
+                                    "70 % sparsity, the released kernel benchmark's)",
+                            "keep_keys": "the keys' fraction (default keep)",
+                            "keep_values": "the values' fraction (default keep)",
+                            "residual": "recent tokens kept dense (default 32, the released "
+                                        "residual_length; up to 256 more wait to be "
+                                        "compressed together)",
+                            "layers": _LAYERS},
+               (), "Mustafar, NeurIPS 2025 (arXiv 2505.22913)", acts_on="kv",
+               summary="decode: per-token magnitude pruning of keys and values, the cache "
+                       "read bitmap-compressed"),
     MethodSpec("topk-attention", {"k": "keys kept per query", "keep": _KEEP,
                                   "layers": _LAYERS},
                (), "top-k attention (Gupta et al. 2021, arXiv 2106.06899)", acts_on="attention",
@@ -254,7 +266,12 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             add(f"{where}.{key}", f"must be a positive integer, got {v!r}")
-    for key in ("sinks", "protected"):
+    for key in ("keep_keys", "keep_values"):
+        v = step.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not 0 < v <= 1):
+            add(f"{where}.{key}", f"must be a fraction in (0, 1], got {v!r}")
+    for key in ("sinks", "protected", "residual"):
         v = step.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             add(f"{where}.{key}", f"must be an integer >= 0, got {v!r}")
