@@ -143,3 +143,23 @@ def test_shipped_workload_runs_on_every_target_reads_less_and_its_machinery_cost
     assert r.totals["dram_read_bytes"] < r.baseline.totals["dram_read_bytes"]
     att = ops[ops["kind"] == "attention"]
     assert att["latency_s"].sum() > 0
+
+
+@pytest.mark.parametrize("target_name", ["armv8", "ascend"])
+def test_armv8_and_ascend_read_a_narrow_cache_at_its_stored_width(target_name):
+    """Their fused attention priced K and V at the query's width; an int8 cache (quant)
+    and Mustafar's compressed one now read fewer bytes, an fp16 one the same."""
+    base = {"model": "tinyllama-1.1b", "phase": "decode", "seq_len": 1, "kv_len": 4095}
+
+    def attention_dram(pruning):
+        r = hwsim.simulate(workload_from_dict({**base, "pruning": pruning}),
+                           resolve(target_name), fidelity="analytical")
+        ops = r.ops
+        return float(ops.loc[ops["kind"] == "attention", "dram_read_bytes"].sum())
+
+    dense = attention_dram([])
+    int8 = attention_dram([{"method": "quant", "tensors": {"kv": "int8"}}])
+    sparse = attention_dram([{"method": "mustafar"}])
+    # K and V are 22 x 2 x 4 x 4,096 x 64 x 2 B = 92 MB of the dense read; Q is 22 x 4 KB
+    assert int8 == pytest.approx(dense / 2, rel=0.01)
+    assert sparse == pytest.approx(dense * (3840 * 7.5 + 256 * 16) / 4096 / 16, rel=0.01)
