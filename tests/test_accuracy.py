@@ -124,3 +124,16 @@ def test_pareto_maximizes_quality():
     assert "(max)" in ax.get_title() and ax.get_ylabel() == "published gqa score"
     line = [ln for ln in ax.get_lines() if ln.get_drawstyle().startswith("steps")][0]
     assert np.allclose(line.get_xdata(), [1.0, 2.0, 2.5])
+
+
+def test_two_sources_stay_apart():
+    # SparseVLM's own Table 1 (project page): FastV keeping 64 tokens, SQA 55.1 (copies
+    # elsewhere read 51.1); FasterVLM's table has no 64-token setting
+    row = accuracy.published_quality("fastv", "llava-1.5-7b", 64, "sqa")
+    assert (row.score, row.dense_score, row.source_short) == (55.1, 69.5, "SparseVLM page T1")
+    assert accuracy.published_quality("fastv", "llava-1.5-7b", 64 / 576, "gqa").score == 46.1
+    assert accuracy.published_quality("fastv", "llava-1.5-7b", 58, "sqa") is None
+    # the two tables' dense GQA differ (61.94, 61.9): a dense point gets no single value
+    q = accuracy.quality_columns({"model": "llava-1.5-7b"})
+    assert q["quality_gqa"] is None and "disagree" in q["quality_note"]
+    assert q["quality_mm_vet"] == 31.3  # one source only
