@@ -90,6 +90,8 @@ def test_report_carries_the_published_quality_or_says_there_is_none():
     gqa = next(x for x in q["rows"] if x["benchmark"] == "gqa")
     assert (gqa["score"], gqa["dense_score"]) == (54.91, 61.94)
     assert "published    " in r.table() and "EVAL.md" in r.table()
+    page = r.to_html()
+    assert "Published quality" in page and "row &#x27;FasterVLM 90% 58&#x27;" in page
     r57 = hwsim.simulate(wl, target="roofline", fidelity="analytical")  # keep 0.1: 57 kept
     q57 = r57.to_dict()["pruning"]["published_quality"]
     assert q57["rows"] == [] and "57 tokens kept" in q57["note"]
