@@ -108,6 +108,9 @@ def test_sweep_rows_get_quality_columns(tmp_path):
     assert df.loc[1, "quality_gqa"] == 54.91 and df.loc[1, "quality_source"] == \
         "FasterVLM EVAL.md"
     assert df.loc[2, "quality_pope"] == 83.46  # 144 of 576: "FasterVLM 75% 144", POPE
+    # hwsim plot draws latency against the quality most points have, maximized
+    names = [name for name, fig in hp.figures(df, kinds=("pareto",))]
+    assert "pareto-quality-average-rel-10" in names
 
 
 def test_pareto_maximizes_quality():
