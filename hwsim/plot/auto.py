@@ -6,7 +6,10 @@ figures that apply:
 - ``pareto``: latency against energy, and the three-objective front of
   latency, energy and DRAM traffic; one front per group of points doing the
   same work (an axis that changes the sequence length or batch makes groups);
-  for a generation's sweep also TPOT against the KV cache;
+  for a generation's sweep also TPOT against the KV cache; when points carry a
+  published quality (``quality_<benchmark>``, hwsim.accuracy), latency against
+  the benchmark most of them have, quality maximized (``pareto-quality-<benchmark>``;
+  points without a published number are left out);
 - ``trend``: latency (and energy) against each numeric axis, one line per
   value of another axis, the remaining axes fixed at their most common value
   (the title says which); for a generation's sweep also TTFT and TPOT;
@@ -64,6 +67,15 @@ def plot_results(results: str | os.PathLike | pd.DataFrame, outdir: str | os.Pat
     return out
 
 
+def _quality_column(df: pd.DataFrame) -> str | None:
+    """The published-quality column with the most values (at least two), or None."""
+    counts = {c: int(pd.to_numeric(df[c], errors="coerce").notna().sum())
+              for c in df.columns if c.startswith("quality_")
+              and c not in ("quality_source", "quality_note")}
+    best = sorted((-n, c) for c, n in counts.items() if n >= 2)
+    return best[0][1] if best else None
+
+
 def figures(df: pd.DataFrame, kinds: Sequence[str] = KINDS) -> Iterator[tuple[str, object]]:
     """The figures :func:`plot_results` writes, as (name, figure) pairs, one at a time
     (close each once written: a sweep's figures can be many)."""
@@ -86,6 +98,10 @@ def figures(df: pd.DataFrame, kinds: Sequence[str] = KINDS) -> Iterator[tuple[st
         yield emit(pareto(ok, ("latency_s", "energy_j", "dram_bytes"), hue=phue), "pareto-3d")
         if generation:
             yield emit(pareto(ok, ("tpot_s", "kv_cache_bytes"), hue=phue), "pareto-tpot-kv")
+        quality = _quality_column(ok)
+        if quality:
+            yield emit(pareto(ok, ("latency_s", quality), maximize=(quality,), hue=phue),
+                       f"pareto-{quality.replace('_', '-')}")
     if "trend" in kinds:
         for x in varying:
             if not pd.api.types.is_numeric_dtype(ok[x]):

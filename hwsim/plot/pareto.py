@@ -1,7 +1,8 @@
 """Pareto fronts: the design points no other point beats on every objective.
 
-A point *dominates* another when it is no worse on every objective (all are
-minimized: latency, energy, DRAM traffic) and strictly better on one. The
+A point *dominates* another when it is no worse on every objective and strictly
+better on one. Objectives are minimized (latency, energy, DRAM traffic) unless named
+in ``maximize`` (a published quality score, ``quality_gqa``: higher is better). The
 *Pareto front* is the set of points nothing dominates: the only designs worth
 choosing between, whatever weight one gives each objective.
 
@@ -15,6 +16,8 @@ projection)::
     fig = hwsim.plot.pareto(df, objectives=("latency_s", "energy_j"), hue="seq_len")
     fig = hwsim.plot.pareto(df, objectives=("latency_s", "energy_j", "dram_bytes"),
                             path="figures/pareto.pdf")
+    fig = hwsim.plot.pareto(df, objectives=("latency_s", "quality_gqa"),
+                            maximize=("quality_gqa",))   # quality beside cost
 """
 
 from __future__ import annotations
@@ -42,9 +45,17 @@ from .style import (
 )
 
 
-def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:
-    """Boolean mask of the rows on the Pareto front (every objective minimized)."""
+def pareto_mask(df: pd.DataFrame, objectives: Sequence[str],
+                maximize: Sequence[str] = ()) -> np.ndarray:
+    """Boolean mask of the rows on the Pareto front: every objective minimized, except
+    those named in ``maximize`` (negated, so that higher is better)."""
+    unknown = set(maximize) - set(objectives)
+    if unknown:
+        raise ValueError(f"maximize names {sorted(unknown)}, which are not objectives "
+                         f"{list(objectives)}")
     values = df[list(objectives)].to_numpy(dtype=float)
+    sign = np.array([-1.0 if o in maximize else 1.0 for o in objectives])
+    values = values * sign
     n = len(values)
     mask = np.ones(n, dtype=bool)
     for i in range(n):
@@ -58,10 +69,16 @@ def pareto_mask(df: pd.DataFrame, objectives: Sequence[str]) -> np.ndarray:
 
 
 def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_s", "energy_j"), *,
-           hue: str | None = None, annotate: str | None = None, log: bool = False,
+           maximize: Sequence[str] = (), hue: str | None = None,
+           annotate: str | None = None, log: bool = False,
            work: str | Sequence[str] | None = "auto", ax: Any = None, path: str | None = None,
            title: str | None = None):
     """Scatter the successful points, the front emphasized and joined; returns the figure.
+
+    ``maximize`` names the objectives where higher is better (a published quality
+    column, ``quality_<benchmark>`` of a sweep, or any score); the others are
+    minimized. Points without a value of every objective (a quality with no
+    published row) are left out, never placed by interpolation.
 
     ``hue`` colours points by a column (categories get a legend, numbers a
     colour bar); ``annotate`` writes a column's value beside each front point.
@@ -77,6 +94,10 @@ def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_s", "energy_j
     df = ok_rows(df).dropna(subset=list(objectives)).reset_index(drop=True)
     if len(objectives) not in (2, 3):
         raise ValueError(f"pareto plots 2 or 3 objectives, got {list(objectives)}")
+    maximize = tuple(maximize)
+    if set(maximize) - set(objectives):
+        raise ValueError(f"maximize names {sorted(set(maximize) - set(objectives))}, "
+                         f"which are not objectives {list(objectives)}")
     raw, named = _groups(df, work)
     order = list(named)  # group keys may be tuples: number them
     keys = pd.Series([order.index(k) for k in raw], index=df.index, dtype=int)
@@ -84,7 +105,7 @@ def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_s", "energy_j
     front = np.zeros(len(df), dtype=bool)
     for g in names:
         m = (keys == g).to_numpy()
-        front[m] = pareto_mask(df[m], objectives)
+        front[m] = pareto_mask(df[m], objectives, maximize)
     comparable = any(int((keys == g).sum()) > 1 for g in names)
     if not comparable:
         front[:] = False
@@ -103,10 +124,12 @@ def pareto(df: pd.DataFrame, objectives: Sequence[str] = ("latency_s", "energy_j
                                                              else 2.4), squeeze=False)
             axes = list(axes[0])
         for a, (x, y) in zip(axes, pairs):
-            _panel(a, df, front, keys, names, x, y, color_by, annotate, log, comparable)
+            _panel(a, df, front, keys, names, x, y, color_by, annotate, log, comparable,
+                   maximize)
         if color_by is not None and len(df):
             _legend(fig, axes, df, color_by, comparable)
-        what = ", ".join(quantity(o)[0] for o in objectives)
+        what = ", ".join(quantity(o)[0] + (" (max)" if o in maximize else "")
+                         for o in objectives)
         if not comparable and len(df) > 1:
             auto = (f"{what}: no Pareto front, every point does different work\n"
                     f"({_work_columns(df, names)}); only points of equal work compare")
@@ -144,7 +167,8 @@ def _work_columns(df, names) -> str:
     return " x ".join(found) if found else "workload"
 
 
-def _panel(ax, df, front, keys, names, x, y, hue, annotate, log, comparable) -> None:
+def _panel(ax, df, front, keys, names, x, y, hue, annotate, log, comparable,
+           maximize=()) -> None:
     xs, ys = df[x].to_numpy(float), df[y].to_numpy(float)
     colors = _colors(df, hue)
     ax.scatter(xs[~front], ys[~front], s=12, c=colors[~front] if colors is not None else "0.6",
@@ -157,10 +181,14 @@ def _panel(ax, df, front, keys, names, x, y, hue, annotate, log, comparable) -> 
         if not comparable or m.sum() < 2:
             continue
         sub = df[m]
-        pf = pareto_mask(sub, (x, y))
+        pf = pareto_mask(sub, (x, y), tuple(o for o in (x, y) if o in maximize))
         gx, gy = xs[m][pf], ys[m][pf]
         order = np.argsort(gx)
-        ax.plot(gx[order], gy[order], drawstyle="steps-post", color="black",
+        # the boundary of what the front dominates: at each x, the best y among the
+        # front points on the dominated side (left of x when x is minimized, right of
+        # it when maximized)
+        style = "steps-pre" if x in maximize else "steps-post"
+        ax.plot(gx[order], gy[order], drawstyle=style, color="black",
                 linewidth=0.8, zorder=3)
     if annotate:
         for xv, yv, v in zip(xs[front], ys[front], df.loc[front, annotate]):

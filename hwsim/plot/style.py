@@ -107,6 +107,8 @@ def quantity(column: str) -> tuple[str, str]:
     """(quantity name, base unit) of a column; unknown columns keep their name."""
     if column in QUANTITIES:
         return QUANTITIES[column]
+    if column.startswith("quality_"):  # a sweep's published quality (hwsim.accuracy)
+        return f"published {column[len('quality_'):].replace('_', ' ')} score", ""
     name = column.split(".")[-1] if "." in column else column
     for suffix, unit in (("_bytes_per_s", "B/s"), ("_flops_per_s", "FLOP/s"), ("_hz", "Hz"),
                          ("_bytes", "B"), ("_s", "s"), ("_j", "J"), ("_w", "W")):
@@ -193,7 +195,7 @@ def si_axis(ax: Any, which: str, column: str | None = None, *,
     ``set_yscale``, which reset formatters."""
     unit = quantity(column)[1] if column else "x"
     if plain is None:
-        plain = column is not None and unit in _NO_PREFIX
+        plain = column is not None and (unit in _NO_PREFIX or column.startswith("quality_"))
     cls = _tick_formatter_class()
     axis = ax.xaxis if which == "x" else ax.yaxis
     axis.set_major_formatter(cls(plain=plain))

@@ -289,6 +289,32 @@ def _pruning_section(report) -> str:
                f"{si(o['latency_s'], 's')} ({_percent(o['latency_share'])} of latency), "
                f"{si(o['energy_j'], 'J')} ({_percent(o['energy_share'])} of energy), "
                f"{o['ops']} ops.</p>")
+    out.append(_quality_section(summary.get("published_quality")))
+    return "".join(out)
+
+
+def _quality_section(q) -> str:
+    """What the method's sources publish at exactly this setting (hwsim.accuracy)."""
+    if not q:
+        return ""
+    out = ["<h3>Published quality</h3>"]
+    if not q["rows"]:
+        return out[0] + f'<p class="note">{escape(q["note"])}</p>'
+    rows = []
+    for r in q["rows"]:
+        rel = r["score"] / r["dense_score"] if r["dense_score"] else None
+        cells = [r["benchmark"], f"{r['score']:g}", f"{r['dense_score']:g}",
+                 f"{rel:.3f}" if rel is not None else "-", r["source_short"], r["locator"]]
+        rows.append("".join(f'<td class="l">{escape(c)}</td>' if i in (0, 4, 5)
+                            else f"<td>{escape(c)}</td>" for i, c in enumerate(cells)))
+    sources = "; ".join(sorted({r["source"] for r in q["rows"]}))
+    notes = "; ".join(dict.fromkeys(part for r in q["rows"] for part in r["note"].split("; ")
+                                    if part))
+    out.append(_table(["benchmark", "score", "dense", "ratio", "source", "where"], rows,
+                      left={0, 4, 5}, sortable=False))
+    out.append(f'<p class="note">As published, at exactly this setting (never '
+               f"interpolated): {escape(sources)}" + (f". {escape(notes)}" if notes else "")
+               + ".</p>")
     return "".join(out)
 
 

@@ -7,7 +7,10 @@
   scores, top-k, solver iterations, gathers): their latency, energy and DRAM
   bytes, and their share of the run's, in total and per method;
 - ``vs_unpruned`` (when the unpruned graph was simulated too, ``hwsim
-  simulate --baseline``): each total unpruned and pruned, and their ratio.
+  simulate --baseline``): each total unpruned and pruned, and their ratio;
+- ``published_quality``: what the method's sources report at exactly this setting
+  (:func:`hwsim.accuracy.for_graph`: each benchmark's score, the dense model's score
+  from the same table, the source), or a note saying there is no such row.
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ def pruning_summary(report) -> dict[str, Any] | None:
     if not steps and baseline is None:
         return None
     out: dict[str, Any] = {"steps": steps, "overhead": _overhead(report)}
+    if steps:
+        from ..accuracy import for_graph  # noqa: PLC0415 - the table is read when first needed
+
+        out["published_quality"] = for_graph(report.graph.header)
     if baseline is not None:
         t, b = report.totals, baseline.totals
         out["vs_unpruned"] = {k: {"unpruned": b[k], "pruned": t[k],
@@ -85,6 +92,7 @@ def format_pruning(summary: dict[str, Any], si) -> list[str]:
             lines.append(f"    heads/layer   {compact_layers(heads)}")
         if rec.get("dropped_layers"):
             lines.append(f"    dropped       layers {rec['dropped_layers']}")
+    lines.extend(format_quality(summary.get("published_quality")))
     o = summary["overhead"]
     lines.append(f"  overhead     {si(o['latency_s'], 's')} ({100 * o['latency_share']:.2f}% of "
                  f"latency), {si(o['energy_j'], 'J')} ({100 * o['energy_share']:.2f}% of "
@@ -93,6 +101,28 @@ def format_pruning(summary: dict[str, Any], si) -> list[str]:
         if len(o["by_method"]) > 1:
             lines.append(f"    {m:<14} {si(p['latency_s'], 's')} ({100 * p['latency_share']:.2f}%"
                          f"), {si(p['energy_j'], 'J')} ({100 * p['energy_share']:.2f}%)")
+    return lines
+
+
+QUALITY_SHOWN = 4  # benchmarks the terminal table lists (the JSON has them all)
+
+
+def format_quality(q: dict[str, Any] | None) -> list[str]:
+    """The published quality lines: a few benchmarks with the dense score, and the source."""
+    if not q:
+        return []
+    if not q["rows"]:
+        return [f"  published    {q['note']}"]
+    rows = q["rows"]
+    shown = ", ".join(f"{r['benchmark']} {r['score']:g} (dense {r['dense_score']:g})"
+                      for r in rows[:QUALITY_SHOWN])
+    more = f", +{len(rows) - QUALITY_SHOWN} more in JSON" if len(rows) > QUALITY_SHOWN else ""
+    sources = "; ".join(sorted({r["source"] for r in rows}))
+    notes = "; ".join(dict.fromkeys(part for r in rows for part in r["note"].split("; ")
+                                    if part))
+    lines = [f"  published    {shown}{more}", f"    source      {sources}"]
+    if notes:
+        lines.append(f"    note        {notes}")
     return lines
 
 

@@ -263,4 +263,9 @@ def _row(report, target: str, fidelity: str) -> dict[str, Any]:
         by_bound[str(bound)] = by_bound.get(str(bound), 0.0) + lat
     row["by_kind"] = json.dumps(by_kind, sort_keys=True)
     row["by_bound"] = json.dumps(by_bound, sort_keys=True)
+    if report.workload is not None and report.workload.model:
+        from ..accuracy import quality_columns  # noqa: PLC0415
+
+        # the published quality of the point's pruning setting (None where no row)
+        row.update(quality_columns(report.graph.header, report.workload.model))
     return row

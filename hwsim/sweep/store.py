@@ -86,8 +86,39 @@ def schema(spec: SweepSpec):
 
         fields.extend(pa.field(name, pa.float64()) for name in GENERATION_COLUMNS
                       if name not in names)
+    quality = quality_columns(spec)
+    if quality:  # published quality (hwsim.accuracy) of the model's pruning settings
+        fields.extend(pa.field(name, pa.float64()) for name in quality)
+        fields.extend(pa.field(name, pa.string()) for name in ("quality_source",
+                                                                "quality_note"))
     meta = {"axes": {a.name: a.dtype for a in spec.axes}, "sweep": spec.to_dict()}
     return pa.schema(fields, metadata={META_KEY: json.dumps(meta, default=str).encode()})
+
+
+def sweep_model(spec: SweepSpec) -> str | None:
+    """The model every point of the sweep runs (None when an axis varies it or the
+    workload cannot be read: the points then report the problem)."""
+    if "model" in spec.axis_names:
+        return None
+    if "model" in spec.sets:
+        return str(spec.sets["model"])
+    data = spec.workload
+    if not isinstance(data, Mapping):
+        from ..workload import load_workload  # noqa: PLC0415
+
+        try:
+            return load_workload(data).model or None
+        except InputError:
+            return None
+    return data.get("model")
+
+
+def quality_columns(spec: SweepSpec) -> list[str]:
+    """``quality_<benchmark>`` for every benchmark the shipped quality data has for the
+    sweep's model (docs/pruning.md, "Published quality"); none for another model."""
+    from ..accuracy import columns  # noqa: PLC0415
+
+    return columns(sweep_model(spec))
 
 
 def _generates(spec: SweepSpec) -> bool:
