@@ -92,7 +92,9 @@ def test_report_carries_the_published_quality_or_says_there_is_none():
     assert "published    " in r.table() and "EVAL.md" in r.table()
     page = r.to_html()
     assert "Published quality" in page and "row &#x27;FasterVLM 90% 58&#x27;" in page
-    r57 = hwsim.simulate(wl, target="roofline", fidelity="analytical")  # keep 0.1: 57 kept
+    r57 = hwsim.simulate(wl, target="roofline", fidelity="analytical",  # keep 0.1: 57 kept
+                         sets={"pruning": [{"method": "fastervlm", "keep": 0.1,
+                                            "segment": "visual"}]})
     q57 = r57.to_dict()["pruning"]["published_quality"]
     assert q57["rows"] == [] and "57 tokens kept" in q57["note"]
     assert "no published quality" in r57.table()
