@@ -142,7 +142,7 @@ def test_fastervlm_keeps_the_released_int_of_the_patches_from_language_layer_0()
     proj = [op for op in g.ops if op.module.startswith("model.multi_modal_projector")
             and op.kind == "matmul"]
     assert proj and all(op.attrs["m"] == 576 for op in proj)
-    assert _flops(g) < 0.25 * _flops(dense)  # 0.222: the tower and projector run whole
+    assert _flops(g) < 0.25 * _flops(dense)  # 0.224: the tower and projector run whole
     assert 0 < _flops(g, machinery=True) < 1e-6 * _flops(g)
 
 
