@@ -87,7 +87,10 @@ def test_a_killed_sweep_leaves_no_worker_behind(tmp_path):
 
 def test_sigterm_writes_what_finished_and_stops_the_workers(tmp_path):
     out = tmp_path / "r.parquet"
-    proc = start(slow_sweep(tmp_path), out, "--workers", "2", "--flush-every", "1000")
+    # 24 points (about 10 s on 2 workers here): still running when the signal comes,
+    # however fast the points have become (8 of them once finished before it)
+    sweep = slow_sweep(tmp_path, points=24)
+    proc = start(sweep, out, "--workers", "2", "--flush-every", "1000")
     wait_for(lambda: len(children(proc.pid)) >= 2)
     workers = children(proc.pid)
     time.sleep(3.0)  # a few points finish, buffered (flush every 1,000 rows or 2 s)
@@ -95,10 +98,10 @@ def test_sigterm_writes_what_finished_and_stops_the_workers(tmp_path):
     assert proc.wait(timeout=60) == 143
     wait_for(lambda: not any(alive(w) for w in workers), timeout=10)
     done = rows(out)
-    again = start(slow_sweep(tmp_path), out, "--workers", "1")
+    again = start(sweep, out, "--workers", "2")
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
-    assert f"{done} already done" in err and rows(out) == 8
+    assert f"{done} already done" in err and rows(out) == 24
 
 
 def test_two_sweeps_never_write_one_directory(tmp_path):
