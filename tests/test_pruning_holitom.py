@@ -168,3 +168,14 @@ def test_shipped_workload_runs_on_every_target_and_its_machinery_costs(target_na
         assert (rows["latency_s"] > 0).all(), (target_name, name)
     assert r.totals["flops"] < r.baseline.totals["flops"]
     assert r.totals["latency_s"] < r.baseline.totals["latency_s"]
+
+
+def test_an_all_static_video_is_one_window_of_clusters():
+    """Every position static in one window of all 4 frames: 3 x 196 removed temporally,
+    the spatial ratio 0.1 / (196 / 784) = 0.4 on the 196 averaged tokens (78 clusters),
+    no dynamic tokens and so no attention top-k."""
+    g = _graph(4, window=4, static=1)
+    rec = g.header["pruning"][0]
+    assert rec["temporally_merged"] == 588 and rec["spatial_ratio"] == pytest.approx(0.4)
+    assert rec["selected"] == "79 of 785"
+    assert not _named(g, "holitom.dominant_topk") and _flops(g, "holitom.static.cdist") > 0

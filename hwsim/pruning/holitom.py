@@ -117,7 +117,8 @@ def holitom(plan: Plan, step: Step) -> None:
     s = round_half_up(static * m)
     reduced = sum(s * (wl - 1) for wl in windows if wl > 1)
     total = F * m
-    ratio = min(keep / ((total - reduced) / total), 1.0) if total > reduced else 1.0
+    # a window of w frames leaves at least its s static tokens: total - reduced >= 1
+    ratio = min(keep / ((total - reduced) / total), 1.0)
     blk = plan.block(step, first)
     # 1. the attention signal: the tower's last layer, mean over heads and queries
     bv, h, dh, t = b * F, v["heads"], v["head_dim"], v["tokens"]
