@@ -38,6 +38,8 @@ VIT = {"model": "deit-small", "seq_len": 197, "batch": 8}
 # do not fit the SpAtten target's 8 GiB of HBM (one chip, no links): 8-bit weights do
 VLM = {"model": "llava-1.5-7b", "seq_len": 640}
 FIT = {"spatten": {"dtype": "int8"}}  # workload fields a target needs to hold VLM
+# HoliTom merges a video's frames: LLaVA-OneVision-7B (int8 on SpAtten, as VLM) on 4 frames
+VIDEO = {"model": "llava-onevision-7b", "frames": 4, "text_len": 27}
 # SnapKV selects once, at the prompt's end: what it saves is in the steps after
 GENERATE = {"model": "gpt2", "phase": "generate", "seq_len": 512, "new_tokens": 8, "batch": 4}
 MOE = "tiny mixture of experts"  # made on first use: _moe_base()
@@ -57,6 +59,8 @@ CASES = {
     "zero-tprune": (VIT, {"keep": 0.5, "layers": [6], "iterations": 5},
                     {"keep": 0.9, "layers": [6], "iterations": 5}),
     "tome": (VIT, {"r": 32, "layers": [3, 6, 9]}, {"r": 8, "layers": [3, 6, 9]}),
+    "holitom": (VIDEO, {"keep": 0.1, "window": 2, "static": 0.5},
+                {"keep": 0.3, "window": 2, "static": 0.5}),
     "spatten-heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "heads": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
     "flap": (PREFILL, {"keep": 0.5}, {"keep": 0.9}),
@@ -98,7 +102,7 @@ def _simulate(base: dict, step: dict, target):
 
 def _run(method: str, target_name: str):
     base, low, high = CASES[method]
-    if base is VLM:
+    if base is VLM or base is VIDEO:
         base = {**base, **FIT.get(target_name, {})}
     base = _moe_base() if base is MOE else base
     try:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
-from . import experts, heads, kv, layers, merging, quant, sparse, tokens, width
+from . import experts, heads, holitom, kv, layers, merging, quant, sparse, tokens, width
 from .materialize import materialize
 from .plan import Plan, Step
 from .registry import METHODS
@@ -35,6 +35,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "lazyllm": tokens.lazyllm,
     "zero-tprune": tokens.zero_tprune,
     "tome": merging.tome,
+    "holitom": holitom.holitom,
     "fastervlm": tokens.fastervlm,
     "spatten-heads": heads.spatten_heads,
     "heads": heads.heads,

@@ -126,10 +126,23 @@ def _bipartite_merge(blk, b: int, n: int, r: int, D: int, hk: int, dh: int) -> N
     blk.gather("tome.destinations", b * r, b * na, index=order, dtype="int64")
     x = blk.t([b * n * D])
     blk.elementwise("tome.size_weight", "mul", b * n * D, ins=[x, blk.t([b * n])])
-    src = blk.gather("tome.merge_sources", b * r * D, b * n * D)
-    blk.elementwise("tome.merge_scatter_add", "add", b * r * D, ins=[src, blk.t([b * r * D])])
-    size_src = blk.gather("tome.size_sources", b * r, b * n)
-    blk.elementwise("tome.size_scatter_add", "add", b * r, ins=[size_src, blk.t([b * r])])
-    blk.gather("tome.size_select", b * (n - r), b * n)
-    blk.elementwise("tome.size_unweight", "div", b * (n - r) * D,
+    scatter_merge(blk, "tome", b, n, r, D)
+
+
+def scatter_merge(blk, prefix: str, b: int, n: int, r: int, D: int) -> None:
+    """The size-weighted merge of ``r`` source rows of ``n`` (width ``D``) into the rest.
+
+    ToMe's ``merge_wavg`` and HoliTom's cluster means are the same machinery: the r
+    source rows gathered (``gather`` r x D) and scatter-added into their destinations
+    (``scatter_reduce`` with ``sum``: an ``elementwise add`` of r x D), the same for the
+    sizes (width 1), the n - r survivors assembled (``gather``) and divided by their
+    sizes (``elementwise div``, (n - r) x D): O(n D).
+    """
+    src = blk.gather(f"{prefix}.merge_sources", b * r * D, b * n * D)
+    blk.elementwise(f"{prefix}.merge_scatter_add", "add", b * r * D,
+                    ins=[src, blk.t([b * r * D])])
+    size_src = blk.gather(f"{prefix}.size_sources", b * r, b * n)
+    blk.elementwise(f"{prefix}.size_scatter_add", "add", b * r, ins=[size_src, blk.t([b * r])])
+    blk.gather(f"{prefix}.size_select", b * (n - r), b * n)
+    blk.elementwise(f"{prefix}.size_unweight", "div", b * (n - r) * D,
                     ins=[blk.t([b * (n - r) * D]), blk.t([b * (n - r)])])

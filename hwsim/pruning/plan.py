@@ -424,7 +424,9 @@ def _vision(graph: Graph, stacks: Mapping[str, Any]) -> dict:
         has_cls = has_cls or (op.kind == "concat" and (op.module or "").endswith("embeddings"))
     return {"first": first, "num": num, "layer": layer - first, "batch": int(attn["batch"]),
             "heads": int(attn["heads"]), "head_dim": int(attn["head_dim"]),
-            "tokens": int(attn["kv_len"]), "cls": has_cls}
+            "tokens": int(attn["kv_len"]), "cls": has_cls,
+            # a video's frames (HoliTom merges across them); 0 for images
+            "frames": int((graph.header.get("image") or {}).get("frames", 0))}
 
 
 def _buckets(segments: Mapping[str, Any], total: int, phase: str) -> tuple[list, dict]:

@@ -105,6 +105,23 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                ("r",), "ToMe, ICLR 2023 (arXiv 2210.09461)",
                summary="bipartite soft matching in a ViT: r tokens per layer averaged into "
                        "their most similar ones"),
+    MethodSpec("holitom", {"keep": "fraction of the video's visual tokens that reach the "
+                                   "language model, in (0, 1] (RETAIN_RATIO; default 0.1, "
+                                   "holitom/llava_arch.py)",
+                           "segment": "the visual segment (default visual)",
+                           "window": "frames per temporal window (a positive integer; the "
+                                     "video decides at run time: default 4, an assumption)",
+                           "static": "share of a window's token positions that stay similar "
+                                     "across its frames and are averaged into one, in [0, 1] "
+                                     "(the video decides: default 0.5, an assumption)",
+                           "contextual": "share of the kept dynamic tokens merged by "
+                                         "density-peak clustering instead of chosen by "
+                                         "attention, in [0, 1] (the code's D, default 0)",
+                           "k": "neighbours of the clustering's density (the code's K, "
+                                "default 7)"},
+               (), "HoliTom, NeurIPS 2025 (arXiv 2505.21334)",
+               summary="a video's tokens merged before the language model: static tokens "
+                       "across frame windows, then per frame by attention and clustering"),
     MethodSpec("spatten-heads", {"keep": _KEEP}, ("keep",), "SpAtten cascade head pruning",
                acts_on="heads", summary="cascade head pruning by accumulated head magnitude"),
     MethodSpec("heads", {"keep": _KEEP, "layers": _LAYERS}, ("keep",),
@@ -253,6 +270,11 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                               or not 0 < v <= 1):
             add(f"{where}.{key}", f"must be a fraction in (0, 1], got {v!r}")
+    for key in ("static", "contextual"):
+        v = step.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not 0 <= v <= 1):
+            add(f"{where}.{key}", f"must be a fraction in [0, 1], got {v!r}")
     v = step.get("similarity_share")
     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                           or not 0 <= v <= 1):
