@@ -8,25 +8,20 @@ stated, and the machinery must appear and cost time and energy on every target.
 from __future__ import annotations
 
 import pytest
+from pruning_util import method_ops, pruned
 
 import hwsim
-from hwsim.pruning import apply
 from hwsim.targets import registry, resolve
-from hwsim.workload import build_graph, workload_from_dict
+from hwsim.workload import workload_from_dict
 
 TARGETS = sorted(registry())
 
 
 def _graph(base: dict, step: dict):
-    wl = workload_from_dict({**base, "pruning": [step]})
-    g = apply(build_graph(wl), wl.pruning, wl.source)
-    assert g.verify() == []
-    return g
+    return pruned(base, step)[1]
 
 
-def _ops(g, method, prefix=""):
-    return [op for op in g.ops if op.attrs.get("pruning") == method
-            and op.name.startswith(prefix)]
+_ops = method_ops
 
 
 def _minilm(n: int) -> dict:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pruning_util import method_ops, pruned
 
 import hwsim
 from hwsim.capacity import footprint
@@ -32,16 +33,10 @@ WORKLOAD = ROOT / "workloads" / "llama3.1-8b-decode-mustafar.yaml"
 
 
 def _graph(base: dict, step: dict):
-    wl = workload_from_dict({**base, "pruning": [step]})
-    dense = build_graph(wl)
-    g = apply(dense, wl.pruning, wl.source)
-    assert g.verify() == []
-    return dense, g
+    return pruned(base, step)
 
 
-def _ops(g, method, prefix=""):
-    return [op for op in g.ops if op.attrs.get("pruning") == method
-            and op.name.startswith(prefix)]
+_ops = method_ops
 
 
 def _attention_reads(g) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pruning_util import method_ops, pruned
 
 import hwsim
 from hwsim.errors import InputError
@@ -26,15 +27,10 @@ TARGETS = sorted(registry())
 
 
 def _graph(base: dict, step: dict):
-    wl = workload_from_dict({**base, "pruning": [step]})
-    g = apply(build_graph(wl), wl.pruning, wl.source)
-    assert g.verify() == []
-    return g
+    return pruned(base, step)[1]
 
 
-def _ops(g, method, prefix=""):
-    return [op for op in g.ops if op.attrs.get("pruning") == method
-            and op.name.startswith(prefix)]
+_ops = method_ops
 
 
 def _flops(g, machinery=None):

@@ -126,6 +126,17 @@ class AttentionShape:
         put(self, "key_rows", key_rows)
         put(self, "value_rows", value_rows)
 
+    def stored_width(self, which: str, query_bytes: float) -> float:
+        """Bytes per element of K (``which = "k"``) or V as stored: ``query_bytes`` (the
+        query's width) when they share the query's type, else their stored bytes per
+        element (a quantized or compressed cache holds fewer)."""
+        dtype = self.k_dtype if which == "k" else self.v_dtype
+        if dtype is None or dtype == self.dtype:
+            return query_bytes
+        stored = self.k_bytes if which == "k" else self.v_bytes
+        width = self.head_dim if which == "k" else self.v_head_dim
+        return stored / max(1, self.batch * self.kv_heads * self.kv_len * width)
+
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], **operands):
         """The shape of an attention with attributes ``attrs`` (operand fields as

@@ -234,17 +234,6 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
     return st
 
 
-def _stored_width(sh: AttentionShape, s: int, which: str) -> float:
-    """Bytes per element of K (``which = "k"``) or V as stored: ``s`` (the query's
-    width) when they share the query's type, else their stored bytes per element."""
-    dtype = sh.k_dtype if which == "k" else sh.v_dtype
-    if dtype is None or dtype == sh.dtype:
-        return s
-    stored = sh.k_bytes if which == "k" else sh.v_bytes
-    width = sh.head_dim if which == "k" else sh.v_head_dim
-    return stored / max(1, sh.batch * sh.kv_heads * sh.kv_len * width)
-
-
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
           ways: int = 0, memo: dict | None = None) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
@@ -328,7 +317,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     heads = sh.batch * sh.kv_heads
     # K and V at their stored width (a quantized or bitmap-compressed cache is read
     # packed: Mustafar's format, hwsim.ir.dtypes), the query's when they share its type
-    s_k, s_v = _stored_width(sh, s, "k"), _stored_width(sh, s, "v")
+    s_k, s_v = sh.stored_width("k", s), sh.stored_width("v", s)
     k_need = heads * sh.key_rows * sh.head_dim * s_k
     v_need = heads * sh.value_rows * sh.v_head_dim * s_v
     if sh.sparse_keys:

@@ -818,17 +818,6 @@ def _split(t: Tile, split: int, blk: Blocks, mask_op: str, masked: bool) -> list
     return out
 
 
-def _stored_width(att: AttentionShape, by: int, which: str) -> float:
-    """Bytes per element of K (``which = "k"``) or V as stored: ``by`` (the query's
-    width) when they share the query's type, else their stored bytes per element."""
-    dtype = att.k_dtype if which == "k" else att.v_dtype
-    if dtype is None or dtype == att.dtype:
-        return by
-    stored = att.k_bytes if which == "k" else att.v_bytes
-    width = att.head_dim if which == "k" else att.v_head_dim
-    return stored / max(1, att.batch * att.kv_heads * att.kv_len * width)
-
-
 def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     chip = bld.chip
     att = AttentionShape.of(op, graph)
@@ -845,8 +834,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # re-reads of the others hit L2 as far as the heads in flight fit (else HBM again)
     # K and V rows at their stored width: a quantized or bitmap-compressed cache
     # (Mustafar's format, hwsim.ir.dtypes) is read packed, expanded on chip
-    k_row, v_row = att.head_dim * _stored_width(att, by, "k"), \
-        att.v_head_dim * _stored_width(att, by, "v")
+    k_row, v_row = att.head_dim * att.stored_width("k", by), \
+        att.v_head_dim * att.stored_width("v", by)
 
     def values_of(t: Tile) -> float:  # value rows a tile (chunk) moves
         walk = t.k1 - t.k0
