@@ -45,7 +45,6 @@ the model it uses.
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 import re
@@ -291,24 +290,18 @@ def all_presets() -> dict[str, tuple[Target, Path]]:
     return out
 
 
-_PARSED: dict[str, tuple[tuple[int, int], Any]] = {}  # path -> ((mtime_ns, size), data)
 
 
 def read_preset(path: Path | str) -> dict:
     """Parse a hardware YAML file (safe loader) and check its top-level keys.
 
-    The parse is kept per path while the file's modification time and size stay
-    the same (a sweep resolves its target once per point); callers get a copy."""
+    The file is read every time and its parse kept by its text
+    (:func:`hwsim.yamlfile.parse`: a sweep resolves its target once per point); a
+    parse kept per path and modification time would read a file rewritten at the
+    same size within the file system's time-stamp granularity as it was."""
     path = str(path)
     try:
-        st = os.stat(path)
-        stamp = (st.st_mtime_ns, st.st_size)
-        hit = _PARSED.get(path)
-        if hit is not None and hit[0] == stamp:
-            data = copy.deepcopy(hit[1])
-        else:
-            data = yamlfile.read(path, "hardware file")
-            _PARSED[path] = (stamp, copy.deepcopy(data))
+        data = yamlfile.read(path, "hardware file")
     except FileNotFoundError:
         raise InputError("hardware file not found", source=path) from None
     errs = Collector(path)

@@ -238,3 +238,20 @@ def test_a_builtin_found_by_name_without_the_registry_is_the_registry_s():
         got = _builtin_of(preset)
         assert got is not None and got[0] is target and Path(got[2]).resolve() == path.resolve()
     assert _builtin_of("no-such-preset") is None
+
+
+def test_a_hardware_file_rewritten_at_the_same_size_and_time_is_read_again(tmp_path):
+    """A parse kept per path, modification time and size read a file rewritten within
+    the file system's time-stamp granularity as it was; the parse is kept by text."""
+    import os
+
+    path = tmp_path / "hw.yaml"
+    text = ("target: roofline\nname: mine\nspec:\n  peak_flops_per_s: {fp16: 1.0e+14}\n"
+            "  dram_bw_bytes_per_s: 1.0e+12\n")
+    path.write_text(text)
+    stamp = os.stat(path).st_mtime_ns
+    assert resolve(str(path)).spec.dram_bw_bytes_per_s == 1e12
+    path.write_text(text.replace("1.0e+12", "2.0e+12"))  # the same size
+    os.utime(path, ns=(stamp, stamp))
+    assert resolve(str(path)).spec.dram_bw_bytes_per_s == 2e12
+    assert read_preset(path)["spec"]["dram_bw_bytes_per_s"] == 2e12
