@@ -72,7 +72,9 @@ class Target:
     spec_class: type = object
     default_preset: str = ""
     presets_dir: Path = Path()
-    capacity_field: str = ""  # spec field with the DRAM capacity in bytes ("": unchecked)
+    # the spec field with the DRAM capacity in bytes, one name on every target (issue 17);
+    # a spec without it (or "" here) is not checked
+    capacity_field: str = "dram_bytes"
     memory_name: str = "DRAM"  # what that memory is called in messages (HBM, DDR4)
 
     def lower(self, op, graph, spec, tiling) -> list:  # pragma: no cover - abstract

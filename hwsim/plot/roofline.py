@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from .style import (
     COLUMN_IN,
     axis_label,
@@ -147,7 +148,7 @@ def machines(df: pd.DataFrame, dtype: str | None = None) -> pd.DataFrame:
                 try:
                     roofs = ceilings(resolve(name, overrides), types[i])
                     break
-                except Exception:  # noqa: BLE001,S112 - try the next name; none: no ceiling
+                except InputError:  # not a target, or overrides it refuses: try the next name
                     continue
             cache[key] = (roofs["peak"][0][1] if roofs["peak"] else math.nan,
                           roofs["bandwidth"][0][1] if roofs["bandwidth"] else math.nan)
@@ -211,7 +212,7 @@ def _workload_dtype(path: str) -> str | None:
         from ..workload import load_workload  # noqa: PLC0415
 
         return load_workload(path).dtype
-    except Exception:  # noqa: BLE001 - the file changed since the sweep: no dtype known
+    except InputError:  # the file changed since the sweep: no dtype known
         return None
 
 

@@ -28,7 +28,6 @@ class ARMv8Target(Target):
     spec_class = ARMv8Spec
     default_preset = "armv8-kunpeng920"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "dram_bytes"
     memory_name = "DRAM"
 
     def __init__(self):

@@ -26,7 +26,6 @@ class AscendTarget(Target):
     spec_class = AscendSpec
     default_preset = "ascend-910b"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "dram_bytes"
     memory_name = "HBM"
 
     def __init__(self):

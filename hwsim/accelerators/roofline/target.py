@@ -42,7 +42,6 @@ class RooflineTarget(Target):
     spec_class = RooflineSpec
     default_preset = "roofline-v100"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "dram_bytes"
     memory_name = "DRAM"
 
     def compute_dtype(self, op, graph) -> str:

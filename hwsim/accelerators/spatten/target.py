@@ -32,7 +32,6 @@ class SpattenTarget(Target):
     spec_class = SpattenSpec
     default_preset = "spatten"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "dram_bytes"
     memory_name = "HBM"
 
     def __init__(self):

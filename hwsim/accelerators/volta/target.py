@@ -36,7 +36,6 @@ class VoltaTarget(Target):
     spec_class = VoltaSpec
     default_preset = "volta-v100-sxm2"
     presets_dir = Path(__file__).parent / "presets"
-    capacity_field = "dram_bytes"
     memory_name = "HBM"
 
     def __init__(self):
