@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import ROOT, dump_yaml
 
 import hwsim
@@ -139,7 +140,8 @@ def test_shipped_workloads_named_for_a_target_name_it():
     for path in sorted((ROOT / "workloads").glob("*.yaml")):
         prefix = path.stem.split("-")[0]
         if prefix in ("volta", "armv8", "ascend", "spatten"):
-            assert load_workload(path).target == prefix, path.name
+            # the file's own field: a released-trace workload cannot load without its data
+            assert yaml.safe_load(path.read_text())["target"] == prefix, path.name
             named += 1
     assert named >= 20
     assert load_workload(ROOT / "workloads" / "llama3.2-1b-armv8-decode.yaml").target == "armv8"
