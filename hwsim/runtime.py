@@ -50,6 +50,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .engine.streams import Node, StreamSchedule, run_streams
+
 RUNTIMES = ("library", "eager", "graph", "fused")
 
 # PyTorch eager's host path per op, from the per-layer costs of the dispatch chain in
@@ -132,17 +134,6 @@ def host_times(kinds: list[str], platform: Platform | None, runtime: str) -> lis
     return out
 
 
-@dataclass(frozen=True)
-class HostSchedule:
-    """Where each op ran once the host issues it (seconds from the first issue)."""
-
-    issue_end_s: list  # the host finished issuing op i
-    start_s: list  # op i starts on the device
-    wait_s: list  # the device idled before op i, waiting for the host
-    host_lane: list  # (label, start_s, end_s) of each host task with a duration
-    latency_s: float  # end of the last op
-
-
 def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str) -> list[float]:
     """Host time to issue each run of op i after its first (an op's ``repeat``,
     :attr:`hwsim.ir.Op.repeat`): the run before it is the same op, so a captured graph
@@ -156,58 +147,23 @@ def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str)
 
 def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
              overlaps: bool = True, repeats: list[int] | None = None,
-             repeat_host_s: list[float] | None = None) -> HostSchedule:
-    """The host lane and the device lane, op by op.
+             repeat_host_s: list[float] | None = None) -> StreamSchedule:
+    """The host lane and the device lane, op by op: one stream of kernels behind one
+    chain of issues (:func:`hwsim.engine.streams.run_streams`, which gives the event
+    engine's schedule of those tasks to the last bit; ``tests/test_runtime.py`` holds
+    the two equal on random lanes).
 
     Host task i follows host task i-1; device task i waits for host task i and for
     device task i-1. Without overlap (a CPU, where the host is the device) host task
-    i also waits for device task i-1. Each lane is a chain, so this is the event
-    engine's schedule of those tasks (:mod:`hwsim.engine`: a task starts when its
-    last dependency ends) computed directly: start = max of the ends it waits for, end
-    = start + duration, the same floating-point operations to the last bit
-    (``tests/test_runtime.py`` holds it to :func:`hwsim.engine.run_events` on random
-    lanes; a sweep schedules hundreds of ops per point).
-
-    ``repeats[i]``: op i runs that many times back to back (device time
-    ``device_s[i]`` each; host time ``host_s[i]`` for the first run and
-    ``repeat_host_s[i]`` for each later one). Its later runs follow in closed form:
-    with overlap the host issues them every ``h`` seconds and the device runs them
-    every ``d``, so the last starts at ``max(start of the second + (n-2) d, the
-    first's issue + (n-1) h)``; without overlap each run is its issue then its
-    kernel. Its ``start_s`` is the first run's, its ``wait_s`` the device's idle time
-    before and between its runs, and its ``host_lane`` entry spans all its issues.
+    i also waits for device task i-1. ``repeats[i]``: op i runs that many times back
+    to back (device time ``device_s[i]`` each; host time ``host_s[i]`` for the first
+    run and ``repeat_host_s[i]`` for each later one), in closed form; its ``start_s``
+    is the first run's, its ``wait_s`` the device's idle time before and between its
+    runs, and its ``host_lane`` entry spans all its issues.
     """
     n_ops = len(device_s)
     repeats = repeats or [1] * n_ops
     repeat_host_s = repeat_host_s or [0.0] * n_ops
-    issue, start, wait, lane = [], [], [], []
-    host_end = 0.0  # the host finished issuing the previous run
-    dev_end = 0.0  # the device finished the previous run
-    for i in range(n_ops):
-        h, d, n = host_s[i], device_s[i], repeats[i]
-        h0 = max(host_end, dev_end) if i and not overlaps else host_end
-        h1 = h0 + h
-        s = max(h1, dev_end) if i else h1
-        waited = s - dev_end if i else s
-        last = s
-        end_issue = h1
-        if n > 1:
-            h_rest = repeat_host_s[i]
-            if overlaps:
-                first = max(h1 + h_rest, s + d)  # the second run's start
-                end_issue = h1 + (n - 1) * h_rest
-                busy = first + (n - 2) * d  # the last run's start if the device never waits
-                last = max(busy, end_issue)
-                waited += (first - (s + d)) + (last - busy)  # 0 exactly when device-bound
-            else:
-                last = s + (n - 1) * (h_rest + d)
-                end_issue = last
-                waited += (n - 1) * h_rest  # each later run waits for its own issue
-        issue.append(h1)
-        start.append(s)
-        wait.append(waited)
-        if end_issue > h0:
-            lane.append((f"issue {names[i]}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
-        host_end = end_issue
-        dev_end = last + d
-    return HostSchedule(issue, start, wait, lane, dev_end if n_ops else 0.0)
+    return run_streams([Node("device", d, (), h, n, hr, name) for name, h, d, n, hr
+                        in zip(names, host_s, device_s, repeats, repeat_host_s)],
+                       overlaps=overlaps)

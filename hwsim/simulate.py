@@ -23,11 +23,12 @@ types) are lowered and scheduled once and reused.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import capacity, engine
+from . import capacity, engine, overlap
 from .engine.lanes import Lane
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
@@ -163,19 +164,12 @@ def prepare(wl: Workload, *, split: bool = True) -> tuple[Graph, Graph]:
     return device_graph(pruned, wl, split=split), device_graph(dense, wl, split=split)
 
 
-def _signature(op, graph: Graph, producer: dict | None = None) -> tuple:
-    """What makes two ops cost the same: kind, attributes, tensor shapes and types.
-
-    An all-reduce also depends on the op that produced its input (tiling-AllReduce
-    hides it behind that op's compute), so its producer's signature is part of it.
-    """
+def _signature(op, graph: Graph) -> tuple:
+    """What makes two ops cost the same: kind, attributes, tensor shapes and types."""
     t = graph.tensors
-    key = (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
-           tuple((t[i].shape, t[i].dtype, t[i].kind) for i in op.inputs),
-           tuple((t[o].shape, t[o].dtype, t[o].kind) for o in op.outputs))
-    if op.kind == "allreduce" and producer is not None and op.inputs[0] in producer:
-        key += (_signature(producer[op.inputs[0]], graph),)
-    return key
+    return (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
+            tuple((t[i].shape, t[i].dtype, t[i].kind) for i in op.inputs),
+            tuple((t[o].shape, t[o].dtype, t[o].kind) for o in op.outputs))
 
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
@@ -187,66 +181,20 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     tiling (a generation's steps): an op costed by one call is not costed again.
     ``kv_cache_fraction``: the share of the graph's KV cache the device holds at its
     peak, for the memory account (a KV policy that cuts each layer's cache as the
-    forward passes it, :mod:`hwsim.generation`)."""
-    target, spec = resolved.target, resolved.spec
-    table = target.energy_table(spec)
+    forward passes it, :mod:`hwsim.generation`).
+
+    Ops run one after another on one stream, unless the workload asks for overlap
+    (``tiling.tiling_allreduce``): then the chains it cuts into row blocks run on the
+    ``compute`` and ``comm`` streams (:func:`schedule_streams`)."""
     tiling = wl.tiling if wl is not None else None
     memory = check_memory(graph, resolved, tiling, kv_cache_fraction)
     memo = {} if memo is None else memo
-    cache: dict[tuple, dict] = memo.setdefault("costs", {})
-    timelines: dict[tuple, list] = memo.setdefault("lanes", {})
+    price = _Pricer(resolved, tiling, fidelity, memo)
     op_keys = []
     rows = []
     clock = 0.0
-    producer = ({o: op for op in graph.ops for o in op.outputs}
-                if any(op.kind == "allreduce" for op in graph.ops) else None)
     for op in bar(graph.ops, f"simulate on {resolved.preset}", unit="op"):
-        key = _signature(op, graph, producer)
-        data_key = target.cache_key(op, graph, spec)
-        if data_key is not None:
-            key += (data_key,)
-        cost = cache.get(key)
-        if cost is None:
-            if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
-                raise UnsupportedOpError(target.name, op.kind, op.line(graph))
-            try:
-                tasks = target.lower(op, graph, spec, tiling)
-            except UnsupportedOpError:
-                raise
-            except InputError as e:
-                if e.problems[0].source:
-                    raise
-                p = e.problems[0]
-                raise InputError(f"{p.message}", source=resolved.source, field=p.field) from None
-            pools = target.pools(spec)
-            summary = engine.summarize(tasks, pools)
-            if fidelity == "event":
-                sched = engine.run_events(tasks, pools)
-                latency = sched.latency_s
-            else:
-                sched = None
-                latency = summary.analytical_latency_s
-            nbytes = summary.bytes
-            dyn = table.dynamic_j(summary.actions, target.name)
-            latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
-                                     target.power_limit_w(spec))
-            static = table.static_j(latency)
-            cost = {
-                "latency_s": latency,
-                "dram_read_bytes": nbytes.get("dram_read", 0),
-                "dram_write_bytes": nbytes.get("dram_write", 0),
-                "bound": summary.bound,
-                "energy_compute_j": dyn["compute"], "energy_onchip_j": dyn["onchip"],
-                "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
-                "energy_static_j": static,
-                "tasks": len(tasks),
-                "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
-                "detail": target.describe(op, graph, spec, tiling),
-            }
-            timelines[key] = Lane([t.unit for t in tasks], [t.label for t in tasks],
-                                  sched.starts_s, sched.ends_s) if sched else []
-            cost["energy_j"] = sum(dyn.values()) + static
-            cache[key] = cost
+        key, cost = price(op, graph)
         op_keys.append(key)
         row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
                "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
@@ -256,14 +204,88 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 row[name] = cost[name] * op.repeat
         rows.append(row)
         clock += row["latency_s"]
-    host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w,
-                                [cache[k]["latency_s"] for k in op_keys])
+    lanes = [price.timelines[k] for k in op_keys]
+    streams = None
+    tiled = (overlap.chains(graph) if getattr(tiling, "tiling_allreduce", False)
+             and "comm" in price.target.streams(price.spec) else {})
+    if tiled:
+        host_lane, streams = schedule_streams(rows, lanes, graph, tiled, price, wl)
+    else:
+        host_lane = issue_from_host(rows, graph, resolved, wl, price.table.static_power_w,
+                                    [price.cache[k]["latency_s"] for k in op_keys])
     from .report import Report  # noqa: PLC0415 (pandas: loaded on first need)
 
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
-                  fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory,
-                  host_lane=host_lane)
+                  fidelity=fidelity, lanes=lanes, memory=memory, host_lane=host_lane,
+                  streams=streams)
+
+
+class _Pricer:
+    """Costs ops on one target: lowers an op to tasks, schedules them (the fidelity's
+    way), prices the actions; an op with the signature of one already costed (in this
+    graph or, through ``memo``, an earlier one) is not costed again. ``pricer(op,
+    graph)`` gives ``(key, cost)``; the op's task timeline is ``timelines[key]``."""
+
+    def __init__(self, resolved: ResolvedTarget, tiling, fidelity: str, memo: dict):
+        self.resolved, self.tiling, self.fidelity = resolved, tiling, fidelity
+        self.target, self.spec = resolved.target, resolved.spec
+        self.table = self.target.energy_table(self.spec)
+        self.cache: dict[tuple, dict] = memo.setdefault("costs", {})
+        self.timelines: dict[tuple, list] = memo.setdefault("lanes", {})
+        self.memo = memo
+
+    def __call__(self, op, graph: Graph) -> tuple[tuple, dict]:
+        target, spec, tiling = self.target, self.spec, self.tiling
+        key = _signature(op, graph)
+        data_key = target.cache_key(op, graph, spec)
+        if data_key is not None:
+            key += (data_key,)
+        cost = self.cache.get(key)
+        if cost is not None:
+            return key, cost
+        if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
+            raise UnsupportedOpError(target.name, op.kind, op.line(graph))
+        try:
+            tasks = target.lower(op, graph, spec, tiling)
+        except UnsupportedOpError:
+            raise
+        except InputError as e:
+            if e.problems[0].source:
+                raise
+            p = e.problems[0]
+            raise InputError(f"{p.message}", source=self.resolved.source, field=p.field) from None
+        pools = target.pools(spec)
+        summary = engine.summarize(tasks, pools)
+        if self.fidelity == "event":
+            sched = engine.run_events(tasks, pools)
+            latency = sched.latency_s
+        else:
+            sched = None
+            latency = summary.analytical_latency_s
+        nbytes = summary.bytes
+        table = self.table
+        dyn = table.dynamic_j(summary.actions, target.name)
+        latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
+                                 target.power_limit_w(spec))
+        static = table.static_j(latency)
+        cost = {
+            "latency_s": latency,
+            "dram_read_bytes": nbytes.get("dram_read", 0),
+            "dram_write_bytes": nbytes.get("dram_write", 0),
+            "bound": summary.bound,
+            "energy_compute_j": dyn["compute"], "energy_onchip_j": dyn["onchip"],
+            "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
+            "energy_static_j": static,
+            "tasks": len(tasks),
+            "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
+            "detail": target.describe(op, graph, spec, tiling),
+        }
+        self.timelines[key] = Lane([t.unit for t in tasks], [t.label for t in tasks],
+                                   sched.starts_s, sched.ends_s) if sched else []
+        cost["energy_j"] = sum(dyn.values()) + static
+        self.cache[key] = cost
+        return key, cost
 
 
 # A row's figures that are sums over an op's runs: a repeated op's row (``count`` runs)
@@ -285,6 +307,169 @@ def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w:
     if limit_w <= static_w or dynamic_j <= 0:
         return latency_s
     return max(latency_s, dynamic_j / (limit_w - static_w))
+
+
+def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[int, int],
+                     price: "_Pricer", wl: Workload | None) -> tuple[list, dict]:
+    """Run ``graph`` on streams, with the chains that lead to its all-reduces cut into
+    row blocks (tiling-AllReduce, :mod:`hwsim.overlap`; ``tiled``: all-reduce index ->
+    its chain).
+
+    Each chain is cut into the number of blocks (:data:`hwsim.overlap.CHUNKS`) whose
+    pieces end first on the two streams; every piece is an op the target prices
+    (:class:`_Pricer`). Then every op (or piece) is a node of
+    :func:`hwsim.engine.streams.run_streams`, in graph order and a chain's block by
+    block: an all-reduce block on the ``comm`` stream waiting for its block, the rest
+    on ``compute``, each op waiting for the nodes that produce its inputs; the host
+    issues each node (:mod:`hwsim.runtime`). ``rows`` and ``lanes`` (the single-stream
+    costs and task timelines, one per op) are updated in place: a cut op's figures
+    become its pieces' sums, ``start_s``/``end_s`` its first piece's start and its
+    last piece's end, and a ``stream`` column says where it ran; an all-reduce block
+    draws static power only for the time the compute stream does not cover (the
+    device draws it once). Returns the host lane and the report's ``streams``
+    account: the run's latency (the last end on any stream), each stream's busy
+    time, and what tiling-AllReduce hid and gained over the same ops run one after
+    another (``ring_latency_s``)."""
+    from . import runtime  # noqa: PLC0415
+    from .engine.streams import Node, exposed_s, run_streams  # noqa: PLC0415
+
+    target, spec = price.target, price.spec
+    platform = runtime.PLATFORMS.get(target.host_platform(spec))
+    runtime_name = wl.runtime if wl is not None else "library"
+    static_w = price.table.static_power_w
+    chosen = price.memo.setdefault("tiling_allreduce", {})
+    plan: dict[int, list] = {}  # first op of a chain -> its blocks: [(row, key, cost), ...]
+    in_chain: set[int] = set()
+    for ai, chain in tiled.items():
+        sig = tuple(price(graph.ops[i], graph)[0] for i in chain)
+        best = chosen.get(sig)
+        if best is None:
+            for c in overlap.candidates(graph, chain):
+                blocks = [[(i, *price(piece, g)) for i, (piece, g) in zip(chain, block)]
+                          for block in overlap.cut(graph, chain, c)]
+                trial = []
+                for block in blocks:
+                    for n, (i, _, cost) in enumerate(block):
+                        trial.append(Node("comm" if i == ai else "compute", cost["latency_s"],
+                                          (len(trial) - 1,) if n else ()))
+                t = run_streams(trial).latency_s
+                if best is None or t < best[0]:
+                    best = (t, [[(n, key, cost) for n, (_, key, cost) in enumerate(block)]
+                                for block in blocks])
+            chosen[sig] = best
+        plan[chain[0]] = [[(chain[n], key, cost) for n, key, cost in block] for block in best[1]]
+        in_chain.update(chain)
+
+    # the nodes, in graph order: (row, stream, key, cost, deps, repeat, kind)
+    made: dict[int, int] = {}  # tensor id -> the node that writes it
+    nodes: list[tuple] = []
+
+    def deps_of(op) -> tuple[int, ...]:
+        return tuple(sorted({made[t] for t in op.inputs if t in made}))
+
+    for i, op in enumerate(graph.ops):
+        if i in plan:  # the chain's pieces, block by block
+            outer = deps_of(op)
+            for block in plan[i]:
+                for n, (row, key, cost) in enumerate(block):
+                    kind = graph.ops[row].kind
+                    nodes.append((row, "comm" if kind == "allreduce" else "compute", key, cost,
+                                  (len(nodes) - 1,) if n else outer, 1, kind))
+                    for t in graph.ops[row].outputs:  # read whole once the last block ends
+                        made[t] = len(nodes) - 1
+            continue
+        if i in in_chain:
+            continue
+        key, cost = price(op, graph)
+        nodes.append((i, "compute", key, cost, deps_of(op), op.repeat, op.kind))
+        for t in op.outputs:
+            made[t] = len(nodes) - 1
+    kinds = [n[6] for n in nodes]
+    host_s = runtime.host_times(kinds, platform, runtime_name)
+    rest_s = runtime.repeat_host_times(kinds, platform, runtime_name)
+    sched = run_streams([Node(stream, cost["latency_s"], deps, h, rep, hr, graph.ops[i].name)
+                         for (i, stream, _, cost, deps, rep, _), h, hr
+                         in zip(nodes, host_s, rest_s)],
+                        overlaps=platform.overlaps if platform is not None else True)
+
+    compute = [(sched.start_s[j], sched.end_s[j]) for j, n in enumerate(nodes)
+               if n[1] == "compute"]
+    by_row: dict[int, list[int]] = {}
+    for j, n in enumerate(nodes):
+        by_row.setdefault(n[0], []).append(j)
+    busy: dict[str, float] = {}
+    pieces_at: dict[int, list] = {}  # a cut op's row -> (start_s, end_s) of each piece
+    for i, row in enumerate(rows):
+        js = by_row[i]
+        first, last = js[0], js[-1]
+        stream = nodes[first][1]
+        row["stream"] = stream
+        row["start_s"] = sched.start_s[first]
+        row["end_s"] = sched.end_s[last]
+        row["host_s"] = sum(host_s[j] + (nodes[j][5] - 1) * rest_s[j] for j in js)
+        row["host_wait_s"] = sum(sched.wait_s[j] for j in js) if stream == "compute" else 0.0
+        if i in in_chain:  # a cut op: its pieces' sums
+            pieces = [nodes[j][3] for j in js]
+            for name in RUN_SUMS + ("tasks",):
+                row[name] = sum(p[name] for p in pieces)
+            row["bound"] = max(pieces, key=lambda p: p["latency_s"])["bound"]
+            row["detail"] = "; ".join(filter(None, (
+                pieces[-1]["detail"],
+                f"tiling-AllReduce: {len(js)} row block{'s' if len(js) > 1 else ''}")))
+            spans = [(sched.start_s[j], sched.end_s[j]) for j in js]
+            lanes[i] = _shifted([price.timelines[nodes[j][2]] for j in js],
+                                [s0 - row["start_s"] for s0, _ in spans])
+            pieces_at[i] = spans
+        if stream != "compute":  # static power is drawn once, under compute or not
+            row["energy_j"] -= row["energy_static_j"]
+            row["energy_static_j"] = static_w * exposed_s(
+                [(sched.start_s[j], sched.end_s[j]) for j in js], compute)
+            row["energy_j"] += row["energy_static_j"]
+        elif row["host_wait_s"]:
+            row["energy_static_j"] += static_w * row["host_wait_s"]
+            row["energy_j"] += static_w * row["host_wait_s"]
+        busy[stream] = busy.get(stream, 0.0) + row["latency_s"]
+
+    # the same graph with one all-reduce after each matmul, on one stream
+    op_kinds = [op.kind for op in graph.ops]
+    plain = run_streams([Node("compute", price(op, graph)[1]["latency_s"], (), h, op.repeat, hr)
+                         for op, h, hr in zip(graph.ops,
+                                              runtime.host_times(op_kinds, platform, runtime_name),
+                                              runtime.repeat_host_times(op_kinds, platform,
+                                                                        runtime_name))],
+                        overlaps=platform.overlaps if platform is not None else True)
+    comm = [(sched.start_s[j], sched.end_s[j]) for j, n in enumerate(nodes) if n[1] == "comm"]
+    comm_s = math.fsum(e - s0 for s0, e in comm)
+    exposed = exposed_s(comm, compute)
+    counts: dict[int, int] = {}
+    for blocks in plan.values():
+        counts[len(blocks)] = counts.get(len(blocks), 0) + 1
+    streams = {
+        "latency_s": sched.latency_s,
+        "busy_s": busy,
+        "tiling_allreduce": {
+            "chains": len(plan), "row_blocks": dict(sorted(counts.items())),
+            "allreduce_s": comm_s, "exposed_allreduce_s": exposed,
+            "hidden_share": 1.0 - exposed / comm_s if comm_s > 0 else 0.0,
+            "ring_latency_s": plain.latency_s, "gain_s": plain.latency_s - sched.latency_s,
+        },
+        "pieces": pieces_at,
+    }
+    return sched.host_lane, streams
+
+
+def _shifted(timelines: list, offsets: list[float]) -> Lane | list:
+    """Pieces' task timelines as one op's lane, each moved to its piece's start
+    (relative to the op's start)."""
+    if not any(timelines):
+        return []
+    units, labels, starts, ends = [], [], [], []
+    for lane, off in zip(timelines, offsets):
+        units.extend(lane.units)
+        labels.extend(lane.labels)
+        starts.extend(s + off for s in lane.starts_s)
+        ends.extend(e + off for e in lane.ends_s)
+    return Lane(units, labels, starts, ends)
 
 
 def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,

@@ -62,6 +62,14 @@ BUILTIN = {name: f"hwsim.accelerators.{name}:TARGET"
 
 # The host each built-in target's ops are issued from (hwsim.runtime.PLATFORMS).
 HOST_PLATFORMS = {"volta": "cuda", "ascend": "cann", "armv8": "cpu"}
+# The streams ops run on (:mod:`hwsim.engine.streams`), beside the compute stream every
+# target has: a GPU's NCCL communication stream and copy engines (CUDA C Programming
+# Guide, "Asynchronous Concurrent Execution": kernels, copies and communication kernels
+# on different streams overlap), an Ascend NPU's HCCS collectives beside its AI cores
+# (the links and their DMA work while the cube and vector units compute), a roofline's
+# link; a CPU's cores run its collectives themselves, SpAtten has no links.
+STREAMS = {"volta": ("compute", "comm", "copy"), "ascend": ("compute", "comm"),
+           "roofline": ("compute", "comm")}
 
 
 class Target:
@@ -178,6 +186,12 @@ class Target:
         ``cuda``, ``cann``, ``cpu``, or "" for a machine without a host lane (an
         accelerator that sequences its own ops, a roofline bound)."""
         return HOST_PLATFORMS.get(self.name, "")
+
+    def streams(self, spec) -> tuple[str, ...]:
+        """The streams this machine runs ops on (:data:`STREAMS`): ``compute`` always;
+        ``comm`` where collectives overlap compute (tiling-AllReduce,
+        :mod:`hwsim.overlap`), ``copy`` where host transfers do."""
+        return STREAMS.get(self.name, ("compute",))
 
     def power_limit_w(self, spec) -> float:
         """The spec's ``power_limit_w`` (0: none stated): a GPU's board power, a CPU

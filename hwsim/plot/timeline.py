@@ -13,7 +13,10 @@ drawn on one lane (``core*.cube``), where overlapping bars mean several units we
 busy.
 Bars are coloured by op kind, or by unit when the tasks all belong to one kind.
 With ``fidelity="analytical"`` there are no tasks; the timeline then shows one
-bar per op on a lane per op kind::
+bar per op on a lane per op kind. When ops ran on several streams
+(tiling-AllReduce), a lane per stream on top shows each op, or each row block
+of a cut op, where it ran: the all-reduce of one block under the next block's
+compute::
 
     r = hwsim.simulate("workloads/attention-kernels.yaml", "volta", fidelity="event")
     hwsim.plot.timeline(r, ops=slice(0, 3), path="figures/timeline.pdf")
@@ -62,6 +65,18 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
         merged = {lane: re.sub(r"\d+([-+]\d+)?", "*", lane, count=1) for lane in lanes}
         bars = [(merged[b[0]], *b[1:]) for b in bars]
         lanes = sorted(set(merged.values()), key=_natural)
+    streams = getattr(report, "streams", None)
+    if streams:  # ops on streams: a lane per stream above the units, each block a bar
+        pieces = streams.get("pieces", {})
+        stream_bars = []
+        for i in index:
+            row = report.rows[i]
+            for s0, s1 in pieces.get(i) or [(row["start_s"], row["end_s"])]:
+                stream_bars.append((f"stream {row['stream']}", row["kind"], s0, s1))
+        stream_lanes = sorted({b[0] for b in stream_bars})
+        # (without tasks the stream lanes already show every op)
+        bars = stream_bars + (bars if have_tasks else [])
+        lanes = stream_lanes + (lanes if have_tasks else [])
     kinds = list(dict.fromkeys(b[1] for b in bars))
     by_lane = len(kinds) == 1 and have_tasks  # one op: colour by unit instead of by kind
     if by_lane:
@@ -87,7 +102,7 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
         ax.set_ylim(len(lanes) - 0.5, -0.5)
         ax.set_xlabel(axis_label("start_s"))
         si_axis(ax, "x", "start_s")
-        ax.set_ylabel("unit" if have_tasks else "op kind")
+        ax.set_ylabel("unit" if have_tasks else "stream" if streams else "op kind")
         ax.grid(axis="y", visible=False)
         if kinds and not by_lane:
             ax.legend(title="op kind", fontsize=7, title_fontsize=7,

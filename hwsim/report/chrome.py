@@ -11,7 +11,12 @@ are simulated once, so their task lanes are written for the first of them only
 model's timeline stays small enough to open. An op that ran ``count`` times (an
 ``ops:`` entry's ``repeat``) is one event spanning all its runs, named ``name
 xCOUNT`` (``count`` in its args), with the first run's tasks under it: its runs are
-identical. Times are microseconds, as the format requires.
+identical. When ops ran on several streams (tiling-AllReduce,
+:func:`hwsim.simulate.schedule_streams`), the ``ops`` lane is the compute
+stream and each other stream has an ``ops (comm stream)`` lane of its own; an
+op cut into row blocks is an event per block, so the all-reduce of one block
+shows under the compute of the next. Times are microseconds, as the format
+requires.
 """
 
 from __future__ import annotations
@@ -42,22 +47,35 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
         events += [{"name": label, "cat": "host", "ph": "X", "pid": pid, "tid": hid,
                     "ts": s0 * 1e6, "dur": (s1 - s0) * 1e6, "args": {}}
                    for label, s0, s1 in host_lane]
+    streams = getattr(report, "streams", None)
+    stream_tid = {"compute": 1}
+    if streams:  # ops on other streams (communication, copies) on lanes of their own
+        for name in sorted({row["stream"] for row in report.rows} - {"compute"}):
+            stream_tid[name] = len(units) + 3 + len(stream_tid)
+            events.append({"name": "thread_name", "ph": "M", "pid": pid,
+                           "tid": stream_tid[name], "args": {"name": f"ops ({name} stream)"}})
+    pieces = streams.get("pieces", {}) if streams else {}
     first: dict[int, int] = {}  # id of a shared timeline -> first op that ran it
-    for r, row, lanes, span in zip(report.ops.itertuples(index=False), report.rows,
-                                   report.lanes, op_spans(report)):
+    for i, (r, row, lanes, span) in enumerate(zip(report.ops.itertuples(index=False),
+                                                  report.rows, report.lanes, op_spans(report))):
         count = int(row.get("count", 1))
         if r.latency_s <= 0:
             continue
         same_as = first.setdefault(id(lanes), int(r.id)) if lanes else int(r.id)
-        events.append({
-            "name": r.name + (f" x{count:,}" if count != 1 else ""), "cat": r.kind, "ph": "X",
-            "pid": pid, "tid": 1, "ts": r.start_s * 1e6, "dur": span * 1e6,
-            "args": {"id": int(r.id), "module": r.module, "flops": int(r.flops),
-                     "dram_read_bytes": int(r.dram_read_bytes),
-                     "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound,
-                     **({"count": count} if count != 1 else {}),
-                     **({"same_as": same_as} if same_as != int(r.id) else {})},
-        })
+        args = {"id": int(r.id), "module": r.module, "flops": int(r.flops),
+                "dram_read_bytes": int(r.dram_read_bytes),
+                "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound,
+                **({"count": count} if count != 1 else {}),
+                **({"same_as": same_as} if same_as != int(r.id) else {})}
+        where = stream_tid[row["stream"]] if streams else 1
+        # an op cut into row blocks (tiling-AllReduce) is an event per block
+        spans = pieces.get(i) or [(r.start_s, r.start_s + span)]
+        for k, (s0, s1) in enumerate(spans):
+            name = r.name + (f" x{count:,}" if count != 1 else "")
+            events.append({
+                "name": name + (f" [block {k + 1}/{len(spans)}]" if len(spans) > 1 else ""),
+                "cat": r.kind, "ph": "X", "pid": pid, "tid": where, "ts": s0 * 1e6,
+                "dur": (s1 - s0) * 1e6, "args": args})
         if same_as != int(r.id):
             continue
         for unit, label, s0, s1 in lanes:
@@ -76,6 +94,9 @@ def op_spans(report) -> list[float]:
     out = []
     prev_end = 0.0  # where the previous op's last run ended
     for row in report.rows:
+        if "end_s" in row:  # ops on streams: each knows its end
+            out.append(row["end_s"] - row["start_s"])
+            continue
         span = row["latency_s"]
         if row.get("count", 1) != 1:
             span += row.get("host_wait_s", 0.0) - (row["start_s"] - prev_end)

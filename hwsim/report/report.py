@@ -28,7 +28,8 @@ class Report:
 
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
                  fidelity: str, lanes: list | None = None, baseline: "Report | None" = None,
-                 memory: dict | None = None, host_lane: list | None = None):
+                 memory: dict | None = None, host_lane: list | None = None,
+                 streams: dict | None = None):
         self.rows = rows  # one dict per op, the columns of ops
         self.graph = graph
         self.workload = workload
@@ -43,6 +44,10 @@ class Report:
         self.memory = dict(memory or {})
         # the host's issue of each op: [(label, start_s, end_s)] (hwsim.runtime), [] if none
         self.host_lane = list(host_lane or [])
+        # ops that overlapped on streams (hwsim.simulate.schedule_streams): the run's
+        # latency, each stream's busy time, what tiling-AllReduce hid; None when the ops
+        # ran one after another on one stream
+        self.streams = streams
         # what the reader should know about the run (a sequence past the model's context)
         self.warnings: list[str] = []
 
@@ -87,6 +92,8 @@ class Report:
         # the device runs the ops one after another, idling where the host had not yet
         # issued the next one (hwsim.runtime): the run is its ops plus those waits
         latency = s("latency_s") + s("host_wait_s")
+        if self.streams:  # ops overlapped: the run ends with the last op on any stream
+            latency = self.streams["latency_s"]
         clock = getattr(self.target.spec, "clock_hz", None)
         breakdown = {c: n * s(f"energy_{c}_j") for c in COMPONENTS}
         return {
@@ -168,6 +175,9 @@ class Report:
                 ops[-1]["pruning"] = mark
             if count != 1:  # an op that ran count times: its figures are all the runs'
                 ops[-1]["count"] = int(count)
+        if self.streams:  # ops on several streams: where each ran, and when it ended
+            for op, row in zip(ops, self.rows):
+                op["stream"], op["end_s"] = row["stream"], float(row["end_s"])
         workload = self.workload.to_dict() if self.workload is not None else {}
         workload["segments"] = _plain(self.graph.header.get("segments", {}))
         doc = {"schema": REPORT_SCHEMA, "workload": _plain(workload),
@@ -181,6 +191,8 @@ class Report:
             doc["pruning"] = _plain(pruning)
         if self.baseline is not None:
             doc["baseline"] = {"totals": self.baseline.totals}
+        if self.streams:
+            doc["streams"] = _plain({k: v for k, v in self.streams.items() if k != "pieces"})
         if self.warnings:
             doc["warnings"] = list(self.warnings)
         return doc

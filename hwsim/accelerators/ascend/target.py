@@ -110,8 +110,7 @@ class AscendTarget(Target):
         if op.kind == "attention":
             return attention.describe(chip, op, graph, tiling)
         if op.kind == "allreduce":
-            ring = "tiling-AllReduce" if getattr(tiling, "tiling_allreduce", False) else "ring"
-            return f"{ring} over {a['devices']} NPUs"
+            return f"ring over {a['devices']} NPUs"
         if op.kind in VECTOR_KINDS:
             return f"{chip.n_vec} vector cores"
         return ""

@@ -1,0 +1,141 @@
+"""Ops on streams: a graph's nodes scheduled in order on each stream, waiting for
+their inputs and for the host that issues them.
+
+A machine runs a graph's kernels on *streams* (a GPU's CUDA streams, an NPU's
+task queues): each stream runs its kernels one after another in the order they
+were issued, and a kernel waits too for the kernels on other streams whose
+output it reads (an event between streams). Independent work on two streams
+overlaps (an all-reduce of finished tiles under the next tiles' compute, a copy
+of the next key/value block under attention on the current one); dependent work
+waits, as on the machine. A host thread issues every node in graph order::
+
+    host     |h0|h1|h2|h3|h4| ...
+    compute     [ n0 ][ n1 ]      [ n3 ]
+    comm               [ n2 (reads n1) ][ n4 ]
+
+A :class:`Node` is one op (or one piece of it) with its stream, its device time,
+the earlier nodes it reads from and its host cost. :func:`run_streams` gives
+every node's start and end: node ``i`` starts when the host has issued it, the
+node before it on its stream has ended and every node it reads from has ended;
+without overlap (a CPU, where the host *is* the device) the host also waits for
+the node before ``i`` to end before issuing it. That is the event engine's
+schedule (:func:`hwsim.engine.run_events`) of these tasks: the host's issues as a
+chain of tasks on unit ``host``, each node a task on its stream's unit depending
+on its issue, on the stream's previous node and on its inputs; every unit's
+queue then holds at most one ready task, so each task starts at the latest end
+among its dependencies. It is computed here directly, in one pass in graph
+order, with the same floating-point operations (``tests/test_streams.py`` holds
+it to :func:`~hwsim.engine.run_events` to the last bit on random graphs), because
+it runs once per simulated graph and a sweep simulates thousands.
+
+A node that runs ``repeat`` times back to back (an op's ``repeat``) is scheduled
+in closed form, whatever its count: with overlap the host issues its later runs
+every ``repeat_host_s`` and the stream runs them every ``duration_s``, so the
+last starts at ``max(second start + (n-2)·d, first issue + (n-1)·h)``; without
+overlap each later run is its issue, then its kernel.
+
+With one stream and no other edges this is the host lane of
+:mod:`hwsim.runtime` (a single chain of kernels behind a single chain of issues).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+
+class Node(NamedTuple):
+    """One op (or one piece of an op) on a stream."""
+
+    stream: str  # the queue it runs on ("compute", "comm", "copy")
+    duration_s: float  # device time of one run
+    deps: tuple[int, ...] = ()  # earlier nodes whose output it reads (their ends)
+    host_s: float = 0.0  # host time to issue its first run
+    repeat: int = 1  # runs back to back on its stream
+    repeat_host_s: float = 0.0  # host time to issue each later run
+    label: str = ""  # its name on the host lane
+
+
+@dataclass(frozen=True)
+class StreamSchedule:
+    """Where each node ran (seconds from the first issue)."""
+
+    issue_end_s: list  # the host finished issuing node i's first run
+    start_s: list  # node i's first run starts on its stream
+    end_s: list  # node i's last run ends
+    wait_s: list  # its stream idled before and between its runs, waiting for the host
+    host_lane: list  # (label, start_s, end_s) of each issue with a duration
+    latency_s: float  # the last end on any stream
+
+
+def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedule:
+    """Schedule ``nodes`` (in graph order) on their streams; see the module docstring."""
+    issue, start, end, wait, lane = [], [], [], [], []
+    stream_end: dict[str, float] = {}  # each stream's last end so far
+    host_end = 0.0  # the host finished issuing the previous run
+    prev_end = 0.0  # the previous node's last run ended (the host waits for it on a CPU)
+    latency = 0.0
+    for i, node in enumerate(nodes):
+        h, d, n = node.host_s, node.duration_s, node.repeat
+        for j in node.deps:
+            if not 0 <= j < i:
+                raise ValueError(f"node {i} reads node {j}: expected an earlier node "
+                                 f"(0 to {i - 1})")
+        ready = stream_end.get(node.stream, 0.0)
+        for j in node.deps:
+            e = end[j]
+            if e > ready:
+                ready = e
+        h0 = max(host_end, prev_end) if i and not overlaps else host_end
+        h1 = h0 + h
+        s = max(h1, ready) if i else h1
+        waited = s - ready if i else s
+        last = s
+        end_issue = h1
+        if n > 1:
+            h_rest = node.repeat_host_s
+            if overlaps:
+                first = max(h1 + h_rest, s + d)  # the second run's start
+                end_issue = h1 + (n - 1) * h_rest
+                busy = first + (n - 2) * d  # the last run's start if the stream never waits
+                last = max(busy, end_issue)
+                waited += (first - (s + d)) + (last - busy)  # 0 exactly when device-bound
+            else:
+                last = s + (n - 1) * (h_rest + d)
+                end_issue = last
+                waited += (n - 1) * h_rest  # each later run waits for its own issue
+        issue.append(h1)
+        start.append(s)
+        wait.append(waited)
+        if end_issue > h0:
+            lane.append((f"issue {node.label}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
+        host_end = end_issue
+        prev_end = last + d
+        end.append(prev_end)
+        stream_end[node.stream] = prev_end
+        if prev_end > latency:
+            latency = prev_end
+    return StreamSchedule(issue, start, end, wait, lane, latency)
+
+
+def exposed_s(intervals: Sequence[tuple[float, float]],
+              cover: Sequence[tuple[float, float]]) -> float:
+    """Seconds of ``intervals`` that no interval of ``cover`` overlaps (``cover``
+    sorted by start and not overlapping itself, as one stream's nodes are): the part of
+    a communication or copy stream's work that the compute stream does not hide."""
+    from bisect import bisect_right  # noqa: PLC0415
+
+    starts = [c[0] for c in cover]
+    total = 0.0
+    for s0, s1 in intervals:
+        if s1 <= s0:
+            continue
+        covered = 0.0
+        k = max(0, bisect_right(starts, s0) - 1)
+        while k < len(cover) and cover[k][0] < s1:
+            lo, hi = max(s0, cover[k][0]), min(s1, cover[k][1])
+            if hi > lo:
+                covered += hi - lo
+            k += 1
+        total += (s1 - s0) - covered
+    return total
