@@ -1,5 +1,7 @@
-"""Tiling-AllReduce: the ops that lead to an all-reduce, cut into row blocks that
-overlap on two streams.
+"""Overlap by cutting ops into pieces on streams: tiling-AllReduce (the ops that
+lead to an all-reduce, cut into row blocks that overlap on two streams) and CPU-GPU
+cooperation (an attention's host-resident keys copied in by blocks, double-buffered
+against the attention over the blocks before; :func:`split`).
 
 A tensor-parallel graph (:mod:`hwsim.parallel`) ends each row-parallel matmul
 with an ``allreduce`` of its partial output, which the next op waits for. Run
@@ -180,3 +182,85 @@ def candidates(graph: Graph, chain: list[int]) -> tuple[int, ...]:
     """The block counts tried for ``chain`` (no more blocks than rows)."""
     rows = next(graph.ops[i] for i in chain if graph.ops[i].kind == "matmul").attrs["m"]
     return tuple(c for c in CHUNKS if c <= rows)
+
+
+# ---------------------------------------------------------------- CPU-GPU cooperation
+# Host blocks tried per attention: powers of two up to 32. More blocks shorten the first
+# copy the attention waits for (the exposed part) but each pays a transfer's start and
+# an attention kernel over fewer keys.
+BLOCKS = (1, 2, 4, 8, 16, 32)
+
+
+def cooperative(graph: Graph) -> list[int]:
+    """Indices of the attention ops whose KV cache can live partly in host memory and
+    stream in by blocks (:func:`split`): dense ones (no window, no key selection), run
+    once."""
+    return [i for i, op in enumerate(graph.ops)
+            if op.kind == "attention" and op.repeat == 1 and len(op.inputs) == 3
+            and set(op.attrs) <= _ATTENTION_KEPT - {"window"}]
+
+
+class Split:
+    """An attention whose host-resident keys stream in by blocks (:func:`split`)."""
+
+    def __init__(self, device, host, combine, copy_in_bytes, copy_out_bytes):
+        self.device = device  # (op, graph): the attention over the keys on the device
+        self.host = host  # [(op, graph)]: the attention over each host block
+        self.combine = combine  # (op, graph) merging the partial results, or None
+        self.copy_in_bytes = copy_in_bytes  # [bytes] of each host block, host to device
+        self.copy_out_bytes = copy_out_bytes  # bytes of the new entries' host share
+
+
+def split(graph: Graph, op: Op, fraction: float, blocks: int) -> Split:
+    """FastAttention's CPU-GPU cooperative strategy (arXiv 2410.16663, "CPU-GPU
+    cooperative strategy"):
+    ``fraction`` of the cached keys and values (those before this call's new entries,
+    the oldest) live in host memory. The attention runs over the device's keys, and
+    over each of ``blocks`` host blocks once it has been copied in (flash-decoding's
+    split of the keys: partial outputs with their softmax statistics), then a
+    reduction merges the partial results; the host's share of the new entries is
+    written back. Copies and attention double-buffer (:mod:`hwsim.simulate` runs
+    the copies on the ``copy`` stream, block ``j+2``'s copy waiting for the attention
+    over block ``j``, which frees its buffer)."""
+    a = dict(op.attrs)
+    t = graph.tensors
+    q_len, kv_len = a["q_len"], a["kv_len"]
+    per_key = (graph.stored_bytes(op.inputs[1]) + graph.stored_bytes(op.inputs[2])) / kv_len
+    old = max(0, kv_len - q_len)
+    host_keys = min(old, round(fraction * old))
+    blocks = max(1, min(blocks, host_keys)) if host_keys else 0
+    b, h, hk, d = a["batch"], a["heads"], a["kv_heads"], a["head_dim"]
+    dv = a.get("v_head_dim", d)
+    out = t[op.outputs[0]]
+
+    def attention(keys: int, causal: bool, tag: str) -> tuple[Op, Graph]:
+        g = Graph(graph.header)
+        q = g.add_tensor((b * h * q_len * d,), t[op.inputs[0]].dtype, t[op.inputs[0]].kind)
+        k = g.add_tensor((b * hk * keys * d,), t[op.inputs[1]].dtype, t[op.inputs[1]].kind)
+        v = g.add_tensor((b * hk * keys * dv,), t[op.inputs[2]].dtype, t[op.inputs[2]].kind)
+        o = g.add_tensor((out.numel,), out.dtype, out.kind)
+        piece = Op(0, "attention", (q, k, v), (o,), {**a, "kv_len": keys, "causal": causal},
+                   op.layer, op.module, f"{op.name or 'attention'} {tag}")
+        g.ops.append(piece)
+        return piece, g
+
+    device = attention(kv_len - host_keys, a["causal"], "[device keys]")
+    host, copy_in = [], []
+    base, extra = divmod(host_keys, blocks) if blocks else (0, 0)
+    for j in range(blocks):
+        keys = base + (1 if j < extra else 0)
+        host.append(attention(keys, False, f"[host block {j + 1}/{blocks}]"))
+        copy_in.append(keys * per_key)
+    combine = None
+    if host:
+        g = Graph(graph.header)
+        parts = g.add_tensor(((len(host) + 1) * out.numel,), out.dtype, out.kind)
+        merged = g.add_tensor((out.numel,), out.dtype, out.kind)
+        piece = Op(0, "reduce", (parts,), (merged,),
+                   {"fn": "sum", "elements": (len(host) + 1) * out.numel,
+                    "out_elements": out.numel}, op.layer, op.module,
+                   f"{op.name or 'attention'} [merge of {len(host) + 1} partial results]")
+        g.ops.append(piece)
+        combine = (piece, g)
+    new = min(q_len, kv_len)
+    return Split(device, host, combine, copy_in, fraction * new * per_key)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
@@ -183,9 +184,10 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     peak, for the memory account (a KV policy that cuts each layer's cache as the
     forward passes it, :mod:`hwsim.generation`).
 
-    Ops run one after another on one stream, unless the workload asks for overlap
-    (``tiling.tiling_allreduce``): then the chains it cuts into row blocks run on the
-    ``compute`` and ``comm`` streams (:func:`schedule_streams`)."""
+    Ops run one after another on one stream, unless the run asks for overlap
+    (``tiling.tiling_allreduce``, or a KV cache partly in host memory): then the
+    chains it cuts into row blocks run on the ``compute`` and ``comm`` streams, and
+    the host's KV blocks on the ``copy`` stream (:func:`schedule_streams`)."""
     tiling = wl.tiling if wl is not None else None
     memory = check_memory(graph, resolved, tiling, kv_cache_fraction)
     memo = {} if memo is None else memo
@@ -206,10 +208,16 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
         clock += row["latency_s"]
     lanes = [price.timelines[k] for k in op_keys]
     streams = None
+    streams_of = price.target.streams(price.spec)
+    offloaded = (overlap.cooperative(graph) if "copy" in streams_of
+                 and price.target.host_kv_fraction(price.spec) > 0 else [])
     tiled = (overlap.chains(graph) if getattr(tiling, "tiling_allreduce", False)
-             and "comm" in price.target.streams(price.spec) else {})
-    if tiled:
-        host_lane, streams = schedule_streams(rows, lanes, graph, tiled, price, wl)
+             and "comm" in streams_of else {})
+    for ai, chain in tiled.items():  # an attention whose keys stream in is cut by its keys
+        if chain[0] in offloaded:
+            tiled[ai] = chain[1:]
+    if tiled or offloaded:
+        host_lane, streams = schedule_streams(rows, lanes, graph, tiled, offloaded, price, wl)
     else:
         host_lane = issue_from_host(rows, graph, resolved, wl, price.table.static_power_w,
                                     [price.cache[k]["latency_s"] for k in op_keys])
@@ -235,6 +243,16 @@ class _Pricer:
         self.timelines: dict[tuple, list] = memo.setdefault("lanes", {})
         self.memo = memo
 
+    def without_host_kv(self) -> "_Pricer":
+        """A pricer for the same machine with its whole KV cache on the device
+        (``target.without_host_kv``): the pieces of an attention whose host blocks
+        stream in on their own stream. Its costs are kept apart (their own memo)."""
+        spec = self.target.without_host_kv(self.spec)
+        if spec is self.spec:
+            return self
+        return _Pricer(replace(self.resolved, spec=spec), self.tiling, self.fidelity,
+                       self.memo.setdefault("device_kv", {}))
+
     def __call__(self, op, graph: Graph) -> tuple[tuple, dict]:
         target, spec, tiling = self.target, self.spec, self.tiling
         key = _signature(op, graph)
@@ -255,6 +273,17 @@ class _Pricer:
                 raise
             p = e.problems[0]
             raise InputError(f"{p.message}", source=self.resolved.source, field=p.field) from None
+        return self.tasks_cost(key, tasks, target.describe(op, graph, spec, tiling),
+                               int(target.executed_flops(op, graph, spec, tiling)))
+
+    def tasks_cost(self, key: tuple, tasks: list, detail: str,
+                   executed_flops: int = 0) -> tuple[tuple, dict]:
+        """``(key, cost)`` of ``tasks`` (an op's, or a host transfer's), kept under
+        ``key``: scheduled the fidelity's way, priced, with the task timeline."""
+        cost = self.cache.get(key)
+        if cost is not None:
+            return key, cost
+        target, spec = self.target, self.spec
         pools = target.pools(spec)
         summary = engine.summarize(tasks, pools)
         if self.fidelity == "event":
@@ -278,8 +307,8 @@ class _Pricer:
             "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
             "energy_static_j": static,
             "tasks": len(tasks),
-            "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
-            "detail": target.describe(op, graph, spec, tiling),
+            "executed_flops": executed_flops,
+            "detail": detail,
         }
         self.timelines[key] = Lane([t.unit for t in tasks], [t.label for t in tasks],
                                    sched.starts_s, sched.ends_s) if sched else []
@@ -309,76 +338,117 @@ def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w:
     return max(latency_s, dynamic_j / (limit_w - static_w))
 
 
-def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[int, int],
-                     price: "_Pricer", wl: Workload | None) -> tuple[list, dict]:
-    """Run ``graph`` on streams, with the chains that lead to its all-reduces cut into
-    row blocks (tiling-AllReduce, :mod:`hwsim.overlap`; ``tiled``: all-reduce index ->
-    its chain).
+def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[int, list],
+                     offloaded: list[int], price: "_Pricer",
+                     wl: Workload | None) -> tuple[list, dict]:
+    """Run ``graph`` on streams (:mod:`hwsim.overlap`): the chains that lead to its
+    all-reduces cut into row blocks (tiling-AllReduce; ``tiled``: all-reduce index ->
+    its chain), and its attentions in ``offloaded`` split between the keys on the
+    device and blocks of host-resident keys copied in (CPU-GPU cooperation).
 
-    Each chain is cut into the number of blocks (:data:`hwsim.overlap.CHUNKS`) whose
-    pieces end first on the two streams; every piece is an op the target prices
-    (:class:`_Pricer`). Then every op (or piece) is a node of
-    :func:`hwsim.engine.streams.run_streams`, in graph order and a chain's block by
-    block: an all-reduce block on the ``comm`` stream waiting for its block, the rest
-    on ``compute``, each op waiting for the nodes that produce its inputs; the host
-    issues each node (:mod:`hwsim.runtime`). ``rows`` and ``lanes`` (the single-stream
-    costs and task timelines, one per op) are updated in place: a cut op's figures
-    become its pieces' sums, ``start_s``/``end_s`` its first piece's start and its
-    last piece's end, and a ``stream`` column says where it ran; an all-reduce block
-    draws static power only for the time the compute stream does not cover (the
-    device draws it once). Returns the host lane and the report's ``streams``
-    account: the run's latency (the last end on any stream), each stream's busy
-    time, and what tiling-AllReduce hid and gained over the same ops run one after
-    another (``ring_latency_s``)."""
+    Each chain is cut into the number of blocks (:data:`hwsim.overlap.CHUNKS`), and
+    each offloaded attention into the number of host blocks
+    (:data:`hwsim.overlap.BLOCKS`), whose pieces end first; every piece is an op the
+    target prices (:class:`_Pricer`), every copy a transfer it prices
+    (``target.transfer``). Then every op, piece or copy is a node of
+    :func:`hwsim.engine.streams.run_streams`, in graph order, a chain block by block:
+    an all-reduce block on the ``comm`` stream after its block; a copy on the ``copy``
+    stream, block ``g`` (counted over the whole graph) after the attention over block
+    ``g-2``, whose buffer it takes (double buffering: the next layer's first blocks
+    come in while this layer finishes); everything else on ``compute``, each node
+    after the nodes that produce its inputs; the host issues each node
+    (:mod:`hwsim.runtime`). ``rows`` and ``lanes`` (the single-stream costs and task
+    timelines, one per op) are updated in place: a cut op's figures become its
+    pieces' sums (``latency_s``: its time on its own stream), ``start_s``/``end_s``
+    its first piece's start and its last piece's end, a ``stream`` column says where
+    it ran; a piece on another stream than compute draws static power only for the
+    time the compute stream does not cover (the device draws it once). Returns the
+    host lane and the report's ``streams`` account: the run's latency (the last end
+    on any stream), each stream's busy time, and per mechanism what it hid."""
     from . import runtime  # noqa: PLC0415
     from .engine.streams import Node, exposed_s, run_streams  # noqa: PLC0415
 
     target, spec = price.target, price.spec
     platform = runtime.PLATFORMS.get(target.host_platform(spec))
     runtime_name = wl.runtime if wl is not None else "library"
+    overlaps = platform.overlaps if platform is not None else True
     static_w = price.table.static_power_w
+
+    # each cut op: its pieces as [(row, stream, key, cost, deps within the op; None: the
+    # op's inputs)]
+    plan: dict[int, list] = {}  # first op of a chain, or the attention -> its pieces
+    cut_rows: set[int] = set()
     chosen = price.memo.setdefault("tiling_allreduce", {})
-    plan: dict[int, list] = {}  # first op of a chain -> its blocks: [(row, key, cost), ...]
-    in_chain: set[int] = set()
     for ai, chain in tiled.items():
         sig = tuple(price(graph.ops[i], graph)[0] for i in chain)
         best = chosen.get(sig)
         if best is None:
             for c in overlap.candidates(graph, chain):
-                blocks = [[(i, *price(piece, g)) for i, (piece, g) in zip(chain, block)]
-                          for block in overlap.cut(graph, chain, c)]
-                trial = []
-                for block in blocks:
-                    for n, (i, _, cost) in enumerate(block):
-                        trial.append(Node("comm" if i == ai else "compute", cost["latency_s"],
-                                          (len(trial) - 1,) if n else ()))
-                t = run_streams(trial).latency_s
+                pieces = []
+                for block in overlap.cut(graph, chain, c):
+                    for n, (i, (piece, g)) in enumerate(zip(chain, block)):
+                        key, cost = price(piece, g)
+                        pieces.append((i, "comm" if i == ai else "compute", key, cost,
+                                       (len(pieces) - 1,) if n else None))
+                t = run_streams([Node(p[1], p[3]["latency_s"], p[4] or ())
+                                 for p in pieces]).latency_s
                 if best is None or t < best[0]:
-                    best = (t, [[(n, key, cost) for n, (_, key, cost) in enumerate(block)]
-                                for block in blocks])
+                    best = (t, [(n, *p[1:]) for n, p in zip(
+                        [chain.index(p[0]) for p in pieces], pieces)])
             chosen[sig] = best
-        plan[chain[0]] = [[(chain[n], key, cost) for n, key, cost in block] for block in best[1]]
-        in_chain.update(chain)
+        plan[chain[0]] = [(chain[n], *rest) for n, *rest in best[1]]
+        cut_rows.update(chain)
+    if offloaded:
+        fraction = target.host_kv_fraction(spec)
+        device_price = price.without_host_kv()
+        chosen = price.memo.setdefault("host_kv", {})
+        for i in offloaded:
+            op = graph.ops[i]
+            sig = price(op, graph)[0]
+            best = chosen.get(sig)
+            if best is None:
+                for blocks in overlap.BLOCKS:
+                    pieces = _cooperation(overlap.split(graph, op, fraction, blocks), i,
+                                          device_price, price)
+                    if best is not None and len(pieces) == len(best[1]):
+                        break  # fewer host keys than blocks: nothing more to try
+                    t = run_streams([Node(p[1], p[3]["latency_s"], p[4] or ())
+                                     for p in pieces]).latency_s
+                    if best is None or t < best[0]:
+                        best = (t, pieces)
+                chosen[sig] = best
+            plan[i] = [(i, *p[1:]) for p in best[1]]
+            cut_rows.add(i)
 
     # the nodes, in graph order: (row, stream, key, cost, deps, repeat, kind)
-    made: dict[int, int] = {}  # tensor id -> the node that writes it
+    made: dict[int, int] = {}  # tensor id -> the node that writes it (read whole after it)
     nodes: list[tuple] = []
+    host_blocks: list[int] = []  # the attention node over each host block, in order
+    copies_in = 0
 
     def deps_of(op) -> tuple[int, ...]:
         return tuple(sorted({made[t] for t in op.inputs if t in made}))
 
     for i, op in enumerate(graph.ops):
-        if i in plan:  # the chain's pieces, block by block
-            outer = deps_of(op)
-            for block in plan[i]:
-                for n, (row, key, cost) in enumerate(block):
-                    kind = graph.ops[row].kind
-                    nodes.append((row, "comm" if kind == "allreduce" else "compute", key, cost,
-                                  (len(nodes) - 1,) if n else outer, 1, kind))
-                    for t in graph.ops[row].outputs:  # read whole once the last block ends
+        if i in plan:
+            outer, base = deps_of(op), len(nodes)
+            for row, stream, key, cost, local in plan[i]:
+                # (deps within the op; None: the op's own inputs)
+                deps = outer if local is None else tuple(base + d for d in local)
+                kind = "copy" if stream == "copy" else graph.ops[row].kind
+                if key[0] == "h2d":  # double buffering, across ops: block g frees buffer g % 2
+                    if copies_in >= 2:
+                        deps = deps + (host_blocks[copies_in - 2],)
+                    copies_in += 1
+                elif key[0] == "host block":
+                    host_blocks.append(len(nodes))
+                    key = key[1]
+                nodes.append((row, stream, key, cost, deps, 1, kind))
+                for t in graph.ops[row].outputs:
+                    if stream != "copy":
                         made[t] = len(nodes) - 1
             continue
-        if i in in_chain:
+        if i in cut_rows:
             continue
         key, cost = price(op, graph)
         nodes.append((i, "compute", key, cost, deps_of(op), op.repeat, op.kind))
@@ -389,73 +459,122 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
     rest_s = runtime.repeat_host_times(kinds, platform, runtime_name)
     sched = run_streams([Node(stream, cost["latency_s"], deps, h, rep, hr, graph.ops[i].name)
                          for (i, stream, _, cost, deps, rep, _), h, hr
-                         in zip(nodes, host_s, rest_s)],
-                        overlaps=platform.overlaps if platform is not None else True)
+                         in zip(nodes, host_s, rest_s)], overlaps=overlaps)
 
-    compute = [(sched.start_s[j], sched.end_s[j]) for j, n in enumerate(nodes)
-               if n[1] == "compute"]
+    timelines = price.timelines
+    dev_timelines = price.memo.get("device_kv", {}).get("lanes", {})
+    span = [(sched.start_s[j], sched.end_s[j]) for j in range(len(nodes))]
+    compute = [span[j] for j, n in enumerate(nodes) if n[1] == "compute"]
     by_row: dict[int, list[int]] = {}
     for j, n in enumerate(nodes):
         by_row.setdefault(n[0], []).append(j)
     busy: dict[str, float] = {}
-    pieces_at: dict[int, list] = {}  # a cut op's row -> (start_s, end_s) of each piece
+    pieces_at: dict[int, list] = {}  # a cut op's row -> (start_s, end_s, stream) of each piece
     for i, row in enumerate(rows):
         js = by_row[i]
-        first, last = js[0], js[-1]
-        stream = nodes[first][1]
+        own = [j for j in js if nodes[j][1] == "compute"] or js
+        stream = nodes[own[0]][1]
         row["stream"] = stream
-        row["start_s"] = sched.start_s[first]
-        row["end_s"] = sched.end_s[last]
+        row["start_s"] = min(span[j][0] for j in js)
+        row["end_s"] = max(span[j][1] for j in js)
         row["host_s"] = sum(host_s[j] + (nodes[j][5] - 1) * rest_s[j] for j in js)
-        row["host_wait_s"] = sum(sched.wait_s[j] for j in js) if stream == "compute" else 0.0
-        if i in in_chain:  # a cut op: its pieces' sums
-            pieces = [nodes[j][3] for j in js]
+        row["host_wait_s"] = sum(sched.wait_s[j] for j in own) if stream == "compute" else 0.0
+        if i in cut_rows:  # its pieces' sums; its time is its time on its own stream
             for name in RUN_SUMS + ("tasks",):
-                row[name] = sum(p[name] for p in pieces)
-            row["bound"] = max(pieces, key=lambda p: p["latency_s"])["bound"]
-            row["detail"] = "; ".join(filter(None, (
-                pieces[-1]["detail"],
-                f"tiling-AllReduce: {len(js)} row block{'s' if len(js) > 1 else ''}")))
-            spans = [(sched.start_s[j], sched.end_s[j]) for j in js]
-            lanes[i] = _shifted([price.timelines[nodes[j][2]] for j in js],
-                                [s0 - row["start_s"] for s0, _ in spans])
-            pieces_at[i] = spans
-        if stream != "compute":  # static power is drawn once, under compute or not
-            row["energy_j"] -= row["energy_static_j"]
-            row["energy_static_j"] = static_w * exposed_s(
-                [(sched.start_s[j], sched.end_s[j]) for j in js], compute)
-            row["energy_j"] += row["energy_static_j"]
-        elif row["host_wait_s"]:
+                row[name] = sum(nodes[j][3][name] for j in js)
+            row["latency_s"] = sum(nodes[j][3]["latency_s"] for j in own)
+            row["bound"] = max((nodes[j][3] for j in own), key=lambda c: c["latency_s"])["bound"]
+            what = (f"tiling-AllReduce: {len(own)} row block{'s' if len(own) > 1 else ''}"
+                    if i not in offloaded else
+                    f"host KV: {sum(1 for j in js if nodes[j][2][0] == 'h2d')} block(s) "
+                    f"copied in, double-buffered")
+            row["detail"] = "; ".join(filter(None, (nodes[own[-1]][3]["detail"], what)))
+            lanes[i] = _shifted([timelines.get(nodes[j][2]) or dev_timelines.get(nodes[j][2])
+                                 for j in js],
+                                [span[j][0] - row["start_s"] for j in js])
+            pieces_at[i] = [(*span[j], nodes[j][1]) for j in js]
+            for j in js:  # a piece off the compute stream: static power where uncovered
+                if nodes[j][1] != "compute":
+                    row["energy_j"] -= nodes[j][3]["energy_static_j"]
+                    row["energy_static_j"] -= nodes[j][3]["energy_static_j"]
+                    uncovered = static_w * exposed_s([span[j]], compute)
+                    row["energy_j"] += uncovered
+                    row["energy_static_j"] += uncovered
+        if row["host_wait_s"]:
             row["energy_static_j"] += static_w * row["host_wait_s"]
             row["energy_j"] += static_w * row["host_wait_s"]
-        busy[stream] = busy.get(stream, 0.0) + row["latency_s"]
+        for j in js:
+            busy[nodes[j][1]] = busy.get(nodes[j][1], 0.0) + nodes[j][3]["latency_s"] * nodes[j][5]
 
-    # the same graph with one all-reduce after each matmul, on one stream
+    # the same ops one after another, each whole (an all-reduce after each projection,
+    # the host part of the KV cache copied in by the attention itself)
     op_kinds = [op.kind for op in graph.ops]
     plain = run_streams([Node("compute", price(op, graph)[1]["latency_s"], (), h, op.repeat, hr)
                          for op, h, hr in zip(graph.ops,
                                               runtime.host_times(op_kinds, platform, runtime_name),
                                               runtime.repeat_host_times(op_kinds, platform,
                                                                         runtime_name))],
-                        overlaps=platform.overlaps if platform is not None else True)
-    comm = [(sched.start_s[j], sched.end_s[j]) for j, n in enumerate(nodes) if n[1] == "comm"]
-    comm_s = math.fsum(e - s0 for s0, e in comm)
-    exposed = exposed_s(comm, compute)
-    counts: dict[int, int] = {}
-    for blocks in plan.values():
-        counts[len(blocks)] = counts.get(len(blocks), 0) + 1
-    streams = {
-        "latency_s": sched.latency_s,
-        "busy_s": busy,
-        "tiling_allreduce": {
-            "chains": len(plan), "row_blocks": dict(sorted(counts.items())),
-            "allreduce_s": comm_s, "exposed_allreduce_s": exposed,
-            "hidden_share": 1.0 - exposed / comm_s if comm_s > 0 else 0.0,
-            "ring_latency_s": plain.latency_s, "gain_s": plain.latency_s - sched.latency_s,
-        },
-        "pieces": pieces_at,
-    }
+                        overlaps=overlaps)
+    streams: dict[str, Any] = {"latency_s": sched.latency_s, "busy_s": busy,
+                               "plain_latency_s": plain.latency_s, "pieces": pieces_at}
+    for name, stream, rows_of in (("tiling_allreduce", "comm", list(tiled)),
+                                  ("host_kv", "copy", offloaded)):
+        if not rows_of:
+            continue
+        moved = [span[j] for j, n in enumerate(nodes) if n[1] == stream]
+        total = math.fsum(e - s0 for s0, e in moved)
+        exposed = exposed_s(moved, compute)
+        # how many ops were cut into how many blocks (all-reduce blocks, host blocks)
+        blocks = Counter(sum(1 for j in by_row[i] if nodes[j][1] == stream
+                             and (stream == "comm" or nodes[j][2][0] == "h2d"))
+                         for i in rows_of)
+        streams[name] = {f"{stream}_s": total, f"exposed_{stream}_s": exposed,
+                         "hidden_share": 1.0 - exposed / total if total > 0 else 0.0,
+                         "blocks": dict(sorted(blocks.items()))}
+    if tiled:
+        ta = streams["tiling_allreduce"]
+        ta.update({"chains": len(tiled), "ring_latency_s": plain.latency_s,
+                   "gain_s": plain.latency_s - sched.latency_s})
+    if offloaded:
+        streams["host_kv"].update({"attentions": len(offloaded),
+                                   "host_kv_fraction": target.host_kv_fraction(spec)})
     return sched.host_lane, streams
+
+
+def _cooperation(split, row: int, device_price: "_Pricer", price: "_Pricer") -> list[tuple]:
+    """The pieces of an attention whose host keys stream in (:func:`hwsim.overlap.split`),
+    in issue order, as (row, stream, key, cost, deps within the op, None for the op's
+    inputs; the host's blocks were written before this call and wait for nothing): the first two
+    blocks' copies, the attention over the device's keys (which needs no copy), then
+    each host block's attention after its copy, each followed by the copy of the block
+    two ahead (into the buffer it frees), the merge after every partial result, and the
+    new entries' write-back after the device's attention."""
+    def copy(nbytes: float, direction: str) -> tuple:
+        tasks = price.target.transfer(nbytes, direction, price.spec)
+        return price.tasks_cost((direction, nbytes), tasks, f"{direction} copy over PCIe")
+
+    pieces: list[tuple] = []
+    copy_at: dict[int, int] = {}
+    host = split.host
+    for b in range(min(2, len(host))):
+        copy_at[b] = len(pieces)
+        pieces.append((row, "copy", *copy(split.copy_in_bytes[b], "h2d"), ()))
+    device = len(pieces)
+    pieces.append((row, "compute", *device_price(*split.device), None))
+    partial = [device]
+    for b, (op, g) in enumerate(host):
+        key, cost = device_price(op, g)
+        partial.append(len(pieces))
+        pieces.append((row, "compute", ("host block", key), cost, (copy_at[b],)))
+        if b + 2 < len(host):
+            copy_at[b + 2] = len(pieces)
+            pieces.append((row, "copy", *copy(split.copy_in_bytes[b + 2], "h2d"),
+                           (len(pieces) - 1,)))
+    if split.combine is not None:
+        pieces.append((row, "compute", *device_price(*split.combine), tuple(partial)))
+    if split.copy_out_bytes:
+        pieces.append((row, "copy", *copy(split.copy_out_bytes, "d2h"), (device,)))
+    return pieces
 
 
 def _shifted(timelines: list, offsets: list[float]) -> Lane | list:
@@ -465,6 +584,8 @@ def _shifted(timelines: list, offsets: list[float]) -> Lane | list:
         return []
     units, labels, starts, ends = [], [], [], []
     for lane, off in zip(timelines, offsets):
+        if not lane:
+            continue
         units.extend(lane.units)
         labels.extend(lane.labels)
         starts.extend(s + off for s in lane.starts_s)

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import yamlfile
-from .errors import Collector, InputError, Problem
+from .errors import Collector, InputError, Problem, UnsupportedOpError
 from .spec import build_spec, spec_to_dict, suggest
 
 BUILTIN = {name: f"hwsim.accelerators.{name}:TARGET"
@@ -192,6 +192,21 @@ class Target:
         ``comm`` where collectives overlap compute (tiling-AllReduce,
         :mod:`hwsim.overlap`), ``copy`` where host transfers do."""
         return STREAMS.get(self.name, ("compute",))
+
+    def host_kv_fraction(self, spec) -> float:
+        """The share of the KV cache kept in host memory (CPU-GPU cooperation): its
+        blocks stream in on the ``copy`` stream (:mod:`hwsim.overlap`). 0: none."""
+        return 0.0
+
+    def without_host_kv(self, spec):
+        """``spec`` with no host-resident KV cache: what the attention's pieces are
+        lowered with once the copies run on their own stream."""
+        return spec
+
+    def transfer(self, nbytes: float, direction: str, spec) -> list:
+        """The tasks of one host transfer of ``nbytes`` (``direction``: ``h2d`` or
+        ``d2h``) on the ``copy`` stream; a machine without one cannot."""
+        raise UnsupportedOpError(self.name, f"{direction} copy", "host transfer")
 
     def power_limit_w(self, spec) -> float:
         """The spec's ``power_limit_w`` (0: none stated): a GPU's board power, a CPU

@@ -71,8 +71,9 @@ def timeline(report, *, ops: slice | list[int] | None = None, max_lanes: int = 2
         stream_bars = []
         for i in index:
             row = report.rows[i]
-            for s0, s1 in pieces.get(i) or [(row["start_s"], row["end_s"])]:
-                stream_bars.append((f"stream {row['stream']}", row["kind"], s0, s1))
+            for s0, s1, stream in pieces.get(i) or [(row["start_s"], row["end_s"],
+                                                     row["stream"])]:
+                stream_bars.append((f"stream {stream}", row["kind"], s0, s1))
         stream_lanes = sorted({b[0] for b in stream_bars})
         # (without tasks the stream lanes already show every op)
         bars = stream_bars + (bars if have_tasks else [])

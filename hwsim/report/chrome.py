@@ -13,10 +13,11 @@ model's timeline stays small enough to open. An op that ran ``count`` times (an
 xCOUNT`` (``count`` in its args), with the first run's tasks under it: its runs are
 identical. When ops ran on several streams (tiling-AllReduce,
 :func:`hwsim.simulate.schedule_streams`), the ``ops`` lane is the compute
-stream and each other stream has an ``ops (comm stream)`` lane of its own; an
-op cut into row blocks is an event per block, so the all-reduce of one block
-shows under the compute of the next. Times are microseconds, as the format
-requires.
+stream and each other stream has a lane of its own (``ops (comm stream)``,
+``ops (copy stream)``); an op cut into pieces is an event per piece on its
+piece's stream, so the all-reduce of one row block shows under the compute of
+the next, and a host KV block's copy under the attention over the block
+before. Times are microseconds, as the format requires.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
     streams = getattr(report, "streams", None)
     stream_tid = {"compute": 1}
     if streams:  # ops on other streams (communication, copies) on lanes of their own
-        for name in sorted({row["stream"] for row in report.rows} - {"compute"}):
+        used = {row["stream"] for row in report.rows}
+        used.update(p[2] for pieces in streams.get("pieces", {}).values() for p in pieces)
+        for name in sorted(used - {"compute"}):
             stream_tid[name] = len(units) + 3 + len(stream_tid)
             events.append({"name": "thread_name", "ph": "M", "pid": pid,
                            "tid": stream_tid[name], "args": {"name": f"ops ({name} stream)"}})
@@ -67,15 +70,18 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
                 "dram_write_bytes": int(r.dram_write_bytes), "bound": r.bound,
                 **({"count": count} if count != 1 else {}),
                 **({"same_as": same_as} if same_as != int(r.id) else {})}
-        where = stream_tid[row["stream"]] if streams else 1
-        # an op cut into row blocks (tiling-AllReduce) is an event per block
-        spans = pieces.get(i) or [(r.start_s, r.start_s + span)]
-        for k, (s0, s1) in enumerate(spans):
+        # an op cut into pieces (tiling-AllReduce's row blocks, host KV blocks and their
+        # copies) is an event per piece, on its piece's stream
+        spans = pieces.get(i) or [(r.start_s, r.start_s + span,
+                                   row["stream"] if streams else "compute")]
+        for k, (s0, s1, stream) in enumerate(spans):
             name = r.name + (f" x{count:,}" if count != 1 else "")
+            if stream == "copy":
+                name += " (copy)"
             events.append({
-                "name": name + (f" [block {k + 1}/{len(spans)}]" if len(spans) > 1 else ""),
-                "cat": r.kind, "ph": "X", "pid": pid, "tid": where, "ts": s0 * 1e6,
-                "dur": (s1 - s0) * 1e6, "args": args})
+                "name": name + (f" [piece {k + 1}/{len(spans)}]" if len(spans) > 1 else ""),
+                "cat": r.kind, "ph": "X", "pid": pid, "tid": stream_tid[stream],
+                "ts": s0 * 1e6, "dur": (s1 - s0) * 1e6, "args": args})
         if same_as != int(r.id):
             continue
         for unit, label, s0, s1 in lanes:

@@ -73,8 +73,12 @@ With few query tiles (decoding), the key range is split across blocks
 partial results, which stay in L2 when they fit in half of it.
 
 With ``host_kv_fraction`` > 0 (CPU-GPU cooperation), that fraction of the KV
-cache lives in host memory: the entries already cached stream in over PCIe and
-the new entries of this call stream out, overlapped with the kernel.
+cache lives in host memory. A dense attention is then split by
+:mod:`hwsim.simulate` into the device's keys and host blocks copied in on the
+copy stream (:func:`hwsim.overlap.split`), and its pieces are lowered here with
+the whole cache on the device; a windowed or key-selecting one streams its host
+entries in and its new entries out over PCIe inside the kernel, overlapped
+with it (the ``pcie`` lane).
 """
 
 from __future__ import annotations

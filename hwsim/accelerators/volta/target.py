@@ -6,6 +6,7 @@ An op is lowered once per (op, graph, spec, tiling): ``lower`` (the tasks),
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hwsim.collectives import ring_allreduce
@@ -133,6 +134,19 @@ class VoltaTarget(Target):
                     b_dtype=tb.dtype if tb.dtype != ta.dtype else "",
                     extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[2:])),
                     trans_a=bool(a.get("trans_a", False)), trans_b=bool(a.get("trans_b", False)))
+
+    def host_kv_fraction(self, spec: VoltaSpec) -> float:
+        return float(spec.host_kv_fraction)
+
+    def without_host_kv(self, spec: VoltaSpec) -> VoltaSpec:
+        return replace(spec, host_kv_fraction=0.0) if spec.host_kv_fraction else spec
+
+    def transfer(self, nbytes: float, direction: str, spec: VoltaSpec) -> list[Task]:
+        """One host transfer over PCIe (a ``cudaMemcpyAsync`` on the copy engine):
+        the link's latency, then the bytes at the achievable pinned bandwidth."""
+        return [Task("pcie", spec.pcie_latency_s + nbytes / spec.pcie_bw_bytes_per_s,
+                     {"pcie": int(nbytes)}, {"pcie_byte": nbytes}, (), "interconnect",
+                     label=f"{direction} copy over PCIe")]
 
     def _allreduce(self, op, graph, spec: VoltaSpec) -> Task:
         """Ring all-reduce: 2(N-1) steps, each sending 1/N of the tensor per GPU."""
