@@ -150,6 +150,9 @@ def deltallm(plan: Plan, step: Step) -> None:
     if plan.phase not in DELTALLM_SPARSITY:
         raise step.error("", f"DeltaLLM acts on a prefill or a decode step (phase: "
                          f"{plan.phase})")
+    if plan.stack == "encoder":
+        raise step.error("", "DeltaLLM updates each query's scores from the previous "
+                         "query's: a causal decoder's (this model is an encoder)")
     sparsity = float(step.get("sparsity", DELTALLM_SPARSITY[plan.phase]))
     window = int(step.get("window", DELTALLM_WINDOW))
     spec = {"method": "deltallm", "mode": "deltallm", "window": window,
