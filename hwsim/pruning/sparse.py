@@ -140,12 +140,15 @@ def deltallm(plan: Plan, step: Step) -> None:
     Δq_t Kᵀ), fetching only the kept components' columns of the keys (a
     component-major key layout, as delta networks fetch only the weight columns of
     non-zero deltas); the scores outside the window are kept in fp32 (an fp16 running
-    sum would drift); the state kept per head between queries is the last score row
+    sum would drift); the softmax and the values outside the window stay dense (the
+    delta saves the score product: probabilities are not linear in it); the state
+    kept per head between queries is the last score row
     (n values) and the query memory (d values), held beside the KV cache (counted
     in it); the window's attention and the delta part are two partial attentions
     merged by their log-sum-exp, as split attention kernels merge theirs; ``window``
     defaults to 64 tokens (the abstract gives no size). A window covering every key
-    a query sees leaves the attention dense (``dense_layers``).
+    a query sees leaves the attention dense (``dense_layers``). The ops and their
+    sizes: :func:`_deltallm`; docs/pruning.md, "Temporal-delta attention".
     """
     if plan.phase not in DELTALLM_SPARSITY:
         raise step.error("", f"DeltaLLM acts on a prefill or a decode step (phase: "
