@@ -201,3 +201,12 @@ def test_the_abstracts_squad_v2_number_is_shipped_with_its_setting():
     assert accuracy.published_quality(
         "deltallm", "bitnet-b1.58-2b-4t",
         {"keep": 1.0, "sparsity": 0.6, "stages": "prefill"}, "squad_v2") is None
+
+
+def test_a_llama_workloads_report_says_the_data_has_no_row_for_its_model():
+    r = hwsim.simulate(ROOT / "workloads" / "llama3.2-1b-decode-deltallm.yaml", "roofline",
+                       fidelity="analytical")
+    q = accuracy.for_graph(r.graph.header)
+    assert q["rows"] == []
+    assert q["note"] == ("no published quality for deltallm on llama-3.2-1b: the shipped data "
+                         "has none for this method and model")
