@@ -326,6 +326,11 @@ def for_graph(header: Mapping[str, Any]) -> dict[str, Any] | None:
     method = str(rec.get("method", ""))
     setting = step_setting(rec)
     if setting is None:
+        if not any(r.method == method and r.model == model.lower() for r in rows()):
+            # no row for this method on this model at any setting: say that, whatever the
+            # record states (DeltaLLM's rows are BitNet's; a Llama workload has none)
+            return {"method": method, "setting": None, "rows": [],
+                    "note": no_row_reason(method, model, 1.0)}
         return {"method": method, "setting": None, "rows": [],
                 "note": f"no published quality for {method}: its record states no token count"}
     found = find(method, model, setting)

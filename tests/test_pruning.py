@@ -506,7 +506,8 @@ PRUNING_WORKLOADS = [  # the pruning scenarios of docs/pruning.md
     "llama2-7b-decode-topk.yaml", "llama2-7b-heads.yaml", "mixtral-8x7b-experts.yaml",
     "deit-small-tome.yaml", "llava-1.5-7b-fastervlm.yaml", "llama2-7b-flap.yaml",
     "llama3.1-8b-minference.yaml", "llama3.1-8b-decode-mustafar.yaml",
-    "llava-onevision-7b-holitom.yaml"]
+    "llava-onevision-7b-holitom.yaml", "llama3.2-1b-prefill-deltallm.yaml",
+    "llama3.2-1b-decode-deltallm.yaml"]
 
 
 GENERATION_WORKLOADS = [  # KV policies over a whole request (docs/generation.md)

@@ -303,6 +303,13 @@ SHIPPED = {
     "llama2-7b-flap": ("flap", ("flap.attn_bias", "flap.mlp_bias")),
     "llama3.1-8b-minference": ("minference", ("minference.last_q_scores",
                                               "minference.slash_topk", "minference.block_indexes")),
+    # DeltaLLM's own tests: tests/test_pruning_deltallm.py
+    "llama3.2-1b-prefill-deltallm": ("deltallm", ("deltallm.delta_form", "deltallm.delta_scores",
+                                                  "deltallm.delta_accumulate",
+                                                  "deltallm.store_scores")),
+    "llama3.2-1b-decode-deltallm": ("deltallm", ("deltallm.delta_threshold",
+                                                 "deltallm.delta_scores", "deltallm.delta_merge",
+                                                 "deltallm.store_memory")),
 }
 # LLaVA-1.5-7B's fp16 weights (13.2 GiB) do not fit the SpAtten target's 8 GiB of HBM: the
 # shipped workload is a one-line capacity error there, and runs with 8-bit weights

@@ -73,6 +73,7 @@ CASES = {
     "hip": (PREFILL, {"keep": 0.25}, {"keep": 0.75}),
     "minference": (PREFILL, {"vertical": 32, "slash": 64}, {"vertical": 64, "slash": 192}),
     "mustafar": (DECODE, {"keep": 0.3}, {"keep": 0.7}),
+    "deltallm": (DECODE, {"sparsity": 0.75, "window": 64}, {"sparsity": 0.25, "window": 64}),
     "quant": (PREFILL, {"tensors": {"kv": "int8"}, "refetch": 0.1},
               {"tensors": {"kv": "int16"}, "refetch": 0.1}),
     "experts": (MOE, {"top_k": 1}, {"top_k": 2}),

@@ -12,7 +12,8 @@ scores, top-k, solver iterations, the gather of the survivors), marked
 - layer pruning: ``layer-drop`` (:mod:`~hwsim.pruning.layers`);
 - KV-cache pruning in decode: ``h2o``, ``kvcrush``, ``streamingllm``, ``snapkv``, and
   ``mustafar``'s bitmap-compressed cache (:mod:`~hwsim.pruning.kv`);
-- sparse attention: ``topk-attention``, ``hip`` (:mod:`~hwsim.pruning.sparse`);
+- sparse attention: ``topk-attention``, ``hip``, ``minference``, and ``deltallm``'s
+  temporal-delta attention (:mod:`~hwsim.pruning.sparse`);
 - precision: ``quant`` (:mod:`~hwsim.pruning.quant`).
 
 Parameters that mean the same thing keep one name everywhere: ``keep`` (a

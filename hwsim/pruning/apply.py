@@ -49,6 +49,7 @@ PLAN_PASSES: dict[str, Callable[[Plan, Step], None]] = {
     "topk-attention": sparse.topk_attention,
     "hip": sparse.hip,
     "minference": sparse.minference,
+    "deltallm": sparse.deltallm,
     "quant": quant.quant,
     "experts": experts.experts,
 }

@@ -200,6 +200,17 @@ METHODS: dict[str, MethodSpec] = {m.name: m for m in [
                (), "MInference, NeurIPS 2024 (arXiv 2407.02490)", acts_on="attention",
                summary="prefill: vertical-slash sparse attention, estimated online from the "
                        "last 64 queries"),
+    MethodSpec("deltallm", {"window": "tokens of the local window each query attends to "
+                                      "fully (default 64: an assumption, the abstract "
+                                      "states no size)",
+                            "sparsity": "share of each query delta's components below the "
+                                        "threshold, not propagated, in [0, 1) (default: "
+                                        "0.6 for a prefill, 0.57 for a decode step, the "
+                                        "abstract's attention sparsity)",
+                            "layers": _LAYERS},
+               (), "DeltaLLM (Qi et al., arXiv 2507.19608)", acts_on="attention",
+               summary="edge prefill and decode: full attention in a local window, outside "
+                       "it each score row updated from the previous by a thresholded delta"),
     MethodSpec("quant", {"tensors": "tensor class -> bits or dtype, e.g. {key: 6, value: 6}",
                          "refetch": "key rows re-fetched with their LSBs: a fraction, or auto "
                                     "(the target decides per row from the probabilities, "
@@ -275,6 +286,10 @@ def check_step(step: Any, index: int, segments: Mapping[str, Any], num_layers: i
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                               or not 0 <= v <= 1):
             add(f"{where}.{key}", f"must be a fraction in [0, 1], got {v!r}")
+    v = step.get("sparsity")
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                          or not 0 <= v < 1):
+        add(f"{where}.sparsity", f"must be a fraction in [0, 1), got {v!r}")
     v = step.get("similarity_share")
     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
                           or not 0 <= v <= 1):

@@ -34,6 +34,22 @@ replaces the layer's fused ``attention`` by what the method runs:
   (``attention`` with ``sparse_keys = v + s, sparse_block = 64``): O(64 T d)
   estimation, O(T (v + s) d) attention per head, against O(T² d).
 
+- ``deltallm`` (DeltaLLM, Qi, Gao, Ren and Chen, arXiv 2507.19608, 2025: temporal-delta
+  attention for edge prefill and decode): each query attends fully to the keys of a
+  local window of ``w`` tokens (a fused ``attention`` with ``window = w``); outside it,
+  its score row is the previous query's, updated by the product of the thresholded
+  delta of the query with the keys (the delta-network update y_t = y_{t-1} + W Δ_t of
+  Neil et al. 2017 and Gao et al. 2018). The machinery: the delta formed against the
+  stored query memory, thresholded, the memory updated, the kept components compacted
+  (four passes over q x d per head), the sparse product (``matmul`` q x o x (1 - s) d,
+  o = n - w keys outside the window, s the delta's sparsity), the previous row added
+  (q x o), the softmax and the values over the o keys, the two partial attentions
+  merged (q x d_v), and the state kept for the next query (the last score row and
+  the query memory: n + d values per head held, o + d written per call). O(q w d) +
+  O(q o (1 - s) d) + O(q o d_v) + O(q (o + d + d_v)) per head, against O(q n (d + d_v));
+  what is from the paper
+  and what is assumed: :func:`deltallm`.
+
 Grouped-query attention: selections are per query head, as the attention
 that follows reads them (each query row picks its own keys); the scores are
 computed against the key/value heads' keys without copying them: top-k
@@ -94,6 +110,71 @@ def minference(plan: Plan, step: Step) -> None:
                 keys_per_query=sorted({spec_keys(spec, plan.visible_keys(layer))
                                        for layer in layers}),
                 dense_layers=[layer for layer in layers if v + s_ >= plan.visible_keys(layer)])
+
+
+# DeltaLLM (arXiv 2507.19608). From the abstract: attention sparsity 0 -> 60 % in the
+# prefill, about 57 % across prefill and decode (BitNet-b1.58-2B-4T, Llama-3.2-1B-Instruct).
+DELTALLM_SPARSITY = {"prefill": 0.60, "decode": 0.57}
+# ASSUMED: the abstract names a local window of full attention but not its size.
+DELTALLM_WINDOW = 64
+
+
+def deltallm(plan: Plan, step: Step) -> None:
+    """DeltaLLM's context-aware hybrid attention, prefill or decode.
+
+    **From the paper** (its abstract; the method section could not be read here):
+    a training-free framework for edge prefill *and* decode; "an accuracy- and
+    memory-aware delta matrix construction strategy that introduces temporal
+    sparsity" and "a context-aware hybrid attention mechanism that combines full
+    attention in a local context window with delta approximation outside it";
+    attention sparsity 60 % in the prefill and about 57 % across both stages (the
+    defaults of ``sparsity``: 0.60 for a prefill, 0.57 for a decode step).
+
+    **Assumed** (hwsim's model, after the delta networks of the same group: Neil et
+    al. 2017, "Delta Networks for Optimized Recurrent Network Computation"; Gao et al.
+    2018, DeltaRNN): the delta is that of the query, q_t - q̂, against a memory q̂ of
+    the components last propagated; components whose change is below the threshold
+    are not propagated (their share is ``sparsity``: the threshold itself is not
+    modelled) and q̂ keeps their old value; a score row outside the window is the
+    previous row plus the sparse delta's product with the keys (s_t = s_{t-1} +
+    Δq_t Kᵀ), fetching only the kept components' columns of the keys (a
+    component-major key layout, as delta networks fetch only the weight columns of
+    non-zero deltas); the scores outside the window are kept in fp32 (an fp16 running
+    sum would drift); the softmax and the values outside the window stay dense (the
+    delta saves the score product: probabilities are not linear in it); the state
+    kept per head between queries is the last score row
+    (n values) and the query memory (d values), held beside the KV cache (counted
+    in it); the window's attention and the delta part are two partial attentions
+    merged by their log-sum-exp, as split attention kernels merge theirs; ``window``
+    defaults to 64 tokens (the abstract gives no size). A window covering every key
+    a query sees leaves the attention dense (``dense_layers``). The ops and their
+    sizes: :func:`_deltallm`; docs/pruning.md, "Temporal-delta attention".
+    """
+    if plan.phase not in DELTALLM_SPARSITY:
+        raise step.error("", f"DeltaLLM acts on a prefill or a decode step (phase: "
+                         f"{plan.phase})")
+    if plan.stack == "encoder":
+        raise step.error("", "DeltaLLM updates each query's scores from the previous "
+                         "query's: a causal decoder's (this model is an encoder)")
+    sparsity = float(step.get("sparsity", DELTALLM_SPARSITY[plan.phase]))
+    window = int(step.get("window", DELTALLM_WINDOW))
+    spec = {"method": "deltallm", "mode": "deltallm", "window": window,
+            "sparsity": sparsity}
+    layers = layers_param(plan, step)
+    for layer in layers:
+        plan.sparse[layer] = dict(spec)
+    d = sorted({plan.head_dim[layer] for layer in layers})
+    plan.record(step, sparse_layers=layers, window=window, sparsity=sparsity,
+                delta_components=[delta_components(x, sparsity) for x in d],
+                keys_outside_window=sorted({max(0, plan.visible_keys(layer) - window)
+                                            for layer in layers}),
+                dense_layers=[layer for layer in layers
+                              if window >= plan.visible_keys(layer)])
+
+
+def delta_components(head_dim: int, sparsity: float) -> int:
+    """Components of a query's delta propagated (over the threshold): ceil((1 - s) d)."""
+    return max(1, math.ceil(round((1.0 - sparsity) * head_dim, 9)))
 
 
 def _sparse(plan: Plan, step: Step, spec: dict) -> None:
@@ -158,6 +239,12 @@ def rewrite_attention(graph: Graph, idx: int, spec: dict) -> list[Op]:
     att = graph.ops[idx]
     a = att.attrs
     seen = visible(a)
+    if spec["mode"] == "deltallm":
+        if spec["window"] >= seen:  # every key a query sees is in its window: dense
+            return [att]
+        bld = _Builder(graph, att, spec["method"])
+        _deltallm(bld, graph, att, spec["window"], spec["sparsity"])
+        return bld.ops
     kk = spec_keys(spec, seen)
     if kk >= seen:
         return [att]
@@ -305,3 +392,123 @@ def _minference(bld: _Builder, graph: Graph, att: Op, vertical: int, slash: int)
     bld.op("elementwise", "block_indexes", dict(fn="compare", elements=b * h * blocks * (v + s)),
            [bld.t([b * h * (v + s)], "int64")], [merged], True)
     _sparse_attention(bld, att, min(visible(a), v + s), MINFERENCE_LAST_Q)
+
+
+def _deltallm(bld: _Builder, graph: Graph, att: Op, window: int, sparsity: float) -> None:
+    """DeltaLLM's hybrid attention over one layer (see :func:`deltallm` for what is the
+    paper's and what is assumed).
+
+    Sizes per call: b sequences, h query heads over h_k key/value heads (group g =
+    h / h_k), q query rows, n keys a query sees, w = the window, o = n - w keys
+    outside it, d and d_v the head widths, d' = ceil((1 - s) d) delta components kept.
+    The local window is the dense attention restricted to its band (``window = w``,
+    ``sparse_keys = w``: a query's w keys). The rest is the method's machinery:
+
+    ====================  ============================  ==========================
+    op                    kind                          size
+    ====================  ============================  ==========================
+    ``delta_form``        elementwise sub               b h q d (q - q̂)
+    ``delta_threshold``   elementwise compare           b h q d (|Δ| > θ)
+    ``delta_memory``      elementwise where             b h q d (q̂ takes the kept)
+    ``delta_compact``     gather                        b h q d' (values kept)
+    ``delta_scores``      matmul                        b h_k x g q x o x d'
+    ``delta_accumulate``  elementwise add               b h q o (s_{t-1} + Δs), fp32
+    ``delta_softmax``     softmax                       b h q rows x o
+    ``delta_values``      matmul                        b h_k x g q x d_v x o
+    ``delta_merge``       elementwise fma               b h q d_v (two partials)
+    ``store_scores``      kv_write                      b h o (last score row)
+    ``store_memory``      kv_write                      b h d (q̂)
+    ====================  ============================  ==========================
+
+    The state is held as n + d values per head (the row's allocation spans every key a
+    query sees); each call writes the o accumulated scores of its last row (the one key
+    that leaves the window each decode step enters the row with the score the window's
+    attention gave it: h values per step, not costed).
+
+    In a prefill the rows form one running sum (row t adds to row t-1's scores: the
+    accumulation is a scan down the rows) and the memory q̂ of row t is row t-1's; in a
+    decode step both come from the state the previous call kept, read from memory.
+    With sparsity 0 the window's attention, the delta product and the values do the
+    dense attention's FLOPs, 2 b h q n (d + d_v)."""
+    a = att.attrs
+    b, h, hk, d, q = a["batch"], a["heads"], a["kv_heads"], a["head_dim"], a["q_len"]
+    dv = a.get("v_head_dim", d)
+    kv = a["kv_len"]
+    Q, K, V = att.inputs[:3]
+    dt = graph.tensors[Q].dtype
+    kdt, vdt = graph.tensors[K].dtype, graph.tensors[V].dtype
+    n = visible(a)
+    w = min(window, n)
+    o = n - w
+    dz = delta_components(d, sparsity)
+    g = h // hk
+    rows = b * h * q
+    decode = q < kv  # the queries are the cache's last rows: a state from a previous call
+    # -- the local window: the dense attention over each query's last w keys
+    attrs = dict(a)
+    attrs.update(window=min(int(a.get("window", 0) or 0) or w, w), sparse_keys=w,
+                 sparse_block=1)
+    local = bld.t([b, h, q, dv], dt)
+    bld.ops.append(Op(-1, "attention", att.inputs[:3], (local,), attrs, att.layer, att.module,
+                      "window_attention"))
+    # -- the query's delta against the memory of its propagated components
+    if decode:
+        mem_prev = bld.t([b, h, d], dt, "kv_cache")  # the memory the last call kept
+        score_prev = bld.t([b, h, n], "fp32", "kv_cache")  # and its last score row
+        ins = [Q, mem_prev]
+    else:  # row t's memory is row t-1's: the scan starts from the prompt's first query
+        shifted = bld.t([b, h, q, d], dt)
+        bld.op("view", "previous_queries", {"note": "the query rows shifted by one"}, [Q],
+               [shifted], False)
+        ins = [Q, shifted]
+    delta = bld.t([b, h, q, d], dt)
+    bld.op("elementwise", "delta_form", dict(fn="sub", elements=rows * d), ins, [delta], True)
+    mask = bld.t([b, h, q, d], "bool")
+    bld.op("elementwise", "delta_threshold", dict(fn="compare", elements=rows * d), [delta],
+           [mask], True)
+    memory = bld.t([b, h, q, d], dt)
+    bld.op("elementwise", "delta_memory", dict(fn="where", elements=rows * d),
+           [mask, Q] + ([mem_prev] if decode else []), [memory], True)
+    kept = bld.t([b * hk, g * q, dz], dt)
+    bld.op("gather", "delta_compact", dict(elements=rows * dz), [delta, mask], [kept], True)
+    # -- outside the window: the previous row plus the sparse delta's product
+    kcols = bld.t([b * hk, dz, o], kdt)
+    bld.op("view", "delta_key_columns",
+           {"note": "the kept components' columns of the keys outside the window"}, [K],
+           [kcols], False)
+    dscore = bld.t([b * hk, g * q, o], dt)
+    bld.op("matmul", "delta_scores", dict(batch=b * hk, m=g * q, n=o, k=dz), [kept, kcols],
+           [dscore], True)
+    acc_in = [dscore]
+    if decode:
+        prev_out = bld.t([b, h, o], "fp32")
+        bld.op("view", "previous_scores", {"note": "slice: the keys outside the window"},
+               [score_prev], [prev_out], False)
+        acc_in.append(prev_out)
+    scores = bld.t([b * hk, g * q, o], "fp32")
+    bld.op("elementwise", "delta_accumulate", dict(fn="add", elements=rows * o), acc_in,
+           [scores], True)
+    probs = bld.t([b * hk, g * q, o], dt)
+    bld.op("softmax", "delta_softmax", dict(rows=rows, cols=o), [scores], [probs], True)
+    vout = bld.t([b * hk, o, dv], vdt)
+    bld.op("view", "values_outside_window", {"note": "slice: the values outside the window"},
+           [V], [vout], False)
+    far = bld.t([b * hk, g * q, dv], dt)
+    bld.op("matmul", "delta_values", dict(batch=b * hk, m=g * q, n=dv, k=o), [probs, vout],
+           [far], True)
+    # -- the two partial attentions merged by their log-sum-exp
+    bld.op("elementwise", "delta_merge", dict(fn="fma", elements=rows * dv), [local, far],
+           [att.outputs[0]], True)
+    # -- the state the next query starts from: the last score row and the memory
+    last_row = bld.t([b, h, o], "fp32")
+    bld.op("view", "last_score_row", {"note": "slice: each head's last row"}, [scores],
+           [last_row], False)
+    row_out = bld.t([b, h, n], "fp32", "kv_cache")
+    bld.op("kv_write", "store_scores", dict(elements=b * h * o),
+           [last_row] + ([score_prev] if decode else []), [row_out], True)
+    last_mem = bld.t([b, h, d], dt)
+    bld.op("view", "last_memory", {"note": "slice: each head's last memory row"}, [memory],
+           [last_mem], False)
+    mem_out = bld.t([b, h, d], dt, "kv_cache")
+    bld.op("kv_write", "store_memory", dict(elements=b * h * d),
+           [last_mem] + ([mem_prev] if decode else []), [mem_out], True)
