@@ -48,7 +48,7 @@ measurement behind it (a sensitivity, not a calibration).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RUNTIMES = ("library", "eager", "graph", "fused")
 
@@ -141,6 +141,10 @@ class HostSchedule:
     wait_s: list  # the device idled before op i, waiting for the host
     host_lane: list  # (label, start_s, end_s) of each host task with a duration
     latency_s: float  # end of the last op
+    # seconds of op i's device time (all its runs) its launches spent behind the op or
+    # run before it, queued (``queued_launch_s``); its time on the device lane is its
+    # device time less this
+    hidden_s: list = field(default_factory=list)
 
 
 def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str) -> list[float]:
@@ -156,7 +160,8 @@ def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str)
 
 def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
              overlaps: bool = True, repeats: list[int] | None = None,
-             repeat_host_s: list[float] | None = None) -> HostSchedule:
+             repeat_host_s: list[float] | None = None,
+             queued_launch_s: float | list[float] = 0.0) -> HostSchedule:
     """The host lane and the device lane, op by op.
 
     Host task i follows host task i-1; device task i waits for host task i and for
@@ -176,10 +181,19 @@ def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
     first's issue + (n-1) h)``; without overlap each run is its issue then its
     kernel. Its ``start_s`` is the first run's, its ``wait_s`` the device's idle time
     before and between its runs, and its ``host_lane`` entry spans all its issues.
+
+    ``queued_launch_s`` (a GPU's :meth:`hwsim.targets.Target.queued_launch_s`, one
+    value or one per op): each op's device time begins with a launch of which up to
+    this much overlaps the op before it when the host enqueued it early enough (see
+    :func:`_queued`).
     """
     n_ops = len(device_s)
     repeats = repeats or [1] * n_ops
     repeat_host_s = repeat_host_s or [0.0] * n_ops
+    hides = (list(queued_launch_s) if isinstance(queued_launch_s, (list, tuple))
+             else [queued_launch_s] * n_ops)
+    if overlaps and any(x > 0 for x in hides):
+        return _queued(names, host_s, device_s, repeats, repeat_host_s, hides)
     issue, start, wait, lane = [], [], [], []
     host_end = 0.0  # the host finished issuing the previous run
     dev_end = 0.0  # the device finished the previous run
@@ -211,3 +225,81 @@ def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
         host_end = end_issue
         dev_end = last + d
     return HostSchedule(issue, start, wait, lane, dev_end if n_ops else 0.0)
+
+
+def _queued(names, host_s, device_s, repeats, repeat_host_s, hide_s) -> HostSchedule:
+    """:func:`schedule` on a device whose ops begin with a launch that can overlap the
+    op before them.
+
+    An op's device time ``d`` is its launch ``L`` and then its kernels ``r``. The
+    device takes a launch in as soon as the host has enqueued it, even while the
+    previous kernel runs; the kernel then starts when its launch is done and the
+    previous kernel has ended, plus the gap ``g`` the device keeps between kernels::
+
+        end_i = max(issue_i + L, end_{i-1} + g) + r      (hide = L - g)
+
+    So an op issued ``x`` seconds before the previous op ends spends
+    ``min(x, hide)`` of its launch behind it (``hidden_s``), and one issued after the
+    previous op ended (the host behind) pays its launch whole, as without overlap. Its
+    ``start_s`` stays where the device lane reaches it (the previous op's end, or its
+    issue), its time on the lane is ``d - hidden``, and ``wait_s`` is the idle time
+    before it: the device's time is still the lanes' ops and waits, end to end.
+
+    The later runs of a repeated op follow exactly in closed form. With ``delta`` the
+    previous run's end less a run's issue, a run hides ``hide`` while
+    ``delta >= hide`` (and ``delta`` changes by ``d - hide - h`` each run), hides
+    ``delta`` when ``0 <= delta < hide``, and waits ``-delta`` when ``delta < 0``; after
+    one run of the last two kinds ``delta`` is ``d - h`` for good.
+    """
+    issue, start, wait, lane, hidden = [], [], [], [], []
+    host_end = 0.0
+    dev_end = 0.0
+    for i in range(len(device_s)):
+        h, d, n = host_s[i], device_s[i], repeats[i]
+        hide = min(hide_s[i], d)  # an op without device time (a view) hides nothing
+        h0 = host_end
+        h1 = h0 + h
+        if i:
+            s = max(h1, dev_end)
+            waited = s - dev_end
+            hid = min(hide, max(0.0, dev_end - h1))
+        else:
+            s, waited, hid = h1, h1, 0.0
+        end = s + d - hid
+        end_issue = h1
+        if n > 1:
+            h_rest = repeat_host_s[i]
+            end_issue = h1 + (n - 1) * h_rest
+            rest = n - 1
+            delta = end - (h1 + h_rest)  # the first run's end less the second's issue
+            if delta >= hide:
+                step = d - hide - h_rest  # the change of delta per run while it hides all
+                runs = rest if step >= 0 else min(rest, int((delta - hide) // -step) + 1)
+                end += runs * (d - hide)
+                hid += runs * hide
+                delta += runs * step
+                rest -= runs
+            if rest:  # one run that hides part of its launch or waits, then steady
+                for _ in range(min(rest, 2)):
+                    part = min(hide, max(0.0, delta))
+                    idle = max(0.0, -delta)
+                    end += d - part + idle
+                    hid += part
+                    waited += idle
+                    delta = d - h_rest if delta < hide else delta + d - hide - h_rest
+                    rest -= 1
+                if rest:  # every later run as the last: delta = d - h_rest
+                    part = min(hide, max(0.0, delta))
+                    idle = max(0.0, -delta)
+                    end += rest * (d - part + idle)
+                    hid += rest * part
+                    waited += rest * idle
+        issue.append(h1)
+        start.append(s)
+        wait.append(waited)
+        hidden.append(hid)
+        if end_issue > h0:
+            lane.append((f"issue {names[i]}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
+        host_end = end_issue
+        dev_end = end
+    return HostSchedule(issue, start, wait, lane, dev_end if device_s else 0.0, hidden)

@@ -195,6 +195,9 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     memo = {} if memo is None else memo
     cache: dict[tuple, dict] = memo.setdefault("costs", {})
     timelines: dict[tuple, list] = memo.setdefault("lanes", {})
+    # the least time each op needs once its launch chain shrinks (its busiest unit's
+    # work, or its power-capped time): what a queued launch cannot take off it
+    floors: dict[tuple, float] = memo.setdefault("floors", {})
     op_keys = []
     rows = []
     clock = 0.0
@@ -228,8 +231,10 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 latency = summary.analytical_latency_s
             nbytes = summary.bytes
             dyn = table.dynamic_j(summary.actions, target.name)
-            latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
-                                     target.power_limit_w(spec))
+            capped = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
+                                    target.power_limit_w(spec))
+            floors[key] = capped if capped > latency else summary.work_s
+            latency = capped
             static = table.static_j(latency)
             cost = {
                 "latency_s": latency,
@@ -257,7 +262,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
         rows.append(row)
         clock += row["latency_s"]
     host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w,
-                                [cache[k]["latency_s"] for k in op_keys])
+                                [cache[k]["latency_s"] for k in op_keys],
+                                [floors.get(k, 0.0) for k in op_keys])
     from .report import Report  # noqa: PLC0415 (pandas: loaded on first need)
 
     return Report(rows, graph=graph, workload=wl, target=resolved,
@@ -289,15 +295,22 @@ def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w:
 
 def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
                     wl: Workload | None, static_power_w: float,
-                    run_latency_s: list[float] | None = None) -> list:
+                    run_latency_s: list[float] | None = None,
+                    floor_s: list[float] | None = None) -> list:
     """Place the ops behind the host that issues them (:mod:`hwsim.runtime`).
 
     The host lane and the device lane run as the engine runs two chains of tasks
     (:func:`hwsim.runtime.schedule`); each row's ``start_s``
     becomes its start on the device and ``host_wait_s`` the time the device idled
     before it, waiting for the host (drawing its static power, added to the row's
-    energy). A repeated op's row (``count`` runs of ``run_latency_s`` each, default its
-    latency) gets its first run's start and the waits before and between its runs.
+    energy). On a GPU whose ops begin with a launch the device takes in while the
+    previous kernel runs (:meth:`hwsim.targets.Target.queued_launch_s`), an op
+    enqueued early spends part of that launch behind the op before it: the row's
+    ``launch_hidden_s``, taken off its latency and its static energy (its timeline
+    starts that much before ``start_s``, overlapping the previous op's tail), never
+    below ``floor_s`` (the op's own work). A repeated op's row (``count`` runs of
+    ``run_latency_s`` each, default its latency) gets its first run's start and the
+    waits before and between its runs.
     Returns the host lane for the timeline ([] when the target has no host or the
     runtime costs nothing)."""
     from . import runtime  # noqa: PLC0415
@@ -317,16 +330,27 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
         return []
     if run_latency_s is None:
         run_latency_s = [r["latency_s"] for r in rows]
+    hide = target.queued_launch_s(spec)
+    if hide > 0:  # never below the op's own work (floor_s): the launch is what overlaps
+        floor_s = floor_s or [0.0] * len(rows)
+        hide = [min(hide, max(0.0, d - f)) for d, f in zip(run_latency_s, floor_s)]
     sched = runtime.schedule([op.name for op in graph.ops], host_s, run_latency_s,
-                             overlaps=platform.overlaps, repeats=repeats, repeat_host_s=rest_s)
-    for row, h, h_rest, n, start, wait in zip(rows, host_s, rest_s, repeats, sched.start_s,
-                                              sched.wait_s):
+                             overlaps=platform.overlaps, repeats=repeats, repeat_host_s=rest_s,
+                             queued_launch_s=hide)
+    hidden_s = sched.hidden_s or [0.0] * len(rows)
+    for row, h, h_rest, n, start, wait, hidden in zip(rows, host_s, rest_s, repeats,
+                                                      sched.start_s, sched.wait_s, hidden_s):
         row["start_s"] = start
         row["host_s"] = h + (n - 1) * h_rest
         row["host_wait_s"] = wait
         if wait:
             row["energy_static_j"] += static_power_w * wait
             row["energy_j"] += static_power_w * wait
+        if hidden:  # launches taken in while the op before ran: off this op's time
+            row["launch_hidden_s"] = hidden
+            row["latency_s"] -= hidden
+            row["energy_static_j"] -= static_power_w * hidden
+            row["energy_j"] -= static_power_w * hidden
     return sched.host_lane
 
 

@@ -60,11 +60,14 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
         })
         if same_as != int(r.id):
             continue
+        # a launch taken in while the previous op ran (hwsim.runtime._queued) began that
+        # much before the op's start on the device lane
+        begin = r.start_s - float(row.get("launch_hidden_s", 0.0) if count == 1 else 0.0)
         for unit, label, s0, s1 in lanes:
             if s1 <= s0:
                 continue
             events.append({"name": label or r.name, "cat": r.kind, "ph": "X", "pid": pid,
-                           "tid": tid[unit], "ts": (r.start_s + s0) * 1e6,
+                           "tid": tid[unit], "ts": (begin + s0) * 1e6,
                            "dur": (s1 - s0) * 1e6, "args": {"op": int(r.id)}})
     return events
 
