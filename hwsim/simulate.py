@@ -346,8 +346,9 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
         if wait:
             row["energy_static_j"] += static_power_w * wait
             row["energy_j"] += static_power_w * wait
-        if hidden:  # launches taken in while the op before ran: off this op's time
+        if sched.hidden_s:  # a column of every row on a GPU with queued launches
             row["launch_hidden_s"] = hidden
+        if hidden:  # launches taken in while the op before ran: off this op's time
             row["latency_s"] -= hidden
             row["energy_static_j"] -= static_power_w * hidden
             row["energy_j"] -= static_power_w * hidden
