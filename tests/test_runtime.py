@@ -232,3 +232,34 @@ def test_queued_small_kernels_pay_the_gap_not_the_launch(tmp_path):
     assert kernel_start == pytest.approx(gemm_end + spec.kernel_gap_s * 1e6, abs=1e-3)
     assert max(e["ts"] + e["dur"] for e in small_tasks) == pytest.approx(
         rep.totals["latency_s"] * 1e6, abs=1e-3)
+
+
+def test_the_kernels_of_one_op_queue_their_launches():
+    """cuBLAS enqueues a split-K GEMM's reduction right behind the GEMM: the stream takes
+    its launch in while the GEMM runs, and the reduction starts kernel_gap_s after the
+    GEMM's last block, not a whole launch after it (hwsim.accelerators.volta.gpu.Builder
+    .start). The plan estimate follows the same rule (gpu.queued_start_s)."""
+    from hwsim.accelerators.volta.gpu import queued_start_s
+
+    wl = {"name": "sk", "ops": [{"kind": "matmul", "m": 64, "n": 64, "k": 65536}],
+          "dtype": "fp16"}
+    from hwsim.workload import workload_from_dict
+    rep = hwsim.simulate(workload_from_dict(wl, "<sk>"), "volta-v100-sxm2")
+    spec = rep.target.spec
+    assert "splitK" in rep.rows[0]["detail"]
+    lane = rep.lanes[0]
+    launches = [(s, e) for u, label, s, e in lane if u == "stream" and "launch" in label]
+    gaps = [(s, e) for u, label, s, e in lane if u == "stream" and "gap" in label]
+    assert len(launches) == 2 and len(gaps) == 1
+    gemm_end = max(e for u, label, s, e in lane if u != "stream" and "splitKreduce" not in label)
+    # the reduction's launch ran while the GEMM did; only the gap follows the GEMM
+    assert launches[1] == pytest.approx((spec.kernel_launch_s, 2 * spec.kernel_launch_s))
+    assert launches[1][1] < gemm_end
+    assert gaps[0] == pytest.approx((gemm_end, gemm_end + spec.kernel_gap_s))
+    reduce_start = min(s for u, label, s, e in lane if "splitKreduce" in label and u != "stream")
+    assert reduce_start == pytest.approx(gemm_end + spec.kernel_gap_s)
+    # the rule without tasks: a later kernel waits for the one before it, or for its own
+    # launch when the one before is shorter than a launch
+    assert queued_start_s(spec, 0.0, 0.0, True) == spec.kernel_launch_s
+    assert queued_start_s(spec, 4e-6, 50e-6, False) == pytest.approx(50.5e-6)
+    assert queued_start_s(spec, 4e-6, 5e-6, False) == pytest.approx(8.5e-6)
