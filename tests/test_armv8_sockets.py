@@ -20,10 +20,14 @@ What must hold:
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_invariants import any_op, refused
 
 import hwsim
 from hwsim.accelerators.armv8 import TARGET
 from hwsim.accelerators.armv8.memory import stream_rates
+from hwsim.errors import InputError
 from hwsim.targets import resolve
 from hwsim.workload import workload_from_dict
 from hwsim.workload.schema import Tiling
@@ -186,3 +190,28 @@ def test_validate_counts_a_check_the_two_presets_share_once():
     line = microbenchmark_summary([PresetRun("armv8", ONE, a, [], []),
                                    PresetRun("armv8", TWO, b, [], [])])["armv8"]
     assert "over 2 checks" in line and "over 2 calibration points" in line
+
+
+@settings(max_examples=80, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(op=any_op, threads=st.sampled_from([1, 2, 3, 8, 16, 24, 32, 64]),
+       placement=st.sampled_from(["spread", "compact"]), dtype=st.sampled_from(["fp32", "fp16"]))
+def test_property_a_second_socket_is_never_slower_for_the_same_threads(op, threads, placement,
+                                                                         dtype):
+    """Random ops of the invariant tests (tests/test_invariants.py): with the threads
+    capped and placed alike, the two-socket machine is never slower than one socket."""
+    def go(preset):
+        wl = workload_from_dict({"name": "p", "dtype": dtype, "ops": [op],
+                                 "tiling": {"threads": threads, "placement": placement}}, "<p>")
+        try:
+            return hwsim.simulate(wl, preset).totals
+        except InputError as e:
+            if refused(e):
+                return None
+            raise
+
+    one = go(ONE)
+    if one is None:
+        return
+    two = go(TWO)
+    assert two["latency_s"] <= one["latency_s"] * (1 + 1e-9), (op, threads, placement)
