@@ -44,8 +44,9 @@ runs: a target that says how much of an op's time that is
 (:meth:`hwsim.targets.Target.queued_launch_s`, the V100's launch less its
 ``kernel_gap_s``) has each op issued before the previous one ended start its
 kernels at ``max(issue + launch, previous end + gap)`` (:func:`_queued`), the part
-of its launch spent behind the previous op reported as its ``launch_hidden_s``. Targets without a host (the SpAtten accelerator sequences
-its own ops; the roofline is a bound) have no host lane.
+of its launch spent behind the previous op reported as its ``launch_hidden_s``.
+Targets without a host (the SpAtten accelerator sequences its own ops; the roofline
+is a bound) have no host lane.
 
 Every per-op cost below names its source; ``(M)`` marks a value without a
 measurement behind it (a sensitivity, not a calibration).
