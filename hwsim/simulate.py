@@ -196,7 +196,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     cache: dict[tuple, dict] = memo.setdefault("costs", {})
     timelines: dict[tuple, list] = memo.setdefault("lanes", {})
     # the least time each op needs once its launch chain shrinks (its busiest unit's
-    # work, or its power-capped time): what a queued launch cannot take off it
+    # work, its time at the power limit): what a queued launch cannot take off it
     floors: dict[tuple, float] = memo.setdefault("floors", {})
     op_keys = []
     rows = []
@@ -231,10 +231,12 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 latency = summary.analytical_latency_s
             nbytes = summary.bytes
             dyn = table.dynamic_j(summary.actions, target.name)
-            capped = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
-                                    target.power_limit_w(spec))
-            floors[key] = capped if capped > latency else summary.work_s
-            latency = capped
+            limit_w = target.power_limit_w(spec)
+            latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w, limit_w)
+            # an op never runs shorter than its busiest unit's work, nor than its dynamic
+            # energy allows under the power limit (a hidden launch takes off neither)
+            floors[key] = max(summary.work_s, power_capped_s(0.0, sum(dyn.values()),
+                                                             table.static_power_w, limit_w))
             static = table.static_j(latency)
             cost = {
                 "latency_s": latency,

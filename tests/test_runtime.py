@@ -263,3 +263,23 @@ def test_the_kernels_of_one_op_queue_their_launches():
     assert queued_start_s(spec, 0.0, 0.0, True) == spec.kernel_launch_s
     assert queued_start_s(spec, 4e-6, 50e-6, False) == pytest.approx(50.5e-6)
     assert queued_start_s(spec, 4e-6, 5e-6, False) == pytest.approx(8.5e-6)
+
+
+@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "volta-v100-pcie"])
+def test_hidden_launches_never_break_the_physics(tmp_path, preset):
+    """A launch hidden behind the op before comes off an op's latency but never below
+    its own work or its time at the board's power limit: chains of GEMMs near the
+    PCIe board's 250 W, bandwidth-bound copies and small kernels keep every row under
+    the peaks and the power limit (tests/physics.py)."""
+    from physics import violations
+
+    mid = dict(LARGE, m=1024, n=1024, k=1024)
+    copy = {"kind": "elementwise", "fn": "copy", "elements": 1 << 22, "dtype": "fp16"}
+    ops = [SMALL, LARGE, LARGE, mid, copy, copy, SMALL, mid, copy]
+    for runtime in ("library", "graph"):
+        rep = _run(tmp_path, ops, runtime, target=preset)
+        assert violations(rep) == []
+        assert any(r["launch_hidden_s"] > 0 for r in rep.rows)
+        for r in rep.rows:
+            assert r["launch_hidden_s"] <= (rep.target.spec.kernel_launch_s
+                                            - rep.target.spec.kernel_gap_s) * (1 + 1e-12)
