@@ -39,8 +39,14 @@ The workload's ``runtime`` says who the host is:
 
 The device side of a kernel start (the GPU's command processor, the NPU's task
 scheduler) is the target's own ``kernel_launch_s`` inside each op, and stays as
-the target lowers it. Targets without a host (the SpAtten accelerator sequences
-its own ops; the roofline is a bound) have no host lane.
+the target lowers it. A GPU takes a queued launch in while the kernel before it
+runs: a target that says how much of an op's time that is
+(:meth:`hwsim.targets.Target.queued_launch_s`, the V100's launch less its
+``kernel_gap_s``) has each op issued before the previous one ended start its
+kernels at ``max(issue + launch, previous end + gap)`` (:func:`_queued`), the part
+of its launch spent behind the previous op reported as its ``launch_hidden_s``.
+Targets without a host (the SpAtten accelerator sequences its own ops; the roofline
+is a bound) have no host lane.
 
 Every per-op cost below names its source; ``(M)`` marks a value without a
 measurement behind it (a sensitivity, not a calibration).
@@ -48,7 +54,7 @@ measurement behind it (a sensitivity, not a calibration).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .engine.streams import Node, StreamSchedule, run_streams
 
@@ -147,23 +153,52 @@ def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str)
 
 def schedule(names: list[str], host_s: list[float], device_s: list[float], *,
              overlaps: bool = True, repeats: list[int] | None = None,
-             repeat_host_s: list[float] | None = None) -> StreamSchedule:
+             repeat_host_s: list[float] | None = None,
+             queued_launch_s: float | list[float] = 0.0) -> StreamSchedule:
     """The host lane and the device lane, op by op: one stream of kernels behind one
-    chain of issues (:func:`hwsim.engine.streams.run_streams`, which gives the event
-    engine's schedule of those tasks to the last bit; ``tests/test_runtime.py`` holds
-    the two equal on random lanes).
+    chain of issues (:func:`hwsim.engine.streams.run_streams`, its one-stream case).
 
     Host task i follows host task i-1; device task i waits for host task i and for
     device task i-1. Without overlap (a CPU, where the host is the device) host task
-    i also waits for device task i-1. ``repeats[i]``: op i runs that many times back
-    to back (device time ``device_s[i]`` each; host time ``host_s[i]`` for the first
-    run and ``repeat_host_s[i]`` for each later one), in closed form; its ``start_s``
-    is the first run's, its ``wait_s`` the device's idle time before and between its
-    runs, and its ``host_lane`` entry spans all its issues.
+    i also waits for device task i-1. That is the event engine's schedule of those
+    tasks, computed directly (``tests/test_runtime.py`` holds it to
+    :func:`hwsim.engine.run_events` to the last bit on random lanes; a sweep schedules
+    hundreds of ops per point).
+
+    ``repeats[i]``: op i runs that many times back to back (device time
+    ``device_s[i]`` each; host time ``host_s[i]`` for the first run and
+    ``repeat_host_s[i]`` for each later one), in closed form: with overlap the host
+    issues them every ``h`` seconds and the device runs them every ``d``, so the last
+    starts at ``max(start of the second + (n-2) d, the first's issue + (n-1) h)``;
+    without overlap each run is its issue then its kernel. Its ``start_s`` is the
+    first run's, its ``wait_s`` the device's idle time before and between its runs,
+    and its ``host_lane`` entry spans all its issues.
+
+    ``queued_launch_s`` (a GPU's :meth:`hwsim.targets.Target.queued_launch_s`, one
+    value or one per op): each op's device time ``d`` begins with a launch ``L``
+    that the device takes in as soon as the host has enqueued it, even while the
+    previous kernel runs; the kernel then starts when its launch is done and the
+    previous kernel has ended, plus the gap ``g`` the device keeps between kernels::
+
+        end_i = max(issue_i + L, end_{i-1} + g) + r      (d = L + r, hide = L - g)
+
+    So an op issued ``x`` seconds before the previous op ends spends
+    ``min(x, hide)`` of its launch behind it (``hidden_s``, empty when nothing can
+    hide), and one issued after the previous op ended (the host behind) pays its
+    launch whole. Its ``start_s`` stays where the device lane reaches it (the
+    previous op's end, or its issue), its time on the lane is ``d - hidden``, and
+    ``wait_s`` is the idle time before it: the device's time is still the lane's ops
+    and waits, end to end. A repeated op's later runs follow in closed form
+    (:func:`hwsim.engine.streams.queued_runs`).
     """
     n_ops = len(device_s)
     repeats = repeats or [1] * n_ops
     repeat_host_s = repeat_host_s or [0.0] * n_ops
-    return run_streams([Node("device", d, (), h, n, hr, name) for name, h, d, n, hr
-                        in zip(names, host_s, device_s, repeats, repeat_host_s)],
-                       overlaps=overlaps)
+    hides = (list(queued_launch_s) if isinstance(queued_launch_s, (list, tuple))
+             else [queued_launch_s] * n_ops)
+    sched = run_streams([Node("device", d, (), h, n, hr, name, x) for name, h, d, n, hr, x
+                         in zip(names, host_s, device_s, repeats, repeat_host_s, hides)],
+                        overlaps=overlaps)
+    if not (overlaps and any(x > 0 for x in hides)):
+        sched = replace(sched, hidden_s=[])
+    return sched

@@ -220,7 +220,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
         host_lane, streams = schedule_streams(rows, lanes, graph, tiled, offloaded, price, wl)
     else:
         host_lane = issue_from_host(rows, graph, resolved, wl, price.table.static_power_w,
-                                    [price.cache[k]["latency_s"] for k in op_keys])
+                                    [price.cache[k]["latency_s"] for k in op_keys],
+                                    [price.floors.get(k, 0.0) for k in op_keys])
     from .report import Report  # noqa: PLC0415 (pandas: loaded on first need)
 
     return Report(rows, graph=graph, workload=wl, target=resolved,
@@ -241,6 +242,9 @@ class _Pricer:
         self.table = self.target.energy_table(self.spec)
         self.cache: dict[tuple, dict] = memo.setdefault("costs", {})
         self.timelines: dict[tuple, list] = memo.setdefault("lanes", {})
+        # the least time each op needs once its launch chain shrinks (its busiest unit's
+        # work, its time at the power limit): what a queued launch cannot take off it
+        self.floors: dict[tuple, float] = memo.setdefault("floors", {})
         self.memo = memo
 
     def without_host_kv(self) -> "_Pricer":
@@ -295,8 +299,12 @@ class _Pricer:
         nbytes = summary.bytes
         table = self.table
         dyn = table.dynamic_j(summary.actions, target.name)
-        latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w,
-                                 target.power_limit_w(spec))
+        limit_w = target.power_limit_w(spec)
+        latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w, limit_w)
+        # an op never runs shorter than its busiest unit's work, nor than its dynamic
+        # energy allows under the power limit (a hidden launch takes off neither)
+        self.floors[key] = max(summary.work_s, power_capped_s(0.0, sum(dyn.values()),
+                                                              table.static_power_w, limit_w))
         static = table.static_j(latency)
         cost = {
             "latency_s": latency,
@@ -457,8 +465,16 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
     kinds = [n[6] for n in nodes]
     host_s = runtime.host_times(kinds, platform, runtime_name)
     rest_s = runtime.repeat_host_times(kinds, platform, runtime_name)
-    sched = run_streams([Node(stream, cost["latency_s"], deps, h, rep, hr, graph.ops[i].name)
-                         for (i, stream, _, cost, deps, rep, _), h, hr
+    # a GPU op's launch, queued early, overlaps what it waits for; never below its work
+    queued = target.queued_launch_s(spec) if platform is not None else 0.0
+    floors = {**price.memo.get("device_kv", {}).get("floors", {}), **price.floors}
+
+    def hide(key, d: float) -> float:
+        return min(queued, max(0.0, d - floors.get(key, d))) if queued > 0 else 0.0
+
+    sched = run_streams([Node(stream, cost["latency_s"], deps, h, rep, hr, graph.ops[i].name,
+                              hide(key, cost["latency_s"]))
+                         for (i, stream, key, cost, deps, rep, _), h, hr
                          in zip(nodes, host_s, rest_s)], overlaps=overlaps)
 
     timelines = price.timelines
@@ -479,6 +495,9 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
         row["end_s"] = max(span[j][1] for j in js)
         row["host_s"] = sum(host_s[j] + (nodes[j][5] - 1) * rest_s[j] for j in js)
         row["host_wait_s"] = sum(sched.wait_s[j] for j in own) if stream == "compute" else 0.0
+        hidden = sum(sched.hidden_s[j] for j in js)
+        if queued > 0:
+            row["launch_hidden_s"] = hidden
         if i in cut_rows:  # its pieces' sums; its time is its time on its own stream
             for name in RUN_SUMS + ("tasks",):
                 row[name] = sum(nodes[j][3][name] for j in js)
@@ -491,7 +510,7 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
             row["detail"] = "; ".join(filter(None, (nodes[own[-1]][3]["detail"], what)))
             lanes[i] = _shifted([timelines.get(nodes[j][2]) or dev_timelines.get(nodes[j][2])
                                  for j in js],
-                                [span[j][0] - row["start_s"] for j in js])
+                                [span[j][0] - sched.hidden_s[j] - row["start_s"] for j in js])
             pieces_at[i] = [(*span[j], nodes[j][1]) for j in js]
             for j in js:  # a piece off the compute stream: static power where uncovered
                 if nodes[j][1] != "compute":
@@ -503,17 +522,23 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
         if row["host_wait_s"]:
             row["energy_static_j"] += static_w * row["host_wait_s"]
             row["energy_j"] += static_w * row["host_wait_s"]
+        if hidden:  # launches taken in while what they waited for ran: off the op's time
+            row["latency_s"] -= sum(sched.hidden_s[j] for j in own)
+            row["energy_static_j"] -= static_w * hidden
+            row["energy_j"] -= static_w * hidden
         for j in js:
-            busy[nodes[j][1]] = busy.get(nodes[j][1], 0.0) + nodes[j][3]["latency_s"] * nodes[j][5]
+            busy[nodes[j][1]] = (busy.get(nodes[j][1], 0.0) + nodes[j][3]["latency_s"]
+                                 * nodes[j][5] - sched.hidden_s[j])
 
     # the same ops one after another, each whole (an all-reduce after each projection,
     # the host part of the KV cache copied in by the attention itself)
     op_kinds = [op.kind for op in graph.ops]
-    plain = run_streams([Node("compute", price(op, graph)[1]["latency_s"], (), h, op.repeat, hr)
-                         for op, h, hr in zip(graph.ops,
-                                              runtime.host_times(op_kinds, platform, runtime_name),
-                                              runtime.repeat_host_times(op_kinds, platform,
-                                                                        runtime_name))],
+    whole = [price(op, graph) for op in graph.ops]
+    plain = run_streams([Node("compute", cost["latency_s"], (), h, op.repeat, hr, "",
+                              hide(key, cost["latency_s"]))
+                         for op, (key, cost), h, hr in zip(
+                             graph.ops, whole, runtime.host_times(op_kinds, platform, runtime_name),
+                             runtime.repeat_host_times(op_kinds, platform, runtime_name))],
                         overlaps=overlaps)
     streams: dict[str, Any] = {"latency_s": sched.latency_s, "busy_s": busy,
                                "plain_latency_s": plain.latency_s, "pieces": pieces_at}
@@ -595,15 +620,22 @@ def _shifted(timelines: list, offsets: list[float]) -> Lane | list:
 
 def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
                     wl: Workload | None, static_power_w: float,
-                    run_latency_s: list[float] | None = None) -> list:
+                    run_latency_s: list[float] | None = None,
+                    floor_s: list[float] | None = None) -> list:
     """Place the ops behind the host that issues them (:mod:`hwsim.runtime`).
 
     The host lane and the device lane run as the engine runs two chains of tasks
     (:func:`hwsim.runtime.schedule`); each row's ``start_s``
     becomes its start on the device and ``host_wait_s`` the time the device idled
     before it, waiting for the host (drawing its static power, added to the row's
-    energy). A repeated op's row (``count`` runs of ``run_latency_s`` each, default its
-    latency) gets its first run's start and the waits before and between its runs.
+    energy). On a GPU whose ops begin with a launch the device takes in while the
+    previous kernel runs (:meth:`hwsim.targets.Target.queued_launch_s`), an op
+    enqueued early spends part of that launch behind the op before it: the row's
+    ``launch_hidden_s``, taken off its latency and its static energy (its timeline
+    starts that much before ``start_s``, overlapping the previous op's tail), never
+    below ``floor_s`` (the op's own work). A repeated op's row (``count`` runs of
+    ``run_latency_s`` each, default its latency) gets its first run's start and the
+    waits before and between its runs.
     Returns the host lane for the timeline ([] when the target has no host or the
     runtime costs nothing)."""
     from . import runtime  # noqa: PLC0415
@@ -623,16 +655,28 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
         return []
     if run_latency_s is None:
         run_latency_s = [r["latency_s"] for r in rows]
+    hide = target.queued_launch_s(spec)
+    if hide > 0:  # never below the op's own work (floor_s): the launch is what overlaps
+        floor_s = floor_s or [0.0] * len(rows)
+        hide = [min(hide, max(0.0, d - f)) for d, f in zip(run_latency_s, floor_s)]
     sched = runtime.schedule([op.name for op in graph.ops], host_s, run_latency_s,
-                             overlaps=platform.overlaps, repeats=repeats, repeat_host_s=rest_s)
-    for row, h, h_rest, n, start, wait in zip(rows, host_s, rest_s, repeats, sched.start_s,
-                                              sched.wait_s):
+                             overlaps=platform.overlaps, repeats=repeats, repeat_host_s=rest_s,
+                             queued_launch_s=hide)
+    hidden_s = sched.hidden_s or [0.0] * len(rows)
+    for row, h, h_rest, n, start, wait, hidden in zip(rows, host_s, rest_s, repeats,
+                                                      sched.start_s, sched.wait_s, hidden_s):
         row["start_s"] = start
         row["host_s"] = h + (n - 1) * h_rest
         row["host_wait_s"] = wait
         if wait:
             row["energy_static_j"] += static_power_w * wait
             row["energy_j"] += static_power_w * wait
+        if sched.hidden_s:  # a column of every row on a GPU with queued launches
+            row["launch_hidden_s"] = hidden
+        if hidden:  # launches taken in while the op before ran: off this op's time
+            row["latency_s"] -= hidden
+            row["energy_static_j"] -= static_power_w * hidden
+            row["energy_j"] -= static_power_w * hidden
     return sched.host_lane
 
 

@@ -208,6 +208,14 @@ class Target:
         ``d2h``) on the ``copy`` stream; a machine without one cannot."""
         raise UnsupportedOpError(self.name, f"{direction} copy", "host transfer")
 
+    def queued_launch_s(self, spec) -> float:
+        """Seconds of an op's own device time (the launch of its first kernel) that it
+        overlaps with the op before it when it was enqueued before that op ended
+        (:func:`hwsim.runtime.schedule`): the launch latency less the gap the device
+        keeps between two queued kernels. 0 (the default): nothing overlaps, the op's
+        device time follows the previous op's end whole."""
+        return 0.0
+
     def power_limit_w(self, spec) -> float:
         """The spec's ``power_limit_w`` (0: none stated): a GPU's board power, a CPU
         socket's TDP. Firmware lowers the clock to stay under it, so no op runs

@@ -20,7 +20,8 @@ from hwsim.targets import resolve
 from hwsim.workload import build_graph, workload_from_dict
 from hwsim.workload.schema import Tiling
 
-PRESETS = ("armv8-kunpeng920", "armv8-thunderx2", "armv8-ft2000plus", "armv8-graviton2")
+PRESETS = ("armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-thunderx2", "armv8-ft2000plus",
+           "armv8-graviton2")
 
 
 def ops_workload(ops, dtype="fp32", **extra):

@@ -61,7 +61,12 @@ def test_waits_draw_static_power(tmp_path):
     graph = _run(tmp_path, [SMALL] * 5, "graph")
     static = eager.target.spec.static_power_w
     extra = eager.totals["energy_j"] - graph.totals["energy_j"]
-    assert extra == pytest.approx(static * (eager.host_wait_s - graph.host_wait_s), rel=1e-9)
+    # a captured graph's kernels are queued: their launches hide behind the kernel
+    # before them (launch_hidden_s), which the device does not spend either
+    hidden = sum(r.get("launch_hidden_s", 0.0) for r in graph.rows)
+    assert hidden > 0 and not any(r.get("launch_hidden_s") for r in eager.rows)
+    assert extra == pytest.approx(static * (eager.host_wait_s - graph.host_wait_s + hidden),
+                                  rel=1e-9)
 
 
 def test_fused_engine_folds_pointwise_ops():
@@ -131,3 +136,150 @@ def test_the_lanes_are_the_event_engines_schedule_to_the_last_bit(overlaps):
         got = schedule(names, host_s, device_s, overlaps=overlaps)
         want = _schedule_in_engine(names, host_s, device_s, overlaps)
         assert (got.issue_end_s, got.start_s, got.wait_s, got.host_lane, got.latency_s) == want
+
+
+# ------------------------------------------------------------------ queued launches
+def _queued_reference(host_s, device_s, hide, repeats=None, repeat_host_s=None):
+    """Run by run: the host issues back to back; run j ends at
+    max(issue_j + hide_j, end_{j-1}) + d_j - hide_j (its launch taken in from its issue,
+    its kernels after the previous run's), hide_j = min(hide, d_j). Returns the end,
+    the device's idle time and the launch time spent behind the previous run."""
+    repeats = repeats or [1] * len(device_s)
+    repeat_host_s = repeat_host_s or [0.0] * len(device_s)
+    t_host = end = idle = hidden = 0.0
+    first = True
+    for h, d, n, hr in zip(host_s, device_s, repeats, repeat_host_s):
+        for j in range(n):
+            t_host += h if j == 0 else hr
+            hj = min(hide, d)
+            if first:
+                end, idle, first = t_host + d, t_host, False
+                continue
+            idle += max(0.0, t_host - end)
+            hidden += min(hj, max(0.0, end - t_host))
+            end = max(t_host + hj, end) + d - hj
+    return end, idle, hidden
+
+
+def test_queued_launches_follow_the_run_by_run_rule_also_for_repeated_ops():
+    """schedule() with a launch that overlaps the op before (a GPU): its closed form for
+    an op's later runs equals running them one by one, in every regime (device-bound,
+    host-bound, in between, ops without device time)."""
+    import random
+
+    from hwsim.runtime import schedule
+
+    rng = random.Random(13)
+    for _ in range(300):
+        n = rng.randint(1, 12)
+        pick = [0.0, 1e-6, 3.5e-6, 3.8e-6, 6.9e-6, 2.5e-5]
+        host_s = [rng.choice(pick) * rng.choice([1.0, rng.random()]) for _ in range(n)]
+        device_s = [rng.choice(pick) * rng.choice([1.0, rng.random()]) for _ in range(n)]
+        repeats = [rng.choice([1, 1, 2, 3, 50, 1000]) for _ in range(n)]
+        rest = [rng.choice(pick) * rng.choice([1.0, rng.random()]) for _ in range(n)]
+        hide = rng.choice([0.5e-6, 3.5e-6, 1e-5])
+        got = schedule([f"op{i}" for i in range(n)], host_s, device_s, repeats=repeats,
+                       repeat_host_s=rest, queued_launch_s=hide)
+        end, idle, hidden = _queued_reference(host_s, device_s, hide, repeats, rest)
+        assert got.latency_s == pytest.approx(end, rel=1e-9, abs=1e-15)
+        assert sum(got.wait_s) == pytest.approx(idle, rel=1e-9, abs=1e-15)
+        assert sum(got.hidden_s) == pytest.approx(hidden, rel=1e-9, abs=1e-15)
+        # the device lane is its ops (less what they hid) and its waits, end to end
+        busy = sum(d * k for d, k in zip(device_s, repeats)) - sum(got.hidden_s)
+        assert got.latency_s == pytest.approx(busy + sum(got.wait_s), rel=1e-9, abs=1e-15)
+
+
+def test_queued_small_kernels_pay_the_gap_not_the_launch(tmp_path):
+    """A. Gray's CUDA Graphs measurement on a V100 (NVIDIA blog, 2019): a 2.9 us kernel
+    runs at 3.8 us per kernel launched back to back from the host, 3.4 us inside a graph.
+    On the model, a queued kernel's launch is taken in while the one before it runs, so
+    a captured graph of small kernels costs each its kernel time plus kernel_gap_s, not
+    plus the whole kernel_launch_s; the host-bound library runs stay at the host's rate,
+    and a single op still pays its launch whole (the measured single-call GEMM cases)."""
+    spec = hwsim.targets.resolve("volta-v100-sxm2").spec
+    one = _run(tmp_path, [SMALL], "graph")
+    d = one.ops["latency_s"].iloc[0]
+    kernel = d - spec.kernel_launch_s
+    graph = _run(tmp_path, [SMALL] * 20, "graph")
+    per = (graph.totals["latency_s"] - one.totals["latency_s"]) / 19
+    assert per == pytest.approx(kernel + spec.kernel_gap_s, rel=1e-9)
+    assert per < d - 3e-6  # the 4 us launch was paid serially before the fix
+    # the library issues every 3.8 us, slower than the queued kernels run: the host sets
+    # the pace (each kernel starts a launch after its issue, as the blog's 3.8 us), and
+    # each launch overlaps the previous op's tail by d - 3.8 us
+    lib = _run(tmp_path, [SMALL] * 20, "library")
+    h = PLATFORMS["cuda"].per_op_s["library"]
+    assert kernel + spec.kernel_gap_s < h < d
+    assert lib.totals["latency_s"] == pytest.approx(20 * h + d, rel=1e-9)
+    for row in lib.rows[1:]:
+        assert row["launch_hidden_s"] == pytest.approx(d - h, rel=1e-9)
+    # eager issues every ~12 us, past each op's end: the device idles, nothing hides
+    eager = _run(tmp_path, [SMALL] * 5, "eager")
+    assert not any(r.get("launch_hidden_s") for r in eager.rows)
+    # a large GEMM hides the next op's launch: it starts gap after the GEMM's end
+    rep = _run(tmp_path, [LARGE, SMALL], "library")
+    small = rep.rows[1]
+    assert small["launch_hidden_s"] == pytest.approx(spec.kernel_launch_s - spec.kernel_gap_s)
+    assert rep.totals["latency_s"] == pytest.approx(
+        rep.rows[0]["start_s"] + rep.rows[0]["latency_s"] + spec.kernel_gap_s + kernel)
+    # the trace draws the small op's kernel after the GEMM's last task, not a launch later
+    events = chrome_events(rep)
+    gemm_end = max(e["ts"] + e["dur"] for e in events
+                   if e["ph"] == "X" and e.get("args", {}).get("op") == rep.rows[0]["id"])
+    small_tasks = [e for e in events if e["ph"] == "X"
+                   and e.get("args", {}).get("op") == small["id"]]
+    kernel_start = min(e["ts"] for e in small_tasks if "launch" not in e["name"])
+    assert kernel_start == pytest.approx(gemm_end + spec.kernel_gap_s * 1e6, abs=1e-3)
+    assert max(e["ts"] + e["dur"] for e in small_tasks) == pytest.approx(
+        rep.totals["latency_s"] * 1e6, abs=1e-3)
+
+
+def test_the_kernels_of_one_op_queue_their_launches():
+    """cuBLAS enqueues a split-K GEMM's reduction right behind the GEMM: the stream takes
+    its launch in while the GEMM runs, and the reduction starts kernel_gap_s after the
+    GEMM's last block, not a whole launch after it (hwsim.accelerators.volta.gpu.Builder
+    .start). The plan estimate follows the same rule (gpu.queued_start_s)."""
+    from hwsim.accelerators.volta.gpu import queued_start_s
+
+    wl = {"name": "sk", "ops": [{"kind": "matmul", "m": 64, "n": 64, "k": 65536}],
+          "dtype": "fp16"}
+    from hwsim.workload import workload_from_dict
+    rep = hwsim.simulate(workload_from_dict(wl, "<sk>"), "volta-v100-sxm2")
+    spec = rep.target.spec
+    assert "splitK" in rep.rows[0]["detail"]
+    lane = rep.lanes[0]
+    launches = [(s, e) for u, label, s, e in lane if u == "stream" and "launch" in label]
+    gaps = [(s, e) for u, label, s, e in lane if u == "stream" and "gap" in label]
+    assert len(launches) == 2 and len(gaps) == 1
+    gemm_end = max(e for u, label, s, e in lane if u != "stream" and "splitKreduce" not in label)
+    # the reduction's launch ran while the GEMM did; only the gap follows the GEMM
+    assert launches[1] == pytest.approx((spec.kernel_launch_s, 2 * spec.kernel_launch_s))
+    assert launches[1][1] < gemm_end
+    assert gaps[0] == pytest.approx((gemm_end, gemm_end + spec.kernel_gap_s))
+    reduce_start = min(s for u, label, s, e in lane if "splitKreduce" in label and u != "stream")
+    assert reduce_start == pytest.approx(gemm_end + spec.kernel_gap_s)
+    # the rule without tasks: a later kernel waits for the one before it, or for its own
+    # launch when the one before is shorter than a launch
+    assert queued_start_s(spec, 0.0, 0.0, True) == spec.kernel_launch_s
+    assert queued_start_s(spec, 4e-6, 50e-6, False) == pytest.approx(50.5e-6)
+    assert queued_start_s(spec, 4e-6, 5e-6, False) == pytest.approx(8.5e-6)
+
+
+@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "volta-v100-pcie"])
+def test_hidden_launches_never_break_the_physics(tmp_path, preset):
+    """A launch hidden behind the op before comes off an op's latency but never below
+    its own work or its time at the board's power limit: chains of GEMMs near the
+    PCIe board's 250 W, bandwidth-bound copies and small kernels keep every row under
+    the peaks and the power limit (tests/physics.py)."""
+    from physics import violations
+
+    mid = dict(LARGE, m=1024, n=1024, k=1024)
+    copy = {"kind": "elementwise", "fn": "copy", "elements": 1 << 22, "dtype": "fp16"}
+    ops = [SMALL, LARGE, LARGE, mid, copy, copy, SMALL, mid, copy]
+    for runtime in ("library", "graph"):
+        rep = _run(tmp_path, ops, runtime, target=preset)
+        assert violations(rep) == []
+        assert any(r["launch_hidden_s"] > 0 for r in rep.rows)
+        for r in rep.rows:
+            assert r["launch_hidden_s"] <= (rep.target.spec.kernel_launch_s
+                                            - rep.target.spec.kernel_gap_s) * (1 + 1e-12)

@@ -271,3 +271,4 @@ def test_a_prefill_writes_its_host_share_back_beside_the_next_ops():
     assert [p[2] for p in pieces] == ["compute", "copy"]  # no old keys: only the write-back
     assert pieces[1][1] > r.rows[1]["start_s"]  # it runs under the matmul
     assert r.totals["latency_s"] < r.ops["latency_s"].sum() + (pieces[1][1] - pieces[1][0])
+

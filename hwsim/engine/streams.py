@@ -54,6 +54,9 @@ class Node(NamedTuple):
     repeat: int = 1  # runs back to back on its stream
     repeat_host_s: float = 0.0  # host time to issue each later run
     label: str = ""  # its name on the host lane
+    # seconds of its device time (a GPU kernel's launch) that can overlap what it waits
+    # for on its stream when the host issued it early (:func:`queued_runs`)
+    hide_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,12 @@ class StreamSchedule:
     wait_s: list  # its stream idled before and between its runs, waiting for the host
     host_lane: list  # (label, start_s, end_s) of each issue with a duration
     latency_s: float  # the last end on any stream
+    hidden_s: list  # launch time of node i's runs spent behind what they waited for
 
 
 def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedule:
     """Schedule ``nodes`` (in graph order) on their streams; see the module docstring."""
-    issue, start, end, wait, lane = [], [], [], [], []
+    issue, start, end, wait, lane, hidden = [], [], [], [], [], []
     stream_end: dict[str, float] = {}  # each stream's last end so far
     host_end = 0.0  # the host finished issuing the previous run
     prev_end = 0.0  # the previous node's last run ended (the host waits for it on a CPU)
@@ -92,6 +96,29 @@ def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedu
         waited = s - ready if i else s
         last = s
         end_issue = h1
+        hide = min(node.hide_s, d) if overlaps else 0.0
+        if hide > 0:
+            # the launch is taken in while what it waits for runs: the kernel starts at
+            # max(issue + launch, ready + gap), ``hide`` = launch - gap (:func:`queued_runs`)
+            hid = min(hide, max(0.0, ready - h1)) if i else 0.0
+            done = s + d - hid
+            if n > 1:
+                done, hid, waited, end_issue = queued_runs(done, hid, waited, h1,
+                                                           node.repeat_host_s, d, n, hide)
+            issue.append(h1)
+            start.append(s)
+            wait.append(waited)
+            hidden.append(hid)
+            if end_issue > h0:
+                lane.append((f"issue {node.label}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
+            host_end = end_issue
+            prev_end = done
+            end.append(done)
+            stream_end[node.stream] = done
+            if done > latency:
+                latency = done
+            continue
+        hidden.append(0.0)
         if n > 1:
             h_rest = node.repeat_host_s
             if overlaps:
@@ -115,7 +142,7 @@ def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedu
         stream_end[node.stream] = prev_end
         if prev_end > latency:
             latency = prev_end
-    return StreamSchedule(issue, start, end, wait, lane, latency)
+    return StreamSchedule(issue, start, end, wait, lane, latency, hidden)
 
 
 def exposed_s(intervals: Sequence[tuple[float, float]],
@@ -139,3 +166,46 @@ def exposed_s(intervals: Sequence[tuple[float, float]],
             k += 1
         total += (s1 - s0) - covered
     return total
+
+
+def queued_runs(end: float, hid: float, waited: float, h1: float, h_rest: float, d: float,
+                n: int, hide: float) -> tuple[float, float, float, float]:
+    """The later runs of a node that runs ``n`` times, each beginning with a launch of
+    which ``hide`` seconds can overlap the run before it (a GPU's queued launch,
+    :meth:`hwsim.targets.Target.queued_launch_s`), in closed form.
+
+    ``end``, ``hid``, ``waited``: the first run's end, the launch time it hid and the
+    time its stream waited; ``h1`` its issue's end, ``h_rest`` the host time of each
+    later issue, ``d`` one run's device time. With ``delta`` the previous run's end
+    less a run's issue, a run hides ``hide`` while ``delta >= hide`` (and ``delta``
+    changes by ``d - hide - h_rest`` each run), hides ``delta`` when
+    ``0 <= delta < hide``, and waits ``-delta`` when ``delta < 0``; after one run of
+    the last two kinds ``delta`` is ``d - h_rest`` for good. Returns the last run's
+    end, the launch time hidden and the waits over all runs, and the last issue's end.
+    """
+    end_issue = h1 + (n - 1) * h_rest
+    rest = n - 1
+    delta = end - (h1 + h_rest)  # the first run's end less the second's issue
+    if delta >= hide:
+        step = d - hide - h_rest  # the change of delta per run while it hides all
+        runs = rest if step >= 0 else min(rest, int((delta - hide) // -step) + 1)
+        end += runs * (d - hide)
+        hid += runs * hide
+        delta += runs * step
+        rest -= runs
+    if rest:  # one run that hides part of its launch or waits, then steady
+        for _ in range(min(rest, 2)):
+            part = min(hide, max(0.0, delta))
+            idle = max(0.0, -delta)
+            end += d - part + idle
+            hid += part
+            waited += idle
+            delta = d - h_rest if delta < hide else delta + d - hide - h_rest
+            rest -= 1
+        if rest:  # every later run as the last: delta = d - h_rest
+            part = min(hide, max(0.0, delta))
+            idle = max(0.0, -delta)
+            end += rest * (d - part + idle)
+            hid += rest * part
+            waited += rest * idle
+    return end, hid, waited, end_issue

@@ -32,6 +32,9 @@ class Summary:
     actions: dict[str, float]  # action -> count
     bound: str  # what limits the op
     analytical_latency_s: float  # max(critical path, busiest unit, pools per slot)
+    # the busiest unit or pool counting only its work, not its tasks bound by latency
+    # (a launch, a sync): the least time the op needs however its latency chain shrinks
+    work_s: float = 0.0
 
 
 def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Summary:
@@ -79,12 +82,15 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
             by[t.bound] = by.get(t.bound, 0.0) + seconds
     capacity = dict(pools or {})
     latency = max(finish)
-    for key, (total, _) in busy.items():
-        latency = max(latency, total / capacity.get(key[1], 1) if type(key) is tuple else total)
+    work = 0.0
+    for key, (total, by) in busy.items():
+        slots = capacity.get(key[1], 1) if type(key) is tuple else 1
+        latency = max(latency, total / slots)
+        work = max(work, (total - by.get("latency", 0.0)) / slots)
     top = max(busy, key=lambda key: busy[key][0] / max(1, capacity.get(key[1], 1))
               if type(key) is tuple else busy[key][0])
     by = busy[top][1]
-    return Summary(nbytes, actions, max(by, key=by.get), latency)
+    return Summary(nbytes, actions, max(by, key=by.get), latency, work)
 
 
 def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:

@@ -84,11 +84,16 @@ def chrome_events(report, pid: int = 1) -> list[dict]:
                 "ts": s0 * 1e6, "dur": (s1 - s0) * 1e6, "args": args})
         if same_as != int(r.id):
             continue
+        # a launch taken in while the previous op ran (hwsim.runtime.schedule) began that
+        # much before the op's start on the device lane
+        # (a cut op's lane already places each piece's tasks so)
+        begin = r.start_s - float(row.get("launch_hidden_s", 0.0)
+                                  if count == 1 and i not in pieces else 0.0)
         for unit, label, s0, s1 in lanes:
             if s1 <= s0:
                 continue
             events.append({"name": label or r.name, "cat": r.kind, "ph": "X", "pid": pid,
-                           "tid": tid[unit], "ts": (r.start_s + s0) * 1e6,
+                           "tid": tid[unit], "ts": (begin + s0) * 1e6,
                            "dur": (s1 - s0) * 1e6, "args": {"op": int(r.id)}})
     return events
 

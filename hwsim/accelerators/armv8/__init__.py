@@ -32,7 +32,8 @@ count. Attention is tiled FlashAttention-style to stay in L2, each K/V head read
 for its query group, with sliding windows, block-sparse keys and value pruning costed
 (:mod:`.attention`). :meth:`ARMv8Target.breakdown` reports an op's in-core, L1, L2,
 L3, TLB and DRAM times. Presets: ``armv8-kunpeng920``
-(default), ``armv8-thunderx2``, ``armv8-ft2000plus``, ``armv8-graviton2``; the
+(default), ``armv8-kunpeng920-2s`` (two sockets, four NUMA nodes),
+``armv8-thunderx2``, ``armv8-ft2000plus``, ``armv8-graviton2``; the
 model and the source of every number: ``docs/targets/armv8.md``.
 """
 

@@ -23,8 +23,14 @@ prefetcher keeps fewer lines in flight to it, which the data cannot tell apart.
   ``cluster_bw_bytes_per_s``; four TSV110 cores per cluster on the Kunpeng 920);
 - the *memory controllers of the node* that holds the page (a die's share of the
   DDR channels at their sustained bandwidth);
-- the *link* between two nodes when the page is remote (the dies of a socket share
-  an on-package link, the sockets a coherent socket link).
+- the *link* a remote line crosses (:meth:`Topology.link`): the two dies of a
+  socket share an on-package link; two sockets share the coherent socket link
+  (on the Kunpeng 920 the Hydra ports), one server per direction, since its lanes
+  are full duplex and a line travels from the page's socket to the core's. Every
+  die of a socket reaches the other socket through that one link (a server per
+  pair of nodes would multiply the socket link by the dies it joins). A line from
+  the other socket's far die is charged the socket link only, not that socket's
+  die link as well (where the Hydra ports sit on the package is not published).
 
 The threads of an op form a closed queueing network: each thread is a class of
 ``core_lines_in_flight`` customers that cycle between the latency (a delay) and
@@ -103,6 +109,23 @@ class Topology:
     def socket_of(self, node: int) -> int:
         return node // self.spec.dies_per_socket
 
+    @property
+    def sockets(self) -> int:
+        return self.nodes // self.spec.dies_per_socket
+
+    def link(self, mem: int, node: int) -> tuple[tuple, float]:
+        """The server a line from a page of node ``mem`` to a core of node ``node``
+        crosses, and its bandwidth: the die link of their socket when both dies are
+        in one socket (one server per pair of dies, both directions), else the socket
+        link, one server per direction between two sockets (its lanes are full
+        duplex: a line travels from the page's socket to the core's, so the two
+        sockets' reads of each other's memory do not share one server)."""
+        a, b = self.socket_of(mem), self.socket_of(node)
+        if a == b:
+            lo, hi = sorted((mem, node))
+            return ("die_link", lo, hi), self.spec.die_link_bw_bytes_per_s
+        return ("socket_link", a, b), self.spec.socket_link_bw_bytes_per_s
+
     def latency_s(self, node: int, mem: int) -> float:
         """Effective stream latency of a core of ``node`` to a page of ``mem``: the preset
         gives node 0's row; another node's follows by symmetry (``node XOR mem``)."""
@@ -180,12 +203,9 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
             s = station(("node", node))
             d[s] = d.get(s, 0.0) + share * line / mach.node_bw
             if node != th.node:
-                a, b = sorted((th.node, node))
-                same_socket = topo.socket_of(a) == topo.socket_of(b)
-                bw = (spec.die_link_bw_bytes_per_s if same_socket
-                      else spec.socket_link_bw_bytes_per_s)
+                key, bw = topo.link(node, th.node)
                 if bw > 0:
-                    s = station(("link", a, b))
+                    s = station(key)
                     d[s] = d.get(s, 0.0) + share * line / bw
         demand.append(d)
         # the unloaded latency includes one service at each server: the rest is delay

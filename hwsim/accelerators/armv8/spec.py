@@ -28,7 +28,8 @@ DRAM_POOL = "dram"
 @dataclass(frozen=True, kw_only=True)
 class ARMv8Spec:
     core_name: str = spec_field(help="core microarchitecture, e.g. TaiShan v110")
-    cores: int = spec_field(help="cores of the socket (one thread each)", minimum=1)
+    cores: int = spec_field(help="cores of the machine, every socket's (one thread each)",
+                            minimum=1)
     clock_hz: float = spec_field(help="core clock", minimum=1.0)
     # ---- one core
     simd_bits: int = spec_field(128, help="NEON vector width", choices=(128,))
@@ -68,7 +69,7 @@ class ARMv8Spec:
     core_to_core_latency_s: float = spec_field(
         help="latency of a cache line moving between two cores (barriers, flags)")
     # ---- DRAM
-    dram_channels: int = spec_field(help="DDR channels of the socket", minimum=1)
+    dram_channels: int = spec_field(help="DDR channels of the machine, every socket's", minimum=1)
     dram_transfers_per_s: float = spec_field(
         help="DDR transfers per second per channel (DDR4-2933: 2.933e9, written '2933 MT/s')",
         minimum=1.0)
@@ -96,7 +97,7 @@ class ARMv8Spec:
         0.0, help="link between two dies of a socket, for remote lines (0: not limited)")
     socket_link_bw_bytes_per_s: float = spec_field(
         0.0, help="link between two sockets, for remote lines (0: not limited)")
-    dram_bytes: float = spec_field(0.0, help="DRAM installed on the socket (0: not checked)")
+    dram_bytes: float = spec_field(0.0, help="DRAM installed, every socket's (0: not checked)")
     # ---- BLAS libraries
     sgemm_kernel: tuple[int, ...] = spec_field(
         help="OpenBLAS fp32 micro-kernel, rows x cols (GEMM_UNROLL_M, GEMM_UNROLL_N)")

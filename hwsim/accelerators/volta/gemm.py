@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
-from .gpu import Gpu, Kernel, Work, cdiv
+from .gpu import Gpu, Kernel, Work, cdiv, queued_start_s
 
 
 @dataclass(frozen=True)
@@ -181,8 +181,8 @@ def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
     """Seconds of ``ks``: the busiest SM's groups, or all HBM traffic at the achievable
     bandwidth, whichever is longer (the selector's estimate)."""
     spec = gpu.spec
-    total = 0.0
-    for k in ks:
+    start = end = 0.0
+    for j, k in enumerate(ks):
         occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
         if occ < 1:
             return float("inf")
@@ -195,8 +195,9 @@ def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
                 sm_s, _ = gpu.group_time(k, work.scaled(n), n)
                 t += reps * sm_s
         floor_s, _ = gpu.kernel_floor(work.scaled(grid))
-        total += max(t, floor_s) + spec.kernel_launch_s
-    return total
+        start = queued_start_s(spec, start, end, j == 0)
+        end = start + max(t, floor_s)
+    return end
 
 
 def _wave_traffic(g: Gemm, tile: Tile, split: int, wave_blocks: int,

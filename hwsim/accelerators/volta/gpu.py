@@ -582,10 +582,27 @@ class Builder:
         self.tasks: list[Task] = []
         self.reports: list[KernelReport] = []
         self._last: tuple[int, ...] = ()
+        self._stream: int | None = None  # the last task of the stream lane (launch, gap)
 
     def add(self, task: Task) -> int:
         self.tasks.append(task)
         return len(self.tasks) - 1
+
+    def start(self, name: str) -> int:
+        """The task a kernel's blocks wait for. The op's first kernel waits for its
+        launch (``kernel_launch_s``). A later kernel was enqueued right behind the one
+        before it: the stream takes its launch in once that kernel has started, while
+        it runs, and the kernel starts ``kernel_gap_s`` after both its launch and the
+        kernel before it are done (a queued launch hides behind a kernel at least as
+        long as the launch; :func:`queued_start_s` is the same rule without tasks)."""
+        spec = self.gpu.spec
+        if self._stream is None:
+            self._stream = self.launch(name, self._last)
+            return self._stream
+        launch = self.launch(name, (self._stream,))
+        self._stream = self.add(Task("stream", spec.kernel_gap_s, deps=self._last + (launch,),
+                                     bound="latency", label=f"{self.label}: gap before {name}"))
+        return self._stream
 
     def launch(self, name: str, deps=()) -> int:
         spec = self.gpu.spec
@@ -621,7 +638,7 @@ class Builder:
         per = occ.blocks_per_sm
         grid = k.grid
         waves = grid / (spec.sms * per)
-        start = self.launch(k.name, self._last)
+        start = self.start(k.name)
         ends: list[int] = []
         bounds: dict[str, float] = {}
         total = k.total()
@@ -867,12 +884,23 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
     return out
 
 
+def queued_start_s(spec, start_s: float, end_s: float, first: bool) -> float:
+    """When a kernel starts in an op's stream (:meth:`Builder.start`): the first after
+    its launch; a later one ``kernel_gap_s`` after both the kernel before it (which
+    started at ``start_s`` and ends at ``end_s``) and its own launch, taken in from
+    ``start_s`` on."""
+    if first:
+        return spec.kernel_launch_s
+    return max(start_s + spec.kernel_launch_s, end_s) + spec.kernel_gap_s
+
+
 def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
     """Seconds of ``kernels`` run one after another, without a simulation: per kernel
-    the busiest SM's groups or the shared units' floor, whichever is longer, plus the
-    launch (what a library's heuristic would estimate; the tasks refine it)."""
-    total = 0.0
-    for k in kernels:
+    the busiest SM's groups or the shared units' floor, whichever is longer, after its
+    launch or, for a later kernel, its queued start (:func:`queued_start_s`; what a
+    library's heuristic would estimate; the tasks refine it)."""
+    start = end = 0.0
+    for j, k in enumerate(kernels):
         occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
         if occ < 1:
             return float("inf")
@@ -884,9 +912,9 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
                 sm_s = seen[id(runs)] = sum(reps * t for reps, _, _, t, _ in runs)
             busiest = max(busiest, sm_s)
         floor_s, _ = gpu.kernel_floor(k.total())
-        total += max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
-        total += gpu.spec.kernel_launch_s
-    return total
+        start = queued_start_s(gpu.spec, start, end, j == 0)
+        end = start + max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
+    return end
 
 
 def _split(reps: int) -> list[int]:

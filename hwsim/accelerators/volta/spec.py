@@ -75,7 +75,12 @@ class VoltaSpec:
     block_turnover_cycles: float = spec_field(
         help="clocks between a thread block's last instruction and its successor's first on "
              "the freed slot (retire and launch)")
-    kernel_launch_s: float = spec_field(help="launch overhead of every kernel")
+    kernel_launch_s: float = spec_field(
+        help="launch latency of every kernel: from its enqueue to its start on an idle GPU")
+    kernel_gap_s: float = spec_field(
+        0.0, help="gap between a kernel and the next one already queued behind it (the front "
+                  "end has processed the queued launch while the first ran): the part of "
+                  "kernel_launch_s a queued kernel does not hide")
     # ------------------------------------------------------------ host and links
     pcie_bw_bytes_per_s: float = spec_field(help="achievable host<->device bandwidth (pinned)",
                                             minimum=1.0)

@@ -51,6 +51,14 @@ class VoltaTarget(Target):
             self._gpu = (spec, Gpu(spec))
         return self._gpu[1]
 
+    def queued_launch_s(self, spec: VoltaSpec) -> float:
+        """Every op's device time starts with its first kernel's launch
+        (``kernel_launch_s``, a task on the ``stream`` lane). When the host enqueued
+        the op while the previous one still ran, the command processor takes the
+        launch in while that kernel runs, and the new kernel starts ``kernel_gap_s``
+        after it ends: the rest of the launch is hidden (hwsim.runtime.schedule)."""
+        return max(0.0, spec.kernel_launch_s - spec.kernel_gap_s)
+
     # ------------------------------------------------------------ lowering
     def kernels_of(self, op, graph, spec: VoltaSpec, tiling=None) -> list[Kernel]:
         """The kernels ``op`` runs as (no tasks)."""
