@@ -502,6 +502,10 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
             for name in RUN_SUMS + ("tasks",):
                 row[name] = sum(nodes[j][3][name] for j in js)
             row["latency_s"] = sum(nodes[j][3]["latency_s"] for j in own)
+            # the merge of an offloaded attention's partial results is work the model's
+            # op does not count: counted beside it (as a pruning method's overhead ops)
+            row["flops"] += sum(nodes[j][3]["executed_flops"] for j in js
+                                if nodes[j][2][0] == "reduce" and i in offloaded)
             row["bound"] = max((nodes[j][3] for j in own), key=lambda c: c["latency_s"])["bound"]
             what = (f"tiling-AllReduce: {len(own)} row block{'s' if len(own) > 1 else ''}"
                     if i not in offloaded else
@@ -512,13 +516,17 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
                                  for j in js],
                                 [span[j][0] - sched.hidden_s[j] - row["start_s"] for j in js])
             pieces_at[i] = [(*span[j], nodes[j][1]) for j in js]
+            waited = 0.0  # the compute stream's idle time under this op's other pieces
             for j in js:  # a piece off the compute stream: static power where uncovered
                 if nodes[j][1] != "compute":
                     row["energy_j"] -= nodes[j][3]["energy_static_j"]
                     row["energy_static_j"] -= nodes[j][3]["energy_static_j"]
-                    uncovered = static_w * exposed_s([span[j]], compute)
-                    row["energy_j"] += uncovered
-                    row["energy_static_j"] += uncovered
+                    uncovered = exposed_s([span[j]], compute)
+                    row["energy_j"] += static_w * uncovered
+                    row["energy_static_j"] += static_w * uncovered
+                    waited += uncovered
+            if stream == "compute":
+                row["stream_wait_s"] = waited
         if row["host_wait_s"]:
             row["energy_static_j"] += static_w * row["host_wait_s"]
             row["energy_j"] += static_w * row["host_wait_s"]
@@ -554,7 +562,8 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
                              and (stream == "comm" or nodes[j][2][0] == "h2d"))
                          for i in rows_of)
         streams[name] = {f"{stream}_s": total, f"exposed_{stream}_s": exposed,
-                         "hidden_share": 1.0 - exposed / total if total > 0 else 0.0,
+                         "hidden_share": min(1.0, max(0.0, 1.0 - exposed / total))
+                         if total > 0 else 0.0,
                          "blocks": dict(sorted(blocks.items()))}
     if tiled:
         ta = streams["tiling_allreduce"]

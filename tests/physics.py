@@ -71,7 +71,11 @@ def op_violations(report) -> list[str]:
             if row.executed_flops or nbytes:
                 out.append(f"{where}: {row.executed_flops} FLOP and {nbytes} B in 0 s")
             continue
-        busy = lat + float(getattr(row, "host_wait_s", 0.0) or 0.0)
+        # (the device also idles, drawing static power, for the host and for the op's
+        # pieces on other streams that compute does not cover: an offloaded attention's
+        # copies)
+        busy = lat + float(getattr(row, "host_wait_s", 0.0) or 0.0) \
+            + float(getattr(row, "stream_wait_s", 0.0) or 0.0)
         if limit_w and row.energy_j / busy > limit_w * (1 + REL):
             out.append(f"{where}: draws {row.energy_j / busy:.4g} W, above the board's "
                        f"{limit_w:.4g} W")
