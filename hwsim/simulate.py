@@ -27,7 +27,7 @@ import os
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import capacity, engine
+from . import capacity, engine, onchip
 from .engine.lanes import Lane
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
@@ -180,18 +180,22 @@ def _signature(op, graph: Graph, producer: dict | None = None) -> tuple:
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
               dense_flops: int | None = None, fidelity: str = "event",
-              memo: dict | None = None, kv_cache_fraction: float = 1.0) -> Report:
+              memo: dict | None = None, kv_cache_fraction: float = 1.0,
+              onchip_carry: bool | None = None) -> Report:
     """Lower, schedule and price every op of ``graph`` on ``resolved``.
 
     ``memo``: a dict kept between calls that run on the same target, fidelity and
     tiling (a generation's steps): an op costed by one call is not costed again.
     ``kv_cache_fraction``: the share of the graph's KV cache the device holds at its
     peak, for the memory account (a KV policy that cuts each layer's cache as the
-    forward passes it, :mod:`hwsim.generation`)."""
+    forward passes it, :mod:`hwsim.generation`). ``onchip_carry``: carry tensors
+    between ops in the last-level cache (:mod:`hwsim.onchip`); None: the workload's
+    ``onchip_carry`` field (off without a workload)."""
     target, spec = resolved.target, resolved.spec
     table = target.energy_table(spec)
     tiling = wl.tiling if wl is not None else None
     memory = check_memory(graph, resolved, tiling, kv_cache_fraction)
+    carry_plan = onchip_plan(graph, resolved, wl, onchip_carry)
     memo = {} if memo is None else memo
     cache: dict[tuple, dict] = memo.setdefault("costs", {})
     timelines: dict[tuple, list] = memo.setdefault("lanes", {})
@@ -200,8 +204,11 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     clock = 0.0
     producer = ({o: op for op in graph.ops for o in op.outputs}
                 if any(op.kind == "allreduce" for op in graph.ops) else None)
-    for op in bar(graph.ops, f"simulate on {resolved.preset}", unit="op"):
+    for index, op in enumerate(bar(graph.ops, f"simulate on {resolved.preset}", unit="op")):
+        carry = carry_plan.carries[index] if carry_plan is not None else onchip.NONE
         key = _signature(op, graph, producer)
+        if carry:
+            key += (carry.key(),)
         data_key = target.cache_key(op, graph, spec)
         if data_key is not None:
             key += (data_key,)
@@ -210,7 +217,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
                 raise UnsupportedOpError(target.name, op.kind, op.line(graph))
             try:
-                tasks = target.lower(op, graph, spec, tiling)
+                tasks = (target.lower_carried(op, graph, spec, tiling, carry) if carry
+                         else target.lower(op, graph, spec, tiling))
             except UnsupportedOpError:
                 raise
             except InputError as e:
@@ -254,6 +262,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
         if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
             for name in RUN_SUMS:
                 row[name] = cost[name] * op.repeat
+        if carry_plan is not None:
+            row.update(onchip_columns(op, graph, carry))
         rows.append(row)
         clock += row["latency_s"]
     host_lane = issue_from_host(rows, graph, resolved, wl, table.static_power_w,
@@ -263,7 +273,43 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
                   fidelity=fidelity, lanes=[timelines[k] for k in op_keys], memory=memory,
-                  host_lane=host_lane)
+                  host_lane=host_lane,
+                  onchip=onchip_summary(carry_plan, rows) if carry_plan is not None else None)
+
+
+def onchip_plan(graph: Graph, resolved: ResolvedTarget, wl: Workload | None,
+                onchip_carry: bool | None = None):
+    """The plan of tensors carried between ops in the last-level cache
+    (:func:`hwsim.onchip.plan`), or None when carrying is off (``onchip_carry``, else
+    the workload's field) or the target has no cache for it."""
+    if onchip_carry is None:
+        onchip_carry = wl is not None and wl.onchip_carry
+    if not onchip_carry:
+        return None
+    capacity = resolved.target.onchip_capacity_bytes(resolved.spec)
+    if capacity <= 0:
+        return None
+    return onchip.plan(graph, capacity, resolved.target.carries)
+
+
+def onchip_columns(op, graph: Graph, carry) -> dict:
+    """A row's on-chip columns: the tensors it read from the cache, and the DRAM bytes
+    that saved it (reads of those tensors, writes of its outputs kept there)."""
+    read = " ".join(f"t{op.inputs[p]}" for p in carry.inputs)
+    kept = " ".join(f"t{op.outputs[q]}" for q in carry.outputs)
+    return {"onchip": "; ".join(x for x in (read and f"read {read}", kept and f"kept {kept}")
+                                if x),
+            "onchip_read_saved_bytes": onchip.onchip_read_bytes(op, graph, carry),
+            "onchip_write_saved_bytes": onchip.kept_write_bytes(op, graph, carry)}
+
+
+def onchip_summary(plan, rows: list[dict]) -> dict:
+    """The report's ``onchip`` field: the capacity, each tensor carried (bytes,
+    producer, readers on chip, whether its DRAM write was left out) and the DRAM
+    bytes saved in all."""
+    return {"capacity_bytes": plan.capacity_bytes, "tensors": plan.tensors,
+            "dram_read_saved_bytes": sum(r["onchip_read_saved_bytes"] for r in rows),
+            "dram_write_saved_bytes": sum(r["onchip_write_saved_bytes"] for r in rows)}
 
 
 # A row's figures that are sums over an op's runs: a repeated op's row (``count`` runs)
