@@ -268,7 +268,10 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     stores = (tile.tm * ea + tile.tn * eb) * kk
     w.smem_bytes = loads + stores
     w.smem_wavefront_bytes = loads + stores
-    w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk + tile.tm * tile.tn * part_e
+    # the loads, and the stores bound for HBM (a kept output's are posted to L2 and left
+    # out: the SM model counts the loads as L2 traffic less HBM writes, gpu.memory_time)
+    w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk \
+        + tile.tm * tile.tn * part_e * (split > 1 or not g.out_onchip)
     w.hbm_read = (a_total + b_total + (g.extra_read if split == 1 else 0.0)) / blocks
     w.hbm_write = out_hbm / blocks if split == 1 else 0.0
     kind = ("s884gemm" if tile.tensor else
@@ -289,7 +292,8 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     rblocks = cdiv(elems, 256 * 4)
     rw = Work(cuda_flops=split * elems / rblocks, hbm_read=g.extra_read / rblocks,
               hbm_write=out_hbm / rblocks,
-              l2_bytes=(split * 4 + eo) * elems / rblocks + g.extra_read / rblocks)
+              l2_bytes=(split * 4 + eo * (not g.out_onchip)) * elems / rblocks
+              + g.extra_read / rblocks)
     red = Kernel(f"{g.name}:splitKreduce", "256x4", 256, 32, 0, [(rblocks, rw)],
                  dtype="fp32", tensor=False)
     return [main, red]
@@ -308,10 +312,10 @@ def gemv(gpu: Gpu, g: Gemm) -> Kernel:
              hbm_write=g.batch * g.m * g.n * eo * (not g.out_onchip) / blocks)
     if g.b_dtype and g.b_dtype != g.dtype and eb < ea:
         w.cuda_flops += UNPACK_OPS_PER_ELEMENT * cols * g.k
-    if g.a_onchip or g.b_onchip or g.out_onchip:  # what is carried still passes the L2
+    if g.a_onchip or g.b_onchip:  # an operand carried in the L2: loads that hit there
         w.l2_bytes = (g.k * g.n * eb * (1 if g.b_shared else g.batch)
                       + g.m * g.k * ea * (1 if g.a_shared else g.batch) + g.extra_read
-                      + g.batch * g.m * g.n * eo) / blocks + g.m * g.k * ea
+                      ) / blocks + w.hbm_write + g.m * g.k * ea
     else:
         w.l2_bytes = w.hbm_read + w.hbm_write + g.m * g.k * ea
     w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * ea

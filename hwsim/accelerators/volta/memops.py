@@ -11,8 +11,7 @@ that reads its row once and makes two 8-bit passes over it in shared memory.
 Bytes are the op's compulsory traffic from the IR (each kernel starts with a
 cold L2), except where the run carries tensors between ops in the L2
 (:mod:`hwsim.onchip`): an input the plan puts on chip is read from the L2 and
-not from HBM, and an output kept there is written to the L2 only; the kernel's
-L2 traffic is the same either way.
+not from HBM (an L2 hit), and an output kept there is written to the L2 only.
 """
 
 from __future__ import annotations
@@ -38,11 +37,16 @@ def _stream(name: str, tile: str, blocks: int, threads: int, total_flops: float,
             sfu: float, rd: float, wr: float, dtype: str, smem_bytes: float = 0.0,
             smem: int = 0, regs: int = 32, onchip: tuple[float, float] = (0.0, 0.0)) -> Kernel:
     """A streaming kernel reading ``rd`` and writing ``wr`` bytes through the L2, of
-    which ``onchip`` = (read, written) bytes stay in the L2 and never reach HBM."""
+    which ``onchip`` = (read, written) bytes stay in the L2 and never reach HBM.
+
+    The L2 traffic is the loads (hits and misses alike) and the stores bound for HBM:
+    the SM model counts the loads as that traffic less the HBM writes
+    (:meth:`.gpu.Gpu.memory_time`), so an output kept in the L2 is left out of it
+    (its stores are posted; only their L2 bandwidth and energy go uncounted)."""
     blocks = max(1, int(blocks))
     w = Work(cuda_flops=total_flops / blocks, sfu_ops=sfu / blocks,
              hbm_read=(rd - onchip[0]) / blocks, hbm_write=(wr - onchip[1]) / blocks,
-             l2_bytes=(rd + wr) / blocks,
+             l2_bytes=(rd + wr - onchip[1]) / blocks,
              smem_bytes=smem_bytes / blocks, smem_wavefront_bytes=smem_bytes / blocks)
     # a thread's loads are independent (unrolled elements, a row's slice): all in flight
     # at once, up to eight 128-bit loads (the unroll of PyTorch's vectorized kernels)
