@@ -126,7 +126,7 @@ def format_report(report, top: int | None = 10, detail: bool = False) -> str:
             + f"  (weights {si(mem['weights_bytes'], 'B')}, KV cache "
             f"{si(mem['kv_cache_bytes'], 'B')}, activations {si(mem['activations_bytes'], 'B')})")
     carried = getattr(report, "onchip", None)
-    if carried is not None:
+    if carried is not None and carried["tensors"]:  # nothing carried: no line
         kept = sum(1 for x in carried["tensors"] if x["dram_write_skipped"])
         lines.append(
             f"  on chip      {len(carried['tensors'])} tensors carried in "
