@@ -54,9 +54,17 @@ several times (``repeat`` above one) neither takes nor leaves tensors on chip
   tensors read after eviction (one reader from DRAM is enough) are written as
   without the plan.
 
-The workload field ``onchip_carry`` switches this on; with it off, or on a target
-with no carrying capacity (roofline, armv8, spatten), the plan is empty and every
-report is what it was without the plan, bit for bit.
+The workload field ``onchip_carry`` (on by default) switches this; with it off, or on
+a target with no carrying capacity (roofline, armv8, spatten), there is no plan and
+every report is what it was before it existed, bit for bit.
+
+Example: Llama-2-7B's prefill of 128 tokens on a V100 carries 354 tensors and never
+writes 226 of them: a layer's input norm output (1 MiB) goes to its q, k and v
+projections through the L2 (each projection reads it right after the one before, its
+32 MiB weight streaming through the other half), o_proj's output to the residual add,
+the gate's output to its activation; the q projection's output is evicted by the k and
+v projections' weights before its rope reads it, and goes through HBM. At 4,096 tokens
+each activation is 32 MiB, over the 3 MiB that carry, and all go through HBM as before.
 """
 
 from __future__ import annotations
