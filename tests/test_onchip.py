@@ -239,6 +239,24 @@ def test_the_compulsory_bytes_check_still_catches_an_under_read():
     assert any("fewer than" in v for v in op_violations(off))
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_lowering_that_reads_from_a_cache_it_does_not_have_fails_the_check(target,
+                                                                            monkeypatch):
+    """A target whose lowering takes more on chip than its cache holds (here: lowered
+    with a plan of a 1 TB cache) under-reads the compulsory bytes of its real plan."""
+    r = resolve(target)
+    rows = int(r.target.onchip_capacity_bytes(r.spec) // ROW_BYTES) + 256
+    honest = run_graph(chain(rows), r, onchip_carry=True)
+    assert op_violations(honest) == [] and honest.onchip["tensors"] == []
+    real = onchip.plan
+    monkeypatch.setattr(onchip, "plan", lambda g, cap, carries: real(g, 1e12, carries))
+    greedy = run_graph(chain(rows), r, onchip_carry=True)
+    monkeypatch.setattr(onchip, "plan", real)  # the check makes the target's real plan
+    found = op_violations(greedy)
+    assert any("reads" in v and "fewer than" in v and "matmul" in v for v in found), found
+    assert any("writes" in v and "fewer than" in v and "rmsnorm" in v for v in found), found
+
+
 MODELS = [("tinyllama-1.1b", "decode", 1, 256), ("tinyllama-1.1b", "prefill", 128, 0),
           ("gpt2", "prefill", 200, 0), ("bert-base", "prefill", 128, 0)]
 
