@@ -190,7 +190,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     peak, for the memory account (a KV policy that cuts each layer's cache as the
     forward passes it, :mod:`hwsim.generation`). ``onchip_carry``: carry tensors
     between ops in the last-level cache (:mod:`hwsim.onchip`); None: the workload's
-    ``onchip_carry`` field (off without a workload)."""
+    ``onchip_carry`` field (its default, on, without a workload)."""
     target, spec = resolved.target, resolved.spec
     table = target.energy_table(spec)
     tiling = wl.tiling if wl is not None else None
@@ -282,8 +282,9 @@ def onchip_plan(graph: Graph, resolved: ResolvedTarget, wl: Workload | None,
     """The plan of tensors carried between ops in the last-level cache
     (:func:`hwsim.onchip.plan`), or None when carrying is off (``onchip_carry``, else
     the workload's field) or the target has no cache for it."""
-    if onchip_carry is None:
-        onchip_carry = wl is not None and wl.onchip_carry
+    if onchip_carry is None:  # the workload's field, or its default without one
+        onchip_carry = (wl.onchip_carry if wl is not None
+                        else Workload.__dataclass_fields__["onchip_carry"].default)
     if not onchip_carry:
         return None
     capacity = resolved.target.onchip_capacity_bytes(resolved.spec)
