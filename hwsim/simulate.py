@@ -249,7 +249,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "energy_static_j": static,
                 "tasks": len(tasks),
                 "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
-                "detail": target.describe(op, graph, spec, tiling),
+                "detail": (target.describe(op, graph, spec, tiling, carry) if carry
+                           else target.describe(op, graph, spec, tiling)),
             }
             timelines[key] = Lane([t.unit for t in tasks], [t.label for t in tasks],
                                   sched.starts_s, sched.ends_s) if sched else []

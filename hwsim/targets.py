@@ -34,7 +34,8 @@ A *target* is a model of one machine. It provides:
   (:mod:`hwsim.onchip`): the last-level cache bytes that may carry a tensor from
   one op to the next (0, the default: none), which ops' lowerings honour a plan,
   and the lowering of an op that reads some inputs from that cache and leaves
-  some outputs unwritten;
+  some outputs unwritten (such a target's ``describe`` then takes the carry as a
+  fifth argument);
 - ``calibration_cases(spec, preset)``: the target's microbenchmark reproductions
   (:class:`hwsim.calibrate.CalibrationCase`), by default from the module
   ``calibration`` of the target's package (``hwsim/accelerators/<target>/
@@ -149,8 +150,9 @@ class Target:
         """What to try when a workload does not fit (appended to the error)."""
         return "; use more devices, a shorter sequence or a fused attention"
 
-    def describe(self, op, graph, spec, tiling) -> str:
-        """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports."""
+    def describe(self, op, graph, spec, tiling, carry=None) -> str:
+        """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports;
+        ``carry``: what it reads from or leaves in the cache (:meth:`lower_carried`)."""
         return ""
 
     def pools(self, spec) -> dict[str, int]:

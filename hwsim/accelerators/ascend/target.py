@@ -124,8 +124,9 @@ class AscendTarget(Target):
             return attention.executed_flops(self.chip(spec), op, graph, tiling)
         return super().executed_flops(op, graph, spec, tiling)
 
-    def describe(self, op, graph, spec: AscendSpec, tiling=None) -> str:
-        """One line on how ``op`` runs: its tiles and cores, or its strategy and blocks."""
+    def describe(self, op, graph, spec: AscendSpec, tiling=None, carry: Carry = NONE) -> str:
+        """One line on how ``op`` runs: its tiles and cores, or its strategy and blocks
+        (the same whatever ``carry`` holds in the L2: the tiling search does not see it)."""
         chip = self.chip(spec)
         a = op.attrs
         if op.kind == "matmul":

@@ -94,21 +94,24 @@ class VoltaTarget(Target):
             raise ValueError(f"volta does not carry the inputs of a {op.kind} op on chip")
         return self._build(op, graph, spec, tiling, carry).tasks
 
-    def kernels(self, op, graph, spec: VoltaSpec, tiling=None) -> list[dict]:
+    def kernels(self, op, graph, spec: VoltaSpec, tiling=None,
+                carry: Carry = NONE) -> list[dict]:
         """Per-kernel report of ``op``: grid, block tile, occupancy and its limiter,
-        waves, bound, the selector's time estimate, and notes (split-K, bank conflicts)."""
+        waves, bound, the selector's time estimate, and notes (split-K, bank conflicts).
+        ``carry``: what it finds in or leaves in the L2 (the selector may pick another
+        tile for it)."""
         if op.kind in ("view", "allreduce"):
             return []
-        return [r.to_dict() for r in self._build(op, graph, spec, tiling).reports]
+        return [r.to_dict() for r in self._build(op, graph, spec, tiling, carry).reports]
 
-    def describe(self, op, graph, spec: VoltaSpec, tiling=None) -> str:
+    def describe(self, op, graph, spec: VoltaSpec, tiling=None, carry: Carry = NONE) -> str:
         """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound,
         and what the kernel adds (GQA packing, split-KV, key blocks, partials in L2)."""
         return "; ".join(
             f"{k['name'].rsplit(':', 1)[-1]} {k['block_tile']} grid {k['grid']} "
             f"occ {k['occupancy']} ({k['limiter']}) {k['waves']:g} waves {k['bound']}"
             + (f" [{k['detail']}]" if k["detail"] else "")
-            for k in self.kernels(op, graph, spec, tiling))
+            for k in self.kernels(op, graph, spec, tiling, carry))
 
     def executed_flops(self, op, graph, spec: VoltaSpec, tiling=None) -> int:
         """What the kernels compute: an attention's visited tiles, whole
