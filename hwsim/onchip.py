@@ -33,7 +33,10 @@ pushed it out (the sum counts a tensor that two ops between touch twice, so the
 rule may evict a tensor that a real LRU keeps; it never keeps one that it
 evicts). The reader's own traffic is not counted against it: the reader
 fetches its resident inputs as it starts (a GEMM's blocks read their panels of
-A in the first wave).
+A in the first wave, and every wave again), and neither is the producer's: its
+output is taken as written when it ends. Both are approximations: a GEMM that
+streams a large weight after writing its first output tiles may push some of
+them out on a real LRU.
 
 **What is carried.** Only tensors an op produced (``activation`` tensors with a
 producer): weights, graph inputs and the KV cache are never counted as carried,
