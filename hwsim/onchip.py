@@ -4,7 +4,7 @@ for the next.
 Without this plan every op starts with a cold cache: a tensor written by one op
 goes to DRAM and the op that reads it fetches it back. On a machine whose
 last-level cache is shared by all cores (the V100's 6 MiB L2, the Ascend 910's L2
-in front of its HBM), a kernel's output passes through that cache as it is
+in front of its HBM, an ARMv8 socket's L3), a kernel's output passes through that cache as it is
 written, and a small one is still there when the next kernel starts: a chain of
 small ops (``rmsnorm`` then the ``matmul`` of the projection that reads it) moves
 its intermediate through the L2 only.
@@ -13,9 +13,10 @@ its intermediate through the L2 only.
 the ops run in), from nothing but the graph and two facts of the target:
 
 - ``capacity_bytes``: the part of the cache that may carry tensors between ops.
-  The targets give half their L2 (:meth:`hwsim.targets.Target.onchip_capacity_bytes`):
-  the other half stays for what the consumer itself streams through (its weight's
-  panels), the split the Volta GEMM's and the Ascend L2 model's own reuse already
+  The targets give half their last level, the L2 (ARMv8: the L3)
+  (:meth:`hwsim.targets.Target.onchip_capacity_bytes`): the other half stays for
+  what the consumer itself streams through (its weight's panels), the split the
+  Volta GEMM's, the Ascend L2 model's and the ARMv8 placement's own reuse already
   make;
 - ``carries(op)``: whether the target's lowering of ``op`` honours the plan (reads
   the named inputs from the cache, leaves the named outputs unwritten). An op it
@@ -58,7 +59,7 @@ several times (``repeat`` above one) neither takes nor leaves tensors on chip
   without the plan.
 
 The workload field ``onchip_carry`` (on by default) switches this; with it off, or on
-a target with no carrying capacity (roofline, armv8, spatten), there is no plan and
+a target with no carrying capacity (roofline, spatten), there is no plan and
 every report is what it was before it existed, bit for bit.
 
 Example: Llama-2-7B's prefill of 128 tokens on a V100 carries 354 tensors and never

@@ -1,9 +1,10 @@
 """On-chip state between ops (issue 18, item 4; hwsim.onchip).
 
 The plan on hand-built graphs (what fits, what evicts, views, weights, readers
-after eviction), then the ``rmsnorm -> matmul`` chain on volta and ascend: at a
-size that fits the carrying half of the L2 the matmul reads its input from the
-L2 (DRAM reads and writes drop by exactly the intermediate's bytes), at a size
+after eviction), then the ``rmsnorm -> matmul`` chain on volta, ascend and armv8:
+at a size that fits the carrying half of the L2 (armv8: of the L3) the matmul reads
+its input from there (DRAM reads and writes drop by exactly the intermediate's
+bytes), at a size
 that does not it reads it from DRAM, and an op between that moves more than the
 capacity evicts it. Physics still holds with carrying on, the compulsory-bytes
 check still catches a target that under-reads, a bigger L2 never makes a run
@@ -143,7 +144,7 @@ def test_a_graph_output_is_always_written():
 
 
 # ---------------------------------------------------------------- on the targets
-TARGETS = ["volta", "ascend"]
+TARGETS = ["volta", "ascend", "armv8"]
 
 
 def fitting_rows(resolved) -> int:
@@ -200,7 +201,7 @@ def test_an_op_between_that_moves_more_than_the_capacity_evicts(target):
     assert off.totals["dram_read_bytes"] - on.totals["dram_read_bytes"] == 256 * ROW_BYTES
 
 
-@pytest.mark.parametrize("target", ["roofline", "armv8", "spatten"])
+@pytest.mark.parametrize("target", ["roofline", "spatten"])
 def test_other_targets_carry_nothing_and_keep_working(target):
     r = resolve(target)
     off, on = runs(chain(64), r) if target != "spatten" else (None, None)
@@ -266,7 +267,8 @@ def model(name, phase, seq, kv, **extra):
                                "kv_len": kv, "dtype": "fp16", **extra}, "<test>")
 
 
-@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "ascend-910b", "ascend-910a"])
+@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "ascend-910b", "ascend-910a",
+                                    "armv8-kunpeng920"])
 @pytest.mark.parametrize("case", MODELS, ids=[f"{m}-{p}" for m, p, _, _ in MODELS])
 def test_models_with_carrying_obey_physics_and_are_never_slower(preset, case):
     off = hwsim.simulate(model(*case, onchip_carry=False), preset)
@@ -279,13 +281,15 @@ def test_models_with_carrying_obey_physics_and_are_never_slower(preset, case):
     assert moved(on.totals) <= moved(off.totals) - saved
 
 
-@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "ascend-910b"])
-def test_a_bigger_l2_is_never_slower(preset):
-    spec = resolve(preset).spec
+@pytest.mark.parametrize("preset, field", [("volta-v100-sxm2", "l2_bytes"),
+                                           ("ascend-910b", "l2_bytes"),
+                                           ("armv8-kunpeng920", "l3_bytes")])
+def test_a_bigger_l2_is_never_slower(preset, field):
+    size = getattr(resolve(preset).spec, field)
     last = None
     for factor in (0.25, 0.5, 1, 2, 4):
-        rep = hwsim.simulate(model("tinyllama-1.1b", "prefill", 128, 0, onchip_carry=True),
-                             preset, sets=[f"target.l2_bytes={spec.l2_bytes * factor!r}"])
+        rep = hwsim.simulate(model("tinyllama-1.1b", "prefill", 128, 0), preset,
+                             sets=[f"target.{field}={int(size * factor)!r}"])
         now = (rep.totals["latency_s"], rep.totals["dram_read_bytes"],
                len(rep.onchip["tensors"]))
         if last is not None:

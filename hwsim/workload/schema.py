@@ -97,8 +97,9 @@ class Workload:
     onchip_carry: bool = _f(True, "a tensor one op writes stays in the last-level cache for "
                                    "the ops that read it while it fits and is not evicted by "
                                    "what runs between, neither written to nor read from DRAM "
-                                   "(volta, ascend: half the L2; hwsim.onchip); false: every op "
-                                   "starts with a cold cache, as before issue 18")
+                                   "(volta, ascend: half the L2; armv8: half the L3; "
+                                   "hwsim.onchip); false: every op starts with a cold "
+                                   "cache, as before issue 18")
     target: str = _f("", "the machine this workload is written for: a target (volta), a preset "
                          "(volta-v100-sxm2) or a hardware YAML path (relative to the workload "
                          "file), used when the command line or the API names none (--target "
