@@ -29,7 +29,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from . import capacity, engine, overlap
+from . import capacity, engine, onchip, overlap
 from .engine.lanes import Lane
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
@@ -175,14 +175,17 @@ def _signature(op, graph: Graph) -> tuple:
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
               dense_flops: int | None = None, fidelity: str = "event",
-              memo: dict | None = None, kv_cache_fraction: float = 1.0) -> Report:
+              memo: dict | None = None, kv_cache_fraction: float = 1.0,
+              onchip_carry: bool | None = None) -> Report:
     """Lower, schedule and price every op of ``graph`` on ``resolved``.
 
     ``memo``: a dict kept between calls that run on the same target, fidelity and
     tiling (a generation's steps): an op costed by one call is not costed again.
     ``kv_cache_fraction``: the share of the graph's KV cache the device holds at its
     peak, for the memory account (a KV policy that cuts each layer's cache as the
-    forward passes it, :mod:`hwsim.generation`).
+    forward passes it, :mod:`hwsim.generation`). ``onchip_carry``: carry tensors
+    between ops in the last-level cache (:mod:`hwsim.onchip`); None: the workload's
+    ``onchip_carry`` field (its default, on, without a workload).
 
     Ops run one after another on one stream, unless the run asks for overlap
     (``tiling.tiling_allreduce``, or a KV cache partly in host memory): then the
@@ -192,22 +195,6 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     memory = check_memory(graph, resolved, tiling, kv_cache_fraction)
     memo = {} if memo is None else memo
     price = _Pricer(resolved, tiling, fidelity, memo)
-    op_keys = []
-    rows = []
-    clock = 0.0
-    for op in bar(graph.ops, f"simulate on {resolved.preset}", unit="op"):
-        key, cost = price(op, graph)
-        op_keys.append(key)
-        row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
-               "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
-               "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
-        if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
-            for name in RUN_SUMS:
-                row[name] = cost[name] * op.repeat
-        rows.append(row)
-        clock += row["latency_s"]
-    lanes = [price.timelines[k] for k in op_keys]
-    streams = None
     streams_of = price.target.streams(price.spec)
     offloaded = (overlap.cooperative(graph) if "copy" in streams_of
                  and price.target.host_kv_fraction(price.spec) > 0 else [])
@@ -216,8 +203,38 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     for ai, chain in tiled.items():  # an attention whose keys stream in is cut by its keys
         if chain[0] in offloaded:
             tiled[ai] = chain[1:]
+    # (an attention split by its host keys reads and writes its tensors in DRAM; a
+    # chain's row blocks carry what its whole ops would)
+    carry_plan = onchip_plan(graph, resolved, wl, onchip_carry, set(offloaded))
+    op_keys = []
+    rows = []
+    clock = 0.0
+    for index, op in enumerate(bar(graph.ops, f"simulate on {resolved.preset}", unit="op")):
+        carry = carry_plan.carries[index] if carry_plan is not None else onchip.NONE
+        key, cost = price(op, graph, carry)
+        op_keys.append(key)
+        row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
+               "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
+               "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
+        if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
+            for name in RUN_SUMS:
+                row[name] = cost[name] * op.repeat
+        if carry_plan is not None:
+            row.update(onchip_columns(op, graph, carry))
+        rows.append(row)
+        clock += row["latency_s"]
+    lanes = [price.timelines[k] for k in op_keys]
+    streams = None
     if tiled or offloaded:
-        host_lane, streams = schedule_streams(rows, lanes, graph, tiled, offloaded, price, wl)
+        plain_keys = op_keys
+        if carry_plan is not None:  # the ops one after another carry what they may
+            whole_plan = onchip_plan(graph, resolved, wl, onchip_carry)
+            plain_keys = [price(op, graph, carry)[0]
+                          for op, carry in zip(graph.ops, whole_plan.carries)]
+        carries = (carry_plan.carries if carry_plan is not None
+                   else [onchip.NONE] * len(graph.ops))
+        host_lane, streams = schedule_streams(rows, lanes, graph, tiled, offloaded, price, wl,
+                                              op_keys, plain_keys, carries)
     else:
         host_lane = issue_from_host(rows, graph, resolved, wl, price.table.static_power_w,
                                     [price.cache[k]["latency_s"] for k in op_keys],
@@ -227,7 +244,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     return Report(rows, graph=graph, workload=wl, target=resolved,
                   dense_flops=graph.flops() if dense_flops is None else dense_flops,
                   fidelity=fidelity, lanes=lanes, memory=memory, host_lane=host_lane,
-                  streams=streams)
+                  streams=streams,
+                  onchip=onchip_summary(carry_plan, rows) if carry_plan is not None else None)
 
 
 class _Pricer:
@@ -257,9 +275,13 @@ class _Pricer:
         return _Pricer(replace(self.resolved, spec=spec), self.tiling, self.fidelity,
                        self.memo.setdefault("device_kv", {}))
 
-    def __call__(self, op, graph: Graph) -> tuple[tuple, dict]:
+    def __call__(self, op, graph: Graph, carry=onchip.NONE) -> tuple[tuple, dict]:
+        """``(key, cost)`` of ``op``; ``carry``: the tensors it finds in, or leaves in,
+        the last-level cache (:mod:`hwsim.onchip`)."""
         target, spec, tiling = self.target, self.spec, self.tiling
         key = _signature(op, graph)
+        if carry:
+            key += (carry.key(),)
         data_key = target.cache_key(op, graph, spec)
         if data_key is not None:
             key += (data_key,)
@@ -269,7 +291,8 @@ class _Pricer:
         if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
             raise UnsupportedOpError(target.name, op.kind, op.line(graph))
         try:
-            tasks = target.lower(op, graph, spec, tiling)
+            tasks = (target.lower_carried(op, graph, spec, tiling, carry) if carry
+                     else target.lower(op, graph, spec, tiling))
         except UnsupportedOpError:
             raise
         except InputError as e:
@@ -277,7 +300,9 @@ class _Pricer:
                 raise
             p = e.problems[0]
             raise InputError(f"{p.message}", source=self.resolved.source, field=p.field) from None
-        return self.tasks_cost(key, tasks, target.describe(op, graph, spec, tiling),
+        detail = (target.describe(op, graph, spec, tiling, carry) if carry
+                  else target.describe(op, graph, spec, tiling))
+        return self.tasks_cost(key, tasks, detail,
                                int(target.executed_flops(op, graph, spec, tiling)))
 
     def tasks_cost(self, key: tuple, tasks: list, detail: str,
@@ -325,6 +350,49 @@ class _Pricer:
         return key, cost
 
 
+def onchip_plan(graph: Graph, resolved: ResolvedTarget, wl: Workload | None,
+                onchip_carry: bool | None = None, cut: set[int] = frozenset()):
+    """The plan of tensors carried between ops in the last-level cache
+    (:func:`hwsim.onchip.plan`), or None when carrying is off (``onchip_carry``, else
+    the workload's field) or the target has no cache for it. The ops in ``cut`` (run
+    in pieces on streams, :func:`schedule_streams`) take no part."""
+    if onchip_carry is None:  # the workload's field, or its default without one
+        onchip_carry = (wl.onchip_carry if wl is not None
+                        else Workload.__dataclass_fields__["onchip_carry"].default)
+    if not onchip_carry:
+        return None
+    capacity = resolved.target.onchip_capacity_bytes(resolved.spec)
+    if capacity <= 0:
+        return None
+    carries = resolved.target.carries
+    if cut:
+        ops = graph.ops
+        cut_ops = {id(ops[i]) for i in cut}
+        return onchip.plan(graph, capacity, lambda op: id(op) not in cut_ops and carries(op))
+    return onchip.plan(graph, capacity, carries)
+
+
+def onchip_columns(op, graph: Graph, carry) -> dict:
+    """A row's on-chip columns: the tensors it read from the cache, and the DRAM bytes
+    that saved it (reads of those tensors, writes of its outputs kept there)."""
+    read = " ".join(f"t{op.inputs[p]}" for p in carry.inputs)
+    kept = " ".join(f"t{op.outputs[q]}" for q in carry.outputs)
+    return {"onchip": "; ".join(x for x in (read and f"read {read}", kept and f"kept {kept}")
+                                if x),
+            "onchip_read_saved_bytes": onchip.onchip_read_bytes(op, graph, carry),
+            "onchip_write_saved_bytes": onchip.kept_write_bytes(op, graph, carry)}
+
+
+def onchip_summary(plan, rows: list[dict]) -> dict:
+    """The report's ``onchip`` field: the capacity, each tensor carried (bytes,
+    producer, readers on chip, whether its DRAM write was left out) and the DRAM
+    bytes saved in all."""
+    return {"capacity_bytes": plan.capacity_bytes, "tensors": plan.tensors,
+            "dram_read_saved_bytes": sum(r["onchip_read_saved_bytes"] for r in rows),
+            "dram_write_saved_bytes": sum(r["onchip_write_saved_bytes"] for r in rows)}
+
+
+
 # A row's figures that are sums over an op's runs: a repeated op's row (``count`` runs)
 # is its cost times the count; ``bound``, ``tasks`` and ``detail`` describe one run.
 RUN_SUMS = ("latency_s", "dram_read_bytes", "dram_write_bytes", "energy_compute_j",
@@ -347,8 +415,9 @@ def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w:
 
 
 def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[int, list],
-                     offloaded: list[int], price: "_Pricer",
-                     wl: Workload | None) -> tuple[list, dict]:
+                     offloaded: list[int], price: "_Pricer", wl: Workload | None,
+                     op_keys: list[tuple], plain_keys: list[tuple],
+                     carries: list) -> tuple[list, dict]:
     """Run ``graph`` on streams (:mod:`hwsim.overlap`): the chains that lead to its
     all-reduces cut into row blocks (tiling-AllReduce; ``tiled``: all-reduce index ->
     its chain), and its attentions in ``offloaded`` split between the keys on the
@@ -366,13 +435,17 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
     come in while this layer finishes); everything else on ``compute``, each node
     after the nodes that produce its inputs; the host issues each node
     (:mod:`hwsim.runtime`). ``rows`` and ``lanes`` (the single-stream costs and task
-    timelines, one per op) are updated in place: a cut op's figures become its
-    pieces' sums (``latency_s``: its time on its own stream), ``start_s``/``end_s``
-    its first piece's start and its last piece's end, a ``stream`` column says where
-    it ran; a piece on another stream than compute draws static power only for the
-    time the compute stream does not cover (the device draws it once). Returns the
-    host lane and the report's ``streams`` account: the run's latency (the last end
-    on any stream), each stream's busy time, and per mechanism what it hid."""
+    timelines, one per op, priced under ``op_keys``) are updated in place: a cut op's
+    figures become its pieces' sums (``latency_s``: its time on its own stream),
+    ``start_s``/``end_s`` its first piece's start and its last piece's end, a
+    ``stream`` column says where it ran; a piece on another stream than compute
+    draws static power only for the time the compute stream does not cover (the
+    device draws it once). Returns the host lane and the report's ``streams``
+    account: the run's latency (the last end on any stream), each stream's busy
+    time, and per mechanism what it hid. ``plain_keys``: the ops' costs when none is
+    cut (their own carries on chip), for the run one after another it is compared
+    with; ``carries``: each op's on-chip carry (:mod:`hwsim.onchip`), which its row
+    blocks keep."""
     from . import runtime  # noqa: PLC0415
     from .engine.streams import Node, exposed_s, run_streams  # noqa: PLC0415
 
@@ -388,14 +461,15 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
     cut_rows: set[int] = set()
     chosen = price.memo.setdefault("tiling_allreduce", {})
     for ai, chain in tiled.items():
-        sig = tuple(price(graph.ops[i], graph)[0] for i in chain)
+        sig = tuple(op_keys[i] for i in chain)
         best = chosen.get(sig)
         if best is None:
             for c in overlap.candidates(graph, chain):
                 pieces = []
                 for block in overlap.cut(graph, chain, c):
                     for n, (i, (piece, g)) in enumerate(zip(chain, block)):
-                        key, cost = price(piece, g)
+                        # a block finds on chip, and leaves there, what its op does
+                        key, cost = price(piece, g, carries[i])
                         pieces.append((i, "comm" if i == ai else "compute", key, cost,
                                        (len(pieces) - 1,) if n else None))
                 t = run_streams([Node(p[1], p[3]["latency_s"], p[4] or ())
@@ -458,8 +532,8 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
             continue
         if i in cut_rows:
             continue
-        key, cost = price(op, graph)
-        nodes.append((i, "compute", key, cost, deps_of(op), op.repeat, op.kind))
+        key = op_keys[i]  # (as priced for its row, with what it carries on chip)
+        nodes.append((i, "compute", key, price.cache[key], deps_of(op), op.repeat, op.kind))
         for t in op.outputs:
             made[t] = len(nodes) - 1
     kinds = [n[6] for n in nodes]
@@ -541,7 +615,7 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
     # the same ops one after another, each whole (an all-reduce after each projection,
     # the host part of the KV cache copied in by the attention itself)
     op_kinds = [op.kind for op in graph.ops]
-    whole = [price(op, graph) for op in graph.ops]
+    whole = [(key, price.cache[key]) for key in plain_keys]
     plain = run_streams([Node("compute", cost["latency_s"], (), h, op.repeat, hr, "",
                               hide(key, cost["latency_s"]))
                          for op, (key, cost), h, hr in zip(

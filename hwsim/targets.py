@@ -29,6 +29,13 @@ A *target* is a model of one machine. It provides:
   generic report does not have (DRAM bytes by tensor class, engine cycles),
   usable as validation metrics; ``summary_lines(report)`` prints the main
   ones under the table's totals.
+- ``onchip_capacity_bytes(spec)``, ``carries(op)`` and ``lower_carried(op, graph,
+  spec, tiling, carry)``: optionally, on-chip state between ops
+  (:mod:`hwsim.onchip`): the last-level cache bytes that may carry a tensor from
+  one op to the next (0, the default: none), which ops' lowerings honour a plan,
+  and the lowering of an op that reads some inputs from that cache and leaves
+  some outputs unwritten (such a target's ``describe`` then takes the carry as a
+  fifth argument);
 - ``calibration_cases(spec, preset)``: the target's microbenchmark reproductions
   (:class:`hwsim.calibrate.CalibrationCase`), by default from the module
   ``calibration`` of the target's package (``hwsim/accelerators/<target>/
@@ -91,6 +98,23 @@ class Target:
     def energy_table(self, spec):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def onchip_capacity_bytes(self, spec) -> float:
+        """Bytes of the last-level cache that may carry tensors between ops
+        (:mod:`hwsim.onchip`); 0: every op starts with a cold cache."""
+        return 0.0
+
+    def carries(self, op) -> bool:
+        """Whether :meth:`lower_carried` honours a plan for ``op`` (reads the inputs the
+        plan puts on chip from the cache, leaves its kept outputs unwritten)."""
+        return False
+
+    def lower_carried(self, op, graph, spec, tiling, carry) -> list:
+        """Tasks of ``op`` with ``carry``'s inputs on chip and its outputs kept there
+        (:class:`hwsim.onchip.Carry`); an empty carry is :meth:`lower` itself."""
+        if carry:
+            raise NotImplementedError(f"target {self.name!r} does not carry tensors on chip")
+        return self.lower(op, graph, spec, tiling)
+
     def headline(self, spec) -> str:
         return ""
 
@@ -134,8 +158,9 @@ class Target:
         """What to try when a workload does not fit (appended to the error)."""
         return "; use more devices, a shorter sequence or a fused attention"
 
-    def describe(self, op, graph, spec, tiling) -> str:
-        """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports."""
+    def describe(self, op, graph, spec, tiling, carry=None) -> str:
+        """A short line on how ``op`` runs (kernels, occupancy, tiles), for reports;
+        ``carry``: what it reads from or leaves in the cache (:meth:`lower_carried`)."""
         return ""
 
     def pools(self, spec) -> dict[str, int]:

@@ -12,7 +12,11 @@ What holds (issue 11):
 - an op moves at least its compulsory bytes (each input read once, each output
   written once: :func:`hwsim.ir.kinds.read_bytes`), unless the target says in
   the op's ``detail`` that the tensor stays on chip (``resident``) or moves
-  compressed (``quantized``);
+  compressed (``quantized``); with tensors carried between ops in the cache
+  (:mod:`hwsim.onchip`, the report's ``onchip``), the inputs the plan puts on
+  chip and the outputs it keeps there are not compulsory (the plan is made anew
+  here from the graph and the target, and the report's per-op savings must be
+  that plan's);
 - work takes time: an op with FLOPs or bytes has a positive latency;
 - no op draws more than the board's power limit (:meth:`Target.power_limit_w`):
   its energy over its time on the device, waits for the host included, stays
@@ -24,8 +28,8 @@ from __future__ import annotations
 
 import math
 
+from hwsim import onchip
 from hwsim.ir.dtypes import dtype_bits
-from hwsim.ir.kinds import read_bytes, write_bytes
 
 REL = 1e-6  # float round-off of rates computed from rounded byte counts
 ON_CHIP_WORDS = ("resident", "on chip", "quantized")
@@ -57,6 +61,9 @@ def op_violations(report) -> list[str]:
     graph = report.graph
     out = []
     detail = report.ops["detail"] if "detail" in report.ops else None
+    carries = [onchip.NONE] * len(graph.ops)
+    if getattr(report, "onchip", None) is not None:
+        carries = onchip.plan(graph, tgt.onchip_capacity_bytes(spec), tgt.carries).carries
     for i, (op, row) in enumerate(zip(graph.ops, report.ops.itertuples(index=False))):
         assert row.id == op.id
         where = f"{report.target.preset}: op {op.id} {op.kind} {op.name!r}"
@@ -96,7 +103,15 @@ def op_violations(report) -> list[str]:
         if any(w in why for w in ON_CHIP_WORDS):
             continue
         runs = int(getattr(row, "count", 1))  # a repeated op's row is all its runs
-        need_r, need_w = read_bytes(op, graph) * runs, write_bytes(op, graph) * runs
+        carry = carries[i]
+        saved = (onchip.onchip_read_bytes(op, graph, carry),
+                 onchip.kept_write_bytes(op, graph, carry))
+        if carry and (int(row.onchip_read_saved_bytes),
+                      int(row.onchip_write_saved_bytes)) != saved:
+            out.append(f"{where}: reports {row.onchip_read_saved_bytes} B read and "
+                       f"{row.onchip_write_saved_bytes} B written saved on chip, not its plan's")
+        need_r = onchip.compulsory_read_bytes(op, graph, carry) * runs
+        need_w = onchip.compulsory_write_bytes(op, graph, carry) * runs
         if row.dram_read_bytes < need_r * (1 - REL) - 64:
             out.append(f"{where}: reads {row.dram_read_bytes} B of DRAM, fewer than the "
                        f"{need_r} B its inputs hold, and detail says nothing on chip: {why!r}")

@@ -129,11 +129,13 @@ def test_tiling_allreduce_hides_most_of_the_all_reduce_on_the_timeline(target):
 
 def test_one_block_per_chain_is_the_run_without_tiling(monkeypatch):
     """Cut into one block (the chain as it was), the streams change nothing: the same
-    ops, one after another, at the same times."""
+    ops, one after another, at the same times. (With cold caches: a cut chain's ops
+    carry nothing on chip, hwsim.onchip.)"""
     monkeypatch.setattr(overlap, "CHUNKS", (1,))
     for target in ("roofline", "ascend", "volta"):
-        one = hwsim.simulate(TP, target, sets=["seq_len=2048"], fidelity="analytical")
-        plain = hwsim.simulate(TP, target, sets=["seq_len=2048", "tiling.tiling_allreduce=false"],
+        cold = ["seq_len=2048", "onchip_carry=false"]
+        one = hwsim.simulate(TP, target, sets=cold, fidelity="analytical")
+        plain = hwsim.simulate(TP, target, sets=cold + ["tiling.tiling_allreduce=false"],
                                fidelity="analytical")
         assert one.totals["latency_s"] == pytest.approx(plain.totals["latency_s"], rel=1e-12)
         assert one.totals["energy_j"] == pytest.approx(plain.totals["energy_j"], rel=1e-9)

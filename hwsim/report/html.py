@@ -212,6 +212,13 @@ def _totals_section(report) -> str:
                            f"weights {si(mem.get('weights_bytes', 0), 'B')}, KV cache "
                            f"{si(mem.get('kv_cache_bytes', 0), 'B')}, activations "
                            f"{si(mem.get('activations_bytes', 0), 'B')}"))
+    carried = getattr(report, "onchip", None)
+    if carried and carried["tensors"]:  # tensors carried between ops (hwsim.onchip)
+        kept = sum(1 for x in carried["tensors"] if x["dram_write_skipped"])
+        cards.append(_card("carried on chip", f"{len(carried['tensors'])} tensors",
+                           f"in {si(carried['capacity_bytes'], 'B')} of cache, {kept} never "
+                           f"written; DRAM {si(carried['dram_read_saved_bytes'], 'B')} read "
+                           f"and {si(carried['dram_write_saved_bytes'], 'B')} written saved"))
     parts = [(k, v) for k, v in t["energy_breakdown_j"].items() if v]
     colour = svg.colours([k for k, _ in parts])
     energy = svg.hbars([(k, v, colour[k], f"{k}: {si(v, 'J')} "

@@ -29,7 +29,7 @@ class Report:
     def __init__(self, rows: list[dict], *, graph, workload, target, dense_flops: int,
                  fidelity: str, lanes: list | None = None, baseline: "Report | None" = None,
                  memory: dict | None = None, host_lane: list | None = None,
-                 streams: dict | None = None):
+                 streams: dict | None = None, onchip: dict | None = None):
         self.rows = rows  # one dict per op, the columns of ops
         self.graph = graph
         self.workload = workload
@@ -48,6 +48,9 @@ class Report:
         # latency, each stream's busy time, what tiling-AllReduce hid; None when the ops
         # ran one after another on one stream
         self.streams = streams
+        # tensors carried between ops in the last-level cache and the DRAM bytes that
+        # saved (hwsim.onchip; None: carrying off, every op started with a cold cache)
+        self.onchip = onchip
         # what the reader should know about the run (a sequence past the model's context)
         self.warnings: list[str] = []
 
@@ -163,7 +166,8 @@ class Report:
         marks = (self.ops["pruning"] if "pruning" in self.ops
                  else pd.Series([""] * len(self.ops), dtype=object))
         counts = [r.get("count", 1) for r in self.rows]
-        for r, mark, count in zip(self.ops[OP_COLUMNS].itertuples(index=False), marks, counts):
+        for r, mark, count, row in zip(self.ops[OP_COLUMNS].itertuples(index=False), marks,
+                                       counts, self.rows):
             ops.append({"id": int(r.id), "name": r.name, "kind": r.kind,
                         "layer": None if pd.isna(r.layer) else int(r.layer),
                         "start_s": float(r.start_s), "latency_s": float(r.latency_s),
@@ -175,6 +179,9 @@ class Report:
                 ops[-1]["pruning"] = mark
             if count != 1:  # an op that ran count times: its figures are all the runs'
                 ops[-1]["count"] = int(count)
+            if row.get("onchip"):  # tensors it read from the cache or kept there
+                ops[-1].update({k: row[k] for k in ("onchip", "onchip_read_saved_bytes",
+                                                    "onchip_write_saved_bytes")})
         if self.streams:  # ops on several streams: where each ran, and when it ended
             for op, row in zip(ops, self.rows):
                 op["stream"], op["end_s"] = row["stream"], float(row["end_s"])
@@ -193,6 +200,8 @@ class Report:
             doc["baseline"] = {"totals": self.baseline.totals}
         if self.streams:
             doc["streams"] = _plain({k: v for k, v in self.streams.items() if k != "pieces"})
+        if self.onchip is not None:
+            doc["onchip"] = _plain(self.onchip)
         if self.warnings:
             doc["warnings"] = list(self.warnings)
         return doc

@@ -125,6 +125,14 @@ def format_report(report, top: int | None = 10, detail: bool = False) -> str:
             + (f" of {si(cap, 'B')}" if cap else "")
             + f"  (weights {si(mem['weights_bytes'], 'B')}, KV cache "
             f"{si(mem['kv_cache_bytes'], 'B')}, activations {si(mem['activations_bytes'], 'B')})")
+    carried = getattr(report, "onchip", None)
+    if carried is not None and carried["tensors"]:  # nothing carried: no line
+        kept = sum(1 for x in carried["tensors"] if x["dram_write_skipped"])
+        lines.append(
+            f"  on chip      {len(carried['tensors'])} tensors carried in "
+            f"{si(carried['capacity_bytes'], 'B')} of cache ({kept} never written); DRAM "
+            f"{si(carried['dram_read_saved_bytes'], 'B')} read and "
+            f"{si(carried['dram_write_saved_bytes'], 'B')} written saved")
     own = getattr(report.target.target, "summary_lines", None)  # the target's own figures
     if own is not None:
         lines.extend(own(report))

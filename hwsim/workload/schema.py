@@ -94,6 +94,12 @@ class Workload:
                       "from compiled code, as the measured kernel benchmarks), eager (PyTorch "
                       "eager), graph (CUDA Graphs / ACL graph), fused (TensorRT-like engine); "
                       "host cost per op in hwsim/runtime.py", RUNTIMES)
+    onchip_carry: bool = _f(True, "a tensor one op writes stays in the last-level cache for "
+                                   "the ops that read it while it fits and is not evicted by "
+                                   "what runs between, neither written to nor read from DRAM "
+                                   "(volta, ascend: half the L2; armv8: half the L3; "
+                                   "hwsim.onchip); false: every op starts with a cold "
+                                   "cache, as before issue 18")
     target: str = _f("", "the machine this workload is written for: a target (volta), a preset "
                          "(volta-v100-sxm2) or a hardware YAML path (relative to the workload "
                          "file), used when the command line or the API names none (--target "
@@ -128,11 +134,13 @@ class Workload:
         """The workload as a mapping the loader reads back to an equal workload.
 
         ``text_len`` is left out (the loader has turned it into ``seq_len``), and so
-        are ``image`` and ``frames`` while unset, since giving them names an image."""
+        are ``image`` and ``frames`` while unset, since giving them names an image, and
+        ``onchip_carry`` while on (its default: only a workload that turns it off says so)."""
         out = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if f.name == "text_len" or (f.name in ("image", "frames") and not v):
+            if f.name == "text_len" or (f.name in ("image", "frames") and not v) or (
+                    f.name == "onchip_carry" and v):
                 continue
             if isinstance(v, Tiling):
                 v = {tf.name: getattr(v, tf.name) for tf in fields(Tiling)}

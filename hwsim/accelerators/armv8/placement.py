@@ -1,12 +1,15 @@
 """Where an op's bytes come from: cold operands, write-back results, re-reads by
 reuse distance, and the cost of walking an unpacked operand with a large stride.
 
-**Ops start cold.** The simulator runs ops one after another with nothing carried
-between them, so every operand an op reads is fetched from DRAM the first time
+**Ops start cold** but for the tensors the run carries between ops in the last level
+(:mod:`hwsim.onchip`, taken off the plan's DRAM transfers afterwards by
+:func:`.target.carried`). The simulator runs ops one after another, so every other
+operand an op reads is fetched from DRAM the first time
 (its stored bytes: a ``view`` aliases its root, :meth:`hwsim.ir.Graph.stored_bytes`)
 and every result it writes is written back to DRAM: the caches are write-back,
 so a written line reaches DRAM when it is evicted, and that transfer is counted
-and timed on the DRAM pool like a read. Nothing is reported as staying on chip.
+and timed on the DRAM pool like a read; only a carried tensor is reported as staying
+on chip (the report's ``onchip``).
 
 **Re-reads inside an op** (a packed block swept once per micro-panel, the K/V
 blocks of a head shared by its query blocks, a row a normalization passes over

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from hwsim.energy import EnergyTable
 from hwsim.engine import Task, analytical_latency
 from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.onchip import NONE, Carry, kept_write_bytes, onchip_read_bytes
 from hwsim.targets import Target
 
 from .attention import attention_plan
@@ -19,6 +21,9 @@ from .vector import vector_plan
 
 VECTOR_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
                 "gather", "embedding", "concat", "kv_write")
+# the kinds whose plans read each input whole from DRAM, so one can come from the last
+# level instead (hwsim.onchip); gathers read rows, attention its own blocks
+CARRY_KINDS = ("matmul", "softmax", "layernorm", "rmsnorm", "elementwise", "rope")
 
 
 class ARMv8Target(Target):
@@ -81,6 +86,33 @@ class ARMv8Target(Target):
             return []
         return emit(plan, self.machine(spec, tiling), op.name or op.kind)
 
+    # ------------------------------------------------------------------ on-chip state
+    def onchip_capacity_bytes(self, spec: ARMv8Spec) -> float:
+        """Half the last-level cache (the shared L3, or all the L2s of a chip without
+        one) carries tensors between ops; the other half is the op's own (the half
+        :func:`.placement.resident` and :func:`.placement.scratch` count on)."""
+        return self.machine(spec).llc_bytes / 2
+
+    def carries(self, op) -> bool:
+        """GEMMs and the vector kernels that read each input whole
+        (:data:`CARRY_KINDS`)."""
+        return op.kind in CARRY_KINDS
+
+    def lower_carried(self, op, graph, spec: ARMv8Spec, tiling, carry: Carry) -> list[Task]:
+        if not carry:
+            return self.lower(op, graph, spec, tiling)
+        if not self.carries(op):
+            raise ValueError(f"armv8 does not carry the inputs of a {op.kind} op on chip")
+        return emit(self._carried_plan(op, graph, spec, tiling, carry),
+                    self.machine(spec, tiling), op.name or op.kind)
+
+    def _carried_plan(self, op, graph, spec, tiling, carry: Carry) -> Plan | None:
+        plan = self._plan_of(op, graph, spec, tiling)
+        if plan is None or not carry:
+            return plan
+        return carried(plan, onchip_read_bytes(op, graph, carry),
+                       kept_write_bytes(op, graph, carry))
+
     def _plan_of(self, op, graph, spec, tiling) -> Plan | None:
         """:meth:`plan`, remembered for the op just lowered (``describe`` follows it)."""
         t = graph.tensors
@@ -99,11 +131,11 @@ class ARMv8Target(Target):
             return super().executed_flops(op, graph, spec, tiling)
         return attention_executed_flops(self._plan_of(op, graph, spec, tiling))
 
-    def describe(self, op, graph, spec: ARMv8Spec, tiling=None) -> str:
+    def describe(self, op, graph, spec: ARMv8Spec, tiling=None, carry: Carry = NONE) -> str:
         """One line for reports: strategy, kernel, threads and the per-thread ECM terms
         (in-core, L1 ports, L2, L3, page-table walks when there are any, DRAM at its
-        share of the socket's bandwidth)."""
-        plan = self._plan_of(op, graph, spec, tiling)
+        share of the socket's bandwidth); ``carry``: what it finds in the last level."""
+        plan = self._carried_plan(op, graph, spec, tiling, carry or NONE)
         if plan is None:
             return ""
         t = self._terms(plan, self.machine(spec, tiling))
@@ -191,6 +223,26 @@ class ARMv8Target(Target):
                 f"{core / 1e9:.1f} GFLOP/s per core, {core * spec.cores / 1e12:.2f} TFLOP/s; "
                 f"L1D {spec.l1_bytes // 1024} KiB, L2 {spec.l2_bytes // 1024} KiB, {l3}; "
                 f"DDR {mach.dram_peak / 1e9:.0f} GB/s ({mach.dram_bw / 1e9:.0f} sustained)")
+
+
+def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
+    """``plan`` with ``read_bytes`` of its DRAM reads found in the last-level cache
+    instead, taken from its first DRAM reads on, and ``write_bytes`` of its DRAM writes
+    left resting there, taken from its last writes back (all threads' bytes; each
+    thread's share from its steps). The bytes still cross L1, L2 and L3 as before
+    (:meth:`.ecm.Step.read` counts a DRAM read at every level); only the DRAM transfer
+    goes. The steps are copies: a plan may be cached and shared."""
+    steps = [s.scaled(1.0) for s in plan.steps]
+    for amount, field, order in ((read_bytes, "dram_read", steps),
+                                 (write_bytes, "dram_write", steps[::-1])):
+        need = amount / plan.threads
+        for s in order:
+            if need <= 0:
+                break
+            take = min(getattr(s, field), need)
+            setattr(s, field, getattr(s, field) - take)
+            need -= take
+    return replace(plan, steps=steps)
 
 
 def _us(seconds: float) -> str:

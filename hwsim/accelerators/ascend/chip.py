@@ -147,12 +147,19 @@ class L2:
       The fraction is smooth, not all-or-nothing: of a tensor twice the space,
       half stays (the part written last, which an LRU keeps).
 
-    An op's own outputs always go to HBM (the next op starts with a cold L2), so
-    only intermediates are registered here.
+    An op's own outputs go to HBM and its inputs come from there (the op starts with
+    a cold L2), except where the run carries tensors between ops (:mod:`hwsim.onchip`):
+    ``carried`` names inputs an earlier op left in the L2, whose every read hits, and
+    ``kept`` outputs the next op reads from the L2, which are not written back. The
+    plan budgets their space in the other half of the L2, so they take none of the
+    half this model keeps for the op's own reuse.
     """
 
-    def __init__(self, capacity: float):
+    def __init__(self, capacity: float, carried: frozenset = frozenset(),
+                 kept: frozenset = frozenset()):
         self.capacity = float(capacity)
+        self.carried = frozenset(carried)
+        self.kept = frozenset(kept)
         self.lines: OrderedDict = OrderedDict()
         self.used = 0.0
         self.resident: dict[str, float] = {}  # tensor -> fraction of it held in L2
@@ -170,10 +177,14 @@ class L2:
 
     def hit_fraction(self, tensor: str) -> float:
         """Fraction of an intermediate ``tensor`` a later kernel finds in L2."""
+        if tensor in self.carried:
+            return 1.0
         return self.resident.get(tensor, 0.0)
 
     def read(self, tensor: str, block, nbytes: float) -> float:
         """Bytes of ``block`` of ``tensor`` that come from HBM (0 on a hit)."""
+        if tensor in self.carried:
+            return 0.0
         if tensor in self.resident:
             return float(nbytes) * (1.0 - self.resident[tensor])
         key = (tensor, block)

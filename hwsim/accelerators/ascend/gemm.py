@@ -197,7 +197,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     kf = k_fractal(chip, dtype)
     kp = cdiv(k, kf) * kf
     stages = cdiv(kp, t.tk)
-    out_hbm = 1.0 - (l2.write(out, batch * m * n * ob) if keep_out_in_l2 else 0.0)
+    out_hbm = 0.0 if out in l2.kept else 1.0 - (l2.write(out, batch * m * n * ob)
+                                                  if keep_out_in_l2 else 0.0)
     cores = chip.n_cube
     issue = s.cube_issue_cycles * cdiv(k, t.bk)
     full_k = t.tk >= kp
@@ -280,7 +281,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                         min(t.om, m - i * t.om), min(t.on, n - j * t.on))
                     hbm = (ab * miss_a * ra if a_first and i not in seen_a else 0.0) \
                         + (bb * miss_b * rb if b_first and j not in seen_b else 0.0) \
-                        + (bias_b if bias_full or (x_first and j not in seen_b) else 0.0)
+                        + (bias_b * (bias not in l2.carried)
+                           if bias_full or (x_first and j not in seen_b) else 0.0)
                     seen_a.add(i)
                     seen_b.add(j)
                     sums[loc % cores].absorb(Item(stages, hbm, ab + bb + bias_b - hbm, 0.0,

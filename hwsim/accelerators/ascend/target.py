@@ -7,6 +7,7 @@ from pathlib import Path
 from hwsim.energy import EnergyTable
 from hwsim.engine import Task
 from hwsim.errors import UnsupportedOpError
+from hwsim.onchip import NONE, Carry
 from hwsim.targets import Target
 
 from . import attention, comm, memory, vector
@@ -14,6 +15,10 @@ from .chip import L2, Builder, Chip, cdiv
 from .energy import energy_table
 from .gemm import emit_gemm, search
 from .spec import AscendSpec
+
+# the kinds whose lowering reads each input by name through the L2 model, so one an
+# earlier op left there can be read from it (hwsim.onchip)
+CARRY_KINDS = ("matmul", "softmax", "layernorm", "rmsnorm", "elementwise", "rope")
 
 VECTOR_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
                 "gather", "embedding", "concat", "kv_write")
@@ -55,8 +60,30 @@ class AscendTarget(Target):
             return []
         if kind == "allreduce":
             return comm.lower_allreduce(op, graph, chip, tiling, self)
+        return self._lower(op, graph, spec, tiling, NONE)
+
+    # ------------------------------------------------------------ on-chip state
+    def onchip_capacity_bytes(self, spec: AscendSpec) -> float:
+        """Half the L2 carries tensors between ops; the other half is the op's own (the
+        half :class:`.chip.L2` keeps for reuse)."""
+        return spec.l2_bytes / 2
+
+    def carries(self, op) -> bool:
+        """GEMMs and the vector kernels that stream each input whole by name
+        (:data:`CARRY_KINDS`); attention and the others read from HBM."""
+        return op.kind in CARRY_KINDS
+
+    def lower_carried(self, op, graph, spec: AscendSpec, tiling, carry: Carry) -> list[Task]:
+        if carry and not self.carries(op):
+            raise ValueError(f"ascend does not carry the inputs of a {op.kind} op on chip")
+        return self._lower(op, graph, spec, tiling, carry)
+
+    def _lower(self, op, graph, spec: AscendSpec, tiling, carry: Carry) -> list[Task]:
+        chip = self.chip(spec)
+        kind = op.kind
         bld = Builder(chip, grouping=self.grouping)
-        l2 = L2(spec.l2_bytes)
+        l2 = L2(spec.l2_bytes, carried=frozenset(f"t{op.inputs[p]}" for p in carry.inputs),
+                kept=frozenset(f"t{op.outputs[q]}" for q in carry.outputs))
         if kind == "matmul":
             self._matmul(bld, l2, op, graph)
         elif kind == "attention":
@@ -97,8 +124,9 @@ class AscendTarget(Target):
             return attention.executed_flops(self.chip(spec), op, graph, tiling)
         return super().executed_flops(op, graph, spec, tiling)
 
-    def describe(self, op, graph, spec: AscendSpec, tiling=None) -> str:
-        """One line on how ``op`` runs: its tiles and cores, or its strategy and blocks."""
+    def describe(self, op, graph, spec: AscendSpec, tiling=None, carry: Carry = NONE) -> str:
+        """One line on how ``op`` runs: its tiles and cores, or its strategy and blocks
+        (the same whatever ``carry`` holds in the L2: the tiling search does not see it)."""
         chip = self.chip(spec)
         a = op.attrs
         if op.kind == "matmul":

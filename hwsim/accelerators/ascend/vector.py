@@ -16,7 +16,10 @@ Inputs re-read by many rows (a broadcast mask) hit the L2 after their first
 read as far as they fit; streamed inputs come from HBM unless an earlier
 kernel of the same op left them in the L2. Every op starts with a cold L2 and
 writes its output to HBM (timed on the HBM streams): only the intermediates of
-a multi-kernel op (the standard attention) stay in L2.
+a multi-kernel op (the standard attention) stay in L2, unless the run carries
+tensors between ops (:mod:`hwsim.onchip`): an input an earlier op left in the
+L2 is read from there, and an output the next op reads from there is not
+written back (:class:`~.chip.L2`'s ``carried`` and ``kept``).
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
     for s in ins:
         if s.hbm_fraction is not None:
             hbm_frac.append(s.hbm_fraction)
+        elif s.name in l2.carried:  # left in the L2 by an earlier op (hwsim.onchip)
+            hbm_frac.append(0.0)
         elif s.name in l2.resident:  # an intermediate of this op, as far as it stayed in L2
             hbm_frac.append(1.0 - l2.hit_fraction(s.name))
         elif s.period and s.period < units:  # broadcast: read once, re-read from L2
@@ -135,7 +140,8 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
             hbm_frac.append(1.0)
     for name in release:  # inputs dead after this kernel free their L2 space
         l2.release(name)
-    out_hbm = 1.0 - (l2.write(out, total_out) if keep_out_in_l2 else 0.0)
+    out_hbm = 0.0 if out in l2.kept else 1.0 - (l2.write(out, total_out) if keep_out_in_l2
+                                                  else 0.0)
     in_bytes = sum(s.bytes_per_unit for s in ins)
     hbm_per_unit = sum(s.bytes_per_unit * f for s, f in zip(ins, hbm_frac))
     mask_per_unit = sum(s.bytes_per_unit * f for s, f in zip(ins, hbm_frac) if s.mask)

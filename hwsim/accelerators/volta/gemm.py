@@ -38,6 +38,9 @@ row panel of A and column panel of B from HBM once and the L2 (6 MiB) serves
 the other blocks; successive waves re-read (an operand that fits in half the
 L2 is read once in all). Blocks are launched M-tile fastest. Each operand's
 bytes are those of its stored type; a bias is read once by the epilogue.
+An operand that an earlier op left in the L2 (:mod:`hwsim.onchip`, ``a_onchip`` /
+``b_onchip``) costs no HBM bytes at all, its re-reads included, and an output the
+next op reads from the L2 (``out_onchip``) is not written to HBM.
 """
 
 from __future__ import annotations
@@ -117,6 +120,11 @@ class Gemm:
     extra_read: float = 0.0  # bytes the epilogue reads once (a bias)
     trans_a: bool = False  # A stored [k, m] (hwsim.ir.kinds)
     trans_b: bool = False  # B stored [n, k] (nn.Linear's weight)
+    # carried between ops in the L2 (hwsim.onchip): A or B already there (read from the
+    # L2, not HBM), C left there for the next op (not written to HBM)
+    a_onchip: bool = False
+    b_onchip: bool = False
+    out_onchip: bool = False
 
     @property
     def op(self) -> str:
@@ -174,7 +182,8 @@ def candidates(gpu: Gpu, g: Gemm):
         yield [gemv(gpu, Gemm(g.batch, g.n, g.m, g.k, g.dtype, g.out_dtype,
                               a_shared=g.b_shared, b_shared=g.a_shared, name=g.name,
                               extra_read=g.extra_read, trans_a=not g.trans_b,
-                              trans_b=not g.trans_a))]
+                              trans_b=not g.trans_a, a_onchip=g.b_onchip,
+                              b_onchip=g.a_onchip, out_onchip=g.out_onchip))]
 
 
 def estimate(gpu: Gpu, ks: list[Kernel]) -> float:
@@ -240,8 +249,9 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     per_item_wave = max(1, wave // max(1, min(g.batch, wave)))
     a_hbm, b_hbm = _wave_traffic(g, tile, split, per_item_wave if g.batch > 1 else wave,
                                  spec.l2_bytes)
-    a_total = a_hbm if g.a_shared else a_hbm * g.batch
-    b_total = b_hbm if g.b_shared else b_hbm * g.batch
+    a_total = 0.0 if g.a_onchip else a_hbm if g.a_shared else a_hbm * g.batch
+    b_total = 0.0 if g.b_onchip else b_hbm if g.b_shared else b_hbm * g.batch
+    out_hbm = 0.0 if g.out_onchip else g.batch * g.m * g.n * eo
     part_e = 4 if split > 1 else eo  # split-K: fp32 partials (in L2, see the docstring)
     macs = tile.tm * tile.tn * kk
     w = Work()
@@ -259,9 +269,12 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     stores = (tile.tm * ea + tile.tn * eb) * kk
     w.smem_bytes = loads + stores
     w.smem_wavefront_bytes = loads + stores
-    w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk + tile.tm * tile.tn * part_e
+    # the loads, and the stores bound for HBM (a kept output's are posted to L2 and left
+    # out: the SM model counts the loads as L2 traffic less HBM writes, gpu.memory_time)
+    w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk \
+        + tile.tm * tile.tn * part_e * (split > 1 or not g.out_onchip)
     w.hbm_read = (a_total + b_total + (g.extra_read if split == 1 else 0.0)) / blocks
-    w.hbm_write = g.batch * g.m * g.n * eo / blocks if split == 1 else 0.0
+    w.hbm_write = out_hbm / blocks if split == 1 else 0.0
     kind = ("s884gemm" if tile.tensor else
             {"int8": "igemm", "fp64": "dgemm", "fp16": "hgemm"}.get(compute, "sgemm"))
     name = f"{g.name}:{kind}" + (f" splitK={split}" if split > 1 else "")
@@ -279,8 +292,9 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     elems = g.batch * g.m * g.n
     rblocks = cdiv(elems, 256 * 4)
     rw = Work(cuda_flops=split * elems / rblocks, hbm_read=g.extra_read / rblocks,
-              hbm_write=elems * eo / rblocks,
-              l2_bytes=(split * 4 + eo) * elems / rblocks + g.extra_read / rblocks)
+              hbm_write=out_hbm / rblocks,
+              l2_bytes=(split * 4 + eo * (not g.out_onchip)) * elems / rblocks
+              + g.extra_read / rblocks)
     red = Kernel(f"{g.name}:splitKreduce", "256x4", 256, 32, 0, [(rblocks, rw)],
                  dtype="fp32", tensor=False)
     return [main, red]
@@ -293,12 +307,18 @@ def gemv(gpu: Gpu, g: Gemm) -> Kernel:
     cols = 64
     blocks = cdiv(g.n, cols) * g.batch
     w = Work(cuda_flops=2.0 * g.m * cols * g.k,
-             hbm_read=(g.k * g.n * eb * (1 if g.b_shared else g.batch)
-                       + g.m * g.k * ea * (1 if g.a_shared else g.batch) + g.extra_read) / blocks,
-             hbm_write=g.batch * g.m * g.n * eo / blocks)
+             hbm_read=(g.k * g.n * eb * (1 if g.b_shared else g.batch) * (not g.b_onchip)
+                       + g.m * g.k * ea * (1 if g.a_shared else g.batch) * (not g.a_onchip)
+                       + g.extra_read) / blocks,
+             hbm_write=g.batch * g.m * g.n * eo * (not g.out_onchip) / blocks)
     if g.b_dtype and g.b_dtype != g.dtype and eb < ea:
         w.cuda_flops += UNPACK_OPS_PER_ELEMENT * cols * g.k
-    w.l2_bytes = w.hbm_read + w.hbm_write + g.m * g.k * ea
+    if g.a_onchip or g.b_onchip:  # an operand carried in the L2: loads that hit there
+        w.l2_bytes = (g.k * g.n * eb * (1 if g.b_shared else g.batch)
+                      + g.m * g.k * ea * (1 if g.a_shared else g.batch) + g.extra_read
+                      ) / blocks + w.hbm_write + g.m * g.k * ea
+    else:
+        w.l2_bytes = w.hbm_read + w.hbm_write + g.m * g.k * ea
     w.smem_bytes = w.smem_wavefront_bytes = g.m * g.k * ea
     return Kernel(f"{g.name}:gemv", f"{g.m}x{cols}", 256, 64, int(min(g.m * g.k * ea, 48 * 1024)),
                   [(blocks, w)], dtype="int8" if compute == "int8" else "fp32", tensor=False,

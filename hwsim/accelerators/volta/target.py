@@ -15,6 +15,7 @@ from hwsim.engine import Task
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.kinds import executed_flops as counted_executed_flops
 from hwsim.ir.kinds import read_bytes, write_bytes
+from hwsim.onchip import NONE, Carry
 from hwsim.targets import Target
 
 from . import attention, memops
@@ -60,18 +61,20 @@ class VoltaTarget(Target):
         return max(0.0, spec.kernel_launch_s - spec.kernel_gap_s)
 
     # ------------------------------------------------------------ lowering
-    def kernels_of(self, op, graph, spec: VoltaSpec, tiling=None) -> list[Kernel]:
-        """The kernels ``op`` runs as (no tasks)."""
+    def kernels_of(self, op, graph, spec: VoltaSpec, tiling=None,
+                   carry: Carry = NONE) -> list[Kernel]:
+        """The kernels ``op`` runs as (no tasks); ``carry``: what it finds in or leaves
+        in the L2 (:mod:`hwsim.onchip`)."""
         gpu = self.gpu(spec)
         kind = op.kind
         if kind == "matmul":
-            return gemm_kernels(gpu, self._gemm(op, graph))
+            return gemm_kernels(gpu, self._gemm(op, graph, carry))
         if kind == "attention":
             return attention.lower(gpu, op, graph, self._strategy(op, tiling),
                                    getattr(tiling, "block_q", 0),
                                    getattr(tiling, "block_kv", 0), spec.host_kv_fraction)
         if kind in MEMORY_KINDS:
-            return memops.lower(op, graph)
+            return memops.lower(op, graph, carry)
         raise UnsupportedOpError(self.name, kind, op.line(graph))
 
     def lower(self, op, graph, spec: VoltaSpec, tiling=None) -> list[Task]:
@@ -82,21 +85,42 @@ class VoltaTarget(Target):
         bld = self._build(op, graph, spec, tiling)
         return bld.tasks
 
-    def kernels(self, op, graph, spec: VoltaSpec, tiling=None) -> list[dict]:
+    # ------------------------------------------------------------ on-chip state
+    def onchip_capacity_bytes(self, spec: VoltaSpec) -> float:
+        """Half the L2 carries tensors between kernels; the other half is the next
+        kernel's own (the half the GEMM's operand reuse counts on, :mod:`.gemm`)."""
+        return spec.l2_bytes / 2
+
+    def carries(self, op) -> bool:
+        """GEMMs and the streaming kernels that read each input whole
+        (:data:`.memops.CARRY_KINDS`); attention and the others read from HBM."""
+        return op.kind == "matmul" or op.kind in memops.CARRY_KINDS
+
+    def lower_carried(self, op, graph, spec: VoltaSpec, tiling, carry: Carry) -> list[Task]:
+        if not carry:
+            return self.lower(op, graph, spec, tiling)
+        if not self.carries(op):
+            raise ValueError(f"volta does not carry the inputs of a {op.kind} op on chip")
+        return self._build(op, graph, spec, tiling, carry).tasks
+
+    def kernels(self, op, graph, spec: VoltaSpec, tiling=None,
+                carry: Carry = NONE) -> list[dict]:
         """Per-kernel report of ``op``: grid, block tile, occupancy and its limiter,
-        waves, bound, the selector's time estimate, and notes (split-K, bank conflicts)."""
+        waves, bound, the selector's time estimate, and notes (split-K, bank conflicts).
+        ``carry``: what it finds in or leaves in the L2 (the selector may pick another
+        tile for it)."""
         if op.kind in ("view", "allreduce"):
             return []
-        return [r.to_dict() for r in self._build(op, graph, spec, tiling).reports]
+        return [r.to_dict() for r in self._build(op, graph, spec, tiling, carry).reports]
 
-    def describe(self, op, graph, spec: VoltaSpec, tiling=None) -> str:
+    def describe(self, op, graph, spec: VoltaSpec, tiling=None, carry: Carry = NONE) -> str:
         """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound,
         and what the kernel adds (GQA packing, split-KV, key blocks, partials in L2)."""
         return "; ".join(
             f"{k['name'].rsplit(':', 1)[-1]} {k['block_tile']} grid {k['grid']} "
             f"occ {k['occupancy']} ({k['limiter']}) {k['waves']:g} waves {k['bound']}"
             + (f" [{k['detail']}]" if k["detail"] else "")
-            for k in self.kernels(op, graph, spec, tiling))
+            for k in self.kernels(op, graph, spec, tiling, carry))
 
     def executed_flops(self, op, graph, spec: VoltaSpec, tiling=None) -> int:
         """What the kernels compute: an attention's visited tiles, whole
@@ -112,13 +136,13 @@ class VoltaTarget(Target):
         return attention.choose(getattr(tiling, "attention", "auto"), op.attrs["q_len"],
                                 op.attrs["kv_len"])
 
-    def _build(self, op, graph, spec, tiling) -> Builder:
-        key = (id(op), id(graph), id(spec), repr(tiling), self.grouping)
+    def _build(self, op, graph, spec, tiling, carry: Carry = NONE) -> Builder:
+        key = (id(op), id(graph), id(spec), repr(tiling), self.grouping, carry)
         for k, _, bld in self._built:
             if k == key:
                 return bld
         bld = Builder(self.gpu(spec), actions, op.name or op.kind, grouping=self.grouping)
-        for k in self.kernels_of(op, graph, spec, tiling):
+        for k in self.kernels_of(op, graph, spec, tiling, carry):
             bld.kernel(k)
         # the objects stay referenced while cached, so their ids cannot be reused
         self._built = [(key, (op, graph, spec, tiling), bld)] + self._built[:3]
@@ -131,17 +155,21 @@ class VoltaTarget(Target):
         return ("; keep part of the KV cache in host memory with "
                 "--set target.host_kv_fraction=F" if spec.host_kv_fraction < 1 else "")
 
-    def _gemm(self, op, graph) -> Gemm:
+    def _gemm(self, op, graph, carry: Carry = NONE) -> Gemm:
         a = op.attrs
         t = graph.tensors
         ta, tb = t[op.inputs[0]], t[op.inputs[1]]
+        held = set(carry.inputs)
         batch, m, n, k = a["batch"], a["m"], a["n"], a["k"]
         return Gemm(batch, m, n, k, ta.dtype, t[op.outputs[0]].dtype,
                     a_shared=batch > 1 and ta.numel == m * k,
                     b_shared=batch > 1 and tb.numel == k * n, name=op.name or "matmul",
                     b_dtype=tb.dtype if tb.dtype != ta.dtype else "",
-                    extra_read=float(sum(graph.stored_bytes(i) for i in op.inputs[2:])),
-                    trans_a=bool(a.get("trans_a", False)), trans_b=bool(a.get("trans_b", False)))
+                    extra_read=float(sum(graph.stored_bytes(i)
+                                         for p, i in enumerate(op.inputs) if p >= 2
+                                         and p not in held)),
+                    trans_a=bool(a.get("trans_a", False)), trans_b=bool(a.get("trans_b", False)),
+                    a_onchip=0 in held, b_onchip=1 in held, out_onchip=0 in carry.outputs)
 
     def host_kv_fraction(self, spec: VoltaSpec) -> float:
         return float(spec.host_kv_fraction)
