@@ -210,7 +210,11 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
                 raise UnsupportedOpError(target.name, op.kind, op.line(graph))
             try:
-                tasks = target.lower(op, graph, spec, tiling)
+                if fidelity == "event":
+                    tasks = target.lower(op, graph, spec, tiling)
+                    n_tasks = len(tasks)
+                else:  # only the tasks' summary is read: the target may make none
+                    summary, n_tasks = target.lower_summary(op, graph, spec, tiling)
             except UnsupportedOpError:
                 raise
             except InputError as e:
@@ -218,9 +222,9 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                     raise
                 p = e.problems[0]
                 raise InputError(f"{p.message}", source=resolved.source, field=p.field) from None
-            pools = target.pools(spec)
-            summary = engine.summarize(tasks, pools)
             if fidelity == "event":
+                pools = target.pools(spec)
+                summary = engine.summarize(tasks, pools)
                 sched = engine.run_events(tasks, pools)
                 latency = sched.latency_s
             else:
@@ -239,7 +243,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
                 "energy_compute_j": dyn["compute"], "energy_onchip_j": dyn["onchip"],
                 "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
                 "energy_static_j": static,
-                "tasks": len(tasks),
+                "tasks": n_tasks,
                 "executed_flops": int(target.executed_flops(op, graph, spec, tiling)),
                 "detail": target.describe(op, graph, spec, tiling),
             }

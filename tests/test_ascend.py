@@ -377,6 +377,48 @@ def test_cores_in_groups_against_one_lane_per_core(workload, monkeypatch):
     assert fewer >= 2
 
 
+@pytest.mark.parametrize("workload", ["workloads/bert-base.yaml", "workloads/ascend-gemm.yaml",
+                                      "workloads/ascend-fastattention-kernel.yaml",
+                                      "workloads/attention-kernels.yaml",
+                                      "workloads/llama2-7b-decode.yaml",
+                                      "workloads/ascend-llama2-7b-prefill-8npu.yaml"])
+def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, monkeypatch):
+    """lower_summary (the analytical fidelity: the builder hands each task's fields to
+    an Accumulator, no Task made) gives summarize(lower(...)) to the last bit, and the
+    task count, for every op kind and both ways of emitting cores (grouped or one lane
+    per core), standard and fused attentions, the 910A's coupled cores."""
+    from hwsim.accelerators.ascend import TARGET as ASCEND
+    from hwsim.engine import summarize
+    from hwsim.simulate import prepare
+    from hwsim.workload import load_workload
+
+    wl = load_workload(workload)
+    g, _ = prepare(wl)
+    kinds = set()
+    for preset in ("ascend", "ascend-910a"):
+        spec = resolve(preset).spec
+        seen = set()
+        for op in g.ops:
+            key = (op.kind, str(op.attrs), tuple(g.tensors[i].shape for i in op.inputs))
+            if key in seen:
+                continue
+            seen.add(key)
+            for grouping in (True, False):
+                monkeypatch.setattr(ASCEND, "grouping", grouping)
+                try:
+                    tasks = ASCEND.lower(op, g, spec, wl.tiling)
+                except InputError:  # a type the 910A's cube has no mode for
+                    with pytest.raises(InputError):
+                        ASCEND.lower_summary(op, g, spec, wl.tiling)
+                    continue
+                got, n = ASCEND.lower_summary(op, g, spec, wl.tiling)
+                assert (got, n) == (summarize(tasks, ASCEND.pools(spec)), len(tasks)), op.name
+                assert repr(got.analytical_latency_s) == repr(
+                    summarize(tasks).analytical_latency_s)
+                kinds.add(op.kind)
+    assert kinds & {"matmul", "attention"}
+
+
 def test_a_gemms_items_on_arrays_equal_the_append_loop():
     """The per-core items of a GEMM with thousands of tiles (gemm._merge_tiles) are those
     pipeline.append makes tile by tile: the same sums to the last bit, the same bounds
@@ -408,3 +450,29 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
         got: list[list[Item]] = [[] for _ in range(cores)]
         _merge_tiles(got, tiles, 0.7, 1.0, stages, cap)
         assert got == want, cap
+
+
+def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
+    """emit_pipeline's stage-weighted sums per segment, range by range in locals
+    (_sums), against the item-by-item definition (_sums_by_item): the same floats on
+    random items (fractional stages shares, streamed and not) and random cuts."""
+    import random
+
+    from hwsim.accelerators.ascend.pipeline import Item, _sums, _sums_by_item
+
+    rng = random.Random(21)
+    for trial in range(400):
+        items = [Item(stages=rng.choice([0, 1, 1, 2, 3, 7, 16]), load_hbm=rng.random() * 1e6,
+                      load_l2=rng.random() * 1e5, mask_hbm=rng.choice([0.0, rng.random()]),
+                      compute_s=rng.random() * 1e-6, store_bytes=rng.random() * 1e4,
+                      streamed=rng.random() < 0.5, shadow_s=rng.random() * 1e-7,
+                      pad_hbm=rng.random(), pad_l2=rng.random(),
+                      load_l2_slow=rng.choice([0.0, rng.random() * 1e3]))
+                 for _ in range(rng.randint(1, 30))]
+        offs = [0]
+        for it in items:
+            offs.append(offs[-1] + max(1, it.stages))
+        total = offs[-1]
+        bounds = sorted({0, total, *(rng.randint(0, total) for _ in range(rng.randint(0, 8)))})
+        got, want = _sums(items, offs, bounds), _sums_by_item(items, offs, bounds)
+        assert [list(x.items()) for x in got] == [list(x.items()) for x in want], trial
