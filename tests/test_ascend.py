@@ -476,3 +476,73 @@ def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
         bounds = sorted({0, total, *(rng.randint(0, total) for _ in range(rng.randint(0, 8)))})
         got, want = _sums(items, offs, bounds), _sums_by_item(items, offs, bounds)
         assert [list(x.items()) for x in got] == [list(x.items()) for x in want], trial
+
+
+def test_a_gemms_tiles_through_the_inline_l2_equal_the_read_loop():
+    """gemm._tile_reads (the L2's LRU walked inline) against _tile_reads_loop (one
+    L2.read per block): the same tiles in the same order, the same HBM bytes, and the
+    L2 left with the same lines in the same LRU order and the same bytes used, on
+    random shapes, batches, shared operands, biases, an L2 holding an intermediate
+    and one already warm, small L2s that evict."""
+    import random
+
+    from hwsim.accelerators.ascend.chip import L2, Chip
+    from hwsim.accelerators.ascend.gemm import _tile_reads, _tile_reads_loop, search
+
+    rng = random.Random(31)
+    spec = resolve("ascend").spec
+    chip = Chip(spec)
+    for trial in range(60):
+        batch = rng.choice([1, 1, 2, 3])
+        m, n, k = (rng.choice([1, 7, 16, 100, 333, 1024, 2500]) for _ in range(3))
+        t = search(chip, batch, m, n, k, "fp16")
+        sizes = {}
+
+        def shape(rows, cols, _k=k, sizes=sizes):  # a tile's terms: [2], [3], [6] read
+            return sizes.setdefault((rows, cols), (0.0, "compute", rows * _k * 2,
+                                                   _k * cols * 2, 0, {}, cols * 2))
+        kw = dict(a="A", b="B", bias=rng.choice([None, "X"]), a_group=rng.choice([1, batch]),
+                  b_group=rng.choice([1, batch]), bias_full=rng.random() < 0.3)
+        capacity = rng.choice([spec.l2_bytes, 2e6, 3e5, 5e4])
+        held = rng.choice(["A", "S"])
+        l2s = []
+        for _ in range(2):
+            l2 = L2(capacity)
+            if trial % 3 == 0:  # an intermediate held (the standard attention's scores)
+                l2.write(held, capacity / 3)
+            if trial % 4 == 1:  # blocks read before
+                l2.read("B", (0, 0), 1000.0)
+            l2s.append(l2)
+        got = _tile_reads(chip, l2s[0], batch, m, n, k, "fp16", t, shape, **kw)
+        want = _tile_reads_loop(chip, l2s[1], batch, m, n, k, "fp16", t, shape, **kw)
+        assert got == want, trial
+        assert list(l2s[0].lines.items()) == list(l2s[1].lines.items()), trial
+        assert l2s[0].used == l2s[1].used, trial
+
+
+def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
+    """cv_pipeline._sums (a walk's steps summed with the running sums in locals)
+    against _sums_by_add (block run by block run, Block += k blocks): the same floats
+    field by field and the same actions, on random runs of equal blocks and the step
+    ranges the walk cuts them into (and random ones)."""
+    import random
+    from dataclasses import astuple
+
+    from hwsim.accelerators.ascend.cv_pipeline import Block, _steps, _sums, _sums_by_add
+
+    rng = random.Random(41)
+    for trial in range(300):
+        runs = []
+        for _ in range(rng.randint(1, 12)):
+            vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
+            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
+                if rng.random() < 0.8 else {}
+            runs.append((Block(*vals, actions=acts), rng.choice([1, 1, 2, 5, 40])))
+        n = sum(k for _, k in runs)
+        if trial % 2:
+            ranges = _steps(n)
+        else:
+            cuts = sorted({0, n, *(rng.randint(0, n) for _ in range(rng.randint(0, 6)))})
+            ranges = list(zip(cuts, cuts[1:]))
+        got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
+        assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], trial
