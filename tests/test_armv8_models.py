@@ -164,9 +164,10 @@ def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
 @pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-ft2000plus"])
 def test_kept_kernel_steps_equal_a_new_run(preset):
     """A tile's kernel calls are kept per machine (kernels_step; a planner asks for the
-    same ones for each thread cap, k block and sweep point): the step made from the
-    kept sums equals run_kernels on a new step, field by field, to the bit, whether
-    it is the first ask or a later one."""
+    same ones for each thread cap, k block and sweep point), and each kernel call's
+    terms (run_kernels): the step made from the kept sums, and run_kernels on a step
+    with work in it, equal the plain loop's, field by field, to the bit, whether it is
+    the first ask or a later one."""
     import random
     from dataclasses import asdict
 
@@ -183,9 +184,34 @@ def test_kept_kernel_steps_equal_a_new_run(preset):
         cols = (power_parts if rng.random() < .5 else exact_parts)(n, rng.choice([4, 6]))
         depth = rng.choice([1, 7, 64, 256, 4096])
         want = Step("kernels")
-        run_kernels(want, rows, cols, depth, lanes, mach)
+        plain_run_kernels(want, rows, cols, depth, lanes, mach)
         for _ in range(2):  # made, then kept
             assert asdict(kernels_step("kernels", rows, cols, depth, lanes, mach)) == asdict(want)
+            # on a step holding work already: the same sums as the plain loop's
+            got, ref = (Step("x", arith_cycles=1 / 3, vop=7.0) for _ in range(2))
+            run_kernels(got, rows, cols, depth, lanes, mach)
+            plain_run_kernels(ref, rows, cols, depth, lanes, mach)
+            assert asdict(got) == asdict(ref)
+
+
+def plain_run_kernels(step, rows, cols, depth, lanes, mach):
+    """run_kernels as first written, each call's terms computed where it is added (the
+    definition that the kept terms are held to)."""
+    from hwsim.accelerators.armv8.kernels import Kernel, kernel_counts, kernel_cycles
+
+    spec = mach.spec
+    for r, nr_ in rows:
+        for c, nc_ in cols:
+            calls = nr_ * nc_
+            if not calls:
+                continue
+            ker = Kernel(r, c, lanes)
+            step.arith_cycles += calls * kernel_cycles(ker, depth, spec)
+            fmas, other = kernel_counts(ker, depth)
+            step.vfma += calls * fmas
+            step.vop += calls * other
+            step.port_cycles += calls * (((ker.vecs + ker.bvecs) * depth + ker.accumulators)
+                                         / spec.load_ports + ker.accumulators / spec.store_ports)
 
 
 def test_attention_tiles_kept_per_machine_plan_as_new_ones():

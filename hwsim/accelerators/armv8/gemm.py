@@ -104,20 +104,37 @@ def pack_step(label: str, elems: float, lanes: int, mach: Machine,
 
 def run_kernels(step: Step, rows: list[tuple[int, int]], cols: list[tuple[int, int]],
                 depth: int, lanes: int, mach: Machine) -> None:
-    """Add every (rows x cols) kernel call of a tile, ``depth`` k-steps each."""
-    spec = mach.spec
+    """Add every (rows x cols) kernel call of a tile, ``depth`` k-steps each.
+
+    One call's terms are kept per machine and kernel (:func:`_call_terms`): the same
+    products are added in the same order."""
+    terms = mach.__dict__.get("_call_terms")
+    if terms is None or len(terms) > 8192:
+        terms = mach.__dict__["_call_terms"] = {}
     for r, nr_ in rows:
         for c, nc_ in cols:
             calls = nr_ * nc_
             if not calls:
                 continue
-            ker = Kernel(r, c, lanes)
-            step.arith_cycles += calls * kernel_cycles(ker, depth, spec)
-            fmas, other = kernel_counts(ker, depth)
+            key = (r, c, lanes, depth)
+            got = terms.get(key)
+            if got is None:
+                got = terms[key] = _call_terms(r, c, lanes, depth, mach.spec)
+            cycles, fmas, other, ports = got
+            step.arith_cycles += calls * cycles
             step.vfma += calls * fmas
             step.vop += calls * other
-            step.port_cycles += calls * (((ker.vecs + ker.bvecs) * depth + ker.accumulators)
-                                         / spec.load_ports + ker.accumulators / spec.store_ports)
+            step.port_cycles += calls * ports
+
+
+def _call_terms(r: int, c: int, lanes: int, depth: int, spec) -> tuple:
+    """One call of the ``r x c`` kernel over ``depth`` k-steps: cycles, vector FMAs,
+    other vector instructions, L1 port cycles."""
+    ker = Kernel(r, c, lanes)
+    fmas, other = kernel_counts(ker, depth)
+    return (kernel_cycles(ker, depth, spec), fmas, other,
+            ((ker.vecs + ker.bvecs) * depth + ker.accumulators) / spec.load_ports
+            + ker.accumulators / spec.store_ports)
 
 
 def kernels_step(label: str, rows: list[tuple[int, int]], cols: list[tuple[int, int]],

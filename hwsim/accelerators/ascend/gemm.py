@@ -29,7 +29,9 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from math import gcd
+from operator import itemgetter
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -422,7 +424,8 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
             index[id(x[5])] = len(shapes)
             shapes.append(x[5])
     sid_all = np.array([index[id(x[5])] for x in tiles], dtype=np.intp)
-    nums = np.array([x[1:5] for x in tiles], dtype=float)  # ha, hb, hx, total
+    nums = np.fromiter(chain.from_iterable(map(itemgetter(1, 2, 3, 4), tiles)), float,
+                       count=4 * len(tiles)).reshape(-1, 4)  # ha, hb, hx, total
     comp_of = np.array([sh[0] for sh in shapes], dtype=float)
     store_of = np.array([sh[4] for sh in shapes], dtype=float)
     acts_of = np.array([[sh[5][k] for k in keys] for sh in shapes], dtype=float)
@@ -458,6 +461,9 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
             sums["comp"] = run[:, -1].tolist()
             act_sums = acts[1:end].reshape(full, per, len(keys)).cumsum(axis=1)[:, -1].tolist()
             longer = comp[1:end].reshape(full, per)[:, 1:] > run[:, :-1]
+            switches: list[list[int]] = [[] for _ in range(full)]  # per chunk, in order
+            for r, k in zip(*(x.tolist() for x in np.nonzero(longer))):
+                switches[r].append(k)
         for c, (a, b) in enumerate(chunks):
             if b - a == 1:  # a tile alone: its own item
                 items.append(Item(stages, float(hbm[a]), float(l2[a]), 0.0, float(comp[a]),
@@ -467,7 +473,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
             if c < full:
                 h, w, st, cp, ac = (sums["hbm"][c], sums["l2"][c], sums["store"][c],
                                     sums["comp"][c], act_sums[c])
-                switch = np.flatnonzero(longer[c]).tolist()
+                switch = switches[c]
             else:
                 part = comp[a:b].cumsum()
                 h, w, st = (float(hbm[a:b].cumsum()[-1]), float(l2[a:b].cumsum()[-1]),
