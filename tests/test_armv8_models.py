@@ -243,3 +243,29 @@ def test_attention_tiles_kept_per_machine_plan_as_new_ones():
                     assert [asdict(s) for s in kept.steps] == [asdict(s) for s in new.steps]
                     assert (kept.threads, kept.kernel, kept.detail) == \
                         (new.threads, new.kernel, new.detail)
+
+
+def test_a_step_split_into_tiles_is_its_equal_parts():
+    """ecm.split (labels made once per step name and count): equal tiles whose amounts
+    add up to the step's, numbered labels, the barrier on the last tile only."""
+    from dataclasses import asdict
+
+    from hwsim.accelerators.armv8.ecm import Step, split
+
+    for barrier in (False, True):
+        st = Step("kernels", arith_cycles=10.0, port_cycles=3.0, dram_read=8e3, vop=7.0,
+                  barrier=barrier, rounds=3)
+        for parts in (1, 2, 8):
+            tiles = split(st, parts)
+            assert len(tiles) == parts
+            if parts == 1:
+                assert tiles == [st]
+                continue
+            assert [t.label for t in tiles] == [f"kernels {i + 1}/{parts}" for i in range(parts)]
+            assert [t.barrier for t in tiles] == [False] * (parts - 1) + [barrier]
+            one = asdict(st.scaled(1.0 / parts))
+            for t in tiles:
+                got = asdict(t)
+                assert {k: v for k, v in got.items() if k not in ("label", "barrier")} == \
+                    {k: v for k, v in one.items() if k not in ("label", "barrier")}
+            assert len({id(t) for t in tiles}) == parts  # each its own object
