@@ -132,14 +132,23 @@ class Accumulator:
             copies: int = 1, serial: bool = False) -> int:
         """One task's share of the summary; returns its index."""
         k = copies
+        # (n * 1 is n, for ints and floats alike: one copy skips the products)
         if nbytes:
             acc = self.nbytes
-            for level, n in nbytes.items():
-                acc[level] = acc.get(level, 0) + n * k
+            if k == 1:
+                for level, n in nbytes.items():
+                    acc[level] = acc.get(level, 0) + n
+            else:
+                for level, n in nbytes.items():
+                    acc[level] = acc.get(level, 0) + n * k
         if actions:
             acc = self.actions
-            for a, n in actions.items():
-                acc[a] = acc.get(a, 0.0) + n * k
+            if k == 1:
+                for a, n in actions.items():
+                    acc[a] = acc.get(a, 0.0) + n
+            else:
+                for a, n in actions.items():
+                    acc[a] = acc.get(a, 0.0) + n * k
         finish = self.finish
         start = 0.0
         for j in deps:
@@ -164,8 +173,9 @@ class Accumulator:
             entry[0] += seconds
             by = entry[1]
             by[bound] = by.get(bound, 0.0) + seconds
-        self.count += 1
-        return self.count - 1
+        n = self.count
+        self.count = n + 1
+        return n
 
     def add_task(self, t: Task) -> int:
         """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
