@@ -16,7 +16,8 @@ actions with the target's energy table, and returns a :class:`~hwsim.report.Repo
 Ops run one after another in graph order (a kernel boundary between them).
 Within an op, its tasks are scheduled by the event engine (``fidelity="event"``,
 :func:`hwsim.engine.run_events`) or bounded analytically
-(``fidelity="analytical"``, :func:`hwsim.engine.analytical_latency`); see
+(``fidelity="analytical"``, :func:`hwsim.engine.analytical_latency`: the target's
+``lower_summary``, which may sum the tasks as it emits them without making them); see
 :mod:`hwsim.engine`. Identical ops (same kind, attributes, tensor shapes and
 types) are lowered and scheduled once and reused.
 """
