@@ -16,7 +16,8 @@ actions with the target's energy table, and returns a :class:`~hwsim.report.Repo
 Ops run one after another in graph order (a kernel boundary between them).
 Within an op, its tasks are scheduled by the event engine (``fidelity="event"``,
 :func:`hwsim.engine.run_events`) or bounded analytically
-(``fidelity="analytical"``, :func:`hwsim.engine.analytical_latency`); see
+(``fidelity="analytical"``, :func:`hwsim.engine.analytical_latency`: the target's
+``lower_summary``, which may sum the tasks as it emits them without making them); see
 :mod:`hwsim.engine`. Identical ops (same kind, attributes, tensor shapes and
 types) are lowered and scheduled once and reused.
 """
@@ -291,8 +292,11 @@ class _Pricer:
         if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
             raise UnsupportedOpError(target.name, op.kind, op.line(graph))
         try:
-            tasks = (target.lower_carried(op, graph, spec, tiling, carry) if carry
-                     else target.lower(op, graph, spec, tiling))
+            if self.fidelity == "event":
+                tasks = (target.lower_carried(op, graph, spec, tiling, carry) if carry
+                         else target.lower(op, graph, spec, tiling))
+            else:  # only the tasks' summary is read: the target may make none
+                tasks = target.lower_summary(op, graph, spec, tiling, carry)
         except UnsupportedOpError:
             raise
         except InputError as e:
@@ -305,16 +309,21 @@ class _Pricer:
         return self.tasks_cost(key, tasks, detail,
                                int(target.executed_flops(op, graph, spec, tiling)))
 
-    def tasks_cost(self, key: tuple, tasks: list, detail: str,
+    def tasks_cost(self, key: tuple, tasks: list | tuple, detail: str,
                    executed_flops: int = 0) -> tuple[tuple, dict]:
         """``(key, cost)`` of ``tasks`` (an op's, or a host transfer's), kept under
-        ``key``: scheduled the fidelity's way, priced, with the task timeline."""
+        ``key``: scheduled the fidelity's way, priced, with the task timeline. With the
+        analytical fidelity ``tasks`` may be a target's ``(summary, count)``
+        (``Target.lower_summary``: no task made)."""
         cost = self.cache.get(key)
         if cost is not None:
             return key, cost
         target, spec = self.target, self.spec
         pools = target.pools(spec)
-        summary = engine.summarize(tasks, pools)
+        if isinstance(tasks, tuple):
+            summary, n_tasks = tasks
+        else:
+            summary, n_tasks = engine.summarize(tasks, pools), len(tasks)
         if self.fidelity == "event":
             sched = engine.run_events(tasks, pools)
             latency = sched.latency_s
@@ -339,7 +348,7 @@ class _Pricer:
             "energy_compute_j": dyn["compute"], "energy_onchip_j": dyn["onchip"],
             "energy_dram_j": dyn["dram"], "energy_interconnect_j": dyn["interconnect"],
             "energy_static_j": static,
-            "tasks": len(tasks),
+            "tasks": n_tasks,
             "executed_flops": executed_flops,
             "detail": detail,
         }

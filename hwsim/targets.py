@@ -7,6 +7,8 @@ A *target* is a model of one machine. It provides:
 - ``lower(op, graph, spec, tiling) -> list[Task]``: the op cut into tiles, each
   with its unit, duration, bytes per memory level, actions and bound; an op kind
   it cannot cost raises :class:`~hwsim.errors.UnsupportedOpError`;
+  ``lower_summary`` is what the ``analytical`` fidelity asks instead: only the
+  tasks' summary (by default :meth:`Target.lower`'s tasks summarized);
 - ``energy_table(spec)``: prices per action and static power;
 - ``headline(spec)``: one line of headline numbers for ``hwsim targets``;
 - ``executed_flops(op, graph, spec, tiling)``: the FLOPs the op's kernels
@@ -94,6 +96,19 @@ class Target:
 
     def lower(self, op, graph, spec, tiling) -> list:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def lower_summary(self, op, graph, spec, tiling, carry=None):
+        """``(summary, tasks)``: :func:`hwsim.engine.summarize` of :meth:`lower`'s tasks
+        (:meth:`lower_carried`'s with a ``carry``; with :meth:`pools`) and how many there
+        are, all that the ``analytical`` fidelity reads of them. A target whose lowering
+        can hand its tasks to an :class:`hwsim.engine.Accumulator` instead of making them
+        overrides this (the same summary to the last bit: no
+        :class:`~hwsim.engine.Task` is made)."""
+        from .engine import summarize  # noqa: PLC0415
+
+        tasks = (self.lower_carried(op, graph, spec, tiling, carry) if carry
+                 else self.lower(op, graph, spec, tiling))
+        return summarize(tasks, self.pools(spec)), len(tasks)
 
     def energy_table(self, spec):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -159,3 +159,113 @@ def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
         got = _tile_kernels(m, n, depth, lanes, mach, along_n, min_cols)
         want = _tile_kernels_loop(m, n, depth, lanes, mach, along_n, min_cols)
         assert got == want and type(got[3]) is type(want[3])
+
+
+@pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-ft2000plus"])
+def test_kept_kernel_steps_equal_a_new_run(preset):
+    """A tile's kernel calls are kept per machine (kernels_step; a planner asks for the
+    same ones for each thread cap, k block and sweep point), and each kernel call's
+    terms (run_kernels): the step made from the kept sums, and run_kernels on a step
+    with work in it, equal the plain loop's, field by field, to the bit, whether it is
+    the first ask or a later one."""
+    import random
+    from dataclasses import asdict
+
+    from hwsim.accelerators.armv8.ecm import Step
+    from hwsim.accelerators.armv8.gemm import exact_parts, kernels_step, power_parts, run_kernels
+    from hwsim.accelerators.armv8.spec import Machine
+
+    mach = Machine(resolve(preset).spec)
+    rng = random.Random(15)
+    for _ in range(300):
+        lanes = rng.choice([4, 8])
+        m, n = rng.randint(1, 600), rng.randint(1, 300)
+        rows = (power_parts if rng.random() < .5 else exact_parts)(m, rng.choice([8, 16]))
+        cols = (power_parts if rng.random() < .5 else exact_parts)(n, rng.choice([4, 6]))
+        depth = rng.choice([1, 7, 64, 256, 4096])
+        want = Step("kernels")
+        plain_run_kernels(want, rows, cols, depth, lanes, mach)
+        for _ in range(2):  # made, then kept
+            assert asdict(kernels_step("kernels", rows, cols, depth, lanes, mach)) == asdict(want)
+            # on a step holding work already: the same sums as the plain loop's
+            got, ref = (Step("x", arith_cycles=1 / 3, vop=7.0) for _ in range(2))
+            run_kernels(got, rows, cols, depth, lanes, mach)
+            plain_run_kernels(ref, rows, cols, depth, lanes, mach)
+            assert asdict(got) == asdict(ref)
+
+
+def plain_run_kernels(step, rows, cols, depth, lanes, mach):
+    """run_kernels as first written, each call's terms computed where it is added (the
+    definition that the kept terms are held to)."""
+    from hwsim.accelerators.armv8.kernels import Kernel, kernel_counts, kernel_cycles
+
+    spec = mach.spec
+    for r, nr_ in rows:
+        for c, nc_ in cols:
+            calls = nr_ * nc_
+            if not calls:
+                continue
+            ker = Kernel(r, c, lanes)
+            step.arith_cycles += calls * kernel_cycles(ker, depth, spec)
+            fmas, other = kernel_counts(ker, depth)
+            step.vfma += calls * fmas
+            step.vop += calls * other
+            step.port_cycles += calls * (((ker.vecs + ker.bvecs) * depth + ker.accumulators)
+                                         / spec.load_ports + ker.accumulators / spec.store_ports)
+
+
+def test_attention_tiles_kept_per_machine_plan_as_new_ones():
+    """The attention's tile kernels are kept per machine for every op and sweep point
+    (they depend on the tile, head widths and type, not the sequence): plans of
+    several shapes made on one machine, in turns, equal those made with a private
+    memo each time, step by step."""
+    from dataclasses import asdict
+
+    from hwsim.accelerators.armv8.attention import _plan
+    from hwsim.accelerators.armv8.spec import Machine
+    from hwsim.ir.attention import AttentionShape
+
+    mach = Machine(resolve("armv8").spec)
+    shapes = []
+    for seq, heads, d, dtype in ((128, 12, 64, "fp32"), (136, 12, 64, "fp32"),
+                                 (96, 8, 128, "fp16"), (300, 4, 64, "fp32")):
+        wl = workload_from_dict({"name": "t", "phase": "prefill", "dtype": dtype, "ops": [
+            {"kind": "attention", "batch": 1, "heads": heads, "q_len": seq, "kv_len": seq,
+             "head_dim": d, "causal": seq % 2 == 0}]})
+        g = build_graph(wl)
+        shapes.append(AttentionShape.of(g.ops[0], g))
+    for _ in range(2):
+        for sh in shapes:
+            for strategy in ("openblas", "iaat"):
+                for bq, bkv in ((16, 64), (32, 128), (8, 256)):
+                    kept = _plan(mach, sh, "flash", bq, bkv, strategy)
+                    new = _plan(mach, sh, "flash", bq, bkv, strategy, memo={})
+                    assert [asdict(s) for s in kept.steps] == [asdict(s) for s in new.steps]
+                    assert (kept.threads, kept.kernel, kept.detail) == \
+                        (new.threads, new.kernel, new.detail)
+
+
+def test_a_step_split_into_tiles_is_its_equal_parts():
+    """ecm.split (labels made once per step name and count): equal tiles whose amounts
+    add up to the step's, numbered labels, the barrier on the last tile only."""
+    from dataclasses import asdict
+
+    from hwsim.accelerators.armv8.ecm import Step, split
+
+    for barrier in (False, True):
+        st = Step("kernels", arith_cycles=10.0, port_cycles=3.0, dram_read=8e3, vop=7.0,
+                  barrier=barrier, rounds=3)
+        for parts in (1, 2, 8):
+            tiles = split(st, parts)
+            assert len(tiles) == parts
+            if parts == 1:
+                assert tiles == [st]
+                continue
+            assert [t.label for t in tiles] == [f"kernels {i + 1}/{parts}" for i in range(parts)]
+            assert [t.barrier for t in tiles] == [False] * (parts - 1) + [barrier]
+            one = asdict(st.scaled(1.0 / parts))
+            for t in tiles:
+                got = asdict(t)
+                assert {k: v for k, v in got.items() if k not in ("label", "barrier")} == \
+                    {k: v for k, v in one.items() if k not in ("label", "barrier")}
+            assert len({id(t) for t in tiles}) == parts  # each its own object

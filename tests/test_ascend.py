@@ -364,6 +364,48 @@ def test_cores_in_groups_against_one_lane_per_core(workload, monkeypatch):
     assert fewer >= 2
 
 
+@pytest.mark.parametrize("workload", ["workloads/bert-base.yaml", "workloads/ascend-gemm.yaml",
+                                      "workloads/ascend-fastattention-kernel.yaml",
+                                      "workloads/attention-kernels.yaml",
+                                      "workloads/llama2-7b-decode.yaml",
+                                      "workloads/ascend-llama2-7b-prefill-8npu.yaml"])
+def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, monkeypatch):
+    """lower_summary (the analytical fidelity: the builder hands each task's fields to
+    an Accumulator, no Task made) gives summarize(lower(...)) to the last bit, and the
+    task count, for every op kind and both ways of emitting cores (grouped or one lane
+    per core), standard and fused attentions, the 910A's coupled cores."""
+    from hwsim.accelerators.ascend import TARGET as ASCEND
+    from hwsim.engine import summarize
+    from hwsim.simulate import prepare
+    from hwsim.workload import load_workload
+
+    wl = load_workload(workload)
+    g, _ = prepare(wl)
+    kinds = set()
+    for preset in ("ascend", "ascend-910a"):
+        spec = resolve(preset).spec
+        seen = set()
+        for op in g.ops:
+            key = (op.kind, str(op.attrs), tuple(g.tensors[i].shape for i in op.inputs))
+            if key in seen:
+                continue
+            seen.add(key)
+            for grouping in (True, False):
+                monkeypatch.setattr(ASCEND, "grouping", grouping)
+                try:
+                    tasks = ASCEND.lower(op, g, spec, wl.tiling)
+                except InputError:  # a type the 910A's cube has no mode for
+                    with pytest.raises(InputError):
+                        ASCEND.lower_summary(op, g, spec, wl.tiling)
+                    continue
+                got, n = ASCEND.lower_summary(op, g, spec, wl.tiling)
+                assert (got, n) == (summarize(tasks, ASCEND.pools(spec)), len(tasks)), op.name
+                assert repr(got.analytical_latency_s) == repr(
+                    summarize(tasks).analytical_latency_s)
+                kinds.add(op.kind)
+    assert kinds & {"matmul", "attention"}
+
+
 def test_a_gemms_items_on_arrays_equal_the_append_loop():
     """The per-core items of a GEMM with thousands of tiles (gemm._merge_tiles) are those
     pipeline.append makes tile by tile: the same sums to the last bit, the same bounds
@@ -395,3 +437,101 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
         got: list[list[Item]] = [[] for _ in range(cores)]
         _merge_tiles(got, tiles, 0.7, 1.0, stages, cap)
         assert got == want, cap
+
+
+def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
+    """emit_pipeline's stage-weighted sums per segment, range by range in locals
+    (_sums), against the item-by-item definition (_sums_by_item): the same floats on
+    random items (fractional stages shares, streamed and not) and random cuts."""
+    import random
+
+    from hwsim.accelerators.ascend.pipeline import Item, _sums, _sums_by_item
+
+    rng = random.Random(21)
+    for trial in range(400):
+        items = [Item(stages=rng.choice([0, 1, 1, 2, 3, 7, 16]), load_hbm=rng.random() * 1e6,
+                      load_l2=rng.random() * 1e5, mask_hbm=rng.choice([0.0, rng.random()]),
+                      compute_s=rng.random() * 1e-6, store_bytes=rng.random() * 1e4,
+                      streamed=rng.random() < 0.5, shadow_s=rng.random() * 1e-7,
+                      pad_hbm=rng.random(), pad_l2=rng.random(),
+                      load_l2_slow=rng.choice([0.0, rng.random() * 1e3]))
+                 for _ in range(rng.randint(1, 30))]
+        offs = [0]
+        for it in items:
+            offs.append(offs[-1] + max(1, it.stages))
+        total = offs[-1]
+        bounds = sorted({0, total, *(rng.randint(0, total) for _ in range(rng.randint(0, 8)))})
+        got, want = _sums(items, offs, bounds), _sums_by_item(items, offs, bounds)
+        assert [list(x.items()) for x in got] == [list(x.items()) for x in want], trial
+
+
+def test_a_gemms_tiles_through_the_inline_l2_equal_the_read_loop():
+    """gemm._tile_reads (the L2's LRU walked inline) against _tile_reads_loop (one
+    L2.read per block): the same tiles in the same order, the same HBM bytes, and the
+    L2 left with the same lines in the same LRU order and the same bytes used, on
+    random shapes, batches, shared operands, biases, an L2 holding an intermediate
+    and one already warm, an input carried on chip (hwsim.onchip), small L2s that
+    evict."""
+    import random
+
+    from hwsim.accelerators.ascend.chip import L2, Chip
+    from hwsim.accelerators.ascend.gemm import _tile_reads, _tile_reads_loop, search
+
+    rng = random.Random(31)
+    spec = resolve("ascend").spec
+    chip = Chip(spec)
+    for trial in range(60):
+        batch = rng.choice([1, 1, 2, 3])
+        m, n, k = (rng.choice([1, 7, 16, 100, 333, 1024, 2500]) for _ in range(3))
+        t = search(chip, batch, m, n, k, "fp16")
+        sizes = {}
+
+        def shape(rows, cols, _k=k, sizes=sizes):  # a tile's terms: [2], [3], [6] read
+            return sizes.setdefault((rows, cols), (0.0, "compute", rows * _k * 2,
+                                                   _k * cols * 2, 0, {}, cols * 2))
+        kw = dict(a="A", b="B", bias=rng.choice([None, "X"]), a_group=rng.choice([1, batch]),
+                  b_group=rng.choice([1, batch]), bias_full=rng.random() < 0.3)
+        capacity = rng.choice([spec.l2_bytes, 2e6, 3e5, 5e4])
+        held = rng.choice(["A", "S"])
+        l2s = []
+        carried = frozenset(rng.choice([(), (), ("A",), ("B",), ("X",)]))
+        for _ in range(2):
+            l2 = L2(capacity, carried=carried)  # an input the op before left on chip
+            if trial % 3 == 0:  # an intermediate held (the standard attention's scores)
+                l2.write(held, capacity / 3)
+            if trial % 4 == 1:  # blocks read before
+                l2.read("B", (0, 0), 1000.0)
+            l2s.append(l2)
+        got = _tile_reads(chip, l2s[0], batch, m, n, k, "fp16", t, shape, **kw)
+        want = _tile_reads_loop(chip, l2s[1], batch, m, n, k, "fp16", t, shape, **kw)
+        assert got == want, trial
+        assert list(l2s[0].lines.items()) == list(l2s[1].lines.items()), trial
+        assert l2s[0].used == l2s[1].used, trial
+
+
+def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
+    """cv_pipeline._sums (a walk's steps summed with the running sums in locals)
+    against _sums_by_add (block run by block run, Block += k blocks): the same floats
+    field by field and the same actions, on random runs of equal blocks and the step
+    ranges the walk cuts them into (and random ones)."""
+    import random
+    from dataclasses import astuple
+
+    from hwsim.accelerators.ascend.cv_pipeline import Block, _steps, _sums, _sums_by_add
+
+    rng = random.Random(41)
+    for trial in range(300):
+        runs = []
+        for _ in range(rng.randint(1, 12)):
+            vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
+            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
+                if rng.random() < 0.8 else {}
+            runs.append((Block(*vals, actions=acts), rng.choice([1, 1, 2, 5, 40])))
+        n = sum(k for _, k in runs)
+        if trial % 2:
+            ranges = _steps(n)
+        else:
+            cuts = sorted({0, n, *(rng.randint(0, n) for _ in range(rng.randint(0, 6)))})
+            ranges = list(zip(cuts, cuts[1:]))
+        got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
+        assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], trial

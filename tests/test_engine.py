@@ -166,6 +166,44 @@ def test_summarize_equals_the_four_passes_it_replaces():
     assert summarize([]).bound == ref_dominant_bound([]) == "latency"
 
 
+def test_the_accumulator_gives_summarize_to_the_last_bit():
+    """Tasks handed to an Accumulator one by one (the analytical fidelity's path, no
+    Task made) give the Summary that summarize gives for the list: bytes, actions,
+    bound and latency equal as floats, on random ops with pools, groups and serial
+    copies, and the task count."""
+    import random
+
+    from hwsim.engine import Accumulator, summarize
+
+    rng = random.Random(20261207)
+    bounds = ["compute", "memory", "onchip", "latency"]
+    for trial in range(400):
+        if trial % 2:
+            tasks, pools = random_tasks(rng, rng.randint(1, 50))
+        else:
+            tasks, _, _ = grouped_tasks(rng, rng.randint(1, 30), with_serial=True)
+            pools = {"dram": rng.randint(1, 8)}
+        tasks = [t._replace(bytes={"dram_read": rng.randint(0, 9), "l2_write": 3}
+                            if rng.random() < .5 else t.bytes,
+                            actions={"mac": rng.random(), "vop": rng.random() * 1e9}
+                            if rng.random() < .5 else t.actions,
+                            bound=rng.choice(bounds)) for t in tasks]
+        acc = Accumulator()
+        for i, t in enumerate(tasks):
+            if i % 3:
+                assert acc.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound,
+                               t.pool, t.copies, t.serial) == i
+            else:
+                assert acc.add_task(t) == i
+        got, want = acc.summary(pools), summarize(tasks, pools)
+        assert got == want, trial
+        assert acc.count == len(tasks)
+        # the same floats, not merely equal-looking ones
+        assert repr(got.analytical_latency_s) == repr(want.analytical_latency_s)
+        assert list(got.actions.items()) == list(want.actions.items())
+    assert Accumulator().summary() == summarize([])
+
+
 def grouped_tasks(rng, n: int, with_serial: bool = False
                   ) -> tuple[list[Task], list[Task], list[list[int]]]:
     """A random op with groups: tasks on per-member units stand for ``copies`` members,

@@ -28,8 +28,16 @@ Two schedules share that lowering:
 """
 
 from .events import Schedule, run_events
-from .summary import Summary, analytical_latency, dominant_bound, sum_actions, sum_bytes, summarize
+from .summary import (
+    Accumulator,
+    Summary,
+    analytical_latency,
+    dominant_bound,
+    sum_actions,
+    sum_bytes,
+    summarize,
+)
 from .task import BOUNDS, Task, group_name
 
-__all__ = ["analytical_latency", "Schedule", "run_events", "BOUNDS", "Task", "dominant_bound",
-           "sum_actions", "sum_bytes", "Summary", "summarize", "group_name"]
+__all__ = ["Accumulator", "analytical_latency", "Schedule", "run_events", "BOUNDS", "Task",
+           "dominant_bound", "sum_actions", "sum_bytes", "Summary", "summarize", "group_name"]

@@ -16,6 +16,11 @@ plain definitions, one pass each).
   per slot (a DRAM pool shared by many cores limits an op even when each core's own
   unit is busier than each slot); on it, the bound that accounts for the most time
   wins, ties to the resource met first.
+
+:class:`Accumulator` gives the same :class:`Summary` without the tasks: a target that
+knows the fidelity is ``analytical`` (:meth:`hwsim.targets.Target.lower_summary`) hands
+it each task's fields as it lowers, and no :class:`Task` is made (the same sums, in the
+same order, so the same floats: a test holds it to :func:`summarize` on random tasks).
 """
 
 from __future__ import annotations
@@ -80,8 +85,15 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
             entry[0] += seconds
             by = entry[1]
             by[t.bound] = by.get(t.bound, 0.0) + seconds
+    return _summary(nbytes, actions, max(finish), busy, pools)
+
+
+def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
+             pools: Mapping[str, int] | None) -> Summary:
+    """The summary from the sums: the critical path ``path_s`` and each resource's busy
+    time (``busy``: unit or ("pool", name) -> [seconds, {bound: seconds}])."""
     capacity = dict(pools or {})
-    latency = max(finish)
+    latency = path_s
     work = 0.0
     for key, (total, by) in busy.items():
         slots = capacity.get(key[1], 1) if type(key) is tuple else 1
@@ -107,3 +119,84 @@ def dominant_bound(tasks: Sequence[Task], pools: Mapping[str, int] | None = None
 
 def analytical_latency(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> float:
     return summarize(tasks, pools).analytical_latency_s
+
+
+class Accumulator:
+    """:func:`summarize` of tasks handed over one at a time, none of them kept.
+
+    :meth:`add` takes a task's fields (those of :class:`Task` that the summary reads)
+    and returns the index the task would have in the op's list, for later tasks'
+    ``deps``; :meth:`summary` is then what :func:`summarize` returns for the list.
+    The sums are taken in the order the tasks come, as :func:`summarize` takes them,
+    so the two agree to the last bit. ``duration_s`` is taken as given (a target's
+    builder clamps negative durations to 0, as it does for its tasks)."""
+
+    __slots__ = ("nbytes", "actions", "finish", "busy", "count")
+
+    def __init__(self):
+        self.nbytes: dict[str, int] = {}
+        self.actions: dict[str, float] = {}
+        self.finish: list[float] = []
+        self.busy: dict = {}  # as in summarize: unit or ("pool", name) -> [seconds, by bound]
+        self.count = 0  # tasks added
+
+    def add(self, unit: str, duration_s: float, nbytes: Mapping[str, int] | None,
+            actions: Mapping[str, float] | None, deps, bound: str, pool: str = "",
+            copies: int = 1, serial: bool = False) -> int:
+        """One task's share of the summary; returns its index."""
+        k = copies
+        # (n * 1 is n, for ints and floats alike: one copy skips the products)
+        if nbytes:
+            acc = self.nbytes
+            if k == 1:
+                for level, n in nbytes.items():
+                    acc[level] = acc.get(level, 0) + n
+            else:
+                for level, n in nbytes.items():
+                    acc[level] = acc.get(level, 0) + n * k
+        if actions:
+            acc = self.actions
+            if k == 1:
+                for a, n in actions.items():
+                    acc[a] = acc.get(a, 0.0) + n
+            else:
+                for a, n in actions.items():
+                    acc[a] = acc.get(a, 0.0) + n * k
+        finish = self.finish
+        start = 0.0
+        for j in deps:
+            f = finish[j]
+            if f > start:
+                start = f
+        finish.append(start + duration_s)
+        busy = self.busy
+        seconds = duration_s * k if serial else duration_s
+        entry = busy.get(unit)
+        if entry is None:
+            entry = busy[unit] = [0.0, {}]
+        entry[0] += seconds
+        by = entry[1]
+        by[bound] = by.get(bound, 0.0) + seconds
+        if pool:
+            seconds = duration_s * k
+            key = ("pool", pool)
+            entry = busy.get(key)
+            if entry is None:
+                entry = busy[key] = [0.0, {}]
+            entry[0] += seconds
+            by = entry[1]
+            by[bound] = by.get(bound, 0.0) + seconds
+        n = self.count
+        self.count = n + 1
+        return n
+
+    def add_task(self, t: Task) -> int:
+        """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
+        return self.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound, t.pool,
+                        t.copies, t.serial)
+
+    def summary(self, pools: Mapping[str, int] | None = None) -> Summary:
+        """:func:`summarize` of the tasks added so far."""
+        if not self.count:
+            return Summary({}, {}, "latency", 0.0)
+        return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools)

@@ -154,13 +154,12 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
         blocks = block_options(rows, keys, sh.head_dim, sh.v_head_dim, nbytes(1, sh.dtype),
                                mach, bq_set, bkv_set)
     plans = []
-    blocks_memo: dict = {}  # a tile's kernels, per (block_q, block_kv, strategy, P V)
     for strat in strategies:
         for bq, bkv in blocks:
-            most = _plan(mach, sh, mode, bq, bkv, strat, memo=blocks_memo)
+            most = _plan(mach, sh, mode, bq, bkv, strat)
             plans.append(most)
             # fewer key splits (and threads) may finish first: fork, merge and join cost
-            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways, memo=blocks_memo)
+            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways)
                       for ways in thread_counts(most.detail["kv_split"])[:-1]]
     memo: dict = {}  # each plan estimated once
     best = fastest(plans, mach, memo)
@@ -237,8 +236,9 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
           ways: int = 0, memo: dict | None = None) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
-    many as fill the cores): see the module docstring. ``memo``: the tiles' kernels
-    (:func:`_block_kernels`) kept for the other choices of the same op."""
+    many as fill the cores): see the module docstring. ``memo``: where the tiles'
+    kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
+    ``mach``, for every op and sweep point that runs on it)."""
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
@@ -294,12 +294,16 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     dshare = 1.0 / threads
 
     st = Step("blocks")
-    key = (bq_u, bkv, strategy, not select)
-    got = memo.get(key) if memo is not None else None
+    # a tile's kernels depend on its sizes, the head widths and the type, never on the
+    # sequence: kept per machine for every op and sweep point (read, never changed)
+    if memo is None:
+        memo = mach.__dict__.setdefault("_block_kernels", {})
+        if len(memo) > 4096:  # a long sweep's tiles: bounded
+            memo.clear()
+    key = (bq_u, bkv, strategy, not select, sh.dtype, sh.head_dim, sh.v_head_dim)
+    got = memo.get(key)
     if got is None:
-        got = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
-        if memo is not None:
-            memo[key] = got
+        got = memo[key] = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
     blk, kname, once = got  # (blk is read, never changed)
     st.add(blk.scaled(pairs * share))
     if once:

@@ -35,6 +35,7 @@ emitted as one group (:func:`thread_groups`): its units are named by its cores
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields
 
@@ -307,12 +308,20 @@ def split(step: Step, parts: int) -> list[Step]:
     if parts <= 1:
         return [step]
     one = step.scaled(1.0 / parts)
+    amounts = one.__dict__
+    labels = _tile_labels(step.label, parts)
     tiles = [one]
     for _ in range(parts - 1):  # copies of the first (the same amounts)
         t = object.__new__(Step)
-        t.__dict__.update(one.__dict__)
+        t.__dict__.update(amounts)
         tiles.append(t)
-    for i, s in enumerate(tiles):
-        s.label = f"{step.label} {i + 1}/{parts}"
-        s.barrier = step.barrier and i == parts - 1
+    for s, label in zip(tiles, labels):
+        s.label = label
+        s.barrier = False
+    tiles[-1].barrier = step.barrier  # the last tile meets the other threads
     return tiles
+
+
+@functools.lru_cache(maxsize=256)
+def _tile_labels(label: str, parts: int) -> tuple[str, ...]:
+    return tuple(f"{label} {i + 1}/{parts}" for i in range(parts))

@@ -104,20 +104,57 @@ def pack_step(label: str, elems: float, lanes: int, mach: Machine,
 
 def run_kernels(step: Step, rows: list[tuple[int, int]], cols: list[tuple[int, int]],
                 depth: int, lanes: int, mach: Machine) -> None:
-    """Add every (rows x cols) kernel call of a tile, ``depth`` k-steps each."""
-    spec = mach.spec
+    """Add every (rows x cols) kernel call of a tile, ``depth`` k-steps each.
+
+    One call's terms are kept per machine and kernel (:func:`_call_terms`): the same
+    products are added in the same order."""
+    terms = mach.__dict__.get("_call_terms")
+    if terms is None or len(terms) > 8192:
+        terms = mach.__dict__["_call_terms"] = {}
     for r, nr_ in rows:
         for c, nc_ in cols:
             calls = nr_ * nc_
             if not calls:
                 continue
-            ker = Kernel(r, c, lanes)
-            step.arith_cycles += calls * kernel_cycles(ker, depth, spec)
-            fmas, other = kernel_counts(ker, depth)
+            key = (r, c, lanes, depth)
+            got = terms.get(key)
+            if got is None:
+                got = terms[key] = _call_terms(r, c, lanes, depth, mach.spec)
+            cycles, fmas, other, ports = got
+            step.arith_cycles += calls * cycles
             step.vfma += calls * fmas
             step.vop += calls * other
-            step.port_cycles += calls * (((ker.vecs + ker.bvecs) * depth + ker.accumulators)
-                                         / spec.load_ports + ker.accumulators / spec.store_ports)
+            step.port_cycles += calls * ports
+
+
+def _call_terms(r: int, c: int, lanes: int, depth: int, spec) -> tuple:
+    """One call of the ``r x c`` kernel over ``depth`` k-steps: cycles, vector FMAs,
+    other vector instructions, L1 port cycles."""
+    ker = Kernel(r, c, lanes)
+    fmas, other = kernel_counts(ker, depth)
+    return (kernel_cycles(ker, depth, spec), fmas, other,
+            ((ker.vecs + ker.bvecs) * depth + ker.accumulators) / spec.load_ports
+            + ker.accumulators / spec.store_ports)
+
+
+def kernels_step(label: str, rows: list[tuple[int, int]], cols: list[tuple[int, int]],
+                 depth: int, lanes: int, mach: Machine) -> Step:
+    """A new step holding :func:`run_kernels` of a tile, and nothing else.
+
+    Its amounts depend only on the kernel calls, their depth and the core, so they
+    are kept per machine (a planner asks for the same tiles again for every thread
+    cap, k block and sweep point): the step is made from the kept sums, the floats
+    :func:`run_kernels` gives a new step (a test holds the two equal)."""
+    memo = mach.__dict__.setdefault("_kernel_steps", {})
+    key = (tuple(rows), tuple(cols), depth, lanes)
+    got = memo.get(key)
+    if got is None:
+        if len(memo) > 4096:  # a long sweep's tiles: bounded
+            memo.clear()
+        st = Step(label)
+        run_kernels(st, rows, cols, depth, lanes, mach)
+        got = memo[key] = (st.arith_cycles, st.port_cycles, st.vfma, st.vop)
+    return Step(label, arith_cycles=got[0], port_cycles=got[1], vfma=got[2], vop=got[3])
 
 
 def power_parts(size: int, main: int) -> list[tuple[int, int]]:
@@ -370,8 +407,7 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
         pk.write(a_home, ea * s)
         pk.write("l2", eb * s)
         pk.barrier = tm * tn > 1
-        kr = Step("kernels")
-        run_kernels(kr, rows, cols, kc, lanes, mach)
+        kr = kernels_step("kernels", rows, cols, kc, lanes, mach)
         # the A block once per B micro-panel; between two sweeps of a line every thread
         # brings its A block, a B micro-panel and a C micro-tile into the last level
         a_block = min_i * kc * s
@@ -422,8 +458,7 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
     used = tb * tm * tn
     m_t, n_t = -(-g.m // tm), -(-g.n // tn)
     ker, rows, cols, _, swapped = tile_kernels(m_t, n_t, g.k, lanes, mach, along_n)
-    st = Step("kernels (no packing)")
-    run_kernels(st, rows, cols, g.k, lanes, mach)
+    st = kernels_step("kernels (no packing)", rows, cols, g.k, lanes, mach)
     # V (along the vectors) and W (broadcast), in the kernel's orientation
     if swapped:
         v_rows, w_cols, v_ld, v_share, w_share = n_t, m_t, g.n, tm, tn
@@ -496,8 +531,7 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
     _cold(pre, packed * s / t_in, 1, per, small_bcast, mach, used)
     pre.write("l2", packed * s / t_in)
     pre.barrier = used > 1
-    st = Step("kernels (streamed)")
-    run_kernels(st, rows, cols, g.k, lanes, mach)
+    st = kernels_step("kernels (streamed)", rows, cols, g.k, lanes, mach)
     # the long operand streams in place: each thread walks its rows once per column
     # panel of the short side (usually one), a column piece per k-step
     col_panels = -(-small // max(ker.cols, 1))

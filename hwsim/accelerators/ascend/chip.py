@@ -234,13 +234,19 @@ class Builder:
     While :attr:`copies` is above one, the tasks being added are those of one member
     of a group of cores with the same work (:meth:`group`): tasks on the member's own
     pipes stand for every member's (``Task.copies``), and its transfers on the shared
-    ``hbm`` unit for the members' shares taking turns there (``serial``)."""
+    ``hbm`` unit for the members' shares taking turns there (``serial``).
 
-    def __init__(self, chip: Chip, *, grouping: bool = True):
+    With a ``sink`` (an :class:`hwsim.engine.Accumulator`: the ``analytical`` fidelity,
+    which reads only the tasks' summary) each task's fields go to it and no
+    :class:`Task` is made; :attr:`tasks` stays empty and :meth:`add` returns the
+    index the task would have had."""
+
+    def __init__(self, chip: Chip, *, grouping: bool = True, sink=None):
         self.chip = chip
         self.tasks: list[Task] = []
         self.copies = 1
         self.grouping = grouping  # False: one lane per core (the reference of the tests)
+        self.sink = sink
 
     def groups(self, members: list[int]) -> list[list[int]]:
         """``members`` (cores with the same work) as the groups to emit: one group, or
@@ -262,6 +268,11 @@ class Builder:
         """One task; ``copies``: of that many members (default: the current
         :meth:`group`'s)."""
         # (the fast paths matter: ops lower to thousands of tasks)
+        sink = self.sink
+        if sink is not None:  # the summary's sums only (the order of deps does not matter)
+            k = copies or self.copies
+            return sink.add(unit, duration_s if duration_s > 0.0 else 0.0, nbytes, actions,
+                            deps, bound, pool, k, k > 1 and unit == HBM_UNIT)
         n = len(deps)
         if n < 2:
             deps = tuple(deps)

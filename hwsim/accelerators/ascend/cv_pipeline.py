@@ -117,12 +117,54 @@ def _add(out: Block, b: Block, k: int) -> None:
 
 
 def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[Block]:
-    """Per range [a, b) of the walk's blocks (given as runs of equal blocks), their sum."""
+    """Per range [a, b) of the walk's blocks (given as runs of equal blocks), their sum.
+
+    :func:`_sums_by_add` with the running sums in locals: the same products added in
+    the same order (a test holds the two equal)."""
     out = []
     r, start = 0, 0  # the run at the cursor and the index of its first block
+    n_runs = len(runs)
+    for a, b in ranges:
+        while r < n_runs and start + runs[r][1] <= a:  # runs wholly before the range
+            start += runs[r][1]
+            r += 1
+        qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = 0.0
+        acts: dict = {}
+        i, s = r, start
+        while i < n_runs and s < b:
+            blk, k = runs[i]
+            overlap = (b if b < s + k else s + k) - (a if a > s else s)
+            if overlap > 0:
+                qk += blk.qk_s * overlap
+                fs += blk.fix_s_s * overlap
+                sm += blk.softmax_s * overlap
+                pv += blk.pv_s * overlap
+                fo += blk.fix_o_s * overlap
+                up += blk.update_s * overlap
+                fi += blk.final_s * overlap
+                lh += blk.load_hbm * overlap
+                l2 += blk.load_l2 * overlap
+                ls += blk.load_l2_slow * overlap
+                mk += blk.mask_hbm * overlap
+                ph += blk.pad_hbm * overlap
+                pl += blk.pad_l2 * overlap
+                sb += blk.store_bytes * overlap
+                for name, v in blk.actions.items():
+                    acts[name] = acts.get(name, 0.0) + v * overlap
+            s += k
+            i += 1
+        out.append(Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts))
+    return out
+
+
+def _sums_by_add(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]
+                 ) -> list[Block]:
+    """:func:`_sums` block run by block run with :func:`_add` (its definition)."""
+    out = []
+    r, start = 0, 0
     for a, b in ranges:
         acc = Block(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        while r < len(runs) and start + runs[r][1] <= a:  # runs wholly before the range
+        while r < len(runs) and start + runs[r][1] <= a:
             start += runs[r][1]
             r += 1
         i, s = r, start

@@ -29,7 +29,9 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from math import gcd
+from operator import itemgetter
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -240,14 +242,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     b_b = k * n * by
     if batch == 1 or (a_b + b_b) * 4 > l2.capacity:
         # tile by tile through the L2 model
-        tiles = []
-        for idx, (bi, i, j) in enumerate(tile_order(chip, batch, m, n, k, dtype, t)):
-            sh = shape(min(t.om, m - i * t.om), min(t.on, n - j * t.on))
-            ab, bb, bias_b = sh[2], sh[3], sh[6]
-            tiles.append((idx % cores, l2.read(a, (bi // a_group, i), ab),
-                          l2.read(b, (bi // b_group, j), bb),
-                          l2.read(bias, (bi, i, j) if bias_full else j, bias_b) if bias
-                          else 0.0, ab + bb + bias_b, sh))
+        tiles = _tile_reads(chip, l2, batch, m, n, k, dtype, t, shape, a=a, b=b, bias=bias,
+                            a_group=a_group, b_group=b_group, bias_full=bias_full)
         # an operand that is a view of a smaller tensor: HBM serves its storage once
         ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
         rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
@@ -306,6 +302,111 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     return last
 
 
+def _tile_reads_loop(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
+                     t: GemmTiling, shape, *, a: str, b: str, bias: str | None, a_group: int,
+                     b_group: int, bias_full: bool) -> list[tuple]:
+    """A GEMM's tiles in issue order through the L2 model, one :meth:`L2.read` per
+    operand block (the definition :func:`_tile_reads` is held to): per tile its core,
+    the HBM bytes of its A, B and bias blocks, its bytes in all, its shape's terms."""
+    tiles = []
+    cores = chip.n_cube
+    for idx, (bi, i, j) in enumerate(tile_order(chip, batch, m, n, k, dtype, t)):
+        sh = shape(min(t.om, m - i * t.om), min(t.on, n - j * t.on))
+        ab, bb, bias_b = sh[2], sh[3], sh[6]
+        tiles.append((idx % cores, l2.read(a, (bi // a_group, i), ab),
+                      l2.read(b, (bi // b_group, j), bb),
+                      l2.read(bias, (bi, i, j) if bias_full else j, bias_b) if bias
+                      else 0.0, ab + bb + bias_b, sh))
+    return tiles
+
+
+def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
+                t: GemmTiling, shape, *, a: str, b: str, bias: str | None, a_group: int,
+                b_group: int, bias_full: bool) -> list[tuple]:
+    """:func:`_tile_reads_loop` with the L2's LRU walked inline (a 32K-token GEMM has a
+    million tiles): the same tiles, the same reads in the same order, and the L2 left
+    as the reads leave it (a test holds the two equal). Within a GEMM the L2's
+    intermediates do not change, so its limit is fixed, and each tile's shape is one
+    of at most four (the last row and column of tiles may be shorter)."""
+    cores = chip.n_cube
+    om, on = t.om, t.on
+    tm, tn = cdiv(m, om), cdiv(n, on)
+    panel = k * on * dtype_bytes(dtype)
+    group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
+    # the shapes of a row of tiles, by row height (every row but the last: the full one)
+    heights = sorted({min(om, m - i * om) for i in range(tm)})
+    row_shapes = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+    resident = l2.resident
+    carried = l2.carried
+    lines = l2.lines
+    move = lines.move_to_end
+    pop = lines.popitem
+    limit = l2._limit()
+    used = l2.used
+
+    def read(tensor: str, block, nbytes: float) -> float:  # L2.read, the L2 as locals
+        nonlocal used
+        if tensor in carried:
+            return 0.0
+        if tensor in resident:
+            return float(nbytes) * (1.0 - resident[tensor])
+        key = (tensor, block)
+        if key in lines:
+            move(key)
+            return 0.0
+        lines[key] = nbytes
+        used += nbytes
+        while used > limit and len(lines) > 1:
+            _, old = pop(last=False)
+            used -= old
+        return float(nbytes)
+
+    tiles = []
+    append = tiles.append
+    idx = 0
+    inline = a not in resident and b not in resident and a not in carried and b not in carried
+    for bi in range(batch):
+        ga, gb = bi // a_group, bi // b_group
+        for j0 in range(0, tn, group):
+            j1 = min(tn, j0 + group)
+            for i in range(tm):
+                shapes = row_shapes[min(om, m - i * om)]
+                a_key = (a, (ga, i))
+                for j in range(j0, j1):
+                    sh = shapes[j]
+                    ab, bb, bias_b = sh[2], sh[3], sh[6]
+                    if inline:  # the common case, no call: read(a, ...), read(b, ...)
+                        if a_key in lines:
+                            move(a_key)
+                            ha = 0.0
+                        else:
+                            lines[a_key] = ab
+                            used += ab
+                            while used > limit and len(lines) > 1:
+                                _, old = pop(last=False)
+                                used -= old
+                            ha = float(ab)
+                        b_key = (b, (gb, j))
+                        if b_key in lines:
+                            move(b_key)
+                            hb = 0.0
+                        else:
+                            lines[b_key] = bb
+                            used += bb
+                            while used > limit and len(lines) > 1:
+                                _, old = pop(last=False)
+                                used -= old
+                            hb = float(bb)
+                    else:
+                        ha = read(a, (ga, i), ab)
+                        hb = read(b, (gb, j), bb)
+                    hx = read(bias, (bi, i, j) if bias_full else j, bias_b) if bias else 0.0
+                    append((idx % cores, ha, hb, hx, ab + bb + bias_b, sh))
+                    idx += 1
+    l2.used = used
+    return tiles
+
+
 MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed on numpy arrays
 
 
@@ -320,21 +421,32 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
 
     cores = len(per_core)
     keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
+    # the tiles' numbers as one array, their shapes (a few) by index: read once
+    index: dict[int, int] = {}
+    shapes = []
+    for x in tiles:
+        if id(x[5]) not in index:
+            index[id(x[5])] = len(shapes)
+            shapes.append(x[5])
+    sid_all = np.array([index[id(x[5])] for x in tiles], dtype=np.intp)
+    nums = np.fromiter(chain.from_iterable(map(itemgetter(1, 2, 3, 4), tiles)), float,
+                       count=4 * len(tiles)).reshape(-1, 4)  # ha, hb, hx, total
+    comp_of = np.array([sh[0] for sh in shapes], dtype=float)
+    store_of = np.array([sh[4] for sh in shapes], dtype=float)
+    acts_of = np.array([[sh[5][k] for k in keys] for sh in shapes], dtype=float)
+    bound_of = [sh[1] for sh in shapes]
     for core in range(cores):
-        mine = tiles[core::cores]
-        if not mine:
+        if core >= len(tiles):
             continue
         items = per_core[core]  # (empty: a GEMM's cores start with no item)
-        ha = np.array([x[1] for x in mine], dtype=float)
-        hb = np.array([x[2] for x in mine], dtype=float)
-        hx = np.array([x[3] for x in mine], dtype=float)
-        total = np.array([x[4] for x in mine], dtype=float)
-        hbm = ha * ra + hb * rb + hx
-        l2 = total - hbm
-        comp = np.array([x[5][0] for x in mine], dtype=float)
-        store = np.array([x[5][4] for x in mine], dtype=float)
-        acts = np.array([[x[5][5][k] for k in keys] for x in mine], dtype=float)
-        bounds = [x[5][1] for x in mine]
+        mine = nums[core::cores]
+        sid = sid_all[core::cores]
+        hbm = mine[:, 0] * ra + mine[:, 1] * rb + mine[:, 2]
+        l2 = mine[:, 3] - hbm
+        comp = comp_of[sid]
+        store = store_of[sid]
+        acts = acts_of[sid]
+        bounds = [bound_of[i] for i in sid.tolist()]
         per = max(1, cap // stages)
         # the first tile alone
         items.append(Item(stages, float(hbm[0]), float(l2[0]), 0.0, float(comp[0]),
@@ -354,6 +466,9 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
             sums["comp"] = run[:, -1].tolist()
             act_sums = acts[1:end].reshape(full, per, len(keys)).cumsum(axis=1)[:, -1].tolist()
             longer = comp[1:end].reshape(full, per)[:, 1:] > run[:, :-1]
+            switches: list[list[int]] = [[] for _ in range(full)]  # per chunk, in order
+            for r, k in zip(*(x.tolist() for x in np.nonzero(longer))):
+                switches[r].append(k)
         for c, (a, b) in enumerate(chunks):
             if b - a == 1:  # a tile alone: its own item
                 items.append(Item(stages, float(hbm[a]), float(l2[a]), 0.0, float(comp[a]),
@@ -363,7 +478,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
             if c < full:
                 h, w, st, cp, ac = (sums["hbm"][c], sums["l2"][c], sums["store"][c],
                                     sums["comp"][c], act_sums[c])
-                switch = np.flatnonzero(longer[c]).tolist()
+                switch = switches[c]
             else:
                 part = comp[a:b].cumsum()
                 h, w, st = (float(hbm[a:b].cumsum()[-1]), float(l2[a:b].cumsum()[-1]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hwsim.energy import EnergyTable
-from hwsim.engine import Task
+from hwsim.engine import Accumulator, Task
 from hwsim.errors import UnsupportedOpError
 from hwsim.onchip import NONE, Carry
 from hwsim.targets import Target
@@ -79,9 +79,27 @@ class AscendTarget(Target):
         return self._lower(op, graph, spec, tiling, carry)
 
     def _lower(self, op, graph, spec: AscendSpec, tiling, carry: Carry) -> list[Task]:
-        chip = self.chip(spec)
+        bld = Builder(self.chip(spec), grouping=self.grouping)
+        self._emit(bld, op, graph, spec, tiling, carry)
+        return bld.tasks
+
+    def lower_summary(self, op, graph, spec: AscendSpec, tiling=None, carry=None):
+        """The analytical fidelity's summary of :meth:`lower`'s tasks, handed to an
+        :class:`~hwsim.engine.Accumulator` as they are emitted, none made (the same
+        floats: a test holds the two equal on every op kind)."""
+        if op.kind in ("view", "allreduce"):
+            return super().lower_summary(op, graph, spec, tiling, carry)
+        if carry and not self.carries(op):
+            raise ValueError(f"ascend does not carry the inputs of a {op.kind} op on chip")
+        acc = Accumulator()
+        self._emit(Builder(self.chip(spec), grouping=self.grouping, sink=acc), op, graph,
+                   spec, tiling, carry or NONE)
+        return acc.summary(self.pools(spec)), acc.count
+
+    def _emit(self, bld: Builder, op, graph, spec: AscendSpec, tiling, carry: Carry) -> None:
+        """The tasks of a matmul, attention or vector op, into ``bld``; ``carry``: the
+        inputs it finds in the L2 and the outputs it leaves there (:mod:`hwsim.onchip`)."""
         kind = op.kind
-        bld = Builder(chip, grouping=self.grouping)
         l2 = L2(spec.l2_bytes, carried=frozenset(f"t{op.inputs[p]}" for p in carry.inputs),
                 kept=frozenset(f"t{op.outputs[q]}" for q in carry.outputs))
         if kind == "matmul":
@@ -92,7 +110,6 @@ class AscendTarget(Target):
             vector.lower_vector_op(bld, l2, op, graph)
         else:
             raise UnsupportedOpError(self.name, kind, op.line(graph))
-        return bld.tasks
 
     def _matmul(self, bld: Builder, l2: L2, op, graph) -> None:
         a = op.attrs
