@@ -94,7 +94,6 @@ def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedu
         h1 = h0 + h
         s = max(h1, ready) if i else h1
         waited = s - ready if i else s
-        last = s
         end_issue = h1
         hide = min(node.hide_s, d) if overlaps else 0.0
         if hide > 0:
@@ -105,43 +104,34 @@ def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedu
             if n > 1:
                 done, hid, waited, end_issue = queued_runs(done, hid, waited, h1,
                                                            node.repeat_host_s, d, n, hide)
-            issue.append(h1)
-            start.append(s)
-            wait.append(waited)
-            hidden.append(hid)
-            if end_issue > h0:
-                lane.append((f"issue {node.label}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
-            host_end = end_issue
-            prev_end = done
-            end.append(done)
-            stream_end[node.stream] = done
-            if done > latency:
-                latency = done
-            continue
-        hidden.append(0.0)
-        if n > 1:
-            h_rest = node.repeat_host_s
-            if overlaps:
-                first = max(h1 + h_rest, s + d)  # the second run's start
-                end_issue = h1 + (n - 1) * h_rest
-                busy = first + (n - 2) * d  # the last run's start if the stream never waits
-                last = max(busy, end_issue)
-                waited += (first - (s + d)) + (last - busy)  # 0 exactly when device-bound
-            else:
-                last = s + (n - 1) * (h_rest + d)
-                end_issue = last
-                waited += (n - 1) * h_rest  # each later run waits for its own issue
+        else:
+            hid = 0.0
+            last = s
+            if n > 1:
+                h_rest = node.repeat_host_s
+                if overlaps:
+                    first = max(h1 + h_rest, s + d)  # the second run's start
+                    end_issue = h1 + (n - 1) * h_rest
+                    busy = first + (n - 2) * d  # the last run's start if it never waits
+                    last = max(busy, end_issue)
+                    waited += (first - (s + d)) + (last - busy)  # 0 exactly when device-bound
+                else:
+                    last = s + (n - 1) * (h_rest + d)
+                    end_issue = last
+                    waited += (n - 1) * h_rest  # each later run waits for its own issue
+            done = last + d
         issue.append(h1)
         start.append(s)
         wait.append(waited)
+        hidden.append(hid)
         if end_issue > h0:
             lane.append((f"issue {node.label}" + (f" x{n}" if n > 1 else ""), h0, end_issue))
         host_end = end_issue
-        prev_end = last + d
-        end.append(prev_end)
-        stream_end[node.stream] = prev_end
-        if prev_end > latency:
-            latency = prev_end
+        prev_end = done
+        end.append(done)
+        stream_end[node.stream] = done
+        if done > latency:
+            latency = done
     return StreamSchedule(issue, start, end, wait, lane, latency, hidden)
 
 

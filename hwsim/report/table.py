@@ -125,6 +125,20 @@ def format_report(report, top: int | None = 10, detail: bool = False) -> str:
             + (f" of {si(cap, 'B')}" if cap else "")
             + f"  (weights {si(mem['weights_bytes'], 'B')}, KV cache "
             f"{si(mem['kv_cache_bytes'], 'B')}, activations {si(mem['activations_bytes'], 'B')})")
+    streams = getattr(report, "streams", None)
+    if streams:  # ops overlapped on streams: what each mechanism hid, what it gained
+        ta, hk = streams.get("tiling_allreduce"), streams.get("host_kv")
+        if ta:
+            lines.append(
+                f"  streams      tiling-AllReduce: {si(ta['comm_s'], 's')} of all-reduce, "
+                f"{ta['hidden_share']:.0%} under compute; {si(ta['gain_s'], 's')} faster "
+                f"than an all-reduce after each projection ({si(ta['ring_latency_s'], 's')})")
+        if hk:
+            lines.append(
+                f"  streams      host KV ({hk['host_kv_fraction']:g} of the cache): "
+                f"{si(hk['copy_s'], 's')} of PCIe copies, {hk['hidden_share']:.0%} under "
+                f"compute; {si(streams['plain_latency_s'], 's')} with copies inside the "
+                f"attention")
     carried = getattr(report, "onchip", None)
     if carried is not None and carried["tensors"]:  # nothing carried: no line
         kept = sum(1 for x in carried["tensors"] if x["dram_write_skipped"])
