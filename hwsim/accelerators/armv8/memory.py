@@ -292,28 +292,46 @@ def _rates_with_interference(D: np.ndarray, think: np.ndarray, k: float, line: f
     node waits ``tau x U_others / (1 - U)`` a line there (weighted by the share of its
     lines the node holds). The wait grows without bound as a node's utilisation ``U``
     nears 1, which a plain fixed-point iteration overshoots into oscillation; instead
-    the node utilisations are found by bisection, each step solving the network (the
-    iteration above) for the waits that those utilisations give. The utilisation the
-    network then carries falls as the assumed one rises, so each node's root is
-    bracketed; a node whose bracket another node's step moved is opened again."""
+    each node's utilisation is a root found inside a bracket, each step solving the
+    network (the iteration above) for the waits the assumed utilisations give. What
+    the network then carries falls as the assumed utilisation rises, so ``carried - u``
+    is positive at ``u = 0`` and tends to -1 at ``u = 1``: the next ``u`` is the
+    false-position point of the bracket (Illinois variant, halving a stale end's
+    value), or its midpoint when that point is too near an end. A node whose bracket
+    another node's step left without a root is opened again."""
+    n_nodes = len(nodes)
     # a line's service at a node (line / node bandwidth): the same for every thread
     per_line = np.array([D[:, s].max() for s in nodes])
     share = D[:, nodes] / per_line[None, :]
-    lo, hi = np.zeros(len(nodes)), np.ones(len(nodes))
-    u = np.full(len(nodes), 0.5)
+    lo, hi = np.zeros(n_nodes), np.ones(n_nodes)
+    f_lo, f_hi = np.full(n_nodes, np.nan), np.full(n_nodes, -1.0)
+    side = np.zeros(n_nodes)  # the end the last step replaced: -1 lo, +1 hi
+    u = np.zeros(n_nodes)  # first: no interference, which gives f_lo
     Q = None
     X = np.zeros(len(think))
-    for _ in range(4 * 64):
+    for _ in range(200):
         def extra(Xc, u=u):
             others = np.maximum(u[None, :] - Xc[:, None] * D[:, nodes], 0.0)
             return (share * tau * others / (1.0 - u)[None, :]).sum(1)
         X, Q = _mva(D, think, k, iterations, Q, extra)
-        carried = (X[:, None] * D[:, nodes]).sum(0)
-        if np.all(np.abs(carried - u) <= 1e-12):
+        f = (X[:, None] * D[:, nodes]).sum(0) - u
+        if np.all(np.abs(f) <= 1e-12):
             break
-        up = carried > u
-        lo, hi = np.where(up, u, lo), np.where(up, hi, u)
-        stale = hi - lo < 1e-13  # collapsed away from the root: another node moved it
-        lo, hi = np.where(stale, 0.0, lo), np.where(stale, 1.0, hi)
-        u = 0.5 * (lo + hi)
+        up = f > 0  # the root lies above u
+        # a root left its bracket when another node moved: open the bracket again
+        lost = (up & (u >= hi)) | (~up & (u <= lo))
+        lo, f_lo = np.where(lost, 0.0, lo), np.where(lost, np.nan, f_lo)
+        hi, f_hi = np.where(lost, 1.0, hi), np.where(lost, -1.0, f_hi)
+        # Illinois: the end kept twice in a row has its value halved
+        f_hi = np.where(up & (side == -1), 0.5 * f_hi, f_hi)
+        f_lo = np.where(~up & (side == 1), 0.5 * f_lo, f_lo)
+        lo, f_lo = np.where(up, u, lo), np.where(up, f, f_lo)
+        hi, f_hi = np.where(up, hi, u), np.where(up, f_hi, f)
+        side = np.where(up, -1.0, 1.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            guess = lo + (hi - lo) * f_lo / (f_lo - f_hi)
+        width = hi - lo
+        mid = lo + 0.5 * width
+        ok = np.isfinite(guess) & (guess > lo + 1e-3 * width) & (guess < hi - 1e-3 * width)
+        u = np.where(ok, guess, mid)
     return [float(x * line) for x in X]
