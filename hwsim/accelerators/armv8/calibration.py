@@ -97,8 +97,8 @@ def cases(spec, preset: str = "") -> list[CalibrationCase]:
             modelled=per_line_s,
             source=f"openeuler-mirror/wayca-scheduler@{rs[0]['commit'][:7]}:{rs[0]['source_file']}",
             note="time per line of a prefetched chase (not load-to-use latency)"
-                 + ("; copies placed one per cluster by assumption (the scheduler chose)"
-                    if wide else "")
+                 + ("; copies spread evenly over the set by assumption (the scheduler "
+                    "placed them, and its plateau jumps between placements)" if wide else "")
                  + ("; lmbench's default stride (64 B)"
                     if " 64" not in command.split("lat_mem_rd")[1] else ""),
             kind="calibration" if key in CALIBRATED else "check"))
