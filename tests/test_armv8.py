@@ -83,9 +83,10 @@ def test_one_core_streams_by_littles_law_and_the_socket_at_its_sustained_bandwid
     (one,) = _rates("spread", 1)
     assert 64 / one == pytest.approx(5.09e-9, rel=0.01)
     assert one > 12e9  # above the 10 GB/s the model once had
-    # 64 threads: the two dies' sustained bandwidth, never more
+    # 64 threads: close to the two dies' sustained bandwidth, never more (the
+    # controllers' interference wait grows without bound as a die nears it)
     total = sum(_rates("spread", 64))
-    assert 0.97 * mach.dram_bw <= total <= mach.dram_bw * (1 + 1e-9)
+    assert 0.93 * mach.dram_bw <= total <= mach.dram_bw * (1 + 1e-9)
 
 
 def test_bandwidth_never_decreases_with_more_threads_and_saturates_gradually():
@@ -96,19 +97,23 @@ def test_bandwidth_never_decreases_with_more_threads_and_saturates_gradually():
             assert total >= last * (1 - 1e-9), (placement, t)
             last = total
     # spread: each new thread on a fresh cluster of a fresh die adds less as the dies
-    # fill (queueing), not a hard min(): 8 threads draw less than 8 x one thread's
+    # fill (queueing and the controllers' interference), not a hard min(): 8 threads,
+    # four a die on four clusters, draw what lmbench measures for four chasers on
+    # four clusters of one die (cores 0,4,8,12: 6.377 ns a line each), twice
     one = _rates("spread", 1)[0]
-    assert 0.9 * 8 * one < sum(_rates("spread", 8)) < 8 * one
+    assert sum(_rates("spread", 8)) == pytest.approx(2 * 4 * 64 / 6.377e-9, rel=0.01)
+    assert sum(_rates("spread", 8)) < 8 * one
     assert sum(_rates("spread", 16)) < 16 * one * 0.75
 
 
 def test_cluster_and_die_placement_decide_the_bandwidth():
     # four threads in one cluster share its 20.2 GB/s port; spread over four clusters
-    # and two dies they draw 4 x one core's
+    # and two dies they draw more than four chasers on four clusters of one die do
+    # (lmbench cores 0,4,8,12: 4 x 64 B / 6.377 ns = 40.1 GB/s), less than 4 x one core's
     assert sum(_rates("compact", 4)) == pytest.approx(20.0e9, rel=0.02)
-    assert sum(_rates("spread", 4)) > 2.4 * sum(_rates("compact", 4))
-    # compact 32 threads fill die 0 only: half the socket's bandwidth
-    assert sum(_rates("compact", 32)) == pytest.approx(70.4e9, rel=0.02)
+    assert 4 * 64 / 6.377e-9 < sum(_rates("spread", 4)) < 4 * _rates("spread", 1)[0]
+    # compact 32 threads fill die 0 only: close to half the socket's bandwidth
+    assert 0.93 * 70.4e9 <= sum(_rates("compact", 32)) <= 70.4e9
 
 
 def test_remote_memory_is_slower_than_local():
@@ -343,7 +348,9 @@ def test_stream_copy_reaches_the_sustained_socket_bandwidth():
     t = rep.totals
     assert t["dram_read_bytes"] == 2**28 and t["dram_write_bytes"] == 2**28
     bw = (t["dram_read_bytes"] + t["dram_write_bytes"]) / t["latency_s"]
-    assert bw == pytest.approx(140.8e9, rel=0.05)
+    # every core streaming: within 7 % of the channels' sustained 140.8 GB/s, never
+    # above it (the controllers' interference wait, memory.py)
+    assert 0.93 * 140.8e9 <= bw <= 140.8e9
     assert rep.ops["bound"][0] == "memory"
     one = sim([{"kind": "elementwise", "fn": "copy", "elements": 2**24}],
               sets=["target.cores=1"]).totals

@@ -101,7 +101,9 @@ def test_placement_across_sockets_decides_remote_traffic_and_bandwidth():
     # spread: local pages on four nodes, up to the two sockets' 281.6 GB/s
     spread = [total(TWO, "spread", t) for t in (1, 16, 64, 128)]
     assert spread[0] == pytest.approx(64 / 5.09e-9, rel=0.01)
-    assert 0.97 * 281.6e9 <= spread[-1] <= 281.6e9 * 1.001
+    # every core streaming: within 6 % of the channels' sustained bandwidth, never
+    # past it (the controllers' interference wait grows without bound near it)
+    assert 0.94 * 281.6e9 <= spread[-1] <= 281.6e9
     # compact fills socket 0 first: 64 threads draw one socket's bandwidth, the
     # second socket's channels only come with its cores
     assert total(TWO, "compact", 64) == pytest.approx(total(ONE, "compact", 64), rel=1e-12)

@@ -10,14 +10,25 @@ not the load-to-use latency. Each case runs the threads the command binds
 gives every DRAM transfer, and compares ``line / rate`` with the plateau (the mean
 over working sets of 96 MB and more). Upstream: openeuler-mirror/wayca-scheduler,
 ``tools/log.lat_mem_rd.*.txt`` (commit in the file's ``commit`` column). The
-``-P 4`` runs use lmbench's default stride, not 64 B, so they mix a prefetcher
-effect the model does not have: the checks among them read 15-20 % fast.
+``-P 4`` runs name no stride, so they chase at lmbench's default (``STRIDE``,
+512 / sizeof(char *) = 64 B on a 64-bit machine: the same stride as the others).
+
+**Several copies** (``-P 4``). lmbench runs each copy as a process of its own over
+its own list and reports the median of all copies' timings (lmbench3
+``src/lib_timing.c``, ``benchmp_parent``: the copies' results are merged and
+``set_results`` keeps the median), so a case's modelled time is the median of its
+threads' ``line / rate``, not the slowest thread's.
+
+**Which rows set a constant.** The rows in :data:`CALIBRATED` are the calibration
+points: a preset constant was solved from each through this very path (the preset's
+comment names the row). Every other row is a check, and ``hwsim calibrate`` /
+``hwsim validate`` report the two apart.
 """
 
 from __future__ import annotations
 
 import re
-from statistics import mean
+from statistics import mean, median
 
 from hwsim.calibrate import CalibrationCase, data_path, read_csv
 
@@ -29,6 +40,8 @@ PLATEAU_MB = 96.0  # working sets past the 64 MiB L3
 # the points preset constants were solved from (armv8-kunpeng920.yaml)
 CALIBRATED = {"--physcpubind=0 --membind=0": "core_lines_in_flight",
               "--physcpubind=0-3": "cluster_bw_bytes_per_s",
+              # four chasers on four clusters of one die: the controller's interference
+              "--physcpubind=0,4,8,12": "dram_interference_s",
               "--physcpubind=0 --membind=1": "numa_latency_s",
               "--physcpubind=0 --membind=2": "numa_latency_s",
               "--physcpubind=0 --membind=3": "numa_latency_s"}
@@ -72,19 +85,21 @@ def cases(spec, preset: str = "") -> list[CalibrationCase]:
             "dram_channels": spec.dram_channels * reps}).spec
         mach = Machine(s)
         threads = mach.topology.pinned(cpus, nodes or [mach.topology.node_of(cpus[0])])
-        rate = min(stream_rates(mach, threads))
+        # lmbench reports the median over its copies (module docstring)
+        per_line_s = median(s.line_bytes / r for r in stream_rates(mach, threads))
         key = " ".join(re.findall(r"--(?:physcpubind|membind|interleave)=\S+", command))
         out.append(CalibrationCase(
             name=f"lat_mem_rd {key}", target="armv8", preset=preset or "armv8-kunpeng920",
-            parameter=CALIBRATED.get(key, "core_lines_in_flight"),
+            parameter=CALIBRATED.get(key, "dram_interference_s" if copies > 1
+                                     else "core_lines_in_flight"),
             x={"threads": len(cpus), "nodes": len(nodes or [0])},
             measured=mean(r["latency_ns"] for r in rs) * 1e-9, unit="s",
-            modelled=s.line_bytes / rate,
+            modelled=per_line_s,
             source=f"openeuler-mirror/wayca-scheduler@{rs[0]['commit'][:7]}:{rs[0]['source_file']}",
             note="time per line of a prefetched chase (not load-to-use latency)"
-                 + ("; copies placed one per cluster by assumption (the scheduler chose)"
-                    if wide else "")
-                 + ("; default stride, not 64 B" if " 64" not in command.split("lat_mem_rd")[1]
-                    else ""),
+                 + ("; copies spread evenly over the set by assumption (the scheduler "
+                    "placed them, and its plateau jumps between placements)" if wide else "")
+                 + ("; lmbench's default stride (64 B)"
+                    if " 64" not in command.split("lat_mem_rd")[1] else ""),
             kind="calibration" if key in CALIBRATED else "check"))
     return out

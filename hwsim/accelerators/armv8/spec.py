@@ -97,6 +97,11 @@ class ARMv8Spec:
         0.0, help="link between two dies of a socket, for remote lines (0: not limited)")
     socket_link_bw_bytes_per_s: float = spec_field(
         0.0, help="link between two sockets, for remote lines (0: not limited)")
+    dram_interference_s: float = spec_field(
+        0.0, help="wait a line adds at a die's memory controller per unit of the other "
+                  "threads' share of the node's bandwidth: tau x U_others / (1 - U) "
+                  "(hwsim/accelerators/armv8/memory.py; 0: threads only share bandwidth)",
+        minimum=0.0)
     dram_bytes: float = spec_field(0.0, help="DRAM installed, every socket's (0: not checked)")
     # ---- BLAS libraries
     sgemm_kernel: tuple[int, ...] = spec_field(
