@@ -325,7 +325,9 @@ def digest(report) -> str:
 def test_carrying_off_gives_todays_reports_bit_for_bit(case):
     name, target = case
     path = str(ROOT / "workloads" / f"{name}.yaml")
-    rep = hwsim.simulate(path, target, sets=["onchip_carry=false"])
+    # (the Kunpeng 920's DRAM interference between threads came later: without it)
+    since = ["target.dram_interference_s=0"] if target == "armv8" else []
+    rep = hwsim.simulate(path, target, sets=["onchip_carry=false", *since])
     assert digest(rep) == TODAY[case]
     assert "onchip" not in rep.to_dict() and rep.onchip is None
     assert rep.to_dict()["workload"]["onchip_carry"] is False  # the report says it is off
