@@ -274,3 +274,16 @@ def test_a_prefill_writes_its_host_share_back_beside_the_next_ops():
     assert pieces[1][1] > r.rows[1]["start_s"]  # it runs under the matmul
     assert r.totals["latency_s"] < r.ops["latency_s"].sum() + (pieces[1][1] - pieces[1][0])
 
+
+
+def test_the_html_page_draws_the_other_streams_under_the_run():
+    from hwsim.report.html import to_html
+
+    tp = hwsim.simulate(TP, "volta", sets=["seq_len=1024"], fidelity="event")
+    att = {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 1, "kv_len": 32768,
+           "causal": True}
+    kv = hwsim.simulate({"name": "kv", "ops": [att, att]}, "volta",
+                        sets=["target.host_kv_fraction=0.5"], fidelity="event")
+    page = to_html([tp, kv])
+    assert "ops (comm stream)" in page and "ops (copy stream)" in page
+    assert "overlapping the compute stream" in page

@@ -448,21 +448,35 @@ def _timeline_section(report, colour, uid: str) -> str:
         lanes.insert(0, ("host issue", [(e["ts"] * 1e-6, (e["ts"] + e["dur"]) * 1e-6, "#999",
                                          f"{e['name']}: {si(e['dur'] * 1e-6, 's')}")
                                         for e in host]))
-    out = ["<h2>Timeline</h2>",
-           '<p class="note">The run, op after op, coloured by kind (the same events as '
-           "--chrome-trace; open that file in Perfetto or chrome://tracing to zoom).</p>",
-           svg.gantt(lanes, span, label="the run's ops")]
     names = {e["tid"]: e["args"]["name"] for e in every
              if e["ph"] == "M" and e["name"] == "thread_name"}
+    # ops on other streams (tiling-AllReduce's all-reduces, host KV copies): a lane each
+    streams = sorted({e["tid"] for e in events if e["tid"] != 1 and "id" in e["args"]})
+    for tid in streams:
+        on = [e for e in events if e["tid"] == tid and "id" in e["args"]]
+        span = max(span, max(e["ts"] + e["dur"] for e in on) * 1e-6)
+        lanes.append((names.get(tid, str(tid)), [
+            (e["ts"] * 1e-6, (e["ts"] + e["dur"]) * 1e-6, colour[e["cat"]],
+             f"{e['name']} ({e['cat']}): {si(e['dur'] * 1e-6, 's')} from "
+             f"{si(e['ts'] * 1e-6, 's')}") for e in on]))
+    out = ["<h2>Timeline</h2>",
+           '<p class="note">The run, op after op, coloured by kind (the same events as '
+           "--chrome-trace; open that file in Perfetto or chrome://tracing to zoom)"
+           + ("; ops on other streams below, overlapping the compute stream"
+              if streams else "") + ".</p>",
+           svg.gantt(lanes, span, label="the run's ops")]
     tasks: dict[int, list[dict]] = {}
     for e in events:
-        if e["tid"] != 1 and e.get("cat") != "host":
+        if "op" in e["args"]:  # a task of an op (not an op, not the host's issue)
             tasks.setdefault(e["args"]["op"], []).append(e)
     if not tasks:
         out.append('<p class="note">No task timeline: the analytical fidelity bounds each op '
                    "without scheduling its tasks.</p>")
         return "".join(out)
-    start = {e["args"]["id"]: e["ts"] for e in ops}
+    start: dict[int, float] = {}  # each op's first event (an op on streams has one a piece)
+    for e in events:
+        if "id" in e["args"]:
+            start[e["args"]["id"]] = min(e["ts"], start.get(e["args"]["id"], e["ts"]))
     chosen = [g for g in top_groups(group_ops(report), None) if g.ids[0] in tasks]
     items = []
     for g in chosen[:OP_TIMELINES]:
