@@ -570,21 +570,34 @@ class _Counter:
 
 
 class Builder:
-    """Turns kernels into tasks, one kernel after another."""
+    """Turns kernels into tasks, one kernel after another.
 
-    def __init__(self, gpu: Gpu, energy: "callable", label: str, *, grouping: bool = True):
+    With a ``sink`` (an :class:`hwsim.engine.Accumulator`: the ``analytical`` fidelity,
+    which reads only the tasks' summary) each task's fields go to it as they are
+    found and no :class:`Task` is made: :attr:`tasks` stays empty, the indices handed
+    back are those the tasks would have had, and what only the event timeline reads
+    (the labels) is never formatted. The sums are the same, in the same order, so the
+    summary is :func:`hwsim.engine.summarize` of the tasks to the last bit (a test
+    holds the two equal on every op kind, with and without an on-chip carry)."""
+
+    def __init__(self, gpu: Gpu, energy: "callable", label: str, *, grouping: bool = True,
+                 sink=None):
         self.gpu = gpu
         self.energy = energy  # (kernel, work) -> actions
         self.label = label
         # SMs with the same runs emitted as one group (Task.copies; their traffic as
         # serial copies on the shared units); False: one lane per SM (the tests' reference)
         self.grouping = grouping
+        self.sink = sink
         self.tasks: list[Task] = []
         self.reports: list[KernelReport] = []
         self._last: tuple[int, ...] = ()
         self._stream: int | None = None  # the last task of the stream lane (launch, gap)
 
     def add(self, task: Task) -> int:
+        sink = self.sink
+        if sink is not None:
+            return sink.add_task(task)
         self.tasks.append(task)
         return len(self.tasks) - 1
 
@@ -600,12 +613,20 @@ class Builder:
             self._stream = self.launch(name, self._last)
             return self._stream
         launch = self.launch(name, (self._stream,))
-        self._stream = self.add(Task("stream", spec.kernel_gap_s, deps=self._last + (launch,),
-                                     bound="latency", label=f"{self.label}: gap before {name}"))
+        deps = self._last + (launch,)
+        sink = self.sink
+        self._stream = (
+            sink.add("stream", spec.kernel_gap_s, None, None, deps, "latency")
+            if sink is not None else
+            self.add(Task("stream", spec.kernel_gap_s, deps=deps, bound="latency",
+                          label=f"{self.label}: gap before {name}")))
         return self._stream
 
     def launch(self, name: str, deps=()) -> int:
         spec = self.gpu.spec
+        sink = self.sink
+        if sink is not None:
+            return sink.add("stream", spec.kernel_launch_s, None, None, tuple(deps), "latency")
         return self.add(Task("stream", spec.kernel_launch_s, deps=tuple(deps), bound="latency",
                              label=f"{self.label}: launch {name}"))
 
@@ -615,13 +636,19 @@ class Builder:
         ``copies``: the pieces of that many SMs with the same work, taking turns."""
         n = max(1, int(round(nbytes / piece))) if piece > 0 else 1
         dur = nbytes / rate / n
+        serial = copies > 1
+        sink = self.sink
+        if sink is not None:  # the same tasks' sums, none made
+            first = sink.add(unit, dur, first_bytes, None, tuple(deps), bound, "", copies,
+                             serial)
+            return sink.add_chain(unit, dur, n - 1, bound, "", copies, serial) if n > 1 \
+                else first
         tasks = self.tasks
         first = len(tasks)
         tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
                           copies > 1))
         # the rest: the same fields but the dependency (Task's fields in order, without
         # its keyword-parsing constructor: a kernel has hundreds of pieces)
-        serial = copies > 1
         tasks.extend([_new_task(Task, (unit, dur, {}, {}, (i,), bound, "", label, copies,
                                        serial)) for i in range(first, first + n - 1)])
         return len(tasks) - 1
@@ -643,8 +670,11 @@ class Builder:
         bounds: dict[str, float] = {}
         total = k.total()
         est = 0.0
+        sink = self.sink
         if grid:
-            tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
+            # the timeline's labels (none formatted for a sink: only the timeline reads them)
+            tag = "" if sink is not None else \
+                f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
             hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
             l2_piece = total.l2_bytes / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
@@ -666,21 +696,25 @@ class Builder:
                 for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
                         bounds[b] = bounds.get(b, 0.0) + t * copies
-                    bound = max(by, key=by.get)
-                    a = self.add(Task(unit, sm_s, {"l2_read": l2c.share(w.l2_bytes, copies)},
-                                      self.energy(k, w), lanes["sm"], bound, "",
-                                      f"{tag} x{nblocks}", copies))
+                    bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
+                    nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
+                    if sink is not None:
+                        a = sink.add(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"], bound,
+                                     "", copies)
+                    else:
+                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"],
+                                          bound, "", f"{tag} x{nblocks}", copies))
                     lanes["sm"] = (a,)
                     if w.hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
                         lanes["hbm"] = (self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                     lanes["hbm"], "memory", f"{tag} HBM", nb,
-                                                     copies),)
+                                                     lanes["hbm"], "memory",
+                                                     tag and f"{tag} HBM", nb, copies),)
                     if w.l2_bytes > 0:
                         lanes["l2"] = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                    lanes["l2"], "onchip", f"{tag} L2", {},
-                                                    copies),)
+                                                    lanes["l2"], "onchip",
+                                                    tag and f"{tag} L2", {}, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({x for lane in lanes.values() for x in lane}))
@@ -735,9 +769,13 @@ class Builder:
         part = nbytes / chunks
         step_s = spec.pcie_latency_s / chunks + part / spec.pcie_bw_bytes_per_s
         for i in range(chunks):
-            t = self.add(Task("pcie", step_s,
-                              {"pcie": int(part)}, {"pcie_byte": part}, prev, "interconnect",
-                              label=f"{self.label}: {name} host KV {i + 1}/{chunks}"))
+            if self.sink is not None:
+                t = self.sink.add("pcie", step_s, {"pcie": int(part)}, {"pcie_byte": part},
+                                  prev, "interconnect")
+            else:
+                t = self.add(Task("pcie", step_s, {"pcie": int(part)}, {"pcie_byte": part},
+                                  prev, "interconnect",
+                                  label=f"{self.label}: {name} host KV {i + 1}/{chunks}"))
             prev = (t,)
             out.append(t)
         return out[-1:]
