@@ -578,3 +578,54 @@ def test_a_chain_in_the_accumulator_is_its_tasks_added_one_by_one():
         assert chain.busy == one.busy
         assert chain.summary({"dram": 4}) == one.summary({"dram": 4}) == summarize(
             tasks, {"dram": 4})
+
+
+def test_segment_sums_are_each_segments_running_sum():
+    """segment_sums (every SM's classes and every run's, gathered and padded with -0.0)
+    gives running_sum of each segment to the last bit: ragged lengths, repeated rows,
+    zeros and negative zeros, and batches cut by SEGMENT_ROWS."""
+    import random
+
+    import numpy as np
+
+    from hwsim.accelerators.volta import gpu as volta_gpu
+    from hwsim.accelerators.volta.gpu import running_sum, segment_sums
+
+    rng = random.Random(21)
+    m = np.array([[rng.random() * 10 ** rng.randint(-3, 9) * (rng.random() < 0.8)
+                   for _ in range(9)] for _ in range(500)])
+    m[7] = -0.0
+    m[8, 3] = -0.0
+    segments = [[rng.randrange(500) for _ in range(rng.randint(1, 60))] for _ in range(300)]
+    segments += [[7], [7, 7, 8], [8, 7]]
+    want = [running_sum(m[s]) for s in segments]
+    got = segment_sums(m, segments).tolist()
+    assert [[repr(x) for x in row] for row in got] == [[repr(x) for x in row] for row in want]
+    old = volta_gpu.SEGMENT_ROWS
+    try:
+        volta_gpu.SEGMENT_ROWS = 100  # many small batches
+        assert segment_sums(m, segments).tolist() == got
+    finally:
+        volta_gpu.SEGMENT_ROWS = old
+    assert segment_sums(m, []).shape == (0, 9)
+
+
+def test_a_kernels_plan_is_kept_for_its_gpu_and_occupancy():
+    """plan_groups keeps its plan on the kernel (an attention's tile choice and its
+    build plan the same kernel): the kept plan is the one planned afresh, and another
+    GPU or occupancy plans again."""
+    from hwsim.accelerators.volta.gpu import _plan_groups, plan_groups
+
+    wl = workload([ATTN])
+    g = build_graph(wl)
+    op = next(o for o in g.ops if o.kind == "attention")
+    gpu = TARGET.gpu(spec())
+    k = TARGET.kernels_of(op, g, spec(), wl.tiling)[0]
+    per = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+    first = plan_groups(gpu, k, per)
+    assert plan_groups(gpu, k, per) is first
+    assert first == _plan_groups(gpu, k, per)
+    other = Gpu(spec(sms=40))
+    assert plan_groups(other, k, per) is not first
+    assert len(plan_groups(other, k, per)) == 40
+    assert plan_groups(gpu, k, 1) == _plan_groups(gpu, k, 1)

@@ -117,6 +117,37 @@ def running_sum(rows) -> list[float]:
     return rows.cumsum(axis=0)[-1].tolist() if len(rows) else [0.0] * rows.shape[1]
 
 
+SEGMENT_ROWS = 1 << 18  # rows gathered at once by segment_sums (bounds its memory)
+
+
+def segment_sums(m, segments: list[list[int]]):
+    """:func:`running_sum` of ``m[seg]`` for every (non-empty) ``seg`` of ``segments``,
+    as one numpy array (a row per segment), in a few calls instead of one per segment:
+    the segments' rows gathered into one block, each padded at its end with rows of
+    -0.0 (``x + -0.0`` is ``x`` for every float ``x``, -0.0 included) and summed
+    along it by ``cumsum``, which adds one row after another: the same floats."""
+    import numpy as np  # noqa: PLC0415
+
+    if not segments:
+        return np.zeros((0, m.shape[1]))
+    pad = len(m)
+    padded = np.concatenate([m, np.full((1, m.shape[1]), -0.0)])
+    out = []
+    i = 0
+    while i < len(segments):  # batches of at most SEGMENT_ROWS gathered rows
+        width = len(segments[i])
+        j = i + 1
+        while j < len(segments) and (j + 1 - i) * max(width, len(segments[j])) <= SEGMENT_ROWS:
+            width = max(width, len(segments[j]))
+            j += 1
+        idx = np.full((j - i, width), pad)
+        for r, seg in enumerate(segments[i:j]):
+            idx[r, :len(seg)] = seg
+        out.append(padded[idx].cumsum(axis=1)[:, -1])
+        i = j
+    return np.concatenate(out) if len(out) > 1 else out[0]
+
+
 def _fields(w: Work) -> tuple[float, ...]:
     """The counts the pipe terms read (:meth:`Gpu._terms`), in its order."""
     return (w.tensor_flops, w.cuda_flops, w.sfu_ops, w.smem_wavefront_bytes, w.l2_bytes,
@@ -513,8 +544,8 @@ class Gpu:
                 t, sm = heap[0]
                 per_sm[sm].append(cls)
                 replace(heap, (t + d, sm))
-        for classes in per_sm:
-            classes.sort(key=lambda c: -est[c])
+        for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
+            classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
 
 
@@ -793,7 +824,22 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     possibly smaller). Blocks of different lengths share the SM as they come and
     go (a slot freed is refilled at once): the SM's time is its blocks' shares of
     a full SM, added up (work-conserving), and never less than its longest block
-    alone; it is cut into at most ``MAX_CHUNKS_PER_SM - 1`` runs, longest first."""
+    alone; it is cut into at most ``MAX_CHUNKS_PER_SM - 1`` runs, longest first.
+
+    The plan is kept on the kernel for its GPU and ``per`` (a kernel is not changed once
+    built): an attention's tile choice plans each candidate (:func:`estimate`), and the
+    builder then plans the chosen one again."""
+    kept = k.__dict__.setdefault("_plans", {})
+    got = kept.get(per)
+    if got is not None and got[0] is gpu:
+        return got[1]
+    out = _plan_groups(gpu, k, per)
+    kept[per] = (gpu, out)
+    return out
+
+
+def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
+    """:func:`plan_groups`, planned."""
     sms = gpu.spec.sms
     out: list[list[Run]] = []
     if len(k.blocks) == 1:
@@ -834,10 +880,16 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if classes and key not in first:
             first[key] = len(busy)
             busy.append(classes)
-    if many:
-        sums = [running_sum(m[classes]) for classes in busy]
-        ratios = _ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
-                                  for row, c in zip(sums, busy)], per)
+    if many:  # every list's sum, and every run's, in two calls (segment_sums)
+        import numpy as np  # noqa: PLC0415
+
+        sums = segment_sums(m, busy)
+        ratios = _ratios(gpu, k, sums * (1.0 / np.array([len(c) for c in busy], dtype=float)
+                                         )[:, None], per)
+        run_sums = iter(segment_sums(m, [classes[c0:c0 + _run_size(classes)]
+                                         for classes in busy
+                                         for c0 in range(0, len(classes), _run_size(classes))]
+                                     ).tolist())
     else:
         ratios = _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
     share_s = [t for t, _ in shares]
@@ -851,26 +903,35 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if runs is not None:
             out.append(runs)
             continue
-        total = sum(share_s[c] for c in classes)
-        sm_s = _shared_sm_time(ratios[first[key]], [share_s[c] * per for c in classes], per)
+        vals = [share_s[c] for c in classes]
+        total = sum(vals)
+        sm_s = _shared_sm_time(ratios[first[key]], [v * per for v in vals], per)
         stretch = sm_s / total if total else 1.0
-        size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
+        size = _run_size(classes)
         runs = planned[key] = []
         for c0 in range(0, len(classes), size):
             members = classes[c0:c0 + size]
+            part = vals[c0:c0 + size]
             if many:
-                w = Work(*running_sum(m[members]))
+                w = Work(*next(run_sums))
             else:
                 w = Work()
                 for c in members:
                     w.add(works[c])
             by: dict[str, float] = {}
-            for c in members:
-                by[share_b[c]] = by.get(share_b[c], 0.0) + share_s[c]
-            t = sum(share_s[c] for c in members) * stretch
+            for c, v in zip(members, part):
+                b = share_b[c]
+                by[b] = by.get(b, 0.0) + v
+            t = sum(part) * stretch
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def _run_size(classes: list[int]) -> int:
+    """Classes per run of an SM's list (:func:`plan_groups`: at most
+    ``MAX_CHUNKS_PER_SM - 1`` runs)."""
+    return math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
 
 
 def _shared_sm_time(ratio: dict[int, float], full: list[float], per: int) -> float:
