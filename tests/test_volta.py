@@ -629,3 +629,37 @@ def test_a_kernels_plan_is_kept_for_its_gpu_and_occupancy():
     assert plan_groups(other, k, per) is not first
     assert len(plan_groups(other, k, per)) == 40
     assert plan_groups(gpu, k, 1) == _plan_groups(gpu, k, 1)
+
+
+def test_sms_are_grouped_as_the_plain_definition_groups_them():
+    """Builder._sm_groups (lists found by identity, a pass per list when few) groups
+    the SMs as the plain definition does: by equal runs, SMs in order, groups in order
+    of their first SM; equal runs in distinct lists join one group."""
+    import random
+
+    from hwsim.accelerators.volta.gpu import _plan_groups
+
+    rng = random.Random(4)
+    bld = Builder(Gpu(spec()), lambda kernel, work: {}, "t")
+    a = [(2, Work(1.0), 4, 1e-6, "compute")]
+    b = [(1, Work(2.0), 3, 2e-6, "memory")]
+    a_again = [(2, Work(1.0), 4, 1e-6, "compute")]  # equal to a, another list
+    for n_lists in (1, 2, 3, 5, 9):
+        pool = [a, b, a_again, []] + [[(1, Work(float(i)), 1, 1e-7 * i, "onchip")]
+                                      for i in range(3, 3 + n_lists)]
+        lists = pool[:n_lists]
+        for _ in range(20):
+            per_sm = [rng.choice(lists) for _ in range(80)]
+            want: dict = {}
+            for sm, runs in enumerate(per_sm):
+                key = tuple((r, w.key(), n, t, bd) for r, w, n, t, bd in runs)
+                want.setdefault(key, []).append(sm)
+            assert bld._sm_groups(per_sm) == list(want.values())
+    gpu = Gpu(spec())
+    for count in (1, 79, 80, 81, 200, 1000):
+        k = Kernel("k", "t", 256, 64, 0, [(count, Work(1e6, 0, 0, 0, 0, 1e5, 1e5))])
+        for per in (1, 3):
+            plan = _plan_groups(gpu, k, per)
+            base, extra = divmod(count, 80)
+            assert [sum(r * n for r, _, n, _, _ in runs) for runs in plan] == \
+                [base + (sm < extra) for sm in range(80)]

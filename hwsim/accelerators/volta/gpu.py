@@ -782,14 +782,21 @@ class Builder:
         alone when grouping is off)."""
         if not self.grouping:
             return [[sm] for sm in range(len(per_sm))]
+        # SMs of one share hold the same runs list: each list keyed once, its SMs found
+        # by identity (a uniform grid's 80 SMs hold one or two lists)
+        ids = [id(runs) for runs in per_sm]
+        lists = {i: runs for i, runs in zip(ids, per_sm)}  # in order of their first SM
+        if len(lists) > 4:  # (a pass over the SMs, rather than one per list)
+            sms_of: dict[int, list[int]] = {}
+            for sm, i in enumerate(ids):
+                sms_of.setdefault(i, []).append(sm)
         groups: dict[tuple, list[int]] = {}
-        keys: dict[int, tuple] = {}  # SMs of one share hold the same runs list: keyed once
-        for sm, runs in enumerate(per_sm):
-            key = keys.get(id(runs))
-            if key is None:
-                key = keys[id(runs)] = tuple((reps, w.key(), n, t, b)
-                                             for reps, w, n, t, b in runs)
-            groups.setdefault(key, []).append(sm)
+        for i, runs in lists.items():
+            key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
+            members = sms_of[i] if len(lists) > 4 else [sm for sm, x in enumerate(ids) if x == i]
+            if key in groups:  # equal runs in another list: the same group, SMs in order
+                members = sorted(groups[key] + members)
+            groups[key] = members
         return list(groups.values())
 
     def pcie(self, nbytes: float, deps, name: str, chunks: int = 8) -> list[int]:
@@ -845,23 +852,23 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     if len(k.blocks) == 1:
         count, w = k.blocks[0]
         base, extra = divmod(count, sms)
-        by_count: dict[int, list[Run]] = {}  # SMs with as many blocks run the same
         groups: dict[int, tuple] = {}  # a group of n blocks: its work, time and bound
-        for i in range(sms):
-            c = base + (1 if i < extra else 0)
-            runs = by_count.get(c)
-            if runs is None:
-                full, rest = divmod(c, per)
-                runs = by_count[c] = []
-                for reps, n in ((full, per), (1 if rest else 0, rest)):
-                    if reps:
-                        g = groups.get(n)
-                        if g is None:  # (the full group is the same for both counts)
-                            wn = w.scaled(n)
-                            g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
-                        runs.append((reps, g[0], n, g[1], g[2]))
-            out.append(runs)
-        return out
+
+        def runs_of(c: int) -> list[Run]:  # SMs with as many blocks run the same
+            full, rest = divmod(c, per)
+            runs = []
+            for reps, n in ((full, per), (1 if rest else 0, rest)):
+                if reps:
+                    g = groups.get(n)
+                    if g is None:  # (the full group is the same for both counts)
+                        wn = w.scaled(n)
+                        g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
+                    runs.append((reps, g[0], n, g[1], g[2]))
+            return runs
+
+        # the first ``extra`` SMs take one block more (round robin), each count's
+        # runs one list shared by its SMs
+        return ([runs_of(base + 1)] * extra if extra else []) + [runs_of(base)] * (sms - extra)
     works = [w for _, w in k.blocks]
     many = len(works) >= MANY_SUMS
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
