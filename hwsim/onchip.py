@@ -114,14 +114,17 @@ class Plan:
         return any(self.carries)
 
 
-def op_touched_bytes(op, graph: Graph) -> float:
+def op_touched_bytes(op, graph: Graph, root=None, stored=None) -> float:
     """Bytes ``op`` touches in the cache: the stored bytes of each distinct tensor it
     reads or writes (a view's storage is its root's), times its ``repeat``; a view
-    touches nothing."""
+    touches nothing. ``root`` and ``stored``: ``graph.root`` and ``graph.stored_bytes``,
+    or the same looked up once per tensor (:func:`plan`)."""
     if op.kind == "view":
         return 0.0
-    roots = {graph.root(i) for i in op.inputs} | {graph.root(o) for o in op.outputs}
-    return float(sum(graph.stored_bytes(r) for r in roots)) * op.repeat
+    root = root or graph.root
+    stored = stored or graph.stored_bytes
+    roots = {root(i) for i in op.inputs} | {root(o) for o in op.outputs}
+    return float(sum(stored(r) for r in roots)) * op.repeat
 
 
 def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool]) -> Plan:
@@ -133,14 +136,31 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
     if capacity_bytes <= 0 or n == 0:
         return Plan(float(capacity_bytes), [NONE] * n)
     t = graph.tensors
+    # each tensor's root and stored bytes looked up once (the walks below ask for the
+    # same tensors many times: an op's inputs are earlier ops' outputs)
+    roots_of: dict[int, int] = {}
+    stored_of: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        r = roots_of.get(i)
+        if r is None:
+            r = roots_of[i] = graph.root(i)
+        return r
+
+    def stored(i: int) -> int:
+        b = stored_of.get(i)
+        if b is None:
+            b = stored_of[i] = graph.stored_bytes(i)
+        return b
+
     prefix = [0.0]  # prefix[k]: bytes touched by ops 0..k-1
     for op in ops:
-        prefix.append(prefix[-1] + op_touched_bytes(op, graph))
+        prefix.append(prefix[-1] + op_touched_bytes(op, graph, root, stored))
     producer: dict[int, int] = {}  # root tensor -> index of the op writing it
     for j, op in enumerate(ops):
         if op.kind != "view":
             for o in op.outputs:
-                producer.setdefault(graph.root(o), j)
+                producer.setdefault(root(o), j)
     last_touch: dict[int, int] = {}
     on_reads: dict[int, list[int]] = {}  # root -> indices of ops reading it from the cache
     dram_read: set[int] = set()  # roots some op reads from DRAM
@@ -151,10 +171,10 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
         takes = op.repeat == 1 and carries(op)
         seen: dict[int, bool] = {}  # root -> read from the cache (each root decided once)
         for p, i in enumerate(op.inputs):
-            r = graph.root(i)
+            r = root(i)
             if r not in seen:
                 src = producer.get(r)
-                size = float(graph.stored_bytes(r))
+                size = float(stored(r))
                 seen[r] = (takes and src is not None and src < j and size > 0
                            and t[r].kind == "activation" and ops[src].repeat == 1
                            and size + prefix[j] - prefix[last_touch[r] + 1] <= capacity_bytes)
@@ -167,7 +187,7 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
         for r in seen:
             last_touch[r] = j
         for o in op.outputs:
-            last_touch[graph.root(o)] = j
+            last_touch[root(o)] = j
     carries_out: list[Carry] = []
     tensors = []
     kept_of: dict[int, bool] = {}
@@ -179,7 +199,7 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
     tensors.sort(key=lambda d: (d["producer"], d["tensor"]))
     for j, op in enumerate(ops):
         out_pos = tuple(q for q, o in enumerate(op.outputs)
-                        if o == graph.root(o) and kept_of.get(o, False) and producer[o] == j)
+                        if o == root(o) and kept_of.get(o, False) and producer[o] == j)
         carries_out.append(Carry(tuple(in_pos[j]), out_pos) if in_pos[j] or out_pos else NONE)
     return Plan(float(capacity_bytes), carries_out, tensors)
 

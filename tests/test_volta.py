@@ -12,6 +12,7 @@ from hwsim.accelerators.volta import TARGET
 from hwsim.accelerators.volta.gpu import Builder, Gpu, Kernel, Work
 from hwsim.accelerators.volta.smem import conflict_factor
 from hwsim.errors import InputError, UnsupportedOpError
+from hwsim.onchip import NONE
 from hwsim.targets import resolve
 from hwsim.workload import build_graph, workload_from_dict
 
@@ -406,3 +407,259 @@ def test_a_works_fields_are_in_the_order_the_matrix_reads_them():
     from hwsim.accelerators.volta.gpu import WORK_FIELDS
 
     assert tuple(vars(Work()).keys()) == WORK_FIELDS
+
+
+def _carries(op):
+    """No carry, and for an op the target carries: its first input on chip, its output
+    kept on chip, and every input on chip with the output kept."""
+    from hwsim.onchip import Carry
+
+    out = [None]
+    if TARGET.carries(op):
+        out += [Carry((0,), ()), Carry((), (0,)), Carry(tuple(range(len(op.inputs))), (0,))]
+    return out
+
+
+@pytest.mark.parametrize("workload", ["workloads/bert-base.yaml",
+                                      "workloads/attention-kernels.yaml",
+                                      "workloads/llama2-7b-decode.yaml",
+                                      "workloads/volta-long-context-256k.yaml",
+                                      "workloads/gpt2-small-spatten.yaml"])
+def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, monkeypatch):
+    """lower_summary (the analytical fidelity: the builder hands each task's fields to
+    an Accumulator, no Task made, no label formatted) gives summarize(lower(...)) to the
+    last bit, and the task count, for every op kind, with and without an on-chip carry
+    (lower_carried's tasks), SMs grouped or one lane per SM, host KV over PCIe; and the
+    kernel reports of the summary's build are those of the tasks' build."""
+    from hwsim.engine import summarize
+    from hwsim.simulate import prepare
+    from hwsim.workload import load_workload
+
+    wl = load_workload(workload)
+    g, _ = prepare(wl)
+    sp = resolve("volta").spec
+    pools = TARGET.pools(sp)
+    seen, kinds, carried = set(), set(), 0
+    for op in g.ops:
+        key = (op.kind, str(op.attrs), tuple(g.tensors[i].shape for i in op.inputs))
+        if key in seen:
+            continue
+        seen.add(key)
+        for grouping in (True, False):
+            monkeypatch.setattr(TARGET, "grouping", grouping)
+            for carry in _carries(op):
+                got = TARGET.lower_summary(op, g, sp, wl.tiling, carry)
+                reports = TARGET.kernels(op, g, sp, wl.tiling, carry or NONE)
+                TARGET._built.clear()  # the tasks' own build, not the summary's
+                tasks = (TARGET.lower_carried(op, g, sp, wl.tiling, carry) if carry
+                         else TARGET.lower(op, g, sp, wl.tiling))
+                want = summarize(tasks, pools)
+                assert got == (want, len(tasks)), (op.name, carry)
+                assert repr(got[0].analytical_latency_s) == repr(want.analytical_latency_s)
+                assert repr(got[0].work_s) == repr(want.work_s)
+                assert reports == TARGET.kernels(op, g, sp, wl.tiling, carry or NONE)
+                kinds.add(op.kind)
+                carried += bool(carry)
+        TARGET._built.clear()
+    assert kinds & {"matmul", "attention"}
+    if "decode" not in workload:
+        assert carried
+
+
+
+
+def test_the_analytical_summary_on_random_ops(monkeypatch):
+    """lower_summary against summarize(lower) on random GEMMs (shapes, types, batch,
+    transposes, bias), memory-bound ops and attentions (causal or not, GQA, each
+    strategy), with random on-chip carries: the same summary to the last bit."""
+    import random
+
+    from hwsim.engine import summarize
+    from hwsim.onchip import Carry
+
+    rng = random.Random(14)
+    sp = resolve("volta").spec
+    pools = TARGET.pools(sp)
+    ops = []
+    for _ in range(14):
+        ops.append({"kind": "matmul", "m": rng.choice([1, 7, 64, 200, 1000, 3000]),
+                    "n": rng.choice([8, 96, 768, 4096, 5000]),
+                    "k": rng.choice([16, 64, 768, 3072, 11008]),
+                    "batch": rng.choice([1, 1, 3, 12]),
+                    "dtype": rng.choice(["fp16", "fp16", "fp32", "int8"])})
+    for _ in range(4):
+        ops.append({"kind": "softmax", "rows": rng.randint(1, 30000),
+                    "cols": rng.choice([64, 77, 768, 4096]), "dtype": "fp16"})
+        ops.append({"kind": "elementwise", "fn": "exp", "elements": rng.randint(1, 10 ** 7),
+                    "dtype": rng.choice(["fp16", "fp32"])})
+    for _ in range(6):
+        q = rng.choice([1, 77, 512, 2048])
+        ops.append({"kind": "attention", "heads": rng.choice([8, 12, 32]),
+                    "head_dim": rng.choice([64, 128]), "q_len": q,
+                    "kv_len": q if rng.random() < 0.6 else q + rng.randint(1, 3000),
+                    "causal": rng.random() < 0.5})
+    done = 0
+    for spec_op in ops:
+        for attention in ("auto", "standard", "flash"):
+            if spec_op["kind"] != "attention" and attention != "auto":
+                continue
+            wl = workload([spec_op], tiling={"attention": attention})
+            g = build_graph(wl)
+            for op in g.ops:
+                carries = [None]
+                if TARGET.carries(op):
+                    for _ in range(3):
+                        ins = tuple(p for p in range(len(op.inputs)) if rng.random() < 0.5)
+                        outs = (0,) if rng.random() < 0.5 else ()
+                        carries.append(Carry(ins, outs))
+                for grouping in (True, False):
+                    monkeypatch.setattr(TARGET, "grouping", grouping)
+                    for carry in carries:
+                        TARGET._built.clear()
+                        try:
+                            tasks = (TARGET.lower_carried(op, g, sp, wl.tiling, carry) if carry
+                                     else TARGET.lower(op, g, sp, wl.tiling))
+                        except (InputError, UnsupportedOpError):
+                            with pytest.raises((InputError, UnsupportedOpError)):
+                                TARGET._built.clear()
+                                TARGET.lower_summary(op, g, sp, wl.tiling, carry)
+                            continue
+                        got = TARGET.lower_summary(op, g, sp, wl.tiling, carry)
+                        want = summarize(tasks, pools)
+                        assert got == (want, len(tasks)), (spec_op, carry)
+                        assert repr(got[0].analytical_latency_s) == repr(
+                            want.analytical_latency_s)
+                        done += 1
+    TARGET._built.clear()
+    assert done > 60
+
+
+def test_a_carry_on_an_op_volta_does_not_carry_is_refused_by_both_paths():
+    from hwsim.onchip import Carry
+
+    wl = workload([ATTN])
+    g = build_graph(wl)
+    op = next(o for o in g.ops if o.kind == "attention")
+    for lower in (TARGET.lower_carried, TARGET.lower_summary):
+        with pytest.raises(ValueError, match="does not carry"):
+            lower(op, g, spec(), wl.tiling, Carry((0,), ()))
+
+
+def test_a_chain_in_the_accumulator_is_its_tasks_added_one_by_one():
+    """Accumulator.add_chain (a transfer's pieces, each after the one before) gives the
+    sums that add gives them one at a time: finish times, busy seconds per bound, pools."""
+    import random
+
+    from hwsim.engine import Accumulator, Task, summarize
+
+    rng = random.Random(9)
+    for _ in range(200):
+        one, chain, tasks = Accumulator(), Accumulator(), []
+        for _ in range(rng.randint(1, 6)):
+            unit = rng.choice(["hbm", "l2", "sm0"])
+            d = rng.random() * 10 ** -rng.randint(3, 9)
+            bound = rng.choice(["memory", "onchip", "latency"])
+            pool = rng.choice(["", "", "dram"])
+            copies = rng.choice([1, 1, 3, 80])
+            serial = copies > 1 and rng.random() < 0.7
+            deps = tuple(rng.sample(range(len(tasks)), min(len(tasks), 2)))
+            t = Task(unit, d, {"dram_read": rng.randint(0, 99)}, {"hbm_byte": 1.5}, deps,
+                     bound, pool, "", copies, serial)
+            tasks.append(t)
+            one.add_task(t)
+            chain.add_task(t)
+            n = rng.randint(0, 40)
+            for _ in range(n):
+                tasks.append(Task(unit, d, {}, {}, (len(tasks) - 1,), bound, pool, "", copies,
+                                  serial))
+                one.add_task(tasks[-1])
+            assert chain.add_chain(unit, d, n, bound, pool, copies, serial) == len(tasks) - 1
+        assert chain.finish == one.finish
+        assert chain.busy == one.busy
+        assert chain.summary({"dram": 4}) == one.summary({"dram": 4}) == summarize(
+            tasks, {"dram": 4})
+
+
+def test_segment_sums_are_each_segments_running_sum():
+    """segment_sums (every SM's classes and every run's, gathered and padded with -0.0)
+    gives running_sum of each segment to the last bit: ragged lengths, repeated rows,
+    zeros and negative zeros, and batches cut by SEGMENT_ROWS."""
+    import random
+
+    import numpy as np
+
+    from hwsim.accelerators.volta import gpu as volta_gpu
+    from hwsim.accelerators.volta.gpu import running_sum, segment_sums
+
+    rng = random.Random(21)
+    m = np.array([[rng.random() * 10 ** rng.randint(-3, 9) * (rng.random() < 0.8)
+                   for _ in range(9)] for _ in range(500)])
+    m[7] = -0.0
+    m[8, 3] = -0.0
+    segments = [[rng.randrange(500) for _ in range(rng.randint(1, 60))] for _ in range(300)]
+    segments += [[7], [7, 7, 8], [8, 7]]
+    want = [running_sum(m[s]) for s in segments]
+    got = segment_sums(m, segments).tolist()
+    assert [[repr(x) for x in row] for row in got] == [[repr(x) for x in row] for row in want]
+    old = volta_gpu.SEGMENT_ROWS
+    try:
+        volta_gpu.SEGMENT_ROWS = 100  # many small batches
+        assert segment_sums(m, segments).tolist() == got
+    finally:
+        volta_gpu.SEGMENT_ROWS = old
+    assert segment_sums(m, []).shape == (0, 9)
+
+
+def test_a_kernels_plan_is_kept_for_its_gpu_and_occupancy():
+    """plan_groups keeps its plan on the kernel (an attention's tile choice and its
+    build plan the same kernel): the kept plan is the one planned afresh, and another
+    GPU or occupancy plans again."""
+    from hwsim.accelerators.volta.gpu import _plan_groups, plan_groups
+
+    wl = workload([ATTN])
+    g = build_graph(wl)
+    op = next(o for o in g.ops if o.kind == "attention")
+    gpu = TARGET.gpu(spec())
+    k = TARGET.kernels_of(op, g, spec(), wl.tiling)[0]
+    per = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+    first = plan_groups(gpu, k, per)
+    assert plan_groups(gpu, k, per) is first
+    assert first == _plan_groups(gpu, k, per)
+    other = Gpu(spec(sms=40))
+    assert plan_groups(other, k, per) is not first
+    assert len(plan_groups(other, k, per)) == 40
+    assert plan_groups(gpu, k, 1) == _plan_groups(gpu, k, 1)
+
+
+def test_sms_are_grouped_as_the_plain_definition_groups_them():
+    """Builder._sm_groups (lists found by identity, a pass per list when few) groups
+    the SMs as the plain definition does: by equal runs, SMs in order, groups in order
+    of their first SM; equal runs in distinct lists join one group."""
+    import random
+
+    from hwsim.accelerators.volta.gpu import _plan_groups
+
+    rng = random.Random(4)
+    bld = Builder(Gpu(spec()), lambda kernel, work: {}, "t")
+    a = [(2, Work(1.0), 4, 1e-6, "compute")]
+    b = [(1, Work(2.0), 3, 2e-6, "memory")]
+    a_again = [(2, Work(1.0), 4, 1e-6, "compute")]  # equal to a, another list
+    for n_lists in (1, 2, 3, 5, 9):
+        pool = [a, b, a_again, []] + [[(1, Work(float(i)), 1, 1e-7 * i, "onchip")]
+                                      for i in range(3, 3 + n_lists)]
+        lists = pool[:n_lists]
+        for _ in range(20):
+            per_sm = [rng.choice(lists) for _ in range(80)]
+            want: dict = {}
+            for sm, runs in enumerate(per_sm):
+                key = tuple((r, w.key(), n, t, bd) for r, w, n, t, bd in runs)
+                want.setdefault(key, []).append(sm)
+            assert bld._sm_groups(per_sm) == list(want.values())
+    gpu = Gpu(spec())
+    for count in (1, 79, 80, 81, 200, 1000):
+        k = Kernel("k", "t", 256, 64, 0, [(count, Work(1e6, 0, 0, 0, 0, 1e5, 1e5))])
+        for per in (1, 3):
+            plan = _plan_groups(gpu, k, per)
+            base, extra = divmod(count, 80)
+            assert [sum(r * n for r, _, n, _, _ in runs) for runs in plan] == \
+                [base + (sm < extra) for sm in range(80)]

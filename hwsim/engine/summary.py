@@ -190,6 +190,51 @@ class Accumulator:
         self.count = n + 1
         return n
 
+    def add_chain(self, unit: str, duration_s: float, count: int, bound: str, pool: str = "",
+                  copies: int = 1, serial: bool = False) -> int:
+        """:meth:`add` of ``count`` tasks without bytes or actions, each depending on the
+        one before it, the first on the last task added (a transfer cut into pieces);
+        returns the last one's index. The same sums, one task after another."""
+        if count <= 0:
+            return self.count - 1
+        finish = self.finish
+        append = finish.append
+        f = finish[-1] if finish else 0.0
+        start = f if f > 0.0 else 0.0
+        d = duration_s
+        seconds = d * copies if serial else d
+        busy = self.busy
+        entry = busy.get(unit)
+        if entry is None:
+            entry = busy[unit] = [0.0, {}]
+        total = entry[0]
+        by = entry[1]
+        b = by.get(bound, 0.0)
+        for _ in range(count):
+            f = start + d
+            append(f)
+            start = f if f > 0.0 else 0.0
+            total += seconds
+            b += seconds
+        entry[0] = total
+        by[bound] = b
+        if pool:
+            seconds = d * copies
+            key = ("pool", pool)
+            entry = busy.get(key)
+            if entry is None:
+                entry = busy[key] = [0.0, {}]
+            total = entry[0]
+            by = entry[1]
+            b = by.get(bound, 0.0)
+            for _ in range(count):
+                total += seconds
+                b += seconds
+            entry[0] = total
+            by[bound] = b
+        self.count += count
+        return self.count - 1
+
     def add_task(self, t: Task) -> int:
         """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
         return self.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound, t.pool,

@@ -117,6 +117,37 @@ def running_sum(rows) -> list[float]:
     return rows.cumsum(axis=0)[-1].tolist() if len(rows) else [0.0] * rows.shape[1]
 
 
+SEGMENT_ROWS = 1 << 18  # rows gathered at once by segment_sums (bounds its memory)
+
+
+def segment_sums(m, segments: list[list[int]]):
+    """:func:`running_sum` of ``m[seg]`` for every (non-empty) ``seg`` of ``segments``,
+    as one numpy array (a row per segment), in a few calls instead of one per segment:
+    the segments' rows gathered into one block, each padded at its end with rows of
+    -0.0 (``x + -0.0`` is ``x`` for every float ``x``, -0.0 included) and summed
+    along it by ``cumsum``, which adds one row after another: the same floats."""
+    import numpy as np  # noqa: PLC0415
+
+    if not segments:
+        return np.zeros((0, m.shape[1]))
+    pad = len(m)
+    padded = np.concatenate([m, np.full((1, m.shape[1]), -0.0)])
+    out = []
+    i = 0
+    while i < len(segments):  # batches of at most SEGMENT_ROWS gathered rows
+        width = len(segments[i])
+        j = i + 1
+        while j < len(segments) and (j + 1 - i) * max(width, len(segments[j])) <= SEGMENT_ROWS:
+            width = max(width, len(segments[j]))
+            j += 1
+        idx = np.full((j - i, width), pad)
+        for r, seg in enumerate(segments[i:j]):
+            idx[r, :len(seg)] = seg
+        out.append(padded[idx].cumsum(axis=1)[:, -1])
+        i = j
+    return np.concatenate(out) if len(out) > 1 else out[0]
+
+
 def _fields(w: Work) -> tuple[float, ...]:
     """The counts the pipe terms read (:meth:`Gpu._terms`), in its order."""
     return (w.tensor_flops, w.cuda_flops, w.sfu_ops, w.smem_wavefront_bytes, w.l2_bytes,
@@ -513,8 +544,8 @@ class Gpu:
                 t, sm = heap[0]
                 per_sm[sm].append(cls)
                 replace(heap, (t + d, sm))
-        for classes in per_sm:
-            classes.sort(key=lambda c: -est[c])
+        for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
+            classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
 
 
@@ -570,21 +601,34 @@ class _Counter:
 
 
 class Builder:
-    """Turns kernels into tasks, one kernel after another."""
+    """Turns kernels into tasks, one kernel after another.
 
-    def __init__(self, gpu: Gpu, energy: "callable", label: str, *, grouping: bool = True):
+    With a ``sink`` (an :class:`hwsim.engine.Accumulator`: the ``analytical`` fidelity,
+    which reads only the tasks' summary) each task's fields go to it as they are
+    found and no :class:`Task` is made: :attr:`tasks` stays empty, the indices handed
+    back are those the tasks would have had, and what only the event timeline reads
+    (the labels) is never formatted. The sums are the same, in the same order, so the
+    summary is :func:`hwsim.engine.summarize` of the tasks to the last bit (a test
+    holds the two equal on every op kind, with and without an on-chip carry)."""
+
+    def __init__(self, gpu: Gpu, energy: "callable", label: str, *, grouping: bool = True,
+                 sink=None):
         self.gpu = gpu
         self.energy = energy  # (kernel, work) -> actions
         self.label = label
         # SMs with the same runs emitted as one group (Task.copies; their traffic as
         # serial copies on the shared units); False: one lane per SM (the tests' reference)
         self.grouping = grouping
+        self.sink = sink
         self.tasks: list[Task] = []
         self.reports: list[KernelReport] = []
         self._last: tuple[int, ...] = ()
         self._stream: int | None = None  # the last task of the stream lane (launch, gap)
 
     def add(self, task: Task) -> int:
+        sink = self.sink
+        if sink is not None:
+            return sink.add_task(task)
         self.tasks.append(task)
         return len(self.tasks) - 1
 
@@ -600,12 +644,20 @@ class Builder:
             self._stream = self.launch(name, self._last)
             return self._stream
         launch = self.launch(name, (self._stream,))
-        self._stream = self.add(Task("stream", spec.kernel_gap_s, deps=self._last + (launch,),
-                                     bound="latency", label=f"{self.label}: gap before {name}"))
+        deps = self._last + (launch,)
+        sink = self.sink
+        self._stream = (
+            sink.add("stream", spec.kernel_gap_s, None, None, deps, "latency")
+            if sink is not None else
+            self.add(Task("stream", spec.kernel_gap_s, deps=deps, bound="latency",
+                          label=f"{self.label}: gap before {name}")))
         return self._stream
 
     def launch(self, name: str, deps=()) -> int:
         spec = self.gpu.spec
+        sink = self.sink
+        if sink is not None:
+            return sink.add("stream", spec.kernel_launch_s, None, None, tuple(deps), "latency")
         return self.add(Task("stream", spec.kernel_launch_s, deps=tuple(deps), bound="latency",
                              label=f"{self.label}: launch {name}"))
 
@@ -615,13 +667,19 @@ class Builder:
         ``copies``: the pieces of that many SMs with the same work, taking turns."""
         n = max(1, int(round(nbytes / piece))) if piece > 0 else 1
         dur = nbytes / rate / n
+        serial = copies > 1
+        sink = self.sink
+        if sink is not None:  # the same tasks' sums, none made
+            first = sink.add(unit, dur, first_bytes, None, tuple(deps), bound, "", copies,
+                             serial)
+            return sink.add_chain(unit, dur, n - 1, bound, "", copies, serial) if n > 1 \
+                else first
         tasks = self.tasks
         first = len(tasks)
         tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
                           copies > 1))
         # the rest: the same fields but the dependency (Task's fields in order, without
         # its keyword-parsing constructor: a kernel has hundreds of pieces)
-        serial = copies > 1
         tasks.extend([_new_task(Task, (unit, dur, {}, {}, (i,), bound, "", label, copies,
                                        serial)) for i in range(first, first + n - 1)])
         return len(tasks) - 1
@@ -643,8 +701,11 @@ class Builder:
         bounds: dict[str, float] = {}
         total = k.total()
         est = 0.0
+        sink = self.sink
         if grid:
-            tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
+            # the timeline's labels (none formatted for a sink: only the timeline reads them)
+            tag = "" if sink is not None else \
+                f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
             hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
             l2_piece = total.l2_bytes / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
@@ -666,21 +727,25 @@ class Builder:
                 for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
                         bounds[b] = bounds.get(b, 0.0) + t * copies
-                    bound = max(by, key=by.get)
-                    a = self.add(Task(unit, sm_s, {"l2_read": l2c.share(w.l2_bytes, copies)},
-                                      self.energy(k, w), lanes["sm"], bound, "",
-                                      f"{tag} x{nblocks}", copies))
+                    bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
+                    nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
+                    if sink is not None:
+                        a = sink.add(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"], bound,
+                                     "", copies)
+                    else:
+                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"],
+                                          bound, "", f"{tag} x{nblocks}", copies))
                     lanes["sm"] = (a,)
                     if w.hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
                         lanes["hbm"] = (self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                     lanes["hbm"], "memory", f"{tag} HBM", nb,
-                                                     copies),)
+                                                     lanes["hbm"], "memory",
+                                                     tag and f"{tag} HBM", nb, copies),)
                     if w.l2_bytes > 0:
                         lanes["l2"] = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                    lanes["l2"], "onchip", f"{tag} L2", {},
-                                                    copies),)
+                                                    lanes["l2"], "onchip",
+                                                    tag and f"{tag} L2", {}, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({x for lane in lanes.values() for x in lane}))
@@ -717,14 +782,21 @@ class Builder:
         alone when grouping is off)."""
         if not self.grouping:
             return [[sm] for sm in range(len(per_sm))]
+        # SMs of one share hold the same runs list: each list keyed once, its SMs found
+        # by identity (a uniform grid's 80 SMs hold one or two lists)
+        ids = [id(runs) for runs in per_sm]
+        lists = {i: runs for i, runs in zip(ids, per_sm)}  # in order of their first SM
+        if len(lists) > 4:  # (a pass over the SMs, rather than one per list)
+            sms_of: dict[int, list[int]] = {}
+            for sm, i in enumerate(ids):
+                sms_of.setdefault(i, []).append(sm)
         groups: dict[tuple, list[int]] = {}
-        keys: dict[int, tuple] = {}  # SMs of one share hold the same runs list: keyed once
-        for sm, runs in enumerate(per_sm):
-            key = keys.get(id(runs))
-            if key is None:
-                key = keys[id(runs)] = tuple((reps, w.key(), n, t, b)
-                                             for reps, w, n, t, b in runs)
-            groups.setdefault(key, []).append(sm)
+        for i, runs in lists.items():
+            key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
+            members = sms_of[i] if len(lists) > 4 else [sm for sm, x in enumerate(ids) if x == i]
+            if key in groups:  # equal runs in another list: the same group, SMs in order
+                members = sorted(groups[key] + members)
+            groups[key] = members
         return list(groups.values())
 
     def pcie(self, nbytes: float, deps, name: str, chunks: int = 8) -> list[int]:
@@ -735,9 +807,13 @@ class Builder:
         part = nbytes / chunks
         step_s = spec.pcie_latency_s / chunks + part / spec.pcie_bw_bytes_per_s
         for i in range(chunks):
-            t = self.add(Task("pcie", step_s,
-                              {"pcie": int(part)}, {"pcie_byte": part}, prev, "interconnect",
-                              label=f"{self.label}: {name} host KV {i + 1}/{chunks}"))
+            if self.sink is not None:
+                t = self.sink.add("pcie", step_s, {"pcie": int(part)}, {"pcie_byte": part},
+                                  prev, "interconnect")
+            else:
+                t = self.add(Task("pcie", step_s, {"pcie": int(part)}, {"pcie_byte": part},
+                                  prev, "interconnect",
+                                  label=f"{self.label}: {name} host KV {i + 1}/{chunks}"))
             prev = (t,)
             out.append(t)
         return out[-1:]
@@ -755,29 +831,44 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     possibly smaller). Blocks of different lengths share the SM as they come and
     go (a slot freed is refilled at once): the SM's time is its blocks' shares of
     a full SM, added up (work-conserving), and never less than its longest block
-    alone; it is cut into at most ``MAX_CHUNKS_PER_SM - 1`` runs, longest first."""
+    alone; it is cut into at most ``MAX_CHUNKS_PER_SM - 1`` runs, longest first.
+
+    The plan is kept on the kernel for its GPU and ``per`` (a kernel is not changed once
+    built): an attention's tile choice plans each candidate (:func:`estimate`), and the
+    builder then plans the chosen one again."""
+    kept = k.__dict__.setdefault("_plans", {})
+    got = kept.get(per)
+    if got is not None and got[0] is gpu:
+        return got[1]
+    out = _plan_groups(gpu, k, per)
+    kept[per] = (gpu, out)
+    return out
+
+
+def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
+    """:func:`plan_groups`, planned."""
     sms = gpu.spec.sms
     out: list[list[Run]] = []
     if len(k.blocks) == 1:
         count, w = k.blocks[0]
         base, extra = divmod(count, sms)
-        by_count: dict[int, list[Run]] = {}  # SMs with as many blocks run the same
         groups: dict[int, tuple] = {}  # a group of n blocks: its work, time and bound
-        for i in range(sms):
-            c = base + (1 if i < extra else 0)
-            runs = by_count.get(c)
-            if runs is None:
-                full, rest = divmod(c, per)
-                runs = by_count[c] = []
-                for reps, n in ((full, per), (1 if rest else 0, rest)):
-                    if reps:
-                        g = groups.get(n)
-                        if g is None:  # (the full group is the same for both counts)
-                            wn = w.scaled(n)
-                            g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
-                        runs.append((reps, g[0], n, g[1], g[2]))
-            out.append(runs)
-        return out
+
+        def runs_of(c: int) -> list[Run]:  # SMs with as many blocks run the same
+            full, rest = divmod(c, per)
+            runs = []
+            for reps, n in ((full, per), (1 if rest else 0, rest)):
+                if reps:
+                    g = groups.get(n)
+                    if g is None:  # (the full group is the same for both counts)
+                        wn = w.scaled(n)
+                        g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
+                    runs.append((reps, g[0], n, g[1], g[2]))
+            return runs
+
+        # the first ``extra`` SMs take one block more (round robin), each count's
+        # runs one list shared by its SMs
+        return ([runs_of(base + 1)] * extra if extra else []) + [runs_of(base)] * (sms - extra)
     works = [w for _, w in k.blocks]
     many = len(works) >= MANY_SUMS
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
@@ -796,10 +887,16 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if classes and key not in first:
             first[key] = len(busy)
             busy.append(classes)
-    if many:
-        sums = [running_sum(m[classes]) for classes in busy]
-        ratios = _ratios(gpu, k, [[v * (1.0 / len(c)) for v in row]
-                                  for row, c in zip(sums, busy)], per)
+    if many:  # every list's sum, and every run's, in two calls (segment_sums)
+        import numpy as np  # noqa: PLC0415
+
+        sums = segment_sums(m, busy)
+        ratios = _ratios(gpu, k, sums * (1.0 / np.array([len(c) for c in busy], dtype=float)
+                                         )[:, None], per)
+        run_sums = iter(segment_sums(m, [classes[c0:c0 + _run_size(classes)]
+                                         for classes in busy
+                                         for c0 in range(0, len(classes), _run_size(classes))]
+                                     ).tolist())
     else:
         ratios = _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
     share_s = [t for t, _ in shares]
@@ -813,26 +910,35 @@ def plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if runs is not None:
             out.append(runs)
             continue
-        total = sum(share_s[c] for c in classes)
-        sm_s = _shared_sm_time(ratios[first[key]], [share_s[c] * per for c in classes], per)
+        vals = [share_s[c] for c in classes]
+        total = sum(vals)
+        sm_s = _shared_sm_time(ratios[first[key]], [v * per for v in vals], per)
         stretch = sm_s / total if total else 1.0
-        size = math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
+        size = _run_size(classes)
         runs = planned[key] = []
         for c0 in range(0, len(classes), size):
             members = classes[c0:c0 + size]
+            part = vals[c0:c0 + size]
             if many:
-                w = Work(*running_sum(m[members]))
+                w = Work(*next(run_sums))
             else:
                 w = Work()
                 for c in members:
                     w.add(works[c])
             by: dict[str, float] = {}
-            for c in members:
-                by[share_b[c]] = by.get(share_b[c], 0.0) + share_s[c]
-            t = sum(share_s[c] for c in members) * stretch
+            for c, v in zip(members, part):
+                b = share_b[c]
+                by[b] = by.get(b, 0.0) + v
+            t = sum(part) * stretch
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def _run_size(classes: list[int]) -> int:
+    """Classes per run of an SM's list (:func:`plan_groups`: at most
+    ``MAX_CHUNKS_PER_SM - 1`` runs)."""
+    return math.ceil(len(classes) / (MAX_CHUNKS_PER_SM - 1))
 
 
 def _shared_sm_time(ratio: dict[int, float], full: list[float], per: int) -> float:

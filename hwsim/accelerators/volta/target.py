@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hwsim.collectives import ring_allreduce
 from hwsim.energy import EnergyTable
-from hwsim.engine import Task
+from hwsim.engine import Accumulator, Task
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.kinds import executed_flops as counted_executed_flops
 from hwsim.ir.kinds import read_bytes, write_bytes
@@ -103,6 +103,20 @@ class VoltaTarget(Target):
             raise ValueError(f"volta does not carry the inputs of a {op.kind} op on chip")
         return self._build(op, graph, spec, tiling, carry).tasks
 
+    def lower_summary(self, op, graph, spec: VoltaSpec, tiling=None, carry=None):
+        """The analytical fidelity's summary of :meth:`lower`'s tasks (:meth:`lower_carried`'s
+        with a ``carry``), handed to an :class:`~hwsim.engine.Accumulator` as the builder
+        finds them, none made and no label formatted (the same floats: a test holds the
+        two equal on every op kind, with and without a carry). The build's kernel reports
+        are kept for :meth:`describe`, as :meth:`lower`'s are."""
+        if op.kind in ("view", "allreduce"):
+            return super().lower_summary(op, graph, spec, tiling, carry)
+        carry = carry or NONE
+        if carry and not self.carries(op):
+            raise ValueError(f"volta does not carry the inputs of a {op.kind} op on chip")
+        acc = self._build(op, graph, spec, tiling, carry, need="summary").sink
+        return acc.summary(self.pools(spec)), acc.count
+
     def kernels(self, op, graph, spec: VoltaSpec, tiling=None,
                 carry: Carry = NONE) -> list[dict]:
         """Per-kernel report of ``op``: grid, block tile, occupancy and its limiter,
@@ -111,7 +125,8 @@ class VoltaTarget(Target):
         tile for it)."""
         if op.kind in ("view", "allreduce"):
             return []
-        return [r.to_dict() for r in self._build(op, graph, spec, tiling, carry).reports]
+        return [r.to_dict() for r in self._build(op, graph, spec, tiling, carry,
+                                                 need="reports").reports]
 
     def describe(self, op, graph, spec: VoltaSpec, tiling=None, carry: Carry = NONE) -> str:
         """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound,
@@ -136,12 +151,18 @@ class VoltaTarget(Target):
         return attention.choose(getattr(tiling, "attention", "auto"), op.attrs["q_len"],
                                 op.attrs["kv_len"])
 
-    def _build(self, op, graph, spec, tiling, carry: Carry = NONE) -> Builder:
+    def _build(self, op, graph, spec, tiling, carry: Carry = NONE, *,
+               need: str = "tasks") -> Builder:
+        """The build of ``op``'s kernels, kept for the next few asks (the lowering and the
+        report ask for the same op). ``need``: ``tasks`` (made), ``summary`` (their sums
+        in an :class:`~hwsim.engine.Accumulator`, ``Builder.sink``, no task made) or
+        ``reports`` (the kernel reports, which either build has)."""
         key = (id(op), id(graph), id(spec), repr(tiling), self.grouping, carry)
         for k, _, bld in self._built:
-            if k == key:
+            if k == key and (need == "reports" or (bld.sink is not None) == (need == "summary")):
                 return bld
-        bld = Builder(self.gpu(spec), actions, op.name or op.kind, grouping=self.grouping)
+        bld = Builder(self.gpu(spec), actions, op.name or op.kind, grouping=self.grouping,
+                      sink=Accumulator() if need == "summary" else None)
         for k in self.kernels_of(op, graph, spec, tiling, carry):
             bld.kernel(k)
         # the objects stay referenced while cached, so their ids cannot be reused
