@@ -145,23 +145,10 @@ class Accumulator:
             copies: int = 1, serial: bool = False) -> int:
         """One task's share of the summary; returns its index."""
         k = copies
-        # (n * 1 is n, for ints and floats alike: one copy skips the products)
         if nbytes:
-            acc = self.nbytes
-            if k == 1:
-                for level, n in nbytes.items():
-                    acc[level] = acc.get(level, 0) + n
-            else:
-                for level, n in nbytes.items():
-                    acc[level] = acc.get(level, 0) + n * k
+            _add_into(self.nbytes, nbytes, k, 0)
         if actions:
-            acc = self.actions
-            if k == 1:
-                for a, n in actions.items():
-                    acc[a] = acc.get(a, 0.0) + n
-            else:
-                for a, n in actions.items():
-                    acc[a] = acc.get(a, 0.0) + n * k
+            _add_into(self.actions, actions, k, 0.0)
         finish = self.finish
         start = 0.0
         for j in deps:
@@ -245,3 +232,14 @@ class Accumulator:
         if not self.count:
             return Summary({}, {}, "latency", 0.0)
         return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools)
+
+
+def _add_into(acc: dict, items: Mapping, k: int, zero) -> None:
+    """``acc[key] += n * k`` for each of ``items`` (bytes or actions of ``k`` copies);
+    n * 1 is n, for ints and floats alike, so one copy skips the products."""
+    if k == 1:
+        for key, n in items.items():
+            acc[key] = acc.get(key, zero) + n
+    else:
+        for key, n in items.items():
+            acc[key] = acc.get(key, zero) + n * k
