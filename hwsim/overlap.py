@@ -6,12 +6,15 @@ against the attention over the blocks before; :func:`split`).
 A tensor-parallel graph (:mod:`hwsim.parallel`) ends each row-parallel matmul
 with an ``allreduce`` of its partial output, which the next op waits for. Run
 one after another on one stream, the links idle while the device computes and
-the compute units idle while the links send. FastAttention's Tiling-AllReduce
-(Lin et al., "FastAttention: Extend FlashAttention2 to NPUs and Low-resource
-GPUs for Efficient Inference", arXiv 2410.16663, Sec. 3 and Fig. 2) cuts the
-attention output into blocks of query rows: as soon as a block's attention and
-its share of the output projection are computed, its all-reduce starts, while
-the next block's attention and projection compute::
+the compute units idle while the links send. FastAttention (Lin et al.,
+"FastAttention: Extend FlashAttention2 to NPUs and Low-resource GPUs for
+Efficient Inference", arXiv 2410.16663) names in its abstract a tiling-AllReduce
+strategy "for reducing communication overhead"; its method section could not be
+read here, so how the tiles are formed is this model's reading (M), the one the
+overlap of tiles allows: the attention output is cut into blocks of query rows,
+and as soon as a block's attention and its share of the output projection are
+computed, its all-reduce starts, while the next block's attention and projection
+compute::
 
     compute  [attn 0|o_proj 0][attn 1|o_proj 1][attn 2|o_proj 2]
     comm                      [  ar 0  ]       [  ar 1  ]       [ ar 2 ]
@@ -47,10 +50,12 @@ from __future__ import annotations
 
 from .ir import Graph, Op
 
-# Block counts tried per chain: powers of two up to 8. Beyond that each block's kernel
-# starts and its all-reduce's 2(N-1) link latencies outweigh what a smaller exposed tail
-# saves, and a query block of a few hundred rows leaves the cores of a 24-core NPU idle;
-# FastAttention's figure 2 draws a few blocks.
+# Block counts tried per chain: powers of two up to 8 (M: a modelling choice; the run
+# takes the one that ends first). More blocks each pay a kernel start and their
+# all-reduce's 2(N-1) link latencies, and a query block of a few hundred rows leaves
+# the cores of a 24-core NPU idle. Llama-2-7B on 8 NPUs takes 2-4 blocks at 4K tokens
+# and 4 (attention chains) or 8 (down projections, the most allowed: more might hide a
+# little more) at 32K.
 CHUNKS = (1, 2, 4, 8)
 
 # Attention attributes a block keeps as they are; an attention with any other (a pruned
@@ -212,8 +217,9 @@ class Split:
 
 
 def split(graph: Graph, op: Op, fraction: float, blocks: int) -> Split:
-    """FastAttention's CPU-GPU cooperative strategy (arXiv 2410.16663, "CPU-GPU
-    cooperative strategy"):
+    """CPU-GPU cooperation, as FastAttention's abstract names it (arXiv 2410.16663:
+    "a simple yet effective CPU-GPU cooperative strategy", 256K tokens on 8 V100s;
+    the blocks and their double buffering are this model's reading, M):
     ``fraction`` of the cached keys and values (those before this call's new entries,
     the oldest) live in host memory. The attention runs over the device's keys, and
     over each of ``blocks`` host blocks once it has been copied in (flash-decoding's

@@ -474,18 +474,17 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
         best = chosen.get(sig)
         if best is None:
             for c in overlap.candidates(graph, chain):
-                pieces = []
+                pieces = []  # as plan's, but each piece's position in the chain for its row
                 for block in overlap.cut(graph, chain, c):
                     for n, (i, (piece, g)) in enumerate(zip(chain, block)):
                         # a block finds on chip, and leaves there, what its op does
                         key, cost = price(piece, g, carries[i])
-                        pieces.append((i, "comm" if i == ai else "compute", key, cost,
+                        pieces.append((n, "comm" if i == ai else "compute", key, cost,
                                        (len(pieces) - 1,) if n else None))
                 t = run_streams([Node(p[1], p[3]["latency_s"], p[4] or ())
                                  for p in pieces]).latency_s
                 if best is None or t < best[0]:
-                    best = (t, [(n, *p[1:]) for n, p in zip(
-                        [chain.index(p[0]) for p in pieces], pieces)])
+                    best = (t, pieces)
             chosen[sig] = best
         plan[chain[0]] = [(chain[n], *rest) for n, *rest in best[1]]
         cut_rows.update(chain)

@@ -40,6 +40,7 @@ With one stream and no other edges this is the host lane of
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -140,8 +141,6 @@ def exposed_s(intervals: Sequence[tuple[float, float]],
     """Seconds of ``intervals`` that no interval of ``cover`` overlaps (``cover``
     sorted by start and not overlapping itself, as one stream's nodes are): the part of
     a communication or copy stream's work that the compute stream does not hide."""
-    from bisect import bisect_right  # noqa: PLC0415
-
     starts = [c[0] for c in cover]
     total = 0.0
     for s0, s1 in intervals:

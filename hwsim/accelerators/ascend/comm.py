@@ -27,12 +27,6 @@ from .chip import L2, Builder, Chip
 from .vector import In, cycles_per_element, emit_vector_kernel
 
 
-def ring_time(spec, nbytes: float, devices: int) -> float:
-    """All-reduce time over the preset's links (a ring, or HCCS's full mesh)."""
-    return allreduce(nbytes, devices, spec.link_bw_bytes_per_s, spec.link_latency_s,
-                     spec.link_topology).time_s
-
-
 def lower_allreduce(op, graph, chip: Chip, tiling, target) -> list[Task]:
     spec = chip.spec
     n = op.attrs["devices"]
