@@ -276,7 +276,8 @@ def test_the_kernels_of_one_op_queue_their_launches():
     assert queued_start_s(spec, 4e-6, 5e-6, False) == pytest.approx(7.4e-6)
 
 
-@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "volta-v100-pcie"])
+@pytest.mark.parametrize("preset", ["volta-v100-sxm2", "volta-v100-pcie", "ascend-910b",
+                                    "ascend-910a"])
 def test_hidden_launches_never_break_the_physics(tmp_path, preset):
     """A launch hidden behind the op before comes off an op's latency but never below
     its own work or its time at the board's power limit: chains of GEMMs near the
