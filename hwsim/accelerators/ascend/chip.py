@@ -13,7 +13,8 @@ cores, which run in parallel and synchronise through flags:
 ``vec7.mte3``       MTE3: UB out to GM (``core7.mte3`` when coupled)
 ``vec0-46.vector``  the same pipe of a group of cores with the same work (one
                     member's tasks stand for all of theirs: ``Task.copies``)
-``launch``          kernel start (task dispatch) before each kernel
+``launch``          kernel start (task dispatch) before each kernel; a later kernel's
+                    start is taken in while the one before runs, then its gap
 ``link``            the NPU-to-NPU links (all-reduce)
 ==================  ========================================================
 
