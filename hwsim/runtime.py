@@ -37,16 +37,33 @@ The workload's ``runtime`` says who the host is:
     kernel (the launch API), and pointwise ops that follow a producer are fused
     into it (no launch of their own).
 
-The device side of a kernel start (the GPU's command processor, the NPU's task
-scheduler) is the target's own ``kernel_launch_s`` inside each op, and stays as
-the target lowers it. A GPU takes a queued launch in while the kernel before it
-runs: a target that says how much of an op's time that is
-(:meth:`hwsim.targets.Target.queued_launch_s`, the V100's launch less its
-``kernel_gap_s``) has each op issued before the previous one ended start its
-kernels at ``max(issue + launch, previous end + gap)`` (:func:`_queued`), the part
-of its launch spent behind the previous op reported as its ``launch_hidden_s``.
+A kernel launch has two sides, and each is paid once. The host's side is the launch
+call (``cudaLaunchKernel``, ``aclrtLaunchKernel``): CPU time, in the host lane below,
+after which the host is free to issue the next op. The device's side is the
+target's ``kernel_launch_s``, the first task of each op: from the enqueue to the
+kernel's start on an idle device (the GPU's front end fetching the launch and its
+work distributor handing out blocks; the NPU's task scheduler). A lone small kernel
+therefore costs the host call, then the device's latency, then its own work. On the
+V100 the two are split from one measurement set (A. Gray, "Getting Started with CUDA
+Graphs", NVIDIA Technical Blog, 2019, on a V100: a 2.9 us kernel takes 9.6 us per
+kernel launched and synchronised one at a time, 3.8 us launched back to back, 3.4 us
+inside a graph): the host call is the back-to-back rate, 3.8 us (the host is the
+bound there); the device latency the rest of the synchronised time, 9.6 - 3.8 - 2.9 =
+2.9 us (with the synchronise call's return in it: an upper bound); the gap between
+two queued kernels 3.4 - 2.9 = 0.5 us (``kernel_gap_s``).
+
+A device takes a queued launch in while the kernel before it runs: a target that
+says how much of an op's time that is (:meth:`hwsim.targets.Target.queued_launch_s`,
+its ``kernel_launch_s`` less its ``kernel_gap_s``: the V100, and the Ascend NPU,
+whose stream of tasks the task scheduler works through the same way) has each op
+issued before the previous one ended start its kernels at
+``max(issue + launch, previous end + gap)`` (:func:`schedule`), the part of its
+launch spent behind the previous op reported as its ``launch_hidden_s``. So ``n``
+small kernels issued back to back take ``n · max(host call, kernel + gap)`` plus one
+device latency (to within one kernel and gap): the host's rate when the host is
+slower (``library``, ``eager``), the kernels' own when it is ahead (``graph``).
 Targets without a host (the SpAtten accelerator sequences its own ops; the roofline
-is a bound) have no host lane.
+is a bound unless its spec names a ``host``) have no host lane.
 
 Every per-op cost below names its source; ``(M)`` marks a value without a
 measurement behind it (a sensitivity, not a calibration).
@@ -70,17 +87,21 @@ _PYBIND_S = 1.0e-6
 _AUTOGRAD_S = 2.0e-6
 _ATEN_DISPATCH_S = 1.5e-6
 _BACKEND_HOST_S = 3.0e-6
-# One kernel launch issued back to back from C++ on a V100: NVIDIA's "Getting Started with
-# CUDA Graphs" (A. Gray, NVIDIA Technical Blog, 2019) times a 2.9 us kernel at 3.8 us per
-# kernel when launched in a loop without synchronisation (the host's launch rate bounds it)
-# and 3.4 us per kernel inside a CUDA graph (S).
+# The host's side of one kernel launch on a V100 (the launch call's CPU time): NVIDIA's
+# "Getting Started with CUDA Graphs" (A. Gray, NVIDIA Technical Blog, 2019) times a 2.9 us
+# kernel at 3.8 us per kernel when launched in a loop without synchronisation (the host's
+# launch rate bounds it: the device runs queued kernels at 3.4 us, inside a CUDA graph) and
+# at 9.6 us when each launch is synchronised, which puts 2.9 us on the device's side (the
+# V100's kernel_launch_s, in its preset) (S).
 _CUDA_LAUNCH_S = 3.8e-6
 _CUDA_GRAPH_LAUNCH_S = 3.8e-6  # cudaGraphLaunch: one launch call for the whole graph (M: as one
 # kernel launch; the blog's per-node cost inside the graph is device-side)
-# CANN: no public per-op host measurement of aclnn or torch_npu was found (M throughout). The
-# aclnn call is two host calls (aclnnXxxGetWorkspaceSize, then aclnnXxx, which launches the
-# kernel through the runtime): taken as two CUDA-like launches; torch_npu eager adds the same
-# Python and ATen path as PyTorch eager on CUDA. Sensitivity: hwsim simulate --set runtime=...
+# CANN: no public per-op host measurement of aclnn, aclrtLaunchKernel or torch_npu was found
+# (M throughout). The aclnn call is two host calls (aclnnXxxGetWorkspaceSize, then aclnnXxx,
+# which launches the kernel through the runtime): taken as two CUDA-like launch calls; the
+# device's side of the start is the Ascend preset's kernel_launch_s (M, as the V100's).
+# torch_npu eager adds the same Python and ATen path as PyTorch eager on CUDA. Sensitivity:
+# hwsim simulate --set runtime=...
 _ACLNN_CALL_S = 2 * _CUDA_LAUNCH_S
 
 # A kind that launches no kernel (metadata only): no host cost in any runtime.

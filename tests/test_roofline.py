@@ -134,7 +134,7 @@ def test_other_presets(tmp_path):
     assert r.ops["bound"].iloc[0] == "compute"
     r = hwsim.simulate(path, "roofline-910b")
     assert r.totals["latency_s"] == pytest.approx(
-        roofline_latency(flops, nbytes, None, peak=11.06e12, bw=1.6e12, overhead=5e-6),
+        roofline_latency(flops, nbytes, None, peak=11.06e12, bw=1.6e12, overhead=2.9e-6),
         rel=EXACT)
     # Ascend's fp32 runs on the vector units: 2.3 pJ/FLOP, HBM 31.2 pJ/B
     assert r.totals["energy_j"] == pytest.approx(
@@ -173,7 +173,7 @@ def test_bf16_runs_where_the_preset_has_a_peak(tmp_path):
     flops = 2 * 8192**3
     assert r.totals["latency_s"] == pytest.approx(
         roofline_latency(flops, 3 * 8192 * 8192 * 2, None, peak=354e12, bw=1.6e12,
-                         overhead=5e-6), rel=EXACT)
+                         overhead=2.9e-6), rel=EXACT)
 
 
 def test_zero_flop_ops_need_no_peak(tmp_path):

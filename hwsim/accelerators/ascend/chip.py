@@ -13,7 +13,8 @@ cores, which run in parallel and synchronise through flags:
 ``vec7.mte3``       MTE3: UB out to GM (``core7.mte3`` when coupled)
 ``vec0-46.vector``  the same pipe of a group of cores with the same work (one
                     member's tasks stand for all of theirs: ``Task.copies``)
-``launch``          kernel start (task dispatch) before each kernel
+``launch``          kernel start (task dispatch) before each kernel; a later kernel's
+                    start is taken in while the one before runs, then its gap
 ``link``            the NPU-to-NPU links (all-reduce)
 ==================  ========================================================
 
@@ -247,6 +248,7 @@ class Builder:
         self.copies = 1
         self.grouping = grouping  # False: one lane per core (the reference of the tests)
         self.sink = sink
+        self._launch_lane: int | None = None  # the last launch or gap task (launch)
 
     def groups(self, members: list[int]) -> list[list[int]]:
         """``members`` (cores with the same work) as the groups to emit: one group, or
@@ -291,9 +293,26 @@ class Builder:
         return len(tasks) - 1
 
     def launch(self, deps=(), label: str = "launch") -> int:
-        """A kernel start: everything of the kernel depends on it."""
-        return self.add("launch", self.chip.spec.kernel_launch_s, deps=deps, bound="latency",
-                        label=label)
+        """A kernel start: everything of the kernel depends on it.
+
+        The op's first kernel (no ``deps``) waits for its launch (``kernel_launch_s``). A
+        later one, ``deps`` the ends of the kernel before it, was enqueued on the stream
+        right behind that kernel: the task scheduler takes its launch in while the kernel
+        before runs (the next task on the ``launch`` lane), and it starts
+        ``kernel_gap_s`` after both that launch and the kernel before are done, as the
+        V100's queued kernels do (:meth:`hwsim.accelerators.volta.gpu.Builder.start`)."""
+        spec = self.chip.spec
+        before = self._launch_lane
+        if not deps or before is None:
+            self._launch_lane = self.add("launch", spec.kernel_launch_s, deps=deps,
+                                         bound="latency", label=label)
+            return self._launch_lane
+        taken = self.add("launch", spec.kernel_launch_s, deps=(before,), bound="latency",
+                         label=label)
+        self._launch_lane = self.add("launch", spec.kernel_gap_s, deps=(*deps, taken),
+                                     bound="latency",
+                                     label=f"gap before {label.removeprefix('launch ')}")
+        return self._launch_lane
 
     def _hbm(self, nbytes: dict, deps, label: str, nb: float) -> int:
         """The HBM's share of a transfer: ``nb`` bytes at the full HBM bandwidth."""

@@ -75,7 +75,15 @@ class AscendSpec:
     ub_align_bytes: int = spec_field(32, help="UB block (vector data) alignment", minimum=1)
     dim_align: int = spec_field(16, help="cube fractal edge: m and n round up to it", minimum=1)
     # ------------------------------------------------------------ overheads
-    kernel_launch_s: float = spec_field(0.0, help="start of every kernel (task dispatch)")
+    kernel_launch_s: float = spec_field(
+        0.0, help="device side of a kernel start: from the task's enqueue on the stream (the "
+                  "host's launch call, in the host lane of hwsim.runtime, has returned) to its "
+                  "start on an idle NPU (the task scheduler fetches it and dispatches its "
+                  "blocks to the AI cores)")
+    kernel_gap_s: float = spec_field(
+        0.0, help="gap between a kernel and the next one already queued behind it (the task "
+                  "scheduler has taken the queued task in while the first ran): the part of "
+                  "kernel_launch_s a queued kernel does not hide")
     cv_sync_s: float = spec_field(
         0.0, help="one cube/vector hand-off (cross-core flag on split, in-core on coupled)")
     gather_row_cycles: float = spec_field(

@@ -46,6 +46,14 @@ class AscendTarget(Target):
             hit = self._chip = (spec, Chip(spec))
         return hit[1]
 
+    def queued_launch_s(self, spec: AscendSpec) -> float:
+        """Every op's device time starts with its first kernel's start (``kernel_launch_s``,
+        a task on the ``launch`` lane). An op the host enqueued while the previous one still
+        ran has its task taken in by the task scheduler meanwhile, and starts
+        ``kernel_gap_s`` after that op ends: the rest of its launch is hidden
+        (:func:`hwsim.runtime.schedule`), as on the V100."""
+        return max(0.0, spec.kernel_launch_s - spec.kernel_gap_s)
+
     def footprint(self, graph, spec: AscendSpec, tiling):
         return memory.ascend_footprint(graph, tiling)
 

@@ -8,16 +8,24 @@ Per op::
 where ``flops`` are the executed FLOPs (a causal or sliding-window attention
 skips every masked score: an ideal kernel) and ``bytes`` the op's compulsory
 traffic (each input read once, each output written once; see
-:mod:`hwsim.ir.kinds`). ``bound`` is ``compute`` or ``memory`` by which term is
-larger, or ``latency`` when the fixed overhead exceeds both. No caches, no
-tiling, no overlap between ops: it is the reference the detailed targets are
-checked against, and a lower bound on what they report for the same peak
-numbers, op by op. Not over a chain of small ops: the roofline has no host
-lane and pays ``kernel_launch_s`` after every op, where the V100 target takes a
-queued op's launch in while the op before it runs and pays only its
-``kernel_gap_s`` (docs/targets/volta.md, "Launches and the host lane"), so
-BERT-base at 128 tokens runs in 0.96 ms on ``roofline-v100`` and 0.88 ms on
-``volta-v100-sxm2``.
+:mod:`hwsim.ir.kinds`), and ``kernel_launch_s`` the device's side of a launch
+(from the enqueue to the kernel's start: 2.9 us on ``roofline-v100``, as the V100
+target's). ``bound`` is ``compute`` or ``memory`` by which term is larger, or
+``latency`` when the fixed overhead exceeds both. No caches, no tiling, no overlap
+between ops: it is the reference the detailed targets are checked against, and a
+lower bound on what they report for the same peak numbers, op by op.
+
+No host by default: the roofline is a bound of the device alone, whatever the
+workload's ``runtime`` (the host's launch call, 3.8 us on a V100, is not in it). A
+spec that names a ``host`` (``--set target.host=cuda``, ``cann`` or ``cpu``) puts
+the ops behind that host's lane (:mod:`hwsim.runtime`) as on the detailed targets;
+each op still pays its whole ``kernel_launch_s`` (it is one task: no queued launch
+hides behind the op before). So not a bound over a chain of tiny kernels the V100
+target runs queued: there an op after the first pays ``kernel_gap_s`` (0.5 us), here
+2.9 us (20 GEMMs of 16^3 in a captured graph: 29.5 us on ``volta-v100-sxm2``, 58.0 us
+here). Over a model it is: BERT-base at 128 tokens runs in 0.78 ms on
+``roofline-v100`` and 0.84 ms on ``volta-v100-sxm2`` (before the launch was split
+between host and device, 0.96 ms against 0.85).
 """
 
 from .target import TARGET, RooflineSpec, RooflineTarget

@@ -24,7 +24,13 @@ class RooflineSpec:
         help="peak arithmetic rate per data type (fp16, bf16, fp32, int8, int32, ...)")
     dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth", minimum=1.0)  # divides
     kernel_launch_s: float = spec_field(
-        0.0, help="launch cost: fixed time added to every op, one kernel each (launch, sync)")
+        0.0, help="launch cost: fixed time added to every op, one kernel each (the device's "
+                  "side of the launch; the host's call is in the host lane, with a host)")
+    host: str = spec_field(
+        "none", help="the host that issues the ops (hwsim.runtime): none (the default: the "
+                 "roofline is a bound of the device alone), or cuda, cann, cpu, for the "
+                 "workload's runtime to put its ops behind that host's lane as on the "
+                 "detailed targets", choices=("none", "cuda", "cann", "cpu"))
     dram_pj_per_byte: float = spec_field(0.0, help="DRAM access energy per byte")
     pj_per_flop: dict[str, float] = spec_field(
         {}, help="arithmetic energy per FLOP, per data type")
@@ -43,6 +49,13 @@ class RooflineTarget(Target):
     default_preset = "roofline-v100"
     presets_dir = Path(__file__).parent / "presets"
     memory_name = "DRAM"
+
+    def host_platform(self, spec: RooflineSpec) -> str:
+        """The spec's ``host``: none by default (a bound of the device alone, whatever the
+        workload's ``runtime``); a real machine's host when the spec names one. The
+        roofline's op stays one task, so behind a host each op still pays its whole
+        ``kernel_launch_s`` (no queued launch hides behind the op before it)."""
+        return "" if spec.host == "none" else spec.host
 
     def compute_dtype(self, op, graph) -> str:
         tid = op.inputs[0] if op.kind in ("matmul", "attention") and op.inputs else (

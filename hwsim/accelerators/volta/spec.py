@@ -76,7 +76,9 @@ class VoltaSpec:
         help="clocks between a thread block's last instruction and its successor's first on "
              "the freed slot (retire and launch)")
     kernel_launch_s: float = spec_field(
-        help="launch latency of every kernel: from its enqueue to its start on an idle GPU")
+        help="device side of a kernel launch: from its enqueue (the host's launch call, "
+             "in the host lane of hwsim.runtime, has returned) to its start on an idle GPU "
+             "(the front end fetches the launch, the work distributor hands out blocks)")
     kernel_gap_s: float = spec_field(
         0.0, help="gap between a kernel and the next one already queued behind it (the front "
                   "end has processed the queued launch while the first ran): the part of "
