@@ -141,7 +141,7 @@ def test_command_prints_per_parameter_table_and_mape(capsys):
     assert out.startswith("roofline / roofline-v100\n")
     assert "  dram_bw_bytes_per_s: MAPE 8.9 % over 6 checks" in out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("stream-triad"))
-    assert line.split()[-6:] == ["788", "GB/s", "899.6", "GB/s", "+14.2", "%"]
+    assert line.split()[-6:] == ["788", "GB/s", "899.7", "GB/s", "+14.2", "%"]
     assert "source: RRZE-HPC/gpu-benches@1038c5d:gpu-stream/v100.txt" in out
     assert "absent" not in out
 

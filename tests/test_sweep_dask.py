@@ -40,17 +40,21 @@ def scheduler(tmp_path):
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)]
     try:
+        # the scheduler writes its file in more than one step: wait until it parses
         deadline = time.monotonic() + 60
-        while not info.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert info.exists(), "the scheduler did not start"
+        address = None
+        while address is None and time.monotonic() < deadline:
+            try:
+                address = json.loads(info.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        assert address is not None, "the scheduler did not start"
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
              str(info), "--host", "127.0.0.1", "--nworkers", "2", "--nthreads", "1",
              "--no-dashboard", "--memory-limit", "2GiB"],
             env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True))
-        address = json.loads(info.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
         with distributed.Client(address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
