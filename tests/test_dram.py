@@ -9,8 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.dram import (DramGeometry, DramTiming, Gather, decode, gather_addresses,
-                        gather_cost, simulate_requests)
+from hwsim.dram import (
+    DramGeometry,
+    DramTiming,
+    Gather,
+    decode,
+    gather_addresses,
+    gather_cost,
+    simulate_requests,
+)
 
 NS = 1e-9
 # SpAtten's HBM2: 16 channels of 32 B per 1 GHz cycle, Ramulator 2's HBM2_8Gb organization
