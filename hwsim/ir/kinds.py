@@ -492,6 +492,9 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
                 errs.append(f"{key}={a[key]} exceeds kv_len={a['kv_len']}")
         if a.get("sparse_block") and not a.get("sparse_keys"):
             errs.append("sparse_block without sparse_keys")
+        if 0 < a.get("kv_stored", 0) < a["kv_len"]:
+            errs.append(f"kv_stored={a['kv_stored']} is below kv_len={a['kv_len']} (the "
+                        f"cached tokens the kept keys lie among hold them all)")
         if a.get("lsb_bits"):
             if len(ins) < 4:
                 errs.append("lsb_bits needs a fourth input, the keys' low-bit plane")

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from hwsim.dram import DramCost, Gather, gather_cost
 from hwsim.engine import Task
@@ -267,11 +266,26 @@ class Work:
         return _fix_bytes(tasks, self)
 
 
-@lru_cache(maxsize=4096)
+_COSTS: dict[int, tuple[SpattenSpec, dict[Gather, DramCost]]] = {}
+
+
 def dram_cost(spec: SpattenSpec, pattern: Gather) -> DramCost:
-    """:func:`hwsim.dram.gather_cost` on the spec's HBM (kept per spec and pattern:
-    a sweep's points repeat the same few patterns)."""
-    return gather_cost(spec.dram_geometry, spec.dram_timing, pattern)
+    """:func:`hwsim.dram.gather_cost` on the spec's HBM, kept per spec and pattern (a
+    model's ops repeat the same few patterns; the spec object is the key, as
+    :func:`hwsim.targets.resolve` gives one object per spec, and is held so that its
+    id is not reused)."""
+    entry = _COSTS.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        if len(_COSTS) >= 64:
+            _COSTS.clear()
+        entry = _COSTS[id(spec)] = (spec, {})
+    costs = entry[1]
+    cost = costs.get(pattern)
+    if cost is None:
+        if len(costs) >= 65536:
+            costs.clear()
+        cost = costs[pattern] = gather_cost(spec.dram_geometry, spec.dram_timing, pattern)
+    return cost
 
 
 def _bound(unit: str) -> str:
