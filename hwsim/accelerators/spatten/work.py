@@ -117,11 +117,6 @@ class Work:
         for k, v in (("dram_activations", cost.activations), ("dram_row_hits", cost.row_hits),
                      ("dram_transactions", cost.transactions)):
             self.stats[k] = self.stats.get(k, 0.0) + v
-        if cost.slowdown > 1.0:
-            self.stats["dram_extra_cycles"] = self.stats.get("dram_extra_cycles", 0.0) + (
-                (cost.slowdown - 1.0) * math.ceil(nbytes / self.spec.dram_transaction_bytes)
-                / self.spec.dram_channels
-                * self.spec.dram_transaction_bytes / self.spec.dram_channel_bytes_per_cycle)
 
     def keep(self, what: str, nbytes: float, where: str) -> None:
         """Note that tensor ``what`` (``nbytes``) is neither read from nor written to
