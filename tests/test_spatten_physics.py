@@ -181,23 +181,32 @@ def test_the_pass_refetch_reports_the_targets_own_decision():
 
 # ---------------------------------------------------------------- 3. what limits the 1/8
 @needs_trace
-def test_eighth_on_the_pruned_trace_is_qk_bound_with_a_busy_dram():
-    """The 1/8 keeps its HBM 82 % busy, but every op waits on the Q·K array (one 6-bit key
-    per cycle needs 48 of the 64 B/cycle): more bandwidth buys nothing, more multipliers
-    do. The bound column, memory_bound_share and the limiting units agree."""
+def test_eighth_on_the_pruned_trace_is_bound_by_qk_and_by_scattered_rows():
+    """The 1/8 keeps its HBM over 75 % busy. The Q·K array (one 6-bit key per cycle needs
+    48 of the 64 B/cycle) limits most ops; the rest wait on the HBM, where the kept keys
+    lie scattered among the sentence and their bursts open rows (hwsim.dram: tFAW rations
+    activations) over only 2 channels. So doubling either the channels or the multipliers
+    alone buys little (the other takes over), and both together nearly 2x. The bound
+    column, memory_bound_share and the limiting units agree."""
     wl = WORKLOADS / "spatten-gpt2-small-trace-pruned.yaml"
     r = hwsim.simulate(wl, "spatten-eighth", fidelity="analytical")
     m = TARGET.metrics(r)
-    assert m["dram_utilization"] > 0.8
-    assert m["memory_bound_share"] == 0.0
-    assert m["limiting_unit"] == "qk" and m["limiting_unit_share"] > 0.95
+    assert m["dram_utilization"] > 0.75
+    assert m["limiting_unit"] == "qk" and 0.5 < m["limiting_unit_share"] < 0.75
+    assert m["limiting_units"]["hbm"] > 0.25
+    assert m["memory_bound_share"] == pytest.approx(m["limiting_units"]["hbm"], rel=1e-6)
     t = r.totals["latency_s"]
-    wider = hwsim.simulate(wl, "spatten-eighth", fidelity="analytical",
-                           sets=["target.dram_channels=4"]).totals["latency_s"]
-    faster = hwsim.simulate(wl, "spatten-eighth", fidelity="analytical",
-                            sets=["target.qk_multipliers=128", "target.softmax_units=2"])
-    assert wider == pytest.approx(t, rel=0.01)
-    assert t / faster.totals["latency_s"] > 1.15
+    qk = ["target.qk_multipliers=128", "target.softmax_units=2"]
+
+    def run(sets):
+        rr = hwsim.simulate(wl, "spatten-eighth", fidelity="analytical", sets=sets)
+        return t / rr.totals["latency_s"], TARGET.metrics(rr)["limiting_unit"]
+
+    wider, faster, both = run(["target.dram_channels=4"]), run(qk), run(
+        ["target.dram_channels=4", *qk])
+    assert 1.02 < wider[0] < 1.15 and wider[1] == "qk"
+    assert 1.05 < faster[0] < 1.2 and faster[1] == "hbm"
+    assert both[0] > 1.6
 
 
 @pytest.mark.parametrize("wl,target", [("spatten-gpt2-small-pruned.yaml", "spatten"),

@@ -49,7 +49,10 @@ attention: HiP, top-k attention), for scores and values alike. FLOPs count
 ``keys = sparse_keys or kv_len`` and ``values = min(v_len, keys)``. With
 ``lsb_bits`` (SpAtten's progressive quantization) a fourth operand holds the
 keys' low bits; which rows re-fetch them depends on the probabilities, so it is
-no compulsory traffic, and the recomputed scores are the target's to count. The softmax
+no compulsory traffic, and the recomputed scores are the target's to count.
+``kv_stored`` says where the ``kv_len`` keys come from: the survivors of token
+pruning among that many cached tokens, so a target with a row-buffer model
+fetches them scattered (SpAtten's traces); it changes no count. The softmax
 and scaling inside it are vector work a target costs from the score elements.
 A causal attention still counts the full matrix (the convention of FLOP
 counters and of the FastV/DivPrune papers); a target that skips masked blocks
@@ -210,7 +213,7 @@ KINDS: dict[str, KindSpec] = {
         KindSpec("attention",
                  ("batch", "heads", "kv_heads", "head_dim", "q_len", "kv_len", "causal"),
                  ("v_head_dim", "scale", "masked", "v_len", "window", "sparse_keys",
-                  "sparse_block", "lsb_bits"),
+                  "sparse_block", "lsb_bits", "kv_stored"),
                  _attention_flops,
                  "softmax(Q Kᵀ · scale + mask) V, fused"),
         KindSpec("softmax", ("rows", "cols"), (),
@@ -489,6 +492,9 @@ def _check_sizes(op: "Op", g: "Graph") -> list[str]:
                 errs.append(f"{key}={a[key]} exceeds kv_len={a['kv_len']}")
         if a.get("sparse_block") and not a.get("sparse_keys"):
             errs.append("sparse_block without sparse_keys")
+        if 0 < a.get("kv_stored", 0) < a["kv_len"]:
+            errs.append(f"kv_stored={a['kv_stored']} is below kv_len={a['kv_len']} (the "
+                        f"cached tokens the kept keys lie among hold them all)")
         if a.get("lsb_bits"):
             if len(ins) < 4:
                 errs.append("lsb_bits needs a fourth input, the keys' low-bit plane")

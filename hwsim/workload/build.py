@@ -223,7 +223,7 @@ def _add_kernel_op(g: Graph, kind: str, p: dict, dtype: str, name: str, index: i
         outs = [t([b, h, p["q_len"], d], "activation")]
         attrs = dict(batch=b, heads=h, kv_heads=hk, head_dim=d, q_len=p["q_len"],
                      kv_len=p["kv_len"], causal=p["causal"])
-        for key in ("window", "v_len", "sparse_keys", "sparse_block", "lsb_bits"):
+        for key in ("window", "v_len", "sparse_keys", "sparse_block", "lsb_bits", "kv_stored"):
             if p[key]:
                 attrs[key] = p[key]
         if p["lsb_bits"]:

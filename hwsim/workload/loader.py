@@ -325,7 +325,8 @@ def _image_field(values: dict[str, Any], raw: Mapping[str, Any],
 
 
 # op parameters for which 0 means "not used"
-OPTIONAL_ZERO = ("cache_elements", "window", "v_len", "sparse_keys", "sparse_block", "lsb_bits")
+OPTIONAL_ZERO = ("cache_elements", "window", "v_len", "sparse_keys", "sparse_block", "lsb_bits",
+                 "kv_stored")
 
 
 # How many times one op of an ops: list may run: hwsim.ir.graph.MAX_REPEAT (a repeated

@@ -168,7 +168,9 @@ OP_PARAMS: dict[str, dict[str, tuple[Any, str]]] = {
                   "sparse_block": (0, "queries sharing one key selection (with sparse_keys; "
                                       "0: 1)"),
                   "lsb_bits": (0, "progressive quantization: low bits of the keys re-fetched "
-                                  "for rows the target finds flat (0: none)")},
+                                  "for rows the target finds flat (0: none)"),
+                  "kv_stored": (0, "cached tokens the kv_len keys are the kept survivors "
+                                   "of, lying scattered among them (0: contiguous)")},
     "softmax": {"rows": (..., "rows"), "cols": (..., "row length")},
     "layernorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},
     "rmsnorm": {"rows": (..., "rows"), "cols": (..., "normalized dim")},

@@ -19,7 +19,9 @@ file is an error that says so (:func:`where_to_get`).
 Each data row becomes one ``attention`` op (batch 1, one head of
 ``embedding_length_D``, one query, ``key_fetch_num`` keys, and
 ``value_fetch_num`` value rows as ``v_len`` when local value pruning fetched
-fewer), in layer ``layer_id``, module ``h.<layer>.attn.head<head>``. Widths
+fewer, and ``sentence_length_L`` as ``kv_stored`` when cascade pruning kept
+fewer keys than the sentence holds: the kept rows lie scattered among the
+cached ones), in layer ``layer_id``, module ``h.<layer>.attn.head<head>``. Widths
 ride on the tensors, so bytes follow from the IR: the query is a graph input of
 ``quant_query_bit`` bits (``fix16``), keys and values are KV-cache tensors of
 ``quant_key_bit`` / ``quant_value_bit`` bits (``fix6``); a width of -1 is an
@@ -219,6 +221,8 @@ def read(path: str, dtype: str = "fp32", name: str = "") -> Graph:
                  "kv_len": kv, "causal": False}
         if nv != kv:
             attrs["v_len"] = nv
+        if sent > kv:  # the kept keys lie among the sentence's cached tokens
+            attrs["kv_stored"] = sent
         ops = [g.add_op("attention", [q, k, v], [o], attrs, layer=layer, module=module,
                         name="attention")]
         dense_ops += 4 * sent * d

@@ -31,6 +31,14 @@ a block-sparse selection fetches its own selected rows, where they lie). So
 keys and values are re-fetched once per block; generation (one query)
 never re-fetches.
 
+**How the fetched rows lie in HBM** (:mod:`hwsim.dram`): a key or value row is
+one record at ``base + token x row bytes``, as SpAtten's fetchers address
+them. The keys are one run unless the op's ``kv_stored`` says they are the
+survivors of cascade pruning among that many cached tokens (the released
+traces: ``key_fetch_num`` of ``sentence_length_L``), and the values a top-k
+keeps are a scattered subset of the keys' span; LSB planes follow their keys.
+Each fetch's time and row activations come from that pattern.
+
 **Progressive quantization inside the attention** (an ``lsb_bits``
 attribute, should the IR carry it): rows whose largest probability is below
 ``requant_threshold`` (:mod:`.requant`: decided on real scores in seeded mode,
@@ -46,6 +54,7 @@ import math
 
 import numpy as np
 
+from hwsim.dram import Gather
 from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import dtype_bits
 
@@ -143,8 +152,11 @@ def plan(op, ctx: Context) -> Work:
     kbits, vbits, qbits = dtype_bits(sh.k_dtype), dtype_bits(sh.v_dtype), dtype_bits(sh.dtype)
     k_row_bytes = sh.k_bytes / max(1, b * hk * n)
     v_row_bytes = sh.v_bytes / max(1, b * hk * n)
+    spread = stored_spread(op)
+    k_among = b * hk * k_rows * spread  # the stored rows the fetched keys lie among
     _operand(w, ctx, op.inputs[0], "fetch_q", "query", sh.q_bytes, "act", "Q")
-    _operand(w, ctx, op.inputs[1], "fetch_k", "key", b * hk * k_rows * k_row_bytes, "kv", "K")
+    _operand(w, ctx, op.inputs[1], "fetch_k", "key", b * hk * k_rows * k_row_bytes, "kv", "K",
+             pattern=Gather(k_among, b * hk * k_rows, k_row_bytes))
     w.compute("qk", "qk", qk, depth=s.qk_latency_cycles,
               after=("fetch_q",) if w.has("fetch_q") else (),
               streams_from=("fetch_k",) if w.has("fetch_k") else (),
@@ -172,7 +184,8 @@ def plan(op, ctx: Context) -> Work:
     if sh.lsb_bits:
         _lsb_in_attention(w, ctx, op, lens, sh.lsb_bits, d)
     _operand(w, ctx, op.inputs[2], "fetch_v", "value", b * hk * v_rows * v_row_bytes, "kv",
-             "V", after=value_after if selecting.any() else ())
+             "V", after=value_after if selecting.any() else (),
+             pattern=Gather(max(k_among, b * hk * v_rows), b * hk * v_rows, v_row_bytes))
     w.compute("pv", "pv", pv, depth=s.pv_latency_cycles, after=value_after,
               streams_from=("fetch_v",) if w.has("fetch_v") else (),
               actions={"mac": heads_rows * int(vlens.sum()) * dv,
@@ -203,11 +216,23 @@ def plan(op, ctx: Context) -> Work:
     return w
 
 
+def stored_spread(op) -> float:
+    """Stored rows per fetched key row: an attention whose ``kv_stored`` attribute
+    says its ``kv_len`` keys are the survivors of cascade token pruning among
+    ``kv_stored`` cached tokens (SpAtten's traces) fetches them scattered; without
+    it the keys lie contiguously (a pruned layer computes and stores only its kept
+    tokens' keys)."""
+    stored = op.attrs.get("kv_stored") or 0
+    kv = op.attrs["kv_len"]
+    return max(1.0, stored / kv) if kv else 1.0
+
+
 def _operand(w: Work, ctx: Context, tid: int, name: str, cls: str, nbytes: float, sram: str,
-             label: str, after: tuple[str, ...] = ()) -> None:
-    """Fetch an attention operand from HBM, or note that it is resident."""
+             label: str, after: tuple[str, ...] = (), pattern: Gather | None = None) -> None:
+    """Fetch an attention operand from HBM (its rows laid out as ``pattern``: which
+    rows of how many, see :mod:`hwsim.dram`), or note that it is resident."""
     if ctx.dram(tid):
-        w.read(name, cls, math.ceil(nbytes), sram=sram, after=after)
+        w.read(name, cls, math.ceil(nbytes), sram=sram, after=after, pattern=pattern)
     else:
         w.keep(label, nbytes, ctx.on_chip(tid))
 
@@ -225,7 +250,8 @@ def _lsb_in_attention(w: Work, ctx: Context, op, lens: np.ndarray, bits: int, d:
     elt = s.buffer_bits / 8
     if key_rows > 0:
         w.read("fetch_lsb", "lsb", math.ceil(key_rows * d * bits / 8), sram="kv",
-               after=("softmax",))
+               after=("softmax",),
+               pattern=Gather(key_rows * stored_spread(op), key_rows, d * bits / 8))
         qk = p * heads_rows * lane_cycles(lens, d, s.dot_width, s.qk_lanes)
         w.compute("qk_recompute", "qk", qk, depth=s.qk_latency_cycles,
                   streams_from=("fetch_lsb",),
@@ -259,7 +285,9 @@ def lsb_refetch(op, ctx: Context) -> Work:
         d, q, group = s.dot_width, 1, 1
     rows = math.ceil(op.attrs["elements"] / d)
     w = Work(s, op.name or "lsb_refetch")
-    w.read("fetch_lsb", "lsb", out.bytes, sram="kv")
+    spread = stored_spread(att) if att is not None and att.kind == "attention" else 1.0
+    w.read("fetch_lsb", "lsb", out.bytes, sram="kv",
+           pattern=Gather(rows * spread, rows, out.bytes / max(1, rows)))
     for tid in op.inputs[1:]:
         if ctx.dram(tid):
             w.read(f"fetch_idx{tid}", "act", g_.tensors[tid].bytes, sram="act")

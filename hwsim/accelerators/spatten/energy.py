@@ -20,7 +20,15 @@ HBM2 per bit: O'Connor et al., "Fine-Grained DRAM", MICRO 2017, S):
   20 pJ at 32 KB, 100 pJ at 1 MB (Horowitz), interpolated log-log (below 8 KB,
   the 8-32 KB slope continues).
 - ``xbar_byte``: a byte through a fetcher and the crossbar (preset, M).
-- ``hbm_byte``: ``dram_pj_per_byte`` (3.9 pJ/bit x 8 for HBM2).
+- ``hbm_byte``: ``dram_pj_per_byte``, a byte's on-die data movement and I/O in
+  the HBM2 stack (O'Connor et al. break HBM2's 3.97 pJ/bit into 2.24 pJ/bit of
+  on-die movement, 0.3 pJ/bit of I/O and, at their applications' average
+  locality, 1.21 pJ/bit of activation; the preset takes the first two, 2.54
+  pJ/bit x 8).
+- ``dram_act``: one row activation and its precharge, ``dram_act_pj`` (909 pJ
+  for a 1 KB HBM2 row, O'Connor et al., S), counted by :mod:`hwsim.dram` from
+  how the fetched bytes lie in the rows, so a scattered fetch pays for the rows
+  it opens and a stream one activation per row.
 
 Logic scales from 45 to 40 nm with C·V² (``logic_scale``; capacitance with the
 feature size, 40/45 = 0.89, at the same supply); SRAM and wires scale worse
@@ -80,12 +88,14 @@ def prices_pj(spec: SpattenSpec) -> dict[str, float]:
         "sram_fifo_byte": sram_pj_per_64bit(spec.fifo_bank_bytes) / 8 * sram,
         "xbar_byte": spec.crossbar_pj_per_byte,
         "hbm_byte": spec.dram_pj_per_byte,
+        "dram_act": spec.dram_act_pj,
     }
 
 
 COMPONENT = {"mac": "compute", "softmax_elem": "compute", "vector_op": "compute",
              "topk_compare": "compute", "sram_kv_byte": "onchip", "sram_act_byte": "onchip",
-             "sram_fifo_byte": "onchip", "xbar_byte": "interconnect", "hbm_byte": "dram"}
+             "sram_fifo_byte": "onchip", "xbar_byte": "interconnect", "hbm_byte": "dram",
+             "dram_act": "dram"}
 SOURCE = {
     "mac": "12-bit multiply (square law through Horowitz int8/int32) + 24-bit add, x logic_scale",
     "softmax_elem": "4 fp32 mul + 2 fp32 add (Horowitz), x logic_scale",
@@ -95,7 +105,8 @@ SOURCE = {
     "sram_act_byte": "Horowitz SRAM by macro size (act_buffer_bank_bytes), x sram_scale",
     "sram_fifo_byte": "Horowitz SRAM by macro size (fifo_bank_bytes), x sram_scale",
     "xbar_byte": "preset crossbar_pj_per_byte",
-    "hbm_byte": "preset dram_pj_per_byte (HBM2 3.9 pJ/bit x 8, O'Connor et al.)",
+    "hbm_byte": "preset dram_pj_per_byte (HBM2 on-die movement + I/O, O'Connor et al.)",
+    "dram_act": "preset dram_act_pj per row activation (HBM2 1 KB row, O'Connor et al.)",
 }
 
 

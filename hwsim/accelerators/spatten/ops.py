@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 
+from hwsim.dram import Gather
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.ir.dtypes import nbytes
 from hwsim.ir.kinds import FN_FLOPS
@@ -321,7 +322,8 @@ def copy(op, ctx: Context, fetch_class: str = "") -> Work:
                 w.keep("repeated rows", out.bytes - table, "re-read from the table held in "
                        "the activation buffer")
             else:
-                w.read("fetch_rows", cls, out.bytes, sram="kv" if cls == "value" else "act")
+                w.read("fetch_rows", cls, out.bytes, sram="kv" if cls == "value" else "act",
+                       pattern=_rows_of(g, src, out))
             streams = ("fetch_rows",)
         else:
             w.keep("rows", out.bytes, ctx.on_chip(src))
@@ -337,6 +339,16 @@ def copy(op, ctx: Context, fetch_class: str = "") -> Work:
     _write_outputs(w, op, ctx, ("move",))
     w.notes.append(f"{out.numel} elements {how}")
     return w
+
+
+def _rows_of(g, src: int, out) -> Gather:
+    """The rows a gather or embedding reads: rows of the output's last dimension
+    (one token's vector), chosen among the rows of the table they come from."""
+    width = out.shape[-1] if out.shape else 1
+    rows = max(1, out.numel // max(1, width))
+    row_bytes = out.bytes / rows
+    table_rows = g.stored_bytes(src) / row_bytes if row_bytes else rows
+    return Gather(max(rows, table_rows), rows, row_bytes)
 
 
 def kv_write(op, ctx: Context) -> Work:

@@ -6,7 +6,9 @@ dot_width`` dot products of ``dot_width`` (64) lanes, so it scores 8 keys per
 cycle at head dim 64 with 512 multipliers; the prob·V array likewise weights 8
 value rows per cycle. DRAM is ``dram_channels`` HBM2 channels of
 ``dram_channel_bytes_per_cycle`` each, reached by ``fetch_channels`` fetchers
-through a crossbar that interleaves addresses every ``dram_transaction_bytes``.
+through a crossbar that interleaves addresses every ``dram_transaction_bytes``;
+each channel's pseudo-channels, banks, rows and JEDEC timings (``dram_t*_s``)
+make a scattered fetch slower per byte than a stream (:mod:`hwsim.dram`).
 Energy prices are derived in :mod:`.energy` from the sizes and scaling rules
 here. The presets say where each number comes from.
 """
@@ -62,6 +64,27 @@ class SpattenSpec:
     dram_bytes: float = spec_field(0.0, help="HBM capacity (0: not checked)")
     fetch_channels: int = spec_field(help="fetchers (crossbar masters) issuing DRAM reads",
                                      minimum=1)
+    # banks and rows (hwsim.dram; defaults: Ramulator 2's HBM2_8Gb organization and
+    # HBM2_2Gbps timing at tCK = 1 ns, the configuration of SpAtten's RTL simulation)
+    dram_pseudo_channels: int = spec_field(
+        2, help="pseudo-channels per channel, each with half the channel's data bus",
+        minimum=1)
+    dram_bank_groups: int = spec_field(4, help="bank groups per pseudo-channel", minimum=1)
+    dram_banks_per_group: int = spec_field(4, help="banks per bank group", minimum=1)
+    dram_row_bytes: int = spec_field(1024, help="row (page) of one pseudo-channel", minimum=1)
+    dram_trcd_s: float = spec_field(7e-9, help="ACT to column read (tRCD)", minimum=0.0)
+    dram_trp_s: float = spec_field(7e-9, help="precharge to ACT (tRP)", minimum=0.0)
+    dram_tras_s: float = spec_field(17e-9, help="ACT to precharge (tRAS)", minimum=0.0)
+    dram_trc_s: float = spec_field(19e-9, help="ACT to ACT in one bank (tRC)", minimum=0.0)
+    dram_trrds_s: float = spec_field(2e-9, help="ACT to ACT, other bank group (tRRD_S)",
+                                     minimum=0.0)
+    dram_trrdl_s: float = spec_field(3e-9, help="ACT to ACT, same bank group (tRRD_L)",
+                                     minimum=0.0)
+    dram_tfaw_s: float = spec_field(15e-9, help="window of four ACTs (tFAW)", minimum=0.0)
+    dram_tcl_s: float = spec_field(7e-9, help="column read to data (tCL)", minimum=0.0)
+    dram_tccdl_s: float = spec_field(2e-9, help="column to column, same bank group (tCCD_L)",
+                                     minimum=0.0)
+    dram_trtp_s: float = spec_field(3e-9, help="read to precharge (tRTP)", minimum=0.0)
     # ------------------------------------------------------------ top-k engine
     topk_parallelism: int = spec_field(help="comparators of the top-k engine (P)", minimum=1)
     topk_pass_overhead_cycles: int = spec_field(
@@ -98,7 +121,10 @@ class SpattenSpec:
         help="size of one SRAM macro of the activation and query buffers")
     fifo_bank_bytes: float = spec_field(help="size of the top-k and fetcher FIFO macros")
     crossbar_pj_per_byte: float = spec_field(help="crossbar and fetcher energy per byte")
-    dram_pj_per_byte: float = spec_field(help="HBM2 interface energy per byte")
+    dram_pj_per_byte: float = spec_field(
+        help="HBM2 energy per byte moved: on-die data movement and I/O, activations apart")
+    dram_act_pj: float = spec_field(909.0, help="HBM2 energy of one row activation and its "
+                                                "precharge", minimum=0.0)
     static_power_w: float = spec_field(help="leakage and clock power whenever it runs")
     published_power_w: float = spec_field(0.0, help="published total power (reports only)")
 
@@ -124,6 +150,29 @@ class SpattenSpec:
     @property
     def dram_bw_bytes_per_s(self) -> float:
         return self.dram_channels * self.dram_channel_bytes_per_cycle * self.clock_hz
+
+    @property
+    def dram_geometry(self):
+        """Channels, pseudo-channels, banks and rows for :mod:`hwsim.dram`."""
+        from hwsim.dram import DramGeometry  # noqa: PLC0415
+
+        return DramGeometry(self.dram_channels, self.dram_pseudo_channels,
+                            self.dram_bank_groups, self.dram_banks_per_group,
+                            self.dram_row_bytes, self.dram_transaction_bytes,
+                            self.dram_channel_bytes_per_cycle * self.clock_hz)
+
+    @property
+    def dram_timing(self):
+        """Bank and activation timings for :mod:`hwsim.dram`; a burst is one
+        transaction on a pseudo-channel's share of the channel's bytes per cycle."""
+        from hwsim.dram import DramTiming  # noqa: PLC0415
+
+        burst_s = (self.dram_transaction_bytes * self.dram_pseudo_channels
+                   / (self.dram_channel_bytes_per_cycle * self.clock_hz))
+        return DramTiming(burst_s, self.dram_trcd_s, self.dram_trp_s, self.dram_tras_s,
+                          self.dram_trc_s, self.dram_trrds_s, self.dram_trrdl_s,
+                          self.dram_tfaw_s, self.dram_tcl_s, self.dram_tccdl_s,
+                          self.dram_trtp_s)
 
     @property
     def key_buffer_bytes(self) -> int:

@@ -103,6 +103,12 @@ class SpattenTarget(Target):
             if split:
                 parts.append(f"DRAM {way} " + ", ".join(f"{c} {_si(v)}B"
                                                        for c, v in split.items()))
+        if w.stats.get("dram_transactions"):
+            acts = w.stats["dram_activations"]
+            slow = [f"{st.cls} x{st.slowdown:.2f}" for st in w.stages
+                    if not st.unit and st.slowdown > 1.0005]
+            parts.append(f"HBM rows: {acts:,.1f} ACT, {w.stats['dram_row_hits']:,.0f} hits"
+                         + (f" (time over peak: {', '.join(slow)})" if slow else ""))
         return "; ".join(parts)
 
     def summary_lines(self, report) -> list[str]:
@@ -134,7 +140,9 @@ class SpattenTarget(Target):
 
         DRAM bytes by tensor class (``dram_read_<class>_bytes`` and
         ``dram_write_<class>_bytes`` for key, value, query, lsb, weight, act),
-        ``kv_bits`` (key, value and key-LSB bits fetched), the top-k engine's
+        ``kv_bits`` (key, value and key-LSB bits fetched), HBM row activations
+        and row hits (``dram_activations``, ``dram_row_hits``,
+        ``dram_row_hit_rate`` of the 32-byte bursts), the top-k engine's
         cycles (``topk_cycles``; ``topk_select_cycles`` for its quick-select
         passes alone), the LSB re-fetches (``refetch_ops``, ``refetch_rows``),
         attention-only latency, energy and DRAM bytes (the attention ops, the
@@ -189,6 +197,10 @@ class SpattenTarget(Target):
         out["topk_select_cycles"] = stats.get("topk_select_cycles", 0.0)
         out["refetch_ops"] = int(stats.get("refetch_ops", 0))
         out["refetch_rows"] = int(stats.get("refetch_rows", 0))
+        out["dram_activations"] = stats.get("dram_activations", 0.0)
+        out["dram_row_hits"] = stats.get("dram_row_hits", 0.0)
+        bursts = stats.get("dram_transactions", 0.0)
+        out["dram_row_hit_rate"] = out["dram_row_hits"] / bursts if bursts else 0.0
         out["attention_latency_s"] = att_lat
         out["attention_energy_j"] = att_energy
         out["attention_dram_bytes"] = att_dram
@@ -222,6 +234,9 @@ def summary(m: dict[str, Any], si) -> list[str]:
     if m["topk_cycles"]:
         lines.append(f"  top-k engine    {m['topk_cycles']:,.0f} cycles "
                      f"(quick-select {m['topk_select_cycles']:,.0f})")
+    if m["dram_activations"]:
+        lines.append(f"  HBM rows        {m['dram_activations']:,.0f} activations, "
+                     f"{100 * m['dram_row_hit_rate']:.1f}% of bursts row hits")
     if m["refetch_ops"]:
         lines.append(f"  LSB re-fetch    {m['refetch_ops']} heads, {m['refetch_rows']:,} keys")
     lines.append(f"  attention       {si(m['attention_latency_s'], 's')} "
@@ -252,12 +267,13 @@ def limiting_unit(w: Work, spec: SpattenSpec) -> str:
     report's ``bound`` column judges it."""
     busy = dict(w.unit_cycles())
     tx_cycles = spec.dram_transaction_bytes / spec.dram_channel_bytes_per_cycle
+    streams = [st for st in w.stages if not st.unit]
     tx = [math.ceil((st.read_bytes or st.write_bytes) / spec.dram_transaction_bytes)
-          for st in w.stages if not st.unit]
+          for st in streams]
     if tx:
-        busy["hbm"] = math.ceil(sum(tx) / spec.dram_channels) * tx_cycles
-        reads = sum(t for t, st in zip(tx, [st for st in w.stages if not st.unit])
-                    if st.read_bytes)
+        busy["hbm"] = sum(t * st.slowdown for t, st in zip(tx, streams)) \
+            / spec.dram_channels * tx_cycles
+        reads = sum(t for t, st in zip(tx, streams) if st.read_bytes)
         busy["fetch"] = reads * tx_cycles / spec.fetch_channels
     return max(busy, key=busy.get) if busy else ""
 

@@ -8,10 +8,16 @@ A stage is either compute on one unit (``qk``, ``softmax``, ``topk``, ``pv``,
 way the crossbar maps addresses (every 32 B to the next channel), so each
 channel gets its share as a task on its own queue (``hbm3``: one unit per
 channel); reads also hold one of the ``fetch_channels`` fetchers (pool
-``fetch``). A tensor the op neither reads nor writes because it stays on chip
-is noted with :meth:`Work.keep` (which buffer, and why). The stage list and
-those notes are what ``describe`` and the target's metrics read, so the
-per-op report and the simulated bytes come from one place.
+``fetch``). A stream says how its bytes lie (a :class:`hwsim.dram.Gather`:
+the kept tokens' rows among the stored ones, or one sequential run), and
+:func:`hwsim.dram.gather_cost` turns that into the channels' time beyond the
+bytes at peak (row activations rationed by ``tRRD``/``tFAW``, banks by
+``tRC``) and the activations and row hits, which the stage carries as the
+``dram_act`` action (priced per activation) and as statistics. A tensor the
+op neither reads nor writes because it stays on chip is noted with
+:meth:`Work.keep` (which buffer, and why). The stage list and those notes are
+what ``describe`` and the target's metrics read, so the per-op report and the
+simulated bytes come from one place.
 
 :meth:`Work.tasks` schedules the stages two ways (spec ``request_overlap``):
 
@@ -33,6 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from hwsim.dram import DramCost, Gather, gather_cost
 from hwsim.engine import Task
 
 from .spec import SpattenSpec
@@ -53,6 +60,7 @@ class Stage:
     cls: str = ""  # tensor class: key, value, query, lsb, weight, act
     read_bytes: int = 0
     write_bytes: int = 0
+    slowdown: float = 1.0  # the stream's DRAM time over its bytes at peak (hwsim.dram)
 
 
 class Work:
@@ -76,8 +84,9 @@ class Work:
         return st
 
     def read(self, name: str, cls: str, nbytes: int, *, after: tuple[str, ...] = (),
-             sram: str = "") -> Stage | None:
-        """Read ``nbytes`` of tensor class ``cls`` from DRAM (into buffer ``sram``)."""
+             sram: str = "", pattern: Gather | None = None) -> Stage | None:
+        """Read ``nbytes`` of tensor class ``cls`` from DRAM (into buffer ``sram``),
+        laid out as ``pattern`` (default: one sequential run)."""
         nbytes = self.round(nbytes)
         if nbytes <= 0:
             return None
@@ -85,15 +94,29 @@ class Work:
         if sram:
             actions[f"sram_{sram}_byte"] = nbytes
         st = Stage(name, "", 0.0, 0, tuple(after), (), actions, cls, read_bytes=nbytes)
+        self._price_rows(st, nbytes, pattern)
         self.stages.append(st)
         return st
 
     def write(self, name: str, cls: str, nbytes: int, *, after: tuple[str, ...] = ()) -> None:
+        """Write ``nbytes`` of class ``cls`` to DRAM, one sequential run."""
         nbytes = self.round(nbytes)
         if nbytes > 0:
-            self.stages.append(Stage(name, "", 0.0, 0, tuple(after), (),
-                                     {"hbm_byte": nbytes, "xbar_byte": nbytes}, cls,
-                                     write_bytes=nbytes))
+            st = Stage(name, "", 0.0, 0, tuple(after), (),
+                       {"hbm_byte": nbytes, "xbar_byte": nbytes}, cls, write_bytes=nbytes)
+            self._price_rows(st, nbytes, None)
+            self.stages.append(st)
+
+    def _price_rows(self, st: Stage, nbytes: int, pattern: Gather | None) -> None:
+        """The stream's DRAM cost beyond its bytes: its slowdown over peak bandwidth,
+        its activations (action ``dram_act``) and the row statistics."""
+        cost = dram_cost(self.spec, pattern or Gather.stream(
+            nbytes, self.spec.dram_transaction_bytes))
+        st.slowdown = cost.slowdown
+        st.actions["dram_act"] = cost.activations
+        for k, v in (("dram_activations", cost.activations), ("dram_row_hits", cost.row_hits),
+                     ("dram_transactions", cost.transactions)):
+            self.stats[k] = self.stats.get(k, 0.0) + v
 
     def keep(self, what: str, nbytes: float, where: str) -> None:
         """Note that tensor ``what`` (``nbytes``) is neither read from nor written to
@@ -170,7 +193,8 @@ class Work:
             else:
                 nb = {"dram_write": b, f"dram_write_{st.cls}": b}
             acts = {a: v * share for a, v in st.actions.items()}
-            out.append(Task(f"hbm{ch}", n * per_tx_cycles * s.cycle_s, nb, acts, deps,
+            out.append(Task(f"hbm{ch}", n * per_tx_cycles * s.cycle_s * st.slowdown, nb, acts,
+                            deps,
                             "memory", "fetch" if st.read_bytes else "",
                             f"{self.label}:{st.name} {st.cls} {b} B"))
         tasks.extend(out)
@@ -217,7 +241,8 @@ class Work:
                     start = len(tasks)
                     part = Stage(st.name, "", 0.0, 0, st.after, st.streams_from,
                                  {a: v * b / nbytes for a, v in st.actions.items()}, st.cls,
-                                 b if st.read_bytes else 0, b if st.write_bytes else 0)
+                                 b if st.read_bytes else 0, b if st.write_bytes else 0,
+                                 st.slowdown)
                     self._stream_tasks(part, b, offset, deps, tasks)
                     offset += math.ceil(b / s.dram_transaction_bytes)
                     per_tile.append(list(range(start, len(tasks))))
@@ -234,6 +259,28 @@ class Work:
                     per_tile.append([len(tasks) - 1])
             tiles[st.name] = per_tile
         return _fix_bytes(tasks, self)
+
+
+_COSTS: dict[int, tuple[SpattenSpec, dict[Gather, DramCost]]] = {}
+
+
+def dram_cost(spec: SpattenSpec, pattern: Gather) -> DramCost:
+    """:func:`hwsim.dram.gather_cost` on the spec's HBM, kept per spec and pattern (a
+    model's ops repeat the same few patterns; the spec object is the key, as
+    :func:`hwsim.targets.resolve` gives one object per spec, and is held so that its
+    id is not reused)."""
+    entry = _COSTS.get(id(spec))
+    if entry is None or entry[0] is not spec:
+        if len(_COSTS) >= 64:
+            _COSTS.clear()
+        entry = _COSTS[id(spec)] = (spec, {})
+    costs = entry[1]
+    cost = costs.get(pattern)
+    if cost is None:
+        if len(costs) >= 65536:
+            costs.clear()
+        cost = costs[pattern] = gather_cost(spec.dram_geometry, spec.dram_timing, pattern)
+    return cost
 
 
 def _bound(unit: str) -> str:

@@ -1,0 +1,145 @@
+"""SpAtten's HBM2 rows and banks (hwsim.dram) in its fetches: kept tokens' scattered rows
+cost activations in time and energy, a dense stream runs at peak, the released traces'
+pruned rows hit their rows less often than the dense ones."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from conftest import ROOT
+
+import hwsim
+from hwsim.accelerators.spatten import TARGET
+from hwsim.accelerators.spatten.energy import prices_pj
+from hwsim.errors import InputError
+from hwsim.targets import resolve
+from hwsim.workload import workload_from_dict
+from hwsim.workload.spatten_csv import read as read_csv
+
+DATA = ROOT.parent / "shared" / "data" / "spatten"
+WORKLOADS = ROOT / "workloads"
+HEADER = ("iteration_id,layer_id,head_id,embedding_length_D,sentence_length_L,key_fetch_num,"
+          "quant_key_bit,quant_query_bit,auto_requant_thres,if_requant,auto_requant_incre,"
+          "value_fetch_num,quant_value_bit,if_accumulate_importance,"
+          "if_rescale_previous_importance,if_topk,topk")
+
+
+def spec(name="spatten"):
+    return resolve(name, {}).spec
+
+
+def trace(tmp_path, rows):
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
+    return read_csv(str(path), "fp32")
+
+
+def hbm_s(tasks):
+    return sum(t.duration_s for t in tasks if t.unit.startswith("hbm"))
+
+
+def stage(w, name):
+    return next(st for st in w.stages if st.name == name)
+
+
+def test_trace_rows_keep_their_sentence_as_the_stored_tokens(tmp_path):
+    g = trace(tmp_path, ["0,0,0,64.0,100,100,6,16,0.05,False,4,100,6,False,False,False,-1",
+                         "0,1,0,64.0,100,50,6,16,0.05,False,4,10,6,False,False,False,-1"])
+    att = [op for op in g.ops if op.kind == "attention"]
+    assert "kv_stored" not in att[0].attrs  # every token kept: one contiguous run
+    assert att[1].attrs["kv_stored"] == 100 and att[1].attrs["kv_len"] == 50
+
+
+def test_pruned_keys_scattered_among_stored_cost_row_activations(tmp_path):
+    """200 kept keys of 4,000 cached (5 %), 6-bit: the same bytes as 200 contiguous keys,
+    but most 32-byte bursts open a row, so the channels take longer and every activation
+    is priced."""
+    s = spec()
+    g = trace(tmp_path, ["0,0,0,64.0,4000,200,6,16,0.05,True,4,200,6,False,False,False,-1"])
+    att = next(op for op in g.ops if op.kind == "attention")
+    lsb = next(op for op in g.ops if op.kind == "gather")
+    dense_g = copy.deepcopy(g)
+    for op in dense_g.ops:
+        op.attrs.pop("kv_stored", None)
+    att_co = next(op for op in dense_g.ops if op.kind == "attention")
+    lsb_co_op = next(op for op in dense_g.ops if op.kind == "gather")
+    scattered, contiguous = TARGET.work(att, g, s), TARGET.work(att_co, dense_g, s)
+    assert scattered.bytes_by_class() == contiguous.bytes_by_class()
+    assert stage(contiguous, "fetch_k").slowdown == 1.0
+    assert stage(scattered, "fetch_k").slowdown > 1.2
+    assert scattered.stats["dram_activations"] > 3 * contiguous.stats["dram_activations"]
+    assert scattered.stats["dram_row_hits"] < contiguous.stats["dram_row_hits"]
+    t_sc, t_co = TARGET.lower(att, g, s), TARGET.lower(att_co, dense_g, s)
+    assert hbm_s(t_sc) > hbm_s(t_co)
+    # contiguous: one 32-byte transaction per channel cycle, nothing more
+    tx = sum(-(-st.read_bytes // 32) + -(-st.write_bytes // 32) for st in contiguous.stages
+             if not st.unit)
+    assert hbm_s(t_co) == pytest.approx(tx / s.clock_hz)
+    # each activation carried as an action of the HBM tasks, priced at dram_act_pj
+    acts = sum(t.actions.get("dram_act", 0.0) for t in t_sc)
+    assert acts == pytest.approx(scattered.stats["dram_activations"])
+    assert prices_pj(s)["dram_act"] == s.dram_act_pj == 909.0
+    # the LSB re-fetch reads the kept keys' low bits where they lie: scattered too
+    lsb_sc, lsb_co = TARGET.work(lsb, g, s), TARGET.work(lsb_co_op, dense_g, s)
+    assert stage(lsb_sc, "fetch_lsb").slowdown > stage(lsb_co, "fetch_lsb").slowdown == 1.0
+    assert "HBM rows:" in TARGET.describe(att, g, s)
+
+
+def test_values_chosen_by_the_top_k_are_a_scattered_subset():
+    """Local value pruning fetches 64 of 1,024 value rows: a gather, the keys a stream."""
+    ops = [{"kind": "attention", "heads": 1, "head_dim": 64, "q_len": 1, "kv_len": 1024,
+            "v_len": 64}]
+    r = hwsim.simulate(workload_from_dict({"name": "t", "ops": ops}, "<t>"), "spatten",
+                       fidelity="event")
+    op = r.graph.ops[0]
+    w = TARGET.work(op, r.graph, r.target.spec)
+    assert stage(w, "fetch_k").slowdown == 1.0
+    assert stage(w, "fetch_v").slowdown > 1.0
+    m = TARGET.metrics(r)
+    assert m["dram_activations"] == pytest.approx(w.stats["dram_activations"])
+    assert 0.0 < m["dram_row_hit_rate"] < 1.0
+
+
+def test_energy_breakdown_prices_activations_in_dram():
+    """The report's DRAM energy is the bytes' movement and I/O plus the activations."""
+    r = hwsim.simulate(WORKLOADS / "spatten-bert-base-pruned.yaml", "spatten",
+                       fidelity="analytical")
+    s, m = r.target.spec, TARGET.metrics(r)
+    t = r.totals
+    dram_bytes = t["dram_read_bytes"] + t["dram_write_bytes"]
+    expected = (dram_bytes * s.dram_pj_per_byte + m["dram_activations"] * s.dram_act_pj) * 1e-12
+    assert t["energy_breakdown_j"]["dram"] == pytest.approx(expected, rel=1e-6)
+
+
+needs_data = pytest.mark.skipif(
+    not all((DATA / f).exists() for f in ("gpt2-small-wikitext2-dense.csv",
+                                          "gpt2-small-wikitext2-pruned.csv")),
+    reason=f"released SpAtten traces not in {DATA}")
+
+
+@needs_data
+def test_released_pruned_trace_hits_its_rows_less_often_than_the_dense_one():
+    """Dense GPT-2 small streams every key row: one activation per 1 KB row (31 of 32
+    bursts hit). Pruned, its kept rows lie scattered among the sentence: fewer hits."""
+    def run(kind):
+        return TARGET.metrics(hwsim.simulate(
+            WORKLOADS / f"spatten-gpt2-small-trace-{kind}.yaml", "spatten"))
+    dense, pruned = run("dense"), run("pruned")
+    assert dense["dram_row_hit_rate"] > 0.96
+    assert pruned["dram_row_hit_rate"] < dense["dram_row_hit_rate"] - 0.05
+
+
+def test_an_ops_workload_states_stored_tokens_and_a_wrong_one_is_refused(tmp_path):
+    def run(**extra):
+        op = {"kind": "attention", "heads": 1, "head_dim": 64, "q_len": 1, "kv_len": 200,
+              **extra}
+        return hwsim.simulate(workload_from_dict({"name": "t", "ops": [op]}, "<t>"),
+                              "spatten", fidelity="event")
+    scattered, contiguous = run(kv_stored=4000), run()
+    assert scattered.totals["dram_read_bytes"] == contiguous.totals["dram_read_bytes"]
+    assert scattered.totals["latency_s"] > contiguous.totals["latency_s"]
+    assert scattered.totals["energy_breakdown_j"]["dram"] > \
+        contiguous.totals["energy_breakdown_j"]["dram"]
+    with pytest.raises(InputError, match="kv_stored=100 is below kv_len=200"):
+        run(kv_stored=100)
