@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .chip import Builder
+from .chip import Builder, _clean_deps
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
@@ -120,7 +120,12 @@ def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[
     """Per range [a, b) of the walk's blocks (given as runs of equal blocks), their sum.
 
     :func:`_sums_by_add` with the running sums in locals: the same products added in
-    the same order (a test holds the two equal)."""
+    the same order (a test holds the two equal). A long walk (many runs, every
+    block with the same actions) goes to :func:`_sums_np`."""
+    if len(runs) >= NP_RUNS:
+        keys = tuple(runs[0][0].actions)
+        if all(tuple(blk.actions) == keys for blk, _ in runs):
+            return _sums_np(runs, ranges, keys)
     out = []
     r, start = 0, 0  # the run at the cursor and the index of its first block
     n_runs = len(runs)
@@ -155,6 +160,34 @@ def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[
             i += 1
         out.append(Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts))
     return out
+
+
+NP_RUNS = 24  # runs from which a walk's steps are summed on numpy arrays
+
+
+def _sums_np(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]],
+             keys: tuple[str, ...]) -> list[Block]:
+    """:func:`_sums` on numpy arrays: per range, each run's fields times its overlap
+    with the range (0 outside it), summed along the runs with ``cumsum``, a sequential
+    scan from 0.0: the same products added in the same order as the loop (a zero
+    term changes no sum), so the same floats. Every block has the actions ``keys``."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+    vals = np.array([(b.qk_s, b.fix_s_s, b.softmax_s, b.pv_s, b.fix_o_s, b.update_s,
+                      b.final_s, b.load_hbm, b.load_l2, b.load_l2_slow, b.mask_hbm,
+                      b.pad_hbm, b.pad_l2, b.store_bytes, *b.actions.values())
+                     for b, _ in runs], dtype=float)
+    counts = np.array([k for _, k in runs], dtype=np.int64)
+    ends = np.cumsum(counts)
+    begins = ends - counts
+    lo = np.array([a for a, _ in ranges], dtype=np.int64)[:, None]
+    hi = np.array([b for _, b in ranges], dtype=np.int64)[:, None]
+    overlap = np.clip(np.minimum(hi, ends[None, :]) - np.maximum(lo, begins[None, :]), 0, None)
+    terms = np.zeros((len(ranges), len(runs) + 1, vals.shape[1]))  # a 0.0 first: the start
+    np.multiply(overlap[:, :, None].astype(float), vals[None, :, :], out=terms[:, 1:, :])
+    sums = terms.cumsum(axis=1)[:, -1, :].tolist()
+    nf = 14
+    return [Block(*row[:nf], dict(zip(keys, row[nf:]))) for row in sums]
 
 
 def _sums_by_add(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]
@@ -218,6 +251,16 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     lb_work = {w: f"{label} {w}" for w in ("softmax", "update")}
     lb_flag_p, lb_store = f"{label} flag P", f"{label} O store"
 
+    # (tasks go in through Builder.put: their dependencies cleaned here, durations
+    # clamped at 0 as Builder.add clamps them; the same tasks as add would make)
+    put = bld.put
+    k1 = bld.copies
+    labels = bld.sink is None  # (an analytical build reads no label)
+    lb_qk = lb_qk if labels else ""
+    lb_pv = lb_pv if labels else ""
+    lb_flag_p = lb_flag_p if labels else ""
+    sync = sync_s if sync_s > 0.0 else 0.0
+
     def emit_load(s: int) -> None:
         st = steps[s]
         free = (pv[s - nbuf],) if s >= nbuf else ()  # the L1 buffer it reuses
@@ -229,21 +272,28 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     def to_vectors(src: int, fix_s: float, what: str, vec_s: float, work: str) -> list[int]:
         """FixPipe writes ``what`` out after the cube task ``src``, a flag tells the
         vector cores, each then runs ``work`` in its program order; their tasks."""
-        out = bld.add(fix, fix_s, deps=(src,), bound="onchip", label=lb_out[what])
-        flag = bld.add(c_flag, sync_s, deps=(out,), bound="latency", label=lb_flag[what])
+        out = put(fix, fix_s if fix_s > 0.0 else 0.0, None, None, (src,), "onchip",
+                  lb_out[what] if labels else "", k1)
+        flag = put(c_flag, sync, None, None, (out,), "latency",
+                   lb_flag[what] if labels else "", k1)
         tasks = []
+        d = vec_s if vec_s > 0.0 else 0.0
+        lb = lb_work[work] if labels else ""
         for team in teams:
-            t = bld.add(vec_unit[team[0]], vec_s, deps=(flag, *last_vec[team[0]]),
-                        label=lb_work[work], copies=len(team))
+            before = last_vec[team[0]]
+            t = put(vec_unit[team[0]], d, None, None,
+                    _clean_deps((flag, *before)) if before else (flag,), "compute", lb,
+                    len(team))
             tasks.append(t)
             last_vec[team[0]] = [t]
         return tasks
 
     def emit_qk(s: int) -> None:
         st = steps[s]
-        slot = [v_end for v_end in sm[s - preload - 1]] if s - preload - 1 >= 0 else []
-        qk[s] = bld.add(cube, st.qk_s, deps=(*load[s], *last_cube, *slot), label=lb_qk,
-                        actions=st.actions)
+        slot = sm[s - preload - 1] if s - preload - 1 >= 0 else []
+        d = st.qk_s
+        qk[s] = put(cube, d if d > 0.0 else 0.0, None, st.actions or None,
+                    _clean_deps((*load[s], *last_cube, *slot)), "compute", lb_qk, k1)
         last_cube[:] = [qk[s]]
         sm[s] = to_vectors(qk[s], st.fix_s_s, "S", st.softmax_s + inner_flags[s], "softmax")
 
@@ -251,10 +301,11 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         flags = []
         for team, t in zip(teams, sm[s]):
-            flags.append(bld.add(vflag_unit[team[0]], sync_s, deps=(t,),
-                                 bound="latency", label=lb_flag_p, copies=len(team)))
-        pv[s] = bld.add(cube, st.pv_s + inner_flags[s], deps=(*flags, *load[s], *last_cube),
-                        label=lb_pv)
+            flags.append(put(vflag_unit[team[0]], sync, None, None, (t,), "latency",
+                             lb_flag_p, len(team)))
+        d = st.pv_s + inner_flags[s]
+        pv[s] = put(cube, d if d > 0.0 else 0.0, None, None,
+                    _clean_deps((*flags, *load[s], *last_cube)), "compute", lb_pv, k1)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         for team, t in zip(teams, updates):
