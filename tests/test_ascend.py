@@ -518,35 +518,16 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
     import random
     from dataclasses import astuple
 
-    from hwsim.accelerators.ascend.cv_pipeline import (
-        NP_RUNS,
-        Block,
-        _steps,
-        _sums,
-        _sums_by_add,
-        _sums_np,
-    )
+    from hwsim.accelerators.ascend.cv_pipeline import Block, _steps, _sums, _sums_by_add
 
     rng = random.Random(41)
-    long_walks = 0
-    for trial in range(400):
+    for trial in range(300):
         runs = []
-        # a quarter of the walks long enough for the numpy sums (_sums_np), most of them
-        # with the same actions in every block (the case it takes), zeros among the values
-        uniform = trial % 4 == 3 and trial % 16 != 15
-        for _ in range(rng.randint(NP_RUNS, 4 * NP_RUNS) if trial % 4 == 3
-                       else rng.randint(1, 12)):
-            vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5, 0.0]) for _ in range(14)]
+        for _ in range(rng.randint(1, 12)):
+            vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
             acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
-                if uniform or rng.random() < 0.8 else {}
+                if rng.random() < 0.8 else {}
             runs.append((Block(*vals, actions=acts), rng.choice([1, 1, 2, 5, 40])))
-        if uniform:
-            long_walks += 1
-            keys = tuple(runs[0][0].actions)
-            n = sum(k for _, k in runs)
-            want = _sums_by_add(runs, _steps(n))
-            assert [repr(astuple(x)) for x in _sums_np(runs, _steps(n), keys)] == \
-                [repr(astuple(x)) for x in want], trial
         n = sum(k for _, k in runs)
         if trial % 2:
             ranges = _steps(n)
@@ -555,4 +536,3 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
             ranges = list(zip(cuts, cuts[1:]))
         got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
         assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], trial
-    assert long_walks >= 60

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from .events import gc_paused
 from .task import Task
 
 
@@ -44,6 +45,12 @@ class Summary:
 
 def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Summary:
     """Bytes, actions, dominant bound and analytical latency of ``tasks``."""
+    with gc_paused():
+        return _summarize(tasks, pools)
+
+
+def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Summary:
+    """:func:`summarize`, with the collector paused."""
     if not tasks:
         return Summary({}, {}, "latency", 0.0)
     nbytes: dict[str, int] = {}

@@ -120,12 +120,7 @@ def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[
     """Per range [a, b) of the walk's blocks (given as runs of equal blocks), their sum.
 
     :func:`_sums_by_add` with the running sums in locals: the same products added in
-    the same order (a test holds the two equal). A long walk (many runs, every
-    block with the same actions) goes to :func:`_sums_np`."""
-    if len(runs) >= NP_RUNS:
-        keys = tuple(runs[0][0].actions)
-        if all(tuple(blk.actions) == keys for blk, _ in runs):
-            return _sums_np(runs, ranges, keys)
+    the same order (a test holds the two equal)."""
     out = []
     r, start = 0, 0  # the run at the cursor and the index of its first block
     n_runs = len(runs)
@@ -160,34 +155,6 @@ def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[
             i += 1
         out.append(Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts))
     return out
-
-
-NP_RUNS = 24  # runs from which a walk's steps are summed on numpy arrays
-
-
-def _sums_np(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]],
-             keys: tuple[str, ...]) -> list[Block]:
-    """:func:`_sums` on numpy arrays: per range, each run's fields times its overlap
-    with the range (0 outside it), summed along the runs with ``cumsum``, a sequential
-    scan from 0.0: the same products added in the same order as the loop (a zero
-    term changes no sum), so the same floats. Every block has the actions ``keys``."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
-
-    vals = np.array([(b.qk_s, b.fix_s_s, b.softmax_s, b.pv_s, b.fix_o_s, b.update_s,
-                      b.final_s, b.load_hbm, b.load_l2, b.load_l2_slow, b.mask_hbm,
-                      b.pad_hbm, b.pad_l2, b.store_bytes, *b.actions.values())
-                     for b, _ in runs], dtype=float)
-    counts = np.array([k for _, k in runs], dtype=np.int64)
-    ends = np.cumsum(counts)
-    begins = ends - counts
-    lo = np.array([a for a, _ in ranges], dtype=np.int64)[:, None]
-    hi = np.array([b for _, b in ranges], dtype=np.int64)[:, None]
-    overlap = np.clip(np.minimum(hi, ends[None, :]) - np.maximum(lo, begins[None, :]), 0, None)
-    terms = np.zeros((len(ranges), len(runs) + 1, vals.shape[1]))  # a 0.0 first: the start
-    np.multiply(overlap[:, :, None].astype(float), vals[None, :, :], out=terms[:, 1:, :])
-    sums = terms.cumsum(axis=1)[:, -1, :].tolist()
-    nf = 14
-    return [Block(*row[:nf], dict(zip(keys, row[nf:]))) for row in sums]
 
 
 def _sums_by_add(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]
