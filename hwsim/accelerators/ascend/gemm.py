@@ -422,13 +422,12 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
     cores = len(per_core)
     keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
     # the tiles' numbers as one array, their shapes (a few) by index: read once
-    index: dict[int, int] = {}
-    shapes = []
-    for x in tiles:
-        if id(x[5]) not in index:
-            index[id(x[5])] = len(shapes)
-            shapes.append(x[5])
-    sid_all = np.array([index[id(x[5])] for x in tiles], dtype=np.intp)
+    # (by identity: a GEMM's tiles share a few shape tuples; C-level passes over them)
+    shape_col = list(map(itemgetter(5), tiles))
+    ids = list(map(id, shape_col))
+    index = {i: n for n, i in enumerate(dict.fromkeys(ids))}
+    shapes = [shape_col[ids.index(i)] for i in index]
+    sid_all = np.fromiter(map(index.__getitem__, ids), dtype=np.intp, count=len(ids))
     nums = np.fromiter(chain.from_iterable(map(itemgetter(1, 2, 3, 4), tiles)), float,
                        count=4 * len(tiles)).reshape(-1, 4)  # ha, hb, hx, total
     comp_of = np.array([sh[0] for sh in shapes], dtype=float)
