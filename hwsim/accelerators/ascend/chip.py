@@ -273,7 +273,7 @@ class Builder:
             k = copies or self.copies
             return sink.add(unit, duration_s if duration_s > 0.0 else 0.0, nbytes, actions,
                             deps, bound, pool, k, k > 1 and unit == HBM_UNIT)
-        deps = _clean_deps(deps)
+        deps = clean_deps(deps)
         tasks = self.tasks
         k = copies or self.copies
         # Task's fields in order, without its keyword-parsing constructor
@@ -319,7 +319,7 @@ class Builder:
         Returns the indices of the tasks that consumers wait for.
         """
         chip = self.chip
-        deps = _clean_deps(deps)
+        deps = clean_deps(deps)
         hbm_bytes = max(0.0, hbm_bytes)
         hbm_s = (hbm_bytes + hbm_pad) / chip.hbm_stream_bw
         l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw
@@ -353,7 +353,7 @@ class Builder:
         written at the L2 rate, never counted as DRAM).
         """
         chip = self.chip
-        deps = _clean_deps(deps)
+        deps = clean_deps(deps)
         hbm = float(nbytes) * min(1.0, max(0.0, hbm_fraction))
         l2b = float(nbytes) - hbm
         hbm_s = hbm / min(unit_bw, chip.hbm_stream_bw)
@@ -375,7 +375,7 @@ class Builder:
                                self.copies))
 
 
-def _clean_deps(deps) -> tuple[int, ...]:
+def clean_deps(deps) -> tuple[int, ...]:
     """A task's dependencies as :meth:`Builder.add` keeps them: sorted, without repeats."""
     n = len(deps)
     if n < 2:

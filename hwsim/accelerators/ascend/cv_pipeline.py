@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 
 from hwsim.engine import Accumulator
 
-from .chip import HBM_UNIT, Builder, _clean_deps
+from .chip import HBM_UNIT, Builder, clean_deps
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
@@ -254,7 +254,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         for team in teams:
             before = last_vec[team[0]]
             t = put(vec_unit[team[0]], d, None, None,
-                    _clean_deps((flag, *before)) if before else (flag,), "compute", lb,
+                    clean_deps((flag, *before)) if before else (flag,), "compute", lb,
                     len(team))
             tasks.append(t)
             last_vec[team[0]] = [t]
@@ -265,7 +265,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         slot = sm[s - preload - 1] if s - preload - 1 >= 0 else []
         d = st.qk_s
         qk[s] = put(cube, d if d > 0.0 else 0.0, None, st.actions or None,
-                    _clean_deps((*load[s], *last_cube, *slot)), "compute", lb_qk, k1)
+                    clean_deps((*load[s], *last_cube, *slot)), "compute", lb_qk, k1)
         last_cube[:] = [qk[s]]
         sm[s] = to_vectors(qk[s], st.fix_s_s, "S", st.softmax_s + inner_flags[s], "softmax")
 
@@ -277,7 +277,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                              lb_flag_p, len(team)))
         d = st.pv_s + inner_flags[s]
         pv[s] = put(cube, d if d > 0.0 else 0.0, None, None,
-                    _clean_deps((*flags, *load[s], *last_cube)), "compute", lb_pv, k1)
+                    clean_deps((*flags, *load[s], *last_cube)), "compute", lb_pv, k1)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         for team, t in zip(teams, updates):
