@@ -72,3 +72,53 @@ def test_per_core_flash_attention_microbenchmark():
     assert max(errs) < 0.80
     big = [c for c in got if c.x["seq_kv"] >= 4096]
     assert max(abs(c.error) for c in big) < 0.30  # the long rows within 30 %
+
+
+@pytest.mark.parametrize("preset", ["ascend", "ascend-910a"])
+def test_the_analytical_walk_adds_what_the_builder_would_hand_the_accumulator(preset,
+                                                                            monkeypatch):
+    """cv_pipeline._walk_summary (the analytical fidelity's walk, added to the accumulator
+    directly) against the same walk through Builder.put, load and store: the same bytes,
+    actions, finish times, unit sums (in the order the units were met), task count and
+    returned tasks, to the last bit, on random walks (equal-block runs, loads that miss
+    or hit L2 or move nothing, tile ends that store, run-ahead 0-2, one lane per vector
+    core or grouped, a group's copies, tasks already in the accumulator)."""
+    import random
+
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+    from hwsim.accelerators.ascend.chip import Builder, Chip
+    from hwsim.engine import Accumulator
+
+    chip = Chip(resolve(preset).spec)
+    rng = random.Random(7)
+
+    def state(acc, ends):
+        return repr((list(acc.nbytes.items()), list(acc.actions.items()), acc.finish,
+                     list(acc.busy.items()), acc.count, ends))
+
+    for trial in range(150):
+        runs = []
+        for _ in range(rng.randint(1, 30)):
+            vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
+            loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
+            store = rng.choice([0.0, 0.0, rng.random() * 1e5])
+            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
+                if rng.random() < 0.7 else {}
+            runs.append((cv.Block(*vals, *loads, store, acts), rng.choice([1, 1, 3, 40])))
+        kw = dict(core=rng.randrange(chip.n_cube), vecs=chip.vecs_of(rng.randrange(chip.n_cube)),
+                  preload=rng.choice([0, 1, 2]), sync_s=rng.choice([0.0, 3e-7]),
+                  store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3, 0.0]),
+                  label="t")
+        grouping, copies = rng.random() < 0.7, rng.choice([1, 1, 3])
+        x_s = rng.random() * 1e-6 if trial % 3 else 0.0
+        got = []
+        for direct in (True, False):
+            monkeypatch.setattr(cv, "DIRECT_SUMMARY", direct)
+            acc = Accumulator()
+            bld = Builder(chip, grouping=grouping, sink=acc)
+            start = bld.launch()
+            bld.add("x", x_s)
+            with bld.group(copies):
+                ends = cv.emit_cv_pipeline(bld, runs, deps=(start,), **kw)
+            got.append(state(acc, ends))
+        assert got[0] == got[1], trial

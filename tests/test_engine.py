@@ -146,6 +146,23 @@ def test_a_negative_duration_is_rejected():
         run_events([Task("a", -1.0)])
 
 
+def test_the_first_faulty_task_in_list_order_is_the_one_told():
+    """The tasks are checked as columns, then a fault is told task by task: the first
+    task with one, whatever its kind (a later task's fault of another kind is not)."""
+    nan = float("nan")
+    with pytest.raises(ValueError, match="task 1 has duration nan"):
+        run_events([Task("a", 1.0), Task("a", nan), Task("a", 1.0, deps=(5,))])
+    with pytest.raises(ValueError, match="task 1 depends on task 1"):
+        run_events([Task("a", 1.0), Task("a", 1.0, deps=(1,)), Task("a", -2.0)])
+    with pytest.raises(ValueError, match="task 0 has duration nan"):  # NaN first: min sees it
+        run_events([Task("a", nan), Task("a", 1.0)])
+    with pytest.raises(ValueError, match="task 2 has copies 2.0"):
+        run_events([Task("a", 1.0, copies=2), Task("a", 1.0), Task("a", 1.0, copies=2.0)])
+    with pytest.raises(ValueError, match="task 1 stands for 3 copies"):
+        run_events([Task("a", 1.0), Task("b", 1.0, pool="p", copies=3), Task("a", -1.0)],
+                   {"p": 2})
+
+
 def test_summarize_equals_the_four_passes_it_replaces():
     import random
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from .events import gc_paused
 from .task import Task
 
 
@@ -44,6 +45,12 @@ class Summary:
 
 def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Summary:
     """Bytes, actions, dominant bound and analytical latency of ``tasks``."""
+    with gc_paused():
+        return _summarize(tasks, pools)
+
+
+def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Summary:
+    """:func:`summarize`, with the collector paused."""
     if not tasks:
         return Summary({}, {}, "latency", 0.0)
     nbytes: dict[str, int] = {}
@@ -53,38 +60,46 @@ def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> 
     # resource -> [busy seconds, {bound: seconds}], in the order met; a unit is keyed
     # by its name, a pool by ("pool", name) (the two never equal)
     busy: dict = {}
-    for t in tasks:
-        k = t.copies  # each copy counts its bytes and actions and holds a pool slot
-        if t.bytes:
-            for level, n in t.bytes.items():
-                nbytes[level] = nbytes.get(level, 0) + n * k
-        if t.actions:
-            for a, n in t.actions.items():
-                actions[a] = actions.get(a, 0.0) + n * k
-        d = t.duration_s
+    # (the fields unpacked in the loop's header: a named tuple's attributes cost more)
+    for unit, d, t_bytes, t_actions, deps, bound, pool, _, k, serial in tasks:
+        # each copy counts its bytes and actions and holds a pool slot
+        if t_bytes:
+            if k == 1:
+                for level, n in t_bytes.items():
+                    nbytes[level] = nbytes.get(level, 0) + n
+            else:
+                for level, n in t_bytes.items():
+                    nbytes[level] = nbytes.get(level, 0) + n * k
+        if t_actions:
+            if k == 1:  # n * 1 is n, for ints and floats alike
+                for a, n in t_actions.items():
+                    actions[a] = actions.get(a, 0.0) + n
+            else:
+                for a, n in t_actions.items():
+                    actions[a] = actions.get(a, 0.0) + n * k
         start = 0.0
-        for j in t.deps:
+        for j in deps:
             f = finish[j]
             if f > start:
                 start = f
         append(start + d)
         # a copy has a unit of its own, unless the copies take turns on this one
-        seconds = d * k if t.serial else d
-        entry = busy.get(t.unit)
+        seconds = d * k if serial else d
+        entry = busy.get(unit)
         if entry is None:
-            entry = busy[t.unit] = [0.0, {}]
+            entry = busy[unit] = [0.0, {}]
         entry[0] += seconds
         by = entry[1]
-        by[t.bound] = by.get(t.bound, 0.0) + seconds
-        if t.pool:
+        by[bound] = by.get(bound, 0.0) + seconds
+        if pool:
             seconds = d * k
-            key = ("pool", t.pool)
+            key = ("pool", pool)
             entry = busy.get(key)
             if entry is None:
                 entry = busy[key] = [0.0, {}]
             entry[0] += seconds
             by = entry[1]
-            by[t.bound] = by.get(t.bound, 0.0) + seconds
+            by[bound] = by.get(bound, 0.0) + seconds
     return _summary(nbytes, actions, max(finish), busy, pools)
 
 
@@ -146,9 +161,19 @@ class Accumulator:
         """One task's share of the summary; returns its index."""
         k = copies
         if nbytes:
-            _add_into(self.nbytes, nbytes, k, 0)
+            if k == 1:  # (_add_into, inline: the common case)
+                acc = self.nbytes
+                for key, n in nbytes.items():
+                    acc[key] = acc.get(key, 0) + n
+            else:
+                _add_into(self.nbytes, nbytes, k, 0)
         if actions:
-            _add_into(self.actions, actions, k, 0.0)
+            if k == 1:
+                acc = self.actions
+                for key, n in actions.items():
+                    acc[key] = acc.get(key, 0.0) + n
+            else:
+                _add_into(self.actions, actions, k, 0.0)
         finish = self.finish
         start = 0.0
         for j in deps:

@@ -89,8 +89,9 @@ import functools
 import heapq
 import math
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import groupby
+from typing import NamedTuple
 
 from hwsim.errors import InputError
 from hwsim.ir import AttentionShape
@@ -622,9 +623,10 @@ def _estimate(chip, blk, d, dv, dtype, two_level) -> float:
     return step / (blk.bq * w)
 
 
-@dataclass(frozen=True)
-class Tile:
-    """One query tile of a K/V head (or one split-KV chunk of it)."""
+class Tile(NamedTuple):
+    """One query tile of a K/V head (or one split-KV chunk of it). A named tuple: a
+    long causal op has thousands of tiles per layer, made in a fifth of a frozen
+    dataclass's time."""
 
     rows: int  # query rows in the cube's tile (positions x query heads)
     positions: int  # query positions they span (rows of the mask)
@@ -705,8 +707,15 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
                 k0, k1 = 0, att.kv_len
             if k1 <= k0:
                 continue
-            widths = _widths(k0, k1, blk.b1)
-            masks = _masks(k0, widths, need_lo, need_hi, mask_op, att.masked)
+            walk_key = (k0, k1, need_lo, need_hi, blk.b1, mask_op, att.masked)
+            got = _WALKS.get(walk_key)
+            if got is None:
+                if len(_WALKS) > 65_536:  # bounded: a walk's entry holds its blocks
+                    _WALKS.clear()
+                widths = _widths(k0, k1, blk.b1)
+                got = _WALKS[walk_key] = (widths, _masks(k0, widths, need_lo, need_hi,
+                                                         mask_op, att.masked))
+            widths, masks = got
             for c in chunks:
                 tiles.append(Tile((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks, False,
                                   True, (pi,), k1 - k0, (need_lo, need_hi)))
@@ -719,6 +728,12 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
         t, split, blk, mask_op, att.masked)]
     split = split if any(not it.first for it in items) else 1
     return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
+
+
+# a walk's blocks and mask ops by what they depend on (its key range, the keys every
+# query sees, the block width, the mask): the layers of a model, and a causal op's
+# query tiles, walk the same ranges again and again
+_WALKS: dict[tuple, tuple[tuple[int, ...], tuple[str, ...]]] = {}
 
 
 def _key_range(att: AttentionShape, p0: int, p1: int) -> tuple[int, int, int, int]:
@@ -813,8 +828,8 @@ def _split(t: Tile, split: int, blk: Blocks, mask_op: str, masked: bool) -> list
         widths = _widths(s, e, blk.b1)
         masks = (t.masks[0],) * len(widths) if t.gathered else \
             _masks(s, widths, t.need[0], t.need[1], mask_op, masked)
-        out.append(replace(t, k0=s, k1=e, widths=widths, masks=masks, first=s == t.k0,
-                           mask_key=t.mask_key + (s,)))
+        out.append(t._replace(k0=s, k1=e, widths=widths, masks=masks, first=s == t.k0,
+                              mask_key=t.mask_key + (s,)))
     return out
 
 
@@ -1073,6 +1088,10 @@ def _first_touch(att: AttentionShape, plan: Plan,
 def _cover(covered: list[list[int]], a: int, b: int) -> int:
     """Add [a, b) to the sorted disjoint intervals ``covered``; returns the length of
     it that was not covered before."""
+    if len(covered) == 1:  # the common case (a contiguous walk's keys read so far)
+        lo, hi = covered[0]
+        if lo <= a and b <= hi:  # all of it read before: nothing changes
+            return 0
     new = b - a
     merged = [a, b]
     keep = []

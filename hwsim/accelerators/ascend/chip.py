@@ -275,14 +275,7 @@ class Builder:
             k = copies or self.copies
             return sink.add(unit, duration_s if duration_s > 0.0 else 0.0, nbytes, actions,
                             deps, bound, pool, k, k > 1 and unit == HBM_UNIT)
-        n = len(deps)
-        if n < 2:
-            deps = tuple(deps)
-        elif n == 2:  # sorted, without repeats (as below), for the common pair
-            a, b = deps
-            deps = (a, b) if a < b else (b, a) if b < a else (a,)
-        else:
-            deps = tuple(sorted(set(deps)))
+        deps = clean_deps(deps)
         tasks = self.tasks
         k = copies or self.copies
         # Task's fields in order, without its keyword-parsing constructor
@@ -290,6 +283,23 @@ class Builder:
                                       dict(nbytes) if nbytes else _NO_BYTES,
                                       dict(actions) if actions else _NO_ACTIONS, deps, bound,
                                       pool, label, k, k > 1 and unit == HBM_UNIT)))
+        return len(tasks) - 1
+
+    def put(self, unit: str, duration_s: float, nbytes, actions, deps: tuple, bound: str,
+            label: str, k: int) -> int:
+        """:meth:`add` for a caller that has done its work: ``deps`` a sorted tuple
+        without repeats, ``nbytes``/``actions`` dicts of its own that no one changes
+        after (or None), ``duration_s`` >= 0, ``k`` the copies, no pool. The same task,
+        without the keyword parsing and the copies (a fused attention lowers to
+        thousands of tasks per op)."""
+        sink = self.sink
+        if sink is not None:
+            return sink.add(unit, duration_s, nbytes, actions, deps, bound, "", k,
+                            k > 1 and unit == HBM_UNIT)
+        tasks = self.tasks
+        tasks.append(_new_task(Task, (unit, duration_s, nbytes or _NO_BYTES,
+                                      actions or _NO_ACTIONS, deps, bound, "", label, k,
+                                      k > 1 and unit == HBM_UNIT)))
         return len(tasks) - 1
 
     def launch(self, deps=(), label: str = "launch") -> int:
@@ -314,11 +324,6 @@ class Builder:
                                      label=f"gap before {label.removeprefix('launch ')}")
         return self._launch_lane
 
-    def _hbm(self, nbytes: dict, deps, label: str, nb: float) -> int:
-        """The HBM's share of a transfer: ``nb`` bytes at the full HBM bandwidth."""
-        return self.add(HBM_UNIT, nb / self.chip.hbm_bw, deps=deps, bound="memory",
-                        label=label, nbytes=nbytes)
-
     def load(self, unit: str, hbm_bytes: float, l2_bytes: float, *, deps=(), dest: str = "l1",
              label: str = "load", mask_bytes: float = 0.0, hbm_pad: float = 0.0,
              l2_pad: float = 0.0, l2_counted: float = 0.0) -> tuple[int, ...]:
@@ -333,7 +338,7 @@ class Builder:
         Returns the indices of the tasks that consumers wait for.
         """
         chip = self.chip
-        deps = tuple(deps)
+        deps = clean_deps(deps)
         hbm_bytes = max(0.0, hbm_bytes)
         hbm_s = (hbm_bytes + hbm_pad) / chip.hbm_stream_bw
         l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw
@@ -342,16 +347,22 @@ class Builder:
         if l2_bytes > 0:
             nb["l2_read"] = int(round(l2_bytes))
         memory = hbm_s >= l2_s and hbm_s > 0
-        pipe = self.add(unit, hbm_s + l2_s, deps=deps, bound="memory" if memory else "onchip",
-                        label=label + (" (HBM)" if memory else " (L2)"), nbytes=nb,
-                        actions={"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes + l2_bytes,
-                                 f"{dest}_byte": hbm_bytes + l2_bytes})
+        d = hbm_s + l2_s
+        labels = self.sink is None  # (an analytical build reads no label)
+        pipe = self.put(unit, d if d > 0.0 else 0.0, nb,
+                        {"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes + l2_bytes,
+                         f"{dest}_byte": hbm_bytes + l2_bytes}, deps,
+                        "memory" if memory else "onchip",
+                        label + (" (HBM)" if memory else " (L2)") if labels else "",
+                        self.copies)
         if hbm_bytes <= 0:
             return (pipe,)
         dram = {"dram_read": int(round(hbm_bytes))}
         if mask_bytes:
             dram["mask_dram_read"] = int(round(mask_bytes))
-        return (pipe, self._hbm(dram, deps, f"{label} (HBM read)", hbm_bytes))
+        d = hbm_bytes / chip.hbm_bw
+        return (pipe, self.put(HBM_UNIT, d if d > 0.0 else 0.0, dram, None, deps, "memory",
+                               f"{label} (HBM read)" if labels else "", self.copies))
 
     def store(self, unit: str, nbytes: float, unit_bw: float, *, hbm_fraction: float = 1.0,
               deps=(), src: str = "ub", label: str = "store") -> tuple[int, ...]:
@@ -361,20 +372,37 @@ class Builder:
         written at the L2 rate, never counted as DRAM).
         """
         chip = self.chip
-        deps = tuple(deps)
+        deps = clean_deps(deps)
         hbm = float(nbytes) * min(1.0, max(0.0, hbm_fraction))
         l2b = float(nbytes) - hbm
         hbm_s = hbm / min(unit_bw, chip.hbm_stream_bw)
         l2_s = l2b / min(unit_bw, chip.l2_write_bw)
-        nb = {"l2_write": int(round(l2b))} if l2b > 0 else {}
+        nb = {"l2_write": int(round(l2b))} if l2b > 0 else None
         memory = hbm_s >= l2_s and hbm_s > 0
-        pipe = self.add(unit, hbm_s + l2_s, deps=deps, bound="memory" if memory else "onchip",
-                        label=label + (" (HBM)" if memory else " (L2)"), nbytes=nb,
-                        actions={f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm})
+        d = hbm_s + l2_s
+        labels = self.sink is None
+        pipe = self.put(unit, d if d > 0.0 else 0.0, nb,
+                        {f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, deps,
+                        "memory" if memory else "onchip",
+                        label + (" (HBM)" if memory else " (L2)") if labels else "",
+                        self.copies)
         if hbm <= 0:
             return (pipe,)
-        return (pipe, self._hbm({"dram_write": int(round(hbm))}, deps, f"{label} (HBM write)",
-                                hbm))
+        d = hbm / chip.hbm_bw
+        return (pipe, self.put(HBM_UNIT, d if d > 0.0 else 0.0, {"dram_write": int(round(hbm))},
+                               None, deps, "memory", f"{label} (HBM write)" if labels else "",
+                               self.copies))
+
+
+def clean_deps(deps) -> tuple[int, ...]:
+    """A task's dependencies as :meth:`Builder.add` keeps them: sorted, without repeats."""
+    n = len(deps)
+    if n < 2:
+        return tuple(deps)
+    if n == 2:
+        a, b = deps
+        return (a, b) if a < b else (b, a) if b < a else (a,)
+    return tuple(sorted(set(deps)))
 
 
 def segments(n_items: int, n_segments: int) -> list[tuple[int, int]]:

@@ -55,7 +55,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .chip import Builder
+from hwsim.engine import Accumulator
+
+from .chip import HBM_UNIT, Builder, clean_deps
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
@@ -198,6 +200,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
     c_flag = chip.aic(core, "flag")
     deps = tuple(deps)
+    teams = bld.groups(list(vecs))
+    if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
+        return _walk_summary(bld.sink, chip, steps, inner_flags, teams, vecs, core, preload,
+                             nbuf, sync_s, store_bw, store_hbm_fraction, deps, bld.copies)
     load: list[tuple[int, ...]] = [()] * n
     qk = [0] * n
     pv = [0] * n
@@ -206,7 +212,6 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     # the AIVs of the core run the same program on their halves of the rows: one group
     # (their tasks with copies; each has its own lanes, so nothing changes) unless the
     # builder keeps one lane per core
-    teams = bld.groups(list(vecs))
     last_vec: dict[int, list[int]] = {team[0]: [] for team in teams}
     ends: list[int] = []
     # unit names and labels, made once for the walk (hundreds of tasks use them)
@@ -217,6 +222,16 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     lb_flag = {w: f"{label} flag {w}" for w in ("S", "O")}
     lb_work = {w: f"{label} {w}" for w in ("softmax", "update")}
     lb_flag_p, lb_store = f"{label} flag P", f"{label} O store"
+
+    # (tasks go in through Builder.put: their dependencies cleaned here, durations
+    # clamped at 0 as Builder.add clamps them; the same tasks as add would make)
+    put = bld.put
+    k1 = bld.copies
+    labels = bld.sink is None  # (an analytical build reads no label)
+    lb_qk = lb_qk if labels else ""
+    lb_pv = lb_pv if labels else ""
+    lb_flag_p = lb_flag_p if labels else ""
+    sync = sync_s if sync_s > 0.0 else 0.0
 
     def emit_load(s: int) -> None:
         st = steps[s]
@@ -229,21 +244,28 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     def to_vectors(src: int, fix_s: float, what: str, vec_s: float, work: str) -> list[int]:
         """FixPipe writes ``what`` out after the cube task ``src``, a flag tells the
         vector cores, each then runs ``work`` in its program order; their tasks."""
-        out = bld.add(fix, fix_s, deps=(src,), bound="onchip", label=lb_out[what])
-        flag = bld.add(c_flag, sync_s, deps=(out,), bound="latency", label=lb_flag[what])
+        out = put(fix, fix_s if fix_s > 0.0 else 0.0, None, None, (src,), "onchip",
+                  lb_out[what] if labels else "", k1)
+        flag = put(c_flag, sync, None, None, (out,), "latency",
+                   lb_flag[what] if labels else "", k1)
         tasks = []
+        d = vec_s if vec_s > 0.0 else 0.0
+        lb = lb_work[work] if labels else ""
         for team in teams:
-            t = bld.add(vec_unit[team[0]], vec_s, deps=(flag, *last_vec[team[0]]),
-                        label=lb_work[work], copies=len(team))
+            before = last_vec[team[0]]
+            t = put(vec_unit[team[0]], d, None, None,
+                    clean_deps((flag, *before)) if before else (flag,), "compute", lb,
+                    len(team))
             tasks.append(t)
             last_vec[team[0]] = [t]
         return tasks
 
     def emit_qk(s: int) -> None:
         st = steps[s]
-        slot = [v_end for v_end in sm[s - preload - 1]] if s - preload - 1 >= 0 else []
-        qk[s] = bld.add(cube, st.qk_s, deps=(*load[s], *last_cube, *slot), label=lb_qk,
-                        actions=st.actions)
+        slot = sm[s - preload - 1] if s - preload - 1 >= 0 else []
+        d = st.qk_s
+        qk[s] = put(cube, d if d > 0.0 else 0.0, None, st.actions or None,
+                    clean_deps((*load[s], *last_cube, *slot)), "compute", lb_qk, k1)
         last_cube[:] = [qk[s]]
         sm[s] = to_vectors(qk[s], st.fix_s_s, "S", st.softmax_s + inner_flags[s], "softmax")
 
@@ -251,10 +273,11 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         flags = []
         for team, t in zip(teams, sm[s]):
-            flags.append(bld.add(vflag_unit[team[0]], sync_s, deps=(t,),
-                                 bound="latency", label=lb_flag_p, copies=len(team)))
-        pv[s] = bld.add(cube, st.pv_s + inner_flags[s], deps=(*flags, *load[s], *last_cube),
-                        label=lb_pv)
+            flags.append(put(vflag_unit[team[0]], sync, None, None, (t,), "latency",
+                             lb_flag_p, len(team)))
+        d = st.pv_s + inner_flags[s]
+        pv[s] = put(cube, d if d > 0.0 else 0.0, None, None,
+                    clean_deps((*flags, *load[s], *last_cube)), "compute", lb_pv, k1)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         for team, t in zip(teams, updates):
@@ -276,3 +299,212 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         if s + nbuf < n:
             emit_load(s + nbuf)
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
+
+
+DIRECT_SUMMARY = True  # False: an analytical walk goes through Builder.put (the tests' reference)
+
+
+def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[float],
+                  teams: list[list[int]], vecs: list[int], core: int, preload: int, nbuf: int,
+                  sync_s: float, store_bw: float, store_hbm_fraction: float, deps: tuple,
+                  k1: int) -> tuple[int, ...]:
+    """The analytical fidelity's walk: what :func:`emit_cv_pipeline` hands the
+    accumulator through :meth:`Builder.put` (its ``load``, ``store`` and hand-offs),
+    added here directly, task by task in the same order: the same bytes, actions,
+    finish times and unit sums, the same floats (a test holds the two equal), without
+    a call and a dependency tuple per task. Returns the same task indices."""
+    finish = acc.finish
+    append = finish.append
+    busy = acc.busy
+    nbytes, actions = acc.nbytes, acc.actions
+    off = acc.count - len(finish)  # (0: the accumulator appends one finish per task)
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+    l2_write_bw = chip.l2_write_bw
+
+    def entry(unit: str) -> list:
+        e = busy.get(unit)
+        if e is None:
+            e = busy[unit] = [0.0, {}]
+        return e
+
+    def add(dct: dict, items, k: int, zero) -> None:  # Accumulator.add's sums of bytes/actions
+        if k == 1:
+            for key, v in items:
+                dct[key] = dct.get(key, zero) + v
+        else:
+            for key, v in items:
+                dct[key] = dct.get(key, zero) + v * k
+
+    def task(e: list, d: float, start: float, bound: str, seconds: float) -> float:
+        """One task on the unit of entry ``e``; returns its finish."""
+        f = start + d
+        append(f)
+        e[0] += seconds
+        by = e[1]
+        by[bound] = by.get(bound, 0.0) + seconds
+        return f
+
+    def after(idxs) -> float:  # the start of a task waiting for ``idxs``
+        start = 0.0
+        for j in idxs:
+            f = finish[j]
+            if f > start:
+                start = f
+        return start
+
+    hbm_serial = k1 > 1  # a member's share on the shared hbm unit (Builder.put)
+    sync = sync_s if sync_s > 0.0 else 0.0
+    n = len(steps)
+    e_mte2 = e_cube = e_fix = e_flag = None  # made in the order the walk first uses them
+    names = {team[0]: (chip.aiv_group(team, "vector"), chip.aiv_group(team, "flag"))
+             for team in teams}
+    e_vec: dict[int, list] = {}
+    e_vflag: dict[int, list] = {}
+    load_f = [0.0] * n  # the loads' latest finish
+    pv_f = [0.0] * n
+    sm: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # (index, finish) per team
+    last_cube_f = None  # finish of the cube's last task (None: none yet)
+    last_vec: dict[int, float | None] = {team[0]: None for team in teams}
+    last_vec_i: dict[int, int] = {}
+    ends: list[int] = []
+    start0 = after(deps)
+
+    def emit_load(s: int) -> None:
+        nonlocal e_mte2
+        st = steps[s]
+        start = start0
+        if s >= nbuf and pv_f[s - nbuf] > start:
+            start = pv_f[s - nbuf]
+        hbm_bytes = max(0.0, st.load_hbm)
+        hbm_s = (hbm_bytes + (st.pad_hbm + st.load_l2_slow)) / hbm_stream_bw
+        l2_s = (st.load_l2 + st.pad_l2) / l2_read_bw
+        l2_bytes = max(0.0, st.load_l2) + st.load_l2_slow
+        if l2_bytes > 0:
+            add(nbytes, (("l2_read", int(round(l2_bytes))),), k1, 0)
+        memory = hbm_s >= l2_s and hbm_s > 0
+        d = hbm_s + l2_s
+        d = d if d > 0.0 else 0.0
+        moved = hbm_bytes + l2_bytes
+        add(actions, (("hbm_byte", hbm_bytes), ("l2_byte", moved), ("l1_byte", moved)), k1,
+            0.0)
+        if e_mte2 is None:
+            e_mte2 = entry(chip.aic(core, "mte2"))
+        f = task(e_mte2, d, start, "memory" if memory else "onchip", d)
+        if hbm_bytes <= 0:
+            load_f[s] = f
+            return
+        dram = [("dram_read", int(round(hbm_bytes)))]
+        if st.mask_hbm:
+            dram.append(("mask_dram_read", int(round(st.mask_hbm))))
+        add(nbytes, dram, k1, 0)
+        d = hbm_bytes / hbm_bw
+        d = d if d > 0.0 else 0.0
+        f2 = task(entry(HBM_UNIT), d, start, "memory", d * k1 if hbm_serial else d)
+        load_f[s] = f if f > f2 else f2
+
+    def to_vectors(src_f: float, fix_s: float, vec_s: float) -> list[tuple[int, float]]:
+        nonlocal e_fix, e_flag
+        if e_fix is None:
+            e_fix = entry(chip.aic(core, "fixpipe"))
+        f = task(e_fix, fix_s if fix_s > 0.0 else 0.0, src_f if src_f > 0.0 else 0.0,
+                 "onchip", fix_s if fix_s > 0.0 else 0.0)
+        if e_flag is None:
+            e_flag = entry(chip.aic(core, "flag"))
+        flag_f = task(e_flag, sync, f if f > 0.0 else 0.0, "latency", sync)
+        d = vec_s if vec_s > 0.0 else 0.0
+        out = []
+        for team in teams:
+            lead = team[0]
+            start = flag_f if flag_f > 0.0 else 0.0
+            before = last_vec[lead]
+            if before is not None and before > start:
+                start = before
+            e = e_vec.get(lead)
+            if e is None:
+                e = e_vec[lead] = entry(names[lead][0])
+            tf = task(e, d, start, "compute", d)
+            last_vec[lead] = tf
+            last_vec_i[lead] = off + len(finish) - 1
+            out.append((off + len(finish) - 1, tf))
+        return out
+
+    def emit_qk(s: int) -> None:
+        nonlocal e_cube, last_cube_f
+        st = steps[s]
+        start = load_f[s] if load_f[s] > 0.0 else 0.0
+        if last_cube_f is not None and last_cube_f > start:
+            start = last_cube_f
+        if s - preload - 1 >= 0:
+            for _, f in sm[s - preload - 1]:
+                if f > start:
+                    start = f
+        if st.actions:
+            add(actions, st.actions.items(), k1, 0.0)
+        if e_cube is None:
+            e_cube = entry(chip.aic(core, "cube"))
+        d = st.qk_s if st.qk_s > 0.0 else 0.0
+        f = task(e_cube, d, start, "compute", d)
+        last_cube_f = f
+        sm[s] = to_vectors(f, st.fix_s_s, st.softmax_s + inner_flags[s])
+
+    def emit_pv(s: int) -> None:
+        nonlocal e_cube, last_cube_f
+        st = steps[s]
+        start = load_f[s] if load_f[s] > 0.0 else 0.0
+        for team, (_, tf) in zip(teams, sm[s]):
+            lead = team[0]
+            e = e_vflag.get(lead)
+            if e is None:
+                e = e_vflag[lead] = entry(names[lead][1])
+            ff = task(e, sync, tf if tf > 0.0 else 0.0, "latency", sync)
+            if ff > start:
+                start = ff
+        if last_cube_f is not None and last_cube_f > start:
+            start = last_cube_f
+        if e_cube is None:
+            e_cube = entry(chip.aic(core, "cube"))
+        d = st.pv_s + inner_flags[s]
+        d = d if d > 0.0 else 0.0
+        f = task(e_cube, d, start, "compute", d)
+        last_cube_f = f
+        pv_f[s] = f
+        updates = to_vectors(f, st.fix_o_s, st.update_s + st.final_s)
+        for team, (_, tf) in zip(teams, updates):
+            if st.store_bytes:  # each AIV stores its rows (Builder.store)
+                for v in team:
+                    store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs), store_bw / len(vecs),
+                          tf if tf > 0.0 else 0.0)
+
+    def store(unit: str, nb: float, unit_bw: float, start: float) -> None:
+        hbm = float(nb) * min(1.0, max(0.0, store_hbm_fraction))
+        l2b = float(nb) - hbm
+        hbm_s = hbm / min(unit_bw, hbm_stream_bw)
+        l2_s = l2b / min(unit_bw, l2_write_bw)
+        if l2b > 0:
+            add(nbytes, (("l2_write", int(round(l2b))),), k1, 0)
+        add(actions, (("ub_byte", nb), ("l2_byte", nb), ("hbm_byte", hbm)), k1, 0.0)
+        memory = hbm_s >= l2_s and hbm_s > 0
+        d = hbm_s + l2_s
+        d = d if d > 0.0 else 0.0
+        task(entry(unit), d, start, "memory" if memory else "onchip", d)
+        ends.append(off + len(finish) - 1)
+        if hbm <= 0:
+            return
+        add(nbytes, (("dram_write", int(round(hbm))),), k1, 0)
+        d = hbm / hbm_bw
+        d = d if d > 0.0 else 0.0
+        task(entry(HBM_UNIT), d, start, "memory", d * k1 if hbm_serial else d)
+        ends.append(off + len(finish) - 1)
+
+    for s in range(min(n, nbuf)):
+        emit_load(s)
+    for s in range(min(n, preload)):
+        emit_qk(s)
+    for s in range(n):
+        if s + preload < n:
+            emit_qk(s + preload)
+        emit_pv(s)
+        if s + nbuf < n:
+            emit_load(s + nbuf)
+    acc.count = off + len(finish)
+    return tuple(ends) + tuple(last_vec_i[team[0]] for team in teams if team[0] in last_vec_i)

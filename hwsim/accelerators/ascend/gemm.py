@@ -103,45 +103,52 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmT
     mp, np_, kp = cdiv(m, e) * e, cdiv(n, e) * e, cdiv(k, kf) * kf
     bks = [c for c in (32, 64, 128, 256, 512) if c % kf == 0]
     align = max(1, int(s.transfer_align_bytes // b))
+    # what depends on the k block alone, once per search: the block (at most kp), its
+    # aligned stage step, the MMAD issue cycles
+    blocks = []
+    for bk in bks:
+        bk = min(bk, kp)
+        blocks.append((bk, _lcm(bk, align), s.cube_issue_cycles * cdiv(k, bk), cdiv(kp, bk) * bk))
+    l0a, l0b, l0c, l1 = s.l0a_bytes, s.l0b_bytes, s.l0c_bytes, s.l1_bytes
+    mte1_a, mte1_b = s.mte1_l0a_bytes_per_cycle, s.mte1_l0b_bytes_per_cycle
+    l2_read_bw, cycle_s = chip.l2_read_bw, chip.cycle_s
     best = None
     for om in _choices(mp, e):
+        a_whole = chip.burst(om, k * b, contiguous=True)  # A's row panel in one stage
         for on in _choices(np_, e):
-            if om * on * ACC_BYTES > s.l0c_bytes:
+            if om * on * ACC_BYTES > l0c:
                 continue
-            tiles = batch * cdiv(m, om) * cdiv(n, on)
+            tm, tn = cdiv(m, om), cdiv(n, on)
+            tiles = batch * tm * tn
             waves = cdiv(tiles, chip.n_cube)
             cores = min(tiles, chip.n_cube)
             # what does not depend on the k block (computed once per output tile)
-            tk_max = int(s.l1_bytes // ((om + on) * b * 2))
+            tk_max = int(l1 // ((om + on) * b * 2))
             cube_mmad = cube_cycles(chip, om, on, k, dtype)
-            mte1 = (om * kp * b / s.mte1_l0a_bytes_per_cycle
-                    + kp * on * b / s.mte1_l0b_bytes_per_cycle)
+            mte1 = (om * kp * b / mte1_a + kp * on * b / mte1_b)
             b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
             out_t = chip.burst(om, on * b, contiguous=on >= n)
             # first reads share the HBM (at most one stream per core), re-reads hit L2
             rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
             fix_s = out_t / min(chip.fixpipe_bw, rate)
-            for bk in bks:
-                bk = min(bk, kp)
-                if om * bk * b * 2 > s.l0a_bytes or bk * on * b * 2 > s.l0b_bytes:
+            for bk, step, issue, k_blocks in blocks:
+                if om * bk * b * 2 > l0a or bk * on * b * 2 > l0b:
                     continue
-                step = _lcm(bk, align)
                 if tk_max < step:
                     step = bk  # the stage cannot hold an aligned burst per row
-                tk = min((tk_max // step) * step, cdiv(kp, bk) * bk)
+                tk = min((tk_max // step) * step, k_blocks)
                 if tk < bk:
                     continue
-                cube = cube_mmad + s.cube_issue_cycles * cdiv(k, bk)
+                cube = cube_mmad + issue
                 # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
                 stages = cdiv(kp, tk)
-                a_t = chip.burst(om, k * b, contiguous=True) if tk >= kp else \
-                    stages * chip.burst(om, tk * b)
+                a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
                 loaded = tiles * (a_t + b_t)
                 # first touches: each row panel of A and column panel of B once per batch
                 # entry (whole bursts), at most every byte of the operands once
-                first = min(loaded, batch * (cdiv(m, om) * a_t + cdiv(n, on) * b_t))
-                mte2_s = (first / rate + (loaded - first) / chip.l2_read_bw) / cores
-                compute = chip.cycles(max(cube, mte1))
+                first = min(loaded, batch * (tm * a_t + tn * b_t))
+                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores
+                compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
                 # the fill (a tile's first stage) and the drain (the last tile's store)
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
                 est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
@@ -422,13 +429,12 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
     cores = len(per_core)
     keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
     # the tiles' numbers as one array, their shapes (a few) by index: read once
-    index: dict[int, int] = {}
-    shapes = []
-    for x in tiles:
-        if id(x[5]) not in index:
-            index[id(x[5])] = len(shapes)
-            shapes.append(x[5])
-    sid_all = np.array([index[id(x[5])] for x in tiles], dtype=np.intp)
+    # (by identity: a GEMM's tiles share a few shape tuples; C-level passes over them)
+    shape_col = list(map(itemgetter(5), tiles))
+    ids = list(map(id, shape_col))
+    index = {i: n for n, i in enumerate(dict.fromkeys(ids))}
+    shapes = [shape_col[ids.index(i)] for i in index]
+    sid_all = np.fromiter(map(index.__getitem__, ids), dtype=np.intp, count=len(ids))
     nums = np.fromiter(chain.from_iterable(map(itemgetter(1, 2, 3, 4), tiles)), float,
                        count=4 * len(tiles)).reshape(-1, 4)  # ha, hb, hx, total
     comp_of = np.array([sh[0] for sh in shapes], dtype=float)

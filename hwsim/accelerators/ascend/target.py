@@ -6,6 +6,7 @@ from pathlib import Path
 
 from hwsim.energy import EnergyTable
 from hwsim.engine import Accumulator, Task
+from hwsim.engine.events import gc_paused
 from hwsim.errors import UnsupportedOpError
 from hwsim.onchip import NONE, Carry
 from hwsim.targets import Target
@@ -88,7 +89,8 @@ class AscendTarget(Target):
 
     def _lower(self, op, graph, spec: AscendSpec, tiling, carry: Carry) -> list[Task]:
         bld = Builder(self.chip(spec), grouping=self.grouping)
-        self._emit(bld, op, graph, spec, tiling, carry)
+        with gc_paused():  # (thousands of tasks, no reference cycle)
+            self._emit(bld, op, graph, spec, tiling, carry)
         return bld.tasks
 
     def lower_summary(self, op, graph, spec: AscendSpec, tiling=None, carry=None):
@@ -100,8 +102,9 @@ class AscendTarget(Target):
         if carry and not self.carries(op):
             raise ValueError(f"ascend does not carry the inputs of a {op.kind} op on chip")
         acc = Accumulator()
-        self._emit(Builder(self.chip(spec), grouping=self.grouping, sink=acc), op, graph,
-                   spec, tiling, carry or NONE)
+        with gc_paused():
+            self._emit(Builder(self.chip(spec), grouping=self.grouping, sink=acc), op, graph,
+                       spec, tiling, carry or NONE)
         return acc.summary(self.pools(spec)), acc.count
 
     def _emit(self, bld: Builder, op, graph, spec: AscendSpec, tiling, carry: Carry) -> None:
