@@ -38,10 +38,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
 from hwsim.engine import Task, group_name
 
 from .spec import DRAM_POOL, Machine
+
+_EMPTY = MappingProxyType({})  # a task's bytes or actions when it has none (read-only)
 
 
 @dataclass
@@ -226,29 +229,43 @@ def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
     return list(groups.values())
 
 
-def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list[Task]:
+def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True,
+         sink=None) -> list[Task]:
     """The plan as engine tasks (see the module docstring); threads of equal rate as
-    one group (:func:`thread_groups`; ``grouped=False``: one lane per thread)."""
+    one group (:func:`thread_groups`; ``grouped=False``: one lane per thread).
+
+    With a ``sink`` (an :class:`hwsim.engine.Accumulator`: the ``analytical``
+    fidelity), each task's fields go to it in the same order instead, no task or
+    label is made, and the list returned is empty."""
     tasks: list[Task] = []
     fma_action = f"vfma_{plan.dtype}"
+    labels = sink is None
 
-    def add(task: Task) -> int:
-        tasks.append(task)
-        return len(tasks) - 1
+    if labels:
+        def add(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies=1) -> int:
+            tasks.append(Task(unit, duration_s, nbytes, actions, deps, bound, pool, text,
+                              copies))
+            return len(tasks) - 1
+    else:
+        put = sink.add
 
+        def add(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies=1) -> int:
+            return put(unit, duration_s, nbytes, actions, deps, bound, pool, copies)
+
+    none = _EMPTY
     gate: tuple[int, ...] = ()
     if plan.serial_s > 0:
-        gate = (add(Task("call", plan.serial_s, bound="latency", label=f"{label} call")),)
+        gate = (add("call", plan.serial_s, none, none, (), "latency", "",
+                    f"{label} call" if labels else ""),)
     t = plan.threads
     if t > 1:
-        gate = (add(Task("sync", mach.fork_s(t), deps=gate, bound="latency",
-                         label=f"{label} fork {t} threads")),)
+        gate = (add("sync", mach.fork_s(t), none, none, gate, "latency", "",
+                    f"{label} fork {t} threads" if labels else ""),)
     # each thread streams at its rate with all the op's threads streaming: the
     # queueing at its cluster, node and links for their placement (memory.py)
-    slow = [mach.slot_bw / r for r in mach.thread_rates(t)]
-    groups = thread_groups(slow) if grouped else [[i] for i in range(t)]
-    units = [group_name("core", m) for m in groups]
+    slow, groups, units = _lanes(mach, t, grouped)
     last_core: list[list[int]] = [[] for _ in groups]
+    mem_label = core_label = ""
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)
         ends = []
@@ -259,11 +276,14 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
             mem_bytes = {"dram_read": math.ceil(step.dram_read - 1e-6),
                          "dram_write": math.ceil(step.dram_write - 1e-6)}
             mem_actions = {"dram_byte": step.dram_read + step.dram_write}
-            mem_label = f"{label} {step.label} dram"
+            if labels:
+                mem_label = f"{label} {step.label} dram"
         core_bytes = {"l2": int(step.l2_bytes), "l3": int(step.l3_bytes)}
         core_actions = {fma_action: step.vfma, "vop": step.vop, "l1_byte": step.l1_bytes,
                         "l2_byte": step.l2_bytes, "l3_byte": step.l3_bytes}
-        core_label = f"{label} {step.label}"
+        if labels:
+            core_label = f"{label} {step.label}"
+        in_cache, bound = tm.in_cache, tm.bound
         for g, members in enumerate(groups):
             k = len(members)
             deps = list(gate)
@@ -272,25 +292,38 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
                 mdeps = list(gate)
                 if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
                     mdeps.append(mine[-2])
-                mem = add(Task(f"{units[g]}.mem", tm.dram * slow[members[0]], mem_bytes,
-                               mem_actions,
-                               tuple(sorted(set(mdeps))) if len(mdeps) > 1 else tuple(mdeps),
-                               "memory", DRAM_POOL, mem_label, k))
+                mem = add(f"{units[g]}.mem", tm.dram * slow[members[0]], mem_bytes,
+                          mem_actions,
+                          tuple(sorted(set(mdeps))) if len(mdeps) > 1 else tuple(mdeps),
+                          "memory", DRAM_POOL, mem_label, k)
                 deps.append(mem)
             if mine:
                 deps.append(mine[-1])
-            core = add(Task(units[g], tm.in_cache, core_bytes, core_actions,
-                            tuple(sorted(set(deps))) if len(deps) > 1 else tuple(deps),
-                            tm.bound, "", core_label, k))
+            core = add(units[g], in_cache, core_bytes, core_actions,
+                       tuple(sorted(set(deps))) if len(deps) > 1 else tuple(deps),
+                       bound, "", core_label, k)
             mine.append(core)
             ends.append(core)
         if step.barrier and t > 1 and j < len(plan.steps) - 1:
-            gate = (add(Task("sync", mach.barrier_s(t) * step.rounds, deps=tuple(ends),
-                             bound="latency", label=f"{label} barrier")),)
+            gate = (add("sync", mach.barrier_s(t) * step.rounds, none, none, tuple(ends),
+                        "latency", "", f"{label} barrier" if labels else ""),)
     if t > 1:
-        add(Task("sync", mach.barrier_s(t), deps=tuple(m[-1] for m in last_core if m),
-                 bound="latency", label=f"{label} join"))
+        add("sync", mach.barrier_s(t), none, none, tuple(m[-1] for m in last_core if m),
+            "latency", "", f"{label} join" if labels else "")
     return tasks
+
+
+def _lanes(mach: Machine, threads: int, grouped: bool):
+    """(each thread's slowdown against one core alone, the groups of threads of equal
+    rate, their units), kept on ``mach`` per thread count: every op on that many
+    threads has them."""
+    memo = mach.__dict__.setdefault("_lanes", {})
+    got = memo.get((threads, grouped))
+    if got is None:
+        slow = [mach.slot_bw / r for r in mach.thread_rates(threads)]
+        groups = thread_groups(slow) if grouped else [[i] for i in range(threads)]
+        got = memo[(threads, grouped)] = (slow, groups, [group_name("core", m) for m in groups])
+    return got
 
 
 def repeat(steps: list[Step], times_: int) -> list[Step]:

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hwsim.energy import EnergyTable
-from hwsim.engine import Task, analytical_latency
+from hwsim.engine import Accumulator, Task, analytical_latency
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.onchip import NONE, Carry, kept_write_bytes, onchip_read_bytes
 from hwsim.targets import Target
@@ -85,6 +85,21 @@ class ARMv8Target(Target):
         if plan is None:
             return []
         return emit(plan, self.machine(spec, tiling), op.name or op.kind)
+
+    def lower_summary(self, op, graph, spec: ARMv8Spec, tiling=None, carry=None):
+        """The ``analytical`` fidelity's reading of the tasks, without them: the plan's
+        tasks go straight into an :class:`~hwsim.engine.Accumulator` (:func:`.ecm.emit`
+        with a sink), the same sums in the same order as :func:`hwsim.engine.summarize`
+        of :meth:`lower`'s (or :meth:`lower_carried`'s) tasks, so the same summary to
+        the last bit (a test holds the two equal)."""
+        if carry and not self.carries(op):
+            raise ValueError(f"armv8 does not carry the inputs of a {op.kind} op on chip")
+        plan = (self._carried_plan(op, graph, spec, tiling, carry) if carry
+                else self._plan_of(op, graph, spec, tiling))
+        acc = Accumulator()
+        if plan is not None:
+            emit(plan, self.machine(spec, tiling), op.name or op.kind, sink=acc)
+        return acc.summary(self.pools(spec)), acc.count
 
     # ------------------------------------------------------------------ on-chip state
     def onchip_capacity_bytes(self, spec: ARMv8Spec) -> float:
