@@ -397,39 +397,24 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     # phases of the event run; a merged phase stands for its k-blocks' barriers
     group = -(-len(kcs) // PHASES)
     pk_acc = kr_acc = None
+    last = len(kcs) - 1
+    # a k-block's steps depend on its depth and on whether it is the first (no C to
+    # read) or the last (C written back): made once per kind, then added as before
+    made: dict[tuple[int, bool, bool], tuple[Step, Step]] = {}
     for idx, kc in enumerate(kcs):
-        ea, eb = m_t * kc, kc * b_share
-        pk = pack_step("pack A, B", ea + eb, lanes, mach)
-        # A and B arrive cold; the tn column groups each pack these rows of A
-        _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
-        _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
-        a_home = resident(min_i * kc * s, mach, threads)
-        pk.write(a_home, ea * s)
-        pk.write("l2", eb * s)
-        pk.barrier = tm * tn > 1
-        kr = kernels_step("kernels", rows, cols, kc, lanes, mach)
-        # the A block once per B micro-panel; between two sweeps of a line every thread
-        # brings its A block, a B micro-panel and a C micro-tile into the last level
-        a_block = min_i * kc * s
-        reuse = threads * (a_block + kc * nr * s + min_i * nr * s)
-        reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse)
-        b_total = kc * n_t * s
-        kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
-        if tm > 1:
-            kr.read("l2", b_total / tm)
-        c_bytes = m_t * n_t * s
-        c_home = resident(c_bytes, mach, threads)
-        if idx:
-            kr.read(c_home, c_bytes)
-        # C is written back to DRAM after the last k-block
-        kr.write("dram" if idx == len(kcs) - 1 else c_home, c_bytes)
+        kind = (kc, idx > 0, idx == last)
+        got = made.get(kind)
+        if got is None:
+            got = made[kind] = _k_block(g, mach, kc, idx, last, tn, tm, per, threads, m_t, n_t,
+                                        rows, cols, min_i, b_share, lanes, s)
+        pk, kr = got
         if pk_acc is None:
-            pk_acc, kr_acc = pk, kr
+            pk_acc, kr_acc = pk.scaled(1.0), kr.scaled(1.0)  # copies (x 1.0: the same floats)
         else:
             pk_acc.add(pk)
             kr_acc.add(kr)
             pk_acc.rounds += 1
-        if (idx + 1) % group == 0 or idx == len(kcs) - 1:
+        if (idx + 1) % group == 0 or idx == last:
             steps += split(pk_acc, 2 if pk_acc.dram_read else 1)
             steps += split(kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write else 1)
             pk_acc = kr_acc = None
@@ -438,6 +423,39 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
                 {"grid": f"{tb}x{tm}x{tn}", "kc": kcs, "mc": min_i,
                  "edge_rows": [r for r, _ in rows if r != mr],
                  "edge_cols": [c for c, _ in cols if c != nr]})
+
+
+def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: int, per: int,
+             threads: int, m_t: int, n_t: int, rows, cols, min_i: int, b_share: int, lanes: int,
+             s: int) -> tuple[Step, Step]:
+    """One k-block of :func:`openblas`: its packing step and its kernels step."""
+    nr = mach.kernel_shape(g.dtype)[1]
+    ea, eb = m_t * kc, kc * b_share
+    pk = pack_step("pack A, B", ea + eb, lanes, mach)
+    # A and B arrive cold; the tn column groups each pack these rows of A
+    _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
+    _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
+    a_home = resident(min_i * kc * s, mach, threads)
+    pk.write(a_home, ea * s)
+    pk.write("l2", eb * s)
+    pk.barrier = tm * tn > 1
+    kr = kernels_step("kernels", rows, cols, kc, lanes, mach)
+    # the A block once per B micro-panel; between two sweeps of a line every thread
+    # brings its A block, a B micro-panel and a C micro-tile into the last level
+    a_block = min_i * kc * s
+    reuse = threads * (a_block + kc * nr * s + min_i * nr * s)
+    reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse)
+    b_total = kc * n_t * s
+    kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
+    if tm > 1:
+        kr.read("l2", b_total / tm)
+    c_bytes = m_t * n_t * s
+    c_home = resident(c_bytes, mach, threads)
+    if idx:
+        kr.read(c_home, c_bytes)
+    # C is written back to DRAM after the last k-block
+    kr.write("dram" if idx == last else c_home, c_bytes)
+    return pk, kr
 
 
 def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:

@@ -387,7 +387,8 @@ class _Lumped:
     iteration runs."""
 
     __slots__ = ("n", "k", "tau", "types", "type_of", "think", "count", "demand", "private",
-                 "sharers", "node_terms", "node_classes", "n_nodes")
+                 "sharers", "node_terms", "node_classes", "n_nodes", "slot_w", "slot_d",
+                 "slot_at", "slot_type", "seqs", "pairs", "terms")
 
     @classmethod
     def of(cls, D: np.ndarray, think: np.ndarray, count: np.ndarray, k: float,
@@ -453,6 +454,21 @@ class _Lumped:
                 if d != 0.0:
                     terms.append((i, d / per_line[i], d))
             self.node_terms.append(terms)
+        # flat, slot by slot (a type's stations, type after type), for the iteration
+        first_slot = []
+        self.slot_w, self.slot_d, self.slot_at, self.slot_type = [], [], [], []
+        for t in range(self.types):
+            first_slot.append(len(self.slot_d))
+            for d, at in zip(self.demand[t], self.private[t]):
+                self.slot_w.append(self.count[t])
+                self.slot_d.append(d)
+                self.slot_at.append(at)
+                self.slot_type.append(t)
+        self.seqs = [[first_slot[t] + j for t, j, _ in members] for members in self.sharers]
+        self.pairs = [(self.think[t], first_slot[t],
+                       first_slot[t] + 1 if len(self.demand[t]) == 2 else -1)
+                      for t in range(self.types)]
+        self.terms = [[(i, share * tau, d) for i, share, d in tt] for tt in self.node_terms]
         # per node, per class: (type, count, demand), None for a class not on it
         self.node_classes = [[(type_of[c], float(count[c]), float(D[c, s]))
                               if D[c, s] != 0.0 else None for c in range(n)] for s in nodes]
@@ -460,68 +476,47 @@ class _Lumped:
 
     def _mva(self, Q, X, extra_u, iterations: int, rtol: float):
         """:func:`_mva` with ``extra`` the controllers' wait at utilisations
-        ``extra_u``; ``X`` None: from zero rates. Returns X and Q (lists per type)."""
-        k, tau = self.k, self.tau
-        T = self.types
-        think, demand, private, sharers = self.think, self.demand, self.private, self.sharers
-        node_terms = self.node_terms
-        count = self.count
+        ``extra_u``; ``X`` None: from zero rates. ``Q``: the queue lengths per slot (a
+        type's stations, type after type). Returns X (per type) and Q."""
+        k = self.k
+        slot_w, slot_d, slot_at, slot_type = self.slot_w, self.slot_d, self.slot_at, \
+            self.slot_type
+        seqs, pairs, terms = self.seqs, self.pairs, self.terms
         started = X is not None and any(X)
         if X is None:
-            X = [0.0] * T
+            X = [0.0] * self.types
         inv = [1.0 - u for u in extra_u]
         for _ in range(iterations):
+            wq = [w * q for w, q in zip(slot_w, Q)]
             # the queue at each shared station: numpy's column sum, class by class
             qs = []
-            for members in sharers:
+            for seq in seqs:
                 acc = 0.0
-                for t, j, w in members:
-                    acc += w * Q[t][j]
+                for i in seq:
+                    acc += wq[i]
                 qs.append(acc)
-            R = []
-            wait = []
-            for t in range(T):
-                dt, qt, pt = demand[t], Q[t], private[t]
-                if len(dt) == 2:
-                    a = pt[0]
-                    q0 = count[t] * qt[0] if a < 0 else qs[a]
-                    r0 = dt[0] * ((1.0 + q0) - qt[0] / k)
-                    b = pt[1]
-                    q1 = count[t] * qt[1] if b < 0 else qs[b]
-                    r1 = dt[1] * ((1.0 + q1) - qt[1] / k)
-                    R.append((r0, r1))
-                    wait.append(think[t] + (r0 + r1))
-                else:
-                    a = pt[0]
-                    q0 = count[t] * qt[0] if a < 0 else qs[a]
-                    r0 = dt[0] * ((1.0 + q0) - qt[0] / k)
-                    R.append((r0,))
-                    wait.append(think[t] + r0)
+            # (a private station's queue is its one class's: count x Q)
+            R = [d * ((1.0 + (qs[at] if at >= 0 else v)) - q / k)
+                 for d, at, v, q in zip(slot_d, slot_at, wq, Q)]
+            wait = [th + (R[a] + R[b]) if b >= 0 else th + R[a] for th, a, b in pairs]
             xs = X if started else [k / w for w in wait]
             X_new = []
-            for t in range(T):
-                terms = node_terms[t]
+            for t, w in enumerate(wait):
                 x = xs[t]
-                e = 0.0
-                if len(terms) == 1:
-                    i, share, d = terms[0]
+                tt = terms[t]
+                i, st, d = tt[0]
+                o = extra_u[i] - x * d
+                e = st * (o if o > 0.0 else 0.0) / inv[i]
+                if len(tt) == 2:
+                    i, st, d = tt[1]
                     o = extra_u[i] - x * d
-                    e = share * tau * (o if o > 0.0 else 0.0) / inv[i]
-                else:
-                    i, share, d = terms[0]
-                    o = extra_u[i] - x * d
-                    e0 = share * tau * (o if o > 0.0 else 0.0) / inv[i]
-                    i, share, d = terms[1]
-                    o = extra_u[i] - x * d
-                    e = e0 + share * tau * (o if o > 0.0 else 0.0) / inv[i]
-                X_new.append(k / (wait[t] + e))
-            Q = [[x * r for r in rt] for x, rt in zip(X_new, R)]
-            done = True
+                    e = e + st * (o if o > 0.0 else 0.0) / inv[i]
+                X_new.append(k / (w + e))
+            Q = [X_new[t] * r for t, r in zip(slot_type, R)]
             for a, b in zip(X_new, X):
                 if not abs(a - b) <= rtol * abs(b):
-                    done = False
                     break
-            if done:
+            else:
                 return X_new, Q
             X = X_new
             started = True
@@ -536,7 +531,7 @@ class _Lumped:
         for t in range(self.types):
             dt = self.demand[t]
             denom = max((dt[0] + dt[1] if len(dt) == 2 else dt[0]) + self.think[t], 1e-30)
-            Q.append([d / denom * k for d in dt])
+            Q += [d / denom * k for d in dt]
         lo, hi = [0.0] * nn, [1.0] * nn
         f_lo, f_hi = [math.nan] * nn, [-1.0] * nn
         side = [0.0] * nn
