@@ -1,9 +1,10 @@
 """The ARMv8 target's shortcuts for speed give what the long way gives, to the last bit.
 
-- the ``analytical`` fidelity sums an op's tasks as the plan emits them
-  (``ARMv8Target.lower_summary``, an :class:`hwsim.engine.Accumulator` as the sink):
-  every report equals the one from making the tasks and summing them
-  (``Target.lower_summary``), carried inputs and kept outputs included;
+- the ``analytical`` fidelity takes an op's sums from its plan's steps without
+  making its tasks (``ARMv8Target.lower_summary``, ``ecm.summarize_plan``): every
+  report equals the one from making the tasks and summing them
+  (``Target.lower_summary``), carried inputs and kept outputs included, and so does
+  each summary of plans the planners rarely make, with its keys in the same order;
 - (the interference solve in scalars is held to numpy's iteration in
   ``test_armv8_interference.py``).
 """
@@ -23,6 +24,10 @@ WORKLOADS = [
     ("armv8-tinyllama-decode.yaml", []),  # decode: few threads, GQA attention
     ("bert-base-spatten.yaml", ["seq_len=96"]),  # a top-k, attention selecting values
     ("llama2-7b-lazyllm.yaml", ["seq_len=512"]),  # every layer different
+    # threads that stream at different rates (groups of lanes), one thread
+    ("bert-base.yaml", ["tiling.threads=7", "tiling.placement=compact"]),
+    ("armv8-tinyllama-decode.yaml", ["tiling.placement=interleave"]),
+    ("bert-base.yaml", ["tiling.threads=1"]),
 ]
 
 
@@ -39,3 +44,37 @@ def test_analytical_summary_without_tasks_is_the_tasks_summary(name, sets, monke
     fast = _report(path, sets)
     monkeypatch.setattr(ARMv8Target, "lower_summary", Target.lower_summary)
     assert _report(path, sets) == fast
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5, 24, 57, 64])
+@pytest.mark.parametrize("shape", ["first_still", "no_dram", "no_call", "no_steps"])
+def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
+    """Plans the planners rarely make: a first step without DRAM traffic (the DRAM
+    keys and units come later), none at all, no library call, no steps; threads in
+    several groups of lanes (24 spread threads: full and partial clusters)."""
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import Plan, Step, emit, summarize_plan  # noqa: PLC0415
+    from hwsim.engine import summarize  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    mach = TARGET.machine(spec)
+    steps = []
+    for i in range(6):
+        st = Step(f"s{i}", arith_cycles=1000.0 + 37 * i, port_cycles=900.0 + 50 * (i % 3),
+                  l1_bytes=4096.0 * i, l2_bytes=1000.5 * i, l3_bytes=77.25 * i, vfma=10.0 * i,
+                  vop=3.5 * i, tlb_walks=0.5 * (i % 2))
+        if shape != "no_dram" and (i or shape != "first_still"):
+            st.dram_read, st.dram_write = 12345.6 / (i + 1), 100.0 * (i % 2)
+        st.barrier = i % 2 == 1
+        st.rounds = 1 + i % 3
+        steps.append(st)
+    if shape == "no_steps":
+        steps = []
+    plan = Plan("test", threads, steps, "fp32", 0.0 if shape == "no_call" else 2e-6)
+    tasks = emit(plan, mach, "op")
+    want = summarize(tasks, TARGET.pools(spec))
+    got, count = summarize_plan(plan, mach, TARGET.pools(spec))
+    assert count == len(tasks)
+    assert repr(got) == repr(want)
+    assert list(got.bytes) == list(want.bytes) and list(got.actions) == list(want.actions)

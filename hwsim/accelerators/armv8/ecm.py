@@ -229,43 +229,30 @@ def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
     return list(groups.values())
 
 
-def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True,
-         sink=None) -> list[Task]:
+def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list[Task]:
     """The plan as engine tasks (see the module docstring); threads of equal rate as
-    one group (:func:`thread_groups`; ``grouped=False``: one lane per thread).
-
-    With a ``sink`` (an :class:`hwsim.engine.Accumulator`: the ``analytical``
-    fidelity), each task's fields go to it in the same order instead, no task or
-    label is made, and the list returned is empty."""
+    one group (:func:`thread_groups`; ``grouped=False``: one lane per thread)."""
     tasks: list[Task] = []
     fma_action = f"vfma_{plan.dtype}"
-    labels = sink is None
 
-    if labels:
-        def add(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies=1) -> int:
-            tasks.append(Task(unit, duration_s, nbytes, actions, deps, bound, pool, text,
-                              copies))
-            return len(tasks) - 1
-    else:
-        put = sink.add
-
-        def add(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies=1) -> int:
-            return put(unit, duration_s, nbytes, actions, deps, bound, pool, copies)
+    def add(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies=1) -> int:
+        tasks.append(Task(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies))
+        return len(tasks) - 1
 
     none = _EMPTY
     gate: tuple[int, ...] = ()
     if plan.serial_s > 0:
         gate = (add("call", plan.serial_s, none, none, (), "latency", "",
-                    f"{label} call" if labels else ""),)
+                    f"{label} call"),)
     t = plan.threads
     if t > 1:
         gate = (add("sync", mach.fork_s(t), none, none, gate, "latency", "",
-                    f"{label} fork {t} threads" if labels else ""),)
+                    f"{label} fork {t} threads"),)
     # each thread streams at its rate with all the op's threads streaming: the
     # queueing at its cluster, node and links for their placement (memory.py)
     slow, groups, units = _lanes(mach, t, grouped)
     last_core: list[list[int]] = [[] for _ in groups]
-    mem_label = core_label = ""
+    mem_label = ""
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)
         ends = []
@@ -276,13 +263,11 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True,
             mem_bytes = {"dram_read": math.ceil(step.dram_read - 1e-6),
                          "dram_write": math.ceil(step.dram_write - 1e-6)}
             mem_actions = {"dram_byte": step.dram_read + step.dram_write}
-            if labels:
-                mem_label = f"{label} {step.label} dram"
+            mem_label = f"{label} {step.label} dram"
         core_bytes = {"l2": int(step.l2_bytes), "l3": int(step.l3_bytes)}
         core_actions = {fma_action: step.vfma, "vop": step.vop, "l1_byte": step.l1_bytes,
                         "l2_byte": step.l2_bytes, "l3_byte": step.l3_bytes}
-        if labels:
-            core_label = f"{label} {step.label}"
+        core_label = f"{label} {step.label}"
         in_cache, bound = tm.in_cache, tm.bound
         for g, members in enumerate(groups):
             k = len(members)
@@ -306,11 +291,177 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True,
             ends.append(core)
         if step.barrier and t > 1 and j < len(plan.steps) - 1:
             gate = (add("sync", mach.barrier_s(t) * step.rounds, none, none, tuple(ends),
-                        "latency", "", f"{label} barrier" if labels else ""),)
+                        "latency", "", f"{label} barrier"),)
     if t > 1:
         add("sync", mach.barrier_s(t), none, none, tuple(m[-1] for m in last_core if m),
-            "latency", "", f"{label} join" if labels else "")
+            "latency", "", f"{label} join")
     return tasks
+
+
+def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
+    """``(summary, tasks)``: what :func:`hwsim.engine.summarize` gives for
+    :func:`emit`'s tasks of ``plan`` and how many there are, without making or
+    handing over a task (the ``analytical`` fidelity).
+
+    :func:`emit`'s tasks have a fixed shape (a call, a fork, per step and thread
+    group a DRAM transfer and a tile, barriers, a join), so the sums are taken here
+    directly, each in the order :class:`~hwsim.engine.Accumulator` takes them task by
+    task: a figure that several tasks add to is added to in task order, the same
+    floats; the bytes are integers; the units, bounds, levels and actions are met
+    in the same order (a test holds the result to the tasks' summary). A thread
+    group's tiles have the same times as every other group's, so the cores' busy
+    time is summed once."""
+    from hwsim.engine import Accumulator  # noqa: PLC0415
+
+    acc = Accumulator()
+    t = plan.threads
+    slow, groups, units = _lanes(mach, t, True)
+    ks = [len(m) for m in groups]
+    slows = [slow[m[0]] for m in groups]
+    n_groups = len(groups)
+    busy: dict = {}  # the units and pool, in the order the tasks meet them
+    count = 0
+    path = 0.0
+    sync_s = None  # the sync unit's busy time (None: no sync task)
+    gate_f = 0.0  # the finish of the gate (0.0: no gate)
+    if plan.serial_s > 0:
+        busy["call"] = [plan.serial_s, {"latency": plan.serial_s}]
+        gate_f = path = 0.0 + plan.serial_s
+        count += 1
+    if t > 1:
+        d = mach.fork_s(t)
+        busy["sync"] = None  # (its place; filled in at the end)
+        sync_s = 0.0 + d
+        gate_f = gate_f + d
+        if gate_f > path:
+            path = gate_f
+        count += 1
+    fma_action = f"vfma_{plan.dtype}"
+    # the bytes (integers: any order) and actions (floats: task order), by key
+    dram_read = dram_write = l2 = l3 = 0
+    dram_byte = vfma = vop = l1_byte = l2_byte = l3_byte = 0.0
+    moved = False  # a DRAM transfer has been met (its keys and units exist)
+    mem_first = False  # ... before the first tile (its keys come first)
+    core_total = 0.0
+    core_by: dict = {}
+    mem_total = [0.0] * n_groups
+    pool_total = 0.0
+    last1: list = [None] * n_groups  # each group's last tile's finish
+    last2: list = [None] * n_groups  # and the one before
+    steps = plan.steps
+    final = len(steps) - 1
+    for j, step in enumerate(steps):
+        tm = times(step, mach)
+        moves = step.dram_read or step.dram_write
+        in_cache, bound = tm.in_cache, tm.bound
+        if moves:
+            if not moved:
+                moved = True
+                mem_first = j == 0
+                for g in range(n_groups):  # the units, as the first moving step meets them
+                    busy[f"{units[g]}.mem"] = None
+                    if g == 0:
+                        busy[("pool", DRAM_POOL)] = None
+                    if j == 0:
+                        busy[units[g]] = None
+            rb = math.ceil(step.dram_read - 1e-6)
+            wb = math.ceil(step.dram_write - 1e-6)
+            mb = step.dram_read + step.dram_write
+            dram = tm.dram
+        elif j == 0:
+            for g in range(n_groups):
+                busy[units[g]] = None
+        ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
+        v_fma, v_op, v_l1, v_l2, v_l3 = (step.vfma, step.vop, step.l1_bytes, step.l2_bytes,
+                                         step.l3_bytes)
+        core_total += in_cache
+        core_by[bound] = core_by.get(bound, 0.0) + in_cache
+        ends_max = 0.0
+        for g in range(n_groups):
+            k = ks[g]
+            start = gate_f
+            if moves:
+                d = dram * slows[g]
+                p2 = last2[g]
+                if p2 is not None and p2 > start:
+                    start = p2
+                fm = start + d
+                if fm > path:
+                    path = fm
+                mem_total[g] += d
+                pool_total += d * k
+                dram_read += rb * k
+                dram_write += wb * k
+                dram_byte += mb * k if k != 1 else mb
+                start = fm  # (after the gate: the transfer waited for it)
+            p1 = last1[g]
+            if p1 is not None and p1 > start:
+                start = p1
+            fc = start + in_cache
+            if fc > path:
+                path = fc
+            if fc > ends_max:
+                ends_max = fc
+            last2[g], last1[g] = p1, fc
+            l2 += ib2 * k
+            l3 += ib3 * k
+            if k == 1:
+                vfma += v_fma
+                vop += v_op
+                l1_byte += v_l1
+                l2_byte += v_l2
+                l3_byte += v_l3
+            else:
+                vfma += v_fma * k
+                vop += v_op * k
+                l1_byte += v_l1 * k
+                l2_byte += v_l2 * k
+                l3_byte += v_l3 * k
+            count += 2 if moves else 1
+        if step.barrier and t > 1 and j < final:
+            d = mach.barrier_s(t) * step.rounds
+            sync_s += d
+            gate_f = ends_max + d
+            if gate_f > path:
+                path = gate_f
+            count += 1
+    if t > 1:
+        d = mach.barrier_s(t)
+        sync_s += d
+        f = max((x for x in last1 if x is not None), default=0.0)
+        f = (f if f > 0.0 else 0.0) + d
+        if f > path:
+            path = f
+        count += 1
+    if not count:
+        return acc.summary(pools), 0
+    for key in busy:
+        if key == "call":
+            continue
+        if key == "sync":
+            busy[key] = [sync_s, {"latency": sync_s}]
+        elif type(key) is tuple:
+            busy[key] = [pool_total, {"memory": pool_total}]
+        elif key.endswith(".mem"):
+            g = units.index(key[:-4])
+            busy[key] = [mem_total[g], {"memory": mem_total[g]}]
+        else:
+            busy[key] = [core_total, dict(core_by)]
+    core_bytes = {"l2": l2, "l3": l3}
+    core_actions = {fma_action: vfma, "vop": vop, "l1_byte": l1_byte, "l2_byte": l2_byte,
+                    "l3_byte": l3_byte}
+    if steps and moved:
+        mem_bytes = {"dram_read": dram_read, "dram_write": dram_write}
+        mem_actions = {"dram_byte": dram_byte}
+        acc.nbytes = {**mem_bytes, **core_bytes} if mem_first else {**core_bytes, **mem_bytes}
+        acc.actions = ({**mem_actions, **core_actions} if mem_first
+                       else {**core_actions, **mem_actions})
+    elif steps:
+        acc.nbytes, acc.actions = core_bytes, core_actions
+    acc.finish = [path]
+    acc.busy = busy
+    acc.count = count
+    return acc.summary(pools), count
 
 
 def _lanes(mach: Machine, threads: int, grouped: bool):

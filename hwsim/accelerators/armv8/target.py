@@ -13,7 +13,7 @@ from hwsim.targets import Target
 
 from .attention import attention_plan
 from .attention import executed_flops as attention_executed_flops
-from .ecm import Plan, emit, times
+from .ecm import Plan, emit, summarize_plan, times
 from .energy import energy_table
 from .gemm import Gemm, plan_gemm
 from .spec import DRAM_POOL, INT_DTYPES, ARMv8Spec, Machine
@@ -87,19 +87,18 @@ class ARMv8Target(Target):
         return emit(plan, self.machine(spec, tiling), op.name or op.kind)
 
     def lower_summary(self, op, graph, spec: ARMv8Spec, tiling=None, carry=None):
-        """The ``analytical`` fidelity's reading of the tasks, without them: the plan's
-        tasks go straight into an :class:`~hwsim.engine.Accumulator` (:func:`.ecm.emit`
-        with a sink), the same sums in the same order as :func:`hwsim.engine.summarize`
-        of :meth:`lower`'s (or :meth:`lower_carried`'s) tasks, so the same summary to
-        the last bit (a test holds the two equal)."""
+        """The ``analytical`` fidelity's reading of the tasks, without them: the sums
+        of the plan's tasks taken from its steps (:func:`.ecm.summarize_plan`), each in
+        the order :func:`hwsim.engine.summarize` takes them over :meth:`lower`'s (or
+        :meth:`lower_carried`'s) tasks, so the same summary to the last bit (a test
+        holds the two equal)."""
         if carry and not self.carries(op):
             raise ValueError(f"armv8 does not carry the inputs of a {op.kind} op on chip")
         plan = (self._carried_plan(op, graph, spec, tiling, carry) if carry
                 else self._plan_of(op, graph, spec, tiling))
-        acc = Accumulator()
-        if plan is not None:
-            emit(plan, self.machine(spec, tiling), op.name or op.kind, sink=acc)
-        return acc.summary(self.pools(spec)), acc.count
+        if plan is None:
+            return Accumulator().summary(self.pools(spec)), 0
+        return summarize_plan(plan, self.machine(spec, tiling), self.pools(spec))
 
     # ------------------------------------------------------------------ on-chip state
     def onchip_capacity_bytes(self, spec: ARMv8Spec) -> float:
