@@ -78,3 +78,41 @@ def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
     assert count == len(tasks)
     assert repr(got) == repr(want)
     assert list(got.bytes) == list(want.bytes) and list(got.actions) == list(want.actions)
+
+
+def test_breakdown_terms_are_the_steps_times_summed():
+    """``_terms`` (a report's breakdown and description) computes :func:`.ecm.times`'
+    terms inline: the same floats as summing ``times`` step by step."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import times  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload.build import build_graph  # noqa: PLC0415
+    from hwsim.workload.loader import load_workload  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    mach = TARGET.machine(spec)
+    wl = load_workload(Path(__file__).resolve().parents[1] / "workloads" / "bert-base.yaml")
+    graph = build_graph(wl)
+    checked = 0
+    for op in graph.ops:
+        plan = TARGET.plan(op, graph, spec)
+        if plan is None:
+            continue
+        rate = min(mach.thread_rates(plan.threads))
+        want = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
+                             0.0)
+        for step in plan.steps:
+            tm = times(step, mach)
+            want["in_core_s"] += tm.in_core
+            if step.label.startswith(("pack", "pre-pack")):
+                want["pack_s"] += tm.in_core
+            want["l1_s"] += tm.l1
+            want["l2_s"] += tm.l2
+            want["l3_s"] += tm.l3
+            want["tlb_s"] += tm.tlb
+            want["dram_s"] += (step.dram_read + step.dram_write) / rate
+        assert TARGET._terms(plan, mach) == want
+        checked += 1
+    assert checked > 10

@@ -175,7 +175,7 @@ def estimate(plan: Plan, mach: Machine) -> float:
     t = plan.threads
     # the slowest thread's transfers: its rate with all the op's threads streaming
     # (memory.stream_rates), against one core's alone in times()
-    share = mach.slot_bw / min(mach.thread_rates(t))
+    share = mach.slot_bw / mach.slowest_rate(t)
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
@@ -184,18 +184,23 @@ def estimate(plan: Plan, mach: Machine) -> float:
     end1 = end2 = None  # the last two steps' ends
     steps = plan.steps
     last = len(steps) - 1
+    # (the larger of two floats by a comparison, not max(): the same value, and a
+    # planner's thousands of estimates spend a third of their time in max calls)
     for j, s in enumerate(steps):
         in_core = s.arith_cycles * cycle_s
         transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw + s.l3_bytes / l3_bw
                      + s.tlb_walks * walk_s)
         start = gate
         if s.dram_read or s.dram_write:
-            mem_end = (max(gate, mem_end, end2 if end2 is not None else gate)
-                       + share * ((s.dram_read + s.dram_write) / slot_bw))
-            start = max(start, mem_end)
-        if end1 is not None:
-            start = max(start, end1)
-        end2, end1 = end1, start + max(in_core, transfers)
+            ready = gate if gate >= mem_end else mem_end
+            if end2 is not None and end2 > ready:
+                ready = end2
+            mem_end = ready + share * ((s.dram_read + s.dram_write) / slot_bw)
+            if mem_end > start:
+                start = mem_end
+        if end1 is not None and end1 > start:
+            start = end1
+        end2, end1 = end1, start + (in_core if in_core >= transfers else transfers)
         if s.barrier and t > 1 and j < last:
             gate = end1 + barrier_s * s.rounds
     return (end1 if end1 is not None else gate) + mach.barrier_s(t)

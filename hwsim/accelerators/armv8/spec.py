@@ -153,6 +153,7 @@ class Machine:
         self.cores = spec.cores  # threads an op may use (workload tiling.threads)
         self.placement = "spread"
         self._rates: dict[int, tuple[float, ...]] = {}
+        self._slowest: dict[int, float] = {}
         self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
@@ -224,6 +225,13 @@ class Machine:
         other = Machine(self.spec)
         other.cores, other.placement = cores, placement
         return other
+
+    def slowest_rate(self, threads: int) -> float:
+        """The least of :meth:`thread_rates` (kept: a planner asks for it per plan)."""
+        got = self._slowest.get(threads)
+        if got is None:
+            got = self._slowest[threads] = min(self.thread_rates(threads))
+        return got
 
     def thread_rates(self, threads: int) -> tuple[float, ...]:
         """DRAM bytes per second of each of ``threads`` threads streaming together,

@@ -13,7 +13,7 @@ from hwsim.targets import Target
 
 from .attention import attention_plan
 from .attention import executed_flops as attention_executed_flops
-from .ecm import Plan, emit, summarize_plan, times
+from .ecm import Plan, emit, summarize_plan
 from .energy import energy_table
 from .gemm import Gemm, plan_gemm
 from .spec import DRAM_POOL, INT_DTYPES, ARMv8Spec, Machine
@@ -205,20 +205,23 @@ class ARMv8Target(Target):
     def _terms(plan: Plan, mach: Machine) -> dict[str, float]:
         """Per-thread ECM terms summed over the plan's steps, in seconds."""
         n = plan.threads
-        rate = min(mach.thread_rates(n))  # the slowest thread's, all streaming
-        out = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
-                            0.0)
+        rate = mach.slowest_rate(n)  # the slowest thread's, all streaming
+        # the terms of times(), inline (the same floats), each summed in step order
+        cycle_s, l2_bw, l3_bw, walk_s = mach.cycle_s, mach.l2_bw, mach.l3_bw, \
+            mach.spec.tlb_walk_s
+        core = pack = l1 = l2 = l3 = tlb = dram = 0.0
         for step in plan.steps:
-            tm = times(step, mach)
-            out["in_core_s"] += tm.in_core
+            in_core = step.arith_cycles * cycle_s
+            core += in_core
             if step.label.startswith(("pack", "pre-pack")):
-                out["pack_s"] += tm.in_core
-            out["l1_s"] += tm.l1
-            out["l2_s"] += tm.l2
-            out["l3_s"] += tm.l3
-            out["tlb_s"] += tm.tlb
-            out["dram_s"] += (step.dram_read + step.dram_write) / rate
-        return out
+                pack += in_core
+            l1 += step.port_cycles * cycle_s
+            l2 += step.l2_bytes / l2_bw
+            l3 += step.l3_bytes / l3_bw
+            tlb += step.tlb_walks * walk_s
+            dram += (step.dram_read + step.dram_write) / rate
+        return {"in_core_s": core, "pack_s": pack, "l1_s": l1, "l2_s": l2, "l3_s": l3,
+                "tlb_s": tlb, "dram_s": dram}
 
     def peak_flops_per_s(self, spec: ARMv8Spec, dtype: str) -> float:
         return self.machine(spec).peak_flops(dtype) * spec.cores
