@@ -116,3 +116,53 @@ def test_breakdown_terms_are_the_steps_times_summed():
         assert TARGET._terms(plan, mach) == want
         checked += 1
     assert checked > 10
+
+
+def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
+    """Candidates keep each split step as its first tile and a count (``ecm.tiles``);
+    the estimate reads them as the tiles, and the plan kept, cut
+    (``ecm.materialize``), has the tiles ``ecm.split`` makes: the same estimate, the
+    same steps. Barriers on split steps, repeated batches (OpenBLAS ``repeat``) and
+    split-K merges (attention) included."""
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.attention import _plan  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import estimate, materialize  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import Gemm, _iaat_at, _tsmm_at, openblas  # noqa: PLC0415
+    from hwsim.ir.attention import AttentionShape  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    mach = TARGET.machine(resolve("armv8").spec)
+    cands = []
+    for g in (Gemm(1, 3000, 4096, 4096, "fp32"), Gemm(12, 200, 64, 200, "fp32", True),
+              Gemm(1, 4096, 11008, 4096, "fp16"), Gemm(4, 48, 48, 48, "fp32")):
+        cands += [openblas(g, mach, cap) for cap in (1, 7, 64)]
+        cands += [_iaat_at(g, mach, t, along) for t in (1, 16) for along in (False, True)]
+        cands += [_tsmm_at(g, mach, t, span) for t in (2, 64) for span in (False, True)]
+    for seq, causal in ((128, False), (40, True)):
+        wl = workload_from_dict({"name": "t", "phase": "prefill", "dtype": "fp32", "ops": [
+            {"kind": "attention", "batch": 1, "heads": 4, "q_len": seq, "kv_len": seq,
+             "head_dim": 64, "causal": causal}]})
+        graph = build_graph(wl)
+        sh = AttentionShape.of(graph.ops[0], graph)
+        cands += [_plan(mach, sh, "flash", 16, 64, "openblas", ways, cut=False)
+                  for ways in (0, 1, 2)]
+    assert any(p.runs and max(p.runs) > 1 for p in cands)
+    assert any(p.detail.get("kv_split", 1) > 1 for p in cands)
+    for p in cands:
+        assert p.runs is not None
+        uncut = estimate(p, mach)
+        # the tiles split makes: numbered, the step's barrier on the last, the amounts
+        # of the first (copies)
+        want = []
+        for first, n in zip(p.steps, p.runs):
+            amounts = {k: v for k, v in vars(first).items() if k not in ("label", "barrier")}
+            want += [(first.label, first.barrier, amounts)] if n == 1 else [
+                (f"{first.label} {i + 1}/{n}", first.barrier and i == n - 1, amounts)
+                for i in range(n)]
+        materialize(p)
+        assert p.runs is None and estimate(p, mach) == uncut
+        assert [(s.label, s.barrier,
+                 {k: v for k, v in vars(s).items() if k not in ("label", "barrier")})
+                for s in p.steps] == want
+        assert len({id(s) for s in p.steps}) == len(p.steps)  # each its own object

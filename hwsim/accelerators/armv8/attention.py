@@ -58,7 +58,7 @@ import numpy as np
 from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, split
+from .ecm import Plan, Step, fastest, materialize, tiles
 from .gemm import (
     KERNEL_FIELD,
     STRATEGIES,
@@ -156,13 +156,13 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     plans = []
     for strat in strategies:
         for bq, bkv in blocks:
-            most = _plan(mach, sh, mode, bq, bkv, strat)
+            most = _plan(mach, sh, mode, bq, bkv, strat, cut=False)
             plans.append(most)
             # fewer key splits (and threads) may finish first: fork, merge and join cost
-            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways)
+            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways, cut=False)
                       for ways in thread_counts(most.detail["kv_split"])[:-1]]
     memo: dict = {}  # each plan estimated once
-    best = fastest(plans, mach, memo)
+    best = materialize(fastest(plans, mach, memo))  # (candidates estimated uncut)
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
             st: min(memo[id(p)][1] for p in plans if p.strategy == st) for st in strategies}
@@ -234,11 +234,12 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
 
 
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
-          ways: int = 0, memo: dict | None = None) -> Plan:
+          ways: int = 0, memo: dict | None = None, cut: bool = True) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
     many as fill the cores): see the module docstring. ``memo``: where the tiles'
     kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
-    ``mach``, for every op and sweep point that runs on it)."""
+    ``mach``, for every op and sweep point that runs on it). ``cut=False``: a
+    candidate, its steps not yet cut into tiles (:func:`.ecm.tiles`)."""
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
@@ -363,7 +364,8 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         st.read(home, units * s_blk * share * kv_split)
     # the L1 <-> L2 traffic of the working blocks (scores and the output rows)
     st.read("l2", pairs * share * (bq_u * sh.v_head_dim * s))
-    steps = split(st, 4 if st.dram_read or st.dram_write else 1)
+    first, parts = tiles(st, 4 if st.dram_read or st.dram_write else 1)
+    steps, runs = [first], [parts]
     if kv_split > 1:  # each thread merges its share of the rows from every split
         merge = Step("merge partial outputs")
         out_elems = sh.o_bytes / s * dshare
@@ -373,11 +375,13 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         merge.vop = mv
         merge.read("l3", out_elems * kv_split * s)
         merge.write("dram", out_elems * s)
-        steps[-1].barrier = True
+        first.barrier = True  # (the last tile's)
         steps.append(merge)
-    return Plan(strategy, threads, steps, sh.dtype, mach.call_s(), kname,
+        runs.append(1)
+    plan = Plan(strategy, threads, steps, sh.dtype, mach.call_s(), kname,
                 {"mode": mode, "block_q": bq_u, "block_kv": bkv, "block_kv_asked": bkv_asked,
                  "kv_split": kv_split,
                  "units": units, "tiles": pairs, "executed_flops": flops,
                  **({"v_len": sh.v_len} if select else {}),
-                 **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})})
+                 **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})}, runs)
+    return materialize(plan) if cut else plan

@@ -160,6 +160,35 @@ class Plan:
     serial_s: float = 0.0  # the library call before the threads are woken
     kernel: str = ""
     detail: dict = field(default_factory=dict)
+    # a candidate's steps not yet cut into their tiles (:func:`tiles`): steps[i] is the
+    # first of runs[i] equal tiles; None: the steps as they run (:func:`materialize`)
+    runs: list[int] | None = None
+
+
+def tiles(step: Step, parts: int) -> tuple[Step, int]:
+    """:func:`split` of ``step``, not yet made: its first tile and how many there are.
+
+    A planner estimates many candidate plans and keeps one: a candidate holds each
+    split step as its first tile and a count (:attr:`Plan.runs`), which
+    :func:`estimate` reads as the tiles themselves, and only the plan kept is cut into
+    its tiles (:func:`materialize`): the same tiles as :func:`split` makes."""
+    if parts <= 1:
+        return step, 1
+    return step.scaled(1.0 / parts), parts
+
+
+def materialize(plan: Plan) -> Plan:
+    """``plan`` with its runs cut into their tiles (in place; :func:`tiles`)."""
+    if plan.runs is None:
+        return plan
+    steps: list[Step] = []
+    for first, parts in zip(plan.steps, plan.runs):
+        if parts <= 1:
+            steps.append(first)
+        else:
+            steps += _cut(first, parts)
+    plan.steps, plan.runs = steps, None
+    return plan
 
 
 def estimate(plan: Plan, mach: Machine) -> float:
@@ -183,26 +212,36 @@ def estimate(plan: Plan, mach: Machine) -> float:
     barrier_s = mach.barrier_s(t) if t > 1 else 0.0
     end1 = end2 = None  # the last two steps' ends
     steps = plan.steps
-    last = len(steps) - 1
+    runs = plan.runs or [1] * len(steps)
+    last = sum(runs) - 1
     # (the larger of two floats by a comparison, not max(): the same value, and a
     # planner's thousands of estimates spend a third of their time in max calls)
-    for j, s in enumerate(steps):
+    j = 0  # the tile's place in the plan
+    for s, n in zip(steps, runs):
+        # a run's tiles have the same amounts: their terms are the same floats
         in_core = s.arith_cycles * cycle_s
         transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw + s.l3_bytes / l3_bw
                      + s.tlb_walks * walk_s)
-        start = gate
-        if s.dram_read or s.dram_write:
-            ready = gate if gate >= mem_end else mem_end
-            if end2 is not None and end2 > ready:
-                ready = end2
-            mem_end = ready + share * ((s.dram_read + s.dram_write) / slot_bw)
-            if mem_end > start:
-                start = mem_end
-        if end1 is not None and end1 > start:
-            start = end1
-        end2, end1 = end1, start + (in_core if in_core >= transfers else transfers)
-        if s.barrier and t > 1 and j < last:
-            gate = end1 + barrier_s * s.rounds
+        work = in_core if in_core >= transfers else transfers
+        moves = s.dram_read or s.dram_write
+        if moves:
+            mem_s = share * ((s.dram_read + s.dram_write) / slot_bw)
+        for i in range(n):
+            start = gate
+            if moves:
+                ready = gate if gate >= mem_end else mem_end
+                if end2 is not None and end2 > ready:
+                    ready = end2
+                mem_end = ready + mem_s
+                if mem_end > start:
+                    start = mem_end
+            if end1 is not None and end1 > start:
+                start = end1
+            end2, end1 = end1, start + work
+            # (a split step's barrier is its last tile's)
+            if i == n - 1 and s.barrier and t > 1 and j < last:
+                gate = end1 + barrier_s * s.rounds
+            j += 1
     return (end1 if end1 is not None else gate) + mach.barrier_s(t)
 
 
@@ -496,19 +535,24 @@ def split(step: Step, parts: int) -> list[Step]:
     """``step`` as ``parts`` equal tiles (so DRAM transfers overlap execution)."""
     if parts <= 1:
         return [step]
-    one = step.scaled(1.0 / parts)
+    return _cut(step.scaled(1.0 / parts), parts)
+
+
+def _cut(one: Step, parts: int) -> list[Step]:
+    """The ``parts`` tiles whose first is ``one`` (a step's amounts over ``parts``)."""
+    barrier = one.barrier
     amounts = one.__dict__
-    labels = _tile_labels(step.label, parts)
-    tiles = [one]
+    labels = _tile_labels(one.label, parts)
+    out = [one]
     for _ in range(parts - 1):  # copies of the first (the same amounts)
         t = object.__new__(Step)
         t.__dict__.update(amounts)
-        tiles.append(t)
-    for s, label in zip(tiles, labels):
+        out.append(t)
+    for s, label in zip(out, labels):
         s.label = label
         s.barrier = False
-    tiles[-1].barrier = step.barrier  # the last tile meets the other threads
-    return tiles
+    out[-1].barrier = barrier  # the last tile meets the other threads
+    return out
 
 
 @functools.lru_cache(maxsize=256)

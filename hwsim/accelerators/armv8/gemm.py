@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, repeat, split
+from .ecm import Plan, Step, fastest, materialize, repeat, tiles
 from .kernels import (
     Kernel,
     checked_kernel,
@@ -392,6 +392,7 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     min_i = m_block(m_t, p, mr)
     b_share = -(-n_t // tm)
     steps: list[Step] = []
+    runs: list[int] = []  # (tiles of each step: see ecm.tiles)
     kcs = k_blocks(g.k, q)
     # consecutive k-blocks are merged into at most PHASES (pack, barrier, kernels)
     # phases of the event run; a merged phase stands for its k-blocks' barriers
@@ -415,14 +416,17 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
             kr_acc.add(kr)
             pk_acc.rounds += 1
         if (idx + 1) % group == 0 or idx == last:
-            steps += split(pk_acc, 2 if pk_acc.dram_read else 1)
-            steps += split(kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write else 1)
+            for st, parts in (tiles(pk_acc, 2 if pk_acc.dram_read else 1),
+                              tiles(kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write
+                                    else 1)):
+                steps.append(st)
+                runs.append(parts)
             pk_acc = kr_acc = None
-    steps = repeat(steps, per)
+    steps = repeat(steps, per)  # (each tile repeated: the first tile of each run)
     return Plan("openblas", threads, steps, g.dtype, mach.call_s(), f"{mr}x{nr}",
                 {"grid": f"{tb}x{tm}x{tn}", "kc": kcs, "mc": min_i,
                  "edge_rows": [r for r, _ in rows if r != mr],
-                 "edge_cols": [c for c, _ in cols if c != nr]})
+                 "edge_cols": [c for c, _ in cols if c != nr]}, runs)
 
 
 def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: int, per: int,
@@ -500,11 +504,11 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
     if calls > 1:  # each row tile reads the W panel again, from where it stays
         reread(st, w_panel, panels * (calls - 1) * w_panel, mach, used)
     st.write("dram", m_t * n_t * s)
-    steps = split(st, TILES if st.dram_read or st.dram_write else 1)
-    steps = repeat(steps, per)
+    first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
+    steps = repeat([first], per)
     return Plan("iaat", used, steps, g.dtype, mach.call_s(), ker.name(),
                 {"grid": f"{tb}x{tm}x{tn}", "vectors_along": "n" if swapped else "m",
-                 "tiles": {"rows": rows, "cols": cols}, "walk": walk})
+                 "tiles": {"rows": rows, "cols": cols}, "walk": walk}, [parts])
 
 
 def iaat(g: Gemm, mach: Machine, max_threads: int) -> Plan:
@@ -567,11 +571,11 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
         st.read("l3", packed * s * (t_in - 1) / t_in)
     reread(st, packed * s, max(0, row_panels - 1) * packed * s, mach, used)
     st.write("dram", big_t * small * s)
-    steps = [pre] + split(st, TILES if st.dram_read or st.dram_write else 1)
-    steps = repeat(steps, per)
+    first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
+    steps = repeat([pre, first], per)
     return Plan("autotsmm", used, steps, g.dtype, mach.call_s(), ker.name(),
                 {"threads_over": "n" if small_is_a else "m", "tiles": {"rows": rows, "cols": cols},
-                 "prepacked": "A" if small_is_a else "B", "walk": walk})
+                 "prepacked": "A" if small_is_a else "B", "walk": walk}, [1, parts])
 
 
 def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
@@ -591,7 +595,7 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     is tall and skinny (its paper's domain)."""
     builders = {"openblas": openblas, "iaat": iaat, "autotsmm": autotsmm}
     if strategy in builders:
-        return builders[strategy](g, mach, max_threads)
+        return materialize(builders[strategy](g, mach, max_threads))
     # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
     # caller caps them (openblas_set_num_threads) at the count that runs fastest
     # the caps that change OpenBLAS's thread split, each planned once (the smallest)
@@ -606,7 +610,7 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
         plans.append(autotsmm(g, mach, max_threads))
     best = _best(plans, mach, memo)
     best.detail["auto_estimates_s"] = {p.strategy: memo[id(p)][1] for p in plans}
-    return best
+    return materialize(best)  # (candidates are estimated uncut: ecm.tiles)
 
 
 def _best(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
