@@ -87,6 +87,7 @@ whose DRAM traffic is a small share of their time.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -377,9 +378,10 @@ class _Lumped:
     array, is numpy's row after row, here class after class; what a node carries,
     a column of an array in Fortran order (the node columns taken by a list), is
     numpy's pairwise sum, here :func:`_pairwise_sum`. Hence the same rates to the
-    last bit (a test compares the two), in a fraction of the time: a solve near
-    saturation takes 500 to 1,500 steps of a few microseconds here against some 25
-    of numpy's per step on arrays of 16 x 18.
+    last bit (a test compares the two on five presets), in a fraction of the time: a
+    solve near saturation takes 500 to 1,500 steps, of about 1.5 µs each in the
+    step compiled for the network's shape (:meth:`_compiled`), against some 25 µs of
+    numpy's on arrays of 16 x 18 (2 to 4 types of twins on the Kunpeng 920).
 
     Where a row has three or more numbers (pages interleaved over the nodes: the
     order of their sum decides its last bit) or the demands have a single column
@@ -469,58 +471,32 @@ class _Lumped:
                        first_slot[t] + 1 if len(self.demand[t]) == 2 else -1)
                       for t in range(self.types)]
         self.terms = [[(i, share * tau, d) for i, share, d in tt] for tt in self.node_terms]
+        if any(not tt for tt in self.terms):
+            return None  # (every thread's lines reach some node: never met)
         # per node, per class: (type, count, demand), None for a class not on it
         self.node_classes = [[(type_of[c], float(count[c]), float(D[c, s]))
                               if D[c, s] != 0.0 else None for c in range(n)] for s in nodes]
         return self
 
-    def _mva(self, Q, X, extra_u, iterations: int, rtol: float):
-        """:func:`_mva` with ``extra`` the controllers' wait at utilisations
-        ``extra_u``; ``X`` None: from zero rates. ``Q``: the queue lengths per slot (a
-        type's stations, type after type). Returns X (per type) and Q."""
-        k = self.k
-        slot_w, slot_d, slot_at, slot_type = self.slot_w, self.slot_d, self.slot_at, \
-            self.slot_type
-        seqs, pairs, terms = self.seqs, self.pairs, self.terms
-        started = X is not None and any(X)
-        if X is None:
-            X = [0.0] * self.types
-        inv = [1.0 - u for u in extra_u]
-        for _ in range(iterations):
-            wq = [w * q for w, q in zip(slot_w, Q)]
-            # the queue at each shared station: numpy's column sum, class by class
-            qs = []
-            for seq in seqs:
-                acc = 0.0
-                for i in seq:
-                    acc += wq[i]
-                qs.append(acc)
-            # (a private station's queue is its one class's: count x Q)
-            R = [d * ((1.0 + (qs[at] if at >= 0 else v)) - q / k)
-                 for d, at, v, q in zip(slot_d, slot_at, wq, Q)]
-            wait = [th + (R[a] + R[b]) if b >= 0 else th + R[a] for th, a, b in pairs]
-            xs = X if started else [k / w for w in wait]
-            X_new = []
-            for t, w in enumerate(wait):
-                x = xs[t]
-                tt = terms[t]
-                i, st, d = tt[0]
-                o = extra_u[i] - x * d
-                e = st * (o if o > 0.0 else 0.0) / inv[i]
-                if len(tt) == 2:
-                    i, st, d = tt[1]
-                    o = extra_u[i] - x * d
-                    e = e + st * (o if o > 0.0 else 0.0) / inv[i]
-                X_new.append(k / (w + e))
-            Q = [X_new[t] * r for t, r in zip(slot_type, R)]
-            for a, b in zip(X_new, X):
-                if not abs(a - b) <= rtol * abs(b):
-                    break
-            else:
-                return X_new, Q
-            X = X_new
-            started = True
-        return X, Q
+    def _compiled(self):
+        """:func:`_mva` (with the controllers' wait as ``extra``) for this network,
+        as straight-line Python: per slot (a type's station) and per type, each of
+        numpy's element-wise steps on a local variable, each sum in numpy's order
+        (:func:`_compile`). A solve near saturation runs the step 500 to 1,500 times,
+        and list indexing and loops would be most of its time. The source is made
+        from the network's shape (the types, their stations, the classes at each
+        shared station), kept per shape, and takes the numbers as arguments."""
+        key = (tuple(self.slot_at), tuple(self.slot_type), tuple(map(tuple, self.seqs)),
+               tuple(len(tt) for tt in self.terms), tuple(self.pairs[t][1:] for t in
+                                                         range(self.types)))
+        fn = _COMPILED.get(key)
+        if fn is None:
+            if len(_COMPILED) > 256:
+                _COMPILED.clear()
+            fn = _COMPILED[key] = _compile(self)
+        consts = (self.k, tuple(self.slot_w), tuple(self.slot_d),
+                  tuple(p[0] for p in self.pairs), tuple(tuple(tt) for tt in self.terms))
+        return functools.partial(fn, consts)
 
     def solve(self, iterations: int) -> np.ndarray:
         """The rates of the classes (lines per second): the bracketing of
@@ -538,8 +514,10 @@ class _Lumped:
         u = [0.0] * nn
         X = None
         tol = 1e-6
+        run = self._compiled()
         for _ in range(200):
-            X, Q = self._mva(Q, X, u, iterations, tol)
+            X, Q = run(Q, X if X is not None else [0.0] * self.types,
+                       X is not None and any(X), u, iterations, tol)
             # what each node carries: numpy sums that column (of an array in Fortran
             # order, the demands' node columns taken by a list) pairwise
             f = [0.0 + _pairwise_sum([e[1] * X[e[0]] * e[2] if e is not None else 0.0
@@ -596,3 +574,64 @@ def _pairwise_sum(a: list[float]) -> float:
     half = n // 2
     half -= half % 8
     return _pairwise_sum(a[:half]) + _pairwise_sum(a[half:])
+
+
+_COMPILED: dict = {}  # the straight-line iteration per network shape (_Lumped._compiled)
+
+
+def _compile(net: _Lumped):
+    """:func:`_mva`'s step unrolled for ``net``'s shape, compiled: ``run(consts, Q, X,
+    started, u, iterations, rtol)`` returns the rates per type and the queues per slot.
+
+    Slot ``i``'s queue is ``q{i}`` (weighted by its class's size ``v{i}``: numpy's
+    ``weight * Q``; its residence ``r{i}``: ``D * (1 + Qs - Q / k)``, where a shared
+    station's ``Qs`` is ``s{j}``, the classes' ``v`` added class after class, and a
+    private one's the class's own ``v``); type ``t``'s wait ``a{t}`` (``think +
+    R.sum(1)``: at most two numbers), its controllers' wait ``e{t}`` at the rates
+    ``y{t}`` (the last step's, or ``k / a`` at the first), its new rate ``n{t}``; it
+    stops when every rate moved by at most ``rtol`` of itself, as :func:`_mva` does."""
+    S, T = len(net.slot_d), net.types
+    L = ["def run(consts, Q, X, started, u, iterations, rtol):",
+         "    k, w, d, th, terms = consts"]
+    L += [f"    w{i} = w[{i}]; d{i} = d[{i}]" for i in range(S)]
+    L += [f"    th{t} = th[{t}]" for t in range(T)]
+    for t, tt in enumerate(net.terms):
+        for m in range(len(tt)):
+            L.append(f"    ni{t}_{m}, st{t}_{m}, dd{t}_{m} = terms[{t}][{m}]")
+            L.append(f"    u{t}_{m} = u[ni{t}_{m}]; iv{t}_{m} = 1.0 - u{t}_{m}")
+    L.append("    " + ", ".join(f"q{i}" for i in range(S)) + ", = Q")
+    L.append("    " + ", ".join(f"x{t}" for t in range(T)) + ", = X")
+    L.append("    for _ in range(iterations):")
+    body = [f"v{i} = w{i} * q{i}" for i in range(S)]
+    for j, seq in enumerate(net.seqs):
+        body.append(f"s{j} = 0.0")
+        body += [f"s{j} += v{i}" for i in seq]
+    for i in range(S):
+        at = net.slot_at[i]
+        body.append(f"r{i} = d{i} * ((1.0 + {f's{at}' if at >= 0 else f'v{i}'}) - q{i} / k)")
+    for t in range(T):
+        _, a, b = net.pairs[t]
+        body.append(f"a{t} = th{t} + (r{a} + r{b})" if b >= 0 else f"a{t} = th{t} + r{a}")
+    body.append("if started:")
+    body += [f"    y{t} = x{t}" for t in range(T)]
+    body.append("else:")
+    body += [f"    y{t} = k / a{t}" for t in range(T)]
+    for t, tt in enumerate(net.terms):
+        for m in range(len(tt)):
+            body.append(f"o = u{t}_{m} - y{t} * dd{t}_{m}")
+            e = f"st{t}_{m} * (o if o > 0.0 else 0.0) / iv{t}_{m}"
+            body.append(f"e{t} = {e}" if m == 0 else f"e{t} = e{t} + {e}")
+        body.append(f"n{t} = k / (a{t} + e{t})")
+    body += [f"q{i} = n{net.slot_type[i]} * r{i}" for i in range(S)]
+    done = " and ".join(f"abs(n{t} - x{t}) <= rtol * abs(x{t})" for t in range(T))
+    new_x = "[" + ", ".join(f"n{t}" for t in range(T)) + "]"
+    qs = "[" + ", ".join(f"q{i}" for i in range(S)) + "]"
+    body.append(f"if {done}:")
+    body.append(f"    return {new_x}, {qs}")
+    body += [f"x{t} = n{t}" for t in range(T)]
+    body.append("started = True")
+    L += ["        " + line for line in body]
+    L.append("    return [" + ", ".join(f"x{t}" for t in range(T)) + f"], {qs}")
+    scope: dict = {}
+    exec(compile("\n".join(L), "<hwsim.armv8.memory network step>", "exec"), scope)  # noqa: S102
+    return scope["run"]
