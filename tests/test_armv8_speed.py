@@ -166,3 +166,36 @@ def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
                  {k: v for k, v in vars(s).items() if k not in ("label", "barrier")})
                 for s in p.steps] == want
         assert len({id(s) for s in p.steps}) == len(p.steps)  # each its own object
+
+
+def test_carried_copies_the_steps_it_changes_and_leaves_the_plan_as_it_was():
+    """``carried`` copies only the steps whose DRAM bytes it takes (the others are
+    shared with the cached plan): the plan is unchanged, and the carried steps are
+    what taking the bytes from copies of every step gives."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import Gemm, plan_gemm  # noqa: PLC0415
+    from hwsim.accelerators.armv8.target import carried  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    mach = TARGET.machine(resolve("armv8").spec)
+    for g in (Gemm(1, 512, 768, 768, "fp32"), Gemm(1, 4096, 4096, 4096, "fp16")):
+        plan = plan_gemm(g, mach, "auto", mach.cores)
+        before = [asdict(s) for s in plan.steps]
+        total_r = sum(s.dram_read for s in plan.steps) * plan.threads
+        total_w = sum(s.dram_write for s in plan.steps) * plan.threads
+        for r, w in ((0.0, 0.0), (0.3 * total_r, 0.0), (total_r, 0.5 * total_w),
+                     (2 * total_r, 2 * total_w)):
+            got = carried(plan, r, w)
+            assert [asdict(s) for s in plan.steps] == before
+            want = [s.scaled(1.0) for s in plan.steps]
+            for amount, field, order in ((r, "dram_read", want), (w, "dram_write", want[::-1])):
+                need = amount / plan.threads
+                for s in order:
+                    if need <= 0:
+                        break
+                    take = min(getattr(s, field), need)
+                    setattr(s, field, getattr(s, field) - take)
+                    need -= take
+            assert [asdict(s) for s in got.steps] == [asdict(s) for s in want]

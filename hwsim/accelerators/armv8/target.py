@@ -248,16 +248,24 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
     left resting there, taken from its last writes back (all threads' bytes; each
     thread's share from its steps). The bytes still cross L1, L2 and L3 as before
     (:meth:`.ecm.Step.read` counts a DRAM read at every level); only the DRAM transfer
-    goes. The steps are copies: a plan may be cached and shared."""
-    steps = [s.scaled(1.0) for s in plan.steps]
-    for amount, field, order in ((read_bytes, "dram_read", steps),
-                                 (write_bytes, "dram_write", steps[::-1])):
+    goes. A step that changes is a copy (a plan may be cached and shared); the others
+    are the plan's own, shared (steps are not changed once planned)."""
+    original = plan.steps
+    steps = list(original)
+    n = len(steps)
+    for amount, field, order in ((read_bytes, "dram_read", range(n)),
+                                 (write_bytes, "dram_write", range(n - 1, -1, -1))):
         need = amount / plan.threads
-        for s in order:
+        for i in order:
             if need <= 0:
                 break
-            take = min(getattr(s, field), need)
-            setattr(s, field, getattr(s, field) - take)
+            s = steps[i]
+            have = getattr(s, field)
+            take = min(have, need)
+            if take:
+                if s is original[i]:
+                    s = steps[i] = s.scaled(1.0)  # (a copy: x 1.0 is the same float)
+                setattr(s, field, have - take)
             need -= take
     return replace(plan, steps=steps)
 
