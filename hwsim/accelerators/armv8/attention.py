@@ -118,6 +118,15 @@ def _spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _span_sums(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
+    """What :func:`_plan` sums of :func:`_spans` whatever the values' length: the key
+    blocks, the keys scored (rows x width) and the rows. The same numpy sums, kept
+    (the planner asks for them for every strategy and key split)."""
+    rows, blocks, width = _spans(q, kv, causal, window, bq_pos, bkv)
+    return float(blocks.sum()), float((rows * width).sum()), float(rows.sum())
+
+
 def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
                   block_q: int = 0, block_kv: int = 0) -> list[tuple[int, int]]:
     """(block_q, block_kv) pairs to try: for each query block, the largest key block
@@ -271,22 +280,24 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         kv_split = max(1, min(kv_split, ways) if ways else kv_split)
         bkv = min(bkv, math.ceil(span_keys / kv_split))
     if sh.sparse_keys:
-        p_rows, p_blocks, p_width = _spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
-        pairs = float(p_blocks.sum()) * problems  # tiles of the op
-        seen_qk = float((p_rows * p_width).sum())  # per problem
+        p_rows, _, p_width = _spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        n_blocks, seen_qk, n_rows = _span_sums(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        pairs = n_blocks * problems  # tiles of the op
+        # (seen_qk: keys scored per problem)
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum())
         # the last block of positions of a head may hold fewer than `rows` queries
         frac = sh.q_len / (math.ceil(sh.q_len / rows) * rows)
         flops = 2.0 * problems * frac * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     else:
-        p_rows, p_blocks, p_width = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos,
-                                              bkv)
-        pairs = float(p_blocks.sum()) * sub * problems
-        seen_qk = float((p_rows * p_width).sum())  # per query head
+        p_rows, _, p_width = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, bkv)
+        n_blocks, seen_qk, n_rows = _span_sums(sh.q_len, sh.kv_len, sh.causal, sh.window,
+                                               bq_pos, bkv)
+        pairs = n_blocks * sub * problems
+        # (seen_qk: keys scored per query head)
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum()) if select else seen_qk
         flops = 2.0 * sh.batch * sh.heads * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
-    keys_row = seen_qk / max(1.0, float(p_rows.sum()))  # keys a query row scores
-    values_row = seen_pv / max(1.0, float(p_rows.sum()))
+    keys_row = seen_qk / max(1.0, n_rows)  # keys a query row scores
+    values_row = seen_pv / max(1.0, n_rows)
     # static chunks of the units: as many threads as the chunks need
     per_thread = math.ceil(units * kv_split / min(mach.cores, units * kv_split))
     threads = math.ceil(units * kv_split / per_thread)

@@ -38,6 +38,7 @@ class ARMv8Target(Target):
     def __init__(self):
         self._machine: tuple[ARMv8Spec, Machine, dict] | None = None
         self._last: tuple | None = None
+        self._last_carried: tuple | None = None
 
     def machine(self, spec: ARMv8Spec, tiling=None) -> Machine:
         """The machine of ``spec``, with the workload's thread cap and placement."""
@@ -124,8 +125,12 @@ class ARMv8Target(Target):
         plan = self._plan_of(op, graph, spec, tiling)
         if plan is None or not carry:
             return plan
-        return carried(plan, onchip_read_bytes(op, graph, carry),
-                       kept_write_bytes(op, graph, carry))
+        read, write = onchip_read_bytes(op, graph, carry), kept_write_bytes(op, graph, carry)
+        # kept for the op just lowered (its description asks again)
+        last = self._last_carried
+        if last is None or last[0] is not plan or last[1] != read or last[2] != write:
+            last = self._last_carried = (plan, read, write, carried(plan, read, write))
+        return last[3]
 
     def _plan_of(self, op, graph, spec, tiling) -> Plan | None:
         """:meth:`plan`, remembered for the op just lowered (``describe`` follows it)."""
