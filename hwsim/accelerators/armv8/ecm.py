@@ -394,10 +394,18 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     last2: list = [None] * n_groups  # and the one before
     steps = plan.steps
     final = len(steps) - 1
+    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    walk_s = mach.spec.tlb_walk_s
     for j, step in enumerate(steps):
-        tm = times(step, mach)
+        # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
+        in_core = step.arith_cycles * cycle_s
+        transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                     + step.l3_bytes / l3_bw + step.tlb_walks * walk_s)
+        if in_core >= transfers:
+            in_cache, bound = in_core, "compute"
+        else:
+            in_cache, bound = transfers, "onchip"
         moves = step.dram_read or step.dram_write
-        in_cache, bound = tm.in_cache, tm.bound
         if moves:
             if not moved:
                 moved = True
@@ -411,7 +419,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             rb = math.ceil(step.dram_read - 1e-6)
             wb = math.ceil(step.dram_write - 1e-6)
             mb = step.dram_read + step.dram_write
-            dram = tm.dram
+            dram = mb / slot_bw
         elif j == 0:
             for g in range(n_groups):
                 busy[units[g]] = None

@@ -410,15 +410,19 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
                                         rows, cols, min_i, b_share, lanes, s)
         pk, kr = got
         if pk_acc is None:
-            pk_acc, kr_acc = pk.scaled(1.0), kr.scaled(1.0)  # copies (x 1.0: the same floats)
+            # a phase of one k-block is that block's steps (a phase of several adds them
+            # up in copies: x 1.0 is the same floats)
+            pk_acc, kr_acc = (pk, kr) if group == 1 else (pk.scaled(1.0), kr.scaled(1.0))
         else:
             pk_acc.add(pk)
             kr_acc.add(kr)
             pk_acc.rounds += 1
         if (idx + 1) % group == 0 or idx == last:
-            for st, parts in (tiles(pk_acc, 2 if pk_acc.dram_read else 1),
-                              tiles(kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write
-                                    else 1)):
+            for acc, parts in ((pk_acc, 2 if pk_acc.dram_read else 1),
+                               (kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write else 1)):
+                st, parts = tiles(acc, parts)
+                if st is got[0] or st is got[1]:  # a kept block's own step: a copy
+                    st = st.scaled(1.0)
                 steps.append(st)
                 runs.append(parts)
             pk_acc = kr_acc = None
