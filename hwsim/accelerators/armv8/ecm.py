@@ -94,13 +94,8 @@ class Step:
 
     def read(self, level: str, nbytes: float) -> None:
         """Bytes that live at ``level`` brought into L1: they cross every level between."""
-        self._cross(level, nbytes, "dram_read")
-
-    def write(self, level: str, nbytes: float) -> None:
-        """Bytes written back until they rest at ``level``."""
-        self._cross(level, nbytes, "dram_write")
-
-    def _cross(self, level: str, nbytes: float, dram_field: str) -> None:
+        # (each level spelled out, not through a shared helper: planners read and write
+        # tens of thousands of times per run)
         self.l1_bytes += nbytes
         if level == "l1":
             return
@@ -108,10 +103,20 @@ class Step:
         if level == "l2":
             return
         self.l3_bytes += nbytes
-        if level == "l3":
-            return
         if level == "dram":
-            setattr(self, dram_field, getattr(self, dram_field) + nbytes)
+            self.dram_read += nbytes
+
+    def write(self, level: str, nbytes: float) -> None:
+        """Bytes written back until they rest at ``level``."""
+        self.l1_bytes += nbytes
+        if level == "l1":
+            return
+        self.l2_bytes += nbytes
+        if level == "l2":
+            return
+        self.l3_bytes += nbytes
+        if level == "dram":
+            self.dram_write += nbytes
 
 
 _AMOUNTS = tuple(f.name for f in fields(Step) if f.type in ("float", float))  # scaled, added
