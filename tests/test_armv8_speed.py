@@ -199,3 +199,41 @@ def test_carried_copies_the_steps_it_changes_and_leaves_the_plan_as_it_was():
                     setattr(s, field, getattr(s, field) - take)
                     need -= take
             assert [asdict(s) for s in got.steps] == [asdict(s) for s in want]
+
+
+GEMMS = [(1, 3000, 4096, 4096, "fp16"), (1, 4096, 11008, 4096, "fp32"), (12, 200, 64, 200, "fp32"),
+         (1, 1, 4096, 4096, "fp32"), (8, 4096, 128, 128, "fp16"), (1, 77, 3072, 768, "fp64"),
+         (3, 5, 7, 9, "fp32"), (1, 600, 600, 600, "fp32"), (32, 128, 128, 64, "fp32")]
+
+
+@pytest.mark.parametrize("shape", GEMMS)
+def test_openblas_caps_passed_over_could_not_have_won(shape):
+    """Each cap's lower bound is below its plan's estimate, and planning the caps in
+    the order of their bounds, stopping when a bound exceeds the best so far, keeps
+    the plan that estimating every cap keeps (the first of the least)."""
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import estimate, fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import (  # noqa: PLC0415
+        Gemm,
+        _openblas_best,
+        openblas,
+        openblas_floor_s,
+        openblas_threads,
+        thread_counts,
+    )
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    b, m, n, k, dtype = shape
+    g = Gemm(b, m, n, k, dtype)
+    for preset in ("armv8", "armv8-graviton2"):
+        mach = TARGET.machine(resolve(preset).spec)
+        caps: dict = {}
+        for cap in thread_counts(mach.cores):
+            caps.setdefault(openblas_threads(g, cap), cap)
+        plans = [openblas(g, mach, cap) for cap in caps.values()]
+        for cap, plan in zip(caps.values(), plans):
+            assert openblas_floor_s(g, mach, cap) <= estimate(plan, mach)
+        want = fastest(plans, mach)
+        got = _openblas_best(g, mach, list(caps.values()), {})
+        assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
+            (want.threads, want.detail["grid"], estimate(want, mach))

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, materialize, repeat, tiles
+from .ecm import Plan, Step, estimate, fastest, materialize, repeat, tiles
 from .kernels import (
     Kernel,
     checked_kernel,
@@ -607,7 +607,7 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     for cap in thread_counts(max_threads):
         caps.setdefault(openblas_threads(g, cap), cap)
     memo: dict = {}  # each plan estimated once
-    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach, memo)]
+    plans = [_openblas_best(g, mach, list(caps.values()), memo)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
@@ -619,3 +619,36 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
 
 def _best(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
     return fastest(plans, mach, memo)
+
+
+def openblas_floor_s(g: Gemm, mach: Machine, max_threads: int) -> float:
+    """A lower bound on :func:`~.ecm.estimate` of :func:`openblas`'s plan for
+    ``max_threads``, from its thread split alone: a thread's kernels issue at least
+    ``m_t n_t k / lanes`` vector FMAs per GEMM of its share of the batch, at most
+    ``fma_pipes`` a cycle (:func:`.kernels.kstep_cycles`), one tile after another, and
+    the estimate is at least their sum (less a billionth for the rounding of the
+    tiles' shares)."""
+    tb, per, t_in = openblas_threads(g, max_threads)
+    tm, tn = openblas_grid(g.m, g.n, t_in, mach.switch_ratio(g.dtype))
+    m_t, n_t = -(-g.m // tm), -(-g.n // tn)
+    fmas = per * g.k * m_t * n_t / mach.lanes(g.dtype)
+    return fmas / mach.spec.fma_pipes * mach.cycle_s * (1.0 - 1e-9)
+
+
+def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
+    """:func:`_best` of :func:`openblas` at each of ``caps``, without planning the caps
+    that cannot win: the caps are planned in the order of their lower bounds
+    (:func:`openblas_floor_s`), and once a bound exceeds the best estimate so far no
+    cap after it can be faster. The plan kept is the first (in ``caps``' order) of the
+    least estimate, as :func:`_best` keeps it; the caps passed over ask for no thread
+    rates (the interference solve of a new thread count)."""
+    order = sorted((openblas_floor_s(g, mach, cap), i, cap) for i, cap in enumerate(caps))
+    best, best_s, best_i = None, 0.0, 0
+    for floor, i, cap in order:
+        if best is not None and floor > best_s:
+            break
+        plan = openblas(g, mach, cap)
+        got = memo[id(plan)] = (plan, estimate(plan, mach))
+        if best is None or got[1] < best_s or (got[1] == best_s and i < best_i):
+            best, best_s, best_i = plan, got[1], i
+    return best
