@@ -237,3 +237,75 @@ def test_openblas_caps_passed_over_could_not_have_won(shape):
         got = _openblas_best(g, mach, list(caps.values()), {})
         assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
             (want.threads, want.detail["grid"], estimate(want, mach))
+
+
+@pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
+                                    "armv8-thunderx2", "armv8-ft2000plus"])
+def test_no_thread_streams_faster_than_the_rate_ceiling(preset):
+    """``Machine.rate_ceiling`` (Little's law at the least latency, no queueing) bounds
+    every thread's stream rate, on every placement and thread count: the planners'
+    bound that passes over candidates rests on it."""
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    for over in ({}, {"dram_interference_s": 27.5e-9}):
+        mach = Machine(resolve(preset, over).spec)
+        assert mach.floor_share is not None and mach.floor_share <= 1.0
+        for placement in ("spread", "compact", "interleave"):
+            m = mach.for_run(0, placement)
+            for t in sorted({1, 2, 3, 7, 16, mach.cores // 2 + 1, mach.cores}):
+                assert max(m.thread_rates(t)) <= m.rate_ceiling
+
+
+def _plain_fastest(plans, mach):
+    from hwsim.accelerators.armv8.ecm import estimate  # noqa: PLC0415
+
+    est = [estimate(p, mach) for p in plans]
+    return plans[est.index(min(est))], est
+
+
+@pytest.mark.parametrize("seq,causal,heads,dtype", [
+    (3100, True, 32, "fp16"), (700, False, 12, "fp32"), (96, True, 8, "fp32"),
+    (33, False, 2, "fp32")])
+def test_candidates_passed_over_never_change_the_choice(seq, causal, heads, dtype):
+    """``fastest`` estimates last the candidates whose thread count has no rates yet
+    and passes over those slower than their strategy's best even at the rate ceiling:
+    on a fresh machine (no rates solved) it keeps the plan the plain search keeps,
+    every strategy's least estimate is in its memo, and it asks for fewer rates."""
+    from hwsim.accelerators.armv8.attention import _plan, block_options  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import STRATEGIES, thread_counts  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.ir.attention import AttentionShape  # noqa: PLC0415
+    from hwsim.ir.dtypes import nbytes  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    wl = workload_from_dict({"name": "t", "phase": "prefill", "dtype": dtype, "ops": [
+        {"kind": "attention", "batch": 1, "heads": heads, "q_len": seq, "kv_len": seq,
+         "head_dim": 128, "causal": causal}]})
+    graph = build_graph(wl)
+    sh = AttentionShape.of(graph.ops[0], graph)
+    fresh, plain = Machine(spec), Machine(spec)
+    plans, ref = [], []
+    for m, out in ((fresh, plans), (plain, ref)):  # attention_plan's candidates
+        blocks = block_options(sh.q_len * sh.group, sh.kv_len, sh.head_dim, sh.v_head_dim,
+                               nbytes(1, sh.dtype), m)
+        for strat in STRATEGIES:
+            for bq, bkv in blocks:
+                most = _plan(m, sh, "flash", bq, bkv, strat, cut=False)
+                out.append(most)
+                out += [_plan(m, sh, "flash", bq, bkv, strat, w, cut=False)
+                        for w in thread_counts(most.detail["kv_split"])[:-1]]
+    memo: dict = {}
+    got = fastest(plans, fresh, memo)
+    want, est = _plain_fastest(ref, plain)
+    assert plans.index(got) == ref.index(want)
+    for st in STRATEGIES:
+        assert min(memo[id(p)][1] for p in plans if p.strategy == st and id(p) in memo) == \
+            min(e for p, e in zip(ref, est) if p.strategy == st)
+    assert len(fresh._rates) <= len(plain._rates)
+    if seq == 3100:  # candidates on other thread counts than the best, passed over
+        assert sum(id(p) in memo for p in plans) < len(plans)
+        assert len(fresh._rates) < len(plain._rates)

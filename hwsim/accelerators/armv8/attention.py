@@ -174,7 +174,9 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     best = materialize(fastest(plans, mach, memo))  # (candidates estimated uncut)
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
-            st: min(memo[id(p)][1] for p in plans if p.strategy == st) for st in strategies}
+            # (the plans fastest passed over are slower than their strategy's least)
+            st: min(memo[id(p)][1] for p in plans if p.strategy == st and id(p) in memo)
+            for st in strategies}
     return best
 
 

@@ -196,7 +196,7 @@ def materialize(plan: Plan) -> Plan:
     return plan
 
 
-def estimate(plan: Plan, mach: Machine) -> float:
+def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     """Latency without a simulation: the schedule :func:`emit` gives one thread (its
     DRAM transfers on its memory lane, each waiting for the tile two before it; each
     tile's execution waiting for its data and the tile before; fork, barriers and
@@ -205,11 +205,14 @@ def estimate(plan: Plan, mach: Machine) -> float:
     thread counts, blocks and strategies, as a tuned library would.
 
     The terms of :func:`times` are computed inline, in its order (the same floats):
-    a planner estimates thousands of candidate plans per sweep point."""
+    a planner estimates thousands of candidate plans per sweep point. ``share``:
+    the transfers' stretch to assume instead of the slowest thread's (the estimate
+    never falls as it grows)."""
     t = plan.threads
     # the slowest thread's transfers: its rate with all the op's threads streaming
     # (memory.stream_rates), against one core's alone in times()
-    share = mach.slot_bw / mach.slowest_rate(t)
+    if share is None:
+        share = mach.slot_bw / mach.slowest_rate(t)
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
@@ -252,16 +255,44 @@ def estimate(plan: Plan, mach: Machine) -> float:
 
 def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
     """The plan of least :func:`estimate` (the first of equals); ``memo`` keeps the
-    estimates by plan (``id``) for a caller that asks again about the same plans."""
+    estimates by plan (``id``) for a caller that asks again about the same plans.
+
+    A candidate on a thread count whose stream rates are not solved yet is estimated
+    last, and not at all when it cannot be the fastest of its strategy: when its
+    estimate with every thread streaming at :attr:`~.spec.Machine.rate_ceiling` (no
+    thread streams faster, so no estimate is lower) already exceeds the least of its
+    strategy so far. Its rates, a queueing network solve, are then never asked for.
+    The plan returned is the one the plain search returns, and each strategy's least
+    estimate is in ``memo`` (a caller reports it)."""
+    if not plans:
+        return None
     memo = {} if memo is None else memo
-    best, best_s = None, 0.0
-    for p in plans:
+    known = mach._rates  # thread counts whose rates are solved
+    floor_share = mach.floor_share
+    best: dict = {}  # strategy -> [plan, estimate, place in plans]
+
+    def keep(i: int, p: Plan, est: float) -> None:
+        b = best.get(p.strategy)
+        if b is None or est < b[1] or (est == b[1] and i < b[2]):
+            best[p.strategy] = [p, est, i]
+
+    later = []
+    for i, p in enumerate(plans):
         got = memo.get(id(p))
-        if got is None or got[0] is not p:
+        if got is not None and got[0] is p:
+            keep(i, p, got[1])
+        elif floor_share is None or p.threads in known:
             got = memo[id(p)] = (p, estimate(p, mach))
-        if best is None or got[1] < best_s:
-            best, best_s = p, got[1]
-    return best
+            keep(i, p, got[1])
+        else:
+            later.append((i, p))
+    for i, p in later:
+        b = best.get(p.strategy)
+        if b is not None and estimate(p, mach, floor_share) > b[1]:
+            continue  # slower than its strategy's best even at the fastest rates
+        got = memo[id(p)] = (p, estimate(p, mach))
+        keep(i, p, got[1])
+    return min(best.values(), key=lambda b: (b[1], b[2]))[0]
 
 
 def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:

@@ -154,6 +154,14 @@ class Machine:
         self.placement = "spread"
         self._rates: dict[int, tuple[float, ...]] = {}
         self._slowest: dict[int, float] = {}
+        # no thread streams faster than Little's law at the least latency with no
+        # queueing (memory.stream_rates: a line's wait is at least its latency, and
+        # each server's residence at least its service, when a core keeps at least
+        # one line in flight), plus a billionth for rounding; the planners' bound
+        # (ecm.fastest) stretches transfers by at least floor_share (None: no bound)
+        k = spec.core_lines_in_flight
+        self.rate_ceiling = k * spec.line_bytes / min(spec.numa_latency_s) * (1.0 + 1e-9)
+        self.floor_share = self.slot_bw / self.rate_ceiling if k >= 1.0 else None
         self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
