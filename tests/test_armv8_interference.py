@@ -175,3 +175,53 @@ def test_property_a_bigger_machine_is_never_slower(threads, placement):
             .thread_rates(threads)
         assert min(two) >= min(base) * (1 - 1e-9)
         assert sum(two) >= sum(base) * (1 - 1e-9)
+
+
+# ---- the scalar iteration (memory._Lumped) is the numpy iteration, to the last bit
+
+def _numpy_rates(m, threads, monkeypatch):
+    from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
+
+    with monkeypatch.context() as mp:
+        mp.setattr(memory._Lumped, "of", classmethod(lambda cls, *a: None))
+        return stream_rates(m, threads)
+
+
+@pytest.mark.parametrize("preset,over,placement,counts", [
+    # the default machine near saturation (the solves that take the most steps), a
+    # cluster not full, a node with one class
+    (KP, {}, "spread", (2, 5, 15, 16, 31, 57, 63, 64)),
+    (KP, {}, "compact", (3, 9, 38, 40, 61)),
+    # two sockets (four nodes, socket links); one node and no clusters (pairwise sums
+    # over a single node column), clusters of two
+    ("armv8-kunpeng920-2s", {}, "spread", (7, 67, 128)),
+    ("armv8-graviton2", {"dram_interference_s": 27.5e-9}, "spread", (2, 9, 33, 64)),
+    ("armv8-thunderx2", {"dram_interference_s": 5e-9, "cluster_cores": 2,
+                         "cluster_bw_bytes_per_s": 15e9}, "compact", (3, 17, 40)),
+])
+def test_scalar_solve_is_the_numpy_iteration_to_the_last_bit(preset, over, placement, counts,
+                                                             monkeypatch):
+    from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
+
+    s = spec(preset, **over)
+    m = Machine(s)
+    lumped = []
+    monkeypatch.setattr(memory._Lumped, "solve",
+                        lambda self, it, solve=memory._Lumped.solve: lumped.append(1)
+                        or solve(self, it))
+    for t in counts:
+        placed = m.topology.place(t, placement)
+        before = len(lumped)
+        fast = stream_rates(m, placed)
+        assert len(lumped) == before + 1  # the scalar path ran
+        assert fast == _numpy_rates(m, placed, monkeypatch), (preset, placement, t)
+
+
+def test_interleaved_pages_keep_the_numpy_iteration(monkeypatch):
+    """Three numbers in a row (pages on every node): the order of their sum decides
+    the last bit, so the scalar path declines."""
+    from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
+
+    m = Machine(spec())
+    monkeypatch.setattr(memory._Lumped, "solve", lambda self, it: pytest.fail("scalar path"))
+    assert len(stream_rates(m, m.topology.place(16, "interleave"))) == 16

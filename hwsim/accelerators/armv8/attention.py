@@ -58,7 +58,7 @@ import numpy as np
 from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, split
+from .ecm import Plan, Step, fastest, materialize, tiles
 from .gemm import (
     KERNEL_FIELD,
     STRATEGIES,
@@ -118,6 +118,15 @@ def _spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
     return out
 
 
+@functools.lru_cache(maxsize=1024)
+def _span_sums(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
+    """What :func:`_plan` sums of :func:`_spans` whatever the values' length: the key
+    blocks, the keys scored (rows x width) and the rows. The same numpy sums, kept
+    (the planner asks for them for every strategy and key split)."""
+    rows, blocks, width = _spans(q, kv, causal, window, bq_pos, bkv)
+    return float(blocks.sum()), float((rows * width).sum()), float(rows.sum())
+
+
 def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
                   block_q: int = 0, block_kv: int = 0) -> list[tuple[int, int]]:
     """(block_q, block_kv) pairs to try: for each query block, the largest key block
@@ -156,16 +165,18 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     plans = []
     for strat in strategies:
         for bq, bkv in blocks:
-            most = _plan(mach, sh, mode, bq, bkv, strat)
+            most = _plan(mach, sh, mode, bq, bkv, strat, cut=False)
             plans.append(most)
             # fewer key splits (and threads) may finish first: fork, merge and join cost
-            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways)
+            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways, cut=False)
                       for ways in thread_counts(most.detail["kv_split"])[:-1]]
     memo: dict = {}  # each plan estimated once
-    best = fastest(plans, mach, memo)
+    best = materialize(fastest(plans, mach, memo))  # (candidates estimated uncut)
     if strategy == "auto":
         best.detail["auto_estimates_s"] = {
-            st: min(memo[id(p)][1] for p in plans if p.strategy == st) for st in strategies}
+            # (the plans fastest passed over are slower than their strategy's least)
+            st: min(memo[id(p)][1] for p in plans if p.strategy == st and id(p) in memo)
+            for st in strategies}
     return best
 
 
@@ -234,11 +245,12 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
 
 
 def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
-          ways: int = 0, memo: dict | None = None) -> Plan:
+          ways: int = 0, memo: dict | None = None, cut: bool = True) -> Plan:
     """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
     many as fill the cores): see the module docstring. ``memo``: where the tiles'
     kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
-    ``mach``, for every op and sweep point that runs on it)."""
+    ``mach``, for every op and sweep point that runs on it). ``cut=False``: a
+    candidate, its steps not yet cut into tiles (:func:`.ecm.tiles`)."""
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
@@ -270,22 +282,24 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         kv_split = max(1, min(kv_split, ways) if ways else kv_split)
         bkv = min(bkv, math.ceil(span_keys / kv_split))
     if sh.sparse_keys:
-        p_rows, p_blocks, p_width = _spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
-        pairs = float(p_blocks.sum()) * problems  # tiles of the op
-        seen_qk = float((p_rows * p_width).sum())  # per problem
+        p_rows, _, p_width = _spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        n_blocks, seen_qk, n_rows = _span_sums(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        pairs = n_blocks * problems  # tiles of the op
+        # (seen_qk: keys scored per problem)
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum())
         # the last block of positions of a head may hold fewer than `rows` queries
         frac = sh.q_len / (math.ceil(sh.q_len / rows) * rows)
         flops = 2.0 * problems * frac * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     else:
-        p_rows, p_blocks, p_width = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos,
-                                              bkv)
-        pairs = float(p_blocks.sum()) * sub * problems
-        seen_qk = float((p_rows * p_width).sum())  # per query head
+        p_rows, _, p_width = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, bkv)
+        n_blocks, seen_qk, n_rows = _span_sums(sh.q_len, sh.kv_len, sh.causal, sh.window,
+                                               bq_pos, bkv)
+        pairs = n_blocks * sub * problems
+        # (seen_qk: keys scored per query head)
         seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum()) if select else seen_qk
         flops = 2.0 * sh.batch * sh.heads * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
-    keys_row = seen_qk / max(1.0, float(p_rows.sum()))  # keys a query row scores
-    values_row = seen_pv / max(1.0, float(p_rows.sum()))
+    keys_row = seen_qk / max(1.0, n_rows)  # keys a query row scores
+    values_row = seen_pv / max(1.0, n_rows)
     # static chunks of the units: as many threads as the chunks need
     per_thread = math.ceil(units * kv_split / min(mach.cores, units * kv_split))
     threads = math.ceil(units * kv_split / per_thread)
@@ -363,7 +377,8 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         st.read(home, units * s_blk * share * kv_split)
     # the L1 <-> L2 traffic of the working blocks (scores and the output rows)
     st.read("l2", pairs * share * (bq_u * sh.v_head_dim * s))
-    steps = split(st, 4 if st.dram_read or st.dram_write else 1)
+    first, parts = tiles(st, 4 if st.dram_read or st.dram_write else 1)
+    steps, runs = [first], [parts]
     if kv_split > 1:  # each thread merges its share of the rows from every split
         merge = Step("merge partial outputs")
         out_elems = sh.o_bytes / s * dshare
@@ -373,11 +388,13 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         merge.vop = mv
         merge.read("l3", out_elems * kv_split * s)
         merge.write("dram", out_elems * s)
-        steps[-1].barrier = True
+        first.barrier = True  # (the last tile's)
         steps.append(merge)
-    return Plan(strategy, threads, steps, sh.dtype, mach.call_s(), kname,
+        runs.append(1)
+    plan = Plan(strategy, threads, steps, sh.dtype, mach.call_s(), kname,
                 {"mode": mode, "block_q": bq_u, "block_kv": bkv, "block_kv_asked": bkv_asked,
                  "kv_split": kv_split,
                  "units": units, "tiles": pairs, "executed_flops": flops,
                  **({"v_len": sh.v_len} if select else {}),
-                 **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})})
+                 **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})}, runs)
+    return materialize(plan) if cut else plan

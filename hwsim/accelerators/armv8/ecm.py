@@ -38,10 +38,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field, fields
+from types import MappingProxyType
 
 from hwsim.engine import Task, group_name
 
 from .spec import DRAM_POOL, Machine
+
+_EMPTY = MappingProxyType({})  # a task's bytes or actions when it has none (read-only)
 
 
 @dataclass
@@ -91,13 +94,8 @@ class Step:
 
     def read(self, level: str, nbytes: float) -> None:
         """Bytes that live at ``level`` brought into L1: they cross every level between."""
-        self._cross(level, nbytes, "dram_read")
-
-    def write(self, level: str, nbytes: float) -> None:
-        """Bytes written back until they rest at ``level``."""
-        self._cross(level, nbytes, "dram_write")
-
-    def _cross(self, level: str, nbytes: float, dram_field: str) -> None:
+        # (each level spelled out, not through a shared helper: planners read and write
+        # tens of thousands of times per run)
         self.l1_bytes += nbytes
         if level == "l1":
             return
@@ -105,10 +103,20 @@ class Step:
         if level == "l2":
             return
         self.l3_bytes += nbytes
-        if level == "l3":
-            return
         if level == "dram":
-            setattr(self, dram_field, getattr(self, dram_field) + nbytes)
+            self.dram_read += nbytes
+
+    def write(self, level: str, nbytes: float) -> None:
+        """Bytes written back until they rest at ``level``."""
+        self.l1_bytes += nbytes
+        if level == "l1":
+            return
+        self.l2_bytes += nbytes
+        if level == "l2":
+            return
+        self.l3_bytes += nbytes
+        if level == "dram":
+            self.dram_write += nbytes
 
 
 _AMOUNTS = tuple(f.name for f in fields(Step) if f.type in ("float", float))  # scaled, added
@@ -157,9 +165,38 @@ class Plan:
     serial_s: float = 0.0  # the library call before the threads are woken
     kernel: str = ""
     detail: dict = field(default_factory=dict)
+    # a candidate's steps not yet cut into their tiles (:func:`tiles`): steps[i] is the
+    # first of runs[i] equal tiles; None: the steps as they run (:func:`materialize`)
+    runs: list[int] | None = None
 
 
-def estimate(plan: Plan, mach: Machine) -> float:
+def tiles(step: Step, parts: int) -> tuple[Step, int]:
+    """:func:`split` of ``step``, not yet made: its first tile and how many there are.
+
+    A planner estimates many candidate plans and keeps one: a candidate holds each
+    split step as its first tile and a count (:attr:`Plan.runs`), which
+    :func:`estimate` reads as the tiles themselves, and only the plan kept is cut into
+    its tiles (:func:`materialize`): the same tiles as :func:`split` makes."""
+    if parts <= 1:
+        return step, 1
+    return step.scaled(1.0 / parts), parts
+
+
+def materialize(plan: Plan) -> Plan:
+    """``plan`` with its runs cut into their tiles (in place; :func:`tiles`)."""
+    if plan.runs is None:
+        return plan
+    steps: list[Step] = []
+    for first, parts in zip(plan.steps, plan.runs):
+        if parts <= 1:
+            steps.append(first)
+        else:
+            steps += _cut(first, parts)
+    plan.steps, plan.runs = steps, None
+    return plan
+
+
+def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     """Latency without a simulation: the schedule :func:`emit` gives one thread (its
     DRAM transfers on its memory lane, each waiting for the tile two before it; each
     tile's execution waiting for its data and the tile before; fork, barriers and
@@ -168,11 +205,14 @@ def estimate(plan: Plan, mach: Machine) -> float:
     thread counts, blocks and strategies, as a tuned library would.
 
     The terms of :func:`times` are computed inline, in its order (the same floats):
-    a planner estimates thousands of candidate plans per sweep point."""
+    a planner estimates thousands of candidate plans per sweep point. ``share``:
+    the transfers' stretch to assume instead of the slowest thread's (the estimate
+    never falls as it grows)."""
     t = plan.threads
     # the slowest thread's transfers: its rate with all the op's threads streaming
     # (memory.stream_rates), against one core's alone in times()
-    share = mach.slot_bw / min(mach.thread_rates(t))
+    if share is None:
+        share = mach.slot_bw / mach.slowest_rate(t)
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
@@ -180,36 +220,79 @@ def estimate(plan: Plan, mach: Machine) -> float:
     barrier_s = mach.barrier_s(t) if t > 1 else 0.0
     end1 = end2 = None  # the last two steps' ends
     steps = plan.steps
-    last = len(steps) - 1
-    for j, s in enumerate(steps):
+    runs = plan.runs or [1] * len(steps)
+    last = sum(runs) - 1
+    # (the larger of two floats by a comparison, not max(): the same value, and a
+    # planner's thousands of estimates spend a third of their time in max calls)
+    j = 0  # the tile's place in the plan
+    for s, n in zip(steps, runs):
+        # a run's tiles have the same amounts: their terms are the same floats
         in_core = s.arith_cycles * cycle_s
         transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw + s.l3_bytes / l3_bw
                      + s.tlb_walks * walk_s)
-        start = gate
-        if s.dram_read or s.dram_write:
-            mem_end = (max(gate, mem_end, end2 if end2 is not None else gate)
-                       + share * ((s.dram_read + s.dram_write) / slot_bw))
-            start = max(start, mem_end)
-        if end1 is not None:
-            start = max(start, end1)
-        end2, end1 = end1, start + max(in_core, transfers)
-        if s.barrier and t > 1 and j < last:
-            gate = end1 + barrier_s * s.rounds
+        work = in_core if in_core >= transfers else transfers
+        moves = s.dram_read or s.dram_write
+        if moves:
+            mem_s = share * ((s.dram_read + s.dram_write) / slot_bw)
+        for i in range(n):
+            start = gate
+            if moves:
+                ready = gate if gate >= mem_end else mem_end
+                if end2 is not None and end2 > ready:
+                    ready = end2
+                mem_end = ready + mem_s
+                if mem_end > start:
+                    start = mem_end
+            if end1 is not None and end1 > start:
+                start = end1
+            end2, end1 = end1, start + work
+            # (a split step's barrier is its last tile's)
+            if i == n - 1 and s.barrier and t > 1 and j < last:
+                gate = end1 + barrier_s * s.rounds
+            j += 1
     return (end1 if end1 is not None else gate) + mach.barrier_s(t)
 
 
 def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
     """The plan of least :func:`estimate` (the first of equals); ``memo`` keeps the
-    estimates by plan (``id``) for a caller that asks again about the same plans."""
+    estimates by plan (``id``) for a caller that asks again about the same plans.
+
+    A candidate on a thread count whose stream rates are not solved yet is estimated
+    last, and not at all when it cannot be the fastest of its strategy: when its
+    estimate with every thread streaming at :attr:`~.spec.Machine.rate_ceiling` (no
+    thread streams faster, so no estimate is lower) already exceeds the least of its
+    strategy so far. Its rates, a queueing network solve, are then never asked for.
+    The plan returned is the one the plain search returns, and each strategy's least
+    estimate is in ``memo`` (a caller reports it)."""
+    if not plans:
+        return None
     memo = {} if memo is None else memo
-    best, best_s = None, 0.0
-    for p in plans:
+    known = mach._rates  # thread counts whose rates are solved
+    floor_share = mach.floor_share
+    best: dict = {}  # strategy -> [plan, estimate, place in plans]
+
+    def keep(i: int, p: Plan, est: float) -> None:
+        b = best.get(p.strategy)
+        if b is None or est < b[1] or (est == b[1] and i < b[2]):
+            best[p.strategy] = [p, est, i]
+
+    later = []
+    for i, p in enumerate(plans):
         got = memo.get(id(p))
-        if got is None or got[0] is not p:
+        if got is not None and got[0] is p:
+            keep(i, p, got[1])
+        elif floor_share is None or p.threads in known:
             got = memo[id(p)] = (p, estimate(p, mach))
-        if best is None or got[1] < best_s:
-            best, best_s = p, got[1]
-    return best
+            keep(i, p, got[1])
+        else:
+            later.append((i, p))
+    for i, p in later:
+        b = best.get(p.strategy)
+        if b is not None and estimate(p, mach, floor_share) > b[1]:
+            continue  # slower than its strategy's best even at the fastest rates
+        got = memo[id(p)] = (p, estimate(p, mach))
+        keep(i, p, got[1])
+    return min(best.values(), key=lambda b: (b[1], b[2]))[0]
 
 
 def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
@@ -232,23 +315,24 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
     tasks: list[Task] = []
     fma_action = f"vfma_{plan.dtype}"
 
-    def add(task: Task) -> int:
-        tasks.append(task)
+    def add(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies=1) -> int:
+        tasks.append(Task(unit, duration_s, nbytes, actions, deps, bound, pool, text, copies))
         return len(tasks) - 1
 
+    none = _EMPTY
     gate: tuple[int, ...] = ()
     if plan.serial_s > 0:
-        gate = (add(Task("call", plan.serial_s, bound="latency", label=f"{label} call")),)
+        gate = (add("call", plan.serial_s, none, none, (), "latency", "",
+                    f"{label} call"),)
     t = plan.threads
     if t > 1:
-        gate = (add(Task("sync", mach.fork_s(t), deps=gate, bound="latency",
-                         label=f"{label} fork {t} threads")),)
+        gate = (add("sync", mach.fork_s(t), none, none, gate, "latency", "",
+                    f"{label} fork {t} threads"),)
     # each thread streams at its rate with all the op's threads streaming: the
     # queueing at its cluster, node and links for their placement (memory.py)
-    slow = [mach.slot_bw / r for r in mach.thread_rates(t)]
-    groups = thread_groups(slow) if grouped else [[i] for i in range(t)]
-    units = [group_name("core", m) for m in groups]
+    slow, groups, units = _lanes(mach, t, grouped)
     last_core: list[list[int]] = [[] for _ in groups]
+    mem_label = ""
     for j, step in enumerate(plan.steps):
         tm = times(step, mach)
         ends = []
@@ -264,6 +348,7 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
         core_actions = {fma_action: step.vfma, "vop": step.vop, "l1_byte": step.l1_bytes,
                         "l2_byte": step.l2_bytes, "l3_byte": step.l3_bytes}
         core_label = f"{label} {step.label}"
+        in_cache, bound = tm.in_cache, tm.bound
         for g, members in enumerate(groups):
             k = len(members)
             deps = list(gate)
@@ -272,25 +357,212 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
                 mdeps = list(gate)
                 if len(mine) >= 2:  # prefetch one tile ahead of the tile being computed
                     mdeps.append(mine[-2])
-                mem = add(Task(f"{units[g]}.mem", tm.dram * slow[members[0]], mem_bytes,
-                               mem_actions,
-                               tuple(sorted(set(mdeps))) if len(mdeps) > 1 else tuple(mdeps),
-                               "memory", DRAM_POOL, mem_label, k))
+                mem = add(f"{units[g]}.mem", tm.dram * slow[members[0]], mem_bytes,
+                          mem_actions,
+                          tuple(sorted(set(mdeps))) if len(mdeps) > 1 else tuple(mdeps),
+                          "memory", DRAM_POOL, mem_label, k)
                 deps.append(mem)
             if mine:
                 deps.append(mine[-1])
-            core = add(Task(units[g], tm.in_cache, core_bytes, core_actions,
-                            tuple(sorted(set(deps))) if len(deps) > 1 else tuple(deps),
-                            tm.bound, "", core_label, k))
+            core = add(units[g], in_cache, core_bytes, core_actions,
+                       tuple(sorted(set(deps))) if len(deps) > 1 else tuple(deps),
+                       bound, "", core_label, k)
             mine.append(core)
             ends.append(core)
         if step.barrier and t > 1 and j < len(plan.steps) - 1:
-            gate = (add(Task("sync", mach.barrier_s(t) * step.rounds, deps=tuple(ends),
-                             bound="latency", label=f"{label} barrier")),)
+            gate = (add("sync", mach.barrier_s(t) * step.rounds, none, none, tuple(ends),
+                        "latency", "", f"{label} barrier"),)
     if t > 1:
-        add(Task("sync", mach.barrier_s(t), deps=tuple(m[-1] for m in last_core if m),
-                 bound="latency", label=f"{label} join"))
+        add("sync", mach.barrier_s(t), none, none, tuple(m[-1] for m in last_core if m),
+            "latency", "", f"{label} join")
     return tasks
+
+
+def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
+    """``(summary, tasks)``: what :func:`hwsim.engine.summarize` gives for
+    :func:`emit`'s tasks of ``plan`` and how many there are, without making or
+    handing over a task (the ``analytical`` fidelity).
+
+    :func:`emit`'s tasks have a fixed shape (a call, a fork, per step and thread
+    group a DRAM transfer and a tile, barriers, a join), so the sums are taken here
+    directly, each in the order :class:`~hwsim.engine.Accumulator` takes them task by
+    task: a figure that several tasks add to is added to in task order, the same
+    floats; the bytes are integers; the units, bounds, levels and actions are met
+    in the same order (a test holds the result to the tasks' summary). A thread
+    group's tiles have the same times as every other group's, so the cores' busy
+    time is summed once."""
+    from hwsim.engine import Accumulator  # noqa: PLC0415
+
+    acc = Accumulator()
+    t = plan.threads
+    slow, groups, units = _lanes(mach, t, True)
+    ks = [len(m) for m in groups]
+    slows = [slow[m[0]] for m in groups]
+    n_groups = len(groups)
+    busy: dict = {}  # the units and pool, in the order the tasks meet them
+    count = 0
+    path = 0.0
+    sync_s = None  # the sync unit's busy time (None: no sync task)
+    gate_f = 0.0  # the finish of the gate (0.0: no gate)
+    if plan.serial_s > 0:
+        busy["call"] = [plan.serial_s, {"latency": plan.serial_s}]
+        gate_f = path = 0.0 + plan.serial_s
+        count += 1
+    if t > 1:
+        d = mach.fork_s(t)
+        busy["sync"] = None  # (its place; filled in at the end)
+        sync_s = 0.0 + d
+        gate_f = gate_f + d
+        if gate_f > path:
+            path = gate_f
+        count += 1
+    fma_action = f"vfma_{plan.dtype}"
+    # the bytes (integers: any order) and actions (floats: task order), by key
+    dram_read = dram_write = l2 = l3 = 0
+    dram_byte = vfma = vop = l1_byte = l2_byte = l3_byte = 0.0
+    moved = False  # a DRAM transfer has been met (its keys and units exist)
+    mem_first = False  # ... before the first tile (its keys come first)
+    core_total = 0.0
+    core_by: dict = {}
+    mem_total = [0.0] * n_groups
+    pool_total = 0.0
+    last1: list = [None] * n_groups  # each group's last tile's finish
+    last2: list = [None] * n_groups  # and the one before
+    steps = plan.steps
+    final = len(steps) - 1
+    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    walk_s = mach.spec.tlb_walk_s
+    for j, step in enumerate(steps):
+        # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
+        in_core = step.arith_cycles * cycle_s
+        transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                     + step.l3_bytes / l3_bw + step.tlb_walks * walk_s)
+        if in_core >= transfers:
+            in_cache, bound = in_core, "compute"
+        else:
+            in_cache, bound = transfers, "onchip"
+        moves = step.dram_read or step.dram_write
+        if moves:
+            if not moved:
+                moved = True
+                mem_first = j == 0
+                for g in range(n_groups):  # the units, as the first moving step meets them
+                    busy[f"{units[g]}.mem"] = None
+                    if g == 0:
+                        busy[("pool", DRAM_POOL)] = None
+                    if j == 0:
+                        busy[units[g]] = None
+            rb = math.ceil(step.dram_read - 1e-6)
+            wb = math.ceil(step.dram_write - 1e-6)
+            mb = step.dram_read + step.dram_write
+            dram = mb / slot_bw
+        elif j == 0:
+            for g in range(n_groups):
+                busy[units[g]] = None
+        ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
+        v_fma, v_op, v_l1, v_l2, v_l3 = (step.vfma, step.vop, step.l1_bytes, step.l2_bytes,
+                                         step.l3_bytes)
+        core_total += in_cache
+        core_by[bound] = core_by.get(bound, 0.0) + in_cache
+        ends_max = 0.0
+        for g in range(n_groups):
+            k = ks[g]
+            start = gate_f
+            if moves:
+                d = dram * slows[g]
+                p2 = last2[g]
+                if p2 is not None and p2 > start:
+                    start = p2
+                fm = start + d
+                if fm > path:
+                    path = fm
+                mem_total[g] += d
+                pool_total += d * k
+                dram_read += rb * k
+                dram_write += wb * k
+                dram_byte += mb * k if k != 1 else mb
+                start = fm  # (after the gate: the transfer waited for it)
+            p1 = last1[g]
+            if p1 is not None and p1 > start:
+                start = p1
+            fc = start + in_cache
+            if fc > path:
+                path = fc
+            if fc > ends_max:
+                ends_max = fc
+            last2[g], last1[g] = p1, fc
+            l2 += ib2 * k
+            l3 += ib3 * k
+            if k == 1:
+                vfma += v_fma
+                vop += v_op
+                l1_byte += v_l1
+                l2_byte += v_l2
+                l3_byte += v_l3
+            else:
+                vfma += v_fma * k
+                vop += v_op * k
+                l1_byte += v_l1 * k
+                l2_byte += v_l2 * k
+                l3_byte += v_l3 * k
+            count += 2 if moves else 1
+        if step.barrier and t > 1 and j < final:
+            d = mach.barrier_s(t) * step.rounds
+            sync_s += d
+            gate_f = ends_max + d
+            if gate_f > path:
+                path = gate_f
+            count += 1
+    if t > 1:
+        d = mach.barrier_s(t)
+        sync_s += d
+        f = max((x for x in last1 if x is not None), default=0.0)
+        f = (f if f > 0.0 else 0.0) + d
+        if f > path:
+            path = f
+        count += 1
+    if not count:
+        return acc.summary(pools), 0
+    for key in busy:
+        if key == "call":
+            continue
+        if key == "sync":
+            busy[key] = [sync_s, {"latency": sync_s}]
+        elif type(key) is tuple:
+            busy[key] = [pool_total, {"memory": pool_total}]
+        elif key.endswith(".mem"):
+            g = units.index(key[:-4])
+            busy[key] = [mem_total[g], {"memory": mem_total[g]}]
+        else:
+            busy[key] = [core_total, dict(core_by)]
+    core_bytes = {"l2": l2, "l3": l3}
+    core_actions = {fma_action: vfma, "vop": vop, "l1_byte": l1_byte, "l2_byte": l2_byte,
+                    "l3_byte": l3_byte}
+    if steps and moved:
+        mem_bytes = {"dram_read": dram_read, "dram_write": dram_write}
+        mem_actions = {"dram_byte": dram_byte}
+        acc.nbytes = {**mem_bytes, **core_bytes} if mem_first else {**core_bytes, **mem_bytes}
+        acc.actions = ({**mem_actions, **core_actions} if mem_first
+                       else {**core_actions, **mem_actions})
+    elif steps:
+        acc.nbytes, acc.actions = core_bytes, core_actions
+    acc.finish = [path]
+    acc.busy = busy
+    acc.count = count
+    return acc.summary(pools), count
+
+
+def _lanes(mach: Machine, threads: int, grouped: bool):
+    """(each thread's slowdown against one core alone, the groups of threads of equal
+    rate, their units), kept on ``mach`` per thread count: every op on that many
+    threads has them."""
+    memo = mach.__dict__.setdefault("_lanes", {})
+    got = memo.get((threads, grouped))
+    if got is None:
+        slow = [mach.slot_bw / r for r in mach.thread_rates(threads)]
+        groups = thread_groups(slow) if grouped else [[i] for i in range(threads)]
+        got = memo[(threads, grouped)] = (slow, groups, [group_name("core", m) for m in groups])
+    return got
 
 
 def repeat(steps: list[Step], times_: int) -> list[Step]:
@@ -307,19 +579,24 @@ def split(step: Step, parts: int) -> list[Step]:
     """``step`` as ``parts`` equal tiles (so DRAM transfers overlap execution)."""
     if parts <= 1:
         return [step]
-    one = step.scaled(1.0 / parts)
+    return _cut(step.scaled(1.0 / parts), parts)
+
+
+def _cut(one: Step, parts: int) -> list[Step]:
+    """The ``parts`` tiles whose first is ``one`` (a step's amounts over ``parts``)."""
+    barrier = one.barrier
     amounts = one.__dict__
-    labels = _tile_labels(step.label, parts)
-    tiles = [one]
+    labels = _tile_labels(one.label, parts)
+    out = [one]
     for _ in range(parts - 1):  # copies of the first (the same amounts)
         t = object.__new__(Step)
         t.__dict__.update(amounts)
-        tiles.append(t)
-    for s, label in zip(tiles, labels):
+        out.append(t)
+    for s, label in zip(out, labels):
         s.label = label
         s.barrier = False
-    tiles[-1].barrier = step.barrier  # the last tile meets the other threads
-    return tiles
+    out[-1].barrier = barrier  # the last tile meets the other threads
+    return out
 
 
 @functools.lru_cache(maxsize=256)

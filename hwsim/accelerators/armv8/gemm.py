@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, repeat, split
+from .ecm import Plan, Step, estimate, fastest, materialize, repeat, tiles
 from .kernels import (
     Kernel,
     checked_kernel,
@@ -392,52 +392,78 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     min_i = m_block(m_t, p, mr)
     b_share = -(-n_t // tm)
     steps: list[Step] = []
+    runs: list[int] = []  # (tiles of each step: see ecm.tiles)
     kcs = k_blocks(g.k, q)
     # consecutive k-blocks are merged into at most PHASES (pack, barrier, kernels)
     # phases of the event run; a merged phase stands for its k-blocks' barriers
     group = -(-len(kcs) // PHASES)
     pk_acc = kr_acc = None
+    last = len(kcs) - 1
+    # a k-block's steps depend on its depth and on whether it is the first (no C to
+    # read) or the last (C written back): made once per kind, then added as before
+    made: dict[tuple[int, bool, bool], tuple[Step, Step]] = {}
     for idx, kc in enumerate(kcs):
-        ea, eb = m_t * kc, kc * b_share
-        pk = pack_step("pack A, B", ea + eb, lanes, mach)
-        # A and B arrive cold; the tn column groups each pack these rows of A
-        _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
-        _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
-        a_home = resident(min_i * kc * s, mach, threads)
-        pk.write(a_home, ea * s)
-        pk.write("l2", eb * s)
-        pk.barrier = tm * tn > 1
-        kr = kernels_step("kernels", rows, cols, kc, lanes, mach)
-        # the A block once per B micro-panel; between two sweeps of a line every thread
-        # brings its A block, a B micro-panel and a C micro-tile into the last level
-        a_block = min_i * kc * s
-        reuse = threads * (a_block + kc * nr * s + min_i * nr * s)
-        reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse)
-        b_total = kc * n_t * s
-        kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
-        if tm > 1:
-            kr.read("l2", b_total / tm)
-        c_bytes = m_t * n_t * s
-        c_home = resident(c_bytes, mach, threads)
-        if idx:
-            kr.read(c_home, c_bytes)
-        # C is written back to DRAM after the last k-block
-        kr.write("dram" if idx == len(kcs) - 1 else c_home, c_bytes)
+        kind = (kc, idx > 0, idx == last)
+        got = made.get(kind)
+        if got is None:
+            got = made[kind] = _k_block(g, mach, kc, idx, last, tn, tm, per, threads, m_t, n_t,
+                                        rows, cols, min_i, b_share, lanes, s)
+        pk, kr = got
         if pk_acc is None:
-            pk_acc, kr_acc = pk, kr
+            # a phase of one k-block is that block's steps (a phase of several adds them
+            # up in copies: x 1.0 is the same floats)
+            pk_acc, kr_acc = (pk, kr) if group == 1 else (pk.scaled(1.0), kr.scaled(1.0))
         else:
             pk_acc.add(pk)
             kr_acc.add(kr)
             pk_acc.rounds += 1
-        if (idx + 1) % group == 0 or idx == len(kcs) - 1:
-            steps += split(pk_acc, 2 if pk_acc.dram_read else 1)
-            steps += split(kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write else 1)
+        if (idx + 1) % group == 0 or idx == last:
+            for acc, parts in ((pk_acc, 2 if pk_acc.dram_read else 1),
+                               (kr_acc, TILES if kr_acc.dram_read or kr_acc.dram_write else 1)):
+                st, parts = tiles(acc, parts)
+                if st is got[0] or st is got[1]:  # a kept block's own step: a copy
+                    st = st.scaled(1.0)
+                steps.append(st)
+                runs.append(parts)
             pk_acc = kr_acc = None
-    steps = repeat(steps, per)
+    steps = repeat(steps, per)  # (each tile repeated: the first tile of each run)
     return Plan("openblas", threads, steps, g.dtype, mach.call_s(), f"{mr}x{nr}",
                 {"grid": f"{tb}x{tm}x{tn}", "kc": kcs, "mc": min_i,
                  "edge_rows": [r for r, _ in rows if r != mr],
-                 "edge_cols": [c for c, _ in cols if c != nr]})
+                 "edge_cols": [c for c, _ in cols if c != nr]}, runs)
+
+
+def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: int, per: int,
+             threads: int, m_t: int, n_t: int, rows, cols, min_i: int, b_share: int, lanes: int,
+             s: int) -> tuple[Step, Step]:
+    """One k-block of :func:`openblas`: its packing step and its kernels step."""
+    nr = mach.kernel_shape(g.dtype)[1]
+    ea, eb = m_t * kc, kc * b_share
+    pk = pack_step("pack A, B", ea + eb, lanes, mach)
+    # A and B arrive cold; the tn column groups each pack these rows of A
+    _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
+    _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
+    a_home = resident(min_i * kc * s, mach, threads)
+    pk.write(a_home, ea * s)
+    pk.write("l2", eb * s)
+    pk.barrier = tm * tn > 1
+    kr = kernels_step("kernels", rows, cols, kc, lanes, mach)
+    # the A block once per B micro-panel; between two sweeps of a line every thread
+    # brings its A block, a B micro-panel and a C micro-tile into the last level
+    a_block = min_i * kc * s
+    reuse = threads * (a_block + kc * nr * s + min_i * nr * s)
+    reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse)
+    b_total = kc * n_t * s
+    kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
+    if tm > 1:
+        kr.read("l2", b_total / tm)
+    c_bytes = m_t * n_t * s
+    c_home = resident(c_bytes, mach, threads)
+    if idx:
+        kr.read(c_home, c_bytes)
+    # C is written back to DRAM after the last k-block
+    kr.write("dram" if idx == last else c_home, c_bytes)
+    return pk, kr
 
 
 def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
@@ -482,11 +508,11 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
     if calls > 1:  # each row tile reads the W panel again, from where it stays
         reread(st, w_panel, panels * (calls - 1) * w_panel, mach, used)
     st.write("dram", m_t * n_t * s)
-    steps = split(st, TILES if st.dram_read or st.dram_write else 1)
-    steps = repeat(steps, per)
+    first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
+    steps = repeat([first], per)
     return Plan("iaat", used, steps, g.dtype, mach.call_s(), ker.name(),
                 {"grid": f"{tb}x{tm}x{tn}", "vectors_along": "n" if swapped else "m",
-                 "tiles": {"rows": rows, "cols": cols}, "walk": walk})
+                 "tiles": {"rows": rows, "cols": cols}, "walk": walk}, [parts])
 
 
 def iaat(g: Gemm, mach: Machine, max_threads: int) -> Plan:
@@ -549,11 +575,11 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
         st.read("l3", packed * s * (t_in - 1) / t_in)
     reread(st, packed * s, max(0, row_panels - 1) * packed * s, mach, used)
     st.write("dram", big_t * small * s)
-    steps = [pre] + split(st, TILES if st.dram_read or st.dram_write else 1)
-    steps = repeat(steps, per)
+    first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
+    steps = repeat([pre, first], per)
     return Plan("autotsmm", used, steps, g.dtype, mach.call_s(), ker.name(),
                 {"threads_over": "n" if small_is_a else "m", "tiles": {"rows": rows, "cols": cols},
-                 "prepacked": "A" if small_is_a else "B", "walk": walk})
+                 "prepacked": "A" if small_is_a else "B", "walk": walk}, [1, parts])
 
 
 def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
@@ -573,7 +599,7 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     is tall and skinny (its paper's domain)."""
     builders = {"openblas": openblas, "iaat": iaat, "autotsmm": autotsmm}
     if strategy in builders:
-        return builders[strategy](g, mach, max_threads)
+        return materialize(builders[strategy](g, mach, max_threads))
     # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
     # caller caps them (openblas_set_num_threads) at the count that runs fastest
     # the caps that change OpenBLAS's thread split, each planned once (the smallest)
@@ -581,15 +607,48 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     for cap in thread_counts(max_threads):
         caps.setdefault(openblas_threads(g, cap), cap)
     memo: dict = {}  # each plan estimated once
-    plans = [_best([openblas(g, mach, cap) for cap in caps.values()], mach, memo)]
+    plans = [_openblas_best(g, mach, list(caps.values()), memo)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
         plans.append(autotsmm(g, mach, max_threads))
     best = _best(plans, mach, memo)
     best.detail["auto_estimates_s"] = {p.strategy: memo[id(p)][1] for p in plans}
-    return best
+    return materialize(best)  # (candidates are estimated uncut: ecm.tiles)
 
 
 def _best(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
     return fastest(plans, mach, memo)
+
+
+def openblas_floor_s(g: Gemm, mach: Machine, max_threads: int) -> float:
+    """A lower bound on :func:`~.ecm.estimate` of :func:`openblas`'s plan for
+    ``max_threads``, from its thread split alone: a thread's kernels issue at least
+    ``m_t n_t k / lanes`` vector FMAs per GEMM of its share of the batch, at most
+    ``fma_pipes`` a cycle (:func:`.kernels.kstep_cycles`), one tile after another, and
+    the estimate is at least their sum (less a billionth for the rounding of the
+    tiles' shares)."""
+    tb, per, t_in = openblas_threads(g, max_threads)
+    tm, tn = openblas_grid(g.m, g.n, t_in, mach.switch_ratio(g.dtype))
+    m_t, n_t = -(-g.m // tm), -(-g.n // tn)
+    fmas = per * g.k * m_t * n_t / mach.lanes(g.dtype)
+    return fmas / mach.spec.fma_pipes * mach.cycle_s * (1.0 - 1e-9)
+
+
+def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
+    """:func:`_best` of :func:`openblas` at each of ``caps``, without planning the caps
+    that cannot win: the caps are planned in the order of their lower bounds
+    (:func:`openblas_floor_s`), and once a bound exceeds the best estimate so far no
+    cap after it can be faster. The plan kept is the first (in ``caps``' order) of the
+    least estimate, as :func:`_best` keeps it; the caps passed over ask for no thread
+    rates (the interference solve of a new thread count)."""
+    order = sorted((openblas_floor_s(g, mach, cap), i, cap) for i, cap in enumerate(caps))
+    best, best_s, best_i = None, 0.0, 0
+    for floor, i, cap in order:
+        if best is not None and floor > best_s:
+            break
+        plan = openblas(g, mach, cap)
+        got = memo[id(plan)] = (plan, estimate(plan, mach))
+        if best is None or got[1] < best_s or (got[1] == best_s and i < best_i):
+            best, best_s, best_i = plan, got[1], i
+    return best

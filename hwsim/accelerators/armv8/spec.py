@@ -153,6 +153,15 @@ class Machine:
         self.cores = spec.cores  # threads an op may use (workload tiling.threads)
         self.placement = "spread"
         self._rates: dict[int, tuple[float, ...]] = {}
+        self._slowest: dict[int, float] = {}
+        # no thread streams faster than Little's law at the least latency with no
+        # queueing (memory.stream_rates: a line's wait is at least its latency, and
+        # each server's residence at least its service, when a core keeps at least
+        # one line in flight), plus a billionth for rounding; the planners' bound
+        # (ecm.fastest) stretches transfers by at least floor_share (None: no bound)
+        k = spec.core_lines_in_flight
+        self.rate_ceiling = k * spec.line_bytes / min(spec.numa_latency_s) * (1.0 + 1e-9)
+        self.floor_share = self.slot_bw / self.rate_ceiling if k >= 1.0 else None
         self.l2_per_core = spec.l2_bytes / spec.l2_shared_by
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
@@ -224,6 +233,13 @@ class Machine:
         other = Machine(self.spec)
         other.cores, other.placement = cores, placement
         return other
+
+    def slowest_rate(self, threads: int) -> float:
+        """The least of :meth:`thread_rates` (kept: a planner asks for it per plan)."""
+        got = self._slowest.get(threads)
+        if got is None:
+            got = self._slowest[threads] = min(self.thread_rates(threads))
+        return got
 
     def thread_rates(self, threads: int) -> tuple[float, ...]:
         """DRAM bytes per second of each of ``threads`` threads streaming together,

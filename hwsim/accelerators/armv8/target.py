@@ -6,14 +6,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from hwsim.energy import EnergyTable
-from hwsim.engine import Task, analytical_latency
+from hwsim.engine import Accumulator, Task, analytical_latency
 from hwsim.errors import InputError, UnsupportedOpError
 from hwsim.onchip import NONE, Carry, kept_write_bytes, onchip_read_bytes
 from hwsim.targets import Target
 
 from .attention import attention_plan
 from .attention import executed_flops as attention_executed_flops
-from .ecm import Plan, emit, times
+from .ecm import Plan, emit, summarize_plan
 from .energy import energy_table
 from .gemm import Gemm, plan_gemm
 from .spec import DRAM_POOL, INT_DTYPES, ARMv8Spec, Machine
@@ -38,6 +38,7 @@ class ARMv8Target(Target):
     def __init__(self):
         self._machine: tuple[ARMv8Spec, Machine, dict] | None = None
         self._last: tuple | None = None
+        self._last_carried: tuple | None = None
 
     def machine(self, spec: ARMv8Spec, tiling=None) -> Machine:
         """The machine of ``spec``, with the workload's thread cap and placement."""
@@ -86,6 +87,20 @@ class ARMv8Target(Target):
             return []
         return emit(plan, self.machine(spec, tiling), op.name or op.kind)
 
+    def lower_summary(self, op, graph, spec: ARMv8Spec, tiling=None, carry=None):
+        """The ``analytical`` fidelity's reading of the tasks, without them: the sums
+        of the plan's tasks taken from its steps (:func:`.ecm.summarize_plan`), each in
+        the order :func:`hwsim.engine.summarize` takes them over :meth:`lower`'s (or
+        :meth:`lower_carried`'s) tasks, so the same summary to the last bit (a test
+        holds the two equal)."""
+        if carry and not self.carries(op):
+            raise ValueError(f"armv8 does not carry the inputs of a {op.kind} op on chip")
+        plan = (self._carried_plan(op, graph, spec, tiling, carry) if carry
+                else self._plan_of(op, graph, spec, tiling))
+        if plan is None:
+            return Accumulator().summary(self.pools(spec)), 0
+        return summarize_plan(plan, self.machine(spec, tiling), self.pools(spec))
+
     # ------------------------------------------------------------------ on-chip state
     def onchip_capacity_bytes(self, spec: ARMv8Spec) -> float:
         """Half the last-level cache (the shared L3, or all the L2s of a chip without
@@ -110,8 +125,12 @@ class ARMv8Target(Target):
         plan = self._plan_of(op, graph, spec, tiling)
         if plan is None or not carry:
             return plan
-        return carried(plan, onchip_read_bytes(op, graph, carry),
-                       kept_write_bytes(op, graph, carry))
+        read, write = onchip_read_bytes(op, graph, carry), kept_write_bytes(op, graph, carry)
+        # kept for the op just lowered (its description asks again)
+        last = self._last_carried
+        if last is None or last[0] is not plan or last[1] != read or last[2] != write:
+            last = self._last_carried = (plan, read, write, carried(plan, read, write))
+        return last[3]
 
     def _plan_of(self, op, graph, spec, tiling) -> Plan | None:
         """:meth:`plan`, remembered for the op just lowered (``describe`` follows it)."""
@@ -191,20 +210,23 @@ class ARMv8Target(Target):
     def _terms(plan: Plan, mach: Machine) -> dict[str, float]:
         """Per-thread ECM terms summed over the plan's steps, in seconds."""
         n = plan.threads
-        rate = min(mach.thread_rates(n))  # the slowest thread's, all streaming
-        out = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
-                            0.0)
+        rate = mach.slowest_rate(n)  # the slowest thread's, all streaming
+        # the terms of times(), inline (the same floats), each summed in step order
+        cycle_s, l2_bw, l3_bw, walk_s = mach.cycle_s, mach.l2_bw, mach.l3_bw, \
+            mach.spec.tlb_walk_s
+        core = pack = l1 = l2 = l3 = tlb = dram = 0.0
         for step in plan.steps:
-            tm = times(step, mach)
-            out["in_core_s"] += tm.in_core
+            in_core = step.arith_cycles * cycle_s
+            core += in_core
             if step.label.startswith(("pack", "pre-pack")):
-                out["pack_s"] += tm.in_core
-            out["l1_s"] += tm.l1
-            out["l2_s"] += tm.l2
-            out["l3_s"] += tm.l3
-            out["tlb_s"] += tm.tlb
-            out["dram_s"] += (step.dram_read + step.dram_write) / rate
-        return out
+                pack += in_core
+            l1 += step.port_cycles * cycle_s
+            l2 += step.l2_bytes / l2_bw
+            l3 += step.l3_bytes / l3_bw
+            tlb += step.tlb_walks * walk_s
+            dram += (step.dram_read + step.dram_write) / rate
+        return {"in_core_s": core, "pack_s": pack, "l1_s": l1, "l2_s": l2, "l3_s": l3,
+                "tlb_s": tlb, "dram_s": dram}
 
     def peak_flops_per_s(self, spec: ARMv8Spec, dtype: str) -> float:
         return self.machine(spec).peak_flops(dtype) * spec.cores
@@ -231,16 +253,24 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
     left resting there, taken from its last writes back (all threads' bytes; each
     thread's share from its steps). The bytes still cross L1, L2 and L3 as before
     (:meth:`.ecm.Step.read` counts a DRAM read at every level); only the DRAM transfer
-    goes. The steps are copies: a plan may be cached and shared."""
-    steps = [s.scaled(1.0) for s in plan.steps]
-    for amount, field, order in ((read_bytes, "dram_read", steps),
-                                 (write_bytes, "dram_write", steps[::-1])):
+    goes. A step that changes is a copy (a plan may be cached and shared); the others
+    are the plan's own, shared (steps are not changed once planned)."""
+    original = plan.steps
+    steps = list(original)
+    n = len(steps)
+    for amount, field, order in ((read_bytes, "dram_read", range(n)),
+                                 (write_bytes, "dram_write", range(n - 1, -1, -1))):
         need = amount / plan.threads
-        for s in order:
+        for i in order:
             if need <= 0:
                 break
-            take = min(getattr(s, field), need)
-            setattr(s, field, getattr(s, field) - take)
+            s = steps[i]
+            have = getattr(s, field)
+            take = min(have, need)
+            if take:
+                if s is original[i]:
+                    s = steps[i] = s.scaled(1.0)  # (a copy: x 1.0 is the same float)
+                setattr(s, field, have - take)
             need -= take
     return replace(plan, steps=steps)
 

@@ -22,7 +22,7 @@ import math
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, split
+from .ecm import Plan, Step, fastest, materialize, tiles
 from .gemm import thread_counts
 from .placement import reread
 from .spec import Machine
@@ -108,7 +108,7 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
             break
         plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
                          write_bytes, dtype, mach))
-    plan = fastest(plans, mach)
+    plan = materialize(fastest(plans, mach))  # (candidates are estimated uncut)
     plan.detail.update({"elements": elements, "instructions_per_vector": ops})
     return plan
 
@@ -151,5 +151,5 @@ def _at(threads: int, vecs: int, ops: float, loads: float, stores: float, passes
         reread(st, row_bytes, again, mach, threads)
     for nb in writes:
         st.write("dram", nb * f)
-    steps = split(st, 8 if st.dram_read or st.dram_write else 1)
-    return Plan("vector", threads, steps, dtype, mach.call_s(), "")
+    first, parts = tiles(st, 8 if st.dram_read or st.dram_write else 1)
+    return Plan("vector", threads, [first], dtype, mach.call_s(), "", runs=[parts])

@@ -1,0 +1,311 @@
+"""The ARMv8 target's shortcuts for speed give what the long way gives, to the last bit.
+
+- the ``analytical`` fidelity takes an op's sums from its plan's steps without
+  making its tasks (``ARMv8Target.lower_summary``, ``ecm.summarize_plan``): every
+  report equals the one from making the tasks and summing them
+  (``Target.lower_summary``), carried inputs and kept outputs included, and so does
+  each summary of plans the planners rarely make, with its keys in the same order;
+- (the interference solve in scalars is held to numpy's iteration in
+  ``test_armv8_interference.py``).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import hwsim
+from hwsim.accelerators.armv8.target import ARMv8Target
+from hwsim.targets import Target
+
+WORKLOADS = [
+    ("bert-base.yaml", []),  # GEMMs, softmax, layernorm, carried inputs
+    ("armv8-small-gemm.yaml", []),  # IAAT
+    ("armv8-tall-skinny.yaml", []),  # AutoTSMM
+    ("armv8-tinyllama-decode.yaml", []),  # decode: few threads, GQA attention
+    ("bert-base-spatten.yaml", ["seq_len=96"]),  # a top-k, attention selecting values
+    ("llama2-7b-lazyllm.yaml", ["seq_len=512"]),  # every layer different
+    # threads that stream at different rates (groups of lanes), one thread
+    ("bert-base.yaml", ["tiling.threads=7", "tiling.placement=compact"]),
+    ("armv8-tinyllama-decode.yaml", ["tiling.placement=interleave"]),
+    ("bert-base.yaml", ["tiling.threads=1"]),
+]
+
+
+def _report(path, sets):
+    r = hwsim.simulate(path, "armv8", sets=sets, fidelity="analytical")
+    return repr(r.rows), repr(r.totals)
+
+
+@pytest.mark.parametrize("name,sets", WORKLOADS)
+def test_analytical_summary_without_tasks_is_the_tasks_summary(name, sets, monkeypatch):
+    from pathlib import Path  # noqa: PLC0415
+
+    path = str(Path(__file__).resolve().parents[1] / "workloads" / name)
+    fast = _report(path, sets)
+    monkeypatch.setattr(ARMv8Target, "lower_summary", Target.lower_summary)
+    assert _report(path, sets) == fast
+
+
+@pytest.mark.parametrize("threads", [1, 2, 5, 24, 57, 64])
+@pytest.mark.parametrize("shape", ["first_still", "no_dram", "no_call", "no_steps"])
+def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
+    """Plans the planners rarely make: a first step without DRAM traffic (the DRAM
+    keys and units come later), none at all, no library call, no steps; threads in
+    several groups of lanes (24 spread threads: full and partial clusters)."""
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import Plan, Step, emit, summarize_plan  # noqa: PLC0415
+    from hwsim.engine import summarize  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    mach = TARGET.machine(spec)
+    steps = []
+    for i in range(6):
+        st = Step(f"s{i}", arith_cycles=1000.0 + 37 * i, port_cycles=900.0 + 50 * (i % 3),
+                  l1_bytes=4096.0 * i, l2_bytes=1000.5 * i, l3_bytes=77.25 * i, vfma=10.0 * i,
+                  vop=3.5 * i, tlb_walks=0.5 * (i % 2))
+        if shape != "no_dram" and (i or shape != "first_still"):
+            st.dram_read, st.dram_write = 12345.6 / (i + 1), 100.0 * (i % 2)
+        st.barrier = i % 2 == 1
+        st.rounds = 1 + i % 3
+        steps.append(st)
+    if shape == "no_steps":
+        steps = []
+    plan = Plan("test", threads, steps, "fp32", 0.0 if shape == "no_call" else 2e-6)
+    tasks = emit(plan, mach, "op")
+    want = summarize(tasks, TARGET.pools(spec))
+    got, count = summarize_plan(plan, mach, TARGET.pools(spec))
+    assert count == len(tasks)
+    assert repr(got) == repr(want)
+    assert list(got.bytes) == list(want.bytes) and list(got.actions) == list(want.actions)
+
+
+def test_breakdown_terms_are_the_steps_times_summed():
+    """``_terms`` (a report's breakdown and description) computes :func:`.ecm.times`'
+    terms inline: the same floats as summing ``times`` step by step."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import times  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload.build import build_graph  # noqa: PLC0415
+    from hwsim.workload.loader import load_workload  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    mach = TARGET.machine(spec)
+    wl = load_workload(Path(__file__).resolve().parents[1] / "workloads" / "bert-base.yaml")
+    graph = build_graph(wl)
+    checked = 0
+    for op in graph.ops:
+        plan = TARGET.plan(op, graph, spec)
+        if plan is None:
+            continue
+        rate = min(mach.thread_rates(plan.threads))
+        want = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
+                             0.0)
+        for step in plan.steps:
+            tm = times(step, mach)
+            want["in_core_s"] += tm.in_core
+            if step.label.startswith(("pack", "pre-pack")):
+                want["pack_s"] += tm.in_core
+            want["l1_s"] += tm.l1
+            want["l2_s"] += tm.l2
+            want["l3_s"] += tm.l3
+            want["tlb_s"] += tm.tlb
+            want["dram_s"] += (step.dram_read + step.dram_write) / rate
+        assert TARGET._terms(plan, mach) == want
+        checked += 1
+    assert checked > 10
+
+
+def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
+    """Candidates keep each split step as its first tile and a count (``ecm.tiles``);
+    the estimate reads them as the tiles, and the plan kept, cut
+    (``ecm.materialize``), has the tiles ``ecm.split`` makes: the same estimate, the
+    same steps. Barriers on split steps, repeated batches (OpenBLAS ``repeat``) and
+    split-K merges (attention) included."""
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.attention import _plan  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import estimate, materialize  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import Gemm, _iaat_at, _tsmm_at, openblas  # noqa: PLC0415
+    from hwsim.ir.attention import AttentionShape  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    mach = TARGET.machine(resolve("armv8").spec)
+    cands = []
+    for g in (Gemm(1, 3000, 4096, 4096, "fp32"), Gemm(12, 200, 64, 200, "fp32", True),
+              Gemm(1, 4096, 11008, 4096, "fp16"), Gemm(4, 48, 48, 48, "fp32")):
+        cands += [openblas(g, mach, cap) for cap in (1, 7, 64)]
+        cands += [_iaat_at(g, mach, t, along) for t in (1, 16) for along in (False, True)]
+        cands += [_tsmm_at(g, mach, t, span) for t in (2, 64) for span in (False, True)]
+    for seq, causal in ((128, False), (40, True)):
+        wl = workload_from_dict({"name": "t", "phase": "prefill", "dtype": "fp32", "ops": [
+            {"kind": "attention", "batch": 1, "heads": 4, "q_len": seq, "kv_len": seq,
+             "head_dim": 64, "causal": causal}]})
+        graph = build_graph(wl)
+        sh = AttentionShape.of(graph.ops[0], graph)
+        cands += [_plan(mach, sh, "flash", 16, 64, "openblas", ways, cut=False)
+                  for ways in (0, 1, 2)]
+    assert any(p.runs and max(p.runs) > 1 for p in cands)
+    assert any(p.detail.get("kv_split", 1) > 1 for p in cands)
+    for p in cands:
+        assert p.runs is not None
+        uncut = estimate(p, mach)
+        # the tiles split makes: numbered, the step's barrier on the last, the amounts
+        # of the first (copies)
+        want = []
+        for first, n in zip(p.steps, p.runs):
+            amounts = {k: v for k, v in vars(first).items() if k not in ("label", "barrier")}
+            want += [(first.label, first.barrier, amounts)] if n == 1 else [
+                (f"{first.label} {i + 1}/{n}", first.barrier and i == n - 1, amounts)
+                for i in range(n)]
+        materialize(p)
+        assert p.runs is None and estimate(p, mach) == uncut
+        assert [(s.label, s.barrier,
+                 {k: v for k, v in vars(s).items() if k not in ("label", "barrier")})
+                for s in p.steps] == want
+        assert len({id(s) for s in p.steps}) == len(p.steps)  # each its own object
+
+
+def test_carried_copies_the_steps_it_changes_and_leaves_the_plan_as_it_was():
+    """``carried`` copies only the steps whose DRAM bytes it takes (the others are
+    shared with the cached plan): the plan is unchanged, and the carried steps are
+    what taking the bytes from copies of every step gives."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import Gemm, plan_gemm  # noqa: PLC0415
+    from hwsim.accelerators.armv8.target import carried  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    mach = TARGET.machine(resolve("armv8").spec)
+    for g in (Gemm(1, 512, 768, 768, "fp32"), Gemm(1, 4096, 4096, 4096, "fp16")):
+        plan = plan_gemm(g, mach, "auto", mach.cores)
+        before = [asdict(s) for s in plan.steps]
+        total_r = sum(s.dram_read for s in plan.steps) * plan.threads
+        total_w = sum(s.dram_write for s in plan.steps) * plan.threads
+        for r, w in ((0.0, 0.0), (0.3 * total_r, 0.0), (total_r, 0.5 * total_w),
+                     (2 * total_r, 2 * total_w)):
+            got = carried(plan, r, w)
+            assert [asdict(s) for s in plan.steps] == before
+            want = [s.scaled(1.0) for s in plan.steps]
+            for amount, field, order in ((r, "dram_read", want), (w, "dram_write", want[::-1])):
+                need = amount / plan.threads
+                for s in order:
+                    if need <= 0:
+                        break
+                    take = min(getattr(s, field), need)
+                    setattr(s, field, getattr(s, field) - take)
+                    need -= take
+            assert [asdict(s) for s in got.steps] == [asdict(s) for s in want]
+
+
+GEMMS = [(1, 3000, 4096, 4096, "fp16"), (1, 4096, 11008, 4096, "fp32"), (12, 200, 64, 200, "fp32"),
+         (1, 1, 4096, 4096, "fp32"), (8, 4096, 128, 128, "fp16"), (1, 77, 3072, 768, "fp64"),
+         (3, 5, 7, 9, "fp32"), (1, 600, 600, 600, "fp32"), (32, 128, 128, 64, "fp32")]
+
+
+@pytest.mark.parametrize("shape", GEMMS)
+def test_openblas_caps_passed_over_could_not_have_won(shape):
+    """Each cap's lower bound is below its plan's estimate, and planning the caps in
+    the order of their bounds, stopping when a bound exceeds the best so far, keeps
+    the plan that estimating every cap keeps (the first of the least)."""
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import estimate, fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import (  # noqa: PLC0415
+        Gemm,
+        _openblas_best,
+        openblas,
+        openblas_floor_s,
+        openblas_threads,
+        thread_counts,
+    )
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    b, m, n, k, dtype = shape
+    g = Gemm(b, m, n, k, dtype)
+    for preset in ("armv8", "armv8-graviton2"):
+        mach = TARGET.machine(resolve(preset).spec)
+        caps: dict = {}
+        for cap in thread_counts(mach.cores):
+            caps.setdefault(openblas_threads(g, cap), cap)
+        plans = [openblas(g, mach, cap) for cap in caps.values()]
+        for cap, plan in zip(caps.values(), plans):
+            assert openblas_floor_s(g, mach, cap) <= estimate(plan, mach)
+        want = fastest(plans, mach)
+        got = _openblas_best(g, mach, list(caps.values()), {})
+        assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
+            (want.threads, want.detail["grid"], estimate(want, mach))
+
+
+@pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
+                                    "armv8-thunderx2", "armv8-ft2000plus"])
+def test_no_thread_streams_faster_than_the_rate_ceiling(preset):
+    """``Machine.rate_ceiling`` (Little's law at the least latency, no queueing) bounds
+    every thread's stream rate, on every placement and thread count: the planners'
+    bound that passes over candidates rests on it."""
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    for over in ({}, {"dram_interference_s": 27.5e-9}):
+        mach = Machine(resolve(preset, over).spec)
+        assert mach.floor_share is not None and mach.floor_share <= 1.0
+        for placement in ("spread", "compact", "interleave"):
+            m = mach.for_run(0, placement)
+            for t in sorted({1, 2, 3, 7, 16, mach.cores // 2 + 1, mach.cores}):
+                assert max(m.thread_rates(t)) <= m.rate_ceiling
+
+
+def _plain_fastest(plans, mach):
+    from hwsim.accelerators.armv8.ecm import estimate  # noqa: PLC0415
+
+    est = [estimate(p, mach) for p in plans]
+    return plans[est.index(min(est))], est
+
+
+@pytest.mark.parametrize("seq,causal,heads,dtype", [
+    (3100, True, 32, "fp16"), (700, False, 12, "fp32"), (96, True, 8, "fp32"),
+    (33, False, 2, "fp32")])
+def test_candidates_passed_over_never_change_the_choice(seq, causal, heads, dtype):
+    """``fastest`` estimates last the candidates whose thread count has no rates yet
+    and passes over those slower than their strategy's best even at the rate ceiling:
+    on a fresh machine (no rates solved) it keeps the plan the plain search keeps,
+    every strategy's least estimate is in its memo, and it asks for fewer rates."""
+    from hwsim.accelerators.armv8.attention import _plan, block_options  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import STRATEGIES, thread_counts  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.ir.attention import AttentionShape  # noqa: PLC0415
+    from hwsim.ir.dtypes import nbytes  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    wl = workload_from_dict({"name": "t", "phase": "prefill", "dtype": dtype, "ops": [
+        {"kind": "attention", "batch": 1, "heads": heads, "q_len": seq, "kv_len": seq,
+         "head_dim": 128, "causal": causal}]})
+    graph = build_graph(wl)
+    sh = AttentionShape.of(graph.ops[0], graph)
+    fresh, plain = Machine(spec), Machine(spec)
+    plans, ref = [], []
+    for m, out in ((fresh, plans), (plain, ref)):  # attention_plan's candidates
+        blocks = block_options(sh.q_len * sh.group, sh.kv_len, sh.head_dim, sh.v_head_dim,
+                               nbytes(1, sh.dtype), m)
+        for strat in STRATEGIES:
+            for bq, bkv in blocks:
+                most = _plan(m, sh, "flash", bq, bkv, strat, cut=False)
+                out.append(most)
+                out += [_plan(m, sh, "flash", bq, bkv, strat, w, cut=False)
+                        for w in thread_counts(most.detail["kv_split"])[:-1]]
+    memo: dict = {}
+    got = fastest(plans, fresh, memo)
+    want, est = _plain_fastest(ref, plain)
+    assert plans.index(got) == ref.index(want)
+    for st in STRATEGIES:
+        assert min(memo[id(p)][1] for p in plans if p.strategy == st and id(p) in memo) == \
+            min(e for p, e in zip(ref, est) if p.strategy == st)
+    assert len(fresh._rates) <= len(plain._rates)
+    if seq == 3100:  # candidates on other thread counts than the best, passed over
+        assert sum(id(p) in memo for p in plans) < len(plans)
+        assert len(fresh._rates) < len(plain._rates)
