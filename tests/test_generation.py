@@ -300,19 +300,12 @@ def test_spattens_cascade_runs_in_the_prefill_and_in_every_step():
 
 
 # ---------------------------------------------------------------- physics of a request
-# Known violation, a finding: on ascend, doubling the HBM bandwidth makes the GEMM tiling
-# search (gemm._search, a formula) pick 64x256 tiles in two waves for TinyLlama's
-# 256 x 2048 x 2048 projections instead of 128x256 in one, which the engine then runs 24 %
-# slower (18.5 -> 22.9 us; TTFT 5.26 -> 5.28 ms event, 4.47 -> 4.61 ms analytical). The
-# search must rank tilings as the engine runs them (docs/targets/ascend.md).
-ASCEND_SEARCH = pytest.mark.xfail(strict=True, reason="the Ascend GEMM tiling search ranks by "
-                                  "a formula the engine disagrees with")
 
 
 @pytest.mark.parametrize("target, bigger", [
     ("roofline", "target.dram_bw_bytes_per_s=1.8e12"),
     ("volta", "target.dram_bw_bytes_per_s=1.5e12"),
-    pytest.param("ascend", "target.dram_bw_bytes_per_s=3.2e12", marks=ASCEND_SEARCH),
+    ("ascend", "target.dram_bw_bytes_per_s=3.2e12"),
     ("armv8", "target.dram_transfers_per_s=5.866e9"), ("spatten", "target.dram_channels=32")])
 def test_a_generation_obeys_each_forwards_physics_and_a_bigger_machine(target, bigger):
     """The prefill and every simulated step stay under the machine's peak compute, DRAM

@@ -344,8 +344,7 @@ def test_every_shipped_extend_template_is_its_decode_template_at_one_row(model):
 def test_revival_steps_obey_the_machines_physics_and_a_bigger_machine(target, bigger):
     """Steps of several query rows (the extend template) stay under peak compute, DRAM
     bandwidth and power and read their compulsory bytes (tests/physics.py), and more DRAM
-    bandwidth never lengthens TTFT or TPOT (here on Ascend too: these shapes do not meet
-    its GEMM tiling search's inversion, the strict xfail of test_generation.py)."""
+    bandwidth never lengthens TTFT or TPOT."""
     from physics import op_violations
 
     w = wl(seq_len=256, new_tokens=40, pruning=lazy(revive=8))

@@ -302,11 +302,13 @@ def test_a_bigger_l2_is_never_slower(preset, field):
 # sha256 of the JSON report (less its echo of the workload and target, which name
 # paths) made by the code before on-chip carrying existed (commit 2831b11, with V100's
 # queued launches; 2d9c379 for the other targets), renewed when the launch was split
-# between host and device (volta, ascend and roofline digests; armv8 unchanged): a
+# between host and device (volta, ascend and roofline digests; armv8 unchanged), and
+# when Ascend's GEMM tiling search began to count the busiest core's loads (ascend's
+# 7B decode: other tiles for its one-row projections, 10.344 -> 10.358 ms): a
 # digest that changes means onchip_carry: false no longer gives today's reports
 TODAY = {
     ("llama2-7b-decode", "volta"): "aa42faed48c9dc0c",
-    ("llama2-7b-decode", "ascend"): "fc1ebccf880e1b9b",
+    ("llama2-7b-decode", "ascend"): "a860bb221b3653a4",
     ("bert-base", "volta"): "eaaef973093be38f",
     ("bert-base", "ascend"): "d7ce40b789c7002b",
     ("bert-base", "roofline"): "cf93e33f4c3d9c41",

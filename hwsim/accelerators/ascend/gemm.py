@@ -11,7 +11,10 @@ The search picks ``(om, on, bk, tk)`` within the buffers::
 
     L0A: om·bk·bytes·2   L0B: bk·on·bytes·2   L0C: om·on·4   L1: (om + on)·tk·bytes·2
 
-and minimises the estimated time of the busiest pipe over the waves. Cube time
+and minimises the estimated time of the busiest pipe over the waves, on the
+busiest core: it loads ``waves`` tiles' panels at its own stream's rate, whatever
+share of the tiles the other cores get (a partial last wave leaves them idle).
+Cube time
 is ``⌈om/16⌉·⌈on/16⌉·⌈k/kf⌉`` fractal cycles (kf = 16 for fp16, 32 for int8)
 plus a start-up per MMAD instruction, so a 17-wide dimension costs what 32 does.
 
@@ -95,7 +98,10 @@ def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTi
     return got
 
 
-def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTiling:
+def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
+            collect: list | None = None) -> GemmTiling:
+    """The least estimated tiling; ``collect``, when given, receives every candidate as
+    ``(rank key, tiling)`` (the tests run the best few in the engine)."""
     s = chip.spec
     b = dtype_bytes(dtype)
     e = s.dim_align
@@ -147,12 +153,18 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmT
                 # first touches: each row panel of A and column panel of B once per batch
                 # entry (whole bursts), at most every byte of the operands once
                 first = min(loaded, batch * (tm * a_t + tn * b_t))
-                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores
+                # the busiest core's loads: ``waves`` tiles, not the average share
+                # (``tiles / cores``); a partial last wave leaves the other cores idle,
+                # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
+                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores \
+                    * (waves * cores / tiles)
                 compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
                 # the fill (a tile's first stage) and the drain (the last tile's store)
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
                 est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
                 key = (round(est, 12), -om * on, -tk)
+                if collect is not None:
+                    collect.append((key, GemmTiling(om, on, bk, tk, est)))
                 if best is None or key < best[0]:
                     best = (key, GemmTiling(om, on, bk, tk, est))
     if best is None:
