@@ -145,13 +145,77 @@ class Gemm:
 
 
 def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
-    """The kernels of the fastest configuration for ``g``."""
-    best = None
-    for cand in candidates(gpu, g):
-        t = estimate(gpu, cand)
-        if best is None or t < best[0]:
-            best = (t, cand)
-    return best[1]
+    """The kernels of the fastest configuration for ``g``: the first, in
+    :func:`candidates`' order, of those whose :func:`estimate` is least.
+
+    Each tile configuration is built and estimated only when its :func:`lower_bound`
+    does not already exceed the best estimate found so far: the configurations are
+    visited by their bounds, least first, and the visit stops at the first bound
+    above the best. A bound never exceeds its configuration's estimate, so the pick
+    is the exhaustive search's, to the last bit (a test holds the two equal)."""
+    # the first load's latency: from HBM unless both operands are in the L2
+    first_s = None if g.a_onchip and g.b_onchip else gpu.dram_latency_s
+    plans = []  # (lower bound, place in candidates' order, tile, split)
+    for i, (tile, split) in enumerate(configs(gpu, g)):
+        plans.append((lower_bound(gpu, g, tile, split, first_s), i, tile, split))
+    plans.sort(key=lambda p: (p[0], p[1]))
+    best = None  # (estimate, place, kernels)
+    for bound, i, tile, split in plans:
+        if best is not None and bound > best[0]:
+            break  # this configuration and every later one take longer than the best
+        ks = build(gpu, g, tile, split)
+        t = estimate(gpu, ks)
+        if best is None or t < best[0] or (t == best[0] and i < best[1]):
+            best = (t, i, ks)
+    n = len(plans)
+    for ks in gemv_candidates(gpu, g):  # (after the tiles in candidates' order)
+        t = estimate(gpu, ks)
+        if best is None or t < best[0] or (t == best[0] and n < best[1]):
+            best = (t, n, ks)
+        n += 1
+    return best[2]
+
+
+# a bound is taken this much below its computed value, so that the rounding of its own
+# sums (a few ulps) never lifts it above the estimate it bounds
+BOUND_MARGIN = 1e-9
+
+
+def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None) -> float:
+    """A floor under :func:`estimate` of ``build(gpu, g, tile, split)``, from the tile's
+    grid and occupancy alone (no kernel built): the launch, then on the busiest SM
+    each group's matrix time (the tensor or CUDA cores at the rate its resident
+    warps allow, :meth:`Gpu._terms`) after its first operands' load latency, plus
+    one block turnover; or, if longer, the operands' least HBM bytes (each read
+    once) at the achievable bandwidth. Every term is one the estimate adds (its pipe
+    time is the largest of its pipes after that latency, its group time never less),
+    so the bound is at most the estimate. ``first_s``: the first load's latency (from
+    HBM; ``None``: both operands are in the L2, and a bias may still come from HBM:
+    the lesser of the two). ``inf`` for a tile that does not fit on an SM (whose
+    estimate is ``inf``)."""
+    spec = gpu.spec
+    compute, _ = datapath(g.dtype, "matmul")
+    ea, eb = g.a_bytes, g.b_bytes
+    threads = tile.warps * 32
+    smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
+    occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
+    if occ < 1:
+        return float("inf")
+    grid = cdiv(g.m, tile.tm) * cdiv(g.n, tile.tn) * split * g.batch
+    full, rest = divmod(cdiv(grid, spec.sms), occ)
+    flops = 2.0 * tile.tm * tile.tn * cdiv(g.k, split)  # one block's matrix work
+    rate = gpu.tensor_rate_sm(compute) if tile.tensor else gpu.cuda_rate_sm(compute)
+    if first_s is None:
+        first_s = min(gpu.l2_latency_s, gpu.dram_latency_s)
+    warps = cdiv(threads, 32)
+    t = 0.0
+    for n, reps in ((occ, full), (rest, 1 if rest else 0)):
+        if reps:
+            fill = min(1.0, n * warps / spec.warps_for_peak)
+            t += reps * (flops * n / (rate * fill) + first_s + gpu.turnover_s)
+    a = 0.0 if g.a_onchip else g.m * g.k * ea * (1 if g.a_shared else g.batch)
+    b = 0.0 if g.b_onchip else g.k * g.n * eb * (1 if g.b_shared else g.batch)
+    return (spec.kernel_launch_s + max(t, (a + b) / gpu.hbm_bw)) * (1.0 - BOUND_MARGIN)
 
 
 def tensor_aligned(g: Gemm) -> bool:
@@ -159,7 +223,8 @@ def tensor_aligned(g: Gemm) -> bool:
     return all(d % TENSOR_ALIGN == 0 for d in (g.m, g.n, g.k))
 
 
-def candidates(gpu: Gpu, g: Gemm):
+def configs(gpu: Gpu, g: Gemm):
+    """The (tile, split-K factor) configurations the selector weighs for ``g``."""
     compute, tensor = datapath(g.dtype, "matmul")
     tensor = tensor and gpu.has_tensor(compute) and tensor_aligned(g)
     tiles = TENSOR_TILES if tensor else IGEMM_TILES if compute == "int8" else SIMT_TILES
@@ -172,7 +237,19 @@ def candidates(gpu: Gpu, g: Gemm):
             if split > 1 and (g.k // split < 4 * tile.tk
                               or split * g.batch * g.m * g.n * 4 > workspace):
                 continue
-            yield build(gpu, g, tile, split)
+            yield tile, split
+
+
+def candidates(gpu: Gpu, g: Gemm):
+    """Every configuration's kernels, in the order the selector ranks ties: the tiles
+    (:func:`configs`), then the GEMV kernels (:func:`gemv_candidates`)."""
+    for tile, split in configs(gpu, g):
+        yield build(gpu, g, tile, split)
+    yield from gemv_candidates(gpu, g)
+
+
+def gemv_candidates(gpu: Gpu, g: Gemm):
+    """The GEMV-like kernels ``g`` may run as (a skinny product)."""
     if g.m <= GEMV_MAX_ROWS:
         yield [gemv(gpu, g)]
     if g.n <= GEMV_MAX_ROWS and not g.b_dtype:
