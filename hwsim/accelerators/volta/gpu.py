@@ -369,8 +369,73 @@ class Gpu:
         the compute pipes (after the first operands arrive: one load latency) and the
         loads by Little's law (:meth:`memory_time`), plus one block turnover (the slots
         are refilled when the group ends)."""
-        x = self._terms(kernel, _fields(work), n_blocks, _FLOATS)
-        return x["t"], _pipes_bound(x)
+        return self._pipes_of(kernel, _fields(work), n_blocks)
+
+    def _pipes_of(self, kernel: Kernel, w, n_blocks: int) -> tuple[float, str]:
+        """:meth:`_pipes` of the counts ``w`` (:func:`_fields`), on plain floats: the
+        operations of :meth:`_terms` one by one, in its order (the same floats and
+        bound, a test holds them equal), with what depends only on the kernel and the
+        resident blocks worked out once per kernel (:meth:`_constants`). The planners
+        and the GEMM selector ask for thousands of these."""
+        tensor, cuda, sfu, smem_wf, l2b, hbm_r, hbm_w, l1b = w
+        (matrix_rate, alu_rate, sfu_rate, n, serial, warps, l1_s, l2_s, dram_s,
+         inflight) = self._constants(kernel, n_blocks)
+        if matrix_rate is None:  # no tensor cores: the matrix work on the CUDA cores
+            matrix_s = cuda / alu_rate
+            alu_s = 0.0 * cuda
+        else:
+            matrix_s = tensor / matrix_rate
+            alu_s = cuda / alu_rate
+        alu_s = alu_s + sfu / sfu_rate
+        smem_s = smem_wf / self.smem_bw_sm
+        compute_s = matrix_s + alu_s / n
+        busy = max(compute_s, smem_s)
+        if serial:
+            hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
+            busy = busy + (1.0 - hidden) * min(compute_s, smem_s)
+        first_s = (self.dram_latency_s if hbm_r != 0 else
+                   self.l2_latency_s if l2b != 0 else 0.0)
+        misses = hbm_r
+        loads = max(l2b - hbm_w, misses)
+        hits = loads - misses
+        dram_part = misses * dram_s
+        chip_part = hits * l2_s + l1b * l1_s
+        t_mem = (dram_part + chip_part) / inflight
+        one_trip = dram_s if misses != 0 else l2_s if hits != 0 else l1_s
+        none = loads == 0 and l1b == 0
+        trip = not none and t_mem <= one_trip
+        mem_s = 0.0 if none else one_trip if trip else t_mem
+        start = busy + first_s
+        if start >= mem_s:
+            return start + self.turnover_s, ("latency" if busy <= first_s else
+                                             "compute" if compute_s >= smem_s else "onchip")
+        return mem_s + self.turnover_s, ("latency" if none or trip else
+                                         "memory" if dram_part >= chip_part else "onchip")
+
+    def _constants(self, kernel: Kernel, n_blocks: int) -> tuple:
+        """What :meth:`_pipes_of` reads of ``kernel`` with ``n_blocks`` resident: the
+        matrix, CUDA-core and SFU rates at the warps' fill (``None`` for the matrix rate
+        without tensor cores, whose matrix work the CUDA-core rate of the kernel's type
+        then takes), the vector work's divisor, serial operands, the warps, the loaded
+        latencies and the bytes in flight. Kept on the kernel for this GPU (a kernel is
+        not changed once built)."""
+        kept = kernel.__dict__.setdefault("_constants", {})
+        got = kept.get(n_blocks)
+        if got is not None and got[0] is self:
+            return got[1]
+        warps = n_blocks * cdiv(kernel.threads, 32)
+        fill = min(1.0, warps / self.spec.warps_for_peak)
+        if kernel.tensor:
+            matrix_rate = self.tensor_rate_sm(kernel.dtype) * fill
+            alu_rate = self.cuda_rate_sm("fp32") * fill
+        else:
+            matrix_rate = None
+            alu_rate = self.cuda_rate_sm(kernel.dtype) * fill
+        out = (matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
+               kernel.serial_operands, warps, *self.loaded_latency(kernel, n_blocks),
+               self.inflight_bytes(kernel, n_blocks))
+        kept[n_blocks] = (self, out)
+        return out
 
     def _terms(self, kernel: Kernel, w, n_blocks: int, xp) -> dict:
         """The terms of :meth:`_pipes` and :meth:`memory_time` for the counts ``w``
@@ -442,8 +507,17 @@ class Gpu:
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         occ = max(1, occ)
-        if len(works) < MANY:
-            return [self.block_share(kernel, w, occ) for w in works]
+        # a work listed for many classes (one per unit, :func:`.attention._classes`) is
+        # costed once: the distinct ones, by identity
+        index: dict[int, int] = {}
+        distinct = []
+        for w in works:
+            if id(w) not in index:
+                index[id(w)] = len(distinct)
+                distinct.append(w)
+        if len(distinct) < MANY:
+            got = [self.block_share(kernel, w, occ) for w in distinct]
+            return got if len(distinct) == len(works) else [got[index[id(w)]] for w in works]
         cols = np.array([_fields(w) for w in works], dtype=float).T
         t, bounds = self.share_arrays(kernel, cols, occ)
         return list(zip(t.tolist(), bounds.tolist()))
@@ -526,7 +600,7 @@ class Gpu:
             for i in range(sms):
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
-        if shares is not None and len(kernel.blocks) >= MANY:
+        if shares is not None and len(kernel.blocks) >= MANY_SUMS:
             est = self.block_costs(kernel, occ, [t for t, _ in shares])
         else:
             est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
@@ -887,18 +961,18 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if classes and key not in first:
             first[key] = len(busy)
             busy.append(classes)
-    if many:  # every list's sum, and every run's, in two calls (segment_sums)
-        import numpy as np  # noqa: PLC0415
-
-        sums = segment_sums(m, busy)
-        ratios = _ratios(gpu, k, sums * (1.0 / np.array([len(c) for c in busy], dtype=float)
-                                         )[:, None], per)
+    # one block at a time per SM (per == 1): the fluid schedule runs its blocks one after
+    # another, each at the ratio of one block's time to itself, 1.0; its time is then
+    # the running sum of the shares, to the last bit (:func:`_shared_sm_time`; a test
+    # holds the two equal), and no ratio is needed
+    alone = per == 1
+    # every list's ratios (its sum in one call, segment_sums, with many classes)
+    ratios = None if alone else _all_ratios(gpu, k, m if many else None, works, busy, per)
+    if many:  # every run's sum, in one call
         run_sums = iter(segment_sums(m, [classes[c0:c0 + _run_size(classes)]
                                          for classes in busy
                                          for c0 in range(0, len(classes), _run_size(classes))]
                                      ).tolist())
-    else:
-        ratios = _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
     share_s = [t for t, _ in shares]
     share_b = [b for _, b in shares]
     planned: dict[tuple, list[Run]] = {}
@@ -912,7 +986,14 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             continue
         vals = [share_s[c] for c in classes]
         total = sum(vals)
-        sm_s = _shared_sm_time(ratios[first[key]], [v * per for v in vals], per)
+        if alone and math.isfinite(total):
+            sm_s = 0.0
+            for v in vals:  # (as the schedule adds them: not sum(), which may compensate)
+                sm_s += v
+        else:
+            if ratios is None:  # (an infinite share: the schedule says what it makes of it)
+                ratios = _all_ratios(gpu, k, m if many else None, works, busy, per)
+            sm_s = _shared_sm_time(ratios[first[key]], [v * per for v in vals], per)
         stretch = sm_s / total if total else 1.0
         size = _run_size(classes)
         runs = planned[key] = []
@@ -933,6 +1014,19 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def _all_ratios(gpu: Gpu, k: Kernel, m, works: list[Work], busy: list[list[int]], per: int
+                ) -> list[dict[int, float]]:
+    """:func:`_tail_ratios` of every SM list in ``busy``, from the kernel's matrix ``m``
+    (many classes) or its works."""
+    if m is None:
+        return _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
+    import numpy as np  # noqa: PLC0415
+
+    sums = segment_sums(m, busy)
+    return _ratios(gpu, k, sums * (1.0 / np.array([len(c) for c in busy], dtype=float)
+                                   )[:, None], per)
 
 
 def _run_size(classes: list[int]) -> int:
@@ -978,16 +1072,43 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
     as full :data:`WORK_FIELDS` rows (the matrix path)."""
     import numpy as np  # noqa: PLC0415
 
-    cols = np.array(avgs, dtype=float)
-    if cols.shape[1] == len(WORK_FIELDS):
-        cols = cols[:, TERM_COLUMNS]
-    cols = cols.T
-    times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
-    out = []
-    for i in range(cols.shape[1]):
+    rows = avgs.tolist() if isinstance(avgs, np.ndarray) else avgs
+    # SMs with the same average block have the same ratios: each distinct one once
+    index: dict[tuple, int] = {}
+    distinct = []
+    for row in rows:
+        key = tuple(row)
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(key)
+    if len(distinct[0]) == len(WORK_FIELDS):
+        distinct = [tuple(row[c] for c in TERM_COLUMNS) for row in distinct]
+    if len(distinct) * per <= FEW_RATIOS:  # one by one (Gpu.group_time's floats)
+        times = {r: [_group_time_of(gpu, k, tuple(x * r for x in row), r) for row in distinct]
+                 for r in range(1, per + 1)}
+    else:
+        cols = np.array(distinct, dtype=float).T
+        times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
+    each = []
+    for i in range(len(distinct)):
         t_full = times[per][i]
-        out.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
-    return out
+        each.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
+    return [each[index[tuple(row)]] for row in rows]
+
+
+FEW_RATIOS = 12  # group times below which _ratios takes them one by one (numpy's calls cost more)
+
+
+def _group_time_of(gpu: Gpu, k: Kernel, f: tuple, n: int) -> float:
+    """:meth:`Gpu.group_time`'s seconds for the counts ``f`` (:func:`_fields` order) of
+    ``n`` blocks, the average block alone as its floor: the floats of
+    :meth:`Gpu.group_times_cols` for one column."""
+    t = gpu._pipes_of(k, f, n)[0]
+    if n > 1:
+        alone = gpu._pipes_of(k, tuple(x * (1.0 / n) for x in f), 1)[0]
+        if alone > t:
+            t = alone
+    return t
 
 
 def queued_start_s(spec, start_s: float, end_s: float, first: bool) -> float:
