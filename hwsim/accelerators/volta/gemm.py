@@ -149,10 +149,11 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     :func:`candidates`' order, of those whose :func:`estimate` is least.
 
     Each tile configuration is built and estimated only when its :func:`lower_bound`
-    does not already exceed the best estimate found so far: the configurations are
-    visited by their bounds, least first, and the visit stops at the first bound
-    above the best. A bound never exceeds its configuration's estimate, so the pick
-    is the exhaustive search's, to the last bit (a test holds the two equal)."""
+    could still beat the best estimate found so far: the configurations are visited
+    by their bounds, least first; the visit skips one whose bound equals the best
+    and comes after it in that order (a tie keeps the first), and stops at the first
+    bound above the best. A bound never exceeds its configuration's estimate, so the
+    pick is the exhaustive search's, to the last bit (a test holds the two equal)."""
     # the first load's latency: from HBM unless both operands are in the L2
     first_s = None if g.a_onchip and g.b_onchip else gpu.dram_latency_s
     plans = []  # (lower bound, place in candidates' order, tile, split)
@@ -161,8 +162,11 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     plans.sort(key=lambda p: (p[0], p[1]))
     best = None  # (estimate, place, kernels)
     for bound, i, tile, split in plans:
-        if best is not None and bound > best[0]:
-            break  # this configuration and every later one take longer than the best
+        if best is not None and bound >= best[0]:
+            if bound > best[0]:
+                break  # this configuration and every later one take longer than the best
+            if i > best[1]:
+                continue  # at best a tie, which the earlier one wins
         ks = build(gpu, g, tile, split)
         t = estimate(gpu, ks)
         if best is None or t < best[0] or (t == best[0] and i < best[1]):
@@ -176,23 +180,28 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     return best[2]
 
 
-# a bound is taken this much below its computed value, so that the rounding of its own
-# sums (a few ulps) never lifts it above the estimate it bounds
+# the HBM floor of a bound is taken this much below its computed value: its bytes are
+# summed in another order than the estimate's, so they may differ in the last bits
 BOUND_MARGIN = 1e-9
 
 
 def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None) -> float:
     """A floor under :func:`estimate` of ``build(gpu, g, tile, split)``, from the tile's
     grid and occupancy alone (no kernel built): the launch, then on the busiest SM
-    each group's matrix time (the tensor or CUDA cores at the rate its resident
-    warps allow, :meth:`Gpu._terms`) after its first operands' load latency, plus
-    one block turnover; or, if longer, the operands' least HBM bytes (each read
-    once) at the achievable bandwidth. Every term is one the estimate adds (its pipe
-    time is the largest of its pipes after that latency, its group time never less),
-    so the bound is at most the estimate. ``first_s``: the first load's latency (from
-    HBM; ``None``: both operands are in the L2, and a bias may still come from HBM:
-    the lesser of the two). ``inf`` for a tile that does not fit on an SM (whose
-    estimate is ``inf``)."""
+    each group's matrix or shared-memory time, whichever is longer (the tensor or
+    CUDA cores at the rate its resident warps allow, :meth:`Gpu._terms`), after its
+    first operands' load latency, plus one block turnover; or, if longer, the
+    operands' least HBM bytes (each read once) or the blocks' L2 bytes at the
+    achievable bandwidths. A split-K adds its reduction, queued after it: its groups'
+    adds after their first load, or its partials' L2 reads, whichever is longer.
+    Each term is one the estimate adds, computed by the same operations in the same
+    order (its pipe time is the largest of its pipes after that latency, its group
+    time never less; rounding is monotone), so the bound is at most the estimate, to
+    the last bit (the HBM and L2 floors, summed otherwise, are taken
+    :data:`BOUND_MARGIN` lower).
+    ``first_s``: the first load's latency (from HBM; ``None``: both operands are in
+    the L2, and a bias may still come from HBM: the lesser of the two). ``inf`` for
+    a tile that does not fit on an SM (whose estimate is ``inf``)."""
     spec = gpu.spec
     compute, _ = datapath(g.dtype, "matmul")
     ea, eb = g.a_bytes, g.b_bytes
@@ -203,7 +212,9 @@ def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None
         return float("inf")
     grid = cdiv(g.m, tile.tm) * cdiv(g.n, tile.tn) * split * g.batch
     full, rest = divmod(cdiv(grid, spec.sms), occ)
-    flops = 2.0 * tile.tm * tile.tn * cdiv(g.k, split)  # one block's matrix work
+    kk = cdiv(g.k, split)
+    flops = 2.0 * (tile.tm * tile.tn * kk)  # one block's matrix work (build's)
+    wavefronts = _smem_wavefront_bytes(tile, ea, eb, kk)
     rate = gpu.tensor_rate_sm(compute) if tile.tensor else gpu.cuda_rate_sm(compute)
     if first_s is None:
         first_s = min(gpu.l2_latency_s, gpu.dram_latency_s)
@@ -212,10 +223,48 @@ def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None
     for n, reps in ((occ, full), (rest, 1 if rest else 0)):
         if reps:
             fill = min(1.0, n * warps / spec.warps_for_peak)
-            t += reps * (flops * n / (rate * fill) + first_s + gpu.turnover_s)
+            busy = max(flops * n / (rate * fill), wavefronts * n / gpu.smem_bw_sm)
+            t += reps * (busy + first_s + gpu.turnover_s)
     a = 0.0 if g.a_onchip else g.m * g.k * ea * (1 if g.a_shared else g.batch)
     b = 0.0 if g.b_onchip else g.k * g.n * eb * (1 if g.b_shared else g.batch)
-    return (spec.kernel_launch_s + max(t, (a + b) / gpu.hbm_bw)) * (1.0 - BOUND_MARGIN)
+    part_e = 4 if split > 1 else g.out_bytes
+    l2 = grid * ((tile.tm * ea + tile.tn * eb) * kk
+                 + tile.tm * tile.tn * part_e * (split > 1 or not g.out_onchip))
+    floor_s = max((a + b) / gpu.hbm_bw, l2 / gpu.l2_bw) * (1.0 - BOUND_MARGIN)
+    end = spec.kernel_launch_s + max(t, floor_s)
+    if split == 1:
+        return end
+    # the split-K reduction after it (queued_start_s): its groups' adds on the CUDA
+    # cores after their first load (from the L2, or HBM for a bias)
+    elems = g.batch * g.m * g.n
+    rblocks = cdiv(elems, 256 * 4)
+    occ = gpu.occupancy(256, 32, 0).blocks_per_sm
+    if occ < 1:
+        return float("inf")
+    full, rest = divmod(cdiv(rblocks, spec.sms), occ)
+    adds = split * elems / rblocks
+    first_s = gpu.dram_latency_s if g.extra_read / rblocks != 0 else gpu.l2_latency_s
+    t = 0.0
+    for n, reps in ((occ, full), (rest, 1 if rest else 0)):
+        if reps:
+            fill = min(1.0, n * 8 / spec.warps_for_peak)
+            t += reps * (adds * n / (gpu.cuda_rate_sm("fp32") * fill) + first_s
+                         + gpu.turnover_s)
+    start = max(spec.kernel_launch_s + spec.kernel_launch_s, end) + spec.kernel_gap_s
+    return start + max(t, split * 4 * elems / gpu.l2_bw * (1.0 - BOUND_MARGIN))
+
+
+def _smem_wavefront_bytes(tile: Tile, ea: float, eb: float, kk: int) -> float:
+    """A block's shared-memory bytes (:func:`build`): its warps' fragment loads (on
+    the SIMT tiles each thread's r + c values per k) and its tile stores, per K."""
+    if tile.tensor:
+        loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
+    else:  # each thread of an r x c thread tile reads r + c values per k (8 + 8 for 8x8)
+        threads = tile.warps * 32
+        side = (tile.tm * tile.tn / threads) ** 0.5
+        loads = threads * side * (ea + eb) * kk
+    stores = (tile.tm * ea + tile.tn * eb) * kk
+    return loads + stores
 
 
 def tensor_aligned(g: Gemm) -> bool:
@@ -338,14 +387,7 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
         w.cuda_flops = 2.0 * macs
     if g.b_dtype and g.b_dtype != g.dtype and eb < ea:  # narrow B widened in registers
         w.cuda_flops += UNPACK_OPS_PER_ELEMENT * tile.tn * kk
-    if tile.tensor:
-        loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
-    else:  # each thread of an r x c thread tile reads r + c values per k (8 + 8 for 8x8)
-        side = (tile.tm * tile.tn / threads) ** 0.5
-        loads = threads * side * (ea + eb) * kk
-    stores = (tile.tm * ea + tile.tn * eb) * kk
-    w.smem_bytes = loads + stores
-    w.smem_wavefront_bytes = loads + stores
+    w.smem_bytes = w.smem_wavefront_bytes = _smem_wavefront_bytes(tile, ea, eb, kk)
     # the loads, and the stores bound for HBM (a kept output's are posted to L2 and left
     # out: the SM model counts the loads as L2 traffic less HBM writes, gpu.memory_time)
     w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk \

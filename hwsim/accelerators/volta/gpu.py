@@ -43,6 +43,7 @@ import heapq
 import math
 from dataclasses import dataclass, field, fields
 from functools import cached_property
+from itertools import groupby
 
 from hwsim.engine import Task, group_name
 
@@ -858,16 +859,21 @@ class Builder:
             return [[sm] for sm in range(len(per_sm))]
         # SMs of one share hold the same runs list: each list keyed once, its SMs found
         # by identity (a uniform grid's 80 SMs hold one or two lists)
-        ids = [id(runs) for runs in per_sm]
-        lists = {i: runs for i, runs in zip(ids, per_sm)}  # in order of their first SM
-        if len(lists) > 4:  # (a pass over the SMs, rather than one per list)
-            sms_of: dict[int, list[int]] = {}
-            for sm, i in enumerate(ids):
-                sms_of.setdefault(i, []).append(sm)
+        # each list's SMs, lists in order of their first SM: the SMs taken by stretches of
+        # one list (a uniform grid's plan is two stretches)
+        sms_of: dict[int, tuple[list, list[int]]] = {}
+        sm = 0
+        for i, stretch in groupby(map(id, per_sm)):
+            n = len(list(stretch))
+            got = sms_of.get(i)
+            if got is None:
+                sms_of[i] = (per_sm[sm], list(range(sm, sm + n)))
+            else:
+                got[1].extend(range(sm, sm + n))
+            sm += n
         groups: dict[tuple, list[int]] = {}
-        for i, runs in lists.items():
+        for runs, members in sms_of.values():
             key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
-            members = sms_of[i] if len(lists) > 4 else [sm for sm, x in enumerate(ids) if x == i]
             if key in groups:  # equal runs in another list: the same group, SMs in order
                 members = sorted(groups[key] + members)
             groups[key] = members
