@@ -465,8 +465,11 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
         for _, w in k.blocks:
             w.cuda_flops += w.tensor_flops
             w.tensor_flops = 0.0
-    if matrix is not None and len(k.blocks) == len(runs):  # (else Kernel.matrix reads it)
-        k.__dict__["matrix"] = matrix
+    if matrix is not None:  # the classes' rows, as Kernel.matrix would read them
+        if len(k.blocks) == len(runs):
+            k.__dict__["matrix"] = matrix
+        elif len(k.blocks) == units * len(runs):  # the runs listed unit after unit
+            k.__dict__["matrix"] = np.tile(matrix, (units, 1))
     ks = [k]
     if mode == "buffered":
         ks.append(_select_kernel(s, t, name, e, v_rows))

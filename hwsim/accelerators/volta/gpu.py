@@ -601,8 +601,17 @@ class Gpu:
             for i in range(sms):
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
+        order = None
         if shares is not None and len(kernel.blocks) >= MANY_SUMS:
+            import numpy as np  # noqa: PLC0415
+
             est = self.block_costs(kernel, occ, [t for t, _ in shares])
+            # longest first, ties by class: a stable sort of the negated estimates (the
+            # order of the sorts below; a NaN, which they would place otherwise, is left
+            # to them)
+            neg = -np.array(est)
+            if not np.isnan(neg).any():
+                order = np.argsort(neg, kind="stable").tolist()
         else:
             est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
                    for c, (_, w) in enumerate(kernel.blocks)]
@@ -611,8 +620,10 @@ class Gpu:
         replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
         # (ties by class: a stable sort of the negated estimates)
-        order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
-            if len(set(est)) == len(est) else sorted(range(len(est)), key=lambda c: (-est[c], c))
+        if order is None:
+            order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
+                if len(set(est)) == len(est) else sorted(range(len(est)),
+                                                         key=lambda c: (-est[c], c))
         for cls in order:
             d = est[cls]
             for _ in range(kernel.blocks[cls][0]):
@@ -871,6 +882,11 @@ class Builder:
             else:
                 got[1].extend(range(sm, sm + n))
             sm += n
+        # lists whose runs' times differ cannot be equal: the full keys (the works' counts
+        # too) only where the times repeat (a causal attention's 80 lists all differ)
+        times = [tuple([t for _, _, _, t, _ in runs]) for runs, _ in sms_of.values()]
+        if len(set(times)) == len(times):
+            return [members for _, members in sms_of.values()]
         groups: dict[tuple, list[int]] = {}
         for runs, members in sms_of.values():
             key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
@@ -958,10 +974,15 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     else:
         shares = gpu.block_shares(k, works, per)
     assigned = gpu.assign(k, per, shares)  # longest first
-    # SMs given the same classes in the same order run the same: each such list is
-    # planned once (its runs shared by those SMs; every step below is per SM)
-    keys = [tuple(classes) for classes in assigned]
-    first: dict[tuple, int] = {}  # a list of classes -> its place among the distinct ones
+    # SMs given the same works in the same order run the same: each such list is planned
+    # once (its runs shared by those SMs; every step below is per SM). A class's share,
+    # cost and counts are its work's, and a work listed for many classes is one object
+    # (a causal attention's tile of every head, .attention._classes): the lists are
+    # keyed by their works' identities, so SMs given the same tiles of other heads
+    # share one list
+    wid = [id(w) for w in works]
+    keys = [tuple([wid[c] for c in classes]) for classes in assigned]
+    first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
     for key, classes in zip(keys, assigned):
         if classes and key not in first:
