@@ -381,7 +381,9 @@ def test_plans_shortcuts_equal_their_definitions():
     (per == 1) times each SM's list as the running sum of its shares, which the fluid
     schedule (_shared_sm_time at ratio 1) gives; few distinct average blocks take their
     ratios one by one (_ratios below FEW_RATIOS), which the numpy path gives; a work
-    listed for many classes is costed once (block_shares by identity)."""
+    listed for many classes is costed once (block_shares by identity), and SM lists of
+    the same works share one planned list: the plan of a copy per class, SMs grouped
+    alike."""
     import random
 
     from hwsim.accelerators.volta import gpu as volta_gpu
@@ -408,6 +410,18 @@ def test_plans_shortcuts_equal_their_definitions():
             size = _run_size(classes)
             assert [t for _, _, _, t, _ in runs] == [
                 sum(vals[c0:c0 + size]) * stretch for c0 in range(0, len(vals), size)]
+        # the same plan as with a copy of the work for every class (no list shared):
+        # the same runs, and the SMs grouped alike
+        copied = Kernel("k", "128x64", 256, 255, 40000,
+                        [(c, Work(*vars(w).values())) for c, w in k.blocks],
+                        serial_operands=True)
+        for per in (1, 2):
+            shared, alone = _plan_groups(gpu, k, per), _plan_groups(gpu, copied, per)
+            assert [[(r, w.key(), n, t, b) for r, w, n, t, b in runs] for runs in shared] == \
+                [[(r, w.key(), n, t, b) for r, w, n, t, b in runs] for runs in alone]
+            assert len({id(runs) for runs in shared}) < len({id(runs) for runs in alone})
+            bld = Builder(gpu, lambda kernel, work: {}, "t")
+            assert bld._sm_groups(shared) == bld._sm_groups(alone)
         avgs = [[rng.random() * 10 ** rng.randint(2, 8) for _ in range(8)]
                 for _ in range(3)] * 4
         few = _ratios(gpu, k, avgs, 3)
