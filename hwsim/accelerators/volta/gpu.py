@@ -53,6 +53,7 @@ HBM_UNIT = "hbm"
 L2_UNIT = "l2"
 MAX_CHUNKS_PER_SM = 6  # merged SM tasks per SM and kernel (keeps ops to ~1000 tasks)
 PIECES_PER_KERNEL = 160  # pieces of a kernel's traffic on each shared unit (fair sharing)
+CONSTANTS_KEPT = 100_000  # kernels' pipe constants a Gpu keeps (Gpu._constants)
 
 
 _new_task = tuple.__new__  # a Task from its ten fields (Builder._pieces)
@@ -257,6 +258,7 @@ class Gpu:
         self.spec = spec
         s = spec
         self._occupancy: dict[tuple[int, int, int], Occupancy] = {}  # (threads, regs, smem)
+        self._constants_of: dict[tuple, tuple] = {}  # _constants, by what they depend on
         self.clock = s.clock_hz
         self.smem_bw_sm = s.smem_banks * s.smem_bank_bytes * s.clock_hz * s.smem_efficiency
         self.sfu_rate_sm = s.sfu_ops_per_cycle_per_sm * s.clock_hz
@@ -418,12 +420,15 @@ class Gpu:
         matrix, CUDA-core and SFU rates at the warps' fill (``None`` for the matrix rate
         without tensor cores, whose matrix work the CUDA-core rate of the kernel's type
         then takes), the vector work's divisor, serial operands, the warps, the loaded
-        latencies and the bytes in flight. Kept on the kernel for this GPU (a kernel is
-        not changed once built)."""
-        kept = kernel.__dict__.setdefault("_constants", {})
-        got = kept.get(n_blocks)
-        if got is not None and got[0] is self:
-            return got[1]
+        latencies and the bytes in flight. Kept by what they depend on (the kernel's
+        shape, type, grid and bytes in flight), for every kernel alike: a GEMM's
+        candidate tiles and a sweep's points ask for the same ones again."""
+        key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
+               kernel.serial_operands, kernel.inflight_bytes_per_thread, kernel.grid,
+               n_blocks)
+        got = self._constants_of.get(key)
+        if got is not None:
+            return got
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
@@ -435,7 +440,9 @@ class Gpu:
         out = (matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
                kernel.serial_operands, warps, *self.loaded_latency(kernel, n_blocks),
                self.inflight_bytes(kernel, n_blocks))
-        kept[n_blocks] = (self, out)
+        if len(self._constants_of) >= CONSTANTS_KEPT:  # (a long sweep: start afresh)
+            self._constants_of.clear()
+        self._constants_of[key] = out
         return out
 
     def _terms(self, kernel: Kernel, w, n_blocks: int, xp) -> dict:
