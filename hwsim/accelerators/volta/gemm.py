@@ -157,8 +157,9 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     # the first load's latency: from HBM unless both operands are in the L2
     first_s = None if g.a_onchip and g.b_onchip else gpu.dram_latency_s
     plans = []  # (lower bound, place in candidates' order, tile, split)
+    common = _bound_terms(gpu, g, first_s)
     for i, (tile, split) in enumerate(configs(gpu, g)):
-        plans.append((lower_bound(gpu, g, tile, split, first_s), i, tile, split))
+        plans.append((_bound(gpu, g, common, tile, split), i, tile, split))
     plans.sort(key=lambda p: (p[0], p[1]))
     best = None  # (estimate, place, kernels)
     for bound, i, tile, split in plans:
@@ -202,9 +203,27 @@ def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None
     ``first_s``: the first load's latency (from HBM; ``None``: both operands are in
     the L2, and a bias may still come from HBM: the lesser of the two). ``inf`` for
     a tile that does not fit on an SM (whose estimate is ``inf``)."""
-    spec = gpu.spec
+    return _bound(gpu, g, _bound_terms(gpu, g, first_s), tile, split)
+
+
+def _bound_terms(gpu: Gpu, g: Gemm, first_s: float | None) -> tuple:
+    """What :func:`lower_bound` reads of ``g`` whatever the tile: the operands' bytes
+    per element, the tensor and CUDA-core rates of its type, the first load's latency,
+    the operands' least HBM bytes."""
     compute, _ = datapath(g.dtype, "matmul")
-    ea, eb = g.a_bytes, g.b_bytes
+    if first_s is None:
+        first_s = min(gpu.l2_latency_s, gpu.dram_latency_s)
+    a = 0.0 if g.a_onchip else g.m * g.k * g.a_bytes * (1 if g.a_shared else g.batch)
+    b = 0.0 if g.b_onchip else g.k * g.n * g.b_bytes * (1 if g.b_shared else g.batch)
+    return (g.a_bytes, g.b_bytes, gpu.tensor_rate_sm(compute), gpu.cuda_rate_sm(compute),
+            first_s, (a + b) / gpu.hbm_bw)
+
+
+def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
+    """:func:`lower_bound`, with what does not depend on the tile worked out
+    (:func:`_bound_terms`)."""
+    spec = gpu.spec
+    ea, eb, tensor_rate, cuda_rate, first_s, hbm_s = common
     threads = tile.warps * 32
     smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
     occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
@@ -215,22 +234,18 @@ def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None
     kk = cdiv(g.k, split)
     flops = 2.0 * (tile.tm * tile.tn * kk)  # one block's matrix work (build's)
     wavefronts = _smem_wavefront_bytes(tile, ea, eb, kk)
-    rate = gpu.tensor_rate_sm(compute) if tile.tensor else gpu.cuda_rate_sm(compute)
-    if first_s is None:
-        first_s = min(gpu.l2_latency_s, gpu.dram_latency_s)
-    warps = cdiv(threads, 32)
+    rate = tensor_rate if tile.tensor else cuda_rate
+    warps = tile.warps
     t = 0.0
     for n, reps in ((occ, full), (rest, 1 if rest else 0)):
         if reps:
             fill = min(1.0, n * warps / spec.warps_for_peak)
             busy = max(flops * n / (rate * fill), wavefronts * n / gpu.smem_bw_sm)
             t += reps * (busy + first_s + gpu.turnover_s)
-    a = 0.0 if g.a_onchip else g.m * g.k * ea * (1 if g.a_shared else g.batch)
-    b = 0.0 if g.b_onchip else g.k * g.n * eb * (1 if g.b_shared else g.batch)
     part_e = 4 if split > 1 else g.out_bytes
     l2 = grid * ((tile.tm * ea + tile.tn * eb) * kk
                  + tile.tm * tile.tn * part_e * (split > 1 or not g.out_onchip))
-    floor_s = max((a + b) / gpu.hbm_bw, l2 / gpu.l2_bw) * (1.0 - BOUND_MARGIN)
+    floor_s = max(hbm_s, l2 / gpu.l2_bw) * (1.0 - BOUND_MARGIN)
     end = spec.kernel_launch_s + max(t, floor_s)
     if split == 1:
         return end
