@@ -619,9 +619,15 @@ class Gpu:
             neg = -np.array(est)
             if not np.isnan(neg).any():
                 order = np.argsort(neg, kind="stable").tolist()
-        else:
-            est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
-                   for c, (_, w) in enumerate(kernel.blocks)]
+        else:  # (a work listed for many classes costed once: its share is one too)
+            costs: dict[int, float] = {}
+            est = []
+            for c, (_, w) in enumerate(kernel.blocks):
+                got = costs.get(id(w))
+                if got is None:
+                    got = costs[id(w)] = self.block_cost(kernel, w, occ,
+                                                         shares[c][0] if shares else None)
+                est.append(got)
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
         replace = heapq.heapreplace
