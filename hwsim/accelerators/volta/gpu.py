@@ -637,9 +637,16 @@ class Gpu:
             order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
                 if len(set(est)) == len(est) else sorted(range(len(est)),
                                                          key=lambda c: (-est[c], c))
+        blocks = kernel.blocks
         for cls in order:
             d = est[cls]
-            for _ in range(kernel.blocks[cls][0]):
+            count = blocks[cls][0]
+            if count == 1:  # (a causal attention's classes: one tile each)
+                t, sm = heap[0]
+                per_sm[sm].append(cls)
+                replace(heap, (t + d, sm))
+                continue
+            for _ in range(count):
                 t, sm = heap[0]
                 per_sm[sm].append(cls)
                 replace(heap, (t + d, sm))
