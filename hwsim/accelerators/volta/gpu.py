@@ -822,8 +822,13 @@ class Builder:
                 unit = group_name("sm", members)
                 chunks = []
                 for reps, w, n, sm_s, bound in runs:
+                    made: dict[int, tuple] = {}  # equal parts of a run: one chunk (read only)
                     for r in _split(reps):
-                        chunks.append((sm_s * r, w.scaled(r), n * r, {bound: sm_s * r}))
+                        chunk = made.get(r)
+                        if chunk is None:
+                            chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
+                        chunks.append(chunk)
+                acts: dict[int, dict] = {}  # a chunk's actions (the sink only reads them)
                 # each lane of the SM, its pipes and its traffic on the shared units,
                 # runs its parts in turn: a group's loads stream while the previous
                 # group computes (double buffering), and the units serve the SMs' chains
@@ -836,8 +841,10 @@ class Builder:
                     bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
                     nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
                     if sink is not None:
-                        a = sink.add(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"], bound,
-                                     "", copies)
+                        got = acts.get(id(w))
+                        if got is None:
+                            got = acts[id(w)] = self.energy(k, w)
+                        a = sink.add(unit, sm_s, nbytes, got, lanes["sm"], bound, "", copies)
                     else:
                         a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"],
                                           bound, "", f"{tag} x{nblocks}", copies))
