@@ -833,7 +833,7 @@ class Builder:
                 # runs its parts in turn: a group's loads stream while the previous
                 # group computes (double buffering), and the units serve the SMs' chains
                 # round robin, never idle while a piece is waiting
-                lanes = {"sm": (start,), "hbm": (start,), "l2": (start,)}
+                sm_lane = hbm_lane = l2_lane = (start,)
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
@@ -844,24 +844,25 @@ class Builder:
                         got = acts.get(id(w))
                         if got is None:
                             got = acts[id(w)] = self.energy(k, w)
-                        a = sink.add(unit, sm_s, nbytes, got, lanes["sm"], bound, "", copies)
+                        a = sink.add(unit, sm_s, nbytes, got, sm_lane, bound, "", copies)
                     else:
-                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"],
+                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
                                           bound, "", f"{tag} x{nblocks}", copies))
-                    lanes["sm"] = (a,)
-                    if w.hbm_bytes > 0:
+                    sm_lane = (a,)
+                    hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
+                    if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
-                        lanes["hbm"] = (self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                     lanes["hbm"], "memory",
-                                                     tag and f"{tag} HBM", nb, copies),)
+                        hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, gpu.hbm_bw,
+                                                 hbm_lane, "memory", tag and f"{tag} HBM", nb,
+                                                 copies),)
                     if w.l2_bytes > 0:
-                        lanes["l2"] = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                    lanes["l2"], "onchip",
-                                                    tag and f"{tag} L2", {}, copies),)
+                        l2_lane = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
+                                                l2_lane, "onchip", tag and f"{tag} L2", {},
+                                                copies),)
                     sm_total += sm_s
                 if sm_total:
-                    ends.extend(sorted({x for lane in lanes.values() for x in lane}))
+                    ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
                 est = max(est, sm_total)
             # what the groups' equal shares of whole bytes left over (under one per member)
             left = {"dram_read": rd.left(), "dram_write": wr.left(), "l2_read": l2c.left()}
