@@ -376,6 +376,38 @@ def test_pipes_on_floats_equal_the_one_formula():
                                             "latency")
 
 
+def test_longest_first_assignment_equals_its_plain_definition():
+    """Gpu.assign (an argsort of the estimates with many classes, each class's cost once
+    per work, no per-SM sort when the handout order already is one) hands out the
+    classes as the plain longest-first rule does: classes by estimate, longest first,
+    ties by class, each block to the least loaded SM (ties to the lower SM), each SM's
+    list sorted longest first, ties in the order they came; with ties among the
+    estimates, counts above one and works shared by classes."""
+    import heapq
+    import random
+
+    gpu = Gpu(resolve("volta").spec)
+    rng = random.Random(31)
+    for n_classes in (20, 300):
+        pool = [Work(*(rng.random() * 10 ** rng.randint(2, 8) for _ in range(9)))
+                for _ in range(7)]
+        k = Kernel("k", "64x64", 128, 64, 16384,
+                   [(rng.choice([1, 1, 2, 5]), rng.choice(pool)) for _ in range(n_classes)])
+        for occ in (1, 3):
+            shares = gpu.block_shares(k, [w for _, w in k.blocks], occ)
+            est = [gpu.block_cost(k, w, occ, shares[c][0]) for c, (_, w) in enumerate(k.blocks)]
+            heap = [(0.0, sm) for sm in range(80)]
+            want: list[list[int]] = [[] for _ in range(80)]
+            for cls in sorted(range(len(est)), key=lambda c: (-est[c], c)):
+                for _ in range(k.blocks[cls][0]):
+                    t, sm = heap[0]
+                    want[sm].append(cls)
+                    heapq.heapreplace(heap, (t + est[cls], sm))
+            for classes in want:
+                classes.sort(key=est.__getitem__, reverse=True)
+            assert gpu.assign(k, occ, shares) == want
+
+
 def test_plans_shortcuts_equal_their_definitions():
     """_plan_groups' shortcuts give the plan of its general path: one block per SM
     (per == 1) times each SM's list as the running sum of its shares, which the fluid

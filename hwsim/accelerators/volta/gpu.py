@@ -650,8 +650,12 @@ class Gpu:
                 t, sm = heap[0]
                 per_sm[sm].append(cls)
                 replace(heap, (t + d, sm))
-        for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
-            classes.sort(key=est.__getitem__, reverse=True)
+        # each SM runs its blocks longest first: they were handed out in that order (ties
+        # by class), so its list is sorted already, as a stable sort would leave it; with
+        # a NaN estimate, which has no order, the sort says what it makes of it
+        if any(x != x for x in est):
+            for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
+                classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
 
 
@@ -997,8 +1001,17 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     many = len(works) >= MANY_SUMS
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
         m = k.matrix
-        t_arr, b_arr = gpu.share_arrays(k, m[:, TERM_COLUMNS].T, max(1, per))
-        shares = list(zip(t_arr.tolist(), b_arr.tolist()))
+        # each distinct work's share once (a work listed for many classes: its rows)
+        index: dict[int, int] = {}
+        rows = []
+        for c, w in enumerate(works):
+            if id(w) not in index:
+                index[id(w)] = len(rows)
+                rows.append(c)
+        t_arr, b_arr = gpu.share_arrays(k, m[rows][:, TERM_COLUMNS].T, max(1, per))
+        distinct = list(zip(t_arr.tolist(), b_arr.tolist()))
+        shares = distinct if len(rows) == len(works) else [distinct[index[id(w)]]
+                                                            for w in works]
     else:
         shares = gpu.block_shares(k, works, per)
     assigned = gpu.assign(k, per, shares)  # longest first
