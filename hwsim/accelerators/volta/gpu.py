@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
 
@@ -234,15 +234,22 @@ class Kernel:
         return np.array(distinct, dtype=float)[index]
 
     def total(self) -> Work:
+        """The blocks' work summed; kept (a kernel is not changed once built; the
+        callers only read it: a split-KV candidate's estimate and its build ask)."""
+        got = self.__dict__.get("_total")
+        if got is not None:
+            return got
         if len(self.blocks) < MANY:
-            w = Work()
+            got = Work()
             for count, work in self.blocks:
-                w.add(work.scaled(count))
-            return w
-        import numpy as np  # noqa: PLC0415
+                got.add(work.scaled(count))
+        else:
+            import numpy as np  # noqa: PLC0415
 
-        counts = np.array([c for c, _ in self.blocks], dtype=float)
-        return Work(*running_sum(self.matrix * counts[:, None]))
+            counts = np.array([c for c, _ in self.blocks], dtype=float)
+            got = Work(*running_sum(self.matrix * counts[:, None]))
+        self.__dict__["_total"] = got
+        return got
 
 
 @dataclass(frozen=True)
@@ -678,7 +685,7 @@ class KernelReport:
     notes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(vars(self))  # (its fields, in their order)
 
 
 class _Counter:
