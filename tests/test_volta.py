@@ -345,6 +345,126 @@ def test_block_shares_at_once_equal_one_by_one():
                                                       for w in works]
 
 
+def test_pipes_on_floats_equal_the_one_formula():
+    """Gpu._pipes_of (the pipe terms on plain floats, the kernel's constants kept) gives
+    the seconds and bound of Gpu._terms, the formula the numpy paths share, on random
+    works: tensor and CUDA-core kernels, serial operands, 1 to 4 resident blocks, zeros
+    (no loads, no DRAM, no L2) included; asked again, the kept constants give the same."""
+    import random
+
+    from hwsim.accelerators.volta.gpu import _FLOATS, _fields, _pipes_bound
+
+    gpu = Gpu(resolve("volta").spec)
+    rng = random.Random(8)
+    for tensor, serial, dtype in ((True, False, "fp16"), (True, True, "fp16"),
+                                  (False, False, "fp32"), (False, True, "int8")):
+        k = Kernel("k", "64x64", 128 * rng.randint(1, 2), 64, 16384, [(333, Work())],
+                   dtype=dtype, tensor=tensor, serial_operands=serial,
+                   inflight_bytes_per_thread=rng.choice([16.0, 64.0]))
+        for _ in range(300):
+            pick = rng.random
+            w = Work(pick() * 1e7 * (rng.random() < .8), pick() * 1e5 * (rng.random() < .8),
+                     pick() * 1e4 * (rng.random() < .5), pick() * 1e5, pick() * 1e5,
+                     pick() * 1e6 * (rng.random() < .8), pick() * 1e5 * (rng.random() < .5),
+                     pick() * 1e4 * (rng.random() < .5), pick() * 1e5 * (rng.random() < .5))
+            for n in (1, 2, 3, 4):
+                x = gpu._terms(k, _fields(w), n, _FLOATS)
+                want = (x["t"], _pipes_bound(x))
+                assert gpu._pipes_of(k, _fields(w), n) == want
+                assert gpu._pipes(k, w, n) == want
+        assert gpu._pipes(k, Work(), 2) == (gpu._terms(k, _fields(Work()), 2, _FLOATS)["t"],
+                                            "latency")
+
+
+def test_longest_first_assignment_equals_its_plain_definition():
+    """Gpu.assign (an argsort of the estimates with many classes, each class's cost once
+    per work, no per-SM sort when the handout order already is one) hands out the
+    classes as the plain longest-first rule does: classes by estimate, longest first,
+    ties by class, each block to the least loaded SM (ties to the lower SM), each SM's
+    list sorted longest first, ties in the order they came; with ties among the
+    estimates, counts above one and works shared by classes."""
+    import heapq
+    import random
+
+    gpu = Gpu(resolve("volta").spec)
+    rng = random.Random(31)
+    for n_classes in (20, 300):
+        pool = [Work(*(rng.random() * 10 ** rng.randint(2, 8) for _ in range(9)))
+                for _ in range(7)]
+        k = Kernel("k", "64x64", 128, 64, 16384,
+                   [(rng.choice([1, 1, 2, 5]), rng.choice(pool)) for _ in range(n_classes)])
+        for occ in (1, 3):
+            shares = gpu.block_shares(k, [w for _, w in k.blocks], occ)
+            est = [gpu.block_cost(k, w, occ, shares[c][0]) for c, (_, w) in enumerate(k.blocks)]
+            heap = [(0.0, sm) for sm in range(80)]
+            want: list[list[int]] = [[] for _ in range(80)]
+            for cls in sorted(range(len(est)), key=lambda c: (-est[c], c)):
+                for _ in range(k.blocks[cls][0]):
+                    t, sm = heap[0]
+                    want[sm].append(cls)
+                    heapq.heapreplace(heap, (t + est[cls], sm))
+            for classes in want:
+                classes.sort(key=est.__getitem__, reverse=True)
+            assert gpu.assign(k, occ, shares) == want
+
+
+def test_plans_shortcuts_equal_their_definitions():
+    """_plan_groups' shortcuts give the plan of its general path: one block per SM
+    (per == 1) times each SM's list as the running sum of its shares, which the fluid
+    schedule (_shared_sm_time at ratio 1) gives; few distinct average blocks take their
+    ratios one by one (_ratios below FEW_RATIOS), which the numpy path gives; a work
+    listed for many classes is costed once (block_shares by identity), and SM lists of
+    the same works share one planned list: the plan of a copy per class, SMs grouped
+    alike."""
+    import random
+
+    from hwsim.accelerators.volta import gpu as volta_gpu
+    from hwsim.accelerators.volta.gpu import _plan_groups, _ratios, _run_size, _shared_sm_time
+
+    gpu = Gpu(resolve("volta").spec)
+    rng = random.Random(12)
+    for many in (20, 300):
+        works = [Work(*(rng.random() * 10 ** rng.randint(2, 8) for _ in range(9)))
+                 for _ in range(5)]
+        k = Kernel("k", "128x64", 256, 255, 40000,
+                   [(rng.randint(1, 3), works[rng.randrange(5)]) for _ in range(many)],
+                   serial_operands=True)
+        plan = _plan_groups(gpu, k, 1)
+        shares = gpu.block_shares(k, [w for _, w in k.blocks], 1)
+        assert shares == [gpu.block_share(k, w, 1) for _, w in k.blocks]
+        for classes, runs in zip(gpu.assign(k, 1, shares), plan):
+            vals = [shares[c][0] for c in classes]
+            if not vals:
+                assert runs == []
+                continue
+            # the general path: the fluid schedule at ratio 1 (one block alone over itself)
+            stretch = _shared_sm_time({1: 1.0}, vals, 1) / sum(vals)
+            size = _run_size(classes)
+            assert [t for _, _, _, t, _ in runs] == [
+                sum(vals[c0:c0 + size]) * stretch for c0 in range(0, len(vals), size)]
+        # the same plan as with a copy of the work for every class (no list shared):
+        # the same runs, and the SMs grouped alike
+        copied = Kernel("k", "128x64", 256, 255, 40000,
+                        [(c, Work(*vars(w).values())) for c, w in k.blocks],
+                        serial_operands=True)
+        for per in (1, 2):
+            shared, alone = _plan_groups(gpu, k, per), _plan_groups(gpu, copied, per)
+            assert [[(r, w.key(), n, t, b) for r, w, n, t, b in runs] for runs in shared] == \
+                [[(r, w.key(), n, t, b) for r, w, n, t, b in runs] for runs in alone]
+            assert len({id(runs) for runs in shared}) < len({id(runs) for runs in alone})
+            bld = Builder(gpu, lambda kernel, work: {}, "t")
+            assert bld._sm_groups(shared) == bld._sm_groups(alone)
+        avgs = [[rng.random() * 10 ** rng.randint(2, 8) for _ in range(8)]
+                for _ in range(3)] * 4
+        few = _ratios(gpu, k, avgs, 3)
+        old = volta_gpu.FEW_RATIOS
+        try:
+            volta_gpu.FEW_RATIOS = 0  # numpy
+            assert _ratios(gpu, k, avgs, 3) == few
+        finally:
+            volta_gpu.FEW_RATIOS = old
+
+
 def test_the_planners_arrays_equal_their_loops():
     """The numpy paths of the planners (a causal attention's thousands of classes) give
     the floats of the per-object loops: Kernel.total against Work.add, block costs

@@ -274,7 +274,21 @@ def executed_flops(gpu: Gpu, op, graph, strategy: str, block_q: int, block_kv: i
 
 
 def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) -> dict:
-    """Tiles, block shape, occupancy, split-KV and (for value pruning) the mode."""
+    """Tiles, block shape, occupancy, split-KV and (for value pruning) the mode; kept
+    for the GPU by the shape and tiles asked (the lowering and the executed FLOPs of an
+    op ask for the same one; the dict and its arrays are only read)."""
+    key = (s, strategy, block_q, block_kv)
+    kept = gpu.__dict__.setdefault("_geometries", {})
+    got = kept.get(key)
+    if got is None:
+        if len(kept) >= 64:  # (the last few ops' are the ones asked again)
+            kept.clear()
+        got = kept[key] = _geometry_of(gpu, s, strategy, block_q, block_kv)
+    return got
+
+
+def _geometry_of(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) -> dict:
+    """:func:`_geometry`, worked out."""
     spec = gpu.spec
     bq0, bkv0 = default_tiles(strategy, s.head_dim)
     e = element_bytes(s.compute)  # operands in shared memory, widened to the compute type
@@ -465,8 +479,11 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
         for _, w in k.blocks:
             w.cuda_flops += w.tensor_flops
             w.tensor_flops = 0.0
-    if matrix is not None and len(k.blocks) == len(runs):  # (else Kernel.matrix reads it)
-        k.__dict__["matrix"] = matrix
+    if matrix is not None:  # the classes' rows, as Kernel.matrix would read them
+        if len(k.blocks) == len(runs):
+            k.__dict__["matrix"] = matrix
+        elif len(k.blocks) == units * len(runs):  # the runs listed unit after unit
+            k.__dict__["matrix"] = np.tile(matrix, (units, 1))
     ks = [k]
     if mode == "buffered":
         ks.append(_select_kernel(s, t, name, e, v_rows))

@@ -145,13 +145,141 @@ class Gemm:
 
 
 def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
-    """The kernels of the fastest configuration for ``g``."""
-    best = None
-    for cand in candidates(gpu, g):
-        t = estimate(gpu, cand)
-        if best is None or t < best[0]:
-            best = (t, cand)
-    return best[1]
+    """The kernels of the fastest configuration for ``g``: the first, in
+    :func:`candidates`' order, of those whose :func:`estimate` is least.
+
+    Each tile configuration is built and estimated only when its :func:`lower_bound`
+    could still beat the best estimate found so far: the configurations are visited
+    by their bounds, least first; the visit skips one whose bound equals the best
+    and comes after it in that order (a tie keeps the first), and stops at the first
+    bound above the best. A bound never exceeds its configuration's estimate, so the
+    pick is the exhaustive search's, to the last bit (a test holds the two equal)."""
+    # the first load's latency: from HBM unless both operands are in the L2
+    first_s = None if g.a_onchip and g.b_onchip else gpu.dram_latency_s
+    plans = []  # (lower bound, place in candidates' order, tile, split)
+    common = _bound_terms(gpu, g, first_s)
+    for i, (tile, split) in enumerate(configs(gpu, g)):
+        plans.append((_bound(gpu, g, common, tile, split), i, tile, split))
+    plans.sort(key=lambda p: (p[0], p[1]))
+    best = None  # (estimate, place, kernels)
+    for bound, i, tile, split in plans:
+        if best is not None and bound >= best[0]:
+            if bound > best[0]:
+                break  # this configuration and every later one take longer than the best
+            if i > best[1]:
+                continue  # at best a tie, which the earlier one wins
+        ks = build(gpu, g, tile, split)
+        t = estimate(gpu, ks)
+        if best is None or t < best[0] or (t == best[0] and i < best[1]):
+            best = (t, i, ks)
+    n = len(plans)
+    for ks in gemv_candidates(gpu, g):  # (after the tiles in candidates' order)
+        t = estimate(gpu, ks)
+        if best is None or t < best[0] or (t == best[0] and n < best[1]):
+            best = (t, n, ks)
+        n += 1
+    return best[2]
+
+
+# the HBM floor of a bound is taken this much below its computed value: its bytes are
+# summed in another order than the estimate's, so they may differ in the last bits
+BOUND_MARGIN = 1e-9
+
+
+def lower_bound(gpu: Gpu, g: Gemm, tile: Tile, split: int, first_s: float | None) -> float:
+    """A floor under :func:`estimate` of ``build(gpu, g, tile, split)``, from the tile's
+    grid and occupancy alone (no kernel built): the launch, then on the busiest SM
+    each group's matrix or shared-memory time, whichever is longer (the tensor or
+    CUDA cores at the rate its resident warps allow, :meth:`Gpu._terms`), after its
+    first operands' load latency, plus one block turnover; or, if longer, the
+    operands' least HBM bytes (each read once) or the blocks' L2 bytes at the
+    achievable bandwidths. A split-K adds its reduction, queued after it: its groups'
+    adds after their first load, or its partials' L2 reads, whichever is longer.
+    Each term is one the estimate adds, computed by the same operations in the same
+    order (its pipe time is the largest of its pipes after that latency, its group
+    time never less; rounding is monotone), so the bound is at most the estimate, to
+    the last bit (the HBM and L2 floors, summed otherwise, are taken
+    :data:`BOUND_MARGIN` lower).
+    ``first_s``: the first load's latency (from HBM; ``None``: both operands are in
+    the L2, and a bias may still come from HBM: the lesser of the two). ``inf`` for
+    a tile that does not fit on an SM (whose estimate is ``inf``)."""
+    return _bound(gpu, g, _bound_terms(gpu, g, first_s), tile, split)
+
+
+def _bound_terms(gpu: Gpu, g: Gemm, first_s: float | None) -> tuple:
+    """What :func:`lower_bound` reads of ``g`` whatever the tile: the operands' bytes
+    per element, the tensor and CUDA-core rates of its type, the first load's latency,
+    the operands' least HBM bytes."""
+    compute, _ = datapath(g.dtype, "matmul")
+    if first_s is None:
+        first_s = min(gpu.l2_latency_s, gpu.dram_latency_s)
+    a = 0.0 if g.a_onchip else g.m * g.k * g.a_bytes * (1 if g.a_shared else g.batch)
+    b = 0.0 if g.b_onchip else g.k * g.n * g.b_bytes * (1 if g.b_shared else g.batch)
+    return (g.a_bytes, g.b_bytes, gpu.tensor_rate_sm(compute), gpu.cuda_rate_sm(compute),
+            first_s, (a + b) / gpu.hbm_bw)
+
+
+def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
+    """:func:`lower_bound`, with what does not depend on the tile worked out
+    (:func:`_bound_terms`)."""
+    spec = gpu.spec
+    ea, eb, tensor_rate, cuda_rate, first_s, hbm_s = common
+    threads = tile.warps * 32
+    smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
+    occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
+    if occ < 1:
+        return float("inf")
+    grid = cdiv(g.m, tile.tm) * cdiv(g.n, tile.tn) * split * g.batch
+    full, rest = divmod(cdiv(grid, spec.sms), occ)
+    kk = cdiv(g.k, split)
+    flops = 2.0 * (tile.tm * tile.tn * kk)  # one block's matrix work (build's)
+    wavefronts = _smem_wavefront_bytes(tile, ea, eb, kk)
+    rate = tensor_rate if tile.tensor else cuda_rate
+    warps = tile.warps
+    t = 0.0
+    for n, reps in ((occ, full), (rest, 1 if rest else 0)):
+        if reps:
+            fill = min(1.0, n * warps / spec.warps_for_peak)
+            busy = max(flops * n / (rate * fill), wavefronts * n / gpu.smem_bw_sm)
+            t += reps * (busy + first_s + gpu.turnover_s)
+    part_e = 4 if split > 1 else g.out_bytes
+    l2 = grid * ((tile.tm * ea + tile.tn * eb) * kk
+                 + tile.tm * tile.tn * part_e * (split > 1 or not g.out_onchip))
+    floor_s = max(hbm_s, l2 / gpu.l2_bw) * (1.0 - BOUND_MARGIN)
+    end = spec.kernel_launch_s + max(t, floor_s)
+    if split == 1:
+        return end
+    # the split-K reduction after it (queued_start_s): its groups' adds on the CUDA
+    # cores after their first load (from the L2, or HBM for a bias)
+    elems = g.batch * g.m * g.n
+    rblocks = cdiv(elems, 256 * 4)
+    occ = gpu.occupancy(256, 32, 0).blocks_per_sm
+    if occ < 1:
+        return float("inf")
+    full, rest = divmod(cdiv(rblocks, spec.sms), occ)
+    adds = split * elems / rblocks
+    first_s = gpu.dram_latency_s if g.extra_read / rblocks != 0 else gpu.l2_latency_s
+    t = 0.0
+    for n, reps in ((occ, full), (rest, 1 if rest else 0)):
+        if reps:
+            fill = min(1.0, n * 8 / spec.warps_for_peak)
+            t += reps * (adds * n / (gpu.cuda_rate_sm("fp32") * fill) + first_s
+                         + gpu.turnover_s)
+    start = max(spec.kernel_launch_s + spec.kernel_launch_s, end) + spec.kernel_gap_s
+    return start + max(t, split * 4 * elems / gpu.l2_bw * (1.0 - BOUND_MARGIN))
+
+
+def _smem_wavefront_bytes(tile: Tile, ea: float, eb: float, kk: int) -> float:
+    """A block's shared-memory bytes (:func:`build`): its warps' fragment loads (on
+    the SIMT tiles each thread's r + c values per k) and its tile stores, per K."""
+    if tile.tensor:
+        loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
+    else:  # each thread of an r x c thread tile reads r + c values per k (8 + 8 for 8x8)
+        threads = tile.warps * 32
+        side = (tile.tm * tile.tn / threads) ** 0.5
+        loads = threads * side * (ea + eb) * kk
+    stores = (tile.tm * ea + tile.tn * eb) * kk
+    return loads + stores
 
 
 def tensor_aligned(g: Gemm) -> bool:
@@ -159,7 +287,8 @@ def tensor_aligned(g: Gemm) -> bool:
     return all(d % TENSOR_ALIGN == 0 for d in (g.m, g.n, g.k))
 
 
-def candidates(gpu: Gpu, g: Gemm):
+def configs(gpu: Gpu, g: Gemm):
+    """The (tile, split-K factor) configurations the selector weighs for ``g``."""
     compute, tensor = datapath(g.dtype, "matmul")
     tensor = tensor and gpu.has_tensor(compute) and tensor_aligned(g)
     tiles = TENSOR_TILES if tensor else IGEMM_TILES if compute == "int8" else SIMT_TILES
@@ -172,7 +301,19 @@ def candidates(gpu: Gpu, g: Gemm):
             if split > 1 and (g.k // split < 4 * tile.tk
                               or split * g.batch * g.m * g.n * 4 > workspace):
                 continue
-            yield build(gpu, g, tile, split)
+            yield tile, split
+
+
+def candidates(gpu: Gpu, g: Gemm):
+    """Every configuration's kernels, in the order the selector ranks ties: the tiles
+    (:func:`configs`), then the GEMV kernels (:func:`gemv_candidates`)."""
+    for tile, split in configs(gpu, g):
+        yield build(gpu, g, tile, split)
+    yield from gemv_candidates(gpu, g)
+
+
+def gemv_candidates(gpu: Gpu, g: Gemm):
+    """The GEMV-like kernels ``g`` may run as (a skinny product)."""
     if g.m <= GEMV_MAX_ROWS:
         yield [gemv(gpu, g)]
     if g.n <= GEMV_MAX_ROWS and not g.b_dtype:
@@ -261,14 +402,7 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
         w.cuda_flops = 2.0 * macs
     if g.b_dtype and g.b_dtype != g.dtype and eb < ea:  # narrow B widened in registers
         w.cuda_flops += UNPACK_OPS_PER_ELEMENT * tile.tn * kk
-    if tile.tensor:
-        loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
-    else:  # each thread of an r x c thread tile reads r + c values per k (8 + 8 for 8x8)
-        side = (tile.tm * tile.tn / threads) ** 0.5
-        loads = threads * side * (ea + eb) * kk
-    stores = (tile.tm * ea + tile.tn * eb) * kk
-    w.smem_bytes = loads + stores
-    w.smem_wavefront_bytes = loads + stores
+    w.smem_bytes = w.smem_wavefront_bytes = _smem_wavefront_bytes(tile, ea, eb, kk)
     # the loads, and the stores bound for HBM (a kept output's are posted to L2 and left
     # out: the SM model counts the loads as L2 traffic less HBM writes, gpu.memory_time)
     w.l2_bytes = (tile.tm * ea + tile.tn * eb) * kk \

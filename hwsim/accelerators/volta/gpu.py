@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import groupby
 
 from hwsim.engine import Task, group_name
 
@@ -52,6 +53,7 @@ HBM_UNIT = "hbm"
 L2_UNIT = "l2"
 MAX_CHUNKS_PER_SM = 6  # merged SM tasks per SM and kernel (keeps ops to ~1000 tasks)
 PIECES_PER_KERNEL = 160  # pieces of a kernel's traffic on each shared unit (fair sharing)
+CONSTANTS_KEPT = 100_000  # kernels' pipe constants a Gpu keeps (Gpu._constants)
 
 
 _new_task = tuple.__new__  # a Task from its ten fields (Builder._pieces)
@@ -232,15 +234,22 @@ class Kernel:
         return np.array(distinct, dtype=float)[index]
 
     def total(self) -> Work:
+        """The blocks' work summed; kept (a kernel is not changed once built; the
+        callers only read it: a split-KV candidate's estimate and its build ask)."""
+        got = self.__dict__.get("_total")
+        if got is not None:
+            return got
         if len(self.blocks) < MANY:
-            w = Work()
+            got = Work()
             for count, work in self.blocks:
-                w.add(work.scaled(count))
-            return w
-        import numpy as np  # noqa: PLC0415
+                got.add(work.scaled(count))
+        else:
+            import numpy as np  # noqa: PLC0415
 
-        counts = np.array([c for c, _ in self.blocks], dtype=float)
-        return Work(*running_sum(self.matrix * counts[:, None]))
+            counts = np.array([c for c, _ in self.blocks], dtype=float)
+            got = Work(*running_sum(self.matrix * counts[:, None]))
+        self.__dict__["_total"] = got
+        return got
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,7 @@ class Gpu:
         self.spec = spec
         s = spec
         self._occupancy: dict[tuple[int, int, int], Occupancy] = {}  # (threads, regs, smem)
+        self._constants_of: dict[tuple, tuple] = {}  # _constants, by what they depend on
         self.clock = s.clock_hz
         self.smem_bw_sm = s.smem_banks * s.smem_bank_bytes * s.clock_hz * s.smem_efficiency
         self.sfu_rate_sm = s.sfu_ops_per_cycle_per_sm * s.clock_hz
@@ -369,8 +379,78 @@ class Gpu:
         the compute pipes (after the first operands arrive: one load latency) and the
         loads by Little's law (:meth:`memory_time`), plus one block turnover (the slots
         are refilled when the group ends)."""
-        x = self._terms(kernel, _fields(work), n_blocks, _FLOATS)
-        return x["t"], _pipes_bound(x)
+        return self._pipes_of(kernel, _fields(work), n_blocks)
+
+    def _pipes_of(self, kernel: Kernel, w, n_blocks: int) -> tuple[float, str]:
+        """:meth:`_pipes` of the counts ``w`` (:func:`_fields`), on plain floats: the
+        operations of :meth:`_terms` one by one, in its order (the same floats and
+        bound, a test holds them equal), with what depends only on the kernel and the
+        resident blocks worked out once per kernel (:meth:`_constants`). The planners
+        and the GEMM selector ask for thousands of these."""
+        tensor, cuda, sfu, smem_wf, l2b, hbm_r, hbm_w, l1b = w
+        (matrix_rate, alu_rate, sfu_rate, n, serial, warps, l1_s, l2_s, dram_s,
+         inflight) = self._constants(kernel, n_blocks)
+        if matrix_rate is None:  # no tensor cores: the matrix work on the CUDA cores
+            matrix_s = cuda / alu_rate
+            alu_s = 0.0 * cuda
+        else:
+            matrix_s = tensor / matrix_rate
+            alu_s = cuda / alu_rate
+        alu_s = alu_s + sfu / sfu_rate
+        smem_s = smem_wf / self.smem_bw_sm
+        compute_s = matrix_s + alu_s / n
+        busy = max(compute_s, smem_s)
+        if serial:
+            hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
+            busy = busy + (1.0 - hidden) * min(compute_s, smem_s)
+        first_s = (self.dram_latency_s if hbm_r != 0 else
+                   self.l2_latency_s if l2b != 0 else 0.0)
+        misses = hbm_r
+        loads = max(l2b - hbm_w, misses)
+        hits = loads - misses
+        dram_part = misses * dram_s
+        chip_part = hits * l2_s + l1b * l1_s
+        t_mem = (dram_part + chip_part) / inflight
+        one_trip = dram_s if misses != 0 else l2_s if hits != 0 else l1_s
+        none = loads == 0 and l1b == 0
+        trip = not none and t_mem <= one_trip
+        mem_s = 0.0 if none else one_trip if trip else t_mem
+        start = busy + first_s
+        if start >= mem_s:
+            return start + self.turnover_s, ("latency" if busy <= first_s else
+                                             "compute" if compute_s >= smem_s else "onchip")
+        return mem_s + self.turnover_s, ("latency" if none or trip else
+                                         "memory" if dram_part >= chip_part else "onchip")
+
+    def _constants(self, kernel: Kernel, n_blocks: int) -> tuple:
+        """What :meth:`_pipes_of` reads of ``kernel`` with ``n_blocks`` resident: the
+        matrix, CUDA-core and SFU rates at the warps' fill (``None`` for the matrix rate
+        without tensor cores, whose matrix work the CUDA-core rate of the kernel's type
+        then takes), the vector work's divisor, serial operands, the warps, the loaded
+        latencies and the bytes in flight. Kept by what they depend on (the kernel's
+        shape, type, grid and bytes in flight), for every kernel alike: a GEMM's
+        candidate tiles and a sweep's points ask for the same ones again."""
+        key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
+               kernel.serial_operands, kernel.inflight_bytes_per_thread, kernel.grid,
+               n_blocks)
+        got = self._constants_of.get(key)
+        if got is not None:
+            return got
+        warps = n_blocks * cdiv(kernel.threads, 32)
+        fill = min(1.0, warps / self.spec.warps_for_peak)
+        if kernel.tensor:
+            matrix_rate = self.tensor_rate_sm(kernel.dtype) * fill
+            alu_rate = self.cuda_rate_sm("fp32") * fill
+        else:
+            matrix_rate = None
+            alu_rate = self.cuda_rate_sm(kernel.dtype) * fill
+        out = (matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
+               kernel.serial_operands, warps, *self.loaded_latency(kernel, n_blocks),
+               self.inflight_bytes(kernel, n_blocks))
+        if len(self._constants_of) >= CONSTANTS_KEPT:  # (a long sweep: start afresh)
+            self._constants_of.clear()
+        self._constants_of[key] = out
+        return out
 
     def _terms(self, kernel: Kernel, w, n_blocks: int, xp) -> dict:
         """The terms of :meth:`_pipes` and :meth:`memory_time` for the counts ``w``
@@ -442,8 +522,17 @@ class Gpu:
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         occ = max(1, occ)
-        if len(works) < MANY:
-            return [self.block_share(kernel, w, occ) for w in works]
+        # a work listed for many classes (one per unit, :func:`.attention._classes`) is
+        # costed once: the distinct ones, by identity
+        index: dict[int, int] = {}
+        distinct = []
+        for w in works:
+            if id(w) not in index:
+                index[id(w)] = len(distinct)
+                distinct.append(w)
+        if len(distinct) < MANY:
+            got = [self.block_share(kernel, w, occ) for w in distinct]
+            return got if len(distinct) == len(works) else [got[index[id(w)]] for w in works]
         cols = np.array([_fields(w) for w in works], dtype=float).T
         t, bounds = self.share_arrays(kernel, cols, occ)
         return list(zip(t.tolist(), bounds.tolist()))
@@ -526,26 +615,54 @@ class Gpu:
             for i in range(sms):
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
-        if shares is not None and len(kernel.blocks) >= MANY:
+        order = None
+        if shares is not None and len(kernel.blocks) >= MANY_SUMS:
+            import numpy as np  # noqa: PLC0415
+
             est = self.block_costs(kernel, occ, [t for t, _ in shares])
-        else:
-            est = [self.block_cost(kernel, w, occ, shares[c][0] if shares else None)
-                   for c, (_, w) in enumerate(kernel.blocks)]
+            # longest first, ties by class: a stable sort of the negated estimates (the
+            # order of the sorts below; a NaN, which they would place otherwise, is left
+            # to them)
+            neg = -np.array(est)
+            if not np.isnan(neg).any():
+                order = np.argsort(neg, kind="stable").tolist()
+        else:  # (a work listed for many classes costed once: its share is one too)
+            costs: dict[int, float] = {}
+            est = []
+            for c, (_, w) in enumerate(kernel.blocks):
+                got = costs.get(id(w))
+                if got is None:
+                    got = costs[id(w)] = self.block_cost(kernel, w, occ,
+                                                         shares[c][0] if shares else None)
+                est.append(got)
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
         replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
         # (ties by class: a stable sort of the negated estimates)
-        order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
-            if len(set(est)) == len(est) else sorted(range(len(est)), key=lambda c: (-est[c], c))
+        if order is None:
+            order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
+                if len(set(est)) == len(est) else sorted(range(len(est)),
+                                                         key=lambda c: (-est[c], c))
+        blocks = kernel.blocks
         for cls in order:
             d = est[cls]
-            for _ in range(kernel.blocks[cls][0]):
+            count = blocks[cls][0]
+            if count == 1:  # (a causal attention's classes: one tile each)
                 t, sm = heap[0]
                 per_sm[sm].append(cls)
                 replace(heap, (t + d, sm))
-        for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
-            classes.sort(key=est.__getitem__, reverse=True)
+                continue
+            for _ in range(count):
+                t, sm = heap[0]
+                per_sm[sm].append(cls)
+                replace(heap, (t + d, sm))
+        # each SM runs its blocks longest first: they were handed out in that order (ties
+        # by class), so its list is sorted already, as a stable sort would leave it; with
+        # a NaN estimate, which has no order, the sort says what it makes of it
+        if any(x != x for x in est):
+            for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
+                classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
 
 
@@ -568,7 +685,7 @@ class KernelReport:
     notes: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return dict(vars(self))  # (its fields, in their order)
 
 
 class _Counter:
@@ -716,13 +833,18 @@ class Builder:
                 unit = group_name("sm", members)
                 chunks = []
                 for reps, w, n, sm_s, bound in runs:
+                    made: dict[int, tuple] = {}  # equal parts of a run: one chunk (read only)
                     for r in _split(reps):
-                        chunks.append((sm_s * r, w.scaled(r), n * r, {bound: sm_s * r}))
+                        chunk = made.get(r)
+                        if chunk is None:
+                            chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
+                        chunks.append(chunk)
+                acts: dict[int, dict] = {}  # a chunk's actions (the sink only reads them)
                 # each lane of the SM, its pipes and its traffic on the shared units,
                 # runs its parts in turn: a group's loads stream while the previous
                 # group computes (double buffering), and the units serve the SMs' chains
                 # round robin, never idle while a piece is waiting
-                lanes = {"sm": (start,), "hbm": (start,), "l2": (start,)}
+                sm_lane = hbm_lane = l2_lane = (start,)
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
                     for b, t in by.items():
@@ -730,25 +852,28 @@ class Builder:
                     bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
                     nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
                     if sink is not None:
-                        a = sink.add(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"], bound,
-                                     "", copies)
+                        got = acts.get(id(w))
+                        if got is None:
+                            got = acts[id(w)] = self.energy(k, w)
+                        a = sink.add(unit, sm_s, nbytes, got, sm_lane, bound, "", copies)
                     else:
-                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), lanes["sm"],
+                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
                                           bound, "", f"{tag} x{nblocks}", copies))
-                    lanes["sm"] = (a,)
-                    if w.hbm_bytes > 0:
+                    sm_lane = (a,)
+                    hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
+                    if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
-                        lanes["hbm"] = (self._pieces(HBM_UNIT, w.hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                     lanes["hbm"], "memory",
-                                                     tag and f"{tag} HBM", nb, copies),)
+                        hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, gpu.hbm_bw,
+                                                 hbm_lane, "memory", tag and f"{tag} HBM", nb,
+                                                 copies),)
                     if w.l2_bytes > 0:
-                        lanes["l2"] = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                    lanes["l2"], "onchip",
-                                                    tag and f"{tag} L2", {}, copies),)
+                        l2_lane = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
+                                                l2_lane, "onchip", tag and f"{tag} L2", {},
+                                                copies),)
                     sm_total += sm_s
                 if sm_total:
-                    ends.extend(sorted({x for lane in lanes.values() for x in lane}))
+                    ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
                 est = max(est, sm_total)
             # what the groups' equal shares of whole bytes left over (under one per member)
             left = {"dram_read": rd.left(), "dram_write": wr.left(), "l2_read": l2c.left()}
@@ -784,16 +909,26 @@ class Builder:
             return [[sm] for sm in range(len(per_sm))]
         # SMs of one share hold the same runs list: each list keyed once, its SMs found
         # by identity (a uniform grid's 80 SMs hold one or two lists)
-        ids = [id(runs) for runs in per_sm]
-        lists = {i: runs for i, runs in zip(ids, per_sm)}  # in order of their first SM
-        if len(lists) > 4:  # (a pass over the SMs, rather than one per list)
-            sms_of: dict[int, list[int]] = {}
-            for sm, i in enumerate(ids):
-                sms_of.setdefault(i, []).append(sm)
+        # each list's SMs, lists in order of their first SM: the SMs taken by stretches of
+        # one list (a uniform grid's plan is two stretches)
+        sms_of: dict[int, tuple[list, list[int]]] = {}
+        sm = 0
+        for i, stretch in groupby(map(id, per_sm)):
+            n = len(list(stretch))
+            got = sms_of.get(i)
+            if got is None:
+                sms_of[i] = (per_sm[sm], list(range(sm, sm + n)))
+            else:
+                got[1].extend(range(sm, sm + n))
+            sm += n
+        # lists whose runs' times differ cannot be equal: the full keys (the works' counts
+        # too) only where the times repeat (a causal attention's 80 lists all differ)
+        times = [tuple([t for _, _, _, t, _ in runs]) for runs, _ in sms_of.values()]
+        if len(set(times)) == len(times):
+            return [members for _, members in sms_of.values()]
         groups: dict[tuple, list[int]] = {}
-        for i, runs in lists.items():
+        for runs, members in sms_of.values():
             key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
-            members = sms_of[i] if len(lists) > 4 else [sm for sm, x in enumerate(ids) if x == i]
             if key in groups:  # equal runs in another list: the same group, SMs in order
                 members = sorted(groups[key] + members)
             groups[key] = members
@@ -873,32 +1008,46 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     many = len(works) >= MANY_SUMS
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
         m = k.matrix
-        t_arr, b_arr = gpu.share_arrays(k, m[:, TERM_COLUMNS].T, max(1, per))
-        shares = list(zip(t_arr.tolist(), b_arr.tolist()))
+        # each distinct work's share once (a work listed for many classes: its rows)
+        index: dict[int, int] = {}
+        rows = []
+        for c, w in enumerate(works):
+            if id(w) not in index:
+                index[id(w)] = len(rows)
+                rows.append(c)
+        t_arr, b_arr = gpu.share_arrays(k, m[rows][:, TERM_COLUMNS].T, max(1, per))
+        distinct = list(zip(t_arr.tolist(), b_arr.tolist()))
+        shares = distinct if len(rows) == len(works) else [distinct[index[id(w)]]
+                                                            for w in works]
     else:
         shares = gpu.block_shares(k, works, per)
     assigned = gpu.assign(k, per, shares)  # longest first
-    # SMs given the same classes in the same order run the same: each such list is
-    # planned once (its runs shared by those SMs; every step below is per SM)
-    keys = [tuple(classes) for classes in assigned]
-    first: dict[tuple, int] = {}  # a list of classes -> its place among the distinct ones
+    # SMs given the same works in the same order run the same: each such list is planned
+    # once (its runs shared by those SMs; every step below is per SM). A class's share,
+    # cost and counts are its work's, and a work listed for many classes is one object
+    # (a causal attention's tile of every head, .attention._classes): the lists are
+    # keyed by their works' identities, so SMs given the same tiles of other heads
+    # share one list
+    wid = [id(w) for w in works]
+    keys = [tuple([wid[c] for c in classes]) for classes in assigned]
+    first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
     for key, classes in zip(keys, assigned):
         if classes and key not in first:
             first[key] = len(busy)
             busy.append(classes)
-    if many:  # every list's sum, and every run's, in two calls (segment_sums)
-        import numpy as np  # noqa: PLC0415
-
-        sums = segment_sums(m, busy)
-        ratios = _ratios(gpu, k, sums * (1.0 / np.array([len(c) for c in busy], dtype=float)
-                                         )[:, None], per)
+    # one block at a time per SM (per == 1): the fluid schedule runs its blocks one after
+    # another, each at the ratio of one block's time to itself, 1.0; its time is then
+    # the running sum of the shares, to the last bit (:func:`_shared_sm_time`; a test
+    # holds the two equal), and no ratio is needed
+    alone = per == 1
+    # every list's ratios (its sum in one call, segment_sums, with many classes)
+    ratios = None if alone else _all_ratios(gpu, k, m if many else None, works, busy, per)
+    if many:  # every run's sum, in one call
         run_sums = iter(segment_sums(m, [classes[c0:c0 + _run_size(classes)]
                                          for classes in busy
                                          for c0 in range(0, len(classes), _run_size(classes))]
                                      ).tolist())
-    else:
-        ratios = _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
     share_s = [t for t, _ in shares]
     share_b = [b for _, b in shares]
     planned: dict[tuple, list[Run]] = {}
@@ -912,7 +1061,14 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             continue
         vals = [share_s[c] for c in classes]
         total = sum(vals)
-        sm_s = _shared_sm_time(ratios[first[key]], [v * per for v in vals], per)
+        if alone and math.isfinite(total):
+            sm_s = 0.0
+            for v in vals:  # (as the schedule adds them: not sum(), which may compensate)
+                sm_s += v
+        else:
+            if ratios is None:  # (an infinite share: the schedule says what it makes of it)
+                ratios = _all_ratios(gpu, k, m if many else None, works, busy, per)
+            sm_s = _shared_sm_time(ratios[first[key]], [v * per for v in vals], per)
         stretch = sm_s / total if total else 1.0
         size = _run_size(classes)
         runs = planned[key] = []
@@ -933,6 +1089,19 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def _all_ratios(gpu: Gpu, k: Kernel, m, works: list[Work], busy: list[list[int]], per: int
+                ) -> list[dict[int, float]]:
+    """:func:`_tail_ratios` of every SM list in ``busy``, from the kernel's matrix ``m``
+    (many classes) or its works."""
+    if m is None:
+        return _tail_ratios(gpu, k, [[works[c] for c in classes] for classes in busy], per)
+    import numpy as np  # noqa: PLC0415
+
+    sums = segment_sums(m, busy)
+    return _ratios(gpu, k, sums * (1.0 / np.array([len(c) for c in busy], dtype=float)
+                                   )[:, None], per)
 
 
 def _run_size(classes: list[int]) -> int:
@@ -978,16 +1147,43 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
     as full :data:`WORK_FIELDS` rows (the matrix path)."""
     import numpy as np  # noqa: PLC0415
 
-    cols = np.array(avgs, dtype=float)
-    if cols.shape[1] == len(WORK_FIELDS):
-        cols = cols[:, TERM_COLUMNS]
-    cols = cols.T
-    times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
-    out = []
-    for i in range(cols.shape[1]):
+    rows = avgs.tolist() if isinstance(avgs, np.ndarray) else avgs
+    # SMs with the same average block have the same ratios: each distinct one once
+    index: dict[tuple, int] = {}
+    distinct = []
+    for row in rows:
+        key = tuple(row)
+        if key not in index:
+            index[key] = len(distinct)
+            distinct.append(key)
+    if len(distinct[0]) == len(WORK_FIELDS):
+        distinct = [tuple(row[c] for c in TERM_COLUMNS) for row in distinct]
+    if len(distinct) * per <= FEW_RATIOS:  # one by one (Gpu.group_time's floats)
+        times = {r: [_group_time_of(gpu, k, tuple(x * r for x in row), r) for row in distinct]
+                 for r in range(1, per + 1)}
+    else:
+        cols = np.array(distinct, dtype=float).T
+        times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
+    each = []
+    for i in range(len(distinct)):
         t_full = times[per][i]
-        out.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
-    return out
+        each.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
+    return [each[index[tuple(row)]] for row in rows]
+
+
+FEW_RATIOS = 12  # group times below which _ratios takes them one by one (numpy's calls cost more)
+
+
+def _group_time_of(gpu: Gpu, k: Kernel, f: tuple, n: int) -> float:
+    """:meth:`Gpu.group_time`'s seconds for the counts ``f`` (:func:`_fields` order) of
+    ``n`` blocks, the average block alone as its floor: the floats of
+    :meth:`Gpu.group_times_cols` for one column."""
+    t = gpu._pipes_of(k, f, n)[0]
+    if n > 1:
+        alone = gpu._pipes_of(k, tuple(x * (1.0 / n) for x in f), 1)[0]
+        if alone > t:
+            t = alone
+    return t
 
 
 def queued_start_s(spec, start_s: float, end_s: float, first: bool) -> float:

@@ -43,6 +43,7 @@ class VoltaTarget(Target):
     def __init__(self):
         self._gpu: tuple[VoltaSpec, Gpu] | None = None
         self._built: list[tuple[tuple, tuple, Builder]] = []  # (key, objects kept alive, build)
+        self._tiling_repr: tuple | None = None  # (tiling, its repr): the builds' key part
         # SMs with the same work emitted as one group (gpu.Builder); False: one lane per
         # SM, the reference the tests hold the groups to
         self.grouping = True
@@ -157,7 +158,10 @@ class VoltaTarget(Target):
         report ask for the same op). ``need``: ``tasks`` (made), ``summary`` (their sums
         in an :class:`~hwsim.engine.Accumulator`, ``Builder.sink``, no task made) or
         ``reports`` (the kernel reports, which either build has)."""
-        key = (id(op), id(graph), id(spec), repr(tiling), self.grouping, carry)
+        kept = self._tiling_repr  # (a frozen tiling's repr, kept while it is the one asked)
+        if kept is None or kept[0] is not tiling:
+            kept = self._tiling_repr = (tiling, repr(tiling))
+        key = (id(op), id(graph), id(spec), kept[1], self.grouping, carry)
         for k, _, bld in self._built:
             if k == key and (need == "reports" or (bld.sink is not None) == (need == "summary")):
                 return bld
