@@ -384,6 +384,8 @@ def onchip_plan(graph: Graph, resolved: ResolvedTarget, wl: Workload | None,
 def onchip_columns(op, graph: Graph, carry) -> dict:
     """A row's on-chip columns: the tensors it read from the cache, and the DRAM bytes
     that saved it (reads of those tensors, writes of its outputs kept there)."""
+    if not carry:  # (most ops: nothing on chip, nothing saved)
+        return {"onchip": "", "onchip_read_saved_bytes": 0, "onchip_write_saved_bytes": 0}
     read = " ".join(f"t{op.inputs[p]}" for p in carry.inputs)
     kept = " ".join(f"t{op.outputs[q]}" for q in carry.outputs)
     return {"onchip": "; ".join(x for x in (read and f"read {read}", kept and f"kept {kept}")
