@@ -109,6 +109,9 @@ class Plan:
     # per tensor carried (its id): bytes, producer op id, reader op ids that found it
     # on chip, and whether its DRAM write was left out
     tensors: list[dict] = field(default_factory=list)
+    # the stored bytes of every tensor the ops name (as Graph.stored_bytes), for the
+    # rows' saved bytes (:func:`onchip_read_bytes`) without walking the views again
+    stored_bytes: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __bool__(self) -> bool:
         return any(self.carries)
@@ -209,12 +212,15 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
                          if o == root(o) and kept_of.get(o, False) and producer[o] == j)
                    if kept_of else ())
         carries_out.append(Carry(tuple(in_pos[j]), out_pos) if in_pos[j] or out_pos else NONE)
-    return Plan(float(capacity_bytes), carries_out, tensors)
+    return Plan(float(capacity_bytes), carries_out, tensors, stored_of)
 
 
-def onchip_read_bytes(op, graph: Graph, carry: Carry) -> int:
+def onchip_read_bytes(op, graph: Graph, carry: Carry, stored: dict[int, int] | None = None) -> int:
     """The DRAM read bytes ``carry`` saves ``op``: its on-chip inputs' stored bytes,
-    counted per position as :func:`hwsim.ir.kinds.read_bytes` counts them."""
+    counted per position as :func:`hwsim.ir.kinds.read_bytes` counts them. ``stored``:
+    the plan's :attr:`Plan.stored_bytes`, else looked up in ``graph``."""
+    if stored is not None:
+        return int(sum([stored[op.inputs[p]] for p in carry.inputs]))
     return int(sum(graph.stored_bytes(op.inputs[p]) for p in carry.inputs))
 
 
