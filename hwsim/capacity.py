@@ -84,19 +84,24 @@ def footprint(graph, workspace: Callable | None = None) -> Footprint:
     beyond the op's own tensors."""
     t = graph.tensors
     copies = graph.copies
-    weights = float(sum(x.bytes * copies(x.id) for x in t.values() if x.kind == "param"))
+    # every tensor's bytes (as Tensor.bytes: a root's are its stored bytes) and each
+    # op's tensors' roots, looked up once
+    params = [i for i, x in t.items() if x.kind == "param"]
+    roots, nbytes = graph.storage([*params, *(i for op in graph.ops
+                                              for i in (*op.inputs, *op.outputs))])
+    weights = float(sum((nbytes[i] if roots[i] == i else t[i].bytes) * copies(i)
+                        for i in params))
     kv = float(sum(t[i].bytes * copies(i) for i in kv_cache_ids(graph)))
     peak, peak_op = 0.0, ""
     held: dict[int, int] = {}  # tensor -> the bytes it holds while live (0: persistent)
-    root = graph.root
     for op in graph.ops:
         if op.kind == "view":
             continue
         total = 0
-        for r in {root(i) for i in (*op.inputs, *op.outputs)}:
+        for r in {roots[i] for i in (*op.inputs, *op.outputs)}:
             b = held.get(r)
             if b is None:
-                b = held[r] = t[r].bytes if t[r].kind not in PERSISTENT else 0
+                b = held[r] = nbytes[r] if t[r].kind not in PERSISTENT else 0
             total += b
         live = float(total)
         if workspace is not None:

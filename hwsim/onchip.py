@@ -109,6 +109,9 @@ class Plan:
     # per tensor carried (its id): bytes, producer op id, reader op ids that found it
     # on chip, and whether its DRAM write was left out
     tensors: list[dict] = field(default_factory=list)
+    # the stored bytes of every tensor the ops name (as Graph.stored_bytes), for the
+    # rows' saved bytes (:func:`onchip_read_bytes`) without walking the views again
+    stored_bytes: dict[int, int] = field(default_factory=dict, repr=False)
 
     def __bool__(self) -> bool:
         return any(self.carries)
@@ -138,75 +141,86 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
     t = graph.tensors
     # each tensor's root and stored bytes looked up once (the walks below ask for the
     # same tensors many times: an op's inputs are earlier ops' outputs)
-    roots_of: dict[int, int] = {}
-    stored_of: dict[int, int] = {}
+    roots_of, stored_of = graph.storage(i for op in ops for i in (*op.inputs, *op.outputs))
+    root = roots_of.__getitem__
+    stored = stored_of.__getitem__
 
-    def root(i: int) -> int:
-        r = roots_of.get(i)
-        if r is None:
-            r = roots_of[i] = graph.root(i)
-        return r
-
-    def stored(i: int) -> int:
-        b = stored_of.get(i)
-        if b is None:
-            b = stored_of[i] = graph.stored_bytes(i)
-        return b
-
+    # each op's tensors' roots, looked up once: (input roots, output roots), None for a
+    # view (it touches nothing and takes no part)
+    op_roots: list[tuple[list[int], list[int]] | None] = []
     prefix = [0.0]  # prefix[k]: bytes touched by ops 0..k-1
+    acc = 0.0
     for op in ops:
-        prefix.append(prefix[-1] + op_touched_bytes(op, graph, root, stored))
+        if op.kind == "view":
+            op_roots.append(None)
+            prefix.append(acc)
+            continue
+        ins = [roots_of[i] for i in op.inputs]
+        outs = [roots_of[o] for o in op.outputs]
+        op_roots.append((ins, outs))
+        # (as op_touched_bytes: each distinct root once, an exact integer sum)
+        acc += float(sum([stored_of[r] for r in {*ins, *outs}])) * op.repeat
+        prefix.append(acc)
     producer: dict[int, int] = {}  # root tensor -> index of the op writing it
-    for j, op in enumerate(ops):
-        if op.kind != "view":
-            for o in op.outputs:
-                producer.setdefault(root(o), j)
+    for j, rs in enumerate(op_roots):
+        if rs is not None:
+            for r in rs[1]:
+                if r not in producer:
+                    producer[r] = j
     last_touch: dict[int, int] = {}
     on_reads: dict[int, list[int]] = {}  # root -> indices of ops reading it from the cache
     dram_read: set[int] = set()  # roots some op reads from DRAM
     in_pos: list[list[int]] = [[] for _ in range(n)]
     for j, op in enumerate(ops):
-        if op.kind == "view":
+        rs = op_roots[j]
+        if rs is None:
             continue
+        ins, outs = rs
         takes = op.repeat == 1 and carries(op)
         seen: dict[int, bool] = {}  # root -> read from the cache (each root decided once)
-        for p, i in enumerate(op.inputs):
-            r = root(i)
-            if r not in seen:
+        for p, r in enumerate(ins):
+            on = seen.get(r)
+            if on is None:
                 src = producer.get(r)
-                size = float(stored(r))
-                seen[r] = (takes and src is not None and src < j and size > 0
-                           and t[r].kind == "activation" and ops[src].repeat == 1
-                           and size + prefix[j] - prefix[last_touch[r] + 1] <= capacity_bytes)
-                if seen[r]:
+                on = False
+                if takes and src is not None and src < j:
+                    size = float(stored(r))
+                    on = (size > 0 and t[r].kind == "activation" and ops[src].repeat == 1
+                          and size + prefix[j] - prefix[last_touch[r] + 1] <= capacity_bytes)
+                seen[r] = on
+                if on:
                     on_reads.setdefault(r, []).append(j)
                 else:
                     dram_read.add(r)
-            if seen[r]:
+            if on:
                 in_pos[j].append(p)
         for r in seen:
             last_touch[r] = j
-        for o in op.outputs:
-            last_touch[root(o)] = j
+        for r in outs:
+            last_touch[r] = j
     carries_out: list[Carry] = []
     tensors = []
     kept_of: dict[int, bool] = {}
     for r, readers in on_reads.items():
         src = producer[r]
         kept_of[r] = r not in dram_read and carries(ops[src])
-        tensors.append({"tensor": r, "bytes": int(graph.stored_bytes(r)), "producer": ops[src].id,
+        tensors.append({"tensor": r, "bytes": int(stored(r)), "producer": ops[src].id,
                         "readers": [ops[j].id for j in readers], "dram_write_skipped": kept_of[r]})
     tensors.sort(key=lambda d: (d["producer"], d["tensor"]))
     for j, op in enumerate(ops):
-        out_pos = tuple(q for q, o in enumerate(op.outputs)
-                        if o == root(o) and kept_of.get(o, False) and producer[o] == j)
+        out_pos = (tuple(q for q, o in enumerate(op.outputs)
+                         if o == root(o) and kept_of.get(o, False) and producer[o] == j)
+                   if kept_of else ())
         carries_out.append(Carry(tuple(in_pos[j]), out_pos) if in_pos[j] or out_pos else NONE)
-    return Plan(float(capacity_bytes), carries_out, tensors)
+    return Plan(float(capacity_bytes), carries_out, tensors, stored_of)
 
 
-def onchip_read_bytes(op, graph: Graph, carry: Carry) -> int:
+def onchip_read_bytes(op, graph: Graph, carry: Carry, stored: dict[int, int] | None = None) -> int:
     """The DRAM read bytes ``carry`` saves ``op``: its on-chip inputs' stored bytes,
-    counted per position as :func:`hwsim.ir.kinds.read_bytes` counts them."""
+    counted per position as :func:`hwsim.ir.kinds.read_bytes` counts them. ``stored``:
+    the plan's :attr:`Plan.stored_bytes`, else looked up in ``graph``."""
+    if stored is not None:
+        return int(sum([stored[op.inputs[p]] for p in carry.inputs]))
     return int(sum(graph.stored_bytes(op.inputs[p]) for p in carry.inputs))
 
 

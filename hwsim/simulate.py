@@ -169,9 +169,11 @@ def prepare(wl: Workload, *, split: bool = True) -> tuple[Graph, Graph]:
 def _signature(op, graph: Graph) -> tuple:
     """What makes two ops cost the same: kind, attributes, tensor shapes and types."""
     t = graph.tensors
-    return (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
-            tuple((t[i].shape, t[i].dtype, t[i].kind) for i in op.inputs),
-            tuple((t[o].shape, t[o].dtype, t[o].kind) for o in op.outputs))
+    ins = [t[i] for i in op.inputs]
+    outs = [t[o] for o in op.outputs]
+    return (op.kind, tuple(sorted([(k, str(v)) for k, v in op.attrs.items()])),
+            tuple([(x.shape, x.dtype, x.kind) for x in ins]),
+            tuple([(x.shape, x.dtype, x.kind) for x in outs]))
 
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
@@ -221,7 +223,7 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             for name in RUN_SUMS:
                 row[name] = cost[name] * op.repeat
         if carry_plan is not None:
-            row.update(onchip_columns(op, graph, carry))
+            row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes))
         rows.append(row)
         clock += row["latency_s"]
     lanes = [price.timelines[k] for k in op_keys]
@@ -381,14 +383,17 @@ def onchip_plan(graph: Graph, resolved: ResolvedTarget, wl: Workload | None,
     return onchip.plan(graph, capacity, carries)
 
 
-def onchip_columns(op, graph: Graph, carry) -> dict:
+def onchip_columns(op, graph: Graph, carry, stored: dict[int, int] | None = None) -> dict:
     """A row's on-chip columns: the tensors it read from the cache, and the DRAM bytes
-    that saved it (reads of those tensors, writes of its outputs kept there)."""
+    that saved it (reads of those tensors, writes of its outputs kept there).
+    ``stored``: the plan's stored bytes per tensor (:attr:`hwsim.onchip.Plan.stored_bytes`)."""
+    if not carry:  # (most ops: nothing on chip, nothing saved)
+        return {"onchip": "", "onchip_read_saved_bytes": 0, "onchip_write_saved_bytes": 0}
     read = " ".join(f"t{op.inputs[p]}" for p in carry.inputs)
     kept = " ".join(f"t{op.outputs[q]}" for q in carry.outputs)
     return {"onchip": "; ".join(x for x in (read and f"read {read}", kept and f"kept {kept}")
                                 if x),
-            "onchip_read_saved_bytes": onchip.onchip_read_bytes(op, graph, carry),
+            "onchip_read_saved_bytes": onchip.onchip_read_bytes(op, graph, carry, stored),
             "onchip_write_saved_bytes": onchip.kept_write_bytes(op, graph, carry)}
 
 

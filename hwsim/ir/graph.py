@@ -22,11 +22,11 @@ A graph whose sizes are :class:`~hwsim.ir.expr.Expr` rather than ints is a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from . import kinds as _kinds
-from .dtypes import is_known, nbytes
+from .dtypes import dtype_bits, is_known, nbytes
 from .expr import Expr, Size
 
 TENSOR_KINDS = ("param", "activation", "kv_cache", "input")
@@ -100,7 +100,7 @@ class Graph:
     schedules applied, tracing provenance).
     """
 
-    __slots__ = ("header", "tensors", "ops", "_roots", "_copies")
+    __slots__ = ("header", "tensors", "ops", "_roots", "_copies", "_sized")
 
     def __init__(self, header: Mapping[str, Any] | None = None,
                  tensors: Iterable[Tensor] = (), ops: Iterable[Op] = ()):
@@ -109,6 +109,9 @@ class Graph:
         self.ops: list[Op] = list(ops)
         self._roots: tuple[int, dict[int, int]] | None = None
         self._copies: tuple[int, dict[int, int]] | None = None
+        # a template's tensors as last instantiated, and which of them have sizes to
+        # evaluate (:meth:`instantiate`)
+        self._sized: tuple[tuple[Tensor, ...], list[bool]] | None = None
 
     # ------------------------------------------------------------------ build
     def add_tensor(self, shape: Iterable[Size], dtype: str, kind: str = "activation") -> int:
@@ -196,6 +199,31 @@ class Graph:
             seen += 1
         return best
 
+    def storage(self, tids: Iterable[int]) -> tuple[dict[int, int], dict[int, int]]:
+        """:meth:`root` and :meth:`stored_bytes` of each of ``tids``, in one pass: two
+        dicts, tensor -> root and tensor -> stored bytes (the same numbers; for the
+        walks over a whole graph, which ask for every tensor, most of them no view)."""
+        self.root(0)  # builds the view map
+        parent = self._roots[1] if self._roots else {}
+        tensors = self.tensors
+        bits_of: dict[str, float] = {}
+        roots: dict[int, int] = {}
+        stored: dict[int, int] = {}
+        for tid in tids:
+            if tid in roots:
+                continue
+            if tid in parent:
+                roots[tid] = self.root(tid)
+                stored[tid] = self.stored_bytes(tid)
+                continue
+            x = tensors[tid]
+            bits = bits_of.get(x.dtype)
+            if bits is None:
+                bits = bits_of[x.dtype] = dtype_bits(x.dtype)
+            roots[tid] = tid
+            stored[tid] = math.ceil(math.prod(x.shape) * bits / 8)  # (as Tensor.bytes)
+        return roots, stored
+
     def copies(self, tid: int) -> int:
         """How many copies of tensor ``tid`` the graph holds: the ``repeat`` of the op
         that reads or writes it (each run of a repeated op has its own operands, so a
@@ -214,7 +242,10 @@ class Graph:
     def replace_ops(self, ops: Iterable[Op], tensors: Iterable[Tensor] | None = None,
                     header: Mapping[str, Any] | None = None) -> "Graph":
         """A new graph with these ops (renumbered in order); tensors kept unless given."""
-        new_ops = [replace(op, id=i) for i, op in enumerate(ops)]
+        # (Op's fields in order, as dataclasses.replace would pass them, without its
+        # per-call reading of the fields)
+        new_ops = [Op(i, op.kind, op.inputs, op.outputs, op.attrs, op.layer, op.module,
+                      op.name, op.repeat) for i, op in enumerate(ops)]
         return Graph(self.header if header is None else header,
                      self.tensors.values() if tensors is None else tensors, new_ops)
 
@@ -292,8 +323,14 @@ class Graph:
                 v = values[d] = d.evaluate(env)
             return v
 
-        tensors = [Tensor(t.id, tuple(size(d) for d in t.shape), t.dtype, t.kind)
-                   for t in self.tensors.values() if used is None or t.id in used]
+        # a tensor with no size to evaluate (a weight) is the template's own (frozen);
+        # which ones are is found once per template (its tensors unchanged since)
+        table = tuple(self.tensors.values())
+        if self._sized is None or self._sized[0] != table:
+            self._sized = (table, [any(isinstance(d, Expr) for d in t.shape) for t in table])
+        tensors = [Tensor(t.id, tuple(size(d) for d in t.shape), t.dtype, t.kind) if sized
+                   else t
+                   for t, sized in zip(table, self._sized[1]) if used is None or t.id in used]
         # (Op's fields in order: dataclasses.replace reads the fields on every call)
         ops = [Op(i if alias else op.id, op.kind,
                   tuple(alias.get(x, x) for x in op.inputs) if alias else tuple(op.inputs),

@@ -262,14 +262,74 @@ def visible_scores(q_len: int, kv_len: int, causal: bool, window: int = 0,
     element is computed whole; other tiles are skipped. With 1 x 1 tiles the
     count is exact: ``q·(q+1)/2`` for a square causal attention.
     """
-    import numpy as np  # noqa: PLC0415 - numpy is a core dependency, imported when needed
-
     q, kv = int(q_len), int(kv_len)
     if q <= 0 or kv <= 0:
         return 0
     if not causal and window <= 0:
         return q * kv
     bq, bkv = max(1, int(block_q)), max(1, int(block_kv))
+    off = kv - q
+    if bq == 1 and bkv == 1:  # one row at a time: the sum in closed form
+        # row i sees keys max(0, i+off-window+1) .. min(kv-1, i+off[+window-1])
+        w = int(window)
+        top = (kv - 1, off) if causal else ((kv - 1, off + w - 1) if window > 0 else (kv - 1, kv))
+        bottom = (0, off - w + 1) if window > 0 else (0, -q)
+        return _clipped_sum(q, top, bottom)
+    blocks = -(-q // bq)
+    if blocks > _PYTHON_BLOCKS:  # many row blocks: as arrays
+        return _visible_blocks_np(q, kv, causal, window, bq, bkv)
+    total = 0
+    for first in range(0, q, bq):
+        last = min(first + bq, q) - 1
+        hi = min(kv - 1, last + off) if causal else kv - 1
+        if window > 0:
+            lo = max(0, first + off - int(window) + 1)
+            if not causal:
+                hi = min(kv - 1, last + off + int(window) - 1)
+        else:
+            lo = 0
+        if hi >= lo:
+            total += (last - first + 1) * (min(kv, (hi // bkv + 1) * bkv) - (lo // bkv) * bkv)
+    return total
+
+
+# Row blocks up to which :func:`visible_scores` sums in Python (no numpy import): a
+# tiled kernel's few hundred blocks; more are summed as arrays.
+_PYTHON_BLOCKS = 256
+
+
+def _clipped_sum(n: int, top: tuple[int, int], bottom: tuple[int, int]) -> int:
+    """``sum(max(0, min(A, i + a) - max(B, i + b) + 1) for i in range(n))`` for
+    ``top = (A, a)``, ``bottom = (B, b)``, exactly, in a few steps: the term is
+    linear between the rows where the min or the max switches sides (slope -1, 0 or
+    1), so each piece is an arithmetic series, cut where the term reaches zero."""
+    (hi_cap, hi_off), (lo_cap, lo_off) = top, bottom
+
+    def term(i: int) -> int:
+        return min(hi_cap, i + hi_off) - max(lo_cap, i + lo_off) + 1
+
+    cuts = sorted({0, n, *(c for c in (hi_cap - hi_off + 1, lo_cap - lo_off + 1) if 0 < c < n)})
+    total = 0
+    for s0, e0 in zip(cuts, cuts[1:]):
+        v0 = term(s0)
+        slope = term(s0 + 1) - v0 if e0 - s0 > 1 else 0
+        if slope == 0:
+            total += (e0 - s0) * max(0, v0)
+            continue
+        if slope > 0:  # positive from the row where the term reaches 1
+            first, last = max(s0, s0 + 1 - v0), e0 - 1
+        else:  # positive up to the row where it falls to 1
+            first, last = s0, min(e0 - 1, s0 + v0 - 1)
+        if last >= first:
+            k = last - first + 1
+            total += k * (term(first) + term(last)) // 2
+    return total
+
+
+def _visible_blocks_np(q: int, kv: int, causal: bool, window: int, bq: int, bkv: int) -> int:
+    """:func:`visible_scores` over many row blocks, as arrays."""
+    import numpy as np  # noqa: PLC0415 - numpy is a core dependency, imported when needed
+
     off = kv - q
     first = np.arange(0, q, bq, dtype=np.int64)  # first query row of each block
     last = np.minimum(first + bq, q) - 1
@@ -284,8 +344,6 @@ def visible_scores(q_len: int, kv_len: int, causal: bool, window: int = 0,
     ok = hi >= lo
     b0, b1 = lo // bkv, hi // bkv
     width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
-    if bq == 1 and bkv == 1:
-        width = hi - lo + 1
     return int(np.sum(np.where(ok, rows * width, 0)))
 
 

@@ -35,7 +35,6 @@ query cannot weight more keys than the pruned layer holds.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Iterable, Mapping
 
 from .expr import Expr, evaluate
@@ -116,7 +115,10 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
                  if k != ONE_ROW_VIEW}
         if op.kind == "attention":
             _cap_keys(attrs)
-        out.ops.append(replace(op, id=len(out.ops), inputs=ins, attrs=attrs))
+        # (Op's fields in order, as dataclasses.replace passes them: without its
+        # per-call reading of the fields)
+        out.ops.append(Op(len(out.ops), op.kind, ins, op.outputs, attrs, op.layer, op.module,
+                          op.name, op.repeat))
     if dropped or skipped:
         used = {t for op in out.ops for t in op.inputs + op.outputs}
         out.tensors = {tid: t for tid, t in out.tensors.items() if tid in used}

@@ -38,10 +38,25 @@ def _enc(value: Any) -> Any:
     return value
 
 
+# size expressions parsed, by their text: a template names the same few
+# (``seq_len``, ``batch*seq_len``) thousands of times, and an Expr is immutable
+_PARSED: dict[str, Expr] = {}
+
+
+def _parse(text: Any) -> Expr:
+    expr = _PARSED.get(text) if isinstance(text, str) else None
+    if expr is None:
+        expr = Expr.parse(text)
+        if len(_PARSED) >= 4096:  # bounded, whatever the files read
+            _PARSED.clear()
+        _PARSED[text] = expr
+    return expr
+
+
 def _dec(value: Any) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$expr"}:
-            return Expr.parse(value["$expr"])
+            return _parse(value["$expr"])
         return {k: _dec(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_dec(v) for v in value]
@@ -86,7 +101,7 @@ def from_dict(data: Any, source: str = "<graph>") -> Graph:
     try:
         cols = data["tensors"]
         tensors = [
-            Tensor(int(i), tuple(_dec(s)), str(d), str(k))
+            Tensor(int(i), tuple([x if type(x) is int else _dec(x) for x in s]), str(d), str(k))
             for i, s, d, k in zip(cols["id"], cols["shape"], cols["dtype"], cols["kind"],
                                   strict=True)
         ]

@@ -258,9 +258,8 @@ def topv(plan: Plan, step: Step) -> None:
 def spatten(plan: Plan, step: Step) -> None:
     """Cascade token pruning (and, optionally, head and local value pruning)."""
     from .heads import spatten_heads_schedule  # noqa: PLC0415 - sibling module
-    from .schedules import resolve_schedule  # noqa: PLC0415
 
-    fractions, origin = _spatten_fractions(plan, step, resolve_schedule)
+    fractions, origin = _spatten_fractions(plan, step)
     if plan.phase == "prefill" and fractions[0] < 1:
         raise step.error("keep", "SpAtten ranks tokens by the attention of earlier layers, so "
                          "in a prefill layer 0 runs on every token (keep[0] must be 1)")
@@ -282,8 +281,12 @@ def spatten(plan: Plan, step: Step) -> None:
     plan.record(step, schedule=origin, keep_fractions=fractions, **extra)
 
 
-def _spatten_fractions(plan: Plan, step: Step, resolve_schedule) -> tuple[list[float], str]:
+def _spatten_fractions(plan: Plan, step: Step) -> tuple[list[float], str]:
     if step.get("schedule") is not None or step.get("scores") is not None:
+        # (numpy, which reading scores needs, loaded only for a file: a keep list or a
+        # single keep is plain Python)
+        from .schedules import resolve_schedule  # noqa: PLC0415
+
         return resolve_schedule(plan, step)
     lst = keep_list(plan, step)
     if lst is not None:
