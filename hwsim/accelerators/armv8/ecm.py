@@ -147,9 +147,12 @@ class Times:
         return "compute" if self.in_core >= self.transfers else "onchip"
 
 
-def times(step: Step, mach: Machine) -> Times:
+def times(step: Step, mach: Machine, l3_bw: float | None = None) -> Times:
+    """The terms of ``step``; ``l3_bw``: the L3 rate of a thread among the op's
+    (:meth:`~.spec.Machine.l3_rate`; None: one core alone, ``mach.l3_bw``)."""
     return Times(step.arith_cycles * mach.cycle_s, step.port_cycles * mach.cycle_s,
-                 step.l2_bytes / mach.l2_bw, step.l3_bytes / mach.l3_bw,
+                 step.l2_bytes / mach.l2_bw,
+                 step.l3_bytes / (mach.l3_bw if l3_bw is None else l3_bw),
                  (step.dram_read + step.dram_write) / mach.slot_bw,
                  step.tlb_walks * mach.spec.tlb_walk_s)
 
@@ -215,7 +218,8 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
         share = mach.slot_bw / mach.slowest_rate(t)
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
-    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    # the L3 rate with the op's threads sharing their clusters' ports (memory.l3_rates)
+    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_rate(t), mach.slot_bw
     walk_s = mach.spec.tlb_walk_s
     barrier_s = mach.barrier_s(t) if t > 1 else 0.0
     end1 = end2 = None  # the last two steps' ends
@@ -333,8 +337,9 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
     slow, groups, units = _lanes(mach, t, grouped)
     last_core: list[list[int]] = [[] for _ in groups]
     mem_label = ""
+    l3_bw = mach.l3_rate(t)  # the L3 rate with the op's threads (memory.l3_rates)
     for j, step in enumerate(plan.steps):
-        tm = times(step, mach)
+        tm = times(step, mach, l3_bw)
         ends = []
         # what every thread's tasks of this step share (read-only once made)
         moves = step.dram_read or step.dram_write
@@ -430,7 +435,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     last2: list = [None] * n_groups  # and the one before
     steps = plan.steps
     final = len(steps) - 1
-    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_rate(t), mach.slot_bw
     walk_s = mach.spec.tlb_walk_s
     for j, step in enumerate(steps):
         # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)

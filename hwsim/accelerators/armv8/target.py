@@ -212,7 +212,7 @@ class ARMv8Target(Target):
         n = plan.threads
         rate = mach.slowest_rate(n)  # the slowest thread's, all streaming
         # the terms of times(), inline (the same floats), each summed in step order
-        cycle_s, l2_bw, l3_bw, walk_s = mach.cycle_s, mach.l2_bw, mach.l3_bw, \
+        cycle_s, l2_bw, l3_bw, walk_s = mach.cycle_s, mach.l2_bw, mach.l3_rate(n), \
             mach.spec.tlb_walk_s
         core = pack = l1 = l2 = l3 = tlb = dram = 0.0
         for step in plan.steps:
