@@ -13,7 +13,9 @@ What must hold:
   L3-bound op as for the rates themselves;
 - a port never carries more than its bandwidth (or one core's own L3 rate, if
   larger), and the op's whole path (estimate, events, analytical summary, terms)
-  charges the same L3 rate.
+  charges the same L3 rate, to the L3 hits only: lines on their way to or from DRAM
+  queue at the port in the DRAM lane;
+- off (``cluster_port_l3: false``, the shipped presets), nothing changes.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import dataclasses
 import pytest
 
 from hwsim.accelerators.armv8 import TARGET
-from hwsim.accelerators.armv8.ecm import Plan, Step, emit, estimate, summarize_plan
+from hwsim.accelerators.armv8.ecm import Plan, Step, emit, estimate, l3_s, summarize_plan
 from hwsim.accelerators.armv8.memory import l3_rates
 from hwsim.accelerators.armv8.spec import Machine
 from hwsim.calibrate import data_path
@@ -151,3 +153,33 @@ def test_every_path_charges_the_op_the_same_l3_rate():
     got, _ = summarize_plan(plan, m, pools)
     assert repr(got) == repr(summarize(tasks, pools))
     assert estimate(plan, m) == pytest.approx(got.analytical_latency_s, rel=1e-12)
+
+
+def test_only_the_l3_hits_share_the_port():
+    """A step's ``l3_bytes`` also counts the lines crossing the L3 from DRAM; those keep
+    the core's own rate in the in-cache term (their port queueing is the DRAM lane's)."""
+    m = machine("spread")
+    shared = m.l3_rate(64)
+    streamed = Step("stream")
+    streamed.read("dram", 1e6)
+    assert l3_s(streamed, m.l3_bw, shared) == streamed.l3_bytes / m.l3_bw
+    mixed = Step("mixed")
+    mixed.read("dram", 1e6)
+    mixed.read("l3", 3e5)
+    mixed.write("l3", 1e5)
+    assert l3_s(mixed, m.l3_bw, shared) == pytest.approx(4e5 / shared + 1e6 / m.l3_bw)
+    assert l3_s(mixed, m.l3_bw, m.l3_bw) == mixed.l3_bytes / m.l3_bw
+
+
+def test_the_switch_reaches_a_simulation():
+    """``--set target.cluster_port_l3=true`` slows a 64-thread GEMM whose plan reads
+    L3 hits (four threads a cluster share each port); one core's is unchanged."""
+    import hwsim  # noqa: PLC0415
+
+    wl = {"ops": [{"kind": "matmul", "m": 16, "n": 4096, "k": 4096}], "dtype": "fp32"}
+    on = ["target.cluster_port_l3=true"]
+    assert (hwsim.simulate(wl, KP, sets=on).totals["latency_s"]
+            > hwsim.simulate(wl, KP).totals["latency_s"])
+    one = ["target.cores=1"]
+    assert (repr(hwsim.simulate(wl, KP, sets=[*one, *on]).totals)
+            == repr(hwsim.simulate(wl, KP, sets=one).totals))

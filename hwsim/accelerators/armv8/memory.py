@@ -21,9 +21,9 @@ prefetcher keeps fewer lines in flight to it, which the data cannot tell apart.
 
 - its *cluster*'s port onto the die's ring (``cluster_cores`` cores share it,
   ``cluster_bw_bytes_per_s``; four TSV110 cores per cluster on the Kunpeng 920). The
-  port carries every line that leaves the cluster, L3 hits too: :func:`l3_rates`
-  shares it among the threads that read the L3 (charged apart from their DRAM
-  lines);
+  port carries every line that leaves the cluster, L3 hits too: where the spec
+  sets ``cluster_port_l3``, :func:`l3_rates` shares it among the threads that read
+  the L3 (charged apart from their DRAM lines, :func:`.ecm.l3_s`);
 - the *memory controllers of the node* that holds the page (a die's share of the
   DDR channels at their sustained bandwidth);
 - the *link* a remote line crosses (:meth:`Topology.link`): the two dies of a
@@ -290,8 +290,9 @@ def l3_rates(mach, threads: list[Thread]) -> list[float]:
     as if the other were absent: an op that streams both at once is charged too
     little at the port (docs/targets/armv8.md).
 
-    Only where the preset sets ``cluster_port_l3`` (none does yet: turned on, it
-    moves the Kunpeng 920's 64-thread results, docs/targets/armv8.md); otherwise
+    These rates apply to a step's L3 hits only (:func:`.ecm.l3_s`), and only where
+    the spec sets ``cluster_port_l3`` (no shipped preset does: turned on, it flips
+    the AutoTSMM claims of ``hwsim validate``, docs/targets/armv8.md); otherwise
     every thread reads at ``l3``, as before."""
     l3 = float(mach.l3_bw)
     port = float(mach.spec.cluster_bw_bytes_per_s)
