@@ -104,7 +104,7 @@ def test_breakdown_terms_are_the_steps_times_summed():
         want = dict.fromkeys(("in_core_s", "pack_s", "l1_s", "l2_s", "l3_s", "tlb_s", "dram_s"),
                              0.0)
         for step in plan.steps:
-            tm = times(step, mach)
+            tm = times(step, mach, mach.l3_rate(plan.threads))
             want["in_core_s"] += tm.in_core
             if step.label.startswith(("pack", "pre-pack")):
                 want["pack_s"] += tm.in_core

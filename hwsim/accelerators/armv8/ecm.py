@@ -147,9 +147,27 @@ class Times:
         return "compute" if self.in_core >= self.transfers else "onchip"
 
 
-def times(step: Step, mach: Machine) -> Times:
+def l3_s(step: Step, l3_bw: float, shared_bw: float) -> float:
+    """The step's L3 term: its L3 hits at ``shared_bw``, the rate a thread reads the L3
+    with the op's threads sharing their clusters' ports (:meth:`~.spec.Machine.l3_rate`),
+    and the lines on their way from or to DRAM (counted in ``l3_bytes`` too: they
+    cross the L3) at the core's own ``l3_bw``, since their queueing at the port is
+    the DRAM lane's (:mod:`.memory`). ``l3_bytes / l3_bw`` exactly where nothing is
+    shared."""
+    if shared_bw == l3_bw:
+        return step.l3_bytes / l3_bw
+    hits = step.l3_bytes - step.dram_read - step.dram_write
+    if hits <= 0.0:
+        return step.l3_bytes / l3_bw
+    return hits / shared_bw + (step.l3_bytes - hits) / l3_bw
+
+
+def times(step: Step, mach: Machine, shared_bw: float | None = None) -> Times:
+    """The terms of ``step``; ``shared_bw``: the L3 rate of a thread among the op's
+    (:meth:`~.spec.Machine.l3_rate`, for its L3 hits; None: one core alone)."""
     return Times(step.arith_cycles * mach.cycle_s, step.port_cycles * mach.cycle_s,
-                 step.l2_bytes / mach.l2_bw, step.l3_bytes / mach.l3_bw,
+                 step.l2_bytes / mach.l2_bw,
+                 l3_s(step, mach.l3_bw, mach.l3_bw if shared_bw is None else shared_bw),
                  (step.dram_read + step.dram_write) / mach.slot_bw,
                  step.tlb_walks * mach.spec.tlb_walk_s)
 
@@ -216,6 +234,9 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     gate = plan.serial_s + mach.fork_s(t)
     mem_end = gate
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    # the L3 hits' rate with the op's threads sharing their clusters' ports (l3_s)
+    l3_shared = mach.l3_rate(t)
+    alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
     barrier_s = mach.barrier_s(t) if t > 1 else 0.0
     end1 = end2 = None  # the last two steps' ends
@@ -228,7 +249,8 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     for s, n in zip(steps, runs):
         # a run's tiles have the same amounts: their terms are the same floats
         in_core = s.arith_cycles * cycle_s
-        transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw + s.l3_bytes / l3_bw
+        transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw
+                     + (s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
                      + s.tlb_walks * walk_s)
         work = in_core if in_core >= transfers else transfers
         moves = s.dram_read or s.dram_write
@@ -333,8 +355,9 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
     slow, groups, units = _lanes(mach, t, grouped)
     last_core: list[list[int]] = [[] for _ in groups]
     mem_label = ""
+    l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
     for j, step in enumerate(plan.steps):
-        tm = times(step, mach)
+        tm = times(step, mach, l3_shared)
         ends = []
         # what every thread's tasks of this step share (read-only once made)
         moves = step.dram_read or step.dram_write
@@ -431,12 +454,15 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     steps = plan.steps
     final = len(steps) - 1
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
+    l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
+    alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
     for j, step in enumerate(steps):
         # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
         in_core = step.arith_cycles * cycle_s
         transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                     + step.l3_bytes / l3_bw + step.tlb_walks * walk_s)
+                     + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
+                     + step.tlb_walks * walk_s)
         if in_core >= transfers:
             in_cache, bound = in_core, "compute"
         else:

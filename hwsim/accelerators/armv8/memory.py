@@ -20,7 +20,10 @@ prefetcher keeps fewer lines in flight to it, which the data cannot tell apart.
 **Where the lines queue.** Every line a core asks for passes shared servers:
 
 - its *cluster*'s port onto the die's ring (``cluster_cores`` cores share it,
-  ``cluster_bw_bytes_per_s``; four TSV110 cores per cluster on the Kunpeng 920);
+  ``cluster_bw_bytes_per_s``; four TSV110 cores per cluster on the Kunpeng 920). The
+  port carries every line that leaves the cluster, L3 hits too: where the spec
+  sets ``cluster_port_l3``, :func:`l3_rates` shares it among the threads that read
+  the L3 (charged apart from their DRAM lines, :func:`.ecm.l3_s`);
 - the *memory controllers of the node* that holds the page (a die's share of the
   DDR channels at their sustained bandwidth);
 - the *link* a remote line crosses (:meth:`Topology.link`): the two dies of a
@@ -264,6 +267,42 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
         X = X / over
     return [float(x * line) for x in X]
 
+
+
+def l3_rates(mach, threads: list[Thread]) -> list[float]:
+    """Bytes per second each thread reads from the L3 when all pull lines together.
+
+    A line that hits in the L3 still leaves the cluster: the L3 slices sit on the
+    die's ring, and a cluster's cores reach them through the cluster's one port,
+    the same port their DRAM lines cross (:func:`stream_rates`). lmbench shows it:
+    four chasers on the four cores of one Kunpeng 920 cluster take 12.8-13.2 ns a
+    line each over working sets of 3-4 MB (L3 hits), as from DRAM (12.8 ns), while
+    four on four clusters take 4.1-4.2 ns, as one alone does; the cluster carries
+    4 x 64 B / 13.1 ns = 19.5 GB/s from the L3 and 20.0 GB/s from DRAM: one server.
+
+    The port is shared evenly (processor sharing) by the threads of the op on that
+    cluster: ``c`` of them each get ``min(l3, port / c)``, ``l3`` a core's own L3
+    rate (``l3_bytes_per_cycle``). The port carries at least what one core draws
+    alone (``port`` is taken as the larger of ``cluster_bw_bytes_per_s`` and ``l3``),
+    so a thread alone on its cluster reads at ``l3`` exactly, whatever the port,
+    and a cluster's threads together never read less than one of them alone. The
+    L3 lines and the DRAM lines of a cluster are charged at the port apart, each
+    as if the other were absent: an op that streams both at once is charged too
+    little at the port (docs/targets/armv8.md).
+
+    These rates apply to a step's L3 hits only (:func:`.ecm.l3_s`), and only where
+    the spec sets ``cluster_port_l3`` (no shipped preset does: turned on, it flips
+    the AutoTSMM claims of ``hwsim validate``, docs/targets/armv8.md); otherwise
+    every thread reads at ``l3``, as before."""
+    l3 = float(mach.l3_bw)
+    port = float(mach.spec.cluster_bw_bytes_per_s)
+    if port <= 0 or mach.topology.cluster_cores <= 1 or not mach.spec.cluster_port_l3:
+        return [l3] * len(threads)
+    cap = max(port, l3)
+    sharing: dict[int, int] = {}
+    for th in threads:
+        sharing[th.cluster] = sharing.get(th.cluster, 0) + 1
+    return [min(l3, cap / sharing[th.cluster]) for th in threads]
 
 
 def _mva(D: np.ndarray, think: np.ndarray, k: float, iterations: int,

@@ -92,7 +92,11 @@ class ARMv8Spec:
     cluster_cores: int = spec_field(
         1, help="cores sharing one port onto the die's interconnect", minimum=1)
     cluster_bw_bytes_per_s: float = spec_field(
-        0.0, help="bandwidth of a cluster's port for DRAM lines (0: not limited)")
+        0.0, help="bandwidth of a cluster's port for the lines that leave it, DRAM lines and "
+                 "L3 hits (0: not limited)")
+    cluster_port_l3: bool = spec_field(
+        False, help="the cluster's port carries its L3 hits too, shared by the cluster's "
+                    "threads (memory.l3_rates; false: L3 hits do not queue at it)")
     die_link_bw_bytes_per_s: float = spec_field(
         0.0, help="link between two dies of a socket, for remote lines (0: not limited)")
     socket_link_bw_bytes_per_s: float = spec_field(
@@ -154,6 +158,7 @@ class Machine:
         self.placement = "spread"
         self._rates: dict[int, tuple[float, ...]] = {}
         self._slowest: dict[int, float] = {}
+        self._l3: dict[int, float] = {}
         # no thread streams faster than Little's law at the least latency with no
         # queueing (memory.stream_rates: a line's wait is at least its latency, and
         # each server's residence at least its service, when a core keeps at least
@@ -239,6 +244,21 @@ class Machine:
         got = self._slowest.get(threads)
         if got is None:
             got = self._slowest[threads] = min(self.thread_rates(threads))
+        return got
+
+    def l3_rate(self, threads: int) -> float:
+        """L3 bytes per second of the slowest of ``threads`` threads placed by
+        :attr:`placement` reading from the L3 together: the threads that share a
+        cluster share its port onto the ring (memory.l3_rates). Every thread of an op
+        is charged this rate: they run the same steps between barriers, so the most
+        crowded cluster sets the pace. ``l3_bw`` exactly for one thread, or for
+        threads on clusters of their own."""
+        got = self._l3.get(threads)
+        if got is None:
+            from .memory import l3_rates  # noqa: PLC0415
+
+            got = self._l3[threads] = min(
+                l3_rates(self, self.topology.place(max(1, threads), self.placement)))
         return got
 
     def thread_rates(self, threads: int) -> tuple[float, ...]:

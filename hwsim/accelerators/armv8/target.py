@@ -13,7 +13,7 @@ from hwsim.targets import Target
 
 from .attention import attention_plan
 from .attention import executed_flops as attention_executed_flops
-from .ecm import Plan, emit, summarize_plan
+from .ecm import Plan, emit, l3_s, summarize_plan
 from .energy import energy_table
 from .gemm import Gemm, plan_gemm
 from .spec import DRAM_POOL, INT_DTYPES, ARMv8Spec, Machine
@@ -214,6 +214,7 @@ class ARMv8Target(Target):
         # the terms of times(), inline (the same floats), each summed in step order
         cycle_s, l2_bw, l3_bw, walk_s = mach.cycle_s, mach.l2_bw, mach.l3_bw, \
             mach.spec.tlb_walk_s
+        l3_shared = mach.l3_rate(n)  # the L3 hits' rate among the op's threads (ecm.l3_s)
         core = pack = l1 = l2 = l3 = tlb = dram = 0.0
         for step in plan.steps:
             in_core = step.arith_cycles * cycle_s
@@ -222,7 +223,8 @@ class ARMv8Target(Target):
                 pack += in_core
             l1 += step.port_cycles * cycle_s
             l2 += step.l2_bytes / l2_bw
-            l3 += step.l3_bytes / l3_bw
+            l3 += (step.l3_bytes / l3_bw if l3_shared == l3_bw
+                   else l3_s(step, l3_bw, l3_shared))
             tlb += step.tlb_walks * walk_s
             dram += (step.dram_read + step.dram_write) / rate
         return {"in_core_s": core, "pack_s": pack, "l1_s": l1, "l2_s": l2, "l3_s": l3,
