@@ -473,19 +473,22 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
         shapes.append((rng.random() * 1e-5, rng.choice(["compute", "onchip"]), 0, 0,
                        rng.random() * 1e4, acts, 0))
     tiles = []
-    for idx in range(2000):
+    for idx in range(2003):
         sh = shapes[0] if rng.random() < 0.9 else rng.choice(shapes)
         tiles.append((idx % cores, rng.random() * 1e4, rng.random() * 1e4,
                       rng.random() * 10 * (rng.random() < 0.3), rng.random() * 3e4, sh))
-    for cap in (stages, 7 * stages + 2, 400):
+    # (the cores of one length are summed together: every core the same count of tiles,
+    # the first ones one more, a last chunk of one tile, of several)
+    for n_tiles, cap in ((2000, stages), (2000, 7 * stages + 2), (2000, 400), (2003, 400),
+                         (1999, 7 * stages + 2), (2002, 7 * stages), (4, 400)):
         want: list[list[Item]] = [[] for _ in range(cores)]
-        for core, ha, hb, hx, total, sh in tiles:
+        for core, ha, hb, hx, total, sh in tiles[:n_tiles]:
             hbm = ha * 0.7 + hb * 1.0 + hx
             append(want[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5], sh[1]),
                    cap)
         got: list[list[Item]] = [[] for _ in range(cores)]
-        _merge_tiles(got, tiles, 0.7, 1.0, stages, cap)
-        assert got == want, cap
+        _merge_tiles(got, tiles[:n_tiles], 0.7, 1.0, stages, cap)
+        assert got == want, (n_tiles, cap)
 
 
 def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
@@ -494,7 +497,14 @@ def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
     random items (fractional stages shares, streamed and not) and random cuts."""
     import random
 
-    from hwsim.accelerators.ascend.pipeline import Item, _sums, _sums_by_item
+    from hwsim.accelerators.ascend.pipeline import (
+        Item,
+        _compute_sums,
+        _load_sums,
+        _store_sums,
+        _sums,
+        _sums_by_item,
+    )
 
     rng = random.Random(21)
     for trial in range(400):
@@ -512,6 +522,22 @@ def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
         bounds = sorted({0, total, *(rng.randint(0, total) for _ in range(rng.randint(0, 8)))})
         got, want = _sums(items, offs, bounds), _sums_by_item(items, offs, bounds)
         assert [list(x.items()) for x in got] == [list(x.items()) for x in want], trial
+        # the few sums each of emit_pipeline's tasks reads: those fields, the same floats
+        # (also where no item has mask, pad or slow bytes, and those sums are skipped)
+        for plain in (False, True):
+            if plain:
+                for it in items:
+                    it.mask_hbm = it.pad_hbm = it.pad_l2 = it.load_l2_slow = 0.0
+                want = _sums_by_item(items, offs, bounds)
+            comp, loads = _compute_sums(items, offs, bounds), _load_sums(items, offs, bounds)
+            stores = _store_sums(items, offs, bounds)
+            for g, w in enumerate(want):
+                assert comp[g] == {k: w[k] for k in ("compute_s", "shadow_s")}, trial
+                assert loads[g] == {k: w[k] for k in ("load_hbm", "load_l2", "mask_hbm",
+                                                      "pad_hbm", "pad_l2", "load_l2_slow")}
+                assert [repr(v) for v in loads[g].values()] == [
+                    repr(w[k]) for k in loads[g]], trial
+                assert repr(stores[g]) == repr(w["streamed_store"]), trial
 
 
 def test_a_gemms_tiles_through_the_inline_l2_equal_the_read_loop():

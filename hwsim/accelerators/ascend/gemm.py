@@ -32,9 +32,7 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 from math import gcd
-from operator import itemgetter
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -426,89 +424,86 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     return tiles
 
 
-MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed on numpy arrays
+MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed run by run
 
 
 def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, stages: int,
                  cap: int) -> None:
-    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order, on
-    numpy arrays (a 32K-token GEMM has thousands of tiles per core): a core's first
-    tile alone, then items of ``cap // stages`` tiles, each the sequential sum of its
-    tiles (``cumsum``: the floats ``Item.absorb`` adds), its bound switched as
-    ``absorb`` switches it (by a later tile whose time exceeds the sum before it)."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
+    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
+    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile:
+    a core's first tile alone, then items of ``cap // stages`` tiles, each the
+    sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
+    in order; numbers as floats), its bound switched as ``absorb`` switches it (by a
+    later tile whose time exceeds the sum before it).
 
+    A run of tiles of one shape (all but the edges of a GEMM) has the same compute,
+    store and actions sums wherever it is: those are summed once per shape and run
+    length; the HBM and L2 bytes (hits and misses differ tile by tile) are summed run
+    by run. Plain Python, no numpy: the loop is short, and numpy's import alone cost
+    more than it (0.07 s of a first call's 0.2 s goal)."""
     cores = len(per_core)
     keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
-    # the tiles' numbers as one array, their shapes (a few) by index: read once
-    # (by identity: a GEMM's tiles share a few shape tuples; C-level passes over them)
-    shape_col = list(map(itemgetter(5), tiles))
-    ids = list(map(id, shape_col))
-    index = {i: n for n, i in enumerate(dict.fromkeys(ids))}
-    shapes = [shape_col[ids.index(i)] for i in index]
-    sid_all = np.fromiter(map(index.__getitem__, ids), dtype=np.intp, count=len(ids))
-    nums = np.fromiter(chain.from_iterable(map(itemgetter(1, 2, 3, 4), tiles)), float,
-                       count=4 * len(tiles)).reshape(-1, 4)  # ha, hb, hx, total
-    comp_of = np.array([sh[0] for sh in shapes], dtype=float)
-    store_of = np.array([sh[4] for sh in shapes], dtype=float)
-    acts_of = np.array([[sh[5][k] for k in keys] for sh in shapes], dtype=float)
-    bound_of = [sh[1] for sh in shapes]
-    for core in range(cores):
-        if core >= len(tiles):
-            continue
+    per = max(1, cap // stages)
+    # per tile: its HBM bytes (the operands' misses, scaled for views) and its L2 hits
+    hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
+    l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
+    shape_all = [t[5] for t in tiles]
+    # per shape (a GEMM's tiles share a few shape tuples): its numbers as floats
+    info = {}
+    for sh in shape_all:
+        if id(sh) not in info:
+            info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1])
+    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+
+    def alone(h: float, w: float, sh) -> Item:  # a tile alone: its own item
+        comp, store, acts, bound = info[id(sh)]
+        return Item(stages, h, w, 0.0, comp, store, dict(zip(keys, acts)), bound)
+
+    for core in range(min(cores, len(tiles))):
         items = per_core[core]  # (empty: a GEMM's cores start with no item)
-        mine = nums[core::cores]
-        sid = sid_all[core::cores]
-        hbm = mine[:, 0] * ra + mine[:, 1] * rb + mine[:, 2]
-        l2 = mine[:, 3] - hbm
-        comp = comp_of[sid]
-        store = store_of[sid]
-        acts = acts_of[sid]
-        bounds = [bound_of[i] for i in sid.tolist()]
-        per = max(1, cap // stages)
-        # the first tile alone
-        items.append(Item(stages, float(hbm[0]), float(l2[0]), 0.0, float(comp[0]),
-                          float(store[0]), dict(zip(keys, acts[0].tolist())), bounds[0]))
-        body = len(mine) - 1
-        full, rest = divmod(body, per)
-        chunks = [(1 + c * per, 1 + (c + 1) * per) for c in range(full)]
-        if rest:
-            chunks.append((1 + full * per, len(mine)))
-        if not chunks:
-            continue
-        if full:  # the full chunks at once: a row each, summed along it (sequential)
-            end = 1 + full * per
-            sums = {name: col[1:end].reshape(full, per).cumsum(axis=1)[:, -1].tolist()
-                    for name, col in (("hbm", hbm), ("l2", l2), ("store", store))}
-            run = comp[1:end].reshape(full, per).cumsum(axis=1)
-            sums["comp"] = run[:, -1].tolist()
-            act_sums = acts[1:end].reshape(full, per, len(keys)).cumsum(axis=1)[:, -1].tolist()
-            longer = comp[1:end].reshape(full, per)[:, 1:] > run[:, :-1]
-            switches: list[list[int]] = [[] for _ in range(full)]  # per chunk, in order
-            for r, k in zip(*(x.tolist() for x in np.nonzero(longer))):
-                switches[r].append(k)
-        for c, (a, b) in enumerate(chunks):
-            if b - a == 1:  # a tile alone: its own item
-                items.append(Item(stages, float(hbm[a]), float(l2[a]), 0.0, float(comp[a]),
-                                  float(store[a]), dict(zip(keys, acts[a].tolist())),
-                                  bounds[a]))
+        hs, ws = hbm_all[core::cores], l2_all[core::cores]
+        shs = shape_all[core::cores]
+        n = len(hs)
+        items.append(alone(hs[0], ws[0], shs[0]))  # the first tile alone
+        a = 1
+        while a < n:
+            b = a + per if a + per < n else n
+            if b - a == 1:
+                items.append(alone(hs[a], ws[a], shs[a]))
+                a = b
                 continue
-            if c < full:
-                h, w, st, cp, ac = (sums["hbm"][c], sums["l2"][c], sums["store"][c],
-                                    sums["comp"][c], act_sums[c])
-                switch = switches[c]
-            else:
-                part = comp[a:b].cumsum()
-                h, w, st = (float(hbm[a:b].cumsum()[-1]), float(l2[a:b].cumsum()[-1]),
-                            float(store[a:b].cumsum()[-1]))
-                cp, ac = float(part[-1]), acts[a:b].cumsum(axis=0)[-1].tolist()
-                switch = np.flatnonzero(comp[a + 1:b] > part[:-1]).tolist()
-            bound = bounds[a]
-            for k in switch:  # absorb's test, before the add: a later, longer tile
-                if bounds[a + 1 + k] != bound:
-                    bound = bounds[a + 1 + k]
+            h = hs[a]
+            for x in hs[a + 1:b]:
+                h += x
+            w = ws[a]
+            for x in ws[a + 1:b]:
+                w += x
+            chunk = shs[a:b]
+            first = chunk[0]
+            if chunk.count(first) == b - a:  # one shape: its run's sums, made once
+                got = runs.get((id(first), b - a))
+                if got is None:
+                    comp, store, acts, bound = info[id(first)]
+                    cp, st, ac = comp, store, list(acts)
+                    for _ in range(b - a - 1):
+                        cp += comp
+                        st += store
+                        ac = [x + y for x, y in zip(ac, acts)]
+                    got = runs[(id(first), b - a)] = (cp, st, ac, bound)
+                cp, st, ac, bound = got
+            else:  # the tiles one by one, as absorb adds them
+                cp, st, ac, bound = info[id(first)]
+                ac = list(ac)
+                for sh in chunk[1:]:
+                    comp, store, acts, bd = info[id(sh)]
+                    if bd != bound and comp > cp:  # absorb's test, before the add
+                        bound = bd
+                    cp += comp
+                    st += store
+                    ac = [x + y for x, y in zip(ac, acts)]
             items.append(Item(stages * (b - a), h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
                               streamed=True))
+            a = b
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:

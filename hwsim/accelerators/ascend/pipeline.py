@@ -130,8 +130,9 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     n_seg = len(bounds) - 1
     # load ranges: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up to the end
     load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
-    comp = _sums(items, offs, bounds)
-    loads = _sums(items, offs, load_bounds)
+    # (the sums each task reads, range by range: those of _sums, fewer of them)
+    comp = _compute_sums(items, offs, bounds)
+    loads = _load_sums(items, offs, load_bounds)
     # stores and actions follow the compute segment in which an item completes
     stores = [0.0] * n_seg
     acts: list[dict] = [dict() for _ in range(n_seg)]
@@ -147,9 +148,9 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     # the task after C_g carries the last stage of segment g and the others of segment g+1,
     # running beside C_{g+1}; the last task only the last stage (the drain)
     store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
-    streamed = _sums(items, offs, store_bounds)
+    streamed = _store_sums(items, offs, store_bounds)
     for g in range(n_seg):
-        stores[g] += streamed[g]["streamed_store"]
+        stores[g] += streamed[g]
     # whole bytes per task, rounded so that the segments add up to the items' totals
     for name in ("load_hbm", "load_l2", "mask_hbm"):
         _integral(loads, name)
@@ -272,6 +273,87 @@ def _sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
         out.append({"load_hbm": lh, "load_l2": l2, "mask_hbm": mk, "compute_s": cs,
                     "streamed_store": ss, "shadow_s": sh, "pad_hbm": ph, "pad_l2": pl,
                     "load_l2_slow": sl})
+    return out
+
+
+def _compute_sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
+    """:func:`_sums`' ``compute_s`` and ``shadow_s`` (what a compute task reads): the
+    same terms in the same order."""
+    out = []
+    n_items = len(items)
+    i = 0
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        cs = sh = 0.0
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                it = items[j]
+                f = ov / (hi - lo)
+                cs += it.compute_s * f
+                sh += it.shadow_s * f
+            j += 1
+        out.append({"compute_s": cs, "shadow_s": sh})
+    return out
+
+
+def _load_sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
+    """:func:`_sums`' fields of a load task: the same terms in the same order. Items
+    with no mask, pad or slow L2 bytes (a GEMM's) add only zeros there (0.0 * f is
+    0.0, and 0.0 + 0.0 is 0.0), so those sums are 0.0 without the adds."""
+    rare = any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items)
+    out = []
+    n_items = len(items)
+    i = 0
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        lh = l2 = mk = ph = pl = sl = 0.0
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                it = items[j]
+                f = ov / (hi - lo)
+                lh += it.load_hbm * f
+                l2 += it.load_l2 * f
+                if rare:
+                    mk += it.mask_hbm * f
+                    ph += it.pad_hbm * f
+                    pl += it.pad_l2 * f
+                    sl += it.load_l2_slow * f
+            j += 1
+        out.append({"load_hbm": lh, "load_l2": l2, "mask_hbm": mk, "pad_hbm": ph,
+                    "pad_l2": pl, "load_l2_slow": sl})
+    return out
+
+
+def _store_sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[float]:
+    """:func:`_sums`' ``streamed_store``: the same terms in the same order."""
+    out = []
+    n_items = len(items)
+    i = 0
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        ss = 0.0
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                it = items[j]
+                if it.streamed:
+                    ss += it.store_bytes * (ov / (hi - lo))
+            j += 1
+        out.append(ss)
     return out
 
 
