@@ -462,7 +462,7 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
     import random
 
     from hwsim.accelerators.ascend.gemm import _merge_tiles
-    from hwsim.accelerators.ascend.pipeline import Item, append
+    from hwsim.accelerators.ascend.pipeline import Item, append, same_work
 
     rng = random.Random(11)
     cores, stages = 5, 3
@@ -477,18 +477,34 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
         sh = shapes[0] if rng.random() < 0.9 else rng.choice(shapes)
         tiles.append((idx % cores, rng.random() * 1e4, rng.random() * 1e4,
                       rng.random() * 10 * (rng.random() < 0.3), rng.random() * 3e4, sh))
-    # (the cores of one length are summed together: every core the same count of tiles,
-    # the first ones one more, a last chunk of one tile, of several)
+    # cores 0-2 and 3-4 with equal tiles (their numbers by row of tiles and twin)
+    rows = [[(rng.random() * 1e4, rng.random() * 1e4, 0.0, 3e4,
+              shapes[0] if rng.random() < 0.9 else rng.choice(shapes)) for _ in range(2)]
+            for _ in range(400)]
+    twins = [(idx % cores, *rows[idx // cores][idx % cores >= 3]) for idx in range(2000)]
+    # (every core the same count of tiles, the first ones one more; a last chunk of one
+    # tile, of several; random tiles, and cores with equal ones)
     for n_tiles, cap in ((2000, stages), (2000, 7 * stages + 2), (2000, 400), (2003, 400),
-                         (1999, 7 * stages + 2), (2002, 7 * stages), (4, 400)):
+                         (1999, 7 * stages + 2), (2002, 7 * stages), (4, 400),
+                         (-2000, 7 * stages + 2), (-1998, 400)):
+        src = twins if n_tiles < 0 else tiles
+        n_tiles = abs(n_tiles)
         want: list[list[Item]] = [[] for _ in range(cores)]
-        for core, ha, hb, hx, total, sh in tiles[:n_tiles]:
+        for core, ha, hb, hx, total, sh in src[:n_tiles]:
             hbm = ha * 0.7 + hb * 1.0 + hx
             append(want[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5], sh[1]),
                    cap)
         got: list[list[Item]] = [[] for _ in range(cores)]
-        _merge_tiles(got, tiles[:n_tiles], 0.7, 1.0, stages, cap)
+        groups = _merge_tiles(got, src[:n_tiles], 0.7, 1.0, stages, cap)
         assert got == want, (n_tiles, cap)
+        # its groups are same_work's; grouped, only each group's first core gets items
+        assert groups == same_work(want), (n_tiles, cap)
+        leaders: list[list[Item]] = [[] for _ in range(cores)]
+        assert _merge_tiles(leaders, src[:n_tiles], 0.7, 1.0, stages, cap, True) == groups
+        for members in groups:
+            assert leaders[members[0]] == want[members[0]]
+            assert not any(leaders[c] for c in members[1:])
+        assert len(groups) == (2 if src is twins else min(cores, n_tiles)), (n_tiles, cap)
 
 
 def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():

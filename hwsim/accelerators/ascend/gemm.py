@@ -255,6 +255,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     tiles_per_batch = cdiv(m, t.om) * cdiv(n, t.on)
     cap = max(stages, cdiv(batch * tiles_per_batch, cores) * stages // 16)
     per_core: list[list[Item]] = [[] for _ in range(cores)]
+    merged: list[list[int]] = []  # the cores in groups, where _merge_tiles made them
     a_b = m * k * by
     b_b = k * n * by
     if batch == 1 or (a_b + b_b) * 4 > l2.capacity:
@@ -265,7 +266,9 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
         rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
         if len(tiles) >= MANY_TILES:
-            _merge_tiles(per_core, tiles, ra, rb, stages, cap)
+            # (grouped: only each group's first core gets its items, the groups made here)
+            merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap,
+                                  leaders_only=bld.grouping)
         else:
             for core, ha, hb, hx, total, sh in tiles:
                 hbm = ha * ra + hb * rb + hx
@@ -307,7 +310,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                     append(per_core[c], item, cap)
     last: list[int] = []
     # cores with the same items (the same tiles, L2 hits and misses) run as one group
-    groups = same_work(per_core) if bld.grouping else [[c] for c, it in enumerate(per_core) if it]
+    groups = (merged or same_work(per_core)) if bld.grouping else \
+        [[c] for c, it in enumerate(per_core) if it]
     for members in groups:
         c = members[0]
         with bld.group(len(members)):
@@ -428,7 +432,7 @@ MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed run by r
 
 
 def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, stages: int,
-                 cap: int) -> None:
+                 cap: int, leaders_only: bool = False) -> list[list[int]]:
     """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
     32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile:
     a core's first tile alone, then items of ``cap // stages`` tiles, each the
@@ -440,7 +444,12 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
     store and actions sums wherever it is: those are summed once per shape and run
     length; the HBM and L2 bytes (hits and misses differ tile by tile) are summed run
     by run. Plain Python, no numpy: the loop is short, and numpy's import alone cost
-    more than it (0.07 s of a first call's 0.2 s goal)."""
+    more than it (0.07 s of a first call's 0.2 s goal).
+
+    Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
+    them (compared by their numbers before any :class:`Item` is made); with
+    ``leaders_only`` only each group's first core gets its items (the one a grouped
+    build emits)."""
     cores = len(per_core)
     keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
     per = max(1, cap // stages)
@@ -455,21 +464,23 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
             info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1])
     runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
 
-    def alone(h: float, w: float, sh) -> Item:  # a tile alone: its own item
+    def alone(h: float, w: float, sh) -> tuple:  # a tile alone: its own item
         comp, store, acts, bound = info[id(sh)]
-        return Item(stages, h, w, 0.0, comp, store, dict(zip(keys, acts)), bound)
+        return (stages, h, w, comp, store, tuple(acts), bound, False)
 
+    groups: dict[tuple, list[int]] = {}
     for core in range(min(cores, len(tiles))):
-        items = per_core[core]  # (empty: a GEMM's cores start with no item)
+        # the core's items as tuples (what same_work compares: the fields that can differ)
+        recs = []
         hs, ws = hbm_all[core::cores], l2_all[core::cores]
         shs = shape_all[core::cores]
         n = len(hs)
-        items.append(alone(hs[0], ws[0], shs[0]))  # the first tile alone
+        recs.append(alone(hs[0], ws[0], shs[0]))  # the first tile alone
         a = 1
         while a < n:
             b = a + per if a + per < n else n
             if b - a == 1:
-                items.append(alone(hs[a], ws[a], shs[a]))
+                recs.append(alone(hs[a], ws[a], shs[a]))
                 a = b
                 continue
             h = hs[a]
@@ -489,11 +500,10 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
                         cp += comp
                         st += store
                         ac = [x + y for x, y in zip(ac, acts)]
-                    got = runs[(id(first), b - a)] = (cp, st, ac, bound)
+                    got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
                 cp, st, ac, bound = got
             else:  # the tiles one by one, as absorb adds them
                 cp, st, ac, bound = info[id(first)]
-                ac = list(ac)
                 for sh in chunk[1:]:
                     comp, store, acts, bd = info[id(sh)]
                     if bd != bound and comp > cp:  # absorb's test, before the add
@@ -501,9 +511,17 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
                     cp += comp
                     st += store
                     ac = [x + y for x, y in zip(ac, acts)]
-            items.append(Item(stages * (b - a), h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
-                              streamed=True))
+                ac = tuple(ac)
+            recs.append((stages * (b - a), h, w, cp, st, ac, bound, True))
             a = b
+        members = groups.setdefault(tuple(recs), [])
+        members.append(core)
+        if leaders_only and len(members) > 1:
+            continue
+        per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                                   streamed=streamed)
+                              for n_st, h, w, cp, st, ac, bound, streamed in recs)
+    return list(groups.values())
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:
