@@ -265,15 +265,9 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         # an operand that is a view of a smaller tensor: HBM serves its storage once
         ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
         rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
-        if len(tiles) >= MANY_TILES:
-            # (grouped: only each group's first core gets its items, the groups made here)
-            merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap,
-                                  leaders_only=bld.grouping)
-        else:
-            for core, ha, hb, hx, total, sh in tiles:
-                hbm = ha * ra + hb * rb + hx
-                append(per_core[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5],
-                                            sh[1]), cap)
+        # each core's items, what pipeline.append makes of its tiles (grouped: only each
+        # group's first core gets them, the groups made there)
+        merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap, leaders_only=bld.grouping)
     else:
         # small matrices per batch entry: each entry's panels are read from HBM the first
         # time and hit L2 after (an intermediate of the op: as far as it stayed there);
@@ -428,13 +422,11 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     return tiles
 
 
-MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed run by run
-
-
 def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, stages: int,
                  cap: int, leaders_only: bool = False) -> list[list[int]]:
     """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
-    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile:
+    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
+    (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
     a core's first tile alone, then items of ``cap // stages`` tiles, each the
     sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
     in order; numbers as floats), its bound switched as ``absorb`` switches it (by a
