@@ -132,6 +132,24 @@ def test_tiling_search_fits_the_buffers():
 
 
 
+def test_tiling_search_with_its_kept_parts_ranks_as_a_fresh_one():
+    """_search keeps per (n, k, dtype) what does not depend on m: after other m's of the
+    same n and k, a search ranks every candidate with the same estimate (to the last
+    bit) and picks the same tiling as on a chip that has kept nothing."""
+    from hwsim.accelerators.ascend.gemm import _search
+
+    for preset in ("ascend-910a", "ascend-910b"):
+        spec = resolve(preset).spec
+        warm = Chip(spec)
+        for m in (1, 17, 256, 1000, 4096, 3 * 4096 + 5):
+            for batch, n, k in ((1, 4096, 4096), (1, 11008, 4096), (12, 64, 128)):
+                got, want = [], []
+                pick = _search(warm, batch, m, n, k, "fp16", collect=got)
+                assert pick == _search(Chip(spec), batch, m, n, k, "fp16", collect=want)
+                assert repr(got) == repr(want), (preset, batch, m, n, k)
+        assert warm.__dict__["_gemm_search_parts"]  # (kept: the later m's used them)
+
+
 # the projections of TinyLlama (2048 / 5632) and Llama-2-7B (4096 / 11008) at prefill lengths
 PROJECTIONS = [(m, n, k) for h, i in ((2048, 5632), (4096, 11008)) for m in (256, 1024)
                for n, k in ((h, h), (i, h), (h, i))]

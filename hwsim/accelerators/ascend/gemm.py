@@ -113,40 +113,28 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
     for bk in bks:
         bk = min(bk, kp)
         blocks.append((bk, _lcm(bk, align), s.cube_issue_cycles * cdiv(k, bk), cdiv(kp, bk) * bk))
-    l0a, l0b, l0c, l1 = s.l0a_bytes, s.l0b_bytes, s.l0c_bytes, s.l1_bytes
-    mte1_a, mte1_b = s.mte1_l0a_bytes_per_cycle, s.mte1_l0b_bytes_per_cycle
-    l2_read_bw, cycle_s = chip.l2_read_bw, chip.cycle_s
+    l2_read_bw = chip.l2_read_bw
+    # what does not depend on m (nor the batch): per row-tile height, its candidates,
+    # kept on the chip per (n, k, dtype) (a sweep's or a model's layers differ in m only)
+    parts = chip.__dict__.setdefault("_gemm_search_parts", {})
+    if len(parts) > 4096:
+        parts.clear()
     best = None
     for om in _choices(mp, e):
-        a_whole = chip.burst(om, k * b, contiguous=True)  # A's row panel in one stage
-        for on in _choices(np_, e):
-            if om * on * ACC_BYTES > l0c:
-                continue
-            tm, tn = cdiv(m, om), cdiv(n, on)
+        key_om = (n, k, dtype, om)
+        by_on = parts.get(key_om)
+        if by_on is None:
+            by_on = parts[key_om] = _search_parts(chip, om, n, k, dtype, np_, kp, blocks)
+        tm = cdiv(m, om)
+        for on, b_t, out_t, cands in by_on:
+            tn = cdiv(n, on)
             tiles = batch * tm * tn
             waves = cdiv(tiles, chip.n_cube)
             cores = min(tiles, chip.n_cube)
-            # what does not depend on the k block (computed once per output tile)
-            tk_max = int(l1 // ((om + on) * b * 2))
-            cube_mmad = cube_cycles(chip, om, on, k, dtype)
-            mte1 = (om * kp * b / mte1_a + kp * on * b / mte1_b)
-            b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
-            out_t = chip.burst(om, on * b, contiguous=on >= n)
             # first reads share the HBM (at most one stream per core), re-reads hit L2
             rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
             fix_s = out_t / min(chip.fixpipe_bw, rate)
-            for bk, step, issue, k_blocks in blocks:
-                if om * bk * b * 2 > l0a or bk * on * b * 2 > l0b:
-                    continue
-                if tk_max < step:
-                    step = bk  # the stage cannot hold an aligned burst per row
-                tk = min((tk_max // step) * step, k_blocks)
-                if tk < bk:
-                    continue
-                cube = cube_mmad + issue
-                # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
-                stages = cdiv(kp, tk)
-                a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
+            for bk, tk, stages, a_t, compute in cands:
                 loaded = tiles * (a_t + b_t)
                 # first touches: each row panel of A and column panel of B once per batch
                 # entry (whole bursts), at most every byte of the operands once
@@ -156,7 +144,6 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
                 # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
                 mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores \
                     * (waves * cores / tiles)
-                compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
                 # the fill (a tile's first stage) and the drain (the last tile's store)
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
                 est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
@@ -172,6 +159,47 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
                          f"{s.l0b_bytes:.0f} B, L0C {s.l0c_bytes:.0f} B, L1 {s.l1_bytes:.0f} B) "
                          f"for {dtype}", field="spec.l1_bytes")
     return best[1]
+
+
+def _search_parts(chip: Chip, om: int, n: int, k: int, dtype: str, np_: int, kp: int,
+                  blocks: list[tuple]) -> list[tuple]:
+    """:func:`_search`'s candidates for row tiles of ``om``, what does not depend on m:
+    per column tile ``on`` (in order) its B and output bursts and, per k block that
+    fits (in order), ``(bk, tk, stages, A bytes per tile, compute seconds per tile)``."""
+    s = chip.spec
+    b = dtype_bytes(dtype)
+    e = s.dim_align
+    l0a, l0b, l0c, l1 = s.l0a_bytes, s.l0b_bytes, s.l0c_bytes, s.l1_bytes
+    mte1_a, mte1_b = s.mte1_l0a_bytes_per_cycle, s.mte1_l0b_bytes_per_cycle
+    cycle_s = chip.cycle_s
+    a_whole = chip.burst(om, k * b, contiguous=True)  # A's row panel in one stage
+    out = []
+    for on in _choices(np_, e):
+        if om * on * ACC_BYTES > l0c:
+            continue
+        # what does not depend on the k block (computed once per output tile)
+        tk_max = int(l1 // ((om + on) * b * 2))
+        cube_mmad = cube_cycles(chip, om, on, k, dtype)
+        mte1 = (om * kp * b / mte1_a + kp * on * b / mte1_b)
+        b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
+        out_t = chip.burst(om, on * b, contiguous=on >= n)
+        cands = []
+        for bk, step, issue, k_blocks in blocks:
+            if om * bk * b * 2 > l0a or bk * on * b * 2 > l0b:
+                continue
+            if tk_max < step:
+                step = bk  # the stage cannot hold an aligned burst per row
+            tk = min((tk_max // step) * step, k_blocks)
+            if tk < bk:
+                continue
+            cube = cube_mmad + issue
+            # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
+            stages = cdiv(kp, tk)
+            a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
+            compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
+            cands.append((bk, tk, stages, a_t, compute))
+        out.append((on, b_t, out_t, cands))
+    return out
 
 
 def tile_order(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str, t: GemmTiling):
