@@ -473,10 +473,12 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
     assert kinds & {"matmul", "attention"}
 
 
-def test_a_gemms_items_on_arrays_equal_the_append_loop():
-    """The per-core items of a GEMM with thousands of tiles (gemm._merge_tiles) are those
-    pipeline.append makes tile by tile: the same sums to the last bit, the same bounds
-    (a later tile longer than the sum before it switches the bound, as absorb does)."""
+def test_a_gemms_items_summed_by_run_equal_the_append_loop():
+    """The per-core items of a GEMM (gemm._merge_tiles: runs of one tile shape summed
+    once, the cores grouped before any Item is made) are those pipeline.append makes
+    tile by tile: the same sums to the last bit, the same bounds (a later tile longer
+    than the sum before it switches the bound, as absorb does); its groups are
+    same_work's."""
     import random
 
     from hwsim.accelerators.ascend.gemm import _merge_tiles

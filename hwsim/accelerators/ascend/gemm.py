@@ -457,7 +457,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
     (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
     a core's first tile alone, then items of ``cap // stages`` tiles, each the
     sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
-    in order; numbers as floats), its bound switched as ``absorb`` switches it (by a
+    in order), its bound switched as ``absorb`` switches it (by a
     later tile whose time exceeds the sum before it).
 
     A run of tiles of one shape (all but the edges of a GEMM) has the same compute,
