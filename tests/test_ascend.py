@@ -132,6 +132,24 @@ def test_tiling_search_fits_the_buffers():
 
 
 
+def test_tiling_search_with_its_kept_parts_ranks_as_a_fresh_one():
+    """_search keeps per (n, k, dtype) what does not depend on m: after other m's of the
+    same n and k, a search ranks every candidate with the same estimate (to the last
+    bit) and picks the same tiling as on a chip that has kept nothing."""
+    from hwsim.accelerators.ascend.gemm import _search
+
+    for preset in ("ascend-910a", "ascend-910b"):
+        spec = resolve(preset).spec
+        warm = Chip(spec)
+        for m in (1, 17, 256, 1000, 4096, 3 * 4096 + 5):
+            for batch, n, k in ((1, 4096, 4096), (1, 11008, 4096), (12, 64, 128)):
+                got, want = [], []
+                pick = _search(warm, batch, m, n, k, "fp16", collect=got)
+                assert pick == _search(Chip(spec), batch, m, n, k, "fp16", collect=want)
+                assert repr(got) == repr(want), (preset, batch, m, n, k)
+        assert warm.__dict__["_gemm_search_parts"]  # (kept: the later m's used them)
+
+
 # the projections of TinyLlama (2048 / 5632) and Llama-2-7B (4096 / 11008) at prefill lengths
 PROJECTIONS = [(m, n, k) for h, i in ((2048, 5632), (4096, 11008)) for m in (256, 1024)
                for n, k in ((h, h), (i, h), (h, i))]
@@ -455,14 +473,16 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
     assert kinds & {"matmul", "attention"}
 
 
-def test_a_gemms_items_on_arrays_equal_the_append_loop():
-    """The per-core items of a GEMM with thousands of tiles (gemm._merge_tiles) are those
-    pipeline.append makes tile by tile: the same sums to the last bit, the same bounds
-    (a later tile longer than the sum before it switches the bound, as absorb does)."""
+def test_a_gemms_items_summed_by_run_equal_the_append_loop():
+    """The per-core items of a GEMM (gemm._merge_tiles: runs of one tile shape summed
+    once, the cores grouped before any Item is made) are those pipeline.append makes
+    tile by tile: the same sums to the last bit, the same bounds (a later tile longer
+    than the sum before it switches the bound, as absorb does); its groups are
+    same_work's."""
     import random
 
     from hwsim.accelerators.ascend.gemm import _merge_tiles
-    from hwsim.accelerators.ascend.pipeline import Item, append
+    from hwsim.accelerators.ascend.pipeline import Item, append, same_work
 
     rng = random.Random(11)
     cores, stages = 5, 3
@@ -473,19 +493,38 @@ def test_a_gemms_items_on_arrays_equal_the_append_loop():
         shapes.append((rng.random() * 1e-5, rng.choice(["compute", "onchip"]), 0, 0,
                        rng.random() * 1e4, acts, 0))
     tiles = []
-    for idx in range(2000):
+    for idx in range(2003):
         sh = shapes[0] if rng.random() < 0.9 else rng.choice(shapes)
         tiles.append((idx % cores, rng.random() * 1e4, rng.random() * 1e4,
                       rng.random() * 10 * (rng.random() < 0.3), rng.random() * 3e4, sh))
-    for cap in (stages, 7 * stages + 2, 400):
+    # cores 0-2 and 3-4 with equal tiles (their numbers by row of tiles and twin)
+    rows = [[(rng.random() * 1e4, rng.random() * 1e4, 0.0, 3e4,
+              shapes[0] if rng.random() < 0.9 else rng.choice(shapes)) for _ in range(2)]
+            for _ in range(400)]
+    twins = [(idx % cores, *rows[idx // cores][idx % cores >= 3]) for idx in range(2000)]
+    # (every core the same count of tiles, the first ones one more; a last chunk of one
+    # tile, of several; random tiles, and cores with equal ones)
+    for n_tiles, cap in ((2000, stages), (2000, 7 * stages + 2), (2000, 400), (2003, 400),
+                         (1999, 7 * stages + 2), (2002, 7 * stages), (4, 400),
+                         (-2000, 7 * stages + 2), (-1998, 400)):
+        src = twins if n_tiles < 0 else tiles
+        n_tiles = abs(n_tiles)
         want: list[list[Item]] = [[] for _ in range(cores)]
-        for core, ha, hb, hx, total, sh in tiles:
+        for core, ha, hb, hx, total, sh in src[:n_tiles]:
             hbm = ha * 0.7 + hb * 1.0 + hx
             append(want[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5], sh[1]),
                    cap)
         got: list[list[Item]] = [[] for _ in range(cores)]
-        _merge_tiles(got, tiles, 0.7, 1.0, stages, cap)
-        assert got == want, cap
+        groups = _merge_tiles(got, src[:n_tiles], 0.7, 1.0, stages, cap)
+        assert got == want, (n_tiles, cap)
+        # its groups are same_work's; grouped, only each group's first core gets items
+        assert groups == same_work(want), (n_tiles, cap)
+        leaders: list[list[Item]] = [[] for _ in range(cores)]
+        assert _merge_tiles(leaders, src[:n_tiles], 0.7, 1.0, stages, cap, True) == groups
+        for members in groups:
+            assert leaders[members[0]] == want[members[0]]
+            assert not any(leaders[c] for c in members[1:])
+        assert len(groups) == (2 if src is twins else min(cores, n_tiles)), (n_tiles, cap)
 
 
 def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
@@ -494,7 +533,14 @@ def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
     random items (fractional stages shares, streamed and not) and random cuts."""
     import random
 
-    from hwsim.accelerators.ascend.pipeline import Item, _sums, _sums_by_item
+    from hwsim.accelerators.ascend.pipeline import (
+        Item,
+        _compute_sums,
+        _load_sums,
+        _store_sums,
+        _sums,
+        _sums_by_item,
+    )
 
     rng = random.Random(21)
     for trial in range(400):
@@ -512,6 +558,22 @@ def test_a_pipelines_segment_sums_range_by_range_equal_item_by_item():
         bounds = sorted({0, total, *(rng.randint(0, total) for _ in range(rng.randint(0, 8)))})
         got, want = _sums(items, offs, bounds), _sums_by_item(items, offs, bounds)
         assert [list(x.items()) for x in got] == [list(x.items()) for x in want], trial
+        # the few sums each of emit_pipeline's tasks reads: those fields, the same floats
+        # (also where no item has mask, pad or slow bytes, and those sums are skipped)
+        for plain in (False, True):
+            if plain:
+                for it in items:
+                    it.mask_hbm = it.pad_hbm = it.pad_l2 = it.load_l2_slow = 0.0
+                want = _sums_by_item(items, offs, bounds)
+            comp, loads = _compute_sums(items, offs, bounds), _load_sums(items, offs, bounds)
+            stores = _store_sums(items, offs, bounds)
+            for g, w in enumerate(want):
+                assert comp[g] == {k: w[k] for k in ("compute_s", "shadow_s")}, trial
+                assert loads[g] == {k: w[k] for k in ("load_hbm", "load_l2", "mask_hbm",
+                                                      "pad_hbm", "pad_l2", "load_l2_slow")}
+                assert [repr(v) for v in loads[g].values()] == [
+                    repr(w[k]) for k in loads[g]], trial
+                assert repr(stores[g]) == repr(w["streamed_store"]), trial
 
 
 def test_a_gemms_tiles_through_the_inline_l2_equal_the_read_loop():

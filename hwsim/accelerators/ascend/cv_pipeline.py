@@ -469,32 +469,45 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
         last_cube_f = f
         pv_f[s] = f
         updates = to_vectors(f, st.fix_o_s, st.update_s + st.final_s)
-        for team, (_, tf) in zip(teams, updates):
-            if st.store_bytes:  # each AIV stores its rows (Builder.store)
-                for v in team:
-                    store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs), store_bw / len(vecs),
-                          tf if tf > 0.0 else 0.0)
+        if st.store_bytes:  # each AIV stores its rows (Builder.store)
+            store(st.store_bytes / n_vecs, updates)
 
-    def store(unit: str, nb: float, unit_bw: float, start: float) -> None:
-        hbm = float(nb) * min(1.0, max(0.0, store_hbm_fraction))
+    # the AIVs' stores: Builder.store's numbers, the same for each AIV of a step, made
+    # once per step (the unit names once per walk)
+    n_vecs = len(vecs)
+    mte3 = {v: chip.aiv(v, "mte3") for team in teams for v in team}
+    unit_bw = store_bw / n_vecs
+    frac = min(1.0, max(0.0, store_hbm_fraction))
+    hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, l2_write_bw)
+
+    def store(nb: float, updates) -> None:
+        hbm = float(nb) * frac
         l2b = float(nb) - hbm
-        hbm_s = hbm / min(unit_bw, hbm_stream_bw)
-        l2_s = l2b / min(unit_bw, l2_write_bw)
-        if l2b > 0:
-            add(nbytes, (("l2_write", int(round(l2b))),), k1, 0)
-        add(actions, (("ub_byte", nb), ("l2_byte", nb), ("hbm_byte", hbm)), k1, 0.0)
+        hbm_s = hbm / hbm_rate
+        l2_s = l2b / l2_rate
+        written = (("l2_write", int(round(l2b))),) if l2b > 0 else ()
+        moved = (("ub_byte", nb), ("l2_byte", nb), ("hbm_byte", hbm))
         memory = hbm_s >= l2_s and hbm_s > 0
         d = hbm_s + l2_s
         d = d if d > 0.0 else 0.0
-        task(entry(unit), d, start, "memory" if memory else "onchip", d)
-        ends.append(off + len(finish) - 1)
-        if hbm <= 0:
-            return
-        add(nbytes, (("dram_write", int(round(hbm))),), k1, 0)
-        d = hbm / hbm_bw
-        d = d if d > 0.0 else 0.0
-        task(entry(HBM_UNIT), d, start, "memory", d * k1 if hbm_serial else d)
-        ends.append(off + len(finish) - 1)
+        bound = "memory" if memory else "onchip"
+        dram = (("dram_write", int(round(hbm))),)
+        d_hbm = hbm / hbm_bw
+        d_hbm = d_hbm if d_hbm > 0.0 else 0.0
+        s_hbm = d_hbm * k1 if hbm_serial else d_hbm
+        for team, (_, tf) in zip(teams, updates):
+            start = tf if tf > 0.0 else 0.0
+            for v in team:
+                if written:
+                    add(nbytes, written, k1, 0)
+                add(actions, moved, k1, 0.0)
+                task(entry(mte3[v]), d, start, bound, d)
+                ends.append(off + len(finish) - 1)
+                if hbm <= 0:
+                    continue
+                add(nbytes, dram, k1, 0)
+                task(entry(HBM_UNIT), d_hbm, start, "memory", s_hbm)
+                ends.append(off + len(finish) - 1)
 
     for s in range(min(n, nbuf)):
         emit_load(s)

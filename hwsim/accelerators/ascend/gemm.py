@@ -32,9 +32,7 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
 from math import gcd
-from operator import itemgetter
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -115,40 +113,28 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
     for bk in bks:
         bk = min(bk, kp)
         blocks.append((bk, _lcm(bk, align), s.cube_issue_cycles * cdiv(k, bk), cdiv(kp, bk) * bk))
-    l0a, l0b, l0c, l1 = s.l0a_bytes, s.l0b_bytes, s.l0c_bytes, s.l1_bytes
-    mte1_a, mte1_b = s.mte1_l0a_bytes_per_cycle, s.mte1_l0b_bytes_per_cycle
-    l2_read_bw, cycle_s = chip.l2_read_bw, chip.cycle_s
+    l2_read_bw = chip.l2_read_bw
+    # what does not depend on m (nor the batch): per row-tile height, its candidates,
+    # kept on the chip per (n, k, dtype) (a sweep's or a model's layers differ in m only)
+    parts = chip.__dict__.setdefault("_gemm_search_parts", {})
+    if len(parts) > 4096:
+        parts.clear()
     best = None
     for om in _choices(mp, e):
-        a_whole = chip.burst(om, k * b, contiguous=True)  # A's row panel in one stage
-        for on in _choices(np_, e):
-            if om * on * ACC_BYTES > l0c:
-                continue
-            tm, tn = cdiv(m, om), cdiv(n, on)
+        key_om = (n, k, dtype, om)
+        by_on = parts.get(key_om)
+        if by_on is None:
+            by_on = parts[key_om] = _search_parts(chip, om, n, k, dtype, np_, kp, blocks)
+        tm = cdiv(m, om)
+        for on, b_t, out_t, cands in by_on:
+            tn = cdiv(n, on)
             tiles = batch * tm * tn
             waves = cdiv(tiles, chip.n_cube)
             cores = min(tiles, chip.n_cube)
-            # what does not depend on the k block (computed once per output tile)
-            tk_max = int(l1 // ((om + on) * b * 2))
-            cube_mmad = cube_cycles(chip, om, on, k, dtype)
-            mte1 = (om * kp * b / mte1_a + kp * on * b / mte1_b)
-            b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
-            out_t = chip.burst(om, on * b, contiguous=on >= n)
             # first reads share the HBM (at most one stream per core), re-reads hit L2
             rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
             fix_s = out_t / min(chip.fixpipe_bw, rate)
-            for bk, step, issue, k_blocks in blocks:
-                if om * bk * b * 2 > l0a or bk * on * b * 2 > l0b:
-                    continue
-                if tk_max < step:
-                    step = bk  # the stage cannot hold an aligned burst per row
-                tk = min((tk_max // step) * step, k_blocks)
-                if tk < bk:
-                    continue
-                cube = cube_mmad + issue
-                # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
-                stages = cdiv(kp, tk)
-                a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
+            for bk, tk, stages, a_t, compute in cands:
                 loaded = tiles * (a_t + b_t)
                 # first touches: each row panel of A and column panel of B once per batch
                 # entry (whole bursts), at most every byte of the operands once
@@ -158,7 +144,6 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
                 # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
                 mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores \
                     * (waves * cores / tiles)
-                compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
                 # the fill (a tile's first stage) and the drain (the last tile's store)
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
                 est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
@@ -174,6 +159,47 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
                          f"{s.l0b_bytes:.0f} B, L0C {s.l0c_bytes:.0f} B, L1 {s.l1_bytes:.0f} B) "
                          f"for {dtype}", field="spec.l1_bytes")
     return best[1]
+
+
+def _search_parts(chip: Chip, om: int, n: int, k: int, dtype: str, np_: int, kp: int,
+                  blocks: list[tuple]) -> list[tuple]:
+    """:func:`_search`'s candidates for row tiles of ``om``, what does not depend on m:
+    per column tile ``on`` (in order) its B and output bursts and, per k block that
+    fits (in order), ``(bk, tk, stages, A bytes per tile, compute seconds per tile)``."""
+    s = chip.spec
+    b = dtype_bytes(dtype)
+    e = s.dim_align
+    l0a, l0b, l0c, l1 = s.l0a_bytes, s.l0b_bytes, s.l0c_bytes, s.l1_bytes
+    mte1_a, mte1_b = s.mte1_l0a_bytes_per_cycle, s.mte1_l0b_bytes_per_cycle
+    cycle_s = chip.cycle_s
+    a_whole = chip.burst(om, k * b, contiguous=True)  # A's row panel in one stage
+    out = []
+    for on in _choices(np_, e):
+        if om * on * ACC_BYTES > l0c:
+            continue
+        # what does not depend on the k block (computed once per output tile)
+        tk_max = int(l1 // ((om + on) * b * 2))
+        cube_mmad = cube_cycles(chip, om, on, k, dtype)
+        mte1 = (om * kp * b / mte1_a + kp * on * b / mte1_b)
+        b_t = chip.burst(k, on * b, contiguous=on >= n or on % e == 0)
+        out_t = chip.burst(om, on * b, contiguous=on >= n)
+        cands = []
+        for bk, step, issue, k_blocks in blocks:
+            if om * bk * b * 2 > l0a or bk * on * b * 2 > l0b:
+                continue
+            if tk_max < step:
+                step = bk  # the stage cannot hold an aligned burst per row
+            tk = min((tk_max // step) * step, k_blocks)
+            if tk < bk:
+                continue
+            cube = cube_mmad + issue
+            # the bytes of one tile as emit_gemm moves them (bursts, NZ weight layout)
+            stages = cdiv(kp, tk)
+            a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
+            compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
+            cands.append((bk, tk, stages, a_t, compute))
+        out.append((on, b_t, out_t, cands))
+    return out
 
 
 def tile_order(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str, t: GemmTiling):
@@ -257,6 +283,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     tiles_per_batch = cdiv(m, t.om) * cdiv(n, t.on)
     cap = max(stages, cdiv(batch * tiles_per_batch, cores) * stages // 16)
     per_core: list[list[Item]] = [[] for _ in range(cores)]
+    merged: list[list[int]] = []  # the cores in groups, where _merge_tiles made them
     a_b = m * k * by
     b_b = k * n * by
     if batch == 1 or (a_b + b_b) * 4 > l2.capacity:
@@ -266,13 +293,9 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         # an operand that is a view of a smaller tensor: HBM serves its storage once
         ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
         rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
-        if len(tiles) >= MANY_TILES:
-            _merge_tiles(per_core, tiles, ra, rb, stages, cap)
-        else:
-            for core, ha, hb, hx, total, sh in tiles:
-                hbm = ha * ra + hb * rb + hx
-                append(per_core[core], Item(stages, hbm, total - hbm, 0.0, sh[0], sh[4], sh[5],
-                                            sh[1]), cap)
+        # each core's items, what pipeline.append makes of its tiles (grouped: only each
+        # group's first core gets them, the groups made there)
+        merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap, leaders_only=bld.grouping)
     else:
         # small matrices per batch entry: each entry's panels are read from HBM the first
         # time and hit L2 after (an intermediate of the op: as far as it stayed there);
@@ -309,7 +332,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                     append(per_core[c], item, cap)
     last: list[int] = []
     # cores with the same items (the same tiles, L2 hits and misses) run as one group
-    groups = same_work(per_core) if bld.grouping else [[c] for c, it in enumerate(per_core) if it]
+    groups = (merged or same_work(per_core)) if bld.grouping else \
+        [[c] for c, it in enumerate(per_core) if it]
     for members in groups:
         c = members[0]
         with bld.group(len(members)):
@@ -426,89 +450,98 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     return tiles
 
 
-MANY_TILES = 512  # tiles from which a GEMM's per-core items are summed on numpy arrays
-
-
 def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, stages: int,
-                 cap: int) -> None:
-    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order, on
-    numpy arrays (a 32K-token GEMM has thousands of tiles per core): a core's first
-    tile alone, then items of ``cap // stages`` tiles, each the sequential sum of its
-    tiles (``cumsum``: the floats ``Item.absorb`` adds), its bound switched as
-    ``absorb`` switches it (by a later tile whose time exceeds the sum before it)."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
+                 cap: int, leaders_only: bool = False) -> list[list[int]]:
+    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
+    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
+    (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
+    a core's first tile alone, then items of ``cap // stages`` tiles, each the
+    sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
+    in order), its bound switched as ``absorb`` switches it (by a
+    later tile whose time exceeds the sum before it).
 
+    A run of tiles of one shape (all but the edges of a GEMM) has the same compute,
+    store and actions sums wherever it is: those are summed once per shape and run
+    length; the HBM and L2 bytes (hits and misses differ tile by tile) are summed run
+    by run. Plain Python, no numpy: the loop is short, and numpy's import alone cost
+    more than it (0.07 s of a first call's 0.2 s goal).
+
+    Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
+    them (compared by their numbers before any :class:`Item` is made); with
+    ``leaders_only`` only each group's first core gets its items (the one a grouped
+    build emits)."""
     cores = len(per_core)
     keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
-    # the tiles' numbers as one array, their shapes (a few) by index: read once
-    # (by identity: a GEMM's tiles share a few shape tuples; C-level passes over them)
-    shape_col = list(map(itemgetter(5), tiles))
-    ids = list(map(id, shape_col))
-    index = {i: n for n, i in enumerate(dict.fromkeys(ids))}
-    shapes = [shape_col[ids.index(i)] for i in index]
-    sid_all = np.fromiter(map(index.__getitem__, ids), dtype=np.intp, count=len(ids))
-    nums = np.fromiter(chain.from_iterable(map(itemgetter(1, 2, 3, 4), tiles)), float,
-                       count=4 * len(tiles)).reshape(-1, 4)  # ha, hb, hx, total
-    comp_of = np.array([sh[0] for sh in shapes], dtype=float)
-    store_of = np.array([sh[4] for sh in shapes], dtype=float)
-    acts_of = np.array([[sh[5][k] for k in keys] for sh in shapes], dtype=float)
-    bound_of = [sh[1] for sh in shapes]
-    for core in range(cores):
-        if core >= len(tiles):
-            continue
-        items = per_core[core]  # (empty: a GEMM's cores start with no item)
-        mine = nums[core::cores]
-        sid = sid_all[core::cores]
-        hbm = mine[:, 0] * ra + mine[:, 1] * rb + mine[:, 2]
-        l2 = mine[:, 3] - hbm
-        comp = comp_of[sid]
-        store = store_of[sid]
-        acts = acts_of[sid]
-        bounds = [bound_of[i] for i in sid.tolist()]
-        per = max(1, cap // stages)
-        # the first tile alone
-        items.append(Item(stages, float(hbm[0]), float(l2[0]), 0.0, float(comp[0]),
-                          float(store[0]), dict(zip(keys, acts[0].tolist())), bounds[0]))
-        body = len(mine) - 1
-        full, rest = divmod(body, per)
-        chunks = [(1 + c * per, 1 + (c + 1) * per) for c in range(full)]
-        if rest:
-            chunks.append((1 + full * per, len(mine)))
-        if not chunks:
-            continue
-        if full:  # the full chunks at once: a row each, summed along it (sequential)
-            end = 1 + full * per
-            sums = {name: col[1:end].reshape(full, per).cumsum(axis=1)[:, -1].tolist()
-                    for name, col in (("hbm", hbm), ("l2", l2), ("store", store))}
-            run = comp[1:end].reshape(full, per).cumsum(axis=1)
-            sums["comp"] = run[:, -1].tolist()
-            act_sums = acts[1:end].reshape(full, per, len(keys)).cumsum(axis=1)[:, -1].tolist()
-            longer = comp[1:end].reshape(full, per)[:, 1:] > run[:, :-1]
-            switches: list[list[int]] = [[] for _ in range(full)]  # per chunk, in order
-            for r, k in zip(*(x.tolist() for x in np.nonzero(longer))):
-                switches[r].append(k)
-        for c, (a, b) in enumerate(chunks):
-            if b - a == 1:  # a tile alone: its own item
-                items.append(Item(stages, float(hbm[a]), float(l2[a]), 0.0, float(comp[a]),
-                                  float(store[a]), dict(zip(keys, acts[a].tolist())),
-                                  bounds[a]))
+    per = max(1, cap // stages)
+    # per tile: its HBM bytes (the operands' misses, scaled for views) and its L2 hits
+    hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
+    l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
+    shape_all = [t[5] for t in tiles]
+    # per shape (a GEMM's tiles share a few shape tuples): its numbers as floats
+    info = {}
+    for sh in shape_all:
+        if id(sh) not in info:
+            info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1])
+    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+
+    def alone(h: float, w: float, sh) -> tuple:  # a tile alone: its own item
+        comp, store, acts, bound = info[id(sh)]
+        return (stages, h, w, comp, store, tuple(acts), bound, False)
+
+    groups: dict[tuple, list[int]] = {}
+    for core in range(min(cores, len(tiles))):
+        # the core's items as tuples (what same_work compares: the fields that can differ)
+        recs = []
+        hs, ws = hbm_all[core::cores], l2_all[core::cores]
+        shs = shape_all[core::cores]
+        n = len(hs)
+        recs.append(alone(hs[0], ws[0], shs[0]))  # the first tile alone
+        a = 1
+        while a < n:
+            b = a + per if a + per < n else n
+            if b - a == 1:
+                recs.append(alone(hs[a], ws[a], shs[a]))
+                a = b
                 continue
-            if c < full:
-                h, w, st, cp, ac = (sums["hbm"][c], sums["l2"][c], sums["store"][c],
-                                    sums["comp"][c], act_sums[c])
-                switch = switches[c]
-            else:
-                part = comp[a:b].cumsum()
-                h, w, st = (float(hbm[a:b].cumsum()[-1]), float(l2[a:b].cumsum()[-1]),
-                            float(store[a:b].cumsum()[-1]))
-                cp, ac = float(part[-1]), acts[a:b].cumsum(axis=0)[-1].tolist()
-                switch = np.flatnonzero(comp[a + 1:b] > part[:-1]).tolist()
-            bound = bounds[a]
-            for k in switch:  # absorb's test, before the add: a later, longer tile
-                if bounds[a + 1 + k] != bound:
-                    bound = bounds[a + 1 + k]
-            items.append(Item(stages * (b - a), h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
-                              streamed=True))
+            h = hs[a]
+            for x in hs[a + 1:b]:
+                h += x
+            w = ws[a]
+            for x in ws[a + 1:b]:
+                w += x
+            chunk = shs[a:b]
+            first = chunk[0]
+            if chunk.count(first) == b - a:  # one shape: its run's sums, made once
+                got = runs.get((id(first), b - a))
+                if got is None:
+                    comp, store, acts, bound = info[id(first)]
+                    cp, st, ac = comp, store, list(acts)
+                    for _ in range(b - a - 1):
+                        cp += comp
+                        st += store
+                        ac = [x + y for x, y in zip(ac, acts)]
+                    got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
+                cp, st, ac, bound = got
+            else:  # the tiles one by one, as absorb adds them
+                cp, st, ac, bound = info[id(first)]
+                for sh in chunk[1:]:
+                    comp, store, acts, bd = info[id(sh)]
+                    if bd != bound and comp > cp:  # absorb's test, before the add
+                        bound = bd
+                    cp += comp
+                    st += store
+                    ac = [x + y for x, y in zip(ac, acts)]
+                ac = tuple(ac)
+            recs.append((stages * (b - a), h, w, cp, st, ac, bound, True))
+            a = b
+        members = groups.setdefault(tuple(recs), [])
+        members.append(core)
+        if leaders_only and len(members) > 1:
+            continue
+        per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                                   streamed=streamed)
+                              for n_st, h, w, cp, st, ac, bound, streamed in recs)
+    return list(groups.values())
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:

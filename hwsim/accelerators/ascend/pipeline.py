@@ -23,6 +23,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+from hwsim.engine import Accumulator
+
 from .chip import HBM_UNIT, Builder
 
 SEGMENTS = 6
@@ -130,8 +132,9 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     n_seg = len(bounds) - 1
     # load ranges: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up to the end
     load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
-    comp = _sums(items, offs, bounds)
-    loads = _sums(items, offs, load_bounds)
+    # (the sums each task reads, range by range: those of _sums, fewer of them)
+    comp = _compute_sums(items, offs, bounds)
+    loads = _load_sums(items, offs, load_bounds)
     # stores and actions follow the compute segment in which an item completes
     stores = [0.0] * n_seg
     acts: list[dict] = [dict() for _ in range(n_seg)]
@@ -147,14 +150,19 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     # the task after C_g carries the last stage of segment g and the others of segment g+1,
     # running beside C_{g+1}; the last task only the last stage (the drain)
     store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
-    streamed = _sums(items, offs, store_bounds)
+    streamed = _store_sums(items, offs, store_bounds)
     for g in range(n_seg):
-        stores[g] += streamed[g]["streamed_store"]
+        stores[g] += streamed[g]
     # whole bytes per task, rounded so that the segments add up to the items' totals
     for name in ("load_hbm", "load_l2", "mask_hbm"):
         _integral(loads, name)
     stores = [x["s"] for x in _integral([{"s": v} for v in stores], "s")]
     n_load = len(load_bounds) - 1
+    if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
+        return _tasks_summary(bld.sink, bld.chip, bld.copies, loads, comp, stores, acts,
+                              by_bound, n_seg, n_load, load_unit, compute_unit, store_unit,
+                              store_bw, store_hbm_fraction, tuple(deps), dest, src,
+                              shadow_units, compute_bound)
     load_idx: list[tuple[int, ...]] = []
     comp_idx: list[int] = []
     for g in range(n_load):
@@ -183,6 +191,140 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     if max(load_idx[-1]) > comp_idx[-1]:
         return (bld.add(compute_unit, 0.0, deps=end, label=label),)
     return (comp_idx[-1],)
+
+
+DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
+
+
+def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list[dict],
+                   stores: list[float], acts: list[dict], by_bound: list[dict], n_seg: int,
+                   n_load: int, load_unit: str, compute_unit: str, store_unit: str,
+                   store_bw: float, store_hbm_fraction: float, deps: tuple, dest: str, src: str,
+                   shadow_units: tuple[str, ...], compute_bound: str | None
+                   ) -> tuple[int, ...]:
+    """The analytical fidelity's tasks of :func:`emit_pipeline`: what its
+    :meth:`Builder.load`, :meth:`Builder.add` and :meth:`Builder.store` calls hand the
+    accumulator, added here directly, task by task in the same order (the same bytes,
+    actions, finish times and unit sums: the same floats; the tests hold
+    ``lower_summary`` to the summary of the tasks), without the builder's calls and
+    dependency tuples. Returns the same task indices."""
+    finish = acc.finish
+    append = finish.append
+    busy = acc.busy
+    nbytes, actions = acc.nbytes, acc.actions
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+
+    def put(unit: str, d: float, nb, ac, start: float, bound: str) -> float:
+        """Accumulator.add of one task starting at ``start``; returns its finish."""
+        if nb:
+            if k == 1:
+                for key, n in nb.items():
+                    nbytes[key] = nbytes.get(key, 0) + n
+            else:
+                for key, n in nb.items():
+                    nbytes[key] = nbytes.get(key, 0) + n * k
+        if ac:
+            if k == 1:
+                for key, n in ac.items():
+                    actions[key] = actions.get(key, 0.0) + n
+            else:
+                for key, n in ac.items():
+                    actions[key] = actions.get(key, 0.0) + n * k
+        f = start + d
+        append(f)
+        e = busy.get(unit)
+        if e is None:
+            e = busy[unit] = [0.0, {}]
+        seconds = d * k if k > 1 and unit == HBM_UNIT else d
+        e[0] += seconds
+        by = e[1]
+        by[bound] = by.get(bound, 0.0) + seconds
+        return f
+
+    def store(nb_: float, start: float) -> tuple[int, ...]:  # Builder.store
+        hbm = float(nb_) * min(1.0, max(0.0, store_hbm_fraction))
+        l2b = float(nb_) - hbm
+        hbm_s = hbm / min(store_bw, hbm_stream_bw)
+        l2_s = l2b / min(store_bw, chip.l2_write_bw)
+        memory = hbm_s >= l2_s and hbm_s > 0
+        d = hbm_s + l2_s
+        put(store_unit, d if d > 0.0 else 0.0, {"l2_write": int(round(l2b))} if l2b > 0 else None,
+            {f"{src}_byte": nb_, "l2_byte": nb_, "hbm_byte": hbm}, start,
+            "memory" if memory else "onchip")
+        if hbm <= 0:
+            return (len(finish) - 1,)
+        d = hbm / hbm_bw
+        put(HBM_UNIT, d if d > 0.0 else 0.0, {"dram_write": int(round(hbm))}, None, start,
+            "memory")
+        return (len(finish) - 2, len(finish) - 1)
+
+    start0 = 0.0
+    for j in deps:
+        f = finish[j]
+        if f > start0:
+            start0 = f
+    comp_f: list[float] = []
+    comp_i: list[int] = []
+    load_i: tuple[int, ...] = ()
+    load_f = 0.0
+    for g in range(n_load):
+        start = start0
+        if g >= 2 and comp_f[g - 2] > start:  # the buffer it reuses
+            start = comp_f[g - 2]
+        ld = loads[g]
+        # Builder.load
+        l2_counted = ld["load_l2_slow"]
+        hbm_bytes = max(0.0, ld["load_hbm"])
+        hbm_s = (hbm_bytes + (ld["pad_hbm"] + l2_counted)) / hbm_stream_bw
+        l2_s = (ld["load_l2"] + ld["pad_l2"]) / l2_read_bw
+        nb = {}
+        l2_bytes = max(0.0, ld["load_l2"]) + l2_counted
+        if l2_bytes > 0:
+            nb["l2_read"] = int(round(l2_bytes))
+        memory = hbm_s >= l2_s and hbm_s > 0
+        d = hbm_s + l2_s
+        f = put(load_unit, d if d > 0.0 else 0.0, nb,
+                {"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes + l2_bytes,
+                 f"{dest}_byte": hbm_bytes + l2_bytes}, start,
+                "memory" if memory else "onchip")
+        load_f = f if f > 0.0 else 0.0
+        if hbm_bytes > 0:
+            dram = {"dram_read": int(round(hbm_bytes))}
+            if ld["mask_hbm"]:
+                dram["mask_dram_read"] = int(round(ld["mask_hbm"]))
+            d = hbm_bytes / hbm_bw
+            f = put(HBM_UNIT, d if d > 0.0 else 0.0, dram, None, start, "memory")
+            if f > load_f:
+                load_f = f
+            load_i = (len(finish) - 2, len(finish) - 1)
+        else:
+            load_i = (len(finish) - 1,)
+        if g < n_seg:
+            seg = by_bound[g]
+            bound = compute_bound or (max(seg, key=seg.get) if seg else "compute")
+            d = comp[g]["compute_s"]
+            f = put(compute_unit, d if d > 0.0 else 0.0, None, acts[g], load_f, bound)
+            comp_f.append(f)
+            comp_i.append(len(finish) - 1)
+            for unit in shadow_units:
+                d = comp[g]["shadow_s"]
+                if d > 0:
+                    put(unit, d, None, None, load_f, bound)
+            if stores[g] and g < n_seg - 1:
+                store(stores[g], f if f > 0.0 else 0.0)
+    # the end: the last compute task and the last load's
+    end_f = comp_f[-1] if comp_f[-1] > 0.0 else 0.0
+    if load_f > end_f:
+        end_f = load_f
+    try:
+        if stores[-1]:
+            return store(stores[-1], end_f)
+        if max(load_i) > comp_i[-1]:
+            put(compute_unit, 0.0, None, None, end_f, "compute")
+            return (len(finish) - 1,)
+        return (comp_i[-1],)
+    finally:
+        acc.count = len(finish)
 
 
 def _one_stage(bld: Builder, it: Item, unit: str, store_bw: float, store_hbm_fraction: float,
@@ -272,6 +414,87 @@ def _sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
         out.append({"load_hbm": lh, "load_l2": l2, "mask_hbm": mk, "compute_s": cs,
                     "streamed_store": ss, "shadow_s": sh, "pad_hbm": ph, "pad_l2": pl,
                     "load_l2_slow": sl})
+    return out
+
+
+def _compute_sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
+    """:func:`_sums`' ``compute_s`` and ``shadow_s`` (what a compute task reads): the
+    same terms in the same order."""
+    out = []
+    n_items = len(items)
+    i = 0
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        cs = sh = 0.0
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                it = items[j]
+                f = ov / (hi - lo)
+                cs += it.compute_s * f
+                sh += it.shadow_s * f
+            j += 1
+        out.append({"compute_s": cs, "shadow_s": sh})
+    return out
+
+
+def _load_sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[dict]:
+    """:func:`_sums`' fields of a load task: the same terms in the same order. Items
+    with no mask, pad or slow L2 bytes (a GEMM's) add only zeros there (0.0 * f is
+    0.0, and 0.0 + 0.0 is 0.0), so those sums are 0.0 without the adds."""
+    rare = any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items)
+    out = []
+    n_items = len(items)
+    i = 0
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        lh = l2 = mk = ph = pl = sl = 0.0
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                it = items[j]
+                f = ov / (hi - lo)
+                lh += it.load_hbm * f
+                l2 += it.load_l2 * f
+                if rare:
+                    mk += it.mask_hbm * f
+                    ph += it.pad_hbm * f
+                    pl += it.pad_l2 * f
+                    sl += it.load_l2_slow * f
+            j += 1
+        out.append({"load_hbm": lh, "load_l2": l2, "mask_hbm": mk, "pad_hbm": ph,
+                    "pad_l2": pl, "load_l2_slow": sl})
+    return out
+
+
+def _store_sums(items: list[Item], offs: list[int], bounds: list[int]) -> list[float]:
+    """:func:`_sums`' ``streamed_store``: the same terms in the same order."""
+    out = []
+    n_items = len(items)
+    i = 0
+    for g in range(len(bounds) - 1):
+        a, b = bounds[g], bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        ss = 0.0
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                it = items[j]
+                if it.streamed:
+                    ss += it.store_bytes * (ov / (hi - lo))
+            j += 1
+        out.append(ss)
     return out
 
 
