@@ -84,6 +84,22 @@ class Block:
     actions: dict = field(default_factory=dict)
 
 
+
+def program_order(n: int, nbuf: int, preload: int, emit_load, emit_qk, emit_pv) -> None:
+    """The walk's issue order, shared by the task build and the analytical sums: MTE2
+    runs ahead by its ``nbuf`` buffers, the cube ``preload`` QK blocks ahead of the
+    vectors, then per step the next QK, this step's softmax and PV, the next load."""
+    for s in range(min(n, nbuf)):
+        emit_load(s)
+    for s in range(min(n, preload)):
+        emit_qk(s)
+    for s in range(n):
+        if s + preload < n:
+            emit_qk(s + preload)
+        emit_pv(s)
+        if s + nbuf < n:
+            emit_load(s + nbuf)
+
 def _steps(n: int) -> list[tuple[int, int]]:
     """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups."""
     if n <= MAX_STEPS:
@@ -287,17 +303,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                                           store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
                                           deps=(t,), src="ub", label=lb_store))
 
-    # MTE2 runs ahead by its buffers; the cube and the vectors in program order
-    for s in range(min(n, nbuf)):
-        emit_load(s)
-    for s in range(min(n, preload)):
-        emit_qk(s)
-    for s in range(n):
-        if s + preload < n:
-            emit_qk(s + preload)
-        emit_pv(s)
-        if s + nbuf < n:
-            emit_load(s + nbuf)
+    program_order(n, nbuf, preload, emit_load, emit_qk, emit_pv)
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
 
 
@@ -509,15 +515,6 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
                 task(entry(HBM_UNIT), d_hbm, start, "memory", s_hbm)
                 ends.append(off + len(finish) - 1)
 
-    for s in range(min(n, nbuf)):
-        emit_load(s)
-    for s in range(min(n, preload)):
-        emit_qk(s)
-    for s in range(n):
-        if s + preload < n:
-            emit_qk(s + preload)
-        emit_pv(s)
-        if s + nbuf < n:
-            emit_load(s + nbuf)
+    program_order(n, nbuf, preload, emit_load, emit_qk, emit_pv)
     acc.count = off + len(finish)
     return tuple(ends) + tuple(last_vec_i[team[0]] for team in teams if team[0] in last_vec_i)
