@@ -84,8 +84,7 @@ with it (the ``pcie`` lane).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hwsim.ir import AttentionShape
 
@@ -95,6 +94,9 @@ from .gemm import kernels as gemm_kernels
 from .gpu import Gpu, Kernel, Work, cdiv, estimate
 from .memops import _stream
 from .smem import conflict_factor
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STRATEGIES = ("standard", "flash", "fastattention")
 ALU_FLOPS_PER_SCORE = 8  # scale, running max, subtract, rescale, sum, convert (online softmax)
@@ -166,6 +168,7 @@ class Tiles:
 
 
 def tiles(s: Shape, bq: int, bkv: int) -> Tiles:
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     if s.gathers:
         sb = min(s.sparse_block, s.q_len)
         nblk = cdiv(s.q_len, sb)
@@ -204,6 +207,7 @@ def tiles(s: Shape, bq: int, bkv: int) -> Tiles:
 def executed(s: Shape, t: Tiles) -> int:
     """FLOPs the fused kernel executes: each tile's rows against the keys it computes
     (whole visited blocks); value pruning weights ``values`` rows per query."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     qk = float(np.sum(t.rows * t.width)) * 2 * s.head_dim
     pv = float(np.sum(t.rows * np.minimum(t.width, s.values))) * 2 * s.v_head_dim
     return int(round(t.units * (qk + pv)))
@@ -212,6 +216,7 @@ def executed(s: Shape, t: Tiles) -> int:
 def _kv_rows_read(s: Shape, t: Tiles, chunk: int) -> tuple[float, float]:
     """K and V rows of one unit read from HBM when ``chunk`` consecutive query tiles
     share a wave (each wave reads the rows its tiles visit)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     n = len(t.rows)
     k = v = 0.0
     for c0 in range(0, n, chunk):
@@ -289,6 +294,7 @@ def _geometry(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) ->
 
 def _geometry_of(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int) -> dict:
     """:func:`_geometry`, worked out."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     spec = gpu.spec
     bq0, bkv0 = default_tiles(strategy, s.head_dim)
     e = element_bytes(s.compute)  # operands in shared memory, widened to the compute type
@@ -386,6 +392,7 @@ def fused(gpu: Gpu, s: Shape, name: str, strategy: str, block_q: int, block_kv: 
 
 def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strategy: str,
                    block_kv: int) -> list[Kernel]:
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     spec = gpu.spec
     bq, bkv, warps, e, t = geo["bq"], geo["bkv"], geo["warps"], geo["e"], geo["tiles"]
     occ, mode = geo["occ"], geo["mode"]
@@ -510,6 +517,7 @@ def _tile_works(per_iter: Work, t: Tiles, split: int, unit_iters: float, blocks_
     tile reads besides (its share of the op's extra inputs); without tensor cores the
     matrix work moves to the CUDA cores. Returns the works and their matrix
     (:attr:`~hwsim.accelerators.volta.gpu.Kernel.matrix` rows)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     rows = t.rows.astype(np.int64)
     iters = t.iters.astype(np.int64)
     if split == 1:
@@ -570,6 +578,7 @@ def _select_kernel(s: Shape, t: Tiles, name: str, e: float, v_rows: float) -> Ke
     """Value pruning over buffered scores: one block per query tile reads its rows'
     scores from L2 (two histogram passes and the pass that forms the selected
     probabilities), then weighs the selected value rows (:func:`_weigh_selected`)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     works = []
     v_total = float(np.sum(t.rows))
     for i in range(len(t.rows)):
