@@ -1,14 +1,16 @@
 """The Volta, ARMv8 and SpAtten targets load numpy only when a plan needs arrays.
 
-numpy costs 70-80 ms to import on the 2-core development machine, more than a
+numpy costs 70-90 ms to import on the 2-core development machine, more than a
 whole analytical GEMM run. The shared simulate path does not use it, so these
-targets import it inside the functions that work on arrays (a long attention's
-tiles, the memory network's solve, SpAtten's per-row key counts), never at module
-level: importing any of their modules leaves numpy unloaded, and so does a run
-whose ops never reach such a function (a GEMM on ``volta`` or ``spatten``). Each
-check runs in a fresh interpreter, where nothing else has loaded numpy yet.
+targets import it inside the functions that work on arrays (the memory network's
+solve, SpAtten's per-row key counts, Volta's planners past a few thousand tiles),
+never at module level: importing any of their modules leaves numpy unloaded, and so
+does a run whose ops never reach such a function (a GEMM on ``volta`` or
+``spatten``, a 7B-sized attention on ``volta``). Volta's planners take their arrays
+or their loops depending on whether numpy is loaded (``gpu.arrays``): both give the
+same reports. Each check runs in a fresh interpreter, where nothing else has loaded
+numpy yet.
 """
-
 from __future__ import annotations
 
 import json
@@ -65,12 +67,73 @@ def test_importing_the_targets_leaves_numpy_unloaded_and_a_gemm_run_too():
         assert not numpy_loaded, f"a GEMM on {target} loaded numpy"
 
 
-def test_an_attention_still_gets_numpy_when_it_needs_arrays(tmp_path):
-    # the lazy import is there, not missing: a long attention's tiles are arrays
-    wl = tmp_path / "attn.json"
-    wl.write_text(json.dumps({"name": "attn", "ops": [
-        {"kind": "attention", "heads": 2, "kv_heads": 2, "head_dim": 64, "q_len": 512,
-         "kv_len": 512, "causal": True, "dtype": "fp16"}]}))
-    out = _run([], wl, ["volta"])
-    latency_s, numpy_loaded = out["runs"]["volta"]
+def _attention_workload(path, **kw):
+    op = {"kind": "attention", "heads": 8, "kv_heads": 8, "head_dim": 128, "q_len": 512,
+          "kv_len": 512, "causal": True, "dtype": "fp16"}
+    op.update(kw)
+    path.write_text(json.dumps({"name": "attn", "ops": [op]}))
+    return path
+
+
+def test_a_volta_attention_loads_numpy_only_for_thousands_of_tiles(tmp_path):
+    # a 7B-sized layer's causal attention (32 heads x 32 query tiles): the tiles are
+    # integers in lists and the planner takes its plain-float paths
+    small = _attention_workload(tmp_path / "small.json", heads=32, kv_heads=32, q_len=4096,
+                                kv_len=4096)
+    latency_s, numpy_loaded = _run([], small, ["volta"])["runs"]["volta"]
+    assert latency_s > 0 and not numpy_loaded
+    # 4,096 tiles (32 heads x 128): the arrays (gpu.ARRAYS_UNLOADED) are worth the import
+    big = _attention_workload(tmp_path / "big.json", heads=32, kv_heads=32, q_len=16384,
+                              kv_len=16384)
+    latency_s, numpy_loaded = _run([], big, ["volta"])["runs"]["volta"]
     assert latency_s > 0 and numpy_loaded
+
+
+# Volta's attention planned both ways, in fresh interpreters: numpy loaded first (the
+# array paths, as before numpy was lazy) and the arrays switched off (the plain paths)
+BOTH_WAYS = textwrap.dedent("""
+    import json, sys
+
+    way, workloads = sys.argv[1], json.loads(sys.argv[2])
+    if way == "arrays":
+        import numpy  # noqa: F401 (loaded: gpu.arrays says yes to every size)
+    import hwsim
+    import hwsim.accelerators.volta.attention as attention
+    import hwsim.accelerators.volta.gpu as gpu
+
+    if way == "plain":
+        gpu.arrays = attention.gpu_arrays = lambda n: False
+    out = {}
+    for wl in workloads:
+        for fidelity in ("event", "analytical"):
+            r = hwsim.simulate(wl, "volta", fidelity=fidelity)
+            lanes = [(l.units, l.labels, list(l.starts_s), list(l.ends_s)) if l else None
+                     for l in r.lanes] if fidelity == "event" else None
+            out[f"{wl} {fidelity}"] = repr((r.rows, r.totals, lanes))
+    print(json.dumps(out))
+""")
+
+
+def test_volta_attention_plain_and_array_paths_give_the_same_reports(tmp_path):
+    cases = [
+        {},  # causal, one split
+        # a 7B layer's: 1,024 classes, the planner's sums on arrays (gpu.MANY_SUMS)
+        {"heads": 32, "kv_heads": 32, "q_len": 4096, "kv_len": 4096},
+        {"heads": 32, "kv_heads": 8, "q_len": 2000, "kv_len": 2500},  # the same, GQA
+        {"causal": False, "q_len": 1, "kv_len": 8192},  # a decode step: split-KV
+        {"heads": 32, "kv_heads": 8, "q_len": 700, "kv_len": 900},  # GQA packed, offset
+        {"window": 200, "q_len": 1000, "kv_len": 1000},  # a sliding window
+        {"dtype": "fp32", "q_len": 300, "kv_len": 300},  # no tensor cores
+        {"v_len": 64, "q_len": 256, "kv_len": 256},  # value pruning (buffered scores)
+        {"sparse_keys": 128, "sparse_block": 64, "q_len": 512, "kv_len": 2048},  # gathers
+    ]
+    wls = [str(_attention_workload(tmp_path / f"a{i}.json", **kw)) for i, kw in enumerate(cases)]
+    got = {}
+    for way in ("arrays", "plain"):
+        proc = subprocess.run([sys.executable, "-c", BOTH_WAYS, way, json.dumps(wls)],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        got[way] = json.loads(proc.stdout.splitlines()[-1])
+    assert len(got["plain"]) == 2 * len(cases)
+    for key, want in got["arrays"].items():
+        assert got["plain"][key] == want, key
