@@ -137,3 +137,41 @@ def test_volta_attention_plain_and_array_paths_give_the_same_reports(tmp_path):
     assert len(got["plain"]) == 2 * len(cases)
     for key, want in got["arrays"].items():
         assert got["plain"][key] == want, key
+
+
+def test_volta_planner_loops_equal_their_definitions(monkeypatch):
+    """The loops the planner takes without numpy: Kernel.total is Work.add of each
+    class's scaled work, in order; the longest-first order with repeated estimates is
+    the sort by (-estimate, class)."""
+    import random
+
+    import hwsim.accelerators.volta.gpu as gpu_mod
+    from hwsim.accelerators.volta.gpu import Gpu, Kernel, Work
+    from hwsim.targets import resolve
+
+    monkeypatch.setattr(gpu_mod, "arrays", lambda n: False)
+    rng = random.Random(7)
+    works = [Work(*(rng.random() * 10 ** rng.randint(0, 8) for _ in range(9)))
+             for _ in range(40)]
+    # counts of one (added as they are) and more; a work listed again (as a causal
+    # attention lists each tile once per head)
+    blocks = [(rng.choice([1, 1, 2, 3, 7]), rng.choice(works)) for _ in range(600)]
+    k = Kernel("k", "64x64", 128, 64, 16384, blocks)
+    ref = Work()
+    for count, w in blocks:
+        ref.add(w.scaled(count))
+    assert k.total().key() == ref.key()
+    gpu = Gpu(resolve("volta").spec)
+    shares = gpu.block_shares(k, [w for _, w in blocks], 2)
+    est = [gpu.block_cost(k, w, 2, shares[c][0]) for c, (_, w) in enumerate(blocks)]
+    assert len(set(est)) < len(est)  # repeated estimates: the ties matter
+    per_sm = gpu.assign(k, 2, shares)
+    order = sorted(range(len(est)), key=lambda c: (-est[c], c))
+    rank = {c: i for i, c in enumerate(order)}
+    for classes in per_sm:  # each SM's classes in the longest-first order
+        assert [rank[c] for c in classes] == sorted(rank[c] for c in classes)
+    handed = [0] * len(blocks)  # every block of every class handed out once
+    for classes in per_sm:
+        for c in classes:
+            handed[c] += 1
+    assert handed == [count for count, _ in blocks]

@@ -254,9 +254,32 @@ class Kernel:
         if got is not None:
             return got
         if len(self.blocks) < MANY or not arrays(len(self.blocks)):
-            got = Work()
-            for count, work in self.blocks:
-                got.add(work.scaled(count))
+            # Work().add(work.scaled(count)) block after block, its adds inline (a
+            # causal attention's thousand classes); x * 1 is x, so a single block's
+            # counts are added as they are
+            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = 0.0
+            for c, w in self.blocks:
+                if c == 1:
+                    t0 += w.tensor_flops
+                    t1 += w.cuda_flops
+                    t2 += w.sfu_ops
+                    t3 += w.smem_bytes
+                    t4 += w.smem_wavefront_bytes
+                    t5 += w.l2_bytes
+                    t6 += w.hbm_read
+                    t7 += w.hbm_write
+                    t8 += w.l1_bytes
+                else:
+                    t0 += w.tensor_flops * c
+                    t1 += w.cuda_flops * c
+                    t2 += w.sfu_ops * c
+                    t3 += w.smem_bytes * c
+                    t4 += w.smem_wavefront_bytes * c
+                    t5 += w.l2_bytes * c
+                    t6 += w.hbm_read * c
+                    t7 += w.hbm_write * c
+                    t8 += w.l1_bytes * c
+            got = Work(t0, t1, t2, t3, t4, t5, t6, t7, t8)
         else:
             import numpy as np  # noqa: PLC0415
 
@@ -654,10 +677,14 @@ class Gpu:
         replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
         # (ties by class: a stable sort of the negated estimates)
+        nan = any(x != x for x in est)
         if order is None:
+            # a reversed sort is stable too (equal estimates keep their class order), so
+            # it is the sort by (-estimate, class); a NaN, which has no order, is left to
+            # the sort by both, as the planner always did where estimates repeat
             order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
-                if len(set(est)) == len(est) else sorted(range(len(est)),
-                                                         key=lambda c: (-est[c], c))
+                if not nan or len(set(est)) == len(est) else \
+                sorted(range(len(est)), key=lambda c: (-est[c], c))
         blocks = kernel.blocks
         for cls in order:
             d = est[cls]
@@ -674,7 +701,7 @@ class Gpu:
         # each SM runs its blocks longest first: they were handed out in that order (ties
         # by class), so its list is sorted already, as a stable sort would leave it; with
         # a NaN estimate, which has no order, the sort says what it makes of it
-        if any(x != x for x in est):
+        if nan:
             for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
                 classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
