@@ -53,8 +53,6 @@ from __future__ import annotations
 import functools
 import math
 
-import numpy as np
-
 from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import nbytes
 
@@ -86,6 +84,7 @@ def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int)
     ``block_kv`` (those above the diagonal skipped), a sliding window's start at the
     first key of the block's band, so the blocks a window needs never depend on where
     the band falls against a block boundary."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     first = np.arange(0, q, bq_pos, dtype=np.int64)
     last = np.minimum(first + bq_pos, q) - 1
     rows = last - first + 1
@@ -251,6 +250,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
     ``mach``, for every op and sweep point that runs on it). ``cut=False``: a
     candidate, its steps not yet cut into tiles (:func:`.ecm.tiles`)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element

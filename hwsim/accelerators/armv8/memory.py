@@ -93,10 +93,12 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hwsim.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PLACEMENTS = ("spread", "compact", "interleave")
 
@@ -208,6 +210,7 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
     docstring. One thread alone gets ``lines x line / latency`` (Little's law); the
     sum over the threads a server carries never exceeds its bandwidth.
     """
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     if not threads:
         return []
     spec, topo = mach.spec, mach.topology
@@ -313,6 +316,7 @@ def _mva(D: np.ndarray, think: np.ndarray, k: float, iterations: int,
     line, ``extra(X)``, that depends on the threads' own rates; returns X and Q. With
     ``count``, each row stands for that many identical threads (a class); ``X0``: the
     rates to start from; it stops when no rate changes by more than ``rtol`` of itself."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     if Q is None:
         Q = D / np.maximum(D.sum(1, keepdims=True) + think[:, None], 1e-30) * k
     X = np.zeros(len(think)) if X0 is None else X0
@@ -350,6 +354,7 @@ def _rates_with_interference(D: np.ndarray, think: np.ndarray, k: float, line: f
     inexact solve where the root is still far, five times fewer iterations than
     solving each step to 1e-12, for rates that differ from those by under 1e-6.
     Threads with the same demands are one class, solved once."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     # threads with the same demands and delay are one class (the placement repeats a
     # few patterns over many cores): solved once each, weighted by their number
     rows, back, count = np.unique(np.column_stack([D, think]), axis=0, return_inverse=True,
@@ -540,6 +545,7 @@ class _Lumped:
     def solve(self, iterations: int) -> np.ndarray:
         """The rates of the classes (lines per second): the bracketing of
         :func:`_rates_with_interference`, node by node, in scalars."""
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
         k = self.k
         nn = self.n_nodes
         Q = []

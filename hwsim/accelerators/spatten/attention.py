@@ -51,8 +51,7 @@ re-fetch as its own op instead (a ``gather`` marked ``pruning=quant``, see
 from __future__ import annotations
 
 import math
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from hwsim.dram import Gather
 from hwsim.ir import AttentionShape
@@ -61,10 +60,14 @@ from hwsim.ir.dtypes import dtype_bits
 from .context import Context
 from .work import Work
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 def lane_cycles(count: np.ndarray | int, width: int, dot: int, lanes: int) -> float:
     """Cycles of an array with ``lanes`` dot products of ``dot`` for rows of ``count``
     vectors of ``width`` (each vector takes ceil(width / dot) lanes)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     per = math.ceil(width / dot)
     return float(np.ceil(np.asarray(count, dtype=np.float64) * per / lanes).sum())
 
@@ -72,6 +75,7 @@ def lane_cycles(count: np.ndarray | int, width: int, dot: int, lanes: int) -> fl
 def row_spans(q: int, n: int, causal: bool, window: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(first, last) visible key of each of ``q`` query rows over ``n`` keys
     (bottom-right aligned; ``last < first`` for a row that sees nothing)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     pos = np.arange(q, dtype=np.int64) + (n - q)
     if causal:
         hi = np.minimum(pos, n - 1)
@@ -85,6 +89,7 @@ def row_spans(q: int, n: int, causal: bool, window: int = 0) -> tuple[np.ndarray
 
 def row_lengths(n: int, q: int, causal: bool, window: int = 0, sparse: int = 0) -> np.ndarray:
     """Keys each query row scores (see the module docstring)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     lo, hi = row_spans(q, n, causal, window)
     lens = np.maximum(0, hi - lo + 1)
     return np.minimum(lens, sparse) if sparse else lens
@@ -93,6 +98,7 @@ def row_lengths(n: int, q: int, causal: bool, window: int = 0, sparse: int = 0) 
 def row_keys(sh: AttentionShape) -> tuple[np.ndarray, np.ndarray]:
     """(keys scored, values weighted) by each query row of one head: the keys its
     masks leave visible (at most ``sparse_keys``), of which at most ``v_len`` values."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     lens = row_lengths(sh.kv_len, sh.q_len, sh.causal, sh.window, sh.sparse_keys)
     return lens, np.minimum(lens, sh.v_len)
 
@@ -107,6 +113,7 @@ def executed_flops(op) -> int:
 
 def fetched_rows(sh: AttentionShape, spec) -> tuple[int, int, int]:
     """(key rows, value rows, query blocks) fetched per key/value head."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     q, n, nv, sparse = sh.q_len, sh.kv_len, sh.v_len, sh.sparse_keys
     group = sh.group
     k_union, v_union = sh.key_rows, sh.value_rows
@@ -132,6 +139,7 @@ def fetched_rows(sh: AttentionShape, spec) -> tuple[int, int, int]:
 
 
 def plan(op, ctx: Context) -> Work:
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     s = ctx.spec
     g_ = ctx.graph
     sh = AttentionShape.of(op, g_)
@@ -240,6 +248,7 @@ def _operand(w: Work, ctx: Context, tid: int, name: str, cls: str, nbytes: float
 def _lsb_in_attention(w: Work, ctx: Context, op, lens: np.ndarray, bits: int, d: int) -> None:
     """Flat rows re-fetch the LSBs of the keys they scored (``lens`` per query row of
     a head) and recompute Q·K and softmax."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     s = ctx.spec
     a = op.attrs
     keys = int(round(float(lens.mean()))) if len(lens) else 0

@@ -12,13 +12,15 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from . import requant, topk
 from .residency import REASON, Residency
 from .roles import Roles
 from .spec import SpattenSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SEEDED_ROWS = 16  # rows of a many-row top-k that seeded mode runs (the rest take their mean)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -79,6 +81,7 @@ class ScoreSource:
     """Attention probabilities of a real model, mapped onto a graph's layers."""
 
     def __init__(self, attention: np.ndarray, first_layer: int, num_layers: int, label: str):
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
         self.attention = attention  # [layer, head, query, key]
         self.first = first_layer
         self.num = max(1, num_layers)
@@ -93,6 +96,7 @@ class ScoreSource:
 
     def row(self, op, r: int, n: int, what: str) -> np.ndarray | None:
         """The scores row ``r`` of ``op``'s top-k, resampled to ``n`` values."""
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
         if what == "cascade":  # importance accumulated over the layers before
             src = self._layer(op.layer)
             values = self.importance[max(0, src - 1)]
@@ -118,6 +122,7 @@ class ScoreSource:
 
 def _resample(values: np.ndarray, n: int) -> np.ndarray:
     """``n`` values with the distribution of ``values`` (quick-select sees only the multiset)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     v = np.sort(np.asarray(values, dtype=np.float64))
     if len(v) == n:
         return v

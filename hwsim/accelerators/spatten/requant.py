@@ -37,8 +37,11 @@ Whether a row is flat depends on the data. Two ways to know it:
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 # probit fit of the released GPT-2 small trace's if_requant on ln(auto_requant_thres x
 # key_fetch_num) over its 4,608 rows (see the module docstring; D from V data)
@@ -59,6 +62,7 @@ def flat_share(rows: np.ndarray, n: int, threshold: float) -> float:
     """Share of probability ``rows`` ([R, L]) flat at ``threshold`` once stretched to ``n``
     keys: each row's sorted values resampled to ``n`` (linear interpolation between
     quantiles), renormalized; flat when the largest is below ``threshold``."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     s = np.sort(np.asarray(rows, dtype=np.float64), axis=1)
     count, length = s.shape
     if count == 0 or n <= 0:

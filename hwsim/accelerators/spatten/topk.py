@@ -28,8 +28,11 @@ import functools
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ def expected(n: int, k: int, parallelism: int, overhead: int, final_depth: int,
 
 def quantize(scores: np.ndarray, bits: int) -> np.ndarray:
     """Scores as the datapath holds them: ``bits``-bit fixed point over their range."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     s = np.asarray(scores, dtype=np.float64).ravel()
     lo, hi = float(s.min()), float(s.max())
     if hi <= lo:
@@ -94,6 +98,7 @@ def quantize(scores: np.ndarray, bits: int) -> np.ndarray:
 def run(scores: np.ndarray, k: int, parallelism: int, overhead: int, final_depth: int,
         seed: int = 1) -> TopkCost:
     """One quick-select on ``scores`` (integers, as quantized), seeded pivots."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     seq = np.asarray(scores).ravel()
     n = len(seq)
     if k >= n or k <= 0 or n <= 1:
@@ -121,4 +126,5 @@ def run(scores: np.ndarray, k: int, parallelism: int, overhead: int, final_depth
 
 
 def random_scores(n: int, seed: int) -> np.ndarray:
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
     return np.random.default_rng(seed).integers(0, 2**31 - 1, size=n)

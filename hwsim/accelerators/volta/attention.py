@@ -85,14 +85,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from hwsim.ir import AttentionShape
 
 from .dtypes import UNPACK_OPS_PER_ELEMENT, attention_datapath, element_bytes
 from .gemm import Gemm
 from .gemm import kernels as gemm_kernels
 from .gpu import Gpu, Kernel, Work, cdiv, estimate
+from .gpu import arrays as gpu_arrays
 from .memops import _stream
 from .smem import conflict_factor
 
@@ -153,59 +152,66 @@ class Shape(AttentionShape):
 @dataclass
 class Tiles:
     """The query tiles of one *unit* (a KV head's packed group, or one query head of
-    a block-sparse attention) and the keys each visits."""
+    a block-sparse attention) and the keys each visits: lists of Python integers, a
+    few dozen to a few thousand per unit. (They were numpy arrays; every sum of them
+    is an integer sum, exact in either, so the lists give the same floats and spare a
+    run numpy's import when nothing else needs it.)"""
 
     bq: int
     bkv: int
     units: int
-    rows: np.ndarray  # real query rows of each tile
-    iters: np.ndarray  # key blocks each tile visits
-    width: np.ndarray  # keys each tile computes (its visited blocks, clipped)
-    lo: np.ndarray  # first key each tile reads (block aligned)
-    hi: np.ndarray  # one past the last key it reads
+    rows: list[int]  # real query rows of each tile
+    iters: list[int]  # key blocks each tile visits
+    width: list[int]  # keys each tile computes (its visited blocks, clipped)
+    lo: list[int]  # first key each tile reads (block aligned)
+    hi: list[int]  # one past the last key it reads
 
 
 def tiles(s: Shape, bq: int, bkv: int) -> Tiles:
     if s.gathers:
         sb = min(s.sparse_block, s.q_len)
-        nblk = cdiv(s.q_len, sb)
-        blk_rows = np.minimum(sb, s.q_len - np.arange(nblk) * sb)
-        per = cdiv(sb, bq)
-        rows = np.minimum(bq, blk_rows[:, None] - np.arange(per)[None, :] * bq).ravel()
-        rows = rows[rows > 0]
+        rows = [r for b in range(cdiv(s.q_len, sb))
+                for j in range(cdiv(sb, bq))
+                if (r := min(bq, min(sb, s.q_len - b * sb) - j * bq)) > 0]
         n = len(rows)
-        iters = np.full(n, cdiv(s.keys, bkv))
-        width = np.full(n, s.keys)
-        return Tiles(bq, bkv, s.batch * s.heads, rows, iters, width, np.zeros(n, np.int64),
-                     np.full(n, s.kv_len))
+        return Tiles(bq, bkv, s.batch * s.heads, rows, [cdiv(s.keys, bkv)] * n, [s.keys] * n,
+                     [0] * n, [s.kv_len] * n)
     g = s.group
     total = g * s.q_len
-    r0 = np.arange(0, total, bq, dtype=np.int64)
-    r1 = np.minimum(r0 + bq, total) - 1
-    rows = r1 - r0 + 1
-    off = s.kv_len - s.q_len  # bottom-right aligned positions
-    p0, p1 = r0 // g + off, r1 // g + off
-    hi = np.minimum(s.kv_len - 1, p1) if s.causal else np.full_like(r0, s.kv_len - 1)
-    lo = np.zeros_like(r0)
-    if s.window > 0:
-        lo = np.maximum(0, p0 - s.window + 1)
-        if not s.causal:
-            hi = np.minimum(s.kv_len - 1, p1 + s.window - 1)
-    ok = hi >= lo
-    b0, b1 = lo // bkv, hi // bkv
-    iters = np.where(ok, b1 - b0 + 1, 0)
-    first = b0 * bkv
-    last = np.minimum(s.kv_len, (b1 + 1) * bkv)
-    width = np.where(ok, last - first, 0)
-    return Tiles(bq, bkv, s.batch * s.kv_heads, rows, iters, width, np.where(ok, first, 0),
-                 np.where(ok, last, 0))
+    kv, window, causal = s.kv_len, s.window, s.causal
+    off = kv - s.q_len  # bottom-right aligned positions
+    rows, iters, width, los, his = [], [], [], [], []
+    for r0 in range(0, total, bq):
+        r1 = min(r0 + bq, total) - 1
+        rows.append(r1 - r0 + 1)
+        p0, p1 = r0 // g + off, r1 // g + off
+        hi = min(kv - 1, p1) if causal else kv - 1
+        lo = 0
+        if window > 0:
+            lo = max(0, p0 - window + 1)
+            if not causal:
+                hi = min(kv - 1, p1 + window - 1)
+        if hi >= lo:
+            b0, b1 = lo // bkv, hi // bkv
+            first, last = b0 * bkv, min(kv, (b1 + 1) * bkv)
+            iters.append(b1 - b0 + 1)
+            width.append(last - first)
+            los.append(first)
+            his.append(last)
+        else:  # no key visible to the tile
+            iters.append(0)
+            width.append(0)
+            los.append(0)
+            his.append(0)
+    return Tiles(bq, bkv, s.batch * s.kv_heads, rows, iters, width, los, his)
 
 
 def executed(s: Shape, t: Tiles) -> int:
     """FLOPs the fused kernel executes: each tile's rows against the keys it computes
     (whole visited blocks); value pruning weights ``values`` rows per query."""
-    qk = float(np.sum(t.rows * t.width)) * 2 * s.head_dim
-    pv = float(np.sum(t.rows * np.minimum(t.width, s.values))) * 2 * s.v_head_dim
+    qk = float(sum([r * w for r, w in zip(t.rows, t.width)])) * 2 * s.head_dim
+    values = s.values
+    pv = float(sum([r * min(w, values) for r, w in zip(t.rows, t.width)])) * 2 * s.v_head_dim
     return int(round(t.units * (qk + pv)))
 
 
@@ -215,13 +221,13 @@ def _kv_rows_read(s: Shape, t: Tiles, chunk: int) -> tuple[float, float]:
     n = len(t.rows)
     k = v = 0.0
     for c0 in range(0, n, chunk):
-        sl = slice(c0, min(n, c0 + chunk))
-        vis = t.iters[sl] > 0
-        if not vis.any():
+        vis = [i for i in range(c0, min(n, c0 + chunk)) if t.iters[i] > 0]
+        if not vis:
             continue
-        span = float(t.hi[sl][vis].max() - t.lo[sl][vis].min())
+        span = float(max([t.hi[i] for i in vis]) - min([t.lo[i] for i in vis]))
         k += span
-        v += min(span, float(np.sum(t.rows[sl])) * s.values) if s.selects_values else span
+        v += min(span, float(sum(t.rows[c0:c0 + chunk])) * s.values) if s.selects_values \
+            else span
     # never below the rows some query uses (hwsim.ir.kinds.attention_rows)
     return max(k, float(s.key_rows)), max(v, float(s.value_rows))
 
@@ -302,7 +308,8 @@ def _geometry_of(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int)
     if s.selects_values:
         # the scores of every tile in an L2 buffer (fp16), when they fit in half of it
         t = tiles(s, bq, bkv)
-        buffered = t.units * float(np.sum(t.rows * t.width)) * 2 <= spec.l2_bytes / 2
+        scores = sum([r * w for r, w in zip(t.rows, t.width)])
+        buffered = t.units * float(scores) * 2 <= spec.l2_bytes / 2
         mode = "buffered" if buffered else "recompute"
 
     def smem_of(bq: int, bkv: int) -> int:
@@ -330,7 +337,7 @@ def _geometry_of(gpu: Gpu, s: Shape, strategy: str, block_q: int, block_kv: int)
     occ = max(1, gpu.occupancy(threads, regs, smem).blocks_per_sm)
     splits = [1]
     if mode != "recompute":  # split-KV while the tiles cannot fill the GPU
-        longest = int(t.iters.max()) if len(t.iters) else 0
+        longest = max(t.iters) if t.iters else 0
         # the fp32 partial rows (and their statistics) must fit in half the L2, where
         # the combine reads them back: a split never sends traffic to HBM
         row_part = s.batch * s.heads * s.q_len * (s.v_head_dim * 4.0 + 8.0)
@@ -365,7 +372,7 @@ def _kv_chunk(s: Shape, t: Tiles, spec, wave: int, split: int) -> tuple[int, boo
     waves run)."""
     n_qt = len(t.rows)
     units_in_wave = cdiv(wave, n_qt * split) + 1  # a wave may straddle one more unit
-    span = float((t.hi - t.lo).max()) if len(t.hi) else float(s.kv_len)
+    span = float(max([h - lo for h, lo in zip(t.hi, t.lo)])) if t.hi else float(s.kv_len)
     rows = min(float(s.kv_len), max(span, float(s.key_rows)))
     if units_in_wave * rows * (s.head_dim * s.ek + s.v_head_dim * s.ev) <= spec.l2_bytes / 2:
         return max(1, n_qt), True
@@ -429,15 +436,19 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
     if mode == "recompute" and not once:
         k_reads = passes  # K does not stay in L2: each selection pass streams it again
     kv_hbm_unit = k_rows * d * s.ek * k_reads + (v_rows * dv * s.ev if mode != "buffered" else 0)
-    unit_iters = float(np.sum(t.iters))
+    unit_iters = float(sum(t.iters))
     partials = (s.batch * s.heads * s.q_len * (dv * 4.0 + 8.0) * split
                 if split > 1 and mode == "dense" else 0.0)
     partials_in_l2 = partials <= spec.l2_bytes / 2  # always, by the choice of split
-    runs, matrix = ([], None) if mode == "recompute" else _tile_works(
+    # the tiles' works on numpy arrays (_tile_works: the same floats) when the planner
+    # will take them as arrays too (gpu.arrays), else one by one in the loop below,
+    # which the recompute mode always takes (it weighs each tile's selected values)
+    arrays = mode != "recompute" and gpu_arrays(t.units * n_qt * split)
+    runs, matrix = ([], None) if not arrays else _tile_works(
         per_iter, t, split, unit_iters, blocks_per_unit, kv_hbm_unit, d, dv, s.eq, s.eo, bkv,
         mode, partials_in_l2, s.extra_read / max(1, t.units * len(t.rows) * split), s.tensor)
-    works: list[Work] = []  # (the recompute mode's loop below fills it)
-    for i in range(n_qt if mode == "recompute" else 0):
+    works: list[Work] = []  # (the loop below fills it)
+    for i in range(0 if arrays else n_qt):
         rows, n_i = int(t.rows[i]), int(t.iters[i])
         for n in _split_iters(n_i, split):
             w = per_iter.scaled(n)
@@ -456,6 +467,9 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                     w.hbm_write = part
             if mode == "recompute" and n_i:  # weigh the selected values, once per tile
                 _weigh_selected(w, s, rows, float(t.width[i]), e)
+            if not s.tensor:  # no tensor cores: the matrix work on the CUDA cores
+                w.cuda_flops += w.tensor_flops
+                w.tensor_flops = 0.0
             works.append(w)
     units = t.units
     if matrix is None:  # (the tiles' own path added it, and the CUDA cores' share)
@@ -475,14 +489,12 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                       "kv_reads_per_head": round(k_rows / max(1, s.kv_len), 3)},
                # in flight: the next key block, loaded while this one computes
                inflight_bytes_per_thread=bkv * d * s.ek / geo["threads"])
-    if not k.tensor and matrix is None:
-        for _, w in k.blocks:
-            w.cuda_flops += w.tensor_flops
-            w.tensor_flops = 0.0
     if matrix is not None:  # the classes' rows, as Kernel.matrix would read them
         if len(k.blocks) == len(runs):
             k.__dict__["matrix"] = matrix
         elif len(k.blocks) == units * len(runs):  # the runs listed unit after unit
+            import numpy as np  # noqa: PLC0415 (loaded already: the matrix is an array)
+
             k.__dict__["matrix"] = np.tile(matrix, (units, 1))
     ks = [k]
     if mode == "buffered":
@@ -510,8 +522,9 @@ def _tile_works(per_iter: Work, t: Tiles, split: int, unit_iters: float, blocks_
     tile reads besides (its share of the op's extra inputs); without tensor cores the
     matrix work moves to the CUDA cores. Returns the works and their matrix
     (:attr:`~hwsim.accelerators.volta.gpu.Kernel.matrix` rows)."""
-    rows = t.rows.astype(np.int64)
-    iters = t.iters.astype(np.int64)
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+    rows = np.asarray(t.rows, dtype=np.int64)
+    iters = np.asarray(t.iters, dtype=np.int64)
     if split == 1:
         n, rows_n = iters, rows
     else:  # _split_iters: each tile's keys over split blocks, the first ones one longer
@@ -571,7 +584,7 @@ def _select_kernel(s: Shape, t: Tiles, name: str, e: float, v_rows: float) -> Ke
     scores from L2 (two histogram passes and the pass that forms the selected
     probabilities), then weighs the selected value rows (:func:`_weigh_selected`)."""
     works = []
-    v_total = float(np.sum(t.rows))
+    v_total = float(sum(t.rows))
     for i in range(len(t.rows)):
         rows, width = int(t.rows[i]), float(t.width[i])
         scores = rows * width
@@ -645,7 +658,7 @@ def _detail(s: Shape, t: Tiles, split: int, bq: int, mode: str) -> str:
         parts.append(f"top-{s.values} values, {SELECT_PASSES} select passes recompute QK")
     elif mode == "buffered":
         parts.append("scores buffered in L2")
-    longest = int(t.iters.max()) if len(t.iters) else 0
+    longest = max(t.iters) if t.iters else 0
     if split > 1:
         parts.append(f"split-KV {split}")
         longest = cdiv(longest, split)

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
@@ -111,6 +112,19 @@ WORK_FIELDS = ("tensor_flops", "cuda_flops", "sfu_ops", "smem_bytes", "smem_wave
 TERM_COLUMNS = (0, 1, 2, 4, 5, 6, 7, 8)
 MANY = 16  # classes from which the planners work on numpy arrays
 MANY_SUMS = 256  # ... and sum each SM's classes there (below, Python's adds are quicker)
+# ... once numpy is loaded; before, only from this many classes (a kernel's tiles):
+# numpy's import (about 0.1 s on the 2-core machine) is more than the Python loops
+# cost below that (a 4K causal attention's 1,024 classes: about 0.4 ms more a kernel)
+ARRAYS_UNLOADED = 4096
+
+
+def arrays(n: int) -> bool:
+    """Whether ``n`` classes (or tiles) are worth numpy arrays, where a planner has
+    both ways (they give the same floats; tests hold each pair equal): always once
+    numpy is loaded, which then costs nothing more; before, from
+    :data:`ARRAYS_UNLOADED` on, so that a run whose kernels are all smaller never
+    loads it."""
+    return "numpy" in sys.modules or n >= ARRAYS_UNLOADED
 
 
 def running_sum(rows) -> list[float]:
@@ -239,10 +253,33 @@ class Kernel:
         got = self.__dict__.get("_total")
         if got is not None:
             return got
-        if len(self.blocks) < MANY:
-            got = Work()
-            for count, work in self.blocks:
-                got.add(work.scaled(count))
+        if len(self.blocks) < MANY or not arrays(len(self.blocks)):
+            # Work().add(work.scaled(count)) block after block, its adds inline (a
+            # causal attention's thousand classes); x * 1 is x, so a single block's
+            # counts are added as they are
+            t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = t8 = 0.0
+            for c, w in self.blocks:
+                if c == 1:
+                    t0 += w.tensor_flops
+                    t1 += w.cuda_flops
+                    t2 += w.sfu_ops
+                    t3 += w.smem_bytes
+                    t4 += w.smem_wavefront_bytes
+                    t5 += w.l2_bytes
+                    t6 += w.hbm_read
+                    t7 += w.hbm_write
+                    t8 += w.l1_bytes
+                else:
+                    t0 += w.tensor_flops * c
+                    t1 += w.cuda_flops * c
+                    t2 += w.sfu_ops * c
+                    t3 += w.smem_bytes * c
+                    t4 += w.smem_wavefront_bytes * c
+                    t5 += w.l2_bytes * c
+                    t6 += w.hbm_read * c
+                    t7 += w.hbm_write * c
+                    t8 += w.l1_bytes * c
+            got = Work(t0, t1, t2, t3, t4, t5, t6, t7, t8)
         else:
             import numpy as np  # noqa: PLC0415
 
@@ -519,8 +556,6 @@ class Gpu:
         """:meth:`block_share` of every work in ``works`` at once (the same terms on
         numpy arrays, element by element: the same floats, a test holds them equal): a
         causal attention has thousands of block classes."""
-        import numpy as np  # noqa: PLC0415 (loaded on first need)
-
         occ = max(1, occ)
         # a work listed for many classes (one per unit, :func:`.attention._classes`) is
         # costed once: the distinct ones, by identity
@@ -530,9 +565,11 @@ class Gpu:
             if id(w) not in index:
                 index[id(w)] = len(distinct)
                 distinct.append(w)
-        if len(distinct) < MANY:
+        if len(distinct) < MANY or not arrays(len(works)):
             got = [self.block_share(kernel, w, occ) for w in distinct]
             return got if len(distinct) == len(works) else [got[index[id(w)]] for w in works]
+        import numpy as np  # noqa: PLC0415 (loaded on first need)
+
         cols = np.array([_fields(w) for w in works], dtype=float).T
         t, bounds = self.share_arrays(kernel, cols, occ)
         return list(zip(t.tolist(), bounds.tolist()))
@@ -616,7 +653,7 @@ class Gpu:
                 per_sm[i] = [0] * (base + (1 if i < extra else 0))
             return per_sm
         order = None
-        if shares is not None and len(kernel.blocks) >= MANY_SUMS:
+        if shares is not None and len(kernel.blocks) >= MANY_SUMS and arrays(len(kernel.blocks)):
             import numpy as np  # noqa: PLC0415
 
             est = self.block_costs(kernel, occ, [t for t, _ in shares])
@@ -640,10 +677,14 @@ class Gpu:
         replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
         # (ties by class: a stable sort of the negated estimates)
+        nan = any(x != x for x in est)
         if order is None:
+            # a reversed sort is stable too (equal estimates keep their class order), so
+            # it is the sort by (-estimate, class); a NaN, which has no order, is left to
+            # the sort by both, as the planner always did where estimates repeat
             order = sorted(range(len(est)), key=est.__getitem__, reverse=True) \
-                if len(set(est)) == len(est) else sorted(range(len(est)),
-                                                         key=lambda c: (-est[c], c))
+                if not nan or len(set(est)) == len(est) else \
+                sorted(range(len(est)), key=lambda c: (-est[c], c))
         blocks = kernel.blocks
         for cls in order:
             d = est[cls]
@@ -660,7 +701,7 @@ class Gpu:
         # each SM runs its blocks longest first: they were handed out in that order (ties
         # by class), so its list is sorted already, as a stable sort would leave it; with
         # a NaN estimate, which has no order, the sort says what it makes of it
-        if any(x != x for x in est):
+        if nan:
             for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
                 classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
@@ -1005,7 +1046,7 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         # runs one list shared by its SMs
         return ([runs_of(base + 1)] * extra if extra else []) + [runs_of(base)] * (sms - extra)
     works = [w for _, w in k.blocks]
-    many = len(works) >= MANY_SUMS
+    many = len(works) >= MANY_SUMS and arrays(len(works))
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
         m = k.matrix
         # each distinct work's share once (a work listed for many classes: its rows)
@@ -1145,9 +1186,7 @@ def _tail_ratios(gpu: Gpu, k: Kernel, per_sm: list[list[Work]], per: int
 def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]:
     """:func:`_tail_ratios` from each SM's average block, as :func:`_fields` rows or
     as full :data:`WORK_FIELDS` rows (the matrix path)."""
-    import numpy as np  # noqa: PLC0415
-
-    rows = avgs.tolist() if isinstance(avgs, np.ndarray) else avgs
+    rows = avgs if isinstance(avgs, list) else avgs.tolist()  # (a numpy array's rows)
     # SMs with the same average block have the same ratios: each distinct one once
     index: dict[tuple, int] = {}
     distinct = []
@@ -1158,10 +1197,13 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
             distinct.append(key)
     if len(distinct[0]) == len(WORK_FIELDS):
         distinct = [tuple(row[c] for c in TERM_COLUMNS) for row in distinct]
-    if len(distinct) * per <= FEW_RATIOS:  # one by one (Gpu.group_time's floats)
+    if len(distinct) * per <= FEW_RATIOS or not arrays(len(distinct) * per):
+        # one by one (Gpu.group_time's floats)
         times = {r: [_group_time_of(gpu, k, tuple(x * r for x in row), r) for row in distinct]
                  for r in range(1, per + 1)}
     else:
+        import numpy as np  # noqa: PLC0415
+
         cols = np.array(distinct, dtype=float).T
         times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
     each = []
