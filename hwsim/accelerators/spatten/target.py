@@ -36,6 +36,7 @@ class SpattenTarget(Target):
 
     def __init__(self):
         self._ctx: tuple | None = None
+        self._work: tuple | None = None  # the last op's plan: lower, then describe, ask twice
 
     # ------------------------------------------------------------ protocol
     def context(self, graph, spec: SpattenSpec) -> Context:
@@ -54,7 +55,10 @@ class SpattenTarget(Target):
             return None
         if op.kind not in KINDS:
             raise UnsupportedOpError(self.name, op.kind, op.line(graph))
-        return ops.plan(op, self.context(graph, spec), self.name)
+        w = self._work  # (its stages are read, never changed, by tasks and describe)
+        if w is None or w[0] is not op or w[1] is not graph or w[2] is not spec:
+            w = self._work = (op, graph, spec, ops.plan(op, self.context(graph, spec), self.name))
+        return w[3]
 
     def lower(self, op, graph, spec: SpattenSpec, tiling=None) -> list[Task]:
         w = self.work(op, graph, spec, tiling)
