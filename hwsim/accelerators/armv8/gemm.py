@@ -41,6 +41,7 @@ dispatch, the same for all three (none has a measured or counted source).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
@@ -269,7 +270,11 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
     if hit is None:
         if len(_TILER_CACHE) > 100_000:  # a long sweep over many sizes
             _TILER_CACHE.clear()
-        hit = _TILER_CACHE[key] = _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols)
+        # every kernel at once on arrays once numpy is loaded; before, kernel by kernel
+        # (the same choice and cycles, a test holds them equal): a run's few dozen tiles
+        # cost less than importing numpy
+        tiler = _tile_kernels if "numpy" in sys.modules else _tile_kernels_loop
+        hit = _TILER_CACHE[key] = tiler(m_t, n_t, depth, lanes, mach, along_n, min_cols)
     return hit
 
 
