@@ -197,11 +197,16 @@ def test_hwsim_validate_prints_the_armv8_cases():
 
 @pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-graviton2", "armv8-ft2000plus"])
 def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
-    """The tiler weighs every candidate kernel at once on arrays; kernel by kernel (its
-    definition) it picks the same first fastest kernel, parts and cycles, to the bit."""
+    """The tiler weighs every candidate kernel at once on arrays, or (numpy not loaded)
+    on the same table in Python floats; kernel by kernel (its definition) it picks the
+    same first fastest kernel, parts and cycles, to the bit."""
     import random
 
-    from hwsim.accelerators.armv8.gemm import _tile_kernels, _tile_kernels_loop
+    from hwsim.accelerators.armv8.gemm import (
+        _tile_kernels,
+        _tile_kernels_loop,
+        _tile_kernels_plain,
+    )
     from hwsim.accelerators.armv8.spec import Machine
 
     mach = Machine(resolve(preset).spec)
@@ -216,6 +221,8 @@ def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
         got = _tile_kernels(m, n, depth, lanes, mach, along_n, min_cols)
         want = _tile_kernels_loop(m, n, depth, lanes, mach, along_n, min_cols)
         assert got == want and type(got[3]) is type(want[3])
+        plain = _tile_kernels_plain(m, n, depth, lanes, mach, along_n, min_cols)
+        assert plain == want and type(plain[3]) is type(want[3])
 
 
 @pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-ft2000plus"])
