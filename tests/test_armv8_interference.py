@@ -225,3 +225,65 @@ def test_interleaved_pages_keep_the_numpy_iteration(monkeypatch):
     m = Machine(spec())
     monkeypatch.setattr(memory._Lumped, "solve", lambda self, it: pytest.fail("scalar path"))
     assert len(stream_rates(m, m.topology.place(16, "interleave"))) == 16
+
+
+def test_python_classes_are_numpys_unique_rows():
+    """The threads' classes are found in Python: the rows in numpy.unique's order (its
+    sort of the rows with the delay as a last column), the same sizes and each
+    thread's class, on placements of four presets."""
+    import numpy as np
+
+    from hwsim.accelerators.armv8 import memory
+
+    for preset, placement, counts in [(KP, "spread", (2, 15, 64)), (KP, "compact", (9, 61)),
+                                      (KP, "interleave", (16,)),
+                                      ("armv8-kunpeng920-2s", "spread", (7, 128)),
+                                      ("armv8-graviton2", "spread", (33,))]:
+        m = Machine(spec(preset))
+        for t in counts:
+            seen = []
+            with pytest.MonkeyPatch.context() as mp:
+                keep = lambda D, think, *a, seen=seen: seen.append((D, think)) or []  # noqa: E731
+                mp.setattr(memory, "_rates_with_interference", keep)
+                mp.setattr(memory, "_plain_rates", keep)
+                stream_rates(m, m.topology.place(t, placement))
+            (D, think), = seen
+            rows, back, count = np.unique(np.column_stack([D, think]), axis=0,
+                                          return_inverse=True, return_counts=True)
+            cD, cthink, ccount, cback = memory._classes(D, think)
+            assert np.array_equal(np.array(cD), rows[:, :-1]), (preset, placement, t)
+            assert cthink == rows[:, -1].tolist()
+            assert ccount == count.astype(float).tolist()
+            assert cback == back.ravel().tolist()
+
+
+@pytest.mark.parametrize("preset,over", [(KP, {}), ("armv8-kunpeng920-2s", {}),
+                                         ("armv8-graviton2", {}),
+                                         (KP, {"cluster_bw_bytes_per_s": 5e9})])
+def test_one_thread_in_floats_is_the_numpy_iteration_to_the_last_bit(preset, over,
+                                                                     monkeypatch):
+    """One thread, pages on one node (local or remote, over a die or socket link):
+    the scalar iteration gives numpy's rate to the bit; interleaved pages (three
+    numbers in a row) keep the numpy iteration."""
+    from hwsim.accelerators.armv8 import memory
+
+    m = Machine(spec(preset, **over))
+    topo = m.topology
+    line = float(m.spec.line_bytes)
+    calls = []
+    one = memory._one_rate
+    monkeypatch.setattr(memory, "_one_rate", lambda *a: calls.append(a) or one(*a))
+    scalar = 0
+    for core in sorted({0, topo.cluster_cores, m.spec.cores - 1}):
+        for nodes in [[n] for n in range(topo.nodes)] + [list(range(topo.nodes))]:
+            before = len(calls)
+            (fast,) = stream_rates(m, topo.pinned([core], nodes))
+            if nodes == [topo.node_of(core)]:  # local pages: its port and its node
+                assert len(calls) == before + 1
+            if len(calls) == before:  # a link too, or every node: the numpy iteration
+                assert len(nodes) > 1 or nodes != [topo.node_of(core)]
+                continue
+            d, think, k, iterations = calls[-1]
+            assert fast == memory._plain_rates([d], [think], k, line, iterations)[0]
+            scalar += 1
+    assert scalar >= 2

@@ -44,11 +44,68 @@ def test_flash_blocks_fit_half_a_core_l2_and_threads_cover_heads_and_blocks():
 
 
 def test_causal_attention_skips_blocks_above_the_diagonal():
-    assert key_spans(512, 512, False, 0, 64, 64)[1].sum() == 64
-    assert key_spans(512, 512, True, 0, 64, 64)[1].sum() == 36  # 8 x 9 / 2
+    assert sum(key_spans(512, 512, False, 0, 64, 64)[1]) == 64
+    assert sum(key_spans(512, 512, True, 0, 64, 64)[1]) == 36  # 8 x 9 / 2
     full = sim([attention(q_len=2048, kv_len=2048)]).totals["latency_s"]
     causal = sim([attention(q_len=2048, kv_len=2048, causal=True)]).totals["latency_s"]
     assert 0.45 < causal / full < 0.65
+
+
+def _key_spans_arrays(q, kv, causal, window, bq_pos, bkv):
+    """key_spans as it was written on numpy arrays (the planner's first definition)."""
+    import numpy as np
+
+    first = np.arange(0, q, bq_pos, dtype=np.int64)
+    last = np.minimum(first + bq_pos, q) - 1
+    rows = last - first + 1
+    off = kv - q
+    hi = np.minimum(kv - 1, last + off) if causal else np.full_like(first, kv - 1)
+    if window > 0:
+        lo = np.maximum(0, first + off - window + 1)
+        if not causal:
+            hi = np.minimum(kv - 1, last + off + window - 1)
+    else:
+        lo = np.zeros_like(first)
+    ok = hi >= lo
+    if window > 0:
+        blocks = (hi - lo + bkv) // bkv
+        width = np.minimum(kv - lo, blocks * bkv)
+    else:
+        b0, b1 = lo // bkv, hi // bkv
+        blocks = b1 - b0 + 1
+        width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
+    return rows[ok].tolist(), blocks[ok].tolist(), width[ok].tolist()
+
+
+def test_key_spans_and_their_run_sums_equal_the_array_definition():
+    """key_spans (integer lists) is the array definition block for block, and the
+    planner's sums, taken a run of alike blocks at a time, are the lists' sums: the
+    blocks, rows x keys, rows, rows x min(v_len, keys) and the widest span."""
+    import random
+
+    from hwsim.accelerators.armv8.attention import _span_sums, _widest
+
+    rng = random.Random(14)
+    cases = [(4096, 4096, True, 0, 1, 1), (4096, 4096, True, 0, 16, 256),
+             (4096, 4096, False, 0, 3, 1024), (1, 8192, False, 0, 1, 64),
+             (700, 900, True, 0, 5, 128), (900, 700, True, 0, 7, 64),
+             (1000, 1000, True, 200, 16, 64), (1000, 1000, False, 200, 8, 128)]
+    for _ in range(400):
+        q = rng.choice([1, 2, 7, 64, 100, 511, 512, rng.randint(1, 3000)])
+        kv = rng.choice([1, q, q + rng.randint(0, 500), max(1, q - rng.randint(0, q))])
+        cases.append((q, kv, rng.random() < 0.7, rng.choice([0, 0, 0, 1, 17, 300]),
+                      rng.choice([1, 2, 3, 8, 16, 64, 256]), rng.choice([1, 7, 64, 256, 1024])))
+    for q, kv, causal, window, bq, bkv in cases:
+        rows, blocks, width = key_spans(q, kv, causal, window, bq, bkv)
+        assert (rows, blocks, width) == _key_spans_arrays(q, kv, causal, window, bq, bkv)
+        v_len = rng.choice([0, 1, 50, kv])
+        got = _span_sums(q, kv, causal, window, bq, bkv, v_len)
+        want = (float(sum(blocks)), float(sum(r * w for r, w in zip(rows, width))),
+                float(sum(rows)), float(sum(r * min(v_len, w) for r, w in zip(rows, width))),
+                max(width, default=0))
+        assert got == want, (q, kv, causal, window, bq, bkv, v_len)
+        widest = max(key_spans(q, kv, causal, window, bq, 1)[2], default=0)
+        assert _widest(q, kv, causal, window, bq) == widest
 
 
 def test_standard_attention_round_trips_the_scores_and_flash_does_not():
@@ -140,11 +197,16 @@ def test_hwsim_validate_prints_the_armv8_cases():
 
 @pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-graviton2", "armv8-ft2000plus"])
 def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
-    """The tiler weighs every candidate kernel at once on arrays; kernel by kernel (its
-    definition) it picks the same first fastest kernel, parts and cycles, to the bit."""
+    """The tiler weighs every candidate kernel at once on arrays, or (numpy not loaded)
+    on the same table in Python floats; kernel by kernel (its definition) it picks the
+    same first fastest kernel, parts and cycles, to the bit."""
     import random
 
-    from hwsim.accelerators.armv8.gemm import _tile_kernels, _tile_kernels_loop
+    from hwsim.accelerators.armv8.gemm import (
+        _tile_kernels,
+        _tile_kernels_loop,
+        _tile_kernels_plain,
+    )
     from hwsim.accelerators.armv8.spec import Machine
 
     mach = Machine(resolve(preset).spec)
@@ -159,6 +221,8 @@ def test_tiler_picks_the_loops_kernel_with_the_same_cycles(preset):
         got = _tile_kernels(m, n, depth, lanes, mach, along_n, min_cols)
         want = _tile_kernels_loop(m, n, depth, lanes, mach, along_n, min_cols)
         assert got == want and type(got[3]) is type(want[3])
+        plain = _tile_kernels_plain(m, n, depth, lanes, mach, along_n, min_cols)
+        assert plain == want and type(plain[3]) is type(want[3])
 
 
 @pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-ft2000plus"])

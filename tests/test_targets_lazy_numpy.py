@@ -6,7 +6,9 @@ targets import it inside the functions that work on arrays (the memory network's
 solve, SpAtten's per-row key counts, Volta's planners past a few thousand tiles),
 never at module level: importing any of their modules leaves numpy unloaded, and so
 does a run whose ops never reach such a function (a GEMM on ``volta`` or
-``spatten``, a 7B-sized attention on ``volta``). Volta's planners take their arrays
+``spatten``, a 7B-sized attention on ``volta``, a 7B layer's GEMMs, attention and
+vector ops on ``armv8``: its memory network, key spans and tiler have plain-float
+paths that tests hold to the arrays). Volta's planners take their arrays
 or their loops depending on whether numpy is loaded (``gpu.arrays``): both give the
 same reports. Each check runs in a fresh interpreter, where nothing else has loaded
 numpy yet.
@@ -87,6 +89,25 @@ def test_a_volta_attention_loads_numpy_only_for_thousands_of_tiles(tmp_path):
                               kv_len=16384)
     latency_s, numpy_loaded = _run([], big, ["volta"])["runs"]["volta"]
     assert latency_s > 0 and numpy_loaded
+
+
+def test_a_7b_layer_on_armv8_leaves_numpy_unloaded(tmp_path):
+    """A Llama-2-7B layer's ops at 4K on the default Kunpeng 920: the threads' DRAM
+    rates (the interference network of many threads, and one thread alone), the
+    causal attention's key spans and the GEMM tiler all run without numpy."""
+    path = tmp_path / "layer.json"
+    path.write_text(json.dumps({"name": "7b-layer", "dtype": "fp16", "ops": [
+        {"kind": "matmul", "m": 4096, "n": 12288, "k": 4096, "name": "qkv"},
+        {"kind": "attention", "heads": 32, "kv_heads": 32, "head_dim": 128, "q_len": 4096,
+         "kv_len": 4096, "causal": True, "name": "attn"},
+        {"kind": "attention", "heads": 32, "kv_heads": 32, "head_dim": 128, "q_len": 1,
+         "kv_len": 4096, "name": "decode"},
+        {"kind": "matmul", "m": 4096, "n": 4096, "k": 4096, "name": "o"},
+        {"kind": "matmul", "m": 1, "n": 4096, "k": 4096, "name": "gemv"},
+        {"kind": "matmul", "m": 4096, "n": 22016, "k": 4096, "name": "gate-up"},
+        {"kind": "matmul", "m": 4096, "n": 4096, "k": 11008, "name": "down"}]}))
+    latency_s, numpy_loaded = _run([], path, ["armv8"])["runs"]["armv8"]
+    assert latency_s > 0 and not numpy_loaded
 
 
 # Volta's attention planned both ways, in fresh interpreters: numpy loaded first (the

@@ -78,52 +78,106 @@ SELECT_OPS, SELECT_PASSES = 3.0, 2.0  # quick-select: compare, select, count; tw
 
 def key_spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
     """Per block of ``bq_pos`` query positions that some key is visible to: its rows,
-    the key blocks it computes and the keys those blocks hold (clipped at ``kv_len``).
-    Queries are bottom-right aligned and masks read as in
+    the key blocks it computes and the keys those blocks hold (clipped at ``kv_len``),
+    as three lists of integers. Queries are bottom-right aligned and masks read as in
     :func:`hwsim.ir.kinds.visible_scores`; a causal mask's blocks are aligned to
     ``block_kv`` (those above the diagonal skipped), a sliding window's start at the
     first key of the block's band, so the blocks a window needs never depend on where
     the band falls against a block boundary."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
-    first = np.arange(0, q, bq_pos, dtype=np.int64)
-    last = np.minimum(first + bq_pos, q) - 1
-    rows = last - first + 1
+    rows, blocks, width = [], [], []
+    for first in range(0, q, bq_pos):
+        got = _span(q, kv, causal, window, bkv, first, min(first + bq_pos, q) - 1)
+        if got is not None:
+            rows.append(got[0])
+            blocks.append(got[1])
+            width.append(got[2])
+    return rows, blocks, width
+
+
+def _span(q: int, kv: int, causal: bool, window: int, bkv: int, first: int, last: int):
+    """:func:`key_spans` of the query positions ``first`` to ``last``: (rows, key
+    blocks, keys), or None where no key is visible to them."""
     off = kv - q
-    hi = np.minimum(kv - 1, last + off) if causal else np.full_like(first, kv - 1)
+    hi = min(kv - 1, last + off) if causal else kv - 1
+    lo = 0
     if window > 0:
-        lo = np.maximum(0, first + off - window + 1)
+        lo = max(0, first + off - window + 1)
         if not causal:
-            hi = np.minimum(kv - 1, last + off + window - 1)
-    else:
-        lo = np.zeros_like(first)
-    ok = hi >= lo
+            hi = min(kv - 1, last + off + window - 1)
+    if hi < lo:
+        return None
     if window > 0:  # a band: its key blocks start where the band does
         blocks = (hi - lo + bkv) // bkv
-        width = np.minimum(kv - lo, blocks * bkv)
-    else:
-        b0, b1 = lo // bkv, hi // bkv
-        blocks = b1 - b0 + 1
-        width = np.minimum(kv, (b1 + 1) * bkv) - b0 * bkv
-    return rows[ok], blocks[ok], width[ok]
+        return last - first + 1, blocks, min(kv - lo, blocks * bkv)
+    b0, b1 = lo // bkv, hi // bkv
+    return last - first + 1, b1 - b0 + 1, min(kv, (b1 + 1) * bkv) - b0 * bkv
 
 
 @functools.lru_cache(maxsize=1024)
-def _spans(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
-    """:func:`key_spans`, kept (read-only) for the planner: its strategies and key
-    splits ask again about the same blocks."""
-    out = key_spans(q, kv, causal, window, bq_pos, bkv)
-    for a in out:
-        a.setflags(write=False)
-    return out
+def _span_sums(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int,
+               v_len: int = 0) -> tuple[float, float, float, float, int]:
+    """What :func:`_plan` needs of :func:`key_spans`: the sums of the key blocks, of
+    the keys scored (rows x width), of the rows and of the values weighed (rows x
+    ``min(v_len, width)``), and the widest span (0 where no block sees a key).
+
+    Without a window a block's keys start at the first, and the blocks of full
+    ``bq_pos`` rows that end in the same key block are alike: they are summed run by
+    run (a run per key block, found by integer division), so a call costs the key
+    blocks, not the query blocks (a 4K causal prefill asks of thousands of query
+    blocks per option); the last, shorter block is taken alone. Spans only widen
+    down the queries, so the widest is the last block's. A window's spans are summed
+    as :func:`key_spans` lists them. Every sum is of integers, exact; a test holds
+    all of it to the lists."""
+    if window > 0 or q <= 0 or kv <= 0 or bq_pos <= 0:
+        rows, blocks, width = key_spans(q, kv, causal, window, bq_pos, bkv)
+        return (float(sum(blocks)), float(sum(r * w for r, w in zip(rows, width))),
+                float(sum(rows)), float(sum(r * min(v_len, w) for r, w in zip(rows, width))),
+                max(width, default=0))
+    n_blocks = n_keys = n_rows = n_values = 0
+    nb = -(-q // bq_pos)  # blocks of positions, the last maybe shorter
+    off = kv - q
+    last_key_block = (kv - 1) // bkv
+    i = 0
+    if causal:  # blocks no key is visible to: last + off < 0
+        i = max(0, -((off - 1) // bq_pos) - 1)
+    while i < nb - 1:  # the full blocks, run by run
+        hi = min(kv - 1, (i + 1) * bq_pos - 1 + off) if causal else kv - 1
+        if hi < 0:  # (never met: the first block that sees a key was found above)
+            i += 1
+            continue
+        b1 = hi // bkv
+        if not causal or b1 == last_key_block:
+            end = nb - 2  # every later block ends in the same key block
+        else:  # the last block i' whose last + off stays below the next key block
+            end = min(nb - 2, ((b1 + 1) * bkv - off) // bq_pos - 1)
+        count = end - i + 1
+        w = min(kv, (b1 + 1) * bkv)
+        n_blocks += count * (b1 + 1)
+        n_rows += count * bq_pos
+        n_keys += count * bq_pos * w
+        n_values += count * bq_pos * min(v_len, w)
+        i = end + 1
+    widest = 0
+    got = _span(q, kv, causal, window, bkv, (nb - 1) * bq_pos, q - 1)
+    if got is not None:
+        r, b, w = got
+        n_blocks += b
+        n_rows += r
+        n_keys += r * w
+        n_values += r * min(v_len, w)
+        widest = w
+    return float(n_blocks), float(n_keys), float(n_rows), float(n_values), widest
 
 
 @functools.lru_cache(maxsize=1024)
-def _span_sums(q: int, kv: int, causal: bool, window: int, bq_pos: int, bkv: int):
-    """What :func:`_plan` sums of :func:`_spans` whatever the values' length: the key
-    blocks, the keys scored (rows x width) and the rows. The same numpy sums, kept
-    (the planner asks for them for every strategy and key split)."""
-    rows, blocks, width = _spans(q, kv, causal, window, bq_pos, bkv)
-    return float(blocks.sum()), float((rows * width).sum()), float(rows.sum())
+def _widest(q: int, kv: int, causal: bool, window: int, bq_pos: int) -> int:
+    """The most keys a block of ``bq_pos`` query positions sees (key blocks of one
+    key: :func:`key_spans`' widest, 0 where no block sees a key). Without a window
+    spans only widen down the queries: the last block's, taken alone."""
+    if window > 0 or q <= 0 or kv <= 0 or bq_pos <= 0:
+        return max(key_spans(q, kv, causal, window, bq_pos, 1)[2], default=0)
+    got = _span(q, kv, causal, window, 1, (-(-q // bq_pos) - 1) * bq_pos, q - 1)
+    return got[2] if got is not None else 0
 
 
 def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
@@ -250,7 +304,6 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
     ``mach``, for every op and sweep point that runs on it). ``cut=False``: a
     candidate, its steps not yet cut into tiles (:func:`.ecm.tiles`)."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
     bkv_asked = bkv
     spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
@@ -273,8 +326,7 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         bq_pos = max(1, bq_u // g)
         sub = math.ceil(g / bq_u) if bq_u < g else 1  # blocks sharing one position
         nq = math.ceil(sh.q_len / bq_pos) * sub
-        _, widest, _ = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, 1)
-        span_keys = int(widest.max()) if len(widest) else 0
+        span_keys = _widest(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos)
     units = problems * nq
     kv_split = 1
     if units < mach.cores and mode == "flash" and not select and span_keys > 1:
@@ -282,21 +334,19 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         kv_split = max(1, min(kv_split, ways) if ways else kv_split)
         bkv = min(bkv, math.ceil(span_keys / kv_split))
     if sh.sparse_keys:
-        p_rows, _, p_width = _spans(rows, sh.sparse_keys, False, 0, bq_u, bkv)
-        n_blocks, seen_qk, n_rows = _span_sums(rows, sh.sparse_keys, False, 0, bq_u, bkv)
+        n_blocks, seen_qk, n_rows, seen_pv, _ = _span_sums(rows, sh.sparse_keys, False, 0,
+                                                           bq_u, bkv, sh.v_len)
         pairs = n_blocks * problems  # tiles of the op
-        # (seen_qk: keys scored per problem)
-        seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum())
+        # (seen_qk: keys scored per problem; seen_pv: values weighed)
         # the last block of positions of a head may hold fewer than `rows` queries
         frac = sh.q_len / (math.ceil(sh.q_len / rows) * rows)
         flops = 2.0 * problems * frac * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     else:
-        p_rows, _, p_width = _spans(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, bkv)
-        n_blocks, seen_qk, n_rows = _span_sums(sh.q_len, sh.kv_len, sh.causal, sh.window,
-                                               bq_pos, bkv)
+        n_blocks, seen_qk, n_rows, seen_pv, _ = _span_sums(
+            sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos, bkv, sh.v_len if select else 0)
         pairs = n_blocks * sub * problems
         # (seen_qk: keys scored per query head)
-        seen_pv = float((p_rows * np.minimum(sh.v_len, p_width)).sum()) if select else seen_qk
+        seen_pv = seen_pv if select else seen_qk
         flops = 2.0 * sh.batch * sh.heads * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
     keys_row = seen_qk / max(1.0, n_rows)  # keys a query row scores
     values_row = seen_pv / max(1.0, n_rows)

@@ -41,6 +41,7 @@ dispatch, the same for all three (none has a measured or counted source).
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 from hwsim.ir.dtypes import nbytes
@@ -269,36 +270,87 @@ def tile_kernels(m_t: int, n_t: int, depth: int, lanes: int, mach: Machine,
     if hit is None:
         if len(_TILER_CACHE) > 100_000:  # a long sweep over many sizes
             _TILER_CACHE.clear()
-        hit = _TILER_CACHE[key] = _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols)
+        # every kernel at once on arrays once numpy is loaded; before, on the same
+        # table in Python floats (the same choice and cycles: tests hold both to the
+        # kernel-by-kernel definition), which costs less than importing numpy
+        tiler = _tile_kernels if "numpy" in sys.modules else _tile_kernels_plain
+        hit = _TILER_CACHE[key] = tiler(m_t, n_t, depth, lanes, mach, along_n, min_cols)
     return hit
 
 
 _TILER_CACHE: dict = {}  # the tiler's choice depends only on the sizes and the core
+_PLAIN_TABLES: dict = {}  # the same tables as lists, for the tiler without numpy
 _TABLES: dict = {}  # per core: the candidate kernels and every shape's cycle terms
 
 
-def _kernel_table(lanes: int, mach: Machine):
-    """The candidate kernels (:func:`fastest_kernels`, in order) as arrays of rows and
-    columns, and :func:`kstep_cycles` / :func:`tile_cycles` of every shape up to the
-    largest (index 0: no kernel, 0 cycles), kept per core."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
-
+def _plain_table(lanes: int, mach: Machine):
+    """The candidate kernels (:func:`fastest_kernels`, in order) and
+    :func:`kstep_cycles` / :func:`tile_cycles` of every shape up to the largest, as
+    lists of rows (index 0: no kernel, 0 cycles), kept per core."""
     sp = mach.spec
     key = (lanes, sp.fma_pipes, sp.fma_latency_cycles, sp.load_ports, sp.store_ports,
            sp.issue_width, sp.vector_registers)
-    got = _TABLES.get(key)
+    got = _PLAIN_TABLES.get(key)
     if got is None:
         kers = fastest_kernels(lanes, sp)
+        n_r = max(k.rows for k in kers) + 1
+        n_c = max(k.cols for k in kers) + 1
+        ks = [[0.0] * n_c for _ in range(n_r)]
+        tc = [[0.0] * n_c for _ in range(n_r)]
+        for r in range(1, n_r):
+            for c in range(1, n_c):
+                k = Kernel(r, c, lanes)
+                ks[r][c], tc[r][c] = kstep_cycles(k, sp), tile_cycles(k, sp)
+        got = _PLAIN_TABLES[key] = (key, kers, ks, tc)
+    return got
+
+
+def _kernel_table(lanes: int, mach: Machine):
+    """:func:`_plain_table` with the kernels' rows and columns and the cycle tables
+    as arrays, kept per core."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+
+    key, kers, ks, tc = _plain_table(lanes, mach)
+    got = _TABLES.get(key)
+    if got is None:
         rows = np.array([k.rows for k in kers], dtype=np.int64)
         cols = np.array([k.cols for k in kers], dtype=np.int64)
-        ks = np.zeros((int(rows.max()) + 1, int(cols.max()) + 1))
-        tc = np.zeros_like(ks)
-        for r in range(1, ks.shape[0]):
-            for c in range(1, ks.shape[1]):
-                k = Kernel(r, c, lanes)
-                ks[r, c], tc[r, c] = kstep_cycles(k, sp), tile_cycles(k, sp)
-        got = _TABLES[key] = (kers, rows, cols, ks, tc)
+        got = _TABLES[key] = (kers, rows, cols, np.array(ks), np.array(tc))
     return got
+
+
+def _tile_kernels_plain(m_t, n_t, depth, lanes, mach, along_n, min_cols):
+    """:func:`_tile_kernels` kernel after kernel in Python floats: each kernel's
+    cycles are the arrays' element (``depth x kstep + tile`` of each of its four
+    part shapes, added in the same order; an int times a float is the same rounded
+    product), and the first of the fastest is kept, as ``argmin`` keeps it."""
+    if m_t <= 0 or n_t <= 0:
+        return _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols)
+    _, kers, ks, tc = _plain_table(lanes, mach)
+    best = None
+    for swapped in ((False, True) if along_n is None else (along_n,)):
+        rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
+        cap = -(-max(rows_n, 1) // lanes) * lanes
+        top, low = max(cols_n, 1), min(min_cols, cols_n)
+        for ker in kers:
+            R, C = ker.rows, ker.cols
+            if R > cap or C > top or C < low:
+                continue
+            qr, rr = rows_n // R, rows_n % R
+            qc, cr = cols_n // C, cols_n % C
+            ksr, tcr, ksq, tcq = ks[R], tc[R], ks[rr], tc[rr]
+            cyc = (qr * qc) * (depth * ksr[C] + tcr[C])
+            cyc = cyc + qr * (depth * ksr[cr] + tcr[cr])
+            cyc = cyc + qc * (depth * ksq[C] + tcq[C])
+            cyc = cyc + (depth * ksq[cr] + tcq[cr])
+            if best is None or cyc < best[0]:
+                best = (cyc, ker, swapped)
+    if best is None:  # a tile narrower than a vector: one exact kernel
+        return Kernel(m_t, n_t, lanes), [(m_t, 1)], [(n_t, 1)], 0.0, False
+    cyc, ker, swapped = best
+    rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
+    return (ker, exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols), float(cyc),
+            swapped)
 
 
 def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):

@@ -210,7 +210,6 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
     docstring. One thread alone gets ``lines x line / latency`` (Little's law); the
     sum over the threads a server carries never exceeds its bandwidth.
     """
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
     if not threads:
         return []
     spec, topo = mach.spec, mach.topology
@@ -218,7 +217,7 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
     k = float(spec.core_lines_in_flight)
     stations: dict[tuple, int] = {}
     demand: list[dict[int, float]] = []
-    think = np.zeros(len(threads))
+    think = [0.0] * len(threads)
 
     def station(key: tuple) -> int:
         return stations.setdefault(key, len(stations))
@@ -240,12 +239,11 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
         demand.append(d)
         # the unloaded latency includes one service at each server: the rest is delay
         think[c] = max(0.0, latency - sum(d.values()))
-    D = np.zeros((len(threads), len(stations)))
-    for c, d in enumerate(demand):
+    # the demands, a row per thread and a column per station (0.0 where it never goes)
+    D = [[0.0] * len(stations) for _ in threads]
+    for row, d in zip(D, demand):
         for s, v in d.items():
-            D[c, s] = v
-    Q = D / np.maximum(D.sum(1, keepdims=True) + think[:, None], 1e-30) * k
-    X = np.zeros(len(threads))
+            row[s] = v
     # the die's memory controller: lines of other threads' streams interleave with a
     # thread's own and cost it a wait of `dram_interference_s` per unit of their share
     # of the node's bandwidth (module docstring, "Interference at the controller")
@@ -253,6 +251,19 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
     tau = float(spec.dram_interference_s)
     if tau > 0 and len(threads) > 1 and nodes:
         return _rates_with_interference(D, think, k, line, nodes, tau, iterations)
+    if len(threads) == 1 and 0 < len(demand[0]) <= 2:
+        return [_one_rate(D[0], think[0], k, iterations) * line]
+    return _plain_rates(D, think, k, line, iterations)
+
+
+def _plain_rates(D: list[list[float]], think: list[float], k: float, line: float,
+                 iterations: int) -> list[float]:
+    """:func:`stream_rates`' network without the controllers' wait: Schweitzer's
+    iteration on arrays (a row per thread)."""
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+    D, think = np.array(D, dtype=float), np.array(think, dtype=float)
+    Q = D / np.maximum(D.sum(1, keepdims=True) + think[:, None], 1e-30) * k
+    X = np.zeros(len(think))
     for _ in range(iterations):
         Qs = Q.sum(0)
         R = D * (1.0 + Qs[None, :] - Q / k)
@@ -270,6 +281,45 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
         X = X / over
     return [float(x * line) for x in X]
 
+
+def _one_rate(d: list[float], think: float, k: float, iterations: int) -> float:
+    """:func:`_plain_rates` for one thread that visits one or two servers (its pages on
+    one node), in Python floats: lines per second. Each step is numpy's on a row of
+    one or two numbers among zeros, where every sum is the one rounded sum of those
+    numbers whatever its order, and a column's sum over one row is that row's number;
+    numpy's ``allclose`` test with ``atol=0`` is ``|new - old| <= rtol |old|``. Hence
+    the same rate to the last bit (a test holds the two equal)."""
+    pos = [v for v in d if v != 0.0]
+    den = max((pos[0] + pos[1] if len(pos) == 2 else pos[0]) + think, 1e-30)
+    Q = [v / den * k for v in pos]
+    X = 0.0
+    for _ in range(iterations):
+        R = [v * ((1.0 + q) - q / k) for v, q in zip(pos, Q)]
+        X_new = k / (think + (R[0] + R[1] if len(R) == 2 else R[0]))
+        Q = [X_new * r for r in R]
+        if abs(X_new - X) <= 1e-10 * abs(X):
+            X = X_new
+            break
+        X = X_new
+    over = max(X * v for v in pos)
+    if over > 1.0:
+        X = X / over
+    return X
+
+
+def _classes(D: list[list[float]], think: list[float]):
+    """Threads with the same demands and delay as one class: the classes' demand rows,
+    delays and sizes, in the order of their rows (``numpy.unique`` over the rows with
+    the delay as a last column: the same sort, a row's numbers compared in turn), and
+    each thread's class."""
+    keyed = [(*row, th) for row, th in zip(D, think)]
+    rows = sorted(set(keyed))
+    at = {row: i for i, row in enumerate(rows)}
+    back = [at[row] for row in keyed]
+    count = [0.0] * len(rows)
+    for b in back:
+        count[b] += 1.0
+    return [list(row[:-1]) for row in rows], [row[-1] for row in rows], count, back
 
 
 def l3_rates(mach, threads: list[Thread]) -> list[float]:
@@ -336,7 +386,7 @@ def _mva(D: np.ndarray, think: np.ndarray, k: float, iterations: int,
     return X, Q
 
 
-def _rates_with_interference(D: np.ndarray, think: np.ndarray, k: float, line: float,
+def _rates_with_interference(D: list[list[float]], think: list[float], k: float, line: float,
                              nodes: list[int], tau: float, iterations: int) -> list[float]:
     """:func:`stream_rates` with the controller's interference wait: each thread of a
     node waits ``tau x U_others / (1 - U)`` a line there (weighted by the share of its
@@ -353,17 +403,19 @@ def _rates_with_interference(D: np.ndarray, think: np.ndarray, k: float, line: f
     stops at a relative change of a thousandth of the residual (1e-6 to 1e-12): an
     inexact solve where the root is still far, five times fewer iterations than
     solving each step to 1e-12, for rates that differ from those by under 1e-6.
-    Threads with the same demands are one class, solved once."""
-    import numpy as np  # noqa: PLC0415 (loaded on first need)
+    Threads with the same demands are one class, solved once.
+
+    The classes are found, and :class:`_Lumped` solves them, in Python floats; where it
+    declines (pages interleaved over the nodes) the iteration runs on arrays."""
     # threads with the same demands and delay are one class (the placement repeats a
     # few patterns over many cores): solved once each, weighted by their number
-    rows, back, count = np.unique(np.column_stack([D, think]), axis=0, return_inverse=True,
-                                  return_counts=True)
-    D, think, count = rows[:, :-1], rows[:, -1], count.astype(float)
+    D, think, count, back = _classes(D, think)
     lumped = _Lumped.of(D, think, count, k, nodes, tau)
     if lumped is not None:  # the same iteration in scalars, twin classes computed once
         X = lumped.solve(iterations)
-        return [float(x * line) for x in X[back.ravel()]]
+        return [X[b] * line for b in back]
+    import numpy as np  # noqa: PLC0415 (loaded on first need)
+    D, think, count = np.array(D), np.array(think), np.array(count)
     n_nodes = len(nodes)
     # a line's service at a node (line / node bandwidth): the same for every thread
     per_line = np.array([D[:, s].max() for s in nodes])
@@ -402,7 +454,7 @@ def _rates_with_interference(D: np.ndarray, think: np.ndarray, k: float, line: f
         mid = lo + 0.5 * width
         ok = np.isfinite(guess) & (guess > lo + 1e-3 * width) & (guess < hi - 1e-3 * width)
         u = np.where(ok, guess, mid)
-    return [float(x * line) for x in X[back.ravel()]]
+    return [float(X[b] * line) for b in back]
 
 
 class _Lumped:
@@ -437,12 +489,14 @@ class _Lumped:
                  "slot_at", "slot_type", "seqs", "pairs", "terms")
 
     @classmethod
-    def of(cls, D: np.ndarray, think: np.ndarray, count: np.ndarray, k: float,
+    def of(cls, D: list[list[float]], think: list[float], count: list[float], k: float,
            nodes: list[int], tau: float) -> "_Lumped | None":
-        n, m = D.shape
+        """The network of the classes (their demand rows, delays and sizes, as
+        :func:`_classes` gives them), or None where the numpy iteration must run."""
+        n, m = len(D), len(D[0])
         if n > 1 and m < 2:
             return None  # numpy would sum over the classes pairwise
-        nonzero = [[(s, float(D[c, s])) for s in range(m) if D[c, s] != 0.0] for c in range(n)]
+        nonzero = [[(s, d) for s, d in enumerate(row) if d != 0.0] for row in D]
         if any(len(z) > 2 or not z for z in nonzero):
             return None
         visitors = [0] * m
@@ -454,7 +508,7 @@ class _Lumped:
         signature: dict[tuple, int] = {}
         type_of = []
         for c, z in enumerate(nonzero):
-            key = (float(think[c]), float(count[c]),
+            key = (think[c], count[c],
                    tuple(sorted((-1 if visitors[s] == 1 and s not in node_set else s, d)
                                 for s, d in z)))
             type_of.append(signature.setdefault(key, len(signature)))
@@ -466,8 +520,8 @@ class _Lumped:
             first.setdefault(t, c)
         reps = [first[t] for t in range(len(signature))]
         self.types = len(reps)
-        self.think = [float(think[c]) for c in reps]
-        self.count = [float(count[c]) for c in reps]
+        self.think = [think[c] for c in reps]
+        self.count = [count[c] for c in reps]
         self.demand = [[d for _, d in nonzero[c]] for c in reps]
         # per type, per slot: the shared station's index, or -1 (private)
         shared_ix: dict[int, int] = {}
@@ -488,15 +542,15 @@ class _Lumped:
             for s, _ in z:
                 if s in shared_ix:
                     j = self.private[t].index(shared_ix[s])
-                    self.sharers[shared_ix[s]].append((t, j, float(count[c])))
+                    self.sharers[shared_ix[s]].append((t, j, count[c]))
         # the controllers' wait: per type, (node, share, demand) of each node it visits
-        per_line = [float(D[:, s].max()) for s in nodes]
+        per_line = [max(row[s] for row in D) for s in nodes]
         self.n_nodes = len(nodes)
         self.node_terms = []
         for c in reps:
             terms = []
             for i, s in enumerate(nodes):
-                d = float(D[c, s])
+                d = D[c][s]
                 if d != 0.0:
                     terms.append((i, d / per_line[i], d))
             self.node_terms.append(terms)
@@ -518,8 +572,8 @@ class _Lumped:
         if any(not tt for tt in self.terms):
             return None  # (every thread's lines reach some node: never met)
         # per node, per class: (type, count, demand), None for a class not on it
-        self.node_classes = [[(type_of[c], float(count[c]), float(D[c, s]))
-                              if D[c, s] != 0.0 else None for c in range(n)] for s in nodes]
+        self.node_classes = [[(type_of[c], count[c], D[c][s]) if D[c][s] != 0.0 else None
+                              for c in range(n)] for s in nodes]
         return self
 
     def _compiled(self):
@@ -542,10 +596,9 @@ class _Lumped:
                   tuple(p[0] for p in self.pairs), tuple(tuple(tt) for tt in self.terms))
         return functools.partial(fn, consts)
 
-    def solve(self, iterations: int) -> np.ndarray:
+    def solve(self, iterations: int) -> list[float]:
         """The rates of the classes (lines per second): the bracketing of
         :func:`_rates_with_interference`, node by node, in scalars."""
-        import numpy as np  # noqa: PLC0415 (loaded on first need)
         k = self.k
         nn = self.n_nodes
         Q = []
@@ -591,7 +644,7 @@ class _Lumped:
                 ok = (math.isfinite(guess) and guess > lo[i] + 1e-3 * width
                       and guess < hi[i] - 1e-3 * width)
                 u[i] = guess if ok else mid
-        return np.array([X[t] for t in self.type_of])
+        return [X[t] for t in self.type_of]
 
 
 def _pairwise_sum(a: list[float]) -> float:
