@@ -556,34 +556,58 @@ class _Record:
     walk's effect is recorded once, in order: each unit's busy time (a unit by its
     position in the walk's list, whose order depends only on the team shape), each
     byte and action sum, the finish times (the same, as the start is), the returned
-    tasks relative to the walk's first. :meth:`replay` makes the same additions in
-    the same order, so every sum is the same float as a fresh walk's (a test holds
-    the two equal)."""
+    tasks relative to the walk's first. Each sum is kept as its own sequence of terms
+    (a unit's busy time, its time per bound, a byte or action count), the sums in the
+    order the walk first met them: :meth:`replay` adds each sequence in its order,
+    one term at a time, so every sum is the same float as a fresh walk's and every
+    unit and key enters its dict where the walk's would (a test holds the two
+    equal); sums apart do not depend on each other's order."""
 
-    __slots__ = ("runs", "log", "finishes", "rel")
+    __slots__ = ("runs", "units", "nbytes", "actions", "finishes", "rel")
 
     def __init__(self, runs, log, finishes, rel):
         self.runs = runs  # (held: the memo's key names the blocks by id)
-        self.log, self.finishes, self.rel = log, finishes, rel
+        units: dict[int, tuple[list, dict]] = {}
+        sums: dict[bool, dict] = {True: {}, False: {}}
+        for i, key, v in log:
+            if i is True or i is False:
+                sums[i].setdefault(key, []).append(v)
+            else:
+                u = units.get(i)
+                if u is None:
+                    u = units[i] = ([], {})
+                u[0].append(v)
+                u[1].setdefault(key, []).append(v)
+        self.units = [(i, terms, list(by.items())) for i, (terms, by) in units.items()]
+        self.nbytes, self.actions = list(sums[True].items()), list(sums[False].items())
+        self.finishes, self.rel = finishes, rel
 
     def replay(self, acc: Accumulator, units: list[str]) -> tuple[int, ...]:
         busy, nbytes, actions = acc.busy, acc.nbytes, acc.actions
-        entries: list = [None] * len(units)
-        for i, key, v in self.log:
-            if i is True:
-                nbytes[key] = nbytes.get(key, 0) + v
-            elif i is False:
-                actions[key] = actions.get(key, 0.0) + v
-            else:
-                e = entries[i]
-                if e is None:
-                    e = busy.get(units[i])
-                    if e is None:
-                        e = busy[units[i]] = [0.0, {}]
-                    entries[i] = e
-                e[0] += v
-                by = e[1]
-                by[key] = by.get(key, 0.0) + v
+        for key, terms in self.nbytes:
+            t = nbytes.get(key, 0)
+            for v in terms:
+                t = t + v
+            nbytes[key] = t
+        for key, terms in self.actions:
+            t = actions.get(key, 0.0)
+            for v in terms:
+                t = t + v
+            actions[key] = t
+        for i, terms, by_bound in self.units:
+            e = busy.get(units[i])
+            if e is None:
+                e = busy[units[i]] = [0.0, {}]
+            t = e[0]
+            for v in terms:
+                t += v
+            e[0] = t
+            by = e[1]
+            for bound, bterms in by_bound:
+                t = by.get(bound, 0.0)
+                for v in bterms:
+                    t += v
+                by[bound] = t
         finish = acc.finish
         base = acc.count
         finish.extend(self.finishes)
