@@ -563,13 +563,18 @@ class _Record:
     unit and key enters its dict where the walk's would (a test holds the two
     equal); sums apart do not depend on each other's order."""
 
-    __slots__ = ("runs", "units", "nbytes", "actions", "finishes", "rel")
+    __slots__ = ("runs", "log", "units", "nbytes", "actions", "finishes", "rel")
 
     def __init__(self, runs, log, finishes, rel):
         self.runs = runs  # (held: the memo's key names the blocks by id)
+        self.log, self.finishes, self.rel = log, finishes, rel
+        self.units = None  # the sums' terms, made on the first replay (most walks have none)
+
+    def _terms(self) -> None:
+        """The log (task and sum order) as each sum's terms, sums in first-use order."""
         units: dict[int, tuple[list, dict]] = {}
         sums: dict[bool, dict] = {True: {}, False: {}}
-        for i, key, v in log:
+        for i, key, v in self.log:
             if i is True or i is False:
                 sums[i].setdefault(key, []).append(v)
             else:
@@ -580,9 +585,11 @@ class _Record:
                 u[1].setdefault(key, []).append(v)
         self.units = [(i, terms, list(by.items())) for i, (terms, by) in units.items()]
         self.nbytes, self.actions = list(sums[True].items()), list(sums[False].items())
-        self.finishes, self.rel = finishes, rel
+        self.log = None
 
     def replay(self, acc: Accumulator, units: list[str]) -> tuple[int, ...]:
+        if self.units is None:
+            self._terms()
         busy, nbytes, actions = acc.busy, acc.nbytes, acc.actions
         for key, terms in self.nbytes:
             t = nbytes.get(key, 0)
