@@ -150,6 +150,28 @@ def test_tiling_search_with_its_kept_parts_ranks_as_a_fresh_one():
         assert warm.__dict__["_gemm_search_parts"]  # (kept: the later m's used them)
 
 
+def test_a_kept_tiling_found_by_m_padded_is_the_fresh_search_for_that_m():
+    """search keeps a tiling by m padded to the cube fractal (what _search reads of m):
+    for every m of a sweep, 8 apart and 1 apart, the kept tiling, estimate included,
+    is a fresh _search's for that very m, and m's in one fractal share one search."""
+    import random
+
+    from hwsim.accelerators.ascend.gemm import _search, search
+
+    rng = random.Random(3)
+    for preset in ("ascend-910a", "ascend-910b"):
+        spec = resolve(preset).spec
+        kept = Chip(spec)
+        ms = list(range(120, 520, 8)) + list(range(1, 70)) + [rng.randrange(1, 9000)
+                                                              for _ in range(20)]
+        for m in ms:
+            for batch, n, k in ((1, 768, 768), (1, 3072, 768), (12, 64, 128)):
+                got = search(kept, batch, m, n, k, "fp16")
+                assert got == _search(Chip(spec), batch, m, n, k, "fp16"), (preset, m, n, k)
+        fractal = spec.dim_align
+        assert len(kept.__dict__["_gemm_tilings"]) < 3 * len({-(-m // fractal) for m in ms}) + 1
+
+
 # the projections of TinyLlama (2048 / 5632) and Llama-2-7B (4096 / 11008) at prefill lengths
 PROJECTIONS = [(m, n, k) for h, i in ((2048, 5632), (4096, 11008)) for m in (256, 1024)
                for n, k in ((h, h), (i, h), (h, i))]

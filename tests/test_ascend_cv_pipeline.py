@@ -122,3 +122,60 @@ def test_the_analytical_walk_adds_what_the_builder_would_hand_the_accumulator(pr
                 ends = cv.emit_cv_pipeline(bld, runs, deps=(start,), **kw)
             got.append(state(acc, ends))
         assert got[0] == got[1], trial
+
+
+@pytest.mark.parametrize("preset", ["ascend", "ascend-910a"])
+def test_a_replayed_walk_adds_what_walking_again_would(preset):
+    """cv_pipeline's memo (the analytical walk recorded once, replayed on the op's other
+    cores with the same blocks): the accumulator after a few cores with the memo is the
+    one after walking each core, to the last bit (bytes, actions, finishes, unit sums
+    in the order the units were met, task count, returned tasks), on random walks;
+    a core with other blocks or another start walks afresh."""
+    import random
+
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+    from hwsim.accelerators.ascend.chip import Builder, Chip
+    from hwsim.engine import Accumulator
+
+    chip = Chip(resolve(preset).spec)
+    rng = random.Random(11)
+
+    def state(acc, ends):
+        return repr((list(acc.nbytes.items()), list(acc.actions.items()), acc.finish,
+                     list(acc.busy.items()), acc.count, ends))
+
+    def walk_runs():
+        runs = []
+        for _ in range(rng.randint(1, 12)):
+            vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
+            loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
+            store = rng.choice([0.0, rng.random() * 1e5])
+            acts = {"mac_fp16": rng.random() * 1e7} if rng.random() < 0.7 else {}
+            runs.append((cv.Block(*vals, *loads, store, acts), rng.choice([1, 3, 40])))
+        return runs
+
+    replays = 0
+    for trial in range(60):
+        shared = [walk_runs(), walk_runs()]
+        plan = [rng.choice(shared) for _ in range(6)]  # the cores' walks, some equal
+        kw = dict(preload=rng.choice([0, 1, 2]), sync_s=rng.choice([0.0, 3e-7]),
+                  store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3]),
+                  label="t")
+        grouping, copies = rng.random() < 0.7, rng.choice([1, 3])
+        got = []
+        for memo in (None, {}):
+            acc = Accumulator()
+            bld = Builder(chip, grouping=grouping, sink=acc)
+            start = bld.launch()
+            other = bld.add("x", 1e-6)
+            ends = []
+            with bld.group(copies):
+                for c, runs in enumerate(plan):
+                    deps = (start,) if c != 3 else (other,)  # core 3 starts later
+                    ends.append(cv.emit_cv_pipeline(bld, runs, core=c, vecs=chip.vecs_of(c),
+                                                    deps=deps, memo=memo, **kw))
+            got.append(state(acc, ends))
+            if memo is not None:
+                replays += len(plan) - len(memo)
+        assert got[0] == got[1], trial
+    assert replays > 100  # the memo was used

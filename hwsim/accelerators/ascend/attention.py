@@ -996,13 +996,14 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 per_core_blocks[core].extend(work)
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
+    walks: dict = {}  # analytical: the cores' equal walks made once (emit_cv_pipeline)
     for c, core_items in enumerate(per_core):
         vecs = chip.vecs_of(c)
         if not att.selects_values:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
                 bld, per_core_blocks[c], core=c, vecs=vecs, preload=1 if two_level else 0,
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
-                store_hbm_fraction=part_hbm, deps=(start,), label=name))
+                store_hbm_fraction=part_hbm, deps=(start,), label=name, memo=walks))
             continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),

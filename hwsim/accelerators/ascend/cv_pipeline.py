@@ -200,26 +200,28 @@ def _sums_by_add(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]
 def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]], *,
                      core: int, vecs: list[int],
                      preload: int, sync_s: float, store_bw: float,
-                     store_hbm_fraction: float = 1.0, deps=(), label: str = "attention"
-                     ) -> tuple[int, ...]:
+                     store_hbm_fraction: float = 1.0, deps=(), label: str = "attention",
+                     memo: dict | None = None) -> tuple[int, ...]:
     """Emit one cube core's walk (``blocks`` in order, or as runs ``(block, count)`` of
-    equal ones) with its vector cores ``vecs``; returns the tasks its end waits for."""
+    equal ones) with its vector cores ``vecs``; returns the tasks its end waits for.
+
+    ``memo`` (a dict the caller keeps for one op's cores, analytical fidelity only):
+    a core whose walk is another's (the same block objects, counts, vector team shape
+    and start) replays that walk's record instead of walking again (:class:`_Record`)."""
     if not blocks:
         return ()
     runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
     chip = bld.chip
-    ranges = _steps(sum(k for _, k in runs))
-    steps = _sums(runs, ranges)
-    inner_flags = [(b - a - 1) * sync_s if preload == 0 else 0.0 for a, b in ranges]
+    deps = tuple(deps)
+    teams = bld.groups(list(vecs))
+    if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
+        return _walk_summary(bld.sink, chip, runs, teams, vecs, core, preload, sync_s,
+                             store_bw, store_hbm_fraction, deps, bld.copies, memo)
+    steps, inner_flags = _walk_steps(runs, preload, sync_s)
     n = len(steps)
     nbuf = max(2, preload + 1)  # K/V buffers in L1: double buffered, one per block run ahead
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
     c_flag = chip.aic(core, "flag")
-    deps = tuple(deps)
-    teams = bld.groups(list(vecs))
-    if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
-        return _walk_summary(bld.sink, chip, steps, inner_flags, teams, vecs, core, preload,
-                             nbuf, sync_s, store_bw, store_hbm_fraction, deps, bld.copies)
     load: list[tuple[int, ...]] = [()] * n
     qk = [0] * n
     pv = [0] * n
@@ -307,18 +309,30 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
 
 
+def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float
+                ) -> tuple[list[Block], list[float]]:
+    """The walk's steps (:func:`_steps`, each the sum of its blocks) and the flag waits
+    inside a step of several blocks when the cube does not run ahead."""
+    ranges = _steps(sum(k for _, k in runs))
+    return _sums(runs, ranges), [(b - a - 1) * sync_s if preload == 0 else 0.0
+                                 for a, b in ranges]
+
+
 DIRECT_SUMMARY = True  # False: an analytical walk goes through Builder.put (the tests' reference)
 
 
-def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[float],
-                  teams: list[list[int]], vecs: list[int], core: int, preload: int, nbuf: int,
+def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
+                  teams: list[list[int]], vecs: list[int], core: int, preload: int,
                   sync_s: float, store_bw: float, store_hbm_fraction: float, deps: tuple,
-                  k1: int) -> tuple[int, ...]:
+                  k1: int, memo: dict | None = None) -> tuple[int, ...]:
     """The analytical fidelity's walk: what :func:`emit_cv_pipeline` hands the
     accumulator through :meth:`Builder.put` (its ``load``, ``store`` and hand-offs),
     added here directly, task by task in the same order: the same bytes, actions,
     finish times and unit sums, the same floats (a test holds the two equal), without
-    a call and a dependency tuple per task. Returns the same task indices."""
+    a call and a dependency tuple per task. Returns the same task indices.
+
+    With ``memo``, the walk is recorded (:class:`_Record`) under what it depends on,
+    and a later core with the same key replays the record."""
     finish = acc.finish
     append = finish.append
     busy = acc.busy
@@ -326,46 +340,65 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
     off = acc.count - len(finish)  # (0: the accumulator appends one finish per task)
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     l2_write_bw = chip.l2_write_bw
+    # the walk's units by position, in an order that depends only on the team shape:
+    # the cube core's pipes, the HBM, per team its vector and flag lanes, per AIV its MTE3
+    units = [chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe"),
+             chip.aic(core, "flag"), HBM_UNIT]
+    for team in teams:
+        units += [chip.aiv_group(team, "vector"), chip.aiv_group(team, "flag")]
+    for team in teams:
+        units += [chip.aiv(v, "mte3") for v in team]
+    start0 = after_of(finish, deps)
+    key = None
+    if memo is not None:
+        key = (tuple((id(b), k) for b, k in runs), preload, sync_s, store_bw,
+               store_hbm_fraction, start0, k1, tuple(len(t) for t in teams), len(vecs))
+        rec = memo.get(key)
+        if rec is not None and all(b is r for (b, _), (r, _) in zip(runs, rec.runs)):
+            return rec.replay(acc, units)
+    log: list | None = [] if key is not None else None  # (unit or dict, key, value)
+    steps, inner_flags = _walk_steps(runs, preload, sync_s)
+    nbuf = max(2, preload + 1)
+    first = len(finish)
+    entries: list = [None] * len(units)
 
-    def entry(unit: str) -> list:
-        e = busy.get(unit)
+    def entry(i: int) -> list:
+        e = entries[i]
         if e is None:
-            e = busy[unit] = [0.0, {}]
+            e = busy.get(units[i])
+            if e is None:
+                e = busy[units[i]] = [0.0, {}]
+            entries[i] = e
         return e
 
     def add(dct: dict, items, k: int, zero) -> None:  # Accumulator.add's sums of bytes/actions
         if k == 1:
             for key, v in items:
                 dct[key] = dct.get(key, zero) + v
+                if log is not None:
+                    log.append((dct is nbytes, key, v))
         else:
             for key, v in items:
                 dct[key] = dct.get(key, zero) + v * k
+                if log is not None:
+                    log.append((dct is nbytes, key, v * k))
 
-    def task(e: list, d: float, start: float, bound: str, seconds: float) -> float:
-        """One task on the unit of entry ``e``; returns its finish."""
+    def task(i: int, d: float, start: float, bound: str, seconds: float) -> float:
+        """One task on the walk's unit ``i``; returns its finish."""
         f = start + d
         append(f)
+        e = entries[i] or entry(i)
         e[0] += seconds
         by = e[1]
         by[bound] = by.get(bound, 0.0) + seconds
+        if log is not None:
+            log.append((i, bound, seconds))
         return f
-
-    def after(idxs) -> float:  # the start of a task waiting for ``idxs``
-        start = 0.0
-        for j in idxs:
-            f = finish[j]
-            if f > start:
-                start = f
-        return start
 
     hbm_serial = k1 > 1  # a member's share on the shared hbm unit (Builder.put)
     sync = sync_s if sync_s > 0.0 else 0.0
     n = len(steps)
-    e_mte2 = e_cube = e_fix = e_flag = None  # made in the order the walk first uses them
-    names = {team[0]: (chip.aiv_group(team, "vector"), chip.aiv_group(team, "flag"))
-             for team in teams}
-    e_vec: dict[int, list] = {}
-    e_vflag: dict[int, list] = {}
+    names = {team[0]: (5 + 2 * j, 6 + 2 * j) for j, team in enumerate(teams)}
     load_f = [0.0] * n  # the loads' latest finish
     pv_f = [0.0] * n
     sm: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # (index, finish) per team
@@ -373,10 +406,8 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
     last_vec: dict[int, float | None] = {team[0]: None for team in teams}
     last_vec_i: dict[int, int] = {}
     ends: list[int] = []
-    start0 = after(deps)
 
     def emit_load(s: int) -> None:
-        nonlocal e_mte2
         st = steps[s]
         start = start0
         if s >= nbuf and pv_f[s - nbuf] > start:
@@ -393,9 +424,7 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
         moved = hbm_bytes + l2_bytes
         add(actions, (("hbm_byte", hbm_bytes), ("l2_byte", moved), ("l1_byte", moved)), k1,
             0.0)
-        if e_mte2 is None:
-            e_mte2 = entry(chip.aic(core, "mte2"))
-        f = task(e_mte2, d, start, "memory" if memory else "onchip", d)
+        f = task(0, d, start, "memory" if memory else "onchip", d)
         if hbm_bytes <= 0:
             load_f[s] = f
             return
@@ -405,18 +434,13 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
         add(nbytes, dram, k1, 0)
         d = hbm_bytes / hbm_bw
         d = d if d > 0.0 else 0.0
-        f2 = task(entry(HBM_UNIT), d, start, "memory", d * k1 if hbm_serial else d)
+        f2 = task(4, d, start, "memory", d * k1 if hbm_serial else d)
         load_f[s] = f if f > f2 else f2
 
     def to_vectors(src_f: float, fix_s: float, vec_s: float) -> list[tuple[int, float]]:
-        nonlocal e_fix, e_flag
-        if e_fix is None:
-            e_fix = entry(chip.aic(core, "fixpipe"))
-        f = task(e_fix, fix_s if fix_s > 0.0 else 0.0, src_f if src_f > 0.0 else 0.0,
+        f = task(2, fix_s if fix_s > 0.0 else 0.0, src_f if src_f > 0.0 else 0.0,
                  "onchip", fix_s if fix_s > 0.0 else 0.0)
-        if e_flag is None:
-            e_flag = entry(chip.aic(core, "flag"))
-        flag_f = task(e_flag, sync, f if f > 0.0 else 0.0, "latency", sync)
+        flag_f = task(3, sync, f if f > 0.0 else 0.0, "latency", sync)
         d = vec_s if vec_s > 0.0 else 0.0
         out = []
         for team in teams:
@@ -425,17 +449,14 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
             before = last_vec[lead]
             if before is not None and before > start:
                 start = before
-            e = e_vec.get(lead)
-            if e is None:
-                e = e_vec[lead] = entry(names[lead][0])
-            tf = task(e, d, start, "compute", d)
+            tf = task(names[lead][0], d, start, "compute", d)
             last_vec[lead] = tf
             last_vec_i[lead] = off + len(finish) - 1
             out.append((off + len(finish) - 1, tf))
         return out
 
     def emit_qk(s: int) -> None:
-        nonlocal e_cube, last_cube_f
+        nonlocal last_cube_f
         st = steps[s]
         start = load_f[s] if load_f[s] > 0.0 else 0.0
         if last_cube_f is not None and last_cube_f > start:
@@ -446,32 +467,25 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
                     start = f
         if st.actions:
             add(actions, st.actions.items(), k1, 0.0)
-        if e_cube is None:
-            e_cube = entry(chip.aic(core, "cube"))
         d = st.qk_s if st.qk_s > 0.0 else 0.0
-        f = task(e_cube, d, start, "compute", d)
+        f = task(1, d, start, "compute", d)
         last_cube_f = f
         sm[s] = to_vectors(f, st.fix_s_s, st.softmax_s + inner_flags[s])
 
     def emit_pv(s: int) -> None:
-        nonlocal e_cube, last_cube_f
+        nonlocal last_cube_f
         st = steps[s]
         start = load_f[s] if load_f[s] > 0.0 else 0.0
         for team, (_, tf) in zip(teams, sm[s]):
             lead = team[0]
-            e = e_vflag.get(lead)
-            if e is None:
-                e = e_vflag[lead] = entry(names[lead][1])
-            ff = task(e, sync, tf if tf > 0.0 else 0.0, "latency", sync)
+            ff = task(names[lead][1], sync, tf if tf > 0.0 else 0.0, "latency", sync)
             if ff > start:
                 start = ff
         if last_cube_f is not None and last_cube_f > start:
             start = last_cube_f
-        if e_cube is None:
-            e_cube = entry(chip.aic(core, "cube"))
         d = st.pv_s + inner_flags[s]
         d = d if d > 0.0 else 0.0
-        f = task(e_cube, d, start, "compute", d)
+        f = task(1, d, start, "compute", d)
         last_cube_f = f
         pv_f[s] = f
         updates = to_vectors(f, st.fix_o_s, st.update_s + st.final_s)
@@ -481,7 +495,7 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
     # the AIVs' stores: Builder.store's numbers, the same for each AIV of a step, made
     # once per step (the unit names once per walk)
     n_vecs = len(vecs)
-    mte3 = {v: chip.aiv(v, "mte3") for team in teams for v in team}
+    mte3 = {v: 5 + 2 * len(teams) + j for j, v in enumerate(v for team in teams for v in team)}
     unit_bw = store_bw / n_vecs
     frac = min(1.0, max(0.0, store_hbm_fraction))
     hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, l2_write_bw)
@@ -507,14 +521,102 @@ def _walk_summary(acc: Accumulator, chip, steps: list[Block], inner_flags: list[
                 if written:
                     add(nbytes, written, k1, 0)
                 add(actions, moved, k1, 0.0)
-                task(entry(mte3[v]), d, start, bound, d)
+                task(mte3[v], d, start, bound, d)
                 ends.append(off + len(finish) - 1)
                 if hbm <= 0:
                     continue
                 add(nbytes, dram, k1, 0)
-                task(entry(HBM_UNIT), d_hbm, start, "memory", s_hbm)
+                task(4, d_hbm, start, "memory", s_hbm)
                 ends.append(off + len(finish) - 1)
 
     program_order(n, nbuf, preload, emit_load, emit_qk, emit_pv)
     acc.count = off + len(finish)
-    return tuple(ends) + tuple(last_vec_i[team[0]] for team in teams if team[0] in last_vec_i)
+    out = tuple(ends) + tuple(last_vec_i[team[0]] for team in teams if team[0] in last_vec_i)
+    if key is not None:
+        base = off + first
+        memo[key] = _Record(runs, log, finish[first:], tuple(j - base for j in out))
+    return out
+
+
+def after_of(finish: list[float], idxs) -> float:
+    """The start of a task waiting for the tasks ``idxs`` (their latest finish, 0 if none)."""
+    start = 0.0
+    for j in idxs:
+        f = finish[j]
+        if f > start:
+            start = f
+    return start
+
+
+class _Record:
+    """One analytical walk as the accumulator saw it, to replay on another core.
+
+    The 24 cube cores of a 910B often walk the same blocks (a BERT point's heads and
+    query tiles dealt evenly): their walks differ only in the units' names, so a
+    walk's effect is recorded once, in order: each unit's busy time (a unit by its
+    position in the walk's list, whose order depends only on the team shape), each
+    byte and action sum, the finish times (the same, as the start is), the returned
+    tasks relative to the walk's first. Each sum is kept as its own sequence of terms
+    (a unit's busy time, its time per bound, a byte or action count), the sums in the
+    order the walk first met them: :meth:`replay` adds each sequence in its order,
+    one term at a time, so every sum is the same float as a fresh walk's and every
+    unit and key enters its dict where the walk's would (a test holds the two
+    equal); sums apart do not depend on each other's order."""
+
+    __slots__ = ("runs", "log", "units", "nbytes", "actions", "finishes", "rel")
+
+    def __init__(self, runs, log, finishes, rel):
+        self.runs = runs  # (held: the memo's key names the blocks by id)
+        self.log, self.finishes, self.rel = log, finishes, rel
+        self.units = None  # the sums' terms, made on the first replay (most walks have none)
+
+    def _terms(self) -> None:
+        """The log (task and sum order) as each sum's terms, sums in first-use order."""
+        units: dict[int, tuple[list, dict]] = {}
+        sums: dict[bool, dict] = {True: {}, False: {}}
+        for i, key, v in self.log:
+            if i is True or i is False:
+                sums[i].setdefault(key, []).append(v)
+            else:
+                u = units.get(i)
+                if u is None:
+                    u = units[i] = ([], {})
+                u[0].append(v)
+                u[1].setdefault(key, []).append(v)
+        self.units = [(i, terms, list(by.items())) for i, (terms, by) in units.items()]
+        self.nbytes, self.actions = list(sums[True].items()), list(sums[False].items())
+        self.log = None
+
+    def replay(self, acc: Accumulator, units: list[str]) -> tuple[int, ...]:
+        if self.units is None:
+            self._terms()
+        busy, nbytes, actions = acc.busy, acc.nbytes, acc.actions
+        for key, terms in self.nbytes:
+            t = nbytes.get(key, 0)
+            for v in terms:
+                t = t + v
+            nbytes[key] = t
+        for key, terms in self.actions:
+            t = actions.get(key, 0.0)
+            for v in terms:
+                t = t + v
+            actions[key] = t
+        for i, terms, by_bound in self.units:
+            e = busy.get(units[i])
+            if e is None:
+                e = busy[units[i]] = [0.0, {}]
+            t = e[0]
+            for v in terms:
+                t += v
+            e[0] = t
+            by = e[1]
+            for bound, bterms in by_bound:
+                t = by.get(bound, 0.0)
+                for v in bterms:
+                    t += v
+                by[bound] = t
+        finish = acc.finish
+        base = acc.count
+        finish.extend(self.finishes)
+        acc.count = base + len(self.finishes)
+        return tuple(base + j for j in self.rel)

@@ -85,9 +85,15 @@ def _choices(limit: int, align: int) -> list[int]:
 
 def search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str) -> GemmTiling:
     """The tiling with the least estimated time (see the module docstring); kept per
-    chip and shape (the lowering and the detail line ask for the same one)."""
+    chip and shape (the lowering and the detail line ask for the same one).
+
+    :func:`_search` reads m only as its row tiles ``cdiv(m, om)`` and the choices of
+    ``om`` (by m padded to the fractal, ``mp``); with a power-of-two fractal every
+    ``om`` is a multiple of it, so ``cdiv(m, om) == cdiv(mp, om)`` and the shape is
+    kept by ``mp``: a sweep's points 8 tokens apart share their searches."""
     memo = chip.__dict__.setdefault("_gemm_tilings", {})
-    key = (batch, m, n, k, dtype)
+    e = chip.spec.dim_align
+    key = (batch, cdiv(m, e) * e if e & (e - 1) == 0 else -m, n, k, dtype)
     got = memo.get(key)
     if got is None:
         if len(memo) > 4096:  # a long sweep's shapes: bounded
