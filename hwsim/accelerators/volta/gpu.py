@@ -828,10 +828,7 @@ class Builder:
         serial = copies > 1
         sink = self.sink
         if sink is not None:  # the same tasks' sums, none made
-            first = sink.add(unit, dur, first_bytes, None, tuple(deps), bound, "", copies,
-                             serial)
-            return sink.add_chain(unit, dur, n - 1, bound, "", copies, serial) if n > 1 \
-                else first
+            return sink.add_pieces(unit, dur, n, first_bytes, deps, bound, copies, serial)
         tasks = self.tasks
         first = len(tasks)
         tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
@@ -867,6 +864,7 @@ class Builder:
             hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
             l2_piece = total.l2_bytes / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
+            hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
             per_sm = self._groups(k, per)
             for members in self._sm_groups(per_sm):
                 sm, copies = members[0], len(members)
@@ -896,7 +894,7 @@ class Builder:
                         got = acts.get(id(w))
                         if got is None:
                             got = acts[id(w)] = self.energy(k, w)
-                        a = sink.add(unit, sm_s, nbytes, got, sm_lane, bound, "", copies)
+                        a = sink.add_copies(unit, sm_s, nbytes, got, sm_lane, bound, copies)
                     else:
                         a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
                                           bound, "", f"{tag} x{nblocks}", copies))
@@ -905,13 +903,25 @@ class Builder:
                     if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
-                        hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                 hbm_lane, "memory", tag and f"{tag} HBM", nb,
-                                                 copies),)
-                    if w.l2_bytes > 0:
-                        l2_lane = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                l2_lane, "onchip", tag and f"{tag} L2", {},
-                                                copies),)
+                        if sink is not None:  # (_pieces, inline: thousands per model)
+                            n = max(1, int(round(hbm_bytes / hbm_piece))) if hbm_piece > 0 \
+                                else 1
+                            hbm_lane = (sink.add_pieces(HBM_UNIT, hbm_bytes / hbm_bw / n, n,
+                                                        nb, hbm_lane, "memory", copies,
+                                                        copies > 1),)
+                        else:
+                            hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
+                                                     hbm_lane, "memory", f"{tag} HBM", nb,
+                                                     copies),)
+                    l2_bytes = w.l2_bytes
+                    if l2_bytes > 0:
+                        if sink is not None:
+                            n = max(1, int(round(l2_bytes / l2_piece))) if l2_piece > 0 else 1
+                            l2_lane = (sink.add_pieces(L2_UNIT, l2_bytes / l2_bw / n, n, None,
+                                                       l2_lane, "onchip", copies, copies > 1),)
+                        else:
+                            l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
+                                                    "onchip", f"{tag} L2", {}, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
