@@ -746,9 +746,12 @@ class _Counter:
     def share(self, x: float, members: int) -> int:
         """Each of ``members``' whole share of ``x`` bytes each: what the members take
         together, split equally; the remainder goes to later takes (or :meth:`left`)."""
+        # (take, inline: a kernel's every chunk shares three counts)
+        self.acc += x if members == 1 else x * members
+        together = int(round(self.acc)) - self.given
+        self.given += together
         if members == 1:
-            return self.take(x)
-        together = self.take(x * members)
+            return together
         each = together // members
         self.given -= together - each * members  # not handed out yet
         return each
