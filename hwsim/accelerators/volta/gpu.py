@@ -677,7 +677,7 @@ class Gpu:
         replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
         # (ties by class: a stable sort of the negated estimates)
-        nan = any(x != x for x in est)
+        nan = any(map(math.isnan, est))  # (x != x, in C: a causal attention's 881 classes)
         if order is None:
             # a reversed sort is stable too (equal estimates keep their class order), so
             # it is the sort by (-estimate, class); a NaN, which has no order, is left to
@@ -686,17 +686,18 @@ class Gpu:
                 if not nan or len(set(est)) == len(est) else \
                 sorted(range(len(est)), key=lambda c: (-est[c], c))
         blocks = kernel.blocks
+        put = [classes.append for classes in per_sm]  # (each SM's list, looked up once)
         for cls in order:
             d = est[cls]
             count = blocks[cls][0]
             if count == 1:  # (a causal attention's classes: one tile each)
                 t, sm = heap[0]
-                per_sm[sm].append(cls)
+                put[sm](cls)
                 replace(heap, (t + d, sm))
                 continue
             for _ in range(count):
                 t, sm = heap[0]
-                per_sm[sm].append(cls)
+                put[sm](cls)
                 replace(heap, (t + d, sm))
         # each SM runs its blocks longest first: they were handed out in that order (ties
         # by class), so its list is sorted already, as a stable sort would leave it; with
@@ -1083,7 +1084,7 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     # keyed by their works' identities, so SMs given the same tiles of other heads
     # share one list
     wid = [id(w) for w in works]
-    keys = [tuple([wid[c] for c in classes]) for classes in assigned]
+    keys = [tuple(map(wid.__getitem__, classes)) for classes in assigned]
     first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
     for key, classes in zip(keys, assigned):
@@ -1113,7 +1114,7 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if runs is not None:
             out.append(runs)
             continue
-        vals = [share_s[c] for c in classes]
+        vals = list(map(share_s.__getitem__, classes))
         total = sum(vals)
         if alone and math.isfinite(total):
             sm_s = 0.0
