@@ -664,14 +664,14 @@ class Gpu:
             if not np.isnan(neg).any():
                 order = np.argsort(neg, kind="stable").tolist()
         else:  # (a work listed for many classes costed once: its share is one too)
-            costs: dict[int, float] = {}
-            est = []
-            for c, (_, w) in enumerate(kernel.blocks):
-                got = costs.get(id(w))
-                if got is None:
-                    got = costs[id(w)] = self.block_cost(kernel, w, occ,
-                                                         shares[c][0] if shares else None)
-                est.append(got)
+            blocks = kernel.blocks
+            ids = [id(w) for _, w in blocks]
+            # each work's first class (the pairs reversed: the first one written last)
+            first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+            costs = {i: self.block_cost(kernel, blocks[c][1], occ,
+                                        shares[c][0] if shares else None)
+                     for i, c in first.items()}
+            est = list(map(costs.__getitem__, ids))
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
         replace = heapq.heapreplace
