@@ -559,15 +559,14 @@ class Gpu:
         occ = max(1, occ)
         # a work listed for many classes (one per unit, :func:`.attention._classes`) is
         # costed once: the distinct ones, by identity
-        index: dict[int, int] = {}
-        distinct = []
-        for w in works:
-            if id(w) not in index:
-                index[id(w)] = len(distinct)
-                distinct.append(w)
-        if len(distinct) < MANY or not arrays(len(works)):
-            got = [self.block_share(kernel, w, occ) for w in distinct]
-            return got if len(distinct) == len(works) else [got[index[id(w)]] for w in works]
+        ids = list(map(id, works))
+        # each work's first class, found in C (the pairs reversed: the first written last)
+        first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+        if len(first) < MANY or not arrays(len(works)):
+            if len(first) == len(works):
+                return [self.block_share(kernel, w, occ) for w in works]
+            got = {i: self.block_share(kernel, works[c], occ) for i, c in first.items()}
+            return list(map(got.__getitem__, ids))
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         cols = np.array([_fields(w) for w in works], dtype=float).T
@@ -1083,7 +1082,7 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     # (a causal attention's tile of every head, .attention._classes): the lists are
     # keyed by their works' identities, so SMs given the same tiles of other heads
     # share one list
-    wid = [id(w) for w in works]
+    wid = list(map(id, works))
     keys = [tuple(map(wid.__getitem__, classes)) for classes in assigned]
     first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
