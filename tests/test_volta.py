@@ -700,6 +700,50 @@ def test_a_chain_in_the_accumulator_is_its_tasks_added_one_by_one():
             tasks, {"dram": 4})
 
 
+def test_a_chunk_and_its_pieces_in_one_call_are_the_tasks_added_one_by_one():
+    """Accumulator.add_copies (an SM group's chunk: no pool, copies side by side) and
+    add_pieces (a transfer's first piece with its bytes, then its chain), as the volta
+    builder's analytical path calls them, give the state add and add_chain give the
+    same tasks one at a time: finish times, busy seconds per bound, bytes, actions."""
+    import random
+
+    from hwsim.engine import Accumulator, Task, summarize
+
+    rng = random.Random(14)
+    for _ in range(300):
+        one, fast, tasks = Accumulator(), Accumulator(), []
+        for _ in range(rng.randint(1, 8)):
+            unit = rng.choice(["hbm", "l2", "sm0-79"])
+            d = rng.random() * 10 ** -rng.randint(3, 9) if rng.random() < 0.9 else 0.0
+            bound = rng.choice(["memory", "onchip", "compute"])
+            copies = rng.choice([1, 1, 2, 80])
+            deps = tuple(rng.sample(range(len(tasks)), min(len(tasks), rng.randint(0, 2))))
+            nbytes = rng.choice([None, {}, {"l2_read": rng.randint(0, 99)},
+                                 {"dram_read": rng.randint(0, 99), "dram_write": 0}])
+            if rng.random() < 0.5:
+                acts = rng.choice([None, {}, {"tensor_flop_fp16": rng.random() * 1e9,
+                                              "l2_byte": 3.25}])
+                t = Task(unit, d, nbytes or {}, acts or {}, deps, bound, "", "", copies)
+                tasks.append(t)
+                one.add_task(t)
+                assert fast.add_copies(unit, d, nbytes, acts, deps, bound, copies) == \
+                    len(tasks) - 1
+                continue
+            serial = copies > 1
+            n = rng.randint(1, 12)
+            tasks.append(Task(unit, d, nbytes or {}, {}, deps, bound, "", "", copies, serial))
+            one.add_task(tasks[-1])
+            for _ in range(n - 1):
+                tasks.append(Task(unit, d, {}, {}, (len(tasks) - 1,), bound, "", "", copies,
+                                  serial))
+                one.add_task(tasks[-1])
+            assert fast.add_pieces(unit, d, n, nbytes, deps, bound, copies, serial) == \
+                len(tasks) - 1
+        assert (fast.finish, fast.busy, fast.nbytes, fast.actions, fast.count) == \
+            (one.finish, one.busy, one.nbytes, one.actions, one.count)
+        assert fast.summary({"dram": 4}) == summarize(tasks, {"dram": 4})
+
+
 def test_segment_sums_are_each_segments_running_sum():
     """segment_sums (every SM's classes and every run's, gathered and padded with -0.0)
     gives running_sum of each segment to the last bit: ragged lengths, repeated rows,

@@ -247,6 +247,93 @@ class Accumulator:
         self.count += count
         return self.count - 1
 
+    def add_copies(self, unit: str, duration_s: float, nbytes: Mapping[str, int] | None,
+                   actions: Mapping[str, float] | None, deps, bound: str,
+                   copies: int = 1) -> int:
+        """:meth:`add` of a task with no pool, its ``copies`` side by side (not serial),
+        the products taken inline: the same sums in the same order (a GPU kernel's
+        chunk of blocks on a group of SMs, thousands of times per model)."""
+        k = copies
+        if nbytes:
+            acc = self.nbytes
+            if k == 1:
+                for key, n in nbytes.items():
+                    acc[key] = acc.get(key, 0) + n
+            else:
+                for key, n in nbytes.items():
+                    acc[key] = acc.get(key, 0) + n * k
+        if actions:
+            acc = self.actions
+            if k == 1:
+                for key, n in actions.items():
+                    acc[key] = acc.get(key, 0.0) + n
+            else:
+                for key, n in actions.items():
+                    acc[key] = acc.get(key, 0.0) + n * k
+        finish = self.finish
+        start = 0.0
+        for j in deps:
+            f = finish[j]
+            if f > start:
+                start = f
+        finish.append(start + duration_s)
+        busy = self.busy
+        entry = busy.get(unit)
+        if entry is None:
+            entry = busy[unit] = [0.0, {}]
+        entry[0] += duration_s
+        by = entry[1]
+        by[bound] = by.get(bound, 0.0) + duration_s
+        n = self.count
+        self.count = n + 1
+        return n
+
+    def add_pieces(self, unit: str, duration_s: float, count: int,
+                   nbytes: Mapping[str, int] | None, deps, bound: str, copies: int = 1,
+                   serial: bool = False) -> int:
+        """:meth:`add` of a transfer's first piece (its ``nbytes``, no actions, no pool)
+        then :meth:`add_chain` of its ``count - 1`` others, in one call: the same sums in
+        the same order (a GPU kernel's traffic on a shared unit, thousands of times per
+        model); returns the last piece's index."""
+        if nbytes:
+            acc = self.nbytes
+            if copies == 1:
+                for key, n in nbytes.items():
+                    acc[key] = acc.get(key, 0) + n
+            else:
+                for key, n in nbytes.items():
+                    acc[key] = acc.get(key, 0) + n * copies
+        finish = self.finish
+        append = finish.append
+        start = 0.0
+        for j in deps:
+            f = finish[j]
+            if f > start:
+                start = f
+        d = duration_s
+        f = start + d
+        append(f)
+        seconds = d * copies if serial else d
+        busy = self.busy
+        entry = busy.get(unit)
+        if entry is None:
+            entry = busy[unit] = [0.0, {}]
+        total = entry[0] + seconds
+        by = entry[1]
+        b = by.get(bound, 0.0) + seconds
+        start = f if f > 0.0 else 0.0
+        for _ in range(count - 1):
+            f = start + d
+            append(f)
+            start = f if f > 0.0 else 0.0
+            total += seconds
+            b += seconds
+        entry[0] = total
+        by[bound] = b
+        n = self.count + (count if count > 1 else 1)
+        self.count = n
+        return n - 1
+
     def add_task(self, t: Task) -> int:
         """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
         return self.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound, t.pool,

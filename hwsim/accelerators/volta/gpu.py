@@ -559,15 +559,14 @@ class Gpu:
         occ = max(1, occ)
         # a work listed for many classes (one per unit, :func:`.attention._classes`) is
         # costed once: the distinct ones, by identity
-        index: dict[int, int] = {}
-        distinct = []
-        for w in works:
-            if id(w) not in index:
-                index[id(w)] = len(distinct)
-                distinct.append(w)
-        if len(distinct) < MANY or not arrays(len(works)):
-            got = [self.block_share(kernel, w, occ) for w in distinct]
-            return got if len(distinct) == len(works) else [got[index[id(w)]] for w in works]
+        ids = list(map(id, works))
+        # each work's first class, found in C (the pairs reversed: the first written last)
+        first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+        if len(first) < MANY or not arrays(len(works)):
+            if len(first) == len(works):
+                return [self.block_share(kernel, w, occ) for w in works]
+            got = {i: self.block_share(kernel, works[c], occ) for i, c in first.items()}
+            return list(map(got.__getitem__, ids))
         import numpy as np  # noqa: PLC0415 (loaded on first need)
 
         cols = np.array([_fields(w) for w in works], dtype=float).T
@@ -664,20 +663,20 @@ class Gpu:
             if not np.isnan(neg).any():
                 order = np.argsort(neg, kind="stable").tolist()
         else:  # (a work listed for many classes costed once: its share is one too)
-            costs: dict[int, float] = {}
-            est = []
-            for c, (_, w) in enumerate(kernel.blocks):
-                got = costs.get(id(w))
-                if got is None:
-                    got = costs[id(w)] = self.block_cost(kernel, w, occ,
-                                                         shares[c][0] if shares else None)
-                est.append(got)
+            blocks = kernel.blocks
+            ids = [id(w) for _, w in blocks]
+            # each work's first class (the pairs reversed: the first one written last)
+            first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+            costs = {i: self.block_cost(kernel, blocks[c][1], occ,
+                                        shares[c][0] if shares else None)
+                     for i, c in first.items()}
+            est = list(map(costs.__getitem__, ids))
         heap = [(0.0, i) for i in range(sms)]
         heapq.heapify(heap)
         replace = heapq.heapreplace
         # longest first (LPT): the balance a scheduler that refills free slots reaches
         # (ties by class: a stable sort of the negated estimates)
-        nan = any(x != x for x in est)
+        nan = any(map(math.isnan, est))  # (x != x, in C: a causal attention's 881 classes)
         if order is None:
             # a reversed sort is stable too (equal estimates keep their class order), so
             # it is the sort by (-estimate, class); a NaN, which has no order, is left to
@@ -686,17 +685,18 @@ class Gpu:
                 if not nan or len(set(est)) == len(est) else \
                 sorted(range(len(est)), key=lambda c: (-est[c], c))
         blocks = kernel.blocks
+        put = [classes.append for classes in per_sm]  # (each SM's list, looked up once)
         for cls in order:
             d = est[cls]
             count = blocks[cls][0]
             if count == 1:  # (a causal attention's classes: one tile each)
                 t, sm = heap[0]
-                per_sm[sm].append(cls)
+                put[sm](cls)
                 replace(heap, (t + d, sm))
                 continue
             for _ in range(count):
                 t, sm = heap[0]
-                per_sm[sm].append(cls)
+                put[sm](cls)
                 replace(heap, (t + d, sm))
         # each SM runs its blocks longest first: they were handed out in that order (ties
         # by class), so its list is sorted already, as a stable sort would leave it; with
@@ -746,9 +746,12 @@ class _Counter:
     def share(self, x: float, members: int) -> int:
         """Each of ``members``' whole share of ``x`` bytes each: what the members take
         together, split equally; the remainder goes to later takes (or :meth:`left`)."""
+        # (take, inline: a kernel's every chunk shares three counts)
+        self.acc += x if members == 1 else x * members
+        together = int(round(self.acc)) - self.given
+        self.given += together
         if members == 1:
-            return self.take(x)
-        together = self.take(x * members)
+            return together
         each = together // members
         self.given -= together - each * members  # not handed out yet
         return each
@@ -828,10 +831,7 @@ class Builder:
         serial = copies > 1
         sink = self.sink
         if sink is not None:  # the same tasks' sums, none made
-            first = sink.add(unit, dur, first_bytes, None, tuple(deps), bound, "", copies,
-                             serial)
-            return sink.add_chain(unit, dur, n - 1, bound, "", copies, serial) if n > 1 \
-                else first
+            return sink.add_pieces(unit, dur, n, first_bytes, deps, bound, copies, serial)
         tasks = self.tasks
         first = len(tasks)
         tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
@@ -867,6 +867,7 @@ class Builder:
             hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
             l2_piece = total.l2_bytes / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
+            hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
             per_sm = self._groups(k, per)
             for members in self._sm_groups(per_sm):
                 sm, copies = members[0], len(members)
@@ -896,7 +897,7 @@ class Builder:
                         got = acts.get(id(w))
                         if got is None:
                             got = acts[id(w)] = self.energy(k, w)
-                        a = sink.add(unit, sm_s, nbytes, got, sm_lane, bound, "", copies)
+                        a = sink.add_copies(unit, sm_s, nbytes, got, sm_lane, bound, copies)
                     else:
                         a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
                                           bound, "", f"{tag} x{nblocks}", copies))
@@ -905,13 +906,25 @@ class Builder:
                     if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
-                        hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, gpu.hbm_bw,
-                                                 hbm_lane, "memory", tag and f"{tag} HBM", nb,
-                                                 copies),)
-                    if w.l2_bytes > 0:
-                        l2_lane = (self._pieces(L2_UNIT, w.l2_bytes, l2_piece, gpu.l2_bw,
-                                                l2_lane, "onchip", tag and f"{tag} L2", {},
-                                                copies),)
+                        if sink is not None:  # (_pieces, inline: thousands per model)
+                            n = max(1, int(round(hbm_bytes / hbm_piece))) if hbm_piece > 0 \
+                                else 1
+                            hbm_lane = (sink.add_pieces(HBM_UNIT, hbm_bytes / hbm_bw / n, n,
+                                                        nb, hbm_lane, "memory", copies,
+                                                        copies > 1),)
+                        else:
+                            hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
+                                                     hbm_lane, "memory", f"{tag} HBM", nb,
+                                                     copies),)
+                    l2_bytes = w.l2_bytes
+                    if l2_bytes > 0:
+                        if sink is not None:
+                            n = max(1, int(round(l2_bytes / l2_piece))) if l2_piece > 0 else 1
+                            l2_lane = (sink.add_pieces(L2_UNIT, l2_bytes / l2_bw / n, n, None,
+                                                       l2_lane, "onchip", copies, copies > 1),)
+                        else:
+                            l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
+                                                    "onchip", f"{tag} L2", {}, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
@@ -1069,8 +1082,8 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     # (a causal attention's tile of every head, .attention._classes): the lists are
     # keyed by their works' identities, so SMs given the same tiles of other heads
     # share one list
-    wid = [id(w) for w in works]
-    keys = [tuple([wid[c] for c in classes]) for classes in assigned]
+    wid = list(map(id, works))
+    keys = [tuple(map(wid.__getitem__, classes)) for classes in assigned]
     first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
     for key, classes in zip(keys, assigned):
@@ -1100,7 +1113,7 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         if runs is not None:
             out.append(runs)
             continue
-        vals = [share_s[c] for c in classes]
+        vals = list(map(share_s.__getitem__, classes))
         total = sum(vals)
         if alone and math.isfinite(total):
             sm_s = 0.0
