@@ -321,9 +321,11 @@ def _kernel_table(lanes: int, mach: Machine):
 
 def _plain_at(lanes: int, mach: Machine, depth: int):
     """(the kernels grouped by rows, in :func:`fastest_kernels`' order, as
-    ``(rows, [(cols, kernel), ...])``; every shape's ``depth x kstep + tile`` cycles,
-    the element the arrays' ``depth * ks + tc`` holds), kept per core and depth: a
-    sweep asks the tiler about many tiles of a few depths (a head dimension, a k)."""
+    ``(rows, [(cols, kernel), ...])``; the cycle tables ``ks`` and ``tc``; the rows of
+    every shape's ``depth x kstep + tile`` cycles made so far, the element the
+    arrays' ``depth * ks + tc`` holds), kept per core and depth: a sweep asks the
+    tiler about many tiles of a few depths (a head dimension, a k). A row is made
+    when a tile first needs it (a depth met once costs no whole table)."""
     key, kers, ks, tc = _plain_table(lanes, mach)
     got = _PLAIN_AT.get((key, depth))
     if got is None:
@@ -334,12 +336,11 @@ def _plain_at(lanes: int, mach: Machine, depth: int):
             if not groups or groups[-1][0] != ker.rows:
                 groups.append((ker.rows, []))
             groups[-1][1].append((ker.cols, ker))
-        at = [[depth * k + t for k, t in zip(kr, tr)] for kr, tr in zip(ks, tc)]
-        got = _PLAIN_AT[(key, depth)] = (groups, at)
+        got = _PLAIN_AT[(key, depth)] = (groups, ks, tc, [None] * len(ks))
     return got
 
 
-_PLAIN_AT: dict = {}  # per core and depth: _plain_at's kernels and cycles
+_PLAIN_AT: dict = {}  # per core and depth: _plain_at's kernels and cycle rows
 
 
 def _tile_kernels_plain(m_t, n_t, depth, lanes, mach, along_n, min_cols):
@@ -351,7 +352,7 @@ def _tile_kernels_plain(m_t, n_t, depth, lanes, mach, along_n, min_cols):
     parts and cycle rows shared)."""
     if m_t <= 0 or n_t <= 0:
         return _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols)
-    groups, at = _plain_at(lanes, mach, depth)
+    groups, ks, tc, at = _plain_at(lanes, mach, depth)
     best_cyc = best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
@@ -362,6 +363,10 @@ def _tile_kernels_plain(m_t, n_t, depth, lanes, mach, along_n, min_cols):
                 continue
             qr, rr = rows_n // R, rows_n % R
             atr, atq = at[R], at[rr]
+            if atr is None:
+                atr = at[R] = [depth * k + t for k, t in zip(ks[R], tc[R])]
+            if atq is None:
+                atq = at[rr] = [depth * k + t for k, t in zip(ks[rr], tc[rr])]
             for C, ker in cols:
                 if C > top or C < low:
                     continue
