@@ -309,3 +309,49 @@ def test_candidates_passed_over_never_change_the_choice(seq, causal, heads, dtyp
     if seq == 3100:  # candidates on other thread counts than the best, passed over
         assert sum(id(p) in memo for p in plans) < len(plans)
         assert len(fresh._rates) < len(plain._rates)
+
+
+def test_a_vector_op_seen_before_gets_the_plan_a_fresh_machine_gives():
+    """``vector_plan`` keeps the thread count it chose per machine by what the
+    candidates are made of: an op of the same sizes asked again (another layer's,
+    another sweep point's) gets, field by field, the plan a fresh machine's full
+    search gives; ops of other sizes are not confused with it."""
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.accelerators.armv8.vector import vector_plan  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    ops = [{"kind": "softmax", "rows": r, "cols": c} for r, c in ((64, 128), (3, 5), (512, 4096))]
+    ops += [{"kind": "layernorm", "rows": 64, "cols": 128},
+            {"kind": "elementwise", "fn": "gelu", "elements": 1 << 20},
+            {"kind": "elementwise", "fn": "add", "elements": 1 << 20}]
+    graph = build_graph(workload_from_dict({"name": "t", "phase": "prefill", "dtype": "fp32",
+                                            "ops": ops}))
+    kept = Machine(spec)
+    first = [vector_plan(op, graph, kept) for op in graph.ops]
+    assert kept._vector_threads  # the choices are kept
+    for op, one in zip(graph.ops, first):
+        again = vector_plan(op, graph, kept)
+        fresh = vector_plan(op, graph, Machine(spec))
+        assert repr(again) == repr(fresh) == repr(one)
+    assert len({p.threads for p in first}) > 1  # the sizes chose differently
+
+
+def test_the_plan_kept_for_the_last_op_follows_a_changed_op():
+    """``_plan_of`` knows the op just planned again without its key, but an op whose
+    attributes changed since is planned anew."""
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    r = resolve("armv8")
+    graph = build_graph(workload_from_dict({"name": "t", "phase": "prefill", "dtype": "fp32",
+                                            "ops": [{"kind": "softmax", "rows": 64,
+                                                     "cols": 128}]}))
+    op = graph.ops[0]
+    t = ARMv8Target()
+    p = t._plan_of(op, graph, r.spec, None)
+    assert t._plan_of(op, graph, r.spec, None) is p
+    op.attrs["rows"] = 4096
+    q = t._plan_of(op, graph, r.spec, None)
+    assert q is not p and repr(q) == repr(t.plan(op, graph, r.spec, None))

@@ -227,18 +227,27 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     the transfers' stretch to assume instead of the slowest thread's (the estimate
     never falls as it grows)."""
     t = plan.threads
-    # the slowest thread's transfers: its rate with all the op's threads streaming
-    # (memory.stream_rates), against one core's alone in times()
+    per_t = mach.__dict__.setdefault("_estimate_terms", {})  # per thread count (below)
+    got = per_t.get(t)
+    if got is None:
+        # the fork; the L3 hits' rate with the op's threads sharing their clusters'
+        # ports (l3_s); a barrier
+        got = per_t[t] = (None, mach.fork_s(t), mach.l3_rate(t), mach.barrier_s(t))
     if share is None:
-        share = mach.slot_bw / mach.slowest_rate(t)
-    gate = plan.serial_s + mach.fork_s(t)
+        # the slowest thread's transfers: its rate with all the op's threads streaming
+        # (memory.stream_rates), against one core's alone in times() (asked for only
+        # here: fastest() bounds a candidate before its rates are solved)
+        share = got[0]
+        if share is None:
+            share = mach.slot_bw / mach.slowest_rate(t)
+            per_t[t] = (share, *got[1:])
+    gate = plan.serial_s + got[1]
     mem_end = gate
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
-    # the L3 hits' rate with the op's threads sharing their clusters' ports (l3_s)
-    l3_shared = mach.l3_rate(t)
+    l3_shared = got[2]
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
-    barrier_s = mach.barrier_s(t) if t > 1 else 0.0
+    barrier_s = got[3]
     end1 = end2 = None  # the last two steps' ends
     steps = plan.steps
     runs = plan.runs or [1] * len(steps)
@@ -272,7 +281,7 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
             if i == n - 1 and s.barrier and t > 1 and j < last:
                 gate = end1 + barrier_s * s.rounds
             j += 1
-    return (end1 if end1 is not None else gate) + mach.barrier_s(t)
+    return (end1 if end1 is not None else gate) + barrier_s
 
 
 def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:

@@ -319,38 +319,70 @@ def _kernel_table(lanes: int, mach: Machine):
     return got
 
 
+def _plain_at(lanes: int, mach: Machine, depth: int):
+    """(the kernels grouped by rows, in :func:`fastest_kernels`' order, as
+    ``(rows, [(cols, kernel), ...])``; the cycle tables ``ks`` and ``tc``; the rows of
+    every shape's ``depth x kstep + tile`` cycles made so far, the element the
+    arrays' ``depth * ks + tc`` holds), kept per core and depth: a sweep asks the
+    tiler about many tiles of a few depths (a head dimension, a k). A row is made
+    when a tile first needs it (a depth met once costs no whole table)."""
+    key, kers, ks, tc = _plain_table(lanes, mach)
+    got = _PLAIN_AT.get((key, depth))
+    if got is None:
+        if len(_PLAIN_AT) > 512:
+            _PLAIN_AT.clear()
+        groups: list = []
+        for ker in kers:  # (rows outer, columns inner: the order kept)
+            if not groups or groups[-1][0] != ker.rows:
+                groups.append((ker.rows, []))
+            groups[-1][1].append((ker.cols, ker))
+        got = _PLAIN_AT[(key, depth)] = (groups, ks, tc, [None] * len(ks))
+    return got
+
+
+_PLAIN_AT: dict = {}  # per core and depth: _plain_at's kernels and cycle rows
+
+
 def _tile_kernels_plain(m_t, n_t, depth, lanes, mach, along_n, min_cols):
     """:func:`_tile_kernels` kernel after kernel in Python floats: each kernel's
     cycles are the arrays' element (``depth x kstep + tile`` of each of its four
     part shapes, added in the same order; an int times a float is the same rounded
-    product), and the first of the fastest is kept, as ``argmin`` keeps it."""
+    product), and the first of the fastest is kept, as ``argmin`` keeps it. The
+    kernels are met in the same order, those of one row count together (their row
+    parts and cycle rows shared)."""
     if m_t <= 0 or n_t <= 0:
         return _tile_kernels_loop(m_t, n_t, depth, lanes, mach, along_n, min_cols)
-    _, kers, ks, tc = _plain_table(lanes, mach)
-    best = None
+    groups, ks, tc, at = _plain_at(lanes, mach, depth)
+    best_cyc = best = None
     for swapped in ((False, True) if along_n is None else (along_n,)):
         rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
         cap = -(-max(rows_n, 1) // lanes) * lanes
         top, low = max(cols_n, 1), min(min_cols, cols_n)
-        for ker in kers:
-            R, C = ker.rows, ker.cols
-            if R > cap or C > top or C < low:
+        for R, cols in groups:
+            if R > cap:
                 continue
             qr, rr = rows_n // R, rows_n % R
-            qc, cr = cols_n // C, cols_n % C
-            ksr, tcr, ksq, tcq = ks[R], tc[R], ks[rr], tc[rr]
-            cyc = (qr * qc) * (depth * ksr[C] + tcr[C])
-            cyc = cyc + qr * (depth * ksr[cr] + tcr[cr])
-            cyc = cyc + qc * (depth * ksq[C] + tcq[C])
-            cyc = cyc + (depth * ksq[cr] + tcq[cr])
-            if best is None or cyc < best[0]:
-                best = (cyc, ker, swapped)
+            atr, atq = at[R], at[rr]
+            if atr is None:
+                atr = at[R] = [depth * k + t for k, t in zip(ks[R], tc[R])]
+            if atq is None:
+                atq = at[rr] = [depth * k + t for k, t in zip(ks[rr], tc[rr])]
+            for C, ker in cols:
+                if C > top or C < low:
+                    continue
+                qc, cr = cols_n // C, cols_n % C
+                cyc = (qr * qc) * atr[C]
+                cyc = cyc + qr * atr[cr]
+                cyc = cyc + qc * atq[C]
+                cyc = cyc + atq[cr]
+                if best_cyc is None or cyc < best_cyc:
+                    best_cyc, best = cyc, (ker, swapped)
     if best is None:  # a tile narrower than a vector: one exact kernel
         return Kernel(m_t, n_t, lanes), [(m_t, 1)], [(n_t, 1)], 0.0, False
-    cyc, ker, swapped = best
+    ker, swapped = best
     rows_n, cols_n = (n_t, m_t) if swapped else (m_t, n_t)
-    return (ker, exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols), float(cyc),
-            swapped)
+    return (ker, exact_parts(rows_n, ker.rows), exact_parts(cols_n, ker.cols),
+            float(best_cyc), swapped)
 
 
 def _tile_kernels(m_t, n_t, depth, lanes, mach, along_n, min_cols):

@@ -133,14 +133,23 @@ class ARMv8Target(Target):
         return last[3]
 
     def _plan_of(self, op, graph, spec, tiling) -> Plan | None:
-        """:meth:`plan`, remembered for the op just lowered (``describe`` follows it)."""
+        """:meth:`plan`, remembered for the op just lowered (``describe`` follows it).
+        The same op object asked again, on the same graph, spec and tiling and with
+        the same attributes, is known without building its key."""
+        last = self._last
+        if (last is not None and last[3] is op and last[4] is graph and last[1] is spec
+                and last[5] is tiling and last[6] == op.attrs):
+            return last[2]
         t = graph.tensors
         key = (op.kind, tuple(sorted((k, str(v)) for k, v in op.attrs.items())),
                tuple((t[i].shape, t[i].dtype, t[i].kind) for i in (*op.inputs, *op.outputs)),
                tiling)
-        if self._last is None or self._last[0] != key or self._last[1] is not spec:
-            self._last = (key, spec, self.plan(op, graph, spec, tiling))
-        return self._last[2]
+        if last is None or last[0] != key or last[1] is not spec:
+            plan = self.plan(op, graph, spec, tiling)
+        else:
+            plan = last[2]
+        self._last = (key, spec, plan, op, graph, tiling, dict(op.attrs))
+        return plan
 
     def executed_flops(self, op, graph, spec: ARMv8Spec, tiling=None) -> int:
         """FLOPs the kernels execute: an attention computes whole tiles of its own

@@ -102,13 +102,29 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
         mach.check_dtype(dtype, op.line(graph))
     read_bytes, write_bytes = _io_bytes(op, graph)  # cold: from and back to DRAM
     vecs = math.ceil(elements / lanes)
-    plans = []
-    for threads in thread_counts(mach.cores):
-        if threads > 1 and vecs < 2 * threads:
-            break
-        plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
-                         write_bytes, dtype, mach))
-    plan = materialize(fastest(plans, mach))  # (candidates are estimated uncut)
+    # the thread count chosen is kept per machine by what the candidates are made
+    # of: an op of the same sizes (another layer's, another sweep point's) gets the
+    # same candidates and estimates, so only the chosen one is made again
+    memo = mach.__dict__.setdefault("_vector_threads", {})
+    key = (vecs, ops, loads, stores, passes, row_bytes, tuple(read_bytes), tuple(write_bytes),
+           dtype)
+    threads = memo.get(key)
+    if threads is not None:
+        plan = _at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
+                   write_bytes, dtype, mach)
+    else:
+        plans, asked = [], []
+        for threads in thread_counts(mach.cores):
+            if threads > 1 and vecs < 2 * threads:
+                break
+            plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
+                             write_bytes, dtype, mach))
+            asked.append(threads)
+        plan = fastest(plans, mach)  # (candidates are estimated uncut)
+        if len(memo) > 100_000:  # a long sweep over many sizes
+            memo.clear()
+        memo[key] = next(n for p, n in zip(plans, asked) if p is plan)
+    plan = materialize(plan)
     plan.detail.update({"elements": elements, "instructions_per_vector": ops})
     return plan
 
