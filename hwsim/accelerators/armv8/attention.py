@@ -217,15 +217,30 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
                                mach, bq_set, bkv_set)
     # the candidates, in the order the plain search meets them: each block pair, then
     # fewer key splits (and threads), which may finish first (fork, merge and join cost)
-    cands = []  # (strategy, block_q, block_kv, ways, head)
+    # (the exact-size strategies run the same kernels: their candidates are the same
+    # but for the name, made and estimated once)
+    cands = []  # (strategy, block_q, block_kv, ways, head, what the plan depends on)
+    heads: dict = {}
+
+    def add(strat: str, bq: int, bkv: int, ways: int) -> tuple:
+        key = (strat == "openblas", bq, bkv, ways)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = _head(mach, sh, mode, bq, bkv, strat, ways)
+        cands.append((strat, bq, bkv, ways, head, key))
+        return head
+
     for strat in strategies:
         for bq, bkv in blocks:
-            head = _head(mach, sh, mode, bq, bkv, strat)
-            cands.append((strat, bq, bkv, 0, head))
-            cands += [(strat, bq, bkv, ways, _head(mach, sh, mode, bq, bkv, strat, ways))
-                      for ways in thread_counts(head[10])[:-1]]
+            most = add(strat, bq, bkv, 0)
+            for ways in thread_counts(most[10])[:-1]:
+                add(strat, bq, bkv, ways)
     best = _least(cands, mach, sh, mode)
-    plan = materialize(min(best.values(), key=lambda b: (b[1], b[2]))[0])
+    won = min(best.values(), key=lambda b: (b[1], b[2]))
+    if won[0] is None:  # an estimate known from an equal candidate: made now
+        strat, bq, bkv, ways, head, _ = cands[won[2]]
+        won[0] = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+    plan = materialize(won[0])
     if strategy == "auto":
         # (the candidates passed over are slower than their strategy's least)
         plan.detail["auto_estimates_s"] = {st: best[st][1] for st in strategies}
@@ -236,6 +251,9 @@ def _least(cands: list, mach: Machine, sh: AttentionShape, mode: str) -> dict:
     """Each strategy's least-estimated candidate (the first of equals) as
     ``{strategy: [plan, estimate, place]}``: what :func:`.ecm.fastest` keeps of the
     plans of every candidate, without making or estimating those that cannot win.
+    A candidate equal to one estimated before but for its strategy's name (the same
+    ``cands`` key: IAAT's and AutoTSMM's kernels are the same) takes that estimate,
+    and its plan is None here (the caller makes the one it keeps).
 
     The candidates are met in the order of their :func:`lower_bound`; one whose bound
     exceeds its strategy's least estimate so far is slower than that one, so it is
@@ -248,28 +266,35 @@ def _least(cands: list, mach: Machine, sh: AttentionShape, mode: str) -> dict:
     floor_share = mach.floor_share
     bounds = [lower_bound(mach, c[4]) for c in cands]
     best: dict = {}
+    ests: dict = {}  # estimates by what the plan depends on (equal candidates: once)
     later = []
     for i in sorted(range(len(cands)), key=bounds.__getitem__):
-        strat, bq, bkv, ways, head = cands[i]
+        strat, bq, bkv, ways, head, key = cands[i]
         b = best.get(strat)
         if b is not None and bounds[i] > b[1]:
             continue
-        if floor_share is not None and head[19] not in known:
-            later.append(i)
-            continue
-        p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
-        est = estimate(p, mach)
+        p = None
+        est = ests.get(key)
+        if est is None:
+            if floor_share is not None and head[19] not in known:
+                later.append(i)
+                continue
+            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+            est = ests[key] = estimate(p, mach)
         if b is None or est < b[1] or (est == b[1] and i < b[2]):
             best[strat] = [p, est, i]
     for i in later:
-        strat, bq, bkv, ways, head = cands[i]
+        strat, bq, bkv, ways, head, key = cands[i]
         b = best.get(strat)
         if b is not None and bounds[i] > b[1]:
             continue
-        p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
-        if b is not None and estimate(p, mach, floor_share) > b[1]:
-            continue  # slower than its strategy's best even at the fastest rates
-        est = estimate(p, mach)
+        p = None
+        est = ests.get(key)
+        if est is None:
+            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+            if b is not None and estimate(p, mach, floor_share) > b[1]:
+                continue  # slower than its strategy's best even at the fastest rates
+            est = ests[key] = estimate(p, mach)
         if b is None or est < b[1] or (est == b[1] and i < b[2]):
             best[strat] = [p, est, i]
     return best
@@ -403,7 +428,9 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         memo = mach.__dict__.setdefault("_block_kernels", {})
         if len(memo) > 4096:  # a long sweep's tiles: bounded
             memo.clear()
-    key = (bq_u, bkv, strategy, not select, sh.dtype, sh.head_dim, sh.v_head_dim)
+    # (the exact-size strategies, IAAT and AutoTSMM, run the same kernels)
+    key = (bq_u, bkv, strategy == "openblas", not select, sh.dtype, sh.head_dim,
+           sh.v_head_dim)
     got = memo.get(key)
     if got is None:
         got = memo[key] = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
