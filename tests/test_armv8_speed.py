@@ -311,6 +311,68 @@ def test_candidates_passed_over_never_change_the_choice(seq, causal, heads, dtyp
         assert len(fresh._rates) < len(plain._rates)
 
 
+@pytest.mark.parametrize("op", [
+    {"q_len": 3100, "kv_len": 3100, "heads": 32, "causal": True},
+    {"q_len": 700, "kv_len": 700, "heads": 12},
+    {"q_len": 1, "kv_len": 4096, "heads": 32, "kv_heads": 8, "causal": True},  # split-K
+    {"q_len": 2, "kv_len": 300, "heads": 4},
+    {"q_len": 512, "kv_len": 512, "heads": 8, "causal": True, "window": 100},
+    {"q_len": 256, "kv_len": 256, "heads": 8, "v_len": 40},  # values selected
+])
+def test_attention_bound_skips_only_candidates_that_cannot_win(op):
+    """``attention_plan`` meets its candidates by ``lower_bound`` and never makes those
+    that cannot beat their strategy's best: the bound is at most every candidate's
+    estimate, and on a fresh machine the plan kept (its steps, threads and detail,
+    each strategy's least estimate) is the one the plain search over every candidate,
+    each made and estimated, keeps; and fewer plans are made than candidates."""
+    from hwsim.accelerators.armv8 import attention  # noqa: PLC0415
+    from hwsim.accelerators.armv8.ecm import estimate, materialize  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import STRATEGIES, thread_counts  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.ir.attention import AttentionShape  # noqa: PLC0415
+    from hwsim.ir.dtypes import nbytes  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    wl = workload_from_dict({"name": "t", "phase": "prefill", "dtype": "fp32", "ops": [
+        {"kind": "attention", "batch": 1, "head_dim": 64, **op}]})
+    graph = build_graph(wl)
+    sh = AttentionShape.of(graph.ops[0], graph)
+    plain = Machine(spec)
+    ref = []
+    blocks = attention.block_options(sh.q_len * sh.group, sh.kv_len, sh.head_dim,
+                                     sh.v_head_dim, nbytes(1, sh.dtype), plain)
+    for strat in STRATEGIES:
+        for bq, bkv in blocks:
+            most = attention._plan(plain, sh, "flash", bq, bkv, strat, cut=False)
+            ref.append(most)
+            ref += [attention._plan(plain, sh, "flash", bq, bkv, strat, w, cut=False)
+                    for w in thread_counts(most.detail["kv_split"])[:-1]]
+            for w in [0] + thread_counts(most.detail["kv_split"])[:-1]:
+                head = attention._head(plain, sh, "flash", bq, bkv, strat, w)
+                p = attention._plan(plain, sh, "flash", bq, bkv, strat, w, cut=False)
+                assert 0 < attention.lower_bound(plain, head) < estimate(p, plain)
+    want, est = _plain_fastest(ref, plain)
+    want = materialize(want)
+
+    fresh = Machine(spec)
+    made = []
+    real = attention._plan
+    try:
+        attention._plan = lambda *a, **k: made.append(a) or real(*a, **k)
+        got = attention.attention_plan(graph.ops[0], graph, fresh, None, "auto")
+    finally:
+        attention._plan = real
+    assert (got.threads, got.strategy, got.kernel, got.serial_s) == \
+        (want.threads, want.strategy, want.kernel, want.serial_s)
+    assert got.steps == want.steps
+    assert {k: v for k, v in got.detail.items() if k != "auto_estimates_s"} == want.detail
+    assert got.detail["auto_estimates_s"] == {
+        st: min(e for p, e in zip(ref, est) if p.strategy == st) for st in STRATEGIES}
+    assert len(made) < len(ref)
+
+
 def test_a_vector_op_seen_before_gets_the_plan_a_fresh_machine_gives():
     """``vector_plan`` keeps the thread count it chose per machine by what the
     candidates are made of: an op of the same sizes asked again (another layer's,

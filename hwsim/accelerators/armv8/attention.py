@@ -56,7 +56,7 @@ import math
 from hwsim.ir import AttentionShape
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, materialize, tiles
+from .ecm import Plan, Step, estimate, materialize, tiles
 from .gemm import (
     KERNEL_FIELD,
     STRATEGIES,
@@ -215,21 +215,89 @@ def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     else:
         blocks = block_options(rows, keys, sh.head_dim, sh.v_head_dim, nbytes(1, sh.dtype),
                                mach, bq_set, bkv_set)
-    plans = []
+    # the candidates, in the order the plain search meets them: each block pair, then
+    # fewer key splits (and threads), which may finish first (fork, merge and join cost)
+    # (the exact-size strategies run the same kernels: their candidates are the same
+    # but for the name, made and estimated once)
+    cands = []  # (strategy, block_q, block_kv, ways, head, what the plan depends on)
+    heads: dict = {}
+
+    def add(strat: str, bq: int, bkv: int, ways: int) -> tuple:
+        key = (strat == "openblas", bq, bkv, ways)
+        head = heads.get(key)
+        if head is None:
+            head = heads[key] = _head(mach, sh, mode, bq, bkv, strat, ways)
+        cands.append((strat, bq, bkv, ways, head, key))
+        return head
+
     for strat in strategies:
         for bq, bkv in blocks:
-            most = _plan(mach, sh, mode, bq, bkv, strat, cut=False)
-            plans.append(most)
-            # fewer key splits (and threads) may finish first: fork, merge and join cost
-            plans += [_plan(mach, sh, mode, bq, bkv, strat, ways, cut=False)
-                      for ways in thread_counts(most.detail["kv_split"])[:-1]]
-    memo: dict = {}  # each plan estimated once
-    best = materialize(fastest(plans, mach, memo))  # (candidates estimated uncut)
+            most = add(strat, bq, bkv, 0)
+            for ways in thread_counts(most[10])[:-1]:
+                add(strat, bq, bkv, ways)
+    best = _least(cands, mach, sh, mode)
+    won = min(best.values(), key=lambda b: (b[1], b[2]))
+    if won[0] is None:  # an estimate known from an equal candidate: made now
+        strat, bq, bkv, ways, head, _ = cands[won[2]]
+        won[0] = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+    plan = materialize(won[0])
     if strategy == "auto":
-        best.detail["auto_estimates_s"] = {
-            # (the plans fastest passed over are slower than their strategy's least)
-            st: min(memo[id(p)][1] for p in plans if p.strategy == st and id(p) in memo)
-            for st in strategies}
+        # (the candidates passed over are slower than their strategy's least)
+        plan.detail["auto_estimates_s"] = {st: best[st][1] for st in strategies}
+    return plan
+
+
+def _least(cands: list, mach: Machine, sh: AttentionShape, mode: str) -> dict:
+    """Each strategy's least-estimated candidate (the first of equals) as
+    ``{strategy: [plan, estimate, place]}``: what :func:`.ecm.fastest` keeps of the
+    plans of every candidate, without making or estimating those that cannot win.
+    A candidate equal to one estimated before but for its strategy's name (the same
+    ``cands`` key: IAAT's and AutoTSMM's kernels are the same) takes that estimate,
+    and its plan is None here (the caller makes the one it keeps).
+
+    The candidates are met in the order of their :func:`lower_bound`; one whose bound
+    exceeds its strategy's least estimate so far is slower than that one, so it is
+    never made. As in :func:`.ecm.fastest`, a plan on a thread count whose stream
+    rates are not solved yet is estimated last, and only when its estimate at the
+    fastest rates (:attr:`~.spec.Machine.floor_share`) does not exceed its
+    strategy's least. Every skip is of a plan slower than one kept, and ties go to
+    the earlier place, so the plans kept are the plain search's."""
+    known = mach._rates  # thread counts whose rates are solved
+    floor_share = mach.floor_share
+    bounds = [lower_bound(mach, c[4]) for c in cands]
+    best: dict = {}
+    ests: dict = {}  # estimates by what the plan depends on (equal candidates: once)
+    later = []
+    for i in sorted(range(len(cands)), key=bounds.__getitem__):
+        strat, bq, bkv, ways, head, key = cands[i]
+        b = best.get(strat)
+        if b is not None and bounds[i] > b[1]:
+            continue
+        p = None
+        est = ests.get(key)
+        if est is None:
+            if floor_share is not None and head[19] not in known:
+                later.append(i)
+                continue
+            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+            est = ests[key] = estimate(p, mach)
+        if b is None or est < b[1] or (est == b[1] and i < b[2]):
+            best[strat] = [p, est, i]
+    for i in later:
+        strat, bq, bkv, ways, head, key = cands[i]
+        b = best.get(strat)
+        if b is not None and bounds[i] > b[1]:
+            continue
+        p = None
+        est = ests.get(key)
+        if est is None:
+            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+            if b is not None and estimate(p, mach, floor_share) > b[1]:
+                continue  # slower than its strategy's best even at the fastest rates
+            est = ests[key] = estimate(p, mach)
+        if b is None or est < b[1] or (est == b[1] and i < b[2]):
+            best[strat] = [p, est, i]
+    return best
     return best
 
 
@@ -297,15 +365,12 @@ def _select_and_weigh(mach: Machine, sh: AttentionShape, rows: float, keys: floa
     return st
 
 
-def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
-          ways: int = 0, memo: dict | None = None, cut: bool = True) -> Plan:
-    """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
-    many as fill the cores): see the module docstring. ``memo``: where the tiles'
-    kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
-    ``mach``, for every op and sweep point that runs on it). ``cut=False``: a
-    candidate, its steps not yet cut into tiles (:func:`.ecm.tiles`)."""
+def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
+          ways: int = 0, memo: dict | None = None) -> tuple:
+    """The first part of :func:`_plan`: the blocks, the split of the keys, the threads
+    and a tile's kernels; what :func:`lower_bound` needs, without the plan's data,
+    steps or tiles. Returned as one tuple, handed on to :func:`_plan` (``head``)."""
     bkv_asked = bkv
-    spec = mach.spec
     s = nbytes(1, sh.dtype)  # bytes per element
     lanes = mach.lanes(sh.dtype)
     g = sh.group
@@ -357,18 +422,40 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
     # the op-wide bytes (Q, K and V rows, O) are spread over the threads that run
     dshare = 1.0 / threads
 
-    st = Step("blocks")
     # a tile's kernels depend on its sizes, the head widths and the type, never on the
     # sequence: kept per machine for every op and sweep point (read, never changed)
     if memo is None:
         memo = mach.__dict__.setdefault("_block_kernels", {})
         if len(memo) > 4096:  # a long sweep's tiles: bounded
             memo.clear()
-    key = (bq_u, bkv, strategy, not select, sh.dtype, sh.head_dim, sh.v_head_dim)
+    # (the exact-size strategies, IAAT and AutoTSMM, run the same kernels)
+    key = (bq_u, bkv, strategy == "openblas", not select, sh.dtype, sh.head_dim,
+           sh.v_head_dim)
     got = memo.get(key)
     if got is None:
         got = memo[key] = _block_kernels(mach, sh, bq_u, bkv, strategy, pv=not select)
     blk, kname, once = got  # (blk is read, never changed)
+    return (bkv, bkv_asked, s, lanes, select, rows, problems, bq_u, bq_pos, units, kv_split,
+            n_rows, seen_qk, seen_pv, pairs, flops, keys_row, values_row, per_thread, threads,
+            share, dshare, blk, kname, once)
+
+
+def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strategy: str,
+          ways: int = 0, memo: dict | None = None, cut: bool = True,
+          head: tuple | None = None) -> Plan:
+    """One (strategy, block_q, block_kv) choice, its keys split ``ways`` ways (0: as
+    many as fill the cores): see the module docstring. ``memo``: where the tiles'
+    kernels (:func:`_block_kernels`) are kept, by what they depend on (default: on
+    ``mach``, for every op and sweep point that runs on it). ``cut=False``: a
+    candidate, its steps not yet cut into tiles (:func:`.ecm.tiles`). ``head``: its
+    :func:`_head`, where the caller has it already."""
+    if head is None:
+        head = _head(mach, sh, mode, bq, bkv, strategy, ways, memo)
+    (bkv, bkv_asked, s, lanes, select, rows, problems, bq_u, bq_pos, units, kv_split,
+     n_rows, seen_qk, seen_pv, pairs, flops, keys_row, values_row, per_thread, threads,
+     share, dshare, blk, kname, once) = head
+    spec = mach.spec
+    st = Step("blocks")
     st.add(blk.scaled(pairs * share))
     if once:
         st.add(pack_step("pack Q", once, lanes, mach).scaled(per_thread))
@@ -448,3 +535,14 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
                  **({"v_len": sh.v_len} if select else {}),
                  **({"sparse_keys": sh.sparse_keys} if sh.sparse_keys else {})}, runs)
     return materialize(plan) if cut else plan
+
+
+def lower_bound(mach: Machine, head: tuple) -> float:
+    """No less than :func:`.ecm.estimate` of the plan :func:`_plan` makes of ``head``
+    (:func:`_head`): the in-core time of its tiles' kernels alone. The plan's first
+    step holds those kernels' cycles plus other work (every amount is non-negative),
+    its tiles run one after another on a thread, each for at least its in-core time,
+    after a gate at or after 0; the estimate adds the same non-negative terms, so it
+    is at least this product less its rounding (a few dozen roundings, each a part in
+    2^53; the margin of a part in 10^9 covers them many times over)."""
+    return head[22].arith_cycles * (head[14] * head[20]) * mach.cycle_s * (1.0 - 1e-9)
