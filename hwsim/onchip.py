@@ -142,7 +142,6 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
     # each tensor's root and stored bytes looked up once (the walks below ask for the
     # same tensors many times: an op's inputs are earlier ops' outputs)
     roots_of, stored_of = graph.storage(i for op in ops for i in (*op.inputs, *op.outputs))
-    root = roots_of.__getitem__
     stored = stored_of.__getitem__
 
     # each op's tensors' roots, looked up once: (input roots, output roots), None for a
@@ -150,7 +149,8 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
     op_roots: list[tuple[list[int], list[int]] | None] = []
     prefix = [0.0]  # prefix[k]: bytes touched by ops 0..k-1
     acc = 0.0
-    for op in ops:
+    producer: dict[int, int] = {}  # root tensor -> index of the op writing it (the first)
+    for j, op in enumerate(ops):
         if op.kind == "view":
             op_roots.append(None)
             prefix.append(acc)
@@ -161,29 +161,32 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
         # (as op_touched_bytes: each distinct root once, an exact integer sum)
         acc += float(sum([stored_of[r] for r in {*ins, *outs}])) * op.repeat
         prefix.append(acc)
-    producer: dict[int, int] = {}  # root tensor -> index of the op writing it
-    for j, rs in enumerate(op_roots):
-        if rs is not None:
-            for r in rs[1]:
-                if r not in producer:
-                    producer[r] = j
+        for r in outs:
+            if r not in producer:
+                producer[r] = j
     last_touch: dict[int, int] = {}
     on_reads: dict[int, list[int]] = {}  # root -> indices of ops reading it from the cache
     dram_read: set[int] = set()  # roots some op reads from DRAM
-    in_pos: list[list[int]] = [[] for _ in range(n)]
+    in_pos: dict[int, list[int]] = {}  # op index -> positions of its inputs on chip
     for j, op in enumerate(ops):
         rs = op_roots[j]
         if rs is None:
             continue
         ins, outs = rs
-        takes = op.repeat == 1 and carries(op)
+        if not (op.repeat == 1 and carries(op)):  # an op that takes nothing reads DRAM
+            dram_read.update(ins)
+            for r in ins:
+                last_touch[r] = j
+            for r in outs:
+                last_touch[r] = j
+            continue
         seen: dict[int, bool] = {}  # root -> read from the cache (each root decided once)
         for p, r in enumerate(ins):
             on = seen.get(r)
             if on is None:
                 src = producer.get(r)
                 on = False
-                if takes and src is not None and src < j:
+                if src is not None and src < j:
                     size = float(stored(r))
                     on = (size > 0 and t[r].kind == "activation" and ops[src].repeat == 1
                           and size + prefix[j] - prefix[last_touch[r] + 1] <= capacity_bytes)
@@ -193,12 +196,11 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
                 else:
                     dram_read.add(r)
             if on:
-                in_pos[j].append(p)
+                in_pos.setdefault(j, []).append(p)
         for r in seen:
             last_touch[r] = j
         for r in outs:
             last_touch[r] = j
-    carries_out: list[Carry] = []
     tensors = []
     kept_of: dict[int, bool] = {}
     for r, readers in on_reads.items():
@@ -207,11 +209,19 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
         tensors.append({"tensor": r, "bytes": int(stored(r)), "producer": ops[src].id,
                         "readers": [ops[j].id for j in readers], "dram_write_skipped": kept_of[r]})
     tensors.sort(key=lambda d: (d["producer"], d["tensor"]))
-    for j, op in enumerate(ops):
-        out_pos = (tuple(q for q, o in enumerate(op.outputs)
-                         if o == root(o) and kept_of.get(o, False) and producer[o] == j)
-                   if kept_of else ())
-        carries_out.append(Carry(tuple(in_pos[j]), out_pos) if in_pos[j] or out_pos else NONE)
+    # the roots each op writes and keeps on chip (a kept root is its own root, written
+    # by its producer): only those ops have outputs to leave out
+    kept_by: dict[int, set[int]] = {}
+    for r, kept in kept_of.items():
+        if kept:
+            kept_by.setdefault(producer[r], set()).add(r)
+    carries_out = [NONE] * n  # (most ops: nothing on chip)
+    for j in {*in_pos, *kept_by}:
+        mine = kept_by.get(j)
+        out_pos = tuple(q for q, o in enumerate(ops[j].outputs) if o in mine) if mine else ()
+        ins_on = in_pos.get(j)
+        if ins_on or out_pos:
+            carries_out[j] = Carry(tuple(ins_on or ()), out_pos)
     return Plan(float(capacity_bytes), carries_out, tensors, stored_of)
 
 
@@ -224,8 +234,12 @@ def onchip_read_bytes(op, graph: Graph, carry: Carry, stored: dict[int, int] | N
     return int(sum(graph.stored_bytes(op.inputs[p]) for p in carry.inputs))
 
 
-def kept_write_bytes(op, graph: Graph, carry: Carry) -> int:
-    """The DRAM write bytes ``carry`` saves ``op``: its unwritten outputs' bytes."""
+def kept_write_bytes(op, graph: Graph, carry: Carry, stored: dict[int, int] | None = None) -> int:
+    """The DRAM write bytes ``carry`` saves ``op``: its unwritten outputs' bytes.
+    ``stored``: the plan's :attr:`Plan.stored_bytes` (a kept output is its own root,
+    so its stored bytes are its bytes), else each tensor's ``bytes``."""
+    if stored is not None:
+        return int(sum([stored[op.outputs[q]] for q in carry.outputs]))
     return int(sum(graph.tensors[op.outputs[q]].bytes for q in carry.outputs))
 
 

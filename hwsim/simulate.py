@@ -223,7 +223,8 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
             for name in RUN_SUMS:
                 row[name] = cost[name] * op.repeat
         if carry_plan is not None:
-            row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes))
+            row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes) if carry
+                       else _NO_ONCHIP)
         rows.append(row)
         clock += row["latency_s"]
     lanes = [price.timelines[k] for k in op_keys]
@@ -388,13 +389,17 @@ def onchip_columns(op, graph: Graph, carry, stored: dict[int, int] | None = None
     that saved it (reads of those tensors, writes of its outputs kept there).
     ``stored``: the plan's stored bytes per tensor (:attr:`hwsim.onchip.Plan.stored_bytes`)."""
     if not carry:  # (most ops: nothing on chip, nothing saved)
-        return {"onchip": "", "onchip_read_saved_bytes": 0, "onchip_write_saved_bytes": 0}
+        return dict(_NO_ONCHIP)
     read = " ".join(f"t{op.inputs[p]}" for p in carry.inputs)
     kept = " ".join(f"t{op.outputs[q]}" for q in carry.outputs)
     return {"onchip": "; ".join(x for x in (read and f"read {read}", kept and f"kept {kept}")
                                 if x),
             "onchip_read_saved_bytes": onchip.onchip_read_bytes(op, graph, carry, stored),
-            "onchip_write_saved_bytes": onchip.kept_write_bytes(op, graph, carry)}
+            "onchip_write_saved_bytes": onchip.kept_write_bytes(op, graph, carry, stored)}
+
+
+# the on-chip columns of a row with nothing on chip (copied into each such row)
+_NO_ONCHIP = {"onchip": "", "onchip_read_saved_bytes": 0, "onchip_write_saved_bytes": 0}
 
 
 def onchip_summary(plan, rows: list[dict]) -> dict:

@@ -314,18 +314,36 @@ def _builtin_of(text: str) -> tuple[Target, str, Path] | None:
     should not pay for the others). A built-in's presets are the YAML files in its
     package's ``presets`` folder (its ``presets_dir``; a test holds the two the same);
     a name a built-in has wins over a plugin's. None for anything else."""
-    import importlib.util  # noqa: PLC0415
-
     for name, ref in BUILTIN.items():
         if text == name:
             target = _load(ref)
-            return target, target.default_preset, target.presets()[target.default_preset]
-        spec = importlib.util.find_spec(ref.partition(":")[0])  # the package, not run
-        for folder in (spec.submodule_search_locations or []) if spec else []:
+            default = target.default_preset
+            # (presets()' entry for it without listing the folder, which a sweep would
+            # pay per point; listed as before when it is not a plain file there)
+            path = target.presets_dir / f"{default}.yaml"
+            return target, default, path if path.is_file() else target.presets()[default]
+        for folder in _package_dirs(ref.partition(":")[0]):
             path = _preset_file(folder, text)
             if path is not None:
                 return _load(ref), text, path
     return None
+
+
+def _package_dirs(module: str) -> list[str]:
+    """The folders of built-in package ``module`` (found, not run): where its
+    ``presets`` folder is. Found once per process: hwsim's own packages do not move
+    while it runs (the preset files in them are looked for on every call)."""
+    dirs = _PACKAGE_DIRS.get(module)
+    if dirs is None:
+        import importlib.util  # noqa: PLC0415
+
+        spec = importlib.util.find_spec(module)
+        dirs = _PACKAGE_DIRS[module] = list((spec.submodule_search_locations or [])
+                                            if spec else [])
+    return dirs
+
+
+_PACKAGE_DIRS: dict[str, list[str]] = {}
 
 
 def _preset_file(folder: str, name: str) -> Path | None:

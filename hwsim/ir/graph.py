@@ -328,7 +328,7 @@ class Graph:
         table = tuple(self.tensors.values())
         if self._sized is None or self._sized[0] != table:
             self._sized = (table, [any(isinstance(d, Expr) for d in t.shape) for t in table])
-        tensors = [Tensor(t.id, tuple(size(d) for d in t.shape), t.dtype, t.kind) if sized
+        tensors = [Tensor(t.id, tuple([size(d) for d in t.shape]), t.dtype, t.kind) if sized
                    else t
                    for t, sized in zip(table, self._sized[1]) if used is None or t.id in used]
         # (Op's fields in order: dataclasses.replace reads the fields on every call)
