@@ -267,37 +267,30 @@ def _least(cands: list, mach: Machine, sh: AttentionShape, mode: str) -> dict:
     bounds = [lower_bound(mach, c[4]) for c in cands]
     best: dict = {}
     ests: dict = {}  # estimates by what the plan depends on (equal candidates: once)
-    later = []
+    later: list[int] = []
+
+    def visit(i: int, deferred: bool) -> None:
+        strat, bq, bkv, ways, head, key = cands[i]
+        b = best.get(strat)
+        if b is not None and bounds[i] > b[1]:
+            return
+        p = None
+        est = ests.get(key)
+        if est is None:
+            if not deferred and floor_share is not None and head[19] not in known:
+                later.append(i)  # its thread count's rates are not solved yet: last
+                return
+            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
+            if deferred and b is not None and estimate(p, mach, floor_share) > b[1]:
+                return  # slower than its strategy's best even at the fastest rates
+            est = ests[key] = estimate(p, mach)
+        if b is None or est < b[1] or (est == b[1] and i < b[2]):
+            best[strat] = [p, est, i]
+
     for i in sorted(range(len(cands)), key=bounds.__getitem__):
-        strat, bq, bkv, ways, head, key = cands[i]
-        b = best.get(strat)
-        if b is not None and bounds[i] > b[1]:
-            continue
-        p = None
-        est = ests.get(key)
-        if est is None:
-            if floor_share is not None and head[19] not in known:
-                later.append(i)
-                continue
-            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
-            est = ests[key] = estimate(p, mach)
-        if b is None or est < b[1] or (est == b[1] and i < b[2]):
-            best[strat] = [p, est, i]
+        visit(i, False)
     for i in later:
-        strat, bq, bkv, ways, head, key = cands[i]
-        b = best.get(strat)
-        if b is not None and bounds[i] > b[1]:
-            continue
-        p = None
-        est = ests.get(key)
-        if est is None:
-            p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
-            if b is not None and estimate(p, mach, floor_share) > b[1]:
-                continue  # slower than its strategy's best even at the fastest rates
-            est = ests[key] = estimate(p, mach)
-        if b is None or est < b[1] or (est == b[1] and i < b[2]):
-            best[strat] = [p, est, i]
-    return best
+        visit(i, True)
     return best
 
 

@@ -466,11 +466,6 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
-    one = n_groups == 1
-    # the single group's size and slowdown; p1, p2 and mem0: its last1, last2, mem_total
-    k0, slow0 = (ks[0], slows[0]) if one else (0, 0.0)
-    p1 = p2 = None
-    mem0 = 0.0
     for j, step in enumerate(steps):
         # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
         in_core = step.arith_cycles * cycle_s
@@ -504,86 +499,48 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
                                          step.l3_bytes)
         core_total += in_cache
         core_by[bound] = core_by.get(bound, 0.0) + in_cache
-        if one:  # a single group (the common case): the loop below for g = 0, unrolled
+        ends_max = 0.0
+        for g in range(n_groups):
+            k = ks[g]
             start = gate_f
             if moves:
-                d = dram * slow0
+                d = dram * slows[g]
+                p2 = last2[g]
                 if p2 is not None and p2 > start:
                     start = p2
                 fm = start + d
                 if fm > path:
                     path = fm
-                mem0 += d
-                pool_total += d * k0
-                dram_read += rb * k0
-                dram_write += wb * k0
-                dram_byte += mb * k0 if k0 != 1 else mb
+                mem_total[g] += d
+                pool_total += d * k
+                dram_read += rb * k
+                dram_write += wb * k
+                dram_byte += mb * k if k != 1 else mb
                 start = fm  # (after the gate: the transfer waited for it)
+            p1 = last1[g]
             if p1 is not None and p1 > start:
                 start = p1
             fc = start + in_cache
             if fc > path:
                 path = fc
-            ends_max = fc if fc > 0.0 else 0.0
-            p2, p1 = p1, fc
-            l2 += ib2 * k0
-            l3 += ib3 * k0
-            if k0 == 1:
+            if fc > ends_max:
+                ends_max = fc
+            last2[g], last1[g] = p1, fc
+            l2 += ib2 * k
+            l3 += ib3 * k
+            if k == 1:
                 vfma += v_fma
                 vop += v_op
                 l1_byte += v_l1
                 l2_byte += v_l2
                 l3_byte += v_l3
             else:
-                vfma += v_fma * k0
-                vop += v_op * k0
-                l1_byte += v_l1 * k0
-                l2_byte += v_l2 * k0
-                l3_byte += v_l3 * k0
+                vfma += v_fma * k
+                vop += v_op * k
+                l1_byte += v_l1 * k
+                l2_byte += v_l2 * k
+                l3_byte += v_l3 * k
             count += 2 if moves else 1
-        else:
-            ends_max = 0.0
-            for g in range(n_groups):
-                k = ks[g]
-                start = gate_f
-                if moves:
-                    d = dram * slows[g]
-                    p2 = last2[g]
-                    if p2 is not None and p2 > start:
-                        start = p2
-                    fm = start + d
-                    if fm > path:
-                        path = fm
-                    mem_total[g] += d
-                    pool_total += d * k
-                    dram_read += rb * k
-                    dram_write += wb * k
-                    dram_byte += mb * k if k != 1 else mb
-                    start = fm  # (after the gate: the transfer waited for it)
-                p1 = last1[g]
-                if p1 is not None and p1 > start:
-                    start = p1
-                fc = start + in_cache
-                if fc > path:
-                    path = fc
-                if fc > ends_max:
-                    ends_max = fc
-                last2[g], last1[g] = p1, fc
-                l2 += ib2 * k
-                l3 += ib3 * k
-                if k == 1:
-                    vfma += v_fma
-                    vop += v_op
-                    l1_byte += v_l1
-                    l2_byte += v_l2
-                    l3_byte += v_l3
-                else:
-                    vfma += v_fma * k
-                    vop += v_op * k
-                    l1_byte += v_l1 * k
-                    l2_byte += v_l2 * k
-                    l3_byte += v_l3 * k
-                count += 2 if moves else 1
         if step.barrier and t > 1 and j < final:
             d = mach.barrier_s(t) * step.rounds
             sync_s += d
@@ -591,8 +548,6 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             if gate_f > path:
                 path = gate_f
             count += 1
-    if one:
-        last1[0], mem_total[0] = p1, mem0
     if t > 1:
         d = mach.barrier_s(t)
         sync_s += d
