@@ -32,11 +32,11 @@ def test_the_mix_of_cuBLAS_largest_volta_tile():
     """256x128x32, 8 warps of 64x64: per warp and K step 512 HMMA.884 steps (64x64x32
     multiply-adds over 256), 32 LDS.128 (twice the 4 KiB of A and B fragments a warp
     uses: the quad pairs load their own copies), 6 LDG.128 and 6 STS.128 (24 KiB of
-    stage over 256 threads), 12 of loop overhead; 2 clocks of the tensor pipe each."""
+    stage over 256 threads), 14 of loop overhead; 2 clocks of the tensor pipe each."""
     mix = mainloop.loop_mix(gemm.TENSOR_TILES[0], "fp16", 2, 2, 1024)
-    assert (mix.mma, mix.lds, mix.ldg, mix.sts, mix.overhead) == (512, 32, 6, 6, 12)
+    assert (mix.mma, mix.lds, mix.ldg, mix.sts, mix.overhead) == (512, 32, 6, 6, 14)
     assert mix.mma_cycles == 2.0
-    assert mix.pipe == 1024 and mix.issued == 568
+    assert mix.pipe == 1024 and mix.issued == 570
     assert mainloop.issue_efficiency(mix) == 1.0  # the pipe, not issue, limits
 
 

@@ -24,6 +24,7 @@ block issues
   block's threads;
 - a fixed **overhead**: the ``BAR.SYNC`` that hands the stored stage to the block,
   the global pointers' 64-bit advance (two instructions each for A and B), the
+  global loads' guard predicates updated (``clear_mask``, one each), the
   shared-memory write and read stages toggled (two each), and the loop counter's
   decrement, compare and branch: :data:`LOOP_OVERHEAD_INSTRUCTIONS` (counted from
   ``mma_pipelined.h``'s loop body).
@@ -41,8 +42,8 @@ partition share both in the same proportion, so the ratio is a warp's:
 :func:`issue_efficiency` = pipe / max(pipe, issued), at most 1.
 
 At cuBLAS's tiles the matrix pipe, not issue, limits: a 64x64 warp tile with K step
-32 issues 512 ``HMMA`` and 56 other instructions per iteration against 1,024 pipe
-clocks, and even the 16x32 warp tile of the 32x32 SGEMM issues 32 others against 128
+32 issues 512 ``HMMA`` and 58 other instructions per iteration against 1,024 pipe
+clocks, and even the 16x32 warp tile of the 32x32 SGEMM issues 34 others against 128
 ``FFMA`` of 2 clocks. The efficiency falls below 1 only for tiles that cuBLAS does
 not ship (a warp tile of 16x16 with a K step of 4 spends more slots on loads and
 loop than the pipe leaves free). What else a main loop loses is not in the mix:
@@ -66,11 +67,11 @@ from functools import lru_cache
 PARTITIONS_PER_SM = 4  # warp schedulers per SM, one instruction per clock each (whitepaper)
 WARP = 32
 LDS_BYTES = 16  # LDS.128 / LDG.128 / STS.128: one 16-byte vector per thread
-# BAR.SYNC 1, the A and B global pointers' 64-bit advance 4, the shared write and
-# read stages toggled 4, the loop counter's decrement, compare and branch 3: the
-# loop body of CUTLASS's mma_pipelined.h, per warp and iteration (M: counted from
-# the source, not from cuBLAS's SASS)
-LOOP_OVERHEAD_INSTRUCTIONS = 12
+# BAR.SYNC 1, the A and B global pointers' 64-bit advance 4, their guard predicates
+# (clear_mask) 2, the shared write and read stages toggled 4, the loop counter's
+# decrement, compare and branch 3: the loop body of CUTLASS's mma_pipelined.h, per
+# warp and iteration (M: counted from the source, not from cuBLAS's SASS)
+LOOP_OVERHEAD_INSTRUCTIONS = 14
 # multiply-adds one thread does per matrix instruction on the CUDA cores
 SIMT_MACS_PER_INSTRUCTION = {"fp16": 2, "int8": 4}  # HFMA2, IDP4A; FFMA and DFMA: 1
 HMMA_STEP_MACS = 256  # one HMMA.884.F32 step (a quarter of a warp's mma.m8n8k4)
