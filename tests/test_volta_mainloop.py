@@ -169,3 +169,19 @@ def test_bad_loop_numbers_are_refused(field, value):
     with pytest.raises(InputError) as err:
         resolve("volta-v100-sxm2", {field: value})
     assert field in str(err.value)
+
+
+def test_small_warp_tiles_lose_on_the_shared_memory_pipe():
+    """What issue slots do not cost, the fragment loads' bandwidth does: with each quad
+    pair loading its own fragments, a 32x32 warp tile moves as many shared-memory bytes
+    per FLOP as the 128 B/clock pipe serves in the tensor cores' time and more, while
+    the 64x64 warp tiles of the large blocks keep it about half busy."""
+    def smem_over_tensor(tile: Tile) -> float:
+        smem_s = gemm._smem_wavefront_bytes(tile, 2, 2, tile.tk) / GPU.smem_bw_sm
+        tensor_s = 2.0 * tile.tm * tile.tn * tile.tk / GPU.tensor_rate_sm("fp16")
+        return smem_s / tensor_s
+
+    big, mid, small, tiny = (smem_over_tensor(gemm.TENSOR_TILES[i]) for i in (0, 2, 5, 8))
+    assert big < 0.6  # 256x128, 64x64 warps: 0.50
+    assert big < mid < small < tiny  # 128x128 (64x32 warps), 64x64 and 32x32 (32x32)
+    assert small > 1.0  # the 64x64 block is bound by its fragment loads (1.06)
