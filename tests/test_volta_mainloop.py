@@ -185,3 +185,35 @@ def test_small_warp_tiles_lose_on_the_shared_memory_pipe():
     assert big < 0.6  # 256x128, 64x64 warps: 0.50
     assert big < mid < small < tiny  # 128x128 (64x32 warps), 64x64 and 32x32 (32x32)
     assert small > 1.0  # the 64x64 block is bound by its fragment loads (1.06)
+
+
+GEMMS = [(8192, 8192, 8192), (2048, 2048, 2048), (1024, 1024, 1024), (128, 4096, 4096),
+         (64, 64, 4096), (32, 32, 65536), (4096, 11008, 4096)]
+
+
+def _rate(m, n, k, dtype, sets=()):
+    wl = {"ops": [{"kind": "matmul", "m": m, "n": n, "k": k}], "dtype": dtype}
+    return 2.0 * m * n * k / simulate(wl, "volta-v100-sxm2", sets=list(sets)).totals["latency_s"]
+
+
+@pytest.mark.parametrize("m,n,k", GEMMS)
+def test_no_gemm_beats_its_pipes_sustained_peak(m, n, k):
+    """Useful FLOPs over latency stay under the sustained peak of the pipe that runs
+    them: tensor cores at the clock under load x the HMMA pipe's rate (fp16), CUDA
+    cores at the boost clock x the FFMA pipe's rate (fp32)."""
+    tensor = SXM2.sms * 1024 * SXM2.tensor_clock_hz * SXM2.hmma_pipe_efficiency
+    cuda = SXM2.sms * 128 * SXM2.clock_hz * SXM2.cuda_pipe_efficiency
+    assert _rate(m, n, k, "fp16") <= tensor
+    assert _rate(m, n, k, "fp32") <= cuda
+
+
+@pytest.mark.parametrize("m,n,k", GEMMS[1:5])
+def test_faster_pipes_and_clocks_never_slow_a_gemm(m, n, k):
+    """A higher clock under load or a higher sustained pipe rate never makes a GEMM
+    slower (the selector may pick another tile, never a slower result); fp32 does not
+    read the tensor clock at all."""
+    for field, values in (("tensor_clock_hz", (1.1e9, 1.29e9, 1.53e9)),
+                          ("hmma_pipe_efficiency", (0.8, 0.902, 1.0))):
+        rates = [_rate(m, n, k, "fp16", [f"target.{field}={v}"]) for v in values]
+        assert all(a <= b * (1 + 1e-12) for a, b in zip(rates, rates[1:])), (field, rates)
+    assert _rate(m, n, k, "fp32", ["target.tensor_clock_hz=1.0e9"]) == _rate(m, n, k, "fp32")
