@@ -6,7 +6,9 @@ Each op becomes one or more *kernels* (:mod:`.gemm`, :mod:`.attention`,
 threads; the blocks run in *waves* over the 80 SMs, the last one possibly a
 partial *tail*. Blocks become tasks on the SMs' lanes and the shared HBM pool of
 the event engine (:mod:`.gpu`), so waves and HBM contention come out of the
-run. Per-block time comes from the tensor-core (m8n8k4) or CUDA-core rates,
+run. Per-block time comes from the tensor-core (m8n8k4) or CUDA-core rates (a
+GEMM's at its main loop's efficiency from the loop's instruction mix,
+:mod:`.mainloop`, and the tensor cores' at the clock the board holds under load),
 shared-memory bandwidth with bank conflicts counted from addresses
 (:mod:`.smem`), L2 bandwidth and HBM streams at achievable (not peak)
 bandwidths, plus kernel launch overhead. Attention runs ``standard``,

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 
 from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
 from .gpu import Gpu, Kernel, Work, cdiv, queued_start_s
+from .mainloop import WARP, fragment_bytes_per_thread, loop_efficiency
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class Tile:
     tk: int
     warps: int
     regs: int
-    wm: int  # warp tile
+    wm: int  # warp tile: the block's warps tile it, warps x wm x wn = tm x tn
     wn: int
     tensor: bool = True
     stages: int = 2
@@ -80,7 +81,7 @@ TENSOR_TILES = (
 SIMT_TILES = (
     Tile(128, 128, 8, 8, 128, 64, 32, tensor=False),
     Tile(128, 64, 8, 4, 128, 64, 32, tensor=False),
-    Tile(64, 64, 8, 2, 128, 32, 32, tensor=False),
+    Tile(64, 64, 8, 2, 128, 32, 64, tensor=False),
     # cuBLAS's small SGEMM tiles (sgemm_32x32 / 64x32 kernel families, S): 64 threads
     # of 4x8 or 4x4 outputs
     Tile(64, 32, 8, 2, 64, 32, 32, tensor=False),
@@ -215,15 +216,14 @@ def _bound_terms(gpu: Gpu, g: Gemm, first_s: float | None) -> tuple:
         first_s = min(gpu.l2_latency_s, gpu.dram_latency_s)
     a = 0.0 if g.a_onchip else g.m * g.k * g.a_bytes * (1 if g.a_shared else g.batch)
     b = 0.0 if g.b_onchip else g.k * g.n * g.b_bytes * (1 if g.b_shared else g.batch)
-    return (g.a_bytes, g.b_bytes, gpu.tensor_rate_sm(compute), gpu.cuda_rate_sm(compute),
-            first_s, (a + b) / gpu.hbm_bw)
+    return (g.a_bytes, g.b_bytes, compute, first_s, (a + b) / gpu.hbm_bw)
 
 
 def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
     """:func:`lower_bound`, with what does not depend on the tile worked out
     (:func:`_bound_terms`)."""
     spec = gpu.spec
-    ea, eb, tensor_rate, cuda_rate, first_s, hbm_s = common
+    ea, eb, compute, first_s, hbm_s = common
     threads = tile.warps * 32
     smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
     occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
@@ -234,7 +234,8 @@ def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
     kk = cdiv(g.k, split)
     flops = 2.0 * (tile.tm * tile.tn * kk)  # one block's matrix work (build's)
     wavefronts = _smem_wavefront_bytes(tile, ea, eb, kk)
-    rate = tensor_rate if tile.tensor else cuda_rate
+    eff = loop_efficiency(spec, tile, compute, ea, eb)
+    rate = gpu.tensor_rate_sm(compute, eff) if tile.tensor else gpu.cuda_rate_sm(compute, eff)
     warps = tile.warps
     t = 0.0
     for n, reps in ((occ, full), (rest, 1 if rest else 0)):
@@ -270,14 +271,11 @@ def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
 
 
 def _smem_wavefront_bytes(tile: Tile, ea: float, eb: float, kk: int) -> float:
-    """A block's shared-memory bytes (:func:`build`): its warps' fragment loads (on
-    the SIMT tiles each thread's r + c values per k) and its tile stores, per K."""
-    if tile.tensor:
-        loads = tile.warps * (tile.wm * ea + tile.wn * eb) * kk
-    else:  # each thread of an r x c thread tile reads r + c values per k (8 + 8 for 8x8)
-        threads = tile.warps * 32
-        side = (tile.tm * tile.tn / threads) ** 0.5
-        loads = threads * side * (ea + eb) * kk
+    """A block's shared-memory bytes (:func:`build`): its warps' fragment loads per K
+    (:func:`.mainloop.fragment_bytes_per_thread`: on the tensor cores twice the
+    operand bytes a warp uses, each quad pair loading its own copy; on the SIMT tiles
+    each thread's r + c values per k) and its tile stores, per K."""
+    loads = tile.warps * WARP * fragment_bytes_per_thread(tile, ea, eb) / tile.tk * kk
     stores = (tile.tm * ea + tile.tn * eb) * kk
     return loads + stores
 
@@ -418,7 +416,8 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
                   [(blocks, w)], dtype=compute, tensor=tile.tensor,
                   notes={"m": g.m, "n": g.n, "k": g.k, "batch": g.batch, "split_k": split,
                          "op": g.op},
-                  inflight_bytes_per_thread=stage_bytes / threads)
+                  inflight_bytes_per_thread=stage_bytes / threads,
+                  loop_efficiency=loop_efficiency(spec, tile, compute, ea, eb))
     if split == 1:
         return [main]
     main.detail = "fp32 partials in L2"

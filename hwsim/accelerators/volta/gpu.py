@@ -224,6 +224,9 @@ class Kernel:
     # bytes of global loads one thread has issued before it waits on the first (its
     # memory-level parallelism): one 128-bit load unless the kernel says more
     inflight_bytes_per_thread: float = 16.0
+    # the matrix pipe's share of a GEMM main loop's issue slots (.mainloop); 1 for
+    # kernels whose matrix work is not such a loop
+    loop_efficiency: float = 1.0
 
     @cached_property
     def grid(self) -> int:
@@ -304,6 +307,7 @@ class Gpu:
         self._occupancy: dict[tuple[int, int, int], Occupancy] = {}  # (threads, regs, smem)
         self._constants_of: dict[tuple, tuple] = {}  # _constants, by what they depend on
         self.clock = s.clock_hz
+        self.tensor_clock = s.tensor_clock_hz or s.clock_hz
         self.smem_bw_sm = s.smem_banks * s.smem_bank_bytes * s.clock_hz * s.smem_efficiency
         self.sfu_rate_sm = s.sfu_ops_per_cycle_per_sm * s.clock_hz
         self.hbm_bw = s.dram_bw_bytes_per_s
@@ -315,15 +319,22 @@ class Gpu:
         self.smem_latency_s = s.smem_latency_cycles / s.clock_hz
 
     # ------------------------------------------------------------ rates
-    def tensor_rate_sm(self, dtype: str) -> float:
+    def tensor_rate_sm(self, dtype: str, loop_efficiency: float = 1.0) -> float:
+        """FLOP/s of one SM's tensor cores on ``dtype``: the per-clock peak at the clock
+        the board holds under a tensor load (``tensor_clock_hz``), times the HMMA
+        pipe's sustained fraction and a main loop's ``loop_efficiency`` (its issue
+        slots, :mod:`.mainloop`; 1 for kernels without one)."""
         per_clock = self.spec.tensor_flops_per_cycle_per_sm.get(dtype, 0.0)
-        return per_clock * self.clock * self.spec.mma_efficiency
+        return per_clock * self.tensor_clock * self.spec.hmma_pipe_efficiency * loop_efficiency
 
-    def cuda_rate_sm(self, dtype: str) -> float:
+    def cuda_rate_sm(self, dtype: str, loop_efficiency: float = 1.0) -> float:
+        """FLOP/s of one SM's CUDA cores on ``dtype`` (fp32's rate for a type they do
+        not list) at the boost clock, times the FMA pipe's sustained fraction and a
+        main loop's ``loop_efficiency``."""
         per_clock = self.spec.cuda_flops_per_cycle_per_sm.get(dtype)
         if per_clock is None:
             per_clock = self.spec.cuda_flops_per_cycle_per_sm.get("fp32", 128.0)
-        return per_clock * self.clock * self.spec.fp32_efficiency
+        return per_clock * self.clock * self.spec.cuda_pipe_efficiency * loop_efficiency
 
     def has_tensor(self, dtype: str) -> bool:
         return self.spec.tensor_flops_per_cycle_per_sm.get(dtype, 0.0) > 0
@@ -469,18 +480,18 @@ class Gpu:
         candidate tiles and a sweep's points ask for the same ones again."""
         key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
                kernel.serial_operands, kernel.inflight_bytes_per_thread, kernel.grid,
-               n_blocks)
+               n_blocks, kernel.loop_efficiency)
         got = self._constants_of.get(key)
         if got is not None:
             return got
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
-            matrix_rate = self.tensor_rate_sm(kernel.dtype) * fill
+            matrix_rate = self.tensor_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
             alu_rate = self.cuda_rate_sm("fp32") * fill
         else:
             matrix_rate = None
-            alu_rate = self.cuda_rate_sm(kernel.dtype) * fill
+            alu_rate = self.cuda_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
         out = (matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
                kernel.serial_operands, warps, *self.loaded_latency(kernel, n_blocks),
                self.inflight_bytes(kernel, n_blocks))
@@ -497,10 +508,12 @@ class Gpu:
         warps = n_blocks * cdiv(kernel.threads, 32)
         fill = min(1.0, warps / self.spec.warps_for_peak)
         if kernel.tensor:
-            matrix_s = tensor / (self.tensor_rate_sm(kernel.dtype) * fill)
+            matrix_s = tensor / (self.tensor_rate_sm(kernel.dtype, kernel.loop_efficiency)
+                                 * fill)
             alu_s = cuda / (self.cuda_rate_sm("fp32") * fill)
         else:
-            matrix_s = cuda / (self.cuda_rate_sm(kernel.dtype) * fill)
+            matrix_s = cuda / (self.cuda_rate_sm(kernel.dtype, kernel.loop_efficiency)
+                               * fill)
             alu_s = 0.0 * cuda
         alu_s = alu_s + sfu / (self.sfu_rate_sm * fill)
         smem_s = smem_wf / self.smem_bw_sm

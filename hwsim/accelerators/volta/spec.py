@@ -28,12 +28,19 @@ class VoltaSpec:
              "cores lack is left out", minimum=1e-9)
     sfu_ops_per_cycle_per_sm: float = spec_field(
         help="special-function (exp, rsqrt, ...) results per cycle per SM", minimum=1.0)
-    mma_efficiency: float = spec_field(
-        help="fraction of the tensor-core peak a well-tuned GEMM main loop sustains "
-             "(issue slots, power-capped clock)", minimum=0.01)
-    fp32_efficiency: float = spec_field(
-        help="fraction of the CUDA-core FMA peak a well-tuned SGEMM main loop sustains",
-        minimum=0.01)
+    hmma_pipe_efficiency: float = spec_field(
+        help="fraction of the tensor cores' per-clock peak that a stream of independent "
+             "HMMA instructions sustains (a microbenchmark, at any clock); a GEMM's main "
+             "loop takes its issue slots on top (hwsim.accelerators.volta.mainloop)",
+        minimum=0.01, maximum=1.0)
+    cuda_pipe_efficiency: float = spec_field(
+        help="fraction of the CUDA cores' FMA peak that a compiled GEMM main loop's FMA "
+             "stream sustains (register-bank conflicts of its allocation); its issue "
+             "slots come on top (hwsim.accelerators.volta.mainloop)", minimum=0.01,
+        maximum=1.0)
+    tensor_clock_hz: float = spec_field(
+        0.0, help="SM clock the board holds while its tensor cores run at full rate "
+                  "(a power-limited load); 0: clock_hz", minimum=0.0)
     warps_for_peak: int = spec_field(
         8, help="resident warps per SM needed to keep the tensor cores busy; fewer run "
                 "proportionally slower", minimum=1)
@@ -115,3 +122,9 @@ class VoltaSpec:
 
             raise InputError(f"must be between 0 and 1, got {self.host_kv_fraction}",
                              field="spec.host_kv_fraction")
+        if self.tensor_clock_hz > self.clock_hz:
+            from hwsim.errors import InputError
+
+            raise InputError(f"must not exceed clock_hz ({self.clock_hz:g} Hz, the boost "
+                             f"clock), got {self.tensor_clock_hz:g}",
+                             field="spec.tensor_clock_hz")
