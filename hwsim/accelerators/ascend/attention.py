@@ -138,6 +138,15 @@ def strategy_of(tiling) -> str:
     return "fastattention" if name == "auto" else name
 
 
+def preload_of(tiling, two_level: bool) -> int:
+    """How many key blocks the cube runs ahead of the vector cores: none for one-level
+    flash; FastAttention's one (its cube "one block ahead"), or a kernel's own depth
+    (``qk_preload`` of a :class:`KernelTiling`: the PTO kernel's ``qkPreloadNum``)."""
+    if not two_level:
+        return 0
+    return max(1, int(getattr(tiling, "qk_preload", 0) or 1))
+
+
 def tiling_mask_of(tiling) -> bool:
     return bool(getattr(tiling, "tiling_mask", True)) if tiling is not None else True
 
@@ -177,6 +186,9 @@ def describe(chip: Chip, op, graph, tiling) -> str:
     blk = plan.blocks
     level2 = f"/{blk.b2}" if strategy == "fastattention" else ""
     parts = [f"{strategy}: blocks q {blk.bq} x kv {blk.b1}{level2}"]
+    preload = preload_of(tiling, strategy == "fastattention")
+    if preload > 1:
+        parts.append(f"cube {preload} blocks ahead")
     if att.masked and not att.sparse_keys:
         parts.append("tiling-mask" if plan.skip else "N x N mask from HBM")
     if att.group > 1 and not att.sparse_keys:
@@ -962,7 +974,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         if not att.selects_values:  # the walk's blocks, for the cube/vector pipeline
             return latency, _blocks(costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b,
                                     slow=slow, mask_hbm=mask_hbm, pad=pad, share=share,
-                                    store=store, actions=actions)
+                                    store=store, actions=actions, v_bytes=nv * v_row)
         # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
         # _check_blocks): the load of one overlaps the compute of the previous
         stages = sum(cdiv(w, blk.b2) for w in t.widths)
@@ -1001,7 +1013,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         vecs = chip.vecs_of(c)
         if not att.selects_values:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
-                bld, per_core_blocks[c], core=c, vecs=vecs, preload=1 if two_level else 0,
+                bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name, memo=walks))
             continue
@@ -1019,7 +1031,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
 def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
             slow: float, mask_hbm: float, pad: float, share: float, store: float,
-            actions: dict) -> list[tuple[Block, int]]:
+            actions: dict, v_bytes: float = 0.0) -> list[tuple[Block, int]]:
     """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
     share of the rows for the vector stages) and their share of the tile's loads (by
     width; Q, when the tile loads it, with the first block), as runs of equal blocks
@@ -1049,7 +1061,7 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
             load_hbm=hbm * f, load_l2=l2b * f, load_l2_slow=slow * f,
             mask_hbm=mask_hbm * f, pad_hbm=pad * share * f, pad_l2=pad * (1.0 - share) * f,
             store_bytes=store if last else 0.0,
-            actions={a: v * f for a, v in actions.items()}), k))
+            actions={a: v * f for a, v in actions.items()}, load_v=v_bytes * f), k))
     return out
 
 
