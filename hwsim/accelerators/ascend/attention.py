@@ -27,7 +27,10 @@
     key/value blocks of ``block_kv`` for the cube, each cut into second-level
     blocks that fit the UB for the vector cores. One hand-off per first-level
     block, and the cube runs one block ahead (QKᵀ of block j+1 while the
-    vectors do softmax j), so cube and vectors overlap.
+    vectors do softmax j), so cube and vectors overlap. ``tiling.qk_preload``
+    sets another run-ahead: a kernel such as the PTO FlashAttention kernel
+    (``qkPreloadNum`` 4, 128 x 256-key tiles in 128-key cube subtiles) is this
+    strategy with its blocks and preload given.
 
 What the fused kernels share:
 

@@ -6,9 +6,13 @@ and 8 cube cores, S_q = 128 x cores, S_kv 1K-8K; measured task time.
 Upstream: hw-native-sys/pto-isa@3186c381bd49e1164092e67ff1b3564302754e76
 ``kernels/manual/common/flash_atten/README.md`` (Tables (A2/A3)). Each row is
 run through the target's own fused-attention lowering (the cube/vector
-pipeline of :mod:`.cv_pipeline`) on the 910B preset restricted to that many
-cube cores (and twice as many vector cores): nothing is set from these rows,
-they are checks (``kind="check"``).
+pipeline of :mod:`.cv_pipeline`) with the measured kernel's tiling
+(:data:`PTO_TILING`) on the 910B preset restricted to that many cube cores
+(and twice as many vector cores), and timed as the kernel's harness times it:
+each core's block reads the system counter at the start and the end of its
+body (``fa_performance_kernel.cpp``, ``get_sys_cnt``), ``main.cpp`` reports the
+last end minus the first start; the launch before it is not in the span.
+Nothing is set from these rows, they are checks (``kind="check"``).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ def cases_from(spec, path, preset: str = "ascend-910b") -> list[CalibrationCase]
             x={"cube_cores": n, "seq_q": q, "seq_kv": kv}, measured=r["time_us"] * 1e-6,
             unit="s", modelled=_latency_s(spec, n, q, kv, d),
             source=str(r.get("source") or SOURCE),
-            note="kernel task time incl. its start; SKU not stated (A2/A3)"))
+            note="first core's start to last core's end, one cold run; SKU not stated (A2/A3)"))
     return out
 
 

@@ -10,8 +10,9 @@ Core pipelines"):
 ==========  ===================  =============================================
 stage       unit                 work
 ==========  ===================  =============================================
-load        ``core3.mte2``       K and V of the block (and Q at a tile's start)
-                                 GM to L1, double buffered
+K load      ``core3.mte2``       K of the block (with Q and the mask tile at a
+                                 walk's start) GM to L1, before its QK
+V load      ``core3.mte2``       V of the block GM to L1, before its PV
 QK          ``core3.cube``       S = Q·Kᵀ (MMADs, MTE1 L1 to L0A/L0B)
 S out       ``core3.fixpipe``    S (fp32) L0C to the GM workspace (in L2)
 softmax     ``vec6.vector``,     each AIV its half of the rows: S in from L2,
@@ -31,12 +32,25 @@ is visible on the timeline.
 **Preload.** The cube's program order is what makes the overlap. With
 ``preload`` = p the cube issues QK for p blocks before the first PV, then
 alternates QK(j + p), PV(j) (FastAttention's "the cube runs one block ahead",
-p = 1; the PTO kernel's ``qkPreloadNum``); the vectors alternate softmax(j + p),
-update(j). The S/P workspace is a FIFO of p + 1 slots: QK(j) waits until the
-softmax of block j - p - 1 has freed its slot. One-level flash (p = 0) has
-no run-ahead: QK(j + 1) follows PV(j), which waits for softmax(j); so the
-cube idles while the vectors work and the other way round, and every
-hand-off's flag is on the critical path. Both come out of the run.
+p = 1; the PTO kernel's ``qkPreloadNum``, 4 by default, the workload's
+``tiling.qk_preload``); the vectors alternate softmax(j + p), update(j). The
+S/P workspace is a FIFO of p + 1 slots: QK(j) waits until the softmax of
+block j - p - 1 has freed its slot. One-level flash (p = 0) has no run-ahead:
+QK(j + 1) follows PV(j), which waits for softmax(j); so the cube idles while
+the vectors work and the other way round, and every hand-off's flag is on the
+critical path. Both come out of the run.
+
+**K and V buffers.** As the PTO kernel keeps them (``kMatTile`` and
+``vMatTile``, two each, ping-pong: ``compute_qk`` loads its K tile after the
+MTE1 has read the one two tiles back, ``compute_pv`` its V tile likewise), K
+and V have two L1 buffers each (:data:`KV_BUFFERS`): the K load of block j
+waits for QK(j - 2) to have read the buffer it reuses, the V load for
+PV(j - 2). So the next blocks' K streams in while the cube works and the V
+of a block while its QK and softmax run; the loads reach the cube's path only
+where the MTE2 is the slower side. (One K+V buffer freed by the PV, as before,
+put every load between a PV and the next QK: with run-ahead the cube cannot
+reorder around it.) A step's misses go to the ``hbm`` unit once, with its K
+load; the V load is its pipe's time alone.
 
 **Aggregation (events are steps, not blocks).** A core's blocks (of all the
 tiles it runs, one after another: the loop goes on from tile to tile without
