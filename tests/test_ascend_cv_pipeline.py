@@ -52,6 +52,46 @@ def test_run_ahead_beats_one_level_flash(tmp_path):
     assert fa < flash
 
 
+def test_k_and_v_loads_stream_beside_the_cube():
+    """K and V have their own L1 ping-pong buffers, freed by the QK or PV that reads
+    them (the PTO kernel's kMatTile/vMatTile): on one core with the kernel's tiling
+    (MTE2 faster than the cube and vectors), every K load after the first few has
+    ended before the cube is free for its QK, and every V load before its PV could
+    start, so no load sits on the cube's path; a K load never starts before the QK
+    two blocks back has read the buffer it reuses."""
+    from dataclasses import replace
+
+    from hwsim.accelerators.ascend.target import TARGET
+    from hwsim.engine import run_events
+    from hwsim.workload import build_graph, workload_from_dict
+
+    spec = resolve("ascend-910b").spec
+    sub = replace(spec, cube_cores=1, vector_cores=2)
+    wl = workload_from_dict({"name": "fa", "dtype": "fp16",
+                             "tiling": {"attention": "fastattention", "block_q": 128,
+                                        "block_kv": 256, "qk_preload": 4},
+                             "ops": [{"kind": "attention", "heads": 1, "kv_heads": 1,
+                                      "head_dim": 128, "q_len": 128, "kv_len": 4096,
+                                      "causal": False}]}, "test")
+    g = build_graph(wl)
+    tasks = TARGET.lower(g.ops[0], g, sub, wl.tiling)
+    run = run_events(tasks, TARGET.pools(sub))
+    mte2 = [i for i, t in enumerate(tasks) if t.unit == "core0.mte2"]
+    k_loads = [i for i in mte2 if "K load" in tasks[i].label]
+    v_loads = [i for i in mte2 if "V load" in tasks[i].label]
+    cube = [i for i, t in enumerate(tasks) if t.unit == "core0.cube"]
+    qks = [i for i in cube if "QK" in tasks[i].label]
+    pvs = [i for i in cube if "PV" in tasks[i].label]
+    assert len(k_loads) == len(v_loads) == len(qks) == len(pvs) == 16  # 256-key blocks
+    for j in range(4, 16):
+        before = cube[cube.index(qks[j]) - 1]  # the cube's task before this QK
+        assert run.ends_s[k_loads[j]] <= run.ends_s[before] + 1e-15, j
+        assert run.starts_s[k_loads[j]] >= run.ends_s[qks[j - 2]] - 1e-15, j
+    for j in range(2, 16):
+        assert run.ends_s[v_loads[j]] <= run.starts_s[pvs[j]] + 1e-15, j
+        assert run.starts_s[v_loads[j]] >= run.ends_s[pvs[j - 2]] - 1e-15, j
+
+
 def _percore():
     if data_path("ascend/fa_pto_percore.csv") is None:
         pytest.skip("calibration data absent")
