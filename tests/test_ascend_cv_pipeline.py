@@ -92,6 +92,26 @@ def test_k_and_v_loads_stream_beside_the_cube():
         assert run.starts_s[v_loads[j]] >= run.ends_s[pvs[j - 2]] - 1e-15, j
 
 
+def test_the_run_ahead_is_a_tiling_field_of_the_two_level_kernel(tmp_path):
+    """tiling.qk_preload: the PTO kernel's qkPreloadNum. Deeper run-ahead is not slower
+    here and the detail says it; on a strategy without run-ahead it is an error."""
+    from hwsim.errors import InputError
+
+    def run(strategy, preload):
+        wl = tmp_path / f"fa-{strategy}-{preload}.yaml"
+        wl.write_text(f"name: fa\ndtype: fp16\ntiling: {{attention: {strategy}, block_q: 128, "
+                      f"block_kv: 256, qk_preload: {preload}}}\nops:\n  - {{kind: attention, "
+                      f"heads: 1, head_dim: 128, q_len: 128, kv_len: 4096, causal: false}}\n")
+        return hwsim.simulate(str(wl), target="ascend-910b")
+
+    one, four = run("fastattention", 0), run("fastattention", 4)
+    assert "cube 4 blocks ahead" in four.ops["detail"].iloc[0]
+    assert "ahead" not in one.ops["detail"].iloc[0]
+    assert four.totals["latency_s"] <= one.totals["latency_s"]
+    with pytest.raises(InputError, match="run-ahead"):
+        run("flash", 2)
+
+
 def _percore():
     if data_path("ascend/fa_pto_percore.csv") is None:
         pytest.skip("calibration data absent")

@@ -157,6 +157,10 @@ def tiling_mask_of(tiling) -> bool:
 def lower_attention(bld: Builder, l2: L2, op, graph, tiling) -> None:
     _check_dtype(bld.chip, graph.tensors[op.inputs[0]].dtype)
     strategy = strategy_of(tiling)
+    if strategy != "fastattention" and (getattr(tiling, "qk_preload", 0) or 0) > 0:
+        raise InputError(f"the cube's run-ahead of the two-level fused attention "
+                         f"(fastattention or auto); {strategy} has none",
+                         source="workload", field="tiling.qk_preload")
     if strategy == "standard":
         _standard(bld, l2, op, graph)
     else:
