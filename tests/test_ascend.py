@@ -659,7 +659,8 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
             vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
             acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
                 if rng.random() < 0.8 else {}
-            runs.append((Block(*vals, actions=acts), rng.choice([1, 1, 2, 5, 40])))
+            runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5),
+                         rng.choice([1, 1, 2, 5, 40])))
         n = sum(k for _, k in runs)
         if trial % 2:
             ranges = _steps(n)

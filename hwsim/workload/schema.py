@@ -38,6 +38,9 @@ class Tiling:
     attention: str = _f("auto", "attention strategy", ATTENTION_STRATEGIES)
     block_q: int = _f(0, "query block (rows) of tiled attention; 0 = chosen by the target")
     block_kv: int = _f(0, "key/value block of tiled attention; 0 = chosen by the target")
+    qk_preload: int = _f(0, "key blocks the cube runs ahead of the vector cores in a fused "
+                            "two-level attention (Ascend; a kernel's qkPreloadNum); 0 = the "
+                            "strategy's own (FastAttention: 1)")
     gemm: str = _f("auto", "GEMM strategy (CPU targets)", GEMM_STRATEGIES)
     threads: int = _f(0, "threads an op may use (CPU targets; OMP_NUM_THREADS); 0 = every core")
     placement: str = _f("spread", "where threads run and their pages live (CPU targets): "

@@ -27,7 +27,10 @@
     key/value blocks of ``block_kv`` for the cube, each cut into second-level
     blocks that fit the UB for the vector cores. One hand-off per first-level
     block, and the cube runs one block ahead (QKᵀ of block j+1 while the
-    vectors do softmax j), so cube and vectors overlap.
+    vectors do softmax j), so cube and vectors overlap. ``tiling.qk_preload``
+    sets another run-ahead: a kernel such as the PTO FlashAttention kernel
+    (``qkPreloadNum`` 4, 128 x 256-key tiles in 128-key cube subtiles) is this
+    strategy with its blocks and preload given.
 
 What the fused kernels share:
 
@@ -138,6 +141,15 @@ def strategy_of(tiling) -> str:
     return "fastattention" if name == "auto" else name
 
 
+def preload_of(tiling, two_level: bool) -> int:
+    """How many key blocks the cube runs ahead of the vector cores: none for one-level
+    flash; FastAttention's one (its cube "one block ahead"), or a kernel's own depth
+    (``qk_preload`` of a :class:`KernelTiling`: the PTO kernel's ``qkPreloadNum``)."""
+    if not two_level:
+        return 0
+    return max(1, int(getattr(tiling, "qk_preload", 0) or 1))
+
+
 def tiling_mask_of(tiling) -> bool:
     return bool(getattr(tiling, "tiling_mask", True)) if tiling is not None else True
 
@@ -145,6 +157,10 @@ def tiling_mask_of(tiling) -> bool:
 def lower_attention(bld: Builder, l2: L2, op, graph, tiling) -> None:
     _check_dtype(bld.chip, graph.tensors[op.inputs[0]].dtype)
     strategy = strategy_of(tiling)
+    if strategy != "fastattention" and (getattr(tiling, "qk_preload", 0) or 0) > 0:
+        raise InputError(f"the cube's run-ahead of the two-level fused attention "
+                         f"(fastattention or auto); {strategy} has none",
+                         source="workload", field="tiling.qk_preload")
     if strategy == "standard":
         _standard(bld, l2, op, graph)
     else:
@@ -177,6 +193,9 @@ def describe(chip: Chip, op, graph, tiling) -> str:
     blk = plan.blocks
     level2 = f"/{blk.b2}" if strategy == "fastattention" else ""
     parts = [f"{strategy}: blocks q {blk.bq} x kv {blk.b1}{level2}"]
+    preload = preload_of(tiling, strategy == "fastattention")
+    if preload > 1:
+        parts.append(f"cube {preload} blocks ahead")
     if att.masked and not att.sparse_keys:
         parts.append("tiling-mask" if plan.skip else "N x N mask from HBM")
     if att.group > 1 and not att.sparse_keys:
@@ -755,25 +774,27 @@ def _key_range(att: AttentionShape, p0: int, p1: int) -> tuple[int, int, int, in
 
 
 def _widths(k0: int, k1: int, b1: int, unit: int = 16) -> tuple[int, ...]:
-    """The key blocks of a walk over [k0, k1): as few as ``b1`` allows, of about equal
-    width (multiples of the cube's ``unit``): a remainder is spread over the blocks,
-    not walked as a thin block of its own, which would cost a whole cube/vector
-    hand-off round (flags, FixPipe, workspace) for a few keys; and at least two
-    blocks, so that the cube runs ahead of the vectors within the walk."""
+    """The key blocks of a walk over [k0, k1): blocks of ``b1`` and the remainder as a
+    last, thinner block, as a kernel's loop over its key tiles cuts them (the last
+    tile holds what is left); a walk shorter than two blocks in two about equal
+    halves (multiples of the cube's ``unit``), so that the cube runs ahead of the
+    vectors within it (a one-block walk has nothing to overlap).
+
+    The cut is monotone in the walk: a key more widens the last block or adds one,
+    never re-cuts the walk into more, narrower blocks. Spreading a remainder over
+    more blocks did: with the loads off the cube's path (:mod:`.cv_pipeline`) the
+    narrower blocks fill and drain the pipeline sooner, so 4,097 keys in three blocks
+    ran 9 % faster than 4,096 in two."""
     n = k1 - k0
     if n <= 0:
         return ()
-    # at least two blocks where the walk allows (the cube's QK of the second overlaps
-    # the vectors' softmax of the first: a one-block walk has nothing to overlap)
-    nb = max(cdiv(n, b1), 2 if n >= 2 * unit else 1)
-    w = min(b1, cdiv(cdiv(n, nb), unit) * unit)
-    full = min(nb, n // w)
-    rest = n - full * w
-    out = [w] * full
-    while rest > 0:
-        out.append(min(w, rest))
-        rest -= out[-1]
-    return tuple(out)
+    if n >= 2 * b1:
+        full, rest = divmod(n, b1)
+        return (b1,) * full + ((rest,) if rest else ())
+    if n < 2 * unit:
+        return (n,)
+    w = min(b1, cdiv(cdiv(n, 2), unit) * unit)
+    return (w, n - w) if n > w else (w,)
 
 
 def _masks(k0: int, widths, need_lo: int, need_hi: int, mask_op: str,
@@ -930,6 +951,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         else:  # a later split-KV chunk finds its Q in L2
             l2b += q_bytes
         pad = q_pad
+        # what the walk's first block loads besides its keys: Q, and the mask tile below
+        head = [q_bytes if t.first else 0.0, 0.0 if t.first else q_bytes, 0.0, q_pad]
         if t.gathered:
             pad += walk * k_pad + nv * v_pad
         elif att.selects_values:
@@ -944,9 +967,12 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             tb = blk.bq * blk.b2 * by
             if mask_case == 1:
                 l2b += tb
+                head[1] += tb
             else:
                 hbm += tb
                 mask_hbm = tb
+                head[0] += tb
+                head[2] += tb
         elems = t.rows * walk
         workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.v_head_dim * ACC * 2 \
             if chip.split else 0
@@ -962,7 +988,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         if not att.selects_values:  # the walk's blocks, for the cube/vector pipeline
             return latency, _blocks(costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b,
                                     slow=slow, mask_hbm=mask_hbm, pad=pad, share=share,
-                                    store=store, actions=actions)
+                                    store=store, actions=actions, v_bytes=nv * v_row,
+                                    head=tuple(head))
         # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
         # _check_blocks): the load of one overlaps the compute of the previous
         stages = sum(cdiv(w, blk.b2) for w in t.widths)
@@ -1001,7 +1028,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         vecs = chip.vecs_of(c)
         if not att.selects_values:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
-                bld, per_core_blocks[c], core=c, vecs=vecs, preload=1 if two_level else 0,
+                bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name, memo=walks))
             continue
@@ -1019,10 +1046,13 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
 def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
             slow: float, mask_hbm: float, pad: float, share: float, store: float,
-            actions: dict) -> list[tuple[Block, int]]:
+            actions: dict, v_bytes: float = 0.0,
+            head: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+            ) -> list[tuple[Block, int]]:
     """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
     share of the rows for the vector stages) and their share of the tile's loads (by
-    width; Q, when the tile loads it, with the first block), as runs of equal blocks
+    width; Q and the mask tile, ``head`` = (hbm, l2, mask, pad) bytes, with the first
+    block), as runs of equal blocks
     (block, how many): a 32K walk has a hundred blocks of one width and mask. ``first``
     is unused by the costs: a tile following another on its core continues that core's
     pipeline."""
@@ -1033,23 +1063,31 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
     n = len(t.widths)
     if not n:
         return out
-    # runs of equal (width, mask), the tile's last block apart (it finishes the tile)
-    runs = [(wm, sum(1 for _ in g)) for wm, g in groupby(zip(t.widths[:-1], t.masks[:-1]))]
-    runs.append(((t.widths[-1], t.masks[-1]), 1))
+    # runs of equal (width, mask), the tile's first and last blocks apart (the first
+    # loads Q and the mask tile, ``head``; the last finishes the tile)
+    pairs = list(zip(t.widths, t.masks))
+    runs = [(pairs[0], 1)] if n > 1 else []
+    runs += [(wm, sum(1 for _ in g)) for wm, g in groupby(pairs[1:-1])]
+    runs.append((pairs[-1], 1))
+    # the keys' share of each load, by width; ``head`` on the first block
+    h_hbm, h_l2, h_mask, h_pad = head
+    hbm, l2b, mask_hbm, pad = hbm - h_hbm, l2b - h_l2, mask_hbm - h_mask, pad - h_pad
     j = 0
     for (w, m), k in runs:
         f = w / walk
         last = j + k == n
+        x = 1.0 if j == 0 else 0.0
         j += k
         out.append((Block(
             qk_s=st("qk", rb, w), fix_s_s=st("fix_s", rb, w),
             softmax_s=st("softmax", rb, w, m or None), pv_s=st("pv", rb, w),
             fix_o_s=st("fix_o", rb), update_s=st("update", rb),
             final_s=st("final", rb) if (last and finish) else 0.0,
-            load_hbm=hbm * f, load_l2=l2b * f, load_l2_slow=slow * f,
-            mask_hbm=mask_hbm * f, pad_hbm=pad * share * f, pad_l2=pad * (1.0 - share) * f,
+            load_hbm=hbm * f + h_hbm * x, load_l2=l2b * f + h_l2 * x, load_l2_slow=slow * f,
+            mask_hbm=mask_hbm * f + h_mask * x,
+            pad_hbm=(pad * f + h_pad * x) * share, pad_l2=(pad * f + h_pad * x) * (1.0 - share),
             store_bytes=store if last else 0.0,
-            actions={a: v * f for a, v in actions.items()}), k))
+            actions={a: v * f for a, v in actions.items()}, load_v=v_bytes * f), k))
     return out
 
 

@@ -10,8 +10,9 @@ Core pipelines"):
 ==========  ===================  =============================================
 stage       unit                 work
 ==========  ===================  =============================================
-load        ``core3.mte2``       K and V of the block (and Q at a tile's start)
-                                 GM to L1, double buffered
+K load      ``core3.mte2``       K of the block (with Q and the mask tile at a
+                                 walk's start) GM to L1, before its QK
+V load      ``core3.mte2``       V of the block GM to L1, before its PV
 QK          ``core3.cube``       S = Q·Kᵀ (MMADs, MTE1 L1 to L0A/L0B)
 S out       ``core3.fixpipe``    S (fp32) L0C to the GM workspace (in L2)
 softmax     ``vec6.vector``,     each AIV its half of the rows: S in from L2,
@@ -31,12 +32,25 @@ is visible on the timeline.
 **Preload.** The cube's program order is what makes the overlap. With
 ``preload`` = p the cube issues QK for p blocks before the first PV, then
 alternates QK(j + p), PV(j) (FastAttention's "the cube runs one block ahead",
-p = 1; the PTO kernel's ``qkPreloadNum``); the vectors alternate softmax(j + p),
-update(j). The S/P workspace is a FIFO of p + 1 slots: QK(j) waits until the
-softmax of block j - p - 1 has freed its slot. One-level flash (p = 0) has
-no run-ahead: QK(j + 1) follows PV(j), which waits for softmax(j); so the
-cube idles while the vectors work and the other way round, and every
-hand-off's flag is on the critical path. Both come out of the run.
+p = 1; the PTO kernel's ``qkPreloadNum``, 4 by default, the workload's
+``tiling.qk_preload``); the vectors alternate softmax(j + p), update(j). The
+S/P workspace is a FIFO of p + 1 slots: QK(j) waits until the softmax of
+block j - p - 1 has freed its slot. One-level flash (p = 0) has no run-ahead:
+QK(j + 1) follows PV(j), which waits for softmax(j); so the cube idles while
+the vectors work and the other way round, and every hand-off's flag is on the
+critical path. Both come out of the run.
+
+**K and V buffers.** As the PTO kernel keeps them (``kMatTile`` and
+``vMatTile``, two each, ping-pong: ``compute_qk`` loads its K tile after the
+MTE1 has read the one two tiles back, ``compute_pv`` its V tile likewise), K
+and V have two L1 buffers each (:data:`KV_BUFFERS`): the K load of block j
+waits for QK(j - 2) to have read the buffer it reuses, the V load for
+PV(j - 2). So the next blocks' K streams in while the cube works and the V
+of a block while its QK and softmax run; the loads reach the cube's path only
+where the MTE2 is the slower side. (One K+V buffer freed by the PV, as before,
+put every load between a PV and the next QK: with run-ahead the cube cannot
+reorder around it.) A step's misses go to the ``hbm`` unit once, with its K
+load; the V load is its pipe's time alone.
 
 **Aggregation (events are steps, not blocks).** A core's blocks (of all the
 tiles it runs, one after another: the loop goes on from tile to tile without
@@ -82,23 +96,51 @@ class Block:
     pad_l2: float = 0.0
     store_bytes: float = 0.0  # O (or the split-KV partial) written at the tile's end
     actions: dict = field(default_factory=dict)
+    load_v: float = 0.0  # of the data loaded (load_hbm - mask_hbm + load_l2 + load_l2_slow): V's
 
 
 
-def program_order(n: int, nbuf: int, preload: int, emit_load, emit_qk, emit_pv) -> None:
-    """The walk's issue order, shared by the task build and the analytical sums: MTE2
-    runs ahead by its ``nbuf`` buffers, the cube ``preload`` QK blocks ahead of the
-    vectors, then per step the next QK, this step's softmax and PV, the next load."""
-    for s in range(min(n, nbuf)):
-        emit_load(s)
+def program_order(n: int, preload: int, emit_load, emit_qk, emit_pv) -> None:
+    """The walk's issue order, shared by the task build and the analytical sums, as the
+    kernel's scalar unit issues it (hw-native-sys/pto-isa ``compute_qk`` loads its K
+    tile, ``compute_pv`` its V tile): the cube ``preload`` blocks ahead of the vectors,
+    each QK after its K load, each PV after its V load; per step the next block's K
+    load and QK, then this step's V load and PV. ``emit_load(s, part)``: part 0 is the
+    block's K (with Q at a tile's start and mask rows), part 1 its V."""
     for s in range(min(n, preload)):
+        emit_load(s, 0)
         emit_qk(s)
     for s in range(n):
         if s + preload < n:
+            emit_load(s + preload, 0)
             emit_qk(s + preload)
+        emit_load(s, 1)
         emit_pv(s)
-        if s + nbuf < n:
-            emit_load(s + nbuf)
+
+
+# L1 buffers of K and of V each (the kernel's ping-pong tiles): a block's K (V) load reuses
+# the buffer of the block KV_BUFFERS earlier, free once that block's QK (PV) has read it
+KV_BUFFERS = 2
+
+
+def split_load(st: Block, part: int) -> tuple[float, float, float, float, float, float]:
+    """The K part (0: with Q and the mask rows) or the V part (1) of a step's load:
+    (hbm, l2, l2_slow, mask_hbm, pad_hbm, pad_l2) bytes. V's share of the data is
+    ``load_v``; the pads (whole bursts) are shared in the same proportion."""
+    data = st.load_hbm - st.mask_hbm + st.load_l2 + st.load_l2_slow
+    fv = st.load_v / data if data > 0.0 and st.load_v > 0.0 else 0.0
+    fv = 1.0 if fv > 1.0 else fv
+    if part:
+        if fv <= 0.0:
+            return (0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return ((st.load_hbm - st.mask_hbm) * fv, st.load_l2 * fv, st.load_l2_slow * fv, 0.0,
+                st.pad_hbm * fv, st.pad_l2 * fv)
+    if fv <= 0.0:
+        return (st.load_hbm, st.load_l2, st.load_l2_slow, st.mask_hbm, st.pad_hbm, st.pad_l2)
+    fk = 1.0 - fv
+    return (st.mask_hbm + (st.load_hbm - st.mask_hbm) * fk, st.load_l2 * fk,
+            st.load_l2_slow * fk, st.mask_hbm, st.pad_hbm * fk, st.pad_l2 * fk)
+
 
 def _steps(n: int) -> list[tuple[int, int]]:
     """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups."""
@@ -129,6 +171,7 @@ def _add(out: Block, b: Block, k: int) -> None:
     out.pad_hbm += b.pad_hbm * k
     out.pad_l2 += b.pad_l2 * k
     out.store_bytes += b.store_bytes * k
+    out.load_v += b.load_v * k
     acts = out.actions
     for a, v in b.actions.items():
         acts[a] = acts.get(a, 0.0) + v * k
@@ -146,7 +189,7 @@ def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[
         while r < n_runs and start + runs[r][1] <= a:  # runs wholly before the range
             start += runs[r][1]
             r += 1
-        qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = 0.0
+        qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = lv = 0.0
         acts: dict = {}
         i, s = r, start
         while i < n_runs and s < b:
@@ -167,11 +210,12 @@ def _sums(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]) -> list[
                 ph += blk.pad_hbm * overlap
                 pl += blk.pad_l2 * overlap
                 sb += blk.store_bytes * overlap
+                lv += blk.load_v * overlap
                 for name, v in blk.actions.items():
                     acts[name] = acts.get(name, 0.0) + v * overlap
             s += k
             i += 1
-        out.append(Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts))
+        out.append(Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts, lv))
     return out
 
 
@@ -219,10 +263,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                              store_bw, store_hbm_fraction, deps, bld.copies, memo)
     steps, inner_flags = _walk_steps(runs, preload, sync_s)
     n = len(steps)
-    nbuf = max(2, preload + 1)  # K/V buffers in L1: double buffered, one per block run ahead
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
     c_flag = chip.aic(core, "flag")
-    load: list[tuple[int, ...]] = [()] * n
+    load: list[tuple[int, ...]] = [()] * n  # the K loads
+    load_v: list[tuple[int, ...]] = [()] * n  # the V loads
     qk = [0] * n
     pv = [0] * n
     sm: list[list[int]] = [[] for _ in range(n)]
@@ -235,7 +279,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     # unit names and labels, made once for the walk (hundreds of tasks use them)
     vec_unit = {team[0]: chip.aiv_group(team, "vector") for team in teams}
     vflag_unit = {team[0]: chip.aiv_group(team, "flag") for team in teams}
-    lb_load, lb_qk, lb_pv = f"{label} K/V load", f"{label} QK", f"{label} PV"
+    lb_load, lb_load_v = f"{label} K load", f"{label} V load"
+    lb_qk, lb_pv = f"{label} QK", f"{label} PV"
     lb_out = {w: f"{label} {w} out" for w in ("S", "O")}
     lb_flag = {w: f"{label} flag {w}" for w in ("S", "O")}
     lb_work = {w: f"{label} {w}" for w in ("softmax", "update")}
@@ -251,13 +296,42 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     lb_flag_p = lb_flag_p if labels else ""
     sync = sync_s if sync_s > 0.0 else 0.0
 
-    def emit_load(s: int) -> None:
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+    lb_mte2 = {(p, m): (f"{lb_load_v if p else lb_load} ({'HBM' if m else 'L2'})"
+                        if labels else "") for p in (0, 1) for m in (False, True)}
+    lb_hbm = f"{lb_load} (HBM read)" if labels else ""
+
+    def emit_load(s: int, part: int) -> None:
+        """Builder.load's two tasks, made here (thousands per op): the MTE2 pipe's, and
+        the ``hbm`` unit's for the step's misses, K's and V's together with the K load
+        (:func:`split_load`); the V load is its pipe's task alone."""
         st = steps[s]
-        free = (pv[s - nbuf],) if s >= nbuf else ()  # the L1 buffer it reuses
-        load[s] = bld.load(mte2, st.load_hbm, st.load_l2, deps=(*deps, *free), dest="l1",
-                           label=lb_load, mask_bytes=st.mask_hbm,
-                           hbm_pad=st.pad_hbm + st.load_l2_slow, l2_pad=st.pad_l2,
-                           l2_counted=st.load_l2_slow)
+        hbm, l2b, slow, mask, pad_hbm, pad_l2 = split_load(st, part)
+        if part and not (hbm or l2b or slow or pad_hbm or pad_l2):
+            return  # no V rows of their own (PV waits for nothing more)
+        free = ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS else ()
+        dd = clean_deps((*deps, *free))
+        hbm = hbm if hbm > 0.0 else 0.0
+        hbm_s = (hbm + (pad_hbm + slow)) / hbm_stream_bw
+        l2_s = (l2b + pad_l2) / l2_read_bw
+        l2_moved = (l2b if l2b > 0.0 else 0.0) + slow
+        memory = hbm_s >= l2_s and hbm_s > 0
+        d = hbm_s + l2_s
+        pipe = put(mte2, d if d > 0.0 else 0.0,
+                   {"l2_read": int(round(l2_moved))} if l2_moved > 0 else None,
+                   {"hbm_byte": hbm, "l2_byte": hbm + l2_moved, "l1_byte": hbm + l2_moved}, dd,
+                   "memory" if memory else "onchip", lb_mte2[part, memory], k1)
+        if part:
+            load_v[s] = (pipe,)
+            return
+        miss = st.load_hbm if st.load_hbm > 0.0 else 0.0  # K's and V's
+        if miss <= 0:
+            load[s] = (pipe,)
+            return
+        dram = {"dram_read": int(round(miss))}
+        if mask:
+            dram["mask_dram_read"] = int(round(mask))
+        load[s] = (pipe, put(HBM_UNIT, miss / hbm_bw, dram, None, dd, "memory", lb_hbm, k1))
 
     def to_vectors(src: int, fix_s: float, what: str, vec_s: float, work: str) -> list[int]:
         """FixPipe writes ``what`` out after the cube task ``src``, a flag tells the
@@ -295,7 +369,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                              lb_flag_p, len(team)))
         d = st.pv_s + inner_flags[s]
         pv[s] = put(cube, d if d > 0.0 else 0.0, None, None,
-                    clean_deps((*flags, *load[s], *last_cube)), "compute", lb_pv, k1)
+                    clean_deps((*flags, *load_v[s], *last_cube)), "compute", lb_pv, k1)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         for team, t in zip(teams, updates):
@@ -305,7 +379,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                                           store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
                                           deps=(t,), src="ub", label=lb_store))
 
-    program_order(n, nbuf, preload, emit_load, emit_qk, emit_pv)
+    program_order(n, preload, emit_load, emit_qk, emit_pv)
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
 
 
@@ -358,7 +432,6 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
             return rec.replay(acc, units)
     log: list | None = [] if key is not None else None  # (unit or dict, key, value)
     steps, inner_flags = _walk_steps(runs, preload, sync_s)
-    nbuf = max(2, preload + 1)
     first = len(finish)
     entries: list = [None] * len(units)
 
@@ -399,7 +472,9 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
     sync = sync_s if sync_s > 0.0 else 0.0
     n = len(steps)
     names = {team[0]: (5 + 2 * j, 6 + 2 * j) for j, team in enumerate(teams)}
-    load_f = [0.0] * n  # the loads' latest finish
+    load_f = [0.0] * n  # the K loads' latest finish
+    loadv_f = [0.0] * n  # the V loads'
+    qk_f = [0.0] * n
     pv_f = [0.0] * n
     sm: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # (index, finish) per team
     last_cube_f = None  # finish of the cube's last task (None: none yet)
@@ -407,15 +482,21 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
     last_vec_i: dict[int, int] = {}
     ends: list[int] = []
 
-    def emit_load(s: int) -> None:
+    def emit_load(s: int, part: int) -> None:
         st = steps[s]
+        lh, ll, slow, mask, pad_hbm, pad_l2 = split_load(st, part)
+        if part and not (lh or ll or slow or pad_hbm or pad_l2):
+            return
         start = start0
-        if s >= nbuf and pv_f[s - nbuf] > start:
-            start = pv_f[s - nbuf]
-        hbm_bytes = max(0.0, st.load_hbm)
-        hbm_s = (hbm_bytes + (st.pad_hbm + st.load_l2_slow)) / hbm_stream_bw
-        l2_s = (st.load_l2 + st.pad_l2) / l2_read_bw
-        l2_bytes = max(0.0, st.load_l2) + st.load_l2_slow
+        if s >= KV_BUFFERS:
+            fr = (pv_f if part else qk_f)[s - KV_BUFFERS]
+            if fr > start:
+                start = fr
+        out = loadv_f if part else load_f
+        hbm_bytes = max(0.0, lh)
+        hbm_s = (hbm_bytes + (pad_hbm + slow)) / hbm_stream_bw
+        l2_s = (ll + pad_l2) / l2_read_bw
+        l2_bytes = max(0.0, ll) + slow
         if l2_bytes > 0:
             add(nbytes, (("l2_read", int(round(l2_bytes))),), k1, 0)
         memory = hbm_s >= l2_s and hbm_s > 0
@@ -425,17 +506,17 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
         add(actions, (("hbm_byte", hbm_bytes), ("l2_byte", moved), ("l1_byte", moved)), k1,
             0.0)
         f = task(0, d, start, "memory" if memory else "onchip", d)
-        if hbm_bytes <= 0:
-            load_f[s] = f
+        miss = st.load_hbm if st.load_hbm > 0.0 else 0.0  # K's and V's, with the K load
+        if part or miss <= 0:
+            out[s] = f
             return
-        dram = [("dram_read", int(round(hbm_bytes)))]
-        if st.mask_hbm:
-            dram.append(("mask_dram_read", int(round(st.mask_hbm))))
+        dram = [("dram_read", int(round(miss)))]
+        if mask:
+            dram.append(("mask_dram_read", int(round(mask))))
         add(nbytes, dram, k1, 0)
-        d = hbm_bytes / hbm_bw
-        d = d if d > 0.0 else 0.0
+        d = miss / hbm_bw
         f2 = task(4, d, start, "memory", d * k1 if hbm_serial else d)
-        load_f[s] = f if f > f2 else f2
+        out[s] = f if f > f2 else f2
 
     def to_vectors(src_f: float, fix_s: float, vec_s: float) -> list[tuple[int, float]]:
         f = task(2, fix_s if fix_s > 0.0 else 0.0, src_f if src_f > 0.0 else 0.0,
@@ -470,12 +551,13 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
         d = st.qk_s if st.qk_s > 0.0 else 0.0
         f = task(1, d, start, "compute", d)
         last_cube_f = f
+        qk_f[s] = f
         sm[s] = to_vectors(f, st.fix_s_s, st.softmax_s + inner_flags[s])
 
     def emit_pv(s: int) -> None:
         nonlocal last_cube_f
         st = steps[s]
-        start = load_f[s] if load_f[s] > 0.0 else 0.0
+        start = loadv_f[s] if loadv_f[s] > 0.0 else 0.0
         for team, (_, tf) in zip(teams, sm[s]):
             lead = team[0]
             ff = task(names[lead][1], sync, tf if tf > 0.0 else 0.0, "latency", sync)
@@ -529,7 +611,7 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
                 task(4, d_hbm, start, "memory", s_hbm)
                 ends.append(off + len(finish) - 1)
 
-    program_order(n, nbuf, preload, emit_load, emit_qk, emit_pv)
+    program_order(n, preload, emit_load, emit_qk, emit_pv)
     acc.count = off + len(finish)
     out = tuple(ends) + tuple(last_vec_i[team[0]] for team in teams if team[0] in last_vec_i)
     if key is not None:
