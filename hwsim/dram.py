@@ -316,7 +316,7 @@ def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
     stay = touched * u ** (lanes - 1) / (1.0 - u ** lanes) if 0 < touched < 1 else (
         0.0 if touched >= 1 else 1.0 / lanes)
     run = max(1.0, run)
-    points = min(32, max(1, round(run)))
+    points = min(8, max(1, round(run)))  # where in a run the window starts
     total = 0.0
     for i in range(points):
         first = run - (i + 0.5) * run / points if points > 1 else run  # left in its run
