@@ -264,7 +264,11 @@ def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather,
         bursts_ch, acts_ch = bursts_lane * pch, min(bursts_lane, acts_lane) * pch
         miss = acts_ch / bursts_ch if bursts_ch > 0 else 0.0
         service = t.burst_s + (1.0 - miss) * max(0.0, t.tccdl_s - t.burst_s)
-        run = bursts_ch / max(1e-300, acts_ch)  # requests per activated row
+        # requests per activated row: a full row's kept records (a partial row at the
+        # array's end is one row more, not shorter rows everywhere), at most the channel's
+        m_row = cols / per_chan
+        run = min(bursts_ch, m_row * p / _touched(p, m_row) * per_chan if per_chan <= cols
+                  else float(cols))
         # a row is opened (tRP + tRCD) when its first request enters; the requests of
         # its run that enter meanwhile (about one per service time) wait for it too
         # (without tRP where the bank is closed: its first row, and after each refresh)
@@ -427,7 +431,7 @@ def simulate_requests(geometry: DramGeometry, timing: DramTiming, addresses, wri
                                         "last_write": False, "last_cas_bg": -1,
                                         "next_ref": refresh_offset_s % ref_every
                                         if ref_every < math.inf else math.inf,
-                                        "ref_left": [], "act_block": -math.inf}
+                                        "act_block": -math.inf}
         _refresh_due(g, t, ps, bank_state, ch, pc, max(entry, ps["bus"]))
         bs = bank_state.setdefault((ch, pc, bg, ba), [None, -math.inf, -math.inf, -math.inf])
         if bs[0] == row:

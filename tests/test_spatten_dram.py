@@ -136,15 +136,24 @@ def test_released_pruned_trace_hits_its_rows_less_often_than_the_dense_one():
 
 
 def test_an_ops_workload_states_stored_tokens_and_a_wrong_one_is_refused(tmp_path):
-    def run(**extra):
+    def run(sets=(), **extra):
         op = {"kind": "attention", "heads": 1, "head_dim": 64, "q_len": 1, "kv_len": 200,
               **extra}
         return hwsim.simulate(workload_from_dict({"name": "t", "ops": [op]}, "<t>"),
-                              "spatten", fidelity="event")
+                              "spatten", fidelity="event", sets=sets)
     scattered, contiguous = run(kv_stored=4000), run()
     assert scattered.totals["dram_read_bytes"] == contiguous.totals["dram_read_bytes"]
-    assert scattered.totals["latency_s"] > contiguous.totals["latency_s"]
     assert scattered.totals["energy_breakdown_j"]["dram"] > \
         contiguous.totals["energy_breakdown_j"]["dram"]
+    # fp16 keys of 128 B, 5 % kept: each kept row opens its own HBM row, yet with 16
+    # requests in flight per channel the scattered rows spread over both pseudo-channels
+    # while the contiguous ones sit in one at a time (hwsim.dram; the command schedule
+    # agrees): about as fast, 1 % faster here; with as many in flight as it likes the
+    # scattered fetch is the slower
+    assert scattered.totals["latency_s"] == pytest.approx(contiguous.totals["latency_s"],
+                                                          rel=0.05)
+    deep = ["target.dram_outstanding_per_channel=0"]
+    assert run(kv_stored=4000, sets=deep).totals["latency_s"] > \
+        run(sets=deep).totals["latency_s"]
     with pytest.raises(InputError, match="kv_stored=100 is below kv_len=200"):
         run(kv_stored=100)
