@@ -157,3 +157,23 @@ def test_an_ops_workload_states_stored_tokens_and_a_wrong_one_is_refused(tmp_pat
         run(sets=deep).totals["latency_s"]
     with pytest.raises(InputError, match="kv_stored=100 is below kv_len=200"):
         run(kv_stored=100)
+
+
+def test_the_rtl_hbm_and_its_wrong_settings_are_refused():
+    """The preset is the RTL's memory: 16 requests in flight per channel
+    (DRAMSimDPIDriverRamulator2.cpp), all-bank refresh at Ramulator 2's HBM2_2Gbps
+    tREFI / tRFC; refresh without room in tREFI, a refresh kind that is not modelled and
+    a negative count are refused with the field named."""
+    s = spec()
+    assert (s.dram_outstanding_per_channel, s.dram_refresh) == (16, "all-bank")
+    assert (s.dram_trefi_s, s.dram_trfc_s) == pytest.approx((3.9e-6, 350e-9))
+    assert s.dram_geometry.outstanding == 16 and s.dram_timing.refresh == "all-bank"
+    for sets, match in ((["target.dram_trfc_s=4us"], "dram_trfc_s: a refresh"),
+                        (["target.dram_refresh=per-bank"], "dram_refresh: expected one of"),
+                        (["target.dram_outstanding_per_channel=-1"], "must be >= 0")):
+        with pytest.raises(InputError, match=match):
+            hwsim.simulate(WORKLOADS / "spatten-bert-base-pruned.yaml", "spatten", sets=sets)
+    # the former model: as many requests in flight as it likes, no refresh: a stream at peak
+    free = resolve("spatten", {"dram_outstanding_per_channel": 0, "dram_refresh": "none"}).spec
+    assert dram_cost(free, Gather.stream(131072, 32)).slowdown == 1.0
+    assert dram_cost(s, Gather.stream(131072, 32)).slowdown > 1.6

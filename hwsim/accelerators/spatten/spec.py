@@ -8,7 +8,9 @@ value rows per cycle. DRAM is ``dram_channels`` HBM2 channels of
 ``dram_channel_bytes_per_cycle`` each, reached by ``fetch_channels`` fetchers
 through a crossbar that interleaves addresses every ``dram_transaction_bytes``;
 each channel's pseudo-channels, banks, rows and JEDEC timings (``dram_t*_s``)
-make a scattered fetch slower per byte than a stream (:mod:`hwsim.dram`).
+make a scattered fetch slower per byte than a stream, and its refresh, its
+requests in flight (``dram_outstanding_per_channel``) and its read/write
+turnarounds slow both (:mod:`hwsim.dram`).
 Energy prices are derived in :mod:`.energy` from the sizes and scaling rules
 here. The presets say where each number comes from.
 """
@@ -150,6 +152,12 @@ class SpattenSpec:
     def __post_init__(self):
         if self.query_block < 1:  # pragma: no cover - spec_field checks minimum
             raise InputError("must be >= 1", field="spec.query_block")
+        lost = self.dram_trfc_s + self.dram_trp_s + self.dram_trtp_s + self.dram_trcd_s
+        if self.dram_refresh == "all-bank" and lost >= self.dram_trefi_s:
+            raise InputError(
+                f"a refresh with its drain and reopening (tRFC + tRP + tRTP + tRCD = "
+                f"{lost:g} s) must fit in dram_trefi_s ({self.dram_trefi_s:g} s)",
+                field="spec.dram_trfc_s")
 
     # ------------------------------------------------------------ derived
     @property
