@@ -83,7 +83,12 @@ closed form stretches a pattern's time by ``tREFI / (tREFI - lost)``, ``lost =
 tRTP + tRP + tRFC + tRCD`` per refresh (drain, refresh, reopen): the expectation
 over where the refreshes fall (a pattern shorter than ``tREFI`` meets one or
 none); each refresh closes the row a pattern hits, one more activation per
-pseudo-channel. Per-bank refresh (``REFsb``) is not modelled.
+pseudo-channel. Per-bank refresh (``REFsb``, ``tRFC_SB`` 160 ns every ``tREFI /
+banks``) is not modelled: its cost hangs on the controller serving other banks'
+requests while one refreshes, and this schedule issues column commands in order
+(a gather that cycles through a pseudo-channel's banks every ~60 ns then stalls
+for most of every ``tRFC_SB``, twice its time, which a reordering controller
+would not).
 
 **Read/write turnaround** (``gather_cost(..., write=True)``). On a
 pseudo-channel a write follows a read ``tCL + burst + tRTW - tCWL`` after it and
