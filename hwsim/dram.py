@@ -317,7 +317,7 @@ def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
     where in a run the window starts (exact for the runs; the pseudo-channels' rates
     are averaged over which one each run lands in before they are inverted)."""
     def rate(k: float) -> float:
-        return min(1.0 / service, k / latency)
+        return min(1.0 / service, max(0.0, k) / latency)
 
     if lanes <= 1:
         return 1.0 / rate(n)
@@ -347,8 +347,10 @@ def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
                         key = (now_a, k + seg if now_a else k)
                         nxt[key] = nxt.get(key, 0.0) + w * pw
             dist = nxt
-        mean = sum(w * rate(k) for (_, k), w in dist.items())
-        total += 1.0 / (lanes * mean)
+        if lanes == 2:  # the other lane holds the rest: the time per request exactly
+            total += sum(w / (rate(k) + rate(n - k)) for (_, k), w in dist.items())
+        else:  # the lanes' rates averaged before they are inverted
+            total += 1.0 / (lanes * sum(w * rate(k) for (_, k), w in dist.items()))
     return total / points
 
 
