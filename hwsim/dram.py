@@ -70,13 +70,47 @@ vanishes for a stream. The first access's latency (``tRCD`` + ``tCL``) is not
 part of this time: a caller that pipelines requests hides it, one that does
 not adds it once (SpAtten's lone mode does).
 
-What the closed form leaves out, checked by :func:`simulate_requests` (an
-exact command-level schedule of the same requests, used by the tests to hold
-the closed form within a stated tolerance): the controller is taken to see
-enough requests to keep every pseudo-channel and bank busy (an FR-FCFS queue
-deep enough to activate ahead), refresh (``tRFC`` every ``tREFI``: 350 ns of
-every 3.9 us for 8 Gb dies at Ramulator's HBM2 values, up to 9 % of the time,
-in neither), and read/write turnaround (a stream is all reads or all writes).
+The closed form is checked by :func:`simulate_requests` (an exact
+command-level schedule of the same requests, used by the tests to hold the
+closed form within a stated tolerance). Three more things, in both:
+
+**Refresh** (``timing.refresh = "all-bank"``). JEDEC JESD235 (HBM2) has every
+bank refreshed once per ``tREFI``; an all-bank ``REF`` blocks the
+pseudo-channel's banks for ``tRFC`` after they are precharged. Ramulator 2's
+``HBM2_2Gbps`` set (``src/dram/impl/HBM2.cpp``): ``nREFI`` = 3900 cycles of 1
+ns, ``tRFC`` 350 ns for 8 Gb dies (160 / 260 / 450 ns for 2 / 4 / 16 Gb). The
+closed form stretches a pattern's time by ``tREFI / (tREFI - lost)``, ``lost =
+tRTP + tRP + tRFC + tRCD`` per refresh (drain, refresh, reopen): the expectation
+over where the refreshes fall (a pattern shorter than ``tREFI`` meets one or
+none); each refresh closes the row a pattern hits, one more activation per
+pseudo-channel. Per-bank refresh (``REFsb``, ``tRFC_SB`` 160 ns every ``tREFI /
+banks``) is not modelled: its cost hangs on the controller serving other banks'
+requests while one refreshes, and this schedule issues column commands in order
+(a gather that cycles through a pseudo-channel's banks every ~60 ns then stalls
+for most of every ``tRFC_SB``, twice its time, which a reordering controller
+would not).
+
+**Read/write turnaround** (``gather_cost(..., write=True)``). On a
+pseudo-channel a write follows a read ``tCL + burst + tRTW - tCWL`` after it and
+a read a write ``tCWL + burst + tWTR`` (Ramulator 2's HBM2 constraints), so a
+read-write-read round trip costs ``tCL + tRTW + tWTR_S`` beyond the bursts. A
+controller drains writes in batches (Ramulator 2's generic controller: a write
+buffer of 32, into write mode above 80 % and back below 20 %: about 20 writes);
+a write stream is charged one round trip per ``write_batch`` of its bursts in a
+pseudo-channel. Reads carry none of it.
+
+**Requests in flight** (``geometry.outstanding``). A channel that holds at most
+``n`` requests (SpAtten's RTL: 16 per channel) takes them in address order, so
+its window of ``n`` consecutive requests lies in few rows: with RoBaRaCoCh a
+stream's 16 are 16 columns of one 1 KB row, all in one pseudo-channel, and the
+other idles until the window reaches the next row. And a request holds its
+slot for its latency (``tCL`` + burst, plus ``tRP + tRCD`` while its row
+opens), so by Little's law a pseudo-channel holding ``k`` of them serves at
+most ``k / latency``. The closed form (:func:`_window_time`) averages the
+window's rate over where in a row it starts and over which pseudo-channels
+the rows fall in; it is the time of the busiest channel's requests at that
+rate, a fourth term beside the bus, the activations and the banks. What it
+leaves out: the FR-FCFS queue is taken to issue in address order.
 """
 
 from __future__ import annotations
@@ -96,6 +130,8 @@ class DramGeometry:
     row_bytes: int  # one pseudo-channel's row (page)
     transaction_bytes: int  # one burst, and the channel-interleaving granularity
     channel_bytes_per_s: float  # one channel's peak (all its pseudo-channels)
+    outstanding: int = 0  # requests a channel holds in flight (0: unlimited)
+    write_batch: int = 20  # writes a channel drains per read/write turnaround
 
     @property
     def columns(self) -> int:
@@ -127,6 +163,13 @@ class DramTiming:
     tcl_s: float  # column read to data
     tccdl_s: float = 0.0  # column to column, same bank group (0: the burst)
     trtp_s: float = 0.0  # read to precharge
+    refresh: str = "none"  # "all-bank" (REFab every tREFI) or "none"
+    trefi_s: float = 0.0  # refresh interval (every bank once per tREFI; 0: none)
+    trfc_s: float = 0.0  # all-bank refresh: the pseudo-channel's banks blocked
+    tcwl_s: float = 0.0  # write command to data
+    twtrs_s: float = 0.0  # write data to read command, other bank group
+    twtrl_s: float = 0.0  # write data to read command, same bank group
+    trtw_s: float = 0.0  # read data to write data: the bus's turnaround bubble
 
     def act_interval_s(self, geometry: DramGeometry) -> float:
         """Sustained time per activation in one pseudo-channel: ``tRRD`` (short when
@@ -176,8 +219,10 @@ class DramCost:
 ZERO = DramCost(0.0, 0.0, 0.0, 0.0, 0.0, "bus")
 
 
-def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather) -> DramCost:
-    """The closed-form cost of ``pattern`` (see the module docstring)."""
+def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather,
+                write: bool = False) -> DramCost:
+    """The closed-form cost of reading (or, ``write``, writing) ``pattern`` (see the
+    module docstring)."""
     g, t = geometry, timing
     x = g.transaction_bytes
     if pattern.kept <= 0 or pattern.records <= 0 or pattern.record_bytes <= 0:
@@ -212,13 +257,101 @@ def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather) -> 
     # bursts after the first of a row visit read the same bank group: tCCD_L apart
     hits_lane = max(0.0, bursts_lane - acts_lane)
     bus = bursts_lane * t.burst_s + hits_lane * max(0.0, t.tccdl_s - t.burst_s)
+    if write and g.write_batch > 0:  # each drained batch: read -> write -> read
+        bus += bursts_lane / g.write_batch * (t.tcl_s + t.trtw_s + t.twtrs_s)
     act = max(0.0, acts_lane - 1.0) * t.act_interval_s(g)
     bank = max(0.0, acts_lane / g.banks - 1.0) * t.trc_s
-    time = max(bus, act, bank)
+    terms = {"bus": bus, "activate": act, "bank": bank}
+    if g.outstanding > 0:
+        # the busiest channel's requests, at most `outstanding` in flight: a window of
+        # that many consecutive requests feeds the pseudo-channels its rows lie in, each
+        # serving min(its service rate, its requests / their latency) (Little's law)
+        bursts_ch, acts_ch = bursts_lane * pch, min(bursts_lane, acts_lane) * pch
+        miss = acts_ch / bursts_ch if bursts_ch > 0 else 0.0
+        service = t.burst_s + (1.0 - miss) * max(0.0, t.tccdl_s - t.burst_s)
+        # requests per activated row: a full row's kept records (a partial row at the
+        # array's end is one row more, not shorter rows everywhere), at most the channel's
+        m_row = cols / per_chan
+        run = min(bursts_ch, m_row * p / _touched(p, m_row) * per_chan if per_chan <= cols
+                  else float(cols))
+        # a row is opened (tRP + tRCD) when its first request enters; the requests of
+        # its run that enter meanwhile (about one per service time) wait for it too
+        # (without tRP where the bank is closed: its first row, and after each refresh)
+        shut = g.banks * (1.0 + (max(terms.values()) / t.trefi_s
+                                 if t.refresh == "all-bank" and t.trefi_s > 0 else 0.0))
+        opening = t.trcd_s + t.trp_s * max(0.0, 1.0 - shut / max(1e-300, acts_lane))
+        waiting = min(run, 1.0 + opening / service)
+        latency = ((t.tcwl_s if write else t.tcl_s) + t.burst_s
+                   + waiting * (opening - (waiting - 1.0) * service / 2.0) / run)
+        terms["outstanding"] = bursts_ch * _window_time(
+            g.outstanding, pch, run, min(1.0, q), service, latency)
+    bound = max(terms, key=terms.get)
+    time = terms[bound]
+    refreshes = 0.0
+    if t.refresh == "all-bank" and t.trefi_s > 0:
+        # every tREFI the pseudo-channel drains (tRTP, tRP), refreshes (tRFC) and opens
+        # its row again (tRCD): the expectation over where the refreshes fall
+        lost = t.trfc_s + t.trp_s + t.trtp_s + t.trcd_s
+        if lost >= t.trefi_s:
+            raise ValueError(f"tRFC {t.trfc_s:g} s leaves nothing of tREFI {t.trefi_s:g} s")
+        time *= t.trefi_s / (t.trefi_s - lost)
+        refreshes = time / t.trefi_s
     bus_peak = bursts / lanes * t.burst_s
-    bound = "bus" if time == bus else ("activate" if time == act else "bank")
     total_acts = acts * g.channels
+    # a refresh closes the row a pattern was hitting: it is opened again
+    total_acts += refreshes * lanes * max(0.0, 1.0 - total_acts / bursts)
+    total_acts = min(total_acts, bursts)
     return DramCost(time, bus_peak, bursts, total_acts, max(0.0, bursts - total_acts), bound)
+
+
+def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
+                 latency: float) -> float:
+    """Mean time per request of a channel holding ``n`` requests in flight, taken in
+    address order. They come in runs of ``run`` per activated row, a run in one of
+    ``lanes`` pseudo-channels; the next run is in another pseudo-channel always for
+    adjacent rows (``touched``, the share of rows activated, = 1) and with
+    probability ``1 - 1/lanes`` for rows far apart. A pseudo-channel holding ``k``
+    of the window's requests serves ``min(1 / service, k / latency)`` per second (its
+    bus, or Little's law: each request holds its slot for its latency), and each one
+    that leaves lets the next in, so the window slides over the runs. Averaged over
+    where in a run the window starts (exact for the runs; the pseudo-channels' rates
+    are averaged over which one each run lands in before they are inverted)."""
+    def rate(k: float) -> float:
+        return min(1.0 / service, max(0.0, k) / latency)
+
+    if lanes <= 1:
+        return 1.0 / rate(n)
+    u = 1.0 - touched
+    stay = touched * u ** (lanes - 1) / (1.0 - u ** lanes) if 0 < touched < 1 else (
+        0.0 if touched >= 1 else 1.0 / lanes)
+    run = max(1.0, run)
+    points = min(8, max(1, round(run)))  # where in a run the window starts
+    total = 0.0
+    for i in range(points):
+        first = run - (i + 0.5) * run / points if points > 1 else run  # left in its run
+        segments = []
+        left = float(n)
+        size = min(left, max(first, 1e-9))
+        while left > 1e-9:
+            segments.append(size)
+            left -= size
+            size = min(left, run)
+        # lane A's share of the window over which lane each run lands in: (in A?, count)
+        dist = {(True, segments[0]): 1.0 / lanes, (False, 0.0): 1.0 - 1.0 / lanes}
+        for seg in segments[1:]:
+            nxt: dict[tuple[bool, float], float] = {}
+            for (in_a, k), w in dist.items():
+                to_a = stay if in_a else (1.0 - stay) / (lanes - 1)
+                for now_a, pw in ((True, to_a), (False, 1.0 - to_a)):
+                    if pw > 0:
+                        key = (now_a, k + seg if now_a else k)
+                        nxt[key] = nxt.get(key, 0.0) + w * pw
+            dist = nxt
+        if lanes == 2:  # the other lane holds the rest: the time per request exactly
+            total += sum(w / (rate(k) + rate(n - k)) for (_, k), w in dist.items())
+        else:  # the lanes' rates averaged before they are inverted
+            total += 1.0 / (lanes * sum(w * rate(k) for (_, k), w in dist.items()))
+    return total / points
 
 
 def _touched(p: float, m: float) -> float:
@@ -244,44 +377,81 @@ def decode(geometry: DramGeometry, addr: int) -> tuple[int, int, int, int, int]:
     return ch, pc, bg, ba, row
 
 
-def simulate_requests(geometry: DramGeometry, timing: DramTiming,
-                      addresses) -> tuple[float, int, int]:
-    """Schedule read transactions at ``addresses`` (in order) command by command.
+def simulate_requests(geometry: DramGeometry, timing: DramTiming, addresses, writes=None,
+                      refresh_offset_s: float = 0.0) -> tuple[float, int, int]:
+    """Schedule transactions at ``addresses`` (in order) command by command.
 
     Open-page policy; per pseudo-channel, activations in request order within
     ``tRRD`` and ``tFAW``; per bank, ``tRC``, ``tRAS``, ``tRP``, ``tRTP`` and
-    ``tRCD``; column reads in request order on the pseudo-channel's data bus
-    (``burst_s`` apart, ``tCCD_L`` within a bank group). Activations may run
-    ahead of the column reads (an FR-FCFS controller with a deep queue).
+    ``tRCD``; column commands in request order on the pseudo-channel's data bus
+    (``burst_s`` apart, ``tCCD_L`` within a bank group). ``writes`` (booleans,
+    one per address; default all reads) makes some of them writes: a write after
+    a read waits ``tCL + burst + tRTW - tCWL`` after it, a read after a write
+    ``tCWL + burst + tWTR`` (``tWTR_L`` in the same bank group, ``tWTR_S``
+    otherwise), on the same pseudo-channel (Ramulator 2's HBM2 constraints).
+
+    **Outstanding requests** (``geometry.outstanding``, 0: unlimited): a channel
+    accepts a request only while it holds fewer than that many; one leaves when
+    its data has crossed the bus (a read ``tCL + burst`` after its column
+    command, a write ``tCWL + burst``), and the next one of that channel enters
+    then. Nothing of a request (not its precharge, activation or column
+    command) is issued before it enters. Unlimited, activations may run ahead of
+    the column reads (an FR-FCFS controller with a deep queue).
+
+    **Refresh** (``timing.refresh == "all-bank"``): every pseudo-channel gets a
+    ``REFab`` every ``tREFI``, the first at ``refresh_offset_s`` (as Ramulator's
+    refresh manager sends them, never postponed): its open banks are precharged
+    first (not before ``tRAS``, ``tRTP``; then ``tRP``; and ``tRC`` after the last
+    activation), and none activates within ``tRFC`` after it, so every row is
+    opened again. A refresh falls before a request when it is due by the time
+    the request could start (its entry or its pseudo-channel's bus, whichever is
+    later).
+
     Returns (the last channel's time from the first command to its last data
-    beat less the first access's ``tRCD + tCL``, activations, row hits): the
-    quantity :func:`gather_cost` gives in closed form. A plain loop, for tests
-    and small checks: thousands of requests, not millions.
+    beat less the first access's ``tRCD`` and burst, activations, row hits):
+    the quantity :func:`gather_cost` gives in closed form. A plain loop, for
+    tests and small checks: thousands of requests, not millions.
     """
+    import heapq  # noqa: PLC0415
+
     g, t = geometry, timing
-    act_gap_same = t.trrdl_s
-    act_gap_other = t.trrds_s
-    bank_state: dict[tuple, list] = {}  # (ch, pc, bg, ba) -> [row, act_t, last_cas_t]
+    refresh = t.refresh if t.trefi_s > 0 else "none"
+    ref_every = t.trefi_s if refresh == "all-bank" else math.inf
+    bank_state: dict[tuple, list] = {}  # (ch, pc, bg, ba) -> [row, act_t, last_cas_t, free_t]
     pch_state: dict[tuple, dict] = {}
+    inflight: dict[int, list[float]] = {}  # channel -> completion times (a heap)
     chan_end: dict[int, float] = {}
     acts = hits = 0
+    kinds = iter(writes) if writes is not None else None
     for addr in addresses:
+        is_write = bool(next(kinds)) if kinds is not None else False
         ch, pc, bg, ba, row = decode(g, int(addr))
-        ps = pch_state.setdefault((ch, pc), {"acts": [], "last_act": -math.inf,
-                                             "last_act_bg": -1, "bus": 0.0,
-                                             "cas_bg": {}})
-        bs = bank_state.setdefault((ch, pc, bg, ba), [None, -math.inf, -math.inf])
+        entry = 0.0
+        if g.outstanding > 0:
+            q = inflight.setdefault(ch, [])
+            if len(q) >= g.outstanding:
+                entry = heapq.heappop(q)
+        ps = pch_state.get((ch, pc))
+        if ps is None:
+            ps = pch_state[(ch, pc)] = {"acts": [], "last_act": -math.inf, "last_act_bg": -1,
+                                        "bus": 0.0, "cas_bg": {}, "last_cas": -math.inf,
+                                        "last_write": False, "last_cas_bg": -1,
+                                        "next_ref": refresh_offset_s % ref_every
+                                        if ref_every < math.inf else math.inf,
+                                        "act_block": -math.inf}
+        _refresh_due(g, t, ps, bank_state, ch, pc, max(entry, ps["bus"]))
+        bs = bank_state.setdefault((ch, pc, bg, ba), [None, -math.inf, -math.inf, -math.inf])
         if bs[0] == row:
             hits += 1
-            ready = bs[1] + t.trcd_s
+            ready = max(bs[1] + t.trcd_s, entry)
         else:
             acts += 1
-            earliest = 0.0
+            earliest = max(entry, bs[3], ps["act_block"])
             if bs[0] is not None:  # precharge the open row first
-                pre = max(bs[1] + t.tras_s, bs[2] + t.trtp_s)
-                earliest = pre + t.trp_s
+                pre = max(bs[1] + t.tras_s, bs[2] + t.trtp_s, entry)
+                earliest = max(earliest, pre + t.trp_s)
             earliest = max(earliest, bs[1] + t.trc_s)
-            gap = act_gap_same if ps["last_act_bg"] == bg else act_gap_other
+            gap = t.trrdl_s if ps["last_act_bg"] == bg else t.trrds_s
             earliest = max(earliest, ps["last_act"] + gap)
             if len(ps["acts"]) >= 4:
                 earliest = max(earliest, ps["acts"][-4] + t.tfaw_s)
@@ -294,14 +464,46 @@ def simulate_requests(geometry: DramGeometry, timing: DramTiming,
             ready = act_t + t.trcd_s
         cas = max(ready, ps["bus"], ps["cas_bg"].get(bg, -math.inf) + max(t.tccdl_s,
                                                                            t.burst_s))
+        if is_write != ps["last_write"] and ps["last_cas"] > -math.inf:
+            if is_write:  # read -> write: the read's data leaves the bus first
+                cas = max(cas, ps["last_cas"] + t.tcl_s + t.burst_s + t.trtw_s - t.tcwl_s)
+            else:  # write -> read: the write's data is in the array first
+                wtr = t.twtrl_s if ps["last_cas_bg"] == bg else t.twtrs_s
+                cas = max(cas, ps["last_cas"] + t.tcwl_s + t.burst_s + wtr)
         ps["bus"] = cas + t.burst_s
         ps["cas_bg"][bg] = cas
+        ps["last_cas"], ps["last_write"], ps["last_cas_bg"] = cas, is_write, bg
         bs[2] = cas
+        if g.outstanding > 0:
+            heapq.heappush(inflight[ch], cas + (t.tcwl_s if is_write else t.tcl_s) + t.burst_s)
         chan_end[ch] = max(chan_end.get(ch, 0.0), cas + t.burst_s)
     if not chan_end:
         return 0.0, 0, 0
     fill = t.trcd_s + t.burst_s  # the first access's activation and burst ...
     return max(0.0, max(chan_end.values()) - fill), acts, hits  # ... are latency, not rate
+
+
+def _refresh_due(g: DramGeometry, t: DramTiming, ps: dict, bank_state: dict, ch: int,
+                 pc: int, now: float) -> None:
+    """Issue the all-bank refreshes of pseudo-channel (``ch``, ``pc``) due by ``now``."""
+    while ps["next_ref"] <= now:
+        due = ps["next_ref"]
+        ps["next_ref"] += t.trefi_s
+        ready = due
+        for bg in range(g.bank_groups):
+            for ba in range(g.banks_per_group):
+                bs = bank_state.get((ch, pc, bg, ba))
+                if bs is not None and bs[0] is not None:  # precharge it first
+                    ready = max(ready, max(bs[1] + t.tras_s, bs[2] + t.trtp_s) + t.trp_s)
+        ready = max(ready, ps["last_act"] + t.trc_s)  # Ramulator: ACT to REFab >= tRC
+        done = ready + t.trfc_s
+        for bg in range(g.bank_groups):
+            for ba in range(g.banks_per_group):
+                bs = bank_state.setdefault((ch, pc, bg, ba),
+                                           [None, -math.inf, -math.inf, -math.inf])
+                bs[0], bs[3] = None, done
+        ps["act_block"] = max(ps["act_block"], done)
+
 
 
 def gather_addresses(pattern: Gather, transaction_bytes: int, seed: int = 0) -> list[int]:

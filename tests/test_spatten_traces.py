@@ -63,7 +63,9 @@ def test_pruned_small_trace_rows_and_refetches():
 def test_eighth_is_memory_bound_and_full_much_less():
     full = TARGET.metrics(replay("small-pruned", "spatten"))
     eighth = TARGET.metrics(replay("small-pruned", "spatten-eighth"))
-    assert eighth["dram_utilization"] > 0.75  # its scattered rows: test_spatten_physics
+    # HBM-bound: 16 requests in flight per channel keep it near 60 % of peak (hwsim.dram;
+    # test_spatten_physics)
+    assert eighth["dram_utilization"] > 0.55 and eighth["limiting_unit"] == "hbm"
     assert full["dram_utilization"] < 0.5 * eighth["dram_utilization"]
     dense = replay("small-dense", "spatten")
     assert TARGET.metrics(dense)["memory_bound_share"] > 0.99  # fp32 keys: HBM-bound

@@ -8,7 +8,9 @@ value rows per cycle. DRAM is ``dram_channels`` HBM2 channels of
 ``dram_channel_bytes_per_cycle`` each, reached by ``fetch_channels`` fetchers
 through a crossbar that interleaves addresses every ``dram_transaction_bytes``;
 each channel's pseudo-channels, banks, rows and JEDEC timings (``dram_t*_s``)
-make a scattered fetch slower per byte than a stream (:mod:`hwsim.dram`).
+make a scattered fetch slower per byte than a stream, and its refresh, its
+requests in flight (``dram_outstanding_per_channel``) and its read/write
+turnarounds slow both (:mod:`hwsim.dram`).
 Energy prices are derived in :mod:`.energy` from the sizes and scaling rules
 here. The presets say where each number comes from.
 """
@@ -21,6 +23,7 @@ from hwsim.errors import InputError
 from hwsim.spec import spec_field
 
 TOPK_MODES = ("expected", "seeded")
+DRAM_REFRESH = ("all-bank", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +88,24 @@ class SpattenSpec:
     dram_tccdl_s: float = spec_field(2e-9, help="column to column, same bank group (tCCD_L)",
                                      minimum=0.0)
     dram_trtp_s: float = spec_field(3e-9, help="read to precharge (tRTP)", minimum=0.0)
+    dram_refresh: str = spec_field(
+        "all-bank", help="all-bank: every pseudo-channel refreshes all its banks (REFab) "
+                         "every dram_trefi_s, blocked for dram_trfc_s; none: no refresh "
+                         "(what the RTL's Ramulator 2 flow does for HBM2, see the docs)",
+        choices=DRAM_REFRESH)
+    dram_trefi_s: float = spec_field(3.9e-6, help="refresh interval (tREFI)", minimum=0.0)
+    dram_trfc_s: float = spec_field(350e-9, help="all-bank refresh time (tRFC)", minimum=0.0)
+    dram_tcwl_s: float = spec_field(2e-9, help="write command to data (tCWL)", minimum=0.0)
+    dram_twtrs_s: float = spec_field(3e-9, help="write to read, other bank group (tWTR_S)",
+                                     minimum=0.0)
+    dram_twtrl_s: float = spec_field(4e-9, help="write to read, same bank group (tWTR_L)",
+                                     minimum=0.0)
+    dram_trtw_s: float = spec_field(2e-9, help="read to write bus turnaround (tRTW)",
+                                    minimum=0.0)
+    dram_write_batch: int = spec_field(
+        20, help="writes a channel's controller drains per read/write switch", minimum=1)
+    dram_outstanding_per_channel: int = spec_field(
+        16, help="requests one HBM channel holds in flight (0: unlimited)", minimum=0)
     # ------------------------------------------------------------ top-k engine
     topk_parallelism: int = spec_field(help="comparators of the top-k engine (P)", minimum=1)
     topk_pass_overhead_cycles: int = spec_field(
@@ -131,6 +152,12 @@ class SpattenSpec:
     def __post_init__(self):
         if self.query_block < 1:  # pragma: no cover - spec_field checks minimum
             raise InputError("must be >= 1", field="spec.query_block")
+        lost = self.dram_trfc_s + self.dram_trp_s + self.dram_trtp_s + self.dram_trcd_s
+        if self.dram_refresh == "all-bank" and lost >= self.dram_trefi_s:
+            raise InputError(
+                f"a refresh with its drain and reopening (tRFC + tRP + tRTP + tRCD = "
+                f"{lost:g} s) must fit in dram_trefi_s ({self.dram_trefi_s:g} s)",
+                field="spec.dram_trfc_s")
 
     # ------------------------------------------------------------ derived
     @property
@@ -159,7 +186,8 @@ class SpattenSpec:
         return DramGeometry(self.dram_channels, self.dram_pseudo_channels,
                             self.dram_bank_groups, self.dram_banks_per_group,
                             self.dram_row_bytes, self.dram_transaction_bytes,
-                            self.dram_channel_bytes_per_cycle * self.clock_hz)
+                            self.dram_channel_bytes_per_cycle * self.clock_hz,
+                            self.dram_outstanding_per_channel, self.dram_write_batch)
 
     @property
     def dram_timing(self):
@@ -172,7 +200,9 @@ class SpattenSpec:
         return DramTiming(burst_s, self.dram_trcd_s, self.dram_trp_s, self.dram_tras_s,
                           self.dram_trc_s, self.dram_trrds_s, self.dram_trrdl_s,
                           self.dram_tfaw_s, self.dram_tcl_s, self.dram_tccdl_s,
-                          self.dram_trtp_s)
+                          self.dram_trtp_s, self.dram_refresh, self.dram_trefi_s,
+                          self.dram_trfc_s, self.dram_tcwl_s, self.dram_twtrs_s,
+                          self.dram_twtrl_s, self.dram_trtw_s)
 
     @property
     def key_buffer_bytes(self) -> int:

@@ -274,9 +274,14 @@ def limiting_unit(w: Work, spec: SpattenSpec) -> str:
     streams = [st for st in w.stages if not st.unit]
     tx = [math.ceil((st.read_bytes or st.write_bytes) / spec.dram_transaction_bytes)
           for st in streams]
-    if tx:
-        busy["hbm"] = sum(t * st.slowdown for t, st in zip(tx, streams)) \
-            / spec.dram_channels * tx_cycles
+    if tx:  # the busiest channel, each stream starting where the last one ended
+        per_channel = [0.0] * spec.dram_channels
+        offset = 0
+        for t, st in zip(tx, streams):
+            for ch, n in w.channel_split(st.read_bytes or st.write_bytes, offset):
+                per_channel[ch] += n * tx_cycles * st.slowdown
+            offset += t
+        busy["hbm"] = max(per_channel)
         reads = sum(t for t, st in zip(tx, streams) if st.read_bytes)
         busy["fetch"] = reads * tx_cycles / spec.fetch_channels
     return max(busy, key=busy.get) if busy else ""

@@ -12,7 +12,9 @@ channel); reads also hold one of the ``fetch_channels`` fetchers (pool
 the kept tokens' rows among the stored ones, or one sequential run), and
 :func:`hwsim.dram.gather_cost` turns that into the channels' time beyond the
 bytes at peak (row activations rationed by ``tRRD``/``tFAW``, banks by
-``tRC``) and the activations and row hits, which the stage carries as the
+``tRC``, the ``dram_outstanding_per_channel`` requests a channel holds in flight,
+all-bank refresh, and a write's read/write turnarounds) and the activations and row
+hits, which the stage carries as the
 ``dram_act`` action (priced per activation) and as statistics. A tensor the
 op neither reads nor writes because it stays on chip is noted with
 :meth:`Work.keep` (which buffer, and why). The stage list and those notes are
@@ -104,14 +106,15 @@ class Work:
         if nbytes > 0:
             st = Stage(name, "", 0.0, 0, tuple(after), (),
                        {"hbm_byte": nbytes, "xbar_byte": nbytes}, cls, write_bytes=nbytes)
-            self._price_rows(st, nbytes, None)
+            self._price_rows(st, nbytes, None, write=True)
             self.stages.append(st)
 
-    def _price_rows(self, st: Stage, nbytes: int, pattern: Gather | None) -> None:
+    def _price_rows(self, st: Stage, nbytes: int, pattern: Gather | None,
+                    write: bool = False) -> None:
         """The stream's DRAM cost beyond its bytes: its slowdown over peak bandwidth,
         its activations (action ``dram_act``) and the row statistics."""
         cost = dram_cost(self.spec, pattern or Gather.stream(
-            nbytes, self.spec.dram_transaction_bytes))
+            nbytes, self.spec.dram_transaction_bytes), write)
         st.slowdown = cost.slowdown
         st.actions["dram_act"] = cost.activations
         for k, v in (("dram_activations", cost.activations), ("dram_row_hits", cost.row_hits),
@@ -165,7 +168,7 @@ class Work:
             return self._overlapped()
         return self._lone()
 
-    def _channel_split(self, nbytes: int, offset: int) -> list[tuple[int, int]]:
+    def channel_split(self, nbytes: int, offset: int) -> list[tuple[int, int]]:
         """(channel, transactions) of a stream starting at channel ``offset``."""
         s = self.spec
         tx = math.ceil(nbytes / s.dram_transaction_bytes)
@@ -182,7 +185,7 @@ class Work:
         """Append one task per HBM channel the stream's transactions fall on."""
         s = self.spec
         per_tx_cycles = s.dram_transaction_bytes / s.dram_channel_bytes_per_cycle
-        split = self._channel_split(nbytes, offset)
+        split = self.channel_split(nbytes, offset)
         total_tx = sum(n for _, n in split)
         out = []
         for ch, n in split:
@@ -261,11 +264,12 @@ class Work:
         return _fix_bytes(tasks, self)
 
 
-_COSTS: dict[int, tuple[SpattenSpec, dict[Gather, DramCost]]] = {}
+_COSTS: dict[int, tuple[SpattenSpec, dict[tuple[Gather, bool], DramCost]]] = {}
 
 
-def dram_cost(spec: SpattenSpec, pattern: Gather) -> DramCost:
-    """:func:`hwsim.dram.gather_cost` on the spec's HBM, kept per spec and pattern (a
+def dram_cost(spec: SpattenSpec, pattern: Gather, write: bool = False) -> DramCost:
+    """:func:`hwsim.dram.gather_cost` on the spec's HBM (a read, or a ``write``:
+    its read/write turnarounds), kept per spec and pattern (a
     model's ops repeat the same few patterns; the spec object is the key, as
     :func:`hwsim.targets.resolve` gives one object per spec, and is held so that its
     id is not reused)."""
@@ -275,11 +279,12 @@ def dram_cost(spec: SpattenSpec, pattern: Gather) -> DramCost:
             _COSTS.clear()
         entry = _COSTS[id(spec)] = (spec, {})
     costs = entry[1]
-    cost = costs.get(pattern)
+    key = (pattern, write)
+    cost = costs.get(key)
     if cost is None:
         if len(costs) >= 65536:
             costs.clear()
-        cost = costs[pattern] = gather_cost(spec.dram_geometry, spec.dram_timing, pattern)
+        cost = costs[key] = gather_cost(spec.dram_geometry, spec.dram_timing, pattern, write)
     return cost
 
 
