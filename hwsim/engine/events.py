@@ -140,6 +140,11 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 waiters[d] = [i]
             else:
                 w.append(i)
+    if pool_of.count(-1) == n:  # no pool: first try each unit's arrival order
+        sched = _run_in_arrival_order(unit_of, len(unit_ids), durations, deps_of, waiters,
+                                      missing)
+        if sched is not None:
+            return sched
     unit_busy = [False] * len(unit_ids)
     unit_queue = [deque() for _ in unit_ids]
     pool_used = [0] * len(pool_cap)
@@ -254,6 +259,85 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 nxt = (now, eid, _POOL_GRANT, q.popleft())
                 eid += 1
     return Schedule(max(ends), tuple(starts), tuple(ends))
+
+
+def _run_in_arrival_order(unit_of: list[int], n_units: int, durations: list[float],
+                          deps_of: Sequence[tuple[int, ...]], waiters: list,
+                          missing: list[int]) -> Schedule | None:
+    """The schedule of tasks without pools, one step per task instead of simpy's four or
+    five events; None where simpy's order of events at one time decides it (then the
+    event loop of :func:`_run_events` gives it).
+
+    Without pools, what decides the schedule is each unit's order of service: a unit
+    serves its tasks first come, first served and is never idle while one waits (a
+    release grants the head of the queue at the same time), so in the order in which
+    its tasks arrive (become ready: the end of their last dependency), each starts at
+    ``max(ready, end of the one before)``. Tasks are taken by (ready time, list index)
+    from a heap: a task is pushed when its last dependency is done, and none pushed
+    later can be readier, since durations are not negative. That order is simpy's
+    wherever ready times differ. Where two tasks of one unit become ready at the same
+    time, simpy serves them in the order of their wake-up events, which is the list
+    order (this order) only when
+    - both have no dependencies (their wake-ups are the first events, in list order),
+      or the first has none and the second has (at time 0: after all of those), or
+    - the same completion wakes both (the set of dependencies that end last is the
+      same: the last of them to complete wakes both, its waiters in list order).
+    Any other tie (two completions at the same time, whose order only the creation
+    numbers of their events tell) returns None. The floats are the event loop's:
+    the same ``start + duration`` sums and the same maxima."""
+    n = len(unit_of)
+    missing = list(missing)  # (the event loop needs the counts as they are)
+    no_deps = [not m for m in missing]
+    ready = [0.0] * n
+    starts = [0.0] * n
+    ends = [0.0] * n
+    free = [0.0] * n_units  # when each unit is done with the tasks it took so far
+    last = [-1] * n_units  # the task each unit served last
+    heap = [(0.0, i) for i in range(n) if no_deps[i]]  # (sorted: a heap)
+    nxt = None
+    while True:
+        if nxt is not None:
+            r, k = heappushpop(heap, nxt)
+            nxt = None
+        elif heap:
+            r, k = heappop(heap)
+        else:
+            break
+        u = unit_of[k]
+        p = last[u]
+        if p >= 0 and ready[p] == r and not _same_wake(p, k, r, no_deps, deps_of, ends):
+            return None
+        last[u] = k
+        f = free[u]
+        s = r if r > f else f
+        e = s + durations[k]
+        starts[k] = s
+        ends[k] = e
+        free[u] = e
+        w = waiters[k]
+        if w is not None:
+            for j in w:
+                if e > ready[j]:
+                    ready[j] = e
+                m = missing[j] - 1
+                missing[j] = m
+                if not m:
+                    if nxt is not None:
+                        heappush(heap, nxt)
+                    nxt = (ready[j], j)
+    return Schedule(max(ends), tuple(starts), tuple(ends))
+
+
+def _same_wake(p: int, k: int, r: float, no_deps: list[bool],
+               deps_of: Sequence[tuple[int, ...]], ends: list[float]) -> bool:
+    """Whether simpy wakes task ``p`` before task ``k`` (both ready at time ``r``, ``p``
+    taken first) for a reason that does not depend on event creation numbers: see
+    :func:`_run_in_arrival_order`."""
+    if no_deps[p]:
+        return not no_deps[k] or p < k
+    if no_deps[k] or k < p:
+        return False
+    return ({d for d in deps_of[p] if ends[d] == r} == {d for d in deps_of[k] if ends[d] == r})
 
 
 def _explain(tasks: Sequence[Task], pool_ids: dict[str, int], pool_cap: list[int]) -> None:
