@@ -125,45 +125,71 @@ def test_the_arrival_order_path_gives_simpys_schedule_or_declines():
 
     rng = random.Random(20261207)
     taken = declined = 0
-    for trial in range(600):
-        tasks, _ = random_tasks(rng, rng.randint(1, 60))
-        tasks = [t._replace(pool="") for t in tasks]
-        n = len(tasks)
-        units: dict[str, int] = {}
-        unit_of = [units.setdefault(t.unit, len(units)) for t in tasks]
-        waiters = [None] * n
-        for i, t in enumerate(tasks):
-            for d in t.deps:
-                waiters[d] = (waiters[d] or []) + [i]
-        got = events._run_in_arrival_order(unit_of, len(units), [t.duration_s for t in tasks],
-                                           [t.deps for t in tasks], waiters,
-                                           [len(t.deps) for t in tasks])
-        ref = run_events_simpy(tasks, {})
-        if got is None:
-            declined += 1
-            continue
-        taken += 1
-        assert (got.starts_s, got.ends_s, got.latency_s) == \
-            (ref.starts_s, ref.ends_s, ref.latency_s), trial
-        assert run_events(tasks) == got, trial  # and run_events answers with it
+    walked = {True: 0, False: 0, None: 0}  # the answers of _Order.before
+    moved = 0  # steps served again behind a task simpy wakes first
+    before, serve_before = events._Order.before, events._serve_before
+
+    def counted_before(self, a, b):
+        got = before(self, a, b)
+        walked[got] += 1
+        return got
+
+    def counted_serve_before(*args):
+        nonlocal moved
+        got = serve_before(*args)
+        moved += got
+        return got
+
+    events._Order.before = counted_before
+    events._serve_before = counted_serve_before
+    try:
+        for trial in range(600):
+            tasks, _ = random_tasks(rng, rng.randint(1, 60))
+            tasks = [t._replace(pool="") for t in tasks]
+            n = len(tasks)
+            units: dict[str, int] = {}
+            unit_of = [units.setdefault(t.unit, len(units)) for t in tasks]
+            waiters = [None] * n
+            for i, t in enumerate(tasks):
+                for d in t.deps:
+                    waiters[d] = (waiters[d] or []) + [i]
+            got = events._run_in_arrival_order(unit_of, len(units), [t.duration_s for t in tasks],
+                                               [t.deps for t in tasks], waiters,
+                                               [len(t.deps) for t in tasks])
+            ref = run_events_simpy(tasks, {})
+            if got is None:
+                declined += 1
+                continue
+            taken += 1
+            assert (got.starts_s, got.ends_s, got.latency_s) == \
+                (ref.starts_s, ref.ends_s, ref.latency_s), trial
+            assert run_events(tasks) == got, trial  # and run_events answers with it
+    finally:
+        events._Order.before, events._serve_before = before, serve_before
     assert taken > 300 and declined > 20, (taken, declined)
+    # ties told by walking back both ways, and tasks served again behind one woken first
+    assert walked[True] > 20 and walked[False] > 20 and moved > 10, (walked, moved)
 
 
-def test_the_arrival_order_path_declines_a_tie_of_two_completions():
-    """Two tasks on one unit woken at the same time by different completions: simpy's
-    order is that of the completions' events, which the path does not follow."""
+def test_the_arrival_order_path_follows_simpy_where_two_completions_tie():
+    """Two tasks on one unit woken at the same time by different completions: simpy
+    serves first the one whose completion's event was made first (here the later task
+    in the list, whose dependency started first); the path finds that order in the
+    events' creators and serves it first."""
     from hwsim.engine import events
     from hwsim.engine.simpy_events import run_events_simpy
 
-    # a and b end at 1.0 on their own units; c (waits for b) and d (waits for a) share u
-    tasks = [Task("x", 1.0), Task("y", 1.0), Task("u", 2.0, deps=(1,)),
-             Task("u", 3.0, deps=(0,))]
-    got = events._run_in_arrival_order([0, 1, 2, 2], 3, [1.0, 1.0, 2.0, 3.0],
-                                       [(), (), (1,), (0,)], [[3], [2], None, None],
-                                       [0, 0, 1, 1])
-    assert got is None
+    # a ends at 1.0 (started at 0); b waits for z (0 s) and ends at 1.0 too; c (waits
+    # for b) and d (waits for a) share u: d is woken first though listed after c
+    tasks = [Task("x", 1.0), Task("z", 0.0), Task("y", 1.0, deps=(1,)),
+             Task("u", 2.0, deps=(2,)), Task("u", 3.0, deps=(0,))]
+    got = events._run_in_arrival_order([0, 1, 2, 3, 3], 4, [1.0, 0.0, 1.0, 2.0, 3.0],
+                                       [(), (), (1,), (2,), (0,)], [[4], [2], [3], None, None],
+                                       [0, 0, 1, 1, 1])
     ref = run_events_simpy(tasks, {})
-    assert run_events(tasks).starts_s == ref.starts_s == (0.0, 0.0, 4.0, 1.0)
+    assert ref.starts_s == (0.0, 0.0, 0.0, 4.0, 1.0)  # d first
+    assert (got.starts_s, got.ends_s) == (ref.starts_s, ref.ends_s)
+    assert run_events(tasks).starts_s == ref.starts_s
 
 
 def test_the_event_core_gives_simpys_schedule_on_lowered_ops():
