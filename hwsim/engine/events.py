@@ -34,6 +34,11 @@ request is queued, which grants nothing when processed, since a request made in
 between takes what was freed or queues behind the task that took it) are not
 made: the order of the others is kept because creation numbers only need to be
 increasing.
+
+Tasks without pools take a shorter way first (:func:`_run_in_arrival_order`): each
+unit serves them in the order they become ready, one step per task, where ties of
+ready time are ordered as simpy orders them (:class:`_Order`); where that order
+cannot be told cheaply, the event loop below gives the schedule.
 """
 
 from __future__ import annotations
@@ -124,10 +129,13 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
     unit_ids: dict[str, int] = {}
     setdefault = unit_ids.setdefault
     unit_of = [setdefault(u, len(unit_ids)) for u in units]
-    slots = [1 if s else c for s, c in zip(serial, copies)]
-    durations = [d * c if s else d for d, c, s in zip(durs, copies, serial)]
+    # a serial task holds its unit for all its copies' turns (without one: the durations)
+    durations = [d * c if s else d for d, c, s in zip(durs, copies, serial)] \
+        if any(serial) else durs
     pool_of = [-1] * n
+    slots: list[int] = []  # the pool slots each task holds (read only for a pool's tasks)
     if any(pool_names):
+        slots = [1 if s else c for s, c in zip(serial, copies)]
         for i, name in enumerate(pool_names):
             if name:
                 p = pool_ids.get(name)
