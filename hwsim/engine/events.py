@@ -67,6 +67,10 @@ class Schedule:
 _WAKE, _UNIT_GRANT, _POOL_GRANT, _END, _UNIT_FREE, _POOL_FREE, _DONE = range(7)
 
 
+# False: every schedule from the event loop (the benchmark's reference,
+# benchmarks/bench_events.py); the results are the same either way
+ARRIVAL_ORDER = True
+
 # Ops whose lanes number the same (one kind of op on one machine: a GEMM on all cube
 # cores, an attention on all cores) -> how many of them in a row the arrival-order path
 # declined. After two, it is tried on every 16th only: its declines (cores in lock step,
@@ -156,7 +160,7 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 waiters[d] = [i]
             else:
                 w.append(i)
-    if pool_of.count(-1) == n:  # no pool: first try each unit's arrival order
+    if ARRIVAL_ORDER and pool_of.count(-1) == n:  # no pool: first each unit's arrival order
         n_units = len(unit_ids)
         declined = _DECLINED.get(n_units, 0)
         if declined < 2 or declined % 16 == 0:
