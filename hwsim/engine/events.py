@@ -486,7 +486,7 @@ class _Order:
     walked once. None where the creator cannot be told: a wake-up at a time when several
     dependencies end (different ones for the two tasks), a grant at the time its
     unit's previous task ends that no dependency on that task explains; and once the
-    walks have taken a step per 16 tasks (see ``steps_left``)."""
+    walks have taken a step per 64 tasks (see ``steps_left``)."""
 
     __slots__ = ("no_deps", "deps_of", "ready", "starts", "ends", "prev", "unit_of",
                  "queued_used", "memo", "steps_left")
@@ -497,9 +497,10 @@ class _Order:
         self.unit_of = unit_of
         self.queued_used: set[tuple[int, float]] = set()  # the releases' grants relied on
         self.memo: dict[tuple, bool] = {}
-        # the steps back all walks may take (then None): an event loop costs about four
-        # steps' time per task, so walks of lock-step cores that part only far back
-        # (hundreds of thousands of steps in a 32K-token attention) leave it to the loop
+        # the steps back all walks may take (then None): a step costs about what the
+        # event loop spends on a task, so walks of lock-step cores that part only far
+        # back (a million steps over a 32K-token prefill's attentions) leave it to the
+        # loop, and early: what was done before a decline is lost
         self.steps_left = len(ready) // 64 + 32
 
     def time(self, ev) -> float:
