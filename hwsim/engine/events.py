@@ -34,6 +34,11 @@ request is queued, which grants nothing when processed, since a request made in
 between takes what was freed or queues behind the task that took it) are not
 made: the order of the others is kept because creation numbers only need to be
 increasing.
+
+Tasks without pools take a shorter way first (:func:`_run_in_arrival_order`): each
+unit serves them in the order they become ready, one step per task, where ties of
+ready time are ordered as simpy orders them (:class:`_Order`); where that order
+cannot be told cheaply, the event loop below gives the schedule.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import gc
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from heapq import heappop, heappush, heappushpop
+from heapq import heapify, heappop, heappush, heappushpop
 from typing import Mapping, Sequence
 
 from .task import Task
@@ -60,6 +65,18 @@ class Schedule:
 # Event kinds on the heap (the priority of all of them is simpy's NORMAL); the loop
 # tells them apart in about the order of their frequency.
 _WAKE, _UNIT_GRANT, _POOL_GRANT, _END, _UNIT_FREE, _POOL_FREE, _DONE = range(7)
+
+
+# False: every schedule from the event loop (the benchmark's reference,
+# benchmarks/bench_events.py); the results are the same either way
+ARRIVAL_ORDER = True
+
+# Ops whose lanes number the same (one kind of op on one machine: a GEMM on all cube
+# cores, an attention on all cores) -> how many of them in a row the arrival-order path
+# declined. After two, it is tried on every 16th only: its declines (cores in lock step,
+# whose ties it would walk back far) cost their partial runs, and the event loop gives
+# the same schedule. Which of the two exact paths runs changes no result.
+_DECLINED: dict[int, int] = {}
 
 
 @contextmanager
@@ -116,10 +133,13 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
     unit_ids: dict[str, int] = {}
     setdefault = unit_ids.setdefault
     unit_of = [setdefault(u, len(unit_ids)) for u in units]
-    slots = [1 if s else c for s, c in zip(serial, copies)]
-    durations = [d * c if s else d for d, c, s in zip(durs, copies, serial)]
+    # a serial task holds its unit for all its copies' turns (without one: the durations)
+    durations = [d * c if s else d for d, c, s in zip(durs, copies, serial)] \
+        if any(serial) else durs
     pool_of = [-1] * n
+    slots: list[int] = []  # the pool slots each task holds (read only for a pool's tasks)
     if any(pool_names):
+        slots = [1 if s else c for s, c in zip(serial, copies)]
         for i, name in enumerate(pool_names):
             if name:
                 p = pool_ids.get(name)
@@ -140,6 +160,20 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 waiters[d] = [i]
             else:
                 w.append(i)
+    if ARRIVAL_ORDER and pool_of.count(-1) == n:  # no pool: first each unit's arrival order
+        n_units = len(unit_ids)
+        declined = _DECLINED.get(n_units, 0)
+        if declined < 2 or declined % 16 == 0:
+            sched = _run_in_arrival_order(unit_of, n_units, durations, deps_of, waiters,
+                                          missing)
+            if sched is not None:
+                _DECLINED[n_units] = 0
+                return sched
+            if len(_DECLINED) > 4096:
+                _DECLINED.clear()
+            _DECLINED[n_units] = declined + 1
+        else:
+            _DECLINED[n_units] = declined + 1
     unit_busy = [False] * len(unit_ids)
     unit_queue = [deque() for _ in unit_ids]
     pool_used = [0] * len(pool_cap)
@@ -254,6 +288,293 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 nxt = (now, eid, _POOL_GRANT, q.popleft())
                 eid += 1
     return Schedule(max(ends), tuple(starts), tuple(ends))
+
+
+def _run_in_arrival_order(unit_of: list[int], n_units: int, durations: list[float],
+                          deps_of: Sequence[tuple[int, ...]], waiters: list,
+                          missing: list[int]) -> Schedule | None:
+    """The schedule of tasks without pools, one step per task instead of simpy's four or
+    five events; None where it cannot tell simpy's order of two events at one time
+    (then the event loop of :func:`_run_events` gives the schedule).
+
+    Without pools, what decides the schedule is each unit's order of service: a unit
+    serves its tasks first come, first served and is never idle while one waits (a
+    release grants the head of the queue at the same time), so in the order in which
+    its tasks arrive (wake up: the end of their last dependency), each starts at
+    ``max(ready, end of the one before)``. Tasks are taken by (ready time, list index)
+    from a heap: a task is pushed when its last dependency is done, and none pushed
+    later can be readier, since durations are not negative. That order is simpy's
+    wherever a unit's tasks become ready at different times. Where two of a unit's
+    tasks become ready at the same time, simpy serves them in the order of their
+    wake-up events, which :class:`_Order` works out from the events' creation (the
+    order of equal-time events is that of their creators, back to where the two
+    histories part); where it is not the order taken, or cannot be told, None."""
+    n = len(unit_of)
+    missing = list(missing)  # (the event loop needs the counts as they are)
+    no_deps = [not m for m in missing]
+    ready = [0.0] * n
+    starts = [0.0] * n
+    ends = [0.0] * n
+    prev = [-1] * n  # the task its unit served before it
+    free = [0.0] * n_units  # when each unit is done with the tasks it took so far
+    last = [-1] * n_units  # the task each unit served last
+    order = None
+    heap = [(0.0, i) for i in range(n) if no_deps[i]]  # (sorted: a heap)
+    nxt = None
+    while True:
+        if nxt is not None:
+            r, k = heappushpop(heap, nxt)
+            nxt = None
+        elif heap:
+            r, k = heappop(heap)
+        else:
+            break
+        u = unit_of[k]
+        p = last[u]
+        if p >= 0:
+            if ready[p] == r and not _same_wake(p, k, r, no_deps, deps_of, ends):
+                if order is None:
+                    order = _Order(no_deps, deps_of, ready, starts, ends, prev, unit_of)
+                first = order.before(("W", p), ("W", k))
+                if first is None:
+                    return None
+                if not first:
+                    # simpy wakes k first (rounding parted cores in lock step): p, and
+                    # those before it that k goes before, are served again after k
+                    if not _serve_before(k, p, r, order, unit_of, durations, deps_of,
+                                         waiters, missing, ready, starts, ends, prev, last,
+                                         free, heap, nxt):
+                        return None
+                    # (the order's answers kept: a walk back from a wake-up at r or
+                    # before never meets the moved tasks' events, all of them later
+                    # than r but their grants, which only their ends lead to)
+                    nxt = None  # (_serve_before pushed it)
+                    continue
+            prev[k] = p
+        last[u] = k
+        f = free[u]
+        s = r if r > f else f
+        e = s + durations[k]
+        starts[k] = s
+        ends[k] = e
+        free[u] = e
+        w = waiters[k]
+        if w is not None:
+            for j in w:
+                if e > ready[j]:
+                    ready[j] = e
+                m = missing[j] - 1
+                missing[j] = m
+                if not m:
+                    if nxt is not None:
+                        heappush(heap, nxt)
+                    nxt = (ready[j], j)
+    if order is not None and order.queued_used:
+        # the grants of queued tasks the order relied on: made by their unit's release,
+        # unless a wake-up on that unit came between the release and its event, which
+        # the order does not follow: then no answer
+        used = order.queued_used
+        if any((u, r) in used for u, r in zip(unit_of, ready)):
+            return None
+    return Schedule(max(ends), tuple(starts), tuple(ends))
+
+
+def _serve_before(k: int, p: int, r: float, order: "_Order", unit_of, durations, deps_of,
+                  waiters, missing, ready, starts, ends, prev, last, free, heap: list,
+                  nxt) -> bool:
+    """:func:`_run_in_arrival_order`'s step for task ``k``, ready at ``r`` on the unit
+    whose last task ``p`` (ready at ``r`` too) simpy serves after it: the steps of ``p``
+    and of the tasks before it on the unit that are ready at ``r`` and woken after
+    ``k`` are undone (their waiters' counts and ready times, what they pushed taken off
+    the heap), ``k`` is served where the first of them was, then they are again, in
+    their order. False, with nothing changed, where simpy's order cannot be told or an
+    undone step could have changed one taken since (a task that ended at ``r``: its
+    waiters may have been taken)."""
+    u = unit_of[k]
+    after = [p]  # the tasks k goes before, last served first
+    x = prev[p]
+    while x >= 0 and ready[x] == r:
+        first = order.before(("W", x), ("W", k))
+        if first is None:
+            return False
+        if first:
+            break
+        after.append(x)
+        x = prev[x]
+    if any(ends[y] <= r for y in after):
+        return False
+    if nxt is not None:
+        heappush(heap, nxt)
+    touched = []
+    removed = False
+    for y in after:
+        ends[y] = 0.0  # (not served: an end no ready time is below)
+        w = waiters[y]
+        if w is not None:
+            for j in w:
+                if not missing[j]:  # it was pushed: off the heap
+                    heap.remove((ready[j], j))
+                    removed = True
+                missing[j] += 1
+                touched.append(j)
+    if removed:
+        heapify(heap)
+    for j in touched:
+        ready[j] = max([ends[d] for d in deps_of[j]], default=0.0)
+    f = ends[x] if x >= 0 else 0.0
+    prev[k] = x
+    prev[after[-1]] = k
+    for y in [k, *reversed(after)]:
+        s = ready[y]
+        if f > s:
+            s = f
+        e = s + durations[y]
+        starts[y] = s
+        ends[y] = f = e
+        w = waiters[y]
+        if w is not None:
+            for j in w:
+                if e > ready[j]:
+                    ready[j] = e
+                m = missing[j] - 1
+                missing[j] = m
+                if not m:
+                    heappush(heap, (ready[j], j))
+    free[u] = f
+    last[u] = p
+    return True
+
+
+def _same_wake(p: int, k: int, r: float, no_deps: list[bool],
+               deps_of: Sequence[tuple[int, ...]], ends: list[float]) -> bool:
+    """Whether simpy wakes task ``p`` before task ``k`` (both ready at time ``r``, ``p``
+    taken first) for the plain reasons: both have no dependencies (their wake-ups are
+    the first events, in list order), or only ``p`` has none (at time 0, after those),
+    or the same completion wakes both (the dependencies that end last are the same:
+    the last of them to complete wakes its waiters in list order)."""
+    if no_deps[p]:
+        return not no_deps[k] or p < k
+    if no_deps[k] or k < p:
+        return False
+    return ({d for d in deps_of[p] if ends[d] == r} == {d for d in deps_of[k] if ends[d] == r})
+
+
+class _Order:
+    """simpy's order of two events of a schedule at one time, from their creation.
+
+    simpy processes events by time, then by creation; an event is created while another
+    is processed, so of two events at one time the first is the one whose creator was
+    processed first, or, of one creator's, the one it made first. The events of a task
+    without a pool, and their creators (:func:`_run_in_arrival_order`'s run):
+
+    ==========  =========  ===========================================================
+    event       time       created by
+    ==========  =========  ===========================================================
+    ``W`` wake  ready      the start (no dependencies: the first events, in list
+                           order), else the completion ``D`` of the dependency that
+                           ends last (its waiters in list order)
+    ``G`` grant start      its own wake-up, when its unit was free then; else the
+                           release ``F`` of the task its unit served before it
+    ``E`` end   end        its grant
+    ``F`` free  end        its end (first)
+    ``D`` done  end        its end (after the release)
+    ==========  =========  ===========================================================
+
+    :meth:`before` walks two events' creators back while the times are equal, until
+    the two histories part (an earlier time comes first) or meet (the creator's first
+    child first); the answers on the way are kept, so a run of cores in lock step is
+    walked once. None where the creator cannot be told: a wake-up at a time when several
+    dependencies end (different ones for the two tasks), a grant at the time its
+    unit's previous task ends that no dependency on that task explains; and once the
+    walks have taken a step per 64 tasks (see ``steps_left``)."""
+
+    __slots__ = ("no_deps", "deps_of", "ready", "starts", "ends", "prev", "unit_of",
+                 "queued_used", "memo", "steps_left")
+
+    def __init__(self, no_deps, deps_of, ready, starts, ends, prev, unit_of):
+        self.no_deps, self.deps_of, self.ready = no_deps, deps_of, ready
+        self.starts, self.ends, self.prev = starts, ends, prev
+        self.unit_of = unit_of
+        self.queued_used: set[tuple[int, float]] = set()  # the releases' grants relied on
+        self.memo: dict[tuple, bool] = {}
+        # the steps back all walks may take (then None): a step costs about what the
+        # event loop spends on a task, so walks of lock-step cores that part only far
+        # back (a million steps over a 32K-token prefill's attentions) leave it to the
+        # loop, and early: what was done before a decline is lost
+        self.steps_left = len(ready) // 64 + 32
+
+    def time(self, ev) -> float:
+        kind, x = ev
+        if kind == "W":
+            return self.ready[x]
+        if kind == "G":
+            return self.starts[x]
+        if kind == "R":
+            return -1.0
+        return self.ends[x]
+
+    def creator(self, ev):
+        """``(creator, rank among its children)``, or None where it cannot be told."""
+        kind, x = ev
+        if kind == "E":
+            return ("G", x), 0
+        if kind == "D":
+            return ("E", x), 1
+        if kind == "F":
+            return ("E", x), 0
+        if kind == "W":
+            if self.no_deps[x]:
+                return ("R", 0), x
+            r, ends = self.ready[x], self.ends
+            last = {d for d in self.deps_of[x] if ends[d] == r}
+            if len(last) == 1:
+                return ("D", last.pop()), x
+            return ("M", frozenset(last)), x  # equal only to the same set
+        if kind == "G":
+            p = self.prev[x]
+            if p < 0:
+                return ("W", x), 0
+            f, r = self.ends[p], self.ready[x]
+            if f < r or (f == r and not self.no_deps[x] and p in self.deps_of[x]):
+                return ("W", x), 0  # (p's completion wakes x: its end came first)
+            if f > r:  # queued: its unit's release grants it (unless a wake-up came
+                # between them, which _run_in_arrival_order checks at the end)
+                self.queued_used.add((self.unit_of[x], f))
+                return ("F", p), 0
+            return None
+        return None  # ("R", 0) and ("M", ...) have none
+
+    def before(self, a, b) -> bool | None:
+        """Whether simpy processes event ``a`` before event ``b`` (None: cannot tell)."""
+        memo = self.memo
+        path = []
+        while True:
+            ta, tb = self.time(a), self.time(b)
+            if ta != tb:
+                res = ta < tb
+                break
+            got = memo.get((a, b))
+            if got is not None:
+                res = got
+                break
+            self.steps_left -= 1
+            if self.steps_left < 0:
+                return None
+            ca, cb = self.creator(a), self.creator(b)
+            if ca is None or cb is None:
+                return None
+            path.append((a, b))
+            if ca[0] == cb[0]:  # one creator: the child it made first
+                if ca[1] == cb[1]:
+                    return None  # (one event, not two)
+                res = ca[1] < cb[1]
+                break
+            if ca[0][0] == "M" or cb[0][0] == "M":
+                return None  # a wake-up by one of several completions at one time
+            a, b = ca[0], cb[0]
+        for pair in path:
+            memo[pair] = res
+        return res
 
 
 def _explain(tasks: Sequence[Task], pool_ids: dict[str, int], pool_cap: list[int]) -> None:

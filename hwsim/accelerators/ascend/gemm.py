@@ -297,8 +297,9 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         tiles = _tile_reads(chip, l2, batch, m, n, k, dtype, t, shape, a=a, b=b, bias=bias,
                             a_group=a_group, b_group=b_group, bias_full=bias_full)
         # an operand that is a view of a smaller tensor: HBM serves its storage once
-        ra = _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
-        rb = _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
+        # (the sums only for a view: without one the factor is 1)
+        ra = 1.0 if a_unique is None else _alias_scale(sum(x[1] for x in tiles), a_unique, l2)
+        rb = 1.0 if b_unique is None else _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
         # each core's items, what pipeline.append makes of its tiles (grouped: only each
         # group's first core gets them, the groups made there)
         merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap, leaders_only=bld.grouping)
@@ -414,6 +415,13 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     append = tiles.append
     idx = 0
     inline = a not in resident and b not in resident and a not in carried and b not in carried
+    # an operand the L2 holds whole (carried in by the op before, or an intermediate kept
+    # there) is read without its blocks: read's first two cases, as a factor on its bytes
+    # (0 when carried); the other operand's blocks walk the LRU inline
+    a_held = b_held = None
+    if not inline and a != b:
+        a_held = 0.0 if a in carried else (1.0 - resident[a]) if a in resident else None
+        b_held = 0.0 if b in carried else (1.0 - resident[b]) if b in resident else None
     for bi in range(batch):
         ga, gb = bi // a_group, bi // b_group
         for j0 in range(0, tn, group):
@@ -424,7 +432,23 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
                 for j in range(j0, j1):
                     sh = shapes[j]
                     ab, bb, bias_b = sh[2], sh[3], sh[6]
-                    if inline:  # the common case, no call: read(a, ...), read(b, ...)
+                    if a_held is not None:  # A held whole; B's blocks (read's cases inline)
+                        ha = 0.0 if a_held == 0.0 else float(ab) * a_held
+                        if b_held is not None:
+                            hb = 0.0 if b_held == 0.0 else float(bb) * b_held
+                        else:
+                            b_key = (b, (gb, j))
+                            if b_key in lines:
+                                move(b_key)
+                                hb = 0.0
+                            else:
+                                lines[b_key] = bb
+                                used += bb
+                                while used > limit and len(lines) > 1:
+                                    _, old = pop(last=False)
+                                    used -= old
+                                hb = float(bb)
+                    elif inline:  # the common case, no call: read(a, ...), read(b, ...)
                         if a_key in lines:
                             move(a_key)
                             ha = 0.0
