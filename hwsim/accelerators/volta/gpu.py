@@ -873,10 +873,11 @@ class Builder:
         total = k.total()
         est = 0.0
         sink = self.sink
-        if grid:
-            # the timeline's labels (none formatted for a sink: only the timeline reads them)
-            tag = "" if sink is not None else \
-                f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
+        if grid and sink is not None:  # the same sums, no task made (_summed)
+            est = self._summed(k, per, start, total, bounds, ends)
+        elif grid:
+            # the timeline's labels
+            tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
             hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
             l2_piece = total.l2_bytes / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
@@ -894,7 +895,6 @@ class Builder:
                         if chunk is None:
                             chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
                         chunks.append(chunk)
-                acts: dict[int, dict] = {}  # a chunk's actions (the sink only reads them)
                 # each lane of the SM, its pipes and its traffic on the shared units,
                 # runs its parts in turn: a group's loads stream while the previous
                 # group computes (double buffering), and the units serve the SMs' chains
@@ -906,38 +906,20 @@ class Builder:
                         bounds[b] = bounds.get(b, 0.0) + t * copies
                     bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
                     nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
-                    if sink is not None:
-                        got = acts.get(id(w))
-                        if got is None:
-                            got = acts[id(w)] = self.energy(k, w)
-                        a = sink.add_copies(unit, sm_s, nbytes, got, sm_lane, bound, copies)
-                    else:
-                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
-                                          bound, "", f"{tag} x{nblocks}", copies))
+                    a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
+                                      bound, "", f"{tag} x{nblocks}", copies))
                     sm_lane = (a,)
                     hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
                     if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
-                        if sink is not None:  # (_pieces, inline: thousands per model)
-                            n = max(1, int(round(hbm_bytes / hbm_piece))) if hbm_piece > 0 \
-                                else 1
-                            hbm_lane = (sink.add_pieces(HBM_UNIT, hbm_bytes / hbm_bw / n, n,
-                                                        nb, hbm_lane, "memory", copies,
-                                                        copies > 1),)
-                        else:
-                            hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
-                                                     hbm_lane, "memory", f"{tag} HBM", nb,
-                                                     copies),)
+                        hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
+                                                 hbm_lane, "memory", f"{tag} HBM", nb,
+                                                 copies),)
                     l2_bytes = w.l2_bytes
                     if l2_bytes > 0:
-                        if sink is not None:
-                            n = max(1, int(round(l2_bytes / l2_piece))) if l2_piece > 0 else 1
-                            l2_lane = (sink.add_pieces(L2_UNIT, l2_bytes / l2_bw / n, n, None,
-                                                       l2_lane, "onchip", copies, copies > 1),)
-                        else:
-                            l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
-                                                    "onchip", f"{tag} L2", {}, copies),)
+                        l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
+                                                "onchip", f"{tag} L2", {}, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
@@ -965,6 +947,101 @@ class Builder:
                            dict(k.notes))
         self.reports.append(rep)
         return rep
+
+    def _summed(self, k: Kernel, per: int, start: int, total: Work, bounds: dict,
+                ends: list) -> float:
+        """:meth:`kernel`'s SM groups, handed to the sink (:class:`hwsim.engine.Accumulator`)
+        as the tasks' fields, none made: the same calls with the same arguments in the
+        same order as the tasks would give, so the same sums. What a chunk's calls
+        share whatever its place (its bound, actions, HBM and L2 pieces) is worked out
+        once per distinct chunk (a run's equal parts are one chunk); each chunk then
+        takes only its whole bytes (:class:`_Counter`'s cumulative rounding, inline:
+        three counters a chunk) and its dependencies. Adds the SMs' bound seconds to
+        ``bounds`` and the last tasks to ``ends``; returns the busiest group's seconds."""
+        gpu, sink, energy = self.gpu, self.sink, self.energy
+        add_copies, add_pieces = sink.add_copies, sink.add_pieces
+        hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
+        l2_piece = total.l2_bytes / PIECES_PER_KERNEL
+        hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
+        # the three _Counter's (HBM reads, HBM writes, L2 reads): bytes taken, handed out
+        rd_acc = wr_acc = l2_acc = 0.0
+        rd_given = wr_given = l2_given = 0
+        bget = bounds.get
+        est = 0.0
+        per_sm = self._groups(k, per)
+        for members in self._sm_groups(per_sm):
+            copies = len(members)
+            serial = copies > 1
+            unit = group_name("sm", members)
+            chunks = []
+            for reps, w, n, sm_s, bound in per_sm[members[0]]:
+                made: dict[int, tuple] = {}  # equal parts of a run: one chunk (read only)
+                for r in _split(reps):
+                    chunk = made.get(r)
+                    if chunk is None:
+                        chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
+                    chunks.append(chunk)
+            parts: dict[int, tuple] = {}  # id(chunk) -> what its calls share
+            sm_lane = hbm_lane = l2_lane = (start,)
+            sm_total = 0.0
+            for chunk in _merge(chunks):
+                got = parts.get(id(chunk))
+                if got is None:
+                    sm_s, w, _, by = chunk
+                    hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
+                    hbm_n = (max(1, int(round(hbm_bytes / hbm_piece))) if hbm_piece > 0
+                             else 1) if hbm_bytes > 0 else 0
+                    l2_bytes = w.l2_bytes
+                    l2_n = (max(1, int(round(l2_bytes / l2_piece))) if l2_piece > 0
+                            else 1) if l2_bytes > 0 else 0
+                    got = parts[id(chunk)] = (
+                        sm_s, [(b, t * copies) for b, t in by.items()],
+                        max(by, key=by.get) if len(by) > 1 else next(iter(by)),
+                        energy(k, w),
+                        # _Counter.share's bytes taken: x, or x times the members
+                        l2_bytes if copies == 1 else l2_bytes * copies,
+                        w.hbm_read if copies == 1 else w.hbm_read * copies,
+                        w.hbm_write if copies == 1 else w.hbm_write * copies,
+                        hbm_n, hbm_bytes / hbm_bw / hbm_n if hbm_n else 0.0,
+                        l2_n, l2_bytes / l2_bw / l2_n if l2_n else 0.0)
+                sm_s, by_s, bound, acts, l2_x, rd_x, wr_x, hbm_n, hbm_d, l2_n, l2_d = got
+                for b, t in by_s:
+                    bounds[b] = bget(b, 0.0) + t
+                # _Counter.share: the members' whole bytes together, split equally
+                l2_acc += l2_x
+                l2_b = round(l2_acc) - l2_given
+                if serial:
+                    l2_b //= copies
+                l2_given += l2_b * copies
+                sm_lane = (add_copies(unit, sm_s, {"l2_read": l2_b}, acts, sm_lane, bound,
+                                      copies),)
+                if hbm_n:
+                    rd_acc += rd_x
+                    rd_b = round(rd_acc) - rd_given
+                    wr_acc += wr_x
+                    wr_b = round(wr_acc) - wr_given
+                    if serial:
+                        rd_b //= copies
+                        wr_b //= copies
+                    rd_given += rd_b * copies
+                    wr_given += wr_b * copies
+                    hbm_lane = (add_pieces(HBM_UNIT, hbm_d, hbm_n,
+                                           {"dram_read": rd_b, "dram_write": wr_b}, hbm_lane,
+                                           "memory", copies, serial),)
+                if l2_n:
+                    l2_lane = (add_pieces(L2_UNIT, l2_d, l2_n, None, l2_lane, "onchip", copies,
+                                          serial),)
+                sm_total += sm_s
+            if sm_total:
+                ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
+            est = max(est, sm_total)
+        # what the groups' equal shares of whole bytes left over (under one per member)
+        left = {"dram_read": round(rd_acc) - rd_given, "dram_write": round(wr_acc) - wr_given,
+                "l2_read": round(l2_acc) - l2_given}
+        if any(left.values()):
+            sink.add(HBM_UNIT, 0.0, {n: b for n, b in left.items() if b}, {}, (start,),
+                     "memory")
+        return est
 
     def _groups(self, k: Kernel, per: int) -> list[list[Run]]:
         return plan_groups(self.gpu, k, per)
