@@ -231,7 +231,7 @@ class Kernel:
     @cached_property
     def grid(self) -> int:
         """Thread blocks in all (``blocks`` is not changed once the kernel is built)."""
-        return sum(c for c, _ in self.blocks)
+        return sum([c for c, _ in self.blocks])
 
     @cached_property
     def matrix(self):
@@ -403,12 +403,18 @@ class Gpu:
         way, within 5 % up to half occupancy: ``calibration.py``)."""
         occ = max(1, n_blocks, self.occupancy(kernel.threads, kernel.regs,
                                               kernel.smem).blocks_per_sm)
-        grid, slots = max(kernel.grid, 1), self.spec.sms * occ
+        return self._latencies(kernel.grid, n_blocks, occ, self.inflight_bytes(kernel, 1))
+
+    def _latencies(self, grid: int, n_blocks: int, occ: int, inflight_one: float
+                   ) -> tuple[float, float, float]:
+        """:meth:`loaded_latency` of a grid of ``grid`` blocks, ``occ`` resident per SM
+        at most, each block keeping ``inflight_one`` bytes of loads in flight."""
+        grid, slots = max(grid, 1), self.spec.sms * occ
         # blocks on the GPU: a full wave, or the tail's (a group smaller than the
         # occupancy is the last, partial wave)
         tail = grid % slots
         resident = tail if n_blocks < occ and tail else min(grid, slots)
-        queue_s = self.inflight_bytes(kernel, 1) * resident / self.l2_bw
+        queue_s = inflight_one * resident / self.l2_bw
         return (self.l1_latency_s, self.l2_latency_s + queue_s,
                 self.dram_latency_s + queue_s)
 
@@ -475,29 +481,45 @@ class Gpu:
         matrix, CUDA-core and SFU rates at the warps' fill (``None`` for the matrix rate
         without tensor cores, whose matrix work the CUDA-core rate of the kernel's type
         then takes), the vector work's divisor, serial operands, the warps, the loaded
-        latencies and the bytes in flight. Kept by what they depend on (the kernel's
-        shape, type, grid and bytes in flight), for every kernel alike: a GEMM's
-        candidate tiles and a sweep's points ask for the same ones again."""
-        key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
-               kernel.serial_operands, kernel.inflight_bytes_per_thread, kernel.grid,
-               n_blocks, kernel.loop_efficiency)
-        got = self._constants_of.get(key)
-        if got is not None:
-            return got
-        warps = n_blocks * cdiv(kernel.threads, 32)
-        fill = min(1.0, warps / self.spec.warps_for_peak)
-        if kernel.tensor:
-            matrix_rate = self.tensor_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
-            alu_rate = self.cuda_rate_sm("fp32") * fill
+        latencies and the bytes in flight. All but the loaded latencies are kept by
+        what they depend on (the kernel's shape, type and bytes in flight), for every
+        kernel alike: a GEMM's candidate tiles, the layers of a model and a sweep's
+        points ask for the same ones again with other grids; the latencies, which
+        depend on the grid too (:meth:`loaded_latency`), are worked out from them. The
+        whole tuple is kept on the kernel by ``n_blocks`` (a kernel is not changed
+        once built): a planner asks for it thousands of times."""
+        mine = kernel.__dict__.get("_constants")  # (self, {n_blocks: constants})
+        if mine is not None and mine[0] is self:
+            got = mine[1].get(n_blocks)
+            if got is not None:
+                return got
         else:
-            matrix_rate = None
-            alu_rate = self.cuda_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
-        out = (matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
-               kernel.serial_operands, warps, *self.loaded_latency(kernel, n_blocks),
-               self.inflight_bytes(kernel, n_blocks))
-        if len(self._constants_of) >= CONSTANTS_KEPT:  # (a long sweep: start afresh)
-            self._constants_of.clear()
-        self._constants_of[key] = out
+            mine = kernel.__dict__["_constants"] = (self, {})
+        key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
+               kernel.serial_operands, kernel.inflight_bytes_per_thread, n_blocks,
+               kernel.loop_efficiency)
+        shape = self._constants_of.get(key)
+        if shape is None:
+            warps = n_blocks * cdiv(kernel.threads, 32)
+            fill = min(1.0, warps / self.spec.warps_for_peak)
+            if kernel.tensor:
+                matrix_rate = self.tensor_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
+                alu_rate = self.cuda_rate_sm("fp32") * fill
+            else:
+                matrix_rate = None
+                alu_rate = self.cuda_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
+            # (loaded_latency's occupancy and bytes in flight of one block)
+            occ = max(1, n_blocks, self.occupancy(kernel.threads, kernel.regs,
+                                                  kernel.smem).blocks_per_sm)
+            shape = ((matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
+                      kernel.serial_operands, warps), occ, self.inflight_bytes(kernel, 1),
+                     self.inflight_bytes(kernel, n_blocks))
+            if len(self._constants_of) >= CONSTANTS_KEPT:  # (a long sweep: start afresh)
+                self._constants_of.clear()
+            self._constants_of[key] = shape
+        rates, occ, inflight_one, inflight = shape
+        out = mine[1][n_blocks] = (*rates, *self._latencies(kernel.grid, n_blocks, occ,
+                                                            inflight_one), inflight)
         return out
 
     def _terms(self, kernel: Kernel, w, n_blocks: int, xp) -> dict:
@@ -561,7 +583,11 @@ class Gpu:
         """(seconds, bound) of the SM one block of ``work`` takes while ``occ`` blocks
         like it share the SM: its share of a full group."""
         occ = max(1, occ)
-        t, bound = self._pipes(kernel, work.scaled(occ), occ)
+        f = _fields(work)
+        if occ == 1:  # (x * 1 is x and t / 1 is t, for every float)
+            return self._pipes_of(kernel, f, 1)
+        # the counts of work.scaled(occ), each field times occ
+        t, bound = self._pipes_of(kernel, tuple([x * occ for x in f]), occ)
         return t / occ, bound
 
     def block_shares(self, kernel: Kernel, works: list[Work], occ: int
@@ -969,7 +995,17 @@ class Builder:
         bget = bounds.get
         est = 0.0
         per_sm = self._groups(k, per)
-        for members in self._sm_groups(per_sm):
+        if self.grouping and len(k.blocks) == 1:
+            # a uniform grid: the first ``extra`` SMs hold one list of runs, the others
+            # another (plan_groups), never equal (their blocks differ in number), which
+            # is what _sm_groups finds, here without looking
+            sms = len(per_sm)
+            extra = k.blocks[0][0] % sms
+            groups = [list(range(extra)), list(range(extra, sms))] if extra else \
+                [list(range(sms))]
+        else:
+            groups = self._sm_groups(per_sm)
+        for members in groups:
             copies = len(members)
             serial = copies > 1
             unit = group_name("sm", members)
@@ -1133,6 +1169,8 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         base, extra = divmod(count, sms)
         groups: dict[int, tuple] = {}  # a group of n blocks: its work, time and bound
 
+        alone: list[tuple[float, str]] = []  # (a block on its own: group_time's floor)
+
         def runs_of(c: int) -> list[Run]:  # SMs with as many blocks run the same
             full, rest = divmod(c, per)
             runs = []
@@ -1140,8 +1178,15 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                 if reps:
                     g = groups.get(n)
                     if g is None:  # (the full group is the same for both counts)
+                        # gpu.group_time(k, wn, n, w), the block alone worked out once
                         wn = w.scaled(n)
-                        g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
+                        t, bound = gpu._pipes(k, wn, n)
+                        if n > 1:
+                            if not alone:
+                                alone.append(gpu._pipes(k, w, 1))
+                            if alone[0][0] > t:
+                                t, bound = alone[0]
+                        g = groups[n] = (wn, t, bound)
                     runs.append((reps, g[0], n, g[1], g[2]))
             return runs
 
