@@ -45,6 +45,7 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
+from operator import itemgetter
 
 from hwsim.engine import Task, group_name
 
@@ -289,6 +290,32 @@ class Kernel:
             counts = np.array([c for c, _ in self.blocks], dtype=float)
             got = Work(*running_sum(self.matrix * counts[:, None]))
         self.__dict__["_total"] = got
+        return got
+
+    def traffic(self) -> tuple[float, float]:
+        """(HBM bytes, L2 bytes) of all the blocks: :meth:`total`'s ``hbm_bytes`` and
+        ``l2_bytes``, the same floats (the same adds in the same order), its other
+        counts not summed: the builder and :func:`estimate` read only these. Kept."""
+        got = self.__dict__.get("_traffic")
+        if got is not None:
+            return got
+        kept = self.__dict__.get("_total")
+        if kept is None and (len(self.blocks) < MANY or not arrays(len(self.blocks))):
+            r = w_ = b = 0.0  # (total's t6, t7 and t5)
+            for c, w in self.blocks:
+                if c == 1:
+                    r += w.hbm_read
+                    w_ += w.hbm_write
+                    b += w.l2_bytes
+                else:
+                    r += w.hbm_read * c
+                    w_ += w.hbm_write * c
+                    b += w.l2_bytes * c
+            got = (r + w_, b)
+        else:
+            t = self.total()
+            got = (t.hbm_bytes, t.l2_bytes)
+        self.__dict__["_traffic"] = got
         return got
 
 
@@ -574,8 +601,12 @@ class Gpu:
 
     def kernel_floor(self, total: Work) -> tuple[float, str]:
         """The shared units' time for a kernel's whole traffic, and its bound."""
-        hbm_s = total.hbm_bytes / self.hbm_bw
-        l2_s = total.l2_bytes / self.l2_bw
+        return self.traffic_floor(total.hbm_bytes, total.l2_bytes)
+
+    def traffic_floor(self, hbm_bytes: float, l2_bytes: float) -> tuple[float, str]:
+        """:meth:`kernel_floor` of a kernel's HBM and L2 bytes (:meth:`Kernel.traffic`)."""
+        hbm_s = hbm_bytes / self.hbm_bw
+        l2_s = l2_bytes / self.l2_bw
         return (hbm_s, "memory") if hbm_s >= l2_s else (l2_s, "onchip")
 
     # ------------------------------------------------------------ schedule
@@ -595,12 +626,15 @@ class Gpu:
         """:meth:`block_share` of every work in ``works`` at once (the same terms on
         numpy arrays, element by element: the same floats, a test holds them equal): a
         causal attention has thousands of block classes."""
+        return self._block_shares(kernel, works, occ, *_first_of(works))
+
+    def _block_shares(self, kernel: Kernel, works: list[Work], occ: int, ids: list[int],
+                      first: dict[int, int]) -> list[tuple[float, str]]:
+        """:meth:`block_shares`, the works' identities and first places given
+        (:func:`_first_of`)."""
         occ = max(1, occ)
         # a work listed for many classes (one per unit, :func:`.attention._classes`) is
         # costed once: the distinct ones, by identity
-        ids = list(map(id, works))
-        # each work's first class, found in C (the pairs reversed: the first written last)
-        first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
         if len(first) < MANY or not arrays(len(works)):
             if len(first) == len(works):
                 return [self.block_share(kernel, w, occ) for w in works]
@@ -682,6 +716,13 @@ class Gpu:
         (work-conserving), as longest-processing-time-first balances them. Each SM
         runs its blocks longest first (:func:`plan_groups`). ``shares``: each class's
         :meth:`block_share` at ``occ``, when the caller has them."""
+        return self._assign(kernel, occ, shares)
+
+    def _assign(self, kernel: Kernel, occ: int, shares: list[tuple[float, str]] | None,
+                ids: list[int] | None = None, first: dict[int, int] | None = None
+                ) -> list[list[int]]:
+        """:meth:`assign`; ``ids`` and ``first``: the classes' works' identities and
+        first places (:func:`_first_of`), when the caller has them."""
         sms = self.spec.sms
         per_sm: list[list[int]] = [[] for _ in range(sms)]
         if len(kernel.blocks) == 1:
@@ -703,9 +744,8 @@ class Gpu:
                 order = np.argsort(neg, kind="stable").tolist()
         else:  # (a work listed for many classes costed once: its share is one too)
             blocks = kernel.blocks
-            ids = [id(w) for _, w in blocks]
-            # each work's first class (the pairs reversed: the first one written last)
-            first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+            if ids is None:
+                ids, first = _first_of([w for _, w in blocks])
             costs = {i: self.block_cost(kernel, blocks[c][1], occ,
                                         shares[c][0] if shares else None)
                      for i, c in first.items()}
@@ -896,16 +936,16 @@ class Builder:
         start = self.start(k.name)
         ends: list[int] = []
         bounds: dict[str, float] = {}
-        total = k.total()
+        hbm_total, l2_total = k.traffic()  # (the blocks' total work's bytes)
         est = 0.0
         sink = self.sink
         if grid and sink is not None:  # the same sums, no task made (_summed)
-            est = self._summed(k, per, start, total, bounds, ends)
+            est = self._summed(k, per, start, hbm_total, l2_total, bounds, ends)
         elif grid:
             # the timeline's labels
             tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
-            hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
-            l2_piece = total.l2_bytes / PIECES_PER_KERNEL
+            hbm_piece = hbm_total / PIECES_PER_KERNEL
+            l2_piece = l2_total / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
             hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
             per_sm = self._groups(k, per)
@@ -961,7 +1001,7 @@ class Builder:
             ends = [start]
         self._last = tuple(ends)
         bound = k.bound_hint or (max(bounds, key=bounds.get) if bounds else "latency")
-        floor_s, floor_bound = gpu.kernel_floor(total)
+        floor_s, floor_bound = gpu.traffic_floor(hbm_total, l2_total)
         if floor_s > est and not k.bound_hint:
             bound = floor_bound
         pcie_s = k.pcie_bytes / spec.pcie_bw_bytes_per_s
@@ -974,8 +1014,8 @@ class Builder:
         self.reports.append(rep)
         return rep
 
-    def _summed(self, k: Kernel, per: int, start: int, total: Work, bounds: dict,
-                ends: list) -> float:
+    def _summed(self, k: Kernel, per: int, start: int, hbm_total: float, l2_total: float,
+                bounds: dict, ends: list) -> float:
         """:meth:`kernel`'s SM groups, handed to the sink (:class:`hwsim.engine.Accumulator`)
         as the tasks' fields, none made: the same calls with the same arguments in the
         same order as the tasks would give, so the same sums. What a chunk's calls
@@ -986,8 +1026,8 @@ class Builder:
         ``bounds`` and the last tasks to ``ends``; returns the busiest group's seconds."""
         gpu, sink, energy = self.gpu, self.sink, self.energy
         add_copies, add_pieces = sink.add_copies, sink.add_pieces
-        hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
-        l2_piece = total.l2_bytes / PIECES_PER_KERNEL
+        hbm_piece = hbm_total / PIECES_PER_KERNEL
+        l2_piece = l2_total / PIECES_PER_KERNEL
         hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
         # the three _Counter's (HBM reads, HBM writes, L2 reads): bytes taken, handed out
         rd_acc = wr_acc = l2_acc = 0.0
@@ -1208,16 +1248,19 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         distinct = list(zip(t_arr.tolist(), b_arr.tolist()))
         shares = distinct if len(rows) == len(works) else [distinct[index[id(w)]]
                                                             for w in works]
+        assigned = gpu.assign(k, per, shares)  # longest first
     else:
-        shares = gpu.block_shares(k, works, per)
-    assigned = gpu.assign(k, per, shares)  # longest first
+        wid, first_class = _first_of(works)  # (one pass for the share, the cost, the keys)
+        shares = gpu._block_shares(k, works, per, wid, first_class)
+        assigned = gpu._assign(k, per, shares, wid, first_class)  # longest first
     # SMs given the same works in the same order run the same: each such list is planned
     # once (its runs shared by those SMs; every step below is per SM). A class's share,
     # cost and counts are its work's, and a work listed for many classes is one object
     # (a causal attention's tile of every head, .attention._classes): the lists are
     # keyed by their works' identities, so SMs given the same tiles of other heads
     # share one list
-    wid = list(map(id, works))
+    if many:
+        wid = list(map(id, works))
     keys = [tuple(map(wid.__getitem__, classes)) for classes in assigned]
     first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
@@ -1237,8 +1280,8 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                                          for classes in busy
                                          for c0 in range(0, len(classes), _run_size(classes))]
                                      ).tolist())
-    share_s = [t for t, _ in shares]
-    share_b = [b for _, b in shares]
+    share_s = list(map(itemgetter(0), shares))
+    share_b = list(map(itemgetter(1), shares))
     planned: dict[tuple, list[Run]] = {}
     for key, classes in zip(keys, assigned):
         if not classes:
@@ -1278,6 +1321,14 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def _first_of(works: list[Work]) -> tuple[list[int], dict[int, int]]:
+    """The works' identities, and each distinct work's first place among them: a work
+    listed for many classes (a causal attention's tile of every head) is costed once."""
+    ids = list(map(id, works))
+    # found in C: the pairs reversed, so that a work's first place is written last
+    return ids, dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
 
 
 def _all_ratios(gpu: Gpu, k: Kernel, m, works: list[Work], busy: list[list[int]], per: int
@@ -1403,7 +1454,7 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
             if sm_s is None:
                 sm_s = seen[id(runs)] = sum(reps * t for reps, _, _, t, _ in runs)
             busiest = max(busiest, sm_s)
-        floor_s, _ = gpu.kernel_floor(k.total())
+        floor_s, _ = gpu.traffic_floor(*k.traffic())
         start = queued_start_s(gpu.spec, start, end, j == 0)
         end = start + max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
     return end
