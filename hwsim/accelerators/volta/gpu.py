@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
 from operator import itemgetter
+from types import MappingProxyType
 
 from hwsim.engine import Task, group_name
 
@@ -59,6 +60,7 @@ CONSTANTS_KEPT = 100_000  # kernels' pipe constants a Gpu keeps (Gpu._constants)
 
 
 _new_task = tuple.__new__  # a Task from its ten fields (Builder._pieces)
+_EMPTY = MappingProxyType({})  # a piece's bytes or actions when it has none (read-only)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -913,12 +915,13 @@ class Builder:
             return sink.add_pieces(unit, dur, n, first_bytes, deps, bound, copies, serial)
         tasks = self.tasks
         first = len(tasks)
-        tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
-                          copies > 1))
-        # the rest: the same fields but the dependency (Task's fields in order, without
-        # its keyword-parsing constructor: a kernel has hundreds of pieces)
-        tasks.extend([_new_task(Task, (unit, dur, {}, {}, (i,), bound, "", label, copies,
-                                       serial)) for i in range(first, first + n - 1)])
+        # (Task's fields in order, without its keyword-parsing constructor: a kernel has
+        # hundreds of pieces; no bytes and no actions are one read-only empty mapping)
+        tasks.append(_new_task(Task, (unit, dur, first_bytes or _EMPTY, _EMPTY, tuple(deps),
+                                      bound, "", label, copies, serial)))
+        # the rest: the same fields but the dependency
+        tasks.extend([_new_task(Task, (unit, dur, _EMPTY, _EMPTY, (i,), bound, "", label,
+                                       copies, serial)) for i in range(first, first + n - 1)])
         return len(tasks) - 1
 
     def kernel(self, k: Kernel) -> KernelReport:
@@ -944,6 +947,7 @@ class Builder:
         elif grid:
             # the timeline's labels
             tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
+            hbm_label, l2_label = f"{tag} HBM", f"{tag} L2"
             hbm_piece = hbm_total / PIECES_PER_KERNEL
             l2_piece = l2_total / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
@@ -965,6 +969,7 @@ class Builder:
                 # runs its parts in turn: a group's loads stream while the previous
                 # group computes (double buffering), and the units serve the SMs' chains
                 # round robin, never idle while a piece is waiting
+                acts: dict[int, dict] = {}  # a chunk's actions (its tasks only read them)
                 sm_lane = hbm_lane = l2_lane = (start,)
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
@@ -972,20 +977,24 @@ class Builder:
                         bounds[b] = bounds.get(b, 0.0) + t * copies
                     bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
                     nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
-                    a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
-                                      bound, "", f"{tag} x{nblocks}", copies))
-                    sm_lane = (a,)
+                    got = acts.get(id(w))
+                    if got is None:
+                        got = acts[id(w)] = self.energy(k, w)
+                    self.tasks.append(_new_task(Task, (unit, sm_s, nbytes, got, sm_lane, bound,
+                                                       "", f"{tag} x{nblocks}", copies,
+                                                       False)))
+                    sm_lane = (len(self.tasks) - 1,)
                     hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
                     if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
                         hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
-                                                 hbm_lane, "memory", f"{tag} HBM", nb,
+                                                 hbm_lane, "memory", hbm_label, nb,
                                                  copies),)
                     l2_bytes = w.l2_bytes
                     if l2_bytes > 0:
                         l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
-                                                "onchip", f"{tag} L2", {}, copies),)
+                                                "onchip", l2_label, _EMPTY, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
