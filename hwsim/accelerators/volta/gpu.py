@@ -1044,16 +1044,8 @@ class Builder:
         bget = bounds.get
         est = 0.0
         per_sm = self._groups(k, per)
-        if self.grouping and len(k.blocks) == 1:
-            # a uniform grid: the first ``extra`` SMs hold one list of runs, the others
-            # another (plan_groups), never equal (their blocks differ in number), which
-            # is what _sm_groups finds, here without looking
-            sms = len(per_sm)
-            extra = k.blocks[0][0] % sms
-            groups = [list(range(extra)), list(range(extra, sms))] if extra else \
-                [list(range(sms))]
-        else:
-            groups = self._sm_groups(per_sm)
+        groups = (uniform_groups(k.blocks[0][0], len(per_sm))
+                  if self.grouping and len(k.blocks) == 1 else self._sm_groups(per_sm))
         for members in groups:
             copies = len(members)
             serial = copies > 1
@@ -1157,7 +1149,7 @@ class Builder:
             return [members for _, members in sms_of.values()]
         groups: dict[tuple, list[int]] = {}
         for runs, members in sms_of.values():
-            key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
+            key = tuple([(reps, w.key(), n, t, b) for reps, w, n, t, b in runs])
             if key in groups:  # equal runs in another list: the same group, SMs in order
                 members = sorted(groups[key] + members)
             groups[key] = members
@@ -1332,6 +1324,15 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
     return out
 
 
+def uniform_groups(count: int, sms: int) -> list[list[int]]:
+    """:meth:`Builder._sm_groups` of a uniform grid of ``count`` blocks, without looking
+    at its plan: the first ``count % sms`` SMs hold one list of runs, the others another
+    (:func:`plan_groups`), never equal (their blocks differ in number); a test holds
+    the two equal."""
+    extra = count % sms
+    return [list(range(extra)), list(range(extra, sms))] if extra else [list(range(sms))]
+
+
 def _first_of(works: list[Work]) -> tuple[list[int], dict[int, int]]:
     """The works' identities, and each distinct work's first place among them: a work
     listed for many classes (a causal attention's tile of every head) is costed once."""
@@ -1404,10 +1405,10 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
             index[key] = len(distinct)
             distinct.append(key)
     if len(distinct[0]) == len(WORK_FIELDS):
-        distinct = [tuple(row[c] for c in TERM_COLUMNS) for row in distinct]
+        distinct = [tuple([row[c] for c in TERM_COLUMNS]) for row in distinct]
     if len(distinct) * per <= FEW_RATIOS or not arrays(len(distinct) * per):
         # one by one (Gpu.group_time's floats)
-        times = {r: [_group_time_of(gpu, k, tuple(x * r for x in row), r) for row in distinct]
+        times = {r: [_group_time_of(gpu, k, tuple([x * r for x in row]), r) for row in distinct]
                  for r in range(1, per + 1)}
     else:
         import numpy as np  # noqa: PLC0415
@@ -1430,7 +1431,7 @@ def _group_time_of(gpu: Gpu, k: Kernel, f: tuple, n: int) -> float:
     :meth:`Gpu.group_times_cols` for one column."""
     t = gpu._pipes_of(k, f, n)[0]
     if n > 1:
-        alone = gpu._pipes_of(k, tuple(x * (1.0 / n) for x in f), 1)[0]
+        alone = gpu._pipes_of(k, tuple([x * (1.0 / n) for x in f]), 1)[0]
         if alone > t:
             t = alone
     return t
@@ -1461,7 +1462,7 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
         for runs in plan_groups(gpu, k, occ):
             sm_s = seen.get(id(runs))
             if sm_s is None:
-                sm_s = seen[id(runs)] = sum(reps * t for reps, _, _, t, _ in runs)
+                sm_s = seen[id(runs)] = sum([reps * t for reps, _, _, t, _ in runs])
             busiest = max(busiest, sm_s)
         floor_s, _ = gpu.traffic_floor(*k.traffic())
         start = queued_start_s(gpu.spec, start, end, j == 0)
@@ -1494,5 +1495,5 @@ def _merge(chunks: list) -> list:
             w.add(c[1])
             for b, t in c[3].items():
                 by[b] = by.get(b, 0.0) + t
-        out.append((sum(c[0] for c in part), w, sum(c[2] for c in part), by))
+        out.append((sum([c[0] for c in part]), w, sum([c[2] for c in part]), by))
     return out + [last]

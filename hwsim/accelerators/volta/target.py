@@ -27,6 +27,7 @@ from .gpu import Builder, Gpu, Kernel
 from .memory import volta_footprint
 from .spec import VoltaSpec
 
+SUMMED_CLASSES = 16  # block classes up to which an op's analytical build is kept by its kernels
 MEMORY_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
                 "gather", "embedding", "concat", "kv_write")
 
@@ -165,13 +166,57 @@ class VoltaTarget(Target):
         for k, _, bld in self._built:
             if k == key and (need == "reports" or (bld.sink is not None) == (need == "summary")):
                 return bld
-        bld = Builder(self.gpu(spec), actions, op.name or op.kind, grouping=self.grouping,
-                      sink=Accumulator() if need == "summary" else None)
-        for k in self.kernels_of(op, graph, spec, tiling, carry):
-            bld.kernel(k)
+        gpu = self.gpu(spec)
+        ks = self.kernels_of(op, graph, spec, tiling, carry)
+        bld = self._summed_before(gpu, ks) if need == "summary" else None
+        if bld is None:
+            bld = Builder(gpu, actions, op.name or op.kind, grouping=self.grouping,
+                          sink=Accumulator() if need == "summary" else None)
+            for k in ks:
+                bld.kernel(k)
+            if need == "summary":
+                self._keep_summed(gpu, ks, bld)
         # the objects stay referenced while cached, so their ids cannot be reused
         self._built = [(key, (op, graph, spec, tiling), bld)] + self._built[:3]
         return bld
+
+    SUMMED_KEPT = 256  # kernels' sums _keep_summed keeps per GPU (a long run starts afresh)
+
+    def _summed_key(self, ks: list[Kernel]) -> tuple | None:
+        """What the sink's sums of ``ks`` depend on: every field of each kernel but the
+        names, details and notes (which only the labels and the reports read), with its
+        blocks' counts; ``None`` for a kernel of many classes (a causal attention's
+        tiles), whose key would cost more than it saves."""
+        out = [self.grouping]
+        for k in ks:
+            if len(k.blocks) > SUMMED_CLASSES:
+                return None
+            out.append((k.tile, k.threads, k.regs, k.smem, k.dtype, k.tensor, k.bound_hint,
+                        k.pcie_bytes, k.serial_operands, k.inflight_bytes_per_thread,
+                        k.loop_efficiency, tuple([(c, w.key()) for c, w in k.blocks])))
+        return tuple(out)
+
+    def _summed_before(self, gpu: Gpu, ks: list[Kernel]) -> Builder | None:
+        """An analytical build of kernels equal to ``ks`` but for their names (an op's
+        K and V cache writes, a q and an o projection of one shape): its sums (the
+        same calls, so the same floats), with reports renamed for ``ks``; ``None``
+        when there is none."""
+        key = self._summed_key(ks)
+        got = None if key is None else gpu.__dict__.get("_summed", {}).get(key)
+        if got is None:
+            return None
+        bld = Builder(gpu, actions, "", grouping=self.grouping, sink=got.sink)
+        bld.reports = [replace(r, name=k.name, detail=k.detail, notes=dict(k.notes))
+                       for r, k in zip(got.reports, ks)]
+        return bld
+
+    def _keep_summed(self, gpu: Gpu, ks: list[Kernel], bld: Builder) -> None:
+        key = self._summed_key(ks)
+        if key is not None:
+            kept = gpu.__dict__.setdefault("_summed", {})
+            if len(kept) >= self.SUMMED_KEPT:
+                kept.clear()
+            kept[key] = bld
 
     def footprint(self, graph, spec: VoltaSpec, tiling):
         return volta_footprint(graph, spec, tiling)
