@@ -158,7 +158,10 @@ class VoltaTarget(Target):
         """The build of ``op``'s kernels, kept for the next few asks (the lowering and the
         report ask for the same op). ``need``: ``tasks`` (made), ``summary`` (their sums
         in an :class:`~hwsim.engine.Accumulator`, ``Builder.sink``, no task made) or
-        ``reports`` (the kernel reports, which either build has)."""
+        ``reports`` (the kernel reports, which either build has). A summary build is
+        also kept on the GPU by its kernels without their names (:meth:`_summed_key`):
+        another op whose kernels are the same but for their names takes its sums (a
+        test holds them to the op's own build)."""
         kept = self._tiling_repr  # (a frozen tiling's repr, kept while it is the one asked)
         if kept is None or kept[0] is not tiling:
             kept = self._tiling_repr = (tiling, repr(tiling))
@@ -168,19 +171,24 @@ class VoltaTarget(Target):
                 return bld
         gpu = self.gpu(spec)
         ks = self.kernels_of(op, graph, spec, tiling, carry)
-        bld = self._summed_before(gpu, ks) if need == "summary" else None
+        # an analytical build of the same kernels but for their names: its sums
+        summed = self._summed_key(ks) if need == "summary" else None
+        kept = gpu.__dict__.setdefault("_summed", {}) if summed is not None else None
+        bld = self._renamed(gpu, kept.get(summed), ks) if summed is not None else None
         if bld is None:
             bld = Builder(gpu, actions, op.name or op.kind, grouping=self.grouping,
                           sink=Accumulator() if need == "summary" else None)
             for k in ks:
                 bld.kernel(k)
-            if need == "summary":
-                self._keep_summed(gpu, ks, bld)
+            if summed is not None:
+                if len(kept) >= self.SUMMED_KEPT:  # (a long run: start afresh)
+                    kept.clear()
+                kept[summed] = bld
         # the objects stay referenced while cached, so their ids cannot be reused
         self._built = [(key, (op, graph, spec, tiling), bld)] + self._built[:3]
         return bld
 
-    SUMMED_KEPT = 256  # kernels' sums _keep_summed keeps per GPU (a long run starts afresh)
+    SUMMED_KEPT = 256  # analytical builds kept per GPU by their kernels (_summed_key)
 
     def _summed_key(self, ks: list[Kernel]) -> tuple | None:
         """What the sink's sums of ``ks`` depend on: every field of each kernel but the
@@ -196,27 +204,17 @@ class VoltaTarget(Target):
                         k.loop_efficiency, tuple([(c, w.key()) for c, w in k.blocks])))
         return tuple(out)
 
-    def _summed_before(self, gpu: Gpu, ks: list[Kernel]) -> Builder | None:
-        """An analytical build of kernels equal to ``ks`` but for their names (an op's
-        K and V cache writes, a q and an o projection of one shape): its sums (the
-        same calls, so the same floats), with reports renamed for ``ks``; ``None``
-        when there is none."""
-        key = self._summed_key(ks)
-        got = None if key is None else gpu.__dict__.get("_summed", {}).get(key)
+    def _renamed(self, gpu: Gpu, got: Builder | None, ks: list[Kernel]) -> Builder | None:
+        """``got``, an analytical build of kernels equal to ``ks`` but for their names
+        (an op's K and V cache writes, a q and an o projection of one shape), for
+        ``ks``: its sums (the same calls, so the same floats), its kernel reports
+        under ``ks``' names, details and notes; ``None`` for none."""
         if got is None:
             return None
         bld = Builder(gpu, actions, "", grouping=self.grouping, sink=got.sink)
         bld.reports = [replace(r, name=k.name, detail=k.detail, notes=dict(k.notes))
                        for r, k in zip(got.reports, ks)]
         return bld
-
-    def _keep_summed(self, gpu: Gpu, ks: list[Kernel], bld: Builder) -> None:
-        key = self._summed_key(ks)
-        if key is not None:
-            kept = gpu.__dict__.setdefault("_summed", {})
-            if len(kept) >= self.SUMMED_KEPT:
-                kept.clear()
-            kept[key] = bld
 
     def footprint(self, graph, spec: VoltaSpec, tiling):
         return volta_footprint(graph, spec, tiling)
