@@ -234,7 +234,7 @@ class Kernel:
     @cached_property
     def grid(self) -> int:
         """Thread blocks in all (``blocks`` is not changed once the kernel is built)."""
-        return sum([c for c, _ in self.blocks])
+        return sum(map(itemgetter(0), self.blocks))  # (ints: exact in any order)
 
     @cached_property
     def matrix(self):
@@ -747,7 +747,7 @@ class Gpu:
         else:  # (a work listed for many classes costed once: its share is one too)
             blocks = kernel.blocks
             if ids is None:
-                ids, first = _first_of([w for _, w in blocks])
+                ids, first = _first_of(list(map(itemgetter(1), blocks)))
             costs = {i: self.block_cost(kernel, blocks[c][1], occ,
                                         shares[c][0] if shares else None)
                      for i, c in first.items()}
@@ -1234,7 +1234,7 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         # the first ``extra`` SMs take one block more (round robin), each count's
         # runs one list shared by its SMs
         return ([runs_of(base + 1)] * extra if extra else []) + [runs_of(base)] * (sms - extra)
-    works = [w for _, w in k.blocks]
+    works = list(map(itemgetter(1), k.blocks))
     many = len(works) >= MANY_SUMS and arrays(len(works))
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
         m = k.matrix
