@@ -133,11 +133,14 @@ class VoltaTarget(Target):
     def describe(self, op, graph, spec: VoltaSpec, tiling=None, carry: Carry = NONE) -> str:
         """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound,
         and what the kernel adds (GQA packing, split-KV, key blocks, partials in L2)."""
-        return "; ".join(
-            f"{k['name'].rsplit(':', 1)[-1]} {k['block_tile']} grid {k['grid']} "
-            f"occ {k['occupancy']} ({k['limiter']}) {k['waves']:g} waves {k['bound']}"
-            + (f" [{k['detail']}]" if k["detail"] else "")
-            for k in self.kernels(op, graph, spec, tiling, carry))
+        if op.kind in ("view", "allreduce"):
+            return ""
+        # (the build's reports as they are, not kernels()' copies)
+        return "; ".join([
+            f"{r.name.rsplit(':', 1)[-1]} {r.block_tile} grid {r.grid} "
+            f"occ {r.occupancy} ({r.limiter}) {r.waves:g} waves {r.bound}"
+            + (f" [{r.detail}]" if r.detail else "")
+            for r in self._build(op, graph, spec, tiling, carry, need="reports").reports])
 
     def executed_flops(self, op, graph, spec: VoltaSpec, tiling=None) -> int:
         """What the kernels compute: an attention's visited tiles, whole
