@@ -224,19 +224,12 @@ def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
     (:func:`_bound_terms`)."""
     spec = gpu.spec
     ea, eb, compute, first_s, hbm_s = common
-    threads = tile.warps * 32
-    smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
-    occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
-    if occ < 1:
+    terms = _tile_terms(gpu, tile, split, g.k, ea, eb, compute)
+    if terms is None:
         return float("inf")
+    occ, kk, flops, wavefronts, rate, warps = terms
     grid = cdiv(g.m, tile.tm) * cdiv(g.n, tile.tn) * split * g.batch
     full, rest = divmod(cdiv(grid, spec.sms), occ)
-    kk = cdiv(g.k, split)
-    flops = 2.0 * (tile.tm * tile.tn * kk)  # one block's matrix work (build's)
-    wavefronts = _smem_wavefront_bytes(tile, ea, eb, kk)
-    eff = loop_efficiency(spec, tile, compute, ea, eb)
-    rate = gpu.tensor_rate_sm(compute, eff) if tile.tensor else gpu.cuda_rate_sm(compute, eff)
-    warps = tile.warps
     t = 0.0
     for n, reps in ((occ, full), (rest, 1 if rest else 0)):
         if reps:
@@ -268,6 +261,40 @@ def _bound(gpu: Gpu, g: Gemm, common: tuple, tile: Tile, split: int) -> float:
                          + gpu.turnover_s)
     start = max(spec.kernel_launch_s + spec.kernel_launch_s, end) + spec.kernel_gap_s
     return start + max(t, split * 4 * elems / gpu.l2_bw * (1.0 - BOUND_MARGIN))
+
+
+TILE_TERMS_KEPT = 4096  # _tile_terms entries a GPU keeps (a long sweep starts afresh)
+
+
+def _tile_terms(gpu: Gpu, tile: Tile, split: int, k: int, ea: float, eb: float,
+                compute: str) -> tuple | None:
+    """What :func:`_bound` reads of a tile that does not depend on the product's M, N
+    or batch: the occupancy (``None`` when the tile does not fit on an SM), the K per
+    split, a block's matrix FLOPs and shared-memory bytes (:func:`build`'s), the pipe
+    rate of its main loop and its warps. Kept on the GPU by the tile (the module's
+    constants: by identity), split, K, widths and type: a model's layers and a
+    sweep's points weigh the same tiles for the same K again."""
+    kept = gpu.__dict__.setdefault("_tile_terms", {})
+    key = (id(tile), split, k, ea, eb, compute)
+    got = kept.get(key)
+    if got is not None and got[0] is tile:
+        return got[1]
+    threads = tile.warps * 32
+    smem = int(tile.stages * (tile.tm * ea + tile.tn * eb) * tile.tk)
+    occ = gpu.occupancy(threads, tile.regs, smem).blocks_per_sm
+    if occ < 1:
+        terms = None
+    else:
+        kk = cdiv(k, split)
+        eff = loop_efficiency(gpu.spec, tile, compute, ea, eb)
+        terms = (occ, kk, 2.0 * (tile.tm * tile.tn * kk),  # one block's matrix work (build's)
+                 _smem_wavefront_bytes(tile, ea, eb, kk),
+                 gpu.tensor_rate_sm(compute, eff) if tile.tensor
+                 else gpu.cuda_rate_sm(compute, eff), tile.warps)
+    if len(kept) >= TILE_TERMS_KEPT:
+        kept.clear()
+    kept[key] = (tile, terms)
+    return terms
 
 
 def _smem_wavefront_bytes(tile: Tile, ea: float, eb: float, kk: int) -> float:

@@ -45,6 +45,8 @@ import sys
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import groupby
+from operator import itemgetter
+from types import MappingProxyType
 
 from hwsim.engine import Task, group_name
 
@@ -58,6 +60,7 @@ CONSTANTS_KEPT = 100_000  # kernels' pipe constants a Gpu keeps (Gpu._constants)
 
 
 _new_task = tuple.__new__  # a Task from its ten fields (Builder._pieces)
+_EMPTY = MappingProxyType({})  # a piece's bytes or actions when it has none (read-only)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -231,7 +234,7 @@ class Kernel:
     @cached_property
     def grid(self) -> int:
         """Thread blocks in all (``blocks`` is not changed once the kernel is built)."""
-        return sum(c for c, _ in self.blocks)
+        return sum(map(itemgetter(0), self.blocks))  # (ints: exact in any order)
 
     @cached_property
     def matrix(self):
@@ -289,6 +292,32 @@ class Kernel:
             counts = np.array([c for c, _ in self.blocks], dtype=float)
             got = Work(*running_sum(self.matrix * counts[:, None]))
         self.__dict__["_total"] = got
+        return got
+
+    def traffic(self) -> tuple[float, float]:
+        """(HBM bytes, L2 bytes) of all the blocks: :meth:`total`'s ``hbm_bytes`` and
+        ``l2_bytes``, the same floats (the same adds in the same order), its other
+        counts not summed: the builder and :func:`estimate` read only these. Kept."""
+        got = self.__dict__.get("_traffic")
+        if got is not None:
+            return got
+        kept = self.__dict__.get("_total")
+        if kept is None and (len(self.blocks) < MANY or not arrays(len(self.blocks))):
+            r = w_ = b = 0.0  # (total's t6, t7 and t5)
+            for c, w in self.blocks:
+                if c == 1:
+                    r += w.hbm_read
+                    w_ += w.hbm_write
+                    b += w.l2_bytes
+                else:
+                    r += w.hbm_read * c
+                    w_ += w.hbm_write * c
+                    b += w.l2_bytes * c
+            got = (r + w_, b)
+        else:
+            t = self.total()
+            got = (t.hbm_bytes, t.l2_bytes)
+        self.__dict__["_traffic"] = got
         return got
 
 
@@ -403,12 +432,18 @@ class Gpu:
         way, within 5 % up to half occupancy: ``calibration.py``)."""
         occ = max(1, n_blocks, self.occupancy(kernel.threads, kernel.regs,
                                               kernel.smem).blocks_per_sm)
-        grid, slots = max(kernel.grid, 1), self.spec.sms * occ
+        return self._latencies(kernel.grid, n_blocks, occ, self.inflight_bytes(kernel, 1))
+
+    def _latencies(self, grid: int, n_blocks: int, occ: int, inflight_one: float
+                   ) -> tuple[float, float, float]:
+        """:meth:`loaded_latency` of a grid of ``grid`` blocks, ``occ`` resident per SM
+        at most, each block keeping ``inflight_one`` bytes of loads in flight."""
+        grid, slots = max(grid, 1), self.spec.sms * occ
         # blocks on the GPU: a full wave, or the tail's (a group smaller than the
         # occupancy is the last, partial wave)
         tail = grid % slots
         resident = tail if n_blocks < occ and tail else min(grid, slots)
-        queue_s = self.inflight_bytes(kernel, 1) * resident / self.l2_bw
+        queue_s = inflight_one * resident / self.l2_bw
         return (self.l1_latency_s, self.l2_latency_s + queue_s,
                 self.dram_latency_s + queue_s)
 
@@ -475,29 +510,45 @@ class Gpu:
         matrix, CUDA-core and SFU rates at the warps' fill (``None`` for the matrix rate
         without tensor cores, whose matrix work the CUDA-core rate of the kernel's type
         then takes), the vector work's divisor, serial operands, the warps, the loaded
-        latencies and the bytes in flight. Kept by what they depend on (the kernel's
-        shape, type, grid and bytes in flight), for every kernel alike: a GEMM's
-        candidate tiles and a sweep's points ask for the same ones again."""
-        key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
-               kernel.serial_operands, kernel.inflight_bytes_per_thread, kernel.grid,
-               n_blocks, kernel.loop_efficiency)
-        got = self._constants_of.get(key)
-        if got is not None:
-            return got
-        warps = n_blocks * cdiv(kernel.threads, 32)
-        fill = min(1.0, warps / self.spec.warps_for_peak)
-        if kernel.tensor:
-            matrix_rate = self.tensor_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
-            alu_rate = self.cuda_rate_sm("fp32") * fill
+        latencies and the bytes in flight. All but the loaded latencies are kept by
+        what they depend on (the kernel's shape, type and bytes in flight), for every
+        kernel alike: a GEMM's candidate tiles, the layers of a model and a sweep's
+        points ask for the same ones again with other grids; the latencies, which
+        depend on the grid too (:meth:`loaded_latency`), are worked out from them. The
+        whole tuple is kept on the kernel by ``n_blocks`` (a kernel is not changed
+        once built): a planner asks for it thousands of times."""
+        mine = kernel.__dict__.get("_constants")  # (self, {n_blocks: constants})
+        if mine is not None and mine[0] is self:
+            got = mine[1].get(n_blocks)
+            if got is not None:
+                return got
         else:
-            matrix_rate = None
-            alu_rate = self.cuda_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
-        out = (matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
-               kernel.serial_operands, warps, *self.loaded_latency(kernel, n_blocks),
-               self.inflight_bytes(kernel, n_blocks))
-        if len(self._constants_of) >= CONSTANTS_KEPT:  # (a long sweep: start afresh)
-            self._constants_of.clear()
-        self._constants_of[key] = out
+            mine = kernel.__dict__["_constants"] = (self, {})
+        key = (kernel.threads, kernel.regs, kernel.smem, kernel.tensor, kernel.dtype,
+               kernel.serial_operands, kernel.inflight_bytes_per_thread, n_blocks,
+               kernel.loop_efficiency)
+        shape = self._constants_of.get(key)
+        if shape is None:
+            warps = n_blocks * cdiv(kernel.threads, 32)
+            fill = min(1.0, warps / self.spec.warps_for_peak)
+            if kernel.tensor:
+                matrix_rate = self.tensor_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
+                alu_rate = self.cuda_rate_sm("fp32") * fill
+            else:
+                matrix_rate = None
+                alu_rate = self.cuda_rate_sm(kernel.dtype, kernel.loop_efficiency) * fill
+            # (loaded_latency's occupancy and bytes in flight of one block)
+            occ = max(1, n_blocks, self.occupancy(kernel.threads, kernel.regs,
+                                                  kernel.smem).blocks_per_sm)
+            shape = ((matrix_rate, alu_rate, self.sfu_rate_sm * fill, max(1, n_blocks),
+                      kernel.serial_operands, warps), occ, self.inflight_bytes(kernel, 1),
+                     self.inflight_bytes(kernel, n_blocks))
+            if len(self._constants_of) >= CONSTANTS_KEPT:  # (a long sweep: start afresh)
+                self._constants_of.clear()
+            self._constants_of[key] = shape
+        rates, occ, inflight_one, inflight = shape
+        out = mine[1][n_blocks] = (*rates, *self._latencies(kernel.grid, n_blocks, occ,
+                                                            inflight_one), inflight)
         return out
 
     def _terms(self, kernel: Kernel, w, n_blocks: int, xp) -> dict:
@@ -552,8 +603,12 @@ class Gpu:
 
     def kernel_floor(self, total: Work) -> tuple[float, str]:
         """The shared units' time for a kernel's whole traffic, and its bound."""
-        hbm_s = total.hbm_bytes / self.hbm_bw
-        l2_s = total.l2_bytes / self.l2_bw
+        return self.traffic_floor(total.hbm_bytes, total.l2_bytes)
+
+    def traffic_floor(self, hbm_bytes: float, l2_bytes: float) -> tuple[float, str]:
+        """:meth:`kernel_floor` of a kernel's HBM and L2 bytes (:meth:`Kernel.traffic`)."""
+        hbm_s = hbm_bytes / self.hbm_bw
+        l2_s = l2_bytes / self.l2_bw
         return (hbm_s, "memory") if hbm_s >= l2_s else (l2_s, "onchip")
 
     # ------------------------------------------------------------ schedule
@@ -561,7 +616,11 @@ class Gpu:
         """(seconds, bound) of the SM one block of ``work`` takes while ``occ`` blocks
         like it share the SM: its share of a full group."""
         occ = max(1, occ)
-        t, bound = self._pipes(kernel, work.scaled(occ), occ)
+        f = _fields(work)
+        if occ == 1:  # (x * 1 is x and t / 1 is t, for every float)
+            return self._pipes_of(kernel, f, 1)
+        # the counts of work.scaled(occ), each field times occ
+        t, bound = self._pipes_of(kernel, tuple([x * occ for x in f]), occ)
         return t / occ, bound
 
     def block_shares(self, kernel: Kernel, works: list[Work], occ: int
@@ -569,12 +628,15 @@ class Gpu:
         """:meth:`block_share` of every work in ``works`` at once (the same terms on
         numpy arrays, element by element: the same floats, a test holds them equal): a
         causal attention has thousands of block classes."""
+        return self._block_shares(kernel, works, occ, *_first_of(works))
+
+    def _block_shares(self, kernel: Kernel, works: list[Work], occ: int, ids: list[int],
+                      first: dict[int, int]) -> list[tuple[float, str]]:
+        """:meth:`block_shares`, the works' identities and first places given
+        (:func:`_first_of`)."""
         occ = max(1, occ)
         # a work listed for many classes (one per unit, :func:`.attention._classes`) is
         # costed once: the distinct ones, by identity
-        ids = list(map(id, works))
-        # each work's first class, found in C (the pairs reversed: the first written last)
-        first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
         if len(first) < MANY or not arrays(len(works)):
             if len(first) == len(works):
                 return [self.block_share(kernel, w, occ) for w in works]
@@ -656,6 +718,13 @@ class Gpu:
         (work-conserving), as longest-processing-time-first balances them. Each SM
         runs its blocks longest first (:func:`plan_groups`). ``shares``: each class's
         :meth:`block_share` at ``occ``, when the caller has them."""
+        return self._assign(kernel, occ, shares)
+
+    def _assign(self, kernel: Kernel, occ: int, shares: list[tuple[float, str]] | None,
+                ids: list[int] | None = None, first: dict[int, int] | None = None
+                ) -> list[list[int]]:
+        """:meth:`assign`; ``ids`` and ``first``: the classes' works' identities and
+        first places (:func:`_first_of`), when the caller has them."""
         sms = self.spec.sms
         per_sm: list[list[int]] = [[] for _ in range(sms)]
         if len(kernel.blocks) == 1:
@@ -677,9 +746,8 @@ class Gpu:
                 order = np.argsort(neg, kind="stable").tolist()
         else:  # (a work listed for many classes costed once: its share is one too)
             blocks = kernel.blocks
-            ids = [id(w) for _, w in blocks]
-            # each work's first class (the pairs reversed: the first one written last)
-            first = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
+            if ids is None:
+                ids, first = _first_of(list(map(itemgetter(1), blocks)))
             costs = {i: self.block_cost(kernel, blocks[c][1], occ,
                                         shares[c][0] if shares else None)
                      for i, c in first.items()}
@@ -847,12 +915,13 @@ class Builder:
             return sink.add_pieces(unit, dur, n, first_bytes, deps, bound, copies, serial)
         tasks = self.tasks
         first = len(tasks)
-        tasks.append(Task(unit, dur, first_bytes, {}, tuple(deps), bound, "", label, copies,
-                          copies > 1))
-        # the rest: the same fields but the dependency (Task's fields in order, without
-        # its keyword-parsing constructor: a kernel has hundreds of pieces)
-        tasks.extend([_new_task(Task, (unit, dur, {}, {}, (i,), bound, "", label, copies,
-                                       serial)) for i in range(first, first + n - 1)])
+        # (Task's fields in order, without its keyword-parsing constructor: a kernel has
+        # hundreds of pieces; no bytes and no actions are one read-only empty mapping)
+        tasks.append(_new_task(Task, (unit, dur, first_bytes or _EMPTY, _EMPTY, tuple(deps),
+                                      bound, "", label, copies, serial)))
+        # the rest: the same fields but the dependency
+        tasks.extend([_new_task(Task, (unit, dur, _EMPTY, _EMPTY, (i,), bound, "", label,
+                                       copies, serial)) for i in range(first, first + n - 1)])
         return len(tasks) - 1
 
     def kernel(self, k: Kernel) -> KernelReport:
@@ -870,15 +939,17 @@ class Builder:
         start = self.start(k.name)
         ends: list[int] = []
         bounds: dict[str, float] = {}
-        total = k.total()
+        hbm_total, l2_total = k.traffic()  # (the blocks' total work's bytes)
         est = 0.0
         sink = self.sink
-        if grid:
-            # the timeline's labels (none formatted for a sink: only the timeline reads them)
-            tag = "" if sink is not None else \
-                f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
-            hbm_piece = total.hbm_bytes / PIECES_PER_KERNEL
-            l2_piece = total.l2_bytes / PIECES_PER_KERNEL
+        if grid and sink is not None:  # the same sums, no task made (_summed)
+            est = self._summed(k, per, start, hbm_total, l2_total, bounds, ends)
+        elif grid:
+            # the timeline's labels
+            tag = f"{self.label}: {k.name} {k.tile} occ={per} ({occ.limiter}) waves={waves:.2f}"
+            hbm_label, l2_label = f"{tag} HBM", f"{tag} L2"
+            hbm_piece = hbm_total / PIECES_PER_KERNEL
+            l2_piece = l2_total / PIECES_PER_KERNEL
             rd, wr, l2c = _Counter(), _Counter(), _Counter()
             hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
             per_sm = self._groups(k, per)
@@ -894,11 +965,11 @@ class Builder:
                         if chunk is None:
                             chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
                         chunks.append(chunk)
-                acts: dict[int, dict] = {}  # a chunk's actions (the sink only reads them)
                 # each lane of the SM, its pipes and its traffic on the shared units,
                 # runs its parts in turn: a group's loads stream while the previous
                 # group computes (double buffering), and the units serve the SMs' chains
                 # round robin, never idle while a piece is waiting
+                acts: dict[int, dict] = {}  # a chunk's actions (its tasks only read them)
                 sm_lane = hbm_lane = l2_lane = (start,)
                 sm_total = 0.0
                 for sm_s, w, nblocks, by in _merge(chunks):
@@ -906,38 +977,24 @@ class Builder:
                         bounds[b] = bounds.get(b, 0.0) + t * copies
                     bound = max(by, key=by.get) if len(by) > 1 else next(iter(by))
                     nbytes = {"l2_read": l2c.share(w.l2_bytes, copies)}
-                    if sink is not None:
-                        got = acts.get(id(w))
-                        if got is None:
-                            got = acts[id(w)] = self.energy(k, w)
-                        a = sink.add_copies(unit, sm_s, nbytes, got, sm_lane, bound, copies)
-                    else:
-                        a = self.add(Task(unit, sm_s, nbytes, self.energy(k, w), sm_lane,
-                                          bound, "", f"{tag} x{nblocks}", copies))
-                    sm_lane = (a,)
+                    got = acts.get(id(w))
+                    if got is None:
+                        got = acts[id(w)] = self.energy(k, w)
+                    self.tasks.append(_new_task(Task, (unit, sm_s, nbytes, got, sm_lane, bound,
+                                                       "", f"{tag} x{nblocks}", copies,
+                                                       False)))
+                    sm_lane = (len(self.tasks) - 1,)
                     hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
                     if hbm_bytes > 0:
                         nb = {"dram_read": rd.share(w.hbm_read, copies),
                               "dram_write": wr.share(w.hbm_write, copies)}
-                        if sink is not None:  # (_pieces, inline: thousands per model)
-                            n = max(1, int(round(hbm_bytes / hbm_piece))) if hbm_piece > 0 \
-                                else 1
-                            hbm_lane = (sink.add_pieces(HBM_UNIT, hbm_bytes / hbm_bw / n, n,
-                                                        nb, hbm_lane, "memory", copies,
-                                                        copies > 1),)
-                        else:
-                            hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
-                                                     hbm_lane, "memory", f"{tag} HBM", nb,
-                                                     copies),)
+                        hbm_lane = (self._pieces(HBM_UNIT, hbm_bytes, hbm_piece, hbm_bw,
+                                                 hbm_lane, "memory", hbm_label, nb,
+                                                 copies),)
                     l2_bytes = w.l2_bytes
                     if l2_bytes > 0:
-                        if sink is not None:
-                            n = max(1, int(round(l2_bytes / l2_piece))) if l2_piece > 0 else 1
-                            l2_lane = (sink.add_pieces(L2_UNIT, l2_bytes / l2_bw / n, n, None,
-                                                       l2_lane, "onchip", copies, copies > 1),)
-                        else:
-                            l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
-                                                    "onchip", f"{tag} L2", {}, copies),)
+                        l2_lane = (self._pieces(L2_UNIT, l2_bytes, l2_piece, l2_bw, l2_lane,
+                                                "onchip", l2_label, _EMPTY, copies),)
                     sm_total += sm_s
                 if sm_total:
                     ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
@@ -953,7 +1010,7 @@ class Builder:
             ends = [start]
         self._last = tuple(ends)
         bound = k.bound_hint or (max(bounds, key=bounds.get) if bounds else "latency")
-        floor_s, floor_bound = gpu.kernel_floor(total)
+        floor_s, floor_bound = gpu.traffic_floor(hbm_total, l2_total)
         if floor_s > est and not k.bound_hint:
             bound = floor_bound
         pcie_s = k.pcie_bytes / spec.pcie_bw_bytes_per_s
@@ -965,6 +1022,103 @@ class Builder:
                            dict(k.notes))
         self.reports.append(rep)
         return rep
+
+    def _summed(self, k: Kernel, per: int, start: int, hbm_total: float, l2_total: float,
+                bounds: dict, ends: list) -> float:
+        """:meth:`kernel`'s SM groups, handed to the sink (:class:`hwsim.engine.Accumulator`)
+        as the tasks' fields, none made: the same calls with the same arguments in the
+        same order as the tasks would give, so the same sums. What a chunk's calls
+        share whatever its place (its bound, actions, HBM and L2 pieces) is worked out
+        once per distinct chunk (a run's equal parts are one chunk); each chunk then
+        takes only its whole bytes (:class:`_Counter`'s cumulative rounding, inline:
+        three counters a chunk) and its dependencies. Adds the SMs' bound seconds to
+        ``bounds`` and the last tasks to ``ends``; returns the busiest group's seconds."""
+        gpu, sink, energy = self.gpu, self.sink, self.energy
+        add_copies, add_pieces = sink.add_copies, sink.add_pieces
+        hbm_piece = hbm_total / PIECES_PER_KERNEL
+        l2_piece = l2_total / PIECES_PER_KERNEL
+        hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
+        # the three _Counter's (HBM reads, HBM writes, L2 reads): bytes taken, handed out
+        rd_acc = wr_acc = l2_acc = 0.0
+        rd_given = wr_given = l2_given = 0
+        bget = bounds.get
+        est = 0.0
+        per_sm = self._groups(k, per)
+        groups = (uniform_groups(k.blocks[0][0], len(per_sm))
+                  if self.grouping and len(k.blocks) == 1 else self._sm_groups(per_sm))
+        for members in groups:
+            copies = len(members)
+            serial = copies > 1
+            unit = group_name("sm", members)
+            chunks = []
+            for reps, w, n, sm_s, bound in per_sm[members[0]]:
+                made: dict[int, tuple] = {}  # equal parts of a run: one chunk (read only)
+                for r in _split(reps):
+                    chunk = made.get(r)
+                    if chunk is None:
+                        chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
+                    chunks.append(chunk)
+            parts: dict[int, tuple] = {}  # id(chunk) -> what its calls share
+            sm_lane = hbm_lane = l2_lane = (start,)
+            sm_total = 0.0
+            for chunk in _merge(chunks):
+                got = parts.get(id(chunk))
+                if got is None:
+                    sm_s, w, _, by = chunk
+                    hbm_bytes = w.hbm_read + w.hbm_write  # (Work.hbm_bytes)
+                    hbm_n = (max(1, int(round(hbm_bytes / hbm_piece))) if hbm_piece > 0
+                             else 1) if hbm_bytes > 0 else 0
+                    l2_bytes = w.l2_bytes
+                    l2_n = (max(1, int(round(l2_bytes / l2_piece))) if l2_piece > 0
+                            else 1) if l2_bytes > 0 else 0
+                    got = parts[id(chunk)] = (
+                        sm_s, [(b, t * copies) for b, t in by.items()],
+                        max(by, key=by.get) if len(by) > 1 else next(iter(by)),
+                        energy(k, w),
+                        # _Counter.share's bytes taken: x, or x times the members
+                        l2_bytes if copies == 1 else l2_bytes * copies,
+                        w.hbm_read if copies == 1 else w.hbm_read * copies,
+                        w.hbm_write if copies == 1 else w.hbm_write * copies,
+                        hbm_n, hbm_bytes / hbm_bw / hbm_n if hbm_n else 0.0,
+                        l2_n, l2_bytes / l2_bw / l2_n if l2_n else 0.0)
+                sm_s, by_s, bound, acts, l2_x, rd_x, wr_x, hbm_n, hbm_d, l2_n, l2_d = got
+                for b, t in by_s:
+                    bounds[b] = bget(b, 0.0) + t
+                # _Counter.share: the members' whole bytes together, split equally
+                l2_acc += l2_x
+                l2_b = round(l2_acc) - l2_given
+                if serial:
+                    l2_b //= copies
+                l2_given += l2_b * copies
+                sm_lane = (add_copies(unit, sm_s, {"l2_read": l2_b}, acts, sm_lane, bound,
+                                      copies),)
+                if hbm_n:
+                    rd_acc += rd_x
+                    rd_b = round(rd_acc) - rd_given
+                    wr_acc += wr_x
+                    wr_b = round(wr_acc) - wr_given
+                    if serial:
+                        rd_b //= copies
+                        wr_b //= copies
+                    rd_given += rd_b * copies
+                    wr_given += wr_b * copies
+                    hbm_lane = (add_pieces(HBM_UNIT, hbm_d, hbm_n,
+                                           {"dram_read": rd_b, "dram_write": wr_b}, hbm_lane,
+                                           "memory", copies, serial),)
+                if l2_n:
+                    l2_lane = (add_pieces(L2_UNIT, l2_d, l2_n, None, l2_lane, "onchip", copies,
+                                          serial),)
+                sm_total += sm_s
+            if sm_total:
+                ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
+            est = max(est, sm_total)
+        # what the groups' equal shares of whole bytes left over (under one per member)
+        left = {"dram_read": round(rd_acc) - rd_given, "dram_write": round(wr_acc) - wr_given,
+                "l2_read": round(l2_acc) - l2_given}
+        if any(left.values()):
+            sink.add(HBM_UNIT, 0.0, {n: b for n, b in left.items() if b}, {}, (start,),
+                     "memory")
+        return est
 
     def _groups(self, k: Kernel, per: int) -> list[list[Run]]:
         return plan_groups(self.gpu, k, per)
@@ -995,7 +1149,7 @@ class Builder:
             return [members for _, members in sms_of.values()]
         groups: dict[tuple, list[int]] = {}
         for runs, members in sms_of.values():
-            key = tuple((reps, w.key(), n, t, b) for reps, w, n, t, b in runs)
+            key = tuple([(reps, w.key(), n, t, b) for reps, w, n, t, b in runs])
             if key in groups:  # equal runs in another list: the same group, SMs in order
                 members = sorted(groups[key] + members)
             groups[key] = members
@@ -1056,6 +1210,8 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         base, extra = divmod(count, sms)
         groups: dict[int, tuple] = {}  # a group of n blocks: its work, time and bound
 
+        alone: list[tuple[float, str]] = []  # (a block on its own: group_time's floor)
+
         def runs_of(c: int) -> list[Run]:  # SMs with as many blocks run the same
             full, rest = divmod(c, per)
             runs = []
@@ -1063,15 +1219,22 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                 if reps:
                     g = groups.get(n)
                     if g is None:  # (the full group is the same for both counts)
+                        # gpu.group_time(k, wn, n, w), the block alone worked out once
                         wn = w.scaled(n)
-                        g = groups[n] = (wn, *gpu.group_time(k, wn, n, w))
+                        t, bound = gpu._pipes(k, wn, n)
+                        if n > 1:
+                            if not alone:
+                                alone.append(gpu._pipes(k, w, 1))
+                            if alone[0][0] > t:
+                                t, bound = alone[0]
+                        g = groups[n] = (wn, t, bound)
                     runs.append((reps, g[0], n, g[1], g[2]))
             return runs
 
         # the first ``extra`` SMs take one block more (round robin), each count's
         # runs one list shared by its SMs
         return ([runs_of(base + 1)] * extra if extra else []) + [runs_of(base)] * (sms - extra)
-    works = [w for _, w in k.blocks]
+    works = list(map(itemgetter(1), k.blocks))
     many = len(works) >= MANY_SUMS and arrays(len(works))
     if many:  # thousands of classes (a causal attention's tiles): numpy, the same floats
         m = k.matrix
@@ -1086,16 +1249,19 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
         distinct = list(zip(t_arr.tolist(), b_arr.tolist()))
         shares = distinct if len(rows) == len(works) else [distinct[index[id(w)]]
                                                             for w in works]
+        assigned = gpu.assign(k, per, shares)  # longest first
     else:
-        shares = gpu.block_shares(k, works, per)
-    assigned = gpu.assign(k, per, shares)  # longest first
+        wid, first_class = _first_of(works)  # (one pass for the share, the cost, the keys)
+        shares = gpu._block_shares(k, works, per, wid, first_class)
+        assigned = gpu._assign(k, per, shares, wid, first_class)  # longest first
     # SMs given the same works in the same order run the same: each such list is planned
     # once (its runs shared by those SMs; every step below is per SM). A class's share,
     # cost and counts are its work's, and a work listed for many classes is one object
     # (a causal attention's tile of every head, .attention._classes): the lists are
     # keyed by their works' identities, so SMs given the same tiles of other heads
     # share one list
-    wid = list(map(id, works))
+    if many:
+        wid = list(map(id, works))
     keys = [tuple(map(wid.__getitem__, classes)) for classes in assigned]
     first: dict[tuple, int] = {}  # a list of works -> its place among the distinct ones
     busy = []
@@ -1115,8 +1281,8 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
                                          for classes in busy
                                          for c0 in range(0, len(classes), _run_size(classes))]
                                      ).tolist())
-    share_s = [t for t, _ in shares]
-    share_b = [b for _, b in shares]
+    share_s = list(map(itemgetter(0), shares))
+    share_b = list(map(itemgetter(1), shares))
     planned: dict[tuple, list[Run]] = {}
     for key, classes in zip(keys, assigned):
         if not classes:
@@ -1156,6 +1322,23 @@ def _plan_groups(gpu: Gpu, k: Kernel, per: int) -> list[list[Run]]:
             runs.append((1, w, len(members), t, max(by, key=by.get)))
         out.append(runs)
     return out
+
+
+def uniform_groups(count: int, sms: int) -> list[list[int]]:
+    """:meth:`Builder._sm_groups` of a uniform grid of ``count`` blocks, without looking
+    at its plan: the first ``count % sms`` SMs hold one list of runs, the others another
+    (:func:`plan_groups`), never equal (their blocks differ in number); a test holds
+    the two equal."""
+    extra = count % sms
+    return [list(range(extra)), list(range(extra, sms))] if extra else [list(range(sms))]
+
+
+def _first_of(works: list[Work]) -> tuple[list[int], dict[int, int]]:
+    """The works' identities, and each distinct work's first place among them: a work
+    listed for many classes (a causal attention's tile of every head) is costed once."""
+    ids = list(map(id, works))
+    # found in C: the pairs reversed, so that a work's first place is written last
+    return ids, dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))
 
 
 def _all_ratios(gpu: Gpu, k: Kernel, m, works: list[Work], busy: list[list[int]], per: int
@@ -1222,10 +1405,10 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
             index[key] = len(distinct)
             distinct.append(key)
     if len(distinct[0]) == len(WORK_FIELDS):
-        distinct = [tuple(row[c] for c in TERM_COLUMNS) for row in distinct]
+        distinct = [tuple([row[c] for c in TERM_COLUMNS]) for row in distinct]
     if len(distinct) * per <= FEW_RATIOS or not arrays(len(distinct) * per):
         # one by one (Gpu.group_time's floats)
-        times = {r: [_group_time_of(gpu, k, tuple(x * r for x in row), r) for row in distinct]
+        times = {r: [_group_time_of(gpu, k, tuple([x * r for x in row]), r) for row in distinct]
                  for r in range(1, per + 1)}
     else:
         import numpy as np  # noqa: PLC0415
@@ -1248,7 +1431,7 @@ def _group_time_of(gpu: Gpu, k: Kernel, f: tuple, n: int) -> float:
     :meth:`Gpu.group_times_cols` for one column."""
     t = gpu._pipes_of(k, f, n)[0]
     if n > 1:
-        alone = gpu._pipes_of(k, tuple(x * (1.0 / n) for x in f), 1)[0]
+        alone = gpu._pipes_of(k, tuple([x * (1.0 / n) for x in f]), 1)[0]
         if alone > t:
             t = alone
     return t
@@ -1279,9 +1462,9 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
         for runs in plan_groups(gpu, k, occ):
             sm_s = seen.get(id(runs))
             if sm_s is None:
-                sm_s = seen[id(runs)] = sum(reps * t for reps, _, _, t, _ in runs)
+                sm_s = seen[id(runs)] = sum([reps * t for reps, _, _, t, _ in runs])
             busiest = max(busiest, sm_s)
-        floor_s, _ = gpu.kernel_floor(k.total())
+        floor_s, _ = gpu.traffic_floor(*k.traffic())
         start = queued_start_s(gpu.spec, start, end, j == 0)
         end = start + max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
     return end
@@ -1312,5 +1495,5 @@ def _merge(chunks: list) -> list:
             w.add(c[1])
             for b, t in c[3].items():
                 by[b] = by.get(b, 0.0) + t
-        out.append((sum(c[0] for c in part), w, sum(c[2] for c in part), by))
+        out.append((sum([c[0] for c in part]), w, sum([c[2] for c in part]), by))
     return out + [last]

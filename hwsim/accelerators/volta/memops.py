@@ -65,7 +65,9 @@ def lower(op, graph, carry: Carry = NONE) -> list[Kernel]:
     rd, wr = read_bytes(op, graph), write_bytes(op, graph)
     if carry and kind not in CARRY_KINDS:
         raise ValueError(f"a {kind} kernel does not take its inputs from the L2")
-    held = (float(onchip_read_bytes(op, graph, carry)), float(kept_write_bytes(op, graph, carry)))
+    # (no carry: nothing held, the sums of nothing)
+    held = (float(onchip_read_bytes(op, graph, carry)),
+            float(kept_write_bytes(op, graph, carry))) if carry else (0.0, 0.0)
     name = op.name or kind
     n_flops = flops(op)
     if kind == "elementwise":

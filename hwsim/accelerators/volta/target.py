@@ -27,6 +27,7 @@ from .gpu import Builder, Gpu, Kernel
 from .memory import volta_footprint
 from .spec import VoltaSpec
 
+SUMMED_CLASSES = 16  # block classes up to which an op's analytical build is kept by its kernels
 MEMORY_KINDS = ("softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope", "topk",
                 "gather", "embedding", "concat", "kv_write")
 
@@ -132,11 +133,14 @@ class VoltaTarget(Target):
     def describe(self, op, graph, spec: VoltaSpec, tiling=None, carry: Carry = NONE) -> str:
         """Per kernel: name, block tile, grid, occupancy and its limiter, waves, bound,
         and what the kernel adds (GQA packing, split-KV, key blocks, partials in L2)."""
-        return "; ".join(
-            f"{k['name'].rsplit(':', 1)[-1]} {k['block_tile']} grid {k['grid']} "
-            f"occ {k['occupancy']} ({k['limiter']}) {k['waves']:g} waves {k['bound']}"
-            + (f" [{k['detail']}]" if k["detail"] else "")
-            for k in self.kernels(op, graph, spec, tiling, carry))
+        if op.kind in ("view", "allreduce"):
+            return ""
+        # (the build's reports as they are, not kernels()' copies)
+        return "; ".join([
+            f"{r.name.rsplit(':', 1)[-1]} {r.block_tile} grid {r.grid} "
+            f"occ {r.occupancy} ({r.limiter}) {r.waves:g} waves {r.bound}"
+            + (f" [{r.detail}]" if r.detail else "")
+            for r in self._build(op, graph, spec, tiling, carry, need="reports").reports])
 
     def executed_flops(self, op, graph, spec: VoltaSpec, tiling=None) -> int:
         """What the kernels compute: an attention's visited tiles, whole
@@ -157,7 +161,10 @@ class VoltaTarget(Target):
         """The build of ``op``'s kernels, kept for the next few asks (the lowering and the
         report ask for the same op). ``need``: ``tasks`` (made), ``summary`` (their sums
         in an :class:`~hwsim.engine.Accumulator`, ``Builder.sink``, no task made) or
-        ``reports`` (the kernel reports, which either build has)."""
+        ``reports`` (the kernel reports, which either build has). A summary build is
+        also kept on the GPU by its kernels without their names (:meth:`_summed_key`):
+        another op whose kernels are the same but for their names takes its sums (a
+        test holds them to the op's own build)."""
         kept = self._tiling_repr  # (a frozen tiling's repr, kept while it is the one asked)
         if kept is None or kept[0] is not tiling:
             kept = self._tiling_repr = (tiling, repr(tiling))
@@ -165,12 +172,51 @@ class VoltaTarget(Target):
         for k, _, bld in self._built:
             if k == key and (need == "reports" or (bld.sink is not None) == (need == "summary")):
                 return bld
-        bld = Builder(self.gpu(spec), actions, op.name or op.kind, grouping=self.grouping,
-                      sink=Accumulator() if need == "summary" else None)
-        for k in self.kernels_of(op, graph, spec, tiling, carry):
-            bld.kernel(k)
+        gpu = self.gpu(spec)
+        ks = self.kernels_of(op, graph, spec, tiling, carry)
+        # an analytical build of the same kernels but for their names: its sums
+        summed = self._summed_key(ks) if need == "summary" else None
+        kept = gpu.__dict__.setdefault("_summed", {}) if summed is not None else None
+        bld = self._renamed(gpu, kept.get(summed), ks) if summed is not None else None
+        if bld is None:
+            bld = Builder(gpu, actions, op.name or op.kind, grouping=self.grouping,
+                          sink=Accumulator() if need == "summary" else None)
+            for k in ks:
+                bld.kernel(k)
+            if summed is not None:
+                if len(kept) >= self.SUMMED_KEPT:  # (a long run: start afresh)
+                    kept.clear()
+                kept[summed] = bld
         # the objects stay referenced while cached, so their ids cannot be reused
         self._built = [(key, (op, graph, spec, tiling), bld)] + self._built[:3]
+        return bld
+
+    SUMMED_KEPT = 256  # analytical builds kept per GPU by their kernels (_summed_key)
+
+    def _summed_key(self, ks: list[Kernel]) -> tuple | None:
+        """What the sink's sums of ``ks`` depend on: every field of each kernel but the
+        names, details and notes (which only the labels and the reports read), with its
+        blocks' counts; ``None`` for a kernel of many classes (a causal attention's
+        tiles), whose key would cost more than it saves."""
+        out = [self.grouping]
+        for k in ks:
+            if len(k.blocks) > SUMMED_CLASSES:
+                return None
+            out.append((k.tile, k.threads, k.regs, k.smem, k.dtype, k.tensor, k.bound_hint,
+                        k.pcie_bytes, k.serial_operands, k.inflight_bytes_per_thread,
+                        k.loop_efficiency, tuple([(c, w.key()) for c, w in k.blocks])))
+        return tuple(out)
+
+    def _renamed(self, gpu: Gpu, got: Builder | None, ks: list[Kernel]) -> Builder | None:
+        """``got``, an analytical build of kernels equal to ``ks`` but for their names
+        (an op's K and V cache writes, a q and an o projection of one shape), for
+        ``ks``: its sums (the same calls, so the same floats), its kernel reports
+        under ``ks``' names, details and notes; ``None`` for none."""
+        if got is None:
+            return None
+        bld = Builder(gpu, actions, "", grouping=self.grouping, sink=got.sink)
+        bld.reports = [replace(r, name=k.name, detail=k.detail, notes=dict(k.notes))
+                       for r, k in zip(got.reports, ks)]
         return bld
 
     def footprint(self, graph, spec: VoltaSpec, tiling):

@@ -1,0 +1,155 @@
+"""The Volta target's shortcuts for speed give what the plain computations give, to the
+last bit: the kernels' HBM and L2 totals summed alone, a uniform grid's SM groups
+known without looking, the pipe constants kept across kernels of one shape and other
+grids, a GEMM tile's bound terms kept across products, and an op's analytical sums
+reused for another op whose kernels differ only in their names (issue 14)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from hwsim.accelerators.volta import TARGET, gemm
+from hwsim.accelerators.volta import gpu as gpu_mod
+from hwsim.accelerators.volta.gpu import (
+    _FLOATS,
+    Builder,
+    Gpu,
+    Kernel,
+    Work,
+    _fields,
+    _pipes_bound,
+    plan_groups,
+    uniform_groups,
+)
+from hwsim.targets import resolve
+from hwsim.workload import build_graph, workload_from_dict
+
+SPEC = resolve("volta").spec
+
+
+def _graph(ops, **extra):
+    wl = workload_from_dict({"name": "t", "ops": ops, **extra}, "<test>")
+    return wl, build_graph(wl)
+
+
+def _kernels(ops):
+    wl, g = _graph(ops)
+    return [k for op in g.ops if op.kind != "view"
+            for k in TARGET.kernels_of(op, g, SPEC, wl.tiling)]
+
+
+OPS = [
+    {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 2048, "kv_len": 2048,
+     "causal": True},  # a thousand classes, a work shared by every head's tile
+    {"kind": "attention", "heads": 12, "head_dim": 64, "q_len": 200, "kv_len": 200},
+    {"kind": "attention", "heads": 32, "kv_heads": 8, "head_dim": 128, "q_len": 1,
+     "kv_len": 5000},  # decode: split-KV and its combine
+    {"kind": "matmul", "m": 333, "n": 4096, "k": 4096, "dtype": "fp16"},
+    {"kind": "matmul", "m": 8, "n": 11008, "k": 4096, "dtype": "fp32"},
+    {"kind": "softmax", "rows": 4096, "cols": 777, "dtype": "fp16"},
+]
+
+
+@pytest.mark.parametrize("arrays", [False, True])
+def test_traffic_is_totals_hbm_and_l2_bytes(arrays, monkeypatch):
+    """Kernel.traffic sums only the HBM and L2 bytes, as total() sums them: the same
+    floats (repr), on one-class grids and on a causal attention's thousand classes,
+    on the loop path and on numpy's."""
+    monkeypatch.setattr(gpu_mod, "arrays", lambda n: arrays)
+    ks = _kernels(OPS)
+    assert any(len(k.blocks) > 256 for k in ks) and any(len(k.blocks) == 1 for k in ks)
+    for k in ks:
+        hbm, l2 = k.traffic()
+        k.__dict__.pop("_total", None)
+        t = k.total()
+        assert (repr(hbm), repr(l2)) == (repr(t.hbm_bytes), repr(t.l2_bytes)), k.name
+        assert GPU.traffic_floor(hbm, l2) == GPU.kernel_floor(t)
+
+
+GPU = Gpu(SPEC)
+
+
+def test_uniform_groups_are_what_sm_groups_finds():
+    """A uniform grid's SM groups (uniform_groups, from its block count alone) are the
+    groups Builder._sm_groups finds in its plan, for grids below, at and above the SMs
+    and occupancies of one to eight blocks."""
+    bld = Builder(GPU, lambda k, w: {}, "t")
+    w = Work(tensor_flops=1e6, l2_bytes=3e4, hbm_read=1e4, hbm_write=5e3)
+    for count in (1, 7, 79, 80, 81, 160, 161, 1000, 4096, 12345):
+        for per in (1, 2, 3, 8):
+            k = Kernel("k", "t", 256, 32, 0, [(count, w)], tensor=False)
+            assert uniform_groups(count, SPEC.sms) == bld._sm_groups(plan_groups(GPU, k, per))
+
+
+def test_pipe_constants_kept_across_grids_give_the_formula():
+    """The pipe constants are kept by a kernel's shape without its grid (the loaded
+    latencies, which depend on the grid, worked out for each kernel): kernels of one
+    shape and different grids, asked in turn, each give Gpu._terms' seconds and bound."""
+    gpu = Gpu(SPEC)
+    rng = random.Random(3)
+    works = [Work(*(rng.random() * 10 ** rng.randint(3, 7) * (rng.random() < .8)
+                    for _ in range(9))) for _ in range(20)]
+    for grid in (1, 50, 80, 81, 333, 4000, 1, 333):  # (again: the kept ones)
+        k = Kernel("k", "64x64", 128, 64, 16384, [(grid, Work())], serial_operands=True,
+                   inflight_bytes_per_thread=32.0)
+        for w in works:
+            for n in (1, 2, 3):
+                x = gpu._terms(k, _fields(w), n, _FLOATS)
+                assert gpu._pipes_of(k, _fields(w), n) == (x["t"], _pipes_bound(x))
+
+
+def test_tile_bound_terms_kept_across_products_give_the_fresh_bounds():
+    """A GEMM tile's bound terms are kept by tile, split, K, widths and type: each
+    configuration's lower bound, asked after many other products', is the one a GPU
+    with nothing kept gives, to the last bit."""
+    rng = random.Random(5)
+    products = []
+    for _ in range(60):
+        dt = rng.choice(["fp16", "fp16", "fp32", "int8", "fp64"])
+        products.append(gemm.Gemm(rng.choice([1, 12]), rng.choice([8, 128, 333, 4096]),
+                                  rng.choice([64, 768, 4096, 11008]),
+                                  rng.choice([64, 768, 3072, 4096]), dt, dt,
+                                  b_dtype=rng.choice(["", "int8"]) if dt == "fp16" else ""))
+    warm = Gpu(SPEC)
+    for g in products:
+        for tile, split in gemm.configs(warm, g):
+            got = gemm.lower_bound(warm, g, tile, split, warm.dram_latency_s)
+            fresh = Gpu(SPEC)
+            assert repr(got) == repr(gemm.lower_bound(fresh, g, tile, split,
+                                                      fresh.dram_latency_s))
+
+
+def test_an_op_with_the_same_kernels_reuses_the_sums_under_its_own_names(monkeypatch):
+    """Two ops whose kernels differ only in their names (here two projections of one
+    shape): the second op's analytical summary is the first's sums, none rebuilt, and
+    equal to its own fresh build to the last bit; its kernel reports carry its names."""
+    ops = [{"kind": "matmul", "name": "q_proj", "m": 777, "n": 4096, "k": 4096,
+            "dtype": "fp16"},
+           {"kind": "matmul", "name": "o_proj", "m": 777, "n": 4096, "k": 4096,
+            "dtype": "fp16"}]
+    wl, g = _graph(ops)
+    q, o = g.ops
+    gpu = TARGET.gpu(SPEC)
+    gpu.__dict__.pop("_summed", None)
+    TARGET._built.clear()
+    TARGET.lower_summary(q, g, SPEC, wl.tiling)
+    built = []
+    real = Builder.kernel
+
+    def counted(self, k):
+        built.append(k.name)
+        return real(self, k)
+
+    monkeypatch.setattr(Builder, "kernel", counted)
+    got = TARGET.lower_summary(o, g, SPEC, wl.tiling)
+    reports = TARGET.kernels(o, g, SPEC, wl.tiling)
+    assert built == []  # (the sums of q_proj's build)
+    assert all(r["name"].startswith("o_proj:") for r in reports)
+    gpu.__dict__.pop("_summed", None)
+    TARGET._built.clear()
+    want = TARGET.lower_summary(o, g, SPEC, wl.tiling)
+    assert built and got == want
+    assert repr(got[0].analytical_latency_s) == repr(want[0].analytical_latency_s)
+    assert reports == TARGET.kernels(o, g, SPEC, wl.tiling)
