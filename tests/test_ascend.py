@@ -670,12 +670,18 @@ def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
         sizes = {}
         terms = random.Random(trial)
 
-        def shape(rows, cols, _k=k, sizes=sizes, _r=terms):
-            # a tile's terms, as emit_gemm's shape makes them (edge tiles differ)
-            return sizes.setdefault((rows, cols), (
-                _r.random() * 1e-6, _r.choice(["compute", "onchip"]),
-                chip.burst(rows, _k * 2, contiguous=True), chip.burst(_k, cols * 2),
-                _r.random() * 1e4, {"mac_fp16": _r.random() * 1e6, "l0_byte": _r.random()}, 0))
+        def shape(rows, cols, _k=k, sizes=sizes, _r=terms, _w=trial % 2):
+            # a tile's terms, as emit_gemm's shape makes them (edge tiles differ); its
+            # store bytes and actions whole numbers (as emit_gemm's are) or not
+            if (rows, cols) not in sizes:
+                v = [_r.random() * x for x in (1e4, 1e6, 1e5)]
+                if _w:
+                    v = [float(round(x)) for x in v]
+                sizes[rows, cols] = (_r.random() * 1e-6, _r.choice(["compute", "onchip"]),
+                                     chip.burst(rows, _k * 2, contiguous=True),
+                                     chip.burst(_k, cols * 2), v[0],
+                                     {"mac_fp16": v[1], "l0_byte": v[2]}, 0)
+            return sizes[rows, cols]
         kw = dict(a="A", b="B", a_group=rng.choice([1, batch]), b_group=rng.choice([1, batch]))
         capacity = rng.choice([spec.l2_bytes, spec.l2_bytes, 2e6, 3e5, 5e4])
         l2s = []

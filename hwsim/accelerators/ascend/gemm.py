@@ -32,6 +32,7 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from math import gcd
 
 from hwsim.ir.dtypes import dtype_bits
@@ -631,6 +632,10 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
         info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
                         float(sh[2] + sh[3] + sh[6]))
     runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+    # every shape's store bytes and actions whole numbers (below 2**53): a run of r
+    # tiles adds r times each, exactly (the seconds are still added one by one)
+    whole_terms = all(float(v).is_integer() and abs(v) * len(hbm_all) < 2.0 ** 53
+                      for x in info.values() for v in (x[1], *x[2]))
 
     def alone(h: float, w: float, sh) -> tuple:  # a tile alone: its own item
         comp, store, acts, bound, _ = info[id(sh)]
@@ -663,8 +668,11 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
             uniform = chunk.count(first) == b - a
             if ws is None:  # whole numbers: the sums in any order
                 h = sum(hs[a:b])
-                w = (info[id(first)][4] * (b - a) if uniform else
-                     sum([info[id(sh)][4] for sh in chunk])) - h
+                if uniform:
+                    w = info[id(first)][4] * (b - a) - h
+                else:  # the chunk as runs of one shape (tile ids in order)
+                    chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
+                    w = sum([info[sid][4] * r for sid, r in chunk_runs]) - h
             else:
                 h = hs[a]
                 for x in hs[a + 1:b]:
@@ -683,6 +691,23 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
                         ac = [x + y for x, y in zip(ac, acts)]
                     got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
                 cp, st, ac, bound = got
+            elif ws is None and whole_terms:  # run by run: whole stores and actions
+                cp, st, ac, bound, _ = info[id(first)]
+                ac = list(ac)
+                for r_i, (sid, r) in enumerate(chunk_runs):
+                    comp, store, acts, bd, _ = info[sid]
+                    if r_i:
+                        # absorb's test, before a run's first tile; the run's others
+                        # cannot switch it (the same bound, or no longer than the sum)
+                        if bd != bound and comp > cp:
+                            bound = bd
+                    else:
+                        r -= 1  # the first tile is the start
+                    for _ in range(r):  # seconds: one add per tile, as absorb adds them
+                        cp += comp
+                    st += store * r  # whole numbers: the product is the adds' sum
+                    ac = [x + y * r for x, y in zip(ac, acts)]
+                ac = tuple(ac)
             else:  # the tiles one by one, as absorb adds them
                 cp, st, ac, bound, _ = info[id(first)]
                 for sh in chunk[1:]:
