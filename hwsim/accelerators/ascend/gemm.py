@@ -297,9 +297,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             and b_unique is None and a != b and (not bias or bias in l2.carried) \
             and a not in l2.resident and b not in l2.resident and b not in l2.carried:
         # the common case (B read block by block, A too or carried whole, no view, no
-        # bias read):
-        # every tile's HBM bytes a whole number, so the items' sums come out the same
-        # in any order, and the rows that only re-read the panels walk the L2 at once
+        # bias read): every tile's HBM bytes a whole number, so the items' sums come out
+        # the same in any order, and a row that only re-reads its panels is a few moves
         hbm_all, shape_all = _tile_misses(chip, l2, batch, m, n, k, dtype, t, shape, a=a,
                                           b=b, a_group=a_group, b_group=b_group)
         merged = _merge_tiles(per_core, None, 1.0, 1.0, stages, cap,
