@@ -642,6 +642,80 @@ def test_a_gemms_tiles_through_the_inline_l2_equal_the_read_loop():
         assert l2s[0].used == l2s[1].used, trial
 
 
+def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
+    """gemm._tile_misses (a row that only re-reads its group's B panels walked as a few
+    LRU moves) with _merge_tiles' whole-number sums, against _tile_reads_loop (one
+    L2.read per block) and _merge_tiles on its tiles: the same items to the last bit,
+    the same core groups, the L2 left with the same lines in the same order and the
+    same bytes used; on random shapes (edge rows and columns), batches, shared
+    operands, real tile shapes (edge tiles' terms differ), A carried on chip, an L2
+    holding an intermediate, one warm with the operands' blocks, and L2s small enough that a
+    group's panels do not fit (those rows go tile by tile)."""
+    import random
+
+    from hwsim.accelerators.ascend.chip import L2, Chip
+    from hwsim.accelerators.ascend.gemm import _merge_tiles, _tile_misses, _tile_reads_loop
+    from hwsim.accelerators.ascend.gemm import search as gemm_search
+    from hwsim.accelerators.ascend.pipeline import Item
+
+    rng = random.Random(51)
+    spec = resolve("ascend").spec
+    chip = Chip(spec)
+    steady = 0
+    for trial in range(80):
+        batch = rng.choice([1, 1, 1, 2, 3])
+        m, n, k = (rng.choice([1, 7, 16, 100, 333, 1024, 2500, 4096]) for _ in range(3))
+        dtype = rng.choice(["fp16", "int8"])
+        t = gemm_search(chip, batch, m, n, k, dtype)
+        sizes = {}
+        terms = random.Random(trial)
+
+        def shape(rows, cols, _k=k, sizes=sizes, _r=terms, _w=trial % 2):
+            # a tile's terms, as emit_gemm's shape makes them (edge tiles differ); its
+            # store bytes and actions whole numbers (as emit_gemm's are) or not
+            if (rows, cols) not in sizes:
+                v = [_r.random() * x for x in (1e4, 1e6, 1e5)]
+                if _w:
+                    v = [float(round(x)) for x in v]
+                sizes[rows, cols] = (_r.random() * 1e-6, _r.choice(["compute", "onchip"]),
+                                     chip.burst(rows, _k * 2, contiguous=True),
+                                     chip.burst(_k, cols * 2), v[0],
+                                     {"mac_fp16": v[1], "l0_byte": v[2]}, 0)
+            return sizes[rows, cols]
+        kw = dict(a="A", b="B", a_group=rng.choice([1, batch]), b_group=rng.choice([1, batch]))
+        capacity = rng.choice([spec.l2_bytes, spec.l2_bytes, 2e6, 3e5, 5e4])
+        l2s = []
+        carried = frozenset(("A",) if trial % 5 == 2 else ())  # A left on chip by the op before
+        for _ in range(2):
+            l2 = L2(capacity, carried=carried)
+            if trial % 3 == 0:  # an intermediate held: a lower limit
+                l2.write("S", capacity / 3)
+            if trial % 4 == 1:  # blocks of both operands read before (a q/k/v sibling)
+                l2.read("A", (0, 0), 1000.0)
+                l2.read("B", (0, 1), 3000.0)
+                l2.read("Z", (0, 0), 5000.0)
+            l2s.append(l2)
+        hbm, shapes = _tile_misses(chip, l2s[0], batch, m, n, k, dtype, t, shape, **kw)
+        tiles = _tile_reads_loop(chip, l2s[1], batch, m, n, k, dtype, t, shape, bias=None,
+                                 bias_full=False, **kw)
+        assert list(l2s[0].lines.items()) == list(l2s[1].lines.items()), trial
+        assert l2s[0].used == l2s[1].used, trial
+        assert hbm == [x[1] + x[2] for x in tiles], trial
+        cores = chip.n_cube
+        stages = rng.choice([1, 2, 5])
+        tiles_per_core = -(-len(tiles) // cores)
+        cap = max(stages, tiles_per_core * stages // rng.choice([1, 4, 16]))
+        got: list[list[Item]] = [[] for _ in range(cores)]
+        want: list[list[Item]] = [[] for _ in range(cores)]
+        g1 = _merge_tiles(got, None, 1.0, 1.0, stages, cap, whole=(hbm, shapes))
+        g2 = _merge_tiles(want, tiles, 1.0, 1.0, stages, cap)
+        assert g1 == g2, trial
+        assert [[repr(list(vars(it).values())) for it in c] for c in got] == \
+            [[repr(list(vars(it).values())) for it in c] for c in want], trial
+        steady += len(tiles) > 2 * cores
+    assert steady > 20  # most trials have rows that re-read their group's panels
+
+
 def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
     """cv_pipeline._sums (a walk's steps summed with the running sums in locals)
     against _sums_by_add (block run by block run, Block += k blocks): the same floats

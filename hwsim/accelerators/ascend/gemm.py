@@ -32,6 +32,7 @@ through L0 double buffering, and when it is the slower the task is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import groupby
 from math import gcd
 
 from hwsim.ir.dtypes import dtype_bits
@@ -292,7 +293,17 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     merged: list[list[int]] = []  # the cores in groups, where _merge_tiles made them
     a_b = m * k * by
     b_b = k * n * by
-    if batch == 1 or (a_b + b_b) * 4 > l2.capacity:
+    if (batch == 1 or (a_b + b_b) * 4 > l2.capacity) and a_unique is None \
+            and b_unique is None and a != b and (not bias or bias in l2.carried) \
+            and a not in l2.resident and b not in l2.resident and b not in l2.carried:
+        # the common case (B read block by block, A too or carried whole, no view, no
+        # bias read): every tile's HBM bytes a whole number, so the items' sums come out
+        # the same in any order, and a row that only re-reads its panels is a few moves
+        hbm_all, shape_all = _tile_misses(chip, l2, batch, m, n, k, dtype, t, shape, a=a,
+                                          b=b, a_group=a_group, b_group=b_group)
+        merged = _merge_tiles(per_core, None, 1.0, 1.0, stages, cap,
+                              leaders_only=bld.grouping, whole=(hbm_all, shape_all))
+    elif batch == 1 or (a_b + b_b) * 4 > l2.capacity:
         # tile by tile through the L2 model
         tiles = _tile_reads(chip, l2, batch, m, n, k, dtype, t, shape, a=a, b=b, bias=bias,
                             a_group=a_group, b_group=b_group, bias_full=bias_full)
@@ -480,8 +491,109 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     return tiles
 
 
-def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, stages: int,
-                 cap: int, leaders_only: bool = False) -> list[list[int]]:
+def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
+                 t: GemmTiling, shape, *, a: str, b: str, a_group: int, b_group: int
+                 ) -> tuple[list[float], list[tuple]]:
+    """:func:`_tile_reads` where B is read block by block, A too or carried whole
+    (:mod:`hwsim.onchip`: every read a hit, no line), neither held as an
+    intermediate, ``a != b``, and no bias is read: per tile in issue order its HBM
+    bytes (whole numbers) and its shape, the L2 left as the reads leave it.
+
+    Within a group of columns (:func:`tile_order`) the first row of tiles reads each
+    B panel of the group; when those panels and two A panels fit in the L2's limit,
+    no later row of the group evicts any of them (an LRU evicts the oldest first, and
+    the only line newer than the group's first B panel that is not the group's is
+    the previous row's A panel). So a later row's tiles all hit B, its A panel is one
+    real read (a miss or not, and the evictions a miss makes), and the row leaves the
+    LRU order its reads would (B panels by column, the A panel before the last): a
+    row is a few moves, not a tile's reads each (with A carried, the B panels alone
+    must fit). Other groups go tile by tile."""
+    om, on = t.om, t.on
+    tm, tn = cdiv(m, om), cdiv(n, on)
+    panel = k * on * dtype_bytes(dtype)
+    group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
+    heights = sorted({min(om, m - i * om) for i in range(tm)})
+    row_shapes = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+    a_max = max(row_shapes[h][0][2] for h in heights)  # A's bytes depend on the rows only
+    b_cols = row_shapes[heights[-1]]  # B's on the columns only
+    lines = l2.lines
+    move = lines.move_to_end
+    pop = lines.popitem
+    limit = l2._limit()
+    used = l2.used
+    hbm: list[float] = []
+    shapes_out: list[tuple] = []
+    put, put_all, put_shapes = hbm.append, hbm.extend, shapes_out.extend
+    zeros = [0.0] * group
+    a_carried = a in l2.carried
+    for bi in range(batch):
+        ga, gb = bi // a_group, bi // b_group
+        for j0 in range(0, tn, group):
+            j1 = min(tn, j0 + group)
+            b_keys = [(b, (gb, j)) for j in range(j0, j1)]
+            steady = sum(b_cols[j][3] for j in range(j0, j1)) \
+                + (0 if a_carried else 2 * a_max) <= limit
+            for i in range(tm):
+                shapes = row_shapes[min(om, m - i * om)]
+                a_key = (a, (ga, i))
+                if i and steady and a_carried:  # the group's B panels again: all hits
+                    put_all(zeros[:j1 - j0])
+                    for key in b_keys:
+                        move(key)
+                elif i and steady:  # the row re-reads the group's B panels: all hits
+                    if a_key in lines:
+                        move(a_key)
+                        put(0.0)
+                    else:
+                        ab = shapes[j0][2]
+                        lines[a_key] = ab
+                        used += ab
+                        while used > limit and len(lines) > 1:
+                            _, old = pop(last=False)
+                            used -= old
+                        put(float(ab))
+                    put_all(zeros[:j1 - j0 - 1])
+                    for key in b_keys[:-1]:
+                        move(key)
+                    move(a_key)
+                    move(b_keys[-1])
+                else:
+                    for j in range(j0, j1):
+                        sh = shapes[j]
+                        if a_carried:
+                            ha = 0.0
+                        elif a_key in lines:
+                            move(a_key)
+                            ha = 0.0
+                        else:
+                            ab = sh[2]
+                            lines[a_key] = ab
+                            used += ab
+                            while used > limit and len(lines) > 1:
+                                _, old = pop(last=False)
+                                used -= old
+                            ha = float(ab)
+                        b_key = b_keys[j - j0]
+                        if b_key in lines:
+                            move(b_key)
+                            hb = 0.0
+                        else:
+                            bb = sh[3]
+                            lines[b_key] = bb
+                            used += bb
+                            while used > limit and len(lines) > 1:
+                                _, old = pop(last=False)
+                                used -= old
+                            hb = float(bb)
+                        put(ha + hb)
+                put_shapes(shapes[j0:j1])
+    l2.used = used
+    return hbm, shapes_out
+
+
+def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
+                 stages: int, cap: int, leaders_only: bool = False,
+                 whole: tuple[list, list] | None = None) -> list[list[int]]:
     """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
     32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
     (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
@@ -501,50 +613,76 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
     ``leaders_only`` only each group's first core gets its items (the one a grouped
     build emits)."""
     cores = len(per_core)
-    keys = list(tiles[0][5][5])  # the actions' keys (every tile has the same)
     per = max(1, cap // stages)
-    # per tile: its HBM bytes (the operands' misses, scaled for views) and its L2 hits
-    hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
-    l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
-    shape_all = [t[5] for t in tiles]
+    if whole is None:
+        # per tile: its HBM bytes (the operands' misses, scaled for views), its L2 hits
+        hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
+        l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
+        shape_all = [t[5] for t in tiles]
+    else:
+        # whole numbers of bytes (below 2**53): a run's sums are the same in any order,
+        # and its L2 hits are its bytes less its misses
+        hbm_all, shape_all = whole
+        l2_all = None
+    keys = list(shape_all[0][5])  # the actions' keys (every tile has the same)
     # per shape (a GEMM's tiles share a few shape tuples): its numbers as floats
     info = {}
-    for sh in shape_all:
-        if id(sh) not in info:
-            info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1])
+    for sh in dict(zip(map(id, shape_all), shape_all)).values():
+        info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
+                        float(sh[2] + sh[3] + sh[6]))
     runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+    # every shape's store bytes and actions whole numbers (below 2**53): a run of r
+    # tiles adds r times each, exactly (the seconds are still added one by one)
+    whole_terms = all(float(v).is_integer() and abs(v) * len(hbm_all) < 2.0 ** 53
+                      for x in info.values() for v in (x[1], *x[2]))
 
     def alone(h: float, w: float, sh) -> tuple:  # a tile alone: its own item
-        comp, store, acts, bound = info[id(sh)]
+        comp, store, acts, bound, _ = info[id(sh)]
         return (stages, h, w, comp, store, tuple(acts), bound, False)
 
     groups: dict[tuple, list[int]] = {}
-    for core in range(min(cores, len(tiles))):
+    for core in range(min(cores, len(hbm_all))):
         # the core's items as tuples (what same_work compares: the fields that can differ)
         recs = []
-        hs, ws = hbm_all[core::cores], l2_all[core::cores]
+        hs = hbm_all[core::cores]
         shs = shape_all[core::cores]
+        if l2_all is None:
+            ws = None
+        else:
+            ws = l2_all[core::cores]
         n = len(hs)
-        recs.append(alone(hs[0], ws[0], shs[0]))  # the first tile alone
+        # the first tile alone
+        recs.append(alone(hs[0], info[id(shs[0])][4] - hs[0] if ws is None else ws[0],
+                          shs[0]))
         a = 1
         while a < n:
             b = a + per if a + per < n else n
             if b - a == 1:
-                recs.append(alone(hs[a], ws[a], shs[a]))
+                recs.append(alone(hs[a], info[id(shs[a])][4] - hs[a] if ws is None else ws[a],
+                                  shs[a]))
                 a = b
                 continue
-            h = hs[a]
-            for x in hs[a + 1:b]:
-                h += x
-            w = ws[a]
-            for x in ws[a + 1:b]:
-                w += x
             chunk = shs[a:b]
             first = chunk[0]
-            if chunk.count(first) == b - a:  # one shape: its run's sums, made once
+            uniform = chunk.count(first) == b - a
+            if ws is None:  # whole numbers: the sums in any order
+                h = sum(hs[a:b])
+                if uniform:
+                    w = info[id(first)][4] * (b - a) - h
+                else:  # the chunk as runs of one shape (tile ids in order)
+                    chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
+                    w = sum([info[sid][4] * r for sid, r in chunk_runs]) - h
+            else:
+                h = hs[a]
+                for x in hs[a + 1:b]:
+                    h += x
+                w = ws[a]
+                for x in ws[a + 1:b]:
+                    w += x
+            if uniform:  # one shape: its run's sums, made once
                 got = runs.get((id(first), b - a))
                 if got is None:
-                    comp, store, acts, bound = info[id(first)]
+                    comp, store, acts, bound, _ = info[id(first)]
                     cp, st, ac = comp, store, list(acts)
                     for _ in range(b - a - 1):
                         cp += comp
@@ -552,10 +690,27 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list, ra: float, rb: float, 
                         ac = [x + y for x, y in zip(ac, acts)]
                     got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
                 cp, st, ac, bound = got
+            elif ws is None and whole_terms:  # run by run: whole stores and actions
+                cp, st, ac, bound, _ = info[id(first)]
+                ac = list(ac)
+                for r_i, (sid, r) in enumerate(chunk_runs):
+                    comp, store, acts, bd, _ = info[sid]
+                    if r_i:
+                        # absorb's test, before a run's first tile; the run's others
+                        # cannot switch it (the same bound, or no longer than the sum)
+                        if bd != bound and comp > cp:
+                            bound = bd
+                    else:
+                        r -= 1  # the first tile is the start
+                    for _ in range(r):  # seconds: one add per tile, as absorb adds them
+                        cp += comp
+                    st += store * r  # whole numbers: the product is the adds' sum
+                    ac = [x + y * r for x, y in zip(ac, acts)]
+                ac = tuple(ac)
             else:  # the tiles one by one, as absorb adds them
-                cp, st, ac, bound = info[id(first)]
+                cp, st, ac, bound, _ = info[id(first)]
                 for sh in chunk[1:]:
-                    comp, store, acts, bd = info[id(sh)]
+                    comp, store, acts, bd, _ = info[id(sh)]
                     if bd != bound and comp > cp:  # absorb's test, before the add
                         bound = bd
                     cp += comp
