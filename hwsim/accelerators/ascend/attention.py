@@ -703,13 +703,14 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
         positions = 0
         nblk = cdiv(att.q_len, att.sparse_block)
         inner = "select" if att.causal and att.sparse_block > 1 else ""
+        widths = _widths(0, att.sparse_keys, blk.b1)  # (every tile walks the same blocks)
+        masks = (inner,) * len(widths)
         for hd in range(att.group):
             for qb in range(nblk):
                 p_lo, p_hi = qb * att.sparse_block, min(att.q_len, (qb + 1) * att.sparse_block)
                 for p0 in range(p_lo, p_hi, blk.bq):
                     n = min(blk.bq, p_hi - p0)
-                    widths = _widths(0, att.sparse_keys, blk.b1)
-                    tiles.append(Tile(n, n, 1, 0, att.sparse_keys, widths, (inner,) * len(widths),
+                    tiles.append(Tile(n, n, 1, 0, att.sparse_keys, widths, masks,
                                       True, True, (hd, qb, p0), att.sparse_keys))
     else:
         g = att.group
@@ -738,9 +739,9 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
                 got = (widths, _masks(k0, widths, need_lo, need_hi, mask_op, att.masked))
                 got = _WALKS[walk_key] = _WALK_BLOCKS.setdefault(got, got)
             widths, masks = got
-            for c in chunks:
-                tiles.append(Tile((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks, False,
-                                  True, (pi,), k1 - k0, (need_lo, need_hi)))
+            for c in chunks:  # (Tile's fields in order, without its Python constructor)
+                tiles.append(_new_tile(Tile, ((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks,
+                                              False, True, (pi,), k1 - k0, (need_lo, need_hi))))
     # longest first (LPT: the cores' loads even out, and one more query position or key
     # can only put a longer tile into the first round), by position among equals
     tiles.sort(key=_tile_order)
@@ -750,6 +751,9 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
         t, split, blk, mask_op, att.masked)]
     split = split if any(not it.first for it in items) else 1
     return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
+
+
+_new_tile = tuple.__new__
 
 
 def _tile_order(t: Tile) -> int:
@@ -1008,27 +1012,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                              pad_l2=pad * (1.0 - share), load_l2_slow=slow)
 
     memo: dict[tuple, tuple] = {}
-    # what tile_values reads of a tile: the consecutive tiles of a causal walk that end
-    # in the same key block share all of it. As a small number per item, so that a
-    # head's tiles do not hash their block tuples (hundreds long at 32K) again: the
-    # tuples by content once per distinct pair of objects (_WALKS hands equal walks
-    # the same ones; plan.items keeps them alive, so an id names one object here)
-    by_id: dict[tuple[int, int], int] = {}
-    by_walk: dict[tuple, int] = {}
-    by_tile: dict[tuple, int] = {}
-    tile_ids = []
-    masked_items = []  # a block of the tile's walk is masked on chip
-    masked_walk: list[bool] = []
-    for t, nv in zip(items, vals):
-        w = by_id.get((id(t.widths), id(t.masks)))
-        if w is None:
-            w = by_id[id(t.widths), id(t.masks)] = by_walk.setdefault((t.widths, t.masks),
-                                                                        len(by_walk))
-            if w == len(masked_walk):
-                masked_walk.append(any(t.masks))
-        masked_items.append(masked_walk[w])
-        tile_ids.append(by_tile.setdefault((t.rows, t.positions, t.heads, t.k1 - t.k0, w,
-                                            t.first, t.gathered, nv), len(by_tile)))
+    tile_ids, masked_items = _tile_numbers(items, vals)
     selects = att.selects_values
     for _ in range(heads):
         for i, (t, nv) in enumerate(zip(items, vals)):
@@ -1081,6 +1065,36 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         ends.extend(end)
     if split:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
+
+
+def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
+    """Per item, a number for what ``tile_values`` reads of it (equal numbers for equal
+    rows, positions, heads, walk length, blocks, masks, first chunk, gathering and
+    value rows: the consecutive tiles of a causal walk that end in the same key block
+    share all of it), and whether a block of its walk is masked on chip.
+
+    A head's tiles then look their work up by a small number, not by their block and
+    mask tuples (hundreds long at 32K, hashed again for every tile of every head). The
+    tuples are compared by content once per distinct pair of objects (:func:`_plan`
+    hands equal walks the same objects; ``items`` keeps them alive, so an id names one
+    object here): the same partition as keying by content (a test holds it)."""
+    by_id: dict[tuple[int, int], int] = {}
+    by_walk: dict[tuple, int] = {}
+    by_tile: dict[tuple, int] = {}
+    numbers: list[int] = []
+    masked: list[bool] = []
+    masked_walk: list[bool] = []
+    for t, nv in zip(items, vals):
+        w = by_id.get((id(t.widths), id(t.masks)))
+        if w is None:
+            w = by_id[id(t.widths), id(t.masks)] = by_walk.setdefault((t.widths, t.masks),
+                                                                        len(by_walk))
+            if w == len(masked_walk):
+                masked_walk.append(any(t.masks))
+        masked.append(masked_walk[w])
+        numbers.append(by_tile.setdefault((t.rows, t.positions, t.heads, t.k1 - t.k0, w,
+                                           t.first, t.gathered, nv), len(by_tile)))
+    return numbers, masked
 
 
 def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
