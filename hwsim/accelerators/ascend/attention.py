@@ -1016,7 +1016,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     selects = att.selects_values
     for _ in range(heads):
         for i, (t, nv) in enumerate(zip(items, vals)):
-            core = heapq.heappop(free)[1]
+            core = free[0][1]  # the least loaded (loads with their core: no two equal)
             warm = bool(per_core[core] or per_core_blocks[core])  # a tile ran here before
             mask_case = 0
             if not plan.mask_from_gm and plan.skip and masked_items[i] \
@@ -1029,7 +1029,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 got = memo[key] = tile_values(t, nv, warm, mask_case)
             latency, work = got
             load[core] += latency
-            heapq.heappush(free, (load[core], core))
+            heapq.heapreplace(free, (load[core], core))
             if selects:
                 append(per_core[core], work, CAP_STAGES)
             else:
