@@ -165,3 +165,50 @@ def test_mask_runs_equal_the_block_by_block_definition():
         hi = rng.randint(lo - 50, k1 + 200)
         args = (k0, widths, lo, hi, rng.choice(["select", "add"]), rng.random() < 0.9)
         assert _masks(*args) == _masks_by_block(*args), args
+
+
+def test_a_heads_tiles_are_numbered_as_their_content_keys_them():
+    """attention._tile_numbers (the per-tile work looked up by a small number, the block
+    and mask tuples compared once per pair of objects) partitions a plan's items as
+    keying by their content does, and says which walks are masked on chip; and _plan
+    hands the equal walks of a causal op's tiles the same objects (what lets the ids
+    stand for the content). Causal, windowed, grouped, offset, split-KV (chunks with
+    blocks of their own), block-sparse and value-pruned ops, on both strategies."""
+    from itertools import combinations
+
+    from hwsim.accelerators.ascend.attention import _plan, _tile_numbers
+    from hwsim.ir import AttentionShape
+
+    def op(**kw):
+        base = {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000,
+                "kv_len": 3000, "causal": True}
+        return {**base, **kw}
+
+    ops = [op(), op(kv_heads=2), op(window=700), op(causal=False), op(q_len=1000, kv_len=5000),
+           op(q_len=64, kv_len=9000, heads=1), op(sparse_keys=256, sparse_block=64),
+           op(v_len=128), op(q_len=17, kv_len=40000, heads=2, kv_heads=1)]
+    spec = resolve("ascend-910b").spec
+    chip = TARGET.chip(spec)
+    seen_shared = False
+    for o in ops:
+        for strategy, two_level in (("fastattention", True), ("flash", False)):
+            wl = workload_from_dict({"name": "t", "dtype": "fp16",
+                                     "tiling": {"attention": strategy}, "ops": [o]}, "t")
+            g = build_graph(wl)
+            att = AttentionShape.of(g.ops[0], g)
+            plan = _plan(chip, att, wl.tiling, two_level)
+            items = list(plan.items)
+            vals = [(t.k1 - t.k0) * (1 + i % 3) for i, t in enumerate(items)]  # some equal
+            numbers, masked = _tile_numbers(items, vals)
+            keys = [(t.rows, t.positions, t.heads, t.k1 - t.k0, t.widths, t.masks, t.first,
+                     t.gathered, nv) for t, nv in zip(items, vals)]
+            assert masked == [any(t.masks) for t in items], o
+            first: dict = {}
+            for n, k in zip(numbers, keys):
+                assert first.setdefault(n, k) == k, o  # one number, one content
+            assert len(first) == len(set(keys)), o  # one content, one number
+            for a, b in combinations(plan.tiles[:200], 2):
+                if (a.widths, a.masks) == (b.widths, b.masks):
+                    assert a.widths is b.widths and a.masks is b.masks, o
+                    seen_shared = True
+    assert seen_shared

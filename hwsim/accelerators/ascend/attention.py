@@ -228,10 +228,11 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
         return op_flops(op)
     # per K/V head: the score elements its tiles compute, and the values they weight
     scores = values = 0
+    selects, v_len = att.selects_values, att.values
     for t in plan.tiles:
         walk = t.k1 - t.k0
         scores += t.rows * walk
-        values += t.rows * (walk if not att.selects_values else min(att.values, walk))
+        values += t.rows * (walk if not selects else min(v_len, walk))
     assert scores == att.group * visible_scores(att.q_len, att.kv_len, att.causal, att.window,
                                                 plan.positions, plan.blocks.b2)
     return int(att.batch * att.kv_heads * (2 * scores * att.head_dim + 2 * values * att.v_head_dim))
@@ -702,13 +703,14 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
         positions = 0
         nblk = cdiv(att.q_len, att.sparse_block)
         inner = "select" if att.causal and att.sparse_block > 1 else ""
+        widths = _widths(0, att.sparse_keys, blk.b1)  # (every tile walks the same blocks)
+        masks = (inner,) * len(widths)
         for hd in range(att.group):
             for qb in range(nblk):
                 p_lo, p_hi = qb * att.sparse_block, min(att.q_len, (qb + 1) * att.sparse_block)
                 for p0 in range(p_lo, p_hi, blk.bq):
                     n = min(blk.bq, p_hi - p0)
-                    widths = _widths(0, att.sparse_keys, blk.b1)
-                    tiles.append(Tile(n, n, 1, 0, att.sparse_keys, widths, (inner,) * len(widths),
+                    tiles.append(Tile(n, n, 1, 0, att.sparse_keys, widths, masks,
                                       True, True, (hd, qb, p0), att.sparse_keys))
     else:
         g = att.group
@@ -716,31 +718,33 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
             positions, chunks = max(1, blk.bq // g), [g]
         else:
             positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
-        npos = cdiv(att.q_len, positions)
+        q_len, kv_len, b1, b2, masked = att.q_len, att.kv_len, blk.b1, blk.b2, att.masked
+        npos = cdiv(q_len, positions)
         for pi in range(npos):
-            p0, p1 = pi * positions, min(att.q_len, (pi + 1) * positions)
+            p0, p1 = pi * positions, min(q_len, (pi + 1) * positions)
             lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
             if skip:  # whole second-level blocks: the cube's block ends at the last one seen
-                k0, k1 = lo // blk.b2 * blk.b2, min(att.kv_len, (hi // blk.b2 + 1) * blk.b2)
+                k0, k1 = lo // b2 * b2, min(kv_len, (hi // b2 + 1) * b2)
             else:
-                k0, k1 = 0, att.kv_len
+                k0, k1 = 0, kv_len
             if k1 <= k0:
                 continue
-            walk_key = (k0, k1, need_lo, need_hi, blk.b1, mask_op, att.masked)
+            walk_key = (k0, k1, need_lo, need_hi, b1, mask_op, masked)
             got = _WALKS.get(walk_key)
             if got is None:
                 if len(_WALKS) > 65_536:  # bounded: a walk's entry holds its blocks
                     _WALKS.clear()
+                    _WALK_BLOCKS.clear()
                 widths = _widths(k0, k1, blk.b1)
-                got = _WALKS[walk_key] = (widths, _masks(k0, widths, need_lo, need_hi,
-                                                         mask_op, att.masked))
+                got = (widths, _masks(k0, widths, need_lo, need_hi, mask_op, att.masked))
+                got = _WALKS[walk_key] = _WALK_BLOCKS.setdefault(got, got)
             widths, masks = got
-            for c in chunks:
-                tiles.append(Tile((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks, False,
-                                  True, (pi,), k1 - k0, (need_lo, need_hi)))
+            for c in chunks:  # (Tile's fields in order, without its Python constructor)
+                tiles.append(_new_tile(Tile, ((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks,
+                                              False, True, (pi,), k1 - k0, (need_lo, need_hi))))
     # longest first (LPT: the cores' loads even out, and one more query position or key
     # can only put a longer tile into the first round), by position among equals
-    tiles.sort(key=lambda t: -t.rows * (t.k1 - t.k0))
+    tiles.sort(key=_tile_order)
     n_tiles = att.batch * att.kv_heads * len(tiles)
     split = max(1, chip.n_cube // n_tiles) if 0 < n_tiles < chip.n_cube else 1
     items = tiles if split == 1 else [c for t in tiles for c in _split(
@@ -749,10 +753,22 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
     return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
 
 
+_new_tile = tuple.__new__
+
+
+def _tile_order(t: Tile) -> int:
+    """The LPT order's key: the longest walk (rows by keys) first."""
+    return -t[0] * (t[4] - t[3])  # (rows, k1, k0 by position: a named field is slower)
+
+
 # a walk's blocks and mask ops by what they depend on (its key range, the keys every
 # query sees, the block width, the mask): the layers of a model, and a causal op's
 # query tiles, walk the same ranges again and again
 _WALKS: dict[tuple, tuple[tuple[int, ...], tuple[str, ...]]] = {}
+# the same (widths, masks) for equal ones: the tiles of a causal op that end in the same
+# key block walk equal blocks from different keys (each its own first key every query
+# sees), and _fused tells equal walks apart by their objects
+_WALK_BLOCKS: dict[tuple, tuple[tuple[int, ...], tuple[str, ...]]] = {}
 
 
 def _key_range(att: AttentionShape, p0: int, p1: int) -> tuple[int, int, int, int]:
@@ -875,11 +891,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
     def values_of(t: Tile) -> float:  # value rows a tile (chunk) moves
         walk = t.k1 - t.k0
-        if not att.selects_values:
-            return walk
         return t.rows * min(att.values, t.full) * walk / max(1, t.full)
 
-    vals = [values_of(t) for t in items]
+    vals = [values_of(t) for t in items] if att.selects_values else \
+        [t.k1 - t.k0 for t in items]
     first = _first_touch(att, plan, vals)
     unique_kv = sum(fk * k_row + fv * v_row for fk, fv, _ in first)
     mask_unique = sum(fm for _, _, fm in first) * by
@@ -915,7 +930,6 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     macs_action = f"mac_{chip.cube_dtype(att.dtype)}"
     k_pad = chip.burst(1, k_row) - k_row
     v_pad = chip.burst(1, v_row) - v_row
-    masked_items = [any(t.masks) for t in items]
 
     def tile_values(t: Tile, nv: float, warm: bool, mask_case: int):
         """A tile's chain, traffic, actions and stores: the same for every head (and
@@ -998,39 +1012,48 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                              pad_l2=pad * (1.0 - share), load_l2_slow=slow)
 
     memo: dict[tuple, tuple] = {}
+    tile_ids, masked_items = _tile_numbers(items, vals)
+    selects = att.selects_values
     for _ in range(heads):
         for i, (t, nv) in enumerate(zip(items, vals)):
-            core = heapq.heappop(free)[1]
+            core = free[0][1]  # the least loaded (loads with their core: no two equal)
             warm = bool(per_core[core] or per_core_blocks[core])  # a tile ran here before
             mask_case = 0
             if not plan.mask_from_gm and plan.skip and masked_items[i] \
                     and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
                 tile_seen.add(core)
-            # what tile_values reads of a tile: the consecutive tiles of a causal walk
-            # that end in the same key block share all of it
-            key = (t.rows, t.positions, t.heads, t.k1 - t.k0, t.widths, t.masks, t.first,
-                   t.gathered, nv, warm, mask_case)
+            key = (tile_ids[i], warm, mask_case)
             got = memo.get(key)
             if got is None:
                 got = memo[key] = tile_values(t, nv, warm, mask_case)
             latency, work = got
             load[core] += latency
-            heapq.heappush(free, (load[core], core))
-            if att.selects_values:
+            heapq.heapreplace(free, (load[core], core))
+            if selects:
                 append(per_core[core], work, CAP_STAGES)
             else:
                 per_core_blocks[core].extend(work)
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     walks: dict = {}  # analytical: the cores' equal walks made once (emit_cv_pipeline)
+    # only a walk that another core walks again is recorded for replay: a causal op's
+    # cores walk different blocks, and the record's log costs a tenth of the walk
+    shared: list[bool] = [False] * chip.n_cube
+    if bld.sink is not None and not selects:
+        seen: dict[tuple, int] = {}
+        for c, runs in enumerate(per_core_blocks):
+            was = seen.setdefault(tuple([(id(b), k) for b, k in runs]), c)
+            if was != c:
+                shared[was] = shared[c] = True
     for c, core_items in enumerate(per_core):
         vecs = chip.vecs_of(c)
-        if not att.selects_values:  # the cube/vector hand-offs as engine tasks
+        if not selects:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
                 bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
-                store_hbm_fraction=part_hbm, deps=(start,), label=name, memo=walks))
+                store_hbm_fraction=part_hbm, deps=(start,), label=name,
+                memo=walks if shared[c] else None))
             continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),
@@ -1042,6 +1065,36 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         ends.extend(end)
     if split:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
+
+
+def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
+    """Per item, a number for what ``tile_values`` reads of it (equal numbers for equal
+    rows, positions, heads, walk length, blocks, masks, first chunk, gathering and
+    value rows: the consecutive tiles of a causal walk that end in the same key block
+    share all of it), and whether a block of its walk is masked on chip.
+
+    A head's tiles then look their work up by a small number, not by their block and
+    mask tuples (hundreds long at 32K, hashed again for every tile of every head). The
+    tuples are compared by content once per distinct pair of objects (:func:`_plan`
+    hands equal walks the same objects; ``items`` keeps them alive, so an id names one
+    object here): the same partition as keying by content (a test holds it)."""
+    by_id: dict[tuple[int, int], int] = {}
+    by_walk: dict[tuple, int] = {}
+    by_tile: dict[tuple, int] = {}
+    numbers: list[int] = []
+    masked: list[bool] = []
+    masked_walk: list[bool] = []
+    for t, nv in zip(items, vals):
+        w = by_id.get((id(t.widths), id(t.masks)))
+        if w is None:
+            w = by_id[id(t.widths), id(t.masks)] = by_walk.setdefault((t.widths, t.masks),
+                                                                        len(by_walk))
+            if w == len(masked_walk):
+                masked_walk.append(any(t.masks))
+        masked.append(masked_walk[w])
+        numbers.append(by_tile.setdefault((t.rows, t.positions, t.heads, t.k1 - t.k0, w,
+                                           t.first, t.gathered, nv), len(by_tile)))
+    return numbers, masked
 
 
 def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
@@ -1104,6 +1157,7 @@ def _first_touch(att: AttentionShape, plan: Plan,
     v_left = float(att.value_rows)
     seen_mask: set = set()
     out = []
+    selects = att.selects_values
     for t, nv in zip(plan.items, vals):
         walk = t.k1 - t.k0
         if t.gathered:
@@ -1111,7 +1165,7 @@ def _first_touch(att: AttentionShape, plan: Plan,
             k_left -= fk
         else:
             fk = float(_cover(covered, t.k0, t.k1))
-        if not att.selects_values:  # the value rows of the keys walked
+        if not selects:  # the value rows of the keys walked
             fv = fk
         else:  # the selected value rows: new ones until the head's distinct ones are read
             fv = min(nv, v_left)
