@@ -48,7 +48,9 @@ CALIBRATED = {"--physcpubind=0 --membind=0": "core_lines_in_flight",
               "--physcpubind=0,4,8,12": "dram_interference_s",
               "--physcpubind=0 --membind=1": "numa_latency_s",
               "--physcpubind=0 --membind=2": "numa_latency_s",
-              "--physcpubind=0 --membind=3": "numa_latency_s"}
+              "--physcpubind=0 --membind=3": "numa_latency_s",
+              # one chaser over 3-4 MB (L3 hits), pages local: a core's own L3 rate
+              "--physcpubind=0 --membind=0 L3": "l3_bytes_per_cycle"}
 
 
 def _cpus(text: str) -> list[int]:

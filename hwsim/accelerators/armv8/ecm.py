@@ -62,6 +62,11 @@ class Step:
     vop: float = 0.0
     barrier: bool = False  # every thread meets here after this step
     rounds: int = 1  # the barriers (merged k-blocks, repetitions) this step stands for
+    # its L3 lines come in a stream the L2 prefetcher runs ahead of (False: demand
+    # misses, as a walk that touches a new page every access gets: prefetchers stop at
+    # a page's edge), which overlaps the L1 and L2 transfers where the spec's
+    # l3_overlaps says so
+    l3_stream: bool = True
 
     def scaled(self, f: float) -> "Step":
         out = object.__new__(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
@@ -133,9 +138,12 @@ class Times:
     l3: float
     dram: float  # at the rate of one core streaming alone from local DRAM (no contention)
     tlb: float = 0.0  # page-table walks
+    l3_overlaps: bool = False  # the spec's l3_overlaps (transfers)
 
     @property
     def transfers(self) -> float:
+        if self.l3_overlaps:
+            return _overlapped(self.l1 + self.l2 + self.tlb, self.l3)
         return self.l1 + self.l2 + self.l3 + self.tlb
 
     @property
@@ -145,6 +153,12 @@ class Times:
     @property
     def bound(self) -> str:
         return "compute" if self.in_core >= self.transfers else "onchip"
+
+
+def _overlapped(near: float, l3: float) -> float:
+    """The transfers of a step whose L3 stream overlaps its L1 and L2 transfers (spec
+    ``l3_overlaps``): the longer of the two."""
+    return near if near >= l3 else l3
 
 
 def l3_s(step: Step, l3_bw: float, shared_bw: float) -> float:
@@ -169,7 +183,8 @@ def times(step: Step, mach: Machine, shared_bw: float | None = None) -> Times:
                  step.l2_bytes / mach.l2_bw,
                  l3_s(step, mach.l3_bw, mach.l3_bw if shared_bw is None else shared_bw),
                  (step.dram_read + step.dram_write) / mach.slot_bw,
-                 step.tlb_walks * mach.spec.tlb_walk_s)
+                 step.tlb_walks * mach.spec.tlb_walk_s,
+                 mach.spec.l3_overlaps and step.l3_stream)
 
 
 @dataclass
@@ -247,6 +262,7 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     l3_shared = got[2]
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
+    overlaps = mach.spec.l3_overlaps
     barrier_s = got[3]
     end1 = end2 = None  # the last two steps' ends
     steps = plan.steps
@@ -258,9 +274,14 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     for s, n in zip(steps, runs):
         # a run's tiles have the same amounts: their terms are the same floats
         in_core = s.arith_cycles * cycle_s
-        transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw
-                     + (s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
-                     + s.tlb_walks * walk_s)
+        if overlaps and s.l3_stream:
+            transfers = _overlapped(s.port_cycles * cycle_s + s.l2_bytes / l2_bw
+                                    + s.tlb_walks * walk_s,
+                                    s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
+        else:
+            transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw
+                         + (s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
+                         + s.tlb_walks * walk_s)
         work = in_core if in_core >= transfers else transfers
         moves = s.dram_read or s.dram_write
         if moves:
@@ -466,12 +487,19 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
+    overlaps = mach.spec.l3_overlaps
     for j, step in enumerate(steps):
         # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
         in_core = step.arith_cycles * cycle_s
-        transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                     + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
-                     + step.tlb_walks * walk_s)
+        if overlaps and step.l3_stream:
+            transfers = _overlapped(step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                                    + step.tlb_walks * walk_s,
+                                    step.l3_bytes / l3_bw if alone
+                                    else l3_s(step, l3_bw, l3_shared))
+        else:
+            transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                         + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
+                         + step.tlb_walks * walk_s)
         if in_core >= transfers:
             in_cache, bound = in_core, "compute"
         else:

@@ -641,6 +641,8 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
     _cold(pre, packed * s / t_in, 1, per, small_bcast, mach, used)
     pre.write("l2", packed * s / t_in)
     pre.barrier = used > 1
+    if small_is_a:
+        return _tsmm_wide(g, mach, pre, t_in, used, per, big_t, packed, big_bcast)
     st = kernels_step("kernels (streamed)", rows, cols, g.k, lanes, mach)
     # the long operand streams in place: each thread walks its rows once per column
     # panel of the short side (usually one), a column piece per k-step
@@ -666,6 +668,37 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
                  "prepacked": "A" if small_is_a else "B", "walk": walk}, [1, parts])
 
 
+def _tsmm_wide(g: Gemm, mach: Machine, pre: Step, t_in: int, used: int, per: int,
+               big_t: int, packed: int, big_bcast: bool) -> Plan:
+    """AutoTSMM where the short side is m (C short and wide, a decode projection):
+    the long operand is B, ``k x n`` in BLAS column-major, each of its columns
+    contiguous along k. Its elements are the kernel's broadcast operand (IAAT's W),
+    consecutive along k in their own columns, so B streams in place at unit stride,
+    a few columns at once: no strided walk, no set conflicts, a page-table walk per
+    page at most (as the packing paths, not charged). The kernel's vectors run along
+    the short side over the pre-packed A (``m x k``), which every column panel of B
+    reads again from where it stays (L2 for a decode projection's 16 x 4096)."""
+    lanes, s = mach.lanes(g.dtype), g.s
+    ker, rows, cols, _, _ = tile_kernels(g.m, big_t, g.k, lanes, mach, along_n=False)
+    st = kernels_step("kernels (streamed)", rows, cols, g.k, lanes, mach)
+    row_tiles = -(-g.m // max(ker.rows, 1))
+    col_panels = -(-big_t // max(ker.cols, 1))
+    b_panel = min(ker.cols, big_t) * g.k * s
+    _cold(st, big_t * g.k * s, 1, per, big_bcast, mach, used)
+    if row_tiles > 1:  # each row tile of A reads the B panel again
+        reread(st, b_panel, col_panels * (row_tiles - 1) * b_panel, mach, used)
+    if t_in > 1:
+        st.read("l3", packed * s * (t_in - 1) / t_in)
+    reread(st, packed * s, max(0, col_panels - 1) * packed * s, mach, used)
+    st.write("dram", big_t * g.m * s)
+    first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
+    steps = repeat([pre, first], per)
+    return Plan("autotsmm", used, steps, g.dtype, mach.call_s(), ker.name(),
+                {"threads_over": "n", "tiles": {"rows": rows, "cols": cols},
+                 "prepacked": "A", "walk": {"stream": "B at unit stride along k"}},
+                [1, parts])
+
+
 def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     """AutoTSMM on a tall-and-skinny shape; on any other shape it is not what runs (its
     plans exist only for tall-and-skinny C), so the OpenBLAS path runs and is named."""
@@ -673,8 +706,9 @@ def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
         plan = openblas(g, mach, max_threads)
         plan.detail["requested"] = "autotsmm: not tall-and-skinny, the OpenBLAS path runs"
         return plan
+    spans = (False,) if g.m <= g.n else (False, True)  # (the wide case has one kernel)
     return _best([_tsmm_at(g, mach, t, span) for t in thread_counts(max_threads)
-                  for span in (False, True)], mach)
+                  for span in spans], mach)
 
 
 def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:

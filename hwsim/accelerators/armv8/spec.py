@@ -58,6 +58,11 @@ class ARMv8Spec:
                                            minimum=1e-9)
     l3_bytes_per_cycle: float = spec_field(
         help="last level (or a peer cache) -> L2 bandwidth per core", minimum=1e-9)
+    l3_overlaps: bool = spec_field(
+        False, help="the L3 -> L2 stream overlaps the L1 and L2 transfers (an L2 prefetcher "
+                    "filling from L3 in the background): a step's time in cache is "
+                    "max(T_OL, T_nOL + T_L2 + T_TLB, T_L3); false: the ECM rule, "
+                    "max(T_OL, T_nOL + T_L2 + T_L3 + T_TLB)")
     # ---- address translation
     page_bytes: int = spec_field(4096, help="virtual-memory page (the OS's translation granule)",
                                  minimum=1)
@@ -171,6 +176,11 @@ class Machine:
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
         self.llc_bytes = spec.l3_bytes or spec.l2_bytes * math.ceil(spec.cores / spec.l2_shared_by)
+        # the L3 is one cache per die (node), each holding the lines its own cores
+        # bring in: a thread reaches its die's share (llc_for)
+        self.llc_die_bytes = (spec.l3_bytes / spec.numa_nodes if spec.l3_bytes
+                              else self.llc_bytes)
+        self._llc: dict[int, float] = {}
         for name, shape in (("sgemm_kernel", spec.sgemm_kernel),
                             ("dgemm_kernel", spec.dgemm_kernel),
                             ("hgemm_kernel", spec.hgemm_kernel)):
@@ -259,6 +269,24 @@ class Machine:
 
             got = self._l3[threads] = min(
                 l3_rates(self, self.topology.place(max(1, threads), self.placement)))
+        return got
+
+    def llc_for(self, threads: int) -> float:
+        """The last-level bytes that ``threads`` threads placed by :attr:`placement`
+        reach together: each die's L3 holds the lines its own cores bring in (one L3
+        per die on the Kunpeng 920; one core's lmbench chase leaves the L3 between 16
+        and 24 MB on a machine of 22.5 MB a die), so a die's threads share its
+        ``llc_die_bytes``. An op's threads run the same steps, so the most crowded die
+        sets the share: ``llc_die_bytes x threads / (threads on that die)``, one die's
+        L3 for one thread or threads on one die, every die's for threads spread
+        evenly over all of them (``llc_bytes`` on a one-die machine, exactly)."""
+        got = self._llc.get(threads)
+        if got is None:
+            per: dict[int, int] = {}
+            placed = self.topology.place(max(1, threads), self.placement)
+            for th in placed:
+                per[th.node] = per.get(th.node, 0) + 1
+            got = self._llc[threads] = self.llc_die_bytes * len(placed) / max(per.values())
         return got
 
     def thread_rates(self, threads: int) -> tuple[float, ...]:
