@@ -35,7 +35,8 @@ from hwsim.targets import resolve
 KP, KP2 = "armv8-kunpeng920", "armv8-kunpeng920-2s"
 MiB = 2**20
 LMBENCH = "kunpeng920/kp920_lat_mem_rd.csv"  # openeuler-mirror/wayca-scheduler tools/log*
-# the measured machine (wayca-scheduler tools/kp920.2P.6CCL/DUT_6CCL_8CCL_specs.pdf):
+# the measured machine (openeuler-mirror/wayca-scheduler@a4f5428
+# tools/kp920.2P.6CCL/DUT_6CCL_8CCL_specs.pdf):
 # 2 sockets, 4 dies of 24 cores (6 clusters of 4), "L3 cache: 22.5MB per Die (avg.
 # 960KB per core)" = 24 x 960 KiB
 MEASURED_DIE_L3 = 24 * 960 * 1024

@@ -17,7 +17,13 @@ a streaming loop). A step records what the ECM model needs:
 Its time in cache is the ECM composition ``max(T_OL, T_nOL + T_L2 + T_L3 + T_TLB)``:
 arithmetic overlaps with data transfers, but the transfers between cache levels
 do not overlap each other or the L1 accesses (the ECM rule), and a load whose
-page is not in the TLB waits for its walk (``tlb_walk_s`` each, one at a time). DRAM traffic is a
+page is not in the TLB waits for its walk (``tlb_walk_s`` each, one at a time).
+Where the spec sets ``l3_overlaps`` (the Kunpeng 920: lmbench's chase takes a line
+from L3 in 4.15 ns against 3.1-3.6 ns from L2, which a serial L3 transfer could
+only fit at 61-116 GB/s, beyond the cluster port's 20 GB/s), the L3 stream, which
+the L2 prefetcher runs ahead of, overlaps the L1 and L2 transfers:
+``max(T_OL, T_nOL + T_L2 + T_TLB, T_L3)``; a step whose walk touches a new page every
+access (``Step.l3_stream`` False) has demand misses only and keeps the sum. DRAM traffic is a
 separate task on the thread's memory lane, at the rate that thread streams while
 all the op's threads stream (:mod:`.memory`: Little's law over its lines in
 flight, the queueing at its cluster's port, its node's DDR channels and, for

@@ -344,9 +344,8 @@ def l3_rates(mach, threads: list[Thread]) -> list[float]:
     little at the port (docs/targets/armv8.md).
 
     These rates apply to a step's L3 hits only (:func:`.ecm.l3_s`), and only where
-    the spec sets ``cluster_port_l3`` (no shipped preset does: turned on, it flips
-    the AutoTSMM claims of ``hwsim validate``, docs/targets/armv8.md); otherwise
-    every thread reads at ``l3``, as before."""
+    the spec sets ``cluster_port_l3`` (the Kunpeng 920 presets); otherwise every
+    thread reads at ``l3``."""
     l3 = float(mach.l3_bw)
     port = float(mach.spec.cluster_bw_bytes_per_s)
     if port <= 0 or mach.topology.cluster_cores <= 1 or not mach.spec.cluster_port_l3:

@@ -40,10 +40,18 @@ packed path avoids then cost:
   (``tlb_walk_s``, which does not overlap the next one);
 - *set conflicts*: addresses a power-of-two stride apart fall in a few sets of
   L1 and L2 (``ways`` lines each), so a walk's lines are evicted before the next
-  row tile uses the rest of each line, and come again from farther away;
+  row tile uses the rest of each line, and come again from farther away. The L1 is
+  taken as indexed by the virtual address (a VIPT L1, as the Cortex-A76-class cores'
+  64 KiB 4-way L1D; TSV110's indexing is not published); the L2 by the physical
+  one, whose index bits above the page offset come from the page's frame: on the
+  Kunpeng 920 a way of L2 spans 64 KiB, 16 pages of 4 KiB, so a page-sized stride
+  spreads over 16 sets (128 lines) where the virtual address would give one (8):
+  AutoTSMM's 65536 x 32 x 32 walk (32 lines a call at a 256 KiB stride) keeps its
+  shared lines in L2 (:func:`set_capacity_lines`);
 - *prefetch*: hardware prefetchers do not follow a stream across pages, so each
-  line is a demand miss (the last level's bandwidth here is already the Little's
-  law rate of demand misses, ``l3_bytes_per_cycle``).
+  line is a demand miss: a walk at a stride of a page or more marks its step
+  (``Step.l3_stream`` False), whose L3 transfers then do not overlap its L1 and L2
+  ones (:mod:`.ecm`).
 """
 
 from __future__ import annotations

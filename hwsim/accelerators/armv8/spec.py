@@ -53,7 +53,9 @@ class ARMv8Spec:
                                    "in its sets",
                                minimum=1)
     l2_ways: int = spec_field(help="L2 associativity (ways)", minimum=1)
-    l3_bytes: int = spec_field(help="shared last-level cache of the socket (0: none)")
+    l3_bytes: int = spec_field(help="last-level cache of the machine, every die's together: "
+                                    "one L3 a node (die), split evenly, each holding "
+                                    "its own cores' lines (Machine.llc_for; 0: none)")
     l2_bytes_per_cycle: float = spec_field(help="L2 -> L1 refill bandwidth per core",
                                            minimum=1e-9)
     l3_bytes_per_cycle: float = spec_field(
