@@ -14,6 +14,9 @@ What must hold:
 - on two sockets, threads confined to one socket no longer reach the other's L3;
 - a re-read block whose reuse fits two dies but not one comes partly from DRAM for a
   thread alone and from the L3 for threads spread over both dies;
+- a strided walk's lines in the physically indexed L2 spread over its page colours
+  (16 on TSV110's 512 KiB 8-way L2 with 4 KiB pages), never fewer sets than the
+  virtual address would give;
 - the one-chaser L3 row is the calibration point of ``l3_bytes_per_cycle``, and the
   L3 stream overlaps the L1/L2 transfers only where the spec says so and only for
   streams (a walk that crosses a page every access is demand misses, serial).
@@ -27,7 +30,7 @@ import dataclasses
 import pytest
 
 from hwsim.accelerators.armv8.ecm import Step, times
-from hwsim.accelerators.armv8.placement import reread, sweep_hit
+from hwsim.accelerators.armv8.placement import reread, set_capacity_lines, sweep_hit
 from hwsim.accelerators.armv8.spec import Machine
 from hwsim.calibrate import data_path
 from hwsim.targets import resolve
@@ -161,3 +164,26 @@ def test_the_l3_stream_overlaps_only_where_the_spec_and_the_walk_allow():
     # the other presets keep the ECM rule
     for name in ("armv8-graviton2", "armv8-thunderx2", "armv8-ft2000plus"):
         assert not resolve(name).spec.l3_overlaps
+
+
+def test_a_page_sized_stride_spreads_over_the_l2s_page_colours():
+    """TSV110's L2: 512 KiB, 8 ways, 64 B lines: 1,024 sets, a way spans 64 KiB, 16
+    pages of 4 KiB. By virtual address a 16 KiB or 256 KiB stride reaches 4 or 1 sets;
+    by physical address the 4 index bits above the page offset are the frame's, so
+    any stride of a page or more reaches 16 sets (128 lines), one of 1 KiB the 4
+    offsets a page holds in each colour (64 sets)."""
+    L2, L1, line, page = 512 * 1024, 64 * 1024, 64, 4096
+    assert set_capacity_lines(16384, L2, 8, line) == 4 * 8
+    assert set_capacity_lines(262144, L2, 8, line) == 1 * 8
+    assert set_capacity_lines(16384, L2, 8, line, page) == 16 * 8
+    assert set_capacity_lines(262144, L2, 8, line, page) == 16 * 8
+    assert set_capacity_lines(1024, L2, 8, line, page) == 64 * 8
+    assert set_capacity_lines(64, L2, 8, line, page) == 1024 * 8  # every set
+    assert set_capacity_lines(48, L2, 8, line, page) == 1024 * 8  # not line-aligned
+    # pages as large as a way (64 KiB granule): the frame adds no index bits
+    assert set_capacity_lines(262144, L2, 8, line, 65536) == 1 * 8
+    # the L1 (virtually indexed): a 16 KiB stride is one set of 4 ways
+    assert set_capacity_lines(16384, L1, 4, line) == 4
+    for stride in range(line, 1 << 21, line):
+        assert (set_capacity_lines(stride, L2, 8, line, page)
+                >= set_capacity_lines(stride, L2, 8, line)), stride
