@@ -187,3 +187,19 @@ def test_a_page_sized_stride_spreads_over_the_l2s_page_colours():
     for stride in range(line, 1 << 21, line):
         assert (set_capacity_lines(stride, L2, 8, line, page)
                 >= set_capacity_lines(stride, L2, 8, line)), stride
+
+
+def test_the_measurements_rule_out_a_serial_l3_transfer():
+    """Why ``l3_overlaps``: one chaser takes 3.1-3.6 ns a line from L2 (96-512 KiB) and
+    4.15 ns from the L3 (3-4 MB). Were the L3 -> L2 transfer serial to the L2 -> L1
+    one, it would take what is left, 1.04 ns a line at most: 61 GB/s or more, more than the
+    core's whole cluster port carries from the L3 (four chasers on one cluster: 4 x
+    64 B / 13.0 ns = 19.7 GB/s)."""
+    lat = one_core_curve()
+    l2 = [lat[w] for w in lat if 0.09 <= w <= 0.5]
+    l3 = sum(lat[w] for w in (3.0, 4.0)) / 2
+    assert 3.0 < min(l2) and max(l2) < 3.7 and l3 == pytest.approx(4.146, abs=0.01)
+    serial_bw = 64 / ((l3 - min(l2)) * 1e-9)
+    port = resolve(KP).spec.cluster_bw_bytes_per_s
+    assert serial_bw > 2.5 * port
+    assert resolve(KP).spec.l3_overlaps and resolve(KP2).spec.l3_overlaps
