@@ -217,9 +217,8 @@ def test_openblas_caps_passed_over_could_not_have_won(shape):
         Gemm,
         _openblas_best,
         openblas,
+        openblas_caps,
         openblas_floor_s,
-        openblas_threads,
-        thread_counts,
     )
     from hwsim.targets import resolve  # noqa: PLC0415
 
@@ -227,14 +226,12 @@ def test_openblas_caps_passed_over_could_not_have_won(shape):
     g = Gemm(b, m, n, k, dtype)
     for preset in ("armv8", "armv8-graviton2"):
         mach = TARGET.machine(resolve(preset).spec)
-        caps: dict = {}
-        for cap in thread_counts(mach.cores):
-            caps.setdefault(openblas_threads(g, cap), cap)
-        plans = [openblas(g, mach, cap) for cap in caps.values()]
-        for cap, plan in zip(caps.values(), plans):
+        caps = openblas_caps(g, mach.cores)
+        plans = [openblas(g, mach, cap) for cap in caps]
+        for cap, plan in zip(caps, plans):
             assert openblas_floor_s(g, mach, cap) <= estimate(plan, mach)
         want = fastest(plans, mach)
-        got = _openblas_best(g, mach, list(caps.values()), {})
+        got = _openblas_best(g, mach, caps, {})
         assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
             (want.threads, want.detail["grid"], estimate(want, mach))
 

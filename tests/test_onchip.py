@@ -278,7 +278,11 @@ def test_models_with_carrying_obey_physics_and_are_never_slower(preset, case):
     assert on.totals["latency_s"] <= off.totals["latency_s"] * (1 + 1e-12)
     saved = on.onchip["dram_read_saved_bytes"] + on.onchip["dram_write_saved_bytes"]
     moved = lambda t: t["dram_read_bytes"] + t["dram_write_bytes"]  # noqa: E731
-    assert moved(on.totals) <= moved(off.totals) - saved
+    # a task's DRAM bytes are whole, rounded up (a thread's share of a tensor split over
+    # a thread count that does not divide it, 60 threads say): at most a byte a task
+    # for its reads and one for its writes
+    rounding = 2 * int(on.ops["tasks"].sum())
+    assert moved(on.totals) <= moved(off.totals) - saved + rounding
 
 
 @pytest.mark.parametrize("preset, field", [("volta-v100-sxm2", "l2_bytes"),

@@ -520,13 +520,20 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
 def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: int, per: int,
              threads: int, m_t: int, n_t: int, rows, cols, min_i: int, b_share: int, lanes: int,
              s: int) -> tuple[Step, Step]:
-    """One k-block of :func:`openblas`: its packing step and its kernels step."""
+    """One k-block of :func:`openblas`: its packing step and its kernels step.
+
+    Every thread runs the steps of the largest share of the grid (``m_t`` rows,
+    ``n_t`` columns, ``b_share`` columns of B to pack: rounded up), which is what sets
+    the time; the bytes a thread brings from DRAM and writes back to it are its
+    average share (``m / tm`` rows, ``n / (tm tn)`` columns of B, ``m n / (tm tn)`` of
+    C), so that the op's DRAM traffic is its operands' once, however unevenly the
+    grid divides them (the same floats where it divides them evenly)."""
     nr = mach.kernel_shape(g.dtype)[1]
     ea, eb = m_t * kc, kc * b_share
     pk = pack_step("pack A, B", ea + eb, lanes, mach)
     # A and B arrive cold; the tn column groups each pack these rows of A
-    _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
-    _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
+    _cold(pk, g.m / tm * kc * s, tn, per, g.a_broadcast, mach, threads)
+    _cold(pk, kc * g.n / (tm * tn) * s, 1, per, g.b_broadcast, mach, threads)
     a_home = resident(min_i * kc * s, mach, threads)
     pk.write(a_home, ea * s)
     pk.write("l2", eb * s)
@@ -545,8 +552,11 @@ def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: 
     c_home = resident(c_bytes, mach, threads)
     if idx:
         kr.read(c_home, c_bytes)
-    # C is written back to DRAM after the last k-block
-    kr.write("dram" if idx == last else c_home, c_bytes)
+    # C is written back to DRAM after the last k-block (the thread's average share)
+    if idx == last:
+        kr.write("dram", g.m * g.n / (tm * tn) * s)
+    else:
+        kr.write(c_home, c_bytes)
     return pk, kr
 
 
@@ -720,12 +730,8 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
         return materialize(builders[strategy](g, mach, max_threads))
     # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
     # caller caps them (openblas_set_num_threads) at the count that runs fastest
-    # the caps that change OpenBLAS's thread split, each planned once (the smallest)
-    caps: dict[tuple[int, int, int], int] = {}
-    for cap in thread_counts(max_threads):
-        caps.setdefault(openblas_threads(g, cap), cap)
     memo: dict = {}  # each plan estimated once
-    plans = [_openblas_best(g, mach, list(caps.values()), memo)]
+    plans = [_openblas_best(g, mach, openblas_caps(g, max_threads), memo)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
@@ -751,6 +757,29 @@ def openblas_floor_s(g: Gemm, mach: Machine, max_threads: int) -> float:
     m_t, n_t = -(-g.m // tm), -(-g.n // tn)
     fmas = per * g.k * m_t * n_t / mach.lanes(g.dtype)
     return fmas / mach.spec.fma_pipes * mach.cycle_s * (1.0 - 1e-9)
+
+
+def openblas_caps(g: Gemm, limit: int) -> list[int]:
+    """The thread caps a caller may give OpenBLAS, up to ``limit``: every count from 1,
+    each kept only where it changes OpenBLAS's thread split (the smallest cap of each
+    split: caps with the same split give the same plan).
+
+    Every count, not the powers of two: the candidates for a limit then include every
+    candidate for a smaller one, so raising ``tiling.threads`` never makes ``auto``
+    slower. The powers of two alone are not such a set, and the plans between them
+    differ by more than their share of the work: OpenBLAS's grid of ``tm x tn``
+    threads sets each thread's packed A block (``GEMM_P`` x ``GEMM_Q`` at most), and
+    whether those blocks stay in L2, fit the die's L3 together, or thrash it (the
+    sweep law, :mod:`.placement`) turns on the grid. On the Kunpeng 920, SGEMM 4096^3
+    on 64 threads packed onto the dies (`compact`) runs an 8 x 8 grid of 2 MiB blocks,
+    64 MiB that a die's 32 MiB L3 sweeps mostly from DRAM (433 ms), while 60 threads
+    run 15 x 4 blocks of 1.1 MB that it mostly holds (221 ms); 48 and 24 threads beat
+    64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
+    every thread it is given, as the library does."""
+    caps: dict[tuple[int, int, int], int] = {}
+    for cap in range(1, max(1, limit) + 1):
+        caps.setdefault(openblas_threads(g, cap), cap)
+    return list(caps.values())
 
 
 def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
