@@ -14,7 +14,9 @@ OpenBLAS (``openblas_set_num_threads``) at the count that runs fastest. What mus
   ``GEMM_P x GEMM_Q`` of TSV110) overflow the die's L3 together, 64 MiB swept through
   32 MiB, while 60 threads (15 x 4, 1.1 MB blocks) mostly stay in it. OpenBLAS asked by name
   still takes every thread it is given, slow or not;
-- every cap is a candidate, each kept once per distinct OpenBLAS thread split;
+- every cap is a candidate, each kept once per distinct OpenBLAS thread split; so is
+  every thread count of IAAT's and AutoTSMM's own searches (small and tall-and-skinny
+  GEMMs under ``auto``);
 - a grid that does not divide the GEMM evenly still reads A and B from DRAM once and
   writes C once: each thread runs the largest share (the time) but moves its average
   share of DRAM bytes (bert-base's QKV at 115 tokens on 120 threads read 17.6 MB for
@@ -63,6 +65,28 @@ def test_more_threads_never_slow_a_gemm_across_clusters_dies_and_sockets(
         if seen:
             assert got <= seen[-1][1] * (1 + 1e-9), (preset, op, dtype, placement, seen[-1], t, got)
         seen.append((t, got))
+
+
+# IAAT's domain (small) and AutoTSMM's (tall and skinny, both orientations), batched
+SMALL_AND_SKINNY = [({"kind": "matmul", "m": 64, "n": 64, "k": 64}, "fp32"),
+                    ({"kind": "matmul", "m": 80, "n": 80, "k": 80}, "fp32"),
+                    ({"kind": "matmul", "m": 65536, "n": 32, "k": 32}, "fp32"),
+                    ({"kind": "matmul", "m": 16, "n": 4096, "k": 4096}, "fp32"),
+                    ({"kind": "matmul", "m": 200, "n": 64, "k": 200, "batch": 12}, "fp32")]
+
+
+@pytest.mark.parametrize("op,dtype", SMALL_AND_SKINNY)
+@pytest.mark.parametrize("placement", ["compact", "spread"])
+def test_more_threads_never_slow_iaat_or_autotsmm(op, dtype, placement):
+    """IAAT's and AutoTSMM's own thread counts are every count too (``split_counts``):
+    with 1, 2, 4, ... and the limit, 64^3 took 4.69 us on at most 7 compact threads
+    against 3.83 on at most 6, and 80^3 3.31 on 31 spread against 3.11 on 24."""
+    seen = None
+    for t in [1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 31, 32, 33, 48, 64]:
+        got = latency(KP, op, dtype, t, placement)
+        if seen:
+            assert got <= seen[1] * (1 + 1e-9), (op, placement, seen, t, got)
+        seen = (t, got)
 
 
 def test_openblas_by_name_takes_every_thread_and_can_be_slower():

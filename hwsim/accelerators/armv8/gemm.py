@@ -609,10 +609,27 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
                  "tiles": {"rows": rows, "cols": cols}, "walk": walk}, [parts])
 
 
+def split_counts(limit: int, split) -> list[int]:
+    """Every thread count from 1 to ``limit``, the smallest of each distinct
+    ``split(count)`` (counts that split the work alike give the same plan). The
+    candidates for a limit then include those of every smaller limit, so a planner
+    that keeps the fastest is never slower with more threads (``tiling.threads``);
+    the powers of two and the limit are no such set."""
+    seen: dict = {}
+    for t in range(1, max(1, limit) + 1):
+        seen.setdefault(split(t), t)
+    return list(seen.values())
+
+
 def iaat(g: Gemm, mach: Machine, max_threads: int) -> Plan:
-    """The best thread count and kernel orientation (the operand walked in place along
-    the vectors is the one whose stride costs TLB walks and conflicts)."""
-    return _best([_iaat_at(g, mach, t, along_n) for t in thread_counts(max_threads)
+    """The best thread count (:func:`split_counts`: every count, once per output
+    split) and kernel orientation (the operand walked in place along the vectors is
+    the one whose stride costs TLB walks and conflicts)."""
+    def split(t: int) -> tuple:
+        tb, per, t_in = batch_split(g.batch, t)
+        return tb, per, square_grid(g.m, g.n, t_in)
+
+    return _best([_iaat_at(g, mach, t, along_n) for t in split_counts(max_threads, split)
                   for along_n in (False, True)], mach)
 
 
@@ -717,7 +734,13 @@ def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
         plan.detail["requested"] = "autotsmm: not tall-and-skinny, the OpenBLAS path runs"
         return plan
     spans = (False,) if g.m <= g.n else (False, True)  # (the wide case has one kernel)
-    return _best([_tsmm_at(g, mach, t, span) for t in thread_counts(max_threads)
+    lanes, big = mach.lanes(g.dtype), max(g.m, g.n)
+
+    def split(t: int) -> tuple:  # (as _tsmm_at splits the batch and the long side)
+        tb, per, t_in = batch_split(g.batch, t)
+        return tb, per, max(1, min(t_in, -(-big // lanes)))
+
+    return _best([_tsmm_at(g, mach, t, span) for t in split_counts(max_threads, split)
                   for span in spans], mach)
 
 
@@ -776,10 +799,7 @@ def openblas_caps(g: Gemm, limit: int) -> list[int]:
     run 15 x 4 blocks of 1.1 MB that it mostly holds (221 ms); 48 and 24 threads beat
     64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
     every thread it is given, as the library does."""
-    caps: dict[tuple[int, int, int], int] = {}
-    for cap in range(1, max(1, limit) + 1):
-        caps.setdefault(openblas_threads(g, cap), cap)
-    return list(caps.values())
+    return split_counts(limit, lambda cap: openblas_threads(g, cap))
 
 
 def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
