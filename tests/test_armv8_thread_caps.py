@@ -26,6 +26,8 @@ OpenBLAS (``openblas_set_num_threads``) at the count that runs fastest. What mus
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hwsim
 from hwsim.accelerators.armv8.ecm import materialize
@@ -141,3 +143,22 @@ def test_openblas_reads_and_writes_its_operands_once_however_the_grid_divides_th
     write = sum(st.dram_write for st in plan.steps) * plan.threads
     assert read == pytest.approx((m * k + k * n) * s, rel=1e-12)
     assert write == pytest.approx(m * n * s, rel=1e-12)
+
+
+# random GEMMs (any size, batch and dtype the core computes), random pairs of caps:
+# the invariant as a property, beyond the shapes listed above
+_sizes = st.sampled_from([1, 2, 7, 16, 64, 100, 128, 500, 1000, 1024, 2048, 4096])
+_caps = st.sampled_from([1, 2, 3, 4, 5, 7, 8, 12, 16, 24, 31, 32, 33, 40, 48, 63, 64])
+
+
+@settings(max_examples=40, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(m=_sizes, n=_sizes, k=_sizes, batch=st.sampled_from([1, 1, 3, 12]),
+       dtype=st.sampled_from(["fp32", "fp16", "fp64"]), low=_caps, high=_caps,
+       placement=st.sampled_from(["compact", "spread", "interleave"]))
+def test_a_higher_thread_cap_never_slows_a_random_gemm(m, n, k, batch, dtype, low, high,
+                                                       placement):
+    low, high = min(low, high), max(low, high)
+    op = {"kind": "matmul", "m": m, "n": n, "k": k, "batch": batch}
+    assert latency(KP, op, dtype, high, placement) <= \
+        latency(KP, op, dtype, low, placement) * (1 + 1e-9)
