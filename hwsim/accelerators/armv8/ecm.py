@@ -311,15 +311,22 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     return (end1 if end1 is not None else gate) + barrier_s
 
 
-def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
+def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
+            die: bool = False) -> Plan:
     """The plan of least :func:`estimate` (the first of equals); ``memo`` keeps the
     estimates by plan (``id``) for a caller that asks again about the same plans.
 
     A candidate on a thread count whose stream rates are not solved yet is estimated
     last, and not at all when it cannot be the fastest of its strategy: when its
-    estimate with every thread streaming at :attr:`~.spec.Machine.rate_ceiling` (no
-    thread streams faster, so no estimate is lower) already exceeds the least of its
-    strategy so far. Its rates, a queueing network solve, are then never asked for.
+    estimate with every thread streaming at the fastest its thread count allows
+    (:meth:`~.spec.Machine.share_floor`: :attr:`~.spec.Machine.rate_ceiling`, or the
+    most loaded node's share of its bandwidth; no thread streams faster, so no
+    estimate is lower) already exceeds the least of its strategy so far. Its rates, a
+    queueing network solve, are then never asked for. With ``die`` (a search over
+    every thread count, whose candidates share a few dies' loads), a candidate that
+    this bound does not pass over is bounded again with its most loaded die solved
+    alone (:meth:`~.spec.Machine.share_floor`), a smaller solve kept for every thread
+    count that loads a die alike.
     The plan returned is the one the plain search returns, and each strategy's least
     estimate is in ``memo`` (a caller reports it)."""
     if not plans:
@@ -346,7 +353,8 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
             later.append((i, p))
     for i, p in later:
         b = best.get(p.strategy)
-        if b is not None and estimate(p, mach, floor_share) > b[1]:
+        if b is not None and (estimate(p, mach, mach.share_floor(p.threads)) > b[1] or (
+                die and estimate(p, mach, mach.share_floor(p.threads, True)) > b[1])):
             continue  # slower than its strategy's best even at the fastest rates
         got = memo[id(p)] = (p, estimate(p, mach))
         keep(i, p, got[1])

@@ -128,6 +128,7 @@ class Topology:
         self.cores_per_node = math.ceil(spec.cores / self.nodes)
         self.cluster_cores = max(1, min(spec.cluster_cores, self.cores_per_node))
         self.clusters_per_node = math.ceil(self.cores_per_node / self.cluster_cores)
+        self._placed: dict[tuple[int, str], list[Thread]] = {}
 
     def node_of(self, core: int) -> int:
         return min(core // self.cores_per_node, self.nodes - 1)
@@ -182,12 +183,22 @@ class Topology:
             clusters = [cores[i:i + self.cluster_cores]
                         for i in range(0, len(cores), self.cluster_cores)]
             per = math.ceil(count / len(clusters))
+            placed = 0  # (this node's threads placed so far)
             for cl in clusters:
-                take = cl[:min(per, count - sum(1 for c in out if self.node_of(c) == node))]
+                take = cl[:min(per, count - placed)]
                 out.extend(take)
+                placed += len(take)
         return out
 
     def place(self, threads: int, placement: str) -> list[Thread]:
+        """The threads ``threads`` threads are under ``placement`` (kept: a planner asks
+        about a thread count for its L3 share, its rates and their bounds)."""
+        got = self._placed.get((threads, placement))
+        if got is None:
+            got = self._placed[(threads, placement)] = self._place(threads, placement)
+        return list(got)
+
+    def _place(self, threads: int, placement: str) -> list[Thread]:
         out = []
         for core in self.cores_of(threads, placement):
             node = self.node_of(core)

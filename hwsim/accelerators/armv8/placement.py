@@ -85,6 +85,21 @@ def sweep_hit(reuse_bytes: float, capacity_bytes: float) -> float:
     x = reuse_bytes / capacity_bytes
     if x <= 1.0:
         return 1.0
+    # the root depends on x alone: kept (planners ask about the same blocks for every
+    # thread count, k block and op of a run; each root is 60 bisection steps)
+    got = _SWEEP_HIT.get(x)
+    if got is None:
+        if len(_SWEEP_HIT) > 65536:  # a long sweep's sizes: bounded
+            _SWEEP_HIT.clear()
+        got = _SWEEP_HIT[x] = _sweep_root(x)
+    return got
+
+
+_SWEEP_HIT: dict[float, float] = {}  # sweep_hit's root per reuse-over-capacity ratio
+
+
+def _sweep_root(x: float) -> float:
+    """The root of ``h = exp(-x (1 - h))`` below 1 for ``x > 1``, by bisection."""
     lo, hi = 0.0, 1.0 - 1e-12  # f(h) = h - exp(-x (1 - h)): f(0) < 0 < f(1-)
     for _ in range(60):
         mid = 0.5 * (lo + hi)

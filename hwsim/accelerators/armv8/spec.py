@@ -166,6 +166,8 @@ class Machine:
         self._rates: dict[int, tuple[float, ...]] = {}
         self._slowest: dict[int, float] = {}
         self._l3: dict[int, float] = {}
+        self._share_floor: dict[tuple[int, bool], float | None] = {}
+        self._die_rates: dict[tuple[int, ...], float] = {}  # (share_floor)
         # no thread streams faster than Little's law at the least latency with no
         # queueing (memory.stream_rates: a line's wait is at least its latency, and
         # each server's residence at least its service, when a core keeps at least
@@ -256,6 +258,58 @@ class Machine:
         got = self._slowest.get(threads)
         if got is None:
             got = self._slowest[threads] = min(self.thread_rates(threads))
+        return got
+
+    def share_floor(self, threads: int, die: bool = False) -> float | None:
+        """A lower bound on the stretch of a transfer among ``threads`` threads, ``slot_bw
+        / slowest_rate(threads)``, without solving their rates (None: no bound).
+
+        No thread streams faster than :attr:`rate_ceiling`; the threads whose lines a
+        node's controllers serve carry no more than ``node_bw`` together (the solve's
+        servers never carry more than their bandwidth: memory.stream_rates), so the
+        slowest streams at most ``node_bw`` over the most loaded node's share of the
+        threads' lines; and where every thread's pages are on its own die (``spread``,
+        ``compact``), a die's threads meet no other die's at any server, so the
+        slowest streams no faster than the slowest of the most loaded die's threads
+        solved alone. That solve depends only on how many threads each of the die's
+        clusters holds, and is kept by that (a planner asking about every thread count
+        meets a few such dies: 16 threads a die at most on the Kunpeng 920). A
+        thousandth is left on each for the solves' tolerance (utilisations found to
+        1e-10, rates to a relative 1e-6 or better; a test holds every solved rate of
+        the shipped presets, placements and thread counts under the bound). The die's
+        solve is asked for with ``die`` only (a planner first tries the bounds that
+        cost none). A planner passes over a candidate on an unsolved thread count when
+        its estimate at this stretch already exceeds the best (ecm.fastest)."""
+        got = self._share_floor.get((threads, die), 0.0)
+        if got == 0.0:
+            got = None
+            if self.floor_share is not None:
+                placed = self.topology.place(max(1, threads), self.placement)
+                load: dict[int, float] = {}
+                for th in placed:
+                    for node, share in th.pages:
+                        load[node] = load.get(node, 0.0) + share
+                most = max(load.values())
+                cap = min(self.rate_ceiling, self.node_bw * (1.0 + 1e-3) / most)
+                if (die and len(placed) > 1
+                        and all(th.pages == ((th.node, 1.0),) for th in placed)):
+                    on = max(load, key=load.__getitem__)  # (the first most loaded)
+                    cap = min(cap, self._die_rate([th for th in placed if th.node == on])
+                              * (1.0 + 1e-3))
+                got = self.slot_bw / cap
+            self._share_floor[(threads, die)] = got
+        return got
+
+    def _die_rate(self, mine: list) -> float:
+        """The slowest stream rate of ``mine``, one die's threads with their pages on it,
+        solved alone (memory.stream_rates), kept by their clusters' occupancy."""
+        per: dict[int, int] = {}
+        for th in mine:
+            per[th.cluster] = per.get(th.cluster, 0) + 1
+        key = tuple(sorted(per.values()))
+        got = self._die_rates.get(key)
+        if got is None:
+            got = self._die_rates[key] = min(stream_rates(self, mine))
         return got
 
     def l3_rate(self, threads: int) -> float:
