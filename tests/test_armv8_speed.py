@@ -474,3 +474,28 @@ def test_the_plan_kept_for_the_last_op_follows_a_changed_op():
     op.attrs["rows"] = 4096
     q = t._plan_of(op, graph, r.spec, None)
     assert q is not p and repr(q) == repr(t.plan(op, graph, r.spec, None))
+
+
+def test_a_kept_gemm_plan_is_a_new_plan_each_time():
+    """``gemm.plan_gemm`` keeps a GEMM's plan per machine (a model's layers repeat their
+    GEMMs): each call gets the plan a new search gives (the same steps, to the last
+    bit), in steps of its own, so a caller adding to one (a bias's read) changes no
+    later call's plan."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from hwsim.accelerators.armv8.ecm import materialize  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import Gemm, _plan_gemm, plan_gemm  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    mach = Machine(resolve("armv8").spec)
+    for g in (Gemm(1, 3000, 4096, 4096, "fp16"), Gemm(1, 1, 4096, 4096, "fp32"),
+              Gemm(12, 64, 64, 64, "fp32")):
+        fresh = materialize(_plan_gemm(g, Machine(resolve("armv8").spec), "auto", 64))
+        first = plan_gemm(g, mach, "auto", 64)
+        first.steps[0].read("dram", 1e6)  # a caller's addition
+        again = plan_gemm(g, mach, "auto", 64)
+        assert again is not first and again.steps[0] is not first.steps[0]
+        assert [asdict(s) for s in again.steps] == [asdict(s) for s in fresh.steps]
+        assert (again.threads, again.kernel, again.detail) == \
+            (fresh.threads, fresh.kernel, fresh.detail)

@@ -760,10 +760,38 @@ def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
 def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     """The plan of ``strategy``; ``auto`` picks as a tuned library would: the fastest of
     OpenBLAS, IAAT where the GEMM is small (its paper's domain) and AutoTSMM where C
-    is tall and skinny (its paper's domain)."""
+    is tall and skinny (its paper's domain).
+
+    A plan depends only on the GEMM, the machine (its spec, thread limit and
+    placement), the strategy and the limit, so it is kept per machine: a model's
+    layers repeat their GEMMs (Llama's q, k, v and o projections, gate and up), and
+    each gets a copy of the kept plan, still as runs of equal tiles, cut into its
+    tiles (:func:`~.ecm.materialize`): its steps copied (``x 1.0``: the same floats),
+    since the caller may add to them (a bias's read)."""
+    memo = mach.__dict__.setdefault("_gemm_plans", {})
+    key = (g, strategy, max_threads)
+    got = memo.get(key)
+    if got is None:
+        if len(memo) > 4096:  # a long sweep's shapes: bounded
+            memo.clear()
+        got = memo[key] = _plan_gemm(g, mach, strategy, max_threads)
+    copies: dict[int, Step] = {}  # (a step met twice stays one step)
+    steps = []
+    for st in got.steps:
+        c = copies.get(id(st))
+        if c is None:
+            c = copies[id(st)] = st.scaled(1.0)
+        steps.append(c)
+    return materialize(Plan(got.strategy, got.threads, steps, got.dtype, got.serial_s,
+                            got.kernel, dict(got.detail),
+                            None if got.runs is None else list(got.runs)))
+
+
+def _plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
+    """:func:`plan_gemm`, planned (not yet cut into its tiles)."""
     builders = {"openblas": openblas, "iaat": iaat, "autotsmm": autotsmm}
     if strategy in builders:
-        return materialize(builders[strategy](g, mach, max_threads))
+        return builders[strategy](g, mach, max_threads)
     # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
     # caller caps them (openblas_set_num_threads) at the count that runs fastest
     memo: dict = {}  # each plan estimated once
@@ -774,7 +802,7 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
         plans.append(autotsmm(g, mach, max_threads))
     best = _best(plans, mach, memo)
     best.detail["auto_estimates_s"] = {p.strategy: memo[id(p)][1] for p in plans}
-    return materialize(best)  # (candidates are estimated uncut: ecm.tiles)
+    return best  # (candidates are estimated uncut: ecm.tiles)
 
 
 def _best(plans: list[Plan], mach: Machine, memo: dict | None = None,
