@@ -161,7 +161,10 @@ def test_bert_base_per_op_breakdown_separates_core_cache_and_dram():
     for key in ("in_core_s", "l1_s", "l2_s", "l3_s", "dram_s", "sync_s", "latency_s"):
         assert b[key] >= 0
     assert b["dram_s"] > 0  # the weights come from DRAM
-    assert max(b["in_core_s"], b["l1_s"] + b["l2_s"] + b["l3_s"]) <= b["latency_s"] * 1.01
+    # the L3 stream overlaps the L1 and L2 transfers on the Kunpeng 920 (l3_overlaps)
+    near = b["l1_s"] + b["l2_s"]
+    transfers = max(near, b["l3_s"]) if spec.l3_overlaps else near + b["l3_s"]
+    assert max(b["in_core_s"], transfers) <= b["latency_s"] * 1.01
 
 
 def test_tinyllama_decode_streams_its_weights_and_auto_beats_openblas():

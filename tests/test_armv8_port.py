@@ -15,7 +15,8 @@ What must hold:
   larger), and the op's whole path (estimate, events, analytical summary, terms)
   charges the same L3 rate, to the L3 hits only: lines on their way to or from DRAM
   queue at the port in the DRAM lane;
-- off (``cluster_port_l3: false``, the shipped presets), nothing changes.
+- off (``cluster_port_l3: false``), nothing changes; the Kunpeng 920 presets ship
+  it on.
 """
 
 from __future__ import annotations
@@ -132,8 +133,15 @@ def test_presets_without_a_port_are_unchanged():
     for name in ("armv8-graviton2", "armv8-thunderx2", "armv8-ft2000plus"):
         m = Machine(dataclasses.replace(resolve(name).spec, cluster_port_l3=True))
         assert all(m.l3_rate(t) == m.l3_bw for t in (1, 4, 16, m.spec.cores))
-    # and the Kunpeng 920 as shipped (the port carries DRAM lines only)
+    # the Kunpeng 920 ships the port on: one thread a cluster (16 spread over the 16
+    # clusters) reads at its own rate, four a cluster at a quarter of the port
     m = Machine(resolve(KP).spec)
+    assert m.spec.cluster_port_l3
+    assert all(m.l3_rate(t) == m.l3_bw for t in (1, 4, 16))
+    assert m.l3_rate(64) == pytest.approx(m.spec.cluster_bw_bytes_per_s / 4)
+    assert m.l3_rate(64) < m.l3_bw
+    # and off, every thread reads at its own rate
+    m = Machine(dataclasses.replace(resolve(KP).spec, cluster_port_l3=False))
     assert all(m.l3_rate(t) == m.l3_bw for t in (1, 4, 16, 64))
 
 
@@ -172,14 +180,18 @@ def test_only_the_l3_hits_share_the_port():
 
 
 def test_the_switch_reaches_a_simulation():
-    """``--set target.cluster_port_l3=true`` slows a 64-thread GEMM whose plan reads
-    L3 hits (four threads a cluster share each port); one core's is unchanged."""
+    """The shipped port (``cluster_port_l3: true``) slows a 64-thread GEMM whose plan
+    reads L3 hits (four threads a cluster share each port) against
+    ``--set target.cluster_port_l3=false``; one core's is unchanged."""
     import hwsim  # noqa: PLC0415
 
-    wl = {"ops": [{"kind": "matmul", "m": 16, "n": 4096, "k": 4096}], "dtype": "fp32"}
-    on = ["target.cluster_port_l3=true"]
+    wl = {"ops": [{"kind": "matmul", "m": 16, "n": 4096, "k": 4096}], "dtype": "fp32",
+          "tiling": {"gemm": "openblas"}}
+    on, off = ["target.cluster_port_l3=true"], ["target.cluster_port_l3=false"]
     assert (hwsim.simulate(wl, KP, sets=on).totals["latency_s"]
-            > hwsim.simulate(wl, KP).totals["latency_s"])
+            > hwsim.simulate(wl, KP, sets=off).totals["latency_s"])
+    assert (repr(hwsim.simulate(wl, KP, sets=on).totals)
+            == repr(hwsim.simulate(wl, KP).totals))
     one = ["target.cores=1"]
     assert (repr(hwsim.simulate(wl, KP, sets=[*one, *on]).totals)
             == repr(hwsim.simulate(wl, KP, sets=one).totals))

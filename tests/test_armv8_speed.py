@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 import hwsim
 from hwsim.accelerators.armv8.target import ARMv8Target
@@ -217,9 +219,9 @@ def test_openblas_caps_passed_over_could_not_have_won(shape):
         Gemm,
         _openblas_best,
         openblas,
+        openblas_bound_s,
+        openblas_caps,
         openblas_floor_s,
-        openblas_threads,
-        thread_counts,
     )
     from hwsim.targets import resolve  # noqa: PLC0415
 
@@ -227,16 +229,64 @@ def test_openblas_caps_passed_over_could_not_have_won(shape):
     g = Gemm(b, m, n, k, dtype)
     for preset in ("armv8", "armv8-graviton2"):
         mach = TARGET.machine(resolve(preset).spec)
-        caps: dict = {}
-        for cap in thread_counts(mach.cores):
-            caps.setdefault(openblas_threads(g, cap), cap)
-        plans = [openblas(g, mach, cap) for cap in caps.values()]
-        for cap, plan in zip(caps.values(), plans):
+        caps = openblas_caps(g, mach.cores)
+        plans = [openblas(g, mach, cap) for cap in caps]
+        for cap, plan in zip(caps, plans):
             assert openblas_floor_s(g, mach, cap) <= estimate(plan, mach)
+            assert openblas_bound_s(g, mach, cap) <= estimate(plan, mach)
         want = fastest(plans, mach)
-        got = _openblas_best(g, mach, list(caps.values()), {})
+        got = _openblas_best(g, mach, caps, {})
         assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
             (want.threads, want.detail["grid"], estimate(want, mach))
+
+
+_sizes = hs.sampled_from([1, 3, 16, 64, 100, 333, 1000, 1024, 2048, 3000, 4096, 11008])
+
+
+@settings(max_examples=80, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(m=_sizes, n=_sizes, k=_sizes, batch=hs.sampled_from([1, 1, 2, 5, 12]),
+       dtype=hs.sampled_from(["fp32", "fp16", "fp64"]), broadcast=hs.booleans(),
+       preset=hs.sampled_from(["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
+                               "armv8-thunderx2", "armv8-ft2000plus"]),
+       placement=hs.sampled_from(["compact", "spread", "interleave"]),
+       limit=hs.sampled_from([0, 1, 7, 24, 37, 64]))
+def test_the_openblas_search_keeps_what_estimating_every_cap_keeps(
+        m, n, k, batch, dtype, broadcast, preset, placement, limit):
+    """On random GEMMs (sizes, batch, broadcast operands, dtype), presets, placements and
+    thread limits: each cap's bounds (:func:`gemm.openblas_bound_s`, and the estimate
+    at :meth:`Machine.share_floor`'s stretch, bandwidths alone and with its die's
+    solve) are under its plan's estimate, and the search
+    (:func:`gemm._openblas_best`: caps in a heap by their bounds, plans made only
+    while a bound is under the best) keeps the plan that estimating every cap keeps,
+    the first of the least, with the same estimate to the last bit."""
+    from hwsim.accelerators.armv8.ecm import estimate, fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import (  # noqa: PLC0415
+        Gemm,
+        _openblas_best,
+        openblas,
+        openblas_bound_s,
+        openblas_caps,
+    )
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    base = Machine(resolve(preset).spec)
+    if dtype == "fp16" and not base.spec.fp16_arith:
+        dtype = "fp32"
+    g = Gemm(batch, m, n, k, dtype, a_broadcast=broadcast and batch > 1)
+    mach = base.for_run(limit, placement)
+    caps = openblas_caps(g, mach.cores)
+    got = _openblas_best(g, mach, caps, {})  # (first: on rates not solved yet)
+    plans = [openblas(g, mach, cap) for cap in caps]
+    for cap, plan in zip(caps, plans):
+        est = estimate(plan, mach)
+        assert openblas_bound_s(g, mach, cap) <= est
+        for die in (False, True):
+            assert estimate(plan, mach, mach.share_floor(plan.threads, die)) <= est
+    want = fastest(plans, mach)
+    assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
+        (want.threads, want.detail["grid"], estimate(want, mach))
 
 
 @pytest.mark.parametrize("preset", ["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
@@ -253,8 +303,15 @@ def test_no_thread_streams_faster_than_the_rate_ceiling(preset):
         assert mach.floor_share is not None and mach.floor_share <= 1.0
         for placement in ("spread", "compact", "interleave"):
             m = mach.for_run(0, placement)
-            for t in sorted({1, 2, 3, 7, 16, mach.cores // 2 + 1, mach.cores}):
+            for t in sorted({1, 2, 3, 7, 16, 23, mach.cores // 2 + 1, mach.cores - 1,
+                             mach.cores}):
                 assert max(m.thread_rates(t)) <= m.rate_ceiling
+                # the stretch's bounds without this count's solve (Machine.share_floor):
+                # under the solved one, and the die's within a few thousandths of it
+                share = m.slot_bw / m.slowest_rate(t)
+                assert m.share_floor(t) <= m.share_floor(t, True) <= share
+                if t > 1 and placement != "interleave":
+                    assert m.share_floor(t, True) >= 0.99 * share
 
 
 def _plain_fastest(plans, mach):
@@ -417,3 +474,28 @@ def test_the_plan_kept_for_the_last_op_follows_a_changed_op():
     op.attrs["rows"] = 4096
     q = t._plan_of(op, graph, r.spec, None)
     assert q is not p and repr(q) == repr(t.plan(op, graph, r.spec, None))
+
+
+def test_a_kept_gemm_plan_is_a_new_plan_each_time():
+    """``gemm.plan_gemm`` keeps a GEMM's plan per machine (a model's layers repeat their
+    GEMMs): each call gets the plan a new search gives (the same steps, to the last
+    bit), in steps of its own, so a caller adding to one (a bias's read) changes no
+    later call's plan."""
+    from dataclasses import asdict  # noqa: PLC0415
+
+    from hwsim.accelerators.armv8.ecm import materialize  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import Gemm, _plan_gemm, plan_gemm  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    mach = Machine(resolve("armv8").spec)
+    for g in (Gemm(1, 3000, 4096, 4096, "fp16"), Gemm(1, 1, 4096, 4096, "fp32"),
+              Gemm(12, 64, 64, 64, "fp32")):
+        fresh = materialize(_plan_gemm(g, Machine(resolve("armv8").spec), "auto", 64))
+        first = plan_gemm(g, mach, "auto", 64)
+        first.steps[0].read("dram", 1e6)  # a caller's addition
+        again = plan_gemm(g, mach, "auto", 64)
+        assert again is not first and again.steps[0] is not first.steps[0]
+        assert [asdict(s) for s in again.steps] == [asdict(s) for s in fresh.steps]
+        assert (again.threads, again.kernel, again.detail) == \
+            (fresh.threads, fresh.kernel, fresh.detail)

@@ -278,7 +278,11 @@ def test_models_with_carrying_obey_physics_and_are_never_slower(preset, case):
     assert on.totals["latency_s"] <= off.totals["latency_s"] * (1 + 1e-12)
     saved = on.onchip["dram_read_saved_bytes"] + on.onchip["dram_write_saved_bytes"]
     moved = lambda t: t["dram_read_bytes"] + t["dram_write_bytes"]  # noqa: E731
-    assert moved(on.totals) <= moved(off.totals) - saved
+    # a task's DRAM bytes are whole, rounded up (a thread's share of a tensor split over
+    # a thread count that does not divide it, 60 threads say): at most a byte a task
+    # for its reads and one for its writes
+    rounding = 2 * int(on.ops["tasks"].sum())
+    assert moved(on.totals) <= moved(off.totals) - saved + rounding
 
 
 @pytest.mark.parametrize("preset, field", [("volta-v100-sxm2", "l2_bytes"),
@@ -308,9 +312,11 @@ def test_a_bigger_l2_is_never_slower(preset, field):
 # the V100's fitted main-loop efficiency gave way to the loop's structure, the HMMA
 # pipe's rate and the base clock (volta: BERT-base 2.145 -> 2.197 ms; the decodes'
 # latencies unchanged, their energies +0.04-0.06 %, fp16 fragment loads counted per
-# quad pair and 2.3 pJ a tensor FLOP), and when Ascend's fused attention loaded K and V
+# quad pair and 2.3 pJ a tensor FLOP), when Ascend's fused attention loaded K and V
 # into their own L1 buffers (issue 13: the ascend totals of both workloads the same to
-# 15 digits, the layers' last bits not): a digest that changes means
+# 15 digits, the layers' last bits not), and when the Kunpeng 920's L3 was grounded in
+# lmbench (issue 13: the core's L3 rate, the L3 stream overlapping L1/L2, the cluster
+# port carrying L3 hits, one L3 a die; armv8's digest): a digest that changes means
 # onchip_carry: false no longer gives today's reports
 TODAY = {
     ("llama2-7b-decode", "volta"): "466009ae5c82a0c8",
@@ -318,7 +324,7 @@ TODAY = {
     ("bert-base", "volta"): "5ade907c39a1df4e",
     ("bert-base", "ascend"): "afb5aefc5a6a76be",
     ("bert-base", "roofline"): "cf93e33f4c3d9c41",
-    ("bert-base", "armv8"): "ac9c0b85a984a971",
+    ("bert-base", "armv8"): "62afb2f17843ea32",
     ("gpt2-small-generation", "volta"): "568cb01e03544754",
 }
 

@@ -259,7 +259,7 @@ def _least(cands: list, mach: Machine, sh: AttentionShape, mode: str) -> dict:
     exceeds its strategy's least estimate so far is slower than that one, so it is
     never made. As in :func:`.ecm.fastest`, a plan on a thread count whose stream
     rates are not solved yet is estimated last, and only when its estimate at the
-    fastest rates (:attr:`~.spec.Machine.floor_share`) does not exceed its
+    fastest rates (:meth:`~.spec.Machine.share_floor`) does not exceed its
     strategy's least. Every skip is of a plan slower than one kept, and ties go to
     the earlier place, so the plans kept are the plain search's."""
     known = mach._rates  # thread counts whose rates are solved
@@ -281,7 +281,8 @@ def _least(cands: list, mach: Machine, sh: AttentionShape, mode: str) -> dict:
                 later.append(i)  # its thread count's rates are not solved yet: last
                 return
             p = _plan(mach, sh, mode, bq, bkv, strat, ways, cut=False, head=head)
-            if deferred and b is not None and estimate(p, mach, floor_share) > b[1]:
+            if deferred and b is not None and estimate(
+                    p, mach, mach.share_floor(p.threads)) > b[1]:
                 return  # slower than its strategy's best even at the fastest rates
             est = ests[key] = estimate(p, mach)
         if b is None or est < b[1] or (est == b[1] and i < b[2]):

@@ -19,6 +19,17 @@ its own list and reports the median of all copies' timings (lmbench3
 ``set_results`` keeps the median), so a case's modelled time is the median of its
 threads' ``line / rate``, not the slowest thread's.
 
+**The measured machine** is not the preset's 64-core 920-6426: the logs bind dies of
+24 cores (``--physcpubind=0-23``; the lock benchmark committed with the ``-P 4``
+logs, ``tools/log.0316.txt`` at 736ab34, pairs cores 0-1 with 24-25, 48-49 and
+72-73, one pair a node), the two-socket 96-core Kunpeng 920 of wayca-scheduler's
+``tools/kp920.2P.6CCL`` (four dies of six four-core clusters, 22.5 MiB of L3 a die,
+DDR4-2933 with one DIMM a channel: ``DUT_6CCL_8CCL_specs.pdf`` there, commit
+a4f5428). A cluster, a die's controllers and a core are the same parts on both, so
+the rows calibrate the preset's per-core, per-cluster and per-die constants; the
+L3's size a die differs (32 MiB on the 6426), and ``tests/test_armv8_die_l3.py``
+checks the die share against that machine's.
+
 **Which rows set a constant.** The rows in :data:`CALIBRATED` are the calibration
 points: a preset constant was solved from each through this very path (the preset's
 comment names the row). Every other row is a check, and ``hwsim calibrate`` /
@@ -38,8 +49,8 @@ from .spec import Machine
 FILES = ("kunpeng920/kp920_lat_mem_rd.csv",)
 PLATEAU_MB = 96.0  # working sets past the 64 MiB L3
 # working sets (per copy) read from the L3: six to eight times the 512 KiB L2, so
-# that few lines still hit in it, and four copies' sets (16 MB at most) within half
-# the 32 MiB of L3 on a die
+# that few lines still hit in it, and four copies' sets (16 MB at most) within the
+# 22.5 MiB of L3 on a die of the measured machine
 L3_WINDOW_MB = (3.0, 4.0)
 # the points preset constants were solved from (armv8-kunpeng920.yaml)
 CALIBRATED = {"--physcpubind=0 --membind=0": "core_lines_in_flight",
@@ -48,7 +59,9 @@ CALIBRATED = {"--physcpubind=0 --membind=0": "core_lines_in_flight",
               "--physcpubind=0,4,8,12": "dram_interference_s",
               "--physcpubind=0 --membind=1": "numa_latency_s",
               "--physcpubind=0 --membind=2": "numa_latency_s",
-              "--physcpubind=0 --membind=3": "numa_latency_s"}
+              "--physcpubind=0 --membind=3": "numa_latency_s",
+              # one chaser over 3-4 MB (L3 hits), pages local: a core's own L3 rate
+              "--physcpubind=0 --membind=0 L3": "l3_bytes_per_cycle"}
 
 
 def _cpus(text: str) -> list[int]:

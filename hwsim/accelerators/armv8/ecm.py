@@ -17,7 +17,13 @@ a streaming loop). A step records what the ECM model needs:
 Its time in cache is the ECM composition ``max(T_OL, T_nOL + T_L2 + T_L3 + T_TLB)``:
 arithmetic overlaps with data transfers, but the transfers between cache levels
 do not overlap each other or the L1 accesses (the ECM rule), and a load whose
-page is not in the TLB waits for its walk (``tlb_walk_s`` each, one at a time). DRAM traffic is a
+page is not in the TLB waits for its walk (``tlb_walk_s`` each, one at a time).
+Where the spec sets ``l3_overlaps`` (the Kunpeng 920: lmbench's chase takes a line
+from L3 in 4.15 ns against 3.1-3.6 ns from L2, which a serial L3 transfer could
+only fit at 61-116 GB/s, beyond the cluster port's 20 GB/s), the L3 stream, which
+the L2 prefetcher runs ahead of, overlaps the L1 and L2 transfers:
+``max(T_OL, T_nOL + T_L2 + T_TLB, T_L3)``; a step whose walk touches a new page every
+access (``Step.l3_stream`` False) has demand misses only and keeps the sum. DRAM traffic is a
 separate task on the thread's memory lane, at the rate that thread streams while
 all the op's threads stream (:mod:`.memory`: Little's law over its lines in
 flight, the queueing at its cluster's port, its node's DDR channels and, for
@@ -62,6 +68,11 @@ class Step:
     vop: float = 0.0
     barrier: bool = False  # every thread meets here after this step
     rounds: int = 1  # the barriers (merged k-blocks, repetitions) this step stands for
+    # its L3 lines come in a stream the L2 prefetcher runs ahead of (False: demand
+    # misses, as a walk that touches a new page every access gets: prefetchers stop at
+    # a page's edge), which overlaps the L1 and L2 transfers where the spec's
+    # l3_overlaps says so
+    l3_stream: bool = True
 
     def scaled(self, f: float) -> "Step":
         out = object.__new__(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
@@ -133,9 +144,12 @@ class Times:
     l3: float
     dram: float  # at the rate of one core streaming alone from local DRAM (no contention)
     tlb: float = 0.0  # page-table walks
+    l3_overlaps: bool = False  # the spec's l3_overlaps (transfers)
 
     @property
     def transfers(self) -> float:
+        if self.l3_overlaps:
+            return _overlapped(self.l1 + self.l2 + self.tlb, self.l3)
         return self.l1 + self.l2 + self.l3 + self.tlb
 
     @property
@@ -145,6 +159,12 @@ class Times:
     @property
     def bound(self) -> str:
         return "compute" if self.in_core >= self.transfers else "onchip"
+
+
+def _overlapped(near: float, l3: float) -> float:
+    """The transfers of a step whose L3 stream overlaps its L1 and L2 transfers (spec
+    ``l3_overlaps``): the longer of the two."""
+    return near if near >= l3 else l3
 
 
 def l3_s(step: Step, l3_bw: float, shared_bw: float) -> float:
@@ -169,7 +189,8 @@ def times(step: Step, mach: Machine, shared_bw: float | None = None) -> Times:
                  step.l2_bytes / mach.l2_bw,
                  l3_s(step, mach.l3_bw, mach.l3_bw if shared_bw is None else shared_bw),
                  (step.dram_read + step.dram_write) / mach.slot_bw,
-                 step.tlb_walks * mach.spec.tlb_walk_s)
+                 step.tlb_walks * mach.spec.tlb_walk_s,
+                 mach.spec.l3_overlaps and step.l3_stream)
 
 
 @dataclass
@@ -247,6 +268,7 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     l3_shared = got[2]
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
+    overlaps = mach.spec.l3_overlaps
     barrier_s = got[3]
     end1 = end2 = None  # the last two steps' ends
     steps = plan.steps
@@ -258,9 +280,14 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     for s, n in zip(steps, runs):
         # a run's tiles have the same amounts: their terms are the same floats
         in_core = s.arith_cycles * cycle_s
-        transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw
-                     + (s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
-                     + s.tlb_walks * walk_s)
+        if overlaps and s.l3_stream:
+            transfers = _overlapped(s.port_cycles * cycle_s + s.l2_bytes / l2_bw
+                                    + s.tlb_walks * walk_s,
+                                    s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
+        else:
+            transfers = (s.port_cycles * cycle_s + s.l2_bytes / l2_bw
+                         + (s.l3_bytes / l3_bw if alone else l3_s(s, l3_bw, l3_shared))
+                         + s.tlb_walks * walk_s)
         work = in_core if in_core >= transfers else transfers
         moves = s.dram_read or s.dram_write
         if moves:
@@ -284,15 +311,22 @@ def estimate(plan: Plan, mach: Machine, share: float | None = None) -> float:
     return (end1 if end1 is not None else gate) + barrier_s
 
 
-def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
+def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
+            die: bool = False) -> Plan:
     """The plan of least :func:`estimate` (the first of equals); ``memo`` keeps the
     estimates by plan (``id``) for a caller that asks again about the same plans.
 
     A candidate on a thread count whose stream rates are not solved yet is estimated
     last, and not at all when it cannot be the fastest of its strategy: when its
-    estimate with every thread streaming at :attr:`~.spec.Machine.rate_ceiling` (no
-    thread streams faster, so no estimate is lower) already exceeds the least of its
-    strategy so far. Its rates, a queueing network solve, are then never asked for.
+    estimate with every thread streaming at the fastest its thread count allows
+    (:meth:`~.spec.Machine.share_floor`: :attr:`~.spec.Machine.rate_ceiling`, or the
+    most loaded node's share of its bandwidth; no thread streams faster, so no
+    estimate is lower) already exceeds the least of its strategy so far. Its rates, a
+    queueing network solve, are then never asked for. With ``die`` (a search over
+    every thread count, whose candidates share a few dies' loads), a candidate that
+    this bound does not pass over is bounded again with its most loaded die solved
+    alone (:meth:`~.spec.Machine.share_floor`), a smaller solve kept for every thread
+    count that loads a die alike.
     The plan returned is the one the plain search returns, and each strategy's least
     estimate is in ``memo`` (a caller reports it)."""
     if not plans:
@@ -319,7 +353,8 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
             later.append((i, p))
     for i, p in later:
         b = best.get(p.strategy)
-        if b is not None and estimate(p, mach, floor_share) > b[1]:
+        if b is not None and (estimate(p, mach, mach.share_floor(p.threads)) > b[1] or (
+                die and estimate(p, mach, mach.share_floor(p.threads, True)) > b[1])):
             continue  # slower than its strategy's best even at the fastest rates
         got = memo[id(p)] = (p, estimate(p, mach))
         keep(i, p, got[1])
@@ -466,12 +501,19 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
+    overlaps = mach.spec.l3_overlaps
     for j, step in enumerate(steps):
         # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
         in_core = step.arith_cycles * cycle_s
-        transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                     + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
-                     + step.tlb_walks * walk_s)
+        if overlaps and step.l3_stream:
+            transfers = _overlapped(step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                                    + step.tlb_walks * walk_s,
+                                    step.l3_bytes / l3_bw if alone
+                                    else l3_s(step, l3_bw, l3_shared))
+        else:
+            transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                         + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
+                         + step.tlb_walks * walk_s)
         if in_core >= transfers:
             in_cache, bound = in_core, "compute"
         else:

@@ -56,7 +56,7 @@ from .kernels import (
     kstep_cycles,
     tile_cycles,
 )
-from .placement import reread, resident, shared_read, strided_walk
+from .placement import reread, resident, shared_read, strided_walk, sweep_hit
 from .spec import Machine
 
 STRATEGIES = ("openblas", "iaat", "autotsmm")
@@ -97,10 +97,15 @@ def pack_step(label: str, elems: float, lanes: int, mach: Machine,
     spec = mach.spec
     vecs = elems / lanes
     perms = PACK_PERMUTES * vecs if transpose else 0.0
-    return Step(label,
-                arith_cycles=max(perms / spec.fma_pipes, (2 * vecs + perms) / spec.issue_width),
+    return Step(label, arith_cycles=pack_cycles(vecs, perms, spec),
                 port_cycles=vecs / spec.load_ports + vecs / spec.store_ports,
                 vop=2 * vecs + perms)
+
+
+def pack_cycles(vecs: float, perms: float, spec) -> float:
+    """:func:`pack_step`'s in-core cycles: its permutes on the FMA pipes, or its loads,
+    stores and permutes through the front end, whichever is longer."""
+    return max(perms / spec.fma_pipes, (2 * vecs + perms) / spec.issue_width)
 
 
 def run_kernels(step: Step, rows: list[tuple[int, int]], cols: list[tuple[int, int]],
@@ -146,16 +151,24 @@ def kernels_step(label: str, rows: list[tuple[int, int]], cols: list[tuple[int, 
     are kept per machine (a planner asks for the same tiles again for every thread
     cap, k block and sweep point): the step is made from the kept sums, the floats
     :func:`run_kernels` gives a new step (a test holds the two equal)."""
+    got = kernel_amounts(rows, cols, depth, lanes, mach)
+    return Step(label, arith_cycles=got[0], port_cycles=got[1], vfma=got[2], vop=got[3])
+
+
+def kernel_amounts(rows: list[tuple[int, int]], cols: list[tuple[int, int]], depth: int,
+                   lanes: int, mach: Machine) -> tuple[float, float, float, float]:
+    """The amounts of :func:`kernels_step` (arith and port cycles, vector FMAs, other
+    vector instructions), kept per machine."""
     memo = mach.__dict__.setdefault("_kernel_steps", {})
     key = (tuple(rows), tuple(cols), depth, lanes)
     got = memo.get(key)
     if got is None:
         if len(memo) > 4096:  # a long sweep's tiles: bounded
             memo.clear()
-        st = Step(label)
+        st = Step("")
         run_kernels(st, rows, cols, depth, lanes, mach)
         got = memo[key] = (st.arith_cycles, st.port_cycles, st.vfma, st.vop)
-    return Step(label, arith_cycles=got[0], port_cycles=got[1], vfma=got[2], vop=got[3])
+    return got
 
 
 def power_parts(size: int, main: int) -> list[tuple[int, int]]:
@@ -520,13 +533,20 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
 def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: int, per: int,
              threads: int, m_t: int, n_t: int, rows, cols, min_i: int, b_share: int, lanes: int,
              s: int) -> tuple[Step, Step]:
-    """One k-block of :func:`openblas`: its packing step and its kernels step."""
+    """One k-block of :func:`openblas`: its packing step and its kernels step.
+
+    Every thread runs the steps of the largest share of the grid (``m_t`` rows,
+    ``n_t`` columns, ``b_share`` columns of B to pack: rounded up), which is what sets
+    the time; the bytes a thread brings from DRAM and writes back to it are its
+    average share (``m / tm`` rows, ``n / (tm tn)`` columns of B, ``m n / (tm tn)`` of
+    C), so that the op's DRAM traffic is its operands' once, however unevenly the
+    grid divides them (the same floats where it divides them evenly)."""
     nr = mach.kernel_shape(g.dtype)[1]
     ea, eb = m_t * kc, kc * b_share
     pk = pack_step("pack A, B", ea + eb, lanes, mach)
     # A and B arrive cold; the tn column groups each pack these rows of A
-    _cold(pk, ea * s, tn, per, g.a_broadcast, mach, threads)
-    _cold(pk, eb * s, 1, per, g.b_broadcast, mach, threads)
+    _cold(pk, g.m / tm * kc * s, tn, per, g.a_broadcast, mach, threads)
+    _cold(pk, kc * g.n / (tm * tn) * s, 1, per, g.b_broadcast, mach, threads)
     a_home = resident(min_i * kc * s, mach, threads)
     pk.write(a_home, ea * s)
     pk.write("l2", eb * s)
@@ -545,8 +565,11 @@ def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: 
     c_home = resident(c_bytes, mach, threads)
     if idx:
         kr.read(c_home, c_bytes)
-    # C is written back to DRAM after the last k-block
-    kr.write("dram" if idx == last else c_home, c_bytes)
+    # C is written back to DRAM after the last k-block (the thread's average share)
+    if idx == last:
+        kr.write("dram", g.m * g.n / (tm * tn) * s)
+    else:
+        kr.write(c_home, c_bytes)
     return pk, kr
 
 
@@ -599,11 +622,28 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
                  "tiles": {"rows": rows, "cols": cols}, "walk": walk}, [parts])
 
 
+def split_counts(limit: int, split) -> list[int]:
+    """Every thread count from 1 to ``limit``, the smallest of each distinct
+    ``split(count)`` (counts that split the work alike give the same plan). The
+    candidates for a limit then include those of every smaller limit, so a planner
+    that keeps the fastest is never slower with more threads (``tiling.threads``);
+    the powers of two and the limit are no such set."""
+    seen: dict = {}
+    for t in range(1, max(1, limit) + 1):
+        seen.setdefault(split(t), t)
+    return list(seen.values())
+
+
 def iaat(g: Gemm, mach: Machine, max_threads: int) -> Plan:
-    """The best thread count and kernel orientation (the operand walked in place along
-    the vectors is the one whose stride costs TLB walks and conflicts)."""
-    return _best([_iaat_at(g, mach, t, along_n) for t in thread_counts(max_threads)
-                  for along_n in (False, True)], mach)
+    """The best thread count (:func:`split_counts`: every count, once per output
+    split) and kernel orientation (the operand walked in place along the vectors is
+    the one whose stride costs TLB walks and conflicts)."""
+    def split(t: int) -> tuple:
+        tb, per, t_in = batch_split(g.batch, t)
+        return tb, per, square_grid(g.m, g.n, t_in)
+
+    return _best([_iaat_at(g, mach, t, along_n) for t in split_counts(max_threads, split)
+                  for along_n in (False, True)], mach, die=True)
 
 
 def is_small(g: Gemm) -> bool:
@@ -641,6 +681,8 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
     _cold(pre, packed * s / t_in, 1, per, small_bcast, mach, used)
     pre.write("l2", packed * s / t_in)
     pre.barrier = used > 1
+    if small_is_a:
+        return _tsmm_wide(g, mach, pre, t_in, used, per, big_t, packed, big_bcast)
     st = kernels_step("kernels (streamed)", rows, cols, g.k, lanes, mach)
     # the long operand streams in place: each thread walks its rows once per column
     # panel of the short side (usually one), a column piece per k-step
@@ -666,6 +708,37 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
                  "prepacked": "A" if small_is_a else "B", "walk": walk}, [1, parts])
 
 
+def _tsmm_wide(g: Gemm, mach: Machine, pre: Step, t_in: int, used: int, per: int,
+               big_t: int, packed: int, big_bcast: bool) -> Plan:
+    """AutoTSMM where the short side is m (C short and wide, a decode projection):
+    the long operand is B, ``k x n`` in BLAS column-major, each of its columns
+    contiguous along k. Its elements are the kernel's broadcast operand (IAAT's W),
+    consecutive along k in their own columns, so B streams in place at unit stride,
+    a few columns at once: no strided walk, no set conflicts, a page-table walk per
+    page at most (as the packing paths, not charged). The kernel's vectors run along
+    the short side over the pre-packed A (``m x k``), which every column panel of B
+    reads again from where it stays (L2 for a decode projection's 16 x 4096)."""
+    lanes, s = mach.lanes(g.dtype), g.s
+    ker, rows, cols, _, _ = tile_kernels(g.m, big_t, g.k, lanes, mach, along_n=False)
+    st = kernels_step("kernels (streamed)", rows, cols, g.k, lanes, mach)
+    row_tiles = -(-g.m // max(ker.rows, 1))
+    col_panels = -(-big_t // max(ker.cols, 1))
+    b_panel = min(ker.cols, big_t) * g.k * s
+    _cold(st, big_t * g.k * s, 1, per, big_bcast, mach, used)
+    if row_tiles > 1:  # each row tile of A reads the B panel again
+        reread(st, b_panel, col_panels * (row_tiles - 1) * b_panel, mach, used)
+    if t_in > 1:
+        st.read("l3", packed * s * (t_in - 1) / t_in)
+    reread(st, packed * s, max(0, col_panels - 1) * packed * s, mach, used)
+    st.write("dram", big_t * g.m * s)
+    first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
+    steps = repeat([pre, first], per)
+    return Plan("autotsmm", used, steps, g.dtype, mach.call_s(), ker.name(),
+                {"threads_over": "n", "tiles": {"rows": rows, "cols": cols},
+                 "prepacked": "A", "walk": {"stream": "B at unit stride along k"}},
+                [1, parts])
+
+
 def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     """AutoTSMM on a tall-and-skinny shape; on any other shape it is not what runs (its
     plans exist only for tall-and-skinny C), so the OpenBLAS path runs and is named."""
@@ -673,36 +746,68 @@ def autotsmm(g: Gemm, mach: Machine, max_threads: int) -> Plan:
         plan = openblas(g, mach, max_threads)
         plan.detail["requested"] = "autotsmm: not tall-and-skinny, the OpenBLAS path runs"
         return plan
-    return _best([_tsmm_at(g, mach, t, span) for t in thread_counts(max_threads)
-                  for span in (False, True)], mach)
+    spans = (False,) if g.m <= g.n else (False, True)  # (the wide case has one kernel)
+    lanes, big = mach.lanes(g.dtype), max(g.m, g.n)
+
+    def split(t: int) -> tuple:  # (as _tsmm_at splits the batch and the long side)
+        tb, per, t_in = batch_split(g.batch, t)
+        return tb, per, max(1, min(t_in, -(-big // lanes)))
+
+    return _best([_tsmm_at(g, mach, t, span) for t in split_counts(max_threads, split)
+                  for span in spans], mach, die=True)
 
 
 def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     """The plan of ``strategy``; ``auto`` picks as a tuned library would: the fastest of
     OpenBLAS, IAAT where the GEMM is small (its paper's domain) and AutoTSMM where C
-    is tall and skinny (its paper's domain)."""
+    is tall and skinny (its paper's domain).
+
+    A plan depends only on the GEMM, the machine (its spec, thread limit and
+    placement), the strategy and the limit, so it is kept per machine: a model's
+    layers repeat their GEMMs (Llama's q, k, v and o projections, gate and up), and
+    each gets a copy of the kept plan, still as runs of equal tiles, cut into its
+    tiles (:func:`~.ecm.materialize`): its steps copied (``x 1.0``: the same floats),
+    since the caller may add to them (a bias's read)."""
+    memo = mach.__dict__.setdefault("_gemm_plans", {})
+    key = (g, strategy, max_threads)
+    got = memo.get(key)
+    if got is None:
+        if len(memo) > 4096:  # a long sweep's shapes: bounded
+            memo.clear()
+        got = memo[key] = _plan_gemm(g, mach, strategy, max_threads)
+    copies: dict[int, Step] = {}  # (a step met twice stays one step)
+    steps = []
+    for st in got.steps:
+        c = copies.get(id(st))
+        if c is None:
+            c = copies[id(st)] = st.scaled(1.0)
+        steps.append(c)
+    return materialize(Plan(got.strategy, got.threads, steps, got.dtype, got.serial_s,
+                            got.kernel, dict(got.detail),
+                            None if got.runs is None else list(got.runs)))
+
+
+def _plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
+    """:func:`plan_gemm`, planned (not yet cut into its tiles)."""
     builders = {"openblas": openblas, "iaat": iaat, "autotsmm": autotsmm}
     if strategy in builders:
-        return materialize(builders[strategy](g, mach, max_threads))
+        return builders[strategy](g, mach, max_threads)
     # OpenBLAS takes every thread it is given (its rule: m n k / 262144 of them); the
     # caller caps them (openblas_set_num_threads) at the count that runs fastest
-    # the caps that change OpenBLAS's thread split, each planned once (the smallest)
-    caps: dict[tuple[int, int, int], int] = {}
-    for cap in thread_counts(max_threads):
-        caps.setdefault(openblas_threads(g, cap), cap)
     memo: dict = {}  # each plan estimated once
-    plans = [_openblas_best(g, mach, list(caps.values()), memo)]
+    plans = [_openblas_best(g, mach, openblas_caps(g, max_threads), memo)]
     if is_small(g):
         plans.append(iaat(g, mach, max_threads))
     if is_tall_skinny(g.m, g.n):
         plans.append(autotsmm(g, mach, max_threads))
     best = _best(plans, mach, memo)
     best.detail["auto_estimates_s"] = {p.strategy: memo[id(p)][1] for p in plans}
-    return materialize(best)  # (candidates are estimated uncut: ecm.tiles)
+    return best  # (candidates are estimated uncut: ecm.tiles)
 
 
-def _best(plans: list[Plan], mach: Machine, memo: dict | None = None) -> Plan:
-    return fastest(plans, mach, memo)
+def _best(plans: list[Plan], mach: Machine, memo: dict | None = None,
+          die: bool = False) -> Plan:
+    return fastest(plans, mach, memo, die)
 
 
 def openblas_floor_s(g: Gemm, mach: Machine, max_threads: int) -> float:
@@ -719,20 +824,232 @@ def openblas_floor_s(g: Gemm, mach: Machine, max_threads: int) -> float:
     return fmas / mach.spec.fma_pipes * mach.cycle_s * (1.0 - 1e-9)
 
 
+def openblas_bound_s(g: Gemm, mach: Machine, max_threads: int) -> float:
+    """A lower bound on :func:`~.ecm.estimate` of :func:`openblas`'s plan for
+    ``max_threads``, tighter than :func:`openblas_floor_s` (:func:`_bound_s`)."""
+    tb, per, t_in = openblas_threads(g, max_threads)
+    tm, tn = openblas_grid(g.m, g.n, t_in, mach.switch_ratio(g.dtype))
+    return _bound_s(g, mach, tb, per, tm, tn, _k_kinds(g, mach))
+
+
+def _k_kinds(g: Gemm, mach: Machine) -> list[tuple[int, int]]:
+    """The distinct depths of :func:`k_blocks` and how many blocks have each."""
+    kinds: dict[int, int] = {}
+    for kc in k_blocks(g.k, mach.blocking(g.dtype)[1]):
+        kinds[kc] = kinds.get(kc, 0) + 1
+    return list(kinds.items())
+
+
+def _bound_s(g: Gemm, mach: Machine, tb: int, per: int, tm: int, tn: int,
+             kinds: list[tuple[int, int]]) -> float:
+    """A lower bound on the estimate of :func:`openblas`'s plan on the grid ``tb x tm x
+    tn`` (``per`` GEMMs a thread), from the terms of its k-blocks that cost no plan.
+
+    :func:`~.ecm.estimate` starts a tile when the one before it ends and its data has
+    come, so after the call and the fork it takes at least the sum of the tiles'
+    times in cache, and at least the sum of their DRAM transfers; the join's barrier
+    follows. The tiles of the packing steps and of the kernels steps are apart (the
+    phases add k-blocks, the tiles and the batch split them, all in proportion), so
+    the sum is at least the packing's in-core cycles (:func:`pack_cycles`) plus, for
+    the kernels, the larger of their in-core cycles (:func:`kernel_amounts`) and their
+    L3 term (:func:`~.ecm.l3_s`), of which two parts are counted: the packed A
+    block's re-reads once it leaves L2 (at the sweep hit rate, the misses from DRAM)
+    and B's columns from the other row groups. The DRAM transfers are at least the
+    operands' shares and C's, and those misses, each stretched by at least
+    :meth:`~.spec.Machine.share_floor` (the rates not solved yet) or by the slowest
+    thread's share (solved).
+    Each part is what :func:`_k_block` adds, and the sums differ from the plan's only
+    by rounding: the bound is less a billionth (a test holds it under the estimate
+    on random GEMMs, presets and placements)."""
+    lanes, s, mr, nr, p, pack_vec = _bound_consts(g, mach)
+    threads = tb * tm * tn
+    terms = _thread_terms(mach, threads)
+    m_t, n_t = -(-g.m // tm), -(-g.n // tn)
+    rows, cols = _parts(m_t, mr), _parts(n_t, nr)
+    min_i = m_block(m_t, p, mr)
+    b_share = -(-n_t // tm)
+    panels = -(-n_t // nr)
+    pack = kern = hits = misses = 0.0
+    for kc, count in kinds:
+        pack += count * (pack_vec * ((m_t * kc + kc * b_share) / lanes))
+        kern += count * kernel_amounts(rows, cols, kc, lanes, mach)[0]
+        a_block = min_i * kc * s
+        if a_block > terms[4] and a_block > terms[5]:  # past L1 and L2: resident() l3/dram
+            total = panels * m_t * kc * s
+            hit = sweep_hit(threads * (a_block + kc * nr * s + min_i * nr * s), terms[1])
+            hits += count * (hit * total)
+            misses += count * ((1.0 - hit) * total)
+        if tm > 1:
+            hits += count * (kc * n_t * s * (tm - 1) / tm)
+    cycle_s = mach.cycle_s
+    l3 = hits / terms[0] + misses / mach.l3_bw
+    kern_s = kern * cycle_s
+    work = per * (pack * cycle_s + (kern_s if kern_s >= l3 else l3))
+    mem = 0.0
+    share = (mach.slot_bw / mach.slowest_rate(threads) if threads in mach._rates
+             else terms[3])
+    if kinds and share is not None:
+        cells = tm * tn
+        dram = (g.m * g.k * s / cells * (1 if g.a_broadcast and per > 1 else per)
+                + g.k * g.n * s / cells * (1 if g.b_broadcast and per > 1 else per)
+                + per * (g.m * g.n * s / cells) + per * misses)
+        mem = share * (dram / mach.slot_bw)
+    return (terms[2] + (work if work >= mem else mem)) * (1.0 - 1e-9)
+
+
+def _bound_consts(g: Gemm, mach: Machine) -> tuple:
+    """What :func:`_bound_s` needs of the dtype and the core: lanes, element bytes, the
+    kernel's rows and columns, ``GEMM_P``, and :func:`pack_cycles` per packed vector
+    (a transposing pack's: linear in the vectors)."""
+    memo = mach.__dict__.setdefault("_bound_consts", {})
+    got = memo.get(g.dtype)
+    if got is None:
+        mr, nr = mach.kernel_shape(g.dtype)
+        got = memo[g.dtype] = (mach.lanes(g.dtype), g.s, mr, nr, mach.blocking(g.dtype)[0],
+                               pack_cycles(1.0, PACK_PERMUTES, mach.spec))
+    return got
+
+
+def _thread_terms(mach: Machine, threads: int) -> tuple:
+    """Per thread count, what :func:`_bound_s` reads of the machine: the L3 hits' rate,
+    the last level the threads reach, the call, fork and join, the stretch's bound
+    without a solve, and the blocks that stay in L1 and L2 (:func:`.placement.resident`)."""
+    memo = mach.__dict__.setdefault("_bound_terms", {})
+    got = memo.get(threads)
+    if got is None:
+        got = memo[threads] = (mach.l3_rate(threads), mach.llc_for(threads),
+                               mach.call_s() + mach.fork_s(threads) + mach.barrier_s(threads),
+                               mach.share_floor(threads), mach.spec.l1_bytes / 2,
+                               mach.l2_per_core / 2)
+    return got
+
+
+def _parts(size: int, main: int) -> tuple:
+    """:func:`power_parts` as a tuple, kept (a bound asks for the same tiles often)."""
+    got = _PARTS.get((size, main))
+    if got is None:
+        if len(_PARTS) > 65536:
+            _PARTS.clear()
+        got = _PARTS[(size, main)] = tuple(power_parts(size, main))
+    return got
+
+
+_PARTS: dict = {}
+
+
+def openblas_caps(g: Gemm, limit: int) -> list[int]:
+    """The thread caps a caller may give OpenBLAS, up to ``limit``: every count from 1,
+    each kept only where it changes OpenBLAS's thread split (the smallest cap of each
+    split: caps with the same split give the same plan).
+
+    Every count, not the powers of two: the candidates for a limit then include every
+    candidate for a smaller one, so raising ``tiling.threads`` never makes ``auto``
+    slower. The powers of two alone are not such a set, and the plans between them
+    differ by more than their share of the work: OpenBLAS's grid of ``tm x tn``
+    threads sets each thread's packed A block (``GEMM_P`` x ``GEMM_Q`` at most), and
+    whether those blocks stay in L2, fit the die's L3 together, or thrash it (the
+    sweep law, :mod:`.placement`) turns on the grid. On the Kunpeng 920, SGEMM 4096^3
+    on 64 threads packed onto the dies (`compact`) runs an 8 x 8 grid of 2 MiB blocks,
+    64 MiB that a die's 32 MiB L3 sweeps mostly from DRAM (433 ms), while 60 threads
+    run 15 x 4 blocks of 1.1 MB that it mostly holds (221 ms); 48 and 24 threads beat
+    64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
+    every thread it is given, as the library does.
+
+    The caps depend on the GEMM only through its batch and the threads OpenBLAS's
+    rule allows it (:func:`openblas_threads`), so they are kept by those."""
+    return list(_splits(g, limit)[0])
+
+
+def _splits(g: Gemm, limit: int) -> tuple[tuple[int, ...], dict]:
+    """:func:`openblas_caps` and each cap's :func:`openblas_threads`, kept by what they
+    depend on: the batch, the limit and the threads the rule allows (at most ``limit``)."""
+    mnk = g.m * g.n * g.k
+    key = (g.batch, limit, 1 if mnk <= SMP_MNK else min(int(mnk // SMP_MNK), max(1, limit)))
+    got = _SPLITS.get(key)
+    if got is None:
+        if len(_SPLITS) > 4096:
+            _SPLITS.clear()
+        seen: dict = {}
+        for t in range(1, max(1, limit) + 1):
+            split = openblas_threads(g, t)
+            if split not in seen:
+                seen[split] = t
+        got = _SPLITS[key] = (tuple(seen.values()), {t: split for split, t in seen.items()})
+    return got
+
+
+_SPLITS: dict = {}  # openblas_caps by (batch, limit, threads the rule allows)
+
+
 def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
     """:func:`_best` of :func:`openblas` at each of ``caps``, without planning the caps
-    that cannot win: the caps are planned in the order of their lower bounds
-    (:func:`openblas_floor_s`), and once a bound exceeds the best estimate so far no
-    cap after it can be faster. The plan kept is the first (in ``caps``' order) of the
-    least estimate, as :func:`_best` keeps it; the caps passed over ask for no thread
-    rates (the interference solve of a new thread count)."""
-    order = sorted((openblas_floor_s(g, mach, cap), i, cap) for i, cap in enumerate(caps))
+    that cannot win.
+
+    Each cap has lower bounds on its plan's estimate, each dearer and tighter than the
+    one before: the FMAs of the threads it allows if their split were perfect (no
+    grid yet), :func:`openblas_floor_s` (the grid's largest tile), :func:`_bound_s`
+    (the k-blocks' in-core, L3 and DRAM terms, no plan), and, once the plan is made
+    on a thread count whose stream rates are not solved, its estimate at the fastest
+    rates they allow (:meth:`~.spec.Machine.share_floor`: the solve not yet asked
+    for). The caps
+    wait in a heap by their latest bound; the least is taken and either refined to
+    its next bound or, when it has no other, estimated; once the least bound exceeds
+    the best estimate so far no cap can be faster. Caps whose grids are the same
+    (``tb x tm x tn`` and GEMMs a thread) share one plan and its estimate. The plan
+    kept is the first (in ``caps``' order) of the least estimate, as :func:`_best`
+    keeps it: a cap whose bound equals the best so far is still looked at."""
+    import heapq  # noqa: PLC0415
+
+    lanes = mach.lanes(g.dtype)
+    mr, nr = mach.kernel_shape(g.dtype)
+    checked_kernel(mr, nr, lanes, mach.spec, f"spec.{KERNEL_FIELD.get(g.dtype, 'sgemm_kernel')}")
+    ratio = mach.switch_ratio(g.dtype)
+    std, splits = _splits(g, max(caps))
+    if len(caps) != len(std) or tuple(caps) != std:  # (caps of the caller's own)
+        splits = {cap: openblas_threads(g, cap) for cap in caps}
+    # a thread's FMAs are at least its even share of the batch's: m n k / t_in each
+    ideal = (g.m * g.n * g.k / lanes / mach.spec.fma_pipes * mach.cycle_s) * (1.0 - 2e-9)
+    heap = [(ideal * per / t_in, i, 0, cap) for i, (cap, (_, per, t_in)) in
+            enumerate((cap, splits[cap]) for cap in caps)]
+    heapq.heapify(heap)
+    kinds = None
+    plans: dict[tuple, Plan] = {}  # grid -> plan
+    ests: dict[tuple, float] = {}  # grid -> estimate
     best, best_s, best_i = None, 0.0, 0
-    for floor, i, cap in order:
-        if best is not None and floor > best_s:
+    while heap:
+        key, i, level, item = heapq.heappop(heap)
+        if best is not None and (key > best_s or (key == best_s and i > best_i)):
             break
-        plan = openblas(g, mach, cap)
-        got = memo[id(plan)] = (plan, estimate(plan, mach))
-        if best is None or got[1] < best_s or (got[1] == best_s and i < best_i):
-            best, best_s, best_i = plan, got[1], i
+        if level == 0:  # the grid: the largest tile's FMAs
+            tb, per, t_in = splits[item]
+            tm, tn = openblas_grid(g.m, g.n, t_in, ratio)
+            grid = (tb, per, tm, tn)
+            fmas = per * g.k * (-(-g.m // tm)) * (-(-g.n // tn)) / lanes
+            floor = fmas / mach.spec.fma_pipes * mach.cycle_s * (1.0 - 1e-9)
+            heapq.heappush(heap, (floor if floor > key else key, i, 1, (item, grid)))
+            continue
+        cap, grid = item
+        if grid in ests:
+            got = ests[grid]
+            plan = plans[grid]
+        elif level == 1:  # the k-blocks' terms
+            if kinds is None:
+                kinds = _k_kinds(g, mach)
+            bound = _bound_s(g, mach, *grid, kinds)
+            heapq.heappush(heap, (bound if bound > key else key, i, 2, item))
+            continue
+        else:
+            plan = plans.get(grid)
+            if plan is None:
+                plan = plans[grid] = openblas(g, mach, cap)
+            if level < 4 and plan.threads not in mach._rates and mach.floor_share is not None:
+                # no rates solved for its thread count: at the fastest they allow, first
+                # from the bandwidths, then from its most loaded die's solve
+                bound = estimate(plan, mach, mach.share_floor(plan.threads, level == 3))
+                heapq.heappush(heap, (bound if bound > key else key, i, level + 1, item))
+                continue
+            got = ests[grid] = estimate(plan, mach)
+            memo[id(plan)] = (plan, got)
+        if best is None or got < best_s or (got == best_s and i < best_i):
+            best, best_s, best_i = plan, got, i
     return best

@@ -128,6 +128,7 @@ class Topology:
         self.cores_per_node = math.ceil(spec.cores / self.nodes)
         self.cluster_cores = max(1, min(spec.cluster_cores, self.cores_per_node))
         self.clusters_per_node = math.ceil(self.cores_per_node / self.cluster_cores)
+        self._placed: dict[tuple[int, str], list[Thread]] = {}
 
     def node_of(self, core: int) -> int:
         return min(core // self.cores_per_node, self.nodes - 1)
@@ -182,12 +183,22 @@ class Topology:
             clusters = [cores[i:i + self.cluster_cores]
                         for i in range(0, len(cores), self.cluster_cores)]
             per = math.ceil(count / len(clusters))
+            placed = 0  # (this node's threads placed so far)
             for cl in clusters:
-                take = cl[:min(per, count - sum(1 for c in out if self.node_of(c) == node))]
+                take = cl[:min(per, count - placed)]
                 out.extend(take)
+                placed += len(take)
         return out
 
     def place(self, threads: int, placement: str) -> list[Thread]:
+        """The threads ``threads`` threads are under ``placement`` (kept: a planner asks
+        about a thread count for its L3 share, its rates and their bounds)."""
+        got = self._placed.get((threads, placement))
+        if got is None:
+            got = self._placed[(threads, placement)] = self._place(threads, placement)
+        return list(got)
+
+    def _place(self, threads: int, placement: str) -> list[Thread]:
         out = []
         for core in self.cores_of(threads, placement):
             node = self.node_of(core)
@@ -344,9 +355,8 @@ def l3_rates(mach, threads: list[Thread]) -> list[float]:
     little at the port (docs/targets/armv8.md).
 
     These rates apply to a step's L3 hits only (:func:`.ecm.l3_s`), and only where
-    the spec sets ``cluster_port_l3`` (no shipped preset does: turned on, it flips
-    the AutoTSMM claims of ``hwsim validate``, docs/targets/armv8.md); otherwise
-    every thread reads at ``l3``, as before."""
+    the spec sets ``cluster_port_l3`` (the Kunpeng 920 presets); otherwise every
+    thread reads at ``l3``."""
     l3 = float(mach.l3_bw)
     port = float(mach.spec.cluster_bw_bytes_per_s)
     if port <= 0 or mach.topology.cluster_cores <= 1 or not mach.spec.cluster_port_l3:

@@ -40,10 +40,18 @@ packed path avoids then cost:
   (``tlb_walk_s``, which does not overlap the next one);
 - *set conflicts*: addresses a power-of-two stride apart fall in a few sets of
   L1 and L2 (``ways`` lines each), so a walk's lines are evicted before the next
-  row tile uses the rest of each line, and come again from farther away;
+  row tile uses the rest of each line, and come again from farther away. The L1 is
+  taken as indexed by the virtual address (a VIPT L1, as the Cortex-A76-class cores'
+  64 KiB 4-way L1D; TSV110's indexing is not published); the L2 by the physical
+  one, whose index bits above the page offset come from the page's frame: on the
+  Kunpeng 920 a way of L2 spans 64 KiB, 16 pages of 4 KiB, so a page-sized stride
+  spreads over 16 sets (128 lines) where the virtual address would give one (8):
+  AutoTSMM's 65536 x 32 x 32 walk (32 lines a call at a 256 KiB stride) keeps its
+  shared lines in L2 (:func:`set_capacity_lines`);
 - *prefetch*: hardware prefetchers do not follow a stream across pages, so each
-  line is a demand miss (the last level's bandwidth here is already the Little's
-  law rate of demand misses, ``l3_bytes_per_cycle``).
+  line is a demand miss: a walk at a stride of a page or more marks its step
+  (``Step.l3_stream`` False), whose L3 transfers then do not overlap its L1 and L2
+  ones (:mod:`.ecm`).
 """
 
 from __future__ import annotations
@@ -64,7 +72,7 @@ def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
         return "l1"
     if nbytes <= mach.l2_per_core / 2:
         return "l2"
-    if nbytes * threads <= mach.llc_bytes / 2:
+    if nbytes * threads <= mach.llc_for(threads) / 2:
         return "l3"
     return "dram"
 
@@ -77,6 +85,21 @@ def sweep_hit(reuse_bytes: float, capacity_bytes: float) -> float:
     x = reuse_bytes / capacity_bytes
     if x <= 1.0:
         return 1.0
+    # the root depends on x alone: kept (planners ask about the same blocks for every
+    # thread count, k block and op of a run; each root is 60 bisection steps)
+    got = _SWEEP_HIT.get(x)
+    if got is None:
+        if len(_SWEEP_HIT) > 65536:  # a long sweep's sizes: bounded
+            _SWEEP_HIT.clear()
+        got = _SWEEP_HIT[x] = _sweep_root(x)
+    return got
+
+
+_SWEEP_HIT: dict[float, float] = {}  # sweep_hit's root per reuse-over-capacity ratio
+
+
+def _sweep_root(x: float) -> float:
+    """The root of ``h = exp(-x (1 - h))`` below 1 for ``x > 1``, by bisection."""
     lo, hi = 0.0, 1.0 - 1e-12  # f(h) = h - exp(-x (1 - h)): f(0) < 0 < f(1-)
     for _ in range(60):
         mid = 0.5 * (lo + hi)
@@ -99,7 +122,7 @@ def reread(step, block_bytes: float, total_bytes: float, mach: Machine, threads:
         step.read(level, total_bytes)
         return
     reuse = block_bytes * threads if reuse_bytes is None else reuse_bytes
-    hit = sweep_hit(reuse, mach.llc_bytes)
+    hit = sweep_hit(reuse, mach.llc_for(threads))
     step.read("l3", hit * total_bytes)
     step.read("dram", (1.0 - hit) * total_bytes)
 
@@ -113,7 +136,7 @@ def scratch(nbytes: float, mach: Machine, threads: int = 1) -> str:
         return "l1"
     if threads <= 1 and nbytes <= mach.l2_per_core / 2:
         return "l2"
-    if nbytes <= mach.llc_bytes / 2:
+    if nbytes <= mach.llc_for(threads) / 2:
         return "l3"
     return "dram"
 
@@ -128,15 +151,29 @@ def shared_read(step, nbytes: float, sharers: int) -> None:
     step.read("l3", nbytes * (sharers - 1) / sharers)
 
 
-def set_capacity_lines(stride_bytes: float, cache_bytes: float, ways: int, line: int) -> float:
-    """Lines of a walk at ``stride_bytes`` that one cache holds at once: the walk's
-    addresses fall in ``sets / (stride / line)`` of the sets when the stride is a
-    multiple of the line (all sets when it is not), ``ways`` lines each."""
+def set_capacity_lines(stride_bytes: float, cache_bytes: float, ways: int, line: int,
+                       page_bytes: int = 0) -> float:
+    """Lines of a walk at ``stride_bytes`` that one cache holds at once, ``ways`` lines
+    in each set the walk's addresses reach (all sets when the stride is not a multiple
+    of the line).
+
+    Indexed by the virtual address (``page_bytes`` 0: an L1 indexed in parallel with
+    the TLB lookup), a stride that is a multiple of the line reaches ``span / gcd(stride,
+    span)`` sets, ``span`` being the bytes one way spans (sets x line). Indexed by the
+    physical address (an L2, ``page_bytes`` the page size), the index bits above the
+    page offset come from the page's frame, which the operating system hands out with
+    no relation to the virtual address: where one way spans more than a page, the walk
+    reaches ``page / gcd(stride, page)`` line offsets in a page (one for a stride of a
+    page or more), each in any of the ``span / page`` page colours, so a page-sized
+    stride spreads over ``span / page`` sets instead of one (evenly on average)."""
     sets = max(1, int(cache_bytes // (ways * line)))
     span = sets * line
     step = int(round(stride_bytes))
     if step <= 0 or step % line:
         return float(sets * ways)
+    if page_bytes and span > page_bytes:
+        offsets = page_bytes // math.gcd(step, page_bytes)
+        return float(min(sets, offsets * (span // page_bytes)) * ways)
     g = math.gcd(step, span)
     return float(max(1, span // g) * ways)
 
@@ -177,7 +214,7 @@ def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_byte
                                                line) / 2:
             where = "l2"
             if lines_per_call > set_capacity_lines(stride_bytes, mach.l2_per_core,
-                                                   spec.l2_ways, line) / 2:
+                                                   spec.l2_ways, line, spec.page_bytes) / 2:
                 where = "l3"
         if where != "l1":
             step.read(where, sweeps * k * shared_lines * line)
@@ -191,4 +228,6 @@ def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_byte
         walks = sweeps * tile_pages if tile_pages + other_pages > spec.tlb_entries else \
             float(tile_pages)
     step.tlb_walks += walks
+    if stride_bytes >= spec.page_bytes:  # a new page every k-step: no prefetch
+        step.l3_stream = False
     return {"conflict_level": where, "pages_per_call": pages_per_call, "tlb_walks": walks}

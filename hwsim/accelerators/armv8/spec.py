@@ -53,11 +53,18 @@ class ARMv8Spec:
                                    "in its sets",
                                minimum=1)
     l2_ways: int = spec_field(help="L2 associativity (ways)", minimum=1)
-    l3_bytes: int = spec_field(help="shared last-level cache of the socket (0: none)")
+    l3_bytes: int = spec_field(help="last-level cache of the machine, every die's together: "
+                                    "one L3 a node (die), split evenly, each holding "
+                                    "its own cores' lines (Machine.llc_for; 0: none)")
     l2_bytes_per_cycle: float = spec_field(help="L2 -> L1 refill bandwidth per core",
                                            minimum=1e-9)
     l3_bytes_per_cycle: float = spec_field(
         help="last level (or a peer cache) -> L2 bandwidth per core", minimum=1e-9)
+    l3_overlaps: bool = spec_field(
+        False, help="the L3 -> L2 stream overlaps the L1 and L2 transfers (an L2 prefetcher "
+                    "filling from L3 in the background): a step's time in cache is "
+                    "max(T_OL, T_nOL + T_L2 + T_TLB, T_L3); false: the ECM rule, "
+                    "max(T_OL, T_nOL + T_L2 + T_L3 + T_TLB)")
     # ---- address translation
     page_bytes: int = spec_field(4096, help="virtual-memory page (the OS's translation granule)",
                                  minimum=1)
@@ -159,6 +166,8 @@ class Machine:
         self._rates: dict[int, tuple[float, ...]] = {}
         self._slowest: dict[int, float] = {}
         self._l3: dict[int, float] = {}
+        self._share_floor: dict[tuple[int, bool], float | None] = {}
+        self._die_rates: dict[tuple[int, ...], float] = {}  # (share_floor)
         # no thread streams faster than Little's law at the least latency with no
         # queueing (memory.stream_rates: a line's wait is at least its latency, and
         # each server's residence at least its service, when a core keeps at least
@@ -171,6 +180,11 @@ class Machine:
         # the shared level data produced by another core is found in: the L3, or on a
         # socket without one (FT-2000+) the other clusters' L2s, reached over the mesh
         self.llc_bytes = spec.l3_bytes or spec.l2_bytes * math.ceil(spec.cores / spec.l2_shared_by)
+        # the L3 is one cache per die (node), each holding the lines its own cores
+        # bring in: a thread reaches its die's share (llc_for)
+        self.llc_die_bytes = (spec.l3_bytes / spec.numa_nodes if spec.l3_bytes
+                              else self.llc_bytes)
+        self._llc: dict[int, float] = {}
         for name, shape in (("sgemm_kernel", spec.sgemm_kernel),
                             ("dgemm_kernel", spec.dgemm_kernel),
                             ("hgemm_kernel", spec.hgemm_kernel)):
@@ -246,6 +260,58 @@ class Machine:
             got = self._slowest[threads] = min(self.thread_rates(threads))
         return got
 
+    def share_floor(self, threads: int, die: bool = False) -> float | None:
+        """A lower bound on the stretch of a transfer among ``threads`` threads, ``slot_bw
+        / slowest_rate(threads)``, without solving their rates (None: no bound).
+
+        No thread streams faster than :attr:`rate_ceiling`; the threads whose lines a
+        node's controllers serve carry no more than ``node_bw`` together (the solve's
+        servers never carry more than their bandwidth: memory.stream_rates), so the
+        slowest streams at most ``node_bw`` over the most loaded node's share of the
+        threads' lines; and where every thread's pages are on its own die (``spread``,
+        ``compact``), a die's threads meet no other die's at any server, so the
+        slowest streams no faster than the slowest of the most loaded die's threads
+        solved alone. That solve depends only on how many threads each of the die's
+        clusters holds, and is kept by that (a planner asking about every thread count
+        meets a few such dies: 16 threads a die at most on the Kunpeng 920). A
+        thousandth is left on each for the solves' tolerance (utilisations found to
+        1e-10, rates to a relative 1e-6 or better; a test holds every solved rate of
+        the shipped presets, placements and thread counts under the bound). The die's
+        solve is asked for with ``die`` only (a planner first tries the bounds that
+        cost none). A planner passes over a candidate on an unsolved thread count when
+        its estimate at this stretch already exceeds the best (ecm.fastest)."""
+        got = self._share_floor.get((threads, die), 0.0)
+        if got == 0.0:
+            got = None
+            if self.floor_share is not None:
+                placed = self.topology.place(max(1, threads), self.placement)
+                load: dict[int, float] = {}
+                for th in placed:
+                    for node, share in th.pages:
+                        load[node] = load.get(node, 0.0) + share
+                most = max(load.values())
+                cap = min(self.rate_ceiling, self.node_bw * (1.0 + 1e-3) / most)
+                if (die and len(placed) > 1
+                        and all(th.pages == ((th.node, 1.0),) for th in placed)):
+                    on = max(load, key=load.__getitem__)  # (the first most loaded)
+                    cap = min(cap, self._die_rate([th for th in placed if th.node == on])
+                              * (1.0 + 1e-3))
+                got = self.slot_bw / cap
+            self._share_floor[(threads, die)] = got
+        return got
+
+    def _die_rate(self, mine: list) -> float:
+        """The slowest stream rate of ``mine``, one die's threads with their pages on it,
+        solved alone (memory.stream_rates), kept by their clusters' occupancy."""
+        per: dict[int, int] = {}
+        for th in mine:
+            per[th.cluster] = per.get(th.cluster, 0) + 1
+        key = tuple(sorted(per.values()))
+        got = self._die_rates.get(key)
+        if got is None:
+            got = self._die_rates[key] = min(stream_rates(self, mine))
+        return got
+
     def l3_rate(self, threads: int) -> float:
         """L3 bytes per second of the slowest of ``threads`` threads placed by
         :attr:`placement` reading from the L3 together: the threads that share a
@@ -259,6 +325,24 @@ class Machine:
 
             got = self._l3[threads] = min(
                 l3_rates(self, self.topology.place(max(1, threads), self.placement)))
+        return got
+
+    def llc_for(self, threads: int) -> float:
+        """The last-level bytes that ``threads`` threads placed by :attr:`placement`
+        reach together: each die's L3 holds the lines its own cores bring in (one L3
+        per die on the Kunpeng 920; one core's lmbench chase leaves the L3 between 16
+        and 24 MB on a machine of 22.5 MB a die), so a die's threads share its
+        ``llc_die_bytes``. An op's threads run the same steps, so the most crowded die
+        sets the share: ``llc_die_bytes x threads / (threads on that die)``, one die's
+        L3 for one thread or threads on one die, every die's for threads spread
+        evenly over all of them (``llc_bytes`` on a one-die machine, exactly)."""
+        got = self._llc.get(threads)
+        if got is None:
+            per: dict[int, int] = {}
+            placed = self.topology.place(max(1, threads), self.placement)
+            for th in placed:
+                per[th.node] = per.get(th.node, 0) + 1
+            got = self._llc[threads] = self.llc_die_bytes * len(placed) / max(per.values())
         return got
 
     def thread_rates(self, threads: int) -> tuple[float, ...]:
