@@ -162,3 +162,24 @@ def test_a_higher_thread_cap_never_slows_a_random_gemm(m, n, k, batch, dtype, lo
     op = {"kind": "matmul", "m": m, "n": n, "k": k, "batch": batch}
     assert latency(KP, op, dtype, high, placement) <= \
         latency(KP, op, dtype, low, placement) * (1 + 1e-9)
+
+
+def test_a_whole_cluster_ladder_would_miss_the_fastest_count():
+    """Why the search tries every count and not the nested ladder of whole clusters
+    (1, 2, 3, 4, 8, ..., 64; docs/architecture.md): Llama-2-7B's q projection at 2826
+    kept tokens picks a count off the ladder, whose one-dimensional grid keeps each
+    thread's A block in L2, and the ladder's best is several times slower. Should a
+    model change make the ladder's best within 3 %, the decision is to be revisited."""
+    from hwsim.accelerators.armv8.ecm import estimate  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import plan_gemm  # noqa: PLC0415
+
+    spec = resolve("armv8").spec
+    mach = Machine(spec).for_run(0, "compact")
+    g = Gemm(1, 2826, 4096, 4096, "fp16")
+    c = spec.cluster_cores
+    ladder = [t for t in range(1, 65) if t < c or t % c == 0]
+    every = plan_gemm(g, mach, "auto", 64)
+    assert every.threads not in ladder
+    best_on_ladder = min(estimate(openblas(g, mach, t), mach) for t in ladder)
+    assert best_on_ladder > 3 * estimate(every, mach)
+    assert every.detail["grid"].endswith("x1")  # tm x 1: the rows split, B shared

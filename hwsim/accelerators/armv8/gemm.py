@@ -955,6 +955,12 @@ def openblas_caps(g: Gemm, limit: int) -> list[int]:
     64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
     every thread it is given, as the library does.
 
+    Any fixed set cut at the limit would be nested too, but the whole-cluster ladder
+    (1, 2, 3, 4, 8, ..., 64) loses: its counts factor into two-dimensional grids whose
+    A blocks leave L2 (2826 x 4096 x 4096 fp16: 59 threads, a 59 x 1 grid, 19.8 ms;
+    60, 15 x 4, 81 ms), and the Llama-2-7B prefill's picks, 54 to 63 threads, are
+    off it (a median 255 % slower on its GEMMs: docs/performance.md).
+
     The caps depend on the GEMM only through its batch and the threads OpenBLAS's
     rule allows it (:func:`openblas_threads`), so they are kept by those."""
     return list(_splits(g, limit)[0])
