@@ -515,3 +515,24 @@ def test_sub_byte_sizes_round_up():
 def test_unknown_dtype_raises(dtype):
     with pytest.raises(ValueError, match="unknown dtype"):
         dtype_bits(dtype)
+
+
+def test_replace_ops_numbers_ops_by_their_place():
+    """replace_ops gives op i the id i whatever id it came with, every other field as
+    it was; an op already at its place is taken as it is (the same frozen value), one
+    that moved is a new op; the tensors are kept unless given, the header copied."""
+    g = tiny_graph(1, 4)
+    ops = list(g.ops)
+    extra = Op(99, "view", (ops[0].outputs[0],), (ops[0].outputs[0],), {"note": "x"}, 0,
+               "m", "extra")
+    moved = [ops[0], extra, *ops[1:]]
+    h = g.replace_ops(moved)
+    assert [op.id for op in h.ops] == list(range(len(moved)))
+    for new, old in zip(h.ops, moved):
+        assert (new.kind, new.inputs, new.outputs, new.attrs, new.layer, new.module,
+                new.name, new.repeat) == (old.kind, old.inputs, old.outputs, old.attrs,
+                                          old.layer, old.module, old.name, old.repeat)
+    assert h.ops[0] is ops[0] and h.ops[2] is not ops[1]
+    assert h.tensors == g.tensors and h.tensors is not g.tensors
+    assert h.header == g.header and h.header is not g.header
+    assert g.replace_ops(ops).ops == g.ops
