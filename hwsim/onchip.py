@@ -143,9 +143,12 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
     # same tensors many times: an op's inputs are earlier ops' outputs)
     roots_of, stored_of = graph.storage(i for op in ops for i in (*op.inputs, *op.outputs))
     stored = stored_of.__getitem__
+    root = roots_of.__getitem__
 
     # each op's tensors' roots, looked up once: (input roots, output roots), None for a
-    # view (it touches nothing and takes no part)
+    # view (it touches nothing and takes no part); (map over the bound lookups: a
+    # comprehension is a call of its own in Python 3.11, and ops have one to three
+    # tensors)
     op_roots: list[tuple[list[int], list[int]] | None] = []
     prefix = [0.0]  # prefix[k]: bytes touched by ops 0..k-1
     acc = 0.0
@@ -155,11 +158,11 @@ def plan(graph: Graph, capacity_bytes: float, carries: Callable[[object], bool])
             op_roots.append(None)
             prefix.append(acc)
             continue
-        ins = [roots_of[i] for i in op.inputs]
-        outs = [roots_of[o] for o in op.outputs]
+        ins = list(map(root, op.inputs))
+        outs = list(map(root, op.outputs))
         op_roots.append((ins, outs))
         # (as op_touched_bytes: each distinct root once, an exact integer sum)
-        acc += float(sum([stored_of[r] for r in {*ins, *outs}])) * op.repeat
+        acc += float(sum(map(stored, {*ins, *outs}))) * op.repeat
         prefix.append(acc)
         for r in outs:
             if r not in producer:

@@ -390,10 +390,12 @@ def onchip_columns(op, graph: Graph, carry, stored: dict[int, int] | None = None
     ``stored``: the plan's stored bytes per tensor (:attr:`hwsim.onchip.Plan.stored_bytes`)."""
     if not carry:  # (most ops: nothing on chip, nothing saved)
         return dict(_NO_ONCHIP)
-    read = " ".join(f"t{op.inputs[p]}" for p in carry.inputs)
-    kept = " ".join(f"t{op.outputs[q]}" for q in carry.outputs)
-    return {"onchip": "; ".join(x for x in (read and f"read {read}", kept and f"kept {kept}")
-                                if x),
+    # (joins of lists: a generator costs a frame more, a row per op)
+    ins, outs = op.inputs, op.outputs
+    read = " ".join([f"t{ins[p]}" for p in carry.inputs])
+    kept = " ".join([f"t{outs[q]}" for q in carry.outputs])
+    return {"onchip": (f"read {read}; kept {kept}" if read and kept
+                       else f"read {read}" if read else f"kept {kept}" if kept else ""),
             "onchip_read_saved_bytes": onchip.onchip_read_bytes(op, graph, carry, stored),
             "onchip_write_saved_bytes": onchip.kept_write_bytes(op, graph, carry, stored)}
 

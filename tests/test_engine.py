@@ -496,3 +496,52 @@ def ref_analytical_latency(tasks: Sequence[Task], pools: Mapping[str, int] | Non
         capacity = (pools or {}).get(name, 1)
         bound = max(bound, total / capacity)
     return bound
+
+
+def test_a_gpu_chunk_in_one_call_is_its_three_calls():
+    """Accumulator.add_chunk (a GPU kernel's chunk: its SM group's task, then its DRAM
+    pieces, then its L2 pieces) leaves the state that add_copies and the two
+    add_pieces leave, called one after another as the volta builder called them:
+    finish times, busy seconds per bound, bytes (their keys' order too), actions, the
+    count and each lane's last task, on random chunks with empty transfers, copies,
+    serial groups and zero or negative finish times."""
+    import random
+
+    from hwsim.engine import Accumulator
+
+    rng = random.Random(1414)
+    for trial in range(300):
+        three, one = Accumulator(), Accumulator()
+        first = rng.choice([0.0, -1e-9, rng.random() * 1e-6])
+        three.add("stream", first, None, None, (), "latency")
+        one.add("stream", first, None, None, (), "latency")
+        lanes3 = lanes1 = (0, 0, 0)
+        for _ in range(rng.randint(1, 10)):
+            unit = rng.choice(["sm0-39", "sm40-79", "sm0"])
+            copies = rng.choice([1, 1, 2, 40])
+            serial = copies > 1 and rng.random() < 0.7
+            sm_s = rng.random() * 10 ** -rng.randint(3, 9) if rng.random() < 0.9 else 0.0
+            l2_b, rd, wr = rng.randint(0, 999), rng.randint(0, 999), rng.randint(0, 9)
+            acts = rng.choice([None, {}, {"tensor_flop_fp16": rng.random() * 1e9,
+                                          "l2_byte": 3.25}])
+            bound = rng.choice(["compute", "memory", "onchip"])
+            hbm_n, l2_n = rng.choice([0, 1, 3, 12]), rng.choice([0, 1, 5])
+            hbm_d, l2_d = rng.random() * 1e-7, rng.random() * 1e-8
+            sm, hbm, l2 = lanes3
+            sm = three.add_copies(unit, sm_s, {"l2_read": l2_b}, acts, (sm,), bound, copies)
+            if hbm_n:
+                hbm = three.add_pieces("hbm", hbm_d, hbm_n,
+                                       {"dram_read": rd, "dram_write": wr}, (hbm,), "memory",
+                                       copies, serial)
+            if l2_n:
+                l2 = three.add_pieces("l2", l2_d, l2_n, None, (l2,), "onchip", copies, serial)
+            lanes3 = (sm, hbm, l2)
+            lanes1 = one.add_chunk(unit, sm_s, l2_b, acts, lanes1[0], bound, copies, serial,
+                                   "hbm", hbm_d, hbm_n, rd, wr, lanes1[1], "l2", l2_d, l2_n,
+                                   lanes1[2])
+            assert lanes1 == lanes3, trial
+        assert (one.finish, one.busy, one.actions, one.count) == \
+            (three.finish, three.busy, three.actions, three.count), trial
+        assert list(one.nbytes.items()) == list(three.nbytes.items()), trial
+        assert [repr(f) for f in one.finish] == [repr(f) for f in three.finish]
+        assert one.summary({"hbm": 2}) == three.summary({"hbm": 2})

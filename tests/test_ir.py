@@ -277,6 +277,35 @@ def test_template_round_trip_keeps_exprs(tmp_path):
     assert to_dict(back.instantiate(batch=3, seq_len=11)) == to_dict(tiny_graph(3, 11))
 
 
+def test_a_graph_file_decodes_sizes_at_any_depth_and_nothing_else():
+    """from_dict parses {"$expr": text} wherever it sits in attributes and header (in
+    lists, in mappings, in lists of mappings), and only a mapping whose one key is
+    "$expr": one with another key beside it, its scalars, empty lists and mappings come
+    back as read; op inputs and outputs are ints however the file spells them."""
+    from hwsim.ir.serialize import from_dict
+
+    e = {"$expr": "batch*seq_len"}
+    data = {"schema": SCHEMA, "header": {"segments": {"all": [0, {"$expr": "seq_len"}]},
+                                         "note": {"$expr": "x", "also": 1}},
+            "tensors": {"id": [0, 1], "shape": [[e, 8], [8]], "dtype": ["fp16", "fp16"],
+                        "kind": ["input", "activation"]},
+            "ops": [{"id": 0, "kind": "view", "inputs": [0.0], "outputs": [True],
+                     "attrs": {"tokens": e, "nested": [[e, 2], {"k": [e]}], "flag": False,
+                               "empty": [], "map": {}, "text": "$expr",
+                               "both": {"$expr": "seq_len", "n": 2}}}]}
+    g = from_dict(data)
+    a = g.ops[0].attrs
+    x = Expr.parse("batch*seq_len")
+    assert a["tokens"] == x and a["nested"] == [[x, 2], {"k": [x]}]
+    assert a["flag"] is False and a["empty"] == [] and a["map"] == {} and a["text"] == "$expr"
+    assert a["both"] == {"$expr": "seq_len", "n": 2}
+    assert g.ops[0].inputs == (0,) and g.ops[0].outputs == (1,)
+    assert type(g.ops[0].inputs[0]) is int and type(g.ops[0].outputs[0]) is int
+    assert g.header["segments"]["all"] == [0, Expr.var("seq_len")]
+    assert g.header["note"] == {"$expr": "x", "also": 1}
+    assert g.tensors[0].shape == (x, 8)
+
+
 def _write_gz(path, text: str):
     with gzip.open(path, "wt", encoding="utf-8") as f:
         f.write(text)
@@ -486,3 +515,24 @@ def test_sub_byte_sizes_round_up():
 def test_unknown_dtype_raises(dtype):
     with pytest.raises(ValueError, match="unknown dtype"):
         dtype_bits(dtype)
+
+
+def test_replace_ops_numbers_ops_by_their_place():
+    """replace_ops gives op i the id i whatever id it came with, every other field as
+    it was; an op already at its place is taken as it is (the same frozen value), one
+    that moved is a new op; the tensors are kept unless given, the header copied."""
+    g = tiny_graph(1, 4)
+    ops = list(g.ops)
+    extra = Op(99, "view", (ops[0].outputs[0],), (ops[0].outputs[0],), {"note": "x"}, 0,
+               "m", "extra")
+    moved = [ops[0], extra, *ops[1:]]
+    h = g.replace_ops(moved)
+    assert [op.id for op in h.ops] == list(range(len(moved)))
+    for new, old in zip(h.ops, moved):
+        assert (new.kind, new.inputs, new.outputs, new.attrs, new.layer, new.module,
+                new.name, new.repeat) == (old.kind, old.inputs, old.outputs, old.attrs,
+                                          old.layer, old.module, old.name, old.repeat)
+    assert h.ops[0] is ops[0] and h.ops[2] is not ops[1]
+    assert h.tensors == g.tensors and h.tensors is not g.tensors
+    assert h.header == g.header and h.header is not g.header
+    assert g.replace_ops(ops).ops == g.ops

@@ -334,6 +334,100 @@ class Accumulator:
         self.count = n
         return n - 1
 
+    def add_chunk(self, unit: str, duration_s: float, l2_read: int,
+                  actions: Mapping[str, float] | None, after: int, bound: str, copies: int,
+                  serial: bool, mem_unit: str, mem_s: float, mem_n: int, dram_read: int,
+                  dram_write: int, mem_after: int, cache_unit: str, cache_s: float,
+                  cache_n: int, cache_after: int) -> tuple[int, int, int]:
+        """A GPU kernel's chunk of blocks in one call: what the three calls its tasks
+        take one after another add, in their order, so the same sums to the last bit.
+
+        1. :meth:`add_copies` of the chunk on its SM group ``unit`` (``copies`` side by
+           side, its bytes ``{"l2_read": l2_read}``, its ``actions``), after task
+           ``after``;
+        2. when ``mem_n`` > 0, :meth:`add_pieces` of its DRAM traffic on ``mem_unit``:
+           ``mem_n`` pieces of ``mem_s`` each bound by ``"memory"``, the first with
+           ``{"dram_read": dram_read, "dram_write": dram_write}``, after ``mem_after``;
+        3. when ``cache_n`` > 0, :meth:`add_pieces` of its L2 traffic on ``cache_unit``:
+           ``cache_n`` pieces of ``cache_s`` bound by ``"onchip"``, no bytes, after
+           ``cache_after``.
+
+        Returns the last task of each lane: the chunk's, then the DRAM and L2 transfers'
+        (``mem_after`` or ``cache_after`` when that transfer is empty), the ``after`` of
+        the lanes' next chunk. A kernel's chunks number in the thousands per model, and
+        three calls each cost a third of its analytical build."""
+        k = copies
+        acc = self.nbytes
+        acc["l2_read"] = acc.get("l2_read", 0) + (l2_read if k == 1 else l2_read * k)
+        if actions:
+            acc_a = self.actions
+            if k == 1:
+                for key, n in actions.items():
+                    acc_a[key] = acc_a.get(key, 0.0) + n
+            else:
+                for key, n in actions.items():
+                    acc_a[key] = acc_a.get(key, 0.0) + n * k
+        finish = self.finish
+        append = finish.append
+        busy = self.busy
+        # 1. the chunk (add_copies: one dependency, no pool, not serial)
+        f = finish[after]
+        append((f if f > 0.0 else 0.0) + duration_s)
+        entry = busy.get(unit)
+        if entry is None:
+            entry = busy[unit] = [0.0, {}]
+        entry[0] += duration_s
+        by = entry[1]
+        by[bound] = by.get(bound, 0.0) + duration_s
+        n = self.count
+        i_sm = n
+        n += 1
+        # 2. and 3. the transfers (add_pieces: a first piece after its lane, then a chain)
+        if mem_n:
+            if k == 1:
+                acc["dram_read"] = acc.get("dram_read", 0) + dram_read
+                acc["dram_write"] = acc.get("dram_write", 0) + dram_write
+            else:
+                acc["dram_read"] = acc.get("dram_read", 0) + dram_read * k
+                acc["dram_write"] = acc.get("dram_write", 0) + dram_write * k
+            n = self._pieces(mem_unit, mem_s, mem_n, mem_after, "memory", k, serial, n)
+            mem_after = n - 1
+        if cache_n:
+            n = self._pieces(cache_unit, cache_s, cache_n, cache_after, "onchip", k, serial,
+                             n)
+            cache_after = n - 1
+        self.count = n
+        return i_sm, mem_after, cache_after
+
+    def _pieces(self, unit: str, d: float, count: int, after: int, bound: str, copies: int,
+                serial: bool, n: int) -> int:
+        """:meth:`add_pieces`' tasks, its bytes taken by the caller: ``count`` (>= 1)
+        pieces from task index ``n`` on, the first after ``after``; returns the last
+        piece's index + 1 (the next task's index), the count left to the caller."""
+        finish = self.finish
+        append = finish.append
+        f = finish[after]
+        f = (f if f > 0.0 else 0.0) + d
+        append(f)
+        seconds = d * copies if serial else d
+        busy = self.busy
+        entry = busy.get(unit)
+        if entry is None:
+            entry = busy[unit] = [0.0, {}]
+        total = entry[0] + seconds
+        by = entry[1]
+        b = by.get(bound, 0.0) + seconds
+        start = f if f > 0.0 else 0.0
+        for _ in range(count - 1):
+            f = start + d
+            append(f)
+            start = f if f > 0.0 else 0.0
+            total += seconds
+            b += seconds
+        entry[0] = total
+        by[bound] = b
+        return n + count
+
     def add_task(self, t: Task) -> int:
         """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
         return self.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound, t.pool,

@@ -242,9 +242,12 @@ class Graph:
     def replace_ops(self, ops: Iterable[Op], tensors: Iterable[Tensor] | None = None,
                     header: Mapping[str, Any] | None = None) -> "Graph":
         """A new graph with these ops (renumbered in order); tensors kept unless given."""
+        # an op already numbered by its place is taken as it is (an Op is frozen: the
+        # same value; most passes change a few ops of hundreds); the others renumbered
         # (Op's fields in order, as dataclasses.replace would pass them, without its
         # per-call reading of the fields)
-        new_ops = [Op(i, op.kind, op.inputs, op.outputs, op.attrs, op.layer, op.module,
+        new_ops = [op if op.id == i else
+                   Op(i, op.kind, op.inputs, op.outputs, op.attrs, op.layer, op.module,
                       op.name, op.repeat) for i, op in enumerate(ops)]
         return Graph(self.header if header is None else header,
                      self.tensors.values() if tensors is None else tensors, new_ops)

@@ -54,13 +54,26 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     ops = list(template.ops)
     full = {"batch": 1, "seq_len": 1, "kv_len": 0, **base}
 
-    # size environment of every op
+    # size environment of every op (one per layer, shared by its ops: a tensor's shape
+    # is evaluated once per environment it is read in, below)
     op_env: list[dict] = []
     current = full
+    layer_env: dict[int, dict] = {}
     for op in ops:
         if op.layer is not None:
-            current = {**full, **per_layer.get(op.layer, {})}
+            current = layer_env.get(op.layer)
+            if current is None:
+                current = layer_env[op.layer] = {**full, **per_layer.get(op.layer, {})}
         op_env.append(current)
+    # (tensor, id of its environment) -> its shape there (the environments live as long)
+    shapes: dict[tuple[int, int], tuple] = {}
+
+    def shape_in(tid: int, t: Tensor, env: Env) -> tuple:
+        key = (tid, id(env))
+        shape = shapes.get(key)
+        if shape is None:
+            shape = shapes[key] = tuple([evaluate(d, env) for d in t.shape])
+        return shape
 
     producer: dict[int, int] = {}
     first_reader: dict[int, int] = {}
@@ -76,7 +89,7 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     out = Graph(dict(template.header))
     for tid, t in template.tensors.items():
         env = op_env[producer[tid]] if tid in producer else op_env[first_reader.get(tid, 0)]
-        out.tensors[tid] = Tensor(tid, tuple(evaluate(d, env) for d in t.shape), t.dtype, t.kind)
+        out.tensors[tid] = Tensor(tid, shape_in(tid, t, env), t.dtype, t.kind)
     next_id = max(template.tensors, default=-1) + 1
     selected: dict[tuple[int, tuple], int] = {}  # (tensor, size) -> its token selection
 
@@ -84,7 +97,7 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
         nonlocal next_id
         tid = alias.get(tid, tid)
         t = template.tensors[tid]
-        shape = tuple(evaluate(d, env) for d in t.shape)
+        shape = shape_in(tid, t, env)
         if shape == out.tensors[tid].shape:
             return tid
         key = (tid, shape)

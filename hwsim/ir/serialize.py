@@ -54,12 +54,15 @@ def _parse(text: Any) -> Expr:
 
 
 def _dec(value: Any) -> Any:
+    """``value`` with each ``{"$expr": text}`` parsed (a template's sizes); the rest as
+    read. (A scalar is not passed down: a template's thousands of attributes are
+    mostly numbers and names, and a call each cost a third of the graph's load.)"""
     if isinstance(value, dict):
-        if set(value) == {"$expr"}:
+        if len(value) == 1 and "$expr" in value:
             return _parse(value["$expr"])
-        return {k: _dec(v) for k, v in value.items()}
+        return {k: _dec(v) if isinstance(v, (dict, list)) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [_dec(v) for v in value]
+        return [_dec(v) if isinstance(v, (dict, list)) else v for v in value]
     return value
 
 
@@ -106,8 +109,8 @@ def from_dict(data: Any, source: str = "<graph>") -> Graph:
                                   strict=True)
         ]
         ops = [
-            Op(int(o["id"]), str(o["kind"]), tuple(int(x) for x in o["inputs"]),
-               tuple(int(x) for x in o["outputs"]), _mapping(_dec(o.get("attrs", {})), "attrs"),
+            Op(int(o["id"]), str(o["kind"]), tuple(map(int, o["inputs"])),
+               tuple(map(int, o["outputs"])), _mapping(_dec(o.get("attrs", {})), "attrs"),
                None if o.get("layer") is None else int(o["layer"]),
                str(o.get("module", "")), str(o.get("name", "")), o.get("repeat", 1))
             for o in data["ops"]

@@ -1026,15 +1026,16 @@ class Builder:
     def _summed(self, k: Kernel, per: int, start: int, hbm_total: float, l2_total: float,
                 bounds: dict, ends: list) -> float:
         """:meth:`kernel`'s SM groups, handed to the sink (:class:`hwsim.engine.Accumulator`)
-        as the tasks' fields, none made: the same calls with the same arguments in the
-        same order as the tasks would give, so the same sums. What a chunk's calls
+        as the tasks' fields, none made: the same sums in the same order as the tasks
+        would give (:meth:`~hwsim.engine.Accumulator.add_chunk`, one call per chunk for
+        its SM task and its HBM and L2 pieces), so the same floats. What a chunk's calls
         share whatever its place (its bound, actions, HBM and L2 pieces) is worked out
         once per distinct chunk (a run's equal parts are one chunk); each chunk then
         takes only its whole bytes (:class:`_Counter`'s cumulative rounding, inline:
         three counters a chunk) and its dependencies. Adds the SMs' bound seconds to
         ``bounds`` and the last tasks to ``ends``; returns the busiest group's seconds."""
         gpu, sink, energy = self.gpu, self.sink, self.energy
-        add_copies, add_pieces = sink.add_copies, sink.add_pieces
+        add_chunk = sink.add_chunk
         hbm_piece = hbm_total / PIECES_PER_KERNEL
         l2_piece = l2_total / PIECES_PER_KERNEL
         hbm_bw, l2_bw = gpu.hbm_bw, gpu.l2_bw
@@ -1059,7 +1060,7 @@ class Builder:
                         chunk = made[r] = (sm_s * r, w.scaled(r), n * r, {bound: sm_s * r})
                     chunks.append(chunk)
             parts: dict[int, tuple] = {}  # id(chunk) -> what its calls share
-            sm_lane = hbm_lane = l2_lane = (start,)
+            sm_i = hbm_i = l2_i = start  # each lane's last task
             sm_total = 0.0
             for chunk in _merge(chunks):
                 got = parts.get(id(chunk))
@@ -1090,8 +1091,7 @@ class Builder:
                 if serial:
                     l2_b //= copies
                 l2_given += l2_b * copies
-                sm_lane = (add_copies(unit, sm_s, {"l2_read": l2_b}, acts, sm_lane, bound,
-                                      copies),)
+                rd_b = wr_b = 0
                 if hbm_n:
                     rd_acc += rd_x
                     rd_b = round(rd_acc) - rd_given
@@ -1102,15 +1102,13 @@ class Builder:
                         wr_b //= copies
                     rd_given += rd_b * copies
                     wr_given += wr_b * copies
-                    hbm_lane = (add_pieces(HBM_UNIT, hbm_d, hbm_n,
-                                           {"dram_read": rd_b, "dram_write": wr_b}, hbm_lane,
-                                           "memory", copies, serial),)
-                if l2_n:
-                    l2_lane = (add_pieces(L2_UNIT, l2_d, l2_n, None, l2_lane, "onchip", copies,
-                                          serial),)
+                # the chunk on its SMs, its HBM pieces, its L2 pieces: one call
+                sm_i, hbm_i, l2_i = add_chunk(unit, sm_s, l2_b, acts, sm_i, bound, copies,
+                                              serial, HBM_UNIT, hbm_d, hbm_n, rd_b, wr_b,
+                                              hbm_i, L2_UNIT, l2_d, l2_n, l2_i)
                 sm_total += sm_s
             if sm_total:
-                ends.extend(sorted({*sm_lane, *hbm_lane, *l2_lane}))
+                ends.extend(sorted({sm_i, hbm_i, l2_i}))
             est = max(est, sm_total)
         # what the groups' equal shares of whole bytes left over (under one per member)
         left = {"dram_read": round(rd_acc) - rd_given, "dram_write": round(wr_acc) - wr_given,
