@@ -111,20 +111,39 @@ def _sweep_root(x: float) -> float:
 
 
 def reread(step, block_bytes: float, total_bytes: float, mach: Machine, threads: int = 1,
-           reuse_bytes: float | None = None) -> None:
-    """``total_bytes`` of re-reads of a block of ``block_bytes`` per thread: from L1/L2
-    when it stays there, else from the last level at the sweep hit rate of its reuse
-    distance (``reuse_bytes``, by default all threads' blocks) and the rest from DRAM."""
+           reuse_bytes: float | None = None, l2_reuse_bytes: float | None = None) -> None:
+    """``total_bytes`` of re-reads of a block of ``block_bytes`` per thread, from the
+    nearest level that still holds each line (module docstring, *Re-reads*): L1 when
+    the block fits it at half occupancy; else the core's L2 at the sweep hit rate of
+    the block's reuse distance there (``l2_reuse_bytes``: the block and what the thread
+    streams through L2 between two reads of a line; by default the block alone); the
+    L2's misses from the last level at the sweep hit rate of its reuse distance
+    (``reuse_bytes``, by default all threads' blocks), the rest from DRAM."""
     if total_bytes <= 0:
         return
-    level = resident(block_bytes, mach, threads)
-    if level in ("l1", "l2"):
-        step.read(level, total_bytes)
+    if block_bytes <= mach.spec.l1_bytes / 2:
+        step.read("l1", total_bytes)
         return
+    in_l2, in_l3 = reread_shares(block_bytes, mach, threads, reuse_bytes, l2_reuse_bytes)
+    if in_l2 > 0:
+        step.read("l2", in_l2 * total_bytes)
+    if in_l2 < 1:
+        step.read("l3", in_l3 * total_bytes)
+        step.read("dram", (1.0 - in_l2 - in_l3) * total_bytes)
+
+
+def reread_shares(block_bytes: float, mach: Machine, threads: int = 1,
+                  reuse_bytes: float | None = None,
+                  l2_reuse_bytes: float | None = None) -> tuple[float, float]:
+    """The shares of a block's re-reads (past L1) that hit the core's L2 and the last
+    level, as :func:`reread` splits them (the rest: DRAM). Continuous in every size: a
+    larger L2 or last level only moves re-reads nearer, never farther."""
+    in_l2 = sweep_hit(block_bytes if l2_reuse_bytes is None else l2_reuse_bytes,
+                      mach.l2_per_core)
+    if in_l2 >= 1.0:
+        return 1.0, 0.0
     reuse = block_bytes * threads if reuse_bytes is None else reuse_bytes
-    hit = sweep_hit(reuse, mach.llc_for(threads))
-    step.read("l3", hit * total_bytes)
-    step.read("dram", (1.0 - hit) * total_bytes)
+    return in_l2, (1.0 - in_l2) * sweep_hit(reuse, mach.llc_for(threads))
 
 
 def scratch(nbytes: float, mach: Machine, threads: int = 1) -> str:
@@ -180,13 +199,15 @@ def set_capacity_lines(stride_bytes: float, cache_bytes: float, ways: int, line:
 
 def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_bytes: float,
                  tile_bytes: float, calls: int, sweeps: float, other_pages: float,
-                 home_reuse_bytes: float, threads: int = 1, cold_share: float = 1.0) -> dict:
+                 home_reuse_bytes: float, threads: int = 1, cold_share: float = 1.0,
+                 home_l2_reuse_bytes: float | None = None) -> dict:
     """Costs of ``sweeps`` sweeps of an operand tile (``tile_bytes`` used per sweep)
     walked in place by ``calls`` kernel calls per sweep, each loading a piece of
     ``piece_bytes`` (the last call's may be shorter) per k-step for ``k`` k-steps at
     ``stride_bytes`` (module docstring). Adds to ``step``: the lines each sweep brings
-    from the tile's home (DRAM the first time, then L1 or L2 when the tile stays there,
-    else the last level at the hit rate of ``home_reuse_bytes``; of the first sweep
+    from the tile's home (DRAM the first time, then as :func:`reread` finds them: L1,
+    L2 at the hit rate of ``home_l2_reuse_bytes``, the last level at that of
+    ``home_reuse_bytes``; of the first sweep
     only ``cold_share`` comes from DRAM when other threads or batch entries read the
     same tile and bring the rest); the lines
     that two consecutive calls share (a piece boundary inside a line), fetched again
@@ -200,7 +221,8 @@ def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_byte
     step.read("dram", tile_bytes * cold_share)  # the first sweep: cold
     step.read("l3", tile_bytes * (1 - cold_share))
     if sweeps > 1:
-        reread(step, tile_bytes, (sweeps - 1) * tile_bytes, mach, threads, home_reuse_bytes)
+        reread(step, tile_bytes, (sweeps - 1) * tile_bytes, mach, threads, home_reuse_bytes,
+               home_l2_reuse_bytes)
     # a boundary between two calls' pieces falls inside a line unless it is a multiple
     # of the line; the next call wants that line again after the walk touched
     # `lines_per_call` lines, which stay where the walk's conflict-limited capacity
