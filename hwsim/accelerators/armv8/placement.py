@@ -13,11 +13,10 @@ on chip (the report's ``onchip``).
 
 **Re-reads inside an op** (a packed block swept once per micro-panel, the K/V
 blocks of a head shared by its query blocks, a row a normalization passes over
-twice) come from the nearest level that still holds the data. A block of one
-thread stays in L1 or L2 when it fits at half occupancy; otherwise the shared last
-level holds it with the hit rate of a *cyclic sweep* of its reuse distance ``D``
-(the bytes all threads bring into the last level between two uses of a line) in a
-cache of ``C`` bytes under pseudo-random replacement, :func:`sweep_hit`:
+twice) come from the nearest level that still holds the data. Each cache level is
+graded by the hit rate of a *cyclic sweep* of the block's reuse distance ``D`` at
+that level (the bytes that pass through it between two uses of a line) in ``C``
+bytes under pseudo-random replacement, :func:`sweep_hit`:
 
     h = exp(-(D / C) (1 - h))      (h = 1 while D <= C)
 
@@ -29,6 +28,30 @@ chase (a cyclic sweep) of 1.5 and 2 times the capacity still hits about 48 % and
 25 % of the time (the law: 42 % and 20 %), where a capacity-over-size ratio would
 give 67 % and 50 % (openeuler-mirror/wayca-scheduler, tools/log.lat_mem_rd.NUMA.1.txt;
 checked by tests/test_armv8_physics.py when the measurements are at hand).
+
+The levels in series (:func:`reread`, :func:`reread_shares`):
+
+- *L1*: a block that fits half the L1 is re-read from it (a binary rule, kept: the
+  blocks the planners re-read past L1 are tens to hundreds of KiB, and the step from
+  L1 to L2 is one of bandwidth inside the core, not a cliff to a shared port);
+- *L2*, the core's own: the share ``h2`` of the re-reads hit it at the sweep rate of
+  the block plus what the thread streams through L2 between two reads of a line (the
+  planner names it: OpenBLAS's B micro-panel and C micro-tile; IAAT's and AutoTSMM's
+  walked pieces of the other operand and C micro-tile), in the core's L2. A block past
+  half the L2 once sent every re-read to the last level; with OpenBLAS's own
+  blocking sized for L2 (a ``GEMM_P x GEMM_Q`` block, a few KiB of B and C between
+  reuses) that made a 4x step in thread count that a real L2 does not have;
+- *last level*: the L2's misses hit it at the sweep rate of the bytes all threads
+  bring into it between two uses of a line, the rest come from DRAM.
+
+Replacement policies: the Kunpeng 920's L2 (TSV110, 512 KiB, 8-way) is taken as
+pseudo-random like its L3 (M: HiSilicon publishes no policy). The lmbench curves
+above are the grounds: a chase of 1.5 times the L2 (768 KiB) still hits L2 about
+30 % of the time on every memory node, where an LRU cyclic sweep would hit none and
+the law says 42 %; below the capacity the measured hits fall short of the law (a
+384 KiB chase hits about 60-80 %: other lines, and the uneven page colours of a
+physically indexed L2, are not modelled). tests/test_armv8_l2.py checks it when the
+measurements are at hand.
 
 **Strided walks** (:func:`strided_walk`). A kernel that does not pack (IAAT,
 AutoTSMM's streamed operand) walks an operand in place: each k-step loads a piece
