@@ -878,7 +878,8 @@ def _bound_s(g: Gemm, mach: Machine, tb: int, per: int, tm: int, tn: int,
     the sum is at least the packing's in-core cycles (:func:`pack_cycles`) plus, for
     the kernels, the larger of their in-core cycles (:func:`kernel_amounts`) and their
     L3 term (:func:`~.ecm.l3_s`), of which two parts are counted: the packed A
-    block's re-reads once it leaves L2 (at the sweep hit rate, the misses from DRAM)
+    block's re-reads that miss L2 (:func:`.placement.reread_shares`: the L2's sweep,
+    then the last level's, the misses from DRAM)
     and B's columns from the other row groups. The DRAM transfers are at least the
     operands' shares and C's, and those misses, each stretched by at least
     :meth:`~.spec.Machine.share_floor` (the rates not solved yet) or by the slowest
@@ -940,14 +941,13 @@ def _bound_consts(g: Gemm, mach: Machine) -> tuple:
 def _thread_terms(mach: Machine, threads: int) -> tuple:
     """Per thread count, what :func:`_bound_s` reads of the machine: the L3 hits' rate,
     the last level the threads reach, the call, fork and join, the stretch's bound
-    without a solve, and the blocks that stay in L1 and L2 (:func:`.placement.resident`)."""
+    without a solve, and the largest block re-read from L1 (:func:`.placement.reread`)."""
     memo = mach.__dict__.setdefault("_bound_terms", {})
     got = memo.get(threads)
     if got is None:
         got = memo[threads] = (mach.l3_rate(threads), mach.llc_for(threads),
                                mach.call_s() + mach.fork_s(threads) + mach.barrier_s(threads),
-                               mach.share_floor(threads), mach.spec.l1_bytes / 2,
-                               mach.l2_per_core / 2)
+                               mach.share_floor(threads), mach.spec.l1_bytes / 2)
     return got
 
 

@@ -87,9 +87,11 @@ LEVELS = ("l1", "l2", "l3", "dram")
 
 
 def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
-    """The level a block of ``nbytes`` that each of ``threads`` threads re-reads stays
-    in: L1 or L2 at half occupancy, else the last level when all threads' blocks fit
-    half of it, else DRAM (from which :func:`reread` still recovers the hits)."""
+    """The one level a block of ``nbytes`` of each of ``threads`` threads is taken to
+    rest in, where a planner needs a single home (the write of a packed block, a C
+    tile read back once per k-block): L1 or L2 at half occupancy, else the last level
+    when all threads' blocks fit half of it, else DRAM. Re-reads do not use it: they
+    are graded level by level (:func:`reread`)."""
     spec = mach.spec
     if nbytes <= spec.l1_bytes / 2:
         return "l1"
