@@ -8,11 +8,13 @@ OpenBLAS (``openblas_set_num_threads``) at the count that runs fastest. What mus
   ``armv8-kunpeng920-2s``), under each placement: the candidates for a cap include
   every candidate for a smaller one. They did not when only powers of two and the cap
   itself were tried (SGEMM 4096^3 on at most 32 `compact` threads took 852 ms against
-  555 on at most 24; on 64, 433 against 382 on 48; now 459 and 221);
+  555 on at most 24; on 64, 433 against 382 on 48; then 459 and 221, and with the
+  L2 a graded level 119 and 59.5);
 - the reason is OpenBLAS's own grid (``level3_thread.c``): its thread count sets each
   thread's packed A block, and the blocks of 64 threads (an 8 x 8 grid, 2 MiB each,
   ``GEMM_P x GEMM_Q`` of TSV110) overflow the die's L3 together, 64 MiB swept through
-  32 MiB, while 60 threads (15 x 4, 1.1 MB blocks) mostly stay in it. OpenBLAS asked by name
+  32 MiB, while 63 threads (63 x 1, 270 KB blocks) keep their re-reads in L2 and
+  60 (15 x 4, 1.1 MB blocks) mostly in the L3. OpenBLAS asked by name
   still takes every thread it is given, slow or not;
 - every cap is a candidate, each kept once per distinct OpenBLAS thread split; so is
   every thread count of IAAT's and AutoTSMM's own searches (small and tall-and-skinny

@@ -977,16 +977,17 @@ def openblas_caps(g: Gemm, limit: int) -> list[int]:
     whether those blocks stay in L2, fit the die's L3 together, or thrash it (the
     sweep law, :mod:`.placement`) turns on the grid. On the Kunpeng 920, SGEMM 4096^3
     on 64 threads packed onto the dies (`compact`) runs an 8 x 8 grid of 2 MiB blocks,
-    64 MiB that a die's 32 MiB L3 sweeps mostly from DRAM (433 ms), while 60 threads
-    run 15 x 4 blocks of 1.1 MB that it mostly holds (221 ms); 48 and 24 threads beat
-    64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
+    64 MiB that a die's 32 MiB L3 sweeps mostly from DRAM (425 ms), while 63 threads
+    run 63 x 1 blocks of 66 rows (270 KB) whose re-reads all hit L2 (59.5 ms); 48 and
+    24 threads beat 64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
     every thread it is given, as the library does.
 
     Any fixed set cut at the limit would be nested too, but the whole-cluster ladder
-    (1, 2, 3, 4, 8, ..., 64) loses: its counts factor into two-dimensional grids whose
-    A blocks leave L2 (2826 x 4096 x 4096 fp16: 59 threads, a 59 x 1 grid, 19.8 ms;
-    60, 15 x 4, 81 ms), and the Llama-2-7B prefill's picks, 54 to 63 threads, are
-    off it (a median 255 % slower on its GEMMs: docs/performance.md).
+    (1, 2, 3, 4, 8, ..., 64) loses: its counts factor into two-dimensional grids
+    (2826 x 4096 x 4096 fp16: 59 threads, a 59 x 1 grid, 19.8 ms; 60, 15 x 4, 23.2 ms),
+    and most of the Llama-2-7B prefill's picks are off it (its best a median 6 %
+    slower on the 7B's GEMMs, 255 % while a block past half the L2 left it:
+    docs/performance.md).
 
     The caps depend on the GEMM only through its batch and the threads OpenBLAS's
     rule allows it (:func:`openblas_threads`), so they are kept by those."""
