@@ -229,10 +229,13 @@ def test_large_sgemm_64_cores_is_dram_bound_with_paramh_blocking():
 
 def test_l2_sized_blocking_keeps_a_many_core_sgemm_compute_bound():
     """ThunderX2's OpenBLAS blocking (P = 128, Q = 352: a 176 KiB A block in a
-    256 KiB L2) keeps 32 cores near their FMA rate."""
+    256 KiB L2) keeps 32 cores near their FMA rate. The block and what streams
+    between its re-reads (a B micro-panel, a C micro-tile: about 182 KiB) fit the L2,
+    so its re-reads all hit it (placement.reread's sweep law; a rule that kept only
+    blocks of at most half the L2 sent them all to the L3 and put this at 0.9)."""
     rep = sim(gemm(4096, 4096, 4096), "armv8-thunderx2", ["tiling.gemm=openblas"])
     eff = flops_per_s(rep) / (32 * 35.2e9)
-    assert 0.65 <= eff <= 0.9
+    assert 0.65 <= eff <= 0.97
     assert rep.ops["bound"][0] in ("compute", "onchip")
 
 

@@ -490,7 +490,10 @@ def _plan(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
             band = min(band, (sh.window + bq_pos + bkv) * (sh.head_dim + sh.v_head_dim) * s)
     again = max(0.0, k_touch - k_need) + max(0.0, v_touch - v_need)
     st.read("dram", (k_need + v_need) * dshare)
-    reread(st, band, again * share, mach, max(1, min(threads, heads)))
+    # between two reads of a band's line (the next query block) the thread passes that
+    # query block, its score tile and its output block through L2 beside the band
+    near = band + bq_u * (sh.head_dim + sh.v_head_dim + bkv) * s
+    reread(st, band, again * share, mach, max(1, min(threads, heads)), None, near)
     # O: written back to DRAM (split-K: partial blocks to the last level, merged later)
     if kv_split == 1:
         st.write("dram", sh.o_bytes * dshare)

@@ -56,7 +56,7 @@ from .kernels import (
     kstep_cycles,
     tile_cycles,
 )
-from .placement import reread, resident, shared_read, strided_walk, sweep_hit
+from .placement import reread, reread_shares, resident, shared_read, strided_walk
 from .spec import Machine
 
 STRATEGIES = ("openblas", "iaat", "autotsmm")
@@ -547,16 +547,24 @@ def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: 
     # A and B arrive cold; the tn column groups each pack these rows of A
     _cold(pk, g.m / tm * kc * s, tn, per, g.a_broadcast, mach, threads)
     _cold(pk, kc * g.n / (tm * tn) * s, 1, per, g.b_broadcast, mach, threads)
-    a_home = resident(min_i * kc * s, mach, threads)
-    pk.write(a_home, ea * s)
+    # the A block once per B micro-panel; between two sweeps of a line the thread
+    # brings a B micro-panel and a C micro-tile through its L2, and every thread its
+    # A block, B micro-panel and C micro-tile into the last level
+    a_block = min_i * kc * s
+    near = a_block + kc * nr * s + min_i * nr * s
+    reuse = threads * near
+    a_home = resident(a_block, mach, threads)
+    if a_home in ("l1", "l2"):
+        pk.write(a_home, ea * s)
+    else:  # the packed lines stay in L2 as its re-reads find them (the rest: farther)
+        in_l2 = reread_shares(a_block, mach, threads, reuse, near)[0]
+        if in_l2 > 0:
+            pk.write("l2", in_l2 * ea * s)
+        pk.write(a_home, (1.0 - in_l2) * ea * s)
     pk.write("l2", eb * s)
     pk.barrier = tm * tn > 1
     kr = kernels_step("kernels", rows, cols, kc, lanes, mach)
-    # the A block once per B micro-panel; between two sweeps of a line every thread
-    # brings its A block, a B micro-panel and a C micro-tile into the last level
-    a_block = min_i * kc * s
-    reuse = threads * (a_block + kc * nr * s + min_i * nr * s)
-    reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse)
+    reread(kr, a_block, -(-n_t // nr) * m_t * kc * s, mach, threads, reuse, near)
     b_total = kc * n_t * s
     kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
     if tm > 1:
@@ -610,10 +618,15 @@ def _iaat_at(g: Gemm, mach: Machine, threads: int, along_n: bool) -> Plan:
                         calls=calls, sweeps=panels,
                         other_pages=w_pages, home_reuse_bytes=used * (v_tile + w_panel),
                         threads=used,
-                        cold_share=1 / v_share / (per if v_bcast else 1))
+                        cold_share=1 / v_share / (per if v_bcast else 1),
+                        home_l2_reuse_bytes=v_tile + w_panel)
     _cold(st, w_cols * g.k * s, w_share, per, w_bcast, mach, used)
     if calls > 1:  # each row tile reads the W panel again, from where it stays
-        reread(st, w_panel, panels * (calls - 1) * w_panel, mach, used)
+        # between two reads of a W line, one call's walk of V (a piece of whole lines
+        # per k-step) and its C micro-tile pass through L2
+        v_piece = g.k * -(-min(ker.rows, v_rows) * s // spec.line_bytes) * spec.line_bytes
+        near = w_panel + v_piece + min(ker.rows, v_rows) * min(ker.cols, w_cols) * s
+        reread(st, w_panel, panels * (calls - 1) * w_panel, mach, used, None, near)
     st.write("dram", m_t * n_t * s)
     first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
     steps = repeat([first], per)
@@ -694,12 +707,18 @@ def _tsmm_at(g: Gemm, mach: Machine, threads: int, span: bool) -> Plan:
                         calls=row_panels,
                         sweeps=col_panels, other_pages=math.ceil(packed * s / spec.page_bytes),
                         home_reuse_bytes=used * (big_t * g.k * s + panel_bytes), threads=used,
-                        cold_share=1 / (per if big_bcast else 1))
+                        cold_share=1 / (per if big_bcast else 1),
+                        home_l2_reuse_bytes=big_t * g.k * s + panel_bytes)
     # the packed short operand: the other threads' shares from the last level, then
-    # every row panel's kernel reads it again from where it stays
+    # every row panel's kernel reads it again from where it stays; between two reads
+    # of a line, one row panel's walk of the long operand (a piece of whole lines per
+    # k-step) and its C rows pass through L2
     if t_in > 1:
         st.read("l3", packed * s * (t_in - 1) / t_in)
-    reread(st, packed * s, max(0, row_panels - 1) * packed * s, mach, used)
+    piece = min(ker.rows, big_t)
+    near = packed * s + g.k * -(-piece * s // spec.line_bytes) * spec.line_bytes \
+        + piece * small * s
+    reread(st, packed * s, max(0, row_panels - 1) * packed * s, mach, used, None, near)
     st.write("dram", big_t * small * s)
     first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
     steps = repeat([pre, first], per)
@@ -725,11 +744,17 @@ def _tsmm_wide(g: Gemm, mach: Machine, pre: Step, t_in: int, used: int, per: int
     col_panels = -(-big_t // max(ker.cols, 1))
     b_panel = min(ker.cols, big_t) * g.k * s
     _cold(st, big_t * g.k * s, 1, per, big_bcast, mach, used)
-    if row_tiles > 1:  # each row tile of A reads the B panel again
-        reread(st, b_panel, col_panels * (row_tiles - 1) * b_panel, mach, used)
+    rows_t, cols_t = min(ker.rows, g.m), min(ker.cols, big_t)
+    if row_tiles > 1:  # each row tile of A reads the B panel again (a row tile of the
+        # packed A and a C micro-tile pass through L2 between two reads)
+        near = b_panel + rows_t * g.k * s + rows_t * cols_t * s
+        reread(st, b_panel, col_panels * (row_tiles - 1) * b_panel, mach, used, None, near)
     if t_in > 1:
         st.read("l3", packed * s * (t_in - 1) / t_in)
-    reread(st, packed * s, max(0, col_panels - 1) * packed * s, mach, used)
+    # every column panel of B reads the packed A again (the panel and its C columns
+    # pass through L2 between two reads)
+    near = packed * s + b_panel + g.m * cols_t * s
+    reread(st, packed * s, max(0, col_panels - 1) * packed * s, mach, used, None, near)
     st.write("dram", big_t * g.m * s)
     first, parts = tiles(st, TILES if st.dram_read or st.dram_write else 1)
     steps = repeat([pre, first], per)
@@ -853,7 +878,8 @@ def _bound_s(g: Gemm, mach: Machine, tb: int, per: int, tm: int, tn: int,
     the sum is at least the packing's in-core cycles (:func:`pack_cycles`) plus, for
     the kernels, the larger of their in-core cycles (:func:`kernel_amounts`) and their
     L3 term (:func:`~.ecm.l3_s`), of which two parts are counted: the packed A
-    block's re-reads once it leaves L2 (at the sweep hit rate, the misses from DRAM)
+    block's re-reads that miss L2 (:func:`.placement.reread_shares`: the L2's sweep,
+    then the last level's, the misses from DRAM)
     and B's columns from the other row groups. The DRAM transfers are at least the
     operands' shares and C's, and those misses, each stretched by at least
     :meth:`~.spec.Machine.share_floor` (the rates not solved yet) or by the slowest
@@ -874,11 +900,13 @@ def _bound_s(g: Gemm, mach: Machine, tb: int, per: int, tm: int, tn: int,
         pack += count * (pack_vec * ((m_t * kc + kc * b_share) / lanes))
         kern += count * kernel_amounts(rows, cols, kc, lanes, mach)[0]
         a_block = min_i * kc * s
-        if a_block > terms[4] and a_block > terms[5]:  # past L1 and L2: resident() l3/dram
-            total = panels * m_t * kc * s
-            hit = sweep_hit(threads * (a_block + kc * nr * s + min_i * nr * s), terms[1])
-            hits += count * (hit * total)
-            misses += count * ((1.0 - hit) * total)
+        if a_block > terms[4]:  # past L1: reread's shares of L2, the last level, DRAM
+            near = a_block + kc * nr * s + min_i * nr * s
+            in_l2, in_l3 = reread_shares(a_block, mach, threads, threads * near, near)
+            if in_l2 < 1.0:
+                total = panels * m_t * kc * s
+                hits += count * (in_l3 * total)
+                misses += count * ((1.0 - in_l2 - in_l3) * total)
         if tm > 1:
             hits += count * (kc * n_t * s * (tm - 1) / tm)
     cycle_s = mach.cycle_s
@@ -913,14 +941,13 @@ def _bound_consts(g: Gemm, mach: Machine) -> tuple:
 def _thread_terms(mach: Machine, threads: int) -> tuple:
     """Per thread count, what :func:`_bound_s` reads of the machine: the L3 hits' rate,
     the last level the threads reach, the call, fork and join, the stretch's bound
-    without a solve, and the blocks that stay in L1 and L2 (:func:`.placement.resident`)."""
+    without a solve, and the largest block re-read from L1 (:func:`.placement.reread`)."""
     memo = mach.__dict__.setdefault("_bound_terms", {})
     got = memo.get(threads)
     if got is None:
         got = memo[threads] = (mach.l3_rate(threads), mach.llc_for(threads),
                                mach.call_s() + mach.fork_s(threads) + mach.barrier_s(threads),
-                               mach.share_floor(threads), mach.spec.l1_bytes / 2,
-                               mach.l2_per_core / 2)
+                               mach.share_floor(threads), mach.spec.l1_bytes / 2)
     return got
 
 
@@ -950,16 +977,17 @@ def openblas_caps(g: Gemm, limit: int) -> list[int]:
     whether those blocks stay in L2, fit the die's L3 together, or thrash it (the
     sweep law, :mod:`.placement`) turns on the grid. On the Kunpeng 920, SGEMM 4096^3
     on 64 threads packed onto the dies (`compact`) runs an 8 x 8 grid of 2 MiB blocks,
-    64 MiB that a die's 32 MiB L3 sweeps mostly from DRAM (433 ms), while 60 threads
-    run 15 x 4 blocks of 1.1 MB that it mostly holds (221 ms); 48 and 24 threads beat
-    64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
+    64 MiB that a die's 32 MiB L3 sweeps mostly from DRAM (425 ms), while 63 threads
+    run 63 x 1 blocks of 66 rows (270 KB) whose re-reads all hit L2 (59.5 ms); 48 and
+    24 threads beat 64 and 32 there. OpenBLAS asked by name (``tiling.gemm: openblas``) still takes
     every thread it is given, as the library does.
 
     Any fixed set cut at the limit would be nested too, but the whole-cluster ladder
-    (1, 2, 3, 4, 8, ..., 64) loses: its counts factor into two-dimensional grids whose
-    A blocks leave L2 (2826 x 4096 x 4096 fp16: 59 threads, a 59 x 1 grid, 19.8 ms;
-    60, 15 x 4, 81 ms), and the Llama-2-7B prefill's picks, 54 to 63 threads, are
-    off it (a median 255 % slower on its GEMMs: docs/performance.md).
+    (1, 2, 3, 4, 8, ..., 64) loses: its counts factor into two-dimensional grids
+    (2826 x 4096 x 4096 fp16: 59 threads, a 59 x 1 grid, 19.8 ms; 60, 15 x 4, 23.2 ms),
+    and most of the Llama-2-7B prefill's picks are off it (its best a median 6 %
+    slower on the 7B's GEMMs, 255 % while a block past half the L2 left it:
+    docs/performance.md).
 
     The caps depend on the GEMM only through its batch and the threads OpenBLAS's
     rule allows it (:func:`openblas_threads`), so they are kept by those."""

@@ -13,11 +13,10 @@ on chip (the report's ``onchip``).
 
 **Re-reads inside an op** (a packed block swept once per micro-panel, the K/V
 blocks of a head shared by its query blocks, a row a normalization passes over
-twice) come from the nearest level that still holds the data. A block of one
-thread stays in L1 or L2 when it fits at half occupancy; otherwise the shared last
-level holds it with the hit rate of a *cyclic sweep* of its reuse distance ``D``
-(the bytes all threads bring into the last level between two uses of a line) in a
-cache of ``C`` bytes under pseudo-random replacement, :func:`sweep_hit`:
+twice) come from the nearest level that still holds the data. Each cache level is
+graded by the hit rate of a *cyclic sweep* of the block's reuse distance ``D`` at
+that level (the bytes that pass through it between two uses of a line) in ``C``
+bytes under pseudo-random replacement, :func:`sweep_hit`:
 
     h = exp(-(D / C) (1 - h))      (h = 1 while D <= C)
 
@@ -29,6 +28,30 @@ chase (a cyclic sweep) of 1.5 and 2 times the capacity still hits about 48 % and
 25 % of the time (the law: 42 % and 20 %), where a capacity-over-size ratio would
 give 67 % and 50 % (openeuler-mirror/wayca-scheduler, tools/log.lat_mem_rd.NUMA.1.txt;
 checked by tests/test_armv8_physics.py when the measurements are at hand).
+
+The levels in series (:func:`reread`, :func:`reread_shares`):
+
+- *L1*: a block that fits half the L1 is re-read from it (a binary rule, kept: the
+  blocks the planners re-read past L1 are tens to hundreds of KiB, and the step from
+  L1 to L2 is one of bandwidth inside the core, not a cliff to a shared port);
+- *L2*, the core's own: the share ``h2`` of the re-reads hit it at the sweep rate of
+  the block plus what the thread streams through L2 between two reads of a line (the
+  planner names it: OpenBLAS's B micro-panel and C micro-tile; IAAT's and AutoTSMM's
+  walked pieces of the other operand and C micro-tile), in the core's L2. A block past
+  half the L2 once sent every re-read to the last level; with OpenBLAS's own
+  blocking sized for L2 (a ``GEMM_P x GEMM_Q`` block, a few KiB of B and C between
+  reuses) that made a 4x step in thread count that a real L2 does not have;
+- *last level*: the L2's misses hit it at the sweep rate of the bytes all threads
+  bring into it between two uses of a line, the rest come from DRAM.
+
+Replacement policies: the Kunpeng 920's L2 (TSV110, 512 KiB, 8-way) is taken as
+pseudo-random like its L3 (M: HiSilicon publishes no policy). The lmbench curves
+above are the grounds: a chase of 1.5 times the L2 (768 KiB) still hits L2 about
+30 % of the time on every memory node, where an LRU cyclic sweep would hit none and
+the law says 42 %; below the capacity the measured hits fall short of the law (a
+384 KiB chase hits about 60-80 %: other lines, and the uneven page colours of a
+physically indexed L2, are not modelled). tests/test_armv8_l2.py checks it when the
+measurements are at hand.
 
 **Strided walks** (:func:`strided_walk`). A kernel that does not pack (IAAT,
 AutoTSMM's streamed operand) walks an operand in place: each k-step loads a piece
@@ -64,9 +87,11 @@ LEVELS = ("l1", "l2", "l3", "dram")
 
 
 def resident(nbytes: float, mach: Machine, threads: int = 1) -> str:
-    """The level a block of ``nbytes`` that each of ``threads`` threads re-reads stays
-    in: L1 or L2 at half occupancy, else the last level when all threads' blocks fit
-    half of it, else DRAM (from which :func:`reread` still recovers the hits)."""
+    """The one level a block of ``nbytes`` of each of ``threads`` threads is taken to
+    rest in, where a planner needs a single home (the write of a packed block, a C
+    tile read back once per k-block): L1 or L2 at half occupancy, else the last level
+    when all threads' blocks fit half of it, else DRAM. Re-reads do not use it: they
+    are graded level by level (:func:`reread`)."""
     spec = mach.spec
     if nbytes <= spec.l1_bytes / 2:
         return "l1"
@@ -111,20 +136,39 @@ def _sweep_root(x: float) -> float:
 
 
 def reread(step, block_bytes: float, total_bytes: float, mach: Machine, threads: int = 1,
-           reuse_bytes: float | None = None) -> None:
-    """``total_bytes`` of re-reads of a block of ``block_bytes`` per thread: from L1/L2
-    when it stays there, else from the last level at the sweep hit rate of its reuse
-    distance (``reuse_bytes``, by default all threads' blocks) and the rest from DRAM."""
+           reuse_bytes: float | None = None, l2_reuse_bytes: float | None = None) -> None:
+    """``total_bytes`` of re-reads of a block of ``block_bytes`` per thread, from the
+    nearest level that still holds each line (module docstring, *Re-reads*): L1 when
+    the block fits it at half occupancy; else the core's L2 at the sweep hit rate of
+    the block's reuse distance there (``l2_reuse_bytes``: the block and what the thread
+    streams through L2 between two reads of a line; by default the block alone); the
+    L2's misses from the last level at the sweep hit rate of its reuse distance
+    (``reuse_bytes``, by default all threads' blocks), the rest from DRAM."""
     if total_bytes <= 0:
         return
-    level = resident(block_bytes, mach, threads)
-    if level in ("l1", "l2"):
-        step.read(level, total_bytes)
+    if block_bytes <= mach.spec.l1_bytes / 2:
+        step.read("l1", total_bytes)
         return
+    in_l2, in_l3 = reread_shares(block_bytes, mach, threads, reuse_bytes, l2_reuse_bytes)
+    if in_l2 > 0:
+        step.read("l2", in_l2 * total_bytes)
+    if in_l2 < 1:
+        step.read("l3", in_l3 * total_bytes)
+        step.read("dram", (1.0 - in_l2 - in_l3) * total_bytes)
+
+
+def reread_shares(block_bytes: float, mach: Machine, threads: int = 1,
+                  reuse_bytes: float | None = None,
+                  l2_reuse_bytes: float | None = None) -> tuple[float, float]:
+    """The shares of a block's re-reads (past L1) that hit the core's L2 and the last
+    level, as :func:`reread` splits them (the rest: DRAM). Continuous in every size: a
+    larger L2 or last level only moves re-reads nearer, never farther."""
+    in_l2 = sweep_hit(block_bytes if l2_reuse_bytes is None else l2_reuse_bytes,
+                      mach.l2_per_core)
+    if in_l2 >= 1.0:
+        return 1.0, 0.0
     reuse = block_bytes * threads if reuse_bytes is None else reuse_bytes
-    hit = sweep_hit(reuse, mach.llc_for(threads))
-    step.read("l3", hit * total_bytes)
-    step.read("dram", (1.0 - hit) * total_bytes)
+    return in_l2, (1.0 - in_l2) * sweep_hit(reuse, mach.llc_for(threads))
 
 
 def scratch(nbytes: float, mach: Machine, threads: int = 1) -> str:
@@ -180,13 +224,15 @@ def set_capacity_lines(stride_bytes: float, cache_bytes: float, ways: int, line:
 
 def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_bytes: float,
                  tile_bytes: float, calls: int, sweeps: float, other_pages: float,
-                 home_reuse_bytes: float, threads: int = 1, cold_share: float = 1.0) -> dict:
+                 home_reuse_bytes: float, threads: int = 1, cold_share: float = 1.0,
+                 home_l2_reuse_bytes: float | None = None) -> dict:
     """Costs of ``sweeps`` sweeps of an operand tile (``tile_bytes`` used per sweep)
     walked in place by ``calls`` kernel calls per sweep, each loading a piece of
     ``piece_bytes`` (the last call's may be shorter) per k-step for ``k`` k-steps at
     ``stride_bytes`` (module docstring). Adds to ``step``: the lines each sweep brings
-    from the tile's home (DRAM the first time, then L1 or L2 when the tile stays there,
-    else the last level at the hit rate of ``home_reuse_bytes``; of the first sweep
+    from the tile's home (DRAM the first time, then as :func:`reread` finds them: L1,
+    L2 at the hit rate of ``home_l2_reuse_bytes``, the last level at that of
+    ``home_reuse_bytes``; of the first sweep
     only ``cold_share`` comes from DRAM when other threads or batch entries read the
     same tile and bring the rest); the lines
     that two consecutive calls share (a piece boundary inside a line), fetched again
@@ -200,7 +246,8 @@ def strided_walk(step, mach: Machine, *, k: int, stride_bytes: float, piece_byte
     step.read("dram", tile_bytes * cold_share)  # the first sweep: cold
     step.read("l3", tile_bytes * (1 - cold_share))
     if sweeps > 1:
-        reread(step, tile_bytes, (sweeps - 1) * tile_bytes, mach, threads, home_reuse_bytes)
+        reread(step, tile_bytes, (sweeps - 1) * tile_bytes, mach, threads, home_reuse_bytes,
+               home_l2_reuse_bytes)
     # a boundary between two calls' pieces falls inside a line unless it is a multiple
     # of the line; the next call wants that line again after the walk touched
     # `lines_per_call` lines, which stay where the walk's conflict-limited capacity
