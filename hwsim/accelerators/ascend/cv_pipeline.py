@@ -57,7 +57,10 @@ tiles it runs, one after another: the loop goes on from tile to tile without
 draining) are grouped into at most ``MAX_STEPS`` steps: the first
 ``EDGE_STEPS`` blocks and the last ``EDGE_STEPS`` alone (the fill and the
 drain), the middle ones in about equal groups of consecutive blocks. A step's
-tasks carry the sum of its blocks' work. In the steady state the stages of
+tasks carry the sum of its blocks' work: a tile the step covers whole added as
+its one pre-summed term (:func:`tile_sum`, made once per distinct tile of an
+op), so not the floats of adding the blocks one by one but within
+:data:`TILE_SUM_RTOL` of them (:func:`_tile_sums`). In the steady state the stages of
 consecutive blocks repeat, so a group of r blocks overlaps like one block r
 times longer; what aggregation loses is the flags inside a group: with
 run-ahead (p ≥ 1) they are hidden by the overlap, without it (one-level
