@@ -743,3 +743,158 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
             ranges = list(zip(cuts, cuts[1:]))
         got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
         assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], trial
+
+
+def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_block():
+    """cv_pipeline._tile_sums (a tile wholly inside a step added as its one pre-summed
+    term, a tile the step cuts block run by block run) against _sums (every block run
+    added in walk order): not the same floats, within TILE_SUM_RTOL field by field and
+    action by action, on random tiles of random runs and the steps the walk cuts them
+    into (and random cuts); a field that is zero one way is zero the other; with one
+    block per tile the two are the same floats."""
+    import random
+    from dataclasses import astuple
+
+    from hwsim.accelerators.ascend.cv_pipeline import (
+        TILE_SUM_RTOL,
+        Block,
+        _steps,
+        _sums,
+        _tile_sums,
+        tile_sum,
+    )
+
+    def close(a: float, b: float) -> bool:
+        return a == b or abs(a - b) <= TILE_SUM_RTOL * max(abs(a), abs(b))
+
+    rng = random.Random(43)
+    differ = 0
+    for trial in range(300):
+        tiles = []
+        for _ in range(rng.randint(1, 30)):
+            runs = []
+            for _ in range(rng.randint(1, 4)):
+                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) if rng.random() < 0.9
+                        else 0.0 for _ in range(14)]
+                acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
+                    if rng.random() < 0.8 else {}
+                k = 1 if trial % 5 == 0 else rng.choice([1, 1, 2, 5, 40, 300])
+                runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5), k))
+            if trial % 5 == 0:
+                runs = runs[:1]
+            tiles.append((runs, tile_sum(runs), sum(k for _, k in runs)))
+        flat = [r for t in tiles for r in t[0]]
+        n = sum(t[2] for t in tiles)
+        if trial % 2:
+            ranges = _steps(n)
+        else:
+            cuts = sorted({0, n, *(rng.randint(0, n) for _ in range(rng.randint(0, 6)))})
+            ranges = list(zip(cuts, cuts[1:]))
+        got, want = _tile_sums(tiles, ranges), _sums(flat, ranges)
+        if trial % 5 == 0:  # one block a tile: the same terms in the same order
+            assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want]
+            continue
+        for g, w in zip(got, want):
+            for a, b in zip(astuple(g), astuple(w)):
+                if isinstance(a, dict):
+                    assert a.keys() == b.keys(), trial
+                    assert all(close(a[k], b[k]) for k in a), (trial, a, b)
+                else:
+                    assert close(a, b) and (a == 0.0) == (b == 0.0), (trial, a, b)
+            differ += repr(astuple(g)) != repr(astuple(w))
+    assert differ > 100  # the bound is exercised: most steps' last bits do change
+
+
+def test_fused_attentions_with_tile_sums_are_within_the_stated_bound(monkeypatch):
+    """Every fused attention with its steps summed by tile (attention.TILE_SUMS)
+    against block by block, over walk shapes: causal and not, a window, grouped
+    queries, a short query over a long cache, block-sparse keys; both strategies
+    (the cube running ahead or not), fp16, bf16 and int8, 24, 20 and 32 cube cores
+    (the 910B, a 910B with fewer cores, the 910A's coupled cores). The event and
+    analytical latencies and every action within TILE_SUM_RTOL; the bytes (integers:
+    a step's load rounds its summed bytes once) within one byte per rounded step
+    value, 2 * MAX_STEPS a core."""
+    import dataclasses
+
+    from hwsim.accelerators.ascend import TARGET as ASCEND
+    from hwsim.accelerators.ascend import attention as att_mod
+    from hwsim.accelerators.ascend.cv_pipeline import MAX_STEPS, TILE_SUM_RTOL
+
+    def op(**kw):
+        return {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000,
+                "kv_len": 3000, "causal": True, **kw}
+
+    ops = [op(), op(kv_heads=2), op(window=700), op(causal=False),
+           op(q_len=1000, kv_len=5000), op(q_len=64, kv_len=9000, heads=1),
+           op(sparse_keys=256, sparse_block=64), op(q_len=17, kv_len=40000, heads=2, kv_heads=1),
+           op(q_len=8192, kv_len=8192, heads=4, kv_heads=1)]
+
+    def rel(a: float, b: float) -> float:
+        return abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
+
+    cases = differ = 0
+    for preset, cores, dtypes in (("ascend-910b", None, ("fp16", "bf16")),
+                                  ("ascend-910b", 20, ("fp16",)),
+                                  ("ascend-910a", None, ("fp16", "int8"))):
+        spec = resolve(preset).spec
+        if cores:
+            spec = dataclasses.replace(spec, cube_cores=cores)
+        pools = ASCEND.pools(spec)
+        n_cube = ASCEND.chip(spec).n_cube
+        for o in ops:
+            for strategy in ("fastattention", "flash"):
+                for dtype in dtypes:
+                    wl = workload_from_dict({"name": "t", "dtype": dtype, "ops": [o],
+                                             "tiling": {"attention": strategy}}, "t")
+                    g = build_graph(wl)
+                    got = []
+                    for by_tile in (True, False):
+                        monkeypatch.setattr(att_mod, "TILE_SUMS", by_tile)
+                        tasks = ASCEND.lower(g.ops[0], g, spec, wl.tiling)
+                        summary, _ = ASCEND.lower_summary(g.ops[0], g, spec, wl.tiling)
+                        got.append((run_events(tasks, pools).latency_s, summary))
+                    (e1, s1), (e2, s2) = got
+                    case = (preset, cores, o, strategy, dtype)
+                    assert rel(e1, e2) <= TILE_SUM_RTOL, case
+                    assert rel(s1.analytical_latency_s, s2.analytical_latency_s) \
+                        <= TILE_SUM_RTOL, case
+                    assert s1.actions.keys() == s2.actions.keys(), case
+                    for a in s1.actions:
+                        assert rel(s1.actions[a], s2.actions[a]) <= TILE_SUM_RTOL, (case, a)
+                    assert s1.bytes.keys() == s2.bytes.keys(), case
+                    for b in s1.bytes:
+                        assert abs(s1.bytes[b] - s2.bytes[b]) <= 2 * MAX_STEPS * n_cube, case
+                    cases += 1
+                    differ += repr((e1, s1)) != repr((e2, s2))
+    assert cases == 9 * 2 * 5 and differ >= 3  # the switch changes some last bits
+
+
+def test_a_prefill_with_tile_sums_is_within_the_stated_bound_row_by_row(monkeypatch):
+    """A whole report, both fidelities: every row's latency, energy (each part) and
+    DRAM bytes with the steps summed by tile within TILE_SUM_RTOL of block by block
+    (the bytes within one per rounded step value of the row's attention), the other
+    ops' rows the same to the last bit."""
+    from hwsim.accelerators.ascend import attention as att_mod
+    from hwsim.accelerators.ascend.cv_pipeline import MAX_STEPS, TILE_SUM_RTOL
+
+    wl = {"name": "t", "dtype": "fp16", "tiling": {"attention": "flash"}, "ops": [
+        {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000, "kv_len": 3000,
+         "causal": True, "window": 700},
+        {"kind": "attention", "heads": 8, "kv_heads": 2, "head_dim": 128, "q_len": 4000,
+         "kv_len": 4000, "causal": True},
+        {"kind": "matmul", "m": 512, "n": 512, "k": 512}]}
+    for fidelity in ("event", "analytical"):
+        reps = []
+        for by_tile in (True, False):
+            monkeypatch.setattr(att_mod, "TILE_SUMS", by_tile)
+            reps.append(hwsim.simulate(wl, "ascend", fidelity=fidelity))
+        for r1, r2 in zip(reps[0].rows, reps[1].rows):
+            if r1["kind"] != "attention":
+                assert r1 == r2
+                continue
+            for f in ("latency_s", "energy_j", "energy_compute_j", "energy_onchip_j",
+                      "energy_dram_j", "energy_static_j"):
+                a, b = r1[f], r2[f]
+                assert a == b or abs(a - b) <= TILE_SUM_RTOL * max(abs(a), abs(b)), (f, a, b)
+            for f in ("dram_read_bytes", "dram_write_bytes"):
+                assert abs(r1[f] - r2[f]) <= 2 * MAX_STEPS * 24, (f, r1[f], r2[f])

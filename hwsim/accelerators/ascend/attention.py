@@ -102,7 +102,7 @@ from hwsim.ir.kinds import flops as op_flops
 from hwsim.ir.kinds import visible_scores
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .cv_pipeline import Block, emit_cv_pipeline
+from .cv_pipeline import Block, emit_cv_pipeline, tile_sum
 from .gemm import cube_cycles, emit_gemm, padded_macs
 from .pipeline import Item, append, emit_pipeline
 from .vector import (
@@ -924,6 +924,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
               costs.rows_per_vec, two_level, split)
     per_core: list[list[Item]] = [[] for _ in range(chip.n_cube)]
     per_core_blocks: list[list[tuple[Block, int]]] = [[] for _ in range(chip.n_cube)]
+    # the same walks by tile: (its runs, their sum, its blocks), the sum made once per
+    # distinct tile and added by a step that covers the tile as one term
+    per_core_tiles: list[list[tuple]] = [[] for _ in range(chip.n_cube)]
     load = [0.0] * chip.n_cube
     free = [(0.0, c) for c in range(chip.n_cube)]
     tile_seen: set[int] = set()
@@ -1026,14 +1029,19 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             key = (tile_ids[i], warm, mask_case)
             got = memo.get(key)
             if got is None:
-                got = memo[key] = tile_values(t, nv, warm, mask_case)
-            latency, work = got
+                latency, work = tile_values(t, nv, warm, mask_case)
+                whole = None if selects or not work else \
+                    (work, tile_sum(work), sum(k for _, k in work))
+                got = memo[key] = latency, work, whole
+            latency, work, whole = got
             load[core] += latency
             heapq.heapreplace(free, (load[core], core))
             if selects:
                 append(per_core[core], work, CAP_STAGES)
             else:
                 per_core_blocks[core].extend(work)
+                if whole is not None:
+                    per_core_tiles[core].append(whole)
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     walks: dict = {}  # analytical: the cores' equal walks made once (emit_cv_pipeline)
@@ -1053,7 +1061,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name,
-                memo=walks if shared[c] else None))
+                memo=walks if shared[c] else None,
+                tiles=per_core_tiles[c] if TILE_SUMS else None))
             continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),
@@ -1065,6 +1074,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         ends.extend(end)
     if split:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
+
+
+TILE_SUMS = True  # False: the steps summed block run by block run (the tests' reference)
 
 
 def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:

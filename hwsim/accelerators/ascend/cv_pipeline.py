@@ -57,7 +57,10 @@ tiles it runs, one after another: the loop goes on from tile to tile without
 draining) are grouped into at most ``MAX_STEPS`` steps: the first
 ``EDGE_STEPS`` blocks and the last ``EDGE_STEPS`` alone (the fill and the
 drain), the middle ones in about equal groups of consecutive blocks. A step's
-tasks carry the sum of its blocks' work. In the steady state the stages of
+tasks carry the sum of its blocks' work: a tile the step covers whole added as
+its one pre-summed term (:func:`tile_sum`, made once per distinct tile of an
+op), so not the floats of adding the blocks one by one but within
+:data:`TILE_SUM_RTOL` of them (:func:`_tile_sums`). In the steady state the stages of
 consecutive blocks repeat, so a group of r blocks overlaps like one block r
 times longer; what aggregation loses is the flags inside a group: with
 run-ahead (p ≥ 1) they are hidden by the overlap, without it (one-level
@@ -241,13 +244,110 @@ def _sums_by_add(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]
     return out
 
 
+def tile_sum(runs: list[tuple[Block, int]]) -> Block:
+    """A tile's blocks (runs of equal ones) summed once (:func:`_sums` over the whole
+    walk of the tile): the term a step that covers the whole tile adds."""
+    return _sums(runs, [(0, sum(k for _, k in runs))])[0]
+
+
+def _total(terms: list[tuple[Block, int]]) -> Block:
+    """The sum of ``terms`` (block, multiple), added in order (:func:`_sums`' body)."""
+    qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = lv = 0.0
+    acts: dict = {}
+    for blk, k in terms:
+        if k == 1:  # (a tile's sum: x * 1 is x, the product skipped)
+            qk += blk.qk_s
+            fs += blk.fix_s_s
+            sm += blk.softmax_s
+            pv += blk.pv_s
+            fo += blk.fix_o_s
+            up += blk.update_s
+            fi += blk.final_s
+            lh += blk.load_hbm
+            l2 += blk.load_l2
+            ls += blk.load_l2_slow
+            mk += blk.mask_hbm
+            ph += blk.pad_hbm
+            pl += blk.pad_l2
+            sb += blk.store_bytes
+            lv += blk.load_v
+            for name, v in blk.actions.items():
+                acts[name] = acts.get(name, 0.0) + v
+            continue
+        qk += blk.qk_s * k
+        fs += blk.fix_s_s * k
+        sm += blk.softmax_s * k
+        pv += blk.pv_s * k
+        fo += blk.fix_o_s * k
+        up += blk.update_s * k
+        fi += blk.final_s * k
+        lh += blk.load_hbm * k
+        l2 += blk.load_l2 * k
+        ls += blk.load_l2_slow * k
+        mk += blk.mask_hbm * k
+        ph += blk.pad_hbm * k
+        pl += blk.pad_l2 * k
+        sb += blk.store_bytes * k
+        lv += blk.load_v * k
+        for name, v in blk.actions.items():
+            acts[name] = acts.get(name, 0.0) + v * k
+    return Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts, lv)
+
+
+def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
+               ranges: list[tuple[int, int]]) -> list[Block]:
+    """:func:`_sums` with a tile's blocks as one term: per range [a, b) of the walk's
+    blocks, given as ``tiles`` (the tile's runs, their :func:`tile_sum`, its block
+    count) in order, a tile wholly inside the range adds its sum once; a tile the
+    range cuts adds its overlapping runs as :func:`_sums` does.
+
+    Not the same floats as :func:`_sums` (the terms associate differently): within
+    :data:`TILE_SUM_RTOL` of it, field by field (a test holds the bound)."""
+    out = []
+    r, start = 0, 0  # the tile at the cursor and the index of its first block
+    n_tiles = len(tiles)
+    for a, b in ranges:
+        while r < n_tiles and start + tiles[r][2] <= a:  # tiles wholly before the range
+            start += tiles[r][2]
+            r += 1
+        terms: list[tuple[Block, int]] = []
+        i, s = r, start
+        while i < n_tiles and s < b:
+            runs, whole, n = tiles[i]
+            if s >= a and s + n <= b:
+                terms.append((whole, 1))
+            else:  # the range cuts the tile: its runs that overlap, block counts
+                t = s
+                for blk, k in runs:
+                    overlap = (b if b < t + k else t + k) - (a if a > t else t)
+                    if overlap > 0:
+                        terms.append((blk, overlap))
+                    t += k
+            s += n
+            i += 1
+        out.append(_total(terms))
+    return out
+
+
+# the largest relative difference of a step's field (a time, bytes, an action) between
+# _tile_sums and _sums: the floats of a sum of at most a few thousand positive terms
+# associated differently (n terms: n * 2**-53 each way at most, about 1e-13 for 1,000);
+# held by the tests over many walk shapes
+TILE_SUM_RTOL = 1e-12
+
+
 def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]], *,
                      core: int, vecs: list[int],
                      preload: int, sync_s: float, store_bw: float,
                      store_hbm_fraction: float = 1.0, deps=(), label: str = "attention",
-                     memo: dict | None = None) -> tuple[int, ...]:
+                     memo: dict | None = None, tiles: list | None = None
+                     ) -> tuple[int, ...]:
     """Emit one cube core's walk (``blocks`` in order, or as runs ``(block, count)`` of
     equal ones) with its vector cores ``vecs``; returns the tasks its end waits for.
+
+    ``tiles`` (optional): the same walk as its tiles, (the tile's runs, their
+    :func:`tile_sum`, its block count) in order, the runs' concatenation ``blocks``:
+    a step then adds a tile it covers as one term (:func:`_tile_sums`).
 
     ``memo`` (a dict the caller keeps for one op's cores, analytical fidelity only):
     a core whose walk is another's (the same block objects, counts, vector team shape
@@ -260,8 +360,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     teams = bld.groups(list(vecs))
     if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
         return _walk_summary(bld.sink, chip, runs, teams, vecs, core, preload, sync_s,
-                             store_bw, store_hbm_fraction, deps, bld.copies, memo)
-    steps, inner_flags = _walk_steps(runs, preload, sync_s)
+                             store_bw, store_hbm_fraction, deps, bld.copies, memo, tiles)
+    steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
     n = len(steps)
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
     c_flag = chip.aic(core, "flag")
@@ -383,12 +483,14 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
 
 
-def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float
-                ) -> tuple[list[Block], list[float]]:
-    """The walk's steps (:func:`_steps`, each the sum of its blocks) and the flag waits
-    inside a step of several blocks when the cube does not run ahead."""
+def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float,
+                tiles: list | None = None) -> tuple[list[Block], list[float]]:
+    """The walk's steps (:func:`_steps`, each the sum of its blocks: by tile with
+    ``tiles``) and the flag waits inside a step of several blocks when the cube does
+    not run ahead."""
     ranges = _steps(sum(k for _, k in runs))
-    return _sums(runs, ranges), [(b - a - 1) * sync_s if preload == 0 else 0.0
+    sums = _tile_sums(tiles, ranges) if tiles is not None else _sums(runs, ranges)
+    return sums, [(b - a - 1) * sync_s if preload == 0 else 0.0
                                  for a, b in ranges]
 
 
@@ -398,7 +500,8 @@ DIRECT_SUMMARY = True  # False: an analytical walk goes through Builder.put (the
 def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
                   teams: list[list[int]], vecs: list[int], core: int, preload: int,
                   sync_s: float, store_bw: float, store_hbm_fraction: float, deps: tuple,
-                  k1: int, memo: dict | None = None) -> tuple[int, ...]:
+                  k1: int, memo: dict | None = None, tiles: list | None = None
+                  ) -> tuple[int, ...]:
     """The analytical fidelity's walk: what :func:`emit_cv_pipeline` hands the
     accumulator through :meth:`Builder.put` (its ``load``, ``store`` and hand-offs),
     added here directly, task by task in the same order: the same bytes, actions,
@@ -426,12 +529,13 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
     key = None
     if memo is not None:
         key = (tuple((id(b), k) for b, k in runs), preload, sync_s, store_bw,
-               store_hbm_fraction, start0, k1, tuple(len(t) for t in teams), len(vecs))
+               store_hbm_fraction, start0, k1, tuple(len(t) for t in teams), len(vecs),
+               tuple(id(t[1]) for t in tiles) if tiles is not None else None)
         rec = memo.get(key)
         if rec is not None and all(b is r for (b, _), (r, _) in zip(runs, rec.runs)):
             return rec.replay(acc, units)
     log: list | None = [] if key is not None else None  # (unit or dict, key, value)
-    steps, inner_flags = _walk_steps(runs, preload, sync_s)
+    steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
     first = len(finish)
     entries: list = [None] * len(units)
 
