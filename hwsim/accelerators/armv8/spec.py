@@ -335,10 +335,11 @@ class Machine:
         x d / (1 - n x d)``. Little's law over the thread's ``k`` lines, ``k = x
         (think + residences + wait)``, then holds with ``>=`` at the slowest rate, and
         the right side grows with ``x``: the rate where it equals ``k``, found by
-        bisection, bounds the slowest. It is above the solve by about half a percent
-        on the Kunpeng 920's dies of 11 to 32 threads (more on small dies, where the
-        solve is cheap); the solve it is asked for before took 0.3-5 ms each, a few
-        dozen per run of a model whose GEMMs search every thread cap
+        bisection, bounds the slowest. It is above the solve by 0.07-1 % on the
+        Kunpeng 920's dies under ``spread`` (more on ``compact`` dies with unevenly
+        filled clusters, up to 11 %, and on dies of a few threads, where the solve is
+        cheap); the solve it is asked for before took 0.3-5 ms each, a few dozen per
+        run of a model whose GEMMs search every thread cap
         (docs/performance.md). A test holds it over every solved rate of the shipped
         presets, placements and thread counts."""
         n = len(mine)
