@@ -255,8 +255,8 @@ def test_the_openblas_search_keeps_what_estimating_every_cap_keeps(
         m, n, k, batch, dtype, broadcast, preset, placement, limit):
     """On random GEMMs (sizes, batch, broadcast operands, dtype), presets, placements and
     thread limits: each cap's bounds (:func:`gemm.openblas_bound_s`, and the estimate
-    at :meth:`Machine.share_floor`'s stretch, bandwidths alone and with its die's
-    solve) are under its plan's estimate, and the search
+    at :meth:`Machine.share_floor`'s stretch, bandwidths alone, with its die's bound
+    and with its die's solve) are under its plan's estimate, and the search
     (:func:`gemm._openblas_best`: caps in a heap by their bounds, plans made only
     while a bound is under the best) keeps the plan that estimating every cap keeps,
     the first of the least, with the same estimate to the last bit."""
@@ -282,8 +282,8 @@ def test_the_openblas_search_keeps_what_estimating_every_cap_keeps(
     for cap, plan in zip(caps, plans):
         est = estimate(plan, mach)
         assert openblas_bound_s(g, mach, cap) <= est
-        for die in (False, True):
-            assert estimate(plan, mach, mach.share_floor(plan.threads, die)) <= est
+        for die, solve in ((False, True), (True, False), (True, True)):
+            assert estimate(plan, mach, mach.share_floor(plan.threads, die, solve)) <= est
     want = fastest(plans, mach)
     assert (got.threads, got.detail["grid"], estimate(got, mach)) == \
         (want.threads, want.detail["grid"], estimate(want, mach))
@@ -310,6 +310,8 @@ def test_no_thread_streams_faster_than_the_rate_ceiling(preset):
                 # under the solved one, and the die's within a few thousandths of it
                 share = m.slot_bw / m.slowest_rate(t)
                 assert m.share_floor(t) <= m.share_floor(t, True) <= share
+                # and the die's bound without its solve (Machine._die_bound): still under
+                assert m.share_floor(t) <= m.share_floor(t, True, False) <= share
                 if t > 1 and placement != "interleave":
                     assert m.share_floor(t, True) >= 0.99 * share
 

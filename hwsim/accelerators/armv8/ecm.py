@@ -324,9 +324,10 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     estimate is lower) already exceeds the least of its strategy so far. Its rates, a
     queueing network solve, are then never asked for. With ``die`` (a search over
     every thread count, whose candidates share a few dies' loads), a candidate that
-    this bound does not pass over is bounded again with its most loaded die solved
-    alone (:meth:`~.spec.Machine.share_floor`), a smaller solve kept for every thread
-    count that loads a die alike.
+    this bound does not pass over is bounded again with its most loaded die alone,
+    first by a bound on that die's slowest rate that costs no solve, then with the
+    die solved (:meth:`~.spec.Machine.share_floor`), a smaller solve kept for every
+    thread count that loads a die alike.
     The plan returned is the one the plain search returns, and each strategy's least
     estimate is in ``memo`` (a caller reports it)."""
     if not plans:
@@ -354,7 +355,8 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     for i, p in later:
         b = best.get(p.strategy)
         if b is not None and (estimate(p, mach, mach.share_floor(p.threads)) > b[1] or (
-                die and estimate(p, mach, mach.share_floor(p.threads, True)) > b[1])):
+                die and (estimate(p, mach, mach.share_floor(p.threads, True, False)) > b[1]
+                         or estimate(p, mach, mach.share_floor(p.threads, True)) > b[1]))):
             continue  # slower than its strategy's best even at the fastest rates
         got = memo[id(p)] = (p, estimate(p, mach))
         keep(i, p, got[1])
@@ -502,43 +504,58 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
     overlaps = mach.spec.l3_overlaps
+    barrier_s = mach.barrier_s(t)
+    prev = None  # the step before
     for j, step in enumerate(steps):
-        # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
-        in_core = step.arith_cycles * cycle_s
-        if overlaps and step.l3_stream:
-            transfers = _overlapped(step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                                    + step.tlb_walks * walk_s,
-                                    step.l3_bytes / l3_bw if alone
-                                    else l3_s(step, l3_bw, l3_shared))
-        else:
-            transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                         + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
-                         + step.tlb_walks * walk_s)
-        if in_core >= transfers:
-            in_cache, bound = in_core, "compute"
-        else:
-            in_cache, bound = transfers, "onchip"
-        moves = step.dram_read or step.dram_write
-        if moves:
-            if not moved:
-                moved = True
-                mem_first = j == 0
-                for g in range(n_groups):  # the units, as the first moving step meets them
-                    busy[f"{units[g]}.mem"] = None
-                    if g == 0:
-                        busy[("pool", DRAM_POOL)] = None
-                    if j == 0:
-                        busy[units[g]] = None
-            rb = math.ceil(step.dram_read - 1e-6)
-            wb = math.ceil(step.dram_write - 1e-6)
-            mb = step.dram_read + step.dram_write
-            dram = mb / slot_bw
-        elif j == 0:
-            for g in range(n_groups):
-                busy[units[g]] = None
-        ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
-        v_fma, v_op, v_l1, v_l2, v_l3 = (step.vfma, step.vop, step.l1_bytes, step.l2_bytes,
-                                         step.l3_bytes)
+        if (prev is None or step.arith_cycles is not prev.arith_cycles
+                or step.port_cycles is not prev.port_cycles
+                or step.l2_bytes is not prev.l2_bytes or step.l3_bytes is not prev.l3_bytes
+                or step.tlb_walks is not prev.tlb_walks
+                or step.dram_read is not prev.dram_read
+                or step.dram_write is not prev.dram_write
+                or step.l3_stream is not prev.l3_stream or step.vfma is not prev.vfma
+                or step.vop is not prev.vop or step.l1_bytes is not prev.l1_bytes):
+            # (else a tile of the same run as the step before: _cut copies the first
+            # tile's amounts, the same float objects, so its terms are the step before's
+            # and its units are met; only the sums below, which depend on the order, are
+            # taken again. Equal amounts in other objects are computed again: the same.)
+            # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
+            in_core = step.arith_cycles * cycle_s
+            if overlaps and step.l3_stream:
+                transfers = _overlapped(step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                                        + step.tlb_walks * walk_s,
+                                        step.l3_bytes / l3_bw if alone
+                                        else l3_s(step, l3_bw, l3_shared))
+            else:
+                transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
+                             + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
+                             + step.tlb_walks * walk_s)
+            if in_core >= transfers:
+                in_cache, bound = in_core, "compute"
+            else:
+                in_cache, bound = transfers, "onchip"
+            moves = step.dram_read or step.dram_write
+            if moves:
+                if not moved:
+                    moved = True
+                    mem_first = j == 0
+                    for g in range(n_groups):  # the units, as the first moving step meets them
+                        busy[f"{units[g]}.mem"] = None
+                        if g == 0:
+                            busy[("pool", DRAM_POOL)] = None
+                        if j == 0:
+                            busy[units[g]] = None
+                rb = math.ceil(step.dram_read - 1e-6)
+                wb = math.ceil(step.dram_write - 1e-6)
+                mb = step.dram_read + step.dram_write
+                dram = mb / slot_bw
+            elif j == 0:
+                for g in range(n_groups):
+                    busy[units[g]] = None
+            ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
+            v_fma, v_op, v_l1, v_l2, v_l3 = (step.vfma, step.vop, step.l1_bytes, step.l2_bytes,
+                                             step.l3_bytes)
+        prev = step
         core_total += in_cache
         core_by[bound] = core_by.get(bound, 0.0) + in_cache
         ends_max = 0.0
@@ -582,16 +599,16 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
                 l1_byte += v_l1 * k
                 l2_byte += v_l2 * k
                 l3_byte += v_l3 * k
-            count += 2 if moves else 1
+        count += 2 * n_groups if moves else n_groups
         if step.barrier and t > 1 and j < final:
-            d = mach.barrier_s(t) * step.rounds
+            d = barrier_s * step.rounds
             sync_s += d
             gate_f = ends_max + d
             if gate_f > path:
                 path = gate_f
             count += 1
     if t > 1:
-        d = mach.barrier_s(t)
+        d = barrier_s
         sync_s += d
         f = max((x for x in last1 if x is not None), default=0.0)
         f = (f if f > 0.0 else 0.0) + d

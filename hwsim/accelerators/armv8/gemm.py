@@ -1024,8 +1024,9 @@ def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
     grid yet), :func:`openblas_floor_s` (the grid's largest tile), :func:`_bound_s`
     (the k-blocks' in-core, L3 and DRAM terms, no plan), and, once the plan is made
     on a thread count whose stream rates are not solved, its estimate at the fastest
-    rates they allow (:meth:`~.spec.Machine.share_floor`: the solve not yet asked
-    for). The caps
+    rates they allow (:meth:`~.spec.Machine.share_floor`: from the bandwidths, then
+    from a bound on its most loaded die's rate that costs no solve, then from that
+    die's solve; the thread count's own solve not yet asked for). The caps
     wait in a heap by their latest bound; the least is taken and either refined to
     its next bound or, when it has no other, estimated; once the least bound exceeds
     the best estimate so far no cap can be faster. Caps whose grids are the same
@@ -1076,10 +1077,12 @@ def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
             plan = plans.get(grid)
             if plan is None:
                 plan = plans[grid] = openblas(g, mach, cap)
-            if level < 4 and plan.threads not in mach._rates and mach.floor_share is not None:
+            if level < 5 and plan.threads not in mach._rates and mach.floor_share is not None:
                 # no rates solved for its thread count: at the fastest they allow, first
-                # from the bandwidths, then from its most loaded die's solve
-                bound = estimate(plan, mach, mach.share_floor(plan.threads, level == 3))
+                # from the bandwidths, then from its most loaded die's bound without a
+                # solve, then from that die's solve
+                bound = estimate(plan, mach, mach.share_floor(plan.threads, level >= 3,
+                                                              level == 4))
                 heapq.heappush(heap, (bound if bound > key else key, i, level + 1, item))
                 continue
             got = ests[grid] = estimate(plan, mach)

@@ -166,8 +166,9 @@ class Machine:
         self._rates: dict[int, tuple[float, ...]] = {}
         self._slowest: dict[int, float] = {}
         self._l3: dict[int, float] = {}
-        self._share_floor: dict[tuple[int, bool], float | None] = {}
+        self._share_floor: dict[tuple[int, int], float | None] = {}
         self._die_rates: dict[tuple[int, ...], float] = {}  # (share_floor)
+        self._die_bounds: dict[tuple[int, int], float] = {}  # (share_floor)
         # no thread streams faster than Little's law at the least latency with no
         # queueing (memory.stream_rates: a line's wait is at least its latency, and
         # each server's residence at least its service, when a core keeps at least
@@ -260,7 +261,7 @@ class Machine:
             got = self._slowest[threads] = min(self.thread_rates(threads))
         return got
 
-    def share_floor(self, threads: int, die: bool = False) -> float | None:
+    def share_floor(self, threads: int, die: bool = False, solve: bool = True) -> float | None:
         """A lower bound on the stretch of a transfer among ``threads`` threads, ``slot_bw
         / slowest_rate(threads)``, without solving their rates (None: no bound).
 
@@ -271,15 +272,16 @@ class Machine:
         threads' lines; and where every thread's pages are on its own die (``spread``,
         ``compact``), a die's threads meet no other die's at any server, so the
         slowest streams no faster than the slowest of the most loaded die's threads
-        solved alone. That solve depends only on how many threads each of the die's
-        clusters holds, and is kept by that (a planner asking about every thread count
-        meets a few such dies: 16 threads a die at most on the Kunpeng 920). A
+        solved alone (:meth:`_die_rate`; with ``solve`` False, a bound on that rate
+        without the solve, :meth:`_die_bound`: a planner tries it first). A
         thousandth is left on each for the solves' tolerance (utilisations found to
         1e-10, rates to a relative 1e-6 or better; a test holds every solved rate of
         the shipped presets, placements and thread counts under the bound). The die's
-        solve is asked for with ``die`` only (a planner first tries the bounds that
-        cost none). A planner passes over a candidate on an unsolved thread count when
-        its estimate at this stretch already exceeds the best (ecm.fastest)."""
+        bounds are asked for with ``die`` only (a planner first tries the bounds that
+        cost least). A planner passes over a candidate on an
+        unsolved thread count when its estimate at this stretch already exceeds the best
+        (ecm.fastest)."""
+        die = (2 if solve else 1) if die else 0
         got = self._share_floor.get((threads, die), 0.0)
         if got == 0.0:
             got = None
@@ -294,7 +296,8 @@ class Machine:
                 if (die and len(placed) > 1
                         and all(th.pages == ((th.node, 1.0),) for th in placed)):
                     on = max(load, key=load.__getitem__)  # (the first most loaded)
-                    cap = min(cap, self._die_rate([th for th in placed if th.node == on])
+                    mine = [th for th in placed if th.node == on]
+                    cap = min(cap, (self._die_rate(mine) if die == 2 else self._die_bound(mine))
                               * (1.0 + 1e-3))
                 got = self.slot_bw / cap
             self._share_floor[(threads, die)] = got
@@ -310,6 +313,72 @@ class Machine:
         got = self._die_rates.get(key)
         if got is None:
             got = self._die_rates[key] = min(stream_rates(self, mine))
+        return got
+
+    def _die_bound(self, mine: list) -> float:
+        """A bound on :meth:`_die_rate` (the slowest stream rate of ``mine``, one die's
+        threads with their pages on it), without solving their network, kept by their
+        number and the fewest of them that share a cluster.
+
+        In :func:`~.memory.stream_rates`' network each thread keeps ``k`` lines in
+        flight, and a line's round trip is its delay (``think``: the latency less one
+        service at each server), its residence at its cluster's port and at its node's
+        controllers, and the controllers' interference wait. Let ``x`` be the slowest
+        thread's rate (lines per second); every other thread streams at least at ``x``.
+        A residence is ``D (1 + Q_all - Q_own / k)`` (Schweitzer), and a thread's queue
+        at a server is its rate times its residence (Little), at least ``rate x D``: so
+        with ``m`` threads at the server the slowest's residence is at least
+        ``D (1 + (m - 1) x D) / (1 - x D (1 - 1 / k))``, ``m`` the die's ``n`` threads
+        at the node and the fewest on a cluster at the port (the slowest is on some
+        cluster). The node's utilisation is at least ``n x d`` (``d`` its service), so
+        the interference wait, ``tau (U - x d) / (1 - U)``, is at least ``tau (n - 1)
+        x d / (1 - n x d)``. Little's law over the thread's ``k`` lines, ``k = x
+        (think + residences + wait)``, then holds with ``>=`` at the slowest rate, and
+        the right side grows with ``x``: the rate where it equals ``k``, found by
+        bisection, bounds the slowest. It is above the solve by 0.07-1 % on the
+        Kunpeng 920's dies under ``spread`` (more on ``compact`` dies with unevenly
+        filled clusters, up to 11 %, and on dies of a few threads, where the solve is
+        cheap); the solve it is asked for before took 0.3-5 ms each, a few dozen per
+        run of a model whose GEMMs search every thread cap
+        (docs/performance.md). A test holds it over every solved rate of the shipped
+        presets, placements and thread counts."""
+        n = len(mine)
+        per: dict[int, int] = {}
+        for th in mine:
+            per[th.cluster] = per.get(th.cluster, 0) + 1
+        fewest = min(per.values())
+        got = self._die_bounds.get((n, fewest))
+        if got is None:
+            spec, topo = self.spec, self.topology
+            line = float(spec.line_bytes)
+            k = float(spec.core_lines_in_flight)
+            tau = float(spec.dram_interference_s) if n > 1 else 0.0
+            d = line / self.node_bw
+            servers = [(d, n)]
+            if spec.cluster_bw_bytes_per_s > 0 and topo.cluster_cores > 1:
+                servers.append((line / spec.cluster_bw_bytes_per_s, fewest))
+            node = mine[0].node
+            think = max(0.0, topo.latency_s(node, node) - sum(dd for dd, _ in servers))
+            own = 1.0 - 1.0 / k
+
+            def lines(x: float) -> float:  # k = x * round trip, at the bound's terms
+                trip = think
+                for dd, m in servers:
+                    trip += dd * (1.0 + (m - 1) * x * dd) / (1.0 - x * dd * own)
+                if tau > 0.0:
+                    trip += tau * (n - 1) * x * d / (1.0 - n * x * d)
+                return x * trip
+
+            # above: no queueing (k / think + services) and the node's bandwidth shared
+            hi = min(k / (think + sum(dd for dd, _ in servers)), 1.0 / (n * d))
+            lo = 0.0
+            for _ in range(60):
+                mid = 0.5 * (lo + hi)
+                if lines(mid) > k:
+                    hi = mid
+                else:
+                    lo = mid
+            got = self._die_bounds[(n, fewest)] = hi * line
         return got
 
     def l3_rate(self, threads: int) -> float:
