@@ -12,6 +12,10 @@ pipeline of :mod:`.cv_pipeline`) with the measured kernel's tiling
 each core's block reads the system counter at the start and the end of its
 body (``fa_performance_kernel.cpp``, ``get_sys_cnt``), ``main.cpp`` reports the
 last end minus the first start; the launch before it is not in the span.
+The tables were measured on the kernel's first version (pto-isa@6cc68238,
+2025-12-27: one cold launch per row, no warm-up or L2 prefetch, a CV FIFO of
+12); its stated tiling is :data:`PTO_TILING`, and nothing else of it changes
+what the model runs (docs/targets/ascend.md, "Per-core check").
 Nothing is set from these rows, they are checks (``kind="check"``).
 """
 

@@ -35,7 +35,12 @@ alternates QK(j + p), PV(j) (FastAttention's "the cube runs one block ahead",
 p = 1; the PTO kernel's ``qkPreloadNum``, 4 by default, the workload's
 ``tiling.qk_preload``); the vectors alternate softmax(j + p), update(j). The
 S/P workspace is a FIFO of p + 1 slots: QK(j) waits until the softmax of
-block j - p - 1 has freed its slot. One-level flash (p = 0) has no run-ahead:
+block j - p - 1 has freed its slot. (The program order already implies it: QK(j) is
+issued after PV(j - p - 1), which waits for that softmax; so a deeper FIFO, such
+as the 12 slots of the kernel's first version, pto-isa@6cc68238, changes no
+run. That version's periodic consumption wait, QK(t) for t >= 12 and t a
+multiple of 6 on the load of tile t - 1, is not modelled: docs/targets/ascend.md,
+"Per-core check".) One-level flash (p = 0) has no run-ahead:
 QK(j + 1) follows PV(j), which waits for softmax(j); so the cube idles while
 the vectors work and the other way round, and every hand-off's flag is on the
 critical path. Both come out of the run.
