@@ -433,10 +433,11 @@ def test_attention_bound_skips_only_candidates_that_cannot_win(op):
 
 
 def test_a_vector_op_seen_before_gets_the_plan_a_fresh_machine_gives():
-    """``vector_plan`` keeps the thread count it chose per machine by what the
-    candidates are made of: an op of the same sizes asked again (another layer's,
-    another sweep point's) gets, field by field, the plan a fresh machine's full
-    search gives; ops of other sizes are not confused with it."""
+    """``vector_plan`` keeps the plan it chose per machine by what the candidates
+    are made of: an op of the same sizes asked again (another layer's, another sweep
+    point's) gets, field by field, the plan a fresh machine's full search gives, its
+    steps shared but its detail its own; ops of other sizes are not confused with it,
+    and carrying an op's inputs on chip leaves the shared steps as they were."""
     from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
     from hwsim.accelerators.armv8.vector import vector_plan  # noqa: PLC0415
     from hwsim.targets import resolve  # noqa: PLC0415
@@ -451,12 +452,21 @@ def test_a_vector_op_seen_before_gets_the_plan_a_fresh_machine_gives():
                                             "ops": ops}))
     kept = Machine(spec)
     first = [vector_plan(op, graph, kept) for op in graph.ops]
-    assert kept._vector_threads  # the choices are kept
+    assert kept._vector_plans  # the choices are kept
     for op, one in zip(graph.ops, first):
         again = vector_plan(op, graph, kept)
         fresh = vector_plan(op, graph, Machine(spec))
         assert repr(again) == repr(fresh) == repr(one)
+        assert again.steps is one.steps and again.detail is not one.detail
     assert len({p.threads for p in first}) > 1  # the sizes chose differently
+    from hwsim.accelerators.armv8.target import carried  # noqa: PLC0415
+
+    one = first[0]
+    before = repr(one.steps)
+    moved = sum(s.dram_read for s in one.steps) * one.threads
+    out = carried(one, moved / 2, moved / 4)
+    assert out.steps is not one.steps and repr(out.steps) != before
+    assert repr(vector_plan(graph.ops[0], graph, kept).steps) == before
 
 
 def test_the_plan_kept_for_the_last_op_follows_a_changed_op():

@@ -199,7 +199,8 @@ def block_options(rows: int, kv: int, d: int, dv: int, s: int, mach: Machine,
 
 def attention_plan(op, graph, mach: Machine, tiling, strategy: str) -> Plan:
     sh = AttentionShape.of(op, graph)
-    mach.check_dtype(sh.dtype, op.line(graph))
+    if not mach.computes(sh.dtype):  # (the op's line only for the error)
+        mach.check_dtype(sh.dtype, op.line(graph))
     mode = getattr(tiling, "attention", "auto") if tiling is not None else "auto"
     mode = "standard" if mode == "standard" and not sh.sparse_keys else "flash"
     bq_set = getattr(tiling, "block_q", 0) if tiling is not None else 0

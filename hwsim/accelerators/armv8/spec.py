@@ -200,11 +200,15 @@ class Machine:
         """Peak FLOP/s of one core: pipes x lanes x 2 (FMA) x clock."""
         return self.spec.fma_pipes * self.lanes(dtype) * 2 * self.spec.clock_hz
 
+    def computes(self, dtype: str) -> bool:
+        """Whether the NEON unit computes in ``dtype`` (a caller asks before it formats
+        the op's line for :meth:`check_dtype`'s error)."""
+        return (dtype in ("fp64", "fp32") or dtype in INT_DTYPES
+                or (dtype == "fp16" and self.spec.fp16_arith))
+
     def check_dtype(self, dtype: str, what: str) -> None:
         """An op the NEON unit cannot compute in ``dtype`` is the user's error."""
-        if dtype in ("fp64", "fp32") or dtype in INT_DTYPES:
-            return
-        if dtype == "fp16" and self.spec.fp16_arith:
+        if self.computes(dtype):
             return
         why = ("has no ARMv8.2 FP16 arithmetic" if dtype == "fp16"
                else "has no arithmetic in this type")

@@ -181,7 +181,8 @@ class ARMv8Target(Target):
         if dtype in INT_DTYPES:
             raise InputError(f"dtype {dtype!r}: integer GEMM is not modelled on "
                              f"{mach.spec.core_name}; needed by {op.line(graph)}", field="dtype")
-        mach.check_dtype(dtype, op.line(graph))
+        if not mach.computes(dtype):  # (the op's line only for the error)
+            mach.check_dtype(dtype, op.line(graph))
         b, m, n, k = a["batch"], a["m"], a["n"], a["k"]
         # an operand without the batch dimension is one matrix every batch entry uses
         return Gemm(b, m, n, k, dtype, a_broadcast=b > 1 and ta.numel == m * k,

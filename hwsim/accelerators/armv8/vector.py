@@ -98,35 +98,32 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
         ops, loads, stores = 0.0, 1.0, 1.0
     else:
         raise UnsupportedOpError("armv8", kind, op.line(graph))
-    if ops:
+    if ops and not mach.computes(dtype):  # (the op's line only for the error)
         mach.check_dtype(dtype, op.line(graph))
     read_bytes, write_bytes = _io_bytes(op, graph)  # cold: from and back to DRAM
     vecs = math.ceil(elements / lanes)
-    # the thread count chosen is kept per machine by what the candidates are made
-    # of: an op of the same sizes (another layer's, another sweep point's) gets the
-    # same candidates and estimates, so only the chosen one is made again
-    memo = mach.__dict__.setdefault("_vector_threads", {})
+    # the plan chosen is kept per machine by what its candidates are made of: an op
+    # of the same sizes (another layer's, another sweep point's) gets the same
+    # candidates and estimates, so the same plan, made once; its steps are shared
+    # (steps are not changed once planned: a carried plan copies those it changes),
+    # each op with its own Plan and detail
+    memo = mach.__dict__.setdefault("_vector_plans", {})
     key = (vecs, ops, loads, stores, passes, row_bytes, tuple(read_bytes), tuple(write_bytes),
            dtype)
-    threads = memo.get(key)
-    if threads is not None:
-        plan = _at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
-                   write_bytes, dtype, mach)
-    else:
-        plans, asked = [], []
+    base = memo.get(key)
+    if base is None:
+        plans = []
         for threads in thread_counts(mach.cores):
             if threads > 1 and vecs < 2 * threads:
                 break
             plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
                              write_bytes, dtype, mach))
-            asked.append(threads)
-        plan = fastest(plans, mach)  # (candidates are estimated uncut)
+        base = materialize(fastest(plans, mach))  # (candidates are estimated uncut)
         if len(memo) > 100_000:  # a long sweep over many sizes
             memo.clear()
-        memo[key] = next(n for p, n in zip(plans, asked) if p is plan)
-    plan = materialize(plan)
-    plan.detail.update({"elements": elements, "instructions_per_vector": ops})
-    return plan
+        memo[key] = base
+    return Plan(base.strategy, base.threads, base.steps, base.dtype, base.serial_s,
+                base.kernel, {"elements": elements, "instructions_per_vector": ops})
 
 
 def _io_bytes(op, graph) -> tuple[list[float], list[float]]:
