@@ -716,6 +716,17 @@ def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
     assert steady > 20  # most trials have rows that re-read their group's panels
 
 
+def _walk_or_random_cuts(rng, n: int, trial: int) -> list[tuple[int, int]]:
+    """The step ranges a walk of ``n`` blocks is cut into (odd trials: the walk's own
+    cut, cv_pipeline._steps) or random cuts (even trials)."""
+    from hwsim.accelerators.ascend.cv_pipeline import _steps
+
+    if trial % 2:
+        return _steps(n)
+    cuts = sorted({0, n, *(rng.randint(0, n) for _ in range(rng.randint(0, 6)))})
+    return list(zip(cuts, cuts[1:]))
+
+
 def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
     """cv_pipeline._sums (a walk's steps summed with the running sums in locals)
     against _sums_by_add (block run by block run, Block += k blocks): the same floats
@@ -724,7 +735,7 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
     import random
     from dataclasses import astuple
 
-    from hwsim.accelerators.ascend.cv_pipeline import Block, _steps, _sums, _sums_by_add
+    from hwsim.accelerators.ascend.cv_pipeline import Block, _sums, _sums_by_add
 
     rng = random.Random(41)
     for trial in range(300):
@@ -736,11 +747,7 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
             runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5),
                          rng.choice([1, 1, 2, 5, 40])))
         n = sum(k for _, k in runs)
-        if trial % 2:
-            ranges = _steps(n)
-        else:
-            cuts = sorted({0, n, *(rng.randint(0, n) for _ in range(rng.randint(0, 6)))})
-            ranges = list(zip(cuts, cuts[1:]))
+        ranges = _walk_or_random_cuts(rng, n, trial)
         got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
         assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], trial
 
@@ -758,7 +765,6 @@ def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_bl
     from hwsim.accelerators.ascend.cv_pipeline import (
         TILE_SUM_RTOL,
         Block,
-        _steps,
         _sums,
         _tile_sums,
         tile_sum,
@@ -785,11 +791,7 @@ def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_bl
             tiles.append((runs, tile_sum(runs), sum(k for _, k in runs)))
         flat = [r for t in tiles for r in t[0]]
         n = sum(t[2] for t in tiles)
-        if trial % 2:
-            ranges = _steps(n)
-        else:
-            cuts = sorted({0, n, *(rng.randint(0, n) for _ in range(rng.randint(0, 6)))})
-            ranges = list(zip(cuts, cuts[1:]))
+        ranges = _walk_or_random_cuts(rng, n, trial)
         got, want = _tile_sums(tiles, ranges), _sums(flat, ranges)
         if trial % 5 == 0:  # one block a tile: the same terms in the same order
             assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want]
