@@ -8,7 +8,10 @@ which effect they allow.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -900,3 +903,33 @@ def test_a_prefill_with_tile_sums_is_within_the_stated_bound_row_by_row(monkeypa
                 assert a == b or abs(a - b) <= TILE_SUM_RTOL * max(abs(a), abs(b)), (f, a, b)
             for f in ("dram_read_bytes", "dram_write_bytes"):
                 assert abs(r1[f] - r2[f]) <= 2 * MAX_STEPS * 24, (f, r1[f], r2[f])
+
+
+_POINT = """
+import sys, hwsim
+for s in sys.argv[1:]:
+    r = hwsim.simulate('workloads/bert-base.yaml', 'ascend', sets=[f'seq_len={s}'],
+                       fidelity='analytical')
+    print(repr((r.rows, r.totals)))
+"""
+
+
+def test_a_sweeps_points_equal_fresh_processes_in_either_order():
+    """What the target keeps between calls (its chip, the attention chains, the GEMM
+    tilings by padded m) must leave no trace in a report: two BERT-base points run in
+    one process, in either order, give the reports each gets alone in a fresh process,
+    to the last bit (``repr``)."""
+    import subprocess  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*seq_lens: int) -> list[str]:
+        env = {**os.environ, "PYTHONPATH": str(root)}  # this checkout's hwsim
+        out = subprocess.run([sys.executable, "-c", _POINT, *map(str, seq_lens)], cwd=root,
+                             env=env, capture_output=True, text=True, check=True).stdout
+        return out.splitlines()
+
+    fresh = run(136)[0], run(200)[0]
+    assert fresh[0] != fresh[1]  # the two points differ: the test can see a leak
+    assert run(136, 200) == list(fresh)
+    assert run(200, 136) == list(fresh[::-1])

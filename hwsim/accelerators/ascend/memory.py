@@ -18,10 +18,15 @@ def attention_workspace(op, graph, tiling) -> float:
     """HBM bytes an attention op needs beyond its inputs and output."""
     from .attention import strategy_of, tiling_mask_of  # noqa: PLC0415
 
+    standard = strategy_of(tiling) == "standard"
+    if not standard and tiling_mask_of(tiling):
+        # a fused kernel with a tiling mask: nothing beyond its operands, whatever the
+        # shape (a sweep point's twelve BERT layers made twelve shapes to learn this)
+        return 0.0
     att = AttentionShape.of(op, graph)
     eb = dtype_bits(att.dtype) / 8
     mask = att.q_len * att.kv_len * eb  # the N x N mask in GM (causal and/or window)
-    if strategy_of(tiling) == "standard":
+    if standard:
         cols = att.sparse_keys or att.kv_len
         rows = att.batch * att.heads * att.q_len
         need = 2 * rows * cols * eb  # the scores and the probabilities
@@ -34,7 +39,7 @@ def attention_workspace(op, graph, tiling) -> float:
         if att.selects_values:  # each row's top v_len probabilities and their indices
             need += rows * att.values * (eb + 4)
         return need
-    return mask if att.masked and not att.sparse_keys and not tiling_mask_of(tiling) else 0.0
+    return mask if att.masked and not att.sparse_keys else 0.0
 
 
 def ascend_footprint(graph, tiling) -> Footprint:
