@@ -216,3 +216,51 @@ def test_points_of_a_sweep_in_either_order_match_fresh_runs():
     assert fresh_a != fresh_b
     assert run(136, 352) == [fresh_a, fresh_b]
     assert run(352, 136) == [fresh_b, fresh_a]
+
+
+def test_split_kv_candidates_skipped_by_their_bound_leave_the_exhaustive_pick():
+    """The fused attention estimates a split-KV candidate only while its bound could
+    beat the best so far: on BERT-like prompts, decode steps, GQA and causal shapes,
+    every bound is at most its candidate's estimate, the pick is the one estimating
+    every candidate in order gives (the same kernels, to the last bit), and some
+    candidates are skipped."""
+    from hwsim.accelerators.volta import attention
+
+    rng = random.Random(7)
+    ops = [{"kind": "attention", "heads": 12, "head_dim": 64, "q_len": n, "kv_len": n}
+           for n in (128, 136, 160, 224, 288, 352, 480)]
+    for _ in range(12):
+        q = rng.choice([1, 1, 16, 77, 128, 300])
+        ops.append({"kind": "attention", "heads": rng.choice([8, 12, 32]),
+                    "kv_heads": rng.choice([0, 8]), "head_dim": rng.choice([64, 128]),
+                    "q_len": q, "kv_len": q + rng.choice([0, 100, 1000, 8000]),
+                    "causal": rng.random() < 0.5})
+    estimated = skipped = 0
+    for spec in ops:
+        spec = {k: v for k, v in spec.items() if v}
+        if spec["heads"] % spec.get("kv_heads", spec["heads"]):
+            spec.pop("kv_heads")
+        wl, g = _graph([spec])
+        op = next(o for o in g.ops if o.kind == "attention")
+        gpu = Gpu(SPEC)
+        s = attention.Shape.of(op, g)
+        strategy = TARGET._strategy(op, wl.tiling)
+        geo = attention._geometry(gpu, s, strategy, 0, 0)
+        cands = [attention._fused_kernels(gpu, s, geo, split, "a", strategy, 0)
+                 for split in geo["splits"]]
+        for ks in cands:
+            assert attention._split_bound(gpu, ks) <= gpu_mod.estimate(gpu, ks)
+        want = attention._fused_exhaustive(gpu, cands)
+        calls = []
+        real = attention.estimate
+        attention.estimate = lambda gpu, ks, calls=calls, real=real: (  # noqa: E731
+            calls.append(1) or real(gpu, ks))
+        try:
+            got = attention.fused(Gpu(SPEC), s, "a", strategy, 0, 0)
+        finally:
+            attention.estimate = real
+        assert [repr(k) for k in got] == [repr(k) for k in want]
+        if len(cands) > 1:
+            estimated += len(calls)
+            skipped += len(cands) - len(calls)
+    assert estimated and skipped
