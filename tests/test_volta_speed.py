@@ -7,6 +7,7 @@ reused for another op whose kernels differ only in their names (issue 14)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -153,3 +154,113 @@ def test_an_op_with_the_same_kernels_reuses_the_sums_under_its_own_names(monkeyp
     assert built and got == want
     assert repr(got[0].analytical_latency_s) == repr(want[0].analytical_latency_s)
     assert reports == TARGET.kernels(o, g, SPEC, wl.tiling)
+
+
+def test_a_gemm_pick_kept_builds_what_a_fresh_search_picks():
+    """A GEMM's picked configuration is kept on the GPU by the product without its
+    name: asked again (under another name too) after many other products, the kernels
+    are the ones a GPU with nothing kept searches out, to the last bit; tiles, split-K
+    and the GEMV kernels alike."""
+    rng = random.Random(14)
+    products = []
+    for _ in range(40):
+        dt = rng.choice(["fp16", "fp16", "fp32", "int8"])
+        products.append(gemm.Gemm(rng.choice([1, 12]), rng.choice([1, 8, 128, 333, 4096]),
+                                  rng.choice([1, 64, 768, 4096]),
+                                  rng.choice([64, 768, 3072, 11008]), dt, dt,
+                                  a_onchip=rng.random() < 0.3, out_onchip=rng.random() < 0.3,
+                                  name=rng.choice(["q", "k"])))
+    warm = Gpu(SPEC)
+    for g in products:
+        gemm.kernels(warm, g)
+    assert len(warm.__dict__["_gemm_picks"]) == len({replace(g, name="") for g in products})
+    searched = []
+    real = gemm._search
+    for g in products + [replace(g, name="other") for g in products]:
+        gemm._search = lambda *a: searched.append(1) or real(*a)  # noqa: E731
+        try:
+            got = gemm.kernels(warm, g)
+        finally:
+            gemm._search = real
+        want = gemm.kernels(Gpu(SPEC), g)
+        assert [repr(k) for k in got] == [repr(k) for k in want]
+        assert all(k.name.startswith(f"{g.name}:") for k in got)
+    assert searched == []  # (every one built from its kept pick)
+
+
+_SWEEP = """
+import sys, hwsim
+for n in sys.argv[1:]:
+    r = hwsim.simulate('workloads/bert-base.yaml', 'volta', sets=['seq_len=' + n],
+                       fidelity='analytical')
+    print(repr(r.rows), repr(r.totals))
+"""
+
+
+def test_points_of_a_sweep_in_either_order_match_fresh_runs():
+    """What the Volta target keeps between calls (GEMM picks, pipe constants, analytical
+    sums) leaks nothing between a sweep's points: two BERT points run in either order
+    in one process give the reports each gives in a fresh process."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(*lens):
+        out = subprocess.run([sys.executable, "-c", _SWEEP, *map(str, lens)], cwd=root,
+                             capture_output=True, text=True, check=True).stdout
+        return out.splitlines()
+
+    fresh_a, fresh_b = run(136)[0], run(352)[0]
+    assert fresh_a != fresh_b
+    assert run(136, 352) == [fresh_a, fresh_b]
+    assert run(352, 136) == [fresh_b, fresh_a]
+
+
+def test_split_kv_candidates_skipped_by_their_bound_leave_the_exhaustive_pick():
+    """The fused attention estimates a split-KV candidate only while its bound could
+    beat the best so far: on BERT-like prompts, decode steps, GQA and causal shapes,
+    every bound is at most its candidate's estimate, the pick is the one estimating
+    every candidate in order gives (the same kernels, to the last bit), and some
+    candidates are skipped."""
+    from hwsim.accelerators.volta import attention
+
+    rng = random.Random(7)
+    ops = [{"kind": "attention", "heads": 12, "head_dim": 64, "q_len": n, "kv_len": n}
+           for n in (128, 136, 160, 224, 288, 352, 480)]
+    for _ in range(12):
+        q = rng.choice([1, 1, 16, 77, 128, 300])
+        ops.append({"kind": "attention", "heads": rng.choice([8, 12, 32]),
+                    "kv_heads": rng.choice([0, 8]), "head_dim": rng.choice([64, 128]),
+                    "q_len": q, "kv_len": q + rng.choice([0, 100, 1000, 8000]),
+                    "causal": rng.random() < 0.5})
+    estimated = skipped = 0
+    for spec in ops:
+        spec = {k: v for k, v in spec.items() if v}
+        if spec["heads"] % spec.get("kv_heads", spec["heads"]):
+            spec.pop("kv_heads")
+        wl, g = _graph([spec])
+        op = next(o for o in g.ops if o.kind == "attention")
+        gpu = Gpu(SPEC)
+        s = attention.Shape.of(op, g)
+        strategy = TARGET._strategy(op, wl.tiling)
+        geo = attention._geometry(gpu, s, strategy, 0, 0)
+        cands = [attention._fused_kernels(gpu, s, geo, split, "a", strategy, 0)
+                 for split in geo["splits"]]
+        for ks in cands:
+            assert attention._split_bound(gpu, ks) <= gpu_mod.estimate(gpu, ks)
+        want = attention._fused_exhaustive(gpu, cands)
+        calls = []
+        real = attention.estimate
+        attention.estimate = lambda gpu, ks, calls=calls, real=real: (  # noqa: E731
+            calls.append(1) or real(gpu, ks))
+        try:
+            got = attention.fused(Gpu(SPEC), s, "a", strategy, 0, 0)
+        finally:
+            attention.estimate = real
+        assert [repr(k) for k in got] == [repr(k) for k in want]
+        if len(cands) > 1:
+            estimated += len(calls)
+            skipped += len(cands) - len(calls)
+    assert estimated and skipped

@@ -83,6 +83,7 @@ with it (the ``pcie`` lane).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from hwsim.ir import AttentionShape
@@ -90,7 +91,7 @@ from hwsim.ir import AttentionShape
 from .dtypes import UNPACK_OPS_PER_ELEMENT, attention_datapath, element_bytes
 from .gemm import Gemm
 from .gemm import kernels as gemm_kernels
-from .gpu import Gpu, Kernel, Work, cdiv, estimate
+from .gpu import Gpu, Kernel, Work, _fields, cdiv, estimate, estimate_busiest, queued_start_s
 from .gpu import arrays as gpu_arrays
 from .memops import _stream
 from .smem import conflict_factor
@@ -381,14 +382,98 @@ def _kv_chunk(s: Shape, t: Tiles, spec, wave: int, split: int) -> tuple[int, boo
 
 def fused(gpu: Gpu, s: Shape, name: str, strategy: str, block_q: int, block_kv: int
           ) -> list[Kernel]:
+    """The fused kernels of the split-KV candidate whose :func:`estimate` is least (the
+    first, in :func:`split_candidates`' order, of those that tie).
+
+    Each candidate is estimated only when its :func:`_split_bound` could still beat
+    the best estimate so far: the candidates are visited by their bounds, least first,
+    as the GEMM selector visits its tiles (:func:`.gemm.kernels`); one whose bound
+    equals the best and comes after it in that order is skipped (a tie keeps the
+    first), and the visit stops at the first bound above the best. A bound never
+    exceeds its candidate's estimate, so the pick is the exhaustive search's (a test
+    holds the two equal)."""
     geo = _geometry(gpu, s, strategy, block_q, block_kv)
+    splits = geo["splits"]
+    cands = [_fused_kernels(gpu, s, geo, split, name, strategy, block_kv) for split in splits]
+    if len(cands) == 1:
+        return cands[0]
+    plans = sorted([(_split_bound(gpu, ks), i) for i, ks in enumerate(cands)])
+    if any(b != b for b, _ in plans):  # (a NaN has no order: every candidate, in order)
+        return _fused_exhaustive(gpu, cands)
+    best = None  # (estimate, place)
+    for bound, i in plans:
+        if best is not None and bound >= best[0]:
+            if bound > best[0]:
+                break  # this candidate and every later one take longer than the best
+            if i > best[1]:
+                continue  # at best a tie, which the earlier one wins
+        t = estimate(gpu, cands[i])
+        if t != t:
+            return _fused_exhaustive(gpu, cands)
+        if best is None or t < best[0] or (t == best[0] and i < best[1]):
+            best = (t, i)
+    return cands[best[1]]
+
+
+def _fused_exhaustive(gpu: Gpu, cands: list[list[Kernel]]) -> list[Kernel]:
+    """:func:`fused`'s pick, every candidate estimated in order."""
     best = None
-    for split in geo["splits"]:
-        ks = _fused_kernels(gpu, s, geo, split, name, strategy, block_kv)
-        t = estimate(gpu, ks) if len(geo["splits"]) > 1 else 0.0
+    for ks in cands:
+        t = estimate(gpu, ks)
         if best is None or t < best[0]:
             best = (t, ks)
     return best[1]
+
+
+# a block's time alone, taken this much lower in :func:`_split_bound`: the planner's
+# SM time for a lone block is the same block's pipes through a ratio of group times
+# (:func:`.gpu._shared_sm_time`), a few roundings away
+SPLIT_BOUND_MARGIN = 1e-9
+
+
+def _split_bound(gpu: Gpu, ks: list[Kernel]) -> float:
+    """A floor under :func:`.gpu.estimate` of ``ks`` (a split-KV candidate's kernels),
+    without planning the attention kernel: :func:`.gpu.estimate`'s own terms, in its
+    order, with the attention kernel's busiest SM replaced by a floor under it (the
+    combine kernel, a uniform grid, is planned as the estimate plans it). When the
+    kernel's blocks are no more than the SMs and each costs more than nothing, the
+    longest-first handout (:meth:`.gpu.Gpu.assign`) puts each on an SM of its own,
+    where the planner's time is the block alone's (its pipes with one block
+    resident), or that of a full group's share where that is less
+    (:func:`.gpu._shared_sm_time` with one block); the floor is the largest of these
+    over the blocks, taken :data:`SPLIT_BOUND_MARGIN` lower. Otherwise the floor is 0
+    (the traffic floor and the launch still count). Rounding is monotone, so the
+    bound is at most the estimate."""
+    start = end = 0.0
+    for j, k in enumerate(ks):
+        occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+        if occ < 1:
+            return float("inf")
+        busiest = _lone_blocks_floor(gpu, k, occ) if j == 0 else estimate_busiest(gpu, k, occ)
+        floor_s, _ = gpu.traffic_floor(*k.traffic())
+        start = queued_start_s(gpu.spec, start, end, j == 0)
+        end = start + max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
+    return end
+
+
+def _lone_blocks_floor(gpu: Gpu, k: Kernel, occ: int) -> float:
+    """:func:`_split_bound`'s floor under ``k``'s busiest SM (0 when it has none)."""
+    if sum([c for c, _ in k.blocks]) > gpu.spec.sms or not gpu.turnover_s > 0:
+        return 0.0
+    floor = 0.0
+    seen = set()
+    for _, w in k.blocks:
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        f = tuple(_fields(w))
+        alone = gpu._pipes_of(k, f, 1)[0]
+        if occ > 1:  # a full group's share, stretched to the lone block's ratio
+            alone = min(alone, gpu._pipes_of(k, tuple([x * occ for x in f]), occ)[0])
+        if not math.isfinite(alone):
+            return 0.0
+        floor = max(floor, alone)
+    return floor * (1.0 - SPLIT_BOUND_MARGIN)
 
 
 def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strategy: str,

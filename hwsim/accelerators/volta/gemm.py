@@ -45,7 +45,8 @@ next op reads from the L2 (``out_onchip``) is not written to HBM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import islice
 
 from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
 from .gpu import Gpu, Kernel, Work, cdiv, queued_start_s
@@ -145,9 +146,40 @@ class Gemm:
         return element_bytes(self.out_dtype)
 
 
+# configurations picked, kept per GPU (:func:`kernels`); a long run starts afresh past this
+PICKS_KEPT = 512
+
+
 def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     """The kernels of the fastest configuration for ``g``: the first, in
     :func:`candidates`' order, of those whose :func:`estimate` is least.
+
+    The pick depends on every field of ``g`` but its name (which only labels the
+    kernels) and on the GPU, so it is kept on the GPU by ``g`` without its name: a
+    GEMM met again (the same layer in the next point of a sweep, a BERT pooler at
+    every sequence length, a K projection shaped as its Q one) has its picked
+    configuration built under its own name, none searched again (the same kernels:
+    :func:`build` and :func:`gemv` read nothing else; a test holds sweeps in both
+    orders to fresh runs).
+    """
+    key = replace(g, name="")
+    picks = gpu.__dict__.setdefault("_gemm_picks", {})
+    pick = picks.get(key)
+    if pick is not None:
+        tile, split, j = pick
+        if tile is not None:
+            return build(gpu, g, tile, split)
+        return next(islice(gemv_candidates(gpu, g), j, None))
+    pick, ks = _search(gpu, g)
+    if len(picks) >= PICKS_KEPT:
+        picks.clear()
+    picks[key] = pick
+    return ks
+
+
+def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
+    """:func:`kernels`, searched: ((tile, split, ``None``) or (``None``, ``None``, the
+    place among :func:`gemv_candidates`), the kernels).
 
     Each tile configuration is built and estimated only when its :func:`lower_bound`
     could still beat the best estimate found so far: the configurations are visited
@@ -172,14 +204,14 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
         ks = build(gpu, g, tile, split)
         t = estimate(gpu, ks)
         if best is None or t < best[0] or (t == best[0] and i < best[1]):
-            best = (t, i, ks)
+            best = (t, i, ks, (tile, split, None))
     n = len(plans)
-    for ks in gemv_candidates(gpu, g):  # (after the tiles in candidates' order)
+    for j, ks in enumerate(gemv_candidates(gpu, g)):  # (after the tiles in candidates' order)
         t = estimate(gpu, ks)
         if best is None or t < best[0] or (t == best[0] and n < best[1]):
-            best = (t, n, ks)
+            best = (t, n, ks, (None, None, j))
         n += 1
-    return best[2]
+    return best[3], best[2]
 
 
 # the HBM floor of a bound is taken this much below its computed value: its bytes are

@@ -1455,17 +1455,24 @@ def estimate(gpu: Gpu, kernels: list[Kernel]) -> float:
         occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
         if occ < 1:
             return float("inf")
-        busiest = 0.0
-        seen: dict[int, float] = {}  # SMs that share a runs list (plan_groups) share its sum
-        for runs in plan_groups(gpu, k, occ):
-            sm_s = seen.get(id(runs))
-            if sm_s is None:
-                sm_s = seen[id(runs)] = sum([reps * t for reps, _, _, t, _ in runs])
-            busiest = max(busiest, sm_s)
+        busiest = estimate_busiest(gpu, k, occ)
         floor_s, _ = gpu.traffic_floor(*k.traffic())
         start = queued_start_s(gpu.spec, start, end, j == 0)
         end = start + max(busiest, floor_s, k.pcie_bytes / gpu.spec.pcie_bw_bytes_per_s)
     return end
+
+
+def estimate_busiest(gpu: Gpu, k: Kernel, occ: int) -> float:
+    """:func:`estimate`'s busiest SM of ``k`` (``occ`` blocks resident): its planned
+    runs' seconds (:func:`plan_groups`), summed."""
+    busiest = 0.0
+    seen: dict[int, float] = {}  # SMs that share a runs list (plan_groups) share its sum
+    for runs in plan_groups(gpu, k, occ):
+        sm_s = seen.get(id(runs))
+        if sm_s is None:
+            sm_s = seen[id(runs)] = sum([reps * t for reps, _, _, t, _ in runs])
+        busiest = max(busiest, sm_s)
+    return busiest
 
 
 def _split(reps: int) -> list[int]:
