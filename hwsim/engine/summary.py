@@ -304,33 +304,13 @@ class Accumulator:
                 for key, n in nbytes.items():
                     acc[key] = acc.get(key, 0) + n * copies
         finish = self.finish
-        append = finish.append
         start = 0.0
         for j in deps:
             f = finish[j]
             if f > start:
                 start = f
-        d = duration_s
-        f = start + d
-        append(f)
-        seconds = d * copies if serial else d
-        busy = self.busy
-        entry = busy.get(unit)
-        if entry is None:
-            entry = busy[unit] = [0.0, {}]
-        total = entry[0] + seconds
-        by = entry[1]
-        b = by.get(bound, 0.0) + seconds
-        start = f if f > 0.0 else 0.0
-        for _ in range(count - 1):
-            f = start + d
-            append(f)
-            start = f if f > 0.0 else 0.0
-            total += seconds
-            b += seconds
-        entry[0] = total
-        by[bound] = b
-        n = self.count + (count if count > 1 else 1)
+        n = self._pieces(unit, duration_s, count if count > 1 else 1, start, bound, copies,
+                         serial, self.count)
         self.count = n
         return n - 1
 
@@ -390,24 +370,26 @@ class Accumulator:
             else:
                 acc["dram_read"] = acc.get("dram_read", 0) + dram_read * k
                 acc["dram_write"] = acc.get("dram_write", 0) + dram_write * k
-            n = self._pieces(mem_unit, mem_s, mem_n, mem_after, "memory", k, serial, n)
+            f = finish[mem_after]
+            n = self._pieces(mem_unit, mem_s, mem_n, f if f > 0.0 else 0.0, "memory", k,
+                             serial, n)
             mem_after = n - 1
         if cache_n:
-            n = self._pieces(cache_unit, cache_s, cache_n, cache_after, "onchip", k, serial,
-                             n)
+            f = finish[cache_after]
+            n = self._pieces(cache_unit, cache_s, cache_n, f if f > 0.0 else 0.0, "onchip", k,
+                             serial, n)
             cache_after = n - 1
         self.count = n
         return i_sm, mem_after, cache_after
 
-    def _pieces(self, unit: str, d: float, count: int, after: int, bound: str, copies: int,
-                serial: bool, n: int) -> int:
-        """:meth:`add_pieces`' tasks, its bytes taken by the caller: ``count`` (>= 1)
-        pieces from task index ``n`` on, the first after ``after``; returns the last
-        piece's index + 1 (the next task's index), the count left to the caller."""
-        finish = self.finish
-        append = finish.append
-        f = finish[after]
-        f = (f if f > 0.0 else 0.0) + d
+    def _pieces(self, unit: str, d: float, count: int, start: float, bound: str,
+                copies: int, serial: bool, n: int) -> int:
+        """The tasks of :meth:`add_pieces` and :meth:`add_chunk`, their bytes taken by the
+        caller: ``count`` (>= 1) pieces from task index ``n`` on, the first ready at
+        ``start`` (>= 0); returns the last piece's index + 1 (the next task's index), the
+        count left to the caller."""
+        append = self.finish.append
+        f = start + d
         append(f)
         seconds = d * copies if serial else d
         busy = self.busy
