@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import capacity, engine, onchip, overlap
+from .engine.events import gc_paused
 from .engine.lanes import Lane
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
@@ -282,7 +283,7 @@ class _Pricer:
     def __call__(self, op, graph: Graph, carry=onchip.NONE) -> tuple[tuple, dict]:
         """``(key, cost)`` of ``op``; ``carry``: the tensors it finds in, or leaves in,
         the last-level cache (:mod:`hwsim.onchip`)."""
-        target, spec, tiling = self.target, self.spec, self.tiling
+        target, spec = self.target, self.spec
         key = _signature(op, graph)
         if carry:
             key += (carry.key(),)
@@ -294,6 +295,16 @@ class _Pricer:
             return key, cost
         if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
             raise UnsupportedOpError(target.name, op.kind, op.line(graph))
+        # One pause of the collector for the op's lowering, schedule and pricing (the
+        # target's and the engine's pauses inside it leave it to this one): its tasks
+        # are freed when _price returns, before the collector is back, so its first
+        # pass finds the few objects kept (the cost, the timeline), not the tasks.
+        with gc_paused():
+            return self._price(key, op, graph, carry)
+
+    def _price(self, key: tuple, op, graph: Graph, carry) -> tuple[tuple, dict]:
+        """:meth:`__call__` for an op not priced yet, under ``key``."""
+        target, spec, tiling = self.target, self.spec, self.tiling
         try:
             if self.fidelity == "event":
                 tasks = (target.lower_carried(op, graph, spec, tiling, carry) if carry
