@@ -111,6 +111,33 @@ def test_the_event_core_gives_simpys_schedule_to_the_last_bit():
         assert fast.latency_s == ref.latency_s, trial
 
 
+def test_the_event_loop_alone_gives_simpys_schedule_to_the_last_bit():
+    """The event loop without the arrival-order path in front of it, on random ops with
+    and without pools: without pools it runs every grant at once (``eager``), with them
+    only the grants that would be the next event; both keep simpy's order of the ends
+    (ties from the small grid of durations, zeros among them)."""
+    import random
+
+    from hwsim.engine import events
+    from hwsim.engine.simpy_events import run_events_simpy
+
+    rng = random.Random(20261208)
+    with_pools = 0
+    events.ARRIVAL_ORDER = False
+    try:
+        for trial in range(500):
+            tasks, pools = random_tasks(rng, rng.randint(1, 80))
+            if trial % 2:
+                tasks, pools = [t._replace(pool="") for t in tasks], {}
+            with_pools += any(t.pool for t in tasks)
+            fast, ref = run_events(tasks, pools), run_events_simpy(tasks, pools)
+            assert (fast.starts_s, fast.ends_s, fast.latency_s) == \
+                (ref.starts_s, ref.ends_s, ref.latency_s), trial
+    finally:
+        events.ARRIVAL_ORDER = True
+    assert with_pools > 100, with_pools
+
+
 def test_the_arrival_order_path_gives_simpys_schedule_or_declines():
     """Without pools, run_events first takes each task in order of (ready time, index),
     one step per task; it gives simpy's schedule to the last bit, or None where two of

@@ -196,6 +196,15 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
     heap: list[tuple[float, int, int]] = []
     now_q: deque = deque((_WAKE, i) for i in range(n) if not missing[i])
     put, take = now_q.append, now_q.popleft
+    # A grant to a task of no pool starts it and makes its end; made now, it would run
+    # behind the events in the FIFO. Its work is done at once where that changes no
+    # order: when the FIFO is empty (it would be the next event), and in an op without
+    # pools whenever its end lies ahead: there every end on the heap is made by such a
+    # grant, so the ends are made in the order of the grants either way (creation
+    # numbers only need to increase), and a start is the present time either way. (A
+    # grant of no duration, whose end would join the FIFO where the grant is run,
+    # waits its turn; with pools, a pool's grant makes ends in the FIFO's order.)
+    eager = pool_of.count(-1) == n
     eid = 0
     now = 0.0
     while True:
@@ -240,10 +249,10 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
             if not unit_busy[u]:
                 unit_busy[u] = True
                 j = q.popleft()
-                if pool_of[j] < 0 and not now_q:
-                    # the grant would be the next event: its work done here
+                e = now + durations[j]
+                if pool_of[j] < 0 and (e > now and eager or not now_q):
+                    # the grant's work done here (see ``eager``)
                     starts[j] = now
-                    e = now + durations[j]
                     if e > now:
                         heappush(heap, (e, eid, j))
                         eid += 1
@@ -287,10 +296,10 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
             if q and not unit_busy[x]:
                 unit_busy[x] = True
                 j = q.popleft()
-                if pool_of[j] < 0 and not now_q:
-                    # the grant would be the next event: its work done here
+                e = now + durations[j]
+                if pool_of[j] < 0 and (e > now and eager or not now_q):
+                    # the grant's work done here (see ``eager``)
                     starts[j] = now
-                    e = now + durations[j]
                     if e > now:
                         heappush(heap, (e, eid, j))
                         eid += 1
