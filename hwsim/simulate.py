@@ -337,7 +337,9 @@ class _Pricer:
         if isinstance(tasks, tuple):
             summary, n_tasks = tasks
         else:
-            summary, n_tasks = engine.summarize(tasks, pools), len(tasks)
+            # (the event fidelity reads the schedule's latency, not the critical path)
+            summary = engine.summarize(tasks, pools, critical_path=self.fidelity != "event")
+            n_tasks = len(tasks)
         if self.fidelity == "event":
             sched = engine.run_events(tasks, pools)
             latency = sched.latency_s

@@ -1,5 +1,6 @@
 """The event engine and the analytical schedule on small task graphs with known answers."""
 
+import math
 from typing import Mapping, Sequence
 
 import pytest
@@ -336,6 +337,11 @@ def test_summarize_equals_the_four_passes_it_replaces():
         assert s.actions == ref_sum(tasks, "actions", 0.0), trial
         assert s.bound == ref_dominant_bound(tasks, pools), trial
         assert s.analytical_latency_s == ref_analytical_latency(tasks, pools), trial
+        # without the critical path (the event fidelity's): the rest to the last bit
+        e = summarize(tasks, pools, critical_path=False)
+        assert (e.bytes, e.actions, e.bound, e.work_s) == (s.bytes, s.actions, s.bound,
+                                                           s.work_s), trial
+        assert math.isnan(e.analytical_latency_s), trial
     assert summarize([]).bound == ref_dominant_bound([]) == "latency"
 
 
