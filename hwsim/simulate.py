@@ -213,21 +213,26 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     op_keys = []
     rows = []
     clock = 0.0
-    for index, op in enumerate(bar(graph.ops, f"simulate on {resolved.preset}", unit="op")):
-        carry = carry_plan.carries[index] if carry_plan is not None else onchip.NONE
-        key, cost = price(op, graph, carry)
-        op_keys.append(key)
-        row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
-               "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
-               "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
-        if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
-            for name in RUN_SUMS:
-                row[name] = cost[name] * op.repeat
-        if carry_plan is not None:
-            row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes) if carry
-                       else _NO_ONCHIP)
-        rows.append(row)
-        clock += row["latency_s"]
+    # the collector paused for the whole loop (each op's pricing pauses it too): the
+    # ops' tasks are freed as they are priced (no reference cycle: a collection after
+    # a 70B prefill finds nothing to free), and each pass would walk the caches and
+    # timelines kept so far
+    with gc_paused():
+        for index, op in enumerate(bar(graph.ops, f"simulate on {resolved.preset}", unit="op")):
+            carry = carry_plan.carries[index] if carry_plan is not None else onchip.NONE
+            key, cost = price(op, graph, carry)
+            op_keys.append(key)
+            row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
+                   "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
+                   "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
+            if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
+                for name in RUN_SUMS:
+                    row[name] = cost[name] * op.repeat
+            if carry_plan is not None:
+                row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes) if carry
+                           else _NO_ONCHIP)
+            rows.append(row)
+            clock += row["latency_s"]
     lanes = [price.timelines[k] for k in op_keys]
     streams = None
     if tiled or offloaded:
