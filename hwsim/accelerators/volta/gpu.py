@@ -230,6 +230,12 @@ class Kernel:
     # the matrix pipe's share of a GEMM main loop's issue slots (.mainloop); 1 for
     # kernels whose matrix work is not such a loop
     loop_efficiency: float = 1.0
+    # loaded L2 round trips a block waits out with nothing to issue, per FLOP of its
+    # matrix work (a main loop's prologue: its first slice loaded from global memory,
+    # stored and waited for at a barrier before the first MMA). Other resident blocks
+    # work meanwhile, so they cost a group nothing but stay on a block's own path: the
+    # floor of one block alone (Gpu.group_time) and a group of one (occupancy 1)
+    exposed_trips_per_flop: float = 0.0
 
     @cached_property
     def grid(self) -> int:
@@ -486,6 +492,9 @@ class Gpu:
         if serial:
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
             busy = busy + (1.0 - hidden) * min(compute_s, smem_s)
+        trips = kernel.exposed_trips_per_flop
+        if trips and n_blocks == 1:  # a block alone waits out its prologues' loads
+            busy = busy + trips * (tensor if matrix_rate is not None else cuda) * l2_s
         first_s = (self.dram_latency_s if hbm_r != 0 else
                    self.l2_latency_s if l2b != 0 else 0.0)
         misses = hbm_r
@@ -578,6 +587,13 @@ class Gpu:
             # hide the rest
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
             busy = busy + (1.0 - hidden) * xp.minimum(compute_s, smem_s)
+        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
+        trips = kernel.exposed_trips_per_flop
+        if trips and n_blocks == 1:
+            # a block alone waits out its main loops' prologues (Kernel.exposed_trips_
+            # per_flop): with other blocks resident they fill the wait, and the floor of
+            # one block alone (group_time) keeps the wait on the block's own path
+            busy = busy + trips * (tensor if kernel.tensor else cuda) * l2_s
         # the first operands arrive after one load latency
         first_s = xp.where(hbm_r != 0, self.dram_latency_s,
                            xp.where(l2b != 0, self.l2_latency_s, 0.0))
@@ -585,7 +601,6 @@ class Gpu:
         misses = hbm_r
         loads = xp.maximum(l2b - hbm_w, misses)
         hits = loads - misses
-        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
         inflight = self.inflight_bytes(kernel, n_blocks)
         dram_part = misses * dram_s
         chip_part = hits * l2_s + l1b * l1_s
