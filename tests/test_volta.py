@@ -398,7 +398,7 @@ def test_block_shares_at_once_equal_one_by_one():
     rng = random.Random(3)
     for tensor, serial in ((True, False), (True, True), (False, False)):
         k = Kernel("k", "64x64", 128, 64, 16384, [(1, Work())], tensor=tensor,
-                   serial_operands=serial)
+                   serial_operands=serial, exposed_trips_per_flop=1e-6 * serial)
         works = []
         for _ in range(400):
             pick = rng.random
@@ -418,8 +418,9 @@ def test_block_shares_at_once_equal_one_by_one():
 def test_pipes_on_floats_equal_the_one_formula():
     """Gpu._pipes_of (the pipe terms on plain floats, the kernel's constants kept) gives
     the seconds and bound of Gpu._terms, the formula the numpy paths share, on random
-    works: tensor and CUDA-core kernels, serial operands, 1 to 4 resident blocks, zeros
-    (no loads, no DRAM, no L2) included; asked again, the kept constants give the same."""
+    works: tensor and CUDA-core kernels, serial operands, exposed prologues, 1 to 4
+    resident blocks, zeros (no loads, no DRAM, no L2) included; asked again, the kept
+    constants give the same."""
     import random
 
     from hwsim.accelerators.volta.gpu import _FLOATS, _fields, _pipes_bound
@@ -430,7 +431,8 @@ def test_pipes_on_floats_equal_the_one_formula():
                                   (False, False, "fp32"), (False, True, "int8")):
         k = Kernel("k", "64x64", 128 * rng.randint(1, 2), 64, 16384, [(333, Work())],
                    dtype=dtype, tensor=tensor, serial_operands=serial,
-                   inflight_bytes_per_thread=rng.choice([16.0, 64.0]))
+                   inflight_bytes_per_thread=rng.choice([16.0, 64.0]),
+                   exposed_trips_per_flop=0.0 if dtype == "fp32" else 1e-6)
         for _ in range(300):
             pick = rng.random
             w = Work(pick() * 1e7 * (rng.random() < .8), pick() * 1e5 * (rng.random() < .8),
@@ -897,3 +899,36 @@ def test_sms_are_grouped_as_the_plain_definition_groups_them():
             base, extra = divmod(count, 80)
             assert [sum(r * n for r, _, n, _, _ in runs) for runs in plan] == \
                 [base + (sm < extra) for sm in range(80)]
+
+
+def test_unequal_blocks_keep_the_lone_block_floor():
+    """A split-KV decode of one-warp tiles (16 packed query rows) is bound by a lone
+    block's pipes (one warp feeds an eighth of the tensor cores), more than its share of
+    a full SM. A grid of unequal blocks (a key more: 257 key blocks over the splits) runs
+    in the fluid schedule, which keeps that floor (its SM's average block alone) as a
+    uniform grid's groups do: a key more never runs faster (it did, 4 % faster, when the
+    full group's ratio cancelled the floor)."""
+    from hwsim.accelerators.volta.gpu import Gpu, plan_groups
+
+    op = {"kind": "attention", "heads": 32, "kv_heads": 2, "head_dim": 64, "q_len": 1,
+          "causal": False}
+    def run(kv):
+        wl = workload([dict(op, kv_len=kv)])
+        return hwsim.simulate(wl, "volta-v100-pcie").totals["latency_s"]
+
+    assert run(16385) >= run(16384)
+    s = resolve("volta-v100-pcie").spec
+    gpu = Gpu(s)
+    for kv in (16384, 16385):
+        wl = workload([dict(op, kv_len=kv)])
+        g = build_graph(wl)
+        k = TARGET.kernels_of(g.ops[0], g, s, wl.tiling)[0]
+        occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+        for runs in plan_groups(gpu, k, occ):
+            # the SM's average block alone (the floor its schedule keeps)
+            total, blocks = Work(), 0
+            for r, w, n, _, _ in runs:
+                total.add(w.scaled(r))
+                blocks += r * n
+            alone = gpu.group_time(k, total.scaled(1.0 / blocks), 1)[0]
+            assert sum(r * t for r, _, _, t, _ in runs) >= alone * (1 - 1e-9)

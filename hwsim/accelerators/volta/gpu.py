@@ -1419,18 +1419,25 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
             distinct.append(key)
     if len(distinct[0]) == len(WORK_FIELDS):
         distinct = [tuple([row[c] for c in TERM_COLUMNS]) for row in distinct]
+    # over a full group's pipes without the lone block's floor: the blocks' shares
+    # (Gpu.block_share, what _shared_sm_time is given) are without it too, so a full
+    # group whose lone block takes longer than its pipes (a one-warp decode tile) keeps
+    # that floor, as a uniform grid's group does (Gpu.group_time)
     if len(distinct) * per <= FEW_RATIOS or not arrays(len(distinct) * per):
         # one by one (Gpu.group_time's floats)
         times = {r: [_group_time_of(gpu, k, tuple([x * r for x in row]), r) for row in distinct]
                  for r in range(1, per + 1)}
+        full = [gpu._pipes_of(k, tuple([x * per for x in row]), per)[0] for row in distinct]
     else:
         import numpy as np  # noqa: PLC0415
 
         cols = np.array(distinct, dtype=float).T
         times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
+        full = np.broadcast_to(gpu._terms(k, cols * per, per, np)["t"],
+                               (cols.shape[1],)).tolist()
     each = []
     for i in range(len(distinct)):
-        t_full = times[per][i]
+        t_full = full[i]
         each.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
     return [each[index[tuple(row)]] for row in rows]
 
