@@ -95,9 +95,11 @@ requests meanwhile (the schedule gives a request behind a refresh the first free
 bus slot after it, and later requests to other banks the slots before), so a
 pattern loses time where nothing else is queued: (a) at its end, its last
 requests to a bank refreshed meanwhile wait out the drain, ``tRFC_SB`` and the
-reopening (``lost_sb = tRTP + tRP + tRFC_SB + tRCD``); the closed form adds that
-once, times the chance that one of the lanes' refreshes meets such a bank
-(``1 - exp(-time x lanes / tREFI)``); (b) with ``n`` requests in flight, the
+reopening (``lost_sb = tRTP + tRP + tRFC_SB + tRCD``); the closed form gives that
+apart (``DramCost.tail_s``: ``lost_sb`` times the chance that one of the lanes'
+refreshes meets such a bank, ``1 - exp(-time x lanes / tREFI)``), a latency like
+the first access's that a caller streaming pattern after pattern hides; (b) with
+``n`` requests in flight, the
 window's rows (``max(1, n / run)`` of them) are in few banks, and a refresh of
 one of them stalls the share ``min(1, run / n)`` of the window
 (:func:`_bank_refresh_stretch`). (b) takes refreshes to meet rows at random; a
@@ -226,7 +228,8 @@ class DramCost:
     transactions: float
     activations: float
     row_hits: float
-    bound: str  # "bus", "activate" or "bank"
+    bound: str  # "bus", "activate", "bank" or "outstanding"
+    tail_s: float = 0.0  # after the last burst: requests waiting out a per-bank refresh
 
     @property
     def slowdown(self) -> float:
@@ -318,22 +321,25 @@ def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather,
             raise ValueError(f"tRFC {t.trfc_s:g} s leaves nothing of tREFI {t.trefi_s:g} s")
         time *= t.trefi_s / (t.trefi_s - lost)
         refreshes = time / t.trefi_s
-    elif t.refresh == "per-bank" and t.trefi_s > 0:
+    tail = 0.0
+    if t.refresh == "per-bank" and t.trefi_s > 0:
         # a refreshing bank blocks only its own requests; the controller serves the
-        # other banks', so the pattern loses time only where nothing else is queued: at
-        # its end, when its last requests to a bank refreshed meanwhile wait out the
-        # drain, tRFC_SB and the reopening. The chance that one of the lanes' refreshes
-        # (banks per tREFI, to its banks in turn) meets such a bank: every lane's bank
-        # with work left, about one refresh per tREFI of the pattern's time per lane
+        # other banks', so beyond the window's stalls (above) the pattern loses time only
+        # at its end, when its last requests to a bank refreshed meanwhile wait out the
+        # drain, tRFC_SB and the reopening: a tail, like the first access's latency,
+        # that a caller streaming pattern after pattern hides. The chance that one of
+        # the lanes' refreshes (banks per tREFI, to its banks in turn) meets such a
+        # bank: about one per tREFI of the pattern's time per lane
         refreshes = 1.0 - math.exp(-time * lanes / t.trefi_s)
-        time += refreshes * (t.trfcsb_s + t.trp_s + t.trtp_s + t.trcd_s)
+        tail = refreshes * (t.trfcsb_s + t.trp_s + t.trtp_s + t.trcd_s)
         refreshes /= lanes  # that refresh closes the row one lane was hitting
     bus_peak = bursts / lanes * t.burst_s
     total_acts = acts * g.channels
     # a refresh closes the row a pattern was hitting: it is opened again
     total_acts += refreshes * lanes * max(0.0, 1.0 - total_acts / bursts)
     total_acts = min(total_acts, bursts)
-    return DramCost(time, bus_peak, bursts, total_acts, max(0.0, bursts - total_acts), bound)
+    return DramCost(time, bus_peak, bursts, total_acts, max(0.0, bursts - total_acts), bound,
+                    tail)
 
 
 def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
