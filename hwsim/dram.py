@@ -72,7 +72,7 @@ not adds it once (SpAtten's lone mode does).
 
 The closed form is checked by :func:`simulate_requests` (an exact
 command-level schedule of the same requests, used by the tests to hold the
-closed form within a stated tolerance). Three more things, in both:
+closed form within a stated tolerance). Four more things, in both:
 
 **Refresh** (``timing.refresh = "all-bank"``). JEDEC JESD235 (HBM2) has every
 bank refreshed once per ``tREFI``; an all-bank ``REF`` blocks the
@@ -484,8 +484,8 @@ def simulate_requests(geometry: DramGeometry, timing: DramTiming, addresses, wri
 
     Returns (the last channel's time from the first command to its last data
     beat less the first access's ``tRCD`` and burst, activations, row hits):
-    the quantity :func:`gather_cost` gives in closed form. A plain loop, for
-    tests and small checks: thousands of requests, not millions.
+    the quantity :func:`gather_cost` gives in closed form (its ``time_s + tail_s``).
+    A plain loop, for tests and small checks: thousands of requests, not millions.
     """
     import heapq  # noqa: PLC0415
 
