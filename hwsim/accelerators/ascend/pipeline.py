@@ -139,13 +139,23 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     stores = [0.0] * n_seg
     acts: list[dict] = [dict() for _ in range(n_seg)]
     by_bound: list[dict] = [dict() for _ in range(n_seg)]
+    # (the segment of an item's last stage only grows along the items: a cursor, not a
+    # bisection per item; the same adds in the same order)
+    g = 0
+    nxt = bounds[1] if n_seg else 0
+    ag, bg = acts[0], by_bound[0]
     for i, it in enumerate(items):
-        g = bisect_right(bounds, offs[i + 1] - 1) - 1
+        last = offs[i + 1] - 1
+        if last >= nxt:
+            while last >= bounds[g + 1]:
+                g += 1
+            nxt = bounds[g + 1]
+            ag, bg = acts[g], by_bound[g]
         if not it.streamed:
             stores[g] += it.store_bytes
         for a, v in it.actions.items():
-            acts[g][a] = acts[g].get(a, 0.0) + v
-        by_bound[g][it.bound] = by_bound[g].get(it.bound, 0.0) + it.compute_s
+            ag[a] = ag.get(a, 0.0) + v
+        bg[it.bound] = bg.get(it.bound, 0.0) + it.compute_s
     # a streamed store (vector tiles) leaves stage by stage, one stage behind the compute:
     # the task after C_g carries the last stage of segment g and the others of segment g+1,
     # running beside C_{g+1}; the last task only the last stage (the drain)
