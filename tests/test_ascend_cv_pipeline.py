@@ -162,6 +162,23 @@ def test_per_core_flash_attention_what_the_model_lacks():
         assert -0.5 < rows[cores, 4096].error < 0.0 and -0.4 < rows[cores, 8192].error < 0.0
 
 
+def _random_runs(rng, acts=(("mac_fp16", 1e7), ("ub_byte", 1e4))) -> list:
+    """A random walk for the walk tests: 1-30 runs of equal blocks (times, loads that
+    miss, hit L2 or move nothing, tile ends that store or not, ``acts`` (name, scale)
+    most of the time, V's share of the load or none), each 1, 3 or 40 blocks."""
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+
+    runs = []
+    for _ in range(rng.randint(1, 30)):
+        vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
+        loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
+        store = rng.choice([0.0, 0.0, rng.random() * 1e5])
+        a = {name: rng.random() * scale for name, scale in acts} if rng.random() < 0.7 else {}
+        v_share = rng.random() * rng.choice([1e5, 1e5, 0.0])  # V's bytes of the load
+        runs.append((cv.Block(*vals, *loads, store, a, v_share), rng.choice([1, 1, 3, 40])))
+    return runs
+
+
 @pytest.mark.parametrize("preset", ["ascend", "ascend-910a"])
 def test_the_analytical_walk_adds_what_the_builder_would_hand_the_accumulator(preset,
                                                                             monkeypatch):
@@ -186,16 +203,7 @@ def test_the_analytical_walk_adds_what_the_builder_would_hand_the_accumulator(pr
                      list(acc.busy.items()), acc.count, ends))
 
     for trial in range(150):
-        runs = []
-        for _ in range(rng.randint(1, 30)):
-            vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
-            loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
-            store = rng.choice([0.0, 0.0, rng.random() * 1e5])
-            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
-                if rng.random() < 0.7 else {}
-            v_share = rng.random() * rng.choice([1e5, 1e5, 0.0])  # V's bytes of the load
-            runs.append((cv.Block(*vals, *loads, store, acts, v_share),
-                         rng.choice([1, 1, 3, 40])))
+        runs = _random_runs(rng)
         kw = dict(core=rng.randrange(chip.n_cube), vecs=chip.vecs_of(rng.randrange(chip.n_cube)),
                   preload=rng.choice([0, 1, 2]), sync_s=rng.choice([0.0, 3e-7]),
                   store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3, 0.0]),
@@ -307,21 +315,9 @@ def test_the_lean_walk_adds_what_the_task_by_task_walk_adds(preset, monkeypatch)
                      [(u, e[0], list(e[1].items())) for u, e in acc.busy.items()],
                      acc.count, ends))
 
-    def walk_runs():
-        runs = []
-        for _ in range(rng.randint(1, 30)):
-            vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
-            loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
-            store = rng.choice([0.0, 0.0, rng.random() * 1e5])
-            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4,
-                    "l2_byte": rng.random() * 1e5} if rng.random() < 0.7 else {}
-            runs.append((cv.Block(*vals, *loads, store, acts,
-                                  rng.random() * rng.choice([1e5, 1e5, 0.0])),
-                         rng.choice([1, 1, 3, 40])))
-        return runs
-
+    acts = (("mac_fp16", 1e7), ("ub_byte", 1e4), ("l2_byte", 1e5))  # (one a load's too)
     for trial in range(80):
-        plan = [walk_runs() for _ in range(rng.randint(1, 5))]
+        plan = [_random_runs(rng, acts) for _ in range(rng.randint(1, 5))]
         cores = [rng.randrange(chip.n_cube) for _ in plan]
         kw = dict(preload=rng.choice([0, 1, 2]), sync_s=rng.choice([0.0, 3e-7]),
                   store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3, 0.0]),

@@ -80,6 +80,7 @@ from dataclasses import dataclass, field
 from hwsim.engine import Accumulator
 
 from .chip import HBM_UNIT, Builder, clean_deps
+from .pipeline import store_split
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
@@ -697,15 +698,9 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
     hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, l2_write_bw)
 
     def store(nb: float, updates) -> None:
-        hbm = float(nb) * frac
-        l2b = float(nb) - hbm
-        hbm_s = hbm / hbm_rate
-        l2_s = l2b / l2_rate
+        hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
         written = (("l2_write", int(round(l2b))),) if l2b > 0 else ()
         moved = (("ub_byte", nb), ("l2_byte", nb), ("hbm_byte", hbm))
-        memory = hbm_s >= l2_s and hbm_s > 0
-        d = hbm_s + l2_s
-        d = d if d > 0.0 else 0.0
         bound = "memory" if memory else "onchip"
         dram = (("dram_write", int(round(hbm))),)
         d_hbm = hbm / hbm_bw
@@ -960,13 +955,7 @@ def _walk_lean(acc: Accumulator, chip, steps: list[Block], inner_flags: list[flo
             continue
         # each AIV stores its rows (Builder.store)
         nb = st.store_bytes / n_vecs
-        hbm = float(nb) * frac
-        l2b = float(nb) - hbm
-        hbm_s = hbm / hbm_rate
-        l2_s = l2b / l2_rate
-        memory = hbm_s >= l2_s and hbm_s > 0
-        d = hbm_s + l2_s
-        d = d if d > 0.0 else 0.0
+        hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
         d_hbm = hbm / hbm_bw
         d_hbm = d_hbm if d_hbm > 0.0 else 0.0
         s_hbm = d_hbm * k1 if hbm_serial else d_hbm

@@ -92,6 +92,19 @@ def same_work(per_core: list[list[Item]]) -> list[list[int]]:
     return list(groups.values())
 
 
+def store_split(nb: float, frac: float, hbm_rate: float, l2_rate: float
+                ) -> tuple[float, float, float, bool]:
+    """:meth:`Builder.store`'s numbers for ``nb`` bytes, ``frac`` of them to HBM at
+    ``hbm_rate``, the rest to L2 at ``l2_rate`` (the rates already capped by the
+    unit's): (HBM bytes, L2 bytes, the pipe's seconds (at least 0), memory-bound?)."""
+    hbm = float(nb) * frac
+    l2b = float(nb) - hbm
+    hbm_s = hbm / hbm_rate
+    l2_s = l2b / l2_rate
+    d = hbm_s + l2_s
+    return hbm, l2b, d if d > 0.0 else 0.0, hbm_s >= l2_s and hbm_s > 0
+
+
 FIELDS = ("load_hbm", "load_l2", "mask_hbm", "compute_s", "streamed_store", "shadow_s",
           "pad_hbm", "pad_l2", "load_l2_slow")
 
@@ -281,12 +294,7 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
     store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
 
     def store(nb_: float, start: float) -> tuple[int, ...]:  # Builder.store
-        hbm = float(nb_) * frac
-        l2b = float(nb_) - hbm
-        hbm_s = hbm / store_hbm_rate
-        l2_s = l2b / store_l2_rate
-        memory = hbm_s >= l2_s and hbm_s > 0
-        d = hbm_s + l2_s
+        hbm, l2b, d, memory = store_split(nb_, frac, store_hbm_rate, store_l2_rate)
         if plain:
             if l2b > 0:
                 n = int(round(l2b))
