@@ -72,7 +72,7 @@ not adds it once (SpAtten's lone mode does).
 
 The closed form is checked by :func:`simulate_requests` (an exact
 command-level schedule of the same requests, used by the tests to hold the
-closed form within a stated tolerance). Three more things, in both:
+closed form within a stated tolerance). Four more things, in both:
 
 **Refresh** (``timing.refresh = "all-bank"``). JEDEC JESD235 (HBM2) has every
 bank refreshed once per ``tREFI``; an all-bank ``REF`` blocks the
@@ -83,12 +83,29 @@ closed form stretches a pattern's time by ``tREFI / (tREFI - lost)``, ``lost =
 tRTP + tRP + tRFC + tRCD`` per refresh (drain, refresh, reopen): the expectation
 over where the refreshes fall (a pattern shorter than ``tREFI`` meets one or
 none); each refresh closes the row a pattern hits, one more activation per
-pseudo-channel. Per-bank refresh (``REFsb``, ``tRFC_SB`` 160 ns every ``tREFI /
-banks``) is not modelled: its cost hangs on the controller serving other banks'
-requests while one refreshes, and this schedule issues column commands in order
-(a gather that cycles through a pseudo-channel's banks every ~60 ns then stalls
-for most of every ``tRFC_SB``, twice its time, which a reordering controller
-would not).
+pseudo-channel.
+
+**Per-bank refresh** (``timing.refresh = "per-bank"``). JESD235's ``REFSB``
+refreshes one bank; Ramulator 2's ``PerBank`` manager sends them to the banks in
+turn (bank fastest, then bank group), one every ``tREFI / banks`` per
+pseudo-channel, so every bank still once per ``tREFI``; HBM2_2Gbps: ``nRFCSB``
+160, ``nRREFD`` 8 (a ``REFsb`` to an ``ACT`` of another bank). The refreshing
+bank is blocked for ``tRFC_SB``; the controller serves the other banks'
+requests meanwhile (the schedule gives a request behind a refresh the first free
+bus slot after it, and later requests to other banks the slots before), so a
+pattern loses time where nothing else is queued: (a) at its end, its last
+requests to a bank refreshed meanwhile wait out the drain, ``tRFC_SB`` and the
+reopening (``lost_sb = tRTP + tRP + tRFC_SB + tRCD``); the closed form gives that
+apart (``DramCost.tail_s``: ``lost_sb`` times the chance that one of the lanes'
+refreshes meets such a bank, ``1 - exp(-time x lanes / tREFI)``), a latency like
+the first access's that a caller streaming pattern after pattern hides; (b) with
+``n`` requests in flight, the
+window's rows (``max(1, n / run)`` of them) are in few banks, and a refresh of
+one of them stalls the share ``min(1, run / n)`` of the window
+(:func:`_bank_refresh_stretch`). (b) takes refreshes to meet rows at random; a
+stream's rows (bank group fastest under RoBaRaCoCh) meet Ramulator's round-robin
+order (bank fastest) less often: its schedule loses 2 % where a shuffled order
+loses 12-14 % and the closed form 11-19 %.
 
 **Read/write turnaround** (``gather_cost(..., write=True)``). On a
 pseudo-channel a write follows a read ``tCL + burst + tRTW - tCWL`` after it and
@@ -115,6 +132,7 @@ leaves out: the FR-FCFS queue is taken to issue in address order.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -163,13 +181,15 @@ class DramTiming:
     tcl_s: float  # column read to data
     tccdl_s: float = 0.0  # column to column, same bank group (0: the burst)
     trtp_s: float = 0.0  # read to precharge
-    refresh: str = "none"  # "all-bank" (REFab every tREFI) or "none"
+    refresh: str = "none"  # "all-bank" (REFab every tREFI), "per-bank" (REFsb) or "none"
     trefi_s: float = 0.0  # refresh interval (every bank once per tREFI; 0: none)
     trfc_s: float = 0.0  # all-bank refresh: the pseudo-channel's banks blocked
     tcwl_s: float = 0.0  # write command to data
     twtrs_s: float = 0.0  # write data to read command, other bank group
     twtrl_s: float = 0.0  # write data to read command, same bank group
     trtw_s: float = 0.0  # read data to write data: the bus's turnaround bubble
+    trfcsb_s: float = 0.0  # per-bank refresh: its bank blocked
+    trrefd_s: float = 0.0  # per-bank refresh to an ACT of another bank
 
     def act_interval_s(self, geometry: DramGeometry) -> float:
         """Sustained time per activation in one pseudo-channel: ``tRRD`` (short when
@@ -208,7 +228,8 @@ class DramCost:
     transactions: float
     activations: float
     row_hits: float
-    bound: str  # "bus", "activate" or "bank"
+    bound: str  # "bus", "activate", "bank" or "outstanding"
+    tail_s: float = 0.0  # after the last burst: requests waiting out a per-bank refresh
 
     @property
     def slowdown(self) -> float:
@@ -283,8 +304,12 @@ def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather,
         waiting = min(run, 1.0 + opening / service)
         latency = ((t.tcwl_s if write else t.tcl_s) + t.burst_s
                    + waiting * (opening - (waiting - 1.0) * service / 2.0) / run)
-        terms["outstanding"] = bursts_ch * _window_time(
-            g.outstanding, pch, run, min(1.0, q), service, latency)
+        unlimited = max(terms.values())  # the pattern's time with any number in flight
+        terms["outstanding"] = bursts_ch * _window_time(g.outstanding, pch, run, min(1.0, q),
+                                                        service, latency)
+        if t.refresh == "per-bank" and t.trefi_s > 0:
+            terms["outstanding"] *= _bank_refresh_stretch(
+                g, t, run, unlimited / max(1e-300, bursts_ch))
     bound = max(terms, key=terms.get)
     time = terms[bound]
     refreshes = 0.0
@@ -296,12 +321,25 @@ def gather_cost(geometry: DramGeometry, timing: DramTiming, pattern: Gather,
             raise ValueError(f"tRFC {t.trfc_s:g} s leaves nothing of tREFI {t.trefi_s:g} s")
         time *= t.trefi_s / (t.trefi_s - lost)
         refreshes = time / t.trefi_s
+    tail = 0.0
+    if t.refresh == "per-bank" and t.trefi_s > 0:
+        # a refreshing bank blocks only its own requests; the controller serves the
+        # other banks', so beyond the window's stalls (above) the pattern loses time only
+        # at its end, when its last requests to a bank refreshed meanwhile wait out the
+        # drain, tRFC_SB and the reopening: a tail, like the first access's latency,
+        # that a caller streaming pattern after pattern hides. The chance that one of
+        # the lanes' refreshes (banks per tREFI, to its banks in turn) meets such a
+        # bank: about one per tREFI of the pattern's time per lane
+        refreshes = 1.0 - math.exp(-time * lanes / t.trefi_s)
+        tail = refreshes * (t.trfcsb_s + t.trp_s + t.trtp_s + t.trcd_s)
+        refreshes /= lanes  # that refresh closes the row one lane was hitting
     bus_peak = bursts / lanes * t.burst_s
     total_acts = acts * g.channels
     # a refresh closes the row a pattern was hitting: it is opened again
     total_acts += refreshes * lanes * max(0.0, 1.0 - total_acts / bursts)
     total_acts = min(total_acts, bursts)
-    return DramCost(time, bus_peak, bursts, total_acts, max(0.0, bursts - total_acts), bound)
+    return DramCost(time, bus_peak, bursts, total_acts, max(0.0, bursts - total_acts), bound,
+                    tail)
 
 
 def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
@@ -352,6 +390,38 @@ def _window_time(n: int, lanes: int, run: float, touched: float, service: float,
         else:  # the lanes' rates averaged before they are inverted
             total += 1.0 / (lanes * sum(w * rate(k) for (_, k), w in dist.items()))
     return total / points
+
+
+def _bank_refresh_stretch(g: DramGeometry, t: DramTiming, run: float,
+                          per_request: float) -> float:
+    """How much per-bank refreshes stretch a channel that holds ``g.outstanding``
+    requests in address order, in runs of ``run`` per row, at most one per
+    ``per_request`` (the pattern's other limits: bus, activations, banks).
+
+    The window spans ``w = max(1, n / run)`` rows, each at least ``D = run x
+    per_request`` long (so that a wider window, which passes its rows no faster than
+    that, never meets more refreshes per row: more in flight is never slower).
+    A refresh of a bank (``channels' pseudo-channels x banks`` of them per tREFI, the
+    banks in turn) meets the window when one of its rows is in it as the refresh
+    starts (``w`` rows): that row's requests wait out the drain, ``tRFC_SB`` and the
+    reopening (``L``); or when a row enters while it lasts (``R / D`` rows): they wait
+    the rest of it, ``R / 2`` on average. Rows fall on the ``pseudo-channels x banks``
+    banks of the channel at random, so each refresh meets ``(w + R / D) / banks`` of
+    them. Meanwhile the window runs on its other slots: the blocked row holds the
+    share ``run / n`` of them (all when a row fills the window), and a window bound by
+    its requests' latency (Little's law) loses that share of its rate. The time lost
+    per tREFI stretches the window's term."""
+    n = float(g.outstanding)
+    lost = t.trfcsb_s + t.trp_s + t.trtp_s + t.trcd_s
+    rows = n / run if run < n else 1.0
+    dwell = max(1e-300, run * per_request)
+    arriving = t.trfcsb_s / dwell
+    met = min(float(g.pseudo_channels * g.banks), rows + arriving)
+
+    share = min(1.0, run / n)
+    stall = (rows * lost + arriving * t.trfcsb_s / 2.0) / (rows + arriving)
+    loss = min(0.9 * t.trefi_s, met * share * stall)
+    return t.trefi_s / (t.trefi_s - loss)
 
 
 def _touched(p: float, m: float) -> float:
@@ -405,19 +475,27 @@ def simulate_requests(geometry: DramGeometry, timing: DramTiming, addresses, wri
     activation), and none activates within ``tRFC`` after it, so every row is
     opened again. A refresh falls before a request when it is due by the time
     the request could start (its entry or its pseudo-channel's bus, whichever is
-    later).
+    later). ``"per-bank"``: a ``REFsb`` every ``tREFI / banks`` to the banks in
+    turn (:func:`_refresh_bank_due`); a request to a bank still refreshing when
+    the bus is free (or to the row opened after it, before it is ready) is
+    *deferred*: it takes the first free bus slot once its row is open, its
+    activation is not rationed against the others, and the requests after it go
+    on in order in the slots around it, holding their places in flight as any.
 
     Returns (the last channel's time from the first command to its last data
     beat less the first access's ``tRCD`` and burst, activations, row hits):
-    the quantity :func:`gather_cost` gives in closed form. A plain loop, for
-    tests and small checks: thousands of requests, not millions.
+    the quantity :func:`gather_cost` gives in closed form (its ``time_s + tail_s``).
+    A plain loop, for tests and small checks: thousands of requests, not millions.
     """
     import heapq  # noqa: PLC0415
 
     g, t = geometry, timing
     refresh = t.refresh if t.trefi_s > 0 else "none"
-    ref_every = t.trefi_s if refresh == "all-bank" else math.inf
-    bank_state: dict[tuple, list] = {}  # (ch, pc, bg, ba) -> [row, act_t, last_cas_t, free_t]
+    ref_every = {"all-bank": t.trefi_s, "per-bank": t.trefi_s / g.banks}.get(refresh,
+                                                                             math.inf)
+    # (ch, pc, bg, ba) -> [row, act_t, last_cas_t, free_t, deferred]: free_t, when a refresh
+    # lets it activate again; deferred, its row was opened behind a per-bank refresh
+    bank_state: dict[tuple, list] = {}
     pch_state: dict[tuple, dict] = {}
     inflight: dict[int, list[float]] = {}  # channel -> completion times (a heap)
     chan_end: dict[int, float] = {}
@@ -438,42 +516,63 @@ def simulate_requests(geometry: DramGeometry, timing: DramTiming, addresses, wri
                                         "last_write": False, "last_cas_bg": -1,
                                         "next_ref": refresh_offset_s % ref_every
                                         if ref_every < math.inf else math.inf,
-                                        "act_block": -math.inf}
-        _refresh_due(g, t, ps, bank_state, ch, pc, max(entry, ps["bus"]))
-        bs = bank_state.setdefault((ch, pc, bg, ba), [None, -math.inf, -math.inf, -math.inf])
+                                        "act_block": -math.inf, "ref_bank": 0,
+                                        "reserved": []}
+        now = max(entry, ps["bus"])
+        if refresh == "per-bank":
+            _refresh_bank_due(g, t, ps, bank_state, ch, pc, now)
+        else:
+            _refresh_due(g, t, ps, bank_state, ch, pc, now)
+        bs = bank_state.setdefault((ch, pc, bg, ba), _closed_bank())
+        # behind a per-bank refresh (its bank still refreshing when the bus is free, or
+        # its row opened after one and not yet ready): the controller serves the
+        # pseudo-channel's other banks meanwhile and this request takes a later slot
+        deferred = refresh == "per-bank" and (
+            (bs[0] != row and bs[3] > now) or (bs[0] == row and bs[4]
+                                                and bs[1] + t.trcd_s > now))
         if bs[0] == row:
             hits += 1
             ready = max(bs[1] + t.trcd_s, entry)
         else:
             acts += 1
-            earliest = max(entry, bs[3], ps["act_block"])
+            earliest = max(entry, bs[3], -math.inf if deferred else ps["act_block"])
             if bs[0] is not None:  # precharge the open row first
                 pre = max(bs[1] + t.tras_s, bs[2] + t.trtp_s, entry)
                 earliest = max(earliest, pre + t.trp_s)
             earliest = max(earliest, bs[1] + t.trc_s)
-            gap = t.trrdl_s if ps["last_act_bg"] == bg else t.trrds_s
-            earliest = max(earliest, ps["last_act"] + gap)
-            if len(ps["acts"]) >= 4:
-                earliest = max(earliest, ps["acts"][-4] + t.tfaw_s)
+            if not deferred:  # a deferred activation is not rationed against the others
+                gap = t.trrdl_s if ps["last_act_bg"] == bg else t.trrds_s
+                earliest = max(earliest, ps["last_act"] + gap)
+                if len(ps["acts"]) >= 4:
+                    earliest = max(earliest, ps["acts"][-4] + t.tfaw_s)
+                ps["acts"].append(earliest)
+                if len(ps["acts"]) > 4:
+                    ps["acts"].pop(0)
+                ps["last_act"], ps["last_act_bg"] = earliest, bg
             act_t = earliest
-            ps["acts"].append(act_t)
-            if len(ps["acts"]) > 4:
-                ps["acts"].pop(0)
-            ps["last_act"], ps["last_act_bg"] = act_t, bg
             bs[0], bs[1] = row, act_t
             ready = act_t + t.trcd_s
-        cas = max(ready, ps["bus"], ps["cas_bg"].get(bg, -math.inf) + max(t.tccdl_s,
-                                                                           t.burst_s))
-        if is_write != ps["last_write"] and ps["last_cas"] > -math.inf:
-            if is_write:  # read -> write: the read's data leaves the bus first
-                cas = max(cas, ps["last_cas"] + t.tcl_s + t.burst_s + t.trtw_s - t.tcwl_s)
-            else:  # write -> read: the write's data is in the array first
-                wtr = t.twtrl_s if ps["last_cas_bg"] == bg else t.twtrs_s
-                cas = max(cas, ps["last_cas"] + t.tcwl_s + t.burst_s + wtr)
-        ps["bus"] = cas + t.burst_s
-        ps["cas_bg"][bg] = cas
-        ps["last_cas"], ps["last_write"], ps["last_cas_bg"] = cas, is_write, bg
-        bs[2] = cas
+        bs[4] = deferred
+        reserved = ps["reserved"]
+        if deferred:  # the first free slot of the bus at or after it is ready
+            cas = _free_slot(reserved, ready, t.burst_s)
+            bisect.insort(reserved, cas)
+        else:
+            cas = max(ready, ps["bus"],
+                      ps["cas_bg"].get(bg, -math.inf) + max(t.tccdl_s, t.burst_s))
+            if is_write != ps["last_write"] and ps["last_cas"] > -math.inf:
+                if is_write:  # read -> write: the read's data leaves the bus first
+                    cas = max(cas, ps["last_cas"] + t.tcl_s + t.burst_s + t.trtw_s - t.tcwl_s)
+                else:  # write -> read: the write's data is in the array first
+                    wtr = t.twtrl_s if ps["last_cas_bg"] == bg else t.twtrs_s
+                    cas = max(cas, ps["last_cas"] + t.tcwl_s + t.burst_s + wtr)
+            if reserved:
+                cas = _free_slot(reserved, cas, t.burst_s)
+                del reserved[:bisect.bisect_right(reserved, cas)]
+            ps["bus"] = cas + t.burst_s
+            ps["cas_bg"][bg] = cas
+            ps["last_cas"], ps["last_write"], ps["last_cas_bg"] = cas, is_write, bg
+        bs[2] = max(bs[2], cas)
         if g.outstanding > 0:
             heapq.heappush(inflight[ch], cas + (t.tcwl_s if is_write else t.tcl_s) + t.burst_s)
         chan_end[ch] = max(chan_end.get(ch, 0.0), cas + t.burst_s)
@@ -481,6 +580,21 @@ def simulate_requests(geometry: DramGeometry, timing: DramTiming, addresses, wri
         return 0.0, 0, 0
     fill = t.trcd_s + t.burst_s  # the first access's activation and burst ...
     return max(0.0, max(chan_end.values()) - fill), acts, hits  # ... are latency, not rate
+
+
+def _closed_bank() -> list:
+    return [None, -math.inf, -math.inf, -math.inf, False]
+
+
+def _free_slot(reserved: list[float], t0: float, burst_s: float) -> float:
+    """The first burst slot at or after ``t0`` that overlaps none of the ``reserved``
+    bursts (sorted start times)."""
+    i = bisect.bisect_left(reserved, t0 - burst_s)
+    while i < len(reserved) and reserved[i] < t0 + burst_s:
+        if reserved[i] > t0 - burst_s:
+            t0 = reserved[i] + burst_s
+        i += 1
+    return t0
 
 
 def _refresh_due(g: DramGeometry, t: DramTiming, ps: dict, bank_state: dict, ch: int,
@@ -499,11 +613,33 @@ def _refresh_due(g: DramGeometry, t: DramTiming, ps: dict, bank_state: dict, ch:
         done = ready + t.trfc_s
         for bg in range(g.bank_groups):
             for ba in range(g.banks_per_group):
-                bs = bank_state.setdefault((ch, pc, bg, ba),
-                                           [None, -math.inf, -math.inf, -math.inf])
+                bs = bank_state.setdefault((ch, pc, bg, ba), _closed_bank())
                 bs[0], bs[3] = None, done
         ps["act_block"] = max(ps["act_block"], done)
 
+
+def _refresh_bank_due(g: DramGeometry, t: DramTiming, ps: dict, bank_state: dict, ch: int,
+                      pc: int, now: float) -> None:
+    """Issue the per-bank refreshes (``REFsb``) of pseudo-channel (``ch``, ``pc``) due
+    by ``now``: one every ``tREFI / banks``, to its banks in turn (the bank fastest, then
+    the bank group, as Ramulator 2's ``PerBank`` manager walks them), so that every bank
+    is refreshed once per ``tREFI``. The bank is precharged first (not before ``tRAS``
+    after its activation, ``tRTP`` after its last column command; then ``tRP``) and
+    blocked for ``tRFC_SB``; the pseudo-channel's other banks activate no sooner than
+    ``tRREFD`` after it (JESD235's REFSB-to-ACT of another bank, as Ramulator 2's HBM2
+    constrains it), and nothing else waits."""
+    while ps["next_ref"] <= now:
+        due = ps["next_ref"]
+        ps["next_ref"] += t.trefi_s / g.banks
+        k = ps["ref_bank"]
+        ps["ref_bank"] = (k + 1) % g.banks
+        bs = bank_state.setdefault((ch, pc, k // g.banks_per_group, k % g.banks_per_group),
+                                   _closed_bank())
+        ready = max(due, bs[3], ps["last_act"] + t.trrds_s)
+        if bs[0] is not None:  # precharge it first
+            ready = max(ready, max(bs[1] + t.tras_s, bs[2] + t.trtp_s) + t.trp_s)
+        bs[0], bs[3], bs[4] = None, ready + t.trfcsb_s, False
+        ps["act_block"] = max(ps["act_block"], ready + t.trrefd_s)
 
 
 def gather_addresses(pattern: Gather, transaction_bytes: int, seed: int = 0) -> list[int]:

@@ -162,6 +162,23 @@ def test_per_core_flash_attention_what_the_model_lacks():
         assert -0.5 < rows[cores, 4096].error < 0.0 and -0.4 < rows[cores, 8192].error < 0.0
 
 
+def _random_runs(rng, acts=(("mac_fp16", 1e7), ("ub_byte", 1e4))) -> list:
+    """A random walk for the walk tests: 1-30 runs of equal blocks (times, loads that
+    miss, hit L2 or move nothing, tile ends that store or not, ``acts`` (name, scale)
+    most of the time, V's share of the load or none), each 1, 3 or 40 blocks."""
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+
+    runs = []
+    for _ in range(rng.randint(1, 30)):
+        vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
+        loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
+        store = rng.choice([0.0, 0.0, rng.random() * 1e5])
+        a = {name: rng.random() * scale for name, scale in acts} if rng.random() < 0.7 else {}
+        v_share = rng.random() * rng.choice([1e5, 1e5, 0.0])  # V's bytes of the load
+        runs.append((cv.Block(*vals, *loads, store, a, v_share), rng.choice([1, 1, 3, 40])))
+    return runs
+
+
 @pytest.mark.parametrize("preset", ["ascend", "ascend-910a"])
 def test_the_analytical_walk_adds_what_the_builder_would_hand_the_accumulator(preset,
                                                                             monkeypatch):
@@ -186,16 +203,7 @@ def test_the_analytical_walk_adds_what_the_builder_would_hand_the_accumulator(pr
                      list(acc.busy.items()), acc.count, ends))
 
     for trial in range(150):
-        runs = []
-        for _ in range(rng.randint(1, 30)):
-            vals = [rng.random() * rng.choice([1e-7, 1e-6, 0.0]) for _ in range(7)]
-            loads = [rng.random() * rng.choice([1e5, 0.0, -1.0]) for _ in range(6)]
-            store = rng.choice([0.0, 0.0, rng.random() * 1e5])
-            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
-                if rng.random() < 0.7 else {}
-            v_share = rng.random() * rng.choice([1e5, 1e5, 0.0])  # V's bytes of the load
-            runs.append((cv.Block(*vals, *loads, store, acts, v_share),
-                         rng.choice([1, 1, 3, 40])))
+        runs = _random_runs(rng)
         kw = dict(core=rng.randrange(chip.n_cube), vecs=chip.vecs_of(rng.randrange(chip.n_cube)),
                   preload=rng.choice([0, 1, 2]), sync_s=rng.choice([0.0, 3e-7]),
                   store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3, 0.0]),
@@ -271,3 +279,67 @@ def test_a_replayed_walk_adds_what_walking_again_would(preset):
                 replays += len(plan) - len(memo)
         assert got[0] == got[1], trial
     assert replays > 100  # the memo was used
+
+
+@pytest.mark.parametrize("preset", ["ascend", "ascend-910a"])
+def test_the_lean_walk_adds_what_the_task_by_task_walk_adds(preset, monkeypatch):
+    """cv_pipeline._walk_lean (the analytical walk's sums kept in locals, added once at
+    the end) against the task-by-task walk (LEAN_WALK off): after several cores' walks
+    into one accumulator, the same bytes, actions, finish times, unit sums with their
+    bounds (in the order the units and bounds were met), task count and returned
+    tasks, to the last bit, on random walks (equal-block runs, loads that miss or hit
+    L2 or move nothing, V loads apart or not, tile ends that store, run-ahead 0-2,
+    grouped or one lane per vector core, a group's copies, a core that starts late,
+    a core walked twice). The lean walk must have done most of the walks on the 910B
+    (on the 910A a core's vector flag is its cube flag's lane: every walk task by task)."""
+    import random
+
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+    from hwsim.accelerators.ascend.chip import Builder, Chip
+    from hwsim.engine import Accumulator
+
+    chip = Chip(resolve(preset).spec)
+    rng = random.Random(5)
+    lean_walks = []
+    real_lean = cv._walk_lean
+
+    def counting(*args):
+        got = real_lean(*args)
+        lean_walks.append(got is not None)
+        return got
+
+    monkeypatch.setattr(cv, "_walk_lean", counting)
+
+    def state(acc, ends):
+        return repr((list(acc.nbytes.items()), list(acc.actions.items()), acc.finish,
+                     [(u, e[0], list(e[1].items())) for u, e in acc.busy.items()],
+                     acc.count, ends))
+
+    acts = (("mac_fp16", 1e7), ("ub_byte", 1e4), ("l2_byte", 1e5))  # (one a load's too)
+    for trial in range(80):
+        plan = [_random_runs(rng, acts) for _ in range(rng.randint(1, 5))]
+        cores = [rng.randrange(chip.n_cube) for _ in plan]
+        kw = dict(preload=rng.choice([0, 1, 2]), sync_s=rng.choice([0.0, 3e-7]),
+                  store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3, 0.0]),
+                  label="t")
+        grouping, copies = rng.random() < 0.8, rng.choice([1, 1, 3])
+        first_hbm = rng.random() < 0.5  # the hbm unit met before the walks, or by them
+        got = []
+        for lean in (True, False):
+            monkeypatch.setattr(cv, "LEAN_WALK", lean)
+            acc = Accumulator()
+            bld = Builder(chip, grouping=grouping, sink=acc)
+            start = bld.launch()
+            if first_hbm:
+                bld.add("hbm", 1e-7, bound="memory")
+            late = bld.add("x", 1e-6)
+            ends = []
+            with bld.group(copies):
+                for i, (c, runs) in enumerate(zip(cores, plan)):
+                    ends.append(cv.emit_cv_pipeline(
+                        bld, runs, core=c, vecs=chip.vecs_of(c),
+                        deps=(late,) if i == 2 else (start,), **kw))
+            got.append(state(acc, ends))
+        assert got[0] == got[1], trial
+    if preset == "ascend":
+        assert sum(lean_walks) > 80

@@ -163,19 +163,25 @@ def test_chrome_trace(tmp_path, fidelity, tiny_trace, write_workload):
     if fidelity == "analytical":
         assert task_events == []
     else:
-        # the roofline runs each op as one task on the "chip" lane, exactly the op's span;
-        # identical ops share one simulation, whose tasks are drawn for the first only
-        assert {lanes[e["tid"]] for e in task_events} == {"chip"}
+        # the roofline runs each op as its launch on the "stream" lane, then its work on
+        # the "chip" lane, the two spanning the op exactly; identical ops share one
+        # simulation, whose tasks are drawn for the first only
+        assert {lanes[e["tid"]] for e in task_events} == {"chip", "stream"}
         firsts = [o for o in op_events if "same_as" not in o["args"]]
         repeats = [o for o in op_events if "same_as" in o["args"]]
         assert repeats, "the tiny model repeats a layer: some ops share a timeline"
         first_ids = {o["args"]["id"] for o in firsts}
         assert all(o["args"]["same_as"] in first_ids for o in repeats)
-        assert len(task_events) == len(firsts)
-        for t, o in zip(task_events, firsts):
-            assert t["args"]["op"] == o["args"]["id"]
-            assert t["ts"] == pytest.approx(o["ts"], rel=1e-12)
-            assert t["dur"] == pytest.approx(o["dur"], rel=1e-12)
+        by_op: dict = {}
+        for t in task_events:
+            by_op.setdefault(t["args"]["op"], []).append(t)
+        assert sorted(by_op) == sorted(o["args"]["id"] for o in firsts)
+        for o in firsts:
+            launch, work = sorted(by_op[o["args"]["id"]], key=lambda t: t["ts"])
+            assert lanes[launch["tid"]] == "stream" and lanes[work["tid"]] == "chip"
+            assert launch["ts"] == pytest.approx(o["ts"], rel=1e-12)
+            assert work["ts"] == pytest.approx(launch["ts"] + launch["dur"], rel=1e-12)
+            assert work["ts"] + work["dur"] == pytest.approx(o["ts"] + o["dur"], rel=1e-12)
 
 
 def test_table(kernel_report):

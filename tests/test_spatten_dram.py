@@ -5,6 +5,7 @@ pruned rows hit their rows less often than the dense ones."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 from conftest import ROOT
@@ -162,14 +163,17 @@ def test_an_ops_workload_states_stored_tokens_and_a_wrong_one_is_refused(tmp_pat
 def test_the_rtl_hbm_and_its_wrong_settings_are_refused():
     """The preset is the RTL's memory: 16 requests in flight per channel
     (DRAMSimDPIDriverRamulator2.cpp), all-bank refresh at Ramulator 2's HBM2_2Gbps
-    tREFI / tRFC; refresh without room in tREFI, a refresh kind that is not modelled and
-    a negative count are refused with the field named."""
+    tREFI / tRFC; refresh without room in tREFI (all-bank or per-bank), a refresh kind
+    that is not modelled and a negative count are refused with the field named."""
     s = spec()
     assert (s.dram_outstanding_per_channel, s.dram_refresh) == (16, "all-bank")
     assert (s.dram_trefi_s, s.dram_trfc_s) == pytest.approx((3.9e-6, 350e-9))
     assert s.dram_geometry.outstanding == 16 and s.dram_timing.refresh == "all-bank"
     for sets, match in ((["target.dram_trfc_s=4us"], "dram_trfc_s: a refresh"),
-                        (["target.dram_refresh=per-bank"], "dram_refresh: expected one of"),
+                        (["target.dram_refresh=per-bank", "target.dram_trfcsb_s=4us"],
+                         "dram_trfcsb_s: a per-bank refresh"),
+                        (["target.dram_refresh=bank-wise"],
+                         "dram_refresh: expected one of all-bank, per-bank, none"),
                         (["target.dram_outstanding_per_channel=-1"], "must be >= 0")):
         with pytest.raises(InputError, match=match):
             hwsim.simulate(WORKLOADS / "spatten-bert-base-pruned.yaml", "spatten", sets=sets)
@@ -177,3 +181,58 @@ def test_the_rtl_hbm_and_its_wrong_settings_are_refused():
     free = resolve("spatten", {"dram_outstanding_per_channel": 0, "dram_refresh": "none"}).spec
     assert dram_cost(free, Gather.stream(131072, 32)).slowdown == 1.0
     assert dram_cost(s, Gather.stream(131072, 32)).slowdown > 1.6
+
+
+def test_refreshes_are_counted_and_priced_per_bank_refreshed():
+    """The HBM refreshes each of its 16 x 2 x 16 banks once per tREFI while the run
+    lasts, busy or not: the run's count is its latency x 512 / 3.9 us, and the ops carry
+    as many ``dram_refresh_bank`` actions (each over its own time). The preset prices
+    them at 0 (no primary source gives HBM2's refresh energy); priced, they add exactly
+    that count's energy to the DRAM's and change no time. Without refresh none are
+    counted, whatever the price."""
+    def run(*sets):
+        r = hwsim.simulate(WORKLOADS / "spatten-bert-base-pruned.yaml", "spatten",
+                           fidelity="analytical", sets=list(sets))
+        return r, TARGET.metrics(r)
+    (r0, m0), (r1, _) = run(), run("target.dram_refresh_bank_pj=50")
+    s = r0.target.spec
+    assert s.dram_refresh_bank_pj == 0.0 and prices_pj(s)["dram_refresh_bank"] == 0.0
+    latency = r0.totals["latency_s"]
+    assert m0["dram_bank_refreshes"] == pytest.approx(latency * 512 / 3.9e-6, rel=1e-9)
+    assert r1.totals["latency_s"] == latency
+    added = r1.totals["energy_breakdown_j"]["dram"] - r0.totals["energy_breakdown_j"]["dram"]
+    # the ops' own times add up to the run's (ops run one after another)
+    assert added == pytest.approx(50e-12 * m0["dram_bank_refreshes"], rel=0.01)
+    none, m_none = run("target.dram_refresh=none", "target.dram_refresh_bank_pj=50")
+    assert m_none["dram_bank_refreshes"] == 0.0
+    assert none.totals["latency_s"] < latency
+    plain = run("target.dram_refresh=none")[0]
+    assert none.totals["energy_j"] == plain.totals["energy_j"]
+
+
+def test_per_bank_refresh_is_an_option_beside_all_bank_and_none():
+    """``dram_refresh: per-bank``: a REFsb every tREFI / 16 per pseudo-channel, its bank
+    blocked 160 ns (Ramulator 2's HBM2_2Gbps tRFC_SB) while the controller serves the
+    others. With as many requests in flight as it likes, a long stream loses only its
+    tail (the last row of a bank refreshed meanwhile waits: ``tail_s``, which the
+    target's streaming requests hide, as the first access's latency), where all-bank
+    refreshes that block the pseudo-channel 350 ns every 3.9 us cost 10 %. At the RTL's 16 in
+    flight a stream's window lies in one row: a refresh of that bank stalls it, and the
+    closed form (refreshes meeting rows at random) charges per-bank more than all-bank
+    (hwsim.dram: the Ramulator round-robin order meets a RoBaRaCoCh stream less often)."""
+    ab = spec()
+    pb = resolve("spatten", {"dram_refresh": "per-bank"}).spec
+    none = resolve("spatten", {"dram_refresh": "none"}).spec
+    assert (pb.dram_trfcsb_s, pb.dram_trrefd_s) == pytest.approx((160e-9, 8e-9))
+    assert pb.dram_timing.refresh == "per-bank" and pb.dram_timing.trfcsb_s == 160e-9
+    stream = Gather.stream(1 << 22, 32)
+    for outstanding in (0, 16):
+        cost = {k: dram_cost(dataclasses.replace(s, dram_outstanding_per_channel=outstanding),
+                             stream)
+                for k, s in (("all-bank", ab), ("per-bank", pb), ("none", none))}
+        slow = {k: c.slowdown for k, c in cost.items()}
+        assert 0.0 < cost["per-bank"].tail_s <= 177e-9 and cost["all-bank"].tail_s == 0.0
+        if outstanding == 0:
+            assert slow["per-bank"] == slow["none"] < 1.09 * slow["none"] < slow["all-bank"]
+        else:
+            assert slow["per-bank"] > slow["all-bank"] > 1.1 * slow["none"]

@@ -116,25 +116,30 @@ def test_bank_conflicts_from_addresses():
     assert conflict_factor("permuted", 128) == 1.0
 
 
-def test_flash_is_slower_than_fastattention_through_its_layout():
+def test_flash_layouts_against_fastattention_at_the_same_tiles():
+    """At FastAttention's tiles the xformers kernel is still slower: its warps split the
+    key block (P through shared memory, Q loaded again for every key block, one 32-wide
+    slice in flight, two prologues per key block on its own path at one block per SM).
+    Its own layouts are CUTLASS's conflict-free Volta ones; the 16-byte padding (2-way
+    conflicts) and unswizzled rows (8-way) slow it further."""
     tiling = {"attention": "flash", "block_q": 128, "block_kv": 64}
     same = {"attention": "fastattention", "block_q": 128, "block_kv": 64}
     fa = sim([ATTN], tiling=same).totals["latency_s"]
-    # same tiles: only the shared-memory layout differs
-    row = sim([ATTN], ["target.flash_smem_layout=row"], tiling=tiling).totals["latency_s"]
-    permuted = sim([ATTN], ["target.flash_smem_layout=permuted"],
-                   tiling=tiling).totals["latency_s"]
-    assert permuted == pytest.approx(fa, rel=1e-9)
-    assert row > 1.5 * fa
+    latency = {layout: sim([ATTN], [f"target.flash_smem_layout={layout}"],
+                           tiling=tiling).totals["latency_s"]
+               for layout in ("permuted", "padded", "row")}
+    assert fa < latency["permuted"] < latency["padded"] < latency["row"]
+    assert latency["row"] > 2 * latency["permuted"]
     (k,) = kernels([ATTN], tiling={"attention": "flash"})
-    assert k["notes"]["bank_conflicts_qk"] == 2.0
+    assert k["notes"]["bank_conflicts_qk"] == 1.0
 
 
 def test_default_flash_tile_streams_four_times_the_l2_bytes_of_fastattention():
     """xformers' 32x128 tile (head_dim 128) streams K and V through L2 once per 32 query
-    rows, FastAttention's 128x64 once per 128: at 4K tokens the flash kernel is bound by
-    the L2's aggregate bandwidth (its bank conflicts hide behind it), FastAttention by its
-    SM pipes."""
+    rows, FastAttention's 128x64 once per 128, and xformers loads its Q tile again with
+    every key block (8 KiB on 64 KiB of K and V): at 4K tokens the flash kernel is bound
+    by L2 (its aggregate bandwidth, and the few bytes a block keeps in flight),
+    FastAttention by its SM pipes."""
     wl = workload([ATTN])
     g = build_graph(wl)
     s = spec()
@@ -144,13 +149,76 @@ def test_default_flash_tile_streams_four_times_the_l2_bytes_of_fastattention():
         ks = TARGET.kernels_of(g.ops[0], g, s, Tiling(attention=strategy))
         return sum(k.total().l2_bytes for k in ks)
 
-    assert l2_bytes("flash") == pytest.approx(4 * l2_bytes("fastattention"), rel=0.1)
+    assert 4.0 * l2_bytes("fastattention") < l2_bytes("flash") < 4.5 * l2_bytes("fastattention")
     (fl,) = kernels([ATTN], tiling={"attention": "flash"})
     (fa,) = kernels([ATTN], tiling={"attention": "fastattention"})
     assert fl["bound"] == "onchip" and fa["bound"] == "compute"
-    # the L2 floor: 4.5 GB of K/V tiles at the achievable 2155 GB/s (Jia et al.)
+    # the L2 floor: 5.0 GB of K/V/Q tiles at the achievable 2155 GB/s (Jia et al.)
     flash = sim([ATTN], tiling={"attention": "flash"}).totals["latency_s"]
     assert flash >= l2_bytes("flash") / s.l2_bw_bytes_per_s
+
+
+def _one_key_block(strategy, q_len, kv_len):
+    """The fused kernel of one (non-causal) tile of one key block."""
+    from hwsim.workload.schema import Tiling
+    op = dict(ATTN, heads=1, q_len=q_len, kv_len=kv_len, causal=False)
+    wl = workload([op])
+    g = build_graph(wl)
+    (k,) = TARGET.kernels_of(g.ops[0], g, spec(), Tiling(attention=strategy))
+    assert k.grid == 1
+    return k
+
+
+def test_attention_fragment_loads_counted_as_the_gemm_counts_them():
+    """Shared-memory bytes of one key block, head_dim 128, counted from the kernels'
+    structure: every m8n8k4 quad pair loads its own copy of the rows it shares (a warp
+    loads twice the operand bytes it uses, as .gemm counts a GEMM's), 32 B per thread
+    and k4 step on a 32x32 warp tile.
+    xformers 32x128, 4 warps: Q·Kᵀ and P·V 4 x 32 x 32 B x 32 k-steps each, K, V, P and
+    the reloaded Q stored. FastAttention 128x64, 8 warps of 16 query rows: Q·Kᵀ 40 B
+    (16 rows of Q, 64 keys) a thread and k-step over 32 steps, P·V only V's 64 B over
+    16 steps (P stays in registers), K and V stored."""
+    xf = _one_key_block("flash", 32, 128).total()
+    qk = pv = 4 * 32 * 32 * 32
+    assert xf.smem_bytes == qk + pv + 128 * 128 * 2 * 2 + 32 * 128 * 2 + 32 * 128 * 2
+    # P's 4,096 scalar stores take a wavefront per warp instruction (4 B an element)
+    assert xf.smem_wavefront_bytes == xf.smem_bytes - 32 * 128 * 2 + 32 * 128 * 4
+    fa = _one_key_block("fastattention", 128, 64).total()
+    assert fa.smem_bytes == 8 * 32 * 40 * 32 + 8 * 32 * 64 * 16 + 64 * 128 * 2 * 2
+    assert fa.smem_wavefront_bytes == fa.smem_bytes
+
+
+def test_flash_prologues_stay_on_a_lone_blocks_path():
+    """xformers waits out two main-loop prologues per key block (Q·Kᵀ's and P·V's first
+    slice, no V preload below sm_80): a block alone on its SM pays two loaded L2 round
+    trips per key block; with other blocks resident they fill the wait (a full group
+    of the Llama case is bound by its pipes and loads, not by the prologues)."""
+    import dataclasses
+
+    from hwsim.accelerators.volta.gpu import Gpu
+
+    gpu = Gpu(spec())
+    (k,) = [k for k in TARGET.kernels_of(*_attn_op(), spec(), _tiling("flash"))]
+    count, w = max(k.blocks, key=lambda cw: cw[1].tensor_flops)
+    iters = w.tensor_flops / (2 * 32 * 128 * (128 + 128))
+    assert iters == 32  # the last query tile of a 4K causal attention: every key block
+    still = dataclasses.replace(k, exposed_trips_per_flop=0.0)
+    l2_s = gpu.loaded_latency(k, 1)[1]
+    alone = gpu.group_time(k, w, 1)[0] - gpu.group_time(still, w, 1)[0]
+    assert alone == pytest.approx(2 * iters * l2_s, rel=1e-9)
+    three = w.scaled(3)
+    assert gpu.group_time(k, three, 3, w)[0] == gpu.group_time(still, three, 3, w)[0]
+
+
+def _attn_op():
+    wl = workload([ATTN])
+    g = build_graph(wl)
+    return g.ops[0], g
+
+
+def _tiling(strategy):
+    from hwsim.workload.schema import Tiling
+    return Tiling(attention=strategy)
 
 
 def test_standard_attention_materializes_scores():
@@ -254,13 +322,14 @@ def test_validation_cases_pass():
 
 
 # Published claims the model does not reproduce, reported to whoever owns the case file
-# (never tuned toward): FastAttention's 1.43x over xformers gives 0.98x (1.00x from
-# issue 11 until the main loop's structure replaced the fitted efficiency).
-# The L2 became a unit shared by the SMs: xformers' 32x128 tile is bound by its aggregate
-# bandwidth, behind which its bank conflicts hide (the old per-SM L2 share added the
-# fragment-load stalls on top of the L2 time); the mechanism is tested above
-# (test_default_flash_tile_streams_four_times_the_l2_bytes_of_fastattention).
-KNOWN_MISSES = {"FastAttention over xformers on Volta, Llama-7B attention at 4K (causal)"}
+# (never tuned toward). None at present: FastAttention's 1.43x over xformers, a known miss
+# at 0.98x until issue 13, gives 1.40x since the two kernels' structures are modelled
+# (xformers' split-K warps, P through shared memory, Q reloaded per key block, one slice
+# in flight; FastAttention's split-Q warps with P in registers; both software-pipelined,
+# their quad pairs' duplicate fragment loads counted): tested above
+# (test_attention_fragment_loads_counted_as_the_gemm_counts_them,
+# test_default_flash_tile_streams_four_times_the_l2_bytes_of_fastattention).
+KNOWN_MISSES: set[str] = set()
 
 
 def test_chrome_trace_labels_carry_occupancy_and_waves(tmp_path):
@@ -329,7 +398,7 @@ def test_block_shares_at_once_equal_one_by_one():
     rng = random.Random(3)
     for tensor, serial in ((True, False), (True, True), (False, False)):
         k = Kernel("k", "64x64", 128, 64, 16384, [(1, Work())], tensor=tensor,
-                   serial_operands=serial)
+                   serial_operands=serial, exposed_trips_per_flop=1e-6 * serial)
         works = []
         for _ in range(400):
             pick = rng.random
@@ -349,8 +418,9 @@ def test_block_shares_at_once_equal_one_by_one():
 def test_pipes_on_floats_equal_the_one_formula():
     """Gpu._pipes_of (the pipe terms on plain floats, the kernel's constants kept) gives
     the seconds and bound of Gpu._terms, the formula the numpy paths share, on random
-    works: tensor and CUDA-core kernels, serial operands, 1 to 4 resident blocks, zeros
-    (no loads, no DRAM, no L2) included; asked again, the kept constants give the same."""
+    works: tensor and CUDA-core kernels, serial operands, exposed prologues, 1 to 4
+    resident blocks, zeros (no loads, no DRAM, no L2) included; asked again, the kept
+    constants give the same."""
     import random
 
     from hwsim.accelerators.volta.gpu import _FLOATS, _fields, _pipes_bound
@@ -361,7 +431,8 @@ def test_pipes_on_floats_equal_the_one_formula():
                                   (False, False, "fp32"), (False, True, "int8")):
         k = Kernel("k", "64x64", 128 * rng.randint(1, 2), 64, 16384, [(333, Work())],
                    dtype=dtype, tensor=tensor, serial_operands=serial,
-                   inflight_bytes_per_thread=rng.choice([16.0, 64.0]))
+                   inflight_bytes_per_thread=rng.choice([16.0, 64.0]),
+                   exposed_trips_per_flop=0.0 if dtype == "fp32" else 1e-6)
         for _ in range(300):
             pick = rng.random
             w = Work(pick() * 1e7 * (rng.random() < .8), pick() * 1e5 * (rng.random() < .8),
@@ -828,3 +899,36 @@ def test_sms_are_grouped_as_the_plain_definition_groups_them():
             base, extra = divmod(count, 80)
             assert [sum(r * n for r, _, n, _, _ in runs) for runs in plan] == \
                 [base + (sm < extra) for sm in range(80)]
+
+
+def test_unequal_blocks_keep_the_lone_block_floor():
+    """A split-KV decode of one-warp tiles (16 packed query rows) is bound by a lone
+    block's pipes (one warp feeds an eighth of the tensor cores), more than its share of
+    a full SM. A grid of unequal blocks (a key more: 257 key blocks over the splits) runs
+    in the fluid schedule, which keeps that floor (its SM's average block alone) as a
+    uniform grid's groups do: a key more never runs faster (it did, 4 % faster, when the
+    full group's ratio cancelled the floor)."""
+    from hwsim.accelerators.volta.gpu import Gpu, plan_groups
+
+    op = {"kind": "attention", "heads": 32, "kv_heads": 2, "head_dim": 64, "q_len": 1,
+          "causal": False}
+    def run(kv):
+        wl = workload([dict(op, kv_len=kv)])
+        return hwsim.simulate(wl, "volta-v100-pcie").totals["latency_s"]
+
+    assert run(16385) >= run(16384)
+    s = resolve("volta-v100-pcie").spec
+    gpu = Gpu(s)
+    for kv in (16384, 16385):
+        wl = workload([dict(op, kv_len=kv)])
+        g = build_graph(wl)
+        k = TARGET.kernels_of(g.ops[0], g, s, wl.tiling)[0]
+        occ = gpu.occupancy(k.threads, k.regs, k.smem).blocks_per_sm
+        for runs in plan_groups(gpu, k, occ):
+            # the SM's average block alone (the floor its schedule keeps)
+            total, blocks = Work(), 0
+            for r, w, n, _, _ in runs:
+                total.add(w.scaled(r))
+                blocks += r * n
+            alone = gpu.group_time(k, total.scaled(1.0 / blocks), 1)[0]
+            assert sum(r * t for r, _, _, t, _ in runs) >= alone * (1 - 1e-9)

@@ -461,6 +461,18 @@ class _Costs:
         return runs_in + c.cycles(cyc)
 
 
+def _costs_of(chip: Chip, d: int, dv: int, dtype: str, blk: Blocks, rv: int) -> _Costs:
+    """The op's :class:`_Costs`, kept on the chip per equal fields: its stage times are
+    pure functions of their arguments, so a model's layers (whose blocks differ in the
+    last widths only) share the ones they have in common."""
+    kept = chip.__dict__.setdefault("_attention_costs", {})
+    key = (d, dv, dtype, blk, rv)
+    got = kept.get(key)
+    if got is None or len(got.memo) > 50_000:  # (bounded: a stage's key holds its widths)
+        got = kept[key] = _Costs(chip, d, dv, dtype, blk, rv)
+    return got
+
+
 def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, ...],
            two_level: bool, warm: bool = False, finish: bool = True,
            vtail: tuple[int, int] | None = None) -> tuple[float, float, float]:
@@ -876,8 +888,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     by = nbytes(att.dtype)
     plan = _plan(chip, att, tiling, two_level)
     blk = plan.blocks
-    costs = _Costs(chip, att.head_dim, att.v_head_dim, att.dtype, blk,
-                   cdiv(blk.bq, chip.vec_per_cube))
+    costs = _costs_of(chip, att.head_dim, att.v_head_dim, att.dtype, blk,
+                      cdiv(blk.bq, chip.vec_per_cube))
     name = op.name or "attention"
     start = bld.launch(label=f"launch {name}")
     heads = att.batch * att.kv_heads

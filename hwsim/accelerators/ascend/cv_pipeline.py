@@ -80,6 +80,7 @@ from dataclasses import dataclass, field
 from hwsim.engine import Accumulator
 
 from .chip import HBM_UNIT, Builder, clean_deps
+from .pipeline import store_split
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
@@ -572,6 +573,11 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
             return rec.replay(acc, units)
     log: list | None = [] if key is not None else None  # (unit or dict, key, value)
     steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
+    if key is None and LEAN_WALK:
+        got = _walk_lean(acc, chip, steps, inner_flags, teams, units, preload, sync_s,
+                         store_bw, store_hbm_fraction, start0, k1)
+        if got is not None:
+            return got
     first = len(finish)
     entries: list = [None] * len(units)
 
@@ -723,15 +729,9 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
     hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, l2_write_bw)
 
     def store(nb: float, updates) -> None:
-        hbm = float(nb) * frac
-        l2b = float(nb) - hbm
-        hbm_s = hbm / hbm_rate
-        l2_s = l2b / l2_rate
+        hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
         written = (("l2_write", int(round(l2b))),) if l2b > 0 else ()
         moved = (("ub_byte", nb), ("l2_byte", nb), ("hbm_byte", hbm))
-        memory = hbm_s >= l2_s and hbm_s > 0
-        d = hbm_s + l2_s
-        d = d if d > 0.0 else 0.0
         bound = "memory" if memory else "onchip"
         dram = (("dram_write", int(round(hbm))),)
         d_hbm = hbm / hbm_bw
@@ -758,6 +758,316 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
         base = off + first
         memo[key] = _Record(runs, log, finish[first:], tuple(j - base for j in out))
     return out
+
+
+LEAN_WALK = True  # False: every analytical walk task by task (_walk_summary; the tests' reference)
+
+
+def _walk_lean(acc: Accumulator, chip, steps: list[Block], inner_flags: list[float],
+               teams: list[list[int]], units: list[str], preload: int, sync_s: float,
+               store_bw: float, store_hbm_fraction: float, start0: float, k1: int
+               ) -> tuple[int, ...] | None:
+    """:func:`_walk_summary`'s walk with its sums kept in locals and added to the
+    accumulator once, at the end: the same tasks, finishes and returned tasks, every
+    sum (a unit's busy time and its time per bound, a byte or action count) the same
+    sequence of terms from the same start, so the same floats (a test holds the two
+    equal on random walks).
+
+    Where that would not hold it returns None, having changed nothing, and the caller
+    walks task by task: more than one vector team (the ungrouped reference build),
+    two of the walk's units one lane (a 910A core's flags), the ``hbm`` unit not yet
+    in the accumulator, or a byte or action key the accumulator lacks (a key's place
+    in its dict is where the walk first adds to it; the op's first walk puts them
+    there). A unit of the core met for the first time enters the busy dict in the
+    order the walk first meets it, the same for every walk: the MTE2, the cube, the
+    FixPipe, the cube's flag, the AIVs' vector lane, their flag, their MTE3s."""
+    if len(teams) != 1 or len(set(units)) != len(units):
+        return None
+    busy, actions, nbytes = acc.busy, acc.actions, acc.nbytes
+    e_hbm = busy.get(HBM_UNIT)
+    if e_hbm is None:
+        return None
+    n = len(steps)
+    tn = len(teams[0])
+    any_store = False
+    keys = {"hbm_byte", "l2_byte", "l1_byte"}
+    for st in steps:
+        if st.actions:
+            keys.update(st.actions)
+        if st.store_bytes:
+            any_store = True
+    if any_store:
+        keys.add("ub_byte")
+    la = {}
+    for key in keys:
+        v = actions.get(key)
+        if v is None:
+            return None
+        la[key] = v
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+    hbm_serial = k1 > 1
+    one = k1 == 1
+    sync = sync_s if sync_s > 0.0 else 0.0
+
+    def entry(i: int) -> tuple[float, dict]:
+        e = busy.get(units[i])
+        return (e[0], e[1]) if e is not None else (0.0, {})
+
+    # the units' sums from where they stand: total and per bound
+    m2_t, m2_by = entry(0)
+    m2_mem, m2_onc = m2_by.get("memory", 0.0), m2_by.get("onchip", 0.0)
+    m2_first = None  # the MTE2's bound first used (its key's place, if new)
+    m2_used_mem = m2_used_onc = False
+    cu_t, by = entry(1)
+    cu_b = by.get("compute", 0.0)
+    fx_t, by = entry(2)
+    fx_b = by.get("onchip", 0.0)
+    cf_t, by = entry(3)
+    cf_b = by.get("latency", 0.0)
+    hb_t, hb_b = e_hbm[0], e_hbm[1].get("memory", 0.0)
+    hb_used = False
+    vc_t, by = entry(5)
+    vc_b = by.get("compute", 0.0)
+    vf_t, by = entry(6)
+    vf_b = by.get("latency", 0.0)
+    m3 = []  # per AIV of the team: [total, memory, onchip]
+    for j in range(tn):
+        t, by = entry(7 + j)
+        m3.append([t, by.get("memory", 0.0), by.get("onchip", 0.0)])
+    m3_first = None
+    m3_used_mem = m3_used_onc = False
+    nb_l2r = nb_dr = nb_mdr = nb_l2w = nb_dw = 0  # whole bytes: any order, times k1 at the end
+    used_l2r = used_dr = used_mdr = used_l2w = used_dw = False
+
+    # the AIVs' stores (Builder.store's numbers, as _walk_summary makes them)
+    n_vecs = tn
+    frac = min(1.0, max(0.0, store_hbm_fraction))
+    unit_bw = store_bw / n_vecs
+    hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
+
+    base = acc.count
+    fl: list[float] = []
+    ap = fl.append
+    load_f = [0.0] * n
+    loadv_f = [0.0] * n
+    qk_f = [0.0] * n
+    pv_f = [0.0] * n
+    sm_f = [0.0] * n  # the team's softmax finish per step
+    last_cube_f = None
+    last_vec = None
+    last_vec_i = -1
+    ends: list[int] = []
+    order = [(False, s) for s in range(min(n, preload))]  # program_order: (PV side?, step)
+    for s in range(n):
+        if s + preload < n:
+            order.append((False, s + preload))
+        order.append((True, s))
+    for pv_side, s in order:
+        st = steps[s]
+        lh, ll, slow, mask, pad_hbm, pad_l2 = split_load(st, 1 if pv_side else 0)
+        if not pv_side or lh or ll or slow or pad_hbm or pad_l2:
+            # the K (V) load: the MTE2's task, and with the K load the hbm unit's
+            start = start0
+            if s >= KV_BUFFERS:
+                fr = (pv_f if pv_side else qk_f)[s - KV_BUFFERS]
+                if fr > start:
+                    start = fr
+            hbm_bytes = lh if lh > 0.0 else 0.0
+            hbm_s = (hbm_bytes + (pad_hbm + slow)) / hbm_stream_bw
+            l2_s = (ll + pad_l2) / l2_read_bw
+            l2_bytes = (ll if ll > 0.0 else 0.0) + slow
+            if l2_bytes > 0:
+                nb_l2r += int(round(l2_bytes))
+                used_l2r = True
+            d = hbm_s + l2_s
+            d = d if d > 0.0 else 0.0
+            moved = hbm_bytes + l2_bytes
+            if one:
+                la["hbm_byte"] += hbm_bytes
+                la["l2_byte"] += moved
+                la["l1_byte"] += moved
+            else:
+                la["hbm_byte"] += hbm_bytes * k1
+                la["l2_byte"] += moved * k1
+                la["l1_byte"] += moved * k1
+            f = start + d
+            ap(f)
+            m2_t += d
+            if hbm_s >= l2_s and hbm_s > 0:
+                m2_mem += d
+                m2_used_mem = True
+                if m2_first is None:
+                    m2_first = "memory"
+            else:
+                m2_onc += d
+                m2_used_onc = True
+                if m2_first is None:
+                    m2_first = "onchip"
+            miss = st.load_hbm if st.load_hbm > 0.0 else 0.0
+            if pv_side or miss <= 0:
+                (loadv_f if pv_side else load_f)[s] = f
+            else:
+                nb_dr += int(round(miss))
+                used_dr = True
+                if mask:
+                    nb_mdr += int(round(mask))
+                    used_mdr = True
+                d = miss / hbm_bw
+                f2 = start + d
+                ap(f2)
+                sec = d * k1 if hbm_serial else d
+                hb_t += sec
+                hb_b += sec
+                hb_used = True
+                load_f[s] = f if f > f2 else f2
+        if pv_side:  # PV after the flags of the softmax
+            lf = loadv_f[s]
+            start = lf if lf > 0.0 else 0.0
+            tf = sm_f[s]
+            ff = (tf if tf > 0.0 else 0.0) + sync
+            ap(ff)
+            vf_t += sync
+            vf_b += sync
+            if ff > start:
+                start = ff
+            if last_cube_f is not None and last_cube_f > start:
+                start = last_cube_f
+            d = st.pv_s + inner_flags[s]
+            fix_d, vec_d = st.fix_o_s, st.update_s + st.final_s
+        else:  # QK after its K load, the cube's last task and the slot's softmax
+            lf = load_f[s]
+            start = lf if lf > 0.0 else 0.0
+            if last_cube_f is not None and last_cube_f > start:
+                start = last_cube_f
+            if s - preload - 1 >= 0:
+                f = sm_f[s - preload - 1]
+                if f > start:
+                    start = f
+            if st.actions:
+                if one:
+                    for name, v in st.actions.items():
+                        la[name] += v
+                else:
+                    for name, v in st.actions.items():
+                        la[name] += v * k1
+            d = st.qk_s
+            fix_d, vec_d = st.fix_s_s, st.softmax_s + inner_flags[s]
+        d = d if d > 0.0 else 0.0
+        f = start + d
+        ap(f)
+        cu_t += d
+        cu_b += d
+        last_cube_f = f
+        (pv_f if pv_side else qk_f)[s] = f
+        # to_vectors: FixPipe out, the flag, the team's vector work
+        fix_d = fix_d if fix_d > 0.0 else 0.0
+        f = (f if f > 0.0 else 0.0) + fix_d
+        ap(f)
+        fx_t += fix_d
+        fx_b += fix_d
+        f = (f if f > 0.0 else 0.0) + sync
+        ap(f)
+        cf_t += sync
+        cf_b += sync
+        vec_d = vec_d if vec_d > 0.0 else 0.0
+        start = f if f > 0.0 else 0.0
+        if last_vec is not None and last_vec > start:
+            start = last_vec
+        tf = start + vec_d
+        ap(tf)
+        vc_t += vec_d
+        vc_b += vec_d
+        last_vec = tf
+        last_vec_i = base + len(fl) - 1
+        if not pv_side:
+            sm_f[s] = tf
+            continue
+        if not st.store_bytes:
+            continue
+        # each AIV stores its rows (Builder.store)
+        nb = st.store_bytes / n_vecs
+        hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
+        d_hbm = hbm / hbm_bw
+        d_hbm = d_hbm if d_hbm > 0.0 else 0.0
+        s_hbm = d_hbm * k1 if hbm_serial else d_hbm
+        start = tf if tf > 0.0 else 0.0
+        fin = start + d
+        fin_hbm = start + d_hbm
+        if memory:
+            m3_used_mem = True
+            if m3_first is None:
+                m3_first = "memory"
+        else:
+            m3_used_onc = True
+            if m3_first is None:
+                m3_first = "onchip"
+        a_ub, a_hbm = (nb, hbm) if one else (nb * k1, hbm * k1)
+        for acc3 in m3:
+            if l2b > 0:
+                nb_l2w += int(round(l2b))
+                used_l2w = True
+            la["ub_byte"] += a_ub
+            la["l2_byte"] += a_ub
+            la["hbm_byte"] += a_hbm
+            ap(fin)
+            ends.append(base + len(fl) - 1)
+            acc3[0] += d
+            if memory:
+                acc3[1] += d
+            else:
+                acc3[2] += d
+            if hbm <= 0:
+                continue
+            nb_dw += int(round(hbm))
+            used_dw = True
+            ap(fin_hbm)
+            ends.append(base + len(fl) - 1)
+            hb_t += s_hbm
+            hb_b += s_hbm
+            hb_used = True
+    # ---- the sums into the accumulator (nothing changed before this point)
+    new_bytes = [(k, v) for k, v, u in (
+        ("l2_read", nb_l2r, used_l2r), ("dram_read", nb_dr, used_dr),
+        ("mask_dram_read", nb_mdr, used_mdr), ("l2_write", nb_l2w, used_l2w),
+        ("dram_write", nb_dw, used_dw)) if u]
+    for k, _ in new_bytes:
+        if k not in nbytes:
+            return None
+    for k, v in new_bytes:
+        nbytes[k] += v if one else v * k1
+    actions.update(la)
+
+    def commit(i: int, total: float, bounds) -> None:
+        e = busy.get(units[i])
+        if e is None:
+            e = busy[units[i]] = [0.0, {}]
+        e[0] = total
+        by = e[1]
+        for b, v in bounds:
+            by[b] = v
+
+    def two(first, used_mem, used_onc, mem, onc):  # a unit's bounds in first-use order
+        pair = [("memory", mem)] if used_mem else []
+        if used_onc:
+            pair.insert(0 if first == "onchip" else len(pair), ("onchip", onc))
+        return pair
+
+    commit(0, m2_t, two(m2_first, m2_used_mem, m2_used_onc, m2_mem, m2_onc))
+    commit(1, cu_t, (("compute", cu_b),))
+    commit(2, fx_t, (("onchip", fx_b),))
+    commit(3, cf_t, (("latency", cf_b),))
+    commit(5, vc_t, (("compute", vc_b),))
+    commit(6, vf_t, (("latency", vf_b),))
+    if hb_used:
+        e_hbm[0] = hb_t
+        e_hbm[1]["memory"] = hb_b
+    if any_store:
+        bounds = two(m3_first, m3_used_mem, m3_used_onc, 0.0, 0.0)
+        for j, (t, mem, onc) in enumerate(m3):
+            commit(7 + j, t, [(b, mem if b == "memory" else onc) for b, _ in bounds])
+    acc.finish.extend(fl)
+    acc.count = base + len(fl)
+    return (*ends, last_vec_i)
 
 
 def after_of(finish: list[float], idxs) -> float:

@@ -18,14 +18,15 @@ lower bound on what they report for the same peak numbers, op by op.
 No host by default: the roofline is a bound of the device alone, whatever the
 workload's ``runtime`` (the host's launch call, 3.8 us on a V100, is not in it). A
 spec that names a ``host`` (``--set target.host=cuda``, ``cann`` or ``cpu``) puts
-the ops behind that host's lane (:mod:`hwsim.runtime`) as on the detailed targets;
-each op still pays its whole ``kernel_launch_s`` (it is one task: no queued launch
-hides behind the op before). So not a bound over a chain of tiny kernels the V100
-target runs queued: there an op after the first pays ``kernel_gap_s`` (0.5 us), here
-2.9 us (20 GEMMs of 16^3 in a captured graph: 29.5 us on ``volta-v100-sxm2``, 58.0 us
-here). Over a model it is: BERT-base at 128 tokens runs in 0.78 ms on
-``roofline-v100`` and 0.84 ms on ``volta-v100-sxm2`` (before the launch was split
-between host and device, 0.96 ms against 0.85).
+the ops behind that host's lane (:mod:`hwsim.runtime`) as on the detailed targets.
+An op's launch is then a task of its own before its work (lane ``stream``), so an op
+the host enqueued while the one before it ran takes its launch in behind that op, all
+but ``kernel_gap_s`` (0.5 us on ``roofline-v100``, as the V100's), as the V100 and
+Ascend targets do: the bound stays below them on a chain of tiny kernels (20 GEMMs of
+16^3 in a captured graph: 29.5 us on ``volta-v100-sxm2``, 16.2 us here; when each op
+was one task paying its whole launch, 58.0 us, above the V100). Over a model: BERT-base
+at 128 tokens runs in 0.78 ms on ``roofline-v100`` and 0.84 ms on ``volta-v100-sxm2``
+(before the launch was split between host and device, 0.96 ms against 0.85).
 """
 
 from .target import TARGET, RooflineSpec, RooflineTarget

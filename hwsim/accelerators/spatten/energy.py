@@ -29,6 +29,15 @@ HBM2 per bit: O'Connor et al., "Fine-Grained DRAM", MICRO 2017, S):
   for a 1 KB HBM2 row, O'Connor et al., S), counted by :mod:`hwsim.dram` from
   how the fetched bytes lie in the rows, so a scattered fetch pays for the rows
   it opens and a stream one activation per row.
+- ``dram_refresh_bank``: one bank refreshed (an all-bank ``REFab`` refreshes its
+  pseudo-channel's banks, a ``REFsb`` one), ``dram_refresh_bank_pj``. The HBM2
+  refreshes every bank once per ``tREFI`` whether it is busy or not, so each op
+  counts ``channels x pseudo-channels x banks x its time / tREFI`` of them (its
+  time: the longest chain of its tasks or its busiest unit, what its tasks take
+  alone). The preset prices them at 0: no primary source gives HBM2's refresh
+  energy (JESD235 defines the IDD5 test but leaves its value to vendors, whose HBM2
+  datasheets are not public; DRAMSys' HBM2 memspec sets ``idd5b`` to 0; Ramulator
+  2's HBM2 has no power model), so the count is there for a user who has one.
 
 Logic scales from 45 to 40 nm with C·V² (``logic_scale``; capacitance with the
 feature size, 40/45 = 0.89, at the same supply); SRAM and wires scale worse
@@ -89,13 +98,14 @@ def prices_pj(spec: SpattenSpec) -> dict[str, float]:
         "xbar_byte": spec.crossbar_pj_per_byte,
         "hbm_byte": spec.dram_pj_per_byte,
         "dram_act": spec.dram_act_pj,
+        "dram_refresh_bank": spec.dram_refresh_bank_pj,
     }
 
 
 COMPONENT = {"mac": "compute", "softmax_elem": "compute", "vector_op": "compute",
              "topk_compare": "compute", "sram_kv_byte": "onchip", "sram_act_byte": "onchip",
              "sram_fifo_byte": "onchip", "xbar_byte": "interconnect", "hbm_byte": "dram",
-             "dram_act": "dram"}
+             "dram_act": "dram", "dram_refresh_bank": "dram"}
 SOURCE = {
     "mac": "12-bit multiply (square law through Horowitz int8/int32) + 24-bit add, x logic_scale",
     "softmax_elem": "4 fp32 mul + 2 fp32 add (Horowitz), x logic_scale",
@@ -107,6 +117,8 @@ SOURCE = {
     "xbar_byte": "preset crossbar_pj_per_byte",
     "hbm_byte": "preset dram_pj_per_byte (HBM2 on-die movement + I/O, O'Connor et al.)",
     "dram_act": "preset dram_act_pj per row activation (HBM2 1 KB row, O'Connor et al.)",
+    "dram_refresh_bank": "preset dram_refresh_bank_pj per bank refreshed (unpriced: no "
+                         "primary source)",
 }
 
 

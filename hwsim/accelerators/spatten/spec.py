@@ -23,7 +23,7 @@ from hwsim.errors import InputError
 from hwsim.spec import spec_field
 
 TOPK_MODES = ("expected", "seeded")
-DRAM_REFRESH = ("all-bank", "none")
+DRAM_REFRESH = ("all-bank", "per-bank", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,11 +90,17 @@ class SpattenSpec:
     dram_trtp_s: float = spec_field(3e-9, help="read to precharge (tRTP)", minimum=0.0)
     dram_refresh: str = spec_field(
         "all-bank", help="all-bank: every pseudo-channel refreshes all its banks (REFab) "
-                         "every dram_trefi_s, blocked for dram_trfc_s; none: no refresh "
-                         "(what the RTL's Ramulator 2 flow does for HBM2, see the docs)",
+                         "every dram_trefi_s, blocked for dram_trfc_s; per-bank: one bank "
+                         "(REFsb) every dram_trefi_s / banks, blocked for dram_trfcsb_s while "
+                         "the controller serves the others; none: no refresh (what the "
+                         "RTL's Ramulator 2 flow does for HBM2, see the docs)",
         choices=DRAM_REFRESH)
     dram_trefi_s: float = spec_field(3.9e-6, help="refresh interval (tREFI)", minimum=0.0)
     dram_trfc_s: float = spec_field(350e-9, help="all-bank refresh time (tRFC)", minimum=0.0)
+    dram_trfcsb_s: float = spec_field(160e-9, help="per-bank refresh time (tRFC_SB)",
+                                      minimum=0.0)
+    dram_trrefd_s: float = spec_field(
+        8e-9, help="per-bank refresh to an activation of another bank (tRREFD)", minimum=0.0)
     dram_tcwl_s: float = spec_field(2e-9, help="write command to data (tCWL)", minimum=0.0)
     dram_twtrs_s: float = spec_field(3e-9, help="write to read, other bank group (tWTR_S)",
                                      minimum=0.0)
@@ -146,6 +152,10 @@ class SpattenSpec:
         help="HBM2 energy per byte moved: on-die data movement and I/O, activations apart")
     dram_act_pj: float = spec_field(909.0, help="HBM2 energy of one row activation and its "
                                                 "precharge", minimum=0.0)
+    dram_refresh_bank_pj: float = spec_field(
+        0.0, help="HBM2 energy of refreshing one bank (a REFab counts its pseudo-channel's "
+                  "banks, a REFsb one); 0: no primary source gives it (see the docs)",
+        minimum=0.0)
     static_power_w: float = spec_field(help="leakage and clock power whenever it runs")
     published_power_w: float = spec_field(0.0, help="published total power (reports only)")
 
@@ -158,6 +168,12 @@ class SpattenSpec:
                 f"a refresh with its drain and reopening (tRFC + tRP + tRTP + tRCD = "
                 f"{lost:g} s) must fit in dram_trefi_s ({self.dram_trefi_s:g} s)",
                 field="spec.dram_trfc_s")
+        lost_sb = self.dram_trfcsb_s + self.dram_trp_s + self.dram_trtp_s + self.dram_trcd_s
+        if self.dram_refresh == "per-bank" and lost_sb >= self.dram_trefi_s:
+            raise InputError(
+                f"a per-bank refresh with its drain and reopening (tRFC_SB + tRP + tRTP + "
+                f"tRCD = {lost_sb:g} s) must fit in dram_trefi_s ({self.dram_trefi_s:g} s)",
+                field="spec.dram_trfcsb_s")
 
     # ------------------------------------------------------------ derived
     @property
@@ -202,7 +218,8 @@ class SpattenSpec:
                           self.dram_tfaw_s, self.dram_tcl_s, self.dram_tccdl_s,
                           self.dram_trtp_s, self.dram_refresh, self.dram_trefi_s,
                           self.dram_trfc_s, self.dram_tcwl_s, self.dram_twtrs_s,
-                          self.dram_twtrl_s, self.dram_trtw_s)
+                          self.dram_twtrl_s, self.dram_trtw_s, self.dram_trfcsb_s,
+                          self.dram_trrefd_s)
 
     @property
     def key_buffer_bytes(self) -> int:

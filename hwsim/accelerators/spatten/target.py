@@ -205,6 +205,11 @@ class SpattenTarget(Target):
         out["dram_row_hits"] = stats.get("dram_row_hits", 0.0)
         bursts = stats.get("dram_transactions", 0.0)
         out["dram_row_hit_rate"] = out["dram_row_hits"] / bursts if bursts else 0.0
+        # the HBM refreshes every bank once per tREFI while the run lasts, busy or not
+        out["dram_bank_refreshes"] = (
+            0.0 if spec.dram_refresh == "none" or spec.dram_trefi_s <= 0
+            else t["latency_s"] * spec.dram_channels * spec.dram_pseudo_channels
+            * spec.dram_bank_groups * spec.dram_banks_per_group / spec.dram_trefi_s)
         out["attention_latency_s"] = att_lat
         out["attention_energy_j"] = att_energy
         out["attention_dram_bytes"] = att_dram

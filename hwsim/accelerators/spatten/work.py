@@ -164,9 +164,24 @@ class Work:
 
     # ------------------------------------------------------------ scheduling
     def tasks(self) -> list[Task]:
-        if self.spec.request_overlap:
-            return self._overlapped()
-        return self._lone()
+        tasks = self._overlapped() if self.spec.request_overlap else self._lone()
+        return self._refreshed(tasks)
+
+    def _refreshed(self, tasks: list[Task]) -> list[Task]:
+        """``tasks`` with the HBM's refreshes while they run (action
+        ``dram_refresh_bank``, on the first task): every bank of every pseudo-channel
+        once per ``tREFI``, busy or not, over the op's time alone (:func:`span_s`)."""
+        s = self.spec
+        if s.dram_refresh == "none" or s.dram_trefi_s <= 0 or not tasks:
+            return tasks
+        banks = s.dram_channels * s.dram_pseudo_channels * s.dram_bank_groups \
+            * s.dram_banks_per_group
+        n = span_s(tasks) * banks / s.dram_trefi_s
+        if n <= 0:
+            return tasks
+        first = tasks[0]
+        tasks[0] = first._replace(actions={**first.actions, "dram_refresh_bank": n})
+        return tasks
 
     def channel_split(self, nbytes: int, offset: int) -> list[tuple[int, int]]:
         """(channel, transactions) of a stream starting at channel ``offset``."""
@@ -286,6 +301,17 @@ def dram_cost(spec: SpattenSpec, pattern: Gather, write: bool = False) -> DramCo
             costs.clear()
         cost = costs[key] = gather_cost(spec.dram_geometry, spec.dram_timing, pattern, write)
     return cost
+
+
+def span_s(tasks: list[Task]) -> float:
+    """An op's time with its units to itself: the longer of its longest dependency
+    chain and its busiest unit's work (the engine's schedule is never shorter)."""
+    finish: list[float] = []
+    busy: dict[str, float] = {}
+    for t in tasks:
+        finish.append(max((finish[d] for d in t.deps), default=0.0) + t.duration_s)
+        busy[t.unit] = busy.get(t.unit, 0.0) + t.duration_s
+    return max(max(finish, default=0.0), max(busy.values(), default=0.0))
 
 
 def _bound(unit: str) -> str:

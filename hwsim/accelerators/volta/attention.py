@@ -13,20 +13,29 @@
     ``12 / warps`` blocks per SM (its launch bounds). Default tiles: 64x64 for
     head_dim <= 64, else 32x128, the output kept in registers up to head_dim 128
     and beyond that accumulated through an fp32 buffer in global memory (its
-    ``_gmem`` variant). Operands go through shared
-    memory with plain loads (Volta has no ``ldmatrix``) in a row-major layout
-    padded by 8 halves: the m8n8k4 quad pairs then load with 2-way bank
-    conflicts (:mod:`.smem`; ``flash_smem_layout`` in the preset).
+    ``_gmem`` variant). Its warps split the *key* block (CUTLASS's 32x32 warp
+    tile): the row statistics meet in shared memory, and P is stored there one
+    element per instruction and read back by every warp as the A operand of
+    P·V. Each key block runs two CUTLASS two-stage main loops whose prologue
+    (the first 32-wide slice loaded, stored, a barrier) the block waits out, and
+    Q is loaded again for every key block. Operands sit in CUTLASS's Volta
+    layouts (``VoltaTensorOpMultiplicandCrosswise``: conflict-free, ``permuted``
+    in :mod:`.smem`; ``flash_smem_layout`` in the preset).
 ``fastattention``
-    FastAttention's Volta kernel: the same flow with the operand layout
-    redesigned for m8n8k4 (conflict-free loads), the output kept in registers,
-    and for head_dim > 64 a larger query tile (128x64, 8 warps), so K and V are
-    re-read from L2 a quarter as often per query (tile sizes: M).
+    FastAttention's Volta kernel, FlashAttention-2's flow on m8n8k4: its warps
+    split the *query* rows, so a warp's scores stay in its registers and are
+    reused there as P·V's A operand (only V's fragments come from shared
+    memory), Q is loaded once per block, the next key block is loaded while this
+    one computes, the operand layout is conflict-free, and for head_dim > 64 the
+    query tile is larger (128x64, 8 warps), so K and V are re-read from L2 a
+    quarter as often per query (tile sizes: M).
 
-On sm_70 the m8n8k4 fragments are loaded right before the MMAs that use them,
-so a warp's own shared-memory loads and MMAs serialize and only the other
-resident warps hide them (``serial_operands``): the bank conflicts of ``flash``
-cost time whenever shared memory is not already hidden.
+Both load each fragment for the next k step while the MMAs of this one run
+(CUTLASS's ``warp_frag_A[2]`` in its main loops, FlashAttention-2's
+``flash::gemm``), so a warp's shared-memory loads overlap its own MMAs. Every
+m8n8k4 quad pair loads its own copy of the rows it shares with another, so a
+warp's fragment loads are twice the operand bytes it uses (the GEMM counts
+them so too: :func:`.mainloop.fragment_bytes_per_thread`).
 
 **Grouped-query attention.** The fused kernels pack a KV head's query group
 into the query tile, position-major (row ``r`` is query ``r // group`` of head
@@ -85,6 +94,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 from hwsim.ir import AttentionShape
 
@@ -93,6 +103,7 @@ from .gemm import Gemm
 from .gemm import kernels as gemm_kernels
 from .gpu import Gpu, Kernel, Work, _fields, cdiv, estimate, estimate_busiest, queued_start_s
 from .gpu import arrays as gpu_arrays
+from .mainloop import WARP, fragment_bytes_per_thread
 from .memops import _stream
 from .smem import conflict_factor
 
@@ -102,6 +113,9 @@ SELECT_PASSES = 2  # radix select of fp16 scores: two 8-bit digits
 SELECT_OPS_PER_SCORE = 4  # order-preserving key, shift, mask, compare with the prefix
 HIST_SMEM_BYTES_PER_SCORE = 8  # one shared-memory atomic add: a 4-byte read and write
 INDEX_BYTES = 4  # int32 key index
+# a warp's scalar 2-byte stores of its scores (xformers' Volta accumToSmem) take one
+# 128-B wavefront per instruction of 32 lanes: 4 B of wavefront per element stored
+P_STORE_WAVEFRONT_BYTES = 128 / 32
 MAX_CLASSES = 50_000  # block classes listed one by one (launch order); beyond, per tile
 
 
@@ -489,15 +503,43 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
     # ---- per key block of one tile
     passes = 1 + (SELECT_PASSES if mode == "recompute" else 0)  # Q·Kᵀ per selection pass
     pv_dense = mode == "dense"
-    wm = min(bq, 32)
-    wn = max(1, (bq * dv) // (warps * wm))
+    if strategy == "flash":
+        # xformers splits the key block over its warps (CUTLASS's 32x32 warp tile on
+        # sm_70, kernel_forward.h): the warps of a row block share its rows, so each
+        # loads the Q rows for its keys and, for P·V, all of P from shared memory, where
+        # the scores were stored one element per instruction (B2bGemm's Volta
+        # accumToSmem, mma_from_smem.h): a warp's 2-byte stores fill a wavefront each
+        wm = min(bq, 32)
+        qk_tile, pv_tile = (32, 32), (wm, max(1, (bq * dv) // (warps * wm)))
+        p_store_wavefront_bytes = bq * bkv * P_STORE_WAVEFRONT_BYTES
+    else:
+        # FastAttention extends FlashAttention-2, which splits the query rows over the
+        # warps (Dao, arXiv 2307.08691, section 3.3): a warp holds its rows' scores over
+        # the whole key block, and P stays in its registers as the A operand of P·V
+        # (gemm_rs in flash-attention's csrc/flash_attn/src/utils.h; FastAttention's
+        # register reuse): only V's fragments come from shared memory
+        rows = max(8, bq // warps)
+        qk_tile, pv_tile = (rows, bkv), (rows, dv)
+        p_store_wavefront_bytes = 0.0
+    p_in_smem = strategy == "flash"
     f_qk = conflict_factor(layout, d)
     f_pv = conflict_factor(layout, max(bkv, dv))
-    loads_qk = warps * (32 + 32) * e * d * passes
+    loads_qk = _fragment_loads(warps, *qk_tile, d, e, s.tensor) * passes
     stores_k = bkv * d * e * passes
-    loads_pv = warps * (wm + wn) * e * bkv if pv_dense else 0.0
-    stores_pv = (bkv * dv + bq * bkv) * e if pv_dense else 0.0
+    loads_pv = (_fragment_loads(warps, *pv_tile, bkv, e, s.tensor, a_in_regs=not p_in_smem)
+                if pv_dense else 0.0)
+    stores_v = bkv * dv * e if pv_dense else 0.0
+    stores_p = bq * bkv * e if pv_dense and p_in_smem else 0.0
+    if not pv_dense:
+        p_store_wavefront_bytes = 0.0
     hist = HIST_SMEM_BYTES_PER_SCORE * bq * bkv * SELECT_PASSES if mode == "recompute" else 0.0
+    # xformers (kernel_forward.h) builds Q·Kᵀ's operand iterators inside its key loop:
+    # every key block (and selection pass) loads the Q tile from global memory into
+    # shared memory again. The K and V blocks streamed meanwhile (64 KiB a key block at
+    # head_dim 128) overflow the L1 that shared memory leaves, so the reload crosses L2.
+    # FlashAttention-2, which FastAttention extends, loads Q once per block
+    # (flash_fwd_kernel.h, before its key loop): counted once per tile below
+    q_reload = bq * d * passes if strategy == "flash" else 0
     unpack = UNPACK_OPS_PER_ELEMENT * bkv * ((d * passes if s.ek < e else 0)
                                              + (dv if s.ev < e and pv_dense else 0))
     per_iter = Work(
@@ -506,10 +548,11 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                     + (SELECT_OPS_PER_SCORE * bq * bkv * SELECT_PASSES
                        if mode == "recompute" else 0) + unpack),
         sfu_ops=float(bq * bkv),
-        smem_bytes=loads_qk + loads_pv + stores_k + stores_pv + hist,
-        smem_wavefront_bytes=loads_qk * f_qk + loads_pv * f_pv + stores_k + stores_pv + hist,
+        smem_bytes=loads_qk + loads_pv + stores_k + stores_v + stores_p + hist + q_reload * e,
+        smem_wavefront_bytes=(loads_qk * f_qk + loads_pv * f_pv + stores_k + stores_v
+                              + p_store_wavefront_bytes + hist + q_reload * e),
         l2_bytes=bkv * d * s.ek * passes + (bkv * dv * s.ev if pv_dense else 0)
-        + (2 * bq * dv * 4 if gmem_acc else 0))
+        + (2 * bq * dv * 4 if gmem_acc else 0) + q_reload * s.eq)
     # ---- HBM: K and V per unit, by waves; Q and O per tile
     wave = spec.sms * occ
     chunk, once = _kv_chunk(s, t, spec, wave, split)
@@ -562,18 +605,34 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
         for w in works:
             w.hbm_read += extra
     label = "fastattention" if strategy == "fastattention" else "xformers-fmha"
+    matrix_flops = per_iter.tensor_flops if s.tensor else per_iter.cuda_flops
+    if strategy == "flash":
+        # xformers' key loop on sm_70 runs one CUTLASS two-stage main loop per product
+        # (Q·Kᵀ per selection pass, then P·V): each starts with a prologue that loads
+        # its first 32-wide slice from global memory, stores it to shared memory and
+        # waits at a barrier before the first MMA (custom_mma_pipelined.h); V is
+        # preloaded during the softmax only from sm_80 on (kPreloadV, kernel_forward.h).
+        # In flight meanwhile: one slice of the two-stage loop (ThreadK = 32 on sm_70,
+        # gemm_kernel_utils.h), not the next key block
+        trips = passes + (1 if pv_dense else 0)
+        inflight = max((bq + bkv) * 32 * e, 32 * dv * e if pv_dense else 0) / geo["threads"]
+    else:
+        # FastAttention loads the next key block while this one computes (no prologue
+        # left on the path)
+        trips = 0
+        inflight = bkv * d * s.ek / geo["threads"]
     if mode == "buffered":
         label += " scores"
     k = Kernel(f"{name}:{label}", f"{bq}x{bkv}", geo["threads"], geo["regs"], geo["smem"],
                _classes(units, works, runs=runs if matrix is not None else None),
-               dtype=s.compute, tensor=s.tensor, serial_operands=True,
+               dtype=s.compute, tensor=s.tensor, serial_operands=False,
                detail=_detail(s, t, split, bq, mode),
                notes={"strategy": strategy, "layout": layout, "bank_conflicts_qk": f_qk,
                       "bank_conflicts_pv": f_pv, "split_kv": split, "mode": mode,
                       "heads_per_tile": s.group if not s.gathers else 1,
                       "kv_reads_per_head": round(k_rows / max(1, s.kv_len), 3)},
-               # in flight: the next key block, loaded while this one computes
-               inflight_bytes_per_thread=bkv * d * s.ek / geo["threads"])
+               inflight_bytes_per_thread=inflight,
+               exposed_trips_per_flop=trips / matrix_flops if matrix_flops else 0.0)
     if matrix is not None:  # the classes' rows, as Kernel.matrix would read them
         if len(k.blocks) == len(runs):
             k.__dict__["matrix"] = matrix
@@ -596,6 +655,23 @@ def _fused_kernels(gpu: Gpu, s: Shape, geo: dict, split: int, name: str, strateg
                          [(cb, cw)], dtype="fp32", tensor=False,
                          detail="partials in L2" if partials_in_l2 else ""))
     return ks
+
+
+def _fragment_loads(warps: int, wm: int, wn: int, k: int, e: float, tensor: bool,
+                    a_in_regs: bool = False) -> float:
+    """Bytes a block's warps load from shared memory for the operands of a product
+    over ``k`` on ``wm x wn`` warp tiles. On the tensor cores every quad pair holds
+    its own copy of the rows it shares with another (m8n8k4's fragments, PTX ISA), so
+    a warp loads twice the operand bytes it uses
+    (:func:`.mainloop.fragment_bytes_per_thread`, as the GEMM counts them), in the
+    64-bit loads whose wavefronts :mod:`.smem` counts; on the CUDA cores lanes that
+    read the same value share one broadcast, so the bytes used are the bytes loaded.
+    ``a_in_regs``: the A operand is already in registers (loads only B's)."""
+    ea = 0.0 if a_in_regs else e
+    if tensor:
+        tile = SimpleNamespace(tensor=True, wm=wm, wn=wn, tk=k)
+        return warps * WARP * fragment_bytes_per_thread(tile, ea, e)
+    return warps * (wm * ea + wn * e) * k
 
 
 def _tile_works(per_iter: Work, t: Tiles, split: int, unit_iters: float, blocks_per_unit: int,

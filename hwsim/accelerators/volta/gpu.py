@@ -230,6 +230,12 @@ class Kernel:
     # the matrix pipe's share of a GEMM main loop's issue slots (.mainloop); 1 for
     # kernels whose matrix work is not such a loop
     loop_efficiency: float = 1.0
+    # loaded L2 round trips a block waits out with nothing to issue, per FLOP of its
+    # matrix work (a main loop's prologue: its first slice loaded from global memory,
+    # stored and waited for at a barrier before the first MMA). Other resident blocks
+    # work meanwhile, so they cost a group nothing but stay on a block's own path: the
+    # floor of one block alone (Gpu.group_time) and a group of one (occupancy 1)
+    exposed_trips_per_flop: float = 0.0
 
     @cached_property
     def grid(self) -> int:
@@ -486,6 +492,9 @@ class Gpu:
         if serial:
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
             busy = busy + (1.0 - hidden) * min(compute_s, smem_s)
+        trips = kernel.exposed_trips_per_flop
+        if trips and n_blocks == 1:  # a block alone waits out its prologues' loads
+            busy = busy + trips * (tensor if matrix_rate is not None else cuda) * l2_s
         first_s = (self.dram_latency_s if hbm_r != 0 else
                    self.l2_latency_s if l2b != 0 else 0.0)
         misses = hbm_r
@@ -578,6 +587,13 @@ class Gpu:
             # hide the rest
             hidden = max(0.0, 1.0 - 4.0 / max(warps, 1))
             busy = busy + (1.0 - hidden) * xp.minimum(compute_s, smem_s)
+        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
+        trips = kernel.exposed_trips_per_flop
+        if trips and n_blocks == 1:
+            # a block alone waits out its main loops' prologues (Kernel.exposed_trips_
+            # per_flop): with other blocks resident they fill the wait, and the floor of
+            # one block alone (group_time) keeps the wait on the block's own path
+            busy = busy + trips * (tensor if kernel.tensor else cuda) * l2_s
         # the first operands arrive after one load latency
         first_s = xp.where(hbm_r != 0, self.dram_latency_s,
                            xp.where(l2b != 0, self.l2_latency_s, 0.0))
@@ -585,7 +601,6 @@ class Gpu:
         misses = hbm_r
         loads = xp.maximum(l2b - hbm_w, misses)
         hits = loads - misses
-        l1_s, l2_s, dram_s = self.loaded_latency(kernel, n_blocks)
         inflight = self.inflight_bytes(kernel, n_blocks)
         dram_part = misses * dram_s
         chip_part = hits * l2_s + l1b * l1_s
@@ -1404,18 +1419,25 @@ def _ratios(gpu: Gpu, k: Kernel, avgs: list, per: int) -> list[dict[int, float]]
             distinct.append(key)
     if len(distinct[0]) == len(WORK_FIELDS):
         distinct = [tuple([row[c] for c in TERM_COLUMNS]) for row in distinct]
+    # over a full group's pipes without the lone block's floor: the blocks' shares
+    # (Gpu.block_share, what _shared_sm_time is given) are without it too, so a full
+    # group whose lone block takes longer than its pipes (a one-warp decode tile) keeps
+    # that floor, as a uniform grid's group does (Gpu.group_time)
     if len(distinct) * per <= FEW_RATIOS or not arrays(len(distinct) * per):
         # one by one (Gpu.group_time's floats)
         times = {r: [_group_time_of(gpu, k, tuple([x * r for x in row]), r) for row in distinct]
                  for r in range(1, per + 1)}
+        full = [gpu._pipes_of(k, tuple([x * per for x in row]), per)[0] for row in distinct]
     else:
         import numpy as np  # noqa: PLC0415
 
         cols = np.array(distinct, dtype=float).T
         times = {r: gpu.group_times_cols(k, cols * r, r) for r in range(1, per + 1)}
+        full = np.broadcast_to(gpu._terms(k, cols * per, per, np)["t"],
+                               (cols.shape[1],)).tolist()
     each = []
     for i in range(len(distinct)):
-        t_full = times[per][i]
+        t_full = full[i]
         each.append({r: (times[r][i] / t_full if t_full else 1.0) for r in range(1, per + 1)})
     return [each[index[tuple(row)]] for row in rows]
 

@@ -61,8 +61,9 @@ class VoltaSpec:
         minimum=0.01)
     smem_latency_cycles: float = spec_field(help="shared-memory load latency")
     flash_smem_layout: str = spec_field(
-        "padded", help="shared-memory operand layout of the `flash` (xformers) kernel: "
-                       "row (unpadded), padded (+8 halves per row) or permuted (conflict-free)",
+        "permuted", help="shared-memory operand layout of the `flash` (xformers) kernel: "
+                         "row (unpadded), padded (+8 halves per row) or permuted "
+                         "(conflict-free, as CUTLASS's Volta layouts are)",
         choices=LAYOUTS)
     # ------------------------------------------------------------ L2 and HBM
     l2_bytes: float = spec_field(help="L2 cache")

@@ -204,7 +204,8 @@ class VoltaTarget(Target):
                 return None
             out.append((k.tile, k.threads, k.regs, k.smem, k.dtype, k.tensor, k.bound_hint,
                         k.pcie_bytes, k.serial_operands, k.inflight_bytes_per_thread,
-                        k.loop_efficiency, tuple([(c, w.key()) for c, w in k.blocks])))
+                        k.loop_efficiency, k.exposed_trips_per_flop,
+                        tuple([(c, w.key()) for c, w in k.blocks])))
         return tuple(out)
 
     def _renamed(self, gpu: Gpu, got: Builder | None, ks: list[Kernel]) -> Builder | None:
