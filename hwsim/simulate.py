@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from . import capacity, engine, onchip, overlap
+from .engine.events import gc_paused
 from .engine.lanes import Lane
 from .errors import InputError, UnsupportedOpError
 from .ir import Graph
@@ -212,21 +213,26 @@ def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None
     op_keys = []
     rows = []
     clock = 0.0
-    for index, op in enumerate(bar(graph.ops, f"simulate on {resolved.preset}", unit="op")):
-        carry = carry_plan.carries[index] if carry_plan is not None else onchip.NONE
-        key, cost = price(op, graph, carry)
-        op_keys.append(key)
-        row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
-               "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
-               "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
-        if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
-            for name in RUN_SUMS:
-                row[name] = cost[name] * op.repeat
-        if carry_plan is not None:
-            row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes) if carry
-                       else _NO_ONCHIP)
-        rows.append(row)
-        clock += row["latency_s"]
+    # the collector paused for the whole loop (each op's pricing pauses it too): the
+    # ops' tasks are freed as they are priced (no reference cycle: a collection after
+    # a 70B prefill finds nothing to free), and each pass would walk the caches and
+    # timelines kept so far
+    with gc_paused():
+        for index, op in enumerate(bar(graph.ops, f"simulate on {resolved.preset}", unit="op")):
+            carry = carry_plan.carries[index] if carry_plan is not None else onchip.NONE
+            key, cost = price(op, graph, carry)
+            op_keys.append(key)
+            row = {"id": op.id, "name": op.name, "kind": op.kind, "layer": op.layer,
+                   "module": op.module, "pruning": op.attrs.get("pruning", ""), "count": op.repeat,
+                   "start_s": clock, "flops": op_flops(op) * op.repeat, **cost}
+            if op.repeat != 1:  # the row is all the op's runs (one run: divide by count)
+                for name in RUN_SUMS:
+                    row[name] = cost[name] * op.repeat
+            if carry_plan is not None:
+                row.update(onchip_columns(op, graph, carry, carry_plan.stored_bytes) if carry
+                           else _NO_ONCHIP)
+            rows.append(row)
+            clock += row["latency_s"]
     lanes = [price.timelines[k] for k in op_keys]
     streams = None
     if tiled or offloaded:
@@ -282,7 +288,7 @@ class _Pricer:
     def __call__(self, op, graph: Graph, carry=onchip.NONE) -> tuple[tuple, dict]:
         """``(key, cost)`` of ``op``; ``carry``: the tensors it finds in, or leaves in,
         the last-level cache (:mod:`hwsim.onchip`)."""
-        target, spec, tiling = self.target, self.spec, self.tiling
+        target, spec = self.target, self.spec
         key = _signature(op, graph)
         if carry:
             key += (carry.key(),)
@@ -294,6 +300,16 @@ class _Pricer:
             return key, cost
         if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
             raise UnsupportedOpError(target.name, op.kind, op.line(graph))
+        # One pause of the collector for the op's lowering, schedule and pricing (the
+        # target's and the engine's pauses inside it leave it to this one): its tasks
+        # are freed when _price returns, before the collector is back, so its first
+        # pass finds the few objects kept (the cost, the timeline), not the tasks.
+        with gc_paused():
+            return self._price(key, op, graph, carry)
+
+    def _price(self, key: tuple, op, graph: Graph, carry) -> tuple[tuple, dict]:
+        """:meth:`__call__` for an op not priced yet, under ``key``."""
+        target, spec, tiling = self.target, self.spec, self.tiling
         try:
             if self.fidelity == "event":
                 tasks = (target.lower_carried(op, graph, spec, tiling, carry) if carry
@@ -326,7 +342,9 @@ class _Pricer:
         if isinstance(tasks, tuple):
             summary, n_tasks = tasks
         else:
-            summary, n_tasks = engine.summarize(tasks, pools), len(tasks)
+            # (the event fidelity reads the schedule's latency, not the critical path)
+            summary = engine.summarize(tasks, pools, critical_path=self.fidelity != "event")
+            n_tasks = len(tasks)
         if self.fidelity == "event":
             sched = engine.run_events(tasks, pools)
             latency = sched.latency_s

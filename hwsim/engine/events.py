@@ -10,8 +10,10 @@ processes on simpy resources) gives, to the last bit: a test holds the two equal
 on random task graphs.
 
 Equal to the last bit means the same order of events at equal times, so the
-heap keeps simpy's order: events sorted by (time, priority, creation number),
-and created in the order simpy creates them:
+loop keeps simpy's order: events sorted by (time, priority, creation number),
+and created in the order simpy creates them (only a task's end lies ahead of the
+event that makes it: the ends wait on a heap, every other event in a FIFO of the
+present time, behind the ends due then; see :func:`_run_events`):
 
 - all tasks start at time 0, in list order, before anything else happens at 0
   (simpy's ``Initialize`` events are urgent); a task with dependencies then
@@ -180,30 +182,39 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
     pool_queue = [deque() for _ in pool_cap]
     starts = [0.0] * n
     ends = [0.0] * n
+    # Of all the events, only a task's end lies ahead of the event that makes it; every
+    # other one (a wake-up, a grant, a release, a completion) happens at the time of
+    # its maker. So the events of one time come in two kinds: the ends due then, made
+    # before (on the heap: (time, creation number, task)), and the events made at that
+    # time, each after all of those and after every event made before it. simpy's
+    # order among them is therefore: the ends due, in the order they were made, then
+    # the events made at this time in the order made: a FIFO (``now_q``), no heap and
+    # no creation number for them. When the FIFO runs dry, all ends due at the next
+    # time go into it at once, in order (the events they make go behind them).
     # Time 0: every task starts, in list order; those without dependencies ask for
-    # their unit at once. Their wake-ups come first in the heap (time 0, the lowest
-    # creation numbers; a sorted list is a heap), so all of them are processed before
-    # any grant they make, as simpy's urgent process starts are.
-    heap: list[tuple[float, int, int, int]] = [
-        (0.0, e, _WAKE, i) for e, i in enumerate(i for i in range(n) if not missing[i])]
-    eid = len(heap)
-
-    # The event just made is kept aside (``nxt``) instead of pushed: the next step takes
-    # the least of it and the heap's head with one ``heappushpop``, which returns it at
-    # once when it comes first (a grant at the same time, a wake-up), without a sift
-    # through the heap. An event made while another is aside pushes that one. The
-    # order of events is the heap's order all the same. A unit's grant to a task of no
-    # pool, when nothing else is due at this time (the heap's head is later: every
-    # event at this time was made before it, so would come first), would be the next
-    # event: its work (the start, the end's event) is done at once, which gives the
-    # same order (creation numbers only need to increase).
-    nxt = None
+    # their unit at once (simpy's urgent process starts: before anything they make).
+    heap: list[tuple[float, int, int]] = []
+    now_q: deque = deque((_WAKE, i) for i in range(n) if not missing[i])
+    put, take = now_q.append, now_q.popleft
+    # A grant to a task of no pool starts it and makes its end; made now, it would run
+    # behind the events in the FIFO. Its work is done at once where that changes no
+    # order: when the FIFO is empty (it would be the next event), and in an op without
+    # pools whenever its end lies ahead: there every end on the heap is made by such a
+    # grant, so the ends are made in the order of the grants either way (creation
+    # numbers only need to increase), and a start is the present time either way. (A
+    # grant of no duration, whose end would join the FIFO where the grant is run,
+    # waits its turn; with pools, a pool's grant makes ends in the FIFO's order.)
+    eager = pool_of.count(-1) == n
+    eid = 0
+    now = 0.0
     while True:
-        if nxt is not None:
-            now, _, kind, x = heappushpop(heap, nxt)
-            nxt = None
+        if now_q:
+            kind, x = take()
         elif heap:
-            now, _, kind, x = heappop(heap)
+            now, _, x = heappop(heap)
+            while heap and heap[0][0] == now:  # the other ends due now, in order made
+                put((_END, heappop(heap)[2]))
+            kind = _END
         else:
             break
         if kind == _END:
@@ -215,21 +226,22 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
             if p >= 0:
                 pool_used[p] -= slots[x]
                 if pool_queue[p]:
-                    nxt = (now, eid, _POOL_FREE, p)
-                    eid += 1
+                    put((_POOL_FREE, p))
             u = unit_of[x]
             unit_busy[u] = False
             if unit_queue[u]:
-                if nxt is not None:
-                    heappush(heap, nxt)
-                nxt = (now, eid, _UNIT_FREE, u)
-                eid += 1
+                put((_UNIT_FREE, u))
             ends[x] = now
-            if waiters[x] is not None:
-                if nxt is not None:
-                    heappush(heap, nxt)
-                nxt = (now, eid, _DONE, x)
-                eid += 1
+            w = waiters[x]
+            if w is not None:
+                if now_q:
+                    put((_DONE, x))
+                else:  # the completion is the next event: done here
+                    for j in w:
+                        m = missing[j] - 1
+                        missing[j] = m
+                        if not m:
+                            put((_WAKE, j))
         elif kind == _WAKE:  # all dependencies done; queue for the unit
             u = unit_of[x]
             q = unit_queue[u]
@@ -237,56 +249,69 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
             if not unit_busy[u]:
                 unit_busy[u] = True
                 j = q.popleft()
-                if pool_of[j] < 0 and (not heap or heap[0][0] > now):
+                e = now + durations[j]
+                if pool_of[j] < 0 and (e > now and eager or not now_q):
+                    # the grant's work done here (see ``eager``)
                     starts[j] = now
-                    nxt = (now + durations[j], eid, _END, j)
+                    if e > now:
+                        heappush(heap, (e, eid, j))
+                        eid += 1
+                    else:
+                        put((_END, j))
                 else:
-                    nxt = (now, eid, _UNIT_GRANT, j)
-                eid += 1
+                    put((_UNIT_GRANT, j))
         elif kind == _DONE:
             for j in waiters[x]:
-                missing[j] -= 1
-                if not missing[j]:
-                    if nxt is not None:
-                        heappush(heap, nxt)
-                    nxt = (now, eid, _WAKE, j)
-                    eid += 1
+                m = missing[j] - 1
+                missing[j] = m
+                if not m:
+                    put((_WAKE, j))
         elif kind == _UNIT_GRANT:
             p = pool_of[x]
             if p < 0:
                 starts[x] = now
-                nxt = (now + durations[x], eid, _END, x)
-                eid += 1
+                e = now + durations[x]
+                if e > now:
+                    heappush(heap, (e, eid, x))
+                    eid += 1
+                else:
+                    put((_END, x))
             else:
                 q = pool_queue[p]
                 q.append(x)
                 head = q[0]
                 if pool_used[p] + slots[head] <= pool_cap[p]:
                     pool_used[p] += slots[head]
-                    nxt = (now, eid, _POOL_GRANT, q.popleft())
-                    eid += 1
+                    put((_POOL_GRANT, q.popleft()))
         elif kind == _POOL_GRANT:
             starts[x] = now
-            nxt = (now + durations[x], eid, _END, x)
-            eid += 1
+            e = now + durations[x]
+            if e > now:
+                heappush(heap, (e, eid, x))
+                eid += 1
+            else:
+                put((_END, x))
         elif kind == _UNIT_FREE:
             q = unit_queue[x]
             if q and not unit_busy[x]:
                 unit_busy[x] = True
                 j = q.popleft()
-                if pool_of[j] < 0 and (not heap or heap[0][0] > now):
-                    # the grant would be the next event: its work done here (below)
+                e = now + durations[j]
+                if pool_of[j] < 0 and (e > now and eager or not now_q):
+                    # the grant's work done here (see ``eager``)
                     starts[j] = now
-                    nxt = (now + durations[j], eid, _END, j)
+                    if e > now:
+                        heappush(heap, (e, eid, j))
+                        eid += 1
+                    else:
+                        put((_END, j))
                 else:
-                    nxt = (now, eid, _UNIT_GRANT, j)
-                eid += 1
+                    put((_UNIT_GRANT, j))
         else:  # _POOL_FREE
             q = pool_queue[x]
             if q and pool_used[x] + slots[q[0]] <= pool_cap[x]:
                 pool_used[x] += slots[q[0]]
-                nxt = (now, eid, _POOL_GRANT, q.popleft())
-                eid += 1
+                put((_POOL_GRANT, q.popleft()))
     return Schedule(max(ends), tuple(starts), tuple(ends))
 
 

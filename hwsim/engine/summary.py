@@ -25,6 +25,7 @@ same order, so the same floats: a test holds it to :func:`summarize` on random t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -43,16 +44,22 @@ class Summary:
     work_s: float = 0.0
 
 
-def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None) -> Summary:
-    """Bytes, actions, dominant bound and analytical latency of ``tasks``."""
+def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None, *,
+              critical_path: bool = True) -> Summary:
+    """Bytes, actions, dominant bound and analytical latency of ``tasks``.
+
+    ``critical_path=False``: the caller schedules the tasks (fidelity ``event``) and
+    reads no analytical latency: the walk of the dependencies is skipped (a fifth of
+    the pass) and ``analytical_latency_s`` is NaN; the other figures are the same."""
     with gc_paused():
-        return _summarize(tasks, pools)
+        return _summarize(tasks, pools, critical_path)
 
 
-def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Summary:
+def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
+               critical_path: bool = True) -> Summary:
     """:func:`summarize`, with the collector paused."""
     if not tasks:
-        return Summary({}, {}, "latency", 0.0)
+        return Summary({}, {}, "latency", 0.0 if critical_path else math.nan)
     nbytes: dict[str, int] = {}
     actions: dict[str, float] = {}
     finish: list[float] = []
@@ -77,12 +84,13 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Summar
             else:
                 for a, n in t_actions.items():
                     actions[a] = actions.get(a, 0.0) + n * k
-        start = 0.0
-        for j in deps:
-            f = finish[j]
-            if f > start:
-                start = f
-        append(start + d)
+        if critical_path:
+            start = 0.0
+            for j in deps:
+                f = finish[j]
+                if f > start:
+                    start = f
+            append(start + d)
         # a copy has a unit of its own, unless the copies take turns on this one
         seconds = d * k if serial else d
         entry = busy.get(unit)
@@ -100,7 +108,7 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Summar
             entry[0] += seconds
             by = entry[1]
             by[bound] = by.get(bound, 0.0) + seconds
-    return _summary(nbytes, actions, max(finish), busy, pools)
+    return _summary(nbytes, actions, max(finish) if critical_path else math.nan, busy, pools)
 
 
 def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,

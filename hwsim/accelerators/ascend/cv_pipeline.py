@@ -478,12 +478,43 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                     clean_deps((*flags, *load_v[s], *last_cube)), "compute", lb_pv, k1)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
-        for team, t in zip(teams, updates):
-            if st.store_bytes:  # each AIV stores its rows (its own transfer on the hbm unit)
-                for v in team:
-                    ends.extend(bld.store(chip.aiv(v, "mte3"), st.store_bytes / len(vecs),
-                                          store_bw / len(vecs), hbm_fraction=store_hbm_fraction,
-                                          deps=(t,), src="ub", label=lb_store))
+        if st.store_bytes:  # each AIV stores its rows (its own transfer on the hbm unit)
+            for team, t in zip(teams, updates):
+                store_rows(team, t, st.store_bytes / n_vecs)
+
+    # Builder.store's tasks for each AIV's rows, made here (the walk's stores share
+    # their rates and names): the same tasks, in the same order
+    n_vecs = len(vecs)
+    st_bw = store_bw / n_vecs
+    st_frac = min(1.0, max(0.0, store_hbm_fraction))
+    st_hbm_bw, st_l2_bw = min(st_bw, chip.hbm_stream_bw), min(st_bw, chip.l2_write_bw)
+    mte3 = {v: chip.aiv(v, "mte3") for v in vecs}
+    lb_st = {m: (f"{lb_store} (HBM)" if m else f"{lb_store} (L2)") if labels else ""
+             for m in (False, True)}
+    lb_st_hbm = f"{lb_store} (HBM write)" if labels else ""
+
+    def store_rows(team: list[int], t: int, nbytes: float) -> None:
+        """:meth:`Builder.store` of ``nbytes`` by each AIV of ``team`` after task ``t``."""
+        hbm = float(nbytes) * st_frac
+        l2b = float(nbytes) - hbm
+        hbm_s = hbm / st_hbm_bw
+        l2_s = l2b / st_l2_bw
+        memory = hbm_s >= l2_s and hbm_s > 0
+        d = hbm_s + l2_s
+        d = d if d > 0.0 else 0.0
+        bound, lb = "memory" if memory else "onchip", lb_st[memory]
+        l2_int = int(round(l2b)) if l2b > 0 else 0
+        dw = hbm / hbm_bw
+        dw = dw if dw > 0.0 else 0.0
+        hbm_int = int(round(hbm))
+        dd = (t,)
+        for v in team:
+            ends.append(put(mte3[v], d, {"l2_write": l2_int} if l2b > 0 else None,
+                            {"ub_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, dd, bound,
+                            lb, k1))
+            if not hbm <= 0:
+                ends.append(put(HBM_UNIT, dw, {"dram_write": hbm_int}, None, dd, "memory",
+                                lb_st_hbm, k1))
 
     program_order(n, preload, emit_load, emit_qk, emit_pv)
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
