@@ -23,8 +23,8 @@ The workload's ``runtime`` says who the host is:
 
 ``library``
     a vendor library called from compiled code (cuBLAS, aclnn, OpenBLAS), as the
-    kernel benchmarks the measured validation cases time: the launch API per op.
-    The default, so that those cases keep what they assume.
+    kernel benchmarks the measured validation cases time: the library's host path
+    and the launch API per op. The default, so that those cases keep what they assume.
 ``eager``
     PyTorch eager: Python, the binding, autograd and ATen dispatch, the library's
     host path and the launch, per op.
@@ -65,13 +65,41 @@ slower (``library``, ``eager``), the kernels' own when it is ahead (``graph``).
 Targets without a host (the SpAtten accelerator sequences its own ops; the roofline
 is a bound unless its spec names a ``host``) have no host lane.
 
+The host's cost depends on the op's kind where its host path does
+(:meth:`Platform.op_host_s`: a runtime's cost per op, and per kind where a kind
+differs). On CUDA a GEMM goes through cuBLAS, whose own host path (argument checks, the
+heuristic's kernel choice, the workspace) runs before its launch call: 4.7 us more
+than a kernel of the framework's own, 8.5 us a ``cublasGemmEx`` in all, from
+DeepBench's V100 floor of back-to-back fp16 calls (a calibration point). Elementwise
+and other kernels pay the launch call alone; a captured graph and an inference engine
+(kernels chosen when the engine was built) pay no library path per op. On CANN,
+torch_npu eager is measured whole per op: 12.1 us for an elementwise add, 70.3 us for
+the fused attention operator, whose host side builds its tiling before the launch (on
+an aarch64 host; a calibration point); a kind without a measurement of its own takes
+the add's (M). The host CPU moves these (the same attention call takes 0.67x on an
+x86 host) and is not a field: no measurement set separates the CPU from the op.
+
 Every per-op cost below names its source; ``(M)`` marks a value without a
-measurement behind it (a sensitivity, not a calibration).
+measurement behind it (a sensitivity, not a calibration), ``(C)`` a value set from a
+measurement that is a validate case (listed there as a calibration point).
+
+Per op, in microseconds (the default for a kind not named, then the kinds that differ):
+
+========  =====================  =============================  ==========
+runtime   cuda (volta)           cann (ascend)                  cpu
+========  =====================  =============================  ==========
+library   3.8; matmul 8.5 (C)    7.6 (M)                        0
+eager     12.3 (M); matmul 14.0  12.1 (S, M for kinds but the   5.5 (M)
+                                 elementwise); attention 70.3
+                                 (C)
+graph     3.8 once per graph     7.6 once per graph (M)         1.5 (M)
+fused     3.8; pointwise 0       3.8; pointwise 0 (M)           0
+========  =====================  =============================  ==========
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .engine.streams import Node, StreamSchedule, run_streams
 
@@ -96,13 +124,43 @@ _BACKEND_HOST_S = 3.0e-6
 _CUDA_LAUNCH_S = 3.8e-6
 _CUDA_GRAPH_LAUNCH_S = 3.8e-6  # cudaGraphLaunch: one launch call for the whole graph (M: as one
 # kernel launch; the blog's per-node cost inside the graph is device-side)
-# CANN: no public per-op host measurement of aclnn, aclrtLaunchKernel or torch_npu was found
-# (M throughout). The aclnn call is two host calls (aclnnXxxGetWorkspaceSize, then aclnnXxx,
-# which launches the kernel through the runtime): taken as two CUDA-like launch calls; the
-# device's side of the start is the Ascend preset's kernel_launch_s (M, as the V100's).
-# torch_npu eager adds the same Python and ATen path as PyTorch eager on CUDA. Sensitivity:
-# hwsim simulate --set runtime=...
+# cuBLAS's own host path per GEMM call (argument checks, the heuristic's kernel choice,
+# workspace), on top of the launch call it makes: DeepBench's V100 results
+# (baidu-research/DeepBench results/train/DeepBench_NV_V100.xlsx, sheet "Results - FP16 ip,
+# Mixed math"; a DGX-1 with a Xeon E5-2698 v4 host, CUDA 10.1.243; code/nvidia/gemm_bench.cu
+# times 400 back-to-back cublasGemmEx calls on the host clock and truncates the mean to whole
+# microseconds) put five fp16 calls at 8 us each: 512 x 16 x 512 NN and NT, 512 x 32 x 512
+# NN, 1024 x 16 x 512 NN and NT, flat over 4x the work, so bound by the host's call rate.
+# A call is 8.0-9.0 us (truncated): 8.5 us, less the launch call's 3.8 us, is cuBLAS's path,
+# 4.7 +- 0.5 us (C: a calibration point, the validate case "V100 DeepBench HGEMM 512 x 16 x
+# 512"; one kernel per call assumed, a second launch would take 3.8 us of it). The fp32
+# rows of the same sheet floor at 10-15 us, above it: their kernels are slower. Beside it
+# (not set from it): cublasSgemm of 4500 x 50 x 50 takes 11 us a call on a Summit V100
+# with a POWER9 host, CUDA 10.1.243 (kokkos/kokkos-kernels issue 1052, matrixMulCUBLAS).
+_CUBLAS_GEMM_HOST_S = 8.5e-6 - _CUDA_LAUNCH_S
+# CANN. The aclnn call is two host calls (aclnnXxxGetWorkspaceSize, then aclnnXxx, which
+# launches the kernel through the runtime): taken as two CUDA-like launch calls (M: no public
+# per-op measurement of aclnn or aclrtLaunchKernel from compiled code was found); the device's
+# side of the start is the Ascend preset's kernel_launch_s (M, as the V100's).
 _ACLNN_CALL_S = 2 * _CUDA_LAUNCH_S
+# torch_npu eager, measured whole (Python, binding, dispatch, the aclnn calls, torch_npu's
+# task queue): a steady-state loop of 5,000 eager torch.add on a 910B2 enqueues one every
+# 12.142 us (triton-lang/triton-ascend issue 1675, "host enqueue time, not NPU execution
+# time": the timer stops before the final synchronise; the host CPU is not named) (S for an
+# elementwise op; the stand-in, M, for every kind without a measurement of its own: it
+# replaces PyTorch's per-layer composition above, 16.1 us with two aclnn calls, which no
+# measurement supported).
+_TORCH_NPU_EAGER_S = 12.142e-6
+# torch_npu's fused attention (npu_fused_infer_attention_score) builds its tiling on the
+# host before the launch: called eagerly 50 times back to back on a 910B2 it takes 70.338 us
+# a call at 128 queries x 1,024 keys (one head of 128, fp16), and 70-76 us for every shape up
+# to 1,024 x 4,096, where its kernel takes under 20 us (hw-native-sys/pto-isa
+# demos/torch_jit/flash_atten/README.md, table "Speedup vs Fused Baseline aarch64", column
+# "Fused us"): the host's call rate (C: a calibration point, the validate case "torch_npu
+# fused attention, 128 queries x 1,024 keys"). The host CPU moves it: the same table on an
+# x86_64 host gives 46.83 us (0.67x); this is the aarch64 host's figure (the host CPU is not a
+# field: one operator on two unnamed CPUs is no model of a CPU).
+_TORCH_NPU_FUSED_ATTENTION_S = 70.338e-6
 
 # A kind that launches no kernel (metadata only): no host cost in any runtime.
 FREE_KINDS = ("view",)
@@ -116,22 +174,34 @@ class Platform:
     """Host cost per op of each runtime on one kind of machine, in seconds."""
 
     name: str
-    per_op_s: dict  # runtime -> host time per issued op
+    per_op_s: dict  # runtime -> host time per issued op, an op without a path of its own
     graph_launch_s: float  # runtime graph: one launch of the whole graph
     overlaps: bool  # the host runs on other hardware than the device (a GPU, an NPU)
+    # runtime -> {op kind: host time per issued op}: the kinds whose host path differs
+    # (a GEMM through cuBLAS; an operator that builds its tiling on the host)
+    per_kind_s: dict = field(default_factory=dict)
+
+    def op_host_s(self, runtime: str, kind: str) -> float:
+        """Host time to issue one op of ``kind`` under ``runtime``."""
+        return self.per_kind_s.get(runtime, {}).get(kind, self.per_op_s[runtime])
 
 
 _EAGER_PY_S = _PY_BYTECODE_S + _PYBIND_S + _AUTOGRAD_S + _ATEN_DISPATCH_S
 
 PLATFORMS = {
+    # A GEMM goes through cuBLAS (its host path, then the launch); every other kernel
+    # through PyTorch's or the benchmark's own launch. Eager: for a GEMM, cuBLAS's measured
+    # path takes the place of the walk-through's "backend's algorithm choice" (M).
     "cuda": Platform("cuda", {"library": _CUDA_LAUNCH_S,
                               "eager": _EAGER_PY_S + _BACKEND_HOST_S + _CUDA_LAUNCH_S,
                               "fused": _CUDA_LAUNCH_S, "graph": 0.0},
-                     _CUDA_GRAPH_LAUNCH_S, True),
-    "cann": Platform("cann", {"library": _ACLNN_CALL_S,
-                              "eager": _EAGER_PY_S + _BACKEND_HOST_S + _ACLNN_CALL_S,
+                     _CUDA_GRAPH_LAUNCH_S, True,
+                     {"library": {"matmul": _CUBLAS_GEMM_HOST_S + _CUDA_LAUNCH_S},
+                      "eager": {"matmul": _EAGER_PY_S + _CUBLAS_GEMM_HOST_S + _CUDA_LAUNCH_S}}),
+    "cann": Platform("cann", {"library": _ACLNN_CALL_S, "eager": _TORCH_NPU_EAGER_S,
                               "fused": _CUDA_LAUNCH_S, "graph": 0.0},
-                     _ACLNN_CALL_S, True),
+                     _ACLNN_CALL_S, True,
+                     {"eager": {"attention": _TORCH_NPU_FUSED_ATTENTION_S}}),
     # A CPU: the library call is already in the target's own per-op dispatch (armv8's
     # call_cycles); eager adds PyTorch's Python and dispatch path (no launch, no device
     # library host path); a compiled graph keeps the ATen dispatch per op.
@@ -157,7 +227,7 @@ def host_times(kinds: list[str], platform: Platform | None, runtime: str) -> lis
                 and kinds[i - 1] not in FREE_KINDS:
             out.append(0.0)
         else:
-            out.append(per)
+            out.append(platform.op_host_s(runtime, kind))
     return out
 
 
@@ -167,9 +237,9 @@ def repeat_host_times(kinds: list[str], platform: Platform | None, runtime: str)
     issues nothing more and a fused engine folds a pointwise op into the run before."""
     if platform is None:
         return [0.0] * len(kinds)
-    per = platform.per_op_s[runtime]
     return [0.0 if kind in FREE_KINDS or runtime == "graph"
-            or (runtime == "fused" and kind in FUSABLE_KINDS) else per for kind in kinds]
+            or (runtime == "fused" and kind in FUSABLE_KINDS)
+            else platform.op_host_s(runtime, kind) for kind in kinds]
 
 
 def schedule(names: list[str], host_s: list[float], device_s: list[float], *,

@@ -15,6 +15,9 @@ SMALL = {"kind": "matmul", "m": 16, "n": 16, "k": 16, "dtype": "fp16"}
 # a kernel between the host's call and the device's launch on the V100: 2.2 us of work
 MID = {"kind": "matmul", "m": 128, "n": 128, "k": 128, "dtype": "fp16"}
 LARGE = {"kind": "matmul", "m": 4096, "n": 4096, "k": 4096, "dtype": "fp16"}
+# a kernel launched without a library's host path (the launch call alone, 3.8 us on the
+# V100), between that call and the device's launch: 1.4 us of work (a 512 KiB copy)
+MID_COPY = {"kind": "elementwise", "fn": "copy", "elements": 262144, "dtype": "fp16"}
 
 
 def _run(tmp_path, ops, runtime, target="volta-v100-sxm2"):
@@ -29,7 +32,7 @@ def test_small_kernels_wait_for_the_host_large_ones_hide_it(tmp_path):
     host = [e for e in events if e["ph"] == "X" and lanes[e["tid"]] == "host"]
     ops = [e for e in events if e["ph"] == "X" and e["tid"] == 1]
     assert len(host) == len(ops) == 5
-    h = PLATFORMS["cuda"].per_op_s["eager"] * 1e6
+    h = PLATFORMS["cuda"].op_host_s("eager", "matmul") * 1e6
     for i, (issue, op) in enumerate(zip(host, ops)):
         assert op["ts"] >= issue["ts"] + issue["dur"] - 1e-6  # never before its issue
         assert issue["ts"] == pytest.approx(i * h)  # the host issues back to back
@@ -53,7 +56,7 @@ def test_runtimes_order_small_kernels(tmp_path):
     lat = {rt: _run(tmp_path, [SMALL] * 20, rt).totals["latency_s"]
            for rt in ("eager", "library", "fused", "graph")}
     assert lat["eager"] > lat["library"] >= lat["graph"]
-    assert lat["eager"] == pytest.approx(20 * PLATFORMS["cuda"].per_op_s["eager"]
+    assert lat["eager"] == pytest.approx(20 * PLATFORMS["cuda"].op_host_s("eager", "matmul")
                                          + _run(tmp_path, [SMALL], "graph").ops
                                          ["latency_s"].iloc[0], rel=0.01)
 
@@ -207,19 +210,23 @@ def test_queued_small_kernels_pay_the_gap_not_the_launch(tmp_path):
     assert per == pytest.approx(kernel + spec.kernel_gap_s, rel=1e-9)
     # the launch, less the gap, hides behind the kernel before (paid serially before)
     assert d - per == pytest.approx(spec.kernel_launch_s - spec.kernel_gap_s, rel=1e-9)
-    # the library issues every 3.8 us, slower than the queued kernels run: the host sets
-    # the pace (each kernel starts a launch after its issue, as the blog's 3.8 us), and
-    # an op longer than the host's call overlaps the previous op's tail by d - 3.8 us
-    lib = _run(tmp_path, [MID] * 20, "library")
+    # a kernel of the benchmark's own is issued every 3.8 us (the launch call), slower
+    # than the queued kernels run: the host sets the pace (each kernel starts a launch
+    # after its issue, as the blog's 3.8 us), and an op longer than the host's call
+    # overlaps the previous op's tail by d - 3.8 us
+    lib = _run(tmp_path, [MID_COPY] * 20, "library")
     d = lib.rows[0]["latency_s"]
     kernel = d - spec.kernel_launch_s
-    h = PLATFORMS["cuda"].per_op_s["library"]
+    h = PLATFORMS["cuda"].op_host_s("library", "elementwise")
+    assert h == PLATFORMS["cuda"].per_op_s["library"] == pytest.approx(3.8e-6)
     assert kernel + spec.kernel_gap_s < h < d
     assert lib.totals["latency_s"] == pytest.approx(20 * h + d, rel=1e-9)
     for row in lib.rows[1:]:
         assert row["launch_hidden_s"] == pytest.approx(d - h, rel=1e-9)
-    # an op shorter than the host's call hides nothing: each waits for its issue
+    # an op shorter than the host's call hides nothing: each waits for its issue (a GEMM
+    # through cuBLAS: its host path, then the launch call)
     lib = _run(tmp_path, [SMALL] * 5, "library")
+    h = PLATFORMS["cuda"].op_host_s("library", "matmul")
     assert not any(r["launch_hidden_s"] for r in lib.rows)
     assert lib.totals["latency_s"] == pytest.approx(5 * h + lib.rows[0]["latency_s"],
                                                     rel=1e-9)

@@ -66,7 +66,7 @@ def test_a_lone_small_kernel_pays_the_host_call_and_the_device_latency_once(
         tmp_path, preset, platform, unit):
     rep = _run(tmp_path, [SMALL], "library", preset)
     spec = rep.target.spec
-    h = PLATFORMS[platform].per_op_s["library"]
+    h = PLATFORMS[platform].op_host_s("library", "matmul")
     row = rep.rows[0]
     # the device waits for the host's call, then runs the op: its launch, then its work
     assert rep.host_wait_s == pytest.approx(h, rel=1e-12)
@@ -90,7 +90,7 @@ def test_n_queued_small_kernels_take_n_times_the_slower_rate_plus_one_latency(
     d = one.rows[0]["latency_s"]
     kernel = d - spec.kernel_launch_s
     # the library's host is slower than the kernels: its rate, then one latency and kernel
-    h = plat.per_op_s["library"]
+    h = plat.op_host_s("library", "matmul")
     assert h > kernel + spec.kernel_gap_s
     lib = _run(tmp_path, [MID] * n, "library", preset)
     assert lib.totals["latency_s"] == pytest.approx(n * h + spec.kernel_launch_s + kernel,
@@ -207,15 +207,15 @@ def test_the_roofline_is_a_bound_unless_its_spec_names_a_host(tmp_path):
     hosted = {rt: _run(tmp_path, ops, rt, "roofline-v100", sets=["target.host=cuda"])
               for rt in ("library", "eager", "graph")}
     cuda = PLATFORMS["cuda"]
-    # eager: the host's 12.3 us an op is the pace, the device idles between ops
+    # eager: the host's 14 us a GEMM is the pace, the device idles between ops
     eager = hosted["eager"]
     assert eager.totals["latency_s"] == pytest.approx(
-        10 * cuda.per_op_s["eager"] + per_op, rel=1e-9)
+        10 * cuda.op_host_s("eager", "matmul") + per_op, rel=1e-9)
     assert eager.host_wait_s > 0 and len(eager.host_lane) == 10
-    # library: the 3.8 us call is slower than a small op on the roofline (its 2.9 us
-    # launch): the host's pace; a captured graph: one graph launch, then the ops
+    # library: cuBLAS's 8.5 us call is slower than a small op on the roofline (its 2.9
+    # us launch): the host's pace; a captured graph: one graph launch, then the ops
     assert hosted["library"].totals["latency_s"] == pytest.approx(
-        10 * cuda.per_op_s["library"] + per_op, rel=1e-9)
+        10 * cuda.op_host_s("library", "matmul") + per_op, rel=1e-9)
     # a captured graph: one graph launch, the first op's launch, then the ops' work
     # each a gap after the one before (the other nine launches hidden behind them)
     hidden = spec.kernel_launch_s - spec.kernel_gap_s
