@@ -6,8 +6,18 @@ Tile shapes are those of the Volta kernels of cuBLAS and CUTLASS (names like
 128x64, 64x128 and 64x64, K step 32, two shared-memory stages; fp32, tf32 and
 bf16 (which sm_70 computes in fp32, :mod:`.dtypes`) and fp64 on the CUDA cores
 with SGEMM tiles 128x128, 128x64 and 64x64, K step 8; int8 on the CUDA cores'
-``dp4a`` with the same tiles, K step 32 (CUTLASS's SIMT ``igemm``). A skinny
-product (M of at most 8) may instead use a GEMV-like CUDA-core kernel.
+``dp4a`` with the same tiles, K step 32 (CUTLASS's SIMT ``igemm``). Narrow products
+(M or N under 64) may also take tiles down to 32x32, and on the CUDA cores cuBLAS's
+*sliced-K* tiles (``volta_sgemm_128x32_sliced1x4`` and smaller: four groups of warps
+each take a quarter of every K step and add their partial tiles in shared memory),
+which also serve a product whose 64x64 tiles would leave SMs without a block (the
+SGEMM 4096x64x4096 of DeepBench: 64 such blocks for 80 SMs). A skinny product (M or
+N of at most 16) may instead use a GEMV-like CUDA-core kernel, kept when it ties a
+tile (it executes the product's FLOPs, a tile pads its rows).
+
+fp16 runs on the tensor cores when cuBLAS 9-10 allows it: its leading dimensions (the
+stored rows' lengths) multiples of 8 halves (:data:`TENSOR_ALIGN`); a row count that
+is not (DeepBench's N = 9124) keeps the tensor path with a partly empty last tile.
 
 For each candidate tile and split-K factor (1, 2, 4, 8, 16) the selector
 estimates the kernel time from waves, occupancy and per-block work (the same
@@ -20,18 +30,28 @@ the reduction kernel that follows at once, and never reach HBM. (A split whose
 partials went through HBM would make a GEMM with fewer rows move more DRAM
 bytes than one with more: pruning tokens would cost traffic.)
 
-Operand layout (``trans_a`` / ``trans_b``, :mod:`hwsim.ir.kinds`): cuBLAS ships each
-of its Volta GEMM kernels in the four storage orders (the NN/NT/TN/TT variants of
+Operand layout (``trans_a`` / ``trans_b``, :mod:`hwsim.ir.kinds`): cuBLAS ships each of
+its Volta GEMM kernels in the four storage orders (the NN/NT/TN/TT variants of
 ``cublasGemmEx``'s ``transa``/``transb``), and CUTLASS's Volta tiles load a tile with
 128-bit vectors along whichever dimension is contiguous, into a shared-memory layout
 made for it (its "congruous" and "crosswise" layouts), so a tile's global loads are
-coalesced either way and the tile costs the same (M: no public V100 figure separates
-the variants). The GEMV kernels exist in both orders too (cuBLAS's ``gemv2N`` /
-``gemv2T`` families): the streamed matrix is read with 128-bit loads along its stored
-rows, along the output columns (B stored [k, n]) or along K (B stored [n, k], a dot
-product per column whose partial sums a warp adds up), the same bytes in flight either
-way. So on this target the layout names the kernel variant (``notes["op"]``, cuBLAS's
-letters for A then B, "N" row-major as the math, "T" transposed) and does not move time.
+coalesced either way and the tile costs the same (M). In CUTLASS's sm70 defaults
+(``default_mma_core_sm70.h``) a congruous operand (M- or N-contiguous) is loaded by
+warps raked 8 accesses wide along its contiguous dimension (128 bytes of halves) and 4
+deep in K, a crosswise one (K-contiguous) 4 wide along K (the whole 32-deep K step, 64
+bytes) and 8 rows deep: every 32-byte sector fully used either way. What differs is
+where the grid's loads land in DRAM at one K step: a whole stored row of the congruous
+operand across its blocks, 64-byte pieces of many rows for the crosswise one;
+:mod:`hwsim.dram`'s HBM2 model (with the SpAtten preset's HBM2 geometry and timings; the
+V100 preset has none) prices 64 bytes per activation at 0.94 of a stream's rate, so the
+row buffers do not explain DeepBench's 1.5-1.9x slower TN fp16 calls at N = 16-128
+either (docs/targets/volta.md, Validation). The GEMV kernels exist in both orders too
+(cuBLAS's ``gemv2N`` / ``gemv2T`` families): the streamed matrix is read with 128-bit
+loads along its stored rows, along the output columns (B stored [k, n]) or along K (B
+stored [n, k], a dot product per column whose partial sums a warp adds up), the same
+bytes in flight either way. So on this target the layout names the kernel variant
+(``notes["op"]``, cuBLAS's letters for A then B, "N" row-major as the math, "T"
+transposed) and does not move time.
 
 L2 reuse: the blocks of one wave walk K in step, so a wave reads each distinct
 row panel of A and column panel of B from HBM once and the L2 (6 MiB) serves
