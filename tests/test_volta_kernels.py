@@ -67,6 +67,21 @@ def test_small_tiles_for_narrow_products():
     assert min(int(x) for x in big[0].tile.split("x")[:2]) >= 64
 
 
+def test_a_gemv_that_ties_a_tile_is_kept():
+    """A one-row fp16 LM head (1 x 32000 x 4096, rows of 4,096 halves: the tensor path is
+    allowed) streams its weight at the HBM floor as a GEMV and as a 64-row tensor-core
+    tile alike; the GEMV is kept: it executes the product's FLOPs, the tile 64 times them."""
+    g = gemm.Gemm(1, 1, 32000, 4096, "fp16", "fp16", trans_b=True)
+    assert gemm.tensor_aligned(g)
+    ks = gemm.kernels(GPU, g)
+    assert ks[0].name.endswith(":gemv")
+    t = gemm.estimate(GPU, ks)
+    tiles = [gemm.estimate(GPU, gemm.build(GPU, g, tile, split))
+             for tile, split in gemm.configs(GPU, g)]
+    assert min(tiles) == t  # a tie, at the weight's bytes over the HBM rate
+    assert t >= 32000 * 4096 * 2 / SXM2.dram_bw_bytes_per_s
+
+
 def test_sliced_k_fills_the_sms_where_whole_tiles_cannot():
     """DeepBench's SGEMM 4096 x 64 x 4096 (64 rows here): 64 x 64 tiles give 64 blocks of
     2 warps for 80 SMs; cuBLAS's 128x32_sliced1x4 (32 x 128 here, 8 warps, four K
