@@ -420,8 +420,8 @@ def configs(gpu: Gpu, g: Gemm):
     underfilled = cdiv(g.m, whole.tm) * cdiv(g.n, whole.tn) * g.batch < gpu.spec.sms
     for tile in tiles:
         if tile.slices > 1:
-            if not (narrow or underfilled):
-                continue
+            if compute != "fp32" or not (narrow or underfilled):
+                continue  # (sliced-K kernels are known as cuBLAS's SGEMMs only)
         elif min(tile.tm, tile.tn) < 64 and not narrow:
             continue  # cuBLAS keeps its small tiles for narrow products (see SMALL_TILE_BELOW)
         for split in SPLITS:
