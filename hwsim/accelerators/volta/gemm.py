@@ -7,7 +7,7 @@ Tile shapes are those of the Volta kernels of cuBLAS and CUTLASS (names like
 bf16 (which sm_70 computes in fp32, :mod:`.dtypes`) and fp64 on the CUDA cores
 with SGEMM tiles 128x128, 128x64 and 64x64, K step 8; int8 on the CUDA cores'
 ``dp4a`` with the same tiles, K step 32 (CUTLASS's SIMT ``igemm``). Narrow products
-(M or N under 64) may also take tiles down to 32x32, and on the CUDA cores cuBLAS's
+(M or N under 64) may also take tiles down to 32x32, and in fp32 (SGEMM) cuBLAS's
 *sliced-K* tiles (``volta_sgemm_128x32_sliced1x4`` and smaller: four groups of warps
 each take a quarter of every K step and add their partial tiles in shared memory),
 which also serve a product whose 64x64 tiles would leave SMs without a block (the
