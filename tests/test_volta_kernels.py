@@ -32,14 +32,29 @@ def test_few_columns_stream_a_once_as_a_gemv():
     assert t < tiled
 
 
-@pytest.mark.parametrize("m,n,k", [(4096, 4096, 4100), (4095, 4096, 4096), (4096, 4092, 4096)])
-def test_fp16_dimensions_off_by_8_leave_the_tensor_cores(m, n, k):
-    ks, t = pick(m, n, k, "fp16")
+@pytest.mark.parametrize("m,n,k,trans_a", [(4096, 4096, 4100, False), (4095, 4096, 4096, True),
+                                           (4096, 4092, 4096, False)])
+def test_fp16_rows_off_by_8_leave_the_tensor_cores(m, n, k, trans_a):
+    """A stored row (a leading dimension) whose length is not a multiple of 8 halves:
+    K for A [m, k], M for A stored [k, m], N for B and C."""
+    g = gemm.Gemm(1, m, n, k, "fp16", "fp16", trans_a=trans_a)
+    assert not gemm.tensor_aligned(g)
+    ks = gemm.kernels(GPU, g)
+    t = gemm.estimate(GPU, ks)
     assert "s884gemm" not in ks[0].name and "hgemm" in ks[0].name
     aligned, t_aligned = pick(4096, 4096, 4096, "fp16")
     assert "s884gemm" in aligned[0].name
     # HFMA2 at 256 FLOP/clock/SM against HMMA at 1,024: about 4x slower
     assert 3.0 < t / t_aligned < 5.0
+
+
+def test_fp16_row_count_off_by_8_keeps_the_tensor_cores():
+    """DeepBench's 5124 x 9124 x 2048 NN (cuBLAS's N = 9124, the row count here) runs
+    on the tensor cores (96 TFLOP/s measured); only its last row tiles are partly empty."""
+    ks, t = pick(9124, 5128, 2048, "fp16")
+    assert "s884gemm" in ks[0].name
+    _, t8 = pick(9128, 5128, 2048, "fp16")
+    assert t8 * 0.98 <= t <= t8
 
 
 def test_small_tiles_for_narrow_products():
@@ -48,6 +63,40 @@ def test_small_tiles_for_narrow_products():
     ks, _ = pick(32, 96, 8192, "fp32")
     tm, tn = (int(x) for x in ks[0].tile.split("x")[:2])
     assert min(tm, tn) == 32
+    big, _ = pick(1024, 1024, 1024, "fp32")
+    assert min(int(x) for x in big[0].tile.split("x")[:2]) >= 64
+
+
+def test_a_gemv_that_ties_a_tile_is_kept():
+    """A one-row fp16 LM head (1 x 32000 x 4096, rows of 4,096 halves: the tensor path is
+    allowed) streams its weight at the HBM floor as a GEMV and as a 64-row tensor-core
+    tile alike; the GEMV is kept: it executes the product's FLOPs, the tile 64 times them."""
+    g = gemm.Gemm(1, 1, 32000, 4096, "fp16", "fp16", trans_b=True)
+    assert gemm.tensor_aligned(g)
+    ks = gemm.kernels(GPU, g)
+    assert ks[0].name.endswith(":gemv")
+    t = gemm.estimate(GPU, ks)
+    tiles = [gemm.estimate(GPU, gemm.build(GPU, g, tile, split))
+             for tile, split in gemm.configs(GPU, g)]
+    assert min(tiles) == t  # a tie, at the weight's bytes over the HBM rate
+    assert t >= 32000 * 4096 * 2 / SXM2.dram_bw_bytes_per_s
+
+
+def test_sliced_k_fills_the_sms_where_whole_tiles_cannot():
+    """DeepBench's SGEMM 4096 x 64 x 4096 (64 rows here): 64 x 64 tiles give 64 blocks of
+    2 warps for 80 SMs; cuBLAS's 128x32_sliced1x4 (32 x 128 here, 8 warps, four K
+    slices) puts four times the warps on the same grid and runs near the FFMA rate
+    (12.3 TFLOP/s measured), over 1.8x the whole tiles' best. A square 1024^3 (256
+    blocks of 64 x 64) keeps its whole tiles."""
+    g = gemm.Gemm(1, 64, 4096, 4096, "fp32", "fp32")
+    ks = gemm.kernels(GPU, g)
+    assert ks[0].tile == "32x128x32" and ks[0].threads == 256
+    t = gemm.estimate(GPU, ks)
+    whole = min(gemm.estimate(GPU, gemm.build(GPU, g, tile, split))
+                for tile, split in gemm.configs(GPU, g) if tile.slices == 1)
+    assert whole > 1.8 * t
+    peak = SXM2.sms * SXM2.cuda_flops_per_cycle_per_sm["fp32"] * SXM2.clock_hz
+    assert 0.6 * peak < 2 * 64 * 4096 * 4096 / t <= peak
     big, _ = pick(1024, 1024, 1024, "fp32")
     assert min(int(x) for x in big[0].tile.split("x")[:2]) >= 64
 

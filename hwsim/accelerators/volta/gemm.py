@@ -6,8 +6,18 @@ Tile shapes are those of the Volta kernels of cuBLAS and CUTLASS (names like
 128x64, 64x128 and 64x64, K step 32, two shared-memory stages; fp32, tf32 and
 bf16 (which sm_70 computes in fp32, :mod:`.dtypes`) and fp64 on the CUDA cores
 with SGEMM tiles 128x128, 128x64 and 64x64, K step 8; int8 on the CUDA cores'
-``dp4a`` with the same tiles, K step 32 (CUTLASS's SIMT ``igemm``). A skinny
-product (M of at most 8) may instead use a GEMV-like CUDA-core kernel.
+``dp4a`` with the same tiles, K step 32 (CUTLASS's SIMT ``igemm``). Narrow products
+(M or N under 64) may also take tiles down to 32x32, and in fp32 (SGEMM) cuBLAS's
+*sliced-K* tiles (``volta_sgemm_128x32_sliced1x4`` and smaller: four groups of warps
+each take a quarter of every K step and add their partial tiles in shared memory),
+which also serve a product whose 64x64 tiles would leave SMs without a block (the
+SGEMM 4096x64x4096 of DeepBench: 64 such blocks for 80 SMs). A skinny product (M or
+N of at most 16) may instead use a GEMV-like CUDA-core kernel, kept when it ties a
+tile (it executes the product's FLOPs, a tile pads its rows).
+
+fp16 runs on the tensor cores when cuBLAS 9-10 allows it: its leading dimensions (the
+stored rows' lengths) multiples of 8 halves (:data:`TENSOR_ALIGN`); a row count that
+is not (DeepBench's N = 9124) keeps the tensor path with a partly empty last tile.
 
 For each candidate tile and split-K factor (1, 2, 4, 8, 16) the selector
 estimates the kernel time from waves, occupancy and per-block work (the same
@@ -20,18 +30,28 @@ the reduction kernel that follows at once, and never reach HBM. (A split whose
 partials went through HBM would make a GEMM with fewer rows move more DRAM
 bytes than one with more: pruning tokens would cost traffic.)
 
-Operand layout (``trans_a`` / ``trans_b``, :mod:`hwsim.ir.kinds`): cuBLAS ships each
-of its Volta GEMM kernels in the four storage orders (the NN/NT/TN/TT variants of
+Operand layout (``trans_a`` / ``trans_b``, :mod:`hwsim.ir.kinds`): cuBLAS ships each of
+its Volta GEMM kernels in the four storage orders (the NN/NT/TN/TT variants of
 ``cublasGemmEx``'s ``transa``/``transb``), and CUTLASS's Volta tiles load a tile with
 128-bit vectors along whichever dimension is contiguous, into a shared-memory layout
 made for it (its "congruous" and "crosswise" layouts), so a tile's global loads are
-coalesced either way and the tile costs the same (M: no public V100 figure separates
-the variants). The GEMV kernels exist in both orders too (cuBLAS's ``gemv2N`` /
-``gemv2T`` families): the streamed matrix is read with 128-bit loads along its stored
-rows, along the output columns (B stored [k, n]) or along K (B stored [n, k], a dot
-product per column whose partial sums a warp adds up), the same bytes in flight either
-way. So on this target the layout names the kernel variant (``notes["op"]``, cuBLAS's
-letters for A then B, "N" row-major as the math, "T" transposed) and does not move time.
+coalesced either way and the tile costs the same (M). In CUTLASS's sm70 defaults
+(``default_mma_core_sm70.h``) a congruous operand (M- or N-contiguous) is loaded by
+warps raked 8 accesses wide along its contiguous dimension (128 bytes of halves) and 4
+deep in K, a crosswise one (K-contiguous) 4 wide along K (the whole 32-deep K step, 64
+bytes) and 8 rows deep: every 32-byte sector fully used either way. What differs is
+where the grid's loads land in DRAM at one K step: a whole stored row of the congruous
+operand across its blocks, 64-byte pieces of many rows for the crosswise one;
+:mod:`hwsim.dram`'s HBM2 model (with the SpAtten preset's HBM2 geometry and timings; the
+V100 preset has none) prices 64 bytes per activation at 0.94 of a stream's rate, so the
+row buffers do not explain DeepBench's 1.5-1.9x slower TN fp16 calls at N = 16-128
+either (docs/targets/volta.md, Validation). The GEMV kernels exist in both orders too
+(cuBLAS's ``gemv2N`` / ``gemv2T`` families): the streamed matrix is read with 128-bit
+loads along its stored rows, along the output columns (B stored [k, n]) or along K (B
+stored [n, k], a dot product per column whose partial sums a warp adds up), the same
+bytes in flight either way. So on this target the layout names the kernel variant
+(``notes["op"]``, cuBLAS's letters for A then B, "N" row-major as the math, "T"
+transposed) and does not move time.
 
 L2 reuse: the blocks of one wave walk K in step, so a wave reads each distinct
 row panel of A and column panel of B from HBM once and the L2 (6 MiB) serves
@@ -46,6 +66,7 @@ next op reads from the L2 (``out_onchip``) is not written to HBM.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from itertools import islice
 
 from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
@@ -64,6 +85,11 @@ class Tile:
     wn: int
     tensor: bool = True
     stages: int = 2
+    # sliced K: the block's warps form this many groups, each multiplying the whole
+    # block tile over its own share of every K step; the groups add their partial
+    # tiles through shared memory at the end (CUTLASS's "sliced-K", docs
+    # efficient_gemm.md, "Parallelized Reductions"; cuBLAS's *_sliced1x4 kernels)
+    slices: int = 1
 
 
 TENSOR_TILES = (
@@ -88,10 +114,28 @@ SIMT_TILES = (
     Tile(64, 32, 8, 2, 64, 32, 32, tensor=False),
     Tile(32, 64, 8, 2, 64, 32, 32, tensor=False),
     Tile(32, 32, 8, 2, 64, 16, 32, tensor=False),
+    # cuBLAS's sliced-K SGEMMs for products too small to fill the SMs with whole tiles
+    # (volta_sgemm_128x32_sliced1x4 and _32x32_sliced1x4 in public profiles of cuBLAS
+    # 10-11 on V100, a 64x32_sliced1x4 on later GPUs; cuBLAS names M x N of its
+    # column-major C, so its 128x32 is 32 rows x 128 columns here): four slices of 8
+    # over a K step of 32. The 128x32 kernel runs 256 threads at 134 registers (CUPTI
+    # in a public profile): two warps of 32x64 a slice; the smaller ones one warp a
+    # slice, of 32x64 (64 accumulators a thread, as the 128x32's) or 32x32 (32, as the
+    # small tiles' 64 registers above). M: the smaller kernels' threads and registers
+    # are not published
+    Tile(32, 128, 32, 8, 134, 32, 64, tensor=False, slices=4),
+    Tile(32, 64, 32, 4, 134, 32, 64, tensor=False, slices=4),
+    Tile(32, 32, 32, 4, 64, 32, 32, tensor=False, slices=4),
 )
-# cuBLAS on sm_70 runs fp16 GEMMs on the tensor cores only when m, n and k (so the
-# leading dimensions) are multiples of 8 halves, 16 bytes (cuBLAS documentation, "Tensor
-# Core Usage", CUDA 9-10; S); otherwise the HFMA2 kernels on the CUDA cores
+# cuBLAS 9-10 on sm_70 runs an fp16 GEMM on the tensor cores only when its leading
+# dimensions lda, ldb and ldc are multiples of 8 halves (16 bytes, one 128-bit load per
+# thread along a stored row; cuBLAS documentation for CUDA 9-10, "Tensor Core Usage" /
+# "tensorop-restrictions"), otherwise the HFMA2 kernels on the CUDA cores. DeepBench's
+# gemm_bench.cu (baidu-research/DeepBench, code/nvidia, PAD_KERNELS) encodes that rule from
+# the same page: it pads exactly the dimensions that are leading dimensions in each storage
+# order (cuBLAS's m and k for NN and TN, m and n for NT, all three for TT) and never the
+# others. In the row-major terms here a leading dimension is a stored row's length: A's (k,
+# or m when trans_a), B's (n, or k when trans_b) and C's (n); see tensor_aligned (S)
 TENSOR_ALIGN = 8
 # the tiles under 64 wide are candidates only when M or N is under this: cuBLAS's
 # heuristic picks its 32-wide kernels for narrow products (M: no public rule; a square
@@ -101,7 +145,7 @@ GEMV_INFLIGHT_BYTES = 64.0  # a GEMV thread's loads of B in flight: 4 x 128-bit,
 GEMV_MAX_ROWS = 16  # a product with at most this many rows (or columns) may run as GEMV
 # dp4a consumes 4 int8 of K per instruction: the SIMT tiles with a K step of 32
 IGEMM_TILES = tuple(Tile(t.tm, t.tn, 32, t.warps, t.regs, t.wm, t.wn, tensor=False)
-                    for t in SIMT_TILES)
+                    for t in SIMT_TILES if t.slices == 1)
 SPLITS = (1, 2, 4, 8, 16)
 ELEM = {"fp16": 2, "bf16": 2, "fp32": 4, "tf32": 4, "fp64": 8, "int8": 1}
 SPLITK_WORKSPACE_BYTES = 4 * 2**20  # cuBLAS default workspace before Hopper (cublasSetWorkspace)
@@ -181,6 +225,7 @@ def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
     """:func:`kernels`, searched: ((tile, split, ``None``) or (``None``, ``None``, the
     place among :func:`gemv_candidates`), the kernels).
 
+    The GEMV kernels are estimated first (they come first in :func:`candidates`).
     Each tile configuration is built and estimated only when its :func:`lower_bound`
     could still beat the best estimate found so far: the configurations are visited
     by their bounds, least first; the visit skips one whose bound equals the best
@@ -189,12 +234,18 @@ def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
     pick is the exhaustive search's, to the last bit (a test holds the two equal)."""
     # the first load's latency: from HBM unless both operands are in the L2
     first_s = None if g.a_onchip and g.b_onchip else gpu.dram_latency_s
+    best = None  # (estimate, place, kernels, pick)
+    n = 0
+    for j, ks in enumerate(gemv_candidates(gpu, g)):  # (first in candidates' order)
+        t = estimate(gpu, ks)
+        if best is None or t < best[0]:
+            best = (t, n, ks, (None, None, j))
+        n += 1
     plans = []  # (lower bound, place in candidates' order, tile, split)
     common = _bound_terms(gpu, g, first_s)
-    for i, (tile, split) in enumerate(configs(gpu, g)):
+    for i, (tile, split) in enumerate(configs(gpu, g), start=n):
         plans.append((_bound(gpu, g, common, tile, split), i, tile, split))
     plans.sort(key=lambda p: (p[0], p[1]))
-    best = None  # (estimate, place, kernels)
     for bound, i, tile, split in plans:
         if best is not None and bound >= best[0]:
             if bound > best[0]:
@@ -205,12 +256,6 @@ def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
         t = estimate(gpu, ks)
         if best is None or t < best[0] or (t == best[0] and i < best[1]):
             best = (t, i, ks, (tile, split, None))
-    n = len(plans)
-    for j, ks in enumerate(gemv_candidates(gpu, g)):  # (after the tiles in candidates' order)
-        t = estimate(gpu, ks)
-        if best is None or t < best[0] or (t == best[0] and n < best[1]):
-            best = (t, n, ks, (None, None, j))
-        n += 1
     return best[3], best[2]
 
 
@@ -336,12 +381,27 @@ def _smem_wavefront_bytes(tile: Tile, ea: float, eb: float, kk: int) -> float:
     each thread's r + c values per k) and its tile stores, per K."""
     loads = tile.warps * WARP * fragment_bytes_per_thread(tile, ea, eb) / tile.tk * kk
     stores = (tile.tm * ea + tile.tn * eb) * kk
-    return loads + stores
+    # sliced K: all but one slice store their fp32 partial tile and the last reads them
+    sliced = 2 * (tile.slices - 1) * tile.tm * tile.tn * 4
+    return loads + stores + sliced
 
 
 def tensor_aligned(g: Gemm) -> bool:
-    """Whether cuBLAS may take the tensor-core path on sm_70 (:data:`TENSOR_ALIGN`)."""
-    return all(d % TENSOR_ALIGN == 0 for d in (g.m, g.n, g.k))
+    """Whether cuBLAS may take the tensor-core path on sm_70: every stored row (A's,
+    B's and C's leading dimension) a multiple of :data:`TENSOR_ALIGN` elements. A row
+    count is free: an M of 9,124 rows of 2,048 halves runs on the tensor cores (the
+    last block tile is partly empty), a K of 4,100 does not (each row of A ends off a
+    16-byte boundary)."""
+    a_row = g.m if g.trans_a else g.k
+    b_row = g.k if g.trans_b else g.n
+    return all(d % TENSOR_ALIGN == 0 for d in (a_row, b_row, g.n))
+
+
+@lru_cache(maxsize=8)
+def _smallest_whole(tiles: tuple) -> Tile:
+    """The smallest of ``tiles`` that is neither sliced nor under 64 wide."""
+    whole = [t for t in tiles if t.slices == 1 and min(t.tm, t.tn) >= SMALL_TILE_BELOW]
+    return min(whole, key=lambda t: t.tm * t.tn)
 
 
 def configs(gpu: Gpu, g: Gemm):
@@ -351,8 +411,18 @@ def configs(gpu: Gpu, g: Gemm):
     tiles = TENSOR_TILES if tensor else IGEMM_TILES if compute == "int8" else SIMT_TILES
     workspace = min(SPLITK_WORKSPACE_BYTES, gpu.spec.l2_bytes / 2)
     narrow = min(g.m, g.n) < SMALL_TILE_BELOW
+    # a sliced-K tile is a candidate where the product is narrow, or where even the
+    # smallest whole tile (64 x 64) leaves SMs without a block: slicing K inside the
+    # block is what puts more warps on such a grid (M: cuBLAS's heuristic is not public;
+    # its sliced1x4 kernels show up in profiles of narrow and small products, and a
+    # square 1024^3 SGEMM, 256 such blocks, runs whole tiles)
+    whole = _smallest_whole(tiles)
+    underfilled = cdiv(g.m, whole.tm) * cdiv(g.n, whole.tn) * g.batch < gpu.spec.sms
     for tile in tiles:
-        if min(tile.tm, tile.tn) < 64 and not narrow:
+        if tile.slices > 1:
+            if compute != "fp32" or not (narrow or underfilled):
+                continue  # (sliced-K kernels are known as cuBLAS's SGEMMs only)
+        elif min(tile.tm, tile.tn) < 64 and not narrow:
             continue  # cuBLAS keeps its small tiles for narrow products (see SMALL_TILE_BELOW)
         for split in SPLITS:
             if split > 1 and (g.k // split < 4 * tile.tk
@@ -362,11 +432,14 @@ def configs(gpu: Gpu, g: Gemm):
 
 
 def candidates(gpu: Gpu, g: Gemm):
-    """Every configuration's kernels, in the order the selector ranks ties: the tiles
-    (:func:`configs`), then the GEMV kernels (:func:`gemv_candidates`)."""
+    """Every configuration's kernels, in the order the selector ranks ties: the GEMV
+    kernels (:func:`gemv_candidates`), then the tiles (:func:`configs`). A GEMV that
+    ties a tile (both at the HBM floor, a skinny product's usual case) is kept: it
+    executes the product's FLOPs, where a block tile pads its rows (a one-row product
+    on a 64-row tensor-core tile executes 64 times them, and draws the energy)."""
+    yield from gemv_candidates(gpu, g)
     for tile, split in configs(gpu, g):
         yield build(gpu, g, tile, split)
-    yield from gemv_candidates(gpu, g)
 
 
 def gemv_candidates(gpu: Gpu, g: Gemm):
@@ -455,8 +528,8 @@ def build(gpu: Gpu, g: Gemm, tile: Tile, split: int) -> list[Kernel]:
     w = Work()
     if tile.tensor:
         w.tensor_flops = 2.0 * macs
-    else:
-        w.cuda_flops = 2.0 * macs
+    else:  # (a sliced-K tile's partial tiles added at its end)
+        w.cuda_flops = 2.0 * macs + (tile.slices - 1) * tile.tm * tile.tn
     if g.b_dtype and g.b_dtype != g.dtype and eb < ea:  # narrow B widened in registers
         w.cuda_flops += UNPACK_OPS_PER_ELEMENT * tile.tn * kk
     w.smem_bytes = w.smem_wavefront_bytes = _smem_wavefront_bytes(tile, ea, eb, kk)

@@ -110,12 +110,20 @@ def fragment_bytes_per_thread(tile, ea: float, eb: float) -> float:
     that share a row or column block each load it, so a warp loads twice the
     operand bytes it uses. CUDA cores: a thread of an r x c thread tile (square when
     it can be, ``r = c = sqrt(outputs)``) loads r values of A and c of B per k."""
+    k = warp_k(tile)
     if tile.tensor:
         per_k4 = (tile.wm / MMA_SYNC_BLOCK) * MMA_SYNC_K * ea \
             + (tile.wn / MMA_SYNC_BLOCK) * MMA_SYNC_K * eb
-        return per_k4 * tile.tk / MMA_SYNC_K
+        return per_k4 * k / MMA_SYNC_K
     side = math.sqrt(tile.wm * tile.wn / WARP)
-    return side * (ea + eb) * tile.tk
+    return side * (ea + eb) * k
+
+
+def warp_k(tile) -> float:
+    """The K one warp multiplies over per main-loop iteration: the block's K step, or
+    its share of it in a sliced-K tile (``tile.slices`` groups of warps each take
+    ``tk / slices`` of every K step and add their partial tiles at the end)."""
+    return tile.tk / getattr(tile, "slices", 1)
 
 
 def matrix_flops_per_cycle_per_sm(spec, compute: str, tensor: bool) -> float:
@@ -142,7 +150,7 @@ def loop_mix(tile, compute: str, ea: float, eb: float,
     """The instruction mix of one warp's main-loop iteration (see the module);
     ``flops_per_cycle_per_sm``: the matrix pipe's rate
     (:func:`matrix_flops_per_cycle_per_sm`)."""
-    macs = tile.wm * tile.wn * tile.tk  # one warp's multiply-adds per iteration
+    macs = tile.wm * tile.wn * warp_k(tile)  # one warp's multiply-adds per iteration
     if tile.tensor:
         mma = macs / HMMA_STEP_MACS
     else:
