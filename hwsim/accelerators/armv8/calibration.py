@@ -19,6 +19,16 @@ its own list and reports the median of all copies' timings (lmbench3
 ``set_results`` keeps the median), so a case's modelled time is the median of its
 threads' ``line / rate``, not the slowest thread's.
 
+**Each chaser is held by its own lines in flight.** A copy is a class of
+``core_lines_in_flight`` lines in :func:`.memory.stream_rates`' network, so a row of
+several chasers is modelled with each chaser's Little's-law rate as its ceiling, and
+the cluster port solved from the four chasers of one cluster (``-P 4`` on cores 0-3)
+is the port's, not a lower bound on it: the same four chasers on four clusters carry
+40 GB/s from DRAM and 62 from the L3, twice and three times what they carry on one
+cluster (20.0 and 19.5). Being read-only, the chases set the port's inbound lane only;
+its outbound lane (``cluster_write_bw_bytes_per_s``, the lines written back) is set
+from a STREAM copy, a validate case of kind ``calibration``.
+
 **The measured machine** is not the preset's 64-core 920-6426: the logs bind dies of
 24 cores (``--physcpubind=0-23``; the lock benchmark committed with the ``-P 4``
 logs, ``tools/log.0316.txt`` at 736ab34, pairs cores 0-1 with 24-25, 48-49 and
@@ -54,7 +64,7 @@ PLATEAU_MB = 96.0  # working sets past the 64 MiB L3
 L3_WINDOW_MB = (3.0, 4.0)
 # the points preset constants were solved from (armv8-kunpeng920.yaml)
 CALIBRATED = {"--physcpubind=0 --membind=0": "core_lines_in_flight",
-              "--physcpubind=0-3": "cluster_bw_bytes_per_s",
+              "--physcpubind=0-3": "cluster_bw_bytes_per_s",  # the inbound lane (reads)
               # four chasers on four clusters of one die: the controller's interference
               "--physcpubind=0,4,8,12": "dram_interference_s",
               "--physcpubind=0 --membind=1": "numa_latency_s",

@@ -207,6 +207,9 @@ class Plan:
     # a candidate's steps not yet cut into their tiles (:func:`tiles`): steps[i] is the
     # first of runs[i] equal tiles; None: the steps as they run (:func:`materialize`)
     runs: list[int] | None = None
+    # the share of the op's DRAM lines that are written back (Machine.with_writes: they
+    # leave a cluster on its port's outbound lane); 0: every line on the inbound lane
+    write_share: float = 0.0
 
 
 def tiles(step: Step, parts: int) -> tuple[Step, int]:
@@ -380,6 +383,7 @@ def thread_groups(rates: tuple[float, ...] | list[float]) -> list[list[int]]:
 def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list[Task]:
     """The plan as engine tasks (see the module docstring); threads of equal rate as
     one group (:func:`thread_groups`; ``grouped=False``: one lane per thread)."""
+    mach = mach.with_writes(plan.write_share)
     tasks: list[Task] = []
     fma_action = f"vfma_{plan.dtype}"
 
@@ -464,6 +468,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
 
     acc = Accumulator()
     t = plan.threads
+    mach = mach.with_writes(plan.write_share)
     slow, groups, units = _lanes(mach, t, True)
     ks = [len(m) for m in groups]
     slows = [slow[m[0]] for m in groups]

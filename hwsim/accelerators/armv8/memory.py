@@ -23,7 +23,10 @@ prefetcher keeps fewer lines in flight to it, which the data cannot tell apart.
   ``cluster_bw_bytes_per_s``; four TSV110 cores per cluster on the Kunpeng 920). The
   port carries every line that leaves the cluster, L3 hits too: where the spec
   sets ``cluster_port_l3``, :func:`l3_rates` shares it among the threads that read
-  the L3 (charged apart from their DRAM lines, :func:`.ecm.l3_s`);
+  the L3 (charged apart from their DRAM lines, :func:`.ecm.l3_s`). Where the spec
+  sets ``cluster_write_bw_bytes_per_s`` the port has a lane each way: an op's read
+  lines come in on the first, its written lines leave on the second, in the shares
+  of its mix (``Machine.write_share``, :meth:`.spec.Machine.with_writes`);
 - the *memory controllers of the node* that holds the page (a die's share of the
   DDR channels at their sustained bandwidth);
 - the *link* a remote line crosses (:meth:`Topology.link`): the two dies of a
@@ -233,10 +236,19 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
     def station(key: tuple) -> int:
         return stations.setdefault(key, len(stations))
 
+    # the share of the lines that are written back (the op's, Machine.write_share):
+    # they leave the cluster on its outbound lane, the reads come in on the inbound
+    w = float(mach.write_share)
+    out_bw = float(spec.cluster_write_bw_bytes_per_s)
     for c, th in enumerate(threads):
         d: dict[int, float] = {}
         if spec.cluster_bw_bytes_per_s > 0 and topo.cluster_cores > 1:
-            d[station(("cluster", th.cluster))] = line / spec.cluster_bw_bytes_per_s
+            port = line / spec.cluster_bw_bytes_per_s
+            if w > 0.0 and out_bw > 0.0:
+                d[station(("cluster", th.cluster))] = (1.0 - w) * port
+                d[station(("cluster_out", th.cluster))] = w * line / out_bw
+            else:
+                d[station(("cluster", th.cluster))] = port
         latency = 0.0
         for node, share in th.pages:
             latency += share * topo.latency_s(th.node, node)

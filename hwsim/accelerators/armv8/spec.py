@@ -101,6 +101,10 @@ class ARMv8Spec:
     cluster_bw_bytes_per_s: float = spec_field(
         0.0, help="bandwidth of a cluster's port for the lines that leave it, DRAM lines and "
                  "L3 hits (0: not limited)")
+    cluster_write_bw_bytes_per_s: float = spec_field(
+        0.0, help="bandwidth of a cluster port's outbound lane, for the lines written back "
+                 "(a line's data leaves the cluster on it while read lines come in on the "
+                 "inbound lane at cluster_bw_bytes_per_s; 0: one lane carries both)")
     cluster_port_l3: bool = spec_field(
         False, help="the cluster's port carries its L3 hits too, shared by the cluster's "
                     "threads (memory.l3_rates; false: L3 hits do not queue at it)")
@@ -163,6 +167,9 @@ class Machine:
                            / spec.numa_latency_s[0], self.node_bw)
         self.cores = spec.cores  # threads an op may use (workload tiling.threads)
         self.placement = "spread"
+        # the share of an op's DRAM lines written back (with_writes; memory.stream_rates)
+        self.write_share = 0.0
+        self._with_writes: dict[float, Machine] = {}
         self._rates: dict[int, tuple[float, ...]] = {}
         self._slowest: dict[int, float] = {}
         self._l3: dict[int, float] = {}
@@ -257,6 +264,28 @@ class Machine:
         other = Machine(self.spec)
         other.cores, other.placement = cores, placement
         return other
+
+    def with_writes(self, share: float) -> "Machine":
+        """This machine for an op of which ``share`` of the DRAM lines are written back.
+
+        A cluster's port onto the ring has a lane each way: the lines read come in on
+        one (``cluster_bw_bytes_per_s``), the lines written back leave on the other
+        (``cluster_write_bw_bytes_per_s``), so a copy's reads and writes do not queue
+        behind each other at the port (memory.stream_rates). The threads' rates then
+        depend on the op's mix: the machine of each mix is kept, with its own solved
+        rates, the share rounded to sixteenths (a few machines for the few mixes of a
+        model's ops). Itself where the port has one lane (or none) or nothing is
+        written."""
+        s = self.spec
+        q = round(share * 16) / 16
+        if (q <= 0.0 or s.cluster_write_bw_bytes_per_s <= 0.0 or s.cluster_bw_bytes_per_s <= 0.0
+                or self.topology.cluster_cores <= 1 or q == self.write_share):
+            return self
+        got = self._with_writes.get(q)
+        if got is None:
+            got = self._with_writes[q] = Machine(s)
+            got.cores, got.placement, got.write_share = self.cores, self.placement, q
+        return got
 
     def slowest_rate(self, threads: int) -> float:
         """The least of :meth:`thread_rates` (kept: a planner asks for it per plan)."""
@@ -360,7 +389,12 @@ class Machine:
             d = line / self.node_bw
             servers = [(d, n)]
             if spec.cluster_bw_bytes_per_s > 0 and topo.cluster_cores > 1:
-                servers.append((line / spec.cluster_bw_bytes_per_s, fewest))
+                w, out = self.write_share, spec.cluster_write_bw_bytes_per_s
+                if w > 0.0 and out > 0.0:  # the port's two lanes (memory.stream_rates)
+                    servers.append(((1.0 - w) * (line / spec.cluster_bw_bytes_per_s), fewest))
+                    servers.append((w * line / out, fewest))
+                else:
+                    servers.append((line / spec.cluster_bw_bytes_per_s, fewest))
             node = mine[0].node
             think = max(0.0, topo.latency_s(node, node) - sum(dd for dd, _ in servers))
             own = 1.0 - 1.0 / k

@@ -220,6 +220,7 @@ class ARMv8Target(Target):
     def _terms(plan: Plan, mach: Machine) -> dict[str, float]:
         """Per-thread ECM terms summed over the plan's steps, in seconds."""
         n = plan.threads
+        mach = mach.with_writes(plan.write_share)
         rate = mach.slowest_rate(n)  # the slowest thread's, all streaming
         # the terms of times(), inline (the same floats), each summed in step order
         cycle_s, l2_bw, l3_bw, walk_s = mach.cycle_s, mach.l2_bw, mach.l3_bw, \

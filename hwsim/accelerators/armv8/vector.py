@@ -101,6 +101,9 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
     if ops and not mach.computes(dtype):  # (the op's line only for the error)
         mach.check_dtype(dtype, op.line(graph))
     read_bytes, write_bytes = _io_bytes(op, graph)  # cold: from and back to DRAM
+    # the written lines leave a cluster on its port's outbound lane (Machine.with_writes)
+    moved = sum(read_bytes) + sum(write_bytes)
+    mix = mach.with_writes(sum(write_bytes) / moved if moved else 0.0)
     vecs = math.ceil(elements / lanes)
     # the plan chosen is kept per machine by what its candidates are made of: an op
     # of the same sizes (another layer's, another sweep point's) gets the same
@@ -117,13 +120,14 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
             if threads > 1 and vecs < 2 * threads:
                 break
             plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
-                             write_bytes, dtype, mach))
-        base = materialize(fastest(plans, mach))  # (candidates are estimated uncut)
+                             write_bytes, dtype, mix))
+        base = materialize(fastest(plans, mix))  # (candidates are estimated uncut)
         if len(memo) > 100_000:  # a long sweep over many sizes
             memo.clear()
         memo[key] = base
     return Plan(base.strategy, base.threads, base.steps, base.dtype, base.serial_s,
-                base.kernel, {"elements": elements, "instructions_per_vector": ops})
+                base.kernel, {"elements": elements, "instructions_per_vector": ops},
+                write_share=mix.write_share)
 
 
 def _io_bytes(op, graph) -> tuple[list[float], list[float]]:
