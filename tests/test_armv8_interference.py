@@ -217,6 +217,53 @@ def test_scalar_solve_is_the_numpy_iteration_to_the_last_bit(preset, over, place
         assert fast == _numpy_rates(m, placed, monkeypatch), (preset, placement, t)
 
 
+@pytest.mark.parametrize("preset,placement,counts", [
+    (KP, "spread", (2, 5, 16, 31, 64)), (KP, "compact", (3, 9, 40, 61)),
+    ("armv8-kunpeng920-2s", "spread", (7, 67, 128)),
+])
+@pytest.mark.parametrize("share", [1 / 16, 1 / 3, 0.5, 15 / 16])
+def test_scalar_solve_with_a_lane_each_way_is_the_numpy_iteration(preset, placement, counts,
+                                                                  share, monkeypatch):
+    """A port with a lane each way puts three numbers in a class's row (the two lanes
+    and the node's controllers): the scalar path sums them in numpy's order for where
+    they sit, so its rates are numpy's to the last bit, for every mix."""
+    from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
+
+    m = Machine(spec(preset)).with_writes(share)
+    assert m.write_share > 0 and m.spec.cluster_write_bw_bytes_per_s > 0
+    lumped = []
+    monkeypatch.setattr(memory._Lumped, "solve",
+                        lambda self, it, solve=memory._Lumped.solve: lumped.append(1)
+                        or solve(self, it))
+    for t in counts:
+        placed = m.topology.place(t, placement)
+        before = len(lumped)
+        fast = stream_rates(m, placed)
+        assert len(lumped) == before + 1  # the scalar path ran
+        assert fast == _numpy_rates(m, placed, monkeypatch), (preset, placement, t, share)
+
+
+def test_row_order_is_numpys_pairwise_sum():
+    """:func:`memory._row_tree` names the order numpy adds a row in: its sums equal
+    numpy's row sums to the last bit for three numbers anywhere in rows of 3 to 300."""
+    import random
+
+    import numpy as np
+
+    from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        m = rng.randint(3, 300)
+        pos = sorted(rng.sample(range(m), rng.randint(1, 3)))
+        vals = [rng.random() * 10 ** rng.randint(-6, 6) for _ in pos]
+        row = np.zeros((1, m))
+        row[0, pos] = vals
+        tree = memory._row_tree(pos, m)
+        assert memory._tree_sum(tree, vals) == row.sum(1)[0], (m, pos)
+    assert memory._row_tree([1, 5, 9], 18) == ((0, 2), 1)  # eight-wide blocks
+
+
 def test_interleaved_pages_keep_the_numpy_iteration(monkeypatch):
     """Three numbers in a row (pages on every node): the order of their sum decides
     the last bit, so the scalar path declines."""

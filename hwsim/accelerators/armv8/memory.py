@@ -501,10 +501,12 @@ class _Lumped:
     step compiled for the network's shape (:meth:`_compiled`), against some 25 µs of
     numpy's on arrays of 16 x 18 (2 to 4 types of twins on the Kunpeng 920).
 
-    Where a row has three or more numbers (pages interleaved over the nodes: the
-    order of their sum decides its last bit) or the demands have a single column
-    (numpy would sum the queues pairwise), :meth:`of` declines and the numpy
-    iteration runs."""
+    A row of three numbers (a port with a lane each way, pages interleaved over two
+    nodes) is summed in the order numpy's pairwise sum over the whole row gives it
+    (:func:`_row_tree`: it depends on where the three sit), and classes are twins only
+    if that order is the same too. Where a row has more (pages interleaved over four
+    nodes) or the demands have a single column (numpy would sum the queues
+    pairwise), :meth:`of` declines and the numpy iteration runs."""
 
     __slots__ = ("n", "k", "tau", "types", "type_of", "think", "count", "demand", "private",
                  "sharers", "node_terms", "node_classes", "n_nodes", "slot_w", "slot_d",
@@ -519,8 +521,11 @@ class _Lumped:
         if n > 1 and m < 2:
             return None  # numpy would sum over the classes pairwise
         nonzero = [[(s, d) for s, d in enumerate(row) if d != 0.0] for row in D]
-        if any(len(z) > 2 or not z for z in nonzero):
+        if any(len(z) > 3 or not z for z in nonzero):
             return None
+        # the order numpy adds a row's numbers in (its pairwise sum over the whole row,
+        # zeros included, decides it once a row holds three): a class's part of its type
+        trees = [_row_tree([s for s, _ in z], m) for z in nonzero]
         visitors = [0] * m
         for z in nonzero:
             for s, _ in z:
@@ -530,9 +535,13 @@ class _Lumped:
         signature: dict[tuple, int] = {}
         type_of = []
         for c, z in enumerate(nonzero):
-            key = (think[c], count[c],
-                   tuple(sorted((-1 if visitors[s] == 1 and s not in node_set else s, d)
-                                for s, d in z)))
+            named = [(-1 if visitors[s] == 1 and s not in node_set else s, d) for s, d in z]
+            # the order of the row's sum, its numbers named by station and demand: twins
+            # add the same numbers in the same order (which two private lanes, or a
+            # lane and the node, come first depends on where the stations sit); two
+            # numbers have one sum in either order
+            order = _tree_expr_of(trees[c], named) if len(z) > 2 else None
+            key = (think[c], count[c], order, tuple(sorted(named)))
             type_of.append(signature.setdefault(key, len(signature)))
         self = cls()
         self.n, self.k, self.tau = n, k, tau
@@ -587,8 +596,8 @@ class _Lumped:
                 self.slot_at.append(at)
                 self.slot_type.append(t)
         self.seqs = [[first_slot[t] + j for t, j, _ in members] for members in self.sharers]
-        self.pairs = [(self.think[t], first_slot[t],
-                       first_slot[t] + 1 if len(self.demand[t]) == 2 else -1)
+        # per type: its delay, its first slot and the order its row is summed in
+        self.pairs = [(self.think[t], first_slot[t], trees[reps[t]])
                       for t in range(self.types)]
         self.terms = [[(i, share * tau, d) for i, share, d in tt] for tt in self.node_terms]
         if any(not tt for tt in self.terms):
@@ -626,7 +635,7 @@ class _Lumped:
         Q = []
         for t in range(self.types):
             dt = self.demand[t]
-            denom = max((dt[0] + dt[1] if len(dt) == 2 else dt[0]) + self.think[t], 1e-30)
+            denom = max(_tree_sum(self.pairs[t][2], dt) + self.think[t], 1e-30)
             Q += [d / denom * k for d in dt]
         lo, hi = [0.0] * nn, [1.0] * nn
         f_lo, f_hi = [math.nan] * nn, [-1.0] * nn
@@ -667,6 +676,65 @@ class _Lumped:
                       and guess < hi[i] - 1e-3 * width)
                 u[i] = guess if ok else mid
         return [X[t] for t in self.type_of]
+
+
+def _row_tree(positions: list[int], m: int):
+    """The order in which numpy adds a row of ``m`` numbers whose nonzero ones sit at
+    ``positions`` (ascending): ``0.0 +`` its pairwise sum over the whole row
+    (:func:`_pairwise_sum`), the zeros dropped (adding 0.0 changes no finite sum). The
+    nonzero numbers are named by their rank among them: a rank, or a pair of trees
+    added left to right, e.g. ``((0, 2), 1)`` when eight-wide blocks put the third
+    number beside the first."""
+    rank = {p: i for i, p in enumerate(positions)}
+
+    def add(x, y):
+        return y if x is None else x if y is None else (x, y)
+
+    def pairwise(a: list) -> object:
+        n = len(a)
+        if n < 8:
+            res = None
+            for x in a:
+                res = add(res, x)
+            return res
+        if n <= 128:
+            r = a[:8]
+            i, stop = 8, n - n % 8
+            while i < stop:
+                for j in range(8):
+                    r[j] = add(r[j], a[i + j])
+                i += 8
+            res = add(add(add(r[0], r[1]), add(r[2], r[3])), add(add(r[4], r[5]),
+                                                                  add(r[6], r[7])))
+            for x in a[i:]:
+                res = add(res, x)
+            return res
+        half = n // 2
+        half -= half % 8
+        return add(pairwise(a[:half]), pairwise(a[half:]))
+
+    return pairwise([rank.get(s) for s in range(m)])
+
+
+def _tree_expr_of(tree, leaves: list):
+    """``tree`` with each rank replaced by ``leaves[rank]`` (a hashable description)."""
+    if isinstance(tree, tuple):
+        return (_tree_expr_of(tree[0], leaves), _tree_expr_of(tree[1], leaves))
+    return ("leaf", leaves[tree])
+
+
+def _tree_sum(tree, values: list[float]) -> float:
+    """The sum of ``values`` in the order ``tree`` (:func:`_row_tree`) says."""
+    if isinstance(tree, tuple):
+        return _tree_sum(tree[0], values) + _tree_sum(tree[1], values)
+    return values[tree]
+
+
+def _tree_expr(tree, first: int) -> str:
+    """``tree``'s sum as source over the slots' residences ``r{first + rank}``."""
+    if isinstance(tree, tuple):
+        return f"({_tree_expr(tree[0], first)} + {_tree_expr(tree[1], first)})"
+    return f"r{first + tree}"
 
 
 def _pairwise_sum(a: list[float]) -> float:
@@ -732,8 +800,8 @@ def _compile(net: _Lumped):
         at = net.slot_at[i]
         body.append(f"r{i} = d{i} * ((1.0 + {f's{at}' if at >= 0 else f'v{i}'}) - q{i} / k)")
     for t in range(T):
-        _, a, b = net.pairs[t]
-        body.append(f"a{t} = th{t} + (r{a} + r{b})" if b >= 0 else f"a{t} = th{t} + r{a}")
+        _, first, tree = net.pairs[t]
+        body.append(f"a{t} = th{t} + {_tree_expr(tree, first)}")
     body.append("if started:")
     body += [f"    y{t} = x{t}" for t in range(T)]
     body.append("else:")
