@@ -63,9 +63,9 @@ def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
     mach = TARGET.machine(spec)
     steps = []
     for i in range(6):
-        st = Step(f"s{i}", arith_cycles=1000.0 + 37 * i, port_cycles=900.0 + 50 * (i % 3),
-                  l1_bytes=4096.0 * i, l2_bytes=1000.5 * i, l3_bytes=77.25 * i, vfma=10.0 * i,
-                  vop=3.5 * i, tlb_walks=0.5 * (i % 2))
+        st = Step("pack" if i == 2 else f"s{i}", arith_cycles=1000.0 + 37 * i,
+                  port_cycles=900.0 + 50 * (i % 3), l1_bytes=4096.0 * i, l2_bytes=1000.5 * i,
+                  l3_bytes=77.25 * i, vfma=10.0 * i, vop=3.5 * i, tlb_walks=0.5 * (i % 2))
         if shape != "no_dram" and (i or shape != "first_still"):
             st.dram_read, st.dram_write = 12345.6 / (i + 1), 100.0 * (i % 2)
         st.barrier = i % 2 == 1
@@ -76,10 +76,14 @@ def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
     plan = Plan("test", threads, steps, "fp32", 0.0 if shape == "no_call" else 2e-6)
     tasks = emit(plan, mach, "op")
     want = summarize(tasks, TARGET.pools(spec))
-    got, count = summarize_plan(plan, mach, TARGET.pools(spec))
+    terms: list = []
+    got, count = summarize_plan(plan, mach, TARGET.pools(spec), terms)
     assert count == len(tasks)
     assert repr(got) == repr(want)
     assert list(got.bytes) == list(want.bytes) and list(got.actions) == list(want.actions)
+    # the report line's terms, summed on the way, are ARMv8Target._terms' to the last bit
+    assert terms == [TARGET._terms(plan, mach)]
+    assert repr(summarize_plan(plan, mach, TARGET.pools(spec))) == repr((got, count))
 
 
 def test_breakdown_terms_are_the_steps_times_summed():
@@ -430,6 +434,55 @@ def test_attention_bound_skips_only_candidates_that_cannot_win(op):
     assert got.detail["auto_estimates_s"] == {
         st: min(e for p, e in zip(ref, est) if p.strategy == st) for st in STRATEGIES}
     assert len(made) < len(ref)
+
+
+@settings(max_examples=60, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(kind=hs.sampled_from(["softmax", "rmsnorm", "layernorm", "gelu", "add", "rope"]),
+       rows=hs.sampled_from([1, 3, 64, 333, 2826, 4096]),
+       cols=hs.sampled_from([5, 128, 4096, 11008]),
+       dtype=hs.sampled_from(["fp32", "fp16"]),
+       preset=hs.sampled_from(["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
+                               "armv8-thunderx2", "armv8-ft2000plus"]),
+       placement=hs.sampled_from(["compact", "spread", "interleave"]),
+       limit=hs.sampled_from([0, 1, 7, 24, 64]))
+def test_the_vector_search_keeps_what_estimating_every_count_keeps(
+        kind, rows, cols, dtype, preset, placement, limit):
+    """On random vector ops, presets, placements and thread limits: each thread count's
+    bound (:func:`vector._floor_s`, on rates solved or not) is under its plan's
+    estimate, and the search that makes only the candidates whose bound is under the
+    first estimate (:func:`vector._search`) keeps the plan that estimating every count
+    keeps, the first of the least, with the same estimate to the last bit."""
+    from hwsim.accelerators.armv8.ecm import estimate, fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import thread_counts  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.accelerators.armv8.vector import _at, _floor_s, _search  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    mach = Machine(resolve(preset).spec).for_run(limit, placement)
+    if dtype == "fp16" and not mach.spec.fp16_arith:
+        dtype = "fp32"
+    s = 2 if dtype == "fp16" else 4
+    size = rows * cols * s
+    ops, loads, stores, passes, row = {
+        "softmax": (10.0, 3.0, 2.0, 3.0, cols * s), "rmsnorm": (4.0, 3.0, 1.0, 2.0, cols * s),
+        "layernorm": (6.0, 4.0, 1.0, 2.0, cols * s), "gelu": (20.0, 1.0, 1.0, 1.0, 0.0),
+        "add": (1.0, 2.0, 1.0, 1.0, 0.0), "rope": (4.0, 3.0, 1.0, 1.0, 0.0)}[kind]
+    reads = [float(size)] * (2 if kind == "add" else 1)
+    args = (-(-rows * cols // mach.lanes(dtype)), ops, loads, stores, passes, row, reads,
+            [float(size)], dtype, mach)
+    got = _search(args, mach)  # (first: on rates not solved yet)
+    counts = []  # (the counts vector_plan tried before the bound, each estimated)
+    for t in thread_counts(mach.cores):
+        if t > 1 and args[0] < 2 * t:
+            break
+        counts.append(t)
+    plans = [_at(t, *args) for t in counts]
+    for t, plan in zip(counts, plans):
+        assert _floor_s(t, args, mach) <= estimate(plan, mach)
+    want = fastest(plans, mach)
+    assert (got.threads, repr(got.steps), estimate(got, mach)) == \
+        (want.threads, repr(want.steps), estimate(want, mach))
 
 
 def test_a_vector_op_seen_before_gets_the_plan_a_fresh_machine_gives():

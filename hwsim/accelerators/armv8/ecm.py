@@ -447,7 +447,7 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
     return tasks
 
 
-def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
+def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) -> tuple:
     """``(summary, tasks)``: what :func:`hwsim.engine.summarize` gives for
     :func:`emit`'s tasks of ``plan`` and how many there are, without making or
     handing over a task (the ``analytical`` fidelity).
@@ -459,13 +459,18 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     floats; the bytes are integers; the units, bounds, levels and actions are met
     in the same order (a test holds the result to the tasks' summary). A thread
     group's tiles have the same times as every other group's, so the cores' busy
-    time is summed once."""
+    time is summed once.
+
+    ``terms``: a list to append the per-thread ECM terms summed over the steps to, as
+    :meth:`.target.ARMv8Target._terms` sums them (the same floats, in step order: the
+    loop meets each step's terms anyway; a report's line asks for them next)."""
     from hwsim.engine import Accumulator  # noqa: PLC0415
 
     acc = Accumulator()
     t = plan.threads
     slow, groups, units = _lanes(mach, t, True)
     ks = [len(m) for m in groups]
+    placed = sum(ks)  # (the threads the groups hold)
     slows = [slow[m[0]] for m in groups]
     n_groups = len(groups)
     busy: dict = {}  # the units and pool, in the order the tasks meet them
@@ -492,11 +497,14 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     moved = False  # a DRAM transfer has been met (its keys and units exist)
     mem_first = False  # ... before the first tile (its keys come first)
     core_total = 0.0
-    core_by: dict = {}
+    by_compute = by_onchip = None  # the tiles' time by bound (None: not met yet) ...
+    by_order: list = []  # ... and the order the bounds are met in
     mem_total = [0.0] * n_groups
     pool_total = 0.0
-    last1: list = [None] * n_groups  # each group's last tile's finish
-    last2: list = [None] * n_groups  # and the one before
+    # each group's last tile's finish and the one before (-inf: none yet; no finish
+    # is below it, so a comparison with it is one with no tile)
+    last1: list = [-math.inf] * n_groups
+    last2: list = [-math.inf] * n_groups
     steps = plan.steps
     final = len(steps) - 1
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
@@ -505,6 +513,9 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     walk_s = mach.spec.tlb_walk_s
     overlaps = mach.spec.l3_overlaps
     barrier_s = mach.barrier_s(t)
+    # the ECM terms' sums for ``terms`` (DRAM at the slowest thread's rate)
+    rate = mach.slowest_rate(t) if terms is not None else 0.0
+    s_core = s_pack = s_l1 = s_l2 = s_l3 = s_tlb = s_dram = 0.0
     prev = None  # the step before
     for j, step in enumerate(steps):
         if (prev is None or step.arith_cycles is not prev.arith_cycles
@@ -521,19 +532,20 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             # taken again. Equal amounts in other objects are computed again: the same.)
             # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
             in_core = step.arith_cycles * cycle_s
+            t_l1 = step.port_cycles * cycle_s
+            t_l2 = step.l2_bytes / l2_bw
+            t_l3 = step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared)
+            t_tlb = step.tlb_walks * walk_s
             if overlaps and step.l3_stream:
-                transfers = _overlapped(step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                                        + step.tlb_walks * walk_s,
-                                        step.l3_bytes / l3_bw if alone
-                                        else l3_s(step, l3_bw, l3_shared))
+                transfers = _overlapped(t_l1 + t_l2 + t_tlb, t_l3)
             else:
-                transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                             + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
-                             + step.tlb_walks * walk_s)
+                transfers = t_l1 + t_l2 + t_l3 + t_tlb
             if in_core >= transfers:
                 in_cache, bound = in_core, "compute"
             else:
                 in_cache, bound = transfers, "onchip"
+            if terms is not None:
+                t_dram = (step.dram_read + step.dram_write) / rate
             moves = step.dram_read or step.dram_write
             if moves:
                 if not moved:
@@ -553,31 +565,59 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
                 for g in range(n_groups):
                     busy[units[g]] = None
             ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
-            v_fma, v_op, v_l1, v_l2, v_l3 = (step.vfma, step.vop, step.l1_bytes, step.l2_bytes,
-                                             step.l3_bytes)
+            # what each group adds at every tile of these amounts (the same products
+            # each time: made once): its transfer, its slots' share of the pool, its
+            # DRAM bytes' action, and its tiles' actions (n * 1 is n)
+            adds = []
+            for g in range(n_groups):
+                k = ks[g]
+                d = dram * slows[g] if moves else 0.0
+                if k == 1:
+                    adds.append((d, d * k, mb if moves else 0.0, step.vfma, step.vop,
+                                 step.l1_bytes, step.l2_bytes, step.l3_bytes))
+                else:
+                    adds.append((d, d * k, mb * k if moves else 0.0, step.vfma * k,
+                                 step.vop * k, step.l1_bytes * k, step.l2_bytes * k,
+                                 step.l3_bytes * k))
+            if bound == "compute":
+                if by_compute is None:
+                    by_order.append(bound)
+                    by_compute = 0.0
+            elif by_onchip is None:
+                by_order.append(bound)
+                by_onchip = 0.0
         prev = step
+        if terms is not None:  # (ARMv8Target._terms' sums, step after step)
+            s_core += in_core
+            if step.label.startswith(("pack", "pre-pack")):
+                s_pack += in_core
+            s_l1 += t_l1
+            s_l2 += t_l2
+            s_l3 += t_l3
+            s_tlb += t_tlb
+            s_dram += t_dram
         core_total += in_cache
-        core_by[bound] = core_by.get(bound, 0.0) + in_cache
+        if bound == "compute":
+            by_compute += in_cache
+        else:
+            by_onchip += in_cache
         ends_max = 0.0
-        for g in range(n_groups):
-            k = ks[g]
+        g = 0
+        for d, dk, mbk, a_fma, a_op, a_l1, a_l2, a_l3 in adds:
             start = gate_f
             if moves:
-                d = dram * slows[g]
                 p2 = last2[g]
-                if p2 is not None and p2 > start:
+                if p2 > start:
                     start = p2
                 fm = start + d
                 if fm > path:
                     path = fm
                 mem_total[g] += d
-                pool_total += d * k
-                dram_read += rb * k
-                dram_write += wb * k
-                dram_byte += mb * k if k != 1 else mb
+                pool_total += dk
+                dram_byte += mbk
                 start = fm  # (after the gate: the transfer waited for it)
             p1 = last1[g]
-            if p1 is not None and p1 > start:
+            if p1 > start:
                 start = p1
             fc = start + in_cache
             if fc > path:
@@ -585,20 +625,18 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             if fc > ends_max:
                 ends_max = fc
             last2[g], last1[g] = p1, fc
-            l2 += ib2 * k
-            l3 += ib3 * k
-            if k == 1:
-                vfma += v_fma
-                vop += v_op
-                l1_byte += v_l1
-                l2_byte += v_l2
-                l3_byte += v_l3
-            else:
-                vfma += v_fma * k
-                vop += v_op * k
-                l1_byte += v_l1 * k
-                l2_byte += v_l2 * k
-                l3_byte += v_l3 * k
+            vfma += a_fma
+            vop += a_op
+            l1_byte += a_l1
+            l2_byte += a_l2
+            l3_byte += a_l3
+            g += 1
+        # (the bytes are integers: the groups' sum is the threads' at once)
+        if moves:
+            dram_read += rb * placed
+            dram_write += wb * placed
+        l2 += ib2 * placed
+        l3 += ib3 * placed
         count += 2 * n_groups if moves else n_groups
         if step.barrier and t > 1 and j < final:
             d = barrier_s * step.rounds
@@ -610,11 +648,14 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     if t > 1:
         d = barrier_s
         sync_s += d
-        f = max((x for x in last1 if x is not None), default=0.0)
+        f = max(last1) if steps else 0.0
         f = (f if f > 0.0 else 0.0) + d
         if f > path:
             path = f
         count += 1
+    if terms is not None:
+        terms.append({"in_core_s": s_core, "pack_s": s_pack, "l1_s": s_l1, "l2_s": s_l2,
+                      "l3_s": s_l3, "tlb_s": s_tlb, "dram_s": s_dram})
     if not count:
         return acc.summary(pools), 0
     for key in busy:
@@ -628,7 +669,8 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             g = units.index(key[:-4])
             busy[key] = [mem_total[g], {"memory": mem_total[g]}]
         else:
-            busy[key] = [core_total, dict(core_by)]
+            busy[key] = [core_total, {b: by_compute if b == "compute" else by_onchip
+                                      for b in by_order}]
     core_bytes = {"l2": l2, "l3": l3}
     core_actions = {fma_action: vfma, "vop": vop, "l1_byte": l1_byte, "l2_byte": l2_byte,
                     "l3_byte": l3_byte}

@@ -39,6 +39,7 @@ class ARMv8Target(Target):
         self._machine: tuple[ARMv8Spec, Machine, dict] | None = None
         self._last: tuple | None = None
         self._last_carried: tuple | None = None
+        self._last_terms: tuple | None = None  # (plan, machine, its _terms)
 
     def machine(self, spec: ARMv8Spec, tiling=None) -> Machine:
         """The machine of ``spec``, with the workload's thread cap and placement."""
@@ -99,7 +100,11 @@ class ARMv8Target(Target):
                 else self._plan_of(op, graph, spec, tiling))
         if plan is None:
             return Accumulator().summary(self.pools(spec)), 0
-        return summarize_plan(plan, self.machine(spec, tiling), self.pools(spec))
+        mach = self.machine(spec, tiling)
+        terms: list = []  # (kept for the op's line, which follows: describe)
+        got = summarize_plan(plan, mach, self.pools(spec), terms)
+        self._last_terms = (plan, mach, terms[0])
+        return got
 
     # ------------------------------------------------------------------ on-chip state
     def onchip_capacity_bytes(self, spec: ARMv8Spec) -> float:
@@ -166,7 +171,10 @@ class ARMv8Target(Target):
         plan = self._carried_plan(op, graph, spec, tiling, carry or NONE)
         if plan is None:
             return ""
-        t = self._terms(plan, self.machine(spec, tiling))
+        mach = self.machine(spec, tiling)
+        last = self._last_terms  # (the terms lower_summary just summed, for this plan)
+        t = (last[2] if last is not None and last[0] is plan and last[1] is mach
+             else self._terms(plan, mach))
         what = " ".join(x for x in (plan.strategy, plan.kernel) if x)
         return (f"{what} x{plan.threads}: core {_us(t['in_core_s'])} L1 {_us(t['l1_s'])} "
                 f"L2 {_us(t['l2_s'])} L3 {_us(t['l3_s'])} "
