@@ -449,14 +449,14 @@ def test_attention_bound_skips_only_candidates_that_cannot_win(op):
 def test_the_vector_search_keeps_what_estimating_every_count_keeps(
         kind, rows, cols, dtype, preset, placement, limit):
     """On random vector ops, presets, placements and thread limits: each thread count's
-    bound (:func:`vector._floor_s`, on rates solved or not) is under its plan's
+    bound (:func:`vector._floors_s`, on rates solved or not) is under its plan's
     estimate, and the search that makes only the candidates whose bound is under the
     first estimate (:func:`vector._search`) keeps the plan that estimating every count
     keeps, the first of the least, with the same estimate to the last bit."""
     from hwsim.accelerators.armv8.ecm import estimate, fastest  # noqa: PLC0415
     from hwsim.accelerators.armv8.gemm import thread_counts  # noqa: PLC0415
     from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
-    from hwsim.accelerators.armv8.vector import _at, _floor_s, _search  # noqa: PLC0415
+    from hwsim.accelerators.armv8.vector import _at, _floors_s, _search  # noqa: PLC0415
     from hwsim.targets import resolve  # noqa: PLC0415
 
     mach = Machine(resolve(preset).spec).for_run(limit, placement)
@@ -478,8 +478,8 @@ def test_the_vector_search_keeps_what_estimating_every_count_keeps(
             break
         counts.append(t)
     plans = [_at(t, *args) for t in counts]
-    for t, plan in zip(counts, plans):
-        assert _floor_s(t, args, mach) <= estimate(plan, mach)
+    for floor, plan in zip(_floors_s(counts, args, mach), plans):
+        assert floor <= estimate(plan, mach)
     want = fastest(plans, mach)
     assert (got.threads, repr(got.steps), estimate(got, mach)) == \
         (want.threads, repr(want.steps), estimate(want, mach))
@@ -544,23 +544,35 @@ def test_the_plan_kept_for_the_last_op_follows_a_changed_op():
 def test_a_kept_gemm_plan_is_a_new_plan_each_time():
     """``gemm.plan_gemm`` keeps a GEMM's plan per machine (a model's layers repeat their
     GEMMs): each call gets the plan a new search gives (the same steps, to the last
-    bit), in steps of its own, so a caller adding to one (a bias's read) changes no
-    later call's plan."""
+    bit) in a plan of its own, whose steps are the kept plan's; the target's bias read
+    adds to a copy of its step, so a GEMM with a bias changes no later call's plan."""
     from dataclasses import asdict  # noqa: PLC0415
 
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
     from hwsim.accelerators.armv8.ecm import materialize  # noqa: PLC0415
     from hwsim.accelerators.armv8.gemm import Gemm, _plan_gemm, plan_gemm  # noqa: PLC0415
     from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
     from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
 
     mach = Machine(resolve("armv8").spec)
     for g in (Gemm(1, 3000, 4096, 4096, "fp16"), Gemm(1, 1, 4096, 4096, "fp32"),
               Gemm(12, 64, 64, 64, "fp32")):
         fresh = materialize(_plan_gemm(g, Machine(resolve("armv8").spec), "auto", 64))
         first = plan_gemm(g, mach, "auto", 64)
-        first.steps[0].read("dram", 1e6)  # a caller's addition
         again = plan_gemm(g, mach, "auto", 64)
-        assert again is not first and again.steps[0] is not first.steps[0]
-        assert [asdict(s) for s in again.steps] == [asdict(s) for s in fresh.steps]
-        assert (again.threads, again.kernel, again.detail) == \
-            (fresh.threads, fresh.kernel, fresh.detail)
+        assert again is not first and again.steps is not first.steps
+        assert again.detail is not first.detail
+        for p in (first, again):
+            assert [asdict(s) for s in p.steps] == [asdict(s) for s in fresh.steps]
+            assert (p.threads, p.kernel, p.detail) == (fresh.threads, fresh.kernel, fresh.detail)
+    # a linear layer with a bias, planned twice by the target: the second is the first
+    spec = resolve("armv8").spec
+    graph = build_graph(workload_from_dict({"name": "t", "model": "bert-base", "seq_len": 128,
+                                            "phase": "prefill", "dtype": "fp32"}))
+    op = next(o for o in graph.ops if o.kind == "matmul" and len(o.inputs) > 2)  # a bias
+    plans = [TARGET.plan(op, graph, spec) for _ in range(2)]
+    assert [asdict(s) for s in plans[0].steps] == [asdict(s) for s in plans[1].steps]
+    kept = TARGET.machine(spec)
+    plain = plan_gemm(TARGET._gemm(op, graph, kept), kept, "auto", kept.cores)
+    assert sum(s.dram_read for s in plans[0].steps) > sum(s.dram_read for s in plain.steps)

@@ -129,6 +129,7 @@ class Topology:
         self.cluster_cores = max(1, min(spec.cluster_cores, self.cores_per_node))
         self.clusters_per_node = math.ceil(self.cores_per_node / self.cluster_cores)
         self._placed: dict[tuple[int, str], list[Thread]] = {}
+        self._threads: dict[bool, dict[int, Thread]] = {}  # (_place: per core)
 
     def node_of(self, core: int) -> int:
         return min(core // self.cores_per_node, self.nodes - 1)
@@ -199,12 +200,19 @@ class Topology:
         return list(got)
 
     def _place(self, threads: int, placement: str) -> list[Thread]:
+        # a core's thread is the same whatever the count (its pages: its node's, or
+        # interleaved over all): made once per core and kept (threads are frozen)
+        spread = placement == "interleave"
+        made = self._threads.setdefault(spread, {})
         out = []
         for core in self.cores_of(threads, placement):
-            node = self.node_of(core)
-            pages = (tuple((j, 1.0 / self.nodes) for j in range(self.nodes))
-                     if placement == "interleave" else ((node, 1.0),))
-            out.append(Thread(core, node, self.cluster_of(core), pages))
+            th = made.get(core)
+            if th is None:
+                node = self.node_of(core)
+                pages = (tuple((j, 1.0 / self.nodes) for j in range(self.nodes))
+                         if spread else ((node, 1.0),))
+                th = made[core] = Thread(core, node, self.cluster_of(core), pages)
+            out.append(th)
         return out
 
     def pinned(self, cores: list[int], mem_nodes: list[int]) -> list[Thread]:

@@ -71,7 +71,9 @@ class ARMv8Target(Target):
             plan = plan_gemm(self._gemm(op, graph, mach), mach, strategy, mach.cores)
             extra = sum(graph.stored_bytes(i) for i in op.inputs[2:])  # a bias
             if extra:  # read cold, each thread its share, with its first tile
-                first = next((st for st in plan.steps if st.dram_read), plan.steps[0])
+                i = next((i for i, st in enumerate(plan.steps) if st.dram_read), 0)
+                # (a copy: the steps are the kept plan's, shared by every op of the GEMM)
+                first = plan.steps[i] = plan.steps[i].scaled(1.0)
                 first.read("dram", extra / plan.threads)
             return plan
         if kind == "attention":

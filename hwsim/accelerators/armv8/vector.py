@@ -127,7 +127,7 @@ def _search(args: tuple, mach: Machine) -> Plan:
     cannot win.
 
     Each count has a lower bound on its plan's estimate that costs no plan
-    (:func:`_floor_s`); the candidate of the least bound is made and estimated first,
+    (:func:`_floors_s`); the candidate of the least bound is made and estimated first,
     and a count whose bound exceeds that estimate is passed over: its estimate would
     too, so it is neither the fastest nor tied with it. The others go to
     :func:`~.ecm.fastest` in their order, which keeps the first of the least estimate:
@@ -140,7 +140,7 @@ def _search(args: tuple, mach: Machine) -> Plan:
         counts.append(threads)
     if len(counts) == 1:
         return _at(counts[0], *args)
-    floors = [_floor_s(t, args, mach) for t in counts]
+    floors = _floors_s(counts, args, mach)
     # the first estimated: the least bound among the counts whose rates are solved (an
     # estimate elsewhere would solve a count's rates that fastest() may never need)
     known = [i for i, t in enumerate(counts) if _threads(t, vecs) in mach._rates]
@@ -152,32 +152,41 @@ def _search(args: tuple, mach: Machine) -> Plan:
     return fastest(plans, mach, {id(lead): (lead, lead_s)})
 
 
-def _floor_s(threads: int, args: tuple, mach: Machine) -> float:
-    """A lower bound on :func:`~.ecm.estimate` of :func:`_at`'s plan for ``threads``,
-    without making it. The plan is one step cut into tiles that one thread runs one
-    after another, each after its DRAM transfer, the transfers one after another on its
-    memory lane: after the call and the fork it takes at least the step's in-core time,
-    its L1 ports and L2 transfers (a DRAM byte crosses L2), and its DRAM bytes at the
-    slowest thread's stretch (solved) or at least :meth:`~.spec.Machine.share_floor`
-    (not yet); the join's barrier follows. Less a millionth for the rounding of the
-    tiles' shares and sums."""
+def _floors_s(counts: list[int], args: tuple, mach: Machine) -> list[float]:
+    """A lower bound on :func:`~.ecm.estimate` of :func:`_at`'s plan for each of
+    ``counts``, without making it. The plan is one step cut into tiles that one thread
+    runs one after another, each after its DRAM transfer, the transfers one after
+    another on its memory lane: after the call and the fork it takes at least the
+    step's in-core time, its L1 ports and L2 transfers (a DRAM byte crosses L2), and its
+    DRAM bytes at the slowest thread's stretch (solved) or at least
+    :meth:`~.spec.Machine.share_floor` (not yet); the join's barrier follows. Less a
+    millionth for the rounding of the tiles' shares and sums."""
     vecs, ops, loads, stores, _, _, reads, writes, _, _ = args
     spec = mach.spec
-    per = math.ceil(vecs / threads)
-    threads = _threads(threads, vecs)
-    f = per / vecs if vecs else 0.0
-    dram = (sum(reads) + sum(writes)) * f
-    in_core = per * max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width)
-    near = (per * (loads / spec.load_ports + stores / spec.store_ports) * mach.cycle_s
-            + dram / mach.l2_bw)
-    work = max(in_core * mach.cycle_s, near)
-    if threads in mach._rates:
-        share = mach.slot_bw / mach.slowest_rate(threads)
-    else:
-        share = mach.share_floor(threads)
-    if share is not None:
-        work = max(work, share * (dram / mach.slot_bw))
-    return (mach.call_s() + mach.fork_s(threads) + work + mach.barrier_s(threads)) * (1 - 1e-6)
+    cycle_s = mach.cycle_s
+    moved = sum(reads) + sum(writes)
+    core_s = max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width) * cycle_s
+    port_s = (loads / spec.load_ports + stores / spec.store_ports) * cycle_s
+    l2_bw, slot_bw = mach.l2_bw, mach.slot_bw
+    known = mach._rates
+    out = []
+    for threads in counts:
+        per = math.ceil(vecs / threads)
+        threads = _threads(threads, vecs)
+        dram = moved * (per / vecs) if vecs else 0.0
+        work = per * core_s
+        near = per * port_s + dram / l2_bw
+        if near > work:
+            work = near
+        if threads in known:
+            share = slot_bw / mach.slowest_rate(threads)
+        else:
+            share = mach.share_floor(threads)
+        if share is not None and share * (dram / slot_bw) > work:
+            work = share * (dram / slot_bw)
+        out.append((mach.call_s() + mach.fork_s(threads) + work + mach.barrier_s(threads))
+                   * (1 - 1e-6))
+    return out
 
 
 def _threads(threads: int, vecs: int) -> int:
