@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
-from hwsim.engine import Task, group_name
+from hwsim.engine import Accumulator, Task, group_name
 
 from .spec import DRAM_POOL, Machine
 
@@ -464,15 +464,11 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
     ``terms``: a list to append the per-thread ECM terms summed over the steps to, as
     :meth:`.target.ARMv8Target._terms` sums them (the same floats, in step order: the
     loop meets each step's terms anyway; a report's line asks for them next)."""
-    from hwsim.engine import Accumulator  # noqa: PLC0415
-
     acc = Accumulator()
     t = plan.threads
-    slow, groups, units = _lanes(mach, t, True)
-    ks = [len(m) for m in groups]
-    placed = sum(ks)  # (the threads the groups hold)
-    slows = [slow[m[0]] for m in groups]
-    n_groups = len(groups)
+    (ks, placed, slows, units, mem_units, mem_at, fork_s, l3_shared,
+     barrier_s) = _summary_terms(mach, t)
+    n_groups = len(ks)
     busy: dict = {}  # the units and pool, in the order the tasks meet them
     count = 0
     path = 0.0
@@ -483,7 +479,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
         gate_f = path = 0.0 + plan.serial_s
         count += 1
     if t > 1:
-        d = mach.fork_s(t)
+        d = fork_s
         busy["sync"] = None  # (its place; filled in at the end)
         sync_s = 0.0 + d
         gate_f = gate_f + d
@@ -508,11 +504,9 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
     steps = plan.steps
     final = len(steps) - 1
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
-    l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
     overlaps = mach.spec.l3_overlaps
-    barrier_s = mach.barrier_s(t)
     # the ECM terms' sums for ``terms`` (DRAM at the slowest thread's rate)
     rate = mach.slowest_rate(t) if terms is not None else 0.0
     s_core = s_pack = s_l1 = s_l2 = s_l3 = s_tlb = s_dram = 0.0
@@ -552,7 +546,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
                     moved = True
                     mem_first = j == 0
                     for g in range(n_groups):  # the units, as the first moving step meets them
-                        busy[f"{units[g]}.mem"] = None
+                        busy[mem_units[g]] = None
                         if g == 0:
                             busy[("pool", DRAM_POOL)] = None
                         if j == 0:
@@ -665,8 +659,8 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
             busy[key] = [sync_s, {"latency": sync_s}]
         elif type(key) is tuple:
             busy[key] = [pool_total, {"memory": pool_total}]
-        elif key.endswith(".mem"):
-            g = units.index(key[:-4])
+        elif key in mem_at:
+            g = mem_at[key]
             busy[key] = [mem_total[g], {"memory": mem_total[g]}]
         else:
             busy[key] = [core_total, {b: by_compute if b == "compute" else by_onchip
@@ -686,6 +680,23 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
     acc.busy = busy
     acc.count = count
     return acc.summary(pools), count
+
+
+def _summary_terms(mach: Machine, threads: int) -> tuple:
+    """What :func:`summarize_plan` reads of the machine for ``threads`` threads, kept
+    per thread count: the groups' sizes (:func:`_lanes`), the threads they hold, each
+    group's slowdown, its unit and memory unit and each memory unit's group, the fork,
+    the L3 hits' rate among the threads (:func:`l3_s`) and a barrier."""
+    memo = mach.__dict__.setdefault("_summary_terms", {})
+    got = memo.get(threads)
+    if got is None:
+        slow, groups, units = _lanes(mach, threads, True)
+        ks = [len(m) for m in groups]
+        mem_units = [f"{u}.mem" for u in units]
+        got = memo[threads] = (ks, sum(ks), [slow[m[0]] for m in groups], units, mem_units,
+                               {u: g for g, u in enumerate(mem_units)}, mach.fork_s(threads),
+                               mach.l3_rate(threads), mach.barrier_s(threads))
+    return got
 
 
 def _lanes(mach: Machine, threads: int, grouped: bool):
