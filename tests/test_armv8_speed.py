@@ -205,6 +205,8 @@ def test_carried_copies_the_steps_it_changes_and_leaves_the_plan_as_it_was():
                     setattr(s, field, getattr(s, field) - take)
                     need -= take
             assert [asdict(s) for s in got.steps] == [asdict(s) for s in want]
+            # every other field of the plan is the plan's
+            assert {**asdict(got), "steps": None} == {**asdict(plan), "steps": None}
 
 
 GEMMS = [(1, 3000, 4096, 4096, "fp16"), (1, 4096, 11008, 4096, "fp32"), (12, 200, 64, 200, "fp32"),

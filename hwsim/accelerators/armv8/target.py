@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from hwsim.energy import EnergyTable
@@ -294,7 +293,10 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
                     s = steps[i] = s.scaled(1.0)  # (a copy: x 1.0 is the same float)
                 setattr(s, field, have - take)
             need -= take
-    return replace(plan, steps=steps)
+    # (the plan with these steps: its fields one by one, not dataclasses.replace, which
+    # looks them up anew for every op carried)
+    return Plan(plan.strategy, plan.threads, steps, plan.dtype, plan.serial_s, plan.kernel,
+                plan.detail, plan.runs)
 
 
 def _us(seconds: float) -> str:
