@@ -130,6 +130,8 @@ def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
     (``ecm.materialize``), has the tiles ``ecm.split`` makes: the same estimate, the
     same steps. Barriers on split steps, repeated batches (OpenBLAS ``repeat``) and
     split-K merges (attention) included."""
+    from dataclasses import asdict  # noqa: PLC0415
+
     from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
     from hwsim.accelerators.armv8.attention import _plan  # noqa: PLC0415
     from hwsim.accelerators.armv8.ecm import estimate, materialize  # noqa: PLC0415
@@ -162,14 +164,14 @@ def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
         # of the first (copies)
         want = []
         for first, n in zip(p.steps, p.runs):
-            amounts = {k: v for k, v in vars(first).items() if k not in ("label", "barrier")}
+            amounts = {k: v for k, v in asdict(first).items() if k not in ("label", "barrier")}
             want += [(first.label, first.barrier, amounts)] if n == 1 else [
                 (f"{first.label} {i + 1}/{n}", first.barrier and i == n - 1, amounts)
                 for i in range(n)]
         materialize(p)
         assert p.runs is None and estimate(p, mach) == uncut
         assert [(s.label, s.barrier,
-                 {k: v for k, v in vars(s).items() if k not in ("label", "barrier")})
+                 {k: v for k, v in asdict(s).items() if k not in ("label", "barrier")})
                 for s in p.steps] == want
         assert len({id(s) for s in p.steps}) == len(p.steps)  # each its own object
 

@@ -50,11 +50,14 @@ from hwsim.engine import Accumulator, Task, group_name
 
 from .spec import DRAM_POOL, Machine
 
+_new = object.__new__  # (an instance without running __init__: Step.scaled, Step.copy)
 _EMPTY = MappingProxyType({})  # a task's bytes or actions when it has none (read-only)
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
+    # (slots: a planner makes tens of thousands of steps a run; an object without a
+    # dict of its own is one allocation for the garbage collector to track, not two)
     label: str
     arith_cycles: float = 0.0
     port_cycles: float = 0.0
@@ -75,20 +78,41 @@ class Step:
     l3_stream: bool = True
 
     def scaled(self, f: float) -> "Step":
-        out = object.__new__(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
-        d = out.__dict__
-        d.update(self.__dict__)
+        out = _new(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
+        out.label = self.label
         # the amounts (_AMOUNTS), field by field: a planner scales thousands of steps
-        d["arith_cycles"] = self.arith_cycles * f
-        d["port_cycles"] = self.port_cycles * f
-        d["l1_bytes"] = self.l1_bytes * f
-        d["l2_bytes"] = self.l2_bytes * f
-        d["l3_bytes"] = self.l3_bytes * f
-        d["dram_read"] = self.dram_read * f
-        d["dram_write"] = self.dram_write * f
-        d["tlb_walks"] = self.tlb_walks * f
-        d["vfma"] = self.vfma * f
-        d["vop"] = self.vop * f
+        out.arith_cycles = self.arith_cycles * f
+        out.port_cycles = self.port_cycles * f
+        out.l1_bytes = self.l1_bytes * f
+        out.l2_bytes = self.l2_bytes * f
+        out.l3_bytes = self.l3_bytes * f
+        out.dram_read = self.dram_read * f
+        out.dram_write = self.dram_write * f
+        out.tlb_walks = self.tlb_walks * f
+        out.vfma = self.vfma * f
+        out.vop = self.vop * f
+        out.barrier = self.barrier
+        out.rounds = self.rounds
+        out.l3_stream = self.l3_stream
+        return out
+
+    def copy(self) -> "Step":
+        """A copy with the same amounts (the same float objects)."""
+        out = _new(Step)
+        out.label = self.label
+        out.arith_cycles = self.arith_cycles
+        out.port_cycles = self.port_cycles
+        out.l1_bytes = self.l1_bytes
+        out.l2_bytes = self.l2_bytes
+        out.l3_bytes = self.l3_bytes
+        out.dram_read = self.dram_read
+        out.dram_write = self.dram_write
+        out.tlb_walks = self.tlb_walks
+        out.vfma = self.vfma
+        out.vop = self.vop
+        out.barrier = self.barrier
+        out.rounds = self.rounds
+        out.l3_stream = self.l3_stream
         return out
 
     def add(self, other: "Step") -> None:
@@ -732,13 +756,10 @@ def split(step: Step, parts: int) -> list[Step]:
 def _cut(one: Step, parts: int) -> list[Step]:
     """The ``parts`` tiles whose first is ``one`` (a step's amounts over ``parts``)."""
     barrier = one.barrier
-    amounts = one.__dict__
     labels = _tile_labels(one.label, parts)
     out = [one]
     for _ in range(parts - 1):  # copies of the first (the same amounts)
-        t = object.__new__(Step)
-        t.__dict__.update(amounts)
-        out.append(t)
+        out.append(one.copy())
     for s, label in zip(out, labels):
         s.label = label
         s.barrier = False
