@@ -202,15 +202,15 @@ class Topology:
     def _place(self, threads: int, placement: str) -> list[Thread]:
         # a core's thread is the same whatever the count (its pages: its node's, or
         # interleaved over all): made once per core and kept (threads are frozen)
-        spread = placement == "interleave"
-        made = self._threads.setdefault(spread, {})
+        interleaved = placement == "interleave"
+        made = self._threads.setdefault(interleaved, {})
         out = []
         for core in self.cores_of(threads, placement):
             th = made.get(core)
             if th is None:
                 node = self.node_of(core)
                 pages = (tuple((j, 1.0 / self.nodes) for j in range(self.nodes))
-                         if spread else ((node, 1.0),))
+                         if interleaved else ((node, 1.0),))
                 th = made[core] = Thread(core, node, self.cluster_of(core), pages)
             out.append(th)
         return out
