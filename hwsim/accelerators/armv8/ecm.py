@@ -348,10 +348,10 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     estimate is lower) already exceeds the least of its strategy so far. Its rates, a
     queueing network solve, are then never asked for. With ``die`` (a search over
     every thread count, whose candidates share a few dies' loads), a candidate that
-    this bound does not pass over is bounded again with its most loaded die alone,
-    first by a bound on that die's slowest rate that costs no solve, then with the
-    die solved (:meth:`~.spec.Machine.share_floor`), a smaller solve kept for every
-    thread count that loads a die alike.
+    this bound does not pass over is bounded again with its most loaded die alone, by
+    a bound on that die's slowest rate that costs no solve
+    (:meth:`~.spec.Machine.share_floor`; the die's own solve, a tighter bound, cost
+    about what the joint solves it spared, and is not asked for).
     The plan returned is the one the plain search returns, and each strategy's least
     estimate is in ``memo`` (a caller reports it)."""
     if not plans:
@@ -379,8 +379,7 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     for i, p in later:
         b = best.get(p.strategy)
         if b is not None and (estimate(p, mach, mach.share_floor(p.threads)) > b[1] or (
-                die and (estimate(p, mach, mach.share_floor(p.threads, True, False)) > b[1]
-                         or estimate(p, mach, mach.share_floor(p.threads, True)) > b[1]))):
+                die and estimate(p, mach, mach.share_floor(p.threads, True, False)) > b[1])):
             continue  # slower than its strategy's best even at the fastest rates
         got = memo[id(p)] = (p, estimate(p, mach))
         keep(i, p, got[1])

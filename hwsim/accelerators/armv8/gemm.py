@@ -1028,8 +1028,9 @@ def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
     (the k-blocks' in-core, L3 and DRAM terms, no plan), and, once the plan is made
     on a thread count whose stream rates are not solved, its estimate at the fastest
     rates they allow (:meth:`~.spec.Machine.share_floor`: from the bandwidths, then
-    from a bound on its most loaded die's rate that costs no solve, then from that
-    die's solve; the thread count's own solve not yet asked for). The caps
+    from a bound on its most loaded die's rate that costs no solve; the thread count's
+    own solve not yet asked for; that die's own solve is not asked for either: it cost
+    about what the joint solves it spared, docs/performance.md). The caps
     wait in a heap by their latest bound; the least is taken and either refined to
     its next bound or, when it has no other, estimated; once the least bound exceeds
     the best estimate so far no cap can be faster. Caps whose grids are the same
@@ -1080,12 +1081,12 @@ def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
             plan = plans.get(grid)
             if plan is None:
                 plan = plans[grid] = openblas(g, mach, cap)
-            if level < 5 and plan.threads not in mach._rates and mach.floor_share is not None:
+            if level < 4 and plan.threads not in mach._rates and mach.floor_share is not None:
                 # no rates solved for its thread count: at the fastest they allow, first
                 # from the bandwidths, then from its most loaded die's bound without a
-                # solve, then from that die's solve
+                # solve
                 bound = estimate(plan, mach, mach.share_floor(plan.threads, level >= 3,
-                                                              level == 4))
+                                                              False))
                 heapq.heappush(heap, (bound if bound > key else key, i, level + 1, item))
                 continue
             got = ests[grid] = estimate(plan, mach)
