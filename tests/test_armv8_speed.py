@@ -63,9 +63,9 @@ def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
     mach = TARGET.machine(spec)
     steps = []
     for i in range(6):
-        st = Step(f"s{i}", arith_cycles=1000.0 + 37 * i, port_cycles=900.0 + 50 * (i % 3),
-                  l1_bytes=4096.0 * i, l2_bytes=1000.5 * i, l3_bytes=77.25 * i, vfma=10.0 * i,
-                  vop=3.5 * i, tlb_walks=0.5 * (i % 2))
+        st = Step("pack" if i == 2 else f"s{i}", arith_cycles=1000.0 + 37 * i,
+                  port_cycles=900.0 + 50 * (i % 3), l1_bytes=4096.0 * i, l2_bytes=1000.5 * i,
+                  l3_bytes=77.25 * i, vfma=10.0 * i, vop=3.5 * i, tlb_walks=0.5 * (i % 2))
         if shape != "no_dram" and (i or shape != "first_still"):
             st.dram_read, st.dram_write = 12345.6 / (i + 1), 100.0 * (i % 2)
         st.barrier = i % 2 == 1
@@ -76,10 +76,14 @@ def test_plan_summary_is_the_summary_of_its_tasks(threads, shape):
     plan = Plan("test", threads, steps, "fp32", 0.0 if shape == "no_call" else 2e-6)
     tasks = emit(plan, mach, "op")
     want = summarize(tasks, TARGET.pools(spec))
-    got, count = summarize_plan(plan, mach, TARGET.pools(spec))
+    terms: list = []
+    got, count = summarize_plan(plan, mach, TARGET.pools(spec), terms)
     assert count == len(tasks)
     assert repr(got) == repr(want)
     assert list(got.bytes) == list(want.bytes) and list(got.actions) == list(want.actions)
+    # the report line's terms, summed on the way, are ARMv8Target._terms' to the last bit
+    assert terms == [TARGET._terms(plan, mach)]
+    assert repr(summarize_plan(plan, mach, TARGET.pools(spec))) == repr((got, count))
 
 
 def test_breakdown_terms_are_the_steps_times_summed():
@@ -127,6 +131,8 @@ def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
     (``ecm.materialize``), has the tiles ``ecm.split`` makes: the same estimate, the
     same steps. Barriers on split steps, repeated batches (OpenBLAS ``repeat``) and
     split-K merges (attention) included."""
+    from dataclasses import asdict  # noqa: PLC0415
+
     from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
     from hwsim.accelerators.armv8.attention import _plan  # noqa: PLC0415
     from hwsim.accelerators.armv8.ecm import estimate, materialize  # noqa: PLC0415
@@ -159,14 +165,14 @@ def test_a_candidate_estimated_uncut_is_estimated_as_its_tiles():
         # of the first (copies)
         want = []
         for first, n in zip(p.steps, p.runs):
-            amounts = {k: v for k, v in vars(first).items() if k not in ("label", "barrier")}
+            amounts = {k: v for k, v in asdict(first).items() if k not in ("label", "barrier")}
             want += [(first.label, first.barrier, amounts)] if n == 1 else [
                 (f"{first.label} {i + 1}/{n}", first.barrier and i == n - 1, amounts)
                 for i in range(n)]
         materialize(p)
         assert p.runs is None and estimate(p, mach) == uncut
         assert [(s.label, s.barrier,
-                 {k: v for k, v in vars(s).items() if k not in ("label", "barrier")})
+                 {k: v for k, v in asdict(s).items() if k not in ("label", "barrier")})
                 for s in p.steps] == want
         assert len({id(s) for s in p.steps}) == len(p.steps)  # each its own object
 
@@ -202,6 +208,8 @@ def test_carried_copies_the_steps_it_changes_and_leaves_the_plan_as_it_was():
                     setattr(s, field, getattr(s, field) - take)
                     need -= take
             assert [asdict(s) for s in got.steps] == [asdict(s) for s in want]
+            # every other field of the plan is the plan's
+            assert {**asdict(got), "steps": None} == {**asdict(plan), "steps": None}
 
 
 GEMMS = [(1, 3000, 4096, 4096, "fp16"), (1, 4096, 11008, 4096, "fp32"), (12, 200, 64, 200, "fp32"),
@@ -433,6 +441,55 @@ def test_attention_bound_skips_only_candidates_that_cannot_win(op):
     assert len(made) < len(ref)
 
 
+@settings(max_examples=60, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(kind=hs.sampled_from(["softmax", "rmsnorm", "layernorm", "gelu", "add", "rope"]),
+       rows=hs.sampled_from([1, 3, 64, 333, 2826, 4096]),
+       cols=hs.sampled_from([5, 128, 4096, 11008]),
+       dtype=hs.sampled_from(["fp32", "fp16"]),
+       preset=hs.sampled_from(["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
+                               "armv8-thunderx2", "armv8-ft2000plus"]),
+       placement=hs.sampled_from(["compact", "spread", "interleave"]),
+       limit=hs.sampled_from([0, 1, 7, 24, 64]))
+def test_the_vector_search_keeps_what_estimating_every_count_keeps(
+        kind, rows, cols, dtype, preset, placement, limit):
+    """On random vector ops, presets, placements and thread limits: each thread count's
+    bound (:func:`vector._floors_s`, on rates solved or not) is under its plan's
+    estimate, and the search that makes only the candidates whose bound is under the
+    first estimate (:func:`vector._search`) keeps the plan that estimating every count
+    keeps, the first of the least, with the same estimate to the last bit."""
+    from hwsim.accelerators.armv8.ecm import estimate, fastest  # noqa: PLC0415
+    from hwsim.accelerators.armv8.gemm import thread_counts  # noqa: PLC0415
+    from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
+    from hwsim.accelerators.armv8.vector import _at, _floors_s, _search  # noqa: PLC0415
+    from hwsim.targets import resolve  # noqa: PLC0415
+
+    mach = Machine(resolve(preset).spec).for_run(limit, placement)
+    if dtype == "fp16" and not mach.spec.fp16_arith:
+        dtype = "fp32"
+    s = 2 if dtype == "fp16" else 4
+    size = rows * cols * s
+    ops, loads, stores, passes, row = {
+        "softmax": (10.0, 3.0, 2.0, 3.0, cols * s), "rmsnorm": (4.0, 3.0, 1.0, 2.0, cols * s),
+        "layernorm": (6.0, 4.0, 1.0, 2.0, cols * s), "gelu": (20.0, 1.0, 1.0, 1.0, 0.0),
+        "add": (1.0, 2.0, 1.0, 1.0, 0.0), "rope": (4.0, 3.0, 1.0, 1.0, 0.0)}[kind]
+    reads = [float(size)] * (2 if kind == "add" else 1)
+    args = (-(-rows * cols // mach.lanes(dtype)), ops, loads, stores, passes, row, reads,
+            [float(size)], dtype, mach)
+    got = _search(args, mach)  # (first: on rates not solved yet)
+    counts = []  # (the counts vector_plan tried before the bound, each estimated)
+    for t in thread_counts(mach.cores):
+        if t > 1 and args[0] < 2 * t:
+            break
+        counts.append(t)
+    plans = [_at(t, *args) for t in counts]
+    for floor, plan in zip(_floors_s(counts, args, mach), plans):
+        assert floor <= estimate(plan, mach)
+    want = fastest(plans, mach)
+    assert (got.threads, repr(got.steps), estimate(got, mach)) == \
+        (want.threads, repr(want.steps), estimate(want, mach))
+
+
 def test_a_vector_op_seen_before_gets_the_plan_a_fresh_machine_gives():
     """``vector_plan`` keeps the plan it chose per machine by what the candidates
     are made of: an op of the same sizes asked again (another layer's, another sweep
@@ -492,23 +549,35 @@ def test_the_plan_kept_for_the_last_op_follows_a_changed_op():
 def test_a_kept_gemm_plan_is_a_new_plan_each_time():
     """``gemm.plan_gemm`` keeps a GEMM's plan per machine (a model's layers repeat their
     GEMMs): each call gets the plan a new search gives (the same steps, to the last
-    bit), in steps of its own, so a caller adding to one (a bias's read) changes no
-    later call's plan."""
+    bit) in a plan of its own, whose steps are the kept plan's; the target's bias read
+    adds to a copy of its step, so a GEMM with a bias changes no later call's plan."""
     from dataclasses import asdict  # noqa: PLC0415
 
+    from hwsim.accelerators.armv8 import TARGET  # noqa: PLC0415
     from hwsim.accelerators.armv8.ecm import materialize  # noqa: PLC0415
     from hwsim.accelerators.armv8.gemm import Gemm, _plan_gemm, plan_gemm  # noqa: PLC0415
     from hwsim.accelerators.armv8.spec import Machine  # noqa: PLC0415
     from hwsim.targets import resolve  # noqa: PLC0415
+    from hwsim.workload import build_graph, workload_from_dict  # noqa: PLC0415
 
     mach = Machine(resolve("armv8").spec)
     for g in (Gemm(1, 3000, 4096, 4096, "fp16"), Gemm(1, 1, 4096, 4096, "fp32"),
               Gemm(12, 64, 64, 64, "fp32")):
         fresh = materialize(_plan_gemm(g, Machine(resolve("armv8").spec), "auto", 64))
         first = plan_gemm(g, mach, "auto", 64)
-        first.steps[0].read("dram", 1e6)  # a caller's addition
         again = plan_gemm(g, mach, "auto", 64)
-        assert again is not first and again.steps[0] is not first.steps[0]
-        assert [asdict(s) for s in again.steps] == [asdict(s) for s in fresh.steps]
-        assert (again.threads, again.kernel, again.detail) == \
-            (fresh.threads, fresh.kernel, fresh.detail)
+        assert again is not first and again.steps is not first.steps
+        assert again.detail is not first.detail
+        for p in (first, again):
+            assert [asdict(s) for s in p.steps] == [asdict(s) for s in fresh.steps]
+            assert (p.threads, p.kernel, p.detail) == (fresh.threads, fresh.kernel, fresh.detail)
+    # a linear layer with a bias, planned twice by the target: the second is the first
+    spec = resolve("armv8").spec
+    graph = build_graph(workload_from_dict({"name": "t", "model": "bert-base", "seq_len": 128,
+                                            "phase": "prefill", "dtype": "fp32"}))
+    op = next(o for o in graph.ops if o.kind == "matmul" and len(o.inputs) > 2)  # a bias
+    plans = [TARGET.plan(op, graph, spec) for _ in range(2)]
+    assert [asdict(s) for s in plans[0].steps] == [asdict(s) for s in plans[1].steps]
+    kept = TARGET.machine(spec)
+    plain = plan_gemm(TARGET._gemm(op, graph, kept), kept, "auto", kept.cores)
+    assert sum(s.dram_read for s in plans[0].steps) > sum(s.dram_read for s in plain.steps)

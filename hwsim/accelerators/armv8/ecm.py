@@ -46,15 +46,18 @@ import math
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
-from hwsim.engine import Task, group_name
+from hwsim.engine import Accumulator, Task, group_name
 
 from .spec import DRAM_POOL, Machine
 
+_new = object.__new__  # (an instance without running __init__: Step.scaled, Step.copy)
 _EMPTY = MappingProxyType({})  # a task's bytes or actions when it has none (read-only)
 
 
-@dataclass
+@dataclass(slots=True)
 class Step:
+    # (slots: a planner makes tens of thousands of steps a run; an object without a
+    # dict of its own is one allocation for the garbage collector to track, not two)
     label: str
     arith_cycles: float = 0.0
     port_cycles: float = 0.0
@@ -75,20 +78,41 @@ class Step:
     l3_stream: bool = True
 
     def scaled(self, f: float) -> "Step":
-        out = object.__new__(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
-        d = out.__dict__
-        d.update(self.__dict__)
+        out = _new(Step)  # a copy (dataclasses.replace re-runs __init__: slower)
+        out.label = self.label
         # the amounts (_AMOUNTS), field by field: a planner scales thousands of steps
-        d["arith_cycles"] = self.arith_cycles * f
-        d["port_cycles"] = self.port_cycles * f
-        d["l1_bytes"] = self.l1_bytes * f
-        d["l2_bytes"] = self.l2_bytes * f
-        d["l3_bytes"] = self.l3_bytes * f
-        d["dram_read"] = self.dram_read * f
-        d["dram_write"] = self.dram_write * f
-        d["tlb_walks"] = self.tlb_walks * f
-        d["vfma"] = self.vfma * f
-        d["vop"] = self.vop * f
+        out.arith_cycles = self.arith_cycles * f
+        out.port_cycles = self.port_cycles * f
+        out.l1_bytes = self.l1_bytes * f
+        out.l2_bytes = self.l2_bytes * f
+        out.l3_bytes = self.l3_bytes * f
+        out.dram_read = self.dram_read * f
+        out.dram_write = self.dram_write * f
+        out.tlb_walks = self.tlb_walks * f
+        out.vfma = self.vfma * f
+        out.vop = self.vop * f
+        out.barrier = self.barrier
+        out.rounds = self.rounds
+        out.l3_stream = self.l3_stream
+        return out
+
+    def copy(self) -> "Step":
+        """A copy with the same amounts (the same float objects)."""
+        out = _new(Step)
+        out.label = self.label
+        out.arith_cycles = self.arith_cycles
+        out.port_cycles = self.port_cycles
+        out.l1_bytes = self.l1_bytes
+        out.l2_bytes = self.l2_bytes
+        out.l3_bytes = self.l3_bytes
+        out.dram_read = self.dram_read
+        out.dram_write = self.dram_write
+        out.tlb_walks = self.tlb_walks
+        out.vfma = self.vfma
+        out.vop = self.vop
+        out.barrier = self.barrier
+        out.rounds = self.rounds
+        out.l3_stream = self.l3_stream
         return out
 
     def add(self, other: "Step") -> None:
@@ -327,10 +351,10 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     estimate is lower) already exceeds the least of its strategy so far. Its rates, a
     queueing network solve, are then never asked for. With ``die`` (a search over
     every thread count, whose candidates share a few dies' loads), a candidate that
-    this bound does not pass over is bounded again with its most loaded die alone,
-    first by a bound on that die's slowest rate that costs no solve, then with the
-    die solved (:meth:`~.spec.Machine.share_floor`), a smaller solve kept for every
-    thread count that loads a die alike.
+    this bound does not pass over is bounded again with its most loaded die alone, by
+    a bound on that die's slowest rate that costs no solve
+    (:meth:`~.spec.Machine.share_floor`; the die's own solve, a tighter bound, cost
+    about what the joint solves it spared, and is not asked for).
     The plan returned is the one the plain search returns, and each strategy's least
     estimate is in ``memo`` (a caller reports it)."""
     if not plans:
@@ -358,8 +382,7 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     for i, p in later:
         b = best.get(p.strategy)
         if b is not None and (estimate(p, mach, mach.share_floor(p.threads)) > b[1] or (
-                die and (estimate(p, mach, mach.share_floor(p.threads, True, False)) > b[1]
-                         or estimate(p, mach, mach.share_floor(p.threads, True)) > b[1]))):
+                die and estimate(p, mach, mach.share_floor(p.threads, True, False)) > b[1])):
             continue  # slower than its strategy's best even at the fastest rates
         got = memo[id(p)] = (p, estimate(p, mach))
         keep(i, p, got[1])
@@ -451,7 +474,7 @@ def emit(plan: Plan, mach: Machine, label: str, *, grouped: bool = True) -> list
     return tasks
 
 
-def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
+def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) -> tuple:
     """``(summary, tasks)``: what :func:`hwsim.engine.summarize` gives for
     :func:`emit`'s tasks of ``plan`` and how many there are, without making or
     handing over a task (the ``analytical`` fidelity).
@@ -463,16 +486,17 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     floats; the bytes are integers; the units, bounds, levels and actions are met
     in the same order (a test holds the result to the tasks' summary). A thread
     group's tiles have the same times as every other group's, so the cores' busy
-    time is summed once."""
-    from hwsim.engine import Accumulator  # noqa: PLC0415
+    time is summed once.
 
+    ``terms``: a list to append the per-thread ECM terms summed over the steps to, as
+    :meth:`.target.ARMv8Target._terms` sums them (the same floats, in step order: the
+    loop meets each step's terms anyway; a report's line asks for them next)."""
     acc = Accumulator()
     t = plan.threads
     mach = mach.with_writes(plan.write_share)
-    slow, groups, units = _lanes(mach, t, True)
-    ks = [len(m) for m in groups]
-    slows = [slow[m[0]] for m in groups]
-    n_groups = len(groups)
+    (ks, placed, slows, units, mem_units, mem_at, fork_s, l3_shared,
+     barrier_s) = _summary_terms(mach, t)
+    n_groups = len(ks)
     busy: dict = {}  # the units and pool, in the order the tasks meet them
     count = 0
     path = 0.0
@@ -483,7 +507,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
         gate_f = path = 0.0 + plan.serial_s
         count += 1
     if t > 1:
-        d = mach.fork_s(t)
+        d = fork_s
         busy["sync"] = None  # (its place; filled in at the end)
         sync_s = 0.0 + d
         gate_f = gate_f + d
@@ -497,19 +521,23 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     moved = False  # a DRAM transfer has been met (its keys and units exist)
     mem_first = False  # ... before the first tile (its keys come first)
     core_total = 0.0
-    core_by: dict = {}
+    by_compute = by_onchip = None  # the tiles' time by bound (None: not met yet) ...
+    by_order: list = []  # ... and the order the bounds are met in
     mem_total = [0.0] * n_groups
     pool_total = 0.0
-    last1: list = [None] * n_groups  # each group's last tile's finish
-    last2: list = [None] * n_groups  # and the one before
+    # each group's last tile's finish and the one before (-inf: none yet; no finish
+    # is below it, so a comparison with it is one with no tile)
+    last1: list = [-math.inf] * n_groups
+    last2: list = [-math.inf] * n_groups
     steps = plan.steps
     final = len(steps) - 1
     cycle_s, l2_bw, l3_bw, slot_bw = mach.cycle_s, mach.l2_bw, mach.l3_bw, mach.slot_bw
-    l3_shared = mach.l3_rate(t)  # the L3 hits' rate among the op's threads (l3_s)
     alone = l3_shared == l3_bw
     walk_s = mach.spec.tlb_walk_s
     overlaps = mach.spec.l3_overlaps
-    barrier_s = mach.barrier_s(t)
+    # the ECM terms' sums for ``terms`` (DRAM at the slowest thread's rate)
+    rate = mach.slowest_rate(t) if terms is not None else 0.0
+    s_core = s_pack = s_l1 = s_l2 = s_l3 = s_tlb = s_dram = 0.0
     prev = None  # the step before
     for j, step in enumerate(steps):
         if (prev is None or step.arith_cycles is not prev.arith_cycles
@@ -526,26 +554,27 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             # taken again. Equal amounts in other objects are computed again: the same.)
             # times(step), inline: the same floats (Times.transfers adds l1, l2, l3, tlb)
             in_core = step.arith_cycles * cycle_s
+            t_l1 = step.port_cycles * cycle_s
+            t_l2 = step.l2_bytes / l2_bw
+            t_l3 = step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared)
+            t_tlb = step.tlb_walks * walk_s
             if overlaps and step.l3_stream:
-                transfers = _overlapped(step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                                        + step.tlb_walks * walk_s,
-                                        step.l3_bytes / l3_bw if alone
-                                        else l3_s(step, l3_bw, l3_shared))
+                transfers = _overlapped(t_l1 + t_l2 + t_tlb, t_l3)
             else:
-                transfers = (step.port_cycles * cycle_s + step.l2_bytes / l2_bw
-                             + (step.l3_bytes / l3_bw if alone else l3_s(step, l3_bw, l3_shared))
-                             + step.tlb_walks * walk_s)
+                transfers = t_l1 + t_l2 + t_l3 + t_tlb
             if in_core >= transfers:
                 in_cache, bound = in_core, "compute"
             else:
                 in_cache, bound = transfers, "onchip"
+            if terms is not None:
+                t_dram = (step.dram_read + step.dram_write) / rate
             moves = step.dram_read or step.dram_write
             if moves:
                 if not moved:
                     moved = True
                     mem_first = j == 0
                     for g in range(n_groups):  # the units, as the first moving step meets them
-                        busy[f"{units[g]}.mem"] = None
+                        busy[mem_units[g]] = None
                         if g == 0:
                             busy[("pool", DRAM_POOL)] = None
                         if j == 0:
@@ -558,31 +587,59 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
                 for g in range(n_groups):
                     busy[units[g]] = None
             ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
-            v_fma, v_op, v_l1, v_l2, v_l3 = (step.vfma, step.vop, step.l1_bytes, step.l2_bytes,
-                                             step.l3_bytes)
+            # what each group adds at every tile of these amounts (the same products
+            # each time: made once): its transfer, its slots' share of the pool, its
+            # DRAM bytes' action, and its tiles' actions (n * 1 is n)
+            adds = []
+            for g in range(n_groups):
+                k = ks[g]
+                d = dram * slows[g] if moves else 0.0
+                if k == 1:
+                    adds.append((d, d * k, mb if moves else 0.0, step.vfma, step.vop,
+                                 step.l1_bytes, step.l2_bytes, step.l3_bytes))
+                else:
+                    adds.append((d, d * k, mb * k if moves else 0.0, step.vfma * k,
+                                 step.vop * k, step.l1_bytes * k, step.l2_bytes * k,
+                                 step.l3_bytes * k))
+            if bound == "compute":
+                if by_compute is None:
+                    by_order.append(bound)
+                    by_compute = 0.0
+            elif by_onchip is None:
+                by_order.append(bound)
+                by_onchip = 0.0
         prev = step
+        if terms is not None:  # (ARMv8Target._terms' sums, step after step)
+            s_core += in_core
+            if step.label.startswith(("pack", "pre-pack")):
+                s_pack += in_core
+            s_l1 += t_l1
+            s_l2 += t_l2
+            s_l3 += t_l3
+            s_tlb += t_tlb
+            s_dram += t_dram
         core_total += in_cache
-        core_by[bound] = core_by.get(bound, 0.0) + in_cache
+        if bound == "compute":
+            by_compute += in_cache
+        else:
+            by_onchip += in_cache
         ends_max = 0.0
-        for g in range(n_groups):
-            k = ks[g]
+        g = 0
+        for d, dk, mbk, a_fma, a_op, a_l1, a_l2, a_l3 in adds:
             start = gate_f
             if moves:
-                d = dram * slows[g]
                 p2 = last2[g]
-                if p2 is not None and p2 > start:
+                if p2 > start:
                     start = p2
                 fm = start + d
                 if fm > path:
                     path = fm
                 mem_total[g] += d
-                pool_total += d * k
-                dram_read += rb * k
-                dram_write += wb * k
-                dram_byte += mb * k if k != 1 else mb
+                pool_total += dk
+                dram_byte += mbk
                 start = fm  # (after the gate: the transfer waited for it)
             p1 = last1[g]
-            if p1 is not None and p1 > start:
+            if p1 > start:
                 start = p1
             fc = start + in_cache
             if fc > path:
@@ -590,20 +647,18 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             if fc > ends_max:
                 ends_max = fc
             last2[g], last1[g] = p1, fc
-            l2 += ib2 * k
-            l3 += ib3 * k
-            if k == 1:
-                vfma += v_fma
-                vop += v_op
-                l1_byte += v_l1
-                l2_byte += v_l2
-                l3_byte += v_l3
-            else:
-                vfma += v_fma * k
-                vop += v_op * k
-                l1_byte += v_l1 * k
-                l2_byte += v_l2 * k
-                l3_byte += v_l3 * k
+            vfma += a_fma
+            vop += a_op
+            l1_byte += a_l1
+            l2_byte += a_l2
+            l3_byte += a_l3
+            g += 1
+        # (the bytes are integers: the groups' sum is the threads' at once)
+        if moves:
+            dram_read += rb * placed
+            dram_write += wb * placed
+        l2 += ib2 * placed
+        l3 += ib3 * placed
         count += 2 * n_groups if moves else n_groups
         if step.barrier and t > 1 and j < final:
             d = barrier_s * step.rounds
@@ -615,11 +670,14 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     if t > 1:
         d = barrier_s
         sync_s += d
-        f = max((x for x in last1 if x is not None), default=0.0)
+        f = max(last1) if steps else 0.0
         f = (f if f > 0.0 else 0.0) + d
         if f > path:
             path = f
         count += 1
+    if terms is not None:
+        terms.append({"in_core_s": s_core, "pack_s": s_pack, "l1_s": s_l1, "l2_s": s_l2,
+                      "l3_s": s_l3, "tlb_s": s_tlb, "dram_s": s_dram})
     if not count:
         return acc.summary(pools), 0
     for key in busy:
@@ -629,11 +687,12 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
             busy[key] = [sync_s, {"latency": sync_s}]
         elif type(key) is tuple:
             busy[key] = [pool_total, {"memory": pool_total}]
-        elif key.endswith(".mem"):
-            g = units.index(key[:-4])
+        elif key in mem_at:
+            g = mem_at[key]
             busy[key] = [mem_total[g], {"memory": mem_total[g]}]
         else:
-            busy[key] = [core_total, dict(core_by)]
+            busy[key] = [core_total, {b: by_compute if b == "compute" else by_onchip
+                                      for b in by_order}]
     core_bytes = {"l2": l2, "l3": l3}
     core_actions = {fma_action: vfma, "vop": vop, "l1_byte": l1_byte, "l2_byte": l2_byte,
                     "l3_byte": l3_byte}
@@ -649,6 +708,23 @@ def summarize_plan(plan: Plan, mach: Machine, pools) -> tuple:
     acc.busy = busy
     acc.count = count
     return acc.summary(pools), count
+
+
+def _summary_terms(mach: Machine, threads: int) -> tuple:
+    """What :func:`summarize_plan` reads of the machine for ``threads`` threads, kept
+    per thread count: the groups' sizes (:func:`_lanes`), the threads they hold, each
+    group's slowdown, its unit and memory unit and each memory unit's group, the fork,
+    the L3 hits' rate among the threads (:func:`l3_s`) and a barrier."""
+    memo = mach.__dict__.setdefault("_summary_terms", {})
+    got = memo.get(threads)
+    if got is None:
+        slow, groups, units = _lanes(mach, threads, True)
+        ks = [len(m) for m in groups]
+        mem_units = [f"{u}.mem" for u in units]
+        got = memo[threads] = (ks, sum(ks), [slow[m[0]] for m in groups], units, mem_units,
+                               {u: g for g, u in enumerate(mem_units)}, mach.fork_s(threads),
+                               mach.l3_rate(threads), mach.barrier_s(threads))
+    return got
 
 
 def _lanes(mach: Machine, threads: int, grouped: bool):
@@ -684,13 +760,10 @@ def split(step: Step, parts: int) -> list[Step]:
 def _cut(one: Step, parts: int) -> list[Step]:
     """The ``parts`` tiles whose first is ``one`` (a step's amounts over ``parts``)."""
     barrier = one.barrier
-    amounts = one.__dict__
     labels = _tile_labels(one.label, parts)
     out = [one]
     for _ in range(parts - 1):  # copies of the first (the same amounts)
-        t = object.__new__(Step)
-        t.__dict__.update(amounts)
-        out.append(t)
+        out.append(one.copy())
     for s, label in zip(out, labels):
         s.label = label
         s.barrier = False

@@ -790,26 +790,29 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
     A plan depends only on the GEMM, the machine (its spec, thread limit and
     placement), the strategy and the limit, so it is kept per machine: a model's
     layers repeat their GEMMs (Llama's q, k, v and o projections, gate and up), and
-    each gets a copy of the kept plan, still as runs of equal tiles, cut into its
-    tiles (:func:`~.ecm.materialize`): its steps copied (``x 1.0``: the same floats),
-    since the caller may add to them (a bias's read)."""
+    each gets a plan of its own (its list of steps, its detail) whose steps are the
+    kept plan's, cut into its tiles once (:func:`~.ecm.materialize`). Steps are not
+    changed once planned: a caller that adds to one copies it first (the target's
+    bias read; :func:`.target.carried` copies the steps it changes)."""
     memo = mach.__dict__.setdefault("_gemm_plans", {})
     key = (g, strategy, max_threads)
     got = memo.get(key)
     if got is None:
         if len(memo) > 4096:  # a long sweep's shapes: bounded
             memo.clear()
-        got = memo[key] = _plan_gemm(g, mach, strategy, max_threads)
-    copies: dict[int, Step] = {}  # (a step met twice stays one step)
-    steps = []
-    for st in got.steps:
-        c = copies.get(id(st))
-        if c is None:
-            c = copies[id(st)] = st.scaled(1.0)
-        steps.append(c)
-    return materialize(Plan(got.strategy, got.threads, steps, got.dtype, got.serial_s,
-                            got.kernel, dict(got.detail),
-                            None if got.runs is None else list(got.runs)))
+        got = _plan_gemm(g, mach, strategy, max_threads)
+        copies: dict[int, Step] = {}  # (a step met twice stays one step)
+        steps = []
+        for st in got.steps:  # (copies: materialize cuts the runs in place)
+            c = copies.get(id(st))
+            if c is None:
+                c = copies[id(st)] = st.scaled(1.0)
+            steps.append(c)
+        got = memo[key] = materialize(
+            Plan(got.strategy, got.threads, steps, got.dtype, got.serial_s, got.kernel,
+                 dict(got.detail), None if got.runs is None else list(got.runs)))
+    return Plan(got.strategy, got.threads, list(got.steps), got.dtype, got.serial_s,
+                got.kernel, dict(got.detail))
 
 
 def _plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
@@ -1025,8 +1028,9 @@ def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
     (the k-blocks' in-core, L3 and DRAM terms, no plan), and, once the plan is made
     on a thread count whose stream rates are not solved, its estimate at the fastest
     rates they allow (:meth:`~.spec.Machine.share_floor`: from the bandwidths, then
-    from a bound on its most loaded die's rate that costs no solve, then from that
-    die's solve; the thread count's own solve not yet asked for). The caps
+    from a bound on its most loaded die's rate that costs no solve; the thread count's
+    own solve not yet asked for; that die's own solve is not asked for either: it cost
+    about what the joint solves it spared, docs/performance.md). The caps
     wait in a heap by their latest bound; the least is taken and either refined to
     its next bound or, when it has no other, estimated; once the least bound exceeds
     the best estimate so far no cap can be faster. Caps whose grids are the same
@@ -1077,12 +1081,12 @@ def _openblas_best(g: Gemm, mach: Machine, caps: list[int], memo: dict) -> Plan:
             plan = plans.get(grid)
             if plan is None:
                 plan = plans[grid] = openblas(g, mach, cap)
-            if level < 5 and plan.threads not in mach._rates and mach.floor_share is not None:
+            if level < 4 and plan.threads not in mach._rates and mach.floor_share is not None:
                 # no rates solved for its thread count: at the fastest they allow, first
                 # from the bandwidths, then from its most loaded die's bound without a
-                # solve, then from that die's solve
+                # solve
                 bound = estimate(plan, mach, mach.share_floor(plan.threads, level >= 3,
-                                                              level == 4))
+                                                              False))
                 heapq.heappush(heap, (bound if bound > key else key, i, level + 1, item))
                 continue
             got = ests[grid] = estimate(plan, mach)

@@ -132,6 +132,7 @@ class Topology:
         self.cluster_cores = max(1, min(spec.cluster_cores, self.cores_per_node))
         self.clusters_per_node = math.ceil(self.cores_per_node / self.cluster_cores)
         self._placed: dict[tuple[int, str], list[Thread]] = {}
+        self._threads: dict[bool, dict[int, Thread]] = {}  # (_place: per core)
 
     def node_of(self, core: int) -> int:
         return min(core // self.cores_per_node, self.nodes - 1)
@@ -202,12 +203,19 @@ class Topology:
         return list(got)
 
     def _place(self, threads: int, placement: str) -> list[Thread]:
+        # a core's thread is the same whatever the count (its pages: its node's, or
+        # interleaved over all): made once per core and kept (threads are frozen)
+        interleaved = placement == "interleave"
+        made = self._threads.setdefault(interleaved, {})
         out = []
         for core in self.cores_of(threads, placement):
-            node = self.node_of(core)
-            pages = (tuple((j, 1.0 / self.nodes) for j in range(self.nodes))
-                     if placement == "interleave" else ((node, 1.0),))
-            out.append(Thread(core, node, self.cluster_of(core), pages))
+            th = made.get(core)
+            if th is None:
+                node = self.node_of(core)
+                pages = (tuple((j, 1.0 / self.nodes) for j in range(self.nodes))
+                         if interleaved else ((node, 1.0),))
+                th = made[core] = Thread(core, node, self.cluster_of(core), pages)
+            out.append(th)
         return out
 
     def pinned(self, cores: list[int], mem_nodes: list[int]) -> list[Thread]:
@@ -602,9 +610,14 @@ class _Lumped:
         self.terms = [[(i, share * tau, d) for i, share, d in tt] for tt in self.node_terms]
         if any(not tt for tt in self.terms):
             return None  # (every thread's lines reach some node: never met)
-        # per node, per class: (type, count, demand), None for a class not on it
-        self.node_classes = [[(type_of[c], count[c], D[c][s]) if D[c][s] != 0.0 else None
-                              for c in range(n)] for s in nodes]
+        # per node: the distinct (type, count, demand) of the classes on it, and per class
+        # the place of its own among them (-1: not on it); twins have the same three
+        self.node_classes = []
+        for s in nodes:
+            distinct: dict[tuple, int] = {}
+            places = [distinct.setdefault((type_of[c], count[c], D[c][s]), len(distinct))
+                      if D[c][s] != 0.0 else -1 for c in range(n)]
+            self.node_classes.append((list(distinct), places))
         return self
 
     def _compiled(self):
@@ -648,10 +661,13 @@ class _Lumped:
             X, Q = run(Q, X if X is not None else [0.0] * self.types,
                        X is not None and any(X), u, iterations, tol)
             # what each node carries: numpy sums that column (of an array in Fortran
-            # order, the demands' node columns taken by a list) pairwise
-            f = [0.0 + _pairwise_sum([e[1] * X[e[0]] * e[2] if e is not None else 0.0
-                                      for e in col]) - u[i]
-                 for i, col in enumerate(self.node_classes)]
+            # order, the demands' node columns taken by a list) pairwise, each class's
+            # count x rate x demand (twins': the same product, made once; 0.0 off it)
+            f = []
+            for i, (distinct, places) in enumerate(self.node_classes):
+                got = [c * X[t] * d for t, c, d in distinct]
+                got.append(0.0)  # (place -1)
+                f.append(0.0 + _pairwise_sum([got[p] for p in places]) - u[i])
             if all(abs(v) <= 1e-10 for v in f):
                 break
             tol = min(1e-6, max(1e-12, 1e-3 * max(abs(v) for v in f)))

@@ -306,7 +306,9 @@ class Machine:
         ``compact``), a die's threads meet no other die's at any server, so the
         slowest streams no faster than the slowest of the most loaded die's threads
         solved alone (:meth:`_die_rate`; with ``solve`` False, a bound on that rate
-        without the solve, :meth:`_die_bound`: a planner tries it first). A
+        without the solve, :meth:`_die_bound`, the one the planners ask for: on the
+        Llama-2-7B prefill the die's solves cost more than the joint solves they
+        spared, docs/performance.md). A
         thousandth is left on each for the solves' tolerance (utilisations found to
         1e-10, rates to a relative 1e-6 or better; a test holds every solved rate of
         the shipped presets, placements and thread counts under the bound). The die's

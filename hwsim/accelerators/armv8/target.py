@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from hwsim.energy import EnergyTable
@@ -39,6 +38,7 @@ class ARMv8Target(Target):
         self._machine: tuple[ARMv8Spec, Machine, dict] | None = None
         self._last: tuple | None = None
         self._last_carried: tuple | None = None
+        self._last_terms: tuple | None = None  # (plan, machine, its _terms)
 
     def machine(self, spec: ARMv8Spec, tiling=None) -> Machine:
         """The machine of ``spec``, with the workload's thread cap and placement."""
@@ -70,7 +70,9 @@ class ARMv8Target(Target):
             plan = plan_gemm(self._gemm(op, graph, mach), mach, strategy, mach.cores)
             extra = sum(graph.stored_bytes(i) for i in op.inputs[2:])  # a bias
             if extra:  # read cold, each thread its share, with its first tile
-                first = next((st for st in plan.steps if st.dram_read), plan.steps[0])
+                i = next((i for i, st in enumerate(plan.steps) if st.dram_read), 0)
+                # (a copy: the steps are the kept plan's, shared by every op of the GEMM)
+                first = plan.steps[i] = plan.steps[i].scaled(1.0)
                 first.read("dram", extra / plan.threads)
             return plan
         if kind == "attention":
@@ -99,7 +101,11 @@ class ARMv8Target(Target):
                 else self._plan_of(op, graph, spec, tiling))
         if plan is None:
             return Accumulator().summary(self.pools(spec)), 0
-        return summarize_plan(plan, self.machine(spec, tiling), self.pools(spec))
+        mach = self.machine(spec, tiling)
+        terms: list = []  # (kept for the op's line, which follows: describe)
+        got = summarize_plan(plan, mach, self.pools(spec), terms)
+        self._last_terms = (plan, mach, terms[0])
+        return got
 
     # ------------------------------------------------------------------ on-chip state
     def onchip_capacity_bytes(self, spec: ARMv8Spec) -> float:
@@ -166,7 +172,10 @@ class ARMv8Target(Target):
         plan = self._carried_plan(op, graph, spec, tiling, carry or NONE)
         if plan is None:
             return ""
-        t = self._terms(plan, self.machine(spec, tiling))
+        mach = self.machine(spec, tiling)
+        last = self._last_terms  # (the terms lower_summary just summed, for this plan)
+        t = (last[2] if last is not None and last[0] is plan and last[1] is mach
+             else self._terms(plan, mach))
         what = " ".join(x for x in (plan.strategy, plan.kernel) if x)
         return (f"{what} x{plan.threads}: core {_us(t['in_core_s'])} L1 {_us(t['l1_s'])} "
                 f"L2 {_us(t['l2_s'])} L3 {_us(t['l3_s'])} "
@@ -285,7 +294,10 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
                     s = steps[i] = s.scaled(1.0)  # (a copy: x 1.0 is the same float)
                 setattr(s, field, have - take)
             need -= take
-    return replace(plan, steps=steps)
+    # (the plan with these steps: its fields one by one, not dataclasses.replace, which
+    # looks them up anew for every op carried)
+    return Plan(plan.strategy, plan.threads, steps, plan.dtype, plan.serial_s, plan.kernel,
+                plan.detail, plan.runs)
 
 
 def _us(seconds: float) -> str:

@@ -22,7 +22,7 @@ import math
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.dtypes import nbytes
 
-from .ecm import Plan, Step, fastest, materialize, tiles
+from .ecm import Plan, Step, estimate, fastest, materialize, tiles
 from .gemm import thread_counts
 from .placement import reread
 from .spec import Machine
@@ -115,19 +115,89 @@ def vector_plan(op, graph, mach: Machine) -> Plan:
            dtype)
     base = memo.get(key)
     if base is None:
-        plans = []
-        for threads in thread_counts(mach.cores):
-            if threads > 1 and vecs < 2 * threads:
-                break
-            plans.append(_at(threads, vecs, ops, loads, stores, passes, row_bytes, read_bytes,
-                             write_bytes, dtype, mix))
-        base = materialize(fastest(plans, mix))  # (candidates are estimated uncut)
+        # (the mix's machine: its rates are those of the op's reads and write-backs)
+        args = (vecs, ops, loads, stores, passes, row_bytes, read_bytes, write_bytes, dtype, mix)
+        base = materialize(_search(args, mix))  # (candidates are estimated uncut)
         if len(memo) > 100_000:  # a long sweep over many sizes
             memo.clear()
         memo[key] = base
     return Plan(base.strategy, base.threads, base.steps, base.dtype, base.serial_s,
                 base.kernel, {"elements": elements, "instructions_per_vector": ops},
                 write_share=mix.write_share)
+
+
+def _search(args: tuple, mach: Machine) -> Plan:
+    """:func:`~.ecm.fastest` of :func:`_at` at every thread count of
+    :func:`.gemm.thread_counts` the elements allow, without making the candidates that
+    cannot win.
+
+    Each count has a lower bound on its plan's estimate that costs no plan
+    (:func:`_floors_s`); the candidate of the least bound is made and estimated first,
+    and a count whose bound exceeds that estimate is passed over: its estimate would
+    too, so it is neither the fastest nor tied with it. The others go to
+    :func:`~.ecm.fastest` in their order, which keeps the first of the least estimate:
+    the plan the search over every candidate returns (a test holds the two equal)."""
+    vecs = args[0]
+    counts = []
+    for threads in thread_counts(mach.cores):
+        if threads > 1 and vecs < 2 * threads:
+            break
+        counts.append(threads)
+    if len(counts) == 1:
+        return _at(counts[0], *args)
+    floors = _floors_s(counts, args, mach)
+    # the first estimated: the least bound among the counts whose rates are solved (an
+    # estimate elsewhere would solve a count's rates that fastest() may never need)
+    known = [i for i, t in enumerate(counts) if _threads(t, vecs) in mach._rates]
+    first = min(known or range(len(counts)), key=floors.__getitem__)
+    lead = _at(counts[first], *args)
+    lead_s = estimate(lead, mach)
+    plans = [lead if i == first else _at(t, *args) for i, t in enumerate(counts)
+             if i == first or floors[i] <= lead_s]
+    return fastest(plans, mach, {id(lead): (lead, lead_s)})
+
+
+def _floors_s(counts: list[int], args: tuple, mach: Machine) -> list[float]:
+    """A lower bound on :func:`~.ecm.estimate` of :func:`_at`'s plan for each of
+    ``counts``, without making it. The plan is one step cut into tiles that one thread
+    runs one after another, each after its DRAM transfer, the transfers one after
+    another on its memory lane: after the call and the fork it takes at least the
+    step's in-core time, its L1 ports and L2 transfers (a DRAM byte crosses L2), and its
+    DRAM bytes at the slowest thread's stretch (solved) or at least
+    :meth:`~.spec.Machine.share_floor` (not yet); the join's barrier follows. Less a
+    millionth for the rounding of the tiles' shares and sums."""
+    vecs, ops, loads, stores, _, _, reads, writes, _, _ = args
+    spec = mach.spec
+    cycle_s = mach.cycle_s
+    moved = sum(reads) + sum(writes)
+    core_s = max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width) * cycle_s
+    port_s = (loads / spec.load_ports + stores / spec.store_ports) * cycle_s
+    l2_bw, slot_bw = mach.l2_bw, mach.slot_bw
+    known = mach._rates
+    out = []
+    for threads in counts:
+        per = math.ceil(vecs / threads)
+        threads = _threads(threads, vecs)
+        dram = moved * (per / vecs) if vecs else 0.0
+        work = per * core_s
+        near = per * port_s + dram / l2_bw
+        if near > work:
+            work = near
+        if threads in known:
+            share = slot_bw / mach.slowest_rate(threads)
+        else:
+            share = mach.share_floor(threads)
+        if share is not None and share * (dram / slot_bw) > work:
+            work = share * (dram / slot_bw)
+        out.append((mach.call_s() + mach.fork_s(threads) + work + mach.barrier_s(threads))
+                   * (1 - 1e-6))
+    return out
+
+
+def _threads(threads: int, vecs: int) -> int:
+    """The threads :func:`_at` runs for ``threads`` asked: static chunks of whole vectors,
+    as many as needed."""
+    return max(1, math.ceil(vecs / math.ceil(vecs / threads))) if vecs else 1
 
 
 def _io_bytes(op, graph) -> tuple[list[float], list[float]]:
@@ -155,7 +225,7 @@ def _at(threads: int, vecs: int, ops: float, loads: float, stores: float, passes
         row_bytes: float, reads, writes, dtype: str, mach: Machine) -> Plan:
     spec = mach.spec
     per = math.ceil(vecs / threads)
-    threads = max(1, math.ceil(vecs / per)) if vecs else 1  # static chunks: as many as needed
+    threads = _threads(threads, vecs)
     f = per / vecs if vecs else 0.0
     st = Step("vector loop")
     st.arith_cycles = per * max(ops / spec.fma_pipes, (ops + loads + stores) / spec.issue_width)
