@@ -122,3 +122,22 @@ def test_a_copy_op_runs_at_its_mix_rates():
 def test_one_lane_presets_are_unchanged(preset):
     m = Machine(resolve(preset).spec)
     assert m.with_writes(0.5) is m
+
+
+def test_a_plan_copied_keeps_its_mix():
+    """A plan copied field by field (the on-chip carry's, a shared GEMM plan's) keeps
+    its write share, so the carried op is priced on its mix's lanes too: an add whose
+    inputs a previous op left in the L3 reads less DRAM, at the same mix's rates."""
+    from hwsim.accelerators.armv8.target import carried
+    from hwsim.workload import build_graph, workload_from_dict
+
+    wl = workload_from_dict({"name": "w", "dtype": "fp16", "ops": [
+        {"kind": "elementwise", "fn": "add", "elements": 1 << 22}]}, "<test>")
+    graph = build_graph(wl)
+    op = graph.ops[0]
+    spec = resolve("armv8-kunpeng920").spec
+    plan = TARGET.plan(op, graph, spec, wl.tiling)
+    assert 0.0 < plan.write_share < 1.0
+    kept = carried(plan, 1 << 20, 0)
+    assert kept.write_share == plan.write_share
+    assert kept.steps[0].dram_read < plan.steps[0].dram_read

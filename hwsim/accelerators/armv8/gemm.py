@@ -810,9 +810,10 @@ def plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:
             steps.append(c)
         got = memo[key] = materialize(
             Plan(got.strategy, got.threads, steps, got.dtype, got.serial_s, got.kernel,
-                 dict(got.detail), None if got.runs is None else list(got.runs)))
+                 dict(got.detail), None if got.runs is None else list(got.runs),
+                 got.write_share))
     return Plan(got.strategy, got.threads, list(got.steps), got.dtype, got.serial_s,
-                got.kernel, dict(got.detail))
+                got.kernel, dict(got.detail), write_share=got.write_share)
 
 
 def _plan_gemm(g: Gemm, mach: Machine, strategy: str, max_threads: int) -> Plan:

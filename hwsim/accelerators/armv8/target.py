@@ -297,7 +297,7 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
     # (the plan with these steps: its fields one by one, not dataclasses.replace, which
     # looks them up anew for every op carried)
     return Plan(plan.strategy, plan.threads, steps, plan.dtype, plan.serial_s, plan.kernel,
-                plan.detail, plan.runs)
+                plan.detail, plan.runs, plan.write_share)
 
 
 def _us(seconds: float) -> str:
