@@ -201,10 +201,14 @@ def _numpy_rates(m, threads, monkeypatch):
 ])
 def test_scalar_solve_is_the_numpy_iteration_to_the_last_bit(preset, over, placement, counts,
                                                              monkeypatch):
+    _scalar_path_gives_numpys_rates(Machine(spec(preset, **over)), placement, counts,
+                                    monkeypatch)
+
+
+def _scalar_path_gives_numpys_rates(m, placement, counts, monkeypatch):
+    """Each placement's rates: the scalar path runs and gives numpy's, bit for bit."""
     from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
 
-    s = spec(preset, **over)
-    m = Machine(s)
     lumped = []
     monkeypatch.setattr(memory._Lumped, "solve",
                         lambda self, it, solve=memory._Lumped.solve: lumped.append(1)
@@ -214,7 +218,7 @@ def test_scalar_solve_is_the_numpy_iteration_to_the_last_bit(preset, over, place
         before = len(lumped)
         fast = stream_rates(m, placed)
         assert len(lumped) == before + 1  # the scalar path ran
-        assert fast == _numpy_rates(m, placed, monkeypatch), (preset, placement, t)
+        assert fast == _numpy_rates(m, placed, monkeypatch), (placement, t, m.write_share)
 
 
 @pytest.mark.parametrize("preset,placement,counts", [
@@ -227,20 +231,9 @@ def test_scalar_solve_with_a_lane_each_way_is_the_numpy_iteration(preset, placem
     """A port with a lane each way puts three numbers in a class's row (the two lanes
     and the node's controllers): the scalar path sums them in numpy's order for where
     they sit, so its rates are numpy's to the last bit, for every mix."""
-    from hwsim.accelerators.armv8 import memory  # noqa: PLC0415
-
     m = Machine(spec(preset)).with_writes(share)
     assert m.write_share > 0 and m.spec.cluster_write_bw_bytes_per_s > 0
-    lumped = []
-    monkeypatch.setattr(memory._Lumped, "solve",
-                        lambda self, it, solve=memory._Lumped.solve: lumped.append(1)
-                        or solve(self, it))
-    for t in counts:
-        placed = m.topology.place(t, placement)
-        before = len(lumped)
-        fast = stream_rates(m, placed)
-        assert len(lumped) == before + 1  # the scalar path ran
-        assert fast == _numpy_rates(m, placed, monkeypatch), (preset, placement, t, share)
+    _scalar_path_gives_numpys_rates(m, placement, counts, monkeypatch)
 
 
 def test_row_order_is_numpys_pairwise_sum():
