@@ -282,7 +282,7 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
     tau = float(spec.dram_interference_s)
     if tau > 0 and len(threads) > 1 and nodes:
         return _rates_with_interference(D, think, k, line, nodes, tau, iterations)
-    if len(threads) == 1 and 0 < len(demand[0]) <= 2:
+    if len(threads) == 1 and demand[0]:
         return [_one_rate(D[0], think[0], k, iterations) * line]
     return _plain_rates(D, think, k, line, iterations)
 
@@ -314,25 +314,27 @@ def _plain_rates(D: list[list[float]], think: list[float], k: float, line: float
 
 
 def _one_rate(d: list[float], think: float, k: float, iterations: int) -> float:
-    """:func:`_plain_rates` for one thread that visits one or two servers (its pages on
-    one node), in Python floats: lines per second. Each step is numpy's on a row of
-    one or two numbers among zeros, where every sum is the one rounded sum of those
-    numbers whatever its order, and a column's sum over one row is that row's number;
-    numpy's ``allclose`` test with ``atol=0`` is ``|new - old| <= rtol |old|``. Hence
-    the same rate to the last bit (a test holds the two equal)."""
-    pos = [v for v in d if v != 0.0]
-    den = max((pos[0] + pos[1] if len(pos) == 2 else pos[0]) + think, 1e-30)
-    Q = [v / den * k for v in pos]
+    """:func:`_plain_rates` for one thread, in Python floats: lines per second. Each
+    step is numpy's on a row of one thread's demands: a row's sum is numpy's sum of
+    the whole row (:func:`_pairwise_sum`, its zeros included: the order matters once
+    three numbers sit in it, as a port's two lanes and a node, or interleaved pages'
+    nodes and links), a column's sum over one row is that row's number, and numpy's
+    ``allclose`` test with ``atol=0`` is ``|new - old| <= rtol |old|``. Hence the same
+    rate to the last bit (a test holds the two equal), and a sweep whose one-thread
+    solves were its only use of numpy never loads it (its import, and OpenBLAS's
+    worker thread spinning after it, cost more than the solves)."""
+    den = max(_pairwise_sum(d) + think, 1e-30)
+    Q = [v / den * k for v in d]
     X = 0.0
     for _ in range(iterations):
-        R = [v * ((1.0 + q) - q / k) for v, q in zip(pos, Q)]
-        X_new = k / (think + (R[0] + R[1] if len(R) == 2 else R[0]))
+        R = [v * ((1.0 + q) - q / k) for v, q in zip(d, Q)]
+        X_new = k / (think + _pairwise_sum(R))
         Q = [X_new * r for r in R]
         if abs(X_new - X) <= 1e-10 * abs(X):
             X = X_new
             break
         X = X_new
-    over = max(X * v for v in pos)
+    over = max(X * v for v in d)
     if over > 1.0:
         X = X / over
     return X
