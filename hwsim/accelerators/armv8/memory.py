@@ -95,6 +95,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -316,25 +317,28 @@ def _plain_rates(D: list[list[float]], think: list[float], k: float, line: float
 def _one_rate(d: list[float], think: float, k: float, iterations: int) -> float:
     """:func:`_plain_rates` for one thread, in Python floats: lines per second. Each
     step is numpy's on a row of one thread's demands: a row's sum is numpy's sum of
-    the whole row (:func:`_pairwise_sum`, its zeros included: the order matters once
+    the whole row (:func:`_row_tree`'s order of its nonzero numbers: the order matters once
     three numbers sit in it, as a port's two lanes and a node, or interleaved pages'
     nodes and links), a column's sum over one row is that row's number, and numpy's
     ``allclose`` test with ``atol=0`` is ``|new - old| <= rtol |old|``. Hence the same
     rate to the last bit (a test holds the two equal), and a sweep whose one-thread
     solves were its only use of numpy never loads it (its import, and OpenBLAS's
     worker thread spinning after it, cost more than the solves)."""
-    den = max(_pairwise_sum(d) + think, 1e-30)
+    # the row's nonzero numbers and the order numpy adds them in (its zeros add zeros)
+    tree = _row_tree([s for s, v in enumerate(d) if v != 0.0], len(d))
+    d = [v for v in d if v != 0.0]
+    den = max(_tree_sum(tree, d) + think, 1e-30)
     Q = [v / den * k for v in d]
     X = 0.0
     for _ in range(iterations):
         R = [v * ((1.0 + q) - q / k) for v, q in zip(d, Q)]
-        X_new = k / (think + _pairwise_sum(R))
+        X_new = k / (think + _tree_sum(tree, R))
         Q = [X_new * r for r in R]
         if abs(X_new - X) <= 1e-10 * abs(X):
             X = X_new
             break
         X = X_new
-    over = max(X * v for v in d)
+    over = max((X * v for v in d), default=0.0)
     if over > 1.0:
         X = X / over
     return X
@@ -699,39 +703,17 @@ class _Lumped:
 def _row_tree(positions: list[int], m: int):
     """The order in which numpy adds a row of ``m`` numbers whose nonzero ones sit at
     ``positions`` (ascending): ``0.0 +`` its pairwise sum over the whole row
-    (:func:`_pairwise_sum`), the zeros dropped (adding 0.0 changes no finite sum). The
+    (:func:`_pairwise`), the zeros dropped (adding 0.0 changes no finite sum). The
     nonzero numbers are named by their rank among them: a rank, or a pair of trees
     added left to right, e.g. ``((0, 2), 1)`` when eight-wide blocks put the third
-    number beside the first."""
+    number beside the first; None for a row of zeros."""
     rank = {p: i for i, p in enumerate(positions)}
+    return _pairwise([rank.get(s) for s in range(m)], _add_terms, None)
 
-    def add(x, y):
-        return y if x is None else x if y is None else (x, y)
 
-    def pairwise(a: list) -> object:
-        n = len(a)
-        if n < 8:
-            res = None
-            for x in a:
-                res = add(res, x)
-            return res
-        if n <= 128:
-            r = a[:8]
-            i, stop = 8, n - n % 8
-            while i < stop:
-                for j in range(8):
-                    r[j] = add(r[j], a[i + j])
-                i += 8
-            res = add(add(add(r[0], r[1]), add(r[2], r[3])), add(add(r[4], r[5]),
-                                                                  add(r[6], r[7])))
-            for x in a[i:]:
-                res = add(res, x)
-            return res
-        half = n // 2
-        half -= half % 8
-        return add(pairwise(a[:half]), pairwise(a[half:]))
-
-    return pairwise([rank.get(s) for s in range(m)])
+def _add_terms(x, y):
+    """The sum of two trees of :func:`_row_tree` (None: a zero)."""
+    return y if x is None else x if y is None else (x, y)
 
 
 def _tree_expr_of(tree, leaves: list):
@@ -745,7 +727,7 @@ def _tree_sum(tree, values: list[float]) -> float:
     """The sum of ``values`` in the order ``tree`` (:func:`_row_tree`) says."""
     if isinstance(tree, tuple):
         return _tree_sum(tree[0], values) + _tree_sum(tree[1], values)
-    return values[tree]
+    return 0.0 if tree is None else values[tree]
 
 
 def _tree_expr(tree, first: int) -> str:
@@ -756,30 +738,36 @@ def _tree_expr(tree, first: int) -> str:
 
 
 def _pairwise_sum(a: list[float]) -> float:
-    """numpy's sum of a contiguous run of floats (``pairwise_sum`` of its add
-    reduction): eight running sums over blocks of eight, combined in a tree, the rest
-    added one by one; halves of more than 128 summed apart."""
+    """numpy's sum of a contiguous run of floats (:func:`_pairwise` of its adds)."""
+    return _pairwise(a, operator.add, 0.0)
+
+
+def _pairwise(a: list, add, zero):
+    """numpy's ``pairwise_sum`` of its add reduction, with ``add`` and ``zero`` for its
+    additions (floats, or :func:`_row_tree`'s trees of which number is added to which):
+    eight running sums over blocks of eight, combined in a tree, the rest added one by
+    one; halves of more than 128 summed apart; under eight, one by one from ``zero``."""
     n = len(a)
     if n < 8:
-        res = 0.0
+        res = zero
         for x in a:
-            res += x
+            res = add(res, x)
         return res
     if n <= 128:
         r = a[:8]
-        i = 8
-        stop = n - n % 8
+        i, stop = 8, n - n % 8
         while i < stop:
             for j in range(8):
-                r[j] += a[i + j]
+                r[j] = add(r[j], a[i + j])
             i += 8
-        res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        res = add(add(add(r[0], r[1]), add(r[2], r[3])), add(add(r[4], r[5]),
+                                                              add(r[6], r[7])))
         for x in a[i:]:
-            res += x
+            res = add(res, x)
         return res
     half = n // 2
     half -= half % 8
-    return _pairwise_sum(a[:half]) + _pairwise_sum(a[half:])
+    return add(_pairwise(a[:half], add, zero), _pairwise(a[half:], add, zero))
 
 
 _COMPILED: dict = {}  # the straight-line iteration per network shape (_Lumped._compiled)
