@@ -17,6 +17,11 @@ The tables were measured on the kernel's first version (pto-isa@6cc68238,
 12); its stated tiling is :data:`PTO_TILING`, and nothing else of it changes
 what the model runs (docs/targets/ascend.md, "Per-core check").
 Nothing is set from these rows, they are checks (``kind="check"``).
+The same experiment measured warm (the kernel's JIT build on 1-16 busy cores of a
+stated 910B2, the mean of 50 back-to-back calls; pto-isa
+``demos/torch_jit/flash_atten/README.md``) is a set of measured validate cases,
+``hwsim/validate/cases/ascend-pto-percore.yaml``, run on the preset restricted to the
+busy cores as here.
 """
 
 from __future__ import annotations
