@@ -58,12 +58,13 @@ each thread an ``r``-output register tile. Its shared memory at most 48 KiB
 (:data:`SMEM_LIMIT_BYTES`, the static limit per block, CUDA C Programming Guide,
 compute capability 7.0): a product whose operands do not fit has no such kernel.
 
-Which kernel cuBLAS runs for a small batch is not public (its profiles on Volta show
-``gemmSN_*`` and ``gemmk1`` kernels for small batched products whose code is closed);
-so the path is a candidate of the GEMM selector (:func:`.gemm.candidates`) like the
-tiles, kept when its estimate beats theirs (M: that cuBLAS's pick is as fast as this
-structure; MAGMA's own rule, ``magma_Xrecommend_cublas_gemm_batched``, picks its
-kernel over cuBLAS's for such sizes on measured speed, the same rule).
+Which kernel cuBLAS runs for a small batch is not public (its kernels are closed and
+its rule for picking them unpublished); so the path is a candidate of the GEMM selector
+(:func:`.gemm.candidates`) like the tiles, kept when its estimate beats theirs, and
+on a tie, since it executes the products' FLOPs where a tile pads them (M: that
+cuBLAS's pick is as fast as this structure; MAGMA's own rule,
+``magma_Xrecommend_cublas_gemm_batched``, picks its kernel or cuBLAS's per size from
+timings, made on a K40c: the same rule, by measured speed).
 """
 
 from __future__ import annotations
