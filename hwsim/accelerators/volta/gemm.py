@@ -13,7 +13,9 @@ each take a quarter of every K step and add their partial tiles in shared memory
 which also serve a product whose 64x64 tiles would leave SMs without a block (the
 SGEMM 4096x64x4096 of DeepBench: 64 such blocks for 80 SMs). A skinny product (M or
 N of at most 16) may instead use a GEMV-like CUDA-core kernel, kept when it ties a
-tile (it executes the product's FLOPs, a tile pads its rows).
+tile (it executes the product's FLOPs, a tile pads its rows). A batch of small
+products (M, N and K at most 64) may run as the batched-small kernel (:mod:`.batched`,
+several whole products a block), likewise kept on a tie.
 
 fp16 runs on the tensor cores when cuBLAS 9-10 allows it: its leading dimensions (the
 stored rows' lengths) multiples of 8 halves (:data:`TENSOR_ALIGN`); a row count that
