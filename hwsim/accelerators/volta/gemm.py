@@ -228,7 +228,8 @@ def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
     """:func:`kernels`, searched: ((tile, split, ``None``) or (``None``, ``None``, the
     place among :func:`kernel_candidates`), the kernels).
 
-    The GEMV kernels are estimated first (they come first in :func:`candidates`).
+    The GEMV and batched-small kernels are estimated first (they come first in
+    :func:`candidates`).
     Each tile configuration is built and estimated only when its :func:`lower_bound`
     could still beat the best estimate found so far: the configurations are visited
     by their bounds, least first; the visit skips one whose bound equals the best
