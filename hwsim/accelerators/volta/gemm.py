@@ -13,7 +13,9 @@ each take a quarter of every K step and add their partial tiles in shared memory
 which also serve a product whose 64x64 tiles would leave SMs without a block (the
 SGEMM 4096x64x4096 of DeepBench: 64 such blocks for 80 SMs). A skinny product (M or
 N of at most 16) may instead use a GEMV-like CUDA-core kernel, kept when it ties a
-tile (it executes the product's FLOPs, a tile pads its rows).
+tile (it executes the product's FLOPs, a tile pads its rows). A batch of small
+products (M, N and K at most 64) may run as the batched-small kernel (:mod:`.batched`,
+several whole products a block), likewise kept on a tie.
 
 fp16 runs on the tensor cores when cuBLAS 9-10 allows it: its leading dimensions (the
 stored rows' lengths) multiples of 8 halves (:data:`TENSOR_ALIGN`); a row count that
@@ -69,6 +71,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import islice
 
+from . import batched
 from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
 from .gpu import Gpu, Kernel, Work, cdiv, queued_start_s
 from .mainloop import WARP, fragment_bytes_per_thread, loop_efficiency
@@ -213,7 +216,7 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
         tile, split, j = pick
         if tile is not None:
             return build(gpu, g, tile, split)
-        return next(islice(gemv_candidates(gpu, g), j, None))
+        return next(islice(kernel_candidates(gpu, g), j, None))
     pick, ks = _search(gpu, g)
     if len(picks) >= PICKS_KEPT:
         picks.clear()
@@ -223,9 +226,10 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
 
 def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
     """:func:`kernels`, searched: ((tile, split, ``None``) or (``None``, ``None``, the
-    place among :func:`gemv_candidates`), the kernels).
+    place among :func:`kernel_candidates`), the kernels).
 
-    The GEMV kernels are estimated first (they come first in :func:`candidates`).
+    The GEMV and batched-small kernels are estimated first (they come first in
+    :func:`candidates`).
     Each tile configuration is built and estimated only when its :func:`lower_bound`
     could still beat the best estimate found so far: the configurations are visited
     by their bounds, least first; the visit skips one whose bound equals the best
@@ -236,7 +240,7 @@ def _search(gpu: Gpu, g: Gemm) -> tuple[tuple, list[Kernel]]:
     first_s = None if g.a_onchip and g.b_onchip else gpu.dram_latency_s
     best = None  # (estimate, place, kernels, pick)
     n = 0
-    for j, ks in enumerate(gemv_candidates(gpu, g)):  # (first in candidates' order)
+    for j, ks in enumerate(kernel_candidates(gpu, g)):  # (first in candidates' order)
         t = estimate(gpu, ks)
         if best is None or t < best[0]:
             best = (t, n, ks, (None, None, j))
@@ -437,9 +441,20 @@ def candidates(gpu: Gpu, g: Gemm):
     ties a tile (both at the HBM floor, a skinny product's usual case) is kept: it
     executes the product's FLOPs, where a block tile pads its rows (a one-row product
     on a 64-row tensor-core tile executes 64 times them, and draws the energy)."""
-    yield from gemv_candidates(gpu, g)
+    yield from kernel_candidates(gpu, g)
     for tile, split in configs(gpu, g):
         yield build(gpu, g, tile, split)
+
+
+def kernel_candidates(gpu: Gpu, g: Gemm):
+    """The configurations that are not block tiles, in the selector's order: the GEMV
+    kernels (:func:`gemv_candidates`), then the batched-small kernel
+    (:mod:`.batched`) of a batch of small products."""
+    yield from gemv_candidates(gpu, g)
+    compute, tensor = datapath(g.dtype, "matmul")
+    small = batched.kernel(gpu, g, tensor and tensor_aligned(g))
+    if small is not None:
+        yield [small]
 
 
 def gemv_candidates(gpu: Gpu, g: Gemm):
