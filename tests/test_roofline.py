@@ -153,7 +153,8 @@ def test_other_presets(tmp_path):
     flops, nbytes = 2 * 4096**3, 3 * 4096 * 4096 * 4
     r = hwsim.simulate(path, "roofline-kunpeng920")
     assert r.totals["latency_s"] == pytest.approx(
-        roofline_latency(flops, nbytes, None, peak=2.662e12, bw=187.7e9, overhead=2e-6),
+        roofline_latency(flops, nbytes, None, peak=2.662e12, bw=187.7e9,
+                         overhead=384.6e-9),
         rel=EXACT)
     assert r.ops["bound"].iloc[0] == "compute"
     r = hwsim.simulate(path, "roofline-910b")

@@ -31,7 +31,9 @@ only ever delays a kernel, so the hostless run is below every host's run of the 
 ops (docs/architecture.md, "Without a host the roofline's ops were all enqueued at
 t = 0"). 20 GEMMs of 16^3: 12.4 us on ``roofline-v100``, against 29.5 us on
 ``volta-v100-sxm2`` in a captured graph and 173.6 us under ``library``; when each
-hostless op paid its whole launch, 58.0 us, above the captured graph.
+hostless op paid its whole launch, 58.0 us, above the captured graph. On
+``roofline-kunpeng920`` the gap is the whole launch, both ``armv8-kunpeng920``'s
+per-op call (384.6 ns): a CPU's call runs on its cores and hides behind nothing.
 
 A spec that names a ``host`` (``--set target.host=cuda``, ``cann`` or ``cpu``) puts
 the ops behind that host's lane (:mod:`hwsim.runtime`) as on the detailed targets:
