@@ -63,7 +63,11 @@ small kernels issued back to back take ``n · max(host call, kernel + gap)`` plu
 device latency (to within one kernel and gap): the host's rate when the host is
 slower (``library``, ``eager``), the kernels' own when it is ahead (``graph``).
 Targets without a host (the SpAtten accelerator sequences its own ops; the roofline
-is a bound unless its spec names a ``host``) have no host lane.
+is a bound unless its spec names a ``host``) have no host lane: every op was enqueued
+at t = 0 by an ideal host that costs nothing, so on one with queued launches (the
+roofline) each op after the first pays only ``kernel_gap_s`` of its launch, whatever
+the runtime: the least any host's schedule of those ops can give, since an issue
+time only ever delays a kernel (:func:`hwsim.simulate.issue_from_host`).
 
 The host's cost depends on the op's kind where its host path does
 (:meth:`Platform.op_host_s`: a runtime's cost per op, and per kind where a kind

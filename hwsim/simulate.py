@@ -578,7 +578,8 @@ def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[in
     host_s = runtime.host_times(kinds, platform, runtime_name)
     rest_s = runtime.repeat_host_times(kinds, platform, runtime_name)
     # a GPU op's launch, queued early, overlaps what it waits for; never below its work
-    queued = target.queued_launch_s(spec) if platform is not None else 0.0
+    # (without a host lane every op was enqueued at t = 0: issue_from_host)
+    queued = target.queued_launch_s(spec)
     floors = {**price.memo.get("device_kv", {}).get("floors", {}), **price.floors}
 
     def hide(key, d: float) -> float:
@@ -757,6 +758,12 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
     below ``floor_s`` (the op's own work). A repeated op's row (``count`` runs of
     ``run_latency_s`` each, default its latency) gets its first run's start and the
     waits before and between its runs.
+    A target without a host lane (``host_platform`` "": a roofline with ``host:
+    none``, an accelerator that sequences its own ops) has every op enqueued at t = 0,
+    by an ideal host that costs nothing: on such a target with queued launches each op
+    after the first takes its launch in behind the op before, all but the device's gap
+    between kernels, whatever the workload's runtime; so the hostless schedule is below
+    every host's schedule of the same ops (the issue times only ever delay a kernel).
     Returns the host lane for the timeline ([] when the target has no host or the
     runtime costs nothing)."""
     from . import runtime  # noqa: PLC0415
@@ -772,16 +779,17 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
     for row in rows:
         row["host_s"] = 0.0
         row["host_wait_s"] = 0.0
-    if not any(host_s) and not any(rest_s):
-        return []
+    hide = target.queued_launch_s(spec)
+    if not any(host_s) and not any(rest_s) and not hide > 0:
+        return []  # the ops back to back, each as priced
     if run_latency_s is None:
         run_latency_s = [r["latency_s"] for r in rows]
-    hide = target.queued_launch_s(spec)
     if hide > 0:  # never below the op's own work (floor_s): the launch is what overlaps
         floor_s = floor_s or [0.0] * len(rows)
         hide = [min(hide, max(0.0, d - f)) for d, f in zip(run_latency_s, floor_s)]
     sched = runtime.schedule([op.name for op in graph.ops], host_s, run_latency_s,
-                             overlaps=platform.overlaps, repeats=repeats, repeat_host_s=rest_s,
+                             overlaps=platform.overlaps if platform is not None else True,
+                             repeats=repeats, repeat_host_s=rest_s,
                              queued_launch_s=hide)
     hidden_s = sched.hidden_s or [0.0] * len(rows)
     for row, h, h_rest, n, start, wait, hidden in zip(rows, host_s, rest_s, repeats,

@@ -224,7 +224,9 @@ class Target:
     def host_platform(self, spec) -> str:
         """The kind of host that issues this machine's ops (:mod:`hwsim.runtime`):
         ``cuda``, ``cann``, ``cpu``, or "" for a machine without a host lane (an
-        accelerator that sequences its own ops, a roofline bound)."""
+        accelerator that sequences its own ops, a roofline bound): its ops were all
+        enqueued at t = 0, at no host cost, whatever the workload's runtime (a queued
+        launch, :meth:`queued_launch_s`, still hides behind the op before)."""
         return HOST_PLATFORMS.get(self.name, "")
 
     def streams(self, spec) -> tuple[str, ...]:

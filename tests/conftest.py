@@ -24,6 +24,7 @@ V100 = {
     "int32": 7.8e12,
     "bw": 900e9,
     "overhead": 2.9e-6,
+    "gap": 0.5e-6,  # kernel_gap_s: what a launch queued behind the op before still costs
     "pj_fp16": 0.75,
     "pj_fp32": 2.3,
     "pj_int32": 0.1,

@@ -164,8 +164,10 @@ def test_chrome_trace(tmp_path, fidelity, tiny_trace, write_workload):
         assert task_events == []
     else:
         # the roofline runs each op as its launch on the "stream" lane, then its work on
-        # the "chip" lane, the two spanning the op exactly; identical ops share one
-        # simulation, whose tasks are drawn for the first only
+        # the "chip" lane; without a host every op was queued at t = 0, so an op's launch
+        # began launch_hidden_s before its start on the device lane (taken in behind the
+        # op before, all but kernel_gap_s) and its work ends with the op; identical ops
+        # share one simulation, whose tasks are drawn for the first only
         assert {lanes[e["tid"]] for e in task_events} == {"chip", "stream"}
         firsts = [o for o in op_events if "same_as" not in o["args"]]
         repeats = [o for o in op_events if "same_as" in o["args"]]
@@ -176,10 +178,15 @@ def test_chrome_trace(tmp_path, fidelity, tiny_trace, write_workload):
         for t in task_events:
             by_op.setdefault(t["args"]["op"], []).append(t)
         assert sorted(by_op) == sorted(o["args"]["id"] for o in firsts)
+        hidden = dict(zip(report.ops["id"], report.ops["launch_hidden_s"]))
+        gap = report.target.spec.kernel_gap_s
         for o in firsts:
             launch, work = sorted(by_op[o["args"]["id"]], key=lambda t: t["ts"])
             assert lanes[launch["tid"]] == "stream" and lanes[work["tid"]] == "chip"
-            assert launch["ts"] == pytest.approx(o["ts"], rel=1e-12)
+            hid = hidden[o["args"]["id"]] * 1e6
+            assert hid == (0.0 if o is op_events[0] else
+                           pytest.approx(launch["dur"] - gap * 1e6, rel=1e-12))
+            assert launch["ts"] == pytest.approx(o["ts"] - hid, rel=1e-12)
             assert work["ts"] == pytest.approx(launch["ts"] + launch["dur"], rel=1e-12)
             assert work["ts"] + work["dur"] == pytest.approx(o["ts"] + o["dur"], rel=1e-12)
 
@@ -189,7 +196,9 @@ def test_table(kernel_report):
     lines = text.splitlines()
     assert lines[0] == "kernels on roofline-v100 (roofline), 6 ops, fidelity event"
     assert lines[1].split()[:1] == ["latency"]
-    assert "168 µs" in lines[1]  # 167.68 us, see test_roofline for the per-op numbers
+    # 155.68 us: the ops' work, one whole launch (2.9 us) and five gaps (0.5 us; the ops
+    # queued by the ideal host, hwsim.simulate.issue_from_host); see test_roofline
+    assert "156 µs" in lines[1]
     head = next(i for i, x in enumerate(lines) if x.startswith("  top 3 ops by latency:"))
     assert "6 distinct of 6 ops" in lines[head]
     assert lines[head + 1].split() == ["count", "kind", "layers", "each", "total", "share",
@@ -201,7 +210,7 @@ def test_table(kernel_report):
 
 
 def test_report_repr_and_by_kind(kernel_report):
-    assert repr(kernel_report).startswith("<Report kernels on roofline-v100: 0.168 ms, 6 ops")
+    assert repr(kernel_report).startswith("<Report kernels on roofline-v100: 0.156 ms, 6 ops")
     by_kind = kernel_report.by_kind()
     assert by_kind.index[0] == "softmax"
     assert by_kind["flops"].sum() == kernel_report.totals["flops"]

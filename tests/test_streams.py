@@ -153,7 +153,10 @@ def test_tiling_never_loses(seq_len, devices):
     plain = hwsim.simulate(TP, "roofline", sets=sets + ["tiling.tiling_allreduce=false"],
                            fidelity="analytical")
     assert tiled.totals["latency_s"] <= plain.totals["latency_s"] * (1 + 1e-12)
-    assert tiled.streams["tiling_allreduce"]["hidden_share"] > 0.3
+    # the least, 8 devices at 1,024 tokens, hides 0.28 of its ring (0.31 while each
+    # hostless roofline op paid its whole launch: the compute blocks under the ring
+    # are now 2.4 us a launch shorter, queued as on the V100); the rest 0.51-0.82
+    assert tiled.streams["tiling_allreduce"]["hidden_share"] > 0.25
 
 
 @pytest.mark.parametrize("target", ["ascend", "volta"])

@@ -24,17 +24,20 @@ class RooflineSpec:
         help="peak arithmetic rate per data type (fp16, bf16, fp32, int8, int32, ...)")
     dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth", minimum=1.0)  # divides
     kernel_launch_s: float = spec_field(
-        0.0, help="launch cost: fixed time added to every op, one kernel each (the device's "
-                  "side of the launch; the host's call is in the host lane, with a host)")
+        0.0, help="launch cost: the device's side of an op's launch, one kernel each, paid "
+                  "whole by an op the device meets unqueued (the first; behind a host, one "
+                  "issued after the op before ended); the host's call is in the host lane")
     kernel_gap_s: float = spec_field(
-        0.0, help="gap the device keeps between two queued kernels: an op the host enqueued "
-                  "while the op before it ran takes its launch in behind that op, all but "
-                  "this gap (with a host; 0, the default, hides the whole launch: the bound)")
+        0.0, help="gap the device keeps between two queued kernels: an op enqueued while "
+                  "the op before it ran (without a host, every op after the first: all are "
+                  "enqueued at t = 0) takes its launch in behind that op, all but this gap "
+                  "(0, the default, hides the whole launch: the loosest bound)")
     host: str = spec_field(
-        "none", help="the host that issues the ops (hwsim.runtime): none (the default: the "
-                 "roofline is a bound of the device alone), or cuda, cann, cpu, for the "
-                 "workload's runtime to put its ops behind that host's lane as on the "
-                 "detailed targets", choices=("none", "cuda", "cann", "cpu"))
+        "none", help="the host that issues the ops (hwsim.runtime): none (the default: an "
+                 "ideal host that enqueued every op at t = 0 at no cost, whatever the "
+                 "runtime; the roofline is a bound of the device alone), or cuda, cann, "
+                 "cpu, for the workload's runtime to put its ops behind that host's lane as "
+                 "on the detailed targets", choices=("none", "cuda", "cann", "cpu"))
     dram_pj_per_byte: float = spec_field(0.0, help="DRAM access energy per byte")
     pj_per_flop: dict[str, float] = spec_field(
         {}, help="arithmetic energy per FLOP, per data type")
@@ -56,17 +59,22 @@ class RooflineTarget(Target):
 
     def host_platform(self, spec: RooflineSpec) -> str:
         """The spec's ``host``: none by default (a bound of the device alone, whatever the
-        workload's ``runtime``); a real machine's host when the spec names one."""
+        workload's ``runtime``: no host lane, every op enqueued at t = 0, so each op after
+        the first takes its launch in behind the op before, :meth:`queued_launch_s`); a
+        real machine's host when the spec names one."""
         return "" if spec.host == "none" else spec.host
 
     def queued_launch_s(self, spec: RooflineSpec) -> float:
         """An op's launch is a task of its own before its work (:meth:`lower`), so an op
-        the host enqueued while the op before it ran takes the launch in behind that op,
-        all but ``kernel_gap_s`` of it, as the V100 and Ascend targets do
-        (:func:`hwsim.runtime.schedule`). Without that the bound would pay a whole
-        launch per queued op where the detailed targets pay a gap, and rise above them
-        (a graph of small ops behind a CUDA host: 0.68 ms on ``roofline-v100``, 0.58 on
-        ``volta``)."""
+        enqueued while the op before it ran takes the launch in behind that op, all but
+        ``kernel_gap_s`` of it, as the V100 and Ascend targets do
+        (:func:`hwsim.runtime.schedule`): behind a host, an op its host issued early;
+        without one (``host: none``), every op after the first, all enqueued at t = 0
+        (:func:`hwsim.simulate.issue_from_host`). Without that the bound would pay a
+        whole launch per queued op where the detailed targets pay a gap, and rise above
+        them (a graph of small ops behind a CUDA host: 0.68 ms on ``roofline-v100``, 0.58
+        on ``volta``; 20 GEMMs of 16^3 without a host: 58.0 us, against 29.5 us on
+        ``volta-v100-sxm2`` in a captured graph)."""
         return max(0.0, spec.kernel_launch_s - spec.kernel_gap_s)
 
     def compute_dtype(self, op, graph) -> str:
