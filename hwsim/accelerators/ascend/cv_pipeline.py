@@ -86,6 +86,7 @@ walks that run it (:func:`add_tile_actions`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from hwsim.engine import Accumulator
 
@@ -379,14 +380,14 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     op at once (:func:`add_tile_actions`); the task build ignores it."""
     if not blocks:
         return ()
-    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
     chip = bld.chip
     deps = tuple(deps)
     teams = bld.groups(list(vecs))
     if closed_form(bld):
-        return _walk_summary(bld.sink, chip, runs, teams, vecs, core, preload, sync_s,
+        return _walk_summary(bld.sink, chip, blocks, teams, vecs, core, preload, sync_s,
                              store_bw, store_hbm_fraction, deps, bld.copies, memo, tiles,
                              actions_by_tile and tiles is not None)
+    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
     steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
     n = len(steps)
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
@@ -630,14 +631,18 @@ class _WalkSums:
         return (acc.count - 1,)
 
 
-def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
+def _walk_summary(acc: Accumulator, chip, blocks: list,
                   teams: list[list[int]], vecs: list[int], core: int, preload: int,
                   sync_s: float, store_bw: float, store_hbm_fraction: float, deps: tuple,
                   k1: int, memo: dict | None, tiles: list | None, actions_by_tile: bool
                   ) -> tuple[int, ...]:
     """The analytical fidelity's walk: :func:`_walk_sums` of the core's steps added to
     the accumulator, no task made; a core whose walk another core of the op made
-    (``memo``: the same tiles or blocks, the same parameters) adds that one's sums."""
+    (``memo``: the same tiles or blocks, the same parameters) adds that one's sums.
+    ``blocks`` and ``tiles`` as :func:`emit_cv_pipeline` takes them; the tiles are
+    compared by identity (an op hands equal tiles the same tuple)."""
+    runs = None if tiles is not None else \
+        [(b, 1) if isinstance(b, Block) else b for b in blocks]
     finish = acc.finish
     start = 0.0
     for j in deps:
@@ -652,7 +657,7 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
              "mte3": tuple(chip.aiv(v, "mte3") for team in teams for v in team)}
     key = None
     if memo is not None:
-        key = (tuple(id(t[1]) for t in tiles) if tiles is not None
+        key = (tuple(map(id, tiles)) if tiles is not None
                else tuple((id(b), k) for b, k in runs),
                preload, sync_s, store_bw, store_hbm_fraction, k1,
                tuple(len(t) for t in teams), len(vecs), actions_by_tile)
@@ -666,7 +671,7 @@ def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
     return got.add_to(acc, units, start)
 
 
-def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
+def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                teams: list[list[int]], n_vecs: int, preload: int, sync_s: float,
                store_bw: float, store_hbm_fraction: float, k1: int, with_actions: bool
                ) -> _WalkSums:
@@ -712,11 +717,13 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
     came to 0.82-0.92 of the event schedule on the Llama-2-7B distinct-layer prefill's
     attentions (0.976-0.998 before); the cube's and the lane's ends step by step
     without the loads and slot waits, to 0.960-0.990; with them, to the walk's
-    0.976-0.998, at about 40 float operations a step, a tenth of the tasks' walk."""
-    ranges = _steps(sum(k for _, k in runs))
+    0.976-0.998, at about 40 float operations a step (with the sums, about half the
+    time the tasks' walk took, its sums in locals already)."""
     if tiles is not None:
+        ranges = _steps(sum(map(itemgetter(2), tiles)))
         steps = _tile_sums(tiles, ranges, with_actions)
     else:
+        ranges = _steps(sum(map(itemgetter(1), runs)))
         steps = _sums(runs, ranges)
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     serial = k1 if k1 > 1 else 1  # a member's share on the shared hbm unit (Builder.put)
@@ -728,16 +735,20 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
     m3_by: dict[str, float] = {}  # one AIV's MTE3's
     m2 = m3 = hbm_t = cube = fix = vec = 0.0
     l2_read = dram_read = mask_read = l2_write = dram_write = 0
-    used = set()  # the byte keys the walk's tasks name
-    a_hbm = a_l2 = a_l1 = a_ub = 0.0  # the loads' and stores' byte actions
+    # which byte keys the walk's tasks name (a key the tasks name counts, even at 0)
+    u_l2r = u_dr = u_mdr = u_l2w = u_dw = False
+    a_hbm = a_l2 = a_ub = 0.0  # the byte actions: HBM, the loads' L2 (and L1), the stores'
     acts: dict[str, float] = {}
     count = 0
     step_tasks = 6 + 3 * len(teams)  # QK, S out, flag, softmax; PV, O out, flag, update, flags
     n = len(steps)
     kd, vd, qk, fs, sm, pv, fo, up, store = ([0.0] * n for _ in range(9))
+    flash = preload == 0
+    inner = 0.0  # the flags inside a flash step of several blocks
     for s, st in enumerate(steps):
-        a, b = ranges[s]
-        inner = (b - a - 1) * sync_s if preload == 0 else 0.0  # flags inside a flash step
+        if flash:
+            a, b = ranges[s]
+            inner = (b - a - 1) * sync_s
         # the K load (with the step's misses on the hbm unit) and the V load, as
         # split_load splits the step's bytes (the same floats: the bytes round alike)
         lh, ll, slow, mask = st.load_hbm, st.load_l2, st.load_l2_slow, st.mask_hbm
@@ -760,12 +771,11 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
             l2b = (l2b if l2b > 0.0 else 0.0) + sl
             if l2b > 0:
                 l2_read += int(round(l2b))
-                used.add("l2_read")
+                u_l2r = True
             d = hbm_s + l2_s
             d = d if d > 0.0 else 0.0
             a_hbm += hb
             a_l2 += hb + l2b
-            a_l1 += hb + l2b
             m2 += d
             bound = "memory" if hbm_s >= l2_s and hbm_s > 0 else "onchip"
             m2_by[bound] = m2_by.get(bound, 0.0) + d
@@ -776,10 +786,10 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
             miss = lh if lh > 0.0 else 0.0  # K's and V's, with the K load
             if miss > 0:
                 dram_read += int(round(miss))
-                used.add("dram_read")
+                u_dr = True
                 if mask:
                     mask_read += int(round(mask))
-                    used.add("mask_dram_read")
+                    u_mdr = True
                 dh = miss / hbm_bw
                 hbm_t += dh * serial
                 count += 1
@@ -815,10 +825,10 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
             count += n_vecs
             if l2b > 0:
                 l2_write += int(round(l2b)) * n_vecs
-                used.add("l2_write")
+                u_l2w = True
             if not hbm <= 0:
                 dram_write += int(round(hbm)) * n_vecs
-                used.add("dram_write")
+                u_dw = True
                 dh = hbm / hbm_bw
                 dh = dh if dh > 0.0 else 0.0
                 hbm_t += dh * serial * n_vecs
@@ -856,7 +866,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
             end = end if end > f else f
     path = v if v > end else end
     busy = [("mte2", m2, list(m2_by.items()))]
-    if "dram_read" in used or "dram_write" in used:
+    if u_dr or u_dw:
         busy.append(("hbm", hbm_t, [("memory", hbm_t)]))
     busy += [("cube", cube, [("compute", cube)]), ("fix", fix, [("onchip", fix)]),
              ("cflag", 2 * n * sync, [("latency", 2 * n * sync)]),
@@ -864,11 +874,12 @@ def _walk_sums(chip, runs: list[tuple[Block, int]], tiles: list | None,
     if m3_by:
         busy.append(("mte3", m3, list(m3_by.items())))
     k = k1
-    nbytes = [(key, v * k) for key, v in (
-        ("l2_read", l2_read), ("dram_read", dram_read), ("mask_dram_read", mask_read),
-        ("l2_write", l2_write), ("dram_write", dram_write)) if key in used]
+    nbytes = [(key, v * k) for key, v, u in (
+        ("l2_read", l2_read, u_l2r), ("dram_read", dram_read, u_dr),
+        ("mask_dram_read", mask_read, u_mdr), ("l2_write", l2_write, u_l2w),
+        ("dram_write", dram_write, u_dw)) if u]
     actions = [("hbm_byte", a_hbm * k), ("l2_byte", (a_l2 + a_ub) * k),
-               ("l1_byte", a_l1 * k)]
+               ("l1_byte", a_l2 * k)]
     if a_ub:
         actions.append(("ub_byte", a_ub * k))
     actions += [(name, x * k) for name, x in acts.items()]
