@@ -583,22 +583,23 @@ def add_tile_actions(acc: Accumulator, uses, copies: int = 1) -> None:
 
 
 class _WalkSums:
-    """One core's walk at the analytical fidelity, in closed form: what its tasks add
-    to the accumulator, without the tasks (:func:`_walk_sums` makes it, :meth:`add_to`
-    adds it; the cores of an op that walk the same tiles share one).
+    """One core's walk at the analytical fidelity: what its tasks add to the
+    accumulator, without the tasks (:func:`_walk_sums` makes it, :meth:`add_to` adds
+    it; the cores of an op that walk the same tiles share one).
 
     ``busy`` per role of the walk's units (MTE2, the HBM, cube, FixPipe, the cube's
-    flag, a team's vector lane and flag, one AIV's MTE3): (seconds, [(bound, seconds)]
-    in the order the walk first uses each bound), the HBM's and the vector roles' once
-    per unit; ``nbytes`` and ``actions``: (key, total) of the walk's copies; ``count``:
-    its tasks; ``path_s``: the lower bound on its critical path from its start."""
+    flag, a team's vector lane and flag, an AIV's MTE3): (seconds, [(bound, seconds)]
+    in the order the walk first uses each bound), added to each unit of the role (every
+    team's vector lane, every AIV's MTE3: they run the same tasks); ``nbytes`` and
+    ``actions``: (key, total) of the walk's copies; ``count``: its tasks; ``path_s``:
+    its critical path from its start (the stages' ends step by step)."""
 
     __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "held")
 
     def __init__(self, busy, nbytes, actions, count, path_s, held):
         self.busy, self.nbytes, self.actions = busy, nbytes, actions
         self.count, self.path_s = count, path_s
-        self.held = held  # (the blocks the memo's key names by id, kept alive)
+        self.held = held  # (the tiles or blocks the memo's key names by id, kept alive)
 
     def add_to(self, acc: Accumulator, units: dict, start_s: float) -> tuple[int, ...]:
         """Add the walk to ``acc`` (``units``: role -> the unit names of this core),
