@@ -102,7 +102,7 @@ from hwsim.ir.kinds import flops as op_flops
 from hwsim.ir.kinds import visible_scores
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .cv_pipeline import Block, emit_cv_pipeline, tile_sum
+from .cv_pipeline import Block, add_tile_actions, closed_form, emit_cv_pipeline, tile_sum
 from .gemm import cube_cycles, emit_gemm, padded_macs
 from .pipeline import Item, append, emit_pipeline
 from .vector import (
@@ -1029,6 +1029,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     memo: dict[tuple, tuple] = {}
     tile_ids, masked_items = _tile_numbers(items, vals)
     selects = att.selects_values
+    # analytical: the walks leave their blocks' actions to the op, which adds each
+    # distinct tile's sum times the walks that run it (cv_pipeline.add_tile_actions)
+    by_tile = TILE_SUMS and not selects and closed_form(bld)
+    uses: dict[tuple, int] = {}
     for _ in range(heads):
         for i, (t, nv) in enumerate(zip(items, vals)):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
@@ -1054,18 +1058,11 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 per_core_blocks[core].extend(work)
                 if whole is not None:
                     per_core_tiles[core].append(whole)
+                    if by_tile:
+                        uses[key] = uses.get(key, 0) + 1
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
-    walks: dict = {}  # analytical: the cores' equal walks made once (emit_cv_pipeline)
-    # only a walk that another core walks again is recorded for replay: a causal op's
-    # cores walk different blocks, and the record's log costs a tenth of the walk
-    shared: list[bool] = [False] * chip.n_cube
-    if bld.sink is not None and not selects:
-        seen: dict[tuple, int] = {}
-        for c, runs in enumerate(per_core_blocks):
-            was = seen.setdefault(tuple([(id(b), k) for b, k in runs]), c)
-            if was != c:
-                shared[was] = shared[c] = True
+    walks: dict = {}  # analytical: the cores' equal walks summed once (emit_cv_pipeline)
     for c, core_items in enumerate(per_core):
         vecs = chip.vecs_of(c)
         if not selects:  # the cube/vector hand-offs as engine tasks
@@ -1073,8 +1070,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name,
-                memo=walks if shared[c] else None,
-                tiles=per_core_tiles[c] if TILE_SUMS else None))
+                memo=walks, tiles=per_core_tiles[c] if TILE_SUMS else None,
+                actions_by_tile=by_tile))
             continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),
@@ -1084,6 +1081,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                             shadow_units=tuple(chip.aiv(v, "vector") for v in vecs),
                             shadow_label=f"{name} softmax")
         ends.extend(end)
+    if by_tile:
+        add_tile_actions(bld.sink, ((memo[key][2][1], n) for key, n in uses.items()),
+                         bld.copies)
     if split:
         _combine(bld, l2, att, plan, ends, partial_rows, name)
 

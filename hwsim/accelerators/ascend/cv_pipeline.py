@@ -71,11 +71,22 @@ times longer; what aggregation loses is the flags inside a group: with
 run-ahead (p ≥ 1) they are hidden by the overlap, without it (one-level
 flash) each costs its latency on the critical path, so the grouped softmax
 and PV tasks of a flash step carry the ``(r - 1)`` inner flags in their time.
+
+**The analytical fidelity makes no task of a walk.** It reads only what the tasks
+add up to: bytes, actions, each unit's busy time per bound, the task count and the
+critical path. :func:`_walk_sums` takes them from the same steps: per step the
+numbers the tasks would carry, summed per unit (the same byte integers and count;
+sums and actions within :data:`ANALYTICAL_RTOL`, the terms associated differently),
+and the critical path as each stage's end step by step, the walk's dependencies
+without a task (a lower bound of the event schedule: the proof is there). A fused
+attention adds its blocks' actions once per op, each distinct tile's sum times the
+walks that run it (:func:`add_tile_actions`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from hwsim.engine import Accumulator
 
@@ -256,8 +267,10 @@ def tile_sum(runs: list[tuple[Block, int]]) -> Block:
     return _sums(runs, [(0, sum(k for _, k in runs))])[0]
 
 
-def _total(terms: list[tuple[Block, int]]) -> Block:
-    """The sum of ``terms`` (block, multiple), added in order (:func:`_sums`' body)."""
+def _total(terms: list[tuple[Block, int]], with_actions: bool = True) -> Block:
+    """The sum of ``terms`` (block, multiple), added in order (:func:`_sums`' body);
+    ``with_actions=False`` leaves the actions out (an empty dict), the other fields the
+    same floats."""
     qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = lv = 0.0
     acts: dict = {}
     for blk, k in terms:
@@ -277,8 +290,9 @@ def _total(terms: list[tuple[Block, int]]) -> Block:
             pl += blk.pad_l2
             sb += blk.store_bytes
             lv += blk.load_v
-            for name, v in blk.actions.items():
-                acts[name] = acts.get(name, 0.0) + v
+            if with_actions:
+                for name, v in blk.actions.items():
+                    acts[name] = acts.get(name, 0.0) + v
             continue
         qk += blk.qk_s * k
         fs += blk.fix_s_s * k
@@ -295,20 +309,22 @@ def _total(terms: list[tuple[Block, int]]) -> Block:
         pl += blk.pad_l2 * k
         sb += blk.store_bytes * k
         lv += blk.load_v * k
-        for name, v in blk.actions.items():
-            acts[name] = acts.get(name, 0.0) + v * k
+        if with_actions:
+            for name, v in blk.actions.items():
+                acts[name] = acts.get(name, 0.0) + v * k
     return Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts, lv)
 
 
 def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
-               ranges: list[tuple[int, int]]) -> list[Block]:
+               ranges: list[tuple[int, int]], with_actions: bool = True) -> list[Block]:
     """:func:`_sums` with a tile's blocks as one term: per range [a, b) of the walk's
     blocks, given as ``tiles`` (the tile's runs, their :func:`tile_sum`, its block
     count) in order, a tile wholly inside the range adds its sum once; a tile the
     range cuts adds its overlapping runs as :func:`_sums` does.
 
     Not the same floats as :func:`_sums` (the terms associate differently): within
-    :data:`TILE_SUM_RTOL` of it, field by field (a test holds the bound)."""
+    :data:`TILE_SUM_RTOL` of it, field by field (a test holds the bound).
+    ``with_actions=False``: the steps without their actions (:func:`_total`)."""
     out = []
     r, start = 0, 0  # the tile at the cursor and the index of its first block
     n_tiles = len(tiles)
@@ -331,7 +347,7 @@ def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
                     t += k
             s += n
             i += 1
-        out.append(_total(terms))
+        out.append(_total(terms, with_actions))
     return out
 
 
@@ -346,8 +362,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                      core: int, vecs: list[int],
                      preload: int, sync_s: float, store_bw: float,
                      store_hbm_fraction: float = 1.0, deps=(), label: str = "attention",
-                     memo: dict | None = None, tiles: list | None = None
-                     ) -> tuple[int, ...]:
+                     memo: dict | None = None, tiles: list | None = None,
+                     actions_by_tile: bool = False) -> tuple[int, ...]:
     """Emit one cube core's walk (``blocks`` in order, or as runs ``(block, count)`` of
     equal ones) with its vector cores ``vecs``; returns the tasks its end waits for.
 
@@ -355,18 +371,23 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     :func:`tile_sum`, its block count) in order, the runs' concatenation ``blocks``:
     a step then adds a tile it covers as one term (:func:`_tile_sums`).
 
-    ``memo`` (a dict the caller keeps for one op's cores, analytical fidelity only):
-    a core whose walk is another's (the same block objects, counts, vector team shape
-    and start) replays that walk's record instead of walking again (:class:`_Record`)."""
+    At the analytical fidelity (:func:`closed_form`) no task is made: the walk goes to
+    the accumulator in closed form (:func:`_walk_sums`), and returns one task index
+    standing for its end. ``memo`` (a dict the caller keeps for one op's cores): a core
+    whose walk is another's (the same tiles or block objects, team shape and
+    parameters) adds that walk's sums again. ``actions_by_tile`` (with ``tiles``): the
+    closed form leaves the blocks' actions to the caller, which adds them for the whole
+    op at once (:func:`add_tile_actions`); the task build ignores it."""
     if not blocks:
         return ()
-    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
     chip = bld.chip
     deps = tuple(deps)
     teams = bld.groups(list(vecs))
-    if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
-        return _walk_summary(bld.sink, chip, runs, teams, vecs, core, preload, sync_s,
-                             store_bw, store_hbm_fraction, deps, bld.copies, memo, tiles)
+    if closed_form(bld):
+        return _walk_summary(bld.sink, chip, blocks, teams, vecs, core, preload, sync_s,
+                             store_bw, store_hbm_fraction, deps, bld.copies, memo, tiles,
+                             actions_by_tile and tiles is not None)
+    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
     steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
     n = len(steps)
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
@@ -533,622 +554,334 @@ def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float,
 
 DIRECT_SUMMARY = True  # False: an analytical walk goes through Builder.put (the tests' reference)
 
+# the closed-form walk (_walk_sums) against its tasks' summary (summarize of lower):
+# every unit's busy time and time per bound, every action and the critical path, so
+# the analytical latency and energy, within this relative difference (the same terms
+# associated differently: n non-negative terms within (n - 1) * 2**-53 of exact, under
+# 1e-12 up to some 4,500 terms a sum); bytes, the task count and the bound the same
+ANALYTICAL_RTOL = 1e-12
 
-def _walk_summary(acc: Accumulator, chip, runs: list[tuple[Block, int]],
+
+def closed_form(bld: Builder) -> bool:
+    """Whether ``bld`` takes :func:`emit_cv_pipeline`'s walks in closed form (the
+    analytical fidelity's accumulator), so that a caller passing ``actions_by_tile``
+    adds the blocks' actions itself (:func:`add_tile_actions`)."""
+    return DIRECT_SUMMARY and type(bld.sink) is Accumulator
+
+
+def add_tile_actions(acc: Accumulator, uses, copies: int = 1) -> None:
+    """The actions of an op's walks, added once for all its cores: ``uses`` the op's
+    distinct tiles as (their :func:`tile_sum`, how many walks run them). Each block's
+    actions are a tile's share, so the walks' actions are the tiles' sums times their
+    counts: the same terms as the steps' sums, associated differently (within
+    :data:`ANALYTICAL_RTOL`)."""
+    actions = acc.actions
+    for whole, n in uses:
+        k = n * copies
+        for name, v in whole.actions.items():
+            actions[name] = actions.get(name, 0.0) + v * k
+
+
+class _WalkSums:
+    """One core's walk at the analytical fidelity: what its tasks add to the
+    accumulator, without the tasks (:func:`_walk_sums` makes it, :meth:`add_to` adds
+    it; the cores of an op that walk the same tiles share one).
+
+    ``busy`` per role of the walk's units (MTE2, the HBM, cube, FixPipe, the cube's
+    flag, a team's vector lane and flag, an AIV's MTE3): (seconds, [(bound, seconds)]
+    in the order the walk first uses each bound), added to each unit of the role (every
+    team's vector lane, every AIV's MTE3: they run the same tasks); ``nbytes`` and
+    ``actions``: (key, total) of the walk's copies; ``count``: its tasks; ``path_s``:
+    its critical path from its start (the stages' ends step by step)."""
+
+    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "held")
+
+    def __init__(self, busy, nbytes, actions, count, path_s, held):
+        self.busy, self.nbytes, self.actions = busy, nbytes, actions
+        self.count, self.path_s = count, path_s
+        self.held = held  # (the tiles or blocks the memo's key names by id, kept alive)
+
+    def add_to(self, acc: Accumulator, units: dict, start_s: float) -> tuple[int, ...]:
+        """Add the walk to ``acc`` (``units``: role -> the unit names of this core),
+        started at ``start_s``; returns the one task its end waits for.
+
+        The walk's tasks get indices as if they were added (the op's later tasks count
+        on it); their finish times are lower bounds of theirs in the event schedule:
+        the start for each, the start plus :attr:`path_s` for the last, which stands
+        for the walk's end (its stores and last vector tasks, of which the latest ends
+        no earlier: :func:`_walk_sums`)."""
+        busy = acc.busy
+        for role, seconds, bounds in self.busy:
+            for unit in units[role]:
+                e = busy.get(unit)
+                if e is None:
+                    e = busy[unit] = [0.0, {}]
+                e[0] += seconds
+                by = e[1]
+                for b, v in bounds:
+                    by[b] = by.get(b, 0.0) + v
+        nbytes, actions = acc.nbytes, acc.actions
+        for key, v in self.nbytes:
+            nbytes[key] = nbytes.get(key, 0) + v
+        for key, v in self.actions:
+            actions[key] = actions.get(key, 0.0) + v
+        finish = acc.finish
+        finish.extend([start_s] * (self.count - 1))
+        finish.append(start_s + self.path_s)
+        acc.count += self.count
+        return (acc.count - 1,)
+
+
+def _walk_summary(acc: Accumulator, chip, blocks: list,
                   teams: list[list[int]], vecs: list[int], core: int, preload: int,
                   sync_s: float, store_bw: float, store_hbm_fraction: float, deps: tuple,
-                  k1: int, memo: dict | None = None, tiles: list | None = None
+                  k1: int, memo: dict | None, tiles: list | None, actions_by_tile: bool
                   ) -> tuple[int, ...]:
-    """The analytical fidelity's walk: what :func:`emit_cv_pipeline` hands the
-    accumulator through :meth:`Builder.put` (its ``load``, ``store`` and hand-offs),
-    added here directly, task by task in the same order: the same bytes, actions,
-    finish times and unit sums, the same floats (a test holds the two equal), without
-    a call and a dependency tuple per task. Returns the same task indices.
-
-    With ``memo``, the walk is recorded (:class:`_Record`) under what it depends on,
-    and a later core with the same key replays the record."""
+    """The analytical fidelity's walk: :func:`_walk_sums` of the core's steps added to
+    the accumulator, no task made; a core whose walk another core of the op made
+    (``memo``: the same tiles or blocks, the same parameters) adds that one's sums.
+    ``blocks`` and ``tiles`` as :func:`emit_cv_pipeline` takes them; the tiles are
+    compared by identity (an op hands equal tiles the same tuple)."""
+    runs = None if tiles is not None else \
+        [(b, 1) if isinstance(b, Block) else b for b in blocks]
     finish = acc.finish
-    append = finish.append
-    busy = acc.busy
-    nbytes, actions = acc.nbytes, acc.actions
-    off = acc.count - len(finish)  # (0: the accumulator appends one finish per task)
-    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
-    l2_write_bw = chip.l2_write_bw
-    # the walk's units by position, in an order that depends only on the team shape:
-    # the cube core's pipes, the HBM, per team its vector and flag lanes, per AIV its MTE3
-    units = [chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe"),
-             chip.aic(core, "flag"), HBM_UNIT]
-    for team in teams:
-        units += [chip.aiv_group(team, "vector"), chip.aiv_group(team, "flag")]
-    for team in teams:
-        units += [chip.aiv(v, "mte3") for v in team]
-    start0 = after_of(finish, deps)
-    key = None
-    if memo is not None:
-        key = (tuple((id(b), k) for b, k in runs), preload, sync_s, store_bw,
-               store_hbm_fraction, start0, k1, tuple(len(t) for t in teams), len(vecs),
-               tuple(id(t[1]) for t in tiles) if tiles is not None else None)
-        rec = memo.get(key)
-        if rec is not None and all(b is r for (b, _), (r, _) in zip(runs, rec.runs)):
-            return rec.replay(acc, units)
-    log: list | None = [] if key is not None else None  # (unit or dict, key, value)
-    steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
-    if key is None and LEAN_WALK:
-        got = _walk_lean(acc, chip, steps, inner_flags, teams, units, preload, sync_s,
-                         store_bw, store_hbm_fraction, start0, k1)
-        if got is not None:
-            return got
-    first = len(finish)
-    entries: list = [None] * len(units)
-
-    def entry(i: int) -> list:
-        e = entries[i]
-        if e is None:
-            e = busy.get(units[i])
-            if e is None:
-                e = busy[units[i]] = [0.0, {}]
-            entries[i] = e
-        return e
-
-    def add(dct: dict, items, k: int, zero) -> None:  # Accumulator.add's sums of bytes/actions
-        if k == 1:
-            for key, v in items:
-                dct[key] = dct.get(key, zero) + v
-                if log is not None:
-                    log.append((dct is nbytes, key, v))
-        else:
-            for key, v in items:
-                dct[key] = dct.get(key, zero) + v * k
-                if log is not None:
-                    log.append((dct is nbytes, key, v * k))
-
-    def task(i: int, d: float, start: float, bound: str, seconds: float) -> float:
-        """One task on the walk's unit ``i``; returns its finish."""
-        f = start + d
-        append(f)
-        e = entries[i] or entry(i)
-        e[0] += seconds
-        by = e[1]
-        by[bound] = by.get(bound, 0.0) + seconds
-        if log is not None:
-            log.append((i, bound, seconds))
-        return f
-
-    hbm_serial = k1 > 1  # a member's share on the shared hbm unit (Builder.put)
-    sync = sync_s if sync_s > 0.0 else 0.0
-    n = len(steps)
-    names = {team[0]: (5 + 2 * j, 6 + 2 * j) for j, team in enumerate(teams)}
-    load_f = [0.0] * n  # the K loads' latest finish
-    loadv_f = [0.0] * n  # the V loads'
-    qk_f = [0.0] * n
-    pv_f = [0.0] * n
-    sm: list[list[tuple[int, float]]] = [[] for _ in range(n)]  # (index, finish) per team
-    last_cube_f = None  # finish of the cube's last task (None: none yet)
-    last_vec: dict[int, float | None] = {team[0]: None for team in teams}
-    last_vec_i: dict[int, int] = {}
-    ends: list[int] = []
-
-    def emit_load(s: int, part: int) -> None:
-        st = steps[s]
-        lh, ll, slow, mask, pad_hbm, pad_l2 = split_load(st, part)
-        if part and not (lh or ll or slow or pad_hbm or pad_l2):
-            return
-        start = start0
-        if s >= KV_BUFFERS:
-            fr = (pv_f if part else qk_f)[s - KV_BUFFERS]
-            if fr > start:
-                start = fr
-        out = loadv_f if part else load_f
-        hbm_bytes = max(0.0, lh)
-        hbm_s = (hbm_bytes + (pad_hbm + slow)) / hbm_stream_bw
-        l2_s = (ll + pad_l2) / l2_read_bw
-        l2_bytes = max(0.0, ll) + slow
-        if l2_bytes > 0:
-            add(nbytes, (("l2_read", int(round(l2_bytes))),), k1, 0)
-        memory = hbm_s >= l2_s and hbm_s > 0
-        d = hbm_s + l2_s
-        d = d if d > 0.0 else 0.0
-        moved = hbm_bytes + l2_bytes
-        add(actions, (("hbm_byte", hbm_bytes), ("l2_byte", moved), ("l1_byte", moved)), k1,
-            0.0)
-        f = task(0, d, start, "memory" if memory else "onchip", d)
-        miss = st.load_hbm if st.load_hbm > 0.0 else 0.0  # K's and V's, with the K load
-        if part or miss <= 0:
-            out[s] = f
-            return
-        dram = [("dram_read", int(round(miss)))]
-        if mask:
-            dram.append(("mask_dram_read", int(round(mask))))
-        add(nbytes, dram, k1, 0)
-        d = miss / hbm_bw
-        f2 = task(4, d, start, "memory", d * k1 if hbm_serial else d)
-        out[s] = f if f > f2 else f2
-
-    def to_vectors(src_f: float, fix_s: float, vec_s: float) -> list[tuple[int, float]]:
-        f = task(2, fix_s if fix_s > 0.0 else 0.0, src_f if src_f > 0.0 else 0.0,
-                 "onchip", fix_s if fix_s > 0.0 else 0.0)
-        flag_f = task(3, sync, f if f > 0.0 else 0.0, "latency", sync)
-        d = vec_s if vec_s > 0.0 else 0.0
-        out = []
-        for team in teams:
-            lead = team[0]
-            start = flag_f if flag_f > 0.0 else 0.0
-            before = last_vec[lead]
-            if before is not None and before > start:
-                start = before
-            tf = task(names[lead][0], d, start, "compute", d)
-            last_vec[lead] = tf
-            last_vec_i[lead] = off + len(finish) - 1
-            out.append((off + len(finish) - 1, tf))
-        return out
-
-    def emit_qk(s: int) -> None:
-        nonlocal last_cube_f
-        st = steps[s]
-        start = load_f[s] if load_f[s] > 0.0 else 0.0
-        if last_cube_f is not None and last_cube_f > start:
-            start = last_cube_f
-        if s - preload - 1 >= 0:
-            for _, f in sm[s - preload - 1]:
-                if f > start:
-                    start = f
-        if st.actions:
-            add(actions, st.actions.items(), k1, 0.0)
-        d = st.qk_s if st.qk_s > 0.0 else 0.0
-        f = task(1, d, start, "compute", d)
-        last_cube_f = f
-        qk_f[s] = f
-        sm[s] = to_vectors(f, st.fix_s_s, st.softmax_s + inner_flags[s])
-
-    def emit_pv(s: int) -> None:
-        nonlocal last_cube_f
-        st = steps[s]
-        start = loadv_f[s] if loadv_f[s] > 0.0 else 0.0
-        for team, (_, tf) in zip(teams, sm[s]):
-            lead = team[0]
-            ff = task(names[lead][1], sync, tf if tf > 0.0 else 0.0, "latency", sync)
-            if ff > start:
-                start = ff
-        if last_cube_f is not None and last_cube_f > start:
-            start = last_cube_f
-        d = st.pv_s + inner_flags[s]
-        d = d if d > 0.0 else 0.0
-        f = task(1, d, start, "compute", d)
-        last_cube_f = f
-        pv_f[s] = f
-        updates = to_vectors(f, st.fix_o_s, st.update_s + st.final_s)
-        if st.store_bytes:  # each AIV stores its rows (Builder.store)
-            store(st.store_bytes / n_vecs, updates)
-
-    # the AIVs' stores: Builder.store's numbers, the same for each AIV of a step, made
-    # once per step (the unit names once per walk)
-    n_vecs = len(vecs)
-    mte3 = {v: 5 + 2 * len(teams) + j for j, v in enumerate(v for team in teams for v in team)}
-    unit_bw = store_bw / n_vecs
-    frac = min(1.0, max(0.0, store_hbm_fraction))
-    hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, l2_write_bw)
-
-    def store(nb: float, updates) -> None:
-        hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
-        written = (("l2_write", int(round(l2b))),) if l2b > 0 else ()
-        moved = (("ub_byte", nb), ("l2_byte", nb), ("hbm_byte", hbm))
-        bound = "memory" if memory else "onchip"
-        dram = (("dram_write", int(round(hbm))),)
-        d_hbm = hbm / hbm_bw
-        d_hbm = d_hbm if d_hbm > 0.0 else 0.0
-        s_hbm = d_hbm * k1 if hbm_serial else d_hbm
-        for team, (_, tf) in zip(teams, updates):
-            start = tf if tf > 0.0 else 0.0
-            for v in team:
-                if written:
-                    add(nbytes, written, k1, 0)
-                add(actions, moved, k1, 0.0)
-                task(mte3[v], d, start, bound, d)
-                ends.append(off + len(finish) - 1)
-                if hbm <= 0:
-                    continue
-                add(nbytes, dram, k1, 0)
-                task(4, d_hbm, start, "memory", s_hbm)
-                ends.append(off + len(finish) - 1)
-
-    program_order(n, preload, emit_load, emit_qk, emit_pv)
-    acc.count = off + len(finish)
-    out = tuple(ends) + tuple(last_vec_i[team[0]] for team in teams if team[0] in last_vec_i)
-    if key is not None:
-        base = off + first
-        memo[key] = _Record(runs, log, finish[first:], tuple(j - base for j in out))
-    return out
-
-
-LEAN_WALK = True  # False: every analytical walk task by task (_walk_summary; the tests' reference)
-
-
-def _walk_lean(acc: Accumulator, chip, steps: list[Block], inner_flags: list[float],
-               teams: list[list[int]], units: list[str], preload: int, sync_s: float,
-               store_bw: float, store_hbm_fraction: float, start0: float, k1: int
-               ) -> tuple[int, ...] | None:
-    """:func:`_walk_summary`'s walk with its sums kept in locals and added to the
-    accumulator once, at the end: the same tasks, finishes and returned tasks, every
-    sum (a unit's busy time and its time per bound, a byte or action count) the same
-    sequence of terms from the same start, so the same floats (a test holds the two
-    equal on random walks).
-
-    Where that would not hold it returns None, having changed nothing, and the caller
-    walks task by task: more than one vector team (the ungrouped reference build),
-    two of the walk's units one lane (a 910A core's flags), the ``hbm`` unit not yet
-    in the accumulator, or a byte or action key the accumulator lacks (a key's place
-    in its dict is where the walk first adds to it; the op's first walk puts them
-    there). A unit of the core met for the first time enters the busy dict in the
-    order the walk first meets it, the same for every walk: the MTE2, the cube, the
-    FixPipe, the cube's flag, the AIVs' vector lane, their flag, their MTE3s."""
-    if len(teams) != 1 or len(set(units)) != len(units):
-        return None
-    busy, actions, nbytes = acc.busy, acc.actions, acc.nbytes
-    e_hbm = busy.get(HBM_UNIT)
-    if e_hbm is None:
-        return None
-    n = len(steps)
-    tn = len(teams[0])
-    any_store = False
-    keys = {"hbm_byte", "l2_byte", "l1_byte"}
-    for st in steps:
-        if st.actions:
-            keys.update(st.actions)
-        if st.store_bytes:
-            any_store = True
-    if any_store:
-        keys.add("ub_byte")
-    la = {}
-    for key in keys:
-        v = actions.get(key)
-        if v is None:
-            return None
-        la[key] = v
-    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
-    hbm_serial = k1 > 1
-    one = k1 == 1
-    sync = sync_s if sync_s > 0.0 else 0.0
-
-    def entry(i: int) -> tuple[float, dict]:
-        e = busy.get(units[i])
-        return (e[0], e[1]) if e is not None else (0.0, {})
-
-    # the units' sums from where they stand: total and per bound
-    m2_t, m2_by = entry(0)
-    m2_mem, m2_onc = m2_by.get("memory", 0.0), m2_by.get("onchip", 0.0)
-    m2_first = None  # the MTE2's bound first used (its key's place, if new)
-    m2_used_mem = m2_used_onc = False
-    cu_t, by = entry(1)
-    cu_b = by.get("compute", 0.0)
-    fx_t, by = entry(2)
-    fx_b = by.get("onchip", 0.0)
-    cf_t, by = entry(3)
-    cf_b = by.get("latency", 0.0)
-    hb_t, hb_b = e_hbm[0], e_hbm[1].get("memory", 0.0)
-    hb_used = False
-    vc_t, by = entry(5)
-    vc_b = by.get("compute", 0.0)
-    vf_t, by = entry(6)
-    vf_b = by.get("latency", 0.0)
-    m3 = []  # per AIV of the team: [total, memory, onchip]
-    for j in range(tn):
-        t, by = entry(7 + j)
-        m3.append([t, by.get("memory", 0.0), by.get("onchip", 0.0)])
-    m3_first = None
-    m3_used_mem = m3_used_onc = False
-    nb_l2r = nb_dr = nb_mdr = nb_l2w = nb_dw = 0  # whole bytes: any order, times k1 at the end
-    used_l2r = used_dr = used_mdr = used_l2w = used_dw = False
-
-    # the AIVs' stores (Builder.store's numbers, as _walk_summary makes them)
-    n_vecs = tn
-    frac = min(1.0, max(0.0, store_hbm_fraction))
-    unit_bw = store_bw / n_vecs
-    hbm_rate, l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
-
-    base = acc.count
-    fl: list[float] = []
-    ap = fl.append
-    load_f = [0.0] * n
-    loadv_f = [0.0] * n
-    qk_f = [0.0] * n
-    pv_f = [0.0] * n
-    sm_f = [0.0] * n  # the team's softmax finish per step
-    last_cube_f = None
-    last_vec = None
-    last_vec_i = -1
-    ends: list[int] = []
-    order = [(False, s) for s in range(min(n, preload))]  # program_order: (PV side?, step)
-    for s in range(n):
-        if s + preload < n:
-            order.append((False, s + preload))
-        order.append((True, s))
-    for pv_side, s in order:
-        st = steps[s]
-        lh, ll, slow, mask, pad_hbm, pad_l2 = split_load(st, 1 if pv_side else 0)
-        if not pv_side or lh or ll or slow or pad_hbm or pad_l2:
-            # the K (V) load: the MTE2's task, and with the K load the hbm unit's
-            start = start0
-            if s >= KV_BUFFERS:
-                fr = (pv_f if pv_side else qk_f)[s - KV_BUFFERS]
-                if fr > start:
-                    start = fr
-            hbm_bytes = lh if lh > 0.0 else 0.0
-            hbm_s = (hbm_bytes + (pad_hbm + slow)) / hbm_stream_bw
-            l2_s = (ll + pad_l2) / l2_read_bw
-            l2_bytes = (ll if ll > 0.0 else 0.0) + slow
-            if l2_bytes > 0:
-                nb_l2r += int(round(l2_bytes))
-                used_l2r = True
-            d = hbm_s + l2_s
-            d = d if d > 0.0 else 0.0
-            moved = hbm_bytes + l2_bytes
-            if one:
-                la["hbm_byte"] += hbm_bytes
-                la["l2_byte"] += moved
-                la["l1_byte"] += moved
-            else:
-                la["hbm_byte"] += hbm_bytes * k1
-                la["l2_byte"] += moved * k1
-                la["l1_byte"] += moved * k1
-            f = start + d
-            ap(f)
-            m2_t += d
-            if hbm_s >= l2_s and hbm_s > 0:
-                m2_mem += d
-                m2_used_mem = True
-                if m2_first is None:
-                    m2_first = "memory"
-            else:
-                m2_onc += d
-                m2_used_onc = True
-                if m2_first is None:
-                    m2_first = "onchip"
-            miss = st.load_hbm if st.load_hbm > 0.0 else 0.0
-            if pv_side or miss <= 0:
-                (loadv_f if pv_side else load_f)[s] = f
-            else:
-                nb_dr += int(round(miss))
-                used_dr = True
-                if mask:
-                    nb_mdr += int(round(mask))
-                    used_mdr = True
-                d = miss / hbm_bw
-                f2 = start + d
-                ap(f2)
-                sec = d * k1 if hbm_serial else d
-                hb_t += sec
-                hb_b += sec
-                hb_used = True
-                load_f[s] = f if f > f2 else f2
-        if pv_side:  # PV after the flags of the softmax
-            lf = loadv_f[s]
-            start = lf if lf > 0.0 else 0.0
-            tf = sm_f[s]
-            ff = (tf if tf > 0.0 else 0.0) + sync
-            ap(ff)
-            vf_t += sync
-            vf_b += sync
-            if ff > start:
-                start = ff
-            if last_cube_f is not None and last_cube_f > start:
-                start = last_cube_f
-            d = st.pv_s + inner_flags[s]
-            fix_d, vec_d = st.fix_o_s, st.update_s + st.final_s
-        else:  # QK after its K load, the cube's last task and the slot's softmax
-            lf = load_f[s]
-            start = lf if lf > 0.0 else 0.0
-            if last_cube_f is not None and last_cube_f > start:
-                start = last_cube_f
-            if s - preload - 1 >= 0:
-                f = sm_f[s - preload - 1]
-                if f > start:
-                    start = f
-            if st.actions:
-                if one:
-                    for name, v in st.actions.items():
-                        la[name] += v
-                else:
-                    for name, v in st.actions.items():
-                        la[name] += v * k1
-            d = st.qk_s
-            fix_d, vec_d = st.fix_s_s, st.softmax_s + inner_flags[s]
-        d = d if d > 0.0 else 0.0
-        f = start + d
-        ap(f)
-        cu_t += d
-        cu_b += d
-        last_cube_f = f
-        (pv_f if pv_side else qk_f)[s] = f
-        # to_vectors: FixPipe out, the flag, the team's vector work
-        fix_d = fix_d if fix_d > 0.0 else 0.0
-        f = (f if f > 0.0 else 0.0) + fix_d
-        ap(f)
-        fx_t += fix_d
-        fx_b += fix_d
-        f = (f if f > 0.0 else 0.0) + sync
-        ap(f)
-        cf_t += sync
-        cf_b += sync
-        vec_d = vec_d if vec_d > 0.0 else 0.0
-        start = f if f > 0.0 else 0.0
-        if last_vec is not None and last_vec > start:
-            start = last_vec
-        tf = start + vec_d
-        ap(tf)
-        vc_t += vec_d
-        vc_b += vec_d
-        last_vec = tf
-        last_vec_i = base + len(fl) - 1
-        if not pv_side:
-            sm_f[s] = tf
-            continue
-        if not st.store_bytes:
-            continue
-        # each AIV stores its rows (Builder.store)
-        nb = st.store_bytes / n_vecs
-        hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
-        d_hbm = hbm / hbm_bw
-        d_hbm = d_hbm if d_hbm > 0.0 else 0.0
-        s_hbm = d_hbm * k1 if hbm_serial else d_hbm
-        start = tf if tf > 0.0 else 0.0
-        fin = start + d
-        fin_hbm = start + d_hbm
-        if memory:
-            m3_used_mem = True
-            if m3_first is None:
-                m3_first = "memory"
-        else:
-            m3_used_onc = True
-            if m3_first is None:
-                m3_first = "onchip"
-        a_ub, a_hbm = (nb, hbm) if one else (nb * k1, hbm * k1)
-        for acc3 in m3:
-            if l2b > 0:
-                nb_l2w += int(round(l2b))
-                used_l2w = True
-            la["ub_byte"] += a_ub
-            la["l2_byte"] += a_ub
-            la["hbm_byte"] += a_hbm
-            ap(fin)
-            ends.append(base + len(fl) - 1)
-            acc3[0] += d
-            if memory:
-                acc3[1] += d
-            else:
-                acc3[2] += d
-            if hbm <= 0:
-                continue
-            nb_dw += int(round(hbm))
-            used_dw = True
-            ap(fin_hbm)
-            ends.append(base + len(fl) - 1)
-            hb_t += s_hbm
-            hb_b += s_hbm
-            hb_used = True
-    # ---- the sums into the accumulator (nothing changed before this point)
-    new_bytes = [(k, v) for k, v, u in (
-        ("l2_read", nb_l2r, used_l2r), ("dram_read", nb_dr, used_dr),
-        ("mask_dram_read", nb_mdr, used_mdr), ("l2_write", nb_l2w, used_l2w),
-        ("dram_write", nb_dw, used_dw)) if u]
-    for k, _ in new_bytes:
-        if k not in nbytes:
-            return None
-    for k, v in new_bytes:
-        nbytes[k] += v if one else v * k1
-    actions.update(la)
-
-    def commit(i: int, total: float, bounds) -> None:
-        e = busy.get(units[i])
-        if e is None:
-            e = busy[units[i]] = [0.0, {}]
-        e[0] = total
-        by = e[1]
-        for b, v in bounds:
-            by[b] = v
-
-    def two(first, used_mem, used_onc, mem, onc):  # a unit's bounds in first-use order
-        pair = [("memory", mem)] if used_mem else []
-        if used_onc:
-            pair.insert(0 if first == "onchip" else len(pair), ("onchip", onc))
-        return pair
-
-    commit(0, m2_t, two(m2_first, m2_used_mem, m2_used_onc, m2_mem, m2_onc))
-    commit(1, cu_t, (("compute", cu_b),))
-    commit(2, fx_t, (("onchip", fx_b),))
-    commit(3, cf_t, (("latency", cf_b),))
-    commit(5, vc_t, (("compute", vc_b),))
-    commit(6, vf_t, (("latency", vf_b),))
-    if hb_used:
-        e_hbm[0] = hb_t
-        e_hbm[1]["memory"] = hb_b
-    if any_store:
-        bounds = two(m3_first, m3_used_mem, m3_used_onc, 0.0, 0.0)
-        for j, (t, mem, onc) in enumerate(m3):
-            commit(7 + j, t, [(b, mem if b == "memory" else onc) for b, _ in bounds])
-    acc.finish.extend(fl)
-    acc.count = base + len(fl)
-    return (*ends, last_vec_i)
-
-
-def after_of(finish: list[float], idxs) -> float:
-    """The start of a task waiting for the tasks ``idxs`` (their latest finish, 0 if none)."""
     start = 0.0
-    for j in idxs:
+    for j in deps:
         f = finish[j]
         if f > start:
             start = f
-    return start
+    units = {"mte2": (chip.aic(core, "mte2"),), "hbm": (HBM_UNIT,),
+             "cube": (chip.aic(core, "cube"),), "fix": (chip.aic(core, "fixpipe"),),
+             "cflag": (chip.aic(core, "flag"),),
+             "vec": tuple(chip.aiv_group(team, "vector") for team in teams),
+             "vflag": tuple(chip.aiv_group(team, "flag") for team in teams),
+             "mte3": tuple(chip.aiv(v, "mte3") for team in teams for v in team)}
+    key = None
+    if memo is not None:
+        key = (tuple(map(id, tiles)) if tiles is not None
+               else tuple((id(b), k) for b, k in runs),
+               preload, sync_s, store_bw, store_hbm_fraction, k1,
+               tuple(len(t) for t in teams), len(vecs), actions_by_tile)
+        got = memo.get(key)
+        if got is not None:
+            return got.add_to(acc, units, start)
+    got = _walk_sums(chip, runs, tiles, teams, len(vecs), preload, sync_s, store_bw,
+                     store_hbm_fraction, k1, not actions_by_tile)
+    if key is not None:
+        memo[key] = got
+    return got.add_to(acc, units, start)
 
 
-class _Record:
-    """One analytical walk as the accumulator saw it, to replay on another core.
+def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
+               teams: list[list[int]], n_vecs: int, preload: int, sync_s: float,
+               store_bw: float, store_hbm_fraction: float, k1: int, with_actions: bool
+               ) -> _WalkSums:
+    """A core's walk without its tasks, from its steps (:func:`_walk_steps`): per step
+    the numbers its tasks would carry (the same durations, bound labels, rounded bytes
+    and task count as :func:`emit_cv_pipeline`'s), summed per unit, and its critical
+    path as the stages' ends step by step; no task, no finish time per task.
 
-    The 24 cube cores of a 910B often walk the same blocks (a BERT point's heads and
-    query tiles dealt evenly): their walks differ only in the units' names, so a
-    walk's effect is recorded once, in order: each unit's busy time (a unit by its
-    position in the walk's list, whose order depends only on the team shape), each
-    byte and action sum, the finish times (the same, as the start is), the returned
-    tasks relative to the walk's first. Each sum is kept as its own sequence of terms
-    (a unit's busy time, its time per bound, a byte or action count), the sums in the
-    order the walk first met them: :meth:`replay` adds each sequence in its order,
-    one term at a time, so every sum is the same float as a fresh walk's and every
-    unit and key enters its dict where the walk's would (a test holds the two
-    equal); sums apart do not depend on each other's order."""
+    **Sums.** Each unit's busy time is the sum of its tasks' durations (the cube's QK
+    and PV of every step, the vector lane's softmax and update, the MTE2's K and V
+    loads, ...), each byte count the same integers (a task rounds its step's bytes
+    once, and so does this), the task count the same. The unit sums, the steps'
+    actions (or none, ``with_actions=False``: the caller adds the op's, see
+    :func:`add_tile_actions`) and the loads' and stores' byte actions are the same
+    terms associated differently: within :data:`ANALYTICAL_RTOL` of the tasks' sums.
 
-    __slots__ = ("runs", "log", "units", "nbytes", "actions", "finishes", "rel")
+    **Critical path, a lower bound of the event schedule.** The event schedule runs
+    the same tasks with the same dependencies, so each task ends no earlier than its
+    start plus the longest chain of dependencies that leads to it. ``path_s`` is the
+    longest chain through the walk's dependencies, from its start, kept as each
+    stage's end in program order (:func:`program_order`): a K load (its MTE2 task and,
+    with misses, its ``hbm`` task side by side) ends its time after the QK of the
+    block two back (the buffer it reuses, :data:`KV_BUFFERS`), a V load after the PV
+    two back; a QK starts at the latest of its K load, the cube's last task (program
+    order is a dependency) and, beyond the run-ahead, the softmax ``preload`` + 1
+    steps back (its FIFO slot); its S out (FixPipe) and flag follow, then its softmax
+    at the later of the flag and the vector lane's last task; a PV at the latest of
+    its V load, the cube's last task and its softmax's flag back; its O out, flag and
+    update likewise; each tile end's stores after the update. The walk's end (its
+    stores and its lane's last task, which the op's later tasks wait for) is the
+    latest of these, so no earlier in the event schedule: each end here is a chain of
+    tasks the event run must run in that order, and resources shared with other tasks
+    only delay it there. This is the path the task-by-task walk took, from its start
+    (the same floats up to the start's addition: within :data:`ANALYTICAL_RTOL`).
 
-    def __init__(self, runs, log, finishes, rel):
-        self.runs = runs  # (held: the memo's key names the blocks by id)
-        self.log, self.finishes, self.rel = log, finishes, rel
-        self.units = None  # the sums' terms, made on the first replay (most walks have none)
-
-    def _terms(self) -> None:
-        """The log (task and sum order) as each sum's terms, sums in first-use order."""
-        units: dict[int, tuple[list, dict]] = {}
-        sums: dict[bool, dict] = {True: {}, False: {}}
-        for i, key, v in self.log:
-            if i is True or i is False:
-                sums[i].setdefault(key, []).append(v)
-            else:
-                u = units.get(i)
-                if u is None:
-                    u = units[i] = ([], {})
-                u[0].append(v)
-                u[1].setdefault(key, []).append(v)
-        self.units = [(i, terms, list(by.items())) for i, (terms, by) in units.items()]
-        self.nbytes, self.actions = list(sums[True].items()), list(sums[False].items())
-        self.log = None
-
-    def replay(self, acc: Accumulator, units: list[str]) -> tuple[int, ...]:
-        if self.units is None:
-            self._terms()
-        busy, nbytes, actions = acc.busy, acc.nbytes, acc.actions
-        for key, terms in self.nbytes:
-            t = nbytes.get(key, 0)
-            for v in terms:
-                t = t + v
-            nbytes[key] = t
-        for key, terms in self.actions:
-            t = actions.get(key, 0.0)
-            for v in terms:
-                t = t + v
-            actions[key] = t
-        for i, terms, by_bound in self.units:
-            e = busy.get(units[i])
-            if e is None:
-                e = busy[units[i]] = [0.0, {}]
-            t = e[0]
-            for v in terms:
-                t += v
-            e[0] = t
-            by = e[1]
-            for bound, bterms in by_bound:
-                t = by.get(bound, 0.0)
-                for v in bterms:
-                    t += v
-                by[bound] = t
-        finish = acc.finish
-        base = acc.count
-        finish.extend(self.finishes)
-        acc.count = base + len(self.finishes)
-        return tuple(base + j for j in self.rel)
+    Why step by step and not a formula of the whole walk (its fill, the cube's or the
+    lane's total work, its drain): the steps are unequal (a step covers whole tiles,
+    a causal walk's tiles differ in length), so the side that waits changes from step
+    to step. Such a formula's three chains (the first load and QK, then the cube's
+    whole work and the last PV's O out, flag, update and store; the first QK's S out
+    and flag, then the lane's whole work and the last store; the cycle QK, S out, flag,
+    softmax, flag, PV through every ``preload`` + 1-th step), each a true lower bound,
+    came to 0.82-0.92 of the event schedule on the Llama-2-7B distinct-layer prefill's
+    attentions (0.976-0.998 before); the cube's and the lane's ends step by step
+    without the loads and slot waits, to 0.960-0.990; with them, to the walk's
+    0.976-0.998, at about 40 float operations a step (with the sums, about half the
+    time the tasks' walk took, its sums in locals already)."""
+    if tiles is not None:
+        ranges = _steps(sum(map(itemgetter(2), tiles)))
+        steps = _tile_sums(tiles, ranges, with_actions)
+    else:
+        ranges = _steps(sum(map(itemgetter(1), runs)))
+        steps = _sums(runs, ranges)
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+    serial = k1 if k1 > 1 else 1  # a member's share on the shared hbm unit (Builder.put)
+    sync = sync_s if sync_s > 0.0 else 0.0
+    frac = min(1.0, max(0.0, store_hbm_fraction))
+    unit_bw = store_bw / n_vecs
+    st_hbm_rate, st_l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
+    m2_by: dict[str, float] = {}  # the MTE2's seconds per bound, in first-use order
+    m3_by: dict[str, float] = {}  # one AIV's MTE3's
+    m2 = m3 = hbm_t = cube = fix = vec = 0.0
+    l2_read = dram_read = mask_read = l2_write = dram_write = 0
+    # which byte keys the walk's tasks name (a key the tasks name counts, even at 0)
+    u_l2r = u_dr = u_mdr = u_l2w = u_dw = False
+    a_hbm = a_l2 = a_ub = 0.0  # the byte actions: HBM, the loads' L2 (and L1), the stores'
+    acts: dict[str, float] = {}
+    count = 0
+    step_tasks = 6 + 3 * len(teams)  # QK, S out, flag, softmax; PV, O out, flag, update, flags
+    n = len(steps)
+    kd, vd, qk, fs, sm, pv, fo, up, store = ([0.0] * n for _ in range(9))
+    flash = preload == 0
+    inner = 0.0  # the flags inside a flash step of several blocks
+    for s, st in enumerate(steps):
+        if flash:
+            a, b = ranges[s]
+            inner = (b - a - 1) * sync_s
+        # the K load (with the step's misses on the hbm unit) and the V load, as
+        # split_load splits the step's bytes (the same floats: the bytes round alike)
+        lh, ll, slow, mask = st.load_hbm, st.load_l2, st.load_l2_slow, st.mask_hbm
+        data = lh - mask + ll + slow
+        fv = st.load_v / data if data > 0.0 and st.load_v > 0.0 else 0.0
+        fv = 1.0 if fv > 1.0 else fv
+        if fv <= 0.0:
+            parts = ((lh, ll, slow, st.pad_hbm, st.pad_l2),)
+        else:
+            fk = 1.0 - fv
+            parts = ((mask + (lh - mask) * fk, ll * fk, slow * fk, st.pad_hbm * fk,
+                      st.pad_l2 * fk),
+                     ((lh - mask) * fv, ll * fv, slow * fv, st.pad_hbm * fv, st.pad_l2 * fv))
+        for part, (hb, l2b, sl, pad_hbm, pad_l2) in enumerate(parts):
+            if part and not (hb or l2b or sl or pad_hbm or pad_l2):
+                continue  # no V rows of their own
+            hb = hb if hb > 0.0 else 0.0
+            hbm_s = (hb + (pad_hbm + sl)) / hbm_stream_bw
+            l2_s = (l2b + pad_l2) / l2_read_bw
+            l2b = (l2b if l2b > 0.0 else 0.0) + sl
+            if l2b > 0:
+                l2_read += int(round(l2b))
+                u_l2r = True
+            d = hbm_s + l2_s
+            d = d if d > 0.0 else 0.0
+            a_hbm += hb
+            a_l2 += hb + l2b
+            m2 += d
+            bound = "memory" if hbm_s >= l2_s and hbm_s > 0 else "onchip"
+            m2_by[bound] = m2_by.get(bound, 0.0) + d
+            count += 1
+            if part:
+                vd[s] = d
+                continue
+            miss = lh if lh > 0.0 else 0.0  # K's and V's, with the K load
+            if miss > 0:
+                dram_read += int(round(miss))
+                u_dr = True
+                if mask:
+                    mask_read += int(round(mask))
+                    u_mdr = True
+                dh = miss / hbm_bw
+                hbm_t += dh * serial
+                count += 1
+                d = d if d > dh else dh  # the QK waits for both tasks of its K load
+            kd[s] = d
+        if with_actions and st.actions:
+            for name, v in st.actions.items():
+                acts[name] = acts.get(name, 0.0) + v
+        q = st.qk_s
+        qk[s] = q = q if q > 0.0 else 0.0
+        x = st.pv_s + inner
+        pv[s] = x = x if x > 0.0 else 0.0
+        cube += q + x
+        q = st.fix_s_s
+        fs[s] = q = q if q > 0.0 else 0.0
+        x = st.fix_o_s
+        fo[s] = x = x if x > 0.0 else 0.0
+        fix += q + x
+        q = st.softmax_s + inner
+        sm[s] = q = q if q > 0.0 else 0.0
+        x = st.update_s + st.final_s
+        up[s] = x = x if x > 0.0 else 0.0
+        vec += q + x
+        count += step_tasks
+        if st.store_bytes:  # each AIV stores its rows (Builder.store), side by side
+            nb = st.store_bytes / n_vecs
+            hbm, l2b, d, memory = store_split(nb, frac, st_hbm_rate, st_l2_rate)
+            bound = "memory" if memory else "onchip"
+            m3 += d
+            m3_by[bound] = m3_by.get(bound, 0.0) + d
+            a_ub += nb * n_vecs
+            a_hbm += hbm * n_vecs
+            count += n_vecs
+            if l2b > 0:
+                l2_write += int(round(l2b)) * n_vecs
+                u_l2w = True
+            if not hbm <= 0:
+                dram_write += int(round(hbm)) * n_vecs
+                u_dw = True
+                dh = hbm / hbm_bw
+                dh = dh if dh > 0.0 else 0.0
+                hbm_t += dh * serial * n_vecs
+                count += n_vecs
+                d = d if d > dh else dh
+            store[s] = d  # (one of no time ends no later than the lane, which the path holds)
+    # the critical path: each stage's end in program order (relative to the start)
+    qk_end, pv_end, soft = [0.0] * n, [0.0] * n, [0.0] * n
+    c = v = end = 0.0  # the cube's last end, the vector lane's, the stores' latest
+    for s in range(-preload, n):  # (s < 0: the QKs the cube runs ahead, program_order)
+        j = s + preload
+        if j < n:  # QK(j) after its K load, the cube and the FIFO slot; S out, flag, softmax
+            f = (qk_end[j - KV_BUFFERS] if j >= KV_BUFFERS else 0.0) + kd[j]
+            c = c if c > f else f
+            if j > preload:
+                f = soft[j - preload - 1]
+                c = c if c > f else f
+            c += qk[j]
+            qk_end[j] = c
+            f = c + fs[j] + sync
+            v = (v if v > f else f) + sm[j]
+            soft[j] = v
+        if s < 0:
+            continue
+        # PV(s) after its V load, its softmax's flag and the cube; O out, flag, update(s)
+        f = (pv_end[s - KV_BUFFERS] if s >= KV_BUFFERS else 0.0) + vd[s]
+        c = c if c > f else f
+        f = soft[s] + sync
+        c = (c if c > f else f) + pv[s]
+        pv_end[s] = c
+        f = c + fo[s] + sync
+        v = (v if v > f else f) + up[s]
+        if store[s]:
+            f = v + store[s]
+            end = end if end > f else f
+    path = v if v > end else end
+    busy = [("mte2", m2, list(m2_by.items()))]
+    if u_dr or u_dw:
+        busy.append(("hbm", hbm_t, [("memory", hbm_t)]))
+    busy += [("cube", cube, [("compute", cube)]), ("fix", fix, [("onchip", fix)]),
+             ("cflag", 2 * n * sync, [("latency", 2 * n * sync)]),
+             ("vec", vec, [("compute", vec)]), ("vflag", n * sync, [("latency", n * sync)])]
+    if m3_by:
+        busy.append(("mte3", m3, list(m3_by.items())))
+    k = k1
+    nbytes = [(key, v * k) for key, v, u in (
+        ("l2_read", l2_read, u_l2r), ("dram_read", dram_read, u_dr),
+        ("mask_dram_read", mask_read, u_mdr), ("l2_write", l2_write, u_l2w),
+        ("dram_write", dram_write, u_dw)) if u]
+    actions = [("hbm_byte", a_hbm * k), ("l2_byte", (a_l2 + a_ub) * k),
+               ("l1_byte", a_l2 * k)]
+    if a_ub:
+        actions.append(("ub_byte", a_ub * k))
+    actions += [(name, x * k) for name, x in acts.items()]
+    return _WalkSums(busy, nbytes, actions, count, path, (runs, tiles))
