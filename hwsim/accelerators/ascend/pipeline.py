@@ -246,11 +246,16 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
     # (a dict the builder makes with a key twice keeps one: then the general put)
     plain = dest_key not in ("hbm_byte", "l2_byte") and src_key not in ("hbm_byte", "l2_byte")
     entries: dict = {}
+    head = acc.head  # each unit's earliest start (Accumulator.add keeps it alike)
 
-    def entry(unit: str) -> list:
+    def entry(unit: str, start: float) -> list:
         e = busy.get(unit)
         if e is None:
             e = busy[unit] = [0.0, {}]
+            if start > 0.0:
+                head[unit] = start
+        elif start < head.get(unit, 0.0):
+            head[unit] = start
         entries[unit] = e
         return e
 
@@ -272,7 +277,11 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
                     actions[key] = aget(key, 0.0) + n * k
         f = start + d
         append(f)
-        e = entries.get(unit) or entry(unit)
+        e = entries.get(unit)
+        if e is None:
+            e = entry(unit, start)
+        elif start < head.get(unit, 0.0):
+            head[unit] = start
         seconds = d * k if k > 1 and unit == HBM_UNIT else d
         e[0] += seconds
         by = e[1]
