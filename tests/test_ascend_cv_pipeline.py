@@ -210,8 +210,8 @@ def test_the_closed_form_walk_is_the_tasks_sums_within_the_stated_bound(preset, 
     counts (integers), the same units, bounds and byte and action keys; every unit sum,
     bound sum, each unit's head (earliest start) and action within ANALYTICAL_RTOL; the
     latest finish (the walks' critical paths) and the finish of what the op's later
-    tasks wait for within it; the summary's bound the same. And the closed form's latency is never above the event schedule of
-    the same tasks."""
+    tasks wait for within it; the summary's bound the same. And the closed form's
+    latency is never above the event schedule of the same tasks."""
     import random
 
     from hwsim.accelerators.ascend import cv_pipeline as cv
