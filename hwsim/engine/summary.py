@@ -8,9 +8,11 @@ schedule itself. :func:`sum_bytes`, :func:`sum_actions`, :func:`dominant_bound` 
 plain definitions, one pass each).
 
 - bytes and actions: summed over the tasks, once per copy (:class:`Task`);
-- the analytical latency (fidelity ``analytical``): no simulation; the larger of the
-  critical path through the dependencies, the busiest unit's total time, and each
-  pool's total time divided by its capacity: a lower bound on the event schedule;
+- the analytical latency (fidelity ``analytical``): no simulation; the largest of the
+  critical path through the dependencies and, for each unit, its head (the earliest
+  critical-path start of its tasks) plus its total time, for each pool its head plus
+  its total time divided by its capacity: a lower bound on the event schedule (see
+  :func:`_summary`);
 - the dominant bound: what limits the op, the bound of the work on its busiest
   resource: the unit with the most busy time, or the pool with the most busy time
   per slot (a DRAM pool shared by many cores limits an op even when each core's own
@@ -38,7 +40,7 @@ class Summary:
     bytes: dict[str, int]  # level -> bytes (dram_read, l2_write, ...)
     actions: dict[str, float]  # action -> count
     bound: str  # what limits the op
-    analytical_latency_s: float  # max(critical path, busiest unit, pools per slot)
+    analytical_latency_s: float  # max(critical path, each unit's and pool's head + busy)
     # the busiest unit or pool counting only its work, not its tasks bound by latency
     # (a launch, a sync): the least time the op needs however its latency chain shrinks
     work_s: float = 0.0
