@@ -228,7 +228,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
               a_group: int = 1, b_group: int = 1, deps=(), label: str = "gemm",
               tiling: GemmTiling | None = None, keep_out_in_l2: bool = False,
               bias: str | None = None, bias_dtype: str | None = None, bias_full: bool = False,
-              a_unique: float | None = None, b_unique: float | None = None) -> list[int]:
+              a_unique: float | None = None, b_unique: float | None = None,
+              closed_form: bool = False) -> list[int]:
     """Tasks of a (batched) GEMM; returns the indices of each core's last tasks.
 
     ``a_group``/``b_group``: how many consecutive batch entries share one A/B
@@ -241,6 +242,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     the bytes an operand's storage holds when it is a view (a broadcast or a
     strided view of a smaller tensor): HBM serves at most those once, re-reads
     of them hit L2 as far as they fit (:func:`~.chip.reuse_hit_fraction`).
+    ``closed_form``: at the analytical fidelity each core group's pipeline is summed in
+    closed form (:func:`~.pipeline.emit_pipeline`), not task by task.
     """
     chip = bld.chip
     s = chip.spec
@@ -359,7 +362,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                 bld, per_core[c], load_unit=chip.aic_group(members, "mte2"),
                 compute_unit=chip.aic_group(members, "cube"),
                 store_unit=chip.aic_group(members, "fixpipe"), store_bw=chip.fixpipe_bw,
-                store_hbm_fraction=out_hbm, deps=deps, dest="l1", src="l0", label=label))
+                store_hbm_fraction=out_hbm, deps=deps, dest="l1", src="l0", label=label,
+                closed_form=closed_form))
     return last
 
 

@@ -113,7 +113,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                   store_unit: str, store_bw: float, store_hbm_fraction: float = 1.0, deps=(),
                   dest: str = "l1", src: str = "l0", label: str = "",
                   segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
-                  shadow_label: str = "", compute_bound: str | None = None) -> tuple[int, ...]:
+                  shadow_label: str = "", compute_bound: str | None = None,
+                  closed_form: bool = False) -> tuple[int, ...]:
     """Emit the tasks of one core; returns the indices of its last tasks.
 
     ``shadow_units`` (the vector cores of an attention chain) get, beside each
@@ -123,6 +124,9 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     the shared HBM rather than by its compute units says ``memory``).
     ``store_hbm_fraction``: the share of the stored bytes that goes to HBM (1 for
     an op's output; an intermediate the op's next kernel reads may stay in L2).
+    ``closed_form``: at the analytical fidelity (an :class:`~hwsim.engine.Accumulator`
+    sink), the core's pipeline goes in as :func:`_closed_summary`'s few sums, not as
+    its tasks (a GEMM's or a vector kernel's; no shadow units).
     """
     if not items:
         return ()
@@ -145,8 +149,10 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     n_seg = len(bounds) - 1
     # load ranges: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up to the end
     load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
+    closed = closed_form and not shadow_units and type(bld.sink) is Accumulator \
+        and dest not in ("hbm", "l2") and src not in ("hbm", "l2")
     # (the sums each task reads, range by range: those of _sums, fewer of them)
-    comp = _compute_sums(items, offs, bounds)
+    comp = None if closed else _compute_sums(items, offs, bounds)
     loads = _load_sums(items, offs, load_bounds)
     # stores and actions follow the compute segment in which an item completes
     stores = [0.0] * n_seg
@@ -181,6 +187,12 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         _integral(loads, name)
     stores = [x["s"] for x in _integral([{"s": v} for v in stores], "s")]
     n_load = len(load_bounds) - 1
+    if closed:
+        last = items[-1]
+        return _closed_summary(bld.sink, bld.chip, bld.copies, loads, stores, acts, by_bound,
+                               n_seg, last.compute_s / max(1, last.stages), load_unit,
+                               compute_unit, store_unit, store_bw, store_hbm_fraction,
+                               tuple(deps), dest, src, compute_bound)
     if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
         return _tasks_summary(bld.sink, bld.chip, bld.copies, loads, comp, stores, acts,
                               by_bound, n_seg, n_load, load_unit, compute_unit, store_unit,
@@ -391,6 +403,191 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
         return (comp_i[-1],)
     finally:
         acc.count = len(finish)
+
+
+def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: list[float],
+                    acts: list[dict], by_bound: list[dict], n_seg: int, last_compute_s: float,
+                    load_unit: str, compute_unit: str, store_unit: str, store_bw: float,
+                    store_hbm_fraction: float, deps: tuple, dest: str, src: str,
+                    compute_bound: str | None) -> tuple[int, ...]:
+    """The analytical fidelity's pipeline of one core (group), in closed form: what the
+    tasks of :func:`emit_pipeline` add up to, summed once, without walking them.
+
+    From the same segments (the same load and store ranges, their whole bytes):
+
+    - **bytes**: each task's whole bytes, summed: the same integers as the tasks';
+    - **actions**: each key's total over the tasks times the copies, added once (the
+      tasks add each segment's times the copies: the same terms associated otherwise,
+      within :data:`CLOSED_FORM_RTOL`);
+    - **busy time** of the MTE2 (each load's time under its own bound, as the task's),
+      of the compute unit (each segment's completed work under the bound that has most
+      of it, or ``compute_bound``), of the store pipe, and of the shared ``hbm`` (the
+      members' shares in turn): the units' totals, which the event run must serve;
+    - **the end**: the larger of two chains of tasks the event run executes one after
+      another, whatever the other cores do (each unit serves its tasks first come,
+      first served, ties in list order, :func:`hwsim.engine.run_events`; a load is
+      ready no earlier than the one before it, so the loads, and the computes that
+      wait for them, run in order):
+
+      1. *fill, compute, drain*: the first load (its MTE2 task, or its HBM read if
+         longer), every compute segment on the one compute unit, the last store;
+      2. *loads, last compute, drain*: every load on the one MTE2, then the last
+         compute segment (it waits for the last load), the last store.
+
+      Neither counts the stalls where a segment's load outlasts the compute beside it,
+      nor the other cores' turns on the shared HBM (the ``hbm`` unit's total covers
+      those), so the end is a lower bound on the event run's, never above it.
+
+    The op's analytical latency is then, as for tasks, the largest of these ends and
+    the units' totals. The task count is the tasks' (each load, its HBM read when it
+    has one, each compute, each store and its HBM write); the finish list gets that
+    many entries, the core's end at the indices returned (the last tasks', as
+    :func:`emit_pipeline` returns them: a later kernel waits for those)."""
+    finish = acc.finish
+    start0 = 0.0
+    for j in deps:
+        f = finish[j]
+        if f > start0:
+            start0 = f
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+    dest_key, src_key = f"{dest}_byte", f"{src}_byte"
+    n_tasks = 0
+    # the loads: the MTE2's time by bound, the HBM reads', the bytes, the moved bytes
+    mte2_mem = mte2_chip = hbm_s_sum = 0.0
+    a_hbm = a_moved = 0.0
+    l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
+    fill = -1.0
+    for ld in loads:
+        l2_counted = ld["load_l2_slow"]
+        hbm_bytes = max(0.0, ld["load_hbm"])
+        hbm_s = (hbm_bytes + (ld["pad_hbm"] + l2_counted)) / hbm_stream_bw
+        l2_s = (ld["load_l2"] + ld["pad_l2"]) / l2_read_bw
+        l2_bytes = max(0.0, ld["load_l2"]) + l2_counted
+        d = hbm_s + l2_s
+        if d < 0.0:
+            d = 0.0
+        if hbm_s >= l2_s and hbm_s > 0:
+            mte2_mem += d
+        else:
+            mte2_chip += d
+        if l2_bytes > 0:
+            l2_read = (l2_read or 0) + int(round(l2_bytes))
+        a_hbm += hbm_bytes
+        a_moved += hbm_bytes + l2_bytes
+        n_tasks += 1
+        if hbm_bytes > 0:
+            dram_read = (dram_read or 0) + int(round(hbm_bytes))
+            if ld["mask_hbm"]:
+                mask_read = (mask_read or 0) + int(round(ld["mask_hbm"]))
+            h = hbm_bytes / hbm_bw
+            hbm_s_sum += h
+            n_tasks += 1
+            if h > d:
+                d = h
+        if fill < 0.0:
+            fill = d
+    # the compute segments: their work under each segment's bound, their actions
+    comp_by: dict[str, float] = {}
+    comp_s = 0.0
+    act_sum: dict[str, float] = {}
+    for g in range(n_seg):
+        seg = by_bound[g]
+        if seg:
+            w = 0.0
+            for v in seg.values():
+                w += v
+            bound = compute_bound or max(seg, key=seg.get)
+            comp_by[bound] = comp_by.get(bound, 0.0) + w
+            comp_s += w
+        for key, v in acts[g].items():
+            act_sum[key] = act_sum.get(key, 0.0) + v
+    n_tasks += n_seg
+    # the stores (each segment's, the last one the drain)
+    frac = min(1.0, max(0.0, store_hbm_fraction))
+    store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
+    store_mem = store_chip = a_src = a_store_hbm = 0.0
+    l2_write = dram_write = None
+    drain = 0.0
+    wrote = False
+    r = 1  # the tasks the core ends with
+    for g in range(n_seg):
+        nb = stores[g]
+        if not nb:
+            continue
+        hbm, l2b, d, memory = store_split(nb, frac, store_hbm_rate, store_l2_rate)
+        wrote = True
+        if memory:
+            store_mem += d
+        else:
+            store_chip += d
+        if l2b > 0:
+            l2_write = (l2_write or 0) + int(round(l2b))
+        a_src += nb
+        a_store_hbm += hbm
+        n_tasks += 1
+        r = 1
+        if hbm > 0:
+            dram_write = (dram_write or 0) + int(round(hbm))
+            h = hbm / hbm_bw
+            hbm_s_sum += h
+            n_tasks += 1
+            r = 2
+            if h > d:
+                d = h
+        drain = d if g == n_seg - 1 else 0.0
+    last_store = bool(stores[-1])
+    if not last_store:
+        r = 1
+        if len(loads) > n_seg:  # a load after the last compute: a task of no time ends it
+            n_tasks += 1
+            last_compute_s = 0.0
+    # the chains
+    end = start0 + fill + comp_s + drain
+    other = start0 + (mte2_mem + mte2_chip) + last_compute_s + drain
+    if other > end:
+        end = other
+    # into the accumulator: bytes and actions times the copies, the units' totals
+    nbytes, actions = acc.nbytes, acc.actions
+    for key, n in (("l2_read", l2_read), ("dram_read", dram_read),
+                   ("mask_dram_read", mask_read), ("l2_write", l2_write),
+                   ("dram_write", dram_write)):
+        if n is not None:
+            nbytes[key] = nbytes.get(key, 0) + n * k
+    moved = {"hbm_byte": a_hbm, "l2_byte": a_moved}
+    moved[dest_key] = moved.get(dest_key, 0.0) + a_moved
+    for key, v in act_sum.items():
+        moved[key] = moved.get(key, 0.0) + v
+    if wrote:
+        moved[src_key] = moved.get(src_key, 0.0) + a_src
+        moved["l2_byte"] += a_src
+        moved["hbm_byte"] += a_store_hbm
+    for key, v in moved.items():
+        actions[key] = actions.get(key, 0.0) + v * k
+    # (a unit enters as its first task would: the MTE2 and the compute unit always, the
+    # ``hbm`` unit with a first HBM transfer, the store pipe with a first store)
+    busy = acc.busy
+    units = [(load_unit, [("memory", mte2_mem), ("onchip", mte2_chip)])]
+    if dram_read is not None or dram_write is not None:
+        units.append((HBM_UNIT, [("memory", hbm_s_sum * k)]))
+    units.append((compute_unit, list(comp_by.items()) or [("compute", 0.0)]))
+    if wrote:
+        units.append((store_unit, [("memory", store_mem), ("onchip", store_chip)]))
+    for unit, parts in units:
+        e = busy.get(unit)
+        if e is None:
+            e = busy[unit] = [0.0, {}]
+        by = e[1]
+        parts = [p for p in parts if p[1] > 0.0] or parts[-1:]
+        for bound, v in parts:
+            e[0] += v
+            by[bound] = by.get(bound, 0.0) + v
+    finish.extend([start0] * (n_tasks - r))
+    finish.extend([end] * r)
+    acc.count = len(finish)
+    return tuple(range(len(finish) - r, len(finish)))
+
+
+CLOSED_FORM_RTOL = 1e-12  # actions (and so energy) of the closed form against the tasks'
 
 
 def _one_stage(bld: Builder, it: Item, unit: str, store_bw: float, store_hbm_fraction: float,
