@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from hwsim.engine import Accumulator
 
@@ -125,7 +126,7 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     ``store_hbm_fraction``: the share of the stored bytes that goes to HBM (1 for
     an op's output; an intermediate the op's next kernel reads may stay in L2).
     ``closed_form``: at the analytical fidelity (an :class:`~hwsim.engine.Accumulator`
-    sink), the core's pipeline goes in as :func:`_closed_summary`'s few sums, not as
+    sink), the core's pipeline goes in as :func:`closed_pipeline`'s few sums, not as
     its tasks (a GEMM's or a vector kernel's; no shadow units).
     """
     if not items:
@@ -133,26 +134,33 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     if len(items) == 1 and items[0].stages <= 1 and not shadow_units:
         return _one_stage(bld, items[0], compute_unit, store_bw, store_hbm_fraction, deps,
                           dest, src, label, compute_bound)
+    if closed_form and not shadow_units and type(bld.sink) is Accumulator \
+            and dest not in ("hbm", "l2") and src not in ("hbm", "l2"):
+        cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
+                                      it.store_bytes, it.streamed, it.bound)
+                                     for it in items))))
+        acts: dict[str, float] = {}
+        for it in items:
+            for a, v in it.actions.items():
+                acts[a] = acts.get(a, 0.0) + v
+        rare = None
+        if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
+            rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2, it.load_l2_slow)
+                                         for it in items))))
+        return closed_pipeline(bld.sink, bld.chip, bld.copies, cols, acts, rare,
+                               load_unit=load_unit, compute_unit=compute_unit,
+                               store_unit=store_unit, store_bw=store_bw,
+                               store_hbm_fraction=store_hbm_fraction, deps=tuple(deps),
+                               dest=dest, src=src, segments=segments,
+                               compute_bound=compute_bound)
     offs = [0]
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
     total = offs[-1]
-    # the first stage alone (the fill), the middle in segments, the last stage alone (the
-    # drain: only its store is left when the loads are done)
-    bounds = [0, 1] if total > 1 else [0]
-    rest = total - 2
-    k = max(1, min(segments, rest)) if rest > 0 else 0
-    for s in range(1, k + 1):
-        bounds.append(1 + round(s * rest / k))
-    if bounds[-1] != total:
-        bounds.append(total)
+    bounds, load_bounds = _ranges(total, segments)
     n_seg = len(bounds) - 1
-    # load ranges: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up to the end
-    load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
-    closed = closed_form and not shadow_units and type(bld.sink) is Accumulator \
-        and dest not in ("hbm", "l2") and src not in ("hbm", "l2")
     # (the sums each task reads, range by range: those of _sums, fewer of them)
-    comp = None if closed else _compute_sums(items, offs, bounds)
+    comp = _compute_sums(items, offs, bounds)
     loads = _load_sums(items, offs, load_bounds)
     # stores and actions follow the compute segment in which an item completes
     stores = [0.0] * n_seg
@@ -187,12 +195,6 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         _integral(loads, name)
     stores = [x["s"] for x in _integral([{"s": v} for v in stores], "s")]
     n_load = len(load_bounds) - 1
-    if closed:
-        last = items[-1]
-        return _closed_summary(bld.sink, bld.chip, bld.copies, loads, stores, acts, by_bound,
-                               n_seg, last.compute_s / max(1, last.stages), load_unit,
-                               compute_unit, store_unit, store_bw, store_hbm_fraction,
-                               tuple(deps), dest, src, compute_bound)
     if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
         return _tasks_summary(bld.sink, bld.chip, bld.copies, loads, comp, stores, acts,
                               by_bound, n_seg, n_load, load_unit, compute_unit, store_unit,
@@ -229,6 +231,25 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
 
 
 DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
+
+
+def _ranges(total: int, segments: int) -> tuple[list[int], list[int]]:
+    """The compute segments' and the loads' ranges of stages, for ``total`` stages.
+
+    Segments: the first stage alone (the fill), the middle in about ``segments``
+    equal segments, the last stage alone (the drain: only its store is left when the
+    loads are done). Loads: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up
+    to the end."""
+    bounds = [0, 1] if total > 1 else [0]
+    rest = total - 2
+    k = max(1, min(segments, rest)) if rest > 0 else 0
+    for s in range(1, k + 1):
+        bounds.append(1 + round(s * rest / k))
+    if bounds[-1] != total:
+        bounds.append(total)
+    n_seg = len(bounds) - 1
+    load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
+    return bounds, load_bounds
 
 
 def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list[dict],
@@ -405,24 +426,35 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
         acc.count = len(finish)
 
 
-def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: list[float],
-                    acts: list[dict], by_bound: list[dict], n_seg: int, last_compute_s: float,
-                    load_unit: str, compute_unit: str, store_unit: str, store_bw: float,
+def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rare: tuple | None,
+                    *, load_unit: str, compute_unit: str, store_unit: str, store_bw: float,
                     store_hbm_fraction: float, deps: tuple, dest: str, src: str,
-                    compute_bound: str | None) -> tuple[int, ...]:
+                    segments: int, compute_bound: str | None) -> tuple[int, ...]:
     """The analytical fidelity's pipeline of one core (group), in closed form: what the
-    tasks of :func:`emit_pipeline` add up to, summed once, without walking them.
+    tasks of :func:`emit_pipeline` add up to, summed once, without making or walking them.
 
-    From the same segments (the same load and store ranges, their whole bytes):
+    ``cols``: the core's items as columns, ``(stages, load_hbm, load_l2, compute_s,
+    store_bytes, streamed, bound)``, one entry per item (:class:`Item`'s fields);
+    ``acts``: the items' actions summed; ``rare``: the columns ``(mask_hbm, pad_hbm,
+    pad_l2, load_l2_slow)``, or None where they are all zero (a GEMM's). The ranges are
+    :func:`emit_pipeline`'s (:func:`_ranges`). A range's sum is a difference of running
+    sums of the items (``itertools.accumulate``) at its two ends, an end inside an item
+    taking the item's share by stages: what the tasks' range sums add, associated
+    otherwise. Made whole as the tasks' bytes are (:func:`_integral`: a range's whole
+    bytes are the rounded running sum at its end less that at its start); on whole
+    byte counts (a GEMM's tiles) the running sums are exact, so the bytes are the
+    tasks' integers (a rounding could differ only on a running sum within a few ulps
+    of a half, held equal by the tests on random ops). From these:
 
-    - **bytes**: each task's whole bytes, summed: the same integers as the tasks';
-    - **actions**: each key's total over the tasks times the copies, added once (the
+    - **bytes**: each task's whole bytes, summed;
+    - **actions**: each key's total over the items times the copies, added once (the
       tasks add each segment's times the copies: the same terms associated otherwise,
       within :data:`CLOSED_FORM_RTOL`);
     - **busy time** of the MTE2 (each load's time under its own bound, as the task's),
-      of the compute unit (each segment's completed work under the bound that has most
-      of it, or ``compute_bound``), of the store pipe, and of the shared ``hbm`` (the
-      members' shares in turn): the units' totals, which the event run must serve;
+      of the compute unit (each item's work under its own bound, or all of it under
+      ``compute_bound``), of the store pipe, and of the shared ``hbm`` (the members'
+      shares in turn): the units' totals, which the event run must serve whatever
+      the order;
     - **the end**: the larger of two chains of tasks the event run executes one after
       another, whatever the other cores do (each unit serves its tasks first come,
       first served, ties in list order, :func:`hwsim.engine.run_events`; a load is
@@ -436,7 +468,9 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
 
       Neither counts the stalls where a segment's load outlasts the compute beside it,
       nor the other cores' turns on the shared HBM (the ``hbm`` unit's total covers
-      those), so the end is a lower bound on the event run's, never above it.
+      those), so the end is a lower bound on the event run's, never above it; the
+      tasks' own critical path (a load waits for the compute two segments back) is
+      not walked.
 
     The op's analytical latency is then, as for tasks, the largest of these ends and
     the units' totals. The task count is the tasks' (each load, its HBM read when it
@@ -449,6 +483,70 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
         f = finish[j]
         if f > start0:
             start0 = f
+    stages, hbm_col, l2_col, comp_col, store_col, streamed_col, bound_col = cols
+    offs = [0, *accumulate([n if n > 1 else 1 for n in stages])]
+    total = offs[-1]
+    bounds, load_bounds = _ranges(total, segments)
+    n_seg = len(bounds) - 1
+    n_load = len(load_bounds) - 1
+    n_items = len(stages)
+
+    def at(run: list[float], col: list[float], b: int) -> float:
+        """The running sum of ``col`` up to stage ``b`` (``run``: its running sums at the
+        items' starts); an item that ``b`` cuts adds its share by stages."""
+        j = bisect_right(offs, b) - 1
+        if j >= n_items:
+            return run[-1]
+        return run[j] + col[j] * ((b - offs[j]) / (offs[j + 1] - offs[j]))
+
+    def shares(col: list[float], ends: list[int], whole: bool) -> list[float]:
+        """Per range [ends[g], ends[g+1]): the column's share, whole when ``whole``."""
+        run = [0.0, *accumulate(col)]
+        out = []
+        done = 0.0
+        for b in ends[1:]:
+            x = at(run, col, b)
+            if whole:
+                x = round(x)
+            out.append(x - done)
+            done = x
+        return out
+
+    lh = shares(hbm_col, load_bounds, True)
+    l2 = shares(l2_col, load_bounds, True)
+    if rare is None:
+        mk = ph = pl = sl = [0.0] * n_load
+    else:
+        mk = shares(rare[0], load_bounds, True)
+        ph, pl, sl = (shares(c, load_bounds, False) for c in rare[1:])
+    # the stores: an unstreamed item's whole at the segment of its last stage, a
+    # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
+    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
+    st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
+    st_run = [0.0, *accumulate(st_col)]
+    ns = [0.0] * n_seg
+    if not all(streamed_col):
+        for j in range(n_items):
+            if not streamed_col[j]:
+                ns[bisect_right(bounds, offs[j + 1] - 1) - 1] += store_col[j]
+    stores = []
+    done = flat = 0.0
+    for g in range(n_seg):
+        flat += ns[g]
+        whole = round(flat + at(st_run, st_col, store_bounds[g + 1]))
+        stores.append(whole - done)
+        done = whole
+    # the compute: the items' work by bound, the last segment's (the last stage alone)
+    if compute_bound:
+        comp_by = {compute_bound: sum(comp_col)}
+    elif len(set(bound_col)) == 1:
+        comp_by = {bound_col[0]: sum(comp_col)}
+    else:
+        comp_by = {}
+        for b, v in zip(bound_col, comp_col):
+            comp_by[b] = comp_by.get(b, 0.0) + v
+    comp_s = sum(comp_by.values())
+    last_compute_s = comp_col[-1] / (offs[-1] - offs[-2])
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     dest_key, src_key = f"{dest}_byte", f"{src}_byte"
     n_tasks = 0
@@ -457,12 +555,12 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
     a_hbm = a_moved = 0.0
     l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
-    for ld in loads:
-        l2_counted = ld["load_l2_slow"]
-        hbm_bytes = max(0.0, ld["load_hbm"])
-        hbm_s = (hbm_bytes + (ld["pad_hbm"] + l2_counted)) / hbm_stream_bw
-        l2_s = (ld["load_l2"] + ld["pad_l2"]) / l2_read_bw
-        l2_bytes = max(0.0, ld["load_l2"]) + l2_counted
+    for g in range(n_load):
+        l2_counted = sl[g]
+        hbm_bytes = max(0.0, lh[g])
+        hbm_s = (hbm_bytes + (ph[g] + l2_counted)) / hbm_stream_bw
+        l2_s = (l2[g] + pl[g]) / l2_read_bw
+        l2_bytes = max(0.0, l2[g]) + l2_counted
         d = hbm_s + l2_s
         if d < 0.0:
             d = 0.0
@@ -477,8 +575,8 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
         n_tasks += 1
         if hbm_bytes > 0:
             dram_read = (dram_read or 0) + int(round(hbm_bytes))
-            if ld["mask_hbm"]:
-                mask_read = (mask_read or 0) + int(round(ld["mask_hbm"]))
+            if mk[g]:
+                mask_read = (mask_read or 0) + int(round(mk[g]))
             h = hbm_bytes / hbm_bw
             hbm_s_sum += h
             n_tasks += 1
@@ -486,21 +584,6 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
                 d = h
         if fill < 0.0:
             fill = d
-    # the compute segments: their work under each segment's bound, their actions
-    comp_by: dict[str, float] = {}
-    comp_s = 0.0
-    act_sum: dict[str, float] = {}
-    for g in range(n_seg):
-        seg = by_bound[g]
-        if seg:
-            w = 0.0
-            for v in seg.values():
-                w += v
-            bound = compute_bound or max(seg, key=seg.get)
-            comp_by[bound] = comp_by.get(bound, 0.0) + w
-            comp_s += w
-        for key, v in acts[g].items():
-            act_sum[key] = act_sum.get(key, 0.0) + v
     n_tasks += n_seg
     # the stores (each segment's, the last one the drain)
     frac = min(1.0, max(0.0, store_hbm_fraction))
@@ -535,10 +618,9 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
             if h > d:
                 d = h
         drain = d if g == n_seg - 1 else 0.0
-    last_store = bool(stores[-1])
-    if not last_store:
+    if not stores[-1]:
         r = 1
-        if len(loads) > n_seg:  # a load after the last compute: a task of no time ends it
+        if n_load > n_seg:  # a load after the last compute: a task of no time ends it
             n_tasks += 1
             last_compute_s = 0.0
     # the chains
@@ -555,7 +637,7 @@ def _closed_summary(acc: Accumulator, chip, k: int, loads: list[dict], stores: l
             nbytes[key] = nbytes.get(key, 0) + n * k
     moved = {"hbm_byte": a_hbm, "l2_byte": a_moved}
     moved[dest_key] = moved.get(dest_key, 0.0) + a_moved
-    for key, v in act_sum.items():
+    for key, v in acts.items():
         moved[key] = moved.get(key, 0.0) + v
     if wrote:
         moved[src_key] = moved.get(src_key, 0.0) + a_src
