@@ -134,8 +134,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     if len(items) == 1 and items[0].stages <= 1 and not shadow_units:
         return _one_stage(bld, items[0], compute_unit, store_bw, store_hbm_fraction, deps,
                           dest, src, label, compute_bound)
-    if closed_form and not shadow_units and type(bld.sink) is Accumulator \
-            and dest not in ("hbm", "l2") and src not in ("hbm", "l2"):
+    if summed(bld, closed_form) and not shadow_units and dest not in ("hbm", "l2") \
+            and src not in ("hbm", "l2"):
         cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
                                       it.store_bytes, it.streamed, it.bound)
                                      for it in items))))
@@ -157,7 +157,7 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
     total = offs[-1]
-    bounds, load_bounds = _ranges(total, segments)
+    bounds, load_bounds, store_bounds = _ranges(total, segments)
     n_seg = len(bounds) - 1
     # (the sums each task reads, range by range: those of _sums, fewer of them)
     comp = _compute_sums(items, offs, bounds)
@@ -186,7 +186,6 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     # a streamed store (vector tiles) leaves stage by stage, one stage behind the compute:
     # the task after C_g carries the last stage of segment g and the others of segment g+1,
     # running beside C_{g+1}; the last task only the last stage (the drain)
-    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
     streamed = _store_sums(items, offs, store_bounds)
     for g in range(n_seg):
         stores[g] += streamed[g]
@@ -233,13 +232,24 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
 DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
 
 
-def _ranges(total: int, segments: int) -> tuple[list[int], list[int]]:
-    """The compute segments' and the loads' ranges of stages, for ``total`` stages.
+def summed(bld: Builder, closed_form: bool) -> bool:
+    """Whether a pipeline asked to be summed in closed form is (an analytical build,
+    whose sink is an :class:`~hwsim.engine.Accumulator`): :func:`closed_pipeline`."""
+    return closed_form and type(bld.sink) is Accumulator
+
+
+def _ranges(total: int, segments: int) -> tuple[list[int], list[int], list[int]]:
+    """The compute segments', the loads' and the stores' ranges of stages, for ``total``
+    stages (kept per ``(total, segments)``: a pure function, asked for by every core).
 
     Segments: the first stage alone (the fill), the middle in about ``segments``
     equal segments, the last stage alone (the drain: only its store is left when the
     loads are done). Loads: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up
-    to the end."""
+    to the end. Stores (a streamed item's, one stage behind the compute): the task
+    after C_g carries the last stage of segment g and the others of segment g+1."""
+    got = _RANGES.get((total, segments))
+    if got is not None:
+        return got
     bounds = [0, 1] if total > 1 else [0]
     rest = total - 2
     k = max(1, min(segments, rest)) if rest > 0 else 0
@@ -249,7 +259,14 @@ def _ranges(total: int, segments: int) -> tuple[list[int], list[int]]:
         bounds.append(total)
     n_seg = len(bounds) - 1
     load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
-    return bounds, load_bounds
+    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
+    if len(_RANGES) > 4096:
+        _RANGES.clear()
+    got = _RANGES[(total, segments)] = (bounds, load_bounds, store_bounds)
+    return got
+
+
+_RANGES: dict[tuple[int, int], tuple] = {}
 
 
 def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list[dict],
@@ -486,56 +503,61 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     stages, hbm_col, l2_col, comp_col, store_col, streamed_col, bound_col = cols
     offs = [0, *accumulate([n if n > 1 else 1 for n in stages])]
     total = offs[-1]
-    bounds, load_bounds = _ranges(total, segments)
+    bounds, load_bounds, store_bounds = _ranges(total, segments)
     n_seg = len(bounds) - 1
     n_load = len(load_bounds) - 1
     n_items = len(stages)
 
-    def at(run: list[float], col: list[float], b: int) -> float:
-        """The running sum of ``col`` up to stage ``b`` (``run``: its running sums at the
-        items' starts); an item that ``b`` cuts adds its share by stages."""
-        j = bisect_right(offs, b) - 1
-        if j >= n_items:
-            return run[-1]
-        return run[j] + col[j] * ((b - offs[j]) / (offs[j + 1] - offs[j]))
+    def cut(ends: list[int]) -> list[tuple[int, float]]:
+        """Per range end after the first: the item it falls in and the share of that
+        item's stages before it (the last end: the last item whole)."""
+        out = []
+        for b in ends[1:]:
+            j = bisect_right(offs, b) - 1
+            out.append((j, (b - offs[j]) / (offs[j + 1] - offs[j])) if j < n_items
+                       else (n_items - 1, 1.0))
+        return out
 
-    def shares(col: list[float], ends: list[int], whole: bool) -> list[float]:
-        """Per range [ends[g], ends[g+1]): the column's share, whole when ``whole``."""
+    def shares(col: list[float], cuts: list[tuple[int, float]], whole: bool) -> list[float]:
+        """Per range: the column's share, the running sums at the ends less those at the
+        starts (rounded first when ``whole``)."""
         run = [0.0, *accumulate(col)]
         out = []
         done = 0.0
-        for b in ends[1:]:
-            x = at(run, col, b)
+        for j, f in cuts:
+            x = run[j] + col[j] * f
             if whole:
                 x = round(x)
             out.append(x - done)
             done = x
         return out
 
-    lh = shares(hbm_col, load_bounds, True)
-    l2 = shares(l2_col, load_bounds, True)
+    load_cuts = cut(load_bounds)
+    lh = shares(hbm_col, load_cuts, True)
+    l2 = shares(l2_col, load_cuts, True)
     if rare is None:
         mk = ph = pl = sl = [0.0] * n_load
     else:
-        mk = shares(rare[0], load_bounds, True)
-        ph, pl, sl = (shares(c, load_bounds, False) for c in rare[1:])
+        mk = shares(rare[0], load_cuts, True)
+        ph, pl, sl = (shares(c, load_cuts, False) for c in rare[1:])
     # the stores: an unstreamed item's whole at the segment of its last stage, a
     # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
-    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
-    st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
-    st_run = [0.0, *accumulate(st_col)]
-    ns = [0.0] * n_seg
-    if not all(streamed_col):
+    if all(streamed_col):
+        stores = shares(store_col, cut(store_bounds), True)
+    else:
+        st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
+        st_run = [0.0, *accumulate(st_col)]
+        ns = [0.0] * n_seg
         for j in range(n_items):
             if not streamed_col[j]:
                 ns[bisect_right(bounds, offs[j + 1] - 1) - 1] += store_col[j]
-    stores = []
-    done = flat = 0.0
-    for g in range(n_seg):
-        flat += ns[g]
-        whole = round(flat + at(st_run, st_col, store_bounds[g + 1]))
-        stores.append(whole - done)
-        done = whole
+        stores = []
+        done = flat = 0.0
+        for g, (j, f) in enumerate(cut(store_bounds)):
+            flat += ns[g]
+            whole = round(flat + (st_run[j] + st_col[j] * f))
+            stores.append(whole - done)
+            done = whole
     # the compute: the items' work by bound, the last segment's (the last stage alone)
     if compute_bound:
         comp_by = {compute_bound: sum(comp_col)}
