@@ -573,7 +573,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     dest_key, src_key = f"{dest}_byte", f"{src}_byte"
     n_tasks = 0
     # the loads: the MTE2's time by bound, the HBM reads', the bytes, the moved bytes
-    mte2_mem = mte2_chip = hbm_s_sum = 0.0
+    mte2_s = mte2_mem = mte2_chip = hbm_s_sum = 0.0
     a_hbm = a_moved = 0.0
     l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
@@ -586,6 +586,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         d = hbm_s + l2_s
         if d < 0.0:
             d = 0.0
+        mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
         if hbm_s >= l2_s and hbm_s > 0:
             mte2_mem += d
         else:
@@ -610,7 +611,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     # the stores (each segment's, the last one the drain)
     frac = min(1.0, max(0.0, store_hbm_fraction))
     store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
-    store_mem = store_chip = a_src = a_store_hbm = 0.0
+    store_s = store_mem = store_chip = a_src = a_store_hbm = 0.0
     l2_write = dram_write = None
     drain = 0.0
     wrote = False
@@ -621,6 +622,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
             continue
         hbm, l2b, d, memory = store_split(nb, frac, store_hbm_rate, store_l2_rate)
         wrote = True
+        store_s += d
         if memory:
             store_mem += d
         else:
@@ -647,7 +649,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
             last_compute_s = 0.0
     # the chains
     end = start0 + fill + comp_s + drain
-    other = start0 + (mte2_mem + mte2_chip) + last_compute_s + drain
+    other = start0 + mte2_s + last_compute_s + drain
     if other > end:
         end = other
     # into the accumulator: bytes and actions times the copies, the units' totals
@@ -670,20 +672,19 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     # (a unit enters as its first task would: the MTE2 and the compute unit always, the
     # ``hbm`` unit with a first HBM transfer, the store pipe with a first store)
     busy = acc.busy
-    units = [(load_unit, [("memory", mte2_mem), ("onchip", mte2_chip)])]
+    units = [(load_unit, mte2_s, (("memory", mte2_mem), ("onchip", mte2_chip)))]
     if dram_read is not None or dram_write is not None:
-        units.append((HBM_UNIT, [("memory", hbm_s_sum * k)]))
-    units.append((compute_unit, list(comp_by.items()) or [("compute", 0.0)]))
+        units.append((HBM_UNIT, hbm_s_sum * k, (("memory", hbm_s_sum * k),)))
+    units.append((compute_unit, comp_s, tuple(comp_by.items()) or (("compute", 0.0),)))
     if wrote:
-        units.append((store_unit, [("memory", store_mem), ("onchip", store_chip)]))
-    for unit, parts in units:
+        units.append((store_unit, store_s, (("memory", store_mem), ("onchip", store_chip))))
+    for unit, seconds, parts in units:
         e = busy.get(unit)
         if e is None:
             e = busy[unit] = [0.0, {}]
+        e[0] += seconds
         by = e[1]
-        parts = [p for p in parts if p[1] > 0.0] or parts[-1:]
-        for bound, v in parts:
-            e[0] += v
+        for bound, v in [p for p in parts if p[1] > 0.0] or parts[-1:]:
             by[bound] = by.get(bound, 0.0) + v
     finish.extend([start0] * (n_tasks - r))
     finish.extend([end] * r)
