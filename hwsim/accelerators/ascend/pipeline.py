@@ -269,6 +269,41 @@ def _ranges(total: int, segments: int) -> tuple[list[int], list[int], list[int]]
 _RANGES: dict[tuple[int, int], tuple] = {}
 
 
+def _layout(stages: list[int], streamed: list[bool], segments: int) -> tuple:
+    """What :func:`closed_pipeline` reads of a core's items that depends on their stage
+    counts and streamed flags alone (kept per those: a GEMM's core groups mostly share
+    them): the numbers of segments and loads; per load range end and per store range
+    end after the first, the item it falls in and the share of that item's stages
+    before it (the last end: the last item whole); the unstreamed items with the
+    segment of their last stage; the last stage's share of the last item."""
+    key = (tuple(stages), tuple(streamed), segments)
+    got = _LAYOUTS.get(key)
+    if got is not None:
+        return got
+    offs = [0, *accumulate([n if n > 1 else 1 for n in stages])]
+    n_items = len(stages)
+    bounds, load_bounds, store_bounds = _ranges(offs[-1], segments)
+
+    def cut(ends: list[int]) -> list[tuple[int, float]]:
+        out = []
+        for b in ends[1:]:
+            j = bisect_right(offs, b) - 1
+            out.append((j, (b - offs[j]) / (offs[j + 1] - offs[j])) if j < n_items
+                       else (n_items - 1, 1.0))
+        return out
+
+    unstreamed = [(j, bisect_right(bounds, offs[j + 1] - 1) - 1)
+                  for j in range(n_items) if not streamed[j]]
+    if len(_LAYOUTS) > 4096:
+        _LAYOUTS.clear()
+    got = _LAYOUTS[key] = (len(bounds) - 1, len(load_bounds) - 1, cut(load_bounds),
+                           cut(store_bounds), unstreamed, 1.0 / (offs[-1] - offs[-2]))
+    return got
+
+
+_LAYOUTS: dict[tuple, tuple] = {}
+
+
 def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list[dict],
                    stores: list[float], acts: list[dict], by_bound: list[dict], n_seg: int,
                    n_load: int, load_unit: str, compute_unit: str, store_unit: str,
@@ -501,22 +536,8 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         if f > start0:
             start0 = f
     stages, hbm_col, l2_col, comp_col, store_col, streamed_col, bound_col = cols
-    offs = [0, *accumulate([n if n > 1 else 1 for n in stages])]
-    total = offs[-1]
-    bounds, load_bounds, store_bounds = _ranges(total, segments)
-    n_seg = len(bounds) - 1
-    n_load = len(load_bounds) - 1
-    n_items = len(stages)
-
-    def cut(ends: list[int]) -> list[tuple[int, float]]:
-        """Per range end after the first: the item it falls in and the share of that
-        item's stages before it (the last end: the last item whole)."""
-        out = []
-        for b in ends[1:]:
-            j = bisect_right(offs, b) - 1
-            out.append((j, (b - offs[j]) / (offs[j + 1] - offs[j])) if j < n_items
-                       else (n_items - 1, 1.0))
-        return out
+    n_seg, n_load, load_cuts, store_cuts, unstreamed, last_share = _layout(
+        stages, streamed_col, segments)
 
     def shares(col: list[float], cuts: list[tuple[int, float]], whole: bool) -> list[float]:
         """Per range: the column's share, the running sums at the ends less those at the
@@ -532,7 +553,6 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
             done = x
         return out
 
-    load_cuts = cut(load_bounds)
     lh = shares(hbm_col, load_cuts, True)
     l2 = shares(l2_col, load_cuts, True)
     if rare is None:
@@ -542,18 +562,17 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         ph, pl, sl = (shares(c, load_cuts, False) for c in rare[1:])
     # the stores: an unstreamed item's whole at the segment of its last stage, a
     # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
-    if all(streamed_col):
-        stores = shares(store_col, cut(store_bounds), True)
+    if not unstreamed:
+        stores = shares(store_col, store_cuts, True)
     else:
         st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
         st_run = [0.0, *accumulate(st_col)]
         ns = [0.0] * n_seg
-        for j in range(n_items):
-            if not streamed_col[j]:
-                ns[bisect_right(bounds, offs[j + 1] - 1) - 1] += store_col[j]
+        for j, g in unstreamed:
+            ns[g] += store_col[j]
         stores = []
         done = flat = 0.0
-        for g, (j, f) in enumerate(cut(store_bounds)):
+        for g, (j, f) in enumerate(store_cuts):
             flat += ns[g]
             whole = round(flat + (st_run[j] + st_col[j] * f))
             stores.append(whole - done)
@@ -568,7 +587,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         for b, v in zip(bound_col, comp_col):
             comp_by[b] = comp_by.get(b, 0.0) + v
     comp_s = sum(comp_by.values())
-    last_compute_s = comp_col[-1] / (offs[-1] - offs[-2])
+    last_compute_s = comp_col[-1] * last_share
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     dest_key, src_key = f"{dest}_byte", f"{src}_byte"
     n_tasks = 0
