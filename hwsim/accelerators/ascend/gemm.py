@@ -668,15 +668,26 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
         return (stages, h, w, comp, store, tuple(acts), bound, False)
 
     groups: dict[tuple, list[int]] = {}
+    # a core whose tiles are another's (the same misses, hits and shapes in the same
+    # order) has that core's items: its group found without making them again
+    by_tiles: dict[tuple, tuple[list[int], list[tuple]]] = {}
     for core in range(min(cores, len(hbm_all))):
-        # the core's items as tuples (what same_work compares: the fields that can differ)
-        recs = []
         hs = hbm_all[core::cores]
         shs = shape_all[core::cores]
         if l2_all is None:
             ws = None
         else:
             ws = l2_all[core::cores]
+        tiles_key = (tuple(hs), tuple(map(id, shs)), ws and tuple(ws))
+        seen = by_tiles.get(tiles_key)
+        if seen is not None:
+            members, recs = seen
+            members.append(core)
+            if not leaders_only:
+                _give_items(per_core, core, keys, recs, records)
+            continue
+        # the core's items as tuples (what same_work compares: the fields that can differ)
+        recs = []
         n = len(hs)
         # the first tile alone
         recs.append(alone(hs[0], info[id(shs[0])][4] - hs[0] if ws is None else ws[0],
@@ -748,15 +759,22 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
             a = b
         members = groups.setdefault(tuple(recs), [])
         members.append(core)
+        by_tiles[tiles_key] = (members, recs)
         if leaders_only and len(members) > 1:
             continue
-        if records is not None:
-            records[core] = (keys, recs)
-            continue
-        per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
-                                   streamed=streamed)
-                              for n_st, h, w, cp, st, ac, bound, streamed in recs)
+        _give_items(per_core, core, keys, recs, records)
     return list(groups.values())
+
+
+def _give_items(per_core: list[list[Item]], core: int, keys: list[str], recs: list[tuple],
+                records: dict | None) -> None:
+    """:func:`_merge_tiles`' items of ``core``: its records, or :class:`Item` objects."""
+    if records is not None:
+        records[core] = (keys, recs)
+        return
+    per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                               streamed=streamed)
+                          for n_st, h, w, cp, st, ac, bound, streamed in recs)
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:
