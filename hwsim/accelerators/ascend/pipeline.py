@@ -269,6 +269,22 @@ def _ranges(total: int, segments: int) -> tuple[list[int], list[int], list[int]]
 _RANGES: dict[tuple[int, int], tuple] = {}
 
 
+def _shares(col: list[float], cuts: list[tuple[int, float]], whole: bool) -> list[float]:
+    """:func:`closed_pipeline`'s range sums of a column: per range (``cuts``, from
+    :func:`_layout`), the running sum at its end less that at its start, each running
+    sum rounded first when ``whole`` (the tasks' whole bytes, :func:`_integral`)."""
+    run = [0.0, *accumulate(col)]
+    out = []
+    done = 0.0
+    for j, f in cuts:
+        x = run[j] + col[j] * f
+        if whole:
+            x = round(x)
+        out.append(x - done)
+        done = x
+    return out
+
+
 def _layout(stages: list[int], streamed: list[bool], segments: int) -> tuple:
     """What :func:`closed_pipeline` reads of a core's items that depends on their stage
     counts and streamed flags alone (kept per those: a GEMM's core groups mostly share
@@ -539,31 +555,17 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     n_seg, n_load, load_cuts, store_cuts, unstreamed, last_share = _layout(
         stages, streamed_col, segments)
 
-    def shares(col: list[float], cuts: list[tuple[int, float]], whole: bool) -> list[float]:
-        """Per range: the column's share, the running sums at the ends less those at the
-        starts (rounded first when ``whole``)."""
-        run = [0.0, *accumulate(col)]
-        out = []
-        done = 0.0
-        for j, f in cuts:
-            x = run[j] + col[j] * f
-            if whole:
-                x = round(x)
-            out.append(x - done)
-            done = x
-        return out
-
-    lh = shares(hbm_col, load_cuts, True)
-    l2 = shares(l2_col, load_cuts, True)
+    lh = _shares(hbm_col, load_cuts, True)
+    l2 = _shares(l2_col, load_cuts, True)
     if rare is None:
         mk = ph = pl = sl = [0.0] * n_load
     else:
-        mk = shares(rare[0], load_cuts, True)
-        ph, pl, sl = (shares(c, load_cuts, False) for c in rare[1:])
+        mk = _shares(rare[0], load_cuts, True)
+        ph, pl, sl = (_shares(c, load_cuts, False) for c in rare[1:])
     # the stores: an unstreamed item's whole at the segment of its last stage, a
     # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
     if not unstreamed:
-        stores = shares(store_col, store_cuts, True)
+        stores = _shares(store_col, store_cuts, True)
     else:
         st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
         st_run = [0.0, *accumulate(st_col)]
@@ -639,7 +641,14 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         nb = stores[g]
         if not nb:
             continue
-        hbm, l2b, d, memory = store_split(nb, frac, store_hbm_rate, store_l2_rate)
+        # (store_split, inline)
+        hbm = nb * frac
+        l2b = nb - hbm
+        hbm_s = hbm / store_hbm_rate
+        d = hbm_s + l2b / store_l2_rate
+        if d < 0.0:
+            d = 0.0
+        memory = hbm_s >= l2b / store_l2_rate and hbm_s > 0
         wrote = True
         store_s += d
         if memory:
