@@ -530,12 +530,18 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
       wait for them, run in order):
 
       1. *fill, compute, drain*: the first load (its MTE2 task, or its HBM read if
-         longer), every compute segment on the one compute unit, the last store;
+         longer: the members' in turn), every compute segment on the one compute
+         unit, the last store (its pipe's task, or its HBM write if longer);
       2. *loads, last compute, drain*: every load on the one MTE2, then the last
-         compute segment (it waits for the last load), the last store.
+         compute segment (it waits for the last load), the last store;
+      3. *the group's HBM transfers*: its members' reads and writes in turn on the one
+         ``hbm`` unit (a task of ``k`` copies holds it ``k`` times its duration), none
+         before the group's dependencies; the last of them (the last store's write,
+         or the last read, which the last tasks wait for) ends no later than the
+         group does.
 
-      Neither counts the stalls where a segment's load outlasts the compute beside it,
-      nor the other cores' turns on the shared HBM (the ``hbm`` unit's total covers
+      None counts the stalls where a segment's load outlasts the compute beside it,
+      nor the other groups' turns on the shared HBM (the ``hbm`` unit's total covers
       those), so the end is a lower bound on the event run's, never above it; the
       tasks' own critical path (a load waits for the compute two segments back) is
       not walked.
@@ -624,8 +630,8 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
             h = hbm_bytes / hbm_bw
             hbm_s_sum += h
             n_tasks += 1
-            if h > d:
-                d = h
+            if h * k > d:  # (the members' reads in turn)
+                d = h * k
         if fill < 0.0:
             fill = d
     n_tasks += n_seg
@@ -667,8 +673,8 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
             hbm_s_sum += h
             n_tasks += 1
             r = 2
-            if h > d:
-                d = h
+            if h * k > d:
+                d = h * k
         drain = d if g == n_seg - 1 else 0.0
     if not stores[-1]:
         r = 1
@@ -678,6 +684,9 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     # the chains
     end = start0 + fill + comp_s + drain
     other = start0 + mte2_s + last_compute_s + drain
+    if other > end:
+        end = other
+    other = start0 + hbm_s_sum * k
     if other > end:
         end = other
     # into the accumulator: bytes and actions times the copies, the units' totals
