@@ -26,7 +26,9 @@ Events are tiles, never cycles: each core's tiles go through
 :func:`~hwsim.accelerators.ascend.pipeline.emit_pipeline` as a few segments of MTE2,
 cube and FixPipe tasks (MTE1 is folded into the cube task: it overlaps the cube
 through L0 double buffering, and when it is the slower the task is
-``onchip``-bound).
+``onchip``-bound). At the analytical fidelity an op's GEMM makes no task: each core
+group's items go to :func:`~hwsim.accelerators.ascend.pipeline.closed_pipeline` as
+:func:`_merge_tiles`' records.
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ start once C_{g-2} has freed its buffer. Stores mirror the loads: the store
 task after C_g carries what C_g's last stage and C_{g+1}'s other stages
 write, so it runs beside C_{g+1}. The time therefore comes out as
 fill + Σ max(compute, load, store) per segment + drain.
+
+At the analytical fidelity a GEMM's or a vector kernel's core makes no task:
+:func:`closed_pipeline` adds what its tasks would add up to (the same ranges, bytes and
+task count; the units' totals; an end from three chains of tasks the event run executes
+in order), a lower bound on the event schedule within the bound its docstring states.
 """
 
 from __future__ import annotations
