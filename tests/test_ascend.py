@@ -550,7 +550,7 @@ def test_the_closed_form_holds_on_random_gemms_and_vector_ops():
     sizes = (1, 7, 64, 100, 333, 512, 1000, 2048)
     cases = 0
     worst = 1.0
-    for i in range(70):
+    for i in range(90):
         preset = ("ascend-910b", "ascend-910a")[i % 2]
         if i % 5 < 3:
             dtype = rng.choice(("fp16", "int8") if preset == "ascend-910a"
@@ -563,12 +563,21 @@ def test_the_closed_form_holds_on_random_gemms_and_vector_ops():
         else:
             dtype = rng.choice(("fp16", "bf16", "fp32"))
             kind = rng.choice(("softmax", "rmsnorm", "layernorm", "elementwise", "rope",
-                               "reduce", "concat"))
+                               "reduce", "concat", "kv_write", "topk", "gather",
+                               "embedding"))
             if kind in ("softmax", "rmsnorm", "layernorm"):
                 o = {"kind": kind, "rows": rng.choice(sizes), "cols": rng.choice(sizes[2:])}
             elif kind == "reduce":
                 o = {"kind": kind, "fn": "sum", "elements": rng.choice((4096, 2**20)),
                      "out_elements": 1}
+            elif kind == "topk":
+                o = {"kind": kind, "rows": rng.choice(sizes), "n": rng.choice((1024, 4096)),
+                     "k": 16}
+            elif kind == "gather":  # rows of a table, each its own burst-padded transfer
+                o = {"kind": kind, "elements": rng.choice((4096, 2**20)),
+                     "rows": rng.choice((64, 1000))}
+            elif kind == "embedding":
+                o = {"kind": kind, "tokens": rng.choice(sizes), "dim": rng.choice((64, 4096))}
             else:
                 o = {"kind": kind, "elements": rng.choice((100, 4096, 2**20, 3 * 2**19 + 5))}
                 if kind == "elementwise":
@@ -592,7 +601,7 @@ def test_the_closed_form_holds_on_random_gemms_and_vector_ops():
         a, e = assert_closed_form(got, n, tasks, ASCEND.pools(spec), (preset, dtype, o, carry))
         worst = min(worst, a / e)
         cases += 1
-    assert cases == 70 and worst < 1.0
+    assert cases == 90 and worst < 1.0
 
 
 def test_a_gemms_items_summed_by_run_equal_the_append_loop():
