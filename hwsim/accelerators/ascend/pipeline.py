@@ -609,37 +609,36 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     a_hbm = a_moved = 0.0
     l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
-    for g in range(n_load):
-        l2_counted = sl[g]
-        hbm_bytes = max(0.0, lh[g])
-        hbm_s = (hbm_bytes + (ph[g] + l2_counted)) / hbm_stream_bw
-        l2_s = (l2[g] + pl[g]) / l2_read_bw
-        l2_bytes = max(0.0, l2[g]) + l2_counted
+    # (the ranges' bytes are whole and never negative: running sums of bytes, rounded)
+    for hbm_bytes, l2b, mask_b, pad_h, pad_l, l2_counted in zip(lh, l2, mk, ph, pl, sl):
+        hbm_s = (hbm_bytes + (pad_h + l2_counted)) / hbm_stream_bw
+        l2_s = (l2b + pad_l) / l2_read_bw
         d = hbm_s + l2_s
-        if d < 0.0:
-            d = 0.0
         mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
         if hbm_s >= l2_s and hbm_s > 0:
             mte2_mem += d
         else:
             mte2_chip += d
-        if l2_bytes > 0:
-            l2_read = (l2_read or 0) + int(round(l2_bytes))
+        if l2_counted:
+            l2b = l2b + l2_counted
+            if l2b > 0:
+                l2_read = (l2_read or 0) + int(round(l2b))
+        elif l2b > 0:
+            l2_read = (l2_read or 0) + int(l2b)
         a_hbm += hbm_bytes
-        a_moved += hbm_bytes + l2_bytes
-        n_tasks += 1
+        a_moved += hbm_bytes + l2b
         if hbm_bytes > 0:
-            dram_read = (dram_read or 0) + int(round(hbm_bytes))
-            if mk[g]:
-                mask_read = (mask_read or 0) + int(round(mk[g]))
+            dram_read = (dram_read or 0) + int(hbm_bytes)
+            if mask_b:
+                mask_read = (mask_read or 0) + int(mask_b)
             h = hbm_bytes / hbm_bw
             hbm_s_sum += h
             n_tasks += 1
-            if h * k > d:  # (the members' reads in turn)
+            if fill < 0.0 and h * k > d:  # (the members' reads in turn)
                 d = h * k
         if fill < 0.0:
             fill = d
-    n_tasks += n_seg
+    n_tasks += n_load + n_seg
     # the stores (each segment's, the last one the drain)
     frac = min(1.0, max(0.0, store_hbm_fraction))
     store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
