@@ -528,7 +528,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
       ``compute_bound``), of the store pipe, and of the shared ``hbm`` (the members'
       shares in turn): the units' totals, which the event run must serve whatever
       the order;
-    - **the end**: the larger of two chains of tasks the event run executes one after
+    - **the end**: the largest of three chains of tasks the event run executes one after
       another, whatever the other cores do (each unit serves its tasks first come,
       first served, ties in list order, :func:`hwsim.engine.run_events`; a load is
       ready no earlier than the one before it, so the loads, and the computes that
