@@ -245,7 +245,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     strided view of a smaller tensor): HBM serves at most those once, re-reads
     of them hit L2 as far as they fit (:func:`~.chip.reuse_hit_fraction`).
     ``closed_form``: at the analytical fidelity each core group's pipeline is summed in
-    closed form (:func:`~.pipeline.emit_pipeline`), not task by task.
+    closed form (:func:`~.pipeline.closed_pipeline`), not task by task.
     """
     chip = bld.chip
     s = chip.spec

@@ -118,7 +118,7 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
     after this kernel, whose L2 space the output may take. ``pad_per_unit``:
     burst bytes per unit the MTE2 spends beyond the data (gathered rows).
     ``closed_form``: at the analytical fidelity each core group's pipeline is summed in
-    closed form (:func:`~.pipeline.emit_pipeline`), not task by task.
+    closed form (:func:`~.pipeline.closed_pipeline`), not task by task.
     """
     chip = bld.chip
     spec = chip.spec
