@@ -245,11 +245,15 @@ def test_event_and_analytical_agree_on_steady_state_kernels():
                {"kind": "elementwise", "fn": "exp", "elements": 2**26},
                {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 4096,
                 "kv_len": 4096, "causal": True}):
-        tasks, pools, *_ = lowered(op)
+        tasks, pools, g, spec = lowered(op)
         event = run_events(tasks, pools).latency_s
         analytical = analytical_latency(tasks, pools)
         assert analytical == pytest.approx(event, rel=0.15), op["kind"]
         assert analytical <= event * (1 + 1e-9), op["kind"]
+        # what the analytical fidelity reports (a GEMM's, a vector op's in closed form)
+        summary, _ = TARGET.lower_summary(g.ops[0], g, spec, None)
+        assert summary.analytical_latency_s == pytest.approx(event, rel=0.15), op["kind"]
+        assert summary.analytical_latency_s <= event * (1 + 1e-9), op["kind"]
 
 
 # ---------------------------------------------------------------- vector kernels
@@ -494,8 +498,11 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
                         ASCEND.lower_summary(op, g, spec, wl.tiling)
                     continue
                 got, n = ASCEND.lower_summary(op, g, spec, wl.tiling)
-                want = summarize(tasks, ASCEND.pools(spec))
                 kinds.add(op.kind)
+                if op.kind in CLOSED_KINDS:  # summed in closed form: its stated bound
+                    assert_closed_form(got, n, tasks, ASCEND.pools(spec), op.name)
+                    continue
+                want = summarize(tasks, ASCEND.pools(spec))
                 if op.kind == "attention":
                     assert (got.bytes, got.bound, n) == (want.bytes, want.bound, len(tasks))
                     assert got.actions.keys() == want.actions.keys()
@@ -509,6 +516,105 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
                 assert repr(got.analytical_latency_s) == repr(
                     summarize(tasks).analytical_latency_s)
     assert kinds & {"matmul", "attention"}
+
+
+# the kinds whose core pipelines the analytical fidelity sums in closed form
+CLOSED_KINDS = ("matmul", "softmax", "layernorm", "rmsnorm", "elementwise", "reduce", "rope",
+                "topk", "gather", "embedding", "concat", "kv_write")
+
+
+def assert_closed_form(got, n, tasks, pools, case) -> tuple[float, float]:
+    """An op's analytical summary in closed form (pipeline.closed_pipeline) against its
+    tasks: the same bytes (integers), task count and dominant bound, the actions within
+    CLOSED_FORM_RTOL, and a latency never above the event schedule's, nor further below
+    it than ANALYTICAL_BOUND or than the tasks' own analytical latency (the summary's
+    gaps that the closed form inherits: a launch not chained to the HBM's total).
+    Returns (closed form, event) latencies."""
+    from hwsim.accelerators.ascend.pipeline import CLOSED_FORM_RTOL
+    from hwsim.engine import summarize
+
+    want = summarize(tasks, pools)
+    assert (got.bytes, n, got.bound) == (want.bytes, len(tasks), want.bound), case
+    assert got.actions.keys() == want.actions.keys(), case
+    for a, v in want.actions.items():
+        assert abs(got.actions[a] - v) <= CLOSED_FORM_RTOL * abs(v), (case, a)
+    event = run_events(tasks, pools).latency_s
+    a = got.analytical_latency_s
+    assert a <= event * (1 + 1e-9), case
+    assert a >= min((1 - ANALYTICAL_BOUND) * event,
+                    want.analytical_latency_s * (1 - CLOSED_FORM_RTOL)), case
+    return a, event
+
+
+ANALYTICAL_BOUND = 0.25  # tests/test_invariants.py, docs/architecture.md
+
+
+def test_the_closed_form_holds_on_random_gemms_and_vector_ops():
+    """The analytical closed form of GEMMs and vector ops (assert_closed_form) on random
+    shapes: batched, skinny and odd GEMMs in each type the preset's cube has, vector
+    kernels of every streaming kind, inputs carried in the L2 and outputs kept there,
+    grouped cores and one lane per core, on the 910B and the 910A."""
+    import random
+
+    from hwsim.accelerators.ascend import TARGET as ASCEND
+    from hwsim.onchip import Carry
+
+    rng = random.Random(14)
+    sizes = (1, 7, 64, 100, 333, 512, 1000, 2048)
+    cases = 0
+    worst = 1.0
+    for i in range(90):
+        preset = ("ascend-910b", "ascend-910a")[i % 2]
+        if i % 5 < 3:
+            dtype = rng.choice(("fp16", "int8") if preset == "ascend-910a"
+                               else ("fp16", "bf16", "fp32", "int8"))
+            o = {"kind": "matmul", "m": rng.choice((*sizes, 4096)),
+                 "n": rng.choice((*sizes[1:], 4096, 11008)),
+                 "k": rng.choice((64, 129, 1000, 4096))}
+            if rng.random() < 0.3:
+                o["batch"] = rng.choice((2, 8, 32))
+        else:
+            dtype = rng.choice(("fp16", "bf16", "fp32"))
+            kind = rng.choice(("softmax", "rmsnorm", "layernorm", "elementwise", "rope",
+                               "reduce", "concat", "kv_write", "topk", "gather",
+                               "embedding"))
+            if kind in ("softmax", "rmsnorm", "layernorm"):
+                o = {"kind": kind, "rows": rng.choice(sizes), "cols": rng.choice(sizes[2:])}
+            elif kind == "reduce":
+                o = {"kind": kind, "fn": "sum", "elements": rng.choice((4096, 2**20)),
+                     "out_elements": 1}
+            elif kind == "topk":
+                o = {"kind": kind, "rows": rng.choice(sizes), "n": rng.choice((1024, 4096)),
+                     "k": 16}
+            elif kind == "gather":  # rows of a table, each its own burst-padded transfer
+                o = {"kind": kind, "elements": rng.choice((4096, 2**20)),
+                     "rows": rng.choice((64, 1000))}
+            elif kind == "embedding":
+                o = {"kind": kind, "tokens": rng.choice(sizes), "dim": rng.choice((64, 4096))}
+            else:
+                o = {"kind": kind, "elements": rng.choice((100, 4096, 2**20, 3 * 2**19 + 5))}
+                if kind == "elementwise":
+                    o["fn"] = rng.choice(("exp", "silu", "add"))
+        wl = workload_from_dict({"name": "t", "dtype": dtype, "ops": [o]}, "t")
+        g = build_graph(wl)
+        op = g.ops[0]
+        spec = resolve(preset).spec
+        carry = None
+        if ASCEND.carries(op) and rng.random() < 0.4:
+            carry = Carry(tuple(p for p in range(len(op.inputs)) if rng.random() < 0.6),
+                          (0,) if rng.random() < 0.5 else ())
+        grouping = rng.random() < 0.8
+        ASCEND.grouping = grouping
+        try:
+            tasks = (ASCEND.lower_carried(op, g, spec, wl.tiling, carry) if carry
+                     else ASCEND.lower(op, g, spec, wl.tiling))
+            got, n = ASCEND.lower_summary(op, g, spec, wl.tiling, carry)
+        finally:
+            ASCEND.grouping = True
+        a, e = assert_closed_form(got, n, tasks, ASCEND.pools(spec), (preset, dtype, o, carry))
+        worst = min(worst, a / e)
+        cases += 1
+    assert cases == 90 and worst < 1.0
 
 
 def test_a_gemms_items_summed_by_run_equal_the_append_loop():

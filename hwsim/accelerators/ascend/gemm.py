@@ -26,7 +26,9 @@ Events are tiles, never cycles: each core's tiles go through
 :func:`~hwsim.accelerators.ascend.pipeline.emit_pipeline` as a few segments of MTE2,
 cube and FixPipe tasks (MTE1 is folded into the cube task: it overlaps the cube
 through L0 double buffering, and when it is the slower the task is
-``onchip``-bound).
+``onchip``-bound). At the analytical fidelity an op's GEMM makes no task: each core
+group's items go to :func:`~hwsim.accelerators.ascend.pipeline.closed_pipeline` as
+:func:`_merge_tiles`' records.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from math import gcd
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .pipeline import Item, append, emit_pipeline, same_work
+from .pipeline import SEGMENTS, Item, append, closed_pipeline, emit_pipeline, same_work, summed
 
 ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
 
@@ -228,7 +230,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
               a_group: int = 1, b_group: int = 1, deps=(), label: str = "gemm",
               tiling: GemmTiling | None = None, keep_out_in_l2: bool = False,
               bias: str | None = None, bias_dtype: str | None = None, bias_full: bool = False,
-              a_unique: float | None = None, b_unique: float | None = None) -> list[int]:
+              a_unique: float | None = None, b_unique: float | None = None,
+              closed_form: bool = False) -> list[int]:
     """Tasks of a (batched) GEMM; returns the indices of each core's last tasks.
 
     ``a_group``/``b_group``: how many consecutive batch entries share one A/B
@@ -241,6 +244,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     the bytes an operand's storage holds when it is a view (a broadcast or a
     strided view of a smaller tensor): HBM serves at most those once, re-reads
     of them hit L2 as far as they fit (:func:`~.chip.reuse_hit_fraction`).
+    ``closed_form``: at the analytical fidelity each core group's pipeline is summed in
+    closed form (:func:`~.pipeline.closed_pipeline`), not task by task.
     """
     chip = bld.chip
     s = chip.spec
@@ -291,6 +296,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     cap = max(stages, cdiv(batch * tiles_per_batch, cores) * stages // 16)
     per_core: list[list[Item]] = [[] for _ in range(cores)]
     merged: list[list[int]] = []  # the cores in groups, where _merge_tiles made them
+    # the cores' items as _merge_tiles' records, summed in closed form (analytical)
+    records: dict | None = {} if summed(bld, closed_form) else None
     a_b = m * k * by
     b_b = k * n * by
     if (batch == 1 or (a_b + b_b) * 4 > l2.capacity) and a_unique is None \
@@ -302,7 +309,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         hbm_all, shape_all = _tile_misses(chip, l2, batch, m, n, k, dtype, t, shape, a=a,
                                           b=b, a_group=a_group, b_group=b_group)
         merged = _merge_tiles(per_core, None, 1.0, 1.0, stages, cap,
-                              leaders_only=bld.grouping, whole=(hbm_all, shape_all))
+                              leaders_only=bld.grouping, whole=(hbm_all, shape_all),
+                              records=records)
     elif batch == 1 or (a_b + b_b) * 4 > l2.capacity:
         # tile by tile through the L2 model
         tiles = _tile_reads(chip, l2, batch, m, n, k, dtype, t, shape, a=a, b=b, bias=bias,
@@ -313,7 +321,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         rb = 1.0 if b_unique is None else _alias_scale(sum(x[2] for x in tiles), b_unique, l2)
         # each core's items, what pipeline.append makes of its tiles (grouped: only each
         # group's first core gets them, the groups made there)
-        merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap, leaders_only=bld.grouping)
+        merged = _merge_tiles(per_core, tiles, ra, rb, stages, cap, leaders_only=bld.grouping,
+                              records=records)
     else:
         # small matrices per batch entry: each entry's panels are read from HBM the first
         # time and hit L2 after (an intermediate of the op: as far as it stayed there);
@@ -351,15 +360,31 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     last: list[int] = []
     # cores with the same items (the same tiles, L2 hits and misses) run as one group
     groups = (merged or same_work(per_core)) if bld.grouping else \
-        [[c] for c, it in enumerate(per_core) if it]
+        [[c] for c, it in enumerate(per_core) if it or (records and c in records)]
     for members in groups:
         c = members[0]
+        units = {"load_unit": chip.aic_group(members, "mte2"),
+                 "compute_unit": chip.aic_group(members, "cube"),
+                 "store_unit": chip.aic_group(members, "fixpipe")}
         with bld.group(len(members)):
+            got = records.get(c) if records else None
+            if got is not None and (len(got[1]) > 1 or got[1][0][0] > 1):
+                keys, recs = got
+                n_st, h, w, cp, st, ac, bound, streamed = map(list, zip(*recs))
+                last.extend(closed_pipeline(
+                    bld.sink, chip, bld.copies, (n_st, h, w, cp, st, streamed, bound),
+                    dict(zip(keys, map(sum, zip(*ac)))), None, store_bw=chip.fixpipe_bw,
+                    store_hbm_fraction=out_hbm, deps=tuple(deps), dest="l1", src="l0",
+                    segments=SEGMENTS, compute_bound=None, **units))
+                continue
+            if got is not None:  # one tile of one stage: no pipeline (emit_pipeline's)
+                keys, ((n_st, h, w, cp, st, ac, bound, streamed),) = got
+                per_core[c] = [Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                                    streamed=streamed)]
             last.extend(emit_pipeline(
-                bld, per_core[c], load_unit=chip.aic_group(members, "mte2"),
-                compute_unit=chip.aic_group(members, "cube"),
-                store_unit=chip.aic_group(members, "fixpipe"), store_bw=chip.fixpipe_bw,
-                store_hbm_fraction=out_hbm, deps=deps, dest="l1", src="l0", label=label))
+                bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
+                deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
+                **units))
     return last
 
 
@@ -593,7 +618,8 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
 
 def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
                  stages: int, cap: int, leaders_only: bool = False,
-                 whole: tuple[list, list] | None = None) -> list[list[int]]:
+                 whole: tuple[list, list] | None = None,
+                 records: dict | None = None) -> list[list[int]]:
     """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
     32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
     (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
@@ -611,7 +637,10 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
     them (compared by their numbers before any :class:`Item` is made); with
     ``leaders_only`` only each group's first core gets its items (the one a grouped
-    build emits)."""
+    build emits). With ``records`` (a dict) a core's items go there instead, as the
+    tuples compared, ``records[core] = (actions' keys, [(stages, HBM bytes, L2 bytes,
+    compute seconds, store bytes, actions' values, bound, streamed), ...])``: what
+    :func:`~.pipeline.closed_pipeline` reads, no :class:`Item` made."""
     cores = len(per_core)
     per = max(1, cap // stages)
     if whole is None:
@@ -641,15 +670,26 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
         return (stages, h, w, comp, store, tuple(acts), bound, False)
 
     groups: dict[tuple, list[int]] = {}
+    # a core whose tiles are another's (the same misses, hits and shapes in the same
+    # order) has that core's items: its group found without making them again
+    by_tiles: dict[tuple, tuple[list[int], list[tuple]]] = {}
     for core in range(min(cores, len(hbm_all))):
-        # the core's items as tuples (what same_work compares: the fields that can differ)
-        recs = []
         hs = hbm_all[core::cores]
         shs = shape_all[core::cores]
         if l2_all is None:
             ws = None
         else:
             ws = l2_all[core::cores]
+        tiles_key = (tuple(hs), tuple(map(id, shs)), ws and tuple(ws))
+        seen = by_tiles.get(tiles_key)
+        if seen is not None:
+            members, recs = seen
+            members.append(core)
+            if not leaders_only:
+                _give_items(per_core, core, keys, recs, records)
+            continue
+        # the core's items as tuples (what same_work compares: the fields that can differ)
+        recs = []
         n = len(hs)
         # the first tile alone
         recs.append(alone(hs[0], info[id(shs[0])][4] - hs[0] if ws is None else ws[0],
@@ -721,12 +761,22 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
             a = b
         members = groups.setdefault(tuple(recs), [])
         members.append(core)
+        by_tiles[tiles_key] = (members, recs)
         if leaders_only and len(members) > 1:
             continue
-        per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
-                                   streamed=streamed)
-                              for n_st, h, w, cp, st, ac, bound, streamed in recs)
+        _give_items(per_core, core, keys, recs, records)
     return list(groups.values())
+
+
+def _give_items(per_core: list[list[Item]], core: int, keys: list[str], recs: list[tuple],
+                records: dict | None) -> None:
+    """:func:`_merge_tiles`' items of ``core``: its records, or :class:`Item` objects."""
+    if records is not None:
+        records[core] = (keys, recs)
+        return
+    per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                               streamed=streamed)
+                          for n_st, h, w, cp, st, ac, bound, streamed in recs)
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:

@@ -16,12 +16,18 @@ start once C_{g-2} has freed its buffer. Stores mirror the loads: the store
 task after C_g carries what C_g's last stage and C_{g+1}'s other stages
 write, so it runs beside C_{g+1}. The time therefore comes out as
 fill + Σ max(compute, load, store) per segment + drain.
+
+At the analytical fidelity a GEMM's or a vector kernel's core makes no task:
+:func:`closed_pipeline` adds what its tasks would add up to (the same ranges, bytes and
+task count; the units' totals; an end from three chains of tasks the event run executes
+in order), a lower bound on the event schedule within the bound its docstring states.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from hwsim.engine import Accumulator
 
@@ -113,7 +119,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                   store_unit: str, store_bw: float, store_hbm_fraction: float = 1.0, deps=(),
                   dest: str = "l1", src: str = "l0", label: str = "",
                   segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
-                  shadow_label: str = "", compute_bound: str | None = None) -> tuple[int, ...]:
+                  shadow_label: str = "", compute_bound: str | None = None,
+                  closed_form: bool = False) -> tuple[int, ...]:
     """Emit the tasks of one core; returns the indices of its last tasks.
 
     ``shadow_units`` (the vector cores of an attention chain) get, beside each
@@ -123,28 +130,40 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     the shared HBM rather than by its compute units says ``memory``).
     ``store_hbm_fraction``: the share of the stored bytes that goes to HBM (1 for
     an op's output; an intermediate the op's next kernel reads may stay in L2).
+    ``closed_form``: at the analytical fidelity (an :class:`~hwsim.engine.Accumulator`
+    sink), the core's pipeline goes in as :func:`closed_pipeline`'s few sums, not as
+    its tasks (a GEMM's or a vector kernel's; no shadow units).
     """
     if not items:
         return ()
     if len(items) == 1 and items[0].stages <= 1 and not shadow_units:
         return _one_stage(bld, items[0], compute_unit, store_bw, store_hbm_fraction, deps,
                           dest, src, label, compute_bound)
+    if summed(bld, closed_form) and not shadow_units and dest not in ("hbm", "l2") \
+            and src not in ("hbm", "l2"):
+        cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
+                                      it.store_bytes, it.streamed, it.bound)
+                                     for it in items))))
+        acts: dict[str, float] = {}
+        for it in items:
+            for a, v in it.actions.items():
+                acts[a] = acts.get(a, 0.0) + v
+        rare = None
+        if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
+            rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2, it.load_l2_slow)
+                                         for it in items))))
+        return closed_pipeline(bld.sink, bld.chip, bld.copies, cols, acts, rare,
+                               load_unit=load_unit, compute_unit=compute_unit,
+                               store_unit=store_unit, store_bw=store_bw,
+                               store_hbm_fraction=store_hbm_fraction, deps=tuple(deps),
+                               dest=dest, src=src, segments=segments,
+                               compute_bound=compute_bound)
     offs = [0]
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
     total = offs[-1]
-    # the first stage alone (the fill), the middle in segments, the last stage alone (the
-    # drain: only its store is left when the loads are done)
-    bounds = [0, 1] if total > 1 else [0]
-    rest = total - 2
-    k = max(1, min(segments, rest)) if rest > 0 else 0
-    for s in range(1, k + 1):
-        bounds.append(1 + round(s * rest / k))
-    if bounds[-1] != total:
-        bounds.append(total)
+    bounds, load_bounds, store_bounds = _ranges(total, segments)
     n_seg = len(bounds) - 1
-    # load ranges: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up to the end
-    load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
     # (the sums each task reads, range by range: those of _sums, fewer of them)
     comp = _compute_sums(items, offs, bounds)
     loads = _load_sums(items, offs, load_bounds)
@@ -172,7 +191,6 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     # a streamed store (vector tiles) leaves stage by stage, one stage behind the compute:
     # the task after C_g carries the last stage of segment g and the others of segment g+1,
     # running beside C_{g+1}; the last task only the last stage (the drain)
-    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
     streamed = _store_sums(items, offs, store_bounds)
     for g in range(n_seg):
         stores[g] += streamed[g]
@@ -217,6 +235,94 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
 
 
 DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
+
+
+def summed(bld: Builder, closed_form: bool) -> bool:
+    """Whether a pipeline asked to be summed in closed form is (an analytical build,
+    whose sink is an :class:`~hwsim.engine.Accumulator`): :func:`closed_pipeline`."""
+    return closed_form and type(bld.sink) is Accumulator
+
+
+def _ranges(total: int, segments: int) -> tuple[list[int], list[int], list[int]]:
+    """The compute segments', the loads' and the stores' ranges of stages, for ``total``
+    stages (kept per ``(total, segments)``: a pure function, asked for by every core).
+
+    Segments: the first stage alone (the fill), the middle in about ``segments``
+    equal segments, the last stage alone (the drain: only its store is left when the
+    loads are done). Loads: L_0 = S_0, L_g = [a_{g-1} + 1, a_g + 1), the last one up
+    to the end. Stores (a streamed item's, one stage behind the compute): the task
+    after C_g carries the last stage of segment g and the others of segment g+1."""
+    got = _RANGES.get((total, segments))
+    if got is not None:
+        return got
+    bounds = [0, 1] if total > 1 else [0]
+    rest = total - 2
+    k = max(1, min(segments, rest)) if rest > 0 else 0
+    for s in range(1, k + 1):
+        bounds.append(1 + round(s * rest / k))
+    if bounds[-1] != total:
+        bounds.append(total)
+    n_seg = len(bounds) - 1
+    load_bounds = sorted({0, 1, total, *(min(total, bounds[g] + 1) for g in range(1, n_seg))})
+    store_bounds = sorted({0, total, *(bounds[g] - 1 for g in range(1, n_seg + 1))})
+    if len(_RANGES) > 4096:
+        _RANGES.clear()
+    got = _RANGES[(total, segments)] = (bounds, load_bounds, store_bounds)
+    return got
+
+
+_RANGES: dict[tuple[int, int], tuple] = {}
+
+
+def _shares(col: list[float], cuts: list[tuple[int, float]], whole: bool) -> list[float]:
+    """:func:`closed_pipeline`'s range sums of a column: per range (``cuts``, from
+    :func:`_layout`), the running sum at its end less that at its start, each running
+    sum rounded first when ``whole`` (the tasks' whole bytes, :func:`_integral`)."""
+    run = [0.0, *accumulate(col)]
+    out = []
+    done = 0.0
+    for j, f in cuts:
+        x = run[j] + col[j] * f
+        if whole:
+            x = round(x)
+        out.append(x - done)
+        done = x
+    return out
+
+
+def _layout(stages: list[int], streamed: list[bool], segments: int) -> tuple:
+    """What :func:`closed_pipeline` reads of a core's items that depends on their stage
+    counts and streamed flags alone (kept per those: a GEMM's core groups mostly share
+    them): the numbers of segments and loads; per load range end and per store range
+    end after the first, the item it falls in and the share of that item's stages
+    before it (the last end: the last item whole); the unstreamed items with the
+    segment of their last stage; the last stage's share of the last item."""
+    key = (tuple(stages), tuple(streamed), segments)
+    got = _LAYOUTS.get(key)
+    if got is not None:
+        return got
+    offs = [0, *accumulate([n if n > 1 else 1 for n in stages])]
+    n_items = len(stages)
+    bounds, load_bounds, store_bounds = _ranges(offs[-1], segments)
+
+    def cut(ends: list[int]) -> list[tuple[int, float]]:
+        out = []
+        for b in ends[1:]:
+            j = bisect_right(offs, b) - 1
+            out.append((j, (b - offs[j]) / (offs[j + 1] - offs[j])) if j < n_items
+                       else (n_items - 1, 1.0))
+        return out
+
+    unstreamed = [(j, bisect_right(bounds, offs[j + 1] - 1) - 1)
+                  for j in range(n_items) if not streamed[j]]
+    if len(_LAYOUTS) > 4096:
+        _LAYOUTS.clear()
+    got = _LAYOUTS[key] = (len(bounds) - 1, len(load_bounds) - 1, cut(load_bounds),
+                           cut(store_bounds), unstreamed, 1.0 / (offs[-1] - offs[-2]))
+    return got
+
+
+_LAYOUTS: dict[tuple, tuple] = {}
 
 
 def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list[dict],
@@ -400,6 +506,251 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
         return (comp_i[-1],)
     finally:
         acc.count = len(finish)
+
+
+def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rare: tuple | None,
+                    *, load_unit: str, compute_unit: str, store_unit: str, store_bw: float,
+                    store_hbm_fraction: float, deps: tuple, dest: str, src: str,
+                    segments: int, compute_bound: str | None) -> tuple[int, ...]:
+    """The analytical fidelity's pipeline of one core (group), in closed form: what the
+    tasks of :func:`emit_pipeline` add up to, summed once, without making or walking them.
+
+    ``cols``: the core's items as columns, ``(stages, load_hbm, load_l2, compute_s,
+    store_bytes, streamed, bound)``, one entry per item (:class:`Item`'s fields);
+    ``acts``: the items' actions summed; ``rare``: the columns ``(mask_hbm, pad_hbm,
+    pad_l2, load_l2_slow)``, or None where they are all zero (a GEMM's). The ranges are
+    :func:`emit_pipeline`'s (:func:`_ranges`). A range's sum is a difference of running
+    sums of the items (``itertools.accumulate``) at its two ends, an end inside an item
+    taking the item's share by stages: what the tasks' range sums add, associated
+    otherwise. Made whole as the tasks' bytes are (:func:`_integral`: a range's whole
+    bytes are the rounded running sum at its end less that at its start); on whole
+    byte counts (a GEMM's tiles) the running sums are exact, so the bytes are the
+    tasks' integers (a rounding could differ only on a running sum within a few ulps
+    of a half, held equal by the tests on random ops). From these:
+
+    - **bytes**: each task's whole bytes, summed;
+    - **actions**: each key's total over the items times the copies, added once (the
+      tasks add each segment's times the copies: the same terms associated otherwise,
+      within :data:`CLOSED_FORM_RTOL`);
+    - **busy time** of the MTE2 (each load's time under its own bound, as the task's),
+      of the compute unit (each item's work under its own bound, or all of it under
+      ``compute_bound``), of the store pipe, and of the shared ``hbm`` (the members'
+      shares in turn): the units' totals, which the event run must serve whatever
+      the order;
+    - **the end**: the largest of three chains of tasks the event run executes one after
+      another, whatever the other cores do (each unit serves its tasks first come,
+      first served, ties in list order, :func:`hwsim.engine.run_events`; a load is
+      ready no earlier than the one before it, so the loads, and the computes that
+      wait for them, run in order):
+
+      1. *fill, compute, drain*: the first load (its MTE2 task, or its HBM read if
+         longer: the members' in turn), every compute segment on the one compute
+         unit, the last store (its pipe's task, or its HBM write if longer);
+      2. *loads, last compute, drain*: every load on the one MTE2, then the last
+         compute segment (it waits for the last load), the last store;
+      3. *the group's HBM transfers*: its members' reads and writes in turn on the one
+         ``hbm`` unit (a task of ``k`` copies holds it ``k`` times its duration), none
+         before the group's dependencies; the last of them (the last store's write,
+         or the last read, which the last tasks wait for) ends no later than the
+         group does.
+
+      None counts the stalls where a segment's load outlasts the compute beside it,
+      nor the other groups' turns on the shared HBM (the ``hbm`` unit's total covers
+      those), so the end is a lower bound on the event run's, never above it; the
+      tasks' own critical path (a load waits for the compute two segments back) is
+      not walked.
+
+    The op's analytical latency is then, as for tasks, the largest of these ends and
+    the units' totals, each from its head (here ``start0``: no task of the core starts
+    before its dependencies end). The task count is the tasks' (each load, its HBM read
+    when it has one, each compute, each store and its HBM write); the finish list gets
+    that many entries, the core's end at the indices returned (the last tasks', as
+    :func:`emit_pipeline` returns them: a later kernel waits for those)."""
+    finish = acc.finish
+    start0 = 0.0
+    for j in deps:
+        f = finish[j]
+        if f > start0:
+            start0 = f
+    stages, hbm_col, l2_col, comp_col, store_col, streamed_col, bound_col = cols
+    n_seg, n_load, load_cuts, store_cuts, unstreamed, last_share = _layout(
+        stages, streamed_col, segments)
+
+    lh = _shares(hbm_col, load_cuts, True)
+    l2 = _shares(l2_col, load_cuts, True)
+    if rare is None:
+        mk = ph = pl = sl = [0.0] * n_load
+    else:
+        mk = _shares(rare[0], load_cuts, True)
+        ph, pl, sl = (_shares(c, load_cuts, False) for c in rare[1:])
+    # the stores: an unstreamed item's whole at the segment of its last stage, a
+    # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
+    if not unstreamed:
+        stores = _shares(store_col, store_cuts, True)
+    else:
+        st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
+        st_run = [0.0, *accumulate(st_col)]
+        ns = [0.0] * n_seg
+        for j, g in unstreamed:
+            ns[g] += store_col[j]
+        stores = []
+        done = flat = 0.0
+        for g, (j, f) in enumerate(store_cuts):
+            flat += ns[g]
+            whole = round(flat + (st_run[j] + st_col[j] * f))
+            stores.append(whole - done)
+            done = whole
+    # the compute: the items' work by bound, the last segment's (the last stage alone)
+    if compute_bound:
+        comp_by = {compute_bound: sum(comp_col)}
+    elif len(set(bound_col)) == 1:
+        comp_by = {bound_col[0]: sum(comp_col)}
+    else:
+        comp_by = {}
+        for b, v in zip(bound_col, comp_col):
+            comp_by[b] = comp_by.get(b, 0.0) + v
+    comp_s = sum(comp_by.values())
+    last_compute_s = comp_col[-1] * last_share
+    hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
+    dest_key, src_key = f"{dest}_byte", f"{src}_byte"
+    n_tasks = 0
+    # the loads: the MTE2's time by bound, the HBM reads', the bytes, the moved bytes
+    mte2_s = mte2_mem = mte2_chip = hbm_s_sum = 0.0
+    a_hbm = a_moved = 0.0
+    l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
+    fill = -1.0
+    # (the ranges' bytes are whole and never negative: running sums of bytes, rounded)
+    for hbm_bytes, l2b, mask_b, pad_h, pad_l, l2_counted in zip(lh, l2, mk, ph, pl, sl):
+        hbm_s = (hbm_bytes + (pad_h + l2_counted)) / hbm_stream_bw
+        l2_s = (l2b + pad_l) / l2_read_bw
+        d = hbm_s + l2_s
+        mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
+        if hbm_s >= l2_s and hbm_s > 0:
+            mte2_mem += d
+        else:
+            mte2_chip += d
+        if l2_counted:
+            l2b = l2b + l2_counted
+            if l2b > 0:
+                l2_read = (l2_read or 0) + int(round(l2b))
+        elif l2b > 0:
+            l2_read = (l2_read or 0) + int(l2b)
+        a_hbm += hbm_bytes
+        a_moved += hbm_bytes + l2b
+        if hbm_bytes > 0:
+            dram_read = (dram_read or 0) + int(hbm_bytes)
+            if mask_b:
+                mask_read = (mask_read or 0) + int(mask_b)
+            h = hbm_bytes / hbm_bw
+            hbm_s_sum += h
+            n_tasks += 1
+            if fill < 0.0 and h * k > d:  # (the members' reads in turn)
+                d = h * k
+        if fill < 0.0:
+            fill = d
+    n_tasks += n_load + n_seg
+    # the stores (each segment's, the last one the drain)
+    frac = min(1.0, max(0.0, store_hbm_fraction))
+    store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
+    store_s = store_mem = store_chip = a_src = a_store_hbm = 0.0
+    l2_write = dram_write = None
+    drain = 0.0
+    wrote = False
+    r = 1  # the tasks the core ends with
+    for g in range(n_seg):
+        nb = stores[g]
+        if not nb:
+            continue
+        # (store_split, inline)
+        hbm = nb * frac
+        l2b = nb - hbm
+        hbm_s = hbm / store_hbm_rate
+        d = hbm_s + l2b / store_l2_rate
+        if d < 0.0:
+            d = 0.0
+        memory = hbm_s >= l2b / store_l2_rate and hbm_s > 0
+        wrote = True
+        store_s += d
+        if memory:
+            store_mem += d
+        else:
+            store_chip += d
+        if l2b > 0:
+            l2_write = (l2_write or 0) + int(round(l2b))
+        a_src += nb
+        a_store_hbm += hbm
+        n_tasks += 1
+        r = 1
+        if hbm > 0:
+            dram_write = (dram_write or 0) + int(round(hbm))
+            h = hbm / hbm_bw
+            hbm_s_sum += h
+            n_tasks += 1
+            r = 2
+            if h * k > d:
+                d = h * k
+        drain = d if g == n_seg - 1 else 0.0
+    if not stores[-1]:
+        r = 1
+        if n_load > n_seg:  # a load after the last compute: a task of no time ends it
+            n_tasks += 1
+            last_compute_s = 0.0
+    # the chains
+    end = start0 + fill + comp_s + drain
+    other = start0 + mte2_s + last_compute_s + drain
+    if other > end:
+        end = other
+    other = start0 + hbm_s_sum * k
+    if other > end:
+        end = other
+    # into the accumulator: bytes and actions times the copies, the units' totals
+    nbytes, actions = acc.nbytes, acc.actions
+    for key, n in (("l2_read", l2_read), ("dram_read", dram_read),
+                   ("mask_dram_read", mask_read), ("l2_write", l2_write),
+                   ("dram_write", dram_write)):
+        if n is not None:
+            nbytes[key] = nbytes.get(key, 0) + n * k
+    moved = {"hbm_byte": a_hbm, "l2_byte": a_moved}
+    moved[dest_key] = moved.get(dest_key, 0.0) + a_moved
+    for key, v in acts.items():
+        moved[key] = moved.get(key, 0.0) + v
+    if wrote:
+        moved[src_key] = moved.get(src_key, 0.0) + a_src
+        moved["l2_byte"] += a_src
+        moved["hbm_byte"] += a_store_hbm
+    for key, v in moved.items():
+        actions[key] = actions.get(key, 0.0) + v * k
+    # (a unit enters as its first task would: the MTE2 and the compute unit always, the
+    # ``hbm`` unit with a first HBM transfer, the store pipe with a first store)
+    busy = acc.busy
+    units = [(load_unit, mte2_s, (("memory", mte2_mem), ("onchip", mte2_chip)))]
+    if dram_read is not None or dram_write is not None:
+        units.append((HBM_UNIT, hbm_s_sum * k, (("memory", hbm_s_sum * k),)))
+    units.append((compute_unit, comp_s, tuple(comp_by.items()) or (("compute", 0.0),)))
+    if wrote:
+        units.append((store_unit, store_s, (("memory", store_mem), ("onchip", store_chip))))
+    # each unit's head (Accumulator.head): none of the core's tasks starts before its
+    # dependencies end (``start0``), a lower bound of each unit's first start
+    head = acc.head
+    for unit, seconds, parts in units:
+        e = busy.get(unit)
+        if e is None:
+            e = busy[unit] = [0.0, {}]
+            if start0 > 0.0:
+                head[unit] = start0
+        elif start0 < head.get(unit, 0.0):
+            head[unit] = start0
+        e[0] += seconds
+        by = e[1]
+        for bound, v in [p for p in parts if p[1] > 0.0] or parts[-1:]:
+            by[bound] = by.get(bound, 0.0) + v
+    finish.extend([start0] * (n_tasks - r))
+    finish.extend([end] * r)
+    acc.count = len(finish)
+    return tuple(range(len(finish) - r, len(finish)))
+
+
+CLOSED_FORM_RTOL = 1e-12  # actions (and so energy) of the closed form against the tasks'
 
 
 def _one_stage(bld: Builder, it: Item, unit: str, store_bw: float, store_hbm_fraction: float,

@@ -143,7 +143,7 @@ class AscendTarget(Target):
                   bias=f"t{bias.id}" if bias is not None else None,
                   bias_dtype=bias.dtype if bias is not None else None,
                   bias_full=bias is not None and bias.numel > n,
-                  a_unique=unique(ta), b_unique=unique(tb))
+                  a_unique=unique(ta), b_unique=unique(tb), closed_form=True)
 
     def executed_flops(self, op, graph, spec: AscendSpec, tiling=None) -> int:
         """Attention: the score blocks the strategy's kernels compute (whole tiles;

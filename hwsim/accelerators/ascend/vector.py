@@ -105,8 +105,8 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
                        out_bytes_per_unit: float, cycles_per_unit: float, ub_per_unit: float,
                        label: str, deps=(), align_units: int = 1, reread_fraction: float = 0.0,
                        fixed_cycles_per_unit: float = 0.0, release: tuple[str, ...] = (),
-                       keep_out_in_l2: bool = False, pad_per_unit: float = 0.0
-                       ) -> list[int]:
+                       keep_out_in_l2: bool = False, pad_per_unit: float = 0.0,
+                       closed_form: bool = False) -> list[int]:
     """Tasks of a streaming vector kernel over ``units`` rows or elements.
 
     ``ub_per_unit``: UB bytes one unit needs in a tile (single copy; the tile
@@ -117,6 +117,8 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
     part that fits stays in L2, :class:`~.chip.L2`). ``release``: inputs dead
     after this kernel, whose L2 space the output may take. ``pad_per_unit``:
     burst bytes per unit the MTE2 spends beyond the data (gathered rows).
+    ``closed_form``: at the analytical fidelity each core group's pipeline is summed in
+    closed form (:func:`~.pipeline.closed_pipeline`), not task by task.
     """
     chip = bld.chip
     spec = chip.spec
@@ -188,7 +190,8 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
                                       store_unit=chip.aiv_group(members, "mte3"),
                                       store_bw=chip.mte3_bw, store_hbm_fraction=out_hbm,
                                       deps=deps, dest="ub", src="ub", label=label,
-                                      compute_bound=bound, segments=VECTOR_SEGMENTS))
+                                      compute_bound=bound, segments=VECTOR_SEGMENTS,
+                                      closed_form=closed_form))
     return last
 
 
@@ -205,6 +208,10 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
     dtype = out_t.dtype
     b = nbytes(dtype)
     deps = (start,)
+
+    def kernel(**kw) -> None:  # the op's one kernel, summed in closed form when analytical
+        emit_vector_kernel(bld, l2, label=label, deps=deps, closed_form=True, **kw)
+
     if kind in ("softmax", "layernorm", "rmsnorm"):
         rows, cols = a["rows"], a["cols"]
         fns = {"softmax": SOFTMAX, "layernorm": LAYERNORM, "rmsnorm": RMSNORM}[kind]
@@ -212,48 +219,43 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
         # the input rows, and a norm's weight (read once, then from L2 by every row)
         ins = [In(f"t{op.inputs[0]}", cols * b)] + [In(f"t{i}", graph.stored_bytes(i) / rows)
                                                      for i in op.inputs[1:]]
-        emit_vector_kernel(bld, l2, units=rows, ins=ins, out=out, out_bytes_per_unit=cols * b,
-                           cycles_per_unit=per, ub_per_unit=cols * (2 * b + 2 * 4), label=label,
-                           deps=deps, reread_fraction=1.0)
+        kernel(units=rows, ins=ins, out=out, out_bytes_per_unit=cols * b, cycles_per_unit=per,
+               ub_per_unit=cols * (2 * b + 2 * 4), reread_fraction=1.0)
     elif kind == "elementwise":
         n = a["elements"]
         per = cycles_per_element(spec, (a["fn"],), dtype)
         # operands smaller than the output are broadcast: read once, re-read from L2
         # (a view of a smaller tensor, a broadcast, holds only its root's bytes)
         ins = [In(f"t{i}", graph.stored_bytes(i) / n) for i in op.inputs]
-        emit_vector_kernel(bld, l2, units=n, ins=ins, out=out, out_bytes_per_unit=b,
-                           cycles_per_unit=per, ub_per_unit=sum(s.bytes_per_unit for s in ins) + b,
-                           label=label, deps=deps,
-                           align_units=max(1, int(spec.ub_align_bytes // b)))
+        kernel(units=n, ins=ins, out=out, out_bytes_per_unit=b, cycles_per_unit=per,
+               ub_per_unit=sum(s.bytes_per_unit for s in ins) + b,
+               align_units=max(1, int(spec.ub_align_bytes // b)))
     elif kind == "rope":
         n = a["elements"]
         x = t[op.inputs[0]]
         per = cycles_per_element(spec, ROPE, dtype)
         ins = [In(f"t{x.id}", nbytes(x.dtype))] + [In(f"t{i}", graph.stored_bytes(i) / n)
                                                     for i in op.inputs[1:]]
-        emit_vector_kernel(bld, l2, units=n, ins=ins, out=out, out_bytes_per_unit=b,
-                           cycles_per_unit=per, ub_per_unit=sum(s.bytes_per_unit for s in ins)
-                           + b + 2 * b, label=label, deps=deps,
-                           align_units=max(1, int(spec.ub_align_bytes // b)))
+        kernel(units=n, ins=ins, out=out, out_bytes_per_unit=b, cycles_per_unit=per,
+               ub_per_unit=sum(s.bytes_per_unit for s in ins) + b + 2 * b,
+               align_units=max(1, int(spec.ub_align_bytes // b)))
     elif kind == "reduce":
         n, m = a["elements"], max(1, a["out_elements"])
         x = t[op.inputs[0]]
         xb = nbytes(x.dtype)
         per = cycles_per_element(spec, REDUCE[a["fn"]], x.dtype)
-        emit_vector_kernel(bld, l2, units=n, ins=[In(f"t{x.id}", xb)], out=out,
-                           out_bytes_per_unit=out_t.bytes / n, cycles_per_unit=per,
-                           ub_per_unit=xb, label=label, deps=deps,
-                           fixed_cycles_per_unit=ROW_TAIL_CYCLES * m / n,
-                           align_units=max(1, int(spec.ub_align_bytes // xb)))
+        kernel(units=n, ins=[In(f"t{x.id}", xb)], out=out, out_bytes_per_unit=out_t.bytes / n,
+               cycles_per_unit=per, ub_per_unit=xb,
+               fixed_cycles_per_unit=ROW_TAIL_CYCLES * m / n,
+               align_units=max(1, int(spec.ub_align_bytes // xb)))
     elif kind == "topk":
         rows, n = a["rows"], a["n"]
         x = t[op.inputs[0]]
         per = topk_cycles(spec, n)
         outb = sum(t[o].bytes for o in op.outputs) / rows
-        emit_vector_kernel(bld, l2, units=rows, ins=[In(f"t{x.id}", n * nbytes(x.dtype))],
-                           out=out, out_bytes_per_unit=outb, cycles_per_unit=per,
-                           ub_per_unit=n * (nbytes(x.dtype) + 8), label=label, deps=deps,
-                           reread_fraction=1.0)
+        kernel(units=rows, ins=[In(f"t{x.id}", n * nbytes(x.dtype))], out=out,
+               out_bytes_per_unit=outb, cycles_per_unit=per,
+               ub_per_unit=n * (nbytes(x.dtype) + 8), reread_fraction=1.0)
     elif kind in ("gather", "embedding"):
         rows = a["tokens"] if kind == "embedding" else (
             t[op.inputs[1]].numel if len(op.inputs) > 1 else 1)
@@ -261,19 +263,17 @@ def lower_vector_op(bld: Builder, l2: L2, op, graph) -> None:
         row_bytes = out_t.bytes / rows
         idx_bytes = sum(t[i].bytes for i in op.inputs[1:]) / rows
         # each row is its own transfer: a row shorter than a burst costs the burst's time
-        emit_vector_kernel(bld, l2, units=rows,
-                           ins=[In(f"t{op.inputs[0]}", row_bytes), In("idx", idx_bytes)],
-                           out=out, out_bytes_per_unit=row_bytes, cycles_per_unit=0.0,
-                           fixed_cycles_per_unit=spec.gather_row_cycles,
-                           ub_per_unit=row_bytes + idx_bytes, label=label, deps=deps,
-                           pad_per_unit=bld.chip.burst(1, row_bytes) - row_bytes)
+        kernel(units=rows, ins=[In(f"t{op.inputs[0]}", row_bytes), In("idx", idx_bytes)],
+               out=out, out_bytes_per_unit=row_bytes, cycles_per_unit=0.0,
+               fixed_cycles_per_unit=spec.gather_row_cycles,
+               ub_per_unit=row_bytes + idx_bytes,
+               pad_per_unit=bld.chip.burst(1, row_bytes) - row_bytes)
     elif kind in ("concat", "kv_write"):
         n = a["elements"]
         src = t[op.inputs[0]]
         eb = nbytes(src.dtype)
-        emit_vector_kernel(bld, l2, units=n, ins=[In(f"t{op.inputs[0]}", eb)], out=out,
-                           out_bytes_per_unit=eb, cycles_per_unit=0.0, ub_per_unit=eb,
-                           label=label, deps=deps,
-                           align_units=max(1, int(spec.ub_align_bytes // eb)))
+        kernel(units=n, ins=[In(f"t{op.inputs[0]}", eb)], out=out, out_bytes_per_unit=eb,
+               cycles_per_unit=0.0, ub_per_unit=eb,
+               align_units=max(1, int(spec.ub_align_bytes // eb)))
     else:  # pragma: no cover - the target dispatches only the kinds above
         raise UnsupportedOpError("ascend", kind, op.line(graph))
