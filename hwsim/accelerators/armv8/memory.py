@@ -822,16 +822,13 @@ def _compile(net: _Lumped):
     for t in range(T):
         _, first, tree = net.pairs[t]
         body.append(f"a{t} = th{t} + {_tree_expr(tree, first)}")
-    body.append("if started:")
-    body += [f"    y{t} = x{t}" for t in range(T)]
-    body.append("else:")
-    body += [f"    y{t} = k / a{t}" for t in range(T)]
     for t, tt in enumerate(net.terms):
-        for m in range(len(tt)):
-            body.append(f"o = u{t}_{m} - y{t} * dd{t}_{m}")
-            e = f"st{t}_{m} * (o if o > 0.0 else 0.0) / iv{t}_{m}"
-            body.append(f"e{t} = {e}" if m == 0 else f"e{t} = e{t} + {e}")
-        body.append(f"n{t} = k / (a{t} + e{t})")
+        # the controllers' wait at each node the type visits, added term after term,
+        # and the new rate, as one expression (the same operations in the same order:
+        # fewer statements to compile and to run)
+        e = " + ".join(f"st{t}_{m} * (o if (o := u{t}_{m} - (x{t} if started else k / a{t})"
+                       f" * dd{t}_{m}) > 0.0 else 0.0) / iv{t}_{m}" for m in range(len(tt)))
+        body.append(f"n{t} = k / (a{t} + ({e}))")
     body += [f"q{i} = n{net.slot_type[i]} * r{i}" for i in range(S)]
     # numpy's test, |new - old| <= rtol |old|, without a call to abs() (a third of the
     # step's time where the types are few): the same comparisons, -0.0 and NaN included
