@@ -108,6 +108,28 @@ def test_key_spans_and_their_run_sums_equal_the_array_definition():
         assert _widest(q, kv, causal, window, bq) == widest
 
 
+def test_floor_sum_is_the_sum_of_floors():
+    """_causal_sums' sum of floors (any signs of ``a`` and ``b``) is the plain sum, and
+    a 4K causal prefill's sums at its block options are the lists' (its key blocks at
+    every query block of one position)."""
+    import random
+
+    from hwsim.accelerators.armv8.attention import _floor_sum, _span_sums
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        n, m = rng.randint(0, 60), rng.randint(1, 50)
+        a, b = rng.randint(-80, 80), rng.randint(-400, 400)
+        assert _floor_sum(n, m, a, b) == sum((a * x + b) // m for x in range(n))
+    for bq in (1, 3, 16, 256):
+        for bkv in (64, 256, 1000):
+            rows, blocks, width = key_spans(4096, 4096, True, 0, bq, bkv)
+            assert _span_sums(4096, 4096, True, 0, bq, bkv, 1000) == (
+                float(sum(blocks)), float(sum(r * w for r, w in zip(rows, width))),
+                float(sum(rows)), float(sum(r * min(1000, w) for r, w in zip(rows, width))),
+                max(width))
+
+
 def test_standard_attention_round_trips_the_scores_and_flash_does_not():
     op = attention(heads=32, q_len=4096, kv_len=4096)  # S of all heads: 2 GiB in fp32
     flash = sim([op], ["tiling.attention=flash"]).totals

@@ -450,11 +450,15 @@ def test_attention_bound_skips_only_candidates_that_cannot_win(op):
        preset=hs.sampled_from(["armv8-kunpeng920", "armv8-kunpeng920-2s", "armv8-graviton2",
                                "armv8-thunderx2", "armv8-ft2000plus"]),
        placement=hs.sampled_from(["compact", "spread", "interleave"]),
-       limit=hs.sampled_from([0, 1, 7, 24, 64]))
+       limit=hs.sampled_from([0, 1, 7, 24, 64]),
+       share=hs.sampled_from([0.0, 0.0, 0.3125, 0.5]))
 def test_the_vector_search_keeps_what_estimating_every_count_keeps(
-        kind, rows, cols, dtype, preset, placement, limit):
-    """On random vector ops, presets, placements and thread limits: each thread count's
-    bound (:func:`vector._floors_s`, on rates solved or not) is under its plan's
+        kind, rows, cols, dtype, preset, placement, limit, share):
+    """On random vector ops, presets, placements, thread limits and mixes of reads and
+    write-backs (the machine of the op's mix, :meth:`Machine.with_writes`, as
+    :func:`vector.vector_plan` searches on it): each thread count's bound
+    (:func:`vector._floors_s`, on rates solved or not; a die's bound without its
+    solve where not) is under its plan's
     estimate, and the search that makes only the candidates whose bound is under the
     first estimate (:func:`vector._search`) keeps the plan that estimating every count
     keeps, the first of the least, with the same estimate to the last bit."""
@@ -464,7 +468,7 @@ def test_the_vector_search_keeps_what_estimating_every_count_keeps(
     from hwsim.accelerators.armv8.vector import _at, _floors_s, _search  # noqa: PLC0415
     from hwsim.targets import resolve  # noqa: PLC0415
 
-    mach = Machine(resolve(preset).spec).for_run(limit, placement)
+    mach = Machine(resolve(preset).spec).for_run(limit, placement).with_writes(share)
     if dtype == "fp16" and not mach.spec.fp16_arith:
         dtype = "fp32"
     s = 2 if dtype == "fp16" else 4

@@ -349,7 +349,11 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
     (:meth:`~.spec.Machine.share_floor`: :attr:`~.spec.Machine.rate_ceiling`, or the
     most loaded node's share of its bandwidth; no thread streams faster, so no
     estimate is lower) already exceeds the least of its strategy so far. Its rates, a
-    queueing network solve, are then never asked for. With ``die`` (a search over
+    queueing network solve, are then never asked for. Such candidates are met in the
+    order of that estimate (the first of equals first): the likeliest to win is solved
+    first, and the others meet its estimate (a vector op of a few vectors solved 2
+    threads before the 4 that won; the plan kept does not depend on the order: a
+    candidate passed over is slower than one kept). With ``die`` (a search over
     every thread count, whose candidates share a few dies' loads), a candidate that
     this bound does not pass over is bounded again with its most loaded die alone, by
     a bound on that die's slowest rate that costs no solve
@@ -379,9 +383,14 @@ def fastest(plans: list[Plan], mach: Machine, memo: dict | None = None,
             keep(i, p, got[1])
         else:
             later.append((i, p))
-    for i, p in later:
+    # the candidates on unsolved counts in the order of their bound at the fastest
+    # rates (the first of equals first): the likeliest to win is solved first, and the
+    # others then meet its estimate (which one is kept does not depend on the order)
+    later = sorted(((estimate(p, mach, mach.share_floor(p.threads)), i, p) for i, p in later),
+                   key=lambda x: (x[0], x[1]))
+    for bound, i, p in later:
         b = best.get(p.strategy)
-        if b is not None and (estimate(p, mach, mach.share_floor(p.threads)) > b[1] or (
+        if b is not None and (bound > b[1] or (
                 die and estimate(p, mach, mach.share_floor(p.threads, True, False)) > b[1])):
             continue  # slower than its strategy's best even at the fastest rates
         got = memo[id(p)] = (p, estimate(p, mach))

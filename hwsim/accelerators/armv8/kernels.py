@@ -75,11 +75,22 @@ def register_problem(rows: int, cols: int, lanes: int, spec: ARMv8Spec) -> str:
 
 
 def checked_kernel(rows: int, cols: int, lanes: int, spec: ARMv8Spec, field: str) -> Kernel:
-    """The kernel, or an :class:`InputError` naming the field and the register count."""
-    why = register_problem(rows, cols, lanes, spec)
-    if why:
-        raise InputError(why, field=field)
-    return Kernel(rows, cols, lanes)
+    """The kernel, or an :class:`InputError` naming the field and the register count.
+    A kernel that fits is kept by its shape and the register budget (kernels are
+    frozen: every planner of a GEMM or an attention asks for its machine's again)."""
+    key = (rows, cols, lanes, spec.vector_registers)
+    got = _CHECKED.get(key)
+    if got is None:
+        why = register_problem(rows, cols, lanes, spec)
+        if why:
+            raise InputError(why, field=field)
+        if len(_CHECKED) > 4096:
+            _CHECKED.clear()
+        got = _CHECKED[key] = Kernel(rows, cols, lanes)
+    return got
+
+
+_CHECKED: dict = {}  # checked_kernel's kernels that fit, by shape and register budget
 
 
 def kstep_cycles(k: Kernel, spec: ARMv8Spec) -> float:

@@ -524,7 +524,7 @@ class _Lumped:
 
     __slots__ = ("n", "k", "tau", "types", "type_of", "think", "count", "demand", "private",
                  "sharers", "node_terms", "node_classes", "n_nodes", "slot_w", "slot_d",
-                 "slot_at", "slot_type", "seqs", "pairs", "terms")
+                 "slot_at", "slot_type", "seqs", "pairs", "terms", "node_trees")
 
     @classmethod
     def of(cls, D: list[list[float]], think: list[float], count: list[float], k: float,
@@ -624,6 +624,12 @@ class _Lumped:
             places = [distinct.setdefault((type_of[c], count[c], D[c][s]), len(distinct))
                       if D[c][s] != 0.0 else -1 for c in range(n)]
             self.node_classes.append((list(distinct), places))
+        # the order numpy adds a node's column in (its pairwise sum over the classes,
+        # :func:`_pairwise`), over the distinct products: a twin's is added again where
+        # it sits; the classes off the node add 0.0, which changes no sum of these
+        # products (each is +0.0 or more, or NaN), and are dropped as _row_tree drops them
+        self.node_trees = [_pairwise([p if p >= 0 else None for p in places], _add_terms, None)
+                           for _, places in self.node_classes]
         return self
 
     def _compiled(self):
@@ -636,14 +642,18 @@ class _Lumped:
         shared station), kept per shape, and takes the numbers as arguments."""
         key = (tuple(self.slot_at), tuple(self.slot_type), tuple(map(tuple, self.seqs)),
                tuple(len(tt) for tt in self.terms), tuple(self.pairs[t][1:] for t in
-                                                         range(self.types)))
+                                                         range(self.types)),
+               tuple(tuple(t for t, _, _ in distinct) for distinct, _ in self.node_classes),
+               tuple(self.node_trees))
         fn = _COMPILED.get(key)
         if fn is None:
             if len(_COMPILED) > 256:
                 _COMPILED.clear()
             fn = _COMPILED[key] = _compile(self)
         consts = (self.k, tuple(self.slot_w), tuple(self.slot_d),
-                  tuple(p[0] for p in self.pairs), tuple(tuple(tt) for tt in self.terms))
+                  tuple(p[0] for p in self.pairs), tuple(tuple(tt) for tt in self.terms),
+                  tuple(x for distinct, _ in self.node_classes for _, c, d in distinct
+                        for x in (c, d)))
         return functools.partial(fn, consts)
 
     def solve(self, iterations: int) -> list[float]:
@@ -664,16 +674,10 @@ class _Lumped:
         tol = 1e-6
         run = self._compiled()
         for _ in range(200):
-            X, Q = run(Q, X if X is not None else [0.0] * self.types,
-                       X is not None and any(X), u, iterations, tol)
-            # what each node carries: numpy sums that column (of an array in Fortran
-            # order, the demands' node columns taken by a list) pairwise, each class's
-            # count x rate x demand (twins': the same product, made once; 0.0 off it)
-            f = []
-            for i, (distinct, places) in enumerate(self.node_classes):
-                got = [c * X[t] * d for t, c, d in distinct]
-                got.append(0.0)  # (place -1)
-                f.append(0.0 + _pairwise_sum([got[p] for p in places]) - u[i])
+            # the rates, the queues and what each node carries less its assumed
+            # utilisation (the step's last lines: :func:`_compile`)
+            X, Q, f = run(Q, X if X is not None else [0.0] * self.types,
+                          X is not None and any(X), u, iterations, tol)
             if all(abs(v) <= 1e-10 for v in f):
                 break
             tol = min(1e-6, max(1e-12, 1e-3 * max(abs(v) for v in f)))
@@ -730,11 +734,11 @@ def _tree_sum(tree, values: list[float]) -> float:
     return 0.0 if tree is None else values[tree]
 
 
-def _tree_expr(tree, first: int) -> str:
-    """``tree``'s sum as source over the slots' residences ``r{first + rank}``."""
+def _tree_expr(tree, first: int, name: str = "r") -> str:
+    """``tree``'s sum as source over ``{name}{first + rank}`` (the slots' residences)."""
     if isinstance(tree, tuple):
-        return f"({_tree_expr(tree[0], first)} + {_tree_expr(tree[1], first)})"
-    return f"r{first + tree}"
+        return f"({_tree_expr(tree[0], first, name)} + {_tree_expr(tree[1], first, name)})"
+    return f"{name}{first + tree}"
 
 
 def _pairwise_sum(a: list[float]) -> float:
@@ -775,7 +779,8 @@ _COMPILED: dict = {}  # the straight-line iteration per network shape (_Lumped._
 
 def _compile(net: _Lumped):
     """:func:`_mva`'s step unrolled for ``net``'s shape, compiled: ``run(consts, Q, X,
-    started, u, iterations, rtol)`` returns the rates per type and the queues per slot.
+    started, u, iterations, rtol)`` returns the rates per type, the queues per slot and,
+    per node, what it carries less its assumed utilisation ``u``.
 
     Slot ``i``'s queue is ``q{i}`` (weighted by its class's size ``v{i}``: numpy's
     ``weight * Q``; its residence ``r{i}``: ``D * (1 + Qs - Q / k)``, where a shared
@@ -783,12 +788,19 @@ def _compile(net: _Lumped):
     private one's the class's own ``v``); type ``t``'s wait ``a{t}`` (``think +
     R.sum(1)``: at most two numbers), its controllers' wait ``e{t}`` at the rates
     ``y{t}`` (the last step's, or ``k / a`` at the first), its new rate ``n{t}``; it
-    stops when every rate moved by at most ``rtol`` of itself, as :func:`_mva` does."""
+    stops when every rate moved by at most ``rtol`` of itself, as :func:`_mva` does.
+    What a node carries is then summed as :meth:`_Lumped.solve`'s bracketing needs it:
+    numpy's sum down the node's column of ``count x rate x demand`` (an array in
+    Fortran order, the demands' node columns taken by a list: its pairwise sum over
+    the classes, ``net.node_trees``), each distinct product ``g{i}_{j}`` made once,
+    then ``0.0 +`` it, less ``u``."""
     S, T = len(net.slot_d), net.types
     L = ["def run(consts, Q, X, started, u, iterations, rtol):",
-         "    k, w, d, th, terms = consts"]
-    L += [f"    w{i} = w[{i}]; d{i} = d[{i}]" for i in range(S)]
-    L += [f"    th{t} = th[{t}]" for t in range(T)]
+         "    k, w, d, th, terms, carried = consts"]
+    # (the constants unpacked a tuple at a time: fewer statements to compile)
+    L.append("    " + ", ".join(f"w{i}" for i in range(S)) + ", = w")
+    L.append("    " + ", ".join(f"d{i}" for i in range(S)) + ", = d")
+    L.append("    " + ", ".join(f"th{t}" for t in range(T)) + ", = th")
     for t, tt in enumerate(net.terms):
         for m in range(len(tt)):
             L.append(f"    ni{t}_{m}, st{t}_{m}, dd{t}_{m} = terms[{t}][{m}]")
@@ -796,7 +808,8 @@ def _compile(net: _Lumped):
     L.append("    " + ", ".join(f"q{i}" for i in range(S)) + ", = Q")
     L.append("    " + ", ".join(f"x{t}" for t in range(T)) + ", = X")
     L.append("    for _ in range(iterations):")
-    body = [f"v{i} = w{i} * q{i}" for i in range(S)]
+    # a shared station's classes' weighted queues (a private one's is used once: below)
+    body = [f"v{i} = w{i} * q{i}" for i in range(S) if net.slot_at[i] >= 0]
     for j, seq in enumerate(net.seqs):
         # the classes' queues added one after another from 0.0, as one expression
         # (the same sum, left to right: fewer statements to compile and to run)
@@ -804,30 +817,43 @@ def _compile(net: _Lumped):
                     + "".join(f" + v{i})" for i in seq))
     for i in range(S):
         at = net.slot_at[i]
-        body.append(f"r{i} = d{i} * ((1.0 + {f's{at}' if at >= 0 else f'v{i}'}) - q{i} / k)")
+        body.append(f"r{i} = d{i} * ((1.0 + {f's{at}' if at >= 0 else f'w{i} * q{i}'})"
+                    f" - q{i} / k)")
     for t in range(T):
         _, first, tree = net.pairs[t]
         body.append(f"a{t} = th{t} + {_tree_expr(tree, first)}")
-    body.append("if started:")
-    body += [f"    y{t} = x{t}" for t in range(T)]
-    body.append("else:")
-    body += [f"    y{t} = k / a{t}" for t in range(T)]
     for t, tt in enumerate(net.terms):
-        for m in range(len(tt)):
-            body.append(f"o = u{t}_{m} - y{t} * dd{t}_{m}")
-            e = f"st{t}_{m} * (o if o > 0.0 else 0.0) / iv{t}_{m}"
-            body.append(f"e{t} = {e}" if m == 0 else f"e{t} = e{t} + {e}")
-        body.append(f"n{t} = k / (a{t} + e{t})")
+        # the controllers' wait at each node the type visits, added term after term,
+        # and the new rate, as one expression (the same operations in the same order:
+        # fewer statements to compile and to run)
+        e = " + ".join(f"st{t}_{m} * (o if (o := u{t}_{m} - (x{t} if started else k / a{t})"
+                       f" * dd{t}_{m}) > 0.0 else 0.0) / iv{t}_{m}" for m in range(len(tt)))
+        body.append(f"n{t} = k / (a{t} + ({e}))")
     body += [f"q{i} = n{net.slot_type[i]} * r{i}" for i in range(S)]
-    done = " and ".join(f"abs(n{t} - x{t}) <= rtol * abs(x{t})" for t in range(T))
-    new_x = "[" + ", ".join(f"n{t}" for t in range(T)) + "]"
+    # numpy's test, |new - old| <= rtol |old|, without a call to abs() (a third of the
+    # step's time where the types are few): the same comparisons, -0.0 and NaN included
+    done = " and ".join(f"(c if (c := n{t} - x{t}) >= 0.0 else -c)"
+                        f" <= rtol * (x{t} if x{t} >= 0.0 else -x{t})" for t in range(T))
     qs = "[" + ", ".join(f"q{i}" for i in range(S)) + "]"
-    body.append(f"if {done}:")
-    body.append(f"    return {new_x}, {qs}")
+    body.append(f"done = {done}")
     body += [f"x{t} = n{t}" for t in range(T)]
+    body.append("if done:")
+    body.append("    break")
     body.append("started = True")
     L += ["        " + line for line in body]
-    L.append("    return [" + ", ".join(f"x{t}" for t in range(T)) + f"], {qs}")
+    # what each node carries, less its assumed utilisation (the rates are the x's:
+    # the last step's, converged or not)
+    at = 0
+    f = []
+    for i, (distinct, _) in enumerate(net.node_classes):
+        for j, (t, _, _) in enumerate(distinct):
+            L.append(f"    g{i}_{j} = carried[{at}] * x{t} * carried[{at + 1}]")
+            at += 2
+        tree = net.node_trees[i]
+        f.append(f"(0.0 + {_tree_expr(tree, 0, f'g{i}_')}) - u[{i}]" if tree is not None
+                 else f"0.0 - u[{i}]")
+    L.append("    return [" + ", ".join(f"x{t}" for t in range(T)) + f"], {qs}, ["
+             + ", ".join(f) + "]")
     scope: dict = {}
     exec(compile("\n".join(L), "<hwsim.armv8.memory network step>", "exec"), scope)  # noqa: S102
     return scope["run"]
