@@ -208,10 +208,10 @@ def test_the_closed_form_walk_is_the_tasks_sums_within_the_stated_bound(preset, 
     time, one lane per vector core or grouped, a group's copies, several cores, one
     that starts late, tasks already in the accumulator): the same task count and byte
     counts (integers), the same units, bounds and byte and action keys; every unit sum,
-    bound sum and action within ANALYTICAL_RTOL; the latest finish (the walks' critical
-    paths) and the finish of what the op's later tasks wait for within it; the summary's
-    bound the same. And the closed form's latency is never above the event schedule of
-    the same tasks."""
+    bound sum, each unit's head (earliest start) and action within ANALYTICAL_RTOL; the
+    latest finish (the walks' critical paths) and the finish of what the op's later
+    tasks wait for within it; the summary's bound the same. And the closed form's
+    latency is never above the event schedule of the same tasks."""
     import random
 
     from hwsim.accelerators.ascend import cv_pipeline as cv
@@ -252,6 +252,9 @@ def test_the_closed_form_walk_is_the_tasks_sums_within_the_stated_bound(preset, 
             assert new.busy[unit][1].keys() == by.keys(), (case, unit)
             for b, v in by.items():
                 assert _close(new.busy[unit][1][b], v, rtol), (case, unit, b)
+        assert new.head.keys() == ref.head.keys(), case  # each unit's earliest start
+        for unit, h in ref.head.items():
+            assert _close(new.head[unit], h, rtol), (case, unit)
         assert _close(max(new.finish), max(ref.finish), rtol), case
         assert _close(new.finish[-1], ref.finish[-1], rtol), case  # the op's next task
         s_new, s_ref = new.summary(), ref.summary()
@@ -283,7 +286,7 @@ def test_a_walk_another_core_made_adds_the_same_sums(preset):
 
     def state(acc, ends):
         return repr((list(acc.nbytes.items()), list(acc.actions.items()), acc.finish,
-                     list(acc.busy.items()), acc.count, ends))
+                     list(acc.busy.items()), list(acc.head.items()), acc.count, ends))
 
     reused = 0
     for trial in range(60):

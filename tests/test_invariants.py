@@ -26,7 +26,7 @@ from physics import op_violations, violations
 
 import hwsim
 from hwsim.errors import InputError
-from hwsim.targets import all_presets
+from hwsim.targets import all_presets, resolve
 from hwsim.workload import workload_from_dict
 
 PRESETS = sorted(all_presets())
@@ -125,6 +125,77 @@ def test_ops_obey_peak_bandwidth_and_compulsory_bytes(preset, op, data):
     if report is None:
         return
     assert violations(report) == []
+
+
+def op_latencies(op, preset, dtype):
+    """(event, analytical) latency of each op the one-op workload lowers to: the event
+    schedule of the target's tasks and its analytical summary (lower_summary), the
+    op alone (no host, no launch gap); [] when the target refuses it cleanly."""
+    from hwsim.engine import run_events
+    from hwsim.simulate import prepare
+
+    r = resolve(preset)
+    wl = workload_from_dict({"name": "prop", "ops": [op], "dtype": dtype}, "<prop>")
+    out = []
+    try:
+        g, _ = prepare(wl)
+        for o in g.ops:
+            tasks = r.target.lower(o, g, r.spec, wl.tiling)
+            if tasks:
+                out.append((run_events(tasks, r.target.pools(r.spec)).latency_s,
+                            r.target.lower_summary(o, g, r.spec, wl.tiling)[0]
+                            .analytical_latency_s))
+    except InputError as e:
+        if refused(e):
+            return []
+        raise
+    return out
+
+
+# (target, op kind, None: any) whose analytical bound is still more than ANALYTICAL_BOUND
+# below the event schedule on some single ops, with the least ratio analytical / event
+# met (a guard, the measured least rounded down; docs/architecture.md, "The analytical
+# contract"): on ascend, decode-like split-KV attentions whose cores queue on the shared
+# hbm unit and then run the rest of their walk (0.62-0.80: the unit's head + busy time
+# leaves out the walk after the loads); on armv8, ops whose DRAM lane ends just before
+# the last tile and the join (0.73-0.80). Everywhere else the contract holds.
+KNOWN_GAPS = {("ascend", "attention"): 0.6, ("armv8", None): 0.7}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+@settings(max_examples=30, derandomize=True, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(op=any_op, data=st.data())
+def test_an_ops_analytical_latency_bounds_its_event_schedule(preset, op, data):
+    """Every op kind on every preset, alone: the analytical latency is never above the
+    event schedule of the same tasks, and at most ANALYTICAL_BOUND below it (except
+    the KNOWN_GAPS, held to their floor)."""
+    dtype = data.draw(st.sampled_from(DTYPES[TARGET_OF[preset]]))
+    target = TARGET_OF[preset]
+    for e, a in op_latencies(op, preset, dtype):
+        assert a <= e * (1 + 1e-9), (op, e, a)
+        floor = KNOWN_GAPS.get((target, op["kind"]), KNOWN_GAPS.get((target, None)))
+        if floor is None:
+            assert e <= a * (1 + ANALYTICAL_BOUND), (op, e, a)
+        else:
+            assert a >= e * floor, (op, e, a)
+
+
+@pytest.mark.parametrize("op", [
+    {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 1, "kv_len": 4096},
+    {"kind": "attention", "heads": 32, "head_dim": 128, "q_len": 16, "kv_len": 4096},
+    {"kind": "attention", "heads": 32, "kv_heads": 8, "head_dim": 128, "q_len": 1,
+     "kv_len": 6000},
+    {"kind": "attention", "heads": 32, "kv_heads": 8, "head_dim": 128, "q_len": 1,
+     "kv_len": 8192}])
+def test_a_decode_split_kv_attention_keeps_the_analytical_contract(op):
+    """A decode-like split-KV attention on the 910B: every core's loads wait for the
+    op's launch (2.9 us) and queue on the one hbm unit, so that unit's busy time counts
+    from the launch's end (its head), not from 0. Counted from 0 the bound came to
+    0.70-0.80 of the event schedule (0.796, 0.794, 0.702, 0.749); from the head
+    0.83-0.86, and never above it."""
+    for e, a in op_latencies(op, "ascend-910b", "fp16"):
+        assert e / (1 + ANALYTICAL_BOUND) <= a <= e * (1 + 1e-9), (e, a)
 
 
 @pytest.mark.parametrize("preset", PRESETS)

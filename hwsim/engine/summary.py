@@ -8,9 +8,11 @@ schedule itself. :func:`sum_bytes`, :func:`sum_actions`, :func:`dominant_bound` 
 plain definitions, one pass each).
 
 - bytes and actions: summed over the tasks, once per copy (:class:`Task`);
-- the analytical latency (fidelity ``analytical``): no simulation; the larger of the
-  critical path through the dependencies, the busiest unit's total time, and each
-  pool's total time divided by its capacity: a lower bound on the event schedule;
+- the analytical latency (fidelity ``analytical``): no simulation; the largest of the
+  critical path through the dependencies and, for each unit, its head (the earliest
+  critical-path start of its tasks) plus its total time, for each pool its head plus
+  its total time divided by its capacity: a lower bound on the event schedule (see
+  :func:`_summary`);
 - the dominant bound: what limits the op, the bound of the work on its busiest
   resource: the unit with the most busy time, or the pool with the most busy time
   per slot (a DRAM pool shared by many cores limits an op even when each core's own
@@ -38,7 +40,7 @@ class Summary:
     bytes: dict[str, int]  # level -> bytes (dram_read, l2_write, ...)
     actions: dict[str, float]  # action -> count
     bound: str  # what limits the op
-    analytical_latency_s: float  # max(critical path, busiest unit, pools per slot)
+    analytical_latency_s: float  # max(critical path, each unit's and pool's head + busy)
     # the busiest unit or pool counting only its work, not its tasks bound by latency
     # (a launch, a sync): the least time the op needs however its latency chain shrinks
     work_s: float = 0.0
@@ -64,9 +66,10 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
     actions: dict[str, float] = {}
     finish: list[float] = []
     append = finish.append
-    # resource -> [busy seconds, {bound: seconds}], in the order met; a unit is keyed
-    # by its name, a pool by ("pool", name) (the two never equal)
+    # resource -> [busy seconds, {bound: seconds}, earliest start], in the order met; a
+    # unit is keyed by its name, a pool by ("pool", name) (the two never equal)
     busy: dict = {}
+    start = 0.0  # (without the critical path: no start, no head)
     # (the fields unpacked in the loop's header: a named tuple's attributes cost more)
     for unit, d, t_bytes, t_actions, deps, bound, pool, _, k, serial in tasks:
         # each copy counts its bytes and actions and holds a pool slot
@@ -95,7 +98,9 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
         seconds = d * k if serial else d
         entry = busy.get(unit)
         if entry is None:
-            entry = busy[unit] = [0.0, {}]
+            entry = busy[unit] = [0.0, {}, start]
+        elif start < entry[2]:
+            entry[2] = start
         entry[0] += seconds
         by = entry[1]
         by[bound] = by.get(bound, 0.0) + seconds
@@ -104,23 +109,45 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
             key = ("pool", pool)
             entry = busy.get(key)
             if entry is None:
-                entry = busy[key] = [0.0, {}]
+                entry = busy[key] = [0.0, {}, start]
+            elif start < entry[2]:
+                entry[2] = start
             entry[0] += seconds
             by = entry[1]
             by[bound] = by.get(bound, 0.0) + seconds
-    return _summary(nbytes, actions, max(finish) if critical_path else math.nan, busy, pools)
+    if not critical_path:
+        return _summary(nbytes, actions, math.nan, busy, pools)
+    return _summary(nbytes, actions, max(finish), busy, pools,
+                    {key: e[2] for key, e in busy.items() if e[2] > 0.0})
 
 
 def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
-             pools: Mapping[str, int] | None) -> Summary:
-    """The summary from the sums: the critical path ``path_s`` and each resource's busy
-    time (``busy``: unit or ("pool", name) -> [seconds, {bound: seconds}])."""
+             pools: Mapping[str, int] | None, head: Mapping | None = None) -> Summary:
+    """The summary from the sums: the critical path ``path_s``, each resource's busy
+    time (``busy``: unit or ("pool", name) -> [seconds, {bound: seconds}, ...]) and its
+    head (``head``: the same keys -> the earliest critical-path start of its tasks; a
+    key not in it, or no ``head``, counts from 0, the weaker bound).
+
+    The analytical latency is the largest of the critical path and, for each
+    resource, its head plus its busy time per slot. Each is a lower bound of the
+    event schedule: no task starts before its dependencies end (nor, then, before
+    the critical path's start for it, the longest chain of dependencies before it);
+    a unit of capacity one runs its tasks one after another, so its last one ends
+    no earlier than its first possible start plus all their durations; a pool of
+    ``slots`` is idle before its first task can start and, from then on, gets
+    through at most ``slots`` seconds of its tasks' time per second."""
     capacity = dict(pools or {})
     latency = path_s
     work = 0.0
-    for key, (total, by) in busy.items():
+    for key, entry in busy.items():
+        total, by = entry[0], entry[1]
         slots = capacity.get(key[1], 1) if type(key) is tuple else 1
-        latency = max(latency, total / slots)
+        t = total / slots
+        if head:
+            h = head.get(key)
+            if h:
+                t = h + t
+        latency = max(latency, t)
         work = max(work, (total - by.get("latency", 0.0)) / slots)
     top = max(busy, key=lambda key: busy[key][0] / max(1, capacity.get(key[1], 1))
               if type(key) is tuple else busy[key][0])
@@ -154,13 +181,19 @@ class Accumulator:
     so the two agree to the last bit. ``duration_s`` is taken as given (a target's
     builder clamps negative durations to 0, as it does for its tasks)."""
 
-    __slots__ = ("nbytes", "actions", "finish", "busy", "count")
+    __slots__ = ("nbytes", "actions", "finish", "busy", "head", "count")
 
     def __init__(self):
         self.nbytes: dict[str, int] = {}
         self.actions: dict[str, float] = {}
         self.finish: list[float] = []
         self.busy: dict = {}  # as in summarize: unit or ("pool", name) -> [seconds, by bound]
+        # the same keys -> the earliest critical-path start of their tasks where above 0
+        # (a key not here: 0; see _summary). A writer that adds to ``busy`` directly
+        # keeps it too: a key it adds to gets min(head, its tasks' earliest start),
+        # ``head.pop(key, None)`` where it cannot tell (today's weaker bound); a key
+        # left above that start would make the bound unsound.
+        self.head: dict = {}
         self.count = 0  # tasks added
 
     def add(self, unit: str, duration_s: float, nbytes: Mapping[str, int] | None,
@@ -190,10 +223,15 @@ class Accumulator:
                 start = f
         finish.append(start + duration_s)
         busy = self.busy
+        head = self.head
         seconds = duration_s * k if serial else duration_s
         entry = busy.get(unit)
         if entry is None:
             entry = busy[unit] = [0.0, {}]
+            if start > 0.0:
+                head[unit] = start
+        elif start < head.get(unit, 0.0):
+            head[unit] = start
         entry[0] += seconds
         by = entry[1]
         by[bound] = by.get(bound, 0.0) + seconds
@@ -203,6 +241,10 @@ class Accumulator:
             entry = busy.get(key)
             if entry is None:
                 entry = busy[key] = [0.0, {}]
+                if start > 0.0:
+                    head[key] = start
+            elif start < head.get(key, 0.0):
+                head[key] = start
             entry[0] += seconds
             by = entry[1]
             by[bound] = by.get(bound, 0.0) + seconds
@@ -224,9 +266,15 @@ class Accumulator:
         d = duration_s
         seconds = d * copies if serial else d
         busy = self.busy
+        head = self.head
+        first = start  # the first task's start (each later one's is its finish)
         entry = busy.get(unit)
         if entry is None:
             entry = busy[unit] = [0.0, {}]
+            if first > 0.0:
+                head[unit] = first
+        elif first < head.get(unit, 0.0):
+            head[unit] = first
         total = entry[0]
         by = entry[1]
         b = by.get(bound, 0.0)
@@ -244,6 +292,10 @@ class Accumulator:
             entry = busy.get(key)
             if entry is None:
                 entry = busy[key] = [0.0, {}]
+                if first > 0.0:
+                    head[key] = first
+            elif first < head.get(key, 0.0):
+                head[key] = first
             total = entry[0]
             by = entry[1]
             b = by.get(bound, 0.0)
@@ -289,6 +341,10 @@ class Accumulator:
         entry = busy.get(unit)
         if entry is None:
             entry = busy[unit] = [0.0, {}]
+            if start > 0.0:
+                self.head[unit] = start
+        elif start < self.head.get(unit, 0.0):
+            self.head[unit] = start
         entry[0] += duration_s
         by = entry[1]
         by[bound] = by.get(bound, 0.0) + duration_s
@@ -360,10 +416,15 @@ class Accumulator:
         busy = self.busy
         # 1. the chunk (add_copies: one dependency, no pool, not serial)
         f = finish[after]
-        append((f if f > 0.0 else 0.0) + duration_s)
+        f = f if f > 0.0 else 0.0
+        append(f + duration_s)
         entry = busy.get(unit)
         if entry is None:
             entry = busy[unit] = [0.0, {}]
+            if f > 0.0:
+                self.head[unit] = f
+        elif f < self.head.get(unit, 0.0):
+            self.head[unit] = f
         entry[0] += duration_s
         by = entry[1]
         by[bound] = by.get(bound, 0.0) + duration_s
@@ -404,6 +465,10 @@ class Accumulator:
         entry = busy.get(unit)
         if entry is None:
             entry = busy[unit] = [0.0, {}]
+            if start > 0.0:
+                self.head[unit] = start
+        elif start < self.head.get(unit, 0.0):
+            self.head[unit] = start
         total = entry[0] + seconds
         by = entry[1]
         b = by.get(bound, 0.0) + seconds
@@ -427,7 +492,8 @@ class Accumulator:
         """:func:`summarize` of the tasks added so far."""
         if not self.count:
             return Summary({}, {}, "latency", 0.0)
-        return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools)
+        return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools,
+                        self.head)
 
 
 def _add_into(acc: dict, items: Mapping, k: int, zero) -> None:

@@ -507,6 +507,8 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
      barrier_s) = _summary_terms(mach, t)
     n_groups = len(ks)
     busy: dict = {}  # the units and pool, in the order the tasks meet them
+    head: dict = {}  # their tasks' earliest starts (Accumulator.head)
+    first_move = -1  # the first step that moves DRAM bytes
     count = 0
     path = 0.0
     sync_s = None  # the sync unit's busy time (None: no sync task)
@@ -518,6 +520,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
     if t > 1:
         d = fork_s
         busy["sync"] = None  # (its place; filled in at the end)
+        head["sync"] = gate_f  # (the fork, after the call)
         sync_s = 0.0 + d
         gate_f = gate_f + d
         if gate_f > path:
@@ -582,6 +585,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
                 if not moved:
                     moved = True
                     mem_first = j == 0
+                    first_move = j
                     for g in range(n_groups):  # the units, as the first moving step meets them
                         busy[mem_units[g]] = None
                         if g == 0:
@@ -640,6 +644,10 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
                 p2 = last2[g]
                 if p2 > start:
                     start = p2
+                if j == first_move:  # each lane's first transfer and the pool's
+                    head[mem_units[g]] = start
+                    if start < head.get(("pool", DRAM_POOL), math.inf):
+                        head["pool", DRAM_POOL] = start
                 fm = start + d
                 if fm > path:
                     path = fm
@@ -650,6 +658,8 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
             p1 = last1[g]
             if p1 > start:
                 start = p1
+            if not j:  # the group's first tile
+                head[units[g]] = start
             fc = start + in_cache
             if fc > path:
                 path = fc
@@ -680,7 +690,10 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
         d = barrier_s
         sync_s += d
         f = max(last1) if steps else 0.0
-        f = (f if f > 0.0 else 0.0) + d
+        f = f if f > 0.0 else 0.0
+        if f < head["sync"]:  # (the join, where no tile came before it)
+            head["sync"] = f
+        f += d
         if f > path:
             path = f
         count += 1
@@ -715,6 +728,7 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
         acc.nbytes, acc.actions = core_bytes, core_actions
     acc.finish = [path]
     acc.busy = busy
+    acc.head = head
     acc.count = count
     return acc.summary(pools), count
 

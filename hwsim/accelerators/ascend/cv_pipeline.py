@@ -85,6 +85,7 @@ walks that run it (:func:`add_tile_actions`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from operator import itemgetter
 
@@ -592,13 +593,16 @@ class _WalkSums:
     in the order the walk first uses each bound), added to each unit of the role (every
     team's vector lane, every AIV's MTE3: they run the same tasks); ``nbytes`` and
     ``actions``: (key, total) of the walk's copies; ``count``: its tasks; ``path_s``:
-    its critical path from its start (the stages' ends step by step)."""
+    its critical path from its start (the stages' ends step by step); ``heads``: per
+    role, the earliest critical-path start of its tasks from the walk's start (a role
+    not in it: the start itself), each unit's head in the op's summary
+    (:class:`~hwsim.engine.Accumulator`'s ``head``)."""
 
-    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "held")
+    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "heads", "held")
 
-    def __init__(self, busy, nbytes, actions, count, path_s, held):
+    def __init__(self, busy, nbytes, actions, count, path_s, heads, held):
         self.busy, self.nbytes, self.actions = busy, nbytes, actions
-        self.count, self.path_s = count, path_s
+        self.count, self.path_s, self.heads = count, path_s, heads
         self.held = held  # (the tiles or blocks the memo's key names by id, kept alive)
 
     def add_to(self, acc: Accumulator, units: dict, start_s: float) -> tuple[int, ...]:
@@ -611,11 +615,17 @@ class _WalkSums:
         for the walk's end (its stores and last vector tasks, of which the latest ends
         no earlier: :func:`_walk_sums`)."""
         busy = acc.busy
+        head, heads = acc.head, self.heads
         for role, seconds, bounds in self.busy:
+            h = start_s + heads.get(role, 0.0)  # (the tasks' earliest start on the unit)
             for unit in units[role]:
                 e = busy.get(unit)
                 if e is None:
                     e = busy[unit] = [0.0, {}]
+                    if h > 0.0:
+                        head[unit] = h
+                elif h < head.get(unit, 0.0):
+                    head[unit] = h
                 e[0] += seconds
                 by = e[1]
                 for b, v in bounds:
@@ -744,6 +754,9 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     step_tasks = 6 + 3 * len(teams)  # QK, S out, flag, softmax; PV, O out, flag, update, flags
     n = len(steps)
     kd, vd, qk, fs, sm, pv, fo, up, store = ([0.0] * n for _ in range(9))
+    # the steps whose K load has an hbm task, whose tile end stores, and whose stores
+    # have hbm tasks (for the units' heads: a task of no time starts somewhere too)
+    k_miss, stores, st_hbm = [False] * n, [False] * n, [False] * n
     flash = preload == 0
     inner = 0.0  # the flags inside a flash step of several blocks
     for s, st in enumerate(steps):
@@ -794,6 +807,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 dh = miss / hbm_bw
                 hbm_t += dh * serial
                 count += 1
+                k_miss[s] = True
                 d = d if d > dh else dh  # the QK waits for both tasks of its K load
             kd[s] = d
         if with_actions and st.actions:
@@ -824,6 +838,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
             a_ub += nb * n_vecs
             a_hbm += hbm * n_vecs
             count += n_vecs
+            stores[s] = True
             if l2b > 0:
                 l2_write += int(round(l2b)) * n_vecs
                 u_l2w = True
@@ -834,22 +849,32 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 dh = dh if dh > 0.0 else 0.0
                 hbm_t += dh * serial * n_vecs
                 count += n_vecs
+                st_hbm[s] = True
                 d = d if d > dh else dh
             store[s] = d  # (one of no time ends no later than the lane, which the path holds)
-    # the critical path: each stage's end in program order (relative to the start)
+    # the critical path: each stage's end in program order (relative to the start); and
+    # the earliest start of the hbm unit's tasks, the cube flag's and the stores' (the
+    # other units' first tasks start first: each later one waits for the one before it,
+    # or, on the FixPipe, for a later cube task)
     qk_end, pv_end, soft = [0.0] * n, [0.0] * n, [0.0] * n
     c = v = end = 0.0  # the cube's last end, the vector lane's, the stores' latest
+    h_hbm = h_flag = h_store = math.inf
     for s in range(-preload, n):  # (s < 0: the QKs the cube runs ahead, program_order)
         j = s + preload
         if j < n:  # QK(j) after its K load, the cube and the FIFO slot; S out, flag, softmax
-            f = (qk_end[j - KV_BUFFERS] if j >= KV_BUFFERS else 0.0) + kd[j]
+            f = qk_end[j - KV_BUFFERS] if j >= KV_BUFFERS else 0.0
+            if k_miss[j] and f < h_hbm:
+                h_hbm = f
+            f += kd[j]
             c = c if c > f else f
             if j > preload:
                 f = soft[j - preload - 1]
                 c = c if c > f else f
             c += qk[j]
             qk_end[j] = c
-            f = c + fs[j] + sync
+            f = c + fs[j]
+            h_flag = h_flag if h_flag < f else f
+            f += sync
             v = (v if v > f else f) + sm[j]
             soft[j] = v
         if s < 0:
@@ -860,12 +885,27 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         f = soft[s] + sync
         c = (c if c > f else f) + pv[s]
         pv_end[s] = c
-        f = c + fo[s] + sync
+        f = c + fo[s]
+        h_flag = h_flag if h_flag < f else f
+        f += sync
         v = (v if v > f else f) + up[s]
-        if store[s]:
-            f = v + store[s]
-            end = end if end > f else f
+        if stores[s]:
+            h_store = h_store if h_store < v else v
+            if st_hbm[s] and v < h_hbm:
+                h_hbm = v
+            if store[s]:
+                f = v + store[s]
+                end = end if end > f else f
     path = v if v > end else end
+    # each role's head: the cube's first task is QK(0), after its K load; the FixPipe's
+    # its S out; the vector lane's softmax(0) after its flag; the P flags' the first
+    # one, after softmax(0)
+    heads = {"cube": kd[0], "fix": qk_end[0], "cflag": h_flag, "vec": qk_end[0] + fs[0] + sync,
+             "vflag": soft[0]}
+    if h_hbm < math.inf:
+        heads["hbm"] = h_hbm
+    if h_store < math.inf:
+        heads["mte3"] = h_store
     busy = [("mte2", m2, list(m2_by.items()))]
     if u_dr or u_dw:
         busy.append(("hbm", hbm_t, [("memory", hbm_t)]))
@@ -884,4 +924,4 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     if a_ub:
         actions.append(("ub_byte", a_ub * k))
     actions += [(name, x * k) for name, x in acts.items()]
-    return _WalkSums(busy, nbytes, actions, count, path, (runs, tiles))
+    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles))

@@ -352,11 +352,16 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
     # (a dict the builder makes with a key twice keeps one: then the general put)
     plain = dest_key not in ("hbm_byte", "l2_byte") and src_key not in ("hbm_byte", "l2_byte")
     entries: dict = {}
+    head = acc.head  # each unit's earliest start (Accumulator.add keeps it alike)
 
-    def entry(unit: str) -> list:
+    def entry(unit: str, start: float) -> list:
         e = busy.get(unit)
         if e is None:
             e = busy[unit] = [0.0, {}]
+            if start > 0.0:
+                head[unit] = start
+        elif start < head.get(unit, 0.0):
+            head[unit] = start
         entries[unit] = e
         return e
 
@@ -378,7 +383,11 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
                     actions[key] = aget(key, 0.0) + n * k
         f = start + d
         append(f)
-        e = entries.get(unit) or entry(unit)
+        e = entries.get(unit)
+        if e is None:
+            e = entry(unit, start)
+        elif start < head.get(unit, 0.0):
+            head[unit] = start
         seconds = d * k if k > 1 and unit == HBM_UNIT else d
         e[0] += seconds
         by = e[1]
@@ -552,9 +561,10 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
       not walked.
 
     The op's analytical latency is then, as for tasks, the largest of these ends and
-    the units' totals. The task count is the tasks' (each load, its HBM read when it
-    has one, each compute, each store and its HBM write); the finish list gets that
-    many entries, the core's end at the indices returned (the last tasks', as
+    the units' totals, each from its head (here ``start0``: no task of the core starts
+    before its dependencies end). The task count is the tasks' (each load, its HBM read
+    when it has one, each compute, each store and its HBM write); the finish list gets
+    that many entries, the core's end at the indices returned (the last tasks', as
     :func:`emit_pipeline` returns them: a later kernel waits for those)."""
     finish = acc.finish
     start0 = 0.0
@@ -719,10 +729,17 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     units.append((compute_unit, comp_s, tuple(comp_by.items()) or (("compute", 0.0),)))
     if wrote:
         units.append((store_unit, store_s, (("memory", store_mem), ("onchip", store_chip))))
+    # each unit's head (Accumulator.head): none of the core's tasks starts before its
+    # dependencies end (``start0``), a lower bound of each unit's first start
+    head = acc.head
     for unit, seconds, parts in units:
         e = busy.get(unit)
         if e is None:
             e = busy[unit] = [0.0, {}]
+            if start0 > 0.0:
+                head[unit] = start0
+        elif start0 < head.get(unit, 0.0):
+            head[unit] = start0
         e[0] += seconds
         by = e[1]
         for bound, v in [p for p in parts if p[1] > 0.0] or parts[-1:]:
