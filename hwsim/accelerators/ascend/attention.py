@@ -732,9 +732,19 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
             positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
         q_len, kv_len, b1, b2, masked = att.q_len, att.kv_len, blk.b1, blk.b2, att.masked
         npos = cdiv(q_len, positions)
+        # _key_range inline without a window (a 32K causal op has thousands of positions)
+        window, causal, off, last_key = att.window, att.causal, att.q_offset, kv_len - 1
+        lo = need_lo = 0
+        hi = need_hi = last_key
         for pi in range(npos):
             p0, p1 = pi * positions, min(q_len, (pi + 1) * positions)
-            lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
+            if window:
+                lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
+            elif causal:  # (_key_range's causal case)
+                hi = off + p1 - 1
+                hi = last_key if last_key < hi else hi
+                need_hi = off + p0
+                need_hi = last_key if last_key < need_hi else need_hi
             if skip:  # whole second-level blocks: the cube's block ends at the last one seen
                 k0, k1 = lo // b2 * b2, min(kv_len, (hi // b2 + 1) * b2)
             else:
@@ -1029,29 +1039,34 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     memo: dict[tuple, tuple] = {}
     tile_ids, masked_items = _tile_numbers(items, vals)
     selects = att.selects_values
+    # (the loop runs once per tile and head, 200,000 times on a 32K prefill's 80 layers:
+    # its lookups in locals)
+    mask_tile = not plan.mask_from_gm and plan.skip
+    replace, get = heapq.heapreplace, memo.get
     for _ in range(heads):
-        for i, (t, nv) in enumerate(zip(items, vals)):
+        for i, number in enumerate(tile_ids):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
-            warm = bool(per_core[core] or per_core_blocks[core])  # a tile ran here before
+            blocks = per_core_blocks[core]
+            warm = bool(per_core[core] or blocks)  # a tile ran here before
             mask_case = 0
-            if not plan.mask_from_gm and plan.skip and masked_items[i] \
-                    and core not in tile_seen:
+            if mask_tile and masked_items[i] and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
                 tile_seen.add(core)
-            key = (tile_ids[i], warm, mask_case)
-            got = memo.get(key)
+            key = (number, warm, mask_case)
+            got = get(key)
             if got is None:
-                latency, work = tile_values(t, nv, warm, mask_case)
+                latency, work = tile_values(items[i], vals[i], warm, mask_case)
                 whole = None if selects or not work else \
                     (work, tile_sum(work), sum(k for _, k in work))
                 got = memo[key] = latency, work, whole
             latency, work, whole = got
-            load[core] += latency
-            heapq.heapreplace(free, (load[core], core))
+            x = load[core] + latency
+            load[core] = x
+            replace(free, (x, core))
             if selects:
                 append(per_core[core], work, CAP_STAGES)
             else:
-                per_core_blocks[core].extend(work)
+                blocks.extend(work)
                 if whole is not None:
                     per_core_tiles[core].append(whole)
     _extra_inputs(bld, op, graph, deps=(start,))
@@ -1108,16 +1123,21 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
     numbers: list[int] = []
     masked: list[bool] = []
     masked_walk: list[bool] = []
+    last_widths = last_masks = None  # (the walk before: the LPT order keeps equal ones
+    w = -1  # together, so most tiles are told by the identity of their walk's objects)
     for t, nv in zip(items, vals):
-        w = by_id.get((id(t.widths), id(t.masks)))
-        if w is None:
-            w = by_id[id(t.widths), id(t.masks)] = by_walk.setdefault((t.widths, t.masks),
-                                                                        len(by_walk))
-            if w == len(masked_walk):
-                masked_walk.append(any(t.masks))
+        rows, positions, heads, k0, k1, widths, masks, gathered, first = t[:9]
+        if widths is not last_widths or masks is not last_masks:
+            last_widths, last_masks = widths, masks
+            w = by_id.get((id(widths), id(masks)))
+            if w is None:
+                w = by_id[id(widths), id(masks)] = by_walk.setdefault((widths, masks),
+                                                                      len(by_walk))
+                if w == len(masked_walk):
+                    masked_walk.append(any(masks))
         masked.append(masked_walk[w])
-        numbers.append(by_tile.setdefault((t.rows, t.positions, t.heads, t.k1 - t.k0, w,
-                                           t.first, t.gathered, nv), len(by_tile)))
+        numbers.append(by_tile.setdefault((rows, positions, heads, k1 - k0, w, first,
+                                           gathered, nv), len(by_tile)))
     return numbers, masked
 
 
