@@ -1043,11 +1043,13 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # its lookups in locals)
     mask_tile = not plan.mask_from_gm and plan.skip
     replace, get = heapq.heapreplace, memo.get
+    # an event build by tile reads the cores' tiles only, not their blocks' runs
+    keep_blocks = bld.sink is not None or not TILE_SUMS
     for _ in range(heads):
         for i, number in enumerate(tile_ids):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
-            blocks = per_core_blocks[core]
-            warm = bool(per_core[core] or blocks)  # a tile ran here before
+            # a tile ran here before (a tile's work is appended with its blocks, if any)
+            warm = bool(per_core[core] or per_core_tiles[core])
             mask_case = 0
             if mask_tile and masked_items[i] and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
@@ -1065,10 +1067,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
             replace(free, (x, core))
             if selects:
                 append(per_core[core], work, CAP_STAGES)
-            else:
-                blocks.extend(work)
-                if whole is not None:
-                    per_core_tiles[core].append(whole)
+            elif whole is not None:
+                per_core_tiles[core].append(whole)
+                if keep_blocks:
+                    per_core_blocks[core].extend(work)
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     walks: dict = {}  # analytical: the cores' equal walks made once (emit_cv_pipeline)
@@ -1085,7 +1087,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         vecs = chip.vecs_of(c)
         if not selects:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
-                bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
+                bld, per_core_blocks[c] if keep_blocks else None, core=c, vecs=vecs,
+                preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name,
                 memo=walks if shared[c] else None,

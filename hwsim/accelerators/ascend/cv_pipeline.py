@@ -342,7 +342,7 @@ def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
 TILE_SUM_RTOL = 1e-12
 
 
-def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]], *,
+def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]] | None, *,
                      core: int, vecs: list[int],
                      preload: int, sync_s: float, store_bw: float,
                      store_hbm_fraction: float = 1.0, deps=(), label: str = "attention",
@@ -357,10 +357,13 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
 
     ``memo`` (a dict the caller keeps for one op's cores, analytical fidelity only):
     a core whose walk is another's (the same block objects, counts, vector team shape
-    and start) replays that walk's record instead of walking again (:class:`_Record`)."""
-    if not blocks:
+    and start) replays that walk's record instead of walking again (:class:`_Record`).
+
+    With ``tiles``, an event build (no sink) reads only them: ``blocks`` may then be
+    None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
+    if not blocks and not tiles:
         return ()
-    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
+    runs = None if blocks is None else [(b, 1) if isinstance(b, Block) else b for b in blocks]
     chip = bld.chip
     deps = tuple(deps)
     teams = bld.groups(list(vecs))
@@ -525,7 +528,9 @@ def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float,
     """The walk's steps (:func:`_steps`, each the sum of its blocks: by tile with
     ``tiles``) and the flag waits inside a step of several blocks when the cube does
     not run ahead."""
-    ranges = _steps(sum(k for _, k in runs))
+    # (with ``tiles`` the same count: their runs are the walk's, in order)
+    ranges = _steps(sum([t[2] for t in tiles]) if tiles is not None else
+                    sum(k for _, k in runs))
     sums = _tile_sums(tiles, ranges) if tiles is not None else _sums(runs, ranges)
     return sums, [(b - a - 1) * sync_s if preload == 0 else 0.0
                                  for a, b in ranges]
