@@ -229,11 +229,12 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
             # (a release with nobody queued would grant nothing when processed: a request
             # made before then takes the freed unit or slots, or queues behind the task
             # that took them, which ends after it; so it is not made)
-            p = pool_of[x]
-            if p >= 0:
-                pool_used[p] -= slots[x]
-                if pool_queue[p]:
-                    put((_POOL_FREE, p))
+            if not eager:  # (an op with pools: ``eager`` is an op without)
+                p = pool_of[x]
+                if p >= 0:
+                    pool_used[p] -= slots[x]
+                    if pool_queue[p]:
+                        put((_POOL_FREE, p))
             u = unit_of[x]
             unit_busy[u] = False
             if unit_queue[u]:
@@ -251,11 +252,16 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                             put((_WAKE, j))
         elif kind == _WAKE:  # all dependencies done; queue for the unit
             u = unit_of[x]
-            q = unit_queue[u]
-            q.append(x)
-            if not unit_busy[u]:
+            if unit_busy[u]:
+                unit_queue[u].append(x)
+            else:
                 unit_busy[u] = True
-                j = q.popleft()
+                q = unit_queue[u]
+                if q:  # (a release's grant pending: the queue's head goes first)
+                    q.append(x)
+                    j = q.popleft()
+                else:  # (the queue empty: x itself, without the deque's round trip)
+                    j = x
                 e = now + durations[j]
                 if pool_of[j] < 0 and (e > now and eager or not now_q):
                     # the grant's work done here (see ``eager``)
