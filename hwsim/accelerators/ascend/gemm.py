@@ -507,7 +507,8 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
     real read (a miss or not, and the evictions a miss makes), and the row leaves the
     LRU order its reads would (B panels by column, the A panel before the last): a
     row is a few moves, not a tile's reads each (with A carried, the B panels alone
-    must fit). Other groups go tile by tile."""
+    must fit, and the row makes no move: the row before left the LRU as its reads
+    would). Other groups go tile by tile."""
     om, on = t.om, t.on
     tm, tn = cdiv(m, om), cdiv(n, on)
     panel = k * on * dtype_bytes(dtype)
