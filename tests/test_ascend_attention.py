@@ -282,3 +282,41 @@ def test_the_analytical_attention_holds_its_contract_on_random_ops():
             assert got.actions[k] == pytest.approx(v, rel=ANALYTICAL_RTOL), (case, k)
         worst = min(worst, a / event)
     assert worst < 0.95  # (the event schedule's queueing is seen: not a vacuous bound)
+
+
+def test_a_plans_tiles_compute_the_scores_the_ir_counts():
+    """The score elements of a fused plan's tiles with tiling-mask (what
+    ``attention.executed_flops`` counts) equal the IR's count of the same tiles,
+    ``group x visible_scores(q_len, kv_len, causal, window, positions, b2)``: causal,
+    windowed (causal and not), grouped, offset (a chunk over a cache), and long ones
+    (32K: the IR counts them as arrays), on both fused strategies. (Held here, not
+    checked at run time: the check imported numpy into a long prefill's run.)"""
+    from hwsim.accelerators.ascend.attention import _plan
+    from hwsim.ir import AttentionShape
+    from hwsim.ir.kinds import visible_scores
+
+    def op(**kw):
+        base = {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000,
+                "kv_len": 3000, "causal": True}
+        return {**base, **kw}
+
+    ops = [op(), op(kv_heads=2), op(kv_heads=1, heads=8), op(window=700),
+           op(window=333, causal=False), op(q_len=1000, kv_len=5000),
+           op(q_len=77, kv_len=4096, kv_heads=4), op(q_len=32768, kv_len=32768, kv_heads=1),
+           op(q_len=13107, kv_len=13107, heads=64, kv_heads=8, window=4096)]
+    chip = TARGET.chip(resolve("ascend-910b").spec)
+    skipped = 0
+    for o in ops:
+        for strategy, two_level in (("fastattention", True), ("flash", False)):
+            wl = workload_from_dict({"name": "t", "dtype": "fp16",
+                                     "tiling": {"attention": strategy}, "ops": [o]}, "t")
+            g = build_graph(wl)
+            att = AttentionShape.of(g.ops[0], g)
+            plan = _plan(chip, att, wl.tiling, two_level)
+            assert plan.skip, o  # (tiling-mask on: the masked blocks skipped)
+            scores = sum(t.rows * (t.k1 - t.k0) for t in plan.tiles)
+            assert scores == att.group * visible_scores(
+                att.q_len, att.kv_len, att.causal, att.window, plan.positions,
+                plan.blocks.b2), (o, strategy)
+            skipped += scores < att.group * att.q_len * att.kv_len
+    assert skipped >= 14  # most of them skip blocks

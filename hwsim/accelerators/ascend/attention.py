@@ -99,7 +99,6 @@ from typing import NamedTuple
 from hwsim.errors import InputError
 from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import flops as op_flops
-from hwsim.ir.kinds import visible_scores
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
 from .cv_pipeline import Block, add_tile_actions, closed_form, emit_cv_pipeline, tile_sum
@@ -233,8 +232,9 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
         walk = t.k1 - t.k0
         scores += t.rows * walk
         values += t.rows * (walk if not selects else min(v_len, walk))
-    assert scores == att.group * visible_scores(att.q_len, att.kv_len, att.causal, att.window,
-                                                plan.positions, plan.blocks.b2)
+    # (scores is att.group * visible_scores(q_len, kv_len, causal, window, plan.positions,
+    # plan.blocks.b2): the IR's count of the same tiles; a test holds the two equal, a
+    # check here imported numpy into a long prefill's run for its 2,000-block counts)
     return int(att.batch * att.kv_heads * (2 * scores * att.head_dim + 2 * values * att.v_head_dim))
 
 
@@ -732,9 +732,19 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
             positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
         q_len, kv_len, b1, b2, masked = att.q_len, att.kv_len, blk.b1, blk.b2, att.masked
         npos = cdiv(q_len, positions)
+        # _key_range inline without a window (a 32K causal op has thousands of positions)
+        window, causal, off, last_key = att.window, att.causal, att.q_offset, kv_len - 1
+        lo = need_lo = 0
+        hi = need_hi = last_key
         for pi in range(npos):
             p0, p1 = pi * positions, min(q_len, (pi + 1) * positions)
-            lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
+            if window:
+                lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
+            elif causal:  # (_key_range's causal case)
+                hi = off + p1 - 1
+                hi = last_key if last_key < hi else hi
+                need_hi = off + p0
+                need_hi = last_key if last_key < need_hi else need_hi
             if skip:  # whole second-level blocks: the cube's block ends at the last one seen
                 k0, k1 = lo // b2 * b2, min(kv_len, (hi // b2 + 1) * b2)
             else:
@@ -1033,33 +1043,40 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # distinct tile's sum times the walks that run it (cv_pipeline.add_tile_actions)
     by_tile = TILE_SUMS and not selects and closed_form(bld)
     uses: dict[tuple, int] = {}
+    # (the loop runs once per tile and head, 200,000 times on a 32K prefill's 80 layers:
+    # its lookups in locals)
+    mask_tile = not plan.mask_from_gm and plan.skip
+    replace, get = heapq.heapreplace, memo.get
+    # an event build by tile reads the cores' tiles only, not their blocks' runs
+    keep_blocks = bld.sink is not None or not TILE_SUMS
     for _ in range(heads):
-        for i, (t, nv) in enumerate(zip(items, vals)):
+        for i, number in enumerate(tile_ids):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
-            warm = bool(per_core[core] or per_core_blocks[core])  # a tile ran here before
+            # a tile ran here before (a tile's work is appended with its blocks, if any)
+            warm = bool(per_core[core] or per_core_tiles[core])
             mask_case = 0
-            if not plan.mask_from_gm and plan.skip and masked_items[i] \
-                    and core not in tile_seen:
+            if mask_tile and masked_items[i] and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
                 tile_seen.add(core)
-            key = (tile_ids[i], warm, mask_case)
-            got = memo.get(key)
+            key = (number, warm, mask_case)
+            got = get(key)
             if got is None:
-                latency, work = tile_values(t, nv, warm, mask_case)
+                latency, work = tile_values(items[i], vals[i], warm, mask_case)
                 whole = None if selects or not work else \
                     (work, tile_sum(work), sum(k for _, k in work))
                 got = memo[key] = latency, work, whole
             latency, work, whole = got
-            load[core] += latency
-            heapq.heapreplace(free, (load[core], core))
+            x = load[core] + latency
+            load[core] = x
+            replace(free, (x, core))
             if selects:
                 append(per_core[core], work, CAP_STAGES)
-            else:
-                per_core_blocks[core].extend(work)
-                if whole is not None:
-                    per_core_tiles[core].append(whole)
-                    if by_tile:
-                        uses[key] = uses.get(key, 0) + 1
+            elif whole is not None:
+                per_core_tiles[core].append(whole)
+                if keep_blocks:
+                    per_core_blocks[core].extend(work)
+                if by_tile:
+                    uses[key] = uses.get(key, 0) + 1
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     walks: dict = {}  # analytical: the cores' equal walks summed once (emit_cv_pipeline)
@@ -1067,7 +1084,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         vecs = chip.vecs_of(c)
         if not selects:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
-                bld, per_core_blocks[c], core=c, vecs=vecs, preload=preload_of(tiling, two_level),
+                bld, per_core_blocks[c] if keep_blocks else None, core=c, vecs=vecs,
+                preload=preload_of(tiling, two_level),
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name,
                 memo=walks, tiles=per_core_tiles[c] if TILE_SUMS else None,
@@ -1108,16 +1126,21 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
     numbers: list[int] = []
     masked: list[bool] = []
     masked_walk: list[bool] = []
+    last_widths = last_masks = None  # (the walk before: the LPT order keeps equal ones
+    w = -1  # together, so most tiles are told by the identity of their walk's objects)
     for t, nv in zip(items, vals):
-        w = by_id.get((id(t.widths), id(t.masks)))
-        if w is None:
-            w = by_id[id(t.widths), id(t.masks)] = by_walk.setdefault((t.widths, t.masks),
-                                                                        len(by_walk))
-            if w == len(masked_walk):
-                masked_walk.append(any(t.masks))
+        rows, positions, heads, k0, k1, widths, masks, gathered, first = t[:9]
+        if widths is not last_widths or masks is not last_masks:
+            last_widths, last_masks = widths, masks
+            w = by_id.get((id(widths), id(masks)))
+            if w is None:
+                w = by_id[id(widths), id(masks)] = by_walk.setdefault((widths, masks),
+                                                                      len(by_walk))
+                if w == len(masked_walk):
+                    masked_walk.append(any(masks))
         masked.append(masked_walk[w])
-        numbers.append(by_tile.setdefault((t.rows, t.positions, t.heads, t.k1 - t.k0, w,
-                                           t.first, t.gathered, nv), len(by_tile)))
+        numbers.append(by_tile.setdefault((rows, positions, heads, k1 - k0, w, first,
+                                           gathered, nv), len(by_tile)))
     return numbers, masked
 
 

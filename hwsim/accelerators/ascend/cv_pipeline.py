@@ -359,7 +359,7 @@ def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
 TILE_SUM_RTOL = 1e-12
 
 
-def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]], *,
+def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]] | None, *,
                      core: int, vecs: list[int],
                      preload: int, sync_s: float, store_bw: float,
                      store_hbm_fraction: float = 1.0, deps=(), label: str = "attention",
@@ -378,8 +378,11 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     whose walk is another's (the same tiles or block objects, team shape and
     parameters) adds that walk's sums again. ``actions_by_tile`` (with ``tiles``): the
     closed form leaves the blocks' actions to the caller, which adds them for the whole
-    op at once (:func:`add_tile_actions`); the task build ignores it."""
-    if not blocks:
+    op at once (:func:`add_tile_actions`); the task build ignores it.
+
+    With ``tiles``, an event build (no sink) reads only them: ``blocks`` may then be
+    None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
+    if not blocks and not tiles:
         return ()
     chip = bld.chip
     deps = tuple(deps)
@@ -388,7 +391,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         return _walk_summary(bld.sink, chip, blocks, teams, vecs, core, preload, sync_s,
                              store_bw, store_hbm_fraction, deps, bld.copies, memo, tiles,
                              actions_by_tile and tiles is not None)
-    runs = [(b, 1) if isinstance(b, Block) else b for b in blocks]
+    runs = None if blocks is None else [(b, 1) if isinstance(b, Block) else b for b in blocks]
     steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
     n = len(steps)
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
@@ -547,7 +550,9 @@ def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float,
     """The walk's steps (:func:`_steps`, each the sum of its blocks: by tile with
     ``tiles``) and the flag waits inside a step of several blocks when the cube does
     not run ahead."""
-    ranges = _steps(sum(k for _, k in runs))
+    # (with ``tiles`` the same count: their runs are the walk's, in order)
+    ranges = _steps(sum([t[2] for t in tiles]) if tiles is not None else
+                    sum(k for _, k in runs))
     sums = _tile_sums(tiles, ranges) if tiles is not None else _sums(runs, ranges)
     return sums, [(b - a - 1) * sync_s if preload == 0 else 0.0
                                  for a, b in ranges]

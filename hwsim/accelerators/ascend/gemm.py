@@ -532,7 +532,8 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
     real read (a miss or not, and the evictions a miss makes), and the row leaves the
     LRU order its reads would (B panels by column, the A panel before the last): a
     row is a few moves, not a tile's reads each (with A carried, the B panels alone
-    must fit). Other groups go tile by tile."""
+    must fit, and the row makes no move: the row before left the LRU as its reads
+    would). Other groups go tile by tile."""
     om, on = t.om, t.on
     tm, tn = cdiv(m, om), cdiv(n, on)
     panel = k * on * dtype_bytes(dtype)
@@ -562,9 +563,11 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
                 shapes = row_shapes[min(om, m - i * om)]
                 a_key = (a, (ga, i))
                 if i and steady and a_carried:  # the group's B panels again: all hits
+                    # and no move: the row before left them the LRU's newest, in this
+                    # order (row 0 moved or added each in turn, evicting only older
+                    # lines, as they fit), so moving each to the end in turn changes
+                    # nothing (a 32K prefill's carried activations: a million moves)
                     put_all(zeros[:j1 - j0])
-                    for key in b_keys:
-                        move(key)
                 elif i and steady:  # the row re-reads the group's B panels: all hits
                     if a_key in lines:
                         move(a_key)
