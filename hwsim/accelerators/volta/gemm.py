@@ -80,6 +80,10 @@ from .mainloop import WARP, fragment_bytes_per_thread, loop_efficiency
 
 @dataclass(frozen=True)
 class Tile:
+    """A thread block's tile of C (``tm`` x ``tn``, ``tk`` of K a main-loop step), its
+    warps and registers a thread, its warp tile, the datapath (tensor cores or CUDA
+    cores), the shared-memory stages, and the K slices of a sliced-K kernel."""
+
     tm: int
     tn: int
     tk: int
@@ -157,6 +161,11 @@ SPLITK_WORKSPACE_BYTES = 4 * 2**20  # cuBLAS default workspace before Hopper (cu
 
 @dataclass(frozen=True)
 class Gemm:
+    """A batched matrix product, ``batch`` products ``C[m, n] = A[m, k] B[k, n]``: the
+    types of its operands and result, which operand is one for the whole batch, how A
+    and B are stored, what the epilogue reads, and which operands are already in the
+    L2 or leave C there (:mod:`hwsim.onchip`). The name only labels its kernels."""
+
     batch: int
     m: int
     n: int

@@ -329,6 +329,8 @@ class Kernel:
 
 @dataclass(frozen=True)
 class Occupancy:
+    """Thread blocks of a kernel resident on one SM together, and what limits them."""
+
     blocks_per_sm: int
     limiter: str  # blocks | threads | registers | shared memory
 
