@@ -18,6 +18,7 @@ from hwsim.accelerators.volta.gpu import (
     Builder,
     Gpu,
     Kernel,
+    KernelReport,
     Work,
     _fields,
     _pipes_bound,
@@ -154,6 +155,17 @@ def test_an_op_with_the_same_kernels_reuses_the_sums_under_its_own_names(monkeyp
     assert built and got == want
     assert repr(got[0].analytical_latency_s) == repr(want[0].analytical_latency_s)
     assert reports == TARGET.kernels(o, g, SPEC, wl.tiling)
+
+
+def test_a_renamed_kernel_report_is_the_replaced_one():
+    """``KernelReport.renamed`` names every field: what ``dataclasses.replace`` makes,
+    field for field (a field added to the report and not to ``renamed`` fails here)."""
+    rep = KernelReport("a", 7, "128x128x32", 256, 96, 49152, 2, "smem", 1.25, "compute",
+                       3.5e-6, "split-K 2", {"note": 1})
+    got = rep.renamed("b", "its detail", {"other": 2})
+    assert vars(got) == vars(replace(rep, name="b", detail="its detail",
+                                     notes={"other": 2}))
+    assert all(v != KernelReport.__dataclass_fields__[f].default for f, v in vars(rep).items())
 
 
 def test_a_gemm_pick_kept_builds_what_a_fresh_search_picks():

@@ -67,9 +67,10 @@ next op reads from the L2 (``out_onchip``) is not written to HBM.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from itertools import islice
+from operator import attrgetter
 
 from . import batched
 from .dtypes import UNPACK_OPS_PER_ELEMENT, datapath, element_bytes
@@ -79,6 +80,10 @@ from .mainloop import WARP, fragment_bytes_per_thread, loop_efficiency
 
 @dataclass(frozen=True)
 class Tile:
+    """A thread block's tile of C (``tm`` x ``tn``, ``tk`` of K a main-loop step), its
+    warps and registers a thread, its warp tile, the datapath (tensor cores or CUDA
+    cores), the shared-memory stages, and the K slices of a sliced-K kernel."""
+
     tm: int
     tn: int
     tk: int
@@ -156,6 +161,11 @@ SPLITK_WORKSPACE_BYTES = 4 * 2**20  # cuBLAS default workspace before Hopper (cu
 
 @dataclass(frozen=True)
 class Gemm:
+    """A batched matrix product, ``batch`` products ``C[m, n] = A[m, k] B[k, n]``: the
+    types of its operands and result, which operand is one for the whole batch, how A
+    and B are stored, what the epilogue reads, and which operands are already in the
+    L2 or leave C there (:mod:`hwsim.onchip`). The name only labels its kernels."""
+
     batch: int
     m: int
     n: int
@@ -195,6 +205,10 @@ class Gemm:
 
 # configurations picked, kept per GPU (:func:`kernels`); a long run starts afresh past this
 PICKS_KEPT = 512
+# a Gemm's fields but its name, as a tuple: the key its pick is kept by (two products
+# with equal keys are equal but for their names; a tuple is made in well under a
+# microsecond where ``replace(g, name="")``, a frozen dataclass built anew, took about 6)
+_pick_key = attrgetter(*[f.name for f in fields(Gemm) if f.name != "name"])
 
 
 def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
@@ -202,14 +216,14 @@ def kernels(gpu: Gpu, g: Gemm) -> list[Kernel]:
     :func:`candidates`' order, of those whose :func:`estimate` is least.
 
     The pick depends on every field of ``g`` but its name (which only labels the
-    kernels) and on the GPU, so it is kept on the GPU by ``g`` without its name: a
+    kernels) and on the GPU, so it is kept on the GPU by ``g``'s other fields: a
     GEMM met again (the same layer in the next point of a sweep, a BERT pooler at
     every sequence length, a K projection shaped as its Q one) has its picked
     configuration built under its own name, none searched again (the same kernels:
     :func:`build` and :func:`gemv` read nothing else; a test holds sweeps in both
     orders to fresh runs).
     """
-    key = replace(g, name="")
+    key = _pick_key(g)
     picks = gpu.__dict__.setdefault("_gemm_picks", {})
     pick = picks.get(key)
     if pick is not None:

@@ -17,6 +17,9 @@ LAYOUTS = ("row", "padded", "permuted")
 
 @dataclass(frozen=True, kw_only=True)
 class VoltaSpec:
+    """A Volta GPU as a preset gives it (``presets/*.yaml``; each field's ``help`` says
+    what it is, the preset where its number comes from)."""
+
     # ------------------------------------------------------------ organisation
     sms: int = spec_field(help="streaming multiprocessors", minimum=1)
     clock_hz: float = spec_field(help="SM clock (boost)", minimum=1.0)

@@ -216,7 +216,7 @@ class VoltaTarget(Target):
         if got is None:
             return None
         bld = Builder(gpu, actions, "", grouping=self.grouping, sink=got.sink)
-        bld.reports = [replace(r, name=k.name, detail=k.detail, notes=dict(k.notes))
+        bld.reports = [r.renamed(k.name, k.detail, dict(k.notes))
                        for r, k in zip(got.reports, ks)]
         return bld
 
