@@ -471,7 +471,9 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
     task count, for every op kind and both ways of emitting cores (grouped or one lane
     per core), standard and fused attentions, the 910A's coupled cores; except an
     attention, whose fused walks go in closed form (cv_pipeline._walk_sums): the same
-    bytes, task count and bound, its latency, work and actions within ANALYTICAL_RTOL."""
+    bytes, task count and bound, its latency, work and actions within ANALYTICAL_RTOL;
+    and the kinds whose core pipelines are summed in closed form (CLOSED_KINDS,
+    pipeline.closed_pipeline), held to their stated bound (assert_closed_form)."""
     from hwsim.accelerators.ascend import TARGET as ASCEND
     from hwsim.accelerators.ascend.cv_pipeline import ANALYTICAL_RTOL
     from hwsim.engine import summarize

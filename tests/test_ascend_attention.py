@@ -31,6 +31,28 @@ def latency(wl, preset="ascend-910b"):
     return run_events(tasks, pools).latency_s
 
 
+def plan_op(**kw):
+    """An attention op of 8 heads of 128 over 3,000 causal tokens, but for ``kw``."""
+    base = {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000,
+            "kv_len": 3000, "causal": True}
+    return {**base, **kw}
+
+
+def fused_plans(ops, chip):
+    """(op, strategy, its AttentionShape, ``attention._plan``'s plan) for each op on both
+    fused strategies (two-level FastAttention and one-level flash)."""
+    from hwsim.accelerators.ascend.attention import _plan
+    from hwsim.ir import AttentionShape
+
+    for o in ops:
+        for strategy, two_level in (("fastattention", True), ("flash", False)):
+            wl = workload_from_dict({"name": "t", "dtype": "fp16",
+                                     "tiling": {"attention": strategy}, "ops": [o]}, "t")
+            g = build_graph(wl)
+            att = AttentionShape.of(g.ops[0], g)
+            yield o, strategy, att, _plan(chip, att, wl.tiling, two_level)
+
+
 def test_each_strategy_runs_and_orders_as_expected():
     lat = {s: latency(attention(4096, attention=s))
            for s in ("standard", "flash", "fastattention", "auto")}
@@ -176,41 +198,30 @@ def test_a_heads_tiles_are_numbered_as_their_content_keys_them():
     blocks of their own), block-sparse and value-pruned ops, on both strategies."""
     from itertools import combinations
 
-    from hwsim.accelerators.ascend.attention import _plan, _tile_numbers
-    from hwsim.ir import AttentionShape
+    from hwsim.accelerators.ascend.attention import _tile_numbers
 
-    def op(**kw):
-        base = {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000,
-                "kv_len": 3000, "causal": True}
-        return {**base, **kw}
-
+    op = plan_op
     ops = [op(), op(kv_heads=2), op(window=700), op(causal=False), op(q_len=1000, kv_len=5000),
            op(q_len=64, kv_len=9000, heads=1), op(sparse_keys=256, sparse_block=64),
            op(v_len=128), op(q_len=17, kv_len=40000, heads=2, kv_heads=1)]
     spec = resolve("ascend-910b").spec
     chip = TARGET.chip(spec)
     seen_shared = False
-    for o in ops:
-        for strategy, two_level in (("fastattention", True), ("flash", False)):
-            wl = workload_from_dict({"name": "t", "dtype": "fp16",
-                                     "tiling": {"attention": strategy}, "ops": [o]}, "t")
-            g = build_graph(wl)
-            att = AttentionShape.of(g.ops[0], g)
-            plan = _plan(chip, att, wl.tiling, two_level)
-            items = list(plan.items)
-            vals = [(t.k1 - t.k0) * (1 + i % 3) for i, t in enumerate(items)]  # some equal
-            numbers, masked = _tile_numbers(items, vals)
-            keys = [(t.rows, t.positions, t.heads, t.k1 - t.k0, t.widths, t.masks, t.first,
-                     t.gathered, nv) for t, nv in zip(items, vals)]
-            assert masked == [any(t.masks) for t in items], o
-            first: dict = {}
-            for n, k in zip(numbers, keys):
-                assert first.setdefault(n, k) == k, o  # one number, one content
-            assert len(first) == len(set(keys)), o  # one content, one number
-            for a, b in combinations(plan.tiles[:200], 2):
-                if (a.widths, a.masks) == (b.widths, b.masks):
-                    assert a.widths is b.widths and a.masks is b.masks, o
-                    seen_shared = True
+    for o, _, _, plan in fused_plans(ops, chip):
+        items = list(plan.items)
+        vals = [(t.k1 - t.k0) * (1 + i % 3) for i, t in enumerate(items)]  # some equal
+        numbers, masked = _tile_numbers(items, vals)
+        keys = [(t.rows, t.positions, t.heads, t.k1 - t.k0, t.widths, t.masks, t.first,
+                 t.gathered, nv) for t, nv in zip(items, vals)]
+        assert masked == [any(t.masks) for t in items], o
+        first: dict = {}
+        for n, k in zip(numbers, keys):
+            assert first.setdefault(n, k) == k, o  # one number, one content
+        assert len(first) == len(set(keys)), o  # one content, one number
+        for a, b in combinations(plan.tiles[:200], 2):
+            if (a.widths, a.masks) == (b.widths, b.masks):
+                assert a.widths is b.widths and a.masks is b.masks, o
+                seen_shared = True
     assert seen_shared
 
 
@@ -291,32 +302,20 @@ def test_a_plans_tiles_compute_the_scores_the_ir_counts():
     windowed (causal and not), grouped, offset (a chunk over a cache), and long ones
     (32K: the IR counts them as arrays), on both fused strategies. (Held here, not
     checked at run time: the check imported numpy into a long prefill's run.)"""
-    from hwsim.accelerators.ascend.attention import _plan
-    from hwsim.ir import AttentionShape
     from hwsim.ir.kinds import visible_scores
 
-    def op(**kw):
-        base = {"kind": "attention", "heads": 8, "head_dim": 128, "q_len": 3000,
-                "kv_len": 3000, "causal": True}
-        return {**base, **kw}
-
+    op = plan_op
     ops = [op(), op(kv_heads=2), op(kv_heads=1, heads=8), op(window=700),
            op(window=333, causal=False), op(q_len=1000, kv_len=5000),
            op(q_len=77, kv_len=4096, kv_heads=4), op(q_len=32768, kv_len=32768, kv_heads=1),
            op(q_len=13107, kv_len=13107, heads=64, kv_heads=8, window=4096)]
     chip = TARGET.chip(resolve("ascend-910b").spec)
     skipped = 0
-    for o in ops:
-        for strategy, two_level in (("fastattention", True), ("flash", False)):
-            wl = workload_from_dict({"name": "t", "dtype": "fp16",
-                                     "tiling": {"attention": strategy}, "ops": [o]}, "t")
-            g = build_graph(wl)
-            att = AttentionShape.of(g.ops[0], g)
-            plan = _plan(chip, att, wl.tiling, two_level)
-            assert plan.skip, o  # (tiling-mask on: the masked blocks skipped)
-            scores = sum(t.rows * (t.k1 - t.k0) for t in plan.tiles)
-            assert scores == att.group * visible_scores(
-                att.q_len, att.kv_len, att.causal, att.window, plan.positions,
-                plan.blocks.b2), (o, strategy)
-            skipped += scores < att.group * att.q_len * att.kv_len
+    for o, strategy, att, plan in fused_plans(ops, chip):
+        assert plan.skip, o  # (tiling-mask on: the masked blocks skipped)
+        scores = sum(t.rows * (t.k1 - t.k0) for t in plan.tiles)
+        assert scores == att.group * visible_scores(
+            att.q_len, att.kv_len, att.causal, att.window, plan.positions,
+            plan.blocks.b2), (o, strategy)
+        skipped += scores < att.group * att.q_len * att.kv_len
     assert skipped >= 14  # most of them skip blocks
