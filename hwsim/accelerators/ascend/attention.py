@@ -383,6 +383,20 @@ class _Costs:
             got = self.memo[key] = getattr(self, name)(*args)
         return got
 
+    def block_times(self, rb: int, w: int, mask_op: str | None, final: bool) -> tuple:
+        """A block's seven stage times (qk, fix_s, softmax, pv, fix_o, update, final;
+        final 0 unless ``final``), each :meth:`stage`'s: one look-up for the seven (a
+        tile's runs ask for them once each, thousands of times a model)."""
+        key = ("block", rb, w, mask_op, final)
+        got = self.memo.get(key)
+        if got is None:
+            st = self.stage
+            got = self.memo[key] = (
+                st("qk", rb, w), st("fix_s", rb, w), st("softmax", rb, w, mask_op),
+                st("pv", rb, w), st("fix_o", rb), st("update", rb),
+                st("final", rb) if final else 0.0)
+        return got
+
     def qk(self, rb: int, w: int) -> float:
         c, s = self.chip, self.chip.spec
         mma = cube_cycles(c, rb, w, self.d, self.dtype) + s.cube_issue_cycles * cdiv(w, 128)
@@ -1158,7 +1172,7 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
     pipeline."""
     del first
     rb, walk = t.rows, max(1, t.k1 - t.k0)
-    st = costs.stage
+    times = costs.block_times
     out: list[tuple[Block, int]] = []
     n = len(t.widths)
     if not n:
@@ -1178,11 +1192,11 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
         last = j + k == n
         x = 1.0 if j == 0 else 0.0
         j += k
+        qk_s, fix_s_s, softmax_s, pv_s, fix_o_s, update_s, final_s = \
+            times(rb, w, m or None, last and finish)
         out.append((Block(
-            qk_s=st("qk", rb, w), fix_s_s=st("fix_s", rb, w),
-            softmax_s=st("softmax", rb, w, m or None), pv_s=st("pv", rb, w),
-            fix_o_s=st("fix_o", rb), update_s=st("update", rb),
-            final_s=st("final", rb) if (last and finish) else 0.0,
+            qk_s=qk_s, fix_s_s=fix_s_s, softmax_s=softmax_s, pv_s=pv_s, fix_o_s=fix_o_s,
+            update_s=update_s, final_s=final_s,
             load_hbm=hbm * f + h_hbm * x, load_l2=l2b * f + h_l2 * x, load_l2_slow=slow * f,
             mask_hbm=mask_hbm * f + h_mask * x,
             pad_hbm=(pad * f + h_pad * x) * share, pad_l2=(pad * f + h_pad * x) * (1.0 - share),

@@ -164,7 +164,21 @@ def split_load(st: Block, part: int) -> tuple[float, float, float, float, float,
 
 
 def _steps(n: int) -> list[tuple[int, int]]:
-    """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups."""
+    """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups
+    (made once per ``n`` and shared: the callers only read them)."""
+    key = (n, MAX_STEPS, EDGE_STEPS)  # (the constants too: a study may set them)
+    got = _STEPS.get(key)
+    if got is None:
+        if len(_STEPS) > 10_000:  # (bounded)
+            _STEPS.clear()
+        got = _STEPS[key] = _make_steps(n)
+    return got
+
+
+_STEPS: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+
+
+def _make_steps(n: int) -> list[tuple[int, int]]:
     if n <= MAX_STEPS:
         return [(i, i + 1) for i in range(n)]
     head = [(i, i + 1) for i in range(EDGE_STEPS)]
