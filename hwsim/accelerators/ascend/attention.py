@@ -1063,7 +1063,47 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     replace, get = heapq.heapreplace, memo.get
     # an event build by tile reads the cores' tiles only, not their blocks' runs
     keep_blocks = bld.sink is not None or not TILE_SUMS
-    for _ in range(heads):
+
+    def new_key(i: int, key: tuple) -> tuple:
+        """The memo's entry for a key not met before: (latency, work, whole)."""
+        latency, work = tile_values(items[i], vals[i], key[1], key[2])
+        whole = None if selects or not work else \
+            (work, tile_sum(work), sum(k for _, k in work))
+        got = memo[key] = latency, work, whole
+        return got
+
+    n_cube = len(load)
+    # once every core is warm and none can take the mask tile (it has it, or no tile is
+    # masked), each head's tiles look up the same entries in the same order: the later
+    # heads run from that list (the same dealing, the same appends), and the op's tile
+    # uses are counted per head, each key first met in the same order as tile by tile
+    masked_any = mask_tile and any(masked_items)
+    hot: list | None = None
+    for h in range(heads):
+        if hot is None and h and not selects and all(per_core_tiles) and \
+                (not masked_any or len(tile_seen) == n_cube):
+            hot = []
+            hot_keys = []
+            for i, number in enumerate(tile_ids):
+                key = (number, True, 0)
+                got = get(key) or new_key(i, key)
+                hot.append((got[0], got[2]))
+                if got[2] is not None:
+                    hot_keys.append(key)
+            if by_tile:
+                for key in hot_keys:
+                    uses[key] = uses.get(key, 0) + heads - h
+        if hot is not None:
+            for latency, whole in hot:
+                core = free[0][1]
+                x = load[core] + latency
+                load[core] = x
+                replace(free, (x, core))
+                if whole is not None:
+                    per_core_tiles[core].append(whole)
+                    if keep_blocks:
+                        per_core_blocks[core].extend(whole[0])
+            continue
         for i, number in enumerate(tile_ids):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
             # a tile ran here before (a tile's work is appended with its blocks, if any)
@@ -1073,13 +1113,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
                 tile_seen.add(core)
             key = (number, warm, mask_case)
-            got = get(key)
-            if got is None:
-                latency, work = tile_values(items[i], vals[i], warm, mask_case)
-                whole = None if selects or not work else \
-                    (work, tile_sum(work), sum(k for _, k in work))
-                got = memo[key] = latency, work, whole
-            latency, work, whole = got
+            latency, work, whole = get(key) or new_key(i, key)
             x = load[core] + latency
             load[core] = x
             replace(free, (x, core))
