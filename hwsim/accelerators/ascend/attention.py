@@ -1080,7 +1080,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     masked_any = mask_tile and any(masked_items)
     hot: list | None = None
     for h in range(heads):
-        if hot is None and h and not selects and all(per_core_tiles) and \
+        if hot is None and h and DEAL_BY_HEAD and not selects and all(per_core_tiles) and \
                 (not masked_any or len(tile_seen) == n_cube):
             hot = []
             hot_keys = []
@@ -1155,6 +1155,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
 
 TILE_SUMS = True  # False: the steps summed block run by block run (the tests' reference)
+DEAL_BY_HEAD = True  # False: every head's tiles dealt one by one (the tests' reference)
 
 
 def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
