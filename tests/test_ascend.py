@@ -855,11 +855,13 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
     """cv_pipeline._sums (a walk's steps summed with the running sums in locals)
     against _sums_by_add (block run by block run, Block += k blocks): the same floats
     field by field and the same actions, on random runs of equal blocks and the step
-    ranges the walk cuts them into (and random ones)."""
+    ranges the walk cuts them into (and random ones); and a tile's sum (tile_sum, the
+    runs added whole without the ranges' bookkeeping) the same floats as _sums' one
+    range over all of them."""
     import random
     from dataclasses import astuple
 
-    from hwsim.accelerators.ascend.cv_pipeline import Block, _sums, _sums_by_add
+    from hwsim.accelerators.ascend.cv_pipeline import Block, _sums, _sums_by_add, tile_sum
 
     rng = random.Random(41)
     for trial in range(300):
@@ -874,6 +876,7 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
         ranges = _walk_or_random_cuts(rng, n, trial)
         got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
         assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], trial
+        assert repr(astuple(tile_sum(runs))) == repr(astuple(_sums(runs, [(0, n)])[0])), trial
 
 
 def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_block():

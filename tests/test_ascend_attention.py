@@ -295,6 +295,43 @@ def test_the_analytical_attention_holds_its_contract_on_random_ops():
     assert worst < 0.95  # (the event schedule's queueing is seen: not a vacuous bound)
 
 
+def test_the_later_heads_dealt_from_one_list_give_the_tile_by_tile_dealing(monkeypatch):
+    """_fused deals the heads after every core is warm (and holds the mask tile) from
+    one list of the tiles' entries, counting their uses per head (DEAL_BY_HEAD):
+    against every head dealt tile by tile, the same tasks (event build) and the same
+    summary to the last bit (analytical: the tiles' actions added in the same order),
+    on causal ops with the tiling mask, grouped queries, windows, split-KV, odd lengths,
+    both strategies, the 910B and the 910A."""
+    import random
+
+    from hwsim.accelerators.ascend import attention as att_mod
+
+    rng = random.Random(7)
+    for trial in range(16):
+        heads = rng.choice([2, 8, 32])
+        q = rng.choice([128, 1000, 2826, 4096])
+        op = {"kind": "attention", "heads": heads,
+              "kv_heads": rng.choice([d for d in (1, 4, heads) if heads % d == 0]),
+              "head_dim": rng.choice([64, 128]), "q_len": q, "kv_len": q,
+              "causal": trial % 4 != 3, "batch": rng.choice([1, 2])}
+        if trial % 5 == 4:
+            op["window"] = 1000
+        if trial % 7 == 6:  # decode-like: split-KV
+            op["q_len"], op["kv_len"] = 16, 9000
+        strategy = ("fastattention", "flash")[trial % 2]
+        spec = resolve(("ascend-910b", "ascend-910a")[trial % 3 == 2]).spec
+        wl = workload_from_dict({"name": "t", "dtype": "fp16", "ops": [op],
+                                 "tiling": {"attention": strategy}}, "t")
+        g = build_graph(wl)
+        got = []
+        for by_head in (True, False):
+            monkeypatch.setattr(att_mod, "DEAL_BY_HEAD", by_head)
+            tasks = TARGET.lower(g.ops[0], g, spec, wl.tiling)
+            summary, count = TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+            got.append((repr(tasks), repr(summary), count))
+        assert got[0] == got[1], (trial, op, strategy, spec.architecture)
+
+
 def test_a_plans_tiles_compute_the_scores_the_ir_counts():
     """The score elements of a fused plan's tiles with tiling-mask (what
     ``attention.executed_flops`` counts) equal the IR's count of the same tiles,

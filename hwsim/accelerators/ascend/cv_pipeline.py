@@ -87,7 +87,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 from hwsim.engine import Accumulator
 
@@ -164,7 +164,21 @@ def split_load(st: Block, part: int) -> tuple[float, float, float, float, float,
 
 
 def _steps(n: int) -> list[tuple[int, int]]:
-    """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups."""
+    """Ranges of a core's ``n`` blocks: the edges alone, the middle in equal groups
+    (made once per ``n`` and shared: the callers only read them)."""
+    key = (n, MAX_STEPS, EDGE_STEPS)  # (the constants too: a study may set them)
+    got = _STEPS.get(key)
+    if got is None:
+        if len(_STEPS) > 10_000:  # (bounded)
+            _STEPS.clear()
+        got = _STEPS[key] = _make_steps(n)
+    return got
+
+
+_STEPS: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+
+
+def _make_steps(n: int) -> list[tuple[int, int]]:
     if n <= MAX_STEPS:
         return [(i, i + 1) for i in range(n)]
     head = [(i, i + 1) for i in range(EDGE_STEPS)]
@@ -264,14 +278,29 @@ def _sums_by_add(runs: list[tuple[Block, int]], ranges: list[tuple[int, int]]
 
 def tile_sum(runs: list[tuple[Block, int]]) -> Block:
     """A tile's blocks (runs of equal ones) summed once (:func:`_sums` over the whole
-    walk of the tile): the term a step that covers the whole tile adds."""
-    return _sums(runs, [(0, sum(k for _, k in runs))])[0]
+    walk of the tile): the term a step that covers the whole tile adds. The range
+    covers every run whole, so :func:`_sums` adds each run's products in order, as
+    :func:`_total` does without the range's bookkeeping (the same floats: ``x * 1`` is
+    ``x``; a test holds the two equal)."""
+    return _total(runs)
 
 
 def _total(terms: list[tuple[Block, int]], with_actions: bool = True) -> Block:
     """The sum of ``terms`` (block, multiple), added in order (:func:`_sums`' body);
     ``with_actions=False`` leaves the actions out (an empty dict), the other fields the
     same floats."""
+    return Block(*_total_fields(terms, with_actions))
+
+
+# a Block's fields in the order its constructor takes them (what _total_fields returns)
+_FIELDS = attrgetter("qk_s", "fix_s_s", "softmax_s", "pv_s", "fix_o_s", "update_s", "final_s",
+                     "load_hbm", "load_l2", "load_l2_slow", "mask_hbm", "pad_hbm", "pad_l2",
+                     "store_bytes", "actions", "load_v")
+
+
+def _total_fields(terms: list[tuple[Block, int]], with_actions: bool = True) -> tuple:
+    """:func:`_total` as a tuple of the :class:`Block`'s fields in its constructor's
+    order (the analytical walk reads them so, no :class:`Block` made per step)."""
     qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = lv = 0.0
     acts: dict = {}
     for blk, k in terms:
@@ -313,7 +342,7 @@ def _total(terms: list[tuple[Block, int]], with_actions: bool = True) -> Block:
         if with_actions:
             for name, v in blk.actions.items():
                 acts[name] = acts.get(name, 0.0) + v * k
-    return Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts, lv)
+    return (qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, acts, lv)
 
 
 def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
@@ -326,6 +355,13 @@ def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
     Not the same floats as :func:`_sums` (the terms associate differently): within
     :data:`TILE_SUM_RTOL` of it, field by field (a test holds the bound).
     ``with_actions=False``: the steps without their actions (:func:`_total`)."""
+    return [_total(terms, with_actions) for terms in _step_terms(tiles, ranges)]
+
+
+def _step_terms(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
+                ranges: list[tuple[int, int]]) -> list[list[tuple[Block, int]]]:
+    """Per range of :func:`_tile_sums`, its terms in order: (a tile's sum, 1) for a
+    tile wholly inside it, (a block, its overlap) for each run of a tile it cuts."""
     out = []
     r, start = 0, 0  # the tile at the cursor and the index of its first block
     n_tiles = len(tiles)
@@ -348,7 +384,7 @@ def _tile_sums(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
                     t += k
             s += n
             i += 1
-        out.append(_total(terms, with_actions))
+        out.append(terms)
     return out
 
 
@@ -735,20 +771,24 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     without the loads and slot waits, to 0.960-0.990; with them, to the walk's
     0.976-0.998, at about 40 float operations a step (with the sums, about half the
     time the tasks' walk took, its sums in locals already)."""
+    # each step's fields (Block's, in its constructor's order) as a tuple: no Block made
     if tiles is not None:
         ranges = _steps(sum(map(itemgetter(2), tiles)))
-        steps = _tile_sums(tiles, ranges, with_actions)
+        steps = [_total_fields(terms, with_actions) for terms in _step_terms(tiles, ranges)]
     else:
         ranges = _steps(sum(map(itemgetter(1), runs)))
-        steps = _sums(runs, ranges)
+        steps = list(map(_FIELDS, _sums(runs, ranges)))
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     serial = k1 if k1 > 1 else 1  # a member's share on the shared hbm unit (Builder.put)
     sync = sync_s if sync_s > 0.0 else 0.0
     frac = min(1.0, max(0.0, store_hbm_fraction))
     unit_bw = store_bw / n_vecs
     st_hbm_rate, st_l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
-    m2_by: dict[str, float] = {}  # the MTE2's seconds per bound, in first-use order
-    m3_by: dict[str, float] = {}  # one AIV's MTE3's
+    # the MTE2's and one AIV's MTE3's seconds per bound (memory, on chip), whether the
+    # walk uses each bound, and which it uses first (the order of the bounds' entries)
+    m2_mem = m2_chip = m3_mem = m3_chip = 0.0
+    u2_mem = u2_chip = u3_mem = u3_chip = False
+    m2_first = m3_first = ""
     m2 = m3 = hbm_t = cube = fix = vec = 0.0
     l2_read = dram_read = mask_read = l2_write = dram_write = 0
     # which byte keys the walk's tasks name (a key the tasks name counts, even at 0)
@@ -764,24 +804,24 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     k_miss, stores, st_hbm = [False] * n, [False] * n, [False] * n
     flash = preload == 0
     inner = 0.0  # the flags inside a flash step of several blocks
-    for s, st in enumerate(steps):
+    for s, (qk_s, fix_s_s, softmax_s, pv_s, fix_o_s, update_s, final_s, lh, ll, slow, mask,
+            pad_h, pad_l, store_bytes, st_acts, load_v) in enumerate(steps):
         if flash:
             a, b = ranges[s]
             inner = (b - a - 1) * sync_s
         # the K load (with the step's misses on the hbm unit) and the V load, as
         # split_load splits the step's bytes (the same floats: the bytes round alike)
-        lh, ll, slow, mask = st.load_hbm, st.load_l2, st.load_l2_slow, st.mask_hbm
         data = lh - mask + ll + slow
-        fv = st.load_v / data if data > 0.0 and st.load_v > 0.0 else 0.0
+        fv = load_v / data if data > 0.0 and load_v > 0.0 else 0.0
         fv = 1.0 if fv > 1.0 else fv
         if fv <= 0.0:
-            parts = ((lh, ll, slow, st.pad_hbm, st.pad_l2),)
+            parts = ((lh, ll, slow, pad_h, pad_l),)
         else:
             fk = 1.0 - fv
-            parts = ((mask + (lh - mask) * fk, ll * fk, slow * fk, st.pad_hbm * fk,
-                      st.pad_l2 * fk),
-                     ((lh - mask) * fv, ll * fv, slow * fv, st.pad_hbm * fv, st.pad_l2 * fv))
-        for part, (hb, l2b, sl, pad_hbm, pad_l2) in enumerate(parts):
+            parts = ((mask + (lh - mask) * fk, ll * fk, slow * fk, pad_h * fk, pad_l * fk),
+                     ((lh - mask) * fv, ll * fv, slow * fv, pad_h * fv, pad_l * fv))
+        part = 0
+        for hb, l2b, sl, pad_hbm, pad_l2 in parts:
             if part and not (hb or l2b or sl or pad_hbm or pad_l2):
                 continue  # no V rows of their own
             hb = hb if hb > 0.0 else 0.0
@@ -789,25 +829,32 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
             l2_s = (l2b + pad_l2) / l2_read_bw
             l2b = (l2b if l2b > 0.0 else 0.0) + sl
             if l2b > 0:
-                l2_read += int(round(l2b))
+                l2_read += round(l2b)  # (round of a float is an int)
                 u_l2r = True
             d = hbm_s + l2_s
             d = d if d > 0.0 else 0.0
             a_hbm += hb
             a_l2 += hb + l2b
             m2 += d
-            bound = "memory" if hbm_s >= l2_s and hbm_s > 0 else "onchip"
-            m2_by[bound] = m2_by.get(bound, 0.0) + d
+            if hbm_s >= l2_s and hbm_s > 0:
+                m2_mem += d
+                u2_mem = True
+                m2_first = m2_first or "memory"
+            else:
+                m2_chip += d
+                u2_chip = True
+                m2_first = m2_first or "onchip"
             count += 1
             if part:
                 vd[s] = d
                 continue
+            part = 1
             miss = lh if lh > 0.0 else 0.0  # K's and V's, with the K load
             if miss > 0:
-                dram_read += int(round(miss))
+                dram_read += round(miss)
                 u_dr = True
                 if mask:
-                    mask_read += int(round(mask))
+                    mask_read += round(mask)
                     u_mdr = True
                 dh = miss / hbm_bw
                 hbm_t += dh * serial
@@ -815,40 +862,43 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 k_miss[s] = True
                 d = d if d > dh else dh  # the QK waits for both tasks of its K load
             kd[s] = d
-        if with_actions and st.actions:
-            for name, v in st.actions.items():
-                acts[name] = acts.get(name, 0.0) + v
-        q = st.qk_s
-        qk[s] = q = q if q > 0.0 else 0.0
-        x = st.pv_s + inner
+        if with_actions and st_acts:
+            for name, x in st_acts.items():
+                acts[name] = acts.get(name, 0.0) + x
+        qk[s] = q = qk_s if qk_s > 0.0 else 0.0
+        x = pv_s + inner
         pv[s] = x = x if x > 0.0 else 0.0
         cube += q + x
-        q = st.fix_s_s
-        fs[s] = q = q if q > 0.0 else 0.0
-        x = st.fix_o_s
-        fo[s] = x = x if x > 0.0 else 0.0
+        fs[s] = q = fix_s_s if fix_s_s > 0.0 else 0.0
+        fo[s] = x = fix_o_s if fix_o_s > 0.0 else 0.0
         fix += q + x
-        q = st.softmax_s + inner
+        q = softmax_s + inner
         sm[s] = q = q if q > 0.0 else 0.0
-        x = st.update_s + st.final_s
+        x = update_s + final_s
         up[s] = x = x if x > 0.0 else 0.0
         vec += q + x
         count += step_tasks
-        if st.store_bytes:  # each AIV stores its rows (Builder.store), side by side
-            nb = st.store_bytes / n_vecs
+        if store_bytes:  # each AIV stores its rows (Builder.store), side by side
+            nb = store_bytes / n_vecs
             hbm, l2b, d, memory = store_split(nb, frac, st_hbm_rate, st_l2_rate)
-            bound = "memory" if memory else "onchip"
             m3 += d
-            m3_by[bound] = m3_by.get(bound, 0.0) + d
+            if memory:
+                m3_mem += d
+                u3_mem = True
+                m3_first = m3_first or "memory"
+            else:
+                m3_chip += d
+                u3_chip = True
+                m3_first = m3_first or "onchip"
             a_ub += nb * n_vecs
             a_hbm += hbm * n_vecs
             count += n_vecs
             stores[s] = True
             if l2b > 0:
-                l2_write += int(round(l2b)) * n_vecs
+                l2_write += round(l2b) * n_vecs
                 u_l2w = True
             if not hbm <= 0:
-                dram_write += int(round(hbm)) * n_vecs
+                dram_write += round(hbm) * n_vecs
                 u_dw = True
                 dh = hbm / hbm_bw
                 dh = dh if dh > 0.0 else 0.0
@@ -911,14 +961,14 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         heads["hbm"] = h_hbm
     if h_store < math.inf:
         heads["mte3"] = h_store
-    busy = [("mte2", m2, list(m2_by.items()))]
+    busy = [("mte2", m2, _by_bound(m2_first, u2_mem, m2_mem, u2_chip, m2_chip))]
     if u_dr or u_dw:
         busy.append(("hbm", hbm_t, [("memory", hbm_t)]))
     busy += [("cube", cube, [("compute", cube)]), ("fix", fix, [("onchip", fix)]),
              ("cflag", 2 * n * sync, [("latency", 2 * n * sync)]),
              ("vec", vec, [("compute", vec)]), ("vflag", n * sync, [("latency", n * sync)])]
-    if m3_by:
-        busy.append(("mte3", m3, list(m3_by.items())))
+    if m3_first:
+        busy.append(("mte3", m3, _by_bound(m3_first, u3_mem, m3_mem, u3_chip, m3_chip)))
     k = k1
     nbytes = [(key, v * k) for key, v, u in (
         ("l2_read", l2_read, u_l2r), ("dram_read", dram_read, u_dr),
@@ -930,3 +980,13 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         actions.append(("ub_byte", a_ub * k))
     actions += [(name, x * k) for name, x in acts.items()]
     return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles))
+
+
+def _by_bound(first: str, u_mem: bool, mem_s: float, u_chip: bool, chip_s: float
+              ) -> list[tuple[str, float]]:
+    """A unit's seconds per bound as the walk's tasks add them: an entry per bound used
+    (``memory``, ``onchip``), in the order of first use."""
+    out = [("memory", mem_s)] if u_mem else []
+    if u_chip:
+        out.insert(0 if first == "onchip" else len(out), ("onchip", chip_s))
+    return out
