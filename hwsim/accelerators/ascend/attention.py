@@ -143,7 +143,8 @@ def strategy_of(tiling) -> str:
 def preload_of(tiling, two_level: bool) -> int:
     """How many key blocks the cube runs ahead of the vector cores: none for one-level
     flash; FastAttention's one (its cube "one block ahead"), or a kernel's own depth
-    (``qk_preload`` of the workload's :class:`hwsim.workload.schema.Tiling`: the PTO kernel's ``qkPreloadNum``)."""
+    (``qk_preload`` of the workload's :class:`hwsim.workload.schema.Tiling`: the PTO
+    kernel's ``qkPreloadNum``)."""
     if not two_level:
         return 0
     return max(1, int(getattr(tiling, "qk_preload", 0) or 1))
