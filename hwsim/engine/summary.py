@@ -483,6 +483,31 @@ class Accumulator:
         by[bound] = b
         return n + count
 
+    def ready_s(self, deps) -> float:
+        """The earliest a task after ``deps`` (task indices) can start: their latest
+        critical-path finish, 0 without any (what :meth:`add` takes as its start)."""
+        finish = self.finish
+        start = 0.0
+        for j in deps:
+            f = finish[j]
+            if f > start:
+                start = f
+        return start
+
+    def entry(self, key, start_s: float) -> list:
+        """The busy entry (``[seconds, {bound: seconds}]``) of unit or ``("pool", name)``
+        ``key``, made if new, its head lowered to ``start_s``: for a writer that adds a
+        group's or a walk's work to :attr:`busy` itself (:meth:`add` keeps the same
+        head inline, per task)."""
+        e = self.busy.get(key)
+        if e is None:
+            e = self.busy[key] = [0.0, {}]
+            if start_s > 0.0:
+                self.head[key] = start_s
+        elif start_s < self.head.get(key, 0.0):
+            self.head[key] = start_s
+        return e
+
     def add_task(self, t: Task) -> int:
         """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
         return self.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound, t.pool,

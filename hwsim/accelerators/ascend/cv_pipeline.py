@@ -655,18 +655,11 @@ class _WalkSums:
         the start for each, the start plus :attr:`path_s` for the last, which stands
         for the walk's end (its stores and last vector tasks, of which the latest ends
         no earlier: :func:`_walk_sums`)."""
-        busy = acc.busy
-        head, heads = acc.head, self.heads
+        entry, heads = acc.entry, self.heads
         for role, seconds, bounds in self.busy:
             h = start_s + heads.get(role, 0.0)  # (the tasks' earliest start on the unit)
             for unit in units[role]:
-                e = busy.get(unit)
-                if e is None:
-                    e = busy[unit] = [0.0, {}]
-                    if h > 0.0:
-                        head[unit] = h
-                elif h < head.get(unit, 0.0):
-                    head[unit] = h
+                e = entry(unit, h)
                 e[0] += seconds
                 by = e[1]
                 for b, v in bounds:
@@ -695,12 +688,7 @@ def _walk_summary(acc: Accumulator, chip, blocks: list,
     compared by identity (an op hands equal tiles the same tuple)."""
     runs = None if tiles is not None else \
         [(b, 1) if isinstance(b, Block) else b for b in blocks]
-    finish = acc.finish
-    start = 0.0
-    for j in deps:
-        f = finish[j]
-        if f > start:
-            start = f
+    start = acc.ready_s(deps)
     units = {"mte2": (chip.aic(core, "mte2"),), "hbm": (HBM_UNIT,),
              "cube": (chip.aic(core, "cube"),), "fix": (chip.aic(core, "fixpipe"),),
              "cflag": (chip.aic(core, "flag"),),

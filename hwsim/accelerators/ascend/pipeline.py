@@ -344,7 +344,6 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
     up (a thousand GEMM and vector pipelines per model, 25 tasks each)."""
     finish = acc.finish
     append = finish.append
-    busy = acc.busy
     nbytes, actions = acc.nbytes, acc.actions
     nget, aget = nbytes.get, actions.get
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
@@ -352,17 +351,11 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
     # (a dict the builder makes with a key twice keeps one: then the general put)
     plain = dest_key not in ("hbm_byte", "l2_byte") and src_key not in ("hbm_byte", "l2_byte")
     entries: dict = {}
-    head = acc.head  # each unit's earliest start (Accumulator.add keeps it alike)
+    acc_entry = acc.entry  # each unit's busy entry and earliest start, as add keeps them
+    head = acc.head  # (a known unit's head lowered inline, per task)
 
     def entry(unit: str, start: float) -> list:
-        e = busy.get(unit)
-        if e is None:
-            e = busy[unit] = [0.0, {}]
-            if start > 0.0:
-                head[unit] = start
-        elif start < head.get(unit, 0.0):
-            head[unit] = start
-        entries[unit] = e
+        e = entries[unit] = acc_entry(unit, start)
         return e
 
     def put(unit: str, d: float, nb, ac, start: float, bound: str) -> float:
@@ -567,11 +560,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     that many entries, the core's end at the indices returned (the last tasks', as
     :func:`emit_pipeline` returns them: a later kernel waits for those)."""
     finish = acc.finish
-    start0 = 0.0
-    for j in deps:
-        f = finish[j]
-        if f > start0:
-            start0 = f
+    start0 = acc.ready_s(deps)
     stages, hbm_col, l2_col, comp_col, store_col, streamed_col, bound_col = cols
     n_seg, n_load, load_cuts, store_cuts, unstreamed, last_share = _layout(
         stages, streamed_col, segments)
@@ -722,7 +711,6 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         actions[key] = actions.get(key, 0.0) + v * k
     # (a unit enters as its first task would: the MTE2 and the compute unit always, the
     # ``hbm`` unit with a first HBM transfer, the store pipe with a first store)
-    busy = acc.busy
     units = [(load_unit, mte2_s, (("memory", mte2_mem), ("onchip", mte2_chip)))]
     if dram_read is not None or dram_write is not None:
         units.append((HBM_UNIT, hbm_s_sum * k, (("memory", hbm_s_sum * k),)))
@@ -731,15 +719,9 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         units.append((store_unit, store_s, (("memory", store_mem), ("onchip", store_chip))))
     # each unit's head (Accumulator.head): none of the core's tasks starts before its
     # dependencies end (``start0``), a lower bound of each unit's first start
-    head = acc.head
+    entry = acc.entry
     for unit, seconds, parts in units:
-        e = busy.get(unit)
-        if e is None:
-            e = busy[unit] = [0.0, {}]
-            if start0 > 0.0:
-                head[unit] = start0
-        elif start0 < head.get(unit, 0.0):
-            head[unit] = start0
+        e = entry(unit, start0)
         e[0] += seconds
         by = e[1]
         for bound, v in [p for p in parts if p[1] > 0.0] or parts[-1:]:
