@@ -592,14 +592,16 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
                             busy[("pool", DRAM_POOL)] = None
                         if j == 0:
                             busy[units[g]] = None
-                rb = math.ceil(step.dram_read - 1e-6)
-                wb = math.ceil(step.dram_write - 1e-6)
+                # the threads' bytes at once (integers: the groups' sum, in any order)
+                rb = math.ceil(step.dram_read - 1e-6) * placed
+                wb = math.ceil(step.dram_write - 1e-6) * placed
                 mb = step.dram_read + step.dram_write
                 dram = mb / slot_bw
             elif j == 0:
                 for g in range(n_groups):
                     busy[units[g]] = None
-            ib2, ib3 = int(step.l2_bytes), int(step.l3_bytes)
+            ib2, ib3 = int(step.l2_bytes) * placed, int(step.l3_bytes) * placed
+            n_tasks = 2 * n_groups if moves else n_groups
             # what each group adds at every tile of these amounts (the same products
             # each time: made once): its transfer, its slots' share of the pool, its
             # DRAM bytes' action, and its tiles' actions (n * 1 is n)
@@ -674,11 +676,11 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
             g += 1
         # (the bytes are integers: the groups' sum is the threads' at once)
         if moves:
-            dram_read += rb * placed
-            dram_write += wb * placed
-        l2 += ib2 * placed
-        l3 += ib3 * placed
-        count += 2 * n_groups if moves else n_groups
+            dram_read += rb
+            dram_write += wb
+        l2 += ib2
+        l3 += ib3
+        count += n_tasks
         if step.barrier and t > 1 and j < final:
             d = barrier_s * step.rounds
             sync_s += d

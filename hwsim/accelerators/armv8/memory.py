@@ -677,29 +677,36 @@ class _Lumped:
             # utilisation (the step's last lines: :func:`_compile`)
             X, Q, f = run(Q, X if X is not None else [0.0] * self.types,
                           X is not None and any(X), u, iterations, tol)
-            if all(abs(v) <= 1e-10 for v in f):
+            for v in f:  # (all |f| <= 1e-10, without a generator: a round is short)
+                if not abs(v) <= 1e-10:
+                    break
+            else:
                 break
-            tol = min(1e-6, max(1e-12, 1e-3 * max(abs(v) for v in f)))
+            tol = min(1e-6, max(1e-12, 1e-3 * max(map(abs, f))))
             for i in range(nn):
-                up = f[i] > 0
-                if (up and u[i] >= hi[i]) or (not up and u[i] <= lo[i]):
-                    lo[i], f_lo[i], hi[i], f_hi[i] = 0.0, math.nan, 1.0, -1.0
-                if up and side[i] == -1:
-                    f_hi[i] = 0.5 * f_hi[i]
-                if not up and side[i] == 1:
-                    f_lo[i] = 0.5 * f_lo[i]
+                # (node i's bracket in locals, stored back at the end: the same steps)
+                fi, ui, lo_i, hi_i, flo, fhi = f[i], u[i], lo[i], hi[i], f_lo[i], f_hi[i]
+                up = fi > 0
+                if (up and ui >= hi_i) or (not up and ui <= lo_i):
+                    lo_i, flo, hi_i, fhi = 0.0, math.nan, 1.0, -1.0
                 if up:
-                    lo[i], f_lo[i] = u[i], f[i]
+                    if side[i] == -1:
+                        fhi = 0.5 * fhi
+                    lo_i, flo = ui, fi
+                    side[i] = -1.0
                 else:
-                    hi[i], f_hi[i] = u[i], f[i]
-                side[i] = -1.0 if up else 1.0
-                width = hi[i] - lo[i]
-                den = f_lo[i] - f_hi[i]
-                guess = lo[i] + width * f_lo[i] / den if den != 0.0 else math.nan
-                mid = lo[i] + 0.5 * width
-                ok = (math.isfinite(guess) and guess > lo[i] + 1e-3 * width
-                      and guess < hi[i] - 1e-3 * width)
+                    if side[i] == 1:
+                        flo = 0.5 * flo
+                    hi_i, fhi = ui, fi
+                    side[i] = 1.0
+                width = hi_i - lo_i
+                den = flo - fhi
+                guess = lo_i + width * flo / den if den != 0.0 else math.nan
+                mid = lo_i + 0.5 * width
+                ok = (math.isfinite(guess) and guess > lo_i + 1e-3 * width
+                      and guess < hi_i - 1e-3 * width)
                 u[i] = guess if ok else mid
+                lo[i], hi[i], f_lo[i], f_hi[i] = lo_i, hi_i, flo, fhi
         return [X[t] for t in self.type_of]
 
 

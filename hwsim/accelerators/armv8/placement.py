@@ -126,9 +126,10 @@ _SWEEP_HIT: dict[float, float] = {}  # sweep_hit's root per reuse-over-capacity 
 def _sweep_root(x: float) -> float:
     """The root of ``h = exp(-x (1 - h))`` below 1 for ``x > 1``, by bisection."""
     lo, hi = 0.0, 1.0 - 1e-12  # f(h) = h - exp(-x (1 - h)): f(0) < 0 < f(1-)
+    nx, exp = -x, math.exp  # (-x, as the exponent's first factor: the same product)
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        if mid - math.exp(-x * (1.0 - mid)) < 0:
+        if mid - exp(nx * (1.0 - mid)) < 0:
             lo = mid
         else:
             hi = mid

@@ -310,9 +310,13 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
 
 def _us(seconds: float) -> str:
     """A duration in the unit that keeps it short (ns, µs, ms, s)."""
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
+    # (the units one by one, not a loop over them: five durations an op's line)
+    if seconds >= 1.0:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds / 1e-3:.3g} ms"
+    if seconds >= 1e-6:
+        return f"{seconds / 1e-6:.3g} µs"
     return f"{seconds / 1e-9:.3g} ns" if seconds else "0"
 
 
