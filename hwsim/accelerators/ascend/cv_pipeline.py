@@ -457,6 +457,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     # clamped at 0 as Builder.add clamps them; the same tasks as add would make)
     put = bld.put
     k1 = bld.copies
+    walk_deps = clean_deps(deps)
     labels = bld.sink is None  # (an analytical build reads no label)
     lb_qk = lb_qk if labels else ""
     lb_pv = lb_pv if labels else ""
@@ -476,8 +477,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         hbm, l2b, slow, mask, pad_hbm, pad_l2 = split_load(st, part)
         if part and not (hbm or l2b or slow or pad_hbm or pad_l2):
             return  # no V rows of their own (PV waits for nothing more)
-        free = ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS else ()
-        dd = clean_deps((*deps, *free))
+        # (the walk's deps, cleaned once, come before every task of the walk: the
+        # buffer's reader appended keeps the tuple sorted, without repeats)
+        dd = walk_deps + ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS \
+            else walk_deps
         hbm = hbm if hbm > 0.0 else 0.0
         hbm_s = (hbm + (pad_hbm + slow)) / hbm_stream_bw
         l2_s = (l2b + pad_l2) / l2_read_bw
@@ -512,9 +515,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         lb = lb_work[work] if labels else ""
         for team in teams:
             before = last_vec[team[0]]
+            # (``before`` is the team's one task before, made before ``flag``: the
+            # pair in order, as clean_deps would give it)
             t = put(vec_unit[team[0]], d, None, None,
-                    clean_deps((flag, *before)) if before else (flag,), "compute", lb,
-                    len(team))
+                    (before[0], flag) if before else (flag,), "compute", lb, len(team))
             tasks.append(t)
             last_vec[team[0]] = [t]
         return tasks
@@ -523,8 +527,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         slot = sm[s - preload - 1] if s - preload - 1 >= 0 else []
         d = st.qk_s
+        # (in program order the vectors' slot was made before the cube's last task,
+        # and that before this step's K load: in that order, sorted, without repeats)
         qk[s] = put(cube, d if d > 0.0 else 0.0, None, st.actions or None,
-                    clean_deps((*load[s], *last_cube, *slot)), "compute", lb_qk, k1)
+                    (*slot, *last_cube, *load[s]), "compute", lb_qk, k1)
         last_cube[:] = [qk[s]]
         sm[s] = to_vectors(qk[s], st.fix_s_s, "S", st.softmax_s + inner_flags[s], "softmax")
 
@@ -535,8 +541,10 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
             flags.append(put(vflag_unit[team[0]], sync, None, None, (t,), "latency",
                              lb_flag_p, len(team)))
         d = st.pv_s + inner_flags[s]
+        # (the cube's last task came before this step's V load, the load before the
+        # flags just made: in that order, sorted, without repeats)
         pv[s] = put(cube, d if d > 0.0 else 0.0, None, None,
-                    clean_deps((*flags, *load_v[s], *last_cube)), "compute", lb_pv, k1)
+                    (*last_cube, *load_v[s], *flags), "compute", lb_pv, k1)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         if st.store_bytes:  # each AIV stores its rows (its own transfer on the hbm unit)
