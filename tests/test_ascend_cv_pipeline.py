@@ -231,6 +231,36 @@ def test_a_walks_tasks_depend_on_sorted_tasks_without_repeats():
     assert checked > 500
 
 
+def test_put_all_makes_the_tasks_put_makes():
+    """``Builder.put_all`` (the walk's tasks handed over at its end) gives the tasks,
+    and an accumulator the sums, that one ``put`` per task gives, indices included."""
+    from hwsim.accelerators.ascend.chip import _NO_BYTES, HBM_UNIT, Builder, Chip
+    from hwsim.engine import Accumulator
+
+    chip = Chip(resolve("ascend").spec)
+    fields = [("core0.mte2", 2e-7, {"l2_read": 100}, {"l2_byte": 100.0}, (0,), "onchip",
+               "", "a", 1, False),
+              (HBM_UNIT, 1e-7, {"dram_read": 64}, _NO_BYTES, (0, 1), "memory", "", "b", 3,
+               True),
+              ("core0.cube", 0.0, _NO_BYTES, {"mac_fp16": 5.0}, (1, 2), "compute", "", "c",
+               1, False)]
+    for sink in (None, Accumulator()):
+        ref, new = Builder(chip, sink=sink), Builder(chip, sink=Accumulator() if sink else None)
+        for b in (ref, new):
+            b.add("launch", 1e-6)
+        assert new.next_index() == 1
+        got = [ref.put(u, d, nb or None, ac or None, dd, bd, lb, k)
+               for u, d, nb, ac, dd, bd, _, lb, k, _ in fields]
+        assert got == [1, 2, 3]
+        new.put_all(fields)
+        if sink is None:
+            assert new.tasks == ref.tasks
+        else:
+            assert (new.sink.count, new.sink.nbytes, new.sink.actions, new.sink.busy,
+                    new.sink.finish) == (ref.sink.count, ref.sink.nbytes, ref.sink.actions,
+                                         ref.sink.busy, ref.sink.finish)
+
+
 def _close(a: float, b: float, rtol: float) -> bool:
     return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
 
