@@ -194,6 +194,73 @@ def _walks(bld, plan, cores, kw, copies, x_s) -> None:
     bld.add("y", 1e-7, deps=ends)  # the op's next task
 
 
+def test_a_walks_tasks_depend_on_sorted_tasks_without_repeats():
+    """The walk hands its tasks to ``Builder.put``, whose dependencies must be sorted and
+    without repeats: the K load, QK, vector and PV tasks get theirs in program order,
+    not through ``clean_deps``. On random walks (run-ahead 0-4, flags of no time, loads
+    that move nothing, one lane per vector core or grouped, copies, the walk's own
+    dependencies given unsorted and repeated), every task's dependencies are sorted,
+    without repeats, and earlier tasks (the QK and PV tasks, which wait for several, are
+    counted: the check is not vacuous)."""
+    import random
+
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+    from hwsim.accelerators.ascend.chip import Builder, Chip
+
+    chip = Chip(resolve("ascend").spec)
+    rng = random.Random(11)
+    checked = 0
+    for trial in range(80):
+        bld = Builder(chip, grouping=rng.random() < 0.7)
+        start = bld.launch()
+        late = bld.add("x", 1e-7)
+        kw = dict(preload=rng.choice([0, 1, 2, 4]), sync_s=rng.choice([0.0, 3e-7]),
+                  store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3]),
+                  label="t")
+        with bld.group(rng.choice([1, 3])):
+            for _ in range(rng.randint(1, 3)):
+                core = rng.randrange(chip.n_cube)
+                cv.emit_cv_pipeline(bld, _random_runs(rng), core=core,
+                                    vecs=bld.chip.vecs_of(core), deps=(late, start, late),
+                                    **kw)
+        for i, t in enumerate(bld.tasks):
+            assert list(t.deps) == sorted(set(t.deps)), (trial, i, t.label, t.deps)
+            assert all(0 <= d < i for d in t.deps), (trial, i, t.deps)
+            if t.label in ("t QK", "t PV"):
+                checked += len(t.deps) > 1
+    assert checked > 500
+
+
+def test_put_all_makes_the_tasks_put_makes():
+    """``Builder.put_all`` (the walk's tasks handed over at its end) gives the tasks,
+    and an accumulator the sums, that one ``put`` per task gives, indices included."""
+    from hwsim.accelerators.ascend.chip import _NO_BYTES, HBM_UNIT, Builder, Chip
+    from hwsim.engine import Accumulator
+
+    chip = Chip(resolve("ascend").spec)
+    fields = [("core0.mte2", 2e-7, {"l2_read": 100}, {"l2_byte": 100.0}, (0,), "onchip",
+               "", "a", 1, False),
+              (HBM_UNIT, 1e-7, {"dram_read": 64}, _NO_BYTES, (0, 1), "memory", "", "b", 3,
+               True),
+              ("core0.cube", 0.0, _NO_BYTES, {"mac_fp16": 5.0}, (1, 2), "compute", "", "c",
+               1, False)]
+    for sink in (None, Accumulator()):
+        ref, new = Builder(chip, sink=sink), Builder(chip, sink=Accumulator() if sink else None)
+        for b in (ref, new):
+            b.add("launch", 1e-6)
+        assert new.next_index() == 1
+        got = [ref.put(u, d, nb or None, ac or None, dd, bd, lb, k)
+               for u, d, nb, ac, dd, bd, _, lb, k, _ in fields]
+        assert got == [1, 2, 3]
+        new.put_all(fields)
+        if sink is None:
+            assert new.tasks == ref.tasks
+        else:
+            assert (new.sink.count, new.sink.nbytes, new.sink.actions, new.sink.busy,
+                    new.sink.finish) == (ref.sink.count, ref.sink.nbytes, ref.sink.actions,
+                                         ref.sink.busy, ref.sink.finish)
+
+
 def _close(a: float, b: float, rtol: float) -> bool:
     return a == b or abs(a - b) <= rtol * max(abs(a), abs(b))
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from contextlib import contextmanager
+from itertools import repeat
 from types import MappingProxyType
 from typing import Mapping
 
@@ -301,6 +302,24 @@ class Builder:
                                       actions or _NO_ACTIONS, deps, bound, "", label, k,
                                       k > 1 and unit == HBM_UNIT)))
         return len(tasks) - 1
+
+    def next_index(self) -> int:
+        """The index the next task will get (:meth:`put_all`'s first)."""
+        return len(self.tasks) if self.sink is None else self.sink.count
+
+    def put_all(self, made: list[tuple]) -> None:
+        """:meth:`put` of many tasks at once, in order: ``made`` the tasks' ten fields
+        in :class:`~hwsim.engine.Task`'s order (the bytes and actions an empty mapping,
+        not None, where there are none; no pool), as :meth:`put` would make them. The
+        first gets :meth:`next_index`, each later one the next: a caller that makes a
+        walk's tasks gives their indices out as it goes, without a call per task."""
+        sink = self.sink
+        if sink is None:
+            self.tasks.extend(map(_new_task, repeat(Task), made))
+            return
+        add = sink.add
+        for unit, d, nbytes, actions, deps, bound, pool, _, k, serial in made:
+            add(unit, d, nbytes, actions, deps, bound, pool, k, serial)
 
     def launch(self, deps=(), label: str = "launch") -> int:
         """A kernel start: everything of the kernel depends on it.

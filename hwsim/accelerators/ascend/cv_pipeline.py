@@ -91,7 +91,7 @@ from operator import attrgetter, itemgetter
 
 from hwsim.engine import Accumulator
 
-from .chip import HBM_UNIT, Builder, clean_deps
+from .chip import _NO_BYTES, HBM_UNIT, Builder, clean_deps
 from .pipeline import store_split
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
@@ -453,10 +453,17 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     lb_work = {w: f"{label} {w}" for w in ("softmax", "update")}
     lb_flag_p, lb_store = f"{label} flag P", f"{label} O store"
 
-    # (tasks go in through Builder.put: their dependencies cleaned here, durations
-    # clamped at 0 as Builder.add clamps them; the same tasks as add would make)
-    put = bld.put
+    # (the tasks Builder.put would make, their ten fields gathered in ``made`` and
+    # handed over at the walk's end, Builder.put_all: a task's index is ``n0`` plus
+    # the tasks made so far. Their dependencies sorted here, durations clamped at 0 as
+    # Builder.add clamps them, no bytes or actions the empty mapping; ``serial`` is
+    # put's ``k > 1 and unit == HBM_UNIT``: False but on the hbm unit)
+    made: list[tuple] = []
+    mk = made.append
+    n0 = bld.next_index() - 1
     k1 = bld.copies
+    hbm_serial = k1 > 1
+    walk_deps = clean_deps(deps)
     labels = bld.sink is None  # (an analytical build reads no label)
     lb_qk = lb_qk if labels else ""
     lb_pv = lb_pv if labels else ""
@@ -476,18 +483,21 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         hbm, l2b, slow, mask, pad_hbm, pad_l2 = split_load(st, part)
         if part and not (hbm or l2b or slow or pad_hbm or pad_l2):
             return  # no V rows of their own (PV waits for nothing more)
-        free = ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS else ()
-        dd = clean_deps((*deps, *free))
+        # (the walk's deps, cleaned once, come before every task of the walk: the
+        # buffer's reader appended keeps the tuple sorted, without repeats)
+        dd = walk_deps + ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS \
+            else walk_deps
         hbm = hbm if hbm > 0.0 else 0.0
         hbm_s = (hbm + (pad_hbm + slow)) / hbm_stream_bw
         l2_s = (l2b + pad_l2) / l2_read_bw
         l2_moved = (l2b if l2b > 0.0 else 0.0) + slow
         memory = hbm_s >= l2_s and hbm_s > 0
         d = hbm_s + l2_s
-        pipe = put(mte2, d if d > 0.0 else 0.0,
-                   {"l2_read": int(round(l2_moved))} if l2_moved > 0 else None,
-                   {"hbm_byte": hbm, "l2_byte": hbm + l2_moved, "l1_byte": hbm + l2_moved}, dd,
-                   "memory" if memory else "onchip", lb_mte2[part, memory], k1)
+        mk((mte2, d if d > 0.0 else 0.0,
+            {"l2_read": int(round(l2_moved))} if l2_moved > 0 else _NO_BYTES,
+            {"hbm_byte": hbm, "l2_byte": hbm + l2_moved, "l1_byte": hbm + l2_moved}, dd,
+            "memory" if memory else "onchip", "", lb_mte2[part, memory], k1, False))
+        pipe = n0 + len(made)
         if part:
             load_v[s] = (pipe,)
             return
@@ -498,23 +508,29 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         dram = {"dram_read": int(round(miss))}
         if mask:
             dram["mask_dram_read"] = int(round(mask))
-        load[s] = (pipe, put(HBM_UNIT, miss / hbm_bw, dram, None, dd, "memory", lb_hbm, k1))
+        mk((HBM_UNIT, miss / hbm_bw, dram, _NO_BYTES, dd, "memory", "", lb_hbm, k1,
+            hbm_serial))
+        load[s] = (pipe, pipe + 1)
 
     def to_vectors(src: int, fix_s: float, what: str, vec_s: float, work: str) -> list[int]:
         """FixPipe writes ``what`` out after the cube task ``src``, a flag tells the
         vector cores, each then runs ``work`` in its program order; their tasks."""
-        out = put(fix, fix_s if fix_s > 0.0 else 0.0, None, None, (src,), "onchip",
-                  lb_out[what] if labels else "", k1)
-        flag = put(c_flag, sync, None, None, (out,), "latency",
-                   lb_flag[what] if labels else "", k1)
+        mk((fix, fix_s if fix_s > 0.0 else 0.0, _NO_BYTES, _NO_BYTES, (src,), "onchip", "",
+            lb_out[what] if labels else "", k1, False))
+        out = n0 + len(made)
+        mk((c_flag, sync, _NO_BYTES, _NO_BYTES, (out,), "latency", "",
+            lb_flag[what] if labels else "", k1, False))
+        flag = out + 1
         tasks = []
         d = vec_s if vec_s > 0.0 else 0.0
         lb = lb_work[work] if labels else ""
         for team in teams:
             before = last_vec[team[0]]
-            t = put(vec_unit[team[0]], d, None, None,
-                    clean_deps((flag, *before)) if before else (flag,), "compute", lb,
-                    len(team))
+            # (``before`` is the team's one task before, made before ``flag``: the
+            # pair in order, as clean_deps would give it)
+            mk((vec_unit[team[0]], d, _NO_BYTES, _NO_BYTES,
+                (before[0], flag) if before else (flag,), "compute", "", lb, len(team), False))
+            t = n0 + len(made)
             tasks.append(t)
             last_vec[team[0]] = [t]
         return tasks
@@ -523,8 +539,11 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         slot = sm[s - preload - 1] if s - preload - 1 >= 0 else []
         d = st.qk_s
-        qk[s] = put(cube, d if d > 0.0 else 0.0, None, st.actions or None,
-                    clean_deps((*load[s], *last_cube, *slot)), "compute", lb_qk, k1)
+        # (in program order the vectors' slot was made before the cube's last task,
+        # and that before this step's K load: in that order, sorted, without repeats)
+        mk((cube, d if d > 0.0 else 0.0, _NO_BYTES, st.actions or _NO_BYTES,
+            (*slot, *last_cube, *load[s]), "compute", "", lb_qk, k1, False))
+        qk[s] = n0 + len(made)
         last_cube[:] = [qk[s]]
         sm[s] = to_vectors(qk[s], st.fix_s_s, "S", st.softmax_s + inner_flags[s], "softmax")
 
@@ -532,11 +551,15 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         st = steps[s]
         flags = []
         for team, t in zip(teams, sm[s]):
-            flags.append(put(vflag_unit[team[0]], sync, None, None, (t,), "latency",
-                             lb_flag_p, len(team)))
+            mk((vflag_unit[team[0]], sync, _NO_BYTES, _NO_BYTES, (t,), "latency", "",
+                lb_flag_p, len(team), False))
+            flags.append(n0 + len(made))
         d = st.pv_s + inner_flags[s]
-        pv[s] = put(cube, d if d > 0.0 else 0.0, None, None,
-                    clean_deps((*flags, *load_v[s], *last_cube)), "compute", lb_pv, k1)
+        # (the cube's last task came before this step's V load, the load before the
+        # flags just made: in that order, sorted, without repeats)
+        mk((cube, d if d > 0.0 else 0.0, _NO_BYTES, _NO_BYTES,
+            (*last_cube, *load_v[s], *flags), "compute", "", lb_pv, k1, False))
+        pv[s] = n0 + len(made)
         last_cube[:] = [pv[s]]
         updates = to_vectors(pv[s], st.fix_o_s, "O", st.update_s + st.final_s, "update")
         if st.store_bytes:  # each AIV stores its rows (its own transfer on the hbm unit)
@@ -570,14 +593,17 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         hbm_int = int(round(hbm))
         dd = (t,)
         for v in team:
-            ends.append(put(mte3[v], d, {"l2_write": l2_int} if l2b > 0 else None,
-                            {"ub_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, dd, bound,
-                            lb, k1))
+            mk((mte3[v], d, {"l2_write": l2_int} if l2b > 0 else _NO_BYTES,
+                {"ub_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, dd, bound, "", lb,
+                k1, False))
+            ends.append(n0 + len(made))
             if not hbm <= 0:
-                ends.append(put(HBM_UNIT, dw, {"dram_write": hbm_int}, None, dd, "memory",
-                                lb_st_hbm, k1))
+                mk((HBM_UNIT, dw, {"dram_write": hbm_int}, _NO_BYTES, dd, "memory", "",
+                    lb_st_hbm, k1, hbm_serial))
+                ends.append(n0 + len(made))
 
     program_order(n, preload, emit_load, emit_qk, emit_pv)
+    bld.put_all(made)
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
 
 
