@@ -69,9 +69,6 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
     # resource -> [busy seconds, {bound: seconds}, earliest start], in the order met; a
     # unit is keyed by its name, a pool by ("pool", name) (the two never equal)
     busy: dict = {}
-    if not critical_path:
-        _sum_work(tasks, nbytes, actions, busy)
-        return _summary(nbytes, actions, math.nan, busy, pools)
     start = 0.0
     # (the fields unpacked in the loop's header: a named tuple's attributes cost more)
     for unit, d, t_bytes, t_actions, deps, bound, pool, _, k, serial in tasks:
@@ -118,46 +115,10 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
             entry[0] += seconds
             by = entry[1]
             by[bound] = by.get(bound, 0.0) + seconds
+    if not critical_path:  # (every start 0: no head to read)
+        return _summary(nbytes, actions, math.nan, busy, pools)
     return _summary(nbytes, actions, max(finish), busy, pools,
                     {key: e[2] for key, e in busy.items() if e[2] > 0.0})
-
-
-def _sum_work(tasks: Sequence[Task], nbytes: dict, actions: dict, busy: dict) -> None:
-    """:func:`_summarize`'s loop without the critical path (the event fidelity's): the
-    same sums in the same order into ``nbytes``, ``actions`` and ``busy`` (every
-    resource's earliest start left at 0, never read). Its own loop: the per-task
-    tests of the critical path and of the head are left out, not skipped."""
-    for unit, d, t_bytes, t_actions, _, bound, pool, _, k, serial in tasks:
-        if t_bytes:
-            if k == 1:
-                for level, n in t_bytes.items():
-                    nbytes[level] = nbytes.get(level, 0) + n
-            else:
-                for level, n in t_bytes.items():
-                    nbytes[level] = nbytes.get(level, 0) + n * k
-        if t_actions:
-            if k == 1:  # n * 1 is n, for ints and floats alike
-                for a, n in t_actions.items():
-                    actions[a] = actions.get(a, 0.0) + n
-            else:
-                for a, n in t_actions.items():
-                    actions[a] = actions.get(a, 0.0) + n * k
-        seconds = d * k if serial else d
-        entry = busy.get(unit)
-        if entry is None:
-            entry = busy[unit] = [0.0, {}, 0.0]
-        entry[0] += seconds
-        by = entry[1]
-        by[bound] = by.get(bound, 0.0) + seconds
-        if pool:
-            seconds = d * k
-            key = ("pool", pool)
-            entry = busy.get(key)
-            if entry is None:
-                entry = busy[key] = [0.0, {}, 0.0]
-            entry[0] += seconds
-            by = entry[1]
-            by[bound] = by.get(bound, 0.0) + seconds
 
 
 def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
