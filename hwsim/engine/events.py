@@ -279,24 +279,15 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 missing[j] = m
                 if not m:
                     put((_WAKE, j))
-        elif kind == _UNIT_GRANT:
+        elif kind == _UNIT_GRANT and pool_of[x] >= 0:  # then its pool's queue
             p = pool_of[x]
-            if p < 0:
-                starts[x] = now
-                e = now + durations[x]
-                if e > now:
-                    heappush(heap, (e, eid, x))
-                    eid += 1
-                else:
-                    put((_END, x))
-            else:
-                q = pool_queue[p]
-                q.append(x)
-                head = q[0]
-                if pool_used[p] + slots[head] <= pool_cap[p]:
-                    pool_used[p] += slots[head]
-                    put((_POOL_GRANT, q.popleft()))
-        elif kind == _POOL_GRANT:
+            q = pool_queue[p]
+            q.append(x)
+            head = q[0]
+            if pool_used[p] + slots[head] <= pool_cap[p]:
+                pool_used[p] += slots[head]
+                put((_POOL_GRANT, q.popleft()))
+        elif kind == _POOL_GRANT or kind == _UNIT_GRANT:  # the task starts
             starts[x] = now
             e = now + durations[x]
             if e > now:
