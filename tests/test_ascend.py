@@ -934,6 +934,41 @@ def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_bl
     assert differ > 100  # the bound is exercised: most steps' last bits do change
 
 
+def test_the_analytical_walks_step_fields_are_the_step_terms_summed_bit_for_bit():
+    """cv_pipeline._step_fields (the analytical walk's steps, the terms added as they are
+    found) against _total_fields of each step's _step_terms without actions: the same
+    floats, field by field (repr), on random tiles of random runs, cut as a walk cuts
+    them and at random."""
+    import random
+
+    from hwsim.accelerators.ascend.cv_pipeline import (
+        Block,
+        _step_fields,
+        _step_terms,
+        _total_fields,
+        tile_sum,
+    )
+
+    rng = random.Random(47)
+    for trial in range(300):
+        tiles = []
+        for _ in range(rng.randint(1, 30)):
+            runs = []
+            for _ in range(rng.randint(1, 4)):
+                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) if rng.random() < 0.9
+                        else 0.0 for _ in range(14)]
+                k = rng.choice([1, 1, 2, 5, 40, 300])
+                runs.append((Block(*vals, load_v=rng.random() * 1e5), k))
+            tiles.append((runs, tile_sum(runs), sum(k for _, k in runs)))
+        n = sum(t[2] for t in tiles)
+        ranges = _walk_or_random_cuts(rng, n, trial)
+        want = [_total_fields(terms, False) for terms in _step_terms(tiles, ranges)]
+        got = _step_fields(tiles, ranges)
+        assert len(got) == len(want), trial
+        for g, w in zip(got, want):
+            assert repr(g[:14] + g[15:]) == repr(w[:14] + w[15:]), trial
+
+
 def test_fused_attentions_with_tile_sums_are_within_the_stated_bound(monkeypatch):
     """Every fused attention with its steps summed by tile (attention.TILE_SUMS)
     against block by block, over walk shapes: causal and not, a window, grouped
