@@ -153,6 +153,29 @@ def test_tiling_search_with_its_kept_parts_ranks_as_a_fresh_one():
         assert warm.__dict__["_gemm_search_parts"]  # (kept: the later m's used them)
 
 
+def test_the_tiling_search_skipping_worse_estimates_picks_the_least_ranked_candidate():
+    """_search without ``collect`` skips rounding the estimates above the best's (they
+    cannot rank first): its pick is still the least (rounded estimate, -tile area,
+    -tk) of every candidate (``collect``), estimate and all, on shapes of many sizes,
+    including m's 1 apart and estimates far above a millisecond."""
+    import random
+
+    from hwsim.accelerators.ascend.gemm import _search
+
+    rng = random.Random(5)
+    for preset in ("ascend-910a", "ascend-910b"):
+        chip = Chip(resolve(preset).spec)
+        shapes = [(1, m, 4096, 4096) for m in range(2820, 2830)]
+        shapes += [(rng.choice([1, 1, 12, 96]), rng.randrange(1, 40000),
+                    rng.choice([64, 768, 4096, 11008, 128256]),
+                    rng.choice([64, 128, 768, 4096, 14336])) for _ in range(40)]
+        for batch, m, n, k in shapes:
+            every: list = []
+            _search(chip, batch, m, n, k, "fp16", collect=every)
+            assert _search(chip, batch, m, n, k, "fp16") == min(every, key=lambda c: c[0])[1], \
+                (preset, m, n, k)
+
+
 def test_a_kept_tiling_found_by_m_padded_is_the_fresh_search_for_that_m():
     """search keeps a tiling by m padded to the cube fractal (what _search reads of m):
     for every m of a sweep, 8 apart and 1 apart, the kept tiling, estimate included,

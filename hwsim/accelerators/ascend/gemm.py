@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from math import gcd
+from math import gcd, inf
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -129,6 +129,7 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
     if len(parts) > 4096:
         parts.clear()
     best = None
+    worse = inf  # an estimate above which a candidate cannot be the best
     for om in _choices(mp, e):
         key_om = (n, k, dtype, om)
         by_on = parts.get(key_om)
@@ -156,11 +157,18 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
                 # the fill (a tile's first stage) and the drain (the last tile's store)
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
                 est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
+                if est > worse and collect is None:
+                    continue  # its rounded estimate is above the best's: not ranked
                 key = (round(est, 12), -om * on, -tk)
                 if collect is not None:
                     collect.append((key, GemmTiling(om, on, bk, tk, est)))
                 if best is None or key < best[0]:
                     best = (key, GemmTiling(om, on, bk, tk, est))
+                    # an estimate above this rounds above the best's (the decimal
+                    # rounding to 1e-12 is monotonic, and two values more than one of
+                    # its steps apart, and apart by more than the doubles' spacing,
+                    # round to different doubles): the 0.5 us of round(est, 12) skipped
+                    worse = est + 2e-12 + abs(est) * 1e-9
     if best is None:
         from hwsim.errors import InputError
 
@@ -672,6 +680,10 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
         comp, store, acts, bound, _ = info[id(sh)]
         return (stages, h, w, comp, store, tuple(acts), bound, False)
 
+    # per shape: alone's numbers (compute, store, actions, bound) and the tile's bytes
+    one_of = {sid: (comp, store, tuple(acts), bound, total)
+              for sid, (comp, store, acts, bound, total) in info.items()}.__getitem__
+
     groups: dict[tuple, list[int]] = {}
     # a core whose tiles are another's (the same misses, hits and shapes in the same
     # order) has that core's items: its group found without making them again
@@ -692,6 +704,18 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
                 _give_items(per_core, core, keys, recs, records)
             continue
         # the core's items as tuples (what same_work compares: the fields that can differ)
+        if per == 1:  # every tile alone (alone's tuples, made in one pass)
+            recs = [(stages, h, t[4] - h, *t[:4], False)
+                    for h, t in zip(hs, map(one_of, map(id, shs)))] if ws is None else \
+                [(stages, h, w, *t[:4], False)
+                 for h, w, t in zip(hs, ws, map(one_of, map(id, shs)))]
+            members = groups.setdefault(tuple(recs), [])
+            members.append(core)
+            by_tiles[tiles_key] = (members, recs)
+            if leaders_only and len(members) > 1:
+                continue
+            _give_items(per_core, core, keys, recs, records)
+            continue
         recs = []
         n = len(hs)
         # the first tile alone
