@@ -680,10 +680,6 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
         comp, store, acts, bound, _ = info[id(sh)]
         return (stages, h, w, comp, store, tuple(acts), bound, False)
 
-    # per shape: alone's numbers (compute, store, actions, bound) and the tile's bytes
-    one_of = {sid: (comp, store, tuple(acts), bound, total)
-              for sid, (comp, store, acts, bound, total) in info.items()}.__getitem__
-
     groups: dict[tuple, list[int]] = {}
     # a core whose tiles are another's (the same misses, hits and shapes in the same
     # order) has that core's items: its group found without making them again
@@ -704,18 +700,6 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
                 _give_items(per_core, core, keys, recs, records)
             continue
         # the core's items as tuples (what same_work compares: the fields that can differ)
-        if per == 1:  # every tile alone (alone's tuples, made in one pass)
-            recs = [(stages, h, t[4] - h, *t[:4], False)
-                    for h, t in zip(hs, map(one_of, map(id, shs)))] if ws is None else \
-                [(stages, h, w, *t[:4], False)
-                 for h, w, t in zip(hs, ws, map(one_of, map(id, shs)))]
-            members = groups.setdefault(tuple(recs), [])
-            members.append(core)
-            by_tiles[tiles_key] = (members, recs)
-            if leaders_only and len(members) > 1:
-                continue
-            _give_items(per_core, core, keys, recs, records)
-            continue
         recs = []
         n = len(hs)
         # the first tile alone
