@@ -487,8 +487,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     closed form leaves the blocks' actions to the caller, which adds them for the whole
     op at once (:func:`add_tile_actions`); the task build ignores it.
 
-    With ``tiles``, an event build (no sink) reads only them: ``blocks`` may then be
-    None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
+    With ``tiles``, a build (event or analytical) reads only them: ``blocks`` may then
+    be None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
     if not blocks and not tiles:
         return ()
     chip = bld.chip
