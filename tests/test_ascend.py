@@ -153,6 +153,29 @@ def test_tiling_search_with_its_kept_parts_ranks_as_a_fresh_one():
         assert warm.__dict__["_gemm_search_parts"]  # (kept: the later m's used them)
 
 
+def test_the_tiling_search_skipping_worse_estimates_picks_the_least_ranked_candidate():
+    """_search without ``collect`` skips rounding the estimates above the best's (they
+    cannot rank first): its pick is still the least (rounded estimate, -tile area,
+    -tk) of every candidate (``collect``), estimate and all, on shapes of many sizes,
+    including m's 1 apart and estimates far above a millisecond."""
+    import random
+
+    from hwsim.accelerators.ascend.gemm import _search
+
+    rng = random.Random(5)
+    for preset in ("ascend-910a", "ascend-910b"):
+        chip = Chip(resolve(preset).spec)
+        shapes = [(1, m, 4096, 4096) for m in range(2820, 2830)]
+        shapes += [(rng.choice([1, 1, 12, 96]), rng.randrange(1, 40000),
+                    rng.choice([64, 768, 4096, 11008, 128256]),
+                    rng.choice([64, 128, 768, 4096, 14336])) for _ in range(40)]
+        for batch, m, n, k in shapes:
+            every: list = []
+            _search(chip, batch, m, n, k, "fp16", collect=every)
+            assert _search(chip, batch, m, n, k, "fp16") == min(every, key=lambda c: c[0])[1], \
+                (preset, m, n, k)
+
+
 def test_a_kept_tiling_found_by_m_padded_is_the_fresh_search_for_that_m():
     """search keeps a tiling by m padded to the cube fractal (what _search reads of m):
     for every m of a sweep, 8 apart and 1 apart, the kept tiling, estimate included,
@@ -932,6 +955,41 @@ def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_bl
                     assert close(a, b) and (a == 0.0) == (b == 0.0), (trial, a, b)
             differ += repr(astuple(g)) != repr(astuple(w))
     assert differ > 100  # the bound is exercised: most steps' last bits do change
+
+
+def test_the_analytical_walks_step_fields_are_the_step_terms_summed_bit_for_bit():
+    """cv_pipeline._step_fields (the analytical walk's steps, the terms added as they are
+    found) against _total_fields of each step's _step_terms without actions: the same
+    floats, field by field (repr), on random tiles of random runs, cut as a walk cuts
+    them and at random."""
+    import random
+
+    from hwsim.accelerators.ascend.cv_pipeline import (
+        Block,
+        _step_fields,
+        _step_terms,
+        _total_fields,
+        tile_sum,
+    )
+
+    rng = random.Random(47)
+    for trial in range(300):
+        tiles = []
+        for _ in range(rng.randint(1, 30)):
+            runs = []
+            for _ in range(rng.randint(1, 4)):
+                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) if rng.random() < 0.9
+                        else 0.0 for _ in range(14)]
+                k = rng.choice([1, 1, 2, 5, 40, 300])
+                runs.append((Block(*vals, load_v=rng.random() * 1e5), k))
+            tiles.append((runs, tile_sum(runs), sum(k for _, k in runs)))
+        n = sum(t[2] for t in tiles)
+        ranges = _walk_or_random_cuts(rng, n, trial)
+        want = [_total_fields(terms, False) for terms in _step_terms(tiles, ranges)]
+        got = _step_fields(tiles, ranges)
+        assert len(got) == len(want), trial
+        for g, w in zip(got, want):
+            assert repr(g[:14] + g[15:]) == repr(w[:14] + w[15:]), trial
 
 
 def test_fused_attentions_with_tile_sums_are_within_the_stated_bound(monkeypatch):

@@ -1062,8 +1062,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # its lookups in locals)
     mask_tile = not plan.mask_from_gm and plan.skip
     replace, get = heapq.heapreplace, memo.get
-    # an event build by tile reads the cores' tiles only, not their blocks' runs
-    keep_blocks = bld.sink is not None or not TILE_SUMS
+    # a build by tile, event or analytical, reads the cores' tiles only, not their
+    # blocks' runs (emit_cv_pipeline: the steps and the walk's memo key from the tiles)
+    keep_blocks = not TILE_SUMS
 
     def new_key(i: int, key: tuple) -> tuple:
         """The memo's entry for a key not met before: (latency, work, whole)."""

@@ -388,6 +388,77 @@ def _step_terms(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
     return out
 
 
+
+def _step_fields(tiles: list[tuple[list[tuple[Block, int]], Block, int]],
+                 ranges: list[tuple[int, int]]) -> list[tuple]:
+    """``[_total_fields(terms, False) for terms in _step_terms(tiles, ranges)]`` with
+    the terms added as they are found (no list of terms per step, no call per step),
+    the actions None: the analytical walk's steps (:func:`_walk_sums`, whose caller
+    adds the actions by tile). The same terms in the same order, so the same floats (a
+    test holds the two equal)."""
+    out = []
+    r, start = 0, 0  # the tile at the cursor and the index of its first block
+    n_tiles = len(tiles)
+    one = ((None, 1),)
+    for a, b in ranges:
+        while r < n_tiles and start + tiles[r][2] <= a:  # tiles wholly before the range
+            start += tiles[r][2]
+            r += 1
+        qk = fs = sm = pv = fo = up = fi = lh = l2 = ls = mk = ph = pl = sb = lv = 0.0
+        i, s = r, start
+        while i < n_tiles and s < b:
+            runs, whole, n = tiles[i]
+            if s >= a and s + n <= b:  # the tile's sum, one term
+                terms = one
+            else:  # the range cuts the tile: its runs that overlap, block counts
+                terms = []
+                t = s
+                for blk, k in runs:
+                    overlap = (b if b < t + k else t + k) - (a if a > t else t)
+                    if overlap > 0:
+                        terms.append((blk, overlap))
+                    t += k
+            for blk, k in terms:
+                if blk is None:
+                    blk = whole
+                if k == 1:  # (x * 1 is x: the product skipped, as _total_fields skips it)
+                    qk += blk.qk_s
+                    fs += blk.fix_s_s
+                    sm += blk.softmax_s
+                    pv += blk.pv_s
+                    fo += blk.fix_o_s
+                    up += blk.update_s
+                    fi += blk.final_s
+                    lh += blk.load_hbm
+                    l2 += blk.load_l2
+                    ls += blk.load_l2_slow
+                    mk += blk.mask_hbm
+                    ph += blk.pad_hbm
+                    pl += blk.pad_l2
+                    sb += blk.store_bytes
+                    lv += blk.load_v
+                    continue
+                qk += blk.qk_s * k
+                fs += blk.fix_s_s * k
+                sm += blk.softmax_s * k
+                pv += blk.pv_s * k
+                fo += blk.fix_o_s * k
+                up += blk.update_s * k
+                fi += blk.final_s * k
+                lh += blk.load_hbm * k
+                l2 += blk.load_l2 * k
+                ls += blk.load_l2_slow * k
+                mk += blk.mask_hbm * k
+                ph += blk.pad_hbm * k
+                pl += blk.pad_l2 * k
+                sb += blk.store_bytes * k
+                lv += blk.load_v * k
+            s += n
+            i += 1
+        out.append((qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb, None, lv))
+    return out
+
+
 # the largest relative difference of a step's field (a time, bytes, an action) between
 # _tile_sums and _sums: the floats of a sum of at most a few thousand positive terms
 # associated differently (n terms: n * 2**-53 each way at most, about 1e-13 for 1,000);
@@ -416,8 +487,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     closed form leaves the blocks' actions to the caller, which adds them for the whole
     op at once (:func:`add_tile_actions`); the task build ignores it.
 
-    With ``tiles``, an event build (no sink) reads only them: ``blocks`` may then be
-    None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
+    With ``tiles``, a build (event or analytical) reads only them: ``blocks`` may then
+    be None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
     if not blocks and not tiles:
         return ()
     chip = bld.chip
@@ -715,12 +786,7 @@ def _walk_summary(acc: Accumulator, chip, blocks: list,
     runs = None if tiles is not None else \
         [(b, 1) if isinstance(b, Block) else b for b in blocks]
     start = acc.ready_s(deps)
-    units = {"mte2": (chip.aic(core, "mte2"),), "hbm": (HBM_UNIT,),
-             "cube": (chip.aic(core, "cube"),), "fix": (chip.aic(core, "fixpipe"),),
-             "cflag": (chip.aic(core, "flag"),),
-             "vec": tuple(chip.aiv_group(team, "vector") for team in teams),
-             "vflag": tuple(chip.aiv_group(team, "flag") for team in teams),
-             "mte3": tuple(chip.aiv(v, "mte3") for team in teams for v in team)}
+    units = _walk_units(chip, core, teams)
     key = None
     if memo is not None:
         key = (tuple(map(id, tiles)) if tiles is not None
@@ -735,6 +801,24 @@ def _walk_summary(acc: Accumulator, chip, blocks: list,
     if key is not None:
         memo[key] = got
     return got.add_to(acc, units, start)
+
+
+def _walk_units(chip, core: int, teams: list[list[int]]) -> dict[str, tuple[str, ...]]:
+    """Per role of a walk's units (:class:`_WalkSums`), the unit names of cube core
+    ``core`` and its vector ``teams``: made once per core and teams and kept on the
+    chip (every attention op's walks on the core name the same units)."""
+    memo = chip.__dict__.setdefault("_walk_units", {})
+    key = (core, tuple(map(tuple, teams)))
+    got = memo.get(key)
+    if got is None:
+        got = memo[key] = {
+            "mte2": (chip.aic(core, "mte2"),), "hbm": (HBM_UNIT,),
+            "cube": (chip.aic(core, "cube"),), "fix": (chip.aic(core, "fixpipe"),),
+            "cflag": (chip.aic(core, "flag"),),
+            "vec": tuple(chip.aiv_group(team, "vector") for team in teams),
+            "vflag": tuple(chip.aiv_group(team, "flag") for team in teams),
+            "mte3": tuple(chip.aiv(v, "mte3") for team in teams for v in team)}
+    return got
 
 
 def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
@@ -788,7 +872,8 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     # each step's fields (Block's, in its constructor's order) as a tuple: no Block made
     if tiles is not None:
         ranges = _steps(sum(map(itemgetter(2), tiles)))
-        steps = [_total_fields(terms, with_actions) for terms in _step_terms(tiles, ranges)]
+        steps = [_total_fields(terms, True) for terms in _step_terms(tiles, ranges)] \
+            if with_actions else _step_fields(tiles, ranges)
     else:
         ranges = _steps(sum(map(itemgetter(1), runs)))
         steps = list(map(_FIELDS, _sums(runs, ranges)))
@@ -829,15 +914,15 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         fv = load_v / data if data > 0.0 and load_v > 0.0 else 0.0
         fv = 1.0 if fv > 1.0 else fv
         if fv <= 0.0:
-            parts = ((lh, ll, slow, pad_h, pad_l),)
+            hb, l2b, sl, pad_hbm, pad_l2 = lh, ll, slow, pad_h, pad_l
+            v_part = None
         else:
             fk = 1.0 - fv
-            parts = ((mask + (lh - mask) * fk, ll * fk, slow * fk, pad_h * fk, pad_l * fk),
-                     ((lh - mask) * fv, ll * fv, slow * fv, pad_h * fv, pad_l * fv))
-        part = 0
-        for hb, l2b, sl, pad_hbm, pad_l2 in parts:
-            if part and not (hb or l2b or sl or pad_hbm or pad_l2):
-                continue  # no V rows of their own
+            hb, l2b, sl, pad_hbm, pad_l2 = (mask + (lh - mask) * fk, ll * fk, slow * fk,
+                                            pad_h * fk, pad_l * fk)
+            v_part = ((lh - mask) * fv, ll * fv, slow * fv, pad_h * fv, pad_l * fv)
+        is_v = False
+        while True:  # the K part, then the V part if it has rows of its own
             hb = hb if hb > 0.0 else 0.0
             hbm_s = (hb + (pad_hbm + sl)) / hbm_stream_bw
             l2_s = (l2b + pad_l2) / l2_read_bw
@@ -853,16 +938,17 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
             if hbm_s >= l2_s and hbm_s > 0:
                 m2_mem += d
                 u2_mem = True
-                m2_first = m2_first or "memory"
+                if not m2_first:
+                    m2_first = "memory"
             else:
                 m2_chip += d
                 u2_chip = True
-                m2_first = m2_first or "onchip"
+                if not m2_first:
+                    m2_first = "onchip"
             count += 1
-            if part:
+            if is_v:
                 vd[s] = d
-                continue
-            part = 1
+                break
             miss = lh if lh > 0.0 else 0.0  # K's and V's, with the K load
             if miss > 0:
                 dram_read += round(miss)
@@ -876,6 +962,12 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 k_miss[s] = True
                 d = d if d > dh else dh  # the QK waits for both tasks of its K load
             kd[s] = d
+            if v_part is None:
+                break
+            hb, l2b, sl, pad_hbm, pad_l2 = v_part
+            if not (hb or l2b or sl or pad_hbm or pad_l2):
+                break  # no V rows of their own
+            is_v = True
         if with_actions and st_acts:
             for name, x in st_acts.items():
                 acts[name] = acts.get(name, 0.0) + x

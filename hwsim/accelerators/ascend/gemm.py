@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import groupby
-from math import gcd
+from math import gcd, inf
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -129,6 +129,7 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
     if len(parts) > 4096:
         parts.clear()
     best = None
+    worse = inf  # an estimate above which a candidate cannot be the best
     for om in _choices(mp, e):
         key_om = (n, k, dtype, om)
         by_on = parts.get(key_om)
@@ -143,24 +144,39 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
             # first reads share the HBM (at most one stream per core), re-reads hit L2
             rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
             fix_s = out_t / min(chip.fixpipe_bw, rate)
+            # (the candidates' loop without a builtin call: min and max as conditionals,
+            # the same picks on ties; the products that do not depend on the k block
+            # made once, the same floats)
+            spread, fix_all = waves * cores / tiles, waves * fix_s
             for bk, tk, stages, a_t, compute in cands:
                 loaded = tiles * (a_t + b_t)
                 # first touches: each row panel of A and column panel of B once per batch
                 # entry (whole bursts), at most every byte of the operands once
-                first = min(loaded, batch * (tm * a_t + tn * b_t))
+                first = batch * (tm * a_t + tn * b_t)
+                first = first if first < loaded else loaded
                 # the busiest core's loads: ``waves`` tiles, not the average share
                 # (``tiles / cores``); a partial last wave leaves the other cores idle,
                 # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
-                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores \
-                    * (waves * cores / tiles)
-                # the fill (a tile's first stage) and the drain (the last tile's store)
+                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
+                # the fill (a tile's first stage) and the drain (the last tile's store);
+                # the slowest of the cube, the loads and the FixPipe in between
                 fill = (a_t + b_t) / stages * (first / loaded) / rate
-                est = fill + max(waves * compute, mte2_s, waves * fix_s) + fix_s
+                most = waves * compute
+                most = mte2_s if mte2_s > most else most
+                most = fix_all if fix_all > most else most
+                est = fill + most + fix_s
+                if est > worse and collect is None:
+                    continue  # its rounded estimate is above the best's: not ranked
                 key = (round(est, 12), -om * on, -tk)
                 if collect is not None:
                     collect.append((key, GemmTiling(om, on, bk, tk, est)))
                 if best is None or key < best[0]:
                     best = (key, GemmTiling(om, on, bk, tk, est))
+                    # an estimate above this rounds above the best's (the decimal
+                    # rounding to 1e-12 is monotonic, and two values more than one of
+                    # its steps apart, and apart by more than the doubles' spacing,
+                    # round to different doubles): the 0.5 us of round(est, 12) skipped
+                    worse = est + 2e-12 + abs(est) * 1e-9
     if best is None:
         from hwsim.errors import InputError
 
