@@ -83,13 +83,23 @@ def task_tails(tasks: Sequence[Task]) -> list[float]:
 
 def least_tails(tasks: Sequence[Task]) -> dict:
     """Each unit's and pool's (``("pool", name)``) least :func:`task_tails` over its
-    tasks, where above 0 (:class:`Accumulator`'s ``tail``)."""
+    tasks, where above 0 (:class:`Accumulator`'s ``tail``); not for a resource of one
+    task of one copy, whose head + busy + tail is the length of a chain through that
+    task, never above the critical path (its tail would add only a rounding, and a
+    writer would need the whole backward pass to match it)."""
     least: dict = {}
+    alone: dict = {}  # key -> whether its one task so far has one copy
     for t, q in zip(tasks, task_tails(tasks)):
         for key in ((t.unit, ("pool", t.pool)) if t.pool else (t.unit,)):
-            if q < least.get(key, math.inf):
+            got = least.get(key)
+            if got is None:
                 least[key] = q
-    return {key: q for key, q in least.items() if q > 0.0}
+                alone[key] = t.copies == 1
+            else:
+                alone[key] = False
+                if q < got:
+                    least[key] = q
+    return {key: q for key, q in least.items() if q > 0.0 and not alone[key]}
 
 
 def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
