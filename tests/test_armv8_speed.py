@@ -3,8 +3,9 @@
 - the ``analytical`` fidelity takes an op's sums from its plan's steps without
   making its tasks (``ARMv8Target.lower_summary``, ``ecm.summarize_plan``): every
   report equals the one from making the tasks and summing them
-  (``Target.lower_summary``, the lanes' tails from the tasks' backward pass), carried inputs and kept outputs included, and so does
-  each summary of plans the planners rarely make, with its keys in the same order;
+  (``Target.lower_summary``, the lanes' tails from the tasks' backward pass), carried
+  inputs and kept outputs included, and so does each summary of plans the planners
+  rarely make, with its keys in the same order;
 - (the interference solve in scalars is held to numpy's iteration in
   ``test_armv8_interference.py``).
 """
@@ -17,7 +18,6 @@ from hypothesis import strategies as hs
 
 import hwsim
 from hwsim.accelerators.armv8.target import ARMv8Target
-from hwsim.targets import Target
 
 WORKLOADS = [
     ("bert-base.yaml", []),  # GEMMs, softmax, layernorm, carried inputs
