@@ -663,14 +663,18 @@ class _WalkSums:
     its critical path from its start (the stages' ends step by step); ``heads``: per
     role, the earliest critical-path start of its tasks from the walk's start (a role
     not in it: the start itself), each unit's head in the op's summary
-    (:class:`~hwsim.engine.Accumulator`'s ``head``)."""
+    (:class:`~hwsim.engine.Accumulator`'s ``head``); ``hbm_part``: the K loads' tasks
+    on the hbm unit as (their earliest start from the walk's start, their seconds, the
+    least chain of the walk after any of them), or None (no miss): a part of the unit
+    (:meth:`~hwsim.engine.Accumulator.add_part`)."""
 
-    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "heads", "held")
+    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "heads", "held", "hbm_part")
 
-    def __init__(self, busy, nbytes, actions, count, path_s, heads, held):
+    def __init__(self, busy, nbytes, actions, count, path_s, heads, held, hbm_part=None):
         self.busy, self.nbytes, self.actions = busy, nbytes, actions
         self.count, self.path_s, self.heads = count, path_s, heads
         self.held = held  # (the tiles or blocks the memo's key names by id, kept alive)
+        self.hbm_part = hbm_part
 
     def add_to(self, acc: Accumulator, units: dict, start_s: float) -> tuple[int, ...]:
         """Add the walk to ``acc`` (``units``: role -> the unit names of this core),
@@ -695,6 +699,9 @@ class _WalkSums:
             nbytes[key] = nbytes.get(key, 0) + v
         for key, v in self.actions:
             actions[key] = actions.get(key, 0.0) + v
+        if self.hbm_part is not None:
+            h, seconds, tail = self.hbm_part
+            acc.add_part(HBM_UNIT, start_s + h, seconds, tail)
         finish = acc.finish
         finish.extend([start_s] * (self.count - 1))
         finish.append(start_s + self.path_s)
@@ -818,6 +825,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     k_miss, stores, st_hbm = [False] * n, [False] * n, [False] * n
     flash = preload == 0
     inner = 0.0  # the flags inside a flash step of several blocks
+    hbm_k = 0.0  # the K loads' seconds on the hbm unit (a part of hbm_t)
     for s, (qk_s, fix_s_s, softmax_s, pv_s, fix_o_s, update_s, final_s, lh, ll, slow, mask,
             pad_h, pad_l, store_bytes, st_acts, load_v) in enumerate(steps):
         if flash:
@@ -872,6 +880,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                     u_mdr = True
                 dh = miss / hbm_bw
                 hbm_t += dh * serial
+                hbm_k += dh * serial
                 count += 1
                 k_miss[s] = True
                 d = d if d > dh else dh  # the QK waits for both tasks of its K load
@@ -928,12 +937,15 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     qk_end, pv_end, soft = [0.0] * n, [0.0] * n, [0.0] * n
     c = v = end = 0.0  # the cube's last end, the vector lane's, the stores' latest
     h_hbm = h_flag = h_store = math.inf
+    h_k = math.inf  # the K loads' earliest start on the hbm unit
     for s in range(-preload, n):  # (s < 0: the QKs the cube runs ahead, program_order)
         j = s + preload
         if j < n:  # QK(j) after its K load, the cube and the FIFO slot; S out, flag, softmax
             f = qk_end[j - KV_BUFFERS] if j >= KV_BUFFERS else 0.0
             if k_miss[j] and f < h_hbm:
                 h_hbm = f
+            if k_miss[j] and f < h_k:
+                h_k = f
             f += kd[j]
             c = c if c > f else f
             if j > preload:
@@ -993,7 +1005,37 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     if a_ub:
         actions.append(("ub_byte", a_ub * k))
     actions += [(name, x * k) for name, x in acts.items()]
-    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles))
+    hbm_part = None
+    if h_k < math.inf:
+        hbm_part = (h_k, hbm_k, _least_chain(k_miss, qk, fs, sm, pv, fo, up, store, stores,
+                                             sync))
+    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles), hbm_part)
+
+
+def _least_chain(k_miss: list, qk: list, fs: list, sm: list, pv: list, fo: list, up: list,
+                 store: list, stores: list, sync: float) -> float:
+    """The least, over the steps whose K load has a task on the hbm unit, of a chain
+    of the walk's tasks after that task: the step's QK (it waits for both tasks of its
+    K load), S out, flag, softmax, flag back, PV, O out, flag, update and, where the
+    step ends a tile, its store (each waits for the one before it: emit_cv_pipeline's
+    dependencies). A lower bound of each such task's tail (the longest chain after it,
+    :func:`hwsim.engine.summary.task_tails`): the cube's later steps and the op's
+    tasks after the walk (a split-KV combine) come after it too, and are left out.
+
+    Why: a decode-like split-KV attention has few tiles per K/V head, so every core
+    loads from the one hbm unit at once; the unit's head + busy time ends with the
+    last load, and that core's step still runs its QK to its update (0.62-0.80 of the
+    event schedule without it). The unit's own least tail is no help there: a store's
+    or the combine's task on it is followed by almost nothing."""
+    least = math.inf
+    for s, miss in enumerate(k_miss):
+        if miss:
+            q = qk[s] + fs[s] + sync + sm[s] + sync + pv[s] + fo[s] + sync + up[s]
+            if stores[s]:
+                q += store[s]
+            if q < least:
+                least = q
+    return least
 
 
 def _by_bound(first: str, u_mem: bool, mem_s: float, u_chip: bool, chip_s: float
