@@ -232,13 +232,14 @@ def test_the_analytical_attention_holds_its_contract_on_random_ops():
     ops: causal or not, a window, grouped queries, a short query over a long cache
     (split-KV), odd lengths (a pruned layer's), head dims 64 and 128, both strategies,
     the 910B, a 910B of 20 cube cores and the 910A. The latency is never above the
-    event schedule, within ANALYTICAL_RTOL of the tasks' summary (the same critical
-    path), and for a prefill (128 queries or more) at most ANALYTICAL_BOUND (25 %)
-    below the event schedule; the bytes, the task count and the bound the same; every
-    action within ANALYTICAL_RTOL. (A decode-like split-KV op was up to 37 % below
-    the event schedule before the closed form too, the tasks' summary: the shared
-    ``hbm`` unit's busy time counts from time 0, its tasks in the event run start
-    after the launch, and the combine follows: docs/performance.md.)"""
+    event schedule, never below the tasks' summary (less ANALYTICAL_RTOL: the same
+    critical path, and the walks' K loads on the hbm unit a part with its tail,
+    cv_pipeline._least_chain) and at most ANALYTICAL_BOUND (25 %) below the event
+    schedule; the bytes, the task count and the bound the same; every action within
+    ANALYTICAL_RTOL. (A decode-like split-KV op was up to 37 % below the event
+    schedule, the tasks' summary: the cores queue on the one ``hbm`` unit, then run
+    their walks' last steps after it, and the combine follows: docs/performance.md;
+    with the part's tail, within the 25 %.)"""
     import dataclasses
     import random
 
@@ -284,9 +285,8 @@ def test_the_analytical_attention_holds_its_contract_on_random_ops():
         case = (trial, op, strategy, spec.architecture, spec.cube_cores)
         a = got.analytical_latency_s
         assert a <= event * (1 + 1e-9), case
-        if q >= 128:
-            assert event <= a * 1.25, case
-        assert a == pytest.approx(want.analytical_latency_s, rel=ANALYTICAL_RTOL), case
+        assert event <= a * 1.25, case
+        assert a >= want.analytical_latency_s * (1 - ANALYTICAL_RTOL), case
         assert (got.bytes, got.bound, count) == (want.bytes, want.bound, len(tasks)), case
         assert got.actions.keys() == want.actions.keys(), case
         for k, v in want.actions.items():
