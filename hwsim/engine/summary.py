@@ -41,7 +41,7 @@ class Summary:
     bytes: dict[str, int]  # level -> bytes (dram_read, l2_write, ...)
     actions: dict[str, float]  # action -> count
     bound: str  # what limits the op
-    analytical_latency_s: float  # max(critical path, each unit's and pool's head + busy)
+    analytical_latency_s: float  # max(critical path, each resource's head + busy + tail)
     # the busiest unit or pool counting only its work, not its tasks bound by latency
     # (a launch, a sync): the least time the op needs however its latency chain shrinks
     work_s: float = 0.0
