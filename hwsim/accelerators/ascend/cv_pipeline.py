@@ -1020,9 +1020,11 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
     """The walk's K loads' tasks on the hbm unit (the steps with ``k_miss``: their
     critical-path starts ``k_start``, their seconds ``k_hbm``) in at most
     :data:`WALK_PARTS` parts, each (the least start, the seconds, the least tail of
-    its loads): the loads ordered by tail, longest first, cut into runs of about
-    equal count (any subset with its least start and tail is a sound part; fewer
-    parts, less to sort per op). A load's tail is the longest chain of the walk's
+    its loads): the steps cut into runs of about equal count, in order (an earlier
+    step's load is followed by more of the walk: the runs are about the loads in
+    order of their tails; any subset with its least start and tail is a sound part,
+    and fewer parts leave less to sort per op). A load's tail is the longest chain of the
+    walk's
     tasks after it: a lower bound of the task's tail
     (:func:`hwsim.engine.summary.task_tails`), the walk's part of it.
 
@@ -1046,6 +1048,10 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
     n = len(qk)
     t_qk = [0.0] * n
     t_pv = [0.0] * n
+    cut = -(-n // WALK_PARTS)  # steps per part
+    parts = []
+    h = w = 0.0
+    q = math.inf  # the part being gathered (from its last step back): start, seconds, tail
     cube_next = vec_next = 0.0  # the next cube (vector) task's time + its tail
     for s in range(n - 1, -preload - 1, -1):  # (_walk_sums' iterations, reversed)
         if s >= 0:  # PV(s), O out, flag, update(s), store
@@ -1068,14 +1074,17 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
             x = fs[j] + sync + vec_next
             x = x if x > cube_next else cube_next
             t_qk[j] = x
-            cube_next = qk[j] + x
-    loads = sorted(((qk[j] + t_qk[j], k_start[j], k_hbm[j]) for j in range(n) if k_miss[j]),
-                   reverse=True)
-    cut = -(-len(loads) // WALK_PARTS)
-    parts = []
-    for a in range(0, len(loads), cut):
-        run = loads[a:a + cut]
-        parts.append((min(x[1] for x in run), sum(x[2] for x in run), run[-1][0]))
+            cube_next = x = qk[j] + x  # (the K load's tail: its QK waits for it)
+            if k_miss[j]:
+                if q == math.inf:  # (the part's first load met)
+                    h = k_start[j]
+                elif k_start[j] < h:
+                    h = k_start[j]
+                w += k_hbm[j]
+                q = q if q < x else x
+            if j % cut == 0 and q < math.inf:  # the part's first step: it is whole
+                parts.append((h, w, q))
+                w, q = 0.0, math.inf
     return tuple(parts)
 
 
