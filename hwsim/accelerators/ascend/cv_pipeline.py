@@ -1023,9 +1023,8 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
     its loads): the steps cut into runs of about equal count, in order (an earlier
     step's load is followed by more of the walk: the runs are about the loads in
     order of their tails; any subset with its least start and tail is a sound part,
-    and fewer parts leave less to sort per op). A load's tail is the longest chain of the
-    walk's
-    tasks after it: a lower bound of the task's tail
+    and fewer parts leave less to sort per op). A load's tail is the longest chain of
+    the walk's tasks after it: a lower bound of the task's tail
     (:func:`hwsim.engine.summary.task_tails`), the walk's part of it.
 
     One backward pass over the walk's tasks in reverse program order (each task's
