@@ -494,7 +494,9 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
     task count, for every op kind and both ways of emitting cores (grouped or one lane
     per core), standard and fused attentions, the 910A's coupled cores; except an
     attention, whose fused walks go in closed form (cv_pipeline._walk_sums): the same
-    bytes, task count and bound, its latency, work and actions within ANALYTICAL_RTOL;
+    bytes, task count and bound, its work and actions within ANALYTICAL_RTOL, its
+    latency from the tasks' (less ANALYTICAL_RTOL) up to their event schedule (the
+    walks' hbm parts: a tail the tasks' summary does not take);
     and the kinds whose core pipelines are summed in closed form (CLOSED_KINDS,
     pipeline.closed_pipeline), held to their stated bound (assert_closed_form)."""
     from hwsim.accelerators.ascend import TARGET as ASCEND
@@ -533,8 +535,12 @@ def test_the_analytical_summary_without_tasks_is_the_tasks_summary(workload, mon
                     assert got.actions.keys() == want.actions.keys()
                     for a, v in want.actions.items():
                         assert got.actions[a] == pytest.approx(v, rel=ANALYTICAL_RTOL), a
-                    assert got.analytical_latency_s == pytest.approx(
-                        want.analytical_latency_s, rel=ANALYTICAL_RTOL)
+                    # the walks' K loads on the hbm unit are parts with their tails
+                    # (cv_pipeline._least_chain), which the tasks' summary has not:
+                    # never below it, never above the event schedule
+                    a = got.analytical_latency_s
+                    assert a >= want.analytical_latency_s * (1 - ANALYTICAL_RTOL)
+                    assert a <= run_events(tasks, ASCEND.pools(spec)).latency_s * (1 + 1e-9)
                     assert got.work_s == pytest.approx(want.work_s, rel=ANALYTICAL_RTOL)
                     continue
                 assert (got, n) == (want, len(tasks)), op.name

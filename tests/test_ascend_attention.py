@@ -232,13 +232,14 @@ def test_the_analytical_attention_holds_its_contract_on_random_ops():
     ops: causal or not, a window, grouped queries, a short query over a long cache
     (split-KV), odd lengths (a pruned layer's), head dims 64 and 128, both strategies,
     the 910B, a 910B of 20 cube cores and the 910A. The latency is never above the
-    event schedule, within ANALYTICAL_RTOL of the tasks' summary (the same critical
-    path), and for a prefill (128 queries or more) at most ANALYTICAL_BOUND (25 %)
-    below the event schedule; the bytes, the task count and the bound the same; every
-    action within ANALYTICAL_RTOL. (A decode-like split-KV op was up to 37 % below
-    the event schedule before the closed form too, the tasks' summary: the shared
-    ``hbm`` unit's busy time counts from time 0, its tasks in the event run start
-    after the launch, and the combine follows: docs/performance.md.)"""
+    event schedule, never below the tasks' summary (less ANALYTICAL_RTOL: the same
+    critical path, and the walks' K loads on the hbm unit a part with its tail,
+    cv_pipeline._least_chain) and at most ANALYTICAL_BOUND (25 %) below the event
+    schedule; the bytes, the task count and the bound the same; every action within
+    ANALYTICAL_RTOL. (A decode-like split-KV op was up to 37 % below the event
+    schedule, the tasks' summary: the cores queue on the one ``hbm`` unit, then run
+    their walks' last steps after it, and the combine follows: docs/performance.md;
+    with the part's tail, within the 25 %.)"""
     import dataclasses
     import random
 
@@ -284,9 +285,8 @@ def test_the_analytical_attention_holds_its_contract_on_random_ops():
         case = (trial, op, strategy, spec.architecture, spec.cube_cores)
         a = got.analytical_latency_s
         assert a <= event * (1 + 1e-9), case
-        if q >= 128:
-            assert event <= a * 1.25, case
-        assert a == pytest.approx(want.analytical_latency_s, rel=ANALYTICAL_RTOL), case
+        assert event <= a * 1.25, case
+        assert a >= want.analytical_latency_s * (1 - ANALYTICAL_RTOL), case
         assert (got.bytes, got.bound, count) == (want.bytes, want.bound, len(tasks)), case
         assert got.actions.keys() == want.actions.keys(), case
         for k, v in want.actions.items():
@@ -356,3 +356,51 @@ def test_a_plans_tiles_compute_the_scores_the_ir_counts():
             plan.blocks.b2), (o, strategy)
         skipped += scores < att.group * att.q_len * att.kv_len
     assert skipped >= 14  # most of them skip blocks
+
+
+@pytest.mark.parametrize("op,strategy", [
+    ({"heads": 32, "kv_heads": 8, "q_len": 16, "kv_len": 4096, "causal": False}, "fastattention"),
+    ({"heads": 8, "kv_heads": 2, "q_len": 1, "kv_len": 4096, "causal": True}, "flash"),
+    ({"heads": 32, "kv_heads": 1, "q_len": 1, "kv_len": 32768, "causal": False}, "fastattention"),
+    ({"heads": 4, "kv_heads": 4, "q_len": 2048, "kv_len": 2048, "causal": True}, "fastattention"),
+    ({"heads": 4, "kv_heads": 2, "q_len": 1000, "kv_len": 9000, "causal": False}, "flash")])
+def test_the_walks_hbm_parts_are_their_loads_with_tails_no_longer_than_the_tasks(op, strategy):
+    """The closed-form walks' K loads on the hbm unit (cv_pipeline._k_load_parts, plus
+    the combine's flag after a split-KV walk) against the same op's tasks: the parts'
+    seconds are the K loads' tasks' on the unit, their least start after the launch and
+    no later than the tasks' least critical-path start, each part's tail no longer
+    than the longest tail among the tasks (engine.summary.task_tails, the backward pass over the
+    tasks); the least part tail no longer than the least of theirs; and the summary
+    never above the event schedule."""
+    from hwsim.accelerators.ascend.chip import HBM_UNIT, Builder
+    from hwsim.engine import Accumulator, summarize
+    from hwsim.engine.summary import task_tails
+    from hwsim.onchip import NONE
+
+    spec = resolve("ascend-910b").spec
+    wl = workload_from_dict({"name": "t", "dtype": "fp16", "tiling": {"attention": strategy},
+                             "ops": [{"kind": "attention", "head_dim": 128, **op}]}, "t")
+    g = build_graph(wl)
+    tasks = TARGET.lower(g.ops[0], g, spec, wl.tiling)
+    acc = Accumulator()
+    TARGET._emit(Builder(TARGET.chip(spec), grouping=TARGET.grouping, sink=acc), g.ops[0], g,
+                 spec, wl.tiling, NONE)
+    parts = acc.parts.get(HBM_UNIT, [])
+    loads = [i for i, t in enumerate(tasks) if t.unit == HBM_UNIT and "K load" in t.label]
+    assert parts and loads
+    tails = task_tails(tasks)
+    start: list[float] = []  # each task's critical-path start
+    finish: list[float] = []
+    for t in tasks:
+        start.append(max((finish[j] for j in t.deps), default=0.0))
+        finish.append(start[-1] + t.duration_s)
+    launch = summarize(tasks[:1]).analytical_latency_s  # (every walk starts after it)
+    assert sum(w for _, w, _ in parts) == pytest.approx(
+        sum(tasks[i].duration_s * tasks[i].copies for i in loads), rel=1e-9)
+    assert launch * (1 - 1e-12) <= min(h for h, _, _ in parts) <= min(
+        start[i] for i in loads) * (1 + 1e-9)
+    assert max(q for _, _, q in parts) <= max(tails[i] for i in loads) * (1 + 1e-9)
+    assert min(q for _, _, q in parts) <= min(tails[i] for i in loads) * (1 + 1e-9)
+    pools = TARGET.pools(spec)
+    assert acc.summary(pools).analytical_latency_s <= run_events(tasks, pools).latency_s * (
+        1 + 1e-9)

@@ -81,6 +81,63 @@ def test_the_analytical_latency_never_exceeds_the_event_schedule():
         assert summarize(tasks, pools).analytical_latency_s <= event * (1 + 1e-12), trial
 
 
+def test_the_bound_with_tails_never_exceeds_the_event_schedule():
+    """The same random graphs with each resource's tail (the least critical path after
+    any of its tasks, summarize(tails=True)) and with parts of a resource's tasks, each
+    with its own head, busy seconds and least tail (Accumulator.add_part, random
+    disjoint subsets of the resource's tasks): never above the event schedule, and never below
+    the bound without them. The tail counts: on a memory lane whose last transfer is
+    followed by a tile and a join, the bound is the event schedule, where head + busy
+    alone (6 s) and the critical path (7 s) were short of it."""
+    import random
+
+    from hwsim.engine import Accumulator, summarize
+    from hwsim.engine.summary import task_tails
+
+    rng = random.Random(20261207)
+    raised = 0
+    for trial in range(600):
+        tasks, pools = random_tasks(rng, rng.randint(1, 50))
+        if trial % 2:
+            tasks = [t._replace(copies=k, serial=rng.random() < 0.5) if t.pool == "" or
+                     k <= pools.get(t.pool, 1) else t
+                     for t in tasks for k in [rng.choice([1, 1, 2, 3])]]
+        event = run_events(tasks, pools).latency_s
+        plain = summarize(tasks, pools).analytical_latency_s
+        tailed = summarize(tasks, pools, tails=True).analytical_latency_s
+        assert plain <= tailed <= event * (1 + 1e-12), trial
+        raised += tailed > plain
+        # parts: random subsets of each resource's tasks, from the tasks' own figures
+        acc = Accumulator()
+        for t in tasks:
+            acc.add_task(t)
+        tail = task_tails(tasks)
+        start = [acc.finish[i] - t.duration_s for i, t in enumerate(tasks)]
+        part = [rng.randrange(4) for _ in tasks]  # disjoint parts (3: in none)
+        for p in range(3):
+            pick = [i for i in range(len(tasks)) if part[i] == p]
+            for key in {tasks[i].unit for i in pick} | {("pool", tasks[i].pool)
+                                                         for i in pick if tasks[i].pool}:
+                mine = [i for i in pick if key in (tasks[i].unit, ("pool", tasks[i].pool))]
+                seconds = sum(tasks[i].duration_s * (tasks[i].copies if type(key) is tuple
+                                                     or tasks[i].serial else 1) for i in mine)
+                acc.add_part(key, min(start[i] for i in mine), seconds,
+                             min(tail[i] for i in mine))
+        parted = acc.summary(pools).analytical_latency_s
+        assert plain <= parted <= event * (1 + 1e-12), trial
+    assert raised >= 10  # (14 of the 600 graphs)
+    # a memory lane, then each tile after its transfer, then a join of 1 s
+    lane = [Task("mem", 2.0, deps=(i - 2,) if i >= 2 else ()) for i in range(3)]
+    tasks = []
+    for i, m in enumerate(lane):
+        tasks.append(m._replace(deps=(2 * (i - 2) + 1,) if i >= 2 else ()))
+        tasks.append(Task("core", 1.0, deps=(2 * i,) + ((2 * i - 1,) if i else ())))
+    tasks.append(Task("sync", 1.0, deps=(len(tasks) - 1,)))
+    event = run_events(tasks).latency_s
+    assert summarize(tasks).analytical_latency_s == 7.0  # (the lane's head + busy: 6)
+    assert summarize(tasks, tails=True).analytical_latency_s == event == 8.0
+
+
 def test_starts_and_ends_are_recorded():
     tasks = [Task("a", 1.0), Task("b", 2.0, deps=(0,)), Task("a", 0.5)]
     s = run_events(tasks)

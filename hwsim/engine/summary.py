@@ -11,8 +11,9 @@ plain definitions, one pass each).
 - the analytical latency (fidelity ``analytical``): no simulation; the largest of the
   critical path through the dependencies and, for each unit, its head (the earliest
   critical-path start of its tasks) plus its total time, for each pool its head plus
-  its total time divided by its capacity: a lower bound on the event schedule (see
-  :func:`_summary`);
+  its total time divided by its capacity, each plus the resource's tail where known
+  (the least critical path after any of its tasks: the work that must follow it): a
+  lower bound on the event schedule (see :func:`_summary`);
 - the dominant bound: what limits the op, the bound of the work on its busiest
   resource: the unit with the most busy time, or the pool with the most busy time
   per slot (a DRAM pool shared by many cores limits an op even when each core's own
@@ -40,25 +41,69 @@ class Summary:
     bytes: dict[str, int]  # level -> bytes (dram_read, l2_write, ...)
     actions: dict[str, float]  # action -> count
     bound: str  # what limits the op
-    analytical_latency_s: float  # max(critical path, each unit's and pool's head + busy)
+    analytical_latency_s: float  # max(critical path, each resource's head + busy + tail)
     # the busiest unit or pool counting only its work, not its tasks bound by latency
     # (a launch, a sync): the least time the op needs however its latency chain shrinks
     work_s: float = 0.0
 
 
 def summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None = None, *,
-              critical_path: bool = True) -> Summary:
+              critical_path: bool = True, tails: bool = False) -> Summary:
     """Bytes, actions, dominant bound and analytical latency of ``tasks``.
 
     ``critical_path=False``: the caller schedules the tasks (fidelity ``event``) and
     reads no analytical latency: the walk of the dependencies is skipped (a fifth of
-    the pass) and ``analytical_latency_s`` is NaN; the other figures are the same."""
+    the pass) and ``analytical_latency_s`` is NaN; the other figures are the same.
+
+    ``tails=True``: each resource's term also counts its *tail*, the least critical
+    path after any of its tasks (:func:`task_tails`, a backward pass over the
+    dependencies; see :func:`_summary`): a higher bound, still below the event
+    schedule. Off by default: a target's accumulator supplies tails only where it
+    knows them (:class:`Accumulator`), and this is the reference it is held to."""
     with gc_paused():
-        return _summarize(tasks, pools, critical_path)
+        return _summarize(tasks, pools, critical_path, tails)
+
+
+def task_tails(tasks: Sequence[Task]) -> list[float]:
+    """Each task's tail: the longest chain of dependent tasks after it ends (the sum
+    of their durations; 0 for a task nothing waits on), one backward pass over the
+    dependencies, O(tasks + dependencies). In the event schedule every task of the
+    chain starts after the one before it ends, so the op ends no earlier than a
+    task's end plus its tail. (A task of serial copies counts ``duration_s`` in the
+    chain, as the critical path does: a lower bound of the copies' time.)"""
+    tail = [0.0] * len(tasks)
+    for i in range(len(tasks) - 1, -1, -1):
+        t = tasks[i]
+        v = t.duration_s + tail[i]
+        for j in t.deps:
+            if v > tail[j]:
+                tail[j] = v
+    return tail
+
+
+def least_tails(tasks: Sequence[Task]) -> dict:
+    """Each unit's and pool's (``("pool", name)``) least :func:`task_tails` over its
+    tasks, where above 0 (:class:`Accumulator`'s ``tail``); not for a resource of one
+    task of one copy, whose head + busy + tail is the length of a chain through that
+    task, never above the critical path (its tail would add only a rounding, and a
+    writer would need the whole backward pass to match it)."""
+    least: dict = {}
+    alone: dict = {}  # key -> whether its one task so far has one copy
+    for t, q in zip(tasks, task_tails(tasks)):
+        for key in ((t.unit, ("pool", t.pool)) if t.pool else (t.unit,)):
+            got = least.get(key)
+            if got is None:
+                least[key] = q
+                alone[key] = t.copies == 1
+            else:
+                alone[key] = False
+                if q < got:
+                    least[key] = q
+    return {key: q for key, q in least.items() if q > 0.0 and not alone[key]}
 
 
 def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
-               critical_path: bool = True) -> Summary:
+               critical_path: bool = True, tails: bool = False) -> Summary:
     """:func:`summarize`, with the collector paused."""
     if not tasks:
         return Summary({}, {}, "latency", 0.0 if critical_path else math.nan)
@@ -118,24 +163,43 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
     if not critical_path:  # (every start 0: no head to read)
         return _summary(nbytes, actions, math.nan, busy, pools)
     return _summary(nbytes, actions, max(finish), busy, pools,
-                    {key: e[2] for key, e in busy.items() if e[2] > 0.0})
+                    {key: e[2] for key, e in busy.items() if e[2] > 0.0},
+                    least_tails(tasks) if tails else None)
 
 
 def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
-             pools: Mapping[str, int] | None, head: Mapping | None = None) -> Summary:
+             pools: Mapping[str, int] | None, head: Mapping | None = None,
+             tail: Mapping | None = None, parts: Mapping | None = None) -> Summary:
     """The summary from the sums: the critical path ``path_s``, each resource's busy
-    time (``busy``: unit or ("pool", name) -> [seconds, {bound: seconds}, ...]) and its
-    head (``head``: the same keys -> the earliest critical-path start of its tasks; a
-    key not in it, or no ``head``, counts from 0, the weaker bound).
+    time (``busy``: unit or ("pool", name) -> [seconds, {bound: seconds}, ...]), its
+    head (``head``: the same keys -> the earliest critical-path start of its tasks),
+    its tail (``tail``: the same keys -> the least critical path after any of its
+    tasks, :func:`task_tails`) and, in ``parts``, disjoint subsets of its tasks that a
+    writer knows more of (the same keys -> [(head, seconds, tail), ...], each a subset's
+    earliest critical-path start, its busy seconds and its least tail). A key not in
+    ``head`` or ``tail``, or none given, counts 0 there, the weaker bound; any value
+    at most the true one keeps the bound sound.
 
     The analytical latency is the largest of the critical path and, for each
-    resource, its head plus its busy time per slot. Each is a lower bound of the
-    event schedule: no task starts before its dependencies end (nor, then, before
-    the critical path's start for it, the longest chain of dependencies before it);
-    a unit of capacity one runs its tasks one after another, so its last one ends
-    no earlier than its first possible start plus all their durations; a pool of
-    ``slots`` is idle before its first task can start and, from then on, gets
-    through at most ``slots`` seconds of its tasks' time per second."""
+    resource, its head plus its busy time per slot plus its tail, and the same for
+    each part of a resource and each union of a resource's parts whose tail is at
+    least some threshold (the parts taken in order of their tails, longest first).
+
+    **Why each term is a lower bound of the event schedule.** No task starts before
+    its dependencies end, so none before its critical-path start (the longest chain
+    of dependencies before it). Take any set S of tasks on one resource of c slots
+    (c = 1 for a unit; ``pools`` gives a pool's), h at most the least critical-path
+    start in S, W their busy seconds and q at most their least tail. Before h the
+    resource runs none of S; from h on it gets through at most c seconds of S's work
+    per second, so the last task of S to end ends at F >= h + W / c. That task is
+    followed by a chain of dependent tasks of at least q seconds (its tail), each
+    starting after the one before it ends, so the op ends no earlier than
+    h + W / c + q. S = all of a resource's tasks gives the resource's term (S's
+    least head and tail are the resource's); a union of parts with tails >= q gives
+    the threshold terms (its head the least of the parts', its tail q). With every
+    tail at 0 this is the head + busy bound alone; the tail adds the work that must
+    follow the resource (a memory lane's last tile and the join; a core's walk after
+    its last load on a shared HBM unit), the part the head + busy term leaves out."""
     capacity = dict(pools or {})
     latency = path_s
     work = 0.0
@@ -147,12 +211,29 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
             h = head.get(key)
             if h:
                 t = h + t
+        if tail:
+            q = tail.get(key)
+            if q:
+                t = t + q
         latency = max(latency, t)
         work = max(work, (total - by.get("latency", 0.0)) / slots)
+    if parts:
+        for key, subsets in parts.items():
+            slots = capacity.get(key[1], 1) if type(key) is tuple else 1
+            h, w = math.inf, 0.0
+            for h_s, seconds, q in sorted(subsets, key=_by_tail, reverse=True):
+                if h_s < h:
+                    h = h_s
+                w += seconds
+                latency = max(latency, h + w / slots + q)
     top = max(busy, key=lambda key: busy[key][0] / max(1, capacity.get(key[1], 1))
               if type(key) is tuple else busy[key][0])
     by = busy[top][1]
     return Summary(nbytes, actions, max(by, key=by.get), latency, work)
+
+
+def _by_tail(part: tuple) -> float:
+    return part[2]
 
 
 def sum_bytes(tasks: Sequence[Task]) -> dict[str, int]:
@@ -179,9 +260,16 @@ class Accumulator:
     ``deps``; :meth:`summary` is then what :func:`summarize` returns for the list.
     The sums are taken in the order the tasks come, as :func:`summarize` takes them,
     so the two agree to the last bit. ``duration_s`` is taken as given (a target's
-    builder clamps negative durations to 0, as it does for its tasks)."""
+    builder clamps negative durations to 0, as it does for its tasks).
 
-    __slots__ = ("nbytes", "actions", "finish", "busy", "head", "count")
+    Tails (see :func:`_summary`) are not taken task by task (no task's successors are
+    known when it is added, and a backward pass would keep every task): a writer that
+    knows its tasks' structure (a chain of tiles after a memory lane, a core's walk
+    after its loads) sets :attr:`tail` for a key, or adds a part of a key's work with
+    its own head and tail (:meth:`add_part`); without them a key's tail is 0, today's
+    head + busy bound."""
+
+    __slots__ = ("nbytes", "actions", "finish", "busy", "head", "tail", "parts", "count")
 
     def __init__(self):
         self.nbytes: dict[str, int] = {}
@@ -194,6 +282,13 @@ class Accumulator:
         # ``head.pop(key, None)`` where it cannot tell (today's weaker bound); a key
         # left above that start would make the bound unsound.
         self.head: dict = {}
+        # the same keys -> a lower bound of the least tail of their tasks where above 0
+        # (the critical path after a task to the op's end: least_tails of the tasks);
+        # a key not here: 0. Set by a writer that knows the structure after its tasks.
+        self.tail: dict = {}
+        # the same keys -> [(head, seconds, tail), ...]: parts of a key's tasks (already
+        # in ``busy``) whose own head and least tail a writer knows (add_part)
+        self.parts: dict = {}
         self.count = 0  # tasks added
 
     def add(self, unit: str, duration_s: float, nbytes: Mapping[str, int] | None,
@@ -508,6 +603,20 @@ class Accumulator:
             self.head[key] = start_s
         return e
 
+    def add_part(self, key, head_s: float, seconds: float, tail_s: float) -> None:
+        """A part of key ``key``'s work (its busy seconds already added; no task in two
+        parts of a key: their unions add their seconds): tasks whose
+        critical-path starts are all at least ``head_s``, whose durations add up to
+        ``seconds`` and after each of which a chain of at least ``tail_s`` seconds
+        follows; :func:`_summary` bounds the op by the parts' unions (a core's walk
+        after its loads on a shared unit, where the unit's least tail is another
+        task's, the combine after the walks)."""
+        got = self.parts.get(key)
+        if got is None:
+            self.parts[key] = [(head_s, seconds, tail_s)]
+        else:
+            got.append((head_s, seconds, tail_s))
+
     def add_task(self, t: Task) -> int:
         """:meth:`add` of a made :class:`Task` (a lowering that makes some itself)."""
         return self.add(t.unit, t.duration_s, t.bytes, t.actions, t.deps, t.bound, t.pool,
@@ -518,7 +627,7 @@ class Accumulator:
         if not self.count:
             return Summary({}, {}, "latency", 0.0)
         return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools,
-                        self.head)
+                        self.head, self.tail, self.parts)
 
 
 def _add_into(acc: dict, items: Mapping, k: int, zero) -> None:

@@ -551,6 +551,10 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
     rate = mach.slowest_rate(t) if terms is not None else 0.0
     s_core = s_pack = s_l1 = s_l2 = s_l3 = s_tlb = s_dram = 0.0
     prev = None  # the step before
+    # each step's tile time and its barrier's (None: none), for the lanes' tails
+    tile_s: list = []
+    bar_s: list = []
+    last_move = -1  # the last step that moves DRAM bytes
     for j, step in enumerate(steps):
         if (prev is None or step.arith_cycles is not prev.arith_cycles
                 or step.port_cycles is not prev.port_cycles
@@ -634,6 +638,9 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
             s_tlb += t_tlb
             s_dram += t_dram
         core_total += in_cache
+        tile_s.append(in_cache)
+        if moves:
+            last_move = j
         if bound == "compute":
             by_compute += in_cache
         else:
@@ -683,11 +690,14 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
         count += n_tasks
         if step.barrier and t > 1 and j < final:
             d = barrier_s * step.rounds
+            bar_s.append(d)
             sync_s += d
             gate_f = ends_max + d
             if gate_f > path:
                 path = gate_f
             count += 1
+        else:
+            bar_s.append(None)
     if t > 1:
         d = barrier_s
         sync_s += d
@@ -731,8 +741,44 @@ def summarize_plan(plan: Plan, mach: Machine, pools, terms: list | None = None) 
     acc.finish = [path]
     acc.busy = busy
     acc.head = head
+    if steps:
+        _lane_tails(acc.tail, tile_s, bar_s, last_move, barrier_s if t > 1 else 0.0, units,
+                    mem_units)
     acc.count = count
     return acc.summary(pools), count
+
+
+def _lane_tails(tail: dict, tile_s: list, bar_s: list, last_move: int, join_s: float,
+                units, mem_units) -> None:
+    """The least tails (:class:`~hwsim.engine.Accumulator`'s ``tail``) of :func:`emit`'s
+    core and DRAM lanes and the DRAM pool, as the engine's backward pass
+    (:func:`hwsim.engine.summary.task_tails`) gives them, the same floats: ``tile_s``
+    each step's tile time, ``bar_s`` its barrier's (None: none), ``last_move`` the last
+    step with DRAM bytes (-1: none), ``join_s`` the join's time (0: one thread).
+
+    A group's tiles are a chain, so each core's least tail is its last tile's: the
+    join. A DRAM lane's is its last transfer's (each earlier one precedes a tile
+    before that one's): that transfer's tile, then every later tile, each after the
+    barrier between (a barrier waits for every group's tile and gates the next: the
+    longer path), then the join. After the last transfer no tile is followed by a
+    prefetch, so the chain is every group's: the pool's least tail is the same. This
+    is the work a memory-bound op's last transfer leaves: head + busy of the lane
+    alone ended before it (0.73-0.80 of the event schedule on random single ops)."""
+    if join_s > 0.0:
+        for unit in units:
+            tail[unit] = join_s
+    if last_move < 0:
+        return
+    q = join_s  # the last tile's tail (its join's time + the join's 0)
+    for j in range(len(tile_s) - 1, last_move, -1):  # back to the last transfer's tile
+        v = tile_s[j] + q
+        b = bar_s[j - 1]
+        q = v if b is None else b + v
+    q = tile_s[last_move] + q
+    if q > 0.0:
+        for unit in mem_units:
+            tail[unit] = q
+        tail["pool", DRAM_POOL] = q
 
 
 def _summary_terms(mach: Machine, threads: int) -> tuple:

@@ -1139,7 +1139,8 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name,
                 memo=walks, tiles=per_core_tiles[c] if TILE_SUMS else None,
-                actions_by_tile=by_tile))
+                actions_by_tile=by_tile,
+                after_s=chip.spec.cv_sync_s if split else 0.0))  # (_combine's flag)
             continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),

@@ -471,7 +471,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                      preload: int, sync_s: float, store_bw: float,
                      store_hbm_fraction: float = 1.0, deps=(), label: str = "attention",
                      memo: dict | None = None, tiles: list | None = None,
-                     actions_by_tile: bool = False) -> tuple[int, ...]:
+                     actions_by_tile: bool = False, after_s: float = 0.0) -> tuple[int, ...]:
     """Emit one cube core's walk (``blocks`` in order, or as runs ``(block, count)`` of
     equal ones) with its vector cores ``vecs``; returns the tasks its end waits for.
 
@@ -485,7 +485,9 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     whose walk is another's (the same tiles or block objects, team shape and
     parameters) adds that walk's sums again. ``actions_by_tile`` (with ``tiles``): the
     closed form leaves the blocks' actions to the caller, which adds them for the whole
-    op at once (:func:`add_tile_actions`); the task build ignores it.
+    op at once (:func:`add_tile_actions`); the task build ignores it. ``after_s``: a
+    chain of the op's tasks that follows the walk's end (a split-KV combine's flag),
+    for the closed form's tails (:func:`_k_load_parts`); the task build ignores it.
 
     With ``tiles``, a build (event or analytical) reads only them: ``blocks`` may then
     be None (a 32K walk's runs, thousands a core, not gathered for nothing)."""
@@ -497,7 +499,7 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     if closed_form(bld):
         return _walk_summary(bld.sink, chip, blocks, teams, vecs, core, preload, sync_s,
                              store_bw, store_hbm_fraction, deps, bld.copies, memo, tiles,
-                             actions_by_tile and tiles is not None)
+                             actions_by_tile and tiles is not None, after_s)
     runs = None if blocks is None else [(b, 1) if isinstance(b, Block) else b for b in blocks]
     steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles)
     n = len(steps)
@@ -734,18 +736,26 @@ class _WalkSums:
     its critical path from its start (the stages' ends step by step); ``heads``: per
     role, the earliest critical-path start of its tasks from the walk's start (a role
     not in it: the start itself), each unit's head in the op's summary
-    (:class:`~hwsim.engine.Accumulator`'s ``head``)."""
+    (:class:`~hwsim.engine.Accumulator`'s ``head``); ``hbm_parts``: the K loads' tasks
+    on the hbm unit in parts (:func:`_k_load_parts`), each (its tasks' earliest start
+    from the walk's start, their seconds, the least chain of the walk after any of
+    them), parts of the unit (:meth:`~hwsim.engine.Accumulator.add_part`)."""
 
-    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "heads", "held")
+    __slots__ = ("busy", "nbytes", "actions", "count", "path_s", "heads", "held",
+                 "hbm_parts")
 
-    def __init__(self, busy, nbytes, actions, count, path_s, heads, held):
+    def __init__(self, busy, nbytes, actions, count, path_s, heads, held, hbm_parts=()):
         self.busy, self.nbytes, self.actions = busy, nbytes, actions
         self.count, self.path_s, self.heads = count, path_s, heads
         self.held = held  # (the tiles or blocks the memo's key names by id, kept alive)
+        self.hbm_parts = hbm_parts
 
-    def add_to(self, acc: Accumulator, units: dict, start_s: float) -> tuple[int, ...]:
+    def add_to(self, acc: Accumulator, units: dict, start_s: float,
+               after_s: float = 0.0) -> tuple[int, ...]:
         """Add the walk to ``acc`` (``units``: role -> the unit names of this core),
-        started at ``start_s``; returns the one task its end waits for.
+        started at ``start_s``, followed by a chain of at least ``after_s`` (the op's
+        tasks after the walk: added to its hbm parts' tails); returns the one task its
+        end waits for.
 
         The walk's tasks get indices as if they were added (the op's later tasks count
         on it); their finish times are lower bounds of theirs in the event schedule:
@@ -766,6 +776,8 @@ class _WalkSums:
             nbytes[key] = nbytes.get(key, 0) + v
         for key, v in self.actions:
             actions[key] = actions.get(key, 0.0) + v
+        for h, seconds, tail in self.hbm_parts:
+            acc.add_part(HBM_UNIT, start_s + h, seconds, tail + after_s)
         finish = acc.finish
         finish.extend([start_s] * (self.count - 1))
         finish.append(start_s + self.path_s)
@@ -776,8 +788,8 @@ class _WalkSums:
 def _walk_summary(acc: Accumulator, chip, blocks: list,
                   teams: list[list[int]], vecs: list[int], core: int, preload: int,
                   sync_s: float, store_bw: float, store_hbm_fraction: float, deps: tuple,
-                  k1: int, memo: dict | None, tiles: list | None, actions_by_tile: bool
-                  ) -> tuple[int, ...]:
+                  k1: int, memo: dict | None, tiles: list | None, actions_by_tile: bool,
+                  after_s: float = 0.0) -> tuple[int, ...]:
     """The analytical fidelity's walk: :func:`_walk_sums` of the core's steps added to
     the accumulator, no task made; a core whose walk another core of the op made
     (``memo``: the same tiles or blocks, the same parameters) adds that one's sums.
@@ -795,12 +807,12 @@ def _walk_summary(acc: Accumulator, chip, blocks: list,
                tuple(len(t) for t in teams), len(vecs), actions_by_tile)
         got = memo.get(key)
         if got is not None:
-            return got.add_to(acc, units, start)
+            return got.add_to(acc, units, start, after_s)
     got = _walk_sums(chip, runs, tiles, teams, len(vecs), preload, sync_s, store_bw,
                      store_hbm_fraction, k1, not actions_by_tile)
     if key is not None:
         memo[key] = got
-    return got.add_to(acc, units, start)
+    return got.add_to(acc, units, start, after_s)
 
 
 def _walk_units(chip, core: int, teams: list[list[int]]) -> dict[str, tuple[str, ...]]:
@@ -903,6 +915,8 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     k_miss, stores, st_hbm = [False] * n, [False] * n, [False] * n
     flash = preload == 0
     inner = 0.0  # the flags inside a flash step of several blocks
+    k_hbm = [0.0] * n  # each step's K load's seconds on the hbm unit (part of hbm_t)
+    k_start = [0.0] * n  # ... and its start on the walk's critical path
     for s, (qk_s, fix_s_s, softmax_s, pv_s, fix_o_s, update_s, final_s, lh, ll, slow, mask,
             pad_h, pad_l, store_bytes, st_acts, load_v) in enumerate(steps):
         if flash:
@@ -958,6 +972,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                     u_mdr = True
                 dh = miss / hbm_bw
                 hbm_t += dh * serial
+                k_hbm[s] = dh * serial
                 count += 1
                 k_miss[s] = True
                 d = d if d > dh else dh  # the QK waits for both tasks of its K load
@@ -1026,6 +1041,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
             f = qk_end[j - KV_BUFFERS] if j >= KV_BUFFERS else 0.0
             if k_miss[j] and f < h_hbm:
                 h_hbm = f
+            k_start[j] = f
             f += kd[j]
             c = c if c > f else f
             if j > preload:
@@ -1085,7 +1101,90 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     if a_ub:
         actions.append(("ub_byte", a_ub * k))
     actions += [(name, x * k) for name, x in acts.items()]
-    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles))
+    hbm_parts = _k_load_parts(k_miss, k_start, k_hbm, preload, qk, fs, sm, pv, fo, up,
+                              store, stores, sync) if any(k_miss) else ()
+    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles), hbm_parts)
+
+
+def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: list, fs: list,
+                  sm: list, pv: list, fo: list, up: list, store: list, stores: list,
+                  sync: float) -> tuple:
+    """The walk's K loads' tasks on the hbm unit (the steps with ``k_miss``: their
+    critical-path starts ``k_start``, their seconds ``k_hbm``) in at most
+    :data:`WALK_PARTS` parts, each (the least start, the seconds, the least tail of
+    its loads): the steps cut into runs of about equal count, in order (an earlier
+    step's load is followed by more of the walk: the runs are about the loads in
+    order of their tails; any subset with its least start and tail is a sound part,
+    and fewer parts leave less to sort per op). A load's tail is the longest chain of
+    the walk's tasks after it: a lower bound of the task's tail
+    (:func:`hwsim.engine.summary.task_tails`), the walk's part of it.
+
+    One backward pass over the walk's tasks in reverse program order (each task's
+    successors come later in it), along the dependencies :func:`emit_cv_pipeline`
+    gives them and :func:`_walk_sums`' forward pass takes: a QK is followed by the
+    next cube task and by its S out, flag and softmax; a softmax by the next vector
+    task, by its flag back and PV, and by the QK whose FIFO slot it frees (``preload``
+    + 1 steps on); a PV by the next cube task and by its O out, flag and update; an
+    update by the next vector task and its store. (The loads' buffer waits, a K or V
+    load after the QK or PV two steps back, are left out: a shorter chain, still a
+    lower bound.) A K load's task on the hbm unit is followed by its QK, which waits
+    for it. The op's tasks after the walk (a split-KV combine) are the caller's
+    (``after_s`` of :func:`emit_cv_pipeline`).
+
+    Why: a decode-like split-KV attention has few tiles per K/V head, so every core
+    loads from the one hbm unit at once; the unit's head + busy time ends with the
+    last load, and that core's walk still runs its steps from that load's QK on
+    (0.62-0.80 of the event schedule without it). The unit's own least tail is no
+    help there: a store's or the combine's task on it is followed by almost nothing."""
+    n = len(qk)
+    t_qk = [0.0] * n
+    t_pv = [0.0] * n
+    cut = -(-n // WALK_PARTS)  # steps per part
+    parts = []
+    h = w = 0.0
+    q = math.inf  # the part being gathered (from its last step back): start, seconds, tail
+    cube_next = vec_next = 0.0  # the next cube (vector) task's time + its tail
+    for s in range(n - 1, -preload - 1, -1):  # (_walk_sums' iterations, reversed)
+        if s >= 0:  # PV(s), O out, flag, update(s), store
+            u = store[s] if stores[s] else 0.0
+            u = u if u > vec_next else vec_next
+            vec_next = up[s] + u
+            x = fo[s] + sync + vec_next
+            x = x if x > cube_next else cube_next
+            t_pv[s] = x
+            cube_next = pv[s] + x
+        j = s + preload
+        if j < n:  # QK(j), S out, flag, softmax(j)
+            x = sync + pv[j] + t_pv[j]  # its flag back, PV(j)
+            x = x if x > vec_next else vec_next
+            f = j + preload + 1  # the QK that waits for its FIFO slot
+            if f < n:
+                y = qk[f] + t_qk[f]
+                x = x if x > y else y
+            vec_next = sm[j] + x
+            x = fs[j] + sync + vec_next
+            x = x if x > cube_next else cube_next
+            t_qk[j] = x
+            cube_next = x = qk[j] + x  # (the K load's tail: its QK waits for it)
+            if k_miss[j]:
+                if q == math.inf:  # (the part's first load met)
+                    h = k_start[j]
+                elif k_start[j] < h:
+                    h = k_start[j]
+                w += k_hbm[j]
+                q = q if q < x else x
+            if j % cut == 0 and q < math.inf:  # the part's first step: it is whole
+                parts.append((h, w, q))
+                w, q = 0.0, math.inf
+    return tuple(parts)
+
+
+# the most parts a walk's K loads make on the hbm unit (_k_load_parts). Measured on
+# nine split-KV decodes on the 910B (tests/test_ascend_attention.py's and
+# test_invariants.py's): one part (the walk's least tail) gave 0.823-0.988 of the event
+# schedule, two parts and a part per step alike 0.832-0.988; four keep a walk's
+# parts few (a core's at most 4 to sort per op) with room for longer walks
+WALK_PARTS = 4
 
 
 def _by_bound(first: str, u_mem: bool, mem_s: float, u_chip: bool, chip_s: float
