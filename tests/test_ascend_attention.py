@@ -116,9 +116,10 @@ def test_block_sizes_that_do_not_fit_name_the_buffer():
 def test_lanes_show_cube_and_vector_cores():
     r = hwsim.simulate(attention(2048, heads=8, attention="fastattention"), "ascend")
     lanes = {u for lane in r.lanes for (u, *_) in lane}
-    # the two AIVs of cube core 3 run as one group on their vector pipes (their lanes
-    # are the same), and store their rows apart
-    assert {"core3.cube", "core3.mte2", "vec6-7.vector", "vec6.mte3", "vec7.mte3"} <= lanes
+    # the two AIVs of cube core 3 run as one group on their vector pipes and their MTE3s
+    # (their lanes are the same; cv_pipeline.store_lanes)
+    assert {"core3.cube", "core3.mte2", "vec6-7.vector", "vec6-7.mte3"} <= lanes
+    assert not {"vec6.mte3", "vec7.mte3"} & lanes
 
 
 def test_grouped_query_and_decode_attention():

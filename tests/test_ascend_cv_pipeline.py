@@ -380,3 +380,59 @@ def test_a_walk_another_core_made_adds_the_same_sums(preset):
                 reused += len(plan) - len(memo)
         assert got[0] == got[1], trial
     assert reused > 100  # the memo was used
+
+
+def test_a_teams_stores_as_one_task_keep_the_schedule(monkeypatch):
+    """``STORES_BY_TEAM``: a team of AIVs stores its rows as one task on the team's MTE3
+    lane and one serial task on the hbm unit (``store_lanes``), not two of each. On
+    random walks of one to three cores (run-ahead 0-4, flags of no time, copies, stores
+    wholly in L2 or partly to HBM), every other task's start and end is the one each
+    AIV's own two tasks give: to the last bit where the stores stay in L2 (each AIV's
+    lane ran only its own stores), within 1e-12 where they write HBM (one serial task
+    ends at s + 2d, two at (s + d) + d); the op's latency likewise, its bytes the same
+    and its actions within 1e-12; the store tasks half as many (a team of two)."""
+    import random
+
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+    from hwsim.accelerators.ascend.chip import Builder, Chip
+    from hwsim.engine import run_events, summarize
+
+    chip = Chip(resolve("ascend").spec)
+    rng = random.Random(5)
+    exact = close = 0
+    for trial in range(60):
+        kw = dict(preload=rng.choice([0, 1, 2, 4]), sync_s=rng.choice([0.0, 3e-7]),
+                  store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([0.0, 1.0, 0.3]),
+                  label="t")
+        n = rng.randint(1, 3)
+        cores = rng.sample(range(chip.n_cube), n)
+        plan = [_random_runs(rng) for _ in range(n)]
+        copies, x_s = rng.choice([1, 1, 3]), rng.choice([0.0, 2e-6])
+        got = {}
+        for by_team in (True, False):
+            monkeypatch.setattr(cv, "STORES_BY_TEAM", by_team)
+            bld = Builder(chip)
+            _walks(bld, plan, cores, kw, copies, x_s)
+            got[by_team] = (bld.tasks, run_events(bld.tasks), summarize(bld.tasks))
+        (t1, s1, m1), (t0, s0, m0) = got[True], got[False]
+        keep1 = [i for i, t in enumerate(t1) if not t.label.startswith("t O store")]
+        keep0 = [i for i, t in enumerate(t0) if not t.label.startswith("t O store")]
+        assert [t1[i].label for i in keep1] == [t0[i].label for i in keep0]
+        assert 2 * (len(t1) - len(keep1)) == len(t0) - len(keep0)
+        case = (trial, kw, copies)
+        if kw["store_hbm_fraction"] == 0.0:
+            exact += len(t1) > len(keep1)
+            assert [(s1.starts_s[i], s1.ends_s[i]) for i in keep1] == \
+                [(s0.starts_s[i], s0.ends_s[i]) for i in keep0], case
+            assert s1.latency_s == s0.latency_s, case
+        else:
+            close += len(t1) > len(keep1)
+            for i, j in zip(keep1, keep0):
+                assert s1.starts_s[i] == pytest.approx(s0.starts_s[j], rel=1e-12, abs=0), case
+                assert s1.ends_s[i] == pytest.approx(s0.ends_s[j], rel=1e-12, abs=0), case
+            assert s1.latency_s == pytest.approx(s0.latency_s, rel=1e-12, abs=0), case
+        assert m1.bytes == m0.bytes, case
+        assert m1.actions.keys() == m0.actions.keys(), case
+        for a, v in m0.actions.items():
+            assert m1.actions[a] == pytest.approx(v, rel=1e-12), (case, a)
+    assert exact > 10 and close > 20

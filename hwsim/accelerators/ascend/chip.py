@@ -356,32 +356,42 @@ class Builder:
         whose time is in ``hbm_pad`` (counted as L2 reads, not timed twice).
         Returns the indices of the tasks that consumers wait for.
         """
+        made: list[tuple] = []
+        self.load_fields(made.append, unit, hbm_bytes, l2_bytes, clean_deps(deps), dest,
+                         label, mask_bytes, hbm_pad, l2_pad, l2_counted)
+        return self._put_made(made)
+
+    def load_fields(self, mk, unit: str, hbm_bytes: float, l2_bytes: float, deps: tuple,
+                    dest: str, label: str, mask_bytes: float, hbm_pad: float, l2_pad: float,
+                    l2_counted: float) -> bool:
+        """:meth:`load`'s tasks as their ten fields, each handed to ``mk`` (for
+        :meth:`put_all`; ``deps`` sorted, without repeats): the pipe's, then the ``hbm``
+        unit's where bytes miss L2 (returns whether there is that second task)."""
         chip = self.chip
-        deps = clean_deps(deps)
         hbm_bytes = max(0.0, hbm_bytes)
         hbm_s = (hbm_bytes + hbm_pad) / chip.hbm_stream_bw
         l2_s = (l2_bytes + l2_pad) / chip.l2_read_bw
-        nb = {}
         l2_bytes = max(0.0, l2_bytes) + l2_counted
-        if l2_bytes > 0:
-            nb["l2_read"] = int(round(l2_bytes))
         memory = hbm_s >= l2_s and hbm_s > 0
         d = hbm_s + l2_s
         labels = self.sink is None  # (an analytical build reads no label)
-        pipe = self.put(unit, d if d > 0.0 else 0.0, nb,
-                        {"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes + l2_bytes,
-                         f"{dest}_byte": hbm_bytes + l2_bytes}, deps,
-                        "memory" if memory else "onchip",
-                        label + (" (HBM)" if memory else " (L2)") if labels else "",
-                        self.copies)
+        k = self.copies
+        mk((unit, d if d > 0.0 else 0.0,
+            {"l2_read": int(round(l2_bytes))} if l2_bytes > 0 else _NO_BYTES,
+            {"hbm_byte": hbm_bytes, "l2_byte": hbm_bytes + l2_bytes,
+             f"{dest}_byte": hbm_bytes + l2_bytes}, deps,
+            "memory" if memory else "onchip", "",
+            label + (" (HBM)" if memory else " (L2)") if labels else "", k,
+            k > 1 and unit == HBM_UNIT))
         if hbm_bytes <= 0:
-            return (pipe,)
+            return False
         dram = {"dram_read": int(round(hbm_bytes))}
         if mask_bytes:
             dram["mask_dram_read"] = int(round(mask_bytes))
         d = hbm_bytes / chip.hbm_bw
-        return (pipe, self.put(HBM_UNIT, d if d > 0.0 else 0.0, dram, None, deps, "memory",
-                               f"{label} (HBM read)" if labels else "", self.copies))
+        mk((HBM_UNIT, d if d > 0.0 else 0.0, dram, _NO_ACTIONS, deps, "memory", "",
+            f"{label} (HBM read)" if labels else "", k, k > 1))
+        return True
 
     def store(self, unit: str, nbytes: float, unit_bw: float, *, hbm_fraction: float = 1.0,
               deps=(), src: str = "ub", label: str = "store") -> tuple[int, ...]:
@@ -390,27 +400,43 @@ class Builder:
         the rest stays in L2 (an intermediate that the op's next kernel reads:
         written at the L2 rate, never counted as DRAM).
         """
+        made: list[tuple] = []
+        self.store_fields(made.append, unit, nbytes, unit_bw, hbm_fraction, clean_deps(deps),
+                          src, label)
+        return self._put_made(made)
+
+    def store_fields(self, mk, unit: str, nbytes: float, unit_bw: float, hbm_fraction: float,
+                     deps: tuple, src: str, label: str) -> bool:
+        """:meth:`store`'s tasks as their ten fields, each handed to ``mk`` (as
+        :meth:`load_fields`): the pipe's, then the ``hbm`` unit's for the bytes written
+        to HBM (returns whether there is that second task)."""
         chip = self.chip
-        deps = clean_deps(deps)
         hbm = float(nbytes) * min(1.0, max(0.0, hbm_fraction))
         l2b = float(nbytes) - hbm
         hbm_s = hbm / min(unit_bw, chip.hbm_stream_bw)
         l2_s = l2b / min(unit_bw, chip.l2_write_bw)
-        nb = {"l2_write": int(round(l2b))} if l2b > 0 else None
         memory = hbm_s >= l2_s and hbm_s > 0
         d = hbm_s + l2_s
         labels = self.sink is None
-        pipe = self.put(unit, d if d > 0.0 else 0.0, nb,
-                        {f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, deps,
-                        "memory" if memory else "onchip",
-                        label + (" (HBM)" if memory else " (L2)") if labels else "",
-                        self.copies)
+        k = self.copies
+        mk((unit, d if d > 0.0 else 0.0,
+            {"l2_write": int(round(l2b))} if l2b > 0 else _NO_BYTES,
+            {f"{src}_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, deps,
+            "memory" if memory else "onchip", "",
+            label + (" (HBM)" if memory else " (L2)") if labels else "", k,
+            k > 1 and unit == HBM_UNIT))
         if hbm <= 0:
-            return (pipe,)
+            return False
         d = hbm / chip.hbm_bw
-        return (pipe, self.put(HBM_UNIT, d if d > 0.0 else 0.0, {"dram_write": int(round(hbm))},
-                               None, deps, "memory", f"{label} (HBM write)" if labels else "",
-                               self.copies))
+        mk((HBM_UNIT, d if d > 0.0 else 0.0, {"dram_write": int(round(hbm))}, _NO_ACTIONS,
+            deps, "memory", "", f"{label} (HBM write)" if labels else "", k, k > 1))
+        return True
+
+    def _put_made(self, made: list[tuple]) -> tuple[int, ...]:
+        """:meth:`put_all` of ``made``; their indices."""
+        first = self.next_index()
+        self.put_all(made)
+        return tuple(range(first, first + len(made)))
 
 
 def clean_deps(deps) -> tuple[int, ...]:

@@ -645,13 +645,14 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
     st_bw = store_bw / n_vecs
     st_frac = min(1.0, max(0.0, store_hbm_fraction))
     st_hbm_bw, st_l2_bw = min(st_bw, chip.hbm_stream_bw), min(st_bw, chip.l2_write_bw)
-    mte3 = {v: chip.aiv(v, "mte3") for v in vecs}
+    lanes = store_lanes(chip, teams, k1)
     lb_st = {m: (f"{lb_store} (HBM)" if m else f"{lb_store} (L2)") if labels else ""
              for m in (False, True)}
     lb_st_hbm = f"{lb_store} (HBM write)" if labels else ""
 
     def store_rows(team: list[int], t: int, nbytes: float) -> None:
-        """:meth:`Builder.store` of ``nbytes`` by each AIV of ``team`` after task ``t``."""
+        """:meth:`Builder.store` of ``nbytes`` by each AIV of ``team`` after task ``t``
+        (on the lanes of :func:`store_lanes`)."""
         hbm = float(nbytes) * st_frac
         l2b = float(nbytes) - hbm
         hbm_s = hbm / st_hbm_bw
@@ -665,19 +666,42 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         dw = dw if dw > 0.0 else 0.0
         hbm_int = int(round(hbm))
         dd = (t,)
-        for v in team:
-            mk((mte3[v], d, {"l2_write": l2_int} if l2b > 0 else _NO_BYTES,
+        for lane, k in lanes[team[0]]:
+            mk((lane, d, {"l2_write": l2_int} if l2b > 0 else _NO_BYTES,
                 {"ub_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, dd, bound, "", lb,
-                k1, False))
+                k, False))
             ends.append(n0 + len(made))
             if not hbm <= 0:
                 mk((HBM_UNIT, dw, {"dram_write": hbm_int}, _NO_BYTES, dd, "memory", "",
-                    lb_st_hbm, k1, hbm_serial))
+                    lb_st_hbm, k, k > 1))
                 ends.append(n0 + len(made))
 
     program_order(n, preload, emit_load, emit_qk, emit_pv)
     bld.put_all(made)
     return tuple(ends) + tuple(t for team in teams for t in last_vec[team[0]])
+
+
+# True: a team of AIVs (their tasks one with copies, Builder.groups) stores its rows as
+# one task on the team's MTE3 lane and one on the hbm unit, their shares one after
+# another there (serial), as Builder.store stores a group's; False: each AIV its own
+# two tasks (the reference of the tests, which hold the two to the same schedule)
+STORES_BY_TEAM = True
+
+
+def store_lanes(chip, teams: list[list[int]], k1: int) -> dict[int, list[tuple[str, int]]]:
+    """Per team (keyed by its first AIV), the lanes its stores take and the copies each
+    stands for: the team's MTE3 lane with all its AIVs (:data:`STORES_BY_TEAM`), or each
+    AIV's own; ``k1`` the builder's copies (cores with the same walk).
+
+    Each AIV's MTE3 lane runs only its own stores, equal to its teammates' and made at
+    the same time, so the team's lane runs them as each AIV's would, to the last bit.
+    On the shared hbm unit the AIVs' writes, woken by the one update task one after
+    another, queue back to back (no other request comes between: the wake-ups in
+    between touch no other lane): one serial task holds the unit as long, its end
+    ``s + 2d`` where two tasks end at ``(s + d) + d``, the one rounding apart."""
+    if STORES_BY_TEAM:
+        return {team[0]: [(chip.aiv_group(team, "mte3"), k1 * len(team))] for team in teams}
+    return {team[0]: [(chip.aiv(v, "mte3"), k1) for v in team] for team in teams}
 
 
 def _walk_steps(runs: list[tuple[Block, int]], preload: int, sync_s: float,
@@ -829,7 +853,8 @@ def _walk_units(chip, core: int, teams: list[list[int]]) -> dict[str, tuple[str,
             "cflag": (chip.aic(core, "flag"),),
             "vec": tuple(chip.aiv_group(team, "vector") for team in teams),
             "vflag": tuple(chip.aiv_group(team, "flag") for team in teams),
-            "mte3": tuple(chip.aiv(v, "mte3") for team in teams for v in team)}
+            "mte3": tuple(lane for lanes in store_lanes(chip, teams, 1).values()
+                          for lane, _ in lanes)}
     return got
 
 
@@ -894,6 +919,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     sync = sync_s if sync_s > 0.0 else 0.0
     frac = min(1.0, max(0.0, store_hbm_fraction))
     unit_bw = store_bw / n_vecs
+    n_lanes = len(teams) if STORES_BY_TEAM else n_vecs  # a store's tasks each (store_lanes)
     st_hbm_rate, st_l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
     # the MTE2's and one AIV's MTE3's seconds per bound (memory, on chip), whether the
     # walk uses each bound, and which it uses first (the order of the bounds' entries)
@@ -1013,7 +1039,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 m3_first = m3_first or "onchip"
             a_ub += nb * n_vecs
             a_hbm += hbm * n_vecs
-            count += n_vecs
+            count += n_lanes
             stores[s] = True
             if l2b > 0:
                 l2_write += round(l2b) * n_vecs
@@ -1024,7 +1050,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 dh = hbm / hbm_bw
                 dh = dh if dh > 0.0 else 0.0
                 hbm_t += dh * serial * n_vecs
-                count += n_vecs
+                count += n_lanes
                 st_hbm[s] = True
                 d = d if d > dh else dh
             store[s] = d  # (one of no time ends no later than the lane, which the path holds)

@@ -31,7 +31,7 @@ from itertools import accumulate
 
 from hwsim.engine import Accumulator
 
-from .chip import HBM_UNIT, Builder
+from .chip import _NO_ACTIONS, _NO_BYTES, HBM_UNIT, Builder, clean_deps
 
 SEGMENTS = 6
 
@@ -204,34 +204,58 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                               by_bound, n_seg, n_load, load_unit, compute_unit, store_unit,
                               store_bw, store_hbm_fraction, tuple(deps), dest, src,
                               shadow_units, compute_bound)
+    # the tasks Builder.load, add and store would make, their ten fields gathered in
+    # ``made`` and handed over at the end (Builder.put_all): a task's index is ``n0``
+    # plus the tasks made before it. The pipeline's deps are earlier tasks than its
+    # own, so a load's (the deps, then the compute task two back) stay sorted.
+    made: list[tuple] = []
+    mk = made.append
+    n0 = bld.next_index()
+    k = bld.copies
+    deps = clean_deps(deps)
+    labels = bld.sink is None  # (an analytical build reads no label)
+    lb_load, lb_store = f"{label} load", f"{label} store"
+    lb_comp = label if labels else ""
+    lb_shadow = (shadow_label or label) if labels else ""
+    load_fields, store_fields = bld.load_fields, bld.store_fields
     load_idx: list[tuple[int, ...]] = []
     comp_idx: list[int] = []
     for g in range(n_load):
-        buf = (comp_idx[g - 2],) if g >= 2 else ()
-        load_idx.append(bld.load(load_unit, loads[g]["load_hbm"], loads[g]["load_l2"],
-                                 deps=(*deps, *buf), dest=dest, label=f"{label} load",
-                                 mask_bytes=loads[g]["mask_hbm"],
-                                 hbm_pad=loads[g]["pad_hbm"] + loads[g]["load_l2_slow"],
-                                 l2_pad=loads[g]["pad_l2"], l2_counted=loads[g]["load_l2_slow"]))
+        ld = loads[g]
+        i = n0 + len(made)
+        load_idx.append((i, i + 1) if load_fields(
+            mk, load_unit, ld["load_hbm"], ld["load_l2"],
+            deps + (comp_idx[g - 2],) if g >= 2 else deps, dest, lb_load, ld["mask_hbm"],
+            ld["pad_hbm"] + ld["load_l2_slow"], ld["pad_l2"], ld["load_l2_slow"]) else (i,))
         if g < n_seg:
             seg = by_bound[g]
             bound = compute_bound or (max(seg, key=seg.get) if seg else "compute")
-            comp_idx.append(bld.add(compute_unit, comp[g]["compute_s"], deps=load_idx[g],
-                                    bound=bound, label=label, actions=acts[g]))
+            li = load_idx[g]
+            d = comp[g]["compute_s"]
+            comp_idx.append(n0 + len(made))
+            mk((compute_unit, d if d > 0.0 else 0.0, _NO_BYTES, acts[g] or _NO_ACTIONS, li,
+                bound, "", lb_comp, k, k > 1 and compute_unit == HBM_UNIT))
             for unit in shadow_units:
-                if comp[g]["shadow_s"] > 0:
-                    bld.add(unit, comp[g]["shadow_s"], deps=load_idx[g], bound=bound,
-                            label=shadow_label or label)
+                d = comp[g]["shadow_s"]
+                if d > 0:
+                    mk((unit, d, _NO_BYTES, _NO_ACTIONS, li, bound, "", lb_shadow, k,
+                        k > 1 and unit == HBM_UNIT))
             if stores[g] and g < n_seg - 1:
-                bld.store(store_unit, stores[g], store_bw, hbm_fraction=store_hbm_fraction,
-                          deps=(comp_idx[g],), src=src, label=f"{label} store")
-    end = (comp_idx[-1], *load_idx[-1])
+                store_fields(mk, store_unit, stores[g], store_bw, store_hbm_fraction,
+                             (comp_idx[g],), src, lb_store)
+    end = clean_deps((comp_idx[-1], *load_idx[-1]))
     if stores[-1]:
-        return bld.store(store_unit, stores[-1], store_bw, hbm_fraction=store_hbm_fraction,
-                         deps=end, src=src, label=f"{label} store")
-    if max(load_idx[-1]) > comp_idx[-1]:
-        return (bld.add(compute_unit, 0.0, deps=end, label=label),)
-    return (comp_idx[-1],)
+        i = n0 + len(made)
+        out = (i, i + 1) if store_fields(mk, store_unit, stores[-1], store_bw,
+                                         store_hbm_fraction, end, src, lb_store) else (i,)
+    elif max(load_idx[-1]) > comp_idx[-1]:
+        out = (n0 + len(made),)
+        mk((compute_unit, 0.0, _NO_BYTES, _NO_ACTIONS, end, "compute", "", lb_comp, k,
+            k > 1 and compute_unit == HBM_UNIT))
+    else:
+        out = (comp_idx[-1],)
+    bld.put_all(made)
+    return out
 
 
 DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
