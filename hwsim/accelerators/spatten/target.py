@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.energy import EnergyTable
-from hwsim.engine import Task
+from hwsim.engine import Accumulator, Task
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.kinds import KINDS
 from hwsim.targets import Target
@@ -18,9 +18,8 @@ from .energy import energy_table
 from .residency import plan as residency_plan
 from .roles import analyse
 from .spec import SpattenSpec
-from .work import Work
+from .work import FETCH_POOL, Work
 
-FETCH_POOL = "fetch"
 CLASSES = ("key", "value", "query", "lsb", "weight", "act")
 
 
@@ -63,6 +62,16 @@ class SpattenTarget(Target):
     def lower(self, op, graph, spec: SpattenSpec, tiling=None) -> list[Task]:
         w = self.work(op, graph, spec, tiling)
         return [] if w is None else w.tasks()
+
+    def lower_summary(self, op, graph, spec: SpattenSpec, tiling=None, carry=None):
+        """The ``analytical`` fidelity's reading of :meth:`lower`'s tasks without making
+        them: :meth:`.work.Work.summary` (the same summary to the last bit)."""
+        if carry:
+            return super().lower_summary(op, graph, spec, tiling, carry)
+        w = self.work(op, graph, spec, tiling)
+        if w is None:
+            return Accumulator().summary(self.pools(spec)), 0
+        return w.summary(self.pools(spec))
 
     def cache_key(self, op, graph, spec: SpattenSpec):
         """Besides its shapes, an op's cost follows where its tensors live (HBM or a

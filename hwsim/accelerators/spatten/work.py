@@ -42,11 +42,12 @@ import math
 from dataclasses import dataclass, field
 
 from hwsim.dram import DramCost, Gather, gather_cost
-from hwsim.engine import Task
+from hwsim.engine import Accumulator, Summary, Task, summarize
 
 from .spec import SpattenSpec
 
 LONE_TILES = 4  # tiles per streaming stage in lone mode
+FETCH_POOL = "fetch"  # the pool of fetchers a read holds (spec ``fetch_channels``)
 
 
 @dataclass
@@ -167,6 +168,123 @@ class Work:
         tasks = self._overlapped() if self.spec.request_overlap else self._lone()
         return self._refreshed(tasks)
 
+    def summary(self, pools) -> tuple[Summary, int]:
+        """``(summary, tasks)``: :func:`hwsim.engine.summarize` of :meth:`tasks` (with
+        ``pools``) and how many there are, all that the ``analytical`` fidelity reads.
+
+        Overlapped (the presets' mode), the tasks have a fixed shape (one per compute
+        stage, one per channel a stream falls on, no dependencies), so the sums are
+        taken from the stages without making a task, each in the order
+        :func:`~hwsim.engine.summarize` takes them task by task: a float that several
+        tasks add to is added to in task order (the same floats); the bytes are
+        integers (each stream's exact count, as :func:`_fix_bytes` makes the tasks'
+        shares add up); units, levels and actions are met in the tasks' order, the
+        refreshes' action right after the first task's own (:meth:`_refreshed`). A
+        test holds the result to the tasks' summary. Lone mode (tiles with
+        dependencies) summarizes the tasks themselves."""
+        s = self.spec
+        if not s.request_overlap:
+            tasks = self.tasks()
+            return summarize(tasks, pools), len(tasks)
+        cycle_s = s.cycle_s
+        per_tx_cycles = s.dram_transaction_bytes / s.dram_channel_bytes_per_cycle
+        tx_bytes = s.dram_transaction_bytes
+        channels = s.dram_channels
+        refresh = s.dram_refresh != "none" and s.dram_trefi_s > 0
+        nbytes: dict[str, int] = {}
+        actions: dict[str, float] = {}
+        # each unit's busy seconds, in the order the tasks meet them, and its one bound
+        # (a compute unit's :func:`_bound`, a channel's and the fetchers' "memory")
+        busy: dict = {}
+        bounds: dict = {}
+        path = 0.0  # the critical path: the longest task (none waits for another)
+        count = 0
+        offset = 0
+        pool_key = ("pool", FETCH_POOL)
+        hbm = [f"hbm{ch}" for ch in range(channels)]  # the channels' units
+        for st in self.stages:
+            acts = st.actions
+            if st.unit:
+                if not (st.cycles > 0 or acts):
+                    continue
+                d = st.cycles * cycle_s
+                for a, v in acts.items():
+                    actions[a] = actions.get(a, 0.0) + v
+                unit = st.unit
+                got = busy.get(unit)
+                if got is None:
+                    bounds[unit] = _bound(unit)
+                    got = 0.0
+                busy[unit] = got + d
+                f = 0.0 + d
+                if f > path:
+                    path = f
+                count += 1
+            else:
+                read = st.read_bytes
+                n_bytes = read or st.write_bytes
+                tx = math.ceil(n_bytes / tx_bytes)
+                base, extra = divmod(tx, channels)
+                way = "dram_read" if read else "dram_write"
+                nbytes[way] = nbytes.get(way, 0) + n_bytes
+                key = f"{way}_{st.cls}"
+                nbytes[key] = nbytes.get(key, 0) + n_bytes
+                # the channel tasks, in channel_split's order: the first ``extra``
+                # carry base + 1 transactions, the others base (none when base is 0)
+                shares = [((base + 1) / tx, extra)] if extra else []
+                if base:
+                    shares.append((base / tx, channels - extra))
+                for a, v in acts.items():
+                    x = actions.get(a, 0.0)
+                    for share, k in shares:
+                        y = v * share
+                        for _ in range(k):
+                            x += y
+                    actions[a] = x
+                d_more = (base + 1) * per_tx_cycles * cycle_s * st.slowdown
+                d_base = base * per_tx_cycles * cycle_s * st.slowdown
+                pool = busy.get(pool_key, 0.0) if read else 0.0
+                for i in range(extra if not base else channels):
+                    d = d_more if i < extra else d_base
+                    unit = hbm[(offset + i) % channels]
+                    got = busy.get(unit)
+                    if got is None:
+                        bounds[unit] = "memory"
+                        got = 0.0
+                    busy[unit] = got + d
+                    if read:  # (the fetchers' pool, met right after the first read's unit)
+                        bounds[pool_key] = "memory"
+                        pool += d
+                        busy[pool_key] = pool
+                    f = 0.0 + d
+                    if f > path:
+                        path = f
+                    count += 1
+                offset += tx
+            if refresh and count and "dram_refresh_bank" not in actions:
+                actions["dram_refresh_bank"] = 0.0  # (its place: after the first task's)
+        acc = Accumulator()
+        if not count:
+            return acc.summary(pools), 0
+        if refresh:  # (Work._refreshed: over the op's time alone, span_s)
+            span = path
+            for key, v in busy.items():
+                if type(key) is not tuple and v > span:
+                    span = v
+            banks = s.dram_channels * s.dram_pseudo_channels * s.dram_bank_groups \
+                * s.dram_banks_per_group
+            n = span * banks / s.dram_trefi_s
+            if n > 0:
+                actions["dram_refresh_bank"] = 0.0 + n
+            else:
+                del actions["dram_refresh_bank"]
+        acc.nbytes = nbytes
+        acc.actions = actions
+        acc.busy = {key: [v, {bounds[key]: v}] for key, v in busy.items()}
+        acc.finish = [path]
+        acc.count = count
+        return acc.summary(pools), count
+
     def _refreshed(self, tasks: list[Task]) -> list[Task]:
         """``tasks`` with the HBM's refreshes while they run (action
         ``dram_refresh_bank``, on the first task): every bank of every pseudo-channel
@@ -213,7 +331,7 @@ class Work:
             acts = {a: v * share for a, v in st.actions.items()}
             out.append(Task(f"hbm{ch}", n * per_tx_cycles * s.cycle_s * st.slowdown, nb, acts,
                             deps,
-                            "memory", "fetch" if st.read_bytes else "",
+                            "memory", FETCH_POOL if st.read_bytes else "",
                             f"{self.label}:{st.name} {st.cls} {b} B"))
         tasks.extend(out)
 
