@@ -40,6 +40,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import repeat
+from operator import add
 
 from hwsim.dram import DramCost, Gather, gather_cost
 from hwsim.engine import Accumulator, Summary, Task, summarize
@@ -193,15 +196,20 @@ class Work:
         refresh = s.dram_refresh != "none" and s.dram_trefi_s > 0
         nbytes: dict[str, int] = {}
         actions: dict[str, float] = {}
-        # each unit's busy seconds, in the order the tasks meet them, and its one bound
-        # (a compute unit's :func:`_bound`, a channel's and the fetchers' "memory")
-        busy: dict = {}
-        bounds: dict = {}
+        # the units' busy seconds: a compute unit's (its one bound: _bound), each
+        # channel's and the fetchers' (bound "memory"); ``order``: the units and the pool
+        # in the order the tasks first meet them (the summary's ties go to the first).
+        # A stream's channel tasks start at the channel after the last one the stream
+        # before it ended on, the first at channel 0, so the channels are met 0, 1, ...
+        units: dict[str, float] = {}
+        hbm = [0.0] * channels
+        met = 0  # channels met so far (0 .. met - 1)
+        pool = 0.0
+        pool_key = None  # ("pool", FETCH_POOL) once a read is met
+        order: list = []
         path = 0.0  # the critical path: the longest task (none waits for another)
         count = 0
         offset = 0
-        pool_key = ("pool", FETCH_POOL)
-        hbm = [f"hbm{ch}" for ch in range(channels)]  # the channels' units
         for st in self.stages:
             acts = st.actions
             if st.unit:
@@ -211,66 +219,97 @@ class Work:
                 for a, v in acts.items():
                     actions[a] = actions.get(a, 0.0) + v
                 unit = st.unit
-                got = busy.get(unit)
+                got = units.get(unit)
                 if got is None:
-                    bounds[unit] = _bound(unit)
+                    order.append(unit)
                     got = 0.0
-                busy[unit] = got + d
-                f = 0.0 + d
-                if f > path:
-                    path = f
+                units[unit] = got + d
+                if d > path:
+                    path = d
                 count += 1
             else:
                 read = st.read_bytes
                 n_bytes = read or st.write_bytes
                 tx = math.ceil(n_bytes / tx_bytes)
+                # channel_split's tasks: from channel ``offset`` on, the first ``extra``
+                # with base + 1 transactions, the others base (none where base is 0)
                 base, extra = divmod(tx, channels)
                 way = "dram_read" if read else "dram_write"
                 nbytes[way] = nbytes.get(way, 0) + n_bytes
                 key = f"{way}_{st.cls}"
                 nbytes[key] = nbytes.get(key, 0) + n_bytes
-                # the channel tasks, in channel_split's order: the first ``extra``
-                # carry base + 1 transactions, the others base (none when base is 0)
-                shares = [((base + 1) / tx, extra)] if extra else []
-                if base:
-                    shares.append((base / tx, channels - extra))
+                # each task's share of the actions, added one task after another (the
+                # same floats: reduce adds left to right, as the tasks' sum does)
+                s_more = (base + 1) / tx
+                s_base = base / tx
+                rest = channels - extra if base else 0
                 for a, v in acts.items():
                     x = actions.get(a, 0.0)
-                    for share, k in shares:
-                        y = v * share
-                        for _ in range(k):
-                            x += y
+                    if extra:
+                        x = reduce(add, repeat(v * s_more, extra), x)
+                    if rest:
+                        x = reduce(add, repeat(v * s_base, rest), x)
                     actions[a] = x
                 d_more = (base + 1) * per_tx_cycles * cycle_s * st.slowdown
                 d_base = base * per_tx_cycles * cycle_s * st.slowdown
-                pool = busy.get(pool_key, 0.0) if read else 0.0
-                for i in range(extra if not base else channels):
-                    d = d_more if i < extra else d_base
-                    unit = hbm[(offset + i) % channels]
-                    got = busy.get(unit)
-                    if got is None:
-                        bounds[unit] = "memory"
-                        got = 0.0
-                    busy[unit] = got + d
-                    if read:  # (the fetchers' pool, met right after the first read's unit)
-                        bounds[pool_key] = "memory"
-                        pool += d
-                        busy[pool_key] = pool
-                    f = 0.0 + d
-                    if f > path:
-                        path = f
-                    count += 1
+                o = offset % channels
+                tasks = channels if base else extra
+                if met < channels:  # the channels this stream meets first (from o = met)
+                    first = (o + tasks) if o + tasks <= channels else channels
+                    if read and pool_key is None:  # (the pool after the first read's unit)
+                        pool_key = ("pool", FETCH_POOL)
+                        order += (range(met, met + 1), pool_key, range(met + 1, first))
+                    else:
+                        order.append(range(met, first))
+                    met = first
+                if read and pool_key is None:  # (its first channel met before)
+                    pool_key = ("pool", FETCH_POOL)
+                    order.append(pool_key)
+                # each channel's task (channels o, o + 1, ... around): extra of d_more,
+                # then rest of d_base
+                adds = [d_more] * extra + [d_base] * rest + [0.0] * (channels - tasks)
+                if o:
+                    adds = adds[channels - o:] + adds[:channels - o]
+                hbm = list(map(add, hbm, adds))
+                if read:
+                    if extra:
+                        pool = reduce(add, repeat(d_more, extra), pool)
+                    if rest:
+                        pool = reduce(add, repeat(d_base, rest), pool)
+                d = d_more if extra else d_base
+                if d > path:
+                    path = d
+                count += tasks
                 offset += tx
             if refresh and count and "dram_refresh_bank" not in actions:
                 actions["dram_refresh_bank"] = 0.0  # (its place: after the first task's)
         acc = Accumulator()
         if not count:
             return acc.summary(pools), 0
+        # The busy units, in their order, but of the channels only the first of the
+        # busiest: the others change neither the largest busy time nor the first
+        # resource to reach it, all that the summary reads of them (its latency, its
+        # work, its bound; no task waits, so no unit has a head), and a dozen more
+        # entries cost a third of the summary.
+        busy = acc.busy
+        top = max(hbm)
+        top_c = hbm.index(top)
+        for key in order:
+            if type(key) is range:  # (channels, met in ascending order)
+                if top_c in key:
+                    busy[f"hbm{top_c}"] = [top, {"memory": top}]
+            elif type(key) is tuple:
+                busy[key] = [pool, {"memory": pool}]
+            else:
+                v = units[key]
+                busy[key] = [v, {_bound(key): v}]
         if refresh:  # (Work._refreshed: over the op's time alone, span_s)
             span = path
-            for key, v in busy.items():
-                if type(key) is not tuple and v > span:
+            for v in units.values():
+                if v > span:
                     span = v
+            if top > span:
+                span = top
             banks = s.dram_channels * s.dram_pseudo_channels * s.dram_bank_groups \
                 * s.dram_banks_per_group
             n = span * banks / s.dram_trefi_s
@@ -280,7 +319,6 @@ class Work:
                 del actions["dram_refresh_bank"]
         acc.nbytes = nbytes
         acc.actions = actions
-        acc.busy = {key: [v, {bounds[key]: v}] for key, v in busy.items()}
         acc.finish = [path]
         acc.count = count
         return acc.summary(pools), count
