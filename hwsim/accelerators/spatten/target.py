@@ -79,8 +79,7 @@ class SpattenTarget(Target):
         for partial sums, and, in seeded mode on real scores, its layer's scores."""
         ctx = self.context(graph, spec)
         res = ctx.residency
-        key: tuple = (tuple(res.place(i) for i in op.inputs),
-                      tuple(res.place(o) for o in op.outputs))
+        key: tuple = (res.places(op.inputs), res.places(op.outputs))
         if op.kind == "matmul":
             key += (res.free_bytes(op.id),)
         if spec.topk_mode != "expected" and op.layer is not None and ctx.scores is not None:
