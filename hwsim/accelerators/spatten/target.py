@@ -109,9 +109,10 @@ class SpattenTarget(Target):
         for what, nbytes, where in w.resident:
             by_where.setdefault(where, []).append(f"{what} {_si(nbytes)}B")
         parts += [f"resident: {', '.join(v)} {where}" for where, v in by_where.items()]
+        by_class = w.bytes_by_class()
         for way in ("read", "write"):
-            split = {k.split("_", 2)[2]: v for k, v in w.bytes_by_class().items()
-                     if k.startswith(f"dram_{way}_")}
+            head = f"dram_{way}_"
+            split = {k[len(head):]: v for k, v in by_class.items() if k.startswith(head)}
             if split:
                 parts.append(f"DRAM {way} " + ", ".join(f"{c} {_si(v)}B"
                                                        for c, v in split.items()))
