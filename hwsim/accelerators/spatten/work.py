@@ -34,6 +34,10 @@ simulated bytes come from one place.
   of the key fetch), stages that need a whole result wait for it (the value
   top-k needs every probability), the first fetch waits for the DRAM latency,
   and each stage's last tile carries its pipeline depth.
+
+At the ``analytical`` fidelity only the tasks' summary is read: :meth:`Work.summary`
+takes it from the stages, without making the tasks (overlapped mode: the same sums
+in the same order, so the same summary to the last bit).
 """
 
 from __future__ import annotations
