@@ -59,6 +59,11 @@ class Residency:
     def place(self, tid: int) -> str:
         return self.where.get(self.root(tid), DRAM)
 
+    def places(self, tids) -> tuple[str, ...]:
+        """:meth:`place` of each of ``tids`` (an op's key asks for all of its tensors)."""
+        where, roots = self.where, self.roots
+        return tuple([where.get(roots.get(tid, tid), DRAM) for tid in tids])
+
     def dram(self, tid: int) -> bool:
         return self.place(tid) == DRAM
 
@@ -79,24 +84,32 @@ def is_lsb_refetch(op) -> bool:
 def plan(graph, spec: SpattenSpec) -> Residency:
     """The residency of every tensor of ``graph`` (see the module docstring)."""
     t = graph.tensors
+    ops = graph.ops
     res = Residency()
     roots = res.roots
-    for op in graph.ops:
+    for op in ops:
         if op.kind == "view" and op.inputs and op.outputs:
             src = op.inputs[0]
             roots[op.outputs[0]] = roots.get(src, src)
+    root = roots.get  # (res.root, without a call per tensor: root(tid, tid))
     producer: dict[int, int] = {}
     last_use: dict[int, int] = {}
     users: dict[int, list] = {}
-    for i, op in enumerate(graph.ops):
+    for i, op in enumerate(ops):
         if op.kind == "view":
             continue
         for o in op.outputs:
-            producer.setdefault(res.root(o), i)
+            r = root(o, o)
+            if r not in producer:
+                producer[r] = i
         for x in op.inputs:
-            r = res.root(x)
+            r = root(x, x)
             last_use[r] = i
-            users.setdefault(r, []).append(op)
+            got = users.get(r)
+            if got is None:
+                users[r] = [op]
+            else:
+                got.append(op)
     where = res.where
     cap = float(spec.act_buffer_bytes)
     for tid, ten in t.items():  # what lives in HBM by kind, and machinery stand-ins
@@ -105,33 +118,37 @@ def plan(graph, spec: SpattenSpec) -> Residency:
         if ten.kind in DRAM_KINDS:
             where[tid] = DRAM
         elif tid not in producer and tid in users:
-            ops = users[tid]
-            if any(is_lsb_refetch(o) and o.inputs[0] == tid for o in ops) or not all(
-                    o.attrs.get("pruning") for o in ops):
+            readers = users[tid]
+            if any(is_lsb_refetch(o) and o.inputs[0] == tid for o in readers) or not all(
+                    o.attrs.get("pruning") for o in readers):
                 where[tid] = DRAM  # the stored LSB plane; an unproduced non-machinery input
-            elif all(is_inline(o) for o in ops):
+            elif all(is_inline(o) for o in readers):
                 where[tid] = INLINE
             else:
                 where[tid] = STATE if ten.bytes <= cap else DRAM
     live: dict[int, int] = {}  # resident activations held for later ops -> bytes
-    for i, op in enumerate(graph.ops):
+    held = 0  # their sum (integers: the same as summing them anew)
+    free = res.free
+    for i, op in enumerate(ops):
         if op.kind == "view":
             continue
-        for r in [r for r, _ in live.items() if last_use.get(r, -1) < i]:
-            del live[r]
+        if live:
+            for r in [r for r in live if last_use.get(r, -1) < i]:
+                held -= live.pop(r)
         machinery = bool(op.attrs.get("pruning"))
         for o in op.outputs:
-            r = res.root(o)
+            r = root(o, o)
             if r in where:
                 continue
             nbytes = t[r].bytes
             if r not in last_use:  # no consumer: machinery state, or a result of the graph
                 where[r] = STATE if machinery and nbytes <= cap else DRAM
                 continue
-            if sum(live.values()) + nbytes <= cap:
+            if held + nbytes <= cap:
                 where[r] = ACT
                 live[r] = nbytes
+                held += nbytes
             else:
                 where[r] = DRAM
-        res.free[op.id] = int(max(0.0, cap - sum(live.values())))
+        free[op.id] = int(max(0.0, cap - held))
     return res

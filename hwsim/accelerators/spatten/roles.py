@@ -36,49 +36,53 @@ def analyse(graph) -> Roles:
     r = Roles()
     t = graph.tensors
     consumers: dict[int, list] = {}
-    producer: dict[int, object] = {}
+    # the ops of the kinds the passes below read, each kind in graph order (a pass
+    # over one kind's ops in order is the pass over all ops that skips the others)
+    of_kind: dict[str, list] = {"attention": [], "matmul": [], "kv_write": [], "gather": []}
+    by_module: dict[str, list] = {}  # attention and KV-cache products by module
     for op in graph.ops:
         for i in op.inputs:
-            consumers.setdefault(i, []).append(op)
-        for o in op.outputs:
-            producer[o] = op
+            got = consumers.get(i)
+            if got is None:
+                consumers[i] = [op]
+            else:
+                got.append(op)
+        same = of_kind.get(op.kind)
+        if same is not None:
+            same.append(op)
+            if op.kind == "attention" or (op.kind == "matmul" and any(
+                    t[i].kind == "kv_cache" for i in op.inputs)):
+                by_module.setdefault(op.module, []).append(op)
     cls = r.tensor_class
-    by_module: dict[str, list] = {}
-    for op in graph.ops:
-        if op.kind == "attention" or (op.kind == "matmul" and any(
-                t[i].kind == "kv_cache" for i in op.inputs)):
-            by_module.setdefault(op.module, []).append(op)
-    for op in graph.ops:
-        if op.kind == "attention":
-            for pos, name in enumerate(("query", "key", "value")):
-                if pos < len(op.inputs):
-                    cls.setdefault(op.inputs[pos], name)
-    for op in graph.ops:  # KV-cache writes: their cache is the attention operand's class
-        if op.kind == "kv_write" and op.outputs:
+    for op in of_kind["attention"]:
+        for pos, name in enumerate(("query", "key", "value")):
+            if pos < len(op.inputs):
+                cls.setdefault(op.inputs[pos], name)
+    for op in of_kind["kv_write"]:  # their cache is the attention operand's class
+        if op.outputs:
             c = cls.get(op.outputs[0])
             if c is None:
                 c = _downstream_class(op.outputs[0], consumers, cls)
             if c:
                 for i in (*op.inputs[1:], op.outputs[0]):
                     cls.setdefault(i, c)
-    for op in graph.ops:
-        if op.kind == "gather":
-            if op.attrs.get("pruning") == "quant" or op.name.endswith("lsb_refetch"):
-                for i in op.inputs[:1]:
-                    cls[i] = "lsb"
-                r.consumer_attention[op.id] = _nearest(by_module.get(op.module, []), op)
-            elif op.inputs and t[op.inputs[0]].kind == "kv_cache" and (
-                    op.attrs.get("pruning") or op.name.endswith("gather_values")):
-                src = op.inputs[0]
-                if cls.get(src) != "key":
-                    cls[src] = cls.get(src, "value")
-                    r.value_gathers.add(op.id)
-                    for o in op.outputs:
-                        for c in consumers.get(o, []):
-                            if c.kind == "matmul":
-                                r.pv_matmuls.add(c.id)
-    for op in graph.ops:
-        if op.kind != "matmul" or op.id in r.pv_matmuls:
+    for op in of_kind["gather"]:
+        if op.attrs.get("pruning") == "quant" or op.name.endswith("lsb_refetch"):
+            for i in op.inputs[:1]:
+                cls[i] = "lsb"
+            r.consumer_attention[op.id] = _nearest(by_module.get(op.module, []), op)
+        elif op.inputs and t[op.inputs[0]].kind == "kv_cache" and (
+                op.attrs.get("pruning") or op.name.endswith("gather_values")):
+            src = op.inputs[0]
+            if cls.get(src) != "key":
+                cls[src] = cls.get(src, "value")
+                r.value_gathers.add(op.id)
+                for o in op.outputs:
+                    for c in consumers.get(o, []):
+                        if c.kind == "matmul":
+                            r.pv_matmuls.add(c.id)
+    for op in of_kind["matmul"]:
+        if op.id in r.pv_matmuls:
             continue
         cache = [i for i in op.inputs if t[i].kind == "kv_cache"]
         if not cache:

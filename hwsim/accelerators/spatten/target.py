@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.energy import EnergyTable
-from hwsim.engine import Task
+from hwsim.engine import Accumulator, Task
 from hwsim.errors import UnsupportedOpError
 from hwsim.ir.kinds import KINDS
 from hwsim.targets import Target
@@ -18,9 +18,8 @@ from .energy import energy_table
 from .residency import plan as residency_plan
 from .roles import analyse
 from .spec import SpattenSpec
-from .work import Work
+from .work import FETCH_POOL, Work
 
-FETCH_POOL = "fetch"
 CLASSES = ("key", "value", "query", "lsb", "weight", "act")
 
 
@@ -64,14 +63,23 @@ class SpattenTarget(Target):
         w = self.work(op, graph, spec, tiling)
         return [] if w is None else w.tasks()
 
+    def lower_summary(self, op, graph, spec: SpattenSpec, tiling=None, carry=None):
+        """The ``analytical`` fidelity's reading of :meth:`lower`'s tasks without making
+        them: :meth:`.work.Work.summary` (the same summary to the last bit)."""
+        if carry:
+            return super().lower_summary(op, graph, spec, tiling, carry)
+        w = self.work(op, graph, spec, tiling)
+        if w is None:
+            return Accumulator().summary(self.pools(spec)), 0
+        return w.summary(self.pools(spec))
+
     def cache_key(self, op, graph, spec: SpattenSpec):
         """Besides its shapes, an op's cost follows where its tensors live (HBM or a
         buffer, :mod:`.residency`), the activation buffer a matrix product has left
         for partial sums, and, in seeded mode on real scores, its layer's scores."""
         ctx = self.context(graph, spec)
         res = ctx.residency
-        key: tuple = (tuple(res.place(i) for i in op.inputs),
-                      tuple(res.place(o) for o in op.outputs))
+        key: tuple = (res.places(op.inputs), res.places(op.outputs))
         if op.kind == "matmul":
             key += (res.free_bytes(op.id),)
         if spec.topk_mode != "expected" and op.layer is not None and ctx.scores is not None:
@@ -101,9 +109,10 @@ class SpattenTarget(Target):
         for what, nbytes, where in w.resident:
             by_where.setdefault(where, []).append(f"{what} {_si(nbytes)}B")
         parts += [f"resident: {', '.join(v)} {where}" for where, v in by_where.items()]
+        by_class = w.bytes_by_class()
         for way in ("read", "write"):
-            split = {k.split("_", 2)[2]: v for k, v in w.bytes_by_class().items()
-                     if k.startswith(f"dram_{way}_")}
+            head = f"dram_{way}_"
+            split = {k[len(head):]: v for k, v in by_class.items() if k.startswith(head)}
             if split:
                 parts.append(f"DRAM {way} " + ", ".join(f"{c} {_si(v)}B"
                                                        for c, v in split.items()))

@@ -34,19 +34,27 @@ simulated bytes come from one place.
   of the key fetch), stages that need a whole result wait for it (the value
   top-k needs every probability), the first fetch waits for the DRAM latency,
   and each stage's last tile carries its pipeline depth.
+
+At the ``analytical`` fidelity only the tasks' summary is read: :meth:`Work.summary`
+takes it from the stages, without making the tasks (overlapped mode: the same sums
+in the same order, so the same summary to the last bit).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import repeat
+from operator import add
 
 from hwsim.dram import DramCost, Gather, gather_cost
-from hwsim.engine import Task
+from hwsim.engine import Accumulator, Summary, Task, summarize
 
 from .spec import SpattenSpec
 
 LONE_TILES = 4  # tiles per streaming stage in lone mode
+FETCH_POOL = "fetch"  # the pool of fetchers a read holds (spec ``fetch_channels``)
 
 
 @dataclass
@@ -167,6 +175,158 @@ class Work:
         tasks = self._overlapped() if self.spec.request_overlap else self._lone()
         return self._refreshed(tasks)
 
+    def summary(self, pools) -> tuple[Summary, int]:
+        """``(summary, tasks)``: :func:`hwsim.engine.summarize` of :meth:`tasks` (with
+        ``pools``) and how many there are, all that the ``analytical`` fidelity reads.
+
+        Overlapped (the presets' mode), the tasks have a fixed shape (one per compute
+        stage, one per channel a stream falls on, no dependencies), so the sums are
+        taken from the stages without making a task, each in the order
+        :func:`~hwsim.engine.summarize` takes them task by task: a float that several
+        tasks add to is added to in task order (the same floats); the bytes are
+        integers (each stream's exact count, as :func:`_fix_bytes` makes the tasks'
+        shares add up); units, levels and actions are met in the tasks' order, the
+        refreshes' action right after the first task's own (:meth:`_refreshed`). A
+        test holds the result to the tasks' summary. Lone mode (tiles with
+        dependencies) summarizes the tasks themselves."""
+        s = self.spec
+        if not s.request_overlap:
+            tasks = self.tasks()
+            return summarize(tasks, pools), len(tasks)
+        cycle_s = s.cycle_s
+        per_tx_cycles = s.dram_transaction_bytes / s.dram_channel_bytes_per_cycle
+        tx_bytes = s.dram_transaction_bytes
+        channels = s.dram_channels
+        refresh = s.dram_refresh != "none" and s.dram_trefi_s > 0
+        nbytes: dict[str, int] = {}
+        actions: dict[str, float] = {}
+        # the units' busy seconds: a compute unit's (its one bound: _bound), each
+        # channel's and the fetchers' (bound "memory"); ``order``: the units and the pool
+        # in the order the tasks first meet them (the summary's ties go to the first).
+        # A stream's channel tasks start at the channel after the last one the stream
+        # before it ended on, the first at channel 0, so the channels are met 0, 1, ...
+        units: dict[str, float] = {}
+        hbm = [0.0] * channels
+        met = 0  # channels met so far (0 .. met - 1)
+        pool = 0.0
+        pool_key = None  # ("pool", FETCH_POOL) once a read is met
+        order: list = []
+        path = 0.0  # the critical path: the longest task (none waits for another)
+        count = 0
+        offset = 0
+        for st in self.stages:
+            acts = st.actions
+            if st.unit:
+                if not (st.cycles > 0 or acts):
+                    continue
+                d = st.cycles * cycle_s
+                for a, v in acts.items():
+                    actions[a] = actions.get(a, 0.0) + v
+                unit = st.unit
+                got = units.get(unit)
+                if got is None:
+                    order.append(unit)
+                    got = 0.0
+                units[unit] = got + d
+                if d > path:
+                    path = d
+                count += 1
+            else:
+                read = st.read_bytes
+                n_bytes = read or st.write_bytes
+                tx = math.ceil(n_bytes / tx_bytes)
+                # channel_split's tasks: from channel ``offset`` on, the first ``extra``
+                # with base + 1 transactions, the others base (none where base is 0)
+                base, extra = divmod(tx, channels)
+                way = "dram_read" if read else "dram_write"
+                nbytes[way] = nbytes.get(way, 0) + n_bytes
+                key = f"{way}_{st.cls}"
+                nbytes[key] = nbytes.get(key, 0) + n_bytes
+                # each task's share of the actions, added one task after another (the
+                # same floats: reduce adds left to right, as the tasks' sum does)
+                s_more = (base + 1) / tx
+                s_base = base / tx
+                rest = channels - extra if base else 0
+                for a, v in acts.items():
+                    x = actions.get(a, 0.0)
+                    if extra:
+                        x = reduce(add, repeat(v * s_more, extra), x)
+                    if rest:
+                        x = reduce(add, repeat(v * s_base, rest), x)
+                    actions[a] = x
+                d_more = (base + 1) * per_tx_cycles * cycle_s * st.slowdown
+                d_base = base * per_tx_cycles * cycle_s * st.slowdown
+                o = offset % channels
+                tasks = channels if base else extra
+                if met < channels:  # the channels this stream meets first (from o = met)
+                    first = (o + tasks) if o + tasks <= channels else channels
+                    if read and pool_key is None:  # (the pool after the first read's unit)
+                        pool_key = ("pool", FETCH_POOL)
+                        order += (range(met, met + 1), pool_key, range(met + 1, first))
+                    else:
+                        order.append(range(met, first))
+                    met = first
+                if read and pool_key is None:  # (its first channel met before)
+                    pool_key = ("pool", FETCH_POOL)
+                    order.append(pool_key)
+                # each channel's task (channels o, o + 1, ... around): extra of d_more,
+                # then rest of d_base
+                adds = [d_more] * extra + [d_base] * rest + [0.0] * (channels - tasks)
+                if o:
+                    adds = adds[channels - o:] + adds[:channels - o]
+                hbm = list(map(add, hbm, adds))
+                if read:
+                    if extra:
+                        pool = reduce(add, repeat(d_more, extra), pool)
+                    if rest:
+                        pool = reduce(add, repeat(d_base, rest), pool)
+                d = d_more if extra else d_base
+                if d > path:
+                    path = d
+                count += tasks
+                offset += tx
+            if refresh and count and "dram_refresh_bank" not in actions:
+                actions["dram_refresh_bank"] = 0.0  # (its place: after the first task's)
+        acc = Accumulator()
+        if not count:
+            return acc.summary(pools), 0
+        # The busy units, in their order, but of the channels only the first of the
+        # busiest: the others change neither the largest busy time nor the first
+        # resource to reach it, all that the summary reads of them (its latency, its
+        # work, its bound; no task waits, so no unit has a head), and a dozen more
+        # entries cost a third of the summary.
+        busy = acc.busy
+        top = max(hbm)
+        top_c = hbm.index(top)
+        for key in order:
+            if type(key) is range:  # (channels, met in ascending order)
+                if top_c in key:
+                    busy[f"hbm{top_c}"] = [top, {"memory": top}]
+            elif type(key) is tuple:
+                busy[key] = [pool, {"memory": pool}]
+            else:
+                v = units[key]
+                busy[key] = [v, {_bound(key): v}]
+        if refresh:  # (Work._refreshed: over the op's time alone, span_s)
+            span = path
+            for v in units.values():
+                if v > span:
+                    span = v
+            if top > span:
+                span = top
+            banks = s.dram_channels * s.dram_pseudo_channels * s.dram_bank_groups \
+                * s.dram_banks_per_group
+            n = span * banks / s.dram_trefi_s
+            if n > 0:
+                actions["dram_refresh_bank"] = 0.0 + n
+            else:
+                del actions["dram_refresh_bank"]
+        acc.nbytes = nbytes
+        acc.actions = actions
+        acc.finish = [path]
+        acc.count = count
+        return acc.summary(pools), count
+
     def _refreshed(self, tasks: list[Task]) -> list[Task]:
         """``tasks`` with the HBM's refreshes while they run (action
         ``dram_refresh_bank``, on the first task): every bank of every pseudo-channel
@@ -213,7 +373,7 @@ class Work:
             acts = {a: v * share for a, v in st.actions.items()}
             out.append(Task(f"hbm{ch}", n * per_tx_cycles * s.cycle_s * st.slowdown, nb, acts,
                             deps,
-                            "memory", "fetch" if st.read_bytes else "",
+                            "memory", FETCH_POOL if st.read_bytes else "",
                             f"{self.label}:{st.name} {st.cls} {b} B"))
         tasks.extend(out)
 
