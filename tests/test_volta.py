@@ -4,6 +4,7 @@ capacity and offload, energy, and the two fidelities against each other."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -478,6 +479,40 @@ def test_longest_first_assignment_equals_its_plain_definition():
             for classes in want:
                 classes.sort(key=est.__getitem__, reverse=True)
             assert gpu.assign(k, occ, shares) == want
+
+
+def test_longest_first_by_loads_equals_the_heap():
+    """_longest_first (SMs kept by load, a run of equal estimates handed to a load's SMs
+    at once) gives the heap's handout step for step: runs of ties, counts above one,
+    estimates of 0, ones below a load's last bit (1e-20 on loads of 1), infinite ones,
+    one SM and many."""
+    import heapq
+    import random
+
+    from hwsim.accelerators.volta.gpu import _longest_first
+
+    def heap_handout(est, counts, sms):
+        heap = [(0.0, sm) for sm in range(sms)]
+        out: list[list[int]] = [[] for _ in range(sms)]
+        for cls in sorted(range(len(est)), key=lambda c: (-est[c], c)):
+            for _ in range(counts[cls]):
+                t, sm = heap[0]
+                out[sm].append(cls)
+                heapq.heapreplace(heap, (t + est[cls], sm))
+        return out
+
+    values = [0.0, 1e-20, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 1e16, math.inf]
+    for seed in range(1500):
+        rng = random.Random(seed)
+        pool = rng.sample(values, rng.randint(1, 6))
+        n = rng.randint(1, 300)
+        est = [rng.choice(pool) for _ in range(n)]
+        counts = [rng.choice([1, 1, 2, 3]) if seed % 2 else 1 for _ in range(n)]
+        sms = rng.choice([1, 2, 3, 5, 8, 80])
+        got: list[list[int]] = [[] for _ in range(sms)]
+        order = sorted(range(n), key=est.__getitem__, reverse=True)
+        _longest_first(order, est, counts, got)
+        assert got == heap_handout(est, counts, sms), seed
 
 
 def test_plans_shortcuts_equal_their_definitions():

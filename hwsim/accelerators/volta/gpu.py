@@ -783,6 +783,9 @@ class Gpu:
                 if not nan or len(set(est)) == len(est) else \
                 sorted(range(len(est)), key=lambda c: (-est[c], c))
         blocks = kernel.blocks
+        if not nan and min(est) >= 0.0:  # (the heap's steps by SMs of equal loads)
+            _longest_first(order, est, [c for c, _ in blocks], per_sm)
+            return per_sm
         put = [classes.append for classes in per_sm]  # (each SM's list, looked up once)
         for cls in order:
             d = est[cls]
@@ -803,6 +806,62 @@ class Gpu:
             for classes in per_sm:  # (a stable sort, reversed: ties keep their order)
                 classes.sort(key=est.__getitem__, reverse=True)
         return per_sm
+
+
+def _longest_first(order: list[int], est: list[float], counts: list[int],
+                   per_sm: list[list[int]]) -> None:
+    """:meth:`Gpu.assign`'s handout of the classes in ``order`` (each ``counts[c]``
+    blocks of ``est[c]`` seconds) to the SMs' lists ``per_sm``, each block to the least
+    loaded SM, ties to the lower SM: what the heap of (load, SM) gives, step for step,
+    where no estimate is NaN or below 0.
+
+    SMs given the same blocks in the same order hold the same load to the last bit (a
+    causal attention's 1,024 tiles are 32 rows of 32 heads: its 80 SMs move in two or
+    three such groups), so the SMs are kept by load, each load's SMs in order, and a
+    run of equal estimates goes to a load's SMs at once: while blocks of the run are
+    left, the least load's lowest SMs take one each (the heap would pop them in that
+    order, and each comes back at load + estimate, above the load it left) and move,
+    in order, to the load + estimate's SMs (merged there in order). Where load +
+    estimate rounds to the load itself (an estimate of 0, or one below the load's last
+    bit), the SM the heap pops keeps the least load, so it takes the run's rest."""
+    put = [classes.append for classes in per_sm]
+    by_load = {0.0: list(range(len(per_sm)))}  # load -> its SMs, in order
+    loads = [0.0]  # the loads held, a heap
+    pop, push = heapq.heappop, heapq.heappush
+    ones = all(c == 1 for c in counts)
+    for d, run in groupby(order, est.__getitem__):  # (runs of equal estimates)
+        items = list(run)
+        if not ones:  # (a class of many blocks: as many items)
+            items = [c for c in items for _ in range(counts[c])]
+        pos, n = 0, len(items)
+        while pos < n:
+            t = loads[0]
+            sms = by_load[t]
+            u = t + d
+            if u == t:  # the lowest SM stays the least loaded: the run's rest is its
+                add = put[sms[0]]
+                for cls in items[pos:]:
+                    add(cls)
+                break
+            j = len(sms)
+            if n - pos < j:  # the run ends within this load's SMs
+                j = n - pos
+                taken = sms[:j]
+                by_load[t] = sms[j:]
+            else:
+                taken = sms
+                pop(loads)
+                del by_load[t]
+            for sm, cls in zip(taken, items[pos:pos + j]):
+                put[sm](cls)
+            pos += j
+            got = by_load.get(u)
+            if got is None:
+                by_load[u] = taken
+                push(loads, u)
+            else:  # (two sorted lists: a merge)
+                got.extend(taken)
+                got.sort()
 
 
 @dataclass
