@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from .expr import Expr, evaluate
-from .graph import ONE_ROW_VIEW, Graph, Op, Tensor
+from .expr import Expr
+from .graph import ONE_ROW_VIEW, Graph, Op, Tensor, new_op, new_tensor
 
 Env = Mapping[str, int]
 
@@ -54,8 +54,9 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     ops = list(template.ops)
     full = {"batch": 1, "seq_len": 1, "kv_len": 0, **base}
 
-    # size environment of every op (one per layer, shared by its ops: a tensor's shape
-    # is evaluated once per environment it is read in, below)
+    # size environment of every op (one per layer, shared by its ops), each with its
+    # own table of the sizes evaluated in it: an expression (``seq_len*4096``) recurs
+    # in many tensors and attributes of a layer and is evaluated once there
     op_env: list[dict] = []
     current = full
     layer_env: dict[int, dict] = {}
@@ -65,6 +66,20 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
             if current is None:
                 current = layer_env[op.layer] = {**full, **per_layer.get(op.layer, {})}
         op_env.append(current)
+    values: dict[int, dict] = {}  # id of an environment -> {Expr: its value there}
+
+    def size(d, env: Env, vals: dict):
+        if not isinstance(d, Expr):
+            return d
+        v = vals.get(d)
+        if v is None:
+            v = vals[d] = d.evaluate(env)
+        return v
+
+    # a tensor whose shape has no size to evaluate (a weight) has its shape in every
+    # environment: the template's own (frozen) Tensor, never a token selection
+    table, flags = template.sized_tensors()
+    sized = {t.id for t, f in zip(table, flags) if f}
     # (tensor, id of its environment) -> its shape there (the environments live as long)
     shapes: dict[tuple[int, int], tuple] = {}
 
@@ -72,7 +87,8 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
         key = (tid, id(env))
         shape = shapes.get(key)
         if shape is None:
-            shape = shapes[key] = tuple([evaluate(d, env) for d in t.shape])
+            vals = values.setdefault(id(env), {})
+            shape = shapes[key] = tuple([size(d, env, vals) for d in t.shape])
         return shape
 
     producer: dict[int, int] = {}
@@ -88,14 +104,19 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     # every template tensor keeps its id, sized where it is computed (or first read)
     out = Graph(dict(template.header))
     for tid, t in template.tensors.items():
+        if tid not in sized:
+            out.tensors[tid] = t
+            continue
         env = op_env[producer[tid]] if tid in producer else op_env[first_reader.get(tid, 0)]
-        out.tensors[tid] = Tensor(tid, shape_in(tid, t, env), t.dtype, t.kind)
+        out.tensors[tid] = new_tensor(tid, shape_in(tid, t, env), t.dtype, t.kind)
     next_id = max(template.tensors, default=-1) + 1
     selected: dict[tuple[int, tuple], int] = {}  # (tensor, size) -> its token selection
 
     def read(tid: int, env: Env, op: Op) -> int:
         nonlocal next_id
         tid = alias.get(tid, tid)
+        if tid not in sized:
+            return tid
         t = template.tensors[tid]
         shape = shape_in(tid, t, env)
         if shape == out.tensors[tid].shape:
@@ -123,15 +144,13 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
             alias[dst] = alias.get(src, src)
             skipped = True
             continue
-        ins = tuple(read(t, env, op) for t in op.inputs)
-        attrs = {k: (v.evaluate(env) if isinstance(v, Expr) else v) for k, v in op.attrs.items()
-                 if k != ONE_ROW_VIEW}
+        ins = tuple([read(t, env, op) for t in op.inputs])
+        vals = values.setdefault(id(env), {})
+        attrs = {k: size(v, env, vals) for k, v in op.attrs.items() if k != ONE_ROW_VIEW}
         if op.kind == "attention":
             _cap_keys(attrs)
-        # (Op's fields in order, as dataclasses.replace passes them: without its
-        # per-call reading of the fields)
-        out.ops.append(Op(len(out.ops), op.kind, ins, op.outputs, attrs, op.layer, op.module,
-                          op.name, op.repeat))
+        out.ops.append(new_op(len(out.ops), op.kind, ins, op.outputs, attrs, op.layer,
+                              op.module, op.name, op.repeat))
     if dropped or skipped:
         used = {t for op in out.ops for t in op.inputs + op.outputs}
         out.tensors = {tid: t for tid, t in out.tensors.items() if tid in used}
