@@ -357,14 +357,17 @@ class Graph:
             source, alias = one_row_views(self.ops)
         used = {alias.get(t, t) for op in source for t in op.inputs + op.outputs} \
             if alias else None
-        values: dict[Expr, int] = {}  # each distinct size evaluated once (layers repeat)
+        # each size evaluated once (layers repeat), keyed by the expression object: a
+        # template's equal expressions are mostly one (hwsim.ir.serialize), and its
+        # identity is looked up without Expr.__hash__, a Python call
+        values: dict[int, int] = {}
 
         def size(d):
             if not isinstance(d, Expr):
                 return d
-            v = values.get(d)
+            v = values.get(id(d))
             if v is None:
-                v = values[d] = d.evaluate(env)
+                v = values[id(d)] = d.evaluate(env)
             return v
 
         # a tensor with no size to evaluate (a weight) is the template's own (frozen)

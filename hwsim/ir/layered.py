@@ -54,42 +54,22 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     ops = list(template.ops)
     full = {"batch": 1, "seq_len": 1, "kv_len": 0, **base}
 
-    # size environment of every op (one per layer, shared by its ops), each with its
-    # own table of the sizes evaluated in it: an expression (``seq_len*4096``) recurs
-    # in many tensors and attributes of a layer and is evaluated once there
-    op_env: list[dict] = []
-    current = full
-    layer_env: dict[int, dict] = {}
+    # sizes of every op (one environment per layer, shared by its ops)
+    op_sizes: list[_Sizes] = []
+    current = _Sizes(full)
+    layer_sizes: dict[int, _Sizes] = {}
     for op in ops:
         if op.layer is not None:
-            current = layer_env.get(op.layer)
+            current = layer_sizes.get(op.layer)
             if current is None:
-                current = layer_env[op.layer] = {**full, **per_layer.get(op.layer, {})}
-        op_env.append(current)
-    values: dict[int, dict] = {}  # id of an environment -> {Expr: its value there}
-
-    def size(d, env: Env, vals: dict):
-        if not isinstance(d, Expr):
-            return d
-        v = vals.get(d)
-        if v is None:
-            v = vals[d] = d.evaluate(env)
-        return v
+                current = layer_sizes[op.layer] = _Sizes({**full,
+                                                          **per_layer.get(op.layer, {})})
+        op_sizes.append(current)
 
     # a tensor whose shape has no size to evaluate (a weight) has its shape in every
     # environment: the template's own (frozen) Tensor, never a token selection
     table, flags = template.sized_tensors()
     sized = {t.id for t, f in zip(table, flags) if f}
-    # (tensor, id of its environment) -> its shape there (the environments live as long)
-    shapes: dict[tuple[int, int], tuple] = {}
-
-    def shape_in(tid: int, t: Tensor, env: Env) -> tuple:
-        key = (tid, id(env))
-        shape = shapes.get(key)
-        if shape is None:
-            vals = values.setdefault(id(env), {})
-            shape = shapes[key] = tuple([size(d, env, vals) for d in t.shape])
-        return shape
 
     producer: dict[int, int] = {}
     first_reader: dict[int, int] = {}
@@ -107,18 +87,18 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
         if tid not in sized:
             out.tensors[tid] = t
             continue
-        env = op_env[producer[tid]] if tid in producer else op_env[first_reader.get(tid, 0)]
-        out.tensors[tid] = new_tensor(tid, shape_in(tid, t, env), t.dtype, t.kind)
+        at = op_sizes[producer[tid]] if tid in producer else op_sizes[first_reader.get(tid, 0)]
+        out.tensors[tid] = new_tensor(tid, at.shape(tid, t), t.dtype, t.kind)
     next_id = max(template.tensors, default=-1) + 1
     selected: dict[tuple[int, tuple], int] = {}  # (tensor, size) -> its token selection
 
-    def read(tid: int, env: Env, op: Op) -> int:
+    def read(tid: int, at: _Sizes, op: Op) -> int:
         nonlocal next_id
         tid = alias.get(tid, tid)
         if tid not in sized:
             return tid
         t = template.tensors[tid]
-        shape = shape_in(tid, t, env)
+        shape = at.shape(tid, t)
         if shape == out.tensors[tid].shape:
             return tid
         key = (tid, shape)
@@ -138,15 +118,14 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     for i, op in enumerate(ops):
         if op.layer in dropped:
             continue
-        env = op_env[i]
-        if op.attrs.get(ONE_ROW_VIEW) and env["seq_len"] == 1:  # a view at one row
+        at = op_sizes[i]
+        if op.attrs.get(ONE_ROW_VIEW) and at.env["seq_len"] == 1:  # a view at one row
             (src,), (dst,) = op.inputs, op.outputs
             alias[dst] = alias.get(src, src)
             skipped = True
             continue
-        ins = tuple([read(t, env, op) for t in op.inputs])
-        vals = values.setdefault(id(env), {})
-        attrs = {k: size(v, env, vals) for k, v in op.attrs.items() if k != ONE_ROW_VIEW}
+        ins = tuple([read(t, at, op) for t in op.inputs])
+        attrs = at.attrs(op.attrs)
         if op.kind == "attention":
             _cap_keys(attrs)
         out.ops.append(new_op(len(out.ops), op.kind, ins, op.outputs, attrs, op.layer,
@@ -157,6 +136,52 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     out.header.update(batch=full["batch"], seq_len=full["seq_len"], kv_len=full["kv_len"])
     out.header.pop("template", None)
     return out
+
+
+class _Sizes:
+    """One size environment (a layer's ``batch``, ``seq_len``, ``kv_len``) and what is
+    evaluated in it: each expression once (an expression such as ``seq_len*4096``
+    recurs in many tensors and attributes of a layer), keyed by the expression object
+    (a template's equal expressions are mostly one object, :mod:`hwsim.ir.serialize`;
+    equal ones apart are evaluated apart, to the same value), and each tensor's shape
+    once."""
+
+    __slots__ = ("env", "values", "shapes")
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.values: dict[int, int] = {}  # id of an Expr (the template holds it) -> value
+        self.shapes: dict[int, tuple] = {}  # tensor id -> its shape here
+
+    def shape(self, tid: int, t: Tensor) -> tuple:
+        shape = self.shapes.get(tid)
+        if shape is None:
+            values, env = self.values, self.env
+            dims = []
+            for d in t.shape:
+                if isinstance(d, Expr):
+                    v = values.get(id(d))
+                    if v is None:
+                        v = values[id(d)] = d.evaluate(env)
+                    d = v
+                dims.append(d)
+            shape = self.shapes[tid] = tuple(dims)
+        return shape
+
+    def attrs(self, attrs: Mapping) -> dict:
+        """An op's attributes evaluated here (without :data:`ONE_ROW_VIEW`)."""
+        values, env = self.values, self.env
+        out = {}
+        for k, v in attrs.items():
+            if k == ONE_ROW_VIEW:
+                continue
+            if isinstance(v, Expr):
+                x = values.get(id(v))
+                if x is None:
+                    x = values[id(v)] = v.evaluate(env)
+                v = x
+            out[k] = v
+        return out
 
 
 def _cap_keys(attrs: dict) -> None:
