@@ -357,30 +357,14 @@ class Graph:
             source, alias = one_row_views(self.ops)
         used = {alias.get(t, t) for op in source for t in op.inputs + op.outputs} \
             if alias else None
-        # each size evaluated once (layers repeat), keyed by the expression object: a
-        # template's equal expressions are mostly one (hwsim.ir.serialize), and its
-        # identity is looked up without Expr.__hash__, a Python call
-        values: dict[int, int] = {}
-
-        def size(d):
-            if not isinstance(d, Expr):
-                return d
-            v = values.get(id(d))
-            if v is None:
-                v = values[id(d)] = d.evaluate(env)
-            return v
-
+        sizes = Sizes(env)  # each size evaluated once (layers repeat)
         # a tensor with no size to evaluate (a weight) is the template's own (frozen)
         table, flags = self.sized_tensors()
-        tensors = [new_tensor(t.id, tuple([size(d) for d in t.shape]), t.dtype, t.kind) if sized
-                   else t
+        tensors = [new_tensor(t.id, sizes.dims(t.shape), t.dtype, t.kind) if sized else t
                    for t, sized in zip(table, flags) if used is None or t.id in used]
-        # (Op's fields in order: dataclasses.replace reads the fields on every call)
         ops = [new_op(i if alias else op.id, op.kind,
                       tuple(alias.get(x, x) for x in op.inputs) if alias else tuple(op.inputs),
-                      op.outputs,
-                      {k: size(v) for k, v in op.attrs.items() if k != ONE_ROW_VIEW},
-                      op.layer, op.module, op.name)
+                      op.outputs, sizes.attrs(op.attrs), op.layer, op.module, op.name)
                for i, op in enumerate(source)]
         header = _eval_tree(self.header, env)
         header.update(batch=batch, seq_len=seq_len, kv_len=kv_len)
@@ -442,6 +426,59 @@ def _check_repeats(g: "Graph") -> list[str]:
                            f"operands)")
                 break
     return out
+
+
+class Sizes:
+    """One size environment (``batch``, ``seq_len``, ``kv_len``: a template's
+    instantiation, or one layer's in :func:`hwsim.ir.layered.instantiate_layers`) and
+    what is evaluated in it: each expression once (``seq_len*4096`` recurs in many
+    tensors and attributes), keyed by the expression object (a template's equal
+    expressions are mostly one object, :mod:`hwsim.ir.serialize`, and an identity is
+    looked up without ``Expr.__hash__``, a Python call; equal ones apart are evaluated
+    apart, to the same value), and each tensor's shape once (:meth:`shape`)."""
+
+    __slots__ = ("env", "values", "shapes")
+
+    def __init__(self, env: Mapping[str, int]):
+        self.env = env
+        self.values: dict[int, int] = {}  # id of an Expr (its template holds it) -> value
+        self.shapes: dict[int, tuple] = {}  # tensor id -> its shape here
+
+    def dims(self, shape: tuple) -> tuple:
+        """``shape`` evaluated here."""
+        values, env = self.values, self.env
+        dims = []
+        for d in shape:
+            if isinstance(d, Expr):
+                v = values.get(id(d))
+                if v is None:
+                    v = values[id(d)] = d.evaluate(env)
+                d = v
+            dims.append(d)
+        return tuple(dims)
+
+    def shape(self, tid: int, t: Tensor) -> tuple:
+        """Tensor ``t``'s (id ``tid``) shape here, evaluated once."""
+        shape = self.shapes.get(tid)
+        if shape is None:
+            shape = self.shapes[tid] = self.dims(t.shape)
+        return shape
+
+    def attrs(self, attrs: Mapping[str, Any]) -> dict:
+        """An op's attributes evaluated here, in their order, without
+        :data:`ONE_ROW_VIEW`."""
+        values, env = self.values, self.env
+        out = {}
+        for k, v in attrs.items():
+            if k == ONE_ROW_VIEW:
+                continue
+            if isinstance(v, Expr):
+                x = values.get(id(v))
+                if x is None:
+                    x = values[id(v)] = v.evaluate(env)
+                v = x
+            out[k] = v
+        return out
 
 
 def _eval_tree(value: Any, env: Mapping[str, int]) -> Any:

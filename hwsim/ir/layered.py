@@ -37,8 +37,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from .expr import Expr
-from .graph import ONE_ROW_VIEW, Graph, Op, Tensor, new_op, new_tensor
+from .graph import ONE_ROW_VIEW, Graph, Op, Sizes, Tensor, new_op, new_tensor
 
 Env = Mapping[str, int]
 
@@ -55,14 +54,14 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     full = {"batch": 1, "seq_len": 1, "kv_len": 0, **base}
 
     # sizes of every op (one environment per layer, shared by its ops)
-    op_sizes: list[_Sizes] = []
-    current = _Sizes(full)
-    layer_sizes: dict[int, _Sizes] = {}
+    op_sizes: list[Sizes] = []
+    current = Sizes(full)
+    layer_sizes: dict[int, Sizes] = {}
     for op in ops:
         if op.layer is not None:
             current = layer_sizes.get(op.layer)
             if current is None:
-                current = layer_sizes[op.layer] = _Sizes({**full,
+                current = layer_sizes[op.layer] = Sizes({**full,
                                                           **per_layer.get(op.layer, {})})
         op_sizes.append(current)
 
@@ -92,7 +91,7 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     next_id = max(template.tensors, default=-1) + 1
     selected: dict[tuple[int, tuple], int] = {}  # (tensor, size) -> its token selection
 
-    def read(tid: int, at: _Sizes, op: Op) -> int:
+    def read(tid: int, at: Sizes, op: Op) -> int:
         nonlocal next_id
         tid = alias.get(tid, tid)
         if tid not in sized:
@@ -136,52 +135,6 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     out.header.update(batch=full["batch"], seq_len=full["seq_len"], kv_len=full["kv_len"])
     out.header.pop("template", None)
     return out
-
-
-class _Sizes:
-    """One size environment (a layer's ``batch``, ``seq_len``, ``kv_len``) and what is
-    evaluated in it: each expression once (an expression such as ``seq_len*4096``
-    recurs in many tensors and attributes of a layer), keyed by the expression object
-    (a template's equal expressions are mostly one object, :mod:`hwsim.ir.serialize`;
-    equal ones apart are evaluated apart, to the same value), and each tensor's shape
-    once."""
-
-    __slots__ = ("env", "values", "shapes")
-
-    def __init__(self, env: dict):
-        self.env = env
-        self.values: dict[int, int] = {}  # id of an Expr (the template holds it) -> value
-        self.shapes: dict[int, tuple] = {}  # tensor id -> its shape here
-
-    def shape(self, tid: int, t: Tensor) -> tuple:
-        shape = self.shapes.get(tid)
-        if shape is None:
-            values, env = self.values, self.env
-            dims = []
-            for d in t.shape:
-                if isinstance(d, Expr):
-                    v = values.get(id(d))
-                    if v is None:
-                        v = values[id(d)] = d.evaluate(env)
-                    d = v
-                dims.append(d)
-            shape = self.shapes[tid] = tuple(dims)
-        return shape
-
-    def attrs(self, attrs: Mapping) -> dict:
-        """An op's attributes evaluated here (without :data:`ONE_ROW_VIEW`)."""
-        values, env = self.values, self.env
-        out = {}
-        for k, v in attrs.items():
-            if k == ONE_ROW_VIEW:
-                continue
-            if isinstance(v, Expr):
-                x = values.get(id(v))
-                if x is None:
-                    x = values[id(v)] = v.evaluate(env)
-                v = x
-            out[k] = v
-        return out
 
 
 def _cap_keys(attrs: dict) -> None:
