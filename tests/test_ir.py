@@ -536,3 +536,27 @@ def test_replace_ops_numbers_ops_by_their_place():
     assert h.tensors == g.tensors and h.tensors is not g.tensors
     assert h.header == g.header and h.header is not g.header
     assert g.replace_ops(ops).ops == g.ops
+
+
+def test_new_op_and_new_tensor_equal_the_dataclass_constructors():
+    """hwsim.ir.graph.new_op sets Op's fields through their slots: the same op as
+    Op(...), field by field, equal and with the same hash, still frozen; an op with a
+    field new_op did not set would fail here."""
+    import dataclasses
+
+    from hwsim.ir.graph import Op, Tensor, new_op, new_tensor
+
+    for args in [(0, "matmul", (1, 2), (3,), {"m": 4, "n": 5, "k": 6}, 3, "model.l.3.q", "q", 1),
+                 (7, "gather", (9,), (10,), {"elements": 12}, None, "", "token_select", 4)]:
+        a, b = new_op(*args), Op(*args)
+        assert a == b
+        assert [getattr(a, f.name) for f in dataclasses.fields(Op)] == list(args)
+        assert new_op(*args[:-1]) == Op(*args[:-1])  # repeat defaults to 1 in both
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            a.id = 1  # type: ignore[misc]
+    t = (5, (1, 7, 4096), "fp16", "kv_cache")
+    a, b = new_tensor(*t), Tensor(*t)
+    assert a == b and hash(a) == hash(b)
+    assert [getattr(a, f.name) for f in dataclasses.fields(Tensor)] == list(t)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.shape = (1,)  # type: ignore[misc]

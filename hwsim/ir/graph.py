@@ -22,7 +22,7 @@ A graph whose sizes are :class:`~hwsim.ir.expr.Expr` rather than ints is a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Iterable, Mapping
 
 from . import kinds as _kinds
@@ -84,6 +84,47 @@ class Op:
         return (f"%{self.id:<4} {self.kind:<11} {layer:<4} {module}  ({ins}) -> {outs}"
                 + (f"  {attrs}" if attrs else "") + (f"  x{self.repeat}" if self.repeat != 1
                                                      else ""))
+
+
+# each class's fields in order, each set through its slot's descriptor (new_op,
+# new_tensor)
+_OP_SLOTS = tuple(Op.__dict__[f.name].__set__ for f in fields(Op))
+_TENSOR_SLOTS = tuple(Tensor.__dict__[f.name].__set__ for f in fields(Tensor))
+_new_object = object.__new__
+
+
+def new_tensor(id: int, shape: tuple[Size, ...], dtype: str, kind: str) -> Tensor:
+    """``Tensor(id, shape, dtype, kind)``, every field given, without the frozen
+    dataclass's ``__init__`` (as :func:`new_op`): the same value, still frozen."""
+    t = _new_object(Tensor)
+    s_id, s_shape, s_dtype, s_kind = _TENSOR_SLOTS
+    s_id(t, id)
+    s_shape(t, shape)
+    s_dtype(t, dtype)
+    s_kind(t, kind)
+    return t
+
+
+def new_op(id: int, kind: str, inputs: tuple[int, ...], outputs: tuple[int, ...],
+           attrs: Mapping[str, Any], layer: int | None, module: str, name: str,
+           repeat: int = 1) -> Op:
+    """``Op(id, kind, ...)``, every field given, in about half the time: the graph
+    passes build an op per op of a model several times over (instantiation, a
+    layer-sized instantiation, renumbering), and the frozen dataclass's ``__init__``
+    sets each field through ``object.__setattr__``. The same value, still frozen
+    (``tests/test_ir.py`` holds the two equal field by field)."""
+    op = _new_object(Op)
+    s_id, s_kind, s_inputs, s_outputs, s_attrs, s_layer, s_module, s_name, s_repeat = _OP_SLOTS
+    s_id(op, id)
+    s_kind(op, kind)
+    s_inputs(op, inputs)
+    s_outputs(op, outputs)
+    s_attrs(op, attrs)
+    s_layer(op, layer)
+    s_module(op, module)
+    s_name(op, name)
+    s_repeat(op, repeat)
+    return op
 
 
 def _tensor_ref(graph: "Graph", tid: int) -> str:
@@ -247,8 +288,8 @@ class Graph:
         # (Op's fields in order, as dataclasses.replace would pass them, without its
         # per-call reading of the fields)
         new_ops = [op if op.id == i else
-                   Op(i, op.kind, op.inputs, op.outputs, op.attrs, op.layer, op.module,
-                      op.name, op.repeat) for i, op in enumerate(ops)]
+                   new_op(i, op.kind, op.inputs, op.outputs, op.attrs, op.layer, op.module,
+                          op.name, op.repeat) for i, op in enumerate(ops)]
         return Graph(self.header if header is None else header,
                      self.tensors.values() if tensors is None else tensors, new_ops)
 
@@ -316,35 +357,28 @@ class Graph:
             source, alias = one_row_views(self.ops)
         used = {alias.get(t, t) for op in source for t in op.inputs + op.outputs} \
             if alias else None
-        values: dict[Expr, int] = {}  # each distinct size evaluated once (layers repeat)
-
-        def size(d):
-            if not isinstance(d, Expr):
-                return d
-            v = values.get(d)
-            if v is None:
-                v = values[d] = d.evaluate(env)
-            return v
-
-        # a tensor with no size to evaluate (a weight) is the template's own (frozen);
-        # which ones are is found once per template (its tensors unchanged since)
-        table = tuple(self.tensors.values())
-        if self._sized is None or self._sized[0] != table:
-            self._sized = (table, [any(isinstance(d, Expr) for d in t.shape) for t in table])
-        tensors = [Tensor(t.id, tuple([size(d) for d in t.shape]), t.dtype, t.kind) if sized
-                   else t
-                   for t, sized in zip(table, self._sized[1]) if used is None or t.id in used]
-        # (Op's fields in order: dataclasses.replace reads the fields on every call)
-        ops = [Op(i if alias else op.id, op.kind,
-                  tuple(alias.get(x, x) for x in op.inputs) if alias else tuple(op.inputs),
-                  op.outputs,
-                  {k: size(v) for k, v in op.attrs.items() if k != ONE_ROW_VIEW},
-                  op.layer, op.module, op.name)
+        sizes = Sizes(env)  # each size evaluated once (layers repeat)
+        # a tensor with no size to evaluate (a weight) is the template's own (frozen)
+        table, flags = self.sized_tensors()
+        tensors = [new_tensor(t.id, sizes.dims(t.shape), t.dtype, t.kind) if sized else t
+                   for t, sized in zip(table, flags) if used is None or t.id in used]
+        ops = [new_op(i if alias else op.id, op.kind,
+                      tuple(alias.get(x, x) for x in op.inputs) if alias else tuple(op.inputs),
+                      op.outputs, sizes.attrs(op.attrs), op.layer, op.module, op.name)
                for i, op in enumerate(source)]
         header = _eval_tree(self.header, env)
         header.update(batch=batch, seq_len=seq_len, kv_len=kv_len)
         header.pop("template", None)
         return Graph(header, tensors, ops)
+
+    def sized_tensors(self) -> tuple[tuple[Tensor, ...], list[bool]]:
+        """The tensors in table order, and for each whether its shape has a size to
+        evaluate (an :class:`~hwsim.ir.expr.Expr`): found once per template, while its
+        tensors stay the same (the instantiations reuse the others as they are)."""
+        table = tuple(self.tensors.values())
+        if self._sized is None or self._sized[0] != table:
+            self._sized = (table, [any(isinstance(d, Expr) for d in t.shape) for t in table])
+        return self._sized
 
     # ------------------------------------------------------------------ print
     def format(self, limit: int | None = None) -> str:
@@ -392,6 +426,59 @@ def _check_repeats(g: "Graph") -> list[str]:
                            f"operands)")
                 break
     return out
+
+
+class Sizes:
+    """One size environment (``batch``, ``seq_len``, ``kv_len``: a template's
+    instantiation, or one layer's in :func:`hwsim.ir.layered.instantiate_layers`) and
+    what is evaluated in it: each expression once (``seq_len*4096`` recurs in many
+    tensors and attributes), keyed by the expression object (a template's equal
+    expressions are mostly one object, :mod:`hwsim.ir.serialize`, and an identity is
+    looked up without ``Expr.__hash__``, a Python call; equal ones apart are evaluated
+    apart, to the same value), and each tensor's shape once (:meth:`shape`)."""
+
+    __slots__ = ("env", "values", "shapes")
+
+    def __init__(self, env: Mapping[str, int]):
+        self.env = env
+        self.values: dict[int, int] = {}  # id of an Expr (its template holds it) -> value
+        self.shapes: dict[int, tuple] = {}  # tensor id -> its shape here
+
+    def dims(self, shape: tuple) -> tuple:
+        """``shape`` evaluated here."""
+        values, env = self.values, self.env
+        dims = []
+        for d in shape:
+            if isinstance(d, Expr):
+                v = values.get(id(d))
+                if v is None:
+                    v = values[id(d)] = d.evaluate(env)
+                d = v
+            dims.append(d)
+        return tuple(dims)
+
+    def shape(self, tid: int, t: Tensor) -> tuple:
+        """Tensor ``t``'s (id ``tid``) shape here, evaluated once."""
+        shape = self.shapes.get(tid)
+        if shape is None:
+            shape = self.shapes[tid] = self.dims(t.shape)
+        return shape
+
+    def attrs(self, attrs: Mapping[str, Any]) -> dict:
+        """An op's attributes evaluated here, in their order, without
+        :data:`ONE_ROW_VIEW`."""
+        values, env = self.values, self.env
+        out = {}
+        for k, v in attrs.items():
+            if k == ONE_ROW_VIEW:
+                continue
+            if isinstance(v, Expr):
+                x = values.get(id(v))
+                if x is None:
+                    x = values[id(v)] = v.evaluate(env)
+                v = x
+            out[k] = v
+        return out
 
 
 def _eval_tree(value: Any, env: Mapping[str, int]) -> Any:

@@ -37,8 +37,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from .expr import Expr, evaluate
-from .graph import ONE_ROW_VIEW, Graph, Op, Tensor
+from .graph import ONE_ROW_VIEW, Graph, Op, Sizes, Tensor, new_op, new_tensor
 
 Env = Mapping[str, int]
 
@@ -54,26 +53,22 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     ops = list(template.ops)
     full = {"batch": 1, "seq_len": 1, "kv_len": 0, **base}
 
-    # size environment of every op (one per layer, shared by its ops: a tensor's shape
-    # is evaluated once per environment it is read in, below)
-    op_env: list[dict] = []
-    current = full
-    layer_env: dict[int, dict] = {}
+    # sizes of every op (one environment per layer, shared by its ops)
+    op_sizes: list[Sizes] = []
+    current = Sizes(full)
+    layer_sizes: dict[int, Sizes] = {}
     for op in ops:
         if op.layer is not None:
-            current = layer_env.get(op.layer)
+            current = layer_sizes.get(op.layer)
             if current is None:
-                current = layer_env[op.layer] = {**full, **per_layer.get(op.layer, {})}
-        op_env.append(current)
-    # (tensor, id of its environment) -> its shape there (the environments live as long)
-    shapes: dict[tuple[int, int], tuple] = {}
+                current = layer_sizes[op.layer] = Sizes({**full,
+                                                          **per_layer.get(op.layer, {})})
+        op_sizes.append(current)
 
-    def shape_in(tid: int, t: Tensor, env: Env) -> tuple:
-        key = (tid, id(env))
-        shape = shapes.get(key)
-        if shape is None:
-            shape = shapes[key] = tuple([evaluate(d, env) for d in t.shape])
-        return shape
+    # a tensor whose shape has no size to evaluate (a weight) has its shape in every
+    # environment: the template's own (frozen) Tensor, never a token selection
+    table, flags = template.sized_tensors()
+    sized = {t.id for t, f in zip(table, flags) if f}
 
     producer: dict[int, int] = {}
     first_reader: dict[int, int] = {}
@@ -88,16 +83,21 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     # every template tensor keeps its id, sized where it is computed (or first read)
     out = Graph(dict(template.header))
     for tid, t in template.tensors.items():
-        env = op_env[producer[tid]] if tid in producer else op_env[first_reader.get(tid, 0)]
-        out.tensors[tid] = Tensor(tid, shape_in(tid, t, env), t.dtype, t.kind)
+        if tid not in sized:
+            out.tensors[tid] = t
+            continue
+        at = op_sizes[producer[tid]] if tid in producer else op_sizes[first_reader.get(tid, 0)]
+        out.tensors[tid] = new_tensor(tid, at.shape(tid, t), t.dtype, t.kind)
     next_id = max(template.tensors, default=-1) + 1
     selected: dict[tuple[int, tuple], int] = {}  # (tensor, size) -> its token selection
 
-    def read(tid: int, env: Env, op: Op) -> int:
+    def read(tid: int, at: Sizes, op: Op) -> int:
         nonlocal next_id
         tid = alias.get(tid, tid)
+        if tid not in sized:
+            return tid
         t = template.tensors[tid]
-        shape = shape_in(tid, t, env)
+        shape = at.shape(tid, t)
         if shape == out.tensors[tid].shape:
             return tid
         key = (tid, shape)
@@ -117,21 +117,18 @@ def instantiate_layers(template: Graph, base: Env, per_layer: Mapping[int, Env] 
     for i, op in enumerate(ops):
         if op.layer in dropped:
             continue
-        env = op_env[i]
-        if op.attrs.get(ONE_ROW_VIEW) and env["seq_len"] == 1:  # a view at one row
+        at = op_sizes[i]
+        if op.attrs.get(ONE_ROW_VIEW) and at.env["seq_len"] == 1:  # a view at one row
             (src,), (dst,) = op.inputs, op.outputs
             alias[dst] = alias.get(src, src)
             skipped = True
             continue
-        ins = tuple(read(t, env, op) for t in op.inputs)
-        attrs = {k: (v.evaluate(env) if isinstance(v, Expr) else v) for k, v in op.attrs.items()
-                 if k != ONE_ROW_VIEW}
+        ins = tuple([read(t, at, op) for t in op.inputs])
+        attrs = at.attrs(op.attrs)
         if op.kind == "attention":
             _cap_keys(attrs)
-        # (Op's fields in order, as dataclasses.replace passes them: without its
-        # per-call reading of the fields)
-        out.ops.append(Op(len(out.ops), op.kind, ins, op.outputs, attrs, op.layer, op.module,
-                          op.name, op.repeat))
+        out.ops.append(new_op(len(out.ops), op.kind, ins, op.outputs, attrs, op.layer,
+                              op.module, op.name, op.repeat))
     if dropped or skipped:
         used = {t for op in out.ops for t in op.inputs + op.outputs}
         out.tensors = {tid: t for tid, t in out.tensors.items() if tid in used}

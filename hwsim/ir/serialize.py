@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 from .expr import Expr
-from .graph import MAX_REPEAT, Graph, Op, Tensor
+from .graph import MAX_REPEAT, Graph, new_op, new_tensor
 from .kinds import MAX_SIZE
 
 SCHEMA = "hwsim.graph/1"
@@ -104,15 +104,16 @@ def from_dict(data: Any, source: str = "<graph>") -> Graph:
     try:
         cols = data["tensors"]
         tensors = [
-            Tensor(int(i), tuple([x if type(x) is int else _dec(x) for x in s]), str(d), str(k))
+            new_tensor(int(i), tuple([x if type(x) is int else _dec(x) for x in s]), str(d),
+                       str(k))
             for i, s, d, k in zip(cols["id"], cols["shape"], cols["dtype"], cols["kind"],
                                   strict=True)
         ]
         ops = [
-            Op(int(o["id"]), str(o["kind"]), tuple(map(int, o["inputs"])),
-               tuple(map(int, o["outputs"])), _mapping(_dec(o.get("attrs", {})), "attrs"),
-               None if o.get("layer") is None else int(o["layer"]),
-               str(o.get("module", "")), str(o.get("name", "")), o.get("repeat", 1))
+            new_op(int(o["id"]), str(o["kind"]), tuple(map(int, o["inputs"])),
+                   tuple(map(int, o["outputs"])), _mapping(_dec(o.get("attrs", {})), "attrs"),
+                   None if o.get("layer") is None else int(o["layer"]),
+                   str(o.get("module", "")), str(o.get("name", "")), o.get("repeat", 1))
             for o in data["ops"]
         ]
         header = _mapping(_dec(data.get("header", {})), "header")

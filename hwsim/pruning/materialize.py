@@ -18,10 +18,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from ..errors import InputError
 from ..ir import Graph, Op, Tensor
+from ..ir.graph import new_op
 from ..ir.layered import instantiate_layers
 from .experts import prune_experts
 from .heads import scale_heads
@@ -86,8 +86,9 @@ def _label_selections(g: Graph, plan: Plan) -> Graph:
                     method = plan.changed_by[layer]
                     break
             if method:
-                op = replace(op, attrs={**op.attrs, "pruning": method},
-                             name=f"{method}.token_select")
+                op = new_op(op.id, op.kind, op.inputs, op.outputs,
+                            {**op.attrs, "pruning": method}, op.layer, op.module,
+                            f"{method}.token_select", op.repeat)
         ops.append(op)
     return g.replace_ops(ops)
 
@@ -104,8 +105,10 @@ def _insert_blocks(g: Graph, plan: Plan) -> Graph:
             last_op[op.layer] = i
     tensors = dict(g.tensors)
     next_id = max(tensors, default=-1) + 1
-    before: dict[int, list[Op]] = {}
-    after: dict[int, list[Op]] = {}
+    # op index -> the ops to insert before (after) it, each as its fields but the id:
+    # every op is built once, numbered by its place in the result
+    before: dict[int, list[tuple]] = {}
+    after: dict[int, list[tuple]] = {}
     for blk in plan.blocks:
         rel, where = blk.layer, blk.where
         if rel not in alive:
@@ -121,18 +124,20 @@ def _insert_blocks(g: Graph, plan: Plan) -> Graph:
             tensors[next_id] = Tensor(next_id, tuple(shape), dtype, kind)
             ids.append(next_id)
             next_id += 1
-        ops = [Op(-1, o["kind"], tuple(ids[i] for i in o["ins"]),
-                  tuple(ids[i] for i in o["outs"]), {**o["attrs"], "pruning": blk.method},
-                  layer, module, o["name"]) for o in blk.ops]
+        ops = [(o["kind"], tuple(ids[i] for i in o["ins"]), tuple(ids[i] for i in o["outs"]),
+                {**o["attrs"], "pruning": blk.method}, layer, module, o["name"])
+               for o in blk.ops]
         if where == "end":
             after.setdefault(last_op[layer], []).extend(ops)
         else:
             before.setdefault(first_op[layer], []).extend(ops)
     out: list[Op] = []
     for i, op in enumerate(g.ops):
-        out.extend(before.get(i, []))
-        out.append(op)
-        out.extend(after.get(i, []))
+        for fields in before.get(i, ()):
+            out.append(new_op(len(out), *fields))
+        out.append(op)  # (renumbered by replace_ops, the inserted ops kept as built)
+        for fields in after.get(i, ()):
+            out.append(new_op(len(out), *fields))
     return g.replace_ops(out, tensors.values())
 
 
