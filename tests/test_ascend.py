@@ -998,6 +998,53 @@ def test_the_analytical_walks_step_fields_are_the_step_terms_summed_bit_for_bit(
             assert repr(g[:14] + g[15:]) == repr(w[:14] + w[15:]), trial
 
 
+def test_an_ops_step_sums_kept_in_its_memo_are_the_tile_sums_bit_for_bit():
+    """cv_pipeline._memo_tile_sums (each step's sum kept in the op's memo, found by its
+    tiles' identities and its cuts into the first and last of them) against _tile_sums
+    of every walk: the same floats and actions (repr), on walks drawn from one pool of
+    tiles (as an op's cores share its tiles; some walks the same), cut as a walk cuts
+    them and at random, through one memo; the memo is found
+    (fewer sums made than steps) and keeps the tiles its keys name alive."""
+    import random
+    from dataclasses import astuple
+
+    from hwsim.accelerators.ascend.cv_pipeline import (
+        Block,
+        StepSums,
+        _memo_tile_sums,
+        _tile_sums,
+        tile_sum,
+    )
+
+    rng = random.Random(53)
+    for trial in range(60):
+        pool = []
+        for _ in range(rng.randint(1, 6)):
+            runs = []
+            for _ in range(rng.randint(1, 4)):
+                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
+                acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4}
+                runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5),
+                             rng.choice([1, 1, 2, 5, 40])))
+            pool.append((runs, tile_sum(runs), sum(k for _, k in runs)))
+        memo = StepSums()
+        steps = 0
+        walks = [[rng.choice(pool) for _ in range(rng.randint(1, 12))] for _ in range(8)]
+        walks += walks[:3]  # (walks another core walks alike)
+        for w, tiles in enumerate(walks):
+            n = sum(t[2] for t in tiles)
+            ranges = _walk_or_random_cuts(rng, n, trial + w)
+            want = _tile_sums(tiles, ranges)
+            got = _memo_tile_sums(tiles, ranges, memo)
+            assert [repr(astuple(x)) for x in got] == [repr(astuple(x)) for x in want], \
+                (trial, w)
+            steps += len(ranges)
+        assert len(memo.sums) < steps and memo.steps == steps, trial
+        assert memo.found == steps - len(memo.sums), trial
+        named = {id(t) for entry in memo.sums.values() for t in entry[1]}
+        assert named <= {id(t) for t in pool}, trial
+
+
 def test_fused_attentions_with_tile_sums_are_within_the_stated_bound(monkeypatch):
     """Every fused attention with its steps summed by tile (attention.TILE_SUMS)
     against block by block, over walk shapes: causal and not, a window, grouped

@@ -751,8 +751,9 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
         window, causal, off, last_key = att.window, att.causal, att.q_offset, kv_len - 1
         lo = need_lo = 0
         hi = need_hi = last_key
-        for pi in range(npos):
-            p0, p1 = pi * positions, min(q_len, (pi + 1) * positions)
+        for pi in range(npos):  # (min of two ints as a test: 400,000 calls at 32K)
+            p0, p1 = pi * positions, (pi + 1) * positions
+            p1 = q_len if q_len < p1 else p1
             if window:
                 lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
             elif causal:  # (_key_range's causal case)
@@ -761,7 +762,8 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
                 need_hi = off + p0
                 need_hi = last_key if last_key < need_hi else need_hi
             if skip:  # whole second-level blocks: the cube's block ends at the last one seen
-                k0, k1 = lo // b2 * b2, min(kv_len, (hi // b2 + 1) * b2)
+                k0, k1 = lo // b2 * b2, (hi // b2 + 1) * b2
+                k1 = kv_len if kv_len < k1 else k1
             else:
                 k0, k1 = 0, kv_len
             if k1 <= k0:
