@@ -49,6 +49,8 @@ import gc
 from collections import deque
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush, heappushpop
+from itertools import compress
+from operator import not_
 from typing import Mapping, Sequence
 
 from .task import Task
@@ -139,12 +141,16 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
         ok = False
     if not ok:
         _explain(tasks, pool_ids, pool_cap)
-    unit_ids: dict[str, int] = {}
-    setdefault = unit_ids.setdefault
-    unit_of = [setdefault(u, len(unit_ids)) for u in units]
-    # a serial task holds its unit for all its copies' turns (without one: the durations)
-    durations = [d * c if s else d for d, c, s in zip(durs, copies, serial)] \
-        if any(serial) else durs
+    # the units numbered in the order first met, each task's looked up (passes in C)
+    unit_ids = {u: i for i, u in enumerate(dict.fromkeys(units))}
+    unit_of = list(map(unit_ids.__getitem__, units))
+    # a serial task holds its unit for all its copies' turns (without one: the
+    # durations); only the serial ones are visited
+    durations = durs
+    if any(serial):
+        durations = list(durs)
+        for i in compress(range(n), serial):
+            durations[i] = durs[i] * copies[i]
     pool_of = [-1] * n
     slots: list[int] = []  # the pool slots each task holds (read only for a pool's tasks)
     if any(pool_names):
@@ -340,7 +346,7 @@ def _run_in_arrival_order(unit_of: list[int], n_units: int, durations: list[floa
     histories part); where it is not the order taken, or cannot be told, None."""
     n = len(unit_of)
     missing = list(missing)  # (the event loop needs the counts as they are)
-    no_deps = [not m for m in missing]
+    no_deps = list(map(not_, missing))
     ready = [0.0] * n
     starts = [0.0] * n
     ends = [0.0] * n
@@ -348,7 +354,7 @@ def _run_in_arrival_order(unit_of: list[int], n_units: int, durations: list[floa
     free = [0.0] * n_units  # when each unit is done with the tasks it took so far
     last = [-1] * n_units  # the task each unit served last
     order = None
-    heap = [(0.0, i) for i in range(n) if no_deps[i]]  # (sorted: a heap)
+    heap = [(0.0, i) for i in compress(range(n), no_deps)]  # (sorted: a heap)
     nxt = None
     while True:
         if nxt is not None:
