@@ -497,14 +497,21 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
     pk_acc = kr_acc = None
     last = len(kcs) - 1
     # a k-block's steps depend on its depth and on whether it is the first (no C to
-    # read) or the last (C written back): made once per kind, then added as before
+    # read) or the last (C written back): made once per kind, then added as before;
+    # the packing step and the kernels' reads of A and B depend on the depth alone,
+    # so the kinds of one depth share them (made once per depth: _k_block)
     made: dict[tuple[int, bool, bool], tuple[Step, Step]] = {}
+    by_depth: dict[int, tuple[Step, Step]] = {}
     for idx, kc in enumerate(kcs):
         kind = (kc, idx > 0, idx == last)
         got = made.get(kind)
         if got is None:
-            got = made[kind] = _k_block(g, mach, kc, idx, last, tn, tm, per, threads, m_t, n_t,
-                                        rows, cols, min_i, b_share, lanes, s)
+            base = by_depth.get(kc)
+            if base is None:
+                base = by_depth[kc] = _k_block(g, mach, kc, tn, tm, per, threads, m_t, n_t,
+                                               rows, cols, min_i, b_share, lanes, s)
+            got = made[kind] = _k_block_c(g, mach, base, idx, last, tm, tn, m_t, n_t,
+                                          threads, s)
         pk, kr = got
         if pk_acc is None:
             # a phase of one k-block is that block's steps (a phase of several adds them
@@ -530,10 +537,12 @@ def openblas(g: Gemm, mach: Machine, max_threads: int) -> Plan:
                  "edge_cols": [c for c, _ in cols if c != nr]}, runs)
 
 
-def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: int, per: int,
-             threads: int, m_t: int, n_t: int, rows, cols, min_i: int, b_share: int, lanes: int,
+def _k_block(g: Gemm, mach: Machine, kc: int, tn: int, tm: int, per: int, threads: int,
+             m_t: int, n_t: int, rows, cols, min_i: int, b_share: int, lanes: int,
              s: int) -> tuple[Step, Step]:
-    """One k-block of :func:`openblas`: its packing step and its kernels step.
+    """One k-block of :func:`openblas` of depth ``kc``: its packing step and its kernels
+    step without C (:func:`_k_block_c` adds C's reads and writes, which depend on the
+    block's place among the k-blocks; neither step is changed after it is made).
 
     Every thread runs the steps of the largest share of the grid (``m_t`` rows,
     ``n_t`` columns, ``b_share`` columns of B to pack: rounded up), which is what sets
@@ -569,6 +578,17 @@ def _k_block(g: Gemm, mach: Machine, kc: int, idx: int, last: int, tn: int, tm: 
     kr.read("l3" if tm > 1 else "l2", b_total * (tm - 1) / tm if tm > 1 else b_total)
     if tm > 1:
         kr.read("l2", b_total / tm)
+    return pk, kr
+
+
+def _k_block_c(g: Gemm, mach: Machine, base: tuple[Step, Step], idx: int, last: int, tm: int,
+               tn: int, m_t: int, n_t: int, threads: int, s: int) -> tuple[Step, Step]:
+    """The k-block ``idx`` (of ``0 .. last``) from its depth's :func:`_k_block`: the same
+    packing step, and a copy of the kernels step (the same float objects) with C read
+    (after the first block) and written (back to DRAM after the last): the same
+    additions in the same order as one made for the block alone, so the same floats."""
+    pk, kr = base
+    kr = kr.copy()
     c_bytes = m_t * n_t * s
     c_home = resident(c_bytes, mach, threads)
     if idx:
