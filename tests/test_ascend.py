@@ -869,6 +869,18 @@ def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
     assert steady > 20  # most trials have rows that re-read their group's panels
 
 
+def _random_block(rng, *, zeros: bool = False, acts_share: float = 0.8):
+    """A random cv_pipeline.Block for the step-sum tests: its 14 fields at three scales
+    (``zeros``: one in ten 0.0), actions in ``acts_share`` of the draws, a V load."""
+    from hwsim.accelerators.ascend.cv_pipeline import Block
+
+    vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) if not zeros or rng.random() < 0.9
+            else 0.0 for _ in range(14)]
+    acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
+        if acts_share and rng.random() < acts_share else {}
+    return Block(*vals, actions=acts, load_v=rng.random() * 1e5)
+
+
 def _walk_or_random_cuts(rng, n: int, trial: int) -> list[tuple[int, int]]:
     """The step ranges a walk of ``n`` blocks is cut into (odd trials: the walk's own
     cut, cv_pipeline._steps) or random cuts (even trials)."""
@@ -890,17 +902,13 @@ def test_an_attention_walks_step_sums_in_locals_equal_the_block_adds():
     import random
     from dataclasses import astuple
 
-    from hwsim.accelerators.ascend.cv_pipeline import Block, _sums, _sums_by_add, tile_sum
+    from hwsim.accelerators.ascend.cv_pipeline import _sums, _sums_by_add, tile_sum
 
     rng = random.Random(41)
     for trial in range(300):
         runs = []
         for _ in range(rng.randint(1, 12)):
-            vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
-            acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
-                if rng.random() < 0.8 else {}
-            runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5),
-                         rng.choice([1, 1, 2, 5, 40])))
+            runs.append((_random_block(rng), rng.choice([1, 1, 2, 5, 40])))
         n = sum(k for _, k in runs)
         ranges = _walk_or_random_cuts(rng, n, trial)
         got, want = _sums(runs, ranges), _sums_by_add(runs, ranges)
@@ -920,7 +928,6 @@ def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_bl
 
     from hwsim.accelerators.ascend.cv_pipeline import (
         TILE_SUM_RTOL,
-        Block,
         _sums,
         _tile_sums,
         tile_sum,
@@ -936,12 +943,9 @@ def test_a_walks_steps_summed_by_tile_are_within_the_stated_bound_of_block_by_bl
         for _ in range(rng.randint(1, 30)):
             runs = []
             for _ in range(rng.randint(1, 4)):
-                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) if rng.random() < 0.9
-                        else 0.0 for _ in range(14)]
-                acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4} \
-                    if rng.random() < 0.8 else {}
+                blk = _random_block(rng, zeros=True)
                 k = 1 if trial % 5 == 0 else rng.choice([1, 1, 2, 5, 40, 300])
-                runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5), k))
+                runs.append((blk, k))
             if trial % 5 == 0:
                 runs = runs[:1]
             tiles.append((runs, tile_sum(runs), sum(k for _, k in runs)))
@@ -971,7 +975,6 @@ def test_the_analytical_walks_step_fields_are_the_step_terms_summed_bit_for_bit(
     import random
 
     from hwsim.accelerators.ascend.cv_pipeline import (
-        Block,
         _step_fields,
         _step_terms,
         _total_fields,
@@ -984,10 +987,8 @@ def test_the_analytical_walks_step_fields_are_the_step_terms_summed_bit_for_bit(
         for _ in range(rng.randint(1, 30)):
             runs = []
             for _ in range(rng.randint(1, 4)):
-                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) if rng.random() < 0.9
-                        else 0.0 for _ in range(14)]
-                k = rng.choice([1, 1, 2, 5, 40, 300])
-                runs.append((Block(*vals, load_v=rng.random() * 1e5), k))
+                blk = _random_block(rng, zeros=True, acts_share=0.0)
+                runs.append((blk, rng.choice([1, 1, 2, 5, 40, 300])))
             tiles.append((runs, tile_sum(runs), sum(k for _, k in runs)))
         n = sum(t[2] for t in tiles)
         ranges = _walk_or_random_cuts(rng, n, trial)
@@ -1009,7 +1010,6 @@ def test_an_ops_step_sums_kept_in_its_memo_are_the_tile_sums_bit_for_bit():
     from dataclasses import astuple
 
     from hwsim.accelerators.ascend.cv_pipeline import (
-        Block,
         StepSums,
         _memo_tile_sums,
         _tile_sums,
@@ -1022,10 +1022,7 @@ def test_an_ops_step_sums_kept_in_its_memo_are_the_tile_sums_bit_for_bit():
         for _ in range(rng.randint(1, 6)):
             runs = []
             for _ in range(rng.randint(1, 4)):
-                vals = [rng.random() * rng.choice([1e-6, 1e3, 1e5]) for _ in range(14)]
-                acts = {"mac_fp16": rng.random() * 1e7, "ub_byte": rng.random() * 1e4}
-                runs.append((Block(*vals, actions=acts, load_v=rng.random() * 1e5),
-                             rng.choice([1, 1, 2, 5, 40])))
+                runs.append((_random_block(rng, acts_share=1.0), rng.choice([1, 1, 2, 5, 40])))
             pool.append((runs, tile_sum(runs), sum(k for _, k in runs)))
         memo = StepSums()
         steps = 0
