@@ -785,6 +785,7 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
 
 _new_tile = tuple.__new__
 _K0, _K1 = itemgetter(3), itemgetter(4)  # (Tile.k0, Tile.k1 in C)
+_FM = itemgetter(2)  # (a _first_touch entry's mask elements)
 
 PLAN_PREFIX = True  # False: every plan's tiles made position by position (the tests' reference)
 
@@ -1000,7 +1001,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         list(map(sub, map(_K1, items), map(_K0, items)))  # (each walk's keys)
     first = _first_touch(att, plan, vals)
     unique_kv = sum(fk * k_row + fv * v_row for fk, fv, _ in first)
-    mask_unique = sum(fm for _, _, fm in first) * by
+    mask_unique = sum(map(_FM, first)) * by
     in_flight = min(float(heads), chip.n_cube / max(1, len(items)) + 1.0)
     hit = reuse_hit_fraction(in_flight * unique_kv + mask_unique, l2.reuse_bytes())
     # which tile's read of a row is the first is a matter of timing (the tiles of a head
@@ -1150,6 +1151,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # heads run from that list (the same dealing, the same appends), and the op's tile
     # uses are counted per head, each key first met in the same order as tile by tile
     masked_any = mask_tile and any(masked_items)
+    # a core is warm once it has a tile's work: the items' (value pruning) or the walks'
+    # tiles (the other is never appended to)
+    worked = per_core if selects else per_core_tiles
     hot: list | None = None
     for h in range(heads):
         if hot is None and h and DEAL_BY_HEAD and not selects and all(per_core_tiles) and \
@@ -1179,7 +1183,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         for i, number in enumerate(tile_ids):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
             # a tile ran here before (a tile's work is appended with its blocks, if any)
-            warm = bool(per_core[core] or per_core_tiles[core])
+            warm = bool(worked[core])
             mask_case = 0
             if mask_tile and masked_items[i] and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
@@ -1250,6 +1254,7 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
     masked_walk: list[bool] = []
     last_widths = last_masks = None  # (the walk before: the LPT order keeps equal ones
     w = -1  # together, so most tiles are told by the identity of their walk's objects)
+    last_key, number = None, -1
     for t, nv in zip(items, vals):
         rows, positions, heads, k0, k1, widths, masks, gathered, first = t[:9]
         if widths is not last_widths or masks is not last_masks:
@@ -1261,8 +1266,10 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
                 if w == len(masked_walk):
                     masked_walk.append(any(masks))
         masked.append(masked_walk[w])
-        numbers.append(by_tile.setdefault((rows, positions, heads, k1 - k0, w, first,
-                                           gathered, nv), len(by_tile)))
+        key = (rows, positions, heads, k1 - k0, w, first, gathered, nv)
+        if key != last_key:  # (the LPT order keeps equal tiles together)
+            last_key, number = key, by_tile.setdefault(key, len(by_tile))
+        numbers.append(number)
     return numbers, masked
 
 
