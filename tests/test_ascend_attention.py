@@ -405,3 +405,152 @@ def test_the_walks_hbm_parts_are_their_loads_with_tails_no_longer_than_the_tasks
     pools = TARGET.pools(spec)
     assert acc.summary(pools).analytical_latency_s <= run_events(tasks, pools).latency_s * (
         1 + 1e-9)
+
+
+def test_a_causal_plans_first_positions_made_once_are_the_plan_made_position_by_position(
+        monkeypatch):
+    """attention._make_plan takes the tiles of a causal walk's first query positions, those
+    no end of the op clips, from one list per walk shape (_prefix_tiles: a pruned model's
+    layers, each of its own length, start with the same tiles) and sorts by keys made
+    once: the same plan, tile for tile (repr), as made position by position with the
+    sort's key function (PLAN_PREFIX off), on ops of random lengths drawn in random
+    order (the list grown and sliced), offsets (a longer cache), groups (one chunk or
+    several), block sizes and both strategies; the list is used (tiles shared)."""
+    import random
+
+    from hwsim.accelerators.ascend import attention as A
+    from hwsim.ir import AttentionShape
+
+    spec = resolve("ascend-910b").spec
+    chip = TARGET.chip(spec)
+    rng = random.Random(29)
+    A._PREFIXES.clear()
+    shared = 0
+    for trial in range(60):
+        q = rng.choice([1, 7, 64, 300, 1000, 2047, 2048, 2049, 4000, rng.randint(1, 6000)])
+        kv = q + rng.choice([0, 0, 0, 1, 255, 256, 1000])
+        heads, kv_heads = rng.choice([(8, 8), (8, 1), (64, 8), (32, 2), (1, 1), (160, 1)])
+        tiling = {"attention": rng.choice(["flash", "fastattention"])}
+        if rng.random() < 0.3:
+            tiling["block_q"] = rng.choice([64, 128])
+        wl = workload_from_dict({"name": "t", "dtype": "fp16", "tiling": tiling, "ops": [
+            {"kind": "attention", "heads": heads, "kv_heads": kv_heads, "head_dim": 128,
+             "q_len": q, "kv_len": kv, "causal": True}]}, "t")
+        g = build_graph(wl)
+        att = AttentionShape.of(g.ops[0], g)
+        two_level = tiling["attention"] == "fastattention"
+        got = A._make_plan(chip, att, wl.tiling, two_level)
+        monkeypatch.setattr(A, "PLAN_PREFIX", False)
+        want = A._make_plan(chip, att, wl.tiling, two_level)
+        monkeypatch.setattr(A, "PLAN_PREFIX", True)
+        assert repr(got) == repr(want), (trial, q, kv, heads, kv_heads, tiling)
+        cached = {id(t) for tiles, _, _ in A._PREFIXES.values() for t in tiles}
+        shared += sum(id(t) in cached for t in got.tiles)
+    assert shared > 10_000
+
+
+def test_a_one_level_chain_is_its_blocks_run_in_turn():
+    """attention._chain's one-level walk (flash: each block's QK, FixPipe, softmax, PV,
+    FixPipe and update in turn, in locals; the stages looked up once per distinct
+    width) against the walk written out block by block with a stage call each: the same
+    floats (repr), cold and warm, finished or not, on random walks of one to 300
+    blocks with masked blocks and a thin last block."""
+    import random
+
+    from hwsim.accelerators.ascend.attention import Blocks, _chain, _Costs
+
+    spec = resolve("ascend-910b").spec
+    chip = TARGET.chip(spec)
+    sync = spec.cv_sync_s
+
+    def by_block(costs, rb, widths, masked, finish):
+        st = costs.stage
+        c = v = 0.0
+        for w, m in zip(widths, masked):
+            qk_end = (c := c + st("qk", rb, w)) + st("fix_s", rb, w)
+            v = max(v, qk_end + sync) + st("softmax", rb, w, m or None)
+            c = max(c, v + sync) + st("pv", rb, w)
+            v = max(v, (c + st("fix_o", rb)) + sync) + st("update", rb)
+        fin = st("final", rb) if finish else 0.0
+        n = len(widths)
+        cube = sum(st("qk", rb, w) for w in widths) + sum(st("pv", rb, w) for w in widths) \
+            + sum(st("fix_s", rb, w) for w in widths) + n * st("fix_o", rb)
+        vec = sum(st("softmax", rb, w, m or None) for w, m in zip(widths, masked)) \
+            + n * st("update", rb) + fin
+        return max(v + fin, c), cube, vec
+
+    rng = random.Random(17)
+    for trial in range(40):
+        b1 = rng.choice([128, 256, 512])
+        costs = _Costs(chip, 128, 128, "fp16", Blocks(rng.choice([64, 128]), b1, b1), 64)
+        n = rng.randint(1, 300)
+        widths = (b1,) * (n - 1) + (rng.choice([b1, 16, b1 - 16]),)
+        masked = tuple(rng.choice(["", "", "select"]) for _ in widths)
+        rb, finish = rng.choice([8, 64, 128]), rng.random() < 0.7
+        want = by_block(costs, rb, widths, masked, finish)
+        assert repr(_chain(costs, rb, widths, masked, False, False, finish)) == repr(want)
+        # warm: the walk after a full block less that block alone
+        whole = by_block(costs, rb, (b1, *widths), ("", *masked), finish)
+        alone = by_block(costs, rb, (b1,), ("",), finish)
+        cube, vec = max(0.0, whole[1] - alone[1]), max(0.0, whole[2] - alone[2])
+        assert repr(_chain(costs, rb, widths, masked, False, True, finish)) == \
+            repr((max(whole[0] - alone[0], cube, vec), cube, vec)), trial
+
+
+def test_a_walks_block_runs_and_first_reads_are_their_definitions():
+    """attention._block_runs (a walk's runs of equal width and mask, kept by the walk's
+    objects) equals grouping the blocks again, for the same objects and for equal
+    copies; attention._first_touch (the one-interval case of _cover tested inline)
+    equals reading every item through _cover, on random contiguous and gathered walks."""
+    import random
+    from itertools import groupby
+
+    from hwsim.accelerators.ascend import attention as A
+    from hwsim.ir import AttentionShape
+
+    rng = random.Random(5)
+    for trial in range(200):
+        n = rng.randint(1, 40)
+        widths = tuple(rng.choice([256, 256, 256, 16]) for _ in range(n))
+        masks = tuple(rng.choice(["", "", "select"]) for _ in range(n))
+        pairs = list(zip(widths, masks))
+        want = ([(pairs[0], 1)] if n > 1 else []) + \
+            [(wm, len(list(g))) for wm, g in groupby(pairs[1:-1])] + [(pairs[-1], 1)]
+        assert A._block_runs(widths, masks) == want, trial
+        assert A._block_runs(widths, masks) == want, trial  # (kept)
+        assert A._block_runs(tuple(list(widths)), tuple(list(masks))) == want, trial
+
+    spec = resolve("ascend-910b").spec
+    chip = TARGET.chip(spec)
+    op = plan_op
+    ops = [op(), op(window=700), op(causal=False), op(q_len=64, kv_len=9000, heads=1),
+           op(sparse_keys=256, sparse_block=64), op(v_len=128), op(q_len=1000, kv_len=5000)]
+    for o, _, att, plan in fused_plans(ops, chip):
+        items = list(plan.items)
+        rng.shuffle(items)  # (intervals apart, then joined)
+        shuffled = A.Plan(plan.blocks, plan.positions, plan.skip, plan.mask_from_gm,
+                          plan.split, plan.tiles, tuple(items))
+        vals = [float((t.k1 - t.k0) * rng.choice([1, 2])) for t in items]
+        covered: list = []
+        k_left = float(att.key_rows) if att.sparse_keys else 0.0
+        v_left = float(att.value_rows)
+        seen: set = set()
+        want = []
+        for t, nv in zip(items, vals):
+            if t.gathered:
+                fk = min(float(t.k1 - t.k0), k_left)
+                k_left -= fk
+            else:
+                fk = float(A._cover(covered, t.k0, t.k1))
+            if att.selects_values:
+                fv = min(nv, v_left)
+                v_left -= fv
+            else:
+                fv = fk
+            fm = 0.0
+            if plan.mask_from_gm and t.mask_key not in seen:
+                seen.add(t.mask_key)
+                fm = float(t.positions * (t.k1 - t.k0))
+            want.append((fk, fv, fm))
+        assert repr(A._first_touch(att, shuffled, vals)) == repr(want), o
+        assert isinstance(att, AttentionShape)

@@ -436,3 +436,47 @@ def test_a_teams_stores_as_one_task_keep_the_schedule(monkeypatch):
         for a, v in m0.actions.items():
             assert m1.actions[a] == pytest.approx(v, rel=1e-12), (case, a)
     assert exact > 10 and close > 20
+
+
+def test_an_ops_walks_through_one_memo_make_the_tasks_each_walk_makes_alone():
+    """An op's walks built by tile through one ``memo`` share the steps they cover alike
+    (_memo_tile_sums) and work each shared step's loads, and each store size's tasks,
+    out once (emit_cv_pipeline's caches, kept in the memo): the same tasks, field by
+    field (repr), as each walk built through a memo of its own, on random walks drawn
+    from one pool of tiles (some walks the same), run-ahead 0-4, copies, stores to
+    HBM and L2; the caches are found."""
+    import random
+
+    from hwsim.accelerators.ascend import cv_pipeline as cv
+    from hwsim.accelerators.ascend.chip import Builder, Chip
+
+    chip = Chip(resolve("ascend").spec)
+    rng = random.Random(23)
+    found = 0
+    for trial in range(40):
+        pool = [(runs, cv.tile_sum(runs), sum(k for _, k in runs))
+                for runs in (_random_runs(rng) for _ in range(rng.randint(1, 5)))]
+        walks = [[rng.choice(pool) for _ in range(rng.randint(1, 12))] for _ in range(6)]
+        walks += walks[:2]
+        kw = dict(preload=rng.choice([0, 1, 2, 4]), sync_s=rng.choice([0.0, 3e-7]),
+                  store_bw=chip.mte3_bw * 2, store_hbm_fraction=rng.choice([1.0, 0.3, 0.0]),
+                  label="t")
+        copies = rng.choice([1, 3])
+        built = []
+        for shared in (True, False):
+            bld = Builder(chip)
+            start = bld.launch()
+            memo: dict = {}
+            with bld.group(copies):
+                for c, tiles in enumerate(walks):
+                    cv.emit_cv_pipeline(bld, None, core=c % chip.n_cube,
+                                        vecs=chip.vecs_of(c % chip.n_cube), deps=(start,),
+                                        memo=memo if shared else {}, tiles=tiles, **kw)
+            if shared:
+                loads = memo[(cv._STEP_LOADS, "t", True)]
+                steps = sum(len(cv._steps(sum(t[2] for t in w))) for w in walks)
+                found += steps - len(loads[0])
+            built.append([repr(t) for t in bld.tasks])
+        first_apart = next((i for i, (a, b) in enumerate(zip(*built)) if a != b), None)
+        assert first_apart is None and len(built[0]) == len(built[1]), (trial, first_apart)
+    assert found > 200

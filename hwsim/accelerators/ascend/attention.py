@@ -94,6 +94,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import groupby
+from operator import itemgetter, sub
 from typing import NamedTuple
 
 from hwsim.errors import InputError
@@ -516,8 +517,10 @@ def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, .
     J = len(widths)
     stage = costs.stage
     fin = stage("final", rb) if finish else 0.0
-    qk = [stage("qk", rb, w) for w in widths]
-    fs = [stage("fix_s", rb, w) for w in widths]
+    # (each stage looked up once per distinct width: a walk has one or two)
+    distinct = set(widths)
+    qk = list(map({w: stage("qk", rb, w) for w in distinct}.__getitem__, widths))
+    fs = list(map({w: stage("fix_s", rb, w) for w in distinct}.__getitem__, widths))
     if vtail is not None:
         sm = [stage("softmax", rb, w, m or None, True) for w, m in zip(widths, masked)]
         c_end = v_end = 0.0
@@ -529,10 +532,22 @@ def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, .
         tail = stage("vtail", rb, *vtail)
         latency = v_end + tail + fin
         return latency, sum(qk) + sum(fs), sum(sm) + tail + fin
-    sm = [stage("softmax", rb, w, m or None) for w, m in zip(widths, masked)]
-    pv = [stage("pv", rb, w) for w in widths]
+    sm_of = {wm: stage("softmax", rb, wm[0], wm[1] or None) for wm in set(zip(widths, masked))}
+    sm = list(map(sm_of.__getitem__, zip(widths, masked)))
+    pv = list(map({w: stage("pv", rb, w) for w in distinct}.__getitem__, widths))
     fo = stage("fix_o", rb)
     up = stage("update", rb)
+    if not two_level:  # one level: strictly block after block (each block's QK, softmax,
+        c = v = 0.0  # PV and update in turn, as run_qk, run_sm, run_pv, run_up below)
+        for j in range(J):
+            c = c + qk[j]
+            qk_end_j = c + fs[j]
+            v = max(v, qk_end_j + sync) + sm[j]
+            c = max(c, v + sync) + pv[j]
+            v = max(v, (c + fo) + sync) + up
+        cube = sum(qk) + sum(pv) + sum(fs) + J * fo
+        vec = sum(sm) + J * up + fin
+        return max(v + fin, c), cube, vec
     st = {"c": 0.0, "v": 0.0}
     qk_end = [0.0] * J
     sm_end = [0.0] * J
@@ -554,25 +569,19 @@ def _chain(costs: _Costs, rb: int, widths: tuple[int, ...], masked: tuple[str, .
     def run_up(j):
         st["v"] = max(st["v"], pv_end[j] + sync) + up
 
-    if two_level:  # the cube runs one block ahead of the vector cores
-        run_qk(0)
-        if J > 1:
-            run_qk(1)
-        run_sm(0)
-        run_pv(0)
-        for j in range(1, J):
-            run_sm(j)
-            run_up(j - 1)
-            if j + 1 < J:
-                run_qk(j + 1)
-            run_pv(j)
-        run_up(J - 1)
-    else:  # one level: strictly block after block
-        for j in range(J):
-            run_qk(j)
-            run_sm(j)
-            run_pv(j)
-            run_up(j)
+    # two levels: the cube runs one block ahead of the vector cores
+    run_qk(0)
+    if J > 1:
+        run_qk(1)
+    run_sm(0)
+    run_pv(0)
+    for j in range(1, J):
+        run_sm(j)
+        run_up(j - 1)
+        if j + 1 < J:
+            run_qk(j + 1)
+        run_pv(j)
+    run_up(J - 1)
     latency = st["v"] + fin
     cube = sum(qk) + sum(pv) + sum(fs) + J * fo
     vec = sum(sm) + J * up + fin
@@ -745,54 +754,110 @@ def _make_plan(chip: Chip, att: AttentionShape, tiling, two_level: bool) -> Plan
             positions, chunks = max(1, blk.bq // g), [g]
         else:
             positions, chunks = 1, [blk.bq] * (g // blk.bq) + ([g % blk.bq] if g % blk.bq else [])
-        q_len, kv_len, b1, b2, masked = att.q_len, att.kv_len, blk.b1, blk.b2, att.masked
+        q_len, kv_len, b2, off = att.q_len, att.kv_len, blk.b2, att.q_offset
         npos = cdiv(q_len, positions)
-        # _key_range inline without a window (a 32K causal op has thousands of positions)
-        window, causal, off, last_key = att.window, att.causal, att.q_offset, kv_len - 1
-        lo = need_lo = 0
-        hi = need_hi = last_key
-        for pi in range(npos):  # (min of two ints as a test: 400,000 calls at 32K)
-            p0, p1 = pi * positions, (pi + 1) * positions
-            p1 = q_len if q_len < p1 else p1
-            if window:
-                lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
-            elif causal:  # (_key_range's causal case)
-                hi = off + p1 - 1
-                hi = last_key if last_key < hi else hi
-                need_hi = off + p0
-                need_hi = last_key if last_key < need_hi else need_hi
-            if skip:  # whole second-level blocks: the cube's block ends at the last one seen
-                k0, k1 = lo // b2 * b2, (hi // b2 + 1) * b2
-                k1 = kv_len if kv_len < k1 else k1
-            else:
-                k0, k1 = 0, kv_len
-            if k1 <= k0:
-                continue
-            walk_key = (k0, k1, need_lo, need_hi, b1, mask_op, masked)
-            got = _WALKS.get(walk_key)
-            if got is None:
-                if len(_WALKS) > 65_536:  # bounded: a walk's entry holds its blocks
-                    _WALKS.clear()
-                    _WALK_BLOCKS.clear()
-                widths = _widths(k0, k1, blk.b1)
-                got = (widths, _masks(k0, widths, need_lo, need_hi, mask_op, att.masked))
-                got = _WALKS[walk_key] = _WALK_BLOCKS.setdefault(got, got)
-            widths, masks = got
-            for c in chunks:  # (Tile's fields in order, without its Python constructor)
-                tiles.append(_new_tile(Tile, ((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks,
-                                              False, True, (pi,), k1 - k0, (need_lo, need_hi))))
+        walks = (positions, tuple(chunks), off, blk.b1, b2, mask_op, att.masked)
+        pi, keys = 0, []
+        if PLAN_PREFIX and skip and att.causal and not att.window:
+            # the positions no clip reaches (their last query, last key seen and that
+            # key's block end all within the op's): the same tiles in every op of
+            # these walks, whatever its length, made once and sliced
+            pi = min(q_len // positions, (kv_len // b2 * b2 - off) // positions)
+            pi = max(0, min(npos, pi))
+            tiles, keys = _prefix_tiles(walks, att, skip, pi)  # (copies)
+        start = len(tiles)
+        _position_tiles(tiles, walks, att, skip, pi, npos)
+        keys += [-t[0] * (t[4] - t[3]) for t in tiles[start:]]  # (_tile_order)
     # longest first (LPT: the cores' loads even out, and one more query position or key
-    # can only put a longer tile into the first round), by position among equals
-    tiles.sort(key=_tile_order)
+    # can only put a longer tile into the first round), by position among equals (a
+    # stable sort by _tile_order, its keys made once)
+    if positions:
+        tiles = list(map(tiles.__getitem__, sorted(range(len(tiles)), key=keys.__getitem__)))
+    else:
+        tiles.sort(key=_tile_order)
     n_tiles = att.batch * att.kv_heads * len(tiles)
     split = max(1, chip.n_cube // n_tiles) if 0 < n_tiles < chip.n_cube else 1
     items = tiles if split == 1 else [c for t in tiles for c in _split(
         t, split, blk, mask_op, att.masked)]
-    split = split if any(not it.first for it in items) else 1
+    split = split if split > 1 and any(not it.first for it in items) else 1
     return Plan(blk, positions, skip, mask_from_gm, split, tuple(tiles), tuple(items))
 
 
 _new_tile = tuple.__new__
+_K0, _K1 = itemgetter(3), itemgetter(4)  # (Tile.k0, Tile.k1 in C)
+_FM = itemgetter(2)  # (a _first_touch entry's mask elements)
+
+PLAN_PREFIX = True  # False: every plan's tiles made position by position (the tests' reference)
+
+
+def _position_tiles(tiles: list, walks: tuple, att: AttentionShape, skip: bool, pi0: int,
+                    pi1: int) -> None:
+    """Append the tiles of query positions ``pi0`` to ``pi1`` (in groups of
+    ``positions``) of a contiguous walk: ``walks`` = (positions, chunks, q_offset, b1, b2,
+    mask op, masked)."""
+    positions, chunks, off, b1, b2, mask_op, masked = walks
+    q_len, kv_len = att.q_len, att.kv_len
+    # _key_range inline without a window (a 32K causal op has thousands of positions)
+    window, causal, last_key = att.window, att.causal, kv_len - 1
+    lo = need_lo = 0
+    hi = need_hi = last_key
+    for pi in range(pi0, pi1):  # (min of two ints as a test: 400,000 calls at 32K)
+        p0, p1 = pi * positions, (pi + 1) * positions
+        p1 = q_len if q_len < p1 else p1
+        if window:
+            lo, hi, need_lo, need_hi = _key_range(att, p0, p1)
+        elif causal:  # (_key_range's causal case)
+            hi = off + p1 - 1
+            hi = last_key if last_key < hi else hi
+            need_hi = off + p0
+            need_hi = last_key if last_key < need_hi else need_hi
+        if skip:  # whole second-level blocks: the cube's block ends at the last one seen
+            k0, k1 = lo // b2 * b2, (hi // b2 + 1) * b2
+            k1 = kv_len if kv_len < k1 else k1
+        else:
+            k0, k1 = 0, kv_len
+        if k1 <= k0:
+            continue
+        walk_key = (k0, k1, need_lo, need_hi, b1, mask_op, masked)
+        got = _WALKS.get(walk_key)
+        if got is None:
+            if len(_WALKS) > 65_536:  # bounded: a walk's entry holds its blocks
+                _WALKS.clear()
+                _WALK_BLOCKS.clear()
+            widths = _widths(k0, k1, b1)
+            got = (widths, _masks(k0, widths, need_lo, need_hi, mask_op, masked))
+            got = _WALKS[walk_key] = _WALK_BLOCKS.setdefault(got, got)
+        widths, masks = got
+        for c in chunks:  # (Tile's fields in order, without its Python constructor)
+            tiles.append(_new_tile(Tile, ((p1 - p0) * c, p1 - p0, c, k0, k1, widths, masks,
+                                          False, True, (pi,), k1 - k0, (need_lo, need_hi))))
+
+
+def _prefix_tiles(walks: tuple, att: AttentionShape, skip: bool, n: int
+                  ) -> tuple[list[Tile], list[int]]:
+    """The tiles of a causal walk's first ``n`` query positions (whole ones, that no end
+    of the op clips: :func:`_make_plan` checks) and their :func:`_tile_order` keys: the
+    same in every op of these ``walks`` (a pruned model's layers keep different token
+    counts; each one's tiles start alike), made once and sliced; lists the caller must
+    copy before changing."""
+    got = _PREFIXES.get(walks)
+    if got is None:
+        if len(_PREFIXES) > 16:  # bounded: an entry holds thousands of tiles
+            _PREFIXES.clear()
+        got = _PREFIXES[walks] = ([], [], [0])
+    tiles, keys, made = got
+    if made[0] < n:
+        start = len(tiles)
+        _position_tiles(tiles, walks, att, skip, made[0], n)
+        keys += [-t[0] * (t[4] - t[3]) for t in tiles[start:]]
+        made[0] = n
+    per = len(walks[1])
+    return tiles[:n * per], keys[:n * per]
+
+
+# per contiguous causal walk (_prefix_tiles' ``walks``): its tiles, their sort keys and
+# the query positions they cover
+_PREFIXES: dict[tuple, tuple[list[Tile], list[int], list[int]]] = {}
 
 
 def _tile_order(t: Tile) -> int:
@@ -933,17 +998,21 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         return t.rows * min(att.values, t.full) * walk / max(1, t.full)
 
     vals = [values_of(t) for t in items] if att.selects_values else \
-        [t.k1 - t.k0 for t in items]
+        list(map(sub, map(_K1, items), map(_K0, items)))  # (each walk's keys)
     first = _first_touch(att, plan, vals)
     unique_kv = sum(fk * k_row + fv * v_row for fk, fv, _ in first)
-    mask_unique = sum(fm for _, _, fm in first) * by
+    mask_unique = sum(map(_FM, first)) * by
     in_flight = min(float(heads), chip.n_cube / max(1, len(items)) + 1.0)
     hit = reuse_hit_fraction(in_flight * unique_kv + mask_unique, l2.reuse_bytes())
     # which tile's read of a row is the first is a matter of timing (the tiles of a head
     # run at once on many cores): each tile takes the head's share of HBM bytes
-    moved_kv = sum((t.k1 - t.k0) * k_row + nv * v_row for t, nv in zip(items, vals))
+    if att.selects_values or type(k_row) is not int or type(v_row) is not int:
+        moved_kv = sum((t.k1 - t.k0) * k_row + nv * v_row for t, nv in zip(items, vals))
+    else:  # (whole numbers: the same sum, factored)
+        moved_kv = sum(vals) * (k_row + v_row)
     rho_kv = (unique_kv + (moved_kv - unique_kv) * (1.0 - hit)) / moved_kv if moved_kv else 1.0
-    moved_mask = heads * sum(t.positions * (t.k1 - t.k0) for t in items) * by
+    moved_mask = heads * sum(t.positions * (t.k1 - t.k0) for t in items) * by \
+        if plan.mask_from_gm else 0  # (read only for a mask from GM)
     rho_mask = (mask_unique + (moved_mask - mask_unique) * (1.0 - hit)) / moved_mask \
         if moved_mask else 1.0
     # ---- the combine of split-KV chunks: partial O, row max and sum in a GM workspace
@@ -1082,6 +1151,9 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # heads run from that list (the same dealing, the same appends), and the op's tile
     # uses are counted per head, each key first met in the same order as tile by tile
     masked_any = mask_tile and any(masked_items)
+    # a core is warm once it has a tile's work: the items' (value pruning) or the walks'
+    # tiles (the other is never appended to)
+    worked = per_core if selects else per_core_tiles
     hot: list | None = None
     for h in range(heads):
         if hot is None and h and DEAL_BY_HEAD and not selects and all(per_core_tiles) and \
@@ -1111,7 +1183,7 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         for i, number in enumerate(tile_ids):
             core = free[0][1]  # the least loaded (loads with their core: no two equal)
             # a tile ran here before (a tile's work is appended with its blocks, if any)
-            warm = bool(per_core[core] or per_core_tiles[core])
+            warm = bool(worked[core])
             mask_case = 0
             if mask_tile and masked_items[i] and core not in tile_seen:
                 mask_case = 1 if tile_seen else 2  # another core fetched it, or this one
@@ -1182,6 +1254,7 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
     masked_walk: list[bool] = []
     last_widths = last_masks = None  # (the walk before: the LPT order keeps equal ones
     w = -1  # together, so most tiles are told by the identity of their walk's objects)
+    last_key, number = None, -1
     for t, nv in zip(items, vals):
         rows, positions, heads, k0, k1, widths, masks, gathered, first = t[:9]
         if widths is not last_widths or masks is not last_masks:
@@ -1193,8 +1266,10 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
                 if w == len(masked_walk):
                     masked_walk.append(any(masks))
         masked.append(masked_walk[w])
-        numbers.append(by_tile.setdefault((rows, positions, heads, k1 - k0, w, first,
-                                           gathered, nv), len(by_tile)))
+        key = (rows, positions, heads, k1 - k0, w, first, gathered, nv)
+        if key != last_key:  # (the LPT order keeps equal tiles together)
+            last_key, number = key, by_tile.setdefault(key, len(by_tile))
+        numbers.append(number)
     return numbers, masked
 
 
@@ -1217,32 +1292,48 @@ def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2
     n = len(t.widths)
     if not n:
         return out
-    # runs of equal (width, mask), the tile's first and last blocks apart (the first
-    # loads Q and the mask tile, ``head``; the last finishes the tile)
-    pairs = list(zip(t.widths, t.masks))
-    runs = [(pairs[0], 1)] if n > 1 else []
-    runs += [(wm, sum(1 for _ in g)) for wm, g in groupby(pairs[1:-1])]
-    runs.append((pairs[-1], 1))
     # the keys' share of each load, by width; ``head`` on the first block
     h_hbm, h_l2, h_mask, h_pad = head
     hbm, l2b, mask_hbm, pad = hbm - h_hbm, l2b - h_l2, mask_hbm - h_mask, pad - h_pad
     j = 0
-    for (w, m), k in runs:
+    for (w, m), k in _block_runs(t.widths, t.masks):
         f = w / walk
         last = j + k == n
         x = 1.0 if j == 0 else 0.0
         j += k
-        qk_s, fix_s_s, softmax_s, pv_s, fix_o_s, update_s, final_s = \
-            times(rb, w, m or None, last and finish)
+        # (Block's fields in its constructor's order: qk_s, fix_s_s, softmax_s, pv_s,
+        # fix_o_s, update_s, final_s from the stage times, then load_hbm, load_l2,
+        # load_l2_slow, mask_hbm, pad_hbm, pad_l2, store_bytes, actions, load_v)
         out.append((Block(
-            qk_s=qk_s, fix_s_s=fix_s_s, softmax_s=softmax_s, pv_s=pv_s, fix_o_s=fix_o_s,
-            update_s=update_s, final_s=final_s,
-            load_hbm=hbm * f + h_hbm * x, load_l2=l2b * f + h_l2 * x, load_l2_slow=slow * f,
-            mask_hbm=mask_hbm * f + h_mask * x,
-            pad_hbm=(pad * f + h_pad * x) * share, pad_l2=(pad * f + h_pad * x) * (1.0 - share),
-            store_bytes=store if last else 0.0,
-            actions={a: v * f for a, v in actions.items()}, load_v=v_bytes * f), k))
+            *times(rb, w, m or None, last and finish),
+            hbm * f + h_hbm * x, l2b * f + h_l2 * x, slow * f, mask_hbm * f + h_mask * x,
+            (pad * f + h_pad * x) * share, (pad * f + h_pad * x) * (1.0 - share),
+            store if last else 0.0, {a: v * f for a, v in actions.items()}, v_bytes * f), k))
     return out
+
+
+def _block_runs(widths: tuple[int, ...], masks: tuple[str, ...]
+                ) -> list[tuple[tuple[int, str], int]]:
+    """A walk's runs of equal (width, mask) as (pair, count), its first and last blocks
+    apart (the first loads Q and the mask tile; the last finishes the tile): kept by
+    the walk's objects (:func:`_plan` hands equal walks the same ones; the entry holds
+    them, so an id names one object while it is kept), which thousands of tiles share."""
+    key = (id(widths), id(masks))
+    got = _RUNS.get(key)
+    if got is not None and got[0] is widths and got[1] is masks:
+        return got[2]
+    pairs = list(zip(widths, masks))
+    n = len(pairs)
+    runs = [(pairs[0], 1)] if n > 1 else []
+    runs += [(wm, sum(1 for _ in g)) for wm, g in groupby(pairs[1:-1])]
+    runs.append((pairs[-1], 1))
+    if len(_RUNS) > 4096:  # bounded: an entry holds its walk
+        _RUNS.clear()
+    _RUNS[key] = (widths, masks, runs)
+    return runs
+
+
+_RUNS: dict[tuple[int, int], tuple[tuple, tuple, list]] = {}
 
 
 def _first_touch(att: AttentionShape, plan: Plan,
@@ -1258,21 +1349,27 @@ def _first_touch(att: AttentionShape, plan: Plan,
     v_left = float(att.value_rows)
     seen_mask: set = set()
     out = []
-    selects = att.selects_values
+    selects, mask_from_gm = att.selects_values, plan.mask_from_gm
+    lo = hi = 0  # (the keys read so far while they are one interval: _cover's common case)
     for t, nv in zip(plan.items, vals):
-        walk = t.k1 - t.k0
-        if t.gathered:
+        k0, k1 = t[3], t[4]
+        walk = k1 - k0
+        if t[7]:  # gathered
             fk = min(float(walk), k_left)
             k_left -= fk
+        elif lo <= k0 and k1 <= hi and len(covered) == 1:
+            fk = 0.0  # (all of it read before: nothing changes)
         else:
-            fk = float(_cover(covered, t.k0, t.k1))
+            fk = float(_cover(covered, k0, k1))
+            if len(covered) == 1:
+                lo, hi = covered[0]
         if not selects:  # the value rows of the keys walked
             fv = fk
         else:  # the selected value rows: new ones until the head's distinct ones are read
             fv = min(nv, v_left)
             v_left -= fv
         fm = 0.0
-        if plan.mask_from_gm and t.mask_key not in seen_mask:
+        if mask_from_gm and t.mask_key not in seen_mask:
             seen_mask.add(t.mask_key)
             fm = float(t.positions * walk)
         out.append((fk, fv, fm))

@@ -531,6 +531,8 @@ TILE_SUM_RTOL = 1e-12
 
 # the key in emit_cv_pipeline's ``memo`` of the op's StepSums (_memo_tile_sums)
 _STEP_SUMS = "step sums"
+# and of its steps' load fields (K's, V's), by step, and its stores' by their bytes
+_STEP_LOADS, _STORES = "step loads", "stores"
 
 
 def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]] | None, *,
@@ -574,6 +576,8 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
         step_sums = memo.get(_STEP_SUMS)
         if step_sums is None:
             step_sums = memo[_STEP_SUMS] = StepSums()
+    # (the walk's steps are an op's shared objects when looked up: see loads_of below)
+    shared = step_sums is not None and step_sums.worth()
     steps, inner_flags = _walk_steps(runs, preload, sync_s, tiles, step_sums)
     n = len(steps)
     mte2, cube, fix = chip.aic(core, "mte2"), chip.aic(core, "cube"), chip.aic(core, "fixpipe")
@@ -621,41 +625,69 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
                         if labels else "") for p in (0, 1) for m in (False, True)}
     lb_hbm = f"{lb_load} (HBM read)" if labels else ""
 
-    def emit_load(s: int, part: int) -> None:
-        """Builder.load's two tasks, made here (thousands per op): the MTE2 pipe's, and
-        the ``hbm`` unit's for the step's misses, K's and V's together with the K load
-        (:func:`split_load`); the V load is its pipe's task alone."""
-        st = steps[s]
+    def load_fields(st: Block, part: int) -> tuple | None:
+        """What a step's K (``part`` 0) or V (1) load's tasks are made of, whatever the
+        core: the MTE2 pipe's duration, bytes, actions, bound and label, and for the K
+        load the ``hbm`` unit's duration and bytes for the step's misses, K's and V's
+        (:func:`split_load`; None when none miss); None for a V part with no rows of
+        its own."""
         hbm, l2b, slow, mask, pad_hbm, pad_l2 = split_load(st, part)
         if part and not (hbm or l2b or slow or pad_hbm or pad_l2):
-            return  # no V rows of their own (PV waits for nothing more)
-        # (the walk's deps, cleaned once, come before every task of the walk: the
-        # buffer's reader appended keeps the tuple sorted, without repeats)
-        dd = walk_deps + ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS \
-            else walk_deps
+            return None  # no V rows of their own (PV waits for nothing more)
         hbm = hbm if hbm > 0.0 else 0.0
         hbm_s = (hbm + (pad_hbm + slow)) / hbm_stream_bw
         l2_s = (l2b + pad_l2) / l2_read_bw
         l2_moved = (l2b if l2b > 0.0 else 0.0) + slow
         memory = hbm_s >= l2_s and hbm_s > 0
         d = hbm_s + l2_s
-        mk((mte2, d if d > 0.0 else 0.0,
-            {"l2_read": int(round(l2_moved))} if l2_moved > 0 else _NO_BYTES,
-            {"hbm_byte": hbm, "l2_byte": hbm + l2_moved, "l1_byte": hbm + l2_moved}, dd,
-            "memory" if memory else "onchip", "", lb_mte2[part, memory], k1, False))
+        pipe = (d if d > 0.0 else 0.0,
+                {"l2_read": int(round(l2_moved))} if l2_moved > 0 else _NO_BYTES,
+                {"hbm_byte": hbm, "l2_byte": hbm + l2_moved, "l1_byte": hbm + l2_moved},
+                "memory" if memory else "onchip", lb_mte2[part, memory])
+        miss = st.load_hbm if st.load_hbm > 0.0 else 0.0  # K's and V's
+        if part or miss <= 0:
+            return pipe, None
+        dram = {"dram_read": int(round(miss))}
+        if mask:
+            dram["mask_dram_read"] = int(round(mask))
+        return pipe, (miss / hbm_bw, dram)
+
+    # a step's loads' fields by the step (its Block, kept with them so that an id names
+    # one object): the op's cores share the steps they cover alike (_memo_tile_sums),
+    # so a step's loads are worked out once (the tasks share their byte and action
+    # mappings, which no one changes); a walk whose steps were summed for it alone
+    # works them out as it goes
+    loads_of = memo.setdefault((_STEP_LOADS, label, labels), ({}, {})) if shared else None
+
+    def emit_load(s: int, part: int) -> None:
+        """Builder.load's two tasks, made here (thousands per op): the MTE2 pipe's, and
+        the ``hbm`` unit's for the step's misses, K's and V's together with the K load
+        (:func:`split_load`); the V load is its pipe's task alone."""
+        st = steps[s]
+        if loads_of is None:
+            fields = load_fields(st, part)
+        else:
+            cache = loads_of[part]
+            got = cache.get(id(st))
+            if got is None or got[0] is not st:
+                got = cache[id(st)] = (st, load_fields(st, part))
+            fields = got[1]
+        if fields is None:
+            return  # no V rows of their own (PV waits for nothing more)
+        # (the walk's deps, cleaned once, come before every task of the walk: the
+        # buffer's reader appended keeps the tuple sorted, without repeats)
+        dd = walk_deps + ((pv if part else qk)[s - KV_BUFFERS],) if s >= KV_BUFFERS \
+            else walk_deps
+        (d, nb, acts, bound, lb), miss = fields
+        mk((mte2, d, nb, acts, dd, bound, "", lb, k1, False))
         pipe = n0 + len(made)
         if part:
             load_v[s] = (pipe,)
             return
-        miss = st.load_hbm if st.load_hbm > 0.0 else 0.0  # K's and V's
-        if miss <= 0:
+        if miss is None:
             load[s] = (pipe,)
             return
-        dram = {"dram_read": int(round(miss))}
-        if mask:
-            dram["mask_dram_read"] = int(round(mask))
-        mk((HBM_UNIT, miss / hbm_bw, dram, _NO_BYTES, dd, "memory", "", lb_hbm, k1,
-            hbm_serial))
+        mk((HBM_UNIT, miss[0], miss[1], _NO_BYTES, dd, "memory", "", lb_hbm, k1, hbm_serial))
         load[s] = (pipe, pipe + 1)
 
     def to_vectors(src: int, fix_s: float, what: str, vec_s: float, work: str) -> list[int]:
@@ -723,30 +755,42 @@ def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]]
              for m in (False, True)}
     lb_st_hbm = f"{lb_store} (HBM write)" if labels else ""
 
-    def store_rows(team: list[int], t: int, nbytes: float) -> None:
-        """:meth:`Builder.store` of ``nbytes`` by each AIV of ``team`` after task ``t``
-        (on the lanes of :func:`store_lanes`)."""
+    def store_fields(nbytes: float) -> tuple:
+        """What a store of ``nbytes`` by one AIV is made of, whatever the core: the MTE3
+        lane's duration, bytes, actions, bound and label, and the ``hbm`` unit's
+        duration and bytes (None when nothing goes to HBM)."""
         hbm = float(nbytes) * st_frac
         l2b = float(nbytes) - hbm
         hbm_s = hbm / st_hbm_bw
         l2_s = l2b / st_l2_bw
         memory = hbm_s >= l2_s and hbm_s > 0
         d = hbm_s + l2_s
-        d = d if d > 0.0 else 0.0
-        bound, lb = "memory" if memory else "onchip", lb_st[memory]
-        l2_int = int(round(l2b)) if l2b > 0 else 0
         dw = hbm / hbm_bw
-        dw = dw if dw > 0.0 else 0.0
-        hbm_int = int(round(hbm))
+        return ((d if d > 0.0 else 0.0,
+                 {"l2_write": int(round(l2b)) if l2b > 0 else 0} if l2b > 0 else _NO_BYTES,
+                 {"ub_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm},
+                 "memory" if memory else "onchip", lb_st[memory]),
+                None if hbm <= 0 else (dw if dw > 0.0 else 0.0,
+                                       {"dram_write": int(round(hbm))}))
+
+    # the stores' fields by their bytes (a walk's tiles of equal rows store alike)
+    stores_of = memo.setdefault((_STORES, st_frac, st_bw, label, labels), {}) \
+        if memo is not None else {}
+
+    def store_rows(team: list[int], t: int, nbytes: float) -> None:
+        """:meth:`Builder.store` of ``nbytes`` by each AIV of ``team`` after task ``t``
+        (on the lanes of :func:`store_lanes`)."""
+        got = stores_of.get(nbytes)
+        if got is None:
+            got = stores_of[nbytes] = store_fields(nbytes)
+        (d, nb, acts, bound, lb), to_hbm = got
         dd = (t,)
         for lane, k in lanes[team[0]]:
-            mk((lane, d, {"l2_write": l2_int} if l2b > 0 else _NO_BYTES,
-                {"ub_byte": nbytes, "l2_byte": nbytes, "hbm_byte": hbm}, dd, bound, "", lb,
-                k, False))
+            mk((lane, d, nb, acts, dd, bound, "", lb, k, False))
             ends.append(n0 + len(made))
-            if not hbm <= 0:
-                mk((HBM_UNIT, dw, {"dram_write": hbm_int}, _NO_BYTES, dd, "memory", "",
-                    lb_st_hbm, k, k > 1))
+            if to_hbm is not None:
+                mk((HBM_UNIT, to_hbm[0], to_hbm[1], _NO_BYTES, dd, "memory", "", lb_st_hbm,
+                    k, k > 1))
                 ends.append(n0 + len(made))
 
     program_order(n, preload, emit_load, emit_qk, emit_pv)
