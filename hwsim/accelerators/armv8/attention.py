@@ -98,7 +98,10 @@ def _span(q: int, kv: int, causal: bool, window: int, bkv: int, first: int, last
     """:func:`key_spans` of the query positions ``first`` to ``last``: (rows, key
     blocks, keys), or None where no key is visible to them."""
     off = kv - q
-    hi = min(kv - 1, last + off) if causal else kv - 1
+    # (min() of two as a test where it runs for every block of rows: the same value)
+    hi = kv - 1
+    if causal and last + off < hi:
+        hi = last + off
     lo = 0
     if window > 0:
         lo = max(0, first + off - window + 1)
@@ -110,7 +113,8 @@ def _span(q: int, kv: int, causal: bool, window: int, bkv: int, first: int, last
         blocks = (hi - lo + bkv) // bkv
         return last - first + 1, blocks, min(kv - lo, blocks * bkv)
     b0, b1 = lo // bkv, hi // bkv
-    return last - first + 1, b1 - b0 + 1, min(kv, (b1 + 1) * bkv) - b0 * bkv
+    end = (b1 + 1) * bkv
+    return last - first + 1, b1 - b0 + 1, (end if end < kv else kv) - b0 * bkv
 
 
 @functools.lru_cache(maxsize=1024)
