@@ -242,7 +242,9 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
                 if h_s < h:
                     h = h_s
                 w += seconds
-                latency = max(latency, h + w / slots + q)
+                t = h + w / slots + q
+                if t > latency:  # (max(latency, t), as above)
+                    latency = t
     by = busy[top][1]
     return Summary(nbytes, actions, max(by, key=by.get), latency, work)
 

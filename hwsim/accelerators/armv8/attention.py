@@ -436,7 +436,8 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         # problems: (batch, query head, block of positions), each over its own keys
         rows = min(sh.sparse_block, sh.q_len)
         problems = sh.batch * sh.heads * math.ceil(sh.q_len / rows)
-        bq_u = max(1, min(bq, rows))
+        bq_u = rows if rows < bq else bq  # (max(1, min(bq, rows)): the same value)
+        bq_u = bq_u if bq_u > 1 else 1
         bq_pos, sub = bq_u, 1
         nq = math.ceil(rows / bq_u)
         span_keys = sh.sparse_keys
@@ -444,8 +445,10 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         # problems: (batch, K/V head); its query rows, the group's stacked by position
         rows = sh.q_len * g
         problems = sh.batch * sh.kv_heads
-        bq_u = max(1, min(bq, rows))
-        bq_pos = max(1, bq_u // g)
+        bq_u = rows if rows < bq else bq  # (max(1, min(bq, rows)): the same value)
+        bq_u = bq_u if bq_u > 1 else 1
+        bq_pos = bq_u // g
+        bq_pos = bq_pos if bq_pos > 1 else 1  # (max(1, bq_u // g))
         sub = math.ceil(g / bq_u) if bq_u < g else 1  # blocks sharing one position
         nq = math.ceil(sh.q_len / bq_pos) * sub
         span_keys = _widest(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos)
@@ -470,10 +473,14 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         # (seen_qk: keys scored per query head)
         seen_pv = seen_pv if select else seen_qk
         flops = 2.0 * sh.batch * sh.heads * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
-    keys_row = seen_qk / max(1.0, n_rows)  # keys a query row scores
-    values_row = seen_pv / max(1.0, n_rows)
+    # (max() and min() of two as tests here: the values they keep, without the calls;
+    # this head is made for each of an attention's candidate blocks)
+    row_count = n_rows if n_rows > 1.0 else 1.0  # max(1.0, n_rows)
+    keys_row = seen_qk / row_count  # keys a query row scores
+    values_row = seen_pv / row_count
     # static chunks of the units: as many threads as the chunks need
-    per_thread = math.ceil(units * kv_split / min(mach.cores, units * kv_split))
+    chunks = units * kv_split
+    per_thread = math.ceil(chunks / (chunks if chunks < mach.cores else mach.cores))
     threads = math.ceil(units * kv_split / per_thread)
     share = per_thread / (units * kv_split)  # one thread's fraction of the op's work
     # the op-wide bytes (Q, K and V rows, O) are spread over the threads that run
