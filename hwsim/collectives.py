@@ -31,6 +31,9 @@ from .errors import InputError
 
 @dataclass(frozen=True)
 class RingCost:
+    """A collective's communication time (no kernel launch) and the bytes each device
+    sends (and receives)."""
+
     time_s: float  # communication time, no kernel launch
     sent_bytes: float  # bytes each device sends (and receives)
 

@@ -21,6 +21,8 @@ COMPONENTS = ("compute", "onchip", "dram", "static", "interconnect")
 
 @dataclass(frozen=True)
 class Price:
+    """The energy of one action and the component it is charged to."""
+
     pj: float  # energy per action, picojoules
     component: str  # one of COMPONENTS
     source: str = ""  # where the number comes from

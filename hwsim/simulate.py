@@ -371,11 +371,12 @@ class _Pricer:
         table = self.table
         dyn = table.dynamic_j(summary.actions, target.name)
         limit_w = target.power_limit_w(spec)
-        latency = power_capped_s(latency, sum(dyn.values()), table.static_power_w, limit_w)
+        dyn_j = sum(dyn.values())  # (the same sum each time it is read below: taken once)
+        latency = power_capped_s(latency, dyn_j, table.static_power_w, limit_w)
         # an op never runs shorter than its busiest unit's work, nor than its dynamic
         # energy allows under the power limit (a hidden launch takes off neither)
-        self.floors[key] = max(summary.work_s, power_capped_s(0.0, sum(dyn.values()),
-                                                              table.static_power_w, limit_w))
+        floor = power_capped_s(0.0, dyn_j, table.static_power_w, limit_w)
+        self.floors[key] = floor if floor > summary.work_s else summary.work_s
         static = table.static_j(latency)
         cost = {
             "latency_s": latency,
@@ -392,7 +393,7 @@ class _Pricer:
         # (the unit and label columns by item in C: a 32K prefill's ops have 600,000 tasks)
         self.timelines[key] = Lane(list(map(_UNIT, tasks)), list(map(_LABEL, tasks)),
                                    sched.starts_s, sched.ends_s) if sched else []
-        cost["energy_j"] = sum(dyn.values()) + static
+        cost["energy_j"] = dyn_j + static
         self.cache[key] = cost
         return key, cost
 
@@ -467,7 +468,9 @@ def power_capped_s(latency_s: float, dynamic_j: float, static_w: float, limit_w:
     drawn for the longer time. No limit (0), or an op under it: unchanged."""
     if limit_w <= static_w or dynamic_j <= 0:
         return latency_s
-    return max(latency_s, dynamic_j / (limit_w - static_w))
+    # (max(latency_s, capped) as a test: the same value; asked twice an op)
+    capped = dynamic_j / (limit_w - static_w)
+    return capped if capped > latency_s else latency_s
 
 
 def schedule_streams(rows: list[dict], lanes: list, graph: Graph, tiled: dict[int, list],
@@ -803,7 +806,14 @@ def issue_from_host(rows: list[dict], graph: Graph, resolved: ResolvedTarget,
         run_latency_s = [r["latency_s"] for r in rows]
     if hide > 0:  # never below the op's own work (floor_s): the launch is what overlaps
         floor_s = floor_s or [0.0] * len(rows)
-        hide = [min(hide, max(0.0, d - f)) for d, f in zip(run_latency_s, floor_s)]
+        # min(hide, max(0.0, d - f)) for each op, as tests (the values min() and max()
+        # keep; two calls an op otherwise)
+        hides = []
+        for d, f in zip(run_latency_s, floor_s):
+            room = d - f
+            room = room if room > 0.0 else 0.0
+            hides.append(room if room < hide else hide)
+        hide = hides
     sched = runtime.schedule([op.name for op in graph.ops], host_s, run_latency_s,
                              overlaps=platform.overlaps if platform is not None else True,
                              repeats=repeats, repeat_host_s=rest_s,

@@ -273,6 +273,9 @@ class Target:
 
 @dataclass(frozen=True)
 class ResolvedTarget:
+    """A target with its spec read: the preset's name (or the file), the spec and the
+    file it came from."""
+
     target: Target
     preset: str  # preset name, or the file path for a user YAML
     spec: Any

@@ -91,12 +91,14 @@ def run_streams(nodes: Sequence[Node], *, overlaps: bool = True) -> StreamSchedu
             e = end[j]
             if e > ready:
                 ready = e
-        h0 = max(host_end, prev_end) if i and not overlaps else host_end
+        # (max() and min() of two as tests, keeping the value they keep, NaN included: a
+        # call of either parses its arguments as keywords too, twice a node)
+        h0 = prev_end if i and not overlaps and prev_end > host_end else host_end
         h1 = h0 + h
-        s = max(h1, ready) if i else h1
+        s = ready if i and ready > h1 else h1
         waited = s - ready if i else s
         end_issue = h1
-        hide = min(node.hide_s, d) if overlaps else 0.0
+        hide = (d if d < node.hide_s else node.hide_s) if overlaps else 0.0
         if hide > 0:
             # the launch is taken in while what it waits for runs: the kernel starts at
             # max(issue + launch, ready + gap), ``hide`` = launch - gap (:func:`queued_runs`)

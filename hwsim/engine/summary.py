@@ -38,6 +38,8 @@ from .task import Task
 
 @dataclass(frozen=True)
 class Summary:
+    """What the analytical fidelity reads of an op's tasks (:func:`summarize`)."""
+
     bytes: dict[str, int]  # level -> bytes (dram_read, l2_write, ...)
     actions: dict[str, float]  # action -> count
     bound: str  # what limits the op
@@ -203,9 +205,20 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
     capacity = dict(pools or {})
     latency = path_s
     work = 0.0
+    # the busiest resource (its busy time per slot, a pool's slots counted at least 1),
+    # the first of the largest as max() keeps it: found in the same pass
+    top = None
+    top_s = 0.0
     for key, entry in busy.items():
         total, by = entry[0], entry[1]
-        slots = capacity.get(key[1], 1) if type(key) is tuple else 1
+        if type(key) is tuple:
+            slots = capacity.get(key[1], 1)
+            share = total / (slots if slots > 1 else 1)
+        else:
+            slots = 1
+            share = total
+        if top is None or share > top_s:
+            top, top_s = key, share
         t = total / slots
         if head:
             h = head.get(key)
@@ -215,8 +228,12 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
             q = tail.get(key)
             if q:
                 t = t + q
-        latency = max(latency, t)
-        work = max(work, (total - by.get("latency", 0.0)) / slots)
+        # (max(latency, t) and max(work, w) as tests: the same value kept, NaN included)
+        if t > latency:
+            latency = t
+        w = (total - by.get("latency", 0.0)) / slots
+        if w > work:
+            work = w
     if parts:
         for key, subsets in parts.items():
             slots = capacity.get(key[1], 1) if type(key) is tuple else 1
@@ -225,9 +242,9 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
                 if h_s < h:
                     h = h_s
                 w += seconds
-                latency = max(latency, h + w / slots + q)
-    top = max(busy, key=lambda key: busy[key][0] / max(1, capacity.get(key[1], 1))
-              if type(key) is tuple else busy[key][0])
+                t = h + w / slots + q
+                if t > latency:  # (max(latency, t), as above)
+                    latency = t
     by = busy[top][1]
     return Summary(nbytes, actions, max(by, key=by.get), latency, work)
 

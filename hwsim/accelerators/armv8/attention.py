@@ -98,7 +98,10 @@ def _span(q: int, kv: int, causal: bool, window: int, bkv: int, first: int, last
     """:func:`key_spans` of the query positions ``first`` to ``last``: (rows, key
     blocks, keys), or None where no key is visible to them."""
     off = kv - q
-    hi = min(kv - 1, last + off) if causal else kv - 1
+    # (min() of two as a test where it runs for every block of rows: the same value)
+    hi = kv - 1
+    if causal and last + off < hi:
+        hi = last + off
     lo = 0
     if window > 0:
         lo = max(0, first + off - window + 1)
@@ -110,7 +113,8 @@ def _span(q: int, kv: int, causal: bool, window: int, bkv: int, first: int, last
         blocks = (hi - lo + bkv) // bkv
         return last - first + 1, blocks, min(kv - lo, blocks * bkv)
     b0, b1 = lo // bkv, hi // bkv
-    return last - first + 1, b1 - b0 + 1, min(kv, (b1 + 1) * bkv) - b0 * bkv
+    end = (b1 + 1) * bkv
+    return last - first + 1, b1 - b0 + 1, (end if end < kv else kv) - b0 * bkv
 
 
 @functools.lru_cache(maxsize=1024)
@@ -432,7 +436,8 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         # problems: (batch, query head, block of positions), each over its own keys
         rows = min(sh.sparse_block, sh.q_len)
         problems = sh.batch * sh.heads * math.ceil(sh.q_len / rows)
-        bq_u = max(1, min(bq, rows))
+        bq_u = rows if rows < bq else bq  # (max(1, min(bq, rows)): the same value)
+        bq_u = bq_u if bq_u > 1 else 1
         bq_pos, sub = bq_u, 1
         nq = math.ceil(rows / bq_u)
         span_keys = sh.sparse_keys
@@ -440,8 +445,10 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         # problems: (batch, K/V head); its query rows, the group's stacked by position
         rows = sh.q_len * g
         problems = sh.batch * sh.kv_heads
-        bq_u = max(1, min(bq, rows))
-        bq_pos = max(1, bq_u // g)
+        bq_u = rows if rows < bq else bq  # (max(1, min(bq, rows)): the same value)
+        bq_u = bq_u if bq_u > 1 else 1
+        bq_pos = bq_u // g
+        bq_pos = bq_pos if bq_pos > 1 else 1  # (max(1, bq_u // g))
         sub = math.ceil(g / bq_u) if bq_u < g else 1  # blocks sharing one position
         nq = math.ceil(sh.q_len / bq_pos) * sub
         span_keys = _widest(sh.q_len, sh.kv_len, sh.causal, sh.window, bq_pos)
@@ -466,10 +473,14 @@ def _head(mach: Machine, sh: AttentionShape, mode: str, bq: int, bkv: int, strat
         # (seen_qk: keys scored per query head)
         seen_pv = seen_pv if select else seen_qk
         flops = 2.0 * sh.batch * sh.heads * (seen_qk * sh.head_dim + seen_pv * sh.v_head_dim)
-    keys_row = seen_qk / max(1.0, n_rows)  # keys a query row scores
-    values_row = seen_pv / max(1.0, n_rows)
+    # (max() and min() of two as tests here: the values they keep, without the calls;
+    # this head is made for each of an attention's candidate blocks)
+    row_count = n_rows if n_rows > 1.0 else 1.0  # max(1.0, n_rows)
+    keys_row = seen_qk / row_count  # keys a query row scores
+    values_row = seen_pv / row_count
     # static chunks of the units: as many threads as the chunks need
-    per_thread = math.ceil(units * kv_split / min(mach.cores, units * kv_split))
+    chunks = units * kv_split
+    per_thread = math.ceil(chunks / (chunks if chunks < mach.cores else mach.cores))
     threads = math.ceil(units * kv_split / per_thread)
     share = per_thread / (units * kv_split)  # one thread's fraction of the op's work
     # the op-wide bytes (Q, K and V rows, O) are spread over the threads that run

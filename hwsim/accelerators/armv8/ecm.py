@@ -56,6 +56,11 @@ _EMPTY = MappingProxyType({})  # a task's bytes or actions when it has none (rea
 
 @dataclass(slots=True)
 class Step:
+    """What one thread does in one step of a plan: its in-core and L1-port cycles, the
+    bytes it moves at each level (a DRAM read crosses L3, L2 and L1: :meth:`read`),
+    its page-table walks and vector instructions; the ECM model times it
+    (:func:`times`) and the threads meet after it where ``barrier`` says so."""
+
     # (slots: a planner makes tens of thousands of steps a run; an object without a
     # dict of its own is one allocation for the garbage collector to track, not two)
     label: str

@@ -72,6 +72,9 @@ TILES = 8  # a streaming kernel step as tiles, so that DRAM (prefetched a tile a
 
 @dataclass(frozen=True)
 class Gemm:
+    """A (batched) GEMM as the planners see it: ``batch`` products of an ``m x k`` A by a
+    ``k x n`` B in ``dtype``; an operand shared by the whole batch is broadcast."""
+
     batch: int
     m: int
     n: int
@@ -196,8 +199,12 @@ def exact_parts(size: int, main: int) -> list[tuple[int, int]]:
 
 def batch_split(batch: int, threads: int) -> tuple[int, int, int]:
     """(threads over the batch, GEMMs per such thread, threads left per GEMM)."""
-    tb = max(1, min(batch, threads))
-    return tb, math.ceil(batch / tb), max(1, threads // tb)
+    # (max(1, min(batch, threads)) and max(1, threads // tb) as tests: the same values,
+    # without the calls of max() and min(), which parse their arguments as keywords too)
+    tb = threads if threads < batch else batch
+    tb = tb if tb > 1 else 1
+    per = threads // tb
+    return tb, math.ceil(batch / tb), per if per > 1 else 1
 
 
 def openblas_grid(m: int, n: int, threads: int, ratio: int) -> tuple[int, int]:
@@ -219,7 +226,8 @@ def openblas_grid(m: int, n: int, threads: int, ratio: int) -> tuple[int, int]:
         while tm % 2 == 0 and n * tm + m * tn > n * (tm // 2) + m * (tn * 2):
             tm //= 2
             tn *= 2
-    return max(1, tm), max(1, tn)
+    # (max(1, tm), max(1, tn) as tests: the same values, without two calls of max())
+    return (tm if tm > 1 else 1), (tn if tn > 1 else 1)
 
 
 def k_blocks(k: int, q: int) -> list[int]:

@@ -189,7 +189,8 @@ class Topology:
             per = math.ceil(count / len(clusters))
             placed = 0  # (this node's threads placed so far)
             for cl in clusters:
-                take = cl[:min(per, count - placed)]
+                left = count - placed
+                take = cl[:left if left < per else per]  # (min(per, left), without the call)
                 out.extend(take)
                 placed += len(take)
         return out
@@ -269,7 +270,8 @@ def stream_rates(mach, threads: list[Thread], iterations: int = 500) -> list[flo
                     d[s] = d.get(s, 0.0) + share * line / bw
         demand.append(d)
         # the unloaded latency includes one service at each server: the rest is delay
-        think[c] = max(0.0, latency - sum(d.values()))
+        rest = latency - sum(d.values())
+        think[c] = rest if rest > 0.0 else 0.0  # (max(0.0, rest), without the call)
     # the demands, a row per thread and a column per station (0.0 where it never goes)
     D = [[0.0] * len(stations) for _ in threads]
     for row, d in zip(D, demand):
@@ -390,7 +392,8 @@ def l3_rates(mach, threads: list[Thread]) -> list[float]:
     sharing: dict[int, int] = {}
     for th in threads:
         sharing[th.cluster] = sharing.get(th.cluster, 0) + 1
-    return [min(l3, cap / sharing[th.cluster]) for th in threads]
+    # (min(l3, r) as a test: the value min() keeps; a call a thread otherwise)
+    return [r if (r := cap / sharing[th.cluster]) < l3 else l3 for th in threads]
 
 
 def _mva(D: np.ndarray, think: np.ndarray, k: float, iterations: int,
@@ -682,7 +685,10 @@ class _Lumped:
                     break
             else:
                 break
-            tol = min(1e-6, max(1e-12, 1e-3 * max(map(abs, f))))
+            # (min(1e-6, max(1e-12, t)) as tests: the values min() and max() keep)
+            t = 1e-3 * max(map(abs, f))
+            t = t if t > 1e-12 else 1e-12
+            tol = t if t < 1e-6 else 1e-6
             for i in range(nn):
                 # (node i's bracket in locals, stored back at the end: the same steps)
                 fi, ui, lo_i, hi_i, flo, fhi = f[i], u[i], lo[i], hi[i], f_lo[i], f_hi[i]

@@ -27,6 +27,10 @@ DRAM_POOL = "dram"
 
 @dataclass(frozen=True, kw_only=True)
 class ARMv8Spec:
+    """One ARMv8 machine as a preset describes it: its cores, caches, memory system and
+    the measured constants the ECM model and the stream-rate network read (each
+    field's ``help`` says what it is; a preset's comments give each value's source)."""
+
     core_name: str = spec_field(help="core microarchitecture, e.g. TaiShan v110")
     cores: int = spec_field(help="cores of the machine, every socket's (one thread each)",
                             minimum=1)
@@ -193,6 +197,7 @@ class Machine:
         self.llc_die_bytes = (spec.l3_bytes / spec.numa_nodes if spec.l3_bytes
                               else self.llc_bytes)
         self._llc: dict[int, float] = {}
+        self._lanes: dict[str, int] = {}  # (lanes: the planners ask 1,500 times a 7B run)
         for name, shape in (("sgemm_kernel", spec.sgemm_kernel),
                             ("dgemm_kernel", spec.dgemm_kernel),
                             ("hgemm_kernel", spec.hgemm_kernel)):
@@ -201,7 +206,11 @@ class Machine:
                                  field=f"spec.{name}")
 
     def lanes(self, dtype: str) -> int:
-        return max(1, self.vbytes // nbytes(1, dtype))
+        """Elements of ``dtype`` in one vector register (at least one)."""
+        got = self._lanes.get(dtype)
+        if got is None:
+            got = self._lanes[dtype] = max(1, self.vbytes // nbytes(1, dtype))
+        return got
 
     def peak_flops(self, dtype: str) -> float:
         """Peak FLOP/s of one core: pipes x lanes x 2 (FMA) x clock."""

@@ -296,7 +296,7 @@ def carried(plan: Plan, read_bytes: float, write_bytes: float) -> Plan:
                 break
             s = steps[i]
             have = getattr(s, field)
-            take = min(have, need)
+            take = need if need < have else have  # (min(have, need), without the call)
             if take:
                 if s is original[i]:
                     s = steps[i] = s.scaled(1.0)  # (a copy: x 1.0 is the same float)

@@ -202,7 +202,12 @@ def _floors_s(counts: list[int], args: tuple, mach: Machine) -> list[float]:
 def _threads(threads: int, vecs: int) -> int:
     """The threads :func:`_at` runs for ``threads`` asked: static chunks of whole vectors,
     as many as needed."""
-    return max(1, math.ceil(vecs / math.ceil(vecs / threads))) if vecs else 1
+    if not vecs:
+        return 1
+    # (max(1, t) as a test: the same value; a two-argument max() parses its arguments
+    # as keywords too, and the planners ask this about 5,000 times a 7B prefill)
+    t = math.ceil(vecs / math.ceil(vecs / threads))
+    return t if t > 1 else 1
 
 
 def _io_bytes(op, graph) -> tuple[list[float], list[float]]:

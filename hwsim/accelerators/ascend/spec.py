@@ -29,6 +29,10 @@ DEFAULT_VECTOR_CYCLES = {
 
 @dataclass(frozen=True, kw_only=True)
 class AscendSpec:
+    """One Ascend NPU as a preset describes it: its cube and vector cores, their buffers
+    and transfer engines, the L2, the HBM and the links, the energy prices (each
+    field's ``help`` says what it is; a preset's comments give each value's source)."""
+
     # ------------------------------------------------------------ organisation
     architecture: str = spec_field(
         help="split (AIC cube cores and AIV vector cores, 910B) or coupled "

@@ -20,6 +20,9 @@ _DTYPE_CLASS = {"int64": "int32", "int16": "int32", "uint8": "int32", "bool": "i
 
 @dataclass(frozen=True)
 class RooflineSpec:
+    """A roofline machine: peak arithmetic per data type and one DRAM bandwidth (each
+    field's ``help`` says what it is)."""
+
     peak_flops_per_s: dict[str, float] = spec_field(
         help="peak arithmetic rate per data type (fp16, bf16, fp32, int8, int32, ...)")
     dram_bw_bytes_per_s: float = spec_field(help="DRAM bandwidth", minimum=1.0)  # divides
