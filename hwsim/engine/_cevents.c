@@ -457,5 +457,12 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__cevents(void)
 {
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* the version of run()'s call: events.py takes the module only where it matches
+       (a build left from before a change of the call is not used) */
+    if (m && PyModule_AddIntConstant(m, "CALL_VERSION", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

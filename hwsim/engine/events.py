@@ -83,6 +83,8 @@ try:
     from . import _cevents
 except ImportError:  # not built (a source checkout, an install without a C compiler)
     _cevents = None
+if getattr(_cevents, "CALL_VERSION", None) != 1:  # (a build from before a change of call)
+    _cevents = None
 COMPILED = _cevents is not None and os.environ.get("HWSIM_PURE_PYTHON", "") in ("", "0")
 
 # Ops whose lanes number the same (one kind of op on one machine: a GEMM on all cube
