@@ -171,3 +171,59 @@ def test_the_environment_switches_the_c_loop_off():
         got[value] = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                                     capture_output=True, text=True, check=True).stdout.strip()
     assert got == {"1": "False", "0": "True"}
+
+
+def summary_op(rng: random.Random, n: int) -> tuple[list[Task], dict[str, int]]:
+    """A random op with what the summary sums: bytes (ints, some beyond 64 bits),
+    actions (floats and ints), copies, serial copies, pools, bounds, levels and
+    actions in varying order (the dicts' order is the first met)."""
+    tasks, pools = random_op(rng, n)
+    levels = ["dram_read", "dram_write", "l2_read", "ub_write"]
+    names = ["mac", "vec", "load"]
+    out = []
+    for t in tasks:
+        nb = {lv: rng.choice([1, 64, 2**70, rng.randint(0, 10**6)])
+              for lv in rng.sample(levels, rng.randint(0, 3))}
+        na = {a: rng.choice([1.5, 0.1, 3, rng.random()])
+              for a in rng.sample(names, rng.randint(0, 2))}
+        out.append(t._replace(bytes=nb if nb or rng.random() < 0.5 else t.bytes,
+                              actions=na or t.actions,
+                              bound=rng.choice(["compute", "memory", "latency"])))
+    return out, pools
+
+
+def test_the_c_summary_gives_the_python_summarys_figures_to_the_last_bit():
+    from hwsim.engine import summarize
+
+    rng = random.Random(20261210)
+    for trial in range(600):
+        tasks, pools = summary_op(rng, rng.randint(1, 80))
+        kw = {"critical_path": trial % 3 != 0, "tails": trial % 2 == 0}
+        with loop(True):
+            c = summarize(tasks, pools, **kw)
+        with loop(False):
+            py = summarize(tasks, pools, **kw)
+        assert repr(c) == repr(py), trial  # floats by repr, dicts in order
+        assert [type(v) for v in c.bytes.values()] == [type(v) for v in py.bytes.values()]
+    # tasks that are not ten-field tuples: the Python loop (the same answer)
+    with loop(True):
+        assert summarize([list(t) for t in tasks], pools) == summarize(tasks, pools)
+
+
+def test_a_bad_dependency_in_the_summary_raises_as_in_python():
+    from hwsim.engine import summarize
+
+    for tasks in ([Task("a", 1.0), Task("a", 1.0, deps=(3,))],
+                  [Task("a", 1.0), Task("a", 1.0, deps=("x",))]):
+        told = []
+        for compiled in (True, False):
+            with loop(compiled), pytest.raises((IndexError, TypeError)) as e:
+                summarize(tasks)
+            told.append((type(e.value), str(e.value)))
+        assert told[0] == told[1], told
+    # a negative index reads what Python's list reads (the tasks before)
+    tasks = [Task("a", 1.0), Task("a", 2.0, deps=(-1,)), Task("b", 0.5, deps=(-1,))]
+    with loop(True):
+        c = summarize(tasks)
+    with loop(False):
+        assert repr(summarize(tasks)) == repr(c)

@@ -444,8 +444,272 @@ done:
     return result;
 }
 
+/* ---- the summary's pass (hwsim.engine.summary._summarize) ------------------- */
+
+/* d[key] = d.get(key, dflt) + n, or + n * k when k is given (the Python loop's
+   statement, on the same objects: the same sums) */
+static int add_to(PyObject *d, PyObject *key, PyObject *dflt, PyObject *n, PyObject *k)
+{
+    PyObject *old = PyDict_GetItemWithError(d, key);
+    if (!old) {
+        if (PyErr_Occurred())
+            return -1;
+        old = dflt;
+    }
+    PyObject *term = n, *sum;
+    if (k) {
+        term = PyNumber_Multiply(n, k);
+        if (!term)
+            return -1;
+    }
+    if (PyFloat_CheckExact(old) && PyFloat_CheckExact(term))
+        sum = PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + PyFloat_AS_DOUBLE(term));
+    else
+        sum = PyNumber_Add(old, term);
+    if (k)
+        Py_DECREF(term);
+    if (!sum)
+        return -1;
+    int rc = PyDict_SetItem(d, key, sum);
+    Py_DECREF(sum);
+    return rc;
+}
+
+/* for level, n in mapping.items(): add_to(...) */
+static int add_items(PyObject *into, PyObject *mapping, PyObject *dflt, PyObject *k)
+{
+    if (PyDict_CheckExact(mapping)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *n;
+        while (PyDict_Next(mapping, &pos, &key, &n)) {
+            /* (the dict is not changed while walked: into is another one) */
+            if (add_to(into, key, dflt, n, k) < 0)
+                return -1;
+        }
+        return 0;
+    }
+    PyObject *items = PyObject_CallMethod(mapping, "items", NULL);
+    if (!items)
+        return -1;
+    PyObject *it = PyObject_GetIter(items);
+    Py_DECREF(items);
+    if (!it)
+        return -1;
+    PyObject *pair;
+    while ((pair = PyIter_Next(it))) {
+        PyObject *key, *n;
+        if (!PyArg_UnpackTuple(pair, "items", 2, 2, &key, &n)
+            || add_to(into, key, dflt, n, k) < 0) {
+            Py_DECREF(pair);
+            Py_DECREF(it);
+            return -1;
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(it);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+/* a > b, on floats without a call */
+static int greater(PyObject *a, PyObject *b)
+{
+    if (PyFloat_CheckExact(a) && PyFloat_CheckExact(b))
+        return PyFloat_AS_DOUBLE(a) > PyFloat_AS_DOUBLE(b);
+    return PyObject_RichCompareBool(a, b, Py_GT);
+}
+
+/* the resource's entry [busy seconds, {bound: seconds}, earliest start] takes a task */
+static int add_busy(PyObject *busy, PyObject *key, PyObject *start, PyObject *seconds,
+                    PyObject *bound, PyObject *zero_f)
+{
+    PyObject *entry = PyDict_GetItemWithError(busy, key);
+    if (!entry) {
+        if (PyErr_Occurred())
+            return -1;
+        PyObject *by = PyDict_New();
+        if (!by)
+            return -1;
+        Py_INCREF(zero_f);
+        Py_INCREF(start);
+        entry = PyList_New(3);
+        if (!entry) {
+            Py_DECREF(by); Py_DECREF(zero_f); Py_DECREF(start);
+            return -1;
+        }
+        PyList_SET_ITEM(entry, 0, zero_f);
+        PyList_SET_ITEM(entry, 1, by);
+        PyList_SET_ITEM(entry, 2, start);
+        int rc = PyDict_SetItem(busy, key, entry);
+        Py_DECREF(entry);  /* (busy holds it) */
+        if (rc < 0)
+            return -1;
+    } else if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) != 3) {
+        PyErr_SetString(PyExc_SystemError, "summarize: a busy entry changed");
+        return -1;
+    } else {
+        PyObject *first = PyList_GET_ITEM(entry, 2);  /* start < entry[2] */
+        int lt = PyFloat_CheckExact(first) && PyFloat_CheckExact(start)
+            ? PyFloat_AS_DOUBLE(start) < PyFloat_AS_DOUBLE(first)
+            : PyObject_RichCompareBool(start, first, Py_LT);
+        if (lt < 0)
+            return -1;
+        if (lt) {
+            Py_INCREF(start);
+            PyList_SetItem(entry, 2, start);
+        }
+    }
+    PyObject *total = PyList_GET_ITEM(entry, 0), *sum;
+    if (PyFloat_CheckExact(total) && PyFloat_CheckExact(seconds))
+        sum = PyFloat_FromDouble(PyFloat_AS_DOUBLE(total) + PyFloat_AS_DOUBLE(seconds));
+    else
+        sum = PyNumber_InPlaceAdd(total, seconds);
+    if (!sum)
+        return -1;
+    PyList_SetItem(entry, 0, sum);  /* (steals sum) */
+    return add_to(PyList_GET_ITEM(entry, 1), bound, zero_f, seconds, NULL);
+}
+
+PyDoc_STRVAR(summarize_doc,
+"summarize(tasks, critical_path) -> (nbytes, actions, finish, busy) or None\n\n"
+"The loop of hwsim.engine.summary._summarize over tasks (tuples of Task's ten\n"
+"fields), on the same objects with the same operations in the same order:\n"
+"the bytes and actions summed, the critical path's finish of each task (None\n"
+"without critical_path), and busy (unit or ('pool', name) -> [busy seconds,\n"
+"{bound: seconds}, earliest start]). None where a task is not a tuple of ten\n"
+"(the Python loop then runs).");
+
+static PyObject *summarize(PyObject *self, PyObject *args)
+{
+    PyObject *tasks_o;
+    int critical_path;
+    if (!PyArg_ParseTuple(args, "Op", &tasks_o, &critical_path))
+        return NULL;
+    PyObject *tasks = PySequence_Fast(tasks_o, "tasks");
+    if (!tasks)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(tasks);
+    PyObject **items = PySequence_Fast_ITEMS(tasks);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!PyTuple_Check(items[i]) || PyTuple_GET_SIZE(items[i]) != 10) {
+            Py_DECREF(tasks);
+            Py_RETURN_NONE;
+        }
+    }
+    PyObject *nbytes = PyDict_New(), *actions = PyDict_New(), *busy = PyDict_New();
+    PyObject *finish = critical_path ? PyList_New(n) : NULL;
+    PyObject *zero_i = PyLong_FromLong(0), *one = PyLong_FromLong(1);
+    PyObject *zero_f = PyFloat_FromDouble(0.0), *pool_s = PyUnicode_FromString("pool");
+    PyObject *result = NULL, *start = NULL;
+    if (!nbytes || !actions || !busy || (critical_path && !finish) || !zero_i || !one
+        || !zero_f || !pool_s)
+        goto done;
+    if (finish)
+        Py_SET_SIZE(finish, 0);  /* (it grows as Python's append does; see below) */
+    start = zero_f;
+    Py_INCREF(start);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = items[i];
+        PyObject *unit = PyTuple_GET_ITEM(t, 0), *d = PyTuple_GET_ITEM(t, 1);
+        PyObject *t_bytes = PyTuple_GET_ITEM(t, 2), *t_actions = PyTuple_GET_ITEM(t, 3);
+        PyObject *deps = PyTuple_GET_ITEM(t, 4), *bound = PyTuple_GET_ITEM(t, 5);
+        PyObject *pool = PyTuple_GET_ITEM(t, 6), *k = PyTuple_GET_ITEM(t, 8);
+        PyObject *serial = PyTuple_GET_ITEM(t, 9);
+        int truth, k_is_1 = -1;
+        /* each copy counts its bytes and actions */
+        if ((truth = PyObject_IsTrue(t_bytes)) < 0)
+            goto done;
+        if (truth) {
+            if ((k_is_1 = PyObject_RichCompareBool(k, one, Py_EQ)) < 0)
+                goto done;
+            if (add_items(nbytes, t_bytes, zero_i, k_is_1 ? NULL : k) < 0)
+                goto done;
+        }
+        if ((truth = PyObject_IsTrue(t_actions)) < 0)
+            goto done;
+        if (truth) {
+            if (k_is_1 < 0 && (k_is_1 = PyObject_RichCompareBool(k, one, Py_EQ)) < 0)
+                goto done;
+            if (add_items(actions, t_actions, zero_f, k_is_1 ? NULL : k) < 0)
+                goto done;
+        }
+        if (critical_path) {
+            Py_INCREF(zero_f);
+            Py_SETREF(start, zero_f);
+            PyObject *it = PyObject_GetIter(deps), *j;
+            if (!it)
+                goto done;
+            while ((j = PyIter_Next(it))) {
+                PyObject *f = PyObject_GetItem(finish, j);  /* finish[j], as Python's */
+                Py_DECREF(j);
+                if (!f) {
+                    Py_DECREF(it);
+                    goto done;
+                }
+                int gt = greater(f, start);
+                if (gt < 0) {
+                    Py_DECREF(f);
+                    Py_DECREF(it);
+                    goto done;
+                }
+                if (gt)
+                    Py_SETREF(start, f);
+                else
+                    Py_DECREF(f);
+            }
+            Py_DECREF(it);
+            if (PyErr_Occurred())
+                goto done;
+            PyObject *e = PyFloat_CheckExact(start) && PyFloat_CheckExact(d)
+                ? PyFloat_FromDouble(PyFloat_AS_DOUBLE(start) + PyFloat_AS_DOUBLE(d))
+                : PyNumber_Add(start, d);
+            if (!e)
+                goto done;
+            /* (finish holds the tasks before this one, as Python's list when it appends:
+               a later or negative index reads what Python's reads; the slots past the
+               size, allocated by PyList_New, are not seen) */
+            PyList_SET_ITEM(finish, i, e);
+            Py_SET_SIZE(finish, i + 1);
+        }
+        /* a copy has a unit of its own, unless the copies take turns on this one */
+        PyObject *seconds;
+        if ((truth = PyObject_IsTrue(serial)) < 0)
+            goto done;
+        if (truth) {
+            if (!(seconds = PyNumber_Multiply(d, k)))
+                goto done;
+        } else {
+            Py_INCREF(d);
+            seconds = d;
+        }
+        int rc = add_busy(busy, unit, start, seconds, bound, zero_f);
+        Py_DECREF(seconds);
+        if (rc < 0)
+            goto done;
+        if ((truth = PyObject_IsTrue(pool)) < 0)
+            goto done;
+        if (truth) {  /* each copy holds a pool slot */
+            if (!(seconds = PyNumber_Multiply(d, k)))
+                goto done;
+            PyObject *key = PyTuple_Pack(2, pool_s, pool);
+            rc = key ? add_busy(busy, key, start, seconds, bound, zero_f) : -1;
+            Py_XDECREF(key);
+            Py_DECREF(seconds);
+            if (rc < 0)
+                goto done;
+        }
+    }
+    result = PyTuple_Pack(4, nbytes, actions, critical_path ? finish : Py_None, busy);
+done:
+    Py_XDECREF(start);
+    Py_XDECREF(nbytes); Py_XDECREF(actions); Py_XDECREF(busy); Py_XDECREF(finish);
+    Py_XDECREF(zero_i); Py_XDECREF(one); Py_XDECREF(zero_f); Py_XDECREF(pool_s);
+    Py_DECREF(tasks);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"run", run, METH_VARARGS, run_doc},
+    {"summarize", summarize, METH_VARARGS, summarize_doc},
     {NULL, NULL, 0, NULL},
 };
 
