@@ -85,9 +85,10 @@ _WAKE, _UNIT_GRANT, _POOL_GRANT, _END, _UNIT_FREE, _POOL_FREE, _DONE = range(7)
 ARRIVAL_ORDER = True
 
 # The event loop in C (hwsim/engine/_cevents.c, built by an install; see
-# docs/architecture.md, "The compiled event loop") where it is built, and not switched off
-# by the environment's HWSIM_PURE_PYTHON=1; False: the Python loop (_event_loop), the
-# reference, always. The schedules are the same either way, to the last bit.
+# docs/architecture.md, "The event loop has an optional compiled core") where it is
+# built, and not switched off by the environment's HWSIM_PURE_PYTHON=1; False: the
+# Python loop (_event_loop), the reference, always. The schedules are the same either
+# way, to the last bit.
 try:
     from . import _cevents
 except ImportError:  # not built (a source checkout, an install without a C compiler)
