@@ -8,7 +8,7 @@ that an installed hwsim names them without a path (``hwsim simulate bert-base``,
 name a workload file run from an installed copy too.
 """
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     packages=find_packages(include=["hwsim", "hwsim.*"])
@@ -16,4 +16,8 @@ setup(
     package_dir={"hwsim._traces": "traces", "hwsim._workloads": "workloads",
                  "hwsim._workloads.schedules": "workloads/schedules",
                  "hwsim._sweeps": "sweeps"},
+    # the event loop's compiled core (hwsim.engine.events): optional, so that an
+    # install without a C compiler succeeds and runs the same loop in Python
+    ext_modules=[Extension("hwsim.engine._cevents", ["hwsim/engine/_cevents.c"],
+                           optional=True)],
 )

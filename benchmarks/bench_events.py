@@ -1,4 +1,4 @@
-"""The event core's two exact paths on the same ops: arrival order, then the event loop.
+"""The event core's exact paths on the same ops: arrival order, the event loop, the C loop.
 
     python benchmarks/bench_events.py [workload.yaml] [--target ascend] [--repeat 3]
 
@@ -7,8 +7,9 @@ distinct layers that ``bench_speed.py`` writes, made here in a temporary folder)
 target at the event fidelity, keeps their task lists, then times
 :func:`hwsim.engine.run_events` over all of them in one process, CPU seconds, the
 best of ``--repeat``: with the arrival-order path (``events.ARRIVAL_ORDER``, the
-default) and with the event loop alone, and checks that both give every start and
-end to the last bit. Lowering and pricing are not timed: this is the engine's share
+default in Python), with the event loop alone, and with the compiled event loop where it
+is built (``events.COMPILED``), and checks that all give every start and end to the
+last bit. Lowering and pricing are not timed: this is the engine's share
 of an event run, measured apart from the noise of a whole first ``simulate()``.
 """
 
@@ -68,23 +69,33 @@ def main() -> int:
         lists = task_lists(workload, args.target)
     n_tasks = sum(len(t) for t, _ in lists)
     print(f"{len(lists)} distinct ops, {n_tasks} tasks ({args.target})")
+    # (name, ARRIVAL_ORDER, COMPILED): the Python paths, then the C loop where built
+    ways = [("event loop alone", False, False), ("arrival order first", True, False)]
+    if events._cevents is not None:
+        ways.append(("compiled event loop", True, True))
     best = {}
     schedules = {}
-    for _ in range(args.repeat):
-        for arrival in (True, False):
-            events.ARRIVAL_ORDER = arrival
-            events._DECLINED.clear()
-            t0 = time.process_time()
-            got = [events.run_events(t, p) for t, p in lists]
-            cpu = time.process_time() - t0
-            best[arrival] = min(best.get(arrival, cpu), cpu)
-            schedules[arrival] = got
-    events.ARRIVAL_ORDER = True
+    was = events.ARRIVAL_ORDER, events.COMPILED
+    try:
+        for _ in range(args.repeat):
+            for name, arrival, compiled in ways:
+                events.ARRIVAL_ORDER, events.COMPILED = arrival, compiled
+                events._DECLINED.clear()
+                t0 = time.process_time()
+                got = [events.run_events(t, p) for t, p in lists]
+                cpu = time.process_time() - t0
+                best[name] = min(best.get(name, cpu), cpu)
+                schedules[name] = got
+    finally:
+        events.ARRIVAL_ORDER, events.COMPILED = was
+    ref = schedules["event loop alone"]
     same = all((a.starts_s, a.ends_s, a.latency_s) == (b.starts_s, b.ends_s, b.latency_s)
-               for a, b in zip(schedules[True], schedules[False]))
-    print(f"event loop alone          {best[False]:6.3f} s CPU (best of {args.repeat})")
-    print(f"arrival order first       {best[True]:6.3f} s CPU "
-          f"({best[False] / best[True]:.2f}x)")
+               for got in schedules.values() for a, b in zip(got, ref))
+    for name, _, _ in ways:
+        print(f"{name:26s}{best[name]:6.3f} s CPU (best of {args.repeat}; "
+              f"{best['event loop alone'] / best[name]:.2f}x the loop alone)")
+    if events._cevents is None:
+        print("compiled event loop       not built (python setup.py build_ext --inplace)")
     print(f"the same schedules        {'yes' if same else 'NO'}")
     return 0 if same else 1
 

@@ -41,11 +41,18 @@ Tasks without pools take a shorter way first (:func:`_run_in_arrival_order`): ea
 unit serves them in the order they become ready, one step per task, where ties of
 ready time are ordered as simpy orders them (:class:`_Order`); where that order
 cannot be told cheaply, the event loop below gives the schedule.
+
+The event loop has a compiled twin, ``_cevents.run`` (hwsim/engine/_cevents.c), run
+where it is built (:data:`COMPILED`), with the same schedule to the last bit; there
+every op goes to it, the shorter way being shorter only in Python. Without it (a
+source checkout not built, an install without a C compiler, ``HWSIM_PURE_PYTHON=1``)
+all runs in Python, as the reference.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 from collections import deque
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush, heappushpop
@@ -71,8 +78,24 @@ _WAKE, _UNIT_GRANT, _POOL_GRANT, _END, _UNIT_FREE, _POOL_FREE, _DONE = range(7)
 
 
 # False: every schedule from the event loop (the benchmark's reference,
-# benchmarks/bench_events.py); the results are the same either way
+# benchmarks/bench_events.py); the results are the same either way. Where the loop is
+# compiled (COMPILED, below) the path is not taken: the C loop runs an op in less time
+# than the Python path takes to order it (the 7B prefill with distinct layers: the
+# engine's 0.30 s -> 0.10 s CPU).
 ARRIVAL_ORDER = True
+
+# The event loop in C (hwsim/engine/_cevents.c, built by an install; see
+# docs/architecture.md, "The event loop has an optional compiled core") where it is
+# built, and not switched off by the environment's HWSIM_PURE_PYTHON=1; False: the
+# Python loop (_event_loop), the reference, always. The schedules are the same either
+# way, to the last bit.
+try:
+    from . import _cevents
+except ImportError:  # not built (a source checkout, an install without a C compiler)
+    _cevents = None
+if getattr(_cevents, "CALL_VERSION", None) != 1:  # (a build from before a change of call)
+    _cevents = None
+COMPILED = _cevents is not None and os.environ.get("HWSIM_PURE_PYTHON", "") in ("", "0")
 
 # Ops whose lanes number the same (one kind of op on one machine: a GEMM on all cube
 # cores, an attention on all cores) -> how many of them in a row the arrival-order path
@@ -164,6 +187,48 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 if slots[i] > pool_cap[p]:
                     _explain(tasks, pool_ids, pool_cap)
                 pool_of[i] = p
+    n_units = len(unit_ids)
+    # (the event loop's ``eager``: see there)
+    eager = pool_of.count(-1) == n
+    waiters: list[list[int] | None] | None = None
+    if ARRIVAL_ORDER and eager and not COMPILED:  # no pool: first each unit's arrival order
+        declined = _DECLINED.get(n_units, 0)
+        if declined < 2 or declined % 16 == 0:
+            waiters, missing = _waiters(deps_of, tasks, pool_ids, pool_cap)
+            sched = _run_in_arrival_order(unit_of, n_units, durations, deps_of, waiters,
+                                          missing)
+            if sched is not None:
+                _DECLINED[n_units] = 0
+                return sched
+            if len(_DECLINED) > 4096:
+                _DECLINED.clear()
+            _DECLINED[n_units] = declined + 1
+        else:
+            _DECLINED[n_units] = declined + 1
+    if COMPILED:
+        try:
+            got = _cevents.run(unit_of, n_units, durations, deps_of, pool_of, slots,
+                               pool_cap, eager)
+        except TypeError:  # a column of other types (numpy scalars): the Python loop
+            got = False
+        if got is None:  # a dependency that is not an earlier task
+            _explain(tasks, pool_ids, pool_cap)
+        if got:
+            starts_s, ends_s = got
+            return Schedule(max(ends_s), starts_s, ends_s)
+    if waiters is None:
+        waiters, missing = _waiters(deps_of, tasks, pool_ids, pool_cap)
+    return _event_loop(unit_of, n_units, durations, pool_of, slots, pool_cap, waiters,
+                       missing, eager)
+
+
+def _waiters(deps_of: Sequence[tuple[int, ...]], tasks: Sequence[Task],
+             pool_ids: dict[str, int], pool_cap: list[int]
+             ) -> tuple[list[list[int] | None], list[int]]:
+    """The tasks that wait for each task (None: none; in list order, a task once per
+    time it names the dependency) and how many dependencies each waits for; a
+    dependency that is not an earlier task is told by :func:`_explain`."""
+    n = len(deps_of)
     waiters: list[list[int] | None] = [None] * n
     missing = list(map(len, deps_of))
     for i, deps in enumerate(deps_of):
@@ -175,22 +240,21 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
                 waiters[d] = [i]
             else:
                 w.append(i)
-    if ARRIVAL_ORDER and pool_of.count(-1) == n:  # no pool: first each unit's arrival order
-        n_units = len(unit_ids)
-        declined = _DECLINED.get(n_units, 0)
-        if declined < 2 or declined % 16 == 0:
-            sched = _run_in_arrival_order(unit_of, n_units, durations, deps_of, waiters,
-                                          missing)
-            if sched is not None:
-                _DECLINED[n_units] = 0
-                return sched
-            if len(_DECLINED) > 4096:
-                _DECLINED.clear()
-            _DECLINED[n_units] = declined + 1
-        else:
-            _DECLINED[n_units] = declined + 1
-    unit_busy = [False] * len(unit_ids)
-    unit_queue = [deque() for _ in unit_ids]
+    return waiters, missing
+
+
+def _event_loop(unit_of: list[int], n_units: int, durations: Sequence[float],
+                pool_of: list[int], slots: list[int], pool_cap: list[int],
+                waiters: list[list[int] | None], missing: list[int],
+                eager: bool) -> Schedule:
+    """The event loop on the tasks' prepared columns (see :func:`_run_events`): unit and
+    pool numbers, durations (a serial task's for all its copies), the pool slots each
+    holds, each pool's slots, the waiters and counts of :func:`_waiters`, and whether
+    no task has a pool. ``_cevents.run`` is this loop in C, the same to the last bit
+    (:data:`COMPILED`); this one is the reference, and runs where that is not built."""
+    n = len(unit_of)
+    unit_busy = [False] * n_units
+    unit_queue = [deque() for _ in range(n_units)]
     pool_used = [0] * len(pool_cap)
     pool_queue = [deque() for _ in pool_cap]
     starts = [0.0] * n
@@ -217,7 +281,6 @@ def _run_events(tasks: Sequence[Task], pools: Mapping[str, int] | None) -> Sched
     # numbers only need to increase), and a start is the present time either way. (A
     # grant of no duration, whose end would join the FIFO where the grant is run,
     # waits its turn; with pools, a pool's grant makes ends in the FIFO's order.)
-    eager = pool_of.count(-1) == n
     eid = 0
     now = 0.0
     while True:

@@ -32,6 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from . import events
 from .events import gc_paused
 from .task import Task
 
@@ -109,6 +110,24 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
     """:func:`summarize`, with the collector paused."""
     if not tasks:
         return Summary({}, {}, "latency", 0.0 if critical_path else math.nan)
+    got = events._cevents.summarize(tasks, critical_path) if events.COMPILED else None
+    if got is not None:  # the loop below in C (events.COMPILED), the same sums
+        nbytes, actions, finish, busy = got
+    else:
+        nbytes, actions, finish, busy = _sums(tasks, critical_path)
+    if not critical_path:  # (every start 0: no head to read)
+        return _summary(nbytes, actions, math.nan, busy, pools)
+    return _summary(nbytes, actions, max(finish), busy, pools,
+                    {key: e[2] for key, e in busy.items() if e[2] > 0.0},
+                    least_tails(tasks) if tails else None)
+
+
+def _sums(tasks: Sequence[Task], critical_path: bool) -> tuple[dict, dict, list | None, dict]:
+    """:func:`_summarize`'s pass over the tasks: bytes, actions, each task's finish on the
+    critical path (None without it) and each resource's busy time. ``_cevents.summarize``
+    is this loop in C, on the same objects with the same operations in the same order
+    (the same floats; tests/test_engine_compiled.py); this one is the reference, and
+    runs where that is not built."""
     nbytes: dict[str, int] = {}
     actions: dict[str, float] = {}
     finish: list[float] = []
@@ -162,11 +181,7 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
             entry[0] += seconds
             by = entry[1]
             by[bound] = by.get(bound, 0.0) + seconds
-    if not critical_path:  # (every start 0: no head to read)
-        return _summary(nbytes, actions, math.nan, busy, pools)
-    return _summary(nbytes, actions, max(finish), busy, pools,
-                    {key: e[2] for key, e in busy.items() if e[2] > 0.0},
-                    least_tails(tasks) if tails else None)
+    return nbytes, actions, finish if critical_path else None, busy
 
 
 def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
