@@ -948,7 +948,7 @@ def _walk_summary(acc: Accumulator, chip, blocks: list,
         key = (tuple(map(id, tiles)) if tiles is not None
                else tuple((id(b), k) for b, k in runs),
                preload, sync_s, store_bw, store_hbm_fraction, k1,
-               tuple(len(t) for t in teams), len(vecs), actions_by_tile)
+               tuple(map(len, teams)), len(vecs), actions_by_tile)
         got = memo.get(key)
         if got is not None:
             return got.add_to(acc, units, start, after_s)
@@ -1052,7 +1052,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     u_l2r = u_dr = u_mdr = u_l2w = u_dw = False
     a_hbm = a_l2 = a_ub = 0.0  # the byte actions: HBM, the loads' L2 (and L1), the stores'
     acts: dict[str, float] = {}
-    count = 0
+    n_v = 0  # the steps whose V load is a task of its own
     step_tasks = 6 + 3 * len(teams)  # QK, S out, flag, softmax; PV, O out, flag, update, flags
     n = len(steps)
     kd, vd, qk, fs, sm, pv, fo, up, store = ([0.0] * n for _ in range(9))
@@ -1063,6 +1063,8 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     inner = 0.0  # the flags inside a flash step of several blocks
     k_hbm = [0.0] * n  # each step's K load's seconds on the hbm unit (part of hbm_t)
     k_start = [0.0] * n  # ... and its start on the walk's critical path
+    st_memo: dict[float, tuple] = {}  # a step's stores by its bytes (_store_terms)
+    st_get = st_memo.get
     for s, (qk_s, fix_s_s, softmax_s, pv_s, fix_o_s, update_s, final_s, lh, ll, slow, mask,
             pad_h, pad_l, store_bytes, st_acts, load_v) in enumerate(steps):
         if flash:
@@ -1105,9 +1107,9 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 u2_chip = True
                 if not m2_first:
                     m2_first = "onchip"
-            count += 1
             if is_v:
                 vd[s] = d
+                n_v += 1
                 break
             miss = lh if lh > 0.0 else 0.0  # K's and V's, with the K load
             if miss > 0:
@@ -1119,7 +1121,6 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 dh = miss / hbm_bw
                 hbm_t += dh * serial
                 k_hbm[s] = dh * serial
-                count += 1
                 k_miss[s] = True
                 d = d if d > dh else dh  # the QK waits for both tasks of its K load
             kd[s] = d
@@ -1144,10 +1145,12 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         x = update_s + final_s
         up[s] = x = x if x > 0.0 else 0.0
         vec += q + x
-        count += step_tasks
         if store_bytes:  # each AIV stores its rows (Builder.store), side by side
-            nb = store_bytes / n_vecs
-            hbm, l2b, d, memory = store_split(nb, frac, st_hbm_rate, st_l2_rate)
+            got = st_get(store_bytes)
+            if got is None:
+                got = st_memo[store_bytes] = _store_terms(
+                    store_bytes, n_vecs, frac, st_hbm_rate, st_l2_rate, hbm_bw, serial)
+            d, memory, ub, hbm, l2w, dw, dh, end_d = got
             m3 += d
             if memory:
                 m3_mem += d
@@ -1157,23 +1160,24 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 m3_chip += d
                 u3_chip = True
                 m3_first = m3_first or "onchip"
-            a_ub += nb * n_vecs
-            a_hbm += hbm * n_vecs
-            count += n_lanes
+            a_ub += ub
+            a_hbm += hbm
             stores[s] = True
-            if l2b > 0:
-                l2_write += round(l2b) * n_vecs
+            if l2w is not None:
+                l2_write += l2w
                 u_l2w = True
-            if not hbm <= 0:
-                dram_write += round(hbm) * n_vecs
+            if dw is not None:
+                dram_write += dw
                 u_dw = True
-                dh = hbm / hbm_bw
-                dh = dh if dh > 0.0 else 0.0
-                hbm_t += dh * serial * n_vecs
-                count += n_lanes
+                hbm_t += dh
                 st_hbm[s] = True
-                d = d if d > dh else dh
+            d = end_d
             store[s] = d  # (one of no time ends no later than the lane, which the path holds)
+    # the tasks: per step its K load, QK, S out, flag, softmax, PV, O out, flag, update
+    # and the flags (step_tasks); a V load with rows of its own; an hbm task per K load
+    # with misses; per tile end a store per lane, and its hbm task with DRAM bytes
+    count = n * (1 + step_tasks) + n_v + k_miss.count(True) + \
+        n_lanes * (stores.count(True) + st_hbm.count(True))
     # the critical path: each stage's end in program order (relative to the start); and
     # the earliest start of the hbm unit's tasks, the cube flag's and the stores' (the
     # other units' first tasks start first: each later one waits for the one before it,
@@ -1248,12 +1252,35 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         actions.append(("ub_byte", a_ub * k))
     actions += [(name, x * k) for name, x in acts.items()]
     hbm_parts = _k_load_parts(k_miss, k_start, k_hbm, preload, qk, fs, sm, pv, fo, up,
-                              store, stores, sync) if any(k_miss) else ()
+                              store, sync) if any(k_miss) else ()
     return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles), hbm_parts)
 
 
+def _store_terms(store_bytes: float, n_vecs: int, frac: float, hbm_rate: float,
+                 l2_rate: float, hbm_bw: float, serial: int) -> tuple:
+    """What a step's stores of ``store_bytes`` add in :func:`_walk_sums` (each AIV its
+    share, :func:`store_split`): (the MTE3's seconds, memory-bound?, the UB bytes, the
+    HBM bytes, the L2 bytes written (an int) or None, the DRAM bytes written or None,
+    the hbm unit's seconds (with DRAM bytes), the stores' end on the critical path).
+    A function of its arguments only: a walk's steps store a few distinct byte counts
+    (the tiles' rows that end in them), so the walk keeps each count's terms, the same
+    floats as made step by step."""
+    nb = store_bytes / n_vecs
+    hbm, l2b, d, memory = store_split(nb, frac, hbm_rate, l2_rate)
+    l2w = round(l2b) * n_vecs if l2b > 0 else None
+    dw = dh = None
+    end = d
+    if not hbm <= 0:
+        dw = round(hbm) * n_vecs
+        dh = hbm / hbm_bw
+        dh = dh if dh > 0.0 else 0.0
+        end = d if d > dh else dh
+        dh = dh * serial * n_vecs
+    return d, memory, nb * n_vecs, hbm * n_vecs, l2w, dw, dh, end
+
+
 def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: list, fs: list,
-                  sm: list, pv: list, fo: list, up: list, store: list, stores: list,
+                  sm: list, pv: list, fo: list, up: list, store: list,
                   sync: float) -> tuple:
     """The walk's K loads' tasks on the hbm unit (the steps with ``k_miss``: their
     critical-path starts ``k_start``, their seconds ``k_hbm``) in at most
@@ -1276,6 +1303,7 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
     lower bound.) A K load's task on the hbm unit is followed by its QK, which waits
     for it. The op's tasks after the walk (a split-KV combine) are the caller's
     (``after_s`` of :func:`emit_cv_pipeline`).
+    ``store``: each step's stores' seconds, 0 where the step ends no tile.
 
     Why: a decode-like split-KV attention has few tiles per K/V head, so every core
     loads from the one hbm unit at once; the unit's head + busy time ends with the
@@ -1288,11 +1316,11 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
     cut = -(-n // WALK_PARTS)  # steps per part
     parts = []
     h = w = 0.0
-    q = math.inf  # the part being gathered (from its last step back): start, seconds, tail
+    q = inf = math.inf  # the part being gathered (from its last step back): start, seconds, tail
     cube_next = vec_next = 0.0  # the next cube (vector) task's time + its tail
     for s in range(n - 1, -preload - 1, -1):  # (_walk_sums' iterations, reversed)
         if s >= 0:  # PV(s), O out, flag, update(s), store
-            u = store[s] if stores[s] else 0.0
+            u = store[s]  # (0 where the step stores nothing)
             u = u if u > vec_next else vec_next
             vec_next = up[s] + u
             x = fo[s] + sync + vec_next
@@ -1313,15 +1341,15 @@ def _k_load_parts(k_miss: list, k_start: list, k_hbm: list, preload: int, qk: li
             t_qk[j] = x
             cube_next = x = qk[j] + x  # (the K load's tail: its QK waits for it)
             if k_miss[j]:
-                if q == math.inf:  # (the part's first load met)
+                if q == inf:  # (the part's first load met)
                     h = k_start[j]
                 elif k_start[j] < h:
                     h = k_start[j]
                 w += k_hbm[j]
                 q = q if q < x else x
-            if j % cut == 0 and q < math.inf:  # the part's first step: it is whole
+            if j % cut == 0 and q < inf:  # the part's first step: it is whole
                 parts.append((h, w, q))
-                w, q = 0.0, math.inf
+                w, q = 0.0, inf
     return tuple(parts)
 
 
