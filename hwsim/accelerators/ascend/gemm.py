@@ -36,11 +36,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import groupby
 from math import gcd, inf
+from operator import sub
 
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .pipeline import SEGMENTS, Item, append, closed_pipeline, emit_pipeline, same_work, summed
+from .pipeline import (
+    SEGMENTS,
+    Item,
+    append,
+    closed_pipeline,
+    closed_static,
+    emit_gemm_pipeline,
+    emit_pipeline,
+    gemm_plan,
+    same_work,
+    summed,
+)
 
 ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
 
@@ -312,8 +324,10 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     cap = max(stages, cdiv(batch * tiles_per_batch, cores) * stages // 16)
     per_core: list[list[Item]] = [[] for _ in range(cores)]
     merged: list[list[int]] = []  # the cores in groups, where _merge_tiles made them
-    # the cores' items as _merge_tiles' records, summed in closed form (analytical)
-    records: dict | None = {} if summed(bld, closed_form) else None
+    # the cores' items as _merge_tiles' records (no Item made): summed in closed form
+    # (analytical), or their tasks from the plan the core groups share
+    records: dict = {}
+    closed = summed(bld, closed_form)
     a_b = m * k * by
     b_b = k * n * by
     if (batch == 1 or (a_b + b_b) * 4 > l2.capacity) and a_unique is None \
@@ -324,8 +338,10 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         # the same in any order, and a row that only re-reads its panels is a few moves
         hbm_all, shape_all = _tile_misses(chip, l2, batch, m, n, k, dtype, t, shape, a=a,
                                           b=b, a_group=a_group, b_group=b_group)
+        # (every shape made is a tile's: shape is called for the tiles' rows and columns)
         merged = _merge_tiles(per_core, None, 1.0, 1.0, stages, cap,
-                              leaders_only=bld.grouping, whole=(hbm_all, shape_all),
+                              leaders_only=bld.grouping,
+                              whole=(hbm_all, shape_all, list(shapes.values())),
                               records=records)
     elif batch == 1 or (a_b + b_b) * 4 > l2.capacity:
         # tile by tile through the L2 model
@@ -384,24 +400,52 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                  "store_unit": chip.aic_group(members, "fixpipe")}
         with bld.group(len(members)):
             got = records.get(c) if records else None
-            if got is not None and (len(got[1]) > 1 or got[1][0][0] > 1):
-                keys, recs = got
-                n_st, h, w, cp, st, ac, bound, streamed = map(list, zip(*recs))
-                last.extend(closed_pipeline(
-                    bld.sink, chip, bld.copies, (n_st, h, w, cp, st, streamed, bound),
-                    dict(zip(keys, map(sum, zip(*ac)))), None, store_bw=chip.fixpipe_bw,
-                    store_hbm_fraction=out_hbm, deps=tuple(deps), dest="l1", src="l0",
-                    segments=SEGMENTS, compute_bound=None, **units))
-                continue
-            if got is not None:  # one tile of one stage: no pipeline (emit_pipeline's)
-                keys, ((n_st, h, w, cp, st, ac, bound, streamed),) = got
-                per_core[c] = [Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+            if got is not None:
+                keys, plan, h, w = got
+                if len(h) > 1 or plan.terms[0][0] > 1:
+                    if closed:
+                        static, acts = _pipeline_plan(plan, keys, chip, out_hbm, True)
+                        last.extend(closed_pipeline(
+                            bld.sink, chip, bld.copies, static, h, w, acts, None,
+                            deps=tuple(deps), dest="l1", src="l0", **units))
+                    else:
+                        last.extend(emit_gemm_pipeline(
+                            bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h, w,
+                            store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
+                            deps=deps, dest="l1", src="l0", label=label, **units))
+                    continue
+                # one tile of one stage: no pipeline (emit_pipeline's)
+                (n_st, _, cp, st, ac, bound, streamed), = plan.terms
+                per_core[c] = [Item(n_st, h[0], w[0], 0.0, cp, st, dict(zip(keys, ac)), bound,
                                     streamed=streamed)]
             last.extend(emit_pipeline(
                 bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                 deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
                 **units))
     return last
+
+
+def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
+                   closed: bool) -> tuple:
+    """What the pipeline of a core group takes from its items but their loads, made once
+    per :class:`_Chunks` (the GEMM's groups share it): at the analytical fidelity
+    :func:`~.pipeline.closed_static` and the items' actions summed, else
+    :func:`~.pipeline.gemm_plan`."""
+    got = plan.memo.get(closed)
+    if got is None:
+        terms = plan.terms
+        if closed:
+            n_st, _, cp, st, ac, bound, streamed = map(list, zip(*terms))
+            got = (closed_static(chip, n_st, cp, st, streamed, bound,
+                                 store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
+                                 segments=SEGMENTS, compute_bound=None),
+                   dict(zip(keys, map(sum, zip(*ac)))))
+        else:
+            got = gemm_plan([Item(n_st, 0.0, 0.0, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                                  streamed=streamed)
+                             for n_st, _, cp, st, ac, bound, streamed in terms], SEGMENTS)
+        plan.memo[closed] = got
+    return got
 
 
 def _tile_reads_loop(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
@@ -635,121 +679,62 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
     return hbm, shapes_out
 
 
-def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
-                 stages: int, cap: int, leaders_only: bool = False,
-                 whole: tuple[list, list] | None = None,
-                 records: dict | None = None) -> list[list[int]]:
-    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
-    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
-    (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
-    a core's first tile alone, then items of ``cap // stages`` tiles, each the
-    sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
-    in order), its bound switched as ``absorb`` switches it (by a
-    later tile whose time exceeds the sum before it).
+class _Chunks:
+    """A core's items as far as its tiles' shapes make them (kept per sequence of tile
+    shapes, one object per distinct value, shared by the cores whose tiles have those
+    shapes: a GEMM's cores differ mostly in their L2 misses): per item the tiles
+    ``[a, b)`` of the core's list it sums (``spans``) and its ``terms``, ``(stages, the
+    tiles' bytes in all, compute seconds, store bytes, actions' values, bound,
+    streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`)."""
 
-    A run of tiles of one shape (all but the edges of a GEMM) has the same compute,
-    store and actions sums wherever it is: those are summed once per shape and run
-    length; the HBM and L2 bytes (hits and misses differ tile by tile) are summed run
-    by run. Plain Python, no numpy: the loop is short, and numpy's import alone cost
-    more than it (0.07 s of a first call's 0.2 s goal).
+    __slots__ = ("spans", "slices", "terms", "nbytes", "memo")
 
-    Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
-    them (compared by their numbers before any :class:`Item` is made); with
-    ``leaders_only`` only each group's first core gets its items (the one a grouped
-    build emits). With ``records`` (a dict) a core's items go there instead, as the
-    tuples compared, ``records[core] = (actions' keys, [(stages, HBM bytes, L2 bytes,
-    compute seconds, store bytes, actions' values, bound, streamed), ...])``: what
-    :func:`~.pipeline.closed_pipeline` reads, no :class:`Item` made."""
-    cores = len(per_core)
-    per = max(1, cap // stages)
-    if whole is None:
-        # per tile: its HBM bytes (the operands' misses, scaled for views), its L2 hits
-        hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
-        l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
-        shape_all = [t[5] for t in tiles]
-    else:
-        # whole numbers of bytes (below 2**53): a run's sums are the same in any order,
-        # and its L2 hits are its bytes less its misses
-        hbm_all, shape_all = whole
-        l2_all = None
-    keys = list(shape_all[0][5])  # the actions' keys (every tile has the same)
-    # per shape (a GEMM's tiles share a few shape tuples): its numbers as floats
-    info = {}
-    for sh in dict(zip(map(id, shape_all), shape_all)).values():
-        info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
-                        float(sh[2] + sh[3] + sh[6]))
-    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
-    # every shape's store bytes and actions whole numbers (below 2**53): a run of r
-    # tiles adds r times each, exactly (the seconds are still added one by one)
-    whole_terms = all(float(v).is_integer() and abs(v) * len(hbm_all) < 2.0 ** 53
-                      for x in info.values() for v in (x[1], *x[2]))
+    def __init__(self, spans: list[tuple[int, int]], terms: list[tuple]):
+        self.spans = spans
+        self.slices = [slice(a, b) for a, b in spans]
+        self.terms = terms
+        self.nbytes = [t[1] for t in terms]
+        self.memo: dict = {}
 
-    def alone(h: float, w: float, sh) -> tuple:  # a tile alone: its own item
-        comp, store, acts, bound, _ = info[id(sh)]
-        return (stages, h, w, comp, store, tuple(acts), bound, False)
 
-    groups: dict[tuple, list[int]] = {}
-    # a core whose tiles are another's (the same misses, hits and shapes in the same
-    # order) has that core's items: its group found without making them again
-    by_tiles: dict[tuple, tuple[list[int], list[tuple]]] = {}
-    for core in range(min(cores, len(hbm_all))):
-        hs = hbm_all[core::cores]
-        shs = shape_all[core::cores]
-        if l2_all is None:
-            ws = None
-        else:
-            ws = l2_all[core::cores]
-        tiles_key = (tuple(hs), tuple(map(id, shs)), ws and tuple(ws))
-        seen = by_tiles.get(tiles_key)
-        if seen is not None:
-            members, recs = seen
-            members.append(core)
-            if not leaders_only:
-                _give_items(per_core, core, keys, recs, records)
+def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dict,
+            runs: dict, by_runs: bool) -> _Chunks:
+    """The :class:`_Chunks` of a core whose tiles have the shapes ``shs`` (in order; their
+    ids ``ids``): the first tile alone (its terms in ``alone``, by shape id), then items
+    of ``per`` tiles; their compute, store and actions
+    sums as :func:`_merge_tiles` documents them (``by_runs``: a chunk of several shapes
+    summed run by run, its store bytes and actions whole numbers)."""
+    n = len(shs)
+    if per == 1:  # every tile alone
+        return _Chunks([(a, a + 1) for a in range(n)], list(map(alone.__getitem__, ids)))
+    spans = [(0, 1)]
+    terms = [alone[ids[0]]]
+    a = 1
+    while a < n:
+        b = a + per if a + per < n else n
+        spans.append((a, b))
+        if b - a == 1:
+            terms.append(alone[ids[a]])
+            a = b
             continue
-        # the core's items as tuples (what same_work compares: the fields that can differ)
-        recs = []
-        n = len(hs)
-        # the first tile alone
-        recs.append(alone(hs[0], info[id(shs[0])][4] - hs[0] if ws is None else ws[0],
-                          shs[0]))
-        a = 1
-        while a < n:
-            b = a + per if a + per < n else n
-            if b - a == 1:
-                recs.append(alone(hs[a], info[id(shs[a])][4] - hs[a] if ws is None else ws[a],
-                                  shs[a]))
-                a = b
-                continue
-            chunk = shs[a:b]
-            first = chunk[0]
-            uniform = chunk.count(first) == b - a
-            if ws is None:  # whole numbers: the sums in any order
-                h = sum(hs[a:b])
-                if uniform:
-                    w = info[id(first)][4] * (b - a) - h
-                else:  # the chunk as runs of one shape (tile ids in order)
-                    chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
-                    w = sum([info[sid][4] * r for sid, r in chunk_runs]) - h
-            else:
-                h = hs[a]
-                for x in hs[a + 1:b]:
-                    h += x
-                w = ws[a]
-                for x in ws[a + 1:b]:
-                    w += x
-            if uniform:  # one shape: its run's sums, made once
-                got = runs.get((id(first), b - a))
-                if got is None:
-                    comp, store, acts, bound, _ = info[id(first)]
-                    cp, st, ac = comp, store, list(acts)
-                    for _ in range(b - a - 1):
-                        cp += comp
-                        st += store
-                        ac = [x + y for x, y in zip(ac, acts)]
-                    got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
-                cp, st, ac, bound = got
-            elif ws is None and whole_terms:  # run by run: whole stores and actions
+        chunk = shs[a:b]
+        first = chunk[0]
+        if chunk.count(first) == b - a:  # one shape: its run's sums, made once
+            got = runs.get((id(first), b - a))
+            if got is None:
+                comp, store, acts, bound, _ = info[id(first)]
+                cp, st, ac = comp, store, list(acts)
+                for _ in range(b - a - 1):
+                    cp += comp
+                    st += store
+                    ac = [x + y for x, y in zip(ac, acts)]
+                got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
+            cp, st, ac, bound = got
+            nbytes = info[id(first)][4] * (b - a)
+        else:  # the chunk as runs of one shape (tile ids in order)
+            chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
+            nbytes = sum([info[sid][4] * r for sid, r in chunk_runs])
+            if by_runs:  # run by run: whole stores and actions
                 cp, st, ac, bound, _ = info[id(first)]
                 ac = list(ac)
                 for r_i, (sid, r) in enumerate(chunk_runs):
@@ -776,26 +761,124 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
                     st += store
                     ac = [x + y for x, y in zip(ac, acts)]
                 ac = tuple(ac)
-            recs.append((stages * (b - a), h, w, cp, st, ac, bound, True))
-            a = b
-        members = groups.setdefault(tuple(recs), [])
-        members.append(core)
-        by_tiles[tiles_key] = (members, recs)
-        if leaders_only and len(members) > 1:
-            continue
-        _give_items(per_core, core, keys, recs, records)
+        terms.append((stages * (b - a), nbytes, cp, st, ac, bound, True))
+        a = b
+    return _Chunks(spans, terms)
+
+
+def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
+                 stages: int, cap: int, leaders_only: bool = False,
+                 whole: tuple[list, list] | None = None,
+                 records: dict | None = None) -> list[list[int]]:
+    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
+    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
+    (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
+    a core's first tile alone, then items of ``cap // stages`` tiles, each the
+    sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
+    in order), its bound switched as ``absorb`` switches it (by a
+    later tile whose time exceeds the sum before it).
+
+    What an item's tiles' shapes decide (compute, store and actions sums, its bytes in
+    all) is made once per sequence of shapes (:func:`_chunks`: the cores of a GEMM
+    mostly share one, and a run of tiles of one shape has the same sums wherever it
+    is); the HBM and L2 bytes (hits and misses differ tile by tile) are summed core
+    by core. Plain Python, no numpy: the loop is short, and numpy's import alone cost
+    more than it (0.07 s of a first call's 0.2 s goal).
+
+    Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
+    them (compared by their numbers before any :class:`Item` is made: equal shapes'
+    terms and equal loads); with ``leaders_only`` only each group's first core gets its
+    items (the one a grouped build emits). With ``records`` (a dict) a core's items go
+    there instead, ``records[core] = (actions' keys, its _Chunks, HBM bytes per item,
+    L2 bytes per item)``: what the pipelines read, no :class:`Item` made."""
+    cores = len(per_core)
+    per = max(1, cap // stages)
+    if whole is None:
+        # per tile: its HBM bytes (the operands' misses, scaled for views), its L2 hits
+        hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
+        l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
+        shape_all = [t[5] for t in tiles]
+        given = None
+    else:
+        # whole numbers of bytes (below 2**53): a run's sums are the same in any order,
+        # and its L2 hits are its bytes less its misses
+        hbm_all, shape_all, *given = whole
+        given = given[0] if given else None
+        l2_all = None
+    keys = list(shape_all[0][5])  # the actions' keys (every tile has the same)
+    # per shape (a GEMM's tiles share a few shape tuples; ``whole`` may name them): its
+    # numbers as floats
+    info = {}
+    for sh in given or dict(zip(map(id, shape_all), shape_all)).values():
+        info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
+                        float(sh[2] + sh[3] + sh[6]))
+    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+    # every shape's store bytes and actions whole numbers (below 2**53): a run of r
+    # tiles adds r times each, exactly (the seconds are still added one by one)
+    by_runs = l2_all is None and all(
+        float(v).is_integer() and abs(v) * len(hbm_all) < 2.0 ** 53
+        for x in info.values() for v in (x[1], *x[2]))
+    # a tile alone, its own item (a core's first tile, a chunk of one)
+    alone = {sid: (stages, x[4], x[0], x[1], tuple(x[2]), x[3], False)
+             for sid, x in info.items()}
+    # the cores' tile shapes and their _Chunks, by count of tiles (a GEMM has a few: the
+    # lists compared, the same shape objects told by identity, no hash per tile)
+    plans: dict[int, list[tuple[list, _Chunks]]] = {}
+    distinct: dict[tuple, _Chunks] = {}  # by the terms' values: one object per value
+    groups: dict[tuple, list[int]] = {}
+    for core in range(min(cores, len(hbm_all))):
+        hs = hbm_all[core::cores]
+        shs = shape_all[core::cores]
+        known = plans.setdefault(len(shs), [])
+        plan = next((c for other, c in known if other == shs), None)
+        if plan is None:
+            plan = _chunks(shs, tuple(map(id, shs)), per, stages, info, alone, runs, by_runs)
+            plan = distinct.setdefault(tuple(plan.terms), plan)
+            known.append((shs, plan))
+        if l2_all is None:  # whole numbers: the sums in any order, the L2 hits the rest
+            # (a tile alone: sum([x]) is x, the bytes never -0.0)
+            h = hs if per == 1 else list(map(sum, map(hs.__getitem__, plan.slices)))
+            rec = (plan, h, None)
+            gkey = (id(plan), tuple(h))
+        else:  # one after another, as absorb adds them
+            ws = l2_all[core::cores]
+            h, w = [], []
+            for a, b in plan.spans:
+                x, y = hs[a], ws[a]
+                for i in range(a + 1, b):
+                    x += hs[i]
+                    y += ws[i]
+                h.append(x)
+                w.append(y)
+            rec = (plan, h, w)
+            # (the items' bytes in all are not theirs here: equal items, whatever those)
+            gkey = (tuple((t[0], *t[2:]) for t in plan.terms), tuple(h), tuple(w))
+        # equal terms and loads are equal items: the cores in the groups same_work makes
+        # (a core whose tiles are another's is found here too)
+        members = groups.get(gkey)
+        if members is None:
+            groups[gkey] = [core]
+        else:
+            members.append(core)
+            if leaders_only:
+                continue
+        _give_items(per_core, core, keys, rec, records)
     return list(groups.values())
 
 
-def _give_items(per_core: list[list[Item]], core: int, keys: list[str], recs: list[tuple],
+def _give_items(per_core: list[list[Item]], core: int, keys: list[str], rec: tuple,
                 records: dict | None) -> None:
-    """:func:`_merge_tiles`' items of ``core``: its records, or :class:`Item` objects."""
+    """:func:`_merge_tiles`' items of ``core``: its record, or :class:`Item` objects."""
+    plan, h, w = rec
+    if w is None:  # whole numbers: an item's L2 hits are its bytes less its misses
+        w = list(map(sub, plan.nbytes, h))
     if records is not None:
-        records[core] = (keys, recs)
+        records[core] = (keys, plan, h, w)
         return
-    per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+    per_core[core].extend(Item(n_st, x, y, 0.0, cp, st, dict(zip(keys, ac)), bound,
                                streamed=streamed)
-                          for n_st, h, w, cp, st, ac, bound, streamed in recs)
+                          for (n_st, _, cp, st, ac, bound, streamed), x, y
+                          in zip(plan.terms, h, w))
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:
