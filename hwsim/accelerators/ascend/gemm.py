@@ -142,53 +142,86 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
         parts.clear()
     best = None
     worse = inf  # an estimate above which a candidate cannot be the best
+    # the tiles (om, on) in order, each with its place in it: a candidate's rank ends
+    # with its place, so that the least rank is the first least key in this order
+    # whatever order the tiles are tried in; the tile the last search of this (n, k,
+    # dtype) picked is tried first (its estimate bounds the others' early)
+    tiles_in_order = []
     for om in _choices(mp, e):
         key_om = (n, k, dtype, om)
         by_on = parts.get(key_om)
         if by_on is None:
             by_on = parts[key_om] = _search_parts(chip, om, n, k, dtype, np_, kp, blocks)
         tm = cdiv(m, om)
-        for on, b_t, out_t, cands in by_on:
-            tn = cdiv(n, on)
-            tiles = batch * tm * tn
-            waves = cdiv(tiles, chip.n_cube)
-            cores = min(tiles, chip.n_cube)
-            # first reads share the HBM (at most one stream per core), re-reads hit L2
-            rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
-            fix_s = out_t / min(chip.fixpipe_bw, rate)
-            # (the candidates' loop without a builtin call: min and max as conditionals,
-            # the same picks on ties; the products that do not depend on the k block
-            # made once, the same floats)
-            spread, fix_all = waves * cores / tiles, waves * fix_s
-            for bk, tk, stages, a_t, compute in cands:
-                loaded = tiles * (a_t + b_t)
-                # first touches: each row panel of A and column panel of B once per batch
-                # entry (whole bursts), at most every byte of the operands once
-                first = batch * (tm * a_t + tn * b_t)
-                first = first if first < loaded else loaded
-                # the busiest core's loads: ``waves`` tiles, not the average share
-                # (``tiles / cores``); a partial last wave leaves the other cores idle,
-                # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
-                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
-                # the fill (a tile's first stage) and the drain (the last tile's store);
-                # the slowest of the cube, the loads and the FixPipe in between
-                fill = (a_t + b_t) / stages * (first / loaded) / rate
-                most = waves * compute
-                most = mte2_s if mte2_s > most else most
-                most = fix_all if fix_all > most else most
-                est = fill + most + fix_s
-                if est > worse and collect is None:
-                    continue  # its rounded estimate is above the best's: not ranked
-                key = (round(est, 12), -om * on, -tk)
-                if collect is not None:
-                    collect.append((key, GemmTiling(om, on, bk, tk, est)))
-                if best is None or key < best[0]:
-                    best = (key, GemmTiling(om, on, bk, tk, est))
-                    # an estimate above this rounds above the best's (the decimal
-                    # rounding to 1e-12 is monotonic, and two values more than one of
-                    # its steps apart, and apart by more than the doubles' spacing,
-                    # round to different doubles): the 0.5 us of round(est, 12) skipped
-                    worse = est + 2e-12 + abs(est) * 1e-9
+        for entry in by_on:
+            tiles_in_order.append((len(tiles_in_order), om, tm, entry))
+    hints = chip.__dict__.setdefault("_gemm_search_hints", {})
+    if len(hints) > 4096:
+        hints.clear()
+    hint = hints.get((n, k, dtype)) if collect is None else None
+    if hint is not None:
+        at = next((i for i, x in enumerate(tiles_in_order) if (x[1], x[3][0]) == hint), 0)
+        tiles_in_order.insert(0, tiles_in_order.pop(at))
+    for place, om, tm, (on, b_t, out_t, cands, least) in tiles_in_order:
+        tn = cdiv(n, on)
+        tiles = batch * tm * tn
+        waves = cdiv(tiles, chip.n_cube)
+        cores = min(tiles, chip.n_cube)
+        # first reads share the HBM (at most one stream per core), re-reads hit L2
+        rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
+        fix_s = out_t / min(chip.fixpipe_bw, rate)
+        # (the candidates' loop without a builtin call: min and max as conditionals,
+        # the same picks on ties; the products that do not depend on the k block
+        # made once, the same floats)
+        spread, fix_all = waves * cores / tiles, waves * fix_s
+        if worse < inf and collect is None:
+            # no candidate of this tile can rank: every estimate is at least the
+            # busiest pipe's time at the least compute and the least A bytes of the
+            # candidates (each step below rises with them, in floats too: products,
+            # sums and quotients of positive numbers round monotonically) plus the
+            # drain, since the fill is not negative
+            a_t, compute = least
+            loaded = tiles * (a_t + b_t)
+            first = batch * (tm * a_t + tn * b_t)
+            first = first if first < loaded else loaded
+            low = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
+            most = waves * compute
+            low = most if most > low else low
+            low = fix_all if fix_all > low else low
+            if low + fix_s > worse:
+                continue
+        for bk, tk, stages, a_t, compute in cands:
+            loaded = tiles * (a_t + b_t)
+            # first touches: each row panel of A and column panel of B once per batch
+            # entry (whole bursts), at most every byte of the operands once
+            first = batch * (tm * a_t + tn * b_t)
+            first = first if first < loaded else loaded
+            # the busiest core's loads: ``waves`` tiles, not the average share
+            # (``tiles / cores``); a partial last wave leaves the other cores idle,
+            # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
+            mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
+            # the fill (a tile's first stage) and the drain (the last tile's store);
+            # the slowest of the cube, the loads and the FixPipe in between
+            fill = (a_t + b_t) / stages * (first / loaded) / rate
+            most = waves * compute
+            most = mte2_s if mte2_s > most else most
+            most = fix_all if fix_all > most else most
+            est = fill + most + fix_s
+            if est > worse and collect is None:
+                continue  # its rounded estimate is above the best's: not ranked
+            key = (round(est, 12), -om * on, -tk)
+            if collect is not None:
+                collect.append((key, GemmTiling(om, on, bk, tk, est)))
+            rank = (key, place)  # (a tile's candidates are tried in order)
+            if best is None or rank < best[0]:
+                best = (rank, GemmTiling(om, on, bk, tk, est))
+                # an estimate above this rounds above the best's (the decimal
+                # rounding to 1e-12 is monotonic, and two values more than one of
+                # its steps apart, and apart by more than the doubles' spacing,
+                # round to different doubles): the 0.5 us of round(est, 12) skipped
+                worse = est + 2e-12 + abs(est) * 1e-9
+    if best is not None:
+        hints[(n, k, dtype)] = (best[1].om, best[1].on)
     if best is None:
         from hwsim.errors import InputError
 
@@ -201,8 +234,9 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
 def _search_parts(chip: Chip, om: int, n: int, k: int, dtype: str, np_: int, kp: int,
                   blocks: list[tuple]) -> list[tuple]:
     """:func:`_search`'s candidates for row tiles of ``om``, what does not depend on m:
-    per column tile ``on`` (in order) its B and output bursts and, per k block that
-    fits (in order), ``(bk, tk, stages, A bytes per tile, compute seconds per tile)``."""
+    per column tile ``on`` with a k block that fits (in order) its B and output bursts,
+    per such k block (in order) ``(bk, tk, stages, A bytes per tile, compute seconds per
+    tile)``, and the least A bytes and compute seconds of those."""
     s = chip.spec
     b = dtype_bytes(dtype)
     e = s.dim_align
@@ -235,7 +269,10 @@ def _search_parts(chip: Chip, om: int, n: int, k: int, dtype: str, np_: int, kp:
             a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
             compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
             cands.append((bk, tk, stages, a_t, compute))
-        out.append((on, b_t, out_t, cands))
+        if cands:
+            # the least A bytes and compute of the candidates (a bound of their estimates)
+            out.append((on, b_t, out_t, cands, (min(c[3] for c in cands),
+                                                min(c[4] for c in cands))))
     return out
 
 
