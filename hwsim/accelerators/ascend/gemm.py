@@ -33,6 +33,7 @@ group's items go to :func:`~hwsim.accelerators.ascend.pipeline.closed_pipeline` 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from itertools import groupby
 from math import gcd, inf
@@ -659,61 +660,108 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
             for i in range(tm):
                 shapes = row_shapes[min(om, m - i * om)]
                 a_key = (a, (ga, i))
-                if i and steady and a_carried:  # the group's B panels again: all hits
+                if i and steady and a_carried:  # the group's later rows: all hits
                     # and no move: the row before left them the LRU's newest, in this
                     # order (row 0 moved or added each in turn, evicting only older
                     # lines, as they fit), so moving each to the end in turn changes
-                    # nothing (a 32K prefill's carried activations: a million moves)
-                    put_all(zeros[:j1 - j0])
-                elif i and steady:  # the row re-reads the group's B panels: all hits
-                    if a_key in lines:
+                    # nothing (a 32K prefill's carried activations: a million moves);
+                    # every row full but the last
+                    rest = tm - i
+                    put_all(zeros[:j1 - j0] * rest)
+                    last = row_shapes[min(om, m - (tm - 1) * om)][j0:j1]
+                    put_shapes(shapes[j0:j1] * (rest - 1))
+                    put_shapes(last)
+                    break
+                if i and steady:  # the group's later rows re-read its B panels: all hits
+                    used = _steady_rows(lines, used, limit, a, ga, i, tm, om, m, row_shapes,
+                                        b_keys, put, put_all, put_shapes, zeros, j0, j1)
+                    break
+                for j in range(j0, j1):
+                    sh = shapes[j]
+                    if a_carried:
+                        ha = 0.0
+                    elif a_key in lines:
                         move(a_key)
-                        put(0.0)
+                        ha = 0.0
                     else:
-                        ab = shapes[j0][2]
+                        ab = sh[2]
                         lines[a_key] = ab
                         used += ab
                         while used > limit and len(lines) > 1:
                             _, old = pop(last=False)
                             used -= old
-                        put(float(ab))
-                    put_all(zeros[:j1 - j0 - 1])
-                    for key in b_keys[:-1]:
-                        move(key)
-                    move(a_key)
-                    move(b_keys[-1])
-                else:
-                    for j in range(j0, j1):
-                        sh = shapes[j]
-                        if a_carried:
-                            ha = 0.0
-                        elif a_key in lines:
-                            move(a_key)
-                            ha = 0.0
-                        else:
-                            ab = sh[2]
-                            lines[a_key] = ab
-                            used += ab
-                            while used > limit and len(lines) > 1:
-                                _, old = pop(last=False)
-                                used -= old
-                            ha = float(ab)
-                        b_key = b_keys[j - j0]
-                        if b_key in lines:
-                            move(b_key)
-                            hb = 0.0
-                        else:
-                            bb = sh[3]
-                            lines[b_key] = bb
-                            used += bb
-                            while used > limit and len(lines) > 1:
-                                _, old = pop(last=False)
-                                used -= old
-                            hb = float(bb)
-                        put(ha + hb)
+                        ha = float(ab)
+                    b_key = b_keys[j - j0]
+                    if b_key in lines:
+                        move(b_key)
+                        hb = 0.0
+                    else:
+                        bb = sh[3]
+                        lines[b_key] = bb
+                        used += bb
+                        while used > limit and len(lines) > 1:
+                            _, old = pop(last=False)
+                            used -= old
+                        hb = float(bb)
+                    put(ha + hb)
                 put_shapes(shapes[j0:j1])
     l2.used = used
     return hbm, shapes_out
+
+
+def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: int, om: int,
+                 m: int, row_shapes: dict, b_keys: list, put, put_all, put_shapes,
+                 zeros: list, j0: int, j1: int) -> float:
+    """:func:`_tile_misses`' rows ``i`` (1) to ``tm - 1`` of a column group whose B panels
+    and two A panels fit in the L2's limit (``used`` the bytes held; returns them after):
+    each row a read of its A panel, its B panels hits, without the B panels' moves row
+    by row.
+
+    Row by row, the reads leave the LRU ``[older lines, A panels of the rows before the
+    last, B panels but the last, the last row's A panel, the last B panel]`` (each row's
+    moves put the row before's A panel behind the B panels): a miss evicts the older
+    lines first, then those A panels in row order, never a B panel or the two newest A
+    panels (they fit). Here the B panels stay where row 0 left them, each A panel read
+    goes to the end, an eviction takes the older lines from the front and then the
+    A panels in row order by key, and the order is made at the end: those A panels, the
+    B panels but the last, the last A panel, the last B panel, each moved to the end.
+    The same lines in the same order, the same bytes (a test holds it to the reads)."""
+    move = lines.move_to_end
+    pop = lines.popitem
+    ours = set(b_keys)  # the group's lines: its B panels and its rows' A panels
+    prev = (a, (ga, i - 1))
+    ours.add(prev)
+    behind: deque = deque()  # the A panels behind the B panels, oldest first
+    n_b = j1 - j0
+    for r in range(i, tm):
+        shapes = row_shapes[min(om, m - r * om)]
+        a_key = (a, (ga, r))
+        if a_key in lines:
+            move(a_key)
+            put(0.0)
+        else:
+            ab = shapes[j0][2]
+            lines[a_key] = ab
+            used += ab
+            while used > limit and len(lines) > 1:
+                if next(iter(lines)) in ours:  # the older lines gone: the A panels behind
+                    used -= lines.pop(behind.popleft())
+                else:
+                    _, old = pop(last=False)
+                    used -= old
+            put(float(ab))
+        ours.add(a_key)
+        behind.append(prev)
+        prev = a_key
+        put_all(zeros[:n_b - 1])
+        put_shapes(shapes[j0:j1])
+    for key in behind:
+        move(key)
+    for key in b_keys[:-1]:
+        move(key)
+    move(prev)
+    move(b_keys[-1])
+    return used
 
 
 class _Chunks:
