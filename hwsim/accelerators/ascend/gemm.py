@@ -366,6 +366,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     # (analytical), or their tasks from the plan the core groups share
     records: dict = {}
     closed = summed(bld, closed_form)
+    made: dict = {}  # the load and store tasks of the groups' pipelines, by their numbers
     a_b = m * k * by
     b_b = k * n * by
     if (batch == 1 or (a_b + b_b) * 4 > l2.capacity) and a_unique is None \
@@ -450,7 +451,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                         last.extend(emit_gemm_pipeline(
                             bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h, w,
                             store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
-                            deps=deps, dest="l1", src="l0", label=label, **units))
+                            deps=deps, dest="l1", src="l0", label=label, memo=made,
+                            **units))
                     continue
                 # one tile of one stage: no pipeline (emit_pipeline's)
                 (n_st, _, cp, st, ac, bound, streamed), = plan.terms
@@ -459,7 +461,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             last.extend(emit_pipeline(
                 bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                 deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
-                **units))
+                memo=made, **units))
     return last
 
 

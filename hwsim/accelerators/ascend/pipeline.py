@@ -120,7 +120,7 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                   dest: str = "l1", src: str = "l0", label: str = "",
                   segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
                   shadow_label: str = "", compute_bound: str | None = None,
-                  closed_form: bool = False) -> tuple[int, ...]:
+                  closed_form: bool = False, memo: dict | None = None) -> tuple[int, ...]:
     """Emit the tasks of one core; returns the indices of its last tasks.
 
     ``shadow_units`` (the vector cores of an attention chain) get, beside each
@@ -132,7 +132,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     an op's output; an intermediate the op's next kernel reads may stay in L2).
     ``closed_form``: at the analytical fidelity (an :class:`~hwsim.engine.Accumulator`
     sink), the core's pipeline goes in as :func:`closed_pipeline`'s few sums, not as
-    its tasks (a GEMM's or a vector kernel's; no shadow units).
+    its tasks (a GEMM's or a vector kernel's; no shadow units). ``memo``: see
+    :func:`_emit_tasks`.
     """
     if not items:
         return ()
@@ -167,7 +168,7 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                        store_unit=store_unit, store_bw=store_bw,
                        store_hbm_fraction=store_hbm_fraction, deps=deps, dest=dest, src=src,
                        label=label, shadow_units=shadow_units, shadow_label=shadow_label,
-                       compute_bound=compute_bound)
+                       compute_bound=compute_bound, memo=memo)
 
 
 def _plan(items: list[Item], segments: int) -> tuple:
@@ -218,9 +219,12 @@ def _emit_tasks(bld: Builder, plan: tuple, loads: list[dict], *, load_unit: str,
                 compute_unit: str, store_unit: str, store_bw: float,
                 store_hbm_fraction: float, deps, dest: str, src: str, label: str,
                 shadow_units: tuple[str, ...] = (), shadow_label: str = "",
-                compute_bound: str | None = None) -> tuple[int, ...]:
+                compute_bound: str | None = None, memo: dict | None = None
+                ) -> tuple[int, ...]:
     """:func:`emit_pipeline`'s tasks from its :func:`_plan` and its loads (whole bytes
-    per load range); returns the indices of its last tasks."""
+    per load range); returns the indices of its last tasks. ``memo`` (a dict the caller
+    keeps across its pipelines, a GEMM's core groups): the load and store tasks made
+    before, by their numbers (:func:`_kept_fields`)."""
     n_seg, n_load, comp, stores, acts, by_bound = plan[:6]
     if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
         return _tasks_summary(bld.sink, bld.chip, bld.copies, loads, comp, stores, acts,
@@ -241,6 +245,8 @@ def _emit_tasks(bld: Builder, plan: tuple, loads: list[dict], *, load_unit: str,
     lb_comp = label if labels else ""
     lb_shadow = (shadow_label or label) if labels else ""
     load_fields, store_fields = bld.load_fields, bld.store_fields
+    if memo is not None:
+        load_fields, store_fields = _kept_fields(load_fields, store_fields, memo, k)
     load_idx: list[tuple[int, ...]] = []
     comp_idx: list[int] = []
     for g in range(n_load):
@@ -279,6 +285,45 @@ def _emit_tasks(bld: Builder, plan: tuple, loads: list[dict], *, load_unit: str,
         out = (comp_idx[-1],)
     bld.put_all(made)
     return out
+
+
+def _kept_fields(load_fields, store_fields, memo: dict, k: int) -> tuple:
+    """:meth:`Builder.load_fields` and :meth:`~Builder.store_fields` for ``k`` copies,
+    their tasks kept in ``memo`` by what decides them but the unit and the deps (the
+    bytes, with their type: an int and a float of one value make different tasks, and
+    the other arguments): a task made before comes back with this call's unit, deps
+    and copies (its bytes and actions mappings shared: no one changes a task's)."""
+
+    def again(mk, made: list, unit: str, deps: tuple) -> bool:
+        t = made[0]
+        mk((unit, t[1], t[2], t[3], deps, t[5], t[6], t[7], k, k > 1 and unit == HBM_UNIT))
+        if len(made) == 1:
+            return False
+        t = made[1]
+        mk((HBM_UNIT, t[1], t[2], t[3], deps, t[5], t[6], t[7], k, k > 1))
+        return True
+
+    def load(mk, unit: str, hbm_bytes, l2_bytes, deps: tuple, dest: str, label: str,
+             mask_bytes, hbm_pad, l2_pad, l2_counted) -> bool:
+        key = ("load", hbm_bytes, l2_bytes, hbm_bytes.__class__, l2_bytes.__class__, dest,
+               label, mask_bytes, hbm_pad, l2_pad, l2_counted)
+        made = memo.get(key)
+        if made is None:
+            made = memo[key] = []
+            load_fields(made.append, unit, hbm_bytes, l2_bytes, deps, dest, label,
+                        mask_bytes, hbm_pad, l2_pad, l2_counted)
+        return again(mk, made, unit, deps)
+
+    def store(mk, unit: str, nbytes, unit_bw: float, hbm_fraction: float, deps: tuple,
+              src: str, label: str) -> bool:
+        key = ("store", nbytes, nbytes.__class__, unit_bw, hbm_fraction, src, label)
+        made = memo.get(key)
+        if made is None:
+            made = memo[key] = []
+            store_fields(made.append, unit, nbytes, unit_bw, hbm_fraction, deps, src, label)
+        return again(mk, made, unit, deps)
+
+    return load, store
 
 
 DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
