@@ -432,12 +432,13 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     # cores with the same items (the same tiles, L2 hits and misses) run as one group
     groups = (merged or same_work(per_core)) if bld.grouping else \
         [[c] for c, it in enumerate(per_core) if it or (records and c in records)]
-    for members in groups:
-        c = members[0]
-        units = {"load_unit": chip.aic_group(members, "mte2"),
-                 "compute_unit": chip.aic_group(members, "cube"),
-                 "store_unit": chip.aic_group(members, "fixpipe")}
-        with bld.group(len(members)):
+    before = bld.copies
+    try:
+        for members in groups:
+            c = members[0]
+            mte2, cube, fixpipe = chip.aic_group_pipes(members, "mte2", "cube", "fixpipe")
+            units = {"load_unit": mte2, "compute_unit": cube, "store_unit": fixpipe}
+            bld.copies = len(members)  # (Builder.group's, without a generator per group)
             got = records.get(c) if records else None
             if got is not None:
                 keys, plan, h, w = got
@@ -456,12 +457,14 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                     continue
                 # one tile of one stage: no pipeline (emit_pipeline's)
                 (n_st, _, cp, st, ac, bound, streamed), = plan.terms
-                per_core[c] = [Item(n_st, h[0], w[0], 0.0, cp, st, dict(zip(keys, ac)), bound,
-                                    streamed=streamed)]
+                per_core[c] = [Item(n_st, h[0], w[0], 0.0, cp, st, dict(zip(keys, ac)),
+                                    bound, streamed=streamed)]
             last.extend(emit_pipeline(
                 bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                 deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
                 memo=made, **units))
+    finally:
+        bld.copies = before
     return last
 
 
