@@ -656,8 +656,10 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     start0 = acc.ready_s(deps)
     (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s, store_parts,
      l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote, r, n_tasks) = static
-    lh = _shares(hbm_col, load_cuts, True)
-    l2 = _shares(l2_col, load_cuts, True)
+    # the loads' whole HBM and L2 bytes: _shares of the two columns, inline
+    run_h = [0.0, *accumulate(hbm_col)]
+    run_l2 = [0.0, *accumulate(l2_col)]
+    done_h = done_l2 = 0.0
     if rare is None:
         mk = ph = pl = sl = [0.0] * n_load
     else:
@@ -671,7 +673,13 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
     # (the ranges' bytes are whole and never negative: running sums of bytes, rounded)
-    for hbm_bytes, l2b, mask_b, pad_h, pad_l, l2_counted in zip(lh, l2, mk, ph, pl, sl):
+    for (j, f), mask_b, pad_h, pad_l, l2_counted in zip(load_cuts, mk, ph, pl, sl):
+        x = round(run_h[j] + hbm_col[j] * f)
+        hbm_bytes = x - done_h
+        done_h = x
+        x = round(run_l2[j] + l2_col[j] * f)
+        l2b = x - done_l2
+        done_l2 = x
         hbm_s = (hbm_bytes + (pad_h + l2_counted)) / hbm_stream_bw
         l2_s = (l2b + pad_l) / l2_read_bw
         d = hbm_s + l2_s
