@@ -28,7 +28,11 @@ cube and FixPipe tasks (MTE1 is folded into the cube task: it overlaps the cube
 through L0 double buffering, and when it is the slower the task is
 ``onchip``-bound). At the analytical fidelity an op's GEMM makes no task: each core
 group's items go to :func:`~hwsim.accelerators.ascend.pipeline.closed_pipeline` as
-:func:`_merge_tiles`' records.
+:func:`_merge_tiles`' records. The core groups of a GEMM differ mostly in their L2
+misses: what their items' shapes decide (:class:`_Chunks`, and what the pipelines make
+of it, :func:`_pipeline_plan`) is made once per distinct sequence of tile shapes, and
+at the event fidelity a load or store task made for one group is remade for the next
+with that group's unit, deps and copies.
 """
 
 from __future__ import annotations
