@@ -88,6 +88,11 @@ class Chip:
         ``core0-7.cube`` for a run, ``core2+5.cube`` (the first and how many more)."""
         return f"{group_name('core', cores)}.{pipe}"
 
+    def aic_group_pipes(self, cores: list[int], *pipes: str) -> tuple[str, ...]:
+        """:meth:`aic_group` of each of ``pipes``, the group's name made once."""
+        name = group_name("core", cores)
+        return tuple([f"{name}.{pipe}" for pipe in pipes])
+
     def aiv(self, vec: int, pipe: str) -> str:
         return f"vec{vec}.{pipe}" if self.split else f"core{vec}.{pipe}"
 

@@ -28,19 +28,36 @@ cube and FixPipe tasks (MTE1 is folded into the cube task: it overlaps the cube
 through L0 double buffering, and when it is the slower the task is
 ``onchip``-bound). At the analytical fidelity an op's GEMM makes no task: each core
 group's items go to :func:`~hwsim.accelerators.ascend.pipeline.closed_pipeline` as
-:func:`_merge_tiles`' records.
+:func:`_merge_tiles`' records. The core groups of a GEMM differ mostly in their L2
+misses: what their items' shapes decide (:class:`_Chunks`, and what the pipelines make
+of it, :func:`_pipeline_plan`) is made once per distinct sequence of tile shapes, and
+at the event fidelity a load or store task made for one group is remade for the next
+with that group's unit, deps and copies.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from itertools import groupby
 from math import gcd, inf
+from operator import sub
 
 from hwsim.ir.dtypes import dtype_bits
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .pipeline import SEGMENTS, Item, append, closed_pipeline, emit_pipeline, same_work, summed
+from .pipeline import (
+    SEGMENTS,
+    Item,
+    append,
+    closed_pipeline,
+    closed_static,
+    emit_gemm_pipeline,
+    emit_pipeline,
+    gemm_plan,
+    same_work,
+    summed,
+)
 
 ACC_BYTES = 4  # L0C accumulates fp16/bf16 in fp32 and int8 in int32
 
@@ -130,53 +147,86 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
         parts.clear()
     best = None
     worse = inf  # an estimate above which a candidate cannot be the best
+    # the tiles (om, on) in order, each with its place in it: a candidate's rank ends
+    # with its place, so that the least rank is the first least key in this order
+    # whatever order the tiles are tried in; the tile the last search of this (n, k,
+    # dtype) picked is tried first (its estimate bounds the others' early)
+    tiles_in_order = []
     for om in _choices(mp, e):
         key_om = (n, k, dtype, om)
         by_on = parts.get(key_om)
         if by_on is None:
             by_on = parts[key_om] = _search_parts(chip, om, n, k, dtype, np_, kp, blocks)
         tm = cdiv(m, om)
-        for on, b_t, out_t, cands in by_on:
-            tn = cdiv(n, on)
-            tiles = batch * tm * tn
-            waves = cdiv(tiles, chip.n_cube)
-            cores = min(tiles, chip.n_cube)
-            # first reads share the HBM (at most one stream per core), re-reads hit L2
-            rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
-            fix_s = out_t / min(chip.fixpipe_bw, rate)
-            # (the candidates' loop without a builtin call: min and max as conditionals,
-            # the same picks on ties; the products that do not depend on the k block
-            # made once, the same floats)
-            spread, fix_all = waves * cores / tiles, waves * fix_s
-            for bk, tk, stages, a_t, compute in cands:
-                loaded = tiles * (a_t + b_t)
-                # first touches: each row panel of A and column panel of B once per batch
-                # entry (whole bursts), at most every byte of the operands once
-                first = batch * (tm * a_t + tn * b_t)
-                first = first if first < loaded else loaded
-                # the busiest core's loads: ``waves`` tiles, not the average share
-                # (``tiles / cores``); a partial last wave leaves the other cores idle,
-                # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
-                mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
-                # the fill (a tile's first stage) and the drain (the last tile's store);
-                # the slowest of the cube, the loads and the FixPipe in between
-                fill = (a_t + b_t) / stages * (first / loaded) / rate
-                most = waves * compute
-                most = mte2_s if mte2_s > most else most
-                most = fix_all if fix_all > most else most
-                est = fill + most + fix_s
-                if est > worse and collect is None:
-                    continue  # its rounded estimate is above the best's: not ranked
-                key = (round(est, 12), -om * on, -tk)
-                if collect is not None:
-                    collect.append((key, GemmTiling(om, on, bk, tk, est)))
-                if best is None or key < best[0]:
-                    best = (key, GemmTiling(om, on, bk, tk, est))
-                    # an estimate above this rounds above the best's (the decimal
-                    # rounding to 1e-12 is monotonic, and two values more than one of
-                    # its steps apart, and apart by more than the doubles' spacing,
-                    # round to different doubles): the 0.5 us of round(est, 12) skipped
-                    worse = est + 2e-12 + abs(est) * 1e-9
+        for entry in by_on:
+            tiles_in_order.append((len(tiles_in_order), om, tm, entry))
+    hints = chip.__dict__.setdefault("_gemm_search_hints", {})
+    if len(hints) > 4096:
+        hints.clear()
+    hint = hints.get((n, k, dtype)) if collect is None else None
+    if hint is not None:
+        at = next((i for i, x in enumerate(tiles_in_order) if (x[1], x[3][0]) == hint), 0)
+        tiles_in_order.insert(0, tiles_in_order.pop(at))
+    for place, om, tm, (on, b_t, out_t, cands, least) in tiles_in_order:
+        tn = cdiv(n, on)
+        tiles = batch * tm * tn
+        waves = cdiv(tiles, chip.n_cube)
+        cores = min(tiles, chip.n_cube)
+        # first reads share the HBM (at most one stream per core), re-reads hit L2
+        rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
+        fix_s = out_t / min(chip.fixpipe_bw, rate)
+        # (the candidates' loop without a builtin call: min and max as conditionals,
+        # the same picks on ties; the products that do not depend on the k block
+        # made once, the same floats)
+        spread, fix_all = waves * cores / tiles, waves * fix_s
+        if worse < inf and collect is None:
+            # no candidate of this tile can rank: every estimate is at least the
+            # busiest pipe's time at the least compute and the least A bytes of the
+            # candidates (each step below rises with them, in floats too: products,
+            # sums and quotients of positive numbers round monotonically) plus the
+            # drain, since the fill is not negative
+            a_t, compute = least
+            loaded = tiles * (a_t + b_t)
+            first = batch * (tm * a_t + tn * b_t)
+            first = first if first < loaded else loaded
+            low = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
+            most = waves * compute
+            low = most if most > low else low
+            low = fix_all if fix_all > low else low
+            if low + fix_s > worse:
+                continue
+        for bk, tk, stages, a_t, compute in cands:
+            loaded = tiles * (a_t + b_t)
+            # first touches: each row panel of A and column panel of B once per batch
+            # entry (whole bursts), at most every byte of the operands once
+            first = batch * (tm * a_t + tn * b_t)
+            first = first if first < loaded else loaded
+            # the busiest core's loads: ``waves`` tiles, not the average share
+            # (``tiles / cores``); a partial last wave leaves the other cores idle,
+            # and a core's stream is capped (hbm_stream_bw) however idle the HBM is
+            mte2_s = (first / rate + (loaded - first) / l2_read_bw) / cores * spread
+            # the fill (a tile's first stage) and the drain (the last tile's store);
+            # the slowest of the cube, the loads and the FixPipe in between
+            fill = (a_t + b_t) / stages * (first / loaded) / rate
+            most = waves * compute
+            most = mte2_s if mte2_s > most else most
+            most = fix_all if fix_all > most else most
+            est = fill + most + fix_s
+            if est > worse and collect is None:
+                continue  # its rounded estimate is above the best's: not ranked
+            key = (round(est, 12), -om * on, -tk)
+            if collect is not None:
+                collect.append((key, GemmTiling(om, on, bk, tk, est)))
+            rank = (key, place)  # (a tile's candidates are tried in order)
+            if best is None or rank < best[0]:
+                best = (rank, GemmTiling(om, on, bk, tk, est))
+                # an estimate above this rounds above the best's (the decimal
+                # rounding to 1e-12 is monotonic, and two values more than one of
+                # its steps apart, and apart by more than the doubles' spacing,
+                # round to different doubles): the 0.5 us of round(est, 12) skipped
+                worse = est + 2e-12 + abs(est) * 1e-9
+    if best is not None:
+        hints[(n, k, dtype)] = (best[1].om, best[1].on)
     if best is None:
         from hwsim.errors import InputError
 
@@ -189,8 +239,9 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
 def _search_parts(chip: Chip, om: int, n: int, k: int, dtype: str, np_: int, kp: int,
                   blocks: list[tuple]) -> list[tuple]:
     """:func:`_search`'s candidates for row tiles of ``om``, what does not depend on m:
-    per column tile ``on`` (in order) its B and output bursts and, per k block that
-    fits (in order), ``(bk, tk, stages, A bytes per tile, compute seconds per tile)``."""
+    per column tile ``on`` with a k block that fits (in order) its B and output bursts,
+    per such k block (in order) ``(bk, tk, stages, A bytes per tile, compute seconds per
+    tile)``, and the least A bytes and compute seconds of those."""
     s = chip.spec
     b = dtype_bytes(dtype)
     e = s.dim_align
@@ -223,7 +274,10 @@ def _search_parts(chip: Chip, om: int, n: int, k: int, dtype: str, np_: int, kp:
             a_t = a_whole if tk >= kp else stages * chip.burst(om, tk * b)
             compute = (cube if cube > mte1 else mte1) * cycle_s  # chip.cycles(max(...))
             cands.append((bk, tk, stages, a_t, compute))
-        out.append((on, b_t, out_t, cands))
+        if cands:
+            # the least A bytes and compute of the candidates (a bound of their estimates)
+            out.append((on, b_t, out_t, cands, (min(c[3] for c in cands),
+                                                min(c[4] for c in cands))))
     return out
 
 
@@ -312,8 +366,11 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     cap = max(stages, cdiv(batch * tiles_per_batch, cores) * stages // 16)
     per_core: list[list[Item]] = [[] for _ in range(cores)]
     merged: list[list[int]] = []  # the cores in groups, where _merge_tiles made them
-    # the cores' items as _merge_tiles' records, summed in closed form (analytical)
-    records: dict | None = {} if summed(bld, closed_form) else None
+    # the cores' items as _merge_tiles' records (no Item made): summed in closed form
+    # (analytical), or their tasks from the plan the core groups share
+    records: dict = {}
+    closed = summed(bld, closed_form)
+    made: dict = {}  # the load and store tasks of the groups' pipelines, by their numbers
     a_b = m * k * by
     b_b = k * n * by
     if (batch == 1 or (a_b + b_b) * 4 > l2.capacity) and a_unique is None \
@@ -324,8 +381,10 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         # the same in any order, and a row that only re-reads its panels is a few moves
         hbm_all, shape_all = _tile_misses(chip, l2, batch, m, n, k, dtype, t, shape, a=a,
                                           b=b, a_group=a_group, b_group=b_group)
+        # (every shape made is a tile's: shape is called for the tiles' rows and columns)
         merged = _merge_tiles(per_core, None, 1.0, 1.0, stages, cap,
-                              leaders_only=bld.grouping, whole=(hbm_all, shape_all),
+                              leaders_only=bld.grouping,
+                              whole=(hbm_all, shape_all, list(shapes.values())),
                               records=records)
     elif batch == 1 or (a_b + b_b) * 4 > l2.capacity:
         # tile by tile through the L2 model
@@ -377,31 +436,63 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     # cores with the same items (the same tiles, L2 hits and misses) run as one group
     groups = (merged or same_work(per_core)) if bld.grouping else \
         [[c] for c, it in enumerate(per_core) if it or (records and c in records)]
-    for members in groups:
-        c = members[0]
-        units = {"load_unit": chip.aic_group(members, "mte2"),
-                 "compute_unit": chip.aic_group(members, "cube"),
-                 "store_unit": chip.aic_group(members, "fixpipe")}
-        with bld.group(len(members)):
+    before = bld.copies
+    try:
+        for members in groups:
+            c = members[0]
+            mte2, cube, fixpipe = chip.aic_group_pipes(members, "mte2", "cube", "fixpipe")
+            units = {"load_unit": mte2, "compute_unit": cube, "store_unit": fixpipe}
+            bld.copies = len(members)  # (Builder.group's, without a generator per group)
             got = records.get(c) if records else None
-            if got is not None and (len(got[1]) > 1 or got[1][0][0] > 1):
-                keys, recs = got
-                n_st, h, w, cp, st, ac, bound, streamed = map(list, zip(*recs))
-                last.extend(closed_pipeline(
-                    bld.sink, chip, bld.copies, (n_st, h, w, cp, st, streamed, bound),
-                    dict(zip(keys, map(sum, zip(*ac)))), None, store_bw=chip.fixpipe_bw,
-                    store_hbm_fraction=out_hbm, deps=tuple(deps), dest="l1", src="l0",
-                    segments=SEGMENTS, compute_bound=None, **units))
-                continue
-            if got is not None:  # one tile of one stage: no pipeline (emit_pipeline's)
-                keys, ((n_st, h, w, cp, st, ac, bound, streamed),) = got
-                per_core[c] = [Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
-                                    streamed=streamed)]
+            if got is not None:
+                keys, plan, h, w = got
+                if len(h) > 1 or plan.terms[0][0] > 1:
+                    if closed:
+                        static, acts = _pipeline_plan(plan, keys, chip, out_hbm, True)
+                        last.extend(closed_pipeline(
+                            bld.sink, chip, bld.copies, static, h, w, acts, None,
+                            deps=tuple(deps), dest="l1", src="l0", **units))
+                    else:
+                        last.extend(emit_gemm_pipeline(
+                            bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h, w,
+                            store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
+                            deps=deps, dest="l1", src="l0", label=label, memo=made,
+                            **units))
+                    continue
+                # one tile of one stage: no pipeline (emit_pipeline's)
+                (n_st, _, cp, st, ac, bound, streamed), = plan.terms
+                per_core[c] = [Item(n_st, h[0], w[0], 0.0, cp, st, dict(zip(keys, ac)),
+                                    bound, streamed=streamed)]
             last.extend(emit_pipeline(
                 bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                 deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
-                **units))
+                memo=made, **units))
+    finally:
+        bld.copies = before
     return last
+
+
+def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
+                   closed: bool) -> tuple:
+    """What the pipeline of a core group takes from its items but their loads, made once
+    per :class:`_Chunks` (the GEMM's groups share it): at the analytical fidelity
+    :func:`~.pipeline.closed_static` and the items' actions summed, else
+    :func:`~.pipeline.gemm_plan`."""
+    got = plan.memo.get(closed)
+    if got is None:
+        terms = plan.terms
+        if closed:
+            n_st, _, cp, st, ac, bound, streamed = map(list, zip(*terms))
+            got = (closed_static(chip, n_st, cp, st, streamed, bound,
+                                 store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
+                                 segments=SEGMENTS, compute_bound=None),
+                   dict(zip(keys, map(sum, zip(*ac)))))
+        else:
+            got = gemm_plan([Item(n_st, 0.0, 0.0, 0.0, cp, st, dict(zip(keys, ac)), bound,
+                                  streamed=streamed)
+                             for n_st, _, cp, st, ac, bound, streamed in terms], SEGMENTS)
+        plan.memo[closed] = got
+    return got
 
 
 def _tile_reads_loop(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
@@ -578,178 +669,166 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
             for i in range(tm):
                 shapes = row_shapes[min(om, m - i * om)]
                 a_key = (a, (ga, i))
-                if i and steady and a_carried:  # the group's B panels again: all hits
+                if i and steady and a_carried:  # the group's later rows: all hits
                     # and no move: the row before left them the LRU's newest, in this
                     # order (row 0 moved or added each in turn, evicting only older
                     # lines, as they fit), so moving each to the end in turn changes
-                    # nothing (a 32K prefill's carried activations: a million moves)
-                    put_all(zeros[:j1 - j0])
-                elif i and steady:  # the row re-reads the group's B panels: all hits
-                    if a_key in lines:
+                    # nothing (a 32K prefill's carried activations: a million moves);
+                    # every row full but the last
+                    rest = tm - i
+                    put_all(zeros[:j1 - j0] * rest)
+                    last = row_shapes[min(om, m - (tm - 1) * om)][j0:j1]
+                    put_shapes(shapes[j0:j1] * (rest - 1))
+                    put_shapes(last)
+                    break
+                if i and steady:  # the group's later rows re-read its B panels: all hits
+                    used = _steady_rows(lines, used, limit, a, ga, i, tm, om, m, row_shapes,
+                                        b_keys, put, put_all, put_shapes, zeros, j0, j1)
+                    break
+                for j in range(j0, j1):
+                    sh = shapes[j]
+                    if a_carried:
+                        ha = 0.0
+                    elif a_key in lines:
                         move(a_key)
-                        put(0.0)
+                        ha = 0.0
                     else:
-                        ab = shapes[j0][2]
+                        ab = sh[2]
                         lines[a_key] = ab
                         used += ab
                         while used > limit and len(lines) > 1:
                             _, old = pop(last=False)
                             used -= old
-                        put(float(ab))
-                    put_all(zeros[:j1 - j0 - 1])
-                    for key in b_keys[:-1]:
-                        move(key)
-                    move(a_key)
-                    move(b_keys[-1])
-                else:
-                    for j in range(j0, j1):
-                        sh = shapes[j]
-                        if a_carried:
-                            ha = 0.0
-                        elif a_key in lines:
-                            move(a_key)
-                            ha = 0.0
-                        else:
-                            ab = sh[2]
-                            lines[a_key] = ab
-                            used += ab
-                            while used > limit and len(lines) > 1:
-                                _, old = pop(last=False)
-                                used -= old
-                            ha = float(ab)
-                        b_key = b_keys[j - j0]
-                        if b_key in lines:
-                            move(b_key)
-                            hb = 0.0
-                        else:
-                            bb = sh[3]
-                            lines[b_key] = bb
-                            used += bb
-                            while used > limit and len(lines) > 1:
-                                _, old = pop(last=False)
-                                used -= old
-                            hb = float(bb)
-                        put(ha + hb)
+                        ha = float(ab)
+                    b_key = b_keys[j - j0]
+                    if b_key in lines:
+                        move(b_key)
+                        hb = 0.0
+                    else:
+                        bb = sh[3]
+                        lines[b_key] = bb
+                        used += bb
+                        while used > limit and len(lines) > 1:
+                            _, old = pop(last=False)
+                            used -= old
+                        hb = float(bb)
+                    put(ha + hb)
                 put_shapes(shapes[j0:j1])
     l2.used = used
     return hbm, shapes_out
 
 
-def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
-                 stages: int, cap: int, leaders_only: bool = False,
-                 whole: tuple[list, list] | None = None,
-                 records: dict | None = None) -> list[list[int]]:
-    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
-    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
-    (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
-    a core's first tile alone, then items of ``cap // stages`` tiles, each the
-    sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
-    in order), its bound switched as ``absorb`` switches it (by a
-    later tile whose time exceeds the sum before it).
+def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: int, om: int,
+                 m: int, row_shapes: dict, b_keys: list, put, put_all, put_shapes,
+                 zeros: list, j0: int, j1: int) -> float:
+    """:func:`_tile_misses`' rows ``i`` (1) to ``tm - 1`` of a column group whose B panels
+    and two A panels fit in the L2's limit (``used`` the bytes held; returns them after):
+    each row a read of its A panel, its B panels hits, without the B panels' moves row
+    by row.
 
-    A run of tiles of one shape (all but the edges of a GEMM) has the same compute,
-    store and actions sums wherever it is: those are summed once per shape and run
-    length; the HBM and L2 bytes (hits and misses differ tile by tile) are summed run
-    by run. Plain Python, no numpy: the loop is short, and numpy's import alone cost
-    more than it (0.07 s of a first call's 0.2 s goal).
-
-    Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
-    them (compared by their numbers before any :class:`Item` is made); with
-    ``leaders_only`` only each group's first core gets its items (the one a grouped
-    build emits). With ``records`` (a dict) a core's items go there instead, as the
-    tuples compared, ``records[core] = (actions' keys, [(stages, HBM bytes, L2 bytes,
-    compute seconds, store bytes, actions' values, bound, streamed), ...])``: what
-    :func:`~.pipeline.closed_pipeline` reads, no :class:`Item` made."""
-    cores = len(per_core)
-    per = max(1, cap // stages)
-    if whole is None:
-        # per tile: its HBM bytes (the operands' misses, scaled for views), its L2 hits
-        hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
-        l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
-        shape_all = [t[5] for t in tiles]
-    else:
-        # whole numbers of bytes (below 2**53): a run's sums are the same in any order,
-        # and its L2 hits are its bytes less its misses
-        hbm_all, shape_all = whole
-        l2_all = None
-    keys = list(shape_all[0][5])  # the actions' keys (every tile has the same)
-    # per shape (a GEMM's tiles share a few shape tuples): its numbers as floats
-    info = {}
-    for sh in dict(zip(map(id, shape_all), shape_all)).values():
-        info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
-                        float(sh[2] + sh[3] + sh[6]))
-    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
-    # every shape's store bytes and actions whole numbers (below 2**53): a run of r
-    # tiles adds r times each, exactly (the seconds are still added one by one)
-    whole_terms = all(float(v).is_integer() and abs(v) * len(hbm_all) < 2.0 ** 53
-                      for x in info.values() for v in (x[1], *x[2]))
-
-    def alone(h: float, w: float, sh) -> tuple:  # a tile alone: its own item
-        comp, store, acts, bound, _ = info[id(sh)]
-        return (stages, h, w, comp, store, tuple(acts), bound, False)
-
-    groups: dict[tuple, list[int]] = {}
-    # a core whose tiles are another's (the same misses, hits and shapes in the same
-    # order) has that core's items: its group found without making them again
-    by_tiles: dict[tuple, tuple[list[int], list[tuple]]] = {}
-    for core in range(min(cores, len(hbm_all))):
-        hs = hbm_all[core::cores]
-        shs = shape_all[core::cores]
-        if l2_all is None:
-            ws = None
+    Row by row, the reads leave the LRU ``[older lines, A panels of the rows before the
+    last, B panels but the last, the last row's A panel, the last B panel]`` (each row's
+    moves put the row before's A panel behind the B panels): a miss evicts the older
+    lines first, then those A panels in row order, never a B panel or the two newest A
+    panels (they fit). Here the B panels stay where row 0 left them, each A panel read
+    goes to the end, an eviction takes the older lines from the front and then the
+    A panels in row order by key, and the order is made at the end: those A panels, the
+    B panels but the last, the last A panel, the last B panel, each moved to the end.
+    The same lines in the same order, the same bytes (a test holds it to the reads)."""
+    move = lines.move_to_end
+    pop = lines.popitem
+    ours = set(b_keys)  # the group's lines: its B panels and its rows' A panels
+    prev = (a, (ga, i - 1))
+    ours.add(prev)
+    behind: deque = deque()  # the A panels behind the B panels, oldest first
+    n_b = j1 - j0
+    for r in range(i, tm):
+        shapes = row_shapes[min(om, m - r * om)]
+        a_key = (a, (ga, r))
+        if a_key in lines:
+            move(a_key)
+            put(0.0)
         else:
-            ws = l2_all[core::cores]
-        tiles_key = (tuple(hs), tuple(map(id, shs)), ws and tuple(ws))
-        seen = by_tiles.get(tiles_key)
-        if seen is not None:
-            members, recs = seen
-            members.append(core)
-            if not leaders_only:
-                _give_items(per_core, core, keys, recs, records)
+            ab = shapes[j0][2]
+            lines[a_key] = ab
+            used += ab
+            while used > limit and len(lines) > 1:
+                if next(iter(lines)) in ours:  # the older lines gone: the A panels behind
+                    used -= lines.pop(behind.popleft())
+                else:
+                    _, old = pop(last=False)
+                    used -= old
+            put(float(ab))
+        ours.add(a_key)
+        behind.append(prev)
+        prev = a_key
+        put_all(zeros[:n_b - 1])
+        put_shapes(shapes[j0:j1])
+    for key in behind:
+        move(key)
+    for key in b_keys[:-1]:
+        move(key)
+    move(prev)
+    move(b_keys[-1])
+    return used
+
+
+class _Chunks:
+    """A core's items as far as its tiles' shapes make them (kept per sequence of tile
+    shapes, one object per distinct value, shared by the cores whose tiles have those
+    shapes: a GEMM's cores differ mostly in their L2 misses): per item the tiles
+    ``[a, b)`` of the core's list it sums (``spans``) and its ``terms``, ``(stages, the
+    tiles' bytes in all, compute seconds, store bytes, actions' values, bound,
+    streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`)."""
+
+    __slots__ = ("spans", "slices", "terms", "nbytes", "memo")
+
+    def __init__(self, spans: list[tuple[int, int]], terms: list[tuple]):
+        self.spans = spans
+        self.slices = [slice(a, b) for a, b in spans]
+        self.terms = terms
+        self.nbytes = [t[1] for t in terms]
+        self.memo: dict = {}
+
+
+def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dict,
+            runs: dict, by_runs: bool) -> _Chunks:
+    """The :class:`_Chunks` of a core whose tiles have the shapes ``shs`` (in order; their
+    ids ``ids``): the first tile alone (its terms in ``alone``, by shape id), then items
+    of ``per`` tiles; their compute, store and actions
+    sums as :func:`_merge_tiles` documents them (``by_runs``: a chunk of several shapes
+    summed run by run, its store bytes and actions whole numbers)."""
+    n = len(shs)
+    if per == 1:  # every tile alone
+        return _Chunks([(a, a + 1) for a in range(n)], list(map(alone.__getitem__, ids)))
+    spans = [(0, 1)]
+    terms = [alone[ids[0]]]
+    a = 1
+    while a < n:
+        b = a + per if a + per < n else n
+        spans.append((a, b))
+        if b - a == 1:
+            terms.append(alone[ids[a]])
+            a = b
             continue
-        # the core's items as tuples (what same_work compares: the fields that can differ)
-        recs = []
-        n = len(hs)
-        # the first tile alone
-        recs.append(alone(hs[0], info[id(shs[0])][4] - hs[0] if ws is None else ws[0],
-                          shs[0]))
-        a = 1
-        while a < n:
-            b = a + per if a + per < n else n
-            if b - a == 1:
-                recs.append(alone(hs[a], info[id(shs[a])][4] - hs[a] if ws is None else ws[a],
-                                  shs[a]))
-                a = b
-                continue
-            chunk = shs[a:b]
-            first = chunk[0]
-            uniform = chunk.count(first) == b - a
-            if ws is None:  # whole numbers: the sums in any order
-                h = sum(hs[a:b])
-                if uniform:
-                    w = info[id(first)][4] * (b - a) - h
-                else:  # the chunk as runs of one shape (tile ids in order)
-                    chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
-                    w = sum([info[sid][4] * r for sid, r in chunk_runs]) - h
-            else:
-                h = hs[a]
-                for x in hs[a + 1:b]:
-                    h += x
-                w = ws[a]
-                for x in ws[a + 1:b]:
-                    w += x
-            if uniform:  # one shape: its run's sums, made once
-                got = runs.get((id(first), b - a))
-                if got is None:
-                    comp, store, acts, bound, _ = info[id(first)]
-                    cp, st, ac = comp, store, list(acts)
-                    for _ in range(b - a - 1):
-                        cp += comp
-                        st += store
-                        ac = [x + y for x, y in zip(ac, acts)]
-                    got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
-                cp, st, ac, bound = got
-            elif ws is None and whole_terms:  # run by run: whole stores and actions
+        chunk = shs[a:b]
+        first = chunk[0]
+        if chunk.count(first) == b - a:  # one shape: its run's sums, made once
+            got = runs.get((id(first), b - a))
+            if got is None:
+                comp, store, acts, bound, _ = info[id(first)]
+                cp, st, ac = comp, store, list(acts)
+                for _ in range(b - a - 1):
+                    cp += comp
+                    st += store
+                    ac = [x + y for x, y in zip(ac, acts)]
+                got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
+            cp, st, ac, bound = got
+            nbytes = info[id(first)][4] * (b - a)
+        else:  # the chunk as runs of one shape (tile ids in order)
+            chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
+            nbytes = sum([info[sid][4] * r for sid, r in chunk_runs])
+            if by_runs:  # run by run: whole stores and actions
                 cp, st, ac, bound, _ = info[id(first)]
                 ac = list(ac)
                 for r_i, (sid, r) in enumerate(chunk_runs):
@@ -776,26 +855,124 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
                     st += store
                     ac = [x + y for x, y in zip(ac, acts)]
                 ac = tuple(ac)
-            recs.append((stages * (b - a), h, w, cp, st, ac, bound, True))
-            a = b
-        members = groups.setdefault(tuple(recs), [])
-        members.append(core)
-        by_tiles[tiles_key] = (members, recs)
-        if leaders_only and len(members) > 1:
-            continue
-        _give_items(per_core, core, keys, recs, records)
+        terms.append((stages * (b - a), nbytes, cp, st, ac, bound, True))
+        a = b
+    return _Chunks(spans, terms)
+
+
+def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
+                 stages: int, cap: int, leaders_only: bool = False,
+                 whole: tuple[list, list] | None = None,
+                 records: dict | None = None) -> list[list[int]]:
+    """What :func:`~.pipeline.append` makes of each core's tiles, in issue order (a
+    32K-token GEMM has thousands of tiles per core), without an :class:`Item` per tile
+    (the numbers as floats: integer byte and MAC counts, below 2**53, sum the same):
+    a core's first tile alone, then items of ``cap // stages`` tiles, each the
+    sequential sum of its tiles (the floats ``Item.absorb`` adds: one after another,
+    in order), its bound switched as ``absorb`` switches it (by a
+    later tile whose time exceeds the sum before it).
+
+    What an item's tiles' shapes decide (compute, store and actions sums, its bytes in
+    all) is made once per sequence of shapes (:func:`_chunks`: the cores of a GEMM
+    mostly share one, and a run of tiles of one shape has the same sums wherever it
+    is); the HBM and L2 bytes (hits and misses differ tile by tile) are summed core
+    by core. Plain Python, no numpy: the loop is short, and numpy's import alone cost
+    more than it (0.07 s of a first call's 0.2 s goal).
+
+    Returns the cores in groups of equal items, as :func:`~.pipeline.same_work` groups
+    them (compared by their numbers before any :class:`Item` is made: equal shapes'
+    terms and equal loads); with ``leaders_only`` only each group's first core gets its
+    items (the one a grouped build emits). With ``records`` (a dict) a core's items go
+    there instead, ``records[core] = (actions' keys, its _Chunks, HBM bytes per item,
+    L2 bytes per item)``: what the pipelines read, no :class:`Item` made."""
+    cores = len(per_core)
+    per = max(1, cap // stages)
+    if whole is None:
+        # per tile: its HBM bytes (the operands' misses, scaled for views), its L2 hits
+        hbm_all = [ha * ra + hb * rb + hx for _, ha, hb, hx, _, _ in tiles]
+        l2_all = [float(t[4]) - h for t, h in zip(tiles, hbm_all)]
+        shape_all = [t[5] for t in tiles]
+        given = None
+    else:
+        # whole numbers of bytes (below 2**53): a run's sums are the same in any order,
+        # and its L2 hits are its bytes less its misses
+        hbm_all, shape_all, *given = whole
+        given = given[0] if given else None
+        l2_all = None
+    keys = list(shape_all[0][5])  # the actions' keys (every tile has the same)
+    # per shape (a GEMM's tiles share a few shape tuples; ``whole`` may name them): its
+    # numbers as floats
+    info = {}
+    for sh in given or dict(zip(map(id, shape_all), shape_all)).values():
+        info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
+                        float(sh[2] + sh[3] + sh[6]))
+    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+    # every shape's store bytes and actions whole numbers (below 2**53): a run of r
+    # tiles adds r times each, exactly (the seconds are still added one by one)
+    by_runs = l2_all is None and all(
+        float(v).is_integer() and abs(v) * len(hbm_all) < 2.0 ** 53
+        for x in info.values() for v in (x[1], *x[2]))
+    # a tile alone, its own item (a core's first tile, a chunk of one)
+    alone = {sid: (stages, x[4], x[0], x[1], tuple(x[2]), x[3], False)
+             for sid, x in info.items()}
+    # the cores' tile shapes and their _Chunks, by count of tiles (a GEMM has a few: the
+    # lists compared, the same shape objects told by identity, no hash per tile)
+    plans: dict[int, list[tuple[list, _Chunks]]] = {}
+    distinct: dict[tuple, _Chunks] = {}  # by the terms' values: one object per value
+    groups: dict[tuple, list[int]] = {}
+    for core in range(min(cores, len(hbm_all))):
+        hs = hbm_all[core::cores]
+        shs = shape_all[core::cores]
+        known = plans.setdefault(len(shs), [])
+        plan = next((c for other, c in known if other == shs), None)
+        if plan is None:
+            plan = _chunks(shs, tuple(map(id, shs)), per, stages, info, alone, runs, by_runs)
+            plan = distinct.setdefault(tuple(plan.terms), plan)
+            known.append((shs, plan))
+        if l2_all is None:  # whole numbers: the sums in any order, the L2 hits the rest
+            # (a tile alone: sum([x]) is x, the bytes never -0.0)
+            h = hs if per == 1 else list(map(sum, map(hs.__getitem__, plan.slices)))
+            rec = (plan, h, None)
+            gkey = (id(plan), tuple(h))
+        else:  # one after another, as absorb adds them
+            ws = l2_all[core::cores]
+            h, w = [], []
+            for a, b in plan.spans:
+                x, y = hs[a], ws[a]
+                for i in range(a + 1, b):
+                    x += hs[i]
+                    y += ws[i]
+                h.append(x)
+                w.append(y)
+            rec = (plan, h, w)
+            # (the items' bytes in all are not theirs here: equal items, whatever those)
+            gkey = (tuple((t[0], *t[2:]) for t in plan.terms), tuple(h), tuple(w))
+        # equal terms and loads are equal items: the cores in the groups same_work makes
+        # (a core whose tiles are another's is found here too)
+        members = groups.get(gkey)
+        if members is None:
+            groups[gkey] = [core]
+        else:
+            members.append(core)
+            if leaders_only:
+                continue
+        _give_items(per_core, core, keys, rec, records)
     return list(groups.values())
 
 
-def _give_items(per_core: list[list[Item]], core: int, keys: list[str], recs: list[tuple],
+def _give_items(per_core: list[list[Item]], core: int, keys: list[str], rec: tuple,
                 records: dict | None) -> None:
-    """:func:`_merge_tiles`' items of ``core``: its records, or :class:`Item` objects."""
+    """:func:`_merge_tiles`' items of ``core``: its record, or :class:`Item` objects."""
+    plan, h, w = rec
+    if w is None:  # whole numbers: an item's L2 hits are its bytes less its misses
+        w = list(map(sub, plan.nbytes, h))
     if records is not None:
-        records[core] = (keys, recs)
+        records[core] = (keys, plan, h, w)
         return
-    per_core[core].extend(Item(n_st, h, w, 0.0, cp, st, dict(zip(keys, ac)), bound,
+    per_core[core].extend(Item(n_st, x, y, 0.0, cp, st, dict(zip(keys, ac)), bound,
                                streamed=streamed)
-                          for n_st, h, w, cp, st, ac, bound, streamed in recs)
+                          for (n_st, _, cp, st, ac, bound, streamed), x, y
+                          in zip(plan.terms, h, w))
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:

@@ -120,7 +120,7 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                   dest: str = "l1", src: str = "l0", label: str = "",
                   segments: int = SEGMENTS, shadow_units: tuple[str, ...] = (),
                   shadow_label: str = "", compute_bound: str | None = None,
-                  closed_form: bool = False) -> tuple[int, ...]:
+                  closed_form: bool = False, memo: dict | None = None) -> tuple[int, ...]:
     """Emit the tasks of one core; returns the indices of its last tasks.
 
     ``shadow_units`` (the vector cores of an attention chain) get, beside each
@@ -132,7 +132,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     an op's output; an intermediate the op's next kernel reads may stay in L2).
     ``closed_form``: at the analytical fidelity (an :class:`~hwsim.engine.Accumulator`
     sink), the core's pipeline goes in as :func:`closed_pipeline`'s few sums, not as
-    its tasks (a GEMM's or a vector kernel's; no shadow units).
+    its tasks (a GEMM's or a vector kernel's; no shadow units). ``memo``: see
+    :func:`_emit_tasks`.
     """
     if not items:
         return ()
@@ -152,12 +153,29 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
             rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2, it.load_l2_slow)
                                          for it in items))))
-        return closed_pipeline(bld.sink, bld.chip, bld.copies, cols, acts, rare,
-                               load_unit=load_unit, compute_unit=compute_unit,
-                               store_unit=store_unit, store_bw=store_bw,
-                               store_hbm_fraction=store_hbm_fraction, deps=tuple(deps),
-                               dest=dest, src=src, segments=segments,
-                               compute_bound=compute_bound)
+        static = closed_static(bld.chip, cols[0], cols[3], cols[4], cols[5], cols[6],
+                               store_bw=store_bw, store_hbm_fraction=store_hbm_fraction,
+                               segments=segments, compute_bound=compute_bound)
+        return closed_pipeline(bld.sink, bld.chip, bld.copies, static, cols[1], cols[2], acts,
+                               rare, load_unit=load_unit, compute_unit=compute_unit,
+                               store_unit=store_unit, deps=tuple(deps), dest=dest, src=src)
+    plan = _plan(items, segments)
+    loads = _load_sums(items, plan[6], plan[7])
+    # whole bytes per task, rounded so that the segments add up to the items' totals
+    for name in ("load_hbm", "load_l2", "mask_hbm"):
+        _integral(loads, name)
+    return _emit_tasks(bld, plan, loads, load_unit=load_unit, compute_unit=compute_unit,
+                       store_unit=store_unit, store_bw=store_bw,
+                       store_hbm_fraction=store_hbm_fraction, deps=deps, dest=dest, src=src,
+                       label=label, shadow_units=shadow_units, shadow_label=shadow_label,
+                       compute_bound=compute_bound, memo=memo)
+
+
+def _plan(items: list[Item], segments: int) -> tuple:
+    """What :func:`emit_pipeline`'s tasks take from the items but their loads: ``(n_seg,
+    n_load, compute sums, whole store bytes, actions, compute seconds by bound, offsets,
+    load bounds)`` per segment (a GEMM's core groups share all of it but the loads:
+    :func:`gemm_plan`)."""
     offs = [0]
     for it in items:
         offs.append(offs[-1] + max(1, it.stages))
@@ -166,7 +184,6 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     n_seg = len(bounds) - 1
     # (the sums each task reads, range by range: those of _sums, fewer of them)
     comp = _compute_sums(items, offs, bounds)
-    loads = _load_sums(items, offs, load_bounds)
     # stores and actions follow the compute segment in which an item completes
     stores = [0.0] * n_seg
     acts: list[dict] = [dict() for _ in range(n_seg)]
@@ -194,11 +211,21 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     streamed = _store_sums(items, offs, store_bounds)
     for g in range(n_seg):
         stores[g] += streamed[g]
-    # whole bytes per task, rounded so that the segments add up to the items' totals
-    for name in ("load_hbm", "load_l2", "mask_hbm"):
-        _integral(loads, name)
     stores = [x["s"] for x in _integral([{"s": v} for v in stores], "s")]
-    n_load = len(load_bounds) - 1
+    return n_seg, len(load_bounds) - 1, comp, stores, acts, by_bound, offs, load_bounds
+
+
+def _emit_tasks(bld: Builder, plan: tuple, loads: list[dict], *, load_unit: str,
+                compute_unit: str, store_unit: str, store_bw: float,
+                store_hbm_fraction: float, deps, dest: str, src: str, label: str,
+                shadow_units: tuple[str, ...] = (), shadow_label: str = "",
+                compute_bound: str | None = None, memo: dict | None = None
+                ) -> tuple[int, ...]:
+    """:func:`emit_pipeline`'s tasks from its :func:`_plan` and its loads (whole bytes
+    per load range); returns the indices of its last tasks. ``memo`` (a dict the caller
+    keeps across its pipelines, a GEMM's core groups): the load and store tasks made
+    before, by their numbers (:func:`_kept_fields`)."""
+    n_seg, n_load, comp, stores, acts, by_bound = plan[:6]
     if DIRECT_SUMMARY and type(bld.sink) is Accumulator:
         return _tasks_summary(bld.sink, bld.chip, bld.copies, loads, comp, stores, acts,
                               by_bound, n_seg, n_load, load_unit, compute_unit, store_unit,
@@ -218,6 +245,8 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     lb_comp = label if labels else ""
     lb_shadow = (shadow_label or label) if labels else ""
     load_fields, store_fields = bld.load_fields, bld.store_fields
+    if memo is not None:
+        load_fields, store_fields = _kept_fields(load_fields, store_fields, memo, k)
     load_idx: list[tuple[int, ...]] = []
     comp_idx: list[int] = []
     for g in range(n_load):
@@ -256,6 +285,45 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
         out = (comp_idx[-1],)
     bld.put_all(made)
     return out
+
+
+def _kept_fields(load_fields, store_fields, memo: dict, k: int) -> tuple:
+    """:meth:`Builder.load_fields` and :meth:`~Builder.store_fields` for ``k`` copies,
+    their tasks kept in ``memo`` by what decides them but the unit and the deps (the
+    bytes, with their type: an int and a float of one value make different tasks, and
+    the other arguments): a task made before comes back with this call's unit, deps
+    and copies (its bytes and actions mappings shared: no one changes a task's)."""
+
+    def again(mk, made: list, unit: str, deps: tuple) -> bool:
+        t = made[0]
+        mk((unit, t[1], t[2], t[3], deps, t[5], t[6], t[7], k, k > 1 and unit == HBM_UNIT))
+        if len(made) == 1:
+            return False
+        t = made[1]
+        mk((HBM_UNIT, t[1], t[2], t[3], deps, t[5], t[6], t[7], k, k > 1))
+        return True
+
+    def load(mk, unit: str, hbm_bytes, l2_bytes, deps: tuple, dest: str, label: str,
+             mask_bytes, hbm_pad, l2_pad, l2_counted) -> bool:
+        key = ("load", hbm_bytes, l2_bytes, hbm_bytes.__class__, l2_bytes.__class__, dest,
+               label, mask_bytes, hbm_pad, l2_pad, l2_counted)
+        made = memo.get(key)
+        if made is None:
+            made = memo[key] = []
+            load_fields(made.append, unit, hbm_bytes, l2_bytes, deps, dest, label,
+                        mask_bytes, hbm_pad, l2_pad, l2_counted)
+        return again(mk, made, unit, deps)
+
+    def store(mk, unit: str, nbytes, unit_bw: float, hbm_fraction: float, deps: tuple,
+              src: str, label: str) -> bool:
+        key = ("store", nbytes, nbytes.__class__, unit_bw, hbm_fraction, src, label)
+        made = memo.get(key)
+        if made is None:
+            made = memo[key] = []
+            store_fields(made.append, unit, nbytes, unit_bw, hbm_fraction, deps, src, label)
+        return again(mk, made, unit, deps)
+
+    return load, store
 
 
 DIRECT_SUMMARY = True  # False: an analytical pipeline goes through Builder.load, add, store
@@ -525,17 +593,18 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
         acc.count = len(finish)
 
 
-def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rare: tuple | None,
-                    *, load_unit: str, compute_unit: str, store_unit: str, store_bw: float,
-                    store_hbm_fraction: float, deps: tuple, dest: str, src: str,
-                    segments: int, compute_bound: str | None) -> tuple[int, ...]:
+def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list,
+                    l2_col: list, acts: dict, rare: tuple | None, *, load_unit: str,
+                    compute_unit: str, store_unit: str, deps: tuple, dest: str,
+                    src: str) -> tuple[int, ...]:
     """The analytical fidelity's pipeline of one core (group), in closed form: what the
     tasks of :func:`emit_pipeline` add up to, summed once, without making or walking them.
 
-    ``cols``: the core's items as columns, ``(stages, load_hbm, load_l2, compute_s,
-    store_bytes, streamed, bound)``, one entry per item (:class:`Item`'s fields);
-    ``acts``: the items' actions summed; ``rare``: the columns ``(mask_hbm, pad_hbm,
-    pad_l2, load_l2_slow)``, or None where they are all zero (a GEMM's). The ranges are
+    ``static``: :func:`closed_static` of the core's items (all but their loads; a GEMM's
+    core groups share it); ``hbm_col``, ``l2_col``: the items' ``load_hbm`` and
+    ``load_l2``, one entry per item; ``acts``: the items' actions summed; ``rare``: the
+    columns ``(mask_hbm, pad_hbm, pad_l2, load_l2_slow)``, or None where they are all
+    zero (a GEMM's). The ranges are
     :func:`emit_pipeline`'s (:func:`_ranges`). A range's sum is a difference of running
     sums of the items (``itertools.accumulate``) at its two ends, an end inside an item
     taking the item's share by stages: what the tasks' range sums add, associated
@@ -585,55 +654,32 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     :func:`emit_pipeline` returns them: a later kernel waits for those)."""
     finish = acc.finish
     start0 = acc.ready_s(deps)
-    stages, hbm_col, l2_col, comp_col, store_col, streamed_col, bound_col = cols
-    n_seg, n_load, load_cuts, store_cuts, unstreamed, last_share = _layout(
-        stages, streamed_col, segments)
-
-    lh = _shares(hbm_col, load_cuts, True)
-    l2 = _shares(l2_col, load_cuts, True)
+    (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s, store_parts,
+     l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote, r, n_tasks) = static
+    # the loads' whole HBM and L2 bytes: _shares of the two columns, inline
+    run_h = [0.0, *accumulate(hbm_col)]
+    run_l2 = [0.0, *accumulate(l2_col)]
+    done_h = done_l2 = 0.0
     if rare is None:
         mk = ph = pl = sl = [0.0] * n_load
     else:
         mk = _shares(rare[0], load_cuts, True)
         ph, pl, sl = (_shares(c, load_cuts, False) for c in rare[1:])
-    # the stores: an unstreamed item's whole at the segment of its last stage, a
-    # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
-    if not unstreamed:
-        stores = _shares(store_col, store_cuts, True)
-    else:
-        st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
-        st_run = [0.0, *accumulate(st_col)]
-        ns = [0.0] * n_seg
-        for j, g in unstreamed:
-            ns[g] += store_col[j]
-        stores = []
-        done = flat = 0.0
-        for g, (j, f) in enumerate(store_cuts):
-            flat += ns[g]
-            whole = round(flat + (st_run[j] + st_col[j] * f))
-            stores.append(whole - done)
-            done = whole
-    # the compute: the items' work by bound, the last segment's (the last stage alone)
-    if compute_bound:
-        comp_by = {compute_bound: sum(comp_col)}
-    elif len(set(bound_col)) == 1:
-        comp_by = {bound_col[0]: sum(comp_col)}
-    else:
-        comp_by = {}
-        for b, v in zip(bound_col, comp_col):
-            comp_by[b] = comp_by.get(b, 0.0) + v
-    comp_s = sum(comp_by.values())
-    last_compute_s = comp_col[-1] * last_share
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     dest_key, src_key = f"{dest}_byte", f"{src}_byte"
-    n_tasks = 0
     # the loads: the MTE2's time by bound, the HBM reads', the bytes, the moved bytes
     mte2_s = mte2_mem = mte2_chip = hbm_s_sum = 0.0
     a_hbm = a_moved = 0.0
     l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
     # (the ranges' bytes are whole and never negative: running sums of bytes, rounded)
-    for hbm_bytes, l2b, mask_b, pad_h, pad_l, l2_counted in zip(lh, l2, mk, ph, pl, sl):
+    for (j, f), mask_b, pad_h, pad_l, l2_counted in zip(load_cuts, mk, ph, pl, sl):
+        x = round(run_h[j] + hbm_col[j] * f)
+        hbm_bytes = x - done_h
+        done_h = x
+        x = round(run_l2[j] + l2_col[j] * f)
+        l2b = x - done_l2
+        done_l2 = x
         hbm_s = (hbm_bytes + (pad_h + l2_counted)) / hbm_stream_bw
         l2_s = (l2b + pad_l) / l2_read_bw
         d = hbm_s + l2_s
@@ -661,53 +707,15 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
                 d = h * k
         if fill < 0.0:
             fill = d
-    n_tasks += n_load + n_seg
-    # the stores (each segment's, the last one the drain)
-    frac = min(1.0, max(0.0, store_hbm_fraction))
-    store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
-    store_s = store_mem = store_chip = a_src = a_store_hbm = 0.0
-    l2_write = dram_write = None
+    # the stores' HBM writes after the loads' reads (the tasks' order), the drain's
+    # write as the members' turns (k copies)
+    for h in store_h:
+        hbm_s_sum += h
     drain = 0.0
-    wrote = False
-    r = 1  # the tasks the core ends with
-    for g in range(n_seg):
-        nb = stores[g]
-        if not nb:
-            continue
-        # (store_split, inline)
-        hbm = nb * frac
-        l2b = nb - hbm
-        hbm_s = hbm / store_hbm_rate
-        d = hbm_s + l2b / store_l2_rate
-        if d < 0.0:
-            d = 0.0
-        memory = hbm_s >= l2b / store_l2_rate and hbm_s > 0
-        wrote = True
-        store_s += d
-        if memory:
-            store_mem += d
-        else:
-            store_chip += d
-        if l2b > 0:
-            l2_write = (l2_write or 0) + int(round(l2b))
-        a_src += nb
-        a_store_hbm += hbm
-        n_tasks += 1
-        r = 1
-        if hbm > 0:
-            dram_write = (dram_write or 0) + int(round(hbm))
-            h = hbm / hbm_bw
-            hbm_s_sum += h
-            n_tasks += 1
-            r = 2
-            if h * k > d:
-                d = h * k
-        drain = d if g == n_seg - 1 else 0.0
-    if not stores[-1]:
-        r = 1
-        if n_load > n_seg:  # a load after the last compute: a task of no time ends it
-            n_tasks += 1
-            last_compute_s = 0.0
+    if drain_t is not None:
+        drain, h = drain_t
+        if h is not None and h * k > drain:
+            drain = h * k
     # the chains
     end = start0 + fill + comp_s + drain
     other = start0 + mte2_s + last_compute_s + drain
@@ -734,13 +742,15 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
     for key, v in moved.items():
         actions[key] = actions.get(key, 0.0) + v * k
     # (a unit enters as its first task would: the MTE2 and the compute unit always, the
-    # ``hbm`` unit with a first HBM transfer, the store pipe with a first store)
-    units = [(load_unit, mte2_s, (("memory", mte2_mem), ("onchip", mte2_chip)))]
+    # ``hbm`` unit with a first HBM transfer, the store pipe with a first store; each
+    # unit's parts by bound, those above 0 or else the last)
+    mte2_parts = (("memory", mte2_mem), ("onchip", mte2_chip))
+    units = [(load_unit, mte2_s, [p for p in mte2_parts if p[1] > 0.0] or mte2_parts[-1:])]
     if dram_read is not None or dram_write is not None:
-        units.append((HBM_UNIT, hbm_s_sum * k, (("memory", hbm_s_sum * k),)))
-    units.append((compute_unit, comp_s, tuple(comp_by.items()) or (("compute", 0.0),)))
+        units.append((HBM_UNIT, hbm_s_sum * k, [("memory", hbm_s_sum * k)]))
+    units.append((compute_unit, comp_s, comp_parts))
     if wrote:
-        units.append((store_unit, store_s, (("memory", store_mem), ("onchip", store_chip))))
+        units.append((store_unit, store_s, store_parts))
     # each unit's head (Accumulator.head): none of the core's tasks starts before its
     # dependencies end (``start0``), a lower bound of each unit's first start
     entry = acc.entry
@@ -748,12 +758,109 @@ def closed_pipeline(acc: Accumulator, chip, k: int, cols: tuple, acts: dict, rar
         e = entry(unit, start0)
         e[0] += seconds
         by = e[1]
-        for bound, v in [p for p in parts if p[1] > 0.0] or parts[-1:]:
+        for bound, v in parts:
             by[bound] = by.get(bound, 0.0) + v
     finish.extend([start0] * (n_tasks - r))
     finish.extend([end] * r)
     acc.count = len(finish)
     return tuple(range(len(finish) - r, len(finish)))
+
+
+def closed_static(chip, stages: list[int], comp_col: list[float], store_col: list[float],
+                  streamed_col: list[bool], bound_col: list[str], *, store_bw: float,
+                  store_hbm_fraction: float, segments: int, compute_bound: str | None
+                  ) -> tuple:
+    """What :func:`closed_pipeline` takes from a core's items but their loads (the
+    columns as there): the ranges' layout, the compute by bound, the stores' whole
+    bytes and what their tasks add (seconds by bound, bytes, their HBM writes' seconds
+    in order, the drain's terms, the tasks the core ends with, the task count but the
+    HBM reads'). A GEMM's core groups differ in their L2 misses alone: they share it
+    (:func:`gemm_closed`)."""
+    n_seg, n_load, load_cuts, store_cuts, unstreamed, last_share = _layout(
+        stages, streamed_col, segments)
+    # the stores: an unstreamed item's whole at the segment of its last stage, a
+    # streamed one's spread over its stages, one stage behind (:func:`emit_pipeline`)
+    if not unstreamed:
+        stores = _shares(store_col, store_cuts, True)
+    else:
+        st_col = [v if s else 0.0 for v, s in zip(store_col, streamed_col)]
+        st_run = [0.0, *accumulate(st_col)]
+        ns = [0.0] * n_seg
+        for j, g in unstreamed:
+            ns[g] += store_col[j]
+        stores = []
+        done = flat = 0.0
+        for g, (j, f) in enumerate(store_cuts):
+            flat += ns[g]
+            whole = round(flat + (st_run[j] + st_col[j] * f))
+            stores.append(whole - done)
+            done = whole
+    # the compute: the items' work by bound, the last segment's (the last stage alone)
+    if compute_bound:
+        comp_by = {compute_bound: sum(comp_col)}
+    elif len(set(bound_col)) == 1:
+        comp_by = {bound_col[0]: sum(comp_col)}
+    else:
+        comp_by = {}
+        for b, v in zip(bound_col, comp_col):
+            comp_by[b] = comp_by.get(b, 0.0) + v
+    comp_s = sum(comp_by.values())
+    comp_parts = tuple(comp_by.items()) or (("compute", 0.0),)
+    last_compute_s = comp_col[-1] * last_share
+    hbm_stream_bw, hbm_bw = chip.hbm_stream_bw, chip.hbm_bw
+    n_tasks = n_load + n_seg
+    # the stores (each segment's, the last one the drain)
+    frac = min(1.0, max(0.0, store_hbm_fraction))
+    store_hbm_rate, store_l2_rate = min(store_bw, hbm_stream_bw), min(store_bw, chip.l2_write_bw)
+    store_s = store_mem = store_chip = a_src = a_store_hbm = 0.0
+    l2_write = dram_write = None
+    store_h = []  # the HBM writes' seconds, in order
+    drain_t = None  # the last segment's store: its pipe's seconds, its HBM write's (or None)
+    wrote = False
+    r = 1  # the tasks the core ends with
+    for g in range(n_seg):
+        nb = stores[g]
+        if not nb:
+            continue
+        # (store_split, inline)
+        hbm = nb * frac
+        l2b = nb - hbm
+        hbm_s = hbm / store_hbm_rate
+        d = hbm_s + l2b / store_l2_rate
+        if d < 0.0:
+            d = 0.0
+        memory = hbm_s >= l2b / store_l2_rate and hbm_s > 0
+        wrote = True
+        store_s += d
+        if memory:
+            store_mem += d
+        else:
+            store_chip += d
+        if l2b > 0:
+            l2_write = (l2_write or 0) + int(round(l2b))
+        a_src += nb
+        a_store_hbm += hbm
+        n_tasks += 1
+        r = 1
+        h = None
+        if hbm > 0:
+            dram_write = (dram_write or 0) + int(round(hbm))
+            h = hbm / hbm_bw
+            store_h.append(h)
+            n_tasks += 1
+            r = 2
+        drain_t = (d, h) if g == n_seg - 1 else None
+    if not stores[-1]:
+        r = 1
+        if n_load > n_seg:  # a load after the last compute: a task of no time ends it
+            n_tasks += 1
+            last_compute_s = 0.0
+    store_parts = (("memory", store_mem), ("onchip", store_chip))
+    store_parts = [p for p in store_parts if p[1] > 0.0] or store_parts[-1:]
+    comp_parts = [p for p in comp_parts if p[1] > 0.0] or comp_parts[-1:]
+    return (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s,
+            store_parts, l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote,
+            r, n_tasks)
 
 
 CLOSED_FORM_RTOL = 1e-12  # actions (and so energy) of the closed form against the tasks'
@@ -954,3 +1061,47 @@ def _sums_by_item(items: list[Item], offs: list[int], bounds: list[int]) -> list
                     o["streamed_store"] += it.store_bytes * f
             g += 1
     return out
+
+
+def gemm_plan(items: list[Item], segments: int) -> tuple:
+    """:func:`_plan` of a GEMM core's items (their loads left out: a GEMM's core groups
+    differ in their L2 misses alone, so they share it), with each load range's terms as
+    :func:`_load_sums` adds them: the items it overlaps, in order, with their shares."""
+    plan = _plan(items, segments)
+    offs, load_bounds = plan[6], plan[7]
+    n_items = len(items)
+    terms = []
+    i = 0
+    for g in range(len(load_bounds) - 1):
+        a, b = load_bounds[g], load_bounds[g + 1]
+        while i < n_items and offs[i + 1] <= a:
+            i += 1
+        rng = []
+        j = i
+        while j < n_items and offs[j] < b:
+            lo, hi = offs[j], offs[j + 1]
+            ov = (hi if hi < b else b) - (lo if lo > a else a)
+            if ov > 0:
+                rng.append((j, ov / (hi - lo)))
+            j += 1
+        terms.append(rng)
+    return plan, terms
+
+
+def emit_gemm_pipeline(bld: Builder, plan: tuple, load_hbm: list[float], load_l2: list[float],
+                       **kw) -> tuple[int, ...]:
+    """:func:`emit_pipeline` of a GEMM core's items from their :func:`gemm_plan` and their
+    loads (per item its HBM and L2 bytes): the same tasks, the loads summed range by
+    range as :func:`_load_sums` sums them (the same terms in the same order)."""
+    plan, terms = plan
+    loads = []
+    for rng in terms:
+        lh = l2 = 0.0
+        for j, f in rng:
+            lh += load_hbm[j] * f
+            l2 += load_l2[j] * f
+        loads.append({"load_hbm": lh, "load_l2": l2, "mask_hbm": 0.0, "pad_hbm": 0.0,
+                      "pad_l2": 0.0, "load_l2_slow": 0.0})
+    for name in ("load_hbm", "load_l2", "mask_hbm"):
+        _integral(loads, name)
+    return _emit_tasks(bld, plan, loads, **kw)
