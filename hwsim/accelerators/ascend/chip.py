@@ -101,6 +101,11 @@ class Chip:
         named as :meth:`aic_group` names cube cores)."""
         return f"{group_name('vec' if self.split else 'core', vecs)}.{pipe}"
 
+    def aiv_group_pipes(self, vecs: list[int], *pipes: str) -> tuple[str, ...]:
+        """:meth:`aiv_group` of each of ``pipes``, the group's name made once."""
+        name = group_name("vec" if self.split else "core", vecs)
+        return tuple([f"{name}.{pipe}" for pipe in pipes])
+
     def vecs_of(self, core: int) -> list[int]:
         """The vector cores that work with cube core ``core`` (two AIV on the 910B)."""
         k = self.vec_per_cube

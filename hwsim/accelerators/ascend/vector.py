@@ -162,36 +162,38 @@ def emit_vector_kernel(bld: Builder, l2: L2, *, units: int, ins: list[In], out: 
     vec_rate = chip.cycle_s
     hbm_share = hbm_per_unit / in_bytes if in_bytes else 0.0
     last: list[int] = []
-    # the cores in runs of the same share: each run is emitted once, as a group
-    shares = [(base + (v < extra)) * align_units + (rest if v == nv - 1 else 0)
-              for v in range(nv)]
-    runs: list[list[int]] = []
-    for v, u in enumerate(shares):
-        if runs and shares[runs[-1][0]] == u:
-            runs[-1].append(v)
-        else:
-            runs.append([v])
-    for members in (g for run in runs for g in bld.groups(run)):
-        u = shares[members[0]]
-        if u <= 0:
-            continue
-        stages = cdiv(u, tile)
-        cyc = u * (cycles_per_unit + fixed_cycles_per_unit)
-        it = Item(stages=stages, load_hbm=u * hbm_per_unit, mask_hbm=u * mask_per_unit,
-                  load_l2=u * (in_bytes - hbm_per_unit + reread), compute_s=cyc * vec_rate,
-                  store_bytes=u * out_bytes_per_unit,
-                  actions={"vector_cycle": u * cycles_per_unit,
-                           "ub_byte": u * (2 * in_bytes + reread + 2 * out_bytes_per_unit)},
-                  streamed=True, pad_hbm=u * pad_per_unit * hbm_share,
-                  pad_l2=u * pad_per_unit * (1.0 - hbm_share))
-        with bld.group(len(members)):
-            last.extend(emit_pipeline(bld, [it], load_unit=chip.aiv_group(members, "mte2"),
-                                      compute_unit=chip.aiv_group(members, "vector"),
-                                      store_unit=chip.aiv_group(members, "mte3"),
-                                      store_bw=chip.mte3_bw, store_hbm_fraction=out_hbm,
-                                      deps=deps, dest="ub", src="ub", label=label,
-                                      compute_bound=bound, segments=VECTOR_SEGMENTS,
-                                      closed_form=closed_form))
+    # the cores in runs of the same share, each run emitted once, as a group: the first
+    # ``extra`` cores take one aligned block more, the last core the unaligned rest too
+    # (``rest`` < ``align_units``, so the last core's share equals the first run's never)
+    whole = base * align_units
+    runs = [(range(extra), whole + align_units)] if extra else []
+    if rest:
+        runs += [(range(extra, nv - 1), whole), (range(nv - 1, nv), whole + rest)]
+    else:
+        runs.append((range(extra, nv), whole))
+    before = bld.copies
+    try:
+        for cores, u in runs:
+            if u <= 0 or not cores:
+                continue
+            cyc = u * (cycles_per_unit + fixed_cycles_per_unit)
+            it = Item(stages=cdiv(u, tile), load_hbm=u * hbm_per_unit,
+                      mask_hbm=u * mask_per_unit, load_l2=u * (in_bytes - hbm_per_unit + reread),
+                      compute_s=cyc * vec_rate, store_bytes=u * out_bytes_per_unit,
+                      actions={"vector_cycle": u * cycles_per_unit,
+                               "ub_byte": u * (2 * in_bytes + reread + 2 * out_bytes_per_unit)},
+                      streamed=True, pad_hbm=u * pad_per_unit * hbm_share,
+                      pad_l2=u * pad_per_unit * (1.0 - hbm_share))
+            for members in bld.groups(list(cores)):
+                mte2, vector, mte3 = chip.aiv_group_pipes(members, "mte2", "vector", "mte3")
+                bld.copies = len(members)  # (Builder.group's, without a generator per group)
+                last.extend(emit_pipeline(bld, [it], load_unit=mte2, compute_unit=vector,
+                                          store_unit=mte3, store_bw=chip.mte3_bw,
+                                          store_hbm_fraction=out_hbm, deps=deps, dest="ub",
+                                          src="ub", label=label, compute_bound=bound,
+                                          segments=VECTOR_SEGMENTS, closed_form=closed_form))
+    finally:
+        bld.copies = before
     return last
 
 
