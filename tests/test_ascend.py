@@ -835,7 +835,12 @@ def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
     import random
 
     from hwsim.accelerators.ascend.chip import L2, Chip
-    from hwsim.accelerators.ascend.gemm import _merge_tiles, _tile_misses, _tile_reads_loop
+    from hwsim.accelerators.ascend.gemm import (
+        _RUN_SUMS,
+        _merge_tiles,
+        _tile_misses,
+        _tile_reads_loop,
+    )
     from hwsim.accelerators.ascend.gemm import search as gemm_search
     from hwsim.accelerators.ascend.pipeline import Item
 
@@ -843,6 +848,7 @@ def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
     spec = resolve("ascend").spec
     chip = Chip(spec)
     steady = 0
+    _RUN_SUMS.clear()
     for trial in range(80):
         batch = rng.choice([1, 1, 1, 2, 3])
         m, n, k = (rng.choice([1, 7, 16, 100, 333, 1024, 2500, 4096]) for _ in range(3))
@@ -893,6 +899,16 @@ def test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge():
         assert g1 == g2, trial
         assert [[repr(list(vars(it).values())) for it in c] for c in got] == \
             [[repr(list(vars(it).values())) for it in c] for c in want], trial
+        # another GEMM whose tiles have the same numbers (new shape objects): its chunk
+        # sums come from the ones kept by value (none made anew), the same to the last bit
+        copies = {id(sh): tuple(list(sh)) for sh in shapes}
+        again: list[list[Item]] = [[] for _ in range(cores)]
+        kept = len(_RUN_SUMS)
+        assert _merge_tiles(again, None, 1.0, 1.0, stages, cap,
+                            whole=(hbm, [copies[id(sh)] for sh in shapes])) == g1, trial
+        assert len(_RUN_SUMS) == kept, trial
+        assert [[repr(list(vars(it).values())) for it in c] for c in again] == \
+            [[repr(list(vars(it).values())) for it in c] for c in got], trial
         steady += len(tiles) > 2 * cores
     assert steady > 20  # most trials have rows that re-read their group's panels
 
@@ -1193,3 +1209,41 @@ def test_a_sweeps_points_equal_fresh_processes_in_either_order():
     assert fresh[0] != fresh[1]  # the two points differ: the test can see a leak
     assert run(136, 200) == list(fresh)
     assert run(200, 136) == list(fresh[::-1])
+
+
+def test_a_gemm_pipeline_plan_kept_across_gemms_equals_one_made_anew():
+    """gemm._pipeline_plan keeps its plans by what they are a function of (the items'
+    terms, the actions' keys, the chip, the output's HBM share), across GEMMs: another
+    GEMM's core items with the same terms get the kept plan, equal to one made anew to
+    the last bit at both fidelities, and a different HBM share or different keys a plan
+    of their own."""
+    import random
+
+    from hwsim.accelerators.ascend.chip import Chip
+    from hwsim.accelerators.ascend.gemm import _PLANS, _Chunks, _pipeline_plan
+
+    chip = Chip(resolve("ascend").spec)
+    rng = random.Random(7)
+    keys = ["mac_fp16", "l0_byte"]
+    for trial in range(30):
+        n = rng.randint(1, 6)
+        terms = [(rng.choice([1, 2, 8, 32]), float(rng.randint(0, 10**6)), rng.random() * 1e-6,
+                  float(rng.randint(0, 10**5)), (float(rng.randint(0, 10**7)), rng.random()),
+                  rng.choice(["compute", "onchip"]), bool(j) or rng.random() < 0.5)
+                 for j in range(n)]
+        frac = rng.choice([0.0, 1.0, rng.random()])
+        spans = [(j, j + 1) for j in range(n)]
+        for closed in (True, False):
+            _PLANS.clear()
+            first = _pipeline_plan(_Chunks(spans, list(terms)), keys, chip, frac, closed)
+            again = _pipeline_plan(_Chunks(spans, list(terms)), keys, chip, frac, closed)
+            assert again is first, trial  # kept: not made anew
+            _PLANS.clear()
+            anew = _pipeline_plan(_Chunks(spans, list(terms)), keys, chip, frac, closed)
+            assert repr(again) == repr(anew), trial
+            other = _pipeline_plan(_Chunks(spans, list(terms)), keys, chip, frac / 2 + 0.25,
+                                   closed)
+            assert other is not anew, trial
+            renamed = _pipeline_plan(_Chunks(spans, list(terms)), ["mac_int8", "l0_byte"],
+                                     chip, frac, closed)
+            assert renamed is not anew, trial

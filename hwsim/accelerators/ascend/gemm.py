@@ -477,8 +477,14 @@ def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
     """What the pipeline of a core group takes from its items but their loads, made once
     per :class:`_Chunks` (the GEMM's groups share it): at the analytical fidelity
     :func:`~.pipeline.closed_static` and the items' actions summed, else
-    :func:`~.pipeline.gemm_plan`."""
+    :func:`~.pipeline.gemm_plan`. Kept too by what it is a function of (the terms, the
+    actions' keys, the chip, ``out_hbm``) across GEMMs (:data:`_PLANS`): the layers of a
+    model mostly repeat one another's core items, their edge rows aside."""
     got = plan.memo.get(closed)
+    if got is not None:
+        return got
+    key = (closed, out_hbm, chip, tuple(keys), tuple(plan.terms))
+    got = _PLANS.get(key)
     if got is None:
         terms = plan.terms
         if closed:
@@ -491,8 +497,14 @@ def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
             got = gemm_plan([Item(n_st, 0.0, 0.0, 0.0, cp, st, dict(zip(keys, ac)), bound,
                                   streamed=streamed)
                              for n_st, _, cp, st, ac, bound, streamed in terms], SEGMENTS)
-        plan.memo[closed] = got
+        if len(_PLANS) > 4096:
+            _PLANS.clear()
+        _PLANS[key] = got
+    plan.memo[closed] = got
     return got
+
+
+_PLANS: dict[tuple, tuple] = {}  # _pipeline_plan's, by what it is a function of
 
 
 def _tile_reads_loop(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
@@ -797,7 +809,10 @@ def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dic
     ids ``ids``): the first tile alone (its terms in ``alone``, by shape id), then items
     of ``per`` tiles; their compute, store and actions
     sums as :func:`_merge_tiles` documents them (``by_runs``: a chunk of several shapes
-    summed run by run, its store bytes and actions whole numbers)."""
+    summed run by run, its store bytes and actions whole numbers). ``runs``: the GEMM's
+    chunk sums by its shapes' ids; on a miss they come from :data:`_RUN_SUMS`, by the
+    shapes' numbers (``info``'s values, hashable): the sums are a function of those
+    numbers alone, and the layers of a model mostly tile alike."""
     n = len(shs)
     if per == 1:  # every tile alone
         return _Chunks([(a, a + 1) for a in range(n)], list(map(alone.__getitem__, ids)))
@@ -813,51 +828,59 @@ def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dic
             continue
         chunk = shs[a:b]
         first = chunk[0]
-        if chunk.count(first) == b - a:  # one shape: its run's sums, made once
-            got = runs.get((id(first), b - a))
+        # the chunk as runs of one shape (tile ids in order); one shape: one run, its
+        # tiles added one by one. Its sums made once per GEMM (by the ids, ``runs``) and
+        # across GEMMs (by the shapes' numbers, _RUN_SUMS)
+        if chunk.count(first) == b - a:
+            key = (id(first), b - a)
+            by_id: tuple = (key,)
+            whole = False
+        else:
+            key = by_id = tuple([(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))])
+            whole = by_runs
+        got = runs.get(key)
+        if got is None:
+            by_value = (whole, *[(info[sid], r) for sid, r in by_id])
+            got = _RUN_SUMS.get(by_value)
             if got is None:
-                comp, store, acts, bound, _ = info[id(first)]
-                cp, st, ac = comp, store, list(acts)
-                for _ in range(b - a - 1):
-                    cp += comp
-                    st += store
-                    ac = [x + y for x, y in zip(ac, acts)]
-                got = runs[(id(first), b - a)] = (cp, st, tuple(ac), bound)
-            cp, st, ac, bound = got
-            nbytes = info[id(first)][4] * (b - a)
-        else:  # the chunk as runs of one shape (tile ids in order)
-            chunk_runs = [(sid, len(list(grp))) for sid, grp in groupby(map(id, chunk))]
-            nbytes = sum([info[sid][4] * r for sid, r in chunk_runs])
-            if by_runs:  # run by run: whole stores and actions
-                cp, st, ac, bound, _ = info[id(first)]
-                ac = list(ac)
-                for r_i, (sid, r) in enumerate(chunk_runs):
-                    comp, store, acts, bd, _ = info[sid]
-                    if r_i:
-                        # absorb's test, before a run's first tile; the run's others
-                        # cannot switch it (the same bound, or no longer than the sum)
-                        if bd != bound and comp > cp:
-                            bound = bd
-                    else:
-                        r -= 1  # the first tile is the start
-                    for _ in range(r):  # seconds: one add per tile, as absorb adds them
-                        cp += comp
-                    st += store * r  # whole numbers: the product is the adds' sum
-                    ac = [x + y * r for x, y in zip(ac, acts)]
-                ac = tuple(ac)
-            else:  # the tiles one by one, as absorb adds them
-                cp, st, ac, bound, _ = info[id(first)]
-                for sh in chunk[1:]:
-                    comp, store, acts, bd, _ = info[id(sh)]
-                    if bd != bound and comp > cp:  # absorb's test, before the add
-                        bound = bd
-                    cp += comp
-                    st += store
-                    ac = [x + y for x, y in zip(ac, acts)]
-                ac = tuple(ac)
+                got = _RUN_SUMS[by_value] = _run_sums(by_value[1:], whole)
+            runs[key] = got
+        nbytes, cp, st, ac, bound = got
         terms.append((stages * (b - a), nbytes, cp, st, ac, bound, True))
         a = b
     return _Chunks(spans, terms)
+
+
+def _run_sums(chunk_runs: tuple[tuple[tuple, int], ...], by_runs: bool) -> tuple:
+    """A chunk of tiles given as runs of one shape (each shape's numbers as
+    :func:`_merge_tiles`' ``info`` has them, the run's length): its bytes in all,
+    compute, store and actions sums and bound, as :func:`_chunks` documents them."""
+    nbytes = sum([x[4] * r for x, r in chunk_runs])
+    cp, st, ac, bound, _ = chunk_runs[0][0]
+    ac = list(ac)
+    for r_i, ((comp, store, acts, bd, _), r) in enumerate(chunk_runs):
+        if not r_i:
+            r -= 1  # the first tile is the start
+        if by_runs:  # run by run: whole stores and actions
+            # absorb's test, before a run's first tile; the run's others cannot switch
+            # it (the same bound, or no longer than the sum)
+            if r_i and bd != bound and comp > cp:
+                bound = bd
+            for _ in range(r):  # seconds: one add per tile, as absorb adds them
+                cp += comp
+            st += store * r  # whole numbers: the product is the adds' sum
+            ac = [x + y * r for x, y in zip(ac, acts)]
+        else:  # the tiles one by one, as absorb adds them
+            for _ in range(r):
+                if bd != bound and comp > cp:  # absorb's test, before the add
+                    bound = bd
+                cp += comp
+                st += store
+                ac = [x + y for x, y in zip(ac, acts)]
+    return nbytes, cp, st, tuple(ac), bound
+
+
+_RUN_SUMS: dict[tuple, tuple] = {}  # _chunks' sums of a chunk, by its runs' numbers
 
 
 def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: float,
@@ -904,9 +927,11 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     # numbers as floats
     info = {}
     for sh in given or dict(zip(map(id, shape_all), shape_all)).values():
-        info[id(sh)] = (float(sh[0]), float(sh[4]), [float(sh[5][k]) for k in keys], sh[1],
-                        float(sh[2] + sh[3] + sh[6]))
-    runs: dict[tuple[int, int], tuple] = {}  # (shape, tiles) -> the run's sums
+        info[id(sh)] = (float(sh[0]), float(sh[4]), tuple([float(sh[5][k]) for k in keys]),
+                        sh[1], float(sh[2] + sh[3] + sh[6]))
+    runs: dict[tuple, tuple] = {}  # a chunk's sums by its shapes' ids (_chunks)
+    if len(_RUN_SUMS) > 4096:  # (by their numbers, across GEMMs: kept while not too many)
+        _RUN_SUMS.clear()
     # every shape's store bytes and actions whole numbers (below 2**53): a run of r
     # tiles adds r times each, exactly (the seconds are still added one by one)
     by_runs = l2_all is None and all(

@@ -660,9 +660,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     run_h = [0.0, *accumulate(hbm_col)]
     run_l2 = [0.0, *accumulate(l2_col)]
     done_h = done_l2 = 0.0
-    if rare is None:
-        mk = ph = pl = sl = [0.0] * n_load
-    else:
+    if rare is not None:
         mk = _shares(rare[0], load_cuts, True)
         ph, pl, sl = (_shares(c, load_cuts, False) for c in rare[1:])
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
@@ -673,15 +671,23 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
     # (the ranges' bytes are whole and never negative: running sums of bytes, rounded)
-    for (j, f), mask_b, pad_h, pad_l, l2_counted in zip(load_cuts, mk, ph, pl, sl):
+    # (without the rare columns, a GEMM's, their zero terms are left out: adding 0.0 to a
+    # whole byte count changes no bit)
+    for i, (j, f) in enumerate(load_cuts):
         x = round(run_h[j] + hbm_col[j] * f)
         hbm_bytes = x - done_h
         done_h = x
         x = round(run_l2[j] + l2_col[j] * f)
         l2b = x - done_l2
         done_l2 = x
-        hbm_s = (hbm_bytes + (pad_h + l2_counted)) / hbm_stream_bw
-        l2_s = (l2b + pad_l) / l2_read_bw
+        if rare is None:
+            mask_b = l2_counted = 0
+            hbm_s = hbm_bytes / hbm_stream_bw
+            l2_s = l2b / l2_read_bw
+        else:
+            mask_b, l2_counted = mk[i], sl[i]
+            hbm_s = (hbm_bytes + (ph[i] + l2_counted)) / hbm_stream_bw
+            l2_s = (l2b + pl[i]) / l2_read_bw
         d = hbm_s + l2_s
         mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
         if hbm_s >= l2_s and hbm_s > 0:
@@ -739,8 +745,9 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
         moved[src_key] = moved.get(src_key, 0.0) + a_src
         moved["l2_byte"] += a_src
         moved["hbm_byte"] += a_store_hbm
+    get = actions.get
     for key, v in moved.items():
-        actions[key] = actions.get(key, 0.0) + v * k
+        actions[key] = get(key, 0.0) + v * k
     # (a unit enters as its first task would: the MTE2 and the compute unit always, the
     # ``hbm`` unit with a first HBM transfer, the store pipe with a first store; each
     # unit's parts by bound, those above 0 or else the last)
