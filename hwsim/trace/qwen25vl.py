@@ -55,7 +55,6 @@ import torch
 
 from . import images
 from .zoo import (
-    ARCHITECTURES,
     Prepared,
     _build,
     _ids,
@@ -177,6 +176,3 @@ def build(config: dict[str, Any], *, phase: str, batch: int, seq_len: int, kv_le
 
     return Prepared(model, make, run, segments=layout.segments(seq_len), config=facts,
                     stack_names=stacks)
-
-
-ARCHITECTURES["Qwen2_5_VLForConditionalGeneration"] = build

@@ -388,6 +388,16 @@ def _llava_onevision(config: dict[str, Any], **kwargs: Any) -> Prepared:
 
 ARCHITECTURES["LlavaOnevisionForConditionalGeneration"] = _llava_onevision
 
+
+def _qwen25vl(config: dict[str, Any], **kwargs: Any) -> Prepared:
+    """Qwen2.5-VL: windowed vision attention over one image (:mod:`hwsim.trace.qwen25vl`)."""
+    from .qwen25vl import build  # noqa: PLC0415 - qwen25vl imports this module
+
+    return build(config, **kwargs)
+
+
+ARCHITECTURES["Qwen2_5_VLForConditionalGeneration"] = _qwen25vl
+
 # Config keys that are bookkeeping, not architecture: not passed to AutoConfig.
 _BOOKKEEPING = ("transformers_version", "_name_or_path", "auto_map", "architectures",
                 "torch_dtype", "dtype", "model_type")
@@ -491,6 +501,3 @@ def _set_layers(cfg: dict[str, Any], layers: int) -> None:
             cfg[key] = value[:layers]
     if isinstance(cfg.get("max_window_layers"), int):
         cfg["max_window_layers"] = min(cfg["max_window_layers"], layers)
-
-
-from . import qwen25vl  # noqa: E402,F401 - registers its builder in ARCHITECTURES
