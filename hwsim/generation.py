@@ -74,7 +74,6 @@ cache and peak memory over the steps.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -512,14 +511,6 @@ def _metric(f: dict[str, float], key: str) -> float:
     if key == "dram_bytes":
         return f["dram_read_bytes"] + f["dram_write_bytes"]
     return f[key]
-
-
-def percentile(values, q: float) -> float:
-    """The ``q``-th percentile (0-100) of ``values``, linear between order statistics
-    (numpy's default method); NaN for no value."""
-    import numpy as np  # noqa: PLC0415
-
-    return float(np.percentile(values, q)) if len(values) else math.nan
 
 
 def max_batch(workload: Workload | str, target: str | ResolvedTarget | None = None, *,

@@ -50,7 +50,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from .errors import InputError
-from .generation import decode_steps, percentile, phase_workload, policy_of, with_fields
+from .generation import decode_steps, phase_workload, policy_of, with_fields
+from .report.generation import percentile
 from .workload import Workload
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ import pytest
 
 import hwsim
 from hwsim.errors import InputError
-from hwsim.generation import bracket, interpolate, max_batch, percentile, policy_of
+from hwsim.generation import bracket, interpolate, max_batch, policy_of
+from hwsim.report.generation import percentile
 from hwsim.workload import workload_from_dict
 
 TINY = {"name": "gen", "model": "tinyllama-1.1b", "phase": "generate", "dtype": "fp16"}
