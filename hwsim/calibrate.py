@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .errors import InputError
+from .targets import call_cases, registry, resolve
 
 #: environment variable naming the calibration folder (overrides the default)
 ENV_DIR = "HWSIM_CALIBRATION_DIR"
@@ -92,20 +93,6 @@ class CalibrationCase:
         d["x"] = dict(self.x)
         d["error"] = None if math.isnan(self.error) else self.error
         return d
-
-
-def call_cases(fn, spec, preset: str = "") -> list[CalibrationCase]:
-    """``fn(spec, preset)``, or ``fn(spec)`` for a function of one parameter; each case
-    without a preset gets ``preset``."""
-    import inspect  # noqa: PLC0415
-    from dataclasses import replace  # noqa: PLC0415
-
-    try:
-        n = len(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        n = 2
-    out = list(fn(spec, preset) if n >= 2 else fn(spec))
-    return [c if c.preset or not preset else replace(c, preset=preset) for c in out]
 
 
 def op_latency_s(target, spec, graph, op=None) -> float:
@@ -253,8 +240,6 @@ def summary(cases: list[CalibrationCase]) -> str:
 def select(target: str | None = None, preset: str | None = None) -> list[tuple[Any, str]]:
     """(target, preset) pairs to run: every preset of every target, of one target, or one
     preset (a preset name or a hardware YAML path); ``target`` may also name a preset."""
-    from .targets import registry, resolve  # noqa: PLC0415
-
     reg = registry()
     if preset:
         try:
@@ -277,8 +262,6 @@ def run(target: str | None = None, preset: str | None = None,
         sets: Mapping[str, Any] | None = None) -> list[PresetRun]:
     """The calibration cases of the selected targets and presets (``sets``: spec
     overrides, as ``--set target.FIELD=VALUE`` gives them, applied to every preset)."""
-    from .targets import resolve  # noqa: PLC0415
-
     out = []
     for t, p in select(target, preset):
         spec = resolve(p, sets).spec

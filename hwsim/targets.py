@@ -211,8 +211,6 @@ class Target:
         spec was read for (a preset name or a YAML path), so that a module gives only
         the measurements of that machine. No module, or absent data files, give no
         cases."""
-        from .calibrate import call_cases  # noqa: PLC0415
-
         mod = self.calibration_module()
         return call_cases(mod.cases, spec, preset) if mod is not None else []
 
@@ -589,3 +587,18 @@ def format_fields(text: str) -> str:
         lines.append(f"    {r['help']}")
         lines.append(f"    source: {r['source']}")
     return "\n".join(lines)
+
+
+def call_cases(fn, spec, preset: str = "") -> list:
+    """``fn(spec, preset)``, or ``fn(spec)`` for a function of one parameter: a
+    calibration module's ``cases`` (:class:`hwsim.calibrate.CalibrationCase` each);
+    each case without a preset gets ``preset``."""
+    import inspect  # noqa: PLC0415
+    from dataclasses import replace  # noqa: PLC0415
+
+    try:
+        n = len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        n = 2
+    out = list(fn(spec, preset) if n >= 2 else fn(spec))
+    return [c if c.preset or not preset else replace(c, preset=preset) for c in out]
