@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from timing import timed  # noqa: E402
 
 import hwsim  # noqa: E402
-from hwsim.workload import zoo  # noqa: E402
+from hwsim import zoo  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -78,10 +78,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import InputError
+from .moe import expand as expand_moe
 from .pruning.kv import snapkv_budget, streaming_cache
 from .pruning.plan import kept
 from .workload import Workload, workload_from_dict
-from .workload.moe import expand as expand_moe
 
 if TYPE_CHECKING:
     from .report import Report

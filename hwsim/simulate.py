@@ -38,14 +38,14 @@ from .errors import InputError, UnsupportedOpError
 from .ir import Graph
 from .ir.kinds import EXPANDED_KINDS
 from .ir.kinds import flops as op_flops
+from .moe import expand as expand_moe
 from .parallel import tensor_parallel
 from .progress import bar
 from .pruning import apply as apply_pruning
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
 from .workload.logits import select_logits
-from .workload.moe import expand as expand_moe
-from .workload.zoo import context_warnings
+from .zoo import context_warnings
 
 if TYPE_CHECKING:
     from .report import Report
@@ -159,7 +159,7 @@ def device_graph(graph: Graph, wl: Workload, *, split: bool = True) -> Graph:
     """What one device runs of a model graph: split over ``wl.devices`` (tensor
     parallelism, :mod:`hwsim.parallel`; not with ``split=False``), then every
     ``moe_experts`` op expanded into its per-expert kernels by the workload's routing
-    (:mod:`hwsim.workload.moe`). The split comes first so that the expansion sees one
+    (:mod:`hwsim.moe`). The split comes first so that the expansion sees one
     device's share of each expert."""
     if split:
         graph = tensor_parallel(graph, wl.devices, wl.source)

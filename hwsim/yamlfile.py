@@ -176,3 +176,11 @@ def read(path: str | os.PathLike, what: str = "YAML file") -> Any:
     if "\x00" in text:
         raise InputError(f"holds NUL bytes: a {what} is YAML text, not binary", source=path)
     return parse(text, path)
+
+
+def resolve_path(path: str, source: str) -> str:
+    """A path in a workload is relative to the workload file's folder."""
+    if os.path.isabs(path) or not source or source.startswith("<"):
+        return path
+    here = os.path.join(os.path.dirname(os.path.abspath(source)), path)
+    return here if os.path.exists(here) or not os.path.exists(path) else path

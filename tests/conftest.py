@@ -147,7 +147,7 @@ def tiny_trace(tmp_path):
 def synthetic_zoo(tmp_path, monkeypatch):
     """A model zoo holding one model, ``tiny-llm`` (prefill template of tiny_graph),
     found through $HWSIM_TRACES like a shipped template. Returns its folder."""
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     folder = tmp_path / "zoo"
     save(tiny_template(), folder / "tiny-llm.prefill.json.gz")
@@ -223,7 +223,7 @@ def pytest_collection_modifyitems(config, items):
 def model_cache(tmp_path, monkeypatch):
     """An empty hwsim trace cache and Hugging Face hub cache, and fresh zoo caches; the
     hwsim cache folder (where traced templates land)."""
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     monkeypatch.setenv("HWSIM_CACHE_DIR", str(tmp_path / "hwsim-cache"))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub"))

@@ -6,11 +6,12 @@ import pytest
 from conftest import ROOT, run_hwsim
 
 import hwsim
+from hwsim import zoo
 from hwsim.accelerators.armv8 import TARGET
 from hwsim.accelerators.armv8.attention import key_spans
 from hwsim.targets import resolve
 from hwsim.validate import run_cases
-from hwsim.workload import build_graph, workload_from_dict, zoo
+from hwsim.workload import build_graph, workload_from_dict
 from hwsim.workload.schema import Tiling
 
 STRATEGIES = ("openblas", "iaat", "autotsmm", "auto")

@@ -244,8 +244,8 @@ def test_a_decode_step_of_several_tokens_grows_its_attention_as_expected(base):
 def test_the_extend_template_at_one_row_costs_what_the_decode_template_does(target):
     """At seq_len 1 the extend template drops its layout copies (views at one row) and
     is the one-token decode step op for op: the same cost to the last bit."""
+    from hwsim import zoo
     from hwsim.ir.layered import instantiate_layers
-    from hwsim.workload import zoo
 
     step = decode(TINY, 1, 777)
     ext = instantiate_layers(zoo.template("tinyllama-1.1b", "extend"),
@@ -262,9 +262,9 @@ def test_the_shipped_extend_template_equals_a_fresh_trace():
     """The shipped template, instantiated at a size it was not fitted or checked at,
     is identical to a trace made there; at one row it is the one-row trace op for op."""
     pytest.importorskip("torch")
+    from hwsim import zoo
     from hwsim.trace import trace
     from hwsim.trace.template import compare, compare_ops
-    from hwsim.workload import zoo
 
     tmpl = zoo.template("tinyllama-1.1b", "extend")
     assert tmpl.header["template"]["one_row_views"] == 22  # one layout copy per layer
@@ -281,7 +281,7 @@ def test_a_model_without_an_extend_template_and_no_torch_is_one_line(monkeypatch
     the trace cache): a decode step of several tokens says what to do, in one line."""
     import sys
 
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     shipped = zoo.shipped_path
     monkeypatch.setattr(zoo, "shipped_path", lambda model, phase, tag="": None
@@ -304,7 +304,7 @@ def test_a_one_row_decode_template_file_refuses_several_tokens(tmp_path):
     names the extend template."""
     import shutil
 
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     path = tmp_path / "t.json.gz"
     shutil.copy(zoo.shipped_path("tinyllama-1.1b", "decode"), path)
@@ -324,8 +324,8 @@ def test_every_shipped_extend_template_is_its_decode_template_at_one_row(model):
     """Each shipped extend template, at one row, is its model's one-token decode
     template op for op (kinds, names, layers, attributes, operand shapes), and at four
     rows every attention runs four queries over the cache and them."""
+    from hwsim import zoo
     from hwsim.trace.template import compare_ops
-    from hwsim.workload import zoo
 
     size = {"batch": 2, "seq_len": 1, "kv_len": 50}
     ext, one = zoo.template(model, "extend"), zoo.template(model, "decode")

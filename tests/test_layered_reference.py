@@ -11,11 +11,11 @@ that differ per layer, dropped layers and one-row views.
 
 import pytest
 
+from hwsim import zoo
 from hwsim.ir import Graph, Op, Tensor
 from hwsim.ir.expr import evaluate
 from hwsim.ir.graph import ONE_ROW_VIEW
 from hwsim.ir.layered import _cap_keys, _drop_aliases, instantiate_layers
-from hwsim.workload import zoo
 
 
 def reference(template: Graph, base: dict, per_layer: dict, drop_layers=(),

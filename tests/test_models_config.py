@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 from no_torch import run_without_torch
 
+from hwsim import zoo
 from hwsim.cli.main import main
 from hwsim.errors import InputError
 from hwsim.trace import hfconfig, hub
-from hwsim.workload import build_graph, load_workload, zoo
+from hwsim.workload import build_graph, load_workload
 from hwsim.workload.logits import select_logits
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from hwsim.workload import load_workload, workload_from_dict, zoo
+from hwsim import zoo
+from hwsim.workload import load_workload, workload_from_dict
 
 
 @pytest.mark.parametrize("model,limit,why", [

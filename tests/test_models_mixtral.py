@@ -19,11 +19,12 @@ import yaml
 from no_torch import simulate_without_torch, simulated
 from test_models_zoo import check_shipped_template
 
+from hwsim import zoo
 from hwsim.cli.main import main
 from hwsim.ir.kinds import flops
 from hwsim.trace import configs, hfconfig
 from hwsim.trace.zoo_names import ZOO
-from hwsim.workload import build_graph, workload_from_dict, zoo
+from hwsim.workload import build_graph, workload_from_dict
 from hwsim.workload.logits import select_logits
 
 ROOT = Path(__file__).resolve().parents[1]

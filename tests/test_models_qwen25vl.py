@@ -19,9 +19,10 @@ from no_torch import run_without_torch, simulate_without_torch
 from test_workload import one_problem
 
 import hwsim
+from hwsim import zoo
 from hwsim.pruning import apply
 from hwsim.trace import configs, images
-from hwsim.workload import build_graph, workload_from_dict, zoo
+from hwsim.workload import build_graph, workload_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "qwen2.5-vl-7b"

@@ -14,9 +14,10 @@ import pytest
 import yaml
 from no_torch import simulate_without_torch, simulated
 
+from hwsim import zoo
 from hwsim.trace import configs, hfconfig
 from hwsim.trace.zoo_names import ZOO
-from hwsim.workload import build_graph, workload_from_dict, zoo
+from hwsim.workload import build_graph, workload_from_dict
 from hwsim.workload.logits import select_logits
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ from test_moe_model import BYTES, HD, HEADS, E, F, H, K, T, moe_workload, tiny_m
 
 import hwsim
 from hwsim.ir.kinds import FN_FLOPS, flops, read_bytes
+from hwsim.moe import expand
 from hwsim.simulate import prepare
 from hwsim.targets import registry
 from hwsim.workload import workload_from_dict
-from hwsim.workload.moe import expand
 
 EXPERT_BYTES = 3 * F * H * BYTES  # gate, up and down projections of one expert
 TARGETS = sorted(registry())

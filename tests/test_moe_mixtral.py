@@ -10,8 +10,9 @@ import pytest
 from physics import violations
 
 import hwsim
+from hwsim import zoo
 from hwsim.simulate import prepare
-from hwsim.workload import workload_from_dict, zoo
+from hwsim.workload import workload_from_dict
 
 pytestmark = pytest.mark.skipif(not zoo.in_zoo("mixtral-8x7b"),
                                 reason="Mixtral-8x7B is not in the zoo")

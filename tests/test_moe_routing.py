@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from hwsim.errors import InputError
+from hwsim.moe import expert_tokens, shares_for
 from hwsim.workload import workload_from_dict
-from hwsim.workload.moe import expert_tokens, shares_for
 
 
 def test_balanced_splits_evenly_with_the_remainder_to_the_lowest_ids():

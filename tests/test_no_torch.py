@@ -80,7 +80,7 @@ def test_simulate_without_torch(tmp_path):
         seq = max(64, int((header.get("template") or {}).get("min_seq_len") or 0))
         models[str(dump_yaml(tmp_path / "model.yaml", {"model": model, "seq_len": seq}))] = None
     # a model the zoo names but traces/ does not ship (needs torch to trace)
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     untraced = [m for m in zoo.names() if m != "tiny-llm" and not zoo.shipped_path(m, "prefill")
                 and "prefill" in zoo.phases(m)]

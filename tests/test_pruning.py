@@ -394,7 +394,7 @@ def test_paper_formula_by_hand():
 
 def test_exact_count_is_the_sum_of_dense_layers_at_their_token_counts():
     """The validation case's exact ratio, derived again without the pruning pass."""
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     tmpl = zoo.template("llava-1.5-7b", "prefill")
 

@@ -23,12 +23,13 @@ from test_physics_core import tiny_mistral
 from test_pruning import pruned
 
 import hwsim
+from hwsim import zoo
 from hwsim.errors import InputError
 from hwsim.ir import Graph, save
 from hwsim.ir.kinds import executed_flops, visible_scores
 from hwsim.ir.layered import instantiate_layers
 from hwsim.targets import registry
-from hwsim.workload import load_workload, workload_from_dict, zoo
+from hwsim.workload import load_workload, workload_from_dict
 
 FP16 = 2  # bytes
 H, HK, D, LAYERS = 32, 4, 64, 22  # TinyLlama's query heads, KV heads, head_dim, layers

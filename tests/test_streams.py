@@ -187,7 +187,7 @@ HALF = ["target.dram_bytes=16 GiB", "target.host_kv_fraction=0.5"]
 
 
 def _have_llama():
-    from hwsim.workload import zoo
+    from hwsim import zoo
 
     if zoo.shipped_path("llama-2-7b", "decode") is None:
         pytest.skip("no shipped llama-2-7b decode template")

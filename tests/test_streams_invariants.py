@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from physics import violations
 
 import hwsim
+from hwsim import zoo
 from hwsim.targets import all_presets
-from hwsim.workload import zoo
 
 FAST = settings(max_examples=6, derandomize=True, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])

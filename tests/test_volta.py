@@ -244,7 +244,7 @@ def test_256k_on_8_gpus_fits_only_with_offload():
     wl = workload_from_dict({"name": "t", "model": "llama-2-7b", "seq_len": 262144,
                              "devices": 8, "tiling": {"attention": "fastattention"}}, "<t>")
     pytest.importorskip("gzip")
-    from hwsim.workload import zoo
+    from hwsim import zoo
     if zoo.shipped_path("llama-2-7b", "prefill") is None:
         pytest.skip("no shipped llama-2-7b template")
     with pytest.raises(InputError, match="GiB over"):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import TINY, shipped_templates, tiny_graph
 
+from hwsim import zoo
 from hwsim.errors import InputError
 from hwsim.ir import load, save, to_dict
-from hwsim.workload import Tiling, build_graph, load_workload, parse_sets, workload_from_dict, zoo
+from hwsim.workload import Tiling, build_graph, load_workload, parse_sets, workload_from_dict
 
 MATMUL = [{"kind": "matmul", "m": 16, "n": 16, "k": 16}]
 

@@ -12,8 +12,9 @@ import dataclasses
 import pytest
 from test_workload import one_problem
 
+from hwsim import zoo
 from hwsim.trace import hub, images
-from hwsim.workload import build_graph, load_workload, zoo
+from hwsim.workload import build_graph, load_workload
 
 LLAVA = {"model": "llava-1.5-7b"}
 

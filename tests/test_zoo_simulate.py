@@ -9,11 +9,11 @@ import json
 
 import pytest
 
+from hwsim import zoo
 from hwsim.cli.main import main
 from hwsim.ir import read_bytes, write_bytes
 from hwsim.ir.kinds import executed_flops, flops
 from hwsim.targets import resolve
-from hwsim.workload import zoo
 
 SIZES = {"prefill": {"seq_len": 64}, "decode": {"seq_len": 1, "kv_len": 200}}
 # Weights larger than one roofline-v100's 32 GiB: this test checks the roofline

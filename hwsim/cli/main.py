@@ -355,7 +355,7 @@ def _check_factory_sizes(args) -> None:
 
 
 def _models(args) -> int:
-    from ..workload import zoo  # noqa: PLC0415 - no torch: the zoo's data and templates
+    from .. import zoo  # noqa: PLC0415 - no torch: the zoo's data and templates
 
     rows = []
     for name in [*zoo.names(), *args.extra]:

@@ -85,14 +85,14 @@ computes its ``top_k``), a = FN_FLOPS[act] (+1 for the gate's product when gated
 SwiGLU's 3 = FN_FLOPS["swiglu"]). The combine (scaling by the routing weights
 and the sum over the k experts) is not in these FLOPs; it is counted once the op
 is expanded, as the ``elementwise`` mul and ``reduce`` sum it is
-(:mod:`hwsim.workload.moe`). ``kept`` lists the original ids of the experts that
+(:mod:`hwsim.moe`). ``kept`` lists the original ids of the experts that
 remain after expert pruning (its length is ``experts``: the weight tensors hold
 only those). Compulsory bytes: ``x``, ``index``, ``weight`` and the output, plus
 the weights of the experts that receive at least one token under *balanced*
 routing, ``min(experts, tokens·k)`` of them (a decode step of one token with
 top-2 reads two experts). Targets never cost this op: it is expanded before
 simulation into the gather / per-expert matmuls / combine that grouped-GEMM MoE
-kernels run (:mod:`hwsim.workload.moe`), so that the per-expert token counts of
+kernels run (:mod:`hwsim.moe`), so that the per-expert token counts of
 the workload's routing decide what each expert costs; a target given one raises
 :class:`~hwsim.errors.UnsupportedOpError`.
 
@@ -167,7 +167,7 @@ def _attention_flops(op: "Op") -> int:
 
 
 # Kinds no target costs: a graph pass expands them into the kinds above before
-# simulation (moe_experts: hwsim.workload.moe), and the simulator refuses them.
+# simulation (moe_experts: hwsim.moe), and the simulator refuses them.
 EXPANDED_KINDS = frozenset({"moe_experts"})
 
 MOE_ACTS = ("silu", "gelu", "gelu_tanh", "relu")

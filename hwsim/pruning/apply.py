@@ -8,7 +8,7 @@ equals ``apply(g, [a, b])``.
 
 Resizing token counts per layer needs the dense graph's size template: a
 graph built from a ``model:`` or from a template trace carries a reference to
-it (``template_ref`` in its header, see :func:`hwsim.workload.build.template_of`).
+it (``template_ref`` in its header, see :func:`hwsim.zoo.template_of`).
 A concrete traced graph can still lose heads, layers, precision or attend
 sparsely, but token and KV methods are an error on it.
 """
@@ -20,6 +20,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import InputError
 from ..ir import Graph
+from ..trace.zoo_names import EXTEND
+from ..zoo import template_of
 from . import experts, heads, holitom, kv, layers, merging, quant, sparse, tokens, width
 from .materialize import materialize
 from .plan import Plan, Step
@@ -71,8 +73,6 @@ def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "", *,
     layer of several rows instantiates the model's ``extend`` template."""
     if not steps and cache_tokens is None:
         return graph
-    from ..workload.build import template_of  # noqa: PLC0415 - workload imports pruning
-
     template = template_of(graph.header)
     if rows is not None and any(r > 1 for r in rows):
         template = _extend_template(graph, source)
@@ -103,9 +103,6 @@ def apply(graph: Graph, steps: Sequence[Mapping[str, Any]], source: str = "", *,
 
 def _extend_template(graph: Graph, source: str) -> Graph:
     """The ``extend`` template (several query rows per sequence) of ``graph``'s model."""
-    from ..trace.zoo_names import EXTEND  # noqa: PLC0415
-    from ..workload.build import template_of  # noqa: PLC0415
-
     ref = graph.header.get("template_ref") or {}
     if "model" not in ref:
         raise InputError("a step that computes several tokens per layer (LazyLLM's revival) "

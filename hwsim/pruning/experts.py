@@ -21,7 +21,7 @@ skip experts per token at run time. The step's parameters:
   the tokens: ``top_k: 1`` is its bound with every second expert skipped).
 
 The pass edits the ``moe_experts`` ops before they are expanded
-(:mod:`hwsim.workload.moe`): ``experts`` becomes the kept count and ``kept`` lists
+(:mod:`hwsim.moe`): ``experts`` becomes the kept count and ``kept`` lists
 their original ids, the experts' weight tensors shrink to the kept experts
 (memory capacity and parameter bytes fall with them), and ``active_k`` says how
 many experts each token runs. The kept experts' routing shares are
@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..ir import Graph, Op
+from ..moe import shares_for
 from .plan import Plan, Step, kept
 
 CRITERIA = ("frequency",)
@@ -145,8 +146,6 @@ def _n_keep(plan: Plan, step: Step, rel: int, have: int) -> int:
 def _by_frequency(plan: Plan, step: Step, rel: int, current: list[int],
                   n_keep: int) -> list[int]:
     """The ``n_keep`` most-routed of ``current`` (ties: the lower id stays)."""
-    from ..workload.moe import shares_for  # noqa: PLC0415 - workload imports pruning
-
     layer = plan.first + rel
     shares = shares_for(plan.routing, layer, plan.moe[rel]["experts"], step.source, current)
     ranked = sorted(zip(current, shares), key=lambda es: (-es[1], es[0]))

@@ -189,7 +189,7 @@ class Plan:
     records: list = field(default_factory=list)
     # MoE layer -> {experts, top_k (the router's), kept (original ids), active_k}
     moe: dict = field(default_factory=dict)
-    routing: dict = field(default_factory=dict)  # the workload's routing (hwsim.workload.moe)
+    routing: dict = field(default_factory=dict)  # the workload's routing (hwsim.moe)
     # per layer: the decode step's query rows (empty: base seq_len at every layer); a
     # generation's LazyLLM step computes revived tokens from their pruning layer on
     rows: list = field(default_factory=list)

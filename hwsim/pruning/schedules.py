@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..ir.scores import read_scores, scores_mismatch
+from ..yamlfile import resolve_path
 
 SCHEDULE_SCHEMA = "hwsim.schedule/1"
 DEFAULT_MASS = 0.9
@@ -113,7 +114,6 @@ def resample(fractions: Sequence[float], layers: int) -> list[float]:
 
 def resolve_schedule(plan, step) -> tuple[list[float], str]:
     """The per-layer keep fractions a ``schedule:`` or ``scores:`` step names."""
-    from ..workload.loader import resolve_path  # noqa: PLC0415
 
     if step.get("schedule") is not None and step.get("scores") is not None:
         raise step.error("schedule", "give either schedule or scores, not both")

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import os
 
+from ..yamlfile import resolve_path
 from .common import keep_list, layer_param, progressive_factors, quarter_layers, scalar_keep
 from .plan import Plan, Step, kept, round_half_up
 from .registry import DIVPRUNE_ALGORITHMS
@@ -275,7 +276,6 @@ def spatten(plan: Plan, step: Step) -> None:
                                   "keep": float(step.get("value_keep"))}
     extra = {}
     if step.get("scores") is not None:  # the SpAtten target's seeded top-k reads them too
-        from ..workload.loader import resolve_path  # noqa: PLC0415
 
         extra["scores_path"] = os.path.abspath(resolve_path(step.get("scores"), step.source))
     plan.record(step, schedule=origin, keep_fractions=fractions, **extra)

@@ -34,7 +34,7 @@ from typing import Any, Mapping
 
 from ..errors import Collector, InputError
 from ..workload import apply_sets, label, load_workload, workload_from_dict
-from ..workload.loader import resolve_path
+from ..yamlfile import resolve_path
 from .sampling import points as sample_points
 from .spec import SPECIAL_AXES, SweepSpec
 

@@ -15,7 +15,7 @@ run, and one ``moe_experts`` op (:mod:`hwsim.ir.kinds`) is recorded with inputs
 ``x`` [tokens, hidden], ``index`` [tokens, top_k] (the router's expert ids),
 ``weight`` [tokens, top_k] (the routing weights) and the two weight parameters,
 and an output of ``x``'s shape. How the tokens spread over the experts is the
-workload's to say (:mod:`hwsim.workload.moe` expands the op before
+workload's to say (:mod:`hwsim.moe` expands the op before
 simulation), not the trace's.
 
 An **experts module** is a module whose class name ends in ``Experts`` and

@@ -15,27 +15,24 @@ tensors (token ids, masks) keep theirs. Segments from the model (e.g. LLaVA's
 ``text``/``visual``) are merged with the workload's, which win.
 
 A graph instantiated from a template records where that template came from
-(``template_ref`` in its header); :func:`template_of` gets it back, so that
+(``template_ref`` in its header); :func:`hwsim.zoo.template_of` gets it back, so that
 pruning passes can instantiate it again with a different size per layer.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import os
-from dataclasses import replace
 
+from .. import zoo
 from ..errors import InputError
 from ..ir import Graph, load
 from ..ir.kinds import check as check_op
 from ..trace import images
 from ..trace.zoo_names import EXTEND
-from . import zoo
-from .loader import resolve_path
+from ..yamlfile import resolve_path
+from ..zoo import with_dtype
 from .schema import OP_PARAMS, Workload
-
-FLOAT_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8")
 
 
 def build_graph(wl: Workload) -> Graph:
@@ -144,42 +141,10 @@ def _from_trace(wl: Workload) -> Graph:
     return graph
 
 
-def template_of(header: dict) -> Graph | None:
-    """The size template a graph was instantiated from (typed as it was), or None."""
-    ref = header.get("template_ref") or {}
-    if "model" in ref:
-        image = tuple(ref["image"]) if ref.get("image") else None
-        tmpl = zoo.template(ref["model"], ref.get("phase", "prefill"), image,  # type: ignore
-                            ref.get("frames", 0))
-    elif "trace" in ref:
-        path = ref["trace"]
-        tmpl = _load_template(path, os.path.getmtime(path)) if os.path.exists(path) else None
-    else:
-        return None
-    if tmpl is None:
-        return None
-    return with_dtype(tmpl, ref["dtype"]) if ref.get("dtype") else tmpl
-
-
-@functools.lru_cache(maxsize=8)
-def _load_template(path: str, _mtime: float) -> Graph | None:
-    graph = load(path)
-    return graph if graph.is_template else None
-
-
 def wl_given(wl: Workload) -> set[str]:
     """Size fields that differ from their defaults (so the user set them)."""
     defaults = Workload()
     return {k for k in ("batch", "seq_len", "kv_len") if getattr(wl, k) != getattr(defaults, k)}
-
-
-def with_dtype(graph: Graph, dtype: str) -> Graph:
-    """Floating-point tensors retyped to ``dtype``; others unchanged."""
-    if all(t.dtype == dtype or t.dtype not in FLOAT_DTYPES for t in graph.tensors.values()):
-        return graph
-    tensors = [replace(t, dtype=dtype) if t.dtype in FLOAT_DTYPES else t
-               for t in graph.tensors.values()]
-    return Graph(graph.header, tensors, graph.ops)
 
 
 def ops_graph(wl: Workload) -> Graph:

@@ -14,16 +14,17 @@ import os
 from dataclasses import fields
 from typing import Any, Mapping
 
-from .. import yamlfile
+from .. import yamlfile, zoo
 from ..errors import Collector, InputError
 from ..ir.dtypes import is_known
 from ..ir.graph import MAX_REPEAT
 from ..ir.kinds import FN_FLOPS, MAX_SIZE, MOE_ACTS, REDUCE_FNS
+from ..moe import check_routing
 from ..pruning import check_step
 from ..spec import suggest
 from ..trace import images
-from . import shipped, zoo
-from .moe import check_routing
+from ..yamlfile import resolve_path
+from . import shipped
 from .overrides import apply_sets, label
 from .schema import OP_COMMON, OP_PARAMS, Tiling, Workload
 
@@ -407,11 +408,3 @@ def model_path(model: str, source: str) -> str:
         if os.path.exists(candidate):
             return os.path.abspath(candidate)
     return model
-
-
-def resolve_path(path: str, source: str) -> str:
-    """A path in a workload is relative to the workload file's folder."""
-    if os.path.isabs(path) or not source or source.startswith("<"):
-        return path
-    here = os.path.join(os.path.dirname(os.path.abspath(source)), path)
-    return here if os.path.exists(here) or not os.path.exists(path) else path

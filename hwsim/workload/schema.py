@@ -92,7 +92,7 @@ class Workload:
     pruning: list = _f([], "pruning steps, applied in order: [{method: fastv, ...}]")
     routing: dict = _f({}, "mixture of experts: tokens per expert, {mode: balanced} (default), "
                            "{mode: skew, alpha: 1.2} (Zipf-like) or {mode: histogram, shares: "
-                           "[...]} / {mode: histogram, layers: {3: [...]}} (hwsim.workload.moe)")
+                           "[...]} / {mode: histogram, layers: {3: [...]}} (hwsim.moe)")
     runtime: str = _f("library", "how the host issues the ops: library (a vendor library called "
                       "from compiled code, as the measured kernel benchmarks), eager (PyTorch "
                       "eager), graph (CUDA Graphs / ACL graph), fused (TensorRT-like engine); "

@@ -55,9 +55,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from ..errors import InputError
-from ..ir import Graph, Op
-from ..ir.kinds import moe_active_k
+from .errors import InputError
+from .ir import Graph, Op
+from .ir.kinds import moe_active_k
 
 ROUTING_MODES = ("balanced", "skew", "histogram")
 _MODE_KEYS = {"balanced": ("mode",), "skew": ("mode", "alpha"),

@@ -28,13 +28,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import InputError
-from ..ir import Graph, load
-from ..trace import hfconfig, hub, images
-from ..trace import zoo_names as tracer_zoo
+from .errors import InputError
+from .ir import Graph, load
+from .trace import hfconfig, hub, images
+from .trace import zoo_names as tracer_zoo
 
 
 def traces_dirs() -> list[Path]:
@@ -43,11 +44,11 @@ def traces_dirs() -> list[Path]:
     env = os.environ.get("HWSIM_TRACES")
     if env:
         dirs.append(Path(env))
-    here = Path(__file__).resolve()
-    root = here.parents[2]
+    package = Path(__file__).resolve().parent  # (hwsim/)
+    root = package.parent
     if (root / "pyproject.toml").is_file():  # a source checkout, not site-packages, whose
         dirs.append(root / "traces")  # "traces" folder could belong to any distribution
-    dirs.append(here.parents[1] / "_traces")  # packaged copy in a wheel
+    dirs.append(package / "_traces")  # packaged copy in a wheel
     return [d for d in dirs if d.is_dir()]
 
 
@@ -235,7 +236,7 @@ def _image_template(model: str, phase: str, image: tuple[int, int] | None, frame
     if cached is not None:
         return cached
     try:
-        from ..trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
+        from .trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
     except ImportError:
         shipped = [t or "the default image" for t in shipped_tags(model, phase)]
         rule = vision_inputs(model)
@@ -262,7 +263,7 @@ def extend_template(model: str) -> Graph:
     if cached is not None:
         return cached
     try:
-        from ..trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
+        from .trace.cache import cached_image_template  # noqa: PLC0415 - needs torch
     except ImportError:
         name = tracer_zoo.template_path(model, tracer_zoo.EXTEND)
         raise InputError(f"no template of {model} for a decode step of several tokens "
@@ -299,7 +300,7 @@ def _config_template_cached(source: hub.ConfigSource, phase: str) -> Graph:
         except InputError:
             pass  # unreadable: trace again below
     try:
-        from ..trace.cache import cached_template  # noqa: PLC0415 - needs torch
+        from .trace.cache import cached_template  # noqa: PLC0415 - needs torch
     except ImportError:
         raise InputError(f"no cached template of {source.model} ({phase}) and torch is not "
                          f"installed to trace it once (pip install 'hwsim[trace]'; later runs "
@@ -422,3 +423,39 @@ def context_warnings(wl: Any, header: Mapping[str, Any] | None = None) -> list[s
         else f"{wl.seq_len:,} prompt"
     return [f"{tokens:,} tokens ({what}) exceed the context of {name}: {limit:,} positions "
             f"({why}); positions past it are extrapolated, which the model was not trained for"]
+
+
+# the floating-point types a template is retyped among (with_dtype)
+FLOAT_DTYPES = ("fp64", "fp32", "tf32", "fp16", "bf16", "fp8")
+
+
+def template_of(header: dict) -> Graph | None:
+    """The size template a graph was instantiated from (typed as it was), or None."""
+    ref = header.get("template_ref") or {}
+    if "model" in ref:
+        image = tuple(ref["image"]) if ref.get("image") else None
+        tmpl = template(ref["model"], ref.get("phase", "prefill"), image,  # type: ignore
+                        ref.get("frames", 0))
+    elif "trace" in ref:
+        path = ref["trace"]
+        tmpl = _load_template(path, os.path.getmtime(path)) if os.path.exists(path) else None
+    else:
+        return None
+    if tmpl is None:
+        return None
+    return with_dtype(tmpl, ref["dtype"]) if ref.get("dtype") else tmpl
+
+
+@functools.lru_cache(maxsize=8)
+def _load_template(path: str, _mtime: float) -> Graph | None:
+    graph = load(path)
+    return graph if graph.is_template else None
+
+
+def with_dtype(graph: Graph, dtype: str) -> Graph:
+    """Floating-point tensors retyped to ``dtype``; others unchanged."""
+    if all(t.dtype == dtype or t.dtype not in FLOAT_DTYPES for t in graph.tensors.values()):
+        return graph
+    tensors = [replace(t, dtype=dtype) if t.dtype in FLOAT_DTYPES else t
+               for t in graph.tensors.values()]
+    return Graph(graph.header, tensors, graph.ops)
