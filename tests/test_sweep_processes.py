@@ -87,9 +87,10 @@ def test_a_killed_sweep_leaves_no_worker_behind(tmp_path):
 
 def test_sigterm_writes_what_finished_and_stops_the_workers(tmp_path):
     out = tmp_path / "r.parquet"
-    # 24 points (about 10 s on 2 workers here): still running when the signal comes,
-    # however fast the points have become (8 of them once finished before it)
-    sweep = slow_sweep(tmp_path, points=24)
+    # 64 points (0.3-0.5 s each here, about 13 s on 2 workers): still running when the
+    # signal comes, however fast the points have become (24 of them once all finished
+    # before it, on a loaded machine, once each point took a third of a second)
+    sweep = slow_sweep(tmp_path, points=64)
     proc = start(sweep, out, "--workers", "2", "--flush-every", "1000")
     wait_for(lambda: len(children(proc.pid)) >= 2)
     workers = children(proc.pid)
@@ -101,7 +102,7 @@ def test_sigterm_writes_what_finished_and_stops_the_workers(tmp_path):
     again = start(sweep, out, "--workers", "2")
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
-    assert f"{done} already done" in err and rows(out) == 24
+    assert f"{done} already done" in err and rows(out) == 64
 
 
 def test_two_sweeps_never_write_one_directory(tmp_path):
