@@ -94,15 +94,14 @@ def _ranges(rng: random.Random, n: int, trial: int) -> list[tuple[int, int]]:
     return list(zip(cuts, cuts[1:]))
 
 
-def both(tiles, ranges, args, store_terms, fields=None):
+def both(tiles, ranges, args, store_args, fields=None):
     """(C, Python) numbers of one walk."""
     (preload, sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw, serial) = args
     c = cv._cwalk.walk(tiles, ranges, cv._cwalk.Fields() if fields is None else fields,
-                       preload, sync_s, sync,
-                       hbm_stream_bw, l2_read_bw, hbm_bw, serial, store_terms, cv.WALK_PARTS,
-                       cv.KV_BUFFERS)
+                       preload, sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw, serial,
+                       cv._store_terms, store_args, cv.WALK_PARTS, cv.KV_BUFFERS)
     py = cv._walk_numbers(cv._step_fields(tiles, ranges), ranges, preload, sync_s, sync,
-                          hbm_stream_bw, l2_read_bw, hbm_bw, serial, store_terms, False)
+                          hbm_stream_bw, l2_read_bw, hbm_bw, serial, store_args, False)
     return c, py
 
 
@@ -128,13 +127,11 @@ def test_the_c_walk_gives_the_python_walks_numbers_to_the_last_bit():
         frac, n_vecs = rng.choice([1.0, 0.3, 0.0]), rng.choice([1, 2])
         unit_bw = chip.mte3_bw * rng.choice([1.0, 0.01])
         rates = min(unit_bw, chip.hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
-
-        def store_terms(nbytes, frac=frac, n_vecs=n_vecs, rates=rates, serial=serial):
-            return cv._store_terms(nbytes, n_vecs, frac, *rates, chip.hbm_bw, serial)
+        store_args = (n_vecs, frac, *rates, chip.hbm_bw, serial)
 
         args = (preload, sync_s, sync_s if sync_s > 0.0 else 0.0, chip.hbm_stream_bw,
                 chip.l2_read_bw, chip.hbm_bw, serial)
-        c, py = both(tiles, ranges, args, store_terms, fields)
+        c, py = both(tiles, ranges, args, store_args, fields)
         assert c is not None, trial
         assert repr(c) == repr(py), trial
         assert [type(x) for x in c] == [type(x) for x in py], trial
@@ -154,10 +151,7 @@ def test_the_c_walk_leaves_what_it_does_not_take_to_python():
     raises, and so does the walk), no step."""
     chip = Chip(resolve("ascend").spec)
     rng = random.Random(3)
-
-    def store_terms(nbytes):
-        return cv._store_terms(nbytes, 2, 1.0, chip.hbm_stream_bw, chip.l2_write_bw,
-                               chip.hbm_bw, 1)
+    store_args = (2, 1.0, chip.hbm_stream_bw, chip.l2_write_bw, chip.hbm_bw, 1)
 
     args = (1, 3e-7, 3e-7, chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw, 1)
 
@@ -174,12 +168,12 @@ def test_the_c_walk_leaves_what_it_does_not_take_to_python():
         ranges = [(0, sum(t[2] for t in tiles))]  # (one step: the tile's sum is read)
         if raises is not None:  # (C: None, then the Python walk raises)
             with pytest.raises(raises):
-                both(tiles, ranges, args, store_terms)
+                both(tiles, ranges, args, store_args)
             continue
-        c, py = both(tiles, ranges, args, store_terms)
+        c, py = both(tiles, ranges, args, store_args)
         assert c is None and py[18] >= round(bad["load_hbm"]), bad  # (the Python walk ran)
-    assert cv._cwalk.walk([], [], cv._cwalk.Fields(), *args, store_terms, cv.WALK_PARTS,
-                          cv.KV_BUFFERS) is None
+    assert cv._cwalk.walk([], [], cv._cwalk.Fields(), *args, cv._store_terms, store_args,
+                          cv.WALK_PARTS, cv.KV_BUFFERS) is None
 
 
 def _sums(got: cv._WalkSums) -> str:

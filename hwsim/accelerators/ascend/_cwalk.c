@@ -31,7 +31,10 @@
  * a getattr per field; an op's 24 walks read its few thousand blocks many
  * times): a table keyed by the block object, holding a reference to each so
  * that no key's address is reused while it lives. One per op (the walks'
- * memo): its blocks are not changed while its walks are summed.
+ * memo): its blocks are not changed while its walks are summed. It keeps the
+ * op's stores' terms too: _store_terms (called back, in Python) is a function
+ * of its arguments only, and the op's walks store a few byte counts, so each
+ * (bytes, arguments) is called once per op (the Python walk: once per walk).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -94,11 +97,25 @@ typedef struct {
     double f[NF];
 } Entry;
 
+/* a step's stores' terms (_store_terms' tuple), by the call's arguments */
+#define STORE_ARGS 6 /* _store_terms' arguments after the bytes */
+typedef struct {
+    double key[1 + STORE_ARGS]; /* the bytes and the arguments, compared bit for bit */
+    unsigned ints;              /* which of them were Python ints */
+    double d, ub, hbm, dh, end;
+    int memory, has_l2w, has_dw;
+    int64_t l2w, dw;
+} Store;
+
+#define MAX_STORES 256 /* kept per op at most (a walk stores a few byte counts) */
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t len, cap; /* cap: a power of two */
     int bits;
     Entry *tab;
+    int n_stores;
+    Store *stores;
 } Fields;
 
 static size_t slot_of(const Fields *c, PyObject *key)
@@ -175,6 +192,7 @@ static void Fields_dealloc(Fields *self)
     for (Py_ssize_t i = 0; i < self->cap; i++)
         Py_XDECREF(self->tab[i].key);
     PyMem_Free(self->tab);
+    PyMem_Free(self->stores);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -229,28 +247,40 @@ static int add_int(int64_t *sum, int64_t x)
     return __builtin_add_overflow(*sum, x, sum) ? -1 : 0;
 }
 
-/* a step's stores' terms (_store_terms' tuple), kept by their bytes for the walk */
-typedef struct {
-    double bytes, d, ub, hbm, dh, end;
-    int memory, has_l2w, has_dw;
-    int64_t l2w, dw;
-} Store;
-
-#define STORE_MEMO 32
-
-static int store_terms(PyObject *fn, double bytes, Store *memo, int *n_memo, Store *out)
+/* _store_terms(bytes, *args) as a Store, kept in the op's Fields: a function of its
+   arguments only (cv_pipeline._store_terms), so the same arguments (the same bits and
+   types) give the same terms. key: args as doubles (as_double), ints: which were ints */
+static int store_terms(Fields *fc, PyObject *fn, PyObject *args, const double *key,
+                       unsigned ints, Store *out)
 {
-    for (int i = 0; i < *n_memo; i++)
-        if (memo[i].bytes == bytes) {
-            *out = memo[i];
+    for (int i = 0; i < fc->n_stores; i++) {
+        Store *st = &fc->stores[i];
+        if (st->ints == ints && !memcmp(st->key, key, sizeof st->key)) {
+            *out = *st;
             return 0;
         }
-    PyObject *got = PyObject_CallFunction(fn, "d", bytes);
+    }
+    PyObject *call = PyTuple_New(1 + STORE_ARGS);
+    if (!call)
+        return -1;
+    PyTuple_SET_ITEM(call, 0, PyFloat_FromDouble(key[0]));
+    if (!PyTuple_GET_ITEM(call, 0)) {
+        Py_DECREF(call);
+        return -1;
+    }
+    for (int i = 0; i < STORE_ARGS; i++) {
+        PyObject *x = PyTuple_GET_ITEM(args, i);
+        Py_INCREF(x);
+        PyTuple_SET_ITEM(call, 1 + i, x);
+    }
+    PyObject *got = PyObject_Call(fn, call, NULL);
+    Py_DECREF(call);
     if (!got)
         return -1;
     int rc = -1;
     Store st;
-    st.bytes = bytes;
+    memcpy(st.key, key, sizeof st.key);
+    st.ints = ints;
     if (!PyTuple_CheckExact(got) || PyTuple_GET_SIZE(got) != 8)
         goto done;
     PyObject **it = &PyTuple_GET_ITEM(got, 0);
@@ -263,25 +293,28 @@ static int store_terms(PyObject *fn, double bytes, Store *memo, int *n_memo, Sto
     st.has_dw = it[5] != Py_None;
     st.l2w = st.dw = 0;
     st.dh = 0.0;
-    if (st.has_l2w || st.has_dw) {
-        int overflow;
-        if (st.has_l2w) {
-            if (!PyLong_CheckExact(it[4]))
-                goto done;
-            st.l2w = PyLong_AsLongLongAndOverflow(it[4], &overflow);
-            if (overflow || PyErr_Occurred())
-                goto done;
-        }
-        if (st.has_dw) {
-            if (!PyLong_CheckExact(it[5]) || as_double(it[6], &st.dh))
-                goto done;
-            st.dw = PyLong_AsLongLongAndOverflow(it[5], &overflow);
-            if (overflow || PyErr_Occurred())
-                goto done;
-        }
+    int overflow;
+    if (st.has_l2w) {
+        if (!PyLong_CheckExact(it[4]))
+            goto done;
+        st.l2w = PyLong_AsLongLongAndOverflow(it[4], &overflow);
+        if (overflow || PyErr_Occurred())
+            goto done;
     }
-    if (*n_memo < STORE_MEMO)
-        memo[(*n_memo)++] = st;
+    if (st.has_dw) {
+        if (!PyLong_CheckExact(it[5]) || as_double(it[6], &st.dh))
+            goto done;
+        st.dw = PyLong_AsLongLongAndOverflow(it[5], &overflow);
+        if (overflow || PyErr_Occurred())
+            goto done;
+    }
+    if (fc->n_stores < MAX_STORES) {
+        if (!fc->stores && !(fc->stores = PyMem_Malloc(MAX_STORES * sizeof(Store)))) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        fc->stores[fc->n_stores++] = st;
+    }
     *out = st;
     rc = 0;
 done:
@@ -295,23 +328,35 @@ enum { KD, VD, QK, FS, SM, PV, FO, UP, STORE, K_HBM, K_START, QK_END, PV_END, SO
 
 PyDoc_STRVAR(walk_doc,
 "walk(tiles, ranges, fields, preload, sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw,\n"
-"     serial, store_terms, walk_parts, kv_buffers) -> tuple | None\n\n"
+"     serial, store_terms, store_args, walk_parts, kv_buffers) -> tuple | None\n\n"
 "cv_pipeline._walk_numbers(_step_fields(tiles, ranges), ranges, preload, sync_s, sync,\n"
-"hbm_stream_bw, l2_read_bw, hbm_bw, serial, store_terms, False) (with WALK_PARTS =\n"
+"hbm_stream_bw, l2_read_bw, hbm_bw, serial, store_args, False) (with _store_terms =\n"
+"store_terms, WALK_PARTS =\n"
 "walk_parts, KV_BUFFERS = kv_buffers), the same tuple to the last bit; None where the\n"
 "Python walk must run.");
 
 static PyObject *walk(PyObject *self, PyObject *args)
 {
-    PyObject *tiles, *ranges, *store_fn;
+    PyObject *tiles, *ranges, *store_fn, *store_args;
     Fields *fc;
     Py_ssize_t preload, serial_n, walk_parts, kv_buffers;
     double sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw;
-    if (!PyArg_ParseTuple(args, "O!O!O!ndddddnOnn", &PyList_Type, &tiles, &PyList_Type,
+    if (!PyArg_ParseTuple(args, "O!O!O!ndddddnOO!nn", &PyList_Type, &tiles, &PyList_Type,
                           &ranges, &FieldsType, &fc, &preload, &sync_s, &sync,
                           &hbm_stream_bw, &l2_read_bw, &hbm_bw, &serial_n, &store_fn,
-                          &walk_parts, &kv_buffers))
+                          &PyTuple_Type, &store_args, &walk_parts, &kv_buffers))
         return NULL;
+    /* the stores' arguments after the bytes, as their key */
+    double st_key[1 + STORE_ARGS];
+    unsigned st_ints = 0;
+    if (PyTuple_GET_SIZE(store_args) != STORE_ARGS)
+        Py_RETURN_NONE;
+    for (int i = 0; i < STORE_ARGS; i++) {
+        PyObject *x = PyTuple_GET_ITEM(store_args, i);
+        if (as_double(x, &st_key[1 + i]))
+            Py_RETURN_NONE;
+        st_ints |= (unsigned)PyLong_CheckExact(x) << i;
+    }
     /* (serial: a Python int, k1 or 1, converted as a float multiply converts it) */
     double serial = (double)serial_n;
     Py_ssize_t n = PyList_GET_SIZE(ranges), n_tiles = PyList_GET_SIZE(tiles);
@@ -358,8 +403,6 @@ static PyObject *walk(PyObject *self, PyObject *args)
     Py_ssize_t n_v = 0;
     int flash = preload == 0;
     double inner = 0.0;
-    Store st_memo[STORE_MEMO];
-    int n_st_memo = 0;
 
     Py_ssize_t r = 0, start = 0; /* _step_fields: the tile at the cursor, its first block */
     for (Py_ssize_t s = 0; s < n; s++) {
@@ -498,7 +541,8 @@ static PyObject *walk(PyObject *self, PyObject *args)
         vec += q + x;
         if (store_bytes != 0.0) { /* each AIV stores its rows, side by side */
             Store st;
-            if (store_terms(store_fn, store_bytes, st_memo, &n_st_memo, &st))
+            st_key[0] = store_bytes;
+            if (store_terms(fc, store_fn, store_args, st_key, st_ints, &st))
                 goto fallback;
             m3 += st.d;
             if (st.memory) {

@@ -1054,11 +1054,8 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     unit_bw = store_bw / n_vecs
     n_lanes = len(teams) if STORES_BY_TEAM else n_vecs  # a store's tasks each (store_lanes)
     st_hbm_rate, st_l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
-
-    def store_terms(store_bytes: float) -> tuple:
-        """A step's stores of ``store_bytes`` (:func:`_store_terms`)."""
-        return _store_terms(store_bytes, n_vecs, frac, st_hbm_rate, st_l2_rate, hbm_bw,
-                            serial)
+    # a step's stores of b bytes: _store_terms(b, *store_args)
+    store_args = (n_vecs, frac, st_hbm_rate, st_l2_rate, hbm_bw, serial)
 
     # each step's fields (Block's, in its constructor's order) as a tuple: no Block made
     got = None
@@ -1068,7 +1065,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
             # are ints: the Python's) the same numbers in C (_cwalk.walk), or None
             got = _cwalk.walk(tiles, ranges, _cwalk.Fields() if fields is None else fields,
                               preload, sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw,
-                              serial, store_terms, WALK_PARTS, KV_BUFFERS)
+                              serial, _store_terms, store_args, WALK_PARTS, KV_BUFFERS)
         if got is None:
             steps = [_total_fields(terms, True) for terms in _step_terms(tiles, ranges)] \
                 if with_actions else _step_fields(tiles, ranges)
@@ -1077,7 +1074,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         steps = list(map(_FIELDS, _sums(runs, ranges)))
     if got is None:
         got = _walk_numbers(steps, ranges, preload, sync_s, sync, hbm_stream_bw, l2_read_bw,
-                            hbm_bw, serial, store_terms, with_actions)
+                            hbm_bw, serial, store_args, with_actions)
     (m2, m2_first, u2_mem, m2_mem, u2_chip, m2_chip, m3, m3_first, u3_mem, m3_mem, u3_chip,
      m3_chip, hbm_t, cube, fix, vec, l2_read, u_l2r, dram_read, u_dr, mask_read, u_mdr,
      l2_write, u_l2w, dram_write, u_dw, a_hbm, a_l2, a_ub, n_v, n_k, n_st, n_st_hbm, path,
@@ -1115,12 +1112,12 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
 
 def _walk_numbers(steps: list[tuple], ranges: list[tuple[int, int]], preload: int,
                   sync_s: float, sync: float, hbm_stream_bw: float, l2_read_bw: float,
-                  hbm_bw: float, serial: int, store_terms, with_actions: bool) -> tuple:
+                  hbm_bw: float, serial: int, store_args: tuple, with_actions: bool) -> tuple:
     """The numbers of :func:`_walk_sums` from the walk's ``steps`` (each a tuple of a
     :class:`Block`'s fields) over ``ranges``: the units' sums, bytes, task counts,
     critical path, heads and hbm parts, as a tuple in the order :func:`_walk_sums`
     reads it (with ``sync`` the flags' seconds, at least 0; ``serial`` a member's share
-    on the hbm unit; ``store_terms(bytes)`` :func:`_store_terms` of a step's stores).
+    on the hbm unit; a step's stores of b bytes :func:`_store_terms` (b, *``store_args``)).
     ``_cwalk.walk`` (hwsim/accelerators/ascend/_cwalk.c) computes the same tuple from
     the tiles to the last bit: this is its reference."""
     # the MTE2's and one AIV's MTE3's seconds per bound (memory, on chip), whether the
@@ -1229,7 +1226,7 @@ def _walk_numbers(steps: list[tuple], ranges: list[tuple[int, int]], preload: in
         if store_bytes:  # each AIV stores its rows (Builder.store), side by side
             got = st_get(store_bytes)
             if got is None:
-                got = st_memo[store_bytes] = store_terms(store_bytes)
+                got = st_memo[store_bytes] = _store_terms(store_bytes, *store_args)
             d, memory, ub, hbm, l2w, dw, dh, end_d = got
             m3 += d
             if memory:
