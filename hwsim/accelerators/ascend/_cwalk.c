@@ -216,6 +216,20 @@ static PyTypeObject FieldsType = {
 
 /* ---- the walk ---- */
 
+/* the role names of the heads, and the bounds' names, interned */
+static const char *head_names[5] = {"cube", "fix", "cflag", "vec", "vflag"};
+static PyObject *head_keys[5], *str_memory, *str_onchip, *str_empty;
+
+/* a new reference into a new tuple's slot; -1 where it is NULL (the slot left empty:
+   the tuple's dealloc skips it) */
+static int set_item(PyObject *tuple, Py_ssize_t i, PyObject *x)
+{
+    if (!x)
+        return -1;
+    PyTuple_SET_ITEM(tuple, i, x);
+    return 0;
+}
+
 /* one step's terms added as _step_fields adds them: a term of k == 1 without the
    product */
 static void add_term(double *acc, const double *f, Py_ssize_t k)
@@ -671,8 +685,11 @@ static PyObject *walk(PyObject *self, PyObject *args)
                     q = q < x ? q : x;
                 }
                 if (j % cut == 0 && q < INFINITY) {
-                    PyObject *part = Py_BuildValue("(ddd)", h, w, q);
-                    if (!part || PyList_Append(parts, part) < 0) {
+                    PyObject *part = PyTuple_New(3);
+                    if (!part || set_item(part, 0, PyFloat_FromDouble(h)) ||
+                        set_item(part, 1, PyFloat_FromDouble(w)) ||
+                        set_item(part, 2, PyFloat_FromDouble(q)) ||
+                        PyList_Append(parts, part) < 0) {
                         Py_XDECREF(part);
                         Py_DECREF(parts);
                         goto fail;
@@ -687,24 +704,56 @@ static PyObject *walk(PyObject *self, PyObject *args)
     Py_DECREF(parts);
     if (!hbm_parts)
         goto fail;
-    PyObject *T = Py_True, *F = Py_False;
-    result = Py_BuildValue(
-        "(dsOdOd" "dsOdOd" "dddd" "LOLOLOLOLO" "ddd" "nnnn" "d{s:d,s:d,s:d,s:d,s:d}ddN{})",
-        m2, m2_first, u2_mem ? T : F, m2_mem, u2_chip ? T : F, m2_chip,
-        m3, m3_first, u3_mem ? T : F, m3_mem, u3_chip ? T : F, m3_chip,
-        hbm_t, cube, fix, vec,
-        (long long)l2_read, u_l2r ? T : F, (long long)dram_read, u_dr ? T : F,
-        (long long)mask_read, u_mdr ? T : F, (long long)l2_write, u_l2w ? T : F,
-        (long long)dram_write, u_dw ? T : F,
-        a_hbm, a_l2, a_ub, n_v, n_k, n_st, n_st_hbm,
-        path, "cube", kd[0], "fix", qk_end[0], "cflag", h_flag, "vec",
-        qk_end[0] + fs[0] + sync, "vflag", soft[0], h_hbm, h_store, hbm_parts);
+    /* the tuple _walk_numbers returns (built item by item: Py_BuildValue's format
+       and its dict keys made per call cost a third of the walk) */
+    result = PyTuple_New(39);
+    if (!result) {
+        Py_DECREF(hbm_parts);
+        goto fail;
+    }
+    PyTuple_SET_ITEM(result, 37, hbm_parts);
+    double fl[] = {m2, m2_mem, m2_chip, m3, m3_mem, m3_chip, hbm_t, cube, fix, vec, a_hbm,
+                   a_l2, a_ub, path, h_hbm, h_store};
+    Py_ssize_t at_fl[] = {0, 3, 5, 6, 9, 11, 12, 13, 14, 15, 26, 27, 28, 33, 35, 36};
+    for (int i = 0; i < 16; i++)
+        if (set_item(result, at_fl[i], PyFloat_FromDouble(fl[i])))
+            goto fail_result;
+    int bl[] = {u2_mem, u2_chip, u3_mem, u3_chip, u_l2r, u_dr, u_mdr, u_l2w, u_dw};
+    Py_ssize_t at_bl[] = {2, 4, 8, 10, 17, 19, 21, 23, 25};
+    for (int i = 0; i < 9; i++)
+        PyTuple_SET_ITEM(result, at_bl[i], Py_NewRef(bl[i] ? Py_True : Py_False));
+    int64_t by[] = {l2_read, dram_read, mask_read, l2_write, dram_write};
+    for (int i = 0; i < 5; i++)
+        if (set_item(result, 16 + 2 * i, PyLong_FromLongLong((long long)by[i])))
+            goto fail_result;
+    Py_ssize_t ct[] = {n_v, n_k, n_st, n_st_hbm};
+    for (int i = 0; i < 4; i++)
+        if (set_item(result, 29 + i, PyLong_FromSsize_t(ct[i])))
+            goto fail_result;
+    PyTuple_SET_ITEM(result, 1, Py_NewRef(*m2_first == 'm' ? str_memory
+                                          : *m2_first ? str_onchip : str_empty));
+    PyTuple_SET_ITEM(result, 7, Py_NewRef(*m3_first == 'm' ? str_memory
+                                          : *m3_first ? str_onchip : str_empty));
+    PyObject *heads = PyDict_New(), *acts = PyDict_New();
+    if (set_item(result, 34, heads) || set_item(result, 38, acts))
+        goto fail_result;
+    double hd[] = {kd[0], qk_end[0], h_flag, qk_end[0] + fs[0] + sync, soft[0]};
+    for (int i = 0; i < 5; i++) {
+        PyObject *x = PyFloat_FromDouble(hd[i]);
+        if (!x || PyDict_SetItem(heads, head_keys[i], x) < 0) {
+            Py_XDECREF(x);
+            goto fail_result;
+        }
+        Py_DECREF(x);
+    }
     goto done;
 fallback: /* anything the Python walk must do itself */
     PyErr_Clear();
     result = Py_None;
     Py_INCREF(result);
     goto done;
+fail_result:
+    Py_DECREF(result);
 fail:
     result = NULL;
 done:
@@ -731,6 +780,13 @@ PyMODINIT_FUNC PyInit__cwalk(void)
     for (int i = 0; i < NF; i++)
         if (!field_strs[i] && !(field_strs[i] = PyUnicode_InternFromString(field_names[i])))
             return NULL;
+    for (int i = 0; i < 5; i++)
+        if (!head_keys[i] && !(head_keys[i] = PyUnicode_InternFromString(head_names[i])))
+            return NULL;
+    if ((!str_memory && !(str_memory = PyUnicode_InternFromString("memory"))) ||
+        (!str_onchip && !(str_onchip = PyUnicode_InternFromString("onchip"))) ||
+        (!str_empty && !(str_empty = PyUnicode_InternFromString(""))))
+        return NULL;
     if (PyType_Ready(&FieldsType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
