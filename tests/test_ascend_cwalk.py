@@ -122,7 +122,7 @@ def test_the_c_walk_gives_the_python_walks_numbers_to_the_last_bit():
         tiles = random_tiles(rng)
         ranges = _ranges(rng, sum(t[2] for t in tiles), trial)
         preload = rng.choice([0, 0, 1, 2, 4, 5, 40])
-        sync_s = rng.choice([0.0, 3e-7, 1e-9, -1e-9])
+        sync_s = rng.choice([0.0, 3e-7, 1e-9, -1e-9, 0, 2])  # (an int: Python's int products)
         serial = rng.choice([1, 1, 3])
         frac, n_vecs = rng.choice([1.0, 0.3, 0.0]), rng.choice([1, 2])
         unit_bw = chip.mte3_bw * rng.choice([1.0, 0.01])
@@ -148,7 +148,8 @@ def test_the_c_walk_leaves_what_it_does_not_take_to_python():
     """A walk the C does not take returns None, and _walk_sums then gives the Python
     walk's sums: a field that is not a plain float or int (a numpy-like float
     subclass), an int beyond 2**53, a byte count that is not finite (Python's round
-    raises, and so does the walk), no step."""
+    raises, and so does the walk), a parameter that is not a plain number (a bool
+    preload, a float subclass, a float copy count), no step."""
     chip = Chip(resolve("ascend").spec)
     rng = random.Random(3)
     store_args = (2, 1.0, chip.hbm_stream_bw, chip.l2_write_bw, chip.hbm_bw, 1)
@@ -172,6 +173,13 @@ def test_the_c_walk_leaves_what_it_does_not_take_to_python():
             continue
         c, py = both(tiles, ranges, args, store_args)
         assert c is None and py[18] >= round(bad["load_hbm"]), bad  # (the Python walk ran)
+    tiles = random_tiles(rng)
+    ranges = cv._steps(sum(t[2] for t in tiles))
+    for i, bad in ((0, True), (1, F(3e-7)), (5, F(chip.hbm_bw)), (6, 2.0)):  # (not plain)
+        odd = list(args)
+        odd[i] = bad
+        assert both(tiles, ranges, tuple(odd), store_args)[0] is None, (i, bad)
+    assert both(tiles, ranges, args, store_args)[0] is not None
     assert cv._cwalk.walk([], [], cv._cwalk.Fields(), *args, cv._store_terms, store_args,
                           cv.WALK_PARTS, cv.KV_BUFFERS) is None
 

@@ -38,9 +38,16 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+
+/* doubles computed as doubles (not in x87's 80 bits, which would round twice): where
+   they are not, the module is not built, and hwsim runs the Python walk */
+#if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
+#error "_cwalk needs double arithmetic in double precision (FLT_EVAL_METHOD 0)"
+#endif
 
 #define NF 15 /* a Block's float fields, in its constructor's order (no actions) */
 
@@ -351,15 +358,23 @@ PyDoc_STRVAR(walk_doc,
 
 static PyObject *walk(PyObject *self, PyObject *args)
 {
-    PyObject *tiles, *ranges, *store_fn, *store_args;
+    PyObject *tiles, *ranges, *store_fn, *store_args, *num[7];
     Fields *fc;
-    Py_ssize_t preload, serial_n, walk_parts, kv_buffers;
-    double sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw;
-    if (!PyArg_ParseTuple(args, "O!O!O!ndddddnOO!nn", &PyList_Type, &tiles, &PyList_Type,
-                          &ranges, &FieldsType, &fc, &preload, &sync_s, &sync,
-                          &hbm_stream_bw, &l2_read_bw, &hbm_bw, &serial_n, &store_fn,
-                          &PyTuple_Type, &store_args, &walk_parts, &kv_buffers))
+    Py_ssize_t walk_parts, kv_buffers;
+    if (!PyArg_ParseTuple(args, "O!O!O!OOOOOOOOO!nn", &PyList_Type, &tiles, &PyList_Type,
+                          &ranges, &FieldsType, &fc, &num[0], &num[1], &num[2], &num[3],
+                          &num[4], &num[5], &num[6], &store_fn, &PyTuple_Type, &store_args,
+                          &walk_parts, &kv_buffers))
         return NULL;
+    /* the numbers as the Python walk computes with them: plain floats or ints (an int
+       of at most 2**53: its double's arithmetic; anything else, a numpy scalar whose
+       results would be numpy's, is the Python's) */
+    Py_ssize_t preload, serial_n;
+    double sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw;
+    if (as_count(num[0], &preload) || as_double(num[1], &sync_s) || as_double(num[2], &sync) ||
+        as_double(num[3], &hbm_stream_bw) || as_double(num[4], &l2_read_bw) ||
+        as_double(num[5], &hbm_bw) || as_count(num[6], &serial_n))
+        Py_RETURN_NONE;
     /* the stores' arguments after the bytes, as their key */
     double st_key[1 + STORE_ARGS];
     unsigned st_ints = 0;
@@ -374,8 +389,7 @@ static PyObject *walk(PyObject *self, PyObject *args)
     /* (serial: a Python int, k1 or 1, converted as a float multiply converts it) */
     double serial = (double)serial_n;
     Py_ssize_t n = PyList_GET_SIZE(ranges), n_tiles = PyList_GET_SIZE(tiles);
-    if (n == 0 || preload < 0 || walk_parts <= 0 || kv_buffers < 0 ||
-        serial_n > 9007199254740992LL)
+    if (n == 0 || preload < 0 || walk_parts <= 0 || kv_buffers < 0)
         Py_RETURN_NONE;
     PyObject *result = NULL;
     double *arr = PyMem_Calloc((size_t)(N_ARR * n), sizeof(double));

@@ -1061,8 +1061,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     got = None
     if tiles is not None:
         ranges = _steps(sum(map(itemgetter(2), tiles)))
-        if not with_actions and COMPILED and type(sync_s) is float:  # (an int's products
-            # are ints: the Python's) the same numbers in C (_cwalk.walk), or None
+        if not with_actions and COMPILED:  # the same numbers in C (_cwalk.walk), or None
             got = _cwalk.walk(tiles, ranges, _cwalk.Fields() if fields is None else fields,
                               preload, sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw,
                               serial, _store_terms, store_args, WALK_PARTS, KV_BUFFERS)
