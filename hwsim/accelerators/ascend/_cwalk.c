@@ -99,10 +99,11 @@ static int as_count(PyObject *v, Py_ssize_t *out)
 
 /* ---- Fields: block object -> its 15 doubles ---- */
 
+/* a slot of the table: a block (a reference held) and its fields' row in vals */
 typedef struct {
-    PyObject *key; /* a reference held */
-    double f[NF];
-} Entry;
+    PyObject *key;
+    Py_ssize_t row;
+} Slot;
 
 /* a step's stores' terms (_store_terms' tuple), by the call's arguments */
 #define STORE_ARGS 6 /* _store_terms' arguments after the bytes */
@@ -118,12 +119,16 @@ typedef struct {
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t len, cap; /* cap: a power of two */
+    Py_ssize_t len, cap; /* the blocks; the table's slots, a power of two (2**bits) */
     int bits;
-    Entry *tab;
+    Slot *tab;
+    double (*vals)[NF]; /* the blocks' fields, a row each, in the order first read */
+    Py_ssize_t vcap;
     int n_stores;
     Store *stores;
 } Fields;
+
+#define FIRST_BITS 8 /* 256 slots at first (an op's walks read some 300-500 blocks) */
 
 static size_t slot_of(const Fields *c, PyObject *key)
 {
@@ -133,16 +138,22 @@ static size_t slot_of(const Fields *c, PyObject *key)
 
 static int fields_grow(Fields *c)
 {
-    Py_ssize_t cap = c->cap ? c->cap * 2 : 1024;
-    int bits = c->bits ? c->bits + 1 : 10;
-    Entry *tab = PyMem_Calloc((size_t)cap, sizeof(Entry));
-    if (!tab) {
+    int bits = c->bits ? c->bits + 1 : FIRST_BITS;
+    Py_ssize_t cap = (Py_ssize_t)1 << bits;
+    Slot *tab = PyMem_Calloc((size_t)cap, sizeof(Slot));
+    double(*vals)[NF] = PyMem_Realloc(c->vals, (size_t)(cap / 2) * sizeof *vals);
+    if (!tab || !vals) {
+        PyMem_Free(tab);
+        if (vals)
+            c->vals = vals;
         PyErr_NoMemory();
         return -1;
     }
-    Entry *old = c->tab;
+    Slot *old = c->tab;
     Py_ssize_t old_cap = c->cap;
     c->tab = tab;
+    c->vals = vals;
+    c->vcap = cap / 2;
     c->cap = cap;
     c->bits = bits;
     for (Py_ssize_t i = 0; i < old_cap; i++) {
@@ -157,8 +168,8 @@ static int fields_grow(Fields *c)
     return 0;
 }
 
-/* the block's fields (valid until the next lookup: the table may grow); NULL where
-   a field is missing or not a plain number (an error set or not: the caller clears) */
+/* the block's fields (valid until the next lookup: the rows may move); NULL where a
+   field is missing or not a plain number (an error set or not: the caller clears) */
 static const double *fields_of(Fields *c, PyObject *blk)
 {
     if (c->cap) {
@@ -166,7 +177,7 @@ static const double *fields_of(Fields *c, PyObject *blk)
         for (;;) {
             PyObject *k = c->tab[j].key;
             if (k == blk)
-                return c->tab[j].f;
+                return c->vals[c->tab[j].row];
             if (!k)
                 break;
             j = (j + 1) & (size_t)(c->cap - 1);
@@ -182,16 +193,16 @@ static const double *fields_of(Fields *c, PyObject *blk)
         if (bad)
             return NULL;
     }
-    if (2 * (c->len + 1) > c->cap && fields_grow(c) < 0)
+    if (c->len + 1 > c->vcap && fields_grow(c) < 0) /* (at most half the slots full) */
         return NULL;
     size_t j = slot_of(c, blk);
     while (c->tab[j].key)
         j = (j + 1) & (size_t)(c->cap - 1);
     Py_INCREF(blk);
     c->tab[j].key = blk;
-    memcpy(c->tab[j].f, f, sizeof f);
-    c->len++;
-    return c->tab[j].f;
+    c->tab[j].row = c->len;
+    memcpy(c->vals[c->len], f, sizeof f);
+    return c->vals[c->len++];
 }
 
 static void Fields_dealloc(Fields *self)
@@ -199,6 +210,7 @@ static void Fields_dealloc(Fields *self)
     for (Py_ssize_t i = 0; i < self->cap; i++)
         Py_XDECREF(self->tab[i].key);
     PyMem_Free(self->tab);
+    PyMem_Free(self->vals);
     PyMem_Free(self->stores);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
