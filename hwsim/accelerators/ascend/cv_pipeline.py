@@ -1008,6 +1008,11 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     and task count as :func:`emit_cv_pipeline`'s), summed per unit, and its critical
     path as the stages' ends step by step; no task, no finish time per task.
 
+    The numbers come from :func:`_walk_numbers`, or, by tile without the actions and
+    where the module is built (:data:`COMPILED`), from its C twin ``_cwalk.walk``, the
+    same to the last bit; ``fields``: the op's ``_cwalk.Fields`` (its blocks' fields
+    read once for all its walks; None: a table for this walk alone).
+
     **Sums.** Each unit's busy time is the sum of its tasks' durations (the cube's QK
     and PV of every step, the vector lane's softmax and update, the MTE2's K and V
     loads, ...), each byte count the same integers (a task rounds its step's bytes
