@@ -28,8 +28,8 @@
  * _walk_sums runs the Python walk, which gives (or raises) what it gives.
  *
  * Fields: the blocks' 15 floats, read once per block (a Block is read with
- * a getattr per field; an op's 24 walks read its few thousand blocks many
- * times): a table keyed by the block object, holding a reference to each so
+ * a getattr per field; an op's 24 walks read its few hundred blocks again and
+ * again): a table keyed by the block object, holding a reference to each so
  * that no key's address is reused while it lives. One per op (the walks'
  * memo): its blocks are not changed while its walks are summed. It keeps the
  * op's stores' terms too: _store_terms (called back, in Python) is a function
@@ -56,7 +56,7 @@ static const char *field_names[NF] = {
     "load_l2", "load_l2_slow", "mask_hbm", "pad_hbm", "pad_l2", "store_bytes", "load_v"};
 static PyObject *field_strs[NF]; /* interned */
 
-#define EXACT_INT 9007199254740992.0 /* 2**53: every int up to it is a double exactly */
+#define EXACT_INT 9007199254740992LL /* 2**53: every int up to it is a double exactly */
 
 /* a plain float, or an int of at most 2**53 (whose Python arithmetic with floats is
    that of its double): its double; else -1 (no error set) */
@@ -73,7 +73,7 @@ static int as_double(PyObject *v, double *out)
             PyErr_Clear();
             return -1;
         }
-        if (x > 9007199254740992LL || x < -9007199254740992LL)
+        if (x > EXACT_INT || x < -EXACT_INT)
             return -1;
         *out = (double)x;
         return 0;
@@ -91,7 +91,7 @@ static int as_count(PyObject *v, Py_ssize_t *out)
         PyErr_Clear();
         return -1;
     }
-    if (x > 9007199254740992LL || x < -9007199254740992LL)
+    if (x > EXACT_INT || x < -EXACT_INT)
         return -1;
     *out = x;
     return 0;
