@@ -17,7 +17,13 @@ setup(
                  "hwsim._workloads.schedules": "workloads/schedules",
                  "hwsim._sweeps": "sweeps"},
     # the event loop's compiled core (hwsim.engine.events): optional, so that an
-    # install without a C compiler succeeds and runs the same loop in Python
+    # install without a C compiler succeeds and runs the same loop in Python;
     ext_modules=[Extension("hwsim.engine._cevents", ["hwsim/engine/_cevents.c"],
-                           optional=True)],
+                           optional=True),
+                 # the Ascend analytical attention walk's numbers
+                 # (hwsim.accelerators.ascend.cv_pipeline): optional too, the same
+                 # numbers as the Python walk to the last bit, so no multiply-add fused
+                 Extension("hwsim.accelerators.ascend._cwalk",
+                           ["hwsim/accelerators/ascend/_cwalk.c"],
+                           extra_compile_args=["-ffp-contract=off"], optional=True)],
 )

@@ -86,6 +86,7 @@ walks that run it (:func:`add_tile_actions`).
 from __future__ import annotations
 
 import math
+import os
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -95,6 +96,19 @@ from hwsim.engine import Accumulator
 
 from .chip import _NO_BYTES, HBM_UNIT, Builder, clean_deps
 from .pipeline import store_split
+
+# The analytical walk's numbers in C (hwsim/accelerators/ascend/_cwalk.c, built by an
+# install; docs/architecture.md, "The analytical attention walk has an optional compiled
+# core") where it is built and not switched off by the environment's HWSIM_PURE_PYTHON=1;
+# False: the Python walk (_step_fields, _walk_numbers), the reference, always. The
+# numbers are the same either way, to the last bit.
+try:
+    from . import _cwalk
+except ImportError:  # not built (a source checkout, an install without a C compiler)
+    _cwalk = None
+if getattr(_cwalk, "CALL_VERSION", None) != 1:  # (a build from before a change of call)
+    _cwalk = None
+COMPILED = _cwalk is not None and os.environ.get("HWSIM_PURE_PYTHON", "") in ("", "0")
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
@@ -533,6 +547,8 @@ TILE_SUM_RTOL = 1e-12
 _STEP_SUMS = "step sums"
 # and of its steps' load fields (K's, V's), by step, and its stores' by their bytes
 _STEP_LOADS, _STORES = "step loads", "stores"
+# and of its blocks' fields as the compiled walk reads them (_cwalk.Fields)
+_FIELDS_KEY = "block fields"
 
 
 def emit_cv_pipeline(bld: Builder, blocks: list[Block] | list[tuple[Block, int]] | None, *,
@@ -952,8 +968,13 @@ def _walk_summary(acc: Accumulator, chip, blocks: list,
         got = memo.get(key)
         if got is not None:
             return got.add_to(acc, units, start, after_s)
+    fields = None
+    if memo is not None and COMPILED:  # the op's blocks' fields, read once (_cwalk.Fields)
+        fields = memo.get(_FIELDS_KEY)
+        if fields is None:
+            fields = memo[_FIELDS_KEY] = _cwalk.Fields()
     got = _walk_sums(chip, runs, tiles, teams, len(vecs), preload, sync_s, store_bw,
-                     store_hbm_fraction, k1, not actions_by_tile)
+                     store_hbm_fraction, k1, not actions_by_tile, fields)
     if key is not None:
         memo[key] = got
     return got.add_to(acc, units, start, after_s)
@@ -980,12 +1001,17 @@ def _walk_units(chip, core: int, teams: list[list[int]]) -> dict[str, tuple[str,
 
 def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                teams: list[list[int]], n_vecs: int, preload: int, sync_s: float,
-               store_bw: float, store_hbm_fraction: float, k1: int, with_actions: bool
-               ) -> _WalkSums:
+               store_bw: float, store_hbm_fraction: float, k1: int, with_actions: bool,
+               fields=None) -> _WalkSums:
     """A core's walk without its tasks, from its steps (:func:`_walk_steps`): per step
     the numbers its tasks would carry (the same durations, bound labels, rounded bytes
     and task count as :func:`emit_cv_pipeline`'s), summed per unit, and its critical
     path as the stages' ends step by step; no task, no finish time per task.
+
+    The numbers come from :func:`_walk_numbers`, or, by tile without the actions and
+    where the module is built (:data:`COMPILED`), from its C twin ``_cwalk.walk``, the
+    same to the last bit; ``fields``: the op's ``_cwalk.Fields`` (its blocks' fields
+    read once for all its walks; None: a table for this walk alone).
 
     **Sums.** Each unit's busy time is the sum of its tasks' durations (the cube's QK
     and PV of every step, the vector lane's softmax and update, the MTE2's K and V
@@ -1026,14 +1052,6 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     without the loads and slot waits, to 0.960-0.990; with them, to the walk's
     0.976-0.998, at about 40 float operations a step (with the sums, about half the
     time the tasks' walk took, its sums in locals already)."""
-    # each step's fields (Block's, in its constructor's order) as a tuple: no Block made
-    if tiles is not None:
-        ranges = _steps(sum(map(itemgetter(2), tiles)))
-        steps = [_total_fields(terms, True) for terms in _step_terms(tiles, ranges)] \
-            if with_actions else _step_fields(tiles, ranges)
-    else:
-        ranges = _steps(sum(map(itemgetter(1), runs)))
-        steps = list(map(_FIELDS, _sums(runs, ranges)))
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
     serial = k1 if k1 > 1 else 1  # a member's share on the shared hbm unit (Builder.put)
     sync = sync_s if sync_s > 0.0 else 0.0
@@ -1041,6 +1059,71 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     unit_bw = store_bw / n_vecs
     n_lanes = len(teams) if STORES_BY_TEAM else n_vecs  # a store's tasks each (store_lanes)
     st_hbm_rate, st_l2_rate = min(unit_bw, hbm_stream_bw), min(unit_bw, chip.l2_write_bw)
+    # a step's stores of b bytes: _store_terms(b, *store_args)
+    store_args = (n_vecs, frac, st_hbm_rate, st_l2_rate, hbm_bw, serial)
+
+    # each step's fields (Block's, in its constructor's order) as a tuple: no Block made
+    got = None
+    if tiles is not None:
+        ranges = _steps(sum(map(itemgetter(2), tiles)))
+        if not with_actions and COMPILED:  # the same numbers in C (_cwalk.walk), or None
+            got = _cwalk.walk(tiles, ranges, _cwalk.Fields() if fields is None else fields,
+                              preload, sync_s, sync, hbm_stream_bw, l2_read_bw, hbm_bw,
+                              serial, _store_terms, store_args, WALK_PARTS, KV_BUFFERS)
+        if got is None:
+            steps = [_total_fields(terms, True) for terms in _step_terms(tiles, ranges)] \
+                if with_actions else _step_fields(tiles, ranges)
+    else:
+        ranges = _steps(sum(map(itemgetter(1), runs)))
+        steps = list(map(_FIELDS, _sums(runs, ranges)))
+    if got is None:
+        got = _walk_numbers(steps, ranges, preload, sync_s, sync, hbm_stream_bw, l2_read_bw,
+                            hbm_bw, serial, store_args, with_actions)
+    (m2, m2_first, u2_mem, m2_mem, u2_chip, m2_chip, m3, m3_first, u3_mem, m3_mem, u3_chip,
+     m3_chip, hbm_t, cube, fix, vec, l2_read, u_l2r, dram_read, u_dr, mask_read, u_mdr,
+     l2_write, u_l2w, dram_write, u_dw, a_hbm, a_l2, a_ub, n_v, n_k, n_st, n_st_hbm, path,
+     heads, h_hbm, h_store, hbm_parts, acts) = got
+    n = len(ranges)
+    # the tasks: per step its K load, QK, S out, flag, softmax, PV, O out, flag, update
+    # and the flags (one of each per team); a V load with rows of its own; an hbm task
+    # per K load with misses; per tile end a store per lane, and its hbm task with DRAM
+    # bytes
+    count = n * (7 + 3 * len(teams)) + n_v + n_k + n_lanes * (n_st + n_st_hbm)
+    if h_hbm < math.inf:
+        heads["hbm"] = h_hbm
+    if h_store < math.inf:
+        heads["mte3"] = h_store
+    busy = [("mte2", m2, _by_bound(m2_first, u2_mem, m2_mem, u2_chip, m2_chip))]
+    if u_dr or u_dw:
+        busy.append(("hbm", hbm_t, [("memory", hbm_t)]))
+    busy += [("cube", cube, [("compute", cube)]), ("fix", fix, [("onchip", fix)]),
+             ("cflag", 2 * n * sync, [("latency", 2 * n * sync)]),
+             ("vec", vec, [("compute", vec)]), ("vflag", n * sync, [("latency", n * sync)])]
+    if m3_first:
+        busy.append(("mte3", m3, _by_bound(m3_first, u3_mem, m3_mem, u3_chip, m3_chip)))
+    k = k1
+    nbytes = [(key, v * k) for key, v, u in (
+        ("l2_read", l2_read, u_l2r), ("dram_read", dram_read, u_dr),
+        ("mask_dram_read", mask_read, u_mdr), ("l2_write", l2_write, u_l2w),
+        ("dram_write", dram_write, u_dw)) if u]
+    actions = [("hbm_byte", a_hbm * k), ("l2_byte", (a_l2 + a_ub) * k),
+               ("l1_byte", a_l2 * k)]
+    if a_ub:
+        actions.append(("ub_byte", a_ub * k))
+    actions += [(name, x * k) for name, x in acts.items()]
+    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles), hbm_parts)
+
+
+def _walk_numbers(steps: list[tuple], ranges: list[tuple[int, int]], preload: int,
+                  sync_s: float, sync: float, hbm_stream_bw: float, l2_read_bw: float,
+                  hbm_bw: float, serial: int, store_args: tuple, with_actions: bool) -> tuple:
+    """The numbers of :func:`_walk_sums` from the walk's ``steps`` (each a tuple of a
+    :class:`Block`'s fields) over ``ranges``: the units' sums, bytes, task counts,
+    critical path, heads and hbm parts, as a tuple in the order :func:`_walk_sums`
+    reads it (with ``sync`` the flags' seconds, at least 0; ``serial`` a member's share
+    on the hbm unit; a step's stores of b bytes :func:`_store_terms` (b, *``store_args``)).
+    ``_cwalk.walk`` (hwsim/accelerators/ascend/_cwalk.c) computes the same tuple from
+    the tiles to the last bit: this is its reference."""
     # the MTE2's and one AIV's MTE3's seconds per bound (memory, on chip), whether the
     # walk uses each bound, and which it uses first (the order of the bounds' entries)
     m2_mem = m2_chip = m3_mem = m3_chip = 0.0
@@ -1053,7 +1136,6 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     a_hbm = a_l2 = a_ub = 0.0  # the byte actions: HBM, the loads' L2 (and L1), the stores'
     acts: dict[str, float] = {}
     n_v = 0  # the steps whose V load is a task of its own
-    step_tasks = 6 + 3 * len(teams)  # QK, S out, flag, softmax; PV, O out, flag, update, flags
     n = len(steps)
     kd, vd, qk, fs, sm, pv, fo, up, store = ([0.0] * n for _ in range(9))
     # the steps whose K load has an hbm task, whose tile end stores, and whose stores
@@ -1148,8 +1230,7 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
         if store_bytes:  # each AIV stores its rows (Builder.store), side by side
             got = st_get(store_bytes)
             if got is None:
-                got = st_memo[store_bytes] = _store_terms(
-                    store_bytes, n_vecs, frac, st_hbm_rate, st_l2_rate, hbm_bw, serial)
+                got = st_memo[store_bytes] = _store_terms(store_bytes, *store_args)
             d, memory, ub, hbm, l2w, dw, dh, end_d = got
             m3 += d
             if memory:
@@ -1173,11 +1254,6 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
                 st_hbm[s] = True
             d = end_d
             store[s] = d  # (one of no time ends no later than the lane, which the path holds)
-    # the tasks: per step its K load, QK, S out, flag, softmax, PV, O out, flag, update
-    # and the flags (step_tasks); a V load with rows of its own; an hbm task per K load
-    # with misses; per tile end a store per lane, and its hbm task with DRAM bytes
-    count = n * (1 + step_tasks) + n_v + k_miss.count(True) + \
-        n_lanes * (stores.count(True) + st_hbm.count(True))
     # the critical path: each stage's end in program order (relative to the start); and
     # the earliest start of the hbm unit's tasks, the cube flag's and the stores' (the
     # other units' first tasks start first: each later one waits for the one before it,
@@ -1229,31 +1305,13 @@ def _walk_sums(chip, runs: list[tuple[Block, int]] | None, tiles: list | None,
     # one, after softmax(0)
     heads = {"cube": kd[0], "fix": qk_end[0], "cflag": h_flag, "vec": qk_end[0] + fs[0] + sync,
              "vflag": soft[0]}
-    if h_hbm < math.inf:
-        heads["hbm"] = h_hbm
-    if h_store < math.inf:
-        heads["mte3"] = h_store
-    busy = [("mte2", m2, _by_bound(m2_first, u2_mem, m2_mem, u2_chip, m2_chip))]
-    if u_dr or u_dw:
-        busy.append(("hbm", hbm_t, [("memory", hbm_t)]))
-    busy += [("cube", cube, [("compute", cube)]), ("fix", fix, [("onchip", fix)]),
-             ("cflag", 2 * n * sync, [("latency", 2 * n * sync)]),
-             ("vec", vec, [("compute", vec)]), ("vflag", n * sync, [("latency", n * sync)])]
-    if m3_first:
-        busy.append(("mte3", m3, _by_bound(m3_first, u3_mem, m3_mem, u3_chip, m3_chip)))
-    k = k1
-    nbytes = [(key, v * k) for key, v, u in (
-        ("l2_read", l2_read, u_l2r), ("dram_read", dram_read, u_dr),
-        ("mask_dram_read", mask_read, u_mdr), ("l2_write", l2_write, u_l2w),
-        ("dram_write", dram_write, u_dw)) if u]
-    actions = [("hbm_byte", a_hbm * k), ("l2_byte", (a_l2 + a_ub) * k),
-               ("l1_byte", a_l2 * k)]
-    if a_ub:
-        actions.append(("ub_byte", a_ub * k))
-    actions += [(name, x * k) for name, x in acts.items()]
     hbm_parts = _k_load_parts(k_miss, k_start, k_hbm, preload, qk, fs, sm, pv, fo, up,
                               store, sync) if any(k_miss) else ()
-    return _WalkSums(busy, nbytes, actions, count, path, heads, (runs, tiles), hbm_parts)
+    return (m2, m2_first, u2_mem, m2_mem, u2_chip, m2_chip, m3, m3_first, u3_mem, m3_mem,
+            u3_chip, m3_chip, hbm_t, cube, fix, vec, l2_read, u_l2r, dram_read, u_dr,
+            mask_read, u_mdr, l2_write, u_l2w, dram_write, u_dw, a_hbm, a_l2, a_ub, n_v,
+            k_miss.count(True), stores.count(True), st_hbm.count(True), path, heads, h_hbm,
+            h_store, hbm_parts, acts)
 
 
 def _store_terms(store_bytes: float, n_vecs: int, frac: float, hbm_rate: float,
