@@ -97,6 +97,7 @@ from itertools import groupby
 from operator import itemgetter, sub
 from typing import NamedTuple
 
+from hwsim.engine.deal import deal
 from hwsim.errors import InputError
 from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import flops as op_flops
@@ -1173,25 +1174,28 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     for h in range(heads):
         if h and DEAL_BY_HEAD and not selects and all(per_core_tiles) and \
                 (not masked_any or len(tile_seen) == n_cube):
-            hot = []
-            hot_keys = []
+            hot_costs, hot_tiles, hot_keys = [], [], []
             for i, number in enumerate(tile_ids):
                 key = (number, True, 0)
                 got = get(key) or new_key(i, key)
-                hot.append((got[0], got[2]))
+                hot_costs.append(got[0])
+                hot_tiles.append(got[2])
                 if got[2] is not None:
                     hot_keys.append(key)
             if by_tile:
                 for key in hot_keys:
                     uses[key] = uses.get(key, 0) + heads - h
-            # this head and the ones after it, dealt in one pass
-            for latency, whole in hot * (heads - h):
+            # this head and the ones after it, dealt in one pass (hwsim.engine.deal:
+            # the least loaded core takes the next tile, as tile by tile below)
+            if not keep_blocks:
+                deal(free, hot_costs, hot_tiles, heads - h, per_core_tiles)
+                break
+            for latency, whole in zip(hot_costs * (heads - h), hot_tiles * (heads - h)):
                 x, core = free[0]
                 replace(free, (x + latency, core))
                 if whole is not None:
                     adds[core](whole)
-                    if keep_blocks:
-                        per_core_blocks[core].extend(whole[0])
+                    per_core_blocks[core].extend(whole[0])
             break
         for i, number in enumerate(tile_ids):
             x, core = free[0]  # the least loaded (loads with their core: no two equal)
