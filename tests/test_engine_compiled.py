@@ -326,3 +326,26 @@ def test_the_c_deal_gives_the_python_loops_bins_and_heap():
     for free, costs in (([(float("nan"), 0)], [1.0]), ([(0.0, 0)], [float("nan")]),
                         ([(0, 0)], [1.0]), ([(0.0, 0)], [1]), ([(0.0, 3)], [1.0])):
         assert deal_mod._DEAL(list(free), costs, [None], 1, [[]]) is None
+
+
+def test_the_c_latest_is_max():
+    """summary.latest in C (_cevents.latest) returns the very item max() returns (the
+    first of the largest, a NaN first item kept, -0.0 before 0.0 kept), on 3,000 random
+    lists of floats with ties; an int in the list, or an empty one, is left to max()."""
+    from hwsim.engine import summary
+
+    if summary._LATEST is None:
+        pytest.skip("this build has no latest (python setup.py build_ext --inplace)")
+    rng = random.Random(13)
+    grid = [0.0, -0.0, 0.5, 1.0, 0.1 + 0.2, 1 / 3, float("inf"), float("nan")]
+    for trial in range(3000):
+        xs = [rng.choice(grid) if rng.random() < 0.5 else float(rng.random())
+              for _ in range(rng.randint(1, 60))]
+        xs = [float(repr(x)) for x in xs]  # (new objects: the identity tells which is kept)
+        got, want = summary._LATEST(xs), max(xs)
+        assert got is want, (trial, xs)
+    assert summary._LATEST([1.0, 2]) is None and summary._LATEST([]) is None
+    with loop(True):
+        assert summary.latest([0.5, 2.0, 1.0]) == 2.0
+    with pytest.raises(ValueError):
+        summary.latest([])

@@ -818,6 +818,38 @@ static PyObject *busy_bound(PyObject *self, PyObject *args)
     return Py_BuildValue("ddO", latency, work, top ? top : Py_None);
 }
 
+/* ---- the latest finish (max() of a summary's finish list) ------------------------ */
+
+PyDoc_STRVAR(latest_doc,
+"latest(finish) -> the item max(finish) returns, or None\n\n"
+"max() of a list of floats without a call per item: the first item of the\n"
+"largest, as max() keeps it (an item replaces the one kept only when greater;\n"
+"a NaN first item is kept), the same object. None where the list is empty or\n"
+"holds other than floats (max() then runs).");
+
+static PyObject *latest(PyObject *self, PyObject *arg)
+{
+    if (!PyList_CheckExact(arg) || PyList_GET_SIZE(arg) == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    PyObject **items = ((PyListObject *)arg)->ob_item;
+    PyObject *best = items[0];
+    if (!PyFloat_CheckExact(best))
+        Py_RETURN_NONE;
+    double b = PyFloat_AS_DOUBLE(best);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *x = items[i];
+        if (!PyFloat_CheckExact(x))
+            Py_RETURN_NONE;
+        if (PyFloat_AS_DOUBLE(x) > b) {
+            best = x;
+            b = PyFloat_AS_DOUBLE(x);
+        }
+    }
+    Py_INCREF(best);
+    return best;
+}
+
 /* ---- list scheduling onto the least loaded worker (hwsim.engine.deal.deal) ----- */
 
 typedef struct { double load; long long worker; } Slot;
@@ -949,6 +981,7 @@ static PyMethodDef methods[] = {
     {"summarize", summarize, METH_VARARGS, summarize_doc},
     {"busy_bound", busy_bound, METH_VARARGS, busy_bound_doc},
     {"deal", deal, METH_VARARGS, deal_doc},
+    {"latest", latest, METH_O, latest_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -117,7 +117,7 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
         nbytes, actions, finish, busy = _sums(tasks, critical_path)
     if not critical_path:  # (every start 0: no head to read)
         return _summary(nbytes, actions, math.nan, busy, pools)
-    return _summary(nbytes, actions, max(finish), busy, pools,
+    return _summary(nbytes, actions, latest(finish), busy, pools,
                     {key: e[2] for key, e in busy.items() if e[2] > 0.0},
                     least_tails(tasks) if tails else None)
 
@@ -238,8 +238,18 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
     return Summary(nbytes, actions, max(by, key=by.get), latency, work)
 
 
-# _busy_bound in C (hwsim/engine/_cevents.c), None where the build has none
+# _busy_bound and latest in C (hwsim/engine/_cevents.c), None where the build has none
 _BUSY_BOUND = getattr(events._cevents, "busy_bound", None)
+_LATEST = getattr(events._cevents, "latest", None)
+
+
+def latest(finish: list[float]) -> float:
+    """``max(finish)``: the critical path's end, the latest of the tasks' finishes (an
+    op's list holds one per task: 200,000 in a 7B prefill's analytical run). In C where
+    it is built (``_cevents.latest``: the item max() returns, compared as doubles
+    without a call per item), else max() itself (and where an item is not a float)."""
+    got = _LATEST(finish) if events.COMPILED and _LATEST is not None else None
+    return max(finish) if got is None else got
 
 
 def _busy_bound(busy: dict, capacity: Mapping[str, int], head: Mapping | None,
@@ -678,7 +688,7 @@ class Accumulator:
         """:func:`summarize` of the tasks added so far."""
         if not self.count:
             return Summary({}, {}, "latency", 0.0)
-        return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools,
+        return _summary(self.nbytes, self.actions, latest(self.finish), self.busy, pools,
                         self.head, self.tail, self.parts)
 
 
