@@ -173,6 +173,30 @@ def test_a_wider_softmax_block_never_takes_less_time(preset):
     assert costs.softmax(128, 512, None) < 4 * costs.softmax(128, 128, None)
 
 
+def test_an_ops_attention_shape_is_kept_for_its_next_ask_only_by_identity():
+    """attention._shape_of keeps the last op's AttentionShape (its pricing asks three
+    times): equal to AttentionShape.of for every attention op of a graph, the same object
+    on the next ask for the same op and graph, and made anew for another op, or for the
+    same op in another graph (an equal op of a rebuilt graph is not taken for it)."""
+    from hwsim.accelerators.ascend import attention as A  # noqa: PLC0415
+    from hwsim.ir import AttentionShape  # noqa: PLC0415
+
+    wl = workload_from_dict({"model": "llama-2-7b", "phase": "prefill", "seq_len": 300},
+                            "<test>")
+    g = build_graph(wl)
+    g2 = build_graph(wl)
+    ops = [op for op in g.ops if op.kind == "attention"]
+    assert len(ops) > 4
+    for op in ops:
+        got = A._shape_of(op, g)
+        assert got == AttentionShape.of(op, g)
+        assert A._shape_of(op, g) is got
+    op = ops[0]
+    other = next(o for o in g2.ops if o.kind == "attention")
+    assert A._shape_of(op, g) is not A._shape_of(other, g2)
+    assert A._LAST_SHAPE[0] is other and A._LAST_SHAPE[1] is g2
+
+
 @pytest.mark.parametrize("preset", ["ascend-910b", "ascend-910a"])
 def test_a_softmax_blocks_pieces_are_made_once_per_width(preset):
     """_Costs.softmax makes the times of a block's whole second-level pieces once and
