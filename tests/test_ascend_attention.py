@@ -173,6 +173,88 @@ def test_a_wider_softmax_block_never_takes_less_time(preset):
     assert costs.softmax(128, 512, None) < 4 * costs.softmax(128, 128, None)
 
 
+def test_an_ops_attention_shape_is_kept_for_its_next_ask_only_by_identity():
+    """attention._shape_of keeps the last op's AttentionShape (its pricing asks three
+    times): equal to AttentionShape.of for every attention op of a graph, the same object
+    on the next ask for the same op and graph, and made anew for another op, or for the
+    same op in another graph (an equal op of a rebuilt graph is not taken for it)."""
+    from hwsim.accelerators.ascend import attention as A  # noqa: PLC0415
+    from hwsim.ir import AttentionShape  # noqa: PLC0415
+
+    wl = workload_from_dict({"model": "llama-2-7b", "phase": "prefill", "seq_len": 300},
+                            "<test>")
+    g = build_graph(wl)
+    g2 = build_graph(wl)
+    ops = [op for op in g.ops if op.kind == "attention"]
+    assert len(ops) > 4
+    for op in ops:
+        got = A._shape_of(op, g)
+        assert got == AttentionShape.of(op, g)
+        assert A._shape_of(op, g) is got
+    op = ops[0]
+    other = next(o for o in g2.ops if o.kind == "attention")
+    assert A._shape_of(op, g) is not A._shape_of(other, g2)
+    assert A._LAST_SHAPE[0] is other and A._LAST_SHAPE[1] is g2
+
+
+@pytest.mark.parametrize("preset", ["ascend-910b", "ascend-910a"])
+def test_a_softmax_blocks_pieces_are_made_once_per_width(preset):
+    """_Costs.softmax makes the times of a block's whole second-level pieces once and
+    of its narrow last piece once, not piece by piece: the same floats (repr) as the
+    loop over the pieces, with and without the sort (value pruning) and a mask op,
+    on widths 1 to 1,100 and three second-level widths; a change to one piece's time
+    shows."""
+    from hwsim.accelerators.ascend.attention import (  # noqa: PLC0415
+        ACC,
+        ONLINE_SOFTMAX,
+        ROW_TAIL_CYCLES,
+        SCORE_STATS,
+        SORTED,
+        Blocks,
+        _Costs,
+        cdiv,
+        cycles_per_element,
+        nbytes,
+    )
+    from hwsim.accelerators.ascend.chip import Chip  # noqa: PLC0415
+
+    def by_piece(costs, rb, w, mask_op, sort=False, late=0.0):
+        c, s = costs.chip, costs.chip.spec
+        rv = cdiv(rb, c.vec_per_cube)
+        fns = (SCORE_STATS if sort else ONLINE_SOFTMAX) + ((mask_op,) if mask_op else ())
+        cpe = cycles_per_element(s, fns, "fp32")
+        if sort:
+            cpe += s.vector_cycles_per_repeat["sort32"] / 32
+        out_bytes = SORTED if sort else nbytes(costs.dtype)
+        w2 = costs.blocks.b2
+        ins, comps, outs = [], [], []
+        for lo in range(0, w, w2):
+            ww = min(w2, w - lo)
+            ins.append(rv * ww * ACC / c.l2_read_bw if c.split else 0.0)
+            comps.append(c.cycles(rv * ww * cpe + 2 * ROW_TAIL_CYCLES * cdiv(rv, 8)))
+            outs.append(rv * ww * out_bytes / c.mte3_bw)
+        comps[-1] += late  # (the perturbation: the last piece a little longer)
+        m = len(comps)
+        total = ins[0] + outs[-1] + sum(
+            max(ins[k + 1] if k + 1 < m else 0.0, comps[k], outs[k - 1] if k else 0.0)
+            for k in range(m))
+        return total + c.cycles(4 * cdiv(rv, 64) * s.vector_cycles_per_repeat["exp"])
+
+    chip = Chip(resolve(preset).spec)
+    checked = 0
+    for b2 in (64, 128, 512):
+        costs = _Costs(chip, 128, 128, "fp16", Blocks(bq=128, b1=2048, b2=b2), 64)
+        for w in (*range(1, 300), *range(300, 1100, 7)):
+            for rb, mask_op, sort in ((128, None, False), (64, "select", False),
+                                      (128, None, True), (8, "add", True)):
+                got = costs.softmax(rb, w, mask_op, sort)
+                assert repr(got) == repr(by_piece(costs, rb, w, mask_op, sort)), (b2, w, rb)
+                checked += 1
+    assert checked > 4000
+    costs = _Costs(chip, 128, 128, "fp16", Blocks(bq=128, b1=2048, b2=128), 64)
+    assert costs.softmax(128, 600, None) != by_piece(costs, 128, 600, None, late=1e-9)
+
+
 def test_mask_runs_equal_the_block_by_block_definition():
     import random
 

@@ -227,3 +227,125 @@ def test_a_bad_dependency_in_the_summary_raises_as_in_python():
         c = summarize(tasks)
     with loop(False):
         assert repr(summarize(tasks)) == repr(c)
+
+
+def random_busy(rng: random.Random) -> tuple[dict, dict, dict | None, dict | None, float]:
+    """A random summary's resources as the accumulators and _sums leave them: units and
+    ("pool", name) keys, busy seconds from a grid with zeros and ties (the first of the
+    largest is the busiest), bounds with and without a latency part, heads and tails
+    for some keys (0.0 ones too: read as none), pools of 1 to 5 slots or none named, and
+    now and then a NaN path or head."""
+    grid = [0.0, 0.0, 0.5, 1.0, 1.5, 0.1 + 0.2, 1 / 3, 1e-9, 2.0]
+    busy: dict = {}
+    for k in range(rng.randint(1, 40)):
+        key = ("pool", rng.choice(["dram", "l2", "bus"])) if rng.random() < 0.2 else f"u{k}"
+        total = rng.choice(grid) if rng.random() < 0.7 else rng.random()
+        by = {"compute": total}
+        if rng.random() < 0.5:
+            by["latency"] = total * rng.choice([0.0, 0.5, 1.0])
+        busy[key] = [total, by] + ([0.0] if rng.random() < 0.3 else [])
+    pools = {p: rng.randint(1, 5) for p in ("dram", "l2", "bus") if rng.random() < 0.7}
+    keys = list(busy)
+    head = {k: rng.choice([0.0, 0.25, rng.random()]) for k in keys if rng.random() < 0.5}
+    tail = {k: rng.choice([0.0, 1.0, rng.random()]) for k in keys if rng.random() < 0.3}
+    if head and rng.random() < 0.05:
+        head[keys[0]] = float("nan")
+    path = rng.choice([0.0, 0.5, 2.0, rng.random() * 3])
+    if rng.random() < 0.05:
+        path = float("nan")
+    return (busy, pools, head if rng.random() < 0.8 else None,
+            tail if rng.random() < 0.6 else None, path)
+
+
+def test_the_c_busy_bound_gives_the_python_loops_figures_to_the_last_bit():
+    """summary._busy_bound in C (_cevents.busy_bound): the same latency, work and busiest
+    resource (repr) as the Python loop on 3,000 random summaries, ties, NaN and pools
+    included; and a lowered op's whole summary the same either way. A perturbed entry
+    shows."""
+    from hwsim.engine import summary
+
+    if summary._BUSY_BOUND is None:
+        pytest.skip("this build has no busy_bound (python setup.py build_ext --inplace)")
+    rng = random.Random(5)
+    for trial in range(3000):
+        busy, pools, head, tail, path = random_busy(rng)
+        want = summary._busy_bound(busy, pools, head, tail, path)
+        got = summary._BUSY_BOUND(busy, pools, head or None, tail or None, path)
+        assert repr(got) == repr(want), trial
+    # a resource's busy time made the largest: another answer (the test can fail)
+    busy, pools, head, tail, path = random_busy(random.Random(1))
+    want = summary._busy_bound(busy, pools, head, tail, path)
+    key = list(busy)[-1]
+    busy[key] = [busy[key][0] + 1e3, busy[key][1]]
+    assert summary._BUSY_BOUND(busy, pools, head, tail, path) != want
+    # other number types are left to the Python loop
+    assert summary._BUSY_BOUND({"u": [1, {}]}, {}, None, None, 0.0) is None
+    assert summary._BUSY_BOUND({("pool", "p"): [1.0, {}]}, {"p": 0}, None, None, 0.0) is None
+    # a whole summary, compiled and not
+    from hwsim.engine import summarize
+
+    tasks, pools = random_op(random.Random(3), 300)
+    with loop(True):
+        c = summarize(tasks, pools)
+    with loop(False):
+        py = summarize(tasks, pools)
+    assert repr(c) == repr(py)
+
+
+def test_the_c_deal_gives_the_python_loops_bins_and_heap():
+    """engine.deal in C (_cevents.deal): the same items in the same bins, in the same
+    order, and the same heap left (repr) as the Python loop (heapq), on 2,000 random
+    deals: costs from a grid with ties and zeros, loads that tie, None items (no bin),
+    repeats 0 to 5, 1 to 30 workers. NaN, ints and a bad worker are left to Python."""
+    from hwsim.engine import deal as deal_mod
+
+    if deal_mod._DEAL is None:
+        pytest.skip("this build has no deal (python setup.py build_ext --inplace)")
+    rng = random.Random(9)
+    grid = [0.0, 0.5, 1.0, 1.5, 0.1 + 0.2, 1 / 3, 2.0]
+    for trial in range(2000):
+        n = rng.randint(1, 30)
+        free = [(rng.choice([0.0, 0.0, 0.5, rng.random()]), w) for w in range(n)]
+        rng.shuffle(free)
+        free.sort()
+        m = rng.randint(0, 40)
+        costs = [rng.choice(grid) if rng.random() < 0.7 else rng.random() for _ in range(m)]
+        items = [None if rng.random() < 0.1 else (trial, j) for j in range(m)]
+        repeat = rng.randint(0, 5)
+        out = {}
+        for compiled in (True, False):
+            f, bins = list(free), [[] for _ in range(n)]
+            with loop(compiled):
+                deal_mod.deal(f, costs, items, repeat, bins)
+            out[compiled] = (repr(f), repr(bins))
+        assert out[True] == out[False], trial
+        if m and repeat:  # (a cost changed: another heap)
+            f = list(free)
+            deal_mod._DEAL(f, [costs[0] + 0.25, *costs[1:]], items, repeat, [[] for _ in range(n)])
+            assert repr(f) != out[False][0]
+    for free, costs in (([(float("nan"), 0)], [1.0]), ([(0.0, 0)], [float("nan")]),
+                        ([(0, 0)], [1.0]), ([(0.0, 0)], [1]), ([(0.0, 3)], [1.0])):
+        assert deal_mod._DEAL(list(free), costs, [None], 1, [[]]) is None
+
+
+def test_the_c_latest_is_max():
+    """summary.latest in C (_cevents.latest) returns the very item max() returns (the
+    first of the largest, a NaN first item kept, -0.0 before 0.0 kept), on 3,000 random
+    lists of floats with ties; an int in the list, or an empty one, is left to max()."""
+    from hwsim.engine import summary
+
+    if summary._LATEST is None:
+        pytest.skip("this build has no latest (python setup.py build_ext --inplace)")
+    rng = random.Random(13)
+    grid = [0.0, -0.0, 0.5, 1.0, 0.1 + 0.2, 1 / 3, float("inf"), float("nan")]
+    for trial in range(3000):
+        xs = [rng.choice(grid) if rng.random() < 0.5 else float(rng.random())
+              for _ in range(rng.randint(1, 60))]
+        xs = [float(repr(x)) for x in xs]  # (new objects: the identity tells which is kept)
+        got, want = summary._LATEST(xs), max(xs)
+        assert got is want, (trial, xs)
+    assert summary._LATEST([1.0, 2]) is None and summary._LATEST([]) is None
+    with loop(True):
+        assert summary.latest([0.5, 2.0, 1.0]) == 2.0
+    with pytest.raises(ValueError):
+        summary.latest([])

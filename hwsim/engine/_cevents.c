@@ -707,9 +707,281 @@ done:
     return result;
 }
 
+/* ---- the summary's bound over the resources (hwsim.engine.summary._busy_bound) --- */
+
+/* x as a double where it is a float (exact type), else -1 (the Python loop runs) */
+static int float_of(PyObject *x, double *out)
+{
+    if (!PyFloat_CheckExact(x))
+        return -1;
+    *out = PyFloat_AS_DOUBLE(x);
+    return 0;
+}
+
+PyDoc_STRVAR(busy_bound_doc,
+"busy_bound(busy, capacity, head, tail, path_s) -> (latency, work, top) or None\n\n"
+"The loop of hwsim.engine.summary._busy_bound over busy's entries, in their\n"
+"order, with the same double operations in the same order: each resource's\n"
+"head + busy seconds per slot + tail against the latency (from path_s), its\n"
+"busy seconds less its latency-bound ones per slot against the work (from 0.0),\n"
+"and the first resource of the largest busy time per slot. head and tail: dicts\n"
+"or None (empty). None where a number is not a float, a slot count not an int\n"
+"from 1 to 2**53, or an entry not a list [seconds, {bound: seconds}, ...]: the\n"
+"Python loop then runs (and raises what it raises).");
+
+static PyObject *busy_bound(PyObject *self, PyObject *args)
+{
+    PyObject *busy, *capacity, *head, *tail, *path_o;
+    if (!PyArg_ParseTuple(args, "OOOOO", &busy, &capacity, &head, &tail, &path_o))
+        return NULL;
+    double latency, work = 0.0, top_s = 0.0;
+    if (!PyDict_CheckExact(busy) || !PyDict_CheckExact(capacity)
+        || (head != Py_None && !PyDict_CheckExact(head))
+        || (tail != Py_None && !PyDict_CheckExact(tail)) || float_of(path_o, &latency) < 0)
+        Py_RETURN_NONE;
+    if (head != Py_None && PyDict_GET_SIZE(head) == 0)  /* (Python's `if head:`) */
+        head = Py_None;
+    if (tail != Py_None && PyDict_GET_SIZE(tail) == 0)
+        tail = Py_None;
+    static PyObject *latency_s = NULL;  /* the bound "latency", interned once */
+    if (!latency_s && !(latency_s = PyUnicode_InternFromString("latency")))
+        return NULL;
+    PyObject *top = NULL, *key, *entry;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(busy, &pos, &key, &entry)) {
+        double total, slots = 1.0, share, t, h, lat = 0.0, w;
+        if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 2
+            || float_of(PyList_GET_ITEM(entry, 0), &total) < 0
+            || !PyDict_CheckExact(PyList_GET_ITEM(entry, 1)))
+            Py_RETURN_NONE;
+        PyObject *by = PyList_GET_ITEM(entry, 1), *got;
+        if (PyTuple_CheckExact(key)) {  /* a pool: its slots, at least 1 for the share */
+            if (PyTuple_GET_SIZE(key) < 2)
+                Py_RETURN_NONE;
+            got = PyDict_GetItemWithError(capacity, PyTuple_GET_ITEM(key, 1));
+            if (!got && PyErr_Occurred())
+                return NULL;
+            if (got) {
+                if (!PyLong_CheckExact(got))
+                    Py_RETURN_NONE;
+                long long n = PyLong_AsLongLong(got);
+                if (n == -1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    Py_RETURN_NONE;
+                }
+                if (n < 1 || n > (1LL << 53))
+                    Py_RETURN_NONE;
+                slots = (double)n;
+            }
+            share = total / slots;  /* (total / (slots if slots > 1 else 1)) */
+        } else {
+            share = total;
+        }
+        if (!top || share > top_s) {
+            top = key;
+            top_s = share;
+        }
+        t = total / slots;
+        if (head != Py_None) {
+            got = PyDict_GetItemWithError(head, key);
+            if (!got && PyErr_Occurred())
+                return NULL;
+            if (got) {
+                if (float_of(got, &h) < 0)
+                    Py_RETURN_NONE;
+                if (h != 0.0)  /* (`if h:`, NaN included) */
+                    t = h + t;
+            }
+        }
+        if (tail != Py_None) {
+            got = PyDict_GetItemWithError(tail, key);
+            if (!got && PyErr_Occurred())
+                return NULL;
+            if (got) {
+                if (float_of(got, &h) < 0)
+                    Py_RETURN_NONE;
+                if (h != 0.0)
+                    t = t + h;
+            }
+        }
+        if (t > latency)
+            latency = t;
+        got = PyDict_GetItemWithError(by, latency_s);
+        if (!got && PyErr_Occurred())
+            return NULL;
+        if (got && float_of(got, &lat) < 0)
+            Py_RETURN_NONE;
+        w = (total - lat) / slots;
+        if (w > work)
+            work = w;
+    }
+    return Py_BuildValue("ddO", latency, work, top ? top : Py_None);
+}
+
+/* ---- the latest finish (max() of a summary's finish list) ------------------------ */
+
+PyDoc_STRVAR(latest_doc,
+"latest(finish) -> the item max(finish) returns, or None\n\n"
+"max() of a list of floats without a call per item: the first item of the\n"
+"largest, as max() keeps it (an item replaces the one kept only when greater;\n"
+"a NaN first item is kept), the same object. None where the list is empty or\n"
+"holds other than floats (max() then runs).");
+
+static PyObject *latest(PyObject *self, PyObject *arg)
+{
+    if (!PyList_CheckExact(arg) || PyList_GET_SIZE(arg) == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(arg);
+    PyObject **items = ((PyListObject *)arg)->ob_item;
+    PyObject *best = items[0];
+    if (!PyFloat_CheckExact(best))
+        Py_RETURN_NONE;
+    double b = PyFloat_AS_DOUBLE(best);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *x = items[i];
+        if (!PyFloat_CheckExact(x))
+            Py_RETURN_NONE;
+        if (PyFloat_AS_DOUBLE(x) > b) {
+            best = x;
+            b = PyFloat_AS_DOUBLE(x);
+        }
+    }
+    Py_INCREF(best);
+    return best;
+}
+
+/* ---- list scheduling onto the least loaded worker (hwsim.engine.deal.deal) ----- */
+
+typedef struct { double load; long long worker; } Slot;
+
+/* (load, worker) < (load, worker), as Python compares the tuples (no NaN here) */
+static int slot_less(const Slot *a, const Slot *b)
+{
+    return a->load == b->load ? a->worker < b->worker : a->load < b->load;
+}
+
+/* heapq.heapreplace's sift, step for step (the C heapq's siftup, then siftdown) */
+static void slot_replace(Slot *h, Py_ssize_t n, Slot it)
+{
+    Py_ssize_t pos = 0, limit = n >> 1;
+    h[0] = it;
+    while (pos < limit) {
+        Py_ssize_t child = 2 * pos + 1;
+        if (child + 1 < n && !slot_less(&h[child], &h[child + 1]))
+            child += 1;
+        Slot tmp = h[child];
+        h[child] = h[pos];
+        h[pos] = tmp;
+        pos = child;
+    }
+    Slot item = h[pos];
+    while (pos > 0) {
+        Py_ssize_t parent = (pos - 1) >> 1;
+        if (!slot_less(&item, &h[parent]))
+            break;
+        h[pos] = h[parent];
+        h[parent] = item;
+        pos = parent;
+    }
+}
+
+PyDoc_STRVAR(deal_doc,
+"deal(free, costs, items, repeat, bins) -> True or None\n\n"
+"The loop of hwsim.engine.deal.deal: `repeat` times over costs and items in\n"
+"turn, each item to the least loaded worker of the heap free ((load, worker)\n"
+"tuples, as heapq keeps them): bins[worker].append(item) unless item is None,\n"
+"and the worker's load plus the cost back in the heap, with heapq's sift, so\n"
+"free ends as the Python loop leaves it. None, with nothing changed, where a\n"
+"load or cost is not a float or is NaN, a worker not an int indexing bins, or\n"
+"a bin not a list.");
+
+static PyObject *deal(PyObject *self, PyObject *args)
+{
+    PyObject *free_o, *costs_o, *items_o, *bins_o;
+    Py_ssize_t repeat;
+    if (!PyArg_ParseTuple(args, "OOOnO", &free_o, &costs_o, &items_o, &repeat, &bins_o))
+        return NULL;
+    if (!PyList_CheckExact(free_o) || !PyList_CheckExact(costs_o) || !PyList_CheckExact(items_o)
+        || !PyList_CheckExact(bins_o) || PyList_GET_SIZE(costs_o) != PyList_GET_SIZE(items_o)
+        || repeat < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t n = PyList_GET_SIZE(free_o), m = PyList_GET_SIZE(costs_o);
+    Py_ssize_t n_bins = PyList_GET_SIZE(bins_o);
+    if (n == 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t b = 0; b < n_bins; b++)
+        if (!PyList_CheckExact(PyList_GET_ITEM(bins_o, b)))
+            Py_RETURN_NONE;
+    Slot *h = PyMem_Malloc(n * sizeof(Slot));
+    double *cost = PyMem_Malloc((m ? m : 1) * sizeof(double));
+    if (!h || !cost) {
+        PyMem_Free(h);
+        PyMem_Free(cost);
+        return PyErr_NoMemory();
+    }
+    PyObject *result = Py_None;
+    for (Py_ssize_t i = 0; i < n && result; i++) {
+        PyObject *it = PyList_GET_ITEM(free_o, i);
+        if (!PyTuple_CheckExact(it) || PyTuple_GET_SIZE(it) != 2
+            || float_of(PyTuple_GET_ITEM(it, 0), &h[i].load) < 0 || h[i].load != h[i].load
+            || !PyLong_CheckExact(PyTuple_GET_ITEM(it, 1))) {
+            result = NULL;
+            break;
+        }
+        h[i].worker = PyLong_AsLongLong(PyTuple_GET_ITEM(it, 1));
+        if ((h[i].worker == -1 && PyErr_Occurred()) || h[i].worker < 0
+            || h[i].worker >= n_bins) {
+            PyErr_Clear();
+            result = NULL;
+        }
+    }
+    for (Py_ssize_t j = 0; j < m && result; j++)
+        if (float_of(PyList_GET_ITEM(costs_o, j), &cost[j]) < 0 || cost[j] != cost[j])
+            result = NULL;
+    if (!result) {  /* (not dealt here: the Python loop runs) */
+        PyMem_Free(h);
+        PyMem_Free(cost);
+        Py_RETURN_NONE;
+    }
+    for (Py_ssize_t r = 0; r < repeat; r++) {
+        for (Py_ssize_t j = 0; j < m; j++) {
+            Slot least = h[0];
+            PyObject *item = PyList_GET_ITEM(items_o, j);
+            if (item != Py_None
+                && PyList_Append(PyList_GET_ITEM(bins_o, least.worker), item) < 0) {
+                PyMem_Free(h);
+                PyMem_Free(cost);
+                return NULL;
+            }
+            least.load = least.load + cost[j];
+            slot_replace(h, n, least);
+        }
+    }
+    /* free as the Python loop leaves it: the heap's (load, worker) tuples in order */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *tup = Py_BuildValue("(dL)", h[i].load, h[i].worker);
+        if (!tup) {
+            PyMem_Free(h);
+            PyMem_Free(cost);
+            return NULL;
+        }
+        if (PyList_SetItem(free_o, i, tup) < 0) {
+            PyMem_Free(h);
+            PyMem_Free(cost);
+            return NULL;
+        }
+    }
+    PyMem_Free(h);
+    PyMem_Free(cost);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef methods[] = {
     {"run", run, METH_VARARGS, run_doc},
     {"summarize", summarize, METH_VARARGS, summarize_doc},
+    {"busy_bound", busy_bound, METH_VARARGS, busy_bound_doc},
+    {"deal", deal, METH_VARARGS, deal_doc},
+    {"latest", latest, METH_O, latest_doc},
     {NULL, NULL, 0, NULL},
 };
 

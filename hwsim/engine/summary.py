@@ -117,7 +117,7 @@ def _summarize(tasks: Sequence[Task], pools: Mapping[str, int] | None,
         nbytes, actions, finish, busy = _sums(tasks, critical_path)
     if not critical_path:  # (every start 0: no head to read)
         return _summary(nbytes, actions, math.nan, busy, pools)
-    return _summary(nbytes, actions, max(finish), busy, pools,
+    return _summary(nbytes, actions, latest(finish), busy, pools,
                     {key: e[2] for key, e in busy.items() if e[2] > 0.0},
                     least_tails(tasks) if tails else None)
 
@@ -218,10 +218,52 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
     follow the resource (a memory lane's last tile and the join; a core's walk after
     its last load on a shared HBM unit), the part the head + busy term leaves out."""
     capacity = dict(pools or {})
+    # (the loop of _busy_bound in C where it is built: the same floats)
+    got = _BUSY_BOUND(busy, capacity, head or None, tail or None, path_s) \
+        if events.COMPILED and _BUSY_BOUND is not None else None
+    latency, work, top = got if got is not None else \
+        _busy_bound(busy, capacity, head, tail, path_s)
+    if parts:
+        for key, subsets in parts.items():
+            slots = capacity.get(key[1], 1) if type(key) is tuple else 1
+            h, w = math.inf, 0.0
+            for h_s, seconds, q in sorted(subsets, key=_by_tail, reverse=True):
+                if h_s < h:
+                    h = h_s
+                w += seconds
+                t = h + w / slots + q
+                if t > latency:  # (max(latency, t), as above)
+                    latency = t
+    by = busy[top][1]
+    return Summary(nbytes, actions, max(by, key=by.get), latency, work)
+
+
+# _busy_bound and latest in C (hwsim/engine/_cevents.c), None where the build has none
+_BUSY_BOUND = getattr(events._cevents, "busy_bound", None)
+_LATEST = getattr(events._cevents, "latest", None)
+
+
+def latest(finish: list[float]) -> float:
+    """``max(finish)``: the critical path's end, the latest of the tasks' finishes (an
+    op's list holds one per task: 200,000 in a 7B prefill's analytical run). In C where
+    it is built (``_cevents.latest``: the item max() returns, compared as doubles
+    without a call per item), else max() itself (and where an item is not a float)."""
+    got = _LATEST(finish) if events.COMPILED and _LATEST is not None else None
+    return max(finish) if got is None else got
+
+
+def _busy_bound(busy: dict, capacity: Mapping[str, int], head: Mapping | None,
+                tail: Mapping | None, path_s: float) -> tuple[float, float, object]:
+    """:func:`_summary`'s pass over the resources: (latency, work, top), the latency the
+    largest of ``path_s`` and each resource's head plus its busy seconds per slot plus
+    its tail, the work the largest busy seconds less the latency-bound ones per slot
+    (from 0), and the busiest resource (its busy time per slot, a pool's slots counted
+    at least 1), the first of the largest as max() keeps it. ``_cevents.busy_bound`` is
+    this loop in C, with the same double operations in the same order (the same floats;
+    tests/test_engine_compiled.py); this one is the reference, and runs where that is
+    not built or a number is not a float."""
     latency = path_s
     work = 0.0
-    # the busiest resource (its busy time per slot, a pool's slots counted at least 1),
-    # the first of the largest as max() keeps it: found in the same pass
     top = None
     top_s = 0.0
     for key, entry in busy.items():
@@ -249,19 +291,7 @@ def _summary(nbytes: dict, actions: dict, path_s: float, busy: dict,
         w = (total - by.get("latency", 0.0)) / slots
         if w > work:
             work = w
-    if parts:
-        for key, subsets in parts.items():
-            slots = capacity.get(key[1], 1) if type(key) is tuple else 1
-            h, w = math.inf, 0.0
-            for h_s, seconds, q in sorted(subsets, key=_by_tail, reverse=True):
-                if h_s < h:
-                    h = h_s
-                w += seconds
-                t = h + w / slots + q
-                if t > latency:  # (max(latency, t), as above)
-                    latency = t
-    by = busy[top][1]
-    return Summary(nbytes, actions, max(by, key=by.get), latency, work)
+    return latency, work, top
 
 
 def _by_tail(part: tuple) -> float:
@@ -658,7 +688,7 @@ class Accumulator:
         """:func:`summarize` of the tasks added so far."""
         if not self.count:
             return Summary({}, {}, "latency", 0.0)
-        return _summary(self.nbytes, self.actions, max(self.finish), self.busy, pools,
+        return _summary(self.nbytes, self.actions, latest(self.finish), self.busy, pools,
                         self.head, self.tail, self.parts)
 
 

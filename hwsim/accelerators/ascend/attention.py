@@ -97,6 +97,7 @@ from itertools import groupby
 from operator import itemgetter, sub
 from typing import NamedTuple
 
+from hwsim.engine.deal import deal
 from hwsim.errors import InputError
 from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import flops as op_flops
@@ -168,6 +169,22 @@ def lower_attention(bld: Builder, l2: L2, op, graph, tiling) -> None:
         _fused(bld, l2, op, graph, tiling, two_level=strategy == "fastattention")
 
 
+def _shape_of(op, graph) -> AttentionShape:
+    """``AttentionShape.of(op, graph)``, the last one kept: an op's pricing asks for it
+    three times in a row (its lowering, its detail line, its executed FLOPs), each a
+    frozen dataclass of some 25 fields and their derived counts (about 25 us). Kept by
+    the op's and graph's identity (the entry holds both, so an id names one object)."""
+    last = _LAST_SHAPE
+    if last and last[0] is op and last[1] is graph:
+        return last[2]
+    att = AttentionShape.of(op, graph)
+    _LAST_SHAPE[:] = (op, graph, att)
+    return att
+
+
+_LAST_SHAPE: list = []  # (op, graph, its AttentionShape) of the last op asked for
+
+
 def _check_dtype(chip: Chip, dtype: str) -> None:
     chip.cube_dtype(dtype)  # raises for a type the cube has no mode for
 
@@ -175,7 +192,7 @@ def _check_dtype(chip: Chip, dtype: str) -> None:
 def describe(chip: Chip, op, graph, tiling) -> str:
     """The strategy, block sizes, packing and split an attention op runs with."""
     strategy = strategy_of(tiling)
-    att = AttentionShape.of(op, graph)
+    att = _shape_of(op, graph)
     extra = []
     if att.sparse_keys:
         extra.append(f"{att.sparse_keys} gathered keys per {att.sparse_block} queries")
@@ -220,7 +237,7 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
     query of the tile sees, :func:`hwsim.ir.kinds.visible_scores`); value pruning weights
     ``min(v_len, keys walked)`` values per query row.
     """
-    att = AttentionShape.of(op, graph)
+    att = _shape_of(op, graph)
     strategy = strategy_of(tiling)
     if strategy == "standard" or att.sparse_keys:
         return op_flops(op)
@@ -242,7 +259,7 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
 
 # ---------------------------------------------------------------------- standard
 def _standard(bld: Builder, l2: L2, op, graph) -> None:
-    att = AttentionShape.of(op, graph)
+    att = _shape_of(op, graph)
     chip = bld.chip
     spec = chip.spec
     b, h, hk, d, dv = att.batch, att.heads, att.kv_heads, att.head_dim, att.v_head_dim
@@ -425,13 +442,16 @@ class _Costs:
         out_bytes = SORTED if sort else nbytes(self.dtype)
         # the block in second-level pieces, double buffered: while piece k computes,
         # piece k + 1 comes in and piece k - 1 goes out (S in from the workspace, P out)
+        # (``w // w2`` whole pieces and the rest: each piece's times made once per width)
         w2 = self.blocks.b2
+        tail = 2 * ROW_TAIL_CYCLES * cdiv(rv, 8)
         ins, comps, outs = [], [], []
-        for lo in range(0, w, w2):
-            ww = min(w2, w - lo)
-            ins.append(rv * ww * ACC / c.l2_read_bw if c.split else 0.0)
-            comps.append(c.cycles(rv * ww * cpe + 2 * ROW_TAIL_CYCLES * cdiv(rv, 8)))
-            outs.append(rv * ww * out_bytes / c.mte3_bw)
+        full, rest = divmod(w, w2) if w > 0 else (0, 0)
+        for ww, n in ((w2, full), (rest, 1 if rest else 0)):
+            if n:
+                ins += [rv * ww * ACC / c.l2_read_bw if c.split else 0.0] * n
+                comps += [c.cycles(rv * ww * cpe + tail)] * n
+                outs += [rv * ww * out_bytes / c.mte3_bw] * n
         m = len(comps)
         total = ins[0] + outs[-1] + sum(
             max(ins[k + 1] if k + 1 < m else 0.0, comps[k], outs[k - 1] if k else 0.0)
@@ -976,7 +996,7 @@ def _split(t: Tile, split: int, blk: Blocks, mask_op: str, masked: bool) -> list
 
 def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     chip = bld.chip
-    att = AttentionShape.of(op, graph)
+    att = _shape_of(op, graph)
     by = nbytes(att.dtype)
     plan = _plan(chip, att, tiling, two_level)
     blk = plan.blocks
@@ -1035,32 +1055,43 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # the same walks by tile: (its runs, their sum, its blocks), the sum made once per
     # distinct tile and added by a step that covers the tile as one term
     per_core_tiles: list[list[tuple]] = [[] for _ in range(chip.n_cube)]
-    load = [0.0] * chip.n_cube
+    # the cores by load, least first (a heap of (load, core): no two equal); a core's
+    # next load is the heap's least plus the tile's latency, as a list of loads added
     free = [(0.0, c) for c in range(chip.n_cube)]
     tile_seen: set[int] = set()
     macs_action = f"mac_{chip.cube_dtype(att.dtype)}"
     k_pad = chip.burst(1, k_row) - k_row
     v_pad = chip.burst(1, v_row) - v_row
 
+    selects = att.selects_values
+    # (what tile_values reads of the op, taken once: it runs once per distinct tile)
+    d, dv = att.head_dim, att.v_head_dim
+    mask_tile_bytes = blk.bq * blk.b2 * by
+    out_row = att.v_head_dim * ACC
+    work_row = out_row * 2 if chip.split else 0
+    vec_per_cube, cycle_s = chip.vec_per_cube, chip.cycle_s
+    q_pads: dict[tuple[int, int], int] = {}  # Q's burst padding by (heads, positions)
+
     def tile_values(t: Tile, nv: float, warm: bool, mask_case: int):
         """A tile's chain, traffic, actions and stores: the same for every head (and
         every core of the same warmth and mask case)."""
+        rows, positions, t_heads, k0, k1, widths, masks, gathered, first = t[:9]
         vt = None
-        if att.selects_values:
-            vt = (t.k1 - t.k0, math.ceil(nv / t.rows))
-        key = (op_key, t.rows, t.widths, t.masks, warm, vt)
+        if selects:
+            vt = (k1 - k0, math.ceil(nv / rows))
+        key = (op_key, rows, widths, masks, warm, vt)
         ch = chains.get(key)
         if ch is None:  # (whole MAC counts: summed per distinct width)
-            counts = Counter(t.widths)
-            macs = sum(k * padded_macs(chip, t.rows, w, att.head_dim, att.dtype)
+            counts = Counter(widths)
+            macs = sum(k * padded_macs(chip, rows, w, att.head_dim, att.dtype)
                        for w, k in counts.items())
-            if not att.selects_values:
-                macs += sum(k * padded_macs(chip, t.rows, att.v_head_dim, w, att.dtype)
+            if not selects:
+                macs += sum(k * padded_macs(chip, rows, att.v_head_dim, w, att.dtype)
                             for w, k in counts.items())
-            ch = chains[key] = (*_chain(costs, t.rows, t.widths, t.masks, two_level, warm,
+            ch = chains[key] = (*_chain(costs, rows, widths, masks, two_level, warm,
                                         not split, vt), macs)
         latency, cube_s, vec_s, macs = ch
-        walk = t.k1 - t.k0
+        walk = k1 - k0
         kv_bytes = walk * k_row + nv * v_row
         # K/V (and mask) rows: the head's share comes from HBM, the rest hits L2; which
         # tile's read is the first is a matter of timing (a head's tiles run at once
@@ -1068,63 +1099,64 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         # one HBM stream's rate
         hbm = kv_bytes * rho_kv
         slow = kv_bytes - hbm
-        q_bytes = t.rows * att.head_dim * by
-        q_pad = chip.burst(t.heads, t.positions * att.head_dim * by) - q_bytes
+        q_bytes = rows * d * by
+        q_pad = q_pads.get((t_heads, positions))
+        if q_pad is None:
+            q_pad = q_pads[t_heads, positions] = \
+                chip.burst(t_heads, positions * d * by) - q_bytes
         l2b = 0.0
-        if t.first:
+        if first:
             hbm += q_bytes
         else:  # a later split-KV chunk finds its Q in L2
             l2b += q_bytes
         pad = q_pad
         # what the walk's first block loads besides its keys: Q, and the mask tile below
-        head = [q_bytes if t.first else 0.0, 0.0 if t.first else q_bytes, 0.0, q_pad]
-        if t.gathered:
+        h_hbm, h_l2, h_mask = (q_bytes, 0.0, 0.0) if first else (0.0, q_bytes, 0.0)
+        if gathered:
             pad += walk * k_pad + nv * v_pad
-        elif att.selects_values:
+        elif selects:
             pad += nv * v_pad
         mask_hbm = 0.0
         if plan.mask_from_gm:  # this tile's rows of the N x N mask, shared by the heads
-            mb = t.positions * walk * by
+            mb = positions * walk * by
             mask_hbm = mb * rho_mask
             hbm += mask_hbm
             slow += mb - mask_hbm
         elif mask_case:  # the one small mask tile, once per core: from L2 or HBM
-            tb = blk.bq * blk.b2 * by
             if mask_case == 1:
-                l2b += tb
-                head[1] += tb
+                l2b += mask_tile_bytes
+                h_l2 += mask_tile_bytes
             else:
-                hbm += tb
-                mask_hbm = tb
-                head[0] += tb
-                head[2] += tb
-        elems = t.rows * walk
-        workspace = elems * (ACC + by) * 2 + len(t.widths) * t.rows * att.v_head_dim * ACC * 2 \
-            if chip.split else 0
+                hbm += mask_tile_bytes
+                mask_hbm = mask_tile_bytes
+                h_hbm += mask_tile_bytes
+                h_mask += mask_tile_bytes
+        elems = rows * walk
+        # (the workspace's ints in the order the sum was written: rows * dv * ACC * 2)
+        workspace = elems * (ACC + by) * 2 + len(widths) * rows * work_row if chip.split else 0
         actions = {macs_action: macs,
-                   "vector_cycle": vec_s / chip.cycle_s * chip.vec_per_cube,
+                   "vector_cycle": vec_s / cycle_s * vec_per_cube,
                    "l0_byte": macs * 0.25 * by / 2 + elems * ACC,
                    "l1_byte": 2 * (kv_bytes + elems * by),
-                   "ub_byte": elems * (ACC + by) * 2 + t.rows * att.v_head_dim * ACC * 4,
+                   "ub_byte": elems * (ACC + by) * 2 + rows * out_row * 4,
                    "l2_byte": hbm + l2b + slow + workspace}
+        moved = hbm + l2b + slow
+        share = hbm / moved if moved else 1.0
+        store = rows * partial_row if split else rows * dv * by
+        if not selects:  # the walk's blocks, for the cube/vector pipeline
+            return latency, _blocks(costs, t, not split, hbm, l2b, slow, mask_hbm, pad,
+                                    share, store, actions, nv * v_row,
+                                    (h_hbm, h_l2, h_mask, q_pad))
         bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
-        share = hbm / (hbm + l2b + slow) if hbm + l2b + slow else 1.0
-        store = t.rows * partial_row if split else t.rows * att.v_head_dim * by
-        if not att.selects_values:  # the walk's blocks, for the cube/vector pipeline
-            return latency, _blocks(costs, t, finish=not split, first=warm, hbm=hbm, l2b=l2b,
-                                    slow=slow, mask_hbm=mask_hbm, pad=pad, share=share,
-                                    store=store, actions=actions, v_bytes=nv * v_row,
-                                    head=tuple(head))
         # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
         # _check_blocks): the load of one overlaps the compute of the previous
-        stages = sum(cdiv(w, blk.b2) for w in t.widths)
+        stages = sum(cdiv(w, blk.b2) for w in widths)
         return latency, Item(stages, hbm, l2b, mask_hbm, latency, store, actions, bound,
                              shadow_s=min(vec_s, latency), pad_hbm=pad * share,
                              pad_l2=pad * (1.0 - share), load_l2_slow=slow)
 
     memo: dict[tuple, tuple] = {}
     tile_ids, masked_items = _tile_numbers(items, vals)
-    selects = att.selects_values
     # analytical: the walks leave their blocks' actions to the op, which adds each
     # distinct tile's sum times the walks that run it (cv_pipeline.add_tile_actions)
     by_tile = TILE_SUMS and not selects and closed_form(bld)
@@ -1140,12 +1172,13 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     def new_key(i: int, key: tuple) -> tuple:
         """The memo's entry for a key not met before: (latency, work, whole)."""
         latency, work = tile_values(items[i], vals[i], key[1], key[2])
-        whole = None if selects or not work else \
-            (work, tile_sum(work), sum(k for _, k in work))
+        # (the runs cover the walk's blocks: their counts add up to its widths)
+        whole = None if selects or not work else (work, tile_sum(work), len(items[i][5]))
         got = memo[key] = latency, work, whole
         return got
 
-    n_cube = len(load)
+    n_cube = chip.n_cube
+    adds = [tiles.append for tiles in per_core_tiles]
     # once every core is warm and none can take the mask tile (it has it, or no tile is
     # masked), each head's tiles look up the same entries in the same order: the later
     # heads run from that list (the same dealing, the same appends), and the op's tile
@@ -1154,34 +1187,34 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     # a core is warm once it has a tile's work: the items' (value pruning) or the walks'
     # tiles (the other is never appended to)
     worked = per_core if selects else per_core_tiles
-    hot: list | None = None
     for h in range(heads):
-        if hot is None and h and DEAL_BY_HEAD and not selects and all(per_core_tiles) and \
+        if h and DEAL_BY_HEAD and not selects and all(per_core_tiles) and \
                 (not masked_any or len(tile_seen) == n_cube):
-            hot = []
-            hot_keys = []
+            hot_costs, hot_tiles, hot_keys = [], [], []
             for i, number in enumerate(tile_ids):
                 key = (number, True, 0)
                 got = get(key) or new_key(i, key)
-                hot.append((got[0], got[2]))
+                hot_costs.append(got[0])
+                hot_tiles.append(got[2])
                 if got[2] is not None:
                     hot_keys.append(key)
             if by_tile:
                 for key in hot_keys:
                     uses[key] = uses.get(key, 0) + heads - h
-        if hot is not None:
-            for latency, whole in hot:
-                core = free[0][1]
-                x = load[core] + latency
-                load[core] = x
-                replace(free, (x, core))
+            # this head and the ones after it, dealt in one pass (hwsim.engine.deal:
+            # the least loaded core takes the next tile, as tile by tile below)
+            if not keep_blocks:
+                deal(free, hot_costs, hot_tiles, heads - h, per_core_tiles)
+                break
+            for latency, whole in zip(hot_costs * (heads - h), hot_tiles * (heads - h)):
+                x, core = free[0]
+                replace(free, (x + latency, core))
                 if whole is not None:
-                    per_core_tiles[core].append(whole)
-                    if keep_blocks:
-                        per_core_blocks[core].extend(whole[0])
-            continue
+                    adds[core](whole)
+                    per_core_blocks[core].extend(whole[0])
+            break
         for i, number in enumerate(tile_ids):
-            core = free[0][1]  # the least loaded (loads with their core: no two equal)
+            x, core = free[0]  # the least loaded (loads with their core: no two equal)
             # a tile ran here before (a tile's work is appended with its blocks, if any)
             warm = bool(worked[core])
             mask_case = 0
@@ -1190,13 +1223,11 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
                 tile_seen.add(core)
             key = (number, warm, mask_case)
             latency, work, whole = get(key) or new_key(i, key)
-            x = load[core] + latency
-            load[core] = x
-            replace(free, (x, core))
+            replace(free, (x + latency, core))
             if selects:
                 append(per_core[core], work, CAP_STAGES)
             elif whole is not None:
-                per_core_tiles[core].append(whole)
+                adds[core](whole)
                 if keep_blocks:
                     per_core_blocks[core].extend(work)
                 if by_tile:
@@ -1204,17 +1235,17 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     _extra_inputs(bld, op, graph, deps=(start,))
     ends = []
     walks: dict = {}  # analytical: the cores' equal walks summed once (emit_cv_pipeline)
+    preload, sync_s = preload_of(tiling, two_level), chip.spec.cv_sync_s
+    after_s = sync_s if split else 0.0  # (_combine's flag)
     for c, core_items in enumerate(per_core):
         vecs = chip.vecs_of(c)
         if not selects:  # the cube/vector hand-offs as engine tasks
             ends.extend(emit_cv_pipeline(
                 bld, per_core_blocks[c] if keep_blocks else None, core=c, vecs=vecs,
-                preload=preload_of(tiling, two_level),
-                sync_s=chip.spec.cv_sync_s, store_bw=chip.mte3_bw * len(vecs),
+                preload=preload, sync_s=sync_s, store_bw=chip.mte3_bw * len(vecs),
                 store_hbm_fraction=part_hbm, deps=(start,), label=name,
                 memo=walks, tiles=per_core_tiles[c] if TILE_SUMS else None,
-                actions_by_tile=by_tile,
-                after_s=chip.spec.cv_sync_s if split else 0.0))  # (_combine's flag)
+                actions_by_tile=by_tile, after_s=after_s))
             continue
         end = emit_pipeline(bld, core_items, load_unit=chip.aic(c, "mte2"),
                             compute_unit=chip.aic(c, "cube"),
@@ -1273,42 +1304,43 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
     return numbers, masked
 
 
-def _blocks(costs: _Costs, t: Tile, *, finish: bool, first: bool, hbm: float, l2b: float,
-            slow: float, mask_hbm: float, pad: float, share: float, store: float,
-            actions: dict, v_bytes: float = 0.0,
-            head: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+def _blocks(costs: _Costs, t: Tile, finish: bool, hbm: float, l2b: float, slow: float,
+            mask_hbm: float, pad: float, share: float, store: float, actions: dict,
+            v_bytes: float = 0.0, head: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
             ) -> list[tuple[Block, int]]:
     """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
     share of the rows for the vector stages) and their share of the tile's loads (by
     width; Q and the mask tile, ``head`` = (hbm, l2, mask, pad) bytes, with the first
     block), as runs of equal blocks
-    (block, how many): a 32K walk has a hundred blocks of one width and mask. ``first``
-    is unused by the costs: a tile following another on its core continues that core's
-    pipeline."""
-    del first
-    rb, walk = t.rows, max(1, t.k1 - t.k0)
+    (block, how many): a 32K walk has a hundred blocks of one width and mask. A tile
+    following another on its core continues that core's pipeline: its blocks are the
+    same either way (only its chain, :func:`_chain`, tells the two apart)."""
+    rows, _, _, k0, k1, widths, masks = t[:7]
+    walk = k1 - k0 if k1 - k0 > 1 else 1  # (max(1, walk))
     times = costs.block_times
     out: list[tuple[Block, int]] = []
-    n = len(t.widths)
+    n = len(widths)
     if not n:
         return out
     # the keys' share of each load, by width; ``head`` on the first block
     h_hbm, h_l2, h_mask, h_pad = head
     hbm, l2b, mask_hbm, pad = hbm - h_hbm, l2b - h_l2, mask_hbm - h_mask, pad - h_pad
+    keep = 1.0 - share
     j = 0
-    for (w, m), k in _block_runs(t.widths, t.masks):
+    for (w, m), k in _block_runs(widths, masks):
         f = w / walk
         last = j + k == n
         x = 1.0 if j == 0 else 0.0
         j += k
-        # (Block's fields in its constructor's order: qk_s, fix_s_s, softmax_s, pv_s,
-        # fix_o_s, update_s, final_s from the stage times, then load_hbm, load_l2,
-        # load_l2_slow, mask_hbm, pad_hbm, pad_l2, store_bytes, actions, load_v)
-        out.append((Block(
-            *times(rb, w, m or None, last and finish),
-            hbm * f + h_hbm * x, l2b * f + h_l2 * x, slow * f, mask_hbm * f + h_mask * x,
-            (pad * f + h_pad * x) * share, (pad * f + h_pad * x) * (1.0 - share),
-            store if last else 0.0, {a: v * f for a, v in actions.items()}, v_bytes * f), k))
+        qk, fs, sm, pv, fo, up, fi = times(rows, w, m or None, last and finish)
+        p = pad * f + h_pad * x
+        # (Block's fields in its constructor's order: the seven stage times, then
+        # load_hbm, load_l2, load_l2_slow, mask_hbm, pad_hbm, pad_l2, store_bytes,
+        # actions, load_v)
+        out.append((Block(qk, fs, sm, pv, fo, up, fi, hbm * f + h_hbm * x, l2b * f + h_l2 * x,
+                          slow * f, mask_hbm * f + h_mask * x, p * share, p * keep,
+                          store if last else 0.0, {a: v * f for a, v in actions.items()},
+                          v_bytes * f), k))
     return out
 
 
