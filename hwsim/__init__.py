@@ -19,11 +19,11 @@ The core never imports torch.
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+# the front door, a function named as a module (hwsim.simulate, the pieces it runs):
+# bound here after that module's import, so that ``hwsim.simulate`` is the function
+from .api import simulate
 from .errors import HwsimError, InputError, UnsupportedOpError
-
-# a function named as its module is bound here, so that importing the module later
-# (``import hwsim.simulate``) cannot put the module in the function's place
-from .simulate import run_graph, simulate
+from .simulate import run_graph
 from .sweep import sweep
 
 if TYPE_CHECKING:

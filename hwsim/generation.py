@@ -81,6 +81,7 @@ from .errors import InputError
 from .moe import expand as expand_moe
 from .pruning.kv import snapkv_budget, streaming_cache
 from .pruning.plan import kept
+from .simulate import device_graph, load_with_sets, model_graphs, resolve_target, run_graph
 from .workload import Workload, workload_from_dict
 
 if TYPE_CHECKING:
@@ -248,7 +249,6 @@ def simulate_generation(wl: Workload, resolved: ResolvedTarget, *, fidelity: str
 def _run(wl: Workload, resolved: ResolvedTarget, fidelity: str) -> GenerationReport:
     from .progress import advance  # noqa: PLC0415
     from .report.generation import GenerationReport  # noqa: PLC0415
-    from .simulate import device_graph, model_graphs, run_graph  # noqa: PLC0415
 
     policy = policy_of(wl)
     memo: dict = {}
@@ -433,7 +433,6 @@ def _dense_step_flops(wl: Workload, n_steps: int):
 
     if n_steps <= 0:
         return np.zeros(0, dtype=np.int64)
-    from .simulate import model_graphs  # noqa: PLC0415
 
     def flops(j: int) -> int:
         step = phase_workload(wl, "decode", 1, wl.seq_len + j - 1, [])
@@ -526,7 +525,6 @@ def max_batch(workload: Workload | str, target: str | ResolvedTarget | None = No
     static batch prefilled together, as ``simulate`` times it). 0 when one sequence
     does not fit; ``limit`` when that many do (or the target states no capacity).
     Memory only: nothing is lowered."""
-    from .simulate import device_graph, load_with_sets, model_graphs, resolve_target  # noqa: PLC0415
 
     wl, target_sets = load_with_sets(workload, sets)
     resolved = resolve_target(target, wl, target_sets)

@@ -1,17 +1,15 @@
 """Simulation: a graph, lowered op by op onto a target, scheduled, priced.
 
-:func:`simulate` is the front door of the API::
-
-    import hwsim
-    report = hwsim.simulate("workloads/llama2-7b-prefill.yaml", target="roofline")
-    report.totals["latency_s"], report.ops.head()
-
-It loads the workload (applying ``sets`` overrides), builds the dense graph,
-applies the pruning steps, splits it over the devices and expands its mixture-of-experts
-layers by the workload's routing (:func:`prepare`, the one pipeline that
-``hwsim validate`` uses too), resolves the target and its spec, lowers each op to
-tasks (identical ops are lowered once and reused), schedules them, prices the
-actions with the target's energy table, and returns a :class:`~hwsim.report.Report`.
+The pieces behind the API's front door (:func:`hwsim.simulate`, in :mod:`hwsim.api`):
+:func:`load_with_sets` loads the workload (applying ``sets`` overrides),
+:func:`model_graphs` builds the dense graph and applies the pruning steps,
+:func:`device_graph` splits it over the devices and expands its mixture-of-experts
+layers by the workload's routing (:func:`prepare`, the one pipeline that ``hwsim
+validate`` uses too), :func:`resolve_target` resolves the target and its spec, and
+:func:`run_graph` lowers each op to tasks (identical ops are lowered once and
+reused), schedules them, prices the actions with the target's energy table, and
+returns a :class:`~hwsim.report.Report`. A generation (:mod:`hwsim.generation`) and a
+serving run (:mod:`hwsim.serving`) run their forwards through the same pieces.
 
 Ops run one after another in graph order (a kernel boundary between them).
 Within an op, its tasks are scheduled by the event engine (``fidelity="event"``,
@@ -45,7 +43,6 @@ from .pruning import apply as apply_pruning
 from .targets import ResolvedTarget, resolve
 from .workload import Workload, build_graph, load_workload, parse_sets, split_target
 from .workload.logits import select_logits
-from .zoo import context_warnings
 
 if TYPE_CHECKING:
     from .report import Report
@@ -54,52 +51,6 @@ FIDELITIES = ("event", "analytical")
 
 
 DEFAULT_TARGET = "roofline"
-
-
-def simulate(workload: str | os.PathLike | Workload | Mapping[str, Any],
-             target: str | ResolvedTarget | None = None,
-             *, sets: Iterable[str] | Mapping[str, Any] = (),
-             fidelity: str = "event", baseline: bool = False) -> Report:
-    """Simulate ``workload`` on ``target``.
-
-    ``workload``: a YAML path, a :class:`Workload`, or a mapping of the same fields
-    a workload file has (``{"model": "bert-base", "seq_len": 128}``), checked as a
-    file is. ``target``: a target, preset or hardware YAML path, or a resolved
-    target; ``None`` runs the workload's own ``target:`` field, else roofline.
-    ``sets`` are overrides: ``["seq_len=4096", "target.dram_bw_bytes_per_s=1e12"]``
-    or the same as a mapping; the workload's name then says which
-    (:func:`hwsim.workload.overrides.label`). With ``baseline=True`` the unpruned
-    graph is simulated too, as ``report.baseline``, and the report compares the two.
-
-    Python's cyclic collector is paused for the call (:class:`~hwsim.engine.events.gc_paused`:
-    a run makes no reference cycle worth a pass; the passes over the graph, the
-    targets' first imports and the report came to about 3 % of a first run).
-    """
-    with gc_paused():
-        return _simulate(workload, target, sets, fidelity, baseline)
-
-
-def _simulate(workload, target, sets, fidelity: str, baseline: bool) -> Report:
-    """:func:`simulate`, with the collector paused."""
-    if fidelity not in FIDELITIES:
-        raise InputError(f"expected one of {', '.join(FIDELITIES)}, got {fidelity!r}",
-                         source="--fidelity")
-    wl, target_sets = load_with_sets(workload, sets)
-    resolved = resolve_target(target, wl, target_sets)
-    if wl.phase == "generate":
-        from .generation import simulate_generation  # noqa: PLC0415
-
-        report = simulate_generation(wl, resolved, fidelity=fidelity, baseline=baseline)
-    else:
-        pruned, dense = model_graphs(wl)
-        dense_flops = expand_moe(dense, wl.routing, wl.source).flops()
-        report = run_graph(device_graph(pruned, wl), resolved, wl, dense_flops=dense_flops,
-                           fidelity=fidelity)
-        if baseline:
-            report.baseline = run_graph(device_graph(dense, wl), resolved, wl,
-                                        dense_flops=dense_flops, fidelity=fidelity)
-    report.warnings = context_warnings(wl, report.graph.header)
-    return report
 
 
 def resolve_target(target: str | ResolvedTarget | None, wl: Workload,

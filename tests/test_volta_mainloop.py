@@ -15,8 +15,8 @@ import pytest
 from hwsim.accelerators.volta import gemm, mainloop
 from hwsim.accelerators.volta.gemm import Tile
 from hwsim.accelerators.volta.gpu import Gpu, Kernel, Work
+from hwsim.api import simulate
 from hwsim.errors import InputError
-from hwsim.simulate import simulate
 from hwsim.targets import resolve
 
 SXM2 = resolve("volta-v100-sxm2").spec

@@ -205,7 +205,7 @@ def _target_names(text: str | None) -> list[str | None]:
 
 
 def _simulate(args) -> int:
-    from ..simulate import simulate  # noqa: PLC0415
+    from ..api import simulate  # noqa: PLC0415
 
     names = _target_names(args.target)
     if args.top < 0:

@@ -197,7 +197,7 @@ def _target(text: str, overrides: str):
 
 def run_point(base: Base, point: Point) -> dict[str, Any]:
     """Simulate one point; return the report's totals, or the error, as a flat row."""
-    from ..simulate import simulate  # noqa: PLC0415
+    from ..api import simulate  # noqa: PLC0415
 
     target = point.values.get("target", base.target)
     fidelity = point.values.get("fidelity", base.fidelity)

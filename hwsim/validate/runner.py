@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
+from ..api import simulate
 from ..errors import Collector, InputError
-from ..simulate import prepare, simulate
+from ..simulate import prepare
 from ..targets import resolve
 from ..workload import load_workload, shipped, workload_from_dict
 
