@@ -52,7 +52,6 @@ all runs in Python, as the reference.
 from __future__ import annotations
 
 import gc
-import os
 from collections import deque
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush, heappushpop
@@ -60,6 +59,7 @@ from itertools import compress
 from operator import not_
 from typing import Mapping, Sequence
 
+from . import compiled
 from .task import Task
 
 
@@ -89,13 +89,8 @@ ARRIVAL_ORDER = True
 # built, and not switched off by the environment's HWSIM_PURE_PYTHON=1; False: the
 # Python loop (_event_loop), the reference, always. The schedules are the same either
 # way, to the last bit.
-try:
-    from . import _cevents
-except ImportError:  # not built (a source checkout, an install without a C compiler)
-    _cevents = None
-if getattr(_cevents, "CALL_VERSION", None) != 1:  # (a build from before a change of call)
-    _cevents = None
-COMPILED = _cevents is not None and os.environ.get("HWSIM_PURE_PYTHON", "") in ("", "0")
+_cevents = compiled.optional("hwsim.engine._cevents", 1)
+COMPILED = _cevents is not None and not compiled.PURE_PYTHON
 
 # Ops whose lanes number the same (one kind of op on one machine: a GEMM on all cube
 # cores, an attention on all cores) -> how many of them in a row the arrival-order path

@@ -86,13 +86,12 @@ walks that run it (:func:`add_tile_actions`).
 from __future__ import annotations
 
 import math
-import os
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
 from operator import attrgetter, itemgetter
 
-from hwsim.engine import Accumulator
+from hwsim.engine import Accumulator, compiled
 
 from .chip import _NO_BYTES, HBM_UNIT, Builder, clean_deps
 from .pipeline import store_split
@@ -102,13 +101,8 @@ from .pipeline import store_split
 # core") where it is built and not switched off by the environment's HWSIM_PURE_PYTHON=1;
 # False: the Python walk (_step_fields, _walk_numbers), the reference, always. The
 # numbers are the same either way, to the last bit.
-try:
-    from . import _cwalk
-except ImportError:  # not built (a source checkout, an install without a C compiler)
-    _cwalk = None
-if getattr(_cwalk, "CALL_VERSION", None) != 1:  # (a build from before a change of call)
-    _cwalk = None
-COMPILED = _cwalk is not None and os.environ.get("HWSIM_PURE_PYTHON", "") in ("", "0")
+_cwalk = compiled.optional("hwsim.accelerators.ascend._cwalk", 1)
+COMPILED = _cwalk is not None and not compiled.PURE_PYTHON
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
