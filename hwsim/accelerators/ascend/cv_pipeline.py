@@ -114,7 +114,7 @@ MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
 
 
-@dataclass
+@dataclass(slots=True)
 class Block:
     """One key/value block of a query tile on one core (times in seconds)."""
 
