@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 
 import pytest
 from conftest import ROOT
@@ -164,7 +165,7 @@ def test_the_c_walk_leaves_what_it_does_not_take_to_python():
                         ({"load_hbm": float("inf")}, OverflowError)):
         tiles = random_tiles(rng)
         runs, whole, n = tiles[0]
-        whole = cv.Block(**{**whole.__dict__, **bad})
+        whole = replace(whole, **bad)
         tiles[0] = (runs, whole, n)
         ranges = [(0, sum(t[2] for t in tiles))]  # (one step: the tile's sum is read)
         if raises is not None:  # (C: None, then the Python walk raises)
