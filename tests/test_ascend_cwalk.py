@@ -275,3 +275,65 @@ def test_the_environment_switches_the_c_walk_off():
         got[value] = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                                     capture_output=True, text=True, check=True).stdout.strip()
     assert got == {"": "True", "0": "True", "1": "False"}
+
+
+def _random_walk_sums(rng: random.Random) -> cv._WalkSums:
+    """A walk's sums with random roles (some repeated, some without a head), bounds
+    (one or two, -0.0 and int seconds among them), byte counts (ints, some big),
+    actions, hbm parts (none at times), task count and path."""
+    roles = ["mte2", "hbm", "cube", "fix", "cflag", "vec", "vflag", "mte3"]
+    busy = []
+    for role in rng.sample(roles, rng.randint(0, len(roles))) + rng.sample(roles, 1):
+        bounds = [(rng.choice(["memory", "onchip", "compute", "latency"]), _value(rng, 1e-4))
+                  for _ in range(rng.randint(0, 2))]
+        busy.append((role, _value(rng, 1e-3), bounds))
+    heads = {r: _value(rng, 1e-5) for r in roles if rng.random() < 0.6}
+    nbytes = [(k, rng.choice([0, 7, rng.randint(0, 2**40), 2**70]))
+              for k in rng.sample(["l2_read", "dram_read", "mask_dram_read", "dram_write"],
+                                  rng.randint(0, 4))]
+    actions = [(k, _value(rng, 1e6)) for k in rng.sample(
+        ["hbm_byte", "l2_byte", "l1_byte", "ub_byte", "mac_fp16"], rng.randint(0, 5))]
+    parts = tuple((_value(rng, 1e-5), _value(rng, 1e-4), _value(rng, 1e-4))
+                  for _ in range(rng.choice([0, 1, 4])))
+    return cv._WalkSums(busy, nbytes, actions, rng.randint(1, 300), _value(rng, 1e-3), heads,
+                        None, parts)
+
+
+def _acc_state(acc) -> str:
+    return repr((acc.busy, acc.head, acc.nbytes, acc.actions, acc.parts, acc.finish,
+                 acc.count))
+
+
+def test_the_c_add_to_adds_what_the_python_adds():
+    """_WalkSums.add_to in C (``_cwalk.add_to``) against the Python (cv.COMPILED off):
+    the accumulator's busy entries, heads, bytes, actions, parts, finish times and count
+    the same by repr (every float's last bit, -0.0, ints and their types, the dicts'
+    order) and the same task returned, on random walks added one after another to
+    random accumulators (units met before or not, heads above, below or at the start,
+    starts of 0, -0.0 and negative, parts already on the hbm unit or not)."""
+    from hwsim.engine import Accumulator  # noqa: PLC0415
+
+    rng = random.Random(17)
+    for trial in range(400):
+        units = {r: tuple(f"c{trial % 3}.{r}{i}" for i in range(rng.choice([1, 1, 2])))
+                 for r in ("mte2", "cube", "fix", "cflag", "vec", "vflag", "mte3")}
+        units["hbm"] = ("hbm",)
+        accs = [Accumulator(), Accumulator()]
+        seed = rng.random()
+        for acc in accs:  # (the same random start for both)
+            r2 = random.Random(seed)
+            for _ in range(r2.randint(0, 3)):
+                acc.add(r2.choice([*units["cube"], *units["vec"], "hbm"]), r2.random() * 1e-4,
+                        {"l2_read": 5}, {"l2_byte": 1.5}, (), "compute", "", 1, False)
+            if r2.random() < 0.5:
+                acc.add_part("hbm", r2.random() * 1e-5, 1e-6, 2e-6)
+        for _ in range(rng.randint(1, 4)):
+            ws = _random_walk_sums(rng)
+            start = rng.choice([0.0, -0.0, -1e-6, rng.random() * 1e-4])
+            after = rng.choice([0.0, 3e-7])
+            with compiled(False):
+                want = ws.add_to(accs[0], units, start, after)
+            with compiled(True):
+                got = ws.add_to(accs[1], units, start, after)
+            assert got == want and type(got[0]) is type(want[0]), trial
+            assert _acc_state(accs[1]) == _acc_state(accs[0]), trial
