@@ -15,7 +15,7 @@ import random
 import subprocess
 import sys
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 from conftest import ROOT
@@ -337,3 +337,56 @@ def test_the_c_add_to_adds_what_the_python_adds():
                 got = ws.add_to(accs[1], units, start, after)
             assert got == want and type(got[0]) is type(want[0]), trial
             assert _acc_state(accs[1]) == _acc_state(accs[0]), trial
+
+
+def _as(kinds: dict, choice: str, rng: random.Random, b):
+    """Block ``b`` as the kind ``choice`` names (a random one for "mixed")."""
+    return kinds[rng.choice(list(kinds)) if choice == "mixed" else choice](b)
+
+
+def test_the_c_walk_reads_a_blocks_slots_in_place_and_others_with_getattr():
+    """Fields reads a Block's fields (a dataclass with slots) from its slots in place and
+    any other object's with getattr: walks of Blocks, of plain objects with the same
+    attributes (no slots), of a Block subclass whose ``qk_s`` is a property (getattr's
+    answer, not the slot's, is the Python walk's), and of the three mixed block to block
+    (the type changing between reads) give the Python walk's numbers, by repr; a Block
+    whose slot is empty (``del``) is left to Python, which raises as getattr does."""
+    chip = Chip(resolve("ascend").spec)
+    rng = random.Random(8)
+    args = (2, 3e-7, 3e-7, chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw, 1)
+    store_args = (2, 1.0, chip.hbm_stream_bw, chip.l2_write_bw, chip.hbm_bw, 1)
+    names = [f.name for f in fields(cv.Block)]
+
+    class Plain:
+        def __init__(self, b):
+            for name in names:
+                setattr(self, name, getattr(b, name))
+
+    slot = cv.Block.__dict__["qk_s"]  # (the slot's member descriptor)
+
+    class Doubled(cv.Block):
+        __slots__ = ()
+        qk_s = property(lambda self: 2.0 * slot.__get__(self) + 1e-9,
+                        lambda self, v: slot.__set__(self, v))
+
+    kinds = {"block": lambda b: b, "plain": Plain,
+             "doubled": lambda b: Doubled(*(getattr(b, n) for n in names))}
+    for trial in range(120):
+        choice = ["block", "plain", "doubled", "mixed"][trial % 4]
+        tiles = []
+        for runs, whole, n in random_tiles(rng):
+            tiles.append(([(_as(kinds, choice, rng, b), k) for b, k in runs],
+                          _as(kinds, choice, rng, whole), n))
+        ranges = _ranges(rng, sum(t[2] for t in tiles), trial)
+        c, py = both(tiles, ranges, args, store_args)
+        assert c is not None and repr(c) == repr(py), (trial, choice)
+    tiles = random_tiles(rng)
+    runs, whole, n = tiles[0]
+    empty = replace(whole)
+    del empty.load_v
+    tiles[0] = (runs, empty, n)
+    ranges = [(0, sum(t[2] for t in tiles))]
+    assert cv._cwalk.walk(tiles, ranges, cv._cwalk.Fields(), *args, cv._store_terms,
+                          store_args, cv.WALK_PARTS, cv.KV_BUFFERS) is None
+    with pytest.raises(AttributeError):
+        cv._step_fields(tiles, ranges)

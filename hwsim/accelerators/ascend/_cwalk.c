@@ -27,9 +27,10 @@
  * preload, an error in the stores' callback: walk() returns None and
  * _walk_sums runs the Python walk, which gives (or raises) what it gives.
  *
- * Fields: the blocks' 15 floats, read once per block (a Block is read with
- * a getattr per field; an op's 24 walks read its few hundred blocks again and
- * again): a table keyed by the block object, holding a reference to each so
+ * Fields: the blocks' 15 floats, read once per block (an op's 24 walks read
+ * its few hundred blocks again and again; a Block, a dataclass with slots, from
+ * its slots in place, where its type's fields are plain slots, any other object
+ * with a getattr per field): a table keyed by the block object, holding a reference to each so
  * that no key's address is reused while it lives. One per op (the walks'
  * memo): its blocks are not changed while its walks are summed. It keeps the
  * op's stores' terms too: _store_terms (called back, in Python) is a function
@@ -38,6 +39,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX: a slot's member descriptor */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -126,6 +128,12 @@ typedef struct {
     Py_ssize_t vcap;
     int n_stores;
     Store *stores;
+    /* the type whose 15 fields are slots read in place (a dataclass with slots: each a
+       member descriptor of an object; no __getattribute__ of its own), held, and where;
+       slot_ok 0: that type is read with getattr */
+    PyTypeObject *slot_type;
+    int slot_ok;
+    Py_ssize_t offsets[NF];
 } Fields;
 
 #define FIRST_BITS 8 /* 256 slots at first (an op's walks read some 300-500 blocks) */
@@ -168,6 +176,26 @@ static int fields_grow(Fields *c)
     return 0;
 }
 
+/* whether type's fields are read in place, and where (c's slot_type becomes type):
+   each field's name finds a member descriptor of an object slot on the type (what
+   getattr would call; a data descriptor, so no instance dict shadows it), and the type
+   gets attributes as object does */
+static void find_slots(Fields *c, PyTypeObject *type)
+{
+    Py_INCREF(type);
+    Py_XSETREF(c->slot_type, type);
+    c->slot_ok = type->tp_getattro == PyObject_GenericGetAttr;
+    for (int i = 0; c->slot_ok && i < NF; i++) {
+        PyObject *d = _PyType_Lookup(type, field_strs[i]);
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            c->slot_ok = 0;
+            break;
+        }
+        c->offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+}
+
 /* the block's fields (valid until the next lookup: the rows may move); NULL where a
    field is missing or not a plain number (an error set or not: the caller clears) */
 static const double *fields_of(Fields *c, PyObject *blk)
@@ -184,14 +212,24 @@ static const double *fields_of(Fields *c, PyObject *blk)
         }
     }
     double f[NF];
-    for (int i = 0; i < NF; i++) {
-        PyObject *v = PyObject_GetAttr(blk, field_strs[i]);
-        if (!v)
-            return NULL;
-        int bad = as_double(v, &f[i]);
-        Py_DECREF(v);
-        if (bad)
-            return NULL;
+    if (Py_TYPE(blk) != c->slot_type)
+        find_slots(c, Py_TYPE(blk));
+    if (c->slot_ok) { /* (the slots in place: what getattr returns; an empty one raises) */
+        for (int i = 0; i < NF; i++) {
+            PyObject *v = *(PyObject **)((char *)blk + c->offsets[i]);
+            if (!v || as_double(v, &f[i]))
+                return NULL;
+        }
+    } else {
+        for (int i = 0; i < NF; i++) {
+            PyObject *v = PyObject_GetAttr(blk, field_strs[i]);
+            if (!v)
+                return NULL;
+            int bad = as_double(v, &f[i]);
+            Py_DECREF(v);
+            if (bad)
+                return NULL;
+        }
     }
     if (c->len + 1 > c->vcap && fields_grow(c) < 0) /* (at most half the slots full) */
         return NULL;
@@ -212,6 +250,7 @@ static void Fields_dealloc(Fields *self)
     PyMem_Free(self->tab);
     PyMem_Free(self->vals);
     PyMem_Free(self->stores);
+    Py_XDECREF(self->slot_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
