@@ -636,3 +636,65 @@ def test_a_walks_block_runs_and_first_reads_are_their_definitions():
             want.append((fk, fv, fm))
         assert repr(A._first_touch(att, shuffled, vals)) == repr(want), o
         assert isinstance(att, AttentionShape)
+
+
+def test_a_tiles_blocks_come_with_their_tile_sum_and_without_actions_by_tile():
+    """attention._blocks hands a tile's runs of blocks with their sum, added as the
+    blocks are made: the same floats (repr of every field and action) as
+    cv_pipeline.tile_sum of the runs, on the calls of causal and non-causal, one- and
+    two-level, split-KV and windowed attentions at both fidelities, and on the same calls
+    with their loads, shares, actions and stores scaled by random factors (a run's terms
+    reassociated, or an action's ``v * f * k`` taken as ``v * (f * k)``, shows);
+    ``block_actions=False`` (the analytical walk by tile) the same blocks but for their
+    actions, none, and the same sum."""
+    import random  # noqa: PLC0415
+    from dataclasses import astuple, replace  # noqa: PLC0415
+
+    from hwsim.accelerators.ascend import attention as A  # noqa: PLC0415
+    from hwsim.accelerators.ascend.cv_pipeline import tile_sum  # noqa: PLC0415
+
+    calls = []
+    real = A._blocks
+
+    def record(*args):
+        calls.append(args)
+        return real(*args)
+
+    ops = [plan_op(), plan_op(causal=False, q_len=2000, kv_len=2500),
+           plan_op(q_len=1, kv_len=9000, causal=False), plan_op(window=700)]
+    A._blocks = record
+    try:
+        for o in ops:
+            for strategy in ("fastattention", "flash"):
+                wl = workload_from_dict({"name": "t", "dtype": "fp16",
+                                         "tiling": {"attention": strategy}, "ops": [o]}, "t")
+                for fidelity in ("event", "analytical"):
+                    hwsim.simulate(wl, "ascend", fidelity=fidelity)
+    finally:
+        A._blocks = real
+    assert len(calls) > 100
+    assert {c[-1] for c in calls} == {True, False}  # (event: with actions; by tile: none)
+    assert any(sum(k for _, k in real(*c[:-1])[0]) > 2 for c in calls)  # (runs of many)
+
+    def same(runs, whole, other_runs, other_whole, actions):
+        assert repr(astuple(other_whole)) == repr(astuple(whole))
+        assert len(other_runs) == len(runs)
+        for (b, k), (o, ko) in zip(runs, other_runs):
+            assert ko == k and o.actions == (b.actions if actions else {})
+            assert repr(astuple(replace(o, actions={}))) == repr(astuple(replace(b, actions={})))
+
+    rng = random.Random(14)
+    for i, c in enumerate(calls):
+        args = list(c[:-1])
+        if i % 2:  # the loads, shares, stores and actions scaled (rounding everywhere)
+            for j in (3, 4, 5, 6, 7, 9, 11):  # hbm, l2b, slow, mask_hbm, pad, store, v_bytes
+                args[j] *= rng.uniform(0.3, 3.0)
+            args[8] = rng.uniform(0.0, 1.0)  # share
+            args[10] = {a: v * rng.uniform(0.3, 3.0) for a, v in args[10].items()}
+        runs, whole = real(*args)
+        if not runs:
+            assert whole is None
+            continue
+        assert repr(astuple(whole)) == repr(astuple(tile_sum(runs))), i
+        same(runs, whole, *real(*args, False), actions=False)
+        same(runs, whole, *real(*args, True), actions=True)

@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import fields, replace
 
 import pytest
 from conftest import ROOT
@@ -164,7 +165,7 @@ def test_the_c_walk_leaves_what_it_does_not_take_to_python():
                         ({"load_hbm": float("inf")}, OverflowError)):
         tiles = random_tiles(rng)
         runs, whole, n = tiles[0]
-        whole = cv.Block(**{**whole.__dict__, **bad})
+        whole = replace(whole, **bad)
         tiles[0] = (runs, whole, n)
         ranges = [(0, sum(t[2] for t in tiles))]  # (one step: the tile's sum is read)
         if raises is not None:  # (C: None, then the Python walk raises)
@@ -274,3 +275,118 @@ def test_the_environment_switches_the_c_walk_off():
         got[value] = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT,
                                     capture_output=True, text=True, check=True).stdout.strip()
     assert got == {"": "True", "0": "True", "1": "False"}
+
+
+def _random_walk_sums(rng: random.Random) -> cv._WalkSums:
+    """A walk's sums with random roles (some repeated, some without a head), bounds
+    (one or two, -0.0 and int seconds among them), byte counts (ints, some big),
+    actions, hbm parts (none at times), task count and path."""
+    roles = ["mte2", "hbm", "cube", "fix", "cflag", "vec", "vflag", "mte3"]
+    busy = []
+    for role in rng.sample(roles, rng.randint(0, len(roles))) + rng.sample(roles, 1):
+        bounds = [(rng.choice(["memory", "onchip", "compute", "latency"]), _value(rng, 1e-4))
+                  for _ in range(rng.randint(0, 2))]
+        busy.append((role, _value(rng, 1e-3), bounds))
+    heads = {r: _value(rng, 1e-5) for r in roles if rng.random() < 0.6}
+    nbytes = [(k, rng.choice([0, 7, rng.randint(0, 2**40), 2**70]))
+              for k in rng.sample(["l2_read", "dram_read", "mask_dram_read", "dram_write"],
+                                  rng.randint(0, 4))]
+    actions = [(k, _value(rng, 1e6)) for k in rng.sample(
+        ["hbm_byte", "l2_byte", "l1_byte", "ub_byte", "mac_fp16"], rng.randint(0, 5))]
+    parts = tuple((_value(rng, 1e-5), _value(rng, 1e-4), _value(rng, 1e-4))
+                  for _ in range(rng.choice([0, 1, 4])))
+    return cv._WalkSums(busy, nbytes, actions, rng.randint(1, 300), _value(rng, 1e-3), heads,
+                        None, parts)
+
+
+def _acc_state(acc) -> str:
+    return repr((acc.busy, acc.head, acc.nbytes, acc.actions, acc.parts, acc.finish,
+                 acc.count))
+
+
+def test_the_c_add_to_adds_what_the_python_adds():
+    """_WalkSums.add_to in C (``_cwalk.add_to``) against the Python (cv.COMPILED off):
+    the accumulator's busy entries, heads, bytes, actions, parts, finish times and count
+    the same by repr (every float's last bit, -0.0, ints and their types, the dicts'
+    order) and the same task returned, on random walks added one after another to
+    random accumulators (units met before or not, heads above, below or at the start,
+    starts of 0, -0.0 and negative, parts already on the hbm unit or not)."""
+    from hwsim.engine import Accumulator  # noqa: PLC0415
+
+    rng = random.Random(17)
+    for trial in range(400):
+        units = {r: tuple(f"c{trial % 3}.{r}{i}" for i in range(rng.choice([1, 1, 2])))
+                 for r in ("mte2", "cube", "fix", "cflag", "vec", "vflag", "mte3")}
+        units["hbm"] = ("hbm",)
+        accs = [Accumulator(), Accumulator()]
+        seed = rng.random()
+        for acc in accs:  # (the same random start for both)
+            r2 = random.Random(seed)
+            for _ in range(r2.randint(0, 3)):
+                acc.add(r2.choice([*units["cube"], *units["vec"], "hbm"]), r2.random() * 1e-4,
+                        {"l2_read": 5}, {"l2_byte": 1.5}, (), "compute", "", 1, False)
+            if r2.random() < 0.5:
+                acc.add_part("hbm", r2.random() * 1e-5, 1e-6, 2e-6)
+        for _ in range(rng.randint(1, 4)):
+            ws = _random_walk_sums(rng)
+            start = rng.choice([0.0, -0.0, -1e-6, rng.random() * 1e-4])
+            after = rng.choice([0.0, 3e-7])
+            with compiled(False):
+                want = ws.add_to(accs[0], units, start, after)
+            with compiled(True):
+                got = ws.add_to(accs[1], units, start, after)
+            assert got == want and type(got[0]) is type(want[0]), trial
+            assert _acc_state(accs[1]) == _acc_state(accs[0]), trial
+
+
+def _as(kinds: dict, choice: str, rng: random.Random, b):
+    """Block ``b`` as the kind ``choice`` names (a random one for "mixed")."""
+    return kinds[rng.choice(list(kinds)) if choice == "mixed" else choice](b)
+
+
+def test_the_c_walk_reads_a_blocks_slots_in_place_and_others_with_getattr():
+    """Fields reads a Block's fields (a dataclass with slots) from its slots in place and
+    any other object's with getattr: walks of Blocks, of plain objects with the same
+    attributes (no slots), of a Block subclass whose ``qk_s`` is a property (getattr's
+    answer, not the slot's, is the Python walk's), and of the three mixed block to block
+    (the type changing between reads) give the Python walk's numbers, by repr; a Block
+    whose slot is empty (``del``) is left to Python, which raises as getattr does."""
+    chip = Chip(resolve("ascend").spec)
+    rng = random.Random(8)
+    args = (2, 3e-7, 3e-7, chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw, 1)
+    store_args = (2, 1.0, chip.hbm_stream_bw, chip.l2_write_bw, chip.hbm_bw, 1)
+    names = [f.name for f in fields(cv.Block)]
+
+    class Plain:
+        def __init__(self, b):
+            for name in names:
+                setattr(self, name, getattr(b, name))
+
+    slot = cv.Block.__dict__["qk_s"]  # (the slot's member descriptor)
+
+    class Doubled(cv.Block):
+        __slots__ = ()
+        qk_s = property(lambda self: 2.0 * slot.__get__(self) + 1e-9,
+                        lambda self, v: slot.__set__(self, v))
+
+    kinds = {"block": lambda b: b, "plain": Plain,
+             "doubled": lambda b: Doubled(*(getattr(b, n) for n in names))}
+    for trial in range(120):
+        choice = ["block", "plain", "doubled", "mixed"][trial % 4]
+        tiles = []
+        for runs, whole, n in random_tiles(rng):
+            tiles.append(([(_as(kinds, choice, rng, b), k) for b, k in runs],
+                          _as(kinds, choice, rng, whole), n))
+        ranges = _ranges(rng, sum(t[2] for t in tiles), trial)
+        c, py = both(tiles, ranges, args, store_args)
+        assert c is not None and repr(c) == repr(py), (trial, choice)
+    tiles = random_tiles(rng)
+    runs, whole, n = tiles[0]
+    empty = replace(whole)
+    del empty.load_v
+    tiles[0] = (runs, empty, n)
+    ranges = [(0, sum(t[2] for t in tiles))]
+    assert cv._cwalk.walk(tiles, ranges, cv._cwalk.Fields(), *args, cv._store_terms,
+                          store_args, cv.WALK_PARTS, cv.KV_BUFFERS) is None
+    with pytest.raises(AttributeError):
+        cv._step_fields(tiles, ranges)

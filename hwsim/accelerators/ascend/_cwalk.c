@@ -27,9 +27,10 @@
  * preload, an error in the stores' callback: walk() returns None and
  * _walk_sums runs the Python walk, which gives (or raises) what it gives.
  *
- * Fields: the blocks' 15 floats, read once per block (a Block is read with
- * a getattr per field; an op's 24 walks read its few hundred blocks again and
- * again): a table keyed by the block object, holding a reference to each so
+ * Fields: the blocks' 15 floats, read once per block (an op's 24 walks read
+ * its few hundred blocks again and again; a Block, a dataclass with slots, from
+ * its slots in place, where its type's fields are plain slots, any other object
+ * with a getattr per field): a table keyed by the block object, holding a reference to each so
  * that no key's address is reused while it lives. One per op (the walks'
  * memo): its blocks are not changed while its walks are summed. It keeps the
  * op's stores' terms too: _store_terms (called back, in Python) is a function
@@ -38,6 +39,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h> /* T_OBJECT_EX: a slot's member descriptor */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -126,6 +128,12 @@ typedef struct {
     Py_ssize_t vcap;
     int n_stores;
     Store *stores;
+    /* the type whose 15 fields are slots read in place (a dataclass with slots: each a
+       member descriptor of an object; no __getattribute__ of its own), held, and where;
+       slot_ok 0: that type is read with getattr */
+    PyTypeObject *slot_type;
+    int slot_ok;
+    Py_ssize_t offsets[NF];
 } Fields;
 
 #define FIRST_BITS 8 /* 256 slots at first (an op's walks read some 300-500 blocks) */
@@ -168,6 +176,26 @@ static int fields_grow(Fields *c)
     return 0;
 }
 
+/* whether type's fields are read in place, and where (c's slot_type becomes type):
+   each field's name finds a member descriptor of an object slot on the type (what
+   getattr would call; a data descriptor, so no instance dict shadows it), and the type
+   gets attributes as object does */
+static void find_slots(Fields *c, PyTypeObject *type)
+{
+    Py_INCREF(type);
+    Py_XSETREF(c->slot_type, type);
+    c->slot_ok = type->tp_getattro == PyObject_GenericGetAttr;
+    for (int i = 0; c->slot_ok && i < NF; i++) {
+        PyObject *d = _PyType_Lookup(type, field_strs[i]);
+        if (!d || !Py_IS_TYPE(d, &PyMemberDescr_Type) ||
+            ((PyMemberDescrObject *)d)->d_member->type != T_OBJECT_EX) {
+            c->slot_ok = 0;
+            break;
+        }
+        c->offsets[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+    }
+}
+
 /* the block's fields (valid until the next lookup: the rows may move); NULL where a
    field is missing or not a plain number (an error set or not: the caller clears) */
 static const double *fields_of(Fields *c, PyObject *blk)
@@ -184,14 +212,24 @@ static const double *fields_of(Fields *c, PyObject *blk)
         }
     }
     double f[NF];
-    for (int i = 0; i < NF; i++) {
-        PyObject *v = PyObject_GetAttr(blk, field_strs[i]);
-        if (!v)
-            return NULL;
-        int bad = as_double(v, &f[i]);
-        Py_DECREF(v);
-        if (bad)
-            return NULL;
+    if (Py_TYPE(blk) != c->slot_type)
+        find_slots(c, Py_TYPE(blk));
+    if (c->slot_ok) { /* (the slots in place: what getattr returns; an empty one raises) */
+        for (int i = 0; i < NF; i++) {
+            PyObject *v = *(PyObject **)((char *)blk + c->offsets[i]);
+            if (!v || as_double(v, &f[i]))
+                return NULL;
+        }
+    } else {
+        for (int i = 0; i < NF; i++) {
+            PyObject *v = PyObject_GetAttr(blk, field_strs[i]);
+            if (!v)
+                return NULL;
+            int bad = as_double(v, &f[i]);
+            Py_DECREF(v);
+            if (bad)
+                return NULL;
+        }
     }
     if (c->len + 1 > c->vcap && fields_grow(c) < 0) /* (at most half the slots full) */
         return NULL;
@@ -212,6 +250,7 @@ static void Fields_dealloc(Fields *self)
     PyMem_Free(self->tab);
     PyMem_Free(self->vals);
     PyMem_Free(self->stores);
+    Py_XDECREF(self->slot_type);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -789,8 +828,267 @@ done:
     return result;
 }
 
+
+/* ---- add_to: a walk's sums into the op's accumulator ---- */
+
+/* the names add_to reads, interned: the _WalkSums' slots and the Accumulator's */
+enum { A_BUSY, A_NBYTES, A_ACTIONS, A_HBM_PARTS, A_HEADS, A_COUNT, A_PATH_S, A_HEAD, A_PARTS,
+       A_FINISH, N_ATTRS };
+static const char *attr_names[N_ATTRS] = {"busy", "nbytes", "actions", "hbm_parts", "heads",
+                                          "count", "path_s", "head", "parts", "finish"};
+static PyObject *attr_strs[N_ATTRS], *zero_float, *zero_int;
+
+/* d[key] = d.get(key, zero) + v (a new value; v borrowed) */
+static int add_into(PyObject *d, PyObject *key, PyObject *zero, PyObject *v)
+{
+    PyObject *old = PyDict_GetItemWithError(d, key);
+    if (!old && PyErr_Occurred())
+        return -1;
+    PyObject *x = PyNumber_Add(old ? old : zero, v);
+    if (!x)
+        return -1;
+    int rc = PyDict_SetItem(d, key, x);
+    Py_DECREF(x);
+    return rc;
+}
+
+/* an iterable's items as a new list (a tuple or list as is: a new reference) */
+static PyObject *as_seq(PyObject *x)
+{
+    return PySequence_Fast(x, "add_to: a sequence expected");
+}
+
+/* the item's n fields (a tuple or list of n), borrowed; -1 with an error otherwise */
+static int unpack(PyObject *item, Py_ssize_t n, PyObject **out)
+{
+    if ((!PyTuple_CheckExact(item) && !PyList_CheckExact(item)) ||
+        PySequence_Fast_GET_SIZE(item) != n) {
+        PyErr_SetString(PyExc_TypeError, "add_to: an item of the wrong shape");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = PySequence_Fast_GET_ITEM(item, i);
+    return 0;
+}
+
+PyDoc_STRVAR(add_to_doc,
+"add_to(acc, sums, units, start_s, after_s, hbm_unit) -> (acc.count - 1,)\n\n"
+"cv_pipeline._WalkSums.add_to(sums, acc, units, start_s, after_s), the same\n"
+"operations on the same objects in the same order (each sum Python's + of the\n"
+"two objects, each comparison Python's), for an Accumulator exactly (its entry\n"
+"and add_part inline).");
+
+static PyObject *add_to(PyObject *self, PyObject *args)
+{
+    PyObject *acc, *sums, *units, *start_s, *after_s, *hbm_unit;
+    if (!PyArg_ParseTuple(args, "OOO!OOO:add_to", &acc, &sums, &PyDict_Type, &units, &start_s,
+                          &after_s, &hbm_unit))
+        return NULL;
+    PyObject *a[N_ATTRS] = {NULL};
+    PyObject *seqs[4] = {NULL}; /* busy, nbytes, actions, hbm_parts as sequences */
+    PyObject *result = NULL, *h = NULL, *entry = NULL, *e = NULL;
+    PyObject *busy = NULL, *nbytes = NULL, *actions = NULL;
+    for (int i = 0; i < N_ATTRS; i++)
+        if (!(a[i] = PyObject_GetAttr(i < A_HEAD ? sums : acc, attr_strs[i])))
+            goto done;
+    if (!PyDict_CheckExact(a[A_HEADS]) || !PyDict_CheckExact(a[A_HEAD]) ||
+        !PyDict_CheckExact(a[A_PARTS]) || !PyList_CheckExact(a[A_FINISH])) {
+        PyErr_SetString(PyExc_TypeError, "add_to: a dict or list expected");
+        goto done;
+    }
+    /* the accumulator's (the names of the sums' own: busy, nbytes, actions) */
+    if (!(busy = PyObject_GetAttr(acc, attr_strs[A_BUSY])) ||
+        !(nbytes = PyObject_GetAttr(acc, attr_strs[A_NBYTES])) ||
+        !(actions = PyObject_GetAttr(acc, attr_strs[A_ACTIONS])))
+        goto done;
+    if (!PyDict_CheckExact(busy) || !PyDict_CheckExact(nbytes) || !PyDict_CheckExact(actions)) {
+        PyErr_SetString(PyExc_TypeError, "add_to: a dict expected");
+        goto done;
+    }
+    for (int i = 0; i < 4; i++)
+        if (!(seqs[i] = as_seq(a[i])))
+            goto done;
+    PyObject *heads = a[A_HEADS], *head = a[A_HEAD];
+    Py_ssize_t n_busy = PySequence_Fast_GET_SIZE(seqs[0]);
+    for (Py_ssize_t i = 0; i < n_busy; i++) { /* for role, seconds, bounds in busy */
+        PyObject *f[3];
+        if (unpack(PySequence_Fast_GET_ITEM(seqs[0], i), 3, f) < 0)
+            goto done;
+        PyObject *role = f[0], *seconds = f[1];
+        PyObject *off = PyDict_GetItemWithError(heads, role);
+        if (!off && PyErr_Occurred())
+            goto done;
+        Py_XSETREF(h, PyNumber_Add(start_s, off ? off : zero_float));
+        if (!h)
+            goto done;
+        PyObject *names = PyDict_GetItemWithError(units, role);
+        if (!names) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_KeyError, role);
+            goto done;
+        }
+        PyObject *bounds = as_seq(f[2]), *us = as_seq(names);
+        if (!bounds || !us) {
+            Py_XDECREF(bounds);
+            Py_XDECREF(us);
+            goto done;
+        }
+        int bad = 0;
+        for (Py_ssize_t u = 0; !bad && u < PySequence_Fast_GET_SIZE(us); u++) {
+            PyObject *unit = PySequence_Fast_GET_ITEM(us, u);
+            /* Accumulator.entry(unit, h) */
+            entry = PyDict_GetItemWithError(busy, unit);
+            if (!entry) {
+                if (PyErr_Occurred()) {
+                    bad = 1;
+                    break;
+                }
+                PyObject *by = PyDict_New();
+                entry = by ? PyList_New(2) : NULL;
+                if (!entry) {
+                    Py_XDECREF(by);
+                    bad = 1;
+                    break;
+                }
+                Py_INCREF(zero_float);
+                PyList_SET_ITEM(entry, 0, zero_float);
+                PyList_SET_ITEM(entry, 1, by);
+                int rc = PyDict_SetItem(busy, unit, entry);
+                Py_DECREF(entry); /* (the dict holds it) */
+                int pos = rc < 0 ? -1 : PyObject_RichCompareBool(h, zero_float, Py_GT);
+                if (pos < 0 || (pos && PyDict_SetItem(head, unit, h) < 0)) {
+                    bad = 1;
+                    break;
+                }
+            } else {
+                PyObject *was = PyDict_GetItemWithError(head, unit);
+                if (!was && PyErr_Occurred()) {
+                    bad = 1;
+                    break;
+                }
+                int lower = PyObject_RichCompareBool(h, was ? was : zero_float, Py_LT);
+                if (lower < 0 || (lower && PyDict_SetItem(head, unit, h) < 0)) {
+                    bad = 1;
+                    break;
+                }
+            }
+            if (!PyList_CheckExact(entry) || PyList_GET_SIZE(entry) < 2) {
+                PyErr_SetString(PyExc_TypeError, "add_to: a busy entry is not [seconds, by]");
+                bad = 1;
+                break;
+            }
+            /* e[0] += seconds */
+            e = PyNumber_InPlaceAdd(PyList_GET_ITEM(entry, 0), seconds);
+            if (!e || PyList_SetItem(entry, 0, e) < 0) { /* (steals e) */
+                e = NULL;
+                bad = 1;
+                break;
+            }
+            e = NULL;
+            PyObject *by = PyList_GET_ITEM(entry, 1);
+            if (!PyDict_Check(by)) {
+                PyErr_SetString(PyExc_TypeError, "add_to: a busy entry's bounds not a dict");
+                bad = 1;
+                break;
+            }
+            for (Py_ssize_t b = 0; b < PySequence_Fast_GET_SIZE(bounds); b++) {
+                PyObject *bv[2];
+                if (unpack(PySequence_Fast_GET_ITEM(bounds, b), 2, bv) < 0 ||
+                    add_into(by, bv[0], zero_float, bv[1]) < 0) {
+                    bad = 1;
+                    break;
+                }
+            }
+        }
+        Py_DECREF(bounds);
+        Py_DECREF(us);
+        if (bad)
+            goto done;
+    }
+    for (int k = 1; k <= 2; k++) { /* nbytes[key] += v (from 0), actions[key] (from 0.0) */
+        PyObject *d = k == 1 ? nbytes : actions, *zero = k == 1 ? zero_int : zero_float;
+        for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seqs[k]); i++) {
+            PyObject *kv[2];
+            if (unpack(PySequence_Fast_GET_ITEM(seqs[k], i), 2, kv) < 0 ||
+                add_into(d, kv[0], zero, kv[1]) < 0)
+                goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seqs[3]); i++) {
+        /* acc.add_part(hbm_unit, start_s + h, seconds, tail + after_s) */
+        PyObject *f[3];
+        if (unpack(PySequence_Fast_GET_ITEM(seqs[3], i), 3, f) < 0)
+            goto done;
+        PyObject *ph = PyNumber_Add(start_s, f[0]);
+        PyObject *pt = ph ? PyNumber_Add(f[2], after_s) : NULL;
+        PyObject *part = pt ? PyTuple_Pack(3, ph, f[1], pt) : NULL;
+        Py_XDECREF(ph);
+        Py_XDECREF(pt);
+        if (!part)
+            goto done;
+        PyObject *got = PyDict_GetItemWithError(a[A_PARTS], hbm_unit);
+        int rc;
+        if (got) {
+            rc = PyList_Append(got, part);
+        } else if (PyErr_Occurred()) {
+            rc = -1;
+        } else {
+            PyObject *one = PyList_New(1);
+            if (one) {
+                Py_INCREF(part);
+                PyList_SET_ITEM(one, 0, part);
+            }
+            rc = one ? PyDict_SetItem(a[A_PARTS], hbm_unit, one) : -1;
+            Py_XDECREF(one);
+        }
+        Py_DECREF(part);
+        if (rc < 0)
+            goto done;
+    }
+    /* finish.extend([start_s] * (count - 1)); finish.append(start_s + path_s) */
+    Py_ssize_t count = PyLong_AsSsize_t(a[A_COUNT]);
+    if (count == -1 && PyErr_Occurred())
+        goto done;
+    for (Py_ssize_t i = 0; i < count - 1; i++)
+        if (PyList_Append(a[A_FINISH], start_s) < 0)
+            goto done;
+    PyObject *last = PyNumber_Add(start_s, a[A_PATH_S]);
+    if (!last || PyList_Append(a[A_FINISH], last) < 0) {
+        Py_XDECREF(last);
+        goto done;
+    }
+    Py_DECREF(last);
+    /* acc.count += count; return (acc.count - 1,) */
+    PyObject *was = PyObject_GetAttr(acc, attr_strs[A_COUNT]);
+    PyObject *now = was ? PyNumber_Add(was, a[A_COUNT]) : NULL;
+    Py_XDECREF(was);
+    if (!now || PyObject_SetAttr(acc, attr_strs[A_COUNT], now) < 0) {
+        Py_XDECREF(now);
+        goto done;
+    }
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *end = one ? PyNumber_Subtract(now, one) : NULL;
+    Py_XDECREF(one);
+    Py_DECREF(now);
+    if (end) {
+        result = PyTuple_Pack(1, end);
+        Py_DECREF(end);
+    }
+done:
+    Py_XDECREF(busy);
+    Py_XDECREF(nbytes);
+    Py_XDECREF(actions);
+    Py_XDECREF(h);
+    for (int i = 0; i < 4; i++)
+        Py_XDECREF(seqs[i]);
+    for (int i = 0; i < N_ATTRS; i++)
+        Py_XDECREF(a[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, walk_doc},
+    {"add_to", add_to, METH_VARARGS, add_to_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -812,6 +1110,12 @@ PyMODINIT_FUNC PyInit__cwalk(void)
     if ((!str_memory && !(str_memory = PyUnicode_InternFromString("memory"))) ||
         (!str_onchip && !(str_onchip = PyUnicode_InternFromString("onchip"))) ||
         (!str_empty && !(str_empty = PyUnicode_InternFromString(""))))
+        return NULL;
+    for (int i = 0; i < N_ATTRS; i++)
+        if (!attr_strs[i] && !(attr_strs[i] = PyUnicode_InternFromString(attr_names[i])))
+            return NULL;
+    if ((!zero_float && !(zero_float = PyFloat_FromDouble(0.0))) ||
+        (!zero_int && !(zero_int = PyLong_FromLong(0))))
         return NULL;
     if (PyType_Ready(&FieldsType) < 0)
         return NULL;

@@ -103,7 +103,7 @@ from hwsim.ir import AttentionShape
 from hwsim.ir.kinds import flops as op_flops
 
 from .chip import L2, Builder, Chip, cdiv, reuse_hit_fraction
-from .cv_pipeline import Block, add_tile_actions, closed_form, emit_cv_pipeline, tile_sum
+from .cv_pipeline import Block, add_tile_actions, closed_form, emit_cv_pipeline
 from .gemm import cube_cycles, emit_gemm, padded_macs
 from .pipeline import Item, append, emit_pipeline
 from .vector import (
@@ -1071,6 +1071,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     work_row = out_row * 2 if chip.split else 0
     vec_per_cube, cycle_s = chip.vec_per_cube, chip.cycle_s
     q_pads: dict[tuple[int, int], int] = {}  # Q's burst padding by (heads, positions)
+    # analytical: the walks leave their blocks' actions to the op, which adds each
+    # distinct tile's sum times the walks that run it (cv_pipeline.add_tile_actions):
+    # the blocks are made without theirs
+    by_tile = TILE_SUMS and not selects and closed_form(bld)
 
     def tile_values(t: Tile, nv: float, warm: bool, mask_case: int):
         """A tile's chain, traffic, actions and stores: the same for every head (and
@@ -1143,10 +1147,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
         moved = hbm + l2b + slow
         share = hbm / moved if moved else 1.0
         store = rows * partial_row if split else rows * dv * by
-        if not selects:  # the walk's blocks, for the cube/vector pipeline
+        if not selects:  # the walk's blocks and their sum, for the cube/vector pipeline
             return latency, _blocks(costs, t, not split, hbm, l2b, slow, mask_hbm, pad,
                                     share, store, actions, nv * v_row,
-                                    (h_hbm, h_l2, h_mask, q_pad))
+                                    (h_hbm, h_l2, h_mask, q_pad), not by_tile)
         bound = "latency" if latency > 1.15 * max(cube_s, vec_s) else "compute"
         # K and V reach L1 in second-level blocks, double buffered (the L1 holds two,
         # _check_blocks): the load of one overlaps the compute of the previous
@@ -1157,9 +1161,6 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
 
     memo: dict[tuple, tuple] = {}
     tile_ids, masked_items = _tile_numbers(items, vals)
-    # analytical: the walks leave their blocks' actions to the op, which adds each
-    # distinct tile's sum times the walks that run it (cv_pipeline.add_tile_actions)
-    by_tile = TILE_SUMS and not selects and closed_form(bld)
     uses: dict[tuple, int] = {}
     # (the loop runs once per tile and head, 200,000 times on a 32K prefill's 80 layers:
     # its lookups in locals)
@@ -1172,8 +1173,10 @@ def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     def new_key(i: int, key: tuple) -> tuple:
         """The memo's entry for a key not met before: (latency, work, whole)."""
         latency, work = tile_values(items[i], vals[i], key[1], key[2])
-        # (the runs cover the walk's blocks: their counts add up to its widths)
-        whole = None if selects or not work else (work, tile_sum(work), len(items[i][5]))
+        # (the runs cover the walk's blocks: their counts add up to its widths; _blocks
+        # hands their tile_sum with them)
+        whole = None if selects or not work[0] else (*work, len(items[i][5]))
+        work = work if selects else work[0]
         got = memo[key] = latency, work, whole
         return got
 
@@ -1306,26 +1309,38 @@ def _tile_numbers(items, vals) -> tuple[list[int], list[bool]]:
 
 def _blocks(costs: _Costs, t: Tile, finish: bool, hbm: float, l2b: float, slow: float,
             mask_hbm: float, pad: float, share: float, store: float, actions: dict,
-            v_bytes: float = 0.0, head: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-            ) -> list[tuple[Block, int]]:
+            v_bytes: float = 0.0, head: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0),
+            block_actions: bool = True) -> tuple[list[tuple[Block, int]], Block | None]:
     """One tile's key/value blocks with their stage times (:class:`_Costs`, one AIV's
     share of the rows for the vector stages) and their share of the tile's loads (by
     width; Q and the mask tile, ``head`` = (hbm, l2, mask, pad) bytes, with the first
     block), as runs of equal blocks
     (block, how many): a 32K walk has a hundred blocks of one width and mask. A tile
     following another on its core continues that core's pipeline: its blocks are the
-    same either way (only its chain, :func:`_chain`, tells the two apart)."""
+    same either way (only its chain, :func:`_chain`, tells the two apart).
+
+    Returns the runs and their :func:`~.cv_pipeline.tile_sum` (None for no block), the
+    sum added up as the blocks are made: the same terms in the same order as
+    ``tile_sum`` adds them (each field from 0.0, run by run, ``x * 1`` skipped; each
+    action ``a * f`` times the run's count), so the same floats (a test holds the two
+    equal). ``block_actions=False``: the blocks carry no actions (an empty dict each),
+    their sum still does: the analytical walk by tile, which reads the actions of the
+    tiles' sums only (:func:`~.cv_pipeline.add_tile_actions`)."""
     rows, _, _, k0, k1, widths, masks = t[:7]
     walk = k1 - k0 if k1 - k0 > 1 else 1  # (max(1, walk))
     times = costs.block_times
     out: list[tuple[Block, int]] = []
     n = len(widths)
     if not n:
-        return out
+        return out, None
     # the keys' share of each load, by width; ``head`` on the first block
     h_hbm, h_l2, h_mask, h_pad = head
     hbm, l2b, mask_hbm, pad = hbm - h_hbm, l2b - h_l2, mask_hbm - h_mask, pad - h_pad
     keep = 1.0 - share
+    # the tile's sum (cv_pipeline._total_fields' order and names)
+    s_qk = s_fs = s_sm = s_pv = s_fo = s_up = s_fi = s_lh = s_l2 = s_ls = s_mk = s_ph = \
+        s_pl = s_sb = s_lv = 0.0
+    acts: dict = {}
     j = 0
     for (w, m), k in _block_runs(widths, masks):
         f = w / walk
@@ -1334,14 +1349,53 @@ def _blocks(costs: _Costs, t: Tile, finish: bool, hbm: float, l2b: float, slow: 
         j += k
         qk, fs, sm, pv, fo, up, fi = times(rows, w, m or None, last and finish)
         p = pad * f + h_pad * x
+        lh, l2, ls, mk = hbm * f + h_hbm * x, l2b * f + h_l2 * x, slow * f, \
+            mask_hbm * f + h_mask * x
+        ph, pl, sb, lv = p * share, p * keep, store if last else 0.0, v_bytes * f
         # (Block's fields in its constructor's order: the seven stage times, then
         # load_hbm, load_l2, load_l2_slow, mask_hbm, pad_hbm, pad_l2, store_bytes,
         # actions, load_v)
-        out.append((Block(qk, fs, sm, pv, fo, up, fi, hbm * f + h_hbm * x, l2b * f + h_l2 * x,
-                          slow * f, mask_hbm * f + h_mask * x, p * share, p * keep,
-                          store if last else 0.0, {a: v * f for a, v in actions.items()},
-                          v_bytes * f), k))
-    return out
+        out.append((Block(qk, fs, sm, pv, fo, up, fi, lh, l2, ls, mk, ph, pl, sb,
+                          {a: v * f for a, v in actions.items()} if block_actions else {},
+                          lv), k))
+        if k == 1:  # (x * 1 is x: the product skipped, as _total_fields skips it)
+            s_qk += qk
+            s_fs += fs
+            s_sm += sm
+            s_pv += pv
+            s_fo += fo
+            s_up += up
+            s_fi += fi
+            s_lh += lh
+            s_l2 += l2
+            s_ls += ls
+            s_mk += mk
+            s_ph += ph
+            s_pl += pl
+            s_sb += sb
+            s_lv += lv
+            for a, v in actions.items():
+                acts[a] = acts.get(a, 0.0) + v * f
+            continue
+        s_qk += qk * k
+        s_fs += fs * k
+        s_sm += sm * k
+        s_pv += pv * k
+        s_fo += fo * k
+        s_up += up * k
+        s_fi += fi * k
+        s_lh += lh * k
+        s_l2 += l2 * k
+        s_ls += ls * k
+        s_mk += mk * k
+        s_ph += ph * k
+        s_pl += pl * k
+        s_sb += sb * k
+        s_lv += lv * k
+        for a, v in actions.items():
+            acts[a] = acts.get(a, 0.0) + v * f * k
+    return out, Block(s_qk, s_fs, s_sm, s_pv, s_fo, s_up, s_fi, s_lh, s_l2, s_ls, s_mk, s_ph,
+                      s_pl, s_sb, acts, s_lv)
 
 
 def _block_runs(widths: tuple[int, ...], masks: tuple[str, ...]

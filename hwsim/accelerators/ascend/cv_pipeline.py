@@ -103,12 +103,14 @@ from .pipeline import store_split
 # numbers are the same either way, to the last bit.
 _cwalk = compiled.optional("hwsim.accelerators.ascend._cwalk", 1)
 COMPILED = _cwalk is not None and not compiled.PURE_PYTHON
+# _WalkSums.add_to's C twin where the build has it (a build from before has not: Python's)
+_C_ADD_TO = getattr(_cwalk, "add_to", None)
 
 MAX_STEPS = 16  # steps per core at most (tasks per core about 10 x this)
 EDGE_STEPS = 2  # blocks alone at each end of a core's walk (pipeline fill and drain)
 
 
-@dataclass
+@dataclass(slots=True)
 class Block:
     """One key/value block of a query tile on one core (times in seconds)."""
 
@@ -915,7 +917,15 @@ class _WalkSums:
         on it); their finish times are lower bounds of theirs in the event schedule:
         the start for each, the start plus :attr:`path_s` for the last, which stands
         for the walk's end (its stores and last vector tasks, of which the latest ends
-        no earlier: :func:`_walk_sums`)."""
+        no earlier: :func:`_walk_sums`).
+
+        ``acc`` an :class:`~hwsim.engine.Accumulator` exactly (:func:`closed_form`'s):
+        where built (:data:`COMPILED`), ``_cwalk.add_to`` adds the same, the same Python
+        operations on the same objects in the same order, its ``entry`` and
+        ``add_part`` inline (a walk's few dozen dict updates were some 60,000
+        instructions in bytecode)."""
+        if COMPILED and _C_ADD_TO is not None:
+            return _C_ADD_TO(acc, self, units, start_s, after_s, HBM_UNIT)
         entry, heads = acc.entry, self.heads
         for role, seconds, bounds in self.busy:
             h = start_s + heads.get(role, 0.0)  # (the tasks' earliest start on the unit)
