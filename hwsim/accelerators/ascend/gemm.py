@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import accumulate, groupby
 from math import gcd, inf
-from operator import sub
+from operator import itemgetter, sub
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -437,6 +437,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     groups = (merged or same_work(per_core)) if bld.grouping else \
         [[c] for c, it in enumerate(per_core) if it or (records and c in records)]
     before = bld.copies
+    deps_t = tuple(deps)
     try:
         for members in groups:
             c = members[0]
@@ -447,19 +448,23 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             if got is not None:
                 keys, plan, h, w = got
                 if len(h) > 1 or plan.terms[0][0] > 1:
-                    if closed:
+                    if closed:  # (whole bytes: the L2 bytes from the items' totals)
                         static, acts = _pipeline_plan(plan, keys, chip, out_hbm, True)
                         last.extend(closed_pipeline(
                             bld.sink, chip, bld.copies, static, h, w, acts, None,
-                            deps=tuple(deps), dest="l1", src="l0", **units))
+                            deps=deps_t, dest="l1", src="l0", **units,
+                            totals=None if w is not None else (plan.nbytes, plan.run_nbytes)))
                     else:
                         last.extend(emit_gemm_pipeline(
-                            bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h, w,
+                            bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h,
+                            _l2_bytes(plan, h) if w is None else w,
                             store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                             deps=deps, dest="l1", src="l0", label=label, memo=made,
                             **units))
                     continue
                 # one tile of one stage: no pipeline (emit_pipeline's)
+                if w is None:
+                    w = _l2_bytes(plan, h)
                 (n_st, _, cp, st, ac, bound, streamed), = plan.terms
                 per_core[c] = [Item(n_st, h[0], w[0], 0.0, cp, st, dict(zip(keys, ac)),
                                     bound, streamed=streamed)]
@@ -539,8 +544,7 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     panel = k * on * dtype_bytes(dtype)
     group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
     # the shapes of a row of tiles, by row height (every row but the last: the full one)
-    heights = sorted({min(om, m - i * om) for i in range(tm)})
-    row_shapes = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+    row_shapes = _row_shapes(shape, m, n, om, on)
     resident = l2.resident
     carried = l2.carried
     lines = l2.lines
@@ -657,8 +661,8 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
     tm, tn = cdiv(m, om), cdiv(n, on)
     panel = k * on * dtype_bytes(dtype)
     group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
-    heights = sorted({min(om, m - i * om) for i in range(tm)})
-    row_shapes = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+    row_shapes = _row_shapes(shape, m, n, om, on)
+    heights = sorted(row_shapes)
     a_max = max(row_shapes[h][0][2] for h in heights)  # A's bytes depend on the rows only
     b_cols = row_shapes[heights[-1]]  # B's on the columns only
     lines = l2.lines
@@ -697,6 +701,17 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
                     used = _steady_rows(lines, used, limit, a, ga, i, tm, om, m, row_shapes,
                                         b_keys, put, put_all, put_shapes, zeros, j0, j1)
                     break
+                if not lines:  # an empty L2 (the GEMM's first row): every read a miss
+                    row = shapes[j0:j1]
+                    bbs = [sh[3] for sh in row]
+                    ab = 0 if a_carried else row[0][2]
+                    # (whole bytes: the reads' running total in any order; below the
+                    # limit at the row's end, below it after each read: no eviction)
+                    if used + ab + sum(bbs) <= limit:
+                        used = _first_row(lines, used, a_key, ab, b_keys, bbs, a_carried,
+                                          put_all)
+                        put_shapes(row)
+                        continue
                 for j in range(j0, j1):
                     sh = shapes[j]
                     if a_carried:
@@ -728,6 +743,37 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
                 put_shapes(shapes[j0:j1])
     l2.used = used
     return hbm, shapes_out
+
+
+def _row_shapes(shape, m: int, n: int, om: int, on: int) -> dict[int, list[tuple]]:
+    """The shapes of a row of tiles (``shape(rows, cols)``, one object per value), by row
+    height: every row full (``om``) but the last, every column full (``on``) but the
+    last (what ``shape(min(om, m - i * om), min(on, n - j * on))`` gives tile by tile)."""
+    tm, tn = cdiv(m, om), cdiv(n, on)
+    last_h, last_w = m - (tm - 1) * om, n - (tn - 1) * on
+    out = {}
+    for h in ((last_h, om) if last_h < om else (om,)) if tm > 1 else (last_h,):
+        out[h] = [shape(h, on)] * (tn - 1) + [shape(h, last_w)]
+    return out
+
+
+def _first_row(lines, used: float, a_key: tuple, ab: int, b_keys: list, bbs: list,
+               a_carried: bool, put_all) -> float:
+    """:func:`_tile_misses`' first row of tiles into an empty L2 whose limit holds its
+    reads (``used`` the bytes held; returns them after): each tile's reads, in turn,
+    are misses but the A panel's after the first tile (moved to the end), so the
+    tiles' HBM bytes are the first tile's A and B panels, then each B panel, and the
+    LRU ends ``[B panels but the last, the A panel, the last B panel]`` (A carried:
+    no A line, each tile its B panel)."""
+    if a_carried:
+        put_all(map(float, bbs))  # (0.0 plus each: itself)
+        lines.update(zip(b_keys, bbs))
+        return used + sum(bbs)
+    put_all([float(ab) + float(bbs[0]), *map(float, bbs[1:])])
+    lines.update(zip(b_keys[:-1], bbs[:-1]))
+    lines[a_key] = ab
+    lines[b_keys[-1]] = bbs[-1]
+    return used + ab + sum(bbs)
 
 
 def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: int, om: int,
@@ -793,14 +839,25 @@ class _Chunks:
     tiles' bytes in all, compute seconds, store bytes, actions' values, bound,
     streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`)."""
 
-    __slots__ = ("spans", "slices", "terms", "nbytes", "memo")
+    __slots__ = ("spans", "ends", "terms", "nbytes", "run_nbytes", "memo")
 
     def __init__(self, spans: list[tuple[int, int]], terms: list[tuple]):
         self.spans = spans
-        self.slices = [slice(a, b) for a, b in spans]
+        # the items' last tiles' running-sum indices (``item_sums``; None: one item)
+        self.ends = itemgetter(*[b for _, b in spans]) if len(spans) > 1 else None
         self.terms = terms
         self.nbytes = [t[1] for t in terms]
+        self.run_nbytes = [0.0, *accumulate(self.nbytes)]  # (closed_pipeline's totals)
         self.memo: dict = {}
+
+    def item_sums(self, hs: list[float]) -> list[float]:
+        """Per item the sum of its tiles' whole numbers ``hs`` (below 2**53): the
+        differences of their running sums at the items' ends (every partial sum exact,
+        so each is what summing the item's tiles gives, in any order)."""
+        if self.ends is None:
+            return [sum(hs)]
+        ends = self.ends([0.0, *accumulate(hs)])
+        return list(map(sub, ends, (0.0, *ends[:-1])))
 
 
 def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dict,
@@ -907,7 +964,8 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     terms and equal loads); with ``leaders_only`` only each group's first core gets its
     items (the one a grouped build emits). With ``records`` (a dict) a core's items go
     there instead, ``records[core] = (actions' keys, its _Chunks, HBM bytes per item,
-    L2 bytes per item)``: what the pipelines read, no :class:`Item` made."""
+    L2 bytes per item)``, the L2 bytes None where the bytes are whole numbers
+    (:func:`_l2_bytes`): what the pipelines read, no :class:`Item` made."""
     cores = len(per_core)
     per = max(1, cap // stages)
     if whole is None:
@@ -956,7 +1014,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
             known.append((shs, plan))
         if l2_all is None:  # whole numbers: the sums in any order, the L2 hits the rest
             # (a tile alone: sum([x]) is x, the bytes never -0.0)
-            h = hs if per == 1 else list(map(sum, map(hs.__getitem__, plan.slices)))
+            h = hs if per == 1 else plan.item_sums(hs)
             rec = (plan, h, None)
             gkey = (id(plan), tuple(h))
         else:  # one after another, as absorb adds them
@@ -987,17 +1045,25 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
 
 def _give_items(per_core: list[list[Item]], core: int, keys: list[str], rec: tuple,
                 records: dict | None) -> None:
-    """:func:`_merge_tiles`' items of ``core``: its record, or :class:`Item` objects."""
+    """:func:`_merge_tiles`' items of ``core``: its record (with whole numbers its L2
+    bytes None: its items' bytes less its HBM bytes, :func:`_l2_bytes`), or
+    :class:`Item` objects."""
     plan, h, w = rec
-    if w is None:  # whole numbers: an item's L2 hits are its bytes less its misses
-        w = list(map(sub, plan.nbytes, h))
     if records is not None:
         records[core] = (keys, plan, h, w)
         return
+    if w is None:
+        w = _l2_bytes(plan, h)
     per_core[core].extend(Item(n_st, x, y, 0.0, cp, st, dict(zip(keys, ac)), bound,
                                streamed=streamed)
                           for (n_st, _, cp, st, ac, bound, streamed), x, y
                           in zip(plan.terms, h, w))
+
+
+def _l2_bytes(plan: _Chunks, h: list[float]) -> list[float]:
+    """A core's L2 bytes per item where its bytes are whole numbers: each item's bytes
+    in all less its HBM bytes ``h``."""
+    return list(map(sub, plan.nbytes, h))
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:
