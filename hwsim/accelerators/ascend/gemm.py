@@ -442,7 +442,6 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
         for members in groups:
             c = members[0]
             mte2, cube, fixpipe = chip.aic_group_pipes(members, "mte2", "cube", "fixpipe")
-            units = {"load_unit": mte2, "compute_unit": cube, "store_unit": fixpipe}
             bld.copies = len(members)  # (Builder.group's, without a generator per group)
             got = records.get(c) if records else None
             if got is not None:
@@ -452,7 +451,8 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                         static, acts = _pipeline_plan(plan, keys, chip, out_hbm, True)
                         last.extend(closed_pipeline(
                             bld.sink, chip, bld.copies, static, h, w, acts, None,
-                            deps=deps_t, dest="l1", src="l0", **units,
+                            load_unit=mte2, compute_unit=cube, store_unit=fixpipe,
+                            deps=deps_t, dest="l1", src="l0",
                             totals=None if w is not None else (plan.nbytes, plan.run_nbytes)))
                     else:
                         last.extend(emit_gemm_pipeline(
@@ -460,7 +460,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
                             _l2_bytes(plan, h) if w is None else w,
                             store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                             deps=deps, dest="l1", src="l0", label=label, memo=made,
-                            **units))
+                            load_unit=mte2, compute_unit=cube, store_unit=fixpipe))
                     continue
                 # one tile of one stage: no pipeline (emit_pipeline's)
                 if w is None:
@@ -471,7 +471,7 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             last.extend(emit_pipeline(
                 bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                 deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
-                memo=made, **units))
+                memo=made, load_unit=mte2, compute_unit=cube, store_unit=fixpipe))
     finally:
         bld.copies = before
     return last
@@ -488,7 +488,7 @@ def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
     got = plan.memo.get(closed)
     if got is not None:
         return got
-    key = (closed, out_hbm, chip, tuple(keys), tuple(plan.terms))
+    key = (closed, out_hbm, chip, tuple(keys), plan.key)
     got = _PLANS.get(key)
     if got is None:
         terms = plan.terms
@@ -831,21 +831,42 @@ def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: 
     return used
 
 
+class _Terms:
+    """A :class:`_Chunks`' terms as a dict key, equal to another by their values (as
+    their tuples are) and hashed once (a tuple hashes its floats at every lookup: a
+    GEMM's core items are looked up by value twice, :func:`_merge_tiles`' ``distinct``
+    and :data:`_PLANS`)."""
+
+    __slots__ = ("terms", "hash")
+
+    def __init__(self, terms: list[tuple]):
+        self.terms = terms
+        self.hash = hash(tuple(terms))
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return type(other) is _Terms and self.terms == other.terms
+
+
 class _Chunks:
     """A core's items as far as its tiles' shapes make them (kept per sequence of tile
     shapes, one object per distinct value, shared by the cores whose tiles have those
     shapes: a GEMM's cores differ mostly in their L2 misses): per item the tiles
     ``[a, b)`` of the core's list it sums (``spans``) and its ``terms``, ``(stages, the
     tiles' bytes in all, compute seconds, store bytes, actions' values, bound,
-    streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`)."""
+    streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`);
+    ``key``: the terms as a dict key (:class:`_Terms`)."""
 
-    __slots__ = ("spans", "ends", "terms", "nbytes", "run_nbytes", "memo")
+    __slots__ = ("spans", "ends", "terms", "key", "nbytes", "run_nbytes", "memo")
 
     def __init__(self, spans: list[tuple[int, int]], terms: list[tuple]):
         self.spans = spans
         # the items' last tiles' running-sum indices (``item_sums``; None: one item)
         self.ends = itemgetter(*[b for _, b in spans]) if len(spans) > 1 else None
         self.terms = terms
+        self.key = _Terms(terms)
         self.nbytes = [t[1] for t in terms]
         self.run_nbytes = [0.0, *accumulate(self.nbytes)]  # (closed_pipeline's totals)
         self.memo: dict = {}
@@ -1001,7 +1022,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     # the cores' tile shapes and their _Chunks, by count of tiles (a GEMM has a few: the
     # lists compared, the same shape objects told by identity, no hash per tile)
     plans: dict[int, list[tuple[list, _Chunks]]] = {}
-    distinct: dict[tuple, _Chunks] = {}  # by the terms' values: one object per value
+    distinct: dict[_Terms, _Chunks] = {}  # by the terms' values: one object per value
     groups: dict[tuple, list[int]] = {}
     for core in range(min(cores, len(hbm_all))):
         hs = hbm_all[core::cores]
@@ -1010,7 +1031,7 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
         plan = next((c for other, c in known if other == shs), None)
         if plan is None:
             plan = _chunks(shs, tuple(map(id, shs)), per, stages, info, alone, runs, by_runs)
-            plan = distinct.setdefault(tuple(plan.terms), plan)
+            plan = distinct.setdefault(plan.key, plan)
             known.append((shs, plan))
         if l2_all is None:  # whole numbers: the sums in any order, the L2 hits the rest
             # (a tile alone: sum([x]) is x, the bytes never -0.0)
