@@ -167,14 +167,19 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
     if hint is not None:
         at = next((i for i, x in enumerate(tiles_in_order) if (x[1], x[3][0]) == hint), 0)
         tiles_in_order.insert(0, tiles_in_order.pop(at))
+    n_cube, hbm_stream_bw, hbm_bw, fixpipe_bw = (chip.n_cube, chip.hbm_stream_bw, chip.hbm_bw,
+                                                 chip.fixpipe_bw)
     for place, om, tm, (on, b_t, out_t, cands, least) in tiles_in_order:
-        tn = cdiv(n, on)
+        # (cdiv and min inline: min(a, b) is b only where b < a)
+        tn = -(-n // on)
         tiles = batch * tm * tn
-        waves = cdiv(tiles, chip.n_cube)
-        cores = min(tiles, chip.n_cube)
+        waves = -(-tiles // n_cube)
+        cores = n_cube if n_cube < tiles else tiles
         # first reads share the HBM (at most one stream per core), re-reads hit L2
-        rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
-        fix_s = out_t / min(chip.fixpipe_bw, rate)
+        rate = hbm_bw / cores
+        if not rate < hbm_stream_bw:
+            rate = hbm_stream_bw
+        fix_s = out_t / (rate if rate < fixpipe_bw else fixpipe_bw)
         # (the candidates' loop without a builtin call: min and max as conditionals,
         # the same picks on ties; the products that do not depend on the k block
         # made once, the same floats)

@@ -143,17 +143,26 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                           dest, src, label, compute_bound)
     if summed(bld, closed_form) and not shadow_units and dest not in ("hbm", "l2") \
             and src not in ("hbm", "l2"):
-        cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
-                                      it.store_bytes, it.streamed, it.bound)
-                                     for it in items))))
         acts: dict[str, float] = {}
-        for it in items:
+        if len(items) == 1:  # (a vector kernel's core: its one item's columns)
+            it = items[0]
+            cols = ([it.stages], [it.load_hbm], [it.load_l2], [it.compute_s],
+                    [it.store_bytes], [it.streamed], [it.bound])
             for a, v in it.actions.items():
-                acts[a] = acts.get(a, 0.0) + v
-        rare = None
-        if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
-            rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2, it.load_l2_slow)
+                acts[a] = 0.0 + v
+            rare = ([it.mask_hbm], [it.pad_hbm], [it.pad_l2], [it.load_l2_slow]) \
+                if it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow else None
+        else:
+            cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
+                                          it.store_bytes, it.streamed, it.bound)
                                          for it in items))))
+            for it in items:
+                for a, v in it.actions.items():
+                    acts[a] = acts.get(a, 0.0) + v
+            rare = None
+            if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
+                rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2,
+                                              it.load_l2_slow) for it in items))))
         static = closed_static(bld.chip, cols[0], cols[3], cols[4], cols[5], cols[6],
                                store_bw=store_bw, store_hbm_fraction=store_hbm_fraction,
                                segments=segments, compute_bound=compute_bound)
@@ -926,10 +935,11 @@ def closed_static(chip, stages: list[int], comp_col: list[float], store_col: lis
         hbm = nb * frac
         l2b = nb - hbm
         hbm_s = hbm / store_hbm_rate
-        d = hbm_s + l2b / store_l2_rate
+        l2_s = l2b / store_l2_rate
+        d = hbm_s + l2_s
         if d < 0.0:
             d = 0.0
-        memory = hbm_s >= l2b / store_l2_rate and hbm_s > 0
+        memory = hbm_s >= l2_s and hbm_s > 0
         wrote = True
         store_s += d
         if memory:
@@ -955,9 +965,14 @@ def closed_static(chip, stages: list[int], comp_col: list[float], store_col: lis
         if n_load > n_seg:  # a load after the last compute: a task of no time ends it
             n_tasks += 1
             last_compute_s = 0.0
-    store_parts = (("memory", store_mem), ("onchip", store_chip))
-    store_parts = [p for p in store_parts if p[1] > 0.0] or store_parts[-1:]
-    comp_parts = [p for p in comp_parts if p[1] > 0.0] or comp_parts[-1:]
+    # (each unit's parts by bound, those above 0 or else the last)
+    if store_mem > 0.0:
+        store_parts = (("memory", store_mem), ("onchip", store_chip)) if store_chip > 0.0 \
+            else (("memory", store_mem),)
+    else:
+        store_parts = (("onchip", store_chip),)
+    if len(comp_parts) > 1:
+        comp_parts = tuple([p for p in comp_parts if p[1] > 0.0]) or comp_parts[-1:]
     return (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s,
             store_parts, l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote,
             r, n_tasks)
