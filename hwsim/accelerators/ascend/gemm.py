@@ -39,9 +39,9 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import accumulate, groupby
+from itertools import accumulate, compress, groupby
 from math import gcd, inf
-from operator import itemgetter, sub
+from operator import sub
 
 from hwsim.ir.dtypes import dtype_bits
 
@@ -838,15 +838,18 @@ def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: 
 
 class _Terms:
     """A :class:`_Chunks`' terms as a dict key, equal to another by their values (as
-    their tuples are) and hashed once (a tuple hashes its floats at every lookup: a
-    GEMM's core items are looked up by value twice, :func:`_merge_tiles`' ``distinct``
-    and :data:`_PLANS`)."""
+    their tuples are) and hashed once (a GEMM's core items are looked up by value
+    twice, :func:`_merge_tiles`' ``distinct`` and :data:`_PLANS`), by their count and
+    their first, middle and last terms: equal terms hash alike, and terms that differ
+    elsewhere only compare unequal (a tuple of all of them would hash every float of
+    every term, at every lookup)."""
 
     __slots__ = ("terms", "hash")
 
     def __init__(self, terms: list[tuple]):
         self.terms = terms
-        self.hash = hash(tuple(terms))
+        n = len(terms)
+        self.hash = hash((n, terms[0], terms[n // 2], terms[-1])) if n else 0
 
     def __hash__(self) -> int:
         return self.hash
@@ -864,12 +867,11 @@ class _Chunks:
     streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`);
     ``key``: the terms as a dict key (:class:`_Terms`)."""
 
-    __slots__ = ("spans", "ends", "terms", "key", "nbytes", "run_nbytes", "memo")
+    __slots__ = ("spans", "item_of", "terms", "key", "nbytes", "run_nbytes", "memo")
 
     def __init__(self, spans: list[tuple[int, int]], terms: list[tuple]):
         self.spans = spans
-        # the items' last tiles' running-sum indices (``item_sums``; None: one item)
-        self.ends = itemgetter(*[b for _, b in spans]) if len(spans) > 1 else None
+        self.item_of: list[int] | None = None  # each tile's item (``item_sums``)
         self.terms = terms
         self.key = _Terms(terms)
         self.nbytes = [t[1] for t in terms]
@@ -877,13 +879,17 @@ class _Chunks:
         self.memo: dict = {}
 
     def item_sums(self, hs: list[float]) -> list[float]:
-        """Per item the sum of its tiles' whole numbers ``hs`` (below 2**53): the
-        differences of their running sums at the items' ends (every partial sum exact,
-        so each is what summing the item's tiles gives, in any order)."""
-        if self.ends is None:
-            return [sum(hs)]
-        ends = self.ends([0.0, *accumulate(hs)])
-        return list(map(sub, ends, (0.0, *ends[:-1])))
+        """Per item the sum of its tiles' whole numbers ``hs`` (below 2**53, none
+        negative): the tiles above 0 added to their items (mostly a few: a core's L2
+        misses), every partial sum exact, so each item's is what summing its tiles
+        gives, in any order (a tile of 0.0 adds nothing)."""
+        of = self.item_of
+        if of is None:
+            of = self.item_of = [i for i, (a, b) in enumerate(self.spans) for _ in range(a, b)]
+        h = [0.0] * len(self.spans)
+        for t in compress(range(len(hs)), hs):
+            h[of[t]] += hs[t]
+        return h
 
 
 def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dict,
@@ -1032,8 +1038,14 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     for core in range(min(cores, len(hbm_all))):
         hs = hbm_all[core::cores]
         shs = shape_all[core::cores]
-        known = plans.setdefault(len(shs), [])
-        plan = next((c for other, c in known if other == shs), None)
+        known = plans.get(len(shs))
+        if known is None:
+            known = plans[len(shs)] = []
+        plan = None
+        for other, c in known:
+            if other == shs:
+                plan = c
+                break
         if plan is None:
             plan = _chunks(shs, tuple(map(id, shs)), per, stages, info, alone, runs, by_runs)
             plan = distinct.setdefault(plan.key, plan)
@@ -1065,7 +1077,10 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
             members.append(core)
             if leaders_only:
                 continue
-        _give_items(per_core, core, keys, rec, records)
+        if records is not None:  # (_give_items', inline)
+            records[core] = (keys, *rec)
+        else:
+            _give_items(per_core, core, keys, rec, records)
     return list(groups.values())
 
 
