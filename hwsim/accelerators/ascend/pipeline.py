@@ -701,23 +701,27 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
                 x = round((run_nb[j] - rh) + (nb_col[j] - hj) * f)
                 l2b = x - done_l2
                 done_l2 = x
-                hbm_s = hbm_bytes / hbm_stream_bw
-                l2_s = l2b / l2_read_bw
-                d = hbm_s + l2_s
-                mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
-                if hbm_s >= l2_s and hbm_s > 0:
-                    mte2_mem += d
-                else:
-                    mte2_chip += d
-                if hbm_bytes > 0:
+                if hbm_bytes:
+                    hbm_s = hbm_bytes / hbm_stream_bw
+                    l2_s = l2b / l2_read_bw
+                    d = hbm_s + l2_s
+                    mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
+                    if hbm_s >= l2_s and hbm_s > 0:
+                        mte2_mem += d
+                    else:
+                        mte2_chip += d
                     h = hbm_bytes / hbm_bw
                     hbm_s_sum += h
                     n_tasks += 1
                     dram_read = 1
                     if fill < 0.0:  # (the members' reads in turn)
                         fill = h * k if h * k > d else d
-                elif fill < 0.0:
-                    fill = d
+                else:  # no HBM bytes: the time the L2 bytes' (0.0 plus it), on chip
+                    d = l2b / l2_read_bw
+                    mte2_s += d
+                    mte2_chip += d
+                    if fill < 0.0:
+                        fill = d
         else:
             run_l2 = [0.0, *accumulate(l2_col)]
             for j, f in load_cuts:
@@ -727,23 +731,27 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
                 x = round(run_l2[j] + l2_col[j] * f)
                 l2b = x - done_l2
                 done_l2 = x
-                hbm_s = hbm_bytes / hbm_stream_bw
-                l2_s = l2b / l2_read_bw
-                d = hbm_s + l2_s
-                mte2_s += d
-                if hbm_s >= l2_s and hbm_s > 0:
-                    mte2_mem += d
-                else:
-                    mte2_chip += d
-                if hbm_bytes > 0:
+                if hbm_bytes:
+                    hbm_s = hbm_bytes / hbm_stream_bw
+                    l2_s = l2b / l2_read_bw
+                    d = hbm_s + l2_s
+                    mte2_s += d
+                    if hbm_s >= l2_s and hbm_s > 0:
+                        mte2_mem += d
+                    else:
+                        mte2_chip += d
                     h = hbm_bytes / hbm_bw
                     hbm_s_sum += h
                     n_tasks += 1
                     dram_read = 1
                     if fill < 0.0:
                         fill = h * k if h * k > d else d
-                elif fill < 0.0:
-                    fill = d
+                else:
+                    d = l2b / l2_read_bw
+                    mte2_s += d
+                    mte2_chip += d
+                    if fill < 0.0:
+                        fill = d
         # (every range's whole bytes added: the last running sums, exact)
         a_hbm = float(done_h)
         a_moved = float(done_h + done_l2)
