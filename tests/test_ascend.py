@@ -1340,3 +1340,45 @@ def test_a_gemms_row_shapes_and_first_row_equal_tile_by_tile():
         assert list(got) == heights, trial
         assert all(a is b for h in heights for a, b in zip(got[h], want[h], strict=True)), \
             trial
+
+
+def test_a_gemms_tile_shapes_kept_across_gemms_equal_ones_made_anew():
+    """emit_gemm keeps its tile shapes across GEMMs by what they are a function of
+    (gemm._SHAPES): GEMMs of one (n, k, dtype, tiling) with another m share their full
+    tiles' shape objects, and each GEMM's summary, analytical and event, is the same to
+    the last bit as with every shape made anew; another n gets shapes of its own."""
+    from hwsim.accelerators.ascend.gemm import _SHAPES
+    from hwsim.engine import summarize
+
+    spec = resolve("ascend").spec
+    ops = [{"kind": "matmul", "m": m, "n": n, "k": 4096}
+           for m in (4096, 4055, 1000, 4055) for n in (4096, 11008)]
+    ops.append({"kind": "matmul", "m": 333, "n": 1000, "k": 700, "dtype": "int8"})
+    for op in ops:
+        wl = ops_workload([op])
+        g = build_graph(wl)
+        kept = len(_SHAPES)
+        warm = TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+        warm_tasks = summarize(TARGET.lower(g.ops[0], g, spec, wl.tiling))
+        assert len(_SHAPES) >= kept
+        _SHAPES.clear()
+        anew = TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+        assert repr(warm) == repr(anew), op
+        _SHAPES.clear()
+        assert repr(warm_tasks) == repr(summarize(TARGET.lower(g.ops[0], g, spec,
+                                                               wl.tiling))), op
+    wl = ops_workload([{"kind": "matmul", "m": 4096, "n": 4096, "k": 4096},
+                       {"kind": "matmul", "m": 4055, "n": 4096, "k": 4096}])
+    g = build_graph(wl)
+    _SHAPES.clear()
+    TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+    (shapes,) = _SHAPES.values()
+    full = set(map(id, shapes.values()))
+    TARGET.lower_summary(g.ops[1], g, spec, wl.tiling)
+    (shapes,) = _SHAPES.values()
+    assert full <= set(map(id, shapes.values()))  # the first GEMM's full tiles shared
+    assert len(shapes) > len(full)  # the other m's last row: shapes of its own
+    wl = ops_workload([{"kind": "matmul", "m": 4096, "n": 11008, "k": 4096}])
+    g = build_graph(wl)
+    TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+    assert len(_SHAPES) == 2  # another n: its own

@@ -338,10 +338,20 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     full_k = t.tk >= kp
     action = f"mac_{chip.cube_dtype(dtype)}"
     bias_by = dtype_bytes(bias_dtype or out_dtype or dtype)
-    shapes: dict[tuple[int, int], tuple] = {}
+    shapes: dict[tuple[int, int], tuple] = {}  # this GEMM's, in the order first made
+    # a tile shape's numbers are a function of these and its rows and columns: kept
+    # across GEMMs (a model's layers differ in m, so in their last row of tiles only)
+    kept = _SHAPES.get((chip, k, n, dtype, ob, t.bk, t.tk, bool(bias), bias_full, bias_by))
+    if kept is None or len(kept) > 4096:
+        if len(_SHAPES) > 256:
+            _SHAPES.clear()
+        kept = _SHAPES[chip, k, n, dtype, ob, t.bk, t.tk, bool(bias), bias_full, bias_by] = {}
 
     def shape(rows: int, cols: int) -> tuple:
         got = shapes.get((rows, cols))
+        if got is not None:
+            return got
+        got = kept.get((rows, cols))
         if got is None:
             mma = cube_cycles(chip, rows, cols, k, dtype) + issue
             rp, cp = cdiv(rows, e) * e, cdiv(cols, e) * e
@@ -362,9 +372,10 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             l0 = fractals * 2 * e * kf * by + (rp * kp + kp * cp) * by \
                 + rp * cp * ACC_BYTES * 2 * cdiv(k, t.bk)
             actions = {action: macs, "l0_byte": l0, "l1_byte": (rp * kp + kp * cp) * by}
-            got = shapes[(rows, cols)] = (chip.cycles(max(mma, mte1)),
-                                          "onchip" if mte1 > mma else "compute",
-                                          a_bytes, b_bytes, out_bytes, actions, bias_bytes)
+            got = kept[(rows, cols)] = (chip.cycles(max(mma, mte1)),
+                                        "onchip" if mte1 > mma else "compute",
+                                        a_bytes, b_bytes, out_bytes, actions, bias_bytes)
+        shapes[(rows, cols)] = got
         return got
 
     tiles_per_batch = cdiv(m, t.om) * cdiv(n, t.on)
@@ -515,6 +526,9 @@ def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
 
 
 _PLANS: dict[tuple, tuple] = {}  # _pipeline_plan's, by what it is a function of
+# emit_gemm's tile shapes (their numbers; no one changes a shape's actions), by what they
+# are a function of but their rows and columns
+_SHAPES: dict[tuple, dict[tuple[int, int], tuple]] = {}
 
 
 def _tile_reads_loop(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
