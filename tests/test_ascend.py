@@ -1247,3 +1247,138 @@ def test_a_gemm_pipeline_plan_kept_across_gemms_equals_one_made_anew():
             renamed = _pipeline_plan(_Chunks(spans, list(terms)), ["mac_int8", "l0_byte"],
                                      chip, frac, closed)
             assert renamed is not anew, trial
+
+
+def _closed_run(chip, static, h, w, acts, rare, k, totals=None, dest="l1", src="l0"):
+    """pipeline.closed_pipeline of one core group into a fresh accumulator (a launch
+    task before it); its every number and key order, as reprs."""
+    from hwsim.accelerators.ascend.pipeline import closed_pipeline
+    from hwsim.engine import Accumulator
+
+    acc = Accumulator()
+    acc.add("launch", 3e-6, None, None, (), "compute")
+    acc.entry("hbm", 0.0)[0] += 1e-7  # a unit another group used before
+    out = closed_pipeline(acc, chip, k, static, h, w, acts, rare, load_unit="c0.mte2",
+                          compute_unit="c0.cube", store_unit="c0.fixpipe", deps=(0,),
+                          dest=dest, src=src, totals=totals)
+    return repr((out, acc.finish, acc.count, list(acc.nbytes.items()),
+                 list(acc.actions.items()), list(acc.busy.items()), list(acc.head.items())))
+
+
+def test_a_closed_pipelines_whole_byte_loads_equal_the_general_loop():
+    """pipeline.closed_pipeline without the rare columns (a GEMM's: the loads' byte
+    sums telescoped to the last running sums, the reads' keys from them) against its
+    general loop (the same columns with the rare ones given as zeros: every range's
+    bytes added one by one), and with the L2 bytes from the items' totals (a GEMM's
+    records: bytes in all less HBM bytes, their running sums the difference) against
+    the L2 column itself: the same accumulator to the last bit, on random items of
+    whole bytes (sparse misses, as a GEMM's cores have them), streamed or not, edge
+    terms, copies; and a vector kernel's keys (the same source and destination)."""
+    import random
+    from itertools import accumulate
+
+    from hwsim.accelerators.ascend.chip import Chip
+    from hwsim.accelerators.ascend.pipeline import closed_static
+
+    rng = random.Random(23)
+    for preset in ("ascend", "ascend-910a"):
+        chip = Chip(resolve(preset).spec)
+        for trial in range(150):
+            n = rng.randint(1, 30)
+            stages = [rng.choice([1, 2, 3, 16, 43]) for _ in range(n)]
+            nb = [float(rng.randint(1, 4) * 2**rng.randint(10, 22)) for _ in range(n)]
+            h = [x if rng.random() < 0.2 else rng.choice([0.0, 0.0, float(int(x // 3))])
+                 for x in nb]
+            if trial % 7 == 3:
+                h = [0.0] * n  # every read an L2 hit
+            w = [a - b for a, b in zip(nb, h)]
+            comp = [rng.random() * 1e-5 for _ in range(n)]
+            store = [float(rng.randint(0, 2**20)) for _ in range(n)]
+            streamed = [rng.random() < 0.5 for _ in range(n)]
+            bound = [rng.choice(["compute", "onchip"]) for _ in range(n)]
+            static = closed_static(chip, stages, comp, store, streamed, bound,
+                                   store_bw=chip.fixpipe_bw,
+                                   store_hbm_fraction=rng.choice([1.0, 0.0, 0.37]),
+                                   segments=rng.choice([6, 2]), compute_bound=None)
+            acts = {"mac_fp16": float(rng.randint(0, 10**9)), "l0_byte": rng.random() * 1e8,
+                    "l1_byte": float(rng.randint(0, 10**7))}
+            k = rng.choice([1, 1, 3, 24])
+            zeros = tuple([0.0] * n for _ in range(4))
+            keys = {} if trial % 5 else {"dest": "ub", "src": "ub"}
+            want = _closed_run(chip, static, h, w, acts, zeros, k, **keys)
+            assert _closed_run(chip, static, h, w, acts, None, k, **keys) == want, trial
+            totals = (nb, [0.0, *accumulate(nb)])
+            assert _closed_run(chip, static, h, None, acts, None, k, totals, **keys) == want, \
+                trial
+            assert _closed_run(chip, static, h, None, acts, zeros, k, totals, **keys) == want, \
+                trial
+
+
+def test_a_gemms_row_shapes_and_first_row_equal_tile_by_tile():
+    """gemm._row_shapes (a row of tiles' shapes: full columns but the last) against the
+    shape of each tile, ``shape(min(om, m - i * om), min(on, n - j * on))``: the same
+    heights in order and the same shape objects, on random sizes (the first row into
+    an empty L2, _first_row, is held to one L2.read per block by
+    test_a_gemms_whole_byte_path_equals_the_tile_by_tile_reads_and_merge)."""
+    import random
+
+    from hwsim.accelerators.ascend.chip import cdiv
+    from hwsim.accelerators.ascend.gemm import _row_shapes
+
+    rng = random.Random(5)
+    for trial in range(500):
+        om, on = rng.choice([16, 32, 128, 256]), rng.choice([16, 64, 128, 512])
+        m, n = rng.randint(1, 3000), rng.randint(1, 3000)
+        made = {}
+
+        def shape(rows, cols, made=made):
+            return made.setdefault((rows, cols), (rows, cols, object()))
+        tm, tn = cdiv(m, om), cdiv(n, on)
+        heights = sorted({min(om, m - i * om) for i in range(tm)})
+        want = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+        got = _row_shapes(shape, m, n, om, on)
+        assert list(got) == heights, trial
+        assert all(a is b for h in heights for a, b in zip(got[h], want[h], strict=True)), \
+            trial
+
+
+def test_a_gemms_tile_shapes_kept_across_gemms_equal_ones_made_anew():
+    """emit_gemm keeps its tile shapes across GEMMs by what they are a function of
+    (gemm._SHAPES): GEMMs of one (n, k, dtype, tiling) with another m share their full
+    tiles' shape objects, and each GEMM's summary, analytical and event, is the same to
+    the last bit as with every shape made anew; another n gets shapes of its own."""
+    from hwsim.accelerators.ascend.gemm import _SHAPES
+    from hwsim.engine import summarize
+
+    spec = resolve("ascend").spec
+    ops = [{"kind": "matmul", "m": m, "n": n, "k": 4096}
+           for m in (4096, 4055, 1000, 4055) for n in (4096, 11008)]
+    ops.append({"kind": "matmul", "m": 333, "n": 1000, "k": 700, "dtype": "int8"})
+    for op in ops:
+        wl = ops_workload([op])
+        g = build_graph(wl)
+        kept = len(_SHAPES)
+        warm = TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+        warm_tasks = summarize(TARGET.lower(g.ops[0], g, spec, wl.tiling))
+        assert len(_SHAPES) >= kept
+        _SHAPES.clear()
+        anew = TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+        assert repr(warm) == repr(anew), op
+        _SHAPES.clear()
+        assert repr(warm_tasks) == repr(summarize(TARGET.lower(g.ops[0], g, spec,
+                                                               wl.tiling))), op
+    wl = ops_workload([{"kind": "matmul", "m": 4096, "n": 4096, "k": 4096},
+                       {"kind": "matmul", "m": 4055, "n": 4096, "k": 4096}])
+    g = build_graph(wl)
+    _SHAPES.clear()
+    TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+    (shapes,) = _SHAPES.values()
+    full = set(map(id, shapes.values()))
+    TARGET.lower_summary(g.ops[1], g, spec, wl.tiling)
+    (shapes,) = _SHAPES.values()
+    assert full <= set(map(id, shapes.values()))  # the first GEMM's full tiles shared
+    assert len(shapes) > len(full)  # the other m's last row: shapes of its own
+    wl = ops_workload([{"kind": "matmul", "m": 4096, "n": 11008, "k": 4096}])
+    g = build_graph(wl)
+    TARGET.lower_summary(g.ops[0], g, spec, wl.tiling)
+    assert len(_SHAPES) == 2  # another n: its own

@@ -90,8 +90,7 @@ class Chip:
 
     def aic_group_pipes(self, cores: list[int], *pipes: str) -> tuple[str, ...]:
         """:meth:`aic_group` of each of ``pipes``, the group's name made once."""
-        name = group_name("core", cores)
-        return tuple([f"{name}.{pipe}" for pipe in pipes])
+        return tuple(map(f"{group_name('core', cores)}.".__add__, pipes))
 
     def aiv(self, vec: int, pipe: str) -> str:
         return f"vec{vec}.{pipe}" if self.split else f"core{vec}.{pipe}"
@@ -103,8 +102,7 @@ class Chip:
 
     def aiv_group_pipes(self, vecs: list[int], *pipes: str) -> tuple[str, ...]:
         """:meth:`aiv_group` of each of ``pipes``, the group's name made once."""
-        name = group_name("vec" if self.split else "core", vecs)
-        return tuple([f"{name}.{pipe}" for pipe in pipes])
+        return tuple(map(f"{group_name('vec' if self.split else 'core', vecs)}.".__add__, pipes))
 
     def vecs_of(self, core: int) -> list[int]:
         """The vector cores that work with cube core ``core`` (two AIV on the 910B)."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import accumulate, compress, groupby
 from math import gcd, inf
 from operator import sub
 
@@ -167,14 +167,19 @@ def _search(chip: Chip, batch: int, m: int, n: int, k: int, dtype: str,
     if hint is not None:
         at = next((i for i, x in enumerate(tiles_in_order) if (x[1], x[3][0]) == hint), 0)
         tiles_in_order.insert(0, tiles_in_order.pop(at))
+    n_cube, hbm_stream_bw, hbm_bw, fixpipe_bw = (chip.n_cube, chip.hbm_stream_bw, chip.hbm_bw,
+                                                 chip.fixpipe_bw)
     for place, om, tm, (on, b_t, out_t, cands, least) in tiles_in_order:
-        tn = cdiv(n, on)
+        # (cdiv and min inline: min(a, b) is b only where b < a)
+        tn = -(-n // on)
         tiles = batch * tm * tn
-        waves = cdiv(tiles, chip.n_cube)
-        cores = min(tiles, chip.n_cube)
+        waves = -(-tiles // n_cube)
+        cores = n_cube if n_cube < tiles else tiles
         # first reads share the HBM (at most one stream per core), re-reads hit L2
-        rate = min(chip.hbm_stream_bw, chip.hbm_bw / cores)
-        fix_s = out_t / min(chip.fixpipe_bw, rate)
+        rate = hbm_bw / cores
+        if not rate < hbm_stream_bw:
+            rate = hbm_stream_bw
+        fix_s = out_t / (rate if rate < fixpipe_bw else fixpipe_bw)
         # (the candidates' loop without a builtin call: min and max as conditionals,
         # the same picks on ties; the products that do not depend on the k block
         # made once, the same floats)
@@ -333,10 +338,20 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     full_k = t.tk >= kp
     action = f"mac_{chip.cube_dtype(dtype)}"
     bias_by = dtype_bytes(bias_dtype or out_dtype or dtype)
-    shapes: dict[tuple[int, int], tuple] = {}
+    shapes: dict[tuple[int, int], tuple] = {}  # this GEMM's, in the order first made
+    # a tile shape's numbers are a function of these and its rows and columns: kept
+    # across GEMMs (a model's layers differ in m, so in their last row of tiles only)
+    kept = _SHAPES.get((chip, k, n, dtype, ob, t.bk, t.tk, bool(bias), bias_full, bias_by))
+    if kept is None or len(kept) > 4096:
+        if len(_SHAPES) > 256:
+            _SHAPES.clear()
+        kept = _SHAPES[chip, k, n, dtype, ob, t.bk, t.tk, bool(bias), bias_full, bias_by] = {}
 
     def shape(rows: int, cols: int) -> tuple:
         got = shapes.get((rows, cols))
+        if got is not None:
+            return got
+        got = kept.get((rows, cols))
         if got is None:
             mma = cube_cycles(chip, rows, cols, k, dtype) + issue
             rp, cp = cdiv(rows, e) * e, cdiv(cols, e) * e
@@ -357,9 +372,10 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
             l0 = fractals * 2 * e * kf * by + (rp * kp + kp * cp) * by \
                 + rp * cp * ACC_BYTES * 2 * cdiv(k, t.bk)
             actions = {action: macs, "l0_byte": l0, "l1_byte": (rp * kp + kp * cp) * by}
-            got = shapes[(rows, cols)] = (chip.cycles(max(mma, mte1)),
-                                          "onchip" if mte1 > mma else "compute",
-                                          a_bytes, b_bytes, out_bytes, actions, bias_bytes)
+            got = kept[(rows, cols)] = (chip.cycles(max(mma, mte1)),
+                                        "onchip" if mte1 > mma else "compute",
+                                        a_bytes, b_bytes, out_bytes, actions, bias_bytes)
+        shapes[(rows, cols)] = got
         return got
 
     tiles_per_batch = cdiv(m, t.om) * cdiv(n, t.on)
@@ -437,36 +453,41 @@ def emit_gemm(bld: Builder, l2: L2, *, batch: int, m: int, n: int, k: int, dtype
     groups = (merged or same_work(per_core)) if bld.grouping else \
         [[c] for c, it in enumerate(per_core) if it or (records and c in records)]
     before = bld.copies
+    deps_t = tuple(deps)
     try:
         for members in groups:
             c = members[0]
             mte2, cube, fixpipe = chip.aic_group_pipes(members, "mte2", "cube", "fixpipe")
-            units = {"load_unit": mte2, "compute_unit": cube, "store_unit": fixpipe}
             bld.copies = len(members)  # (Builder.group's, without a generator per group)
             got = records.get(c) if records else None
             if got is not None:
                 keys, plan, h, w = got
                 if len(h) > 1 or plan.terms[0][0] > 1:
-                    if closed:
+                    if closed:  # (whole bytes: the L2 bytes from the items' totals)
                         static, acts = _pipeline_plan(plan, keys, chip, out_hbm, True)
                         last.extend(closed_pipeline(
                             bld.sink, chip, bld.copies, static, h, w, acts, None,
-                            deps=tuple(deps), dest="l1", src="l0", **units))
+                            load_unit=mte2, compute_unit=cube, store_unit=fixpipe,
+                            deps=deps_t, dest="l1", src="l0",
+                            totals=None if w is not None else (plan.nbytes, plan.run_nbytes)))
                     else:
                         last.extend(emit_gemm_pipeline(
-                            bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h, w,
+                            bld, _pipeline_plan(plan, keys, chip, out_hbm, False), h,
+                            _l2_bytes(plan, h) if w is None else w,
                             store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                             deps=deps, dest="l1", src="l0", label=label, memo=made,
-                            **units))
+                            load_unit=mte2, compute_unit=cube, store_unit=fixpipe))
                     continue
                 # one tile of one stage: no pipeline (emit_pipeline's)
+                if w is None:
+                    w = _l2_bytes(plan, h)
                 (n_st, _, cp, st, ac, bound, streamed), = plan.terms
                 per_core[c] = [Item(n_st, h[0], w[0], 0.0, cp, st, dict(zip(keys, ac)),
                                     bound, streamed=streamed)]
             last.extend(emit_pipeline(
                 bld, per_core[c], store_bw=chip.fixpipe_bw, store_hbm_fraction=out_hbm,
                 deps=deps, dest="l1", src="l0", label=label, closed_form=closed_form,
-                memo=made, **units))
+                memo=made, load_unit=mte2, compute_unit=cube, store_unit=fixpipe))
     finally:
         bld.copies = before
     return last
@@ -483,7 +504,7 @@ def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
     got = plan.memo.get(closed)
     if got is not None:
         return got
-    key = (closed, out_hbm, chip, tuple(keys), tuple(plan.terms))
+    key = (closed, out_hbm, chip, tuple(keys), plan.key)
     got = _PLANS.get(key)
     if got is None:
         terms = plan.terms
@@ -505,6 +526,9 @@ def _pipeline_plan(plan: _Chunks, keys: list[str], chip: Chip, out_hbm: float,
 
 
 _PLANS: dict[tuple, tuple] = {}  # _pipeline_plan's, by what it is a function of
+# emit_gemm's tile shapes (their numbers; no one changes a shape's actions), by what they
+# are a function of but their rows and columns
+_SHAPES: dict[tuple, dict[tuple[int, int], tuple]] = {}
 
 
 def _tile_reads_loop(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: str,
@@ -539,8 +563,7 @@ def _tile_reads(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: s
     panel = k * on * dtype_bytes(dtype)
     group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
     # the shapes of a row of tiles, by row height (every row but the last: the full one)
-    heights = sorted({min(om, m - i * om) for i in range(tm)})
-    row_shapes = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+    row_shapes = _row_shapes(shape, m, n, om, on)
     resident = l2.resident
     carried = l2.carried
     lines = l2.lines
@@ -657,8 +680,8 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
     tm, tn = cdiv(m, om), cdiv(n, on)
     panel = k * on * dtype_bytes(dtype)
     group = max(1, min(tn, int(chip.spec.l2_bytes / 2 // max(panel, 1))))
-    heights = sorted({min(om, m - i * om) for i in range(tm)})
-    row_shapes = {h: [shape(h, min(on, n - j * on)) for j in range(tn)] for h in heights}
+    row_shapes = _row_shapes(shape, m, n, om, on)
+    heights = sorted(row_shapes)
     a_max = max(row_shapes[h][0][2] for h in heights)  # A's bytes depend on the rows only
     b_cols = row_shapes[heights[-1]]  # B's on the columns only
     lines = l2.lines
@@ -697,6 +720,17 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
                     used = _steady_rows(lines, used, limit, a, ga, i, tm, om, m, row_shapes,
                                         b_keys, put, put_all, put_shapes, zeros, j0, j1)
                     break
+                if not lines:  # an empty L2 (the GEMM's first row): every read a miss
+                    row = shapes[j0:j1]
+                    bbs = [sh[3] for sh in row]
+                    ab = 0 if a_carried else row[0][2]
+                    # (whole bytes: the reads' running total in any order; below the
+                    # limit at the row's end, below it after each read: no eviction)
+                    if used + ab + sum(bbs) <= limit:
+                        used = _first_row(lines, used, a_key, ab, b_keys, bbs, a_carried,
+                                          put_all)
+                        put_shapes(row)
+                        continue
                 for j in range(j0, j1):
                     sh = shapes[j]
                     if a_carried:
@@ -728,6 +762,37 @@ def _tile_misses(chip: Chip, l2: L2, batch: int, m: int, n: int, k: int, dtype: 
                 put_shapes(shapes[j0:j1])
     l2.used = used
     return hbm, shapes_out
+
+
+def _row_shapes(shape, m: int, n: int, om: int, on: int) -> dict[int, list[tuple]]:
+    """The shapes of a row of tiles (``shape(rows, cols)``, one object per value), by row
+    height: every row full (``om``) but the last, every column full (``on``) but the
+    last (what ``shape(min(om, m - i * om), min(on, n - j * on))`` gives tile by tile)."""
+    tm, tn = cdiv(m, om), cdiv(n, on)
+    last_h, last_w = m - (tm - 1) * om, n - (tn - 1) * on
+    out = {}
+    for h in ((last_h, om) if last_h < om else (om,)) if tm > 1 else (last_h,):
+        out[h] = [shape(h, on)] * (tn - 1) + [shape(h, last_w)]
+    return out
+
+
+def _first_row(lines, used: float, a_key: tuple, ab: int, b_keys: list, bbs: list,
+               a_carried: bool, put_all) -> float:
+    """:func:`_tile_misses`' first row of tiles into an empty L2 whose limit holds its
+    reads (``used`` the bytes held; returns them after): each tile's reads, in turn,
+    are misses but the A panel's after the first tile (moved to the end), so the
+    tiles' HBM bytes are the first tile's A and B panels, then each B panel, and the
+    LRU ends ``[B panels but the last, the A panel, the last B panel]`` (A carried:
+    no A line, each tile its B panel)."""
+    if a_carried:
+        put_all(map(float, bbs))  # (0.0 plus each: itself)
+        lines.update(zip(b_keys, bbs))
+        return used + sum(bbs)
+    put_all([float(ab) + float(bbs[0]), *map(float, bbs[1:])])
+    lines.update(zip(b_keys[:-1], bbs[:-1]))
+    lines[a_key] = ab
+    lines[b_keys[-1]] = bbs[-1]
+    return used + ab + sum(bbs)
 
 
 def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: int, om: int,
@@ -785,22 +850,60 @@ def _steady_rows(lines, used: float, limit: float, a: str, ga: int, i: int, tm: 
     return used
 
 
+class _Terms:
+    """A :class:`_Chunks`' terms as a dict key, equal to another by their values (as
+    their tuples are) and hashed once (a GEMM's core items are looked up by value
+    twice, :func:`_merge_tiles`' ``distinct`` and :data:`_PLANS`), by their count and
+    their first, middle and last terms: equal terms hash alike, and terms that differ
+    elsewhere only compare unequal (a tuple of all of them would hash every float of
+    every term, at every lookup)."""
+
+    __slots__ = ("terms", "hash")
+
+    def __init__(self, terms: list[tuple]):
+        self.terms = terms
+        n = len(terms)
+        self.hash = hash((n, terms[0], terms[n // 2], terms[-1])) if n else 0
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other) -> bool:
+        return type(other) is _Terms and self.terms == other.terms
+
+
 class _Chunks:
     """A core's items as far as its tiles' shapes make them (kept per sequence of tile
     shapes, one object per distinct value, shared by the cores whose tiles have those
     shapes: a GEMM's cores differ mostly in their L2 misses): per item the tiles
     ``[a, b)`` of the core's list it sums (``spans``) and its ``terms``, ``(stages, the
     tiles' bytes in all, compute seconds, store bytes, actions' values, bound,
-    streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`)."""
+    streamed)``; ``memo``: what the pipelines make of these (:func:`_pipeline_plan`);
+    ``key``: the terms as a dict key (:class:`_Terms`)."""
 
-    __slots__ = ("spans", "slices", "terms", "nbytes", "memo")
+    __slots__ = ("spans", "item_of", "terms", "key", "nbytes", "run_nbytes", "memo")
 
     def __init__(self, spans: list[tuple[int, int]], terms: list[tuple]):
         self.spans = spans
-        self.slices = [slice(a, b) for a, b in spans]
+        self.item_of: list[int] | None = None  # each tile's item (``item_sums``)
         self.terms = terms
+        self.key = _Terms(terms)
         self.nbytes = [t[1] for t in terms]
+        self.run_nbytes = [0.0, *accumulate(self.nbytes)]  # (closed_pipeline's totals)
         self.memo: dict = {}
+
+    def item_sums(self, hs: list[float]) -> list[float]:
+        """Per item the sum of its tiles' whole numbers ``hs`` (below 2**53, none
+        negative): the tiles above 0 added to their items (mostly a few: a core's L2
+        misses), every partial sum exact, so each item's is what summing its tiles
+        gives, in any order (a tile of 0.0 adds nothing)."""
+        of = self.item_of
+        if of is None:
+            of = self.item_of = [i for i, (a, b) in enumerate(self.spans) for _ in range(a, b)]
+        h = [0.0] * len(self.spans)
+        for t in compress(range(len(hs)), hs):
+            h[of[t]] += hs[t]
+        return h
 
 
 def _chunks(shs: list, ids: tuple, per: int, stages: int, info: dict, alone: dict,
@@ -907,7 +1010,8 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     terms and equal loads); with ``leaders_only`` only each group's first core gets its
     items (the one a grouped build emits). With ``records`` (a dict) a core's items go
     there instead, ``records[core] = (actions' keys, its _Chunks, HBM bytes per item,
-    L2 bytes per item)``: what the pipelines read, no :class:`Item` made."""
+    L2 bytes per item)``, the L2 bytes None where the bytes are whole numbers
+    (:func:`_l2_bytes`): what the pipelines read, no :class:`Item` made."""
     cores = len(per_core)
     per = max(1, cap // stages)
     if whole is None:
@@ -943,20 +1047,26 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
     # the cores' tile shapes and their _Chunks, by count of tiles (a GEMM has a few: the
     # lists compared, the same shape objects told by identity, no hash per tile)
     plans: dict[int, list[tuple[list, _Chunks]]] = {}
-    distinct: dict[tuple, _Chunks] = {}  # by the terms' values: one object per value
+    distinct: dict[_Terms, _Chunks] = {}  # by the terms' values: one object per value
     groups: dict[tuple, list[int]] = {}
     for core in range(min(cores, len(hbm_all))):
         hs = hbm_all[core::cores]
         shs = shape_all[core::cores]
-        known = plans.setdefault(len(shs), [])
-        plan = next((c for other, c in known if other == shs), None)
+        known = plans.get(len(shs))
+        if known is None:
+            known = plans[len(shs)] = []
+        plan = None
+        for other, c in known:
+            if other == shs:
+                plan = c
+                break
         if plan is None:
             plan = _chunks(shs, tuple(map(id, shs)), per, stages, info, alone, runs, by_runs)
-            plan = distinct.setdefault(tuple(plan.terms), plan)
+            plan = distinct.setdefault(plan.key, plan)
             known.append((shs, plan))
         if l2_all is None:  # whole numbers: the sums in any order, the L2 hits the rest
             # (a tile alone: sum([x]) is x, the bytes never -0.0)
-            h = hs if per == 1 else list(map(sum, map(hs.__getitem__, plan.slices)))
+            h = hs if per == 1 else plan.item_sums(hs)
             rec = (plan, h, None)
             gkey = (id(plan), tuple(h))
         else:  # one after another, as absorb adds them
@@ -981,23 +1091,34 @@ def _merge_tiles(per_core: list[list[Item]], tiles: list | None, ra: float, rb: 
             members.append(core)
             if leaders_only:
                 continue
-        _give_items(per_core, core, keys, rec, records)
+        if records is not None:  # (_give_items', inline)
+            records[core] = (keys, *rec)
+        else:
+            _give_items(per_core, core, keys, rec, records)
     return list(groups.values())
 
 
 def _give_items(per_core: list[list[Item]], core: int, keys: list[str], rec: tuple,
                 records: dict | None) -> None:
-    """:func:`_merge_tiles`' items of ``core``: its record, or :class:`Item` objects."""
+    """:func:`_merge_tiles`' items of ``core``: its record (with whole numbers its L2
+    bytes None: its items' bytes less its HBM bytes, :func:`_l2_bytes`), or
+    :class:`Item` objects."""
     plan, h, w = rec
-    if w is None:  # whole numbers: an item's L2 hits are its bytes less its misses
-        w = list(map(sub, plan.nbytes, h))
     if records is not None:
         records[core] = (keys, plan, h, w)
         return
+    if w is None:
+        w = _l2_bytes(plan, h)
     per_core[core].extend(Item(n_st, x, y, 0.0, cp, st, dict(zip(keys, ac)), bound,
                                streamed=streamed)
                           for (n_st, _, cp, st, ac, bound, streamed), x, y
                           in zip(plan.terms, h, w))
+
+
+def _l2_bytes(plan: _Chunks, h: list[float]) -> list[float]:
+    """A core's L2 bytes per item where its bytes are whole numbers: each item's bytes
+    in all less its HBM bytes ``h``."""
+    return list(map(sub, plan.nbytes, h))
 
 
 def _alias_scale(hbm_bytes: float, unique: float | None, l2: L2) -> float:

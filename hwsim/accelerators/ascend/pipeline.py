@@ -28,6 +28,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
+from operator import sub
 
 from hwsim.engine import Accumulator
 
@@ -142,17 +143,26 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                           dest, src, label, compute_bound)
     if summed(bld, closed_form) and not shadow_units and dest not in ("hbm", "l2") \
             and src not in ("hbm", "l2"):
-        cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
-                                      it.store_bytes, it.streamed, it.bound)
-                                     for it in items))))
         acts: dict[str, float] = {}
-        for it in items:
+        if len(items) == 1:  # (a vector kernel's core: its one item's columns)
+            it = items[0]
+            cols = ([it.stages], [it.load_hbm], [it.load_l2], [it.compute_s],
+                    [it.store_bytes], [it.streamed], [it.bound])
             for a, v in it.actions.items():
-                acts[a] = acts.get(a, 0.0) + v
-        rare = None
-        if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
-            rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2, it.load_l2_slow)
+                acts[a] = 0.0 + v
+            rare = ([it.mask_hbm], [it.pad_hbm], [it.pad_l2], [it.load_l2_slow]) \
+                if it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow else None
+        else:
+            cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
+                                          it.store_bytes, it.streamed, it.bound)
                                          for it in items))))
+            for it in items:
+                for a, v in it.actions.items():
+                    acts[a] = acts.get(a, 0.0) + v
+            rare = None
+            if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
+                rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2,
+                                              it.load_l2_slow) for it in items))))
         static = closed_static(bld.chip, cols[0], cols[3], cols[4], cols[5], cols[6],
                                store_bw=store_bw, store_hbm_fraction=store_hbm_fraction,
                                segments=segments, compute_bound=compute_bound)
@@ -594,9 +604,9 @@ def _tasks_summary(acc: Accumulator, chip, k: int, loads: list[dict], comp: list
 
 
 def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list,
-                    l2_col: list, acts: dict, rare: tuple | None, *, load_unit: str,
+                    l2_col: list | None, acts: dict, rare: tuple | None, *, load_unit: str,
                     compute_unit: str, store_unit: str, deps: tuple, dest: str,
-                    src: str) -> tuple[int, ...]:
+                    src: str, totals: tuple[list, list] | None = None) -> tuple[int, ...]:
     """The analytical fidelity's pipeline of one core (group), in closed form: what the
     tasks of :func:`emit_pipeline` add up to, summed once, without making or walking them.
 
@@ -604,7 +614,11 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     core groups share it); ``hbm_col``, ``l2_col``: the items' ``load_hbm`` and
     ``load_l2``, one entry per item; ``acts``: the items' actions summed; ``rare``: the
     columns ``(mask_hbm, pad_hbm, pad_l2, load_l2_slow)``, or None where they are all
-    zero (a GEMM's). The ranges are
+    zero (a GEMM's). ``l2_col`` None: the items' bytes are whole numbers (below 2**53)
+    and ``totals`` gives each item's bytes in all and their running sums (``[0.0,
+    *accumulate(...)]``, shared by a GEMM's core groups); an item's L2 bytes are its
+    bytes less its HBM bytes, their running sums the difference of the two (exact). The
+    ranges are
     :func:`emit_pipeline`'s (:func:`_ranges`). A range's sum is a difference of running
     sums of the items (``itertools.accumulate``) at its two ends, an end inside an item
     taking the item's share by stages: what the tasks' range sums add, associated
@@ -653,66 +667,140 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     that many entries, the core's end at the indices returned (the last tasks', as
     :func:`emit_pipeline` returns them: a later kernel waits for those)."""
     finish = acc.finish
-    start0 = acc.ready_s(deps)
+    start0 = 0.0  # (Accumulator.ready_s, inline)
+    for j in deps:
+        f = finish[j]
+        if f > start0:
+            start0 = f
     (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s, store_parts,
      l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote, r, n_tasks) = static
-    # the loads' whole HBM and L2 bytes: _shares of the two columns, inline
-    run_h = [0.0, *accumulate(hbm_col)]
-    run_l2 = [0.0, *accumulate(l2_col)]
-    done_h = done_l2 = 0.0
-    if rare is not None:
-        mk = _shares(rare[0], load_cuts, True)
-        ph, pl, sl = (_shares(c, load_cuts, False) for c in rare[1:])
     hbm_stream_bw, l2_read_bw, hbm_bw = chip.hbm_stream_bw, chip.l2_read_bw, chip.hbm_bw
-    dest_key, src_key = f"{dest}_byte", f"{src}_byte"
     # the loads: the MTE2's time by bound, the HBM reads', the bytes, the moved bytes
     mte2_s = mte2_mem = mte2_chip = hbm_s_sum = 0.0
-    a_hbm = a_moved = 0.0
-    l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
     fill = -1.0
-    # (the ranges' bytes are whole and never negative: running sums of bytes, rounded)
-    # (without the rare columns, a GEMM's, their zero terms are left out: adding 0.0 to a
-    # whole byte count changes no bit)
-    for i, (j, f) in enumerate(load_cuts):
-        x = round(run_h[j] + hbm_col[j] * f)
-        hbm_bytes = x - done_h
-        done_h = x
-        x = round(run_l2[j] + l2_col[j] * f)
-        l2b = x - done_l2
-        done_l2 = x
-        if rare is None:
-            mask_b = l2_counted = 0
-            hbm_s = hbm_bytes / hbm_stream_bw
-            l2_s = l2b / l2_read_bw
+    # (the ranges' bytes are whole: running sums of bytes, rounded; the first range's
+    # start an int 0, so every range's bytes are ints)
+    done_h = done_l2 = 0
+    run_h = [0.0, *accumulate(hbm_col)]
+    if l2_col is None:
+        # whole bytes: each item's L2 bytes are its bytes in all less its HBM bytes, and
+        # the running sums of whole numbers below 2**53 are exact, so the L2 column's
+        # running sum is the difference of the two running sums (the same floats)
+        nb_col, run_nb = totals
+    if rare is None:
+        # (without the rare columns, a GEMM's, their zero terms are left out: adding 0.0 to
+        # a whole byte count changes no bit; the ranges' bytes are never negative, the
+        # columns' running sums rising, so the reads' sums are those of every range's)
+        l2_read = dram_read = 0
+        if l2_col is None:
+            for j, f in load_cuts:
+                rh, hj = run_h[j], hbm_col[j]
+                x = round(rh + hj * f)
+                hbm_bytes = x - done_h
+                done_h = x
+                x = round((run_nb[j] - rh) + (nb_col[j] - hj) * f)
+                l2b = x - done_l2
+                done_l2 = x
+                if hbm_bytes:
+                    hbm_s = hbm_bytes / hbm_stream_bw
+                    l2_s = l2b / l2_read_bw
+                    d = hbm_s + l2_s
+                    mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
+                    if hbm_s >= l2_s and hbm_s > 0:
+                        mte2_mem += d
+                    else:
+                        mte2_chip += d
+                    h = hbm_bytes / hbm_bw
+                    hbm_s_sum += h
+                    n_tasks += 1
+                    dram_read = 1
+                    if fill < 0.0:  # (the members' reads in turn)
+                        fill = h * k if h * k > d else d
+                else:  # no HBM bytes: the time the L2 bytes' (0.0 plus it), on chip
+                    d = l2b / l2_read_bw
+                    mte2_s += d
+                    mte2_chip += d
+                    if fill < 0.0:
+                        fill = d
         else:
+            run_l2 = [0.0, *accumulate(l2_col)]
+            for j, f in load_cuts:
+                x = round(run_h[j] + hbm_col[j] * f)
+                hbm_bytes = x - done_h
+                done_h = x
+                x = round(run_l2[j] + l2_col[j] * f)
+                l2b = x - done_l2
+                done_l2 = x
+                if hbm_bytes:
+                    hbm_s = hbm_bytes / hbm_stream_bw
+                    l2_s = l2b / l2_read_bw
+                    d = hbm_s + l2_s
+                    mte2_s += d
+                    if hbm_s >= l2_s and hbm_s > 0:
+                        mte2_mem += d
+                    else:
+                        mte2_chip += d
+                    h = hbm_bytes / hbm_bw
+                    hbm_s_sum += h
+                    n_tasks += 1
+                    dram_read = 1
+                    if fill < 0.0:
+                        fill = h * k if h * k > d else d
+                else:
+                    d = l2b / l2_read_bw
+                    mte2_s += d
+                    mte2_chip += d
+                    if fill < 0.0:
+                        fill = d
+        # (every range's whole bytes added: the last running sums, exact)
+        a_hbm = float(done_h)
+        a_moved = float(done_h + done_l2)
+        l2_read = done_l2 if done_l2 > 0 else None
+        dram_read = done_h if dram_read else None
+        mask_read = None
+    else:
+        if l2_col is None:
+            l2_col = list(map(sub, nb_col, hbm_col))
+        run_l2 = [0.0, *accumulate(l2_col)]
+        mk = _shares(rare[0], load_cuts, True)
+        ph, pl, sl = (_shares(c, load_cuts, False) for c in rare[1:])
+        a_hbm = a_moved = 0.0
+        l2_read = dram_read = mask_read = None  # (a key enters as a task's would: when met)
+        for i, (j, f) in enumerate(load_cuts):
+            x = round(run_h[j] + hbm_col[j] * f)
+            hbm_bytes = x - done_h
+            done_h = x
+            x = round(run_l2[j] + l2_col[j] * f)
+            l2b = x - done_l2
+            done_l2 = x
             mask_b, l2_counted = mk[i], sl[i]
             hbm_s = (hbm_bytes + (ph[i] + l2_counted)) / hbm_stream_bw
             l2_s = (l2b + pl[i]) / l2_read_bw
-        d = hbm_s + l2_s
-        mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
-        if hbm_s >= l2_s and hbm_s > 0:
-            mte2_mem += d
-        else:
-            mte2_chip += d
-        if l2_counted:
-            l2b = l2b + l2_counted
-            if l2b > 0:
-                l2_read = (l2_read or 0) + int(round(l2b))
-        elif l2b > 0:
-            l2_read = (l2_read or 0) + int(l2b)
-        a_hbm += hbm_bytes
-        a_moved += hbm_bytes + l2b
-        if hbm_bytes > 0:
-            dram_read = (dram_read or 0) + int(hbm_bytes)
-            if mask_b:
-                mask_read = (mask_read or 0) + int(mask_b)
-            h = hbm_bytes / hbm_bw
-            hbm_s_sum += h
-            n_tasks += 1
-            if fill < 0.0 and h * k > d:  # (the members' reads in turn)
-                d = h * k
-        if fill < 0.0:
-            fill = d
+            d = hbm_s + l2_s
+            mte2_s += d
+            if hbm_s >= l2_s and hbm_s > 0:
+                mte2_mem += d
+            else:
+                mte2_chip += d
+            if l2_counted:
+                l2b = l2b + l2_counted
+                if l2b > 0:
+                    l2_read = (l2_read or 0) + int(round(l2b))
+            elif l2b > 0:
+                l2_read = (l2_read or 0) + int(l2b)
+            a_hbm += hbm_bytes
+            a_moved += hbm_bytes + l2b
+            if hbm_bytes > 0:
+                dram_read = (dram_read or 0) + int(hbm_bytes)
+                if mask_b:
+                    mask_read = (mask_read or 0) + int(mask_b)
+                h = hbm_bytes / hbm_bw
+                hbm_s_sum += h
+                n_tasks += 1
+                if fill < 0.0 and h * k > d:
+                    d = h * k
+            if fill < 0.0:
+                fill = d
     # the stores' HBM writes after the loads' reads (the tasks' order), the drain's
     # write as the members' turns (k copies)
     for h in store_h:
@@ -730,47 +818,69 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     other = start0 + hbm_s_sum * k
     if other > end:
         end = other
-    # into the accumulator: bytes and actions times the copies, the units' totals
-    nbytes, actions = acc.nbytes, acc.actions
-    for key, n in (("l2_read", l2_read), ("dram_read", dram_read),
-                   ("mask_dram_read", mask_read), ("l2_write", l2_write),
-                   ("dram_write", dram_write)):
-        if n is not None:
-            nbytes[key] = nbytes.get(key, 0) + n * k
+    # into the accumulator: bytes and actions times the copies, the units' totals (the
+    # keys in the tasks' order)
+    nbytes = acc.nbytes
+    nget = nbytes.get
+    if l2_read is not None:
+        nbytes["l2_read"] = nget("l2_read", 0) + l2_read * k
+    if dram_read is not None:
+        nbytes["dram_read"] = nget("dram_read", 0) + dram_read * k
+    if mask_read is not None:
+        nbytes["mask_dram_read"] = nget("mask_dram_read", 0) + mask_read * k
+    if l2_write is not None:
+        nbytes["l2_write"] = nget("l2_write", 0) + l2_write * k
+    if dram_write is not None:
+        nbytes["dram_write"] = nget("dram_write", 0) + dram_write * k
     moved = {"hbm_byte": a_hbm, "l2_byte": a_moved}
+    dest_key = f"{dest}_byte"
     moved[dest_key] = moved.get(dest_key, 0.0) + a_moved
     for key, v in acts.items():
         moved[key] = moved.get(key, 0.0) + v
     if wrote:
+        src_key = f"{src}_byte"
         moved[src_key] = moved.get(src_key, 0.0) + a_src
         moved["l2_byte"] += a_src
         moved["hbm_byte"] += a_store_hbm
+    actions = acc.actions
     get = actions.get
     for key, v in moved.items():
         actions[key] = get(key, 0.0) + v * k
     # (a unit enters as its first task would: the MTE2 and the compute unit always, the
     # ``hbm`` unit with a first HBM transfer, the store pipe with a first store; each
-    # unit's parts by bound, those above 0 or else the last)
-    mte2_parts = (("memory", mte2_mem), ("onchip", mte2_chip))
-    units = [(load_unit, mte2_s, [p for p in mte2_parts if p[1] > 0.0] or mte2_parts[-1:])]
+    # unit's parts by bound, those above 0 or else the last). Each unit's head
+    # (Accumulator.entry, inline): none of the core's tasks starts before its
+    # dependencies end (``start0``), a lower bound of each unit's first start; a new
+    # unit's entry made with its sums (what 0.0 plus each is: no sum here is -0.0)
+    busy, head = acc.busy, acc.head
+    if mte2_mem > 0.0:
+        mte2_parts = (("memory", mte2_mem), ("onchip", mte2_chip)) if mte2_chip > 0.0 \
+            else (("memory", mte2_mem),)
+    else:
+        mte2_parts = (("onchip", mte2_chip),)
+    units = [(load_unit, mte2_s, mte2_parts)]
     if dram_read is not None or dram_write is not None:
-        units.append((HBM_UNIT, hbm_s_sum * k, [("memory", hbm_s_sum * k)]))
+        units.append((HBM_UNIT, hbm_s_sum * k, (("memory", hbm_s_sum * k),)))
     units.append((compute_unit, comp_s, comp_parts))
     if wrote:
         units.append((store_unit, store_s, store_parts))
-    # each unit's head (Accumulator.head): none of the core's tasks starts before its
-    # dependencies end (``start0``), a lower bound of each unit's first start
-    entry = acc.entry
     for unit, seconds, parts in units:
-        e = entry(unit, start0)
+        e = busy.get(unit)
+        if e is None:
+            busy[unit] = [seconds, dict(parts)]
+            if start0 > 0.0:
+                head[unit] = start0
+            continue
+        if start0 < head.get(unit, 0.0):
+            head[unit] = start0
         e[0] += seconds
         by = e[1]
         for bound, v in parts:
             by[bound] = by.get(bound, 0.0) + v
     finish.extend([start0] * (n_tasks - r))
     finish.extend([end] * r)
-    acc.count = len(finish)
-    return tuple(range(len(finish) - r, len(finish)))
+    n = acc.count = len(finish)
+    return tuple(range(n - r, n))
 
 
 def closed_static(chip, stages: list[int], comp_col: list[float], store_col: list[float],
@@ -833,10 +943,11 @@ def closed_static(chip, stages: list[int], comp_col: list[float], store_col: lis
         hbm = nb * frac
         l2b = nb - hbm
         hbm_s = hbm / store_hbm_rate
-        d = hbm_s + l2b / store_l2_rate
+        l2_s = l2b / store_l2_rate
+        d = hbm_s + l2_s
         if d < 0.0:
             d = 0.0
-        memory = hbm_s >= l2b / store_l2_rate and hbm_s > 0
+        memory = hbm_s >= l2_s and hbm_s > 0
         wrote = True
         store_s += d
         if memory:
@@ -862,9 +973,14 @@ def closed_static(chip, stages: list[int], comp_col: list[float], store_col: lis
         if n_load > n_seg:  # a load after the last compute: a task of no time ends it
             n_tasks += 1
             last_compute_s = 0.0
-    store_parts = (("memory", store_mem), ("onchip", store_chip))
-    store_parts = [p for p in store_parts if p[1] > 0.0] or store_parts[-1:]
-    comp_parts = [p for p in comp_parts if p[1] > 0.0] or comp_parts[-1:]
+    # (each unit's parts by bound, those above 0 or else the last)
+    if store_mem > 0.0:
+        store_parts = (("memory", store_mem), ("onchip", store_chip)) if store_chip > 0.0 \
+            else (("memory", store_mem),)
+    else:
+        store_parts = (("onchip", store_chip),)
+    if len(comp_parts) > 1:
+        comp_parts = tuple([p for p in comp_parts if p[1] > 0.0]) or comp_parts[-1:]
     return (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s,
             store_parts, l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote,
             r, n_tasks)
