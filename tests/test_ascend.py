@@ -1314,6 +1314,54 @@ def test_a_closed_pipelines_whole_byte_loads_equal_the_general_loop():
                 trial
 
 
+def test_a_one_item_cores_kept_static_equals_one_made_anew():
+    """pipeline._one_item_static (a vector kernel's core group: closed_static kept by its
+    arguments' values) against closed_static made anew for each: the same numbers and
+    key order to the last bit, kept for the same values (the same object), its own for
+    an item or a store that differs in any one of them (it fails with any of them left
+    out of the key: the kept one of the other values would come back)."""
+    import random
+    from dataclasses import replace
+
+    from hwsim.accelerators.ascend.chip import Chip
+    from hwsim.accelerators.ascend.pipeline import Item, _one_item_static, closed_static
+
+    def fresh(chip, it, store_bw, frac, segments, bound):
+        return closed_static(chip, [it.stages], [it.compute_s], [it.store_bytes],
+                             [it.streamed], [it.bound], store_bw=store_bw,
+                             store_hbm_fraction=frac, segments=segments, compute_bound=bound)
+
+    rng = random.Random(41)
+    chips = [Chip(resolve(p).spec) for p in ("ascend", "ascend-910a")]
+    for trial in range(300):
+        chip = rng.choice(chips)
+        it = Item(stages=rng.choice([2, 3, 7, 40, 513]), compute_s=rng.random() * 1e-4,
+                  store_bytes=float(rng.randint(0, 2**24)), streamed=rng.random() < 0.8,
+                  bound=rng.choice(["compute", "memory"]), load_hbm=rng.random() * 1e6)
+        args = [rng.choice([chip.mte3_bw, chip.fixpipe_bw]), rng.choice([1.0, 0.0, 0.37]),
+                rng.choice([2, 6]), rng.choice([None, "memory", "compute"])]
+        want = repr(fresh(chip, it, *args))
+        got = _one_item_static(chip, it, *args)
+        assert repr(got) == want, trial
+        # the loads are not its arguments: an item of other loads gets the kept one
+        assert _one_item_static(chip, replace(it, load_hbm=1.0), *args) is got, trial
+        others = [(replace(it, stages=it.stages + 1), args),
+                  (replace(it, compute_s=it.compute_s * 1.5 + 1e-9), args),
+                  (replace(it, store_bytes=it.store_bytes + 4096.0), args),
+                  (replace(it, streamed=not it.streamed), args),
+                  (replace(it, bound="onchip"), args),
+                  (it, [args[0] * 0.5, *args[1:]]),
+                  (it, [args[0], 0.5 if args[1] != 0.5 else 0.25, *args[2:]]),
+                  (it, [*args[:2], args[2] + 1, args[3]]),
+                  (it, [*args[:3], "onchip"])]
+        for i, (other, a) in enumerate(others):
+            assert repr(_one_item_static(chip, other, *a)) == repr(fresh(chip, other, *a)), \
+                (trial, i)
+        other_chip = chips[1] if chip is chips[0] else chips[0]
+        assert repr(_one_item_static(other_chip, it, *args)) == \
+            repr(fresh(other_chip, it, *args)), trial
+
+
 def test_a_gemms_row_shapes_and_first_row_equal_tile_by_tile():
     """gemm._row_shapes (a row of tiles' shapes: full columns but the last) against the
     shape of each tile, ``shape(min(om, m - i * om), min(on, n - j * on))``: the same

@@ -144,18 +144,20 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
     if summed(bld, closed_form) and not shadow_units and dest not in ("hbm", "l2") \
             and src not in ("hbm", "l2"):
         acts: dict[str, float] = {}
-        if len(items) == 1:  # (a vector kernel's core: its one item's columns)
+        if len(items) == 1:  # (a vector kernel's core: its one item's columns, its static kept)
             it = items[0]
-            cols = ([it.stages], [it.load_hbm], [it.load_l2], [it.compute_s],
-                    [it.store_bytes], [it.streamed], [it.bound])
+            hbm_col, l2_col = [it.load_hbm], [it.load_l2]
             for a, v in it.actions.items():
                 acts[a] = 0.0 + v
             rare = ([it.mask_hbm], [it.pad_hbm], [it.pad_l2], [it.load_l2_slow]) \
                 if it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow else None
+            static = _one_item_static(bld.chip, it, store_bw, store_hbm_fraction, segments,
+                                      compute_bound)
         else:
             cols = tuple(map(list, zip(*((it.stages, it.load_hbm, it.load_l2, it.compute_s,
                                           it.store_bytes, it.streamed, it.bound)
                                          for it in items))))
+            hbm_col, l2_col = cols[1], cols[2]
             for it in items:
                 for a, v in it.actions.items():
                     acts[a] = acts.get(a, 0.0) + v
@@ -163,10 +165,10 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
             if any(it.mask_hbm or it.pad_hbm or it.pad_l2 or it.load_l2_slow for it in items):
                 rare = tuple(map(list, zip(*((it.mask_hbm, it.pad_hbm, it.pad_l2,
                                               it.load_l2_slow) for it in items))))
-        static = closed_static(bld.chip, cols[0], cols[3], cols[4], cols[5], cols[6],
-                               store_bw=store_bw, store_hbm_fraction=store_hbm_fraction,
-                               segments=segments, compute_bound=compute_bound)
-        return closed_pipeline(bld.sink, bld.chip, bld.copies, static, cols[1], cols[2], acts,
+            static = closed_static(bld.chip, cols[0], cols[3], cols[4], cols[5], cols[6],
+                                   store_bw=store_bw, store_hbm_fraction=store_hbm_fraction,
+                                   segments=segments, compute_bound=compute_bound)
+        return closed_pipeline(bld.sink, bld.chip, bld.copies, static, hbm_col, l2_col, acts,
                                rare, load_unit=load_unit, compute_unit=compute_unit,
                                store_unit=store_unit, deps=tuple(deps), dest=dest, src=src)
     plan = _plan(items, segments)
@@ -179,6 +181,30 @@ def emit_pipeline(bld: Builder, items: list[Item], *, load_unit: str, compute_un
                        store_hbm_fraction=store_hbm_fraction, deps=deps, dest=dest, src=src,
                        label=label, shadow_units=shadow_units, shadow_label=shadow_label,
                        compute_bound=compute_bound, memo=memo)
+
+
+def _one_item_static(chip, it: Item, store_bw: float, store_hbm_fraction: float,
+                     segments: int, compute_bound: str | None) -> tuple:
+    """:func:`closed_static` of a core of one item (a vector kernel's core group), kept in
+    :data:`_ONE_ITEM_STATICS` by what it is a function of: the chip, the item's stages,
+    compute seconds, store bytes, streamed flag and bound, and the store's arguments (a
+    model's layers repeat many of their vector kernels' core shares: 121 of the 559 on
+    the Llama-2-7B distinct-layer prefill). Its numbers are products of counts, never
+    -0.0 (equal to 0.0 as a key)."""
+    key = (chip, it.stages, it.compute_s, it.store_bytes, it.streamed, it.bound, store_bw,
+           store_hbm_fraction, segments, compute_bound)
+    got = _ONE_ITEM_STATICS.get(key)
+    if got is None:
+        if len(_ONE_ITEM_STATICS) > 4096:
+            _ONE_ITEM_STATICS.clear()
+        got = _ONE_ITEM_STATICS[key] = closed_static(
+            chip, [it.stages], [it.compute_s], [it.store_bytes], [it.streamed], [it.bound],
+            store_bw=store_bw, store_hbm_fraction=store_hbm_fraction, segments=segments,
+            compute_bound=compute_bound)
+    return got
+
+
+_ONE_ITEM_STATICS: dict[tuple, tuple] = {}  # _one_item_static's, by its arguments' values
 
 
 def _plan(items: list[Item], segments: int) -> tuple:
@@ -691,7 +717,6 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
         # (without the rare columns, a GEMM's, their zero terms are left out: adding 0.0 to
         # a whole byte count changes no bit; the ranges' bytes are never negative, the
         # columns' running sums rising, so the reads' sums are those of every range's)
-        l2_read = dram_read = 0
         if l2_col is None:
             for j, f in load_cuts:
                 rh, hj = run_h[j], hbm_col[j]
@@ -701,19 +726,18 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
                 x = round((run_nb[j] - rh) + (nb_col[j] - hj) * f)
                 l2b = x - done_l2
                 done_l2 = x
-                if hbm_bytes:
+                if hbm_bytes:  # (above 0: so is hbm_s)
                     hbm_s = hbm_bytes / hbm_stream_bw
                     l2_s = l2b / l2_read_bw
                     d = hbm_s + l2_s
                     mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
-                    if hbm_s >= l2_s and hbm_s > 0:
+                    if hbm_s >= l2_s:
                         mte2_mem += d
                     else:
                         mte2_chip += d
                     h = hbm_bytes / hbm_bw
                     hbm_s_sum += h
                     n_tasks += 1
-                    dram_read = 1
                     if fill < 0.0:  # (the members' reads in turn)
                         fill = h * k if h * k > d else d
                 else:  # no HBM bytes: the time the L2 bytes' (0.0 plus it), on chip
@@ -736,14 +760,13 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
                     l2_s = l2b / l2_read_bw
                     d = hbm_s + l2_s
                     mte2_s += d
-                    if hbm_s >= l2_s and hbm_s > 0:
+                    if hbm_s >= l2_s:
                         mte2_mem += d
                     else:
                         mte2_chip += d
                     h = hbm_bytes / hbm_bw
                     hbm_s_sum += h
                     n_tasks += 1
-                    dram_read = 1
                     if fill < 0.0:
                         fill = h * k if h * k > d else d
                 else:
@@ -752,11 +775,12 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
                     mte2_chip += d
                     if fill < 0.0:
                         fill = d
-        # (every range's whole bytes added: the last running sums, exact)
+        # (every range's whole bytes added: the last running sums, exact; a read from HBM
+        # where a range has HBM bytes, so where their sum is above 0)
         a_hbm = float(done_h)
         a_moved = float(done_h + done_l2)
         l2_read = done_l2 if done_l2 > 0 else None
-        dram_read = done_h if dram_read else None
+        dram_read = done_h if done_h else None
         mask_read = None
     else:
         if l2_col is None:
@@ -852,22 +876,24 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
     # (Accumulator.entry, inline): none of the core's tasks starts before its
     # dependencies end (``start0``), a lower bound of each unit's first start; a new
     # unit's entry made with its sums (what 0.0 plus each is: no sum here is -0.0)
+    # (the parts as dicts: a group's units are mostly new to the op, each entry a copy;
+    # the static ones, ``comp_parts`` and ``store_parts``, copied, never entered)
     busy, head = acc.busy, acc.head
     if mte2_mem > 0.0:
-        mte2_parts = (("memory", mte2_mem), ("onchip", mte2_chip)) if mte2_chip > 0.0 \
-            else (("memory", mte2_mem),)
+        mte2_by = {"memory": mte2_mem, "onchip": mte2_chip} if mte2_chip > 0.0 \
+            else {"memory": mte2_mem}
     else:
-        mte2_parts = (("onchip", mte2_chip),)
-    units = [(load_unit, mte2_s, mte2_parts)]
+        mte2_by = {"onchip": mte2_chip}
+    units = [(load_unit, mte2_s, mte2_by)]
     if dram_read is not None or dram_write is not None:
-        units.append((HBM_UNIT, hbm_s_sum * k, (("memory", hbm_s_sum * k),)))
+        units.append((HBM_UNIT, hbm_s_sum * k, {"memory": hbm_s_sum * k}))
     units.append((compute_unit, comp_s, comp_parts))
     if wrote:
         units.append((store_unit, store_s, store_parts))
     for unit, seconds, parts in units:
         e = busy.get(unit)
         if e is None:
-            busy[unit] = [seconds, dict(parts)]
+            busy[unit] = [seconds, parts.copy()]
             if start0 > 0.0:
                 head[unit] = start0
             continue
@@ -875,7 +901,7 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
             head[unit] = start0
         e[0] += seconds
         by = e[1]
-        for bound, v in parts:
+        for bound, v in parts.items():
             by[bound] = by.get(bound, 0.0) + v
     finish.extend([start0] * (n_tasks - r))
     finish.extend([end] * r)
@@ -975,12 +1001,13 @@ def closed_static(chip, stages: list[int], comp_col: list[float], store_col: lis
             last_compute_s = 0.0
     # (each unit's parts by bound, those above 0 or else the last)
     if store_mem > 0.0:
-        store_parts = (("memory", store_mem), ("onchip", store_chip)) if store_chip > 0.0 \
-            else (("memory", store_mem),)
+        store_parts = {"memory": store_mem, "onchip": store_chip} if store_chip > 0.0 \
+            else {"memory": store_mem}
     else:
-        store_parts = (("onchip", store_chip),)
+        store_parts = {"onchip": store_chip}
     if len(comp_parts) > 1:
         comp_parts = tuple([p for p in comp_parts if p[1] > 0.0]) or comp_parts[-1:]
+    comp_parts = dict(comp_parts)  # (closed_pipeline enters a copy of each)
     return (n_seg, n_load, load_cuts, comp_s, comp_parts, last_compute_s, store_s,
             store_parts, l2_write, dram_write, a_src, a_store_hbm, store_h, drain_t, wrote,
             r, n_tasks)
