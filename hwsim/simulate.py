@@ -131,12 +131,13 @@ def prepare(wl: Workload, *, split: bool = True) -> tuple[Graph, Graph]:
 
 def _signature(op, graph: Graph) -> tuple:
     """What makes two ops cost the same: kind, attributes, tensor shapes and types."""
-    t = graph.tensors
-    ins = [t[i] for i in op.inputs]
-    outs = [t[o] for o in op.outputs]
-    return (op.kind, tuple(sorted([(k, str(v)) for k, v in op.attrs.items()])),
-            tuple([(x.shape, x.dtype, x.kind) for x in ins]),
-            tuple([(x.shape, x.dtype, x.kind) for x in outs]))
+    # (the attributes in the order of their names, which are unique: the order of the
+    # (name, text) pairs; the tensors looked up by a map, not a list of their own)
+    tensor = graph.tensors.__getitem__
+    attrs = op.attrs
+    return (op.kind, tuple([(k, str(attrs[k])) for k in sorted(attrs)]),
+            tuple([(x.shape, x.dtype, x.kind) for x in map(tensor, op.inputs)]),
+            tuple([(x.shape, x.dtype, x.kind) for x in map(tensor, op.outputs)]))
 
 
 def run_graph(graph: Graph, resolved: ResolvedTarget, wl: Workload | None = None, *,
@@ -240,6 +241,11 @@ class _Pricer:
         # the least time each op needs once its launch chain shrinks (its busiest unit's
         # work, its time at the power limit): what a queued launch cannot take off it
         self.floors: dict[tuple, float] = memo.setdefault("floors", {})
+        # each key costed -> (that key as kept in the dicts above, its cost): an op
+        # priced before gets the kept key, so that the run's later lookups by it
+        # (timelines, floors, latencies: three an op) find it by identity, without
+        # comparing two equal keys item by item (nested tuples of some 20 items)
+        self.priced: dict[tuple, tuple[tuple, dict]] = memo.setdefault("priced", {})
         self.memo = memo
 
     def without_host_kv(self) -> "_Pricer":
@@ -262,9 +268,9 @@ class _Pricer:
         data_key = target.cache_key(op, graph, spec)
         if data_key is not None:
             key += (data_key,)
-        cost = self.cache.get(key)
-        if cost is not None:
-            return key, cost
+        got = self.priced.get(key)
+        if got is not None:
+            return got
         if op.kind in EXPANDED_KINDS:  # no target costs it: expanded before simulation
             raise UnsupportedOpError(target.name, op.kind, op.line(graph))
         # One pause of the collector for the op's lowering, schedule and pricing (the
@@ -301,9 +307,9 @@ class _Pricer:
         ``key``: scheduled the fidelity's way, priced, with the task timeline. With the
         analytical fidelity ``tasks`` may be a target's ``(summary, count)``
         (``Target.lower_summary``: no task made)."""
-        cost = self.cache.get(key)
-        if cost is not None:
-            return key, cost
+        got = self.priced.get(key)
+        if got is not None:
+            return got
         target, spec = self.target, self.spec
         pools = target.pools(spec)
         if isinstance(tasks, tuple):
@@ -346,6 +352,7 @@ class _Pricer:
                                    sched.starts_s, sched.ends_s) if sched else []
         cost["energy_j"] = dyn_j + static
         self.cache[key] = cost
+        self.priced[key] = (key, cost)
         return key, cost
 
 

@@ -471,9 +471,15 @@ def _float_dtype(graph: Graph) -> str:
     return "fp16"
 
 
+_CONTAINERS = (dict, list, tuple)
+
+
 def _copy(value: Any) -> Any:
+    """A deep copy of a plan's JSON-like data: every dict a new dict, every list or
+    tuple a new list, the leaves (numbers, strings, None) shared. (A leaf is taken
+    as it is, not through a call: a plan's records are mostly lists of numbers.)"""
     if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_copy(v) for v in value]
+        return {k: _copy(v) if isinstance(v, _CONTAINERS) else v for k, v in value.items()}
+    if isinstance(value, _CONTAINERS):
+        return [_copy(v) if isinstance(v, _CONTAINERS) else v for v in value]
     return value
