@@ -717,64 +717,39 @@ def closed_pipeline(acc: Accumulator, chip, k: int, static: tuple, hbm_col: list
         # (without the rare columns, a GEMM's, their zero terms are left out: adding 0.0 to
         # a whole byte count changes no bit; the ranges' bytes are never negative, the
         # columns' running sums rising, so the reads' sums are those of every range's)
-        if l2_col is None:
-            for j, f in load_cuts:
-                rh, hj = run_h[j], hbm_col[j]
-                x = round(rh + hj * f)
-                hbm_bytes = x - done_h
-                done_h = x
-                x = round((run_nb[j] - rh) + (nb_col[j] - hj) * f)
-                l2b = x - done_l2
-                done_l2 = x
-                if hbm_bytes:  # (above 0: so is hbm_s)
-                    hbm_s = hbm_bytes / hbm_stream_bw
-                    l2_s = l2b / l2_read_bw
-                    d = hbm_s + l2_s
-                    mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
-                    if hbm_s >= l2_s:
-                        mte2_mem += d
-                    else:
-                        mte2_chip += d
-                    h = hbm_bytes / hbm_bw
-                    hbm_s_sum += h
-                    n_tasks += 1
-                    if fill < 0.0:  # (the members' reads in turn)
-                        fill = h * k if h * k > d else d
-                else:  # no HBM bytes: the time the L2 bytes' (0.0 plus it), on chip
-                    d = l2b / l2_read_bw
-                    mte2_s += d
-                    mte2_chip += d
-                    if fill < 0.0:
-                        fill = d
+        # each range's end on the L2 column: its running sum and the item's L2 bytes
+        if l2_col is None:  # (each the difference of the two; whole bytes: the same floats)
+            l2_at = [(run_nb[j] - run_h[j], nb_col[j] - hbm_col[j]) for j, _ in load_cuts]
         else:
             run_l2 = [0.0, *accumulate(l2_col)]
-            for j, f in load_cuts:
-                x = round(run_h[j] + hbm_col[j] * f)
-                hbm_bytes = x - done_h
-                done_h = x
-                x = round(run_l2[j] + l2_col[j] * f)
-                l2b = x - done_l2
-                done_l2 = x
-                if hbm_bytes:
-                    hbm_s = hbm_bytes / hbm_stream_bw
-                    l2_s = l2b / l2_read_bw
-                    d = hbm_s + l2_s
-                    mte2_s += d
-                    if hbm_s >= l2_s:
-                        mte2_mem += d
-                    else:
-                        mte2_chip += d
-                    h = hbm_bytes / hbm_bw
-                    hbm_s_sum += h
-                    n_tasks += 1
-                    if fill < 0.0:
-                        fill = h * k if h * k > d else d
+            l2_at = [(run_l2[j], l2_col[j]) for j, _ in load_cuts]
+        for (j, f), (rl, cl) in zip(load_cuts, l2_at):
+            x = round(run_h[j] + hbm_col[j] * f)
+            hbm_bytes = x - done_h
+            done_h = x
+            x = round(rl + cl * f)
+            l2b = x - done_l2
+            done_l2 = x
+            if hbm_bytes:  # (above 0: so is hbm_s)
+                hbm_s = hbm_bytes / hbm_stream_bw
+                l2_s = l2b / l2_read_bw
+                d = hbm_s + l2_s
+                mte2_s += d  # (the unit's total in the tasks' order, as theirs adds up)
+                if hbm_s >= l2_s:
+                    mte2_mem += d
                 else:
-                    d = l2b / l2_read_bw
-                    mte2_s += d
                     mte2_chip += d
-                    if fill < 0.0:
-                        fill = d
+                h = hbm_bytes / hbm_bw
+                hbm_s_sum += h
+                n_tasks += 1
+                if fill < 0.0:  # (the members' reads in turn)
+                    fill = h * k if h * k > d else d
+            else:  # no HBM bytes: the time the L2 bytes' (0.0 plus it), on chip
+                d = l2b / l2_read_bw
+                mte2_s += d
+                mte2_chip += d
+                if fill < 0.0:
+                    fill = d
         # (every range's whole bytes added: the last running sums, exact; a read from HBM
         # where a range has HBM bytes, so where their sum is above 0)
         a_hbm = float(done_h)
