@@ -174,26 +174,28 @@ def test_a_wider_softmax_block_never_takes_less_time(preset):
 
 
 def test_an_ops_attention_shape_is_kept_for_its_next_ask_only_by_identity():
-    """attention._shape_of keeps the last op's AttentionShape (its pricing asks three
-    times): equal to AttentionShape.of for every attention op of a graph, the same object
-    on the next ask for the same op and graph, and made anew for another op, or for the
-    same op in another graph (an equal op of a rebuilt graph is not taken for it)."""
-    from hwsim.accelerators.ascend import attention as A  # noqa: PLC0415
+    """AttentionShape.of keeps the last op's shape (an op's pricing asks three times):
+    equal to one made anew (for the equal op of a rebuilt graph) for every attention op
+    of a graph, the same object on the next ask for the same op and graph, and made anew
+    for another op, or for the same op in another graph."""
     from hwsim.ir import AttentionShape  # noqa: PLC0415
+    from hwsim.ir import attention as A  # noqa: PLC0415
 
     wl = workload_from_dict({"model": "llama-2-7b", "phase": "prefill", "seq_len": 300},
                             "<test>")
     g = build_graph(wl)
     g2 = build_graph(wl)
     ops = [op for op in g.ops if op.kind == "attention"]
+    ops2 = [op for op in g2.ops if op.kind == "attention"]
     assert len(ops) > 4
-    for op in ops:
-        got = A._shape_of(op, g)
-        assert got == AttentionShape.of(op, g)
-        assert A._shape_of(op, g) is got
+    for op, op2 in zip(ops, ops2):
+        got = AttentionShape.of(op, g)
+        assert AttentionShape.of(op, g) is got
+        fresh = AttentionShape.of(op2, g2)
+        assert fresh is not got and fresh == got
     op = ops[0]
-    other = next(o for o in g2.ops if o.kind == "attention")
-    assert A._shape_of(op, g) is not A._shape_of(other, g2)
+    other = ops2[0]
+    assert AttentionShape.of(op, g) is not AttentionShape.of(other, g2)
     assert A._LAST_SHAPE[0] is other and A._LAST_SHAPE[1] is g2
 
 

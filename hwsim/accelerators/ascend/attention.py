@@ -169,21 +169,6 @@ def lower_attention(bld: Builder, l2: L2, op, graph, tiling) -> None:
         _fused(bld, l2, op, graph, tiling, two_level=strategy == "fastattention")
 
 
-def _shape_of(op, graph) -> AttentionShape:
-    """``AttentionShape.of(op, graph)``, the last one kept: an op's pricing asks for it
-    three times in a row (its lowering, its detail line, its executed FLOPs), each a
-    frozen dataclass of some 25 fields and their derived counts (about 25 us). Kept by
-    the op's and graph's identity (the entry holds both, so an id names one object)."""
-    last = _LAST_SHAPE
-    if last and last[0] is op and last[1] is graph:
-        return last[2]
-    att = AttentionShape.of(op, graph)
-    _LAST_SHAPE[:] = (op, graph, att)
-    return att
-
-
-_LAST_SHAPE: list = []  # (op, graph, its AttentionShape) of the last op asked for
-
 
 def _check_dtype(chip: Chip, dtype: str) -> None:
     chip.cube_dtype(dtype)  # raises for a type the cube has no mode for
@@ -192,7 +177,7 @@ def _check_dtype(chip: Chip, dtype: str) -> None:
 def describe(chip: Chip, op, graph, tiling) -> str:
     """The strategy, block sizes, packing and split an attention op runs with."""
     strategy = strategy_of(tiling)
-    att = _shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     extra = []
     if att.sparse_keys:
         extra.append(f"{att.sparse_keys} gathered keys per {att.sparse_block} queries")
@@ -237,7 +222,7 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
     query of the tile sees, :func:`hwsim.ir.kinds.visible_scores`); value pruning weights
     ``min(v_len, keys walked)`` values per query row.
     """
-    att = _shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     strategy = strategy_of(tiling)
     if strategy == "standard" or att.sparse_keys:
         return op_flops(op)
@@ -259,7 +244,7 @@ def executed_flops(chip: Chip, op, graph, tiling) -> int:
 
 # ---------------------------------------------------------------------- standard
 def _standard(bld: Builder, l2: L2, op, graph) -> None:
-    att = _shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     chip = bld.chip
     spec = chip.spec
     b, h, hk, d, dv = att.batch, att.heads, att.kv_heads, att.head_dim, att.v_head_dim
@@ -996,7 +981,7 @@ def _split(t: Tile, split: int, blk: Blocks, mask_op: str, masked: bool) -> list
 
 def _fused(bld: Builder, l2: L2, op, graph, tiling, two_level: bool) -> None:
     chip = bld.chip
-    att = _shape_of(op, graph)
+    att = AttentionShape.of(op, graph)
     by = nbytes(att.dtype)
     plan = _plan(chip, att, tiling, two_level)
     blk = plan.blocks
